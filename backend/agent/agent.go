@@ -1,0 +1,106 @@
+// Package agent serves the upgate agent protocol (package agentpb) over one
+// directory. It runs inside a container (`upgate agent`) or in-process for
+// the embedded default, and it never knows about users or protocols: it sees
+// paths relative to its root and a bearer token.
+//
+// Invariants:
+//   - every path is resolved through os.Root: "..", absolute paths, NUL
+//     bytes and symbolic links that lead outside the root are refused;
+//   - every call must carry the token (see Config.Token);
+//   - an open that creates or truncates a file writes a hidden temp file in
+//     the same directory that is renamed over the target only on a clean
+//     CloseOp; any other end of the stream removes it (see file.go);
+//   - every Open stream closes its file when it ends, so OpenHandles returns
+//     to zero once the gateway's streams are gone.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/upgate/upgate/backend/agentpb"
+)
+
+// Config configures a Server. The zero value is not usable: Root and Token
+// are required.
+type Config struct {
+	// Root is the directory served. It must exist.
+	Root string
+	// Token is the bearer token every call must present, compared in
+	// constant time. It must not be empty.
+	Token string
+	// Logger receives one line per failed call and per aborted upload. Nil
+	// means slog.Default().
+	Logger *slog.Logger
+	// Version is reported by the Status call. Empty means "dev".
+	Version string
+}
+
+// Server implements agentpb.AgentServer over Config.Root.
+type Server struct {
+	agentpb.UnimplementedAgentServer
+
+	root    *os.Root
+	token   []byte
+	log     *slog.Logger
+	version string
+
+	openHandles atomic.Int64
+
+	// mu guards uploads: the atomic uploads in progress, by cleaned
+	// root-relative target path.
+	mu      sync.Mutex
+	uploads map[string]map[*handle]struct{}
+}
+
+// New opens cfg.Root and returns a Server for it. Close releases the root.
+func New(cfg Config) (*Server, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("agent: a token is required")
+	}
+	if cfg.Root == "" {
+		return nil, errors.New("agent: a root directory is required")
+	}
+	root, err := os.OpenRoot(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("agent: open root: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	version := cfg.Version
+	if version == "" {
+		version = "dev"
+	}
+	return &Server{
+		root:    root,
+		token:   []byte(cfg.Token),
+		log:     log.With("component", "agent", "root", cfg.Root),
+		version: version,
+		uploads: make(map[string]map[*handle]struct{}),
+	}, nil
+}
+
+// OpenHandles reports how many files the agent holds open for Open streams
+// right now.
+func (s *Server) OpenHandles() int64 { return s.openHandles.Load() }
+
+// UploadsInProgress reports how many atomic uploads are open.
+func (s *Server) UploadsInProgress() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, hs := range s.uploads {
+		n += int64(len(hs))
+	}
+	return n
+}
+
+// Close releases the root directory. Streams still open keep their files
+// until they end; stop the gRPC server first.
+func (s *Server) Close() error { return s.root.Close() }

@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"context"
+	"crypto/subtle"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Keepalive enforcement accepts the gateway's client keepalive (a ping every
+// 20 s, even without streams); the server's own pings find a gateway that
+// vanished so its streams end and their uploads abort.
+var (
+	enforcement = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
+	serverPings = keepalive.ServerParameters{Time: 20 * time.Second, Timeout: 10 * time.Second}
+)
+
+// ServerOptions returns the options a grpc.Server needs to serve s: token
+// checks on every call and the keepalive policy.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if err := s.authorize(ctx); err != nil {
+				return nil, err
+			}
+			return handler(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if err := s.authorize(ss.Context()); err != nil {
+				return err
+			}
+			return handler(srv, ss)
+		}),
+		grpc.KeepaliveEnforcementPolicy(enforcement),
+		grpc.KeepaliveParams(serverPings),
+		grpc.MaxRecvMsgSize(maxMessage),
+	}
+}
+
+// authorize checks the bearer token in constant time.
+func (s *Server) authorize(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		tok, ok := strings.CutPrefix(v, "Bearer ")
+		if ok && subtle.ConstantTimeCompare([]byte(tok), s.token) == 1 {
+			return nil
+		}
+	}
+	return status.Error(codes.Unauthenticated, "agent: missing or wrong token")
+}

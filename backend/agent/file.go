@@ -1,0 +1,378 @@
+package agent
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/upgate/upgate/backend/agentpb"
+)
+
+// tempPrefix starts the name of every atomic-upload temp file. Listings hide
+// such names.
+const tempPrefix = ".upgate-upload-"
+
+func isTempName(name string) bool { return strings.HasPrefix(name, tempPrefix) }
+
+// handle is one open file of one Open stream.
+//
+// An atomic upload (an open for writing that truncates, or that creates a
+// file that does not exist yet) writes tmp; commit renames it over path and
+// then applies times recorded while it was open. Anything else (abort) closes
+// and removes tmp. In-place handles (reads, appends, writes into an existing
+// file without truncation) write path directly.
+type handle struct {
+	s        *Server
+	f        *os.File
+	path     string // cleaned target path
+	tmp      string // temp file path for an atomic upload, "" otherwise
+	append   bool
+	writable bool
+	done     bool // closed or aborted; touched only by the stream goroutine
+
+	// mu guards the attributes recorded for the close.
+	mu           sync.Mutex
+	atime, mtime time.Time
+	timesSet     bool
+}
+
+func (h *handle) setTimes(atime, mtime time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.atime, h.mtime, h.timesSet = atime, mtime, true
+}
+
+func (h *handle) setMode(mode fs.FileMode) {
+	if err := h.f.Chmod(mode); err != nil {
+		h.s.log.Warn("chmod of upload in progress failed", "path", h.path, "err", err)
+	}
+}
+
+// Open serves one open file; see agentpb.AgentServer.
+func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
+	req, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	op := req.GetOpen()
+	if op == nil {
+		return status.Error(codes.InvalidArgument, "the first message of an Open stream must be OpenOp")
+	}
+	h, info, err := s.open(op)
+	if err != nil {
+		err = s.fail("Open", op.GetPath(), err)
+		return stream.Send(&agentpb.FileResponse{Id: req.GetId(), Error: toProtoError(err)})
+	}
+	s.openHandles.Add(1)
+	defer func() {
+		if !h.done {
+			h.abort("stream ended without close")
+		}
+		s.openHandles.Add(-1)
+	}()
+	if err := stream.Send(&agentpb.FileResponse{Id: req.GetId(), Result: &agentpb.FileResponse_Opened{Opened: info}}); err != nil {
+		return err
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // the deferred abort discards the upload
+			}
+			return err
+		}
+		resp := h.serve(req)
+		resp.Id = req.GetId()
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		if h.done {
+			return nil
+		}
+	}
+}
+
+// osFlags converts wire flags to os.OpenFile flags.
+func osFlags(flags uint32) (flag int, read, write bool) {
+	has := func(f agentpb.OpenFlag) bool { return flags&uint32(f) != 0 }
+	read, write = has(agentpb.OpenFlag_OPEN_FLAG_READ), has(agentpb.OpenFlag_OPEN_FLAG_WRITE)
+	switch {
+	case read && write:
+		flag = os.O_RDWR
+	case write:
+		flag = os.O_WRONLY
+	default:
+		flag, read = os.O_RDONLY, true
+	}
+	if has(agentpb.OpenFlag_OPEN_FLAG_APPEND) {
+		flag |= os.O_APPEND
+	}
+	if has(agentpb.OpenFlag_OPEN_FLAG_CREATE) {
+		flag |= os.O_CREATE
+	}
+	if has(agentpb.OpenFlag_OPEN_FLAG_EXCL) {
+		flag |= os.O_EXCL
+	}
+	if has(agentpb.OpenFlag_OPEN_FLAG_TRUNC) {
+		flag |= os.O_TRUNC
+	}
+	if has(agentpb.OpenFlag_OPEN_FLAG_SYNC) {
+		flag |= os.O_SYNC
+	}
+	return flag, read, write
+}
+
+func (s *Server) open(op *agentpb.OpenOp) (*handle, *agentpb.FileInfo, error) {
+	p, err := clean(op.GetPath())
+	if err != nil {
+		return nil, nil, err
+	}
+	flag, _, write := osFlags(op.GetFlags())
+	perm := fs.FileMode(op.GetPerm()) & fs.ModePerm
+	h := &handle{s: s, path: p, append: flag&os.O_APPEND != 0, writable: write}
+
+	atomic := write && !h.append && !op.GetInPlace() && p != "."
+	var existing fs.FileInfo
+	if atomic {
+		existing, err = s.root.Lstat(p)
+		switch {
+		case err == nil && existing.Mode()&fs.ModeSymlink != 0:
+			atomic = false // write through the link, as open(2) would
+		case err == nil && existing.IsDir():
+			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EISDIR}
+		case err == nil && flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL:
+			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EEXIST}
+		case err == nil:
+			atomic = flag&os.O_TRUNC != 0
+		case errors.Is(err, fs.ErrNotExist):
+			atomic = flag&os.O_CREATE != 0
+			existing = nil
+		default:
+			return nil, nil, err
+		}
+	}
+	if !atomic {
+		f, err := s.root.OpenFile(p, flag, perm)
+		if err != nil {
+			return nil, nil, err
+		}
+		h.f = f
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		info := fileInfo(fi)
+		info.Name = path.Base(p)
+		return h, info, nil
+	}
+
+	h.tmp = tempPath(p)
+	f, err := s.root.OpenFile(h.tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			pe.Path = p // name the file the client asked for
+		}
+		return nil, nil, err
+	}
+	h.f = f
+	if existing != nil {
+		// Keep the replaced file's mode and, where allowed, its owner.
+		if err := f.Chmod(existing.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {
+			s.log.Warn("keep mode of replaced file", "path", p, "err", err)
+		}
+		if st, ok := existing.Sys().(*syscall.Stat_t); ok {
+			_ = f.Chown(int(st.Uid), int(st.Gid)) // EPERM when not root: the file is ours then
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		h.abort("stat temp file")
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	if s.uploads[p] == nil {
+		s.uploads[p] = make(map[*handle]struct{})
+	}
+	s.uploads[p][h] = struct{}{}
+	s.mu.Unlock()
+	info := fileInfo(fi)
+	info.Name = path.Base(p)
+	return h, info, nil
+}
+
+// tempPath names a hidden temp file next to p, short enough for NAME_MAX.
+func tempPath(p string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	base := path.Base(p)
+	if len(base) > 180 {
+		base = base[:180]
+	}
+	return path.Join(path.Dir(p), tempPrefix+hex.EncodeToString(b[:])+"-"+base)
+}
+
+// deferToUploads runs fn on every atomic upload in progress for p and
+// reports whether there was one.
+func (s *Server) deferToUploads(p string, fn func(*handle)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for h := range s.uploads[p] {
+		fn(h)
+	}
+	return len(s.uploads[p]) > 0
+}
+
+func (s *Server) forgetUpload(h *handle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.uploads[h.path], h)
+	if len(s.uploads[h.path]) == 0 {
+		delete(s.uploads, h.path)
+	}
+}
+
+// serve executes one request on the open file.
+func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
+	fail := func(op string, err error) *agentpb.FileResponse {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			pe.Path = h.path
+		} else if _, ok := status.FromError(err); !ok {
+			err = &fs.PathError{Op: op, Path: h.path, Err: err}
+		}
+		return &agentpb.FileResponse{Error: toProtoError(err)}
+	}
+	done := &agentpb.FileResponse{Result: &agentpb.FileResponse_Done{Done: &agentpb.Empty{}}}
+	switch op := req.GetOp().(type) {
+	case *agentpb.FileRequest_Read:
+		n := int(op.Read.GetLength())
+		if n < 0 || op.Read.GetOffset() < 0 {
+			return fail("read", status.Error(codes.InvalidArgument, "negative read offset or length"))
+		}
+		off := op.Read.GetOffset()
+		n = min(n, maxChunk)
+		size := int64(-1)
+		if fi, err := h.f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+			n = int(max(min(int64(n), size-off), 0)) // no 1 MiB buffer for a small file
+		}
+		buf := make([]byte, n)
+		got, err := h.f.ReadAt(buf, off)
+		eof := errors.Is(err, io.EOF) || size >= 0 && off+int64(got) >= size
+		if err != nil && !eof {
+			return fail("read", err)
+		}
+		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Read{Read: &agentpb.ReadResult{Data: buf[:got], Eof: eof}}}
+	case *agentpb.FileRequest_Write:
+		var n int
+		var err error
+		if h.append {
+			n, err = h.f.Write(op.Write.GetData())
+		} else {
+			n, err = h.f.WriteAt(op.Write.GetData(), op.Write.GetOffset())
+		}
+		if err != nil {
+			return fail("write", err)
+		}
+		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Write{Write: &agentpb.WriteResult{Written: int64(n)}}}
+	case *agentpb.FileRequest_Truncate:
+		if err := h.f.Truncate(op.Truncate.GetSize()); err != nil {
+			return fail("truncate", err)
+		}
+		return done
+	case *agentpb.FileRequest_Sync:
+		if err := h.f.Sync(); err != nil {
+			return fail("sync", err)
+		}
+		return done
+	case *agentpb.FileRequest_Stat:
+		fi, err := h.f.Stat()
+		if err != nil {
+			return fail("stat", err)
+		}
+		info := fileInfo(fi)
+		info.Name = path.Base(h.path)
+		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Stat{Stat: info}}
+	case *agentpb.FileRequest_SetTimes:
+		h.setTimes(fromNano(op.SetTimes.GetAtimeUnixNano()), fromNano(op.SetTimes.GetMtimeUnixNano()))
+		return done
+	case *agentpb.FileRequest_Chmod:
+		if err := h.f.Chmod(fs.FileMode(op.Chmod.GetPerm()) & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {
+			return fail("chmod", err)
+		}
+		return done
+	case *agentpb.FileRequest_Close:
+		if op.Close.GetAbort() {
+			h.abort("client aborted")
+			return done
+		}
+		if err := h.commit(); err != nil {
+			return fail("close", err)
+		}
+		return done
+	case *agentpb.FileRequest_Open:
+		return fail("open", status.Error(codes.FailedPrecondition, "file is already open"))
+	}
+	return fail("request", status.Error(codes.InvalidArgument, "empty file request"))
+}
+
+// commit closes the file and, for an atomic upload, renames it into place;
+// then it applies the recorded times. On any error the temp file is removed
+// and the old file stays.
+func (h *handle) commit() error {
+	h.done = true
+	cerr := h.f.Close()
+	if h.tmp != "" {
+		if cerr != nil {
+			h.removeTemp()
+			return cerr
+		}
+		if err := h.s.root.Rename(h.tmp, h.path); err != nil {
+			h.removeTemp()
+			return err
+		}
+		h.s.forgetUpload(h)
+	} else if cerr != nil {
+		return cerr
+	}
+	h.mu.Lock()
+	atime, mtime, set := h.atime, h.mtime, h.timesSet
+	h.mu.Unlock()
+	if set {
+		if err := h.s.root.Chtimes(h.path, atime, mtime); err != nil {
+			return fmt.Errorf("set times after commit: %w", err)
+		}
+	}
+	return nil
+}
+
+// abort closes the file and discards an atomic upload.
+func (h *handle) abort(reason string) {
+	h.done = true
+	_ = h.f.Close()
+	if h.tmp != "" {
+		h.removeTemp()
+		h.s.log.Info("upload aborted", "path", h.path, "reason", reason)
+	}
+}
+
+func (h *handle) removeTemp() {
+	if err := h.s.root.Remove(h.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		h.s.log.Error("remove temp file of aborted upload", "path", h.path, "temp", h.tmp, "err", err)
+	}
+	h.s.forgetUpload(h)
+}

@@ -1,0 +1,100 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"syscall"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/upgate/upgate/backend/agentpb"
+)
+
+// errnos maps the errno names agents send back to their values.
+var errnos = map[string]syscall.Errno{
+	"ENOENT": syscall.ENOENT, "EEXIST": syscall.EEXIST, "EACCES": syscall.EACCES,
+	"EPERM": syscall.EPERM, "ENOTEMPTY": syscall.ENOTEMPTY, "EXDEV": syscall.EXDEV,
+	"EISDIR": syscall.EISDIR, "ENOTDIR": syscall.ENOTDIR, "ENOSPC": syscall.ENOSPC,
+	"EDQUOT": syscall.EDQUOT, "EROFS": syscall.EROFS, "ENAMETOOLONG": syscall.ENAMETOOLONG,
+	"EINVAL": syscall.EINVAL, "ELOOP": syscall.ELOOP, "EBUSY": syscall.EBUSY,
+	"EFBIG": syscall.EFBIG, "EIO": syscall.EIO,
+}
+
+// AgentError is an error an agent answered with. It unwraps to the errno
+// (so errors.Is(err, os.ErrNotExist) and errors.Is(err, syscall.ENOTEMPTY)
+// work) or, for an unreachable agent, to ErrUnavailable.
+type AgentError struct {
+	Code    codes.Code
+	Message string // the agent's own text
+	err     error  // what it unwraps to
+}
+
+func (e *AgentError) Error() string { return e.Message }
+func (e *AgentError) Unwrap() error { return e.err }
+
+// fromStatus is the one translation from a gRPC error to an os error. The
+// result is an *fs.PathError naming op and the user-visible path, wrapping
+// an *AgentError.
+func fromStatus(op, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return err // already translated
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return &fs.PathError{Op: op, Path: name, Err: fmt.Errorf("%w: %w", ErrUnavailable, err)}
+		}
+		return &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	errno := ""
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			errno = info.GetReason()
+		}
+	}
+	return &fs.PathError{Op: op, Path: name, Err: agentError(st.Code(), st.Message(), errno)}
+}
+
+// fromProto translates an error carried inside the Open stream.
+func fromProto(op, name string, e *agentpb.Error) error {
+	if e == nil {
+		return nil
+	}
+	return &fs.PathError{Op: op, Path: name, Err: agentError(codes.Code(e.GetCode()), e.GetMessage(), e.GetErrno())}
+}
+
+func agentError(code codes.Code, msg, errno string) *AgentError {
+	e := &AgentError{Code: code, Message: msg}
+	if n, ok := errnos[errno]; ok {
+		e.err = n
+		return e
+	}
+	switch code {
+	case codes.NotFound:
+		e.err = syscall.ENOENT
+	case codes.AlreadyExists:
+		e.err = syscall.EEXIST
+	case codes.PermissionDenied, codes.Unauthenticated:
+		e.err = syscall.EACCES
+	case codes.InvalidArgument:
+		e.err = syscall.EINVAL
+	case codes.ResourceExhausted:
+		e.err = syscall.ENOSPC
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		e.err = ErrUnavailable
+	default:
+		e.err = syscall.EIO
+	}
+	if code == codes.Unauthenticated {
+		e.Message = "agent refused the gateway's token: " + msg
+	}
+	return e
+}

@@ -1,0 +1,60 @@
+package backend
+
+import (
+	"io/fs"
+	"time"
+
+	"github.com/upgate/upgate/backend/agentpb"
+)
+
+// Stat is what a FileInfo from an agent returns from Sys(): the fields of
+// stat(2) that fs.FileInfo has no place for.
+type Stat struct {
+	Uid, Gid uint32
+	Nlink    uint64
+	Atime    time.Time
+}
+
+// fileInfo is an fs.FileInfo decoded from the wire.
+type fileInfo struct {
+	name  string
+	size  int64
+	mode  fs.FileMode
+	mtime time.Time
+	stat  Stat
+}
+
+func newFileInfo(pb *agentpb.FileInfo, name string) *fileInfo {
+	if name == "" {
+		name = pb.GetName()
+	}
+	fi := &fileInfo{
+		name:  name,
+		size:  pb.GetSize(),
+		mode:  fs.FileMode(pb.GetMode()),
+		mtime: time.Unix(0, pb.GetMtimeUnixNano()),
+		stat:  Stat{Uid: pb.GetUid(), Gid: pb.GetGid(), Nlink: pb.GetNlink()},
+	}
+	if pb.GetAtimeUnixNano() != 0 {
+		fi.stat.Atime = time.Unix(0, pb.GetAtimeUnixNano())
+	}
+	return fi
+}
+
+func (fi *fileInfo) Name() string       { return fi.name }
+func (fi *fileInfo) Size() int64        { return fi.size }
+func (fi *fileInfo) Mode() fs.FileMode  { return fi.mode }
+func (fi *fileInfo) ModTime() time.Time { return fi.mtime }
+func (fi *fileInfo) IsDir() bool        { return fi.mode.IsDir() }
+
+// Sys returns a *Stat.
+func (fi *fileInfo) Sys() any { return &fi.stat }
+
+// unixNano encodes a time for the wire; the zero time (leave unchanged)
+// becomes 0.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}

@@ -1,0 +1,86 @@
+// Package backend is upgate's filesystem layer: what the FTP and SFTP
+// frontends write to, and what writes through gRPC to container agents.
+//
+// A backend filesystem is an afero.Fs. Capabilities beyond afero.Fs are
+// small optional interfaces found by type assertion, like afero's own
+// Lstater, Linker and LinkReader:
+//
+//   - afero.Lstater: SFTP LSTAT and listings that show links. Without it,
+//     Stat is used.
+//   - afero.Linker, afero.LinkReader: SFTP SYMLINK and READLINK. Without
+//     them those requests are refused as unsupported.
+//   - Hasher: FTP HASH/XMD5/XSHA256/XCRC and the SSH md5sum/sha256sum exec,
+//     computed where the file lives. Without it the frontend refuses them.
+//   - StatFSer: SFTP statvfs@openssh.com and FTP AVBL. Without it they are
+//     refused.
+//
+// Errors are os errors: frontends test them with errors.Is against
+// os.ErrNotExist, os.ErrExist, os.ErrPermission, syscall.ENOTEMPTY,
+// syscall.EXDEV and syscall.ENOSPC, and ErrUnavailable for an agent that
+// cannot be reached.
+package backend
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/spf13/afero"
+)
+
+// ErrUnavailable is wrapped by errors from an agent that cannot be reached
+// or did not answer in time.
+var ErrUnavailable = errors.New("agent unavailable")
+
+// HashAlgorithm names a checksum a Hasher computes.
+type HashAlgorithm string
+
+// The algorithms every Hasher in this package supports.
+const (
+	SHA256 HashAlgorithm = "sha256"
+	SHA1   HashAlgorithm = "sha1"
+	MD5    HashAlgorithm = "md5"
+	CRC32  HashAlgorithm = "crc32"
+	SHA512 HashAlgorithm = "sha512"
+)
+
+// ParseHashAlgorithm accepts the names FTP's HASH command and the SSH
+// checksum commands use ("SHA-256", "sha256", "MD5", "CRC32", ...).
+func ParseHashAlgorithm(s string) (HashAlgorithm, bool) {
+	switch strings.ToLower(strings.ReplaceAll(s, "-", "")) {
+	case "sha256":
+		return SHA256, true
+	case "sha1":
+		return SHA1, true
+	case "md5":
+		return MD5, true
+	case "crc32", "crc":
+		return CRC32, true
+	case "sha512":
+		return SHA512, true
+	}
+	return "", false
+}
+
+// Hasher is a filesystem that computes checksums next to the data, so a
+// client's HASH or sha256sum does not pull the file through the gateway.
+type Hasher interface {
+	afero.Fs
+	// Hash returns the checksum of length bytes of name from offset;
+	// length 0 means to the end of the file.
+	Hash(ctx context.Context, name string, algo HashAlgorithm, offset, length int64) ([]byte, error)
+}
+
+// FSStats describes the filesystem holding a path, as statvfs(3) does.
+type FSStats struct {
+	BlockSize, FragmentSize             uint64
+	Blocks, BlocksFree, BlocksAvailable uint64
+	Files, FilesFree, NameMax           uint64
+}
+
+// StatFSer is a filesystem that reports capacity, for SFTP's
+// statvfs@openssh.com and FTP's AVBL.
+type StatFSer interface {
+	afero.Fs
+	StatFS(ctx context.Context, name string) (FSStats, error)
+}

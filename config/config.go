@@ -1,0 +1,305 @@
+// Package config defines upgate's configuration and loads it.
+//
+// Configuration comes from three layers, later ones winning:
+//
+//  1. a YAML document: the file given to [Load], or else the embedded
+//     default (upgate.DefaultConfig, the repository's config.yaml);
+//  2. environment variables named UPGATE_ plus the key path upper-cased
+//     with dots turned into underscores: UPGATE_LISTEN_FTP,
+//     UPGATE_CONNECTIONS_KEEPALIVE_IDLE, UPGATE_AGENTS_EMBEDDED_ROOT;
+//  3. command-line flags named after the dotted key (--listen.ftp) that were
+//     explicitly set.
+//
+// Every scalar key listed by [Options] has a built-in default, so a YAML
+// document may omit it and the environment and flags can still set it. Keys
+// inside agents and users have no defaults: the environment and flags can
+// override them only when the YAML document defines them. An environment
+// variable that is set but empty counts, so UPGATE_LISTEN_SFTP= turns the
+// SFTP listener off. Lists given through the environment or flags are
+// comma-separated. Durations are Go durations with a unit ("30s", "1h").
+//
+// Keys are case-insensitive and stored lower-case; this includes the names
+// of agents, which are map keys. An unknown key is an error that names it, so
+// typos do not pass silently.
+//
+// [Load] and [Parse] return a [Config] that has passed [Config.Validate]:
+// every listener address is host:port, every duration and count is
+// positive, every mount names a configured agent, and so on. Every error
+// names the key and the offending value, and starts with "config: ". The
+// zero Config is not valid (its durations are zero); build one with
+// Parse(nil), which yields the defaults with no agents and no users.
+package config
+
+import "time"
+
+// Config is the whole upgate configuration. Each field's comment gives the
+// YAML key, its unit and default, and what zero or empty means.
+type Config struct {
+	// Listen holds the addresses the gateway listens on.
+	Listen Listen `mapstructure:"listen"`
+
+	// Connections holds TCP and session limits shared by all frontends.
+	Connections Connections `mapstructure:"connections"`
+
+	// FTP holds settings for the FTP frontend only.
+	FTP FTP `mapstructure:"ftp"`
+
+	// SFTP holds settings for the SFTP frontend only.
+	SFTP SFTP `mapstructure:"sftp"`
+
+	// Agents maps an agent name (key agents.<name>) to where that agent
+	// runs. Names are lower-case; see the package doc. No default: the
+	// embedded config.yaml defines one in-process agent named "embedded".
+	// Empty means no agents, which only works with no users.
+	Agents map[string]Agent `mapstructure:"agents"`
+
+	// Users lists the accounts that may log in. No default: the embedded
+	// config.yaml defines the loopback-only user "demo". Empty means nobody
+	// can log in.
+	Users []User `mapstructure:"users"`
+
+	// Log configures the process logger.
+	Log Log `mapstructure:"log"`
+}
+
+// Listen holds listener addresses, each host:port as accepted by
+// [net.Listen] with a numeric port. Port 0 picks a free port. An empty
+// host listens on every interface. An empty address turns that listener off.
+type Listen struct {
+	// FTP is the FTP control-connection address (key listen.ftp).
+	// Default "127.0.0.1:2121".
+	FTP string `mapstructure:"ftp"`
+
+	// SFTP is the SSH/SFTP address (key listen.sftp).
+	// Default "127.0.0.1:2222".
+	SFTP string `mapstructure:"sftp"`
+
+	// Admin is the admin HTTP address: health, metrics and session
+	// control (key listen.admin). Default "127.0.0.1:9100".
+	Admin string `mapstructure:"admin"`
+}
+
+// Connections holds limits and timeouts applied by the gateway to every
+// accepted client connection, whatever its protocol.
+type Connections struct {
+	// Keepalive configures TCP keepalive probes on client connections
+	// (key connections.keepalive).
+	Keepalive Keepalive `mapstructure:"keepalive"`
+
+	// UserTimeout is TCP_USER_TIMEOUT: how long sent data may stay
+	// unacknowledged before the kernel drops the connection (key
+	// connections.user_timeout). Default 60s. Must be positive.
+	UserTimeout time.Duration `mapstructure:"user_timeout"`
+
+	// IdleTimeout closes a session that has had no protocol traffic
+	// (commands, NOOP, SSH keepalive replies, data) for this long; a
+	// transfer in progress is never idle (key connections.idle_timeout).
+	// It is for clients that are alive but silent; dead peers are left to
+	// Keepalive and UserTimeout. Default 1h. Must be positive.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
+
+	// Max is the most client connections open at once, over all
+	// listeners; further ones are refused (key connections.max).
+	// Default 4096. Must be positive.
+	Max int `mapstructure:"max"`
+
+	// MaxPerIP is the most client connections open at once from one
+	// source IP (key connections.max_per_ip). Default 64. Must be positive.
+	MaxPerIP int `mapstructure:"max_per_ip"`
+
+	// ProxyProtocol says which peers may send a PROXY protocol header
+	// (key connections.proxy_protocol).
+	ProxyProtocol ProxyProtocol `mapstructure:"proxy_protocol"`
+
+	// DrainTimeout is how long shutdown waits for sessions to finish
+	// before closing them (key connections.drain_timeout). Default 30s.
+	// Must be positive.
+	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
+}
+
+// Keepalive configures TCP keepalive, as [net.KeepAliveConfig] does.
+type Keepalive struct {
+	// Idle is how long a connection is idle before the first probe
+	// (key connections.keepalive.idle). Default 30s. Must be positive.
+	Idle time.Duration `mapstructure:"idle"`
+
+	// Interval is the time between probes (key
+	// connections.keepalive.interval). Default 10s. Must be positive.
+	Interval time.Duration `mapstructure:"interval"`
+
+	// Count is how many unanswered probes drop the connection (key
+	// connections.keepalive.count). Default 3. Must be positive.
+	Count int `mapstructure:"count"`
+}
+
+// ProxyProtocol configures acceptance of PROXY protocol (v1 and v2)
+// headers, which carry the real client address through a load balancer.
+type ProxyProtocol struct {
+	// Trusted lists the CIDRs ("10.0.0.0/8", "::1/128") whose connections
+	// may start with a PROXY header (key connections.proxy_protocol.trusted).
+	// Default empty: PROXY headers are accepted from nobody.
+	Trusted []string `mapstructure:"trusted"`
+}
+
+// FTP holds settings for the FTP frontend.
+type FTP struct {
+	// PassivePorts is the inclusive port range "A-B" offered for passive
+	// data connections, 1 <= A <= B <= 65535 (key ftp.passive_ports).
+	// Default "30000-30019". Empty lets the OS pick any free port.
+	PassivePorts string `mapstructure:"passive_ports"`
+
+	// PublicHost is the IP address announced in PASV replies, for clients
+	// behind NAT (key ftp.public_host). Default empty: the address the
+	// client connected to.
+	PublicHost string `mapstructure:"public_host"`
+
+	// TLS configures explicit FTPS (AUTH TLS) (key ftp.tls).
+	TLS TLS `mapstructure:"tls"`
+}
+
+// TLS is a server certificate for FTPS.
+type TLS struct {
+	// Cert is the PEM certificate chain file (key ftp.tls.cert).
+	// Default empty: FTPS is off. Set together with Key.
+	Cert string `mapstructure:"cert"`
+
+	// Key is the PEM private key file (key ftp.tls.key). Default empty.
+	// Set together with Cert.
+	Key string `mapstructure:"key"`
+
+	// Required refuses login before AUTH TLS (key ftp.tls.required).
+	// Default false: TLS is optional. True requires Cert.
+	Required bool `mapstructure:"required"`
+}
+
+// SFTP holds settings for the SFTP frontend.
+type SFTP struct {
+	// HostKeys lists the SSH host private key files (key sftp.host_keys).
+	// Default ["data/ssh_host_ed25519_key"]. Must not be empty while
+	// listen.sftp is set.
+	HostKeys []string `mapstructure:"host_keys"`
+
+	// Keepalive configures SSH-level keepalive requests (key
+	// sftp.keepalive).
+	Keepalive SSHKeepalive `mapstructure:"keepalive"`
+}
+
+// SSHKeepalive configures keepalive@openssh.com requests sent to SSH
+// clients, which detect dead clients even when TCP keepalive cannot.
+type SSHKeepalive struct {
+	// Interval is the time between requests (key sftp.keepalive.interval).
+	// Default 20s. Must be positive.
+	Interval time.Duration `mapstructure:"interval"`
+
+	// MaxMissed is how many consecutive unanswered requests close the
+	// connection (key sftp.keepalive.max_missed). Default 3. Must be
+	// positive.
+	MaxMissed int `mapstructure:"max_missed"`
+}
+
+// Agent says where one agent runs: either in-process (Embedded) or
+// remote over gRPC. Exactly one of Root (embedded) and Address (remote)
+// is set.
+type Agent struct {
+	// Embedded runs the agent code in-process over Root (key
+	// agents.<name>.embedded). Default false: the agent is remote.
+	Embedded bool `mapstructure:"embedded"`
+
+	// Root is the directory an embedded agent serves, created if missing
+	// (key agents.<name>.root). Relative paths are relative to the working
+	// directory. Required when Embedded; must be empty otherwise.
+	Root string `mapstructure:"root"`
+
+	// Address is a remote agent's gRPC target (key agents.<name>.address):
+	// host:port, dns:///host:port, unix:/path or another gRPC target
+	// scheme. Every "{user}" is replaced by the user's name, so one entry
+	// can name a per-user agent. Required unless Embedded; must be empty
+	// when Embedded.
+	Address string `mapstructure:"address"`
+
+	// TokenFile is a file holding the bearer token sent to a remote agent
+	// (key agents.<name>.token_file). Required for a remote agent unless
+	// TLS.Cert authenticates it instead; must be empty when Embedded.
+	TokenFile string `mapstructure:"token_file"`
+
+	// TLS secures the connection to a remote agent (key
+	// agents.<name>.tls). The zero value means plaintext gRPC. Must be
+	// zero when Embedded.
+	TLS AgentTLS `mapstructure:"tls"`
+}
+
+// AgentTLS configures TLS from the gateway to a remote agent. All fields
+// are optional; setting any of them turns TLS on.
+type AgentTLS struct {
+	// CA is a PEM file of CAs that verify the agent (key
+	// agents.<name>.tls.ca). Empty means the system roots.
+	CA string `mapstructure:"ca"`
+
+	// Cert is the PEM client certificate presented to the agent (key
+	// agents.<name>.tls.cert). Empty means no client certificate. Set
+	// together with Key.
+	Cert string `mapstructure:"cert"`
+
+	// Key is the PEM private key for Cert (key agents.<name>.tls.key).
+	Key string `mapstructure:"key"`
+
+	// ServerName overrides the name verified in the agent's certificate
+	// (key agents.<name>.tls.server_name). Empty means the host of Address.
+	ServerName string `mapstructure:"server_name"`
+}
+
+// Enabled reports whether any TLS setting is present, that is, whether
+// the gateway dials the agent with TLS.
+func (t AgentTLS) Enabled() bool { return t != AgentTLS{} }
+
+// User is one account.
+type User struct {
+	// Name is the login name (key users[i].name): non-empty, unique, and
+	// made only of A-Z a-z 0-9 . _ -.
+	Name string `mapstructure:"name"`
+
+	// PasswordHash is the bcrypt hash of the password (key
+	// users[i].password_hash), as printed by "upgate hash-password".
+	// Empty means password login is off; the user then needs a key.
+	PasswordHash string `mapstructure:"password_hash"`
+
+	// AuthorizedKeys are public keys in authorized_keys format, one per
+	// entry, options allowed (key users[i].authorized_keys). They allow
+	// SFTP public-key login. Empty means password login only.
+	AuthorizedKeys []string `mapstructure:"authorized_keys"`
+
+	// Mounts maps the user's virtual tree onto agents (key
+	// users[i].mounts). For now exactly one mount, at "/", is supported.
+	Mounts []Mount `mapstructure:"mounts"`
+}
+
+// Mount attaches a directory of an agent at a path of a user's tree.
+type Mount struct {
+	// Path is where the mount appears in the user's tree (key
+	// users[i].mounts[j].path). Must be "/" for now.
+	Path string `mapstructure:"path"`
+
+	// Agent names an entry of Config.Agents (key
+	// users[i].mounts[j].agent). Required.
+	Agent string `mapstructure:"agent"`
+
+	// Root is the directory inside the agent's tree that the user sees
+	// (key users[i].mounts[j].root): relative, slash-separated, clean,
+	// with no "..". Empty means the agent's whole tree.
+	Root string `mapstructure:"root"`
+
+	// ReadOnly refuses every write through this mount (key
+	// users[i].mounts[j].read_only). Default false.
+	ReadOnly bool `mapstructure:"read_only"`
+}
+
+// Log configures the process logger.
+type Log struct {
+	// Level is the lowest level logged: "debug", "info", "warn" or
+	// "error" (key log.level). Default "info"; empty means "info".
+	Level string `mapstructure:"level"`
+
+	// Format is "text" or "json" (key log.format). Default "text";
+	// empty means "text".
+	Format string `mapstructure:"format"`
+}

@@ -1,0 +1,342 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/crypto/ssh"
+)
+
+// demoUser is the account that config.yaml ships for local trials only.
+const demoUser = "demo"
+
+// Validate checks c and returns nil or an error listing every problem
+// found, one per line (see [errors.Join]). Each line starts with
+// "config: " and names the key and the offending value, as in
+// `config: users[1].mounts[0].agent: "web" is not a configured agent`.
+//
+// Validate only inspects c: it opens no files and resolves no names.
+func (c *Config) Validate() error {
+	var v validator
+	v.listen(c)
+	v.connections(&c.Connections)
+	v.ftp(&c.FTP)
+	v.sftp(c)
+	v.agents(c.Agents)
+	v.users(c)
+	v.log(&c.Log)
+	v.demo(c)
+	return errors.Join(v.errs...)
+}
+
+// User returns the user called name, pointing into c.Users.
+func (c *Config) User(name string) (*User, bool) {
+	for i := range c.Users {
+		if c.Users[i].Name == name {
+			return &c.Users[i], true
+		}
+	}
+	return nil, false
+}
+
+// validator collects Validate's errors.
+type validator struct {
+	errs []error
+}
+
+// errorf records "config: key: " followed by the formatted problem. The
+// format may use %w.
+func (v *validator) errorf(key, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("config: %s: "+format, append([]any{key}, args...)...))
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.errorf(key, "must be > 0, got %v", d)
+	}
+}
+
+func (v *validator) positiveInt(key string, n int) {
+	if n <= 0 {
+		v.errorf(key, "must be > 0, got %d", n)
+	}
+}
+
+func (v *validator) listen(c *Config) {
+	for _, l := range listeners(c) {
+		if l.addr != "" {
+			if _, ok := splitHostPort(l.addr); !ok {
+				v.errorf(l.key, "%q is not host:port", l.addr)
+			}
+		}
+	}
+}
+
+func (v *validator) connections(c *Connections) {
+	v.positive("connections.keepalive.idle", c.Keepalive.Idle)
+	v.positive("connections.keepalive.interval", c.Keepalive.Interval)
+	v.positiveInt("connections.keepalive.count", c.Keepalive.Count)
+	v.positive("connections.user_timeout", c.UserTimeout)
+	v.positive("connections.idle_timeout", c.IdleTimeout)
+	v.positiveInt("connections.max", c.Max)
+	v.positiveInt("connections.max_per_ip", c.MaxPerIP)
+	v.positive("connections.drain_timeout", c.DrainTimeout)
+	for i, s := range c.ProxyProtocol.Trusted {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			v.errorf(fmt.Sprintf("connections.proxy_protocol.trusted[%d]", i), "%q is not a CIDR such as 10.0.0.0/8", s)
+		}
+	}
+}
+
+func (v *validator) ftp(f *FTP) {
+	if p := f.PassivePorts; p != "" {
+		if !isPortRange(p) {
+			v.errorf("ftp.passive_ports", `%q is not a port range "A-B" with 1 <= A <= B <= 65535`, p)
+		}
+	}
+	if h := f.PublicHost; h != "" {
+		if _, err := netip.ParseAddr(h); err != nil {
+			v.errorf("ftp.public_host", "%q is not an IP address", h)
+		}
+	}
+	if (f.TLS.Cert == "") != (f.TLS.Key == "") {
+		v.errorf("ftp.tls", "cert and key must be set together, got cert %q and key %q", f.TLS.Cert, f.TLS.Key)
+	}
+	if f.TLS.Required && f.TLS.Cert == "" {
+		v.errorf("ftp.tls.required", "needs ftp.tls.cert and ftp.tls.key")
+	}
+}
+
+func (v *validator) sftp(c *Config) {
+	s := &c.SFTP
+	if c.Listen.SFTP != "" && len(s.HostKeys) == 0 {
+		v.errorf("sftp.host_keys", "must not be empty while listen.sftp is set")
+	}
+	for i, k := range s.HostKeys {
+		if k == "" {
+			v.errorf(fmt.Sprintf("sftp.host_keys[%d]", i), "must not be empty")
+		}
+	}
+	v.positive("sftp.keepalive.interval", s.Keepalive.Interval)
+	v.positiveInt("sftp.keepalive.max_missed", s.Keepalive.MaxMissed)
+}
+
+func (v *validator) agents(agents map[string]Agent) {
+	names := make([]string, 0, len(agents))
+	for name := range agents {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		a := agents[name]
+		key := "agents." + name
+		if !validName(name, false) {
+			v.errorf(key, "%q is not a valid agent name: use only a-z 0-9 _ -", name)
+		}
+		if a.Embedded {
+			if a.Root == "" {
+				v.errorf(key+".root", "required for an embedded agent")
+			}
+			if a.Address != "" {
+				v.errorf(key+".address", "must be empty for an embedded agent, got %q", a.Address)
+			}
+			if a.TokenFile != "" {
+				v.errorf(key+".token_file", "must be empty for an embedded agent, got %q", a.TokenFile)
+			}
+			if a.TLS.Enabled() {
+				v.errorf(key+".tls", "must be empty for an embedded agent")
+			}
+			continue
+		}
+		if a.Root != "" {
+			v.errorf(key+".root", "only for an embedded agent (embedded: true), got %q", a.Root)
+		}
+		if a.Address == "" {
+			v.errorf(key+".address", "required for a remote agent (or set embedded: true)")
+		} else if msg := checkAgentAddress(a.Address); msg != "" {
+			v.errorf(key+".address", "%q %s", a.Address, msg)
+		}
+		if a.TokenFile == "" && a.TLS.Cert == "" {
+			v.errorf(key+".token_file", "required for a remote agent unless tls.cert is set")
+		}
+		if (a.TLS.Cert == "") != (a.TLS.Key == "") {
+			v.errorf(key+".tls", "cert and key must be set together, got cert %q and key %q", a.TLS.Cert, a.TLS.Key)
+		}
+	}
+}
+
+func (v *validator) users(c *Config) {
+	seen := make(map[string]int)
+	for i, u := range c.Users {
+		key := fmt.Sprintf("users[%d]", i)
+		switch first, dup := seen[u.Name]; {
+		case u.Name == "":
+			v.errorf(key+".name", "must not be empty")
+		case !validName(u.Name, true):
+			v.errorf(key+".name", "%q is not a valid user name: use only A-Z a-z 0-9 . _ -", u.Name)
+		case dup:
+			v.errorf(key+".name", "%q is also users[%d].name", u.Name, first)
+		default:
+			seen[u.Name] = i
+		}
+		if u.PasswordHash != "" {
+			// Cost parses the hash's prefix and length without comparing.
+			if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+				v.errorf(key+".password_hash", "not a bcrypt hash: %w", err)
+			}
+		}
+		for j, line := range u.AuthorizedKeys {
+			k := fmt.Sprintf("%s.authorized_keys[%d]", key, j)
+			_, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+			switch {
+			case err != nil:
+				v.errorf(k, "%q: %w", line, err)
+			case len(strings.TrimSpace(string(rest))) > 0:
+				v.errorf(k, "holds more than one key; give one key per entry")
+			}
+		}
+		if u.PasswordHash == "" && len(u.AuthorizedKeys) == 0 {
+			v.errorf(key, "user %q needs a password_hash or at least one authorized_keys entry", u.Name)
+		}
+		if len(u.Mounts) != 1 || u.Mounts[0].Path != "/" {
+			v.errorf(key+".mounts", `exactly one mount at "/" is supported`)
+		}
+		for j, m := range u.Mounts {
+			v.mount(fmt.Sprintf("%s.mounts[%d]", key, j), m, c.Agents)
+		}
+	}
+}
+
+func (v *validator) mount(key string, m Mount, agents map[string]Agent) {
+	if m.Agent == "" {
+		v.errorf(key+".agent", "required")
+	} else if _, ok := agents[m.Agent]; !ok {
+		if _, ok := agents[strings.ToLower(m.Agent)]; ok {
+			v.errorf(key+".agent", "%q is not a configured agent (agent names are lower-case: write %q)", m.Agent, strings.ToLower(m.Agent))
+		} else {
+			v.errorf(key+".agent", "%q is not a configured agent", m.Agent)
+		}
+	}
+	if r := m.Root; r != "" && (path.IsAbs(r) || path.Clean(r) != r || r == ".." || strings.HasPrefix(r, "../") || strings.Contains(r, `\`)) {
+		v.errorf(key+".root", "%q must be a relative, clean, slash-separated path without \"..\"", r)
+	}
+}
+
+func (v *validator) log(l *Log) {
+	switch l.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		v.errorf("log.level", "%q is not one of debug, info, warn, error", l.Level)
+	}
+	switch l.Format {
+	case "", "text", "json":
+	default:
+		v.errorf("log.format", "%q is not one of text, json", l.Format)
+	}
+}
+
+// demo refuses the demo user whenever a login listener may be reachable
+// from another host.
+func (v *validator) demo(c *Config) {
+	if _, ok := c.User(demoUser); !ok {
+		return
+	}
+	for _, l := range listeners(c) {
+		if l.key == "listen.admin" || l.addr == "" {
+			continue
+		}
+		host, ok := splitHostPort(l.addr)
+		if !ok {
+			continue // already reported by listen
+		}
+		if !isLoopback(host) {
+			v.errs = append(v.errs, fmt.Errorf("config: user %q is for the embedded default only and is refused on non-loopback listener %s %q", demoUser, l.key, l.addr))
+		}
+	}
+}
+
+// listener is a listen.* key and its address.
+type listener struct{ key, addr string }
+
+func listeners(c *Config) []listener {
+	return []listener{
+		{"listen.ftp", c.Listen.FTP},
+		{"listen.sftp", c.Listen.SFTP},
+		{"listen.admin", c.Listen.Admin},
+	}
+}
+
+// splitHostPort splits addr as host:port with a numeric port in 0-65535.
+func splitHostPort(addr string) (host string, ok bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", false
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return "", false
+	}
+	return host, true
+}
+
+// isLoopback reports whether host is "localhost" or a loopback IP. An
+// empty host means every interface and is not loopback.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// isPortRange reports whether s is "A-B" with 1 <= A <= B <= 65535.
+func isPortRange(s string) bool {
+	a, b, found := strings.Cut(s, "-")
+	if !found {
+		return false
+	}
+	x, errA := strconv.ParseUint(a, 10, 16)
+	y, errB := strconv.ParseUint(b, 10, 16)
+	return errA == nil && errB == nil && x >= 1 && x <= y
+}
+
+// checkAgentAddress returns "" if addr is a usable remote agent target,
+// or else what is wrong with it, to follow the quoted address.
+func checkAgentAddress(addr string) string {
+	a := strings.ReplaceAll(addr, "{user}", "user")
+	if strings.ContainsAny(a, "{}") {
+		return "has an unknown placeholder: only {user} is supported"
+	}
+	if strings.Contains(a, "://") || strings.HasPrefix(a, "unix:") || strings.HasPrefix(a, "unix-abstract:") {
+		return "" // a gRPC target with a scheme: dns:///, unix:, passthrough:///, ...
+	}
+	if host, ok := splitHostPort(a); !ok || host == "" {
+		return "is not host:port, dns:///host:port or unix:/path"
+	}
+	return ""
+}
+
+// validName reports whether s is a non-empty run of a-z, 0-9, '_' and '-',
+// plus A-Z and '.' when users is true. Agent names exclude those two
+// because viper lower-cases keys and splits them at dots.
+func validName(s string, users bool) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case 'a' <= r && r <= 'z', '0' <= r && r <= '9', r == '_', r == '-':
+		case users && ('A' <= r && r <= 'Z' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,105 @@
+// Package agenttest starts a real agent on loopback TCP for tests and
+// connects the real gRPC client to it.
+package agenttest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/afero"
+	"google.golang.org/grpc"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/backend/agent"
+)
+
+// Agent is a running agent and a client connection to it.
+type Agent struct {
+	Dir    string // the agent's root directory on disk
+	Addr   string // host:port it listens on
+	Token  string
+	Server *agent.Server
+	Conn   *grpc.ClientConn
+
+	stop func()
+}
+
+// Start serves dir (t.TempDir() when empty) with a random token on
+// 127.0.0.1:0. Everything stops in t.Cleanup, which waits for the server's
+// goroutines.
+func Start(t testing.TB, dir string) *Agent {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	srv, err := agent.New(agent.Config{Root: dir, Token: token, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := agent.Serve(ctx, srv, lis); err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Errorf("agent serve: %v", err)
+		}
+	}()
+	cc, err := backend.Dial(lis.Addr().String(), backend.DialOptions{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{Dir: dir, Addr: lis.Addr().String(), Token: token, Server: srv, Conn: cc}
+	var once sync.Once
+	a.stop = func() {
+		once.Do(func() {
+			cc.Close()
+			cancel()
+			wg.Wait()
+			srv.Close()
+		})
+	}
+	t.Cleanup(a.stop)
+	return a
+}
+
+// Stop stops the agent now (it also stops in t.Cleanup).
+func (a *Agent) Stop() { a.stop() }
+
+// Fs returns a GRPCFs rooted at root inside the agent, bound to the test's
+// lifetime.
+func (a *Agent) Fs(t testing.TB, root string) *backend.GRPCFs {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return backend.NewGRPCFs(ctx, a.Conn, backend.Options{Root: root, Agent: "test"})
+}
+
+// WaitIdle waits until the agent holds no open file, for at most d, and
+// fails the test if it still does.
+func (a *Agent) WaitIdle(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for a.Server.OpenHandles() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent still holds %d open handles after %v", a.Server.OpenHandles(), d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var _ afero.Fs = (*backend.GRPCFs)(nil)
