@@ -1,6 +1,7 @@
 package backend_test
 
 import (
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -44,4 +45,36 @@ func TestConformanceOsFs(t *testing.T) {
 		Short:              testing.Short(),
 		NoRelativeSymlinks: true,
 	})
+}
+
+// TestExclusiveCreateRace: two exclusive creates of one name both open
+// (the name is free), but only the first to commit wins; the second's
+// Close reports that the file exists instead of replacing it.
+func TestExclusiveCreateRace(t *testing.T) {
+	a := agenttest.Start(t, "")
+	fsys := a.Fs(t, "")
+	f1, err := fsys.OpenFile("/x", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, err := fsys.OpenFile("/x", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f1.Write([]byte("first"))
+	f2.Write([]byte("second"))
+	if err := f1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f2.Close(); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("second exclusive commit: %v, want ErrExist", err)
+	}
+	if got, _ := os.ReadFile(a.Dir + "/x"); string(got) != "first" {
+		t.Fatalf("content %q, want the first upload's", got)
+	}
+	entries, _ := os.ReadDir(a.Dir)
+	if len(entries) != 1 {
+		t.Fatalf("directory holds %d entries, want only x", len(entries))
+	}
+	a.WaitIdle(t, 10*time.Second)
 }

@@ -94,7 +94,8 @@ func classify(err error) (codes.Code, string) {
 		return codes.PermissionDenied, "EACCES"
 	case errors.Is(err, fs.ErrNotExist):
 		return codes.NotFound, "ENOENT"
-	case errors.Is(err, fs.ErrExist):
+	case errors.Is(err, fs.ErrExist) && errno != syscall.ENOTEMPTY:
+		// syscall.ENOTEMPTY.Is(fs.ErrExist) is true; it is not "exists".
 		return codes.AlreadyExists, "EEXIST"
 	case errors.Is(err, fs.ErrPermission):
 		if name == "" {
@@ -118,7 +119,7 @@ func classify(err error) (codes.Code, string) {
 
 // isEscape reports whether os.Root refused a path because it leads outside
 // the root. os.Root does not export that error, so its text is matched; the
-// test TestEscapeRefused pins it.
+// test TestPathEscapesRefused pins it.
 func isEscape(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
 }

@@ -39,6 +39,7 @@ type handle struct {
 	path     string // cleaned target path
 	tmp      string // temp file path for an atomic upload, "" otherwise
 	append   bool
+	excl     bool // O_EXCL: commit must not replace a file created meanwhile
 	writable bool
 	done     bool // closed or aborted; touched only by the stream goroutine
 
@@ -141,7 +142,7 @@ func (s *Server) open(op *agentpb.OpenOp) (*handle, *agentpb.FileInfo, error) {
 	}
 	flag, _, write := osFlags(op.GetFlags())
 	perm := fs.FileMode(op.GetPerm()) & fs.ModePerm
-	h := &handle{s: s, path: p, append: flag&os.O_APPEND != 0, writable: write}
+	h := &handle{s: s, path: p, append: flag&os.O_APPEND != 0, excl: flag&os.O_EXCL != 0, writable: write}
 
 	atomic := write && !h.append && !op.GetInPlace() && p != "."
 	var existing fs.FileInfo
@@ -341,11 +342,20 @@ func (h *handle) commit() error {
 			h.removeTemp()
 			return cerr
 		}
-		if err := h.s.root.Rename(h.tmp, h.path); err != nil {
+		if h.excl {
+			// Link fails if the name appeared since the open, where
+			// rename would silently replace it.
+			if err := h.s.root.Link(h.tmp, h.path); err != nil {
+				h.removeTemp()
+				return err
+			}
+			h.removeTemp()
+		} else if err := h.s.root.Rename(h.tmp, h.path); err != nil {
 			h.removeTemp()
 			return err
+		} else {
+			h.s.forgetUpload(h)
 		}
-		h.s.forgetUpload(h)
 	} else if cerr != nil {
 		return cerr
 	}

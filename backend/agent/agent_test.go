@@ -1,0 +1,1144 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/backend/agent"
+	"github.com/upgate/upgate/backend/agentpb"
+	"github.com/upgate/upgate/internal/agenttest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// tempPrefix is the agent's name prefix for atomic-upload temp files.
+const tempPrefix = ".upgate-upload-"
+
+// settle bounds every wait for the agent to notice a stream's end.
+const settle = 5 * time.Second
+
+// start runs a real agent over dir (a fresh temp dir when empty) and returns
+// it with the raw generated client on its authenticated connection.
+func start(t *testing.T, dir string) (*agenttest.Agent, agentpb.AgentClient) {
+	t.Helper()
+	a := agenttest.Start(t, dir)
+	return a, agentpb.NewAgentClient(a.Conn)
+}
+
+// testCtx bounds a test's calls so that a hang fails instead of blocking.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// fileStream is one raw Open stream.
+type fileStream struct {
+	t      *testing.T
+	s      agentpb.Agent_OpenClient
+	cancel context.CancelFunc
+	id     uint64
+}
+
+// openStream starts an Open stream and sends op; it returns the stream and
+// the agent's first response (which carries either Opened or Error).
+func openStream(t *testing.T, c agentpb.AgentClient, op *agentpb.OpenOp) (*fileStream, *agentpb.FileResponse) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	s, err := c.Open(ctx)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", op.GetPath(), err)
+	}
+	fst := &fileStream{t: t, s: s, cancel: cancel, id: 1}
+	resp := fst.do(&agentpb.FileRequest{Op: &agentpb.FileRequest_Open{Open: op}})
+	return fst, resp
+}
+
+// openOK is openStream for an open that must succeed.
+func openOK(t *testing.T, c agentpb.AgentClient, op *agentpb.OpenOp) (*fileStream, *agentpb.FileInfo) {
+	t.Helper()
+	fst, resp := openStream(t, c, op)
+	if resp.GetError() != nil {
+		t.Fatalf("open %q: %v", op.GetPath(), resp.GetError())
+	}
+	info := resp.GetOpened()
+	if info == nil {
+		t.Fatalf("open %q: first response has no Opened: %v", op.GetPath(), resp)
+	}
+	return fst, info
+}
+
+// do sends one request and returns its response, checking the id.
+func (f *fileStream) do(req *agentpb.FileRequest) *agentpb.FileResponse {
+	f.t.Helper()
+	f.id++
+	req.Id = f.id
+	if err := f.s.Send(req); err != nil {
+		f.t.Fatalf("send %T: %v", req.GetOp(), err)
+	}
+	resp, err := f.s.Recv()
+	if err != nil {
+		f.t.Fatalf("recv reply to %T: %v", req.GetOp(), err)
+	}
+	if resp.GetId() != req.GetId() {
+		f.t.Fatalf("reply id %d, want %d", resp.GetId(), req.GetId())
+	}
+	return resp
+}
+
+// ok is do for a request that must succeed.
+func (f *fileStream) ok(req *agentpb.FileRequest) *agentpb.FileResponse {
+	f.t.Helper()
+	resp := f.do(req)
+	if resp.GetError() != nil {
+		f.t.Fatalf("%T: %v", req.GetOp(), resp.GetError())
+	}
+	return resp
+}
+
+func (f *fileStream) write(off int64, data string) {
+	f.t.Helper()
+	resp := f.ok(&agentpb.FileRequest{Op: &agentpb.FileRequest_Write{Write: &agentpb.WriteOp{Offset: off, Data: []byte(data)}}})
+	if got := resp.GetWrite().GetWritten(); got != int64(len(data)) {
+		f.t.Fatalf("write at %d: written %d, want %d", off, got, len(data))
+	}
+}
+
+func (f *fileStream) read(off int64, n int32) *agentpb.ReadResult {
+	f.t.Helper()
+	resp := f.ok(&agentpb.FileRequest{Op: &agentpb.FileRequest_Read{Read: &agentpb.ReadOp{Offset: off, Length: n}}})
+	if resp.GetRead() == nil {
+		f.t.Fatalf("read: no ReadResult in %v", resp)
+	}
+	return resp.GetRead()
+}
+
+// close sends CloseOp and expects Done followed by the end of the stream.
+func (f *fileStream) close(abort bool) {
+	f.t.Helper()
+	resp := f.ok(&agentpb.FileRequest{Op: &agentpb.FileRequest_Close{Close: &agentpb.CloseOp{Abort: abort}}})
+	if resp.GetDone() == nil {
+		f.t.Fatalf("close: reply %v, want Done", resp)
+	}
+	f.expectEOF()
+}
+
+// expectEOF waits for the agent to end the stream cleanly.
+func (f *fileStream) expectEOF() {
+	f.t.Helper()
+	if resp, err := f.s.Recv(); !errors.Is(err, io.EOF) {
+		f.t.Fatalf("after the last reply: got %v, %v; want io.EOF", resp, err)
+	}
+}
+
+func flags(fl ...agentpb.OpenFlag) uint32 {
+	var u uint32
+	for _, f := range fl {
+		u |= uint32(f)
+	}
+	return u
+}
+
+const (
+	fRead   = agentpb.OpenFlag_OPEN_FLAG_READ
+	fWrite  = agentpb.OpenFlag_OPEN_FLAG_WRITE
+	fAppend = agentpb.OpenFlag_OPEN_FLAG_APPEND
+	fCreate = agentpb.OpenFlag_OPEN_FLAG_CREATE
+	fExcl   = agentpb.OpenFlag_OPEN_FLAG_EXCL
+	fTrunc  = agentpb.OpenFlag_OPEN_FLAG_TRUNC
+)
+
+// tempEntries lists the atomic-upload temp files in dir on disk.
+func tempEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tempPrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// waitClean polls until dir holds no temp file and the agent no open file,
+// for at most settle.
+func waitClean(t *testing.T, a *agenttest.Agent, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(settle)
+	for {
+		temps := tempEntries(t, dir)
+		n := a.Server.OpenHandles()
+		if len(temps) == 0 && n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: temp files %q, open handles %d; want none", settle, temps, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func readFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// writeFile writes content with exactly mode perm (the umask does not
+// apply).
+func writeFile(t *testing.T, name, content string, perm fs.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(name, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listNames is a raw ReadDir of p through the agent.
+func listNames(t *testing.T, ctx context.Context, c agentpb.AgentClient, p string) []string {
+	t.Helper()
+	s, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for range 1000 {
+		resp, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("ReadDir(%q): %v", p, err)
+		}
+		for _, e := range resp.GetEntries() {
+			names = append(names, e.GetName())
+		}
+	}
+	t.Fatalf("ReadDir(%q): more than 1000 batches", p)
+	return nil
+}
+
+// errnoOf returns the errno name in a status's ErrorInfo detail.
+func errnoOf(err error) string {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == agent.ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// snapshot describes everything below dir, except the subtree skip: file
+// contents by sha256, modes, directories and link targets.
+func snapshot(t *testing.T, dir, skip string) map[string]string {
+	t.Helper()
+	out := make(map[string]string)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == skip {
+			return filepath.SkipDir
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		desc := fmt.Sprintf("%v mtime=%d", fi.Mode(), fi.ModTime().UnixNano())
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			desc += fmt.Sprintf(" owner=%d:%d", st.Uid, st.Gid)
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			desc += " -> " + target
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			desc += " sha256=" + hex.EncodeToString(sum[:])
+		}
+		out[rel] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPathEscapesRefused sends every path-taking call every form of path
+// that leaves the root, then walks through symbolic links planted on disk
+// that point outside, and checks that nothing outside the root changed.
+func TestPathEscapesRefused(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir() // a sibling of root: snapshotting their parent covers both
+	parent := filepath.Dir(root)
+	if filepath.Dir(outside) != parent {
+		t.Fatalf("temp dirs %q and %q do not share a parent", root, outside)
+	}
+	writeFile(t, filepath.Join(outside, "secret"), "top secret\n", 0o600)
+	if err := os.Mkdir(filepath.Join(outside, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(outside, "sub", "x"), "outside x\n", 0o644)
+	writeFile(t, filepath.Join(root, "f"), "inside\n", 0o644)
+	if err := os.Mkdir(filepath.Join(root, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	relOut, err := filepath.Rel(root, outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// rel leads outside through "..", abs through an absolute target,
+	// absfile is an absolute link to a file and dangling to a file that does
+	// not exist yet.
+	for link, target := range map[string]string{
+		"rel":      relOut,
+		"abs":      outside,
+		"absfile":  filepath.Join(outside, "secret"),
+		"dangling": filepath.Join(outside, "planted"),
+		"slash":    "/",
+	} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := snapshot(t, parent, root)
+	rootBefore := snapshot(t, root, "")
+
+	a, c := start(t, root)
+	ctx := testCtx(t)
+
+	type call struct {
+		name string
+		// run makes the call with p in the position under test and
+		// returns the error, for Open the first response's Error as a
+		// status.
+		run func(p string) error
+	}
+	openErr := func(p string, fl uint32) error {
+		fst, resp := openStream(t, c, &agentpb.OpenOp{Path: p, Flags: fl, Perm: 0o644})
+		e := resp.GetError()
+		if e == nil {
+			fst.close(true)
+			return nil
+		}
+		fst.expectEOF()
+		return status.Error(codes.Code(e.GetCode()), e.GetMessage())
+	}
+	readDirErr := func(p string) error {
+		s, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: p})
+		if err != nil {
+			return err
+		}
+		for range 1000 {
+			if _, err := s.Recv(); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+		}
+		return errors.New("ReadDir never ended")
+	}
+	pathCalls := []call{
+		{"Stat", func(p string) error { _, err := c.Stat(ctx, &agentpb.PathRequest{Path: p}); return err }},
+		{"Lstat", func(p string) error { _, err := c.Lstat(ctx, &agentpb.PathRequest{Path: p}); return err }},
+		{"ReadDir", readDirErr},
+		{"Open-read", func(p string) error { return openErr(p, flags(fRead)) }},
+		{"Open-write-create", func(p string) error { return openErr(p, flags(fWrite, fCreate, fTrunc)) }},
+		{"Open-write-inplace", func(p string) error { return openErr(p, flags(fWrite)) }},
+		{"Open-append", func(p string) error { return openErr(p, flags(fWrite, fAppend, fCreate)) }},
+		{"Mkdir", func(p string) error {
+			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: p, Perm: 0o755})
+			return err
+		}},
+		{"MkdirAll", func(p string) error {
+			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: p, Perm: 0o755, All: true})
+			return err
+		}},
+		{"Remove", func(p string) error { _, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: p}); return err }},
+		{"RemoveAll", func(p string) error {
+			_, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: p, All: true})
+			return err
+		}},
+		{"Rename-from", func(p string) error {
+			_, err := c.Rename(ctx, &agentpb.RenameRequest{From: p, To: "stolen"})
+			return err
+		}},
+		{"Rename-to", func(p string) error {
+			_, err := c.Rename(ctx, &agentpb.RenameRequest{From: "f", To: p})
+			return err
+		}},
+		{"Chmod", func(p string) error {
+			_, err := c.Chmod(ctx, &agentpb.ChmodRequest{Path: p, Perm: 0o777})
+			return err
+		}},
+		{"Chown", func(p string) error {
+			_, err := c.Chown(ctx, &agentpb.ChownRequest{Path: p, Uid: 12345, Gid: 12345})
+			return err
+		}},
+		{"Chtimes", func(p string) error {
+			ns := time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+			_, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: p, AtimeUnixNano: ns, MtimeUnixNano: ns})
+			return err
+		}},
+		{"Symlink-path", func(p string) error {
+			_, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: "f", Path: p})
+			return err
+		}},
+		{"Readlink", func(p string) error { _, err := c.Readlink(ctx, &agentpb.PathRequest{Path: p}); return err }},
+		{"Hash", func(p string) error {
+			_, err := c.Hash(ctx, &agentpb.HashRequest{Path: p, Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256})
+			return err
+		}},
+		{"StatFS", func(p string) error { _, err := c.StatFS(ctx, &agentpb.PathRequest{Path: p}); return err }},
+	}
+	symlinkTarget := call{"Symlink-target", func(p string) error {
+		_, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: p, Path: "newlink"})
+		return err
+	}}
+
+	badPaths := []string{"..", "../x", "a/../../x", "a/..", "/etc/passwd", "/", "x\x00y", "./../x", "a/./../../x"}
+	check := func(t *testing.T, cl call, p string) {
+		t.Helper()
+		err := cl.run(p)
+		code := status.Code(err)
+		if code != codes.PermissionDenied && code != codes.InvalidArgument {
+			t.Errorf("%s(%q): %v (code %v), want PermissionDenied or InvalidArgument", cl.name, p, err, code)
+			return
+		}
+		msg := status.Convert(err).Message()
+		if !strings.Contains(msg, p) && !strings.Contains(msg, strconv.Quote(p)) {
+			t.Errorf("%s(%q): message %q does not name the path", cl.name, p, msg)
+		}
+	}
+	for _, cl := range pathCalls {
+		t.Run(cl.name, func(t *testing.T) {
+			for _, p := range badPaths {
+				check(t, cl, p)
+			}
+		})
+	}
+	t.Run("Symlink-target", func(t *testing.T) {
+		for _, p := range badPaths {
+			if p == "a/.." {
+				// A link target is resolved from the link's directory:
+				// "a/.." from the root is the root itself, a legitimate
+				// target, unlike the path "a/.." which clean refuses.
+				continue
+			}
+			check(t, symlinkTarget, p)
+		}
+	})
+
+	// Walking through the planted links: every operation that follows them
+	// must be refused by os.Root.
+	viaLinks := []struct {
+		call string
+		path string
+	}{
+		{"Stat", "rel"}, {"Stat", "rel/secret"}, {"Stat", "abs"}, {"Stat", "abs/secret"}, {"Stat", "absfile"},
+		{"Stat", "slash/etc/passwd"},
+		{"Lstat", "rel/secret"}, {"Lstat", "abs/sub/x"},
+		{"ReadDir", "rel"}, {"ReadDir", "abs/sub"}, {"ReadDir", "slash"},
+		{"Open-read", "rel/secret"}, {"Open-read", "abs/secret"}, {"Open-read", "absfile"}, {"Open-read", "slash/etc/passwd"},
+		{"Open-write-create", "rel/new"}, {"Open-write-create", "abs/secret"}, {"Open-write-create", "absfile"},
+		{"Open-write-create", "dangling"}, {"Open-write-create", "abs/sub/new"},
+		{"Open-write-inplace", "absfile"}, {"Open-append", "absfile"}, {"Open-append", "dangling"},
+		{"Mkdir", "rel/newdir"}, {"Mkdir", "abs/newdir"}, {"MkdirAll", "rel/deep/er"},
+		{"Remove", "rel/secret"}, {"Remove", "abs/sub/x"}, {"RemoveAll", "abs/sub"},
+		{"Rename-from", "abs/secret"}, {"Rename-to", "rel/planted"},
+		{"Chmod", "absfile"}, {"Chmod", "rel/secret"}, {"Chown", "absfile"}, {"Chtimes", "abs/secret"},
+		{"Symlink-path", "rel/newlink"}, {"Readlink", "abs/sub"},
+		{"Hash", "absfile"}, {"Hash", "rel/secret"}, {"StatFS", "abs"},
+	}
+	byName := make(map[string]call)
+	for _, cl := range pathCalls {
+		byName[cl.name] = cl
+	}
+	t.Run("symlinks", func(t *testing.T) {
+		for _, v := range viaLinks {
+			cl, ok := byName[v.call]
+			if !ok {
+				t.Fatalf("no call %q", v.call)
+			}
+			err := cl.run(v.path)
+			if code := status.Code(err); code != codes.PermissionDenied {
+				t.Errorf("%s(%q) through a link leading outside: %v (code %v), want PermissionDenied", v.call, v.path, err, code)
+				continue
+			}
+			if msg := status.Convert(err).Message(); !strings.Contains(msg, v.path) {
+				t.Errorf("%s(%q): message %q does not name the path", v.call, v.path, msg)
+			}
+		}
+	})
+
+	waitClean(t, a, root)
+	if after := snapshot(t, parent, root); !maps.Equal(before, after) {
+		t.Errorf("outside the root changed:\nbefore %v\nafter  %v", before, after)
+	}
+	// Inside the root nothing may have changed either: every call above
+	// was refused before touching anything.
+	if after := snapshot(t, root, ""); !maps.Equal(rootBefore, after) {
+		t.Errorf("inside the root changed:\nbefore %v\nafter  %v", rootBefore, after)
+	}
+	if got := readFile(t, filepath.Join(outside, "secret")); got != "top secret\n" {
+		t.Errorf("secret now %q", got)
+	}
+}
+
+// staticMetadata sends a raw "authorization" value, for the forms
+// backend.Dial never produces.
+type staticMetadata string
+
+func (m staticMetadata) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": string(m)}, nil
+}
+func (staticMetadata) RequireTransportSecurity() bool { return false }
+
+// TestTokenRequired calls the agent with every kind of wrong credentials:
+// each call kind answers Unauthenticated and nothing reaches the disk.
+func TestTokenRequired(t *testing.T) {
+	a, good := start(t, "")
+	writeFile(t, filepath.Join(a.Dir, "existing"), "keep", 0o644)
+	before := snapshot(t, a.Dir, "")
+
+	otherToken := make([]byte, len(a.Token)/2)
+	_, _ = rand.Read(otherToken)
+	wrong := hex.EncodeToString(otherToken) // same length as a.Token
+	if len(wrong) != len(a.Token) || wrong == a.Token {
+		t.Fatalf("bad test token %q", wrong)
+	}
+
+	dialed := func(token string) func(t *testing.T) *grpc.ClientConn {
+		return func(t *testing.T) *grpc.ClientConn {
+			cc, err := backend.Dial(a.Addr, backend.DialOptions{Token: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cc
+		}
+	}
+	raw := func(opts ...grpc.DialOption) func(t *testing.T) *grpc.ClientConn {
+		return func(t *testing.T) *grpc.ClientConn {
+			cc, err := grpc.NewClient(a.Addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cc
+		}
+	}
+	clients := []struct {
+		name string
+		dial func(t *testing.T) *grpc.ClientConn
+	}{
+		{"no token", raw()},
+		{"empty token", dialed("")},
+		{"wrong token", dialed(wrong)},
+		{"longer token", dialed(a.Token + "0")},
+		{"shorter token", dialed(a.Token[:len(a.Token)-1])},
+		{"token prefix", dialed(a.Token[:8])},
+		{"no Bearer prefix", raw(grpc.WithPerRPCCredentials(staticMetadata(a.Token)))},
+		{"lower-case bearer", raw(grpc.WithPerRPCCredentials(staticMetadata("bearer " + a.Token)))},
+		{"Bearer without token", raw(grpc.WithPerRPCCredentials(staticMetadata("Bearer ")))},
+		{"Basic scheme", raw(grpc.WithPerRPCCredentials(staticMetadata("Basic " + a.Token)))},
+	}
+	for _, cl := range clients {
+		t.Run(cl.name, func(t *testing.T) {
+			cc := cl.dial(t)
+			t.Cleanup(func() { cc.Close() })
+			c := agentpb.NewAgentClient(cc)
+			ctx := testCtx(t)
+			wantUnauth := func(what string, err error) {
+				t.Helper()
+				if code := status.Code(err); code != codes.Unauthenticated {
+					t.Errorf("%s: %v (code %v), want Unauthenticated", what, err, code)
+				}
+			}
+
+			_, err := c.Stat(ctx, &agentpb.PathRequest{Path: "existing"})
+			wantUnauth("Stat", err)
+			_, err = c.Status(ctx, &agentpb.StatusRequest{})
+			wantUnauth("Status", err)
+			_, err = c.Mkdir(ctx, &agentpb.MkdirRequest{Path: "made", Perm: 0o755})
+			wantUnauth("Mkdir", err)
+			_, err = c.Remove(ctx, &agentpb.RemoveRequest{Path: "existing"})
+			wantUnauth("Remove", err)
+			_, err = c.Chmod(ctx, &agentpb.ChmodRequest{Path: "existing", Perm: 0o777})
+			wantUnauth("Chmod", err)
+
+			rd, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: ""})
+			if err == nil {
+				var resp *agentpb.ReadDirResponse
+				resp, err = rd.Recv()
+				if resp != nil {
+					t.Errorf("ReadDir listed %v without a valid token", resp.GetEntries())
+				}
+			}
+			wantUnauth("ReadDir", err)
+
+			for _, name := range []string{"created", "existing"} {
+				sctx, cancel := context.WithCancel(ctx)
+				s, err := c.Open(sctx)
+				if err == nil {
+					// Send may already see the refusal as io.EOF; Recv
+					// carries the status either way.
+					_ = s.Send(&agentpb.FileRequest{Id: 1, Op: &agentpb.FileRequest_Open{Open: &agentpb.OpenOp{
+						Path: name, Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644,
+					}}})
+					var resp *agentpb.FileResponse
+					resp, err = s.Recv()
+					if resp != nil {
+						t.Errorf("Open(%q) answered %v without a valid token", name, resp)
+					}
+				}
+				wantUnauth("Open "+name, err)
+				cancel()
+			}
+			if n := a.Server.OpenHandles(); n != 0 {
+				t.Errorf("OpenHandles = %d after refused opens", n)
+			}
+		})
+	}
+
+	if after := snapshot(t, a.Dir, ""); !maps.Equal(before, after) {
+		t.Errorf("refused calls changed the disk:\nbefore %v\nafter  %v", before, after)
+	}
+	// The same calls with the right token do reach the disk.
+	ctx := testCtx(t)
+	if _, err := good.Mkdir(ctx, &agentpb.MkdirRequest{Path: "made", Perm: 0o755}); err != nil {
+		t.Fatalf("Mkdir with the right token: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(a.Dir, "made")); err != nil || !fi.IsDir() {
+		t.Fatalf("Mkdir with the right token made nothing: %v", err)
+	}
+}
+
+// TestAtomicUpload replaces a file the way an IDE's upload on save does and
+// checks that the old content stays visible until the clean close, that the
+// mode of the replaced file survives and that times set during the upload
+// win over the commit.
+func TestAtomicUpload(t *testing.T) {
+	a, c := start(t, "")
+	ctx := testCtx(t)
+	target := filepath.Join(a.Dir, "f")
+	writeFile(t, target, "old", 0o640)
+
+	fst, info := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+	if info.GetName() != "f" || info.GetSize() != 0 {
+		t.Errorf("opened = %v, want name f, size 0", info)
+	}
+	fst.write(0, "new ")
+	fst.write(4, "content")
+
+	// While the upload is open the target is untouched.
+	if got := readFile(t, target); got != "old" {
+		t.Errorf("target during upload = %q, want %q", got, "old")
+	}
+	if names := listNames(t, ctx, c, ""); !slices.Equal(names, []string{"f"}) {
+		t.Errorf("agent listing during upload = %q, want [f]", names)
+	}
+	temps := tempEntries(t, a.Dir)
+	if len(temps) != 1 || !strings.HasSuffix(temps[0], "-f") {
+		t.Fatalf("temp files on disk during upload = %q, want one %s…-f", temps, tempPrefix)
+	}
+	if got := readFile(t, filepath.Join(a.Dir, temps[0])); got != "new content" {
+		t.Errorf("temp file holds %q", got)
+	}
+	if fi, err := c.Stat(ctx, &agentpb.PathRequest{Path: "f"}); err != nil || fi.GetSize() != 3 {
+		t.Errorf("agent Stat(f) during upload = %v, %v; want size 3", fi, err)
+	}
+	rd, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fRead)})
+	if r := rd.read(0, 100); string(r.GetData()) != "old" || !r.GetEof() {
+		t.Errorf("agent read of f during upload = %q eof=%v, want \"old\" eof", r.GetData(), r.GetEof())
+	}
+	rd.close(false)
+	st, err := c.Status(ctx, &agentpb.StatusRequest{})
+	if err != nil || st.GetUploadsInProgress() != 1 {
+		t.Errorf("Status during upload = %v, %v; want 1 upload in progress", st, err)
+	}
+
+	// lftp's MFMT arrives before the transfer ends.
+	mtime := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	atime := time.Date(2001, 2, 3, 0, 0, 0, 0, time.UTC)
+	if _, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: "f", AtimeUnixNano: atime.UnixNano(), MtimeUnixNano: mtime.UnixNano()}); err != nil {
+		t.Fatalf("Chtimes during upload: %v", err)
+	}
+	fst.close(false)
+
+	if got := readFile(t, target); got != "new content" {
+		t.Errorf("target after commit = %q, want %q", got, "new content")
+	}
+	fi, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode() != 0o640 {
+		t.Errorf("mode after commit = %v, want %v", fi.Mode(), fs.FileMode(0o640))
+	}
+	if !fi.ModTime().Equal(mtime) {
+		t.Errorf("mtime after commit = %v, want %v", fi.ModTime().UTC(), mtime)
+	}
+	if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+		t.Errorf("temp files after commit: %q", temps)
+	}
+
+	t.Run("SetTimesOp", func(t *testing.T) {
+		mtime2 := time.Date(2010, 11, 12, 13, 14, 15, 0, time.UTC)
+		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fTrunc), Perm: 0o600})
+		// sshj sends FSETSTAT before the last writes are acknowledged:
+		// writes after it must not move the mtime.
+		fst.write(0, "third")
+		fst.ok(&agentpb.FileRequest{Op: &agentpb.FileRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{
+			AtimeUnixNano: mtime2.UnixNano(), MtimeUnixNano: mtime2.UnixNano(),
+		}}})
+		fst.write(5, " version")
+		if got := readFile(t, target); got != "new content" {
+			t.Errorf("target during second upload = %q", got)
+		}
+		fst.close(false)
+		if got := readFile(t, target); got != "third version" {
+			t.Errorf("target after second commit = %q, want %q", got, "third version")
+		}
+		fi, err := os.Stat(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.ModTime().Equal(mtime2) {
+			t.Errorf("mtime after SetTimesOp = %v, want %v", fi.ModTime().UTC(), mtime2)
+		}
+		if fi.Mode() != 0o640 {
+			t.Errorf("mode after second commit = %v, want %v", fi.Mode(), fs.FileMode(0o640))
+		}
+		if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+			t.Errorf("temp files after second commit: %q", temps)
+		}
+	})
+	waitClean(t, a, a.Dir)
+}
+
+// TestAtomicUploadAbort ends an upload every way but a clean close: the old
+// file (or no file) stays and the temp file goes.
+func TestAtomicUploadAbort(t *testing.T) {
+	ways := []struct {
+		name string
+		end  func(t *testing.T, fst *fileStream)
+	}{
+		{"CloseOp abort", func(t *testing.T, fst *fileStream) { fst.close(true) }},
+		{"CloseSend without CloseOp", func(t *testing.T, fst *fileStream) {
+			if err := fst.s.CloseSend(); err != nil {
+				t.Fatal(err)
+			}
+			fst.expectEOF()
+		}},
+		{"context cancelled mid-write", func(t *testing.T, fst *fileStream) {
+			fst.cancel()
+			if _, err := fst.s.Recv(); status.Code(err) != codes.Canceled {
+				t.Fatalf("Recv after cancel: %v, want Canceled", err)
+			}
+		}},
+	}
+	for _, existing := range []bool{true, false} {
+		for _, way := range ways {
+			name := way.name + "/new file"
+			if existing {
+				name = way.name + "/existing file"
+			}
+			t.Run(name, func(t *testing.T) {
+				a, c := start(t, "")
+				if err := os.Mkdir(filepath.Join(a.Dir, "dir"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				dir := filepath.Join(a.Dir, "dir")
+				target := filepath.Join(dir, "new")
+				if existing {
+					target = filepath.Join(dir, "f")
+					writeFile(t, target, "old", 0o640)
+				}
+				rel := "dir/" + filepath.Base(target)
+				fst, _ := openOK(t, c, &agentpb.OpenOp{Path: rel, Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+				fst.write(0, "partial ")
+				fst.write(8, "upload")
+				if n := len(tempEntries(t, dir)); n != 1 {
+					t.Fatalf("%d temp files during upload, want 1", n)
+				}
+				if n := a.Server.OpenHandles(); n != 1 {
+					t.Errorf("OpenHandles during upload = %d, want 1", n)
+				}
+
+				way.end(t, fst)
+				waitClean(t, a, dir)
+
+				if existing {
+					if got := readFile(t, target); got != "old" {
+						t.Errorf("target after abort = %q, want %q", got, "old")
+					}
+					if fi, err := os.Stat(target); err != nil || fi.Mode() != 0o640 {
+						t.Errorf("target after abort: %v, %v; want mode 0640", fi, err)
+					}
+				} else if _, err := os.Lstat(target); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("aborted creation left %q: %v", target, err)
+				}
+				entries, err := os.ReadDir(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				want := []string{}
+				if existing {
+					want = []string{"f"}
+				}
+				if !slices.Equal(names, want) && !(len(names) == 0 && len(want) == 0) {
+					t.Errorf("dir after abort holds %q, want %q", names, want)
+				}
+				if n := a.Server.UploadsInProgress(); n != 0 {
+					t.Errorf("UploadsInProgress after abort = %d", n)
+				}
+			})
+		}
+	}
+}
+
+// TestInPlaceWrites covers the opens that must not go through a temp file:
+// appends and resumed uploads write the target directly.
+func TestInPlaceWrites(t *testing.T) {
+	a, c := start(t, "")
+	t.Run("append", func(t *testing.T) {
+		target := filepath.Join(a.Dir, "log")
+		writeFile(t, target, "hello", 0o644)
+		fst, info := openOK(t, c, &agentpb.OpenOp{Path: "log", Flags: flags(fWrite, fAppend)})
+		if info.GetSize() != 5 {
+			t.Errorf("opened size %d, want 5", info.GetSize())
+		}
+		// The offset of an append is ignored: data goes to the end.
+		fst.write(0, ", world")
+		if got := readFile(t, target); got != "hello, world" {
+			t.Errorf("target while appending = %q, want %q", got, "hello, world")
+		}
+		if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+			t.Errorf("append made temp files %q", temps)
+		}
+		if n := a.Server.UploadsInProgress(); n != 0 {
+			t.Errorf("append counts as %d atomic uploads", n)
+		}
+		fst.write(0, "!")
+		fst.close(false)
+		if got := readFile(t, target); got != "hello, world!" {
+			t.Errorf("target after append = %q", got)
+		}
+	})
+	t.Run("resume at offset", func(t *testing.T) {
+		target := filepath.Join(a.Dir, "resume")
+		writeFile(t, target, "abcdefgh", 0o644)
+		fst, info := openOK(t, c, &agentpb.OpenOp{Path: "resume", Flags: flags(fWrite)})
+		if info.GetSize() != 8 {
+			t.Errorf("opened size %d, want 8", info.GetSize())
+		}
+		fst.write(3, "XY")
+		if got := readFile(t, target); got != "abcXYfgh" {
+			t.Errorf("target while writing = %q, want %q", got, "abcXYfgh")
+		}
+		if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+			t.Errorf("in-place write made temp files %q", temps)
+		}
+		fst.write(8, "IJ")
+		fst.close(false)
+		if got := readFile(t, target); got != "abcXYfghIJ" {
+			t.Errorf("target after resume = %q, want %q", got, "abcXYfghIJ")
+		}
+	})
+	t.Run("in_place truncate", func(t *testing.T) {
+		target := filepath.Join(a.Dir, "direct")
+		writeFile(t, target, "old content", 0o644)
+		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: "direct", Flags: flags(fWrite, fTrunc), InPlace: true})
+		if got := readFile(t, target); got != "" {
+			t.Errorf("in_place truncating open left %q", got)
+		}
+		fst.write(0, "new")
+		if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+			t.Errorf("in_place open made temp files %q", temps)
+		}
+		fst.close(false)
+		if got := readFile(t, target); got != "new" {
+			t.Errorf("target = %q, want %q", got, "new")
+		}
+	})
+	waitClean(t, a, a.Dir)
+}
+
+// TestExclusiveCreate: CREATE|EXCL on an existing file fails in the
+// stream's first response and leaves the file alone.
+func TestExclusiveCreate(t *testing.T) {
+	a, c := start(t, "")
+	target := filepath.Join(a.Dir, "f")
+	writeFile(t, target, "mine", 0o644)
+	for _, inPlace := range []bool{false, true} {
+		t.Run(fmt.Sprintf("in_place=%v", inPlace), func(t *testing.T) {
+			fst, resp := openStream(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fCreate, fExcl), Perm: 0o644, InPlace: inPlace})
+			e := resp.GetError()
+			if e == nil {
+				t.Fatalf("exclusive create of an existing file answered %v", resp)
+			}
+			if codes.Code(e.GetCode()) != codes.AlreadyExists || e.GetErrno() != "EEXIST" {
+				t.Errorf("error = %v, want AlreadyExists/EEXIST", e)
+			}
+			if !strings.Contains(e.GetMessage(), "f") {
+				t.Errorf("message %q does not name the file", e.GetMessage())
+			}
+			if resp.GetOpened() != nil {
+				t.Errorf("failed open also carries Opened: %v", resp)
+			}
+			fst.expectEOF()
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: "g", Flags: flags(fWrite, fCreate, fExcl), Perm: 0o644})
+		fst.write(0, "fresh")
+		fst.close(false)
+		if got := readFile(t, filepath.Join(a.Dir, "g")); got != "fresh" {
+			t.Errorf("g = %q", got)
+		}
+	})
+	if got := readFile(t, target); got != "mine" {
+		t.Errorf("target = %q after refused exclusive creates", got)
+	}
+	waitClean(t, a, a.Dir)
+}
+
+// TestHash compares the agent's checksums with ones computed here.
+func TestHash(t *testing.T) {
+	a, c := start(t, "")
+	ctx := testCtx(t)
+	data := make([]byte, 4096+123)
+	for i := range data {
+		data[i] = byte(i*7 + i/251)
+	}
+	writeFile(t, filepath.Join(a.Dir, "blob"), string(data), 0o644)
+	if err := os.Mkdir(filepath.Join(a.Dir, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	sums := func(b []byte) map[agentpb.HashAlgorithm][]byte {
+		s256, s1, s512, m5 := sha256.Sum256(b), sha1.Sum(b), sha512.Sum512(b), md5.Sum(b)
+		return map[agentpb.HashAlgorithm][]byte{
+			agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256: s256[:],
+			agentpb.HashAlgorithm_HASH_ALGORITHM_SHA1:   s1[:],
+			agentpb.HashAlgorithm_HASH_ALGORITHM_SHA512: s512[:],
+			agentpb.HashAlgorithm_HASH_ALGORITHM_MD5:    m5[:],
+			agentpb.HashAlgorithm_HASH_ALGORITHM_CRC32:  binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(b)),
+		}
+	}
+	ranges := []struct {
+		name           string
+		offset, length int64
+		want           []byte
+	}{
+		{"whole", 0, 0, data},
+		{"range 10+100", 10, 100, data[10:110]},
+		{"from 10 to end", 10, 0, data[10:]},
+		{"length past end", int64(len(data)) - 5, 100, data[len(data)-5:]},
+	}
+	for _, r := range ranges {
+		for algo, want := range sums(r.want) {
+			resp, err := c.Hash(ctx, &agentpb.HashRequest{Path: "blob", Algorithm: algo, Offset: r.offset, Length: r.length})
+			if err != nil {
+				t.Errorf("%s %v: %v", r.name, algo, err)
+				continue
+			}
+			if !bytes.Equal(resp.GetSum(), want) {
+				t.Errorf("%s %v = %x, want %x", r.name, algo, resp.GetSum(), want)
+			}
+		}
+	}
+
+	for _, algo := range []agentpb.HashAlgorithm{agentpb.HashAlgorithm_HASH_ALGORITHM_UNSPECIFIED, agentpb.HashAlgorithm(99)} {
+		_, err := c.Hash(ctx, &agentpb.HashRequest{Path: "blob", Algorithm: algo})
+		if code := status.Code(err); code != codes.InvalidArgument {
+			t.Errorf("Hash with algorithm %v: %v, want InvalidArgument", algo, err)
+		}
+	}
+	_, err := c.Hash(ctx, &agentpb.HashRequest{Path: "blob", Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256, Offset: -1})
+	if code := status.Code(err); code != codes.InvalidArgument {
+		t.Errorf("Hash with a negative offset: %v, want InvalidArgument", err)
+	}
+	_, err = c.Hash(ctx, &agentpb.HashRequest{Path: "dir", Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256})
+	if code, errno := status.Code(err), errnoOf(err); code != codes.FailedPrecondition || errno != "EISDIR" {
+		t.Errorf("Hash of a directory: %v (code %v, errno %q), want FailedPrecondition/EISDIR", err, code, errno)
+	}
+	_, err = c.Hash(ctx, &agentpb.HashRequest{Path: "missing", Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_MD5})
+	if code := status.Code(err); code != codes.NotFound {
+		t.Errorf("Hash of a missing file: %v, want NotFound", err)
+	}
+}
+
+// TestStatFSAndStatus checks the disk statistics and the health call's
+// open-handle count.
+func TestStatFSAndStatus(t *testing.T) {
+	a, c := start(t, "")
+	ctx := testCtx(t)
+	writeFile(t, filepath.Join(a.Dir, "f"), "data", 0o644)
+
+	st, err := c.StatFS(ctx, &agentpb.PathRequest{Path: ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetBlocks() == 0 || st.GetBlockSize() == 0 || st.GetNameMax() == 0 || st.GetBlocksFree() > st.GetBlocks() {
+		t.Errorf("StatFS = %v: want nonzero blocks, block size and name max, free <= total", st)
+	}
+	if _, err := c.StatFS(ctx, &agentpb.PathRequest{Path: "missing"}); status.Code(err) != codes.NotFound {
+		t.Errorf("StatFS(missing): %v, want NotFound", err)
+	}
+
+	status0, err := c.Status(ctx, &agentpb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status0.GetVersion() == "" || status0.GetOpenHandles() != 0 || status0.GetUploadsInProgress() != 0 {
+		t.Errorf("idle Status = %v, want a version and no handles", status0)
+	}
+
+	rd, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fRead)})
+	if s, err := c.Status(ctx, &agentpb.StatusRequest{}); err != nil || s.GetOpenHandles() != 1 || s.GetUploadsInProgress() != 0 {
+		t.Errorf("Status with one reader = %v, %v; want 1 handle, 0 uploads", s, err)
+	}
+	up, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fTrunc)})
+	if s, err := c.Status(ctx, &agentpb.StatusRequest{}); err != nil || s.GetOpenHandles() != 2 || s.GetUploadsInProgress() != 1 {
+		t.Errorf("Status with a reader and an upload = %v, %v; want 2 handles, 1 upload", s, err)
+	}
+	up.close(true)
+	rd.close(false)
+
+	deadline := time.Now().Add(settle)
+	for {
+		s, err := c.Status(ctx, &agentpb.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.GetOpenHandles() == 0 && s.GetUploadsInProgress() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Status after closing every stream = %v, want 0 handles", s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestErrorsCarryErrno checks that the errno survives the wire in an
+// ErrorInfo detail next to the right code.
+func TestErrorsCarryErrno(t *testing.T) {
+	a, c := start(t, "")
+	ctx := testCtx(t)
+	if err := os.MkdirAll(filepath.Join(a.Dir, "full", "child"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(a.Dir, "file"), "x", 0o644)
+
+	cases := []struct {
+		name  string
+		call  func() error
+		code  codes.Code
+		errno string
+		path  string
+	}{
+		{"Remove non-empty dir", func() error {
+			_, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: "full"})
+			return err
+		}, codes.FailedPrecondition, "ENOTEMPTY", "full"},
+		{"Mkdir existing", func() error {
+			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: "full", Perm: 0o755})
+			return err
+		}, codes.AlreadyExists, "EEXIST", "full"},
+		{"Stat missing", func() error {
+			_, err := c.Stat(ctx, &agentpb.PathRequest{Path: "full/missing"})
+			return err
+		}, codes.NotFound, "ENOENT", "full/missing"},
+		{"Mkdir under a file", func() error {
+			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: "file/sub", Perm: 0o755})
+			return err
+		}, codes.FailedPrecondition, "ENOTDIR", "file/sub"},
+		{"ReadDir of a file", func() error {
+			s, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: "file"})
+			if err != nil {
+				return err
+			}
+			_, err = s.Recv()
+			return err
+		}, codes.FailedPrecondition, "ENOTDIR", "file"},
+		{"Readlink of a file", func() error {
+			_, err := c.Readlink(ctx, &agentpb.PathRequest{Path: "file"})
+			return err
+		}, codes.InvalidArgument, "EINVAL", "file"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if code := status.Code(err); code != tc.code {
+				t.Errorf("code %v (%v), want %v", code, err, tc.code)
+			}
+			if errno := errnoOf(err); errno != tc.errno {
+				t.Errorf("errno %q (%v), want %q", errno, err, tc.errno)
+			}
+			if msg := status.Convert(err).Message(); !strings.Contains(msg, tc.path) {
+				t.Errorf("message %q does not name %q", msg, tc.path)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(a.Dir, "full", "child")); err != nil {
+		t.Errorf("refused calls disturbed the tree: %v", err)
+	}
+}

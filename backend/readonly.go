@@ -1,0 +1,92 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/spf13/afero"
+)
+
+// ReadOnly returns a filesystem that serves reads from fsys and refuses
+// every write with a permission error (EROFS, which os.ErrPermission does
+// not match, so it is wrapped to match both). Lstat, Readlink, Hasher and
+// StatFSer pass through when fsys has them.
+func ReadOnly(fsys afero.Fs) afero.Fs { return &readOnly{fsys} }
+
+type readOnly struct{ fs afero.Fs }
+
+var (
+	_ afero.Lstater    = (*readOnly)(nil)
+	_ afero.LinkReader = (*readOnly)(nil)
+	_ Hasher           = (*readOnly)(nil)
+	_ StatFSer         = (*readOnly)(nil)
+)
+
+// errReadOnly matches both os.ErrPermission and syscall.EROFS.
+type errReadOnly struct{}
+
+func (errReadOnly) Error() string { return "read-only file system" }
+func (errReadOnly) Is(target error) bool {
+	return target == fs.ErrPermission || target == syscall.EROFS
+}
+
+func denied(op, name string) error { return &fs.PathError{Op: op, Path: name, Err: errReadOnly{}} }
+
+func (r *readOnly) Name() string                           { return "ReadOnly(" + r.fs.Name() + ")" }
+func (r *readOnly) Create(name string) (afero.File, error) { return nil, denied("create", name) }
+func (r *readOnly) Mkdir(name string, _ os.FileMode) error { return denied("mkdir", name) }
+func (r *readOnly) MkdirAll(name string, _ os.FileMode) error {
+	return denied("mkdir", name)
+}
+func (r *readOnly) Remove(name string) error    { return denied("remove", name) }
+func (r *readOnly) RemoveAll(name string) error { return denied("remove", name) }
+func (r *readOnly) Rename(oldname, newname string) error {
+	return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: errReadOnly{}}
+}
+func (r *readOnly) Chmod(name string, _ os.FileMode) error { return denied("chmod", name) }
+func (r *readOnly) Chown(name string, _, _ int) error      { return denied("chown", name) }
+func (r *readOnly) Chtimes(name string, _, _ time.Time) error {
+	return denied("chtimes", name)
+}
+func (r *readOnly) Stat(name string) (os.FileInfo, error) { return r.fs.Stat(name) }
+func (r *readOnly) Open(name string) (afero.File, error)  { return r.fs.Open(name) }
+
+func (r *readOnly) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
+	if flag&(os.O_WRONLY|os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_TRUNC) != 0 {
+		return nil, denied("open", name)
+	}
+	return r.fs.OpenFile(name, flag, perm)
+}
+
+func (r *readOnly) LstatIfPossible(name string) (os.FileInfo, bool, error) {
+	if l, ok := r.fs.(afero.Lstater); ok {
+		return l.LstatIfPossible(name)
+	}
+	fi, err := r.fs.Stat(name)
+	return fi, false, err
+}
+
+func (r *readOnly) ReadlinkIfPossible(name string) (string, error) {
+	if l, ok := r.fs.(afero.LinkReader); ok {
+		return l.ReadlinkIfPossible(name)
+	}
+	return "", &fs.PathError{Op: "readlink", Path: name, Err: afero.ErrNoReadlink}
+}
+
+func (r *readOnly) Hash(ctx context.Context, name string, algo HashAlgorithm, offset, length int64) ([]byte, error) {
+	if h, ok := r.fs.(Hasher); ok {
+		return h.Hash(ctx, name, algo, offset, length)
+	}
+	return nil, &fs.PathError{Op: "hash", Path: name, Err: errors.ErrUnsupported}
+}
+
+func (r *readOnly) StatFS(ctx context.Context, name string) (FSStats, error) {
+	if s, ok := r.fs.(StatFSer); ok {
+		return s.StatFS(ctx, name)
+	}
+	return FSStats{}, &fs.PathError{Op: "statfs", Path: name, Err: errors.ErrUnsupported}
+}

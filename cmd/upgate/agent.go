@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/upgate/upgate"
+	"github.com/upgate/upgate/backend/agent"
+)
+
+func agentCommand() *cobra.Command {
+	var listen, root, tokenFile, cert, key, clientCA, logLevel string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the agent that writes files inside a container",
+		Long: `Serve the agent protocol over --root for the gateway. Every call must carry
+the token in --token-file; with --tls-cert and --tls-key the agent speaks TLS,
+and with --client-ca it also requires a client certificate (mTLS).
+Run it as the user the container's application runs as: files are written
+with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := newLogger(logLevel, "text")
+			tok, err := os.ReadFile(tokenFile)
+			if err != nil {
+				return fmt.Errorf("--token-file: %w", err)
+			}
+			srv, err := agent.New(agent.Config{Root: root, Token: strings.TrimSpace(string(tok)), Logger: log, Version: upgate.Version()})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			var opts []grpc.ServerOption
+			if cert != "" || key != "" {
+				conf, err := agent.ServerTLS(cert, key, clientCA)
+				if err != nil {
+					return err
+				}
+				opts = append(opts, grpc.Creds(credentials.NewTLS(conf)))
+			} else if clientCA != "" {
+				return fmt.Errorf("--client-ca needs --tls-cert and --tls-key")
+			}
+			lis, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			log.Info("agent serving", "listen", lis.Addr().String(), "root", root, "tls", cert != "", "mtls", clientCA != "", "version", upgate.Version())
+			return agent.Serve(cmd.Context(), srv, lis, opts...)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", ":7070", "address to listen on")
+	f.StringVar(&root, "root", ".", "directory to serve")
+	f.StringVar(&tokenFile, "token-file", "", "file holding the bearer token the gateway sends (required)")
+	f.StringVar(&cert, "tls-cert", "", "PEM certificate: serve TLS")
+	f.StringVar(&key, "tls-key", "", "PEM private key for --tls-cert")
+	f.StringVar(&clientCA, "client-ca", "", "PEM CA bundle: require client certificates signed by it")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	_ = cmd.MarkFlagRequired("token-file")
+	return cmd
+}

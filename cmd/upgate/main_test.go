@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"sync"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/backend/fstest"
+)
+
+// buildBinary builds upgate once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "upgate")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+
+	t.Run("Version", func(t *testing.T) {
+		out, err := exec.Command(bin, "version").Output()
+		if err != nil || !strings.HasPrefix(string(out), "upgate ") {
+			t.Fatalf("version: %q %v", out, err)
+		}
+	})
+
+	t.Run("HashPassword", func(t *testing.T) {
+		cmd := exec.Command(bin, "hash-password", "--cost", "4")
+		cmd.Stdin = strings.NewReader("s3cret pass\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := strings.TrimSpace(string(out))
+		if err := bcrypt.CompareHashAndPassword([]byte(h), []byte("s3cret pass")); err != nil {
+			t.Fatalf("printed hash %q does not match: %v", h, err)
+		}
+	})
+
+	t.Run("ServeStopsOnSIGTERM", func(t *testing.T) {
+		dir := t.TempDir()
+		cmd := exec.Command(bin, "serve", "--listen.ftp", "127.0.0.1:0", "--listen.sftp", "127.0.0.1:0", "--listen.admin", "127.0.0.1:0")
+		cmd.Dir = dir
+		var stderr syncBuffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// The embedded agent creates its root once it is up.
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(stderr.String(), "upgate serving") {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("serve did not start:\n%s", stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if fi, err := os.Stat(filepath.Join(dir, "data")); err != nil || !fi.IsDir() {
+			t.Fatalf("embedded agent root: %v", err)
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("serve exited with %v after SIGTERM:\n%s", err, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("serve did not stop after SIGTERM:\n%s", stderr.String())
+		}
+	})
+
+	t.Run("DemoRefusedOnPublicListener", func(t *testing.T) {
+		cmd := exec.Command(bin, "serve", "--listen.sftp", "0.0.0.0:2222")
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), `user "demo"`) || !strings.Contains(string(out), "listen.sftp") {
+			t.Fatalf("serve with demo on 0.0.0.0: err %v, output:\n%s", err, out)
+		}
+	})
+
+	t.Run("BadConfigNamesTheKey", func(t *testing.T) {
+		cmd := exec.Command(bin, "serve")
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), "UPGATE_CONNECTIONS_KEEPALIVE_COUNT=-1")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "connections.keepalive.count") {
+			t.Fatalf("serve with a bad env value: err %v, output:\n%s", err, out)
+		}
+	})
+
+	t.Run("AgentNeedsToken", func(t *testing.T) {
+		out, err := exec.Command(bin, "agent", "--root", t.TempDir()).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "token-file") {
+			t.Fatalf("agent without a token: err %v, output:\n%s", err, out)
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestAgentCommand runs "upgate agent" and writes a file through it with
+// the real client.
+func TestAgentCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	root := t.TempDir()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("agent-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	cmd := exec.Command(bin, "agent", "--listen", addr, "--root", root, "--token-file", tokenFile)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agent exited with %v after SIGTERM:\n%s", err, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("agent did not stop after SIGTERM")
+		}
+	}()
+	cc, err := backend.Dial(addr, backend.DialOptions{Token: "agent-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fsys := backend.NewGRPCFs(ctx, cc, backend.Options{CallTimeout: 5 * time.Second})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := fsys.Stat("/"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("agent not reachable: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	data := fstest.Data(3<<20, 4)
+	fstest.WriteFile(t, fsys, "/up.bin", data)
+	if got, err := os.ReadFile(filepath.Join(root, "up.bin")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("file written through upgate agent: %d bytes, %v", len(got), err)
+	}
+}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/upgate/upgate"
+	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/gateway"
+)
+
+func serveCommand() *cobra.Command {
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway",
+		Long: `Run the gateway with the configuration in --config, or with the embedded
+default (the repository's config.yaml: loopback listeners, an in-process
+agent serving ./data, and the user demo with password demo).
+
+Every key can be overridden by an UPGATE_* environment variable
+(UPGATE_LISTEN_FTP=127.0.0.1:3121) and then by a flag (--listen.ftp).
+SIGINT or SIGTERM stops it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configFile, upgate.DefaultConfig, cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg.Log.Level, cfg.Log.Format)
+			ctx := cmd.Context()
+			gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: upgate.Version()})
+			if err != nil {
+				return err
+			}
+			log.Info("upgate serving", "version", upgate.Version(), "users", len(cfg.Users), "agents", len(cfg.Agents))
+			<-ctx.Done()
+			log.Info("upgate stopping")
+			return gw.Close()
+		},
+	}
+	cmd.Flags().StringVarP(&configFile, "config", "c", "", "configuration file (default: the embedded config.yaml)")
+	config.RegisterFlags(cmd.Flags())
+	return cmd
+}

@@ -1,0 +1,221 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/backend/agent"
+	"github.com/upgate/upgate/config"
+)
+
+// agentPool holds one gRPC connection per resolved agent target, shared by
+// every session that uses it, and the embedded agents it runs.
+type agentPool struct {
+	log     *slog.Logger
+	configs map[string]config.Agent
+
+	// mu guards conns and tokens.
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn // by resolved target
+	tokens map[string]string           // remote agents' tokens, by agent name
+
+	embedded map[string]*embeddedAgent // by agent name; fixed after start
+}
+
+// embeddedAgent is the agent code running in-process, reached over
+// loopback gRPC like any other agent.
+type embeddedAgent struct {
+	server *agent.Server
+	addr   string
+	conn   *grpc.ClientConn
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+func newAgentPool(ctx context.Context, agents map[string]config.Agent, log *slog.Logger, version string) (*agentPool, error) {
+	p := &agentPool{
+		log:      log.With("component", "agents"),
+		configs:  agents,
+		conns:    make(map[string]*grpc.ClientConn),
+		tokens:   make(map[string]string),
+		embedded: make(map[string]*embeddedAgent),
+	}
+	names := make([]string, 0, len(agents))
+	for name := range agents {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		a := agents[name]
+		if !a.Embedded {
+			tok, err := readToken(a.TokenFile)
+			if err != nil {
+				p.close()
+				return nil, wrapf("agents.%s.token_file: %w", name, err)
+			}
+			p.tokens[name] = tok
+			continue
+		}
+		e, err := startEmbedded(ctx, name, a.Root, log, version)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.embedded[name] = e
+		p.log.Info("embedded agent started", "agent", name, "root", a.Root, "address", e.addr)
+	}
+	return p, nil
+}
+
+func readToken(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", file)
+	}
+	return tok, nil
+}
+
+func startEmbedded(ctx context.Context, name, root string, log *slog.Logger, version string) (*embeddedAgent, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, wrapf("agents.%s.root: %w", name, err)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, wrapf("embedded agent %s: token: %w", name, err)
+	}
+	token := hex.EncodeToString(b[:])
+	srv, err := agent.New(agent.Config{Root: root, Token: token, Logger: log.With("agent", name), Version: version})
+	if err != nil {
+		return nil, wrapf("embedded agent %s: %w", name, err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		return nil, wrapf("embedded agent %s: listen: %w", name, err)
+	}
+	cc, err := backend.Dial(lis.Addr().String(), backend.DialOptions{Token: token})
+	if err != nil {
+		lis.Close()
+		srv.Close()
+		return nil, wrapf("embedded agent %s: %w", name, err)
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	e := &embeddedAgent{server: srv, addr: lis.Addr().String(), conn: cc, stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		if err := agent.Serve(sctx, srv, lis); err != nil && !errors.Is(err, net.ErrClosed) {
+			log.Error("embedded agent stopped", "agent", name, "err", err)
+		}
+	}()
+	return e, nil
+}
+
+// conn returns the connection for the named agent as user sees it, and
+// the resolved target for logs.
+func (p *agentPool) conn(name, user string) (*grpc.ClientConn, string, error) {
+	if e, ok := p.embedded[name]; ok {
+		return e.conn, e.addr, nil
+	}
+	a, ok := p.configs[name]
+	if !ok {
+		return nil, "", wrapf("user %s: agent %q is not configured", user, name)
+	}
+	target := strings.ReplaceAll(a.Address, "{user}", user)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.conns[target]; ok {
+		return cc, target, nil
+	}
+	tlsConf, err := clientTLS(a.TLS)
+	if err != nil {
+		return nil, target, wrapf("agents.%s.tls: %w", name, err)
+	}
+	cc, err := backend.Dial(target, backend.DialOptions{Token: p.tokens[name], TLS: tlsConf})
+	if err != nil {
+		return nil, target, err
+	}
+	p.conns[target] = cc
+	return cc, target, nil
+}
+
+// clientTLS builds the TLS config for a remote agent; nil when off.
+func clientTLS(c config.AgentTLS) (*tls.Config, error) {
+	if !c.Enabled() {
+		return nil, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CA != "" {
+		pem, err := os.ReadFile(c.CA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca: no certificate in %s", c.CA)
+		}
+		conf.RootCAs = pool
+	}
+	if c.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return nil, err
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// close closes every connection and stops the embedded agents; it returns
+// when their goroutines are gone.
+func (p *agentPool) close() error {
+	p.mu.Lock()
+	var errs []error
+	for target, cc := range p.conns {
+		if err := cc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close agent %s: %w", target, err))
+		}
+	}
+	clear(p.conns)
+	p.mu.Unlock()
+	for name, e := range p.embedded {
+		e.conn.Close()
+		e.stop()
+		<-e.done
+		if err := e.server.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close embedded agent %s: %w", name, err))
+		}
+	}
+	clear(p.embedded)
+	return errors.Join(errs...)
+}
+
+// EmbeddedAgent returns the in-process agent server of that name, for
+// tests and the admin view (its open-handle count).
+func (g *Gateway) EmbeddedAgent(name string) (*agent.Server, bool) {
+	e, ok := g.agents.embedded[name]
+	if !ok {
+		return nil, false
+	}
+	return e.server, true
+}

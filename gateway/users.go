@@ -1,0 +1,147 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/spf13/afero"
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/config"
+)
+
+// user is a config.User prepared for logins.
+type user struct {
+	name  string
+	hash  []byte          // bcrypt; nil: no password login
+	keys  []ssh.PublicKey // parsed authorized_keys
+	mount config.Mount    // the user's "/" mount
+}
+
+// dummyHash is compared against when the user does not exist, so that an
+// unknown name costs as much time as a wrong password.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("upgate-no-such-user"), bcrypt.DefaultCost)
+	return h
+})
+
+func loadUsers(cfg *config.Config) (map[string]*user, error) {
+	users := make(map[string]*user, len(cfg.Users))
+	for i, cu := range cfg.Users {
+		u := &user{name: cu.Name}
+		if cu.PasswordHash != "" {
+			u.hash = []byte(cu.PasswordHash)
+		}
+		for j, line := range cu.AuthorizedKeys {
+			key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+			if err != nil {
+				return nil, wrapf("users[%d].authorized_keys[%d]: %w", i, j, err)
+			}
+			u.keys = append(u.keys, key)
+		}
+		if len(cu.Mounts) != 1 || cu.Mounts[0].Path != "/" {
+			return nil, wrapf("users[%d].mounts: exactly one mount at \"/\" is supported", i)
+		}
+		u.mount = cu.Mounts[0]
+		users[cu.Name] = u
+	}
+	return users, nil
+}
+
+// Login is a verified user and the filesystem their session works in.
+type Login struct {
+	// User is the login name.
+	User string
+	// Fs is the user's tree, bound to the context given at login: when
+	// that ends, its open files abort.
+	Fs afero.Fs
+	// Method is "password" or "publickey".
+	Method string
+}
+
+// LoginPassword verifies a password and returns the user's filesystem,
+// bound to ctx (the session's lifetime). A wrong name or password returns
+// ErrAuthFailed; an agent that cannot be reached returns an error wrapping
+// backend.ErrUnavailable whose text names the agent and the user.
+func (g *Gateway) LoginPassword(ctx context.Context, name, password string) (*Login, error) {
+	u, ok := g.user(name)
+	if !ok || u.hash == nil {
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		g.log.Info("login refused", "user", name, "method", "password", "reason", "unknown user or no password")
+		return nil, ErrAuthFailed
+	}
+	if err := bcrypt.CompareHashAndPassword(u.hash, []byte(password)); err != nil {
+		g.log.Info("login refused", "user", name, "method", "password", "reason", "wrong password")
+		return nil, ErrAuthFailed
+	}
+	return g.login(ctx, u, "password")
+}
+
+// HasKey reports whether key is one of the user's authorized keys, without
+// logging in: SSH asks this for keys the client only offers.
+func (g *Gateway) HasKey(name string, key ssh.PublicKey) bool {
+	u, ok := g.user(name)
+	if !ok {
+		return false
+	}
+	want := key.Marshal()
+	for _, k := range u.keys {
+		if bytes.Equal(k.Marshal(), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// LoginKey logs in a user whose possession of key the SSH layer has
+// verified (a signature, not just an offer).
+func (g *Gateway) LoginKey(ctx context.Context, name string, key ssh.PublicKey) (*Login, error) {
+	u, ok := g.user(name)
+	if !ok || !g.HasKey(name, key) {
+		g.log.Info("login refused", "user", name, "method", "publickey", "reason", "key not authorized")
+		return nil, ErrAuthFailed
+	}
+	return g.login(ctx, u, "publickey")
+}
+
+// loginTimeout bounds the agent round trip a login makes.
+const loginTimeout = 15 * time.Second
+
+// login reaches the user's agent, makes sure the user's root exists there,
+// and returns the filesystem.
+func (g *Gateway) login(ctx context.Context, u *user, method string) (*Login, error) {
+	cc, target, err := g.agents.conn(u.mount.Agent, u.name)
+	if err != nil {
+		return nil, err
+	}
+	opts := backend.Options{Root: u.mount.Root, Agent: u.mount.Agent, User: u.name, CallTimeout: time.Minute}
+	// Reach the agent now, so an unreachable one is reported at login, and
+	// make sure the user's root exists there.
+	ictx, cancel := context.WithTimeout(ctx, loginTimeout)
+	defer cancel()
+	top := backend.NewGRPCFs(ictx, cc, backend.Options{Agent: u.mount.Agent, User: u.name, CallTimeout: loginTimeout})
+	if u.mount.Root != "" {
+		err = top.MkdirAll(u.mount.Root, 0o755)
+	} else {
+		_, err = top.Stat("/")
+	}
+	if err != nil {
+		g.log.Warn("login failed: agent", "user", u.name, "agent", u.mount.Agent, "address", target, "err", err)
+		if errors.Is(err, backend.ErrUnavailable) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("gateway: prepare root of user %s on agent %s: %w", u.name, u.mount.Agent, err)
+	}
+	var fsys afero.Fs = backend.NewGRPCFs(ctx, cc, opts)
+	if u.mount.ReadOnly {
+		fsys = backend.ReadOnly(fsys)
+	}
+	g.log.Info("login", "user", u.name, "method", method, "agent", u.mount.Agent)
+	return &Login{User: u.name, Fs: fsys, Method: method}, nil
+}
