@@ -791,3 +791,9 @@ func withID(req *agentpb.FileRequest, id uint64) *agentpb.FileRequest {
 	req.Id = id
 	return req
 }
+
+var (
+	_ TimesSetter     = (*file)(nil)
+	_ ModeSetter      = (*file)(nil)
+	_ TransferAborter = (*file)(nil)
+)

@@ -23,7 +23,9 @@ package backend
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/afero"
 )
@@ -83,4 +85,23 @@ type FSStats struct {
 type StatFSer interface {
 	afero.Fs
 	StatFS(ctx context.Context, name string) (FSStats, error)
+}
+
+// TimesSetter is a file that records access and modification times to
+// apply when it is closed, after an upload commits (SFTP's FSETSTAT arrives
+// before CLOSE, and later writes would otherwise overwrite it).
+type TimesSetter interface {
+	SetTimes(atime, mtime time.Time) error
+}
+
+// ModeSetter is a file whose mode can be changed while it is open.
+type ModeSetter interface {
+	Chmod(mode os.FileMode) error
+}
+
+// TransferAborter is a file that can be told its transfer failed, so that
+// Close discards the upload instead of committing it. ftpserverlib and
+// pkg/sftp both look for this method.
+type TransferAborter interface {
+	TransferError(err error)
 }

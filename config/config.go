@@ -107,6 +107,16 @@ type Connections struct {
 	// source IP (key connections.max_per_ip). Default 64. Must be positive.
 	MaxPerIP int `mapstructure:"max_per_ip"`
 
+	// MaxPerUser is the most sessions one user may have open at once; a
+	// login beyond it is refused (key connections.max_per_user). Default
+	// 32. Must be positive.
+	MaxPerUser int `mapstructure:"max_per_user"`
+
+	// ProgressTimeout aborts a data transfer (an FTP data connection) that
+	// has moved no byte for this long (key connections.progress_timeout).
+	// Default 2m. Must be positive.
+	ProgressTimeout time.Duration `mapstructure:"progress_timeout"`
+
 	// ProxyProtocol says which peers may send a PROXY protocol header
 	// (key connections.proxy_protocol).
 	ProxyProtocol ProxyProtocol `mapstructure:"proxy_protocol"`

@@ -55,6 +55,8 @@ func Options() []Option {
 		{"connections.idle_timeout", time.Hour, "close a session idle for this long"},
 		{"connections.max", 4096, "most client connections open at once"},
 		{"connections.max_per_ip", 64, "most client connections open at once from one IP"},
+		{"connections.max_per_user", 32, "most sessions open at once for one user"},
+		{"connections.progress_timeout", 2 * time.Minute, "abort a data transfer that moved no byte for this long"},
 		{"connections.proxy_protocol.trusted", []string{}, "CIDRs allowed to send PROXY protocol headers"},
 		{"connections.drain_timeout", 30 * time.Second, "how long shutdown waits for sessions to finish"},
 		{"ftp.passive_ports", "30000-30019", `FTP passive port range "A-B"; empty lets the OS choose`},

@@ -88,6 +88,8 @@ func (v *validator) connections(c *Connections) {
 	v.positive("connections.idle_timeout", c.IdleTimeout)
 	v.positiveInt("connections.max", c.Max)
 	v.positiveInt("connections.max_per_ip", c.MaxPerIP)
+	v.positiveInt("connections.max_per_user", c.MaxPerUser)
+	v.positive("connections.progress_timeout", c.ProgressTimeout)
 	v.positive("connections.drain_timeout", c.DrainTimeout)
 	for i, s := range c.ProxyProtocol.Trusted {
 		if _, err := netip.ParsePrefix(s); err != nil {

@@ -12,7 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/upgate/upgate/config"
 )
@@ -28,17 +32,40 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by embedded agents. Empty means "dev".
 	Version string
+	// Defender, if non-nil, bans addresses after failed logins: the accept
+	// layer refuses connections from banned addresses and logins report
+	// their result to it. Nil means no bans.
+	Defender Defender
 }
 
-// Gateway turns verified logins into filesystems. Create it with New and
-// release it with Close.
-type Gateway struct {
-	log    *slog.Logger
-	agents *agentPool
+// Defender decides which client addresses may connect, from the results
+// of their logins.
+type Defender interface {
+	// Banned reports whether ip is refused now.
+	Banned(ip netip.Addr) bool
+	// LoginFailed records a failed login from ip.
+	LoginFailed(ip netip.Addr)
+	// LoginSucceeded records a successful login from ip.
+	LoginSucceeded(ip netip.Addr)
+}
 
-	// mu guards users; a config reload replaces it whole.
-	mu    sync.RWMutex
-	users map[string]*user
+// Gateway turns verified logins into filesystems and runs the accept layer
+// every frontend listens through. Create it with New; stop it with
+// Shutdown (drain) and then Close.
+type Gateway struct {
+	log      *slog.Logger
+	agents   *agentPool
+	settings acceptSettings
+	registry *Registry
+	defender Defender
+	refusals atomic.Int64
+
+	// mu guards users (a config reload replaces it whole), listeners and
+	// draining.
+	mu        sync.RWMutex
+	users     map[string]*user
+	listeners map[*acceptListener]struct{}
+	draining  bool
 }
 
 // New builds a gateway from a validated config: it starts the embedded
@@ -52,16 +79,54 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if err != nil {
 		return nil, err
 	}
+	settings, err := newAcceptSettings(cfg.Connections)
+	if err != nil {
+		return nil, err
+	}
 	pool, err := newAgentPool(ctx, cfg.Agents, log, opts.Version)
 	if err != nil {
 		return nil, err
 	}
-	return &Gateway{log: log.With("component", "gateway"), agents: pool, users: users}, nil
+	glog := log.With("component", "gateway")
+	return &Gateway{
+		log:       glog,
+		agents:    pool,
+		settings:  settings,
+		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),
+		defender:  opts.Defender,
+		users:     users,
+		listeners: make(map[*acceptListener]struct{}),
+	}, nil
 }
 
-// Close stops the embedded agents and closes every agent connection. Open
-// files' streams end, so their uploads abort.
-func (g *Gateway) Close() error { return g.agents.close() }
+// newAcceptSettings converts the connections config.
+func newAcceptSettings(c config.Connections) (acceptSettings, error) {
+	s := acceptSettings{
+		keepalive:       net.KeepAliveConfig{Enable: true, Idle: c.Keepalive.Idle, Interval: c.Keepalive.Interval, Count: c.Keepalive.Count},
+		userTimeout:     c.UserTimeout,
+		idleTimeout:     c.IdleTimeout,
+		progressTimeout: c.ProgressTimeout,
+		proxyTimeout:    5 * time.Second,
+	}
+	for i, cidr := range c.ProxyProtocol.Trusted {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return s, wrapf("connections.proxy_protocol.trusted[%d]: %w", i, err)
+		}
+		s.trusted = append(s.trusted, p.Masked())
+	}
+	return s, nil
+}
+
+// Close closes every session and listener at once, stops the embedded
+// agents and closes every agent connection: open files' streams end, so
+// their uploads abort. Call Shutdown first to let transfers finish.
+func (g *Gateway) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = g.Shutdown(ctx)
+	return g.agents.close()
+}
 
 func (g *Gateway) user(name string) (*user, bool) {
 	g.mu.RLock()

@@ -101,7 +101,7 @@ func TestLoginPasswordReachesTheUsersRoot(t *testing.T) {
 	e := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l, err := e.gw.LoginPassword(ctx, "alice", "alice-pw")
+	l, err := e.gw.LoginPassword(ctx, nil, "alice", "alice-pw")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,15 +133,15 @@ func TestLoginRefusals(t *testing.T) {
 	for _, tc := range []struct{ user, pw string }{
 		{"alice", "wrong"}, {"alice", ""}, {"nobody", "alice-pw"}, {"bob", ""}, {"bob", "anything"},
 	} {
-		if _, err := e.gw.LoginPassword(ctx, tc.user, tc.pw); !errors.Is(err, gateway.ErrAuthFailed) {
+		if _, err := e.gw.LoginPassword(ctx, nil, tc.user, tc.pw); !errors.Is(err, gateway.ErrAuthFailed) {
 			t.Errorf("LoginPassword(%q, %q) = %v, want ErrAuthFailed", tc.user, tc.pw, err)
 		}
 	}
 	other, _ := newKey(t)
-	if _, err := e.gw.LoginKey(ctx, "bob", other); !errors.Is(err, gateway.ErrAuthFailed) {
+	if _, err := e.gw.LoginKey(ctx, nil, "bob", other); !errors.Is(err, gateway.ErrAuthFailed) {
 		t.Errorf("LoginKey with a foreign key = %v", err)
 	}
-	if _, err := e.gw.LoginKey(ctx, "alice", e.key); !errors.Is(err, gateway.ErrAuthFailed) {
+	if _, err := e.gw.LoginKey(ctx, nil, "alice", e.key); !errors.Is(err, gateway.ErrAuthFailed) {
 		t.Errorf("LoginKey with bob's key as alice = %v", err)
 	}
 	if e.gw.HasKey("alice", e.key) || !e.gw.HasKey("bob", e.key) {
@@ -153,7 +153,7 @@ func TestLoginKeyOnRemoteAgent(t *testing.T) {
 	e := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l, err := e.gw.LoginKey(ctx, "bob", e.key)
+	l, err := e.gw.LoginKey(ctx, nil, "bob", e.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestLoginKeyOnRemoteAgent(t *testing.T) {
 
 func TestUnreachableAgentIsNamed(t *testing.T) {
 	e := setup(t)
-	_, err := e.gw.LoginPassword(context.Background(), "carol", "pw")
+	_, err := e.gw.LoginPassword(context.Background(), nil, "carol", "pw")
 	if !errors.Is(err, backend.ErrUnavailable) {
 		t.Fatalf("login with the agent down: %v, want ErrUnavailable", err)
 	}
@@ -184,7 +184,7 @@ func TestUnreachableAgentIsNamed(t *testing.T) {
 
 func TestWrongAgentTokenRefused(t *testing.T) {
 	e := setup(t)
-	_, err := e.gw.LoginPassword(context.Background(), "eve", "pw")
+	_, err := e.gw.LoginPassword(context.Background(), nil, "eve", "pw")
 	if !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "token") {
 		t.Fatalf("login through an agent that refuses the token: %v", err)
 	}
@@ -198,7 +198,7 @@ func TestReadOnlyMount(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(e.root, "alice", "ro.txt"), []byte("keep"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := e.gw.LoginPassword(context.Background(), "dave", "pw")
+	l, err := e.gw.LoginPassword(context.Background(), nil, "dave", "pw")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,21 +66,35 @@ type Login struct {
 }
 
 // LoginPassword verifies a password and returns the user's filesystem,
-// bound to ctx (the session's lifetime). A wrong name or password returns
-// ErrAuthFailed; an agent that cannot be reached returns an error wrapping
-// backend.ErrUnavailable whose text names the agent and the user.
-func (g *Gateway) LoginPassword(ctx context.Context, name, password string) (*Login, error) {
+// bound to ctx (the session's lifetime). sess is the connection's session
+// from the accept layer (nil outside it): the login is attached to it,
+// checked against the per-user limit and reported to the defender. A wrong
+// name or password returns ErrAuthFailed; a user at their limit an error
+// wrapping ErrTooManyConnections; an agent that cannot be reached an error
+// wrapping backend.ErrUnavailable whose text names the agent and the user.
+func (g *Gateway) LoginPassword(ctx context.Context, sess *Session, name, password string) (*Login, error) {
 	u, ok := g.user(name)
 	if !ok || u.hash == nil {
 		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
-		g.log.Info("login refused", "user", name, "method", "password", "reason", "unknown user or no password")
-		return nil, ErrAuthFailed
+		return nil, g.refused(sess, name, "password", "unknown user or no password")
 	}
 	if err := bcrypt.CompareHashAndPassword(u.hash, []byte(password)); err != nil {
-		g.log.Info("login refused", "user", name, "method", "password", "reason", "wrong password")
-		return nil, ErrAuthFailed
+		return nil, g.refused(sess, name, "password", "wrong password")
 	}
-	return g.login(ctx, u, "password")
+	return g.login(ctx, sess, u, "password")
+}
+
+// refused logs a failed login and reports it to the defender.
+func (g *Gateway) refused(sess *Session, name, method, reason string) error {
+	log := g.log
+	if sess != nil {
+		log = sess.log
+		if g.defender != nil {
+			g.defender.LoginFailed(sess.ip)
+		}
+	}
+	log.Info("login refused", "login", name, "method", method, "reason", reason)
+	return ErrAuthFailed
 }
 
 // HasKey reports whether key is one of the user's authorized keys, without
@@ -101,13 +115,12 @@ func (g *Gateway) HasKey(name string, key ssh.PublicKey) bool {
 
 // LoginKey logs in a user whose possession of key the SSH layer has
 // verified (a signature, not just an offer).
-func (g *Gateway) LoginKey(ctx context.Context, name string, key ssh.PublicKey) (*Login, error) {
+func (g *Gateway) LoginKey(ctx context.Context, sess *Session, name string, key ssh.PublicKey) (*Login, error) {
 	u, ok := g.user(name)
 	if !ok || !g.HasKey(name, key) {
-		g.log.Info("login refused", "user", name, "method", "publickey", "reason", "key not authorized")
-		return nil, ErrAuthFailed
+		return nil, g.refused(sess, name, "publickey", "key not authorized")
 	}
-	return g.login(ctx, u, "publickey")
+	return g.login(ctx, sess, u, "publickey")
 }
 
 // loginTimeout bounds the agent round trip a login makes.
@@ -115,7 +128,18 @@ const loginTimeout = 15 * time.Second
 
 // login reaches the user's agent, makes sure the user's root exists there,
 // and returns the filesystem.
-func (g *Gateway) login(ctx context.Context, u *user, method string) (*Login, error) {
+func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method string) (*Login, error) {
+	log := g.log
+	if sess != nil {
+		if err := g.registry.setUser(sess, u.name); err != nil {
+			sess.log.Warn("login refused", "login", u.name, "method", method, "err", err)
+			return nil, err
+		}
+		log = sess.log
+		if g.defender != nil {
+			g.defender.LoginSucceeded(sess.ip)
+		}
+	}
 	cc, target, err := g.agents.conn(u.mount.Agent, u.name)
 	if err != nil {
 		return nil, err
@@ -132,7 +156,7 @@ func (g *Gateway) login(ctx context.Context, u *user, method string) (*Login, er
 		_, err = top.Stat("/")
 	}
 	if err != nil {
-		g.log.Warn("login failed: agent", "user", u.name, "agent", u.mount.Agent, "address", target, "err", err)
+		log.Warn("login failed: agent", "user", u.name, "agent", u.mount.Agent, "address", target, "err", err)
 		if errors.Is(err, backend.ErrUnavailable) {
 			return nil, err
 		}
@@ -142,6 +166,9 @@ func (g *Gateway) login(ctx context.Context, u *user, method string) (*Login, er
 	if u.mount.ReadOnly {
 		fsys = backend.ReadOnly(fsys)
 	}
-	g.log.Info("login", "user", u.name, "method", method, "agent", u.mount.Agent)
+	if sess != nil {
+		fsys = &sessionFs{Fs: fsys, sess: sess}
+	}
+	log.Info("login", "user", u.name, "method", method, "agent", u.mount.Agent)
 	return &Login{User: u.name, Fs: fsys, Method: method}, nil
 }

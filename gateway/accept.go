@@ -1,0 +1,367 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+)
+
+// ErrServerClosed is returned by the accept layer's listeners after
+// Shutdown, and by logins refused while draining.
+var ErrServerClosed = errors.New("gateway: server closed")
+
+// Protocol describes a frontend to the accept layer. Adding a protocol
+// means writing a frontend that fills this in; the accept layer does not
+// change.
+type Protocol struct {
+	// Name labels the protocol's sessions, logs and metrics ("ftp",
+	// "sftp").
+	Name string
+	// ReadIsActivity makes every byte the client sends count as activity
+	// for the idle timeout: right for FTP's control connection, where the
+	// client speaks only to send commands (NOOP included). When false the
+	// frontend calls Session.Touch itself, as SSH must: a client's replies
+	// to the server's own keepalives are not activity.
+	ReadIsActivity bool
+	// Refuse, if non-nil, tells a client the gateway will not serve why,
+	// in the protocol's words ("421 Too many connections"), before its
+	// connection is closed. The connection has a write deadline; Refuse
+	// must not close it.
+	Refuse func(c net.Conn, reason string)
+}
+
+// refuseTimeout bounds writing a refusal to a client that does not read.
+const refuseTimeout = 2 * time.Second
+
+// acceptSettings are the accept layer's knobs, from config.Connections.
+type acceptSettings struct {
+	keepalive       net.KeepAliveConfig
+	userTimeout     time.Duration
+	idleTimeout     time.Duration // 0: none
+	progressTimeout time.Duration // 0: none
+	trusted         []netip.Prefix
+	proxyTimeout    time.Duration
+}
+
+// Listen listens on addr (TCP) and returns the listener a frontend serves.
+// See NewListener.
+func (g *Gateway) Listen(proto Protocol, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listen %s on %s: %w", proto.Name, addr, err)
+	}
+	return g.NewListener(proto, lis), nil
+}
+
+// NewListener runs the accept layer on lis and returns the listener a
+// frontend serves. Each connection it yields has passed the accept layer:
+// TCP keepalive and TCP_USER_TIMEOUT are set, the PROXY header (from a
+// trusted proxy) is read, the defender and the connection limits have let
+// it in, and its session is registered. The connection is a *Conn; closing
+// it removes the session. Closing the returned listener, or Shutdown, stops
+// accepting; Accept then returns an error wrapping net.ErrClosed.
+func (g *Gateway) NewListener(proto Protocol, lis net.Listener) net.Listener {
+	l := &acceptListener{g: g, proto: proto, inner: lis, conns: make(chan *Conn), done: make(chan struct{})}
+	g.mu.Lock()
+	if g.draining {
+		g.mu.Unlock()
+		l.Close()
+		return l
+	}
+	g.listeners[l] = struct{}{}
+	g.mu.Unlock()
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l
+}
+
+// acceptListener delivers accepted connections to a frontend through a
+// channel, after the accept layer's checks.
+type acceptListener struct {
+	g     *Gateway
+	proto Protocol
+	inner net.Listener
+	conns chan *Conn
+	done  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup // the accept loop and per-connection setups
+}
+
+func (l *acceptListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.inner.Addr(), Err: net.ErrClosed}
+	}
+}
+
+func (l *acceptListener) Addr() net.Addr { return l.inner.Addr() }
+
+// Close stops accepting and returns once the accept goroutines are gone.
+func (l *acceptListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		close(l.done)
+		err = l.inner.Close()
+		l.g.mu.Lock()
+		delete(l.g.listeners, l)
+		l.g.mu.Unlock()
+	})
+	l.wg.Wait()
+	return err
+}
+
+func (l *acceptListener) acceptLoop() {
+	defer l.wg.Done()
+	var backoff time.Duration
+	for {
+		raw, err := l.inner.Accept()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: back off as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.g.log.Error("accept failed", "proto", l.proto.Name, "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-l.done:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			c, err := l.g.admit(l.proto, raw, nil)
+			if err != nil {
+				return
+			}
+			select {
+			case l.conns <- c:
+			case <-l.done:
+				_ = c.Close()
+			}
+		}()
+	}
+}
+
+// admit runs the accept layer on one raw connection: socket options, PROXY
+// header, defender, limits, registration. parent is the control session of
+// a data connection, nil otherwise. On refusal the connection is closed and
+// an error returned.
+func (g *Gateway) admit(proto Protocol, raw net.Conn, parent *Session) (*Conn, error) {
+	s := g.settings
+	tcp, _ := raw.(*net.TCPConn)
+	if tcp != nil {
+		if err := tuneTCP(tcp, s.keepalive, s.userTimeout); err != nil {
+			g.log.Warn("socket options", "proto", proto.Name, "remote", raw.RemoteAddr().String(), "err", err)
+		}
+	}
+	conn, remote, local := raw, raw.RemoteAddr(), raw.LocalAddr()
+	if len(s.trusted) > 0 {
+		if g.trustedProxy(raw.RemoteAddr()) {
+			// A trusted balancer sends the header before anything else.
+			p := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REQUIRE), proxyproto.SetReadHeaderTimeout(s.proxyTimeout))
+			if p.ProxyHeader() == nil {
+				g.log.Warn("connection refused: no valid PROXY header from trusted proxy", "proto", proto.Name, "proxy", raw.RemoteAddr().String())
+				g.count(proto, ReasonProxy)
+				raw.Close()
+				return nil, errors.New("gateway: missing PROXY header")
+			}
+			conn, remote, local = p, p.RemoteAddr(), p.LocalAddr()
+		} else {
+			// Anyone else's PROXY header is refused at the first read.
+			conn = &rejectProxy{Conn: proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REJECT), proxyproto.SetReadHeaderTimeout(-1)), g: g, proto: proto.Name}
+		}
+	}
+	sess := &Session{
+		Protocol: proto.Name, Remote: remote, Local: local, Start: time.Now(), Parent: parent,
+		r: g.registry, tcp: tcp,
+	}
+	sess.lastActivity.Store(sess.Start.UnixNano())
+	sess.lastIO.Store(sess.Start.UnixNano())
+	refuse := func(reason string, err error) (*Conn, error) {
+		g.log.Warn("connection refused", "proto", proto.Name, "remote", remote.String(), "reason", reason, "err", err)
+		g.count(proto, reason)
+		if proto.Refuse != nil {
+			_ = conn.SetWriteDeadline(time.Now().Add(refuseTimeout))
+			proto.Refuse(conn, err.Error())
+		}
+		conn.Close()
+		return nil, err
+	}
+	if parent == nil && g.defender != nil && g.defender.Banned(addrIP(remote)) {
+		return refuse(ReasonBanned, fmt.Errorf("address %s is banned after failed logins", addrIP(remote)))
+	}
+	if reason, err := g.registry.add(sess); err != nil {
+		return refuse(reason, err)
+	}
+	sess.log = g.log.With("session", sess.ID, "proto", proto.Name, "remote", remote.String())
+	c := &Conn{Conn: conn, sess: sess, readIsActivity: proto.ReadIsActivity, remote: remote, local: local}
+	sess.closer = c.Close
+	if parent == nil && s.idleTimeout > 0 {
+		sess.idle = s.idleTimeout
+		sess.timer = time.AfterFunc(s.idleTimeout, sess.checkIdle)
+	}
+	if parent != nil && s.progressTimeout > 0 {
+		c.progressTimeout = s.progressTimeout
+		c.progress = time.AfterFunc(s.progressTimeout, func() {
+			sess.log.Warn("data transfer stalled: closing", "timeout", s.progressTimeout)
+			_ = sess.Close(ReasonProgress)
+		})
+	}
+	sess.log.Debug("connection accepted", "local", local.String())
+	return c, nil
+}
+
+func (g *Gateway) trustedProxy(a net.Addr) bool {
+	ip := addrIP(a)
+	for _, p := range g.settings.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// count records a refusal for metrics (a no-op until the metrics land).
+func (g *Gateway) count(proto Protocol, reason string) {
+	g.refusals.Add(1)
+}
+
+// rejectProxy refuses a PROXY header from an untrusted address: the first
+// read fails and the connection is logged and closed.
+type rejectProxy struct {
+	*proxyproto.Conn
+	g     *Gateway
+	proto string
+	once  sync.Once
+}
+
+func (r *rejectProxy) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if errors.Is(err, proxyproto.ErrSuperfluousProxyHeader) {
+		r.once.Do(func() {
+			r.g.log.Warn("connection refused: PROXY header from an untrusted address", "proto", r.proto, "remote", r.Raw().RemoteAddr().String())
+		})
+		r.Conn.Close()
+	}
+	return n, err
+}
+
+// RemoteAddr and LocalAddr never wait for a header.
+func (r *rejectProxy) RemoteAddr() net.Addr { return r.Raw().RemoteAddr() }
+func (r *rejectProxy) LocalAddr() net.Addr  { return r.Raw().LocalAddr() }
+
+// NewDataListener wraps a listener for a control session's data
+// connections (FTP passive mode): each accepted connection gets the socket
+// options and the PROXY handling of control connections, the progress
+// timeout, and a child session under the control session that parent
+// returns for it (nil if none: the connection is refused).
+func (g *Gateway) NewDataListener(proto Protocol, lis net.Listener, parent func(net.Conn) *Session) net.Listener {
+	return &dataListener{Listener: lis, g: g, proto: proto, parent: parent}
+}
+
+type dataListener struct {
+	net.Listener
+	g      *Gateway
+	proto  Protocol
+	parent func(net.Conn) *Session
+}
+
+func (d *dataListener) Accept() (net.Conn, error) {
+	for {
+		raw, err := d.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		p := d.parent(raw)
+		if p == nil {
+			d.g.log.Warn("data connection refused: no control session", "proto", d.proto.Name, "remote", raw.RemoteAddr().String())
+			raw.Close()
+			continue
+		}
+		c, err := d.g.admit(d.proto, raw, p)
+		if err != nil {
+			continue
+		}
+		return c, nil
+	}
+}
+
+// Shutdown drains the gateway: it stops accepting, closes sessions with no
+// transfer in progress, waits for the others to finish their transfers
+// until ctx ends, then closes whatever is left. It returns once every
+// session is gone (or, if a frontend never closes a connection, when ctx
+// ends and ten more seconds have passed). Shutdown's error is ctx's if
+// transfers had to be cut.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.draining = true
+	ls := make([]*acceptListener, 0, len(g.listeners))
+	for l := range g.listeners {
+		ls = append(ls, l)
+	}
+	g.mu.Unlock()
+	g.registry.mu.Lock()
+	g.registry.draining = true
+	g.registry.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
+	g.log.Info("draining", "sessions", g.registry.Len())
+	// quiet is how long a session must have moved no byte after its last
+	// transfer before it is closed, so the transfer's final reply (FTP's
+	// 226) reaches the client.
+	const quiet = 300 * time.Millisecond
+	tick := 10 * time.Millisecond
+	var cut error
+	for {
+		live := g.registry.Sessions()
+		if len(live) == 0 {
+			return cut
+		}
+		for _, s := range live {
+			if s.Parent != nil {
+				continue // closed with its control session
+			}
+			if cut != nil || (s.transfers.Load() == 0 && time.Since(time.Unix(0, s.lastIO.Load())) >= quiet) {
+				_ = s.Close(ReasonDrain)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if cut == nil {
+				cut = ctx.Err()
+				g.log.Warn("drain timeout: closing sessions with transfers in progress", "sessions", len(live))
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				continue
+			}
+			return errors.Join(cut, fmt.Errorf("gateway: %d sessions still open after drain", len(live)))
+		case <-time.After(tick):
+		}
+		tick = min(2*tick, 250*time.Millisecond)
+	}
+}
+
+// Registry returns the live sessions.
+func (g *Gateway) Registry() *Registry { return g.registry }
+
+var _ = slog.Default

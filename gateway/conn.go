@@ -1,0 +1,80 @@
+package gateway
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Conn is a connection that passed the accept layer, as frontends receive
+// it. It counts bytes and activity into its Session, and closing it
+// removes the session from the registry.
+type Conn struct {
+	net.Conn
+	sess           *Session
+	readIsActivity bool
+	remote, local  net.Addr
+
+	// progress, if non-nil, closes a data connection that moves no byte
+	// for progressTimeout.
+	progress        *time.Timer
+	progressTimeout time.Duration
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Session returns the connection's registry entry.
+func (c *Conn) Session() *Session { return c.sess }
+
+// RemoteAddr is the client's address (from the PROXY header when one was
+// used).
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// LocalAddr is the address the client dialled.
+func (c *Conn) LocalAddr() net.Addr { return c.local }
+
+func (c *Conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.sess.bytesIn.Add(int64(n))
+		c.moved()
+		if c.readIsActivity {
+			c.sess.Touch()
+		}
+	}
+	return n, err
+}
+
+func (c *Conn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.sess.bytesOut.Add(int64(n))
+		c.moved()
+	}
+	return n, err
+}
+
+func (c *Conn) moved() {
+	c.sess.lastIO.Store(time.Now().UnixNano())
+	if c.progress != nil {
+		c.progress.Reset(c.progressTimeout)
+	}
+}
+
+// Close closes the connection and removes its session from the registry.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		if c.sess.timer != nil {
+			c.sess.timer.Stop()
+		}
+		if c.progress != nil {
+			c.progress.Stop()
+		}
+		c.closeErr = c.Conn.Close()
+		c.sess.r.remove(c.sess)
+		c.sess.log.Debug("connection closed", "reason", c.sess.CloseReason(), "duration", time.Since(c.sess.Start).Round(time.Millisecond),
+			"bytes_in", c.sess.bytesIn.Load(), "bytes_out", c.sess.bytesOut.Load())
+	})
+	return c.closeErr
+}
