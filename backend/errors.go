@@ -28,9 +28,13 @@ var errnos = map[string]syscall.Errno{
 // (so errors.Is(err, os.ErrNotExist) and errors.Is(err, syscall.ENOTEMPTY)
 // work) or, for an unreachable agent, to ErrUnavailable.
 type AgentError struct {
-	Code    codes.Code
-	Message string // the agent's own text
-	err     error  // what it unwraps to
+	Code codes.Code
+	// Message is what a client may be shown: the errno's text ("file
+	// exists") when the agent named one, else the agent's text.
+	Message string
+	// Detail is the agent's own text, for logs; it names agent paths.
+	Detail string
+	err    error // what it unwraps to
 }
 
 func (e *AgentError) Error() string { return e.Message }
@@ -72,9 +76,10 @@ func fromProto(op, name string, e *agentpb.Error) error {
 }
 
 func agentError(code codes.Code, msg, errno string) *AgentError {
-	e := &AgentError{Code: code, Message: msg}
+	e := &AgentError{Code: code, Message: msg, Detail: msg}
 	if n, ok := errnos[errno]; ok {
 		e.err = n
+		e.Message = n.Error()
 		return e
 	}
 	switch code {

@@ -161,10 +161,11 @@ func (l *acceptListener) acceptLoop() {
 }
 
 // admit runs the accept layer on one raw connection: socket options, PROXY
-// header, defender, limits, registration. parent is the control session of
-// a data connection, nil otherwise. On refusal the connection is closed and
-// an error returned.
-func (g *Gateway) admit(proto Protocol, raw net.Conn, parent *Session) (*Conn, error) {
+// header, defender, limits, registration. For a data connection, parentOf
+// names its control session from the client's address (nil refuses it);
+// it is nil for control connections. On refusal the connection is closed
+// and an error returned.
+func (g *Gateway) admit(proto Protocol, raw net.Conn, parentOf func(remote net.Addr) *Session) (*Conn, error) {
 	s := g.settings
 	tcp, _ := raw.(*net.TCPConn)
 	if tcp != nil {
@@ -187,6 +188,14 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parent *Session) (*Conn, e
 		} else {
 			// Anyone else's PROXY header is refused at the first read.
 			conn = &rejectProxy{Conn: proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REJECT), proxyproto.SetReadHeaderTimeout(-1)), g: g, proto: proto.Name}
+		}
+	}
+	var parent *Session
+	if parentOf != nil {
+		if parent = parentOf(remote); parent == nil {
+			g.log.Warn("data connection refused: no control session", "proto", proto.Name, "remote", remote.String())
+			conn.Close()
+			return nil, errors.New("gateway: data connection without a control session")
 		}
 	}
 	sess := &Session{
@@ -271,36 +280,31 @@ func (r *rejectProxy) LocalAddr() net.Addr  { return r.Raw().LocalAddr() }
 // NewDataListener wraps a listener for a control session's data
 // connections (FTP passive mode): each accepted connection gets the socket
 // options and the PROXY handling of control connections, the progress
-// timeout, and a child session under the control session that parent
-// returns for it (nil if none: the connection is refused).
-func (g *Gateway) NewDataListener(proto Protocol, lis net.Listener, parent func(net.Conn) *Session) net.Listener {
-	return &dataListener{Listener: lis, g: g, proto: proto, parent: parent}
+// timeout, and a child session under the control session that parentOf
+// returns for the client's address (nil refuses the connection).
+func (g *Gateway) NewDataListener(proto Protocol, lis net.Listener, parentOf func(remote net.Addr) *Session) net.Listener {
+	return &dataListener{Listener: lis, g: g, proto: proto, parentOf: parentOf}
 }
 
 type dataListener struct {
 	net.Listener
-	g      *Gateway
-	proto  Protocol
-	parent func(net.Conn) *Session
+	g        *Gateway
+	proto    Protocol
+	parentOf func(net.Addr) *Session
 }
 
+// Accept returns the next data connection that passes the accept layer;
+// refused ones are closed and skipped. The inner listener's deadline (set
+// by the frontend) bounds the wait.
 func (d *dataListener) Accept() (net.Conn, error) {
 	for {
 		raw, err := d.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		p := d.parent(raw)
-		if p == nil {
-			d.g.log.Warn("data connection refused: no control session", "proto", d.proto.Name, "remote", raw.RemoteAddr().String())
-			raw.Close()
-			continue
+		if c, err := d.g.admit(d.proto, raw, d.parentOf); err == nil {
+			return c, nil
 		}
-		c, err := d.g.admit(d.proto, raw, p)
-		if err != nil {
-			continue
-		}
-		return c, nil
 	}
 }
 

@@ -169,6 +169,9 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	if sess != nil {
 		fsys = &sessionFs{Fs: fsys, sess: sess}
 	}
-	log.Info("login", "user", u.name, "method", method, "agent", u.mount.Agent)
+	if sess == nil {
+		log = log.With("user", u.name)
+	}
+	log.Info("login", "method", method, "agent", u.mount.Agent)
 	return &Login{User: u.name, Fs: fsys, Method: method}, nil
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/upgate/upgate"
 	"github.com/upgate/upgate/config"
-	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/server"
 )
 
 func serveCommand() *cobra.Command {
@@ -28,14 +30,16 @@ SIGINT or SIGTERM stops it.`,
 			}
 			log := newLogger(cfg.Log.Level, cfg.Log.Format)
 			ctx := cmd.Context()
-			gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: upgate.Version()})
+			srv, err := server.Start(ctx, cfg, server.Options{Logger: log, Version: upgate.Version()})
 			if err != nil {
 				return err
 			}
-			log.Info("upgate serving", "version", upgate.Version(), "users", len(cfg.Users), "agents", len(cfg.Agents))
+			log.Info("upgate serving", "version", upgate.Version(), "ftp", cfg.Listen.FTP, "users", len(cfg.Users), "agents", len(cfg.Agents))
 			<-ctx.Done()
-			log.Info("upgate stopping")
-			return gw.Close()
+			log.Info("upgate draining", "timeout", cfg.Connections.DrainTimeout)
+			dctx, cancel := context.WithTimeout(context.Background(), cfg.Connections.DrainTimeout)
+			defer cancel()
+			return srv.Shutdown(dctx)
 		},
 	}
 	cmd.Flags().StringVarP(&configFile, "config", "c", "", "configuration file (default: the embedded config.yaml)")

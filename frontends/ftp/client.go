@@ -1,0 +1,252 @@
+package ftp
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"sort"
+	"syscall"
+	"time"
+
+	ftpserver "github.com/fclairamb/ftpserverlib"
+	"github.com/spf13/afero"
+
+	"github.com/upgate/upgate/backend"
+)
+
+// clientDriver is ftpserverlib's ClientDriver for one logged-in client:
+// the user's filesystem plus the extensions FTP clients use.
+type clientDriver struct {
+	afero.Fs
+	c   *client
+	log *slog.Logger
+}
+
+var (
+	_ ftpserver.ClientDriver                        = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionFileList       = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionRemoveDir      = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionHasher         = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionAvailableSpace = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionSite           = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionSymlink        = (*clientDriver)(nil)
+)
+
+// OpenFile opens a file for a transfer (STOR, APPE, RETR) or a listing.
+func (d *clientDriver) OpenFile(name string, flag int, perm os.FileMode) (f afero.File, err error) {
+	defer recovered(d.c, "open", &err)
+	op := "RETR "
+	if flag&(os.O_WRONLY|os.O_RDWR) != 0 {
+		op = "STOR "
+		// ftpserverlib asks for 0777; new files get 0666 less the
+		// agent's umask, as vsftpd's file_open_mode does.
+		perm = 0o666
+	}
+	d.c.sess.SetOp(op + name)
+	file, err := d.Fs.OpenFile(name, flag, perm)
+	if err != nil {
+		d.c.sess.SetOp("idle")
+		d.log.Info("open failed", "path", name, "err", err)
+		return nil, err
+	}
+	return &transferFile{File: file, d: d, start: time.Now(), op: op + name, write: op == "STOR "}, nil
+}
+
+// Open implements afero.Fs through OpenFile.
+func (d *clientDriver) Open(name string) (afero.File, error) { return d.OpenFile(name, os.O_RDONLY, 0) }
+
+// Remove is DELE: files only (RMD is RemoveDir).
+func (d *clientDriver) Remove(name string) (err error) {
+	defer recovered(d.c, "remove", &err)
+	if fi, err := d.lstat(name); err == nil && fi.IsDir() {
+		return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
+	}
+	return d.Fs.Remove(name)
+}
+
+// RemoveDir is RMD: empty directories only.
+func (d *clientDriver) RemoveDir(name string) (err error) {
+	defer recovered(d.c, "rmdir", &err)
+	fi, err := d.lstat(name)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &fs.PathError{Op: "rmdir", Path: name, Err: syscall.ENOTDIR}
+	}
+	return d.Fs.Remove(name)
+}
+
+func (d *clientDriver) lstat(name string) (os.FileInfo, error) {
+	if l, ok := d.Fs.(afero.Lstater); ok {
+		fi, _, err := l.LstatIfPossible(name)
+		return fi, err
+	}
+	return d.Fs.Stat(name)
+}
+
+// ReadDir lists a directory for LIST, NLST and MLSD: every entry, dotfiles
+// included, never "." or "..", sorted by name. A symbolic link is listed
+// as what it points to (FTP listings have no good way to show links;
+// vsftpd's "l" lines confuse IDE clients), or as the link if it dangles.
+func (d *clientDriver) ReadDir(name string) (fis []os.FileInfo, err error) {
+	defer recovered(d.c, "list", &err)
+	dir, err := d.Fs.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	fis, err = dir.Readdir(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := fis[:0]
+	for _, fi := range fis {
+		switch fi.Name() {
+		case ".", "..":
+			continue
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if target, err := d.Fs.Stat(path.Join(name, fi.Name())); err == nil {
+				fi = renamed{target, fi.Name()}
+			}
+		}
+		out = append(out, fi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out, nil
+}
+
+// renamed is a FileInfo shown under another name.
+type renamed struct {
+	os.FileInfo
+	name string
+}
+
+func (r renamed) Name() string { return r.name }
+
+// ComputeHash answers HASH, XCRC, XMD5, XSHA1, XSHA256 and XSHA512 from
+// the agent, which reads the file where it lives.
+func (d *clientDriver) ComputeHash(name string, algo ftpserver.HASHAlgo, start, end int64) (sum string, err error) {
+	defer recovered(d.c, "hash", &err)
+	var a backend.HashAlgorithm
+	var h hash.Hash
+	switch algo {
+	case ftpserver.HASHAlgoCRC32:
+		a, h = backend.CRC32, crc32.NewIEEE()
+	case ftpserver.HASHAlgoMD5:
+		a, h = backend.MD5, md5.New()
+	case ftpserver.HASHAlgoSHA1:
+		a, h = backend.SHA1, sha1.New()
+	case ftpserver.HASHAlgoSHA256:
+		a, h = backend.SHA256, sha256.New()
+	case ftpserver.HASHAlgoSHA512:
+		a, h = backend.SHA512, sha512.New()
+	default:
+		return "", fmt.Errorf("unsupported hash algorithm %v", algo)
+	}
+	if end <= start {
+		return hex.EncodeToString(h.Sum(nil)), nil // an empty range
+	}
+	hasher, ok := d.Fs.(backend.Hasher)
+	if !ok {
+		return "", errors.ErrUnsupported
+	}
+	d.c.sess.SetOp("HASH " + name)
+	defer d.c.sess.SetOp("idle")
+	b, err := hasher.Hash(d.c.ctx, name, a, start, end-start)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// GetAvailableSpace answers AVBL from the agent's filesystem.
+func (d *clientDriver) GetAvailableSpace(dir string) (n int64, err error) {
+	defer recovered(d.c, "avbl", &err)
+	s, ok := d.Fs.(backend.StatFSer)
+	if !ok {
+		return 0, errors.ErrUnsupported
+	}
+	ctx, cancel := context.WithTimeout(d.c.ctx, time.Minute)
+	defer cancel()
+	st, err := s.StatFS(ctx, dir)
+	if err != nil {
+		return 0, err
+	}
+	return int64(st.BlocksAvailable * st.FragmentSize), nil
+}
+
+// Symlink is SITE SYMLINK.
+func (d *clientDriver) Symlink(oldname, newname string) (err error) {
+	defer recovered(d.c, "symlink", &err)
+	l, ok := d.Fs.(afero.Linker)
+	if !ok {
+		return &os.LinkError{Op: "symlink", Old: oldname, New: newname, Err: afero.ErrNoSymlink}
+	}
+	return l.SymlinkIfPossible(oldname, newname)
+}
+
+// transferFile is a file open for a transfer. It keeps the session's
+// current operation and logs one line per finished or aborted transfer.
+type transferFile struct {
+	afero.File
+	d       *clientDriver
+	start   time.Time
+	op      string
+	write   bool
+	aborted error
+	bytes   int64
+}
+
+func (f *transferFile) Read(p []byte) (int, error) {
+	n, err := f.File.Read(p)
+	f.bytes += int64(n)
+	return n, err
+}
+
+func (f *transferFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	f.bytes += int64(n)
+	return n, err
+}
+
+// TransferError is called by ftpserverlib before Close when the transfer
+// was aborted (ABOR, a dropped data connection, a copy error): the upload
+// is then discarded instead of committed.
+func (f *transferFile) TransferError(err error) {
+	f.aborted = err
+	if t, ok := f.File.(backend.TransferAborter); ok {
+		t.TransferError(err)
+	}
+}
+
+// Close commits an upload. Its error becomes the transfer's reply, so a
+// 226 is sent only for data that landed; a full disk is a 552.
+func (f *transferFile) Close() error {
+	err := f.File.Close()
+	f.d.c.sess.SetOp("idle")
+	result := "ok"
+	switch {
+	case f.aborted != nil:
+		result = "aborted"
+	case err != nil:
+		result = "failed"
+	}
+	f.d.log.Info("transfer", "op", f.op, "bytes", f.bytes, "duration", time.Since(f.start).Round(time.Millisecond), "result", result, "err", errors.Join(f.aborted, err))
+	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		return fmt.Errorf("%w: %w", ftpserver.ErrStorageExceeded, err)
+	}
+	return err
+}

@@ -1,0 +1,160 @@
+// Package ftp is upgate's FTP(S) frontend: ftpserverlib's MainDriver and
+// ClientDriver over the gateway. The control listener is the gateway's
+// accept layer (Settings.Listener) and passive data listeners are wrapped
+// by it (WrapPassiveListener), so keepalive, TCP_USER_TIMEOUT, limits and
+// the session registry apply to both. Logins go through the gateway; each
+// client's files are the user's backend filesystem.
+package ftp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+
+	ftpserver "github.com/fclairamb/ftpserverlib"
+
+	"github.com/upgate/upgate/gateway"
+)
+
+// Config configures a Server. The zero value serves plain FTP with passive
+// ports chosen by the OS.
+type Config struct {
+	// PassivePorts is the passive data port range "A-B". Empty means any
+	// free port.
+	PassivePorts string
+	// PublicHost is the IPv4 address announced in PASV replies. Empty
+	// means the address the client connected to.
+	PublicHost string
+	// TLS, if non-nil, enables explicit FTPS (AUTH TLS) and protected data
+	// channels (PROT P). Its MinVersion is raised to TLS 1.2.
+	TLS *tls.Config
+	// TLSRequired refuses USER before AUTH TLS and clear data channels.
+	TLSRequired bool
+	// DisableActiveMode refuses PORT and EPRT.
+	DisableActiveMode bool
+	// Logger receives the frontend's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Protocol is how FTP control connections present themselves to the
+// accept layer: every byte a client sends is a command, so reads are
+// activity, and refusals are 421 replies (lftp retries on "Too many
+// connections").
+func Protocol() gateway.Protocol {
+	return gateway.Protocol{
+		Name:           "ftp",
+		ReadIsActivity: true,
+		Refuse: func(c net.Conn, reason string) {
+			fmt.Fprintf(c, "421 %s\r\n", capitalize(reason))
+		},
+	}
+}
+
+// dataProtocol is FTP's data connections.
+var dataProtocol = gateway.Protocol{Name: "ftp-data"}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// Server serves FTP for a gateway.
+type Server struct {
+	gw   *gateway.Gateway
+	cfg  Config
+	log  *slog.Logger
+	pasv ftpserver.PasvPortGetter
+
+	// mu guards lis, srv and clients.
+	mu      sync.Mutex
+	lis     net.Listener
+	srv     *ftpserver.FtpServer
+	clients map[uint32]*client
+}
+
+// New returns a server; Serve starts it.
+func New(gw *gateway.Gateway, cfg Config) (*Server, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{gw: gw, cfg: cfg, log: log.With("component", "ftp"), clients: make(map[uint32]*client)}
+	if cfg.PassivePorts != "" {
+		a, b, ok := strings.Cut(cfg.PassivePorts, "-")
+		start, err1 := strconv.Atoi(a)
+		end, err2 := strconv.Atoi(b)
+		if !ok || err1 != nil || err2 != nil || start < 1 || end < start || end > 65535 {
+			return nil, fmt.Errorf("ftp: passive ports %q: want A-B", cfg.PassivePorts)
+		}
+		s.pasv = ftpserver.PortRange{Start: start, End: end}
+	}
+	if cfg.PublicHost != "" {
+		if ip := net.ParseIP(cfg.PublicHost); ip == nil || ip.To4() == nil {
+			return nil, fmt.Errorf("ftp: public host %q: want an IPv4 address", cfg.PublicHost)
+		}
+	}
+	if cfg.TLS != nil {
+		c := cfg.TLS.Clone()
+		c.MinVersion = max(c.MinVersion, tls.VersionTLS12)
+		s.cfg.TLS = c
+	}
+	return s, nil
+}
+
+// Serve serves FTP on lis, which should come from the gateway's Listen
+// with Protocol(). It returns nil after Close or the gateway's Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	s.mu.Lock()
+	s.lis = lis
+	s.srv = ftpserver.NewFtpServer(&driver{s: s})
+	s.srv.Logger = s.log
+	srv := s.srv
+	s.mu.Unlock()
+	if err := srv.Listen(); err != nil {
+		return fmt.Errorf("ftp: %w", err)
+	}
+	s.log.Info("serving FTP", "addr", lis.Addr().String(), "ftps", s.cfg.TLS != nil)
+	err := srv.Serve()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops accepting. Live sessions are the gateway's to close
+// (Shutdown drains them).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	lis := s.lis
+	s.mu.Unlock()
+	if lis == nil {
+		return nil
+	}
+	return lis.Close()
+}
+
+// client is the frontend's state for one control connection.
+type client struct {
+	cc     ftpserver.ClientContext
+	sess   *gateway.Session
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// absPath resolves name against the client's working directory, as
+// ftpserverlib does for the commands it handles itself.
+func (c *client) absPath(name string) string {
+	if strings.HasPrefix(name, "/") {
+		return path.Clean(name)
+	}
+	return path.Join(c.cc.Path(), name)
+}

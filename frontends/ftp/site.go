@@ -1,0 +1,69 @@
+package ftp
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	ftpserver "github.com/fclairamb/ftpserverlib"
+)
+
+// Site answers the SITE subcommands ftpserverlib does not know (UTIME) and
+// leaves the others (CHMOD, CHOWN, SYMLINK, MKDIR, RMDIR) to it by
+// returning nil.
+func (d *clientDriver) Site(param string) (answer *ftpserver.AnswerCommand) {
+	defer func() {
+		var err error
+		recovered(d.c, "site", &err)
+		if err != nil {
+			answer = &ftpserver.AnswerCommand{Code: ftpserver.StatusActionNotTaken, Message: err.Error()}
+		}
+	}()
+	cmd, args, _ := strings.Cut(param, " ")
+	if !strings.EqualFold(cmd, "UTIME") {
+		return nil
+	}
+	name, mtime, err := parseUTIME(strings.TrimSpace(args))
+	if err != nil {
+		return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: err.Error()}
+	}
+	name = d.c.absPath(name)
+	if err := d.Chtimes(name, mtime, mtime); err != nil {
+		return &ftpserver.AnswerCommand{Code: ftpserver.StatusActionNotTaken, Message: fmt.Sprintf("Couldn't set mtime of %s: %v", name, err)}
+	}
+	return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: "UTIME OK"}
+}
+
+// parseUTIME reads the two forms lftp sends: "TIME PATH" and
+// "PATH ATIME MTIME CTIME UTC". Times are YYYYMMDDhhmmss in UTC, with an
+// optional fraction. PATH may contain spaces.
+func parseUTIME(args string) (name string, mtime time.Time, err error) {
+	fields := strings.Fields(args)
+	if len(fields) >= 5 && strings.EqualFold(fields[len(fields)-1], "UTC") {
+		m, err := parseFTPTime(fields[len(fields)-3])
+		if err == nil {
+			// The path is everything before the three times.
+			rest := strings.TrimSpace(args)
+			for range 4 {
+				rest = strings.TrimSpace(rest[:strings.LastIndexAny(rest, " ")])
+			}
+			return rest, m, nil
+		}
+	}
+	t, rest, ok := strings.Cut(args, " ")
+	if ok && strings.TrimSpace(rest) != "" {
+		if m, err := parseFTPTime(t); err == nil {
+			return strings.TrimSpace(rest), m, nil
+		}
+	}
+	return "", time.Time{}, fmt.Errorf("SITE UTIME: want \"YYYYMMDDhhmmss path\" or \"path atime mtime ctime UTC\", got %q", args)
+}
+
+func parseFTPTime(s string) (time.Time, error) {
+	for _, layout := range []string{"20060102150405", "20060102150405.999999999"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("bad time %q", s)
+}

@@ -1,0 +1,113 @@
+// Package server assembles a running gateway from a configuration: the
+// gateway core, the embedded agents and a frontend for each configured
+// listener. `upgate serve` is Run; tests start the same thing with Start.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/frontends/ftp"
+	"github.com/upgate/upgate/gateway"
+)
+
+// Options configure Start. The zero value is usable.
+type Options struct {
+	// Logger receives every log line. Nil means slog.Default().
+	Logger *slog.Logger
+	// Version is reported by embedded agents.
+	Version string
+}
+
+// Server is a running gateway with its frontends.
+type Server struct {
+	Gateway *gateway.Gateway
+	cfg     *config.Config
+	log     *slog.Logger
+
+	// FTPAddr is the FTP listener's address; nil when FTP is off.
+	FTPAddr net.Addr
+
+	ftp   *ftp.Server
+	wg    sync.WaitGroup
+	errMu sync.Mutex
+	err   error
+}
+
+// Start builds the gateway from a validated config and starts serving on
+// every configured listener. Stop it with Shutdown.
+func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: opts.Version})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Gateway: gw, cfg: cfg, log: log}
+	if cfg.Listen.FTP != "" {
+		if err := s.startFTP(); err != nil {
+			gw.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) startFTP() error {
+	c := s.cfg.FTP
+	fc := ftp.Config{PassivePorts: c.PassivePorts, PublicHost: c.PublicHost, TLSRequired: c.TLS.Required, Logger: s.log}
+	if c.TLS.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
+		if err != nil {
+			return fmt.Errorf("ftp.tls: %w", err)
+		}
+		fc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	srv, err := ftp.New(s.Gateway, fc)
+	if err != nil {
+		return err
+	}
+	lis, err := s.Gateway.Listen(ftp.Protocol(), s.cfg.Listen.FTP)
+	if err != nil {
+		return err
+	}
+	s.ftp, s.FTPAddr = srv, lis.Addr()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(lis); err != nil {
+			s.log.Error("FTP frontend stopped", "err", err)
+			s.setErr(err)
+		}
+	}()
+	return nil
+}
+
+func (s *Server) setErr(err error) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	s.err = errors.Join(s.err, err)
+}
+
+// Shutdown drains (stops accepting; transfers in flight may finish until
+// ctx ends), then closes everything and waits for the frontends. It
+// returns an error if transfers had to be cut or a frontend failed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.Gateway.Shutdown(ctx)
+	if s.ftp != nil {
+		s.ftp.Close()
+	}
+	s.wg.Wait()
+	err = errors.Join(err, s.Gateway.Close())
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return errors.Join(err, s.err)
+}
