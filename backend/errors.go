@@ -64,7 +64,18 @@ func fromStatus(op, name string, err error) error {
 			errno = info.GetReason()
 		}
 	}
-	return &fs.PathError{Op: op, Path: name, Err: agentError(st.Code(), st.Message(), errno)}
+	return &fs.PathError{Op: op, Path: name, Err: agentErr(st.Code(), st.Message(), errno)}
+}
+
+// agentErr is the error a PathError wraps: the bare errno when the agent
+// named one (so os.IsNotExist and its kin, which look only one level deep,
+// work for the libraries that use them), else an *AgentError.
+func agentErr(code codes.Code, msg, errno string) error {
+	e := agentError(code, msg, errno)
+	if n, ok := e.err.(syscall.Errno); ok && errnos[errno] == n {
+		return n
+	}
+	return e
 }
 
 // fromProto translates an error carried inside the Open stream.
@@ -72,7 +83,7 @@ func fromProto(op, name string, e *agentpb.Error) error {
 	if e == nil {
 		return nil
 	}
-	return &fs.PathError{Op: op, Path: name, Err: agentError(codes.Code(e.GetCode()), e.GetMessage(), e.GetErrno())}
+	return &fs.PathError{Op: op, Path: name, Err: agentErr(codes.Code(e.GetCode()), e.GetMessage(), e.GetErrno())}
 }
 
 func agentError(code codes.Code, msg, errno string) *AgentError {

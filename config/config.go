@@ -185,8 +185,10 @@ type TLS struct {
 // SFTP holds settings for the SFTP frontend.
 type SFTP struct {
 	// HostKeys lists the SSH host private key files (key sftp.host_keys).
-	// Default ["data/ssh_host_ed25519_key"]. Must not be empty while
-	// listen.sftp is set.
+	// Default: ssh_host_ed25519_key, ssh_host_ecdsa_key and
+	// ssh_host_rsa_key under data/. A missing file is generated on first
+	// start and kept; its key type follows its name. Must not be empty
+	// while listen.sftp is set.
 	HostKeys []string `mapstructure:"host_keys"`
 
 	// Keepalive configures SSH-level keepalive requests (key

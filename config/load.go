@@ -64,7 +64,7 @@ func Options() []Option {
 		{"ftp.tls.cert", "", "FTPS certificate PEM file; empty turns FTPS off"},
 		{"ftp.tls.key", "", "FTPS private key PEM file"},
 		{"ftp.tls.required", false, "refuse FTP login before AUTH TLS"},
-		{"sftp.host_keys", []string{"data/ssh_host_ed25519_key"}, "SSH host private key files"},
+		{"sftp.host_keys", []string{"data/ssh_host_ed25519_key", "data/ssh_host_ecdsa_key", "data/ssh_host_rsa_key"}, "SSH host private key files, generated when missing"},
 		{"sftp.keepalive.interval", 20 * time.Second, "time between SSH keepalive requests"},
 		{"sftp.keepalive.max_missed", 3, "unanswered SSH keepalive requests that close a connection"},
 		{"log.level", "info", "log level: debug, info, warn or error"},

@@ -15,14 +15,15 @@ import (
 
 // Reasons a session ends, as logs and metrics name them.
 const (
-	ReasonClosed   = "closed"       // the frontend or the client ended it
-	ReasonIdle     = "idle timeout" // alive but silent for connections.idle_timeout
-	ReasonProgress = "no progress"  // a data transfer moved no byte for the progress timeout
-	ReasonKicked   = "kicked"       // an operator closed it
-	ReasonDrain    = "drain"        // the gateway is shutting down
-	ReasonLimit    = "limit"        // refused: too many connections
-	ReasonBanned   = "banned"       // refused: the defender banned the address
-	ReasonProxy    = "proxy"        // refused: bad or missing PROXY header
+	ReasonClosed       = "closed"        // the frontend or the client ended it
+	ReasonIdle         = "idle timeout"  // alive but silent for connections.idle_timeout
+	ReasonProgress     = "no progress"   // a data transfer moved no byte for the progress timeout
+	ReasonKicked       = "kicked"        // an operator closed it
+	ReasonSSHKeepalive = "ssh keepalive" // SSH keepalive requests went unanswered
+	ReasonDrain        = "drain"         // the gateway is shutting down
+	ReasonLimit        = "limit"         // refused: too many connections
+	ReasonBanned       = "banned"        // refused: the defender banned the address
+	ReasonProxy        = "proxy"         // refused: bad or missing PROXY header
 )
 
 // ErrTooManyConnections is returned (wrapped, with the limit) when a

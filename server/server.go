@@ -14,6 +14,7 @@ import (
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/frontends/ftp"
+	"github.com/upgate/upgate/frontends/sftp"
 	"github.com/upgate/upgate/gateway"
 )
 
@@ -31,10 +32,11 @@ type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
 
-	// FTPAddr is the FTP listener's address; nil when FTP is off.
-	FTPAddr net.Addr
+	// FTPAddr and SFTPAddr are the listeners' addresses; nil when off.
+	FTPAddr, SFTPAddr net.Addr
 
 	ftp   *ftp.Server
+	sftp  *sftp.Server
 	wg    sync.WaitGroup
 	errMu sync.Mutex
 	err   error
@@ -54,11 +56,48 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 	s := &Server{Gateway: gw, cfg: cfg, log: log}
 	if cfg.Listen.FTP != "" {
 		if err := s.startFTP(); err != nil {
-			gw.Close()
+			s.Shutdown(context.Background())
+			return nil, err
+		}
+	}
+	if cfg.Listen.SFTP != "" {
+		if err := s.startSFTP(); err != nil {
+			s.Shutdown(context.Background())
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+func (s *Server) startSFTP() error {
+	c := s.cfg.SFTP
+	keys, err := sftp.LoadHostKeys(c.HostKeys)
+	if err != nil {
+		return err
+	}
+	srv, err := sftp.New(s.Gateway, sftp.Config{
+		HostKeys:           keys,
+		KeepaliveInterval:  c.Keepalive.Interval,
+		KeepaliveMaxMissed: c.Keepalive.MaxMissed,
+		Logger:             s.log,
+	})
+	if err != nil {
+		return err
+	}
+	lis, err := s.Gateway.Listen(sftp.Protocol(), s.cfg.Listen.SFTP)
+	if err != nil {
+		return err
+	}
+	s.sftp, s.SFTPAddr = srv, lis.Addr()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(lis); err != nil {
+			s.log.Error("SFTP frontend stopped", "err", err)
+			s.setErr(err)
+		}
+	}()
+	return nil
 }
 
 func (s *Server) startFTP() error {
@@ -104,6 +143,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.Gateway.Shutdown(ctx)
 	if s.ftp != nil {
 		s.ftp.Close()
+	}
+	if s.sftp != nil {
+		s.sftp.Close()
 	}
 	s.wg.Wait()
 	err = errors.Join(err, s.Gateway.Close())

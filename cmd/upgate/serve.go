@@ -34,7 +34,7 @@ SIGINT or SIGTERM stops it.`,
 			if err != nil {
 				return err
 			}
-			log.Info("upgate serving", "version", upgate.Version(), "ftp", cfg.Listen.FTP, "users", len(cfg.Users), "agents", len(cfg.Agents))
+			log.Info("upgate serving", "version", upgate.Version(), "ftp", cfg.Listen.FTP, "sftp", cfg.Listen.SFTP, "users", len(cfg.Users), "agents", len(cfg.Agents))
 			<-ctx.Done()
 			log.Info("upgate draining", "timeout", cfg.Connections.DrainTimeout)
 			dctx, cancel := context.WithTimeout(context.Background(), cfg.Connections.DrainTimeout)

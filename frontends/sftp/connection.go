@@ -1,0 +1,207 @@
+package sftp
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/gateway"
+)
+
+// session serves one "session" channel: the sftp subsystem, or one of the
+// exec commands IDEs send; everything else is refused at once with a
+// reason. exit-status is sent before the channel is closed.
+func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.Login) {
+	defer ch.Close()
+	log := c.sess.Logger()
+	for req := range reqs {
+		c.sess.Touch()
+		switch req.Type {
+		case "subsystem":
+			name := parseString(req.Payload)
+			if name != "sftp" {
+				log.Info("subsystem refused", "name", name)
+				_ = req.Reply(false, nil)
+				continue
+			}
+			_ = req.Reply(true, nil)
+			go ssh.DiscardRequests(reqs)
+			c.serveSFTP(ch, login)
+			exit(ch, 0)
+			return
+		case "exec":
+			_ = req.Reply(true, nil)
+			go ssh.DiscardRequests(reqs)
+			exit(ch, c.exec(ch, login, parseString(req.Payload)))
+			return
+		case "shell":
+			_ = req.Reply(true, nil)
+			go ssh.DiscardRequests(reqs)
+			fmt.Fprintln(ch.Stderr(), "upgate: interactive shells are not available here; use SFTP")
+			log.Info("shell refused")
+			exit(ch, 1)
+			return
+		default: // pty-req, env, x11-req, auth-agent-req@openssh.com, ...
+			if req.WantReply {
+				_ = req.Reply(false, nil)
+			}
+		}
+	}
+}
+
+// serveSFTP runs pkg/sftp's request server on the channel until the client
+// ends it or the connection dies; files still open then are aborted.
+func (c *conn) serveSFTP(ch ssh.Channel, login *gateway.Login) {
+	h := newHandler(c.ctx, login.Fs, c.sess)
+	rs := sftp.NewRequestServer(activity{ch, c.sess}, h.handlers(), sftp.WithStartDirectory("/"))
+	c.sess.SetOp("idle")
+	if err := rs.Serve(); err != nil && !errors.Is(err, io.EOF) {
+		c.sess.Logger().Info("sftp session ended", "err", err)
+	}
+	_ = rs.Close()
+}
+
+// activity marks every SFTP request the client sends as activity.
+type activity struct {
+	ssh.Channel
+	sess *gateway.Session
+}
+
+func (a activity) Read(p []byte) (int, error) {
+	n, err := a.Channel.Read(p)
+	if n > 0 {
+		a.sess.Touch()
+	}
+	return n, err
+}
+
+// exec answers the commands IDE connection tests and checksum tools run:
+// pwd, and md5sum/sha1sum/sha256sum computed by the agent. It returns the
+// exit status.
+func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
+	log := c.sess.Logger()
+	args, err := splitCommand(command)
+	if err != nil || len(args) == 0 {
+		fmt.Fprintf(ch.Stderr(), "upgate: cannot parse command %q\n", command)
+		return 2
+	}
+	c.sess.SetOp("exec " + args[0])
+	defer c.sess.SetOp("idle")
+	log.Info("exec", "command", command)
+	var algo backend.HashAlgorithm
+	switch args[0] {
+	case "pwd":
+		fmt.Fprintln(ch, "/")
+		return 0
+	case "md5sum":
+		algo = backend.MD5
+	case "sha1sum":
+		algo = backend.SHA1
+	case "sha256sum":
+		algo = backend.SHA256
+	default:
+		fmt.Fprintf(ch.Stderr(), "upgate: command not allowed: %s (only SFTP, pwd, md5sum, sha1sum and sha256sum are served)\n", args[0])
+		return 127
+	}
+	hasher, ok := login.Fs.(backend.Hasher)
+	if !ok {
+		fmt.Fprintf(ch.Stderr(), "%s: checksums are not available here\n", args[0])
+		return 1
+	}
+	status := 0
+	for _, name := range args[1:] {
+		if strings.HasPrefix(name, "-") {
+			continue // options such as -b or --
+		}
+		sum, err := hasher.Hash(c.ctx, path.Clean("/"+name), algo, 0, 0)
+		if err != nil {
+			reason := err.Error()
+			if errors.Is(err, os.ErrNotExist) {
+				reason = "No such file or directory"
+			}
+			fmt.Fprintf(ch.Stderr(), "%s: %s: %s\n", args[0], name, reason)
+			status = 1
+			continue
+		}
+		fmt.Fprintf(ch, "%s  %s\n", hex.EncodeToString(sum), name)
+	}
+	return status
+}
+
+// exit sends exit-status, which clients wait for before the channel's
+// close.
+func exit(ch ssh.Channel, code int) {
+	_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(code)))
+}
+
+// parseString reads an SSH string (uint32 length, then bytes).
+func parseString(b []byte) string {
+	if len(b) < 4 {
+		return ""
+	}
+	n := binary.BigEndian.Uint32(b)
+	if uint64(n) > uint64(len(b)-4) {
+		return ""
+	}
+	return string(b[4 : 4+n])
+}
+
+// splitCommand splits a command line as a POSIX shell would for plain
+// words, single and double quotes and backslashes; nothing is expanded.
+func splitCommand(s string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inWord, quote := false, byte(0)
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case quote == '\'':
+			if ch == '\'' {
+				quote = 0
+			} else {
+				cur.WriteByte(ch)
+			}
+		case quote == '"':
+			switch {
+			case ch == '"':
+				quote = 0
+			case ch == '\\' && i+1 < len(s) && strings.IndexByte(`"\$`+"`", s[i+1]) >= 0:
+				i++
+				cur.WriteByte(s[i])
+			default:
+				cur.WriteByte(ch)
+			}
+		case ch == '\'' || ch == '"':
+			quote, inWord = ch, true
+		case ch == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		case ch == ' ' || ch == '\t' || ch == '\n':
+			if inWord {
+				args = append(args, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteByte(ch)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, errors.New("unterminated quote")
+	}
+	if inWord {
+		args = append(args, cur.String())
+	}
+	return args, nil
+}

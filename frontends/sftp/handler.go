@@ -1,0 +1,419 @@
+package sftp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pkg/sftp"
+	"github.com/spf13/afero"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/gateway"
+)
+
+// handler serves pkg/sftp's request server over one user's filesystem.
+// It remembers which files this session holds open for writing, so that
+// an FSETSTAT (which pkg/sftp hands over as a path-based Setstat) of an
+// upload in progress applies to the upload: times after its commit, size
+// to its temp file.
+type handler struct {
+	fs   afero.Fs
+	sess *gateway.Session
+	log  *slog.Logger
+	ctx  context.Context
+
+	// mu guards writing.
+	mu      sync.Mutex
+	writing map[string]map[*openFile]struct{}
+}
+
+var (
+	_ sftp.FileReader           = (*handler)(nil)
+	_ sftp.OpenFileWriter       = (*handler)(nil)
+	_ sftp.PosixRenameFileCmder = (*handler)(nil)
+	_ sftp.StatVFSFileCmder     = (*handler)(nil)
+	_ sftp.LstatFileLister      = (*handler)(nil)
+	_ sftp.RealPathFileLister   = (*handler)(nil)
+	_ sftp.ReadlinkFileLister   = (*handler)(nil)
+)
+
+func newHandler(ctx context.Context, fsys afero.Fs, sess *gateway.Session) *handler {
+	return &handler{fs: fsys, sess: sess, log: sess.Logger(), ctx: ctx, writing: make(map[string]map[*openFile]struct{})}
+}
+
+func (h *handler) handlers() sftp.Handlers {
+	return sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h}
+}
+
+// guard turns a panic on one of pkg/sftp's worker goroutines into an
+// error, logging the stack.
+func (h *handler) guard(op string, err *error) {
+	if r := recover(); r != nil {
+		h.log.Error("panic in SFTP handler", "op", op, "panic", r, "stack", string(debug.Stack()))
+		*err = errors.New("internal error during " + op)
+	}
+}
+
+// status is the one translation from a backend error to what pkg/sftp
+// turns into an SFTP status: NO_SUCH_FILE and PERMISSION_DENIED where
+// they apply, FAILURE with the error's text otherwise.
+func status(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if errors.As(err, &pe) {
+			return &fs.PathError{Op: pe.Op, Path: pe.Path, Err: syscall.ENOENT}
+		}
+		return sftp.ErrSSHFxNoSuchFile
+	case errors.Is(err, os.ErrPermission):
+		if errors.As(err, &pe) {
+			return &fs.PathError{Op: pe.Op, Path: pe.Path, Err: syscall.EACCES}
+		}
+		return sftp.ErrSSHFxPermissionDenied
+	case errors.Is(err, errors.ErrUnsupported):
+		return sftp.ErrSSHFxOpUnsupported
+	}
+	return err
+}
+
+func openFlags(r *sftp.Request, flag int) int {
+	pf := r.Pflags()
+	if pf.Creat {
+		flag |= os.O_CREATE
+	}
+	if pf.Trunc {
+		flag |= os.O_TRUNC
+	}
+	if pf.Excl {
+		flag |= os.O_EXCL
+	}
+	// APPEND is not passed down: clients send offsets at the end anyway,
+	// and O_APPEND forbids the WriteAt that SFTP writes are.
+	return flag
+}
+
+// Fileread opens a file for reading (SSH_FXP_OPEN with READ).
+func (h *handler) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
+	defer h.guard("open", &err)
+	h.sess.SetOp("read " + r.Filepath)
+	f, err := h.fs.OpenFile(r.Filepath, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, status(err)
+	}
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: r.Filepath, Err: syscall.EISDIR}
+	}
+	return h.track(r.Filepath, f, false), nil
+}
+
+// Filewrite opens a file for writing (SSH_FXP_OPEN with WRITE).
+func (h *handler) Filewrite(r *sftp.Request) (_ io.WriterAt, err error) {
+	defer h.guard("open", &err)
+	return h.openWrite(r, os.O_WRONLY)
+}
+
+// OpenFile opens a file for reading and writing.
+func (h *handler) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error) {
+	defer h.guard("open", &err)
+	return h.openWrite(r, os.O_RDWR)
+}
+
+func (h *handler) openWrite(r *sftp.Request, flag int) (*openFile, error) {
+	h.sess.SetOp("write " + r.Filepath)
+	perm := os.FileMode(0o644)
+	if r.AttrFlags().Permissions {
+		perm = r.Attributes().FileMode().Perm()
+	}
+	f, err := h.fs.OpenFile(r.Filepath, openFlags(r, flag), perm)
+	if err != nil {
+		return nil, status(err)
+	}
+	return h.track(r.Filepath, f, true), nil
+}
+
+func (h *handler) track(name string, f afero.File, write bool) *openFile {
+	of := &openFile{File: f, h: h, name: name, write: write, start: time.Now()}
+	if write {
+		h.mu.Lock()
+		if h.writing[name] == nil {
+			h.writing[name] = make(map[*openFile]struct{})
+		}
+		h.writing[name][of] = struct{}{}
+		h.mu.Unlock()
+	}
+	return of
+}
+
+// openWriters returns this session's files open for writing at name.
+func (h *handler) openWriters(name string) []*openFile {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*openFile, 0, len(h.writing[name]))
+	for f := range h.writing[name] {
+		out = append(out, f)
+	}
+	return out
+}
+
+// Filecmd handles Setstat, Rename, Rmdir, Mkdir, Link, Symlink, Remove.
+func (h *handler) Filecmd(r *sftp.Request) (err error) {
+	defer h.guard(r.Method, &err)
+	h.sess.SetOp(r.Method + " " + r.Filepath)
+	defer h.sess.SetOp("idle")
+	switch r.Method {
+	case "Setstat":
+		return status(h.setstat(r))
+	case "Rename":
+		// Replaces an existing target, as WinSCP's .filepart and
+		// PhpStorm's "temporary file" uploads need.
+		return status(h.fs.Rename(r.Filepath, r.Target))
+	case "Rmdir":
+		fi, err := h.lstat(r.Filepath)
+		if err != nil {
+			return status(err)
+		}
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "rmdir", Path: r.Filepath, Err: syscall.ENOTDIR}
+		}
+		return status(h.fs.Remove(r.Filepath))
+	case "Remove":
+		fi, err := h.lstat(r.Filepath)
+		if err != nil {
+			return status(err)
+		}
+		if fi.IsDir() {
+			return &fs.PathError{Op: "remove", Path: r.Filepath, Err: syscall.EISDIR}
+		}
+		return status(h.fs.Remove(r.Filepath))
+	case "Mkdir":
+		perm := os.FileMode(0o755)
+		if r.AttrFlags().Permissions {
+			perm = r.Attributes().FileMode().Perm()
+		}
+		return status(h.fs.Mkdir(r.Filepath, perm))
+	case "Symlink":
+		// pkg/sftp: Filepath is the link's target, Target the link.
+		l, ok := h.fs.(afero.Linker)
+		if !ok {
+			return sftp.ErrSSHFxOpUnsupported
+		}
+		return status(l.SymlinkIfPossible(r.Filepath, r.Target))
+	case "Link":
+		return sftp.ErrSSHFxOpUnsupported // hard links: not offered by agents
+	}
+	return sftp.ErrSSHFxOpUnsupported
+}
+
+// PosixRename is posix-rename@openssh.com: an atomic replace.
+func (h *handler) PosixRename(r *sftp.Request) (err error) {
+	defer h.guard("rename", &err)
+	return status(h.fs.Rename(r.Filepath, r.Target))
+}
+
+// setstat applies SETSTAT/FSETSTAT: size, permissions, times. uid/gid are
+// ignored: the agent writes as the container's user.
+func (h *handler) setstat(r *sftp.Request) error {
+	flags, attrs := r.AttrFlags(), r.Attributes()
+	open := h.openWriters(r.Filepath)
+	if flags.Size {
+		if len(open) > 0 {
+			for _, f := range open {
+				if err := f.Truncate(int64(attrs.Size)); err != nil {
+					return err
+				}
+			}
+		} else if err := h.truncate(r.Filepath, int64(attrs.Size)); err != nil {
+			return err
+		}
+	}
+	if flags.Permissions {
+		if err := h.fs.Chmod(r.Filepath, attrs.FileMode().Perm()); err != nil {
+			return err
+		}
+	}
+	if flags.Acmodtime {
+		atime, mtime := time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)
+		if len(open) > 0 {
+			// Applied when the upload is closed, after its commit.
+			for _, f := range open {
+				ts, ok := f.File.(backend.TimesSetter)
+				if !ok {
+					return h.fs.Chtimes(r.Filepath, atime, mtime)
+				}
+				if err := ts.SetTimes(atime, mtime); err != nil {
+					return err
+				}
+			}
+		} else if err := h.fs.Chtimes(r.Filepath, atime, mtime); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// truncate changes a closed file's size in place.
+func (h *handler) truncate(name string, size int64) error {
+	f, err := h.fs.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func (h *handler) lstat(name string) (os.FileInfo, error) {
+	if l, ok := h.fs.(afero.Lstater); ok {
+		fi, _, err := l.LstatIfPossible(name)
+		return fi, err
+	}
+	return h.fs.Stat(name)
+}
+
+// StatVFS answers statvfs@openssh.com from the agent's filesystem.
+func (h *handler) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
+	defer h.guard("statvfs", &err)
+	s, ok := h.fs.(backend.StatFSer)
+	if !ok {
+		return nil, sftp.ErrSSHFxOpUnsupported
+	}
+	ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
+	defer cancel()
+	st, err := s.StatFS(ctx, r.Filepath)
+	if err != nil {
+		return nil, status(err)
+	}
+	return &sftp.StatVFS{
+		Bsize: st.BlockSize, Frsize: st.FragmentSize, Blocks: st.Blocks, Bfree: st.BlocksFree, Bavail: st.BlocksAvailable,
+		Files: st.Files, Ffree: st.FilesFree, Favail: st.FilesFree, Namemax: st.NameMax,
+	}, nil
+}
+
+// Filelist handles List, Stat and Readlink.
+func (h *handler) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
+	defer h.guard(r.Method, &err)
+	switch r.Method {
+	case "List":
+		d, err := h.fs.Open(r.Filepath)
+		if err != nil {
+			return nil, status(err)
+		}
+		defer d.Close()
+		fis, err := d.Readdir(-1)
+		if err != nil {
+			return nil, status(err)
+		}
+		sort.Slice(fis, func(i, j int) bool { return fis[i].Name() < fis[j].Name() })
+		return listerAt(fis), nil
+	case "Stat":
+		fi, err := h.fs.Stat(r.Filepath)
+		if err != nil {
+			return nil, status(err)
+		}
+		return listerAt{fi}, nil
+	}
+	return nil, sftp.ErrSSHFxOpUnsupported
+}
+
+// Lstat handles LSTAT: a link itself, not its target.
+func (h *handler) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
+	defer h.guard("lstat", &err)
+	fi, err := h.lstat(r.Filepath)
+	if err != nil {
+		return nil, status(err)
+	}
+	return listerAt{fi}, nil
+}
+
+// RealPath resolves a path against "/" without following links: every
+// user's tree starts at "/".
+func (h *handler) RealPath(p string) (string, error) { return path.Clean("/" + p), nil }
+
+// Readlink handles READLINK.
+func (h *handler) Readlink(p string) (_ string, err error) {
+	defer h.guard("readlink", &err)
+	l, ok := h.fs.(afero.LinkReader)
+	if !ok {
+		return "", sftp.ErrSSHFxOpUnsupported
+	}
+	target, err := l.ReadlinkIfPossible(p)
+	return target, status(err)
+}
+
+// listerAt serves a listing to pkg/sftp in pages.
+type listerAt []os.FileInfo
+
+func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
+	if off >= int64(len(l)) {
+		return 0, io.EOF
+	}
+	n := copy(out, l[off:])
+	if n < len(out) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// openFile is a file pkg/sftp reads or writes with ReadAt/WriteAt from up
+// to eight workers at once (the backend file is safe for that). Close
+// commits; TransferError (the connection dropped) makes Close abort.
+type openFile struct {
+	afero.File
+	h       *handler
+	name    string
+	write   bool
+	start   time.Time
+	aborted error
+	closed  sync.Once
+}
+
+func (f *openFile) TransferError(err error) {
+	f.aborted = err
+	if t, ok := f.File.(backend.TransferAborter); ok {
+		t.TransferError(err)
+	}
+}
+
+func (f *openFile) Close() error {
+	var err error
+	f.closed.Do(func() {
+		if f.write {
+			f.h.mu.Lock()
+			delete(f.h.writing[f.name], f)
+			if len(f.h.writing[f.name]) == 0 {
+				delete(f.h.writing, f.name)
+			}
+			f.h.mu.Unlock()
+		}
+		err = f.File.Close()
+		f.h.sess.SetOp("idle")
+		op, result := "download", "ok"
+		if f.write {
+			op = "upload"
+		}
+		switch {
+		case f.aborted != nil:
+			result = "aborted"
+		case err != nil:
+			result = "failed"
+		}
+		f.h.log.Info("transfer", "op", op, "path", f.name, "duration", time.Since(f.start).Round(time.Millisecond), "result", result, "err", errors.Join(f.aborted, err))
+	})
+	return status(err)
+}

@@ -1,0 +1,151 @@
+// Package sftp is upgate's SFTP frontend: an SSH server (x/crypto/ssh) on
+// the gateway's accept layer that serves the "sftp" subsystem with
+// pkg/sftp's request server over the user's backend filesystem, answers the
+// few exec commands IDEs and checksum tools send (pwd, md5sum, sha1sum,
+// sha256sum) from the agent, and refuses shells, ptys and port forwarding.
+//
+// Liveness: the server sends keepalive@openssh.com every
+// Config.KeepaliveInterval and closes a connection after
+// Config.KeepaliveMaxMissed unanswered ones (any reply, even a refusal,
+// proves the client alive). That finds clients that vanished behind a relay
+// that keeps the TCP connection up, which TCP keepalive cannot.
+package sftp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/upgate/upgate/gateway"
+)
+
+// Config configures a Server.
+type Config struct {
+	// HostKeys are the server's host keys. At least one is required.
+	HostKeys []ssh.Signer
+	// KeepaliveInterval is how often keepalive@openssh.com is sent. Zero
+	// means 20 s; negative turns SSH keepalive off.
+	KeepaliveInterval time.Duration
+	// KeepaliveMaxMissed is how many unanswered keepalives close the
+	// connection. Zero means 3.
+	KeepaliveMaxMissed int
+	// HandshakeTimeout bounds the SSH handshake and authentication. Zero
+	// means 30 s.
+	HandshakeTimeout time.Duration
+	// MaxAuthTries is the number of authentication attempts per
+	// connection. Zero means 6.
+	MaxAuthTries int
+	// Logger receives the frontend's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Protocol is how SSH connections present themselves to the accept layer.
+// Reads are not activity by themselves (a client's replies to the server's
+// keepalives are not); the server touches the session for every SFTP
+// request, exec and client keepalive. A refusal is an SSH disconnect with
+// a reason, which OpenSSH prints.
+func Protocol() gateway.Protocol {
+	return gateway.Protocol{Name: "sftp", Refuse: refuse}
+}
+
+// refuse sends the version line and a cleartext SSH_MSG_DISCONNECT
+// (RFC 4253 11.1) with reason SSH_DISCONNECT_TOO_MANY_CONNECTIONS.
+func refuse(c net.Conn, reason string) {
+	const msgDisconnect, tooManyConnections = 1, 12
+	payload := []byte{msgDisconnect}
+	payload = binary.BigEndian.AppendUint32(payload, tooManyConnections)
+	payload = binary.BigEndian.AppendUint32(payload, uint32(len(reason)))
+	payload = append(payload, reason...)
+	payload = binary.BigEndian.AppendUint32(payload, 0) // language tag
+	padding := 8 - (5+len(payload))%8
+	if padding < 4 {
+		padding += 8
+	}
+	pkt := binary.BigEndian.AppendUint32(nil, uint32(1+len(payload)+padding))
+	pkt = append(pkt, byte(padding))
+	pkt = append(pkt, payload...)
+	pkt = append(pkt, make([]byte, padding)...)
+	_, _ = c.Write(append([]byte(serverVersion+"\r\n"), pkt...))
+}
+
+const serverVersion = "SSH-2.0-upgate"
+
+// Server serves SFTP for a gateway.
+type Server struct {
+	gw  *gateway.Gateway
+	cfg Config
+	log *slog.Logger
+
+	// mu guards lis.
+	mu  sync.Mutex
+	lis net.Listener
+	wg  sync.WaitGroup // connection goroutines
+}
+
+// New returns a server; Serve starts it.
+func New(gw *gateway.Gateway, cfg Config) (*Server, error) {
+	if len(cfg.HostKeys) == 0 {
+		return nil, errors.New("sftp: no host key")
+	}
+	if cfg.KeepaliveInterval == 0 {
+		cfg.KeepaliveInterval = 20 * time.Second
+	}
+	if cfg.KeepaliveMaxMissed <= 0 {
+		cfg.KeepaliveMaxMissed = 3
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{gw: gw, cfg: cfg, log: log.With("component", "sftp")}, nil
+}
+
+// Serve serves SSH on lis, which should come from the gateway's Listen
+// with Protocol(). It returns nil after Close or the gateway's Shutdown,
+// once every connection it started has ended.
+func (s *Server) Serve(lis net.Listener) error {
+	s.mu.Lock()
+	s.lis = lis
+	s.mu.Unlock()
+	s.log.Info("serving SFTP", "addr", lis.Addr().String())
+	defer s.wg.Wait()
+	for {
+		conn, err := lis.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("sftp: accept: %w", err)
+		}
+		gc, ok := conn.(*gateway.Conn)
+		if !ok {
+			conn.Close()
+			return errors.New("sftp: listener is not the gateway's accept layer")
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(gc)
+		}()
+	}
+}
+
+// Close stops accepting. Live sessions are the gateway's to close.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	lis := s.lis
+	s.mu.Unlock()
+	if lis == nil {
+		return nil
+	}
+	return lis.Close()
+}
