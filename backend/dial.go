@@ -12,6 +12,13 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
+// WindowSize and BufferSize are the HTTP/2 flow-control windows and the
+// transport buffers that gateway and agent both use.
+const (
+	WindowSize = 16 << 20
+	BufferSize = 1 << 20
+)
+
 // DialOptions configure Dial. The zero value dials without TLS and without
 // a token, which agents refuse: set Token.
 type DialOptions struct {
@@ -47,6 +54,14 @@ func Dial(target string, opts DialOptions) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: ka, Timeout: kaTimeout, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4 << 20)),
+		// Large static windows and buffers more than double the
+		// throughput of 1 MiB messages (docs/benchmarks.md); the windows
+		// equal the most BDP estimation would grow to, and what is in
+		// flight per file is bounded by the file's own request windows.
+		grpc.WithInitialWindowSize(WindowSize),
+		grpc.WithInitialConnWindowSize(WindowSize),
+		grpc.WithWriteBufferSize(BufferSize),
+		grpc.WithReadBufferSize(BufferSize),
 	}
 	if opts.Token != "" {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(tokenCreds{token: opts.Token, secure: opts.TLS != nil}))

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -187,7 +189,7 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parentOf func(remote net.A
 			conn, remote, local = p, p.RemoteAddr(), p.LocalAddr()
 		} else {
 			// Anyone else's PROXY header is refused at the first read.
-			conn = &rejectProxy{Conn: proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.REJECT), proxyproto.SetReadHeaderTimeout(-1)), g: g, proto: proto.Name}
+			conn = &rejectProxy{Conn: raw, g: g, proto: proto.Name}
 		}
 	}
 	var parent *Session
@@ -217,22 +219,39 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parentOf func(remote net.A
 	if parent == nil && g.defender != nil && g.defender.Banned(addrIP(remote)) {
 		return refuse(ReasonBanned, fmt.Errorf("address %s is banned after failed logins", addrIP(remote)))
 	}
-	if reason, err := g.registry.add(sess); err != nil {
-		return refuse(reason, err)
-	}
-	sess.log = g.log.With("session", sess.ID, "proto", proto.Name, "remote", remote.String())
+	// Everything closing a session touches is set before the registry
+	// publishes it, since from then on a Kick, a drain or the close of its
+	// control session may close it. The timers are stored unarmed and
+	// armed once it is registered: their callbacks read them (Close stops
+	// them) and must not close a session not yet registered.
 	c := &Conn{Conn: conn, sess: sess, readIsActivity: proto.ReadIsActivity, remote: remote, local: local}
 	sess.closer = c.Close
+	sess.log = g.log.With("proto", proto.Name, "remote", remote.String())
 	if parent == nil && s.idleTimeout > 0 {
 		sess.idle = s.idleTimeout
-		sess.timer = time.AfterFunc(s.idleTimeout, sess.checkIdle)
+		sess.timer = time.AfterFunc(math.MaxInt64, sess.checkIdle)
 	}
 	if parent != nil && s.progressTimeout > 0 {
 		c.progressTimeout = s.progressTimeout
-		c.progress = time.AfterFunc(s.progressTimeout, func() {
+		c.progress = time.AfterFunc(math.MaxInt64, func() {
 			sess.log.Warn("data transfer stalled: closing", "timeout", s.progressTimeout)
 			_ = sess.Close(ReasonProgress)
 		})
+	}
+	if reason, err := g.registry.add(sess); err != nil { // add puts the session ID in sess.log
+		if sess.timer != nil {
+			sess.timer.Stop()
+		}
+		if c.progress != nil {
+			c.progress.Stop()
+		}
+		return refuse(reason, err)
+	}
+	if sess.timer != nil {
+		sess.timer.Reset(s.idleTimeout)
+	}
+	if c.progress != nil {
+		c.progress.Reset(s.progressTimeout)
 	}
 	sess.log.Debug("connection accepted", "local", local.String())
 	return c, nil
@@ -254,28 +273,46 @@ func (g *Gateway) count(proto Protocol, reason string) {
 }
 
 // rejectProxy refuses a PROXY header from an untrusted address: the first
-// read fails and the connection is logged and closed.
+// read fails and the connection is logged and closed. It looks only at the
+// bytes the client's first read returns and never waits for more (a PROXY
+// header is sent at once): proxyproto.Conn would block until 12 bytes
+// arrive whenever the first starts like a signature ('P' or CR), hanging a
+// client whose first command is short, such as "PWD\r\n". Reads must not be
+// concurrent, as with any net.Conn a frontend reads from.
 type rejectProxy struct {
-	*proxyproto.Conn
-	g     *Gateway
-	proto string
-	once  sync.Once
+	net.Conn
+	g       *Gateway
+	proto   string
+	checked bool   // the first bytes were checked
+	first   []byte // the first read's bytes not yet returned
+	err     error  // set once a header was refused
 }
 
 func (r *rejectProxy) Read(p []byte) (int, error) {
-	n, err := r.Conn.Read(p)
-	if errors.Is(err, proxyproto.ErrSuperfluousProxyHeader) {
-		r.once.Do(func() {
-			r.g.log.Warn("connection refused: PROXY header from an untrusted address", "proto", r.proto, "remote", r.Raw().RemoteAddr().String())
-		})
-		r.Conn.Close()
+	if r.err != nil {
+		return 0, r.err
 	}
-	return n, err
+	if !r.checked {
+		buf := make([]byte, 256)
+		n, err := r.Conn.Read(buf)
+		if n == 0 {
+			return 0, err
+		}
+		r.checked, r.first = true, buf[:n]
+		if bytes.HasPrefix(r.first, proxyproto.SIGV1) || bytes.HasPrefix(r.first, proxyproto.SIGV2) {
+			r.g.log.Warn("connection refused: PROXY header from an untrusted address", "proto", r.proto, "remote", r.Conn.RemoteAddr().String())
+			r.Conn.Close()
+			r.first, r.err = nil, proxyproto.ErrSuperfluousProxyHeader
+			return 0, r.err
+		}
+	}
+	if len(r.first) > 0 {
+		n := copy(p, r.first)
+		r.first = r.first[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
 }
-
-// RemoteAddr and LocalAddr never wait for a header.
-func (r *rejectProxy) RemoteAddr() net.Addr { return r.Raw().RemoteAddr() }
-func (r *rejectProxy) LocalAddr() net.Addr  { return r.Raw().LocalAddr() }
 
 // NewDataListener wraps a listener for a control session's data
 // connections (FTP passive mode): each accepted connection gets the socket

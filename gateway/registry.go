@@ -263,6 +263,7 @@ func (r *Registry) add(s *Session) (reason string, err error) {
 		r.byIP[s.ip]++
 	}
 	s.ID = strconv.FormatUint(r.nextID.Add(1), 10)
+	s.log = s.log.With("session", s.ID) // under mu: Get, Sessions and remove see it
 	r.sessions[s.ID] = s
 	return "", nil
 }
