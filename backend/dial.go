@@ -3,13 +3,19 @@ package backend
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"path"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 )
 
 // WindowSize and BufferSize are the HTTP/2 flow-control windows and the
@@ -28,6 +34,11 @@ type DialOptions struct {
 	// certificate for mTLS). Nil means plaintext, for loopback and for
 	// agents reached inside a pod network.
 	TLS *tls.Config
+	// Observe, if non-nil, is called after every unary call and every
+	// ReadDir stream with the method's short name ("Stat"), the gRPC code
+	// and the duration: the gateway's latency metric. Open streams are
+	// not observed (their duration is the file's).
+	Observe func(method string, code codes.Code, d time.Duration)
 	// Keepalive is how often the connection is pinged when idle; an
 	// unanswered ping closes it after KeepaliveTimeout. Zero means 20 s
 	// and 10 s; agents accept pings every 10 s or more.
@@ -63,6 +74,26 @@ func Dial(target string, opts DialOptions) (*grpc.ClientConn, error) {
 		grpc.WithWriteBufferSize(BufferSize),
 		grpc.WithReadBufferSize(BufferSize),
 	}
+	if obs := opts.Observe; obs != nil {
+		dialOpts = append(dialOpts,
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, callOpts ...grpc.CallOption) error {
+				start := time.Now()
+				err := invoker(ctx, method, req, reply, cc, callOpts...)
+				obs(path.Base(method), status.Code(err), time.Since(start))
+				return err
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, callOpts ...grpc.CallOption) (grpc.ClientStream, error) {
+				start := time.Now()
+				cs, err := streamer(ctx, desc, cc, method, callOpts...)
+				if err != nil || desc.ClientStreams {
+					if err != nil {
+						obs(path.Base(method), status.Code(err), time.Since(start))
+					}
+					return cs, err
+				}
+				return &observedStream{ClientStream: cs, method: path.Base(method), start: start, obs: obs}, nil
+			}))
+	}
 	if opts.Token != "" {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(tokenCreds{token: opts.Token, secure: opts.TLS != nil}))
 	}
@@ -71,6 +102,27 @@ func Dial(target string, opts DialOptions) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("backend: dial agent %q: %w", target, err)
 	}
 	return cc, nil
+}
+
+// observedStream reports a server stream (ReadDir) when it ends.
+type observedStream struct {
+	grpc.ClientStream
+	method string
+	start  time.Time
+	obs    func(string, codes.Code, time.Duration)
+	once   sync.Once
+}
+
+func (s *observedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil {
+		code := status.Code(err)
+		if errors.Is(err, io.EOF) {
+			code = codes.OK
+		}
+		s.once.Do(func() { s.obs(s.method, code, time.Since(s.start)) })
+	}
+	return err
 }
 
 // tokenCreds sends the agent token with every call.

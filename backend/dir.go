@@ -26,7 +26,10 @@ type dirFile struct {
 
 var _ afero.File = (*dirFile)(nil)
 
-func (d *dirFile) Name() string               { return d.name }
+func (d *dirFile) Name() string { return d.name }
+
+// IsDir reports that this handle is a directory (no Stat call needed).
+func (d *dirFile) IsDir() bool                { return true }
 func (d *dirFile) Stat() (os.FileInfo, error) { return d.info, nil }
 func (d *dirFile) Sync() error                { return nil }
 

@@ -282,6 +282,9 @@ func (f *file) writable() bool { return f.flag&(os.O_WRONLY|os.O_RDWR) != 0 }
 // Name implements afero.File.
 func (f *file) Name() string { return f.name }
 
+// IsDir reports that this handle is not a directory.
+func (f *file) IsDir() bool { return false }
+
 // WriteAt implements io.WriterAt. Concurrent calls at any offsets are safe.
 func (f *file) WriteAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()

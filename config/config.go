@@ -58,8 +58,19 @@ type Config struct {
 	// can log in.
 	Users []User `mapstructure:"users"`
 
+	// Admin configures the admin HTTP server (listen.admin).
+	Admin Admin `mapstructure:"admin"`
+
 	// Log configures the process logger.
 	Log Log `mapstructure:"log"`
+}
+
+// Admin configures the admin HTTP server.
+type Admin struct {
+	// TokenFile names a file holding a bearer token that /metrics and the
+	// sessions API require (key admin.token_file). Default empty: no
+	// token, which is fine on the default loopback listener.
+	TokenFile string `mapstructure:"token_file"`
 }
 
 // Listen holds listener addresses, each host:port as accepted by

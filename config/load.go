@@ -67,6 +67,7 @@ func Options() []Option {
 		{"sftp.host_keys", []string{"data/ssh_host_ed25519_key", "data/ssh_host_ecdsa_key", "data/ssh_host_rsa_key"}, "SSH host private key files, generated when missing"},
 		{"sftp.keepalive.interval", 20 * time.Second, "time between SSH keepalive requests"},
 		{"sftp.keepalive.max_missed", 3, "unanswered SSH keepalive requests that close a connection"},
+		{"admin.token_file", "", "file with a bearer token required by /metrics and /api/; empty means none"},
 		{"log.level", "info", "log level: debug, info, warn or error"},
 		{"log.format", "text", "log format: text or json"},
 	}

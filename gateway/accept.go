@@ -224,7 +224,9 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parentOf func(remote net.A
 	// control session may close it. The timers are stored unarmed and
 	// armed once it is registered: their callbacks read them (Close stops
 	// them) and must not close a session not yet registered.
-	c := &Conn{Conn: conn, sess: sess, readIsActivity: proto.ReadIsActivity, remote: remote, local: local}
+	c := &Conn{Conn: conn, sess: sess, readIsActivity: proto.ReadIsActivity, remote: remote, local: local,
+		bytesIn:  g.metrics.Bytes.WithLabelValues(proto.Name, "in"),
+		bytesOut: g.metrics.Bytes.WithLabelValues(proto.Name, "out")}
 	sess.closer = c.Close
 	sess.log = g.log.With("proto", proto.Name, "remote", remote.String())
 	if parent == nil && s.idleTimeout > 0 {
@@ -253,6 +255,8 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parentOf func(remote net.A
 	if c.progress != nil {
 		c.progress.Reset(s.progressTimeout)
 	}
+	g.metrics.ConnectionsTotal.WithLabelValues(proto.Name).Inc()
+	g.metrics.ConnectionsActive.WithLabelValues(proto.Name).Inc()
 	sess.log.Debug("connection accepted", "local", local.String())
 	return c, nil
 }
@@ -267,9 +271,9 @@ func (g *Gateway) trustedProxy(a net.Addr) bool {
 	return false
 }
 
-// count records a refusal for metrics (a no-op until the metrics land).
+// count records a refused connection.
 func (g *Gateway) count(proto Protocol, reason string) {
-	g.refusals.Add(1)
+	g.metrics.ConnectionsClosed.WithLabelValues(proto.Name, reason).Inc()
 }
 
 // rejectProxy refuses a PROXY header from an untrusted address: the first

@@ -14,11 +14,14 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/agent"
+	"github.com/upgate/upgate/backend/agentpb"
 	"github.com/upgate/upgate/config"
 )
 
@@ -27,6 +30,13 @@ import (
 type agentPool struct {
 	log     *slog.Logger
 	configs map[string]config.Agent
+	metrics *Metrics
+
+	// health runs the health loop; healthy holds, by agent name, whether
+	// each static agent answered its last health call.
+	stopHealth context.CancelFunc
+	healthDone chan struct{}
+	healthy    sync.Map
 
 	// mu guards conns and tokens.
 	mu     sync.Mutex
@@ -46,10 +56,11 @@ type embeddedAgent struct {
 	done   chan struct{}
 }
 
-func newAgentPool(ctx context.Context, agents map[string]config.Agent, log *slog.Logger, version string) (*agentPool, error) {
+func newAgentPool(ctx context.Context, agents map[string]config.Agent, log *slog.Logger, version string, metrics *Metrics) (*agentPool, error) {
 	p := &agentPool{
 		log:      log.With("component", "agents"),
 		configs:  agents,
+		metrics:  metrics,
 		conns:    make(map[string]*grpc.ClientConn),
 		tokens:   make(map[string]string),
 		embedded: make(map[string]*embeddedAgent),
@@ -70,7 +81,7 @@ func newAgentPool(ctx context.Context, agents map[string]config.Agent, log *slog
 			p.tokens[name] = tok
 			continue
 		}
-		e, err := startEmbedded(ctx, name, a.Root, log, version)
+		e, err := startEmbedded(ctx, name, a.Root, log, version, p.observer(name))
 		if err != nil {
 			p.close()
 			return nil, err
@@ -96,7 +107,7 @@ func readToken(file string) (string, error) {
 	return tok, nil
 }
 
-func startEmbedded(ctx context.Context, name, root string, log *slog.Logger, version string) (*embeddedAgent, error) {
+func startEmbedded(ctx context.Context, name, root string, log *slog.Logger, version string, observe func(string, codes.Code, time.Duration)) (*embeddedAgent, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, wrapf("agents.%s.root: %w", name, err)
 	}
@@ -114,7 +125,7 @@ func startEmbedded(ctx context.Context, name, root string, log *slog.Logger, ver
 		srv.Close()
 		return nil, wrapf("embedded agent %s: listen: %w", name, err)
 	}
-	cc, err := backend.Dial(lis.Addr().String(), backend.DialOptions{Token: token})
+	cc, err := backend.Dial(lis.Addr().String(), backend.DialOptions{Token: token, Observe: observe})
 	if err != nil {
 		lis.Close()
 		srv.Close()
@@ -151,7 +162,7 @@ func (p *agentPool) conn(name, user string) (*grpc.ClientConn, string, error) {
 	if err != nil {
 		return nil, target, wrapf("agents.%s.tls: %w", name, err)
 	}
-	cc, err := backend.Dial(target, backend.DialOptions{Token: p.tokens[name], TLS: tlsConf})
+	cc, err := backend.Dial(target, backend.DialOptions{Token: p.tokens[name], TLS: tlsConf, Observe: p.observer(name)})
 	if err != nil {
 		return nil, target, err
 	}
@@ -186,9 +197,93 @@ func clientTLS(c config.AgentTLS) (*tls.Config, error) {
 	return conf, nil
 }
 
+// observer records agent call latency for the named agent.
+func (p *agentPool) observer(name string) func(string, codes.Code, time.Duration) {
+	return func(method string, code codes.Code, d time.Duration) {
+		p.metrics.AgentCalls.WithLabelValues(name, method, code.String()).Observe(d.Seconds())
+	}
+}
+
+// healthInterval is how often static agents get a health call.
+const healthInterval = 10 * time.Second
+
+// staticAgents names the agents whose address does not depend on the user:
+// the embedded ones and remote ones without "{user}".
+func (p *agentPool) staticAgents() []string {
+	var names []string
+	for name, a := range p.configs {
+		if a.Embedded || !strings.Contains(a.Address, "{user}") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// startHealth runs the health loop until close: every healthInterval each
+// static agent gets a Status call, which sets upgate_agent_up and
+// readiness.
+func (p *agentPool) startHealth() {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopHealth, p.healthDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.healthDone)
+		t := time.NewTicker(healthInterval)
+		defer t.Stop()
+		for {
+			p.checkHealth(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (p *agentPool) checkHealth(ctx context.Context) {
+	for _, name := range p.staticAgents() {
+		cc, target, err := p.conn(name, "")
+		up := false
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = agentpb.NewAgentClient(cc).Status(cctx, &agentpb.StatusRequest{})
+			cancel()
+			up = err == nil
+		}
+		if was, ok := p.healthy.Load(name); !ok || was.(bool) != up {
+			if up {
+				p.log.Info("agent up", "agent", name, "address", target)
+			} else if ctx.Err() == nil {
+				p.log.Warn("agent down", "agent", name, "address", target, "err", err)
+			}
+		}
+		p.healthy.Store(name, up)
+		v := 0.0
+		if up {
+			v = 1
+		}
+		p.metrics.AgentUp.WithLabelValues(name).Set(v)
+	}
+}
+
+// ready reports whether every static agent answered its last health call.
+func (p *agentPool) ready() bool {
+	for _, name := range p.staticAgents() {
+		if up, ok := p.healthy.Load(name); !ok || !up.(bool) {
+			return false
+		}
+	}
+	return true
+}
+
 // close closes every connection and stops the embedded agents; it returns
 // when their goroutines are gone.
 func (p *agentPool) close() error {
+	if p.stopHealth != nil {
+		p.stopHealth()
+		<-p.healthDone
+	}
 	p.mu.Lock()
 	var errs []error
 	for target, cc := range p.conns {

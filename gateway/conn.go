@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"sync"
 	"time"
 )
@@ -14,6 +16,8 @@ type Conn struct {
 	sess           *Session
 	readIsActivity bool
 	remote, local  net.Addr
+	// bytesIn and bytesOut are the protocol's byte counters.
+	bytesIn, bytesOut prometheus.Counter
 
 	// progress, if non-nil, closes a data connection that moves no byte
 	// for progressTimeout.
@@ -38,6 +42,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.sess.bytesIn.Add(int64(n))
+		c.bytesIn.Add(float64(n))
 		c.moved()
 		if c.readIsActivity {
 			c.sess.Touch()
@@ -50,6 +55,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if n > 0 {
 		c.sess.bytesOut.Add(int64(n))
+		c.bytesOut.Add(float64(n))
 		c.moved()
 	}
 	return n, err

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/upgate/upgate/config"
@@ -58,7 +57,7 @@ type Gateway struct {
 	settings acceptSettings
 	registry *Registry
 	defender Defender
-	refusals atomic.Int64
+	metrics  *Metrics
 
 	// mu guards users (a config reload replaces it whole), listeners and
 	// draining.
@@ -83,20 +82,28 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if err != nil {
 		return nil, err
 	}
-	pool, err := newAgentPool(ctx, cfg.Agents, log, opts.Version)
+	metrics := newMetrics()
+	pool, err := newAgentPool(ctx, cfg.Agents, log, opts.Version, metrics)
 	if err != nil {
 		return nil, err
 	}
 	glog := log.With("component", "gateway")
-	return &Gateway{
+	g := &Gateway{
 		log:       glog,
 		agents:    pool,
 		settings:  settings,
 		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),
 		defender:  opts.Defender,
+		metrics:   metrics,
 		users:     users,
 		listeners: make(map[*acceptListener]struct{}),
-	}, nil
+	}
+	g.registry.OnClose(func(s *Session) {
+		metrics.ConnectionsActive.WithLabelValues(s.Protocol).Dec()
+		metrics.ConnectionsClosed.WithLabelValues(s.Protocol, s.CloseReason()).Inc()
+	})
+	pool.startHealth()
+	return g, nil
 }
 
 // newAcceptSettings converts the connections config.
@@ -136,3 +143,13 @@ func (g *Gateway) user(name string) (*user, bool) {
 }
 
 func wrapf(format string, args ...any) error { return fmt.Errorf("gateway: "+format, args...) }
+
+// Ready reports whether the gateway can serve: it is not draining and
+// every static agent (embedded, or remote without "{user}") answered its
+// last health call.
+func (g *Gateway) Ready() bool {
+	g.mu.RLock()
+	draining := g.draining
+	g.mu.RUnlock()
+	return !draining && g.agents.ready()
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/afero"
@@ -18,7 +19,8 @@ import (
 // filesystems and files.
 type sessionFs struct {
 	afero.Fs
-	sess *Session
+	sess    *Session
+	metrics *Metrics
 }
 
 var (
@@ -45,7 +47,14 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 		end()
 		return nil, err
 	}
-	return &sessionFile{File: f, sess: s.sess, end: end}, nil
+	if d, ok := f.(interface{ IsDir() bool }); ok && d.IsDir() {
+		return &sessionFile{File: f, sess: s.sess, end: end, dir: true}, nil
+	}
+	dir := "download"
+	if flag&(os.O_WRONLY|os.O_RDWR) != 0 {
+		dir = "upload"
+	}
+	return &sessionFile{File: f, sess: s.sess, end: end, direction: dir, start: time.Now(), metrics: s.metrics}, nil
 }
 
 func (s *sessionFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
@@ -87,11 +96,18 @@ func (s *sessionFs) StatFS(ctx context.Context, name string) (backend.FSStats, e
 	return backend.FSStats{}, &fs.PathError{Op: "statfs", Path: name, Err: errors.ErrUnsupported}
 }
 
-// sessionFile ends its transfer when closed.
+// sessionFile ends its transfer when closed, and then logs it and counts
+// it: one line per finished or aborted transfer.
 type sessionFile struct {
 	afero.File
-	sess *Session
-	end  func()
+	sess      *Session
+	end       func()
+	dir       bool   // a directory listing, not a transfer
+	direction string // "upload" or "download"
+	start     time.Time
+	metrics   *Metrics
+	bytes     atomic.Int64
+	aborted   atomic.Pointer[error]
 }
 
 var (
@@ -102,31 +118,65 @@ var (
 
 func (f *sessionFile) Close() error {
 	defer f.end()
-	return f.File.Close()
+	err := f.File.Close()
+	if f.dir {
+		return err
+	}
+	var aborted error
+	if p := f.aborted.Load(); p != nil {
+		aborted = *p
+	}
+	result := "completed"
+	if f.direction == "upload" {
+		result = "committed"
+	}
+	switch {
+	case aborted != nil:
+		result = "aborted"
+	case err != nil:
+		result = "failed"
+	}
+	f.metrics.Transfers.WithLabelValues(f.sess.Protocol, f.direction, result).Inc()
+	log := f.sess.log.Info
+	if result == "failed" {
+		log = f.sess.log.Warn
+	}
+	args := []any{"direction", f.direction, "path", f.Name(), "bytes", f.bytes.Load(),
+		"duration", time.Since(f.start).Round(time.Millisecond), "result", result}
+	if e := errors.Join(aborted, err); e != nil {
+		args = append(args, "err", e.Error())
+	}
+	log("transfer", args...)
+	return err
 }
 
 func (f *sessionFile) Read(p []byte) (int, error) {
 	n, err := f.File.Read(p)
-	f.sess.Touch()
+	f.moved(n)
 	return n, err
 }
 
 func (f *sessionFile) Write(p []byte) (int, error) {
 	n, err := f.File.Write(p)
-	f.sess.Touch()
+	f.moved(n)
 	return n, err
 }
 
 func (f *sessionFile) ReadAt(p []byte, off int64) (int, error) {
 	n, err := f.File.ReadAt(p, off)
-	f.sess.Touch()
+	f.moved(n)
 	return n, err
 }
 
 func (f *sessionFile) WriteAt(p []byte, off int64) (int, error) {
 	n, err := f.File.WriteAt(p, off)
-	f.sess.Touch()
+	f.moved(n)
 	return n, err
+}
+
+func (f *sessionFile) moved(n int) {
+	f.bytes.Add(int64(n))
+	f.sess.Touch()
 }
 
 func (f *sessionFile) SetTimes(atime, mtime time.Time) error {
@@ -144,6 +194,7 @@ func (f *sessionFile) Chmod(mode os.FileMode) error {
 }
 
 func (f *sessionFile) TransferError(err error) {
+	f.aborted.CompareAndSwap(nil, &err)
 	if t, ok := f.File.(backend.TransferAborter); ok {
 		t.TransferError(err)
 	}

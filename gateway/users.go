@@ -89,6 +89,7 @@ func (g *Gateway) refused(sess *Session, name, method, reason string) error {
 	log := g.log
 	if sess != nil {
 		log = sess.log
+		g.metrics.Logins.WithLabelValues(sess.Protocol, "failed").Inc()
 		if g.defender != nil {
 			g.defender.LoginFailed(sess.ip)
 		}
@@ -132,6 +133,7 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	log := g.log
 	if sess != nil {
 		if err := g.registry.setUser(sess, u.name); err != nil {
+			g.metrics.Logins.WithLabelValues(sess.Protocol, "limit").Inc()
 			sess.log.Warn("login refused", "login", u.name, "method", method, "err", err)
 			return nil, err
 		}
@@ -156,6 +158,9 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 		_, err = top.Stat("/")
 	}
 	if err != nil {
+		if sess != nil {
+			g.metrics.Logins.WithLabelValues(sess.Protocol, "agent_error").Inc()
+		}
 		log.Warn("login failed: agent", "user", u.name, "agent", u.mount.Agent, "address", target, "err", err)
 		if errors.Is(err, backend.ErrUnavailable) {
 			return nil, err
@@ -167,7 +172,8 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 		fsys = backend.ReadOnly(fsys)
 	}
 	if sess != nil {
-		fsys = &sessionFs{Fs: fsys, sess: sess}
+		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics}
+		g.metrics.Logins.WithLabelValues(sess.Protocol, "ok").Inc()
 	}
 	if sess == nil {
 		log = log.With("user", u.name)

@@ -10,12 +10,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/frontends/ftp"
 	"github.com/upgate/upgate/frontends/sftp"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/gateway/admin"
 )
 
 // Options configure Start. The zero value is usable.
@@ -32,8 +38,12 @@ type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
 
-	// FTPAddr and SFTPAddr are the listeners' addresses; nil when off.
-	FTPAddr, SFTPAddr net.Addr
+	// FTPAddr, SFTPAddr and AdminAddr are the listeners' addresses; nil
+	// when off.
+	FTPAddr, SFTPAddr, AdminAddr net.Addr
+
+	admin   *http.Server
+	started atomic.Bool // every frontend is listening
 
 	ftp   *ftp.Server
 	sftp  *sftp.Server
@@ -66,7 +76,48 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 			return nil, err
 		}
 	}
+	if cfg.Listen.Admin != "" {
+		if err := s.startAdmin(); err != nil {
+			s.Shutdown(context.Background())
+			return nil, err
+		}
+	}
+	s.started.Store(true)
 	return s, nil
+}
+
+func (s *Server) startAdmin() error {
+	var token string
+	if f := s.cfg.Admin.TokenFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("admin.token_file: %w", err)
+		}
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return fmt.Errorf("admin.token_file: %s is empty", f)
+		}
+	}
+	lis, err := net.Listen("tcp", s.cfg.Listen.Admin)
+	if err != nil {
+		return fmt.Errorf("listen admin on %s: %w", s.cfg.Listen.Admin, err)
+	}
+	h := admin.NewHandler(s.Gateway, admin.Config{
+		Token:  token,
+		Ready:  func() bool { return s.started.Load() && s.Gateway.Ready() },
+		Logger: s.log,
+	})
+	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.AdminAddr = lis.Addr()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.admin.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin server stopped", "err", err)
+			s.setErr(err)
+		}
+	}()
+	s.log.Info("serving admin HTTP", "addr", lis.Addr().String(), "token", token != "")
+	return nil
 }
 
 func (s *Server) startSFTP() error {
@@ -140,12 +191,16 @@ func (s *Server) setErr(err error) {
 // ctx ends), then closes everything and waits for the frontends. It
 // returns an error if transfers had to be cut or a frontend failed.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.started.Store(false) // not ready while draining
 	err := s.Gateway.Shutdown(ctx)
 	if s.ftp != nil {
 		s.ftp.Close()
 	}
 	if s.sftp != nil {
 		s.sftp.Close()
+	}
+	if s.admin != nil {
+		s.admin.Close()
 	}
 	s.wg.Wait()
 	err = errors.Join(err, s.Gateway.Close())

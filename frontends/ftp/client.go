@@ -60,7 +60,7 @@ func (d *clientDriver) OpenFile(name string, flag int, perm os.FileMode) (f afer
 		d.log.Info("open failed", "path", name, "err", err)
 		return nil, err
 	}
-	return &transferFile{File: file, d: d, start: time.Now(), op: op + name, write: op == "STOR "}, nil
+	return &transferFile{File: file, d: d}, nil
 }
 
 // Open implements afero.Fs through OpenFile.
@@ -122,11 +122,29 @@ func (d *clientDriver) ReadDir(name string) (fis []os.FileInfo, err error) {
 				fi = renamed{target, fi.Name()}
 			}
 		}
-		out = append(out, fi)
+		out = append(out, utcInfo{fi})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 	return out, nil
 }
+
+// Stat implements afero.Fs with modification times in UTC (see utcInfo).
+func (d *clientDriver) Stat(name string) (os.FileInfo, error) {
+	fi, err := d.Fs.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	return utcInfo{fi}, nil
+}
+
+// utcInfo is a FileInfo whose ModTime is in UTC. ftpserverlib formats LIST
+// and STAT dates in the FileInfo's location, the backend's times are in
+// time.Local, and clients (lftp's ftp:timezone, jlaffaye/ftp) read LIST
+// dates as GMT: on a gateway whose TZ is not UTC, --only-newer would
+// compare against shifted times.
+type utcInfo struct{ os.FileInfo }
+
+func (u utcInfo) ModTime() time.Time { return u.FileInfo.ModTime().UTC() }
 
 // renamed is a FileInfo shown under another name.
 type renamed struct {
@@ -198,35 +216,18 @@ func (d *clientDriver) Symlink(oldname, newname string) (err error) {
 	return l.SymlinkIfPossible(oldname, newname)
 }
 
-// transferFile is a file open for a transfer. It keeps the session's
-// current operation and logs one line per finished or aborted transfer.
+// transferFile is a file open for a transfer: it keeps the session's
+// current operation and turns a full disk into FTP's 552. (The gateway logs
+// and counts the transfer.)
 type transferFile struct {
 	afero.File
-	d       *clientDriver
-	start   time.Time
-	op      string
-	write   bool
-	aborted error
-	bytes   int64
-}
-
-func (f *transferFile) Read(p []byte) (int, error) {
-	n, err := f.File.Read(p)
-	f.bytes += int64(n)
-	return n, err
-}
-
-func (f *transferFile) Write(p []byte) (int, error) {
-	n, err := f.File.Write(p)
-	f.bytes += int64(n)
-	return n, err
+	d *clientDriver
 }
 
 // TransferError is called by ftpserverlib before Close when the transfer
 // was aborted (ABOR, a dropped data connection, a copy error): the upload
 // is then discarded instead of committed.
 func (f *transferFile) TransferError(err error) {
-	f.aborted = err
 	if t, ok := f.File.(backend.TransferAborter); ok {
 		t.TransferError(err)
 	}
@@ -237,14 +238,6 @@ func (f *transferFile) TransferError(err error) {
 func (f *transferFile) Close() error {
 	err := f.File.Close()
 	f.d.c.sess.SetOp("idle")
-	result := "ok"
-	switch {
-	case f.aborted != nil:
-		result = "aborted"
-	case err != nil:
-		result = "failed"
-	}
-	f.d.log.Info("transfer", "op", f.op, "bytes", f.bytes, "duration", time.Since(f.start).Round(time.Millisecond), "result", result, "err", errors.Join(f.aborted, err))
 	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
 		return fmt.Errorf("%w: %w", ftpserver.ErrStorageExceeded, err)
 	}

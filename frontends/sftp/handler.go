@@ -2,6 +2,7 @@ package sftp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
@@ -134,19 +135,31 @@ func (h *handler) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error)
 
 func (h *handler) openWrite(r *sftp.Request, flag int) (*openFile, error) {
 	h.sess.SetOp("write " + r.Filepath)
-	perm := os.FileMode(0o644)
-	if r.AttrFlags().Permissions {
-		perm = r.Attributes().FileMode().Perm()
-	}
-	f, err := h.fs.OpenFile(r.Filepath, openFlags(r, flag), perm)
+	f, err := h.fs.OpenFile(r.Filepath, openFlags(r, flag), openPerm(r))
 	if err != nil {
 		return nil, status(err)
 	}
 	return h.track(r.Filepath, f, true), nil
 }
 
+// openPerm is the mode an OPEN asks a new file to get, 0644 when it names
+// none. For OPEN, pkg/sftp puts the open flags in r.Flags and the attributes
+// without their flags word in r.Attrs, so r.AttrFlags and r.Attributes
+// would read the open flags as attribute flags (SSH_FXF_APPEND is the
+// permissions bit: Attributes then returns nil). Exactly 4 bytes of
+// attributes can only be permissions alone, which is what OpenSSH's sftp
+// and libssh2 send.
+func openPerm(r *sftp.Request) os.FileMode {
+	if len(r.Attrs) == 4 {
+		if perm := os.FileMode(binary.BigEndian.Uint32(r.Attrs)).Perm(); perm != 0 {
+			return perm
+		}
+	}
+	return 0o644
+}
+
 func (h *handler) track(name string, f afero.File, write bool) *openFile {
-	of := &openFile{File: f, h: h, name: name, write: write, start: time.Now()}
+	of := &openFile{File: f, h: h, name: name, write: write}
 	if write {
 		h.mu.Lock()
 		if h.writing[name] == nil {
@@ -375,16 +388,13 @@ func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 // commits; TransferError (the connection dropped) makes Close abort.
 type openFile struct {
 	afero.File
-	h       *handler
-	name    string
-	write   bool
-	start   time.Time
-	aborted error
-	closed  sync.Once
+	h      *handler
+	name   string
+	write  bool
+	closed sync.Once
 }
 
 func (f *openFile) TransferError(err error) {
-	f.aborted = err
 	if t, ok := f.File.(backend.TransferAborter); ok {
 		t.TransferError(err)
 	}
@@ -403,17 +413,6 @@ func (f *openFile) Close() error {
 		}
 		err = f.File.Close()
 		f.h.sess.SetOp("idle")
-		op, result := "download", "ok"
-		if f.write {
-			op = "upload"
-		}
-		switch {
-		case f.aborted != nil:
-			result = "aborted"
-		case err != nil:
-			result = "failed"
-		}
-		f.h.log.Info("transfer", "op", op, "path", f.name, "duration", time.Since(f.start).Round(time.Millisecond), "result", result, "err", errors.Join(f.aborted, err))
 	})
 	return status(err)
 }

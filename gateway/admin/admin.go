@@ -1,0 +1,105 @@
+// Package admin is the gateway's operator view over HTTP: Prometheus
+// metrics, health and readiness probes, and the sessions API that
+// `upgate sessions` and `upgate kick` use. It listens on loopback by
+// default; a bearer token can guard everything but the probes.
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/upgate/upgate/gateway"
+)
+
+// Config configures the admin handler. The zero value is usable.
+type Config struct {
+	// Token, if non-empty, must be sent as "Authorization: Bearer
+	// <token>" to /metrics and /api/; /healthz and /readyz stay open for
+	// probes.
+	Token string
+	// Ready, if non-nil, replaces the readiness check (the server uses it
+	// to add "listeners are up"). Nil means Gateway.Ready.
+	Ready func() bool
+	// Logger receives kicks and refused requests. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// SessionsResponse is the body of GET /api/sessions.
+type SessionsResponse struct {
+	Sessions []gateway.SessionInfo `json:"sessions"`
+}
+
+// NewHandler returns the admin HTTP handler for gw:
+//
+//	GET    /metrics            Prometheus metrics
+//	GET    /healthz            200 while the process runs
+//	GET    /readyz             200 once listeners are up and static agents answer, else 503
+//	GET    /api/sessions       live sessions (JSON SessionsResponse)
+//	DELETE /api/sessions/{id}  kick a session: 204, or 404 if there is none
+func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "admin")
+	ready := cfg.Ready
+	if ready == nil {
+		ready = gw.Ready
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready: listeners not up, draining, or a static agent is not answering", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	auth := func(h http.Handler) http.Handler {
+		if cfg.Token == "" {
+			return h
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(cfg.Token)) != 1 {
+				log.Warn("admin request refused: bad token", "path", r.URL.Path, "remote", r.RemoteAddr)
+				w.Header().Set("WWW-Authenticate", `Bearer realm="upgate"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(gw.Metrics().Registry, promhttp.HandlerOpts{})))
+	mux.Handle("GET /api/sessions", auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		live := gw.Registry().Sessions()
+		resp := SessionsResponse{Sessions: make([]gateway.SessionInfo, 0, len(live))}
+		for _, s := range live {
+			resp.Sessions = append(resp.Sessions, s.Info())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(resp)
+	})))
+	mux.Handle("DELETE /api/sessions/{id}", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if _, ok := gw.Registry().Get(id); !ok {
+			http.Error(w, "no session "+id, http.StatusNotFound)
+			return
+		}
+		log.Info("kick requested", "session", id, "remote", r.RemoteAddr)
+		if err := gw.Registry().Kick(id); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			log.Info("kick", "session", id, "err", err)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})))
+	return mux
+}
