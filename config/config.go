@@ -61,8 +61,34 @@ type Config struct {
 	// Admin configures the admin HTTP server (listen.admin).
 	Admin Admin `mapstructure:"admin"`
 
+	// Defender bans addresses after repeated failed logins.
+	Defender Defender `mapstructure:"defender"`
+
 	// Log configures the process logger.
 	Log Log `mapstructure:"log"`
+}
+
+// Defender bans client addresses that fail to log in too often, across
+// FTP and SFTP.
+type Defender struct {
+	// Enabled turns the defender on (key defender.enabled). Default true.
+	Enabled bool `mapstructure:"enabled"`
+
+	// MaxFailures failed logins from one address within Window ban it
+	// (key defender.max_failures). Default 10. Must be positive.
+	MaxFailures int `mapstructure:"max_failures"`
+
+	// Window is how far back failures count (key defender.window).
+	// Default 1m. Must be positive.
+	Window time.Duration `mapstructure:"window"`
+
+	// BanTime is how long a ban lasts (key defender.ban_time). Default
+	// 15m. Must be positive.
+	BanTime time.Duration `mapstructure:"ban_time"`
+
+	// Allowlist holds CIDRs that are never banned (key
+	// defender.allowlist). Default empty.
+	Allowlist []string `mapstructure:"allowlist"`
 }
 
 // Admin configures the admin HTTP server.

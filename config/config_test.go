@@ -251,7 +251,8 @@ func TestParseDefaults(t *testing.T) {
 			HostKeys:  []string{"data/ssh_host_ed25519_key", "data/ssh_host_ecdsa_key", "data/ssh_host_rsa_key"},
 			Keepalive: config.SSHKeepalive{Interval: 20 * time.Second, MaxMissed: 3},
 		},
-		Log: config.Log{Level: "info", Format: "text"},
+		Defender: config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute, Allowlist: []string{}},
+		Log:      config.Log{Level: "info", Format: "text"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse(nil) =\n%+v\nwant\n%+v", got, want)

@@ -32,6 +32,7 @@ func (c *Config) Validate() error {
 	v.sftp(c)
 	v.agents(c.Agents)
 	v.users(c)
+	v.defender(&c.Defender)
 	v.log(&c.Log)
 	v.demo(c)
 	return errors.Join(v.errs...)
@@ -229,6 +230,17 @@ func (v *validator) mount(key string, m Mount, agents map[string]Agent) {
 	}
 	if r := m.Root; r != "" && (path.IsAbs(r) || path.Clean(r) != r || r == ".." || strings.HasPrefix(r, "../") || strings.Contains(r, `\`)) {
 		v.errorf(key+".root", "%q must be a relative, clean, slash-separated path without \"..\"", r)
+	}
+}
+
+func (v *validator) defender(d *Defender) {
+	v.positiveInt("defender.max_failures", d.MaxFailures)
+	v.positive("defender.window", d.Window)
+	v.positive("defender.ban_time", d.BanTime)
+	for i, c := range d.Allowlist {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			v.errorf(fmt.Sprintf("defender.allowlist[%d]", i), "%q is not a CIDR", c)
+		}
 	}
 }
 

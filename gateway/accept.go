@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -210,8 +211,9 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parentOf func(remote net.A
 		g.log.Warn("connection refused", "proto", proto.Name, "remote", remote.String(), "reason", reason, "err", err)
 		g.count(proto, reason)
 		if proto.Refuse != nil {
-			_ = conn.SetWriteDeadline(time.Now().Add(refuseTimeout))
+			_ = conn.SetDeadline(time.Now().Add(refuseTimeout))
 			proto.Refuse(conn, err.Error())
+			lingerClose(tcp)
 		}
 		conn.Close()
 		return nil, err
@@ -259,6 +261,18 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parentOf func(remote net.A
 	g.metrics.ConnectionsActive.WithLabelValues(proto.Name).Inc()
 	sess.log.Debug("connection accepted", "local", local.String())
 	return c, nil
+}
+
+// lingerClose ends a refused connection gently: FIN, then discard what the
+// client still sends until it closes or the deadline passes. Closing with
+// unread data would send a RST, and the client could lose the refusal
+// (an SSH client has sent its version and KEXINIT by then).
+func lingerClose(tcp *net.TCPConn) {
+	if tcp == nil {
+		return
+	}
+	_ = tcp.CloseWrite()
+	_, _ = io.Copy(io.Discard, io.LimitReader(tcp, 1<<16))
 }
 
 func (g *Gateway) trustedProxy(a net.Addr) bool {

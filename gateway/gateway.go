@@ -31,9 +31,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by embedded agents. Empty means "dev".
 	Version string
-	// Defender, if non-nil, bans addresses after failed logins: the accept
+	// Defender, if non-nil, decides which addresses are banned: the accept
 	// layer refuses connections from banned addresses and logins report
-	// their result to it. Nil means no bans.
+	// their results to it. Nil means the built-in one configured by the
+	// config's defender section (none if it is disabled).
 	Defender Defender
 }
 
@@ -88,12 +89,21 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		return nil, err
 	}
 	glog := log.With("component", "gateway")
+	def := opts.Defender
+	if def == nil && cfg.Defender.Enabled {
+		fd, err := newDefender(cfg.Defender, log, metrics)
+		if err != nil {
+			pool.close()
+			return nil, err
+		}
+		def = fd
+	}
 	g := &Gateway{
 		log:       glog,
 		agents:    pool,
 		settings:  settings,
 		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),
-		defender:  opts.Defender,
+		defender:  def,
 		metrics:   metrics,
 		users:     users,
 		listeners: make(map[*acceptListener]struct{}),

@@ -73,6 +73,9 @@ type Login struct {
 // wrapping ErrTooManyConnections; an agent that cannot be reached an error
 // wrapping backend.ErrUnavailable whose text names the agent and the user.
 func (g *Gateway) LoginPassword(ctx context.Context, sess *Session, name, password string) (*Login, error) {
+	if err := g.banned(sess, name, "password"); err != nil {
+		return nil, err
+	}
 	u, ok := g.user(name)
 	if !ok || u.hash == nil {
 		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
@@ -82,6 +85,17 @@ func (g *Gateway) LoginPassword(ctx context.Context, sess *Session, name, passwo
 		return nil, g.refused(sess, name, "password", "wrong password")
 	}
 	return g.login(ctx, sess, u, "password")
+}
+
+// banned refuses a login from a banned address: a client that keeps its
+// connection open cannot go on guessing once the defender banned it.
+func (g *Gateway) banned(sess *Session, name, method string) error {
+	if sess == nil || g.defender == nil || !g.defender.Banned(sess.ip) {
+		return nil
+	}
+	g.metrics.Logins.WithLabelValues(sess.Protocol, "banned").Inc()
+	sess.log.Warn("login refused", "login", name, "method", method, "reason", "address banned")
+	return ErrBanned
 }
 
 // refused logs a failed login and reports it to the defender.
@@ -117,6 +131,9 @@ func (g *Gateway) HasKey(name string, key ssh.PublicKey) bool {
 // LoginKey logs in a user whose possession of key the SSH layer has
 // verified (a signature, not just an offer).
 func (g *Gateway) LoginKey(ctx context.Context, sess *Session, name string, key ssh.PublicKey) (*Login, error) {
+	if err := g.banned(sess, name, "publickey"); err != nil {
+		return nil, err
+	}
 	u, ok := g.user(name)
 	if !ok || !g.HasKey(name, key) {
 		return nil, g.refused(sess, name, "publickey", "key not authorized")

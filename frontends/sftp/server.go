@@ -87,7 +87,7 @@ func (c *conn) explain(err error) error {
 	c.mu.Unlock()
 	if pc != nil {
 		msg := err.Error()
-		if errors.Is(err, backend.ErrUnavailable) || errors.Is(err, gateway.ErrTooManyConnections) {
+		if errors.Is(err, backend.ErrUnavailable) || errors.Is(err, gateway.ErrTooManyConnections) || errors.Is(err, gateway.ErrBanned) {
 			msg = "upgate: " + msg
 		}
 		_ = pc.SendAuthBanner(msg + "\n")
