@@ -129,8 +129,11 @@ func (d *clientDriver) ReadDir(name string) (fis []os.FileInfo, err error) {
 }
 
 // Stat implements afero.Fs with modification times in UTC (see utcInfo).
+// A relative name is resolved against the working directory: ftpserverlib
+// passes absolute paths except in HASH/XMD5/XSHA*/XCRC, which stat the
+// client's argument as given (handleGenericHash) and so failed after a CWD.
 func (d *clientDriver) Stat(name string) (os.FileInfo, error) {
-	fi, err := d.Fs.Stat(name)
+	fi, err := d.Fs.Stat(d.c.absPath(name))
 	if err != nil {
 		return nil, err
 	}

@@ -116,7 +116,10 @@ func (s *Server) controlSessionFor(remote net.Addr) *gateway.Session {
 	defer s.mu.Unlock()
 	var best *gateway.Session
 	for _, c := range s.clients {
-		if addrIP(c.cc.RemoteAddr()) != ip {
+		// The session's address, not c.cc.RemoteAddr(): ftpserverlib
+		// replaces the client's conn on AUTH TLS in that client's
+		// goroutine, so reading it from here is a data race.
+		if addrIP(c.sess.Remote) != ip {
 			continue
 		}
 		if best == nil || c.cc.GetLastDataChannel() == ftpserver.DataChannelPassive && c.sess.Info().Transfers > 0 {

@@ -20,6 +20,14 @@ func (d *clientDriver) Site(param string) (answer *ftpserver.AnswerCommand) {
 		}
 	}()
 	cmd, args, _ := strings.Cut(param, " ")
+	if strings.EqualFold(cmd, "CHMOD") {
+		// ftpserverlib's handleCHMOD indexes the path without checking
+		// that there is one, and panics on "SITE CHMOD 640".
+		if mode, name, ok := strings.Cut(strings.TrimSpace(args), " "); !ok || mode == "" || strings.TrimSpace(name) == "" {
+			return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: "SITE CHMOD: want \"MODE PATH\""}
+		}
+		return nil
+	}
 	if !strings.EqualFold(cmd, "UTIME") {
 		return nil
 	}
