@@ -317,15 +317,18 @@ type User struct {
 	// SFTP public-key login. Empty means password login only.
 	AuthorizedKeys []string `mapstructure:"authorized_keys"`
 
-	// Mounts maps the user's virtual tree onto agents (key
-	// users[i].mounts). For now exactly one mount, at "/", is supported.
+	// Mounts compose the user's tree from agents (key users[i].mounts):
+	// each is a path prefix backed by a directory of one agent, the
+	// longest matching prefix wins, and directories above mount points
+	// that no mount covers are read-only listings of them. At least one.
 	Mounts []Mount `mapstructure:"mounts"`
 }
 
 // Mount attaches a directory of an agent at a path of a user's tree.
 type Mount struct {
 	// Path is where the mount appears in the user's tree (key
-	// users[i].mounts[j].path). Must be "/" for now.
+	// users[i].mounts[j].path): absolute and clean ("/", "/api"), unique
+	// per user.
 	Path string `mapstructure:"path"`
 
 	// Agent names an entry of Config.Agents (key

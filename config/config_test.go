@@ -134,13 +134,16 @@ mounts: [{path: /, agent: local}]`), `config: users[0].authorized_keys[0]: "ssh-
 		{"no credentials", withUser(`name: alice
 mounts: [{path: /, agent: local}]`), `config: users[0]: user "alice" needs a password_hash or at least one authorized_keys entry`},
 		{"no mounts", withUser(`name: alice
-password_hash: "` + hash + `"`), `config: users[0].mounts: exactly one mount at "/" is supported`},
-		{"mount not at root", withUser(`name: alice
+password_hash: "` + hash + `"`), `config: users[0].mounts: at least one mount is required`},
+		{"relative mount path", withUser(`name: alice
 password_hash: "` + hash + `"
-mounts: [{path: /www, agent: local}]`), `config: users[0].mounts: exactly one mount at "/" is supported`},
-		{"two mounts", withUser(`name: alice
+mounts: [{path: www, agent: local}]`), `config: users[0].mounts[0].path: "www" must be an absolute, clean path`},
+		{"unclean mount path", withUser(`name: alice
 password_hash: "` + hash + `"
-mounts: [{path: /, agent: local}, {path: /, agent: local}]`), `config: users[0].mounts: exactly one mount at "/" is supported`},
+mounts: [{path: /www/, agent: local}]`), `config: users[0].mounts[0].path: "/www/" must be an absolute, clean path`},
+		{"two mounts at one path", withUser(`name: alice
+password_hash: "` + hash + `"
+mounts: [{path: /, agent: local}, {path: /, agent: local}]`), `config: users[0].mounts[1].path: "/" is also users[0].mounts[0].path`},
 		{"unknown agent", withUser(alice) + `  - name: bob
     password_hash: "` + hash + `"
     mounts: [{path: /, agent: web}]

@@ -209,11 +209,21 @@ func (v *validator) users(c *Config) {
 		if u.PasswordHash == "" && len(u.AuthorizedKeys) == 0 {
 			v.errorf(key, "user %q needs a password_hash or at least one authorized_keys entry", u.Name)
 		}
-		if len(u.Mounts) != 1 || u.Mounts[0].Path != "/" {
-			v.errorf(key+".mounts", `exactly one mount at "/" is supported`)
+		if len(u.Mounts) == 0 {
+			v.errorf(key+".mounts", "at least one mount is required")
 		}
+		paths := make(map[string]int)
 		for j, m := range u.Mounts {
-			v.mount(fmt.Sprintf("%s.mounts[%d]", key, j), m, c.Agents)
+			mk := fmt.Sprintf("%s.mounts[%d]", key, j)
+			switch first, dup := paths[m.Path]; {
+			case !path.IsAbs(m.Path) || path.Clean(m.Path) != m.Path:
+				v.errorf(mk+".path", "%q must be an absolute, clean path such as \"/\" or \"/api\"", m.Path)
+			case dup:
+				v.errorf(mk+".path", "%q is also %s.mounts[%d].path", m.Path, key, first)
+			default:
+				paths[m.Path] = j
+			}
+			v.mount(mk, m, c.Agents)
 		}
 	}
 }

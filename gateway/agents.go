@@ -40,7 +40,7 @@ type agentPool struct {
 
 	// mu guards conns and tokens.
 	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn // by resolved target
+	conns  map[string]*grpc.ClientConn // by agent name and resolved target
 	tokens map[string]string           // remote agents' tokens, by agent name
 
 	embedded map[string]*embeddedAgent // by agent name; fixed after start
@@ -153,9 +153,12 @@ func (p *agentPool) conn(name, user string) (*grpc.ClientConn, string, error) {
 		return nil, "", wrapf("user %s: agent %q is not configured", user, name)
 	}
 	target := strings.ReplaceAll(a.Address, "{user}", user)
+	// Keyed by agent too: two agent entries may share an address with
+	// different credentials.
+	key := name + "\x00" + target
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if cc, ok := p.conns[target]; ok {
+	if cc, ok := p.conns[key]; ok {
 		return cc, target, nil
 	}
 	tlsConf, err := clientTLS(a.TLS)
@@ -166,7 +169,7 @@ func (p *agentPool) conn(name, user string) (*grpc.ClientConn, string, error) {
 	if err != nil {
 		return nil, target, err
 	}
-	p.conns[target] = cc
+	p.conns[key] = cc
 	return cc, target, nil
 }
 
@@ -286,9 +289,9 @@ func (p *agentPool) close() error {
 	}
 	p.mu.Lock()
 	var errs []error
-	for target, cc := range p.conns {
+	for key, cc := range p.conns {
 		if err := cc.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close agent %s: %w", target, err))
+			errs = append(errs, fmt.Errorf("close agent %s: %w", strings.ReplaceAll(key, "\x00", " at "), err))
 		}
 	}
 	clear(p.conns)

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"errors"
 	"net"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sync"
@@ -48,7 +50,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.sess.Touch()
 		}
 	}
-	return n, err
+	return n, deadPeer(err)
 }
 
 func (c *Conn) Write(p []byte) (int, error) {
@@ -58,8 +60,31 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.bytesOut.Add(float64(n))
 		c.moved()
 	}
-	return n, err
+	return n, deadPeer(err)
 }
+
+// deadPeer marks the error of a socket the kernel gave up on (keepalive
+// or TCP_USER_TIMEOUT expired: ETIMEDOUT) as a net.Error that is not a
+// Timeout. syscall.ETIMEDOUT reports Timeout() true, so a frontend takes
+// it for a deadline of its own: ftpserverlib then "extends the idle
+// deadline" of a control connection whose transfer is open and reads
+// again, in a busy loop, keeping the dead session and its transfer alive
+// until the transfer ends by itself.
+func deadPeer(err error) error {
+	if err == nil || !errors.Is(err, syscall.ETIMEDOUT) {
+		return err
+	}
+	return &deadPeerError{err}
+}
+
+// deadPeerError is a connection's error once its peer is known dead.
+// errors.Is(err, syscall.ETIMEDOUT) still holds.
+type deadPeerError struct{ err error }
+
+func (e *deadPeerError) Error() string   { return e.err.Error() }
+func (e *deadPeerError) Unwrap() error   { return e.err }
+func (e *deadPeerError) Timeout() bool   { return false }
+func (e *deadPeerError) Temporary() bool { return false }
 
 func (c *Conn) moved() {
 	c.sess.lastIO.Store(time.Now().UnixNano())

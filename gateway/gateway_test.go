@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -81,6 +82,11 @@ func setup(t *testing.T) *env {
 		{Name: "carol", PasswordHash: hash(t, "pw"), Mounts: []config.Mount{{Path: "/", Agent: "down"}}},
 		{Name: "dave", PasswordHash: hash(t, "pw"), Mounts: []config.Mount{{Path: "/", Agent: "embedded", Root: "alice", ReadOnly: true}}},
 		{Name: "eve", PasswordHash: hash(t, "pw"), Mounts: []config.Mount{{Path: "/", Agent: "badtoken"}}},
+		{Name: "frank", PasswordHash: hash(t, "pw"), Mounts: []config.Mount{
+			{Path: "/", Agent: "embedded", Root: "frank"},
+			{Path: "/api", Agent: "remote", Root: "frank-api"},
+			{Path: "/shared", Agent: "embedded", Root: "alice", ReadOnly: true},
+		}},
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -213,5 +219,39 @@ func TestReadOnlyMount(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(e.root, "alice", "ro.txt")); string(got) != "keep" {
 		t.Fatalf("read-only file changed: %q", got)
+	}
+}
+
+// TestMounts: a user's tree composed of two agents and a read-only view of
+// another directory; writes land on the right agent, listing "/" shows the
+// mount points, a rename across mounts is a cross-device error.
+func TestMounts(t *testing.T) {
+	e := setup(t)
+	l, err := e.gw.LoginPassword(context.Background(), nil, "frank", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fstest.WriteFile(t, l.Fs, "/index.php", []byte("web"))
+	fstest.WriteFile(t, l.Fs, "/api/app.php", []byte("api"))
+	if got, _ := os.ReadFile(filepath.Join(e.root, "frank", "index.php")); string(got) != "web" {
+		t.Errorf("/index.php on the embedded agent: %q", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(e.remote.Dir, "frank-api", "app.php")); string(got) != "api" {
+		t.Errorf("/api/app.php on the remote agent: %q", got)
+	}
+	d, err := l.Fs.Open("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := d.Readdirnames(-1)
+	d.Close()
+	if strings.Join(entries, ",") != "api,index.php,shared" {
+		t.Errorf("listing /: %v", entries)
+	}
+	if err := l.Fs.Rename("/index.php", "/api/index.php"); !errors.Is(err, syscall.EXDEV) || !strings.Contains(err.Error(), "cross-device") {
+		t.Errorf("rename across mounts: %v", err)
+	}
+	if _, err := l.Fs.Create("/shared/x"); !errors.Is(err, os.ErrPermission) {
+		t.Errorf("write to the read-only mount: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -18,10 +19,10 @@ import (
 
 // user is a config.User prepared for logins.
 type user struct {
-	name  string
-	hash  []byte          // bcrypt; nil: no password login
-	keys  []ssh.PublicKey // parsed authorized_keys
-	mount config.Mount    // the user's "/" mount
+	name   string
+	hash   []byte          // bcrypt; nil: no password login
+	keys   []ssh.PublicKey // parsed authorized_keys
+	mounts []config.Mount
 }
 
 // dummyHash is compared against when the user does not exist, so that an
@@ -45,10 +46,10 @@ func loadUsers(cfg *config.Config) (map[string]*user, error) {
 			}
 			u.keys = append(u.keys, key)
 		}
-		if len(cu.Mounts) != 1 || cu.Mounts[0].Path != "/" {
-			return nil, wrapf("users[%d].mounts: exactly one mount at \"/\" is supported", i)
+		if len(cu.Mounts) == 0 {
+			return nil, wrapf("users[%d].mounts: at least one mount is required", i)
 		}
-		u.mount = cu.Mounts[0]
+		u.mounts = cu.Mounts
 		users[cu.Name] = u
 	}
 	return users, nil
@@ -159,34 +160,12 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 			g.defender.LoginSucceeded(sess.ip)
 		}
 	}
-	cc, target, err := g.agents.conn(u.mount.Agent, u.name)
-	if err != nil {
-		return nil, err
-	}
-	opts := backend.Options{Root: u.mount.Root, Agent: u.mount.Agent, User: u.name, CallTimeout: time.Minute}
-	// Reach the agent now, so an unreachable one is reported at login, and
-	// make sure the user's root exists there.
-	ictx, cancel := context.WithTimeout(ctx, loginTimeout)
-	defer cancel()
-	top := backend.NewGRPCFs(ictx, cc, backend.Options{Agent: u.mount.Agent, User: u.name, CallTimeout: loginTimeout})
-	if u.mount.Root != "" {
-		err = top.MkdirAll(u.mount.Root, 0o755)
-	} else {
-		_, err = top.Stat("/")
-	}
+	fsys, err := g.userFs(ctx, u, log)
 	if err != nil {
 		if sess != nil {
 			g.metrics.Logins.WithLabelValues(sess.Protocol, "agent_error").Inc()
 		}
-		log.Warn("login failed: agent", "user", u.name, "agent", u.mount.Agent, "address", target, "err", err)
-		if errors.Is(err, backend.ErrUnavailable) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("gateway: prepare root of user %s on agent %s: %w", u.name, u.mount.Agent, err)
-	}
-	var fsys afero.Fs = backend.NewGRPCFs(ctx, cc, opts)
-	if u.mount.ReadOnly {
-		fsys = backend.ReadOnly(fsys)
+		return nil, err
 	}
 	if sess != nil {
 		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics}
@@ -195,6 +174,43 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	if sess == nil {
 		log = log.With("user", u.name)
 	}
-	log.Info("login", "method", method, "agent", u.mount.Agent)
+	log.Info("login", "method", method, "mounts", len(u.mounts))
 	return &Login{User: u.name, Fs: fsys, Method: method}, nil
+}
+
+// userFs builds the user's tree: one GRPCFs per mount, each reached now
+// (so an unreachable agent is reported at login) with its root created,
+// composed by a MountFs unless the only mount is at "/".
+func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger) (afero.Fs, error) {
+	mounts := make([]backend.Mount, 0, len(u.mounts))
+	for _, m := range u.mounts {
+		cc, target, err := g.agents.conn(m.Agent, u.name)
+		if err != nil {
+			return nil, err
+		}
+		ictx, cancel := context.WithTimeout(ctx, loginTimeout)
+		top := backend.NewGRPCFs(ictx, cc, backend.Options{Agent: m.Agent, User: u.name, CallTimeout: loginTimeout})
+		if m.Root != "" {
+			err = top.MkdirAll(m.Root, 0o755)
+		} else {
+			_, err = top.Stat("/")
+		}
+		cancel()
+		if err != nil {
+			log.Warn("login failed: agent", "user", u.name, "agent", m.Agent, "address", target, "mount", m.Path, "err", err)
+			if errors.Is(err, backend.ErrUnavailable) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("gateway: prepare root of user %s on agent %s: %w", u.name, m.Agent, err)
+		}
+		var fsys afero.Fs = backend.NewGRPCFs(ctx, cc, backend.Options{Root: m.Root, Agent: m.Agent, User: u.name, CallTimeout: time.Minute})
+		if m.ReadOnly {
+			fsys = backend.ReadOnly(fsys)
+		}
+		mounts = append(mounts, backend.Mount{Path: m.Path, Fs: fsys})
+	}
+	if len(mounts) == 1 && mounts[0].Path == "/" {
+		return mounts[0].Fs, nil
+	}
+	return backend.NewMountFs(mounts)
 }

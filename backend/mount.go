@@ -1,0 +1,527 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/afero"
+)
+
+// Mount attaches a filesystem at a path of a user's tree.
+type Mount struct {
+	// Path is where the mount appears: absolute and clean ("/",
+	// "/api").
+	Path string
+	// Fs serves the mount; its "/" is Path.
+	Fs afero.Fs
+}
+
+// MountFs composes one tree from several filesystems (typically one per
+// agent), like a mount table. A path belongs to the mount with the longest
+// matching Path. Directories above mount points that no mount covers are
+// read-only and list the mount points. Listing a directory shows the
+// mount points directly below it. A rename across mounts fails with
+// EXDEV, as rename(2) does across devices; a symlink may not point into
+// another mount.
+type MountFs struct {
+	mounts []Mount // longest Path first
+}
+
+var (
+	_ afero.Fs         = (*MountFs)(nil)
+	_ afero.Lstater    = (*MountFs)(nil)
+	_ afero.Linker     = (*MountFs)(nil)
+	_ afero.LinkReader = (*MountFs)(nil)
+	_ Hasher           = (*MountFs)(nil)
+	_ StatFSer         = (*MountFs)(nil)
+)
+
+// NewMountFs builds a mount table. Mount paths must be absolute, clean and
+// unique.
+func NewMountFs(mounts []Mount) (*MountFs, error) {
+	seen := map[string]bool{}
+	ms := make([]Mount, 0, len(mounts))
+	for _, m := range mounts {
+		if !path.IsAbs(m.Path) || path.Clean(m.Path) != m.Path {
+			return nil, fmt.Errorf("backend: mount path %q is not absolute and clean", m.Path)
+		}
+		if seen[m.Path] {
+			return nil, fmt.Errorf("backend: two mounts at %q", m.Path)
+		}
+		seen[m.Path] = true
+		ms = append(ms, m)
+	}
+	if len(ms) == 0 {
+		return nil, errors.New("backend: no mounts")
+	}
+	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Path) > len(ms[j].Path) })
+	return &MountFs{mounts: ms}, nil
+}
+
+// within reports whether p is mount path m or below it.
+func within(p, m string) bool {
+	return m == "/" || p == m || strings.HasPrefix(p, m+"/")
+}
+
+// resolve finds the mount serving name and the path inside it; ok is false
+// for the synthetic directories above mount points.
+func (m *MountFs) resolve(name string) (mnt *Mount, rel string, ok bool) {
+	p := userPath(name)
+	for i := range m.mounts {
+		if within(p, m.mounts[i].Path) {
+			mnt = &m.mounts[i]
+			return mnt, "/" + strings.TrimPrefix(strings.TrimPrefix(p, mnt.Path), "/"), true
+		}
+	}
+	return nil, "", false
+}
+
+// childMounts names the mount points directly below directory p.
+func (m *MountFs) childMounts(p string) []string {
+	var out []string
+	for _, mnt := range m.mounts {
+		if mnt.Path != "/" && path.Dir(mnt.Path) == p {
+			out = append(out, path.Base(mnt.Path))
+		}
+	}
+	return out
+}
+
+// isMountPoint reports whether p is where a mount other than "/" is
+// attached.
+func (m *MountFs) isMountPoint(p string) bool {
+	for _, mnt := range m.mounts {
+		if mnt.Path == p && p != "/" {
+			return true
+		}
+	}
+	return false
+}
+
+// synthetic reports whether p is a directory above some mount point that
+// no mount covers.
+func (m *MountFs) synthetic(p string) bool {
+	if _, _, ok := m.resolve(p); ok {
+		return false
+	}
+	for _, mnt := range m.mounts {
+		if within(mnt.Path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func denyRO(op, name string) error {
+	return &fs.PathError{Op: op, Path: userPath(name), Err: syscall.EROFS}
+}
+
+// Name implements afero.Fs.
+func (m *MountFs) Name() string { return "MountFs" }
+
+// Create implements afero.Fs.
+func (m *MountFs) Create(name string) (afero.File, error) {
+	return m.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o666)
+}
+
+// Open implements afero.Fs.
+func (m *MountFs) Open(name string) (afero.File, error) { return m.OpenFile(name, os.O_RDONLY, 0) }
+
+// OpenFile implements afero.Fs.
+func (m *MountFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
+	p := userPath(name)
+	mnt, rel, ok := m.resolve(p)
+	if !ok {
+		if !m.synthetic(p) {
+			if flag&os.O_CREATE != 0 && m.synthetic(path.Dir(p)) {
+				return nil, denyRO("open", p)
+			}
+			return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.ENOENT}
+		}
+		if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND) != 0 {
+			return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EISDIR}
+		}
+		return &syntheticDir{m: m, name: p}, nil
+	}
+	f, err := mnt.Fs.OpenFile(rel, flag, perm)
+	if err != nil {
+		return nil, renamePathErr(err, p)
+	}
+	return &mountFile{File: f, m: m, name: p}, nil
+}
+
+// renamePathErr makes a mount's error name the user's path.
+func renamePathErr(err error, p string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &fs.PathError{Op: pe.Op, Path: p, Err: pe.Err}
+	}
+	return err
+}
+
+func (m *MountFs) pathOp(op, name string, fn func(fs afero.Fs, rel string) error) error {
+	p := userPath(name)
+	mnt, rel, ok := m.resolve(p)
+	if !ok {
+		if m.synthetic(p) || m.synthetic(path.Dir(p)) {
+			return denyRO(op, p) // the directories above mount points are read-only
+		}
+		return &fs.PathError{Op: op, Path: p, Err: syscall.ENOENT}
+	}
+	return renamePathErr(fn(mnt.Fs, rel), p)
+}
+
+// Mkdir implements afero.Fs.
+func (m *MountFs) Mkdir(name string, perm os.FileMode) error {
+	if p := userPath(name); m.isMountPoint(p) || m.synthetic(p) {
+		return &fs.PathError{Op: "mkdir", Path: p, Err: syscall.EEXIST}
+	}
+	return m.pathOp("mkdir", name, func(f afero.Fs, rel string) error { return f.Mkdir(rel, perm) })
+}
+
+// MkdirAll implements afero.Fs.
+func (m *MountFs) MkdirAll(name string, perm os.FileMode) error {
+	if p := userPath(name); m.isMountPoint(p) || m.synthetic(p) {
+		return nil
+	}
+	return m.pathOp("mkdir", name, func(f afero.Fs, rel string) error { return f.MkdirAll(rel, perm) })
+}
+
+func (m *MountFs) removable(op, name string) error {
+	p := userPath(name)
+	if p == "/" || m.isMountPoint(p) || m.synthetic(p) {
+		return &fs.PathError{Op: op, Path: p, Err: syscall.EBUSY}
+	}
+	for _, mnt := range m.mounts {
+		if mnt.Path != "/" && within(mnt.Path, p) && mnt.Path != p {
+			return &fs.PathError{Op: op, Path: p, Err: syscall.EBUSY} // holds a mount point
+		}
+	}
+	return nil
+}
+
+// Remove implements afero.Fs.
+func (m *MountFs) Remove(name string) error {
+	if err := m.removable("remove", name); err != nil {
+		return err
+	}
+	return m.pathOp("remove", name, func(f afero.Fs, rel string) error { return f.Remove(rel) })
+}
+
+// RemoveAll implements afero.Fs.
+func (m *MountFs) RemoveAll(name string) error {
+	if err := m.removable("remove", name); err != nil {
+		return err
+	}
+	return m.pathOp("remove", name, func(f afero.Fs, rel string) error { return f.RemoveAll(rel) })
+}
+
+// Rename implements afero.Fs; across mounts it fails with EXDEV.
+func (m *MountFs) Rename(oldname, newname string) error {
+	op, np := userPath(oldname), userPath(newname)
+	linkErr := func(err error) error { return &os.LinkError{Op: "rename", Old: op, New: np, Err: err} }
+	if err := m.removable("rename", op); err != nil {
+		return linkErr(syscall.EBUSY)
+	}
+	if m.isMountPoint(np) || m.synthetic(np) {
+		return linkErr(syscall.EBUSY)
+	}
+	om, orel, ok1 := m.resolve(op)
+	nm, nrel, ok2 := m.resolve(np)
+	if !ok1 || !ok2 {
+		return linkErr(syscall.ENOENT)
+	}
+	if om != nm {
+		return linkErr(syscall.EXDEV)
+	}
+	return om.Fs.Rename(orel, nrel)
+}
+
+func (m *MountFs) stat(name string, lstat bool) (os.FileInfo, error) {
+	p := userPath(name)
+	mnt, rel, ok := m.resolve(p)
+	if !ok {
+		if m.synthetic(p) {
+			return syntheticInfo(path.Base(p)), nil
+		}
+		return nil, &fs.PathError{Op: "stat", Path: p, Err: syscall.ENOENT}
+	}
+	var fi os.FileInfo
+	var err error
+	if l, ok := mnt.Fs.(afero.Lstater); ok && lstat {
+		fi, _, err = l.LstatIfPossible(rel)
+	} else {
+		fi, err = mnt.Fs.Stat(rel)
+	}
+	if err != nil {
+		return nil, renamePathErr(err, p)
+	}
+	if rel == "/" {
+		fi = renamedInfo{fi, path.Base(p)} // a mount's root shows under its mount point's name
+	}
+	return fi, nil
+}
+
+// Stat implements afero.Fs.
+func (m *MountFs) Stat(name string) (os.FileInfo, error) { return m.stat(name, false) }
+
+// LstatIfPossible implements afero.Lstater.
+func (m *MountFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
+	fi, err := m.stat(name, true)
+	return fi, true, err
+}
+
+// Chmod implements afero.Fs.
+func (m *MountFs) Chmod(name string, mode os.FileMode) error {
+	return m.pathOp("chmod", name, func(f afero.Fs, rel string) error { return f.Chmod(rel, mode) })
+}
+
+// Chown implements afero.Fs.
+func (m *MountFs) Chown(name string, uid, gid int) error {
+	return m.pathOp("chown", name, func(f afero.Fs, rel string) error { return f.Chown(rel, uid, gid) })
+}
+
+// Chtimes implements afero.Fs.
+func (m *MountFs) Chtimes(name string, atime, mtime time.Time) error {
+	return m.pathOp("chtimes", name, func(f afero.Fs, rel string) error { return f.Chtimes(rel, atime, mtime) })
+}
+
+// SymlinkIfPossible implements afero.Linker. The link and an absolute
+// target must be in the same mount.
+func (m *MountFs) SymlinkIfPossible(oldname, newname string) error {
+	link := userPath(newname)
+	mnt, rel, ok := m.resolve(link)
+	if !ok {
+		return &os.LinkError{Op: "symlink", Old: oldname, New: link, Err: syscall.EROFS}
+	}
+	target := oldname
+	if path.IsAbs(target) {
+		tm, trel, ok := m.resolve(target)
+		if !ok || tm != mnt {
+			return &os.LinkError{Op: "symlink", Old: oldname, New: link, Err: syscall.EXDEV}
+		}
+		target = trel
+	} else if tm, _, ok := m.resolve(path.Join(path.Dir(link), target)); !ok || tm != mnt {
+		return &os.LinkError{Op: "symlink", Old: oldname, New: link, Err: syscall.EXDEV}
+	}
+	l, ok := mnt.Fs.(afero.Linker)
+	if !ok {
+		return &os.LinkError{Op: "symlink", Old: oldname, New: link, Err: afero.ErrNoSymlink}
+	}
+	return l.SymlinkIfPossible(target, rel)
+}
+
+// ReadlinkIfPossible implements afero.LinkReader.
+func (m *MountFs) ReadlinkIfPossible(name string) (string, error) {
+	var target string
+	err := m.pathOp("readlink", name, func(f afero.Fs, rel string) error {
+		l, ok := f.(afero.LinkReader)
+		if !ok {
+			return &fs.PathError{Op: "readlink", Path: rel, Err: afero.ErrNoReadlink}
+		}
+		var err error
+		target, err = l.ReadlinkIfPossible(rel)
+		return err
+	})
+	return target, err
+}
+
+// Hash implements Hasher for the mount holding name.
+func (m *MountFs) Hash(ctx context.Context, name string, algo HashAlgorithm, offset, length int64) ([]byte, error) {
+	var sum []byte
+	err := m.pathOp("hash", name, func(f afero.Fs, rel string) error {
+		h, ok := f.(Hasher)
+		if !ok {
+			return errors.ErrUnsupported
+		}
+		var err error
+		sum, err = h.Hash(ctx, rel, algo, offset, length)
+		return err
+	})
+	return sum, err
+}
+
+// StatFS implements StatFSer for the mount holding name.
+func (m *MountFs) StatFS(ctx context.Context, name string) (FSStats, error) {
+	var st FSStats
+	err := m.pathOp("statfs", name, func(f afero.Fs, rel string) error {
+		s, ok := f.(StatFSer)
+		if !ok {
+			return errors.ErrUnsupported
+		}
+		var err error
+		st, err = s.StatFS(ctx, rel)
+		return err
+	})
+	return st, err
+}
+
+// mountFile is a file of one mount shown under its user path; it passes
+// the optional file capabilities through.
+type mountFile struct {
+	afero.File
+	m    *MountFs
+	name string
+}
+
+func (f *mountFile) Name() string { return f.name }
+
+// Readdir adds the mount points directly below this directory.
+func (f *mountFile) Readdir(count int) ([]os.FileInfo, error) {
+	fis, err := f.File.Readdir(count)
+	if err != nil && !errors.Is(err, io.EOF) || count > 0 {
+		return fis, err
+	}
+	return f.m.withMountPoints(f.name, fis), err
+}
+
+func (f *mountFile) Readdirnames(n int) ([]string, error) {
+	fis, err := f.Readdir(n)
+	names := make([]string, len(fis))
+	for i, fi := range fis {
+		names[i] = fi.Name()
+	}
+	return names, err
+}
+
+func (f *mountFile) IsDir() bool {
+	if d, ok := f.File.(interface{ IsDir() bool }); ok {
+		return d.IsDir()
+	}
+	fi, err := f.File.Stat()
+	return err == nil && fi.IsDir()
+}
+
+func (f *mountFile) TransferError(err error) {
+	if t, ok := f.File.(TransferAborter); ok {
+		t.TransferError(err)
+	}
+}
+
+func (f *mountFile) SetTimes(atime, mtime time.Time) error {
+	if t, ok := f.File.(TimesSetter); ok {
+		return t.SetTimes(atime, mtime)
+	}
+	return &fs.PathError{Op: "chtimes", Path: f.name, Err: errors.ErrUnsupported}
+}
+
+func (f *mountFile) Chmod(mode os.FileMode) error {
+	if c, ok := f.File.(ModeSetter); ok {
+		return c.Chmod(mode)
+	}
+	return &fs.PathError{Op: "chmod", Path: f.name, Err: errors.ErrUnsupported}
+}
+
+// withMountPoints merges the mount points directly below dir into a
+// listing; a mount point hides an entry of the same name.
+func (m *MountFs) withMountPoints(dir string, fis []os.FileInfo) []os.FileInfo {
+	children := m.childMounts(dir)
+	if len(children) == 0 {
+		return fis
+	}
+	hide := map[string]bool{}
+	for _, c := range children {
+		hide[c] = true
+	}
+	out := fis[:0:0]
+	for _, fi := range fis {
+		if !hide[fi.Name()] {
+			out = append(out, fi)
+		}
+	}
+	for _, c := range children {
+		fi, err := m.Stat(path.Join(dir, c))
+		if err != nil {
+			fi = syntheticInfo(c)
+		}
+		out = append(out, renamedInfo{fi, c})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// syntheticDir is a read-only directory above mount points.
+type syntheticDir struct {
+	m      *MountFs
+	name   string
+	listed bool
+}
+
+func (d *syntheticDir) Name() string                       { return d.name }
+func (d *syntheticDir) IsDir() bool                        { return true }
+func (d *syntheticDir) Stat() (os.FileInfo, error)         { return syntheticInfo(path.Base(d.name)), nil }
+func (d *syntheticDir) Close() error                       { return nil }
+func (d *syntheticDir) Sync() error                        { return nil }
+func (d *syntheticDir) Read([]byte) (int, error)           { return 0, d.isDir("read") }
+func (d *syntheticDir) ReadAt([]byte, int64) (int, error)  { return 0, d.isDir("read") }
+func (d *syntheticDir) Seek(int64, int) (int64, error)     { return 0, d.isDir("seek") }
+func (d *syntheticDir) Write([]byte) (int, error)          { return 0, d.isDir("write") }
+func (d *syntheticDir) WriteAt([]byte, int64) (int, error) { return 0, d.isDir("write") }
+func (d *syntheticDir) WriteString(string) (int, error)    { return 0, d.isDir("write") }
+func (d *syntheticDir) Truncate(int64) error               { return d.isDir("truncate") }
+func (d *syntheticDir) isDir(op string) error {
+	return &fs.PathError{Op: op, Path: d.name, Err: syscall.EISDIR}
+}
+
+func (d *syntheticDir) Readdir(count int) ([]os.FileInfo, error) {
+	if d.listed {
+		if count > 0 {
+			return nil, io.EOF
+		}
+		return nil, nil
+	}
+	d.listed = true
+	// Mount points below this directory, and directories leading to
+	// deeper ones.
+	names := map[string]bool{}
+	for _, mnt := range d.m.mounts {
+		if mnt.Path != d.name && within(mnt.Path, d.name) {
+			rest := strings.TrimPrefix(strings.TrimPrefix(mnt.Path, d.name), "/")
+			names[strings.SplitN(rest, "/", 2)[0]] = true
+		}
+	}
+	var out []os.FileInfo
+	for n := range names {
+		fi, err := d.m.Stat(path.Join(d.name, n))
+		if err != nil {
+			fi = syntheticInfo(n)
+		}
+		out = append(out, renamedInfo{fi, n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out, nil
+}
+
+func (d *syntheticDir) Readdirnames(n int) ([]string, error) {
+	fis, err := d.Readdir(n)
+	names := make([]string, len(fis))
+	for i, fi := range fis {
+		names[i] = fi.Name()
+	}
+	return names, err
+}
+
+// syntheticInfo describes a directory above mount points.
+func syntheticInfo(name string) os.FileInfo {
+	if name == "" {
+		name = "/"
+	}
+	return &fileInfo{name: name, mode: fs.ModeDir | 0o555, mtime: time.Unix(0, 0)}
+}
+
+// renamedInfo is a FileInfo shown under another name.
+type renamedInfo struct {
+	os.FileInfo
+	name string
+}
+
+func (r renamedInfo) Name() string { return r.name }

@@ -1,0 +1,141 @@
+package backend_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spf13/afero"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/backend/fstest"
+	"github.com/upgate/upgate/internal/agenttest"
+)
+
+// TestConformanceMountFs runs the suite against a mount table: "/" on one
+// agent with "/api" on another.
+func TestConformanceMountFs(t *testing.T) {
+	web, api := agenttest.Start(t, ""), agenttest.Start(t, "")
+	fstest.Run(t, fstest.Config{
+		New: func(t *testing.T) afero.Fs {
+			root := filepath.Base(t.Name())
+			os.MkdirAll(filepath.Join(web.Dir, root), 0o755)
+			os.MkdirAll(filepath.Join(api.Dir, root), 0o755)
+			m, err := backend.NewMountFs([]backend.Mount{{Path: "/", Fs: web.Fs(t, root)}, {Path: "/api", Fs: api.Fs(t, root)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		},
+		AfterEach: func(t *testing.T) { web.WaitIdle(t, 10*time.Second); api.WaitIdle(t, 10*time.Second) },
+		Short:     true,
+	})
+}
+
+func names(t *testing.T, fsys afero.Fs, dir string) []string {
+	t.Helper()
+	d, err := fsys.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	n, err := d.Readdirnames(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(n)
+	return n
+}
+
+func TestMountTable(t *testing.T) {
+	web, api := agenttest.Start(t, ""), agenttest.Start(t, "")
+	m, err := backend.NewMountFs([]backend.Mount{{Path: "/", Fs: web.Fs(t, "")}, {Path: "/srv/api", Fs: api.Fs(t, "")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fstest.WriteFile(t, m, "/index.php", []byte("web"))
+	if err := m.MkdirAll("/srv", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fstest.WriteFile(t, m, "/srv/api/app.php", []byte("api"))
+	if got, _ := os.ReadFile(filepath.Join(api.Dir, "app.php")); string(got) != "api" {
+		t.Fatalf("a file under the mount point landed elsewhere: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(web.Dir, "srv", "api", "app.php")); !os.IsNotExist(err) {
+		t.Fatalf("a file under the mount point is on the parent mount too: %v", err)
+	}
+	// Listing the parent shows the mount point, as a directory.
+	if got := names(t, m, "/srv"); len(got) != 1 || got[0] != "api" {
+		t.Fatalf("listing /srv: %v", got)
+	}
+	if fi, err := m.Stat("/srv/api"); err != nil || !fi.IsDir() || fi.Name() != "api" {
+		t.Fatalf("stat of the mount point: %v %v", fi, err)
+	}
+	// Across mounts: EXDEV, nothing moves.
+	if err := m.Rename("/index.php", "/srv/api/index.php"); !errors.Is(err, syscall.EXDEV) {
+		t.Fatalf("rename across mounts: %v, want EXDEV", err)
+	}
+	if err := m.Rename("/srv/api/app.php", "/srv/api/v2.php"); err != nil {
+		t.Fatalf("rename within a mount: %v", err)
+	}
+	// Mount points stay.
+	if err := m.Remove("/srv/api"); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("remove of a mount point: %v, want EBUSY", err)
+	}
+	if err := m.RemoveAll("/srv"); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("remove of a directory holding a mount point: %v, want EBUSY", err)
+	}
+	if err := m.Rename("/srv/api", "/elsewhere"); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("rename of a mount point: %v, want EBUSY", err)
+	}
+	// Symlinks stay inside their mount.
+	if err := m.SymlinkIfPossible("/index.php", "/srv/api/link"); !errors.Is(err, syscall.EXDEV) {
+		t.Errorf("symlink into another mount: %v, want EXDEV", err)
+	}
+	if err := m.SymlinkIfPossible("/srv/api/v2.php", "/srv/api/link"); err != nil {
+		t.Fatalf("symlink within a mount: %v", err)
+	}
+	if got := string(fstest.ReadFile(t, m, "/srv/api/link")); got != "api" {
+		t.Fatalf("read through the link: %q", got)
+	}
+	if target, _ := os.Readlink(filepath.Join(api.Dir, "link")); target != "v2.php" {
+		t.Fatalf("link target on the agent %q, want a relative v2.php", target)
+	}
+}
+
+func TestMountTableSyntheticRoot(t *testing.T) {
+	web, api := agenttest.Start(t, ""), agenttest.Start(t, "")
+	m, err := backend.NewMountFs([]backend.Mount{{Path: "/web", Fs: web.Fs(t, "")}, {Path: "/api", Fs: backend.ReadOnly(api.Fs(t, ""))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, m, "/"); len(got) != 2 || got[0] != "api" || got[1] != "web" {
+		t.Fatalf("listing /: %v", got)
+	}
+	if fi, err := m.Stat("/"); err != nil || !fi.IsDir() {
+		t.Fatalf("stat /: %v %v", fi, err)
+	}
+	if _, err := m.Create("/loose.txt"); err == nil {
+		t.Error("created a file outside every mount")
+	}
+	if err := m.Mkdir("/new", 0o755); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("mkdir outside every mount: %v, want EROFS", err)
+	}
+	if err := m.Mkdir("/web", 0o755); !errors.Is(err, os.ErrExist) {
+		t.Errorf("mkdir of a mount point: %v, want ErrExist", err)
+	}
+	if _, err := m.Stat("/nowhere"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stat outside every mount: %v", err)
+	}
+	fstest.WriteFile(t, m, "/web/a.txt", []byte("a"))
+	if _, err := m.Create("/api/a.txt"); !errors.Is(err, os.ErrPermission) {
+		t.Errorf("write to a read-only mount: %v, want a permission error", err)
+	}
+	if entries, _ := os.ReadDir(api.Dir); len(entries) != 0 {
+		t.Errorf("the read-only mount's agent dir changed: %v", entries)
+	}
+}
