@@ -38,10 +38,11 @@ type agentPool struct {
 	healthDone chan struct{}
 	healthy    sync.Map
 
-	// mu guards conns and tokens.
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn // by agent name and resolved target
-	tokens map[string]string           // remote agents' tokens, by agent name
+	// mu guards configs, conns, retired and tokens.
+	mu      sync.Mutex
+	conns   map[string]*grpc.ClientConn // by agent name and resolved target
+	retired []*grpc.ClientConn          // replaced by a reload, still used by live sessions
+	tokens  map[string]string           // remote agents' tokens, by agent name
 
 	embedded map[string]*embeddedAgent // by agent name; fixed after start
 }
@@ -148,6 +149,8 @@ func (p *agentPool) conn(name, user string) (*grpc.ClientConn, string, error) {
 	if e, ok := p.embedded[name]; ok {
 		return e.conn, e.addr, nil
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	a, ok := p.configs[name]
 	if !ok {
 		return nil, "", wrapf("user %s: agent %q is not configured", user, name)
@@ -156,8 +159,6 @@ func (p *agentPool) conn(name, user string) (*grpc.ClientConn, string, error) {
 	// Keyed by agent too: two agent entries may share an address with
 	// different credentials.
 	key := name + "\x00" + target
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if cc, ok := p.conns[key]; ok {
 		return cc, target, nil
 	}
@@ -213,6 +214,8 @@ const healthInterval = 10 * time.Second
 // staticAgents names the agents whose address does not depend on the user:
 // the embedded ones and remote ones without "{user}".
 func (p *agentPool) staticAgents() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var names []string
 	for name, a := range p.configs {
 		if a.Embedded || !strings.Contains(a.Address, "{user}") {
@@ -295,6 +298,10 @@ func (p *agentPool) close() error {
 		}
 	}
 	clear(p.conns)
+	for _, cc := range p.retired {
+		_ = cc.Close()
+	}
+	p.retired = nil
 	p.mu.Unlock()
 	for name, e := range p.embedded {
 		e.conn.Close()

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -12,10 +13,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/frontends/ftp"
@@ -30,13 +34,29 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by embedded agents.
 	Version string
+	// ConfigPath, if set, is the file the configuration came from: it is
+	// watched, and Reload reads it again (with DefaultConfig when empty,
+	// and the UPGATE_* environment and Flags on top, as config.Load
+	// does).
+	ConfigPath    string
+	DefaultConfig []byte
+	Flags         *pflag.FlagSet
+	// WatchInterval is how often ConfigPath is checked for changes. Zero
+	// means 2 s; negative turns watching off (SIGHUP still reloads).
+	WatchInterval time.Duration
 }
 
 // Server is a running gateway with its frontends.
 type Server struct {
 	Gateway *gateway.Gateway
-	cfg     *config.Config
+	opts    Options
 	log     *slog.Logger
+
+	// cfgMu guards cfg, replaced by Reload.
+	cfgMu sync.Mutex
+	cfg   *config.Config
+
+	stopWatch context.CancelFunc
 
 	// FTPAddr, SFTPAddr and AdminAddr are the listeners' addresses; nil
 	// when off.
@@ -63,7 +83,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Gateway: gw, cfg: cfg, log: log}
+	s := &Server{Gateway: gw, cfg: cfg, log: log, opts: opts}
 	if cfg.Listen.FTP != "" {
 		if err := s.startFTP(); err != nil {
 			s.Shutdown(context.Background())
@@ -83,7 +103,71 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 		}
 	}
 	s.started.Store(true)
+	if opts.ConfigPath != "" && opts.WatchInterval >= 0 {
+		s.watch()
+	}
 	return s, nil
+}
+
+// Reload reads the configuration again and applies what can change
+// without a restart: users, agents and connection limits. An invalid
+// configuration is refused with a log line naming the key; the running one
+// stays in force.
+func (s *Server) Reload() error {
+	cfg, err := config.Load(s.opts.ConfigPath, s.opts.DefaultConfig, s.opts.Flags)
+	if err == nil {
+		err = s.Gateway.Reload(cfg)
+	}
+	if err != nil {
+		s.log.Error("configuration reload refused; the previous configuration stays in force", "file", s.opts.ConfigPath, "err", err)
+		return err
+	}
+	s.cfgMu.Lock()
+	old := s.cfg
+	s.cfg = cfg
+	s.cfgMu.Unlock()
+	if old.Listen != cfg.Listen || !reflect.DeepEqual(old.FTP, cfg.FTP) || !reflect.DeepEqual(old.SFTP, cfg.SFTP) {
+		s.log.Warn("listen, ftp and sftp settings change only with a restart")
+	}
+	return nil
+}
+
+// watch reloads when the configuration file's content changes. It polls
+// (content, not mtime) so that a Kubernetes ConfigMap's symlink swap is
+// seen like any edit.
+func (s *Server) watch() {
+	interval := s.opts.WatchInterval
+	if interval == 0 {
+		interval = 2 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopWatch = cancel
+	sum := func() [32]byte {
+		b, err := os.ReadFile(s.opts.ConfigPath)
+		if err != nil {
+			return [32]byte{}
+		}
+		return sha256.Sum256(b)
+	}
+	last := sum()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if cur := sum(); cur != last {
+				last = cur
+				s.log.Info("configuration file changed", "file", s.opts.ConfigPath)
+				_ = s.Reload()
+			}
+		}
+	}()
 }
 
 func (s *Server) startAdmin() error {
@@ -192,6 +276,9 @@ func (s *Server) setErr(err error) {
 // returns an error if transfers had to be cut or a frontend failed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.started.Store(false) // not ready while draining
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
 	err := s.Gateway.Shutdown(ctx)
 	if s.ftp != nil {
 		s.ftp.Close()

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -21,7 +24,10 @@ agent serving ./data, and the user demo with password demo).
 
 Every key can be overridden by an UPGATE_* environment variable
 (UPGATE_LISTEN_FTP=127.0.0.1:3121) and then by a flag (--listen.ftp).
-SIGINT or SIGTERM stops it.`,
+Edits to users, agents and connection limits in the --config file take
+effect without a restart (the file is watched; SIGHUP reloads too); an
+invalid edit is refused and logged, and the running configuration stays.
+SIGINT or SIGTERM drains and stops it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(configFile, upgate.DefaultConfig, cmd.Flags())
@@ -30,10 +36,25 @@ SIGINT or SIGTERM stops it.`,
 			}
 			log := newLogger(cfg.Log.Level, cfg.Log.Format)
 			ctx := cmd.Context()
-			srv, err := server.Start(ctx, cfg, server.Options{Logger: log, Version: upgate.Version()})
+			srv, err := server.Start(ctx, cfg, server.Options{Logger: log, Version: upgate.Version(),
+				ConfigPath: configFile, DefaultConfig: upgate.DefaultConfig, Flags: cmd.Flags()})
 			if err != nil {
 				return err
 			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						log.Info("SIGHUP: reloading configuration")
+						_ = srv.Reload()
+					}
+				}
+			}()
 			log.Info("upgate serving", "version", upgate.Version(), "ftp", cfg.Listen.FTP, "sftp", cfg.Listen.SFTP, "users", len(cfg.Users), "agents", len(cfg.Agents))
 			<-ctx.Done()
 			log.Info("upgate draining", "timeout", cfg.Connections.DrainTimeout)
