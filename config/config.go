@@ -107,6 +107,11 @@ type Listen struct {
 	// Default "127.0.0.1:2121".
 	FTP string `mapstructure:"ftp"`
 
+	// FTPS is the implicit-FTPS address, TLS from the first byte, as old
+	// clients expect on port 990 (key listen.ftps). Default empty: off.
+	// Needs ftp.tls.cert and ftp.tls.key.
+	FTPS string `mapstructure:"ftps"`
+
 	// SFTP is the SSH/SFTP address (key listen.sftp).
 	// Default "127.0.0.1:2222".
 	SFTP string `mapstructure:"sftp"`
@@ -200,8 +205,13 @@ type FTP struct {
 	// client connected to.
 	PublicHost string `mapstructure:"public_host"`
 
-	// TLS configures explicit FTPS (AUTH TLS) (key ftp.tls).
+	// TLS configures explicit FTPS (AUTH TLS) and implicit FTPS
+	// (listen.ftps) (key ftp.tls).
 	TLS TLS `mapstructure:"tls"`
+
+	// DisableActiveMode refuses PORT and EPRT (key
+	// ftp.disable_active_mode). Default false: active mode is allowed.
+	DisableActiveMode bool `mapstructure:"disable_active_mode"`
 }
 
 // TLS is a server certificate for FTPS.

@@ -46,6 +46,7 @@ func (o Option) Env() string {
 func Options() []Option {
 	return []Option{
 		{"listen.ftp", "127.0.0.1:2121", "FTP listen address host:port; empty turns FTP off"},
+		{"listen.ftps", "", "implicit FTPS listen address host:port (TLS from the first byte); empty turns it off"},
 		{"listen.sftp", "127.0.0.1:2222", "SFTP listen address host:port; empty turns SFTP off"},
 		{"listen.admin", "127.0.0.1:9100", "admin HTTP listen address host:port; empty turns it off"},
 		{"connections.keepalive.idle", 30 * time.Second, "idle time before the first TCP keepalive probe"},
@@ -64,6 +65,7 @@ func Options() []Option {
 		{"ftp.tls.cert", "", "FTPS certificate PEM file; empty turns FTPS off"},
 		{"ftp.tls.key", "", "FTPS private key PEM file"},
 		{"ftp.tls.required", false, "refuse FTP login before AUTH TLS"},
+		{"ftp.disable_active_mode", false, "refuse PORT and EPRT (active-mode data connections)"},
 		{"sftp.host_keys", []string{"data/ssh_host_ed25519_key", "data/ssh_host_ecdsa_key", "data/ssh_host_rsa_key"}, "SSH host private key files, generated when missing"},
 		{"sftp.keepalive.interval", 20 * time.Second, "time between SSH keepalive requests"},
 		{"sftp.keepalive.max_missed", 3, "unanswered SSH keepalive requests that close a connection"},

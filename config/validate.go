@@ -29,6 +29,9 @@ func (c *Config) Validate() error {
 	v.listen(c)
 	v.connections(&c.Connections)
 	v.ftp(&c.FTP)
+	if c.Listen.FTPS != "" && c.FTP.TLS.Cert == "" {
+		v.errorf("listen.ftps", "implicit FTPS on %q needs ftp.tls.cert and ftp.tls.key", c.Listen.FTPS)
+	}
 	v.sftp(c)
 	v.agents(c.Agents)
 	v.users(c)
@@ -293,6 +296,7 @@ type listener struct{ key, addr string }
 func listeners(c *Config) []listener {
 	return []listener{
 		{"listen.ftp", c.Listen.FTP},
+		{"listen.ftps", c.Listen.FTPS},
 		{"listen.sftp", c.Listen.SFTP},
 		{"listen.admin", c.Listen.Admin},
 	}

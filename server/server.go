@@ -58,14 +58,15 @@ type Server struct {
 
 	stopWatch context.CancelFunc
 
-	// FTPAddr, SFTPAddr and AdminAddr are the listeners' addresses; nil
-	// when off.
-	FTPAddr, SFTPAddr, AdminAddr net.Addr
+	// FTPAddr, FTPSAddr, SFTPAddr and AdminAddr are the listeners'
+	// addresses; nil when off.
+	FTPAddr, FTPSAddr, SFTPAddr, AdminAddr net.Addr
 
 	admin   *http.Server
 	started atomic.Bool // every frontend is listening
 
 	ftp   *ftp.Server
+	ftps  *ftp.Server // implicit FTPS
 	sftp  *sftp.Server
 	wg    sync.WaitGroup
 	errMu sync.Mutex
@@ -85,7 +86,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 	}
 	s := &Server{Gateway: gw, cfg: cfg, log: log, opts: opts}
 	if cfg.Listen.FTP != "" {
-		if err := s.startFTP(); err != nil {
+		if err := s.startFTP(false); err != nil {
+			s.Shutdown(context.Background())
+			return nil, err
+		}
+	}
+	if cfg.Listen.FTPS != "" {
+		if err := s.startFTP(true); err != nil {
 			s.Shutdown(context.Background())
 			return nil, err
 		}
@@ -235,9 +242,10 @@ func (s *Server) startSFTP() error {
 	return nil
 }
 
-func (s *Server) startFTP() error {
+func (s *Server) startFTP(implicit bool) error {
 	c := s.cfg.FTP
-	fc := ftp.Config{PassivePorts: c.PassivePorts, PublicHost: c.PublicHost, TLSRequired: c.TLS.Required, Logger: s.log}
+	fc := ftp.Config{PassivePorts: c.PassivePorts, PublicHost: c.PublicHost, TLSRequired: c.TLS.Required,
+		DisableActiveMode: c.DisableActiveMode, Implicit: implicit, Logger: s.log}
 	if c.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
 		if err != nil {
@@ -249,11 +257,19 @@ func (s *Server) startFTP() error {
 	if err != nil {
 		return err
 	}
-	lis, err := s.Gateway.Listen(ftp.Protocol(), s.cfg.Listen.FTP)
+	proto, addr := ftp.Protocol(), s.cfg.Listen.FTP
+	if implicit {
+		proto, addr = ftp.ImplicitProtocol(), s.cfg.Listen.FTPS
+	}
+	lis, err := s.Gateway.Listen(proto, addr)
 	if err != nil {
 		return err
 	}
-	s.ftp, s.FTPAddr = srv, lis.Addr()
+	if implicit {
+		s.ftps, s.FTPSAddr = srv, lis.Addr()
+	} else {
+		s.ftp, s.FTPAddr = srv, lis.Addr()
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -282,6 +298,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.Gateway.Shutdown(ctx)
 	if s.ftp != nil {
 		s.ftp.Close()
+	}
+	if s.ftps != nil {
+		s.ftps.Close()
 	}
 	if s.sftp != nil {
 		s.sftp.Close()

@@ -38,7 +38,10 @@ func (d *driver) GetSettings() (*ftpserver.Settings, error) {
 		DefaultTransferType:     ftpserver.TransferTypeBinary,
 		Banner:                  "upgate",
 	}
-	if s.cfg.TLSRequired {
+	switch {
+	case s.cfg.Implicit:
+		st.TLSRequired = ftpserver.ImplicitEncryption
+	case s.cfg.TLSRequired:
 		st.TLSRequired = ftpserver.MandatoryEncryption
 	}
 	return st, nil

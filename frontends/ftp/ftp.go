@@ -37,6 +37,9 @@ type Config struct {
 	TLS *tls.Config
 	// TLSRequired refuses USER before AUTH TLS and clear data channels.
 	TLSRequired bool
+	// Implicit serves implicit FTPS: TLS from the first byte on the
+	// control connection and on every data connection. Needs TLS.
+	Implicit bool
 	// DisableActiveMode refuses PORT and EPRT.
 	DisableActiveMode bool
 	// Logger receives the frontend's logs. Nil means slog.Default().
@@ -55,6 +58,13 @@ func Protocol() gateway.Protocol {
 			fmt.Fprintf(c, "421 %s\r\n", capitalize(reason))
 		},
 	}
+}
+
+// ImplicitProtocol is Protocol for implicit FTPS: a refusal cannot be
+// written in clear to a client that starts with a TLS handshake, so the
+// connection is just closed.
+func ImplicitProtocol() gateway.Protocol {
+	return gateway.Protocol{Name: "ftps", ReadIsActivity: true}
 }
 
 // dataProtocol is FTP's data connections.
@@ -107,6 +117,9 @@ func New(gw *gateway.Gateway, cfg Config) (*Server, error) {
 		c.MinVersion = max(c.MinVersion, tls.VersionTLS12)
 		s.cfg.TLS = c
 	}
+	if cfg.Implicit && cfg.TLS == nil {
+		return nil, errors.New("ftp: implicit FTPS needs a TLS config")
+	}
 	return s, nil
 }
 
@@ -114,6 +127,10 @@ func New(gw *gateway.Gateway, cfg Config) (*Server, error) {
 // with Protocol(). It returns nil after Close or the gateway's Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
 	s.mu.Lock()
+	if s.cfg.Implicit {
+		// ftpserverlib applies implicit TLS only to listeners it makes.
+		lis = tls.NewListener(lis, s.cfg.TLS)
+	}
 	s.lis = lis
 	s.srv = ftpserver.NewFtpServer(&driver{s: s})
 	s.srv.Logger = s.log
