@@ -1,10 +1,14 @@
 package sftp
 
 import (
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path"
@@ -112,17 +116,30 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 		fmt.Fprintf(ch.Stderr(), "upgate: command not allowed: %s (only SFTP, pwd, md5sum, sha1sum and sha256sum are served)\n", args[0])
 		return 127
 	}
-	hasher, ok := login.Fs.(backend.Hasher)
-	if !ok {
-		fmt.Fprintf(ch.Stderr(), "%s: checksums are not available here\n", args[0])
-		return 1
-	}
-	status := 0
-	for _, name := range args[1:] {
-		if strings.HasPrefix(name, "-") {
-			continue // options such as -b or --
+	// Operands; none or "-" is standard input, as md5sum reads it (rclone
+	// probes a hash command with empty input).
+	var names []string
+	for _, a := range args[1:] {
+		if a == "-" || !strings.HasPrefix(a, "-") {
+			names = append(names, a) // others are options such as -b or --
 		}
-		sum, err := hasher.Hash(c.ctx, path.Clean("/"+name), algo, 0, 0)
+	}
+	if len(names) == 0 {
+		names = []string{"-"}
+	}
+	hasher, _ := login.Fs.(backend.Hasher)
+	status := 0
+	for _, name := range names {
+		var sum []byte
+		var err error
+		switch {
+		case name == "-":
+			sum, err = hashReader(ch, algo)
+		case hasher == nil:
+			err = errors.New("checksums are not available here")
+		default:
+			sum, err = hasher.Hash(c.ctx, path.Clean("/"+name), algo, 0, 0)
+		}
 		if err != nil {
 			reason := err.Error()
 			if errors.Is(err, os.ErrNotExist) {
@@ -135,6 +152,23 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 		fmt.Fprintf(ch, "%s  %s\n", hex.EncodeToString(sum), name)
 	}
 	return status
+}
+
+// hashReader hashes what r holds until EOF.
+func hashReader(r io.Reader, algo backend.HashAlgorithm) ([]byte, error) {
+	var h hash.Hash
+	switch algo {
+	case backend.MD5:
+		h = md5.New()
+	case backend.SHA1:
+		h = sha1.New()
+	default:
+		h = sha256.New()
+	}
+	if _, err := io.Copy(h, r); err != nil {
+		return nil, err
+	}
+	return h.Sum(nil), nil
 }
 
 // exit sends exit-status, which clients wait for before the channel's

@@ -139,7 +139,20 @@ func (h *handler) openWrite(r *sftp.Request, flag int) (*openFile, error) {
 	if err != nil {
 		return nil, status(err)
 	}
-	return h.track(r.Filepath, f, true), nil
+	of := h.track(r.Filepath, f, true)
+	if r.Pflags().Append {
+		// APPEND: OpenSSH's reput sends offsets from the end of the file,
+		// curl -a and pkg/sftp from 0. Offsets below the size at open are
+		// taken as relative to it, so both land at the end, and the
+		// writes keep their order however pkg/sftp's workers run them.
+		fi, err := f.Stat()
+		if err != nil {
+			of.Close()
+			return nil, status(err)
+		}
+		of.appendBase = fi.Size()
+	}
+	return of, nil
 }
 
 // openPerm is the mode an OPEN asks a new file to get, 0644 when it names
@@ -388,10 +401,19 @@ func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 // commits; TransferError (the connection dropped) makes Close abort.
 type openFile struct {
 	afero.File
-	h      *handler
-	name   string
-	write  bool
-	closed sync.Once
+	h          *handler
+	name       string
+	write      bool
+	appendBase int64 // size at open for APPEND opens, else 0
+	closed     sync.Once
+}
+
+// WriteAt places an APPEND open's writes after the file's end.
+func (f *openFile) WriteAt(p []byte, off int64) (int, error) {
+	if off < f.appendBase {
+		off += f.appendBase
+	}
+	return f.File.WriteAt(p, off)
 }
 
 func (f *openFile) TransferError(err error) {
