@@ -241,6 +241,14 @@ type SFTP struct {
 	// Keepalive configures SSH-level keepalive requests (key
 	// sftp.keepalive).
 	Keepalive SSHKeepalive `mapstructure:"keepalive"`
+
+	// HandshakeTimeout bounds the SSH handshake and authentication (key
+	// sftp.handshake_timeout). Default 30s. Must be positive.
+	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"`
+
+	// MaxAuthTries is the number of authentication attempts per
+	// connection (key sftp.max_auth_tries). Default 6. Must be positive.
+	MaxAuthTries int `mapstructure:"max_auth_tries"`
 }
 
 // SSHKeepalive configures keepalive@openssh.com requests sent to SSH

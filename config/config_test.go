@@ -251,8 +251,10 @@ func TestParseDefaults(t *testing.T) {
 		},
 		FTP: config.FTP{PassivePorts: "30000-30019"},
 		SFTP: config.SFTP{
-			HostKeys:  []string{"data/ssh_host_ed25519_key", "data/ssh_host_ecdsa_key", "data/ssh_host_rsa_key"},
-			Keepalive: config.SSHKeepalive{Interval: 20 * time.Second, MaxMissed: 3},
+			HostKeys:         []string{"data/ssh_host_ed25519_key", "data/ssh_host_ecdsa_key", "data/ssh_host_rsa_key"},
+			Keepalive:        config.SSHKeepalive{Interval: 20 * time.Second, MaxMissed: 3},
+			HandshakeTimeout: 30 * time.Second,
+			MaxAuthTries:     6,
 		},
 		Defender: config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute, Allowlist: []string{}},
 		Log:      config.Log{Level: "info", Format: "text"},

@@ -68,6 +68,8 @@ func Options() []Option {
 		{"ftp.disable_active_mode", false, "refuse PORT and EPRT (active-mode data connections)"},
 		{"sftp.host_keys", []string{"data/ssh_host_ed25519_key", "data/ssh_host_ecdsa_key", "data/ssh_host_rsa_key"}, "SSH host private key files, generated when missing"},
 		{"sftp.keepalive.interval", 20 * time.Second, "time between SSH keepalive requests"},
+		{"sftp.handshake_timeout", 30 * time.Second, "how long the SSH handshake and authentication may take"},
+		{"sftp.max_auth_tries", 6, "authentication attempts per SSH connection"},
 		{"sftp.keepalive.max_missed", 3, "unanswered SSH keepalive requests that close a connection"},
 		{"defender.enabled", true, "ban addresses after repeated failed logins"},
 		{"defender.max_failures", 10, "failed logins within defender.window that ban an address"},

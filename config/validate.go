@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 )
+
+// dnsLabel is what a user name must be when an agent address template puts
+// it into a host name.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // demoUser is the account that config.yaml ships for local trials only.
 const demoUser = "demo"
@@ -123,6 +128,8 @@ func (v *validator) ftp(f *FTP) {
 
 func (v *validator) sftp(c *Config) {
 	s := &c.SFTP
+	v.positive("sftp.handshake_timeout", s.HandshakeTimeout)
+	v.positiveInt("sftp.max_auth_tries", s.MaxAuthTries)
 	if c.Listen.SFTP != "" && len(s.HostKeys) == 0 {
 		v.errorf("sftp.host_keys", "must not be empty while listen.sftp is set")
 	}
@@ -227,6 +234,9 @@ func (v *validator) users(c *Config) {
 				paths[m.Path] = j
 			}
 			v.mount(mk, m, c.Agents)
+			if a, ok := c.Agents[m.Agent]; ok && strings.Contains(a.Address, "{user}") && !dnsLabel.MatchString(u.Name) {
+				v.errorf(mk+".agent", "agent %q puts the user name in a DNS name, but %q is not a DNS label (a-z, 0-9, -)", m.Agent, u.Name)
+			}
 		}
 	}
 }

@@ -160,6 +160,9 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 			g.defender.LoginSucceeded(sess.ip)
 		}
 	}
+	if sess == nil {
+		log = log.With("user", u.name)
+	}
 	fsys, err := g.userFs(ctx, u, log)
 	if err != nil {
 		if sess != nil {
@@ -170,9 +173,6 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	if sess != nil {
 		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics}
 		g.metrics.Logins.WithLabelValues(sess.Protocol, "ok").Inc()
-	}
-	if sess == nil {
-		log = log.With("user", u.name)
 	}
 	log.Info("login", "method", method, "mounts", len(u.mounts))
 	return &Login{User: u.name, Fs: fsys, Method: method}, nil
@@ -197,7 +197,7 @@ func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger) (afero.
 		}
 		cancel()
 		if err != nil {
-			log.Warn("login failed: agent", "user", u.name, "agent", m.Agent, "address", target, "mount", m.Path, "err", err)
+			log.Warn("login failed: agent", "agent", m.Agent, "address", target, "mount", m.Path, "err", err)
 			if errors.Is(err, backend.ErrUnavailable) {
 				return nil, err
 			}

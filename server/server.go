@@ -221,6 +221,8 @@ func (s *Server) startSFTP() error {
 		HostKeys:           keys,
 		KeepaliveInterval:  c.Keepalive.Interval,
 		KeepaliveMaxMissed: c.Keepalive.MaxMissed,
+		HandshakeTimeout:   c.HandshakeTimeout,
+		MaxAuthTries:       c.MaxAuthTries,
 		Logger:             s.log,
 	})
 	if err != nil {
