@@ -1,0 +1,63 @@
+package upgate_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportsPointOneWay keeps the layers apart: frontends -> gateway ->
+// backend -> agentpb, and the agent apart from the gateway. Each rule says
+// why.
+func TestImportsPointOneWay(t *testing.T) {
+	const mod = "github.com/upgate/upgate"
+	rules := []struct {
+		pkg, forbidden, why string
+	}{
+		{"/backend", "/gateway", "the filesystem layer never knows who the user is"},
+		{"/backend", "/frontends/", "the backend never knows FTP from SFTP"},
+		{"/backend/agent", "/backend", "the agent runs in containers: it needs only the protocol"},
+		{"/frontends/", "google.golang.org/grpc", "a frontend never talks gRPC; the backend does"},
+		{"/frontends/", "/backend/agentpb", "a frontend never talks to agents"},
+		{"/frontends/", "/backend/agent", "a frontend never runs an agent"},
+		{"/gateway", "/frontends/", "a third protocol must not need a gateway edit"},
+		{"/gateway", "/server", "server assembles the gateway, not the other way"},
+		{"/config", "/gateway", "config is plain data"},
+		{"/config", "/backend", "config is plain data"},
+	}
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	matches := func(pkg, pattern string) bool {
+		if strings.HasPrefix(pattern, "/") {
+			full := mod + pattern
+			if strings.HasSuffix(pattern, "/") {
+				return strings.HasPrefix(pkg, full)
+			}
+			return pkg == full || strings.HasPrefix(pkg, full+"/")
+		}
+		return pkg == pattern || strings.HasPrefix(pkg, pattern+"/")
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, imports := fields[0], fields[1:]
+		for _, r := range rules {
+			if !matches(pkg, r.pkg) {
+				continue
+			}
+			checked++
+			for _, imp := range imports {
+				// A package may import its own subtree (backend/agent is
+				// excluded from backend's rule by the more specific one).
+				if matches(imp, r.forbidden) && !(r.forbidden == "/backend" && matches(imp, "/backend/agentpb")) {
+					t.Errorf("%s imports %s: %s", pkg, imp, r.why)
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no package matched any rule: the module path or layout changed")
+	}
+}
