@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jlaffaye/ftp"
+)
+
+// TestSessionsAndKickCLI: a real FTP client's session shows in `upgate
+// sessions` (table and --by user), and `upgate kick` disconnects it.
+func TestSessionsAndKickCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	ftpAddr, adminAddr := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	cmd := exec.Command(bin, "serve", "--listen.ftp", ftpAddr, "--listen.sftp", "", "--listen.admin", adminAddr)
+	cmd.Dir = t.TempDir()
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	var c *ftp.ServerConn
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		if c, err = ftp.Dial(ftpAddr, ftp.DialWithTimeout(5*time.Second)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not up: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer c.Quit()
+	if err := c.Login("demo", "demo"); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("upgate %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	table := run("sessions", "--admin", adminAddr)
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") {
+		t.Fatalf("sessions table:\n%s", table)
+	}
+	fields := strings.Fields(lines[1])
+	if fields[1] != "ftp" || fields[2] != "demo" || !strings.Contains(lines[1], "30s/10s/3 ut=1m0s") {
+		t.Fatalf("session row: %q", lines[1])
+	}
+	if byUser := run("sessions", "--admin", adminAddr, "--by", "user"); !strings.Contains(byUser, "demo  1") {
+		t.Errorf("--by user:\n%s", byUser)
+	}
+	if out := run("kick", "--admin", adminAddr, fields[0]); !strings.Contains(out, "kicked "+fields[0]) {
+		t.Errorf("kick: %s", out)
+	}
+	if err := c.NoOp(); err == nil {
+		t.Error("the kicked client still gets replies")
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for strings.Contains(run("sessions", "--admin", adminAddr), "demo") {
+		if time.Now().After(deadline) {
+			t.Fatal("the kicked session is still listed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, err := exec.Command(bin, "kick", "--admin", adminAddr, fields[0]).CombinedOutput(); err == nil || !strings.Contains(string(out), "404") {
+		t.Errorf("kicking a gone session: %v %s", err, out)
+	}
+}
