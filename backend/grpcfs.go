@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/afero"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/upgate/upgate/backend/agentpb"
 )
@@ -65,13 +66,25 @@ func NewGRPCFs(ctx context.Context, cc grpc.ClientConnInterface, opts Options) *
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
-	return &GRPCFs{
+	g := &GRPCFs{
 		client:  agentpb.NewAgentClient(cc),
 		ctx:     ctx,
 		root:    strings.Trim(path.Clean("/"+opts.Root), "/"),
 		timeout: timeout,
 		opts:    opts,
 	}
+	g.ctx = g.scoped(ctx)
+	return g
+}
+
+// scoped confines the calls made with ctx to the filesystem's root on the
+// agent (agentpb.ScopeMetadata), so that the agent refuses symbolic links
+// that lead out of it, into a sibling directory included.
+func (g *GRPCFs) scoped(ctx context.Context) context.Context {
+	if g.root == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, agentpb.ScopeMetadata, g.root)
 }
 
 // userPath cleans a user-visible name into an absolute path in the
@@ -266,7 +279,7 @@ func (g *GRPCFs) Hash(ctx context.Context, name string, algo HashAlgorithm, offs
 	if !ok {
 		return nil, &fs.PathError{Op: "hash", Path: userPath(name), Err: fmt.Errorf("unsupported hash algorithm %q", algo)}
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(g.scoped(ctx))
 	defer cancel()
 	stop := context.AfterFunc(g.ctx, cancel)
 	defer stop()
@@ -279,7 +292,7 @@ func (g *GRPCFs) Hash(ctx context.Context, name string, algo HashAlgorithm, offs
 
 // StatFS implements StatFSer.
 func (g *GRPCFs) StatFS(ctx context.Context, name string) (FSStats, error) {
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	ctx, cancel := context.WithTimeout(g.scoped(ctx), g.timeout)
 	defer cancel()
 	stop := context.AfterFunc(g.ctx, cancel)
 	defer stop()

@@ -643,8 +643,10 @@ func secDialFTP(t *testing.T, e *secEnv, user, cwd string) *secFTP {
 	return f
 }
 
+// put is STOR; a name with control bytes goes out on the raw connection,
+// byte for byte.
 func (f *secFTP) put(p string, data []byte) error {
-	if strings.ContainsAny(p, "\r\x00") {
+	if strings.IndexFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
 		return f.raw.stor(p, data)
 	}
 	return f.c.Stor(p, bytes.NewReader(data))

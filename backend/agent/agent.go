@@ -6,6 +6,9 @@
 // Invariants:
 //   - every path is resolved through os.Root: "..", absolute paths, NUL
 //     bytes and symbolic links that lead outside the root are refused;
+//   - a call that names a directory in agentpb.ScopeMetadata (the gateway
+//     sends the user's root) is confined to it the same way, so a link
+//     cannot lead into a sibling directory either (see scope in paths.go);
 //   - every call must carry the token (see Config.Token);
 //   - an open that creates or truncates a file writes a hidden temp file in
 //     the same directory that is renamed over the target only on a clean
@@ -21,6 +24,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/upgate/upgate/backend/agentpb"
 )
@@ -52,9 +56,11 @@ type Server struct {
 	openHandles atomic.Int64
 
 	// mu guards uploads: the atomic uploads in progress, by cleaned
-	// root-relative target path.
+	// root-relative target path; and swept: when each directory was last
+	// swept for stale temp files (see sweepStaleTemps).
 	mu      sync.Mutex
 	uploads map[string]map[*handle]struct{}
+	swept   map[string]time.Time
 }
 
 // New opens cfg.Root and returns a Server for it. Close releases the root.

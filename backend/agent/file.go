@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -35,6 +36,7 @@ func isTempName(name string) bool { return strings.HasPrefix(name, tempPrefix) }
 // file without truncation) write path directly.
 type handle struct {
 	s        *Server
+	root     *scope // where the call may write; closed when the stream ends
 	f        *os.File
 	path     string // cleaned target path
 	tmp      string // temp file path for an atomic upload, "" otherwise
@@ -71,7 +73,7 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 	if op == nil {
 		return status.Error(codes.InvalidArgument, "the first message of an Open stream must be OpenOp")
 	}
-	h, info, err := s.open(op)
+	h, info, err := s.open(stream.Context(), op)
 	if err != nil {
 		err = s.fail("Open", op.GetPath(), err)
 		return stream.Send(&agentpb.FileResponse{Id: req.GetId(), Error: toProtoError(err)})
@@ -81,6 +83,7 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 		if !h.done {
 			h.abort("stream ended without close")
 		}
+		h.root.Close()
 		s.openHandles.Add(-1)
 	}()
 	if err := stream.Send(&agentpb.FileResponse{Id: req.GetId(), Result: &agentpb.FileResponse_Opened{Opened: info}}); err != nil {
@@ -135,19 +138,30 @@ func osFlags(flags uint32) (flag int, read, write bool) {
 	return flag, read, write
 }
 
-func (s *Server) open(op *agentpb.OpenOp) (*handle, *agentpb.FileInfo, error) {
+// open opens the file of op; on success the handle holds a scope that the
+// caller closes once the handle is done.
+func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *agentpb.FileInfo, err error) {
 	p, err := clean(op.GetPath())
 	if err != nil {
 		return nil, nil, err
 	}
+	root, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			root.Close()
+		}
+	}()
 	flag, _, write := osFlags(op.GetFlags())
 	perm := fs.FileMode(op.GetPerm()) & fs.ModePerm
-	h := &handle{s: s, path: p, append: flag&os.O_APPEND != 0, excl: flag&os.O_EXCL != 0, writable: write}
+	h := &handle{s: s, root: root, path: p, append: flag&os.O_APPEND != 0, excl: flag&os.O_EXCL != 0, writable: write}
 
-	atomic := write && !h.append && !op.GetInPlace() && p != "."
+	atomic := write && !h.append && !op.GetInPlace() && root.in(p) != "."
 	var existing fs.FileInfo
 	if atomic {
-		existing, err = s.root.Lstat(p)
+		existing, err = root.Lstat(p)
 		switch {
 		case err == nil && existing.Mode()&fs.ModeSymlink != 0:
 			atomic = false // write through the link, as open(2) would
@@ -165,7 +179,7 @@ func (s *Server) open(op *agentpb.OpenOp) (*handle, *agentpb.FileInfo, error) {
 		}
 	}
 	if !atomic {
-		f, err := s.root.OpenFile(p, flag, perm)
+		f, err := root.OpenFile(p, flag, perm)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -180,8 +194,9 @@ func (s *Server) open(op *agentpb.OpenOp) (*handle, *agentpb.FileInfo, error) {
 		return h, info, nil
 	}
 
+	s.sweepStaleTemps(root, path.Dir(p))
 	h.tmp = tempPath(p)
-	f, err := s.root.OpenFile(h.tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	f, err := root.OpenFile(h.tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -345,12 +360,12 @@ func (h *handle) commit() error {
 		if h.excl {
 			// Link fails if the name appeared since the open, where
 			// rename would silently replace it.
-			if err := h.s.root.Link(h.tmp, h.path); err != nil {
+			if err := h.root.Link(h.tmp, h.path); err != nil {
 				h.removeTemp()
 				return err
 			}
 			h.removeTemp()
-		} else if err := h.s.root.Rename(h.tmp, h.path); err != nil {
+		} else if err := h.root.Rename(h.tmp, h.path); err != nil {
 			h.removeTemp()
 			return err
 		} else {
@@ -363,7 +378,7 @@ func (h *handle) commit() error {
 	atime, mtime, set := h.atime, h.mtime, h.timesSet
 	h.mu.Unlock()
 	if set {
-		if err := h.s.root.Chtimes(h.path, atime, mtime); err != nil {
+		if err := h.root.Chtimes(h.path, atime, mtime); err != nil {
 			return fmt.Errorf("set times after commit: %w", err)
 		}
 	}
@@ -381,8 +396,84 @@ func (h *handle) abort(reason string) {
 }
 
 func (h *handle) removeTemp() {
-	if err := h.s.root.Remove(h.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := h.root.Remove(h.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		h.s.log.Error("remove temp file of aborted upload", "path", h.path, "temp", h.tmp, "err", err)
 	}
 	h.s.forgetUpload(h)
+}
+
+// Temp files of an agent that was killed or crashed mid-upload stay behind
+// (hidden from listings). An atomic upload removes those of its directory:
+// the temp files there not open in this process and unmodified for
+// staleTempAge. One directory is listed at most once per sweepEvery.
+const (
+	staleTempAge = 10 * time.Minute
+	sweepEvery   = 10 * time.Minute
+	// maxSwept is the size of the swept-directories map past which entries
+	// older than sweepEvery are dropped.
+	maxSwept = 4096
+)
+
+// sweepStaleTemps removes the stale upload temp files of dir. Failures are
+// logged: the sweep never fails the upload that runs it.
+func (s *Server) sweepStaleTemps(root *scope, dir string) {
+	now := time.Now()
+	s.mu.Lock()
+	if last, ok := s.swept[dir]; ok && now.Sub(last) < sweepEvery {
+		s.mu.Unlock()
+		return
+	}
+	if s.swept == nil {
+		s.swept = make(map[string]time.Time)
+	}
+	if len(s.swept) >= maxSwept {
+		for d, last := range s.swept {
+			if now.Sub(last) >= sweepEvery {
+				delete(s.swept, d)
+			}
+		}
+	}
+	s.swept[dir] = now
+	s.mu.Unlock()
+
+	d, err := root.Open(dir)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(1024)
+		for _, n := range names {
+			p := path.Join(dir, n)
+			if !isTempName(n) || s.tempOpen(p) {
+				continue
+			}
+			fi, err := root.Lstat(p)
+			if err != nil || !fi.Mode().IsRegular() || now.Sub(fi.ModTime()) < staleTempAge {
+				continue
+			}
+			if err := root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				s.log.Warn("remove stale upload temp file", "temp", p, "err", err)
+			} else if err == nil {
+				s.log.Info("removed stale upload temp file", "temp", p, "modified", fi.ModTime())
+			}
+		}
+		if err != nil {
+			return // io.EOF at the end
+		}
+	}
+}
+
+// tempOpen reports whether p is the temp file of an upload open here.
+func (s *Server) tempOpen(p string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, hs := range s.uploads {
+		for h := range hs {
+			if h.tmp == p {
+				return true
+			}
+		}
+	}
+	return false
 }

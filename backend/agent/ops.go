@@ -53,7 +53,12 @@ func (s *Server) Stat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.F
 	if err != nil {
 		return nil, err
 	}
-	fi, err := s.root.Stat(p)
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Stat", p, err)
+	}
+	defer sc.Close()
+	fi, err := sc.Stat(p)
 	if err != nil {
 		return nil, s.fail("Stat", p, err)
 	}
@@ -65,7 +70,12 @@ func (s *Server) Lstat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.
 	if err != nil {
 		return nil, err
 	}
-	fi, err := s.root.Lstat(p)
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Lstat", p, err)
+	}
+	defer sc.Close()
+	fi, err := sc.Lstat(p)
 	if err != nil {
 		return nil, s.fail("Lstat", p, err)
 	}
@@ -77,7 +87,12 @@ func (s *Server) ReadDir(req *agentpb.PathRequest, stream agentpb.Agent_ReadDirS
 	if err != nil {
 		return err
 	}
-	d, err := s.root.Open(p)
+	sc, err := s.scope(stream.Context(), p)
+	if err != nil {
+		return s.fail("ReadDir", p, err)
+	}
+	defer sc.Close()
+	d, err := sc.Open(p)
 	if err != nil {
 		return s.fail("ReadDir", p, err)
 	}
@@ -115,11 +130,16 @@ func (s *Server) Mkdir(ctx context.Context, req *agentpb.MkdirRequest) (*agentpb
 	if err != nil {
 		return nil, err
 	}
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Mkdir", p, err)
+	}
+	defer sc.Close()
 	perm := fs.FileMode(req.GetPerm()) & fs.ModePerm
 	if req.GetAll() {
-		err = s.root.MkdirAll(p, perm)
+		err = sc.MkdirAll(p, perm)
 	} else {
-		err = s.root.Mkdir(p, perm)
+		err = sc.Mkdir(p, perm)
 	}
 	return &agentpb.Empty{}, s.fail("Mkdir", p, err)
 }
@@ -132,10 +152,18 @@ func (s *Server) Remove(ctx context.Context, req *agentpb.RemoveRequest) (*agent
 	if p == "." {
 		return nil, status.Error(codes.PermissionDenied, "the agent root cannot be removed")
 	}
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Remove", p, err)
+	}
+	defer sc.Close()
+	if sc.in(p) == "." {
+		return nil, status.Error(codes.PermissionDenied, "the call's root cannot be removed")
+	}
 	if req.GetAll() {
-		err = s.root.RemoveAll(p)
+		err = sc.RemoveAll(p)
 	} else {
-		err = s.root.Remove(p)
+		err = sc.Remove(p)
 	}
 	return &agentpb.Empty{}, s.fail("Remove", p, err)
 }
@@ -152,7 +180,15 @@ func (s *Server) Rename(ctx context.Context, req *agentpb.RenameRequest) (*agent
 	if from == "." || to == "." {
 		return nil, status.Error(codes.PermissionDenied, "the agent root cannot be renamed")
 	}
-	return &agentpb.Empty{}, s.fail("Rename", from, s.root.Rename(from, to))
+	sc, err := s.scope(ctx, from, to)
+	if err != nil {
+		return nil, s.fail("Rename", from, err)
+	}
+	defer sc.Close()
+	if sc.in(from) == "." || sc.in(to) == "." {
+		return nil, status.Error(codes.PermissionDenied, "the call's root cannot be renamed")
+	}
+	return &agentpb.Empty{}, s.fail("Rename", from, sc.Rename(from, to))
 }
 
 func (s *Server) Chmod(ctx context.Context, req *agentpb.ChmodRequest) (*agentpb.Empty, error) {
@@ -160,9 +196,14 @@ func (s *Server) Chmod(ctx context.Context, req *agentpb.ChmodRequest) (*agentpb
 	if err != nil {
 		return nil, err
 	}
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Chmod", p, err)
+	}
+	defer sc.Close()
 	mode := fs.FileMode(req.GetPerm()) & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 	applied := s.deferToUploads(p, func(h *handle) { h.setMode(mode) })
-	err = s.root.Chmod(p, mode)
+	err = sc.Chmod(p, mode)
 	if applied && os.IsNotExist(err) {
 		err = nil // the upload in progress creates it with this mode
 	}
@@ -174,7 +215,12 @@ func (s *Server) Chown(ctx context.Context, req *agentpb.ChownRequest) (*agentpb
 	if err != nil {
 		return nil, err
 	}
-	return &agentpb.Empty{}, s.fail("Chown", p, s.root.Chown(p, int(req.GetUid()), int(req.GetGid())))
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Chown", p, err)
+	}
+	defer sc.Close()
+	return &agentpb.Empty{}, s.fail("Chown", p, sc.Chown(p, int(req.GetUid()), int(req.GetGid())))
 }
 
 func (s *Server) Chtimes(ctx context.Context, req *agentpb.ChtimesRequest) (*agentpb.Empty, error) {
@@ -182,9 +228,14 @@ func (s *Server) Chtimes(ctx context.Context, req *agentpb.ChtimesRequest) (*age
 	if err != nil {
 		return nil, err
 	}
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Chtimes", p, err)
+	}
+	defer sc.Close()
 	atime, mtime := fromNano(req.GetAtimeUnixNano()), fromNano(req.GetMtimeUnixNano())
 	applied := s.deferToUploads(p, func(h *handle) { h.setTimes(atime, mtime) })
-	err = s.root.Chtimes(p, atime, mtime)
+	err = sc.Chtimes(p, atime, mtime)
 	if applied && os.IsNotExist(err) {
 		err = nil // applied when the upload in progress commits
 	}
@@ -200,12 +251,17 @@ func (s *Server) Symlink(ctx context.Context, req *agentpb.SymlinkRequest) (*age
 	if target == "" || path.IsAbs(target) {
 		return nil, status.Errorf(codes.InvalidArgument, "symlink target %q must be relative", target)
 	}
-	// The target must stay inside the root when resolved from the link's
-	// directory; os.Root would refuse to follow it otherwise anyway.
-	if resolved := path.Join(path.Dir(p), target); resolved == ".." || len(resolved) > 2 && resolved[:3] == "../" {
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Symlink", p, err)
+	}
+	defer sc.Close()
+	// The target must stay inside the call's root when resolved from the
+	// link's directory; os.Root would refuse to follow it otherwise anyway.
+	if resolved := path.Join(path.Dir(sc.in(p)), target); resolved == ".." || len(resolved) > 2 && resolved[:3] == "../" {
 		return nil, status.Errorf(codes.PermissionDenied, "symlink %q -> %q escapes the agent root", p, target)
 	}
-	return &agentpb.Empty{}, s.fail("Symlink", p, s.root.Symlink(target, p))
+	return &agentpb.Empty{}, s.fail("Symlink", p, sc.Symlink(target, p))
 }
 
 func (s *Server) Readlink(ctx context.Context, req *agentpb.PathRequest) (*agentpb.ReadlinkResponse, error) {
@@ -213,7 +269,12 @@ func (s *Server) Readlink(ctx context.Context, req *agentpb.PathRequest) (*agent
 	if err != nil {
 		return nil, err
 	}
-	target, err := s.root.Readlink(p)
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Readlink", p, err)
+	}
+	defer sc.Close()
+	target, err := sc.Readlink(p)
 	if err != nil {
 		return nil, s.fail("Readlink", p, err)
 	}
@@ -248,7 +309,12 @@ func (s *Server) Hash(ctx context.Context, req *agentpb.HashRequest) (*agentpb.H
 	if req.GetOffset() < 0 || req.GetLength() < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "hash of %q: negative offset or length", p)
 	}
-	f, err := s.root.Open(p)
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("Hash", p, err)
+	}
+	defer sc.Close()
+	f, err := sc.Open(p)
 	if err != nil {
 		return nil, s.fail("Hash", p, err)
 	}
@@ -289,7 +355,12 @@ func (s *Server) StatFS(ctx context.Context, req *agentpb.PathRequest) (*agentpb
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.root.Open(p)
+	sc, err := s.scope(ctx, p)
+	if err != nil {
+		return nil, s.fail("StatFS", p, err)
+	}
+	defer sc.Close()
+	f, err := sc.Open(p)
 	if err != nil {
 		return nil, s.fail("StatFS", p, err)
 	}

@@ -1,11 +1,18 @@
 package agent
 
 import (
+	"context"
+	"io/fs"
+	"os"
 	"path"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/upgate/upgate/backend/agentpb"
 )
 
 // clean checks a root-relative, slash-separated path from the wire and
@@ -37,3 +44,78 @@ func clean(p string) (string, error) {
 	}
 	return path.Clean(p), nil
 }
+
+// scope is the part of the agent root one call may use: the directory
+// named by agentpb.ScopeMetadata, opened as an os.Root of its own, or the
+// whole root. Its methods take cleaned agent paths, as they come from the
+// wire.
+type scope struct {
+	r      *os.Root
+	prefix string // "" for the whole agent root, else "dir/"
+	sub    bool   // r was opened for this call: Close closes it
+}
+
+// scope returns the part of the root the call's metadata allows, after
+// checking that every path (cleaned) lies in it. Close it when done.
+func (s *Server) scope(ctx context.Context, paths ...string) (*scope, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(agentpb.ScopeMetadata)
+	if len(v) == 0 || v[0] == "" {
+		return &scope{r: s.root}, nil
+	}
+	dir, err := clean(v[0])
+	if err != nil {
+		return nil, err
+	}
+	if dir == "." {
+		return &scope{r: s.root}, nil
+	}
+	for _, p := range paths {
+		if p != dir && !strings.HasPrefix(p, dir+"/") {
+			return nil, status.Errorf(codes.PermissionDenied, "path %q is outside the call's root %q", p, dir)
+		}
+	}
+	r, err := s.root.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &scope{r: r, prefix: dir + "/", sub: true}, nil
+}
+
+// in is p relative to the scope.
+func (c *scope) in(p string) string {
+	if c.prefix == "" {
+		return p
+	}
+	if p+"/" == c.prefix {
+		return "."
+	}
+	return strings.TrimPrefix(p, c.prefix)
+}
+
+func (c *scope) Close() error {
+	if c.sub {
+		return c.r.Close()
+	}
+	return nil
+}
+
+func (c *scope) Stat(p string) (fs.FileInfo, error)  { return c.r.Stat(c.in(p)) }
+func (c *scope) Lstat(p string) (fs.FileInfo, error) { return c.r.Lstat(c.in(p)) }
+func (c *scope) Open(p string) (*os.File, error)     { return c.r.Open(c.in(p)) }
+func (c *scope) OpenFile(p string, flag int, perm fs.FileMode) (*os.File, error) {
+	return c.r.OpenFile(c.in(p), flag, perm)
+}
+func (c *scope) Mkdir(p string, perm fs.FileMode) error    { return c.r.Mkdir(c.in(p), perm) }
+func (c *scope) MkdirAll(p string, perm fs.FileMode) error { return c.r.MkdirAll(c.in(p), perm) }
+func (c *scope) Remove(p string) error                     { return c.r.Remove(c.in(p)) }
+func (c *scope) RemoveAll(p string) error                  { return c.r.RemoveAll(c.in(p)) }
+func (c *scope) Rename(from, to string) error              { return c.r.Rename(c.in(from), c.in(to)) }
+func (c *scope) Link(from, to string) error                { return c.r.Link(c.in(from), c.in(to)) }
+func (c *scope) Chmod(p string, mode fs.FileMode) error    { return c.r.Chmod(c.in(p), mode) }
+func (c *scope) Chown(p string, uid, gid int) error        { return c.r.Chown(c.in(p), uid, gid) }
+func (c *scope) Chtimes(p string, atime, mtime time.Time) error {
+	return c.r.Chtimes(c.in(p), atime, mtime)
+}
+func (c *scope) Symlink(target, p string) error    { return c.r.Symlink(target, c.in(p)) }
+func (c *scope) Readlink(p string) (string, error) { return c.r.Readlink(c.in(p)) }

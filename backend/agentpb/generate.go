@@ -9,3 +9,13 @@
 package agentpb
 
 //go:generate protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative agent.proto
+
+// ScopeMetadata is the metadata key with which a call confines itself to
+// one directory of the agent root, relative to it ("alice"): every path of
+// the call must lie inside that directory, and the agent resolves them in
+// an os.Root opened there, so that no symbolic link leads out of it. The
+// gateway sends a user's root this way: without it a relative link that
+// stayed inside the user's root where it was made could, once renamed
+// higher up, climb into a sibling user's root on a shared agent. A call
+// without it may use the whole agent root.
+const ScopeMetadata = "upgate-root"
