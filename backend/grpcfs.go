@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -113,6 +114,11 @@ func (g *GRPCFs) err(op, name string, err error) error {
 			msg = ae.Message
 		}
 		return &fs.PathError{Op: op, Path: userPath(name), Err: &AgentError{Message: who + " unreachable: " + msg, err: ErrUnavailable}}
+	}
+	// The agent names its own path ("alice/x"); the user sees theirs
+	// ("/x"), not where their tree lives inside the agent.
+	if errors.As(err, &ae) && g.root != "" {
+		ae.Message = strings.ReplaceAll(ae.Message, strconv.Quote(g.agentPath(name)), strconv.Quote(userPath(name)))
 	}
 	return err
 }

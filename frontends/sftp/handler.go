@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,7 +34,7 @@ type handler struct {
 	log  *slog.Logger
 	ctx  context.Context
 
-	// mu guards writing.
+	// mu guards writing and openFile.renameTo.
 	mu      sync.Mutex
 	writing map[string]map[*openFile]struct{}
 }
@@ -206,7 +207,7 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 	case "Rename":
 		// Replaces an existing target, as WinSCP's .filepart and
 		// PhpStorm's "temporary file" uploads need.
-		return status(h.fs.Rename(r.Filepath, r.Target))
+		return status(h.rename(r.Filepath, r.Target))
 	case "Rmdir":
 		fi, err := h.lstat(r.Filepath)
 		if err != nil {
@@ -247,7 +248,24 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 // PosixRename is posix-rename@openssh.com: an atomic replace.
 func (h *handler) PosixRename(r *sftp.Request) (err error) {
 	defer h.guard("rename", &err)
-	return status(h.fs.Rename(r.Filepath, r.Target))
+	return status(h.rename(r.Filepath, r.Target))
+}
+
+// rename renames from to to. A file this session still has open for
+// writing is renamed when it is closed: an upload only gets its name at
+// its commit, and the VS Code SFTP extension (useTempFile) renames
+// target.new onto target before it closes the handle.
+func (h *handler) rename(from, to string) error {
+	h.mu.Lock()
+	if open := h.writing[from]; len(open) > 0 {
+		for f := range open {
+			f.renameTo = to
+		}
+		h.mu.Unlock()
+		return nil
+	}
+	h.mu.Unlock()
+	return h.fs.Rename(from, to)
 }
 
 // setstat applies SETSTAT/FSETSTAT: size, permissions, times. uid/gid are
@@ -404,7 +422,9 @@ type openFile struct {
 	h          *handler
 	name       string
 	write      bool
-	appendBase int64 // size at open for APPEND opens, else 0
+	appendBase int64  // size at open for APPEND opens, else 0
+	renameTo   string // a rename of the file while open, done after Close
+	aborted    atomic.Bool
 	closed     sync.Once
 }
 
@@ -417,6 +437,7 @@ func (f *openFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (f *openFile) TransferError(err error) {
+	f.aborted.Store(true)
 	if t, ok := f.File.(backend.TransferAborter); ok {
 		t.TransferError(err)
 	}
@@ -425,15 +446,20 @@ func (f *openFile) TransferError(err error) {
 func (f *openFile) Close() error {
 	var err error
 	f.closed.Do(func() {
+		var renameTo string
 		if f.write {
 			f.h.mu.Lock()
 			delete(f.h.writing[f.name], f)
 			if len(f.h.writing[f.name]) == 0 {
 				delete(f.h.writing, f.name)
 			}
+			renameTo = f.renameTo
 			f.h.mu.Unlock()
 		}
 		err = f.File.Close()
+		if err == nil && renameTo != "" && !f.aborted.Load() {
+			err = f.h.fs.Rename(f.name, renameTo)
+		}
 		f.h.sess.SetOp("idle")
 	})
 	return status(err)

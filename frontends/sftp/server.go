@@ -63,6 +63,11 @@ func (c *conn) serverConfig() *ssh.ServerConfig {
 			c.mu.Unlock()
 		},
 	}
+	// x/crypto's defaults plus diffie-hellman-group-exchange-sha256, which
+	// the VS Code SFTP extension lists among its default key exchanges
+	// (with no curve25519) and older clients rely on.
+	conf.SetDefaults()
+	conf.KeyExchanges = append(conf.KeyExchanges, ssh.KeyExchangeDHGEXSHA256)
 	for _, k := range c.s.cfg.HostKeys {
 		conf.AddHostKey(k)
 	}
