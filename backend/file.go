@@ -73,6 +73,7 @@ type file struct {
 	offset   int64
 	extents  []*extent
 	buffered int
+	extCap   int // capacity of the next new extent: grows with the writes, up to chunk
 	closed   bool
 	abortErr error
 	blocks   map[int64]*block
@@ -336,7 +337,7 @@ func (f *file) addExtent(p []byte, off int64) error {
 		}
 	}
 	if cur != nil {
-		cur.data = append(cur.data, p...)
+		cur.data = append(f.grow(cur.data, len(p)), p...)
 		// Join the extent that starts where this one now ends.
 		for i, e := range f.extents {
 			if e != cur && e.off == end {
@@ -361,6 +362,20 @@ func (f *file) addExtent(p []byte, off int64) error {
 		}
 	}
 	return nil
+}
+
+// grow makes room for n more bytes in b, doubling its capacity up to
+// chunk: a small file costs about its size, not a whole chunk, and a large
+// one soon gets chunk-sized extents (extCap). f.mu is held.
+func (f *file) grow(b []byte, n int) []byte {
+	if len(b)+n <= cap(b) {
+		return b
+	}
+	c := max(len(b)+n, min(2*cap(b), chunk))
+	f.extCap = max(f.extCap, min(c, chunk))
+	nb := make([]byte, len(b), c)
+	copy(nb, b)
+	return nb
 }
 
 // sendExtent sends e in messages of at most chunk bytes and forgets it.
@@ -701,6 +716,9 @@ func (f *file) Truncate(size int64) error {
 // SetTimes records times to apply when the file is closed (after an upload
 // commits), as SFTP's FSETSTAT asks.
 func (f *file) SetTimes(atime, mtime time.Time) error {
+	if err := checkTimes("chtimes", f.name, atime, mtime); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.usable("chtimes"); err != nil {

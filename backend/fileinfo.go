@@ -1,7 +1,9 @@
 package backend
 
 import (
+	"fmt"
 	"io/fs"
+	"syscall"
 	"time"
 
 	"github.com/upgate/upgate/backend/agentpb"
@@ -57,4 +59,16 @@ func unixNano(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
+}
+
+// checkTimes refuses times the wire cannot carry (nanoseconds since 1970
+// in an int64: years 1678 to 2262), which would otherwise land as another
+// date; the zero time means "leave unchanged" and passes.
+func checkTimes(op, name string, ts ...time.Time) error {
+	for _, t := range ts {
+		if !t.IsZero() && !time.Unix(0, t.UnixNano()).Equal(t) {
+			return &fs.PathError{Op: op, Path: name, Err: fmt.Errorf("%w: time %s is out of range (years 1678 to 2262)", syscall.EINVAL, t.UTC().Format(time.RFC3339))}
+		}
+	}
+	return nil
 }

@@ -230,6 +230,9 @@ func (g *GRPCFs) Chown(name string, uid, gid int) error {
 // Chtimes implements afero.Fs. On a file being uploaded the times are
 // applied after the upload commits. A zero time leaves that time as is.
 func (g *GRPCFs) Chtimes(name string, atime, mtime time.Time) error {
+	if err := checkTimes("chtimes", userPath(name), atime, mtime); err != nil {
+		return err
+	}
 	ctx, cancel := g.call()
 	defer cancel()
 	_, err := g.client.Chtimes(ctx, &agentpb.ChtimesRequest{Path: g.agentPath(name), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)})

@@ -3,6 +3,7 @@ package backend_test
 import (
 	"errors"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,4 +78,27 @@ func TestExclusiveCreateRace(t *testing.T) {
 		t.Fatalf("directory holds %d entries, want only x", len(entries))
 	}
 	a.WaitIdle(t, 10*time.Second)
+}
+
+// TestChtimesOutOfRange: a time the wire cannot carry is refused with
+// EINVAL instead of landing as another date (MFMT 99991231235959).
+func TestChtimesOutOfRange(t *testing.T) {
+	a := agenttest.Start(t, "")
+	fsys := a.Fs(t, "")
+	fstest.WriteFile(t, fsys, "/f", []byte("x"))
+	before, _ := os.Stat(a.Dir + "/f")
+	far := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	if err := fsys.Chtimes("/f", far, far); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("Chtimes to year 9999: %v, want EINVAL", err)
+	}
+	if after, _ := os.Stat(a.Dir + "/f"); !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("mtime changed to %v", after.ModTime())
+	}
+	ok := time.Date(2200, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := fsys.Chtimes("/f", ok, ok); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(a.Dir + "/f"); !after.ModTime().Equal(ok) {
+		t.Fatalf("mtime %v, want %v", after.ModTime(), ok)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 )
@@ -12,13 +13,15 @@ import (
 // leaves the others (CHMOD, CHOWN, SYMLINK, MKDIR, RMDIR) to it by
 // returning nil.
 func (d *clientDriver) Site(param string) (answer *ftpserver.AnswerCommand) {
+	// recover works only in the deferred call itself, so recovered is
+	// deferred directly and runs first; then its error becomes the answer.
+	var panicErr error
 	defer func() {
-		var err error
-		recovered(d.c, "site", &err)
-		if err != nil {
-			answer = &ftpserver.AnswerCommand{Code: ftpserver.StatusActionNotTaken, Message: err.Error()}
+		if panicErr != nil {
+			answer = &ftpserver.AnswerCommand{Code: ftpserver.StatusActionNotTaken, Message: panicErr.Error()}
 		}
 	}()
+	defer recovered(d.c, "site", &panicErr)
 	cmd, args, _ := strings.Cut(param, " ")
 	if strings.EqualFold(cmd, "CHMOD") {
 		// ftpserverlib's handleCHMOD indexes the path without checking
@@ -50,10 +53,12 @@ func parseUTIME(args string) (name string, mtime time.Time, err error) {
 	if len(fields) >= 5 && strings.EqualFold(fields[len(fields)-1], "UTC") {
 		m, err := parseFTPTime(fields[len(fields)-3])
 		if err == nil {
-			// The path is everything before the three times.
+			// The path is everything before the three times. Fields
+			// splits at any white space, tabs included, so the last four
+			// fields are cut at the same: five fields hold four gaps.
 			rest := strings.TrimSpace(args)
 			for range 4 {
-				rest = strings.TrimSpace(rest[:strings.LastIndexAny(rest, " ")])
+				rest = strings.TrimSpace(rest[:strings.LastIndexFunc(rest, unicode.IsSpace)])
 			}
 			return rest, m, nil
 		}
@@ -67,9 +72,15 @@ func parseUTIME(args string) (name string, mtime time.Time, err error) {
 	return "", time.Time{}, fmt.Errorf("SITE UTIME: want \"YYYYMMDDhhmmss path\" or \"path atime mtime ctime UTC\", got %q", args)
 }
 
+// parseFTPTime reads YYYYMMDDhhmmss[.fraction] in UTC. It refuses times
+// the agent protocol cannot carry (Unix nanoseconds in an int64: years 1678
+// to 2262), which would otherwise wrap around to another date.
 func parseFTPTime(s string) (time.Time, error) {
 	for _, layout := range []string{"20060102150405", "20060102150405.999999999"} {
 		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			if !time.Unix(0, t.UnixNano()).Equal(t) {
+				return time.Time{}, fmt.Errorf("time %q out of range", s)
+			}
 			return t, nil
 		}
 	}

@@ -1,0 +1,255 @@
+package ftp_test
+
+// FuzzFTPArguments sends fuzzed path arguments to the commands that hand
+// them to the ClientDriver, over one control connection to a real gateway
+// with an embedded agent, and asserts that every reply is a well-formed FTP
+// reply, that no handler panicked, and that nothing appears outside alice's
+// directory: not in bob's, not beside the agent root, not through the
+// symbolic links in alice's directory that lead out of it.
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/upgate/upgate/config"
+)
+
+// fuzzDeadline bounds the commands of one fuzz input.
+const fuzzDeadline = 5 * time.Second
+
+// maxCommandLine is ftpserverlib's longest command line: it disconnects a client
+// that sends a longer one.
+const maxCommandLine = 4096
+
+// ftpReplyLine is the first line of an FTP reply: three digits, then a space
+// or, for a multi-line reply, a dash.
+var ftpReplyLine = regexp.MustCompile(`^[1-5][0-9][0-9][ -]`)
+
+// rawCtl is a control connection that reads replies byte-exactly, so that
+// a malformed one fails instead of being repaired.
+type rawCtl struct {
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+// reply reads one reply and checks its form; an error wraps io.EOF or a
+// net error when the connection ended.
+func (c *rawCtl) reply() (code string, text string, err error) {
+	line, err := c.r.ReadString('\n')
+	if err != nil {
+		return "", "", err
+	}
+	if !strings.HasSuffix(line, "\r\n") || !ftpReplyLine.MatchString(line) {
+		return "", "", fmt.Errorf("malformed reply line %q", line)
+	}
+	code, text = line[:3], line[4:len(line)-2]
+	for line[3] == '-' {
+		if line, err = c.r.ReadString('\n'); err != nil {
+			return "", "", fmt.Errorf("multi-line %s reply: %w", code, err)
+		}
+		if !strings.HasSuffix(line, "\r\n") {
+			return "", "", fmt.Errorf("malformed continuation line %q", line)
+		}
+		text += "\n" + line[:len(line)-2]
+		if strings.HasPrefix(line, code+" ") {
+			break
+		}
+	}
+	return code, text, nil
+}
+
+// cmd sends one command line and reads its reply.
+func (c *rawCtl) cmd(line string) (string, string, error) {
+	if _, err := io.WriteString(c.nc, line+"\r\n"); err != nil {
+		return "", "", err
+	}
+	return c.reply()
+}
+
+// connClosed reports whether err means the server ended the connection.
+func connClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+// fuzzFTP is the gateway of a fuzz run and its layout on disk:
+//
+//	parent/
+//	  agent/          the embedded agent's root
+//	    alice/        the fuzzing user's root
+//	      seed        a file each input may rename
+//	      esc -> ../../outside
+//	      tobob -> ../bob
+//	    bob/          must stay empty
+//	  outside/        must stay empty
+type fuzzFTP struct {
+	addr                      string
+	parent, agent, alice, bob string
+	outside                   string
+	ctl                       *rawCtl
+}
+
+func newFuzzFTP(f *testing.F) *fuzzFTP {
+	f.Helper()
+	parent := f.TempDir()
+	z := &fuzzFTP{
+		parent:  parent,
+		agent:   filepath.Join(parent, "agent"),
+		alice:   filepath.Join(parent, "agent", "alice"),
+		bob:     filepath.Join(parent, "agent", "bob"),
+		outside: filepath.Join(parent, "outside"),
+	}
+	for _, d := range []string{z.alice, z.bob, z.outside} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := os.Symlink("../../outside", filepath.Join(z.alice, "esc")); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.Symlink("../bob", filepath.Join(z.alice, "tobob")); err != nil {
+		f.Fatal(err)
+	}
+	e := start(f, func(cfg *config.Config) {
+		cfg.Agents = map[string]config.Agent{"embedded": {Embedded: true, Root: z.agent}}
+	})
+	z.addr = e.Addr
+	f.Cleanup(func() {
+		if z.ctl != nil {
+			z.ctl.nc.Close()
+		}
+	})
+	return z
+}
+
+// connect (re)opens the control connection and logs alice in.
+func (z *fuzzFTP) connect(t *testing.T) {
+	t.Helper()
+	if z.ctl != nil {
+		z.ctl.nc.Close()
+	}
+	nc, err := net.DialTimeout("tcp", z.addr, fuzzDeadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(fuzzDeadline))
+	z.ctl = &rawCtl{nc: nc, r: bufio.NewReader(nc)}
+	if code, text, err := z.ctl.reply(); err != nil || code != "220" {
+		t.Fatalf("greeting: %s %s %v", code, text, err)
+	}
+	for _, step := range []struct{ line, want string }{
+		{"USER alice", "331"}, {"PASS " + users["alice"], "230"}, {"TYPE I", "200"},
+	} {
+		if code, text, err := z.ctl.cmd(step.line); err != nil || code != step.want {
+			t.Fatalf("%s: %s %s %v", strings.Fields(step.line)[0], code, text, err)
+		}
+	}
+}
+
+// fuzzList names the entries of dir.
+func fuzzList(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// check fails if anything appeared outside alice's directory.
+func (z *fuzzFTP) check(t *testing.T, after string) {
+	t.Helper()
+	for dir, want := range map[string][]string{
+		z.parent:  {"agent", "outside"},
+		z.agent:   {"alice", "bob"},
+		z.bob:     nil,
+		z.outside: nil,
+	} {
+		if got := fuzzList(t, dir); !slices.Equal(got, want) {
+			t.Fatalf("after %q: %s holds %q, want %q", after, dir, got, want)
+		}
+	}
+}
+
+// reset empties alice's directory down to its fixtures.
+func (z *fuzzFTP) reset(t *testing.T) {
+	t.Helper()
+	for _, name := range fuzzList(t, z.alice) {
+		if name != "esc" && name != "tobob" {
+			if err := os.RemoveAll(filepath.Join(z.alice, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(z.alice, "seed"), []byte("seed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzFTPArguments(f *testing.F) {
+	for _, s := range []string{
+		"", "a", "dir/sub", "/", "..", "../bob/x", "/../../outside/x", "../../../../../tmp/x", "esc/x", "tobob/x",
+		"esc", "tobob", "./a/../b", "a b", " lead", "trail ", "*", "a\x00b", "~", "\\..\\x", "seed",
+		"20200101000000 f", "f 20200101000000 20200101000000 20200101000000 UTC",
+		"f\t20200101000000\t20200101000000\t20200101000000\tUTC", "99991231235959 f", "00000101000000 f",
+		strings.Repeat("a/", 200), strings.Repeat("x", 300), "\xff\xfe", "é/ü",
+	} {
+		f.Add(s)
+	}
+	z := newFuzzFTP(f)
+	f.Fuzz(func(t *testing.T, in string) {
+		// FTP ends a command at CR LF: a name cannot hold them.
+		name := strings.NewReplacer("\r", "", "\n", "").Replace(in)
+		z.reset(t)
+		defer z.reset(t)
+		if z.ctl == nil {
+			z.connect(t)
+		}
+		_ = z.ctl.nc.SetDeadline(time.Now().Add(fuzzDeadline))
+		for _, line := range []string{
+			"MKD " + name,
+			"MKD esc/" + name,
+			"MKD tobob/" + name,
+			"SIZE " + name,
+			"MFMT 20200101000000 " + name,
+			"SITE UTIME " + name,
+			"SITE UTIME 20200101000000 " + name,
+			"SITE CHMOD 644 " + name,
+			"SITE SYMLINK " + name + " lnk",
+			"MKD lnk/x",
+			"RNFR " + name,
+			"RNTO " + name + ".renamed",
+			"RNFR seed",
+			"RNTO " + name,
+		} {
+			code, text, err := z.ctl.cmd(line)
+			switch {
+			case err != nil && connClosed(err) && len(line)+2 > maxCommandLine:
+				// ftpserverlib hangs up on a line longer than it reads.
+				z.connect(t)
+				continue
+			case err != nil:
+				t.Fatalf("%q: %v", line, err)
+			case code[0] == '1':
+				t.Fatalf("%q: preliminary reply %s %s to a command without a transfer", line, code, text)
+			case strings.Contains(text, "internal error"):
+				t.Fatalf("%q: a handler panicked: %s %s", line, code, text)
+			}
+			z.check(t, line)
+		}
+	})
+}

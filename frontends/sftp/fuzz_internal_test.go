@@ -1,0 +1,122 @@
+package sftp
+
+// Fuzz tests of the two parsers that read client bytes before any
+// authorization question is asked: the exec command line (splitCommand) and
+// the SSH string in a request payload (parseString).
+
+import (
+	"encoding/binary"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// plainSep reports the bytes a plain word may not hold: the separators
+// and the quoting characters.
+func plainSep(r rune) bool { return strings.ContainsRune(" \t\n'\"\\", r) }
+
+// singleQuote quotes w as a POSIX shell word in single quotes; a single
+// quote inside closes the quotes, is escaped with a backslash, and reopens
+// them.
+func singleQuote(w string) string { return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'" }
+
+// doubleQuote quotes w as "..." with \ " $ and ` escaped.
+func doubleQuote(w string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(w); i++ {
+		if strings.IndexByte("\\\"$`", w[i]) >= 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(w[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// backslashed escapes every byte of w with a backslash.
+func backslashed(w string) string {
+	var b strings.Builder
+	for i := 0; i < len(w); i++ {
+		b.WriteByte('\\')
+		b.WriteByte(w[i])
+	}
+	return b.String()
+}
+
+func FuzzSplitCommand(f *testing.F) {
+	for _, s := range []string{
+		"", "ls", "ls -la /", "md5sum 'a b'", `sha1sum "a\"b"`, `echo a\ b`, "'unterminated",
+		`"unterminated`, `trailing\`, "a\tb\nc", `'it'\''s'`, `"$HOME" '$HOME' \$HOME`, "''", `""`,
+		"scp -t /upload", "rsync --server -vlogDtpre.iLsfxC . /data", "git-upload-pack '/repo'",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args, err := splitCommand(s)
+		if err != nil && args != nil {
+			t.Fatalf("splitCommand(%q) = %q with error %v", s, args, err)
+		}
+		if err == nil && len(args) > len(s) {
+			t.Fatalf("splitCommand(%q) = %d words from %d bytes", s, len(args), len(s))
+		}
+
+		// Plain words come back as they are.
+		words := strings.FieldsFunc(s, plainSep)
+		if got, err := splitCommand(strings.Join(words, " ")); err != nil || !slices.Equal(got, words) {
+			t.Fatalf("splitCommand of plain words %q = %q, %v", words, got, err)
+		}
+
+		// Any words, empty ones included, come back from each way a
+		// shell quotes them. The words are s split at NUL, which a
+		// command line from SSH cannot hold as a separator otherwise.
+		words = strings.Split(s, "\x00")
+		for _, quote := range []func(string) string{singleQuote, doubleQuote} {
+			quoted := make([]string, len(words))
+			for i, w := range words {
+				quoted[i] = quote(w)
+			}
+			line := strings.Join(quoted, " ")
+			if got, err := splitCommand(line); err != nil || !slices.Equal(got, words) {
+				t.Fatalf("splitCommand(%q) = %q, %v; want %q", line, got, err, words)
+			}
+		}
+		nonEmpty := slices.DeleteFunc(slices.Clone(words), func(w string) bool { return w == "" })
+		line := make([]string, len(nonEmpty))
+		for i, w := range nonEmpty {
+			line[i] = backslashed(w)
+		}
+		if got, err := splitCommand(strings.Join(line, "\t")); err != nil || !slices.Equal(got, nonEmpty) {
+			t.Fatalf("splitCommand of backslashed %q = %q, %v", nonEmpty, got, err)
+		}
+	})
+}
+
+func FuzzParseString(f *testing.F) {
+	for _, b := range [][]byte{
+		nil, {0}, {0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 4, 's', 'f', 't', 'p'}, {0, 0, 0, 5, 's'},
+		{0xff, 0xff, 0xff, 0xff, 'x'}, {0x80, 0, 0, 0}, {0, 0, 0, 2, 'l', 's', 'x', 'y'},
+	} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// What the SSH client encodes comes back, whatever follows it.
+		s := string(b)
+		enc := append(binary.BigEndian.AppendUint32(nil, uint32(len(s))), s...)
+		if got := parseString(append(enc, b...)); got != s {
+			t.Fatalf("parseString of the encoding of %q = %q", s, got)
+		}
+
+		// Any payload gives the string its length prefix announces when
+		// the payload holds it, and "" otherwise.
+		want := ""
+		if len(b) >= 4 {
+			if n := binary.BigEndian.Uint32(b); uint64(n) <= uint64(len(b)-4) {
+				want = string(b[4 : 4+n])
+			}
+		}
+		if got := parseString(b); got != want {
+			t.Fatalf("parseString(%x) = %q, want %q", b, got, want)
+		}
+	})
+}
