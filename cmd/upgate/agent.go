@@ -46,7 +46,13 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 			} else if clientCA != "" {
 				return fmt.Errorf("--client-ca needs --tls-cert and --tls-key")
 			}
-			lis, err := net.Listen("tcp", listen)
+			network, addr := "tcp", listen
+			if path, ok := strings.CutPrefix(listen, "unix:"); ok {
+				// A socket on a volume shared with the gateway's pod.
+				network, addr = "unix", path
+				_ = os.Remove(path) // a stale socket from a previous run
+			}
+			lis, err := net.Listen(network, addr)
 			if err != nil {
 				return err
 			}
@@ -55,7 +61,7 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&listen, "listen", ":7070", "address to listen on")
+	f.StringVar(&listen, "listen", ":7070", "address to listen on: host:port, or unix:/path/to.sock")
 	f.StringVar(&root, "root", ".", "directory to serve")
 	f.StringVar(&tokenFile, "token-file", "", "file holding the bearer token the gateway sends (required)")
 	f.StringVar(&cert, "tls-cert", "", "PEM certificate: serve TLS")
