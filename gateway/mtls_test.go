@@ -2,22 +2,14 @@ package gateway_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -26,64 +18,23 @@ import (
 	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/testpki"
 )
-
-// pki writes a CA and two certificates it signs: one for the agent
-// (127.0.0.1) and one client certificate for the gateway.
-type pki struct {
-	dir                                                string
-	caFile, agentCert, agentKey, clientCert, clientKey string
-}
-
-func newPKI(t *testing.T) *pki {
-	t.Helper()
-	p := &pki{dir: t.TempDir()}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "upgate test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	write := func(name string, typ string, b []byte) string {
-		f := filepath.Join(p.dir, name)
-		if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return f
-	}
-	p.caFile = write("ca.pem", "CERTIFICATE", caDER)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, _ := x509.MarshalECPrivateKey(key)
-		return write(cn+".pem", "CERTIFICATE", der), write(cn+"-key.pem", "EC PRIVATE KEY", kd)
-	}
-	p.agentCert, p.agentKey = issue(2, "agent", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
-	p.clientCert, p.clientKey = issue(3, "gateway", x509.ExtKeyUsageClientAuth, nil)
-	return p
-}
 
 // TestAgentMTLS: an agent that requires client certificates serves a
 // gateway configured with one (and the token), and refuses a gateway
 // without it.
 func TestAgentMTLS(t *testing.T) {
-	p := newPKI(t)
+	p := testpki.New(t)
+	agentCert, agentKey := p.Issue(t, "agent", testpki.Loopback, false)
+	clientCert, clientKey := p.Issue(t, "gateway", nil, true)
 	root := t.TempDir()
 	srv, err := agent.New(agent.Config{Root: root, Token: "tok", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	tlsConf, err := agent.ServerTLS(p.agentCert, p.agentKey, p.caFile)
+	tlsConf, err := agent.ServerTLS(agentCert, agentKey, p.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,12 +52,12 @@ func TestAgentMTLS(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 
-	tokenFile := filepath.Join(p.dir, "token")
+	tokenFile := filepath.Join(p.Dir, "token")
 	os.WriteFile(tokenFile, []byte("tok"), 0o600)
 	cfg, _ := config.Parse(nil)
 	cfg.Agents = map[string]config.Agent{
-		"mtls":   {Address: lis.Addr().String(), TokenFile: tokenFile, TLS: config.AgentTLS{CA: p.caFile, Cert: p.clientCert, Key: p.clientKey}},
-		"nocert": {Address: lis.Addr().String(), TokenFile: tokenFile, TLS: config.AgentTLS{CA: p.caFile}},
+		"mtls":   {Address: lis.Addr().String(), TokenFile: tokenFile, TLS: config.AgentTLS{CA: p.CAFile, Cert: clientCert, Key: clientKey}},
+		"nocert": {Address: lis.Addr().String(), TokenFile: tokenFile, TLS: config.AgentTLS{CA: p.CAFile}},
 	}
 	cfg.Users = []config.User{
 		{Name: "alice", PasswordHash: hash(t, "pw"), Mounts: []config.Mount{{Path: "/", Agent: "mtls", Root: "alice"}}},

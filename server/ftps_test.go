@@ -3,16 +3,9 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,53 +13,23 @@ import (
 	"time"
 
 	"github.com/jlaffaye/ftp"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/testpki"
 	"github.com/upgate/upgate/server"
 )
-
-// testCert writes a self-signed certificate for 127.0.0.1 and returns the
-// cert and key paths and a pool that trusts it.
-func testCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "upgate test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
 
 // TestImplicitFTPS: listen.ftps serves TLS from the first byte, data
 // connections included, next to plain/explicit FTP on listen.ftp.
 func TestImplicitFTPS(t *testing.T) {
-	certFile, keyFile, pool := testCert(t)
-	cfg, _ := config.Parse(nil)
+	pki := testpki.New(t)
+	certFile, keyFile := pki.Issue(t, "127.0.0.1", testpki.Loopback, false)
 	root := t.TempDir()
+	cfg := gwtest.Config(t, root, map[string]string{"alice": "pw"})
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", FTPS: "127.0.0.1:0"}
 	cfg.FTP.PassivePorts = ""
 	cfg.FTP.TLS.Cert, cfg.FTP.TLS.Key = certFile, keyFile
-	cfg.Agents = map[string]config.Agent{"embedded": {Embedded: true, Root: root}}
-	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	cfg.Users = []config.User{{Name: "alice", PasswordHash: string(h), Mounts: []config.Mount{{Path: "/", Agent: "embedded", Root: "alice"}}}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +40,7 @@ func TestImplicitFTPS(t *testing.T) {
 	defer srv.Shutdown(context.Background())
 
 	c, err := ftp.Dial(srv.FTPSAddr.String(), ftp.DialWithTimeout(10*time.Second),
-		ftp.DialWithTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}))
+		ftp.DialWithTLS(&tls.Config{RootCAs: pki.Pool, ServerName: "127.0.0.1"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,7 @@ import (
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/internal/agenttest"
+	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/server"
 )
 
@@ -96,37 +97,16 @@ func secNewEnv(t *testing.T) *secEnv {
 // embedded agent, alice and bob.
 func (e *secEnv) config(t *testing.T) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := gwtest.Config(t, e.root, map[string]string{"alice": "pw", "bob": "pw"})
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", SFTP: "127.0.0.1:0"}
 	cfg.FTP.PassivePorts = ""
 	cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "ssh_host_ed25519_key")}
-	cfg.Agents = map[string]config.Agent{"embedded": {Embedded: true, Root: e.root}}
-	for _, u := range []string{"alice", "bob"} {
-		cfg.Users = append(cfg.Users, config.User{Name: u, PasswordHash: e.hash, Mounts: []config.Mount{{Path: "/", Agent: "embedded", Root: u}}})
-	}
 	return cfg
 }
 
 func (e *secEnv) start(t *testing.T, cfg *config.Config) {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	e.srv = srv
+	e.srv = gwtest.Run(t, cfg)
 }
 
 func secStart(t *testing.T) *secEnv {

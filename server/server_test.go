@@ -14,48 +14,27 @@ import (
 	"github.com/jlaffaye/ftp"
 	"github.com/pkg/sftp"
 	"go.uber.org/goleak"
-	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/gateway/admin"
+	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/server"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// startAll runs a gateway with FTP, SFTP and the admin API on loopback;
+// alice and bob (password "pw") have their roots in <root>/<user>.
 func startAll(t *testing.T) (*server.Server, string) {
 	t.Helper()
-	cfg, err := config.Parse(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	root := t.TempDir()
-	keys := t.TempDir()
+	cfg := gwtest.Config(t, root, map[string]string{"alice": "pw", "bob": "pw"})
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", SFTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
 	cfg.FTP.PassivePorts = ""
-	cfg.SFTP.HostKeys = []string{filepath.Join(keys, "ssh_host_ed25519_key")}
-	cfg.Agents = map[string]config.Agent{"embedded": {Embedded: true, Root: root}}
-	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	for _, u := range []string{"alice", "bob"} {
-		cfg.Users = append(cfg.Users, config.User{Name: u, PasswordHash: string(h), Mounts: []config.Mount{{Path: "/", Agent: "embedded", Root: u}}})
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return srv, root
+	cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "ssh_host_ed25519_key")}
+	return gwtest.Run(t, cfg), root
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -19,6 +19,8 @@ import (
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/netnstest"
 )
 
 // The cable test: an FTP client inside a network namespace vanishes
@@ -31,6 +33,11 @@ import (
 // about 4 s; only a phantom connection crosses a minute.
 const reapBound = 60 * time.Second
 
+// cableNetns names the namespaces and draws their subnets from
+// 10.231.0.0/16, apart from the SFTP cable test's, which may run at the
+// same time in another process.
+var cableNetns = netnstest.Prefix{Netns: "upg-", HostIf: "upgh", PeerIf: "upgp", Octet: 231}
+
 // storStall is how much the mid-STOR client sends before it stalls.
 const storStall = 4 << 20
 
@@ -42,7 +49,8 @@ const (
 	helperPass = "UPGATE_FTP_HELPER_PASS"
 	helperPath = "UPGATE_FTP_HELPER_PATH"
 	// helperDataVia, if set, is the host address data connections go to
-	// (from the client's address on the first pair): see addDataPath.
+	// (from the client's address on the first pair): see
+	// netnstest.Netns.AddDataPath.
 	helperDataVia = "UPGATE_FTP_HELPER_DATA_VIA"
 	helperSrc     = "UPGATE_FTP_HELPER_SRC"
 )
@@ -183,11 +191,11 @@ func (w *readyWriter) String() string {
 
 // startHelper runs the test binary as an FTP client of e inside n, logged
 // in as alice, and waits for READY. It is killed in t.Cleanup.
-func startHelper(t *testing.T, n *netns, e *env, mode, name string, extraEnv ...string) *helperProc {
+func startHelper(t *testing.T, n *netnstest.Netns, e *env, mode, name string, extraEnv ...string) *helperProc {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", n.Name, os.Args[0], "-test.run=^TestHelperFTPClient$", "-test.timeout=15m")
 	cmd.Env = append(os.Environ(), helperMode+"="+mode, helperAddr+"="+e.Addr,
-		helperUser+"=alice", helperPass+"="+users["alice"], helperPath+"="+name)
+		helperUser+"=alice", helperPass+"="+gwtest.Users["alice"], helperPath+"="+name)
 	cmd.Env = append(cmd.Env, extraEnv...)
 	h := &helperProc{cmd: cmd, out: &readyWriter{ready: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
@@ -240,7 +248,7 @@ func (h *helperProc) kill(t *testing.T) {
 // startCableGateway runs a gateway listening inside n's veth pair with
 // short dead-peer timers and hour-long idle and progress timeouts, so only
 // TCP keepalive and TCP_USER_TIMEOUT can reap a vanished client.
-func startCableGateway(t *testing.T, n *netns) *env {
+func startCableGateway(t *testing.T, n *netnstest.Netns) *env {
 	t.Helper()
 	return start(t, func(c *config.Config) {
 		c.Listen.FTP = net.JoinHostPort(n.HostIP.String(), "0")
@@ -253,7 +261,7 @@ func startCableGateway(t *testing.T, n *netns) *env {
 
 // peerSessions returns the gateway's sessions from the namespace's
 // address: control and data connections.
-func peerSessions(e *env, n *netns) (control, data []*gateway.Session) {
+func peerSessions(e *env, n *netnstest.Netns) (control, data []*gateway.Session) {
 	for _, s := range e.Srv.Gateway.Registry().Sessions() {
 		ap, err := netip.ParseAddrPort(s.Remote.String())
 		if err != nil || ap.Addr().Unmap() != n.PeerIP {
@@ -295,11 +303,11 @@ func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool)
 //
 // kill false leaves the client running: the case pulls only part of its
 // connections.
-func vanish(t *testing.T, e *env, n *netns, h *helperProc, inFlight, kill bool) time.Duration {
+func vanish(t *testing.T, e *env, n *netnstest.Netns, h *helperProc, inFlight, kill bool) time.Duration {
 	t.Helper()
 	var before []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		before = n.established(t)
+		before = n.Established(t)
 		busy := 0
 		for _, l := range before {
 			if f := strings.Fields(l); len(f) > 1 && f[1] != "0" { // Send-Q
@@ -323,7 +331,7 @@ func vanish(t *testing.T, e *env, n *netns, h *helperProc, inFlight, kill bool) 
 		}
 	}
 	t.Logf("before the cable pull, ss -tnoH state established dst %s:\n  %s", n.PeerIP, strings.Join(before, "\n  "))
-	method := n.pullCable(t)
+	method := n.PullCable(t)
 	pulled := time.Now()
 	killed := "not killed"
 	if kill {
@@ -338,7 +346,7 @@ func vanish(t *testing.T, e *env, n *netns, h *helperProc, inFlight, kill bool) 
 		if c, _ := peerSessions(e, n); len(c) == 0 {
 			t.Fatalf("session gone %v after the cable pull (%s) and the kill: the client's FIN/RST reached the gateway", since, method)
 		}
-		if len(n.established(t)) == 0 {
+		if len(n.Established(t)) == 0 {
 			t.Fatalf("no ESTABLISHED connection %v after the cable pull: the client's FIN/RST reached the host", since)
 		}
 	}
@@ -354,15 +362,15 @@ func vanish(t *testing.T, e *env, n *netns, h *helperProc, inFlight, kill bool) 
 				live = append(live, fmt.Sprintf("%+v", s.Info()))
 			}
 			t.Fatalf("%v after the cable pull (%s), the vanished client's sessions are still in the registry:\n  %s\nss:\n  %s",
-				reapBound, method, strings.Join(live, "\n  "), strings.Join(n.established(t), "\n  "))
+				reapBound, method, strings.Join(live, "\n  "), strings.Join(n.Established(t), "\n  "))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	reaped := time.Since(pulled)
 	waitUntil(t, 10*time.Second, "the host still has ESTABLISHED connections to the vanished client", func() bool {
-		return len(n.established(t)) == 0
+		return len(n.Established(t)) == 0
 	})
-	e.agentIdle(t)
+	e.AgentIdle(t)
 	t.Logf("cable pulled (%s), %s; sessions reaped %v after the pull", method, killed, reaped.Round(time.Millisecond))
 	return reaped
 }
@@ -403,14 +411,14 @@ func sameState(t *testing.T, what string, got, want map[string]string) {
 }
 
 func TestCableFTP(t *testing.T) {
-	requireNetns(t)
-	requireTool(t, "ss")
+	netnstest.Require(t)
+	gwtest.RequireTool(t, "ss")
 
 	// Control: the link stays up and the client quits; the session ends at
 	// once, which proves the namespace, the helper and the polling work.
 	t.Run("control", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		h := startHelper(t, n, e, "idle", "")
 		waitUntil(t, 10*time.Second, "no logged-in session from the client", func() bool {
@@ -431,16 +439,16 @@ func TestCableFTP(t *testing.T) {
 			t.Fatalf("helper client did not exit after QUIT:\n%s", h.out)
 		}
 		waitUntil(t, 10*time.Second, "ESTABLISHED connections left after QUIT", func() bool {
-			return len(n.established(t)) == 0
+			return len(n.Established(t)) == 0
 		})
-		e.agentIdle(t)
+		e.AgentIdle(t)
 		t.Logf("control: the session closed %v after the client quit", closed.Round(time.Millisecond))
 	})
 
 	// An idle logged-in client vanishes: keepalive reaps it.
 	t.Run("idle", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		h := startHelper(t, n, e, "idle", "")
 		waitUntil(t, 10*time.Second, "no logged-in session from the client", func() bool {
@@ -460,7 +468,7 @@ func TestCableFTP(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			n := newNetns(t)
+			n := netnstest.New(t, cableNetns)
 			e := startCableGateway(t, n)
 			dir := e.UserDir("alice")
 			if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -496,7 +504,7 @@ func TestCableFTP(t *testing.T) {
 	// (or a zero window): only TCP_USER_TIMEOUT bounds that socket.
 	t.Run("retr", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		dir := e.UserDir("alice")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -524,8 +532,8 @@ func TestCableFTP(t *testing.T) {
 	// for an idle timeout while the download goes on.
 	t.Run("control-vanishes-mid-retr", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
-		via := n.addDataPath(t)
+		n := netnstest.New(t, cableNetns)
+		via := n.AddDataPath(t)
 		e := startCableGateway(t, n)
 		dir := e.UserDir("alice")
 		if err := os.MkdirAll(dir, 0o755); err != nil {

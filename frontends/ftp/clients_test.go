@@ -7,20 +7,13 @@ package ftp_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
-	"math/big"
 	"net"
 	"net/textproto"
 	"os"
@@ -34,6 +27,8 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/testpki"
 )
 
 // cliTimeout bounds one client run.
@@ -69,78 +64,14 @@ func mustCli(t testing.TB, name string, args ...string) string {
 	return out
 }
 
-// cliPKI is a throwaway CA and a server certificate for 127.0.0.1.
-type cliPKI struct {
-	ca, cert, key string // PEM files
-	pool          *x509.CertPool
-}
-
-func newCliPKI(t testing.TB) cliPKI {
+// startFTPS runs a gateway with FTPS (AUTH TLS) on, optionally required,
+// with a certificate for 127.0.0.1 from a throwaway CA.
+func startFTPS(t testing.TB, required bool) (*env, *testpki.PKI) {
 	t.Helper()
-	dir := t.TempDir()
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "upgate clients test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := cliPKI{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "cert.pem"), key: filepath.Join(dir, "key.pem"), pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	for file, block := range map[string]*pem.Block{
-		p.ca:   {Type: "CERTIFICATE", Bytes: caDER},
-		p.cert: {Type: "CERTIFICATE", Bytes: der},
-		p.key:  {Type: "PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
-}
-
-// startFTPS runs a gateway with FTPS (AUTH TLS) on, optionally required.
-func startFTPS(t testing.TB, required bool) (*env, cliPKI) {
-	t.Helper()
-	pki := newCliPKI(t)
+	pki := testpki.New(t)
+	cert, key := pki.Issue(t, "127.0.0.1", testpki.Loopback, false)
 	e := start(t, func(cfg *config.Config) {
-		cfg.FTP.TLS = config.TLS{Cert: pki.cert, Key: pki.key, Required: required}
+		cfg.FTP.TLS = config.TLS{Cert: cert, Key: key, Required: required}
 	})
 	return e, pki
 }
@@ -156,11 +87,11 @@ func localFile(t testing.TB, name string, data []byte) string {
 }
 
 func TestClientCurl(t *testing.T) {
-	curl := requireTool(t, "curl")
+	curl := gwtest.RequireTool(t, "curl")
 	e := start(t, nil)
 	dir := e.UserDir("alice")
 	base := "ftp://" + e.Addr
-	auth := "alice:" + users["alice"]
+	auth := "alice:" + gwtest.Users["alice"]
 	data := noise(t, 300<<10)
 	src := localFile(t, "up.php", data)
 
@@ -222,11 +153,11 @@ func TestClientCurl(t *testing.T) {
 	if got := tempNames(t, dir); len(got) != 0 {
 		t.Errorf("temp files left: %q", got)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func TestClientCurlFTPS(t *testing.T) {
-	curl := requireTool(t, "curl")
+	curl := gwtest.RequireTool(t, "curl")
 	data := noise(t, 200<<10)
 
 	t.Run("Optional", func(t *testing.T) {
@@ -238,13 +169,13 @@ func TestClientCurlFTPS(t *testing.T) {
 		}
 		src := localFile(t, "tls.php", data)
 		base := "ftp://" + e.Addr
-		auth := "alice:" + users["alice"]
-		mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.ca, "-u", auth, "-T", src, base+"/tls.php")
+		auth := "alice:" + gwtest.Users["alice"]
+		mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.CAFile, "-u", auth, "-T", src, base+"/tls.php")
 		wantFile(t, filepath.Join(dir, "tls.php"), data)
 		out := filepath.Join(t.TempDir(), "back.php")
-		mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.ca, "-u", auth, "-o", out, base+"/tls.php")
+		mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.CAFile, "-u", auth, "-o", out, base+"/tls.php")
 		wantFile(t, out, data)
-		if ls := parseLS(t, []byte(mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.ca, "-u", auth, base+"/"))); ls["tls.php"].size != int64(len(data)) {
+		if ls := parseLS(t, []byte(mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.CAFile, "-u", auth, base+"/"))); ls["tls.php"].size != int64(len(data)) {
 			t.Errorf("FTPS listing: %+v", ls)
 		}
 		// Without the CA the certificate is not trusted.
@@ -254,7 +185,7 @@ func TestClientCurlFTPS(t *testing.T) {
 		// Plain FTP still works when TLS is optional.
 		mustCli(t, curl, "-sS", "-u", auth, "-T", src, base+"/plain.php")
 		wantFile(t, filepath.Join(dir, "plain.php"), data)
-		e.agentIdle(t)
+		e.AgentIdle(t)
 	})
 
 	t.Run("Required", func(t *testing.T) {
@@ -267,30 +198,30 @@ func TestClientCurlFTPS(t *testing.T) {
 		}
 		src := localFile(t, "req.php", data)
 		base := "ftp://" + e.Addr
-		auth := "alice:" + users["alice"]
+		auth := "alice:" + gwtest.Users["alice"]
 		if _, err := runCli(t, curl, "-sS", "-u", auth, "-T", src, base+"/plain.php"); err == nil {
 			t.Errorf("plain curl upload succeeded with TLS required")
 		}
 		if _, err := os.Stat(filepath.Join(dir, "plain.php")); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("plain upload with TLS required: %v", err)
 		}
-		mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.ca, "-u", auth, "-T", src, base+"/req.php")
+		mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.CAFile, "-u", auth, "-T", src, base+"/req.php")
 		wantFile(t, filepath.Join(dir, "req.php"), data)
 		out := filepath.Join(t.TempDir(), "back.php")
-		mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.ca, "-u", auth, "-o", out, base+"/req.php")
+		mustCli(t, curl, "-sS", "--ssl-reqd", "--cacert", pki.CAFile, "-u", auth, "-o", out, base+"/req.php")
 		wantFile(t, out, data)
 		// Over a TLS control connection, a clear data channel (PROT C) is
 		// refused when TLS is required; PROT P works.
 		tc := ctlDial(t, e.Addr)
 		tc.must(234, "AUTH TLS")
-		tlsConf := &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"}
+		tlsConf := &tls.Config{RootCAs: pki.Pool, ServerName: "127.0.0.1"}
 		conn := tls.Client(tc.nc, tlsConf)
 		if err := conn.Handshake(); err != nil {
 			t.Fatal(err)
 		}
 		tc.nc, tc.tp = conn, textproto.NewConn(conn)
 		tc.must(331, "USER alice")
-		tc.must(230, "PASS %s", users["alice"])
+		tc.must(230, "PASS %s", gwtest.Users["alice"])
 		tc.must(200, "TYPE I")
 		tc.must(200, "PBSZ 0")
 		tc.must(200, "PROT C")
@@ -311,12 +242,12 @@ func TestClientCurlFTPS(t *testing.T) {
 
 		// jlaffaye/ftp with explicit TLS too.
 		jc, err := ftp.Dial(e.Addr, ftp.DialWithTimeout(10*time.Second),
-			ftp.DialWithExplicitTLS(&tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"}))
+			ftp.DialWithExplicitTLS(&tls.Config{RootCAs: pki.Pool, ServerName: "127.0.0.1"}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer jc.Quit()
-		if err := jc.Login("alice", users["alice"]); err != nil {
+		if err := jc.Login("alice", gwtest.Users["alice"]); err != nil {
 			t.Fatal(err)
 		}
 		if err := jc.Stor("go.php", bytes.NewReader(data)); err != nil {
@@ -326,7 +257,7 @@ func TestClientCurlFTPS(t *testing.T) {
 		if got := tempNames(t, dir); len(got) != 0 {
 			t.Errorf("temp files left: %q", got)
 		}
-		e.agentIdle(t)
+		e.AgentIdle(t)
 	})
 }
 
@@ -390,13 +321,13 @@ print(json.dumps(out))
 // runFtplib runs ftplibScript as alice against e and decodes its output.
 func runFtplib(t testing.TB, e *env, mode string, args ...string) map[string]any {
 	t.Helper()
-	py := requireTool(t, "python3")
+	py := gwtest.RequireTool(t, "python3")
 	script := filepath.Join(t.TempDir(), "ftplib_client.py")
 	if err := os.WriteFile(script, []byte(ftplibScript), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	host, port, _ := net.SplitHostPort(e.Addr)
-	out := mustCli(t, py, append([]string{script, host, port, "alice", users["alice"], mode}, args...)...)
+	out := mustCli(t, py, append([]string{script, host, port, "alice", gwtest.Users["alice"], mode}, args...)...)
 	var res map[string]any
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("ftplib output %q: %v", out, err)
@@ -405,7 +336,7 @@ func runFtplib(t testing.TB, e *env, mode string, args ...string) map[string]any
 }
 
 func TestClientFtplib(t *testing.T) {
-	requireTool(t, "python3")
+	gwtest.RequireTool(t, "python3")
 
 	t.Run("MLSD", func(t *testing.T) {
 		e := start(t, nil)
@@ -447,7 +378,7 @@ func TestClientFtplib(t *testing.T) {
 		if res["opts_mlst"] != "ok" {
 			t.Logf("ftplib mlsd(facts=...): %v", res["opts_mlst"])
 		}
-		e.agentIdle(t)
+		e.AgentIdle(t)
 	})
 
 	t.Run("MFMT", func(t *testing.T) {
@@ -462,7 +393,7 @@ func TestClientFtplib(t *testing.T) {
 		p := filepath.Join(e.UserDir("alice"), "mf.php")
 		wantFile(t, p, []byte("<?php echo 1;"))
 		wantMtime(t, p, time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC))
-		e.agentIdle(t)
+		e.AgentIdle(t)
 	})
 
 	t.Run("RestResume", func(t *testing.T) {
@@ -481,13 +412,13 @@ func TestClientFtplib(t *testing.T) {
 		if sha256.Sum256(got) != sha256.Sum256(data) {
 			t.Errorf("resumed upload: %d bytes, sha256 %x, want %d bytes %x", len(got), sha256.Sum256(got), len(data), sha256.Sum256(data))
 		}
-		e.agentIdle(t)
+		e.AgentIdle(t)
 	})
 
 	t.Run("FTP_TLS", func(t *testing.T) {
 		e, pki := startFTPS(t, true)
 		data := noise(t, 500<<10)
-		res := runFtplib(t, e, "tls", pki.ca, localFile(t, "tls.bin", data))
+		res := runFtplib(t, e, "tls", pki.CAFile, localFile(t, "tls.bin", data))
 		sum := sha256.Sum256(data)
 		if res["sha256"] != hex.EncodeToString(sum[:]) {
 			t.Errorf("FTP_TLS round trip: sha256 %v, want %x", res["sha256"], sum)
@@ -496,6 +427,6 @@ func TestClientFtplib(t *testing.T) {
 			t.Errorf("MDTM over TLS: %q", m)
 		}
 		wantFile(t, filepath.Join(e.UserDir("alice"), "tls.bin"), data)
-		e.agentIdle(t)
+		e.AgentIdle(t)
 	})
 }

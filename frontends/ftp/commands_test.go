@@ -40,6 +40,7 @@ import (
 
 	"github.com/upgate/upgate/config"
 	upftp "github.com/upgate/upgate/frontends/ftp"
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // ioDeadline bounds every control and data connection a test opens: only
@@ -79,7 +80,7 @@ func ctlLogin(t testing.TB, e *env, user string) *ftpCtl {
 	t.Helper()
 	c := ctlDial(t, e.Addr)
 	c.must(331, "USER %s", user)
-	c.must(230, "PASS %s", users[user])
+	c.must(230, "PASS %s", gwtest.Users[user])
 	c.must(200, "TYPE I")
 	return c
 }
@@ -238,7 +239,7 @@ func dialCmd(t testing.TB, e *env, user string, opts ...ftp.DialOption) *ftp.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Login(user, users[user]); err != nil {
+	if err := c.Login(user, gwtest.Users[user]); err != nil {
 		c.Quit()
 		t.Fatal(err)
 	}
@@ -415,7 +416,7 @@ func TestCmdFeatOptsClntHost(t *testing.T) {
 		t.Errorf("HOST before login: %d %s, want 530", code, msg)
 	}
 	c.must(331, "USER alice")
-	c.must(230, "PASS %s", users["alice"])
+	c.must(230, "PASS %s", gwtest.Users["alice"])
 	if code, msg := c.cmd("HOST 127.0.0.1"); code != 502 {
 		t.Errorf("HOST after login: %d %s, want 502", code, msg)
 	}
@@ -599,7 +600,7 @@ func TestCmdListings(t *testing.T) {
 	if !slices.Contains(walked, "/sub/inner.txt") || !slices.Contains(walked, "/.env") {
 		t.Errorf("Walk: %q", walked)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -720,7 +721,7 @@ func TestCmdSetMtime(t *testing.T) {
 	if got := tempNames(t, dir); len(got) != 0 {
 		t.Errorf("temp files left: %q", got)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func TestCmdStorReplace(t *testing.T) {
@@ -782,7 +783,7 @@ func TestCmdStorReplace(t *testing.T) {
 			t.Errorf("temp files left: %q", got)
 		}
 	})
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func TestCmdAppendAndRest(t *testing.T) {
@@ -835,7 +836,7 @@ func TestCmdAppendAndRest(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data[777:]) {
 		t.Fatalf("RETR from 777: %d bytes, %v", len(got), err)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func TestCmdDeleteAndDirs(t *testing.T) {
@@ -1040,7 +1041,7 @@ func TestCmdHashes(t *testing.T) {
 	if got := last(c.must(250, "XSHA256 /h.bin")); got != want["SHA-256"] {
 		t.Errorf("XSHA256 of an absolute path after CWD: %q", got)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 // freePortRange finds n consecutive free ports below the ephemeral range.
@@ -1101,7 +1102,7 @@ func TestCmdPassive(t *testing.T) {
 			t.Errorf("PASV address %s, want the address the client connected to", ip)
 		}
 		c.must(226, "ABOR") // drop the unused passive listener
-		e.agentIdle(t)
+		e.AgentIdle(t)
 	})
 
 	t.Run("PortRange", func(t *testing.T) {
@@ -1247,7 +1248,7 @@ func TestCmdActive(t *testing.T) {
 			t.Errorf("second frontend: %v", err)
 		}
 	})
-	pe := &env{Addr: lis.Addr().String(), Root: e.Root, Srv: e.Srv}
+	pe := &env{Env: e.Env, Addr: lis.Addr().String()}
 	pc := ctlLogin(t, pe, "alice")
 	l = activeListener(t)
 	if code, msg := pc.cmd("PORT %s", portArg(l)); code != 421 {
@@ -1259,7 +1260,7 @@ func TestCmdActive(t *testing.T) {
 	if got := parseLS(t, pc.get("LIST")); len(got) != 1 {
 		t.Errorf("passive LIST with active mode disabled: %v", got)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func TestCmdAbort(t *testing.T) {
@@ -1285,7 +1286,7 @@ func TestCmdAbort(t *testing.T) {
 		if got := c.get("RETR big.bin"); !bytes.Equal(got, big) {
 			t.Errorf("RETR after ABOR: %d bytes", len(got))
 		}
-		e.agentIdle(t)
+		e.AgentIdle(t)
 	})
 
 	for _, tc := range []struct {
@@ -1315,7 +1316,7 @@ func TestCmdAbort(t *testing.T) {
 				t.Errorf("aborted upload created %s: %v", target, err)
 			}
 			c.must(200, "NOOP")
-			e.agentIdle(t)
+			e.AgentIdle(t)
 		})
 	}
 }
@@ -1330,7 +1331,7 @@ func TestCmdStatNoop(t *testing.T) {
 		t.Errorf("STAT before login: %d %s", code, msg)
 	}
 	c.must(331, "USER alice")
-	c.must(230, "PASS %s", users["alice"])
+	c.must(230, "PASS %s", gwtest.Users["alice"])
 	if msg := c.must(211, "STAT"); !strings.Contains(msg, "Logged in as alice") {
 		t.Errorf("STAT: %q", msg)
 	}
@@ -1390,7 +1391,7 @@ func TestCmdLoginFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer jc.Quit()
-	if code, _ := replyCode(jc.Login("bob", users["alice"])); code != 530 {
+	if code, _ := replyCode(jc.Login("bob", gwtest.Users["alice"])); code != 530 {
 		t.Errorf("jlaffaye/ftp login with alice's password as bob: %v", code)
 	}
 	if _, err := os.Stat(e.UserDir("bob")); !errors.Is(err, fs.ErrNotExist) {
@@ -1438,7 +1439,7 @@ func TestCmdErrorReasons(t *testing.T) {
 	if d := time.Since(begin); d > 30*time.Second {
 		t.Errorf("login with the agent down took %v", d)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func TestCmdEmptyAndUnicodeNames(t *testing.T) {
@@ -1491,5 +1492,5 @@ func TestCmdEmptyAndUnicodeNames(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "my dir", name)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after DELE: %v", err)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // fuzzDeadline bounds the commands of one fuzz input.
@@ -148,7 +149,7 @@ func (z *fuzzFTP) connect(t *testing.T) {
 		t.Fatalf("greeting: %s %s %v", code, text, err)
 	}
 	for _, step := range []struct{ line, want string }{
-		{"USER alice", "331"}, {"PASS " + users["alice"], "230"}, {"TYPE I", "200"},
+		{"USER alice", "331"}, {"PASS " + gwtest.Users["alice"], "230"}, {"TYPE I", "200"},
 	} {
 		if code, text, err := z.ctl.cmd(step.line); err != nil || code != step.want {
 			t.Fatalf("%s: %s %s %v", strings.Fields(step.line)[0], code, text, err)

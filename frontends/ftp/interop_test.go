@@ -3,16 +3,9 @@ package ftp_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io/fs"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -24,6 +17,8 @@ import (
 	"time"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/testpki"
 )
 
 // The interop tests drive the real lftp (`mirror -R`, as scripted
@@ -217,7 +212,7 @@ func noTempFiles(t *testing.T, root string) {
 // output (with -d, the protocol dialogue).
 func lftp(t *testing.T, debug bool, script string) string {
 	t.Helper()
-	requireTool(t, "lftp")
+	gwtest.RequireTool(t, "lftp")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	args := []string{"-c", script}
@@ -243,7 +238,7 @@ func lftp(t *testing.T, debug bool, script string) string {
 func lftpOpen(e *env, settings string) string {
 	_, port, _ := net.SplitHostPort(e.Addr)
 	return "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 20; " + settings +
-		fmt.Sprintf("open -u alice,%s -p %s 127.0.0.1; ", users["alice"], port)
+		fmt.Sprintf("open -u alice,%s -p %s 127.0.0.1; ", gwtest.Users["alice"], port)
 }
 
 func newRand(t *testing.T) *mrand.Rand {
@@ -255,7 +250,7 @@ func newRand(t *testing.T) *mrand.Rand {
 // TestInteropLftpMirror uploads a 500-file tree with `lftp mirror -R`,
 // then local edits, additions and deletions with `--only-newer --delete`.
 func TestInteropLftpMirror(t *testing.T) {
-	requireTool(t, "lftp")
+	gwtest.RequireTool(t, "lftp")
 	e := start(t, nil)
 	local := t.TempDir()
 	rng := newRand(t)
@@ -265,7 +260,7 @@ func TestInteropLftpMirror(t *testing.T) {
 
 	lftp(t, false, open+fmt.Sprintf("mirror -R --no-perms %s /site", local))
 	compareTrees(t, local, remote)
-	e.agentIdle(t)
+	e.AgentIdle(t)
 
 	// Local changes: 20 edits (some the same size with a newer mtime), 10
 	// additions (some in a new directory), 15 deleted files and one deleted
@@ -332,20 +327,21 @@ func TestInteropLftpMirror(t *testing.T) {
 		t.Errorf("directory %s deleted locally but still in the agent", gone)
 	}
 	noTempFiles(t, e.Root)
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 // TestInteropLftpMirrorFTPS mirrors the tree over explicit FTPS with
 // protected data channels and four parallel connections.
 func TestInteropLftpMirrorFTPS(t *testing.T) {
-	requireTool(t, "lftp")
-	pki := newTestPKI(t)
+	gwtest.RequireTool(t, "lftp")
+	pki := testpki.New(t)
+	cert, key := pki.Issue(t, "127.0.0.1", testpki.Loopback, false)
 	e := start(t, func(c *config.Config) {
-		c.FTP.TLS.Cert, c.FTP.TLS.Key = pki.certFile, pki.keyFile
+		c.FTP.TLS.Cert, c.FTP.TLS.Key = cert, key
 	})
 	local := t.TempDir()
 	makeTree(t, local, newRand(t))
-	open := lftpOpen(e, fmt.Sprintf("set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ssl:ca-file %s; set ssl:verify-certificate yes; ", pki.caFile))
+	open := lftpOpen(e, fmt.Sprintf("set ftp:ssl-force yes; set ftp:ssl-protect-data yes; set ssl:ca-file %s; set ssl:verify-certificate yes; ", pki.CAFile))
 	out := lftp(t, true, open+fmt.Sprintf("mirror -R --no-perms --parallel=4 %s /site", local))
 	for _, want := range []string{"---> AUTH TLS", "---> PROT P"} {
 		if !strings.Contains(out, want) {
@@ -358,70 +354,5 @@ func TestInteropLftpMirrorFTPS(t *testing.T) {
 	}
 	compareTrees(t, local, filepath.Join(e.UserDir("alice"), "site"))
 	noTempFiles(t, e.Root)
-	e.agentIdle(t)
-}
-
-// testPKI is a throwaway CA and a server certificate for 127.0.0.1.
-type testPKI struct {
-	caFile, certFile, keyFile string
-}
-
-func newTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "upgate test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testPKI{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
-	for _, f := range []struct {
-		name  string
-		typ   string
-		bytes []byte
-	}{{p.caFile, "CERTIFICATE", caDER}, {p.certFile, "CERTIFICATE", der}, {p.keyFile, "PRIVATE KEY", keyDER}} {
-		if err := os.WriteFile(f.name, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.bytes}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
+	e.AgentIdle(t)
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // The Node tests replay the VS Code "SFTP" extension's FTP mode (liximomo,
@@ -27,7 +29,7 @@ import (
 // interop/node, or skips (fails under UPGATE_REQUIRE_INTEROP=1).
 func nodeScript(t testing.TB, name string) (node, script string) {
 	t.Helper()
-	node = requireTool(t, "node")
+	node = gwtest.RequireTool(t, "node")
 	dir, err := filepath.Abs(filepath.Join("..", "..", "interop", "node"))
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +199,7 @@ func TestNodeVSCodeFTP(t *testing.T) {
 
 	var rep vscodeFTPReport
 	runNode(t, node, script, []string{"TZ=UTC", "VSCODE_FTP_KEEPALIVE_MS=200", "VSCODE_FTP_IDLE_MS=1000"}, &rep,
-		e.Addr, "alice", users["alice"], local)
+		e.Addr, "alice", gwtest.Users["alice"], local)
 	if !rep.OK {
 		t.Fatalf("script failed: %q\n%s", rep.Errors, strings.Join(rep.Transcript, "\n"))
 	}
@@ -351,5 +353,5 @@ func TestNodeVSCodeFTP(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v", name, fi.Mode().Perm(), v.mode)
 		}
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jlaffaye/ftp"
+
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // dial logs in as user over plain FTP with jlaffaye/ftp.
@@ -18,7 +20,7 @@ func dial(t testing.TB, e *env, user string) *ftp.ServerConn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Login(user, users[user]); err != nil {
+	if err := c.Login(user, gwtest.Users[user]); err != nil {
 		c.Quit()
 		t.Fatal(err)
 	}
@@ -50,5 +52,5 @@ func TestStoreAndRetrieve(t *testing.T) {
 	if err != nil || !bytes.Equal(back, data) {
 		t.Fatalf("RETR: %d bytes, %v", len(back), err)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }

@@ -24,6 +24,8 @@ import (
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/netnstest"
 )
 
 // The cable test for SFTP: a pkg/sftp client inside a network namespace
@@ -41,6 +43,11 @@ const reapBound = 60 * time.Second
 // sshReapBound is the generous bound on reaping by SSH keepalive: every
 // 1 s, 3 missed, so about 4 s.
 const sshReapBound = 30 * time.Second
+
+// cableNetns names the namespaces and draws their subnets from
+// 10.232.0.0/16, apart from the FTP cable test's, which may run at the
+// same time in another process.
+var cableNetns = netnstest.Prefix{Netns: "upgs-", HostIf: "ush", PeerIf: "usp", Octet: 232}
 
 // uploadStall is how much the mid-upload client sends before it stalls.
 const uploadStall = 4 << 20
@@ -260,11 +267,11 @@ func (w *readyWriter) String() string {
 
 // startHelper runs the test binary as an SFTP client of addr inside n,
 // logged in as alice, and waits for READY. It is killed in t.Cleanup.
-func startHelper(t *testing.T, n *netns, addr, mode, name string) *helperProc {
+func startHelper(t *testing.T, n *netnstest.Netns, addr, mode, name string) *helperProc {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", n.Name, os.Args[0], "-test.run=^TestHelperSFTPClient$", "-test.timeout=15m")
 	cmd.Env = append(os.Environ(), helperMode+"="+mode, helperAddr+"="+addr,
-		helperUser+"=alice", helperPass+"="+users["alice"], helperPath+"="+name)
+		helperUser+"=alice", helperPass+"="+gwtest.Users["alice"], helperPath+"="+name)
 	h := &helperProc{cmd: cmd, out: &readyWriter{ready: make(chan struct{})}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = h.out, h.out
 	cmd.WaitDelay = 5 * time.Second
@@ -348,7 +355,7 @@ var tcpTimers = gateway.SocketOptions{Keepalive: true, KeepaliveIdle: 2 * time.S
 // TCP dead-peer timers and SSH keepalive, idle and progress timeouts an
 // hour away, so only TCP keepalive and TCP_USER_TIMEOUT can reap a
 // vanished client.
-func startCableGateway(t *testing.T, n *netns) *env {
+func startCableGateway(t *testing.T, n *netnstest.Netns) *env {
 	t.Helper()
 	return start(t, func(c *config.Config) {
 		c.Listen.SFTP = net.JoinHostPort(n.HostIP.String(), "0")
@@ -374,7 +381,7 @@ func startRelayGateway(t *testing.T) *env {
 }
 
 // fromPeer returns the gateway's sessions from the namespace's address.
-func fromPeer(e *env, n *netns) []*gateway.Session {
+func fromPeer(e *env, n *netnstest.Netns) []*gateway.Session {
 	var out []*gateway.Session
 	for _, s := range e.Srv.Gateway.Registry().Sessions() {
 		if ap, err := netip.ParseAddrPort(s.Remote.String()); err == nil && ap.Addr().Unmap() == n.PeerIP {
@@ -450,12 +457,12 @@ func sendQ(line string) string {
 // socket), unackedTimer once data waits in the send queue (only
 // TCP_USER_TIMEOUT bounds that one); either is checked on the socket after
 // the pull.
-func vanish(t *testing.T, e *env, n *netns, h *helperProc, sess *gateway.Session, bound time.Duration, timer string) time.Duration {
+func vanish(t *testing.T, e *env, n *netnstest.Netns, h *helperProc, sess *gateway.Session, bound time.Duration, timer string) time.Duration {
 	t.Helper()
 	reg := e.Srv.Gateway.Registry()
 	var before []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		before = n.established(t)
+		before = n.Established(t)
 		busy := 0
 		for _, l := range before {
 			if sendQ(l) != "0" {
@@ -470,7 +477,7 @@ func vanish(t *testing.T, e *env, n *netns, h *helperProc, sess *gateway.Session
 		}
 	}
 	t.Logf("before the cable pull, ss -tnoH state established dst %s:\n  %s", n.PeerIP, strings.Join(before, "\n  "))
-	method := n.pullCable(t)
+	method := n.PullCable(t)
 	pulled := time.Now()
 	h.kill(t)
 	killed := time.Since(pulled)
@@ -491,7 +498,7 @@ func vanish(t *testing.T, e *env, n *netns, h *helperProc, sess *gateway.Session
 		if !logged && time.Since(pulled) > 1500*time.Millisecond {
 			// Which timer the kernel runs now: keepalive, or retransmission
 			// ("on") for data in flight.
-			now := n.established(t)
+			now := n.Established(t)
 			t.Logf("1.5 s after the pull: %q", now)
 			if timer != anyTimer && (len(now) != 1 || !runsTimer(now[0], timer)) {
 				t.Errorf("1.5 s after the pull the socket does not run the %q timer: %q", timer, now)
@@ -500,15 +507,15 @@ func vanish(t *testing.T, e *env, n *netns, h *helperProc, sess *gateway.Session
 		}
 		if time.Since(pulled) > bound {
 			t.Fatalf("%v after the cable pull (%s), the vanished client's session is still in the registry: %+v\nss:\n  %s",
-				bound, method, sess.Info(), strings.Join(n.established(t), "\n  "))
+				bound, method, sess.Info(), strings.Join(n.Established(t), "\n  "))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	reaped := time.Since(pulled)
 	waitUntil(t, 10*time.Second, "the host still has ESTABLISHED connections to the vanished client", func() bool {
-		return len(n.established(t)) == 0
+		return len(n.Established(t)) == 0
 	})
-	e.agentIdle(t)
+	e.AgentIdle(t)
 	t.Logf("cable pulled (%s), client killed %v later; session reaped %v after the pull (reason %q)",
 		method, killed.Round(time.Millisecond), reaped.Round(time.Millisecond), sess.CloseReason())
 	return reaped
@@ -649,14 +656,14 @@ func (r *relay) serve(client net.Conn, target string) {
 func (r *relay) addr() string { return r.lis.Addr().String() }
 
 func TestCableSFTP(t *testing.T) {
-	requireNetns(t)
-	requireTool(t, "ss")
+	netnstest.Require(t)
+	gwtest.RequireTool(t, "ss")
 
 	// Control: the link stays up and the client quits; the session ends at
 	// once, which proves the namespace, the helper and the polling work.
 	t.Run("control", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		closes := watchCloses(e)
 		h := startHelper(t, n, e.Addr, "idle", "")
@@ -677,9 +684,9 @@ func TestCableSFTP(t *testing.T) {
 			t.Fatalf("helper client did not exit:\n%s", h.out)
 		}
 		waitUntil(t, 10*time.Second, "ESTABLISHED connections left after the client quit", func() bool {
-			return len(n.established(t)) == 0
+			return len(n.Established(t)) == 0
 		})
-		e.agentIdle(t)
+		e.AgentIdle(t)
 		rec, _ := closes.get(sess.ID)
 		t.Logf("control: the session closed %v after the client quit (reason %q)", rec.at.Sub(quit).Round(time.Millisecond), rec.reason)
 		if took > 10*time.Second {
@@ -690,7 +697,7 @@ func TestCableSFTP(t *testing.T) {
 	// An idle logged-in client vanishes: TCP keepalive reaps it.
 	t.Run("idle", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		h := startHelper(t, n, e.Addr, "idle", "")
 		sess := loggedIn(t, func() []*gateway.Session { return fromPeer(e, n) })
@@ -704,7 +711,7 @@ func TestCableSFTP(t *testing.T) {
 	// no temp file stays.
 	t.Run("mid-upload", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		dir := e.UserDir("alice")
 		mustWrite(t, filepath.Join(dir, "upload.bin"), []byte("<?php echo 'old content';\n"))
@@ -731,7 +738,7 @@ func TestCableSFTP(t *testing.T) {
 	// A client vanishes in the middle of a download it reads slowly.
 	t.Run("mid-download", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		dir := e.UserDir("alice")
 		mustWrite(t, filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("0123456789abcdef"), 50<<20/16))
@@ -754,7 +761,7 @@ func TestCableSFTP(t *testing.T) {
 	// bounds it.
 	t.Run("mid-download-stalled", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		dir := e.UserDir("alice")
 		mustWrite(t, filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("0123456789abcdef"), 50<<20/16))
@@ -772,7 +779,7 @@ func TestCableSFTP(t *testing.T) {
 	// ends at once. Proves the relay before the next case relies on it.
 	t.Run("relay-control", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startRelayGateway(t)
 		closes := watchCloses(e)
 		r := startRelay(t, net.JoinHostPort(n.HostIP.String(), "0"), e.Addr)
@@ -789,7 +796,7 @@ func TestCableSFTP(t *testing.T) {
 			t.Errorf("a clean quit was reaped by SSH keepalive")
 		}
 		waitUntil(t, 10*time.Second, "ESTABLISHED connections left after the client quit", func() bool {
-			return len(n.established(t)) == 0
+			return len(n.Established(t)) == 0
 		})
 		t.Logf("relay-control: the session closed %v after the client quit (reason %q)", rec.at.Sub(quit).Round(time.Millisecond), rec.reason)
 	})
@@ -799,7 +806,7 @@ func TestCableSFTP(t *testing.T) {
 	// hour long, so only SSH keepalive can reap the session.
 	t.Run("relay-vanishes", func(t *testing.T) {
 		t.Parallel()
-		n := newNetns(t)
+		n := netnstest.New(t, cableNetns)
 		e := startRelayGateway(t)
 		closes := watchCloses(e)
 		r := startRelay(t, net.JoinHostPort(n.HostIP.String(), "0"), e.Addr)

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // The interop tests drive real clients (OpenSSH sftp, lftp, curl, rclone,
@@ -227,8 +229,8 @@ func compareTrees(t testing.TB, local, remote string, mtimes bool) {
 var sshOpts = []string{"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"}
 
 func TestInteropOpenSSHKey(t *testing.T) {
-	sftpBin := requireTool(t, "sftp")
-	keygen := requireTool(t, "ssh-keygen")
+	sftpBin := gwtest.RequireTool(t, "sftp")
+	keygen := gwtest.RequireTool(t, "ssh-keygen")
 	tmp := t.TempDir()
 	key := filepath.Join(tmp, "id_ed25519")
 	command(t, 30*time.Second, nil, keygen, "-q", "-t", "ed25519", "-N", "", "-f", key)
@@ -311,19 +313,19 @@ func TestInteropOpenSSHKey(t *testing.T) {
 		t.Errorf("temp files left: %v", tmp)
 	}
 	waitNoSessions(t, e, 10*time.Second)
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func TestInteropOpenSSHPassword(t *testing.T) {
-	sftpBin := requireTool(t, "sftp")
-	sshpass := requireTool(t, "sshpass")
+	sftpBin := gwtest.RequireTool(t, "sftp")
+	sshpass := gwtest.RequireTool(t, "sshpass")
 	e := start(t, nil)
 	tmp := t.TempDir()
 	data := randBytes(newRand(t), 123_456)
 	writeFile(t, tmp, "pw.bin", data, time.Now())
 	batch := filepath.Join(tmp, "batch")
 	mustWrite(t, batch, []byte("put "+filepath.Join(tmp, "pw.bin")+" /pw.bin\nget /pw.bin "+filepath.Join(tmp, "back.bin")+"\nls -l /\n"))
-	args := []string{"-p", users["alice"], sftpBin, "-o", "BatchMode=no", "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"}
+	args := []string{"-p", gwtest.Users["alice"], sftpBin, "-o", "BatchMode=no", "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no"}
 	args = append(args, sshOpts...)
 	args = append(args, "-P", port(t, e), "-b", batch, "alice@127.0.0.1")
 	out := command(t, 60*time.Second, nil, sshpass, args...)
@@ -342,16 +344,16 @@ func TestInteropOpenSSHPassword(t *testing.T) {
 // lftpSFTP runs an lftp script against the gateway over sftp://.
 func lftpSFTP(t testing.TB, e *env, script string) string {
 	t.Helper()
-	bin := requireTool(t, "lftp")
-	requireTool(t, "ssh")
+	bin := gwtest.RequireTool(t, "lftp")
+	gwtest.RequireTool(t, "ssh")
 	full := "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 30; " +
 		"set sftp:connect-program 'ssh -a -x -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o PubkeyAuthentication=no'; " +
-		fmt.Sprintf("open -u alice,%s sftp://127.0.0.1:%s; ", users["alice"], port(t, e)) + script
+		fmt.Sprintf("open -u alice,%s sftp://127.0.0.1:%s; ", gwtest.Users["alice"], port(t, e)) + script
 	return command(t, 5*time.Minute, nil, bin, "-c", full)
 }
 
 func TestInteropLftpMirror(t *testing.T) {
-	requireTool(t, "lftp")
+	gwtest.RequireTool(t, "lftp")
 	e := start(t, nil)
 	rng := newRand(t)
 	local := filepath.Join(t.TempDir(), "site")
@@ -394,17 +396,17 @@ func TestInteropLftpMirror(t *testing.T) {
 		t.Errorf("temp files left: %v", tmp)
 	}
 	waitNoSessions(t, e, 10*time.Second)
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func TestInteropCurl(t *testing.T) {
-	curl := requireTool(t, "curl")
+	curl := gwtest.RequireTool(t, "curl")
 	e := start(t, nil)
 	tmp := t.TempDir()
 	data := randBytes(newRand(t), 2<<20+17)
 	writeFile(t, tmp, "c.bin", data, time.Now())
 	base := fmt.Sprintf("sftp://127.0.0.1:%s", port(t, e))
-	auth := "alice:" + users["alice"]
+	auth := "alice:" + gwtest.Users["alice"]
 	command(t, 60*time.Second, nil, curl, "-sS", "-k", "-u", auth, "--ftp-create-dirs", "-T", filepath.Join(tmp, "c.bin"), base+"/curl/dir/c.bin")
 	if b := mustRead(t, filepath.Join(e.UserDir("alice"), "curl", "dir", "c.bin")); sum256(b) != sum256(data) {
 		t.Errorf("uploaded: %d bytes, content differs", len(b))
@@ -421,15 +423,15 @@ func TestInteropCurl(t *testing.T) {
 		t.Errorf("after the second upload: %q", b[:min(len(b), 20)])
 	}
 	waitNoSessions(t, e, 10*time.Second)
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func TestInteropRclone(t *testing.T) {
-	rclone := requireTool(t, "rclone")
+	rclone := gwtest.RequireTool(t, "rclone")
 	e := start(t, nil)
 	tmp := t.TempDir()
 	env := []string{"RCLONE_CONFIG=" + filepath.Join(tmp, "rclone.conf"), "HOME=" + tmp}
-	obscured := strings.TrimSpace(command(t, 30*time.Second, env, rclone, "obscure", users["alice"]))
+	obscured := strings.TrimSpace(command(t, 30*time.Second, env, rclone, "obscure", gwtest.Users["alice"]))
 	command(t, 30*time.Second, env, rclone, "config", "create", "--", "up", "sftp", // "--": the obscured password may start with "-"
 		"host", "127.0.0.1", "port", port(t, e), "user", "alice", "pass", obscured)
 	src := filepath.Join(tmp, "src")
@@ -448,7 +450,7 @@ func TestInteropRclone(t *testing.T) {
 		t.Errorf("temp files left: %v", tmp)
 	}
 	waitNoSessions(t, e, 10*time.Second)
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 const paramikoScript = `
@@ -486,7 +488,7 @@ print(json.dumps(out))
 func TestInteropParamiko(t *testing.T) {
 	const python = "/usr/bin/python3" // Debian's python3-paramiko is importable only here
 	if _, err := os.Stat(python); err != nil {
-		requireTool(t, python)
+		gwtest.RequireTool(t, python)
 	}
 	if err := exec.Command(python, "-c", "import paramiko").Run(); err != nil {
 		if os.Getenv("UPGATE_REQUIRE_INTEROP") == "1" {
@@ -503,7 +505,7 @@ func TestInteropParamiko(t *testing.T) {
 	script := filepath.Join(tmp, "client.py")
 	mustWrite(t, script, []byte(paramikoScript))
 	writeFile(t, dir, "remote.bin", down, time.Now())
-	out := command(t, 2*time.Minute, nil, python, script, "127.0.0.1", port(t, e), "alice", users["alice"],
+	out := command(t, 2*time.Minute, nil, python, script, "127.0.0.1", port(t, e), "alice", gwtest.Users["alice"],
 		filepath.Join(tmp, "up.bin"), filepath.Join(tmp, "down.bin"))
 	var res struct {
 		Mode    int      `json:"mode"`
@@ -548,5 +550,5 @@ func TestInteropParamiko(t *testing.T) {
 		t.Errorf("listing %v", res.Listing)
 	}
 	waitNoSessions(t, e, 10*time.Second)
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // The Node tests replay the VS Code "SFTP" extension (liximomo, now
@@ -29,7 +31,7 @@ import (
 // interop/node, or skips (fails under UPGATE_REQUIRE_INTEROP=1).
 func nodeScript(t testing.TB, name string) (node, script string) {
 	t.Helper()
-	node = requireTool(t, "node")
+	node = gwtest.RequireTool(t, "node")
 	dir, err := filepath.Abs(filepath.Join("..", "..", "interop", "node"))
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +152,7 @@ func TestNodeVSCodeSFTPKex(t *testing.T) {
 		t.Run(kex, func(t *testing.T) {
 			var rep vscodeSFTPReport
 			runNode(t, node, script, []string{"VSCODE_SFTP_MODE=handshake", "VSCODE_SFTP_KEX=" + kex}, &rep,
-				e.Addr, "alice", users["alice"], t.TempDir())
+				e.Addr, "alice", gwtest.Users["alice"], t.TempDir())
 			if !rep.OK || rep.Negotiated.Kex != kex {
 				t.Fatalf("negotiated %q, want %q (errors %q)", rep.Negotiated.Kex, kex, rep.Errors)
 			}
@@ -213,7 +215,7 @@ func TestNodeVSCodeSFTP(t *testing.T) {
 
 	var rep vscodeSFTPReport
 	runNode(t, node, script, []string{"VSCODE_SFTP_KEEPALIVE_MS=200", "VSCODE_SFTP_IDLE_MS=1000"}, &rep,
-		e.Addr, "alice", users["alice"], local)
+		e.Addr, "alice", gwtest.Users["alice"], local)
 	if !rep.OK {
 		t.Fatalf("script failed: %q", rep.Errors)
 	}
@@ -338,7 +340,7 @@ func TestNodeVSCodeSFTP(t *testing.T) {
 	if strings.Join(listed, "|") != strings.Join(wantNames, "|") {
 		t.Errorf("READDIR lists %q, want %q", listed, wantNames)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 func codeOf(e *nodeErr) string {
@@ -402,5 +404,5 @@ func TestRenameWhileOpen(t *testing.T) {
 			t.Errorf("round %d: target.php.new left behind: %v", i, err)
 		}
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }

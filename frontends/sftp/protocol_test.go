@@ -29,6 +29,7 @@ import (
 	"github.com/upgate/upgate/config"
 	upsftp "github.com/upgate/upgate/frontends/sftp"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // The protocol tests drive the SSH and SFTP layers with x/crypto/ssh and
@@ -51,7 +52,7 @@ func clientConfig(user string, auth ...ssh.AuthMethod) *ssh.ClientConfig {
 // sshClient logs in as user with password and returns the SSH client.
 func sshClient(t testing.TB, e *env, user string) *ssh.Client {
 	t.Helper()
-	c, err := ssh.Dial("tcp", e.Addr, clientConfig(user, ssh.Password(users[user])))
+	c, err := ssh.Dial("tcp", e.Addr, clientConfig(user, ssh.Password(gwtest.Users[user])))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +311,7 @@ func TestHostKeysGeneratedAndKept(t *testing.T) {
 		out := make(map[string]string)
 		for _, algo := range algos {
 			var seen ssh.PublicKey
-			conf := clientConfig("alice", ssh.Password(users["alice"]))
+			conf := clientConfig("alice", ssh.Password(gwtest.Users["alice"]))
 			conf.HostKeyAlgorithms = []string{algo}
 			conf.HostKeyCallback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
 				seen = key
@@ -1175,7 +1176,7 @@ func TestSFTPSemantics(t *testing.T) {
 	if tmp := tempFiles(t, dir); len(tmp) != 0 {
 		t.Errorf("temp files left: %v", tmp)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }
 
 // TestAbortedUploadKeepsOldFile: the client's TCP connection dies in the
@@ -1189,7 +1190,7 @@ func TestAbortedUploadKeepsOldFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	sc, chans, reqs, err := ssh.NewClientConn(conn, e.Addr, clientConfig("alice", ssh.Password(users["alice"])))
+	sc, chans, reqs, err := ssh.NewClientConn(conn, e.Addr, clientConfig("alice", ssh.Password(gwtest.Users["alice"])))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1221,5 +1222,5 @@ func TestAbortedUploadKeepsOldFile(t *testing.T) {
 		t.Errorf("target after the aborted upload: %d bytes, want the old content", len(got))
 	}
 	waitNoSessions(t, e, 10*time.Second)
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }

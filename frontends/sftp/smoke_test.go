@@ -35,5 +35,5 @@ func TestPutGet(t *testing.T) {
 	if err != nil || !bytes.Equal(back, data) {
 		t.Fatalf("read back %d bytes: %v", len(back), err)
 	}
-	e.agentIdle(t)
+	e.AgentIdle(t)
 }

@@ -1,0 +1,131 @@
+// Package gwtest runs a real gateway (server.Start) with one embedded
+// agent for tests of the frontends and the server.
+package gwtest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/server"
+)
+
+// Agent is the name of the embedded agent.
+const Agent = "embedded"
+
+// Users are the users of a gateway from Start: name -> password. Each
+// user's files live in <agent root>/<name>.
+var Users = map[string]string{"alice": "alice-pw", "bob": "bob-pw"}
+
+// Env is a running gateway with one embedded agent.
+type Env struct {
+	Root string // the agent's root directory
+	Srv  *server.Server
+}
+
+// UserDir is where user's files land in the agent's directory.
+func (e *Env) UserDir(user string) string { return filepath.Join(e.Root, user) }
+
+// AgentIdle waits until the embedded agent holds no open file.
+func (e *Env) AgentIdle(t testing.TB) {
+	t.Helper()
+	a, ok := e.Srv.Gateway.EmbeddedAgent(Agent)
+	if !ok {
+		t.Fatal("no embedded agent")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for a.OpenHandles() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent still holds %d open files", a.OpenHandles())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Config returns the default configuration with the embedded agent
+// serving root and users (name -> password), each mounted at / on
+// <root>/<name>. It sets no listener.
+func Config(t testing.TB, root string, users map[string]string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Agents = map[string]config.Agent{Agent: {Embedded: true, Root: root}}
+	names := make([]string, 0, len(users))
+	for name := range users {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		h, err := bcrypt.GenerateFromPassword([]byte(users[name]), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Users = append(cfg.Users, config.User{Name: name, PasswordHash: string(h),
+			Mounts: []config.Mount{{Path: "/", Agent: Agent, Root: name}}})
+	}
+	return cfg
+}
+
+// Run validates cfg and starts the gateway; it shuts down in t.Cleanup,
+// where an error fails the test. It logs nowhere, or at debug level to
+// stderr when UPGATE_TEST_LOG is set.
+func Run(t testing.TB, cfg *config.Config) *server.Server {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("UPGATE_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	srv, err := server.Start(context.Background(), cfg, server.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return srv
+}
+
+// Start runs a gateway whose embedded agent serves a t.TempDir() to
+// Users. edit, which sets the listeners, adjusts the config before it is
+// validated. Everything stops in t.Cleanup.
+func Start(t testing.TB, edit func(*config.Config)) *Env {
+	t.Helper()
+	root := t.TempDir()
+	cfg := Config(t, root, Users)
+	if edit != nil {
+		edit(cfg)
+	}
+	return &Env{Root: root, Srv: Run(t, cfg)}
+}
+
+// RequireTool returns the path of a client program, and skips when it is
+// missing, unless UPGATE_REQUIRE_INTEROP=1 (CI) makes that a failure.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("UPGATE_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("%s is required (UPGATE_REQUIRE_INTEROP=1): %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
