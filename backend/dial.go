@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -24,6 +25,11 @@ const (
 	WindowSize = 16 << 20
 	BufferSize = 1 << 20
 )
+
+// reconnectMax caps the wait between attempts to reconnect to an agent.
+// gRPC's default backoff grows to 2 min: an agent back after a long
+// outage would then stay "unreachable" for up to that long.
+const reconnectMax = 5 * time.Second
 
 // DialOptions configure Dial. The zero value dials without TLS and without
 // a token, which agents refuse: set Token.
@@ -48,7 +54,8 @@ type DialOptions struct {
 // Dial returns a client connection to the agent at target (any gRPC target:
 // host:port, dns:///name:port, unix:/path). It does not wait for the agent:
 // the first call does, and fails with ErrUnavailable if it cannot reach it.
-// The connection reconnects with backoff when the agent restarts.
+// The connection reconnects with backoff when the agent restarts, waiting at
+// most reconnectMax between attempts.
 func Dial(target string, opts DialOptions) (*grpc.ClientConn, error) {
 	ka, kaTimeout := opts.Keepalive, opts.KeepaliveTimeout
 	if ka <= 0 {
@@ -64,6 +71,8 @@ func Dial(target string, opts DialOptions) (*grpc.ClientConn, error) {
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: ka, Timeout: kaTimeout, PermitWithoutStream: true}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMax},
+			MinConnectTimeout: 20 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4 << 20)),
 		// Large static windows and buffers more than double the
 		// throughput of 1 MiB messages (docs/benchmarks.md); the windows

@@ -347,7 +347,7 @@ func (f *file) addExtent(p []byte, off int64) error {
 			}
 		}
 	} else {
-		cur = &extent{off: off, data: append(make([]byte, 0, max(len(p), chunk)), p...)}
+		cur = &extent{off: off, data: append(make([]byte, 0, max(len(p), f.extCap)), p...)}
 		f.extents = append(f.extents, cur)
 	}
 	f.buffered += len(p)

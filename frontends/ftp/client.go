@@ -236,11 +236,25 @@ func (f *transferFile) TransferError(err error) {
 	}
 }
 
+// Write passes the data on. The agent's writes are acknowledged
+// asynchronously, so a full disk often shows in a later Write rather than
+// in Close: it is a 552 here too.
+func (f *transferFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	return n, storageExceeded(err)
+}
+
 // Close commits an upload. Its error becomes the transfer's reply, so a
 // 226 is sent only for data that landed; a full disk is a 552.
 func (f *transferFile) Close() error {
 	err := f.File.Close()
 	f.d.c.sess.SetOp("idle")
+	return storageExceeded(err)
+}
+
+// storageExceeded marks a full disk or quota so that ftpserverlib answers
+// 552 instead of 550.
+func storageExceeded(err error) error {
 	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
 		return fmt.Errorf("%w: %w", ftpserver.ErrStorageExceeded, err)
 	}
