@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -18,6 +17,7 @@ import (
 	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/testpki"
 )
 
@@ -28,12 +28,6 @@ func TestAgentMTLS(t *testing.T) {
 	p := testpki.New(t)
 	agentCert, agentKey := p.Issue(t, "agent", testpki.Loopback, false)
 	clientCert, clientKey := p.Issue(t, "gateway", nil, true)
-	root := t.TempDir()
-	srv, err := agent.New(agent.Config{Root: root, Token: "tok", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	tlsConf, err := agent.ServerTLS(agentCert, agentKey, p.CAFile)
 	if err != nil {
 		t.Fatal(err)
@@ -42,15 +36,7 @@ func TestAgentMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		agent.Serve(ctx, srv, lis, grpc.Creds(credentials.NewTLS(tlsConf)))
-	}()
-	defer wg.Wait()
-	defer cancel()
+	root := agenttest.Serve(t, "", lis, "tok", grpc.Creds(credentials.NewTLS(tlsConf))).Dir
 
 	tokenFile := filepath.Join(p.Dir, "token")
 	os.WriteFile(tokenFile, []byte("tok"), 0o600)

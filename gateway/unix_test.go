@@ -7,13 +7,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
-	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/agenttest"
 )
 
 // TestAgentOverUnixSocket: an agent address "unix:/path" (a socket on a
@@ -21,24 +20,11 @@ import (
 func TestAgentOverUnixSocket(t *testing.T) {
 	root, sockDir := t.TempDir(), t.TempDir()
 	sock := filepath.Join(sockDir, "agent.sock")
-	srv, err := agent.New(agent.Config{Root: root, Token: "tok", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	lis, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		agent.Serve(ctx, srv, lis)
-	}()
-	defer wg.Wait()
-	defer cancel()
+	agenttest.Serve(t, root, lis, "tok")
 	tokenFile := filepath.Join(sockDir, "token")
 	os.WriteFile(tokenFile, []byte("tok"), 0o600)
 	cfg, _ := config.Parse(nil)

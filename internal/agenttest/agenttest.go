@@ -33,21 +33,35 @@ type Agent struct {
 }
 
 // Start serves dir (t.TempDir() when empty) with a random token on
-// 127.0.0.1:0. Everything stops in t.Cleanup, which waits for the server's
-// goroutines.
+// 127.0.0.1:0 and dials it. Everything stops in t.Cleanup, which waits for
+// the server's goroutines.
 func Start(t testing.TB, dir string) *Agent {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	a := Serve(t, dir, lis, hex.EncodeToString(b[:]))
+	cc, err := backend.Dial(a.Addr, backend.DialOptions{Token: a.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Conn = cc
+	t.Cleanup(func() { cc.Close() })
+	return a
+}
+
+// Serve serves dir (t.TempDir() when empty) on lis (TCP or a unix socket)
+// with token and extra server options (TLS credentials, say), without
+// dialling it: Conn is nil. It stops in t.Cleanup.
+func Serve(t testing.TB, dir string, lis net.Listener, token string, opts ...grpc.ServerOption) *Agent {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
 	srv, err := agent.New(agent.Config{Root: dir, Token: token, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,19 +70,17 @@ func Start(t testing.TB, dir string) *Agent {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := agent.Serve(ctx, srv, lis); err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := agent.Serve(ctx, srv, lis, opts...); err != nil && !errors.Is(err, net.ErrClosed) {
 			t.Errorf("agent serve: %v", err)
 		}
 	}()
-	cc, err := backend.Dial(lis.Addr().String(), backend.DialOptions{Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &Agent{Dir: dir, Addr: lis.Addr().String(), Token: token, Server: srv, Conn: cc}
+	a := &Agent{Dir: dir, Addr: lis.Addr().String(), Token: token, Server: srv}
 	var once sync.Once
 	a.stop = func() {
 		once.Do(func() {
-			cc.Close()
+			if a.Conn != nil {
+				a.Conn.Close()
+			}
 			cancel()
 			wg.Wait()
 			srv.Close()
