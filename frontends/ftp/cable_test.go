@@ -2,16 +2,13 @@ package ftp_test
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -110,7 +107,7 @@ func runHelperClient(mode string) int {
 		}
 		return 0
 	case "stor":
-		err := c.Stor(name, &stallingReader{left: storStall})
+		err := c.Stor(name, &netnstest.StallingReader{Left: storStall})
 		fmt.Fprintln(os.Stderr, "STOR ended:", err)
 		return 4
 	case "retr", "retr-slow":
@@ -138,111 +135,13 @@ func runHelperClient(mode string) int {
 	return 1
 }
 
-// stallingReader yields left bytes, then prints READY and blocks for good.
-type stallingReader struct{ left int }
-
-func (r *stallingReader) Read(p []byte) (int, error) {
-	if r.left == 0 {
-		fmt.Println("READY")
-		for {
-			time.Sleep(time.Hour)
-		}
-	}
-	n := min(len(p), r.left)
-	for i := range p[:n] {
-		p[i] = byte(i)
-	}
-	r.left -= n
-	return n, nil
-}
-
-// helperProc is a running helper client.
-type helperProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *readyWriter
-	done  chan struct{} // closed when the process has exited
-	err   error         // Wait's result, once done
-}
-
-// readyWriter collects the helper's output and notices READY.
-type readyWriter struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	ready chan struct{}
-	once  sync.Once
-}
-
-func (w *readyWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if bytes.Contains(w.buf.Bytes(), []byte("READY\n")) {
-		w.once.Do(func() { close(w.ready) })
-	}
-	return len(p), nil
-}
-
-func (w *readyWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
 // startHelper runs the test binary as an FTP client of e inside n, logged
 // in as alice, and waits for READY. It is killed in t.Cleanup.
-func startHelper(t *testing.T, n *netnstest.Netns, e *env, mode, name string, extraEnv ...string) *helperProc {
+func startHelper(t *testing.T, n *netnstest.Netns, e *env, mode, name string, extraEnv ...string) *netnstest.Helper {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", n.Name, os.Args[0], "-test.run=^TestHelperFTPClient$", "-test.timeout=15m")
-	cmd.Env = append(os.Environ(), helperMode+"="+mode, helperAddr+"="+e.Addr,
-		helperUser+"=alice", helperPass+"="+gwtest.Users["alice"], helperPath+"="+name)
-	cmd.Env = append(cmd.Env, extraEnv...)
-	h := &helperProc{cmd: cmd, out: &readyWriter{ready: make(chan struct{})}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = h.out, h.out
-	cmd.WaitDelay = 5 * time.Second
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.stdin = stdin
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		h.err = cmd.Wait()
-		close(h.done)
-	}()
-	t.Cleanup(func() {
-		h.kill(t)
-		if t.Failed() {
-			t.Logf("helper output:\n%s", h.out)
-		}
-	})
-	select {
-	case <-h.out.ready:
-	case <-h.done:
-		t.Fatalf("helper client exited before READY: %v\n%s", h.err, h.out)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("helper client not READY after 30s:\n%s", h.out)
-	}
-	return h
-}
-
-// kill kills the helper (`ip netns exec` execs it, so this is the client
-// itself) and waits for it.
-func (h *helperProc) kill(t *testing.T) {
-	t.Helper()
-	select {
-	case <-h.done:
-		return
-	default:
-	}
-	_ = h.cmd.Process.Kill()
-	select {
-	case <-h.done:
-	case <-time.After(20 * time.Second):
-		t.Errorf("helper client %d did not exit after SIGKILL", h.cmd.Process.Pid)
-	}
+	env := append([]string{helperMode + "=" + mode, helperAddr + "=" + e.Addr,
+		helperUser + "=alice", helperPass + "=" + gwtest.Users["alice"], helperPath + "=" + name}, extraEnv...)
+	return n.StartHelper(t, "TestHelperFTPClient", env...)
 }
 
 // startCableGateway runs a gateway listening inside n's veth pair with
@@ -276,20 +175,6 @@ func peerSessions(e *env, n *netnstest.Netns) (control, data []*gateway.Session)
 	return control, data
 }
 
-// waitUntil polls cond every 20 ms until it holds or bound passes, and
-// returns how long it took.
-func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > bound {
-			t.Fatalf("after %v: %s", bound, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // vanish pulls the cable, kills the client (its FIN and RST go nowhere),
 // checks the gateway did not notice at once, and waits until the gateway
 // has reaped every session from the peer, the host has no ESTABLISHED
@@ -303,7 +188,7 @@ func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool)
 //
 // kill false leaves the client running: the case pulls only part of its
 // connections.
-func vanish(t *testing.T, e *env, n *netnstest.Netns, h *helperProc, inFlight, kill bool) time.Duration {
+func vanish(t *testing.T, e *env, n *netnstest.Netns, h *netnstest.Helper, inFlight, kill bool) time.Duration {
 	t.Helper()
 	var before []string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -335,7 +220,7 @@ func vanish(t *testing.T, e *env, n *netnstest.Netns, h *helperProc, inFlight, k
 	pulled := time.Now()
 	killed := "not killed"
 	if kill {
-		h.kill(t)
+		h.Kill(t)
 		killed = fmt.Sprintf("client killed %v later", time.Since(pulled).Round(time.Millisecond))
 	}
 
@@ -367,47 +252,12 @@ func vanish(t *testing.T, e *env, n *netnstest.Netns, h *helperProc, inFlight, k
 		time.Sleep(20 * time.Millisecond)
 	}
 	reaped := time.Since(pulled)
-	waitUntil(t, 10*time.Second, "the host still has ESTABLISHED connections to the vanished client", func() bool {
+	netnstest.WaitUntil(t, 10*time.Second, "the host still has ESTABLISHED connections to the vanished client", func() bool {
 		return len(n.Established(t)) == 0
 	})
 	e.AgentIdle(t)
 	t.Logf("cable pulled (%s), %s; sessions reaped %v after the pull", method, killed, reaped.Round(time.Millisecond))
 	return reaped
-}
-
-// dirState is a directory's files: name -> size and sha256.
-func dirState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string]string)
-	for _, de := range ents {
-		data, err := os.ReadFile(filepath.Join(dir, de.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, _ := de.Info()
-		out[de.Name()] = fmt.Sprintf("%d bytes, sha256 %x, mtime %s", len(data), sha256.Sum256(data), fi.ModTime().UTC().Format(time.RFC3339Nano))
-	}
-	return out
-}
-
-func sameState(t *testing.T, what string, got, want map[string]string) {
-	t.Helper()
-	for name, w := range want {
-		if g, ok := got[name]; !ok {
-			t.Errorf("%s: %s is gone", what, name)
-		} else if g != w {
-			t.Errorf("%s: %s changed: %s, was %s", what, name, g, w)
-		}
-	}
-	for name, g := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("%s: new file %s (%s)", what, name, g)
-		}
-	}
 }
 
 func TestCableFTP(t *testing.T) {
@@ -421,24 +271,24 @@ func TestCableFTP(t *testing.T) {
 		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		h := startHelper(t, n, e, "idle", "")
-		waitUntil(t, 10*time.Second, "no logged-in session from the client", func() bool {
+		netnstest.WaitUntil(t, 10*time.Second, "no logged-in session from the client", func() bool {
 			c, _ := peerSessions(e, n)
 			return len(c) == 1 && c[0].User() == "alice"
 		})
-		h.stdin.Close()
-		closed := waitUntil(t, reapBound, "the session is still registered after QUIT", func() bool {
+		h.Stdin.Close()
+		closed := netnstest.WaitUntil(t, reapBound, "the session is still registered after QUIT", func() bool {
 			c, d := peerSessions(e, n)
 			return len(c)+len(d) == 0
 		})
 		select {
-		case <-h.done:
-			if h.err != nil {
-				t.Fatalf("helper client: %v\n%s", h.err, h.out)
+		case <-h.Done:
+			if h.Err != nil {
+				t.Fatalf("helper client: %v\n%s", h.Err, h.Out)
 			}
 		case <-time.After(reapBound):
-			t.Fatalf("helper client did not exit after QUIT:\n%s", h.out)
+			t.Fatalf("helper client did not exit after QUIT:\n%s", h.Out)
 		}
-		waitUntil(t, 10*time.Second, "ESTABLISHED connections left after QUIT", func() bool {
+		netnstest.WaitUntil(t, 10*time.Second, "ESTABLISHED connections left after QUIT", func() bool {
 			return len(n.Established(t)) == 0
 		})
 		e.AgentIdle(t)
@@ -451,7 +301,7 @@ func TestCableFTP(t *testing.T) {
 		n := netnstest.New(t, cableNetns)
 		e := startCableGateway(t, n)
 		h := startHelper(t, n, e, "idle", "")
-		waitUntil(t, 10*time.Second, "no logged-in session from the client", func() bool {
+		netnstest.WaitUntil(t, 10*time.Second, "no logged-in session from the client", func() bool {
 			c, _ := peerSessions(e, n)
 			return len(c) == 1 && c[0].User() == "alice"
 		})
@@ -484,9 +334,9 @@ func TestCableFTP(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			want := dirState(t, dir)
+			want := netnstest.DirState(t, dir)
 			h := startHelper(t, n, e, "stor", "upload.bin")
-			waitUntil(t, 30*time.Second, "the upload is not in progress in the gateway and the agent", func() bool {
+			netnstest.WaitUntil(t, 30*time.Second, "the upload is not in progress in the gateway and the agent", func() bool {
 				c, d := peerSessions(e, n)
 				if len(c) != 1 || c[0].Info().Transfers == 0 || len(d) != 1 || d[0].Info().BytesIn < storStall {
 					return false
@@ -495,7 +345,7 @@ func TestCableFTP(t *testing.T) {
 				return len(tmp) == 1
 			})
 			reaped := vanish(t, e, n, h, false, true)
-			sameState(t, "after the vanished upload", dirState(t, dir), want)
+			netnstest.SameState(t, "after the vanished upload", netnstest.DirState(t, dir), want)
 			t.Logf("%s: reaped in %v", name, reaped.Round(time.Millisecond))
 		})
 	}
@@ -514,14 +364,14 @@ func TestCableFTP(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		want := dirState(t, dir)
+		want := netnstest.DirState(t, dir)
 		h := startHelper(t, n, e, "retr", "big.bin")
-		waitUntil(t, 30*time.Second, "the download is not in progress", func() bool {
+		netnstest.WaitUntil(t, 30*time.Second, "the download is not in progress", func() bool {
 			c, d := peerSessions(e, n)
 			return len(c) == 1 && c[0].Info().Transfers > 0 && len(d) == 1 && d[0].Info().BytesOut >= 1<<20
 		})
 		reaped := vanish(t, e, n, h, true, true)
-		sameState(t, "after the vanished download", dirState(t, dir), want)
+		netnstest.SameState(t, "after the vanished download", netnstest.DirState(t, dir), want)
 		t.Logf("retr: reaped in %v", reaped.Round(time.Millisecond))
 	})
 
@@ -543,14 +393,14 @@ func TestCableFTP(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		want := dirState(t, dir)
+		want := netnstest.DirState(t, dir)
 		h := startHelper(t, n, e, "retr-slow", "big.bin", helperDataVia+"="+via.String(), helperSrc+"="+n.PeerIP.String())
-		waitUntil(t, 30*time.Second, "the download is not in progress", func() bool {
+		netnstest.WaitUntil(t, 30*time.Second, "the download is not in progress", func() bool {
 			c, d := peerSessions(e, n)
 			return len(c) == 1 && c[0].Info().Transfers > 0 && len(d) == 1 && d[0].Info().BytesOut >= 1<<20
 		})
 		reaped := vanish(t, e, n, h, true, false)
-		sameState(t, "after the vanished control connection", dirState(t, dir), want)
+		netnstest.SameState(t, "after the vanished control connection", netnstest.DirState(t, dir), want)
 		t.Logf("control-vanishes-mid-retr: reaped in %v", reaped.Round(time.Millisecond))
 	})
 }

@@ -1,14 +1,8 @@
 package ftp_test
 
 import (
-	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -16,6 +10,7 @@ import (
 	"time"
 
 	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/nodetest"
 )
 
 // The Node tests replay the VS Code "SFTP" extension's FTP mode (liximomo,
@@ -24,57 +19,6 @@ import (
 // with `(cd interop/node && npm ci --ignore-scripts)`; locally the tests
 // skip without node or interop/node/node_modules, unless
 // UPGATE_REQUIRE_INTEROP=1.
-
-// nodeScript returns node's path and the absolute path of the script in
-// interop/node, or skips (fails under UPGATE_REQUIRE_INTEROP=1).
-func nodeScript(t testing.TB, name string) (node, script string) {
-	t.Helper()
-	node = gwtest.RequireTool(t, "node")
-	dir, err := filepath.Abs(filepath.Join("..", "..", "interop", "node"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules")); err != nil {
-		if os.Getenv("UPGATE_REQUIRE_INTEROP") == "1" {
-			t.Fatalf("interop/node/node_modules is required (UPGATE_REQUIRE_INTEROP=1); run (cd interop/node && npm ci --ignore-scripts): %v", err)
-		}
-		t.Skip("interop/node/node_modules missing; run (cd interop/node && npm ci --ignore-scripts)")
-	}
-	return node, filepath.Join(dir, name)
-}
-
-// runNode runs `node script ADDR USER PASS LOCALDIR` with extra
-// environment, bounded by 60 s, and decodes its JSON report into out. A
-// failed run fails the test with its output.
-func runNode(t testing.TB, node, script string, extraEnv []string, out any, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
-	cmd.Dir = filepath.Dir(script)
-	cmd.Env = append(os.Environ(), extraEnv...)
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("%s timed out\nstdout:\n%s\nstderr:\n%s", filepath.Base(script), stdout.String(), stderr.String())
-	}
-	if err != nil {
-		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", filepath.Base(script), err, stdout.String(), stderr.String())
-	}
-	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-		t.Fatalf("%s: bad JSON: %v\nstdout:\n%s\nstderr:\n%s", filepath.Base(script), err, stdout.String(), stderr.String())
-	}
-	if testing.Verbose() && stderr.Len() > 0 {
-		t.Logf("%s stderr:\n%s", filepath.Base(script), stderr.String())
-	}
-}
-
-func nodeSum(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
 
 type nodeErr struct {
 	Code    any    `json:"code"`
@@ -149,7 +93,7 @@ func mkdSteps(t *testing.T, log []nodeStep) []string {
 // LIST parsed by node-ftp with dotfiles, RNFR/RNTO, DELE, and NOOP
 // keepalives while idle. It checks every file on disk.
 func TestNodeVSCodeFTP(t *testing.T) {
-	node, script := nodeScript(t, "vscode-ftp.js")
+	node, script := nodetest.Script(t, "vscode-ftp.js")
 	e := start(t, nil)
 
 	type version struct {
@@ -198,7 +142,7 @@ func TestNodeVSCodeFTP(t *testing.T) {
 	delete(final, "junk.txt")
 
 	var rep vscodeFTPReport
-	runNode(t, node, script, []string{"TZ=UTC", "VSCODE_FTP_KEEPALIVE_MS=200", "VSCODE_FTP_IDLE_MS=1000"}, &rep,
+	nodetest.Run(t, node, script, []string{"TZ=UTC", "VSCODE_FTP_KEEPALIVE_MS=200", "VSCODE_FTP_IDLE_MS=1000"}, &rep,
 		e.Addr, "alice", gwtest.Users["alice"], local)
 	if !rep.OK {
 		t.Fatalf("script failed: %q\n%s", rep.Errors, strings.Join(rep.Transcript, "\n"))
@@ -339,8 +283,8 @@ func TestNodeVSCodeFTP(t *testing.T) {
 			t.Error(err)
 			continue
 		}
-		if nodeSum(b) != nodeSum(v.data) {
-			t.Errorf("%s: %d bytes, sha256 %s; want %d bytes, %s", name, len(b), nodeSum(b)[:12], len(v.data), nodeSum(v.data)[:12])
+		if nodetest.Sum(b) != nodetest.Sum(v.data) {
+			t.Errorf("%s: %d bytes, sha256 %s; want %d bytes, %s", name, len(b), nodetest.Sum(b)[:12], len(v.data), nodetest.Sum(v.data)[:12])
 		}
 		fi, err := os.Stat(p)
 		if err != nil {

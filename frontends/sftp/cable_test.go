@@ -3,14 +3,12 @@ package sftp_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -117,7 +115,7 @@ func runHelperClient(mode string) int {
 			fmt.Fprintln(os.Stderr, "create:", err)
 			return 4
 		}
-		_, err = io.Copy(f, &stallingReader{left: uploadStall})
+		_, err = io.Copy(f, &netnstest.StallingReader{Left: uploadStall})
 		fmt.Fprintln(os.Stderr, "upload ended:", err)
 		return 4
 	case "download-stalled":
@@ -138,7 +136,7 @@ func runHelperClient(mode string) int {
 		<-w.ready
 		stall.Store(true)
 		fmt.Println("READY")
-		blockForever()
+		netnstest.BlockForever()
 	case "download":
 		f, err := c.Open(name)
 		if err != nil {
@@ -177,14 +175,6 @@ func (w *readyAfter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// blockForever blocks the calling goroutine until the process is killed
-// (sleeping, so the runtime never takes it for a deadlock).
-func blockForever() {
-	for {
-		time.Sleep(time.Hour)
-	}
-}
-
 // stall, once set, makes the helper's connection stop reading.
 var stall atomic.Bool
 
@@ -194,7 +184,7 @@ type stallingConn struct{ net.Conn }
 
 func (c stallingConn) Read(p []byte) (int, error) {
 	if stall.Load() {
-		blockForever()
+		netnstest.BlockForever()
 	}
 	return c.Conn.Read(p)
 }
@@ -216,108 +206,12 @@ func dialHelper(addr string) (net.Conn, error) {
 	return stallingConn{c}, nil
 }
 
-// stallingReader yields left bytes, then prints READY and blocks for good.
-type stallingReader struct{ left int }
-
-func (r *stallingReader) Read(p []byte) (int, error) {
-	if r.left == 0 {
-		fmt.Println("READY")
-		blockForever()
-	}
-	n := min(len(p), r.left)
-	for i := range p[:n] {
-		p[i] = byte(i)
-	}
-	r.left -= n
-	return n, nil
-}
-
-// helperProc is a running helper client.
-type helperProc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *readyWriter
-	done  chan struct{} // closed when the process has exited
-	err   error         // Wait's result, once done
-}
-
-// readyWriter collects the helper's output and notices READY.
-type readyWriter struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	ready chan struct{}
-	once  sync.Once
-}
-
-func (w *readyWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if bytes.Contains(w.buf.Bytes(), []byte("READY\n")) {
-		w.once.Do(func() { close(w.ready) })
-	}
-	return len(p), nil
-}
-
-func (w *readyWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
 // startHelper runs the test binary as an SFTP client of addr inside n,
 // logged in as alice, and waits for READY. It is killed in t.Cleanup.
-func startHelper(t *testing.T, n *netnstest.Netns, addr, mode, name string) *helperProc {
+func startHelper(t *testing.T, n *netnstest.Netns, addr, mode, name string) *netnstest.Helper {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", n.Name, os.Args[0], "-test.run=^TestHelperSFTPClient$", "-test.timeout=15m")
-	cmd.Env = append(os.Environ(), helperMode+"="+mode, helperAddr+"="+addr,
+	return n.StartHelper(t, "TestHelperSFTPClient", helperMode+"="+mode, helperAddr+"="+addr,
 		helperUser+"=alice", helperPass+"="+gwtest.Users["alice"], helperPath+"="+name)
-	h := &helperProc{cmd: cmd, out: &readyWriter{ready: make(chan struct{})}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = h.out, h.out
-	cmd.WaitDelay = 5 * time.Second
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.stdin = stdin
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		h.err = cmd.Wait()
-		close(h.done)
-	}()
-	t.Cleanup(func() {
-		h.kill(t)
-		if t.Failed() {
-			t.Logf("helper output:\n%s", h.out)
-		}
-	})
-	select {
-	case <-h.out.ready:
-	case <-h.done:
-		t.Fatalf("helper client exited before READY: %v\n%s", h.err, h.out)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("helper client not READY after 30s:\n%s", h.out)
-	}
-	return h
-}
-
-// kill kills the helper (`ip netns exec` execs it, so this is the client
-// itself) and waits for it.
-func (h *helperProc) kill(t *testing.T) {
-	t.Helper()
-	select {
-	case <-h.done:
-		return
-	default:
-	}
-	_ = h.cmd.Process.Kill()
-	select {
-	case <-h.done:
-	case <-time.After(20 * time.Second):
-		t.Errorf("helper client %d did not exit after SIGKILL", h.cmd.Process.Pid)
-	}
 }
 
 // closeLog records why and when each session closed.
@@ -391,26 +285,12 @@ func fromPeer(e *env, n *netnstest.Netns) []*gateway.Session {
 	return out
 }
 
-// waitUntil polls cond every 20 ms until it holds or bound passes, and
-// returns how long it took.
-func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	begin := time.Now()
-	for !cond() {
-		if time.Since(begin) > bound {
-			t.Fatalf("after %v: %s", bound, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(begin)
-}
-
 // loggedIn waits until sessions() is exactly one session logged in as
 // alice, and returns it.
 func loggedIn(t *testing.T, sessions func() []*gateway.Session) *gateway.Session {
 	t.Helper()
 	var s *gateway.Session
-	waitUntil(t, 15*time.Second, "no logged-in session from the client", func() bool {
+	netnstest.WaitUntil(t, 15*time.Second, "no logged-in session from the client", func() bool {
 		ss := sessions()
 		if len(ss) == 1 && ss[0].User() == "alice" {
 			s = ss[0]
@@ -457,7 +337,7 @@ func sendQ(line string) string {
 // socket), unackedTimer once data waits in the send queue (only
 // TCP_USER_TIMEOUT bounds that one); either is checked on the socket after
 // the pull.
-func vanish(t *testing.T, e *env, n *netnstest.Netns, h *helperProc, sess *gateway.Session, bound time.Duration, timer string) time.Duration {
+func vanish(t *testing.T, e *env, n *netnstest.Netns, h *netnstest.Helper, sess *gateway.Session, bound time.Duration, timer string) time.Duration {
 	t.Helper()
 	reg := e.Srv.Gateway.Registry()
 	var before []string
@@ -479,7 +359,7 @@ func vanish(t *testing.T, e *env, n *netnstest.Netns, h *helperProc, sess *gatew
 	t.Logf("before the cable pull, ss -tnoH state established dst %s:\n  %s", n.PeerIP, strings.Join(before, "\n  "))
 	method := n.PullCable(t)
 	pulled := time.Now()
-	h.kill(t)
+	h.Kill(t)
 	killed := time.Since(pulled)
 
 	// No timer can fire within 1.5 s of the pull: a session gone this early
@@ -512,48 +392,13 @@ func vanish(t *testing.T, e *env, n *netnstest.Netns, h *helperProc, sess *gatew
 		time.Sleep(20 * time.Millisecond)
 	}
 	reaped := time.Since(pulled)
-	waitUntil(t, 10*time.Second, "the host still has ESTABLISHED connections to the vanished client", func() bool {
+	netnstest.WaitUntil(t, 10*time.Second, "the host still has ESTABLISHED connections to the vanished client", func() bool {
 		return len(n.Established(t)) == 0
 	})
 	e.AgentIdle(t)
 	t.Logf("cable pulled (%s), client killed %v later; session reaped %v after the pull (reason %q)",
 		method, killed.Round(time.Millisecond), reaped.Round(time.Millisecond), sess.CloseReason())
 	return reaped
-}
-
-// dirState is a directory's files: name -> size, sha256 and mtime.
-func dirState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string]string)
-	for _, de := range ents {
-		data, err := os.ReadFile(filepath.Join(dir, de.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, _ := de.Info()
-		out[de.Name()] = fmt.Sprintf("%d bytes, sha256 %x, mtime %s", len(data), sha256.Sum256(data), fi.ModTime().UTC().Format(time.RFC3339Nano))
-	}
-	return out
-}
-
-func sameState(t *testing.T, what string, got, want map[string]string) {
-	t.Helper()
-	for name, w := range want {
-		if g, ok := got[name]; !ok {
-			t.Errorf("%s: %s is gone", what, name)
-		} else if g != w {
-			t.Errorf("%s: %s changed: %s, was %s", what, name, g, w)
-		}
-	}
-	for name, g := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("%s: new file %s (%s)", what, name, g)
-		}
-	}
 }
 
 // checkTimers fails unless sess's socket carries want.
@@ -669,21 +514,21 @@ func TestCableSFTP(t *testing.T) {
 		h := startHelper(t, n, e.Addr, "idle", "")
 		sess := loggedIn(t, func() []*gateway.Session { return fromPeer(e, n) })
 		checkTimers(t, sess, tcpTimers)
-		h.stdin.Close()
+		h.Stdin.Close()
 		quit := time.Now()
-		took := waitUntil(t, reapBound, "the session is still registered after the client quit", func() bool {
+		took := netnstest.WaitUntil(t, reapBound, "the session is still registered after the client quit", func() bool {
 			_, ok := closes.get(sess.ID)
 			return ok
 		})
 		select {
-		case <-h.done:
-			if h.err != nil {
-				t.Fatalf("helper client: %v\n%s", h.err, h.out)
+		case <-h.Done:
+			if h.Err != nil {
+				t.Fatalf("helper client: %v\n%s", h.Err, h.Out)
 			}
 		case <-time.After(reapBound):
-			t.Fatalf("helper client did not exit:\n%s", h.out)
+			t.Fatalf("helper client did not exit:\n%s", h.Out)
 		}
-		waitUntil(t, 10*time.Second, "ESTABLISHED connections left after the client quit", func() bool {
+		netnstest.WaitUntil(t, 10*time.Second, "ESTABLISHED connections left after the client quit", func() bool {
 			return len(n.Established(t)) == 0
 		})
 		e.AgentIdle(t)
@@ -719,11 +564,11 @@ func TestCableSFTP(t *testing.T) {
 		if err := os.Chtimes(filepath.Join(dir, "upload.bin"), old, old); err != nil {
 			t.Fatal(err)
 		}
-		want := dirState(t, dir)
+		want := netnstest.DirState(t, dir)
 		h := startHelper(t, n, e.Addr, "upload", "/upload.bin")
 		sess := loggedIn(t, func() []*gateway.Session { return fromPeer(e, n) })
 		checkTimers(t, sess, tcpTimers)
-		waitUntil(t, 30*time.Second, "the upload is not in progress in the gateway and the agent", func() bool {
+		netnstest.WaitUntil(t, 30*time.Second, "the upload is not in progress in the gateway and the agent", func() bool {
 			in := sess.Info()
 			return in.Transfers > 0 && in.BytesIn >= uploadStall && len(tempFiles(t, dir)) == 1
 		})
@@ -731,7 +576,7 @@ func TestCableSFTP(t *testing.T) {
 		if tmp := tempFiles(t, dir); len(tmp) != 0 {
 			t.Errorf("temp files left: %v", tmp)
 		}
-		sameState(t, "after the vanished upload", dirState(t, dir), want)
+		netnstest.SameState(t, "after the vanished upload", netnstest.DirState(t, dir), want)
 		t.Logf("mid-upload: reaped in %v", reaped.Round(time.Millisecond))
 	})
 
@@ -742,16 +587,16 @@ func TestCableSFTP(t *testing.T) {
 		e := startCableGateway(t, n)
 		dir := e.UserDir("alice")
 		mustWrite(t, filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("0123456789abcdef"), 50<<20/16))
-		want := dirState(t, dir)
+		want := netnstest.DirState(t, dir)
 		h := startHelper(t, n, e.Addr, "download", "/big.bin")
 		sess := loggedIn(t, func() []*gateway.Session { return fromPeer(e, n) })
 		checkTimers(t, sess, tcpTimers)
-		waitUntil(t, 30*time.Second, "the download is not in progress", func() bool {
+		netnstest.WaitUntil(t, 30*time.Second, "the download is not in progress", func() bool {
 			in := sess.Info()
 			return in.Transfers > 0 && in.BytesOut >= 1<<20
 		})
 		reaped := vanish(t, e, n, h, sess, reapBound, anyTimer)
-		sameState(t, "after the vanished download", dirState(t, dir), want)
+		netnstest.SameState(t, "after the vanished download", netnstest.DirState(t, dir), want)
 		t.Logf("mid-download: reaped in %v", reaped.Round(time.Millisecond))
 	})
 
@@ -765,12 +610,12 @@ func TestCableSFTP(t *testing.T) {
 		e := startCableGateway(t, n)
 		dir := e.UserDir("alice")
 		mustWrite(t, filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("0123456789abcdef"), 50<<20/16))
-		want := dirState(t, dir)
+		want := netnstest.DirState(t, dir)
 		h := startHelper(t, n, e.Addr, "download-stalled", "/big.bin")
 		sess := loggedIn(t, func() []*gateway.Session { return fromPeer(e, n) })
 		checkTimers(t, sess, tcpTimers)
 		reaped := vanish(t, e, n, h, sess, reapBound, unackedTimer)
-		sameState(t, "after the vanished download", dirState(t, dir), want)
+		netnstest.SameState(t, "after the vanished download", netnstest.DirState(t, dir), want)
 		t.Logf("mid-download-stalled: reaped in %v", reaped.Round(time.Millisecond))
 	})
 
@@ -785,9 +630,9 @@ func TestCableSFTP(t *testing.T) {
 		r := startRelay(t, net.JoinHostPort(n.HostIP.String(), "0"), e.Addr)
 		h := startHelper(t, n, r.addr(), "idle", "")
 		sess := loggedIn(t, e.Srv.Gateway.Registry().Sessions)
-		h.stdin.Close()
+		h.Stdin.Close()
 		quit := time.Now()
-		waitUntil(t, reapBound, "the session is still registered after the client quit", func() bool {
+		netnstest.WaitUntil(t, reapBound, "the session is still registered after the client quit", func() bool {
 			_, ok := closes.get(sess.ID)
 			return ok
 		})
@@ -795,7 +640,7 @@ func TestCableSFTP(t *testing.T) {
 		if rec.reason == gateway.ReasonSSHKeepalive {
 			t.Errorf("a clean quit was reaped by SSH keepalive")
 		}
-		waitUntil(t, 10*time.Second, "ESTABLISHED connections left after the client quit", func() bool {
+		netnstest.WaitUntil(t, 10*time.Second, "ESTABLISHED connections left after the client quit", func() bool {
 			return len(n.Established(t)) == 0
 		})
 		t.Logf("relay-control: the session closed %v after the client quit (reason %q)", rec.at.Sub(quit).Round(time.Millisecond), rec.reason)

@@ -2,14 +2,9 @@ package sftp_test
 
 import (
 	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -18,6 +13,7 @@ import (
 	"time"
 
 	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/nodetest"
 )
 
 // The Node tests replay the VS Code "SFTP" extension (liximomo, now
@@ -26,57 +22,6 @@ import (
 // `(cd interop/node && npm ci --ignore-scripts)`; locally the tests skip
 // without node or interop/node/node_modules, unless
 // UPGATE_REQUIRE_INTEROP=1.
-
-// nodeScript returns node's path and the absolute path of the script in
-// interop/node, or skips (fails under UPGATE_REQUIRE_INTEROP=1).
-func nodeScript(t testing.TB, name string) (node, script string) {
-	t.Helper()
-	node = gwtest.RequireTool(t, "node")
-	dir, err := filepath.Abs(filepath.Join("..", "..", "interop", "node"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules")); err != nil {
-		if os.Getenv("UPGATE_REQUIRE_INTEROP") == "1" {
-			t.Fatalf("interop/node/node_modules is required (UPGATE_REQUIRE_INTEROP=1); run (cd interop/node && npm ci --ignore-scripts): %v", err)
-		}
-		t.Skip("interop/node/node_modules missing; run (cd interop/node && npm ci --ignore-scripts)")
-	}
-	return node, filepath.Join(dir, name)
-}
-
-// runNode runs `node script ADDR USER PASS LOCALDIR` with extra
-// environment, bounded by 60 s, and decodes its JSON report into out. A
-// failed run fails the test with its output.
-func runNode(t testing.TB, node, script string, extraEnv []string, out any, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, append([]string{script}, args...)...)
-	cmd.Dir = filepath.Dir(script)
-	cmd.Env = append(os.Environ(), extraEnv...)
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("%s timed out\nstdout:\n%s\nstderr:\n%s", filepath.Base(script), stdout.String(), stderr.String())
-	}
-	if err != nil {
-		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", filepath.Base(script), err, stdout.String(), stderr.String())
-	}
-	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
-		t.Fatalf("%s: bad JSON: %v\nstdout:\n%s\nstderr:\n%s", filepath.Base(script), err, stdout.String(), stderr.String())
-	}
-	if testing.Verbose() && stderr.Len() > 0 {
-		t.Logf("%s stderr:\n%s", filepath.Base(script), stderr.String())
-	}
-}
-
-func nodeSum(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
 
 // vscodeSFTPReport is what vscode-sftp.js prints.
 type vscodeSFTPReport struct {
@@ -146,12 +91,12 @@ var vscodeKex = []string{"ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-
 
 // TestNodeVSCodeSFTPKex connects with each documented key exchange alone.
 func TestNodeVSCodeSFTPKex(t *testing.T) {
-	node, script := nodeScript(t, "vscode-sftp.js")
+	node, script := nodetest.Script(t, "vscode-sftp.js")
 	e := start(t, nil)
 	for _, kex := range vscodeKex {
 		t.Run(kex, func(t *testing.T) {
 			var rep vscodeSFTPReport
-			runNode(t, node, script, []string{"VSCODE_SFTP_MODE=handshake", "VSCODE_SFTP_KEX=" + kex}, &rep,
+			nodetest.Run(t, node, script, []string{"VSCODE_SFTP_MODE=handshake", "VSCODE_SFTP_KEX=" + kex}, &rep,
 				e.Addr, "alice", gwtest.Users["alice"], t.TempDir())
 			if !rep.OK || rep.Negotiated.Kex != kex {
 				t.Fatalf("negotiated %q, want %q (errors %q)", rep.Negotiated.Kex, kex, rep.Errors)
@@ -171,7 +116,7 @@ func TestNodeVSCodeSFTPKex(t *testing.T) {
 // keepalives while idle, READDIR, STAT and ensureDir of an existing
 // directory. It checks every file on disk.
 func TestNodeVSCodeSFTP(t *testing.T) {
-	node, script := nodeScript(t, "vscode-sftp.js")
+	node, script := nodetest.Script(t, "vscode-sftp.js")
 	e := start(t, nil)
 
 	type version struct {
@@ -214,7 +159,7 @@ func TestNodeVSCodeSFTP(t *testing.T) {
 	}
 
 	var rep vscodeSFTPReport
-	runNode(t, node, script, []string{"VSCODE_SFTP_KEEPALIVE_MS=200", "VSCODE_SFTP_IDLE_MS=1000"}, &rep,
+	nodetest.Run(t, node, script, []string{"VSCODE_SFTP_KEEPALIVE_MS=200", "VSCODE_SFTP_IDLE_MS=1000"}, &rep,
 		e.Addr, "alice", gwtest.Users["alice"], local)
 	if !rep.OK {
 		t.Fatalf("script failed: %q", rep.Errors)
@@ -306,8 +251,8 @@ func TestNodeVSCodeSFTP(t *testing.T) {
 			t.Error(err)
 			continue
 		}
-		if nodeSum(b) != nodeSum(v.data) {
-			t.Errorf("%s: %d bytes, sha256 %s; want %d bytes, %s", name, len(b), nodeSum(b)[:12], len(v.data), nodeSum(v.data)[:12])
+		if nodetest.Sum(b) != nodetest.Sum(v.data) {
+			t.Errorf("%s: %d bytes, sha256 %s; want %d bytes, %s", name, len(b), nodetest.Sum(b)[:12], len(v.data), nodetest.Sum(v.data)[:12])
 		}
 		fi, err := os.Stat(p)
 		if err != nil {
