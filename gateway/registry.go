@@ -179,8 +179,9 @@ func (s *Session) Info() SessionInfo {
 	return in
 }
 
-// scheduleIdle arms the idle timer to fire when the session will have been
-// silent for the idle timeout.
+// checkIdle runs when the idle timer fires: it closes a session silent
+// for the idle timeout, or re-arms the timer for when it will have been
+// (a transfer in progress re-arms it whole).
 func (s *Session) checkIdle() {
 	if s.transfers.Load() > 0 {
 		s.timer.Reset(s.idle) // a transfer in progress is never idle

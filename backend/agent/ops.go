@@ -33,8 +33,8 @@ const (
 	dirBatch = 256
 )
 
-// call runs op for the path and converts its error to a status, logging
-// failures that are not the client's everyday misses.
+// fail converts an operation's error to a status, logging failures that
+// are not the client's everyday misses (not found, already exists).
 func (s *Server) fail(method, p string, err error) error {
 	if err == nil {
 		return nil
