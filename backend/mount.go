@@ -156,7 +156,7 @@ func (m *MountFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File,
 	if err != nil {
 		return nil, renamePathErr(err, p)
 	}
-	return &mountFile{File: f, m: m, name: p}, nil
+	return &mountFile{FileWrapper: FileWrapper{f}, m: m, name: p}, nil
 }
 
 // renamePathErr makes a mount's error name the user's path.
@@ -368,7 +368,7 @@ func (m *MountFs) StatFS(ctx context.Context, name string) (FSStats, error) {
 // mountFile is a file of one mount shown under its user path; it passes
 // the optional file capabilities through.
 type mountFile struct {
-	afero.File
+	FileWrapper
 	m    *MountFs
 	name string
 }
@@ -391,34 +391,6 @@ func (f *mountFile) Readdirnames(n int) ([]string, error) {
 		names[i] = fi.Name()
 	}
 	return names, err
-}
-
-func (f *mountFile) IsDir() bool {
-	if d, ok := f.File.(interface{ IsDir() bool }); ok {
-		return d.IsDir()
-	}
-	fi, err := f.File.Stat()
-	return err == nil && fi.IsDir()
-}
-
-func (f *mountFile) TransferError(err error) {
-	if t, ok := f.File.(TransferAborter); ok {
-		t.TransferError(err)
-	}
-}
-
-func (f *mountFile) SetTimes(atime, mtime time.Time) error {
-	if t, ok := f.File.(TimesSetter); ok {
-		return t.SetTimes(atime, mtime)
-	}
-	return &fs.PathError{Op: "chtimes", Path: f.name, Err: errors.ErrUnsupported}
-}
-
-func (f *mountFile) Chmod(mode os.FileMode) error {
-	if c, ok := f.File.(ModeSetter); ok {
-		return c.Chmod(mode)
-	}
-	return &fs.PathError{Op: "chmod", Path: f.name, Err: errors.ErrUnsupported}
 }
 
 // withMountPoints merges the mount points directly below dir into a

@@ -48,13 +48,13 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 		return nil, err
 	}
 	if d, ok := f.(interface{ IsDir() bool }); ok && d.IsDir() {
-		return &sessionFile{File: f, sess: s.sess, end: end, dir: true}, nil
+		return &sessionFile{FileWrapper: backend.FileWrapper{File: f}, sess: s.sess, end: end, dir: true}, nil
 	}
 	dir := "download"
 	if flag&(os.O_WRONLY|os.O_RDWR) != 0 {
 		dir = "upload"
 	}
-	return &sessionFile{File: f, sess: s.sess, end: end, direction: dir, start: time.Now(), metrics: s.metrics}, nil
+	return &sessionFile{FileWrapper: backend.FileWrapper{File: f}, sess: s.sess, end: end, direction: dir, start: time.Now(), metrics: s.metrics}, nil
 }
 
 func (s *sessionFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
@@ -99,7 +99,7 @@ func (s *sessionFs) StatFS(ctx context.Context, name string) (backend.FSStats, e
 // sessionFile ends its transfer when closed, and then logs it and counts
 // it: one line per finished or aborted transfer.
 type sessionFile struct {
-	afero.File
+	backend.FileWrapper
 	sess      *Session
 	end       func()
 	dir       bool   // a directory listing, not a transfer
@@ -179,23 +179,9 @@ func (f *sessionFile) moved(n int) {
 	f.sess.Touch()
 }
 
-func (f *sessionFile) SetTimes(atime, mtime time.Time) error {
-	if t, ok := f.File.(backend.TimesSetter); ok {
-		return t.SetTimes(atime, mtime)
-	}
-	return &fs.PathError{Op: "chtimes", Path: f.Name(), Err: errors.ErrUnsupported}
-}
-
-func (f *sessionFile) Chmod(mode os.FileMode) error {
-	if m, ok := f.File.(backend.ModeSetter); ok {
-		return m.Chmod(mode)
-	}
-	return &fs.PathError{Op: "chmod", Path: f.Name(), Err: errors.ErrUnsupported}
-}
-
+// TransferError records the abort for the transfer's log line and passes
+// it on.
 func (f *sessionFile) TransferError(err error) {
 	f.aborted.CompareAndSwap(nil, &err)
-	if t, ok := f.File.(backend.TransferAborter); ok {
-		t.TransferError(err)
-	}
+	f.FileWrapper.TransferError(err)
 }

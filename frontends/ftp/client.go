@@ -60,7 +60,7 @@ func (d *clientDriver) OpenFile(name string, flag int, perm os.FileMode) (f afer
 		d.log.Info("open failed", "path", name, "err", err)
 		return nil, err
 	}
-	return &transferFile{File: file, d: d}, nil
+	return &transferFile{FileWrapper: backend.FileWrapper{File: file}, d: d}, nil
 }
 
 // Open implements afero.Fs through OpenFile.
@@ -223,17 +223,8 @@ func (d *clientDriver) Symlink(oldname, newname string) (err error) {
 // current operation and turns a full disk into FTP's 552. (The gateway logs
 // and counts the transfer.)
 type transferFile struct {
-	afero.File
-	d *clientDriver
-}
-
-// TransferError is called by ftpserverlib before Close when the transfer
-// was aborted (ABOR, a dropped data connection, a copy error): the upload
-// is then discarded instead of committed.
-func (f *transferFile) TransferError(err error) {
-	if t, ok := f.File.(backend.TransferAborter); ok {
-		t.TransferError(err)
-	}
+	backend.FileWrapper // TransferError reaches the backend: an aborted upload is discarded
+	d                   *clientDriver
 }
 
 // Write passes the data on. The agent's writes are acknowledged

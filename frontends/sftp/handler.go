@@ -173,7 +173,7 @@ func openPerm(r *sftp.Request) os.FileMode {
 }
 
 func (h *handler) track(name string, f afero.File, write bool) *openFile {
-	of := &openFile{File: f, h: h, name: name, write: write}
+	of := &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: name, write: write}
 	if write {
 		h.mu.Lock()
 		if h.writing[name] == nil {
@@ -418,7 +418,7 @@ func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 // to eight workers at once (the backend file is safe for that). Close
 // commits; TransferError (the connection dropped) makes Close abort.
 type openFile struct {
-	afero.File
+	backend.FileWrapper
 	h          *handler
 	name       string
 	write      bool
@@ -438,9 +438,7 @@ func (f *openFile) WriteAt(p []byte, off int64) (int, error) {
 
 func (f *openFile) TransferError(err error) {
 	f.aborted.Store(true)
-	if t, ok := f.File.(backend.TransferAborter); ok {
-		t.TransferError(err)
-	}
+	f.FileWrapper.TransferError(err)
 }
 
 func (f *openFile) Close() error {

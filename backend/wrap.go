@@ -1,0 +1,59 @@
+package backend
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/spf13/afero"
+)
+
+// FileWrapper is embedded by a file type that wraps another (a session's
+// accounting, a mount's renaming, a frontend's bookkeeping): it passes
+// the optional file capabilities (TransferAborter, TimesSetter,
+// ModeSetter, IsDir) through to the wrapped file, so that every layer of
+// wrapping keeps them. A capability the wrapped file lacks answers
+// errors.ErrUnsupported.
+type FileWrapper struct {
+	afero.File
+}
+
+var (
+	_ TransferAborter = FileWrapper{}
+	_ TimesSetter     = FileWrapper{}
+	_ ModeSetter      = FileWrapper{}
+)
+
+// TransferError passes the failure on, so Close aborts an upload.
+func (w FileWrapper) TransferError(err error) {
+	if t, ok := w.File.(TransferAborter); ok {
+		t.TransferError(err)
+	}
+}
+
+// SetTimes records times to apply when the file is closed.
+func (w FileWrapper) SetTimes(atime, mtime time.Time) error {
+	if t, ok := w.File.(TimesSetter); ok {
+		return t.SetTimes(atime, mtime)
+	}
+	return &fs.PathError{Op: "chtimes", Path: w.File.Name(), Err: errors.ErrUnsupported}
+}
+
+// Chmod changes the open file's mode.
+func (w FileWrapper) Chmod(mode os.FileMode) error {
+	if m, ok := w.File.(ModeSetter); ok {
+		return m.Chmod(mode)
+	}
+	return &fs.PathError{Op: "chmod", Path: w.File.Name(), Err: errors.ErrUnsupported}
+}
+
+// IsDir reports whether the wrapped handle is a directory, without a Stat
+// call when the wrapped file can say.
+func (w FileWrapper) IsDir() bool {
+	if d, ok := w.File.(interface{ IsDir() bool }); ok {
+		return d.IsDir()
+	}
+	fi, err := w.File.Stat()
+	return err == nil && fi.IsDir()
+}
