@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"io/fs"
 	"os"
 	"syscall"
@@ -63,30 +62,17 @@ func (r *readOnly) OpenFile(name string, flag int, perm os.FileMode) (afero.File
 }
 
 func (r *readOnly) LstatIfPossible(name string) (os.FileInfo, bool, error) {
-	if l, ok := r.fs.(afero.Lstater); ok {
-		return l.LstatIfPossible(name)
-	}
-	fi, err := r.fs.Stat(name)
-	return fi, false, err
+	fi, err := Lstat(r.fs, name)
+	_, ok := r.fs.(afero.Lstater)
+	return fi, ok, err
 }
 
-func (r *readOnly) ReadlinkIfPossible(name string) (string, error) {
-	if l, ok := r.fs.(afero.LinkReader); ok {
-		return l.ReadlinkIfPossible(name)
-	}
-	return "", &fs.PathError{Op: "readlink", Path: name, Err: afero.ErrNoReadlink}
-}
+func (r *readOnly) ReadlinkIfPossible(name string) (string, error) { return Readlink(r.fs, name) }
 
 func (r *readOnly) Hash(ctx context.Context, name string, algo HashAlgorithm, offset, length int64) ([]byte, error) {
-	if h, ok := r.fs.(Hasher); ok {
-		return h.Hash(ctx, name, algo, offset, length)
-	}
-	return nil, &fs.PathError{Op: "hash", Path: name, Err: errors.ErrUnsupported}
+	return Hash(ctx, r.fs, name, algo, offset, length)
 }
 
 func (r *readOnly) StatFS(ctx context.Context, name string) (FSStats, error) {
-	if s, ok := r.fs.(StatFSer); ok {
-		return s.StatFS(ctx, name)
-	}
-	return FSStats{}, &fs.PathError{Op: "statfs", Path: name, Err: errors.ErrUnsupported}
+	return StatFS(ctx, r.fs, name)
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"sync/atomic"
 	"time"
@@ -58,42 +57,28 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 }
 
 func (s *sessionFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
-	if l, ok := s.Fs.(afero.Lstater); ok {
-		return l.LstatIfPossible(name)
-	}
-	fi, err := s.Fs.Stat(name)
-	return fi, false, err
+	fi, err := backend.Lstat(s.Fs, name)
+	_, ok := s.Fs.(afero.Lstater)
+	return fi, ok, err
 }
 
 func (s *sessionFs) SymlinkIfPossible(oldname, newname string) error {
-	if l, ok := s.Fs.(afero.Linker); ok {
-		return l.SymlinkIfPossible(oldname, newname)
-	}
-	return &os.LinkError{Op: "symlink", Old: oldname, New: newname, Err: afero.ErrNoSymlink}
+	return backend.Symlink(s.Fs, oldname, newname)
 }
 
 func (s *sessionFs) ReadlinkIfPossible(name string) (string, error) {
-	if l, ok := s.Fs.(afero.LinkReader); ok {
-		return l.ReadlinkIfPossible(name)
-	}
-	return "", &fs.PathError{Op: "readlink", Path: name, Err: afero.ErrNoReadlink}
+	return backend.Readlink(s.Fs, name)
 }
 
+// Hash counts as a transfer: the agent reads the whole file.
 func (s *sessionFs) Hash(ctx context.Context, name string, algo backend.HashAlgorithm, offset, length int64) ([]byte, error) {
-	h, ok := s.Fs.(backend.Hasher)
-	if !ok {
-		return nil, &fs.PathError{Op: "hash", Path: name, Err: errors.ErrUnsupported}
-	}
 	end := s.sess.BeginTransfer()
 	defer end()
-	return h.Hash(ctx, name, algo, offset, length)
+	return backend.Hash(ctx, s.Fs, name, algo, offset, length)
 }
 
 func (s *sessionFs) StatFS(ctx context.Context, name string) (backend.FSStats, error) {
-	if st, ok := s.Fs.(backend.StatFSer); ok {
-		return st.StatFS(ctx, name)
-	}
-	return backend.FSStats{}, &fs.PathError{Op: "statfs", Path: name, Err: errors.ErrUnsupported}
+	return backend.StatFS(ctx, s.Fs, name)
 }
 
 // sessionFile ends its transfer when closed, and then logs it and counts

@@ -69,7 +69,7 @@ func (d *clientDriver) Open(name string) (afero.File, error) { return d.OpenFile
 // Remove is DELE: files only (RMD is RemoveDir).
 func (d *clientDriver) Remove(name string) (err error) {
 	defer recovered(d.c, "remove", &err)
-	if fi, err := d.lstat(name); err == nil && fi.IsDir() {
+	if fi, err := backend.Lstat(d.Fs, name); err == nil && fi.IsDir() {
 		return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
 	}
 	return d.Fs.Remove(name)
@@ -78,7 +78,7 @@ func (d *clientDriver) Remove(name string) (err error) {
 // RemoveDir is RMD: empty directories only.
 func (d *clientDriver) RemoveDir(name string) (err error) {
 	defer recovered(d.c, "rmdir", &err)
-	fi, err := d.lstat(name)
+	fi, err := backend.Lstat(d.Fs, name)
 	if err != nil {
 		return err
 	}
@@ -86,14 +86,6 @@ func (d *clientDriver) RemoveDir(name string) (err error) {
 		return &fs.PathError{Op: "rmdir", Path: name, Err: syscall.ENOTDIR}
 	}
 	return d.Fs.Remove(name)
-}
-
-func (d *clientDriver) lstat(name string) (os.FileInfo, error) {
-	if l, ok := d.Fs.(afero.Lstater); ok {
-		fi, _, err := l.LstatIfPossible(name)
-		return fi, err
-	}
-	return d.Fs.Stat(name)
 }
 
 // ReadDir lists a directory for LIST, NLST and MLSD: every entry, dotfiles
@@ -180,13 +172,9 @@ func (d *clientDriver) ComputeHash(name string, algo ftpserver.HASHAlgo, start, 
 	if end <= start {
 		return hex.EncodeToString(h.Sum(nil)), nil // an empty range
 	}
-	hasher, ok := d.Fs.(backend.Hasher)
-	if !ok {
-		return "", errors.ErrUnsupported
-	}
 	d.c.sess.SetOp("HASH " + name)
 	defer d.c.sess.SetOp("idle")
-	b, err := hasher.Hash(d.c.ctx, name, a, start, end-start)
+	b, err := backend.Hash(d.c.ctx, d.Fs, name, a, start, end-start)
 	if err != nil {
 		return "", err
 	}
@@ -196,13 +184,9 @@ func (d *clientDriver) ComputeHash(name string, algo ftpserver.HASHAlgo, start, 
 // GetAvailableSpace answers AVBL from the agent's filesystem.
 func (d *clientDriver) GetAvailableSpace(dir string) (n int64, err error) {
 	defer recovered(d.c, "avbl", &err)
-	s, ok := d.Fs.(backend.StatFSer)
-	if !ok {
-		return 0, errors.ErrUnsupported
-	}
 	ctx, cancel := context.WithTimeout(d.c.ctx, time.Minute)
 	defer cancel()
-	st, err := s.StatFS(ctx, dir)
+	st, err := backend.StatFS(ctx, d.Fs, dir)
 	if err != nil {
 		return 0, err
 	}
@@ -212,11 +196,7 @@ func (d *clientDriver) GetAvailableSpace(dir string) (n int64, err error) {
 // Symlink is SITE SYMLINK.
 func (d *clientDriver) Symlink(oldname, newname string) (err error) {
 	defer recovered(d.c, "symlink", &err)
-	l, ok := d.Fs.(afero.Linker)
-	if !ok {
-		return &os.LinkError{Op: "symlink", Old: oldname, New: newname, Err: afero.ErrNoSymlink}
-	}
-	return l.SymlinkIfPossible(oldname, newname)
+	return backend.Symlink(d.Fs, oldname, newname)
 }
 
 // transferFile is a file open for a transfer: it keeps the session's

@@ -127,7 +127,6 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 	if len(names) == 0 {
 		names = []string{"-"}
 	}
-	hasher, _ := login.Fs.(backend.Hasher)
 	status := 0
 	for _, name := range names {
 		var sum []byte
@@ -135,10 +134,8 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 		switch {
 		case name == "-":
 			sum, err = hashReader(ch, algo)
-		case hasher == nil:
-			err = errors.New("checksums are not available here")
 		default:
-			sum, err = hasher.Hash(c.ctx, path.Clean("/"+name), algo, 0, 0)
+			sum, err = backend.Hash(c.ctx, login.Fs, path.Clean("/"+name), algo, 0, 0)
 		}
 		if err != nil {
 			reason := err.Error()

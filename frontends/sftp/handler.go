@@ -209,7 +209,7 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 		// PhpStorm's "temporary file" uploads need.
 		return status(h.rename(r.Filepath, r.Target))
 	case "Rmdir":
-		fi, err := h.lstat(r.Filepath)
+		fi, err := backend.Lstat(h.fs, r.Filepath)
 		if err != nil {
 			return status(err)
 		}
@@ -218,7 +218,7 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 		}
 		return status(h.fs.Remove(r.Filepath))
 	case "Remove":
-		fi, err := h.lstat(r.Filepath)
+		fi, err := backend.Lstat(h.fs, r.Filepath)
 		if err != nil {
 			return status(err)
 		}
@@ -234,11 +234,7 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 		return status(h.fs.Mkdir(r.Filepath, perm))
 	case "Symlink":
 		// pkg/sftp: Filepath is the link's target, Target the link.
-		l, ok := h.fs.(afero.Linker)
-		if !ok {
-			return sftp.ErrSSHFxOpUnsupported
-		}
-		return status(l.SymlinkIfPossible(r.Filepath, r.Target))
+		return status(backend.Symlink(h.fs, r.Filepath, r.Target))
 	case "Link":
 		return sftp.ErrSSHFxOpUnsupported // hard links: not offered by agents
 	}
@@ -322,24 +318,12 @@ func (h *handler) truncate(name string, size int64) error {
 	return f.Close()
 }
 
-func (h *handler) lstat(name string) (os.FileInfo, error) {
-	if l, ok := h.fs.(afero.Lstater); ok {
-		fi, _, err := l.LstatIfPossible(name)
-		return fi, err
-	}
-	return h.fs.Stat(name)
-}
-
 // StatVFS answers statvfs@openssh.com from the agent's filesystem.
 func (h *handler) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
 	defer h.guard("statvfs", &err)
-	s, ok := h.fs.(backend.StatFSer)
-	if !ok {
-		return nil, sftp.ErrSSHFxOpUnsupported
-	}
 	ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
 	defer cancel()
-	st, err := s.StatFS(ctx, r.Filepath)
+	st, err := backend.StatFS(ctx, h.fs, r.Filepath)
 	if err != nil {
 		return nil, status(err)
 	}
@@ -378,7 +362,7 @@ func (h *handler) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 // Lstat handles LSTAT: a link itself, not its target.
 func (h *handler) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	defer h.guard("lstat", &err)
-	fi, err := h.lstat(r.Filepath)
+	fi, err := backend.Lstat(h.fs, r.Filepath)
 	if err != nil {
 		return nil, status(err)
 	}
@@ -392,11 +376,7 @@ func (h *handler) RealPath(p string) (string, error) { return path.Clean("/" + p
 // Readlink handles READLINK.
 func (h *handler) Readlink(p string) (_ string, err error) {
 	defer h.guard("readlink", &err)
-	l, ok := h.fs.(afero.LinkReader)
-	if !ok {
-		return "", sftp.ErrSSHFxOpUnsupported
-	}
-	target, err := l.ReadlinkIfPossible(p)
+	target, err := backend.Readlink(h.fs, p)
 	return target, status(err)
 }
 
