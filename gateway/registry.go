@@ -26,6 +26,10 @@ const (
 	ReasonProxy        = "proxy"         // refused: bad or missing PROXY header
 )
 
+// ErrNoSession is returned (wrapped, with the ID) for a session that does
+// not exist or has ended.
+var ErrNoSession = errors.New("gateway: no session")
+
 // ErrTooManyConnections is returned (wrapped, with the limit) when a
 // connection or a login would exceed a limit.
 var ErrTooManyConnections = errors.New("too many connections")
@@ -381,7 +385,7 @@ func (r *Registry) Len() int {
 func (r *Registry) Kick(id string) error {
 	s, ok := r.Get(id)
 	if !ok {
-		return fmt.Errorf("gateway: no session %q", id)
+		return fmt.Errorf("%w %q", ErrNoSession, id)
 	}
 	s.log.Info("session kicked")
 	return s.Close(ReasonKicked)
