@@ -17,13 +17,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
-)
 
-// WindowSize and BufferSize are the HTTP/2 flow-control windows and the
-// transport buffers that gateway and agent both use.
-const (
-	WindowSize = 16 << 20
-	BufferSize = 1 << 20
+	"github.com/upgate/upgate/backend/agentpb"
 )
 
 // reconnectMax caps the wait between attempts to reconnect to an agent.
@@ -74,14 +69,10 @@ func Dial(target string, opts DialOptions) (*grpc.ClientConn, error) {
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMax},
 			MinConnectTimeout: 20 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4 << 20)),
-		// Large static windows and buffers more than double the
-		// throughput of 1 MiB messages (docs/benchmarks.md); the windows
-		// equal the most BDP estimation would grow to, and what is in
-		// flight per file is bounded by the file's own request windows.
-		grpc.WithInitialWindowSize(WindowSize),
-		grpc.WithInitialConnWindowSize(WindowSize),
-		grpc.WithWriteBufferSize(BufferSize),
-		grpc.WithReadBufferSize(BufferSize),
+		grpc.WithInitialWindowSize(agentpb.WindowSize),
+		grpc.WithInitialConnWindowSize(agentpb.WindowSize),
+		grpc.WithWriteBufferSize(agentpb.BufferSize),
+		grpc.WithReadBufferSize(agentpb.BufferSize),
 	}
 	if obs := opts.Observe; obs != nil {
 		dialOpts = append(dialOpts,

@@ -11,18 +11,13 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/upgate/upgate/backend/agentpb"
 )
 
 // Keepalive enforcement accepts the gateway's client keepalive (a ping every
 // 20 s, even without streams); the server's own pings find a gateway that
 // vanished so its streams end and their uploads abort.
-// windowSize and bufferSize match backend.WindowSize and BufferSize (the
-// agent package does not import backend).
-const (
-	windowSize = 16 << 20
-	bufferSize = 1 << 20
-)
-
 var (
 	enforcement = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
 	serverPings = keepalive.ServerParameters{Time: 20 * time.Second, Timeout: 10 * time.Second}
@@ -48,10 +43,10 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		grpc.KeepaliveParams(serverPings),
 		grpc.MaxRecvMsgSize(maxMessage),
 		// The same windows and buffers as the gateway's side (backend.Dial).
-		grpc.InitialWindowSize(windowSize),
-		grpc.InitialConnWindowSize(windowSize),
-		grpc.WriteBufferSize(bufferSize),
-		grpc.ReadBufferSize(bufferSize),
+		grpc.InitialWindowSize(agentpb.WindowSize),
+		grpc.InitialConnWindowSize(agentpb.WindowSize),
+		grpc.WriteBufferSize(agentpb.BufferSize),
+		grpc.ReadBufferSize(agentpb.BufferSize),
 	}
 }
 

@@ -19,3 +19,14 @@ package agentpb
 // higher up, climb into a sibling user's root on a shared agent. A call
 // without it may use the whole agent root.
 const ScopeMetadata = "upgate-root"
+
+// WindowSize and BufferSize are the HTTP/2 flow-control windows and the
+// transport buffers both ends of the Agent service use. Large static
+// windows and buffers more than double the throughput of the 1 MiB
+// messages files move in (docs/benchmarks.md); the windows equal the most
+// BDP estimation would grow to, and what is in flight per file is bounded
+// by the file's own request windows.
+const (
+	WindowSize = 16 << 20
+	BufferSize = 1 << 20
+)
