@@ -14,16 +14,6 @@ import (
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
-// errnos maps the errno names agents send back to their values.
-var errnos = map[string]syscall.Errno{
-	"ENOENT": syscall.ENOENT, "EEXIST": syscall.EEXIST, "EACCES": syscall.EACCES,
-	"EPERM": syscall.EPERM, "ENOTEMPTY": syscall.ENOTEMPTY, "EXDEV": syscall.EXDEV,
-	"EISDIR": syscall.EISDIR, "ENOTDIR": syscall.ENOTDIR, "ENOSPC": syscall.ENOSPC,
-	"EDQUOT": syscall.EDQUOT, "EROFS": syscall.EROFS, "ENAMETOOLONG": syscall.ENAMETOOLONG,
-	"EINVAL": syscall.EINVAL, "ELOOP": syscall.ELOOP, "EBUSY": syscall.EBUSY,
-	"EFBIG": syscall.EFBIG, "EIO": syscall.EIO,
-}
-
 // AgentError is an error an agent answered with. It unwraps to the errno
 // (so errors.Is(err, os.ErrNotExist) and errors.Is(err, syscall.ENOTEMPTY)
 // work) or, for an unreachable agent, to ErrUnavailable.
@@ -72,7 +62,7 @@ func fromStatus(op, name string, err error) error {
 // work for the libraries that use them), else an *AgentError.
 func agentErr(code codes.Code, msg, errno string) error {
 	e := agentError(code, msg, errno)
-	if n, ok := e.err.(syscall.Errno); ok && errnos[errno] == n {
+	if n, ok := e.err.(syscall.Errno); ok && errno != "" && agentpb.ErrnoName(n) == errno {
 		return n
 	}
 	return e
@@ -88,7 +78,7 @@ func fromProto(op, name string, e *agentpb.Error) error {
 
 func agentError(code codes.Code, msg, errno string) *AgentError {
 	e := &AgentError{Code: code, Message: msg, Detail: msg}
-	if n, ok := errnos[errno]; ok {
+	if n, ok := agentpb.Errno(errno); ok {
 		e.err = n
 		e.Message = n.Error()
 		return e

@@ -18,28 +18,6 @@ import (
 // attaches to its errors.
 const ErrorDomain = "upgate.agent"
 
-// errnoNames lists the errors that keep their identity across the wire:
-// the gateway turns them back into syscall.Errno values.
-var errnoNames = map[syscall.Errno]string{
-	syscall.ENOENT:       "ENOENT",
-	syscall.EEXIST:       "EEXIST",
-	syscall.EACCES:       "EACCES",
-	syscall.EPERM:        "EPERM",
-	syscall.ENOTEMPTY:    "ENOTEMPTY",
-	syscall.EXDEV:        "EXDEV",
-	syscall.EISDIR:       "EISDIR",
-	syscall.ENOTDIR:      "ENOTDIR",
-	syscall.ENOSPC:       "ENOSPC",
-	syscall.EDQUOT:       "EDQUOT",
-	syscall.EROFS:        "EROFS",
-	syscall.ENAMETOOLONG: "ENAMETOOLONG",
-	syscall.EINVAL:       "EINVAL",
-	syscall.ELOOP:        "ELOOP",
-	syscall.EBUSY:        "EBUSY",
-	syscall.EFBIG:        "EFBIG",
-	syscall.EIO:          "EIO",
-}
-
 // toStatus is the one translation from an error inside the agent to a gRPC
 // status: the code tells the class, an ErrorInfo detail names the errno and
 // the message names the operation and path.
@@ -83,7 +61,7 @@ func classify(err error) (codes.Code, string) {
 	var errno syscall.Errno
 	name := ""
 	if errors.As(err, &errno) {
-		name = errnoNames[errno]
+		name = agentpb.ErrnoName(errno)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
