@@ -28,8 +28,10 @@ FROM golang:1.26 AS build
 
 WORKDIR /src
 
-# Module downloads in their own layer: rebuilt only when go.mod/go.sum change.
+# Module downloads in their own layer: rebuilt only when go.mod/go.sum (or the
+# in-tree ftpserverlib fork that go.mod's replace points at) change.
 COPY go.mod go.sum ./
+COPY third_party/ third_party/
 RUN go mod download
 
 COPY . .

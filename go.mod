@@ -41,3 +41,5 @@ require (
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 )
+
+replace github.com/fclairamb/ftpserverlib => ./third_party/ftpserverlib
