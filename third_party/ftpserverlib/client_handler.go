@@ -828,9 +828,9 @@ func (c *clientHandler) TransferClose(transfer io.ReadWriter, err error) {
 	case err == nil && errClose == nil:
 		c.writeMessage(StatusClosingDataConn, "Closing transfer connection")
 	case errClose != nil:
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Issue during transfer close: %v", errClose))
+		c.writeMessage(c.errorCode(errClose, StatusActionNotTaken), fmt.Sprintf("Issue during transfer close: %v", errClose))
 	case err != nil:
-		c.writeMessage(getErrorCode(err, StatusActionNotTaken), fmt.Sprintf("Issue during transfer: %v", err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Issue during transfer: %v", err))
 	}
 }
 

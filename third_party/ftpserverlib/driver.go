@@ -67,6 +67,20 @@ type MainDriverExtensionPostAuthMessage interface {
 	PostAuthMessage(cc ClientContext, user string, authErr error) string
 }
 
+// MainDriverExtensionReplyCode is an extension that chooses the reply code sent
+// for an error a driver call returned: 451 (local error, try again) for a
+// backend that is unreachable rather than the 550 the library would send, or
+// 421 (service not available, closing) for a login that cannot proceed now.
+//
+// (upgate fork: not in upstream v0.32.3.)
+type MainDriverExtensionReplyCode interface {
+	// ReplyCode returns the reply code for err. defaultCode is the code the
+	// library chose (ErrStorageExceeded and ErrFileNameNotAllowed already
+	// mapped to 552 and 553); return it to keep that choice. After a failed
+	// login (defaultCode 530) the connection is closed whatever the code.
+	ReplyCode(cc ClientContext, err error, defaultCode int) int
+}
+
 // MainDriverExtensionQuitMessage is an extension that allows to control the quit message
 type MainDriverExtensionQuitMessage interface {
 	// QuitMessage returns the message to display when the user quits the server

@@ -25,6 +25,17 @@ func getErrorCode(err error, defaultCode int) int {
 	}
 }
 
+// errorCode is the reply code for err: getErrorCode's, then the driver's
+// choice where it implements MainDriverExtensionReplyCode.
+func (c *clientHandler) errorCode(err error, defaultCode int) int {
+	code := getErrorCode(err, defaultCode)
+	if d, ok := c.server.driver.(MainDriverExtensionReplyCode); ok && err != nil {
+		code = d.ReplyCode(c, err, code)
+	}
+
+	return code
+}
+
 // DriverError is a wrapper is for any error that occur while contacting the drivers
 type DriverError struct {
 	str string

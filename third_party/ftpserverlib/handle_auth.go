@@ -10,7 +10,7 @@ func (c *clientHandler) handleUSER(user string) error {
 	if verifier, ok := c.server.driver.(MainDriverExtensionUserVerifier); ok {
 		err := verifier.PreAuthUser(c, user)
 		if err != nil {
-			c.writeMessage(StatusNotLoggedIn, fmt.Sprintf("User rejected: %v", err))
+			c.writeMessage(c.errorCode(err, StatusNotLoggedIn), fmt.Sprintf("User rejected: %v", err))
 			_ = c.disconnect()
 
 			return nil
@@ -88,7 +88,7 @@ func (c *clientHandler) handlePASS(param string) error {
 			msg = fmt.Sprintf("Authentication error: %v", err)
 		}
 
-		c.writeMessage(StatusNotLoggedIn, msg)
+		c.writeMessage(c.errorCode(err, StatusNotLoggedIn), msg)
 		_ = c.disconnect()
 	default: // err == nil && c.driver != nil
 		if msg == "" {

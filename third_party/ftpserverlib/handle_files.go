@@ -72,7 +72,7 @@ func (c *clientHandler) transferFile(write bool, appendFile bool, param, info st
 	// If this fail, can stop right here and reset the seek position
 	if err != nil {
 		if !c.isCommandAborted() {
-			c.writeMessage(getErrorCode(err, StatusActionNotTaken), "Could not access file: "+err.Error())
+			c.writeMessage(c.errorCode(err, StatusActionNotTaken), "Could not access file: "+err.Error())
 		}
 
 		c.ctxRest = 0
@@ -89,7 +89,7 @@ func (c *clientHandler) transferFile(write bool, appendFile bool, param, info st
 		if err != nil {
 			// if we are unable to seek we can stop right here and close the file
 			if !c.isCommandAborted() {
-				c.writeMessage(getErrorCode(err, StatusActionNotTaken), "Could not seek file: "+err.Error())
+				c.writeMessage(c.errorCode(err, StatusActionNotTaken), "Could not seek file: "+err.Error())
 			}
 			// we can ignore the close error here
 			c.closeUnchecked(file)
@@ -194,7 +194,7 @@ func (c *clientHandler) handleCOMB(param string) error {
 	// partial files will be deleted if COMB succeeded
 	_, err = c.driver.Stat(targetPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Could not access file %#v: %v", targetPath, err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not access file %#v: %v", targetPath, err))
 
 		return nil
 	}
@@ -214,7 +214,7 @@ func (c *clientHandler) handleCOMB(param string) error {
 func (c *clientHandler) combineFiles(targetPath string, fileFlag int, sourcePaths []string) {
 	file, err := c.getFileHandle(targetPath, fileFlag, 0)
 	if err != nil {
-		c.writeMessage(getErrorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not access file %#v: %v", targetPath, err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not access file %#v: %v", targetPath, err))
 
 		return
 	}
@@ -225,7 +225,7 @@ func (c *clientHandler) combineFiles(targetPath string, fileFlag int, sourcePath
 		src, err = c.getFileHandle(partial, os.O_RDONLY, 0)
 		if err != nil {
 			c.closeUnchecked(file)
-			c.writeMessage(getErrorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not access file %#v: %v", partial, err))
+			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not access file %#v: %v", partial, err))
 
 			return
 		}
@@ -234,7 +234,7 @@ func (c *clientHandler) combineFiles(targetPath string, fileFlag int, sourcePath
 		if err != nil {
 			c.closeUnchecked(src)
 			c.closeUnchecked(file)
-			c.writeMessage(getErrorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not combine file %#v: %v", partial, err))
+			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not combine file %#v: %v", partial, err))
 
 			return
 		}
@@ -244,7 +244,7 @@ func (c *clientHandler) combineFiles(targetPath string, fileFlag int, sourcePath
 		err = c.driver.Remove(partial)
 		if err != nil {
 			c.closeUnchecked(file)
-			c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Could not delete file %#v after combine: %v", partial, err))
+			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not delete file %#v after combine: %v", partial, err))
 
 			return
 		}
@@ -252,7 +252,7 @@ func (c *clientHandler) combineFiles(targetPath string, fileFlag int, sourcePath
 
 	err = file.Close()
 	if err != nil {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Could not close combined file %#v: %v", targetPath, err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not close combined file %#v: %v", targetPath, err))
 
 		return
 	}
@@ -272,7 +272,7 @@ func (c *clientHandler) handleCHMOD(params string) {
 	}
 
 	if err != nil {
-		c.writeMessage(StatusActionNotTaken, err.Error())
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), err.Error())
 
 		return
 	}
@@ -316,7 +316,7 @@ func (c *clientHandler) handleCHOWN(params string) {
 	path := c.absPath(spl[1])
 
 	if err := c.driver.Chown(path, userID, groupID); err != nil {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't chown: %v", err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't chown: %v", err))
 	} else {
 		c.writeMessage(StatusOK, "Done !")
 	}
@@ -341,7 +341,7 @@ func (c *clientHandler) handleSYMLINK(params string) {
 		c.writeMessage(StatusCommandNotImplemented, "This extension hasn't been implemented !")
 	} else {
 		if err := symlinkInt.Symlink(oldname, newname); err != nil {
-			c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't symlink: %v", err))
+			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't symlink: %v", err))
 		} else {
 			c.writeMessage(StatusOK, "Done !")
 		}
@@ -353,7 +353,7 @@ func (c *clientHandler) handleDELE(param string) error {
 	if err := c.driver.Remove(path); err == nil {
 		c.writeMessage(StatusFileOK, "Removed file "+path)
 	} else {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't delete %s: %v", path, err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't delete %s: %v", path, err))
 	}
 
 	return nil
@@ -365,7 +365,7 @@ func (c *clientHandler) handleRNFR(param string) error {
 		c.writeMessage(StatusFileActionPending, "Sure, give me a target")
 		c.ctxRnfr = path
 	} else {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't access %s: %v", path, err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't access %s: %v", path, err))
 	}
 
 	return nil
@@ -379,7 +379,7 @@ func (c *clientHandler) handleRNTO(param string) error {
 			c.writeMessage(StatusFileOK, "Done !")
 			c.ctxRnfr = ""
 		} else {
-			c.writeMessage(getErrorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't rename %s to %s: %s",
+			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't rename %s to %s: %s",
 				c.ctxRnfr, dst, err.Error()))
 		}
 	} else {
@@ -415,7 +415,7 @@ func (c *clientHandler) handleSIZE(param string) error {
 			c.writeMessage(StatusFileStatus, strconv.FormatInt(info.Size(), 10))
 		}
 	} else {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't access %s: %v", path, err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't access %s: %v", path, err))
 	}
 
 	return nil
@@ -426,7 +426,7 @@ func (c *clientHandler) handleSTATFile(param string) error {
 
 	info, err := c.driver.Stat(path)
 	if err != nil {
-		c.writeMessage(StatusFileActionNotTaken, fmt.Sprintf("Could not STAT: %v", err))
+		c.writeMessage(c.errorCode(err, StatusFileActionNotTaken), fmt.Sprintf("Could not STAT: %v", err))
 
 		return nil
 	}
@@ -450,7 +450,7 @@ func (c *clientHandler) handleSTATFile(param string) error {
 		directory, errOpenFile := c.driver.Open(c.absPath(param))
 
 		if errOpenFile != nil {
-			c.writeMessage(StatusFileActionNotTaken, fmt.Sprintf("Could not list: %v", errOpenFile))
+			c.writeMessage(c.errorCode(errOpenFile, StatusFileActionNotTaken), fmt.Sprintf("Could not list: %v", errOpenFile))
 
 			return nil
 		}
@@ -466,7 +466,7 @@ func (c *clientHandler) handleSTATFile(param string) error {
 			c.writeLine(" %s" + c.fileStat(f))
 		}
 	} else {
-		c.writeMessage(StatusFileActionNotTaken, fmt.Sprintf("Could not list: %v", errList))
+		c.writeMessage(c.errorCode(errList, StatusFileActionNotTaken), fmt.Sprintf("Could not list: %v", errList))
 	}
 
 	return nil
@@ -490,7 +490,7 @@ func (c *clientHandler) handleMLST(param string) error {
 			err = c.writeMLSxEntry(c.writer, info)
 		}
 	} else {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Could not list: %v", err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not list: %v", err))
 		err = nil
 	}
 
@@ -510,7 +510,7 @@ func (c *clientHandler) handleALLO(param string) error {
 		c.writeMessage(StatusNotImplemented, "This extension hasn't been implemented !")
 	} else {
 		if errAllocate := alloInt.AllocateSpace(size); errAllocate != nil {
-			c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't alloInt: %v", errAllocate))
+			c.writeMessage(c.errorCode(errAllocate, StatusActionNotTaken), fmt.Sprintf("Couldn't alloInt: %v", errAllocate))
 		} else {
 			c.writeMessage(StatusOK, "Done !")
 		}
@@ -547,7 +547,7 @@ func (c *clientHandler) handleMDTM(param string) error {
 	if info, err := c.driver.Stat(path); err == nil {
 		c.writeMessage(StatusFileStatus, info.ModTime().UTC().Format(dateFormatMLSD))
 	} else {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't access %s: %s", path, err.Error()))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't access %s: %s", path, err.Error()))
 	}
 
 	return nil
@@ -575,7 +575,7 @@ func (c *clientHandler) handleMFMT(param string) error {
 	path := c.absPath(params[1])
 
 	if err := c.driver.Chtimes(path, mtime, mtime); err != nil {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf(
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf(
 			"Couldn't set mtime %q for %q, err: %v", mtime.Format(time.RFC3339), path, err))
 
 		return nil
@@ -627,7 +627,7 @@ func (c *clientHandler) handleGenericHash(param string, algo HASHAlgo, isCustomM
 
 	info, err := c.driver.Stat(args[0])
 	if err != nil {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("%v: %v", param, err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("%v: %v", param, err))
 
 		return nil
 	}
@@ -660,7 +660,7 @@ func (c *clientHandler) handleGenericHash(param string, algo HASHAlgo, isCustomM
 	}
 
 	if err != nil {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("%v: %v", args[0], err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("%v: %v", args[0], err))
 
 		return nil
 	}

@@ -20,7 +20,7 @@ func (c *clientHandler) handleAUTH(_ string) error {
 		c.writer = bufio.NewWriter(c.conn)
 		c.setTLSForControl(true)
 	} else {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Cannot get a TLS config: %v", err))
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Cannot get a TLS config: %v", err))
 	}
 
 	return nil
@@ -370,7 +370,7 @@ func (c *clientHandler) handleAVBL(param string) error {
 
 		info, err := c.driver.Stat(path)
 		if err != nil {
-			c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't access %s: %v", path, err))
+			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't access %s: %v", path, err))
 
 			return nil
 		}
@@ -383,7 +383,7 @@ func (c *clientHandler) handleAVBL(param string) error {
 
 		available, err := avbl.GetAvailableSpace(path)
 		if err != nil {
-			c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't get space for path %s: %v", path, err))
+			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't get space for path %s: %v", path, err))
 
 			return nil
 		}
