@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -120,6 +121,7 @@ type clientHandler struct {
 	isTransferAborted   bool            // indicate if the transfer was aborted
 	connClosed          bool            // indicates if the connection has been commanded to close
 	tlsRequirement      TLSRequirement  // TLS requirement to respect
+	mlsxSelected        atomic.Uint32   // MLSx facts selected by OPTS MLST (mlsxFact bits)
 }
 
 // newClientHandler initializes a client handler when someone connects
@@ -128,7 +130,7 @@ func (server *FtpServer) newClientHandler(
 	clientID uint32,
 	transferType TransferType,
 ) *clientHandler {
-	return &clientHandler{
+	c := &clientHandler{
 		server:              server,
 		conn:                connection,
 		id:                  clientID,
@@ -140,6 +142,9 @@ func (server *FtpServer) newClientHandler(
 		currentTransferType: transferType,
 		logger:              server.Logger.With("clientId", clientID),
 	}
+	c.mlsxSelected.Store(uint32(mlsxAllFacts))
+
+	return c
 }
 
 // disconnects the connection without any other messaging

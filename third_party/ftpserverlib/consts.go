@@ -41,6 +41,7 @@ const (
 	StatusCannotOpenDataConnection = 425 // RFC 959, 4.2.1
 	StatusTransferAborted          = 426 // RFC 959, 4.2.1
 	StatusFileActionNotTaken       = 450 // RFC 959, 4.2.1
+	StatusLocalError               = 451 // RFC 959, 4.2.1 (upgate fork: named)
 
 	// 500 Series - Syntax error, command unrecognized and the requested action did not take
 	// place. This may include errors such as command line too long.

@@ -29,7 +29,11 @@ func getErrorCode(err error, defaultCode int) int {
 // choice where it implements MainDriverExtensionReplyCode.
 func (c *clientHandler) errorCode(err error, defaultCode int) int {
 	code := getErrorCode(err, defaultCode)
-	if d, ok := c.server.driver.(MainDriverExtensionReplyCode); ok && err != nil {
+	if c.server == nil || err == nil {
+		return code
+	}
+
+	if d, ok := c.server.driver.(MainDriverExtensionReplyCode); ok {
 		code = d.ReplyCode(c, err, code)
 	}
 

@@ -333,35 +333,12 @@ func (c *clientHandler) dirTransferMLSD(writer io.Writer, files []os.FileInfo) e
 	}
 
 	for _, file := range files {
-		if err := c.writeMLSxEntry(writer, file); err != nil {
+		if err := c.writeMLSxEntry(writer, file, file.Name()); err != nil {
 			return err
 		}
 	}
 
 	return nil
-}
-
-func (c *clientHandler) writeMLSxEntry(writer io.Writer, file os.FileInfo) error {
-	var listType string
-	if file.IsDir() {
-		listType = "dir"
-	} else {
-		listType = "file"
-	}
-
-	_, err := fmt.Fprintf(
-		writer,
-		"Type=%s;Size=%d;Modify=%s; %s\r\n",
-		listType,
-		file.Size(),
-		file.ModTime().UTC().Format(dateFormatMLSD),
-		file.Name(),
-	)
-	if err != nil {
-		err = fmt.Errorf("error writing MLSD entry: %w", err)
-	}
-
-	return err
 }
 
 func (c *clientHandler) getFileList(param string, filePathAllowed bool) ([]os.FileInfo, string, error) {

@@ -21,7 +21,7 @@ import (
 
 // validMLSxEntryPattern ensures an entry follows RFC3659 (section 7.2)
 // https://tools.ietf.org/html/rfc3659#page-24
-var validMLSxEntryPattern = regexp.MustCompile(`^ *(?:\w+=[^;]*;)* (.+)\r\n$`)
+var validMLSxEntryPattern = regexp.MustCompile(`^ *(?:[\w.]+=[^;]*;)* (.+)\r\n$`) // upgate fork: fact names may hold a dot (UNIX.mode)
 
 // exampleMLSTResponseEntry is taken from RFC3659 (section 7.7.2)
 // https://tools.ietf.org/html/rfc3659#page-38
@@ -394,8 +394,8 @@ func TestMLST(t *testing.T) {
 
 	if len(path) != 2 {
 		t.Errorf("Valid MLST response example did not pass validation: \"%s\"", lines[1])
-	} else if path[1] != "file" {
-		t.Errorf("Validation returned incorrect pathentry: got \"%s\", want \"%s\"", path, "file")
+	} else if path[1] != "/file" {
+		t.Errorf("Validation returned incorrect pathentry: got \"%s\", want \"%s\"", path, "/file")
 	}
 }
 

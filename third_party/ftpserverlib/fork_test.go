@@ -1,0 +1,145 @@
+package ftpserver
+
+// Tests of the upgate fork's additions: MLSx facts and OPTS MLST
+// (mlsx_facts.go) and MainDriverExtensionReplyCode.
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/secsy/goftp"
+	"github.com/stretchr/testify/require"
+)
+
+func TestForkMLSTFacts(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServer(t, false)
+	client, err := goftp.DialConfig(goftp.Config{User: authUser, Password: authPass}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(client.Close()) }()
+
+	ftpUpload(t, client, createTemporaryFile(t, 10), "file")
+
+	raw, err := client.OpenRawConn()
+	req.NoError(err)
+
+	defer func() { req.NoError(raw.Close()) }()
+
+	rc, rsp, err := raw.SendCommand("FEAT")
+	req.NoError(err)
+	req.Equal(StatusSystemStatus, rc)
+	req.Contains(rsp, " MLST Type*;Size*;Modify*;UNIX.mode*;\n")
+
+	rc, rsp, err = raw.SendCommand("MLST file")
+	req.NoError(err)
+	req.Equal(StatusFileOK, rc, rsp)
+	lines := strings.Split(rsp, "\n")
+	req.Len(lines, 3)
+	req.Regexp(`^ Type=file;Size=10;Modify=\d{14};UNIX\.mode=0[0-7]{3}; /file$`, lines[1])
+
+	// Unknown facts are ignored, case is not significant, the reply names
+	// the facts now in use, in the server's order.
+	rc, rsp, err = raw.SendCommand("OPTS MLST unix.MODE;bogus;type;")
+	req.NoError(err)
+	req.Equal(StatusOK, rc)
+	req.Equal("MLST OPTS Type;UNIX.mode;", rsp)
+
+	rc, rsp, err = raw.SendCommand("FEAT")
+	req.NoError(err)
+	req.Equal(StatusSystemStatus, rc)
+	req.Contains(rsp, " MLST Type*;Size;Modify;UNIX.mode*;\n")
+
+	req.NoError(os.Chmod(server.driver.(*TestServerDriver).serverDir+"/file", os.ModeSetuid|0o751))
+
+	_, rsp, err = raw.SendCommand("MLST /file")
+	req.NoError(err)
+	req.Equal(" Type=file;UNIX.mode=4751; /file", strings.Split(rsp, "\n")[1])
+
+	rc, rsp, err = raw.SendCommand("OPTS MLST")
+	req.NoError(err)
+	req.Equal(StatusOK, rc)
+	req.Equal("MLST OPTS", rsp)
+
+	_, rsp, err = raw.SendCommand("MLST file")
+	req.NoError(err)
+	// No facts: the entry is the space that ends the (empty) fact list and
+	// the path, after the space that starts every line of the reply.
+	req.Equal("  /file", strings.Split(rsp, "\n")[1])
+}
+
+func TestForkUnixMode(t *testing.T) {
+	for mode, want := range map[os.FileMode]string{
+		0o644:                                  "0644",
+		os.ModeDir | 0o755:                     "0755",
+		os.ModeSetuid | 0o755:                  "4755",
+		os.ModeSetgid | os.ModeSticky | 0o1777: "3777",
+		0:                                      "0000",
+	} {
+		require.Equal(t, want, unixMode(mode), "mode %v", mode)
+	}
+}
+
+// replyCodeDriver answers 451 for a missing file and 421 for a refused
+// login, so the tests see the driver's codes replace the library's.
+type replyCodeDriver struct {
+	TestServerDriver
+	calls []int
+}
+
+func (d *replyCodeDriver) ReplyCode(_ ClientContext, err error, defaultCode int) int {
+	d.calls = append(d.calls, defaultCode)
+
+	switch {
+	case errors.Is(err, errBadUserNameOrPassword):
+		return StatusServiceNotAvailable
+	case errors.Is(err, os.ErrNotExist):
+		return StatusLocalError
+	}
+
+	return defaultCode
+}
+
+func TestForkReplyCode(t *testing.T) {
+	req := require.New(t)
+	driver := &replyCodeDriver{}
+	driver.Init()
+	server := NewTestServerWithDriver(t, driver)
+
+	client, err := goftp.DialConfig(goftp.Config{User: authUser, Password: authPass}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(client.Close()) }()
+
+	raw, err := client.OpenRawConn()
+	req.NoError(err)
+
+	defer func() { req.NoError(raw.Close()) }()
+
+	for _, cmd := range []string{"SIZE missing", "MDTM missing", "DELE missing", "MLST missing", "MFMT 20200101000000 missing", "RNFR missing"} {
+		rc, rsp, err := raw.SendCommand(cmd)
+		req.NoError(err)
+		req.Equal(StatusLocalError, rc, "%s: %s", cmd, rsp)
+		req.Contains(rsp, "missing", cmd)
+	}
+
+	// A driver error the extension leaves alone keeps the library's code.
+	rc, _, err := raw.SendCommand("MKD dir")
+	req.NoError(err)
+	req.Equal(StatusPathCreated, rc)
+	rc, rsp, err := raw.SendCommand("MKD dir")
+	req.NoError(err)
+	req.Equal(StatusActionNotTaken, rc, rsp)
+
+	// Login: the driver's code, then the connection closes as upstream.
+	bad, err := goftp.DialConfig(goftp.Config{User: authUser, Password: "wrong"}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(bad.Close()) }()
+
+	_, err = bad.OpenRawConn()
+	req.Error(err)
+	req.Contains(err.Error(), "421")
+}
