@@ -57,6 +57,9 @@ const (
 
 const (
 	maxCommandSize = 4096
+	// maxDiscardedLine is how long a line may be before the client is
+	// disconnected rather than answered 500 (upgate fork).
+	maxDiscardedLine = 64 << 10
 )
 
 var (
@@ -472,10 +475,17 @@ func (c *clientHandler) readCommand() bool {
 	lineSlice, isPrefix, err := c.reader.ReadLine()
 
 	if isPrefix {
-		if c.debug {
-			c.logger.Warn("Received line too long, disconnecting client",
-				"size", len(lineSlice))
+		// upgate fork: a line that ends within maxDiscardedLine bytes gets a
+		// 500 and the session goes on (upstream dropped the connection
+		// without a word); an endless one still disconnects.
+		if c.discardLine(len(lineSlice)) {
+			c.logger.Warn("Received line too long", "limit", maxCommandSize)
+			c.writeMessage(StatusSyntaxErrorNotRecognised, fmt.Sprintf("Command line too long (more than %d bytes)", maxCommandSize))
+
+			return false
 		}
+
+		c.logger.Warn("Received line too long, disconnecting client", "size", len(lineSlice))
 
 		return true
 	}
@@ -493,6 +503,25 @@ func (c *clientHandler) readCommand() bool {
 	}
 
 	c.handleCommand(line)
+
+	return false
+}
+
+// discardLine reads and drops the rest of a line of which read bytes were
+// read already. It reports whether the line ended within maxDiscardedLine.
+func (c *clientHandler) discardLine(read int) bool {
+	for read <= maxDiscardedLine {
+		chunk, isPrefix, err := c.reader.ReadLine()
+		if err != nil {
+			return false
+		}
+
+		if !isPrefix {
+			return true
+		}
+
+		read += len(chunk)
+	}
 
 	return false
 }

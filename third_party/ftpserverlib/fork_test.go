@@ -4,10 +4,13 @@ package ftpserver
 // (mlsx_facts.go) and MainDriverExtensionReplyCode.
 
 import (
+	"bufio"
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/secsy/goftp"
 	"github.com/stretchr/testify/require"
@@ -142,4 +145,58 @@ func TestForkReplyCode(t *testing.T) {
 	_, err = bad.OpenRawConn()
 	req.Error(err)
 	req.Contains(err.Error(), "421")
+}
+
+func TestForkFEATHash(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServerWithTestDriver(t, &TestServerDriver{Settings: &Settings{EnableHASH: true}})
+	client, err := goftp.DialConfig(goftp.Config{User: authUser, Password: authPass}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(client.Close()) }()
+
+	raw, err := client.OpenRawConn()
+	req.NoError(err)
+
+	defer func() { req.NoError(raw.Close()) }()
+
+	_, rsp, err := raw.SendCommand("FEAT")
+	req.NoError(err)
+	req.Contains(rsp, "\n HASH CRC32;MD5;SHA-1;SHA-256*;SHA-512;\n")
+
+	_, _, err = raw.SendCommand("OPTS HASH MD5")
+	req.NoError(err)
+	_, rsp, err = raw.SendCommand("FEAT")
+	req.NoError(err)
+	req.Contains(rsp, "\n HASH CRC32;MD5*;SHA-1;SHA-256;SHA-512;\n")
+}
+
+func TestForkLongLine(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServer(t, false)
+	conn, err := net.DialTimeout("tcp", server.Addr(), 5*time.Second)
+	req.NoError(err)
+
+	defer func() { req.NoError(conn.Close()) }()
+
+	req.NoError(conn.SetDeadline(time.Now().Add(10 * time.Second)))
+	reader := bufio.NewReader(conn)
+	line, err := reader.ReadString('\n')
+	req.NoError(err)
+	req.Equal("220 TEST Server\r\n", line)
+
+	// 20 KiB: answered and survived.
+	_, err = conn.Write([]byte("NOOP " + strings.Repeat("x", 20<<10) + "\r\nNOOP\r\n"))
+	req.NoError(err)
+	line, err = reader.ReadString('\n')
+	req.NoError(err)
+	req.Equal("500 Command line too long (more than 4096 bytes)\r\n", line)
+	line, err = reader.ReadString('\n')
+	req.NoError(err)
+	req.Equal("200 OK\r\n", line)
+
+	// Past 64 KiB without a line end: disconnected.
+	_, _ = conn.Write([]byte(strings.Repeat("x", 80<<10)))
+	_, err = reader.ReadString('\n')
+	req.Error(err)
 }

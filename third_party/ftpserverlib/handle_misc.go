@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -257,7 +259,13 @@ func (c *clientHandler) handleFEAT(_ string) error {
 		nonStandardHashImpl := []string{"XCRC", "MD5", "XMD5", "XSHA", "XSHA1", "XSHA256", "XSHA512"}
 		hashMapping := getHashMapping()
 
-		for k, v := range hashMapping {
+		// upgate fork: the line starts with its keyword, "HASH SHA-1;SHA-256*;...",
+		// as draft-bryan-ftpext-hash says (upstream sent the list alone, in
+		// map order).
+		hashLine.WriteString("HASH ")
+
+		for _, k := range slices.Sorted(maps.Keys(hashMapping)) {
+			v := hashMapping[k]
 			hashLine.WriteString(k)
 
 			if v == c.selectedHashAlgo {
