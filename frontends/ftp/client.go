@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -200,34 +199,18 @@ func (d *clientDriver) Symlink(oldname, newname string) (err error) {
 }
 
 // transferFile is a file open for a transfer: it keeps the session's
-// current operation and turns a full disk into FTP's 552. (The gateway logs
-// and counts the transfer.)
+// current operation. (The gateway logs and counts the transfer; a full disk,
+// which the agent's asynchronous acknowledgements often report in a later
+// Write rather than in Close, is coded 552 by driver.ReplyCode.)
 type transferFile struct {
 	backend.FileWrapper // TransferError reaches the backend: an aborted upload is discarded
 	d                   *clientDriver
 }
 
-// Write passes the data on. The agent's writes are acknowledged
-// asynchronously, so a full disk often shows in a later Write rather than
-// in Close: it is a 552 here too.
-func (f *transferFile) Write(p []byte) (int, error) {
-	n, err := f.File.Write(p)
-	return n, storageExceeded(err)
-}
-
-// Close commits an upload. Its error becomes the transfer's reply, so a
-// 226 is sent only for data that landed; a full disk is a 552.
+// Close commits an upload. Its error becomes the transfer's reply (coded by
+// driver.ReplyCode), so a 226 is sent only for data that landed.
 func (f *transferFile) Close() error {
 	err := f.File.Close()
 	f.d.c.sess.SetOp("idle")
-	return storageExceeded(err)
-}
-
-// storageExceeded marks a full disk or quota so that ftpserverlib answers
-// 552 instead of 550.
-func storageExceeded(err error) error {
-	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
-		return fmt.Errorf("%w: %w", ftpserver.ErrStorageExceeded, err)
-	}
 	return err
 }

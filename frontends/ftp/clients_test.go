@@ -285,11 +285,7 @@ if mode == "mlsd":
     f = connect()
     out["entries"] = {name: facts for name, facts in f.mlsd("/")}
     out["sub"] = {name: facts for name, facts in f.mlsd("sub")}
-    try:
-        list(f.mlsd("/", facts=["type", "size", "modify"]))
-        out["opts_mlst"] = "ok"
-    except ftplib.all_errors as e:
-        out["opts_mlst"] = str(e)
+    out["narrowed"] = {name: facts for name, facts in f.mlsd("/", facts=["type", "unix.mode"])}
 elif mode == "mfmt":
     f = connect()
     f.storbinary("STOR mf.php", io.BytesIO(b"<?php echo 1;"))
@@ -354,7 +350,7 @@ func TestClientFtplib(t *testing.T) {
 		}
 		for name, v := range ents {
 			facts, _ := v.(map[string]any)
-			for _, f := range []string{"type", "size", "modify"} {
+			for _, f := range []string{"type", "size", "modify", "unix.mode"} {
 				if _, ok := facts[f]; !ok {
 					t.Errorf("mlsd %s lacks %s: %v", name, f, facts)
 				}
@@ -363,20 +359,23 @@ func TestClientFtplib(t *testing.T) {
 				t.Errorf("mlsd entry %s of type %s", name, ty)
 			}
 		}
-		if a, _ := ents["a.php"].(map[string]any); a["type"] != "file" || a["size"] != "5" || a["modify"] != "20220607080910" {
+		if a, _ := ents["a.php"].(map[string]any); a["type"] != "file" || a["size"] != "5" || a["modify"] != "20220607080910" || a["unix.mode"] != "0644" {
 			t.Errorf("mlsd a.php: %v", a)
 		}
-		if s, _ := ents["sub"].(map[string]any); s["type"] != "dir" {
+		if e, _ := ents[".env"].(map[string]any); e["unix.mode"] != "0600" {
+			t.Errorf("mlsd .env: %v", e)
+		}
+		if s, _ := ents["sub"].(map[string]any); s["type"] != "dir" || s["unix.mode"] != "0755" {
 			t.Errorf("mlsd sub: %v", s)
 		}
 		if sub, _ := res["sub"].(map[string]any); len(sub) != 1 || sub["b.php"] == nil {
 			t.Errorf("mlsd sub: %v", sub)
 		}
-		// ftplib's mlsd(facts=...) first sends "OPTS MLST type;size;modify;",
-		// which ftpserverlib v0.32.3 does not know (handleOPTS: only UTF8
-		// and HASH) and answers 500, so ftplib raises.
-		if res["opts_mlst"] != "ok" {
-			t.Logf("ftplib mlsd(facts=...): %v", res["opts_mlst"])
+		// ftplib's mlsd(facts=...) first sends "OPTS MLST type;unix.mode;":
+		// the entries then carry those facts only.
+		narrowed, _ := res["narrowed"].(map[string]any)
+		if a, _ := narrowed["a.php"].(map[string]any); len(a) != 2 || a["type"] != "file" || a["unix.mode"] != "0644" {
+			t.Errorf("mlsd(facts=[type, unix.mode]) a.php: %v", a)
 		}
 		e.AgentIdle(t)
 	})

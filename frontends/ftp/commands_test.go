@@ -40,6 +40,7 @@ import (
 
 	"github.com/upgate/upgate/config"
 	upftp "github.com/upgate/upgate/frontends/ftp"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
@@ -211,6 +212,26 @@ func (c *ftpCtl) put(data []byte, format string, args ...any) {
 	}
 	dc.Close()
 	c.expect(226, fmt.Sprintf(format, args...))
+}
+
+// tryTransfer runs a transfer command that may fail, over PASV: it sends
+// data on an upload, drains a download, and returns the final reply (the
+// first one, if it is not 150).
+func (c *ftpCtl) tryTransfer(data []byte, format string, args ...any) (int, string) {
+	c.t.Helper()
+	dc := c.pasv()
+	defer dc.Close()
+	code, msg := c.cmd(format, args...)
+	if code != 150 {
+		return code, msg
+	}
+	if verb := strings.ToUpper(fmt.Sprintf(format, args...)); strings.HasPrefix(verb, "STOR") || strings.HasPrefix(verb, "APPE") {
+		_, _ = dc.Write(data)
+	} else {
+		_, _ = io.Copy(io.Discard, dc)
+	}
+	dc.Close()
+	return c.read()
 }
 
 // lines splits a listing into its non-empty lines.
@@ -385,25 +406,15 @@ func TestCmdFeatOptsClntHost(t *testing.T) {
 	if _, ok := feats["AUTH"]; ok {
 		t.Errorf("FEAT offers AUTH TLS without a certificate (lftp would upgrade and fail):\n%s", msg)
 	}
-	// RFC 3659 7.8: the MLST feature may list the facts; ftpserverlib
-	// v0.32.3 (handleFEAT) prints a bare "MLST". If it ever lists them,
-	// they must include what IDEs and lftp need.
-	if facts := strings.ToLower(feats["MLST"]); facts != "" {
-		for _, f := range []string{"type", "size", "modify"} {
-			if !strings.Contains(facts, f) {
-				t.Errorf("FEAT MLST facts %q lack %s", facts, f)
-			}
-		}
-	} else {
-		t.Log("FEAT: bare MLST without a fact list (ftpserverlib handleFEAT)")
+	// RFC 3659 7.8: the MLST feature lists the facts, the ones in use
+	// starred.
+	if feats["MLST"] != "Type*;Size*;Modify*;UNIX.mode*;" {
+		t.Errorf("FEAT MLST %q, want Type*;Size*;Modify*;UNIX.mode*;", feats["MLST"])
 	}
-	// The HASH feature: ftpserverlib prints the algorithm list with the
-	// selected one starred, but without the "HASH" keyword.
-	if !strings.Contains(hashLine, "SHA-256*") || !strings.Contains(hashLine, "MD5") || !strings.Contains(hashLine, "CRC32") {
-		t.Errorf("FEAT hash algorithms %q: want SHA-256 selected, MD5 and CRC32 offered", hashLine)
-	}
-	if _, ok := feats["HASH"]; !ok {
-		t.Logf("FEAT: hash line %q has no HASH keyword (ftpserverlib handleFEAT)", hashLine)
+	// The HASH feature (draft-bryan-ftpext-hash): keyword, algorithms, the
+	// selected one starred.
+	if feats["HASH"] != "CRC32;MD5;SHA-1;SHA-256*;SHA-512;" {
+		t.Errorf("FEAT HASH %q (line %q), want CRC32;MD5;SHA-1;SHA-256*;SHA-512;", feats["HASH"], hashLine)
 	}
 
 	// What lftp sends before logging in.
@@ -470,7 +481,7 @@ func parseMLSx(t testing.TB, ls []string) map[string]map[string]string {
 			k, v, _ := strings.Cut(f, "=")
 			fm[strings.ToLower(k)] = v
 		}
-		for _, want := range []string{"type", "size", "modify"} {
+		for _, want := range []string{"type", "size", "modify", "unix.mode"} {
 			if _, ok := fm[want]; !ok {
 				t.Errorf("MLSx line %q lacks the %s fact", l, want)
 			}
@@ -531,11 +542,14 @@ func TestCmdListings(t *testing.T) {
 	if keys := sortedKeys(ml); !slices.Equal(keys, names) {
 		t.Errorf("MLSD names %q, want %q", keys, names)
 	}
-	if f := ml["a.php"]; f["type"] != "file" || f["size"] != "13" || f["modify"] != recent.UTC().Format("20060102150405") {
-		t.Errorf("MLSD a.php facts %v, want file, 13, %s", f, recent.UTC().Format("20060102150405"))
+	if f := ml["a.php"]; f["type"] != "file" || f["size"] != "13" || f["modify"] != recent.UTC().Format("20060102150405") || f["unix.mode"] != "0644" {
+		t.Errorf("MLSD a.php facts %v, want file, 13, %s, 0644", f, recent.UTC().Format("20060102150405"))
 	}
-	if f := ml["sub"]; f["type"] != "dir" {
-		t.Errorf("MLSD sub facts %v", f)
+	if f := ml[".env"]; f["unix.mode"] != "0600" {
+		t.Errorf("MLSD .env facts %v, want UNIX.mode 0600", f)
+	}
+	if f := ml["sub"]; f["type"] != "dir" || f["unix.mode"] != "0755" {
+		t.Errorf("MLSD sub facts %v, want dir, 0755", f)
 	}
 	if got := parseMLSx(t, lines(c.get("MLSD sub"))); len(got) != 1 || got["inner.txt"]["size"] != "5" {
 		t.Errorf("MLSD sub: %v", got)
@@ -550,9 +564,24 @@ func TestCmdListings(t *testing.T) {
 			entry = append(entry, l)
 		}
 	}
-	if got := parseMLSx(t, entry); len(got) != 1 || got["a.php"]["type"] != "file" || got["a.php"]["modify"] != recent.UTC().Format("20060102150405") {
+	// The entry names the absolute path (RFC 3659 7.7.2's example).
+	if got := parseMLSx(t, entry); len(got) != 1 || got["/a.php"]["type"] != "file" || got["/a.php"]["modify"] != recent.UTC().Format("20060102150405") || got["/a.php"]["unix.mode"] != "0644" {
 		t.Errorf("MLST a.php: %q", msg)
 	}
+	c.must(250, "CWD sub")
+	if msg := c.must(250, "MLST inner.txt"); !strings.Contains(msg, "Type=file;Size=5;") || !strings.Contains(msg, "UNIX.mode=0644; /sub/inner.txt") {
+		t.Errorf("MLST inner.txt in /sub: %q", msg)
+	}
+	c.must(250, "CWD /")
+
+	// OPTS MLST narrows the facts for this session (RFC 3659 7.9).
+	if msg := c.must(200, "OPTS MLST unix.mode;Type;"); msg != "MLST OPTS Type;UNIX.mode;" {
+		t.Errorf("OPTS MLST: %q", msg)
+	}
+	if got := lines(c.get("MLSD sub")); len(got) != 1 || got[0] != "Type=file;UNIX.mode=0644; inner.txt" {
+		t.Errorf("MLSD sub after OPTS MLST: %q", got)
+	}
+	c.must(200, "OPTS MLST Type;Size;Modify;UNIX.mode;")
 	if code, msg := c.cmd("MLST nothere.php"); code != 550 {
 		t.Errorf("MLST of a missing file: %d %s", code, msg)
 	}
@@ -721,6 +750,42 @@ func TestCmdSetMtime(t *testing.T) {
 	if got := tempNames(t, dir); len(got) != 0 {
 		t.Errorf("temp files left: %q", got)
 	}
+	e.AgentIdle(t)
+}
+
+// An upload whose commit fails gets an error reply on that transfer, never
+// a 226, and leaves nothing behind: here the target becomes a non-empty
+// directory while the data is on its way, so the agent's rename fails.
+func TestCmdStorCommitFails(t *testing.T) {
+	e := start(t, nil)
+	dir := e.UserDir("alice")
+	target := putFile(t, e, "alice", "target.php", []byte("old"), 0o644)
+	c := ctlLogin(t, e, "alice")
+
+	data := noise(t, 1<<20)
+	dc := c.pasv()
+	c.must(150, "STOR target.php")
+	if _, err := dc.Write(data[:len(data)/2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(target); err != nil {
+		t.Fatal(err)
+	}
+	putFile(t, e, "alice", "target.php/keep.txt", []byte("keep"), 0o644)
+	if _, err := dc.Write(data[len(data)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	dc.Close()
+	code, msg := c.read()
+	t.Logf("STOR whose commit failed: %d %s", code, msg)
+	if code/100 != 5 || !strings.Contains(msg, "target.php") {
+		t.Errorf("STOR whose commit failed: %d %q, want a 5xx naming the file", code, msg)
+	}
+	wantFile(t, filepath.Join(target, "keep.txt"), []byte("keep"))
+	if got := tempNames(t, dir); len(got) != 0 {
+		t.Errorf("temp files left: %q", got)
+	}
+	c.must(200, "NOOP")
 	e.AgentIdle(t)
 }
 
@@ -1408,10 +1473,18 @@ func TestCmdErrorReasons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// dave's agent answers until the test stops it.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky := agenttest.Serve(t, "", lis, "secret-token")
 	e := start(t, func(cfg *config.Config) {
 		cfg.Agents["down"] = config.Agent{Address: "127.0.0.1:1", TokenFile: tok}
-		cfg.Users = append(cfg.Users, config.User{Name: "carol", PasswordHash: string(h),
-			Mounts: []config.Mount{{Path: "/", Agent: "down", Root: "carol"}}})
+		cfg.Agents["flaky"] = config.Agent{Address: flaky.Addr, TokenFile: tok}
+		cfg.Users = append(cfg.Users,
+			config.User{Name: "carol", PasswordHash: string(h), Mounts: []config.Mount{{Path: "/", Agent: "down", Root: "carol"}}},
+			config.User{Name: "dave", PasswordHash: string(h), Mounts: []config.Mount{{Path: "/", Agent: "flaky", Root: "dave"}}})
 	})
 
 	jc := dialCmd(t, e, "alice")
@@ -1428,16 +1501,71 @@ func TestCmdErrorReasons(t *testing.T) {
 	}
 	c.must(200, "NOOP")
 
-	// carol's agent is down: the login says so, within the login timeout.
+	// carol's agent is down: the login says so, within the login timeout,
+	// with a 421 (try later), not a 530 (wrong password), and closes.
 	begin := time.Now()
 	cc := ctlDial(t, e.Addr)
 	cc.must(331, "USER carol")
 	code, msg := cc.cmd("PASS carol-pw")
-	if code != 530 || !strings.Contains(msg, "unreachable") || !strings.Contains(msg, "carol") {
-		t.Errorf("login with the agent down: %d %q, want 530 ... unreachable", code, msg)
+	if code != 421 || !strings.Contains(msg, "agent down for user carol unreachable") {
+		t.Errorf("login with the agent down: %d %q, want 421 agent down for user carol unreachable: ...", code, msg)
 	}
 	if d := time.Since(begin); d > 30*time.Second {
 		t.Errorf("login with the agent down took %v", d)
+	}
+	if _, _, err := cc.tp.ReadResponse(0); err == nil {
+		t.Error("the connection stayed open after the 421")
+	}
+	// A wrong password is still a 530, in words.
+	wc := ctlDial(t, e.Addr)
+	wc.must(331, "USER dave")
+	if code, msg := wc.cmd("PASS wrong"); code != 530 || msg != "Login incorrect." {
+		t.Errorf("wrong password: %d %q, want 530 Login incorrect.", code, msg)
+	}
+
+	// dave logs in, works, then his agent goes away mid-session: every
+	// command that needs it answers 451 naming agent and user, nothing
+	// lands, the session stays usable.
+	dc := ctlDial(t, e.Addr)
+	dc.must(331, "USER dave")
+	dc.must(230, "PASS carol-pw")
+	dc.must(200, "TYPE I")
+	dc.must(257, "MKD src")
+	dc.put([]byte("<?php // a"), "STOR src/a.php")
+	// The agent goes away in the middle of an upload: that transfer's
+	// reply is the 451, and the old file is untouched.
+	const reason = "agent flaky for user dave unreachable"
+	data := noise(t, 4<<20)
+	up := dc.pasv()
+	dc.must(150, "STOR src/a.php")
+	if _, err := up.Write(data[:1<<20]); err != nil {
+		t.Fatal(err)
+	}
+	flaky.Stop()
+	_, _ = up.Write(data[1<<20:])
+	up.Close()
+	code, msg = dc.read()
+	t.Logf("STOR with the agent gone mid-upload: %d %s", code, msg)
+	if code != 451 || !strings.Contains(msg, reason) {
+		t.Errorf("STOR with the agent gone mid-upload: %d %q, want 451 ... %s", code, msg, reason)
+	}
+	for _, cmd := range []string{"SIZE src/a.php", "MDTM src/a.php", "DELE src/a.php", "MKD other", "RNFR src/a.php",
+		"MFMT 20200101000000 src/a.php", "SITE CHMOD 600 src/a.php", "XSHA256 src/a.php", "MLST src/a.php", "CWD src"} {
+		if code, msg := dc.cmd("%s", cmd); code != 451 || !strings.Contains(msg, reason) {
+			t.Errorf("%s with the agent gone: %d %q, want 451 ... %s", cmd, code, msg, reason)
+		}
+	}
+	for _, cmd := range []string{"STOR src/b.php", "RETR src/a.php", "MLSD src", "LIST src"} {
+		if code, msg := dc.tryTransfer([]byte("<?php // b"), "%s", cmd); code != 451 || !strings.Contains(msg, reason) {
+			t.Errorf("%s with the agent gone: %d %q, want 451 ... %s", cmd, code, msg, reason)
+		}
+	}
+	dc.must(200, "NOOP")
+	if got, err := os.ReadFile(filepath.Join(flaky.Dir, "dave", "src", "a.php")); err != nil || string(got) != "<?php // a" {
+		t.Errorf("a.php after the outage: %q %v", got, err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(flaky.Dir, "dave", "src")); err != nil || len(ents) != 1 {
+		t.Errorf("src after the outage: %v %v", ents, err)
 	}
 	e.AgentIdle(t)
 }

@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"syscall"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 
+	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/gateway"
 )
 
@@ -19,8 +21,10 @@ import (
 type driver struct{ s *Server }
 
 var (
-	_ ftpserver.MainDriver                        = (*driver)(nil)
-	_ ftpserver.MainDriverExtensionPassiveWrapper = (*driver)(nil)
+	_ ftpserver.MainDriver                         = (*driver)(nil)
+	_ ftpserver.MainDriverExtensionPassiveWrapper  = (*driver)(nil)
+	_ ftpserver.MainDriverExtensionReplyCode       = (*driver)(nil)
+	_ ftpserver.MainDriverExtensionPostAuthMessage = (*driver)(nil)
 )
 
 func (d *driver) GetSettings() (*ftpserver.Settings, error) {
@@ -87,13 +91,46 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 	}
 	login, err := d.s.gw.LoginPassword(c.ctx, c.sess, user, pass)
 	if err != nil {
-		if errors.Is(err, gateway.ErrAuthFailed) {
-			return nil, errors.New("login incorrect")
-		}
-		return nil, err // names the agent or the limit
+		return nil, err // PostAuthMessage words it, ReplyCode codes it
 	}
 	c.sess.SetOp("idle")
 	return &clientDriver{Fs: login.Fs, c: c, log: c.sess.Logger()}, nil
+}
+
+// ReplyCode picks the reply for an error from the user's filesystem, so
+// that the code says what a client should do about it:
+//
+//   - an agent that cannot be reached: 451 (local error, try again) during
+//     a session; 421 (service not available) at login, whose default is 530,
+//     so no client takes it for a wrong password;
+//   - a full disk or quota: 552 (exceeded storage allocation);
+//   - anything else (missing file, permission denied, exists): the
+//     library's 550, 450 or 530.
+//
+// The reply's text is the error's, which names the path and the agent.
+func (d *driver) ReplyCode(_ ftpserver.ClientContext, err error, code int) int {
+	switch {
+	case errors.Is(err, backend.ErrUnavailable) && code == ftpserver.StatusNotLoggedIn:
+		return ftpserver.StatusServiceNotAvailable
+	case errors.Is(err, backend.ErrUnavailable):
+		return ftpserver.StatusLocalError
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return ftpserver.StatusActionAborted
+	}
+	return code
+}
+
+// PostAuthMessage is the text of the reply to PASS. A failed login says
+// why in the user's terms ("Login incorrect.", "agent web for user alice
+// unreachable: ...") rather than ftpserverlib's "Authentication error: ...".
+func (d *driver) PostAuthMessage(_ ftpserver.ClientContext, _ string, err error) string {
+	switch {
+	case err == nil:
+		return "Login successful."
+	case errors.Is(err, gateway.ErrAuthFailed):
+		return "Login incorrect."
+	}
+	return err.Error()
 }
 
 func (d *driver) GetTLSConfig() (*tls.Config, error) {
