@@ -212,9 +212,18 @@ func TestClientCurlFTPS(t *testing.T) {
 		wantFile(t, out, data)
 		// Over a TLS control connection, a clear data channel (PROT C) is
 		// refused when TLS is required; PROT P works.
+		// TLS 1.1 is refused.
+		oc := ctlDial(t, e.Addr)
+		oc.must(234, "AUTH TLS")
+		old := tls.Client(oc.nc, &tls.Config{RootCAs: pki.Pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+		if err := old.Handshake(); err == nil {
+			t.Errorf("TLS 1.1 handshake accepted (version %x)", old.ConnectionState().Version)
+		}
+		// The data channel resumes the control connection's TLS session,
+		// as lftp and FileZilla (vsftpd's require_ssl_reuse) expect.
 		tc := ctlDial(t, e.Addr)
 		tc.must(234, "AUTH TLS")
-		tlsConf := &tls.Config{RootCAs: pki.Pool, ServerName: "127.0.0.1"}
+		tlsConf := &tls.Config{RootCAs: pki.Pool, ServerName: "127.0.0.1", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 		conn := tls.Client(tc.nc, tlsConf)
 		if err := conn.Handshake(); err != nil {
 			t.Fatal(err)
@@ -236,6 +245,9 @@ func TestClientCurlFTPS(t *testing.T) {
 		got, err := io.ReadAll(dc)
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("RETR over PROT P: %d bytes, %v", len(got), err)
+		}
+		if !dc.ConnectionState().DidResume {
+			t.Error("the PROT P data connection did not resume the control connection's TLS session")
 		}
 		dc.Close()
 		tc.expect(226, "RETR over PROT P")
