@@ -1,0 +1,237 @@
+"""Helpers for bench/ftp/run.sh: ports, test data, tree checks, the ftplib
+save loop and the markdown table. Standard library only; run with Debian's
+/usr/bin/python3.
+
+    helper.py freeport                       a free loopback TCP port
+    helper.py portrange N                    "A B": N consecutive free ports below 32768
+    helper.py waitftp PORT SECONDS           wait for an FTP 220 greeting on 127.0.0.1:PORT
+    helper.py gensmall DIR COUNT SEED        COUNT small files in nested dirs under DIR
+    helper.py treesum DIR                    "files bytes digest" of the regular files under DIR
+    helper.py saves PORT USER PASS PATH FILE COUNT
+                                             one login, COUNT STORs of FILE to PATH;
+                                             prints "p50_ms p99_ms"
+    helper.py table RESULTS META             the markdown report
+"""
+
+import ftplib
+import hashlib
+import io
+import math
+import os
+import random
+import socket
+import statistics
+import sys
+import time
+
+HOST = "127.0.0.1"
+
+
+def freeport():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        print(s.getsockname()[1])
+
+
+def portrange(n):
+    # Below the kernel's ephemeral range (32768-60999 by default), so that no
+    # client connection is using one of them as its local port.
+    rnd = random.Random()
+    for _ in range(200):
+        base = rnd.randrange(20000, 32000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((HOST, p))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        print(base, base + n - 1)
+        return
+    sys.exit("no free port range of %d found" % n)
+
+
+def waitftp(port, seconds):
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port), timeout=2) as s:
+                s.settimeout(2)
+                line = s.recv(512)
+                if line.startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    return
+                last = line
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    sys.exit("no FTP greeting on %s:%d within %ss: %r" % (HOST, port, seconds, last))
+
+
+def gensmall(root, count, seed):
+    """COUNT files of 200 B to 6 KiB (log-uniform, so most are around 1 KiB),
+    in a tree of about COUNT/32 directories up to 4 deep, like a small web
+    project. Deterministic for a given seed."""
+    rnd = random.Random(seed)
+    ndirs = max(4, count // 32)
+    dirs = [""]
+    for i in range(ndirs):
+        parent = rnd.choice([d for d in dirs if d.count("/") < 3])
+        dirs.append(os.path.join(parent, "d%02d" % i))
+    for d in dirs:
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    total = 0
+    lo, hi = math.log(200), math.log(6 * 1024)
+    for i in range(count):
+        d = dirs[i % len(dirs)] if i < len(dirs) else rnd.choice(dirs)
+        size = int(math.exp(rnd.uniform(lo, hi)))
+        with open(os.path.join(root, d, "f%04d.php" % i), "wb") as f:
+            f.write(rnd.randbytes(size))
+        total += size
+    print(count, total, len(dirs) - 1)
+
+
+def treesum(root):
+    files, total, h = 0, 0, hashlib.sha256()
+    entries = []
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, root)
+            if not os.path.isfile(p) or os.path.islink(p):
+                entries.append((rel, -1, "not a regular file"))
+                continue
+            with open(p, "rb") as f:
+                data = f.read()
+            entries.append((rel, len(data), hashlib.sha256(data).hexdigest()))
+    for rel, size, digest in sorted(entries):
+        files += 1
+        total += max(size, 0)
+        h.update(("%s\0%d\0%s\n" % (rel, size, digest)).encode())
+    print(files, total, h.hexdigest())
+
+
+def percentile(sorted_vals, p):
+    # Nearest rank: the smallest value with at least p% of the samples at or
+    # below it.
+    k = max(1, math.ceil(p / 100 * len(sorted_vals)))
+    return sorted_vals[k - 1]
+
+
+def saves(port, user, password, path, file, count):
+    with open(file, "rb") as f:
+        data = f.read()
+    ftp = ftplib.FTP()
+    ftp.connect(HOST, port, timeout=20)
+    ftp.login(user, password)
+    ftp.voidcmd("TYPE I")
+    # One untimed save first, so every timed one overwrites an existing file
+    # as an IDE's save does.
+    ftp.storbinary("STOR " + path, io.BytesIO(data))
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        ftp.storbinary("STOR " + path, io.BytesIO(data))
+        times.append((time.perf_counter() - t0) * 1000)
+    ftp.quit()
+    times.sort()
+    print("%.3f %.3f" % (percentile(times, 50), percentile(times, 99)))
+
+
+# Rows of the table: key, label, unit, higher_is_better.
+ROWS = [
+    ("curl_mbps", "{big} upload, `curl -T`", "MB/s", True),
+    ("lftp_mbps", "{big} upload, lftp `put`", "MB/s", True),
+    ("mirror_s", "{files} small files, `lftp mirror -R`", "s", False),
+    ("mirror4_s", "{files} small files, `lftp mirror -R --parallel=4`", "s", False),
+    ("save_p50_ms", "4 KiB save on an open session (ftplib), p50", "ms", False),
+    ("save_p99_ms", "4 KiB save on an open session (ftplib), p99", "ms", False),
+]
+
+
+def fmt(v):
+    if v >= 100:
+        return "{:,.0f}".format(v)
+    if v >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def table(results, meta):
+    m = {}
+    with open(meta) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition("=")
+            m[k] = v
+    vals = {}
+    with open(results) as f:
+        for line in f:
+            key, side, rnd, v = line.split()
+            vals.setdefault((key, side), []).append((int(rnd), float(v)))
+    print("### FTP: upgate vs vsftpd (bench/ftp/run.sh)")
+    print()
+    print("%s. %s. Loopback, both servers writing to the same filesystem (%s); "
+          "upgate %s (embedded agent, log level %s), vsftpd %s (a local user, "
+          "chrooted); clients lftp %s, curl %s, Python %s ftplib, all in "
+          "plaintext. Load average before/after: %s / %s."
+          % (m["date"], m["machine"], m["fs"], m["upgate"], m["loglevel"],
+             m["vsftpd"], m["lftp"], m["curl"], m["python"], m["load_before"],
+             m["load_after"]))
+    print()
+    print("Data: %s of random bytes; %s files, %s bytes in %s nested "
+          "directories, mirrored into an empty directory each time; %s saves "
+          "of a 4 KiB file after one login. Rounds: %s, paired A B A B "
+          "(upgate, vsftpd); each figure is the median of the rounds, the "
+          "rounds follow in brackets. Uploads include connecting and logging "
+          "in (about 1 ms on both: bcrypt cost %s for upgate, SHA-512 with "
+          "1,000 rounds for vsftpd). lftp sets every file's time (MFMT on "
+          "upgate, MDTM with a time on vsftpd) and mode (SITE CHMOD) on both."
+          % (m["big"], "{:,}".format(int(m["files"])), "{:,}".format(int(m["files_bytes"])),
+             m["dirs"], m["saves"], m["rounds"], m["bcrypt_cost"]))
+    print()
+    print("| measurement | upgate | vsftpd | upgate/vsftpd |")
+    print("|---|---|---|---|")
+    for key, label, unit, higher in ROWS:
+        u = [v for _, v in sorted(vals.get((key, "upgate"), []))]
+        v = [x for _, x in sorted(vals.get((key, "vsftpd"), []))]
+        if not u or not v:
+            continue
+        mu, mv = statistics.median(u), statistics.median(v)
+        ratio = mu / mv if mv else float("inf")
+        if higher:
+            note = "throughput ratio: < 1 = upgate slower"
+        else:
+            note = "time ratio: > 1 = upgate slower"
+        cell = lambda med, all_: "%s %s (%s)" % (fmt(med), unit, ", ".join(fmt(x) for x in all_))
+        print("| %s | %s | %s | **%.2f** (%s) |" % (
+            label.format(big=m["big"], files="{:,}".format(int(m["files"]))),
+            cell(mu, u), cell(mv, v), ratio, note))
+
+
+def main(argv):
+    cmd, args = argv[1], argv[2:]
+    if cmd == "freeport":
+        freeport()
+    elif cmd == "portrange":
+        portrange(int(args[0]))
+    elif cmd == "waitftp":
+        waitftp(int(args[0]), float(args[1]))
+    elif cmd == "gensmall":
+        gensmall(args[0], int(args[1]), int(args[2]))
+    elif cmd == "treesum":
+        treesum(args[0])
+    elif cmd == "saves":
+        saves(int(args[0]), args[1], args[2], args[3], args[4], int(args[5]))
+    elif cmd == "table":
+        table(args[0], args[1])
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,417 @@
+#!/usr/bin/env bash
+# bench/ftp/run.sh: upgate's FTP frontend against vsftpd on this machine,
+# loopback only, both servers writing to the same filesystem. Run by hand
+# (as root: vsftpd logs in a throwaway local user, created for the run and
+# removed at exit); CI only runs the quick mode (bench_test.go) so that this
+# script cannot rot, and never times it.
+#
+#   bash bench/ftp/run.sh                 # 1 GiB, 2,000 files, 200 saves, 2 rounds
+#   bash bench/ftp/run.sh --quick         # 16 MiB, 50 files, 20 saves, 1 round
+#   BENCH_ROUNDS=4 bash bench/ftp/run.sh  # more rounds
+#
+# Measurements, each run against upgate and then vsftpd, round after round
+# (A B A B):
+#   1. a big upload with `curl -T` and with lftp `put` (MB/s = 10^6 bytes/s,
+#      wall clock of the whole client command, login included);
+#   2. `lftp mirror -R` of many small files in nested directories, serial and
+#      with --parallel=4, into an empty directory each time (seconds);
+#   3. a 4 KiB "save" on an open session: Python ftplib, one login, then
+#      STOR after STOR of the same file; p50 and p99 per save (ms).
+# Every upload is checked on disk (sizes, file count, contents) before its
+# figure counts. The markdown table goes to stdout, progress to stderr.
+#
+# Environment (defaults in brackets, quick mode's after the slash):
+#   BENCH_QUICK=1          quick mode, same as --quick
+#   BENCH_ROUNDS           rounds [2 / 1]
+#   BENCH_BIG_MIB          big file size in MiB [1024 / 16]
+#   BENCH_FILES            small files [2000 / 50]
+#   BENCH_SAVES            timed saves [200 / 20]
+#   BENCH_ONLY             comma list of curl,lftp,mirror,mirror4,saves [all]
+#   BENCH_WARMUP=0         skip the untimed warm-up (one big upload and one
+#                          mirror per side before round 1)
+#   BENCH_LOG_LEVEL        upgate's log.level [warn]
+#   BENCH_BCRYPT_COST      cost of the upgate user's hash [4]
+#   BENCH_TIMEOUT          seconds any one client command may take [600]
+#   BENCH_DIR              where the temp dir goes [$TMPDIR or /tmp]
+#   BENCH_KEEP=1           keep the temp dir (data, configs, server logs)
+#   GO                     the go command [go]
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+PY=/usr/bin/python3
+helper=$here/helper.py
+
+quick=${BENCH_QUICK:-0}
+while (($#)); do
+  case $1 in
+    --quick) quick=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [[ $quick == 1 ]]; then
+  d_rounds=1 d_big=16 d_files=50 d_saves=20
+else
+  d_rounds=2 d_big=1024 d_files=2000 d_saves=200
+fi
+rounds=${BENCH_ROUNDS:-$d_rounds}
+big_mib=${BENCH_BIG_MIB:-$d_big}
+nfiles=${BENCH_FILES:-$d_files}
+nsaves=${BENCH_SAVES:-$d_saves}
+only=${BENCH_ONLY:-curl,lftp,mirror,mirror4,saves}
+loglevel=${BENCH_LOG_LEVEL:-warn}
+bcrypt_cost=${BENCH_BCRYPT_COST:-4}
+cmd_timeout=${BENCH_TIMEOUT:-600}
+GO=${GO:-go}
+for v in rounds big_mib nfiles nsaves bcrypt_cost cmd_timeout; do
+  if ! [[ ${!v} =~ ^[1-9][0-9]{0,5}$ ]]; then
+    echo "run.sh: $v must be a positive integer, got '${!v}'" >&2
+    exit 2
+  fi
+done
+((rounds <= 50)) || { echo "run.sh: at most 50 rounds" >&2; exit 2; }
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+# --- prerequisites: checked, never installed ------------------------------
+vsftpd_bin=$(command -v vsftpd || true)
+[[ -z $vsftpd_bin && -x /usr/sbin/vsftpd ]] && vsftpd_bin=/usr/sbin/vsftpd
+missing=() pkgs=()
+[[ -n $vsftpd_bin ]] || { missing+=(vsftpd); pkgs+=(vsftpd); }
+command -v lftp >/dev/null || { missing+=(lftp); pkgs+=(lftp); }
+command -v curl >/dev/null || { missing+=(curl); pkgs+=(curl); }
+[[ -x $PY ]] || { missing+=("$PY"); pkgs+=(python3); }
+for t in useradd userdel chpasswd; do
+  command -v $t >/dev/null || [[ -x /usr/sbin/$t ]] || { missing+=($t); pkgs+=(passwd); }
+done
+coreutils=0
+for t in timeout sha256sum stat sync; do
+  command -v $t >/dev/null || { missing+=($t); coreutils=1; }
+done
+((coreutils)) && pkgs+=(coreutils)
+command -v "$GO" >/dev/null || missing+=("$GO (the Go toolchain)")
+if ((${#missing[@]})); then
+  echo "run.sh: missing: ${missing[*]}" >&2
+  ((${#pkgs[@]})) && echo "run.sh: install with: apt-get install -y ${pkgs[*]}" >&2
+  exit 3
+fi
+if ((EUID != 0)); then
+  echo "run.sh: must run as root (it adds a throwaway user for vsftpd, which chroots it)" >&2
+  exit 3
+fi
+export PATH=$PATH:/usr/sbin:/sbin
+
+# --- temp dir, cleanup ------------------------------------------------------
+tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-ftpbench.XXXXXX")
+chmod 755 "$tmp"
+pids=()
+vs_user=
+cur=
+stop() { # pid: TERM, up to 5 s, then KILL; reaps it
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 50; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null || [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]]; then
+      wait "$pid" 2>/dev/null || true
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "pid $pid ignored SIGTERM for 5 s; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  [[ -z $cur ]] || stop "$cur"
+  for pid in "${pids[@]}"; do stop "$pid"; done
+  if [[ -n $vs_user ]]; then
+    userdel "$vs_user" || log "could not remove user $vs_user: userdel $vs_user"
+  fi
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+    log "kept $tmp"
+  else
+    rm -rf "$tmp"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- upgate -------------------------------------------------------------------
+log "building upgate"
+(cd "$repo" && "$GO" build -o "$tmp/upgate" ./cmd/upgate) || die "go build ./cmd/upgate"
+pw=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+hash=$(printf '%s\n' "$pw" | "$tmp/upgate" hash-password --cost "$bcrypt_cost")
+[[ $hash == \$2* ]] || die "hash-password printed '$hash'"
+ug_version="$("$tmp/upgate" version | awk 'NR == 1 { print $2 }')"
+if commit=$(git -C "$repo" describe --always --dirty 2>/dev/null); then ug_version+=" at $commit"; fi
+ug_version+=" ($("$GO" env GOVERSION))"
+# From here on the clients read no personal configuration (~/.lftprc,
+# ~/.netrc); set after the build, which needs the real module cache.
+export HOME=$tmp/home
+mkdir -p "$HOME"
+
+ug_port=$("$PY" "$helper" freeport)
+read -r ug_pasv_lo ug_pasv_hi < <("$PY" "$helper" portrange 50)
+mkdir -p "$tmp/upgate-root/up"
+cat >"$tmp/upgate.yaml" <<EOF
+listen:
+  ftp: 127.0.0.1:$ug_port
+  ftps: ""
+  sftp: ""
+  admin: ""
+connections:
+  drain_timeout: 2s
+ftp:
+  passive_ports: "$ug_pasv_lo-$ug_pasv_hi"
+agents:
+  bench:
+    embedded: true
+    root: $tmp/upgate-root
+users:
+  - name: bench
+    password_hash: "$hash"
+    mounts:
+      - path: /
+        agent: bench
+        root: ""
+log:
+  level: $loglevel
+EOF
+# Without UPGATE_* from the caller's environment: they would override the file.
+(
+  while read -r v; do unset "$v"; done < <(compgen -e | grep '^UPGATE_' || true)
+  exec "$tmp/upgate" serve --config "$tmp/upgate.yaml"
+) >"$tmp/upgate.log" 2>&1 &
+pids+=($!)
+ug_pid=$!
+
+# --- vsftpd -------------------------------------------------------------------
+# A throwaway local user (no home, removed at exit), chrooted into a root-owned
+# directory that holds its upload directory up/, so that both servers see
+# the same paths (/up/...). A local user, not anonymous: vsftpd refuses SITE
+# CHMOD to anonymous users (550 at no cost), and lftp mirror sends one per
+# file, which upgate carries out. Writes overwrite in place (STOR), times are
+# set with MDTM and a time (mdtm_write; vsftpd has no MFMT and refuses SITE
+# UTIME). The password hash is SHA-512 with the minimum 1,000 rounds, like
+# upgate's bcrypt at cost 4: a login costs about a millisecond on both sides.
+vs_port=$("$PY" "$helper" freeport)
+read -r vs_pasv_lo vs_pasv_hi < <("$PY" "$helper" portrange 50)
+vs_name=upgbench$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+useradd --system --no-create-home --home-dir "$tmp/vsftpd-root" --shell /bin/sh --user-group "$vs_name" ||
+  die "useradd $vs_name"
+vs_user=$vs_name
+printf '%s:%s\n' "$vs_user" "$pw" | chpasswd -c SHA512 -s 1000 || die "chpasswd $vs_user"
+mkdir -p "$tmp/vsftpd-root/up" "$tmp/vsftpd-empty"
+chown "$vs_user:$vs_user" "$tmp/vsftpd-root/up"
+cat >"$tmp/vsftpd.conf" <<EOF
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port=$vs_port
+background=NO
+anonymous_enable=NO
+local_enable=YES
+pam_service_name=vsftpd
+userlist_enable=NO
+local_root=$tmp/vsftpd-root
+chroot_local_user=YES
+write_enable=YES
+local_umask=022
+chmod_enable=YES
+mdtm_write=YES
+pasv_enable=YES
+pasv_min_port=$vs_pasv_lo
+pasv_max_port=$vs_pasv_hi
+connect_from_port_20=NO
+xferlog_enable=NO
+dirmessage_enable=NO
+use_localtime=NO
+max_clients=0
+max_per_ip=0
+seccomp_sandbox=NO
+secure_chroot_dir=$tmp/vsftpd-empty
+EOF
+"$vsftpd_bin" "$tmp/vsftpd.conf" >"$tmp/vsftpd.log" 2>&1 &
+pids+=($!)
+vs_pid=$!
+
+"$PY" "$helper" waitftp "$ug_port" 20 || { cat "$tmp/upgate.log" >&2; die "upgate did not answer on $ug_port"; }
+"$PY" "$helper" waitftp "$vs_port" 20 || { cat "$tmp/vsftpd.log" >&2; die "vsftpd did not answer on $vs_port"; }
+log "upgate on 127.0.0.1:$ug_port (pid $ug_pid, pasv $ug_pasv_lo-$ug_pasv_hi), vsftpd on 127.0.0.1:$vs_port (pid $vs_pid, pasv $vs_pasv_lo-$vs_pasv_hi)"
+
+declare -A port user pass updir
+port[upgate]=$ug_port user[upgate]=bench pass[upgate]=$pw updir[upgate]=$tmp/upgate-root/up
+port[vsftpd]=$vs_port user[vsftpd]=$vs_user pass[vsftpd]=$pw updir[vsftpd]=$tmp/vsftpd-root/up
+same_fs=$(stat -c %d "${updir[upgate]}" "${updir[vsftpd]}" | sort -u | wc -l)
+[[ $same_fs == 1 ]] || die "upload directories are on different filesystems"
+
+# --- data -----------------------------------------------------------------
+mkdir -p "$tmp/data"
+big=$tmp/data/big.bin
+big_bytes=$((big_mib * 1024 * 1024))
+log "generating ${big_mib} MiB and $nfiles small files"
+if command -v openssl >/dev/null; then
+  # AES-CTR over zeros: incompressible and several times faster than urandom.
+  head -c "$big_bytes" /dev/zero |
+    openssl enc -aes-128-ctr -nosalt -pass "pass:$pw" -pbkdf2 2>/dev/null |
+    head -c "$big_bytes" >"$big" || true
+fi
+[[ -f $big && $(stat -c %s "$big") == "$big_bytes" ]] || head -c "$big_bytes" /dev/urandom >"$big"
+big_sha=$(sha256sum "$big" | cut -d' ' -f1)
+read -r _ small_bytes small_dirs < <("$PY" "$helper" gensmall "$tmp/data/small" "$nfiles" 8)
+small_sum=$("$PY" "$helper" treesum "$tmp/data/small")
+head -c 4096 /dev/urandom >"$tmp/data/save.bin"
+if ((big_mib % 1024 == 0)); then big_label="$((big_mib / 1024)) GiB"; else big_label="$big_mib MiB"; fi
+
+# --- measurements -------------------------------------------------------------
+lftp_set='set ftp:ssl-allow no; set net:max-retries 1; set net:timeout 20; set cmd:fail-exit yes; set xfer:clobber on; set xfer:log no'
+# vsftpd answers SITE UTIME with 550 and lftp would leave it at that; so both
+# sides are asked to set times the way they can: upgate advertises MFMT,
+# which lftp prefers, vsftpd takes MDTM with a time (ftp:use-mdtm-overloaded).
+lftp_set+='; set ftp:use-site-utime no; set ftp:use-site-utime2 no; set ftp:use-mdtm-overloaded yes'
+# bounded cmd...: runs a client under timeout, in the background so that a
+# SIGTERM or SIGINT to this script runs the cleanup at once (bash runs traps
+# only between foreground commands, but interrupts wait).
+bounded() {
+  local rc=0
+  timeout -k 5 "$cmd_timeout" "$@" &
+  cur=$!
+  wait "$cur" || rc=$?
+  cur=
+  return "$rc"
+}
+lftp_run() { # side script
+  bounded lftp -c "$lftp_set; open -u ${user[$1]},${pass[$1]} -p ${port[$1]} 127.0.0.1; $2"
+}
+
+results=$tmp/results.tsv
+: >"$results"
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
+record() { # key side round value
+  printf '%s %s %s %s\n' "$@" >>"$results"
+}
+empty_targets() { # empties both upload dirs and flushes dirty pages (untimed)
+  # Both, so that each run writes into page cache freed just before: on a VM
+  # whose memory is backed lazily, pages the guest never touched cost more.
+  find "${updir[upgate]}" "${updir[vsftpd]}" -mindepth 1 -delete
+  sync
+}
+check_big() { # side round label
+  local f=${updir[$1]}/big.bin size
+  size=$(stat -c %s "$f" 2>/dev/null || echo missing)
+  [[ $size == "$big_bytes" ]] || die "$3 to $1: big.bin is $size bytes on disk, want $big_bytes"
+  # The full hash in round 1 (and always in quick mode), the size after.
+  if [[ $2 == 1 || $quick == 1 ]]; then
+    [[ $(sha256sum "$f" | cut -d' ' -f1) == "$big_sha" ]] || die "$3 to $1: big.bin content differs"
+  fi
+}
+
+bench_curl() { # side round
+  local s=$1 t0 t1
+  empty_targets
+  t0=$EPOCHREALTIME
+  bounded curl -q -sS --fail -T "$big" -u "${user[$s]}:${pass[$s]}" \
+    "ftp://127.0.0.1:${port[$s]}/up/big.bin" || die "curl -T to $s"
+  t1=$EPOCHREALTIME
+  check_big "$s" "$2" "curl -T"
+  record curl_mbps "$s" "$2" "$(awk -v b="$big_bytes" -v t="$(elapsed "$t0" "$t1")" 'BEGIN { printf "%.2f", b / t / 1e6 }')"
+}
+bench_lftp() { # side round
+  local s=$1 t0 t1
+  empty_targets
+  t0=$EPOCHREALTIME
+  lftp_run "$s" "put $big -o /up/big.bin" >&2 || die "lftp put to $s"
+  t1=$EPOCHREALTIME
+  check_big "$s" "$2" "lftp put"
+  record lftp_mbps "$s" "$2" "$(awk -v b="$big_bytes" -v t="$(elapsed "$t0" "$t1")" 'BEGIN { printf "%.2f", b / t / 1e6 }')"
+}
+bench_mirror() { # side round key extra-flags
+  local s=$1 t0 t1 got
+  empty_targets
+  t0=$EPOCHREALTIME
+  lftp_run "$s" "mirror -R $4 $tmp/data/small /up/m" >/dev/null || die "lftp mirror -R $4 to $s"
+  t1=$EPOCHREALTIME
+  got=$("$PY" "$helper" treesum "${updir[$s]}/m")
+  [[ $got == "$small_sum" ]] || die "mirror -R $4 to $s: target has '$got' (files bytes digest), want '$small_sum'"
+  record "$3" "$s" "$2" "$(elapsed "$t0" "$t1")"
+}
+bench_saves() { # side round
+  local s=$1 p50 p99
+  empty_targets
+  bounded "$PY" "$helper" saves "${port[$s]}" "${user[$s]}" "${pass[$s]}" \
+    /up/save.bin "$tmp/data/save.bin" "$nsaves" >"$tmp/saves.out" || die "ftplib saves to $s"
+  cmp -s "$tmp/data/save.bin" "${updir[$s]}/save.bin" || die "ftplib saves to $s: save.bin differs on disk"
+  read -r p50 p99 <"$tmp/saves.out"
+  record save_p50_ms "$s" "$2" "$p50"
+  record save_p99_ms "$s" "$2" "$p99"
+}
+
+want() { [[ ,$only, == *,$1,* ]]; }
+if [[ ${BENCH_WARMUP:-1} == 1 ]]; then
+  # One untimed big upload and mirror per side: first-touch costs (page
+  # cache, dentries, the servers' own warm-up) out of round 1.
+  log "warm-up (untimed)"
+  for s in upgate vsftpd; do
+    if want curl || want lftp; then bench_curl "$s" 0; fi
+    if want mirror || want mirror4; then bench_mirror "$s" 0 warmup ""; fi
+  done
+  : >"$results"
+fi
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+start=$EPOCHREALTIME
+for ((r = 1; r <= rounds; r++)); do
+  kill -0 "$ug_pid" 2>/dev/null || { cat "$tmp/upgate.log" >&2; die "upgate exited"; }
+  kill -0 "$vs_pid" 2>/dev/null || { cat "$tmp/vsftpd.log" >&2; die "vsftpd exited"; }
+  if want curl; then for s in upgate vsftpd; do
+    bench_curl "$s" "$r"; log "round $r/$rounds curl -T $big_label  $s: $(tail -n1 "$results" | cut -d' ' -f4) MB/s"
+  done; fi
+  if want lftp; then for s in upgate vsftpd; do
+    bench_lftp "$s" "$r"; log "round $r/$rounds lftp put $big_label  $s: $(tail -n1 "$results" | cut -d' ' -f4) MB/s"
+  done; fi
+  if want mirror; then for s in upgate vsftpd; do
+    bench_mirror "$s" "$r" mirror_s ""; log "round $r/$rounds mirror -R $nfiles files  $s: $(tail -n1 "$results" | cut -d' ' -f4) s"
+  done; fi
+  if want mirror4; then for s in upgate vsftpd; do
+    bench_mirror "$s" "$r" mirror4_s "--parallel=4"; log "round $r/$rounds mirror -R --parallel=4 $nfiles files  $s: $(tail -n1 "$results" | cut -d' ' -f4) s"
+  done; fi
+  if want saves; then for s in upgate vsftpd; do
+    bench_saves "$s" "$r"; log "round $r/$rounds $nsaves saves  $s: p50/p99 $(tail -n2 "$results" | cut -d' ' -f4 | paste -sd/) ms"
+  done; fi
+done
+log "measured in $(elapsed "$start" "$EPOCHREALTIME") s; upgate log: $(wc -l <"$tmp/upgate.log") lines at level $loglevel"
+
+# --- report -------------------------------------------------------------------
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+fs=$(df -T "$tmp" | awk 'NR == 2 { print $2 " on " $1 }')
+vs_version=$(dpkg-query -W -f '${Version}' vsftpd 2>/dev/null || true)
+# vsftpd -v writes its version to file descriptor 0.
+[[ -n $vs_version ]] || vs_version=$("$vsftpd_bin" -v 0>&1 2>/dev/null | awk '{ print $NF; exit }' || true)
+cat >"$tmp/meta" <<EOF
+date=$(date -u '+%Y-%m-%d %H:%M UTC')
+machine=$(nproc) CPUs ($cpu), $(free -g | awk '/^Mem:/ { print $2 }') GiB, Linux $(uname -r)
+fs=$fs
+upgate=$ug_version
+loglevel=$loglevel
+vsftpd=$vs_version
+lftp=$(lftp --version | sed -n '1s/.*Version \([^ ]*\).*/\1/p')
+curl=$(curl --version | awk 'NR == 1 { print $2 }')
+python=$("$PY" -c 'import platform; print(platform.python_version())')
+load_before=$load_before
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+big=$big_label
+files=$nfiles
+files_bytes=$small_bytes
+dirs=$small_dirs
+saves=$nsaves
+rounds=$rounds
+bcrypt_cost=$bcrypt_cost
+EOF
+"$PY" "$helper" table "$results" "$tmp/meta"
