@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -73,6 +74,7 @@ func Dial(target string, opts DialOptions) (*grpc.ClientConn, error) {
 		grpc.WithInitialConnWindowSize(agentpb.WindowSize),
 		grpc.WithWriteBufferSize(agentpb.BufferSize),
 		grpc.WithReadBufferSize(agentpb.BufferSize),
+		experimental.WithBufferPool(agentpb.NewBufferPool()),
 	}
 	if obs := opts.Observe; obs != nil {
 		dialOpts = append(dialOpts,

@@ -18,9 +18,11 @@ import (
 )
 
 const (
-	// chunk is the size of one write message once coalesced and of one
-	// read-ahead block.
-	chunk = 1 << 20
+	// chunk is the size of the data of one write message once coalesced
+	// and of one read-ahead block: just under 1 MiB, so that a whole
+	// message (data plus a few bytes of framing) fits grpc-go's pooled
+	// 1 MiB buffers on both ends instead of a fresh, zeroed allocation.
+	chunk = 1<<20 - 64
 	// minMessage is the size below which a write is held back to be
 	// coalesced with the writes that follow it.
 	minMessage = 256 << 10
@@ -316,14 +318,16 @@ func (f *file) writeAtLocked(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// addExtent holds p back for coalescing and sends what is ready. f.mu is
-// held.
+// addExtent holds p back for coalescing and sends what is ready. An extent
+// that continues another is filled up to exactly chunk bytes, sent, and the
+// rest of p starts the next one, so sequential writes of any size become
+// chunk-sized messages without reallocating. f.mu is held.
 func (f *file) addExtent(p []byte, off int64) error {
 	end := off + int64(len(p))
 	var cur *extent
 	for _, e := range f.extents {
 		eEnd := e.off + int64(len(e.data))
-		if eEnd == off {
+		if eEnd == off && len(e.data) < chunk {
 			cur = e
 			break
 		}
@@ -336,24 +340,37 @@ func (f *file) addExtent(p []byte, off int64) error {
 			break
 		}
 	}
+	for len(p) > 0 {
+		if cur == nil {
+			cur = &extent{off: off, data: f.newBuffer(len(p))}
+			f.extents = append(f.extents, cur)
+		}
+		n := min(len(p), chunk-len(cur.data))
+		cur.data = append(f.grow(cur.data, n), p[:n]...)
+		f.buffered += n
+		p, off = p[n:], off+int64(n)
+		if len(cur.data) == chunk {
+			if err := f.sendExtent(cur); err != nil {
+				return err
+			}
+			cur = nil
+		}
+	}
 	if cur != nil {
-		cur.data = append(f.grow(cur.data, len(p)), p...)
-		// Join the extent that starts where this one now ends.
+		// Join the extent that starts where this one now ends (writes
+		// that arrived out of order); sendExtent splits it.
 		for i, e := range f.extents {
 			if e != cur && e.off == end {
 				cur.data = append(cur.data, e.data...)
 				f.extents = append(f.extents[:i], f.extents[i+1:]...)
+				f.g.putBuffer(e.data)
 				break
 			}
 		}
-	} else {
-		cur = &extent{off: off, data: append(make([]byte, 0, max(len(p), f.extCap)), p...)}
-		f.extents = append(f.extents, cur)
-	}
-	f.buffered += len(p)
-	if len(cur.data) >= chunk {
-		if err := f.sendExtent(cur); err != nil {
-			return err
+		if len(cur.data) >= chunk {
+			if err := f.sendExtent(cur); err != nil {
+				return err
+			}
 		}
 	}
 	for len(f.extents) > maxExtents || f.buffered > maxBuffered {
@@ -364,22 +381,38 @@ func (f *file) addExtent(p []byte, off int64) error {
 	return nil
 }
 
+// newBuffer is an empty buffer for an extent whose first write has n
+// bytes: small at first (a small file costs about its size), a pooled
+// chunk once the file's writes have filled one.
+func (f *file) newBuffer(n int) []byte {
+	if f.extCap >= chunk || n >= chunk {
+		return f.g.getBuffer()
+	}
+	return make([]byte, 0, max(n, f.extCap))
+}
+
 // grow makes room for n more bytes in b, doubling its capacity up to
-// chunk: a small file costs about its size, not a whole chunk, and a large
-// one soon gets chunk-sized extents (extCap). f.mu is held.
+// chunk, where it takes a pooled buffer. f.mu is held.
 func (f *file) grow(b []byte, n int) []byte {
 	if len(b)+n <= cap(b) {
 		return b
 	}
 	c := max(len(b)+n, min(2*cap(b), chunk))
 	f.extCap = max(f.extCap, min(c, chunk))
-	nb := make([]byte, len(b), c)
+	var nb []byte
+	if c == chunk {
+		nb = f.g.getBuffer()[:len(b)]
+	} else {
+		nb = make([]byte, len(b), c)
+	}
 	copy(nb, b)
+	f.g.putBuffer(b)
 	return nb
 }
 
-// sendExtent sends e in messages of at most chunk bytes and forgets it.
-// f.mu is held.
+// sendExtent sends e in messages of at most chunk bytes, forgets it and
+// returns its buffer to the pool (Send has copied the data into the
+// message by the time it returns). f.mu is held.
 func (f *file) sendExtent(e *extent) error {
 	for i, x := range f.extents {
 		if x == e {
@@ -388,6 +421,7 @@ func (f *file) sendExtent(e *extent) error {
 		}
 	}
 	f.buffered -= len(e.data)
+	defer f.g.putBuffer(e.data)
 	for data, off := e.data, e.off; len(data) > 0; {
 		n := min(len(data), chunk)
 		if err := f.sendWrite(off, data[:n]); err != nil {
@@ -481,6 +515,71 @@ func (f *file) Write(p []byte) (int, error) {
 	n, err := f.writeAtLocked(p, f.offset)
 	f.offset += int64(n)
 	return n, err
+}
+
+// ReadFrom implements io.ReaderFrom for io.Copy (an FTP upload): it reads
+// from r straight into chunk-sized message buffers, so the data is copied
+// once less than through Write and read in as few calls as the socket
+// allows. It writes at the file offset like Write.
+func (f *file) ReadFrom(r io.Reader) (int64, error) {
+	f.mu.Lock()
+	err := f.usable("write")
+	if err == nil && !f.writable() {
+		err = &fs.PathError{Op: "write", Path: f.name, Err: syscall.EBADF}
+	}
+	if err == nil {
+		// Held-back writes go first, to keep the order.
+		f.dropCache()
+		err = f.flushLocked()
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	buf := f.g.getBuffer()
+	defer func() { f.g.putBuffer(buf) }()
+	for {
+		// The read happens without f.mu: a slow client must not block
+		// TransferError or Stat on this file.
+		n, rerr := r.Read(buf[len(buf):chunk])
+		buf = buf[:len(buf)+n]
+		total += int64(n)
+		if len(buf) == chunk || rerr != nil && len(buf) > 0 {
+			f.mu.Lock()
+			err := f.usable("write")
+			if err == nil {
+				// The extent owns buf from here; sendExtent returns it to
+				// the pool.
+				e := &extent{off: f.offset, data: buf}
+				f.extents = append(f.extents, e)
+				f.buffered += len(buf)
+				f.offset += int64(len(buf))
+				err = f.sendExtent(e)
+				buf = f.g.getBuffer()
+			}
+			f.mu.Unlock()
+			if err != nil {
+				return total, err
+			}
+		}
+		switch {
+		case errors.Is(rerr, io.EOF):
+			return total, nil
+		case rerr != nil:
+			return total, rerr
+		}
+	}
+}
+
+// ReadFrom copies r into dst with dst's io.ReaderFrom when it has one (the
+// gRPC file does), else through Write. A wrapper that passes writes through
+// forwards ReadFrom with it, after wrapping r in whatever it does per write.
+func ReadFrom(dst io.Writer, r io.Reader) (int64, error) {
+	if rf, ok := dst.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{dst}, r)
 }
 
 // WriteString implements afero.File.
@@ -773,13 +872,22 @@ func (f *file) Close() error {
 	f.mu.Unlock()
 	defer f.finish()
 	if err == nil {
-		err = f.waitWrites()
+		err = f.writeErr() // a write failed already: abort, do not commit
 	}
 	if err != nil {
 		_, _ = f.call("close", &agentpb.FileRequest{Op: &agentpb.FileRequest_Close{Close: &agentpb.CloseOp{Abort: true}}})
 		return err
 	}
+	// The close goes out right behind the writes, without waiting for
+	// their acknowledgements: the agent serves a stream's requests in order
+	// and refuses to commit after a failed write, so committing costs one
+	// round trip. The writes' replies precede the close's (the receive
+	// loop runs their callbacks first); a failed one is the more precise
+	// error.
 	_, err = f.call("close", &agentpb.FileRequest{Op: &agentpb.FileRequest_Close{Close: &agentpb.CloseOp{}}})
+	if werr := f.writeErr(); werr != nil {
+		return werr
+	}
 	return err
 }
 

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +50,26 @@ type GRPCFs struct {
 	root    string
 	timeout time.Duration
 	opts    Options
+	// buffers holds chunk-capacity write buffers, reused from one
+	// coalesced message to the next.
+	buffers sync.Pool
+}
+
+// getBuffer is an empty buffer of capacity chunk.
+func (g *GRPCFs) getBuffer() []byte {
+	if b, ok := g.buffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, chunk)
+}
+
+// putBuffer returns a buffer from getBuffer to the pool; others are left
+// to the garbage collector.
+func (g *GRPCFs) putBuffer(b []byte) {
+	if cap(b) == chunk {
+		b = b[:0]
+		g.buffers.Put(&b)
+	}
 }
 
 var (

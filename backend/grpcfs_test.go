@@ -1,15 +1,21 @@
 package backend_test
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
+	"io"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/spf13/afero"
 	"go.uber.org/goleak"
 
+	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/internal/agenttest"
 )
@@ -101,4 +107,80 @@ func TestChtimesOutOfRange(t *testing.T) {
 	if after, _ := os.Stat(a.Dir + "/f"); !after.ModTime().Equal(ok) {
 		t.Fatalf("mtime %v, want %v", after.ModTime(), ok)
 	}
+}
+
+// oddReader returns data in reads of varying, odd sizes, as a socket does.
+type oddReader struct {
+	data []byte
+	i    int
+}
+
+func (r *oddReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	r.i++
+	n := min(len(p), len(r.data), 1+(r.i*7919)%200_000)
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestReadFrom: io.Copy into a gRPC file (an FTP upload) goes through
+// ReadFrom, after and before ordinary writes, and lands byte for byte,
+// across message boundaries.
+func TestReadFrom(t *testing.T) {
+	a := agenttest.Start(t, "")
+	g := a.Fs(t, "")
+	head := []byte("head:")
+	body := fstest.Data(5<<20+12345, 3)
+	tail := []byte(":tail")
+	f, err := g.OpenFile("/up.bin", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.(io.ReaderFrom); !ok {
+		t.Fatal("the gRPC file does not implement io.ReaderFrom")
+	}
+	if _, err := f.Write(head); err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(f, &oddReader{data: body})
+	if err != nil || n != int64(len(body)) {
+		t.Fatalf("io.Copy: %d, %v", n, err)
+	}
+	if _, err := f.Write(tail); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(a.Dir, "up.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(append([]byte{}, head...), body...), tail...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("file: %d bytes sha256 %x, want %d bytes %x", len(got), sha256.Sum256(got), len(want), sha256.Sum256(want))
+	}
+
+	// A reader that fails mid-way: the error comes back, and the upload,
+	// aborted as FTP does on a data-connection failure, leaves nothing.
+	f, err = g.OpenFile("/broken.bin", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("connection reset")
+	_, err = io.Copy(f, io.MultiReader(bytes.NewReader(body[:3<<20]), iotest.ErrReader(boom)))
+	if !errors.Is(err, boom) {
+		t.Fatalf("io.Copy from a failing reader: %v", err)
+	}
+	f.(backend.TransferAborter).TransferError(err)
+	if err := f.Close(); err == nil {
+		t.Fatal("Close after a failed copy and TransferError committed")
+	}
+	if _, err := os.Stat(filepath.Join(a.Dir, "broken.bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("broken.bin: %v", err)
+	}
+	a.WaitIdle(t, 10*time.Second)
 }

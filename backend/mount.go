@@ -375,6 +375,9 @@ type mountFile struct {
 
 func (f *mountFile) Name() string { return f.name }
 
+// ReadFrom passes an io.Copy into the file on (see backend.ReadFrom).
+func (f *mountFile) ReadFrom(r io.Reader) (int64, error) { return ReadFrom(f.File, r) }
+
 // Readdir adds the mount points directly below this directory.
 func (f *mountFile) Readdir(count int) ([]os.FileInfo, error) {
 	fis, err := f.File.Readdir(count)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"sync/atomic"
 	"time"
@@ -146,6 +147,21 @@ func (f *sessionFile) Write(p []byte) (int, error) {
 	f.moved(n)
 	return n, err
 }
+
+// ReadFrom passes an io.Copy into the file on, counting what it moves as
+// Write does.
+func (f *sessionFile) ReadFrom(r io.Reader) (int64, error) {
+	return backend.ReadFrom(f.File, readerFunc(func(p []byte) (int, error) {
+		n, err := r.Read(p)
+		f.moved(n)
+		return n, err
+	}))
+}
+
+// readerFunc is an io.Reader made of a function.
+type readerFunc func([]byte) (int, error)
+
+func (r readerFunc) Read(p []byte) (int, error) { return r(p) }
 
 func (f *sessionFile) ReadAt(p []byte, off int64) (int, error) {
 	n, err := f.File.ReadAt(p, off)

@@ -1142,3 +1142,30 @@ func TestErrorsCarryErrno(t *testing.T) {
 		t.Errorf("refused calls disturbed the tree: %v", err)
 	}
 }
+
+// TestCloseAfterFailedWriteAborts: the gateway sends its close right behind
+// its writes without waiting for their replies, so a close that follows a
+// failed write must not commit: the agent aborts, answers the write's
+// error, and the old file stays.
+func TestCloseAfterFailedWriteAborts(t *testing.T) {
+	a, c := start(t, "")
+	if err := os.WriteFile(filepath.Join(a.Dir, "f"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fst, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+	fst.write(0, "new data")
+	if resp := fst.do(&agentpb.FileRequest{Op: &agentpb.FileRequest_Write{Write: &agentpb.WriteOp{Offset: -1, Data: []byte("x")}}}); resp.GetError() == nil {
+		t.Fatalf("write at -1: %v, want an error", resp)
+	}
+	resp := fst.do(&agentpb.FileRequest{Op: &agentpb.FileRequest_Close{Close: &agentpb.CloseOp{}}})
+	if resp.GetError() == nil || !strings.Contains(resp.GetError().GetMessage(), "write") {
+		t.Fatalf("close after a failed write: %v, want the write's error", resp)
+	}
+	if got, err := os.ReadFile(filepath.Join(a.Dir, "f")); err != nil || string(got) != "old" {
+		t.Fatalf("f after the refused commit: %q %v", got, err)
+	}
+	if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+		t.Fatalf("temp files left: %q", temps)
+	}
+	a.WaitIdle(t, settle)
+}

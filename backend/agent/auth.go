@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -47,6 +48,7 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		grpc.InitialConnWindowSize(agentpb.WindowSize),
 		grpc.WriteBufferSize(agentpb.BufferSize),
 		grpc.ReadBufferSize(agentpb.BufferSize),
+		experimental.BufferPool(agentpb.NewBufferPool()),
 	}
 }
 

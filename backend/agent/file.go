@@ -44,6 +44,11 @@ type handle struct {
 	excl     bool // O_EXCL: commit must not replace a file created meanwhile
 	writable bool
 	done     bool // closed or aborted; touched only by the stream goroutine
+	// writeErr is the first failed or short write, touched only by the
+	// stream goroutine. The gateway sends its close without waiting for
+	// the writes' replies, so a close after a failed write must not
+	// commit: it aborts and answers with this error.
+	writeErr error
 
 	// mu guards the attributes recorded for the close.
 	mu           sync.Mutex
@@ -301,7 +306,13 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		} else {
 			n, err = h.f.WriteAt(op.Write.GetData(), op.Write.GetOffset())
 		}
+		if err == nil && n != len(op.Write.GetData()) {
+			err = io.ErrShortWrite
+		}
 		if err != nil {
+			if h.writeErr == nil {
+				h.writeErr = &fs.PathError{Op: "write", Path: h.path, Err: unwrapPathError(err)}
+			}
 			return fail("write", err)
 		}
 		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Write{Write: &agentpb.WriteResult{Written: int64(n)}}}
@@ -335,6 +346,10 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		if op.Close.GetAbort() {
 			h.abort("client aborted")
 			return done
+		}
+		if h.writeErr != nil {
+			h.abort("a write failed")
+			return fail("close", h.writeErr)
 		}
 		if err := h.commit(); err != nil {
 			return fail("close", err)
@@ -383,6 +398,14 @@ func (h *handle) commit() error {
 		}
 	}
 	return nil
+}
+
+// unwrapPathError is the error inside a *fs.PathError, or err.
+func unwrapPathError(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	return err
 }
 
 // abort closes the file and discards an atomic upload.

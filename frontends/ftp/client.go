@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -206,6 +207,10 @@ type transferFile struct {
 	backend.FileWrapper // TransferError reaches the backend: an aborted upload is discarded
 	d                   *clientDriver
 }
+
+// ReadFrom is the upload's io.Copy from the data connection, passed on
+// (see backend.ReadFrom).
+func (f *transferFile) ReadFrom(r io.Reader) (int64, error) { return backend.ReadFrom(f.File, r) }
 
 // Close commits an upload. Its error becomes the transfer's reply (coded by
 // driver.ReplyCode), so a 226 is sent only for data that landed.
