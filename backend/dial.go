@@ -64,17 +64,19 @@ func Dial(target string, opts DialOptions) (*grpc.ClientConn, error) {
 	if opts.TLS != nil {
 		creds = credentials.NewTLS(opts.TLS)
 	}
+	// One pool for the transport's frames and the codec's messages.
+	pool := agentpb.NewBufferPool()
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: ka, Timeout: kaTimeout, PermitWithoutStream: true}),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMax},
 			MinConnectTimeout: 20 * time.Second}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4 << 20)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(4<<20), grpc.ForceCodecV2(agentpb.NewCodec(pool))),
 		grpc.WithInitialWindowSize(agentpb.WindowSize),
 		grpc.WithInitialConnWindowSize(agentpb.WindowSize),
 		grpc.WithWriteBufferSize(agentpb.BufferSize),
 		grpc.WithReadBufferSize(agentpb.BufferSize),
-		experimental.WithBufferPool(agentpb.NewBufferPool()),
+		experimental.WithBufferPool(pool),
 	}
 	if obs := opts.Observe; obs != nil {
 		dialOpts = append(dialOpts,

@@ -45,13 +45,17 @@ const (
 // ahead of the reader. Close commits; TransferError followed by Close, the
 // fs's context ending, or a timeout aborts.
 type file struct {
-	g       *GRPCFs
-	name    string // user-visible, clean
-	flag    int
-	sizeAt  int64 // size when opened: bounds read-ahead
-	stream  agentpb.Agent_OpenClient
-	cancel  context.CancelFunc
-	timeout time.Duration
+	g      *GRPCFs
+	name   string // user-visible, clean
+	flag   int
+	sizeAt int64 // size when opened: bounds read-ahead
+	// pipelineClose: the agent aborts a close that follows a failed write
+	// (FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS), so Close need not
+	// wait for the writes' replies before sending it.
+	pipelineClose bool
+	stream        agentpb.Agent_OpenClient
+	cancel        context.CancelFunc
+	timeout       time.Duration
 
 	// sendMu serializes Send and id allocation.
 	sendMu sync.Mutex
@@ -157,6 +161,7 @@ func (g *GRPCFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, 
 	}
 	info := resp.GetOpened()
 	f.sizeAt = info.GetSize()
+	f.pipelineClose = resp.GetFeatures()&uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS) != 0
 	if fs.FileMode(info.GetMode()).IsDir() {
 		_, _ = f.call("close", &agentpb.FileRequest{Op: &agentpb.FileRequest_Close{Close: &agentpb.CloseOp{}}})
 		f.finish()
@@ -871,6 +876,9 @@ func (f *file) Close() error {
 	}
 	f.mu.Unlock()
 	defer f.finish()
+	if err == nil && !f.pipelineClose {
+		err = f.waitWrites() // an older agent would commit after a failed write
+	}
 	if err == nil {
 		err = f.writeErr() // a write failed already: abort, do not commit
 	}
@@ -879,9 +887,9 @@ func (f *file) Close() error {
 		return err
 	}
 	// The close goes out right behind the writes, without waiting for
-	// their acknowledgements: the agent serves a stream's requests in order
-	// and refuses to commit after a failed write, so committing costs one
-	// round trip. The writes' replies precede the close's (the receive
+	// their acknowledgements (pipelineClose): the agent serves a stream's
+	// requests in order and refuses to commit after a failed write, so
+	// committing costs one round trip. The writes' replies precede the close's (the receive
 	// loop runs their callbacks first); a failed one is the more precise
 	// error.
 	_, err = f.call("close", &agentpb.FileRequest{Op: &agentpb.FileRequest_Close{Close: &agentpb.CloseOp{}}})

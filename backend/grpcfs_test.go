@@ -171,7 +171,9 @@ func TestReadFrom(t *testing.T) {
 		t.Fatal(err)
 	}
 	boom := errors.New("connection reset")
-	_, err = io.Copy(f, io.MultiReader(bytes.NewReader(body[:3<<20]), iotest.ErrReader(boom)))
+	// (struct{ io.Reader } hides MultiReader's WriteTo, which io.Copy would
+	// prefer to ReadFrom.)
+	_, err = io.Copy(f, struct{ io.Reader }{io.MultiReader(&oddReader{data: body[:3<<20]}, iotest.ErrReader(boom))})
 	if !errors.Is(err, boom) {
 		t.Fatalf("io.Copy from a failing reader: %v", err)
 	}

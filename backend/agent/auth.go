@@ -27,6 +27,7 @@ var (
 // ServerOptions returns the options a grpc.Server needs to serve s: token
 // checks on every call and the keepalive policy.
 func (s *Server) ServerOptions() []grpc.ServerOption {
+	pool := agentpb.NewBufferPool()
 	return []grpc.ServerOption{
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := s.authorize(ctx); err != nil {
@@ -48,7 +49,9 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		grpc.InitialConnWindowSize(agentpb.WindowSize),
 		grpc.WriteBufferSize(agentpb.BufferSize),
 		grpc.ReadBufferSize(agentpb.BufferSize),
-		experimental.BufferPool(agentpb.NewBufferPool()),
+		// One pool for the transport's frames and the codec's messages.
+		experimental.BufferPool(pool),
+		grpc.ForceServerCodecV2(agentpb.NewCodec(pool)),
 	}
 }
 

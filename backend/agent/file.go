@@ -91,7 +91,11 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 		h.root.Close()
 		s.openHandles.Add(-1)
 	}()
-	if err := stream.Send(&agentpb.FileResponse{Id: req.GetId(), Result: &agentpb.FileResponse_Opened{Opened: info}}); err != nil {
+	opened := &agentpb.FileResponse{
+		Id: req.GetId(), Result: &agentpb.FileResponse_Opened{Opened: info},
+		Features: uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS),
+	}
+	if err := stream.Send(opened); err != nil {
 		return err
 	}
 	for {

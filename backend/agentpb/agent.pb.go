@@ -152,6 +152,58 @@ func (OpenFlag) EnumDescriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{1}
 }
 
+// FileFeature is one bit of FileResponse.features.
+type FileFeature int32
+
+const (
+	FileFeature_FILE_FEATURE_UNSPECIFIED FileFeature = 0
+	// A CloseOp after a failed or short write aborts the upload and answers
+	// the write's error instead of committing. The gateway then sends its
+	// close right behind its writes; with an agent without this bit it
+	// waits for every write's reply first, so that a failed write is never
+	// followed by a commit.
+	FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS FileFeature = 1
+)
+
+// Enum value maps for FileFeature.
+var (
+	FileFeature_name = map[int32]string{
+		0: "FILE_FEATURE_UNSPECIFIED",
+		1: "FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS",
+	}
+	FileFeature_value = map[string]int32{
+		"FILE_FEATURE_UNSPECIFIED":                     0,
+		"FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS": 1,
+	}
+)
+
+func (x FileFeature) Enum() *FileFeature {
+	p := new(FileFeature)
+	*p = x
+	return p
+}
+
+func (x FileFeature) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FileFeature) Descriptor() protoreflect.EnumDescriptor {
+	return file_agent_proto_enumTypes[2].Descriptor()
+}
+
+func (FileFeature) Type() protoreflect.EnumType {
+	return &file_agent_proto_enumTypes[2]
+}
+
+func (x FileFeature) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FileFeature.Descriptor instead.
+func (FileFeature) EnumDescriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{2}
+}
+
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1928,7 +1980,10 @@ type FileResponse struct {
 	//	*FileResponse_Write
 	//	*FileResponse_Stat
 	//	*FileResponse_Done
-	Result        isFileResponse_Result `protobuf_oneof:"result"`
+	Result isFileResponse_Result `protobuf_oneof:"result"`
+	// features, set on the reply to OpenOp, is a bit set of FileFeature
+	// values: what this agent's Open streams do that older agents did not.
+	Features      uint32 `protobuf:"varint,8,opt,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2027,6 +2082,13 @@ func (x *FileResponse) GetDone() *Empty {
 		}
 	}
 	return nil
+}
+
+func (x *FileResponse) GetFeatures() uint32 {
+	if x != nil {
+		return x.Features
+	}
+	return 0
 }
 
 type isFileResponse_Result interface {
@@ -2178,7 +2240,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
 	"\x03eof\x18\x02 \x01(\bR\x03eof\"'\n" +
 	"\vWriteResult\x12\x18\n" +
-	"\awritten\x18\x01 \x01(\x03R\awritten\"\xd3\x02\n" +
+	"\awritten\x18\x01 \x01(\x03R\awritten\"\xef\x02\n" +
 	"\fFileResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
 	"\x05error\x18\x02 \x01(\v2\x16.upgate.agent.v1.ErrorR\x05error\x123\n" +
@@ -2186,7 +2248,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x04read\x18\x04 \x01(\v2\x1b.upgate.agent.v1.ReadResultH\x00R\x04read\x124\n" +
 	"\x05write\x18\x05 \x01(\v2\x1c.upgate.agent.v1.WriteResultH\x00R\x05write\x12/\n" +
 	"\x04stat\x18\x06 \x01(\v2\x19.upgate.agent.v1.FileInfoH\x00R\x04stat\x12,\n" +
-	"\x04done\x18\a \x01(\v2\x16.upgate.agent.v1.EmptyH\x00R\x04doneB\b\n" +
+	"\x04done\x18\a \x01(\v2\x16.upgate.agent.v1.EmptyH\x00R\x04done\x12\x1a\n" +
+	"\bfeatures\x18\b \x01(\rR\bfeaturesB\b\n" +
 	"\x06result*\xb0\x01\n" +
 	"\rHashAlgorithm\x12\x1e\n" +
 	"\x1aHASH_ALGORITHM_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -2203,7 +2266,10 @@ const file_agent_proto_rawDesc = "" +
 	"\x10OPEN_FLAG_CREATE\x10\b\x12\x12\n" +
 	"\x0eOPEN_FLAG_EXCL\x10\x10\x12\x13\n" +
 	"\x0fOPEN_FLAG_TRUNC\x10 \x12\x12\n" +
-	"\x0eOPEN_FLAG_SYNC\x10@2\x92\b\n" +
+	"\x0eOPEN_FLAG_SYNC\x10@*]\n" +
+	"\vFileFeature\x12\x1c\n" +
+	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
+	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x012\x92\b\n" +
 	"\x05Agent\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +
 	"\x05Lstat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12K\n" +
@@ -2233,91 +2299,92 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_agent_proto_goTypes = []any{
 	(HashAlgorithm)(0),       // 0: upgate.agent.v1.HashAlgorithm
 	(OpenFlag)(0),            // 1: upgate.agent.v1.OpenFlag
-	(*Empty)(nil),            // 2: upgate.agent.v1.Empty
-	(*PathRequest)(nil),      // 3: upgate.agent.v1.PathRequest
-	(*FileInfo)(nil),         // 4: upgate.agent.v1.FileInfo
-	(*ReadDirResponse)(nil),  // 5: upgate.agent.v1.ReadDirResponse
-	(*MkdirRequest)(nil),     // 6: upgate.agent.v1.MkdirRequest
-	(*RemoveRequest)(nil),    // 7: upgate.agent.v1.RemoveRequest
-	(*RenameRequest)(nil),    // 8: upgate.agent.v1.RenameRequest
-	(*ChmodRequest)(nil),     // 9: upgate.agent.v1.ChmodRequest
-	(*ChownRequest)(nil),     // 10: upgate.agent.v1.ChownRequest
-	(*ChtimesRequest)(nil),   // 11: upgate.agent.v1.ChtimesRequest
-	(*SymlinkRequest)(nil),   // 12: upgate.agent.v1.SymlinkRequest
-	(*ReadlinkResponse)(nil), // 13: upgate.agent.v1.ReadlinkResponse
-	(*HashRequest)(nil),      // 14: upgate.agent.v1.HashRequest
-	(*HashResponse)(nil),     // 15: upgate.agent.v1.HashResponse
-	(*StatFSResponse)(nil),   // 16: upgate.agent.v1.StatFSResponse
-	(*StatusRequest)(nil),    // 17: upgate.agent.v1.StatusRequest
-	(*StatusResponse)(nil),   // 18: upgate.agent.v1.StatusResponse
-	(*OpenOp)(nil),           // 19: upgate.agent.v1.OpenOp
-	(*ReadOp)(nil),           // 20: upgate.agent.v1.ReadOp
-	(*WriteOp)(nil),          // 21: upgate.agent.v1.WriteOp
-	(*TruncateOp)(nil),       // 22: upgate.agent.v1.TruncateOp
-	(*SyncOp)(nil),           // 23: upgate.agent.v1.SyncOp
-	(*StatOp)(nil),           // 24: upgate.agent.v1.StatOp
-	(*SetTimesOp)(nil),       // 25: upgate.agent.v1.SetTimesOp
-	(*ChmodOp)(nil),          // 26: upgate.agent.v1.ChmodOp
-	(*CloseOp)(nil),          // 27: upgate.agent.v1.CloseOp
-	(*FileRequest)(nil),      // 28: upgate.agent.v1.FileRequest
-	(*Error)(nil),            // 29: upgate.agent.v1.Error
-	(*ReadResult)(nil),       // 30: upgate.agent.v1.ReadResult
-	(*WriteResult)(nil),      // 31: upgate.agent.v1.WriteResult
-	(*FileResponse)(nil),     // 32: upgate.agent.v1.FileResponse
+	(FileFeature)(0),         // 2: upgate.agent.v1.FileFeature
+	(*Empty)(nil),            // 3: upgate.agent.v1.Empty
+	(*PathRequest)(nil),      // 4: upgate.agent.v1.PathRequest
+	(*FileInfo)(nil),         // 5: upgate.agent.v1.FileInfo
+	(*ReadDirResponse)(nil),  // 6: upgate.agent.v1.ReadDirResponse
+	(*MkdirRequest)(nil),     // 7: upgate.agent.v1.MkdirRequest
+	(*RemoveRequest)(nil),    // 8: upgate.agent.v1.RemoveRequest
+	(*RenameRequest)(nil),    // 9: upgate.agent.v1.RenameRequest
+	(*ChmodRequest)(nil),     // 10: upgate.agent.v1.ChmodRequest
+	(*ChownRequest)(nil),     // 11: upgate.agent.v1.ChownRequest
+	(*ChtimesRequest)(nil),   // 12: upgate.agent.v1.ChtimesRequest
+	(*SymlinkRequest)(nil),   // 13: upgate.agent.v1.SymlinkRequest
+	(*ReadlinkResponse)(nil), // 14: upgate.agent.v1.ReadlinkResponse
+	(*HashRequest)(nil),      // 15: upgate.agent.v1.HashRequest
+	(*HashResponse)(nil),     // 16: upgate.agent.v1.HashResponse
+	(*StatFSResponse)(nil),   // 17: upgate.agent.v1.StatFSResponse
+	(*StatusRequest)(nil),    // 18: upgate.agent.v1.StatusRequest
+	(*StatusResponse)(nil),   // 19: upgate.agent.v1.StatusResponse
+	(*OpenOp)(nil),           // 20: upgate.agent.v1.OpenOp
+	(*ReadOp)(nil),           // 21: upgate.agent.v1.ReadOp
+	(*WriteOp)(nil),          // 22: upgate.agent.v1.WriteOp
+	(*TruncateOp)(nil),       // 23: upgate.agent.v1.TruncateOp
+	(*SyncOp)(nil),           // 24: upgate.agent.v1.SyncOp
+	(*StatOp)(nil),           // 25: upgate.agent.v1.StatOp
+	(*SetTimesOp)(nil),       // 26: upgate.agent.v1.SetTimesOp
+	(*ChmodOp)(nil),          // 27: upgate.agent.v1.ChmodOp
+	(*CloseOp)(nil),          // 28: upgate.agent.v1.CloseOp
+	(*FileRequest)(nil),      // 29: upgate.agent.v1.FileRequest
+	(*Error)(nil),            // 30: upgate.agent.v1.Error
+	(*ReadResult)(nil),       // 31: upgate.agent.v1.ReadResult
+	(*WriteResult)(nil),      // 32: upgate.agent.v1.WriteResult
+	(*FileResponse)(nil),     // 33: upgate.agent.v1.FileResponse
 }
 var file_agent_proto_depIdxs = []int32{
-	4,  // 0: upgate.agent.v1.ReadDirResponse.entries:type_name -> upgate.agent.v1.FileInfo
+	5,  // 0: upgate.agent.v1.ReadDirResponse.entries:type_name -> upgate.agent.v1.FileInfo
 	0,  // 1: upgate.agent.v1.HashRequest.algorithm:type_name -> upgate.agent.v1.HashAlgorithm
-	19, // 2: upgate.agent.v1.FileRequest.open:type_name -> upgate.agent.v1.OpenOp
-	20, // 3: upgate.agent.v1.FileRequest.read:type_name -> upgate.agent.v1.ReadOp
-	21, // 4: upgate.agent.v1.FileRequest.write:type_name -> upgate.agent.v1.WriteOp
-	22, // 5: upgate.agent.v1.FileRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
-	23, // 6: upgate.agent.v1.FileRequest.sync:type_name -> upgate.agent.v1.SyncOp
-	24, // 7: upgate.agent.v1.FileRequest.stat:type_name -> upgate.agent.v1.StatOp
-	25, // 8: upgate.agent.v1.FileRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
-	26, // 9: upgate.agent.v1.FileRequest.chmod:type_name -> upgate.agent.v1.ChmodOp
-	27, // 10: upgate.agent.v1.FileRequest.close:type_name -> upgate.agent.v1.CloseOp
-	29, // 11: upgate.agent.v1.FileResponse.error:type_name -> upgate.agent.v1.Error
-	4,  // 12: upgate.agent.v1.FileResponse.opened:type_name -> upgate.agent.v1.FileInfo
-	30, // 13: upgate.agent.v1.FileResponse.read:type_name -> upgate.agent.v1.ReadResult
-	31, // 14: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
-	4,  // 15: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
-	2,  // 16: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
-	3,  // 17: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
-	3,  // 18: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
-	3,  // 19: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
-	28, // 20: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
-	6,  // 21: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
-	7,  // 22: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
-	8,  // 23: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
-	9,  // 24: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
-	10, // 25: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
-	11, // 26: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
-	12, // 27: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
-	3,  // 28: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
-	14, // 29: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
-	3,  // 30: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
-	17, // 31: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
-	4,  // 32: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
-	4,  // 33: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
-	5,  // 34: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
-	32, // 35: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
-	2,  // 36: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
-	2,  // 37: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
-	2,  // 38: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
-	2,  // 39: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
-	2,  // 40: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
-	2,  // 41: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
-	2,  // 42: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
-	13, // 43: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
-	15, // 44: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
-	16, // 45: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
-	18, // 46: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
+	20, // 2: upgate.agent.v1.FileRequest.open:type_name -> upgate.agent.v1.OpenOp
+	21, // 3: upgate.agent.v1.FileRequest.read:type_name -> upgate.agent.v1.ReadOp
+	22, // 4: upgate.agent.v1.FileRequest.write:type_name -> upgate.agent.v1.WriteOp
+	23, // 5: upgate.agent.v1.FileRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
+	24, // 6: upgate.agent.v1.FileRequest.sync:type_name -> upgate.agent.v1.SyncOp
+	25, // 7: upgate.agent.v1.FileRequest.stat:type_name -> upgate.agent.v1.StatOp
+	26, // 8: upgate.agent.v1.FileRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
+	27, // 9: upgate.agent.v1.FileRequest.chmod:type_name -> upgate.agent.v1.ChmodOp
+	28, // 10: upgate.agent.v1.FileRequest.close:type_name -> upgate.agent.v1.CloseOp
+	30, // 11: upgate.agent.v1.FileResponse.error:type_name -> upgate.agent.v1.Error
+	5,  // 12: upgate.agent.v1.FileResponse.opened:type_name -> upgate.agent.v1.FileInfo
+	31, // 13: upgate.agent.v1.FileResponse.read:type_name -> upgate.agent.v1.ReadResult
+	32, // 14: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
+	5,  // 15: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
+	3,  // 16: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
+	4,  // 17: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
+	4,  // 18: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
+	4,  // 19: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
+	29, // 20: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
+	7,  // 21: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
+	8,  // 22: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
+	9,  // 23: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
+	10, // 24: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
+	11, // 25: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
+	12, // 26: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
+	13, // 27: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
+	4,  // 28: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
+	15, // 29: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
+	4,  // 30: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
+	18, // 31: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
+	5,  // 32: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
+	5,  // 33: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
+	6,  // 34: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
+	33, // 35: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
+	3,  // 36: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
+	3,  // 37: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
+	3,  // 38: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
+	3,  // 39: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
+	3,  // 40: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
+	3,  // 41: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
+	3,  // 42: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
+	14, // 43: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
+	16, // 44: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
+	17, // 45: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
+	19, // 46: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
 	32, // [32:47] is the sub-list for method output_type
 	17, // [17:32] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
@@ -2353,7 +2420,7 @@ func file_agent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,

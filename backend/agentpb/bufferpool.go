@@ -7,14 +7,15 @@ import (
 	"google.golang.org/grpc/mem"
 )
 
-// BufferPool is the gRPC buffer pool both ends of the Agent service use
-// (grpc experimental.WithBufferPool / experimental.BufferPool): buffers in
+// BufferPool is the buffer pool both ends of the Agent service give the
+// gRPC transport (experimental.WithBufferPool / experimental.BufferPool,
+// for its frames) and their Codec (for whole messages): buffers in
 // power-of-two classes from 256 bytes to 1 MiB, reused without being
 // cleared. grpc-go's default pool clears every buffer it hands out; for
-// the 1 MiB messages a file moves in that is a memclr of each message on
-// each end, about 6% of the gateway's CPU in a 1 GiB upload. gRPC fills
-// every buffer it takes (a message is read or marshaled into exactly the
-// length it asked for), so nothing stale is ever sent or parsed.
+// the 1 MiB messages a file moves in, that is a memclr of each message on
+// each end. Every user fills what it takes: a frame is read in full, a
+// message is marshaled into exactly its size or materialized from the
+// frames, so nothing stale is ever sent or parsed.
 type BufferPool struct {
 	classes [numClasses]sync.Pool
 }

@@ -100,21 +100,26 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 // ReplyCode picks the reply for an error from the user's filesystem, so
 // that the code says what a client should do about it:
 //
-//   - an agent that cannot be reached: 451 (local error, try again) during
-//     a session; 421 (service not available) at login, whose default is 530,
-//     so no client takes it for a wrong password;
+//   - at login (default 530): 421 (service not available, try later) for
+//     an agent that cannot be reached or a disk too full to create the
+//     user's root, so no client takes it for a wrong password; 530 else;
+//   - an agent that cannot be reached: 451 (local error, try again);
 //   - a full disk or quota: 552 (exceeded storage allocation);
 //   - anything else (missing file, permission denied, exists): the
 //     library's 550, 450 or 530.
 //
 // The reply's text is the error's, which names the path and the agent.
 func (d *driver) ReplyCode(_ ftpserver.ClientContext, err error, code int) int {
+	full := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 	switch {
-	case errors.Is(err, backend.ErrUnavailable) && code == ftpserver.StatusNotLoggedIn:
-		return ftpserver.StatusServiceNotAvailable
+	case code == ftpserver.StatusNotLoggedIn:
+		if errors.Is(err, backend.ErrUnavailable) || full {
+			return ftpserver.StatusServiceNotAvailable
+		}
+		return code // PASS has no other failure reply
 	case errors.Is(err, backend.ErrUnavailable):
 		return ftpserver.StatusLocalError
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+	case full:
 		return ftpserver.StatusActionAborted
 	}
 	return code
