@@ -7,9 +7,10 @@ save loop and the markdown table. Standard library only; run with Debian's
     helper.py waitftp PORT SECONDS           wait for an FTP 220 greeting on 127.0.0.1:PORT
     helper.py gensmall DIR COUNT SEED        COUNT small files in nested dirs under DIR
     helper.py treesum DIR                    "files bytes digest" of the regular files under DIR
-    helper.py saves PORT USER PASS PATH FILE COUNT
-                                             one login, COUNT STORs of FILE to PATH;
-                                             prints "p50_ms p99_ms"
+    helper.py saves PORT USER NETRC PATH FILE COUNT
+                                             one login (USER's password for 127.0.0.1
+                                             from the netrc file NETRC), COUNT STORs
+                                             of FILE to PATH; prints "p50_ms p99_ms"
     helper.py table RESULTS META             the markdown report
 """
 
@@ -123,7 +124,29 @@ def percentile(sorted_vals, p):
     return sorted_vals[k - 1]
 
 
-def saves(port, user, password, path, file, count):
+def netrc_password(netrc, host, user):
+    """The password of the entry for host and user in a netrc file. Not the
+    netrc module: it keeps one entry per host, and this file has one per
+    server, both for 127.0.0.1. Only machine/login/password entries, as
+    run.sh writes them."""
+    with open(netrc) as f:
+        tokens = f.read().split()
+    entries, cur = [], None
+    for key, value in zip(tokens[::2], tokens[1::2]):
+        if key == "machine":
+            cur = {"machine": value}
+            entries.append(cur)
+        elif cur is not None and key in ("login", "password"):
+            cur[key] = value
+    for e in entries:
+        if e.get("machine") == host and e.get("login") == user and "password" in e:
+            return e["password"]
+    sys.exit("%s: no password for %s@%s" % (netrc, user, host))
+
+
+def saves(port, user, netrc, path, file, count):
+    # The password comes from a file, not from argv, where ps shows it.
+    password = netrc_password(netrc, HOST, user)
     with open(file, "rb") as f:
         data = f.read()
     ftp = ftplib.FTP()

@@ -19,6 +19,9 @@
 #      STOR after STOR of the same file; p50 and p99 per save (ms).
 # Every upload is checked on disk (sizes, file count, contents) before its
 # figure counts. The markdown table goes to stdout, progress to stderr.
+# The clients get the (random, per-run) passwords from a netrc file in the
+# temp dir (mode 0600), never on a command line, where `ps` would show them
+# to other local users.
 #
 # Environment (defaults in brackets, quick mode's after the slash):
 #   BENCH_QUICK=1          quick mode, same as --quick
@@ -93,6 +96,12 @@ for t in timeout sha256sum stat sync; do
   command -v $t >/dev/null || { missing+=($t); coreutils=1; }
 done
 ((coreutils)) && pkgs+=(coreutils)
+command -v setsid >/dev/null || { missing+=(setsid); pkgs+=(util-linux); }
+procps=0
+for t in ps pkill; do
+  command -v $t >/dev/null || { missing+=($t); procps=1; }
+done
+((procps)) && pkgs+=(procps)
 command -v "$GO" >/dev/null || missing+=("$GO (the Go toolchain)")
 if ((${#missing[@]})); then
   echo "run.sh: missing: ${missing[*]}" >&2
@@ -105,35 +114,98 @@ if ((EUID != 0)); then
 fi
 export PATH=$PATH:/usr/sbin:/sbin
 
-# --- temp dir, cleanup ------------------------------------------------------
-tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-ftpbench.XXXXXX")
-chmod 755 "$tmp"
+# --- cleanup, temp dir ------------------------------------------------------
+# The traps come first, so that no signal falls between mktemp and them.
+tmp=
 pids=()
 vs_user=
+vs_pgid=
 cur=
+alive() { # pid: running (not gone, not a zombie)
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ ${st// /} != Z* ]]
+}
+group_alive() { # pgid: some member of the process group is running
+  ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'
+}
+reap() { # pid: waits for a child of ours that is dead or dying, 2 s at most
+  local i
+  for ((i = 0; i < 20; i++)); do
+    alive "$1" || { wait "$1" 2>/dev/null; return 0; }
+    sleep 0.1
+  done
+  log "pid $1 survived SIGKILL for 2 s; not waiting for it"
+}
 stop() { # pid: TERM, up to 5 s, then KILL; reaps it
   local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
   for ((i = 0; i < 50; i++)); do
-    if ! kill -0 "$pid" 2>/dev/null || [[ $(ps -o stat= -p "$pid" 2>/dev/null) == Z* ]]; then
-      wait "$pid" 2>/dev/null || true
-      return 0
-    fi
+    alive "$pid" || { reap "$pid"; return 0; }
     sleep 0.1
   done
   log "pid $pid ignored SIGTERM for 5 s; killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  kill -KILL "$pid" 2>/dev/null
+  reap "$pid"
+}
+stop_group() { # pgid secs: TERM to the whole process group (its leader too,
+  # in case it has not made itself one yet), up to secs, then KILL; reaps the
+  # leader, a child of ours
+  local pg=$1 i
+  kill -TERM -- "-$pg" "$pg" 2>/dev/null
+  for ((i = 0; i < $2 * 10; i++)); do
+    group_alive "$pg" || alive "$pg" || break
+    sleep 0.1
+  done
+  if group_alive "$pg" || alive "$pg"; then
+    log "process group $pg outlived SIGTERM for $2 s; killing it"
+    kill -KILL -- "-$pg" "$pg" 2>/dev/null
+  fi
+  reap "$pg"
+}
+stop_vsftpd() { # the master's process group and every session: TERM, up
+  # to 3 s, then KILL; reaps the master. vsftpd makes each connection a
+  # session (and process group) of its own, which can outlive the master
+  # (a client killed mid-transfer); all of them carry the master's arguments
+  # (setproctitle_enable=NO), so the config file's path finds them.
+  local re i
+  re=$(printf '%s' "$tmp/vsftpd.conf" | sed 's/[][\.*^$+?(){}|]/\\&/g')
+  kill -TERM -- "-$vs_pgid" "$vs_pgid" 2>/dev/null
+  pkill -TERM -f -- "$re"
+  for ((i = 0; i < 30; i++)); do
+    alive "$vs_pgid" || pgrep -f -- "$re" >/dev/null || break
+    sleep 0.1
+  done
+  if alive "$vs_pgid" || pgrep -f -- "$re" >/dev/null; then
+    log "vsftpd outlived SIGTERM for 3 s; killing it"
+    kill -KILL -- "-$vs_pgid" "$vs_pgid" 2>/dev/null
+    pkill -KILL -f -- "$re"
+  fi
+  reap "$vs_pgid"
+}
+own_user() { # name: the throwaway user exists and is this run's (its home)
+  [[ $(getent passwd "$1" | cut -d: -f6) == "$tmp/vsftpd-root" ]]
 }
 cleanup() {
   local rc=$? pid
-  trap - EXIT INT TERM
-  [[ -z $cur ]] || stop "$cur"
+  set +e
+  trap - EXIT
+  # A second signal does not cut the cleanup short: it is bounded (a few
+  # seconds per step, about 20 s at worst).
+  trap 'log "cleaning up; signal ignored"' INT TERM HUP
+  # cur is timeout(1), which runs the client in timeout's own process group.
+  [[ -z $cur ]] || stop_group "$cur" 5
   for pid in "${pids[@]}"; do stop "$pid"; done
-  if [[ -n $vs_user ]]; then
-    userdel "$vs_user" || log "could not remove user $vs_user: userdel $vs_user"
+  [[ -z $vs_pgid ]] || stop_vsftpd
+  if [[ -n $vs_user ]] && own_user "$vs_user"; then
+    if ! userdel -f "$vs_user"; then
+      pkill -KILL -u "$vs_user"
+      sleep 0.5
+      userdel -f "$vs_user" || log "could not remove user $vs_user: userdel -f $vs_user"
+    fi
   fi
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+  if [[ -z $tmp ]]; then
+    :
+  elif [[ ${BENCH_KEEP:-0} == 1 ]]; then
     log "kept $tmp"
   else
     rm -rf "$tmp"
@@ -143,6 +215,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
+tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-ftpbench.XXXXXX")
+chmod 755 "$tmp"
 
 # --- upgate -------------------------------------------------------------------
 log "building upgate"
@@ -204,10 +279,11 @@ ug_pid=$!
 # upgate's bcrypt at cost 4: a login costs about a millisecond on both sides.
 vs_port=$("$PY" "$helper" freeport)
 read -r vs_pasv_lo vs_pasv_hi < <("$PY" "$helper" portrange 50)
-vs_name=upgbench$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-useradd --system --no-create-home --home-dir "$tmp/vsftpd-root" --shell /bin/sh --user-group "$vs_name" ||
-  die "useradd $vs_name"
-vs_user=$vs_name
+# vs_user is set first, so that a signal right after useradd still removes
+# the user; the cleanup checks the home directory before it removes one.
+vs_user=upgbench$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+useradd --system --no-create-home --home-dir "$tmp/vsftpd-root" --shell /bin/sh --user-group "$vs_user" ||
+  die "useradd $vs_user"
 printf '%s:%s\n' "$vs_user" "$pw" | chpasswd -c SHA512 -s 1000 || die "chpasswd $vs_user"
 mkdir -p "$tmp/vsftpd-root/up" "$tmp/vsftpd-empty"
 chown "$vs_user:$vs_user" "$tmp/vsftpd-root/up"
@@ -237,19 +313,33 @@ use_localtime=NO
 max_clients=0
 max_per_ip=0
 seccomp_sandbox=NO
+setproctitle_enable=NO
 secure_chroot_dir=$tmp/vsftpd-empty
 EOF
-"$vsftpd_bin" "$tmp/vsftpd.conf" >"$tmp/vsftpd.log" 2>&1 &
-pids+=($!)
+# In a session (and process group) of its own, stopped as one by the cleanup
+# (stop_vsftpd, which also finds the per-connection sessions vsftpd makes).
+# Started in the background by a shell without job control, setsid is no
+# group leader and so execs vsftpd in place: $! is vsftpd's pid and its
+# group's id.
+setsid "$vsftpd_bin" "$tmp/vsftpd.conf" >"$tmp/vsftpd.log" 2>&1 &
 vs_pid=$!
+vs_pgid=$vs_pid
 
 "$PY" "$helper" waitftp "$ug_port" 20 || { cat "$tmp/upgate.log" >&2; die "upgate did not answer on $ug_port"; }
 "$PY" "$helper" waitftp "$vs_port" 20 || { cat "$tmp/vsftpd.log" >&2; die "vsftpd did not answer on $vs_port"; }
+vs_pg=$(ps -o pgid= -p "$vs_pid" | tr -d ' ' || true)
+[[ $vs_pg == "$vs_pid" ]] || die "vsftpd (pid $vs_pid) is in process group '$vs_pg', not its own"
 log "upgate on 127.0.0.1:$ug_port (pid $ug_pid, pasv $ug_pasv_lo-$ug_pasv_hi), vsftpd on 127.0.0.1:$vs_port (pid $vs_pid, pasv $vs_pasv_lo-$vs_pasv_hi)"
 
-declare -A port user pass updir
-port[upgate]=$ug_port user[upgate]=bench pass[upgate]=$pw updir[upgate]=$tmp/upgate-root/up
-port[vsftpd]=$vs_port user[vsftpd]=$vs_user pass[vsftpd]=$pw updir[vsftpd]=$tmp/vsftpd-root/up
+declare -A port user updir
+port[upgate]=$ug_port user[upgate]=bench updir[upgate]=$tmp/upgate-root/up
+port[vsftpd]=$vs_port user[vsftpd]=$vs_user updir[vsftpd]=$tmp/vsftpd-root/up
+# Both logins, for curl (--netrc-file, the user in the URL), lftp (open -u
+# user: it reads ~/.netrc) and helper.py saves, which all look the password
+# up by host and user.
+netrc=$HOME/.netrc
+(umask 077 && printf 'machine 127.0.0.1 login %s password %s\n' \
+  "${user[upgate]}" "$pw" "${user[vsftpd]}" "$pw" >"$netrc") || die "writing $netrc"
 same_fs=$(stat -c %d "${updir[upgate]}" "${updir[vsftpd]}" | sort -u | wc -l)
 [[ $same_fs == 1 ]] || die "upload directories are on different filesystems"
 
@@ -261,7 +351,7 @@ log "generating ${big_mib} MiB and $nfiles small files"
 if command -v openssl >/dev/null; then
   # AES-CTR over zeros: incompressible and several times faster than urandom.
   head -c "$big_bytes" /dev/zero |
-    openssl enc -aes-128-ctr -nosalt -pass "pass:$pw" -pbkdf2 2>/dev/null |
+    openssl enc -aes-128-ctr -nosalt -pass "pass:$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" -pbkdf2 2>/dev/null |
     head -c "$big_bytes" >"$big" || true
 fi
 [[ -f $big && $(stat -c %s "$big") == "$big_bytes" ]] || head -c "$big_bytes" /dev/urandom >"$big"
@@ -289,7 +379,7 @@ bounded() {
   return "$rc"
 }
 lftp_run() { # side script
-  bounded lftp -c "$lftp_set; open -u ${user[$1]},${pass[$1]} -p ${port[$1]} 127.0.0.1; $2"
+  bounded lftp -c "$lftp_set; open -u ${user[$1]} -p ${port[$1]} 127.0.0.1; $2"
 }
 
 results=$tmp/results.tsv
@@ -318,8 +408,8 @@ bench_curl() { # side round
   local s=$1 t0 t1
   empty_targets
   t0=$EPOCHREALTIME
-  bounded curl -q -sS --fail -T "$big" -u "${user[$s]}:${pass[$s]}" \
-    "ftp://127.0.0.1:${port[$s]}/up/big.bin" || die "curl -T to $s"
+  bounded curl -q -sS --fail -T "$big" --netrc-file "$netrc" \
+    "ftp://${user[$s]}@127.0.0.1:${port[$s]}/up/big.bin" || die "curl -T to $s"
   t1=$EPOCHREALTIME
   check_big "$s" "$2" "curl -T"
   record curl_mbps "$s" "$2" "$(awk -v b="$big_bytes" -v t="$(elapsed "$t0" "$t1")" 'BEGIN { printf "%.2f", b / t / 1e6 }')"
@@ -346,7 +436,7 @@ bench_mirror() { # side round key extra-flags
 bench_saves() { # side round
   local s=$1 p50 p99
   empty_targets
-  bounded "$PY" "$helper" saves "${port[$s]}" "${user[$s]}" "${pass[$s]}" \
+  bounded "$PY" "$helper" saves "${port[$s]}" "${user[$s]}" "$netrc" \
     /up/save.bin "$tmp/data/save.bin" "$nsaves" >"$tmp/saves.out" || die "ftplib saves to $s"
   cmp -s "$tmp/data/save.bin" "${updir[$s]}/save.bin" || die "ftplib saves to $s: save.bin differs on disk"
   read -r p50 p99 <"$tmp/saves.out"
