@@ -556,6 +556,7 @@ func (f *file) ReadFrom(r io.Reader) (int64, error) {
 			if err == nil {
 				// The extent owns buf from here; sendExtent returns it to
 				// the pool.
+				f.dropCache()
 				e := &extent{off: f.offset, data: buf}
 				f.extents = append(f.extents, e)
 				f.buffered += len(buf)

@@ -1570,6 +1570,19 @@ func TestCmdErrorReasons(t *testing.T) {
 	e.AgentIdle(t)
 }
 
+// A login over the user's session limit is a 421 that says so (try later),
+// not a 530 (wrong password); the first session goes on.
+func TestCmdLoginLimit(t *testing.T) {
+	e := start(t, func(cfg *config.Config) { cfg.Connections.MaxPerUser = 1 })
+	first := ctlLogin(t, e, "alice")
+	c := ctlDial(t, e.Addr)
+	c.must(331, "USER alice")
+	if code, msg := c.cmd("PASS %s", gwtest.Users["alice"]); code != 421 || !strings.Contains(msg, "at most 1 for user alice") {
+		t.Errorf("second login over max_per_user 1: %d %q, want 421 ... at most 1 for user alice", code, msg)
+	}
+	first.must(200, "NOOP")
+}
+
 func TestCmdEmptyAndUnicodeNames(t *testing.T) {
 	e := start(t, nil)
 	dir := e.UserDir("alice")

@@ -101,8 +101,9 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 // that the code says what a client should do about it:
 //
 //   - at login (default 530): 421 (service not available, try later) for
-//     an agent that cannot be reached or a disk too full to create the
-//     user's root, so no client takes it for a wrong password; 530 else;
+//     an agent that cannot be reached, a disk too full to create the
+//     user's root or the user's session limit, so no client takes it for
+//     a wrong password; 530 else;
 //   - an agent that cannot be reached: 451 (local error, try again);
 //   - a full disk or quota: 552 (exceeded storage allocation);
 //   - anything else (missing file, permission denied, exists): the
@@ -113,7 +114,7 @@ func (d *driver) ReplyCode(_ ftpserver.ClientContext, err error, code int) int {
 	full := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 	switch {
 	case code == ftpserver.StatusNotLoggedIn:
-		if errors.Is(err, backend.ErrUnavailable) || full {
+		if errors.Is(err, backend.ErrUnavailable) || full || errors.Is(err, gateway.ErrTooManyConnections) {
 			return ftpserver.StatusServiceNotAvailable
 		}
 		return code // PASS has no other failure reply
