@@ -205,8 +205,9 @@ func (f *file) recvLoop() {
 	}
 }
 
-// send sends one request; cb runs on the receive loop with its reply and
-// must not block.
+// send sends one request; cb runs on the receive loop with its reply (or
+// the stream's error) exactly once, also when send fails, and must not
+// block.
 func (f *file) send(op string, req *agentpb.FileRequest, cb func(*agentpb.FileResponse, error)) error {
 	f.sendMu.Lock()
 	defer f.sendMu.Unlock()
@@ -221,10 +222,10 @@ func (f *file) send(op string, req *agentpb.FileRequest, cb func(*agentpb.FileRe
 	f.pending[id] = cb
 	f.pmu.Unlock()
 	if err := f.stream.Send(withID(req, id)); err != nil {
-		f.pmu.Lock()
-		delete(f.pending, id)
-		f.pmu.Unlock()
 		// Send reports io.EOF when the stream broke; Recv has the cause.
+		// The receive loop, once ended, has run cb (it was pending before
+		// the loop could take the map), so cb runs exactly once whatever
+		// the error: callers must not undo what cb does.
 		f.cancel()
 		<-f.recvDone
 		f.pmu.Lock()
@@ -475,8 +476,7 @@ func (f *file) sendWrite(off int64, data []byte) error {
 		}
 	})
 	if err != nil {
-		<-f.writeSlots
-		f.setWriteErr(err)
+		f.setWriteErr(err) // the callback has freed the slot
 	}
 	return err
 }
