@@ -15,8 +15,10 @@ import (
 	"github.com/jlaffaye/ftp"
 	"github.com/pkg/sftp"
 
+	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/backend/agentpb"
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/agenttest"
 )
 
 const chunk = 64 << 10
@@ -58,7 +60,7 @@ func waitTemp(t *testing.T, dir string, size int64) string {
 	t.Helper()
 	var name string
 	ok := waitUntil(15*time.Second, func() bool {
-		for _, n := range tempFiles(t, dir) {
+		for _, n := range agenttest.TempFiles(t, dir) {
 			if fi, err := os.Stat(filepath.Join(dir, n)); err == nil && fi.Size() >= size {
 				name = n
 				return true
@@ -84,7 +86,7 @@ func checkOld(t *testing.T, dir, target string, old []byte, others ...string) []
 	for _, n := range listDir(t, dir) {
 		switch {
 		case n == target || slices.Contains(others, n):
-		case strings.HasPrefix(n, ".upgate-upload-"):
+		case strings.HasPrefix(n, agent.TempPrefix):
 			temps = append(temps, n)
 		default:
 			t.Errorf("unexpected file %q in the agent's directory", n)
@@ -233,7 +235,7 @@ func TestAgentKilledMidUpload(t *testing.T) {
 			if err != nil || !bytes.Equal(got, fresh) {
 				t.Fatalf("target after the restart: %d bytes, %v", len(got), err)
 			}
-			if left := tempFiles(t, userDir); len(left) != 1 || left[0] != recent {
+			if left := agenttest.TempFiles(t, userDir); len(left) != 1 || left[0] != recent {
 				t.Errorf("temp files after the restarted agent's first upload: %v, want only the recent %s", left, recent)
 			}
 			st, err := agentStatus(agentClient(t, a))
@@ -290,8 +292,8 @@ func TestAgentDiskFull(t *testing.T) {
 	small := pattern("fits ", 1<<20)
 	idle := func() {
 		t.Helper()
-		if !waitUntil(15*time.Second, func() bool { return ag.OpenHandles() == 0 && len(tempFiles(t, userDir)) == 0 }) {
-			t.Errorf("after the failed upload: %d open handles, temps %v", ag.OpenHandles(), tempFiles(t, userDir))
+		if !waitUntil(15*time.Second, func() bool { return ag.OpenHandles() == 0 && len(agenttest.TempFiles(t, userDir)) == 0 }) {
+			t.Errorf("after the failed upload: %d open handles, temps %v", ag.OpenHandles(), agenttest.TempFiles(t, userDir))
 		}
 	}
 
@@ -305,7 +307,7 @@ func TestAgentDiskFull(t *testing.T) {
 		}
 		idle()
 		checkOld(t, userDir, "target.bin", old)
-		if temps := tempFiles(t, userDir); len(temps) != 0 {
+		if temps := agenttest.TempFiles(t, userDir); len(temps) != 0 {
 			t.Errorf("temps left: %v", temps)
 		}
 		// The failed upload's space is free again: 1 MiB fits.
@@ -455,7 +457,7 @@ func gatewayFault(t *testing.T, sig syscall.Signal) time.Duration {
 			return false
 		}
 		full := 0
-		for _, name := range tempFiles(t, userDir) {
+		for _, name := range agenttest.TempFiles(t, userDir) {
 			if fi, err := os.Stat(filepath.Join(userDir, name)); err == nil && fi.Size() >= 1<<20 {
 				full++
 			}
@@ -463,7 +465,7 @@ func gatewayFault(t *testing.T, sig syscall.Signal) time.Duration {
 		return full == 2*n
 	}) {
 		st, err := agentStatus(status)
-		t.Fatalf("uploads not under way: status %v %v, temps %v", st, err, tempFiles(t, userDir))
+		t.Fatalf("uploads not under way: status %v %v, temps %v", st, err, agenttest.TempFiles(t, userDir))
 	}
 
 	if err := gw.cmd.Process.Signal(sig); err != nil {

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -425,18 +424,6 @@ func ftpCode(err error) (int, string) {
 		return te.Code, te.Msg
 	}
 	return 0, ""
-}
-
-// tempFiles lists the agent's hidden upload temp files in dir.
-func tempFiles(t testing.TB, dir string) []string {
-	t.Helper()
-	var temps []string
-	for _, n := range listDir(t, dir) {
-		if strings.HasPrefix(n, ".upgate-upload-") {
-			temps = append(temps, n)
-		}
-	}
-	return temps
 }
 
 func listDir(t testing.TB, dir string) []string {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway/admin"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/server"
 )
 
@@ -474,7 +475,7 @@ func TestLoad(t *testing.T) {
 			sftpFiles += len(u.sums)
 		}
 		bytesUp += u.bytes
-		if left := tempFiles(t, filepath.Join(root, u.user, u.dir)); len(left) != 0 {
+		if left := agenttest.TempFiles(t, filepath.Join(root, u.user, u.dir)); len(left) != 0 {
 			t.Errorf("uploader %d: temp files left: %v", u.id, left)
 		}
 	}

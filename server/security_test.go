@@ -36,6 +36,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
@@ -48,7 +49,6 @@ const (
 	secSecret    = "TOP-SECRET: outside the agent root"
 	secXContent  = "alice's own x"
 	secPayload   = "written by an attack"
-	secTempName  = ".upgate-upload-"
 )
 
 // secT0 is the modification time attacks set with MFMT and SETSTAT.
@@ -229,7 +229,7 @@ func (e *secEnv) waitNoTemp() {
 	for {
 		found := false
 		_ = filepath.WalkDir(e.base, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && strings.HasPrefix(d.Name(), secTempName) {
+			if err == nil && strings.HasPrefix(d.Name(), agent.TempPrefix) {
 				found = true
 			}
 			return nil

@@ -42,9 +42,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// tempPrefix is the agent's name prefix for atomic-upload temp files.
-const tempPrefix = ".upgate-upload-"
-
 // settle bounds every wait for the agent to notice a stream's end.
 const settle = 5 * time.Second
 
@@ -181,29 +178,13 @@ const (
 	fTrunc  = agentpb.OpenFlag_OPEN_FLAG_TRUNC
 )
 
-// tempEntries lists the atomic-upload temp files in dir on disk.
-func tempEntries(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) {
-			out = append(out, e.Name())
-		}
-	}
-	return out
-}
-
 // waitClean polls until dir holds no temp file and the agent no open file,
 // for at most settle.
 func waitClean(t *testing.T, a *agenttest.Agent, dir string) {
 	t.Helper()
 	deadline := time.Now().Add(settle)
 	for {
-		temps := tempEntries(t, dir)
+		temps := agenttest.TempFiles(t, dir)
 		n := a.Server.OpenHandles()
 		if len(temps) == 0 && n == 0 {
 			return
@@ -689,9 +670,9 @@ func TestAtomicUpload(t *testing.T) {
 	if names := listNames(t, ctx, c, ""); !slices.Equal(names, []string{"f"}) {
 		t.Errorf("agent listing during upload = %q, want [f]", names)
 	}
-	temps := tempEntries(t, a.Dir)
+	temps := agenttest.TempFiles(t, a.Dir)
 	if len(temps) != 1 || !strings.HasSuffix(temps[0], "-f") {
-		t.Fatalf("temp files on disk during upload = %q, want one %s…-f", temps, tempPrefix)
+		t.Fatalf("temp files on disk during upload = %q, want one %s…-f", temps, agent.TempPrefix)
 	}
 	if got := readFile(t, filepath.Join(a.Dir, temps[0])); got != "new content" {
 		t.Errorf("temp file holds %q", got)
@@ -730,7 +711,7 @@ func TestAtomicUpload(t *testing.T) {
 	if !fi.ModTime().Equal(mtime) {
 		t.Errorf("mtime after commit = %v, want %v", fi.ModTime().UTC(), mtime)
 	}
-	if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+	if temps := agenttest.TempFiles(t, a.Dir); len(temps) != 0 {
 		t.Errorf("temp files after commit: %q", temps)
 	}
 
@@ -761,7 +742,7 @@ func TestAtomicUpload(t *testing.T) {
 		if fi.Mode() != 0o640 {
 			t.Errorf("mode after second commit = %v, want %v", fi.Mode(), fs.FileMode(0o640))
 		}
-		if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+		if temps := agenttest.TempFiles(t, a.Dir); len(temps) != 0 {
 			t.Errorf("temp files after second commit: %q", temps)
 		}
 	})
@@ -810,7 +791,7 @@ func TestAtomicUploadAbort(t *testing.T) {
 				fst, _ := openOK(t, c, &agentpb.OpenOp{Path: rel, Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
 				fst.write(0, "partial ")
 				fst.write(8, "upload")
-				if n := len(tempEntries(t, dir)); n != 1 {
+				if n := len(agenttest.TempFiles(t, dir)); n != 1 {
 					t.Fatalf("%d temp files during upload, want 1", n)
 				}
 				if n := a.Server.OpenHandles(); n != 1 {
@@ -869,7 +850,7 @@ func TestInPlaceWrites(t *testing.T) {
 		if got := readFile(t, target); got != "hello, world" {
 			t.Errorf("target while appending = %q, want %q", got, "hello, world")
 		}
-		if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+		if temps := agenttest.TempFiles(t, a.Dir); len(temps) != 0 {
 			t.Errorf("append made temp files %q", temps)
 		}
 		if n := a.Server.UploadsInProgress(); n != 0 {
@@ -892,7 +873,7 @@ func TestInPlaceWrites(t *testing.T) {
 		if got := readFile(t, target); got != "abcXYfgh" {
 			t.Errorf("target while writing = %q, want %q", got, "abcXYfgh")
 		}
-		if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+		if temps := agenttest.TempFiles(t, a.Dir); len(temps) != 0 {
 			t.Errorf("in-place write made temp files %q", temps)
 		}
 		fst.write(8, "IJ")
@@ -909,7 +890,7 @@ func TestInPlaceWrites(t *testing.T) {
 			t.Errorf("in_place truncating open left %q", got)
 		}
 		fst.write(0, "new")
-		if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+		if temps := agenttest.TempFiles(t, a.Dir); len(temps) != 0 {
 			t.Errorf("in_place open made temp files %q", temps)
 		}
 		fst.close(false)
@@ -1164,7 +1145,7 @@ func TestCloseAfterFailedWriteAborts(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(a.Dir, "f")); err != nil || string(got) != "old" {
 		t.Fatalf("f after the refused commit: %q %v", got, err)
 	}
-	if temps := tempEntries(t, a.Dir); len(temps) != 0 {
+	if temps := agenttest.TempFiles(t, a.Dir); len(temps) != 0 {
 		t.Fatalf("temp files left: %q", temps)
 	}
 	a.WaitIdle(t, settle)

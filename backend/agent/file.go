@@ -21,11 +21,11 @@ import (
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
-// tempPrefix starts the name of every atomic-upload temp file. Listings hide
+// TempPrefix starts the name of every atomic-upload temp file. Listings hide
 // such names.
-const tempPrefix = ".upgate-upload-"
+const TempPrefix = ".upgate-upload-"
 
-func isTempName(name string) bool { return strings.HasPrefix(name, tempPrefix) }
+func isTempName(name string) bool { return strings.HasPrefix(name, TempPrefix) }
 
 // handle is one open file of one Open stream.
 //
@@ -247,7 +247,7 @@ func tempPath(p string) string {
 	if len(base) > 180 {
 		base = base[:180]
 	}
-	return path.Join(path.Dir(p), tempPrefix+hex.EncodeToString(b[:])+"-"+base)
+	return path.Join(path.Dir(p), TempPrefix+hex.EncodeToString(b[:])+"-"+base)
 }
 
 // deferToUploads runs fn on every atomic upload in progress for p and

@@ -16,6 +16,7 @@ import (
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/internal/netnstest"
 )
@@ -341,8 +342,7 @@ func TestCableFTP(t *testing.T) {
 				if len(c) != 1 || c[0].Info().Transfers == 0 || len(d) != 1 || d[0].Info().BytesIn < storStall {
 					return false
 				}
-				tmp, _ := filepath.Glob(filepath.Join(dir, ".upgate-upload-*"))
-				return len(tmp) == 1
+				return len(agenttest.TempFiles(t, dir)) == 1
 			})
 			reaped := vanish(t, e, n, h, false, true)
 			netnstest.SameState(t, "after the vanished upload", netnstest.DirState(t, dir), want)

@@ -27,6 +27,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/internal/testpki"
 )
@@ -150,7 +151,7 @@ func TestClientCurl(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "denied.php")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("denied.php: %v", err)
 	}
-	if got := tempNames(t, dir); len(got) != 0 {
+	if got := agenttest.TempFiles(t, dir); len(got) != 0 {
 		t.Errorf("temp files left: %q", got)
 	}
 	e.AgentIdle(t)
@@ -266,7 +267,7 @@ func TestClientCurlFTPS(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantFile(t, filepath.Join(dir, "go.php"), data)
-		if got := tempNames(t, dir); len(got) != 0 {
+		if got := agenttest.TempFiles(t, dir); len(got) != 0 {
 			t.Errorf("temp files left: %q", got)
 		}
 		e.AgentIdle(t)

@@ -38,6 +38,7 @@ import (
 	"github.com/jlaffaye/ftp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/config"
 	upftp "github.com/upgate/upgate/frontends/ftp"
 	"github.com/upgate/upgate/internal/agenttest"
@@ -47,9 +48,6 @@ import (
 // ioDeadline bounds every control and data connection a test opens: only
 // a hang comes near it.
 const ioDeadline = 2 * time.Minute
-
-// tempPrefix starts the agent's hidden atomic-upload temp names.
-const tempPrefix = ".upgate-upload-"
 
 // ftpCtl is a raw FTP control connection, for the commands jlaffaye/ftp
 // has no API for (FEAT, OPTS, SITE, HASH, STAT, PORT, ABOR, ...) and for
@@ -331,22 +329,6 @@ func wantMtime(t testing.TB, p string, mt time.Time) {
 	if !fi.ModTime().Equal(mt) {
 		t.Errorf("%s: mtime %v, want %v", p, fi.ModTime().UTC(), mt.UTC())
 	}
-}
-
-// tempNames lists the atomic-upload temp files in dir.
-func tempNames(t testing.TB, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, de := range ents {
-		if strings.HasPrefix(de.Name(), tempPrefix) {
-			out = append(out, de.Name())
-		}
-	}
-	return out
 }
 
 // eventually polls cond for up to d.
@@ -747,7 +729,7 @@ func TestCmdSetMtime(t *testing.T) {
 	c.must(213, "MFMT 20190203040506 after.php")
 	wantFile(t, filepath.Join(dir, "after.php"), data)
 	wantMtime(t, filepath.Join(dir, "after.php"), t2)
-	if got := tempNames(t, dir); len(got) != 0 {
+	if got := agenttest.TempFiles(t, dir); len(got) != 0 {
 		t.Errorf("temp files left: %q", got)
 	}
 	e.AgentIdle(t)
@@ -782,7 +764,7 @@ func TestCmdStorCommitFails(t *testing.T) {
 		t.Errorf("STOR whose commit failed: %d %q, want a 5xx naming the file", code, msg)
 	}
 	wantFile(t, filepath.Join(target, "keep.txt"), []byte("keep"))
-	if got := tempNames(t, dir); len(got) != 0 {
+	if got := agenttest.TempFiles(t, dir); len(got) != 0 {
 		t.Errorf("temp files left: %q", got)
 	}
 	c.must(200, "NOOP")
@@ -816,7 +798,7 @@ func TestCmdStorReplace(t *testing.T) {
 		}
 		// The upload is in progress once its temp file exists.
 		eventually(t, 5*time.Second, "no temp file while the upload is in progress", func() bool {
-			return len(tempNames(t, dir)) > 0
+			return len(agenttest.TempFiles(t, dir)) > 0
 		})
 		wantFile(t, p, old)
 		ents, err := os.ReadDir(dir)
@@ -824,7 +806,7 @@ func TestCmdStorReplace(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, de := range ents {
-			if n := de.Name(); n != "big.php" && n != "keep.php" && !strings.HasPrefix(n, tempPrefix) {
+			if n := de.Name(); n != "big.php" && n != "keep.php" && !strings.HasPrefix(n, agent.TempPrefix) {
 				t.Errorf("visible during the upload: %q", n)
 			}
 		}
@@ -844,7 +826,7 @@ func TestCmdStorReplace(t *testing.T) {
 		c.expect(226, "STOR big.php")
 		wantFile(t, p, data)
 		wantMode(t, p, 0o644)
-		if got := tempNames(t, dir); len(got) != 0 {
+		if got := agenttest.TempFiles(t, dir); len(got) != 0 {
 			t.Errorf("temp files left: %q", got)
 		}
 	})
@@ -1369,12 +1351,12 @@ func TestCmdAbort(t *testing.T) {
 			if _, err := dc.Write(noise(t, 2<<20)); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "upload never started", func() bool { return len(tempNames(t, dir)) > 0 })
+			eventually(t, 5*time.Second, "upload never started", func() bool { return len(agenttest.TempFiles(t, dir)) > 0 })
 			c.send("ABOR")
 			c.expect(426, "ABOR during STOR: the transfer's reply")
 			c.expect(226, "ABOR during STOR: the ABOR's reply")
 			dc.Close()
-			eventually(t, 5*time.Second, "temp file left after ABOR", func() bool { return len(tempNames(t, dir)) == 0 })
+			eventually(t, 5*time.Second, "temp file left after ABOR", func() bool { return len(agenttest.TempFiles(t, dir)) == 0 })
 			if tc.old != nil {
 				wantFile(t, target, tc.old)
 			} else if _, err := os.Stat(target); !errors.Is(err, fs.ErrNotExist) {

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/internal/testpki"
 )
@@ -184,7 +186,7 @@ func compareTrees(t *testing.T, local, remote string) {
 		if _, ok := l[p]; !ok {
 			problems = append(problems, "extra remotely: "+p)
 		}
-		if strings.HasPrefix(filepath.Base(p), ".upgate-upload-") {
+		if strings.HasPrefix(filepath.Base(p), agent.TempPrefix) {
 			problems = append(problems, "upload temp file left: "+p)
 		}
 	}
@@ -200,12 +202,9 @@ func compareTrees(t *testing.T, local, remote string) {
 // noTempFiles fails if any upload temp file is left under root.
 func noTempFiles(t *testing.T, root string) {
 	t.Helper()
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasPrefix(d.Name(), ".upgate-upload-") {
-			t.Errorf("upload temp file left: %s", p)
-		}
-		return nil
-	})
+	for _, p := range agenttest.TempFilesUnder(t, root) {
+		t.Errorf("upload temp file left: %s", p)
+	}
 }
 
 // lftp runs one lftp script against the gateway at addr and returns its

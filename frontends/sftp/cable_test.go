@@ -22,6 +22,7 @@ import (
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/internal/netnstest"
 )
@@ -570,10 +571,10 @@ func TestCableSFTP(t *testing.T) {
 		checkTimers(t, sess, tcpTimers)
 		netnstest.WaitUntil(t, 30*time.Second, "the upload is not in progress in the gateway and the agent", func() bool {
 			in := sess.Info()
-			return in.Transfers > 0 && in.BytesIn >= uploadStall && len(tempFiles(t, dir)) == 1
+			return in.Transfers > 0 && in.BytesIn >= uploadStall && len(agenttest.TempFilesUnder(t, dir)) == 1
 		})
 		reaped := vanish(t, e, n, h, sess, reapBound, keepaliveTimer)
-		if tmp := tempFiles(t, dir); len(tmp) != 0 {
+		if tmp := agenttest.TempFilesUnder(t, dir); len(tmp) != 0 {
 			t.Errorf("temp files left: %v", tmp)
 		}
 		netnstest.SameState(t, "after the vanished upload", netnstest.DirState(t, dir), want)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
@@ -309,7 +310,7 @@ func TestInteropOpenSSHKey(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(remote, "gone")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("gone after rmdir: %v", err)
 	}
-	if tmp := tempFiles(t, remote); len(tmp) != 0 {
+	if tmp := agenttest.TempFilesUnder(t, remote); len(tmp) != 0 {
 		t.Errorf("temp files left: %v", tmp)
 	}
 	waitNoSessions(t, e, 10*time.Second)
@@ -392,7 +393,7 @@ func TestInteropLftpMirror(t *testing.T) {
 	lftpSFTP(t, e, "mirror -R --only-newer --delete --no-perms "+local+" /site")
 	t.Logf("incremental mirror -R: %v", time.Since(begin).Round(time.Millisecond))
 	compareTrees(t, local, remote, true)
-	if tmp := tempFiles(t, e.UserDir("alice")); len(tmp) != 0 {
+	if tmp := agenttest.TempFilesUnder(t, e.UserDir("alice")); len(tmp) != 0 {
 		t.Errorf("temp files left: %v", tmp)
 	}
 	waitNoSessions(t, e, 10*time.Second)
@@ -446,7 +447,7 @@ func TestInteropRclone(t *testing.T) {
 	}
 	t.Logf("rclone check:\n%s", out)
 	compareTrees(t, src, filepath.Join(e.UserDir("alice"), "dst"), true)
-	if tmp := tempFiles(t, e.UserDir("alice")); len(tmp) != 0 {
+	if tmp := agenttest.TempFilesUnder(t, e.UserDir("alice")); len(tmp) != 0 {
 		t.Errorf("temp files left: %v", tmp)
 	}
 	waitNoSessions(t, e, 10*time.Second)

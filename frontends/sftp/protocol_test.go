@@ -29,15 +29,13 @@ import (
 	"github.com/upgate/upgate/config"
 	upsftp "github.com/upgate/upgate/frontends/sftp"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // The protocol tests drive the SSH and SFTP layers with x/crypto/ssh and
 // pkg/sftp clients over real sockets, and check every effect in the
 // embedded agent's directory.
-
-// tempPrefix starts the name of the agent's atomic-upload temp files.
-const tempPrefix = ".upgate-upload-"
 
 // clientConfig is a client config for user with the given auth methods.
 func clientConfig(user string, auth ...ssh.AuthMethod) *ssh.ClientConfig {
@@ -101,25 +99,6 @@ func waitNoSessions(t testing.TB, e *env, d time.Duration) {
 		}
 		t.Fatalf("sessions still open after %v: %v", d, left)
 	}
-}
-
-// tempFiles lists the atomic-upload temp files left under root.
-func tempFiles(t testing.TB, root string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if strings.HasPrefix(d.Name(), tempPrefix) {
-			out = append(out, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func sum256(b []byte) string {
@@ -1159,7 +1138,7 @@ func TestSFTPSemantics(t *testing.T) {
 		if got := mustRead(t, disk("atomic.txt")); string(got) != "old content" {
 			t.Errorf("during the upload the target shows %d bytes, want the old content", len(got))
 		}
-		if tmp := tempFiles(t, dir); len(tmp) != 1 {
+		if tmp := agenttest.TempFilesUnder(t, dir); len(tmp) != 1 {
 			t.Errorf("temp files during the upload: %v", tmp)
 		}
 		if _, err := f.Write(data[len(data)/2:]); err != nil {
@@ -1173,7 +1152,7 @@ func TestSFTPSemantics(t *testing.T) {
 		}
 	})
 
-	if tmp := tempFiles(t, dir); len(tmp) != 0 {
+	if tmp := agenttest.TempFilesUnder(t, dir); len(tmp) != 0 {
 		t.Errorf("temp files left: %v", tmp)
 	}
 	e.AgentIdle(t)
@@ -1210,13 +1189,13 @@ func TestAbortedUploadKeepsOldFile(t *testing.T) {
 	if _, err := f.Write(randomBytes(3 << 20)); err != nil {
 		t.Fatal(err)
 	}
-	if tmp := tempFiles(t, e.UserDir("alice")); len(tmp) != 1 {
+	if tmp := agenttest.TempFilesUnder(t, e.UserDir("alice")); len(tmp) != 1 {
 		t.Fatalf("temp files during the upload: %v", tmp)
 	}
 	conn.Close() // the cable, not the protocol: no CLOSE, no EOF on the channel
 
-	if !eventually(10*time.Second, func() bool { return len(tempFiles(t, e.UserDir("alice"))) == 0 }) {
-		t.Errorf("temp files left 10 s after the connection died: %v", tempFiles(t, e.UserDir("alice")))
+	if !eventually(10*time.Second, func() bool { return len(agenttest.TempFilesUnder(t, e.UserDir("alice"))) == 0 }) {
+		t.Errorf("temp files left 10 s after the connection died: %v", agenttest.TempFilesUnder(t, e.UserDir("alice")))
 	}
 	if got := mustRead(t, target); string(got) != "old content" {
 		t.Errorf("target after the aborted upload: %d bytes, want the old content", len(got))

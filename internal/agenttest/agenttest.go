@@ -8,8 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,3 +119,40 @@ func (a *Agent) WaitIdle(t testing.TB, d time.Duration) {
 }
 
 var _ afero.Fs = (*backend.GRPCFs)(nil)
+
+// TempFiles lists the names of the agent's atomic-upload temp files
+// (agent.TempPrefix) in dir, not below it.
+func TempFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), agent.TempPrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// TempFilesUnder lists the paths of the agent's atomic-upload temp files
+// anywhere under root.
+func TempFilesUnder(t testing.TB, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), agent.TempPrefix) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
