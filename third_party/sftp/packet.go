@@ -1026,8 +1026,9 @@ func (p *sshFxpWritePacket) UnmarshalBinary(b []byte) error {
 
 type sshFxpMkdirPacket struct {
 	ID    uint32
-	Flags uint32 // ignored
+	Flags uint32 // attribute flags (upgate fork: kept with Attrs for the request server)
 	Path  string
+	Attrs []byte // the attributes after Flags, undecoded (upgate fork)
 }
 
 func (p *sshFxpMkdirPacket) id() uint32 { return p.ID }
@@ -1052,9 +1053,10 @@ func (p *sshFxpMkdirPacket) UnmarshalBinary(b []byte) error {
 		return err
 	} else if p.Path, b, err = unmarshalStringSafe(b); err != nil {
 		return err
-	} else if p.Flags, _, err = unmarshalUint32Safe(b); err != nil {
+	} else if p.Flags, b, err = unmarshalUint32Safe(b); err != nil {
 		return err
 	}
+	p.Attrs = b
 	return nil
 }
 

@@ -2,7 +2,9 @@ package sftp
 
 // Methods on the Request object to make working with the Flags bitmasks and
 // Attr(ibutes) byte blob easier. Use Pflags() when working with an Open/Write
-// request and AttrFlags() and Attributes() when working with SetStat requests.
+// request and AttrFlags() and Attributes() when working with SetStat, Mkdir
+// and Open requests (upgate fork: upstream's read an OPEN's pflags as
+// attribute flags and had no attributes for MKDIR).
 
 // FileOpenFlags defines Open and Write Flags. Correlate directly with with os.OpenFile flags
 // (https://golang.org/pkg/os/#pkg-constants).
@@ -46,12 +48,20 @@ func newFileAttrFlags(flags uint32) FileAttrFlags {
 // AttrFlags returns a FileAttrFlags boolean struct based on the
 // bitmap/uint32 file attribute flags from the SFTP packaet.
 func (r *Request) AttrFlags() FileAttrFlags {
-	return newFileAttrFlags(r.Flags)
+	return newFileAttrFlags(r.attrFlagBits())
+}
+
+// attrFlagBits are the attribute flags: an OPEN's own, else Flags.
+func (r *Request) attrFlagBits() uint32 {
+	if r.hasAttrFlags {
+		return r.attrFlags
+	}
+	return r.Flags
 }
 
 // Attributes parses file attributes byte blob and return them in a
 // FileStat object.
 func (r *Request) Attributes() *FileStat {
-	fs, _, _ := unmarshalFileStat(r.Flags, r.Attrs)
+	fs, _, _ := unmarshalFileStat(r.attrFlagBits(), r.Attrs)
 	return fs
 }

@@ -148,6 +148,12 @@ type Request struct {
 	Target   string // for renames and sym-links
 	handle   string
 
+	// attrFlags are the attribute flags of an OPEN, whose Flags are its
+	// pflags (upgate fork: upstream dropped them, so the attributes of an
+	// OPEN could not be read).
+	attrFlags    uint32
+	hasAttrFlags bool
+
 	// reader/writer/readdir from handlers
 	state
 
@@ -176,6 +182,9 @@ func (r *Request) copy() *Request {
 		Target:   r.Target,
 		handle:   r.handle,
 
+		attrFlags:    r.attrFlags,
+		hasAttrFlags: r.hasAttrFlags,
+
 		state: r.state.copy(),
 
 		ctx:       r.ctx,
@@ -195,6 +204,10 @@ func requestFromPacket(ctx context.Context, pkt hasPath, baseDir string) *Reques
 	case *sshFxpOpenPacket:
 		request.Flags = p.Pflags
 		request.Attrs = p.Attrs.([]byte)
+		request.attrFlags, request.hasAttrFlags = p.Flags, true
+	case *sshFxpMkdirPacket:
+		request.Flags = p.Flags
+		request.Attrs = p.Attrs
 	case *sshFxpSetstatPacket:
 		request.Flags = p.Flags
 		request.Attrs = p.Attrs.([]byte)
