@@ -370,7 +370,10 @@ func (r *Request) open(h Handlers, pkt requestPacket) responsePacket {
 
 		r.setWriterAt(wr)
 
-	case flags.Read:
+	default:
+		// READ, or no access flag at all: OpenSSH's sftp-server opens
+		// pflags 0 for reading, as open(2) does O_RDONLY (upgate fork:
+		// upstream answered "bad file flags").
 		r.Method = "Get"
 		rd, err := h.FileGet.Fileread(r)
 		if err != nil {
@@ -378,9 +381,6 @@ func (r *Request) open(h Handlers, pkt requestPacket) responsePacket {
 		}
 
 		r.setReaderAt(rd)
-
-	default:
-		return statusFromError(id, errors.New("bad file flags"))
 	}
 
 	return &sshFxpHandlePacket{
