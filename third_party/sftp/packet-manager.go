@@ -20,6 +20,12 @@ type packetManager struct {
 	packetCount uint32
 	// it is not nil if the allocator is enabled
 	alloc *allocator
+	// sequential, if non-nil, picks the reads and writes that must be
+	// served in the order they arrived, by the worker that serves every
+	// other packet in order, instead of concurrently (upgate fork: the
+	// writes on a handle opened with APPEND, which OpenSSH appends in
+	// arrival order whatever their offsets).
+	sequential func(requestPacket) bool
 }
 
 type packetSender interface {
@@ -127,6 +133,9 @@ func (s *packetManager) workerChan(runWorker func(chan orderedRequest),
 		for pkt := range pktChan {
 			switch pkt.requestPacket.(type) {
 			case *sshFxpReadPacket, *sshFxpWritePacket:
+				if s.sequential != nil && s.sequential(pkt.requestPacket) {
+					break // to cmdChan, in order
+				}
 				s.incomingPacket(pkt)
 				rwChan <- pkt
 				continue

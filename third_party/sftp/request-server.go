@@ -95,10 +95,27 @@ func NewRequestServer(rwc io.ReadWriteCloser, h Handlers, options ...RequestServ
 		openRequests: make(map[string]*Request),
 	}
 
+	rs.pktMgr.sequential = rs.appendWrite
+
 	for _, o := range options {
 		o(rs)
 	}
 	return rs
+}
+
+// appendWrite reports whether pkt is a write on a handle opened with
+// APPEND: those are served in arrival order (upgate fork, see
+// packetManager.sequential), so that a handler may append each at the
+// end of the file, as OpenSSH's sftp-server does, whatever offsets the
+// client sent (curl -a and pkg/sftp's client count them from 0, OpenSSH's
+// reput from the file's size).
+func (rs *RequestServer) appendWrite(pkt requestPacket) bool {
+	w, ok := pkt.(*sshFxpWritePacket)
+	if !ok {
+		return false
+	}
+	r, ok := rs.getRequest(w.Handle)
+	return ok && r.Pflags().Append
 }
 
 // New Open packet/Request
