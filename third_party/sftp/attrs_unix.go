@@ -13,5 +13,9 @@ func fileStatFromInfoOs(fi os.FileInfo, flags *uint32, fileStat *FileStat) {
 		*flags |= sshFileXferAttrUIDGID
 		fileStat.UID = statt.Uid
 		fileStat.GID = statt.Gid
+		// The file's own atime, not its mtime (upgate fork).
+		if atime := statAtime(statt); atime != 0 {
+			fileStat.Atime = uint32(atime)
+		}
 	}
 }

@@ -1038,11 +1038,12 @@ func (p *sshFxpMkdirPacket) MarshalBinary() ([]byte, error) {
 		4 + len(p.Path) +
 		4 // uint32
 
-	b := make([]byte, 4, l)
+	b := make([]byte, 4, l+len(p.Attrs))
 	b = append(b, sshFxpMkdir)
 	b = marshalUint32(b, p.ID)
 	b = marshalString(b, p.Path)
 	b = marshalUint32(b, p.Flags)
+	b = append(b, p.Attrs...)
 
 	return b, nil
 }

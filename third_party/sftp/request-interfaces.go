@@ -157,3 +157,21 @@ type ListerAt interface {
 type TransferError interface {
 	TransferError(err error)
 }
+
+// FileStater is implemented by an open file (the io.ReaderAt, io.WriterAt
+// or WriterAtReaderAt a handler returned) that can describe itself: FSTAT
+// on its handle answers from Stat, as fstat(2) does, instead of a Stat of
+// the path the handle was opened with, which may name another file by now
+// (upgate fork).
+type FileStater interface {
+	Stat() (os.FileInfo, error)
+}
+
+// FileSetStater is implemented by an open file that can change its own
+// attributes: FSETSTAT on its handle calls SetStat, as fchmod(2),
+// futimens(2) and ftruncate(2) do, instead of a path-based Setstat
+// (upgate fork). r's AttrFlags and Attributes carry what to change; its
+// Filepath is the path the handle was opened with.
+type FileSetStater interface {
+	SetStat(r *Request) error
+}

@@ -290,6 +290,12 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			request, ok := rs.getRequest(handle)
 			if !ok {
 				rpkt = statusFromError(pkt.ID, EBADF)
+			} else if st, ok := openFile[FileStater](request); ok {
+				if fi, err := st.Stat(); err != nil {
+					rpkt = statusFromError(pkt.ID, err)
+				} else {
+					rpkt = &sshFxpStatResponse{ID: pkt.ID, info: fi}
+				}
 			} else {
 				request = &Request{
 					Method:   "Stat",
@@ -302,6 +308,14 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			request, ok := rs.getRequest(handle)
 			if !ok {
 				rpkt = statusFromError(pkt.ID, EBADF)
+			} else if ss, ok := openFile[FileSetStater](request); ok {
+				attrs, _ := pkt.Attrs.([]byte)
+				rpkt = statusFromError(pkt.ID, ss.SetStat(&Request{
+					Method:   "Setstat",
+					Filepath: cleanPathWithBase(rs.startDirectory, request.Filepath),
+					Flags:    pkt.Flags,
+					Attrs:    attrs,
+				}))
 			} else {
 				request = &Request{
 					Method:   "Setstat",

@@ -681,3 +681,17 @@ func requestMethod(p requestPacket) (method string) {
 	}
 	return method
 }
+
+// openFile returns the first of the request's reader, writer or
+// read-writer that implements T (upgate fork: FSTAT and FSETSTAT on the
+// open file, see FileStater).
+func openFile[T any](r *Request) (T, bool) {
+	rd, wr, rw := r.getAllReaderWriters()
+	for _, f := range []any{rw, wr, rd} {
+		if t, ok := f.(T); ok {
+			return t, true
+		}
+	}
+	var zero T
+	return zero, false
+}

@@ -1,0 +1,349 @@
+package sftp
+
+// Tests of the upgate fork's patches (UPGATE.md). Each runs the request
+// server and this package's client over a loopback TCP connection.
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// forkPair serves h on one end of a loopback TCP connection and returns a
+// client on the other; both are closed when the test ends.
+func forkPair(t *testing.T, h Handlers, opts ...ClientOption) *Client {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	done := make(chan struct{})
+	srvConn := make(chan net.Conn, 1)
+	go func() {
+		defer close(done)
+		c, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		srvConn <- c
+		rs := NewRequestServer(c, h)
+		_ = rs.Serve()
+		rs.Close()
+	}()
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := NewClientPipe(c, c, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cli.Close()
+		select {
+		case sc := <-srvConn:
+			sc.Close()
+		default:
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("request server did not stop")
+		}
+	})
+	return cli
+}
+
+// recorder wraps the in-memory example handler and records the requests
+// it sees.
+type recorder struct {
+	*root
+	mu   sync.Mutex
+	reqs []*Request
+	file any // returned from Filewrite instead of the memory file, if set
+}
+
+func (r *recorder) record(req *Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reqs = append(r.reqs, req)
+}
+
+func (r *recorder) last(method string) *Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.reqs) - 1; i >= 0; i-- {
+		if r.reqs[i].Method == method {
+			return r.reqs[i]
+		}
+	}
+	return nil
+}
+
+func (r *recorder) Filewrite(req *Request) (io.WriterAt, error) {
+	r.record(req)
+	if r.file != nil {
+		return r.file.(io.WriterAt), nil
+	}
+	return r.root.Filewrite(req)
+}
+
+// Fileread records the request and reads from memory (the example
+// handler itself refuses opens without READ).
+func (r *recorder) Fileread(req *Request) (io.ReaderAt, error) {
+	r.record(req)
+	cp := *req
+	cp.Flags |= sshFxfRead
+	return r.root.Fileread(&cp)
+}
+
+func (r *recorder) Filecmd(req *Request) error {
+	r.record(req)
+	return r.root.Filecmd(req)
+}
+
+func newRecorder() *recorder {
+	return &recorder{root: InMemHandler().FileGet.(*root)}
+}
+
+func (r *recorder) handlers() Handlers { return Handlers{r, r, r, r.root} }
+
+// send sends a raw packet and returns the reply's type and data.
+func send(t *testing.T, c *Client, p idmarshaler) (fxp, []byte) {
+	t.Helper()
+	typ, data, err := c.clientConn.sendPacket(context.Background(), nil, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return typ, data
+}
+
+// statusOf decodes a STATUS reply; OK is nil.
+func statusOf(data []byte) error {
+	id, _ := unmarshalUint32(data)
+	err := unmarshalStatus(id, data)
+	if se, ok := err.(*StatusError); ok && se.Code == sshFxOk {
+		return nil
+	}
+	return err
+}
+
+func TestForkOpenAttributes(t *testing.T) {
+	rec := newRecorder()
+	c := forkPair(t, rec.handlers())
+	typ, data := send(t, c, &sshFxpOpenPacket{
+		ID: c.nextID(), Path: "/new", Pflags: sshFxfWrite | sshFxfCreat | sshFxfTrunc,
+		Flags: sshFileXferAttrPermissions, Attrs: &FileStat{Mode: 0o640},
+	})
+	if typ != sshFxpHandle {
+		t.Fatalf("OPEN answered type %d: %v", typ, statusOf(data))
+	}
+	req := rec.last("Put")
+	if req == nil {
+		t.Fatal("no Put request")
+	}
+	if !req.Pflags().Creat || !req.Pflags().Trunc {
+		t.Errorf("pflags %+v lost CREAT/TRUNC", req.Pflags())
+	}
+	if !req.AttrFlags().Permissions {
+		t.Fatalf("attribute flags %+v: permissions missing", req.AttrFlags())
+	}
+	if got := req.Attributes().FileMode().Perm(); got != 0o640 {
+		t.Errorf("OPEN permissions = %o, want 640", got)
+	}
+}
+
+func TestForkMkdirAttributes(t *testing.T) {
+	rec := newRecorder()
+	c := forkPair(t, rec.handlers())
+	typ, data := send(t, c, &sshFxpMkdirPacket{ID: c.nextID(), Path: "/private", Flags: sshFileXferAttrPermissions,
+		Attrs: marshalFileStat(nil, sshFileXferAttrPermissions, &FileStat{Mode: 0o700})})
+	if typ != sshFxpStatus {
+		t.Fatalf("MKDIR answered type %d", typ)
+	}
+	if err := statusOf(data); err != nil {
+		t.Fatalf("MKDIR: %v", err)
+	}
+	req := rec.last("Mkdir")
+	if req == nil || !req.AttrFlags().Permissions {
+		t.Fatalf("Mkdir request %+v carries no permissions", req)
+	}
+	if got := req.Attributes().FileMode().Perm(); got != 0o700 {
+		t.Errorf("MKDIR permissions = %o, want 700", got)
+	}
+}
+
+func TestForkOpenWithoutFlagsReads(t *testing.T) {
+	rec := newRecorder()
+	c := forkPair(t, rec.handlers())
+	f, err := c.Create("/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: "/f", Pflags: 0})
+	if typ != sshFxpHandle {
+		t.Fatalf("OPEN with pflags 0 answered type %d: %v", typ, statusOf(data))
+	}
+	if rec.last("Get") == nil {
+		t.Fatal("OPEN with pflags 0 did not reach Fileread")
+	}
+	handle, _ := unmarshalString(data[4:])
+	typ, data = send(t, c, &sshFxpReadPacket{ID: c.nextID(), Handle: handle, Offset: 0, Len: 100})
+	if typ != sshFxpData {
+		t.Fatalf("READ answered type %d: %v", typ, statusOf(data))
+	}
+	if n, rest := unmarshalUint32(data[4:]); string(rest[:n]) != "hello" {
+		t.Errorf("read %q, want hello", rest[:n])
+	}
+}
+
+// appender appends every WriteAt at its end, whatever the offset, as
+// OpenSSH does on an APPEND handle; a short sleep per call lets
+// concurrent workers overtake one another.
+type appender struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	n   int
+}
+
+func (a *appender) WriteAt(p []byte, _ int64) (int, error) {
+	a.mu.Lock()
+	a.n++
+	d := time.Duration(a.n%3) * time.Millisecond
+	a.mu.Unlock()
+	time.Sleep(d)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.buf.Write(p)
+}
+
+func TestForkAppendWritesInOrder(t *testing.T) {
+	rec := newRecorder()
+	app := &appender{}
+	rec.file = app
+	c := forkPair(t, rec.handlers(), UseConcurrentWrites(true), MaxPacketUnchecked(4096))
+	f, err := c.OpenFile("/log", os.O_WRONLY|os.O_APPEND|os.O_CREATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 256<<10)
+	for i := range want {
+		want[i] = byte(i / 4096) // every packet different
+	}
+	if _, err := f.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	if !bytes.Equal(app.buf.Bytes(), want) {
+		t.Fatalf("appended %d bytes out of order (first difference near packet %d)", app.buf.Len(), firstDiff(app.buf.Bytes(), want)/4096)
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// statFile is an open file that describes and changes itself.
+type statFile struct {
+	appender
+	mu    sync.Mutex
+	attrs []*Request
+}
+
+func (s *statFile) Stat() (os.FileInfo, error) {
+	return &memFile{name: "open", content: make([]byte, 12345), modtime: time.Unix(1e9, 0)}, nil
+}
+
+func (s *statFile) SetStat(r *Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attrs = append(s.attrs, r)
+	return nil
+}
+
+func TestForkFstatAndFsetstatUseTheOpenFile(t *testing.T) {
+	rec := newRecorder()
+	sf := &statFile{}
+	rec.file = sf
+	c := forkPair(t, rec.handlers())
+	f, err := c.OpenFile("/gone", os.O_WRONLY|os.O_CREATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat() // FSTAT; "/gone" does not exist by path
+	if err != nil {
+		t.Fatalf("FSTAT: %v", err)
+	}
+	if fi.Size() != 12345 {
+		t.Errorf("FSTAT size = %d, want the open file's 12345", fi.Size())
+	}
+	if err := f.Chmod(0o600); err != nil { // FSETSTAT
+		t.Fatalf("FSETSTAT: %v", err)
+	}
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if len(sf.attrs) != 1 {
+		t.Fatalf("SetStat called %d times, want 1", len(sf.attrs))
+	}
+	r := sf.attrs[0]
+	if !r.AttrFlags().Permissions || r.Attributes().FileMode().Perm() != 0o600 || r.Filepath != "/gone" {
+		t.Errorf("SetStat got %s flags %+v mode %o", r.Filepath, r.AttrFlags(), r.Attributes().FileMode().Perm())
+	}
+	if req := rec.last("Setstat"); req != nil {
+		t.Errorf("FSETSTAT also went to Filecmd as a path Setstat")
+	}
+}
+
+// atimeInfo is a FileInfo whose Sys is a stat(2) result with an atime
+// apart from its mtime.
+type atimeInfo struct{ memFile }
+
+func (a *atimeInfo) Sys() any {
+	return &syscall.Stat_t{Uid: 33, Gid: 33, Atim: syscall.Timespec{Sec: 1000}}
+}
+
+type atimeLister struct{ *root }
+
+func (l atimeLister) Filelist(r *Request) (ListerAt, error) {
+	if r.Method == "Stat" {
+		return listerat{&atimeInfo{memFile{name: "f", modtime: time.Unix(2000, 0)}}}, nil
+	}
+	return l.root.Filelist(r)
+}
+
+func TestForkStatCarriesAtime(t *testing.T) {
+	r := InMemHandler().FileGet.(*root)
+	c := forkPair(t, Handlers{r, r, r, atimeLister{r}})
+	fi, err := c.Stat("/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*FileStat)
+	if st.Atime != 1000 || st.Mtime != 2000 {
+		t.Errorf("atime %d mtime %d, want 1000 and 2000", st.Atime, st.Mtime)
+	}
+	if st.UID != 33 || st.GID != 33 {
+		t.Errorf("uid/gid %d/%d, want 33/33", st.UID, st.GID)
+	}
+}
