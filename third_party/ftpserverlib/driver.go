@@ -98,6 +98,24 @@ type ClientDriverExtensionAllocate interface {
 	AllocateSpace(size int) error
 }
 
+// FileInfoLinkTarget is a FileInfo of a symbolic link that knows the link's
+// content: LIST and STAT show it as "name -> target", as ls -l and vsftpd do
+// (upgate fork).
+type FileInfoLinkTarget interface {
+	os.FileInfo
+	LinkTarget() string
+}
+
+// FileInfoStat is a FileInfo that knows the link count and numeric owner
+// of its file, which LIST and STAT then show instead of "1 ftp ftp"
+// (upgate fork).
+type FileInfoStat interface {
+	os.FileInfo
+	Nlink() uint64
+	Uid() uint32
+	Gid() uint32
+}
+
 // ClientDriverExtensionSymlink is an extension to support the "SITE SYMLINK" - symbolic link creation - command
 type ClientDriverExtensionSymlink interface {
 	// Symlink creates a symlink

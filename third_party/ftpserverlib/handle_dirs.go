@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -290,15 +291,77 @@ func (c *clientHandler) fileStat(file os.FileInfo) string {
 		dateFormat = dateFormatStatTime
 	}
 
+	// upgate fork: the mode as ls -l prints it (Go's FileMode.String is
+	// not: "Lrwxrwxrwx", "dtrwxrwxrwx"), the link count and numeric owner
+	// where the FileInfo knows them (FileInfoStat), and a symbolic link's
+	// target (FileInfoLinkTarget), as vsftpd lists them.
+	links, owner, group := "1", fakeUser, fakeGroup
+	if st, ok := file.(FileInfoStat); ok {
+		links = strconv.FormatUint(st.Nlink(), 10)
+		owner, group = strconv.FormatUint(uint64(st.Uid()), 10), strconv.FormatUint(uint64(st.Gid()), 10)
+	}
+
+	name := file.Name()
+	if lt, ok := file.(FileInfoLinkTarget); ok && file.Mode()&os.ModeSymlink != 0 {
+		if target := lt.LinkTarget(); target != "" {
+			name += " -> " + target
+		}
+	}
+
 	return fmt.Sprintf(
-		"%s 1 %s %s %12d %s %s",
-		file.Mode(),
-		fakeUser,
-		fakeGroup,
+		"%s %4s %-8s %-8s %12d %s %s",
+		lsMode(file.Mode()),
+		links,
+		owner,
+		group,
 		file.Size(),
 		file.ModTime().Format(dateFormat),
-		file.Name(),
+		name,
 	)
+}
+
+// lsMode formats a mode as ls -l does: a type letter, then rwx triplets
+// with s/S and t/T for setuid, setgid and sticky (upgate fork).
+func lsMode(mode os.FileMode) string {
+	buf := []byte("-rwxrwxrwx")
+
+	switch {
+	case mode.IsDir():
+		buf[0] = 'd'
+	case mode&os.ModeSymlink != 0:
+		buf[0] = 'l'
+	case mode&os.ModeNamedPipe != 0:
+		buf[0] = 'p'
+	case mode&os.ModeSocket != 0:
+		buf[0] = 's'
+	case mode&os.ModeCharDevice != 0:
+		buf[0] = 'c'
+	case mode&os.ModeDevice != 0:
+		buf[0] = 'b'
+	}
+
+	for i := range 9 {
+		if mode&(1<<uint(8-i)) == 0 {
+			buf[i+1] = '-'
+		}
+	}
+
+	special := func(pos int, set bool, lower, upper byte) {
+		if !set {
+			return
+		}
+
+		if buf[pos] == '-' {
+			buf[pos] = upper
+		} else {
+			buf[pos] = lower
+		}
+	}
+	special(3, mode&os.ModeSetuid != 0, 's', 'S')
+	special(6, mode&os.ModeSetgid != 0, 's', 'S')
+	special(9, mode&os.ModeSticky != 0, 't', 'T')
+
+	return string(buf)
 }
 
 // fclairamb (2018-02-13): #64: Removed extra empty line

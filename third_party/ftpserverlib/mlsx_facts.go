@@ -132,9 +132,14 @@ func (c *clientHandler) writeMLSxEntry(writer io.Writer, file os.FileInfo, name 
 	var b strings.Builder
 
 	if selected&mlsxType != 0 {
-		if file.IsDir() {
+		switch {
+		case file.IsDir():
 			b.WriteString("Type=dir;")
-		} else {
+		case file.Mode()&os.ModeSymlink != 0:
+			// RFC 3659 7.5.1's form, which lftp, proftpd and basic-ftp
+			// read as a link (upgate fork).
+			b.WriteString("Type=OS.unix=symlink;")
+		default:
 			b.WriteString("Type=file;")
 		}
 	}
