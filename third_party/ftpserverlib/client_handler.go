@@ -93,6 +93,7 @@ func getHashName(algo HASHAlgo) string {
 }
 
 type clientHandler struct {
+	epsvAll             atomic.Bool     // EPSV ALL was sent: only EPSV sets up data connections (upgate fork)
 	connectedAt         time.Time       // Date of connection
 	paramsMutex         sync.RWMutex    // mutex to protect the parameters exposed to the library users
 	driver              ClientDriver    // Client handling driver

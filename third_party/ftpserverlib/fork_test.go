@@ -200,3 +200,113 @@ func TestForkLongLine(t *testing.T) {
 	_, err = reader.ReadString('\n')
 	req.Error(err)
 }
+
+// linkInfo is a FileInfo that knows its link target and owner, as
+// upgate's listings do.
+type linkInfo struct {
+	name, target string
+	mode         os.FileMode
+}
+
+func (l linkInfo) Name() string       { return l.name }
+func (l linkInfo) Size() int64        { return int64(len(l.target)) }
+func (l linkInfo) Mode() os.FileMode  { return l.mode }
+func (l linkInfo) ModTime() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+func (l linkInfo) IsDir() bool        { return l.mode.IsDir() }
+func (l linkInfo) Sys() any           { return nil }
+func (l linkInfo) LinkTarget() string { return l.target }
+func (l linkInfo) Nlink() uint64      { return 2 }
+func (l linkInfo) Uid() uint32        { return 33 }
+func (l linkInfo) Gid() uint32        { return 44 }
+
+func TestForkLISTLines(t *testing.T) {
+	for mode, want := range map[os.FileMode]string{
+		0o644:                                     "-rw-r--r--",
+		os.ModeDir | 0o755:                        "drwxr-xr-x",
+		os.ModeDir | os.ModeSticky | 0o1777:       "drwxrwxrwt",
+		os.ModeDir | os.ModeSticky | 0o770:        "drwxrwx--T",
+		os.ModeSymlink | 0o777:                    "lrwxrwxrwx",
+		os.ModeSetuid | os.ModeSetgid | 0o755:     "-rwsr-sr-x",
+		os.ModeSetuid | 0o644:                     "-rwSr--r--",
+		os.ModeNamedPipe | 0o600:                  "prw-------",
+		os.ModeDevice | os.ModeCharDevice | 0o666: "crw-rw-rw-",
+	} {
+		if got := lsMode(mode); got != want {
+			t.Errorf("lsMode(%v) = %q, want %q", mode, got, want)
+		}
+	}
+
+	c := &clientHandler{connectedAt: time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC)}
+	line := c.fileStat(linkInfo{name: "storage", target: "../keep", mode: os.ModeSymlink | 0o777})
+	want := "lrwxrwxrwx    2 33       44                  7 Jan  2 03:04 storage -> ../keep"
+	if line != want {
+		t.Errorf("LIST line\n got %q\nwant %q", line, want)
+	}
+	// A dangling link lists the same way: the target is the link's content.
+	line = c.fileStat(linkInfo{name: "gone", target: "nowhere", mode: os.ModeSymlink | 0o777})
+	if !strings.HasPrefix(line, "lrwxrwxrwx") || !strings.HasSuffix(line, " gone -> nowhere") {
+		t.Errorf("dangling link listed as %q", line)
+	}
+}
+
+func TestForkMLSxSymlinkType(t *testing.T) {
+	c := &clientHandler{}
+	c.mlsxSelected.Store(uint32(mlsxAllFacts))
+	var b strings.Builder
+	require.NoError(t, c.writeMLSxEntry(&b, linkInfo{name: "storage", target: "../keep", mode: os.ModeSymlink | 0o777}, "storage"))
+	require.Equal(t, "Type=OS.unix=symlink;Size=7;Modify=20260102030405;UNIX.mode=0777; storage\r\n", b.String())
+}
+
+func TestForkSTATDirectory(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServer(t, false)
+	client, err := goftp.DialConfig(goftp.Config{User: authUser, Password: authPass}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(client.Close()) }()
+
+	ftpUpload(t, client, createTemporaryFile(t, 10), "file")
+
+	raw, err := client.OpenRawConn()
+	req.NoError(err)
+
+	defer func() { req.NoError(raw.Close()) }()
+
+	rc, rsp, err := raw.SendCommand("STAT /")
+	req.NoError(err)
+	req.Equal(StatusDirectoryStatus, rc, rsp)
+	req.NotContains(rsp, "%s")
+	req.Regexp(`(?m)^ -[-rwx]{9} +1 ftp +ftp +10 .* file$`, rsp)
+}
+
+func TestForkEPSVAll(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServer(t, false)
+	client, err := goftp.DialConfig(goftp.Config{User: authUser, Password: authPass}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(client.Close()) }()
+
+	raw, err := client.OpenRawConn()
+	req.NoError(err)
+
+	defer func() { req.NoError(raw.Close()) }()
+
+	rc, _, err := raw.SendCommand("PASV")
+	req.NoError(err)
+	req.Equal(StatusEnteringPASV, rc)
+
+	rc, rsp, err := raw.SendCommand("EPSV ALL")
+	req.NoError(err)
+	req.Equal(StatusOK, rc, rsp)
+
+	for _, cmd := range []string{"PASV", "PORT 127,0,0,1,200,10", "EPRT |1|127.0.0.1|51210|"} {
+		rc, rsp, err = raw.SendCommand(cmd)
+		req.NoError(err)
+		req.Equal(StatusSyntaxErrorParameters, rc, "%s after EPSV ALL: %s", cmd, rsp)
+	}
+
+	rc, rsp, err = raw.SendCommand("EPSV")
+	req.NoError(err)
+	req.Equal(StatusEnteringEPSV, rc, rsp)
+}

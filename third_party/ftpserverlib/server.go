@@ -112,13 +112,13 @@ var commandsMap = map[string]*CommandDescription{ //nolint:gochecknoglobals
 	// Connection handling
 	"TYPE": {Fn: (*clientHandler).handleTYPE},
 	"MODE": {Fn: (*clientHandler).handleMODE},
-	"PASV": {Fn: (*clientHandler).handlePASV},
-	"EPSV": {Fn: (*clientHandler).handlePASV},
+	"PASV": {Fn: (*clientHandler).handlePASVUnlessEPSVAll},
+	"EPSV": {Fn: (*clientHandler).handleEPSV},
 	"LPSV": {Fn: (*clientHandler).handleNotImplemented},
 	"SPSV": {Fn: (*clientHandler).handleNotImplemented},
-	"PORT": {Fn: (*clientHandler).handlePORT},
+	"PORT": {Fn: (*clientHandler).handlePORTUnlessEPSVAll},
 	"LRPT": {Fn: (*clientHandler).handleNotImplemented},
-	"EPRT": {Fn: (*clientHandler).handlePORT},
+	"EPRT": {Fn: (*clientHandler).handlePORTUnlessEPSVAll},
 	"REIN": {Fn: (*clientHandler).handleNotImplemented},
 }
 
