@@ -33,6 +33,14 @@ func Symlink(fsys afero.Fs, oldname, newname string) error {
 	return &os.LinkError{Op: "symlink", Old: oldname, New: newname, Err: fmt.Errorf("%w: %w", errors.ErrUnsupported, afero.ErrNoSymlink)}
 }
 
+// Link makes newname a hard link to oldname (HardLinker).
+func Link(fsys afero.Fs, oldname, newname string) error {
+	if l, ok := fsys.(HardLinker); ok {
+		return l.Link(oldname, newname)
+	}
+	return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: errors.ErrUnsupported}
+}
+
 // Readlink returns a symbolic link's target (afero.LinkReader).
 func Readlink(fsys afero.Fs, name string) (string, error) {
 	if l, ok := fsys.(afero.LinkReader); ok {

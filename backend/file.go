@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,10 +46,16 @@ const (
 // ahead of the reader. Close commits; TransferError followed by Close, the
 // fs's context ending, or a timeout aborts.
 type file struct {
-	g      *GRPCFs
-	name   string // user-visible, clean
+	g *GRPCFs
+	// name is the user-visible, clean path; Move changes it (see path).
+	name   atomic.Pointer[string]
 	flag   int
 	sizeAt int64 // size when opened: bounds read-ahead
+	// upload is the agent's id of the atomic upload this open started
+	// (agentpb.FileResponse.upload_id), "" for any other open; unlinked
+	// is set once Unlink discarded it. Both are guarded by mu.
+	upload   string
+	unlinked bool
 	// pipelineClose: the agent aborts a close that follows a failed write
 	// (FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS), so Close need not
 	// wait for the writes' replies before sending it.
@@ -133,6 +140,12 @@ func openFlags(flag int) uint32 {
 // OpenFile implements afero.Fs. A directory opens as a handle that lists
 // it; a file opens as a stream to the agent.
 func (g *GRPCFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
+	return g.openFile(name, flag, perm, "")
+}
+
+// openFile opens name, or with join the data of that upload in progress
+// (agentpb.OpenOp.join_upload).
+func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) (afero.File, error) {
 	ctx, cancel := context.WithCancel(g.ctx)
 	// Bound the stream's setup: NewStream waits while the agent connects.
 	setup := time.AfterFunc(g.timeout, cancel)
@@ -143,16 +156,19 @@ func (g *GRPCFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, 
 		return nil, g.err("open", name, err)
 	}
 	f := &file{
-		g: g, name: userPath(name), flag: flag, stream: stream, cancel: cancel, timeout: g.timeout,
+		g: g, flag: flag, stream: stream, cancel: cancel, timeout: g.timeout,
 		pending:    make(map[uint64]func(*agentpb.FileResponse, error)),
 		recvDone:   make(chan struct{}),
 		writeSlots: make(chan struct{}, writeWindow),
 		blocks:     make(map[int64]*block),
 		lastUse:    make(map[int64]uint64),
 	}
+	p := userPath(name)
+	f.name.Store(&p)
 	go f.recvLoop()
 	resp, err := f.call("open", &agentpb.FileRequest{Op: &agentpb.FileRequest_Open{Open: &agentpb.OpenOp{
-		Path: g.agentPath(name), Flags: openFlags(flag), Perm: uint32(perm.Perm()), InPlace: g.opts.InPlace,
+		Path: []byte(g.agentPath(name)), Flags: openFlags(flag), Perm: uint32(perm.Perm()), InPlace: g.opts.InPlace,
+		JoinUpload: join,
 	}}})
 	setup.Stop()
 	if err != nil {
@@ -161,11 +177,12 @@ func (g *GRPCFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, 
 	}
 	info := resp.GetOpened()
 	f.sizeAt = info.GetSize()
+	f.upload = resp.GetUploadId()
 	f.pipelineClose = resp.GetFeatures()&uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS) != 0
 	if fs.FileMode(info.GetMode()).IsDir() {
 		_, _ = f.call("close", &agentpb.FileRequest{Op: &agentpb.FileRequest_Close{Close: &agentpb.CloseOp{}}})
 		f.finish()
-		return &dirFile{g: g, name: f.name, info: newFileInfo(info, path.Base(f.name))}, nil
+		return &dirFile{g: g, name: f.path(), info: newFileInfo(info, path.Base(f.path()))}, nil
 	}
 	if flag&os.O_APPEND != 0 {
 		f.offset = info.GetSize()
@@ -181,9 +198,9 @@ func (f *file) recvLoop() {
 		resp, err := f.stream.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				err = &fs.PathError{Op: "read", Path: f.name, Err: os.ErrClosed}
+				err = &fs.PathError{Op: "read", Path: f.path(), Err: os.ErrClosed}
 			} else {
-				err = f.g.err("io", f.name, err)
+				err = f.g.err("io", f.path(), err)
 			}
 			f.pmu.Lock()
 			f.recvErr = err
@@ -233,7 +250,7 @@ func (f *file) send(op string, req *agentpb.FileRequest, cb func(*agentpb.FileRe
 		if f.recvErr != nil {
 			return f.recvErr
 		}
-		return f.g.err(op, f.name, err)
+		return f.g.err(op, f.path(), err)
 	}
 	return nil
 }
@@ -252,22 +269,22 @@ func (f *file) call(op string, req *agentpb.FileRequest) (*agentpb.FileResponse,
 			return nil, r.err
 		}
 		if r.resp.GetError() != nil {
-			return nil, fromProto(op, f.name, r.resp.GetError())
+			return nil, fromProto(op, f.path(), r.resp.GetError())
 		}
 		return r.resp, nil
 	case <-timer.C:
 		f.cancel() // the agent aborts the stream's upload
-		return nil, f.g.err(op, f.name, fmt.Errorf("%w: no reply within %v", context.DeadlineExceeded, f.timeout))
+		return nil, f.g.err(op, f.path(), fmt.Errorf("%w: no reply within %v", context.DeadlineExceeded, f.timeout))
 	}
 }
 
 // usable reports why the file cannot be used, if it cannot. f.mu is held.
 func (f *file) usable(op string) error {
 	if f.closed {
-		return &fs.PathError{Op: op, Path: f.name, Err: os.ErrClosed}
+		return &fs.PathError{Op: op, Path: f.path(), Err: os.ErrClosed}
 	}
 	if f.abortErr != nil {
-		return &fs.PathError{Op: op, Path: f.name, Err: f.abortErr}
+		return &fs.PathError{Op: op, Path: f.path(), Err: f.abortErr}
 	}
 	return f.writeErr()
 }
@@ -288,8 +305,85 @@ func (f *file) setWriteErr(err error) {
 
 func (f *file) writable() bool { return f.flag&(os.O_WRONLY|os.O_RDWR) != 0 }
 
+// path is the file's user-visible path.
+func (f *file) path() string { return *f.name.Load() }
+
 // Name implements afero.File.
-func (f *file) Name() string { return f.name }
+func (f *file) Name() string { return f.path() }
+
+// Pending implements Upload: the open started an atomic upload that has
+// not been discarded.
+func (f *file) Pending() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.upload != "" && !f.unlinked && !f.closed
+}
+
+// notUpload is Upload's error for a file that is not an upload in
+// progress. f.mu is held.
+func (f *file) notUpload(op string) error {
+	if err := f.usable(op); err != nil {
+		return err
+	}
+	if f.upload == "" || f.unlinked {
+		return &fs.PathError{Op: op, Path: f.path(), Err: errors.ErrUnsupported}
+	}
+	return nil
+}
+
+// Unlink implements Upload (agentpb.UnlinkOp). Writes already sent land in
+// the discarded data, as they would in an unlinked file.
+func (f *file) Unlink() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.notUpload("unlink"); err != nil {
+		return err
+	}
+	if _, err := f.call("unlink", &agentpb.FileRequest{Op: &agentpb.FileRequest_Unlink{Unlink: &agentpb.UnlinkOp{}}}); err != nil {
+		return err
+	}
+	f.unlinked = true
+	return nil
+}
+
+// Move implements Upload (agentpb.MoveOp).
+func (f *file) Move(newname string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.notUpload("rename"); err != nil {
+		return err
+	}
+	np := userPath(newname)
+	_, err := f.call("rename", &agentpb.FileRequest{Op: &agentpb.FileRequest_Move{Move: &agentpb.MoveOp{Path: []byte(f.g.agentPath(np))}}})
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return &os.LinkError{Op: "rename", Old: f.path(), New: np, Err: pe.Err}
+		}
+		return err
+	}
+	f.name.Store(&np)
+	return nil
+}
+
+// Reopen implements Upload: a new stream that joins the upload
+// (agentpb.OpenOp.join_upload), once every write sent so far has landed.
+func (f *file) Reopen(flag int) (afero.File, error) {
+	f.mu.Lock()
+	err := f.notUpload("open")
+	if err == nil {
+		err = f.flushLocked()
+	}
+	upload := f.upload
+	f.mu.Unlock()
+	if err == nil {
+		err = f.waitWrites()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f.g.openFile(f.path(), flag, 0, upload)
+}
 
 // IsDir reports that this handle is not a directory.
 func (f *file) IsDir() bool { return false }
@@ -299,7 +393,7 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.flag&os.O_APPEND != 0 {
-		return 0, &fs.PathError{Op: "writeat", Path: f.name, Err: errors.New("invalid use of WriteAt on file opened with O_APPEND")}
+		return 0, &fs.PathError{Op: "writeat", Path: f.path(), Err: errors.New("invalid use of WriteAt on file opened with O_APPEND")}
 	}
 	return f.writeAtLocked(p, off)
 }
@@ -309,10 +403,10 @@ func (f *file) writeAtLocked(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	if !f.writable() {
-		return 0, &fs.PathError{Op: "write", Path: f.name, Err: syscall.EBADF}
+		return 0, &fs.PathError{Op: "write", Path: f.path(), Err: syscall.EBADF}
 	}
 	if off < 0 {
-		return 0, &fs.PathError{Op: "write", Path: f.name, Err: syscall.EINVAL}
+		return 0, &fs.PathError{Op: "write", Path: f.path(), Err: syscall.EINVAL}
 	}
 	if len(p) == 0 {
 		return 0, nil
@@ -461,7 +555,7 @@ func (f *file) sendWrite(off int64, data []byte) error {
 		return f.recvErr
 	case <-timer.C:
 		f.cancel()
-		return f.g.err("write", f.name, fmt.Errorf("%w: writes not acknowledged within %v", context.DeadlineExceeded, f.timeout))
+		return f.g.err("write", f.path(), fmt.Errorf("%w: writes not acknowledged within %v", context.DeadlineExceeded, f.timeout))
 	}
 	want := int64(len(data))
 	err := f.send("write", &agentpb.FileRequest{Op: &agentpb.FileRequest_Write{Write: &agentpb.WriteOp{Offset: off, Data: data}}}, func(r *agentpb.FileResponse, err error) {
@@ -470,9 +564,9 @@ func (f *file) sendWrite(off int64, data []byte) error {
 		case err != nil:
 			f.setWriteErr(err)
 		case r.GetError() != nil:
-			f.setWriteErr(fromProto("write", f.name, r.GetError()))
+			f.setWriteErr(fromProto("write", f.path(), r.GetError()))
 		case r.GetWrite().GetWritten() != want:
-			f.setWriteErr(&fs.PathError{Op: "write", Path: f.name, Err: io.ErrShortWrite})
+			f.setWriteErr(&fs.PathError{Op: "write", Path: f.path(), Err: io.ErrShortWrite})
 		}
 	})
 	if err != nil {
@@ -504,7 +598,7 @@ func (f *file) waitWrites() error {
 				<-f.writeSlots
 			}
 			f.cancel()
-			return f.g.err("write", f.name, fmt.Errorf("%w: writes not acknowledged within %v", context.DeadlineExceeded, f.timeout))
+			return f.g.err("write", f.path(), fmt.Errorf("%w: writes not acknowledged within %v", context.DeadlineExceeded, f.timeout))
 		}
 	}
 	for i := 0; i < writeWindow; i++ {
@@ -530,7 +624,7 @@ func (f *file) ReadFrom(r io.Reader) (int64, error) {
 	f.mu.Lock()
 	err := f.usable("write")
 	if err == nil && !f.writable() {
-		err = &fs.PathError{Op: "write", Path: f.name, Err: syscall.EBADF}
+		err = &fs.PathError{Op: "write", Path: f.path(), Err: syscall.EBADF}
 	}
 	if err == nil {
 		// Held-back writes go first, to keep the order.
@@ -639,7 +733,7 @@ func (f *file) fetch(idx int64) (*block, error) {
 		case err != nil:
 			b.err = err
 		case r.GetError() != nil:
-			b.err = fromProto("read", f.name, r.GetError())
+			b.err = fromProto("read", f.path(), r.GetError())
 		default:
 			b.data, b.eof = r.GetRead().GetData(), r.GetRead().GetEof()
 		}
@@ -658,13 +752,13 @@ func (f *file) fetch(idx int64) (*block, error) {
 // return; it is released while waiting for the agent.
 func (f *file) readAtLocked(p []byte, off int64) (int, error) {
 	if f.closed {
-		return 0, &fs.PathError{Op: "read", Path: f.name, Err: os.ErrClosed}
+		return 0, &fs.PathError{Op: "read", Path: f.path(), Err: os.ErrClosed}
 	}
 	if f.flag&(os.O_WRONLY|os.O_RDWR) == os.O_WRONLY {
-		return 0, &fs.PathError{Op: "read", Path: f.name, Err: syscall.EBADF}
+		return 0, &fs.PathError{Op: "read", Path: f.path(), Err: syscall.EBADF}
 	}
 	if off < 0 {
-		return 0, &fs.PathError{Op: "read", Path: f.name, Err: syscall.EINVAL}
+		return 0, &fs.PathError{Op: "read", Path: f.path(), Err: syscall.EINVAL}
 	}
 	// Writes held back go first, so the read sees them.
 	if err := f.flushLocked(); err != nil {
@@ -690,7 +784,7 @@ func (f *file) readAtLocked(p []byte, off int64) (int, error) {
 		select {
 		case <-b.done:
 		default:
-			return n, f.g.err("read", f.name, fmt.Errorf("%w: no reply within %v", context.DeadlineExceeded, f.timeout))
+			return n, f.g.err("read", f.path(), fmt.Errorf("%w: no reply within %v", context.DeadlineExceeded, f.timeout))
 		}
 		if b.err != nil {
 			if f.blocks[idx] == b {
@@ -739,7 +833,7 @@ func (f *file) Seek(offset int64, whence int) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return 0, &fs.PathError{Op: "seek", Path: f.name, Err: os.ErrClosed}
+		return 0, &fs.PathError{Op: "seek", Path: f.path(), Err: os.ErrClosed}
 	}
 	var base int64
 	switch whence {
@@ -753,10 +847,10 @@ func (f *file) Seek(offset int64, whence int) (int64, error) {
 		}
 		base = fi.Size()
 	default:
-		return 0, &fs.PathError{Op: "seek", Path: f.name, Err: syscall.EINVAL}
+		return 0, &fs.PathError{Op: "seek", Path: f.path(), Err: syscall.EINVAL}
 	}
 	if base+offset < 0 {
-		return 0, &fs.PathError{Op: "seek", Path: f.name, Err: syscall.EINVAL}
+		return 0, &fs.PathError{Op: "seek", Path: f.path(), Err: syscall.EINVAL}
 	}
 	f.offset = base + offset
 	return f.offset, nil
@@ -770,7 +864,7 @@ func (f *file) statLocked() (os.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newFileInfo(resp.GetStat(), path.Base(f.name)), nil
+	return newFileInfo(resp.GetStat(), path.Base(f.path())), nil
 }
 
 // Stat implements afero.File: the open file's state, an upload's included.
@@ -808,7 +902,7 @@ func (f *file) Truncate(size int64) error {
 		return err
 	}
 	if size < 0 {
-		return &fs.PathError{Op: "truncate", Path: f.name, Err: syscall.EINVAL}
+		return &fs.PathError{Op: "truncate", Path: f.path(), Err: syscall.EINVAL}
 	}
 	if err := f.flushLocked(); err != nil {
 		return err
@@ -818,10 +912,11 @@ func (f *file) Truncate(size int64) error {
 	return err
 }
 
-// SetTimes records times to apply when the file is closed (after an upload
-// commits), as SFTP's FSETSTAT asks.
+// SetTimes sets the file's times now and again when it is closed (after an
+// upload commits), as SFTP's FSETSTAT and lftp's MFMT before the 226 need:
+// writes still in flight would otherwise leave a later mtime.
 func (f *file) SetTimes(atime, mtime time.Time) error {
-	if err := checkTimes("chtimes", f.name, atime, mtime); err != nil {
+	if err := checkTimes("chtimes", f.path(), atime, mtime); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -866,12 +961,12 @@ func (f *file) Close() error {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
-		return &fs.PathError{Op: "close", Path: f.name, Err: os.ErrClosed}
+		return &fs.PathError{Op: "close", Path: f.path(), Err: os.ErrClosed}
 	}
 	f.closed = true
 	err := f.abortErr
 	if err != nil {
-		err = &fs.PathError{Op: "close", Path: f.name, Err: fmt.Errorf("transfer aborted: %w", err)}
+		err = &fs.PathError{Op: "close", Path: f.path(), Err: fmt.Errorf("transfer aborted: %w", err)}
 	} else {
 		err = f.flushLocked()
 	}
@@ -917,12 +1012,12 @@ func (f *file) finish() {
 
 // Readdir implements afero.File; a regular file has no entries.
 func (f *file) Readdir(int) ([]os.FileInfo, error) {
-	return nil, &fs.PathError{Op: "readdir", Path: f.name, Err: syscall.ENOTDIR}
+	return nil, &fs.PathError{Op: "readdir", Path: f.path(), Err: syscall.ENOTDIR}
 }
 
 // Readdirnames implements afero.File.
 func (f *file) Readdirnames(int) ([]string, error) {
-	return nil, &fs.PathError{Op: "readdir", Path: f.name, Err: syscall.ENOTDIR}
+	return nil, &fs.PathError{Op: "readdir", Path: f.path(), Err: syscall.ENOTDIR}
 }
 
 func withID(req *agentpb.FileRequest, id uint64) *agentpb.FileRequest {
@@ -934,4 +1029,5 @@ var (
 	_ TimesSetter     = (*file)(nil)
 	_ ModeSetter      = (*file)(nil)
 	_ TransferAborter = (*file)(nil)
+	_ Upload          = (*file)(nil)
 )

@@ -15,6 +15,9 @@ type Stat struct {
 	Uid, Gid uint32
 	Nlink    uint64
 	Atime    time.Time
+	// LinkTarget is a symbolic link's content where the agent sent it
+	// (listings and Lstat), else "".
+	LinkTarget string
 }
 
 // fileInfo is an fs.FileInfo decoded from the wire.
@@ -28,14 +31,14 @@ type fileInfo struct {
 
 func newFileInfo(pb *agentpb.FileInfo, name string) *fileInfo {
 	if name == "" {
-		name = pb.GetName()
+		name = string(pb.GetName())
 	}
 	fi := &fileInfo{
 		name:  name,
 		size:  pb.GetSize(),
 		mode:  fs.FileMode(pb.GetMode()),
 		mtime: time.Unix(0, pb.GetMtimeUnixNano()),
-		stat:  Stat{Uid: pb.GetUid(), Gid: pb.GetGid(), Nlink: pb.GetNlink()},
+		stat:  Stat{Uid: pb.GetUid(), Gid: pb.GetGid(), Nlink: pb.GetNlink(), LinkTarget: string(pb.GetLinkTarget())},
 	}
 	if pb.GetAtimeUnixNano() != 0 {
 		fi.stat.Atime = time.Unix(0, pb.GetAtimeUnixNano())

@@ -13,6 +13,13 @@
 //     computed where the file lives. Without it the frontend refuses them.
 //   - StatFSer: SFTP statvfs@openssh.com and FTP AVBL. Without it they are
 //     refused.
+//   - HardLinker: SFTP hardlink@openssh.com. Without it the request is
+//     refused as unsupported.
+//
+// Files may implement Upload (atomic uploads), TransferAborter,
+// TimesSetter and ModeSetter; FileWrapper passes them through wrappers.
+// View gives one session a POSIX view of its own uploads over any of
+// these filesystems: every login gets one.
 //
 // Errors are os errors: frontends test them with errors.Is against
 // os.ErrNotExist, os.ErrExist, os.ErrPermission, syscall.ENOTEMPTY,
@@ -87,6 +94,15 @@ type StatFSer interface {
 	StatFS(ctx context.Context, name string) (FSStats, error)
 }
 
+// HardLinker is a filesystem that makes hard links, for SFTP's
+// hardlink@openssh.com.
+type HardLinker interface {
+	afero.Fs
+	// Link makes newname another name of the file oldname (not a
+	// directory), as link(2).
+	Link(oldname, newname string) error
+}
+
 // TimesSetter is a file that records access and modification times to
 // apply when it is closed, after an upload commits (SFTP's FSETSTAT arrives
 // before CLOSE, and later writes would otherwise overwrite it).
@@ -104,4 +120,26 @@ type ModeSetter interface {
 // pkg/sftp both look for this method.
 type TransferAborter interface {
 	TransferError(err error)
+}
+
+// Upload is a file that may be an atomic upload: its writes are hidden by
+// path (a Stat or a listing shows the old file, or none) until a clean
+// Close commits them. The session that writes acts on its upload through
+// these methods, which View uses to give it a POSIX view of its own work.
+// A file that is not an upload in progress answers Pending false, and the
+// other methods an error wrapping errors.ErrUnsupported.
+type Upload interface {
+	// Pending reports whether the file is an upload in progress that
+	// Close will commit.
+	Pending() bool
+	// Unlink discards the upload now, as unlink(2) does an open file:
+	// later writes go nowhere visible and Close commits nothing.
+	Unlink() error
+	// Move makes the upload commit as newname, a name of the filesystem
+	// that opened it. A directory there fails with EISDIR.
+	Move(newname string) error
+	// Reopen opens the upload's data again, with os.OpenFile flags: to read
+	// what was written so far, or to write into it in place. The new file
+	// never commits; once the upload commits, it is the committed file.
+	Reopen(flag int) (afero.File, error)
 }

@@ -79,6 +79,7 @@ var (
 	_ afero.LinkReader = (*GRPCFs)(nil)
 	_ Hasher           = (*GRPCFs)(nil)
 	_ StatFSer         = (*GRPCFs)(nil)
+	_ HardLinker       = (*GRPCFs)(nil)
 )
 
 // NewGRPCFs returns a filesystem over the agent behind cc, bound to ctx
@@ -163,7 +164,7 @@ func (g *GRPCFs) Open(name string) (afero.File, error) { return g.OpenFile(name,
 func (g *GRPCFs) Mkdir(name string, perm os.FileMode) error {
 	ctx, cancel := g.call()
 	defer cancel()
-	_, err := g.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: g.agentPath(name), Perm: uint32(perm.Perm())})
+	_, err := g.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: uint32(perm.Perm())})
 	return g.err("mkdir", name, err)
 }
 
@@ -171,7 +172,7 @@ func (g *GRPCFs) Mkdir(name string, perm os.FileMode) error {
 func (g *GRPCFs) MkdirAll(name string, perm os.FileMode) error {
 	ctx, cancel := g.call()
 	defer cancel()
-	_, err := g.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: g.agentPath(name), Perm: uint32(perm.Perm()), All: true})
+	_, err := g.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: uint32(perm.Perm()), All: true})
 	return g.err("mkdir", name, err)
 }
 
@@ -182,7 +183,7 @@ func (g *GRPCFs) remove(name string, all bool) error {
 	}
 	ctx, cancel := g.call()
 	defer cancel()
-	_, err := g.client.Remove(ctx, &agentpb.RemoveRequest{Path: g.agentPath(name), All: all})
+	_, err := g.client.Remove(ctx, &agentpb.RemoveRequest{Path: []byte(g.agentPath(name)), All: all})
 	return g.err(op, name, err)
 }
 
@@ -199,7 +200,7 @@ func (g *GRPCFs) Rename(oldname, newname string) error {
 	}
 	ctx, cancel := g.call()
 	defer cancel()
-	_, err := g.client.Rename(ctx, &agentpb.RenameRequest{From: g.agentPath(oldname), To: g.agentPath(newname)})
+	_, err := g.client.Rename(ctx, &agentpb.RenameRequest{From: []byte(g.agentPath(oldname)), To: []byte(g.agentPath(newname))})
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(g.err("rename", oldname, err), &pe) {
@@ -213,7 +214,7 @@ func (g *GRPCFs) Rename(oldname, newname string) error {
 func (g *GRPCFs) Stat(name string) (os.FileInfo, error) {
 	ctx, cancel := g.call()
 	defer cancel()
-	pb, err := g.client.Stat(ctx, &agentpb.PathRequest{Path: g.agentPath(name)})
+	pb, err := g.client.Stat(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
 	if err != nil {
 		return nil, g.err("stat", name, err)
 	}
@@ -224,7 +225,7 @@ func (g *GRPCFs) Stat(name string) (os.FileInfo, error) {
 func (g *GRPCFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 	ctx, cancel := g.call()
 	defer cancel()
-	pb, err := g.client.Lstat(ctx, &agentpb.PathRequest{Path: g.agentPath(name)})
+	pb, err := g.client.Lstat(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
 	if err != nil {
 		return nil, true, g.err("lstat", name, err)
 	}
@@ -236,7 +237,7 @@ func (g *GRPCFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 func (g *GRPCFs) Chmod(name string, mode os.FileMode) error {
 	ctx, cancel := g.call()
 	defer cancel()
-	_, err := g.client.Chmod(ctx, &agentpb.ChmodRequest{Path: g.agentPath(name), Perm: uint32(mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky))})
+	_, err := g.client.Chmod(ctx, &agentpb.ChmodRequest{Path: []byte(g.agentPath(name)), Perm: uint32(mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky))})
 	return g.err("chmod", name, err)
 }
 
@@ -244,7 +245,7 @@ func (g *GRPCFs) Chmod(name string, mode os.FileMode) error {
 func (g *GRPCFs) Chown(name string, uid, gid int) error {
 	ctx, cancel := g.call()
 	defer cancel()
-	_, err := g.client.Chown(ctx, &agentpb.ChownRequest{Path: g.agentPath(name), Uid: int32(uid), Gid: int32(gid)})
+	_, err := g.client.Chown(ctx, &agentpb.ChownRequest{Path: []byte(g.agentPath(name)), Uid: int32(uid), Gid: int32(gid)})
 	return g.err("chown", name, err)
 }
 
@@ -256,7 +257,7 @@ func (g *GRPCFs) Chtimes(name string, atime, mtime time.Time) error {
 	}
 	ctx, cancel := g.call()
 	defer cancel()
-	_, err := g.client.Chtimes(ctx, &agentpb.ChtimesRequest{Path: g.agentPath(name), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)})
+	_, err := g.client.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)})
 	return g.err("chtimes", name, err)
 }
 
@@ -274,7 +275,7 @@ func (g *GRPCFs) SymlinkIfPossible(oldname, newname string) error {
 	}
 	ctx, cancel := g.call()
 	defer cancel()
-	_, err := g.client.Symlink(ctx, &agentpb.SymlinkRequest{Target: target, Path: g.agentPath(newname)})
+	_, err := g.client.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte(g.agentPath(newname))})
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(g.err("symlink", newname, err), &pe) {
@@ -284,15 +285,29 @@ func (g *GRPCFs) SymlinkIfPossible(oldname, newname string) error {
 	return nil
 }
 
+// Link implements HardLinker.
+func (g *GRPCFs) Link(oldname, newname string) error {
+	ctx, cancel := g.call()
+	defer cancel()
+	_, err := g.client.Link(ctx, &agentpb.LinkRequest{Target: []byte(g.agentPath(oldname)), Path: []byte(g.agentPath(newname))})
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(g.err("link", newname, err), &pe) {
+			return &os.LinkError{Op: "link", Old: userPath(oldname), New: userPath(newname), Err: pe.Err}
+		}
+	}
+	return nil
+}
+
 // ReadlinkIfPossible implements afero.LinkReader.
 func (g *GRPCFs) ReadlinkIfPossible(name string) (string, error) {
 	ctx, cancel := g.call()
 	defer cancel()
-	resp, err := g.client.Readlink(ctx, &agentpb.PathRequest{Path: g.agentPath(name)})
+	resp, err := g.client.Readlink(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
 	if err != nil {
 		return "", g.err("readlink", name, err)
 	}
-	return resp.GetTarget(), nil
+	return string(resp.GetTarget()), nil
 }
 
 var hashAlgorithms = map[HashAlgorithm]agentpb.HashAlgorithm{
@@ -313,7 +328,7 @@ func (g *GRPCFs) Hash(ctx context.Context, name string, algo HashAlgorithm, offs
 	defer cancel()
 	stop := context.AfterFunc(g.ctx, cancel)
 	defer stop()
-	resp, err := g.client.Hash(ctx, &agentpb.HashRequest{Path: g.agentPath(name), Algorithm: a, Offset: offset, Length: length})
+	resp, err := g.client.Hash(ctx, &agentpb.HashRequest{Path: []byte(g.agentPath(name)), Algorithm: a, Offset: offset, Length: length})
 	if err != nil {
 		return nil, g.err("hash", name, err)
 	}
@@ -326,7 +341,7 @@ func (g *GRPCFs) StatFS(ctx context.Context, name string) (FSStats, error) {
 	defer cancel()
 	stop := context.AfterFunc(g.ctx, cancel)
 	defer stop()
-	r, err := g.client.StatFS(ctx, &agentpb.PathRequest{Path: g.agentPath(name)})
+	r, err := g.client.StatFS(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
 	if err != nil {
 		return FSStats{}, g.err("statfs", name, err)
 	}
@@ -341,7 +356,7 @@ func (g *GRPCFs) StatFS(ctx context.Context, name string) (FSStats, error) {
 func (g *GRPCFs) readDir(name string) ([]os.FileInfo, error) {
 	ctx, cancel := g.call()
 	defer cancel()
-	stream, err := g.client.ReadDir(ctx, &agentpb.PathRequest{Path: g.agentPath(name)})
+	stream, err := g.client.ReadDir(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
 	if err != nil {
 		return nil, g.err("readdir", name, err)
 	}

@@ -43,6 +43,7 @@ var (
 	_ afero.LinkReader = (*MountFs)(nil)
 	_ Hasher           = (*MountFs)(nil)
 	_ StatFSer         = (*MountFs)(nil)
+	_ HardLinker       = (*MountFs)(nil)
 )
 
 // NewMountFs builds a mount table. Mount paths must be absolute, clean and
@@ -320,6 +321,20 @@ func (m *MountFs) SymlinkIfPossible(oldname, newname string) error {
 	return l.SymlinkIfPossible(target, rel)
 }
 
+// Link implements HardLinker; across mounts it fails with EXDEV.
+func (m *MountFs) Link(oldname, newname string) error {
+	op, np := userPath(oldname), userPath(newname)
+	om, orel, ok1 := m.resolve(op)
+	nm, nrel, ok2 := m.resolve(np)
+	switch {
+	case !ok1 || !ok2:
+		return &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.ENOENT}
+	case om != nm:
+		return &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.EXDEV}
+	}
+	return Link(om.Fs, orel, nrel)
+}
+
 // ReadlinkIfPossible implements afero.LinkReader.
 func (m *MountFs) ReadlinkIfPossible(name string) (string, error) {
 	var target string
@@ -374,6 +389,31 @@ type mountFile struct {
 }
 
 func (f *mountFile) Name() string { return f.name }
+
+// Move makes the mount's upload commit as newname, a user path of the
+// same mount (another mount: EXDEV, as rename(2) across devices).
+func (f *mountFile) Move(newname string) error {
+	np := userPath(newname)
+	om, _, _ := f.m.resolve(f.name)
+	nm, nrel, ok := f.m.resolve(np)
+	if !ok || om != nm || f.m.isMountPoint(np) {
+		return &os.LinkError{Op: "rename", Old: f.name, New: np, Err: syscall.EXDEV}
+	}
+	if err := f.FileWrapper.Move(nrel); err != nil {
+		return err
+	}
+	f.name = np
+	return nil
+}
+
+// Reopen opens the upload's data again under the same user path.
+func (f *mountFile) Reopen(flag int) (afero.File, error) {
+	nf, err := f.FileWrapper.Reopen(flag)
+	if err != nil {
+		return nil, renamePathErr(err, f.name)
+	}
+	return &mountFile{FileWrapper: FileWrapper{nf}, m: f.m, name: f.name}, nil
+}
 
 // ReadFrom passes an io.Copy into the file on (see backend.ReadFrom).
 func (f *mountFile) ReadFrom(r io.Reader) (int64, error) { return ReadFrom(f.File, r) }

@@ -23,6 +23,7 @@ var (
 	_ afero.LinkReader = (*readOnly)(nil)
 	_ Hasher           = (*readOnly)(nil)
 	_ StatFSer         = (*readOnly)(nil)
+	_ HardLinker       = (*readOnly)(nil)
 )
 
 // errReadOnly matches both os.ErrPermission and syscall.EROFS.
@@ -45,6 +46,9 @@ func (r *readOnly) Remove(name string) error    { return denied("remove", name) 
 func (r *readOnly) RemoveAll(name string) error { return denied("remove", name) }
 func (r *readOnly) Rename(oldname, newname string) error {
 	return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: errReadOnly{}}
+}
+func (r *readOnly) Link(oldname, newname string) error {
+	return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: errReadOnly{}}
 }
 func (r *readOnly) Chmod(name string, _ os.FileMode) error { return denied("chmod", name) }
 func (r *readOnly) Chown(name string, _, _ int) error      { return denied("chown", name) }

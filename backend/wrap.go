@@ -23,6 +23,7 @@ var (
 	_ TransferAborter = FileWrapper{}
 	_ TimesSetter     = FileWrapper{}
 	_ ModeSetter      = FileWrapper{}
+	_ Upload          = FileWrapper{}
 )
 
 // TransferError passes the failure on, so Close aborts an upload.
@@ -56,4 +57,35 @@ func (w FileWrapper) IsDir() bool {
 	}
 	fi, err := w.File.Stat()
 	return err == nil && fi.IsDir()
+}
+
+// Pending reports whether the wrapped file is an upload in progress.
+func (w FileWrapper) Pending() bool {
+	u, ok := w.File.(Upload)
+	return ok && u.Pending()
+}
+
+// Unlink discards the wrapped upload.
+func (w FileWrapper) Unlink() error {
+	if u, ok := w.File.(Upload); ok {
+		return u.Unlink()
+	}
+	return &fs.PathError{Op: "unlink", Path: w.File.Name(), Err: errors.ErrUnsupported}
+}
+
+// Move makes the wrapped upload commit as newname.
+func (w FileWrapper) Move(newname string) error {
+	if u, ok := w.File.(Upload); ok {
+		return u.Move(newname)
+	}
+	return &os.LinkError{Op: "rename", Old: w.File.Name(), New: newname, Err: errors.ErrUnsupported}
+}
+
+// Reopen opens the wrapped upload's data again. A wrapper whose files
+// carry more than the wrapped file (a name, accounting) overrides it.
+func (w FileWrapper) Reopen(flag int) (afero.File, error) {
+	if u, ok := w.File.(Upload); ok {
+		return u.Reopen(flag)
+	}
+	return nil, &fs.PathError{Op: "open", Path: w.File.Name(), Err: errors.ErrUnsupported}
 }

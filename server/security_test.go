@@ -987,7 +987,49 @@ func (r *secRun) planSymlink(target, link string) (bool, map[string]string) {
 	default:
 		stored = target
 	}
+	if !r.confined(path.Dir(rp), stored) {
+		return false, nil // the agent checks what the link would lead to
+	}
 	return true, map[string]string{secRelTo(rp): "link:" + stored}
+}
+
+// confined reports whether a link in dir (a user path) holding target
+// would lead inside the user's root when followed through the links that
+// exist now, ".." applied after each link as the kernel does (not
+// lexically): the agent refuses a link that would not.
+func (r *secRun) confined(dir, target string) bool {
+	var stack []string
+	todo := append(secSplit(dir), strings.Split(target, "/")...)
+	for hops := 0; len(todo) > 0; {
+		elem := todo[0]
+		todo = todo[1:]
+		switch elem {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) == 0 {
+				return false
+			}
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		cur := "/" + path.Join(append(stack, elem)...)
+		p := r.e.userPath(r.user, cur)
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			stack = append(stack, elem)
+			continue
+		}
+		if hops++; hops > 40 {
+			return false
+		}
+		next, _ := os.Readlink(p)
+		if path.IsAbs(next) {
+			return false
+		}
+		todo = append(strings.Split(next, "/"), todo...)
+	}
+	return true
 }
 
 func secOps() []secOp {

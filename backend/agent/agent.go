@@ -55,11 +55,13 @@ type Server struct {
 
 	openHandles atomic.Int64
 
-	// mu guards uploads: the atomic uploads in progress, by cleaned
-	// root-relative target path; and swept: when each directory was last
-	// swept for stale temp files (see sweepStaleTemps).
+	// mu guards uploads: the atomic uploads in progress, by upload id,
+	// with their paths (see handle); and swept: when each directory was
+	// last swept for stale temp files (see sweepStaleTemps). Commits,
+	// renames and joins hold it across their rename or open, so that an
+	// upload's temp file never moves under them.
 	mu      sync.Mutex
-	uploads map[string]map[*handle]struct{}
+	uploads map[string]*handle
 	swept   map[string]time.Time
 }
 
@@ -88,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 		token:   []byte(cfg.Token),
 		log:     log.With("component", "agent", "root", cfg.Root),
 		version: version,
-		uploads: make(map[string]map[*handle]struct{}),
+		uploads: make(map[string]*handle),
 	}, nil
 }
 
@@ -100,11 +102,7 @@ func (s *Server) OpenHandles() int64 { return s.openHandles.Load() }
 func (s *Server) UploadsInProgress() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var n int64
-	for _, hs := range s.uploads {
-		n += int64(len(hs))
-	}
-	return n
+	return int64(len(s.uploads))
 }
 
 // Close releases the root directory. Streams still open keep their files

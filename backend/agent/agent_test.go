@@ -220,7 +220,7 @@ func writeFile(t *testing.T, name, content string, perm fs.FileMode) {
 // listNames is a raw ReadDir of p through the agent.
 func listNames(t *testing.T, ctx context.Context, c agentpb.AgentClient, p string) []string {
 	t.Helper()
-	s, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: p})
+	s, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: []byte(p)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func listNames(t *testing.T, ctx context.Context, c agentpb.AgentClient, p strin
 			t.Fatalf("ReadDir(%q): %v", p, err)
 		}
 		for _, e := range resp.GetEntries() {
-			names = append(names, e.GetName())
+			names = append(names, string(e.GetName()))
 		}
 	}
 	t.Fatalf("ReadDir(%q): more than 1000 batches", p)
@@ -348,7 +348,7 @@ func TestPathEscapesRefused(t *testing.T) {
 		run func(p string) error
 	}
 	openErr := func(p string, fl uint32) error {
-		fst, resp := openStream(t, c, &agentpb.OpenOp{Path: p, Flags: fl, Perm: 0o644})
+		fst, resp := openStream(t, c, &agentpb.OpenOp{Path: []byte(p), Flags: fl, Perm: 0o644})
 		e := resp.GetError()
 		if e == nil {
 			fst.close(true)
@@ -358,7 +358,7 @@ func TestPathEscapesRefused(t *testing.T) {
 		return status.Error(codes.Code(e.GetCode()), e.GetMessage())
 	}
 	readDirErr := func(p string) error {
-		s, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: p})
+		s, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: []byte(p)})
 		if err != nil {
 			return err
 		}
@@ -373,60 +373,60 @@ func TestPathEscapesRefused(t *testing.T) {
 		return errors.New("ReadDir never ended")
 	}
 	pathCalls := []call{
-		{"Stat", func(p string) error { _, err := c.Stat(ctx, &agentpb.PathRequest{Path: p}); return err }},
-		{"Lstat", func(p string) error { _, err := c.Lstat(ctx, &agentpb.PathRequest{Path: p}); return err }},
+		{"Stat", func(p string) error { _, err := c.Stat(ctx, &agentpb.PathRequest{Path: []byte(p)}); return err }},
+		{"Lstat", func(p string) error { _, err := c.Lstat(ctx, &agentpb.PathRequest{Path: []byte(p)}); return err }},
 		{"ReadDir", readDirErr},
 		{"Open-read", func(p string) error { return openErr(p, flags(fRead)) }},
 		{"Open-write-create", func(p string) error { return openErr(p, flags(fWrite, fCreate, fTrunc)) }},
 		{"Open-write-inplace", func(p string) error { return openErr(p, flags(fWrite)) }},
 		{"Open-append", func(p string) error { return openErr(p, flags(fWrite, fAppend, fCreate)) }},
 		{"Mkdir", func(p string) error {
-			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: p, Perm: 0o755})
+			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte(p), Perm: 0o755})
 			return err
 		}},
 		{"MkdirAll", func(p string) error {
-			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: p, Perm: 0o755, All: true})
+			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte(p), Perm: 0o755, All: true})
 			return err
 		}},
-		{"Remove", func(p string) error { _, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: p}); return err }},
+		{"Remove", func(p string) error { _, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: []byte(p)}); return err }},
 		{"RemoveAll", func(p string) error {
-			_, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: p, All: true})
+			_, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: []byte(p), All: true})
 			return err
 		}},
 		{"Rename-from", func(p string) error {
-			_, err := c.Rename(ctx, &agentpb.RenameRequest{From: p, To: "stolen"})
+			_, err := c.Rename(ctx, &agentpb.RenameRequest{From: []byte(p), To: []byte("stolen")})
 			return err
 		}},
 		{"Rename-to", func(p string) error {
-			_, err := c.Rename(ctx, &agentpb.RenameRequest{From: "f", To: p})
+			_, err := c.Rename(ctx, &agentpb.RenameRequest{From: []byte("f"), To: []byte(p)})
 			return err
 		}},
 		{"Chmod", func(p string) error {
-			_, err := c.Chmod(ctx, &agentpb.ChmodRequest{Path: p, Perm: 0o777})
+			_, err := c.Chmod(ctx, &agentpb.ChmodRequest{Path: []byte(p), Perm: 0o777})
 			return err
 		}},
 		{"Chown", func(p string) error {
-			_, err := c.Chown(ctx, &agentpb.ChownRequest{Path: p, Uid: 12345, Gid: 12345})
+			_, err := c.Chown(ctx, &agentpb.ChownRequest{Path: []byte(p), Uid: 12345, Gid: 12345})
 			return err
 		}},
 		{"Chtimes", func(p string) error {
 			ns := time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
-			_, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: p, AtimeUnixNano: ns, MtimeUnixNano: ns})
+			_, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte(p), AtimeUnixNano: ns, MtimeUnixNano: ns})
 			return err
 		}},
 		{"Symlink-path", func(p string) error {
-			_, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: "f", Path: p})
+			_, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte("f"), Path: []byte(p)})
 			return err
 		}},
-		{"Readlink", func(p string) error { _, err := c.Readlink(ctx, &agentpb.PathRequest{Path: p}); return err }},
+		{"Readlink", func(p string) error { _, err := c.Readlink(ctx, &agentpb.PathRequest{Path: []byte(p)}); return err }},
 		{"Hash", func(p string) error {
-			_, err := c.Hash(ctx, &agentpb.HashRequest{Path: p, Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256})
+			_, err := c.Hash(ctx, &agentpb.HashRequest{Path: []byte(p), Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256})
 			return err
 		}},
-		{"StatFS", func(p string) error { _, err := c.StatFS(ctx, &agentpb.PathRequest{Path: p}); return err }},
+		{"StatFS", func(p string) error { _, err := c.StatFS(ctx, &agentpb.PathRequest{Path: []byte(p)}); return err }},
 	}
 	symlinkTarget := call{"Symlink-target", func(p string) error {
-		_, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: p, Path: "newlink"})
+		_, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(p), Path: []byte("newlink")})
 		return err
 	}}
 
@@ -588,18 +588,18 @@ func TestTokenRequired(t *testing.T) {
 				}
 			}
 
-			_, err := c.Stat(ctx, &agentpb.PathRequest{Path: "existing"})
+			_, err := c.Stat(ctx, &agentpb.PathRequest{Path: []byte("existing")})
 			wantUnauth("Stat", err)
 			_, err = c.Status(ctx, &agentpb.StatusRequest{})
 			wantUnauth("Status", err)
-			_, err = c.Mkdir(ctx, &agentpb.MkdirRequest{Path: "made", Perm: 0o755})
+			_, err = c.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte("made"), Perm: 0o755})
 			wantUnauth("Mkdir", err)
-			_, err = c.Remove(ctx, &agentpb.RemoveRequest{Path: "existing"})
+			_, err = c.Remove(ctx, &agentpb.RemoveRequest{Path: []byte("existing")})
 			wantUnauth("Remove", err)
-			_, err = c.Chmod(ctx, &agentpb.ChmodRequest{Path: "existing", Perm: 0o777})
+			_, err = c.Chmod(ctx, &agentpb.ChmodRequest{Path: []byte("existing"), Perm: 0o777})
 			wantUnauth("Chmod", err)
 
-			rd, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: ""})
+			rd, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: []byte("")})
 			if err == nil {
 				var resp *agentpb.ReadDirResponse
 				resp, err = rd.Recv()
@@ -616,7 +616,7 @@ func TestTokenRequired(t *testing.T) {
 					// Send may already see the refusal as io.EOF; Recv
 					// carries the status either way.
 					_ = s.Send(&agentpb.FileRequest{Id: 1, Op: &agentpb.FileRequest_Open{Open: &agentpb.OpenOp{
-						Path: name, Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644,
+						Path: []byte(name), Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644,
 					}}})
 					var resp *agentpb.FileResponse
 					resp, err = s.Recv()
@@ -638,7 +638,7 @@ func TestTokenRequired(t *testing.T) {
 	}
 	// The same calls with the right token do reach the disk.
 	ctx := testCtx(t)
-	if _, err := good.Mkdir(ctx, &agentpb.MkdirRequest{Path: "made", Perm: 0o755}); err != nil {
+	if _, err := good.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte("made"), Perm: 0o755}); err != nil {
 		t.Fatalf("Mkdir with the right token: %v", err)
 	}
 	if fi, err := os.Stat(filepath.Join(a.Dir, "made")); err != nil || !fi.IsDir() {
@@ -656,8 +656,8 @@ func TestAtomicUpload(t *testing.T) {
 	target := filepath.Join(a.Dir, "f")
 	writeFile(t, target, "old", 0o640)
 
-	fst, info := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
-	if info.GetName() != "f" || info.GetSize() != 0 {
+	fst, info := openOK(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+	if string(info.GetName()) != "f" || info.GetSize() != 0 {
 		t.Errorf("opened = %v, want name f, size 0", info)
 	}
 	fst.write(0, "new ")
@@ -677,10 +677,10 @@ func TestAtomicUpload(t *testing.T) {
 	if got := readFile(t, filepath.Join(a.Dir, temps[0])); got != "new content" {
 		t.Errorf("temp file holds %q", got)
 	}
-	if fi, err := c.Stat(ctx, &agentpb.PathRequest{Path: "f"}); err != nil || fi.GetSize() != 3 {
+	if fi, err := c.Stat(ctx, &agentpb.PathRequest{Path: []byte("f")}); err != nil || fi.GetSize() != 3 {
 		t.Errorf("agent Stat(f) during upload = %v, %v; want size 3", fi, err)
 	}
-	rd, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fRead)})
+	rd, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fRead)})
 	if r := rd.read(0, 100); string(r.GetData()) != "old" || !r.GetEof() {
 		t.Errorf("agent read of f during upload = %q eof=%v, want \"old\" eof", r.GetData(), r.GetEof())
 	}
@@ -690,11 +690,16 @@ func TestAtomicUpload(t *testing.T) {
 		t.Errorf("Status during upload = %v, %v; want 1 upload in progress", st, err)
 	}
 
-	// lftp's MFMT arrives before the transfer ends.
+	// A path call acts on what the path names on disk, never on an upload
+	// in progress: the writer's session acts on its upload through the
+	// stream (SetTimesOp below), other sessions on the committed file.
 	mtime := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
 	atime := time.Date(2001, 2, 3, 0, 0, 0, 0, time.UTC)
-	if _, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: "f", AtimeUnixNano: atime.UnixNano(), MtimeUnixNano: mtime.UnixNano()}); err != nil {
+	if _, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte("f"), AtimeUnixNano: atime.UnixNano(), MtimeUnixNano: mtime.UnixNano()}); err != nil {
 		t.Fatalf("Chtimes during upload: %v", err)
+	}
+	if fi, err := os.Stat(target); err != nil || !fi.ModTime().Equal(mtime) {
+		t.Errorf("old file's mtime after a path Chtimes = %v, %v; want %v", fi.ModTime(), err, mtime)
 	}
 	fst.close(false)
 
@@ -708,8 +713,8 @@ func TestAtomicUpload(t *testing.T) {
 	if fi.Mode() != 0o640 {
 		t.Errorf("mode after commit = %v, want %v", fi.Mode(), fs.FileMode(0o640))
 	}
-	if !fi.ModTime().Equal(mtime) {
-		t.Errorf("mtime after commit = %v, want %v", fi.ModTime().UTC(), mtime)
+	if fi.ModTime().Equal(mtime) {
+		t.Errorf("mtime after commit = %v: the path Chtimes reached the upload", fi.ModTime().UTC())
 	}
 	if temps := agenttest.TempFiles(t, a.Dir); len(temps) != 0 {
 		t.Errorf("temp files after commit: %q", temps)
@@ -717,13 +722,17 @@ func TestAtomicUpload(t *testing.T) {
 
 	t.Run("SetTimesOp", func(t *testing.T) {
 		mtime2 := time.Date(2010, 11, 12, 13, 14, 15, 0, time.UTC)
-		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fTrunc), Perm: 0o600})
+		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fWrite, fTrunc), Perm: 0o600})
 		// sshj sends FSETSTAT before the last writes are acknowledged:
 		// writes after it must not move the mtime.
 		fst.write(0, "third")
 		fst.ok(&agentpb.FileRequest{Op: &agentpb.FileRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{
 			AtimeUnixNano: mtime2.UnixNano(), MtimeUnixNano: mtime2.UnixNano(),
 		}}})
+		// Applied at once: a Stat of the open file shows it.
+		if st := fst.ok(&agentpb.FileRequest{Op: &agentpb.FileRequest_Stat{Stat: &agentpb.StatOp{}}}).GetStat(); st.GetMtimeUnixNano() != mtime2.UnixNano() {
+			t.Errorf("mtime of the open upload after SetTimesOp = %v, want %v", time.Unix(0, st.GetMtimeUnixNano()).UTC(), mtime2)
+		}
 		fst.write(5, " version")
 		if got := readFile(t, target); got != "new content" {
 			t.Errorf("target during second upload = %q", got)
@@ -788,7 +797,7 @@ func TestAtomicUploadAbort(t *testing.T) {
 					writeFile(t, target, "old", 0o640)
 				}
 				rel := "dir/" + filepath.Base(target)
-				fst, _ := openOK(t, c, &agentpb.OpenOp{Path: rel, Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+				fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte(rel), Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
 				fst.write(0, "partial ")
 				fst.write(8, "upload")
 				if n := len(agenttest.TempFiles(t, dir)); n != 1 {
@@ -841,7 +850,7 @@ func TestInPlaceWrites(t *testing.T) {
 	t.Run("append", func(t *testing.T) {
 		target := filepath.Join(a.Dir, "log")
 		writeFile(t, target, "hello", 0o644)
-		fst, info := openOK(t, c, &agentpb.OpenOp{Path: "log", Flags: flags(fWrite, fAppend)})
+		fst, info := openOK(t, c, &agentpb.OpenOp{Path: []byte("log"), Flags: flags(fWrite, fAppend)})
 		if info.GetSize() != 5 {
 			t.Errorf("opened size %d, want 5", info.GetSize())
 		}
@@ -865,7 +874,7 @@ func TestInPlaceWrites(t *testing.T) {
 	t.Run("resume at offset", func(t *testing.T) {
 		target := filepath.Join(a.Dir, "resume")
 		writeFile(t, target, "abcdefgh", 0o644)
-		fst, info := openOK(t, c, &agentpb.OpenOp{Path: "resume", Flags: flags(fWrite)})
+		fst, info := openOK(t, c, &agentpb.OpenOp{Path: []byte("resume"), Flags: flags(fWrite)})
 		if info.GetSize() != 8 {
 			t.Errorf("opened size %d, want 8", info.GetSize())
 		}
@@ -885,7 +894,7 @@ func TestInPlaceWrites(t *testing.T) {
 	t.Run("in_place truncate", func(t *testing.T) {
 		target := filepath.Join(a.Dir, "direct")
 		writeFile(t, target, "old content", 0o644)
-		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: "direct", Flags: flags(fWrite, fTrunc), InPlace: true})
+		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("direct"), Flags: flags(fWrite, fTrunc), InPlace: true})
 		if got := readFile(t, target); got != "" {
 			t.Errorf("in_place truncating open left %q", got)
 		}
@@ -909,7 +918,7 @@ func TestExclusiveCreate(t *testing.T) {
 	writeFile(t, target, "mine", 0o644)
 	for _, inPlace := range []bool{false, true} {
 		t.Run(fmt.Sprintf("in_place=%v", inPlace), func(t *testing.T) {
-			fst, resp := openStream(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fCreate, fExcl), Perm: 0o644, InPlace: inPlace})
+			fst, resp := openStream(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fWrite, fCreate, fExcl), Perm: 0o644, InPlace: inPlace})
 			e := resp.GetError()
 			if e == nil {
 				t.Fatalf("exclusive create of an existing file answered %v", resp)
@@ -927,7 +936,7 @@ func TestExclusiveCreate(t *testing.T) {
 		})
 	}
 	t.Run("missing file", func(t *testing.T) {
-		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: "g", Flags: flags(fWrite, fCreate, fExcl), Perm: 0o644})
+		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("g"), Flags: flags(fWrite, fCreate, fExcl), Perm: 0o644})
 		fst.write(0, "fresh")
 		fst.close(false)
 		if got := readFile(t, filepath.Join(a.Dir, "g")); got != "fresh" {
@@ -975,7 +984,7 @@ func TestHash(t *testing.T) {
 	}
 	for _, r := range ranges {
 		for algo, want := range sums(r.want) {
-			resp, err := c.Hash(ctx, &agentpb.HashRequest{Path: "blob", Algorithm: algo, Offset: r.offset, Length: r.length})
+			resp, err := c.Hash(ctx, &agentpb.HashRequest{Path: []byte("blob"), Algorithm: algo, Offset: r.offset, Length: r.length})
 			if err != nil {
 				t.Errorf("%s %v: %v", r.name, algo, err)
 				continue
@@ -987,20 +996,20 @@ func TestHash(t *testing.T) {
 	}
 
 	for _, algo := range []agentpb.HashAlgorithm{agentpb.HashAlgorithm_HASH_ALGORITHM_UNSPECIFIED, agentpb.HashAlgorithm(99)} {
-		_, err := c.Hash(ctx, &agentpb.HashRequest{Path: "blob", Algorithm: algo})
+		_, err := c.Hash(ctx, &agentpb.HashRequest{Path: []byte("blob"), Algorithm: algo})
 		if code := status.Code(err); code != codes.InvalidArgument {
 			t.Errorf("Hash with algorithm %v: %v, want InvalidArgument", algo, err)
 		}
 	}
-	_, err := c.Hash(ctx, &agentpb.HashRequest{Path: "blob", Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256, Offset: -1})
+	_, err := c.Hash(ctx, &agentpb.HashRequest{Path: []byte("blob"), Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256, Offset: -1})
 	if code := status.Code(err); code != codes.InvalidArgument {
 		t.Errorf("Hash with a negative offset: %v, want InvalidArgument", err)
 	}
-	_, err = c.Hash(ctx, &agentpb.HashRequest{Path: "dir", Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256})
+	_, err = c.Hash(ctx, &agentpb.HashRequest{Path: []byte("dir"), Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256})
 	if code, errno := status.Code(err), errnoOf(err); code != codes.FailedPrecondition || errno != "EISDIR" {
 		t.Errorf("Hash of a directory: %v (code %v, errno %q), want FailedPrecondition/EISDIR", err, code, errno)
 	}
-	_, err = c.Hash(ctx, &agentpb.HashRequest{Path: "missing", Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_MD5})
+	_, err = c.Hash(ctx, &agentpb.HashRequest{Path: []byte("missing"), Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_MD5})
 	if code := status.Code(err); code != codes.NotFound {
 		t.Errorf("Hash of a missing file: %v, want NotFound", err)
 	}
@@ -1013,14 +1022,14 @@ func TestStatFSAndStatus(t *testing.T) {
 	ctx := testCtx(t)
 	writeFile(t, filepath.Join(a.Dir, "f"), "data", 0o644)
 
-	st, err := c.StatFS(ctx, &agentpb.PathRequest{Path: ""})
+	st, err := c.StatFS(ctx, &agentpb.PathRequest{Path: []byte("")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.GetBlocks() == 0 || st.GetBlockSize() == 0 || st.GetNameMax() == 0 || st.GetBlocksFree() > st.GetBlocks() {
 		t.Errorf("StatFS = %v: want nonzero blocks, block size and name max, free <= total", st)
 	}
-	if _, err := c.StatFS(ctx, &agentpb.PathRequest{Path: "missing"}); status.Code(err) != codes.NotFound {
+	if _, err := c.StatFS(ctx, &agentpb.PathRequest{Path: []byte("missing")}); status.Code(err) != codes.NotFound {
 		t.Errorf("StatFS(missing): %v, want NotFound", err)
 	}
 
@@ -1032,11 +1041,11 @@ func TestStatFSAndStatus(t *testing.T) {
 		t.Errorf("idle Status = %v, want a version and no handles", status0)
 	}
 
-	rd, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fRead)})
+	rd, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fRead)})
 	if s, err := c.Status(ctx, &agentpb.StatusRequest{}); err != nil || s.GetOpenHandles() != 1 || s.GetUploadsInProgress() != 0 {
 		t.Errorf("Status with one reader = %v, %v; want 1 handle, 0 uploads", s, err)
 	}
-	up, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fTrunc)})
+	up, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fWrite, fTrunc)})
 	if s, err := c.Status(ctx, &agentpb.StatusRequest{}); err != nil || s.GetOpenHandles() != 2 || s.GetUploadsInProgress() != 1 {
 		t.Errorf("Status with a reader and an upload = %v, %v; want 2 handles, 1 upload", s, err)
 	}
@@ -1077,23 +1086,23 @@ func TestErrorsCarryErrno(t *testing.T) {
 		path  string
 	}{
 		{"Remove non-empty dir", func() error {
-			_, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: "full"})
+			_, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: []byte("full")})
 			return err
 		}, codes.FailedPrecondition, "ENOTEMPTY", "full"},
 		{"Mkdir existing", func() error {
-			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: "full", Perm: 0o755})
+			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte("full"), Perm: 0o755})
 			return err
 		}, codes.AlreadyExists, "EEXIST", "full"},
 		{"Stat missing", func() error {
-			_, err := c.Stat(ctx, &agentpb.PathRequest{Path: "full/missing"})
+			_, err := c.Stat(ctx, &agentpb.PathRequest{Path: []byte("full/missing")})
 			return err
 		}, codes.NotFound, "ENOENT", "full/missing"},
 		{"Mkdir under a file", func() error {
-			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: "file/sub", Perm: 0o755})
+			_, err := c.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte("file/sub"), Perm: 0o755})
 			return err
 		}, codes.FailedPrecondition, "ENOTDIR", "file/sub"},
 		{"ReadDir of a file", func() error {
-			s, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: "file"})
+			s, err := c.ReadDir(ctx, &agentpb.PathRequest{Path: []byte("file")})
 			if err != nil {
 				return err
 			}
@@ -1101,7 +1110,7 @@ func TestErrorsCarryErrno(t *testing.T) {
 			return err
 		}, codes.FailedPrecondition, "ENOTDIR", "file"},
 		{"Readlink of a file", func() error {
-			_, err := c.Readlink(ctx, &agentpb.PathRequest{Path: "file"})
+			_, err := c.Readlink(ctx, &agentpb.PathRequest{Path: []byte("file")})
 			return err
 		}, codes.InvalidArgument, "EINVAL", "file"},
 	}
@@ -1133,7 +1142,7 @@ func TestCloseAfterFailedWriteAborts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(a.Dir, "f"), []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fst, _ := openOK(t, c, &agentpb.OpenOp{Path: "f", Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+	fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
 	fst.write(0, "new data")
 	if resp := fst.do(&agentpb.FileRequest{Op: &agentpb.FileRequest_Write{Write: &agentpb.WriteOp{Offset: -1, Data: []byte("x")}}}); resp.GetError() == nil {
 		t.Fatalf("write at -1: %v, want an error", resp)

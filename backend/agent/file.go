@@ -14,7 +14,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -30,16 +32,19 @@ func isTempName(name string) bool { return strings.HasPrefix(name, TempPrefix) }
 // handle is one open file of one Open stream.
 //
 // An atomic upload (an open for writing that truncates, or that creates a
-// file that does not exist yet) writes tmp; commit renames it over path and
-// then applies times recorded while it was open. Anything else (abort) closes
-// and removes tmp. In-place handles (reads, appends, writes into an existing
-// file without truncation) write path directly.
+// file that does not exist yet) writes tmp; commit renames it over path.
+// Anything else (abort) closes and removes tmp. In-place handles (reads,
+// appends, writes into an existing file without truncation, and joins of
+// an upload in progress) write path's file directly and commit nothing.
+//
+// The writer's session may act on its upload while it is open (see
+// agentpb.UnlinkOp and MoveOp): unlink discards it at once, move gives it
+// a new target. Times set on any handle apply at once and again at close.
 type handle struct {
 	s        *Server
 	root     *scope // where the call may write; closed when the stream ends
 	f        *os.File
-	path     string // cleaned target path
-	tmp      string // temp file path for an atomic upload, "" otherwise
+	id       string // upload id of an atomic upload, "" otherwise
 	append   bool
 	excl     bool // O_EXCL: commit must not replace a file created meanwhile
 	writable bool
@@ -50,22 +55,17 @@ type handle struct {
 	// commit: it aborts and answers with this error.
 	writeErr error
 
-	// mu guards the attributes recorded for the close.
+	// path, tmp and unlinked are guarded by s.mu once the handle is in
+	// s.uploads: a rename of a directory above them (another stream's
+	// call) moves them.
+	path     string // cleaned target path
+	tmp      string // temp file path for an atomic upload, "" otherwise
+	unlinked bool   // the upload was discarded by UnlinkOp: commit nothing
+
+	// mu guards the times recorded for the close.
 	mu           sync.Mutex
 	atime, mtime time.Time
 	timesSet     bool
-}
-
-func (h *handle) setTimes(atime, mtime time.Time) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.atime, h.mtime, h.timesSet = atime, mtime, true
-}
-
-func (h *handle) setMode(mode fs.FileMode) {
-	if err := h.f.Chmod(mode); err != nil {
-		h.s.log.Warn("chmod of upload in progress failed", "path", h.path, "err", err)
-	}
 }
 
 // Open serves one open file; see agentpb.AgentServer.
@@ -80,7 +80,7 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 	}
 	h, info, err := s.open(stream.Context(), op)
 	if err != nil {
-		err = s.fail("Open", op.GetPath(), err)
+		err = s.fail("Open", string(op.GetPath()), err)
 		return stream.Send(&agentpb.FileResponse{Id: req.GetId(), Error: toProtoError(err)})
 	}
 	s.openHandles.Add(1)
@@ -93,7 +93,9 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 	}()
 	opened := &agentpb.FileResponse{
 		Id: req.GetId(), Result: &agentpb.FileResponse_Opened{Opened: info},
-		Features: uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS),
+		Features: uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
+			agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW),
+		UploadId: h.id,
 	}
 	if err := stream.Send(opened); err != nil {
 		return err
@@ -150,7 +152,7 @@ func osFlags(flags uint32) (flag int, read, write bool) {
 // open opens the file of op; on success the handle holds a scope that the
 // caller closes once the handle is done.
 func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *agentpb.FileInfo, err error) {
-	p, err := clean(op.GetPath())
+	p, err := clean(string(op.GetPath()))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -166,6 +168,9 @@ func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *ag
 	flag, _, write := osFlags(op.GetFlags())
 	perm := fs.FileMode(op.GetPerm()) & fs.ModePerm
 	h := &handle{s: s, root: root, path: p, append: flag&os.O_APPEND != 0, excl: flag&os.O_EXCL != 0, writable: write}
+	if id := op.GetJoinUpload(); id != "" {
+		return s.join(h, id, flag)
+	}
 
 	atomic := write && !h.append && !op.GetInPlace() && root.in(p) != "."
 	var existing fs.FileInfo
@@ -193,13 +198,11 @@ func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *ag
 			return nil, nil, err
 		}
 		h.f = f
-		fi, err := f.Stat()
+		info, err := openedInfo(f, p)
 		if err != nil {
 			f.Close()
 			return nil, nil, err
 		}
-		info := fileInfo(fi)
-		info.Name = path.Base(p)
 		return h, info, nil
 	}
 
@@ -215,28 +218,71 @@ func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *ag
 	}
 	h.f = f
 	if existing != nil {
-		// Keep the replaced file's mode and, where allowed, its owner.
-		if err := f.Chmod(existing.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {
+		// Keep the replaced file's mode (setuid and setgid excepted: the
+		// agent never makes them) and, where allowed, its owner.
+		if err := f.Chmod(existing.Mode() & (fs.ModePerm | fs.ModeSticky)); err != nil {
 			s.log.Warn("keep mode of replaced file", "path", p, "err", err)
 		}
 		if st, ok := existing.Sys().(*syscall.Stat_t); ok {
 			_ = f.Chown(int(st.Uid), int(st.Gid)) // EPERM when not root: the file is ours then
 		}
 	}
-	fi, err := f.Stat()
+	info, err := openedInfo(f, p)
 	if err != nil {
 		h.abort("stat temp file")
 		return nil, nil, err
 	}
+	h.id = newUploadID()
 	s.mu.Lock()
-	if s.uploads[p] == nil {
-		s.uploads[p] = make(map[*handle]struct{})
-	}
-	s.uploads[p][h] = struct{}{}
+	s.uploads[h.id] = h
 	s.mu.Unlock()
-	info := fileInfo(fi)
-	info.Name = path.Base(p)
 	return h, info, nil
+}
+
+// join opens the data of upload id for h (see agentpb.OpenOp.join_upload):
+// in place, never committing.
+func (s *Server) join(h *handle, id string, flag int) (*handle, *agentpb.FileInfo, error) {
+	if flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL {
+		return nil, nil, &fs.PathError{Op: "open", Path: h.path, Err: syscall.EEXIST}
+	}
+	// Under s.mu, so that the upload cannot commit (and its temp file
+	// vanish) between the look-up and the open.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.uploads[id]
+	if u == nil || u.path != h.path || u.unlinked {
+		return nil, nil, &fs.PathError{Op: "open", Path: h.path, Err: syscall.ENOENT}
+	}
+	f, err := h.root.OpenFile(u.tmp, flag&^(os.O_CREATE|os.O_EXCL), 0)
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: "open", Path: h.path, Err: unwrapPathError(err)}
+	}
+	h.f, h.excl = f, false
+	info, err := openedInfo(f, h.path)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return h, info, nil
+}
+
+// openedInfo is the reply to an open: the open file's state under the
+// name asked for.
+func openedInfo(f *os.File, p string) (*agentpb.FileInfo, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	info := fileInfo(fi)
+	info.Name = []byte(path.Base(p))
+	return info, nil
+}
+
+// newUploadID names an atomic upload for OpenOp.join_upload.
+func newUploadID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // tempPath names a hidden temp file next to p, short enough for NAME_MAX.
@@ -250,34 +296,29 @@ func tempPath(p string) string {
 	return path.Join(path.Dir(p), TempPrefix+hex.EncodeToString(b[:])+"-"+base)
 }
 
-// deferToUploads runs fn on every atomic upload in progress for p and
-// reports whether there was one.
-func (s *Server) deferToUploads(p string, fn func(*handle)) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for h := range s.uploads[p] {
-		fn(h)
+// forgetUpload drops h from the uploads in progress. s.mu is held.
+func (s *Server) forgetUpload(h *handle) {
+	if h.id != "" {
+		delete(s.uploads, h.id)
 	}
-	return len(s.uploads[p]) > 0
 }
 
-func (s *Server) forgetUpload(h *handle) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.uploads[h.path], h)
-	if len(s.uploads[h.path]) == 0 {
-		delete(s.uploads, h.path)
-	}
+// target is h's current target path (a directory rename may move it).
+func (h *handle) target() string {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	return h.path
 }
 
 // serve executes one request on the open file.
 func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 	fail := func(op string, err error) *agentpb.FileResponse {
+		name := h.target()
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
-			pe.Path = h.path
+			pe.Path = name
 		} else if _, ok := status.FromError(err); !ok {
-			err = &fs.PathError{Op: op, Path: h.path, Err: err}
+			err = &fs.PathError{Op: op, Path: name, Err: err}
 		}
 		return &agentpb.FileResponse{Error: toProtoError(err)}
 	}
@@ -315,7 +356,7 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		}
 		if err != nil {
 			if h.writeErr == nil {
-				h.writeErr = &fs.PathError{Op: "write", Path: h.path, Err: unwrapPathError(err)}
+				h.writeErr = &fs.PathError{Op: "write", Path: h.target(), Err: unwrapPathError(err)}
 			}
 			return fail("write", err)
 		}
@@ -336,14 +377,45 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 			return fail("stat", err)
 		}
 		info := fileInfo(fi)
-		info.Name = path.Base(h.path)
+		info.Name = []byte(path.Base(h.target()))
 		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Stat{Stat: info}}
 	case *agentpb.FileRequest_SetTimes:
-		h.setTimes(fromNano(op.SetTimes.GetAtimeUnixNano()), fromNano(op.SetTimes.GetMtimeUnixNano()))
+		atime, mtime := fromNano(op.SetTimes.GetAtimeUnixNano()), fromNano(op.SetTimes.GetMtimeUnixNano())
+		if err := futimes(h.f, atime, mtime); err != nil {
+			return fail("chtimes", err)
+		}
+		h.mu.Lock()
+		if !h.timesSet {
+			h.atime, h.mtime = atime, mtime
+		} else {
+			// A zero time leaves the one recorded before.
+			if !atime.IsZero() {
+				h.atime = atime
+			}
+			if !mtime.IsZero() {
+				h.mtime = mtime
+			}
+		}
+		h.timesSet = true
+		h.mu.Unlock()
 		return done
 	case *agentpb.FileRequest_Chmod:
-		if err := h.f.Chmod(fs.FileMode(op.Chmod.GetPerm()) & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {
+		mode, err := checkMode(op.Chmod.GetPerm())
+		if err != nil {
 			return fail("chmod", err)
+		}
+		if err := h.f.Chmod(mode); err != nil {
+			return fail("chmod", err)
+		}
+		return done
+	case *agentpb.FileRequest_Unlink:
+		if err := h.unlink(); err != nil {
+			return fail("unlink", err)
+		}
+		return done
+	case *agentpb.FileRequest_Move:
+		if err := h.move(string(op.Move.GetPath())); err != nil {
+			return fail("move", err)
 		}
 		return done
 	case *agentpb.FileRequest_Close:
@@ -365,49 +437,106 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 	return fail("request", status.Error(codes.InvalidArgument, "empty file request"))
 }
 
-// commit closes the file and, for an atomic upload, renames it into place;
-// then it applies the recorded times. On any error the temp file is removed
-// and the old file stays.
+// errNotUpload answers UnlinkOp and MoveOp on a handle that is not an
+// atomic upload in progress.
+var errNotUpload = status.Error(codes.FailedPrecondition, "not an upload in progress")
+
+// unlink discards an atomic upload now (agentpb.UnlinkOp).
+func (h *handle) unlink() error {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	if h.tmp == "" || h.unlinked {
+		return errNotUpload
+	}
+	if err := h.root.Remove(h.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	h.unlinked = true
+	h.s.forgetUpload(h)
+	return nil
+}
+
+// move gives an atomic upload a new target (agentpb.MoveOp): its temp file
+// moves next to it now.
+func (h *handle) move(to string) error {
+	to, err := clean(to)
+	if err != nil {
+		return err
+	}
+	if !h.root.contains(to) || h.root.in(to) == "." {
+		return status.Errorf(codes.PermissionDenied, "path %q is outside the call's root", to)
+	}
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	if h.tmp == "" || h.unlinked {
+		return errNotUpload
+	}
+	if fi, err := h.root.Lstat(to); err == nil && fi.IsDir() {
+		return &fs.PathError{Op: "rename", Path: to, Err: syscall.EISDIR}
+	}
+	tmp := tempPath(to)
+	if err := h.root.Rename(h.tmp, tmp); err != nil {
+		return unwrapPathError(err)
+	}
+	h.tmp, h.path = tmp, to
+	h.excl = false // a rename replaces what it lands on
+	return nil
+}
+
+// commit closes the file and, for an atomic upload, renames it into place.
+// Times set while it was open are applied (again) first, through the file:
+// a rename keeps them. On any error the temp file is removed and the old
+// file stays.
 func (h *handle) commit() error {
 	h.done = true
-	cerr := h.f.Close()
-	if h.tmp != "" {
-		if cerr != nil {
-			h.removeTemp()
-			return cerr
-		}
-		if h.excl {
-			// Link fails if the name appeared since the open, where
-			// rename would silently replace it.
-			if err := h.root.Link(h.tmp, h.path); err != nil {
-				h.removeTemp()
-				return err
-			}
-			h.removeTemp()
-		} else if err := h.root.Rename(h.tmp, h.path); err != nil {
-			h.removeTemp()
-			return err
-		} else {
-			h.s.forgetUpload(h)
-		}
-	} else if cerr != nil {
-		return cerr
-	}
 	h.mu.Lock()
 	atime, mtime, set := h.atime, h.mtime, h.timesSet
 	h.mu.Unlock()
+	var terr error
 	if set {
-		if err := h.root.Chtimes(h.path, atime, mtime); err != nil {
-			return fmt.Errorf("set times after commit: %w", err)
+		terr = futimes(h.f, atime, mtime)
+	}
+	cerr := h.f.Close()
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	switch {
+	case h.tmp == "" || h.unlinked:
+		h.s.forgetUpload(h)
+		if cerr != nil {
+			return cerr
 		}
+	case cerr != nil:
+		h.removeTempLocked()
+		return cerr
+	case h.excl:
+		// Link fails if the name appeared since the open, where
+		// rename would silently replace it.
+		err := h.root.Link(h.tmp, h.path)
+		h.removeTempLocked()
+		if err != nil {
+			return err
+		}
+	default:
+		if err := h.root.Rename(h.tmp, h.path); err != nil {
+			h.removeTempLocked()
+			return err
+		}
+		h.s.forgetUpload(h)
+	}
+	if terr != nil {
+		return fmt.Errorf("set times: %w", terr)
 	}
 	return nil
 }
 
-// unwrapPathError is the error inside a *fs.PathError, or err.
+// unwrapPathError is the error inside a *fs.PathError or *os.LinkError, or
+// err.
 func unwrapPathError(err error) error {
 	if pe, ok := errors.AsType[*fs.PathError](err); ok {
 		return pe.Err
+	}
+	if le, ok := errors.AsType[*os.LinkError](err); ok {
+		return le.Err
 	}
 	return err
 }
@@ -416,17 +545,62 @@ func unwrapPathError(err error) error {
 func (h *handle) abort(reason string) {
 	h.done = true
 	_ = h.f.Close()
-	if h.tmp != "" {
-		h.removeTemp()
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	if h.tmp != "" && !h.unlinked {
+		h.removeTempLocked()
 		h.s.log.Info("upload aborted", "path", h.path, "reason", reason)
 	}
+	h.s.forgetUpload(h)
 }
 
-func (h *handle) removeTemp() {
+// removeTempLocked removes an upload's temp file and forgets the upload.
+// s.mu is held.
+func (h *handle) removeTempLocked() {
 	if err := h.root.Remove(h.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		h.s.log.Error("remove temp file of aborted upload", "path", h.path, "temp", h.tmp, "err", err)
 	}
 	h.s.forgetUpload(h)
+}
+
+// movedUploads follows a rename of from to to (agent paths) in every
+// upload below from: their temp files moved with the directory. s.mu is
+// held.
+func (s *Server) movedUploads(from, to string) {
+	for _, h := range s.uploads {
+		if rest, ok := strings.CutPrefix(h.path, from+"/"); ok {
+			h.path = path.Join(to, rest)
+		}
+		if rest, ok := strings.CutPrefix(h.tmp, from+"/"); ok {
+			h.tmp = path.Join(to, rest)
+		}
+	}
+}
+
+// futimes sets f's times through its descriptor (utimensat with a NULL
+// path); a zero time is left as it is.
+func futimes(f *os.File, atime, mtime time.Time) error {
+	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+	if !atime.IsZero() {
+		ts[0] = unix.NsecToTimespec(atime.UnixNano())
+	}
+	if !mtime.IsZero() {
+		ts[1] = unix.NsecToTimespec(mtime.UnixNano())
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // Temp files of an agent that was killed or crashed mid-upload stay behind
@@ -495,11 +669,9 @@ func (s *Server) sweepStaleTemps(root *scope, dir string) {
 func (s *Server) tempOpen(p string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, hs := range s.uploads {
-		for h := range hs {
-			if h.tmp == p {
-				return true
-			}
+	for _, h := range s.uploads {
+		if h.tmp == p {
+			return true
 		}
 	}
 	return false

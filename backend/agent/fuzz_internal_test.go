@@ -163,9 +163,9 @@ func (tr *fuzzTree) reset(t *testing.T) {
 // error.
 func (tr *fuzzTree) create(t *testing.T, ctx context.Context, p string) error {
 	t.Helper()
-	_, statErr := tr.client.Stat(ctx, &agentpb.PathRequest{Path: p})
-	_, _ = tr.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: p, Perm: 0o755, All: true})
-	_, _ = tr.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: p + "/d", Perm: 0o755})
+	_, statErr := tr.client.Stat(ctx, &agentpb.PathRequest{Path: []byte(p)})
+	_, _ = tr.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte(p), Perm: 0o755, All: true})
+	_, _ = tr.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte(p + "/d"), Perm: 0o755})
 
 	for _, name := range []string{p, p + "/f"} {
 		sctx, cancel := context.WithCancel(ctx)
@@ -175,7 +175,7 @@ func (tr *fuzzTree) create(t *testing.T, ctx context.Context, p string) error {
 			t.Fatalf("Open stream: %v", err)
 		}
 		flags := uint32(agentpb.OpenFlag_OPEN_FLAG_WRITE | agentpb.OpenFlag_OPEN_FLAG_CREATE | agentpb.OpenFlag_OPEN_FLAG_TRUNC)
-		op := &agentpb.FileRequest{Id: 1, Op: &agentpb.FileRequest_Open{Open: &agentpb.OpenOp{Path: name, Flags: flags, Perm: 0o644}}}
+		op := &agentpb.FileRequest{Id: 1, Op: &agentpb.FileRequest_Open{Open: &agentpb.OpenOp{Path: []byte(name), Flags: flags, Perm: 0o644}}}
 		if err := stream.Send(op); err == nil {
 			if resp, err := stream.Recv(); err == nil && resp.GetError() == nil {
 				_ = stream.Send(&agentpb.FileRequest{Id: 2, Op: &agentpb.FileRequest_Close{Close: &agentpb.CloseOp{}}})

@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"errors"
 	"hash"
 	"hash/crc32"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +33,8 @@ const (
 	maxMessage = 4 << 20
 	// dirBatch is how many entries one ReadDir reply carries.
 	dirBatch = 256
+	// maxDeadTemps bounds the temp files an rmdir clears (removeDeadTemps).
+	maxDeadTemps = 64
 )
 
 // fail converts an operation's error to a status, logging failures that
@@ -49,7 +53,7 @@ func (s *Server) fail(method, p string, err error) error {
 }
 
 func (s *Server) Stat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.FileInfo, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +70,7 @@ func (s *Server) Stat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.F
 }
 
 func (s *Server) Lstat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.FileInfo, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -79,11 +83,17 @@ func (s *Server) Lstat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.
 	if err != nil {
 		return nil, s.fail("Lstat", p, err)
 	}
-	return fileInfo(fi), nil
+	info := fileInfo(fi)
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		if target, err := sc.Readlink(p); err == nil {
+			info.LinkTarget = []byte(target)
+		}
+	}
+	return info, nil
 }
 
 func (s *Server) ReadDir(req *agentpb.PathRequest, stream agentpb.Agent_ReadDirServer) error {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return err
 	}
@@ -111,7 +121,13 @@ func (s *Server) ReadDir(req *agentpb.PathRequest, stream agentpb.Agent_ReadDirS
 		if err != nil {
 			continue // removed while listing
 		}
-		batch = append(batch, fileInfo(fi))
+		info := fileInfo(fi)
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if target, err := sc.Readlink(path.Join(p, e.Name())); err == nil {
+				info.LinkTarget = []byte(target)
+			}
+		}
+		batch = append(batch, info)
 		if len(batch) == dirBatch {
 			if err := stream.Send(&agentpb.ReadDirResponse{Entries: batch}); err != nil {
 				return err
@@ -126,7 +142,7 @@ func (s *Server) ReadDir(req *agentpb.PathRequest, stream agentpb.Agent_ReadDirS
 }
 
 func (s *Server) Mkdir(ctx context.Context, req *agentpb.MkdirRequest) (*agentpb.Empty, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +161,7 @@ func (s *Server) Mkdir(ctx context.Context, req *agentpb.MkdirRequest) (*agentpb
 }
 
 func (s *Server) Remove(ctx context.Context, req *agentpb.RemoveRequest) (*agentpb.Empty, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -162,18 +178,46 @@ func (s *Server) Remove(ctx context.Context, req *agentpb.RemoveRequest) (*agent
 	}
 	if req.GetAll() {
 		err = sc.RemoveAll(p)
-	} else {
-		err = sc.Remove(p)
+	} else if err = sc.Remove(p); errors.Is(err, syscall.ENOTEMPTY) && s.removeDeadTemps(sc, p) {
+		err = sc.Remove(p) // held only temp files of uploads that no longer run
 	}
 	return &agentpb.Empty{}, s.fail("Remove", p, err)
 }
 
+// removeDeadTemps removes the upload temp files in directory p that no
+// upload in progress owns (an agent killed mid-upload left them), if they
+// are all the directory holds; it reports whether it removed any. rmdir
+// of a directory that lists empty then succeeds, as it would on disk.
+func (s *Server) removeDeadTemps(sc *scope, p string) bool {
+	d, err := sc.Open(p)
+	if err != nil {
+		return false
+	}
+	names, err := d.Readdirnames(maxDeadTemps + 1)
+	d.Close()
+	if err != nil || len(names) > maxDeadTemps {
+		return false
+	}
+	for _, n := range names {
+		if !isTempName(n) || s.tempOpen(path.Join(p, n)) {
+			return false
+		}
+	}
+	for _, n := range names {
+		if err := sc.Remove(path.Join(p, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+		s.log.Info("removed stale upload temp file", "temp", path.Join(p, n))
+	}
+	return len(names) > 0
+}
+
 func (s *Server) Rename(ctx context.Context, req *agentpb.RenameRequest) (*agentpb.Empty, error) {
-	from, err := clean(req.GetFrom())
+	from, err := clean(string(req.GetFrom()))
 	if err != nil {
 		return nil, err
 	}
-	to, err := clean(req.GetTo())
+	to, err := clean(string(req.GetTo()))
 	if err != nil {
 		return nil, err
 	}
@@ -188,11 +232,19 @@ func (s *Server) Rename(ctx context.Context, req *agentpb.RenameRequest) (*agent
 	if sc.in(from) == "." || sc.in(to) == "." {
 		return nil, status.Error(codes.PermissionDenied, "the call's root cannot be renamed")
 	}
-	return &agentpb.Empty{}, s.fail("Rename", from, sc.Rename(from, to))
+	// Under s.mu: uploads in progress below a renamed directory move with
+	// it, and their commits must see the new paths.
+	s.mu.Lock()
+	err = sc.Rename(from, to)
+	if err == nil {
+		s.movedUploads(from, to)
+	}
+	s.mu.Unlock()
+	return &agentpb.Empty{}, s.fail("Rename", from, err)
 }
 
 func (s *Server) Chmod(ctx context.Context, req *agentpb.ChmodRequest) (*agentpb.Empty, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -201,17 +253,26 @@ func (s *Server) Chmod(ctx context.Context, req *agentpb.ChmodRequest) (*agentpb
 		return nil, s.fail("Chmod", p, err)
 	}
 	defer sc.Close()
-	mode := fs.FileMode(req.GetPerm()) & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-	applied := s.deferToUploads(p, func(h *handle) { h.setMode(mode) })
-	err = sc.Chmod(p, mode)
-	if applied && os.IsNotExist(err) {
-		err = nil // the upload in progress creates it with this mode
+	mode, err := checkMode(req.GetPerm())
+	if err != nil {
+		return nil, s.fail("Chmod", p, err)
 	}
-	return &agentpb.Empty{}, s.fail("Chmod", p, err)
+	return &agentpb.Empty{}, s.fail("Chmod", p, sc.Chmod(p, mode))
+}
+
+// checkMode reads a mode from the wire: permissions and the sticky bit.
+// Setuid and setgid are refused, whatever the gateway asks: an upload
+// must never become a program that runs as someone else.
+func checkMode(perm uint32) (fs.FileMode, error) {
+	mode := fs.FileMode(perm)
+	if mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+		return 0, status.Errorf(codes.PermissionDenied, "mode %s: setuid and setgid bits are refused", mode)
+	}
+	return mode & (fs.ModePerm | fs.ModeSticky), nil
 }
 
 func (s *Server) Chown(ctx context.Context, req *agentpb.ChownRequest) (*agentpb.Empty, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -220,11 +281,16 @@ func (s *Server) Chown(ctx context.Context, req *agentpb.ChownRequest) (*agentpb
 		return nil, s.fail("Chown", p, err)
 	}
 	defer sc.Close()
-	return &agentpb.Empty{}, s.fail("Chown", p, sc.Chown(p, int(req.GetUid()), int(req.GetGid())))
+	if _, err := sc.Lstat(p); err != nil {
+		return nil, s.fail("Chown", p, err)
+	}
+	// Files belong to the user the agent runs as: a gateway that could
+	// chown could hand an upload to root.
+	return nil, status.Errorf(codes.PermissionDenied, "chown %q: the agent does not change owners", p)
 }
 
 func (s *Server) Chtimes(ctx context.Context, req *agentpb.ChtimesRequest) (*agentpb.Empty, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -234,22 +300,20 @@ func (s *Server) Chtimes(ctx context.Context, req *agentpb.ChtimesRequest) (*age
 	}
 	defer sc.Close()
 	atime, mtime := fromNano(req.GetAtimeUnixNano()), fromNano(req.GetMtimeUnixNano())
-	applied := s.deferToUploads(p, func(h *handle) { h.setTimes(atime, mtime) })
-	err = sc.Chtimes(p, atime, mtime)
-	if applied && os.IsNotExist(err) {
-		err = nil // applied when the upload in progress commits
-	}
-	return &agentpb.Empty{}, s.fail("Chtimes", p, err)
+	return &agentpb.Empty{}, s.fail("Chtimes", p, sc.Chtimes(p, atime, mtime))
 }
 
 func (s *Server) Symlink(ctx context.Context, req *agentpb.SymlinkRequest) (*agentpb.Empty, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
-	target := req.GetTarget()
+	target := string(req.GetTarget())
 	if target == "" || path.IsAbs(target) {
 		return nil, status.Errorf(codes.InvalidArgument, "symlink target %q must be relative", target)
+	}
+	if strings.ContainsFunc(target, isControl) {
+		return nil, status.Errorf(codes.InvalidArgument, "symlink target %q contains a control character", target)
 	}
 	sc, err := s.scope(ctx, p)
 	if err != nil {
@@ -257,15 +321,54 @@ func (s *Server) Symlink(ctx context.Context, req *agentpb.SymlinkRequest) (*age
 	}
 	defer sc.Close()
 	// The target must stay inside the call's root when resolved from the
-	// link's directory; os.Root would refuse to follow it otherwise anyway.
-	if resolved := path.Join(path.Dir(sc.in(p)), target); resolved == ".." || len(resolved) > 2 && resolved[:3] == "../" {
-		return nil, status.Errorf(codes.PermissionDenied, "symlink %q -> %q escapes the agent root", p, target)
+	// link's directory, through the links that exist there now: a link to
+	// "up/../x" where up -> ".." would lead a program that follows links
+	// (a web server, a backup) into a sibling's tree. os.Root refuses to
+	// follow such links itself.
+	if err := sc.confined(path.Dir(sc.in(p)), target); err != nil {
+		return nil, status.Errorf(codes.PermissionDenied, "symlink %q -> %q: %v", p, target, err)
 	}
 	return &agentpb.Empty{}, s.fail("Symlink", p, sc.Symlink(target, p))
 }
 
+func (s *Server) Link(ctx context.Context, req *agentpb.LinkRequest) (*agentpb.Empty, error) {
+	target, err := clean(string(req.GetTarget()))
+	if err != nil {
+		return nil, err
+	}
+	p, err := clean(string(req.GetPath()))
+	if err != nil {
+		return nil, err
+	}
+	sc, err := s.scope(ctx, target, p)
+	if err != nil {
+		return nil, s.fail("Link", p, err)
+	}
+	defer sc.Close()
+	fi, err := sc.Lstat(target)
+	if err != nil {
+		return nil, s.fail("Link", target, err)
+	}
+	if fi.IsDir() {
+		return nil, s.fail("Link", target, &fs.PathError{Op: "link", Path: target, Err: syscall.EPERM})
+	}
+	if err := sc.Link(target, p); err != nil {
+		return nil, s.fail("Link", p, unwrapLink(err, p))
+	}
+	return &agentpb.Empty{}, nil
+}
+
+// unwrapLink makes an *os.LinkError a PathError naming p, so that its
+// errno classifies as every other call's.
+func unwrapLink(err error, p string) error {
+	if le, ok := errors.AsType[*os.LinkError](err); ok {
+		return &fs.PathError{Op: le.Op, Path: p, Err: le.Err}
+	}
+	return err
+}
+
 func (s *Server) Readlink(ctx context.Context, req *agentpb.PathRequest) (*agentpb.ReadlinkResponse, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +381,7 @@ func (s *Server) Readlink(ctx context.Context, req *agentpb.PathRequest) (*agent
 	if err != nil {
 		return nil, s.fail("Readlink", p, err)
 	}
-	return &agentpb.ReadlinkResponse{Target: target}, nil
+	return &agentpb.ReadlinkResponse{Target: []byte(target)}, nil
 }
 
 func newHash(algo agentpb.HashAlgorithm) (hash.Hash, error) {
@@ -298,7 +401,7 @@ func newHash(algo agentpb.HashAlgorithm) (hash.Hash, error) {
 }
 
 func (s *Server) Hash(ctx context.Context, req *agentpb.HashRequest) (*agentpb.HashResponse, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +454,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 func (s *Server) StatFS(ctx context.Context, req *agentpb.PathRequest) (*agentpb.StatFSResponse, error) {
-	p, err := clean(req.GetPath())
+	p, err := clean(string(req.GetPath()))
 	if err != nil {
 		return nil, err
 	}
@@ -392,7 +495,7 @@ func (s *Server) Status(ctx context.Context, req *agentpb.StatusRequest) (*agent
 // fileInfo converts an os.FileInfo for the wire.
 func fileInfo(fi fs.FileInfo) *agentpb.FileInfo {
 	out := &agentpb.FileInfo{
-		Name:          fi.Name(),
+		Name:          []byte(fi.Name()),
 		Size:          fi.Size(),
 		Mode:          uint32(fi.Mode()),
 		MtimeUnixNano: fi.ModTime().UnixNano(),

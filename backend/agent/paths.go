@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -28,7 +30,7 @@ func clean(p string) (string, error) {
 	}
 	// Control characters (newlines, escapes) in names break listings and
 	// the tools that read them; nothing legitimate needs them.
-	if i := strings.IndexFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+	if strings.ContainsFunc(p, isControl) {
 		return "", status.Errorf(codes.InvalidArgument, "path %q contains a control character", p)
 	}
 	if strings.HasPrefix(p, "/") {
@@ -43,6 +45,57 @@ func clean(p string) (string, error) {
 		return ".", nil
 	}
 	return path.Clean(p), nil
+}
+
+// isControl reports ASCII control characters and DEL, which names and link
+// targets may not hold.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// maxLinks bounds the links confined follows, as the kernel's 40 does.
+const maxLinks = 40
+
+// confined checks that target, a relative link target, resolved from dir
+// (relative to the scope) through the links that exist now (in dir's path
+// too), stays in the scope. A link it meets whose content is absolute
+// leaves it.
+func (c *scope) confined(dir, target string) error {
+	var stack []string // resolved components, relative to the scope
+	todo := append(strings.Split(dir, "/"), strings.Split(target, "/")...)
+	links := 0
+	for len(todo) > 0 {
+		elem := todo[0]
+		todo = todo[1:]
+		switch elem {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) == 0 {
+				return errors.New("the target leaves the user's root")
+			}
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		cur := path.Join(append(stack, elem)...)
+		fi, err := c.r.Lstat(cur)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			// A missing name or a real file or directory: what follows
+			// cannot climb out through a link here.
+			stack = append(stack, elem)
+			continue
+		}
+		if links++; links > maxLinks {
+			return errors.New("too many levels of symbolic links")
+		}
+		next, err := c.r.Readlink(cur)
+		if err != nil {
+			return err
+		}
+		if path.IsAbs(next) {
+			return fmt.Errorf("the target passes through %q, a link to the absolute path %q", cur, next)
+		}
+		todo = append(strings.Split(next, "/"), todo...)
+	}
+	return nil
 }
 
 // scope is the part of the agent root one call may use: the directory
@@ -80,6 +133,11 @@ func (s *Server) scope(ctx context.Context, paths ...string) (*scope, error) {
 		return nil, err
 	}
 	return &scope{r: r, prefix: dir + "/", sub: true}, nil
+}
+
+// contains reports whether the cleaned agent path p lies in the scope.
+func (c *scope) contains(p string) bool {
+	return c.prefix == "" || p+"/" == c.prefix || strings.HasPrefix(p, c.prefix)
 }
 
 // in is p relative to the scope.

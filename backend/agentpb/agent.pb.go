@@ -1,7 +1,11 @@
 // The protocol between the upgate gateway and the agent that runs inside a
 // container. Paths are slash-separated and relative to the agent's root
 // ("" or "." is the root itself); the agent refuses absolute paths, ".."
-// components, NUL bytes and control characters. Every call carries the
+// components, NUL bytes and control characters. Paths, names and link
+// targets are bytes, not strings: a name is any bytes but NUL and "/",
+// invalid UTF-8 included, as on the container's filesystem (bytes and
+// string share one wire encoding, so valid UTF-8 reads the same either
+// way). Every call carries the
 // agent token as "authorization: Bearer <token>" metadata, and may carry
 // "upgate-root: <dir>" (agentpb.ScopeMetadata): the call then may touch
 // only that directory, and links leaving it are refused.
@@ -163,6 +167,10 @@ const (
 	// waits for every write's reply first, so that a failed write is never
 	// followed by a commit.
 	FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS FileFeature = 1
+	// The agent serves what a session's own view of its uploads needs:
+	// upload_id, OpenOp.join_upload, UnlinkOp, MoveOp, and SetTimesOp applied
+	// at once.
+	FileFeature_FILE_FEATURE_SESSION_VIEW FileFeature = 2
 )
 
 // Enum value maps for FileFeature.
@@ -170,10 +178,12 @@ var (
 	FileFeature_name = map[int32]string{
 		0: "FILE_FEATURE_UNSPECIFIED",
 		1: "FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS",
+		2: "FILE_FEATURE_SESSION_VIEW",
 	}
 	FileFeature_value = map[string]int32{
 		"FILE_FEATURE_UNSPECIFIED":                     0,
 		"FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS": 1,
+		"FILE_FEATURE_SESSION_VIEW":                    2,
 	}
 )
 
@@ -242,7 +252,7 @@ func (*Empty) Descriptor() ([]byte, []int) {
 
 type PathRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -277,18 +287,18 @@ func (*PathRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *PathRequest) GetPath() string {
+func (x *PathRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 // FileInfo mirrors Go's fs.FileInfo. mode holds fs.FileMode bits (type bits
 // and permissions, as Go defines them).
 type FileInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name          []byte                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	Mode          uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
 	MtimeUnixNano int64                  `protobuf:"varint,4,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
@@ -296,6 +306,10 @@ type FileInfo struct {
 	Uid           uint32                 `protobuf:"varint,6,opt,name=uid,proto3" json:"uid,omitempty"`
 	Gid           uint32                 `protobuf:"varint,7,opt,name=gid,proto3" json:"gid,omitempty"`
 	Nlink         uint64                 `protobuf:"varint,8,opt,name=nlink,proto3" json:"nlink,omitempty"`
+	// link_target is a symbolic link's content, in ReadDir entries and Lstat
+	// replies (so that a listing shows "name -> target" without a Readlink
+	// per link); empty otherwise.
+	LinkTarget    []byte `protobuf:"bytes,9,opt,name=link_target,json=linkTarget,proto3" json:"link_target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,11 +344,11 @@ func (*FileInfo) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *FileInfo) GetName() string {
+func (x *FileInfo) GetName() []byte {
 	if x != nil {
 		return x.Name
 	}
-	return ""
+	return nil
 }
 
 func (x *FileInfo) GetSize() int64 {
@@ -386,6 +400,13 @@ func (x *FileInfo) GetNlink() uint64 {
 	return 0
 }
 
+func (x *FileInfo) GetLinkTarget() []byte {
+	if x != nil {
+		return x.LinkTarget
+	}
+	return nil
+}
+
 type ReadDirResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entries       []*FileInfo            `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
@@ -432,7 +453,7 @@ func (x *ReadDirResponse) GetEntries() []*FileInfo {
 
 type MkdirRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path  []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Perm  uint32                 `protobuf:"varint,2,opt,name=perm,proto3" json:"perm,omitempty"`
 	// all creates missing parents and succeeds if the directory exists.
 	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
@@ -470,11 +491,11 @@ func (*MkdirRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *MkdirRequest) GetPath() string {
+func (x *MkdirRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *MkdirRequest) GetPerm() uint32 {
@@ -493,7 +514,7 @@ func (x *MkdirRequest) GetAll() bool {
 
 type RemoveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path  []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// all removes a directory and everything below it.
 	All           bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -530,11 +551,11 @@ func (*RemoveRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *RemoveRequest) GetPath() string {
+func (x *RemoveRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *RemoveRequest) GetAll() bool {
@@ -546,8 +567,8 @@ func (x *RemoveRequest) GetAll() bool {
 
 type RenameRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
-	To            string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	From          []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            []byte                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -582,23 +603,23 @@ func (*RenameRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
-func (x *RenameRequest) GetFrom() string {
+func (x *RenameRequest) GetFrom() []byte {
 	if x != nil {
 		return x.From
 	}
-	return ""
+	return nil
 }
 
-func (x *RenameRequest) GetTo() string {
+func (x *RenameRequest) GetTo() []byte {
 	if x != nil {
 		return x.To
 	}
-	return ""
+	return nil
 }
 
 type ChmodRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Perm          uint32                 `protobuf:"varint,2,opt,name=perm,proto3" json:"perm,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -634,11 +655,11 @@ func (*ChmodRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *ChmodRequest) GetPath() string {
+func (x *ChmodRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *ChmodRequest) GetPerm() uint32 {
@@ -650,7 +671,7 @@ func (x *ChmodRequest) GetPerm() uint32 {
 
 type ChownRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Uid           int32                  `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
 	Gid           int32                  `protobuf:"varint,3,opt,name=gid,proto3" json:"gid,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -687,11 +708,11 @@ func (*ChownRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *ChownRequest) GetPath() string {
+func (x *ChownRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *ChownRequest) GetUid() int32 {
@@ -710,7 +731,7 @@ func (x *ChownRequest) GetGid() int32 {
 
 type ChtimesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	AtimeUnixNano int64                  `protobuf:"varint,2,opt,name=atime_unix_nano,json=atimeUnixNano,proto3" json:"atime_unix_nano,omitempty"`
 	MtimeUnixNano int64                  `protobuf:"varint,3,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -747,11 +768,11 @@ func (*ChtimesRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *ChtimesRequest) GetPath() string {
+func (x *ChtimesRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *ChtimesRequest) GetAtimeUnixNano() int64 {
@@ -771,8 +792,8 @@ func (x *ChtimesRequest) GetMtimeUnixNano() int64 {
 type SymlinkRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// target is the link's content, relative to the link's directory.
-	Target        string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Target        []byte `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Path          []byte `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -807,30 +828,82 @@ func (*SymlinkRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *SymlinkRequest) GetTarget() string {
+func (x *SymlinkRequest) GetTarget() []byte {
 	if x != nil {
 		return x.Target
 	}
-	return ""
+	return nil
 }
 
-func (x *SymlinkRequest) GetPath() string {
+func (x *SymlinkRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
+}
+
+type LinkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        []byte                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Path          []byte                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkRequest) Reset() {
+	*x = LinkRequest{}
+	mi := &file_agent_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkRequest) ProtoMessage() {}
+
+func (x *LinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
+func (*LinkRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LinkRequest) GetTarget() []byte {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *LinkRequest) GetPath() []byte {
+	if x != nil {
+		return x.Path
+	}
+	return nil
 }
 
 type ReadlinkResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Target        []byte                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadlinkResponse) Reset() {
 	*x = ReadlinkResponse{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +915,7 @@ func (x *ReadlinkResponse) String() string {
 func (*ReadlinkResponse) ProtoMessage() {}
 
 func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,19 +928,19 @@ func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadlinkResponse.ProtoReflect.Descriptor instead.
 func (*ReadlinkResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *ReadlinkResponse) GetTarget() string {
+func (x *ReadlinkResponse) GetTarget() []byte {
 	if x != nil {
 		return x.Target
 	}
-	return ""
+	return nil
 }
 
 type HashRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
-	Path      string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path      []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Algorithm HashAlgorithm          `protobuf:"varint,2,opt,name=algorithm,proto3,enum=upgate.agent.v1.HashAlgorithm" json:"algorithm,omitempty"`
 	Offset    int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
 	// length 0 hashes to the end of the file.
@@ -878,7 +951,7 @@ type HashRequest struct {
 
 func (x *HashRequest) Reset() {
 	*x = HashRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +963,7 @@ func (x *HashRequest) String() string {
 func (*HashRequest) ProtoMessage() {}
 
 func (x *HashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,14 +976,14 @@ func (x *HashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRequest.ProtoReflect.Descriptor instead.
 func (*HashRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
-func (x *HashRequest) GetPath() string {
+func (x *HashRequest) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *HashRequest) GetAlgorithm() HashAlgorithm {
@@ -943,7 +1016,7 @@ type HashResponse struct {
 
 func (x *HashResponse) Reset() {
 	*x = HashResponse{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1028,7 @@ func (x *HashResponse) String() string {
 func (*HashResponse) ProtoMessage() {}
 
 func (x *HashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1041,7 @@ func (x *HashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashResponse.ProtoReflect.Descriptor instead.
 func (*HashResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HashResponse) GetSum() []byte {
@@ -994,7 +1067,7 @@ type StatFSResponse struct {
 
 func (x *StatFSResponse) Reset() {
 	*x = StatFSResponse{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1079,7 @@ func (x *StatFSResponse) String() string {
 func (*StatFSResponse) ProtoMessage() {}
 
 func (x *StatFSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1092,7 @@ func (x *StatFSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFSResponse.ProtoReflect.Descriptor instead.
 func (*StatFSResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatFSResponse) GetBlockSize() uint64 {
@@ -1086,7 +1159,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1171,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1184,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 type StatusResponse struct {
@@ -1125,7 +1198,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1210,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1223,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatusResponse) GetVersion() string {
@@ -1176,20 +1249,28 @@ func (x *StatusResponse) GetUploadsInProgress() int64 {
 
 type OpenOp struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Path  []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// flags is a bit set of OpenFlag values.
 	Flags uint32 `protobuf:"varint,2,opt,name=flags,proto3" json:"flags,omitempty"`
 	Perm  uint32 `protobuf:"varint,3,opt,name=perm,proto3" json:"perm,omitempty"`
 	// in_place turns off atomic uploads for this open: a truncating open
 	// writes the target directly.
-	InPlace       bool `protobuf:"varint,4,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`
+	InPlace bool `protobuf:"varint,4,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`
+	// join_upload, when set, opens the data of the atomic upload in
+	// progress with this id (FileResponse.upload_id) instead of what path
+	// names on disk: the writer's own session reading or writing what it
+	// has written so far. path must be the upload's target; CREATE and
+	// EXCL answer EEXIST with EXCL and are ignored otherwise; TRUNC
+	// truncates the upload. The joined file never commits; it shares the
+	// upload's data, so after the upload commits it is the committed file.
+	JoinUpload    string `protobuf:"bytes,5,opt,name=join_upload,json=joinUpload,proto3" json:"join_upload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpenOp) Reset() {
 	*x = OpenOp{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1282,7 @@ func (x *OpenOp) String() string {
 func (*OpenOp) ProtoMessage() {}
 
 func (x *OpenOp) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,14 +1295,14 @@ func (x *OpenOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenOp.ProtoReflect.Descriptor instead.
 func (*OpenOp) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
-func (x *OpenOp) GetPath() string {
+func (x *OpenOp) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *OpenOp) GetFlags() uint32 {
@@ -1245,6 +1326,13 @@ func (x *OpenOp) GetInPlace() bool {
 	return false
 }
 
+func (x *OpenOp) GetJoinUpload() string {
+	if x != nil {
+		return x.JoinUpload
+	}
+	return ""
+}
+
 type ReadOp struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Offset int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
@@ -1256,7 +1344,7 @@ type ReadOp struct {
 
 func (x *ReadOp) Reset() {
 	*x = ReadOp{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1356,7 @@ func (x *ReadOp) String() string {
 func (*ReadOp) ProtoMessage() {}
 
 func (x *ReadOp) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1369,7 @@ func (x *ReadOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadOp.ProtoReflect.Descriptor instead.
 func (*ReadOp) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReadOp) GetOffset() int64 {
@@ -1308,7 +1396,7 @@ type WriteOp struct {
 
 func (x *WriteOp) Reset() {
 	*x = WriteOp{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1408,7 @@ func (x *WriteOp) String() string {
 func (*WriteOp) ProtoMessage() {}
 
 func (x *WriteOp) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1421,7 @@ func (x *WriteOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteOp.ProtoReflect.Descriptor instead.
 func (*WriteOp) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WriteOp) GetOffset() int64 {
@@ -1359,7 +1447,7 @@ type TruncateOp struct {
 
 func (x *TruncateOp) Reset() {
 	*x = TruncateOp{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1459,7 @@ func (x *TruncateOp) String() string {
 func (*TruncateOp) ProtoMessage() {}
 
 func (x *TruncateOp) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1472,7 @@ func (x *TruncateOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TruncateOp.ProtoReflect.Descriptor instead.
 func (*TruncateOp) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TruncateOp) GetSize() int64 {
@@ -1402,7 +1490,7 @@ type SyncOp struct {
 
 func (x *SyncOp) Reset() {
 	*x = SyncOp{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1502,7 @@ func (x *SyncOp) String() string {
 func (*SyncOp) ProtoMessage() {}
 
 func (x *SyncOp) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1515,7 @@ func (x *SyncOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncOp.ProtoReflect.Descriptor instead.
 func (*SyncOp) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 type StatOp struct {
@@ -1438,7 +1526,7 @@ type StatOp struct {
 
 func (x *StatOp) Reset() {
 	*x = StatOp{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1538,7 @@ func (x *StatOp) String() string {
 func (*StatOp) ProtoMessage() {}
 
 func (x *StatOp) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,11 +1551,13 @@ func (x *StatOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatOp.ProtoReflect.Descriptor instead.
 func (*StatOp) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
-// SetTimesOp is applied when the file is closed, after any commit, so that
-// later writes do not overwrite it.
+// SetTimesOp sets the file's times at once and again when it is closed,
+// after any commit, so that writes still in flight (the gateway coalesces
+// them; SFTP's FSETSTAT does not wait for earlier WRITEs) do not leave a
+// later mtime.
 type SetTimesOp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AtimeUnixNano int64                  `protobuf:"varint,1,opt,name=atime_unix_nano,json=atimeUnixNano,proto3" json:"atime_unix_nano,omitempty"`
@@ -1478,7 +1568,7 @@ type SetTimesOp struct {
 
 func (x *SetTimesOp) Reset() {
 	*x = SetTimesOp{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1580,7 @@ func (x *SetTimesOp) String() string {
 func (*SetTimesOp) ProtoMessage() {}
 
 func (x *SetTimesOp) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1593,7 @@ func (x *SetTimesOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTimesOp.ProtoReflect.Descriptor instead.
 func (*SetTimesOp) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetTimesOp) GetAtimeUnixNano() int64 {
@@ -1529,7 +1619,7 @@ type ChmodOp struct {
 
 func (x *ChmodOp) Reset() {
 	*x = ChmodOp{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1631,7 @@ func (x *ChmodOp) String() string {
 func (*ChmodOp) ProtoMessage() {}
 
 func (x *ChmodOp) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1644,7 @@ func (x *ChmodOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChmodOp.ProtoReflect.Descriptor instead.
 func (*ChmodOp) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ChmodOp) GetPerm() uint32 {
@@ -1574,7 +1664,7 @@ type CloseOp struct {
 
 func (x *CloseOp) Reset() {
 	*x = CloseOp{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1676,7 @@ func (x *CloseOp) String() string {
 func (*CloseOp) ProtoMessage() {}
 
 func (x *CloseOp) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1689,7 @@ func (x *CloseOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseOp.ProtoReflect.Descriptor instead.
 func (*CloseOp) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CloseOp) GetAbort() bool {
@@ -1607,6 +1697,94 @@ func (x *CloseOp) GetAbort() bool {
 		return x.Abort
 	}
 	return false
+}
+
+// UnlinkOp discards an atomic upload now, as unlink(2) does to an open
+// file: its temp file is removed, later reads and writes go on into the
+// unlinked data, and its close commits nothing. The writer's session
+// removed the path, or replaced it by a newer upload.
+type UnlinkOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlinkOp) Reset() {
+	*x = UnlinkOp{}
+	mi := &file_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlinkOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlinkOp) ProtoMessage() {}
+
+func (x *UnlinkOp) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlinkOp.ProtoReflect.Descriptor instead.
+func (*UnlinkOp) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{27}
+}
+
+// MoveOp gives an atomic upload in progress a new target: its temp file
+// moves next to path now, and the upload commits as path. The writer's
+// session renamed the file it is writing. A directory at path answers
+// EISDIR.
+type MoveOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveOp) Reset() {
+	*x = MoveOp{}
+	mi := &file_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveOp) ProtoMessage() {}
+
+func (x *MoveOp) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveOp.ProtoReflect.Descriptor instead.
+func (*MoveOp) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *MoveOp) GetPath() []byte {
+	if x != nil {
+		return x.Path
+	}
+	return nil
 }
 
 type FileRequest struct {
@@ -1623,6 +1801,8 @@ type FileRequest struct {
 	//	*FileRequest_SetTimes
 	//	*FileRequest_Chmod
 	//	*FileRequest_Close
+	//	*FileRequest_Unlink
+	//	*FileRequest_Move
 	Op            isFileRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1630,7 +1810,7 @@ type FileRequest struct {
 
 func (x *FileRequest) Reset() {
 	*x = FileRequest{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1822,7 @@ func (x *FileRequest) String() string {
 func (*FileRequest) ProtoMessage() {}
 
 func (x *FileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1835,7 @@ func (x *FileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileRequest.ProtoReflect.Descriptor instead.
 func (*FileRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FileRequest) GetId() uint64 {
@@ -1753,6 +1933,24 @@ func (x *FileRequest) GetClose() *CloseOp {
 	return nil
 }
 
+func (x *FileRequest) GetUnlink() *UnlinkOp {
+	if x != nil {
+		if x, ok := x.Op.(*FileRequest_Unlink); ok {
+			return x.Unlink
+		}
+	}
+	return nil
+}
+
+func (x *FileRequest) GetMove() *MoveOp {
+	if x != nil {
+		if x, ok := x.Op.(*FileRequest_Move); ok {
+			return x.Move
+		}
+	}
+	return nil
+}
+
 type isFileRequest_Op interface {
 	isFileRequest_Op()
 }
@@ -1793,6 +1991,14 @@ type FileRequest_Close struct {
 	Close *CloseOp `protobuf:"bytes,10,opt,name=close,proto3,oneof"`
 }
 
+type FileRequest_Unlink struct {
+	Unlink *UnlinkOp `protobuf:"bytes,11,opt,name=unlink,proto3,oneof"`
+}
+
+type FileRequest_Move struct {
+	Move *MoveOp `protobuf:"bytes,12,opt,name=move,proto3,oneof"`
+}
+
 func (*FileRequest_Open) isFileRequest_Op() {}
 
 func (*FileRequest_Read) isFileRequest_Op() {}
@@ -1811,6 +2017,10 @@ func (*FileRequest_Chmod) isFileRequest_Op() {}
 
 func (*FileRequest_Close) isFileRequest_Op() {}
 
+func (*FileRequest_Unlink) isFileRequest_Op() {}
+
+func (*FileRequest_Move) isFileRequest_Op() {}
+
 // Error carries a failure inside the Open stream. code is a gRPC code;
 // errno, when set, names the POSIX error ("ENOTEMPTY", "EXDEV", ...).
 type Error struct {
@@ -1824,7 +2034,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2046,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2059,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Error) GetCode() uint32 {
@@ -1883,7 +2093,7 @@ type ReadResult struct {
 
 func (x *ReadResult) Reset() {
 	*x = ReadResult{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +2105,7 @@ func (x *ReadResult) String() string {
 func (*ReadResult) ProtoMessage() {}
 
 func (x *ReadResult) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +2118,7 @@ func (x *ReadResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResult.ProtoReflect.Descriptor instead.
 func (*ReadResult) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReadResult) GetData() []byte {
@@ -1934,7 +2144,7 @@ type WriteResult struct {
 
 func (x *WriteResult) Reset() {
 	*x = WriteResult{}
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2156,7 @@ func (x *WriteResult) String() string {
 func (*WriteResult) ProtoMessage() {}
 
 func (x *WriteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2169,7 @@ func (x *WriteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
 func (*WriteResult) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WriteResult) GetWritten() int64 {
@@ -1983,14 +2193,18 @@ type FileResponse struct {
 	Result isFileResponse_Result `protobuf_oneof:"result"`
 	// features, set on the reply to OpenOp, is a bit set of FileFeature
 	// values: what this agent's Open streams do that older agents did not.
-	Features      uint32 `protobuf:"varint,8,opt,name=features,proto3" json:"features,omitempty"`
+	Features uint32 `protobuf:"varint,8,opt,name=features,proto3" json:"features,omitempty"`
+	// upload_id, set on the reply to OpenOp, names an atomic upload: the
+	// open wrote a hidden temp file that becomes the path only when it
+	// commits. Empty for every other open (reads, appends, in-place writes).
+	UploadId      string `protobuf:"bytes,9,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileResponse) Reset() {
 	*x = FileResponse{}
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2216,7 @@ func (x *FileResponse) String() string {
 func (*FileResponse) ProtoMessage() {}
 
 func (x *FileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2229,7 @@ func (x *FileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileResponse.ProtoReflect.Descriptor instead.
 func (*FileResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FileResponse) GetId() uint64 {
@@ -2091,6 +2305,13 @@ func (x *FileResponse) GetFeatures() uint32 {
 	return 0
 }
 
+func (x *FileResponse) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
 type isFileResponse_Result interface {
 	isFileResponse_Result()
 }
@@ -2132,46 +2353,51 @@ const file_agent_proto_rawDesc = "" +
 	"\vagent.proto\x12\x0fupgate.agent.v1\"\a\n" +
 	"\x05Empty\"!\n" +
 	"\vPathRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"\xd0\x01\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\"\xf1\x01\n" +
 	"\bFileInfo\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\fR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\rR\x04mode\x12&\n" +
 	"\x0fmtime_unix_nano\x18\x04 \x01(\x03R\rmtimeUnixNano\x12&\n" +
 	"\x0fatime_unix_nano\x18\x05 \x01(\x03R\ratimeUnixNano\x12\x10\n" +
 	"\x03uid\x18\x06 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\a \x01(\rR\x03gid\x12\x14\n" +
-	"\x05nlink\x18\b \x01(\x04R\x05nlink\"F\n" +
+	"\x05nlink\x18\b \x01(\x04R\x05nlink\x12\x1f\n" +
+	"\vlink_target\x18\t \x01(\fR\n" +
+	"linkTarget\"F\n" +
 	"\x0fReadDirResponse\x123\n" +
 	"\aentries\x18\x01 \x03(\v2\x19.upgate.agent.v1.FileInfoR\aentries\"H\n" +
 	"\fMkdirRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04perm\x18\x02 \x01(\rR\x04perm\x12\x10\n" +
 	"\x03all\x18\x03 \x01(\bR\x03all\"5\n" +
 	"\rRemoveRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x10\n" +
 	"\x03all\x18\x02 \x01(\bR\x03all\"3\n" +
 	"\rRenameRequest\x12\x12\n" +
-	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\tR\x02to\"6\n" +
+	"\x04from\x18\x01 \x01(\fR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\fR\x02to\"6\n" +
 	"\fChmodRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04perm\x18\x02 \x01(\rR\x04perm\"F\n" +
 	"\fChownRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\x05R\x03uid\x12\x10\n" +
 	"\x03gid\x18\x03 \x01(\x05R\x03gid\"t\n" +
 	"\x0eChtimesRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12&\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12&\n" +
 	"\x0fatime_unix_nano\x18\x02 \x01(\x03R\ratimeUnixNano\x12&\n" +
 	"\x0fmtime_unix_nano\x18\x03 \x01(\x03R\rmtimeUnixNano\"<\n" +
 	"\x0eSymlinkRequest\x12\x16\n" +
-	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"*\n" +
+	"\x06target\x18\x01 \x01(\fR\x06target\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\fR\x04path\"9\n" +
+	"\vLinkRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\fR\x06target\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\fR\x04path\"*\n" +
 	"\x10ReadlinkResponse\x12\x16\n" +
-	"\x06target\x18\x01 \x01(\tR\x06target\"\x8f\x01\n" +
+	"\x06target\x18\x01 \x01(\fR\x06target\"\x8f\x01\n" +
 	"\vHashRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12<\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12<\n" +
 	"\talgorithm\x18\x02 \x01(\x0e2\x1e.upgate.agent.v1.HashAlgorithmR\talgorithm\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
 	"\x06length\x18\x04 \x01(\x03R\x06length\" \n" +
@@ -2193,12 +2419,14 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12!\n" +
 	"\fopen_handles\x18\x02 \x01(\x03R\vopenHandles\x12.\n" +
-	"\x13uploads_in_progress\x18\x03 \x01(\x03R\x11uploadsInProgress\"a\n" +
+	"\x13uploads_in_progress\x18\x03 \x01(\x03R\x11uploadsInProgress\"\x82\x01\n" +
 	"\x06OpenOp\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x12\n" +
 	"\x04perm\x18\x03 \x01(\rR\x04perm\x12\x19\n" +
-	"\bin_place\x18\x04 \x01(\bR\ainPlace\"8\n" +
+	"\bin_place\x18\x04 \x01(\bR\ainPlace\x12\x1f\n" +
+	"\vjoin_upload\x18\x05 \x01(\tR\n" +
+	"joinUpload\"8\n" +
 	"\x06ReadOp\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x05R\x06length\"5\n" +
@@ -2217,7 +2445,11 @@ const file_agent_proto_rawDesc = "" +
 	"\aChmodOp\x12\x12\n" +
 	"\x04perm\x18\x01 \x01(\rR\x04perm\"\x1f\n" +
 	"\aCloseOp\x12\x14\n" +
-	"\x05abort\x18\x01 \x01(\bR\x05abort\"\xec\x03\n" +
+	"\x05abort\x18\x01 \x01(\bR\x05abort\"\n" +
+	"\n" +
+	"\bUnlinkOp\"\x1c\n" +
+	"\x06MoveOp\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\"\xd0\x04\n" +
 	"\vFileRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12-\n" +
 	"\x04open\x18\x02 \x01(\v2\x17.upgate.agent.v1.OpenOpH\x00R\x04open\x12-\n" +
@@ -2229,7 +2461,9 @@ const file_agent_proto_rawDesc = "" +
 	"\tset_times\x18\b \x01(\v2\x1b.upgate.agent.v1.SetTimesOpH\x00R\bsetTimes\x120\n" +
 	"\x05chmod\x18\t \x01(\v2\x18.upgate.agent.v1.ChmodOpH\x00R\x05chmod\x120\n" +
 	"\x05close\x18\n" +
-	" \x01(\v2\x18.upgate.agent.v1.CloseOpH\x00R\x05closeB\x04\n" +
+	" \x01(\v2\x18.upgate.agent.v1.CloseOpH\x00R\x05close\x123\n" +
+	"\x06unlink\x18\v \x01(\v2\x19.upgate.agent.v1.UnlinkOpH\x00R\x06unlink\x12-\n" +
+	"\x04move\x18\f \x01(\v2\x17.upgate.agent.v1.MoveOpH\x00R\x04moveB\x04\n" +
 	"\x02op\"K\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
@@ -2240,7 +2474,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x10\n" +
 	"\x03eof\x18\x02 \x01(\bR\x03eof\"'\n" +
 	"\vWriteResult\x12\x18\n" +
-	"\awritten\x18\x01 \x01(\x03R\awritten\"\xef\x02\n" +
+	"\awritten\x18\x01 \x01(\x03R\awritten\"\x8c\x03\n" +
 	"\fFileResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
 	"\x05error\x18\x02 \x01(\v2\x16.upgate.agent.v1.ErrorR\x05error\x123\n" +
@@ -2249,7 +2483,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x05write\x18\x05 \x01(\v2\x1c.upgate.agent.v1.WriteResultH\x00R\x05write\x12/\n" +
 	"\x04stat\x18\x06 \x01(\v2\x19.upgate.agent.v1.FileInfoH\x00R\x04stat\x12,\n" +
 	"\x04done\x18\a \x01(\v2\x16.upgate.agent.v1.EmptyH\x00R\x04done\x12\x1a\n" +
-	"\bfeatures\x18\b \x01(\rR\bfeaturesB\b\n" +
+	"\bfeatures\x18\b \x01(\rR\bfeatures\x12\x1b\n" +
+	"\tupload_id\x18\t \x01(\tR\buploadIdB\b\n" +
 	"\x06result*\xb0\x01\n" +
 	"\rHashAlgorithm\x12\x1e\n" +
 	"\x1aHASH_ALGORITHM_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -2266,10 +2501,11 @@ const file_agent_proto_rawDesc = "" +
 	"\x10OPEN_FLAG_CREATE\x10\b\x12\x12\n" +
 	"\x0eOPEN_FLAG_EXCL\x10\x10\x12\x13\n" +
 	"\x0fOPEN_FLAG_TRUNC\x10 \x12\x12\n" +
-	"\x0eOPEN_FLAG_SYNC\x10@*]\n" +
+	"\x0eOPEN_FLAG_SYNC\x10@*|\n" +
 	"\vFileFeature\x12\x1c\n" +
 	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
-	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x012\x92\b\n" +
+	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x01\x12\x1d\n" +
+	"\x19FILE_FEATURE_SESSION_VIEW\x10\x022\xd0\b\n" +
 	"\x05Agent\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +
 	"\x05Lstat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12K\n" +
@@ -2281,7 +2517,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x05Chmod\x12\x1d.upgate.agent.v1.ChmodRequest\x1a\x16.upgate.agent.v1.Empty\x12>\n" +
 	"\x05Chown\x12\x1d.upgate.agent.v1.ChownRequest\x1a\x16.upgate.agent.v1.Empty\x12B\n" +
 	"\aChtimes\x12\x1f.upgate.agent.v1.ChtimesRequest\x1a\x16.upgate.agent.v1.Empty\x12B\n" +
-	"\aSymlink\x12\x1f.upgate.agent.v1.SymlinkRequest\x1a\x16.upgate.agent.v1.Empty\x12K\n" +
+	"\aSymlink\x12\x1f.upgate.agent.v1.SymlinkRequest\x1a\x16.upgate.agent.v1.Empty\x12<\n" +
+	"\x04Link\x12\x1c.upgate.agent.v1.LinkRequest\x1a\x16.upgate.agent.v1.Empty\x12K\n" +
 	"\bReadlink\x12\x1c.upgate.agent.v1.PathRequest\x1a!.upgate.agent.v1.ReadlinkResponse\x12C\n" +
 	"\x04Hash\x12\x1c.upgate.agent.v1.HashRequest\x1a\x1d.upgate.agent.v1.HashResponse\x12G\n" +
 	"\x06StatFS\x12\x1c.upgate.agent.v1.PathRequest\x1a\x1f.upgate.agent.v1.StatFSResponse\x12I\n" +
@@ -2300,7 +2537,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_agent_proto_goTypes = []any{
 	(HashAlgorithm)(0),       // 0: upgate.agent.v1.HashAlgorithm
 	(OpenFlag)(0),            // 1: upgate.agent.v1.OpenFlag
@@ -2316,80 +2553,87 @@ var file_agent_proto_goTypes = []any{
 	(*ChownRequest)(nil),     // 11: upgate.agent.v1.ChownRequest
 	(*ChtimesRequest)(nil),   // 12: upgate.agent.v1.ChtimesRequest
 	(*SymlinkRequest)(nil),   // 13: upgate.agent.v1.SymlinkRequest
-	(*ReadlinkResponse)(nil), // 14: upgate.agent.v1.ReadlinkResponse
-	(*HashRequest)(nil),      // 15: upgate.agent.v1.HashRequest
-	(*HashResponse)(nil),     // 16: upgate.agent.v1.HashResponse
-	(*StatFSResponse)(nil),   // 17: upgate.agent.v1.StatFSResponse
-	(*StatusRequest)(nil),    // 18: upgate.agent.v1.StatusRequest
-	(*StatusResponse)(nil),   // 19: upgate.agent.v1.StatusResponse
-	(*OpenOp)(nil),           // 20: upgate.agent.v1.OpenOp
-	(*ReadOp)(nil),           // 21: upgate.agent.v1.ReadOp
-	(*WriteOp)(nil),          // 22: upgate.agent.v1.WriteOp
-	(*TruncateOp)(nil),       // 23: upgate.agent.v1.TruncateOp
-	(*SyncOp)(nil),           // 24: upgate.agent.v1.SyncOp
-	(*StatOp)(nil),           // 25: upgate.agent.v1.StatOp
-	(*SetTimesOp)(nil),       // 26: upgate.agent.v1.SetTimesOp
-	(*ChmodOp)(nil),          // 27: upgate.agent.v1.ChmodOp
-	(*CloseOp)(nil),          // 28: upgate.agent.v1.CloseOp
-	(*FileRequest)(nil),      // 29: upgate.agent.v1.FileRequest
-	(*Error)(nil),            // 30: upgate.agent.v1.Error
-	(*ReadResult)(nil),       // 31: upgate.agent.v1.ReadResult
-	(*WriteResult)(nil),      // 32: upgate.agent.v1.WriteResult
-	(*FileResponse)(nil),     // 33: upgate.agent.v1.FileResponse
+	(*LinkRequest)(nil),      // 14: upgate.agent.v1.LinkRequest
+	(*ReadlinkResponse)(nil), // 15: upgate.agent.v1.ReadlinkResponse
+	(*HashRequest)(nil),      // 16: upgate.agent.v1.HashRequest
+	(*HashResponse)(nil),     // 17: upgate.agent.v1.HashResponse
+	(*StatFSResponse)(nil),   // 18: upgate.agent.v1.StatFSResponse
+	(*StatusRequest)(nil),    // 19: upgate.agent.v1.StatusRequest
+	(*StatusResponse)(nil),   // 20: upgate.agent.v1.StatusResponse
+	(*OpenOp)(nil),           // 21: upgate.agent.v1.OpenOp
+	(*ReadOp)(nil),           // 22: upgate.agent.v1.ReadOp
+	(*WriteOp)(nil),          // 23: upgate.agent.v1.WriteOp
+	(*TruncateOp)(nil),       // 24: upgate.agent.v1.TruncateOp
+	(*SyncOp)(nil),           // 25: upgate.agent.v1.SyncOp
+	(*StatOp)(nil),           // 26: upgate.agent.v1.StatOp
+	(*SetTimesOp)(nil),       // 27: upgate.agent.v1.SetTimesOp
+	(*ChmodOp)(nil),          // 28: upgate.agent.v1.ChmodOp
+	(*CloseOp)(nil),          // 29: upgate.agent.v1.CloseOp
+	(*UnlinkOp)(nil),         // 30: upgate.agent.v1.UnlinkOp
+	(*MoveOp)(nil),           // 31: upgate.agent.v1.MoveOp
+	(*FileRequest)(nil),      // 32: upgate.agent.v1.FileRequest
+	(*Error)(nil),            // 33: upgate.agent.v1.Error
+	(*ReadResult)(nil),       // 34: upgate.agent.v1.ReadResult
+	(*WriteResult)(nil),      // 35: upgate.agent.v1.WriteResult
+	(*FileResponse)(nil),     // 36: upgate.agent.v1.FileResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	5,  // 0: upgate.agent.v1.ReadDirResponse.entries:type_name -> upgate.agent.v1.FileInfo
 	0,  // 1: upgate.agent.v1.HashRequest.algorithm:type_name -> upgate.agent.v1.HashAlgorithm
-	20, // 2: upgate.agent.v1.FileRequest.open:type_name -> upgate.agent.v1.OpenOp
-	21, // 3: upgate.agent.v1.FileRequest.read:type_name -> upgate.agent.v1.ReadOp
-	22, // 4: upgate.agent.v1.FileRequest.write:type_name -> upgate.agent.v1.WriteOp
-	23, // 5: upgate.agent.v1.FileRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
-	24, // 6: upgate.agent.v1.FileRequest.sync:type_name -> upgate.agent.v1.SyncOp
-	25, // 7: upgate.agent.v1.FileRequest.stat:type_name -> upgate.agent.v1.StatOp
-	26, // 8: upgate.agent.v1.FileRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
-	27, // 9: upgate.agent.v1.FileRequest.chmod:type_name -> upgate.agent.v1.ChmodOp
-	28, // 10: upgate.agent.v1.FileRequest.close:type_name -> upgate.agent.v1.CloseOp
-	30, // 11: upgate.agent.v1.FileResponse.error:type_name -> upgate.agent.v1.Error
-	5,  // 12: upgate.agent.v1.FileResponse.opened:type_name -> upgate.agent.v1.FileInfo
-	31, // 13: upgate.agent.v1.FileResponse.read:type_name -> upgate.agent.v1.ReadResult
-	32, // 14: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
-	5,  // 15: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
-	3,  // 16: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
-	4,  // 17: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
-	4,  // 18: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
-	4,  // 19: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
-	29, // 20: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
-	7,  // 21: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
-	8,  // 22: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
-	9,  // 23: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
-	10, // 24: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
-	11, // 25: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
-	12, // 26: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
-	13, // 27: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
-	4,  // 28: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
-	15, // 29: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
-	4,  // 30: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
-	18, // 31: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
-	5,  // 32: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
-	5,  // 33: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
-	6,  // 34: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
-	33, // 35: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
-	3,  // 36: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
-	3,  // 37: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
-	3,  // 38: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
-	3,  // 39: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
-	3,  // 40: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
-	3,  // 41: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
-	3,  // 42: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
-	14, // 43: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
-	16, // 44: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
-	17, // 45: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
-	19, // 46: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
-	32, // [32:47] is the sub-list for method output_type
-	17, // [17:32] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	21, // 2: upgate.agent.v1.FileRequest.open:type_name -> upgate.agent.v1.OpenOp
+	22, // 3: upgate.agent.v1.FileRequest.read:type_name -> upgate.agent.v1.ReadOp
+	23, // 4: upgate.agent.v1.FileRequest.write:type_name -> upgate.agent.v1.WriteOp
+	24, // 5: upgate.agent.v1.FileRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
+	25, // 6: upgate.agent.v1.FileRequest.sync:type_name -> upgate.agent.v1.SyncOp
+	26, // 7: upgate.agent.v1.FileRequest.stat:type_name -> upgate.agent.v1.StatOp
+	27, // 8: upgate.agent.v1.FileRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
+	28, // 9: upgate.agent.v1.FileRequest.chmod:type_name -> upgate.agent.v1.ChmodOp
+	29, // 10: upgate.agent.v1.FileRequest.close:type_name -> upgate.agent.v1.CloseOp
+	30, // 11: upgate.agent.v1.FileRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
+	31, // 12: upgate.agent.v1.FileRequest.move:type_name -> upgate.agent.v1.MoveOp
+	33, // 13: upgate.agent.v1.FileResponse.error:type_name -> upgate.agent.v1.Error
+	5,  // 14: upgate.agent.v1.FileResponse.opened:type_name -> upgate.agent.v1.FileInfo
+	34, // 15: upgate.agent.v1.FileResponse.read:type_name -> upgate.agent.v1.ReadResult
+	35, // 16: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
+	5,  // 17: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
+	3,  // 18: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
+	4,  // 19: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
+	4,  // 20: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
+	4,  // 21: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
+	32, // 22: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
+	7,  // 23: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
+	8,  // 24: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
+	9,  // 25: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
+	10, // 26: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
+	11, // 27: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
+	12, // 28: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
+	13, // 29: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
+	14, // 30: upgate.agent.v1.Agent.Link:input_type -> upgate.agent.v1.LinkRequest
+	4,  // 31: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
+	16, // 32: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
+	4,  // 33: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
+	19, // 34: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
+	5,  // 35: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
+	5,  // 36: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
+	6,  // 37: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
+	36, // 38: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
+	3,  // 39: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
+	3,  // 40: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
+	3,  // 41: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
+	3,  // 42: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
+	3,  // 43: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
+	3,  // 44: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
+	3,  // 45: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
+	3,  // 46: upgate.agent.v1.Agent.Link:output_type -> upgate.agent.v1.Empty
+	15, // 47: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
+	17, // 48: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
+	18, // 49: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
+	20, // 50: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
+	35, // [35:51] is the sub-list for method output_type
+	19, // [19:35] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -2397,7 +2641,7 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
-	file_agent_proto_msgTypes[26].OneofWrappers = []any{
+	file_agent_proto_msgTypes[29].OneofWrappers = []any{
 		(*FileRequest_Open)(nil),
 		(*FileRequest_Read)(nil),
 		(*FileRequest_Write)(nil),
@@ -2407,8 +2651,10 @@ func file_agent_proto_init() {
 		(*FileRequest_SetTimes)(nil),
 		(*FileRequest_Chmod)(nil),
 		(*FileRequest_Close)(nil),
+		(*FileRequest_Unlink)(nil),
+		(*FileRequest_Move)(nil),
 	}
-	file_agent_proto_msgTypes[30].OneofWrappers = []any{
+	file_agent_proto_msgTypes[33].OneofWrappers = []any{
 		(*FileResponse_Opened)(nil),
 		(*FileResponse_Read)(nil),
 		(*FileResponse_Write)(nil),
@@ -2421,7 +2667,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,7 +1,11 @@
 // The protocol between the upgate gateway and the agent that runs inside a
 // container. Paths are slash-separated and relative to the agent's root
 // ("" or "." is the root itself); the agent refuses absolute paths, ".."
-// components, NUL bytes and control characters. Every call carries the
+// components, NUL bytes and control characters. Paths, names and link
+// targets are bytes, not strings: a name is any bytes but NUL and "/",
+// invalid UTF-8 included, as on the container's filesystem (bytes and
+// string share one wire encoding, so valid UTF-8 reads the same either
+// way). Every call carries the
 // agent token as "authorization: Bearer <token>" metadata, and may carry
 // "upgate-root: <dir>" (agentpb.ScopeMetadata): the call then may touch
 // only that directory, and links leaving it are refused.
@@ -38,6 +42,7 @@ const (
 	Agent_Chown_FullMethodName    = "/upgate.agent.v1.Agent/Chown"
 	Agent_Chtimes_FullMethodName  = "/upgate.agent.v1.Agent/Chtimes"
 	Agent_Symlink_FullMethodName  = "/upgate.agent.v1.Agent/Symlink"
+	Agent_Link_FullMethodName     = "/upgate.agent.v1.Agent/Link"
 	Agent_Readlink_FullMethodName = "/upgate.agent.v1.Agent/Readlink"
 	Agent_Hash_FullMethodName     = "/upgate.agent.v1.Agent/Hash"
 	Agent_StatFS_FullMethodName   = "/upgate.agent.v1.Agent/StatFS"
@@ -65,10 +70,15 @@ type AgentClient interface {
 	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*Empty, error)
 	Chmod(ctx context.Context, in *ChmodRequest, opts ...grpc.CallOption) (*Empty, error)
 	Chown(ctx context.Context, in *ChownRequest, opts ...grpc.CallOption) (*Empty, error)
-	// Chtimes on a path with an atomic upload in progress is applied to the
-	// upload after it commits (lftp sends MFMT before the transfer ends).
+	// Path calls act on what the path names on disk, never on an upload in
+	// progress (those are hidden until they commit): a gateway that wants a
+	// session to see its own uploads acts on the upload through its Open
+	// stream (SetTimesOp, ChmodOp, UnlinkOp, MoveOp).
 	Chtimes(ctx context.Context, in *ChtimesRequest, opts ...grpc.CallOption) (*Empty, error)
 	Symlink(ctx context.Context, in *SymlinkRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Link makes path a hard link to target (a path, not a link's
+	// content); both must lie in the call's root. Directories are refused.
+	Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*Empty, error)
 	Readlink(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*ReadlinkResponse, error)
 	// Hash computes a checksum of a file or a byte range on the agent.
 	Hash(ctx context.Context, in *HashRequest, opts ...grpc.CallOption) (*HashResponse, error)
@@ -207,6 +217,16 @@ func (c *agentClient) Symlink(ctx context.Context, in *SymlinkRequest, opts ...g
 	return out, nil
 }
 
+func (c *agentClient) Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Agent_Link_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *agentClient) Readlink(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*ReadlinkResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReadlinkResponse)
@@ -268,10 +288,15 @@ type AgentServer interface {
 	Rename(context.Context, *RenameRequest) (*Empty, error)
 	Chmod(context.Context, *ChmodRequest) (*Empty, error)
 	Chown(context.Context, *ChownRequest) (*Empty, error)
-	// Chtimes on a path with an atomic upload in progress is applied to the
-	// upload after it commits (lftp sends MFMT before the transfer ends).
+	// Path calls act on what the path names on disk, never on an upload in
+	// progress (those are hidden until they commit): a gateway that wants a
+	// session to see its own uploads acts on the upload through its Open
+	// stream (SetTimesOp, ChmodOp, UnlinkOp, MoveOp).
 	Chtimes(context.Context, *ChtimesRequest) (*Empty, error)
 	Symlink(context.Context, *SymlinkRequest) (*Empty, error)
+	// Link makes path a hard link to target (a path, not a link's
+	// content); both must lie in the call's root. Directories are refused.
+	Link(context.Context, *LinkRequest) (*Empty, error)
 	Readlink(context.Context, *PathRequest) (*ReadlinkResponse, error)
 	// Hash computes a checksum of a file or a byte range on the agent.
 	Hash(context.Context, *HashRequest) (*HashResponse, error)
@@ -320,6 +345,9 @@ func (UnimplementedAgentServer) Chtimes(context.Context, *ChtimesRequest) (*Empt
 }
 func (UnimplementedAgentServer) Symlink(context.Context, *SymlinkRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Symlink not implemented")
+}
+func (UnimplementedAgentServer) Link(context.Context, *LinkRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method Link not implemented")
 }
 func (UnimplementedAgentServer) Readlink(context.Context, *PathRequest) (*ReadlinkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Readlink not implemented")
@@ -534,6 +562,24 @@ func _Agent_Symlink_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_Link_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Link(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Link_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Link(ctx, req.(*LinkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Agent_Readlink_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PathRequest)
 	if err := dec(in); err != nil {
@@ -648,6 +694,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Symlink",
 			Handler:    _Agent_Symlink_Handler,
+		},
+		{
+			MethodName: "Link",
+			Handler:    _Agent_Link_Handler,
 		},
 		{
 			MethodName: "Readlink",
