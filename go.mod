@@ -43,3 +43,5 @@ require (
 )
 
 replace github.com/fclairamb/ftpserverlib => ./third_party/ftpserverlib
+
+replace github.com/pkg/sftp => ./third_party/sftp

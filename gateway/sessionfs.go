@@ -24,11 +24,12 @@ type sessionFs struct {
 }
 
 var (
-	_ afero.Lstater    = (*sessionFs)(nil)
-	_ afero.Linker     = (*sessionFs)(nil)
-	_ afero.LinkReader = (*sessionFs)(nil)
-	_ backend.Hasher   = (*sessionFs)(nil)
-	_ backend.StatFSer = (*sessionFs)(nil)
+	_ afero.Lstater      = (*sessionFs)(nil)
+	_ afero.Linker       = (*sessionFs)(nil)
+	_ afero.LinkReader   = (*sessionFs)(nil)
+	_ backend.Hasher     = (*sessionFs)(nil)
+	_ backend.StatFSer   = (*sessionFs)(nil)
+	_ backend.HardLinker = (*sessionFs)(nil)
 )
 
 func (s *sessionFs) Name() string { return "Session(" + s.Fs.Name() + ")" }
@@ -65,6 +66,10 @@ func (s *sessionFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 
 func (s *sessionFs) SymlinkIfPossible(oldname, newname string) error {
 	return backend.Symlink(s.Fs, oldname, newname)
+}
+
+func (s *sessionFs) Link(oldname, newname string) error {
+	return backend.Link(s.Fs, oldname, newname)
 }
 
 func (s *sessionFs) ReadlinkIfPossible(name string) (string, error) {

@@ -170,6 +170,9 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 		}
 		return nil, err
 	}
+	// The session's own view of its uploads in progress (backend.View):
+	// atomic for others, POSIX for itself.
+	fsys = backend.NewView(fsys)
 	if sess != nil {
 		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics}
 		g.metrics.Logins.WithLabelValues(sess.Protocol, "ok").Inc()

@@ -14,7 +14,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path"
 	"sort"
 	"syscall"
 	"time"
@@ -90,8 +89,9 @@ func (d *clientDriver) RemoveDir(name string) (err error) {
 
 // ReadDir lists a directory for LIST, NLST and MLSD: every entry, dotfiles
 // included, never "." or "..", sorted by name. A symbolic link is listed
-// as what it points to (FTP listings have no good way to show links;
-// vsftpd's "l" lines confuse IDE clients), or as the link if it dangles.
+// as a link, as vsftpd lists it (LIST `lrwxrwxrwx ... name -> target`,
+// MLSD `Type=OS.unix=symlink`): shown as what it points to, a link to a
+// directory made `lftp mirror -R --delete` delete through it.
 func (d *clientDriver) ReadDir(name string) (fis []os.FileInfo, err error) {
 	defer recovered(d.c, "list", &err)
 	dir, err := d.Fs.Open(name)
@@ -109,18 +109,13 @@ func (d *clientDriver) ReadDir(name string) (fis []os.FileInfo, err error) {
 		case ".", "..":
 			continue
 		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if target, err := d.Fs.Stat(path.Join(name, fi.Name())); err == nil {
-				fi = renamed{target, fi.Name()}
-			}
-		}
-		out = append(out, utcInfo{fi})
+		out = append(out, listInfo{fi})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 	return out, nil
 }
 
-// Stat implements afero.Fs with modification times in UTC (see utcInfo).
+// Stat implements afero.Fs with modification times in UTC (see listInfo).
 // A relative name is resolved against the working directory: ftpserverlib
 // passes absolute paths except in HASH/XMD5/XSHA*/XCRC, which stat the
 // client's argument as given (handleGenericHash) and so failed after a CWD.
@@ -129,25 +124,36 @@ func (d *clientDriver) Stat(name string) (os.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return utcInfo{fi}, nil
+	return listInfo{fi}, nil
 }
 
-// utcInfo is a FileInfo whose ModTime is in UTC. ftpserverlib formats LIST
-// and STAT dates in the FileInfo's location, the backend's times are in
-// time.Local, and clients (lftp's ftp:timezone, jlaffaye/ftp) read LIST
-// dates as GMT: on a gateway whose TZ is not UTC, --only-newer would
-// compare against shifted times.
-type utcInfo struct{ os.FileInfo }
+// listInfo is a FileInfo as FTP listings show it. Its ModTime is in UTC:
+// ftpserverlib formats LIST and STAT dates in the FileInfo's location, the
+// backend's times are in time.Local, and clients (lftp's ftp:timezone,
+// jlaffaye/ftp) read LIST dates as GMT, so on a gateway whose TZ is not
+// UTC --only-newer would compare against shifted times. It gives the
+// listing the link count, owner and link target the backend knows
+// (ftpserverlib.FileInfoStat and FileInfoLinkTarget).
+type listInfo struct{ os.FileInfo }
 
-func (u utcInfo) ModTime() time.Time { return u.FileInfo.ModTime().UTC() }
+var (
+	_ ftpserver.FileInfoStat       = listInfo{}
+	_ ftpserver.FileInfoLinkTarget = listInfo{}
+)
 
-// renamed is a FileInfo shown under another name.
-type renamed struct {
-	os.FileInfo
-	name string
+func (l listInfo) ModTime() time.Time { return l.FileInfo.ModTime().UTC() }
+
+func (l listInfo) stat() backend.Stat {
+	if st, ok := l.Sys().(*backend.Stat); ok {
+		return *st
+	}
+	return backend.Stat{Nlink: 1}
 }
 
-func (r renamed) Name() string { return r.name }
+func (l listInfo) Nlink() uint64      { return max(l.stat().Nlink, 1) }
+func (l listInfo) Uid() uint32        { return l.stat().Uid }
+func (l listInfo) Gid() uint32        { return l.stat().Gid }
+func (l listInfo) LinkTarget() string { return l.stat().LinkTarget }
 
 // ComputeHash answers HASH, XCRC, XMD5, XSHA1, XSHA256 and XSHA512 from
 // the agent, which reads the file where it lives.

@@ -2,7 +2,6 @@ package sftp
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"io"
 	"io/fs"
@@ -12,7 +11,6 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,20 +21,16 @@ import (
 	"github.com/upgate/upgate/gateway"
 )
 
-// handler serves pkg/sftp's request server over one user's filesystem.
-// It remembers which files this session holds open for writing, so that
-// an FSETSTAT (which pkg/sftp hands over as a path-based Setstat) of an
-// upload in progress applies to the upload: times after its commit, size
-// to its temp file.
+// handler serves pkg/sftp's request server over one user's filesystem,
+// a backend.View: the session's own uploads in progress are visible to it
+// there, so the handler needs no bookkeeping of its own. FSTAT and
+// FSETSTAT act on the open file itself (openFile implements the fork's
+// FileStater and FileSetStater), as fstat(2) and fchmod(2) would.
 type handler struct {
 	fs   afero.Fs
 	sess *gateway.Session
 	log  *slog.Logger
 	ctx  context.Context
-
-	// mu guards writing and openFile.renameTo.
-	mu      sync.Mutex
-	writing map[string]map[*openFile]struct{}
 }
 
 var (
@@ -50,7 +44,7 @@ var (
 )
 
 func newHandler(ctx context.Context, fsys afero.Fs, sess *gateway.Session) *handler {
-	return &handler{fs: fsys, sess: sess, log: sess.Logger(), ctx: ctx, writing: make(map[string]map[*openFile]struct{})}
+	return &handler{fs: fsys, sess: sess, log: sess.Logger(), ctx: ctx}
 }
 
 func (h *handler) handlers() sftp.Handlers {
@@ -102,12 +96,17 @@ func openFlags(r *sftp.Request, flag int) int {
 	if pf.Excl {
 		flag |= os.O_EXCL
 	}
-	// APPEND is not passed down: clients send offsets at the end anyway,
-	// and O_APPEND forbids the WriteAt that SFTP writes are.
+	if pf.Append {
+		// Every write lands at the end, whatever its offset, as OpenSSH
+		// does: the fork serves an APPEND handle's writes in arrival
+		// order, and openFile.WriteAt appends them.
+		flag |= os.O_APPEND
+	}
 	return flag
 }
 
-// Fileread opens a file for reading (SSH_FXP_OPEN with READ).
+// Fileread opens a file for reading (SSH_FXP_OPEN with READ, or no access
+// flag at all).
 func (h *handler) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	defer h.guard("open", &err)
 	h.sess.SetOp("read " + r.Filepath)
@@ -119,7 +118,7 @@ func (h *handler) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 		f.Close()
 		return nil, &fs.PathError{Op: "open", Path: r.Filepath, Err: syscall.EISDIR}
 	}
-	return h.track(r.Filepath, f, false), nil
+	return &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: r.Filepath}, nil
 }
 
 // Filewrite opens a file for writing (SSH_FXP_OPEN with WRITE).
@@ -136,64 +135,35 @@ func (h *handler) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error)
 
 func (h *handler) openWrite(r *sftp.Request, flag int) (*openFile, error) {
 	h.sess.SetOp("write " + r.Filepath)
-	f, err := h.fs.OpenFile(r.Filepath, openFlags(r, flag), openPerm(r))
+	flag = openFlags(r, flag)
+	f, err := h.fs.OpenFile(r.Filepath, flag, openPerm(r))
 	if err != nil {
 		return nil, status(err)
 	}
-	of := h.track(r.Filepath, f, true)
-	if r.Pflags().Append {
-		// APPEND: OpenSSH's reput sends offsets from the end of the file,
-		// curl -a and pkg/sftp from 0. Offsets below the size at open are
-		// taken as relative to it, so both land at the end, and the
-		// writes keep their order however pkg/sftp's workers run them.
-		fi, err := f.Stat()
-		if err != nil {
-			of.Close()
-			return nil, status(err)
-		}
-		of.appendBase = fi.Size()
-	}
-	return of, nil
+	return &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: r.Filepath, write: true, append: flag&os.O_APPEND != 0}, nil
 }
 
-// openPerm is the mode an OPEN asks a new file to get, 0644 when it names
-// none. For OPEN, pkg/sftp puts the open flags in r.Flags and the attributes
-// without their flags word in r.Attrs, so r.AttrFlags and r.Attributes
-// would read the open flags as attribute flags (SSH_FXF_APPEND is the
-// permissions bit: Attributes then returns nil). Exactly 4 bytes of
-// attributes can only be permissions alone, which is what OpenSSH's sftp
-// and libssh2 send.
+// openPerm is the mode an OPEN asks a new file to get: its permissions
+// attribute, 0644 when it names none (OpenSSH's sftp-server: 0666 less
+// its umask). Setuid and setgid are never given.
 func openPerm(r *sftp.Request) os.FileMode {
-	if len(r.Attrs) == 4 {
-		if perm := os.FileMode(binary.BigEndian.Uint32(r.Attrs)).Perm(); perm != 0 {
-			return perm
+	if r.AttrFlags().Permissions {
+		if a := r.Attributes(); a != nil {
+			return a.FileMode().Perm()
 		}
 	}
 	return 0o644
 }
 
-func (h *handler) track(name string, f afero.File, write bool) *openFile {
-	of := &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: name, write: write}
-	if write {
-		h.mu.Lock()
-		if h.writing[name] == nil {
-			h.writing[name] = make(map[*openFile]struct{})
-		}
-		h.writing[name][of] = struct{}{}
-		h.mu.Unlock()
+// mode is what a SETSTAT's or MKDIR's permissions may set: permissions
+// and the sticky bit. Setuid and setgid are dropped (logged): the agent
+// refuses them, and a client that preserves modes (rsync -a, cp -a of a
+// setgid directory) must not fail over them.
+func (h *handler) mode(name string, m os.FileMode) os.FileMode {
+	if m&(os.ModeSetuid|os.ModeSetgid) != 0 {
+		h.log.Info("setuid/setgid bits dropped", "path", name, "mode", m.String())
 	}
-	return of
-}
-
-// openWriters returns this session's files open for writing at name.
-func (h *handler) openWriters(name string) []*openFile {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	out := make([]*openFile, 0, len(h.writing[name]))
-	for f := range h.writing[name] {
-		out = append(out, f)
-	}
-	return out
+	return m & (os.ModePerm | os.ModeSticky)
 }
 
 // Filecmd handles Setstat, Rename, Rmdir, Mkdir, Link, Symlink, Remove.
@@ -205,9 +175,10 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 	case "Setstat":
 		return status(h.setstat(r))
 	case "Rename":
-		// Replaces an existing target, as WinSCP's .filepart and
-		// PhpStorm's "temporary file" uploads need.
-		return status(h.rename(r.Filepath, r.Target))
+		// Replaces an existing target, as posix-rename does (OpenSSH's
+		// plain RENAME refuses instead): WinSCP's .filepart and
+		// PhpStorm's "temporary file" uploads rename over the file.
+		return status(h.fs.Rename(r.Filepath, r.Target))
 	case "Rmdir":
 		fi, err := backend.Lstat(h.fs, r.Filepath)
 		if err != nil {
@@ -229,14 +200,24 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 	case "Mkdir":
 		perm := os.FileMode(0o755)
 		if r.AttrFlags().Permissions {
-			perm = r.Attributes().FileMode().Perm()
+			if a := r.Attributes(); a != nil {
+				perm = h.mode(r.Filepath, a.FileMode())
+			}
 		}
-		return status(h.fs.Mkdir(r.Filepath, perm))
+		if err := h.fs.Mkdir(r.Filepath, perm.Perm()); err != nil {
+			return status(err)
+		}
+		if perm&os.ModeSticky != 0 {
+			return status(h.fs.Chmod(r.Filepath, perm))
+		}
+		return nil
 	case "Symlink":
 		// pkg/sftp: Filepath is the link's target, Target the link.
 		return status(backend.Symlink(h.fs, r.Filepath, r.Target))
 	case "Link":
-		return sftp.ErrSSHFxOpUnsupported // hard links: not offered by agents
+		// hardlink@openssh.com: Filepath is the existing file, Target
+		// the new name.
+		return status(backend.Link(h.fs, r.Filepath, r.Target))
 	}
 	return sftp.ErrSSHFxOpUnsupported
 }
@@ -244,68 +225,36 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 // PosixRename is posix-rename@openssh.com: an atomic replace.
 func (h *handler) PosixRename(r *sftp.Request) (err error) {
 	defer h.guard("rename", &err)
-	return status(h.rename(r.Filepath, r.Target))
+	return status(h.fs.Rename(r.Filepath, r.Target))
 }
 
-// rename renames from to to. A file this session still has open for
-// writing is renamed when it is closed: an upload only gets its name at
-// its commit, and the VS Code SFTP extension (useTempFile) renames
-// target.new onto target before it closes the handle.
-func (h *handler) rename(from, to string) error {
-	h.mu.Lock()
-	if open := h.writing[from]; len(open) > 0 {
-		for f := range open {
-			f.renameTo = to
-		}
-		h.mu.Unlock()
-		return nil
-	}
-	h.mu.Unlock()
-	return h.fs.Rename(from, to)
-}
-
-// setstat applies SETSTAT/FSETSTAT: size, permissions, times. uid/gid are
+// setstat applies a path's SETSTAT: size, permissions, times. uid/gid are
 // ignored: the agent writes as the container's user.
 func (h *handler) setstat(r *sftp.Request) error {
 	flags, attrs := r.AttrFlags(), r.Attributes()
-	open := h.openWriters(r.Filepath)
+	if attrs == nil {
+		return &fs.PathError{Op: "setstat", Path: r.Filepath, Err: syscall.EINVAL}
+	}
 	if flags.Size {
-		if len(open) > 0 {
-			for _, f := range open {
-				if err := f.Truncate(int64(attrs.Size)); err != nil {
-					return err
-				}
-			}
-		} else if err := h.truncate(r.Filepath, int64(attrs.Size)); err != nil {
+		if err := h.truncate(r.Filepath, int64(attrs.Size)); err != nil {
 			return err
 		}
 	}
 	if flags.Permissions {
-		if err := h.fs.Chmod(r.Filepath, attrs.FileMode().Perm()); err != nil {
+		if err := h.fs.Chmod(r.Filepath, h.mode(r.Filepath, attrs.FileMode())); err != nil {
 			return err
 		}
 	}
 	if flags.Acmodtime {
-		atime, mtime := time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)
-		if len(open) > 0 {
-			// Applied when the upload is closed, after its commit.
-			for _, f := range open {
-				ts, ok := f.File.(backend.TimesSetter)
-				if !ok {
-					return h.fs.Chtimes(r.Filepath, atime, mtime)
-				}
-				if err := ts.SetTimes(atime, mtime); err != nil {
-					return err
-				}
-			}
-		} else if err := h.fs.Chtimes(r.Filepath, atime, mtime); err != nil {
+		if err := h.fs.Chtimes(r.Filepath, time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// truncate changes a closed file's size in place.
+// truncate changes a file's size in place (an upload in progress of this
+// session's included: the view opens its data).
 func (h *handler) truncate(name string, size int64) error {
 	f, err := h.fs.OpenFile(name, os.O_WRONLY, 0)
 	if err != nil {
@@ -348,13 +297,16 @@ func (h *handler) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 			return nil, status(err)
 		}
 		sort.Slice(fis, func(i, j int) bool { return fis[i].Name() < fis[j].Name() })
+		for i, fi := range fis {
+			fis[i] = statInfo(fi)
+		}
 		return listerAt(fis), nil
 	case "Stat":
 		fi, err := h.fs.Stat(r.Filepath)
 		if err != nil {
 			return nil, status(err)
 		}
-		return listerAt{fi}, nil
+		return listerAt{statInfo(fi)}, nil
 	}
 	return nil, sftp.ErrSSHFxOpUnsupported
 }
@@ -366,7 +318,7 @@ func (h *handler) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	if err != nil {
 		return nil, status(err)
 	}
-	return listerAt{fi}, nil
+	return listerAt{statInfo(fi)}, nil
 }
 
 // RealPath resolves a path against "/" without following links: every
@@ -394,50 +346,108 @@ func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 	return n, nil
 }
 
-// openFile is a file pkg/sftp reads or writes with ReadAt/WriteAt from up
-// to eight workers at once (the backend file is safe for that). Close
-// commits; TransferError (the connection dropped) makes Close abort.
-type openFile struct {
-	backend.FileWrapper
-	h          *handler
-	name       string
-	write      bool
-	appendBase int64  // size at open for APPEND opens, else 0
-	renameTo   string // a rename of the file while open, done after Close
-	aborted    atomic.Bool
-	closed     sync.Once
+// stated is a FileInfo whose Sys is a stat(2) result, from which pkg/sftp
+// sends the owner, the link count (in a listing's long name) and the atime.
+type stated struct {
+	os.FileInfo
+	st syscall.Stat_t
 }
 
-// WriteAt places an APPEND open's writes after the file's end.
-func (f *openFile) WriteAt(p []byte, off int64) (int, error) {
-	if off < f.appendBase {
-		off += f.appendBase
+func (s *stated) Sys() any { return &s.st }
+
+// statInfo gives fi the stat(2) fields a backend FileInfo carries.
+func statInfo(fi os.FileInfo) os.FileInfo {
+	bs, ok := fi.Sys().(*backend.Stat)
+	if !ok {
+		return fi
+	}
+	s := &stated{FileInfo: fi}
+	s.st.Uid, s.st.Gid, s.st.Nlink = bs.Uid, bs.Gid, bs.Nlink
+	atime := bs.Atime
+	if atime.IsZero() {
+		atime = fi.ModTime()
+	}
+	s.st.Atim = syscall.NsecToTimespec(atime.UnixNano())
+	return s
+}
+
+// openFile is a file pkg/sftp reads or writes with ReadAt/WriteAt from up
+// to eight workers at once (the backend file is safe for that), or, on an
+// APPEND handle, one write after the other in arrival order. Close commits;
+// TransferError (the connection dropped) makes Close abort. FSTAT and
+// FSETSTAT on its handle act on it (Stat, SetStat).
+type openFile struct {
+	backend.FileWrapper
+	h      *handler
+	name   string
+	write  bool
+	append bool
+	closed sync.Once
+}
+
+var (
+	_ sftp.FileStater    = (*openFile)(nil)
+	_ sftp.FileSetStater = (*openFile)(nil)
+)
+
+// WriteAt writes at off; on an APPEND handle, at the end of the file
+// whatever off says (see openFlags).
+func (f *openFile) WriteAt(p []byte, off int64) (n int, err error) {
+	defer f.h.guard("write", &err)
+	if f.append {
+		return f.File.Write(p)
 	}
 	return f.File.WriteAt(p, off)
 }
 
-func (f *openFile) TransferError(err error) {
-	f.aborted.Store(true)
-	f.FileWrapper.TransferError(err)
+// ReadAt reads at off.
+func (f *openFile) ReadAt(p []byte, off int64) (n int, err error) {
+	defer f.h.guard("read", &err)
+	return f.File.ReadAt(p, off)
 }
 
-func (f *openFile) Close() error {
-	var err error
+// Stat answers FSTAT from the open file: an upload in progress, or the
+// file it opened whatever its path names now.
+func (f *openFile) Stat() (_ os.FileInfo, err error) {
+	defer f.h.guard("fstat", &err)
+	fi, err := f.File.Stat()
+	if err != nil {
+		return nil, status(err)
+	}
+	return statInfo(fi), nil
+}
+
+// SetStat answers FSETSTAT on the open file: size (ftruncate),
+// permissions (fchmod) and times (futimens; on an upload, applied again
+// after its commit).
+func (f *openFile) SetStat(r *sftp.Request) (err error) {
+	defer f.h.guard("fsetstat", &err)
+	flags, attrs := r.AttrFlags(), r.Attributes()
+	if attrs == nil {
+		return &fs.PathError{Op: "fsetstat", Path: f.name, Err: syscall.EINVAL}
+	}
+	if flags.Size {
+		if err := f.File.Truncate(int64(attrs.Size)); err != nil {
+			return status(err)
+		}
+	}
+	if flags.Permissions {
+		if err := f.Chmod(f.h.mode(f.name, attrs.FileMode())); err != nil {
+			return status(err)
+		}
+	}
+	if flags.Acmodtime {
+		if err := f.SetTimes(time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)); err != nil {
+			return status(err)
+		}
+	}
+	return nil
+}
+
+func (f *openFile) Close() (err error) {
+	defer f.h.guard("close", &err)
 	f.closed.Do(func() {
-		var renameTo string
-		if f.write {
-			f.h.mu.Lock()
-			delete(f.h.writing[f.name], f)
-			if len(f.h.writing[f.name]) == 0 {
-				delete(f.h.writing, f.name)
-			}
-			renameTo = f.renameTo
-			f.h.mu.Unlock()
-		}
 		err = f.File.Close()
-		if err == nil && renameTo != "" && !f.aborted.Load() {
-			err = f.h.fs.Rename(f.name, renameTo)
-		}
 		f.h.sess.SetOp("idle")
 	})
 	return status(err)

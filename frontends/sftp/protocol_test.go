@@ -1027,15 +1027,42 @@ func TestSFTPSemantics(t *testing.T) {
 		t.Logf("statvfs: total %d MiB, free %d MiB", st.TotalSpace()>>20, st.FreeSpace()>>20)
 	})
 
-	t.Run("hard link refused", func(t *testing.T) {
+	t.Run("hardlink@openssh.com", func(t *testing.T) {
 		mustWrite(t, disk("hl-src"), []byte("x"))
-		var err error
-		within(t, 15*time.Second, "hardlink", func() { err = c.Link("/hl-src", "/hl-dst") })
-		if err == nil {
-			t.Error("hard link created")
+		within(t, 15*time.Second, "hardlink", func() {
+			if err := c.Link("/hl-src", "/hl-dst"); err != nil {
+				t.Fatalf("hardlink: %v", err)
+			}
+		})
+		src, err1 := os.Stat(disk("hl-src"))
+		dst, err2 := os.Stat(disk("hl-dst"))
+		if err1 != nil || err2 != nil || !os.SameFile(src, dst) {
+			t.Fatalf("hl-dst is not a hard link of hl-src: %v %v", err1, err2)
 		}
-		if _, err := os.Lstat(disk("hl-dst")); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("hl-dst exists: %v", err)
+		if st := dst.Sys().(*syscall.Stat_t); st.Nlink != 2 {
+			t.Errorf("link count %d, want 2", st.Nlink)
+		}
+		// Onto an existing name, of a directory, and out of the user's
+		// root: refused, nothing made.
+		within(t, 15*time.Second, "hardlink refusals", func() {
+			if err := c.Link("/hl-src", "/hl-dst"); err == nil {
+				t.Error("hard link over an existing name succeeded")
+			}
+			if err := c.Mkdir("/hl-dir"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Link("/hl-dir", "/hl-dir2"); err == nil {
+				t.Error("hard link of a directory succeeded")
+			}
+			if err := c.Link("/../bob/secret", "/stolen"); err == nil {
+				t.Error("hard link from outside the root succeeded")
+			}
+		})
+		if _, err := os.Lstat(disk("hl-dir2")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("hl-dir2 exists: %v", err)
+		}
+		if _, err := os.Lstat(disk("stolen")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("stolen exists: %v", err)
 		}
 	})
 

@@ -1,0 +1,611 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/afero"
+)
+
+// View is one session's view of a filesystem whose uploads are atomic:
+// atomic for others, POSIX for oneself. While a file is being uploaded the
+// container and every other session see the old file (or none) until the
+// upload commits; the session that writes sees its own work as on any
+// POSIX filesystem, which sshfs, rsync, git and editors depend on:
+//
+//   - Stat, Lstat and listings answer from the open upload: its current
+//     size, mode and times, and its name in its directory;
+//   - opening the path reads what was written so far, or writes into it in
+//     place (Upload.Reopen); a truncating open starts a new upload that
+//     supersedes the older one, which is discarded;
+//   - Remove discards the upload (Upload.Unlink) and removes the old file:
+//     the late Close brings nothing back;
+//   - Rename gives the upload its new name (Upload.Move) and removes the
+//     old file; renaming a directory carries the uploads inside it; a
+//     rename onto a path being uploaded discards that upload;
+//   - Chtimes and Chmod apply to the open file at once (and times again
+//     when it closes, after the commit: writes still in flight must not
+//     leave a later mtime).
+//
+// Files open for writing in place (appends, writes into an existing file)
+// need no such care on disk, but the gateway holds their writes back to
+// coalesce them: a path operation on them first waits until their writes
+// have landed, so that it sees them.
+//
+// An upload that is superseded, removed or renamed over is discarded at
+// once, never committed later: an abandoned handle cannot capture the
+// path operations meant for the committed file, nor bring back stale data
+// when it is finally closed (rclone's FsPutError).
+//
+// View needs its filesystem's files to implement Upload; files that do not
+// are treated as written in place. It is safe for concurrent use.
+// Gateways give every login its own View; it is the only place that
+// knows a session's open files by path.
+type View struct {
+	afero.Fs
+
+	// mu guards open: the files this session has open for writing, by
+	// clean path, oldest first. It is never held during I/O.
+	mu   sync.Mutex
+	open map[string][]*viewFile
+}
+
+// NewView returns a session's view of fsys.
+func NewView(fsys afero.Fs) *View {
+	return &View{Fs: fsys, open: make(map[string][]*viewFile)}
+}
+
+var (
+	_ afero.Fs         = (*View)(nil)
+	_ afero.Lstater    = (*View)(nil)
+	_ afero.Linker     = (*View)(nil)
+	_ afero.LinkReader = (*View)(nil)
+	_ Hasher           = (*View)(nil)
+	_ StatFSer         = (*View)(nil)
+	_ HardLinker       = (*View)(nil)
+)
+
+// Name implements afero.Fs.
+func (v *View) Name() string { return "View(" + v.Fs.Name() + ")" }
+
+// writers returns the files open for writing at p, oldest first.
+func (v *View) writers(p string) []*viewFile {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]*viewFile(nil), v.open[p]...)
+}
+
+// upload returns the upload in progress at p, if any: the newest pending
+// writer (there is at most one that is not discarded).
+func (v *View) upload(p string) *viewFile {
+	ws := v.writers(p)
+	for i := len(ws) - 1; i >= 0; i-- {
+		if ws[i].Pending() {
+			return ws[i]
+		}
+	}
+	return nil
+}
+
+// withUpload runs fn on the upload in progress at p, or fallback when there
+// is none. An upload that is closing (committing) when fn reaches it is
+// waited for, and then fallback acts on the committed file: lftp's MFMT
+// races the close of the upload it follows.
+func (v *View) withUpload(p string, fn func(u *viewFile) error, fallback func() error) error {
+	u := v.upload(p)
+	if u == nil {
+		return fallback()
+	}
+	err := fn(u)
+	if errors.Is(err, os.ErrClosed) {
+		<-u.closed
+		return fallback()
+	}
+	return err
+}
+
+// settle waits until the writes of p's in-place writers have landed, so
+// that a path operation sees them. A Stat of the open file is the
+// barrier: the agent answers it after the writes sent before it.
+func (v *View) settle(p string) {
+	for _, w := range v.writers(p) {
+		if !w.Pending() {
+			_, _ = w.File.Stat()
+		}
+	}
+}
+
+// settleDir settles every writer directly inside dir.
+func (v *View) settleDir(dir string) {
+	v.mu.Lock()
+	var ws []*viewFile
+	for p, fs := range v.open {
+		if path.Dir(p) == dir {
+			ws = append(ws, fs...)
+		}
+	}
+	v.mu.Unlock()
+	for _, w := range ws {
+		if !w.Pending() {
+			_, _ = w.File.Stat()
+		}
+	}
+}
+
+func (v *View) track(f *viewFile) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.open[f.path] = append(v.open[f.path], f)
+}
+
+// untrack forgets f. v.mu is held.
+func (v *View) untrackLocked(f *viewFile) {
+	ws := v.open[f.path]
+	for i, w := range ws {
+		if w == f {
+			ws = append(ws[:i:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(v.open, f.path)
+	} else {
+		v.open[f.path] = ws
+	}
+}
+
+func (v *View) untrack(f *viewFile) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.untrackLocked(f)
+}
+
+// discard unlinks the uploads at p and forgets every writer there: p now
+// names something else (or nothing), and those files keep writing into
+// what p used to be.
+func (v *View) discard(p string) error {
+	v.mu.Lock()
+	ws := v.open[p]
+	delete(v.open, p)
+	v.mu.Unlock()
+	var first error
+	for _, w := range ws {
+		if w.Pending() {
+			if err := w.Unlink(); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+// discardUnder does discard for p and every path below it.
+func (v *View) discardUnder(p string) error {
+	var first error
+	for _, q := range v.pathsUnder(p) {
+		if err := v.discard(q); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// pathsUnder lists the tracked paths that are p or below it.
+func (v *View) pathsUnder(p string) []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []string
+	for q := range v.open {
+		if q == p || strings.HasPrefix(q, p+"/") || p == "/" {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// rekey moves the writers tracked at or below from to the same place
+// below to (a rename), and returns the uploads among them that moved
+// from below from (their names must follow, see Rename).
+func (v *View) rekey(from, to string) (inside []*viewFile) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	moved := map[string][]*viewFile{}
+	for q, ws := range v.open {
+		var nq string
+		switch {
+		case q == from:
+			nq = to
+		case strings.HasPrefix(q, from+"/"):
+			nq = path.Join(to, strings.TrimPrefix(q, from+"/"))
+			inside = append(inside, ws...)
+		default:
+			continue
+		}
+		delete(v.open, q)
+		for _, w := range ws {
+			w.path = nq
+		}
+		moved[nq] = append(moved[nq], ws...)
+	}
+	for q, ws := range moved {
+		v.open[q] = append(v.open[q], ws...)
+	}
+	return inside
+}
+
+// Create implements afero.Fs.
+func (v *View) Create(name string) (afero.File, error) {
+	return v.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o666)
+}
+
+// Open implements afero.Fs.
+func (v *View) Open(name string) (afero.File, error) { return v.OpenFile(name, os.O_RDONLY, 0) }
+
+// OpenFile implements afero.Fs. A path with an upload in progress opens
+// that upload's data, unless the open truncates: then it starts a new
+// upload that supersedes the old one.
+func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
+	p := userPath(name)
+	write := flag&(os.O_WRONLY|os.O_RDWR) != 0
+	if u := v.upload(p); u != nil {
+		switch {
+		case flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL:
+			return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EEXIST}
+		case write && flag&os.O_TRUNC != 0:
+			// A new upload; the older one is discarded once the new one
+			// is open (so that a failed open leaves it).
+		default:
+			f, err := u.Reopen(flag)
+			if err != nil {
+				return nil, err
+			}
+			return v.wrap(p, f, write), nil
+		}
+	} else {
+		v.settle(p)
+	}
+	f, err := v.Fs.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := f.(interface{ IsDir() bool }); ok && d.IsDir() {
+		return &viewDir{FileWrapper: FileWrapper{f}, v: v, dir: p}, nil
+	}
+	if u, ok := f.(Upload); ok && write && u.Pending() {
+		// A new upload supersedes the session's older ones at p.
+		if err := v.discard(p); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return v.wrap(p, f, write), nil
+}
+
+// wrap tracks a file open for writing; files open for reading need no
+// tracking.
+func (v *View) wrap(p string, f afero.File, write bool) afero.File {
+	if !write {
+		return f
+	}
+	vf := &viewFile{FileWrapper: FileWrapper{f}, v: v, path: p, closed: make(chan struct{})}
+	v.track(vf)
+	return vf
+}
+
+// Stat implements afero.Fs: an upload in progress answers for its path.
+func (v *View) Stat(name string) (fi os.FileInfo, err error) {
+	p := userPath(name)
+	err = v.withUpload(p, func(u *viewFile) error {
+		fi, err = u.info()
+		return err
+	}, func() error {
+		v.settle(p)
+		fi, err = v.Fs.Stat(name)
+		return err
+	})
+	return fi, err
+}
+
+// LstatIfPossible implements afero.Lstater.
+func (v *View) LstatIfPossible(name string) (fi os.FileInfo, ok bool, err error) {
+	p := userPath(name)
+	_, ok = v.Fs.(afero.Lstater)
+	err = v.withUpload(p, func(u *viewFile) error {
+		fi, err = u.info()
+		return err
+	}, func() error {
+		v.settle(p)
+		fi, err = Lstat(v.Fs, name)
+		return err
+	})
+	return fi, ok, err
+}
+
+// Remove implements afero.Fs. Removing a path with an upload in progress
+// discards the upload and removes the old file, if there is one.
+func (v *View) Remove(name string) error {
+	p := userPath(name)
+	had := v.upload(p) != nil
+	if err := v.discard(p); err != nil {
+		return err
+	}
+	err := v.Fs.Remove(name)
+	if had && errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// RemoveAll implements afero.Fs.
+func (v *View) RemoveAll(name string) error {
+	if err := v.discardUnder(userPath(name)); err != nil {
+		return err
+	}
+	return v.Fs.RemoveAll(name)
+}
+
+// Rename implements afero.Fs. A file with an upload in progress takes its
+// new name now and commits under it; the old file at its old name, which
+// this session no longer sees, is removed.
+func (v *View) Rename(oldname, newname string) error {
+	op, np := userPath(oldname), userPath(newname)
+	if op == np {
+		return v.Fs.Rename(oldname, newname)
+	}
+	if u := v.upload(op); u != nil {
+		if err := u.Move(np); err != nil {
+			return err
+		}
+		// What stood at the old name was replaced by the upload in this
+		// session's view; the rename takes it away.
+		if err := v.Fs.Remove(oldname); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	} else {
+		v.settle(op)
+		if err := v.Fs.Rename(oldname, newname); err != nil {
+			return err
+		}
+	}
+	if err := v.discard(np); err != nil {
+		return err
+	}
+	// Uploads below a renamed directory moved with it on disk; their
+	// files learn their new names (a Move to where they already are).
+	for _, w := range v.rekey(op, np) {
+		if w.Pending() {
+			if err := w.Move(w.path); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Chtimes implements afero.Fs. On a file open for writing the times apply
+// at once and again at its close.
+func (v *View) Chtimes(name string, atime, mtime time.Time) error {
+	p := userPath(name)
+	return v.withUpload(p, func(u *viewFile) error {
+		return u.SetTimes(atime, mtime)
+	}, func() error {
+		set := false
+		for _, w := range v.writers(p) {
+			switch err := w.SetTimes(atime, mtime); {
+			case err == nil:
+				set = true
+			case !errors.Is(err, errors.ErrUnsupported) && !errors.Is(err, os.ErrClosed):
+				return err
+			}
+		}
+		if set {
+			return nil
+		}
+		return v.Fs.Chtimes(name, atime, mtime)
+	})
+}
+
+// Chmod implements afero.Fs. An upload in progress takes the mode itself;
+// the old file keeps its own until the upload replaces it.
+func (v *View) Chmod(name string, mode os.FileMode) error {
+	return v.withUpload(userPath(name), func(u *viewFile) error {
+		return u.Chmod(mode)
+	}, func() error {
+		return v.Fs.Chmod(name, mode)
+	})
+}
+
+// Mkdir implements afero.Fs.
+func (v *View) Mkdir(name string, perm os.FileMode) error {
+	if p := userPath(name); v.upload(p) != nil {
+		return &fs.PathError{Op: "mkdir", Path: p, Err: syscall.EEXIST}
+	}
+	return v.Fs.Mkdir(name, perm)
+}
+
+// SymlinkIfPossible implements afero.Linker.
+func (v *View) SymlinkIfPossible(oldname, newname string) error {
+	if p := userPath(newname); v.upload(p) != nil {
+		return &os.LinkError{Op: "symlink", Old: oldname, New: p, Err: syscall.EEXIST}
+	}
+	return Symlink(v.Fs, oldname, newname)
+}
+
+// Link implements HardLinker. An upload in progress has no name on disk
+// yet to link to: linking it is refused as busy (git, which links its
+// object files into place, falls back to a rename); linking onto one is
+// EEXIST.
+func (v *View) Link(oldname, newname string) error {
+	op, np := userPath(oldname), userPath(newname)
+	if v.upload(op) != nil {
+		return &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.EBUSY}
+	}
+	if v.upload(np) != nil {
+		return &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.EEXIST}
+	}
+	v.settle(op)
+	return Link(v.Fs, oldname, newname)
+}
+
+// ReadlinkIfPossible implements afero.LinkReader.
+func (v *View) ReadlinkIfPossible(name string) (string, error) {
+	if p := userPath(name); v.upload(p) != nil {
+		return "", &fs.PathError{Op: "readlink", Path: p, Err: syscall.EINVAL}
+	}
+	return Readlink(v.Fs, name)
+}
+
+// Hash implements Hasher. The agent hashes what a path names on disk, so
+// a path with an upload in progress (the old file there is not what this
+// session sees) is refused as busy.
+func (v *View) Hash(ctx context.Context, name string, algo HashAlgorithm, offset, length int64) ([]byte, error) {
+	p := userPath(name)
+	if v.upload(p) != nil {
+		return nil, &fs.PathError{Op: "hash", Path: p, Err: syscall.EBUSY}
+	}
+	v.settle(p)
+	return Hash(ctx, v.Fs, name, algo, offset, length)
+}
+
+// StatFS implements StatFSer.
+func (v *View) StatFS(ctx context.Context, name string) (FSStats, error) {
+	return StatFS(ctx, v.Fs, name)
+}
+
+// viewFile is a file this session has open for writing.
+type viewFile struct {
+	FileWrapper
+	v      *View
+	path   string // guarded by v.mu
+	once   sync.Once
+	closed chan struct{} // closed once Close has returned
+}
+
+// info is the open upload's state under its current name.
+func (f *viewFile) info() (os.FileInfo, error) {
+	fi, err := f.File.Stat()
+	if err != nil {
+		return nil, err
+	}
+	f.v.mu.Lock()
+	name := path.Base(f.path)
+	f.v.mu.Unlock()
+	return renamedInfo{fi, name}, nil
+}
+
+// ReadFrom passes an io.Copy into the file on (see backend.ReadFrom).
+func (f *viewFile) ReadFrom(r io.Reader) (int64, error) { return ReadFrom(f.File, r) }
+
+// Close forgets the file, then closes (commits) it.
+func (f *viewFile) Close() error {
+	first := false
+	f.once.Do(func() {
+		f.v.untrack(f)
+		first = true
+	})
+	err := f.File.Close()
+	if first {
+		close(f.closed)
+	}
+	return err
+}
+
+// viewDir is an open directory whose listing shows this session's uploads
+// in progress in it.
+type viewDir struct {
+	FileWrapper
+	v     *View
+	dir   string
+	seen  map[string]bool // uploads' names already listed
+	extra []os.FileInfo   // uploads not yet listed, once the inner listing ended
+	done  bool            // the inner listing has ended
+}
+
+// Readdir implements afero.File: the inner listing, page by page, with
+// each upload in progress in this directory in place of the entry of its
+// name, or after the last entry.
+func (d *viewDir) Readdir(count int) ([]os.FileInfo, error) {
+	if d.seen == nil {
+		d.seen = map[string]bool{}
+		d.v.settleDir(d.dir)
+	}
+	var fis []os.FileInfo
+	if !d.done {
+		var err error
+		fis, err = d.FileWrapper.Readdir(count)
+		ups := d.uploads()
+		for i, fi := range fis {
+			if u, ok := ups[fi.Name()]; ok {
+				if ufi, err := u.info(); err == nil {
+					fis[i] = ufi
+					d.seen[fi.Name()] = true
+				}
+			}
+		}
+		switch {
+		case err != nil && !errors.Is(err, io.EOF):
+			return fis, err
+		case count > 0 && err == nil && len(fis) == count:
+			return fis, nil // more may follow
+		}
+		d.done = true
+		for name, u := range ups {
+			if d.seen[name] {
+				continue
+			}
+			if ufi, err := u.info(); err == nil {
+				d.extra = append(d.extra, ufi)
+			}
+		}
+	}
+	if count <= 0 {
+		fis = append(fis, d.extra...)
+		d.extra = nil
+		return fis, nil
+	}
+	n := min(count-len(fis), len(d.extra))
+	fis = append(fis, d.extra[:n]...)
+	d.extra = d.extra[n:]
+	if len(fis) == 0 {
+		return nil, io.EOF
+	}
+	return fis, nil
+}
+
+// uploads maps the names of this session's uploads in progress directly
+// inside the directory to their files.
+func (d *viewDir) uploads() map[string]*viewFile {
+	d.v.mu.Lock()
+	paths := make([]string, 0)
+	for p := range d.v.open {
+		if path.Dir(p) == d.dir && p != d.dir {
+			paths = append(paths, p)
+		}
+	}
+	d.v.mu.Unlock()
+	out := map[string]*viewFile{}
+	for _, p := range paths {
+		if u := d.v.upload(p); u != nil {
+			out[path.Base(p)] = u
+		}
+	}
+	return out
+}
+
+// Readdirnames implements afero.File.
+func (d *viewDir) Readdirnames(n int) ([]string, error) {
+	fis, err := d.Readdir(n)
+	names := make([]string, len(fis))
+	for i, fi := range fis {
+		names[i] = fi.Name()
+	}
+	return names, err
+}
