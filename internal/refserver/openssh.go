@@ -20,10 +20,10 @@ const (
 
 // OpenSSH is a running sshd whose sftp subsystem is Debian's sftp-server.
 type OpenSSH struct {
-	Addr     string      // 127.0.0.1:port
-	User     string      // the throwaway user's login name
-	Password string      // its password (password authentication is on)
-	Signer   ssh.Signer  // its key (in the server's AuthorizedKeysFile)
+	Addr     string     // 127.0.0.1:port
+	User     string     // the throwaway user's login name
+	Password string     // its password (password authentication is on)
+	Signer   ssh.Signer // its key (in the server's AuthorizedKeysFile)
 	HostKey  ssh.PublicKey
 	UID, GID int
 	// Dir is the user's home directory, where sftp-server starts: SFTP
