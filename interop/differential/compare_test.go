@@ -66,23 +66,23 @@ var deliberateDiffs = []deliberate{
 
 	// SFTP: another session during an upload.
 	{proto: "sftp", step: "B: lstat /up while A uploads it", upgate: "NO_SUCH_FILE", why: whyAtomic},
-	{proto: "sftp", step: "B: readdir / while A uploads /up", upgate: "", why: whyAtomic},
-	{proto: "sftp", step: "B: read /d/f1 while A rewrites it", upgate: "", why: whyAtomic},
-	{proto: "sftp", step: "B: stat /d/f1 while A rewrites it", upgate: "", why: whyAtomic},
+	{proto: "sftp", step: "B: readdir / while A uploads /up", upgate: "up not listed", why: whyAtomic},
+	{proto: "sftp", step: "B: read /d/f1 while A rewrites it", upgate: `CONTENT 16 bytes "heXYo world\ntail"`, why: whyAtomic},
+	{proto: "sftp", step: "B: stat /d/f1 while A rewrites it", upgate: "ATTRS size=16 mode=0100640 atime=now mtime=now", why: whyAtomic},
 
 	// SFTP: names refused for safety.
-	{proto: "sftp", step: "mkdir name with \\x01", upgate: "", why: whyCtl},
-	{proto: "sftp", step: "create name with DEL", upgate: "", why: whyCtl},
-	{proto: "sftp", step: "create name with newline", upgate: "", why: whyCtl},
-	{proto: "sftp", step: "readdir /names", upgate: "", why: whyCtl},
+	{proto: "sftp", step: "mkdir name with \\x01", upgate: "FAILURE", why: whyCtl},
+	{proto: "sftp", step: "create name with DEL", upgate: "open: FAILURE", why: whyCtl},
+	{proto: "sftp", step: "create name with newline", upgate: "open: FAILURE", why: whyCtl},
+	{proto: "sftp", step: "readdir /names: control characters", upgate: "[]", why: whyCtl},
 
 	// FTP: another session during an upload.
-	{proto: "ftp", step: "B: SIZE /up.bin while A uploads it", upgate: "", why: whyAtomic},
+	{proto: "ftp", step: "B: SIZE /up.bin while A uploads it", upgate: "550", why: whyAtomic},
 
 	// FTP: names refused for safety.
-	{proto: "ftp", step: "MKD name with \\x01", upgate: "", why: whyCtl},
-	{proto: "ftp", step: "STOR name with DEL", upgate: "", why: whyCtl},
-	{proto: "ftp", step: "NLST /names", upgate: "", why: whyCtl},
+	{proto: "ftp", step: "MKD name with \\x01", upgate: "550", why: whyCtl},
+	{proto: "ftp", step: "STOR name with DEL", upgate: "5xx", why: whyCtl},
+	{proto: "ftp", step: "NLST /names: control characters", upgate: "1xx/2xx []", why: whyCtl},
 }
 
 // lookupDeliberate finds the table row for proto's step.

@@ -169,6 +169,9 @@ func (s *sftpSide) listing(c *rawSFTP, path string) string {
 		if e.Name == "." || e.Name == ".." {
 			continue // compared once, by "readdir / lists . and .."
 		}
+		if hasCtl(e.Name) {
+			continue // compared apart (deliberateDiffs), by "readdir /names: control characters"
+		}
 		l = append(l, fmt.Sprintf("%q{%s %s}", e.Name, fmtAttrs(e.Attrs), longMode(e)))
 	}
 	return "ENTRIES " + strings.Join(l, " ")
@@ -389,7 +392,18 @@ func sftpSteps() []sftpStep {
 		{"readdir / during upload", func(s *sftpSide) string { return s.listing(s.a, "/") }},
 		{"read /up during upload (new handle)", func(s *sftpSide) string { return s.readAll(s.a, "/up") }},
 		{"B: lstat /up while A uploads it", func(s *sftpSide) string { r, err := s.b.pathOp(fxpLstat, s.p("/up")); return s.res(r, err) }},
-		{"B: readdir / while A uploads /up", func(s *sftpSide) string { return s.listing(s.b, "/") }},
+		{"B: readdir / while A uploads /up", func(s *sftpSide) string {
+			es, r, err := s.b.readdirAll(s.p("/"))
+			if err != nil || !r.ok() {
+				return s.res(r, err)
+			}
+			for _, e := range es {
+				if e.Name == "up" {
+					return "up listed: " + fmtAttrs(e.Attrs)
+				}
+			}
+			return "up not listed"
+		}},
 		{"setstat /up mode 0600 during upload", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/up"), perms(0o600)); return s.res(r, err) }},
 		{"stat /up after setstat during upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/up")); return s.res(r, err) }},
 		{"fsetstat /up times during upload", func(s *sftpSide) string {
@@ -715,6 +729,19 @@ func sftpSteps() []sftpStep {
 			return s.res(r, err)
 		}},
 		{"readdir /names", func(s *sftpSide) string { return s.listing(s.a, "/names") }},
+		{"readdir /names: control characters", func(s *sftpSide) string {
+			es, r, err := s.a.readdirAll(s.p("/names"))
+			if err != nil || !r.ok() {
+				return s.res(r, err)
+			}
+			var l []string
+			for _, e := range es {
+				if hasCtl(e.Name) {
+					l = append(l, fmt.Sprintf("%q", e.Name))
+				}
+			}
+			return fmt.Sprint(l)
+		}},
 		{"stat path with trailing slash /d/f1/", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f1/")); return s.res(r, err) }},
 		{"stat /d/./sub/..", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/./sub/..")); return s.res(r, err) }},
 		{"stat relative d/f1", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, "d/f1"); return s.res(r, err) }},
