@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/upgate/upgate/internal/refserver"
 )
 
@@ -22,7 +24,7 @@ func TestMain(m *testing.M) {
 	// reference servers run with 022 (sftp-server -u 022, vsftpd's
 	// local_umask=022). See refserver.Umask.
 	refserver.SetUmask()
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // deliberate is one difference between upgate and a reference server

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/internal/gwtest"
@@ -29,7 +31,7 @@ func TestMain(m *testing.M) {
 	// The embedded agent creates files with this process's umask; OpenSSH's
 	// sftp-server runs with -u 022.
 	refserver.SetUmask()
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // cmdTimeout bounds every command of the workload; mountTimeout the wait
