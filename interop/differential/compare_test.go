@@ -1,0 +1,290 @@
+package differential_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/upgate/upgate/internal/refserver"
+)
+
+func TestMain(m *testing.M) {
+	// The embedded agent creates files with this process's umask; the
+	// reference servers run with 022 (sftp-server -u 022, vsftpd's
+	// local_umask=022). See refserver.Umask.
+	refserver.SetUmask()
+	goleak.VerifyTestMain(m)
+}
+
+// deliberate is one difference between upgate and a reference server
+// that upgate makes on purpose. It is the only list of them: any other
+// difference fails the tests.
+type deliberate struct {
+	proto string // "sftp" or "ftp"
+	// step names the step whose answer differs; for a rule about a field
+	// that no step compares, it is empty and what says which field.
+	step string
+	what string
+	// upgate is upgate's answer to step, exactly: a step listed here
+	// whose upgate answer is anything else still fails.
+	upgate string
+	why    string
+}
+
+// Reasons, shared by several rows.
+const (
+	whyAtomic = "atomic uploads (DESIGN.md): while an upload is open, every OTHER session " +
+		"sees the old file (or none), never a half-written one; only the uploading session sees its work"
+	whyCtl = "names with ASCII control characters or DEL are refused on purpose: they forge FTP " +
+		"replies and log lines (DESIGN.md, Names); rclone maps them with encoding Ctl,Del"
+	whyOwner = "upgate does not chown: files belong to the agent's user, so uid/gid and owner " +
+		"names are the agent's, not the login's"
+	whyIdentity = "server identity strings and human-readable message texts are the server's own; " +
+		"clients act on codes"
+)
+
+// deliberateDiffs is the table of upgate's deliberate differences. The
+// rows with a step are checked answer by answer; the rows without one
+// describe fields the comparison leaves out.
+var deliberateDiffs = []deliberate{
+	// Fields never compared.
+	{proto: "sftp", what: "uid, gid (ATTRS) and the owner/group columns of READDIR's longname", why: whyOwner},
+	{proto: "sftp", what: "SSH server version string, STATUS message texts", why: whyIdentity},
+	{proto: "ftp", what: "owner/group columns of LIST and STAT lines", why: whyOwner},
+	{proto: "ftp", what: "220 banner, SYST text, every reply's text after the code (except where the text is data: PWD/MKD path, SIZE, MDTM)", why: whyIdentity},
+	{proto: "sftp", what: "on-disk entries whose names hold control characters or DEL (they exist only on OpenSSH)", why: whyCtl},
+	{proto: "ftp", what: "on-disk entries whose names hold control characters or DEL (they exist only on vsftpd)", why: whyCtl},
+
+	// SFTP: another session during an upload.
+	{proto: "sftp", step: "B: lstat /up while A uploads it", upgate: "NO_SUCH_FILE", why: whyAtomic},
+	{proto: "sftp", step: "B: readdir / while A uploads /up", upgate: "up not listed", why: whyAtomic},
+	{proto: "sftp", step: "B: read /d/f1 while A rewrites it", upgate: `CONTENT 16 bytes "heXYo world\ntail"`, why: whyAtomic},
+	{proto: "sftp", step: "B: stat /d/f1 while A rewrites it", upgate: "ATTRS size=16 mode=0100640 atime=now mtime=now", why: whyAtomic},
+
+	// SFTP: names refused for safety.
+	{proto: "sftp", step: "mkdir name with \\x01", upgate: "FAILURE", why: whyCtl},
+	{proto: "sftp", step: "create name with DEL", upgate: "open: FAILURE", why: whyCtl},
+	{proto: "sftp", step: "create name with newline", upgate: "open: FAILURE", why: whyCtl},
+	{proto: "sftp", step: "readdir /names: control characters", upgate: "[]", why: whyCtl},
+
+	// FTP: another session during an upload.
+	{proto: "ftp", step: "B: SIZE /up.bin while A uploads it", upgate: "550", why: whyAtomic},
+
+	// FTP: names refused for safety.
+	{proto: "ftp", step: "MKD name with \\x01", upgate: "550", why: whyCtl},
+	{proto: "ftp", step: "STOR name with DEL", upgate: "5xx", why: whyCtl},
+	{proto: "ftp", step: "NLST /names: control characters", upgate: "1xx/2xx []", why: whyCtl},
+}
+
+// lookupDeliberate finds the table row for proto's step.
+func lookupDeliberate(proto, step string) (deliberate, bool) {
+	for _, d := range deliberateDiffs {
+		if d.proto == proto && d.step != "" && d.step == step {
+			return d, true
+		}
+	}
+	return deliberate{}, false
+}
+
+// hasCtl reports whether a name holds an ASCII control character or DEL.
+func hasCtl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// stepResult is one step's answer from one server, as a canonical string.
+type stepResult struct {
+	step   string
+	answer string
+}
+
+// difference is a step (or a tree entry) on which two servers differ.
+type difference struct {
+	step          string
+	ref, upgate   string
+	deliberateWhy string // non-empty: listed in deliberateDiffs
+}
+
+// compareRuns compares two runs of the same steps. With allowDeliberate
+// (reference against upgate) a difference listed in deliberateDiffs
+// whose upgate answer is the listed one is reported apart; without it
+// (reference against itself) every difference counts.
+func compareRuns(t *testing.T, proto string, ref, got []stepResult, allowDeliberate bool) (diffs []difference) {
+	t.Helper()
+	if len(ref) != len(got) {
+		t.Fatalf("runs have %d and %d steps", len(ref), len(got))
+	}
+	for i := range ref {
+		if ref[i].step != got[i].step {
+			t.Fatalf("step %d is %q in one run and %q in the other", i, ref[i].step, got[i].step)
+		}
+		if ref[i].answer == got[i].answer {
+			continue
+		}
+		d := difference{step: fmt.Sprintf("%03d %s", i, ref[i].step), ref: ref[i].answer, upgate: got[i].answer}
+		if allowDeliberate {
+			if row, ok := lookupDeliberate(proto, ref[i].step); ok && (row.upgate == "" || row.upgate == got[i].answer) {
+				d.deliberateWhy = row.why
+			}
+		}
+		diffs = append(diffs, d)
+	}
+	return diffs
+}
+
+// report logs every difference and fails the test on those not listed as
+// deliberate.
+func report(t *testing.T, refName, gotName string, diffs []difference) {
+	t.Helper()
+	var bad int
+	for _, d := range diffs {
+		if d.deliberateWhy != "" {
+			t.Logf("deliberate difference at %s:\n\t%s: %s\n\t%s: %s\n\twhy: %s", d.step, refName, d.ref, gotName, d.upgate, d.deliberateWhy)
+			continue
+		}
+		bad++
+		t.Errorf("DIFFERENCE at %s:\n\t%s: %s\n\t%s: %s", d.step, refName, d.ref, gotName, d.upgate)
+	}
+	if bad > 0 {
+		t.Logf("%d differences not listed as deliberate (of %d)", bad, len(diffs))
+	}
+}
+
+// canonTime shows a time as "now" when it lies within ten minutes of the
+// run (a time the server took from its clock, which differs between two
+// runs), else exactly (a time a step set).
+func canonTime(sec int64) string {
+	if d := time.Since(time.Unix(sec, 0)); d < 10*time.Minute && d > -10*time.Minute {
+		return "now"
+	}
+	return time.Unix(sec, 0).UTC().Format(time.RFC3339)
+}
+
+// treeEntry is one file system object under a server's directory.
+type treeEntry struct {
+	typ    string // "dir", "file", "link", "other"
+	perm   string // permission and special bits, octal
+	size   int64  // files only
+	mtime  string // canonTime
+	target string // links: the target, with the server's own directory as "/"
+	sha    string // files: sha256 of the contents
+}
+
+func (e treeEntry) String() string {
+	switch e.typ {
+	case "file":
+		return fmt.Sprintf("file %s size=%d mtime=%s sha256=%.16s", e.perm, e.size, e.mtime, e.sha)
+	case "link":
+		return fmt.Sprintf("link -> %q", e.target)
+	default:
+		return fmt.Sprintf("%s %s mtime=%s", e.typ, e.perm, e.mtime)
+	}
+}
+
+// snapshot reads the tree under dir: every entry's type, mode, size,
+// mtime, link target and content hash, keyed by its path (quoted, so
+// that any byte shows). Link targets under dir are shown relative to it,
+// as the client saw them. The top directory itself is left out. At most
+// 10,000 entries.
+func snapshot(t *testing.T, dir string) map[string]treeEntry {
+	t.Helper()
+	out := map[string]treeEntry{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == dir {
+			return nil
+		}
+		if len(out) > 10000 {
+			return fmt.Errorf("more than 10,000 entries under %s", dir)
+		}
+		rel, _ := filepath.Rel(dir, p)
+		st, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		e := treeEntry{perm: fmt.Sprintf("%04o", sys.Mode&0o7777), mtime: canonTime(sys.Mtim.Sec)}
+		switch st.Mode().Type() {
+		case 0:
+			e.typ, e.size = "file", st.Size()
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			s := sha256.Sum256(b)
+			e.sha = hex.EncodeToString(s[:])
+		case fs.ModeDir:
+			e.typ = "dir"
+		case fs.ModeSymlink:
+			e.typ = "link"
+			e.target, err = os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if rest, ok := strings.CutPrefix(e.target, dir); ok && (rest == "" || rest[0] == '/') {
+				e.target = "/" + strings.TrimPrefix(rest, "/")
+			}
+		default:
+			e.typ = "other"
+		}
+		out[fmt.Sprintf("%q", "/"+rel)] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading the tree %s: %v", dir, err)
+	}
+	return out
+}
+
+// compareTrees compares two snapshots; entries with control characters
+// in their names count as deliberate when allowDeliberate.
+func compareTrees(ref, got map[string]treeEntry, allowDeliberate bool) []difference {
+	keys := map[string]bool{}
+	for k := range ref {
+		keys[k] = true
+	}
+	for k := range got {
+		keys[k] = true
+	}
+	var sorted []string
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	var diffs []difference
+	show := func(m map[string]treeEntry, k string) string {
+		if e, ok := m[k]; ok {
+			return e.String()
+		}
+		return "(absent)"
+	}
+	for _, k := range sorted {
+		r, g := show(ref, k), show(got, k)
+		if r == g {
+			continue
+		}
+		d := difference{step: "tree " + k, ref: r, upgate: g}
+		if raw, err := strconv.Unquote(k); allowDeliberate && err == nil && hasCtl(raw) {
+			d.deliberateWhy = whyCtl
+		}
+		diffs = append(diffs, d)
+	}
+	return diffs
+}

@@ -1,0 +1,643 @@
+package differential_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/refserver"
+)
+
+// ftpSide is one FTP server under test.
+type ftpSide struct {
+	name       string
+	addr       string
+	user, pass string
+	dir        string // the user's "/" on disk
+	a, b       *rawFTP
+	// pending is an upload that a step started and a later step finishes.
+	pending     net.Conn
+	pendingRepl ftpReply
+	idle        func()
+}
+
+// Reply codes are compared in one of two ways, chosen per step:
+//
+//   - exactly ("550") where clients act on the exact code: 550 for a
+//     missing file, an existing directory or a non-empty one (mkdir -p
+//     and lftp parse it), 257 with its quoted path (MKD, PWD), 213 with
+//     its value (SIZE, MDTM, STAT of a path), 350 (RNFR, REST), 227 and
+//     229 (PASV, EPSV), 331, 230 and 530 (login), 215 (SYST), 221;
+//   - by the first digit ("5xx") where clients only tell success from
+//     failure: 150/125 before a transfer, 226/250 after it, 200/202 for
+//     settings, 250 for CWD, DELE, RMD, RNTO, 500/501/502/504 for
+//     commands refused, 553 for a STOR that cannot create its file.
+func exact(r ftpReply) string { return strconv.Itoa(r.Code) }
+func digit(r ftpReply) string { return fmt.Sprintf("%dxx", r.Code/100) }
+
+// one shows a single-reply command's outcome.
+func one(r ftpReply, err error, show func(ftpReply) string) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return show(r)
+}
+
+// xfer shows a transfer's replies: the first by its digit, the final by
+// show (or the refusal, if the server refused at once).
+func xfer(reps []ftpReply, data []byte, err error, final func(ftpReply) string, withData bool) string {
+	var l []string
+	for i, r := range reps {
+		if i == 0 && len(reps) > 1 {
+			l = append(l, digit(r))
+		} else {
+			l = append(l, final(r))
+		}
+	}
+	s := strings.Join(l, "/")
+	if err != nil {
+		s += " error: " + err.Error()
+	}
+	if withData && len(reps) > 1 {
+		s += fmt.Sprintf(" DATA %d bytes %q", len(data), trunc(data))
+	}
+	return s
+}
+
+// listLine is ls -l's line as vsftpd writes it.
+var listLine = regexp.MustCompile(`^(\S{10})\s+(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+([A-Z][a-z]{2}\s+\d{1,2}\s+(?:\d{1,2}:\d{2}|\d{4}))\s(.*)$`)
+
+// canonListTime turns LIST's "Jan  2 15:04" or "Jan  2  2006" into
+// "now" (within ten minutes of the run) or a date.
+func canonListTime(s string) string {
+	f := strings.Fields(s)
+	if len(f) != 3 {
+		return s
+	}
+	if strings.Contains(f[2], ":") {
+		now := time.Now().UTC()
+		t, err := time.Parse("Jan 2 15:04 2006", fmt.Sprintf("%s %s %s %d", f[0], f[1], f[2], now.Year()))
+		if err != nil {
+			return s
+		}
+		if t.After(now.Add(24 * time.Hour)) {
+			t = t.AddDate(-1, 0, 0)
+		}
+		if d := now.Sub(t); d < 10*time.Minute && d > -10*time.Minute {
+			return "now"
+		}
+		return t.Format("2006-01-02T15:04")
+	}
+	t, err := time.Parse("Jan 2 2006", strings.Join(f, " "))
+	if err != nil {
+		return s
+	}
+	return t.Format("2006-01-02")
+}
+
+// parseList shows LIST (or STAT path) lines: mode, size (files and
+// links), time and name (with " -> target"), sorted by name; owner,
+// group and link count are left out (the link counts are compared once,
+// by "LIST /: link counts"). Lines that do not parse are shown whole.
+func parseList(lines []string, withNlink bool) string {
+	var l []string
+	for _, line := range lines {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "total ") {
+			continue
+		}
+		m := listLine.FindStringSubmatch(strings.TrimLeft(line, " "))
+		if m != nil && hasCtl(m[7]) {
+			continue // compared apart (deliberateDiffs), by "NLST /names: control characters"
+		}
+		if m == nil {
+			l = append(l, fmt.Sprintf("unparsed %q", line))
+			continue
+		}
+		e := fmt.Sprintf("%q %s", m[7], m[1])
+		if m[1][0] != 'd' {
+			e += " size=" + m[5]
+		}
+		e += " " + canonListTime(m[6])
+		if withNlink {
+			e = fmt.Sprintf("%q nlink=%s", m[7], m[2])
+		}
+		l = append(l, e)
+	}
+	sort.Strings(l)
+	return "[" + strings.Join(l, "; ") + "]"
+}
+
+// seedFTP makes the fixtures both FTP servers start from (FTP cannot
+// make links): a file with a fixed mtime, a directory, and links to the
+// file, to the directory and to nothing, owned by uid/gid.
+func seedFTP(t *testing.T, dir string, uid, gid int) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	fix := filepath.Join(dir, "fix")
+	must(os.MkdirAll(filepath.Join(fix, "sub"), 0o755))
+	must(os.WriteFile(filepath.Join(fix, "file.txt"), []byte("fixture file\n"), 0o644))
+	must(os.WriteFile(filepath.Join(fix, "sub", "inner.txt"), []byte("inner\n"), 0o644))
+	must(os.Symlink("file.txt", filepath.Join(fix, "ln")))
+	must(os.Symlink("sub", filepath.Join(fix, "lnd")))
+	must(os.Symlink("nowhere", filepath.Join(fix, "dang")))
+	old := time.Unix(tMtime, 0)
+	must(os.Chtimes(filepath.Join(fix, "file.txt"), old, old))
+	must(os.Chtimes(filepath.Join(fix, "sub", "inner.txt"), old, old))
+	must(os.Chtimes(filepath.Join(fix, "sub"), old, old))
+	for _, p := range []string{fix, filepath.Join(fix, "sub"), filepath.Join(fix, "file.txt"), filepath.Join(fix, "sub", "inner.txt"),
+		filepath.Join(fix, "ln"), filepath.Join(fix, "lnd"), filepath.Join(fix, "dang")} {
+		must(os.Lchown(p, uid, gid))
+	}
+}
+
+// ftpStep is one operation of the FTP sequence.
+type ftpStep struct {
+	name string
+	run  func(f *ftpSide) string
+}
+
+// stor uploads data to path on session A.
+func (f *ftpSide) stor(path string, data []byte) string {
+	reps, _, err := f.a.transfer("STOR "+path, data)
+	return xfer(reps, nil, err, digit, false)
+}
+
+// retr downloads path on session A.
+func (f *ftpSide) retr(c *rawFTP, path string) string {
+	reps, data, err := c.transfer("RETR "+path, nil)
+	return xfer(reps, data, err, digit, true)
+}
+
+// list runs a LIST (or NLST) command and shows the parsed lines.
+func (f *ftpSide) list(line string, nlink bool) string {
+	reps, data, err := f.a.transfer(line, nil)
+	s := xfer(reps, nil, err, digit, false)
+	if len(reps) < 2 {
+		return s
+	}
+	lines := strings.Split(string(data), "\n")
+	if strings.HasPrefix(line, "NLST") {
+		var names []string
+		for _, n := range lines {
+			if n = strings.TrimRight(n, "\r"); n != "" && !hasCtl(n) { // control characters: compared apart
+				names = append(names, fmt.Sprintf("%q", n))
+			}
+		}
+		sort.Strings(names)
+		return s + " " + strings.Join(names, " ")
+	}
+	return s + " " + parseList(lines, nlink)
+}
+
+// c sends a command on session A and shows its reply with show.
+func (f *ftpSide) c(line string, show func(ftpReply) string) string {
+	r, err := f.a.cmd(line)
+	return one(r, err, show)
+}
+
+// text is a 213 reply's code and text (the text is data: a size, a
+// time); any other reply is shown by its code alone, as message texts
+// are not compared.
+func text(r ftpReply) string {
+	if r.Code != 213 {
+		return exact(r)
+	}
+	return fmt.Sprintf("%d %q", r.Code, strings.Join(r.Lines, "|"))
+}
+
+// quoted is the code and the quoted path of a 257 reply.
+func quoted(r ftpReply) string {
+	s := strings.Join(r.Lines, " ")
+	i := strings.IndexByte(s, '"')
+	j := strings.LastIndexByte(s, '"')
+	if r.Code != 257 || i < 0 || j <= i {
+		return exact(r)
+	}
+	return fmt.Sprintf("%d %s", r.Code, s[i:j+1])
+}
+
+// mdtmText is a 213 reply's timestamp, "now" when within ten minutes.
+func mdtmText(r ftpReply) string {
+	if r.Code != 213 {
+		return exact(r)
+	}
+	v := strings.TrimSpace(strings.Join(r.Lines, ""))
+	if t, err := time.Parse("20060102150405", v); err == nil {
+		if d := time.Since(t); d < 10*time.Minute && d > -10*time.Minute {
+			return "213 now"
+		}
+	}
+	return "213 " + v
+}
+
+// statLines shows a STAT <path> reply: its code and the listing inside.
+func statLines(r ftpReply) string {
+	if len(r.Lines) < 2 {
+		return text(r)
+	}
+	return fmt.Sprintf("%d %s", r.Code, parseList(r.Lines[1:len(r.Lines)-1], false))
+}
+
+// vsftpdFeatures are the FEAT lines vsftpd 3.0.3 sends here.
+var vsftpdFeatures = []string{"EPRT", "EPSV", "MDTM", "PASV", "REST STREAM", "SIZE", "TVFS"}
+
+func ftpSteps() []ftpStep {
+	data1 := []byte("hello world\n")
+	big := pattern(3<<20+77, 9)
+	return []ftpStep{
+		// Login and session basics, on a connection of their own.
+		{"command before login (PWD)", func(f *ftpSide) string {
+			c, _, err := dialRawFTP(f.addr)
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			defer c.Close()
+			r, err := c.cmd("PWD")
+			return one(r, err, exact)
+		}},
+		{"USER, PASS with a wrong password", func(f *ftpSide) string {
+			c, _, err := dialRawFTP(f.addr)
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			defer c.Close()
+			r1, err := c.cmd("USER " + f.user)
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			r2, err := c.cmd("PASS wrong-" + f.pass)
+			return exact(r1) + "/" + one(r2, err, exact)
+		}},
+		{"SYST", func(f *ftpSide) string { return f.c("SYST", exact) }},
+		{"FEAT lists vsftpd's features", func(f *ftpSide) string {
+			r, err := f.a.cmd("FEAT")
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			have := map[string]bool{}
+			for _, l := range r.Lines {
+				have[strings.ToUpper(strings.TrimSpace(l))] = true
+			}
+			var l []string
+			for _, feat := range vsftpdFeatures {
+				l = append(l, fmt.Sprintf("%s:%v", feat, have[feat]))
+			}
+			return exact(r) + " " + strings.Join(l, " ")
+		}},
+		{"PWD", func(f *ftpSide) string { return f.c("PWD", quoted) }},
+		{"TYPE I", func(f *ftpSide) string { return f.c("TYPE I", digit) }},
+		{"NOOP", func(f *ftpSide) string { return f.c("NOOP", digit) }},
+		{"MODE S, STRU F", func(f *ftpSide) string { return f.c("MODE S", digit) + "/" + f.c("STRU F", digit) }},
+		{"MODE Z (unsupported)", func(f *ftpSide) string { return f.c("MODE Z", digit) }},
+		{"unknown command XYZZY", func(f *ftpSide) string { return f.c("XYZZY", digit) }},
+		{"HELP", func(f *ftpSide) string { return f.c("HELP", digit) }},
+		{"ALLO 100", func(f *ftpSide) string { return f.c("ALLO 100", digit) }},
+
+		// Directories.
+		{"MKD /d", func(f *ftpSide) string { return f.c("MKD /d", quoted) }},
+		{"MKD /d again (exists)", func(f *ftpSide) string { return f.c("MKD /d", exact) }},
+		{"MKD /p/q (missing parent)", func(f *ftpSide) string { return f.c("MKD /p/q", exact) }},
+		{"MKD relative d/sub", func(f *ftpSide) string { return f.c("MKD d/sub", quoted) }},
+		{"CWD /d", func(f *ftpSide) string { return f.c("CWD /d", digit) }},
+		{"PWD in /d", func(f *ftpSide) string { return f.c("PWD", quoted) }},
+		{"MKD sub2 (relative to /d)", func(f *ftpSide) string { return f.c("MKD sub2", quoted) }},
+		{"CDUP", func(f *ftpSide) string { return f.c("CDUP", digit) + " " + f.c("PWD", quoted) }},
+		{"CWD /missing", func(f *ftpSide) string { return f.c("CWD /missing", exact) }},
+		{"CWD /fix/file.txt (a file)", func(f *ftpSide) string { return f.c("CWD /fix/file.txt", exact) }},
+		{"CWD /fix/lnd (link to a directory)", func(f *ftpSide) string {
+			return f.c("CWD /fix/lnd", digit) + " " + f.c("PWD", quoted) + " " + f.c("CWD /", digit)
+		}},
+
+		// Uploads and downloads.
+		{"STOR /d/f1", func(f *ftpSide) string { return f.stor("/d/f1", data1) }},
+		{"SIZE /d/f1", func(f *ftpSide) string { return f.c("SIZE /d/f1", text) }},
+		{"RETR /d/f1", func(f *ftpSide) string { return f.retr(f.a, "/d/f1") }},
+		{"STOR /nodir/f (missing parent)", func(f *ftpSide) string { return f.stor("/nodir/f", data1) }},
+		{"STOR /d (a directory)", func(f *ftpSide) string { return f.stor("/d", data1) }},
+		{"RETR /missing", func(f *ftpSide) string { return f.retr(f.a, "/missing") }},
+		{"RETR /d (a directory)", func(f *ftpSide) string { return f.retr(f.a, "/d") }},
+		{"SIZE /missing", func(f *ftpSide) string { return f.c("SIZE /missing", exact) }},
+		{"SIZE /d (a directory)", func(f *ftpSide) string { return f.c("SIZE /d", exact) }},
+		{"MDTM /d/f1", func(f *ftpSide) string { return f.c("MDTM /d/f1", mdtmText) }},
+		{"MDTM /missing", func(f *ftpSide) string { return f.c("MDTM /missing", exact) }},
+		{"MDTM with a time sets it (mdtm_write)", func(f *ftpSide) string {
+			return f.c("MDTM 20040109113320 /d/f1", digit) + " " + f.c("MDTM /d/f1", mdtmText)
+		}},
+		{"APPE /d/f1", func(f *ftpSide) string {
+			reps, _, err := f.a.transfer("APPE /d/f1", []byte("tail"))
+			return xfer(reps, nil, err, digit, false) + " " + f.retr(f.a, "/d/f1")
+		}},
+		{"APPE /d/new (creates)", func(f *ftpSide) string {
+			reps, _, err := f.a.transfer("APPE /d/new", []byte("appended new"))
+			return xfer(reps, nil, err, digit, false) + " " + f.retr(f.a, "/d/new")
+		}},
+		{"REST 2 + STOR /d/f1 (resume in place)", func(f *ftpSide) string {
+			return f.c("REST 2", exact) + " " + f.stor("/d/f1", []byte("XY")) + " " + f.retr(f.a, "/d/f1")
+		}},
+		{"REST 3 + RETR /d/f1", func(f *ftpSide) string { return f.c("REST 3", exact) + " " + f.retr(f.a, "/d/f1") }},
+		{"REST 1000 + RETR /d/f1 (past EOF)", func(f *ftpSide) string { return f.c("REST 1000", exact) + " " + f.retr(f.a, "/d/f1") }},
+		{"STOR over /d/f1 (replace)", func(f *ftpSide) string { return f.stor("/d/f1", []byte("replaced\n")) + " " + f.retr(f.a, "/d/f1") }},
+		{"STOR /big.bin 3 MiB, RETR it", func(f *ftpSide) string { return f.stor("/big.bin", big) + " " + f.retr(f.a, "/big.bin") }},
+		{"TYPE A, SIZE /d/f1", func(f *ftpSide) string {
+			return f.c("TYPE A", digit) + " " + f.c("SIZE /d/f1", text) + " " + f.c("TYPE I", digit)
+		}},
+		{"STOR empty file", func(f *ftpSide) string { return f.stor("/empty", []byte{}) + " " + f.c("SIZE /empty", text) }},
+
+		// Another session during an upload.
+		{"A: STOR /up.bin, 5 bytes sent, not finished", func(f *ftpSide) string {
+			dc, rep, err := f.a.pasv()
+			if err != nil || dc == nil {
+				return one(rep, err, exact)
+			}
+			first, err := f.a.cmd("STOR /up.bin")
+			if err != nil || first.Code >= 200 {
+				dc.Close()
+				return one(first, err, exact)
+			}
+			_ = dc.SetDeadline(time.Now().Add(ftpTimeout))
+			if _, err := dc.Write([]byte("abcde")); err != nil {
+				dc.Close()
+				return "error: " + err.Error()
+			}
+			f.pending, f.pendingRepl = dc, first
+			time.Sleep(200 * time.Millisecond) // let the server write it
+			return digit(first)
+		}},
+		{"B: SIZE /up.bin while A uploads it", func(f *ftpSide) string {
+			r, err := f.b.cmd("SIZE /up.bin")
+			return one(r, err, text)
+		}},
+		{"A: finish the upload", func(f *ftpSide) string {
+			if f.pending == nil {
+				return "no upload"
+			}
+			f.pending.Close()
+			f.pending = nil
+			r, err := f.a.read()
+			return one(r, err, digit) + " " + f.retr(f.b, "/up.bin")
+		}},
+
+		// Modes.
+		{"SITE CHMOD 600 /d/f1", func(f *ftpSide) string { return f.c("SITE CHMOD 600 /d/f1", digit) }},
+		{"SITE CHMOD 4755 /d/new", func(f *ftpSide) string { return f.c("SITE CHMOD 4755 /d/new", digit) }},
+		{"SITE CHMOD 1777 /d/sub", func(f *ftpSide) string { return f.c("SITE CHMOD 1777 /d/sub", digit) }},
+		{"SITE CHMOD 700 /d/sub2", func(f *ftpSide) string { return f.c("SITE CHMOD 700 /d/sub2", digit) }},
+		{"SITE CHMOD 644 /missing", func(f *ftpSide) string { return f.c("SITE CHMOD 644 /missing", exact) }},
+		{"LIST /d", func(f *ftpSide) string { return f.list("LIST /d", false) }},
+
+		// Delete, rename.
+		{"DELE /missing", func(f *ftpSide) string { return f.c("DELE /missing", exact) }},
+		{"DELE /d (a directory)", func(f *ftpSide) string { return f.c("DELE /d", exact) }},
+		{"RMD /d (not empty)", func(f *ftpSide) string { return f.c("RMD /d", exact) }},
+		{"RMD /missing", func(f *ftpSide) string { return f.c("RMD /missing", exact) }},
+		{"RMD /d/f1 (a file)", func(f *ftpSide) string { return f.c("RMD /d/f1", exact) }},
+		{"MKD /e, RMD /e", func(f *ftpSide) string { return f.c("MKD /e", quoted) + " " + f.c("RMD /e", digit) }},
+		{"RNFR /d/f1, RNTO /d/f1b", func(f *ftpSide) string { return f.c("RNFR /d/f1", exact) + " " + f.c("RNTO /d/f1b", digit) }},
+		{"RNFR /missing", func(f *ftpSide) string { return f.c("RNFR /missing", exact) }},
+		{"RNTO without RNFR", func(f *ftpSide) string { return f.c("RNTO /x", digit) }},
+		{"RNFR /d/new, RNTO over existing /d/f1b", func(f *ftpSide) string {
+			return f.c("RNFR /d/new", exact) + " " + f.c("RNTO /d/f1b", digit) + " " + f.retr(f.a, "/d/f1b")
+		}},
+		{"RNFR /d/f1b, RNTO over directory /d/sub2", func(f *ftpSide) string {
+			return f.c("RNFR /d/f1b", exact) + " " + f.c("RNTO /d/sub2", exact)
+		}},
+		{"RNFR /d/sub2, RNTO into its own subdir", func(f *ftpSide) string {
+			return f.c("RNFR /d/sub2", exact) + " " + f.c("RNTO /d/sub2/x", exact)
+		}},
+		{"RNFR /d/sub2, RNTO /d/sub3 (directory)", func(f *ftpSide) string {
+			return f.c("RNFR /d/sub2", exact) + " " + f.c("RNTO /d/sub3", digit)
+		}},
+		{"RNFR /d/f1b, RNTO into missing dir", func(f *ftpSide) string {
+			return f.c("RNFR /d/f1b", exact) + " " + f.c("RNTO /nodir/x", exact)
+		}},
+		{"DELE /empty", func(f *ftpSide) string { return f.c("DELE /empty", digit) + " " + f.c("SIZE /empty", exact) }},
+
+		// Links (made on disk: FTP cannot make them).
+		{"LIST /fix", func(f *ftpSide) string { return f.list("LIST /fix", false) }},
+		{"LIST /fix/lnd (link to a directory)", func(f *ftpSide) string { return f.list("LIST /fix/lnd", false) }},
+		{"LIST /fix/ln (link to a file)", func(f *ftpSide) string { return f.list("LIST /fix/ln", false) }},
+		{"LIST /fix/file.txt (a file)", func(f *ftpSide) string { return f.list("LIST /fix/file.txt", false) }},
+		{"LIST /missing", func(f *ftpSide) string { return f.list("LIST /missing", false) }},
+		{"LIST -a /fix", func(f *ftpSide) string { return f.list("LIST -a /fix", false) }},
+		{"NLST /fix", func(f *ftpSide) string { return f.list("NLST /fix", false) }},
+		{"RETR /fix/ln (through the link)", func(f *ftpSide) string { return f.retr(f.a, "/fix/ln") }},
+		{"RETR /fix/dang (dangling link)", func(f *ftpSide) string { return f.retr(f.a, "/fix/dang") }},
+		{"SIZE /fix/ln", func(f *ftpSide) string { return f.c("SIZE /fix/ln", text) }},
+		{"MDTM /fix/file.txt", func(f *ftpSide) string { return f.c("MDTM /fix/file.txt", mdtmText) }},
+		{"STAT /fix (over the control connection)", func(f *ftpSide) string { return f.c("STAT /fix", statLines) }},
+		{"STAT /fix/file.txt", func(f *ftpSide) string { return f.c("STAT /fix/file.txt", statLines) }},
+		{"DELE /fix/lnd (link to a directory)", func(f *ftpSide) string {
+			return f.c("DELE /fix/lnd", digit) + " " + f.list("LIST /fix/sub", false)
+		}},
+		{"DELE /fix/dang (dangling link)", func(f *ftpSide) string { return f.c("DELE /fix/dang", digit) }},
+
+		// Names.
+		{"MKD /names", func(f *ftpSide) string { return f.c("MKD /names", quoted) }},
+		{"STOR names with spaces, unicode, invalid UTF-8, quotes", func(f *ftpSide) string {
+			var l []string
+			for i, n := range namesOK {
+				if strings.HasSuffix(n, " ") {
+					continue // FTP servers trim trailing spaces differently; not a name an FTP client can send
+				}
+				l = append(l, fmt.Sprintf("%q:%s", n, f.stor("/names/"+n, fmt.Appendf(nil, "name %d\n", i))))
+			}
+			return strings.Join(l, " ")
+		}},
+		{"STOR 255-byte name", func(f *ftpSide) string { return f.stor("/names/"+long255, []byte("long")) }},
+		{"STOR 256-byte name", func(f *ftpSide) string { return f.stor("/names/"+long256, []byte("too long")) }},
+		{"SIZE invalid UTF-8 name", func(f *ftpSide) string { return f.c("SIZE /names/bad\xff\xfe.txt", text) }},
+		{"RNFR/RNTO invalid UTF-8 name", func(f *ftpSide) string {
+			return f.c("RNFR /names/bad\xff\xfe.txt", exact) + " " + f.c("RNTO /names/still\xffbad", digit)
+		}},
+		{"MKD name with \\x01", func(f *ftpSide) string { return f.c("MKD /names/ctl\x01dir", exact) }},
+		{"STOR name with DEL", func(f *ftpSide) string { return f.stor("/names/del\x7fx", []byte("del")) }},
+		{"NLST /names", func(f *ftpSide) string { return f.list("NLST /names", false) }},
+		{"LIST /names", func(f *ftpSide) string { return f.list("LIST /names", false) }},
+		{"NLST /names: control characters", func(f *ftpSide) string {
+			reps, data, err := f.a.transfer("NLST /names", nil)
+			var l []string
+			for _, n := range strings.Split(string(data), "\n") {
+				if n = strings.TrimRight(n, "\r"); hasCtl(n) {
+					l = append(l, fmt.Sprintf("%q", n))
+				}
+			}
+			sort.Strings(l)
+			return xfer(reps, nil, err, digit, false) + " " + fmt.Sprint(l)
+		}},
+
+		// Passive modes and listings at the end.
+		{"EPSV", func(f *ftpSide) string {
+			r, err := f.a.cmd("EPSV")
+			return one(r, err, exact)
+		}},
+		{"EPSV ALL, then PASV", func(f *ftpSide) string {
+			c, _, err := dialRawFTP(f.addr)
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			defer c.Close()
+			if _, err := c.cmd("USER " + f.user); err != nil {
+				return "error: " + err.Error()
+			}
+			if r, err := c.cmd("PASS " + f.pass); err != nil || r.Code != 230 {
+				return "login: " + one(r, err, exact)
+			}
+			r1, err := c.cmd("EPSV ALL")
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			r2, err := c.cmd("PASV")
+			return exact(r1) + "/" + one(r2, err, exact)
+		}},
+		{"PORT (active mode) LIST /d", func(f *ftpSide) string {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			defer l.Close()
+			p := l.Addr().(*net.TCPAddr).Port
+			r, err := f.a.cmd(fmt.Sprintf("PORT 127,0,0,1,%d,%d", p>>8, p&255))
+			if err != nil || r.Code != 200 {
+				return "PORT: " + one(r, err, exact)
+			}
+			first, err := f.a.cmd("NLST /d")
+			if err != nil || first.Code >= 200 {
+				return one(first, err, exact)
+			}
+			_ = l.(*net.TCPListener).SetDeadline(time.Now().Add(ftpTimeout))
+			dc, err := l.Accept()
+			if err != nil {
+				return "accept: " + err.Error()
+			}
+			_ = dc.SetDeadline(time.Now().Add(ftpTimeout))
+			buf := make([]byte, 4096)
+			n, _ := dc.Read(buf)
+			dc.Close()
+			final, err := f.a.read()
+			names := strings.Fields(string(buf[:n]))
+			sort.Strings(names)
+			return digit(first) + "/" + one(final, err, digit) + " " + strings.Join(names, " ")
+		}},
+		{"LIST /", func(f *ftpSide) string { return f.list("LIST /", false) }},
+		{"LIST /: link counts", func(f *ftpSide) string { return f.list("LIST /", true) }},
+		{"NLST /d", func(f *ftpSide) string { return f.list("NLST /d", false) }},
+		{"QUIT", func(f *ftpSide) string { return f.c("QUIT", exact) }},
+	}
+}
+
+// dialFTPSide logs sessions A and B in.
+func dialFTPSide(t *testing.T, f *ftpSide) {
+	t.Helper()
+	login := func() *rawFTP {
+		c, greet, err := dialRawFTP(f.addr)
+		if err != nil || greet.Code != 220 {
+			t.Fatalf("%s: connect: %v %v", f.name, greet, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if r, err := c.cmd("USER " + f.user); err != nil || r.Code != 331 {
+			t.Fatalf("%s: USER: %v %v", f.name, r, err)
+		}
+		if r, err := c.cmd("PASS " + f.pass); err != nil || r.Code != 230 {
+			t.Fatalf("%s: PASS: %v %v", f.name, r, err)
+		}
+		if r, err := c.cmd("TYPE I"); err != nil || r.Code != 200 {
+			t.Fatalf("%s: TYPE I: %v %v", f.name, r, err)
+		}
+		return c
+	}
+	f.a, f.b = login(), login()
+}
+
+func vsftpdSide(t *testing.T) *ftpSide {
+	t.Helper()
+	srv := refserver.StartVSFTPD(t)
+	seedFTP(t, srv.Dir, srv.UID, srv.GID)
+	f := &ftpSide{name: "vsftpd", addr: srv.Addr, user: srv.User, pass: srv.Password, dir: srv.Dir}
+	dialFTPSide(t, f)
+	return f
+}
+
+func upgateFTPSide(t *testing.T) *ftpSide {
+	t.Helper()
+	e := gwtest.Start(t, func(cfg *config.Config) {
+		cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
+		cfg.FTP.PassivePorts = ""
+	})
+	dir := e.UserDir("alice")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	seedFTP(t, dir, os.Getuid(), os.Getgid())
+	f := &ftpSide{name: "upgate", addr: e.Srv.FTPAddr.String(), user: "alice", pass: gwtest.Users["alice"], dir: dir}
+	f.idle = func() { e.AgentIdle(t) }
+	dialFTPSide(t, f)
+	return f
+}
+
+func runFTP(t *testing.T, f *ftpSide) ([]stepResult, map[string]treeEntry) {
+	t.Helper()
+	var out []stepResult
+	for _, st := range ftpSteps() {
+		out = append(out, stepResult{step: st.name, answer: st.run(f)})
+	}
+	if f.pending != nil {
+		f.pending.Close()
+	}
+	f.a.Close()
+	f.b.Close()
+	if f.idle != nil {
+		f.idle()
+	}
+	time.Sleep(100 * time.Millisecond) // vsftpd's session processes finish their writes
+	return out, snapshot(t, f.dir)
+}
+
+// TestFTPDifferential runs the FTP sequence against vsftpd and upgate
+// and compares every reply code (exactly or by its first digit, as each
+// step says), the data, the listings and the resulting trees.
+func TestFTPDifferential(t *testing.T) {
+	ref := vsftpdSide(t)
+	ug := upgateFTPSide(t)
+	if n := len(ftpSteps()); n < 40 {
+		t.Fatalf("only %d FTP steps", n)
+	}
+	refRes, refTree := runFTP(t, ref)
+	ugRes, ugTree := runFTP(t, ug)
+	if os.Getenv("DIFF_DUMP") != "" {
+		for i := range refRes {
+			t.Logf("%03d %s\n\tvsftpd: %s\n\tupgate: %s", i, refRes[i].step, refRes[i].answer, ugRes[i].answer)
+		}
+	}
+	diffs := compareRuns(t, "ftp", refRes, ugRes, true)
+	diffs = append(diffs, compareTrees(refTree, ugTree, true)...)
+	report(t, "vsftpd", "upgate", diffs)
+}
+
+// TestFTPDifferentialSelfCheck runs the sequence against two vsftpd
+// servers and expects no difference at all.
+func TestFTPDifferentialSelfCheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("harness self-check; skipped with -short")
+	}
+	one, two := vsftpdSide(t), vsftpdSide(t)
+	r1, t1 := runFTP(t, one)
+	r2, t2 := runFTP(t, two)
+	diffs := compareRuns(t, "ftp", r1, r2, false)
+	diffs = append(diffs, compareTrees(t1, t2, false)...)
+	report(t, "vsftpd#1", "vsftpd#2", diffs)
+}

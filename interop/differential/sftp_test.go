@@ -1,0 +1,1014 @@
+package differential_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/refserver"
+)
+
+// sftpSide is one SFTP server under test, as the steps see it.
+type sftpSide struct {
+	name string
+	user string // the login name
+	// prefix is the server path of the logical "/" the steps use: the
+	// user's home directory on OpenSSH (which is not chrooted), "" on
+	// upgate (whose "/" is the user's directory).
+	prefix string
+	dir    string // the same directory on disk
+	a, b   *rawSFTP
+	pc     *sftp.Client // pkg/sftp's client, on a connection of its own
+	// handles maps a step's name for a handle to the server's handle.
+	handles map[string]string
+	// idle, if set, waits until the server holds no open file.
+	idle func()
+}
+
+// p is the server path of a logical path ("/x").
+func (s *sftpSide) p(logical string) string { return s.prefix + logical }
+
+// unp turns a server path back into a logical one.
+func (s *sftpSide) unp(server string) string {
+	if s.prefix == "" {
+		return server
+	}
+	if server == s.prefix {
+		return "/"
+	}
+	if rest, ok := strings.CutPrefix(server, s.prefix+"/"); ok {
+		return "/" + rest
+	}
+	return server
+}
+
+// h returns the handle a step stored under name, or a handle no server
+// knows.
+func (s *sftpSide) h(name string) string {
+	if h, ok := s.handles[name]; ok {
+		return h
+	}
+	return "no-such-handle-" + name
+}
+
+// fmtAttrs shows the attributes the comparison looks at: size (not for
+// directories, whose size is the file system's business), type and
+// permission bits, atime and mtime. uid and gid are left out (see
+// deliberateDiffs).
+func fmtAttrs(a attrs) string {
+	var b strings.Builder
+	// A link's size is its target's length, which differs for absolute
+	// targets (OpenSSH's carry the home directory); "lstat size of /ln"
+	// compares one with a relative target.
+	typ := a.Perms & 0o170000
+	isDirOrLink := a.Flags&attrPerms != 0 && (typ == 0o040000 || typ == 0o120000)
+	if a.Flags&attrSize != 0 && !isDirOrLink {
+		fmt.Fprintf(&b, "size=%d ", a.Size)
+	}
+	if a.Flags&attrPerms != 0 {
+		fmt.Fprintf(&b, "mode=%07o ", a.Perms)
+	} else {
+		b.WriteString("mode=? ")
+	}
+	if a.Flags&attrACModTim != 0 {
+		fmt.Fprintf(&b, "atime=%s mtime=%s", canonTime(int64(a.Atime)), canonTime(int64(a.Mtime)))
+	} else {
+		b.WriteString("times=?")
+	}
+	return b.String()
+}
+
+// longMode is the first column of a READDIR longname (ls -l's mode) and,
+// for files, its size column.
+func longMode(e nameEntry) string {
+	f := strings.Fields(e.Long)
+	if len(f) == 0 {
+		return "long=?"
+	}
+	if len(f) > 4 && strings.HasPrefix(f[0], "-") {
+		return "long=" + f[0] + "/" + f[4]
+	}
+	return "long=" + f[0]
+}
+
+// res shows an answer: the status, or what it carries.
+func (s *sftpSide) res(r reply, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	switch r.Type {
+	case fxpStatus:
+		return r.status()
+	case fxpHandle:
+		return "HANDLE"
+	case fxpData:
+		return fmt.Sprintf("DATA %d bytes %q", len(r.Data), trunc(r.Data))
+	case fxpAttrs:
+		return "ATTRS " + fmtAttrs(r.Attrs)
+	case fxpName:
+		var l []string
+		for _, e := range r.Names {
+			l = append(l, fmt.Sprintf("%q", s.unp(e.Name)))
+		}
+		return "NAME " + strings.Join(l, " ")
+	case fxpExtendedReply:
+		return fmt.Sprintf("EXTENDED_REPLY %d bytes", len(r.Data))
+	}
+	return fmt.Sprintf("type %d", r.Type)
+}
+
+func trunc(b []byte) string {
+	if len(b) > 64 {
+		sum := sha256.Sum256(b)
+		return fmt.Sprintf("%s...sha256=%x", b[:32], sum[:8])
+	}
+	return string(b)
+}
+
+// open opens path on session c and stores the handle as name.
+func (s *sftpSide) open(c *rawSFTP, name, path string, pflags uint32, a attrs) string {
+	r, err := c.open(s.p(path), pflags, a)
+	if err == nil && r.Type == fxpHandle {
+		s.handles[name] = r.Handle
+	}
+	return s.res(r, err)
+}
+
+// closeH closes the handle stored as name.
+func (s *sftpSide) closeH(c *rawSFTP, name string) string {
+	r, err := c.close(s.h(name))
+	delete(s.handles, name)
+	return s.res(r, err)
+}
+
+// listing reads a directory and shows every entry with its attributes
+// and longname mode, sorted by name.
+func (s *sftpSide) listing(c *rawSFTP, path string) string {
+	es, r, err := c.readdirAll(s.p(path))
+	if err != nil || !r.ok() {
+		return s.res(r, err)
+	}
+	var l []string
+	for _, e := range es {
+		if e.Name == "." || e.Name == ".." {
+			continue // compared once, by "readdir / lists . and .."
+		}
+		if hasCtl(e.Name) {
+			continue // compared apart (deliberateDiffs), by "readdir /names: control characters"
+		}
+		l = append(l, fmt.Sprintf("%q{%s %s}", e.Name, fmtAttrs(e.Attrs), longMode(e)))
+	}
+	return "ENTRIES " + strings.Join(l, " ")
+}
+
+// readAll reads a whole file through a fresh handle on session c, 32 KiB
+// per READ, and shows its length and hash.
+func (s *sftpSide) readAll(c *rawSFTP, path string) string {
+	r, err := c.open(s.p(path), pfRead, attrs{})
+	if err != nil || r.Type != fxpHandle {
+		return "open: " + s.res(r, err)
+	}
+	h := r.Handle
+	defer c.close(h) //nolint:errcheck
+	var data []byte
+	for i := 0; i < 10000; i++ {
+		r, err = c.read(h, uint64(len(data)), 32768)
+		if err != nil {
+			return s.res(r, err)
+		}
+		if r.Type == fxpStatus {
+			if r.Code == 1 {
+				return fmt.Sprintf("CONTENT %d bytes %q", len(data), trunc(data))
+			}
+			return "read: " + r.status()
+		}
+		data = append(data, r.Data...)
+	}
+	return "file too long"
+}
+
+// pcErr shows a pkg/sftp client error as its SFTP status.
+func pcErr(err error) string {
+	if err == nil {
+		return "OK"
+	}
+	var se *sftp.StatusError
+	switch {
+	case errors.As(err, &se):
+		if n, ok := statusNames[se.Code]; ok {
+			return n
+		}
+		return fmt.Sprintf("status%d", se.Code)
+	case errors.Is(err, fs.ErrNotExist):
+		return "NO_SUCH_FILE"
+	case errors.Is(err, fs.ErrPermission):
+		return "PERMISSION_DENIED"
+	case errors.Is(err, io.EOF):
+		return "EOF"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return "errno " + errno.Error()
+	}
+	return fmt.Sprintf("error %T", err)
+}
+
+func pcInfo(fi os.FileInfo, err error) string {
+	if err != nil {
+		return pcErr(err)
+	}
+	mt := canonTime(fi.ModTime().Unix())
+	if fi.IsDir() || fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Sprintf("%q %v mtime=%s", fi.Name(), fi.Mode(), mt)
+	}
+	return fmt.Sprintf("%q %v size=%d mtime=%s", fi.Name(), fi.Mode(), fi.Size(), mt)
+}
+
+// pattern is deterministic test content of n bytes.
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	x := uint32(seed) + 1
+	for i := range b {
+		x = x*1664525 + 1013904223
+		b[i] = byte(x >> 24)
+	}
+	return b
+}
+
+// Fixed times the steps set (seconds since the epoch).
+const (
+	tAtime = 1000000000 // 2001-09-09
+	tMtime = 1100000000 // 2004-11-09
+	tDir   = 1200000000 // 2008-01-10
+)
+
+func times(a, m uint32) attrs { return attrs{Flags: attrACModTim, Atime: a, Mtime: m} }
+func perms(p uint32) attrs    { return attrs{Flags: attrPerms, Perms: p} }
+func size(n uint64) attrs     { return attrs{Flags: attrSize, Size: n} }
+
+// Names that need care.
+var (
+	long255 = strings.Repeat("L", 255)
+	long256 = strings.Repeat("M", 256)
+	namesOK = []string{"with space.txt", "héllo wörld ☃.txt", "bad\xff\xfe.txt", "back\\slash", "star*?[x]", "-dash", ".hidden", "trailing space ", "quote\"'`$(x)"}
+)
+
+// sftpStep is one operation of the sequence, run on one server.
+type sftpStep struct {
+	name string
+	run  func(s *sftpSide) string
+}
+
+// sftpSteps is the sequence run against every server, in order. Steps
+// with "B:" act on a second, concurrent session of the same user; "pc:"
+// steps use pkg/sftp's client (a third session); the others speak raw
+// SFTP on session A. Paths are logical: "/" is the user's directory.
+func sftpSteps() []sftpStep {
+	data1 := []byte("hello world\n")
+	big := pattern(1<<20+12345, 7)
+	return []sftpStep{
+		// Version and extensions.
+		{"protocol version", func(s *sftpSide) string { return fmt.Sprint(s.a.version) }},
+		{"extensions advertised", func(s *sftpSide) string { return s.a.extNames() }},
+
+		// realpath.
+		{"realpath .", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRealpath, "."); return s.res(r, err) }},
+		{"realpath empty string", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRealpath, ""); return s.res(r, err) }},
+		{"realpath /x/../y (missing)", func(s *sftpSide) string {
+			r, err := s.a.pathOp(fxpRealpath, s.p("/x/../y"))
+			return s.res(r, err)
+		}},
+		{"realpath a/./b/.. relative", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRealpath, "a/./b/.."); return s.res(r, err) }},
+
+		// mkdir.
+		{"mkdir /d", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/d"), attrs{}); return s.res(r, err) }},
+		{"stat /d", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d")); return s.res(r, err) }},
+		{"mkdir /d again (exists)", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/d"), attrs{}); return s.res(r, err) }},
+		{"mkdir /p/q (missing parent)", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/p/q"), attrs{}); return s.res(r, err) }},
+		{"mkdir /d700 mode 0700", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/d700"), perms(0o700)); return s.res(r, err) }},
+		{"stat /d700", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d700")); return s.res(r, err) }},
+		{"mkdir /d777 mode 0777 (umask 022)", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/d777"), perms(0o777))
+			return s.res(r, err)
+		}},
+		{"stat /d777", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d777")); return s.res(r, err) }},
+		{"mkdir /d/sub", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/d/sub"), attrs{}); return s.res(r, err) }},
+
+		// Create, write, read.
+		{"open /d/f1 CREAT|TRUNC|WRITE perms 0640", func(s *sftpSide) string {
+			return s.open(s.a, "f1", "/d/f1", pfWrite|pfCreat|pfTrunc, perms(0o640))
+		}},
+		{"write /d/f1", func(s *sftpSide) string { r, err := s.a.write(s.h("f1"), 0, data1); return s.res(r, err) }},
+		{"close /d/f1", func(s *sftpSide) string { return s.closeH(s.a, "f1") }},
+		{"stat /d/f1", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f1")); return s.res(r, err) }},
+		{"open /d/f2 CREAT|EXCL|WRITE no attrs", func(s *sftpSide) string {
+			return s.open(s.a, "f2", "/d/f2", pfWrite|pfCreat|pfExcl, attrs{})
+		}},
+		{"close /d/f2", func(s *sftpSide) string { return s.closeH(s.a, "f2") }},
+		{"stat /d/f2 (empty)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f2")); return s.res(r, err) }},
+		{"open /d/f2 CREAT|EXCL again (exists)", func(s *sftpSide) string {
+			return s.open(s.a, "f2x", "/d/f2", pfWrite|pfCreat|pfExcl, attrs{})
+		}},
+		{"open /nodir/f CREAT|WRITE (missing parent)", func(s *sftpSide) string {
+			return s.open(s.a, "nodir", "/nodir/f", pfWrite|pfCreat, attrs{})
+		}},
+		{"open /missing READ", func(s *sftpSide) string { return s.open(s.a, "missing", "/missing", pfRead, attrs{}) }},
+		{"open /missing WRITE|TRUNC without CREAT", func(s *sftpSide) string {
+			return s.open(s.a, "missing2", "/missing", pfWrite|pfTrunc, attrs{})
+		}},
+		{"open /d READ (a directory)", func(s *sftpSide) string { return s.open(s.a, "dirh", "/d", pfRead, attrs{}) }},
+		{"read the directory handle", func(s *sftpSide) string { r, err := s.a.read(s.h("dirh"), 0, 100); return s.res(r, err) }},
+		{"close the directory handle", func(s *sftpSide) string { return s.closeH(s.a, "dirh") }},
+		{"open /d WRITE (a directory)", func(s *sftpSide) string { return s.open(s.a, "dirw", "/d", pfWrite, attrs{}) }},
+		{"open /d/f1 pflags 0", func(s *sftpSide) string { return s.open(s.a, "pf0", "/d/f1", 0, attrs{}) }},
+		{"read pflags-0 handle", func(s *sftpSide) string { r, err := s.a.read(s.h("pf0"), 0, 100); return s.res(r, err) }},
+		{"close pflags-0 handle", func(s *sftpSide) string { return s.closeH(s.a, "pf0") }},
+		{"open /d/f1 READ", func(s *sftpSide) string { return s.open(s.a, "r1", "/d/f1", pfRead, attrs{}) }},
+		{"read /d/f1 at 6, 100 bytes (short)", func(s *sftpSide) string { r, err := s.a.read(s.h("r1"), 6, 100); return s.res(r, err) }},
+		{"read /d/f1 at EOF", func(s *sftpSide) string { r, err := s.a.read(s.h("r1"), 12, 100); return s.res(r, err) }},
+		{"read /d/f1 past EOF", func(s *sftpSide) string { r, err := s.a.read(s.h("r1"), 1000, 100); return s.res(r, err) }},
+		{"fstat read handle", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("r1"))); return s.res(r, err) }},
+		{"write to read-only handle", func(s *sftpSide) string { r, err := s.a.write(s.h("r1"), 0, []byte("x")); return s.res(r, err) }},
+		{"close read handle", func(s *sftpSide) string { return s.closeH(s.a, "r1") }},
+		{"close it again (stale handle)", func(s *sftpSide) string {
+			s.handles["stale"] = "definitely-not-a-handle"
+			return s.closeH(s.a, "stale")
+		}},
+
+		// Writes in place, append, sparse.
+		{"open /d/f1 WRITE (no trunc)", func(s *sftpSide) string { return s.open(s.a, "w1", "/d/f1", pfWrite, attrs{}) }},
+		{"write XY at 2", func(s *sftpSide) string { r, err := s.a.write(s.h("w1"), 2, []byte("XY")); return s.res(r, err) }},
+		{"close in-place handle", func(s *sftpSide) string { return s.closeH(s.a, "w1") }},
+		{"content /d/f1 after in-place write", func(s *sftpSide) string { return s.readAll(s.a, "/d/f1") }},
+		{"open /d/f1 WRITE|APPEND", func(s *sftpSide) string { return s.open(s.a, "ap", "/d/f1", pfWrite|pfAppend, attrs{}) }},
+		{"write 'tail' at offset 0 on the append handle", func(s *sftpSide) string {
+			r, err := s.a.write(s.h("ap"), 0, []byte("tail"))
+			return s.res(r, err)
+		}},
+		{"close append handle", func(s *sftpSide) string { return s.closeH(s.a, "ap") }},
+		{"content /d/f1 after append", func(s *sftpSide) string { return s.readAll(s.a, "/d/f1") }},
+		{"open /sparse CREAT|WRITE", func(s *sftpSide) string { return s.open(s.a, "sp", "/sparse", pfWrite|pfCreat, attrs{}) }},
+		{"write at 100000 (hole)", func(s *sftpSide) string { r, err := s.a.write(s.h("sp"), 100000, []byte("end")); return s.res(r, err) }},
+		{"fstat sparse handle", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("sp"))); return s.res(r, err) }},
+		{"close sparse", func(s *sftpSide) string { return s.closeH(s.a, "sp") }},
+		{"content /sparse", func(s *sftpSide) string { return s.readAll(s.a, "/sparse") }},
+		{"open /d/f1 CREAT|TRUNC|WRITE perms 0600 (existing 0640)", func(s *sftpSide) string {
+			return s.open(s.a, "tr", "/d/f1", pfWrite|pfCreat|pfTrunc, perms(0o600))
+		}},
+		{"write new content to /d/f1", func(s *sftpSide) string {
+			r, err := s.a.write(s.h("tr"), 0, []byte("new content\n"))
+			return s.res(r, err)
+		}},
+		{"B: read /d/f1 while A rewrites it", func(s *sftpSide) string { return s.readAll(s.b, "/d/f1") }},
+		{"B: stat /d/f1 while A rewrites it", func(s *sftpSide) string { r, err := s.b.pathOp(fxpStat, s.p("/d/f1")); return s.res(r, err) }},
+		{"A: stat /d/f1 while rewriting it", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f1")); return s.res(r, err) }},
+		{"close rewrite", func(s *sftpSide) string { return s.closeH(s.a, "tr") }},
+		{"B: content /d/f1 after the rewrite", func(s *sftpSide) string { return s.readAll(s.b, "/d/f1") }},
+		{"stat /d/f1 after rewrite (mode kept)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f1")); return s.res(r, err) }},
+
+		// A session sees its own upload in progress.
+		{"open /up CREAT|TRUNC|WRITE", func(s *sftpSide) string { return s.open(s.a, "up", "/up", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"lstat /up right after open", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/up")); return s.res(r, err) }},
+		{"write 5 bytes to /up", func(s *sftpSide) string { r, err := s.a.write(s.h("up"), 0, []byte("abcde")); return s.res(r, err) }},
+		{"lstat /up during upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/up")); return s.res(r, err) }},
+		{"stat /up during upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/up")); return s.res(r, err) }},
+		{"fstat /up handle", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("up"))); return s.res(r, err) }},
+		{"readdir / during upload", func(s *sftpSide) string { return s.listing(s.a, "/") }},
+		{"read /up during upload (new handle)", func(s *sftpSide) string { return s.readAll(s.a, "/up") }},
+		{"B: lstat /up while A uploads it", func(s *sftpSide) string { r, err := s.b.pathOp(fxpLstat, s.p("/up")); return s.res(r, err) }},
+		{"B: readdir / while A uploads /up", func(s *sftpSide) string {
+			es, r, err := s.b.readdirAll(s.p("/"))
+			if err != nil || !r.ok() {
+				return s.res(r, err)
+			}
+			for _, e := range es {
+				if e.Name == "up" {
+					return "up listed: " + fmtAttrs(e.Attrs)
+				}
+			}
+			return "up not listed"
+		}},
+		{"setstat /up mode 0600 during upload", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/up"), perms(0o600)); return s.res(r, err) }},
+		{"stat /up after setstat during upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/up")); return s.res(r, err) }},
+		{"fsetstat /up times during upload", func(s *sftpSide) string {
+			r, err := s.a.fsetstat(s.h("up"), times(tAtime, tMtime))
+			return s.res(r, err)
+		}},
+		{"fsync@openssh.com /up", func(s *sftpSide) string {
+			r, err := s.a.extended("fsync@openssh.com", str(nil, s.h("up")))
+			return s.res(r, err)
+		}},
+		{"fstatvfs@openssh.com /up handle", func(s *sftpSide) string {
+			r, err := s.a.extended("fstatvfs@openssh.com", str(nil, s.h("up")))
+			return s.statvfs(r, err)
+		}},
+		{"close /up", func(s *sftpSide) string { return s.closeH(s.a, "up") }},
+		{"stat /up after close", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/up")); return s.res(r, err) }},
+		{"open /rm CREAT|WRITE", func(s *sftpSide) string { return s.open(s.a, "rm", "/rm", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"write /rm", func(s *sftpSide) string { r, err := s.a.write(s.h("rm"), 0, []byte("doomed")); return s.res(r, err) }},
+		{"remove /rm during its upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rm")); return s.res(r, err) }},
+		{"write /rm after remove", func(s *sftpSide) string { r, err := s.a.write(s.h("rm"), 6, []byte("!")); return s.res(r, err) }},
+		{"close /rm", func(s *sftpSide) string { return s.closeH(s.a, "rm") }},
+		{"stat /rm after close", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/rm")); return s.res(r, err) }},
+		{"open /mv1 CREAT|WRITE", func(s *sftpSide) string { return s.open(s.a, "mv", "/mv1", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"write /mv1", func(s *sftpSide) string { r, err := s.a.write(s.h("mv"), 0, []byte("first ")); return s.res(r, err) }},
+		{"rename /mv1 /mv2 during its upload", func(s *sftpSide) string {
+			r, err := s.a.twoPaths(fxpRename, s.p("/mv1"), s.p("/mv2"))
+			return s.res(r, err)
+		}},
+		{"write after rename", func(s *sftpSide) string { r, err := s.a.write(s.h("mv"), 6, []byte("second")); return s.res(r, err) }},
+		{"close renamed upload", func(s *sftpSide) string { return s.closeH(s.a, "mv") }},
+		{"content /mv2", func(s *sftpSide) string { return s.readAll(s.a, "/mv2") }},
+		{"stat /mv1", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/mv1")); return s.res(r, err) }},
+
+		// setstat.
+		{"setstat /d/f1 size 3 (truncate)", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/d/f1"), size(3)); return s.res(r, err) }},
+		{"content /d/f1 after truncate", func(s *sftpSide) string { return s.readAll(s.a, "/d/f1") }},
+		{"setstat /d/f1 size 10 (extend)", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/d/f1"), size(10)); return s.res(r, err) }},
+		{"content /d/f1 after extend", func(s *sftpSide) string { return s.readAll(s.a, "/d/f1") }},
+		{"setstat /d/f1 mode 04755", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/d/f1"), perms(0o4755)); return s.res(r, err) }},
+		{"stat /d/f1 after mode 04755", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f1")); return s.res(r, err) }},
+		{"setstat /d/f1 mode 0600", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/d/f1"), perms(0o600)); return s.res(r, err) }},
+		{"setstat /d/f1 times apart", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/d/f1"), times(tAtime, tMtime))
+			return s.res(r, err)
+		}},
+		{"stat /d/f1 after times", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f1")); return s.res(r, err) }},
+		{"setstat /d777 mode 01777 (sticky)", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/d777"), perms(0o1777)); return s.res(r, err) }},
+		{"stat /d777 after 01777", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d777")); return s.res(r, err) }},
+		{"setstat /d777 times", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/d777"), times(tDir, tDir)); return s.res(r, err) }},
+		{"setstat /missing mode", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/missing"), perms(0o600)); return s.res(r, err) }},
+		{"setstat /d/f2 own uid/gid", func(s *sftpSide) string {
+			r, err := s.a.pathOp(fxpStat, s.p("/d/f2"))
+			if err != nil || r.Type != fxpAttrs {
+				return "stat: " + s.res(r, err)
+			}
+			r, err = s.a.setstat(s.p("/d/f2"), attrs{Flags: attrUIDGID, UID: r.Attrs.UID, GID: r.Attrs.GID})
+			return s.res(r, err)
+		}},
+		{"setstat /d/f2 everything at once", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/d/f2"), attrs{Flags: attrSize | attrPerms | attrACModTim, Size: 4, Perms: 0o640, Atime: tAtime, Mtime: tMtime})
+			return s.res(r, err)
+		}},
+		{"stat /d/f2 after setstat", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f2")); return s.res(r, err) }},
+		{"open /d/f2 WRITE for fsetstat", func(s *sftpSide) string { return s.open(s.a, "fs", "/d/f2", pfWrite, attrs{}) }},
+		{"fsetstat size 1 (ftruncate)", func(s *sftpSide) string { r, err := s.a.fsetstat(s.h("fs"), size(1)); return s.res(r, err) }},
+		{"fsetstat mode 0604", func(s *sftpSide) string { r, err := s.a.fsetstat(s.h("fs"), perms(0o604)); return s.res(r, err) }},
+		{"fstat after fsetstat", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("fs"))); return s.res(r, err) }},
+		{"close fsetstat handle", func(s *sftpSide) string { return s.closeH(s.a, "fs") }},
+
+		// Symbolic links.
+		{"symlink /ln -> d/f1", func(s *sftpSide) string { r, err := s.a.symlink("d/f1", s.p("/ln")); return s.res(r, err) }},
+		{"readlink /ln", func(s *sftpSide) string { r, err := s.a.pathOp(fxpReadlink, s.p("/ln")); return s.res(r, err) }},
+		{"lstat /ln", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/ln")); return s.res(r, err) }},
+		{"stat /ln", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/ln")); return s.res(r, err) }},
+		{"content via /ln", func(s *sftpSide) string { return s.readAll(s.a, "/ln") }},
+		{"symlink /dang -> nowhere (dangling)", func(s *sftpSide) string { r, err := s.a.symlink("nowhere", s.p("/dang")); return s.res(r, err) }},
+		{"stat /dang", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/dang")); return s.res(r, err) }},
+		{"lstat /dang", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/dang")); return s.res(r, err) }},
+		{"readlink /dang", func(s *sftpSide) string { r, err := s.a.pathOp(fxpReadlink, s.p("/dang")); return s.res(r, err) }},
+		{"open /dang READ", func(s *sftpSide) string { return s.open(s.a, "dangr", "/dang", pfRead, attrs{}) }},
+		{"symlink /lnd -> d (a directory)", func(s *sftpSide) string { r, err := s.a.symlink("d", s.p("/lnd")); return s.res(r, err) }},
+		{"symlink /abs -> /d/f2 (absolute)", func(s *sftpSide) string { r, err := s.a.symlink(s.p("/d/f2"), s.p("/abs")); return s.res(r, err) }},
+		{"readlink /abs", func(s *sftpSide) string { r, err := s.a.pathOp(fxpReadlink, s.p("/abs")); return s.res(r, err) }},
+		{"stat /abs", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/abs")); return s.res(r, err) }},
+		{"readdir /lnd (through the link)", func(s *sftpSide) string { return s.listing(s.a, "/lnd") }},
+		{"stat /lnd", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/lnd")); return s.res(r, err) }},
+		{"lstat /lnd", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/lnd")); return s.res(r, err) }},
+		{"realpath /lnd/f1", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRealpath, s.p("/lnd/f1")); return s.res(r, err) }},
+		{"symlink over existing name /ln", func(s *sftpSide) string { r, err := s.a.symlink("d/f2", s.p("/ln")); return s.res(r, err) }},
+		{"readlink /d/f1 (not a link)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpReadlink, s.p("/d/f1")); return s.res(r, err) }},
+		{"readlink /missing", func(s *sftpSide) string { r, err := s.a.pathOp(fxpReadlink, s.p("/missing")); return s.res(r, err) }},
+		{"setstat /ln mode 0640 (follows the link)", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/ln"), perms(0o640)); return s.res(r, err) }},
+		{"stat /d/f1 after chmod through the link", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f1")); return s.res(r, err) }},
+		{"lsetstat@openssh.com /ln times", func(s *sftpSide) string {
+			r, err := s.a.extended("lsetstat@openssh.com", append(str(nil, s.p("/ln")), times(tAtime, tDir).marshal()...))
+			return s.res(r, err)
+		}},
+		{"lstat /ln after lsetstat", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/ln")); return s.res(r, err) }},
+		{"remove /lnd (link to a directory)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/lnd")); return s.res(r, err) }},
+		{"stat /d after removing the link", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d")); return s.res(r, err) }},
+		{"rename /dang /dang2 (a dangling link)", func(s *sftpSide) string {
+			r, err := s.a.twoPaths(fxpRename, s.p("/dang"), s.p("/dang2"))
+			return s.res(r, err)
+		}},
+
+		// Remove, rmdir, rename errors.
+		{"symlink /d/sub/absl -> /d/f1 (absolute, in a subdirectory)", func(s *sftpSide) string {
+			r, err := s.a.symlink(s.p("/d/f1"), s.p("/d/sub/absl"))
+			if err != nil || !r.ok() {
+				return s.res(r, err)
+			}
+			r, err = s.a.pathOp(fxpReadlink, s.p("/d/sub/absl"))
+			return s.res(r, err)
+		}},
+		{"lstat size of /ln (relative target d/f1)", func(s *sftpSide) string {
+			r, err := s.a.pathOp(fxpLstat, s.p("/ln"))
+			if err != nil || r.Type != fxpAttrs {
+				return s.res(r, err)
+			}
+			return fmt.Sprintf("size=%d", r.Attrs.Size)
+		}},
+		{"rmdir /d (not empty)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRmdir, s.p("/d")); return s.res(r, err) }},
+		{"rmdir /missing", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRmdir, s.p("/missing")); return s.res(r, err) }},
+		{"rmdir /d/f1 (a file)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRmdir, s.p("/d/f1")); return s.res(r, err) }},
+		{"remove /d (a directory)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/d")); return s.res(r, err) }},
+		{"remove /missing", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/missing")); return s.res(r, err) }},
+		{"remove /missing/x (missing parent)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/missing/x")); return s.res(r, err) }},
+		{"mkdir /empty, rmdir it", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/empty"), attrs{})
+			if err != nil || !r.ok() {
+				return "mkdir: " + s.res(r, err)
+			}
+			r, err = s.a.pathOp(fxpRmdir, s.p("/empty"))
+			return s.res(r, err)
+		}},
+		{"rename over existing file", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.twoPaths(fxpRename, s.p("/rn/a1"), s.p("/rn/b1"))
+				return s.res(r, err) + " / " + s.readAll(s.a, "/rn/b1")
+			}, "/rn/", "/rn/a1=A1", "/rn/b1=B1")
+		}},
+		{"rename file over directory", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.twoPaths(fxpRename, s.p("/rn/a2"), s.p("/rn/dir2"))
+				return s.res(r, err)
+			}, "/rn/a2=A2", "/rn/dir2/")
+		}},
+		{"rename directory over file", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.twoPaths(fxpRename, s.p("/rn/dir3"), s.p("/rn/a3"))
+				return s.res(r, err)
+			}, "/rn/a3=A3", "/rn/dir3/")
+		}},
+		{"rename /missing /x", func(s *sftpSide) string {
+			r, err := s.a.twoPaths(fxpRename, s.p("/missing"), s.p("/x"))
+			return s.res(r, err)
+		}},
+		{"rename into missing dir", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.twoPaths(fxpRename, s.p("/rn/a4"), s.p("/nodir/a4"))
+				return s.res(r, err)
+			}, "/rn/a4=A4")
+		}},
+		{"rename file to itself", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.twoPaths(fxpRename, s.p("/rn/a5"), s.p("/rn/a5"))
+				return s.res(r, err) + " / " + s.readAll(s.a, "/rn/a5")
+			}, "/rn/a5=A5")
+		}},
+		{"rename directory to a new name", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.twoPaths(fxpRename, s.p("/rn/dir6"), s.p("/rn/dir6b"))
+				return s.res(r, err) + " / " + s.readAll(s.a, "/rn/dir6b/f")
+			}, "/rn/dir6/", "/rn/dir6/f=F6")
+		}},
+		{"rename directory into its own subdir", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.twoPaths(fxpRename, s.p("/rn/dir7"), s.p("/rn/dir7/sub/x"))
+				return s.res(r, err)
+			}, "/rn/dir7/", "/rn/dir7/sub/")
+		}},
+		{"rename directory over empty directory", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.twoPaths(fxpRename, s.p("/rn/dir8"), s.p("/rn/dir8b"))
+				return s.res(r, err)
+			}, "/rn/dir8/", "/rn/dir8b/")
+		}},
+		{"posix-rename over existing file", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/pr/a1")), s.p("/pr/b1")))
+				return s.res(r, err) + " / " + s.readAll(s.a, "/pr/b1")
+			}, "/pr/", "/pr/a1=PA1", "/pr/b1=PB1")
+		}},
+		{"posix-rename file over non-empty dir", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/pr/a2")), s.p("/pr/dir2")))
+				return s.res(r, err)
+			}, "/pr/a2=PA2", "/pr/dir2/", "/pr/dir2/x=X")
+		}},
+		{"posix-rename file over empty dir", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/pr/a3")), s.p("/pr/dir3")))
+				return s.res(r, err)
+			}, "/pr/a3=PA3", "/pr/dir3/")
+		}},
+		{"posix-rename dir over empty dir", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/pr/dir4")), s.p("/pr/dir4b")))
+				return s.res(r, err) + " / " + s.readAll(s.a, "/pr/dir4b/f")
+			}, "/pr/dir4/", "/pr/dir4/f=F4", "/pr/dir4b/")
+		}},
+		{"posix-rename dir over non-empty dir", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/pr/dir5")), s.p("/pr/dir5b")))
+				return s.res(r, err)
+			}, "/pr/dir5/", "/pr/dir5b/", "/pr/dir5b/x=X")
+		}},
+		{"posix-rename missing", func(s *sftpSide) string {
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/pr/missing")), s.p("/pr/x")))
+			return s.res(r, err)
+		}},
+
+		// Other extensions.
+		{"hardlink@openssh.com /hl/a -> /hl/b", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.extended("hardlink@openssh.com", str(str(nil, s.p("/hl/a")), s.p("/hl/b")))
+				return s.res(r, err) + " / " + s.readAll(s.a, "/hl/b")
+			}, "/hl/", "/hl/a=HL")
+		}},
+		{"write through one hard link, read the other", func(s *sftpSide) string {
+			if r := s.writeFile("/hl/a", []byte("HL2")); r != "OK" {
+				return "write: " + r
+			}
+			return s.readAll(s.a, "/hl/b")
+		}},
+		{"hardlink over existing file", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.extended("hardlink@openssh.com", str(str(nil, s.p("/hl/a")), s.p("/hl/c")))
+				return s.res(r, err)
+			}, "/hl/c=C")
+		}},
+		{"hardlink of a directory", func(s *sftpSide) string {
+			r, err := s.a.extended("hardlink@openssh.com", str(str(nil, s.p("/hl")), s.p("/hl2")))
+			return s.res(r, err)
+		}},
+		{"copy-data /hl/c -> /hl/copy", func(s *sftpSide) string {
+			if r := s.open(s.a, "cpsrc", "/hl/c", pfRead, attrs{}); r != "HANDLE" {
+				return "open src: " + r
+			}
+			if r := s.open(s.a, "cpdst", "/hl/copy", pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+				return "open dst: " + r
+			}
+			p := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h("cpsrc")), 0), 0)
+			p = binary.BigEndian.AppendUint64(str(p, s.h("cpdst")), 0)
+			r, err := s.a.extended("copy-data", p)
+			res := s.res(r, err)
+			s.closeH(s.a, "cpsrc")
+			s.closeH(s.a, "cpdst")
+			return res + " / " + s.readAll(s.a, "/hl/copy")
+		}},
+		{"home-directory", func(s *sftpSide) string {
+			r, err := s.a.extended("home-directory", str(nil, s.user))
+			return s.res(r, err)
+		}},
+		{"statvfs@openssh.com /", func(s *sftpSide) string {
+			r, err := s.a.extended("statvfs@openssh.com", str(nil, s.p("/")))
+			return s.statvfs(r, err)
+		}},
+		{"statvfs@openssh.com /missing", func(s *sftpSide) string {
+			r, err := s.a.extended("statvfs@openssh.com", str(nil, s.p("/missing")))
+			return s.statvfs(r, err)
+		}},
+		{"limits@openssh.com", func(s *sftpSide) string {
+			r, err := s.a.extended("limits@openssh.com", nil)
+			return s.res(r, err)
+		}},
+		{"expand-path@openssh.com ~/d", func(s *sftpSide) string {
+			r, err := s.a.extended("expand-path@openssh.com", str(nil, "~/d"))
+			return s.res(r, err)
+		}},
+		{"unknown extension", func(s *sftpSide) string { r, err := s.a.extended("nonsense@example.com", nil); return s.res(r, err) }},
+
+		// Directories.
+		{"opendir /d/f1 (a file)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpOpendir, s.p("/d/f1")); return s.res(r, err) }},
+		{"opendir /missing", func(s *sftpSide) string { r, err := s.a.pathOp(fxpOpendir, s.p("/missing")); return s.res(r, err) }},
+		{"readdir /d", func(s *sftpSide) string { return s.listing(s.a, "/d") }},
+		{"readdir / lists . and ..", func(s *sftpSide) string {
+			es, r, err := s.a.readdirAll(s.p("/"))
+			if err != nil || !r.ok() {
+				return s.res(r, err)
+			}
+			var l []string
+			for _, e := range es {
+				if e.Name == "." || e.Name == ".." {
+					l = append(l, fmt.Sprintf("%q{%s %s}", e.Name, fmtAttrs(e.Attrs), longMode(e)))
+				}
+			}
+			return fmt.Sprint(l)
+		}},
+		{"readdir /", func(s *sftpSide) string { return s.listing(s.a, "/") }},
+
+		// Names.
+		{"mkdir /names", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/names"), attrs{}); return s.res(r, err) }},
+		{"create names with spaces, unicode, invalid UTF-8, quotes", func(s *sftpSide) string {
+			var l []string
+			for i, n := range namesOK {
+				l = append(l, fmt.Sprintf("%q:%s", n, s.writeFile("/names/"+n, fmt.Appendf(nil, "name %d\n", i))))
+			}
+			return strings.Join(l, " ")
+		}},
+		{"create 255-byte name", func(s *sftpSide) string { return s.writeFile("/names/"+long255, []byte("long")) }},
+		{"create 256-byte name", func(s *sftpSide) string { return s.writeFile("/names/"+long256, []byte("too long")) }},
+		{"stat 255-byte name", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/names/"+long255)); return s.res(r, err) }},
+		{"mkdir name with \\x01", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/names/ctl\x01dir"), attrs{}); return s.res(r, err) }},
+		{"create name with DEL", func(s *sftpSide) string { return s.writeFile("/names/del\x7fx", []byte("del")) }},
+		{"create name with newline", func(s *sftpSide) string { return s.writeFile("/names/new\nline", []byte("nl")) }},
+		{"stat invalid UTF-8 name", func(s *sftpSide) string {
+			r, err := s.a.pathOp(fxpStat, s.p("/names/bad\xff\xfe.txt"))
+			return s.res(r, err)
+		}},
+		{"rename invalid UTF-8 name", func(s *sftpSide) string {
+			r, err := s.a.twoPaths(fxpRename, s.p("/names/bad\xff\xfe.txt"), s.p("/names/still\xffbad"))
+			return s.res(r, err)
+		}},
+		{"readdir /names", func(s *sftpSide) string { return s.listing(s.a, "/names") }},
+		{"readdir /names: control characters", func(s *sftpSide) string {
+			es, r, err := s.a.readdirAll(s.p("/names"))
+			if err != nil || !r.ok() {
+				return s.res(r, err)
+			}
+			var l []string
+			for _, e := range es {
+				if hasCtl(e.Name) {
+					l = append(l, fmt.Sprintf("%q", e.Name))
+				}
+			}
+			return fmt.Sprint(l)
+		}},
+		{"stat path with trailing slash /d/f1/", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f1/")); return s.res(r, err) }},
+		{"stat /d/./sub/..", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/./sub/..")); return s.res(r, err) }},
+		{"stat relative d/f1", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, "d/f1"); return s.res(r, err) }},
+		{"stat //d//f1 (double slashes)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("//d//f1")); return s.res(r, err) }},
+
+		// pkg/sftp's client, as programs use it.
+		{"pc: Create+Write 1 MiB (concurrent writes)", func(s *sftpSide) string {
+			f, err := s.pc.Create(s.p("/big.bin"))
+			if err != nil {
+				return pcErr(err)
+			}
+			_, werr := f.ReadFrom(bytes.NewReader(big))
+			return pcErr(errors.Join(werr, f.Close()))
+		}},
+		{"pc: read /big.bin back", func(s *sftpSide) string {
+			f, err := s.pc.Open(s.p("/big.bin"))
+			if err != nil {
+				return pcErr(err)
+			}
+			defer f.Close()
+			var buf bytes.Buffer
+			if _, err := f.WriteTo(&buf); err != nil {
+				return pcErr(err)
+			}
+			return fmt.Sprintf("%d bytes %q", buf.Len(), trunc(buf.Bytes()))
+		}},
+		{"pc: OpenFile O_WRONLY|O_APPEND, write", func(s *sftpSide) string {
+			f, err := s.pc.OpenFile(s.p("/big.bin"), os.O_WRONLY|os.O_APPEND)
+			if err != nil {
+				return pcErr(err)
+			}
+			_, werr := f.Write([]byte("appended"))
+			return pcErr(errors.Join(werr, f.Close()))
+		}},
+		{"pc: Stat /big.bin", func(s *sftpSide) string { return pcInfo(s.pc.Stat(s.p("/big.bin"))) }},
+		{"pc: Truncate /big.bin 1000", func(s *sftpSide) string { return pcErr(s.pc.Truncate(s.p("/big.bin"), 1000)) }},
+		{"pc: Chtimes /big.bin", func(s *sftpSide) string {
+			return pcErr(s.pc.Chtimes(s.p("/big.bin"), time.Unix(tAtime, 0), time.Unix(tMtime, 0)))
+		}},
+		{"pc: Chmod /big.bin 0444", func(s *sftpSide) string { return pcErr(s.pc.Chmod(s.p("/big.bin"), 0o444)) }},
+		{"pc: Lstat /big.bin", func(s *sftpSide) string { return pcInfo(s.pc.Lstat(s.p("/big.bin"))) }},
+		{"pc: MkdirAll /deep/a/b/c", func(s *sftpSide) string { return pcErr(s.pc.MkdirAll(s.p("/deep/a/b/c"))) }},
+		{"pc: MkdirAll over a file", func(s *sftpSide) string { return pcErr(s.pc.MkdirAll(s.p("/big.bin/x"))) }},
+		{"pc: ReadDir /", func(s *sftpSide) string {
+			fis, err := s.pc.ReadDir(s.p("/"))
+			if err != nil {
+				return pcErr(err)
+			}
+			var l []string
+			for _, fi := range fis {
+				l = append(l, pcInfo(fi, nil))
+			}
+			sort.Strings(l)
+			return strings.Join(l, "; ")
+		}},
+		{"pc: ReadDir /d/f1 (a file)", func(s *sftpSide) string { _, err := s.pc.ReadDir(s.p("/d/f1")); return pcErr(err) }},
+		{"pc: Walk /deep", func(s *sftpSide) string {
+			w := s.pc.Walk(s.p("/deep"))
+			var l []string
+			for i := 0; i < 1000 && w.Step(); i++ {
+				if w.Err() != nil {
+					l = append(l, pcErr(w.Err()))
+					continue
+				}
+				l = append(l, s.unp(w.Path()))
+			}
+			return strings.Join(l, " ")
+		}},
+		{"pc: Glob /d/f*", func(s *sftpSide) string {
+			m, err := s.pc.Glob(s.p("/d/f*"))
+			if err != nil {
+				return pcErr(err)
+			}
+			for i := range m {
+				m[i] = s.unp(m[i])
+			}
+			sort.Strings(m)
+			return strings.Join(m, " ")
+		}},
+		{"pc: Remove /deep (not empty)", func(s *sftpSide) string { return pcErr(s.pc.Remove(s.p("/deep"))) }},
+		{"pc: RemoveAll /deep", func(s *sftpSide) string { return pcErr(s.pc.RemoveAll(s.p("/deep"))) }},
+		{"pc: Link /big.bin /big.hard", func(s *sftpSide) string { return pcErr(s.pc.Link(s.p("/big.bin"), s.p("/big.hard"))) }},
+		{"pc: PosixRename /big.bin /big2.bin", func(s *sftpSide) string { return pcErr(s.pc.PosixRename(s.p("/big.bin"), s.p("/big2.bin"))) }},
+		{"pc: Rename /sparse /sparse2", func(s *sftpSide) string { return pcErr(s.pc.Rename(s.p("/sparse"), s.p("/sparse2"))) }},
+		{"pc: Getwd", func(s *sftpSide) string { wd, err := s.pc.Getwd(); return s.unp(wd) + " " + pcErr(err) }},
+		{"pc: RealPath ..", func(s *sftpSide) string { p, err := s.pc.RealPath(s.p("/d/..")); return s.unp(p) + " " + pcErr(err) }},
+		{"pc: ReadLink /abs", func(s *sftpSide) string { p, err := s.pc.ReadLink(s.p("/abs")); return s.unp(p) + " " + pcErr(err) }},
+		{"pc: Symlink /pcl -> big.bin", func(s *sftpSide) string { return pcErr(s.pc.Symlink("big.bin", s.p("/pcl"))) }},
+		{"pc: StatVFS /", func(s *sftpSide) string {
+			v, err := s.pc.StatVFS(s.p("/"))
+			if err != nil {
+				return pcErr(err)
+			}
+			return fmt.Sprintf("bsize=%d frsize=%d namemax=%d", v.Bsize, v.Frsize, v.Namemax)
+		}},
+
+		// Final listings.
+		{"readdir / at the end", func(s *sftpSide) string { return s.listing(s.a, "/") }},
+		{"readdir /d at the end", func(s *sftpSide) string { return s.listing(s.a, "/d") }},
+	}
+}
+
+// with makes fixtures on session A, then runs fn. A fixture is "/dir/"
+// (mkdir) or "/path=content" (a file); a fixture that fails to appear is
+// the step's answer.
+func (s *sftpSide) with(fn func() string, fixtures ...string) string {
+	for _, f := range fixtures {
+		if dir, ok := strings.CutSuffix(f, "/"); ok {
+			if r, err := s.a.mkdir(s.p(dir), attrs{}); err != nil || !r.ok() {
+				return "fixture " + f + ": " + s.res(r, err)
+			}
+			continue
+		}
+		path, content, _ := strings.Cut(f, "=")
+		if r := s.writeFile(path, []byte(content)); r != "OK" {
+			return "fixture " + f + ": " + r
+		}
+	}
+	return fn()
+}
+
+// writeFile creates path (CREAT|TRUNC|WRITE), writes data and closes.
+func (s *sftpSide) writeFile(path string, data []byte) string {
+	r, err := s.a.open(s.p(path), pfWrite|pfCreat|pfTrunc, attrs{})
+	if err != nil || r.Type != fxpHandle {
+		return "open: " + s.res(r, err)
+	}
+	h := r.Handle
+	r, err = s.a.write(h, 0, data)
+	if err != nil || !r.ok() {
+		s.a.close(h) //nolint:errcheck
+		return "write: " + s.res(r, err)
+	}
+	r, err = s.a.close(h)
+	return s.res(r, err)
+}
+
+// statvfs shows the fields of a statvfs@openssh.com answer that do not
+// change while the test runs: block sizes, flags and the longest name.
+func (s *sftpSide) statvfs(r reply, err error) string {
+	if err != nil || r.Type != fxpExtendedReply {
+		return s.res(r, err)
+	}
+	if len(r.Data) < 11*8 {
+		return fmt.Sprintf("short statvfs reply: %d bytes", len(r.Data))
+	}
+	f := func(i int) uint64 { return binary.BigEndian.Uint64(r.Data[i*8:]) }
+	return fmt.Sprintf("bsize=%d frsize=%d flag=%d namemax=%d", f(0), f(1), f(9), f(10))
+}
+
+// dialSFTP logs in to addr with cfg and opens raw SFTP sessions A and B
+// (separate SSH connections) and a pkg/sftp client (a third).
+func dialSFTP(t *testing.T, name, addr string, cfg *ssh.ClientConfig) *sftpSide {
+	t.Helper()
+	s := &sftpSide{name: name, handles: map[string]string{}}
+	conn := func() *ssh.Client {
+		c, err := ssh.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatalf("%s: ssh: %v", name, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	raw := func() *rawSFTP {
+		r, err := newRawSFTP(conn())
+		if err != nil {
+			t.Fatalf("%s: sftp: %v", name, err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	s.a, s.b = raw(), raw()
+	pc, err := sftp.NewClient(conn(), sftp.MaxPacketUnchecked(1<<15))
+	if err != nil {
+		t.Fatalf("%s: pkg/sftp: %v", name, err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	s.pc = pc
+	return s
+}
+
+// openSSHSide starts an OpenSSH server and connects to it.
+func openSSHSide(t *testing.T) *sftpSide {
+	t.Helper()
+	srv := refserver.StartOpenSSH(t)
+	s := dialSFTP(t, "openssh", srv.Addr, srv.ClientConfig())
+	s.user = srv.User
+	s.prefix, s.dir = srv.Dir, srv.Dir
+	return s
+}
+
+// upgateSFTPSide starts upgate (a real gateway, a real embedded agent
+// over real gRPC) with SFTP on loopback and connects to it as alice.
+func upgateSFTPSide(t *testing.T) *sftpSide {
+	t.Helper()
+	e := gwtest.Start(t, func(cfg *config.Config) {
+		root := cfg.Agents[gwtest.Agent].Root
+		cfg.Listen = config.Listen{SFTP: "127.0.0.1:0"}
+		cfg.SFTP.HostKeys = []string{filepath.Join(root, "..", filepath.Base(root)+"-hostkey-ed25519")}
+	})
+	dir := e.UserDir("alice")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ClientConfig{
+		User:            "alice",
+		Auth:            []ssh.AuthMethod{ssh.Password(gwtest.Users["alice"])},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		Timeout:         10 * time.Second,
+	}
+	s := dialSFTP(t, "upgate", e.Srv.SFTPAddr.String(), cfg)
+	s.user = "alice"
+	s.prefix, s.dir = "", dir
+	s.idle = func() { e.AgentIdle(t) }
+	return s
+}
+
+// runSFTP runs the sequence on s, closes what it left open, and returns
+// the answers and the resulting tree.
+func runSFTP(t *testing.T, s *sftpSide) ([]stepResult, map[string]treeEntry) {
+	t.Helper()
+	var out []stepResult
+	for _, st := range sftpSteps() {
+		out = append(out, stepResult{step: st.name, answer: st.run(s)})
+	}
+	for name := range s.handles {
+		s.closeH(s.a, name)
+	}
+	if s.idle != nil {
+		s.idle()
+	}
+	return out, snapshot(t, s.dir)
+}
+
+// TestSFTPDifferential runs the SFTP sequence against OpenSSH's
+// sftp-server and against upgate and compares every answer and the
+// resulting trees. Differences listed in deliberateDiffs are logged;
+// any other fails the test.
+func TestSFTPDifferential(t *testing.T) {
+	ref := openSSHSide(t)
+	ug := upgateSFTPSide(t)
+	if n := len(sftpSteps()); n < 60 {
+		t.Fatalf("only %d SFTP steps", n)
+	}
+	refRes, refTree := runSFTP(t, ref)
+	ugRes, ugTree := runSFTP(t, ug)
+	if os.Getenv("DIFF_DUMP") != "" {
+		for i := range refRes {
+			t.Logf("%03d %s\n\topenssh: %s\n\tupgate:  %s", i, refRes[i].step, refRes[i].answer, ugRes[i].answer)
+		}
+	}
+	diffs := compareRuns(t, "sftp", refRes, ugRes, true)
+	diffs = append(diffs, compareTrees(refTree, ugTree, true)...)
+	report(t, "openssh", "upgate", diffs)
+}
+
+// TestSFTPDifferentialSelfCheck runs the sequence against two OpenSSH
+// servers: the harness must see no difference at all, or it would
+// report noise as upgate bugs.
+func TestSFTPDifferentialSelfCheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("harness self-check; skipped with -short")
+	}
+	one, two := openSSHSide(t), openSSHSide(t)
+	r1, t1 := runSFTP(t, one)
+	r2, t2 := runSFTP(t, two)
+	diffs := compareRuns(t, "sftp", r1, r2, false)
+	diffs = append(diffs, compareTrees(t1, t2, false)...)
+	report(t, "openssh#1", "openssh#2", diffs)
+}
