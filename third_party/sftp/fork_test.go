@@ -347,3 +347,32 @@ func TestForkStatCarriesAtime(t *testing.T) {
 		t.Errorf("uid/gid %d/%d, want 33/33", st.UID, st.GID)
 	}
 }
+
+func TestForkWriteOnReadHandle(t *testing.T) {
+	rec := newRecorder()
+	c := forkPair(t, rec.handlers())
+	f, err := c.Create("/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("hello"))
+	f.Close()
+	typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: "/f", Pflags: sshFxfRead})
+	if typ != sshFxpHandle {
+		t.Fatalf("OPEN answered type %d", typ)
+	}
+	handle, _ := unmarshalString(data[4:])
+	typ, data = send(t, c, &sshFxpWritePacket{ID: c.nextID(), Handle: handle, Offset: 0, Length: 1, Data: []byte("X")})
+	if typ != sshFxpStatus {
+		t.Fatalf("WRITE on a read handle answered type %d, want a status", typ)
+	}
+	if err := statusOf(data); err == nil || err.(*StatusError).Code != sshFxNoSuchFile {
+		t.Errorf("WRITE on a read handle: %v, want NO_SUCH_FILE (EBADF, as OpenSSH)", err)
+	}
+	send(t, c, &sshFxpClosePacket{ID: c.nextID(), Handle: handle})
+	// Closed: the handle is stale now.
+	_, data = send(t, c, &sshFxpClosePacket{ID: c.nextID(), Handle: handle})
+	if err := statusOf(data); err == nil || err.(*StatusError).Code != sshFxNoSuchFile {
+		t.Errorf("CLOSE of a stale handle: %v, want NO_SUCH_FILE", err)
+	}
+}

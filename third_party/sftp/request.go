@@ -316,8 +316,17 @@ func (r *Request) transferError(err error) {
 func (r *Request) call(handlers Handlers, pkt requestPacket, alloc *allocator, orderID uint32, maxTxPacket uint32) responsePacket {
 	switch r.Method {
 	case "Get":
+		if _, ok := pkt.(*sshFxpReadPacket); !ok {
+			// A WRITE on a handle opened for reading: EBADF, as
+			// write(2) on a read-only descriptor (upgate fork: upstream
+			// served it as a read).
+			return statusFromError(pkt.id(), EBADF)
+		}
 		return fileget(handlers.FileGet, r, pkt, alloc, orderID, maxTxPacket)
 	case "Put":
+		if _, ok := pkt.(*sshFxpWritePacket); !ok {
+			return statusFromError(pkt.id(), EBADF) // a READ on a write-only handle
+		}
 		return fileput(handlers.FilePut, r, pkt, alloc, orderID, maxTxPacket)
 	case "Open":
 		return fileputget(handlers.FilePut, r, pkt, alloc, orderID, maxTxPacket)

@@ -16,7 +16,10 @@ func TestErrFxCode(t *testing.T) {
 		fx  fxerr
 	}{
 		{err: errors.New("random error"), fx: ErrSSHFxFailure},
-		{err: EBADF, fx: ErrSSHFxFailure},
+		{err: EBADF, fx: ErrSSHFxNoSuchFile}, // upgate fork: OpenSSH's errno table
+		{err: syscall.ENOTDIR, fx: ErrSSHFxNoSuchFile},
+		{err: syscall.EINVAL, fx: ErrSSHFxBadMessage},
+		{err: fmt.Errorf("wrapped: %w", syscall.ELOOP), fx: ErrSSHFxNoSuchFile},
 		{err: syscall.ENOENT, fx: ErrSSHFxNoSuchFile},
 		{err: syscall.EPERM, fx: ErrSSHFxPermissionDenied},
 		{err: io.EOF, fx: ErrSSHFxEOF},
