@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
+	"slices"
+	"strings"
+	"syscall"
 
 	"github.com/spf13/afero"
 )
@@ -63,4 +67,65 @@ func StatFS(ctx context.Context, fsys afero.Fs, name string) (FSStats, error) {
 		return s.StatFS(ctx, name)
 	}
 	return FSStats{}, &fs.PathError{Op: "statfs", Path: name, Err: errors.ErrUnsupported}
+}
+
+// maxLinkHops bounds the symbolic links RealPath follows, as the kernel's
+// 40 does.
+const maxLinkHops = 40
+
+// RealPath resolves name as realpath(3) does, as OpenSSH's sftp-server
+// answers REALPATH and as vsftpd's getcwd after a CWD shows it: ".", ".."
+// and every symbolic link on the way are resolved against what is on disk
+// (".." after a link climbs from where the link leads, not lexically).
+// Every component but the last must exist and be a directory (ENOENT,
+// ENOTDIR otherwise); the last may be missing. A link's absolute target
+// is taken in the filesystem's own namespace. Without afero.Lstater and
+// afero.LinkReader it cleans name lexically.
+func RealPath(fsys afero.Fs, name string) (string, error) {
+	if _, ok := fsys.(afero.Lstater); !ok {
+		return userPath(name), nil
+	}
+	var stack []string
+	todo := strings.Split(name, "/")
+	hops := 0
+	for len(todo) > 0 {
+		elem := todo[0]
+		todo = todo[1:]
+		switch elem {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		cur := "/" + path.Join(append(stack, elem)...)
+		last := !slices.ContainsFunc(todo, func(e string) bool { return e != "" && e != "." })
+		fi, err := Lstat(fsys, cur)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && last:
+			stack = append(stack, elem)
+			continue
+		case err != nil:
+			return "", err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if hops++; hops > maxLinkHops {
+				return "", &fs.PathError{Op: "realpath", Path: cur, Err: syscall.ELOOP}
+			}
+			target, err := Readlink(fsys, cur)
+			if err != nil {
+				return "", err
+			}
+			if path.IsAbs(target) {
+				stack = nil
+			}
+			todo = append(strings.Split(target, "/"), todo...)
+			continue
+		case !fi.IsDir() && !last:
+			return "", &fs.PathError{Op: "realpath", Path: cur, Err: syscall.ENOTDIR}
+		}
+		stack = append(stack, elem)
+	}
+	return "/" + path.Join(stack...), nil
 }

@@ -877,6 +877,25 @@ func (f *file) Stat() (os.FileInfo, error) {
 	return f.statLocked()
 }
 
+// Flush implements Flusher: every write so far has been applied by the
+// agent (not fsynced) when it returns.
+func (f *file) Flush() error {
+	f.mu.Lock()
+	if f.closed || !f.writable() {
+		f.mu.Unlock()
+		return nil
+	}
+	err := f.usable("write")
+	if err == nil {
+		err = f.flushLocked()
+	}
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.waitWrites()
+}
+
 // Sync implements afero.File: every write so far is on the agent's disk.
 func (f *file) Sync() error {
 	f.mu.Lock()
@@ -1030,4 +1049,5 @@ var (
 	_ ModeSetter      = (*file)(nil)
 	_ TransferAborter = (*file)(nil)
 	_ Upload          = (*file)(nil)
+	_ Flusher         = (*file)(nil)
 )

@@ -94,6 +94,15 @@ type StatFSer interface {
 	StatFS(ctx context.Context, name string) (FSStats, error)
 }
 
+// Flusher is a file that holds writes back to coalesce them: Flush returns
+// once every write so far has landed where another open file or a path
+// operation sees it (not fsync: durability is Sync's). View flushes a
+// session's writers before each path operation, as POSIX promises a
+// process that its writes are visible at once.
+type Flusher interface {
+	Flush() error
+}
+
 // HardLinker is a filesystem that makes hard links, for SFTP's
 // hardlink@openssh.com.
 type HardLinker interface {

@@ -40,6 +40,9 @@ import (
 // coalesce them: a path operation on them first waits until their writes
 // have landed, so that it sees them.
 //
+// Files open for writing in place also have their held-back writes pushed
+// (Flusher) before any other path operation of the session.
+//
 // An upload that is superseded, removed or renamed over is discarded at
 // once, never committed later: an abandoned handle cannot capture the
 // path operations meant for the committed file, nor bring back stale data
@@ -112,30 +115,20 @@ func (v *View) withUpload(p string, fn func(u *viewFile) error, fallback func() 
 	return err
 }
 
-// settle waits until the writes of p's in-place writers have landed, so
-// that a path operation sees them. A Stat of the open file is the
-// barrier: the agent answers it after the writes sent before it.
-func (v *View) settle(p string) {
-	for _, w := range v.writers(p) {
-		if !w.Pending() {
-			_, _ = w.File.Stat()
-		}
-	}
-}
-
-// settleDir settles every writer directly inside dir.
-func (v *View) settleDir(dir string) {
+// settle waits until the writes of the session's in-place writers have
+// landed, so that a path operation (on their path, or on another name of
+// their file: a hard or symbolic link) sees them. Writers with nothing
+// held back cost nothing.
+func (v *View) settle() {
 	v.mu.Lock()
 	var ws []*viewFile
-	for p, fs := range v.open {
-		if path.Dir(p) == dir {
-			ws = append(ws, fs...)
-		}
+	for _, fs := range v.open {
+		ws = append(ws, fs...)
 	}
 	v.mu.Unlock()
 	for _, w := range ws {
 		if !w.Pending() {
-			_, _ = w.File.Stat()
+			_ = w.Flush()
 		}
 	}
 }
@@ -270,7 +263,7 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 			return v.wrap(p, f, write), nil
 		}
 	} else {
-		v.settle(p)
+		v.settle()
 	}
 	f, err := v.Fs.OpenFile(name, flag, perm)
 	if err != nil {
@@ -307,7 +300,7 @@ func (v *View) Stat(name string) (fi os.FileInfo, err error) {
 		fi, err = u.info()
 		return err
 	}, func() error {
-		v.settle(p)
+		v.settle()
 		fi, err = v.Fs.Stat(name)
 		return err
 	})
@@ -322,7 +315,7 @@ func (v *View) LstatIfPossible(name string) (fi os.FileInfo, ok bool, err error)
 		fi, err = u.info()
 		return err
 	}, func() error {
-		v.settle(p)
+		v.settle()
 		fi, err = Lstat(v.Fs, name)
 		return err
 	})
@@ -370,7 +363,7 @@ func (v *View) Rename(oldname, newname string) error {
 			return err
 		}
 	} else {
-		v.settle(op)
+		v.settle()
 		if err := v.Fs.Rename(oldname, newname); err != nil {
 			return err
 		}
@@ -451,7 +444,7 @@ func (v *View) Link(oldname, newname string) error {
 	if v.upload(np) != nil {
 		return &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.EEXIST}
 	}
-	v.settle(op)
+	v.settle()
 	return Link(v.Fs, oldname, newname)
 }
 
@@ -471,7 +464,7 @@ func (v *View) Hash(ctx context.Context, name string, algo HashAlgorithm, offset
 	if v.upload(p) != nil {
 		return nil, &fs.PathError{Op: "hash", Path: p, Err: syscall.EBUSY}
 	}
-	v.settle(p)
+	v.settle()
 	return Hash(ctx, v.Fs, name, algo, offset, length)
 }
 
@@ -535,7 +528,7 @@ type viewDir struct {
 func (d *viewDir) Readdir(count int) ([]os.FileInfo, error) {
 	if d.seen == nil {
 		d.seen = map[string]bool{}
-		d.v.settleDir(d.dir)
+		d.v.settle()
 	}
 	var fis []os.FileInfo
 	if !d.done {

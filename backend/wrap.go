@@ -24,7 +24,17 @@ var (
 	_ TimesSetter     = FileWrapper{}
 	_ ModeSetter      = FileWrapper{}
 	_ Upload          = FileWrapper{}
+	_ Flusher         = FileWrapper{}
 )
+
+// Flush pushes the wrapped file's held-back writes; a file that holds none
+// back has nothing to do.
+func (w FileWrapper) Flush() error {
+	if f, ok := w.File.(Flusher); ok {
+		return f.Flush()
+	}
+	return nil
+}
 
 // TransferError passes the failure on, so Close aborts an upload.
 func (w FileWrapper) TransferError(err error) {

@@ -114,10 +114,8 @@ func (h *handler) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	if err != nil {
 		return nil, status(err)
 	}
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		f.Close()
-		return nil, &fs.PathError{Op: "open", Path: r.Filepath, Err: syscall.EISDIR}
-	}
+	// A directory opens, as open(2) opens it read-only; reading it fails
+	// with EISDIR, as OpenSSH's READ of such a handle does.
 	return &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: r.Filepath}, nil
 }
 
@@ -297,6 +295,19 @@ func (h *handler) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 			return nil, status(err)
 		}
 		sort.Slice(fis, func(i, j int) bool { return fis[i].Name() < fis[j].Name() })
+		// "." and "..", as OpenSSH lists them.
+		dots := make([]os.FileInfo, 0, 2)
+		if self, err := d.Stat(); err == nil {
+			dots = append(dots, renamed{self, "."})
+			parent := self
+			if p := path.Dir(path.Clean("/" + r.Filepath)); p != path.Clean("/"+r.Filepath) {
+				if fi, err := h.fs.Stat(p); err == nil {
+					parent = fi
+				}
+			}
+			dots = append(dots, renamed{parent, ".."})
+		}
+		fis = append(dots, fis...)
 		for i, fi := range fis {
 			fis[i] = statInfo(fi)
 		}
@@ -321,9 +332,14 @@ func (h *handler) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	return listerAt{statInfo(fi)}, nil
 }
 
-// RealPath resolves a path against "/" without following links: every
-// user's tree starts at "/".
-func (h *handler) RealPath(p string) (string, error) { return path.Clean("/" + p), nil }
+// RealPath answers REALPATH as OpenSSH does: against "/" (every user's
+// tree starts there), resolving ".." and symbolic links on disk; every
+// component but the last must exist.
+func (h *handler) RealPath(p string) (_ string, err error) {
+	defer h.guard("realpath", &err)
+	rp, err := backend.RealPath(h.fs, "/"+p)
+	return rp, status(err)
+}
 
 // Readlink handles READLINK.
 func (h *handler) Readlink(p string) (_ string, err error) {
@@ -345,6 +361,14 @@ func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 	}
 	return n, nil
 }
+
+// renamed is a FileInfo listed under another name.
+type renamed struct {
+	os.FileInfo
+	name string
+}
+
+func (r renamed) Name() string { return r.name }
 
 // stated is a FileInfo whose Sys is a stat(2) result, from which pkg/sftp
 // sends the owner, the link count (in a listing's long name) and the atime.

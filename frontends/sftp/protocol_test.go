@@ -1067,9 +1067,25 @@ func TestSFTPSemantics(t *testing.T) {
 	})
 
 	t.Run("realpath", func(t *testing.T) {
-		for in, want := range map[string]string{"a/../b": "/b", ".": "/", "/x/./y/": "/x/y", "../../..": "/"} {
+		// As OpenSSH: "..", "." and links resolved on disk; every
+		// component but the last must exist.
+		if err := os.MkdirAll(disk("rp/a/deep"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("a/deep", disk("rp/ln")); err != nil {
+			t.Fatal(err)
+		}
+		for in, want := range map[string]string{
+			".": "/", "../../..": "/", "rp/a/../new": "/rp/new", "/rp/./a/": "/rp/a",
+			"/rp/ln": "/rp/a/deep", "/rp/ln/..": "/rp/a", "/rp/ln/missing": "/rp/a/deep/missing",
+		} {
 			if got, err := c.RealPath(in); err != nil || got != want {
 				t.Errorf("RealPath(%q) = %q, %v; want %q", in, got, err, want)
+			}
+		}
+		for _, in := range []string{"/x/../y", "a/./b/..", "/rp/missing/x"} {
+			if got, err := c.RealPath(in); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("RealPath(%q) = %q, %v; want no such file (a missing directory on the way)", in, got, err)
 			}
 		}
 	})
