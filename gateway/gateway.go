@@ -39,14 +39,16 @@ type Options struct {
 }
 
 // Defender decides which client addresses may connect, from the results
-// of their logins.
+// of their logins. user is the login name as the client sent it.
 type Defender interface {
 	// Banned reports whether ip is refused now.
 	Banned(ip netip.Addr) bool
-	// LoginFailed records a failed login from ip.
-	LoginFailed(ip netip.Addr)
-	// LoginSucceeded records a successful login from ip.
-	LoginSucceeded(ip netip.Addr)
+	// LoginFailed records a failed login from ip as user.
+	LoginFailed(ip netip.Addr, user string)
+	// LoginSucceeded records a successful login from ip as user. It must
+	// not forgive failures for other user names: an attacker who holds
+	// one account would otherwise guess at others without limit.
+	LoginSucceeded(ip netip.Addr, user string)
 }
 
 // Gateway turns verified logins into filesystems and runs the accept layer
