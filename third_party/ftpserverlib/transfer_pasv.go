@@ -176,6 +176,15 @@ func (c *clientHandler) handlePASV(_ string) error {
 		return nil
 	}
 
+	// upgate fork: a wrapper that takes accept deadlines gets them, so
+	// that a wrapper that closed its listener (say, unused too long) is
+	// asked for the connection and says why, rather than the inner
+	// listener failing the deadline with "use of closed network
+	// connection".
+	if ds, ok := listener.(passiveDeadlineSetter); ok {
+		deadlineSetter = ds
+	}
+
 	if c.HasTLSForTransfers() || c.server.settings.TLSRequired == ImplicitEncryption {
 		if tlsConfig, err := c.server.driver.GetTLSConfig(); err == nil {
 			listener = tls.NewListener(listener, tlsConfig)
