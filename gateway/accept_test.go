@@ -42,7 +42,10 @@ func TestSocketOptionsOnAcceptedSockets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl := gw.NewDataListener(testProto(), raw, func(net.Addr) *gateway.Session { return ctl })
+	if got := cl.cmd("LOGIN alice alice-pw"); got != "230 ok" {
+		t.Fatalf("LOGIN: %q", got)
+	}
+	dl := gw.NewDataListener(testProto(), raw, ctl, gateway.DataOptions{})
 	t.Cleanup(func() { dl.Close() })
 	dc, err := net.Dial("tcp", dl.Addr().String())
 	if err != nil {
@@ -82,9 +85,19 @@ func TestSocketOptionsOnAcceptedSockets(t *testing.T) {
 	}
 	for _, addr := range []string{srv.addr(), dl.Addr().String()} {
 		_, port, _ := net.SplitHostPort(addr)
-		out, err := exec.Command("ss", "-tnoeiH", "state", "established", "( sport = :"+port+" )").CombinedOutput()
-		if err != nil {
-			t.Fatalf("ss: %v\n%s", err, out)
+		// A socket whose last reply (LOGIN's) the client has not yet
+		// acknowledged (delayed ACK) shows its retransmission timer
+		// instead: look again for a while.
+		var out []byte
+		for range 50 {
+			out, err = exec.Command("ss", "-tnoeiH", "state", "established", "( sport = :"+port+" )").CombinedOutput()
+			if err != nil {
+				t.Fatalf("ss: %v\n%s", err, out)
+			}
+			if strings.Contains(string(out), "keepalive") {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		if !strings.Contains(string(out), "keepalive") {
 			t.Errorf("ss shows no keepalive timer on the socket accepted on %s:\n%s", addr, out)
@@ -393,7 +406,10 @@ func TestProgressTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl := gw.NewDataListener(testProto(), raw, func(net.Addr) *gateway.Session { return parent })
+	if got := ctl.cmd("LOGIN alice alice-pw"); got != "230 ok" {
+		t.Fatalf("LOGIN: %q", got)
+	}
+	dl := gw.NewDataListener(testProto(), raw, parent, gateway.DataOptions{})
 	t.Cleanup(func() { dl.Close() })
 
 	stalled, stalledSrv := dataConn(t, dl)
