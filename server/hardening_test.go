@@ -788,3 +788,79 @@ func TestHardeningSSHHashCommandCap(t *testing.T) {
 		t.Fatalf("md5sum with 100 files: %v, %q, %q", err, stderr, out)
 	}
 }
+
+// TestHardeningHostKeysOutsideAgentRoots: the default host keys used to
+// live in data/, the embedded agent's root, where a user mounted at root
+// "" could read or replace them. Such a configuration is now refused with
+// an error naming the key; with the keys beside the root (the new default
+// layout, keys/ next to data/), that user cannot reach them.
+func TestHardeningHostKeysOutsideAgentRoots(t *testing.T) {
+	base := t.TempDir()
+	agentRoot := filepath.Join(base, "data")
+	cfg := gwtest.Config(t, agentRoot, map[string]string{"alice": "pw"})
+	cfg.Users[0].Mounts[0].Root = "" // alice sees the agent's whole tree
+	cfg.Listen = config.Listen{SFTP: "127.0.0.1:0"}
+	inside := filepath.Join(agentRoot, "ssh_host_ed25519_key")
+	cfg.SFTP.HostKeys = []string{inside}
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "config: sftp.host_keys[0]: host key "+strconv.Quote(inside)+" is inside agents.embedded.root") {
+		t.Fatalf("host key inside the agent root: %v, want an error naming the key", err)
+	}
+
+	key := filepath.Join(base, "keys", "ssh_host_ed25519_key")
+	cfg.SFTP.HostKeys = []string{key}
+	srv := gwtest.Run(t, cfg)
+	pem, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sftp.NewClient(hSSH(t, srv.SFTPAddr.String(), "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	for _, p := range []string{"/../keys/ssh_host_ed25519_key", "../keys/ssh_host_ed25519_key", "/ssh_host_ed25519_key", "../../" + filepath.Base(base) + "/keys/ssh_host_ed25519_key"} {
+		if f, err := sc.Open(p); err == nil {
+			b, _ := io.ReadAll(f)
+			f.Close()
+			if bytes.Contains(b, []byte("PRIVATE KEY")) {
+				t.Fatalf("SECURITY: %s read the host key", p)
+			}
+		}
+		if !strings.Contains(p, "..") {
+			continue // her own file of that name would be hers
+		}
+		if f, err := sc.Create(p); err == nil {
+			_, _ = f.Write([]byte(secPayload))
+			f.Close()
+		}
+	}
+	if got, err := os.ReadFile(key); err != nil || !bytes.Equal(got, pem) {
+		t.Fatalf("SECURITY: the host key changed: %v", err)
+	}
+	entries, err := sc.ReadDir("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.Contains(e.Name(), "ssh_host") {
+			t.Errorf("alice's listing shows %s", e.Name())
+		}
+	}
+}
+
+// TestHardeningDemoUserAnyCase: the demo user is refused off loopback
+// whatever the case of its name, and so is its password hash under any
+// name.
+func TestHardeningDemoUserAnyCase(t *testing.T) {
+	const demoHash = "$2a$10$0dpFMcElNIdnuOWc24Tu0etZdlvxE/kdYthC5JCobH9zWg1lGE9Z6" // bcrypt("demo"), config.yaml's
+	for _, name := range []string{"Demo", "DEMO", "dEmO", "ops"} {
+		cfg := gwtest.Config(t, t.TempDir(), map[string]string{})
+		cfg.Users = []config.User{{Name: name, PasswordHash: demoHash, Mounts: []config.Mount{{Path: "/", Agent: gwtest.Agent, Root: "demo"}}}}
+		cfg.Listen = config.Listen{FTP: "0.0.0.0:0"}
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), "user "+strconv.Quote(name)+" is for the embedded default only and is refused on non-loopback listener listen.ftp") {
+			t.Errorf("user %q with the demo password on 0.0.0.0: %v", name, err)
+		}
+	}
+}
