@@ -161,7 +161,7 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 			log.Info("accept channel", "err", err)
 			continue
 		}
-		open.Add(1)
+		log.Debug("channel opened", "open", open.Add(1))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
