@@ -29,7 +29,9 @@ const demoUser = "demo"
 // "config: " and names the key and the offending value, as in
 // `config: users[1].mounts[0].agent: "web" is not a configured agent`.
 //
-// Validate only inspects c: it opens no files and resolves no names.
+// Validate only inspects c: it opens no files and resolves no names
+// (relative paths, such as host keys against agent roots, are compared
+// from the working directory).
 func (c *Config) Validate() error {
 	var v validator
 	v.listen(c)
