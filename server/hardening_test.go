@@ -290,7 +290,7 @@ func TestHardeningFTPDataFromAnotherAddress(t *testing.T) {
 // bob's upload hung under alice's or the stranger's session, and kicking
 // alice killed it. Now a data connection belongs to the session whose
 // PASV opened the port, and kicking alice (and the stranger leaving)
-// leaves bob's upload whole.
+// leaves bob's upload whole while alice's unfinished one is dropped.
 func TestHardeningFTPDataSessionsShareAnAddress(t *testing.T) {
 	srv, root := startAll(t)
 	addr := srv.FTPAddr.String()
@@ -299,7 +299,18 @@ func TestHardeningFTPDataSessionsShareAnAddress(t *testing.T) {
 	alice := hLogin(t, nat, addr, "alice")
 	bob := hLogin(t, nat, addr, "bob")
 	aliceSess, bobSess := hSession(t, srv, alice.nc), hSession(t, srv, bob.nc)
-	alice.epsv() // alice holds a passive port too
+	// alice uploads too, and is mid-transfer when bob's data connection
+	// arrives: both sessions of the address have a transfer open.
+	aliceData := dialFrom(t, nat, net.JoinHostPort("127.0.0.1", strconv.Itoa(alice.epsv())))
+	defer aliceData.Close()
+	if code, msg := alice.cmd("STOR big.bin"); code != 150 && code != 125 {
+		t.Fatalf("alice's STOR: %d %s", code, msg)
+	}
+	_ = aliceData.SetWriteDeadline(time.Now().Add(hOp))
+	if _, err := aliceData.Write([]byte("alice's unfinished upload")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice's data session", func() bool { return len(hDataSessions(srv)) == 1 })
 
 	port := bob.epsv()
 	data := dialFrom(t, nat, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
@@ -314,9 +325,15 @@ func TestHardeningFTPDataSessionsShareAnAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ds []*gateway.Session
-	waitFor(t, "bob's data session", func() bool { ds = hDataSessions(srv); return len(ds) == 1 })
-	if ds[0].Parent != bobSess {
-		t.Fatalf("bob's data connection is under session %s (user %q), want bob's %s", ds[0].Parent.ID, ds[0].Parent.User(), bobSess.ID)
+	waitFor(t, "bob's data session", func() bool { ds = hDataSessions(srv); return len(ds) == 2 })
+	for _, d := range ds {
+		want := aliceSess
+		if d.Remote.String() == data.LocalAddr().String() {
+			want = bobSess
+		}
+		if d.Parent != want {
+			t.Fatalf("data connection %s is under session %s (user %q), want %s's %s", d.Remote, d.Parent.ID, d.Parent.User(), want.User(), want.ID)
+		}
 	}
 
 	// Kick alice; the stranger leaves.
@@ -339,7 +356,7 @@ func TestHardeningFTPDataSessionsShareAnAddress(t *testing.T) {
 		t.Fatalf("bob's big.bin: %d bytes, %v; want his %d", len(got), err, len(payload))
 	}
 	if _, err := os.Stat(filepath.Join(root, "alice", "big.bin")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("alice's root got big.bin: %v", err)
+		t.Errorf("alice's kicked, unfinished upload was committed: %v", err)
 	}
 	bob.expect("NOOP", 200)
 }
