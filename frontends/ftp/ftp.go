@@ -1,9 +1,11 @@
 // Package ftp is upgate's FTP(S) frontend: ftpserverlib's MainDriver and
 // ClientDriver over the gateway. The control listener is the gateway's
-// accept layer (Settings.Listener) and passive data listeners are wrapped
-// by it (WrapPassiveListener), so keepalive, TCP_USER_TIMEOUT, limits and
-// the session registry apply to both. Logins go through the gateway; each
-// client's files are the user's backend filesystem.
+// accept layer (Settings.Listener) and each passive data listener is
+// wrapped by it for the one session whose PASV opened it
+// (WrapClientPassiveListener, a patch of the fork), so keepalive,
+// TCP_USER_TIMEOUT, limits and the session registry apply to both. Logins
+// go through the gateway; each client's files are the user's backend
+// filesystem.
 package ftp
 
 import (
