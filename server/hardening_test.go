@@ -239,10 +239,12 @@ func hReadAll(t *testing.T, c net.Conn) ([]byte, error) {
 	return io.ReadAll(c)
 }
 
-// TestHardeningFTPDataFromAnotherAddress: a stranger (127.0.0.2) connects
-// to alice's passive port before she does. Data connections used to be
-// matched to control sessions by client IP; a stranger's is now refused
-// (closed with no byte) and alice's own gets her file.
+// TestHardeningFTPDataFromAnotherAddress: a stranger (127.0.0.2) with a
+// control connection that never logs in connects to alice's passive port
+// before she does. Data connections used to be matched to control sessions
+// by client IP: the stranger's was admitted under its own session, and
+// alice's RETR got 425. It is now refused (closed with no byte) and alice's
+// own gets her file.
 func TestHardeningFTPDataFromAnotherAddress(t *testing.T) {
 	srv, root := startAll(t)
 	addr := srv.FTPAddr.String()
@@ -251,6 +253,9 @@ func TestHardeningFTPDataFromAnotherAddress(t *testing.T) {
 	if err := writeFile(filepath.Join(root, "alice", "secret.txt"), secret); err != nil {
 		t.Fatal(err)
 	}
+	// The stranger has a control connection of its own, never logged in:
+	// with matching by IP, that made its data connection welcome.
+	hDial(t, "127.0.0.2", addr)
 	port := alice.epsv()
 	dataAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 
