@@ -344,6 +344,35 @@ func TestEmbeddedDefaultDocumentsEveryOption(t *testing.T) {
 	}
 }
 
+// TestREADMEDocumentsEveryOption: README's configuration table names
+// every key, spelled out ("`a.b.c`") or as a sibling in a row that starts
+// with its parent ("`a.b.x`, `.c`").
+func TestREADMEDocumentsEveryOption(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "| `") {
+			rows = append(rows, line)
+		}
+	}
+	for _, o := range config.Options() {
+		parent, last := o.Key[:strings.LastIndexByte(o.Key, '.')], o.Key[strings.LastIndexByte(o.Key, '.')+1:]
+		found := false
+		for _, row := range rows {
+			if strings.Contains(row, "`"+o.Key+"`") || strings.Contains(row, "`"+parent+".") && strings.Contains(row, "`."+last+"`") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("README's configuration table lacks %s", o.Key)
+		}
+	}
+}
+
 func TestLoadEnvOverride(t *testing.T) {
 	t.Setenv("UPGATE_LISTEN_FTP", "127.0.0.1:3121")
 	t.Setenv("UPGATE_CONNECTIONS_KEEPALIVE_IDLE", "45s")
