@@ -95,7 +95,9 @@ type Defender struct {
 type Admin struct {
 	// TokenFile names a file holding a bearer token that /metrics and the
 	// sessions API require (key admin.token_file). Default empty: no
-	// token, which is fine on the default loopback listener.
+	// token, which is allowed only while listen.admin is a loopback
+	// address; the admin server then also refuses requests whose Host is
+	// not a loopback name or address (DNS rebinding).
 	TokenFile string `mapstructure:"token_file"`
 }
 
@@ -197,8 +199,29 @@ type ProxyProtocol struct {
 type FTP struct {
 	// PassivePorts is the inclusive port range "A-B" offered for passive
 	// data connections, 1 <= A <= B <= 65535 (key ftp.passive_ports).
-	// Default "30000-30019". Empty lets the OS pick any free port.
+	// Default "30000-30099": a logged-in session holds at most one port,
+	// so 100 ports outnumber what one client address (connections.max_per_ip,
+	// 64) or one user (connections.max_per_user, 32) can hold. Empty lets
+	// the OS pick any free port.
 	PassivePorts string `mapstructure:"passive_ports"`
+
+	// PassiveTimeout frees a passive port that no transfer command used
+	// within this long of the PASV/EPSV that opened it (key
+	// ftp.passive_timeout). Default 15s. Must be positive.
+	PassiveTimeout time.Duration `mapstructure:"passive_timeout"`
+
+	// PassivePromiscuous admits a passive data connection from any address
+	// (key ftp.passive_promiscuous). Default false: one from another IP
+	// than its control connection's is refused, as vsftpd's
+	// pasv_promiscuous=NO does. Set it only when clients' data connections
+	// really come from another address than their control connections.
+	PassivePromiscuous bool `mapstructure:"passive_promiscuous"`
+
+	// LoginTimeout is how long an FTP control connection may stay without
+	// logging in, commands (NOOP included) or not; it then gets "421 Login
+	// timeout" and is closed (key ftp.login_timeout). Default 30s, as
+	// sftp.handshake_timeout. Must be positive.
+	LoginTimeout time.Duration `mapstructure:"login_timeout"`
 
 	// PublicHost is the IP address announced in PASV replies, for clients
 	// behind NAT (key ftp.public_host). Default empty: the address the
@@ -233,10 +256,23 @@ type TLS struct {
 type SFTP struct {
 	// HostKeys lists the SSH host private key files (key sftp.host_keys).
 	// Default: ssh_host_ed25519_key, ssh_host_ecdsa_key and
-	// ssh_host_rsa_key under data/. A missing file is generated on first
+	// ssh_host_rsa_key under keys/. A missing file is generated on first
 	// start and kept; its key type follows its name. Must not be empty
-	// while listen.sftp is set.
+	// while listen.sftp is set, and no file may be inside an embedded
+	// agent's root, where a user mounted there could read or replace it.
 	HostKeys []string `mapstructure:"host_keys"`
+
+	// MaxChannels is the most channels open at once on one SSH connection
+	// (key sftp.max_channels); a client opening more is refused with
+	// "resource shortage". Default 16: OpenSSH's sftp and sshj open one,
+	// the VS Code extension a few. Must be positive.
+	MaxChannels int `mapstructure:"max_channels"`
+
+	// ExecMaxFiles is the most file operands one md5sum, sha1sum or
+	// sha256sum command may name (key sftp.exec_max_files); each costs an
+	// agent call. A command naming more is refused whole. Default 100.
+	// Must be positive.
+	ExecMaxFiles int `mapstructure:"exec_max_files"`
 
 	// Keepalive configures SSH-level keepalive requests (key
 	// sftp.keepalive).

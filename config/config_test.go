@@ -169,11 +169,40 @@ mounts: [{path: /, agent: local, root: a/../b}]`), `config: users[0].mounts[0].r
 		{"bad format", `log: {format: xml}`, `config: log.format: "xml" is not one of text, json`},
 
 		// The demo user.
-		{"demo on loopback", demo(`{ftp: "127.0.0.1:2121", sftp: "localhost:2222", admin: "0.0.0.0:9100"}`), ""},
+		{"demo on loopback", demo(`{ftp: "127.0.0.1:2121", sftp: "localhost:2222", admin: "0.0.0.0:9100"}`) + "admin: {token_file: /run/t}\n", ""},
 		{"demo on ipv6 loopback", demo(`{ftp: "[::1]:2121", sftp: ""}`), ""},
 		{"demo on all interfaces", demo(`{sftp: "0.0.0.0:2222"}`), `config: user "demo" is for the embedded default only and is refused on non-loopback listener listen.sftp "0.0.0.0:2222"`},
 		{"demo on empty host", demo(`{ftp: ":2121"}`), `config: user "demo" is for the embedded default only and is refused on non-loopback listener listen.ftp ":2121"`},
 		{"demo on a name", demo(`{ftp: "ftp.example.com:21"}`), `refused on non-loopback listener listen.ftp "ftp.example.com:21"`},
+		{"Demo in another case", "listen: {sftp: \"0.0.0.0:2222\"}\n" + withUser(`name: Demo
+password_hash: "`+hash+`"
+mounts: [{path: /, agent: local, root: demo}]`), `config: user "Demo" is for the embedded default only and is refused on non-loopback listener listen.sftp "0.0.0.0:2222"`},
+		{"DEMO with a key only", "listen: {ftp: \":2121\"}\n" + withUser(`name: DEMO
+authorized_keys: ["`+pubKey+`"]
+mounts: [{path: /, agent: local}]`), `config: user "DEMO" is for the embedded default only`},
+		{"demo password under another name", "listen: {ftp: \"0.0.0.0:2121\"}\n" + withUser(alice), `config: user "alice" is for the embedded default only and is refused on non-loopback listener listen.ftp "0.0.0.0:2121"`},
+
+		// The admin API.
+		{"admin off loopback without token", `listen: {admin: "0.0.0.0:9100"}`, `config: admin.token_file: required when listen.admin "0.0.0.0:9100" is not a loopback address`},
+		{"admin on every interface without token", `listen: {admin: ":9100"}`, `config: admin.token_file: required when listen.admin ":9100" is not a loopback address`},
+		{"admin off loopback with token", `{listen: {admin: "0.0.0.0:9100"}, admin: {token_file: /run/t}}`, ""},
+		{"admin on ipv6 loopback without token", `listen: {admin: "[::1]:9100"}`, ""},
+		{"admin on localhost without token", `listen: {admin: "localhost:9100"}`, ""},
+
+		// Host keys and agent roots.
+		{"host key inside an agent root", `{sftp: {host_keys: [data/ssh_host_ed25519_key]}, agents: {local: {embedded: true, root: data}}}`,
+			`config: sftp.host_keys[0]: host key "data/ssh_host_ed25519_key" is inside agents.local.root "data"`},
+		{"host key deep inside an agent root", `{sftp: {host_keys: [keys/k, ./srv/www/../etc/k]}, agents: {local: {embedded: true, root: ./srv}}}`,
+			`config: sftp.host_keys[1]: host key "./srv/www/../etc/k" is inside agents.local.root "./srv"`},
+		{"host key next to an agent root", `{sftp: {host_keys: [data-keys/k, data/../k]}, agents: {local: {embedded: true, root: data}}}`, ""},
+		{"agent root is the working directory", `{sftp: {host_keys: [k]}, agents: {local: {embedded: true, root: .}}}`,
+			`config: sftp.host_keys[0]: host key "k" is inside agents.local.root "."`},
+
+		// Caps and timeouts of issue 14.
+		{"zero login_timeout", `ftp: {login_timeout: 0s}`, `config: ftp.login_timeout: must be > 0, got 0s`},
+		{"negative passive_timeout", `ftp: {passive_timeout: -1s}`, `config: ftp.passive_timeout: must be > 0, got -1s`},
+		{"zero max_channels", `sftp: {max_channels: 0}`, `config: sftp.max_channels: must be > 0, got 0`},
+		{"zero exec_max_files", `sftp: {exec_max_files: 0}`, `config: sftp.exec_max_files: must be > 0, got 0`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -249,12 +278,14 @@ func TestParseDefaults(t *testing.T) {
 			ProxyProtocol:   config.ProxyProtocol{Trusted: []string{}},
 			DrainTimeout:    30 * time.Second,
 		},
-		FTP: config.FTP{PassivePorts: "30000-30019"},
+		FTP: config.FTP{PassivePorts: "30000-30099", PassiveTimeout: 15 * time.Second, LoginTimeout: 30 * time.Second},
 		SFTP: config.SFTP{
-			HostKeys:         []string{"data/ssh_host_ed25519_key", "data/ssh_host_ecdsa_key", "data/ssh_host_rsa_key"},
+			HostKeys:         []string{"keys/ssh_host_ed25519_key", "keys/ssh_host_ecdsa_key", "keys/ssh_host_rsa_key"},
 			Keepalive:        config.SSHKeepalive{Interval: 20 * time.Second, MaxMissed: 3},
 			HandshakeTimeout: 30 * time.Second,
 			MaxAuthTries:     6,
+			MaxChannels:      16,
+			ExecMaxFiles:     100,
 		},
 		Defender: config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute, Allowlist: []string{}},
 		Log:      config.Log{Level: "info", Format: "text"},
@@ -309,6 +340,35 @@ func TestEmbeddedDefaultDocumentsEveryOption(t *testing.T) {
 	for _, o := range config.Options() {
 		if !v.InConfig(o.Key) {
 			t.Errorf("config.yaml lacks key %s", o.Key)
+		}
+	}
+}
+
+// TestREADMEDocumentsEveryOption: README's configuration table names
+// every key, spelled out ("`a.b.c`") or as a sibling in a row that starts
+// with its parent ("`a.b.x`, `.c`").
+func TestREADMEDocumentsEveryOption(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "| `") {
+			rows = append(rows, line)
+		}
+	}
+	for _, o := range config.Options() {
+		parent, last := o.Key[:strings.LastIndexByte(o.Key, '.')], o.Key[strings.LastIndexByte(o.Key, '.')+1:]
+		found := false
+		for _, row := range rows {
+			if strings.Contains(row, "`"+o.Key+"`") || strings.Contains(row, "`"+parent+".") && strings.Contains(row, "`."+last+"`") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("README's configuration table lacks %s", o.Key)
 		}
 	}
 }

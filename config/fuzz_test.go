@@ -25,7 +25,7 @@ func FuzzConfigParse(f *testing.F) {
 		{"    mounts:", "    mounts: []\n    x:"},
 		{"idle: 30s", "idle: 30"},
 		{"ftp: 127.0.0.1:2121", "ftp: 0.0.0.0:2121"},
-		{"passive_ports: \"30000-30019\"", "passive_ports: \"30019-30000\""},
+		{"passive_ports: \"30000-30099\"", "passive_ports: \"30099-30000\""},
 		{"  embedded:\n    embedded: true", "  embedded:\n    embedded: false\n    address: \"dns:///{user}.agents:7000\"\n    token_file: t"},
 		{"name: demo", "name: Demo.User"},
 	} {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -28,7 +29,9 @@ const demoUser = "demo"
 // "config: " and names the key and the offending value, as in
 // `config: users[1].mounts[0].agent: "web" is not a configured agent`.
 //
-// Validate only inspects c: it opens no files and resolves no names.
+// Validate only inspects c: it opens no files and resolves no names
+// (relative paths, such as host keys against agent roots, are compared
+// from the working directory).
 func (c *Config) Validate() error {
 	var v validator
 	v.listen(c)
@@ -43,6 +46,7 @@ func (c *Config) Validate() error {
 	v.defender(&c.Defender)
 	v.log(&c.Log)
 	v.demo(c)
+	v.admin(c)
 	return errors.Join(v.errs...)
 }
 
@@ -118,6 +122,8 @@ func (v *validator) ftp(f *FTP) {
 			v.errorf("ftp.public_host", "%q is not an IP address", h)
 		}
 	}
+	v.positive("ftp.passive_timeout", f.PassiveTimeout)
+	v.positive("ftp.login_timeout", f.LoginTimeout)
 	if (f.TLS.Cert == "") != (f.TLS.Key == "") {
 		v.errorf("ftp.tls", "cert and key must be set together, got cert %q and key %q", f.TLS.Cert, f.TLS.Key)
 	}
@@ -134,21 +140,48 @@ func (v *validator) sftp(c *Config) {
 		v.errorf("sftp.host_keys", "must not be empty while listen.sftp is set")
 	}
 	for i, k := range s.HostKeys {
+		key := fmt.Sprintf("sftp.host_keys[%d]", i)
 		if k == "" {
-			v.errorf(fmt.Sprintf("sftp.host_keys[%d]", i), "must not be empty")
+			v.errorf(key, "must not be empty")
+			continue
+		}
+		for _, name := range sortedAgents(c.Agents) {
+			if a := c.Agents[name]; a.Embedded && a.Root != "" && within(a.Root, k) {
+				v.errorf(key, "host key %q is inside agents.%s.root %q, where a user mounted there could read or replace it: keep host keys outside every agent root", k, name, a.Root)
+			}
 		}
 	}
+	v.positiveInt("sftp.max_channels", s.MaxChannels)
+	v.positiveInt("sftp.exec_max_files", s.ExecMaxFiles)
 	v.positive("sftp.keepalive.interval", s.Keepalive.Interval)
 	v.positiveInt("sftp.keepalive.max_missed", s.Keepalive.MaxMissed)
 }
 
-func (v *validator) agents(agents map[string]Agent) {
+// sortedAgents returns the agent names in order.
+func sortedAgents(agents map[string]Agent) []string {
 	names := make([]string, 0, len(agents))
 	for name := range agents {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	for _, name := range names {
+	return names
+}
+
+// within reports whether file is dir or lies under it, comparing cleaned
+// absolute paths (relative ones are taken from the working directory);
+// symbolic links are not followed.
+func within(dir, file string) bool {
+	d, errD := filepath.Abs(dir)
+	f, errF := filepath.Abs(file)
+	if errD != nil || errF != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, f)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+func (v *validator) agents(agents map[string]Agent) {
+	for _, name := range sortedAgents(agents) {
 		a := agents[name]
 		key := "agents." + name
 		if !validName(name, false) {
@@ -280,10 +313,23 @@ func (v *validator) log(l *Log) {
 	}
 }
 
+// demoHash is the password hash config.yaml ships for demo: bcrypt of
+// "demo".
+const demoHash = "$2a$10$0dpFMcElNIdnuOWc24Tu0etZdlvxE/kdYthC5JCobH9zWg1lGE9Z6"
+
 // demo refuses the demo user whenever a login listener may be reachable
-// from another host.
+// from another host. The demo user is any user named demo in any case
+// ("Demo", "DEMO"), or with the shipped demo password hash whatever the
+// name.
 func (v *validator) demo(c *Config) {
-	if _, ok := c.User(demoUser); !ok {
+	name := ""
+	for _, u := range c.Users {
+		if strings.EqualFold(u.Name, demoUser) || u.PasswordHash == demoHash {
+			name = u.Name
+			break
+		}
+	}
+	if name == "" {
 		return
 	}
 	for _, l := range listeners(c) {
@@ -295,8 +341,21 @@ func (v *validator) demo(c *Config) {
 			continue // already reported by listen
 		}
 		if !isLoopback(host) {
-			v.errs = append(v.errs, fmt.Errorf("config: user %q is for the embedded default only and is refused on non-loopback listener %s %q", demoUser, l.key, l.addr))
+			v.errs = append(v.errs, fmt.Errorf("config: user %q is for the embedded default only and is refused on non-loopback listener %s %q", name, l.key, l.addr))
 		}
+	}
+}
+
+// admin refuses a tokenless admin API on an address other hosts may
+// reach: it lists sessions and kicks them.
+func (v *validator) admin(c *Config) {
+	addr := c.Listen.Admin
+	if addr == "" || c.Admin.TokenFile != "" {
+		return
+	}
+	host, ok := splitHostPort(addr)
+	if ok && !isLoopback(host) {
+		v.errorf("admin.token_file", "required when listen.admin %q is not a loopback address: without a token anyone who reaches it can list and kick sessions", addr)
 	}
 }
 

@@ -150,7 +150,7 @@ func (l *acceptListener) acceptLoop() {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			c, err := l.g.admit(l.proto, raw, nil)
+			c, err := l.g.admit(l.proto, raw, nil, nil)
 			if err != nil {
 				return
 			}
@@ -164,11 +164,11 @@ func (l *acceptListener) acceptLoop() {
 }
 
 // admit runs the accept layer on one raw connection: socket options, PROXY
-// header, defender, limits, registration. For a data connection, parentOf
-// names its control session from the client's address (nil refuses it);
-// it is nil for control connections. On refusal the connection is closed
-// and an error returned.
-func (g *Gateway) admit(proto Protocol, raw net.Conn, parentOf func(remote net.Addr) *Session) (*Conn, error) {
+// header, defender, limits, registration. For a data connection, parent is
+// its control session and data says which client addresses it admits; both
+// are nil for control connections. On refusal the connection is closed and
+// an error returned.
+func (g *Gateway) admit(proto Protocol, raw net.Conn, parent *Session, data *DataOptions) (*Conn, error) {
 	s := g.settings
 	tcp, _ := raw.(*net.TCPConn)
 	if tcp != nil {
@@ -193,12 +193,12 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parentOf func(remote net.A
 			conn = &rejectProxy{Conn: raw, g: g, proto: proto.Name}
 		}
 	}
-	var parent *Session
-	if parentOf != nil {
-		if parent = parentOf(remote); parent == nil {
-			g.log.Warn("data connection refused: no control session", "proto", proto.Name, "remote", remote.String())
+	if parent != nil {
+		if err := parent.admitsData(remote, data.AnyAddress); err != nil {
+			parent.log.Warn("data connection refused", "proto", proto.Name, "data_remote", remote.String(), "err", err)
+			g.count(proto, ReasonDataRefused)
 			conn.Close()
-			return nil, errors.New("gateway: data connection without a control session")
+			return nil, err
 		}
 	}
 	sess := &Session{
@@ -332,35 +332,118 @@ func (r *rejectProxy) Read(p []byte) (int, error) {
 	return r.Conn.Read(p)
 }
 
-// NewDataListener wraps a listener for a control session's data
-// connections (FTP passive mode): each accepted connection gets the socket
-// options and the PROXY handling of control connections, the progress
-// timeout, and a child session under the control session that parentOf
-// returns for the client's address (nil refuses the connection).
-func (g *Gateway) NewDataListener(proto Protocol, lis net.Listener, parentOf func(remote net.Addr) *Session) net.Listener {
-	return &dataListener{Listener: lis, g: g, proto: proto, parentOf: parentOf}
+// DataOptions configure a data listener (NewDataListener). The zero value
+// is the strict default.
+type DataOptions struct {
+	// AnyAddress admits data connections from any client address. False
+	// refuses one from another IP than its control connection's, as
+	// vsftpd's pasv_promiscuous=NO does: a stranger who guesses the port
+	// gets nothing.
+	AnyAddress bool
+	// UnusedTimeout closes the listener, freeing its port, when nothing
+	// asked it for a connection (Accept) within this long of its creation:
+	// a client that sends PASV and no transfer command does not hold a
+	// port. Zero means no bound.
+	UnusedTimeout time.Duration
+}
+
+// ErrDataListenerUnused is returned (wrapped) by Accept on a data listener
+// that UnusedTimeout closed.
+var ErrDataListenerUnused = errors.New("gateway: passive data port released: no transfer command in time")
+
+// NewDataListener wraps lis, the listener for the data connections of the
+// control session parent (an FTP passive port). Each accepted connection
+// gets the socket options and PROXY handling of control connections and the
+// progress timeout, and becomes a child session of parent, closed with it.
+// A connection is refused (closed, and Accept goes on waiting) while parent
+// has no logged-in user or has ended, and when it comes from another IP than
+// parent's unless opts.AnyAddress. Closing the returned listener closes lis.
+func (g *Gateway) NewDataListener(proto Protocol, lis net.Listener, parent *Session, opts DataOptions) net.Listener {
+	d := &dataListener{Listener: lis, g: g, proto: proto, parent: parent, opts: opts}
+	if opts.UnusedTimeout > 0 {
+		d.unused = time.AfterFunc(opts.UnusedTimeout, d.expire)
+	}
+	return d
 }
 
 type dataListener struct {
 	net.Listener
-	g        *Gateway
-	proto    Protocol
-	parentOf func(net.Addr) *Session
+	g      *Gateway
+	proto  Protocol
+	parent *Session
+	opts   DataOptions
+	unused *time.Timer // nil without UnusedTimeout
+
+	// mu guards used and expired.
+	mu      sync.Mutex
+	used    bool // Accept was called: the timer no longer applies
+	expired bool // the timer closed the listener
+}
+
+// expire closes a listener nobody asked for a connection in time.
+func (d *dataListener) expire() {
+	d.mu.Lock()
+	if d.used {
+		d.mu.Unlock()
+		return
+	}
+	d.expired = true
+	d.mu.Unlock()
+	d.parent.log.Info("passive data port released: no transfer command", "port", d.Addr().String(), "timeout", d.opts.UnusedTimeout)
+	_ = d.Listener.Close()
 }
 
 // Accept returns the next data connection that passes the accept layer;
 // refused ones are closed and skipped. The inner listener's deadline (set
-// by the frontend) bounds the wait.
+// by the frontend) bounds the wait. Once the inner listener fails (its
+// deadline, a close), it is closed for good and its port freed.
 func (d *dataListener) Accept() (net.Conn, error) {
+	d.mu.Lock()
+	d.used = true
+	expired := d.expired
+	d.mu.Unlock()
+	if d.unused != nil {
+		d.unused.Stop()
+	}
+	if expired {
+		return nil, fmt.Errorf("%w (%v after PASV); send PASV again", ErrDataListenerUnused, d.opts.UnusedTimeout)
+	}
 	for {
 		raw, err := d.Listener.Accept()
 		if err != nil {
+			_ = d.Listener.Close()
 			return nil, err
 		}
-		if c, err := d.g.admit(d.proto, raw, d.parentOf); err == nil {
+		if c, err := d.g.admit(d.proto, raw, d.parent, &d.opts); err == nil {
 			return c, nil
 		}
 	}
+}
+
+// SetDeadline sets the inner listener's accept deadline. Setting one
+// means a transfer will ask for its connection: the unused timer stops. On
+// a listener the timer closed it does nothing, so that Accept says why.
+func (d *dataListener) SetDeadline(t time.Time) error {
+	d.mu.Lock()
+	d.used = true
+	expired := d.expired
+	d.mu.Unlock()
+	if d.unused != nil {
+		d.unused.Stop()
+	}
+	ds, ok := d.Listener.(interface{ SetDeadline(time.Time) error })
+	if expired || !ok {
+		return nil
+	}
+	return ds.SetDeadline(t)
+}
+
+// Close closes the inner listener and stops the unused timer.
+func (d *dataListener) Close() error {
+	if d.unused != nil {
+		d.unused.Stop()
+	}
+	return d.Listener.Close()
 }
 
 // Shutdown drains the gateway: it stops accepting, closes sessions with no

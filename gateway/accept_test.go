@@ -42,7 +42,10 @@ func TestSocketOptionsOnAcceptedSockets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl := gw.NewDataListener(testProto(), raw, func(net.Addr) *gateway.Session { return ctl })
+	if got := cl.cmd("LOGIN alice alice-pw"); got != "230 ok" {
+		t.Fatalf("LOGIN: %q", got)
+	}
+	dl := gw.NewDataListener(testProto(), raw, ctl, gateway.DataOptions{})
 	t.Cleanup(func() { dl.Close() })
 	dc, err := net.Dial("tcp", dl.Addr().String())
 	if err != nil {
@@ -82,9 +85,19 @@ func TestSocketOptionsOnAcceptedSockets(t *testing.T) {
 	}
 	for _, addr := range []string{srv.addr(), dl.Addr().String()} {
 		_, port, _ := net.SplitHostPort(addr)
-		out, err := exec.Command("ss", "-tnoeiH", "state", "established", "( sport = :"+port+" )").CombinedOutput()
-		if err != nil {
-			t.Fatalf("ss: %v\n%s", err, out)
+		// A socket whose last reply (LOGIN's) the client has not yet
+		// acknowledged (delayed ACK) shows its retransmission timer
+		// instead: look again for a while.
+		var out []byte
+		for range 50 {
+			out, err = exec.Command("ss", "-tnoeiH", "state", "established", "( sport = :"+port+" )").CombinedOutput()
+			if err != nil {
+				t.Fatalf("ss: %v\n%s", err, out)
+			}
+			if strings.Contains(string(out), "keepalive") {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		if !strings.Contains(string(out), "keepalive") {
 			t.Errorf("ss shows no keepalive timer on the socket accepted on %s:\n%s", addr, out)
@@ -393,7 +406,10 @@ func TestProgressTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl := gw.NewDataListener(testProto(), raw, func(net.Addr) *gateway.Session { return parent })
+	if got := ctl.cmd("LOGIN alice alice-pw"); got != "230 ok" {
+		t.Fatalf("LOGIN: %q", got)
+	}
+	dl := gw.NewDataListener(testProto(), raw, parent, gateway.DataOptions{})
 	t.Cleanup(func() { dl.Close() })
 
 	stalled, stalledSrv := dataConn(t, dl)
@@ -706,5 +722,70 @@ func TestSessionInfo(t *testing.T) {
 	}
 	if _, err := strconv.ParseUint(s.ID, 10, 64); err != nil {
 		t.Errorf("session ID %q", s.ID)
+	}
+}
+
+// TestDataListenerBelongsToOneSession: a data listener admits connections
+// for its control session only once it is logged in, only from its
+// address unless AnyAddress, and frees its port when unused.
+func TestDataListenerBelongsToOneSession(t *testing.T) {
+	gw, _ := newAcceptGateway(t, nil)
+	srv := serveLine(t, gw)
+	ctl := greeted(t, srv.addr())
+	parent := sessionOf(t, gw, ctl)
+	listen := func(opts gateway.DataOptions) net.Listener {
+		raw, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dl := gw.NewDataListener(testProto(), raw, parent, opts)
+		t.Cleanup(func() { dl.Close() })
+		return dl
+	}
+	// refused dials dl from src and checks that Accept skips it: the
+	// connection is closed without a byte and Accept is still waiting.
+	refused := func(dl net.Listener, src, why string) {
+		t.Helper()
+		c := dialLineFrom(t, src, dl.Addr().String())
+		_ = dl.(interface{ SetDeadline(time.Time) error }).SetDeadline(time.Now().Add(300 * time.Millisecond))
+		if acc, err := dl.Accept(); err == nil {
+			acc.Close()
+			t.Fatalf("%s: a data connection from %s was admitted", why, src)
+		}
+		if _, err := c.readLine(); !isClosed(err) {
+			t.Fatalf("%s: the refused connection is not closed: %v", why, err)
+		}
+	}
+	refused(listen(gateway.DataOptions{}), "127.0.0.1", "not logged in")
+	if got := ctl.cmd("LOGIN alice alice-pw"); got != "230 ok" {
+		t.Fatalf("LOGIN: %q", got)
+	}
+	refused(listen(gateway.DataOptions{}), "127.0.0.2", "another address")
+	dl := listen(gateway.DataOptions{AnyAddress: true})
+	c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).Dial("tcp", dl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	acc, err := dl.Accept()
+	if err != nil {
+		t.Fatalf("AnyAddress refused 127.0.0.2: %v", err)
+	}
+	if s := acc.(*gateway.Conn).Session(); s.Parent != parent {
+		t.Errorf("data session's parent %v, want %s", s.Parent, parent.ID)
+	}
+	acc.Close()
+
+	unused := listen(gateway.DataOptions{UnusedTimeout: 50 * time.Millisecond})
+	addr := unused.Addr().String()
+	waitFor(t, hang, "the unused port to be freed", func() bool {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+		}
+		return err == nil
+	})
+	if _, err := unused.Accept(); !errors.Is(err, gateway.ErrDataListenerUnused) {
+		t.Fatalf("Accept on a freed port: %v, want ErrDataListenerUnused", err)
 	}
 }

@@ -15,8 +15,16 @@ import (
 var ErrBanned = errors.New("gateway: address banned after failed logins")
 
 // failureDefender bans an address after MaxFailures failed logins within
-// Window, for BanTime, across every protocol. Allowlisted addresses are
-// never banned. A successful login forgets the address's failures.
+// Window, for BanTime, across every protocol and every user name.
+// Allowlisted addresses are never banned.
+//
+// A successful login forgets only the failures from that address for that
+// same user name: someone who mistyped their own password and then got it
+// right starts afresh, but a success as one user never erases guesses at
+// another (nine wrong passwords for bob, one good login as alice, repeated,
+// is still ten failures a round). fail2ban never forgets on success;
+// forgetting one's own name's failures keeps a team behind one NAT address
+// from banning itself through typos alone.
 type failureDefender struct {
 	cfg     config.Defender
 	allow   []netip.Prefix
@@ -26,8 +34,14 @@ type failureDefender struct {
 
 	// mu guards failures and bans.
 	mu       sync.Mutex
-	failures map[netip.Addr][]time.Time
+	failures map[netip.Addr][]failure // oldest first; fewer than MaxFailures
 	bans     map[netip.Addr]time.Time // until
+}
+
+// failure is one failed login: when, and the user name it tried.
+type failure struct {
+	at   time.Time
+	user string
 }
 
 // maxTracked bounds the addresses the defender remembers; beyond it,
@@ -36,7 +50,7 @@ const maxTracked = 100000
 
 func newDefender(cfg config.Defender, log *slog.Logger, m *Metrics) (*failureDefender, error) {
 	d := &failureDefender{cfg: cfg, log: log.With("component", "defender"), metrics: m, now: time.Now,
-		failures: make(map[netip.Addr][]time.Time), bans: make(map[netip.Addr]time.Time)}
+		failures: make(map[netip.Addr][]failure), bans: make(map[netip.Addr]time.Time)}
 	for i, c := range cfg.Allowlist {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
@@ -75,7 +89,7 @@ func (d *failureDefender) Banned(ip netip.Addr) bool {
 }
 
 // LoginFailed implements Defender.
-func (d *failureDefender) LoginFailed(ip netip.Addr) {
+func (d *failureDefender) LoginFailed(ip netip.Addr, user string) {
 	if d.allowed(ip) {
 		return
 	}
@@ -86,12 +100,12 @@ func (d *failureDefender) LoginFailed(ip netip.Addr) {
 		d.sweep(now)
 	}
 	recent := d.failures[ip][:0]
-	for _, t := range d.failures[ip] {
-		if now.Sub(t) < d.cfg.Window {
-			recent = append(recent, t)
+	for _, f := range d.failures[ip] {
+		if now.Sub(f.at) < d.cfg.Window {
+			recent = append(recent, f)
 		}
 	}
-	recent = append(recent, now)
+	recent = append(recent, failure{at: now, user: user})
 	if len(recent) < d.cfg.MaxFailures {
 		d.failures[ip] = recent
 		return
@@ -101,19 +115,39 @@ func (d *failureDefender) LoginFailed(ip netip.Addr) {
 		d.metrics.DefenderBans.Inc()
 	}
 	d.bans[ip] = now.Add(d.cfg.BanTime)
-	d.log.Warn("address banned", "ip", ip.String(), "failures", len(recent), "window", d.cfg.Window, "ban_time", d.cfg.BanTime)
+	d.log.Warn("address banned", "ip", ip.String(), "failures", len(recent), "users", distinctUsers(recent), "window", d.cfg.Window, "ban_time", d.cfg.BanTime)
 }
 
-// LoginSucceeded implements Defender.
-func (d *failureDefender) LoginSucceeded(ip netip.Addr) {
+// distinctUsers counts the user names among failures.
+func distinctUsers(fs []failure) int {
+	seen := make(map[string]struct{}, len(fs))
+	for _, f := range fs {
+		seen[f.user] = struct{}{}
+	}
+	return len(seen)
+}
+
+// LoginSucceeded implements Defender: it forgets the address's failures
+// for user, and only those.
+func (d *failureDefender) LoginSucceeded(ip netip.Addr, user string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.failures, ip)
+	kept := d.failures[ip][:0]
+	for _, f := range d.failures[ip] {
+		if f.user != user {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) == 0 {
+		delete(d.failures, ip)
+		return
+	}
+	d.failures[ip] = kept
 }
 
 func (d *failureDefender) sweep(now time.Time) {
-	for ip, ts := range d.failures {
-		if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= d.cfg.Window {
+	for ip, fs := range d.failures {
+		if len(fs) == 0 || now.Sub(fs[len(fs)-1].at) >= d.cfg.Window {
 			delete(d.failures, ip)
 		}
 	}

@@ -39,14 +39,16 @@ type Options struct {
 }
 
 // Defender decides which client addresses may connect, from the results
-// of their logins.
+// of their logins. user is the login name as the client sent it.
 type Defender interface {
 	// Banned reports whether ip is refused now.
 	Banned(ip netip.Addr) bool
-	// LoginFailed records a failed login from ip.
-	LoginFailed(ip netip.Addr)
-	// LoginSucceeded records a successful login from ip.
-	LoginSucceeded(ip netip.Addr)
+	// LoginFailed records a failed login from ip as user.
+	LoginFailed(ip netip.Addr, user string)
+	// LoginSucceeded records a successful login from ip as user. It must
+	// not forgive failures for other user names: an attacker who holds
+	// one account would otherwise guess at others without limit.
+	LoginSucceeded(ip netip.Addr, user string)
 }
 
 // Gateway turns verified logins into filesystems and runs the accept layer
@@ -60,11 +62,12 @@ type Gateway struct {
 	defender Defender
 	metrics  *Metrics
 
-	// mu guards users (a config reload replaces it whole), listeners and
-	// draining.
+	// mu guards users (a config reload replaces it whole), listeners,
+	// ownPorts and draining.
 	mu        sync.RWMutex
 	users     map[string]*user
 	listeners map[*acceptListener]struct{}
+	ownPorts  map[int]struct{} // embedded agents' and ReservePort's
 	draining  bool
 }
 
@@ -107,6 +110,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		metrics:   metrics,
 		users:     users,
 		listeners: make(map[*acceptListener]struct{}),
+		ownPorts:  make(map[int]struct{}),
+	}
+	for _, e := range pool.embedded {
+		if p := addrPort(e.addr); p > 0 {
+			g.ownPorts[p] = struct{}{}
+		}
 	}
 	g.registry.OnClose(func(s *Session) {
 		metrics.ConnectionsActive.WithLabelValues(s.Protocol).Dec()
@@ -162,4 +171,39 @@ func (g *Gateway) Ready() bool {
 	draining := g.draining
 	g.mu.RUnlock()
 	return !draining && g.agents.ready()
+}
+
+// ReservePort adds port to the ports OwnPort reports, for listeners the
+// gateway does not run itself (the admin HTTP server).
+func (g *Gateway) ReservePort(port int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ownPorts[port] = struct{}{}
+}
+
+// OwnPort reports whether the gateway's process listens on port: an accept
+// listener (FTP, SFTP), an embedded agent, or a port given to ReservePort.
+// Frontends refuse to connect out to such a port for a client (FTP active
+// mode), since a client on the gateway's host would reach it.
+func (g *Gateway) OwnPort(port int) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if _, ok := g.ownPorts[port]; ok {
+		return true
+	}
+	for l := range g.listeners {
+		if addrPort(l.inner.Addr().String()) == port {
+			return true
+		}
+	}
+	return false
+}
+
+// addrPort returns the port of a host:port address, or 0.
+func addrPort(addr string) int {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return 0
+	}
+	return int(ap.Port())
 }

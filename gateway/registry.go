@@ -24,6 +24,7 @@ const (
 	ReasonLimit        = "limit"         // refused: too many connections
 	ReasonBanned       = "banned"        // refused: the defender banned the address
 	ReasonProxy        = "proxy"         // refused: bad or missing PROXY header
+	ReasonDataRefused  = "data refused"  // refused: a data connection its control session may not have
 )
 
 // ErrNoSession is returned (wrapped, with the ID) for a session that does
@@ -73,6 +74,25 @@ type Session struct {
 	closer func() error
 	reason string
 	closed bool
+}
+
+// admitsData says why a data connection from remote may not join the
+// session, or nil: the session must have a logged-in user and be live, and
+// remote must have its IP unless anyAddress.
+func (s *Session) admitsData(remote net.Addr, anyAddress bool) error {
+	if s.User() == "" {
+		return errors.New("gateway: data connection refused: its control session is not logged in")
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return errors.New("gateway: data connection refused: its control session has ended")
+	}
+	if ip := addrIP(remote); !anyAddress && ip != s.ip {
+		return fmt.Errorf("gateway: data connection from %s refused: the control connection is from %s", ip, s.ip)
+	}
+	return nil
 }
 
 // User returns the authenticated user, or "" before login.
@@ -256,6 +276,9 @@ func (r *Registry) add(s *Session) (reason string, err error) {
 	defer r.mu.Unlock()
 	if r.draining {
 		return ReasonDrain, ErrServerClosed
+	}
+	if s.Parent != nil && r.sessions[s.Parent.ID] != s.Parent {
+		return ReasonDataRefused, errors.New("gateway: data connection refused: its control session has ended")
 	}
 	if s.Parent == nil {
 		if r.limits.Max > 0 && r.total >= r.limits.Max {

@@ -106,7 +106,7 @@ func (g *Gateway) refused(sess *Session, name, method, reason string) error {
 		log = sess.log
 		g.metrics.Logins.WithLabelValues(sess.Protocol, "failed").Inc()
 		if g.defender != nil {
-			g.defender.LoginFailed(sess.ip)
+			g.defender.LoginFailed(sess.ip, name)
 		}
 	}
 	log.Info("login refused", "login", name, "method", method, "reason", reason)
@@ -157,7 +157,7 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 		}
 		log = sess.log
 		if g.defender != nil {
-			g.defender.LoginSucceeded(sess.ip)
+			g.defender.LoginSucceeded(sess.ip, u.name)
 		}
 	}
 	if sess == nil {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,6 +193,11 @@ func (s *Server) startAdmin() error {
 	if err != nil {
 		return fmt.Errorf("listen admin on %s: %w", s.cfg.Listen.Admin, err)
 	}
+	if token == "" && !admin.LoopbackAddr(s.cfg.Listen.Admin) {
+		// config.Validate refuses this too; a Config built in code may
+		// not have been through it.
+		return fmt.Errorf("admin.token_file: required when listen.admin %q is not a loopback address", s.cfg.Listen.Admin)
+	}
 	h := admin.NewHandler(s.Gateway, admin.Config{
 		Token:  token,
 		Ready:  func() bool { return s.started.Load() && s.Gateway.Ready() },
@@ -199,6 +205,9 @@ func (s *Server) startAdmin() error {
 	})
 	s.admin = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.AdminAddr = lis.Addr()
+	if a, ok := lis.Addr().(*net.TCPAddr); ok {
+		s.Gateway.ReservePort(a.Port) // FTP active mode must not reach it
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -223,6 +232,8 @@ func (s *Server) startSFTP() error {
 		KeepaliveMaxMissed: c.Keepalive.MaxMissed,
 		HandshakeTimeout:   c.HandshakeTimeout,
 		MaxAuthTries:       c.MaxAuthTries,
+		MaxChannels:        c.MaxChannels,
+		ExecMaxFiles:       c.ExecMaxFiles,
 		Logger:             s.log,
 	})
 	if err != nil {
@@ -247,7 +258,12 @@ func (s *Server) startSFTP() error {
 func (s *Server) startFTP(implicit bool) error {
 	c := s.cfg.FTP
 	fc := ftp.Config{PassivePorts: c.PassivePorts, PublicHost: c.PublicHost, TLSRequired: c.TLS.Required,
-		DisableActiveMode: c.DisableActiveMode, Implicit: implicit, Logger: s.log}
+		DisableActiveMode: c.DisableActiveMode, Implicit: implicit, Logger: s.log,
+		PassivePromiscuous: c.PassivePromiscuous, PassiveTimeout: c.PassiveTimeout, LoginTimeout: c.LoginTimeout}
+	if n := passiveRangeSize(c.PassivePorts); n > 0 && n < s.cfg.Connections.MaxPerIP && !implicit {
+		s.log.Warn("ftp.passive_ports holds fewer ports than connections.max_per_ip: one client address can hold them all",
+			"passive_ports", c.PassivePorts, "ports", n, "max_per_ip", s.cfg.Connections.MaxPerIP)
+	}
 	if c.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
 		if err != nil {
@@ -281,6 +297,17 @@ func (s *Server) startFTP(implicit bool) error {
 		}
 	}()
 	return nil
+}
+
+// passiveRangeSize is the number of ports in "A-B", or 0.
+func passiveRangeSize(r string) int {
+	a, b, ok := strings.Cut(r, "-")
+	x, errA := strconv.Atoi(a)
+	y, errB := strconv.Atoi(b)
+	if !ok || errA != nil || errB != nil || y < x {
+		return 0
+	}
+	return y - x + 1
 }
 
 func (s *Server) setErr(err error) {

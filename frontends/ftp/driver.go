@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"sync"
 	"syscall"
+	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 
@@ -21,10 +23,11 @@ import (
 type driver struct{ s *Server }
 
 var (
-	_ ftpserver.MainDriver                         = (*driver)(nil)
-	_ ftpserver.MainDriverExtensionPassiveWrapper  = (*driver)(nil)
-	_ ftpserver.MainDriverExtensionReplyCode       = (*driver)(nil)
-	_ ftpserver.MainDriverExtensionPostAuthMessage = (*driver)(nil)
+	_ ftpserver.MainDriver                              = (*driver)(nil)
+	_ ftpserver.MainDriverExtensionClientPassiveWrapper = (*driver)(nil)
+	_ ftpserver.MainDriverExtensionActiveAddrChecker    = (*driver)(nil)
+	_ ftpserver.MainDriverExtensionReplyCode            = (*driver)(nil)
+	_ ftpserver.MainDriverExtensionPostAuthMessage      = (*driver)(nil)
 )
 
 func (d *driver) GetSettings() (*ftpserver.Settings, error) {
@@ -38,9 +41,13 @@ func (d *driver) GetSettings() (*ftpserver.Settings, error) {
 		ConnectionTimeout:       30,
 		ActiveTransferPortNon20: true,
 		DisableActiveMode:       s.cfg.DisableActiveMode,
+		LoginTimeout:            max(s.cfg.LoginTimeout, 0),
 		EnableHASH:              true,
 		DefaultTransferType:     ftpserver.TransferTypeBinary,
 		Banner:                  "upgate",
+	}
+	if s.cfg.PassivePromiscuous {
+		st.PasvConnectionsCheck = ftpserver.IPMatchDisabled
 	}
 	switch {
 	case s.cfg.Implicit:
@@ -146,40 +153,107 @@ func (d *driver) GetTLSConfig() (*tls.Config, error) {
 	return d.s.cfg.TLS, nil
 }
 
-// WrapPassiveListener puts passive data connections through the accept
-// layer. ftpserverlib does not say which client a listener is for, so each
-// connection is attached to a control session from the same address,
-// preferring one with a transfer pending.
-func (d *driver) WrapPassiveListener(lis net.Listener) (net.Listener, error) {
-	return d.s.gw.NewDataListener(dataProtocol, lis, d.s.controlSessionFor), nil
+// WrapClientPassiveListener puts the passive port cc asked for through
+// the accept layer: its data connection becomes a child session of cc's
+// session and of no other, whichever sessions share the client's address
+// (a NAT, several IDE connections). A session has one passive port at a
+// time: ftpserverlib closes the previous one first, and a second one
+// still open is refused.
+func (d *driver) WrapClientPassiveListener(cc ftpserver.ClientContext, lis net.Listener) (net.Listener, error) {
+	c, err := clientOf(cc)
+	if err != nil {
+		return nil, err
+	}
+	if c.sess.User() == "" {
+		return nil, errors.New("log in first")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pasv != nil {
+		return nil, fmt.Errorf("this session still holds passive port %d: one per session", c.pasv.port)
+	}
+	timeout := max(d.s.cfg.PassiveTimeout, 0)
+	dl := d.s.gw.NewDataListener(dataProtocol, lis, c.sess, gateway.DataOptions{AnyAddress: d.s.cfg.PassivePromiscuous, UnusedTimeout: timeout})
+	c.pasv = &passiveListener{Listener: dl, c: c, port: addrPort(lis.Addr())}
+	return c.pasv, nil
 }
 
-// controlSessionFor finds the control session a data connection from
-// remote belongs to.
-func (s *Server) controlSessionFor(remote net.Addr) *gateway.Session {
-	ip := addrIP(remote)
+// passiveListener is a session's passive port; closing it frees the
+// session's slot.
+type passiveListener struct {
+	net.Listener
+	c    *client
+	port int
+	once sync.Once
+}
+
+// SetDeadline passes ftpserverlib's accept deadline to the gateway's
+// data listener.
+func (p *passiveListener) SetDeadline(t time.Time) error {
+	if ds, ok := p.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		return ds.SetDeadline(t)
+	}
+	return nil
+}
+
+func (p *passiveListener) Close() error {
+	p.once.Do(func() {
+		p.c.mu.Lock()
+		if p.c.pasv == p {
+			p.c.pasv = nil
+		}
+		p.c.mu.Unlock()
+	})
+	return p.Listener.Close()
+}
+
+// CheckActiveAddr refuses PORT and EPRT to a privileged port (below 1024)
+// and to any port upgate itself listens on: a client on the gateway's host
+// could otherwise make the gateway send an uploaded file, as a request, to
+// the admin API, an SSH port or another session's passive port.
+// ftpserverlib has already refused any address but the control
+// connection's peer.
+func (d *driver) CheckActiveAddr(_ ftpserver.ClientContext, addr *net.TCPAddr) error {
+	port := addr.Port
+	switch {
+	case port < 1024:
+		return fmt.Errorf("port %d is below 1024: privileged ports are refused", port)
+	case d.s.gw.OwnPort(port):
+		return fmt.Errorf("port %d is one of upgate's own listening ports", port)
+	case d.s.inPassiveRange(port) || d.s.passivePortInUse(port):
+		return fmt.Errorf("port %d is one of upgate's passive data ports", port)
+	}
+	return nil
+}
+
+// inPassiveRange reports whether port is in the configured passive range.
+func (s *Server) inPassiveRange(port int) bool {
+	r, ok := s.pasv.(ftpserver.PortRange)
+	return ok && r.Start <= port && port <= r.End
+}
+
+// passivePortInUse reports whether a session holds port as its passive
+// port (with no range configured, the OS picks them anywhere).
+func (s *Server) passivePortInUse(port int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var best *gateway.Session
 	for _, c := range s.clients {
-		// The session's address, not c.cc.RemoteAddr(): ftpserverlib
-		// replaces the client's conn on AUTH TLS in that client's
-		// goroutine, so reading it from here is a data race.
-		if addrIP(c.sess.Remote) != ip {
-			continue
-		}
-		if best == nil || c.cc.GetLastDataChannel() == ftpserver.DataChannelPassive && c.sess.Info().Transfers > 0 {
-			best = c.sess
+		c.mu.Lock()
+		held := c.pasv != nil && c.pasv.port == port
+		c.mu.Unlock()
+		if held {
+			return true
 		}
 	}
-	return best
+	return false
 }
 
-func addrIP(a net.Addr) netip.Addr {
+// addrPort returns a TCP address's port, or 0.
+func addrPort(a net.Addr) int {
 	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
+		return int(ap.Port())
 	}
-	return netip.Addr{}
+	return 0
 }
 
 // recovered turns a panic in a callback ftpserverlib runs into an error,

@@ -1,9 +1,11 @@
 // Package ftp is upgate's FTP(S) frontend: ftpserverlib's MainDriver and
 // ClientDriver over the gateway. The control listener is the gateway's
-// accept layer (Settings.Listener) and passive data listeners are wrapped
-// by it (WrapPassiveListener), so keepalive, TCP_USER_TIMEOUT, limits and
-// the session registry apply to both. Logins go through the gateway; each
-// client's files are the user's backend filesystem.
+// accept layer (Settings.Listener) and each passive data listener is
+// wrapped by it for the one session whose PASV opened it
+// (WrapClientPassiveListener, a patch of the fork), so keepalive,
+// TCP_USER_TIMEOUT, limits and the session registry apply to both. Logins
+// go through the gateway; each client's files are the user's backend
+// filesystem.
 package ftp
 
 import (
@@ -17,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 
@@ -42,6 +45,17 @@ type Config struct {
 	Implicit bool
 	// DisableActiveMode refuses PORT and EPRT.
 	DisableActiveMode bool
+	// PassivePromiscuous admits a passive data connection from any client
+	// address. False refuses one from another IP than its control
+	// connection's (vsftpd's pasv_promiscuous=NO).
+	PassivePromiscuous bool
+	// PassiveTimeout frees a passive port no transfer command used within
+	// this long of the PASV. Zero means 15 s; negative means no bound.
+	PassiveTimeout time.Duration
+	// LoginTimeout bounds how long a control connection may stay without
+	// logging in, NOOPs or not: it then gets 421 and is closed. Zero means
+	// 30 s; negative means no bound but the gateway's idle timeout.
+	LoginTimeout time.Duration
 	// Logger receives the frontend's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -76,6 +90,12 @@ func capitalize(s string) string {
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
 }
+
+// Defaults for the zero Config.
+const (
+	DefaultPassiveTimeout = 15 * time.Second
+	DefaultLoginTimeout   = 30 * time.Second
+)
 
 // Server serves FTP for a gateway.
 type Server struct {
@@ -119,6 +139,12 @@ func New(gw *gateway.Gateway, cfg Config) (*Server, error) {
 	}
 	if cfg.Implicit && cfg.TLS == nil {
 		return nil, errors.New("ftp: implicit FTPS needs a TLS config")
+	}
+	if s.cfg.PassiveTimeout == 0 {
+		s.cfg.PassiveTimeout = DefaultPassiveTimeout
+	}
+	if s.cfg.LoginTimeout == 0 {
+		s.cfg.LoginTimeout = DefaultLoginTimeout
 	}
 	return s, nil
 }
@@ -165,6 +191,10 @@ type client struct {
 	sess   *gateway.Session
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// mu guards pasv. Lock order: Server.mu, then client.mu.
+	mu   sync.Mutex
+	pasv *passiveListener // the session's passive port, nil if none
 }
 
 // absPath resolves name against the client's working directory, as

@@ -100,7 +100,7 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 	}
 	c.sess.SetOp("exec " + args[0])
 	defer c.sess.SetOp("idle")
-	log.Info("exec", "command", command)
+	log.Info("exec", "command", truncate(command, 200))
 	var algo backend.HashAlgorithm
 	switch args[0] {
 	case "pwd":
@@ -126,6 +126,12 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 	}
 	if len(names) == 0 {
 		names = []string{"-"}
+	}
+	if limit := c.s.cfg.ExecMaxFiles; len(names) > limit {
+		// Each name is an agent call: refuse the whole command at once.
+		log.Warn("exec refused: too many files", "command", args[0], "files", len(names), "max", limit)
+		fmt.Fprintf(ch.Stderr(), "upgate: %s: at most %d files per command (sftp.exec_max_files), got %d\n", args[0], limit, len(names))
+		return 2
 	}
 	status := 0
 	for _, name := range names {
@@ -235,4 +241,12 @@ func splitCommand(s string) ([]string, error) {
 		args = append(args, cur.String())
 	}
 	return args, nil
+}
+
+// truncate shortens s to at most n bytes for a log line.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

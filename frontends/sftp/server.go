@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -141,10 +142,18 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 		defer wg.Done()
 		c.keepalive(sconn)
 	}()
+	// open counts the channels being served; only this loop adds to it,
+	// so checking it here bounds them at MaxChannels.
+	var open atomic.Int32
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			log.Info("channel refused", "type", nc.ChannelType())
 			_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("upgate serves SFTP only; %s channels are not allowed", nc.ChannelType()))
+			continue
+		}
+		if n := int(open.Load()); n >= s.cfg.MaxChannels {
+			log.Warn("channel refused: too many open", "open", n, "max", s.cfg.MaxChannels)
+			_ = nc.Reject(ssh.ResourceShortage, fmt.Sprintf("upgate: at most %d channels may be open at once on one connection (sftp.max_channels)", s.cfg.MaxChannels))
 			continue
 		}
 		ch, creqs, err := nc.Accept()
@@ -152,9 +161,11 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 			log.Info("accept channel", "err", err)
 			continue
 		}
+		log.Debug("channel opened", "open", open.Add(1))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer open.Add(-1)
 			c.session(ch, creqs, login)
 		}()
 	}

@@ -41,6 +41,14 @@ type Config struct {
 	// MaxAuthTries is the number of authentication attempts per
 	// connection. Zero means 6.
 	MaxAuthTries int
+	// MaxChannels is the most channels open at once on one connection;
+	// further channel opens are rejected with ssh.ResourceShortage. Zero
+	// means DefaultMaxChannels.
+	MaxChannels int
+	// ExecMaxFiles is the most file operands one md5sum, sha1sum or
+	// sha256sum command may name; a command naming more is refused whole,
+	// before any agent call. Zero means DefaultExecMaxFiles.
+	ExecMaxFiles int
 	// Logger receives the frontend's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -76,6 +84,16 @@ func refuse(c net.Conn, reason string) {
 
 const serverVersion = "SSH-2.0-upgate"
 
+// Defaults for the zero Config.
+const (
+	// DefaultMaxChannels: OpenSSH's sftp and sshj (PhpStorm) open one
+	// channel per connection, the VS Code SFTP extension a few, rclone one
+	// plus one per hash command, closed after it.
+	DefaultMaxChannels = 16
+	// DefaultExecMaxFiles bounds the agent calls of one hash command.
+	DefaultExecMaxFiles = 100
+)
+
 // Server serves SFTP for a gateway.
 type Server struct {
 	gw  *gateway.Gateway
@@ -101,6 +119,12 @@ func New(gw *gateway.Gateway, cfg Config) (*Server, error) {
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	if cfg.MaxChannels <= 0 {
+		cfg.MaxChannels = DefaultMaxChannels
+	}
+	if cfg.ExecMaxFiles <= 0 {
+		cfg.ExecMaxFiles = DefaultExecMaxFiles
 	}
 	log := cfg.Logger
 	if log == nil {

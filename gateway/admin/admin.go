@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -17,11 +19,14 @@ import (
 	"github.com/upgate/upgate/gateway"
 )
 
-// Config configures the admin handler. The zero value is usable.
+// Config configures the admin handler. The zero value is usable on a
+// loopback listener.
 type Config struct {
 	// Token, if non-empty, must be sent as "Authorization: Bearer
 	// <token>" to /metrics and /api/; /healthz and /readyz stay open for
-	// probes.
+	// probes. Empty means no token, for a loopback listener only: /metrics
+	// and /api/ then answer 403 to a request whose Host header is not a
+	// loopback name or address, which a page using DNS rebinding sends.
 	Token string
 	// Ready, if non-nil, replaces the readiness check (the server uses it
 	// to add "listeners are up"). Nil means Gateway.Ready.
@@ -66,7 +71,17 @@ func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
 	})
 	auth := func(h http.Handler) http.Handler {
 		if cfg.Token == "" {
-			return h
+			// Tokenless is for loopback only, where a web page the
+			// operator visits could still reach it by DNS rebinding: its
+			// requests carry the attacker's host name.
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !loopbackHost(r.Host) {
+					log.Warn("admin request refused: Host is not a loopback name or address", "path", r.URL.Path, "host", r.Host, "remote", r.RemoteAddr)
+					http.Error(w, "forbidden: without admin.token_file only loopback Host names are served", http.StatusForbidden)
+					return
+				}
+				h.ServeHTTP(w, r)
+			})
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -102,4 +117,30 @@ func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})))
 	return mux
+}
+
+// loopbackHost reports whether a Host header names this machine by a
+// loopback name or address: "localhost" (with or without a port or a
+// trailing dot), 127.0.0.0/8 or ::1.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// LoopbackAddr reports whether a listen address (host:port) binds only
+// loopback: "localhost", 127.0.0.0/8 or ::1. An empty host (every
+// interface) is not loopback.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	return loopbackHost(host)
 }

@@ -457,9 +457,8 @@ func (c *clientHandler) readCommand() bool {
 	}
 
 	// florent(2018-01-14): #58: IDLE timeout: Preparing the deadline before we read
-	if c.server.settings.IdleTimeout > 0 {
-		if err := c.conn.SetDeadline(
-			time.Now().Add(time.Duration(time.Second.Nanoseconds() * int64(c.server.settings.IdleTimeout)))); err != nil {
+	if deadline, set := c.commandDeadline(); set {
+		if err := c.conn.SetDeadline(deadline); err != nil {
 			// If the connection is already closed, return early instead of trying to read
 			if isClosedConnError(err) {
 				if c.debug {
@@ -506,6 +505,44 @@ func (c *clientHandler) readCommand() bool {
 	c.handleCommand(line)
 
 	return false
+}
+
+// commandDeadline returns the deadline for reading the next command and
+// whether to set it: the idle timeout's, and before login no later than
+// LoginTimeout after the connection was accepted (upgate fork). A zero
+// deadline with set true clears the login deadline once logged in.
+func (c *clientHandler) commandDeadline() (time.Time, bool) {
+	settings := c.server.settings
+
+	var deadline time.Time
+
+	set := false
+
+	if settings.IdleTimeout > 0 {
+		deadline = time.Now().Add(time.Duration(time.Second.Nanoseconds() * int64(settings.IdleTimeout)))
+		set = true
+	}
+
+	if settings.LoginTimeout > 0 {
+		set = true
+
+		if c.driver == nil {
+			login := c.connectedAt.Add(settings.LoginTimeout)
+			if deadline.IsZero() || login.Before(deadline) {
+				deadline = login
+			}
+		}
+	}
+
+	return deadline, set
+}
+
+// loginTimedOut reports whether the client is not logged in and its
+// LoginTimeout has passed (upgate fork).
+func (c *clientHandler) loginTimedOut() bool {
+	timeout := c.server.settings.LoginTimeout
+
+	return timeout > 0 && c.driver == nil && time.Since(c.connectedAt) >= timeout
 }
 
 // discardLine reads and drops the rest of a line of which read bytes were
@@ -557,10 +594,17 @@ func (c *clientHandler) handleCommandsStreamError(err error) bool {
 				c.logger.Error("Could not set read deadline", "err", errSet)
 			}
 
-			c.logger.Info("Client IDLE timeout", "err", err)
-			c.writeMessage(
-				StatusServiceNotAvailable,
-				fmt.Sprintf("command timeout (%d seconds): closing control connection", c.server.settings.IdleTimeout))
+			if c.loginTimedOut() {
+				c.logger.Info("Client login timeout", "timeout", c.server.settings.LoginTimeout)
+				c.writeMessage(
+					StatusServiceNotAvailable,
+					fmt.Sprintf("Login timeout (%v): closing control connection", c.server.settings.LoginTimeout))
+			} else {
+				c.logger.Info("Client IDLE timeout", "err", err)
+				c.writeMessage(
+					StatusServiceNotAvailable,
+					fmt.Sprintf("command timeout (%d seconds): closing control connection", c.server.settings.IdleTimeout))
+			}
 
 			if errFlush := c.writer.Flush(); errFlush != nil {
 				c.logger.Error("Flush error", "err", errFlush)

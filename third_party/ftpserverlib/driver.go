@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"time"
 
 	"github.com/spf13/afero"
 )
@@ -50,6 +51,27 @@ type MainDriverExtensionPassiveWrapper interface {
 	// You can wrap the passed listener or just return it unmodified.
 	// Returning an error will cause the passive connection to fail
 	WrapPassiveListener(listener net.Listener) (net.Listener, error)
+}
+
+// MainDriverExtensionClientPassiveWrapper is MainDriverExtensionPassiveWrapper
+// told which client the listener is for (upgate fork), so that the wrapper
+// can tie the listener's data connection to that client's session. It is
+// called from the client's own command handler, once per PASV or EPSV; a
+// driver implementing both extensions gets only this call.
+type MainDriverExtensionClientPassiveWrapper interface {
+	// WrapClientPassiveListener wraps the passive listener created for
+	// cc. Returning an error fails the PASV or EPSV with a 421 carrying
+	// the error's text; the listener is then closed.
+	WrapClientPassiveListener(cc ClientContext, listener net.Listener) (net.Listener, error)
+}
+
+// MainDriverExtensionActiveAddrChecker lets a driver refuse the address of
+// a PORT or EPRT command (upgate fork), after the library's own check that
+// the address is the control connection's peer (ActiveConnectionsCheck).
+type MainDriverExtensionActiveAddrChecker interface {
+	// CheckActiveAddr returns nil to accept addr, or an error whose text
+	// is the 501 reply's reason.
+	CheckActiveAddr(cc ClientContext, addr *net.TCPAddr) error
 }
 
 // MainDriverExtensionUserVerifier is an extension that allows to control user access
@@ -406,4 +428,9 @@ type Settings struct {
 	ActiveConnectionsCheck DataConnectionRequirement
 	// PasvConnectionsCheck defines the security requirements for passive connections
 	PasvConnectionsCheck DataConnectionRequirement
+	// LoginTimeout, if positive, is how long a control connection may stay
+	// without logging in, commands (NOOP included) or not: then it gets
+	// "421 Login timeout" and is closed. Zero means no bound but
+	// IdleTimeout (upgate fork).
+	LoginTimeout time.Duration
 }

@@ -23,13 +23,13 @@ func (c *clientHandler) handleEPSV(param string) error {
 }
 
 // refusedAfterEPSVAll answers a data connection command other than EPSV
-// after EPSV ALL.
+// after EPSV ALL with 550, as vsftpd does.
 func (c *clientHandler) refusedAfterEPSVAll() bool {
 	if !c.epsvAll.Load() {
 		return false
 	}
 
-	c.writeMessage(StatusSyntaxErrorParameters, fmt.Sprintf("%s is not allowed after EPSV ALL", c.GetLastCommand()))
+	c.writeMessage(StatusActionNotTaken, fmt.Sprintf("%s is not allowed after EPSV ALL", c.GetLastCommand()))
 
 	return true
 }

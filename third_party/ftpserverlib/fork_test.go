@@ -1,14 +1,18 @@
 package ftpserver
 
 // Tests of the upgate fork's additions: MLSx facts and OPTS MLST
-// (mlsx_facts.go) and MainDriverExtensionReplyCode.
+// (mlsx_facts.go), MainDriverExtensionReplyCode, the client-aware passive
+// wrapper, the active-address check and LoginTimeout.
 
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"net"
+	"net/textproto"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -303,10 +307,220 @@ func TestForkEPSVAll(t *testing.T) {
 	for _, cmd := range []string{"PASV", "PORT 127,0,0,1,200,10", "EPRT |1|127.0.0.1|51210|"} {
 		rc, rsp, err = raw.SendCommand(cmd)
 		req.NoError(err)
-		req.Equal(StatusSyntaxErrorParameters, rc, "%s after EPSV ALL: %s", cmd, rsp)
+		req.Equal(StatusActionNotTaken, rc, "%s after EPSV ALL: %s", cmd, rsp)
 	}
 
 	rc, rsp, err = raw.SendCommand("EPSV")
 	req.NoError(err)
 	req.Equal(StatusEnteringEPSV, rc, rsp)
+}
+
+// forkRaw is a raw control connection for the fork's tests.
+type forkRaw struct {
+	t  *testing.T
+	nc net.Conn
+	tp *textproto.Conn
+}
+
+func forkDial(t *testing.T, addr string, login bool) *forkRaw {
+	t.Helper()
+
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	require.NoError(t, err)
+
+	r := &forkRaw{t: t, nc: nc, tp: textproto.NewConn(nc)}
+	t.Cleanup(func() { _ = r.tp.Close() })
+
+	_, _, err = r.tp.ReadResponse(StatusServiceReady)
+	require.NoError(t, err)
+
+	if login {
+		r.expect("USER "+authUser, StatusUserOK)
+		r.expect("PASS "+authPass, StatusUserLoggedIn)
+	}
+
+	return r
+}
+
+func (r *forkRaw) cmd(line string) (int, string) {
+	r.t.Helper()
+	require.NoError(r.t, r.nc.SetDeadline(time.Now().Add(10*time.Second)))
+	require.NoError(r.t, r.tp.PrintfLine("%s", line))
+
+	code, msg, err := r.tp.ReadResponse(0)
+	require.NoError(r.t, err, line)
+
+	return code, msg
+}
+
+func (r *forkRaw) expect(line string, want int) string {
+	r.t.Helper()
+
+	code, msg := r.cmd(line)
+	require.Equal(r.t, want, code, "%s: %s", line, msg)
+
+	return msg
+}
+
+// epsvPort sends EPSV and returns the announced port.
+func (r *forkRaw) epsvPort() string {
+	r.t.Helper()
+
+	msg := r.expect("EPSV", StatusEnteringEPSV)
+	i, j := strings.Index(msg, "(|||"), strings.LastIndex(msg, "|)")
+	require.True(r.t, i >= 0 && j > i, msg)
+
+	return msg[i+4 : j]
+}
+
+// clientWrapperDriver records which client each passive listener was
+// wrapped for, and refuses active-mode addresses below port 1024.
+type clientWrapperDriver struct {
+	TestServerDriver
+	mu        sync.Mutex
+	wrappedBy map[string]ClientContext // listener port -> client
+	failWrap  bool
+	failed    []net.Listener
+}
+
+func (d *clientWrapperDriver) WrapClientPassiveListener(cc ClientContext, listener net.Listener) (net.Listener, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	if d.failWrap {
+		d.failed = append(d.failed, listener)
+
+		return nil, errors.New("no passive listener for you")
+	}
+
+	_, port, _ := net.SplitHostPort(listener.Addr().String())
+	d.wrappedBy[port] = cc
+
+	return listener, nil
+}
+
+func (d *clientWrapperDriver) CheckActiveAddr(_ ClientContext, addr *net.TCPAddr) error {
+	if addr.Port < 1024 {
+		return fmt.Errorf("port %d is privileged", addr.Port)
+	}
+
+	return nil
+}
+
+// TestForkClientPassiveWrapper: the wrapper is told which client a
+// passive listener is for (and the context-free wrapper is not called);
+// a session holds one passive port at a time, PORT and EPRT included; a
+// failed wrap closes the listener.
+func TestForkClientPassiveWrapper(t *testing.T) {
+	req := require.New(t)
+	driver := &clientWrapperDriver{wrappedBy: make(map[string]ClientContext)}
+	driver.Init()
+	driver.errPassiveListener = errors.New("the context-free wrapper must not be called")
+	server := NewTestServerWithDriver(t, driver)
+
+	alice, bob := forkDial(t, server.Addr(), true), forkDial(t, server.Addr(), true)
+	pa, pb := alice.epsvPort(), bob.epsvPort()
+
+	driver.mu.Lock()
+	ca, cb := driver.wrappedBy[pa], driver.wrappedBy[pb]
+	driver.mu.Unlock()
+	req.NotNil(ca)
+	req.NotNil(cb)
+	req.Equal(alice.nc.LocalAddr().String(), ca.RemoteAddr().String())
+	req.Equal(bob.nc.LocalAddr().String(), cb.RemoteAddr().String())
+
+	// Each EPSV releases the previous port before listening again.
+	host, _, err := net.SplitHostPort(server.Addr())
+	req.NoError(err)
+
+	ports := []string{pa}
+	for range 5 {
+		ports = append(ports, alice.epsvPort())
+	}
+
+	for _, p := range ports[:len(ports)-1] {
+		if c, err := net.DialTimeout("tcp", net.JoinHostPort(host, p), 5*time.Second); err == nil {
+			_ = c.Close()
+
+			req.Failf("port still open", "port %s of an earlier EPSV still accepts connections", p)
+		}
+	}
+
+	// So does PORT/EPRT: upstream left the passive listener open.
+	last := ports[len(ports)-1]
+	alice.expect("EPRT |1|127.0.0.1|40000|", StatusOK)
+
+	if c, err := net.DialTimeout("tcp", net.JoinHostPort(host, last), 5*time.Second); err == nil {
+		_ = c.Close()
+
+		req.Failf("port still open", "passive port %s still accepts connections after EPRT", last)
+	}
+
+	// The driver refuses an address: 501 with its reason.
+	code, msg := alice.cmd("EPRT |1|127.0.0.1|22|")
+	req.Equal(StatusSyntaxErrorParameters, code)
+	req.Contains(msg, "port 22 is privileged")
+	code, msg = alice.cmd("PORT 127,0,0,1,0,80")
+	req.Equal(StatusSyntaxErrorParameters, code)
+	req.Contains(msg, "port 80 is privileged")
+
+	// A failed wrap: 421, and the listener is closed.
+	driver.mu.Lock()
+	driver.failWrap = true
+	driver.mu.Unlock()
+
+	code, msg = bob.cmd("EPSV")
+	req.Equal(StatusServiceNotAvailable, code)
+	req.Contains(msg, "no passive listener for you")
+
+	driver.mu.Lock()
+	failed := driver.failed
+	driver.mu.Unlock()
+	req.Len(failed, 1)
+
+	_, err = failed[0].Accept()
+	req.ErrorIs(err, net.ErrClosed)
+}
+
+// TestForkLoginTimeout: a connection that does not log in within
+// LoginTimeout gets 421 and is closed, NOOPs or not; a logged-in one is
+// not bound by it.
+func TestForkLoginTimeout(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServerWithTestDriver(t, &TestServerDriver{Settings: &Settings{LoginTimeout: 500 * time.Millisecond}})
+
+	idle := forkDial(t, server.Addr(), false)
+	in := forkDial(t, server.Addr(), true)
+	start := time.Now()
+
+	var (
+		code int
+		msg  string
+	)
+
+	for i := 0; i < 200; i++ {
+		req.NoError(idle.tp.PrintfLine("NOOP"))
+
+		var err error
+
+		code, msg, err = idle.tp.ReadResponse(0)
+		req.NoError(err)
+
+		if code != StatusOK {
+			break
+		}
+
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	req.Equal(StatusServiceNotAvailable, code, msg)
+	req.Contains(msg, "Login timeout")
+	req.Less(time.Since(start), 5*time.Second, "the login timeout did not bound a NOOPing client")
+
+	_, _, err := idle.tp.ReadResponse(0)
+	req.Error(err, "the connection stays open after the login timeout")
+
+	// The logged-in client is still served past the login timeout.
+	time.Sleep(time.Until(start.Add(time.Second)))
+	in.expect("NOOP", StatusOK)
 }

@@ -45,6 +45,17 @@ func (c *clientHandler) handlePORT(param string) error {
 		return nil
 	}
 
+	// upgate fork: the driver may refuse the address (a privileged port,
+	// one of the server's own ports); its error is the reply's text.
+	if checker, ok := c.server.driver.(MainDriverExtensionActiveAddrChecker); ok {
+		if err = checker.CheckActiveAddr(c, raddr); err != nil {
+			c.logger.Warn("Active data connection address refused", "addr", raddr.String(), "err", err)
+			c.writeMessage(StatusSyntaxErrorParameters, fmt.Sprintf("%s refused: %v", command, err))
+
+			return nil
+		}
+	}
+
 	var tlsConfig *tls.Config
 
 	if c.HasTLSForTransfers() || c.server.settings.TLSRequired == ImplicitEncryption {
@@ -57,6 +68,12 @@ func (c *clientHandler) handlePORT(param string) error {
 	}
 
 	c.transferMu.Lock()
+
+	// upgate fork: close a passive listener set up before (upstream
+	// replaced it without closing, leaving its port held).
+	if err := c.closeTransfer(); err != nil {
+		c.logger.Warn("Problem closing the previous transfer", "err", err)
+	}
 
 	c.transfer = &activeTransferHandler{
 		raddr:     raddr,

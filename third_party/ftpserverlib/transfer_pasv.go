@@ -149,6 +149,16 @@ func (c *clientHandler) findListenerWithinPortRange(portMapping PasvPortGetter) 
 
 func (c *clientHandler) handlePASV(_ string) error {
 	command := c.GetLastCommand()
+
+	// upgate fork: the previous data connection setup goes first, so a
+	// session never holds two passive ports (upstream closed it only
+	// after listening again). Port multiplexing keeps upstream's order:
+	// its reservations are per client IP and its tests pin that a second
+	// PASV of the same client finds the port taken.
+	if !c.server.settings.PassiveTransferPortMultiplexing {
+		c.closeTransferLocked()
+	}
+
 	exposedPort, listener, deadlineSetter, err := c.getPassiveListener()
 
 	if err != nil {
@@ -158,20 +168,28 @@ func (c *clientHandler) handlePASV(_ string) error {
 		return nil
 	}
 
-	if wrapper, ok := c.server.driver.(MainDriverExtensionPassiveWrapper); ok {
-		listener, err = wrapper.WrapPassiveListener(listener)
-		if err != nil {
-			c.logger.Error("Could not wrap passive connection", "err", err)
-			c.writeMessage(StatusServiceNotAvailable, fmt.Sprintf("Could not listen for passive connection: %v", err))
+	listener, err = c.wrapPassiveListener(listener)
+	if err != nil {
+		c.logger.Error("Could not wrap passive connection", "err", err)
+		c.writeMessage(StatusServiceNotAvailable, fmt.Sprintf("Could not listen for passive connection: %v", err))
 
-			return nil
-		}
+		return nil
+	}
+
+	// upgate fork: a wrapper that takes accept deadlines gets them, so
+	// that a wrapper that closed its listener (say, unused too long) is
+	// asked for the connection and says why, rather than the inner
+	// listener failing the deadline with "use of closed network
+	// connection".
+	if ds, ok := listener.(passiveDeadlineSetter); ok {
+		deadlineSetter = ds
 	}
 
 	if c.HasTLSForTransfers() || c.server.settings.TLSRequired == ImplicitEncryption {
 		if tlsConfig, err := c.server.driver.GetTLSConfig(); err == nil {
 			listener = tls.NewListener(listener, tlsConfig)
 		} else {
+			_ = listener.Close() // upgate fork: upstream leaked it
 			c.writeMessage(StatusServiceNotAvailable, fmt.Sprintf("Cannot get a TLS config: %v", err))
 
 			return nil
@@ -195,6 +213,8 @@ func (c *clientHandler) handlePASV(_ string) error {
 	// We should rewrite this part
 	if command == "PASV" {
 		if c.handlePassivePASV(transferHandler) {
+			_ = transferHandler.Close() // upgate fork: upstream leaked it
+
 			return nil
 		}
 	} else {
@@ -211,6 +231,47 @@ func (c *clientHandler) handlePASV(_ string) error {
 	c.setLastDataChannel(DataChannelPassive)
 
 	return nil
+}
+
+// wrapPassiveListener hands a new passive listener to the driver's
+// wrapper: MainDriverExtensionClientPassiveWrapper if implemented (upgate
+// fork), else MainDriverExtensionPassiveWrapper. If the wrapper fails,
+// the listener is closed (upstream leaked it).
+func (c *clientHandler) wrapPassiveListener(listener net.Listener) (net.Listener, error) {
+	var (
+		wrapped net.Listener
+		err     error
+	)
+
+	switch wrapper := c.server.driver.(type) {
+	case MainDriverExtensionClientPassiveWrapper:
+		wrapped, err = wrapper.WrapClientPassiveListener(c, listener)
+	case MainDriverExtensionPassiveWrapper:
+		wrapped, err = wrapper.WrapPassiveListener(listener)
+	default:
+		return listener, nil
+	}
+
+	if err != nil {
+		if errClose := listener.Close(); errClose != nil && !errors.Is(errClose, net.ErrClosed) {
+			c.logger.Warn("Problem closing passive listener", "err", errClose)
+		}
+
+		return nil, err
+	}
+
+	return wrapped, nil
+}
+
+// closeTransferLocked closes the current transfer, if any, under
+// transferMu (upgate fork).
+func (c *clientHandler) closeTransferLocked() {
+	c.transferMu.Lock()
+	defer c.transferMu.Unlock()
+
+	if err := c.closeTransfer(); err != nil {
+		c.logger.Warn("Problem closing the previous transfer", "err", err)
+	}
 }
 
 func (c *clientHandler) getPassiveListener() (int, net.Listener, passiveDeadlineSetter, error) {
