@@ -6,6 +6,8 @@ package sftp
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"strings"
 	"io"
 	"net"
 	"os"
@@ -18,6 +20,12 @@ import (
 // forkPair serves h on one end of a loopback TCP connection and returns a
 // client on the other; both are closed when the test ends.
 func forkPair(t *testing.T, h Handlers, opts ...ClientOption) *Client {
+	t.Helper()
+	return forkPairServer(t, h, nil, opts...)
+}
+
+// forkPairServer is forkPair with request server options.
+func forkPairServer(t *testing.T, h Handlers, srvOpts []RequestServerOption, opts ...ClientOption) *Client {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,7 +41,7 @@ func forkPair(t *testing.T, h Handlers, opts ...ClientOption) *Client {
 			return
 		}
 		srvConn <- c
-		rs := NewRequestServer(c, h)
+		rs := NewRequestServer(c, h, srvOpts...)
 		_ = rs.Serve()
 		rs.Close()
 	}()
@@ -375,4 +383,114 @@ func TestForkWriteOnReadHandle(t *testing.T) {
 	if err := statusOf(data); err == nil || err.(*StatusError).Code != sshFxNoSuchFile {
 		t.Errorf("CLOSE of a stale handle: %v, want NO_SUCH_FILE", err)
 	}
+}
+
+// syncFile counts Sync calls.
+type syncFile struct {
+	appender
+	syncs int
+}
+
+func (s *syncFile) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncs++
+	return nil
+}
+
+func TestForkExtensions(t *testing.T) {
+	rec := newRecorder()
+	sf := &syncFile{}
+	rec.file = sf
+	c := forkPairServer(t, rec.handlers(), []RequestServerOption{WithRSMaxOpenHandles(3)})
+	for _, name := range []string{"fsync@openssh.com", "fstatvfs@openssh.com", "limits@openssh.com",
+		"expand-path@openssh.com", "home-directory", "users-groups-by-id@openssh.com",
+		"hardlink@openssh.com", "posix-rename@openssh.com", "statvfs@openssh.com"} {
+		if _, ok := c.HasExtension(name); !ok {
+			t.Errorf("%s not advertised", name)
+		}
+	}
+
+	f, err := c.OpenFile("/f", os.O_WRONLY|os.O_CREATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil { // fsync@openssh.com
+		t.Fatalf("fsync: %v", err)
+	}
+	sf.mu.Lock()
+	if sf.syncs != 1 {
+		t.Errorf("Sync called %d times, want 1", sf.syncs)
+	}
+	sf.mu.Unlock()
+
+	ext := func(name string, args ...string) (fxp, []byte) {
+		t.Helper()
+		data := marshalString(nil, name)
+		for _, a := range args {
+			data = marshalString(data, a)
+		}
+		return send(t, c, &rawExtended{ID: c.nextID(), data: data})
+	}
+	typ, data := ext("limits@openssh.com")
+	if typ != sshFxpExtendedReply || len(data) != 4+32 {
+		t.Fatalf("limits: type %d, %d bytes", typ, len(data))
+	}
+	if handles := binary.BigEndian.Uint64(data[4+24:]); handles != 3 {
+		t.Errorf("limits: max-open-handles %d, want 3", handles)
+	}
+	typ, data = ext("expand-path@openssh.com", "~/d")
+	if typ != sshFxpName || !strings.Contains(string(data), "/d") {
+		t.Errorf("expand-path ~/d: type %d %q", typ, data)
+	}
+	typ, data = ext("home-directory", "anyone")
+	if typ != sshFxpName || !strings.Contains(string(data), "\x00\x00\x00\x01/") {
+		t.Errorf("home-directory: type %d %q", typ, data)
+	}
+	ids := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 0), 1000)
+	typ, data = ext("users-groups-by-id@openssh.com", string(ids), string(binary.BigEndian.AppendUint32(nil, 0)))
+	// Two unknown user names ("", "") and one group name, each an SSH
+	// string inside an SSH string.
+	want := marshalString(marshalString(binary.BigEndian.AppendUint32(nil, c.nextID()-1), string(marshalString(marshalString(nil, ""), ""))), string(marshalString(nil, "")))
+	if typ != sshFxpExtendedReply || string(data) != string(want) {
+		t.Errorf("users-groups-by-id: type %d %x, want %x", typ, data, want)
+	}
+
+	// The handle limit: f is one of 3.
+	g, err := c.OpenFile("/g", os.O_WRONLY|os.O_CREATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.OpenFile("/h", os.O_WRONLY|os.O_CREATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.OpenFile("/i", os.O_WRONLY|os.O_CREATE); err == nil || !strings.Contains(err.Error(), "handles already open") {
+		t.Errorf("a 4th open handle: %v, want a refusal naming the limit", err)
+	}
+	if _, err := c.ReadDir("/"); err == nil {
+		t.Errorf("OPENDIR beyond the limit succeeded")
+	}
+	g.Close()
+	if h2, err := c.OpenFile("/i", os.O_WRONLY|os.O_CREATE); err != nil {
+		t.Errorf("open after a close made room: %v", err)
+	} else {
+		h2.Close()
+	}
+	d.Close()
+	f.Close()
+}
+
+// rawExtended is an SSH_FXP_EXTENDED request whose data (name and
+// arguments) the test builds.
+type rawExtended struct {
+	ID   uint32
+	data []byte
+}
+
+func (p *rawExtended) id() uint32 { return p.ID }
+func (p *rawExtended) MarshalBinary() ([]byte, error) {
+	b := []byte{0, 0, 0, 0, sshFxpExtended}
+	b = marshalUint32(b, p.ID)
+	return append(b, p.data...), nil
 }

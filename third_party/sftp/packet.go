@@ -1397,6 +1397,10 @@ func (p *sshFxpExtendedPacket) UnmarshalBinary(b []byte) error {
 	case "hardlink@openssh.com":
 		p.SpecificPacket = &sshFxpExtendedPacketHardlink{}
 	default:
+		if pkt := forkExtension(p.ExtendedRequest); pkt != nil {
+			p.SpecificPacket = pkt // upgate fork: extensions.go
+			break
+		}
 		return fmt.Errorf("packet type %v: %w", p.SpecificPacket, errUnknownExtendedPacket)
 	}
 

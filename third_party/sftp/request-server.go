@@ -3,11 +3,14 @@ package sftp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
 	"path"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 )
 
 const defaultMaxTxPacket uint32 = 1 << 15
@@ -29,10 +32,24 @@ type RequestServer struct {
 
 	startDirectory string
 	maxTxPacket    uint32
+	// maxOpenHandles bounds the handles open at once; 0 is no bound
+	// (upgate fork, WithRSMaxOpenHandles).
+	maxOpenHandles int
 
 	mu           sync.RWMutex
 	handleCount  int
 	openRequests map[string]*Request
+}
+
+// WithRSMaxOpenHandles bounds the files and directories a client may hold
+// open at once: an OPEN or OPENDIR beyond n fails (EMFILE, FAILURE with a
+// message), as OpenSSH's sftp-server does at its handle limit, and
+// limits@openssh.com reports n. Zero, the default, is no bound (upgate
+// fork).
+func WithRSMaxOpenHandles(n int) RequestServerOption {
+	return func(rs *RequestServer) {
+		rs.maxOpenHandles = max(n, 0)
+	}
 }
 
 // A RequestServerOption is a function which applies configuration to a RequestServer.
@@ -119,16 +136,21 @@ func (rs *RequestServer) appendWrite(pkt requestPacket) bool {
 }
 
 // New Open packet/Request
-func (rs *RequestServer) nextRequest(r *Request) string {
+func (rs *RequestServer) nextRequest(r *Request) (string, error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+
+	if rs.maxOpenHandles > 0 && len(rs.openRequests) >= rs.maxOpenHandles {
+		return "", &os.PathError{Op: "open", Path: r.Filepath,
+			Err: fmt.Errorf("%d handles already open: %w", len(rs.openRequests), syscall.EMFILE)}
+	}
 
 	rs.handleCount++
 
 	r.handle = strconv.Itoa(rs.handleCount)
 	rs.openRequests[r.handle] = r
 
-	return r.handle
+	return r.handle, nil
 }
 
 // Returns Request from openRequests, bool is false if it is missing.
@@ -248,7 +270,7 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 		var rpkt responsePacket
 		switch pkt := pkt.requestPacket.(type) {
 		case *sshFxInitPacket:
-			rpkt = &sshFxVersionPacket{Version: sftpProtocolVersion, Extensions: sftpExtensions}
+			rpkt = &sshFxVersionPacket{Version: sftpProtocolVersion, Extensions: append(append([]sshExtensionPair(nil), sftpExtensions...), forkExtensions...)}
 		case *sshFxpClosePacket:
 			handle := pkt.getHandle()
 			rpkt = statusFromError(pkt.ID, rs.closeRequest(handle))
@@ -271,7 +293,12 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			}
 		case *sshFxpOpendirPacket:
 			request := requestFromPacket(ctx, pkt, rs.startDirectory)
-			handle := rs.nextRequest(request)
+			handle, err := rs.nextRequest(request)
+			if err != nil {
+				request.close()
+				rpkt = statusFromError(pkt.ID, err)
+				break
+			}
 			rpkt = request.opendir(rs.Handlers, pkt)
 			if _, ok := rpkt.(*sshFxpHandlePacket); !ok {
 				// if we return an error we have to remove the handle from the active ones
@@ -279,7 +306,12 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			}
 		case *sshFxpOpenPacket:
 			request := requestFromPacket(ctx, pkt, rs.startDirectory)
-			handle := rs.nextRequest(request)
+			handle, err := rs.nextRequest(request)
+			if err != nil {
+				request.close()
+				rpkt = statusFromError(pkt.ID, err)
+				break
+			}
 			rpkt = request.open(rs.Handlers, pkt)
 			if _, ok := rpkt.(*sshFxpHandlePacket); !ok {
 				// if we return an error we have to remove the handle from the active ones
@@ -330,6 +362,8 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 				Target:   cleanPathWithBase(rs.startDirectory, pkt.Newpath),
 			}
 			rpkt = request.call(rs.Handlers, pkt, rs.pktMgr.alloc, orderID, rs.maxTxPacket)
+		case *handleExtension, *stringExtension, *idsExtension:
+			rpkt = rs.serveExtension(pkt, orderID)
 		case *sshFxpExtendedPacketStatVFS:
 			request := &Request{
 				Method:   "StatVFS",
