@@ -34,10 +34,11 @@ const (
 	ftpRemote   = "upgateftp:"
 )
 
-// Bounds. Only a hang gets near them: each suite takes a minute or two,
-// and building its test binary a few minutes the first time.
+// Bounds. Only a hang gets near them: a suite runs for seconds (a quarter
+// of a minute against a -race upgate), and building its test binary takes
+// about a minute the first time.
 const (
-	suiteTimeout = 20 * time.Minute // one "go test" of a suite, build included
+	suiteTimeout = 10 * time.Minute // one "go test" of a suite, build included
 	startTimeout = time.Minute      // upgate answering on every port
 	stopTimeout  = 30 * time.Second // upgate exiting after SIGTERM (then SIGKILL)
 	passiveCount = 128              // FTP passive ports
