@@ -52,7 +52,10 @@ const sftpEncoding = "Slash,Ctl,Del,Dot"
 //
 //	UPGATE_RCLONE_ARTIFACTS=DIR  keep upgate's log, the configs and each suite's go test -json output in DIR
 //	UPGATE_RCLONE_BINARY=FILE    run this upgate binary instead of building the repository's
-//	UPGATE_RCLONE_RACE=1         build upgate with -race (a reported race fails the test)
+//	UPGATE_RCLONE_RACE=1         build upgate with -race (a reported race fails the test; rclone's
+//	                             FTP UploadTimeout, which allows 1 s between the last byte of a
+//	                             100 MB upload and the 226, then fails now and then: a -race
+//	                             upgate takes 0.6-0.8 s to drain its write window and commit)
 //	UPGATE_RCLONE_LOG_LEVEL=L    upgate's log.level (default info; debug logs every request)
 //	UPGATE_RCLONE_RUN=REGEXP     passed to the suites as -run
 //	UPGATE_RCLONE_SUITES=sftp    run only these suites (comma-separated: sftp, ftp)
