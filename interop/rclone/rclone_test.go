@@ -56,9 +56,10 @@ const sftpEncoding = "Slash,Ctl,Del,Dot"
 //	                             FTP UploadTimeout, which allows 1 s between the last byte of a
 //	                             100 MB upload and the 226, then fails now and then: a -race
 //	                             upgate takes 0.6-0.8 s to drain its write window and commit)
-//	UPGATE_RCLONE_LOG_LEVEL=L    upgate's log.level (default info; debug logs every request)
+//	UPGATE_RCLONE_LOG_LEVEL=L    upgate's log.level (default info, which logs logins, transfers and
+//	                             failed calls; debug adds each connection)
 //	UPGATE_RCLONE_RUN=REGEXP     passed to the suites as -run
-//	UPGATE_RCLONE_SUITES=sftp    run only these suites (comma-separated: sftp, ftp)
+//	UPGATE_RCLONE_SUITES=sftp    run only these suites (comma-separated: sftp, ftp, baseline)
 //	UPGATE_RCLONE_VERBOSE=1      rclone's own debug log (fstest's -verbose)
 const (
 	envArtifacts = "UPGATE_RCLONE_ARTIFACTS"
@@ -200,6 +201,9 @@ func checkSuite(t *testing.T, pkg, remote string, env []string, artifacts, rawNa
 	if res.problem != "" {
 		t.Errorf("%s: %s", pkg, res.problem)
 	}
+	if res.passed == 0 && os.Getenv(envRun) == "" {
+		t.Errorf("%s: no test passed", pkg)
+	}
 }
 
 // artifactsDir is the directory named by UPGATE_RCLONE_ARTIFACTS, created,
@@ -289,9 +293,8 @@ func startUpgate(t *testing.T, bin, dir, artifacts string) *gateway {
 	if artifacts != "" {
 		g.log = filepath.Join(artifacts, "upgate.log")
 	}
-	// The suites open many connections at once (rclone's transfers and
-	// checkers, each with connections of its own): the per-user and per-IP
-	// limits are raised so that the gate tests the filesystem, not limits.
+	// Every key not set here keeps its default (connection limits, the
+	// defender, timeouts): the suites pass within them.
 	conf := fmt.Sprintf(`# upgate for rclone's integration suites (interop/rclone)
 listen:
   ftp: 127.0.0.1:%d
@@ -299,8 +302,6 @@ listen:
   sftp: 127.0.0.1:%d
   admin: 127.0.0.1:%d
 connections:
-  max_per_ip: 1024
-  max_per_user: 1024
   drain_timeout: 5s
 ftp:
   passive_ports: "%d-%d"
@@ -315,8 +316,6 @@ users:
     password_hash: %q
     mounts:
       - {path: /, agent: local, root: %s}
-defender:
-  allowlist: [127.0.0.0/8]
 log:
   level: %s
   format: text
