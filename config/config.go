@@ -274,6 +274,14 @@ type SFTP struct {
 	// Must be positive.
 	ExecMaxFiles int `mapstructure:"exec_max_files"`
 
+	// MaxHandles is the most files and directories one SFTP session may
+	// hold open at once (key sftp.max_handles); an OPEN or OPENDIR beyond
+	// it fails with "too many open handles", as OpenSSH's sftp-server does
+	// at its limit, and limits@openssh.com reports it. Each open file is
+	// a stream and a file descriptor on the agent. Default 256: sshfs,
+	// rclone and lftp hold a few at once. Must be positive.
+	MaxHandles int `mapstructure:"max_handles"`
+
 	// Keepalive configures SSH-level keepalive requests (key
 	// sftp.keepalive).
 	Keepalive SSHKeepalive `mapstructure:"keepalive"`

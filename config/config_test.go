@@ -203,6 +203,7 @@ mounts: [{path: /, agent: local}]`), `config: user "DEMO" is for the embedded de
 		{"negative passive_timeout", `ftp: {passive_timeout: -1s}`, `config: ftp.passive_timeout: must be > 0, got -1s`},
 		{"zero max_channels", `sftp: {max_channels: 0}`, `config: sftp.max_channels: must be > 0, got 0`},
 		{"zero exec_max_files", `sftp: {exec_max_files: 0}`, `config: sftp.exec_max_files: must be > 0, got 0`},
+		{"zero max_handles", `sftp: {max_handles: 0}`, `config: sftp.max_handles: must be > 0, got 0`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,6 +287,7 @@ func TestParseDefaults(t *testing.T) {
 			MaxAuthTries:     6,
 			MaxChannels:      16,
 			ExecMaxFiles:     100,
+			MaxHandles:       256,
 		},
 		Defender: config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute, Allowlist: []string{}},
 		Log:      config.Log{Level: "info", Format: "text"},

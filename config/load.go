@@ -75,6 +75,7 @@ func Options() []Option {
 		{"sftp.max_auth_tries", 6, "authentication attempts per SSH connection"},
 		{"sftp.max_channels", 16, "channels open at once on one SSH connection"},
 		{"sftp.exec_max_files", 100, "file operands one md5sum/sha1sum/sha256sum command may name"},
+		{"sftp.max_handles", 256, "files and directories one SFTP session may hold open at once"},
 		{"sftp.keepalive.max_missed", 3, "unanswered SSH keepalive requests that close a connection"},
 		{"defender.enabled", true, "ban addresses after repeated failed logins"},
 		{"defender.max_failures", 10, "failed logins within defender.window that ban an address"},

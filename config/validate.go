@@ -153,6 +153,7 @@ func (v *validator) sftp(c *Config) {
 	}
 	v.positiveInt("sftp.max_channels", s.MaxChannels)
 	v.positiveInt("sftp.exec_max_files", s.ExecMaxFiles)
+	v.positiveInt("sftp.max_handles", s.MaxHandles)
 	v.positive("sftp.keepalive.interval", s.Keepalive.Interval)
 	v.positiveInt("sftp.keepalive.max_missed", s.Keepalive.MaxMissed)
 }

@@ -234,6 +234,7 @@ func (s *Server) startSFTP() error {
 		MaxAuthTries:       c.MaxAuthTries,
 		MaxChannels:        c.MaxChannels,
 		ExecMaxFiles:       c.ExecMaxFiles,
+		MaxHandles:         c.MaxHandles,
 		Logger:             s.log,
 	})
 	if err != nil {

@@ -3,17 +3,16 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"strings"
 	"syscall"
-	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/upgate/upgate/backend/agentpb"
+	"github.com/upgate/upgate/internal/wiretext"
 )
 
 // ErrorDomain is the ErrorInfo domain of the errno details the agent
@@ -31,7 +30,7 @@ func toStatus(err error) *status.Status {
 		return st
 	}
 	code, errno := classify(err)
-	st := status.New(code, validText(err.Error()))
+	st := status.New(code, wiretext.Valid(err.Error()))
 	if errno != "" {
 		if d, derr := st.WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain, Reason: errno}); derr == nil {
 			st = d
@@ -55,27 +54,9 @@ func toProtoError(err error) *agentpb.Error {
 		return e
 	}
 	code, errno := classify(err)
-	return &agentpb.Error{Code: uint32(code), Message: validText(err.Error()), Errno: errno}
+	return &agentpb.Error{Code: uint32(code), Message: wiretext.Valid(err.Error()), Errno: errno}
 }
 
-// validText makes an error's text valid UTF-8 for the wire (protobuf
-// strings must be): a name's invalid bytes are shown as \xNN.
-func validText(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			fmt.Fprintf(&b, "\\x%02x", s[i])
-		} else {
-			b.WriteString(s[i : i+n])
-		}
-		i += n
-	}
-	return b.String()
-}
 
 // classify maps an os error to a gRPC code and an errno name.
 func classify(err error) (codes.Code, string) {

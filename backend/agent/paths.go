@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -168,7 +169,7 @@ func (c *scope) Mkdir(p string, perm fs.FileMode) error    { return c.r.Mkdir(c.
 func (c *scope) MkdirAll(p string, perm fs.FileMode) error { return c.r.MkdirAll(c.in(p), perm) }
 func (c *scope) Remove(p string) error                     { return c.r.Remove(c.in(p)) }
 func (c *scope) RemoveAll(p string) error                  { return c.r.RemoveAll(c.in(p)) }
-func (c *scope) Rename(from, to string) error              { return c.r.Rename(c.in(from), c.in(to)) }
+func (c *scope) Rename(from, to string) error              { return c.rename(c.in(from), c.in(to)) }
 func (c *scope) Link(from, to string) error                { return c.r.Link(c.in(from), c.in(to)) }
 func (c *scope) Chmod(p string, mode fs.FileMode) error    { return c.r.Chmod(c.in(p), mode) }
 func (c *scope) Chown(p string, uid, gid int) error        { return c.r.Chown(c.in(p), uid, gid) }
@@ -177,3 +178,46 @@ func (c *scope) Chtimes(p string, atime, mtime time.Time) error {
 }
 func (c *scope) Symlink(target, p string) error    { return c.r.Symlink(target, c.in(p)) }
 func (c *scope) Readlink(p string) (string, error) { return c.r.Readlink(c.in(p)) }
+
+// rename is rename(2) inside the root: renameat between the two parent
+// directories, each opened through the root (so no link on the way leads
+// out), on their last components, which renameat never follows. Unlike
+// os.Root.Rename it replaces an empty directory, as POSIX says, and
+// answers with the kernel's own errno (EISDIR, ENOTDIR, ENOTEMPTY,
+// EINVAL for a directory into itself).
+func (c *scope) rename(from, to string) error {
+	// Errors name the path asked for (os.Root's name the parent).
+	od, err := c.r.Open(path.Dir(from))
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
+	}
+	defer od.Close()
+	nd, err := c.r.Open(path.Dir(to))
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
+	}
+	defer nd.Close()
+	oc, err := od.SyscallConn()
+	if err != nil {
+		return err
+	}
+	nc, err := nd.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var rerr error
+	cerr := oc.Control(func(ofd uintptr) {
+		if err := nc.Control(func(nfd uintptr) {
+			rerr = unix.Renameat(int(ofd), path.Base(from), int(nfd), path.Base(to))
+		}); err != nil {
+			rerr = err
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	if rerr != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: rerr}
+	}
+	return nil
+}

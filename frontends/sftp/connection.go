@@ -1,6 +1,7 @@
 package sftp
 
 import (
+	"cmp"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -66,7 +67,8 @@ func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.
 // ends it or the connection dies; files still open then are aborted.
 func (c *conn) serveSFTP(ch ssh.Channel, login *gateway.Login) {
 	h := newHandler(c.ctx, login.Fs, c.sess)
-	rs := sftp.NewRequestServer(activity{ch, c.sess}, h.handlers(), sftp.WithStartDirectory("/"))
+	rs := sftp.NewRequestServer(activity{ch, c.sess}, h.handlers(), sftp.WithStartDirectory("/"),
+		sftp.WithRSMaxOpenHandles(cmp.Or(c.s.cfg.MaxHandles, DefaultMaxHandles)))
 	c.sess.SetOp("idle")
 	if err := rs.Serve(); err != nil && !errors.Is(err, io.EOF) {
 		c.sess.Logger().Info("sftp session ended", "err", err)

@@ -13,12 +13,14 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pkg/sftp"
 	"github.com/spf13/afero"
 
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/internal/wiretext"
 )
 
 // handler serves pkg/sftp's request server over one user's filesystem,
@@ -71,19 +73,36 @@ func status(err error) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if errors.As(err, &pe) {
-			return &fs.PathError{Op: pe.Op, Path: pe.Path, Err: syscall.ENOENT}
+			err = &fs.PathError{Op: pe.Op, Path: pe.Path, Err: syscall.ENOENT}
+		} else {
+			return sftp.ErrSSHFxNoSuchFile
 		}
-		return sftp.ErrSSHFxNoSuchFile
 	case errors.Is(err, os.ErrPermission):
 		if errors.As(err, &pe) {
-			return &fs.PathError{Op: pe.Op, Path: pe.Path, Err: syscall.EACCES}
+			err = &fs.PathError{Op: pe.Op, Path: pe.Path, Err: syscall.EACCES}
+		} else {
+			return sftp.ErrSSHFxPermissionDenied
 		}
-		return sftp.ErrSSHFxPermissionDenied
 	case errors.Is(err, errors.ErrUnsupported):
 		return sftp.ErrSSHFxOpUnsupported
 	}
+	if msg := err.Error(); !utf8.ValidString(msg) {
+		return textError{err, wiretext.Valid(msg)}
+	}
 	return err
 }
+
+// textError is an error whose text is made valid UTF-8: SFTP's status
+// message is UTF-8 text (paramiko fails to decode anything else), and a
+// name may hold any bytes. Its code comes from the error it wraps.
+type textError struct {
+	err error
+	msg string
+}
+
+func (e textError) Error() string { return e.msg }
+func (e textError) Unwrap() error { return e.err }
+
 
 func openFlags(r *sftp.Request, flag int) int {
 	pf := r.Pflags()
@@ -173,10 +192,7 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 	case "Setstat":
 		return status(h.setstat(r))
 	case "Rename":
-		// Replaces an existing target, as posix-rename does (OpenSSH's
-		// plain RENAME refuses instead): WinSCP's .filepart and
-		// PhpStorm's "temporary file" uploads rename over the file.
-		return status(h.fs.Rename(r.Filepath, r.Target))
+		return status(h.rename(r.Filepath, r.Target))
 	case "Rmdir":
 		fi, err := backend.Lstat(h.fs, r.Filepath)
 		if err != nil {
@@ -218,6 +234,28 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 		return status(backend.Link(h.fs, r.Filepath, r.Target))
 	}
 	return sftp.ErrSSHFxOpUnsupported
+}
+
+// rename is SFTP v3's RENAME. OpenSSH's never replaces what exists at the
+// target; upgate replaces a file by a file, atomically, as posix-rename
+// does (WinSCP's .filepart and PhpStorm's "temporary file" uploads rename
+// over the file they upload, and a client's own remove-then-rename leaves
+// a window without the file), and refuses the rest as OpenSSH does: a
+// directory is never replaced by a plain RENAME, nor a file by a
+// directory.
+func (h *handler) rename(from, to string) error {
+	dst, err := backend.Lstat(h.fs, to)
+	if err != nil {
+		return h.fs.Rename(from, to)
+	}
+	src, err := backend.Lstat(h.fs, from)
+	if err != nil {
+		return err
+	}
+	if src.IsDir() || dst.IsDir() {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EEXIST}
+	}
+	return h.fs.Rename(from, to)
 }
 
 // PosixRename is posix-rename@openssh.com: an atomic replace.

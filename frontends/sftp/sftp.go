@@ -49,6 +49,10 @@ type Config struct {
 	// sha256sum command may name; a command naming more is refused whole,
 	// before any agent call. Zero means DefaultExecMaxFiles.
 	ExecMaxFiles int
+	// MaxHandles is the most files and directories one SFTP session may
+	// hold open at once; further OPENs fail with "too many open handles".
+	// Zero means DefaultMaxHandles.
+	MaxHandles int
 	// Logger receives the frontend's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -92,6 +96,9 @@ const (
 	DefaultMaxChannels = 16
 	// DefaultExecMaxFiles bounds the agent calls of one hash command.
 	DefaultExecMaxFiles = 100
+	// DefaultMaxHandles: sshfs, rclone and lftp hold a few files open at
+	// once; each open file is a stream and a descriptor on the agent.
+	DefaultMaxHandles = 256
 )
 
 // Server serves SFTP for a gateway.
