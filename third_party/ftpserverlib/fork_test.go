@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/textproto"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/secsy/goftp"
+	"github.com/spf13/afero"
 	"github.com/stretchr/testify/require"
 )
 
@@ -523,4 +525,89 @@ func TestForkLoginTimeout(t *testing.T) {
 	// The logged-in client is still served past the login timeout.
 	time.Sleep(time.Until(start.Add(time.Second)))
 	in.expect("NOOP", StatusOK)
+}
+
+func TestForkVsftpdCommands(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServer(t, false)
+	dir := server.driver.(*TestServerDriver).serverDir
+	client, err := goftp.DialConfig(goftp.Config{User: authUser, Password: authPass}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(client.Close()) }()
+
+	ftpUpload(t, client, createTemporaryFile(t, 10), "file")
+	req.NoError(os.Symlink("file", dir+"/ln"))
+	req.NoError(os.Mkdir(dir+"/sub", 0o755))
+
+	raw, err := client.OpenRawConn()
+	req.NoError(err)
+
+	defer func() { req.NoError(raw.Close()) }()
+
+	rc, rsp, err := raw.SendCommand("HELP")
+	req.NoError(err)
+	req.Equal(StatusHelpMessage, rc, rsp)
+	req.Contains(rsp, " STOR\n")
+	req.NotContains(rsp, "XRSQ") // not implemented: not listed
+
+	rc, _, err = raw.SendCommand("STRU F")
+	req.NoError(err)
+	req.Equal(StatusOK, rc)
+	rc, _, err = raw.SendCommand("STRU R")
+	req.NoError(err)
+	req.Equal(StatusNotImplementedParam, rc)
+
+	rc, rsp, err = raw.SendCommand("FEAT")
+	req.NoError(err)
+	req.Equal(StatusSystemStatus, rc)
+	req.Contains(rsp, "\n PASV\n")
+	req.Contains(rsp, "\n TVFS\n")
+
+	// MDTM with a time sets it (vsftpd's mdtm_write).
+	rc, rsp, err = raw.SendCommand("MDTM 20040109113320 file")
+	req.NoError(err)
+	req.Equal(StatusFileStatus, rc, rsp)
+	fi, err := os.Stat(dir + "/file")
+	req.NoError(err)
+	req.True(fi.ModTime().Equal(time.Date(2004, 1, 9, 11, 33, 20, 0, time.UTC)), "mtime %v", fi.ModTime())
+	rc, rsp, err = raw.SendCommand("MDTM file")
+	req.NoError(err)
+	req.Equal("20040109113320", rsp, rc)
+
+	// LIST of a link lists the link; NLST names as the client spelled them.
+	list := func(cmd string) string {
+		dcGetter, err := raw.PrepareDataConn()
+		req.NoError(err)
+		rc, rsp, err := raw.SendCommand(cmd)
+		req.NoError(err)
+		req.Equal(StatusFileStatusOK, rc, rsp)
+		dc, err := dcGetter()
+		req.NoError(err)
+		b, err := io.ReadAll(dc)
+		req.NoError(err)
+		rc, _, err = raw.ReadResponse()
+		req.NoError(err)
+		req.Equal(StatusClosingDataConn, rc)
+
+		return string(b)
+	}
+	req.Regexp(`^lrwxrwxrwx .* ln\r\n$`, list("LIST /ln"))
+	req.Equal("/sub/../file\r\n", list("NLST /sub/../file"))
+	nlst := list("NLST /")
+	req.Contains(nlst, "/file\r\n")
+	req.Contains(nlst, "/sub\r\n")
+	req.NotContains(list("NLST"), "/")
+}
+
+// LstatIfPossible lets the fork's listings show a link as a link with the
+// test driver too (upstream's test driver embeds only afero.Fs).
+func (driver *TestClientDriver) LstatIfPossible(name string) (os.FileInfo, bool, error) {
+	if l, ok := driver.Fs.(afero.Lstater); ok {
+		return l.LstatIfPossible(name)
+	}
+
+	fi, err := driver.Stat(name)
+
+	return fi, false, err
 }

@@ -64,6 +64,14 @@ func (c *clientHandler) handleCWD(param string) error {
 
 	if stat, err := c.driver.Stat(pathAbsolute); err == nil {
 		if stat.IsDir() {
+			// upgate fork: the directory the links lead to, as vsftpd's
+			// getcwd shows it.
+			if rp, ok := c.driver.(ClientDriverExtensionRealPath); ok {
+				if real, err := rp.RealPath(pathAbsolute); err == nil {
+					pathAbsolute = real
+				}
+			}
+
 			c.SetPath(pathAbsolute)
 			c.writeMessage(StatusFileOK, "CD worked on "+pathAbsolute)
 		} else {
@@ -208,9 +216,23 @@ func (c *clientHandler) handleLIST(param string) error {
 func (c *clientHandler) handleNLST(param string) error {
 	info := fmt.Sprintf("NLST %v", param)
 
+	// upgate fork: names below the directory as the client spelled it
+	// (nlstName), a file as the client named it, as vsftpd answers.
+	spelled := param
+	if !c.server.settings.DisableLISTArgs {
+		spelled = c.checkLISTArgs(param)
+	}
+
+	spelled = strings.TrimSpace(spelled)
+
 	if files, parentDir, err := c.getFileList(param, true); err == nil || errors.Is(err, io.EOF) {
+		if parentDir != c.getListPath() && len(files) == 1 {
+			files = []os.FileInfo{renamedInfo{files[0], spelled}} // a file
+			spelled = ""
+		}
+
 		if tr, errTrOpen := c.TransferOpen(info); errTrOpen == nil {
-			err = c.dirTransferNLST(tr, files, parentDir)
+			err = c.dirTransferNLST(tr, files, spelled)
 			c.TransferClose(tr, err)
 
 			return nil
@@ -224,7 +246,7 @@ func (c *clientHandler) handleNLST(param string) error {
 	return nil
 }
 
-func (c *clientHandler) dirTransferNLST(writer io.Writer, files []os.FileInfo, parentDir string) error {
+func (c *clientHandler) dirTransferNLST(writer io.Writer, files []os.FileInfo, spelled string) error {
 	if len(files) == 0 {
 		_, err := writer.Write([]byte(""))
 		if err != nil {
@@ -238,7 +260,7 @@ func (c *clientHandler) dirTransferNLST(writer io.Writer, files []os.FileInfo, p
 		// Based on RFC 959 NLST is intended to return information that can be used
 		// by a program to further process the files automatically.
 		// So we return paths relative to the current working directory
-		if _, err := fmt.Fprintf(writer, "%s\r\n", path.Join(c.getRelativePath(parentDir), file.Name())); err != nil {
+		if _, err := fmt.Fprintf(writer, "%s\r\n", nlstName(spelled, file.Name())); err != nil {
 			return newNetworkError("couldn't send NLST data", err)
 		}
 	}
@@ -420,7 +442,8 @@ func (c *clientHandler) getFileList(param string, filePathAllowed bool) ([]os.Fi
 
 	if !info.IsDir() {
 		if filePathAllowed {
-			return []os.FileInfo{info}, path.Dir(c.getListPath()), nil
+			// upgate fork: a link is listed as the link (listEntry).
+			return []os.FileInfo{c.listEntry(listPath, info)}, path.Dir(c.getListPath()), nil
 		}
 
 		return nil, "", errFileList

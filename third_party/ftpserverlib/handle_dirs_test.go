@@ -314,7 +314,7 @@ func TestDirListingWithSpace(t *testing.T) {
 	require.NoError(t, err)
 	resp, err := io.ReadAll(dc)
 	require.NoError(t, err)
-	require.Equal(t, "../"+dirName+"\r\n", string(resp))
+	require.Equal(t, "/"+dirName+"\r\n", string(resp)) // upgate fork: as spelled (vsftpd), not relative to the cwd
 
 	returnCode, _, err = raw.ReadResponse()
 	require.NoError(t, err)
@@ -618,5 +618,5 @@ func TestMLSDAndNLSTFilePathError(t *testing.T) {
 	require.NoError(t, err)
 	resp, err := io.ReadAll(dc)
 	require.NoError(t, err)
-	require.Equal(t, fileName+"\r\n", string(resp))
+	require.Equal(t, "/../"+fileName+"\r\n", string(resp)) // upgate fork: the file as the client named it (vsftpd)
 }

@@ -543,6 +543,10 @@ func (c *clientHandler) handleREST(param string) error {
 }
 
 func (c *clientHandler) handleMDTM(param string) error {
+	if c.handleMDTMSet(param) { // upgate fork: vsftpd's mdtm_write
+		return nil
+	}
+
 	path := c.absPath(param)
 	if info, err := c.driver.Stat(path); err == nil {
 		c.writeMessage(StatusFileStatus, info.ModTime().UTC().Format(dateFormatMLSD))

@@ -230,6 +230,8 @@ func (c *clientHandler) handleFEAT(_ string) error {
 		"REST STREAM",
 		"EPRT",
 		"EPSV",
+		"PASV", // upgate fork: as vsftpd lists them
+		"TVFS",
 	}
 
 	if c.server.settings.DeflateCompressionLevel > 0 {

@@ -1,0 +1,128 @@
+package ftpserver
+
+// Commands and answers that vsftpd gives and clients meet (upgate fork):
+// HELP, STRU F, MDTM with a time (vsftpd's mdtm_write), CWD to the
+// physical directory through links, listings of a link as a link, and
+// NLST names spelled as the client spelled the directory.
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/afero"
+)
+
+// ClientDriverExtensionRealPath is a driver that resolves a path through
+// the symbolic links on disk, as realpath(3): CWD then sets the working
+// directory to where it leads, as vsftpd's chdir and getcwd do, so that
+// PWD and a later CDUP agree with the filesystem (upgate fork).
+type ClientDriverExtensionRealPath interface {
+	RealPath(name string) (string, error)
+}
+
+// helpCommands are the commands HELP lists: every one implemented.
+var helpCommands []string //nolint:gochecknoglobals // filled once from commandsMap
+
+func init() { //nolint:gochecknoinits // commandsMap refers to handleHELP: no cycle this way
+	notImplemented := fmt.Sprintf("%p", (*clientHandler).handleNotImplemented)
+	for name, desc := range commandsMap {
+		if fmt.Sprintf("%p", desc.Fn) != notImplemented {
+			helpCommands = append(helpCommands, name)
+		}
+	}
+
+	sort.Strings(helpCommands)
+}
+
+// handleHELP lists the commands, as vsftpd does.
+func (c *clientHandler) handleHELP(string) error {
+	c.writeLine(fmt.Sprintf("%d-The following commands are recognized.", StatusHelpMessage))
+
+	for i := 0; i < len(helpCommands); i += 14 {
+		c.writeLine(" " + strings.Join(helpCommands[i:min(i+14, len(helpCommands))], " "))
+	}
+
+	c.writeMessage(StatusHelpMessage, "Help OK.")
+
+	return nil
+}
+
+// handleSTRU accepts the file structure, the only one there is.
+func (c *clientHandler) handleSTRU(param string) error {
+	if strings.EqualFold(strings.TrimSpace(param), "F") {
+		c.writeMessage(StatusOK, "Structure set to F.")
+	} else {
+		c.writeMessage(StatusNotImplementedParam, "Bad STRU command.")
+	}
+
+	return nil
+}
+
+// mdtmWrite is "MDTM YYYYMMDDhhmmss[.fff] path".
+var mdtmWrite = regexp.MustCompile(`^(\d{14}(?:\.\d{1,9})?) +(\S.*)$`)
+
+// handleMDTMSet answers MDTM with a time and a path by setting the path's
+// modification time, as vsftpd's mdtm_write does (lftp's
+// ftp:use-mdtm-overloaded); it reports whether param was that form. A
+// path that exists as the whole parameter is a plain MDTM.
+func (c *clientHandler) handleMDTMSet(param string) bool {
+	m := mdtmWrite.FindStringSubmatch(param)
+	if m == nil {
+		return false
+	}
+
+	if _, err := c.driver.Stat(c.absPath(param)); err == nil {
+		return false
+	}
+
+	mtime, err := time.ParseInLocation("20060102150405.999999999", m[1], time.UTC)
+	if err != nil {
+		return false
+	}
+
+	p := c.absPath(m[2])
+	if err := c.driver.Chtimes(p, mtime, mtime); err != nil {
+		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not set file modification time of %s: %v", p, err))
+	} else {
+		c.writeMessage(StatusFileStatus, "File modification time set.")
+	}
+
+	return true
+}
+
+// listEntry is the FileInfo a listing of the single path p shows: the
+// path itself, not followed, when it is a link (vsftpd lists a link to a
+// file as "l... name -> target").
+func (c *clientHandler) listEntry(p string, info os.FileInfo) os.FileInfo {
+	if l, ok := c.driver.(afero.Lstater); ok {
+		if li, _, err := l.LstatIfPossible(p); err == nil {
+			return li
+		}
+	}
+
+	return info
+}
+
+// nlstName is how NLST names an entry: below the directory as the client
+// spelled it ("/fix" gives "/fix/a", "fix" gives "fix/a", none gives
+// "a"), as vsftpd does.
+func nlstName(spelled, name string) string {
+	if spelled == "" {
+		return name
+	}
+
+	return path.Join(spelled, name)
+}
+
+// renamedInfo is a FileInfo under another name.
+type renamedInfo struct {
+	os.FileInfo
+	name string
+}
+
+func (r renamedInfo) Name() string { return r.name }
