@@ -19,6 +19,16 @@ import (
 // capabilities in one way. A missing capability is an error wrapping
 // errors.ErrUnsupported.
 
+// IsDir reports whether an open file is a directory, without a Stat call
+// when the file can say (FileWrapper and the backend's own files can).
+func IsDir(f afero.File) bool {
+	if d, ok := f.(interface{ IsDir() bool }); ok {
+		return d.IsDir()
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.IsDir()
+}
+
 // Lstat describes name without following a final symbolic link; without
 // afero.Lstater it is Stat.
 func Lstat(fsys afero.Fs, name string) (os.FileInfo, error) {

@@ -269,7 +269,7 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 	if err != nil {
 		return nil, err
 	}
-	if d, ok := f.(interface{ IsDir() bool }); ok && d.IsDir() {
+	if IsDir(f) {
 		return &viewDir{FileWrapper: FileWrapper{f}, v: v, dir: p}, nil
 	}
 	if u, ok := f.(Upload); ok && write && u.Pending() {

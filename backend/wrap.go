@@ -61,13 +61,7 @@ func (w FileWrapper) Chmod(mode os.FileMode) error {
 
 // IsDir reports whether the wrapped handle is a directory, without a Stat
 // call when the wrapped file can say.
-func (w FileWrapper) IsDir() bool {
-	if d, ok := w.File.(interface{ IsDir() bool }); ok {
-		return d.IsDir()
-	}
-	fi, err := w.File.Stat()
-	return err == nil && fi.IsDir()
-}
+func (w FileWrapper) IsDir() bool { return IsDir(w.File) }
 
 // Pending reports whether the wrapped file is an upload in progress.
 func (w FileWrapper) Pending() bool {

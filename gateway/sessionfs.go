@@ -48,7 +48,7 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 		end()
 		return nil, err
 	}
-	if d, ok := f.(interface{ IsDir() bool }); ok && d.IsDir() {
+	if backend.IsDir(f) {
 		return &sessionFile{FileWrapper: backend.FileWrapper{File: f}, sess: s.sess, end: end, dir: true}, nil
 	}
 	dir := "download"

@@ -40,6 +40,8 @@ var (
 	_ ftpserver.ClientDriverExtensionAvailableSpace = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionSite           = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionSymlink        = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionRealPath       = (*clientDriver)(nil)
+	_ afero.Lstater                                 = (*clientDriver)(nil)
 )
 
 // OpenFile opens a file for a transfer (STOR, APPE, RETR) or a listing.
@@ -54,6 +56,11 @@ func (d *clientDriver) OpenFile(name string, flag int, perm os.FileMode) (f afer
 	}
 	d.c.sess.SetOp(op + name)
 	file, err := d.Fs.OpenFile(name, flag, perm)
+	if err == nil && flag&(os.O_WRONLY|os.O_RDWR) == 0 && backend.IsDir(file) {
+		// RETR of a directory: 550 before any 150, as vsftpd answers.
+		file.Close()
+		err = &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
+	}
 	if err != nil {
 		d.c.sess.SetOp("idle")
 		d.log.Info("open failed", "path", name, "err", err)
@@ -125,6 +132,22 @@ func (d *clientDriver) Stat(name string) (os.FileInfo, error) {
 		return nil, err
 	}
 	return listInfo{fi}, nil
+}
+
+// LstatIfPossible implements afero.Lstater for listings of a single path:
+// a link is listed as the link, as vsftpd lists it.
+func (d *clientDriver) LstatIfPossible(name string) (os.FileInfo, bool, error) {
+	fi, err := backend.Lstat(d.Fs, d.c.absPath(name))
+	if err != nil {
+		return nil, true, err
+	}
+	return listInfo{fi}, true, nil
+}
+
+// RealPath resolves the links on the way, so that CWD through a link sets
+// the directory it leads to, as vsftpd's getcwd shows it.
+func (d *clientDriver) RealPath(name string) (string, error) {
+	return backend.RealPath(d.Fs, d.c.absPath(name))
 }
 
 // listInfo is a FileInfo as FTP listings show it. Its ModTime is in UTC:

@@ -43,8 +43,13 @@ func (d *driver) GetSettings() (*ftpserver.Settings, error) {
 		DisableActiveMode:       s.cfg.DisableActiveMode,
 		LoginTimeout:            max(s.cfg.LoginTimeout, 0),
 		EnableHASH:              true,
-		DefaultTransferType:     ftpserver.TransferTypeBinary,
-		Banner:                  "upgate",
+		// Data moves byte for byte in TYPE A too, as vsftpd's defaults
+		// (ascii_upload_enable and ascii_download_enable off) do: a PHP
+		// file with CRLF or a binary sent in the wrong mode lands as
+		// sent. SIZE then answers in TYPE A as well.
+		DisableASCIIConversion: true,
+		DefaultTransferType:    ftpserver.TransferTypeBinary,
+		Banner:                 "upgate",
 	}
 	if s.cfg.PassivePromiscuous {
 		st.PasvConnectionsCheck = ftpserver.IPMatchDisabled

@@ -129,6 +129,9 @@ func openFlags(r *sftp.Request, flag int) int {
 func (h *handler) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	defer h.guard("open", &err)
 	h.sess.SetOp("read " + r.Filepath)
+	if err := h.slash(r, false); err != nil {
+		return nil, status(err)
+	}
 	f, err := h.fs.OpenFile(r.Filepath, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, status(err)
@@ -153,11 +156,32 @@ func (h *handler) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error)
 func (h *handler) openWrite(r *sftp.Request, flag int) (*openFile, error) {
 	h.sess.SetOp("write " + r.Filepath)
 	flag = openFlags(r, flag)
+	if err := h.slash(r, flag&os.O_CREATE != 0); err != nil {
+		return nil, status(err)
+	}
 	f, err := h.fs.OpenFile(r.Filepath, flag, openPerm(r))
 	if err != nil {
 		return nil, status(err)
 	}
 	return &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: r.Filepath, write: true, append: flag&os.O_APPEND != 0}, nil
+}
+
+// slash applies POSIX's rule for a path the client ended with "/" (the
+// fork's Request.TrailingSlash; Filepath is clean): it must name a
+// directory. A file so named is ENOTDIR, a missing one created so is
+// EISDIR, as open(2) answers.
+func (h *handler) slash(r *sftp.Request, create bool) error {
+	if !r.TrailingSlash() {
+		return nil
+	}
+	fi, err := h.fs.Stat(r.Filepath)
+	switch {
+	case err == nil && !fi.IsDir():
+		return &fs.PathError{Op: "open", Path: r.Filepath + "/", Err: syscall.ENOTDIR}
+	case errors.Is(err, fs.ErrNotExist) && create:
+		return &fs.PathError{Op: "open", Path: r.Filepath + "/", Err: syscall.EISDIR}
+	}
+	return nil
 }
 
 // openPerm is the mode an OPEN asks a new file to get: its permissions
@@ -203,6 +227,9 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 		}
 		return status(h.fs.Remove(r.Filepath))
 	case "Remove":
+		if err := h.slash(r, false); err != nil {
+			return status(err)
+		}
 		fi, err := backend.Lstat(h.fs, r.Filepath)
 		if err != nil {
 			return status(err)
@@ -351,6 +378,9 @@ func (h *handler) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 		}
 		return listerAt(fis), nil
 	case "Stat":
+		if err := h.slash(r, false); err != nil {
+			return nil, status(err)
+		}
 		fi, err := h.fs.Stat(r.Filepath)
 		if err != nil {
 			return nil, status(err)
@@ -363,6 +393,11 @@ func (h *handler) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 // Lstat handles LSTAT: a link itself, not its target.
 func (h *handler) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	defer h.guard("lstat", &err)
+	if r.TrailingSlash() {
+		// lstat("link/") follows the link: the slash asks for a directory.
+		r.Method = "Stat"
+		return h.Filelist(r)
+	}
 	fi, err := backend.Lstat(h.fs, r.Filepath)
 	if err != nil {
 		return nil, status(err)

@@ -494,3 +494,34 @@ func (p *rawExtended) MarshalBinary() ([]byte, error) {
 	b = marshalUint32(b, p.ID)
 	return append(b, p.data...), nil
 }
+
+// slashRecorder records whether Stat requests came with a trailing slash.
+type slashRecorder struct {
+	*root
+	mu     sync.Mutex
+	slashs []bool
+}
+
+func (s *slashRecorder) Filelist(r *Request) (ListerAt, error) {
+	s.mu.Lock()
+	s.slashs = append(s.slashs, r.TrailingSlash())
+	s.mu.Unlock()
+	return s.root.Filelist(r)
+}
+
+func TestForkTrailingSlash(t *testing.T) {
+	r := InMemHandler().FileGet.(*root)
+	rec := &slashRecorder{root: r}
+	c := forkPair(t, Handlers{r, r, r, rec})
+	if err := c.Mkdir("/d"); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Stat("/d/")
+	_, _ = c.Stat("/d")
+	_, _ = c.Stat("/")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.slashs) != 3 || !rec.slashs[0] || rec.slashs[1] || rec.slashs[2] {
+		t.Errorf("TrailingSlash for /d/, /d, / = %v, want [true false false]", rec.slashs)
+	}
+}

@@ -148,6 +148,10 @@ type Request struct {
 	Target   string // for renames and sym-links
 	handle   string
 
+	// trailingSlash: the client's path ended in "/", which Filepath,
+	// being clean, does not show (upgate fork, see TrailingSlash).
+	trailingSlash bool
+
 	// attrFlags are the attribute flags of an OPEN, whose Flags are its
 	// pflags (upgate fork: upstream dropped them, so the attributes of an
 	// OPEN could not be read).
@@ -161,6 +165,11 @@ type Request struct {
 	ctx       context.Context
 	cancelCtx context.CancelFunc
 }
+
+// TrailingSlash reports whether the client's path ended in "/" (Filepath
+// is cleaned of it): POSIX then requires a directory, and stat, open and
+// unlink of a file so named fail with ENOTDIR (upgate fork).
+func (r *Request) TrailingSlash() bool { return r.trailingSlash }
 
 // NewRequest creates a new Request object.
 func NewRequest(method, path string) *Request {
@@ -182,8 +191,9 @@ func (r *Request) copy() *Request {
 		Target:   r.Target,
 		handle:   r.handle,
 
-		attrFlags:    r.attrFlags,
-		hasAttrFlags: r.hasAttrFlags,
+		attrFlags:     r.attrFlags,
+		hasAttrFlags:  r.hasAttrFlags,
+		trailingSlash: r.trailingSlash,
 
 		state: r.state.copy(),
 
@@ -197,6 +207,9 @@ func requestFromPacket(ctx context.Context, pkt hasPath, baseDir string) *Reques
 	request := &Request{
 		Method:   requestMethod(pkt),
 		Filepath: cleanPathWithBase(baseDir, pkt.getPath()),
+	}
+	if raw := pkt.getPath(); len(raw) > 1 && raw[len(raw)-1] == '/' {
+		request.trailingSlash = true
 	}
 	request.ctx, request.cancelCtx = context.WithCancel(ctx)
 
