@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/afero"
 )
@@ -53,6 +54,15 @@ func Link(fsys afero.Fs, oldname, newname string) error {
 		return l.Link(oldname, newname)
 	}
 	return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: errors.ErrUnsupported}
+}
+
+// Lchtimes sets name's own times, not following a final link
+// (LinkTimesSetter).
+func Lchtimes(fsys afero.Fs, name string, atime, mtime time.Time) error {
+	if l, ok := fsys.(LinkTimesSetter); ok {
+		return l.Lchtimes(name, atime, mtime)
+	}
+	return &fs.PathError{Op: "lchtimes", Path: name, Err: errors.ErrUnsupported}
 }
 
 // Readlink returns a symbolic link's target (afero.LinkReader).

@@ -15,6 +15,8 @@
 //     refused.
 //   - HardLinker: SFTP hardlink@openssh.com. Without it the request is
 //     refused as unsupported.
+//   - LinkTimesSetter: SFTP lsetstat@openssh.com's times (a link's own).
+//     Without it lsetstat is refused as unsupported.
 //
 // Files may implement Upload (atomic uploads), TransferAborter,
 // TimesSetter and ModeSetter; FileWrapper passes them through wrappers.
@@ -101,6 +103,14 @@ type StatFSer interface {
 // process that its writes are visible at once.
 type Flusher interface {
 	Flush() error
+}
+
+// LinkTimesSetter is a filesystem that sets a symbolic link's own times
+// (lutimes), for SFTP's lsetstat@openssh.com.
+type LinkTimesSetter interface {
+	afero.Fs
+	// Lchtimes is Chtimes that does not follow a final symbolic link.
+	Lchtimes(name string, atime, mtime time.Time) error
 }
 
 // HardLinker is a filesystem that makes hard links, for SFTP's

@@ -80,6 +80,7 @@ var (
 	_ Hasher           = (*GRPCFs)(nil)
 	_ StatFSer         = (*GRPCFs)(nil)
 	_ HardLinker       = (*GRPCFs)(nil)
+	_ LinkTimesSetter  = (*GRPCFs)(nil)
 )
 
 // NewGRPCFs returns a filesystem over the agent behind cc, bound to ctx
@@ -259,6 +260,17 @@ func (g *GRPCFs) Chtimes(name string, atime, mtime time.Time) error {
 	defer cancel()
 	_, err := g.client.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)})
 	return g.err("chtimes", name, err)
+}
+
+// Lchtimes implements LinkTimesSetter.
+func (g *GRPCFs) Lchtimes(name string, atime, mtime time.Time) error {
+	if err := checkTimes("lchtimes", userPath(name), atime, mtime); err != nil {
+		return err
+	}
+	ctx, cancel := g.call()
+	defer cancel()
+	_, err := g.client.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime), Nofollow: true})
+	return g.err("lchtimes", name, err)
 }
 
 // SymlinkIfPossible implements afero.Linker. An absolute target is taken in

@@ -44,6 +44,7 @@ var (
 	_ Hasher           = (*MountFs)(nil)
 	_ StatFSer         = (*MountFs)(nil)
 	_ HardLinker       = (*MountFs)(nil)
+	_ LinkTimesSetter  = (*MountFs)(nil)
 )
 
 // NewMountFs builds a mount table. Mount paths must be absolute, clean and
@@ -294,6 +295,11 @@ func (m *MountFs) Chown(name string, uid, gid int) error {
 // Chtimes implements afero.Fs.
 func (m *MountFs) Chtimes(name string, atime, mtime time.Time) error {
 	return m.pathOp("chtimes", name, func(f afero.Fs, rel string) error { return f.Chtimes(rel, atime, mtime) })
+}
+
+// Lchtimes implements LinkTimesSetter.
+func (m *MountFs) Lchtimes(name string, atime, mtime time.Time) error {
+	return m.pathOp("lchtimes", name, func(f afero.Fs, rel string) error { return Lchtimes(f, rel, atime, mtime) })
 }
 
 // SymlinkIfPossible implements afero.Linker. The link and an absolute

@@ -24,6 +24,7 @@ var (
 	_ Hasher           = (*readOnly)(nil)
 	_ StatFSer         = (*readOnly)(nil)
 	_ HardLinker       = (*readOnly)(nil)
+	_ LinkTimesSetter  = (*readOnly)(nil)
 )
 
 // errReadOnly matches both os.ErrPermission and syscall.EROFS.
@@ -49,6 +50,9 @@ func (r *readOnly) Rename(oldname, newname string) error {
 }
 func (r *readOnly) Link(oldname, newname string) error {
 	return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: errReadOnly{}}
+}
+func (r *readOnly) Lchtimes(name string, _, _ time.Time) error {
+	return denied("lchtimes", name)
 }
 func (r *readOnly) Chmod(name string, _ os.FileMode) error { return denied("chmod", name) }
 func (r *readOnly) Chown(name string, _, _ int) error      { return denied("chown", name) }

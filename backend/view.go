@@ -74,6 +74,7 @@ var (
 	_ Hasher           = (*View)(nil)
 	_ StatFSer         = (*View)(nil)
 	_ HardLinker       = (*View)(nil)
+	_ LinkTimesSetter  = (*View)(nil)
 )
 
 // Name implements afero.Fs.
@@ -406,6 +407,18 @@ func (v *View) Chtimes(name string, atime, mtime time.Time) error {
 	})
 }
 
+// Lchtimes implements LinkTimesSetter: an upload in progress is no link,
+// so it is Chtimes there.
+func (v *View) Lchtimes(name string, atime, mtime time.Time) error {
+	p := userPath(name)
+	return v.withUpload(p, func(u *viewFile) error {
+		return u.SetTimes(atime, mtime)
+	}, func() error {
+		v.settle()
+		return Lchtimes(v.Fs, name, atime, mtime)
+	})
+}
+
 // Chmod implements afero.Fs. An upload in progress takes the mode itself;
 // the old file keeps its own until the upload replaces it.
 func (v *View) Chmod(name string, mode os.FileMode) error {
@@ -468,8 +481,12 @@ func (v *View) Hash(ctx context.Context, name string, algo HashAlgorithm, offset
 	return Hash(ctx, v.Fs, name, algo, offset, length)
 }
 
-// StatFS implements StatFSer.
+// StatFS implements StatFSer. A path with an upload in progress is not on
+// disk yet: its directory's filesystem is asked.
 func (v *View) StatFS(ctx context.Context, name string) (FSStats, error) {
+	if p := userPath(name); v.upload(p) != nil {
+		name = path.Dir(p)
+	}
 	return StatFS(ctx, v.Fs, name)
 }
 

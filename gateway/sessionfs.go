@@ -24,12 +24,13 @@ type sessionFs struct {
 }
 
 var (
-	_ afero.Lstater      = (*sessionFs)(nil)
-	_ afero.Linker       = (*sessionFs)(nil)
-	_ afero.LinkReader   = (*sessionFs)(nil)
-	_ backend.Hasher     = (*sessionFs)(nil)
-	_ backend.StatFSer   = (*sessionFs)(nil)
-	_ backend.HardLinker = (*sessionFs)(nil)
+	_ afero.Lstater           = (*sessionFs)(nil)
+	_ afero.Linker            = (*sessionFs)(nil)
+	_ afero.LinkReader        = (*sessionFs)(nil)
+	_ backend.Hasher          = (*sessionFs)(nil)
+	_ backend.StatFSer        = (*sessionFs)(nil)
+	_ backend.HardLinker      = (*sessionFs)(nil)
+	_ backend.LinkTimesSetter = (*sessionFs)(nil)
 )
 
 func (s *sessionFs) Name() string { return "Session(" + s.Fs.Name() + ")" }
@@ -66,6 +67,10 @@ func (s *sessionFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 
 func (s *sessionFs) SymlinkIfPossible(oldname, newname string) error {
 	return backend.Symlink(s.Fs, oldname, newname)
+}
+
+func (s *sessionFs) Lchtimes(name string, atime, mtime time.Time) error {
+	return backend.Lchtimes(s.Fs, name, atime, mtime)
 }
 
 func (s *sessionFs) Link(oldname, newname string) error {

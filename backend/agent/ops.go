@@ -300,6 +300,9 @@ func (s *Server) Chtimes(ctx context.Context, req *agentpb.ChtimesRequest) (*age
 	}
 	defer sc.Close()
 	atime, mtime := fromNano(req.GetAtimeUnixNano()), fromNano(req.GetMtimeUnixNano())
+	if req.GetNofollow() {
+		return &agentpb.Empty{}, s.fail("Chtimes", p, sc.Lchtimes(p, atime, mtime))
+	}
 	return &agentpb.Empty{}, s.fail("Chtimes", p, sc.Chtimes(p, atime, mtime))
 }
 

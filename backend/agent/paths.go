@@ -221,3 +221,36 @@ func (c *scope) rename(from, to string) error {
 	}
 	return nil
 }
+
+// Lchtimes sets p's own times, a symbolic link's included: utimensat with
+// AT_SYMLINK_NOFOLLOW on the last component, in its parent opened through
+// the root. A zero time is left as it is.
+func (c *scope) Lchtimes(p string, atime, mtime time.Time) error {
+	rel := c.in(p)
+	d, err := c.r.Open(path.Dir(rel))
+	if err != nil {
+		return &fs.PathError{Op: "lchtimes", Path: p, Err: unwrapPathError(err)}
+	}
+	defer d.Close()
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+	if !atime.IsZero() {
+		ts[0] = unix.NsecToTimespec(atime.UnixNano())
+	}
+	if !mtime.IsZero() {
+		ts[1] = unix.NsecToTimespec(mtime.UnixNano())
+	}
+	rc, err := d.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var uerr error
+	if err := rc.Control(func(fd uintptr) {
+		uerr = unix.UtimesNanoAt(int(fd), path.Base(rel), ts, unix.AT_SYMLINK_NOFOLLOW)
+	}); err != nil {
+		return err
+	}
+	if uerr != nil {
+		return &fs.PathError{Op: "lchtimes", Path: p, Err: uerr}
+	}
+	return nil
+}

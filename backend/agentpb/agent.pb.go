@@ -734,6 +734,9 @@ type ChtimesRequest struct {
 	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	AtimeUnixNano int64                  `protobuf:"varint,2,opt,name=atime_unix_nano,json=atimeUnixNano,proto3" json:"atime_unix_nano,omitempty"`
 	MtimeUnixNano int64                  `protobuf:"varint,3,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
+	// nofollow sets a symbolic link's own times, as utimensat with
+	// AT_SYMLINK_NOFOLLOW (SFTP's lsetstat@openssh.com).
+	Nofollow      bool `protobuf:"varint,4,opt,name=nofollow,proto3" json:"nofollow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -787,6 +790,13 @@ func (x *ChtimesRequest) GetMtimeUnixNano() int64 {
 		return x.MtimeUnixNano
 	}
 	return 0
+}
+
+func (x *ChtimesRequest) GetNofollow() bool {
+	if x != nil {
+		return x.Nofollow
+	}
+	return false
 }
 
 type SymlinkRequest struct {
@@ -2383,11 +2393,12 @@ const file_agent_proto_rawDesc = "" +
 	"\fChownRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\x05R\x03uid\x12\x10\n" +
-	"\x03gid\x18\x03 \x01(\x05R\x03gid\"t\n" +
+	"\x03gid\x18\x03 \x01(\x05R\x03gid\"\x90\x01\n" +
 	"\x0eChtimesRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12&\n" +
 	"\x0fatime_unix_nano\x18\x02 \x01(\x03R\ratimeUnixNano\x12&\n" +
-	"\x0fmtime_unix_nano\x18\x03 \x01(\x03R\rmtimeUnixNano\"<\n" +
+	"\x0fmtime_unix_nano\x18\x03 \x01(\x03R\rmtimeUnixNano\x12\x1a\n" +
+	"\bnofollow\x18\x04 \x01(\bR\bnofollow\"<\n" +
 	"\x0eSymlinkRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\fR\x06target\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\fR\x04path\"9\n" +

@@ -43,6 +43,7 @@ var (
 	_ sftp.LstatFileLister      = (*handler)(nil)
 	_ sftp.RealPathFileLister   = (*handler)(nil)
 	_ sftp.ReadlinkFileLister   = (*handler)(nil)
+	_ sftp.LsetstatFileCmder    = (*handler)(nil)
 )
 
 func newHandler(ctx context.Context, fsys afero.Fs, sess *gateway.Session) *handler {
@@ -312,6 +313,31 @@ func (h *handler) setstat(r *sftp.Request) error {
 		if err := h.fs.Chtimes(r.Filepath, time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// Lsetstat is lsetstat@openssh.com: SETSTAT of a link itself. A link's
+// times can be set; its mode cannot (Linux has no lchmod), and OpenSSH
+// answers that as unsupported too; on anything but a link it is SETSTAT.
+func (h *handler) Lsetstat(r *sftp.Request) (err error) {
+	defer h.guard("lsetstat", &err)
+	fi, err := backend.Lstat(h.fs, r.Filepath)
+	if err != nil {
+		return status(err)
+	}
+	if fi.Mode()&os.ModeSymlink == 0 {
+		return status(h.setstat(r))
+	}
+	flags, attrs := r.AttrFlags(), r.Attributes()
+	if attrs == nil {
+		return &fs.PathError{Op: "lsetstat", Path: r.Filepath, Err: syscall.EINVAL}
+	}
+	if flags.Size || flags.Permissions {
+		return sftp.ErrSSHFxOpUnsupported
+	}
+	if flags.Acmodtime {
+		return status(backend.Lchtimes(h.fs, r.Filepath, time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)))
 	}
 	return nil
 }

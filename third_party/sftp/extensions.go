@@ -14,9 +14,15 @@ package sftp
 //     request server serves one user's tree.
 //   - users-groups-by-id@openssh.com: names for ids; a request server knows
 //     none, so every name is "" (OpenSSH's answer for an unknown id).
+//   - lsetstat@openssh.com: SETSTAT that does not follow a final link, by
+//     the FileCmd handler's Lsetstat (LsetstatFileCmder); advertised only
+//     with one.
+//   - copy-data: copies between two open handles on the server, through
+//     their ReadAt and WriteAt.
 
 import (
 	"encoding/binary"
+	"io"
 	"strings"
 	"syscall"
 )
@@ -30,6 +36,132 @@ var forkExtensions = []sshExtensionPair{
 	{"expand-path@openssh.com", "1"},
 	{"home-directory", "1"},
 	{"users-groups-by-id@openssh.com", "1"},
+	{"copy-data", "1"},
+}
+
+// LsetstatFileCmder is a FileCmder that sets attributes without following
+// a final symbolic link, for lsetstat@openssh.com (upgate fork): Lsetstat
+// gets a Request with Method "Lsetstat" whose AttrFlags and Attributes say
+// what to set.
+type LsetstatFileCmder interface {
+	FileCmder
+	Lsetstat(r *Request) error
+}
+
+// extensions is what this request server advertises.
+func (rs *RequestServer) extensions() []sshExtensionPair {
+	ext := append(append([]sshExtensionPair(nil), sftpExtensions...), forkExtensions...)
+	if _, ok := rs.Handlers.FileCmd.(LsetstatFileCmder); ok {
+		ext = append(ext, sshExtensionPair{"lsetstat@openssh.com", "1"})
+	}
+	return ext
+}
+
+// lsetstatExtension is lsetstat@openssh.com: a path and attributes.
+type lsetstatExtension struct {
+	ID    uint32
+	Name  string
+	Path  string
+	Flags uint32
+	Attrs []byte
+}
+
+func (p *lsetstatExtension) id() uint32     { return p.ID }
+func (p *lsetstatExtension) readonly() bool { return false }
+func (p *lsetstatExtension) respond(*Server) responsePacket {
+	return statusFromError(p.ID, ErrSSHFxOpUnsupported) // request server only
+}
+func (p *lsetstatExtension) UnmarshalBinary(b []byte) error {
+	var err error
+	if p.ID, b, err = unmarshalUint32Safe(b); err != nil {
+		return err
+	} else if p.Name, b, err = unmarshalStringSafe(b); err != nil {
+		return err
+	} else if p.Path, b, err = unmarshalStringSafe(b); err != nil {
+		return err
+	} else if p.Flags, b, err = unmarshalUint32Safe(b); err != nil {
+		return err
+	}
+	p.Attrs = b
+	return nil
+}
+
+// copyDataExtension is copy-data: length bytes (0: to the end) from
+// offset of one open handle to another at its offset.
+type copyDataExtension struct {
+	ID                 uint32
+	Name               string
+	From               string
+	FromOffset, Length uint64
+	To                 string
+	ToOffset           uint64
+}
+
+func (p *copyDataExtension) id() uint32     { return p.ID }
+func (p *copyDataExtension) readonly() bool { return false }
+func (p *copyDataExtension) respond(*Server) responsePacket {
+	return statusFromError(p.ID, ErrSSHFxOpUnsupported) // request server only
+}
+func (p *copyDataExtension) UnmarshalBinary(b []byte) error {
+	var err error
+	if p.ID, b, err = unmarshalUint32Safe(b); err != nil {
+		return err
+	} else if p.Name, b, err = unmarshalStringSafe(b); err != nil {
+		return err
+	} else if p.From, b, err = unmarshalStringSafe(b); err != nil {
+		return err
+	} else if p.FromOffset, b, err = unmarshalUint64Safe(b); err != nil {
+		return err
+	} else if p.Length, b, err = unmarshalUint64Safe(b); err != nil {
+		return err
+	} else if p.To, b, err = unmarshalStringSafe(b); err != nil {
+		return err
+	} else if p.ToOffset, _, err = unmarshalUint64Safe(b); err != nil {
+		return err
+	}
+	return nil
+}
+
+// copyData serves copy-data through the handles' ReadAt and WriteAt.
+func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
+	src, ok1 := rs.getRequest(p.From)
+	dst, ok2 := rs.getRequest(p.To)
+	if !ok1 || !ok2 {
+		return statusFromError(p.ID, EBADF)
+	}
+	rd, ok := openFile[io.ReaderAt](src)
+	if !ok || src.Method == "Put" {
+		return statusFromError(p.ID, EBADF)
+	}
+	wr, ok := openFile[io.WriterAt](dst)
+	if !ok || dst.Method == "Get" {
+		return statusFromError(p.ID, EBADF)
+	}
+	if p.From == p.To && p.Length != 0 && p.FromOffset < p.ToOffset+p.Length && p.ToOffset < p.FromOffset+p.Length {
+		return statusFromError(p.ID, syscall.EINVAL) // overlapping ranges of one file
+	}
+	buf := make([]byte, 256<<10)
+	off, woff, left := int64(p.FromOffset), int64(p.ToOffset), p.Length
+	for p.Length == 0 || left > 0 {
+		n := len(buf)
+		if p.Length != 0 && uint64(n) > left {
+			n = int(left)
+		}
+		got, err := rd.ReadAt(buf[:n], off)
+		if got > 0 {
+			if _, werr := wr.WriteAt(buf[:got], woff); werr != nil {
+				return statusFromError(p.ID, werr)
+			}
+			off, woff, left = off+int64(got), woff+int64(got), left-uint64(got)
+		}
+		if err == io.EOF || got == 0 && err == nil {
+			break
+		}
+		if err != nil {
+			return statusFromError(p.ID, err)
+		}
+	}
+	return statusFromError(p.ID, nil)
 }
 
 // FileSyncer is an open file that can flush itself to stable storage, as
@@ -158,6 +290,10 @@ func forkExtension(name string) interface {
 		return &stringExtension{}
 	case "users-groups-by-id@openssh.com":
 		return &idsExtension{}
+	case "lsetstat@openssh.com":
+		return &lsetstatExtension{}
+	case "copy-data":
+		return &copyDataExtension{}
 	}
 	return nil
 }
@@ -215,6 +351,17 @@ func (rs *RequestServer) serveExtension(pkt requestPacket, orderID uint32) respo
 			}
 			return nameReply(p.ID, realPath)
 		}
+	case *lsetstatExtension:
+		l, ok := rs.Handlers.FileCmd.(LsetstatFileCmder)
+		if !ok {
+			return statusFromError(p.ID, ErrSSHFxOpUnsupported)
+		}
+		return statusFromError(p.ID, l.Lsetstat(&Request{
+			Method: "Lsetstat", Filepath: cleanPathWithBase(rs.startDirectory, p.Path),
+			Flags: p.Flags, Attrs: p.Attrs,
+		}))
+	case *copyDataExtension:
+		return rs.copyData(p)
 	case *idsExtension:
 		names := func(n int) string {
 			var b []byte

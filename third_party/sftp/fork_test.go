@@ -525,3 +525,72 @@ func TestForkTrailingSlash(t *testing.T) {
 		t.Errorf("TrailingSlash for /d/, /d, / = %v, want [true false false]", rec.slashs)
 	}
 }
+
+// lsetstatRecorder is a recorder whose FileCmd serves lsetstat.
+type lsetstatRecorder struct{ *recorder }
+
+func (l lsetstatRecorder) Lsetstat(r *Request) error {
+	l.record(r)
+	return nil
+}
+
+func TestForkLsetstatAndCopyData(t *testing.T) {
+	// Without an Lsetstat handler lsetstat is not advertised.
+	plain := newRecorder()
+	if _, ok := forkPair(t, plain.handlers()).HasExtension("lsetstat@openssh.com"); ok {
+		t.Error("lsetstat advertised without an LsetstatFileCmder")
+	}
+
+	rec := newRecorder()
+	ls := lsetstatRecorder{rec}
+	c := forkPair(t, Handlers{rec, rec, ls, rec.root})
+	if _, ok := c.HasExtension("lsetstat@openssh.com"); !ok {
+		t.Fatal("lsetstat not advertised")
+	}
+	attrs := marshalFileStat(nil, sshFileXferAttrACmodTime, &FileStat{Atime: 1000, Mtime: 2000})
+	data := append(marshalString(marshalString(nil, "lsetstat@openssh.com"), "/ln"), binary.BigEndian.AppendUint32(nil, sshFileXferAttrACmodTime)...)
+	_, reply := send(t, c, &rawExtended{ID: c.nextID(), data: append(data, attrs...)})
+	if err := statusOf(reply); err != nil {
+		t.Fatalf("lsetstat: %v", err)
+	}
+	r := rec.last("Lsetstat")
+	if r == nil || r.Filepath != "/ln" || !r.AttrFlags().Acmodtime || r.Attributes().Atime != 1000 || r.Attributes().Mtime != 2000 {
+		t.Fatalf("Lsetstat request %+v", r)
+	}
+
+	// copy-data between two handles.
+	f, err := c.Create("/src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("hello, copy"))
+	f.Close()
+	open := func(p string, pflags uint32) string {
+		typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: p, Pflags: pflags})
+		if typ != sshFxpHandle {
+			t.Fatalf("open %s: %v", p, statusOf(data))
+		}
+		h, _ := unmarshalString(data[4:])
+		return h
+	}
+	src := open("/src", sshFxfRead)
+	dst := open("/dst", sshFxfWrite|sshFxfCreat|sshFxfTrunc)
+	cp := marshalString(nil, "copy-data")
+	cp = binary.BigEndian.AppendUint64(marshalString(cp, src), 7)
+	cp = binary.BigEndian.AppendUint64(cp, 0) // to the end
+	cp = binary.BigEndian.AppendUint64(marshalString(cp, dst), 0)
+	if _, reply := send(t, c, &rawExtended{ID: c.nextID(), data: cp}); statusOf(reply) != nil {
+		t.Fatalf("copy-data: %v", statusOf(reply))
+	}
+	send(t, c, &sshFxpClosePacket{ID: c.nextID(), Handle: src})
+	send(t, c, &sshFxpClosePacket{ID: c.nextID(), Handle: dst})
+	g, err := c.Open("/dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	got, _ := io.ReadAll(g)
+	if string(got) != "copy" {
+		t.Errorf("copied %q, want \"copy\"", got)
+	}
+}

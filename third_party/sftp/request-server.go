@@ -270,7 +270,7 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 		var rpkt responsePacket
 		switch pkt := pkt.requestPacket.(type) {
 		case *sshFxInitPacket:
-			rpkt = &sshFxVersionPacket{Version: sftpProtocolVersion, Extensions: append(append([]sshExtensionPair(nil), sftpExtensions...), forkExtensions...)}
+			rpkt = &sshFxVersionPacket{Version: sftpProtocolVersion, Extensions: rs.extensions()}
 		case *sshFxpClosePacket:
 			handle := pkt.getHandle()
 			rpkt = statusFromError(pkt.ID, rs.closeRequest(handle))
@@ -362,7 +362,7 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 				Target:   cleanPathWithBase(rs.startDirectory, pkt.Newpath),
 			}
 			rpkt = request.call(rs.Handlers, pkt, rs.pktMgr.alloc, orderID, rs.maxTxPacket)
-		case *handleExtension, *stringExtension, *idsExtension:
+		case *handleExtension, *stringExtension, *idsExtension, *lsetstatExtension, *copyDataExtension:
 			rpkt = rs.serveExtension(pkt, orderID)
 		case *sshFxpExtendedPacketStatVFS:
 			request := &Request{
