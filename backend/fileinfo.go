@@ -15,9 +15,6 @@ type Stat struct {
 	Uid, Gid uint32
 	Nlink    uint64
 	Atime    time.Time
-	// LinkTarget is a symbolic link's content where the agent sent it
-	// (listings and Lstat), else "".
-	LinkTarget string
 }
 
 // fileInfo is an fs.FileInfo decoded from the wire.
@@ -38,7 +35,7 @@ func newFileInfo(pb *agentpb.FileInfo, name string) *fileInfo {
 		size:  pb.GetSize(),
 		mode:  fs.FileMode(pb.GetMode()),
 		mtime: time.Unix(0, pb.GetMtimeUnixNano()),
-		stat:  Stat{Uid: pb.GetUid(), Gid: pb.GetGid(), Nlink: pb.GetNlink(), LinkTarget: string(pb.GetLinkTarget())},
+		stat:  Stat{Uid: pb.GetUid(), Gid: pb.GetGid(), Nlink: pb.GetNlink()},
 	}
 	if pb.GetAtimeUnixNano() != 0 {
 		fi.stat.Atime = time.Unix(0, pb.GetAtimeUnixNano())

@@ -57,7 +57,6 @@ func toProtoError(err error) *agentpb.Error {
 	return &agentpb.Error{Code: uint32(code), Message: wiretext.Valid(err.Error()), Errno: errno}
 }
 
-
 // classify maps an os error to a gRPC code and an errno name.
 func classify(err error) (codes.Code, string) {
 	var errno syscall.Errno

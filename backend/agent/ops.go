@@ -83,13 +83,7 @@ func (s *Server) Lstat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.
 	if err != nil {
 		return nil, s.fail("Lstat", p, err)
 	}
-	info := fileInfo(fi)
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		if target, err := sc.Readlink(p); err == nil {
-			info.LinkTarget = []byte(target)
-		}
-	}
-	return info, nil
+	return fileInfo(fi), nil
 }
 
 func (s *Server) ReadDir(req *agentpb.PathRequest, stream agentpb.Agent_ReadDirServer) error {
@@ -121,13 +115,7 @@ func (s *Server) ReadDir(req *agentpb.PathRequest, stream agentpb.Agent_ReadDirS
 		if err != nil {
 			continue // removed while listing
 		}
-		info := fileInfo(fi)
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if target, err := sc.Readlink(path.Join(p, e.Name())); err == nil {
-				info.LinkTarget = []byte(target)
-			}
-		}
-		batch = append(batch, info)
+		batch = append(batch, fileInfo(fi))
 		if len(batch) == dirBatch {
 			if err := stream.Send(&agentpb.ReadDirResponse{Entries: batch}); err != nil {
 				return err

@@ -306,10 +306,6 @@ type FileInfo struct {
 	Uid           uint32                 `protobuf:"varint,6,opt,name=uid,proto3" json:"uid,omitempty"`
 	Gid           uint32                 `protobuf:"varint,7,opt,name=gid,proto3" json:"gid,omitempty"`
 	Nlink         uint64                 `protobuf:"varint,8,opt,name=nlink,proto3" json:"nlink,omitempty"`
-	// link_target is a symbolic link's content, in ReadDir entries and Lstat
-	// replies (so that a listing shows "name -> target" without a Readlink
-	// per link); empty otherwise.
-	LinkTarget    []byte `protobuf:"bytes,9,opt,name=link_target,json=linkTarget,proto3" json:"link_target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -398,13 +394,6 @@ func (x *FileInfo) GetNlink() uint64 {
 		return x.Nlink
 	}
 	return 0
-}
-
-func (x *FileInfo) GetLinkTarget() []byte {
-	if x != nil {
-		return x.LinkTarget
-	}
-	return nil
 }
 
 type ReadDirResponse struct {
@@ -2363,7 +2352,7 @@ const file_agent_proto_rawDesc = "" +
 	"\vagent.proto\x12\x0fupgate.agent.v1\"\a\n" +
 	"\x05Empty\"!\n" +
 	"\vPathRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\fR\x04path\"\xf1\x01\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\"\xd0\x01\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
@@ -2372,9 +2361,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x0fatime_unix_nano\x18\x05 \x01(\x03R\ratimeUnixNano\x12\x10\n" +
 	"\x03uid\x18\x06 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\a \x01(\rR\x03gid\x12\x14\n" +
-	"\x05nlink\x18\b \x01(\x04R\x05nlink\x12\x1f\n" +
-	"\vlink_target\x18\t \x01(\fR\n" +
-	"linkTarget\"F\n" +
+	"\x05nlink\x18\b \x01(\x04R\x05nlink\"F\n" +
 	"\x0fReadDirResponse\x123\n" +
 	"\aentries\x18\x01 \x03(\v2\x19.upgate.agent.v1.FileInfoR\aentries\"H\n" +
 	"\fMkdirRequest\x12\x12\n" +

@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"sort"
 	"syscall"
 	"time"
@@ -116,7 +117,7 @@ func (d *clientDriver) ReadDir(name string) (fis []os.FileInfo, err error) {
 		case ".", "..":
 			continue
 		}
-		out = append(out, listInfo{fi})
+		out = append(out, d.listed(path.Join(name, fi.Name()), fi))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
 	return out, nil
@@ -131,17 +132,28 @@ func (d *clientDriver) Stat(name string) (os.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return listInfo{fi}, nil
+	return listInfo{FileInfo: fi}, nil
 }
 
 // LstatIfPossible implements afero.Lstater for listings of a single path:
 // a link is listed as the link, as vsftpd lists it.
 func (d *clientDriver) LstatIfPossible(name string) (os.FileInfo, bool, error) {
-	fi, err := backend.Lstat(d.Fs, d.c.absPath(name))
+	p := d.c.absPath(name)
+	fi, err := backend.Lstat(d.Fs, p)
 	if err != nil {
 		return nil, true, err
 	}
-	return listInfo{fi}, true, nil
+	return d.listed(p, fi), true, nil
+}
+
+// listed is fi, the entry at p, as a listing shows it; a link's target is
+// read (as vsftpd's LIST reads it: the link's atime moves, as there).
+func (d *clientDriver) listed(p string, fi os.FileInfo) listInfo {
+	li := listInfo{FileInfo: fi}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		li.target, _ = backend.Readlink(d.Fs, p)
+	}
+	return li
 }
 
 // RealPath resolves the links on the way, so that CWD through a link sets
@@ -157,7 +169,10 @@ func (d *clientDriver) RealPath(name string) (string, error) {
 // UTC --only-newer would compare against shifted times. It gives the
 // listing the link count, owner and link target the backend knows
 // (ftpserverlib.FileInfoStat and FileInfoLinkTarget).
-type listInfo struct{ os.FileInfo }
+type listInfo struct {
+	os.FileInfo
+	target string // a link's content
+}
 
 var (
 	_ ftpserver.FileInfoStat       = listInfo{}
@@ -176,7 +191,7 @@ func (l listInfo) stat() backend.Stat {
 func (l listInfo) Nlink() uint64      { return max(l.stat().Nlink, 1) }
 func (l listInfo) Uid() uint32        { return l.stat().Uid }
 func (l listInfo) Gid() uint32        { return l.stat().Gid }
-func (l listInfo) LinkTarget() string { return l.stat().LinkTarget }
+func (l listInfo) LinkTarget() string { return l.target }
 
 // ComputeHash answers HASH, XCRC, XMD5, XSHA1, XSHA256 and XSHA512 from
 // the agent, which reads the file where it lives.

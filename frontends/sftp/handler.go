@@ -104,7 +104,6 @@ type textError struct {
 func (e textError) Error() string { return e.msg }
 func (e textError) Unwrap() error { return e.err }
 
-
 func openFlags(r *sftp.Request, flag int) int {
 	pf := r.Pflags()
 	if pf.Creat {

@@ -52,6 +52,20 @@ const (
 		"names are the agent's, not the login's"
 	whyIdentity = "server identity strings and human-readable message texts are the server's own; " +
 		"clients act on codes"
+	whyMissingList = "LIST of a missing path is an error, not vsftpd's empty listing: a client mirroring with " +
+		"--delete must not take a missing or unreadable directory for an empty one (lftp#232)"
+	whyDotfiles = "LIST always lists dotfiles and never . or ..: IDE clients read hidden files from a plain " +
+		"LIST (VS Code's lstat, PhpStorm's hidden files) and reject cdir/pdir entries; STAT of a " +
+		"directory is RFC 959's 212"
+	whySetuid = "setuid and setgid bits are never set, by either protocol (issue 14): an upload must not " +
+		"become a program that runs as someone else; SFTP drops them, the agent refuses them"
+	whyAbsLink = "an absolute link target names the user's tree, whose / is not the container's /: it is " +
+		"stored relative to the link, so that it resolves the same inside the container"
+	whyRename = "SFTP RENAME replaces a file by a file atomically, as posix-rename does (OpenSSH's refuses): " +
+		"WinSCP and PhpStorm rename uploads over their target, and remove-then-rename leaves a window " +
+		"with no file (vscode-sftp#535); directories are never replaced, as OpenSSH"
+	whyHardLink = "a truncating upload is atomic: it replaces the file by a rename, so other hard links keep " +
+		"the old content, as with any atomic writer (rsync, editors' backupcopy=no)"
 )
 
 // deliberateDiffs is the table of upgate's deliberate differences. The
@@ -73,9 +87,6 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "B: stat /d/f1 while A rewrites it", upgate: "ATTRS size=16 mode=0100640 atime=now mtime=now", why: whyAtomic},
 
 	// SFTP: names refused for safety.
-	{proto: "sftp", step: "mkdir name with \\x01", upgate: "FAILURE", why: whyCtl},
-	{proto: "sftp", step: "create name with DEL", upgate: "open: FAILURE", why: whyCtl},
-	{proto: "sftp", step: "create name with newline", upgate: "open: FAILURE", why: whyCtl},
 	{proto: "sftp", step: "readdir /names: control characters", upgate: "[]", why: whyCtl},
 
 	// FTP: another session during an upload.
@@ -85,6 +96,29 @@ var deliberateDiffs = []deliberate{
 	{proto: "ftp", step: "MKD name with \\x01", upgate: "550", why: whyCtl},
 	{proto: "ftp", step: "STOR name with DEL", upgate: "5xx", why: whyCtl},
 	{proto: "ftp", step: "NLST /names: control characters", upgate: "1xx/2xx []", why: whyCtl},
+
+	// Answers upgate gives on purpose (each reason says why).
+	{proto: "ftp", step: "LIST /missing", upgate: "4xx", why: whyMissingList},
+	{proto: "ftp", step: "LIST -a /fix", upgate: "1xx/2xx [\"dang -> nowhere\" lrwxrwxrwx size=7 now; \"file.txt\" -rw-r--r-- size=13 2004-11-09; \"ln -> file.txt\" lrwxrwxrwx size=8 now; \"lnd -> sub\" lrwxrwxrwx size=3 now; \"sub\" drwxr-xr-x 2004-11-09]", why: whyDotfiles},
+	{proto: "ftp", step: "STAT /fix (over the control connection)", upgate: "212 [\"dang -> nowhere\" lrwxrwxrwx size=7 now; \"file.txt\" -rw-r--r-- size=13 2004-11-09; \"ln -> file.txt\" lrwxrwxrwx size=8 now; \"lnd -> sub\" lrwxrwxrwx size=3 now; \"sub\" drwxr-xr-x 2004-11-09]", why: whyDotfiles},
+	{proto: "ftp", step: "NLST /names", upgate: "1xx/2xx \"/names/-dash\" \"/names/.hidden\" \"/names/LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL\" \"/names/back\\\\slash\" \"/names/héllo wörld ☃.txt\" \"/names/quote\\\"'`$(x)\" \"/names/star*?[x]\" \"/names/still\\xffbad\" \"/names/with space.txt\"", why: whyDotfiles},
+	{proto: "ftp", step: "LIST /names", upgate: "1xx/2xx [\"-dash\" -rw-r--r-- size=7 now; \".hidden\" -rw-r--r-- size=7 now; \"LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL\" -rw-r--r-- size=4 now; \"back\\\\slash\" -rw-r--r-- size=7 now; \"héllo wörld ☃.txt\" -rw-r--r-- size=7 now; \"quote\\\"'`$(x)\" -rw-r--r-- size=7 now; \"star*?[x]\" -rw-r--r-- size=7 now; \"still\\xffbad\" -rw-r--r-- size=7 now; \"with space.txt\" -rw-r--r-- size=7 now]", why: whyDotfiles},
+	{proto: "ftp", step: "LIST /: link counts", upgate: "1xx/2xx [\"big.bin\" nlink=1; \"d\" nlink=4; \"fix\" nlink=3; \"names\" nlink=2; \"up.bin\" nlink=1]", why: whyCtl},
+	{proto: "sftp", step: "mkdir name with \\x01", upgate: "BAD_MESSAGE", why: whyCtl},
+	{proto: "sftp", step: "create name with DEL", upgate: "open: BAD_MESSAGE", why: whyCtl},
+	{proto: "sftp", step: "create name with newline", upgate: "open: BAD_MESSAGE", why: whyCtl},
+	{proto: "sftp", step: "stat /d/f1 after mode 04755", upgate: "ATTRS size=10 mode=0100755 atime=now mtime=now", why: whySetuid},
+	{proto: "sftp", step: "readlink /abs", upgate: "NAME \"d/f2\"", why: whyAbsLink},
+	{proto: "sftp", step: "symlink /d/sub/absl -> /d/f1 (absolute, in a subdirectory)", upgate: "NAME \"../f1\"", why: whyAbsLink},
+	{proto: "sftp", step: "pc: ReadLink /abs", upgate: "d/f2 OK", why: whyAbsLink},
+	{proto: "sftp", step: "tree \"/abs\"", upgate: "link -> \"d/f2\"", why: whyAbsLink},
+	{proto: "sftp", step: "tree \"/d/sub/absl\"", upgate: "link -> \"../f1\"", why: whyAbsLink},
+	{proto: "sftp", step: "rename over existing file", upgate: "OK / CONTENT 2 bytes \"A1\"", why: whyRename},
+	{proto: "sftp", step: "rename file to itself", upgate: "OK / CONTENT 2 bytes \"A5\"", why: whyRename},
+	{proto: "sftp", step: "tree \"/rn/a1\"", upgate: "(absent)", why: whyRename},
+	{proto: "sftp", step: "tree \"/rn/b1\"", upgate: "file 0644 size=2 mtime=now sha256=16a36e86f6fed5d4", why: whyRename},
+	{proto: "sftp", step: "write through one hard link, read the other", upgate: "CONTENT 2 bytes \"HL\"", why: whyHardLink},
+	{proto: "sftp", step: "tree \"/hl/b\"", upgate: "file 0644 size=2 mtime=now sha256=81ff510a481bee0b", why: whyHardLink},
 }
 
 // lookupDeliberate finds the table row for proto's step.
@@ -255,7 +289,7 @@ func snapshot(t *testing.T, dir string) map[string]treeEntry {
 
 // compareTrees compares two snapshots; entries with control characters
 // in their names count as deliberate when allowDeliberate.
-func compareTrees(ref, got map[string]treeEntry, allowDeliberate bool) []difference {
+func compareTrees(proto string, ref, got map[string]treeEntry, allowDeliberate bool) []difference {
 	keys := map[string]bool{}
 	for k := range ref {
 		keys[k] = true
@@ -283,6 +317,8 @@ func compareTrees(ref, got map[string]treeEntry, allowDeliberate bool) []differe
 		d := difference{step: "tree " + k, ref: r, upgate: g}
 		if raw, err := strconv.Unquote(k); allowDeliberate && err == nil && hasCtl(raw) {
 			d.deliberateWhy = whyCtl
+		} else if row, ok := lookupDeliberate(proto, d.step); allowDeliberate && ok && row.upgate == g {
+			d.deliberateWhy = row.why
 		}
 		diffs = append(diffs, d)
 	}

@@ -624,7 +624,7 @@ func TestFTPDifferential(t *testing.T) {
 		}
 	}
 	diffs := compareRuns(t, "ftp", refRes, ugRes, true)
-	diffs = append(diffs, compareTrees(refTree, ugTree, true)...)
+	diffs = append(diffs, compareTrees("ftp", refTree, ugTree, true)...)
 	report(t, "vsftpd", "upgate", diffs)
 }
 
@@ -638,6 +638,6 @@ func TestFTPDifferentialSelfCheck(t *testing.T) {
 	r1, t1 := runFTP(t, one)
 	r2, t2 := runFTP(t, two)
 	diffs := compareRuns(t, "ftp", r1, r2, false)
-	diffs = append(diffs, compareTrees(t1, t2, false)...)
+	diffs = append(diffs, compareTrees("ftp", t1, t2, false)...)
 	report(t, "vsftpd#1", "vsftpd#2", diffs)
 }

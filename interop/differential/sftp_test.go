@@ -994,7 +994,7 @@ func TestSFTPDifferential(t *testing.T) {
 		}
 	}
 	diffs := compareRuns(t, "sftp", refRes, ugRes, true)
-	diffs = append(diffs, compareTrees(refTree, ugTree, true)...)
+	diffs = append(diffs, compareTrees("sftp", refTree, ugTree, true)...)
 	report(t, "openssh", "upgate", diffs)
 }
 
@@ -1009,6 +1009,6 @@ func TestSFTPDifferentialSelfCheck(t *testing.T) {
 	r1, t1 := runSFTP(t, one)
 	r2, t2 := runSFTP(t, two)
 	diffs := compareRuns(t, "sftp", r1, r2, false)
-	diffs = append(diffs, compareTrees(t1, t2, false)...)
+	diffs = append(diffs, compareTrees("sftp", t1, t2, false)...)
 	report(t, "openssh#1", "openssh#2", diffs)
 }
