@@ -943,6 +943,10 @@ func (f *file) SetTimes(atime, mtime time.Time) error {
 	if err := f.usable("chtimes"); err != nil {
 		return err
 	}
+	// The writes held back go first: the times are set after them.
+	if err := f.flushLocked(); err != nil {
+		return err
+	}
 	_, err := f.call("chtimes", &agentpb.FileRequest{Op: &agentpb.FileRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)}}})
 	return err
 }
