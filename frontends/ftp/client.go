@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,6 +44,7 @@ var (
 	_ ftpserver.ClientDriverExtensionSite           = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionSymlink        = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionRealPath       = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionAllocate       = (*clientDriver)(nil)
 	_ afero.Lstater                                 = (*clientDriver)(nil)
 )
 
@@ -67,7 +70,24 @@ func (d *clientDriver) OpenFile(name string, flag int, perm os.FileMode) (f afer
 		d.log.Info("open failed", "path", name, "err", err)
 		return nil, err
 	}
-	return &transferFile{FileWrapper: backend.FileWrapper{File: file}, d: d}, nil
+	tf := &transferFile{FileWrapper: backend.FileWrapper{File: file}, d: d}
+	if flag&os.O_WRONLY != 0 && flag&os.O_APPEND == 0 {
+		tf.announced = d.c.takeAllo() // STOR: the size ALLO announced, if any
+	}
+	return tf, nil
+}
+
+// AllocateSpace answers ALLO: the size is remembered for the next STOR,
+// which then commits only if exactly that much arrived (see
+// transferFile.Close). No space is reserved.
+func (d *clientDriver) AllocateSpace(size int) error {
+	if size < 0 {
+		return &fs.PathError{Op: "allo", Path: d.c.cc.Path(), Err: syscall.EINVAL}
+	}
+	d.c.mu.Lock()
+	defer d.c.mu.Unlock()
+	d.c.allo = int64(size)
+	return nil
 }
 
 // Open implements afero.Fs through OpenFile.
@@ -247,19 +267,65 @@ func (d *clientDriver) Symlink(oldname, newname string) (err error) {
 // current operation. (The gateway logs and counts the transfer; a full disk,
 // which the agent's asynchronous acknowledgements often report in a later
 // Write rather than in Close, is coded 552 by driver.ReplyCode.)
+//
+// A STOR that ALLO announced commits only if the announced size arrived:
+// FTP marks an upload's end by closing the data connection, so a
+// connection that closes early but cleanly is otherwise indistinguishable
+// from a shorter file.
 type transferFile struct {
 	backend.FileWrapper // TransferError reaches the backend: an aborted upload is discarded
 	d                   *clientDriver
+	announced           int64 // ALLO's size for this STOR, 0 if none
+	offset              int64 // REST's offset (ftpserverlib seeks to it)
+	written             atomic.Int64
+	aborted             atomic.Bool
+}
+
+// ErrShortUpload is wrapped by the error of a STOR that ended with another
+// size than its ALLO announced: nothing was committed. It is answered 451
+// (try again).
+var ErrShortUpload = errors.New("upload size differs from what ALLO announced")
+
+// Seek records the REST offset and passes it on.
+func (f *transferFile) Seek(offset int64, whence int) (int64, error) {
+	n, err := f.File.Seek(offset, whence)
+	if err == nil && whence == io.SeekStart {
+		f.offset = n
+	}
+	return n, err
+}
+
+// Write counts what the upload received.
+func (f *transferFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	f.written.Add(int64(n))
+	return n, err
 }
 
 // ReadFrom is the upload's io.Copy from the data connection, passed on
-// (see backend.ReadFrom).
-func (f *transferFile) ReadFrom(r io.Reader) (int64, error) { return backend.ReadFrom(f.File, r) }
+// (see backend.ReadFrom) and counted.
+func (f *transferFile) ReadFrom(r io.Reader) (int64, error) {
+	n, err := backend.ReadFrom(f.File, r)
+	f.written.Add(n)
+	return n, err
+}
+
+// TransferError marks the transfer failed and passes it on.
+func (f *transferFile) TransferError(err error) {
+	f.aborted.Store(true)
+	f.FileWrapper.TransferError(err)
+}
 
 // Close commits an upload. Its error becomes the transfer's reply (coded by
 // driver.ReplyCode), so a 226 is sent only for data that landed.
 func (f *transferFile) Close() error {
-	err := f.File.Close()
-	f.d.c.sess.SetOp("idle")
-	return err
+	defer f.d.c.sess.SetOp("idle")
+	if got := f.offset + f.written.Load(); f.announced > 0 && !f.aborted.Load() && got != f.announced {
+		err := fmt.Errorf("%w: %d bytes arrived, ALLO announced %d; %s not committed", ErrShortUpload, got, f.announced, f.Name())
+		f.FileWrapper.TransferError(err)
+		f.d.log.Warn("upload not committed", "path", f.Name(), "bytes", got, "allo", f.announced)
+		_ = f.File.Close()
+		return err
+	}
+	return f.File.Close()
 }

@@ -321,6 +321,20 @@ elif mode == "tls":
     f.retrbinary("RETR tls.bin", buf.write)
     out["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
     out["mdtm"] = f.sendcmd("MDTM tls.bin")
+elif mode == "habits":
+    f = connect()
+    out["mlsd_type"] = {name: facts for name, facts in f.mlsd("/d")}["ln"]["type"]
+    out["stat"] = f.sendcmd("STAT /d")
+    # Names as bytes: Latin-1 maps each byte to one character.
+    f.encoding = "latin-1"
+    f.storbinary("STOR /caf\xe9 \xff.txt", io.BytesIO(b"latin1"))
+    out["nlst"] = [n.encode("latin-1").hex() for n in f.nlst("/") if "caf" in n]
+    out["epsv_all"] = f.sendcmd("EPSV ALL")[:3]
+    try:
+        f.sendcmd("PASV")
+        out["pasv_after"] = "accepted"
+    except ftplib.error_perm as e:
+        out["pasv_after"] = str(e)[:3]
 else:
     sys.exit("unknown mode " + mode)
 f.quit()

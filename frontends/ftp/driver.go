@@ -116,7 +116,8 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 //     an agent that cannot be reached, a disk too full to create the
 //     user's root or the user's session limit, so no client takes it for
 //     a wrong password; 530 else;
-//   - an agent that cannot be reached: 451 (local error, try again);
+//   - an agent that cannot be reached, or a STOR whose size differs from
+//     what its ALLO announced: 451 (local error, try again);
 //   - a full disk or quota: 552 (exceeded storage allocation);
 //   - anything else (missing file, permission denied, exists): the
 //     library's 550, 450 or 530.
@@ -130,7 +131,7 @@ func (d *driver) ReplyCode(_ ftpserver.ClientContext, err error, code int) int {
 			return ftpserver.StatusServiceNotAvailable
 		}
 		return code // PASS has no other failure reply
-	case errors.Is(err, backend.ErrUnavailable):
+	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, ErrShortUpload):
 		return ftpserver.StatusLocalError
 	case full:
 		return ftpserver.StatusActionAborted

@@ -192,9 +192,19 @@ type client struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu guards pasv. Lock order: Server.mu, then client.mu.
+	// mu guards pasv and allo. Lock order: Server.mu, then client.mu.
 	mu   sync.Mutex
 	pasv *passiveListener // the session's passive port, nil if none
+	allo int64            // the size ALLO announced for the next STOR, 0 if none
+}
+
+// takeAllo returns and forgets the size ALLO announced.
+func (c *client) takeAllo() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.allo
+	c.allo = 0
+	return n
 }
 
 // absPath resolves name against the client's working directory, as
