@@ -312,11 +312,12 @@ func (f *file) path() string { return *f.name.Load() }
 func (f *file) Name() string { return f.path() }
 
 // Pending implements Upload: the open started an atomic upload that has
-// not been discarded.
+// not been discarded. It stays pending while Close commits it: until then
+// the upload is what its path means to its session.
 func (f *file) Pending() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.upload != "" && !f.unlinked && !f.closed
+	return f.upload != "" && !f.unlinked
 }
 
 // notUpload is Upload's error for a file that is not an upload in

@@ -109,8 +109,7 @@ func (v *View) withUpload(p string, fn func(u *viewFile) error, fallback func() 
 		return fallback()
 	}
 	err := fn(u)
-	if errors.Is(err, os.ErrClosed) {
-		<-u.closed
+	if u.waitIfClosing(err) {
 		return fallback()
 	}
 	return err
@@ -173,7 +172,7 @@ func (v *View) discard(p string) error {
 	var first error
 	for _, w := range ws {
 		if w.Pending() {
-			if err := w.Unlink(); err != nil && first == nil {
+			if err := w.Unlink(); err != nil && !w.waitIfClosing(err) && first == nil {
 				first = err
 			}
 		}
@@ -258,10 +257,13 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 			// is open (so that a failed open leaves it).
 		default:
 			f, err := u.Reopen(flag)
-			if err != nil {
+			if err == nil {
+				return v.wrap(p, f, write), nil
+			}
+			if !u.waitIfClosing(err) {
 				return nil, err
 			}
-			return v.wrap(p, f, write), nil
+			// Committed meanwhile: open the committed file.
 		}
 	} else {
 		v.settle()
@@ -354,10 +356,15 @@ func (v *View) Rename(oldname, newname string) error {
 	if op == np {
 		return v.Fs.Rename(oldname, newname)
 	}
-	if u := v.upload(op); u != nil {
-		if err := u.Move(np); err != nil {
+	u := v.upload(op)
+	if u != nil {
+		if err := u.Move(np); u.waitIfClosing(err) {
+			u = nil // committed meanwhile: rename the committed file
+		} else if err != nil {
 			return err
 		}
+	}
+	if u != nil {
 		// What stood at the old name was replaced by the upload in this
 		// session's view; the rename takes it away.
 		if err := v.Fs.Remove(oldname); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -499,33 +506,50 @@ type viewFile struct {
 	closed chan struct{} // closed once Close has returned
 }
 
-// info is the open upload's state under its current name.
+// info is the open upload's state under its current name; if it is
+// committing, the committed file's, once the commit is done.
 func (f *viewFile) info() (os.FileInfo, error) {
+	f.v.mu.Lock()
+	p := f.path
+	f.v.mu.Unlock()
 	fi, err := f.File.Stat()
+	if f.waitIfClosing(err) {
+		return Lstat(f.v.Fs, p)
+	}
 	if err != nil {
 		return nil, err
 	}
-	f.v.mu.Lock()
-	name := path.Base(f.path)
-	f.v.mu.Unlock()
-	return renamedInfo{fi, name}, nil
+	return renamedInfo{fi, path.Base(p)}, nil
 }
 
 // ReadFrom passes an io.Copy into the file on (see backend.ReadFrom).
 func (f *viewFile) ReadFrom(r io.Reader) (int64, error) { return ReadFrom(f.File, r) }
 
-// Close forgets the file, then closes (commits) it.
+// Close closes (commits) the file, then forgets it. Until the commit is
+// done the file stays this session's at its path: operations that reach
+// it closing (ErrClosed) wait for the commit, then act on the path
+// (withUpload), so that no read, stat or remove slips in between and sees
+// the old file (FUSE sends sshfs's CLOSE asynchronously, after git has
+// already read the file back).
 func (f *viewFile) Close() error {
 	first := false
-	f.once.Do(func() {
-		f.v.untrack(f)
-		first = true
-	})
+	f.once.Do(func() { first = true })
 	err := f.File.Close()
 	if first {
+		f.v.untrack(f)
 		close(f.closed)
 	}
 	return err
+}
+
+// waitIfClosing waits for a closing file's commit when err says the file
+// was closed under the caller, and reports whether it did.
+func (f *viewFile) waitIfClosing(err error) bool {
+	if !errors.Is(err, os.ErrClosed) {
+		return false
+	}
+	<-f.closed
+	return true
 }
 
 // viewDir is an open directory whose listing shows this session's uploads

@@ -235,6 +235,15 @@ type FTP struct {
 	// DisableActiveMode refuses PORT and EPRT (key
 	// ftp.disable_active_mode). Default false: active mode is allowed.
 	DisableActiveMode bool `mapstructure:"disable_active_mode"`
+
+	// CheckAlloSize makes a STOR that ALLO announced commit only if exactly
+	// that many bytes arrived (key ftp.check_allo_size); otherwise it is
+	// answered 451 and nothing changes. FTP ends an upload by closing the
+	// data connection, so this is the only way to tell a connection that
+	// closed early but cleanly from a shorter file, for clients that
+	// announce exact sizes (lftp with ftp:use-allo). Off by default, as
+	// RFC 959's ALLO only reserves space and vsftpd ignores it.
+	CheckAlloSize bool `mapstructure:"check_allo_size"`
 }
 
 // TLS is a server certificate for FTPS.

@@ -69,6 +69,7 @@ func Options() []Option {
 		{"ftp.tls.key", "", "FTPS private key PEM file"},
 		{"ftp.tls.required", false, "refuse FTP login before AUTH TLS"},
 		{"ftp.disable_active_mode", false, "refuse PORT and EPRT (active-mode data connections)"},
+		{"ftp.check_allo_size", false, "commit a STOR that ALLO announced only if exactly that size arrived"},
 		{"sftp.host_keys", []string{"keys/ssh_host_ed25519_key", "keys/ssh_host_ecdsa_key", "keys/ssh_host_rsa_key"}, "SSH host private key files, generated when missing; never inside an agent root"},
 		{"sftp.keepalive.interval", 20 * time.Second, "time between SSH keepalive requests"},
 		{"sftp.handshake_timeout", 30 * time.Second, "how long the SSH handshake and authentication may take"},

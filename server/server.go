@@ -259,7 +259,7 @@ func (s *Server) startSFTP() error {
 func (s *Server) startFTP(implicit bool) error {
 	c := s.cfg.FTP
 	fc := ftp.Config{PassivePorts: c.PassivePorts, PublicHost: c.PublicHost, TLSRequired: c.TLS.Required,
-		DisableActiveMode: c.DisableActiveMode, Implicit: implicit, Logger: s.log,
+		DisableActiveMode: c.DisableActiveMode, CheckAlloSize: c.CheckAlloSize, Implicit: implicit, Logger: s.log,
 		PassivePromiscuous: c.PassivePromiscuous, PassiveTimeout: c.PassiveTimeout, LoginTimeout: c.LoginTimeout}
 	if n := passiveRangeSize(c.PassivePorts); n > 0 && n < s.cfg.Connections.MaxPerIP && !implicit {
 		s.log.Warn("ftp.passive_ports holds fewer ports than connections.max_per_ip: one client address can hold them all",

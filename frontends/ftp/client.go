@@ -31,8 +31,9 @@ import (
 // the user's filesystem plus the extensions FTP clients use.
 type clientDriver struct {
 	afero.Fs
-	c   *client
-	log *slog.Logger
+	c         *client
+	log       *slog.Logger
+	checkAllo bool // Config.CheckAlloSize
 }
 
 var (
@@ -71,8 +72,8 @@ func (d *clientDriver) OpenFile(name string, flag int, perm os.FileMode) (f afer
 		return nil, err
 	}
 	tf := &transferFile{FileWrapper: backend.FileWrapper{File: file}, d: d}
-	if flag&os.O_WRONLY != 0 && flag&os.O_APPEND == 0 {
-		tf.announced = d.c.takeAllo() // STOR: the size ALLO announced, if any
+	if allo := d.c.takeAllo(); d.checkAllo && flag&os.O_WRONLY != 0 && flag&os.O_APPEND == 0 {
+		tf.announced = allo // STOR: the size ALLO announced, if any
 	}
 	return tf, nil
 }

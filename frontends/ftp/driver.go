@@ -106,7 +106,7 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 		return nil, err // PostAuthMessage words it, ReplyCode codes it
 	}
 	c.sess.SetOp("idle")
-	return &clientDriver{Fs: login.Fs, c: c, log: c.sess.Logger()}, nil
+	return &clientDriver{Fs: login.Fs, c: c, log: c.sess.Logger(), checkAllo: d.s.cfg.CheckAlloSize}, nil
 }
 
 // ReplyCode picks the reply for an error from the user's filesystem, so

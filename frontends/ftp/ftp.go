@@ -45,6 +45,10 @@ type Config struct {
 	Implicit bool
 	// DisableActiveMode refuses PORT and EPRT.
 	DisableActiveMode bool
+	// CheckAlloSize commits a STOR that ALLO announced only if exactly
+	// that size arrived (451 otherwise). Off, ALLO is accepted and
+	// ignored, as vsftpd does.
+	CheckAlloSize bool
 	// PassivePromiscuous admits a passive data connection from any client
 	// address. False refuses one from another IP than its control
 	// connection's (vsftpd's pasv_promiscuous=NO).

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
@@ -109,12 +110,17 @@ func TestFtplibSymlinksAndStat(t *testing.T) {
 	}
 }
 
-// TestAlloAnnouncedSizeIsChecked: a client that announces the size with
-// ALLO (lftp with ftp:use-allo) has an upload that ends early refused and
-// not committed, where FTP's own end of data (the data connection's
-// close) cannot tell.
+// TestAlloAnnouncedSizeIsChecked: with ftp.check_allo_size, a client that
+// announces the size with ALLO (lftp with ftp:use-allo) has an upload that
+// ends early refused and not committed, where FTP's own end of data (the
+// data connection's close) cannot tell. Without it ALLO is ignored, as
+// vsftpd ignores it.
 func TestAlloAnnouncedSizeIsChecked(t *testing.T) {
-	e := start(t, nil)
+	plain := ctlLogin(t, start(t, nil), "alice")
+	plain.must(200, "ALLO 100")
+	plain.put([]byte("short"), "STOR allo.txt")
+
+	e := start(t, func(cfg *config.Config) { cfg.FTP.CheckAlloSize = true })
 	c := ctlLogin(t, e, "alice")
 	c.must(200, "ALLO 10")
 	if code, msg := c.tryTransfer([]byte("short"), "STOR allo.txt"); code != 451 {

@@ -594,3 +594,53 @@ func TestForkLsetstatAndCopyData(t *testing.T) {
 		t.Errorf("copied %q, want \"copy\"", got)
 	}
 }
+
+// sizeLister answers Stat with the size the appender holds now.
+type sizeLister struct {
+	*root
+	app *appender
+}
+
+func (l sizeLister) Filelist(r *Request) (ListerAt, error) {
+	if r.Method != "Stat" {
+		return l.root.Filelist(r)
+	}
+	l.app.mu.Lock()
+	n := l.app.buf.Len()
+	l.app.mu.Unlock()
+	return listerat{&memFile{name: "f", content: make([]byte, n), modtime: time.Now()}}, nil
+}
+
+// TestForkRequestsFollowEarlierWrites: a STAT sent after WRITEs (still in
+// flight: the client waits for no reply) answers after them, as OpenSSH's
+// one-at-a-time sftp-server does; upstream served it at once.
+func TestForkRequestsFollowEarlierWrites(t *testing.T) {
+	rec := newRecorder()
+	app := &appender{}
+	rec.file = app
+	c := forkPair(t, Handlers{rec, rec, rec, sizeLister{rec.root, app}})
+	typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: "/f", Pflags: sshFxfWrite | sshFxfCreat})
+	if typ != sshFxpHandle {
+		t.Fatalf("OPEN: %v", statusOf(data))
+	}
+	handle, _ := unmarshalString(data[4:])
+	const n, size = 32, 1000
+	replies := make(chan result, n)
+	for i := range n {
+		c.clientConn.dispatchRequest(replies, &sshFxpWritePacket{ID: c.nextID(), Handle: handle, Offset: uint64(i * size), Length: size, Data: make([]byte, size)})
+	}
+	typ, data = send(t, c, &sshFxpStatPacket{ID: c.nextID(), Path: "/f"})
+	if typ != sshFxpAttrs {
+		t.Fatalf("STAT answered type %d: %v", typ, statusOf(data))
+	}
+	attrs, _, err := unmarshalFileStat(binary.BigEndian.Uint32(data[4:]), data[8:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attrs.Size != n*size {
+		t.Errorf("STAT after %d WRITEs in flight answered size %d, want %d", n, attrs.Size, n*size)
+	}
+	for range n {
+		<-replies
+	}
+}

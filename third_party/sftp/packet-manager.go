@@ -139,11 +139,14 @@ func (s *packetManager) workerChan(runWorker func(chan orderedRequest),
 				s.incomingPacket(pkt)
 				rwChan <- pkt
 				continue
-			case *sshFxpClosePacket:
-				// wait for reads/writes to finish when file is closed
-				// incomingPacket() call must occur after this
-				s.working.Wait()
 			}
+			// Every other request sees the effects of the reads and
+			// writes sent before it, as with OpenSSH's sftp-server, which
+			// serves one request at a time: a LSTAT after WRITEs answers
+			// their size (sshfs caches what it gets), a SETSTAT of times
+			// follows them (upgate fork: upstream waited only before
+			// CLOSE). incomingPacket() call must occur after this.
+			s.working.Wait()
 			s.incomingPacket(pkt)
 			// all non-RW use sequential cmdChan
 			cmdChan <- pkt
