@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/gateway/feed"
 )
 
 // ErrAuthFailed is returned for a wrong user name, password or key. Its
@@ -61,6 +62,7 @@ type Gateway struct {
 	registry *Registry
 	defender Defender
 	metrics  *Metrics
+	feed     *feed.Feed
 
 	// mu guards users (a config reload replaces it whole), listeners,
 	// ownPorts and draining.
@@ -70,6 +72,10 @@ type Gateway struct {
 	ownPorts  map[int]struct{} // embedded agents' and ReservePort's
 	draining  bool
 }
+
+// Feed is the gateway's live record of events (transfers, sessions,
+// agents' commits and hook runs) for the admin API and the operator page.
+func (g *Gateway) Feed() *feed.Feed { return g.feed }
 
 // New builds a gateway from a validated config: it starts the embedded
 // agents and prepares connections to the remote ones (dialled lazily).
@@ -103,6 +109,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	}
 	g := &Gateway{
 		log:       glog,
+		feed:      feed.New(0, nil),
 		agents:    pool,
 		settings:  settings,
 		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),
