@@ -1,26 +1,33 @@
 package backend
 
 import (
+	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/afero"
+
+	"github.com/upgate/upgate/backend/agentpb"
 )
 
-// dirFile is an open directory: it lists through the streamed ReadDir call
-// on the first Readdir.
+// dirFile is an open directory: it lists through the streamed ReadDir
+// call, page by page as Readdir asks for them, so that a listing holds one
+// batch of entries at a time, whatever the directory holds.
 type dirFile struct {
 	g    *GRPCFs
 	name string
 	info *fileInfo
 
 	mu      sync.Mutex // guards the fields below
-	entries []os.FileInfo
-	listed  bool
-	pos     int
+	stream  agentpb.Agent_ReadDirClient
+	cancel  context.CancelFunc // ends the stream
+	pending []os.FileInfo      // received, not yet returned
+	done    bool               // the stream has ended
 	closed  bool
 }
 
@@ -40,6 +47,41 @@ func (d *dirFile) Close() error {
 		return &fs.PathError{Op: "close", Path: d.name, Err: os.ErrClosed}
 	}
 	d.closed = true
+	if d.cancel != nil {
+		d.cancel()
+	}
+	return nil
+}
+
+// next receives the next batch of entries into d.pending. d.mu is held.
+func (d *dirFile) next() error {
+	if d.stream == nil {
+		ctx, cancel := context.WithCancel(d.g.ctx)
+		stream, err := d.g.client.ReadDir(ctx, &agentpb.PathRequest{Path: []byte(d.g.agentPath(d.name))})
+		if err != nil {
+			cancel()
+			return d.g.err("readdir", d.name, err)
+		}
+		d.stream, d.cancel = stream, cancel
+	}
+	// Each batch within the call timeout: a stalled agent ends the
+	// listing rather than hanging it.
+	timer := time.AfterFunc(d.g.timeout, d.cancel)
+	resp, err := d.stream.Recv()
+	timer.Stop()
+	if errors.Is(err, io.EOF) {
+		d.done = true
+		d.cancel()
+		return nil
+	}
+	if err != nil {
+		d.done = true
+		d.cancel()
+		return d.g.err("readdir", d.name, err)
+	}
+	for _, e := range resp.GetEntries() {
+		d.pending = append(d.pending, newFileInfo(e, ""))
+	}
 	return nil
 }
 
@@ -52,24 +94,21 @@ func (d *dirFile) Readdir(count int) ([]os.FileInfo, error) {
 	if d.closed {
 		return nil, &fs.PathError{Op: "readdir", Path: d.name, Err: os.ErrClosed}
 	}
-	if !d.listed {
-		entries, err := d.g.readDir(d.name)
-		if err != nil {
+	for !d.done && (count <= 0 || len(d.pending) < count) {
+		if err := d.next(); err != nil {
 			return nil, err
 		}
-		d.entries, d.listed = entries, true
 	}
-	rest := d.entries[d.pos:]
-	if count <= 0 {
-		d.pos = len(d.entries)
-		return rest, nil
+	n := len(d.pending)
+	if count > 0 {
+		if n == 0 {
+			return nil, io.EOF
+		}
+		n = min(n, count)
 	}
-	if len(rest) == 0 {
-		return nil, io.EOF
-	}
-	n := min(count, len(rest))
-	d.pos += n
-	return rest[:n], nil
+	out := d.pending[:n:n]
+	d.pending = d.pending[n:]
+	return out, nil
 }
 
 func (d *dirFile) Readdirnames(n int) ([]string, error) {

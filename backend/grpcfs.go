@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -364,28 +363,6 @@ func (g *GRPCFs) StatFS(ctx context.Context, name string) (FSStats, error) {
 	}, nil
 }
 
-// readDir lists a directory through the streamed ReadDir call.
-func (g *GRPCFs) readDir(name string) ([]os.FileInfo, error) {
-	ctx, cancel := g.call()
-	defer cancel()
-	stream, err := g.client.ReadDir(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
-	if err != nil {
-		return nil, g.err("readdir", name, err)
-	}
-	var out []os.FileInfo
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, g.err("readdir", name, err)
-		}
-		for _, e := range resp.GetEntries() {
-			out = append(out, newFileInfo(e, ""))
-		}
-	}
-}
 
 // escapes reports whether the relative target, resolved from dir (an
 // absolute path in the filesystem's namespace), climbs above "/".

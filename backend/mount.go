@@ -392,6 +392,10 @@ type mountFile struct {
 	FileWrapper
 	m    *MountFs
 	name string
+	// children are the mount points a listing has yet to show (nil until
+	// the first Readdir); listed is set once the mount's own listing ended.
+	children []os.FileInfo
+	listed   bool
 }
 
 func (f *mountFile) Name() string { return f.name }
@@ -424,13 +428,59 @@ func (f *mountFile) Reopen(flag int) (afero.File, error) {
 // ReadFrom passes an io.Copy into the file on (see backend.ReadFrom).
 func (f *mountFile) ReadFrom(r io.Reader) (int64, error) { return ReadFrom(f.File, r) }
 
-// Readdir adds the mount points directly below this directory.
+// Readdir adds the mount points directly below this directory, page by
+// page: an entry a mount point hides is left out of every page, and the
+// mount points follow the last entry.
 func (f *mountFile) Readdir(count int) ([]os.FileInfo, error) {
-	fis, err := f.File.Readdir(count)
-	if err != nil && !errors.Is(err, io.EOF) || count > 0 {
-		return fis, err
+	if f.children == nil {
+		f.children = f.m.mountPointInfos(f.name)
 	}
-	return f.m.withMountPoints(f.name, fis), err
+	var fis []os.FileInfo
+	if !f.listed {
+		var err error
+		fis, err = f.File.Readdir(count)
+		switch {
+		case err != nil && !errors.Is(err, io.EOF):
+			return fis, err
+		case err == nil && count > 0 && len(fis) == count:
+		default:
+			f.listed = true
+		}
+		out := fis[:0]
+		for _, fi := range fis {
+			if !f.hides(fi.Name()) {
+				out = append(out, fi)
+			}
+		}
+		fis = out
+		if !f.listed {
+			return fis, nil
+		}
+	}
+	if count <= 0 {
+		fis = append(fis, f.children...)
+		f.children = f.children[:0]
+		sort.Slice(fis, func(i, j int) bool { return fis[i].Name() < fis[j].Name() })
+		return fis, nil
+	}
+	n := min(count-len(fis), len(f.children))
+	fis = append(fis, f.children[:n]...)
+	f.children = f.children[n:]
+	if len(fis) == 0 {
+		return nil, io.EOF
+	}
+	return fis, nil
+}
+
+// hides reports whether a mount point directly below the directory hides
+// the entry name.
+func (f *mountFile) hides(name string) bool {
+	for _, c := range f.m.childMounts(f.name) {
+		if c == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *mountFile) Readdirnames(n int) ([]string, error) {
@@ -442,24 +492,11 @@ func (f *mountFile) Readdirnames(n int) ([]string, error) {
 	return names, err
 }
 
-// withMountPoints merges the mount points directly below dir into a
-// listing; a mount point hides an entry of the same name.
-func (m *MountFs) withMountPoints(dir string, fis []os.FileInfo) []os.FileInfo {
-	children := m.childMounts(dir)
-	if len(children) == 0 {
-		return fis
-	}
-	hide := map[string]bool{}
-	for _, c := range children {
-		hide[c] = true
-	}
-	out := fis[:0:0]
-	for _, fi := range fis {
-		if !hide[fi.Name()] {
-			out = append(out, fi)
-		}
-	}
-	for _, c := range children {
+// mountPointInfos describes the mount points directly below dir, as a
+// listing of dir shows them.
+func (m *MountFs) mountPointInfos(dir string) []os.FileInfo {
+	out := []os.FileInfo{}
+	for _, c := range m.childMounts(dir) {
 		fi, err := m.Stat(path.Join(dir, c))
 		if err != nil {
 			fi = syntheticInfo(c)

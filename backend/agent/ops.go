@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -101,32 +100,33 @@ func (s *Server) ReadDir(req *agentpb.PathRequest, stream agentpb.Agent_ReadDirS
 		return s.fail("ReadDir", p, err)
 	}
 	defer d.Close()
-	entries, err := d.ReadDir(-1)
-	if err != nil {
-		return s.fail("ReadDir", p, err)
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	batch := make([]*agentpb.FileInfo, 0, dirBatch)
-	for _, e := range entries {
-		if isTempName(e.Name()) {
-			continue
+	// Batch by batch, in directory order, as the kernel gives them: the
+	// memory a listing takes is one batch, whatever the directory holds.
+	for {
+		entries, rerr := d.ReadDir(dirBatch)
+		batch := make([]*agentpb.FileInfo, 0, len(entries))
+		for _, e := range entries {
+			if isTempName(e.Name()) {
+				continue
+			}
+			fi, err := e.Info()
+			if err != nil {
+				continue // removed while listing
+			}
+			batch = append(batch, fileInfo(fi))
 		}
-		fi, err := e.Info()
-		if err != nil {
-			continue // removed while listing
-		}
-		batch = append(batch, fileInfo(fi))
-		if len(batch) == dirBatch {
+		if len(batch) > 0 {
 			if err := stream.Send(&agentpb.ReadDirResponse{Entries: batch}); err != nil {
 				return err
 			}
-			batch = make([]*agentpb.FileInfo, 0, dirBatch)
+		}
+		switch {
+		case errors.Is(rerr, io.EOF):
+			return nil
+		case rerr != nil:
+			return s.fail("ReadDir", p, rerr)
 		}
 	}
-	if len(batch) > 0 {
-		return stream.Send(&agentpb.ReadDirResponse{Entries: batch})
-	}
-	return nil
 }
 
 func (s *Server) Mkdir(ctx context.Context, req *agentpb.MkdirRequest) (*agentpb.Empty, error) {

@@ -56,7 +56,9 @@ type AgentClient interface {
 	// Stat follows symbolic links; Lstat does not.
 	Stat(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileInfo, error)
 	Lstat(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileInfo, error)
-	// ReadDir streams a directory's entries in batches, sorted by name.
+	// ReadDir streams a directory's entries in batches, in directory order
+	// (as readdir(3) gives them, unsorted): a listing costs one batch of
+	// memory on either end, whatever the directory holds.
 	ReadDir(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadDirResponse], error)
 	// Open is one open file: the first request must carry OpenOp, every later
 	// request gets exactly one response with the same id. Writes are
@@ -274,7 +276,9 @@ type AgentServer interface {
 	// Stat follows symbolic links; Lstat does not.
 	Stat(context.Context, *PathRequest) (*FileInfo, error)
 	Lstat(context.Context, *PathRequest) (*FileInfo, error)
-	// ReadDir streams a directory's entries in batches, sorted by name.
+	// ReadDir streams a directory's entries in batches, in directory order
+	// (as readdir(3) gives them, unsorted): a listing costs one batch of
+	// memory on either end, whatever the directory holds.
 	ReadDir(*PathRequest, grpc.ServerStreamingServer[ReadDirResponse]) error
 	// Open is one open file: the first request must carry OpenOp, every later
 	// request gets exactly one response with the same id. Writes are

@@ -38,7 +38,7 @@ type clientDriver struct {
 
 var (
 	_ ftpserver.ClientDriver                        = (*clientDriver)(nil)
-	_ ftpserver.ClientDriverExtensionFileList       = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionDirLister      = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionRemoveDir      = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionHasher         = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionAvailableSpace = (*clientDriver)(nil)
@@ -116,32 +116,89 @@ func (d *clientDriver) RemoveDir(name string) (err error) {
 	return d.Fs.Remove(name)
 }
 
-// ReadDir lists a directory for LIST, NLST and MLSD: every entry, dotfiles
-// included, never "." or "..", sorted by name. A symbolic link is listed
-// as a link, as vsftpd lists it (LIST `lrwxrwxrwx ... name -> target`,
-// MLSD `Type=OS.unix=symlink`): shown as what it points to, a link to a
-// directory made `lftp mirror -R --delete` delete through it.
-func (d *clientDriver) ReadDir(name string) (fis []os.FileInfo, err error) {
+// OpenDir opens a directory for LIST, NLST, MLSD and STAT, which read it
+// page by page (the ftpserverlib fork's ClientDriverExtensionDirLister):
+// every entry, dotfiles included, never "." or "..". A symbolic link is
+// listed as a link, as vsftpd lists it (LIST `lrwxrwxrwx ... name ->
+// target`, MLSD `Type=OS.unix=symlink`): shown as what it points to, a
+// link to a directory made `lftp mirror -R --delete` delete through it.
+// Entries come sorted by name, as vsftpd lists them, unless the directory
+// holds more than listSortMax: then they come in directory order, as
+// OpenSSH's sftp-server lists every directory, so that a listing's memory
+// stays bounded.
+func (d *clientDriver) OpenDir(name string) (f afero.File, err error) {
 	defer recovered(d.c, "list", &err)
 	dir, err := d.Fs.Open(name)
 	if err != nil {
 		return nil, err
 	}
-	defer dir.Close()
-	fis, err = dir.Readdir(-1)
-	if err != nil {
-		return nil, err
+	if !backend.IsDir(dir) {
+		dir.Close()
+		return nil, &fs.PathError{Op: "list", Path: name, Err: syscall.ENOTDIR}
 	}
-	out := fis[:0]
-	for _, fi := range fis {
+	return &listDir{FileWrapper: backend.FileWrapper{File: dir}, d: d, name: name}, nil
+}
+
+// listSortMax is the most entries a listing sorts; a larger directory is
+// listed in directory order (see OpenDir).
+const listSortMax = 10_000
+
+// listDir is a directory as FTP listings read it (see OpenDir).
+type listDir struct {
+	backend.FileWrapper
+	d      *clientDriver
+	name   string
+	buf    []os.FileInfo // read, not yet returned
+	ended  bool          // the directory has no more entries to read
+	primed bool          // the first listSortMax entries have been read
+}
+
+// Readdir returns the next count entries (count > 0), as listings ask.
+func (l *listDir) Readdir(count int) (fis []os.FileInfo, err error) {
+	defer recovered(l.d.c, "list", &err)
+	if !l.primed {
+		l.primed = true
+		for !l.ended && len(l.buf) <= listSortMax {
+			if err := l.read(); err != nil {
+				return nil, err
+			}
+		}
+		if l.ended {
+			sort.Slice(l.buf, func(i, j int) bool { return l.buf[i].Name() < l.buf[j].Name() })
+		}
+	}
+	for !l.ended && (count <= 0 || len(l.buf) < count) {
+		if err := l.read(); err != nil {
+			return nil, err
+		}
+	}
+	n := len(l.buf)
+	if count > 0 {
+		if n == 0 {
+			return nil, io.EOF
+		}
+		n = min(n, count)
+	}
+	fis, l.buf = l.buf[:n:n], l.buf[n:]
+	return fis, nil
+}
+
+// read appends the next page of the directory to buf, as listings show
+// entries.
+func (l *listDir) read() error {
+	page, err := l.File.Readdir(512)
+	for _, fi := range page {
 		switch fi.Name() {
 		case ".", "..":
 			continue
 		}
-		out = append(out, d.listed(path.Join(name, fi.Name()), fi))
+		l.buf = append(l.buf, l.d.listed(path.Join(l.name, fi.Name()), fi))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
-	return out, nil
+	if errors.Is(err, io.EOF) || err == nil && len(page) < 512 {
+		l.ended = true
+		return nil
+	}
+	return err
 }
 
 // Stat implements afero.Fs with modification times in UTC (see listInfo).
@@ -169,7 +226,7 @@ func (d *clientDriver) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 
 // listed is fi, the entry at p, as a listing shows it; a link's target is
 // read (as vsftpd's LIST reads it: the link's atime moves, as there).
-func (d *clientDriver) listed(p string, fi os.FileInfo) listInfo {
+func (d *clientDriver) listed(p string, fi os.FileInfo) os.FileInfo {
 	li := listInfo{FileInfo: fi}
 	if fi.Mode()&os.ModeSymlink != 0 {
 		li.target, _ = backend.Readlink(d.Fs, p)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"runtime/debug"
-	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -379,29 +378,22 @@ func (h *handler) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 		if err != nil {
 			return nil, status(err)
 		}
-		defer d.Close()
-		fis, err := d.Readdir(-1)
-		if err != nil {
-			return nil, status(err)
+		if !backend.IsDir(d) {
+			d.Close()
+			return nil, &fs.PathError{Op: "opendir", Path: r.Filepath, Err: syscall.ENOTDIR}
 		}
-		sort.Slice(fis, func(i, j int) bool { return fis[i].Name() < fis[j].Name() })
 		// "." and "..", as OpenSSH lists them.
-		dots := make([]os.FileInfo, 0, 2)
+		l := &dirLister{h: h, d: d}
 		if self, err := d.Stat(); err == nil {
-			dots = append(dots, renamed{self, "."})
 			parent := self
 			if p := path.Dir(path.Clean("/" + r.Filepath)); p != path.Clean("/"+r.Filepath) {
 				if fi, err := h.fs.Stat(p); err == nil {
 					parent = fi
 				}
 			}
-			dots = append(dots, renamed{parent, ".."})
+			l.dots = []os.FileInfo{statInfo(renamed{self, "."}), statInfo(renamed{parent, ".."})}
 		}
-		fis = append(dots, fis...)
-		for i, fi := range fis {
-			fis[i] = statInfo(fi)
-		}
-		return listerAt(fis), nil
+		return l, nil
 	case "Stat":
 		if err := h.slash(r, false); err != nil {
 			return nil, status(err)
@@ -459,6 +451,59 @@ func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 	}
 	return n, nil
 }
+
+// dirLister serves a listing to pkg/sftp page by page as it reads it from
+// the backend, so that it holds one page at a time whatever the directory
+// holds: "." and ".." first, then the entries in the agent's order
+// (OpenSSH's sftp-server does not sort either). pkg/sftp closes it with
+// the handle.
+type dirLister struct {
+	h *handler
+	d afero.File
+
+	mu   sync.Mutex // guards the fields below
+	dots []os.FileInfo
+	next int64 // the offset pkg/sftp asks for next
+	eof  bool
+}
+
+var _ io.Closer = (*dirLister)(nil)
+
+// ListAt implements sftp.ListerAt. pkg/sftp asks for offsets in order.
+func (l *dirLister) ListAt(out []os.FileInfo, off int64) (n int, err error) {
+	defer l.h.guard("readdir", &err)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if off != l.next {
+		return 0, &fs.PathError{Op: "readdir", Path: l.d.Name(), Err: syscall.EINVAL}
+	}
+	for n < len(out) && len(l.dots) > 0 {
+		out[n] = l.dots[0]
+		l.dots, n = l.dots[1:], n+1
+	}
+	if n < len(out) && !l.eof {
+		fis, rerr := l.d.Readdir(len(out) - n)
+		for _, fi := range fis {
+			out[n] = statInfo(fi)
+			n++
+		}
+		switch {
+		case errors.Is(rerr, io.EOF), rerr == nil && n < len(out):
+			l.eof = true
+		case rerr != nil:
+			l.next += int64(n)
+			return n, status(rerr)
+		}
+	}
+	l.next += int64(n)
+	if l.eof && n < len(out) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Close ends the listing.
+func (l *dirLister) Close() error { return l.d.Close() }
 
 // renamed is a FileInfo listed under another name.
 type renamed struct {

@@ -611,3 +611,86 @@ func (driver *TestClientDriver) LstatIfPossible(name string) (os.FileInfo, bool,
 
 	return fi, false, err
 }
+
+// pagingDriver lists through OpenDir and counts the pages asked for.
+type pagingDriver struct {
+	*TestClientDriver
+	mu    sync.Mutex
+	pages int
+}
+
+func (d *pagingDriver) OpenDir(name string) (afero.File, error) {
+	f, err := d.Open(name)
+	if err != nil {
+		return nil, err
+	}
+
+	return &countingDir{File: f, d: d}, nil
+}
+
+type countingDir struct {
+	afero.File
+	d *pagingDriver
+}
+
+func (c *countingDir) Readdir(n int) ([]os.FileInfo, error) {
+	c.d.mu.Lock()
+	c.d.pages++
+	c.d.mu.Unlock()
+
+	return c.File.Readdir(n)
+}
+
+func TestForkListingPageByPage(t *testing.T) {
+	req := require.New(t)
+	driver := &TestServerDriver{Debug: false}
+	var paging *pagingDriver
+	driver.AuthProvider = func(user, pass string) (ClientDriver, error) {
+		paging = &pagingDriver{TestClientDriver: NewTestClientDriver(driver)}
+
+		return paging, nil
+	}
+	server := NewTestServerWithTestDriver(t, driver)
+	const n = 2000
+
+	req.NoError(os.Mkdir(driver.serverDir+"/big", 0o755))
+
+	for i := range n {
+		req.NoError(os.WriteFile(fmt.Sprintf("%s/big/f%04d", driver.serverDir, i), nil, 0o644))
+	}
+
+	client, err := goftp.DialConfig(goftp.Config{User: authUser, Password: authPass}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(client.Close()) }()
+
+	raw, err := client.OpenRawConn()
+	req.NoError(err)
+
+	defer func() { req.NoError(raw.Close()) }()
+
+	for _, cmd := range []string{"LIST /big", "MLSD /big", "NLST /big"} {
+		dcGetter, err := raw.PrepareDataConn()
+		req.NoError(err)
+		rc, rsp, err := raw.SendCommand(cmd)
+		req.NoError(err)
+		req.Equal(StatusFileStatusOK, rc, rsp)
+		dc, err := dcGetter()
+		req.NoError(err)
+		b, err := io.ReadAll(dc)
+		req.NoError(err)
+		rc, _, err = raw.ReadResponse()
+		req.NoError(err)
+		req.Equal(StatusClosingDataConn, rc)
+		req.Len(strings.Split(strings.TrimSpace(string(b)), "\r\n"), n, cmd)
+	}
+
+	paging.mu.Lock()
+	defer paging.mu.Unlock()
+	// Three listings of 2,000 entries, 512 a page: at least 4 pages each.
+	req.GreaterOrEqual(paging.pages, 12, "pages read")
+
+	rc, rsp, err := raw.SendCommand("LIST /missing")
+	req.NoError(err)
+	req.Equal(StatusFileActionNotTaken, rc, "an error before the transfer opens: %s", rsp)
+}

@@ -197,13 +197,15 @@ func (c *clientHandler) checkLISTArgs(args string) string {
 func (c *clientHandler) handleLIST(param string) error {
 	info := fmt.Sprintf("LIST %v", param)
 
-	if files, _, err := c.getFileList(param, true); err == nil || errors.Is(err, io.EOF) {
+	if pages, _, err := c.getFilePages(param, true); err == nil || errors.Is(err, io.EOF) {
 		if tr, errTr := c.TransferOpen(info); errTr == nil {
-			err = c.dirTransferLIST(tr, files)
+			err = c.dirTransferLIST(tr, pages)
 			c.TransferClose(tr, err)
 
 			return nil
 		}
+
+		pages.close()
 	} else {
 		if !c.isCommandAborted() {
 			c.writeMessage(c.errorCode(err, StatusFileActionNotTaken), fmt.Sprintf("Could not list: %v", err))
@@ -225,14 +227,14 @@ func (c *clientHandler) handleNLST(param string) error {
 
 	spelled = strings.TrimSpace(spelled)
 
-	if files, parentDir, err := c.getFileList(param, true); err == nil || errors.Is(err, io.EOF) {
-		if parentDir != c.getListPath() && len(files) == 1 {
-			files = []os.FileInfo{renamedInfo{files[0], spelled}} // a file
+	if pages, parentDir, err := c.getFilePages(param, true); err == nil || errors.Is(err, io.EOF) {
+		if parentDir != c.getListPath() && len(pages.first) == 1 {
+			pages.first = []os.FileInfo{renamedInfo{pages.first[0], spelled}} // a file
 			spelled = ""
 		}
 
 		if tr, errTrOpen := c.TransferOpen(info); errTrOpen == nil {
-			err = c.dirTransferNLST(tr, files, spelled)
+			err = c.dirTransferNLST(tr, pages, spelled)
 			c.TransferClose(tr, err)
 
 			return nil
@@ -246,7 +248,13 @@ func (c *clientHandler) handleNLST(param string) error {
 	return nil
 }
 
-func (c *clientHandler) dirTransferNLST(writer io.Writer, files []os.FileInfo, spelled string) error {
+func (c *clientHandler) dirTransferNLST(writer io.Writer, pages *dirPages, spelled string) error {
+	return pages.each(func(files []os.FileInfo) error {
+		return c.writeNLST(writer, files, spelled)
+	})
+}
+
+func (c *clientHandler) writeNLST(writer io.Writer, files []os.FileInfo, spelled string) error {
 	if len(files) == 0 {
 		_, err := writer.Write([]byte(""))
 		if err != nil {
@@ -277,13 +285,15 @@ func (c *clientHandler) handleMLSD(param string) error {
 
 	info := fmt.Sprintf("MLSD %v", param)
 
-	if files, _, err := c.getFileList(param, false); err == nil || errors.Is(err, io.EOF) {
+	if pages, _, err := c.getFilePages(param, false); err == nil || errors.Is(err, io.EOF) {
 		if tr, errTr := c.TransferOpen(info); errTr == nil {
-			err = c.dirTransferMLSD(tr, files)
+			err = c.dirTransferMLSD(tr, pages)
 			c.TransferClose(tr, err)
 
 			return nil
 		}
+
+		pages.close()
 	} else {
 		if !c.isCommandAborted() {
 			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not list: %v", err))
@@ -387,7 +397,11 @@ func lsMode(mode os.FileMode) string {
 }
 
 // fclairamb (2018-02-13): #64: Removed extra empty line
-func (c *clientHandler) dirTransferLIST(writer io.Writer, files []os.FileInfo) error {
+func (c *clientHandler) dirTransferLIST(writer io.Writer, pages *dirPages) error {
+	return pages.each(func(files []os.FileInfo) error { return c.writeLIST(writer, files) })
+}
+
+func (c *clientHandler) writeLIST(writer io.Writer, files []os.FileInfo) error {
 	if len(files) == 0 {
 		_, err := writer.Write([]byte(""))
 		if err != nil {
@@ -407,7 +421,11 @@ func (c *clientHandler) dirTransferLIST(writer io.Writer, files []os.FileInfo) e
 }
 
 // fclairamb (2018-02-13): #64: Removed extra empty line
-func (c *clientHandler) dirTransferMLSD(writer io.Writer, files []os.FileInfo) error {
+func (c *clientHandler) dirTransferMLSD(writer io.Writer, pages *dirPages) error {
+	return pages.each(func(files []os.FileInfo) error { return c.writeMLSD(writer, files) })
+}
+
+func (c *clientHandler) writeMLSD(writer io.Writer, files []os.FileInfo) error {
 	if len(files) == 0 {
 		_, err := writer.Write([]byte(""))
 		if err != nil {

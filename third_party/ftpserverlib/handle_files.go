@@ -439,35 +439,23 @@ func (c *clientHandler) handleSTATFile(param string) error {
 		return nil
 	}
 
-	var files []os.FileInfo
-	var errList error
+	// upgate fork: page by page (list_pages.go).
+	pages, _, errList := c.getFilePages(param, false)
+	if errList != nil {
+		c.writeMessage(c.errorCode(errList, StatusFileActionNotTaken), fmt.Sprintf("Could not list: %v", errList))
 
-	directoryPath := c.absPath(param)
-
-	if fileList, ok := c.driver.(ClientDriverExtensionFileList); ok {
-		files, errList = fileList.ReadDir(directoryPath)
-	} else {
-		directory, errOpenFile := c.driver.Open(c.absPath(param))
-
-		if errOpenFile != nil {
-			c.writeMessage(c.errorCode(errOpenFile, StatusFileActionNotTaken), fmt.Sprintf("Could not list: %v", errOpenFile))
-
-			return nil
-		}
-
-		files, errList = directory.Readdir(-1)
-		c.closeDirectory(directoryPath, directory)
+		return nil
 	}
 
-	if errList == nil {
-		defer c.multilineAnswer(StatusDirectoryStatus, fmt.Sprintf("STAT %v", param))()
+	defer c.multilineAnswer(StatusDirectoryStatus, fmt.Sprintf("STAT %v", param))()
 
+	_ = pages.each(func(files []os.FileInfo) error {
 		for _, f := range files {
 			c.writeLine(" " + c.fileStat(f)) // upgate fork: upstream wrote a literal "%s"
 		}
-	} else {
-		c.writeMessage(c.errorCode(errList, StatusFileActionNotTaken), fmt.Sprintf("Could not list: %v", errList))
-	}
+
+		return nil
+	})
 
 	return nil
 }

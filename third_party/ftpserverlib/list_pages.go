@@ -1,0 +1,123 @@
+package ftpserver
+
+// Listings page by page (upgate fork): LIST, NLST, MLSD and STAT of a
+// directory write each page of entries as the driver reads it, so that a
+// listing holds one page whatever the directory holds. Upstream read the
+// whole directory into memory first (a 50,000-entry directory cost tens of
+// megabytes per listing).
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path"
+
+	"github.com/spf13/afero"
+)
+
+// ClientDriverExtensionDirLister is a driver that opens a directory for a
+// listing: LIST, NLST, MLSD and STAT call OpenDir, then Readdir with a page
+// size until io.EOF, and write each page as it comes; entries are shown as
+// Readdir returns them ("." and ".." are the driver's to leave out). An
+// error from OpenDir or the first page is the command's reply; a later one
+// ends the transfer (upgate fork).
+type ClientDriverExtensionDirLister interface {
+	OpenDir(name string) (afero.File, error)
+}
+
+// listPageSize is how many entries a listing asks the driver for at once.
+const listPageSize = 512
+
+// dirPages is a listing being written: its first page, read before the
+// reply that opens the transfer, and the directory to read the rest from
+// (nil when first is the whole listing).
+type dirPages struct {
+	first []os.FileInfo
+	dir   afero.File
+}
+
+// each calls fn with every page, then closes the directory.
+func (p *dirPages) each(fn func([]os.FileInfo) error) error {
+	defer p.close()
+
+	if err := fn(p.first); err != nil {
+		return err
+	}
+
+	for p.dir != nil {
+		page, err := p.dir.Readdir(listPageSize)
+		if len(page) > 0 {
+			if errFn := fn(page); errFn != nil {
+				return errFn
+			}
+		}
+
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+
+		if err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+func (p *dirPages) close() {
+	if p.dir != nil {
+		_ = p.dir.Close()
+		p.dir = nil
+	}
+}
+
+// getFilePages is getFileList page by page when the driver implements
+// ClientDriverExtensionDirLister: it opens the directory and reads its
+// first page, so that an error is still the command's reply.
+func (c *clientHandler) getFilePages(param string, filePathAllowed bool) (*dirPages, string, error) {
+	lister, ok := c.driver.(ClientDriverExtensionDirLister)
+	if !ok {
+		files, parent, err := c.getFileList(param, filePathAllowed)
+
+		return &dirPages{first: files}, parent, err
+	}
+
+	if !c.server.settings.DisableLISTArgs {
+		param = c.checkLISTArgs(param)
+	}
+
+	listPath := c.absPath(param)
+	c.SetListPath(listPath)
+
+	info, err := c.driver.Stat(listPath)
+	if err != nil {
+		return nil, "", newFileAccessError("couldn't stat", err)
+	}
+
+	if !info.IsDir() {
+		if filePathAllowed {
+			return &dirPages{first: []os.FileInfo{c.listEntry(listPath, info)}}, path.Dir(c.getListPath()), nil
+		}
+
+		return nil, "", errFileList
+	}
+
+	dir, err := lister.OpenDir(listPath)
+	if err != nil {
+		return nil, "", newFileAccessError("couldn't open directory", err)
+	}
+
+	first, err := dir.Readdir(listPageSize)
+	if err != nil && !errors.Is(err, io.EOF) {
+		_ = dir.Close()
+
+		return nil, "", err
+	}
+
+	pages := &dirPages{first: first, dir: dir}
+	if errors.Is(err, io.EOF) {
+		pages.close()
+	}
+
+	return pages, listPath, nil
+}
