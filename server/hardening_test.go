@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -884,5 +885,77 @@ func TestHardeningDemoUserAnyCase(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "user "+strconv.Quote(name)+" is for the embedded default only and is refused on non-loopback listener listen.ftp") {
 			t.Errorf("user %q with the demo password on 0.0.0.0: %v", name, err)
 		}
+	}
+}
+
+// TestHardeningNoSetuidNoChown: FTP's SITE CHOWN 0:0 then SITE CHMOD
+// 40000755 (Go's setuid bit plus 0755, which ftpserverlib passed through)
+// made a setuid-root copy of a program when the agent runs as root, and
+// SITE CHMOD 4755 answered 200 while dropping the bit silently; SITE CHOWN
+// with a name chowned to uid 0. Now both protocols set permissions and the
+// sticky bit only, say so, and never change an owner; the agent itself
+// refuses setuid, setgid and chown whatever a gateway asks (its own tests
+// call it directly).
+func TestHardeningNoSetuidNoChown(t *testing.T) {
+	srv, root := startAll(t)
+	prog := filepath.Join(root, "alice", "id")
+	// An executable owned by someone else, as an attacker's upload would
+	// be after a chown.
+	if err := os.MkdirAll(filepath.Dir(prog), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\nid\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(prog, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	c := hLogin(t, "127.0.0.1", srv.FTPAddr.String(), "alice")
+	for line, want := range map[string]int{
+		"SITE CHOWN 0:0 id":       550,
+		"SITE CHOWN www-data id":  550,
+		"SITE CHMOD 40000755 id":  501,
+		"SITE CHMOD 99 id":        501,
+		"SITE CHMOD 4755 id":      200,
+		"SITE CHMOD 2775 id":      200,
+		"SITE CHMOD 1777 id":      200,
+		"SITE CHMOD 755":          501,
+		"SITE CHMOD 0644 missing": 550,
+	} {
+		if code, msg := c.cmd(line); code != want {
+			t.Errorf("%s: %d %s, want %d", line, code, msg, want)
+		} else if want == 200 && strings.Contains(line, "4755") && !strings.Contains(msg, "setuid") {
+			t.Errorf("%s: %q does not say the setuid bit was dropped", line, msg)
+		}
+	}
+	check := func(who string) {
+		t.Helper()
+		fi, err := os.Stat(prog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 || st.Uid != 1234 || st.Gid != 1234 {
+			t.Errorf("after %s: mode %v owner %d:%d, want no setuid/setgid and 1234:1234", who, fi.Mode(), st.Uid, st.Gid)
+		}
+	}
+	check("FTP")
+
+	// SFTP: SETSTAT with setuid and an owner: the bits and the owner are
+	// dropped, the permissions applied.
+	sc, err := sftp.NewClient(hSSH(t, srv.SFTPAddr.String(), "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if err := sc.Chmod("/id", os.ModeSetuid|os.ModeSetgid|0o750); err != nil {
+		t.Fatalf("SFTP chmod 06750: %v", err)
+	}
+	if err := sc.Chown("/id", 0, 0); err != nil {
+		t.Logf("SFTP chown: %v", err)
+	}
+	check("SFTP")
+	if fi, _ := os.Stat(prog); fi.Mode().Perm() != 0o750 {
+		t.Errorf("SFTP chmod 06750 left %v, want 0750", fi.Mode())
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -1158,4 +1159,72 @@ func TestCloseAfterFailedWriteAborts(t *testing.T) {
 		t.Fatalf("temp files left: %q", temps)
 	}
 	a.WaitIdle(t, settle)
+}
+
+// TestAgentRefusesPrivilege: whatever a gateway asks, the agent sets no
+// setuid or setgid bit and changes no owner (issue 14: FTP's SITE CHMOD
+// once passed Go's setuid bit through and made a setuid-root program).
+func TestAgentRefusesPrivilege(t *testing.T) {
+	a, c := start(t, "")
+	ctx := testCtx(t)
+	target := filepath.Join(a.Dir, "prog")
+	writeFile(t, target, "#!/bin/sh\n", 0o755)
+	for _, perm := range []fs.FileMode{fs.ModeSetuid | 0o755, fs.ModeSetgid | 0o755} {
+		if _, err := c.Chmod(ctx, &agentpb.ChmodRequest{Path: []byte("prog"), Perm: uint32(perm)}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("Chmod %v: %v, want PermissionDenied", perm, err)
+		}
+	}
+	if _, err := c.Chown(ctx, &agentpb.ChownRequest{Path: []byte("prog"), Uid: 0, Gid: 0}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("Chown: %v, want PermissionDenied", err)
+	}
+	fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("prog"), Flags: flags(fWrite)})
+	if resp := fst.do(&agentpb.FileRequest{Op: &agentpb.FileRequest_Chmod{Chmod: &agentpb.ChmodOp{Perm: uint32(fs.ModeSetuid | 0o755)}}}); resp.GetError() == nil {
+		t.Error("ChmodOp with setuid on an open file succeeded")
+	}
+	fst.close(false)
+	if fi, err := os.Stat(target); err != nil || fi.Mode() != 0o755 {
+		t.Errorf("prog after the refusals: %v, %v; want 0755", fi.Mode(), err)
+	}
+	// The sticky bit is allowed (a shared upload directory).
+	if err := os.Mkdir(filepath.Join(a.Dir, "shared"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Chmod(ctx, &agentpb.ChmodRequest{Path: []byte("shared"), Perm: uint32(fs.ModeSticky | 0o777)}); err != nil {
+		t.Errorf("Chmod 01777: %v", err)
+	}
+}
+
+// TestSymlinkChainsChecked: a link's target is checked through the links
+// that exist, as a program following it would resolve it, not as text:
+// sub/up -> .. and then chain -> sub/up/../bob used to be accepted, and
+// led into a sibling's tree for every program that follows links.
+func TestSymlinkChainsChecked(t *testing.T) {
+	a, c := start(t, "")
+	ctx := metadata.AppendToOutgoingContext(testCtx(t), agentpb.ScopeMetadata, "alice")
+	for _, d := range []string{"alice/sub", "bob"} {
+		if err := os.MkdirAll(filepath.Join(a.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(a.Dir, "bob", "secret"), "bob's", 0o644)
+	if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(".."), Path: []byte("alice/sub/up")}); err != nil {
+		t.Fatalf("sub/up -> .. (inside alice's root): %v", err)
+	}
+	for _, target := range []string{"sub/up/../bob", "sub/up/../bob/secret", "sub/up/sub/up/../bob", "sub/up/.."} {
+		if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte("alice/chain")}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("chain -> %s: %v, want PermissionDenied", target, err)
+		}
+		if _, err := os.Lstat(filepath.Join(a.Dir, "alice", "chain")); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("chain -> %s was made", target)
+		}
+	}
+	for _, target := range []string{"sub/up/sub", "sub/missing/../x", "sub"} {
+		if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte("alice/ok")}); err != nil {
+			t.Errorf("ok -> %s (stays inside): %v", target, err)
+		}
+		os.Remove(filepath.Join(a.Dir, "alice", "ok"))
+	}
+	if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte("a\nb"), Path: []byte("alice/ctl")}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a target with a newline: %v, want InvalidArgument", err)
+	}
 }

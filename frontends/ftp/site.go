@@ -2,6 +2,8 @@ package ftp
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -9,9 +11,9 @@ import (
 	ftpserver "github.com/fclairamb/ftpserverlib"
 )
 
-// Site answers the SITE subcommands ftpserverlib does not know (UTIME) and
-// leaves the others (CHMOD, CHOWN, SYMLINK, MKDIR, RMDIR) to it by
-// returning nil.
+// Site answers SITE UTIME (which ftpserverlib does not know), CHMOD and
+// CHOWN (which it gets wrong), and leaves the others (SYMLINK, MKDIR,
+// RMDIR) to it by returning nil.
 func (d *clientDriver) Site(param string) (answer *ftpserver.AnswerCommand) {
 	// recover works only in the deferred call itself, so recovered is
 	// deferred directly and runs first; then its error becomes the answer.
@@ -23,15 +25,17 @@ func (d *clientDriver) Site(param string) (answer *ftpserver.AnswerCommand) {
 	}()
 	defer recovered(d.c, "site", &panicErr)
 	cmd, args, _ := strings.Cut(param, " ")
-	if strings.EqualFold(cmd, "CHMOD") {
-		// ftpserverlib's handleCHMOD indexes the path without checking
-		// that there is one, and panics on "SITE CHMOD 640".
-		if mode, name, ok := strings.Cut(strings.TrimSpace(args), " "); !ok || mode == "" || strings.TrimSpace(name) == "" {
-			return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: "SITE CHMOD: want \"MODE PATH\""}
-		}
-		return nil
-	}
-	if !strings.EqualFold(cmd, "UTIME") {
+	switch strings.ToUpper(cmd) {
+	case "CHMOD":
+		return d.siteChmod(strings.TrimSpace(args))
+	case "CHOWN":
+		// SFTP ignores owners; FTP says so: files belong to the user the
+		// agent runs as, and an owner change could hand an upload to
+		// root (the agent refuses every chown anyway).
+		return &ftpserver.AnswerCommand{Code: ftpserver.StatusActionNotTaken,
+			Message: "SITE CHOWN: files belong to the container's user; upgate does not change owners"}
+	case "UTIME":
+	default:
 		return nil
 	}
 	name, mtime, err := parseUTIME(strings.TrimSpace(args))
@@ -43,6 +47,38 @@ func (d *clientDriver) Site(param string) (answer *ftpserver.AnswerCommand) {
 		return &ftpserver.AnswerCommand{Code: ftpserver.StatusActionNotTaken, Message: fmt.Sprintf("Couldn't set mtime of %s: %v", name, err)}
 	}
 	return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: "UTIME OK"}
+}
+
+// siteChmod answers SITE CHMOD MODE PATH as SFTP's SETSTAT does: MODE is
+// POSIX octal (at most 07777); the sticky bit is kept, setuid and setgid
+// are dropped (the reply says so): an upload must never become a program
+// that runs as someone else. ftpserverlib's own handler read MODE as Go's
+// FileMode bits (40000755 was setuid) and panicked without a path.
+func (d *clientDriver) siteChmod(args string) *ftpserver.AnswerCommand {
+	mode, name, ok := strings.Cut(args, " ")
+	name = strings.TrimSpace(name)
+	if !ok || mode == "" || name == "" {
+		return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: "SITE CHMOD: want \"MODE PATH\""}
+	}
+	bits, err := strconv.ParseUint(mode, 8, 32)
+	if err != nil || bits > 0o7777 {
+		return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters,
+			Message: fmt.Sprintf("SITE CHMOD: mode %q is not octal 0-7777", mode)}
+	}
+	perm := os.FileMode(bits & 0o777)
+	if bits&0o1000 != 0 {
+		perm |= os.ModeSticky
+	}
+	msg := "SITE CHMOD command successful"
+	if bits&0o6000 != 0 {
+		d.log.Info("setuid/setgid bits dropped", "path", name, "mode", mode)
+		msg += " (setuid and setgid bits are never set)"
+	}
+	p := d.c.absPath(name)
+	if err := d.Chmod(p, perm); err != nil {
+		return &ftpserver.AnswerCommand{Code: ftpserver.StatusActionNotTaken, Message: fmt.Sprintf("Couldn't chmod %s: %v", p, err)}
+	}
+	return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: msg}
 }
 
 // parseUTIME reads the two forms lftp sends: "TIME PATH" and
