@@ -363,7 +363,6 @@ func (g *GRPCFs) StatFS(ctx context.Context, name string) (FSStats, error) {
 	}, nil
 }
 
-
 // escapes reports whether the relative target, resolved from dir (an
 // absolute path in the filesystem's namespace), climbs above "/".
 func escapes(dir, target string) bool {

@@ -156,6 +156,15 @@ type Connections struct {
 	// 32. Must be positive.
 	MaxPerUser int `mapstructure:"max_per_user"`
 
+	// MaxFilesPerUser is the most files and directories one user may hold
+	// open at once over all their sessions (key
+	// connections.max_files_per_user); an open beyond it fails with "too
+	// many open files" (SFTP FAILURE, FTP 451), and other users are
+	// unaffected. Each open file is a stream and a descriptor on the
+	// agent. Default 1024: an IDE or lftp mirror holds a few. Must be
+	// positive.
+	MaxFilesPerUser int `mapstructure:"max_files_per_user"`
+
 	// ProgressTimeout aborts a data transfer (an FTP data connection) that
 	// has moved no byte for this long (key connections.progress_timeout).
 	// Default 2m. Must be positive.

@@ -275,6 +275,7 @@ func TestParseDefaults(t *testing.T) {
 			Max:             4096,
 			MaxPerIP:        64,
 			MaxPerUser:      32,
+			MaxFilesPerUser: 1024,
 			ProgressTimeout: 2 * time.Minute,
 			ProxyProtocol:   config.ProxyProtocol{Trusted: []string{}},
 			DrainTimeout:    30 * time.Second,

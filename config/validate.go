@@ -102,6 +102,7 @@ func (v *validator) connections(c *Connections) {
 	v.positiveInt("connections.max", c.Max)
 	v.positiveInt("connections.max_per_ip", c.MaxPerIP)
 	v.positiveInt("connections.max_per_user", c.MaxPerUser)
+	v.positiveInt("connections.max_files_per_user", c.MaxFilesPerUser)
 	v.positive("connections.progress_timeout", c.ProgressTimeout)
 	v.positive("connections.drain_timeout", c.DrainTimeout)
 	for i, s := range c.ProxyProtocol.Trusted {

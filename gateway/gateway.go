@@ -63,6 +63,7 @@ type Gateway struct {
 	defender Defender
 	metrics  *Metrics
 	feed     *feed.Feed
+	files    *fileLimits
 
 	// mu guards users (a config reload replaces it whole), listeners,
 	// ownPorts and draining.
@@ -110,6 +111,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	g := &Gateway{
 		log:       glog,
 		feed:      feed.New(0, nil),
+		files:     newFileLimits(cfg.Connections.MaxFilesPerUser),
 		agents:    pool,
 		settings:  settings,
 		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),

@@ -26,6 +26,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	g.users = users
 	g.mu.Unlock()
 	g.registry.SetLimits(Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser})
+	g.files.setMax(cfg.Connections.MaxFilesPerUser)
 	g.log.Info("configuration reloaded", "users", len(users), "agents", len(cfg.Agents))
 	return nil
 }

@@ -21,6 +21,7 @@ type sessionFs struct {
 	afero.Fs
 	sess    *Session
 	metrics *Metrics
+	files   *fileLimits
 }
 
 var (
@@ -43,7 +44,16 @@ func (s *sessionFs) Open(name string) (afero.File, error) { return s.OpenFile(na
 
 func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
 	s.sess.Touch()
-	end := s.sess.BeginTransfer()
+	release, err := s.files.acquire(s.sess.User(), name)
+	if err != nil {
+		s.sess.log.Warn("open refused", "path", name, "err", err)
+		return nil, err
+	}
+	transfer := s.sess.BeginTransfer()
+	end := func() {
+		transfer()
+		release()
+	}
 	f, err := s.Fs.OpenFile(name, flag, perm)
 	if err != nil {
 		end()

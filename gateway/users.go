@@ -174,7 +174,7 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	// atomic for others, POSIX for itself.
 	fsys = backend.NewView(fsys)
 	if sess != nil {
-		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics}
+		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics, files: g.files}
 		g.metrics.Logins.WithLabelValues(sess.Protocol, "ok").Inc()
 	}
 	log.Info("login", "method", method, "mounts", len(u.mounts))

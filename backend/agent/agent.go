@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
@@ -42,16 +44,34 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported by the Status call. Empty means "dev".
 	Version string
+	// MaxOpenFiles bounds the files the agent holds open for Open streams
+	// at once, over all gateways and users; an open beyond it fails with
+	// EMFILE ("too many open files"), so that no client can exhaust the
+	// process's descriptors (each open file costs up to two). Zero means
+	// DefaultMaxOpenFiles(); negative means no bound.
+	MaxOpenFiles int
+}
+
+// DefaultMaxOpenFiles is a quarter of the process's descriptor limit
+// (RLIMIT_NOFILE), at most 4096 and at least 64: room for every open file's
+// two descriptors with half the limit to spare for everything else.
+func DefaultMaxOpenFiles() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 1024
+	}
+	return int(min(max(lim.Cur/4, 64), 4096))
 }
 
 // Server implements agentpb.AgentServer over Config.Root.
 type Server struct {
 	agentpb.UnimplementedAgentServer
 
-	root    *os.Root
-	token   []byte
-	log     *slog.Logger
-	version string
+	root     *os.Root
+	token    []byte
+	log      *slog.Logger
+	version  string
+	maxFiles int64 // 0: no bound
 
 	openHandles atomic.Int64
 
@@ -85,12 +105,20 @@ func New(cfg Config) (*Server, error) {
 	if version == "" {
 		version = "dev"
 	}
+	maxFiles := int64(cfg.MaxOpenFiles)
+	switch {
+	case maxFiles == 0:
+		maxFiles = int64(DefaultMaxOpenFiles())
+	case maxFiles < 0:
+		maxFiles = 0
+	}
 	return &Server{
-		root:    root,
-		token:   []byte(cfg.Token),
-		log:     log.With("component", "agent", "root", cfg.Root),
-		version: version,
-		uploads: make(map[string]*handle),
+		maxFiles: maxFiles,
+		root:     root,
+		token:    []byte(cfg.Token),
+		log:      log.With("component", "agent", "root", cfg.Root),
+		version:  version,
+		uploads:  make(map[string]*handle),
 	}, nil
 }
 

@@ -29,8 +29,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/upgate/upgate/backend"
@@ -1226,5 +1226,33 @@ func TestSymlinkChainsChecked(t *testing.T) {
 	}
 	if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte("a\nb"), Path: []byte("alice/ctl")}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("a target with a newline: %v, want InvalidArgument", err)
+	}
+}
+
+// TestAgentOpenFileLimit: the agent holds at most MaxOpenFiles files open
+// for its streams, whatever the gateways ask (10,000 pipelined SFTP OPENs
+// once took the embedded gateway to its descriptor limit): one more open
+// is EMFILE, and a close makes room again.
+func TestAgentOpenFileLimit(t *testing.T) {
+	a := agenttest.StartWith(t, func(c *agent.Config) { c.MaxOpenFiles = 3 })
+	c := agentpb.NewAgentClient(a.Conn)
+	var open []*fileStream
+	for i := range 3 {
+		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte(fmt.Sprintf("f%d", i)), Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+		open = append(open, fst)
+	}
+	fst, resp := openStream(t, c, &agentpb.OpenOp{Path: []byte("f3"), Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+	if e := resp.GetError(); e == nil || e.GetErrno() != "EMFILE" || codes.Code(e.GetCode()) != codes.ResourceExhausted {
+		t.Fatalf("a 4th open: %v, want EMFILE", resp)
+	}
+	fst.cancel()
+	if a.Server.OpenHandles() != 3 {
+		t.Errorf("open handles %d after a refusal, want 3", a.Server.OpenHandles())
+	}
+	open[0].close(false)
+	fst, _ = openOK(t, c, &agentpb.OpenOp{Path: []byte("f3"), Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+	fst.close(false)
+	for _, f := range open[1:] {
+		f.close(false)
 	}
 }

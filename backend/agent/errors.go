@@ -83,7 +83,8 @@ func classify(err error) (codes.Code, string) {
 		return codes.PermissionDenied, name
 	case errno == syscall.EROFS:
 		return codes.PermissionDenied, name
-	case errno == syscall.ENOSPC || errno == syscall.EDQUOT || errno == syscall.EFBIG:
+	case errno == syscall.ENOSPC || errno == syscall.EDQUOT || errno == syscall.EFBIG ||
+		errno == syscall.EMFILE || errno == syscall.ENFILE:
 		return codes.ResourceExhausted, name
 	case errno == syscall.EINVAL || errno == syscall.ENAMETOOLONG:
 		return codes.InvalidArgument, name

@@ -78,12 +78,20 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 	if op == nil {
 		return status.Error(codes.InvalidArgument, "the first message of an Open stream must be OpenOp")
 	}
+	// Count the file before opening it, so that concurrent opens cannot
+	// overshoot the bound.
+	if n := s.openHandles.Add(1); s.maxFiles > 0 && n > s.maxFiles {
+		s.openHandles.Add(-1)
+		err := s.fail("Open", string(op.GetPath()), &fs.PathError{Op: "open", Path: string(op.GetPath()),
+			Err: fmt.Errorf("%w: the agent holds %d open files (its limit)", syscall.EMFILE, s.maxFiles)})
+		return stream.Send(&agentpb.FileResponse{Id: req.GetId(), Error: toProtoError(err)})
+	}
 	h, info, err := s.open(stream.Context(), op)
 	if err != nil {
+		s.openHandles.Add(-1)
 		err = s.fail("Open", string(op.GetPath()), err)
 		return stream.Send(&agentpb.FileResponse{Id: req.GetId(), Error: toProtoError(err)})
 	}
-	s.openHandles.Add(1)
 	defer func() {
 		if !h.done {
 			h.abort("stream ended without close")

@@ -9,14 +9,14 @@ var wireErrnos = [...]syscall.Errno{
 	syscall.ENOENT, syscall.EEXIST, syscall.EACCES, syscall.EPERM, syscall.ENOTEMPTY,
 	syscall.EXDEV, syscall.EISDIR, syscall.ENOTDIR, syscall.ENOSPC, syscall.EDQUOT,
 	syscall.EROFS, syscall.ENAMETOOLONG, syscall.EINVAL, syscall.ELOOP, syscall.EBUSY,
-	syscall.EFBIG, syscall.EIO,
+	syscall.EFBIG, syscall.EIO, syscall.EMFILE,
 }
 
 var errnoNames = [...]string{
 	"ENOENT", "EEXIST", "EACCES", "EPERM", "ENOTEMPTY",
 	"EXDEV", "EISDIR", "ENOTDIR", "ENOSPC", "EDQUOT",
 	"EROFS", "ENAMETOOLONG", "EINVAL", "ELOOP", "EBUSY",
-	"EFBIG", "EIO",
+	"EFBIG", "EIO", "EMFILE",
 }
 
 // ErrnoName names an errno for the wire; "" for one that does not cross it.

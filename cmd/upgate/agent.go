@@ -16,6 +16,7 @@ import (
 
 func agentCommand() *cobra.Command {
 	var listen, root, tokenFile, cert, key, clientCA, logLevel string
+	var maxOpenFiles int
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the agent that writes files inside a container",
@@ -31,7 +32,7 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 			if err != nil {
 				return fmt.Errorf("--token-file: %w", err)
 			}
-			srv, err := agent.New(agent.Config{Root: root, Token: strings.TrimSpace(string(tok)), Logger: log, Version: upgate.Version()})
+			srv, err := agent.New(agent.Config{Root: root, Token: strings.TrimSpace(string(tok)), Logger: log, Version: upgate.Version(), MaxOpenFiles: maxOpenFiles})
 			if err != nil {
 				return err
 			}
@@ -68,6 +69,7 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 	f.StringVar(&key, "tls-key", "", "PEM private key for --tls-cert")
 	f.StringVar(&clientCA, "client-ca", "", "PEM CA bundle: require client certificates signed by it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.IntVar(&maxOpenFiles, "max-open-files", 0, "files the agent holds open at once over every gateway; more opens fail with \"too many open files\" (0: a quarter of the descriptor limit, at most 4096; negative: no bound)")
 	_ = cmd.MarkFlagRequired("token-file")
 	return cmd
 }

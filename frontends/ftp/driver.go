@@ -116,8 +116,9 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 //     an agent that cannot be reached, a disk too full to create the
 //     user's root or the user's session limit, so no client takes it for
 //     a wrong password; 530 else;
-//   - an agent that cannot be reached, or a STOR whose size differs from
-//     what its ALLO announced: 451 (local error, try again);
+//   - an agent that cannot be reached, too many open files (the user's
+//     or the agent's limit), or a STOR whose size differs from what its
+//     ALLO announced: 451 (local error, try again);
 //   - a full disk or quota: 552 (exceeded storage allocation);
 //   - anything else (missing file, permission denied, exists): the
 //     library's 550, 450 or 530.
@@ -131,7 +132,7 @@ func (d *driver) ReplyCode(_ ftpserver.ClientContext, err error, code int) int {
 			return ftpserver.StatusServiceNotAvailable
 		}
 		return code // PASS has no other failure reply
-	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, ErrShortUpload):
+	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, ErrShortUpload), errors.Is(err, syscall.EMFILE):
 		return ftpserver.StatusLocalError
 	case full:
 		return ftpserver.StatusActionAborted

@@ -41,13 +41,20 @@ type Agent struct {
 // the server's goroutines.
 func Start(t testing.TB, dir string) *Agent {
 	t.Helper()
+	return StartWith(t, func(c *agent.Config) { c.Root = dir })
+}
+
+// StartWith is Start with the agent's config adjusted by edit (its Root
+// empty means a t.TempDir(); Token and Logger are set already).
+func StartWith(t testing.TB, edit func(*agent.Config)) *Agent {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	a := Serve(t, dir, lis, hex.EncodeToString(b[:]))
+	a := serve(t, lis, hex.EncodeToString(b[:]), edit)
 	cc, err := backend.Dial(a.Addr, backend.DialOptions{Token: a.Token})
 	if err != nil {
 		t.Fatal(err)
@@ -62,10 +69,20 @@ func Start(t testing.TB, dir string) *Agent {
 // dialling it: Conn is nil. It stops in t.Cleanup.
 func Serve(t testing.TB, dir string, lis net.Listener, token string, opts ...grpc.ServerOption) *Agent {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
+	return serve(t, lis, token, func(c *agent.Config) { c.Root = dir }, opts...)
+}
+
+func serve(t testing.TB, lis net.Listener, token string, edit func(*agent.Config), opts ...grpc.ServerOption) *Agent {
+	t.Helper()
+	cfg := agent.Config{Token: token, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if edit != nil {
+		edit(&cfg)
 	}
-	srv, err := agent.New(agent.Config{Root: dir, Token: token, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if cfg.Root == "" {
+		cfg.Root = t.TempDir()
+	}
+	dir := cfg.Root
+	srv, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
