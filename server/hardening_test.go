@@ -387,8 +387,11 @@ func TestHardeningFTPNoDataBeforeLogin(t *testing.T) {
 // to fill a range).
 func hFreeRange(t *testing.T, n int) (first int) {
 	t.Helper()
+	// Below the kernel's ephemeral range (32768 and up by default), where
+	// other tests' port-0 listeners and outgoing connections cannot take
+	// a port of the range between this check and the gateway's PASV.
 	for try := range 200 {
-		first = 20000 + (os.Getpid()*7919+try*104729)%40000
+		first = 20000 + (os.Getpid()*7919+try*104729)%(12000-n)
 		ok := true
 		for p := first; p < first+n && ok; p++ {
 			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))

@@ -125,6 +125,12 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 //
 // The reply's text is the error's, which names the path and the agent.
 func (d *driver) ReplyCode(_ ftpserver.ClientContext, err error, code int) int {
+	return replyCode(err, code)
+}
+
+// replyCode is ReplyCode's rule, for the replies the driver writes itself
+// (SITE).
+func replyCode(err error, code int) int {
 	full := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 	switch {
 	case code == ftpserver.StatusNotLoggedIn:
