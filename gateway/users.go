@@ -206,7 +206,8 @@ func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger) (afero.
 			}
 			return nil, fmt.Errorf("gateway: prepare root of user %s on agent %s: %w", u.name, m.Agent, err)
 		}
-		var fsys afero.Fs = backend.NewGRPCFs(ctx, cc, backend.Options{Root: m.Root, Agent: m.Agent, User: u.name, CallTimeout: time.Minute})
+		var fsys afero.Fs = backend.NewGRPCFs(ctx, cc, backend.Options{Root: m.Root, Agent: m.Agent, User: u.name, CallTimeout: time.Minute,
+			Observe: g.agents.observer(m.Agent)})
 		if m.ReadOnly {
 			fsys = backend.ReadOnly(fsys)
 		}

@@ -109,25 +109,29 @@ type scope struct {
 	sub    bool   // r was opened for this call: Close closes it
 }
 
-// scope returns the part of the root the call's metadata allows, after
-// checking that every path (cleaned) lies in it. Close it when done.
-func (s *Server) scope(ctx context.Context, paths ...string) (*scope, error) {
+// callScope returns the part of the root a v1 call's metadata allows
+// (agentpb.ScopeMetadata). Close it when done.
+func (s *Server) callScope(ctx context.Context) (*scope, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	v := md.Get(agentpb.ScopeMetadata)
-	if len(v) == 0 || v[0] == "" {
+	if len(v) == 0 {
 		return &scope{r: s.root}, nil
 	}
-	dir, err := clean(v[0])
+	return s.openScope(v[0])
+}
+
+// openScope returns the part of the root below dir, a wire path; "" and
+// "." are the whole root. Close it when done.
+func (s *Server) openScope(dir string) (*scope, error) {
+	if dir == "" {
+		return &scope{r: s.root}, nil
+	}
+	dir, err := clean(dir)
 	if err != nil {
 		return nil, err
 	}
 	if dir == "." {
 		return &scope{r: s.root}, nil
-	}
-	for _, p := range paths {
-		if p != dir && !strings.HasPrefix(p, dir+"/") {
-			return nil, status.Errorf(codes.PermissionDenied, "path %q is outside the call's root %q", p, dir)
-		}
 	}
 	r, err := s.root.OpenRoot(dir)
 	if err != nil {
