@@ -16,10 +16,11 @@ import (
 //
 // Each pair holds a ring of LatencyWindow/LatencySlot time slots, and each
 // slot a histogram with logarithmic buckets (each 25% wider than the one
-// before, from 1 ms to about 3.5 min, longer ones in the last), its count,
+// before, from 0.1 ms to about 12 min, longer ones in the last), its count,
 // minimum and maximum. A percentile is read from the buckets of the slots
-// in the window: within 12% of the true value, and exact when every save in
-// the window took the same time (it is clamped to the minimum and maximum).
+// in the window: within 12% of the true value, and exact when it is the
+// smallest or the largest save (p99 of fewer than 100 saves), or when every
+// save took the same time.
 
 const (
 	// LatencyWindow is how far back save latency summaries look.
@@ -29,8 +30,8 @@ const (
 	LatencySlot = 30 * time.Second
 
 	latencySlots   = int(LatencyWindow / LatencySlot)
-	latencyBuckets = 56
-	latencyBase    = time.Millisecond
+	latencyBuckets = 72
+	latencyBase    = 100 * time.Microsecond
 	latencyGrowth  = 1.25
 )
 
@@ -216,9 +217,17 @@ func (s *latencySlotData) merge(o *latencySlotData) {
 	}
 }
 
-// quantile estimates the q-quantile (0 < q ≤ 1) of the slot's saves.
+// quantile estimates the q-quantile (0 < q ≤ 1) of the slot's saves, by
+// nearest rank: exact when it is the smallest or the largest (p99 of fewer
+// than 100 saves is their maximum).
 func (s *latencySlotData) quantile(q float64) time.Duration {
 	rank := uint32(math.Ceil(q * float64(s.n)))
+	switch {
+	case rank >= s.n:
+		return s.max
+	case rank <= 1:
+		return s.min
+	}
 	var seen uint32
 	for i, c := range s.buckets {
 		if seen += c; seen >= rank && c > 0 {
