@@ -321,7 +321,9 @@ func (p *agentPool) close() error {
 			errs = append(errs, fmt.Errorf("close embedded agent %s: %w", name, err))
 		}
 	}
+	p.mu.Lock() // Agents reads embedded under mu, from the admin page's goroutines
 	clear(p.embedded)
+	p.mu.Unlock()
 	return errors.Join(errs...)
 }
 
