@@ -24,10 +24,11 @@ import (
 // loopback listener.
 type Config struct {
 	// Token, if non-empty, must be sent as "Authorization: Bearer
-	// <token>" to /metrics and /api/; /healthz and /readyz stay open for
-	// probes. Empty means no token, for a loopback listener only: /metrics
-	// and /api/ then answer 403 to a request whose Host header is not a
-	// loopback name or address, which a page using DNS rebinding sends.
+	// <token>" to /metrics and /api/, and the operator page's login form
+	// asks for it; /healthz and /readyz stay open for probes. Empty means
+	// no token, for a loopback listener only: /metrics, /api/ and the page
+	// then answer 403 to a request whose Host header is not a loopback
+	// name or address, which a page using DNS rebinding sends.
 	Token string
 	// Ready, if non-nil, replaces the readiness check (the server uses it
 	// to add "listeners are up"). Nil means Gateway.Ready.

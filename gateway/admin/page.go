@@ -23,16 +23,8 @@ import (
 	"github.com/upgate/upgate/gateway"
 )
 
-// The operator page is served at / on the admin listener: a template
-// (web/page.html), a script and a style sheet (web/static/), all embedded,
-// and a Server-Sent Events stream (/ui/stream) that the script renders.
-// With a token, the page asks for it once (web/login.html) and keeps a
-// session cookie signed with a key derived from it: HttpOnly,
-// SameSite=Strict, Secure over TLS, valid for cookieLifetime. Without a
-// token, the page answers only requests to a loopback Host from a loopback
-// address, like the API. A kick is a POST that must carry the CSRF token
-// the page was rendered with (an HMAC of the session cookie) in the
-// X-Upgate-Csrf header, and pass http.CrossOriginProtection.
+// webFiles are the page's templates (web/*.html) and the files served
+// under /ui/static/ (web/static/).
 //
 //go:embed web
 var webFiles embed.FS
@@ -44,8 +36,19 @@ const (
 	maxLoginBody   = 4 << 10
 )
 
-// page serves the operator page. Its zero value is not usable: use
-// newPage.
+// page serves the operator page at / on the admin listener: a template, a
+// script and a style sheet, all embedded, and a Server-Sent Events stream
+// (/ui/stream, stream.go) that the script renders.
+//
+// With a token, the page asks for it once (web/login.html) and keeps a
+// session cookie signed with a key derived from it: HttpOnly,
+// SameSite=Strict, Secure over TLS, valid for cookieLifetime. Without a
+// token, it answers only requests to a loopback Host from a loopback
+// address, like the API. A kick is a POST that must carry the CSRF token
+// the page was rendered with (an HMAC of the session cookie) in the
+// X-Upgate-Csrf header, and pass http.CrossOriginProtection.
+//
+// Its zero value is not usable: use newPage.
 type page struct {
 	gw    *gateway.Gateway
 	log   *slog.Logger
