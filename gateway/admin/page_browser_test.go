@@ -11,10 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/upgate/upgate/internal/gwtest"
@@ -129,6 +132,26 @@ func TestOperatorPage(t *testing.T) {
 	srv := env.Srv
 	ctx := newBrowser(t, chromium, 3*time.Minute)
 	base := adminURL(srv, "/")
+	var errMu sync.Mutex
+	var pageErrors []string // uncaught exceptions, console errors, refused loads (CSP)
+	if err := chromedp.Listen(ctx, func(ev any) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			pageErrors = append(pageErrors, "exception: "+ev.ExceptionDetails.Text)
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError {
+				pageErrors = append(pageErrors, "console.error")
+			}
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Level == cdplog.EntryLevelError {
+				pageErrors = append(pageErrors, ev.Entry.Text+" "+ev.Entry.URL)
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	// Log in once; the cookie is HttpOnly and SameSite=Strict.
 	do(t, ctx, "open the page", chromedp.Navigate(base), chromedp.WaitVisible(chromedp.CSS("#token")))
@@ -291,6 +314,11 @@ func TestOperatorPage(t *testing.T) {
 	if !eval[bool](t, ctx, `window.upgateNoReload === true`) {
 		t.Error("the page reloaded")
 	}
+	errMu.Lock()
+	if len(pageErrors) > 0 {
+		t.Errorf("the page had errors: %q", pageErrors)
+	}
+	errMu.Unlock()
 	if n := eval[int](t, ctx, `document.querySelectorAll('#sessions tbody tr').length`); n != 2 {
 		t.Errorf("%d session rows left, want bob's and alice's SFTP", n)
 	}
