@@ -94,7 +94,8 @@ type Defender struct {
 // Admin configures the admin HTTP server.
 type Admin struct {
 	// TokenFile names a file holding a bearer token that /metrics and the
-	// sessions API require (key admin.token_file). Default empty: no
+	// sessions API require, and the operator page's login form (key
+	// admin.token_file). Default empty: no
 	// token, which is allowed only while listen.admin is a loopback
 	// address; the admin server then also refuses requests whose Host is
 	// not a loopback name or address (DNS rebinding).

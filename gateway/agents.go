@@ -37,6 +37,7 @@ type agentPool struct {
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
 	healthy    sync.Map
+	checks     sync.Map // by agent name: the last health call's AgentStatus
 
 	// mu guards configs, conns, retired and tokens.
 	mu      sync.Mutex
@@ -251,12 +252,21 @@ func (p *agentPool) checkHealth(ctx context.Context) {
 	for _, name := range p.staticAgents() {
 		cc, target, err := p.conn(name, "")
 		up := false
+		check := AgentStatus{Name: name, Address: target, Checked: time.Now(), OpenFiles: -1, Uploads: -1}
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err = agentpb.NewAgentClient(cc).Status(cctx, &agentpb.StatusRequest{})
+			var st *agentpb.StatusResponse
+			st, err = agentpb.NewAgentClient(cc).Status(cctx, &agentpb.StatusRequest{})
 			cancel()
-			up = err == nil
+			check.RTT = time.Since(check.Checked)
+			if up = err == nil; up {
+				check.OpenFiles, check.Uploads = st.GetOpenHandles(), st.GetUploadsInProgress()
+			}
 		}
+		if check.Up = up; err != nil {
+			check.Err = err.Error()
+		}
+		p.checks.Store(name, check)
 		if was, ok := p.healthy.Load(name); !ok || was.(bool) != up {
 			if up {
 				p.log.Info("agent up", "agent", name, "address", target)
@@ -311,7 +321,9 @@ func (p *agentPool) close() error {
 			errs = append(errs, fmt.Errorf("close embedded agent %s: %w", name, err))
 		}
 	}
+	p.mu.Lock() // Agents reads embedded under mu, from the admin page's goroutines
 	clear(p.embedded)
+	p.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -323,4 +335,45 @@ func (g *Gateway) EmbeddedAgent(name string) (*agent.Server, bool) {
 		return nil, false
 	}
 	return e.server, true
+}
+
+// AgentStatus is a configured agent as the health loop last saw it, for the
+// operator page. Agents whose address holds "{user}" are not checked (their
+// address differs per user): Checked is zero and PerUser true.
+type AgentStatus struct {
+	Name     string        `json:"name"`
+	Address  string        `json:"address"`
+	Embedded bool          `json:"embedded,omitempty"`
+	PerUser  bool          `json:"per_user,omitempty"`
+	Checked  time.Time     `json:"checked"` // the last health call; zero if none yet
+	Up       bool          `json:"up"`
+	RTT      time.Duration `json:"rtt"` // the last health call's round trip, in nanoseconds
+	// OpenFiles and Uploads are the agent's open handles and uploads in
+	// progress as its last health call reported them; -1 if unknown.
+	OpenFiles int64  `json:"open_files"`
+	Uploads   int64  `json:"uploads"`
+	Err       string `json:"error,omitempty"` // the last health call's error
+}
+
+// Agents returns every configured agent's status by name; embedded agents'
+// open files are counted now.
+func (g *Gateway) Agents() []AgentStatus {
+	p := g.agents
+	p.mu.Lock()
+	out := make([]AgentStatus, 0, len(p.configs))
+	for name, a := range p.configs {
+		st := AgentStatus{Name: name, Address: a.Address, Embedded: a.Embedded, OpenFiles: -1, Uploads: -1,
+			PerUser: !a.Embedded && strings.Contains(a.Address, "{user}")}
+		if c, ok := p.checks.Load(name); ok {
+			st = c.(AgentStatus)
+			st.Embedded, st.PerUser = a.Embedded, false
+		}
+		if e, ok := p.embedded[name]; ok {
+			st.Address, st.OpenFiles, st.Uploads = e.addr, e.server.OpenHandles(), e.server.UploadsInProgress()
+		}
+		out = append(out, st)
+	}
+	p.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }

@@ -64,6 +64,8 @@ type Gateway struct {
 	metrics  *Metrics
 	feed     *feed.Feed
 	files    *fileLimits
+	latency  *SaveLatency
+	xfers    *transfers
 
 	// mu guards users (a config reload replaces it whole), listeners,
 	// ownPorts and draining.
@@ -108,10 +110,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		}
 		def = fd
 	}
+	events, latency := feed.New(0, nil), NewSaveLatency(nil)
 	g := &Gateway{
 		log:       glog,
-		feed:      feed.New(0, nil),
+		feed:      events,
 		files:     newFileLimits(cfg.Connections.MaxFilesPerUser),
+		latency:   latency,
+		xfers:     newTransfers(events, latency, metrics),
 		agents:    pool,
 		settings:  settings,
 		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),
@@ -129,6 +134,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	g.registry.OnClose(func(s *Session) {
 		metrics.ConnectionsActive.WithLabelValues(s.Protocol).Dec()
 		metrics.ConnectionsClosed.WithLabelValues(s.Protocol, s.CloseReason()).Inc()
+		g.publishClose(s)
 	})
 	pool.startHealth()
 	return g, nil

@@ -174,8 +174,9 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	// atomic for others, POSIX for itself.
 	fsys = backend.NewView(fsys)
 	if sess != nil {
-		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics, files: g.files}
+		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics, files: g.files, tr: g.xfers}
 		g.metrics.Logins.WithLabelValues(sess.Protocol, "ok").Inc()
+		g.publishLogin(sess, method)
 	}
 	log.Info("login", "method", method, "mounts", len(u.mounts))
 	return &Login{User: u.name, Fs: fsys, Method: method}, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +11,8 @@ import (
 )
 
 // TestSessionsAndKickCLI: a real FTP client's session shows in `upgate
-// sessions` (table and --by user), and `upgate kick` disconnects it.
+// sessions` (table and --by user) with its save latency, and `upgate kick`
+// disconnects it.
 func TestSessionsAndKickCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -57,6 +59,13 @@ func TestSessionsAndKickCLI(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") {
 		t.Fatalf("sessions table:\n%s", table)
 	}
+	if err := c.Stor("saved.txt", strings.NewReader("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("sessions", "--admin", adminAddr); !strings.Contains(out, "SAVE LATENCY (open to commit, last 5m)") ||
+		!regexp.MustCompile(`\ndemo +ftp +1 +\S+ +\S+ +\S+\n`).MatchString(out) {
+		t.Errorf("sessions with a save:\n%s", out)
+	}
 	fields := strings.Fields(lines[1])
 	if fields[1] != "ftp" || fields[2] != "demo" || !strings.Contains(lines[1], "30s/10s/3 ut=1m0s") {
 		t.Fatalf("session row: %q", lines[1])
@@ -71,7 +80,7 @@ func TestSessionsAndKickCLI(t *testing.T) {
 		t.Error("the kicked client still gets replies")
 	}
 	deadline = time.Now().Add(10 * time.Second)
-	for strings.Contains(run("sessions", "--admin", adminAddr), "demo") {
+	for strings.Contains(run("sessions", "--admin", adminAddr, "--by", "user"), "demo") {
 		if time.Now().After(deadline) {
 			t.Fatal("the kicked session is still listed")
 		}

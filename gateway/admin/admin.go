@@ -1,7 +1,8 @@
 // Package admin is the gateway's operator view over HTTP: Prometheus
-// metrics, health and readiness probes, and the sessions API that
-// `upgate sessions` and `upgate kick` use. It listens on loopback by
-// default; a bearer token can guard everything but the probes.
+// metrics, health and readiness probes, the sessions and latency API that
+// `upgate sessions` and `upgate kick` use, and the live operator page. It
+// listens on loopback by default; a bearer token can guard everything but
+// the probes (the page asks for it once and keeps a cookie).
 package admin
 
 import (
@@ -23,10 +24,11 @@ import (
 // loopback listener.
 type Config struct {
 	// Token, if non-empty, must be sent as "Authorization: Bearer
-	// <token>" to /metrics and /api/; /healthz and /readyz stay open for
-	// probes. Empty means no token, for a loopback listener only: /metrics
-	// and /api/ then answer 403 to a request whose Host header is not a
-	// loopback name or address, which a page using DNS rebinding sends.
+	// <token>" to /metrics and /api/, and the operator page's login form
+	// asks for it; /healthz and /readyz stay open for probes. Empty means
+	// no token, for a loopback listener only: /metrics, /api/ and the page
+	// then answer 403 to a request whose Host header is not a loopback
+	// name or address, which a page using DNS rebinding sends.
 	Token string
 	// Ready, if non-nil, replaces the readiness check (the server uses it
 	// to add "listeners are up"). Nil means Gateway.Ready.
@@ -48,6 +50,10 @@ type SessionsResponse struct {
 //	GET    /readyz             200 once listeners are up and static agents answer, else 503
 //	GET    /api/sessions       live sessions (JSON SessionsResponse)
 //	DELETE /api/sessions/{id}  kick a session: 204, or 404 if there is none
+//	GET    /api/latency        save latency per user and protocol (JSON LatencyResponse)
+//	GET    /                   the operator page (page.go), or its login form
+//
+// NewHandler panics if the page's embedded templates do not parse.
 func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
 	log := cfg.Logger
 	if log == nil {
@@ -116,6 +122,12 @@ func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
 		log.Info("session kicked", "session", id, "remote", r.RemoteAddr, "close_err", err)
 		w.WriteHeader(http.StatusNoContent)
 	})))
+	mux.Handle("GET /api/latency", auth(http.HandlerFunc(latencyHandler(gw))))
+	pg, err := newPage(gw, cfg.Token, log)
+	if err != nil {
+		panic(err) // the embedded files are part of the binary
+	}
+	pg.register(mux)
 	return mux
 }
 
