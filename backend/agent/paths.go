@@ -196,11 +196,13 @@ func (c *scope) rename(from, to string) error {
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
 	}
 	defer od.Close()
-	nd, err := c.r.Open(path.Dir(to))
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
+	nd := od // an upload's commit renames within one directory: open it once
+	if path.Dir(to) != path.Dir(from) {
+		if nd, err = c.r.Open(path.Dir(to)); err != nil {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
+		}
+		defer nd.Close()
 	}
-	defer nd.Close()
 	oc, err := od.SyscallConn()
 	if err != nil {
 		return err
