@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/upgate/upgate/backend/agent/hooks"
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
@@ -42,6 +43,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Version is reported by the Status call. Empty means "dev".
 	Version string
+	// Hooks run after changes under Root (package hooks; the agent's
+	// hook file, `upgate agent --hooks`). Nil means none. Committed
+	// changes and hook runs are streamed by the AgentEvents service
+	// either way.
+	Hooks []hooks.Hook
 }
 
 // Server implements agentpb.AgentServer over Config.Root.
@@ -54,6 +60,7 @@ type Server struct {
 	version string
 
 	openHandles atomic.Int64
+	events      *events // changes and hook runs (events.go)
 
 	// mu guards uploads: the atomic uploads in progress, by upload id,
 	// with their paths (see handle); and swept: when each directory was
@@ -85,13 +92,18 @@ func New(cfg Config) (*Server, error) {
 	if version == "" {
 		version = "dev"
 	}
-	return &Server{
+	s := &Server{
 		root:    root,
 		token:   []byte(cfg.Token),
 		log:     log.With("component", "agent", "root", cfg.Root),
 		version: version,
 		uploads: make(map[string]*handle),
-	}, nil
+	}
+	if err := s.startEvents(cfg.Root, cfg.Hooks); err != nil { // hooks+events
+		root.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // OpenHandles reports how many files the agent holds open for Open streams
@@ -105,6 +117,10 @@ func (s *Server) UploadsInProgress() int64 {
 	return int64(len(s.uploads))
 }
 
-// Close releases the root directory. Streams still open keep their files
-// until they end; stop the gRPC server first.
-func (s *Server) Close() error { return s.root.Close() }
+// Close stops the hooks (a running hook's process group is killed) and
+// releases the root directory. Streams still open keep their files until
+// they end; stop the gRPC server first.
+func (s *Server) Close() error {
+	s.stopEvents() // hooks+events
+	return s.root.Close()
+}

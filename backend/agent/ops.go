@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/upgate/upgate/backend/agent/hooks"
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
@@ -140,11 +141,13 @@ func (s *Server) Mkdir(ctx context.Context, req *agentpb.MkdirRequest) (*agentpb
 	}
 	defer sc.Close()
 	perm := fs.FileMode(req.GetPerm()) & fs.ModePerm
+	existed := req.GetAll() && s.isDir(sc, p) // hooks+events: mkdir -p of a directory changes nothing
 	if req.GetAll() {
 		err = sc.MkdirAll(p, perm)
 	} else {
 		err = sc.Mkdir(p, perm)
 	}
+	s.notifyMkdir(err, existed, p) // hooks+events
 	return &agentpb.Empty{}, s.fail("Mkdir", p, err)
 }
 
@@ -169,6 +172,7 @@ func (s *Server) Remove(ctx context.Context, req *agentpb.RemoveRequest) (*agent
 	} else if err = sc.Remove(p); errors.Is(err, syscall.ENOTEMPTY) && s.removeDeadTemps(sc, p) {
 		err = sc.Remove(p) // held only temp files of uploads that no longer run
 	}
+	s.notify(err, hooks.Delete, p) // hooks+events
 	return &agentpb.Empty{}, s.fail("Remove", p, err)
 }
 
@@ -228,6 +232,7 @@ func (s *Server) Rename(ctx context.Context, req *agentpb.RenameRequest) (*agent
 		s.movedUploads(from, to)
 	}
 	s.mu.Unlock()
+	s.notifyRename(err, from, to) // hooks+events
 	return &agentpb.Empty{}, s.fail("Rename", from, err)
 }
 
