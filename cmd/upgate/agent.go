@@ -12,10 +12,11 @@ import (
 
 	"github.com/upgate/upgate"
 	"github.com/upgate/upgate/backend/agent"
+	"github.com/upgate/upgate/backend/agent/hooks"
 )
 
 func agentCommand() *cobra.Command {
-	var listen, root, tokenFile, cert, key, clientCA, logLevel string
+	var listen, root, tokenFile, cert, key, clientCA, hooksFile, logLevel string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the agent that writes files inside a container",
@@ -23,7 +24,30 @@ func agentCommand() *cobra.Command {
 the token in --token-file; with --tls-cert and --tls-key the agent speaks TLS,
 and with --client-ca it also requires a client certificate (mTLS).
 Run it as the user the container's application runs as: files are written
-with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
+with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.
+
+--hooks FILE runs commands after files change (read once, at start):
+
+  hooks:
+    - name: opcache-reset            # required, unique: events, logs, metrics
+      match: ["**/*.php"]            # required: globs of paths relative to --root
+      exclude: ["vendor/**"]         # optional
+      on: [write, rename]            # write (a committed upload), rename (its
+                                     # destination), delete, mkdir; default write, rename
+      command: ["sh", "-c", "kill -USR2 \"$(cat /run/php-fpm/php-fpm.pid)\""]
+      debounce: 300ms                # run once no match came for this long (default 300ms)
+      timeout: 1m                    # then its process group is killed (default 1m)
+      env: {APP_ENV: local}          # optional, added to the agent's environment
+
+In a glob, * and ? stay within one path segment and a ** segment matches
+any number of them: "**/*.php" is every PHP file, "composer.json" the one
+at the root. The command runs without a shell (name one to get it) as the
+agent's user, in --root, with the changed paths on stdin, one per line,
+and in UPGATE_CHANGED (newline-separated, at most 32 KiB; then
+UPGATE_CHANGED_TRUNCATED=1), plus UPGATE_CHANGED_COUNT, UPGATE_HOOK and
+UPGATE_ROOT. A hook never runs twice at once: changes during a run run it
+once more afterwards with all their paths. Its result never affects the
+upload; runs are logged and streamed to the gateway (upgate events).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := newLogger(logLevel, "text")
@@ -31,7 +55,13 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 			if err != nil {
 				return fmt.Errorf("--token-file: %w", err)
 			}
-			srv, err := agent.New(agent.Config{Root: root, Token: strings.TrimSpace(string(tok)), Logger: log, Version: upgate.Version()})
+			var hs []hooks.Hook
+			if hooksFile != "" {
+				if hs, err = hooks.Load(hooksFile); err != nil {
+					return fmt.Errorf("--hooks: %w", err)
+				}
+			}
+			srv, err := agent.New(agent.Config{Root: root, Token: strings.TrimSpace(string(tok)), Logger: log, Version: upgate.Version(), Hooks: hs})
 			if err != nil {
 				return err
 			}
@@ -56,7 +86,8 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 			if err != nil {
 				return err
 			}
-			log.Info("agent serving", "listen", lis.Addr().String(), "root", root, "tls", cert != "", "mtls", clientCA != "", "version", upgate.Version())
+			log.Info("agent serving", "listen", lis.Addr().String(), "root", root, "tls", cert != "", "mtls", clientCA != "",
+				"hooks", len(hs), "version", upgate.Version())
 			return agent.Serve(cmd.Context(), srv, lis, opts...)
 		},
 	}
@@ -67,6 +98,7 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 	f.StringVar(&cert, "tls-cert", "", "PEM certificate: serve TLS")
 	f.StringVar(&key, "tls-key", "", "PEM private key for --tls-cert")
 	f.StringVar(&clientCA, "client-ca", "", "PEM CA bundle: require client certificates signed by it")
+	f.StringVar(&hooksFile, "hooks", "", "YAML file of hooks: commands run after files change (see above)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	_ = cmd.MarkFlagRequired("token-file")
 	return cmd

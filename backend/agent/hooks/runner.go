@@ -63,8 +63,8 @@ type Options struct {
 	// Root is the agent's root directory: each command's working
 	// directory, and what changed paths are relative to. Required.
 	Root string
-	// Logger receives one line per run (Info when OK, Warn otherwise).
-	// Nil means slog.Default().
+	// Logger receives one line per run, "hook ran" (Info when OK, Warn
+	// otherwise). Nil means slog.Default().
 	Logger *slog.Logger
 	// OnRun, if non-nil, is called after each run with its outcome, on
 	// the hook's own goroutine: a slow OnRun delays that hook's next run
@@ -103,7 +103,7 @@ func NewRunner(hooks []Hook, opts Options) (*Runner, error) {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runner{root: root, log: log.With("component", "hooks"), onRun: opts.OnRun, ctx: ctx, cancel: cancel}
+	r := &Runner{root: root, log: log, onRun: opts.OnRun, ctx: ctx, cancel: cancel}
 	for _, h := range hooks {
 		h.Match, h.Exclude, h.On, h.Command = clone(h.Match), clone(h.Exclude), clone(h.On), clone(h.Command)
 		w := &worker{r: r, h: h, notify: make(chan struct{}, 1), seen: make(map[string]struct{})}
