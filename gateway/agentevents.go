@@ -60,12 +60,14 @@ type HookEvent struct {
 	Error           string    `json:"error,omitempty"`
 	Start           time.Time `json:"start"`
 	DurationSeconds float64   `json:"duration_seconds"`
-	// Paths are the run's changed paths in the event's user's tree (for
-	// an event without a user, the agent paths no user's mount covers);
-	// PathsTotal counts all of the run's paths, other users' included.
+	// Paths are the run's changed paths in the event's user's tree. A run
+	// whose paths are not all one user's is also published without a
+	// user, with every path as an agent path. PathsTotal counts all of
+	// the run's paths, other users' and unlisted ones included.
 	Paths      []string `json:"paths"`
 	PathsTotal int      `json:"paths_total"`
-	// Output is the tail of the command's stdout and stderr.
+	// Output is the tail of the command's stdout and stderr; empty in a
+	// user's copy of a run that had other users' paths too.
 	Output string `json:"output,omitempty"`
 	// Event identifies the run, "<boot id>/<seq>": the same in the copies
 	// published to several users.
@@ -294,7 +296,7 @@ func (ae *agentEvents) publish(w *agentWatch, ev *agentpb.AgentEvent, log *slog.
 	ae.duration.WithLabelValues(w.name, r.GetHook()).Observe(d.Seconds())
 
 	byUser := map[string][]string{}
-	var users, unowned []string
+	var users, unowned []string // unowned: paths no user's mount covers
 	for _, b := range r.GetPaths() {
 		p := string(b)
 		owners := ae.g.owners(w.name, w.target, p)
@@ -327,15 +329,24 @@ func (ae *agentEvents) publish(w *agentWatch, ev *agentpb.AgentEvent, log *slog.
 	e := HookEvent{Agent: w.name, Hook: r.GetHook(), Result: result, ExitCode: int(r.GetExitCode()), Error: r.GetError(),
 		Start: time.Unix(0, r.GetStartUnixNano()), DurationSeconds: d.Seconds(), PathsTotal: int(r.GetPathsTotal()),
 		Output: string(r.GetOutput()), Event: id}
+	if len(users) == 1 && len(unowned) == 0 {
+		e.Paths = byUser[users[0]]
+		feed.Publish(KindHook, users[0], e)
+		return
+	}
+	// A run for several users (a shared agent): each sees their own
+	// paths, and not the output, which may name the others'; the whole
+	// run goes out without a user.
 	for _, u := range users {
 		e := e
-		e.Paths = byUser[u]
+		e.Paths, e.Output = byUser[u], ""
 		feed.Publish(KindHook, u, e)
 	}
-	if len(unowned) > 0 || len(users) == 0 {
-		e.Paths = unowned
-		feed.Publish(KindHook, "", e)
+	e.Paths = nil
+	for _, p := range r.GetPaths() {
+		e.Paths = append(e.Paths, string(p))
 	}
+	feed.Publish(KindHook, "", e)
 }
 
 // owner is a user whose tree holds an agent path, and where.

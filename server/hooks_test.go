@@ -37,12 +37,13 @@ mv "$d.tmp" "$d"
 `
 
 // hookEnv is a gateway whose embedded agent has a hook file, with alice
-// (password "pw") in <root>/alice and her feed events from the start.
+// and bob (password "pw") in <root>/<user>, and feed events from the
+// start: alice's, and all.
 type hookEnv struct {
-	srv    *server.Server
-	root   string
-	runs   string // the recorder's runs
-	events <-chan feed.Event
+	srv         *server.Server
+	root        string
+	runs        string // the recorder's runs
+	events, all <-chan feed.Event
 }
 
 // startHooked runs a gateway with FTP, SFTP and admin on loopback whose
@@ -59,7 +60,7 @@ func startHooked(t *testing.T, hooksYAML string, edit func(*config.Config)) *hoo
 	if err := os.WriteFile(hooksFile, []byte(strings.ReplaceAll(hooksYAML, "RECORDER", script)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := gwtest.Config(t, e.root, map[string]string{"alice": "pw"})
+	cfg := gwtest.Config(t, e.root, map[string]string{"alice": "pw", "bob": "pw"})
 	cfg.Agents[gwtest.Agent] = config.Agent{Embedded: true, Root: e.root, Hooks: hooksFile}
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", SFTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
 	cfg.FTP.PassivePorts = ""
@@ -71,6 +72,7 @@ func startHooked(t *testing.T, hooksYAML string, edit func(*config.Config)) *hoo
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	_, e.events = e.srv.Gateway.Feed().Subscribe(ctx, 0, func(ev feed.Event) bool { return ev.User == "alice" })
+	_, e.all = e.srv.Gateway.Feed().Subscribe(ctx, 0, nil)
 	return e
 }
 
@@ -435,4 +437,62 @@ hooks:
 		i := bytes.LastIndexByte(stat, ')')
 		return i > 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 	})
+}
+
+// TestHookRunSharedByUsers: on an agent shared by alice and bob, one run
+// for both their saves shows each only their own paths, without the
+// output (which may name the other's); the whole run is published
+// without a user. Commits go to their owners.
+func TestHookRunSharedByUsers(t *testing.T) {
+	e := startHooked(t, `
+hooks:
+  - name: php
+    match: ["**/*.php"]
+    command: ["sh", "-c", "cat"]
+    debounce: 1s
+`, nil)
+	for _, user := range []string{"alice", "bob"} {
+		c, err := ftp.Dial(e.srv.FTPAddr.String(), ftp.DialWithTimeout(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Login(user, "pw"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Stor(user+".php", strings.NewReader("<?php\n")); err != nil {
+			t.Fatal(err)
+		}
+		c.Quit()
+	}
+	byUser := map[string]gateway.HookEvent{}
+	commits := map[string]string{}
+	deadline := time.After(time.Minute)
+	for len(byUser) < 3 {
+		select {
+		case ev := <-e.all:
+			switch d := ev.Data.(type) {
+			case gateway.HookEvent:
+				byUser[ev.User] = d
+			case gateway.CommitEvent:
+				if d.Op == "write" {
+					commits[ev.User] = d.Path
+				}
+			}
+		case <-deadline:
+			t.Fatalf("hook events within a minute: %+v", byUser)
+		}
+	}
+	if commits["alice"] != "/alice.php" || commits["bob"] != "/bob.php" || len(commits) != 2 {
+		t.Errorf("commits by user: %v", commits)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		if h := byUser[u]; !slices.Equal(h.Paths, []string{"/" + u + ".php"}) || h.Output != "" || h.PathsTotal != 2 {
+			t.Errorf("%s's copy of the run: paths %q, output %q, total %d", u, h.Paths, h.Output, h.PathsTotal)
+		}
+	}
+	whole := byUser[""]
+	if !slices.Equal(whole.Paths, []string{"alice/alice.php", "bob/bob.php"}) || whole.Output != "alice/alice.php\nbob/bob.php\n" ||
+		whole.Event != byUser["alice"].Event {
+		t.Errorf("the whole run: %+v", whole)
+	}
 }
