@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -11,14 +13,20 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jlaffaye/ftp"
 	"github.com/pkg/sftp"
+	"github.com/spf13/afero"
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/agent"
+	"github.com/upgate/upgate/backend/agent/hooks"
+	"github.com/upgate/upgate/backend/agentpb"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/gateway/feed"
@@ -496,3 +504,203 @@ hooks:
 		t.Errorf("the whole run: %+v", whole)
 	}
 }
+
+// cutProxy forwards loopback TCP to target; cut closes every forwarded
+// connection and refuses new ones until resume.
+type cutProxy struct {
+	lis    net.Listener
+	target string
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	paused bool
+	wg     sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{lis: lis, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.paused {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+			p.mu.Unlock()
+			for _, pair := range [][2]net.Conn{{c, up}, {up, c}} {
+				p.wg.Add(1)
+				go func() {
+					defer p.wg.Done()
+					io.Copy(pair[0], pair[1])
+					pair[0].Close()
+					pair[1].Close()
+				}()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		lis.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = true
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *cutProxy) resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = false
+}
+
+// TestHookEventsResumeAfterAnOutage: a gateway that loses its remote
+// agent resumes its events where it stopped: the run that happened during
+// the outage is published once, and the one before is not published
+// again.
+func TestHookEventsResumeAfterAnOutage(t *testing.T) {
+	dir := t.TempDir()
+	agentRoot := filepath.Join(dir, "srv")
+	if err := os.MkdirAll(filepath.Join(agentRoot, "carol"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const token = "outage-token"
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := agent.New(agent.Config{Root: agentRoot, Token: token, Logger: slog.New(slog.DiscardHandler),
+		Hooks: []hooks.Hook{{Name: "php", Match: []string{"**/*.php"}, Command: []string{"sh", "-c", "cat"}, Debounce: 50 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stopAgent := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- agent.Serve(actx, srv, lis) }()
+	t.Cleanup(func() {
+		stopAgent()
+		<-served
+		srv.Close()
+	})
+	proxy := newCutProxy(t, lis.Addr().String())
+
+	e := startHooked(t, "hooks: []\n", func(c *config.Config) {
+		c.Agents["remote"] = config.Agent{Address: proxy.lis.Addr().String(), TokenFile: tokenFile}
+		h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+		c.Users = append(c.Users, config.User{Name: "carol", PasswordHash: string(h),
+			Mounts: []config.Mount{{Path: "/", Agent: "remote", Root: "carol"}}})
+	})
+	var carol []feed.Event
+	carolHook := func(path string) {
+		t.Helper()
+		deadline := time.After(time.Minute)
+		for {
+			select {
+			case ev := <-e.all:
+				if ev.User != "carol" {
+					continue
+				}
+				carol = append(carol, ev)
+				if h, ok := ev.Data.(gateway.HookEvent); ok && slices.Contains(h.Paths, path) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no hook run for %s within a minute: %s", path, describeFeed(carol))
+			}
+		}
+	}
+	fc, err := ftp.Dial(e.srv.FTPAddr.String(), ftp.DialWithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.Login("carol", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.Stor("before.php", strings.NewReader("<?php\n")); err != nil {
+		t.Fatal(err)
+	}
+	fc.Quit()
+	carolHook("/before.php")
+
+	// The outage: the agent changes a file while no gateway hears it.
+	proxy.cut()
+	cc, err := backend.Dial(lis.Addr().String(), backend.DialOptions{Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	direct, err := agentpb.NewAgentEventsClient(cc).Events(ctx, &agentpb.EventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := afero.WriteFile(backend.NewGRPCFs(ctx, cc, backend.Options{Root: "carol"}), "/during.php", []byte("<?php\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := direct.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetHookRun() != nil {
+			break
+		}
+	}
+	proxy.resume()
+	carolHook("/during.php")
+	e.quiet(t, 3*eventsRetry)
+	for {
+		select {
+		case ev := <-e.all:
+			if ev.User == "carol" {
+				carol = append(carol, ev)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	runs := map[string]int{}
+	for _, ev := range carol {
+		if h, ok := ev.Data.(gateway.HookEvent); ok {
+			runs[strings.Join(h.Paths, ",")]++
+		}
+	}
+	if runs["/before.php"] != 1 || runs["/during.php"] != 1 || len(runs) != 2 {
+		t.Errorf("carol's hook runs: %v, want each once: %s", runs, describeFeed(carol))
+	}
+}
+
+// eventsRetry is the gateway's first reconnect delay of an events stream.
+const eventsRetry = time.Second
