@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 	"github.com/upgate/upgate/backend/agentpb"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
+	"github.com/upgate/upgate/gateway/admin"
 	"github.com/upgate/upgate/gateway/feed"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/server"
@@ -704,3 +706,94 @@ func TestHookEventsResumeAfterAnOutage(t *testing.T) {
 
 // eventsRetry is the gateway's first reconnect delay of an events stream.
 const eventsRetry = time.Second
+
+// TestEventsAPI: /api/events needs the admin token; follow=false sends the
+// kept events and ends; user= filters; Last-Event-ID resumes after an
+// event; the client prints a failed run with its error and output.
+func TestEventsAPI(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte("admin-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startHooked(t, `
+hooks:
+  - name: broken
+    match: ["**/*.php"]
+    command: ["sh", "-c", "echo line one; echo 'PHP Fatal error: nope' >&2; exit 255"]
+    debounce: 50ms
+`, func(c *config.Config) { c.Admin.TokenFile = tokenFile })
+	for _, user := range []string{"alice", "bob"} {
+		c, err := ftp.Dial(e.srv.FTPAddr.String(), ftp.DialWithTimeout(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Login(user, "pw"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Stor(user+".php", strings.NewReader("<?php\n")); err != nil {
+			t.Fatal(err)
+		}
+		c.Quit()
+		waitFor(t, user+"'s hook run", func() bool { // one run each
+			for _, ev := range e.srv.Gateway.Feed().Recent(0, nil) {
+				if ev.User == user && ev.Kind == gateway.KindHook {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	base := "http://" + e.srv.AdminAddr.String() + "/api/events"
+	get := func(query, lastID, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+query, nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("?follow=false", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d", code)
+	}
+	code, body := get("?follow=false&user=bob", "", "admin-secret")
+	if code != http.StatusOK || strings.Contains(body, "alice") || !strings.Contains(body, "event: hook\n") || !strings.Contains(body, `"path":"/bob.php"`) {
+		t.Errorf("bob's events: %d\n%s", code, body)
+	}
+	var lastID string
+	for _, l := range strings.Split(body, "\n") {
+		if id, ok := strings.CutPrefix(l, "id: "); ok {
+			lastID = id
+		}
+	}
+	if _, after := get("?follow=false&user=bob", lastID, "admin-secret"); strings.Contains(after, "data:") {
+		t.Errorf("after the last event (Last-Event-ID %s): %q", lastID, after)
+	}
+	if code, _ := get("?follow=maybe", "", "admin-secret"); code != http.StatusBadRequest {
+		t.Errorf("follow=maybe: %d", code)
+	}
+
+	var out strings.Builder
+	c := &admin.Client{Addr: e.srv.AdminAddr.String(), Token: "admin-secret"}
+	if err := c.Events(context.Background(), admin.EventsOptions{User: "alice"}, func(ev admin.Event) error { return admin.WriteEvent(&out, ev) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"alice     commit  write   /alice.php  6B  agent=embedded\n",
+		"alice     hook    broken  failed  exit=255", "1 paths  agent=embedded\n",
+		"    error: exit status 255\n", "    | line one\n", "    | PHP Fatal error: nope\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("upgate events output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "bob") {
+		t.Errorf("alice's events show bob's:\n%s", out.String())
+	}
+}
