@@ -26,7 +26,8 @@ and with --client-ca it also requires a client certificate (mTLS).
 Run it as the user the container's application runs as: files are written
 with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.
 
---hooks FILE runs commands after files change (read once, at start):
+--hooks FILE runs commands after files change (read once, at start; it
+must lie outside --root):
 
   hooks:
     - name: opcache-reset            # required, unique: events, logs, metrics
@@ -57,6 +58,9 @@ upload; runs are logged and streamed to the gateway (upgate events).`,
 			}
 			var hs []hooks.Hook
 			if hooksFile != "" {
+				if err := hooks.CheckOutside(hooksFile, root); err != nil {
+					return fmt.Errorf("--hooks: %w", err)
+				}
 				if hs, err = hooks.Load(hooksFile); err != nil {
 					return fmt.Errorf("--hooks: %w", err)
 				}

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -255,6 +256,21 @@ func Load(name string) ([]Hook, error) {
 		return nil, fmt.Errorf("%w (in %s)", err, name)
 	}
 	return hs, nil
+}
+
+// CheckOutside refuses a hook file that lies in root (the agent's root,
+// where an upload could replace it and so choose the commands), comparing
+// absolute, cleaned paths; symbolic links are not followed.
+func CheckOutside(file, root string) error {
+	f, errF := filepath.Abs(file)
+	r, errR := filepath.Abs(root)
+	if errF != nil || errR != nil {
+		return fmt.Errorf("hooks: %w", errors.Join(errF, errR))
+	}
+	if rel, err := filepath.Rel(r, f); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("hooks: %s is inside the agent root %s, where an upload could replace it: keep it outside", file, root)
+	}
+	return nil
 }
 
 // Validate checks hooks as Parse does; errors name the hook and the key.

@@ -124,3 +124,20 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Load of a missing file: %v", err)
 	}
 }
+
+func TestCheckOutside(t *testing.T) {
+	for _, tc := range []struct {
+		file, root string
+		ok         bool
+	}{
+		{"/etc/upgate/hooks.yaml", "/var/www/html", true},
+		{"/var/www/html-hooks.yaml", "/var/www/html", true},
+		{"/var/www/html/hooks.yaml", "/var/www/html", false},
+		{"/var/www/html/../html/.hooks.yaml", "/var/www/html/", false},
+		{"hooks.yaml", ".", false},
+	} {
+		if err := hooks.CheckOutside(tc.file, tc.root); (err == nil) != tc.ok {
+			t.Errorf("CheckOutside(%q, %q) = %v", tc.file, tc.root, err)
+		}
+	}
+}
