@@ -131,6 +131,23 @@ func TestHooksEndToEnd(t *testing.T) {
     command: ["sh", "-c", "echo compiled views cleared; cat"]
     debounce: 200ms
 `)
+	// Refused at start: a hook file in the root, a malformed one.
+	badHooks := filepath.Join(dir, "bad.yaml")
+	write(badHooks, "hooks:\n  - {name: x, match: [\"**/*.php\"], command: php artisan}\n")
+	write(filepath.Join(root, "hooks.yaml"), "hooks: []\n")
+	for file, want := range map[string]string{
+		filepath.Join(root, "hooks.yaml"): "is inside the agent root",
+		badHooks:                          "cannot unmarshal",
+	} {
+		out, err := exec.Command(bin, "agent", "--listen", "127.0.0.1:0", "--root", root, "--token-file", tokenFile, "--hooks", file).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "--hooks: hooks: ") || !strings.Contains(string(out), want) {
+			t.Errorf("agent --hooks %s: %v\n%s", file, err, out)
+		}
+	}
+	if err := os.Remove(filepath.Join(root, "hooks.yaml")); err != nil {
+		t.Fatal(err)
+	}
+
 	agentAddr := "127.0.0.1:" + freePort(t)
 	agentProc := startProc(t, bin, "agent", "--listen", agentAddr, "--root", root, "--token-file", tokenFile, "--hooks", hooksFile)
 
