@@ -44,7 +44,7 @@ type muxConn struct {
 	g        *GRPCFs
 	stream   agentpb.Agent_SessionClient
 	cancel   context.CancelFunc
-	features uint32 // agentpb.FileFeature bits from HelloResult
+	features uint32 // agentpb.FileFeature bits from SessionHelloResult
 
 	// sendMu serializes Send and id allocation.
 	sendMu sync.Mutex
@@ -58,7 +58,7 @@ type muxConn struct {
 }
 
 // ErrAgentProtocol is wrapped by the error of every operation on an agent
-// that does not speak this gateway's protocol (agentpb.Hello).
+// that does not speak this gateway's protocol (agentpb.SessionHello).
 var ErrAgentProtocol = errors.New("agent protocol mismatch")
 
 // conn returns the current stream, opening one if needed.
@@ -98,7 +98,7 @@ func (m *mux) open() (*muxConn, error) {
 		done:    make(chan struct{}),
 	}
 	go c.recvLoop()
-	resp, err := c.call(context.Background(), g.timeout, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.Hello{
+	resp, err := c.call(context.Background(), g.timeout, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{
 		Protocol: agentProtocol, Root: []byte(g.root),
 	}}})
 	if err == nil && resp.GetError() != nil {

@@ -356,6 +356,14 @@ type Agent struct {
 	// agents.<name>.tls). The zero value means plaintext gRPC. Must be
 	// zero when Embedded.
 	TLS AgentTLS `mapstructure:"tls"`
+
+	// Hooks is the hook file of an embedded agent (key
+	// agents.<name>.hooks; the format of `upgate agent --hooks`), read
+	// when the gateway starts; its commands run in the gateway's process
+	// as the gateway's user, in Root. Empty means no hooks. Only for an
+	// embedded agent (a remote agent reads its own hook file) and never
+	// inside Root, where a user could replace it.
+	Hooks string `mapstructure:"hooks"`
 }
 
 // AgentTLS configures TLS from the gateway to a remote agent. All fields

@@ -117,6 +117,9 @@ mounts: [{path: /, agent: local, readonly: true}]`), `config: users[0].mounts[0]
 		{"remote bad placeholder", `agents: {r: {address: "{name}:7070", token_file: t}}`, `config: agents.r.address: "{name}:7070" has an unknown placeholder`},
 		{"remote tls key without cert", `agents: {r: {address: "h:1", token_file: t, tls: {key: k.pem}}}`, `config: agents.r.tls: cert and key must be set together`},
 		{"agent name with dot", `agents: {"a.b": {embedded: true, root: d}}`, `config: agents.a.b: unknown key`},
+		{"remote agent with hooks", `agents: {r: {address: "h:1", token_file: t, hooks: h.yaml}}`, `config: agents.r.hooks: only for an embedded agent`},
+		{"hooks inside the root", `agents: {e: {embedded: true, root: srv, hooks: srv/hooks.yaml}}`, `config: agents.e.hooks: hook file "srv/hooks.yaml" is inside agents.e.root "srv"`},
+		{"hooks next to the root", `agents: {e: {embedded: true, root: srv, hooks: etc/hooks.yaml}}`, ""},
 
 		// Users.
 		{"user without name", withUser(`password_hash: "` + hash + `"

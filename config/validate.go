@@ -202,7 +202,13 @@ func (v *validator) agents(agents map[string]Agent) {
 			if a.TLS.Enabled() {
 				v.errorf(key+".tls", "must be empty for an embedded agent")
 			}
+			if a.Hooks != "" && a.Root != "" && within(a.Root, a.Hooks) {
+				v.errorf(key+".hooks", "hook file %q is inside agents.%s.root %q, where a user mounted there could replace it: keep it outside", a.Hooks, name, a.Root)
+			}
 			continue
+		}
+		if a.Hooks != "" {
+			v.errorf(key+".hooks", "only for an embedded agent: a remote agent reads its own hook file (upgate agent --hooks), got %q", a.Hooks)
 		}
 		if a.Root != "" {
 			v.errorf(key+".root", "only for an embedded agent (embedded: true), got %q", a.Root)

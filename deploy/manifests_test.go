@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/upgate/upgate/backend/agent/hooks"
 	"github.com/upgate/upgate/config"
 )
 
@@ -1013,8 +1014,13 @@ func TestAgentAddressTemplate(t *testing.T) {
 			if agent == nil {
 				t.Fatalf("%s: no container runs upgate agent", p)
 			}
-			if agent.Image != g.container.Image {
-				t.Errorf("%s: agent image %s, gateway image %s: use the same image", p, agent.Image, g.container.Image)
+			// The agent runs the gateway's image, or the app's own image
+			// with the upgate binary in it (its hooks need the app's
+			// tools): the image of another container of the pod.
+			if agent.Image != g.container.Image && !slices.ContainsFunc(p.spec.Containers, func(c corev1.Container) bool {
+				return c.Name != agent.Name && c.Image == agent.Image
+			}) {
+				t.Errorf("%s: agent image %s is neither the gateway's (%s) nor the app's (another container's)", p, agent.Image, g.container.Image)
 			}
 			tgt := sp.TargetPort
 			if tgt.Type == intstr.Int && tgt.IntVal == 0 {
@@ -1094,6 +1100,49 @@ func TestAgentAddressTemplate(t *testing.T) {
 	}
 	if checked == 0 {
 		t.Fatal(`no agent address uses the "{user}" template`)
+	}
+}
+
+// (g) An agent's hook file (--hooks) is a ConfigMap key that the agent
+// accepts, mounted outside its --root (where uploads could replace it).
+func TestAgentHooks(t *testing.T) {
+	m := load(t)
+	var checked int
+	for _, p := range m.pods(t) {
+		for i := range p.spec.Containers {
+			c := &p.spec.Containers[i]
+			file, ok := flagValue(c.Args, "hooks")
+			if role(c) != "agent" || !ok {
+				continue
+			}
+			checked++
+			where := fmt.Sprintf("%s: container %s: --hooks %s", p, c.Name, file)
+			root, _ := flagValue(c.Args, "root")
+			if root != "" && (file == root || strings.HasPrefix(file, strings.TrimSuffix(root, "/")+"/")) {
+				t.Errorf("%s: inside --root %s, where an upload could replace it", where, root)
+			}
+			src, err := m.resolveFile(p, c, file)
+			if err != nil {
+				t.Errorf("%s: %v", where, err)
+				continue
+			}
+			if src.kind != "ConfigMap" {
+				t.Errorf("%s: comes from a %s, want a ConfigMap", where, src.kind)
+				continue
+			}
+			cm := m.find("v1/ConfigMap", p.namespace, src.name).obj.(*corev1.ConfigMap)
+			hs, err := hooks.Parse([]byte(cm.Data[src.key]))
+			if err != nil {
+				t.Errorf("%s: the agent refuses it:\n%v", where, err)
+				continue
+			}
+			if len(hs) == 0 {
+				t.Errorf("%s: no hooks", where)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no agent container runs with --hooks: the example hooks are unused")
 	}
 }
 

@@ -46,6 +46,8 @@ type agentPool struct {
 	tokens  map[string]string           // remote agents' tokens, by agent name
 
 	embedded map[string]*embeddedAgent // by agent name; fixed after start
+
+	onDial func(name, target string, cc *grpc.ClientConn) // hooks+events: set by watchEvents (agentevents.go); guarded by mu
 }
 
 // embeddedAgent is the agent code running in-process, reached over
@@ -83,7 +85,7 @@ func newAgentPool(ctx context.Context, agents map[string]config.Agent, log *slog
 			p.tokens[name] = tok
 			continue
 		}
-		e, err := startEmbedded(ctx, name, a.Root, log, version, p.observer(name))
+		e, err := startEmbedded(ctx, name, a.Root, a.Hooks, log, version, p.observer(name))
 		if err != nil {
 			p.close()
 			return nil, err
@@ -109,16 +111,20 @@ func readToken(file string) (string, error) {
 	return tok, nil
 }
 
-func startEmbedded(ctx context.Context, name, root string, log *slog.Logger, version string, observe func(string, codes.Code, time.Duration)) (*embeddedAgent, error) {
+func startEmbedded(ctx context.Context, name, root, hooksFile string, log *slog.Logger, version string, observe func(string, codes.Code, time.Duration)) (*embeddedAgent, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, wrapf("agents.%s.root: %w", name, err)
+	}
+	hs, err := loadHooks(name, hooksFile) // hooks+events (agentevents.go)
+	if err != nil {
+		return nil, err
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, wrapf("embedded agent %s: token: %w", name, err)
 	}
 	token := hex.EncodeToString(b[:])
-	srv, err := agent.New(agent.Config{Root: root, Token: token, Logger: log.With("agent", name), Version: version})
+	srv, err := agent.New(agent.Config{Root: root, Token: token, Logger: log.With("agent", name), Version: version, Hooks: hs})
 	if err != nil {
 		return nil, wrapf("embedded agent %s: %w", name, err)
 	}
@@ -172,6 +178,7 @@ func (p *agentPool) conn(name, user string) (*grpc.ClientConn, string, error) {
 		return nil, target, err
 	}
 	p.conns[key] = cc
+	p.dialled(name, target, cc) // hooks+events: follow its events (agentevents.go)
 	return cc, target, nil
 }
 

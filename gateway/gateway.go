@@ -66,6 +66,7 @@ type Gateway struct {
 	files    *fileLimits
 	latency  *SaveLatency
 	xfers    *transfers
+	events   *agentEvents // agents' commits and hook runs into feed (agentevents.go)
 
 	// mu guards users (a config reload replaces it whole), listeners,
 	// ownPorts and draining.
@@ -131,6 +132,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 			g.ownPorts[p] = struct{}{}
 		}
 	}
+	g.events = newAgentEvents(g, log)
+	pool.watchEvents(g.events.watch)
 	g.registry.OnClose(func(s *Session) {
 		metrics.ConnectionsActive.WithLabelValues(s.Protocol).Dec()
 		metrics.ConnectionsClosed.WithLabelValues(s.Protocol, s.CloseReason()).Inc()
@@ -166,6 +169,7 @@ func (g *Gateway) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = g.Shutdown(ctx)
+	g.events.close()
 	return g.agents.close()
 }
 

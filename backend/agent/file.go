@@ -439,6 +439,7 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		if err := h.commit(); err != nil {
 			return fail("close", err)
 		}
+		h.s.committed(h) // hooks+events: a committed write (events.go)
 		return done
 	case *agentpb.FileRequest_Open:
 		return fail("open", status.Error(codes.FailedPrecondition, "file is already open"))

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/upgate/upgate/backend/agent/hooks"
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
@@ -192,11 +193,13 @@ func (s *Server) mkdir(sc *scope, req *agentpb.MkdirRequest) (*agentpb.Empty, er
 	}
 	p := ps[0]
 	perm := fs.FileMode(req.GetPerm()) & fs.ModePerm
+	existed := req.GetAll() && s.isDir(sc, p) // hooks+events: mkdir -p of a directory changes nothing
 	if req.GetAll() {
 		err = sc.MkdirAll(p, perm)
 	} else {
 		err = sc.Mkdir(p, perm)
 	}
+	s.notifyMkdir(err, existed, p) // hooks+events
 	if err != nil {
 		return nil, s.fail("Mkdir", p, err)
 	}
@@ -224,6 +227,7 @@ func (s *Server) remove(sc *scope, req *agentpb.RemoveRequest) (*agentpb.Empty, 
 	} else if err = sc.Remove(p); errors.Is(err, syscall.ENOTEMPTY) && s.removeDeadTemps(sc, p) {
 		err = sc.Remove(p) // held only temp files of uploads that no longer run
 	}
+	s.notify(err, hooks.Delete, p) // hooks+events
 	if err != nil {
 		return nil, s.fail("Remove", p, err)
 	}
@@ -282,6 +286,7 @@ func (s *Server) rename(sc *scope, req *agentpb.RenameRequest) (*agentpb.Empty, 
 		s.movedUploads(from, to)
 	}
 	s.mu.Unlock()
+	s.notifyRename(err, from, to) // hooks+events
 	if err != nil {
 		return nil, s.fail("Rename", from, err)
 	}

@@ -16,11 +16,11 @@ import (
 )
 
 // Protocol is the version of the agent protocol a Session speaks (see
-// agentpb.Hello). Version 1 is a gRPC call or stream per operation.
+// agentpb.SessionHello). Version 1 is a gRPC call or stream per operation.
 const Protocol = 2
 
 // features is what this agent's files do beyond protocol v1's first
-// release (agentpb.FileFeature), announced in HelloResult and in every
+// release (agentpb.FileFeature), announced in SessionHelloResult and in every
 // v1 open's reply.
 const features = uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
 	agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW)
@@ -96,7 +96,7 @@ func (s *Server) Session(stream agentpb.Agent_SessionServer) error {
 		hashes: make(chan struct{}, maxHashes),
 	}
 	defer ss.end()
-	if err := ss.send(&agentpb.SessionResponse{Id: req.GetId(), Result: &agentpb.SessionResponse_Hello{Hello: &agentpb.HelloResult{
+	if err := ss.send(&agentpb.SessionResponse{Id: req.GetId(), Result: &agentpb.SessionResponse_Hello{Hello: &agentpb.SessionHelloResult{
 		Protocol: Protocol, Version: s.version, Features: features,
 	}}}); err != nil {
 		return err

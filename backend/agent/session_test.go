@@ -38,7 +38,7 @@ func session(t *testing.T, c agentpb.AgentClient, root string) (*rawSession, *ag
 		t.Fatal(err)
 	}
 	rs := &rawSession{t: t, s: s, cancel: cancel}
-	return rs, rs.do(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.Hello{Protocol: agent.Protocol, Root: []byte(root)}}})
+	return rs, rs.do(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{Protocol: agent.Protocol, Root: []byte(root)}}})
 }
 
 // send sends req with the next id and returns the id.
@@ -137,7 +137,7 @@ func TestSessionProtocol(t *testing.T) {
 		t.Fatalf("read of a file that is not open: %v", resp)
 	}
 	// Hello again.
-	if e := r.do(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.Hello{Protocol: 2}}}).GetError(); e == nil {
+	if e := r.do(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{Protocol: 2}}}).GetError(); e == nil {
 		t.Fatal("a second Hello was accepted")
 	}
 	r.ok(stat("u")) // the stream goes on

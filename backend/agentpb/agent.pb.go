@@ -2345,8 +2345,8 @@ func (*FileResponse_Stat) isFileResponse_Result() {}
 
 func (*FileResponse_Done) isFileResponse_Result() {}
 
-// Hello opens a Session.
-type Hello struct {
+// SessionHello opens a Session.
+type SessionHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// protocol is the version the gateway speaks: 2.
 	Protocol uint32 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
@@ -2359,20 +2359,20 @@ type Hello struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Hello) Reset() {
-	*x = Hello{}
+func (x *SessionHello) Reset() {
+	*x = SessionHello{}
 	mi := &file_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Hello) String() string {
+func (x *SessionHello) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Hello) ProtoMessage() {}
+func (*SessionHello) ProtoMessage() {}
 
-func (x *Hello) ProtoReflect() protoreflect.Message {
+func (x *SessionHello) ProtoReflect() protoreflect.Message {
 	mi := &file_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -2384,27 +2384,27 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Hello.ProtoReflect.Descriptor instead.
-func (*Hello) Descriptor() ([]byte, []int) {
+// Deprecated: Use SessionHello.ProtoReflect.Descriptor instead.
+func (*SessionHello) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{34}
 }
 
-func (x *Hello) GetProtocol() uint32 {
+func (x *SessionHello) GetProtocol() uint32 {
 	if x != nil {
 		return x.Protocol
 	}
 	return 0
 }
 
-func (x *Hello) GetRoot() []byte {
+func (x *SessionHello) GetRoot() []byte {
 	if x != nil {
 		return x.Root
 	}
 	return nil
 }
 
-// HelloResult answers Hello.
-type HelloResult struct {
+// SessionHelloResult answers SessionHello.
+type SessionHelloResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// protocol is the version the agent speaks on this stream: 2.
 	Protocol uint32 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
@@ -2416,20 +2416,20 @@ type HelloResult struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *HelloResult) Reset() {
-	*x = HelloResult{}
+func (x *SessionHelloResult) Reset() {
+	*x = SessionHelloResult{}
 	mi := &file_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *HelloResult) String() string {
+func (x *SessionHelloResult) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*HelloResult) ProtoMessage() {}
+func (*SessionHelloResult) ProtoMessage() {}
 
-func (x *HelloResult) ProtoReflect() protoreflect.Message {
+func (x *SessionHelloResult) ProtoReflect() protoreflect.Message {
 	mi := &file_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -2441,26 +2441,26 @@ func (x *HelloResult) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use HelloResult.ProtoReflect.Descriptor instead.
-func (*HelloResult) Descriptor() ([]byte, []int) {
+// Deprecated: Use SessionHelloResult.ProtoReflect.Descriptor instead.
+func (*SessionHelloResult) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{35}
 }
 
-func (x *HelloResult) GetProtocol() uint32 {
+func (x *SessionHelloResult) GetProtocol() uint32 {
 	if x != nil {
 		return x.Protocol
 	}
 	return 0
 }
 
-func (x *HelloResult) GetVersion() string {
+func (x *SessionHelloResult) GetVersion() string {
 	if x != nil {
 		return x.Version
 	}
 	return ""
 }
 
-func (x *HelloResult) GetFeatures() uint32 {
+func (x *SessionHelloResult) GetFeatures() uint32 {
 	if x != nil {
 		return x.Features
 	}
@@ -2607,7 +2607,7 @@ func (x *SessionRequest) GetOp() isSessionRequest_Op {
 	return nil
 }
 
-func (x *SessionRequest) GetHello() *Hello {
+func (x *SessionRequest) GetHello() *SessionHello {
 	if x != nil {
 		if x, ok := x.Op.(*SessionRequest_Hello); ok {
 			return x.Hello
@@ -2855,7 +2855,7 @@ type isSessionRequest_Op interface {
 }
 
 type SessionRequest_Hello struct {
-	Hello *Hello `protobuf:"bytes,3,opt,name=hello,proto3,oneof"`
+	Hello *SessionHello `protobuf:"bytes,3,opt,name=hello,proto3,oneof"`
 }
 
 type SessionRequest_Stat struct {
@@ -3098,7 +3098,7 @@ func (x *SessionResponse) GetResult() isSessionResponse_Result {
 	return nil
 }
 
-func (x *SessionResponse) GetHello() *HelloResult {
+func (x *SessionResponse) GetHello() *SessionHelloResult {
 	if x != nil {
 		if x, ok := x.Result.(*SessionResponse_Hello); ok {
 			return x.Hello
@@ -3198,7 +3198,7 @@ type isSessionResponse_Result interface {
 }
 
 type SessionResponse_Hello struct {
-	Hello *HelloResult `protobuf:"bytes,3,opt,name=hello,proto3,oneof"`
+	Hello *SessionHelloResult `protobuf:"bytes,3,opt,name=hello,proto3,oneof"`
 }
 
 type SessionResponse_Info struct {
@@ -3390,20 +3390,20 @@ const file_agent_proto_rawDesc = "" +
 	"\x04done\x18\a \x01(\v2\x16.upgate.agent.v1.EmptyH\x00R\x04done\x12\x1a\n" +
 	"\bfeatures\x18\b \x01(\rR\bfeatures\x12\x1b\n" +
 	"\tupload_id\x18\t \x01(\tR\buploadIdB\b\n" +
-	"\x06result\"7\n" +
-	"\x05Hello\x12\x1a\n" +
+	"\x06result\">\n" +
+	"\fSessionHello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
-	"\x04root\x18\x02 \x01(\fR\x04root\"_\n" +
-	"\vHelloResult\x12\x1a\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\"f\n" +
+	"\x12SessionHelloResult\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
 	"\bfeatures\x18\x03 \x01(\rR\bfeatures\"\x1d\n" +
 	"\tReadDirOp\x12\x10\n" +
-	"\x03max\x18\x01 \x01(\x05R\x03max\"\xe6\v\n" +
+	"\x03max\x18\x01 \x01(\x05R\x03max\"\xed\v\n" +
 	"\x0eSessionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
-	"\x04file\x18\x02 \x01(\x04R\x04file\x12.\n" +
-	"\x05hello\x18\x03 \x01(\v2\x16.upgate.agent.v1.HelloH\x00R\x05hello\x122\n" +
+	"\x04file\x18\x02 \x01(\x04R\x04file\x125\n" +
+	"\x05hello\x18\x03 \x01(\v2\x1d.upgate.agent.v1.SessionHelloH\x00R\x05hello\x122\n" +
 	"\x04stat\x18\x04 \x01(\v2\x1c.upgate.agent.v1.PathRequestH\x00R\x04stat\x124\n" +
 	"\x05lstat\x18\x05 \x01(\v2\x1c.upgate.agent.v1.PathRequestH\x00R\x05lstat\x125\n" +
 	"\x05mkdir\x18\x06 \x01(\v2\x1d.upgate.agent.v1.MkdirRequestH\x00R\x05mkdir\x128\n" +
@@ -3431,11 +3431,11 @@ const file_agent_proto_rawDesc = "" +
 	"\x06unlink\x18\x1b \x01(\v2\x19.upgate.agent.v1.UnlinkOpH\x00R\x06unlink\x12-\n" +
 	"\x04move\x18\x1c \x01(\v2\x17.upgate.agent.v1.MoveOpH\x00R\x04move\x120\n" +
 	"\x05close\x18\x1d \x01(\v2\x18.upgate.agent.v1.CloseOpH\x00R\x05closeB\x04\n" +
-	"\x02op\"\xf5\x04\n" +
+	"\x02op\"\xfc\x04\n" +
 	"\x0fSessionResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
-	"\x05error\x18\x02 \x01(\v2\x16.upgate.agent.v1.ErrorR\x05error\x124\n" +
-	"\x05hello\x18\x03 \x01(\v2\x1c.upgate.agent.v1.HelloResultH\x00R\x05hello\x12/\n" +
+	"\x05error\x18\x02 \x01(\v2\x16.upgate.agent.v1.ErrorR\x05error\x12;\n" +
+	"\x05hello\x18\x03 \x01(\v2#.upgate.agent.v1.SessionHelloResultH\x00R\x05hello\x12/\n" +
 	"\x04info\x18\x04 \x01(\v2\x19.upgate.agent.v1.FileInfoH\x00R\x04info\x12,\n" +
 	"\x04done\x18\x05 \x01(\v2\x16.upgate.agent.v1.EmptyH\x00R\x04done\x12?\n" +
 	"\breadlink\x18\x06 \x01(\v2!.upgate.agent.v1.ReadlinkResponseH\x00R\breadlink\x123\n" +
@@ -3502,48 +3502,48 @@ func file_agent_proto_rawDescGZIP() []byte {
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_agent_proto_goTypes = []any{
-	(HashAlgorithm)(0),       // 0: upgate.agent.v1.HashAlgorithm
-	(OpenFlag)(0),            // 1: upgate.agent.v1.OpenFlag
-	(FileFeature)(0),         // 2: upgate.agent.v1.FileFeature
-	(*Empty)(nil),            // 3: upgate.agent.v1.Empty
-	(*PathRequest)(nil),      // 4: upgate.agent.v1.PathRequest
-	(*FileInfo)(nil),         // 5: upgate.agent.v1.FileInfo
-	(*ReadDirResponse)(nil),  // 6: upgate.agent.v1.ReadDirResponse
-	(*MkdirRequest)(nil),     // 7: upgate.agent.v1.MkdirRequest
-	(*RemoveRequest)(nil),    // 8: upgate.agent.v1.RemoveRequest
-	(*RenameRequest)(nil),    // 9: upgate.agent.v1.RenameRequest
-	(*ChmodRequest)(nil),     // 10: upgate.agent.v1.ChmodRequest
-	(*ChownRequest)(nil),     // 11: upgate.agent.v1.ChownRequest
-	(*ChtimesRequest)(nil),   // 12: upgate.agent.v1.ChtimesRequest
-	(*SymlinkRequest)(nil),   // 13: upgate.agent.v1.SymlinkRequest
-	(*LinkRequest)(nil),      // 14: upgate.agent.v1.LinkRequest
-	(*ReadlinkResponse)(nil), // 15: upgate.agent.v1.ReadlinkResponse
-	(*HashRequest)(nil),      // 16: upgate.agent.v1.HashRequest
-	(*HashResponse)(nil),     // 17: upgate.agent.v1.HashResponse
-	(*StatFSResponse)(nil),   // 18: upgate.agent.v1.StatFSResponse
-	(*StatusRequest)(nil),    // 19: upgate.agent.v1.StatusRequest
-	(*StatusResponse)(nil),   // 20: upgate.agent.v1.StatusResponse
-	(*OpenOp)(nil),           // 21: upgate.agent.v1.OpenOp
-	(*ReadOp)(nil),           // 22: upgate.agent.v1.ReadOp
-	(*WriteOp)(nil),          // 23: upgate.agent.v1.WriteOp
-	(*TruncateOp)(nil),       // 24: upgate.agent.v1.TruncateOp
-	(*SyncOp)(nil),           // 25: upgate.agent.v1.SyncOp
-	(*StatOp)(nil),           // 26: upgate.agent.v1.StatOp
-	(*SetTimesOp)(nil),       // 27: upgate.agent.v1.SetTimesOp
-	(*ChmodOp)(nil),          // 28: upgate.agent.v1.ChmodOp
-	(*CloseOp)(nil),          // 29: upgate.agent.v1.CloseOp
-	(*UnlinkOp)(nil),         // 30: upgate.agent.v1.UnlinkOp
-	(*MoveOp)(nil),           // 31: upgate.agent.v1.MoveOp
-	(*FileRequest)(nil),      // 32: upgate.agent.v1.FileRequest
-	(*Error)(nil),            // 33: upgate.agent.v1.Error
-	(*ReadResult)(nil),       // 34: upgate.agent.v1.ReadResult
-	(*WriteResult)(nil),      // 35: upgate.agent.v1.WriteResult
-	(*FileResponse)(nil),     // 36: upgate.agent.v1.FileResponse
-	(*Hello)(nil),            // 37: upgate.agent.v1.Hello
-	(*HelloResult)(nil),      // 38: upgate.agent.v1.HelloResult
-	(*ReadDirOp)(nil),        // 39: upgate.agent.v1.ReadDirOp
-	(*SessionRequest)(nil),   // 40: upgate.agent.v1.SessionRequest
-	(*SessionResponse)(nil),  // 41: upgate.agent.v1.SessionResponse
+	(HashAlgorithm)(0),         // 0: upgate.agent.v1.HashAlgorithm
+	(OpenFlag)(0),              // 1: upgate.agent.v1.OpenFlag
+	(FileFeature)(0),           // 2: upgate.agent.v1.FileFeature
+	(*Empty)(nil),              // 3: upgate.agent.v1.Empty
+	(*PathRequest)(nil),        // 4: upgate.agent.v1.PathRequest
+	(*FileInfo)(nil),           // 5: upgate.agent.v1.FileInfo
+	(*ReadDirResponse)(nil),    // 6: upgate.agent.v1.ReadDirResponse
+	(*MkdirRequest)(nil),       // 7: upgate.agent.v1.MkdirRequest
+	(*RemoveRequest)(nil),      // 8: upgate.agent.v1.RemoveRequest
+	(*RenameRequest)(nil),      // 9: upgate.agent.v1.RenameRequest
+	(*ChmodRequest)(nil),       // 10: upgate.agent.v1.ChmodRequest
+	(*ChownRequest)(nil),       // 11: upgate.agent.v1.ChownRequest
+	(*ChtimesRequest)(nil),     // 12: upgate.agent.v1.ChtimesRequest
+	(*SymlinkRequest)(nil),     // 13: upgate.agent.v1.SymlinkRequest
+	(*LinkRequest)(nil),        // 14: upgate.agent.v1.LinkRequest
+	(*ReadlinkResponse)(nil),   // 15: upgate.agent.v1.ReadlinkResponse
+	(*HashRequest)(nil),        // 16: upgate.agent.v1.HashRequest
+	(*HashResponse)(nil),       // 17: upgate.agent.v1.HashResponse
+	(*StatFSResponse)(nil),     // 18: upgate.agent.v1.StatFSResponse
+	(*StatusRequest)(nil),      // 19: upgate.agent.v1.StatusRequest
+	(*StatusResponse)(nil),     // 20: upgate.agent.v1.StatusResponse
+	(*OpenOp)(nil),             // 21: upgate.agent.v1.OpenOp
+	(*ReadOp)(nil),             // 22: upgate.agent.v1.ReadOp
+	(*WriteOp)(nil),            // 23: upgate.agent.v1.WriteOp
+	(*TruncateOp)(nil),         // 24: upgate.agent.v1.TruncateOp
+	(*SyncOp)(nil),             // 25: upgate.agent.v1.SyncOp
+	(*StatOp)(nil),             // 26: upgate.agent.v1.StatOp
+	(*SetTimesOp)(nil),         // 27: upgate.agent.v1.SetTimesOp
+	(*ChmodOp)(nil),            // 28: upgate.agent.v1.ChmodOp
+	(*CloseOp)(nil),            // 29: upgate.agent.v1.CloseOp
+	(*UnlinkOp)(nil),           // 30: upgate.agent.v1.UnlinkOp
+	(*MoveOp)(nil),             // 31: upgate.agent.v1.MoveOp
+	(*FileRequest)(nil),        // 32: upgate.agent.v1.FileRequest
+	(*Error)(nil),              // 33: upgate.agent.v1.Error
+	(*ReadResult)(nil),         // 34: upgate.agent.v1.ReadResult
+	(*WriteResult)(nil),        // 35: upgate.agent.v1.WriteResult
+	(*FileResponse)(nil),       // 36: upgate.agent.v1.FileResponse
+	(*SessionHello)(nil),       // 37: upgate.agent.v1.SessionHello
+	(*SessionHelloResult)(nil), // 38: upgate.agent.v1.SessionHelloResult
+	(*ReadDirOp)(nil),          // 39: upgate.agent.v1.ReadDirOp
+	(*SessionRequest)(nil),     // 40: upgate.agent.v1.SessionRequest
+	(*SessionResponse)(nil),    // 41: upgate.agent.v1.SessionResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	5,  // 0: upgate.agent.v1.ReadDirResponse.entries:type_name -> upgate.agent.v1.FileInfo
@@ -3565,7 +3565,7 @@ var file_agent_proto_depIdxs = []int32{
 	35, // 16: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
 	5,  // 17: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
 	3,  // 18: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
-	37, // 19: upgate.agent.v1.SessionRequest.hello:type_name -> upgate.agent.v1.Hello
+	37, // 19: upgate.agent.v1.SessionRequest.hello:type_name -> upgate.agent.v1.SessionHello
 	4,  // 20: upgate.agent.v1.SessionRequest.stat:type_name -> upgate.agent.v1.PathRequest
 	4,  // 21: upgate.agent.v1.SessionRequest.lstat:type_name -> upgate.agent.v1.PathRequest
 	7,  // 22: upgate.agent.v1.SessionRequest.mkdir:type_name -> upgate.agent.v1.MkdirRequest
@@ -3593,7 +3593,7 @@ var file_agent_proto_depIdxs = []int32{
 	31, // 44: upgate.agent.v1.SessionRequest.move:type_name -> upgate.agent.v1.MoveOp
 	29, // 45: upgate.agent.v1.SessionRequest.close:type_name -> upgate.agent.v1.CloseOp
 	33, // 46: upgate.agent.v1.SessionResponse.error:type_name -> upgate.agent.v1.Error
-	38, // 47: upgate.agent.v1.SessionResponse.hello:type_name -> upgate.agent.v1.HelloResult
+	38, // 47: upgate.agent.v1.SessionResponse.hello:type_name -> upgate.agent.v1.SessionHelloResult
 	5,  // 48: upgate.agent.v1.SessionResponse.info:type_name -> upgate.agent.v1.FileInfo
 	3,  // 49: upgate.agent.v1.SessionResponse.done:type_name -> upgate.agent.v1.Empty
 	15, // 50: upgate.agent.v1.SessionResponse.readlink:type_name -> upgate.agent.v1.ReadlinkResponse

@@ -57,9 +57,9 @@ type AgentClient interface {
 	// Session is protocol v2, what gateways speak: one bidirectional stream
 	// per gateway session (one login's filesystem on this agent) that carries
 	// every operation of the session as a message: path operations,
-	// listings and open files, multiplexed by id. The first request must be
-	// Hello. Every request gets exactly one response with its id; requests
-	// on one open file (those naming it in SessionRequest.file) are served
+	// listings and open files, multiplexed by id. The first request must
+	// be SessionHello. Every request gets exactly one response with its id;
+	// requests on one open file (those naming it in SessionRequest.file) are served
 	// in the order sent, path operations in the order sent, but a path
 	// operation does not wait for the files' requests before it (a gateway
 	// that needs a write to land first waits for its reply). The stream
@@ -307,9 +307,9 @@ type AgentServer interface {
 	// Session is protocol v2, what gateways speak: one bidirectional stream
 	// per gateway session (one login's filesystem on this agent) that carries
 	// every operation of the session as a message: path operations,
-	// listings and open files, multiplexed by id. The first request must be
-	// Hello. Every request gets exactly one response with its id; requests
-	// on one open file (those naming it in SessionRequest.file) are served
+	// listings and open files, multiplexed by id. The first request must
+	// be SessionHello. Every request gets exactly one response with its id;
+	// requests on one open file (those naming it in SessionRequest.file) are served
 	// in the order sent, path operations in the order sent, but a path
 	// operation does not wait for the files' requests before it (a gateway
 	// that needs a write to land first waits for its reply). The stream

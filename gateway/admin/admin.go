@@ -50,6 +50,7 @@ type SessionsResponse struct {
 //	GET    /readyz             200 once listeners are up and static agents answer, else 503
 //	GET    /api/sessions       live sessions (JSON SessionsResponse)
 //	DELETE /api/sessions/{id}  kick a session: 204, or 404 if there is none
+//	GET    /api/events         agents' commits, hook runs and other feed events as Server-Sent Events (events.go)
 //	GET    /api/latency        save latency per user and protocol (JSON LatencyResponse)
 //	GET    /                   the operator page (page.go), or its login form
 //
@@ -110,6 +111,7 @@ func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(resp)
 	})))
+	mux.Handle("GET /api/events", auth(eventsHandler(gw, log)))
 	mux.Handle("DELETE /api/sessions/{id}", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		err := gw.Registry().Kick(id)
