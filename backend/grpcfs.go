@@ -24,8 +24,9 @@ type Options struct {
 	// Root is the directory inside the agent's root that the filesystem
 	// shows as "/": a clean relative path; "" is the agent root itself.
 	Root string
-	// CallTimeout bounds every call to the agent and every wait for a reply
-	// inside an open file's stream. Zero means one minute.
+	// CallTimeout bounds every wait for the agent's reply to one request
+	// (a hash excepted: it waits as long as its context allows). Zero
+	// means one minute.
 	CallTimeout time.Duration
 	// InPlace turns atomic uploads off: truncating opens write the target
 	// file directly.

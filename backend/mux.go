@@ -41,10 +41,9 @@ type mux struct {
 
 // muxConn is one Session stream.
 type muxConn struct {
-	g        *GRPCFs
-	stream   agentpb.Agent_SessionClient
-	cancel   context.CancelFunc
-	features uint32 // agentpb.FileFeature bits from SessionHelloResult
+	g      *GRPCFs
+	stream agentpb.Agent_SessionClient
+	cancel context.CancelFunc
 
 	// sendMu serializes Send and id allocation.
 	sendMu sync.Mutex
@@ -116,7 +115,6 @@ func (m *mux) open() (*muxConn, error) {
 		}
 		return nil, err
 	}
-	c.features = resp.GetHello().GetFeatures()
 	return c, nil
 }
 
