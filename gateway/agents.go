@@ -22,6 +22,7 @@ import (
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/backend/agentpb"
+	"github.com/upgate/upgate/backend/podagents"
 	"github.com/upgate/upgate/config"
 )
 
@@ -39,11 +40,12 @@ type agentPool struct {
 	healthy    sync.Map
 	checks     sync.Map // by agent name: the last health call's AgentStatus
 
-	// mu guards configs, conns, retired and tokens.
+	// mu guards configs, conns, retired, tokens and kube.
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn // by agent name and resolved target
 	retired []*grpc.ClientConn          // replaced by a reload, still used by live sessions
 	tokens  map[string]string           // remote agents' tokens, by agent name
+	kube    kubeAgents                  // agents found through the Kubernetes API (podagents.go)
 
 	embedded map[string]*embeddedAgent // by agent name; fixed after start
 
@@ -67,6 +69,7 @@ func newAgentPool(ctx context.Context, agents map[string]config.Agent, log *slog
 		metrics:  metrics,
 		conns:    make(map[string]*grpc.ClientConn),
 		tokens:   make(map[string]string),
+		kube:     kubeAgents{resolvers: make(map[string]*podagents.Resolver)},
 		embedded: make(map[string]*embeddedAgent),
 	}
 	names := make([]string, 0, len(agents))
@@ -83,6 +86,14 @@ func newAgentPool(ctx context.Context, agents map[string]config.Agent, log *slog
 				return nil, wrapf("agents.%s.token_file: %w", name, err)
 			}
 			p.tokens[name] = tok
+			if a.Kubernetes.Enabled() {
+				r, err := startResolver(ctx, name, a, p)
+				if err != nil {
+					p.close()
+					return nil, err
+				}
+				p.kube.resolvers[name] = r
+			}
 			continue
 		}
 		e, err := startEmbedded(ctx, name, a.Root, a.Hooks, log, version, p.observer(name))
@@ -152,7 +163,7 @@ func startEmbedded(ctx context.Context, name, root, hooksFile string, log *slog.
 
 // conn returns the connection for the named agent as user sees it, and
 // the resolved target for logs.
-func (p *agentPool) conn(name, user string) (*grpc.ClientConn, string, error) {
+func (p *agentPool) conn(name, user string) (grpc.ClientConnInterface, string, error) {
 	if e, ok := p.embedded[name]; ok {
 		return e.conn, e.addr, nil
 	}
@@ -161,6 +172,9 @@ func (p *agentPool) conn(name, user string) (*grpc.ClientConn, string, error) {
 	a, ok := p.configs[name]
 	if !ok {
 		return nil, "", wrapf("user %s: agent %q is not configured", user, name)
+	}
+	if a.Kubernetes.Enabled() {
+		return p.kubeConn(name, user, a)
 	}
 	target := strings.ReplaceAll(a.Address, "{user}", user)
 	// Keyed by agent too: two agent entries may share an address with
@@ -226,7 +240,7 @@ func (p *agentPool) staticAgents() []string {
 	defer p.mu.Unlock()
 	var names []string
 	for name, a := range p.configs {
-		if a.Embedded || !strings.Contains(a.Address, "{user}") {
+		if a.Embedded || !a.Kubernetes.Enabled() && !strings.Contains(a.Address, "{user}") {
 			names = append(names, name)
 		}
 	}
@@ -319,6 +333,9 @@ func (p *agentPool) close() error {
 		_ = cc.Close()
 	}
 	p.retired = nil
+	if err := p.closeKube(); err != nil {
+		errs = append(errs, err)
+	}
 	p.mu.Unlock()
 	for name, e := range p.embedded {
 		e.conn.Close()

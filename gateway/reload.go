@@ -47,6 +47,10 @@ func (p *agentPool) reload(agents map[string]config.Agent) error {
 			return wrapf("agents.%s: embedded agents cannot be removed without a restart", name)
 		}
 	}
+	fresh, err := p.reloadKube(agents)
+	if err != nil {
+		return err
+	}
 	tokens := make(map[string]string)
 	for name, a := range agents {
 		if a.Embedded {
@@ -54,6 +58,9 @@ func (p *agentPool) reload(agents map[string]config.Agent) error {
 		}
 		tok, err := readToken(a.TokenFile)
 		if err != nil {
+			for _, r := range fresh {
+				_ = r.Close()
+			}
 			return wrapf("agents.%s.token_file: %w", name, err)
 		}
 		tokens[name] = tok
@@ -81,6 +88,7 @@ func (p *agentPool) reload(agents map[string]config.Agent) error {
 			}
 		}
 	}
+	p.swapKube(agents, changed, fresh)
 	sort.Strings(changed)
 	if len(changed) > 0 {
 		p.log.Info("agents changed", "agents", fmt.Sprint(changed))
