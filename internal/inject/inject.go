@@ -10,6 +10,8 @@
 //   - the app container's volume that holds --root, mounted at the same
 //     path in the agent, so that the agent writes where the app reads;
 //   - a volume with the agent token from a Secret;
+//   - with Options.Hooks, the agent's hook file from a ConfigMap
+//     (--hooks) and a scratch directory at /tmp for the hooks;
 //   - the labels that the gateway's selector (agents.NAME.kubernetes.
 //     selector, "{user}" filled in) expects, so that the gateway finds the
 //     pod.
@@ -49,14 +51,32 @@ const (
 	AgentContainer = "upgate-agent"
 	// tokenDir is where the agent's token Secret is mounted.
 	tokenDir = "/var/run/secrets/upgate"
-	// tokenVolume is the token volume's name.
+	// hooksDir is where the hooks ConfigMap is mounted.
+	hooksDir = "/etc/upgate/hooks"
+	// The volumes inject adds.
 	tokenVolume = "upgate-agent-token"
+	hooksVolume = "upgate-agent-hooks"
+	tmpVolume   = "upgate-agent-tmp"
 )
 
-// Options say what to inject. Image, User and Root are required.
+// Options say what to inject. User and Root are required, and Image or
+// Command.
 type Options struct {
-	// Image is the upgate image the agent runs (the gateway's).
+	// Image is the image the agent runs: the gateway's (its entrypoint is
+	// upgate), or an image with the upgate binary at Command. Empty, with
+	// Command set, means the app container's own image, which must then
+	// hold the upgate binary (hooks run with the app's tools).
 	Image string
+	// Command is the path of the upgate binary in Image, for an image
+	// whose entrypoint is not upgate (the app's). Empty means Image's
+	// entrypoint.
+	Command string
+	// Hooks names a ConfigMap in the pod's namespace whose key hooks.yaml
+	// holds the agent's hooks (upgate agent --hooks): it is mounted at
+	// /etc/upgate/hooks, with an emptyDir at /tmp for the hooks' scratch
+	// files (the root filesystem is read-only) and room for them in the
+	// memory limit. Empty means no hooks.
+	Hooks string
 	// User is the developer whose pod this is: it fills "{user}" in
 	// Selector.
 	User string
@@ -88,8 +108,8 @@ type Options struct {
 // pass unchanged; other workload kinds are refused. The errors start with
 // "inject: " and name the document.
 func Inject(r io.Reader, w io.Writer, opts Options) error {
-	if opts.Image == "" || opts.User == "" || opts.Root == "" {
-		return errors.New("inject: an image, a user and a root are required")
+	if opts.Image == "" && opts.Command == "" || opts.User == "" || opts.Root == "" {
+		return errors.New("inject: a user, a root and an image (or the command of upgate in the app's image) are required")
 	}
 	if !path.IsAbs(opts.Root) || path.Clean(opts.Root) != opts.Root {
 		return fmt.Errorf("inject: root %q must be an absolute, clean path", opts.Root)
@@ -272,8 +292,22 @@ func injectPod(meta, spec *yaml.Node, opts Options, sel labels.Selector) error {
 		volumes = set(spec, "volumes", sequence())
 	}
 	replaceOrAppend(volumes, tokenVolume, tokenVol)
-
-	replaceOrAppend(containers, AgentContainer, agentContainer(opts, appName, mount, uid, gid))
+	if opts.Hooks != "" {
+		hooksVol := mapping("name", str(hooksVolume), "configMap", mapping("name", str(opts.Hooks), "items", sequence(flow(mapping("key", str("hooks.yaml"), "path", str("hooks.yaml"))))))
+		hooksVol.HeadComment = "The upgate agent's hooks (upgate inject)."
+		replaceOrAppend(volumes, hooksVolume, hooksVol)
+		tmpVol := mapping("name", str(tmpVolume), "emptyDir", mapping("sizeLimit", str("256Mi")))
+		tmpVol.HeadComment = "The hooks' scratch space (upgate inject): the agent's root filesystem is read-only."
+		replaceOrAppend(volumes, tmpVolume, tmpVol)
+	} else {
+		remove(volumes, hooksVolume)
+		remove(volumes, tmpVolume)
+	}
+	image := opts.Image
+	if image == "" {
+		image = scalar(get(app, "image"))
+	}
+	replaceOrAppend(containers, AgentContainer, agentContainer(opts, image, appName, mount, uid, gid))
 
 	// The labels the gateway's selector expects.
 	lbl := get(meta, "labels")
@@ -304,7 +338,7 @@ func injectPod(meta, spec *yaml.Node, opts Options, sel labels.Selector) error {
 }
 
 // agentContainer is the sidecar.
-func agentContainer(opts Options, app string, mount *yaml.Node, uid, gid *int64) *yaml.Node {
+func agentContainer(opts Options, image, app string, mount *yaml.Node, uid, gid *int64) *yaml.Node {
 	port := strconv.Itoa(opts.Port)
 	sc := mapping(
 		"runAsNonRoot", boolean(true),
@@ -323,26 +357,49 @@ func agentContainer(opts Options, app string, mount *yaml.Node, uid, gid *int64)
 	if sp := get(mount, "subPath"); sp != nil {
 		set(codeMount, "subPath", str(sp.Value))
 	}
+	args := sequence(str("agent"), str("--listen"), str(":"+port), str("--root"), str(opts.Root), str("--token-file"), str(tokenDir+"/token"))
+	mounts := sequence(
+		flow(codeMount),
+		flow(mapping("name", str(tokenVolume), "mountPath", str(tokenDir), "readOnly", boolean(true))),
+	)
+	memory := "256Mi"
+	if opts.Hooks != "" {
+		args.Content = append(args.Content, str("--hooks"), str(hooksDir+"/hooks.yaml"))
+		mounts.Content = append(mounts.Content,
+			flow(mapping("name", str(hooksVolume), "mountPath", str(hooksDir), "readOnly", boolean(true))),
+			flow(mapping("name", str(tmpVolume), "mountPath", str("/tmp"))))
+		memory = "512Mi" // the hooks run in this container
+	}
 	c := mapping(
 		"name", str(AgentContainer),
-		"image", str(opts.Image),
+		"image", str(image),
 		"imagePullPolicy", str("IfNotPresent"),
-		"args", sequence(str("agent"), str("--listen"), str(":"+port), str("--root"), str(opts.Root), str("--token-file"), str(tokenDir+"/token")),
-		"ports", sequence(flow(mapping("name", str(AgentContainer), "containerPort", integer(int64(opts.Port)), "protocol", str("TCP")))),
-		// The agent speaks gRPC with a token on every call: probe its port.
-		"readinessProbe", mapping("tcpSocket", flow(mapping("port", str(AgentContainer))), "periodSeconds", integer(5)),
-		"livenessProbe", mapping("tcpSocket", flow(mapping("port", str(AgentContainer))), "initialDelaySeconds", integer(5), "periodSeconds", integer(20)),
-		"resources", mapping(
-			"requests", flow(mapping("cpu", str("10m"), "memory", str("32Mi"))),
-			"limits", flow(mapping("cpu", str("1"), "memory", str("256Mi"))),
-		),
-		"securityContext", sc,
-		"volumeMounts", sequence(
-			flow(codeMount),
-			flow(mapping("name", str(tokenVolume), "mountPath", str(tokenDir), "readOnly", boolean(true))),
-		),
 	)
+	if opts.Command != "" {
+		set(c, "command", flow(sequence(str(opts.Command))))
+	}
+	for _, kv := range []struct {
+		k string
+		v *yaml.Node
+	}{
+		{"args", args},
+		{"ports", sequence(flow(mapping("name", str(AgentContainer), "containerPort", integer(int64(opts.Port)), "protocol", str("TCP"))))},
+		// The agent speaks gRPC with a token on every call: probe its port.
+		{"readinessProbe", mapping("tcpSocket", flow(mapping("port", str(AgentContainer))), "periodSeconds", integer(5))},
+		{"livenessProbe", mapping("tcpSocket", flow(mapping("port", str(AgentContainer))), "initialDelaySeconds", integer(5), "periodSeconds", integer(20))},
+		{"resources", mapping(
+			"requests", flow(mapping("cpu", str("10m"), "memory", str("32Mi"))),
+			"limits", flow(mapping("cpu", str("1"), "memory", str(memory))),
+		)},
+		{"securityContext", sc},
+		{"volumeMounts", mounts},
+	} {
+		set(c, kv.k, kv.v)
+	}
 	c.HeadComment = fmt.Sprintf("The upgate agent (upgate inject): writes the uploads into %s,\nshared with %s, as its uid; the gateway finds it by this pod's labels.", opts.Root, app)
+	if opts.Hooks != "" {
+		c.HeadComment += fmt.Sprintf("\nIt runs the hooks of the ConfigMap %s after saves.", opts.Hooks)
+	}
 	return c
 }
 
@@ -417,6 +474,11 @@ func replaceOrAppend(s *yaml.Node, name string, item *yaml.Node) {
 		}
 	}
 	s.Content = append(s.Content, item)
+}
+
+// remove drops the entry of that name from the sequence, if any.
+func remove(s *yaml.Node, name string) {
+	s.Content = slices.DeleteFunc(s.Content, func(c *yaml.Node) bool { return scalar(get(c, "name")) == name })
 }
 
 // YAML node helpers.

@@ -264,6 +264,58 @@ func TestUIDOverride(t *testing.T) {
 	}
 }
 
+// TestAppImageWithHooks: the agent in the app's own image (upgate at
+// --command) with the hooks of a ConfigMap; injecting again without hooks
+// takes them out.
+func TestAppImageWithHooks(t *testing.T) {
+	o := opts()
+	o.Image, o.Command, o.Hooks = "", "/usr/local/bin/upgate", "upgate-hooks"
+	var p corev1.Pod
+	out := run(t, pod, o)
+	strict(t, out, &p)
+	var agent *corev1.Container
+	for i := range p.Spec.Containers {
+		if p.Spec.Containers[i].Name == inject.AgentContainer {
+			agent = &p.Spec.Containers[i]
+		}
+	}
+	if agent == nil || agent.Image != "php:8.3-fpm" || !slices.Equal(agent.Command, []string{"/usr/local/bin/upgate"}) {
+		t.Fatalf("agent %+v: want the app's image with command /usr/local/bin/upgate", agent)
+	}
+	if n := len(agent.Args); n < 2 || agent.Args[n-2] != "--hooks" || agent.Args[n-1] != "/etc/upgate/hooks/hooks.yaml" {
+		t.Errorf("args %q: want --hooks /etc/upgate/hooks/hooks.yaml", agent.Args)
+	}
+	if !hasMount(agent, corev1.VolumeMount{Name: "upgate-agent-hooks", MountPath: "/etc/upgate/hooks", ReadOnly: true}) || !hasMount(agent, corev1.VolumeMount{Name: "upgate-agent-tmp", MountPath: "/tmp"}) {
+		t.Errorf("mounts %+v", agent.VolumeMounts)
+	}
+	if lim := agent.Resources.Limits.Memory().String(); lim != "512Mi" {
+		t.Errorf("memory limit %s, want 512Mi (the hooks run there)", lim)
+	}
+	var cm *corev1.Volume
+	for i := range p.Spec.Volumes {
+		if p.Spec.Volumes[i].ConfigMap != nil {
+			cm = &p.Spec.Volumes[i]
+		}
+	}
+	if cm == nil || cm.ConfigMap.Name != "upgate-hooks" || len(cm.ConfigMap.Items) != 1 || cm.ConfigMap.Items[0].Key != "hooks.yaml" {
+		t.Errorf("hooks volume %+v", cm)
+	}
+	// Without hooks again.
+	o.Hooks = ""
+	var plain bytes.Buffer
+	must(t, inject.Inject(strings.NewReader(out), &plain, o))
+	if strings.Contains(plain.String(), "hooks") || strings.Contains(plain.String(), "upgate-agent-tmp") {
+		t.Errorf("hooks left after injecting without them:\n%s", plain.String())
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestReinjectUpdates: injecting over an older injection replaces the
 // agent in place (a new image), keeping the rest.
 func TestReinjectUpdates(t *testing.T) {
@@ -312,7 +364,7 @@ func TestRefused(t *testing.T) {
 			func(o *inject.Options) { o.Selector = "upgate.dev/user={user},!canary" }, "do not match the selector !canary,upgate.dev/user=alice, and adding labels cannot fix it"},
 		{"bad selector", deployment(app), func(o *inject.Options) { o.Selector = "a in (" }, `inject: selector "a in (" for user "alice"`},
 		{"relative root", deployment(app), func(o *inject.Options) { o.Root = "www" }, `inject: root "www" must be an absolute, clean path`},
-		{"no image", deployment(app), func(o *inject.Options) { o.Image = "" }, "inject: an image, a user and a root are required"},
+		{"no image", deployment(app), func(o *inject.Options) { o.Image = "" }, "inject: a user, a root and an image (or the command of upgate in the app's image) are required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
