@@ -2,7 +2,10 @@ package backend
 
 import (
 	"context"
+	"errors"
+	"io"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,19 +39,46 @@ type FollowOptions struct {
 //
 // When the target moves (seen by a new call, or by Refresh when told of a
 // change), the connection to the old target is closed at once: calls and
-// streams still running on it fail with codes.Canceled, so an upload in
-// flight aborts and the agent discards its temp file (nothing partial is
-// committed, on either pod). A FollowConn is safe for concurrent use;
-// Close closes it.
+// streams still running on it fail with codes.Unavailable and a message
+// that says the agent moved, so an upload in flight aborts and the agent
+// discards its temp file (nothing partial is committed, on either pod). A
+// FollowConn is safe for concurrent use; Close closes it.
 type FollowConn struct {
 	opts FollowOptions
 
-	// mu guards target, cc, gen and closed.
+	// mu guards cur, gen and closed.
 	mu     sync.Mutex
-	target string
-	cc     *grpc.ClientConn
-	gen    uint64 // counts switches
+	cur    *followTarget // nil before the first call and after a target went away
+	gen    uint64        // counts switches
 	closed bool
+}
+
+// followTarget is a connection to one target.
+type followTarget struct {
+	cc     *grpc.ClientConn
+	target string
+	// gone, once set, says why the connection was closed: what calls
+	// and streams that were running on it fail with.
+	gone atomic.Pointer[string]
+}
+
+// retire closes the connection; what runs on it fails with why.
+func (t *followTarget) retire(why string) {
+	t.gone.Store(&why)
+	_ = t.cc.Close()
+}
+
+// err replaces the error of a call or stream on a retired connection
+// (codes.Canceled, "the client connection is closing") by why it was
+// retired.
+func (t *followTarget) err(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return err
+	}
+	if why := t.gone.Load(); why != nil {
+		return status.Error(codes.Unavailable, *why)
+	}
+	return err
 }
 
 var _ grpc.ClientConnInterface = (*FollowConn)(nil)
@@ -61,27 +91,41 @@ func NewFollowConn(opts FollowOptions) *FollowConn {
 
 // Invoke implements grpc.ClientConnInterface.
 func (f *FollowConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	cc, err := f.current(ctx)
+	t, err := f.current(ctx)
 	if err != nil {
 		return err
 	}
-	return cc.Invoke(ctx, method, args, reply, opts...)
+	return t.err(t.cc.Invoke(ctx, method, args, reply, opts...))
 }
 
 // NewStream implements grpc.ClientConnInterface.
 func (f *FollowConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	cc, err := f.current(ctx)
+	t, err := f.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return cc.NewStream(ctx, desc, method, opts...)
+	cs, err := t.cc.NewStream(ctx, desc, method, opts...)
+	if err != nil {
+		return nil, t.err(err)
+	}
+	return &followStream{ClientStream: cs, t: t}, nil
 }
+
+// followStream reports why its connection was retired.
+type followStream struct {
+	grpc.ClientStream
+	t *followTarget
+}
+
+func (s *followStream) SendMsg(m any) error { return s.t.err(s.ClientStream.SendMsg(m)) }
+func (s *followStream) RecvMsg(m any) error { return s.t.err(s.ClientStream.RecvMsg(m)) }
+func (s *followStream) CloseSend() error    { return s.t.err(s.ClientStream.CloseSend()) }
 
 // errFollowClosed fails calls after Close.
 var errFollowClosed = status.Error(codes.Canceled, "backend: agent connection closed")
 
 // current resolves the target and returns the connection to it.
-func (f *FollowConn) current(ctx context.Context) (*grpc.ClientConn, error) {
+func (f *FollowConn) current(ctx context.Context) (*followTarget, error) {
 	// A switch between Resolve and taking mu may mean the answer is
 	// stale (the old pod): then ask again, a bounded number of times.
 	for attempt := 0; ; attempt++ {
@@ -104,32 +148,41 @@ func (f *FollowConn) current(ctx context.Context) (*grpc.ClientConn, error) {
 			f.mu.Unlock()
 			continue
 		}
-		if f.cc != nil && f.target == target {
-			cc := f.cc
+		if f.cur != nil && f.cur.target == target {
+			t := f.cur
 			f.mu.Unlock()
-			return cc, nil
+			return t, nil
 		}
 		cc, err := f.opts.Dial(target)
 		if err != nil {
 			f.mu.Unlock()
 			return nil, status.Error(codes.Unavailable, err.Error())
 		}
-		old, oldTarget := f.cc, f.target
-		f.cc, f.target = cc, target
+		old := f.cur
+		f.cur = &followTarget{cc: cc, target: target}
 		f.gen++
+		t := f.cur
 		f.mu.Unlock()
-		f.retire(old, oldTarget, target)
-		return cc, nil
+		f.switched(old, target, "")
+		return t, nil
 	}
 }
 
-// retire closes the connection to a target that is no longer current.
-func (f *FollowConn) retire(old *grpc.ClientConn, oldTarget, newTarget string) {
+// switched retires the old target's connection and reports the switch.
+// why is what made the target go away ("" when it moved).
+func (f *FollowConn) switched(old *followTarget, target, why string) {
+	oldTarget := ""
 	if old != nil {
-		_ = old.Close()
+		oldTarget = old.target
+		if why == "" {
+			why = "the agent moved from " + old.target + " to " + target + " (its pod was replaced): transfer aborted, try again"
+		} else {
+			why = "the agent at " + old.target + " went away (" + why + "): transfer aborted"
+		}
+		old.retire(why)
 	}
-	if f.opts.OnSwitch != nil && oldTarget != newTarget {
-		f.opts.OnSwitch(oldTarget, newTarget)
+	if f.opts.OnSwitch != nil && oldTarget != target {
+		f.opts.OnSwitch(oldTarget, target)
 	}
 }
 
@@ -147,14 +200,18 @@ func (f *FollowConn) Refresh(ctx context.Context) {
 	// A call between its Resolve and mu re-resolves: its answer may
 	// predate this change.
 	f.gen++
-	if f.cc == nil || (err == nil && target == f.target) {
+	if f.cur == nil || (err == nil && target == f.cur.target) {
 		f.mu.Unlock()
 		return
 	}
-	old, oldTarget := f.cc, f.target
-	f.cc, f.target = nil, ""
+	old := f.cur
+	f.cur = nil
 	f.mu.Unlock()
-	f.retire(old, oldTarget, target)
+	why := ""
+	if err != nil {
+		target, why = "", err.Error()
+	}
+	f.switched(old, target, why)
 }
 
 // Target returns the target of the current connection, or "" before the
@@ -162,17 +219,20 @@ func (f *FollowConn) Refresh(ctx context.Context) {
 func (f *FollowConn) Target() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.target
+	if f.cur == nil {
+		return ""
+	}
+	return f.cur.target
 }
 
 // Close closes the current connection; later calls fail.
 func (f *FollowConn) Close() error {
 	f.mu.Lock()
-	cc := f.cc
-	f.cc, f.target, f.closed = nil, "", true
+	cur := f.cur
+	f.cur, f.closed = nil, true
 	f.mu.Unlock()
-	if cc != nil {
-		return cc.Close()
+	if cur != nil {
+		return cur.cc.Close()
 	}
 	return nil
 }

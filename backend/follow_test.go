@@ -156,8 +156,9 @@ func TestFollowConnAbortsUploadOnMove(t *testing.T) {
 	if werr == nil && cerr == nil {
 		t.Fatal("the upload survived its pod's replacement")
 	}
-	if !errors.Is(errors.Join(werr, cerr), backend.ErrUnavailable) {
-		t.Errorf("write %v, close %v: want backend.ErrUnavailable", werr, cerr)
+	if err := errors.Join(werr, cerr); !errors.Is(err, backend.ErrUnavailable) ||
+		!strings.Contains(err.Error(), "agent dev for user alice unreachable: the agent moved from "+a.Addr+" to "+b.Addr+" (its pod was replaced): transfer aborted, try again") {
+		t.Errorf("write %v, close %v: want backend.ErrUnavailable saying the agent moved", werr, cerr)
 	}
 	a.WaitIdle(t, 10*time.Second)
 	if got := readFile(t, filepath.Join(a.Dir, "index.php")); got != "old" {
@@ -197,8 +198,8 @@ func TestFollowConnNoTarget(t *testing.T) {
 	}
 	m.set("", errors.New("no ready dev pod for alice in dev matching upgate.dev/user=alice"))
 	m.fc.Refresh(context.Background())
-	if err := f.Close(); !errors.Is(err, backend.ErrUnavailable) {
-		t.Errorf("close of an upload whose pod went away: %v, want ErrUnavailable", err)
+	if err := f.Close(); !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "the agent at "+a.Addr+" went away (no ready dev pod for alice in dev matching upgate.dev/user=alice): transfer aborted") {
+		t.Errorf("close of an upload whose pod went away: %v, want ErrUnavailable saying why", err)
 	}
 	_, err = fsys.Stat("/")
 	if !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "agent dev for user alice unreachable: no ready dev pod for alice in dev matching upgate.dev/user=alice") {
