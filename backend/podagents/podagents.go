@@ -147,6 +147,7 @@ type Resolver struct {
 type namespaceWatch struct {
 	name     string
 	informer cache.SharedIndexInformer
+	stop     context.CancelFunc // stops the informer
 	// mu guards lastErr: the informer's last list or watch error, nil
 	// again once a list succeeds.
 	mu      sync.Mutex
@@ -298,18 +299,34 @@ func (r *Resolver) namespace(ctx context.Context, ns string) (*namespaceWatch, e
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for !w.informer.HasSynced() {
-		if err := w.err(); err != nil {
-			return nil, fmt.Errorf("podagents: list pods in namespace %s at %s: %w", ns, r.server, err)
+		err := w.err()
+		if err == nil {
+			select {
+			case <-ctx.Done():
+				err = context.Cause(ctx)
+			case <-r.ctx.Done():
+				return nil, errClosed
+			case <-t.C:
+				continue
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("podagents: list pods in namespace %s at %s: %w", ns, r.server, context.Cause(ctx))
-		case <-r.ctx.Done():
-			return nil, errClosed
-		case <-t.C:
-		}
+		// A namespace never listed is not kept: the next Resolve for it
+		// starts afresh, rather than an informer retrying in the
+		// background (a RoleBinding missing in a user's namespace).
+		r.drop(w)
+		return nil, fmt.Errorf("podagents: list pods in namespace %s at %s: %w", ns, r.server, err)
 	}
 	return w, nil
+}
+
+// drop stops the watch of a namespace that was never listed.
+func (r *Resolver) drop(w *namespaceWatch) {
+	r.mu.Lock()
+	if r.namespaces[w.name] == w && !w.informer.HasSynced() {
+		delete(r.namespaces, w.name)
+		w.stop()
+	}
+	r.mu.Unlock()
 }
 
 // startNamespace starts the informer of ns; r.mu is held.
@@ -334,7 +351,7 @@ func (r *Resolver) startNamespace(ns string) (*namespaceWatch, error) {
 	if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 		w.setErr(err)
 		if ctx.Err() == nil {
-			r.log.Warn("kubernetes API: watching pods failed; serving the last known pods", "server", r.server, "namespace", ns, "err", err)
+			r.log.Warn("kubernetes API: listing or watching pods failed (retrying; logins are answered from the pods last seen)", "server", r.server, "namespace", ns, "err", err)
 		}
 	}); err != nil {
 		return nil, fmt.Errorf("podagents: %w", err)
@@ -348,10 +365,12 @@ func (r *Resolver) startNamespace(ns string) (*namespaceWatch, error) {
 	}, cache.HandlerOptions{Logger: &logger}); err != nil {
 		return nil, fmt.Errorf("podagents: %w", err)
 	}
+	ctx, stop := context.WithCancel(r.ctx)
+	w.stop = stop
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		inf.RunWithContext(r.ctx)
+		inf.RunWithContext(ctx)
 	}()
 	return w, nil
 }
