@@ -26,6 +26,11 @@ func TestImportsPointOneWay(t *testing.T) {
 		{"/gateway", "/server", "server assembles the gateway, not the other way"},
 		{"/config", "/gateway", "config is plain data"},
 		{"/config", "/backend", "config is plain data"},
+		{"/config", "k8s.io/client-go", "config is plain data: it may parse label selectors, never call the Kubernetes API"},
+		{"/frontends/", "k8s.io", "a frontend never talks to Kubernetes"},
+		{"/backend/agent", "k8s.io", "the agent runs in containers: it needs only the protocol"},
+		{"/gateway", "k8s.io", "the gateway reaches Kubernetes only through backend/podagents"},
+		{"/backend/podagents", "google.golang.org/grpc", "podagents finds addresses; dialling agents is the backend's"},
 	}
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
 	if err != nil {
