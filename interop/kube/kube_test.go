@@ -180,12 +180,18 @@ func TestKubernetesDiscovery(t *testing.T) {
 			t.Errorf("the gateway's token cannot list pods in dev: %v", err)
 		}
 		for what, err := range map[string]error{
-			"list secrets in dev":   func() error { _, err := core.Secrets("dev").List(ctx, metav1.ListOptions{}); return err }(),
-			"list pods in upgate":   func() error { _, err := core.Pods("upgate").List(ctx, metav1.ListOptions{}); return err }(),
-			"create a pod in dev":   func() error { _, err := core.Pods("dev").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{}); return err }(),
-			"delete alice's pod":    core.Pods("dev").Delete(ctx, alice.name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
-			"exec in alice's pod":   core.RESTClient().Post().Namespace("dev").Resource("pods").Name(alice.name).SubResource("exec").Param("command", "true").Do(ctx).Error(),
-			"update a pod's status": func() error { _, err := core.Pods("dev").UpdateStatus(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: alice.name}}, metav1.UpdateOptions{}); return err }(),
+			"list secrets in dev": func() error { _, err := core.Secrets("dev").List(ctx, metav1.ListOptions{}); return err }(),
+			"list pods in upgate": func() error { _, err := core.Pods("upgate").List(ctx, metav1.ListOptions{}); return err }(),
+			"create a pod in dev": func() error {
+				_, err := core.Pods("dev").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+				return err
+			}(),
+			"delete alice's pod":  core.Pods("dev").Delete(ctx, alice.name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
+			"exec in alice's pod": core.RESTClient().Post().Namespace("dev").Resource("pods").Name(alice.name).SubResource("exec").Param("command", "true").Do(ctx).Error(),
+			"update a pod's status": func() error {
+				_, err := core.Pods("dev").UpdateStatus(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: alice.name}}, metav1.UpdateOptions{})
+				return err
+			}(),
 		} {
 			if !forbidden(err) {
 				t.Errorf("%s: %v, want forbidden", what, err)
