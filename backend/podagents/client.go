@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -48,12 +50,23 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return rc, nil
 }
 
-// newClient returns a CoreV1 client whose connections conns tracks. The
-// dialer and proxy make the transport private to this client (client-go
-// caches transports process-wide otherwise), so that closing its
-// connections ends its goroutines.
-func newClient(rc *rest.Config, conns *connTracker) (*corev1client.CoreV1Client, error) {
+// newClient returns a REST client for the core/v1 API whose connections
+// conns tracks. The dialer and proxy make the transport private to this
+// client (client-go caches transports process-wide otherwise), so that
+// closing its connections ends its goroutines.
+//
+// It is a plain RESTClient with a scheme that knows core/v1 only: the
+// typed clientset's scheme registers every API group, which costs the
+// build about twice the packages for nothing used here.
+func newClient(rc *rest.Config, conns *connTracker) (*rest.RESTClient, error) {
 	rc = rest.CopyConfig(rc)
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("podagents: %w", err)
+	}
+	rc.GroupVersion = &corev1.SchemeGroupVersion
+	rc.APIPath = "/api"
+	rc.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	rc.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, addr)
@@ -68,7 +81,7 @@ func newClient(rc *rest.Config, conns *connTracker) (*corev1client.CoreV1Client,
 		return nil, fmt.Errorf("podagents: %w", err)
 	}
 	conns.client = hc
-	client, err := corev1client.NewForConfigAndClient(rc, hc)
+	client, err := rest.RESTClientForConfigAndClient(rc, hc)
 	if err != nil {
 		return nil, fmt.Errorf("podagents: %w", err)
 	}

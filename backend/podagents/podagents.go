@@ -38,11 +38,12 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 )
@@ -126,7 +127,7 @@ func orAll(sel string) string {
 type Resolver struct {
 	cfg      Config
 	log      *slog.Logger
-	client   corev1client.PodsGetter
+	client   *rest.RESTClient // core/v1
 	conns    *connTracker
 	server   string // the API server's URL, for errors
 	template *selectorTemplate
@@ -246,9 +247,15 @@ func New(ctx context.Context, cfg Config) (*Resolver, error) {
 
 // ping asks the API server for its version: a server that cannot be
 // reached or refuses the credentials fails here with a clear error.
-func (r *Resolver) ping(ctx context.Context, client *corev1client.CoreV1Client) error {
-	body, err := client.RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
-	if err != nil {
+func (r *Resolver) ping(ctx context.Context, client *rest.RESTClient) error {
+	body, err := client.Get().AbsPath("/version").Do(ctx).Raw()
+	var answered apierrors.APIStatus
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("podagents: kubernetes API at %s refused the credentials (the kubeconfig's or the service account's token or certificate): %w", r.server, err)
+	case errors.As(err, &answered):
+		return fmt.Errorf("podagents: kubernetes API at %s: %w", r.server, err)
+	case err != nil:
 		return fmt.Errorf("podagents: kubernetes API at %s unreachable: %w", r.server, err)
 	}
 	r.log.Debug("kubernetes API reached", "server", r.server, "version", string(body))
@@ -331,16 +338,16 @@ func (r *Resolver) drop(w *namespaceWatch) {
 
 // startNamespace starts the informer of ns; r.mu is held.
 func (r *Resolver) startNamespace(ns string) (*namespaceWatch, error) {
-	pods := r.client.Pods(ns)
-	tweak := func(o *metav1.ListOptions) { o.LabelSelector = r.watchSel }
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			tweak(&o)
-			return pods.List(ctx, o)
+			o.LabelSelector = r.watchSel
+			list := &corev1.PodList{}
+			err := r.client.Get().Namespace(ns).Resource("pods").VersionedParams(&o, metav1.ParameterCodec).Do(ctx).Into(list)
+			return list, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			tweak(&o)
-			return pods.Watch(ctx, o)
+			o.LabelSelector, o.Watch = r.watchSel, true
+			return r.client.Get().Namespace(ns).Resource("pods").VersionedParams(&o, metav1.ParameterCodec).Watch(ctx)
 		},
 	}
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})

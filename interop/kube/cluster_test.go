@@ -19,8 +19,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-	rbacv1client "k8s.io/client-go/kubernetes/typed/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
@@ -28,25 +29,52 @@ import (
 	"github.com/upgate/upgate/internal/kubetest"
 )
 
-// cluster is a test API server with clients for it.
+// cluster is a test API server with an admin client for it.
 type cluster struct {
-	srv  *kubetest.Server
-	core *corev1client.CoreV1Client // as admin
-	rbac *rbacv1client.RbacV1Client // as admin
+	srv *kubetest.Server
+	api
 }
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	srv := kubetest.Start(t)
-	core, rbac := clients(t, srv, srv.AdminToken)
-	return &cluster{srv: srv, core: core, rbac: rbac}
+	return &cluster{srv: srv, api: newAPI(t, srv, srv.AdminToken)}
 }
 
-// clients returns API clients authenticated with token, whose connections
-// are closed in t.Cleanup (client-go would otherwise keep them in its
-// process-wide transport cache).
-func clients(t *testing.T, srv *kubetest.Server, token string) (*corev1client.CoreV1Client, *rbacv1client.RbacV1Client) {
+// api reaches the core/v1 and rbac.authorization.k8s.io/v1 APIs: plain
+// RESTClients with a scheme of those groups (the typed clientset's scheme
+// would compile every API group into the test).
+type api struct {
+	core, rbac *rest.RESTClient
+}
+
+// on returns a request for a resource of the client's group, in ns
+// unless it is empty.
+func on(r *rest.Request, ns, resource string) *rest.Request {
+	if ns != "" {
+		r = r.Namespace(ns)
+	}
+	return r.Resource(resource)
+}
+
+// create creates obj; out, if non-nil, receives the answer.
+func (a api) create(client *rest.RESTClient, ns, resource string, obj, out runtime.Object) error {
+	r := on(client.Post(), ns, resource).Body(obj).Do(context.Background())
+	if out == nil {
+		return r.Error()
+	}
+	return r.Into(out)
+}
+
+// newAPI returns clients authenticated with token, whose connections are
+// closed in t.Cleanup.
+func newAPI(t *testing.T, srv *kubetest.Server, token string) api {
 	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, rbacv1.AddToScheme, authnv1.AddToScheme} {
+		must(t, add(scheme))
+	}
+	codecs := serializer.NewCodecFactory(scheme).WithoutConversion()
 	var (
 		mu    sync.Mutex
 		conns []net.Conn
@@ -79,33 +107,27 @@ func clients(t *testing.T, srv *kubetest.Server, token string) (*corev1client.Co
 			c.Close()
 		}
 	})
-	core, err := corev1client.NewForConfigAndClient(rc, hc)
-	if err != nil {
-		t.Fatal(err)
+	client := func(apiPath string, gv schema.GroupVersion) *rest.RESTClient {
+		c := rest.CopyConfig(rc)
+		c.APIPath, c.GroupVersion, c.NegotiatedSerializer = apiPath, &gv, codecs
+		rc, err := rest.RESTClientForConfigAndClient(c, hc)
+		must(t, err)
+		return rc
 	}
-	rbac, err := rbacv1client.NewForConfigAndClient(rc, hc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return core, rbac
+	return api{core: client("/api", corev1.SchemeGroupVersion), rbac: client("/apis", rbacv1.SchemeGroupVersion)}
 }
 
 // namespace creates a namespace and its "default" ServiceAccount (no
 // controller manager creates it here, and pods need it).
 func (c *cluster) namespace(t *testing.T, name string) {
 	t.Helper()
-	ctx := context.Background()
-	if _, err := c.core.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	must(t, c.create(c.core, "", "namespaces", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, nil))
 	c.defaultSA(t, name)
 }
 
 func (c *cluster) defaultSA(t *testing.T, ns string) {
 	t.Helper()
-	if _, err := c.core.ServiceAccounts(ns).Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	must(t, c.create(c.core, ns, "serviceaccounts", &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, nil))
 }
 
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
@@ -114,7 +136,6 @@ var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 // own Namespace, ServiceAccount, Role and RoleBinding, as shipped.
 func (c *cluster) apply(t *testing.T, files ...string) {
 	t.Helper()
-	ctx := context.Background()
 	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kubernetes", f))
 		if err != nil {
@@ -132,22 +153,22 @@ func (c *cluster) apply(t *testing.T, files ...string) {
 			case "Namespace":
 				var o corev1.Namespace
 				must(t, yaml.UnmarshalStrict([]byte(doc), &o))
-				_, err = c.core.Namespaces().Create(ctx, &o, metav1.CreateOptions{})
+				err = c.create(c.core, "", "namespaces", &o, nil)
 				if err == nil {
 					c.defaultSA(t, o.Name)
 				}
 			case "ServiceAccount":
 				var o corev1.ServiceAccount
 				must(t, yaml.UnmarshalStrict([]byte(doc), &o))
-				_, err = c.core.ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+				err = c.create(c.core, o.Namespace, "serviceaccounts", &o, nil)
 			case "Role":
 				var o rbacv1.Role
 				must(t, yaml.UnmarshalStrict([]byte(doc), &o))
-				_, err = c.rbac.Roles(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+				err = c.create(c.rbac, o.Namespace, "roles", &o, nil)
 			case "RoleBinding":
 				var o rbacv1.RoleBinding
 				must(t, yaml.UnmarshalStrict([]byte(doc), &o))
-				_, err = c.rbac.RoleBindings(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+				err = c.create(c.rbac, o.Namespace, "rolebindings", &o, nil)
 			default:
 				t.Fatalf("%s: kind %s: not applied by this test", f, tm.Kind)
 			}
@@ -175,11 +196,10 @@ func must(t *testing.T, err error) {
 func (c *cluster) token(t *testing.T, ns, name string) string {
 	t.Helper()
 	exp := int64(3600)
-	tr, err := c.core.ServiceAccounts(ns).CreateToken(context.Background(), name,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := &authnv1.TokenRequest{}
+	err := c.core.Post().Namespace(ns).Resource("serviceaccounts").Name(name).SubResource("token").
+		Body(&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: &exp}}).Do(context.Background()).Into(tr)
+	must(t, err)
 	return tr.Status.Token
 }
 
@@ -208,19 +228,22 @@ func startAgent(t *testing.T, ip string, port int) *agenttest.Agent {
 func (c *cluster) runPod(t *testing.T, ns, name, ip string, port int, labels map[string]string) *devPod {
 	t.Helper()
 	p := &devPod{name: name, namespace: ns, ip: ip, agent: startAgent(t, ip, port)}
-	ctx := context.Background()
-	_, err := c.core.Pods(ns).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+	c.createPod(t, p, labels)
+	c.setReady(t, p, true)
+	return p
+}
+
+// createPod creates p's pod object: php-fpm and the agent, on a node
+// that does not exist (no kubelet here).
+func (c *cluster) createPod(t *testing.T, p *devPod, labels map[string]string) {
+	t.Helper()
+	must(t, c.create(c.core, p.namespace, "pods", &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: p.name, Labels: labels},
 		Spec: corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{
 			{Name: "php-fpm", Image: "php:8.3-fpm"},
 			{Name: "upgate-agent", Image: "upgate"},
 		}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.setReady(t, p, true)
-	return p
+	}, nil))
 }
 
 // setReady writes the pod's status: running on its IP, php-fpm not ready
@@ -230,10 +253,8 @@ func (c *cluster) setReady(t *testing.T, p *devPod, ready bool) {
 	ctx := context.Background()
 	// A conflict (the resource version moved) is retried.
 	for attempt := 0; ; attempt++ {
-		pod, err := c.core.Pods(p.namespace).Get(ctx, p.name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		pod := &corev1.Pod{}
+		must(t, c.core.Get().Namespace(p.namespace).Resource("pods").Name(p.name).Do(ctx).Into(pod))
 		pod.Status = corev1.PodStatus{
 			Phase:  corev1.PodRunning,
 			PodIP:  p.ip,
@@ -243,7 +264,7 @@ func (c *cluster) setReady(t *testing.T, p *devPod, ready bool) {
 				{Name: "upgate-agent", Image: "upgate", Ready: ready},
 			},
 		}
-		_, err = c.core.Pods(p.namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		err := c.core.Put().Namespace(p.namespace).Resource("pods").Name(p.name).SubResource("status").Body(pod).Do(ctx).Error()
 		if err == nil {
 			return
 		}
@@ -256,9 +277,8 @@ func (c *cluster) setReady(t *testing.T, p *devPod, ready bool) {
 func (c *cluster) deletePod(t *testing.T, p *devPod) {
 	t.Helper()
 	zero := int64(0)
-	if err := c.core.Pods(p.namespace).Delete(context.Background(), p.name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
-		t.Fatal(err)
-	}
+	must(t, c.core.Delete().Namespace(p.namespace).Resource("pods").Name(p.name).
+		Body(&metav1.DeleteOptions{GracePeriodSeconds: &zero}).Do(context.Background()).Error())
 }
 
 // proxy forwards TCP connections to the API server; cut and restore play

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -174,28 +175,40 @@ func TestKubernetesDiscovery(t *testing.T) {
 	})
 
 	t.Run("LeastPrivilege", func(t *testing.T) {
-		core, _ := clients(t, c.srv, saToken)
+		core := newAPI(t, c.srv, saToken).core
 		ctx := context.Background()
-		if _, err := core.Pods("dev").List(ctx, metav1.ListOptions{}); err != nil {
+		list := func(ns, resource string) error {
+			return core.Get().Namespace(ns).Resource(resource).Do(ctx).Into(&corev1.PodList{})
+		}
+		if err := list("dev", "pods"); err != nil {
 			t.Errorf("the gateway's token cannot list pods in dev: %v", err)
 		}
 		for what, err := range map[string]error{
-			"list secrets in dev": func() error { _, err := core.Secrets("dev").List(ctx, metav1.ListOptions{}); return err }(),
-			"list pods in upgate": func() error { _, err := core.Pods("upgate").List(ctx, metav1.ListOptions{}); return err }(),
-			"create a pod in dev": func() error {
-				_, err := core.Pods("dev").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
-				return err
-			}(),
-			"delete alice's pod":  core.Pods("dev").Delete(ctx, alice.name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}),
-			"exec in alice's pod": core.RESTClient().Post().Namespace("dev").Resource("pods").Name(alice.name).SubResource("exec").Param("command", "true").Do(ctx).Error(),
-			"update a pod's status": func() error {
-				_, err := core.Pods("dev").UpdateStatus(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: alice.name}}, metav1.UpdateOptions{})
-				return err
-			}(),
+			"list secrets in dev": core.Get().Namespace("dev").Resource("secrets").Do(ctx).Error(),
+			"list pods in upgate": list("upgate", "pods"),
+			"create a pod in dev": core.Post().Namespace("dev").Resource("pods").Body(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"}}).Do(ctx).Error(),
+			"delete alice's pod": core.Delete().Namespace("dev").Resource("pods").Name(alice.name).
+				Body(&metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}).Do(ctx).Error(),
+			"exec in alice's pod": core.Post().Namespace("dev").Resource("pods").Name(alice.name).SubResource("exec").Param("command", "true").Do(ctx).Error(),
+			"update a pod's status": core.Put().Namespace("dev").Resource("pods").Name(alice.name).SubResource("status").
+				Body(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: alice.name}}).Do(ctx).Error(),
 		} {
 			if !forbidden(err) {
 				t.Errorf("%s: %v, want forbidden", what, err)
 			}
+		}
+	})
+
+	t.Run("RefusedTokenAtStart", func(t *testing.T) {
+		bad, err := c.srv.Kubeconfig(t.TempDir(), "", "not-a-token")
+		must(t, err)
+		srv, err := server.Start(context.Background(), gatewayConfig(t, bad, port), server.Options{Logger: discard()})
+		if err == nil {
+			srv.Shutdown(context.Background())
+			t.Fatal("the gateway started with a token the API server refuses")
+		}
+		if want := "agents.dev.kubernetes: podagents: kubernetes API at " + c.srv.URL + " refused the credentials"; !strings.Contains(err.Error(), want) {
+			t.Errorf("start: %v\nwant it to contain %q", err, want)
 		}
 	})
 
@@ -258,17 +271,14 @@ func TestKubernetesDiscovery(t *testing.T) {
 		must(t, err)
 		var role rbacv1.Role
 		must(t, yamlFirst(b, &role))
-		ctx := context.Background()
-		_, err = c.rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "upgate-pod-reader"}, Rules: role.Rules}, metav1.CreateOptions{})
-		must(t, err)
+		must(t, c.create(c.rbac, "", "clusterroles", &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "upgate-pod-reader"}, Rules: role.Rules}, nil))
 		c.namespace(t, "dev-carol")
 		c.namespace(t, "dev-dave")
-		_, err = c.rbac.RoleBindings("dev-carol").Create(ctx, &rbacv1.RoleBinding{
+		must(t, c.create(c.rbac, "dev-carol", "rolebindings", &rbacv1.RoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "upgate-pod-reader"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "upgate-pod-reader"},
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "upgate", Namespace: "upgate"}},
-		}, metav1.CreateOptions{})
-		must(t, err)
+		}, nil))
 		carol := c.runPod(t, "dev-carol", "workspace", "127.0.0.25", port, nil)
 		fc, err := e.ftp(t, "carol")
 		must(t, err)
@@ -291,11 +301,7 @@ func TestKubernetesDiscovery(t *testing.T) {
 			marker := fmt.Sprintf("marker-%d", i)
 			p := &devPod{name: fmt.Sprintf("bob-php-s%d", i), namespace: "dev", ip: ip, agent: startAgent(t, ip, port)}
 			must(t, os.WriteFile(filepath.Join(p.agent.Dir, marker), nil, 0o644))
-			_, err := c.core.Pods("dev").Create(context.Background(), &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: p.name, Labels: user("bob")},
-				Spec:       corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: "php-fpm", Image: "php"}, {Name: "upgate-agent", Image: "upgate"}}},
-			}, metav1.CreateOptions{})
-			must(t, err)
+			c.createPod(t, p, user("bob"))
 			c.setReady(t, p, true)
 			times = append(times, switchOver(t, sc, marker))
 			if prev != nil {
@@ -310,6 +316,34 @@ func TestKubernetesDiscovery(t *testing.T) {
 		})
 		slices.Sort(times)
 		t.Logf("switch-over after a replacement turned ready, 5 runs: min %v, median %v, max %v", times[0], times[2], times[4])
+	})
+
+	t.Run("Reload", func(t *testing.T) {
+		before, _, err := e.sftp(t, "bob")
+		must(t, err)
+		// A narrower selector: a new resolver for new logins; the live
+		// session keeps its connection.
+		cfg := gatewayConfig(t, kubeconfig, port)
+		a := cfg.Agents["dev"]
+		a.Kubernetes.Selector = "upgate.dev/user={user},app=php"
+		cfg.Agents["dev"] = a
+		must(t, e.srv.Gateway.Reload(cfg))
+		must(t, sftpPut(before, "before-reload.txt", "old session"))
+		after, _, err := e.sftp(t, "bob")
+		must(t, err)
+		must(t, sftpPut(after, "after-reload.txt", "new session"))
+		must(t, fileHolds(bob.agent.Dir, "before-reload.txt", "old session"))
+		must(t, fileHolds(bob.agent.Dir, "after-reload.txt", "new session"))
+		// A selector no pod matches refuses new logins with it.
+		cfg = gatewayConfig(t, kubeconfig, port) // the gateway keeps the last one
+		a = cfg.Agents["dev"]
+		a.Kubernetes.Selector = "upgate.dev/user={user},app=node"
+		cfg.Agents["dev"] = a
+		must(t, e.srv.Gateway.Reload(cfg))
+		if _, err := e.ftp(t, "bob"); err == nil || !strings.Contains(err.Error(), "no ready dev pod for bob in dev matching app=node,upgate.dev/user=bob") {
+			t.Errorf("login after a reload to an unmatched selector: %v", err)
+		}
+		must(t, e.srv.Gateway.Reload(gatewayConfig(t, kubeconfig, port)))
 	})
 
 	// Last: the reflectors back off while the API server is away.
@@ -344,6 +378,8 @@ func TestKubernetesDiscovery(t *testing.T) {
 		})
 	})
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // switchOver returns how long after now the session first sees marker,
 // a file only the new pod's agent holds (polled every 2 ms, for at most
@@ -404,13 +440,7 @@ func replacePod(t *testing.T, e *env, old *devPod, labels map[string]string) {
 	// a marker file, turns ready.
 	next := &devPod{name: "alice-php-2", namespace: old.namespace, ip: "127.0.0.23", agent: startAgent(t, "127.0.0.23", e.port)}
 	must(t, os.WriteFile(filepath.Join(next.agent.Dir, "new-pod"), []byte("2"), 0o644))
-	_, err = c.core.Pods(next.namespace).Create(context.Background(), &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: next.name, Labels: labels},
-		Spec: corev1.PodSpec{NodeName: "node-2", Containers: []corev1.Container{
-			{Name: "php-fpm", Image: "php:8.3-fpm"}, {Name: "upgate-agent", Image: "upgate"},
-		}},
-	}, metav1.CreateOptions{})
-	must(t, err)
+	c.createPod(t, next, labels)
 	c.setReady(t, next, true)
 	t.Logf("switch-over: the idle SFTP session reached the new pod %v after its agent turned ready", switchOver(t, sc, "new-pod"))
 
@@ -481,7 +511,7 @@ func TestUnreachableAPIServerAtStart(t *testing.T) {
 	cfg := gatewayConfig(t, kubeconfig, 7070)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := server.Start(ctx, cfg, server.Options{})
+	srv, err := server.Start(ctx, cfg, server.Options{Logger: discard()})
 	if err == nil {
 		srv.Shutdown(ctx)
 		t.Fatal("the gateway started without its API server")
