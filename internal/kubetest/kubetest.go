@@ -13,6 +13,14 @@
 // ahead of the tests, as CI does. Start skips the test when etcd is not
 // installed, and builds the binary when it is missing unless -short;
 // with UPGATE_REQUIRE_INTEROP=1 (CI) a missing etcd fails instead.
+//
+// Another version: in an empty directory, write a go.mod requiring
+// k8s.io/kubernetes at it, with each "k8s.io/NAME => ./staging/..." line
+// of that version's own go.mod (go mod download -json prints where it is)
+// replaced by "k8s.io/NAME => k8s.io/NAME v0.X.Y", and a tools.go
+// importing k8s.io/kubernetes/cmd/kube-apiserver; run GOFLAGS=-mod=mod go
+// mod tidy; copy go.mod and go.sum over kube-apiserver.go.mod and
+// kube-apiserver.go.sum; change Version.
 package kubetest
 
 import (
