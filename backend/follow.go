@@ -31,18 +31,24 @@ type FollowOptions struct {
 
 // FollowConn is a grpc.ClientConnInterface to an agent whose address
 // changes: a per-user agent in a pod that a rollout, a crash or a
-// reschedule replaces. Every new call and every new stream (one open
-// file) asks Resolve for the target and goes to a connection to it,
-// dialled on first use and kept while the target stays. So a session's
-// filesystem, built once at login over a FollowConn, follows the agent to
-// its new pod without a new login.
+// reschedule replaces. Every new call and every new stream asks Resolve
+// for the target and goes to a connection to it, dialled on first use and
+// kept while the target stays.
 //
-// When the target moves (seen by a new call, or by Refresh when told of a
-// change), the connection to the old target is closed at once: calls and
-// streams still running on it fail with codes.Unavailable and a message
-// that says the agent moved, so an upload in flight aborts and the agent
-// discards its temp file (nothing partial is committed, on either pod). A
-// FollowConn is safe for concurrent use; Close closes it.
+// When the target moves (seen by Refresh when told of a change, or by a
+// new call of any session), the connection to the old target is closed at
+// once: calls and streams still running on it fail with codes.Unavailable
+// and a message that says the agent moved, so an upload in flight aborts
+// and the agent discards its temp file (nothing partial is committed, on
+// either pod). A GRPCFs then opens a new Session stream for its next
+// operation, which goes to the new target: so a session's filesystem,
+// built once at login over a FollowConn, follows the agent to its new pod
+// without a new login. Streams live long (one Session stream carries all
+// of a session's operations), so Refresh must be called when the target
+// may have changed; an operation that races the switch itself may fail
+// once with that message.
+//
+// A FollowConn is safe for concurrent use; Close closes it.
 type FollowConn struct {
 	opts FollowOptions
 

@@ -92,7 +92,11 @@ func TestFollowConnMoves(t *testing.T) {
 	if err := writeAll(fsys, "one.txt", "first pod"); err != nil {
 		t.Fatal(err)
 	}
+	// The move, as the resolver reports it: the filesystem's Session
+	// stream on the old agent ends, and its next one goes to the new.
 	m.set(b.Addr, nil)
+	m.fc.Refresh(context.Background())
+	waitStreamGone(t, fsys)
 	if err := writeAll(fsys, "two.txt", "second pod"); err != nil {
 		t.Fatal(err)
 	}
@@ -112,9 +116,27 @@ func TestFollowConnMoves(t *testing.T) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if want := []string{">" + a.Addr, a.Addr + ">" + b.Addr}; strings.Join(m.switches, " ") != strings.Join(want, " ") {
+	if want := []string{">" + a.Addr, a.Addr + ">" + b.Addr, ">" + b.Addr}; strings.Join(m.switches, " ") != strings.Join(want, " ") {
 		t.Errorf("switches %q, want %q", m.switches, want)
 	}
+}
+
+// waitStreamGone waits until an operation of fsys succeeds again after
+// its Session stream was cut: the one that races the teardown of the old
+// stream fails (at most 100 tries, 10 ms apart).
+func waitStreamGone(t *testing.T, fsys *backend.GRPCFs) {
+	t.Helper()
+	var err error
+	for range 100 {
+		if _, err = fsys.Stat("/"); err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "the agent moved from") {
+			t.Fatalf("an operation racing the move: %v, want the move as the reason", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no operation succeeds after the move: %v", err)
 }
 
 func writeAll(fsys *backend.GRPCFs, name, content string) error {

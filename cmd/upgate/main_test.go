@@ -68,7 +68,7 @@ func TestCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "inject", "--user", "alice", "--root", "/var/www/html", "--image", "registry.example.com/upgate/upgate:latest")
+		cmd := exec.Command(bin, "inject", "--user", "alice", "--root", "/var/www/html", "--command", "/usr/local/bin/upgate", "--hooks", "upgate-hooks")
 		cmd.Stdin = bytes.NewReader(in)
 		out, err := cmd.Output()
 		if err != nil {
