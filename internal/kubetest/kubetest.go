@@ -276,14 +276,15 @@ func start(etcdBin, apiserverBin, dir string) (*Server, error) {
 }
 
 // run starts cmd with its output in logFile, in a process group of its
-// own.
+// own. It dies with the test process (Pdeathsig), should that end without
+// its cleanup (a test timeout panics past t.Cleanup).
 func (s *Server) run(cmd *exec.Cmd, logFile string) error {
 	f, err := os.Create(logFile)
 	if err != nil {
 		return fmt.Errorf("kubetest: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return fmt.Errorf("kubetest: start %s: %w", filepath.Base(cmd.Path), err)
