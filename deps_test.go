@@ -29,7 +29,10 @@ func TestImportsPointOneWay(t *testing.T) {
 		{"/config", "k8s.io/client-go", "config is plain data: it may parse label selectors, never call the Kubernetes API"},
 		{"/frontends/", "k8s.io", "a frontend never talks to Kubernetes"},
 		{"/backend/agent", "k8s.io", "the agent runs in containers: it needs only the protocol"},
-		{"/gateway", "k8s.io", "the gateway reaches Kubernetes only through backend/podagents"},
+		{"/gateway", "k8s.io", "the gateway reaches Kubernetes only through backend/agents"},
+		{"/gateway", "google.golang.org/grpc", "the gateway never talks gRPC: backend/agents holds the agent client"},
+		{"/gateway", "/backend/agentpb", "the gateway never speaks the agent protocol: backend/agents does"},
+		{"/gateway", "/backend/agent", "the gateway never runs an agent itself: backend/agents does"},
 		{"/backend/podagents", "google.golang.org/grpc", "podagents finds addresses; dialling agents is the backend's"},
 	}
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upgate/upgate/backend/agents"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway/feed"
 )
@@ -57,7 +58,7 @@ type Defender interface {
 // Shutdown (drain) and then Close.
 type Gateway struct {
 	log      *slog.Logger
-	agents   *agentPool
+	agents   *agents.Pool
 	settings acceptSettings
 	registry *Registry
 	defender Defender
@@ -66,7 +67,6 @@ type Gateway struct {
 	files    *fileLimits
 	latency  *SaveLatency
 	xfers    *transfers
-	events   *agentEvents // agents' commits and hook runs into feed (agentevents.go)
 
 	// mu guards users (a config reload replaces it whole), listeners,
 	// ownPorts and draining.
@@ -97,7 +97,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		return nil, err
 	}
 	metrics := newMetrics()
-	pool, err := newAgentPool(ctx, cfg.Agents, log, opts.Version, metrics)
+	agentEvents := newAgentEvents(log, metrics)
+	pool, err := newAgentPool(ctx, cfg.Agents, log, opts.Version, metrics, agentEvents.publish)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +107,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if def == nil && cfg.Defender.Enabled {
 		fd, err := newDefender(cfg.Defender, log, metrics)
 		if err != nil {
-			pool.close()
+			pool.Close()
 			return nil, err
 		}
 		def = fd
@@ -127,19 +128,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		listeners: make(map[*acceptListener]struct{}),
 		ownPorts:  make(map[int]struct{}),
 	}
-	for _, e := range pool.embedded {
-		if p := addrPort(e.addr); p > 0 {
+	for _, addr := range pool.EmbeddedAddrs() {
+		if p := addrPort(addr); p > 0 {
 			g.ownPorts[p] = struct{}{}
 		}
 	}
-	g.events = newAgentEvents(g, log)
-	pool.watchEvents(g.events.watch)
+	agentEvents.g.Store(g)
 	g.registry.OnClose(func(s *Session) {
 		metrics.ConnectionsActive.WithLabelValues(s.Protocol).Dec()
 		metrics.ConnectionsClosed.WithLabelValues(s.Protocol, s.CloseReason()).Inc()
 		g.publishClose(s)
 	})
-	pool.startHealth()
 	return g, nil
 }
 
@@ -169,8 +168,7 @@ func (g *Gateway) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = g.Shutdown(ctx)
-	g.events.close()
-	return g.agents.close()
+	return g.agents.Close()
 }
 
 func (g *Gateway) user(name string) (*user, bool) {
@@ -189,7 +187,7 @@ func (g *Gateway) Ready() bool {
 	g.mu.RLock()
 	draining := g.draining
 	g.mu.RUnlock()
-	return !draining && g.agents.ready()
+	return !draining && g.agents.Ready()
 }
 
 // ReservePort adds port to the ports OwnPort reports, for listeners the

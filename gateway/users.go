@@ -188,12 +188,12 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger) (afero.Fs, error) {
 	mounts := make([]backend.Mount, 0, len(u.mounts))
 	for _, m := range u.mounts {
-		cc, target, err := g.agents.conn(m.Agent, u.name)
-		if err != nil {
-			return nil, err
-		}
 		ictx, cancel := context.WithTimeout(ctx, loginTimeout)
-		top := backend.NewGRPCFs(ictx, cc, backend.Options{Agent: m.Agent, User: u.name, CallTimeout: loginTimeout})
+		top, target, err := g.agents.FS(ictx, m.Agent, u.name, backend.Options{CallTimeout: loginTimeout})
+		if err != nil {
+			cancel()
+			return nil, wrapf("%w", err)
+		}
 		if m.Root != "" {
 			err = top.MkdirAll(m.Root, 0o755)
 		} else {
@@ -207,8 +207,11 @@ func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger) (afero.
 			}
 			return nil, fmt.Errorf("gateway: prepare root of user %s on agent %s: %w", u.name, m.Agent, err)
 		}
-		var fsys afero.Fs = backend.NewGRPCFs(ctx, cc, backend.Options{Root: m.Root, Agent: m.Agent, User: u.name, CallTimeout: time.Minute,
-			Observe: g.agents.observer(m.Agent)})
+		gfs, _, err := g.agents.FS(ctx, m.Agent, u.name, backend.Options{Root: m.Root, CallTimeout: time.Minute})
+		if err != nil {
+			return nil, wrapf("%w", err)
+		}
+		var fsys afero.Fs = gfs
 		if m.ReadOnly {
 			fsys = backend.ReadOnly(fsys)
 		}

@@ -93,7 +93,7 @@ func startHooked(t *testing.T, hooksYAML string, edit func(*config.Config)) *hoo
 
 func (e *hookEnv) agent(t *testing.T) *agent.Server {
 	t.Helper()
-	a, ok := e.srv.Gateway.EmbeddedAgent(gwtest.Agent)
+	a, ok := e.srv.Gateway.AgentPool().Embedded(gwtest.Agent)
 	if !ok {
 		t.Fatal("no embedded agent")
 	}

@@ -38,7 +38,7 @@ func (e *Env) UserDir(user string) string { return filepath.Join(e.Root, user) }
 // AgentIdle waits until the embedded agent holds no open file.
 func (e *Env) AgentIdle(t testing.TB) {
 	t.Helper()
-	a, ok := e.Srv.Gateway.EmbeddedAgent(Agent)
+	a, ok := e.Srv.Gateway.AgentPool().Embedded(Agent)
 	if !ok {
 		t.Fatal("no embedded agent")
 	}

@@ -1,10 +1,9 @@
-package gateway
+package agents
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -17,7 +16,7 @@ import (
 // kubeAgents are the agents found through the Kubernetes API
 // (agents.NAME.kubernetes): one podagents.Resolver per agent entry, and
 // one backend.FollowConn per agent and user, shared by that user's
-// sessions, whose target follows the user's pod. agentPool.mu guards it.
+// sessions, whose target follows the user's pod. Pool.mu guards it.
 type kubeAgents struct {
 	resolvers map[string]*podagents.Resolver // by agent name
 	conns     map[string]*kubeConn           // by agent name and user
@@ -44,7 +43,7 @@ const refreshTimeout = 5 * time.Second
 
 // startResolver starts the resolver of a Kubernetes agent; the API server
 // must answer within ctx.
-func startResolver(ctx context.Context, name string, a config.Agent, p *agentPool) (*podagents.Resolver, error) {
+func (p *Pool) startResolver(ctx context.Context, name string, a config.Agent) (*podagents.Resolver, error) {
 	k := a.Kubernetes
 	r, err := podagents.New(ctx, podagents.Config{
 		Namespace:  k.Namespace,
@@ -55,7 +54,7 @@ func startResolver(ctx context.Context, name string, a config.Agent, p *agentPoo
 		Logger:     p.log.With("agent", name),
 	})
 	if err != nil {
-		return nil, wrapf("agents.%s.kubernetes: %w", name, err)
+		return nil, fmt.Errorf("agents.%s.kubernetes: %w", name, err)
 	}
 	return r, nil
 }
@@ -63,10 +62,10 @@ func startResolver(ctx context.Context, name string, a config.Agent, p *agentPoo
 // kubeConn returns the connection of user to the Kubernetes agent name,
 // creating it on first use; p.mu is held. The second result describes
 // the target for logs.
-func (p *agentPool) kubeConn(name, user string, a config.Agent) (grpc.ClientConnInterface, string, error) {
+func (p *Pool) kubeConn(name, user string, a config.Agent) (grpc.ClientConnInterface, string, error) {
 	r := p.kube.resolvers[name]
 	if r == nil {
-		return nil, "", wrapf("user %s: agent %q has no Kubernetes resolver", user, name)
+		return nil, "", fmt.Errorf("user %s: agent %q has no Kubernetes resolver", user, name)
 	}
 	key := name + "\x00" + user
 	if kc, ok := p.kube.conns[key]; ok {
@@ -74,7 +73,7 @@ func (p *agentPool) kubeConn(name, user string, a config.Agent) (grpc.ClientConn
 	}
 	tlsConf, err := clientTLS(a.TLS)
 	if err != nil {
-		return nil, "", wrapf("agents.%s.tls: %w", name, err)
+		return nil, "", fmt.Errorf("agents.%s.tls: %w", name, err)
 	}
 	token, observe := p.tokens[name], p.observer(name)
 	log := p.log.With("agent", name, "user", user)
@@ -107,7 +106,7 @@ func (p *agentPool) kubeConn(name, user string, a config.Agent) (grpc.ClientConn
 	return fc, p.kubeTarget(kc, r, user), nil
 }
 
-func (p *agentPool) kubeTarget(kc *kubeConn, r *podagents.Resolver, user string) string {
+func (p *Pool) kubeTarget(kc *kubeConn, r *podagents.Resolver, user string) string {
 	if t := kc.fc.Target(); t != "" {
 		return t
 	}
@@ -117,7 +116,7 @@ func (p *agentPool) kubeTarget(kc *kubeConn, r *podagents.Resolver, user string)
 // reloadKube starts resolvers for the Kubernetes agents that are new or
 // changed in agents. On error none is kept. The caller swaps them in with
 // swapKube.
-func (p *agentPool) reloadKube(agents map[string]config.Agent) (map[string]*podagents.Resolver, error) {
+func (p *Pool) reloadKube(agents map[string]config.Agent) (map[string]*podagents.Resolver, error) {
 	fresh := make(map[string]*podagents.Resolver)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -133,7 +132,7 @@ func (p *agentPool) reloadKube(agents map[string]config.Agent) (map[string]*poda
 		if same && r != nil && old.Kubernetes == a.Kubernetes {
 			continue
 		}
-		r, err := startResolver(ctx, name, a, p)
+		r, err := p.startResolver(ctx, name, a)
 		if err != nil {
 			for _, r := range fresh {
 				_ = r.Close()
@@ -148,7 +147,7 @@ func (p *agentPool) reloadKube(agents map[string]config.Agent) (map[string]*poda
 // swapKube installs the resolvers from reloadKube and retires those of
 // changed or removed agents, with their users' connections (live sessions
 // keep them); p.mu is held.
-func (p *agentPool) swapKube(agents map[string]config.Agent, changed []string, fresh map[string]*podagents.Resolver) {
+func (p *Pool) swapKube(agents map[string]config.Agent, changed []string, fresh map[string]*podagents.Resolver) {
 	if p.kube.resolvers == nil {
 		p.kube.resolvers = make(map[string]*podagents.Resolver)
 	}
@@ -171,7 +170,7 @@ func (p *agentPool) swapKube(agents map[string]config.Agent, changed []string, f
 
 // closeKube closes every user connection and stops every resolver; p.mu
 // is held.
-func (p *agentPool) closeKube() error {
+func (p *Pool) closeKube() error {
 	for _, kc := range p.kube.conns {
 		kc.close()
 	}
@@ -192,14 +191,4 @@ func (p *agentPool) closeKube() error {
 	clear(p.kube.resolvers)
 	p.kube.retired = nil
 	return errors.Join(errs...)
-}
-
-// sortedNames returns the agent names in order.
-func sortedNames(agents map[string]config.Agent) []string {
-	names := make([]string, 0, len(agents))
-	for name := range agents {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
 }
