@@ -38,9 +38,16 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// SessionsResponse is the body of GET /api/sessions.
+// SessionsResponse is the body of GET /api/sessions: the live sessions,
+// and the save latency per user and protocol that GET /api/latency also
+// serves. The embedded LatencyResponse's fields are at the top level of
+// the JSON, beside "sessions" (as in the operator page's stream):
+//
+//	{"sessions": [...], "window": 300000000000, "slot": 30000000000,
+//	 "latency": [{"user": "alice", "protocol": "ftp", "count": 4, "p50": ..., "p99": ..., "max": ..., "series": [...]}]}
 type SessionsResponse struct {
 	Sessions []gateway.SessionInfo `json:"sessions"`
+	LatencyResponse
 }
 
 // NewHandler returns the admin HTTP handler for gw:
@@ -48,7 +55,7 @@ type SessionsResponse struct {
 //	GET    /metrics            Prometheus metrics
 //	GET    /healthz            200 while the process runs
 //	GET    /readyz             200 once listeners are up and static agents answer, else 503
-//	GET    /api/sessions       live sessions (JSON SessionsResponse)
+//	GET    /api/sessions       live sessions and save latency (JSON SessionsResponse)
 //	DELETE /api/sessions/{id}  kick a session: 204, or 404 if there is none
 //	GET    /api/events         agents' commits, hook runs and other feed events as Server-Sent Events (events.go)
 //	GET    /api/latency        save latency per user and protocol (JSON LatencyResponse)
@@ -104,7 +111,7 @@ func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(gw.Metrics().Registry, promhttp.HandlerOpts{})))
 	mux.Handle("GET /api/sessions", auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		live := gw.Registry().Sessions()
-		resp := SessionsResponse{Sessions: make([]gateway.SessionInfo, 0, len(live))}
+		resp := SessionsResponse{Sessions: make([]gateway.SessionInfo, 0, len(live)), LatencyResponse: latency(gw)}
 		for _, s := range live {
 			resp.Sessions = append(resp.Sessions, s.Info())
 		}

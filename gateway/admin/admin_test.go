@@ -301,3 +301,21 @@ func upload(t *testing.T, c *ftp.ServerConn, name string, content []byte) {
 		t.Fatalf("STOR %s: %v", name, err)
 	}
 }
+
+// slowStor starts an FTP upload of name that sends what the test writes to
+// the returned pipe; closing the pipe ends it, and its result arrives on
+// the channel. t.Cleanup aborts it if the test did not end it.
+func slowStor(t *testing.T, c *ftp.ServerConn, name string) (*io.PipeWriter, <-chan error) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	stored, done := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(done)
+		stored <- c.Stor(name, pr)
+	}()
+	t.Cleanup(func() {
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+		<-done
+	})
+	return pw, stored
+}

@@ -12,20 +12,25 @@ import (
 	"github.com/upgate/upgate/gateway"
 )
 
-// LatencyResponse is the body of GET /api/latency: the save latency (an
-// upload's open to its commit) of each user and protocol with a save in
-// the last Window. Durations are in nanoseconds.
+// LatencyResponse is the body of GET /api/latency, and part of GET
+// /api/sessions' (SessionsResponse): the save latency (an upload's open to
+// its commit) of each user and protocol with a save in the last Window,
+// sorted by user, then protocol. Durations are in nanoseconds.
 type LatencyResponse struct {
 	Window  time.Duration            `json:"window"`
 	Slot    time.Duration            `json:"slot"` // between two points of a summary's Series
 	Latency []gateway.LatencySummary `json:"latency"`
 }
 
+// latency summarizes gw's save latency now.
+func latency(gw *gateway.Gateway) LatencyResponse {
+	return LatencyResponse{Window: gateway.LatencyWindow, Slot: gateway.LatencySlot, Latency: gw.SaveLatency().Summaries()}
+}
+
 func latencyHandler(gw *gateway.Gateway) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
-		resp := LatencyResponse{Window: gateway.LatencyWindow, Slot: gateway.LatencySlot, Latency: gw.SaveLatency().Summaries()}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(resp)
+		_ = json.NewEncoder(w).Encode(latency(gw))
 	}
 }
 

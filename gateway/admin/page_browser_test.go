@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -229,16 +228,7 @@ func TestOperatorPage(t *testing.T) {
 	}
 	first := pollPage[int64](t, ctx, "bob's upload to show", `(() => { const r = `+rowJS("bob", "sftp")+`;
 		return r && r.querySelector('.c-files').textContent.includes('/app/vendor.tar') && Number(r.dataset.bytesIn) >= 256 * 1024 ? Number(r.dataset.bytesIn) : 0; })()`)
-	pr, pw := io.Pipe()
-	stored, storeDone := make(chan error, 1), make(chan struct{})
-	go func() {
-		defer close(storeDone)
-		stored <- aliceFTP.Stor("build/bundle.js", pr)
-	}()
-	t.Cleanup(func() {
-		pw.CloseWithError(io.ErrUnexpectedEOF)
-		<-storeDone
-	})
+	pw, stored := slowStor(t, aliceFTP, "build/bundle.js")
 	if _, err := pw.Write(bytes.Repeat([]byte("x"), 700<<10)); err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,14 @@ package admin_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/gateway/admin"
 )
 
@@ -179,7 +181,7 @@ func TestPageTokenlessLoopbackOnly(t *testing.T) {
 
 // TestPageStream: the stream shows FTP and SFTP sessions as they log in,
 // an upload's bytes and open file while it runs, then the transfer, the
-// save latency (also in /api/latency and the metrics) and the session's
+// save latency (also in /api/sessions, /api/latency and the metrics) and the session's
 // end. It measures how long a closed session stays on the page, after a
 // logout (an event in the feed wakes the stream) and after a connection
 // that never logged in closes (the stream's poll finds it).
@@ -264,6 +266,43 @@ func TestPageStream(t *testing.T) {
 	lat, err := (&admin.Client{Addr: srv.AdminAddr.String()}).Latency(context.Background())
 	if err != nil || len(lat.Latency) != 2 || lat.Window != 5*time.Minute || lat.Latency[1].User != "bob" {
 		t.Errorf("/api/latency: %+v %v", lat, err)
+	}
+	// /api/sessions has the same summaries beside the sessions, at the
+	// top level of its JSON.
+	code, body, _ := request(t, srv, http.MethodGet, "/api/sessions", "", nil, nil)
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &raw); code != http.StatusOK || err != nil ||
+		string(raw["window"]) != "300000000000" || string(raw["slot"]) != "30000000000" || raw["sessions"] == nil || raw["latency"] == nil {
+		t.Errorf("/api/sessions: %d %v:\n%s", code, err, body)
+	}
+	all, err := (&admin.Client{Addr: srv.AdminAddr.String()}).SessionsAndLatency(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Sessions) != 2 || all.Window != 5*time.Minute || all.Slot != 30*time.Second || len(all.Latency) != 2 {
+		t.Fatalf("/api/sessions: %+v", all)
+	}
+	for i, want := range []struct {
+		user, proto string
+		bytes       int64
+	}{{"alice", "ftp", 5}, {"bob", "sftp", 320 << 10}} {
+		l := all.Latency[i]
+		if l.User != want.user || l.Protocol != want.proto || l.Count != 1 || l.P50 <= 0 || l.P99 < l.P50 || l.Max < l.P99 ||
+			len(l.Series) != 10 || l.Series[9].Count != 1 {
+			t.Errorf("/api/sessions latency %d: %+v", i, l)
+		}
+		if i < len(lat.Latency) && (l.P50 != lat.Latency[i].P50 || l.Max != lat.Latency[i].Max) {
+			t.Errorf("/api/sessions latency %d %+v, /api/latency's %+v", i, l, lat.Latency[i])
+		}
+		var s *gateway.SessionInfo
+		for j := range all.Sessions {
+			if all.Sessions[j].User == want.user {
+				s = &all.Sessions[j]
+			}
+		}
+		if s == nil || s.Protocol != want.proto || s.BytesIn < want.bytes {
+			t.Errorf("/api/sessions: %s's session %+v", want.user, s)
+		}
 	}
 	var out bytes.Buffer
 	if err := admin.WriteLatency(&out, lat); err != nil || !strings.Contains(out.String(), "last 5m") ||
