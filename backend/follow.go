@@ -45,8 +45,9 @@ type FollowOptions struct {
 // built once at login over a FollowConn, follows the agent to its new pod
 // without a new login. Streams live long (one Session stream carries all
 // of a session's operations), so Refresh must be called when the target
-// may have changed; an operation that races the switch itself may fail
-// once with that message.
+// may have changed; a stream reports that its connection was retired
+// (Retired) before it fails, so that the next operation goes to a new
+// stream at once.
 //
 // A FollowConn is safe for concurrent use; Close closes it.
 type FollowConn struct {
@@ -126,6 +127,10 @@ type followStream struct {
 func (s *followStream) SendMsg(m any) error { return s.t.err(s.ClientStream.SendMsg(m)) }
 func (s *followStream) RecvMsg(m any) error { return s.t.err(s.ClientStream.RecvMsg(m)) }
 func (s *followStream) CloseSend() error    { return s.t.err(s.ClientStream.CloseSend()) }
+
+// Retired reports that the stream's connection was closed (the agent
+// moved), which the stream itself notices a moment later.
+func (s *followStream) Retired() bool { return s.t.gone.Load() != nil }
 
 // errFollowClosed fails calls after Close.
 var errFollowClosed = status.Error(codes.Canceled, "backend: agent connection closed")

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -44,6 +45,9 @@ type muxConn struct {
 	g      *GRPCFs
 	stream agentpb.Agent_SessionClient
 	cancel context.CancelFunc
+	// retired, if the connection can tell, reports that it was closed
+	// under the stream (see retirable).
+	retired func() bool
 
 	// sendMu serializes Send and id allocation.
 	sendMu sync.Mutex
@@ -55,6 +59,10 @@ type muxConn struct {
 	err     error         // why the stream ended, once it has
 	done    chan struct{} // closed when the receive loop ends
 }
+
+// retirable is a stream that knows when its connection was closed under
+// it, before the stream itself fails: FollowConn's, when the agent moved.
+type retirable interface{ Retired() bool }
 
 // ErrAgentProtocol is wrapped by the error of every operation on an agent
 // that does not speak this gateway's protocol (agentpb.SessionHello).
@@ -68,7 +76,12 @@ func (m *mux) conn() (*muxConn, error) {
 		select {
 		case <-c.done:
 		default:
-			return c, nil
+			// A connection closed under the stream (FollowConn, when
+			// the agent moved) fails it a moment later: do not send
+			// into it meanwhile.
+			if c.retired == nil || !c.retired() {
+				return c, nil
+			}
 		}
 	}
 	c, err := m.open()
@@ -95,6 +108,11 @@ func (m *mux) open() (*muxConn, error) {
 		g: g, stream: stream, cancel: cancel,
 		pending: make(map[uint64]func(*agentpb.SessionResponse, error)),
 		done:    make(chan struct{}),
+	}
+	if gs, ok := stream.(*grpc.GenericClientStream[agentpb.SessionRequest, agentpb.SessionResponse]); ok {
+		if r, ok := gs.ClientStream.(retirable); ok {
+			c.retired = r.Retired
+		}
 	}
 	go c.recvLoop()
 	resp, err := c.call(context.Background(), g.timeout, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{
