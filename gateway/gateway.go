@@ -3,8 +3,10 @@
 // verifies credentials through Gateway.LoginPassword or Gateway.LoginKey
 // and serves the returned Login's Fs; it never talks to agents itself.
 //
-// The accept layer (keepalive, timeouts, limits, the session registry)
-// lives here too as it arrives.
+// It also runs the accept layer every frontend listens through (accept.go:
+// TCP keepalive and TCP_USER_TIMEOUT, PROXY protocol, the defender, idle and
+// progress deadlines, connection limits), the session registry
+// (registry.go) and the drain (Gateway.Shutdown).
 package gateway
 
 import (
