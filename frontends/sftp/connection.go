@@ -2,14 +2,10 @@ package sftp
 
 import (
 	"cmp"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path"
@@ -161,14 +157,9 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 
 // hashReader hashes what r holds until EOF.
 func hashReader(r io.Reader, algo backend.HashAlgorithm) ([]byte, error) {
-	var h hash.Hash
-	switch algo {
-	case backend.MD5:
-		h = md5.New()
-	case backend.SHA1:
-		h = sha1.New()
-	default:
-		h = sha256.New()
+	h, ok := algo.New()
+	if !ok {
+		return nil, fmt.Errorf("unsupported hash algorithm %q", algo)
 	}
 	if _, err := io.Copy(h, r); err != nil {
 		return nil, err
