@@ -42,7 +42,7 @@ import (
 
 // ErrUnavailable is wrapped by errors from an agent that cannot be reached
 // or did not answer in time.
-var ErrUnavailable = errors.New("agent unavailable")
+var ErrUnavailable = errors.New("backend: agent unavailable")
 
 // HashAlgorithm names a checksum a Hasher computes.
 type HashAlgorithm string

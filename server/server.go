@@ -183,20 +183,20 @@ func (s *Server) startAdmin() error {
 	if f := s.cfg.Admin.TokenFile; f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("admin.token_file: %w", err)
+			return fmt.Errorf("server: admin.token_file: %w", err)
 		}
 		if token = strings.TrimSpace(string(b)); token == "" {
-			return fmt.Errorf("admin.token_file: %s is empty", f)
+			return fmt.Errorf("server: admin.token_file: %s is empty", f)
 		}
 	}
 	lis, err := net.Listen("tcp", s.cfg.Listen.Admin)
 	if err != nil {
-		return fmt.Errorf("listen admin on %s: %w", s.cfg.Listen.Admin, err)
+		return fmt.Errorf("server: listen admin on %s: %w", s.cfg.Listen.Admin, err)
 	}
 	if token == "" && !admin.LoopbackAddr(s.cfg.Listen.Admin) {
 		// config.Validate refuses this too; a Config built in code may
 		// not have been through it.
-		return fmt.Errorf("admin.token_file: required when listen.admin %q is not a loopback address", s.cfg.Listen.Admin)
+		return fmt.Errorf("server: admin.token_file: required when listen.admin %q is not a loopback address", s.cfg.Listen.Admin)
 	}
 	h := admin.NewHandler(s.Gateway, admin.Config{
 		Token:  token,
@@ -268,7 +268,7 @@ func (s *Server) startFTP(implicit bool) error {
 	if c.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
 		if err != nil {
-			return fmt.Errorf("ftp.tls: %w", err)
+			return fmt.Errorf("server: ftp.tls: %w", err)
 		}
 		fc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
