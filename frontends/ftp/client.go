@@ -260,9 +260,18 @@ func (l listInfo) stat() backend.Stat {
 	return backend.Stat{Nlink: 1}
 }
 
-func (l listInfo) Nlink() uint64      { return max(l.stat().Nlink, 1) }
-func (l listInfo) Uid() uint32        { return l.stat().Uid }
-func (l listInfo) Gid() uint32        { return l.stat().Gid }
+func (l listInfo) Nlink() uint64 { return max(l.stat().Nlink, 1) }
+
+// Uid implements ftpserverlib's FileInfoStat, which names it so.
+//
+//lint:ignore ST1003 the method name is the library interface's
+func (l listInfo) Uid() uint32 { return l.stat().UID }
+
+// Gid implements ftpserverlib's FileInfoStat, which names it so.
+//
+//lint:ignore ST1003 the method name is the library interface's
+func (l listInfo) Gid() uint32 { return l.stat().GID }
+
 func (l listInfo) LinkTarget() string { return l.target }
 
 // ftpHashes maps the algorithms of FTP's HASH and X* commands to the
