@@ -28,6 +28,10 @@ type file struct {
 	up *upload
 	// abort is TransferError's cause: Close then commits nothing.
 	abort error
+	// writeErr is the first write that failed (an injected fault): Close
+	// then fails with it and commits nothing, as the agent refuses to
+	// commit after a failed write.
+	writeErr error
 	// times set through SetTimes, applied again when the file closes
 	// (after an upload's commit).
 	timesSet     bool
@@ -219,10 +223,20 @@ func (f *file) readAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// failWrite fails a write with an injected error, which Close repeats.
+func (f *file) failWrite(err error) error {
+	f.m.mu.Lock()
+	defer f.m.mu.Unlock()
+	if f.writeErr == nil && f.writable() && !f.closed {
+		f.writeErr = err
+	}
+	return err
+}
+
 // Write implements io.Writer; with O_APPEND it writes at the end.
 func (f *file) Write(p []byte) (int, error) {
 	if err := f.m.fault(OpWrite, f.path()); err != nil {
-		return 0, err
+		return 0, f.failWrite(err)
 	}
 	f.m.mu.Lock()
 	defer f.m.mu.Unlock()
@@ -239,7 +253,7 @@ func (f *file) Write(p []byte) (int, error) {
 // as *os.File does.
 func (f *file) WriteAt(p []byte, off int64) (int, error) {
 	if err := f.m.fault(OpWrite, f.path()); err != nil {
-		return 0, err
+		return 0, f.failWrite(err)
 	}
 	f.m.mu.Lock()
 	defer f.m.mu.Unlock()
@@ -553,8 +567,9 @@ func (f *file) Reopen(flag int) (afero.File, error) {
 
 // Close implements io.Closer. An upload commits: its data replaces what
 // its path names, and Close returns nil exactly when it did. An upload
-// that TransferError marked, or whose Close fails (an injected fault, a
-// directory removed under it, an exclusive create that lost the race),
+// that TransferError marked, one a write of which failed (Close returns
+// that write's error), or whose Close fails (an injected fault, a
+// directory removed under it, an exclusive create that lost the race)
 // commits nothing. A second Close is os.ErrClosed.
 func (f *file) Close() error {
 	ferr := f.m.fault(OpClose, f.path())
@@ -572,6 +587,8 @@ func (f *file) Close() error {
 		return ferr
 	case f.abort != nil:
 		return &fs.PathError{Op: "close", Path: f.name, Err: fmt.Errorf("transfer aborted: %w", f.abort)}
+	case f.writeErr != nil:
+		return f.writeErr
 	case ferr != nil:
 		return ferr
 	case f.up != nil && !f.up.unlinked:

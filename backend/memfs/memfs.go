@@ -24,8 +24,10 @@
 // taken meanwhile fails at Close with EEXIST. Uploads implement
 // backend.Upload (so backend.View gives a session a POSIX view of its own
 // uploads), backend.TransferAborter, backend.TimesSetter (times apply at
-// once and again after the commit) and backend.ModeSetter. Appends and
-// writes into an existing file without truncating act in place.
+// once and again after the commit) and backend.ModeSetter. A write that
+// fails makes Close fail with its error and commit nothing, as the agent
+// refuses to commit after a failed write. Appends and writes into an
+// existing file without truncating act in place.
 //
 // Errors are those of the os package: an *fs.PathError (an *os.LinkError
 // for Rename and Link) wrapping a syscall.Errno, so that errors.Is(err,

@@ -325,7 +325,22 @@ func TestFaults(t *testing.T) {
 	if err := f.Close(); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("close after a failed write: %v", err)
 	}
+	// Without TransferError (SFTP closes after a failed write), Close
+	// fails with the write's error and commits nothing either.
+	f, err = m.Create("/site/app.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("x"), 0); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("write: %v, want ENOSPC", err)
+	}
+	if err := f.Close(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("close after a failed write: %v, want its ENOSPC", err)
+	}
 	fstest.WriteFile(t, m, "/site/app.php", []byte("<?php")) // does not match
+	if full.Hits() != 2 {
+		t.Fatalf("the write fault hit %d calls, want 2", full.Hits())
+	}
 	full.Remove()
 	if got := read(t, m, "/site/app.log"); got != "old log" {
 		t.Fatalf("app.log: %q", got)
