@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spf13/afero"
 	"github.com/spf13/pflag"
 
 	"github.com/upgate/upgate/config"
@@ -45,6 +46,9 @@ type Options struct {
 	// WatchInterval is how often ConfigPath is checked for changes. Zero
 	// means 2 s; negative turns watching off (SIGHUP still reloads).
 	WatchInterval time.Duration
+	// Filesystem, if non-nil, replaces the user's mounts at login: see
+	// gateway.Options.Filesystem (tests).
+	Filesystem func(ctx context.Context, user string) (afero.Fs, error)
 }
 
 // Server is a running gateway with its frontends.
@@ -81,7 +85,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 	if log == nil {
 		log = slog.Default()
 	}
-	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: opts.Version})
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: opts.Version, Filesystem: opts.Filesystem})
 	if err != nil {
 		return nil, err
 	}
