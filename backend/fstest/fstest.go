@@ -7,11 +7,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -569,4 +572,75 @@ func testSymlinks(t *testing.T, fsys afero.Fs) {
 	if fi, err := fsys.Stat("/ln/rel"); err != nil || !fi.Mode().IsRegular() {
 		t.Fatalf("stat through a link: %v %v", fi, err)
 	}
+}
+
+// Tree describes every entry under "/" of fsys, by path: a directory's
+// mode, a file's mode, size, mtime and sha256, a link's target. Two trees
+// compare equal exactly when nothing visible changed: an error-path test
+// takes one before and one after a failed operation. It stops the test
+// past 10,000 entries.
+func Tree(t testing.TB, fsys afero.Fs) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	todo := []string{"/"}
+	for len(todo) > 0 {
+		if len(out) > 10_000 {
+			t.Fatalf("tree: more than 10,000 entries")
+		}
+		dir := todo[0]
+		todo = todo[1:]
+		d, err := fsys.Open(dir)
+		if err != nil {
+			t.Fatalf("tree: %v", err)
+		}
+		fis, err := d.Readdir(-1)
+		d.Close()
+		if err != nil {
+			t.Fatalf("tree: %v", err)
+		}
+		for _, fi := range fis {
+			p := path.Join(dir, fi.Name())
+			if l, ok := fsys.(afero.Lstater); ok {
+				if fi, _, err = l.LstatIfPossible(p); err != nil {
+					t.Fatalf("tree: %v", err)
+				}
+			}
+			switch {
+			case fi.IsDir():
+				out[p] = fmt.Sprintf("dir %v", fi.Mode())
+				todo = append(todo, p)
+			case fi.Mode()&fs.ModeSymlink != 0:
+				target := "?"
+				if r, ok := fsys.(afero.LinkReader); ok {
+					target, _ = r.ReadlinkIfPossible(p)
+				}
+				out[p] = fmt.Sprintf("link %v -> %s", fi.Mode(), target)
+			default:
+				out[p] = fmt.Sprintf("file %v %d %s sha256:%x", fi.Mode(), fi.Size(), fi.ModTime().UTC().Format(time.RFC3339Nano), sum(ReadFile(t, fsys, p)))
+			}
+		}
+	}
+	return out
+}
+
+// DiffTrees lists what differs between two Trees, one line per path, in
+// path order; "" when they are equal.
+func DiffTrees(before, after map[string]string) string {
+	var paths []string
+	for p := range before {
+		paths = append(paths, p)
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	var b strings.Builder
+	for _, p := range paths {
+		if before[p] != after[p] {
+			fmt.Fprintf(&b, "%s: %q -> %q\n", p, before[p], after[p])
+		}
+	}
+	return b.String()
 }
