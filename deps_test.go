@@ -34,6 +34,12 @@ func TestImportsPointOneWay(t *testing.T) {
 		{"/gateway", "/backend/agentpb", "the gateway never speaks the agent protocol: backend/agents does"},
 		{"/gateway", "/backend/agent", "the gateway never runs an agent itself: backend/agents does"},
 		{"/backend/podagents", "google.golang.org/grpc", "podagents finds addresses; dialling agents is the backend's"},
+		{"/backend/memfs", "google.golang.org/grpc", "memfs is the filesystem layer in memory: no agent, no wire"},
+		{"/backend/memfs", "/backend/agentpb", "memfs is the filesystem layer in memory: no agent, no wire"},
+		{"/gateway", "/backend/memfs", "memfs is a test fixture and an example: users' files never live in the gateway's memory"},
+		{"/frontends/", "/backend/memfs", "memfs is a test fixture and an example: frontends' tests may use it, their code never"},
+		{"/server", "/backend/memfs", "memfs is a test fixture and an example: users' files never live in the gateway's memory"},
+		{"/cmd/", "/backend/memfs", "memfs is a test fixture and an example: users' files never live in the gateway's memory"},
 	}
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
 	if err != nil {

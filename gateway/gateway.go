@@ -3,8 +3,10 @@
 // verifies credentials through Gateway.LoginPassword or Gateway.LoginKey
 // and serves the returned Login's Fs; it never talks to agents itself.
 //
-// The accept layer (keepalive, timeouts, limits, the session registry)
-// lives here too as it arrives.
+// It also runs the accept layer every frontend listens through (accept.go:
+// TCP keepalive and TCP_USER_TIMEOUT, PROXY protocol, the defender, idle and
+// progress deadlines, connection limits), the session registry
+// (registry.go) and the drain (Gateway.Shutdown).
 package gateway
 
 import (
@@ -16,6 +18,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/spf13/afero"
 
 	"github.com/upgate/upgate/backend/agents"
 	"github.com/upgate/upgate/config"
@@ -38,6 +42,13 @@ type Options struct {
 	// their results to it. Nil means the built-in one configured by the
 	// config's defender section (none if it is disabled).
 	Defender Defender
+	// Filesystem, if non-nil, is called by each successful login instead
+	// of reaching the user's agents, and returns the tree the session
+	// works in, bound to ctx (the session's lifetime). The session's view
+	// of its uploads and its accounting wrap it as they wrap the user's
+	// mounts. Tests use it to serve an in-memory filesystem (backend/memfs)
+	// through the real login path; nil serves the user's mounts.
+	Filesystem func(ctx context.Context, user string) (afero.Fs, error)
 }
 
 // Defender decides which client addresses may connect, from the results
@@ -67,6 +78,7 @@ type Gateway struct {
 	files    *fileLimits
 	latency  *SaveLatency
 	xfers    *transfers
+	fsHook   func(ctx context.Context, user string) (afero.Fs, error) // Options.Filesystem
 
 	// mu guards users (a config reload replaces it whole), listeners,
 	// ownPorts and draining.
@@ -119,6 +131,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		files:     newFileLimits(cfg.Connections.MaxFilesPerUser),
 		latency:   latency,
 		xfers:     newTransfers(events, latency, metrics),
+		fsHook:    opts.Filesystem,
 		agents:    pool,
 		settings:  settings,
 		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),

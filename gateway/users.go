@@ -163,7 +163,13 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	if sess == nil {
 		log = log.With("user", u.name)
 	}
-	fsys, err := g.userFs(ctx, u, log)
+	var fsys afero.Fs
+	var err error
+	if g.fsHook != nil {
+		fsys, err = g.fsHook(ctx, u.name)
+	} else {
+		fsys, err = g.userFs(ctx, u, log)
+	}
 	if err != nil {
 		if sess != nil {
 			g.metrics.Logins.WithLabelValues(sess.Protocol, "agent_error").Inc()

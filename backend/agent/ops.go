@@ -2,13 +2,7 @@ package agent
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"errors"
-	"hash"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -439,22 +433,6 @@ func (s *Server) readlink(sc *scope, req *agentpb.PathRequest) (*agentpb.Readlin
 	return &agentpb.ReadlinkResponse{Target: []byte(target)}, nil
 }
 
-func newHash(algo agentpb.HashAlgorithm) (hash.Hash, error) {
-	switch algo {
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256:
-		return sha256.New(), nil
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_SHA1:
-		return sha1.New(), nil
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_MD5:
-		return md5.New(), nil
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_CRC32:
-		return crc32.NewIEEE(), nil
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_SHA512:
-		return sha512.New(), nil
-	}
-	return nil, status.Errorf(codes.InvalidArgument, "unknown hash algorithm %v", algo)
-}
-
 func (s *Server) Hash(ctx context.Context, req *agentpb.HashRequest) (*agentpb.HashResponse, error) {
 	return inScope(s, ctx, "Hash", func(sc *scope) (*agentpb.HashResponse, error) { return s.hash(ctx, sc, req) })
 }
@@ -466,9 +444,9 @@ func (s *Server) hash(ctx context.Context, sc *scope, req *agentpb.HashRequest) 
 		return nil, s.fail("Hash", string(req.GetPath()), err)
 	}
 	p := ps[0]
-	h, err := newHash(req.GetAlgorithm())
-	if err != nil {
-		return nil, err
+	h, ok := req.GetAlgorithm().NewHash()
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "unknown hash algorithm %v", req.GetAlgorithm())
 	}
 	if req.GetOffset() < 0 || req.GetLength() < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "hash of %q: negative offset or length", p)

@@ -117,7 +117,9 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 //     user's root or the user's session limit, so no client takes it for
 //     a wrong password; 530 else;
 //   - an agent that cannot be reached, too many open files (the user's
-//     or the agent's limit), or a STOR whose size differs from what its
+//     or the agent's limit), an I/O error (EIO: a read, a listing or a
+//     commit that failed on the agent's disk, as vsftpd's "451 Failure
+//     writing to local file"), or a STOR whose size differs from what its
 //     ALLO announced: 451 (local error, try again);
 //   - a full disk or quota: 552 (exceeded storage allocation);
 //   - anything else (missing file, permission denied, exists): the
@@ -138,7 +140,7 @@ func replyCode(err error, code int) int {
 			return ftpserver.StatusServiceNotAvailable
 		}
 		return code // PASS has no other failure reply
-	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, ErrShortUpload), errors.Is(err, syscall.EMFILE):
+	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, ErrShortUpload), errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.EIO):
 		return ftpserver.StatusLocalError
 	case full:
 		return ftpserver.StatusActionAborted
