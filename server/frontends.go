@@ -10,17 +10,19 @@ import (
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/frontends/ftp"
 	"github.com/upgate/upgate/frontends/sftp"
+	"github.com/upgate/upgate/frontends/webdav"
 	"github.com/upgate/upgate/gateway"
 )
 
 // The gateway is every frontend's Gateway.
 var (
-	_ ftp.Gateway  = (*gateway.Gateway)(nil)
-	_ sftp.Gateway = (*gateway.Gateway)(nil)
+	_ ftp.Gateway    = (*gateway.Gateway)(nil)
+	_ sftp.Gateway   = (*gateway.Gateway)(nil)
+	_ webdav.Gateway = (*gateway.Gateway)(nil)
 )
 
 // Frontend is a protocol server on listeners from the gateway's accept
-// layer: ftp.Server and sftp.Server.
+// layer: ftp.Server, sftp.Server and webdav.Server.
 type Frontend interface {
 	// Serve serves lis until Close or the gateway's Shutdown, and then
 	// returns nil once the goroutines it started are gone.
@@ -53,6 +55,7 @@ func frontends() []frontend {
 		{name: "ftp", addr: func(l config.Listen) string { return l.FTP }, settings: ftpSettings, build: buildFTP(false)},
 		{name: "ftps", addr: func(l config.Listen) string { return l.FTPS }, settings: ftpSettings, build: buildFTP(true)},
 		{name: "sftp", addr: func(l config.Listen) string { return l.SFTP }, settings: func(c *config.Config) any { return c.SFTP }, build: buildSFTP},
+		{name: "webdav", addr: func(l config.Listen) string { return l.WebDAV }, settings: func(c *config.Config) any { return c.WebDAV }, build: buildWebDAV},
 	}
 }
 
@@ -63,7 +66,7 @@ type runningFrontend struct {
 }
 
 // Addr returns the address of the listener called name (listen.<name>:
-// "ftp", "ftps", "sftp"), or nil when it is off.
+// "ftp", "ftps", "sftp", "webdav"), or nil when it is off.
 func (s *Server) Addr(name string) net.Addr {
 	if f, ok := s.running[name]; ok {
 		return f.addr
@@ -112,6 +115,20 @@ func buildSFTP(s *Server, cfg *config.Config) (Frontend, gateway.Protocol, error
 		Logger:             s.log,
 	})
 	return srv, sftp.Protocol(), err
+}
+
+func buildWebDAV(s *Server, cfg *config.Config) (Frontend, gateway.Protocol, error) {
+	c := cfg.WebDAV
+	wc := webdav.Config{HeaderTimeout: c.HeaderTimeout, ProgressTimeout: cfg.Connections.ProgressTimeout, Logger: s.log}
+	if c.TLS.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
+		if err != nil {
+			return nil, gateway.Protocol{}, fmt.Errorf("webdav.tls: %w", err)
+		}
+		wc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	srv, err := webdav.New(s.Gateway, wc)
+	return srv, webdav.Protocol(wc.TLS != nil), err
 }
 
 // buildFTP builds the FTP frontend: plain with explicit FTPS (AUTH TLS)

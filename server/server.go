@@ -126,7 +126,7 @@ func (s *Server) Reload() error {
 		restart = restart || !reflect.DeepEqual(l.settings(old), l.settings(cfg))
 	}
 	if restart {
-		s.log.Warn("listen settings and each frontend's own (ftp, sftp, ...) change only with a restart")
+		s.log.Warn("listen settings and each frontend's own (ftp, sftp, webdav) change only with a restart")
 	}
 	return nil
 }
