@@ -39,7 +39,7 @@ func statusFor(err error, status int) int {
 		return dav.StatusInsufficientStorage
 	case errors.Is(err, gateway.ErrAuthFailed):
 		return http.StatusUnauthorized
-	case errors.Is(err, os.ErrPermission), errors.Is(err, gateway.ErrBanned):
+	case errors.Is(err, os.ErrPermission), errors.Is(err, syscall.EROFS), errors.Is(err, gateway.ErrBanned):
 		return http.StatusForbidden
 	case errors.Is(err, syscall.EXDEV):
 		// RFC 4918 9.9.4: the destination is on another "server":
@@ -47,7 +47,7 @@ func statusFor(err error, status int) int {
 		return http.StatusBadGateway
 	case errors.Is(err, syscall.EISDIR):
 		return http.StatusMethodNotAllowed
-	case errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENOTEMPTY):
+	case errors.Is(err, syscall.ENOTDIR), errors.Is(err, syscall.ENOTEMPTY), errors.Is(err, errNoParent):
 		return http.StatusConflict
 	case errors.Is(err, syscall.ENAMETOOLONG):
 		return http.StatusRequestURITooLong

@@ -89,10 +89,21 @@ func (f *fileSystem) replaceable(src, dst string) bool {
 	return errS == nil && errD == nil && !s.IsDir() && !d.IsDir()
 }
 
+// errNoParent is a MOVE whose destination's parent collection is missing
+// (409, RFC 4918 9.9.4), told apart from a missing source (404).
+var errNoParent = errors.New("webdav: the destination's parent collection does not exist")
+
 // Rename implements dav.FileSystem.
 func (f *fileSystem) Rename(ctx context.Context, oldName, newName string) error {
 	requestOf(ctx).changed()
-	return f.fs.Rename(cleanPath(oldName), cleanPath(newName))
+	oldName, newName = cleanPath(oldName), cleanPath(newName)
+	err := f.fs.Rename(oldName, newName)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := backend.Lstat(f.fs, oldName); serr == nil {
+			return fmt.Errorf("%w: %w", errNoParent, err)
+		}
+	}
+	return err
 }
 
 // Stat implements dav.FileSystem.

@@ -119,6 +119,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // check refuses what x/net/webdav would serve badly, and wraps the body.
 // It returns false once it recorded a failure.
 func (s *Server) check(r *http.Request, q *request, rw *response) bool {
+	switch r.Method {
+	case "OPTIONS", "GET", "HEAD", "POST", "DELETE", "PUT", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "PROPFIND", "PROPPATCH":
+	default:
+		q.fail(http.StatusNotImplemented, fmt.Errorf("webdav: method %q is not supported", r.Method))
+		return false
+	}
 	if r.Method == http.MethodPut {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/"):
@@ -263,6 +269,17 @@ func (s *Server) logRequest(log *slog.Logger, r *http.Request, q *request, rw *r
 	log.Log(context.Background(), level, "webdav request", args...)
 }
 
+// reason explains an error status x/net/webdav gave without an error.
+func (q *request) reason(status int, text string) error {
+	switch {
+	case status == http.StatusMethodNotAllowed && (q.method == "GET" || q.method == "HEAD" || q.method == "POST"):
+		return fmt.Errorf("webdav: %s %s: a collection has no content; list it with PROPFIND", q.method, q.path)
+	case status == http.StatusUnsupportedMediaType && q.method == "MKCOL":
+		return fmt.Errorf("webdav: MKCOL %s: MKCOL with a body is not supported (RFC 4918 9.3)", q.path)
+	}
+	return errors.New(strings.TrimSpace(text))
+}
+
 // failure is the error that explains the request's outcome: the body's
 // if it failed, else upgate's or x/net/webdav's.
 func (q *request) failure() error {
@@ -372,7 +389,7 @@ func (rw *response) finish() int {
 		if err := q.failure(); err != nil {
 			rw.writeError(statusFor(err, rw.held), err)
 		} else {
-			rw.writeError(rw.held, errors.New(strings.TrimSpace(rw.heldBody.String())))
+			rw.writeError(rw.held, q.reason(rw.held, rw.heldBody.String()))
 		}
 	case rw.status == 0:
 		rw.WriteHeader(http.StatusOK)

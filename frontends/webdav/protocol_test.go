@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +18,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/upgate/upgate/config"
+	upwebdav "github.com/upgate/upgate/frontends/webdav"
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 func randomBytes(t testing.TB, n int) []byte {
@@ -423,5 +428,65 @@ func TestLoginOncePerConnection(t *testing.T) {
 	e.do(t, "", "PROPFIND", "/", nil, "Depth", "0").want(t, "no credentials", http.StatusUnauthorized, "credentials required")
 	if n := e.logins("failed"); n != 1 {
 		t.Errorf("no credentials counted as a failed login: %d", n)
+	}
+}
+
+// TestLoginCheckedAgainAfterTTL: a connection's login is reused only for
+// Config.LoginTTL; after it the password is checked again, so a password
+// a reload changed stops working on connections kept alive.
+func TestLoginCheckedAgainAfterTTL(t *testing.T) {
+	e := start(t, nil)
+	const ttl = 200 * time.Millisecond
+	srv, err := upwebdav.New(e.Srv.Gateway, upwebdav.Config{LoginTTL: ttl, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := e.Srv.Gateway.Listen(upwebdav.Protocol(false), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	tr := &http.Transport{MaxIdleConnsPerHost: 1}
+	t.Cleanup(func() {
+		srv.Close()
+		tr.CloseIdleConnections()
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("Serve did not return after Close and the client's close")
+		}
+	})
+	e2 := &env{Env: e.Env, Addr: lis.Addr().String(), URL: "http://" + lis.Addr().String(), Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	e2.propfind(t, "alice", "/", "0")
+	e2.propfind(t, "alice", "/", "0")
+	if n := e.logins("ok"); n != 1 {
+		t.Fatalf("two requests within the TTL: %d logins, want 1", n)
+	}
+	time.Sleep(ttl + 100*time.Millisecond)
+	e2.propfind(t, "alice", "/", "0")
+	if n := e.logins("ok"); n != 2 {
+		t.Fatalf("a request after the TTL: %d logins, want 2", n)
+	}
+	cfg := gwtest.Config(t, e.Root, map[string]string{"alice": "changed", "bob": gwtest.Users["bob"]})
+	cfg.Listen = config.Listen{WebDAV: "127.0.0.1:0"}
+	if err := e.Srv.Gateway.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(ttl + 100*time.Millisecond)
+	e2.do(t, "alice", "PROPFIND", "/", nil, "Depth", "0").want(t, "the old password after a reload and the TTL", http.StatusUnauthorized, "authentication failed")
+	req, _ := http.NewRequest("PROPFIND", e2.URL+"/", nil)
+	req.SetBasicAuth("alice", "changed")
+	req.Header.Set("Depth", "0")
+	resp, err := e2.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMultiStatus {
+		t.Fatalf("the new password: %d", resp.StatusCode)
 	}
 }
