@@ -70,7 +70,7 @@ func TestUserLocksBounded(t *testing.T) {
 	now := time.Now()
 	var toks []string
 	for i := range 3 {
-		tok, err := ls.Create(now, dav.LockDetails{Root: fmt.Sprintf("/f%d", i), Duration: -1, ZeroDepth: true})
+		tok, err := ls.Create(now, dav.LockDetails{Root: fmt.Sprintf("/f%d", i), Duration: 2 * time.Hour, ZeroDepth: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,14 +89,55 @@ func TestUserLocksBounded(t *testing.T) {
 	if _, err := ls.Create(now, dav.LockDetails{Root: "/f3", Duration: time.Minute, ZeroDepth: true}); err != nil {
 		t.Fatalf("a lock after an UNLOCK: %v", err)
 	}
-	// An infinite lock lasts the cap: an hour later its slot is free and
-	// its path unlocked.
+	// A lock asked for longer lasts the cap: an hour later its slot is
+	// free and its path unlocked.
 	later := now.Add(time.Hour + time.Second)
 	if _, err := ls.Create(later, dav.LockDetails{Root: "/f1", Duration: time.Minute, ZeroDepth: true}); err != nil {
 		t.Fatalf("a lock on /f1 after its infinite lock's cap: %v", err)
 	}
 	if _, err := ls.Refresh(later, toks[2], time.Minute); !errors.Is(err, dav.ErrNoSuchLock) {
 		t.Fatalf("refresh of an expired lock: %v", err)
+	}
+}
+
+// TestUnlockedWritesDoNotExcludeEachOther: x/net/webdav's temporary lock
+// for a write without an If header (infinite, zero depth, no owner)
+// conflicts only with a client's lock, not with another such write.
+func TestUnlockedWritesDoNotExcludeEachOther(t *testing.T) {
+	ls := newLockSystems(2, time.Hour).forUser("alice")
+	now := time.Now()
+	temp := dav.LockDetails{Root: "/project", Duration: -1, ZeroDepth: true}
+	a, err := ls.Create(now, temp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ls.Create(now, temp)
+	if err != nil {
+		t.Fatalf("a second unlocked write of /project while the first runs: %v", err)
+	}
+	for range 5 { // they take no slot of MaxLocks
+		if _, err := ls.Create(now, temp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ls.Unlock(now, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Unlock(now, b); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ls.Create(now, dav.LockDetails{Root: "/project", Duration: time.Minute, OwnerXML: "<D:href>me</D:href>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ls.Create(now, temp); !errors.Is(err, dav.ErrLocked) {
+		t.Fatalf("an unlocked write under a client's lock: %v, want ErrLocked", err)
+	}
+	if _, err := ls.Create(now, dav.LockDetails{Root: "/project/sub", Duration: -1, ZeroDepth: true}); !errors.Is(err, dav.ErrLocked) {
+		t.Fatalf("an unlocked write below a client's depth-infinity lock: %v, want ErrLocked", err)
+	}
+	if err := ls.Unlock(now, tok); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -43,8 +43,16 @@ func (l *lockSystems) forUser(user string) dav.LockSystem {
 // userLocks is x/net/webdav's in-memory lock system with every lock's
 // duration capped (a lock asked for "Infinite" lasts maxDuration; a client
 // that vanished leaves nothing locked for longer) and at most max locks
-// held at once, the temporary ones x/net/webdav takes during a write
-// included.
+// held at once.
+//
+// x/net/webdav takes a temporary exclusive lock on the paths of every
+// write that brings no If header, for the write's duration: two such
+// writes of one path at once (rclone's parallel transfers creating the
+// same parent collection, an editor saving twice over two connections)
+// then fail with 423 Locked, which no client expects of writes that asked
+// for no lock. Here such a write only checks that no client holds a lock
+// on its paths: writes without locks do not exclude each other, as on
+// any filesystem, and a client's LOCK still excludes them.
 type userLocks struct {
 	dav.LockSystem
 	user        string
@@ -63,9 +71,26 @@ func (u *userLocks) capped(d time.Duration) time.Duration {
 	return d
 }
 
-// Create implements dav.LockSystem.
+// unlockedWrite is the token Create returns for a write that holds no
+// lock; Unlock accepts it and does nothing.
+const unlockedWrite = "urn:upgate:unlocked-write"
+
+// Create implements dav.LockSystem. x/net/webdav's temporary locks are
+// the ones with an infinite duration: every client LOCK reaches here with
+// a finite one (Server.check rewrites its Timeout header).
 func (u *userLocks) Create(now time.Time, details dav.LockDetails) (string, error) {
+	temporary := details.Duration < 0
 	details.Duration = u.capped(details.Duration)
+	if temporary {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		tok, err := u.LockSystem.Create(now, details)
+		if err != nil {
+			return "", err // a client's lock: 423
+		}
+		_ = u.LockSystem.Unlock(now, tok)
+		return unlockedWrite, nil
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for tok, end := range u.expiry {
@@ -97,6 +122,9 @@ func (u *userLocks) Refresh(now time.Time, token string, duration time.Duration)
 
 // Unlock implements dav.LockSystem.
 func (u *userLocks) Unlock(now time.Time, token string) error {
+	if token == unlockedWrite {
+		return nil
+	}
 	err := u.LockSystem.Unlock(now, token)
 	if err == nil || errors.Is(err, dav.ErrNoSuchLock) {
 		u.mu.Lock()

@@ -490,3 +490,46 @@ func TestLoginCheckedAgainAfterTTL(t *testing.T) {
 		t.Fatalf("the new password: %d", resp.StatusCode)
 	}
 }
+
+// TestConcurrentWritesOfOnePath pins rclone's parallel transfers, which
+// create the same parent collection at once, and an editor saving twice
+// over two connections: neither gets 423 Locked; the last PUT wins whole.
+func TestConcurrentWritesOfOnePath(t *testing.T) {
+	e := start(t, nil)
+	const n = 8
+	var wg sync.WaitGroup
+	statuses := make(chan int, 2*n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}
+			defer c.CloseIdleConnections()
+			mkcol, _ := http.NewRequest("MKCOL", e.URL+"/project", nil)
+			put, _ := http.NewRequest("PUT", e.URL+"/project/same.php", bytes.NewReader(bytes.Repeat([]byte{byte('a' + i)}, 100000)))
+			for _, req := range []*http.Request{mkcol, put} {
+				req.SetBasicAuth("alice", gwtest.Users["alice"])
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				statuses <- resp.StatusCode
+			}
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != http.StatusCreated && s != http.StatusMethodNotAllowed {
+			t.Errorf("a concurrent MKCOL or PUT: %d", s)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(e.UserDir("alice"), "project", "same.php"))
+	if err != nil || len(got) != 100000 || !bytes.Equal(got, bytes.Repeat(got[:1], 100000)) {
+		t.Fatalf("same.php after %d concurrent PUTs: %d bytes, mixed or missing (%v)", n, len(got), err)
+	}
+	wantOnly(t, e, "alice", "project")
+	e.AgentIdle(t)
+}
