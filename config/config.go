@@ -47,6 +47,9 @@ type Config struct {
 	// SFTP holds settings for the SFTP frontend only.
 	SFTP SFTP `mapstructure:"sftp"`
 
+	// WebDAV holds settings for the WebDAV frontend only.
+	WebDAV WebDAV `mapstructure:"webdav"`
+
 	// Agents maps an agent name (key agents.<name>) to where that agent
 	// runs. Names are lower-case; see the package doc. No default: the
 	// embedded config.yaml defines one in-process agent named "embedded".
@@ -119,6 +122,11 @@ type Listen struct {
 	// Default "127.0.0.1:2222".
 	SFTP string `mapstructure:"sftp"`
 
+	// WebDAV is the WebDAV address: HTTPS with webdav.tls, plain HTTP
+	// only on a loopback address or with webdav.allow_plain_http (key
+	// listen.webdav). Default empty: off.
+	WebDAV string `mapstructure:"webdav"`
+
 	// Admin is the admin HTTP address: health, metrics and session
 	// control (key listen.admin). Default "127.0.0.1:9100".
 	Admin string `mapstructure:"admin"`
@@ -166,8 +174,9 @@ type Connections struct {
 	// positive.
 	MaxFilesPerUser int `mapstructure:"max_files_per_user"`
 
-	// ProgressTimeout aborts a data transfer (an FTP data connection) that
-	// has moved no byte for this long (key connections.progress_timeout).
+	// ProgressTimeout aborts a data transfer (an FTP data connection, a
+	// WebDAV request body or response) that has moved no byte for this
+	// long (key connections.progress_timeout).
 	// Default 2m. Must be positive.
 	ProgressTimeout time.Duration `mapstructure:"progress_timeout"`
 
@@ -312,6 +321,39 @@ type SFTP struct {
 	// MaxAuthTries is the number of authentication attempts per
 	// connection (key sftp.max_auth_tries). Default 6. Must be positive.
 	MaxAuthTries int `mapstructure:"max_auth_tries"`
+}
+
+// WebDAV holds settings for the WebDAV frontend (listen.webdav).
+type WebDAV struct {
+	// TLS is the HTTPS certificate (key webdav.tls). Without it the
+	// listener speaks plain HTTP, which HTTP Basic makes a clear-text
+	// password: allowed on a loopback address, elsewhere only with
+	// AllowPlainHTTP.
+	TLS CertKey `mapstructure:"tls"`
+
+	// AllowPlainHTTP serves plain HTTP on a listen.webdav that is not a
+	// loopback address (key webdav.allow_plain_http), for a
+	// TLS-terminating proxy in front. Default false: refused, since
+	// passwords would cross the network in clear.
+	AllowPlainHTTP bool `mapstructure:"allow_plain_http"`
+
+	// HeaderTimeout bounds the TLS handshake and each request's line and
+	// headers (key webdav.header_timeout): a client that sends them
+	// slower (slowloris) is disconnected. Request bodies are bounded by
+	// connections.progress_timeout instead. Default 30s. Must be
+	// positive.
+	HeaderTimeout time.Duration `mapstructure:"header_timeout"`
+}
+
+// CertKey is a server certificate.
+type CertKey struct {
+	// Cert is the PEM certificate chain file. Default empty. Set
+	// together with Key.
+	Cert string `mapstructure:"cert"`
+
+	// Key is the PEM private key file. Default empty. Set together with
+	// Cert.
+	Key string `mapstructure:"key"`
 }
 
 // SSHKeepalive configures keepalive@openssh.com requests sent to SSH

@@ -106,6 +106,18 @@ mounts: [{path: /, agent: local, readonly: true}]`), `config: users[0].mounts[0]
 		{"zero ssh interval", `sftp: {keepalive: {interval: 0s}}`, `config: sftp.keepalive.interval: must be > 0, got 0s`},
 		{"zero max_missed", `sftp: {keepalive: {max_missed: 0}}`, `config: sftp.keepalive.max_missed: must be > 0, got 0`},
 
+		// WebDAV.
+		{"webdav on loopback, plain", `listen: {webdav: "127.0.0.1:8443"}`, ""},
+		{"webdav on localhost, plain", `listen: {webdav: "localhost:8443"}`, ""},
+		{"webdav off loopback, plain", `listen: {webdav: "0.0.0.0:8443"}`, `config: listen.webdav: "0.0.0.0:8443" is not a loopback address: set webdav.tls.cert and webdav.tls.key`},
+		{"webdav on every interface, plain", `listen: {webdav: ":8443"}`, `config: listen.webdav: ":8443" is not a loopback address`},
+		{"webdav off loopback, TLS", `{listen: {webdav: ":8443"}, webdav: {tls: {cert: c.pem, key: k.pem}}}`, ""},
+		{"webdav off loopback, plain allowed", `{listen: {webdav: "10.0.0.5:8080"}, webdav: {allow_plain_http: true}}`, ""},
+		{"webdav cert without key", `webdav: {tls: {cert: c.pem}}`, `config: webdav.tls: cert and key must be set together`},
+		{"webdav zero header_timeout", `webdav: {header_timeout: 0s}`, `config: webdav.header_timeout: must be > 0, got 0s`},
+		{"webdav unknown key", `webdav: {tls: {required: true}}`, `config: webdav.tls.required: unknown key`},
+		{"demo on webdav off loopback", demo(`{webdav: "0.0.0.0:8443"}`) + "webdav: {tls: {cert: c.pem, key: k.pem}}\n", `config: user "demo" is for the embedded default only and is refused on non-loopback listener listen.webdav "0.0.0.0:8443"`},
+
 		// Agents.
 		{"embedded without root", `agents: {e: {embedded: true}}`, `config: agents.e.root: required for an embedded agent`},
 		{"embedded with address", `agents: {e: {embedded: true, root: d, address: "h:1"}}`, `config: agents.e.address: must be empty for an embedded agent, got "h:1"`},
@@ -323,6 +335,7 @@ func TestParseDefaults(t *testing.T) {
 			ExecMaxFiles:     100,
 			MaxHandles:       256,
 		},
+		WebDAV:   config.WebDAV{HeaderTimeout: 30 * time.Second},
 		Defender: config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute, Allowlist: []string{}},
 		Log:      config.Log{Level: "info", Format: "text"},
 	}

@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 		v.errorf("listen.ftps", "implicit FTPS on %q needs ftp.tls.cert and ftp.tls.key", c.Listen.FTPS)
 	}
 	v.sftp(c)
+	v.webdav(c)
 	v.agents(c.Agents)
 	v.users(c)
 	v.defender(&c.Defender)
@@ -158,6 +159,21 @@ func (v *validator) sftp(c *Config) {
 	v.positiveInt("sftp.max_handles", s.MaxHandles)
 	v.positive("sftp.keepalive.interval", s.Keepalive.Interval)
 	v.positiveInt("sftp.keepalive.max_missed", s.Keepalive.MaxMissed)
+}
+
+func (v *validator) webdav(c *Config) {
+	w := &c.WebDAV
+	v.positive("webdav.header_timeout", w.HeaderTimeout)
+	if (w.TLS.Cert == "") != (w.TLS.Key == "") {
+		v.errorf("webdav.tls", "cert and key must be set together, got cert %q and key %q", w.TLS.Cert, w.TLS.Key)
+	}
+	addr := c.Listen.WebDAV
+	if addr == "" || w.TLS.Cert != "" || w.AllowPlainHTTP {
+		return
+	}
+	if host, ok := splitHostPort(addr); ok && !isLoopback(host) {
+		v.errorf("listen.webdav", "%q is not a loopback address: set webdav.tls.cert and webdav.tls.key (HTTP Basic sends passwords in clear), or webdav.allow_plain_http: true behind a TLS-terminating proxy", addr)
+	}
 }
 
 // sortedAgents returns the agent names in order.
@@ -441,6 +457,7 @@ func listeners(c *Config) []listener {
 		{"listen.ftp", c.Listen.FTP},
 		{"listen.ftps", c.Listen.FTPS},
 		{"listen.sftp", c.Listen.SFTP},
+		{"listen.webdav", c.Listen.WebDAV},
 		{"listen.admin", c.Listen.Admin},
 	}
 }

@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,8 +22,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/upgate/upgate/config"
-	"github.com/upgate/upgate/frontends/ftp"
-	"github.com/upgate/upgate/frontends/sftp"
 	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/gateway/admin"
 )
@@ -63,19 +59,19 @@ type Server struct {
 
 	stopWatch context.CancelFunc
 
-	// FTPAddr, FTPSAddr, SFTPAddr and AdminAddr are the listeners'
-	// addresses; nil when off.
+	// FTPAddr, FTPSAddr, SFTPAddr and AdminAddr are those listeners'
+	// addresses, nil when off; Addr has every frontend's.
 	FTPAddr, FTPSAddr, SFTPAddr, AdminAddr net.Addr
 
 	admin   *http.Server
 	started atomic.Bool // every frontend is listening
 
-	ftp   *ftp.Server
-	ftps  *ftp.Server // implicit FTPS
-	sftp  *sftp.Server
-	wg    sync.WaitGroup
-	errMu sync.Mutex
-	err   error
+	// running holds the frontends serving, by listener name (the
+	// frontends table); written by Start only.
+	running map[string]runningFrontend
+	wg      sync.WaitGroup
+	errMu   sync.Mutex
+	err     error
 }
 
 // Start builds the gateway from a validated config and starts serving on
@@ -89,25 +85,16 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Gateway: gw, cfg: cfg, log: log, opts: opts}
-	if cfg.Listen.FTP != "" {
-		if err := s.startFTP(false); err != nil {
-			s.Shutdown(context.Background())
-			return nil, err
+	s := &Server{Gateway: gw, cfg: cfg, log: log, opts: opts, running: make(map[string]runningFrontend)}
+	for _, l := range frontends() {
+		if addr := l.addr(cfg.Listen); addr != "" {
+			if err := s.startFrontend(l, addr); err != nil {
+				s.Shutdown(context.Background())
+				return nil, err
+			}
 		}
 	}
-	if cfg.Listen.FTPS != "" {
-		if err := s.startFTP(true); err != nil {
-			s.Shutdown(context.Background())
-			return nil, err
-		}
-	}
-	if cfg.Listen.SFTP != "" {
-		if err := s.startSFTP(); err != nil {
-			s.Shutdown(context.Background())
-			return nil, err
-		}
-	}
+	s.FTPAddr, s.FTPSAddr, s.SFTPAddr = s.Addr("ftp"), s.Addr("ftps"), s.Addr("sftp")
 	if cfg.Listen.Admin != "" {
 		if err := s.startAdmin(); err != nil {
 			s.Shutdown(context.Background())
@@ -138,8 +125,12 @@ func (s *Server) Reload() error {
 	old := s.cfg
 	s.cfg = cfg
 	s.cfgMu.Unlock()
-	if old.Listen != cfg.Listen || !reflect.DeepEqual(old.FTP, cfg.FTP) || !reflect.DeepEqual(old.SFTP, cfg.SFTP) {
-		s.log.Warn("listen, ftp and sftp settings change only with a restart")
+	restart := old.Listen != cfg.Listen
+	for _, l := range frontends() {
+		restart = restart || !reflect.DeepEqual(l.settings(old), l.settings(cfg))
+	}
+	if restart {
+		s.log.Warn("listen settings and each frontend's own (ftp, sftp, webdav) change only with a restart")
 	}
 	return nil
 }
@@ -224,97 +215,6 @@ func (s *Server) startAdmin() error {
 	return nil
 }
 
-func (s *Server) startSFTP() error {
-	c := s.cfg.SFTP
-	keys, err := sftp.LoadHostKeys(c.HostKeys)
-	if err != nil {
-		return err
-	}
-	srv, err := sftp.New(s.Gateway, sftp.Config{
-		HostKeys:           keys,
-		KeepaliveInterval:  c.Keepalive.Interval,
-		KeepaliveMaxMissed: c.Keepalive.MaxMissed,
-		HandshakeTimeout:   c.HandshakeTimeout,
-		MaxAuthTries:       c.MaxAuthTries,
-		MaxChannels:        c.MaxChannels,
-		ExecMaxFiles:       c.ExecMaxFiles,
-		MaxHandles:         c.MaxHandles,
-		Logger:             s.log,
-	})
-	if err != nil {
-		return err
-	}
-	lis, err := s.Gateway.Listen(sftp.Protocol(), s.cfg.Listen.SFTP)
-	if err != nil {
-		return err
-	}
-	s.sftp, s.SFTPAddr = srv, lis.Addr()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := srv.Serve(lis); err != nil {
-			s.log.Error("SFTP frontend stopped", "err", err)
-			s.setErr(err)
-		}
-	}()
-	return nil
-}
-
-func (s *Server) startFTP(implicit bool) error {
-	c := s.cfg.FTP
-	fc := ftp.Config{PassivePorts: c.PassivePorts, PublicHost: c.PublicHost, TLSRequired: c.TLS.Required,
-		DisableActiveMode: c.DisableActiveMode, CheckAlloSize: c.CheckAlloSize, Implicit: implicit, Logger: s.log,
-		PassivePromiscuous: c.PassivePromiscuous, PassiveTimeout: c.PassiveTimeout, LoginTimeout: c.LoginTimeout}
-	if n := passiveRangeSize(c.PassivePorts); n > 0 && n < s.cfg.Connections.MaxPerIP && !implicit {
-		s.log.Warn("ftp.passive_ports holds fewer ports than connections.max_per_ip: one client address can hold them all",
-			"passive_ports", c.PassivePorts, "ports", n, "max_per_ip", s.cfg.Connections.MaxPerIP)
-	}
-	if c.TLS.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
-		if err != nil {
-			return fmt.Errorf("server: ftp.tls: %w", err)
-		}
-		fc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	}
-	srv, err := ftp.New(s.Gateway, fc)
-	if err != nil {
-		return err
-	}
-	proto, addr := ftp.Protocol(), s.cfg.Listen.FTP
-	if implicit {
-		proto, addr = ftp.ImplicitProtocol(), s.cfg.Listen.FTPS
-	}
-	lis, err := s.Gateway.Listen(proto, addr)
-	if err != nil {
-		return err
-	}
-	if implicit {
-		s.ftps, s.FTPSAddr = srv, lis.Addr()
-	} else {
-		s.ftp, s.FTPAddr = srv, lis.Addr()
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := srv.Serve(lis); err != nil {
-			s.log.Error("FTP frontend stopped", "err", err)
-			s.setErr(err)
-		}
-	}()
-	return nil
-}
-
-// passiveRangeSize is the number of ports in "A-B", or 0.
-func passiveRangeSize(r string) int {
-	a, b, ok := strings.Cut(r, "-")
-	x, errA := strconv.Atoi(a)
-	y, errB := strconv.Atoi(b)
-	if !ok || errA != nil || errB != nil || y < x {
-		return 0
-	}
-	return y - x + 1
-}
-
 func (s *Server) setErr(err error) {
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
@@ -330,14 +230,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.stopWatch()
 	}
 	err := s.Gateway.Shutdown(ctx)
-	if s.ftp != nil {
-		s.ftp.Close()
-	}
-	if s.ftps != nil {
-		s.ftps.Close()
-	}
-	if s.sftp != nil {
-		s.sftp.Close()
+	for _, f := range s.running {
+		f.Close()
 	}
 	if s.admin != nil {
 		s.admin.Close()

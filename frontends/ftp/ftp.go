@@ -101,9 +101,29 @@ const (
 	DefaultLoginTimeout   = 30 * time.Second
 )
 
+// Gateway is what the FTP frontend needs from the gateway, declared here
+// where it is used; *gateway.Gateway implements it. A test may embed a
+// real gateway and replace one method (logins that hand out another
+// filesystem, say).
+type Gateway interface {
+	// Registry finds the session the accept layer registered for each
+	// control connection (ftpserverlib hides the connection itself).
+	Registry() *gateway.Registry
+	// LoginPassword verifies USER/PASS and returns the user's filesystem
+	// bound to ctx, attached to sess (limits, defender, the sessions
+	// view).
+	LoginPassword(ctx context.Context, sess *gateway.Session, name, password string) (*gateway.Login, error)
+	// NewDataListener runs the accept layer on a passive data listener
+	// for the control session parent.
+	NewDataListener(proto gateway.Protocol, lis net.Listener, parent *gateway.Session, opts gateway.DataOptions) net.Listener
+	// OwnPort reports whether the gateway's process listens on port, so
+	// that active mode never connects a client to it.
+	OwnPort(port int) bool
+}
+
 // Server serves FTP for a gateway.
 type Server struct {
-	gw   *gateway.Gateway
+	gw   Gateway
 	cfg  Config
 	log  *slog.Logger
 	pasv ftpserver.PasvPortGetter
@@ -115,8 +135,8 @@ type Server struct {
 	clients map[uint32]*client
 }
 
-// New returns a server; Serve starts it.
-func New(gw *gateway.Gateway, cfg Config) (*Server, error) {
+// New returns a server over gw (a *gateway.Gateway); Serve starts it.
+func New(gw Gateway, cfg Config) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()

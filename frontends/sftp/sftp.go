@@ -12,6 +12,7 @@
 package sftp
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -101,9 +102,26 @@ const (
 	DefaultMaxHandles = 256
 )
 
+// Gateway is what the SFTP frontend needs from the gateway, declared here
+// where it is used; *gateway.Gateway implements it. A test may embed a
+// real gateway and replace one method (logins that hand out another
+// filesystem, say).
+type Gateway interface {
+	// LoginPassword verifies a password and returns the user's filesystem
+	// bound to ctx, attached to sess (limits, defender, the sessions
+	// view).
+	LoginPassword(ctx context.Context, sess *gateway.Session, name, password string) (*gateway.Login, error)
+	// HasKey reports whether key is one of name's authorized keys,
+	// without logging in (SSH asks for keys the client only offers).
+	HasKey(name string, key ssh.PublicKey) bool
+	// LoginKey logs in a user whose possession of key the SSH layer
+	// verified.
+	LoginKey(ctx context.Context, sess *gateway.Session, name string, key ssh.PublicKey) (*gateway.Login, error)
+}
+
 // Server serves SFTP for a gateway.
 type Server struct {
-	gw  *gateway.Gateway
+	gw  Gateway
 	cfg Config
 	log *slog.Logger
 
@@ -113,8 +131,8 @@ type Server struct {
 	wg  sync.WaitGroup // connection goroutines
 }
 
-// New returns a server; Serve starts it.
-func New(gw *gateway.Gateway, cfg Config) (*Server, error) {
+// New returns a server over gw (a *gateway.Gateway); Serve starts it.
+func New(gw Gateway, cfg Config) (*Server, error) {
 	if len(cfg.HostKeys) == 0 {
 		return nil, errors.New("sftp: no host key")
 	}

@@ -1,0 +1,459 @@
+package webdav
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/afero"
+	dav "golang.org/x/net/webdav"
+
+	"github.com/upgate/upgate/backend"
+)
+
+// fileSystem is x/net/webdav's FileSystem over a login's afero.Fs.
+//
+// x/net/webdav opens a file for every property it reports: a PROPFIND of a
+// directory of n files would open n files on the agent, each a stream and
+// a descriptor there, and log n downloads. So a read-only open is lazy: it
+// answers Stat from what the request already knows (a listing's entry, or
+// one stat call) and opens the file on the first Read; Seek before that is
+// arithmetic (HEAD never opens). A listing's entries are remembered for
+// the rest of the request, so walking them stats nothing again.
+//
+// Symbolic links: WebDAV has none. A link to a file is shown as that file
+// (GET reads the target, as FTP's RETR does). A link to a directory, or
+// one that leads nowhere, is shown as an empty file, never as a
+// collection: a client's recursive delete or a mirror's --delete would
+// otherwise empty the directory it points to, through the link. DELETE
+// and MOVE act on the link itself.
+type fileSystem struct {
+	fs afero.Fs
+}
+
+var (
+	_ dav.FileSystem      = (*fileSystem)(nil)
+	_ dav.File            = (*readFile)(nil)
+	_ dav.File            = (*writeFile)(nil)
+	_ dav.File            = (*propFile)(nil)
+	_ dav.DeadPropsHolder = (*propFile)(nil)
+	_ dav.ContentTyper    = (*fileInfo)(nil)
+)
+
+// changed forgets what the request knew about paths.
+func (q *request) changed() {
+	if q != nil {
+		q.stats = nil
+	}
+}
+
+// Mkdir implements dav.FileSystem.
+func (f *fileSystem) Mkdir(ctx context.Context, name string, perm os.FileMode) error {
+	requestOf(ctx).changed()
+	return f.fs.Mkdir(cleanPath(name), perm)
+}
+
+// RemoveAll implements dav.FileSystem. A MOVE's or COPY's removal of an
+// existing destination file is deferred: the rename or the upload that
+// follows replaces it at once (backend renames and uploads replace
+// files atomically), and if they fail it stays.
+func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
+	p := cleanPath(name)
+	if p == "/" {
+		return &fs.PathError{Op: "remove", Path: p, Err: fmt.Errorf("%w: the root collection cannot be removed", os.ErrPermission)}
+	}
+	q := requestOf(ctx)
+	if q != nil && (q.method == "MOVE" || q.method == "COPY") && p == q.dst && f.replaceable(q.path, p) {
+		q.deferred = p
+		return nil
+	}
+	q.changed()
+	return f.fs.RemoveAll(p)
+}
+
+// replaceable reports whether neither src nor dst is a directory, so that
+// renaming or uploading src onto dst replaces it in one step.
+func (f *fileSystem) replaceable(src, dst string) bool {
+	s, errS := backend.Lstat(f.fs, src)
+	d, errD := backend.Lstat(f.fs, dst)
+	return errS == nil && errD == nil && !s.IsDir() && !d.IsDir()
+}
+
+// errNoParent is a MOVE whose destination's parent collection is missing
+// (409, RFC 4918 9.9.4), told apart from a missing source (404).
+var errNoParent = errors.New("webdav: the destination's parent collection does not exist")
+
+// Rename implements dav.FileSystem.
+func (f *fileSystem) Rename(ctx context.Context, oldName, newName string) error {
+	requestOf(ctx).changed()
+	oldName, newName = cleanPath(oldName), cleanPath(newName)
+	err := f.fs.Rename(oldName, newName)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := backend.Lstat(f.fs, oldName); serr == nil {
+			return fmt.Errorf("%w: %w", errNoParent, err)
+		}
+	}
+	return err
+}
+
+// Stat implements dav.FileSystem.
+func (f *fileSystem) Stat(ctx context.Context, name string) (os.FileInfo, error) {
+	fi, err := f.stat(requestOf(ctx), cleanPath(name))
+	if err != nil {
+		return nil, err
+	}
+	return fi, nil
+}
+
+// stat describes p as this filesystem shows it (see the type's doc on
+// links), from the request's listings when they have it.
+func (f *fileSystem) stat(q *request, p string) (*fileInfo, error) {
+	if q != nil {
+		if fi, ok := q.stats[p]; ok {
+			return fi, nil
+		}
+	}
+	fi, err := backend.Lstat(f.fs, p)
+	if err != nil {
+		return nil, err
+	}
+	return f.info(p, fi), nil
+}
+
+// info shows fi, which describes p without following a link.
+func (f *fileSystem) info(p string, fi os.FileInfo) *fileInfo {
+	if fi.Mode()&os.ModeSymlink == 0 {
+		return &fileInfo{FileInfo: fi}
+	}
+	if t, err := f.fs.Stat(p); err == nil && t.Mode().IsRegular() {
+		return &fileInfo{FileInfo: t, name: fi.Name()}
+	}
+	return &fileInfo{FileInfo: fi, link: true}
+}
+
+// OpenFile implements dav.FileSystem. x/net/webdav opens read-only to
+// read and to report properties, read-write without other flags only to
+// patch properties (PROPPATCH), and with O_CREATE|O_TRUNC to upload (PUT,
+// COPY, and LOCK of a missing resource).
+func (f *fileSystem) OpenFile(ctx context.Context, name string, flag int, perm os.FileMode) (dav.File, error) {
+	q := requestOf(ctx)
+	p := cleanPath(name)
+	switch flag {
+	case os.O_RDONLY:
+		fi, err := f.stat(q, p)
+		if err != nil {
+			return nil, err
+		}
+		return &readFile{fsys: f, q: q, name: p, info: fi}, nil
+	case os.O_RDWR:
+		fi, err := f.stat(q, p)
+		if err != nil {
+			return nil, err
+		}
+		return &propFile{readFile: readFile{fsys: f, q: q, name: p, info: fi}}, nil
+	}
+	q.changed()
+	if fi, err := backend.Lstat(f.fs, p); err == nil && fi.IsDir() {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: fmt.Errorf("%w: a collection cannot be written as a file", syscall.EISDIR)}
+	}
+	file, err := f.fs.OpenFile(p, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	w := &writeFile{File: file, q: q}
+	if q != nil && q.method == http.MethodPut && p == q.path && !q.mtime.IsZero() {
+		// Applied when the upload commits (backend.TimesSetter).
+		if err := setTimes(file, q.mtime); err != nil {
+			w.abort(err)
+			_ = file.Close()
+			return nil, err
+		}
+		q.mtimed = true
+	}
+	return w, nil
+}
+
+// setTimes records an open upload's mtime.
+func setTimes(f afero.File, mtime time.Time) error {
+	ts, ok := f.(backend.TimesSetter)
+	if !ok {
+		return &fs.PathError{Op: "chtimes", Path: f.Name(), Err: errors.ErrUnsupported}
+	}
+	return ts.SetTimes(mtime, mtime)
+}
+
+// fileInfo is what the filesystem tells x/net/webdav about a path.
+type fileInfo struct {
+	os.FileInfo
+	name string // a link's own name, when FileInfo describes its target
+	link bool   // a link that leads to no file: shown as an empty file
+}
+
+func (fi *fileInfo) Name() string {
+	if fi.name != "" {
+		return fi.name
+	}
+	return fi.FileInfo.Name()
+}
+
+func (fi *fileInfo) Size() int64 {
+	if fi.link {
+		return 0
+	}
+	return fi.FileInfo.Size()
+}
+
+func (fi *fileInfo) Mode() os.FileMode {
+	if fi.link {
+		return fi.FileInfo.Mode() & os.ModePerm
+	}
+	return fi.FileInfo.Mode()
+}
+
+func (fi *fileInfo) IsDir() bool { return !fi.link && fi.FileInfo.IsDir() }
+
+// ContentType implements dav.ContentTyper from the name alone, so that a
+// PROPFIND opens no file to sniff it.
+func (fi *fileInfo) ContentType(context.Context) (string, error) {
+	if t := mime.TypeByExtension(path.Ext(fi.Name())); t != "" {
+		return t, nil
+	}
+	return "application/octet-stream", nil
+}
+
+// readFile is a lazily opened read-only file (see fileSystem).
+type readFile struct {
+	fsys *fileSystem
+	q    *request
+	name string
+	info *fileInfo
+	f    afero.File // opened by the first Read or Readdir
+	off  int64      // the offset Seek set before the open
+}
+
+func (r *readFile) Stat() (os.FileInfo, error) { return r.info, nil }
+
+func (r *readFile) Close() error {
+	if r.f == nil {
+		return nil
+	}
+	return r.f.Close()
+}
+
+func (r *readFile) open() error {
+	if r.f != nil {
+		return nil
+	}
+	f, err := r.fsys.fs.OpenFile(r.name, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	if r.off != 0 {
+		if _, err := f.Seek(r.off, io.SeekStart); err != nil {
+			_ = f.Close()
+			return err
+		}
+	}
+	r.f = f
+	return nil
+}
+
+func (r *readFile) Read(p []byte) (int, error) {
+	if r.info.link {
+		return 0, io.EOF
+	}
+	if r.info.IsDir() {
+		return 0, &fs.PathError{Op: "read", Path: r.name, Err: syscall.EISDIR}
+	}
+	if err := r.open(); err != nil {
+		return 0, err
+	}
+	return r.f.Read(p)
+}
+
+func (r *readFile) Seek(offset int64, whence int) (int64, error) {
+	if r.f != nil {
+		return r.f.Seek(offset, whence)
+	}
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += r.info.Size()
+	default:
+		return 0, &fs.PathError{Op: "seek", Path: r.name, Err: syscall.EINVAL}
+	}
+	if offset < 0 {
+		return 0, &fs.PathError{Op: "seek", Path: r.name, Err: syscall.EINVAL}
+	}
+	r.off = offset
+	return offset, nil
+}
+
+// Readdir lists the directory and remembers its entries for the request.
+func (r *readFile) Readdir(count int) ([]os.FileInfo, error) {
+	if !r.info.IsDir() {
+		return nil, &fs.PathError{Op: "readdir", Path: r.name, Err: syscall.ENOTDIR}
+	}
+	if err := r.open(); err != nil {
+		return nil, err
+	}
+	entries, err := r.f.Readdir(count)
+	out := make([]os.FileInfo, len(entries))
+	for i, e := range entries {
+		p := path.Join(r.name, e.Name())
+		fi := r.fsys.info(p, e)
+		if r.q != nil {
+			if r.q.stats == nil {
+				r.q.stats = make(map[string]*fileInfo)
+			}
+			r.q.stats[p] = fi
+		}
+		out[i] = fi
+	}
+	return out, err
+}
+
+func (r *readFile) Write([]byte) (int, error) {
+	return 0, &fs.PathError{Op: "write", Path: r.name, Err: os.ErrPermission}
+}
+
+// writeFile is an upload: it aborts, never commits, when the request's
+// body failed or a write did.
+type writeFile struct {
+	afero.File
+	q   *request
+	err error // the first write error
+}
+
+func (w *writeFile) Write(p []byte) (int, error) {
+	n, err := w.File.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+func (w *writeFile) Readdir(int) ([]os.FileInfo, error) {
+	return nil, &fs.PathError{Op: "readdir", Path: w.Name(), Err: syscall.ENOTDIR}
+}
+
+// abort tells the upload it failed, so that Close discards it.
+func (w *writeFile) abort(err error) {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	if ta, ok := w.File.(backend.TransferAborter); ok {
+		ta.TransferError(err)
+	}
+}
+
+// Close commits the upload, or aborts it if the body or a write failed.
+func (w *writeFile) Close() error {
+	cause := w.err
+	if w.q != nil && w.q.bodyErr != nil {
+		cause = w.q.bodyErr
+	}
+	if cause != nil {
+		w.abort(cause)
+	}
+	return w.File.Close()
+}
+
+// propFile is what PROPPATCH opens: nothing on the agent, just the path,
+// whose mtime it sets from the few properties clients use for that.
+type propFile struct {
+	readFile
+}
+
+// msNamespace is Windows Explorer's property namespace.
+const msNamespace = "urn:schemas-microsoft-com:"
+
+// propKind says what PROPPATCH does with a property: set the mtime from
+// it ({DAV:}lastmodified in seconds, as ownCloud spells it, and Windows'
+// Win32LastModifiedTime), accept and drop it (Windows Explorer sets its
+// creation time, access time and DOS attributes with every upload and
+// reports an error when refused; upgate keeps none of them), or refuse it.
+func propKind(n xml.Name) (mtime, ignored bool) {
+	switch {
+	case n == xml.Name{Space: "DAV:", Local: "lastmodified"}, n == xml.Name{Space: msNamespace, Local: "Win32LastModifiedTime"}:
+		return true, false
+	case n.Space == msNamespace && (n.Local == "Win32CreationTime" || n.Local == "Win32LastAccessTime" || n.Local == "Win32FileAttributes"):
+		return false, true
+	}
+	return false, false
+}
+
+// DeadProps implements dav.DeadPropsHolder: no property is stored.
+func (p *propFile) DeadProps() (map[xml.Name]dav.Property, error) { return nil, nil }
+
+// Patch implements dav.DeadPropsHolder, all or nothing as RFC 4918 asks:
+// the mtime properties set the mtime, Windows' other file properties are
+// accepted and dropped, and anything else is refused (403) along with the
+// rest (424).
+func (p *propFile) Patch(patches []dav.Proppatch) ([]dav.Propstat, error) {
+	var mtime time.Time
+	ok := dav.Propstat{Status: http.StatusOK}
+	forbidden := dav.Propstat{Status: http.StatusForbidden}
+	conflict := dav.Propstat{Status: http.StatusConflict}
+	for _, patch := range patches {
+		for _, prop := range patch.Props {
+			name := dav.Property{XMLName: prop.XMLName}
+			isMtime, ignored := propKind(prop.XMLName)
+			switch {
+			case patch.Remove:
+				forbidden.Props = append(forbidden.Props, name)
+			case isMtime:
+				t, err := parsePropTime(string(prop.InnerXML))
+				if err != nil {
+					conflict.Props = append(conflict.Props, name)
+					conflict.ResponseDescription = fmt.Sprintf("%s: %q is neither seconds since 1970 nor an HTTP date", prop.XMLName.Local, prop.InnerXML)
+					continue
+				}
+				mtime = t
+				ok.Props = append(ok.Props, name)
+			case ignored:
+				ok.Props = append(ok.Props, name)
+			default:
+				forbidden.Props = append(forbidden.Props, name)
+			}
+		}
+	}
+	if len(forbidden.Props) > 0 || len(conflict.Props) > 0 {
+		failed := dav.Propstat{Status: dav.StatusFailedDependency, Props: ok.Props}
+		var out []dav.Propstat
+		for _, ps := range []dav.Propstat{forbidden, conflict, failed} {
+			if len(ps.Props) > 0 {
+				out = append(out, ps)
+			}
+		}
+		return out, nil
+	}
+	if !mtime.IsZero() {
+		p.q.changed()
+		if err := p.fsys.fs.Chtimes(p.name, mtime, mtime); err != nil {
+			return nil, err
+		}
+	}
+	return []dav.Propstat{ok}, nil
+}
+
+// parsePropTime parses seconds since 1970 or an HTTP date (RFC 1123, as
+// Windows sends it).
+func parsePropTime(v string) (time.Time, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+		return time.Unix(n, 0), nil
+	}
+	return http.ParseTime(v)
+}

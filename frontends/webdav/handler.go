@@ -1,0 +1,437 @@
+package webdav
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	dav "golang.org/x/net/webdav"
+
+	"github.com/upgate/upgate/gateway"
+)
+
+// request is one request's state, shared by the handler and the
+// filesystem through the request's context. It is used by the request's
+// goroutine only.
+type request struct {
+	method string
+	path   string    // the request's path, cleaned
+	dst    string    // MOVE and COPY: the Destination's path, cleaned
+	mtime  time.Time // PUT: the X-OC-Mtime to set, zero if none
+	mtimed bool      // the mtime was handed to the upload
+
+	status  int   // a failure upgate decided before x/net/webdav ran, 0 if none
+	err     error // why: upgate's failure, or the error x/net/webdav reported
+	bodyErr error // the request body failed (ended early, stalled, too large)
+	body    *body
+
+	// stats holds what the request's listings told about paths, so that
+	// a PROPFIND does not stat each entry again on the agent. Every
+	// change through the filesystem clears it.
+	stats map[string]*fileInfo
+	// deferred is a MOVE's or COPY's destination file whose removal
+	// (RFC 4918: delete, then move or copy) waits for the rename or the
+	// upload that replaces it at once.
+	deferred string
+}
+
+// requestKey is the context key of a request's *request.
+type requestKey struct{}
+
+// requestOf returns ctx's request state, or nil.
+func requestOf(ctx context.Context) *request {
+	r, _ := ctx.Value(requestKey{}).(*request)
+	return r
+}
+
+// fail records a failure decided before x/net/webdav runs.
+func (q *request) fail(status int, err error) {
+	q.status, q.err = status, err
+}
+
+// ServeHTTP authenticates the request through its connection's login,
+// checks what x/net/webdav would let through (depth, sizes, destinations,
+// partial PUTs), serves it with x/net/webdav over the user's filesystem
+// and answers every failure with a status and a text that says why.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &response{w: w, rc: http.NewResponseController(w), progress: s.cfg.ProgressTimeout}
+	_ = rw.rc.SetWriteDeadline(time.Time{}) // the previous request's may have passed
+	q := &request{method: r.Method, path: cleanPath(r.URL.Path)}
+	rw.req = q
+	c, _ := r.Context().Value(connKey{}).(*conn)
+	log := s.log
+	if c != nil && c.sess != nil {
+		log = c.sess.Logger()
+		c.sess.SetOp(r.Method + " " + q.path)
+		defer c.sess.SetOp("idle")
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("webdav: panic serving a request", "method", r.Method, "path", q.path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			q.fail(http.StatusInternalServerError, fmt.Errorf("webdav: internal error serving %s %s", r.Method, q.path))
+			rw.closeConn = true // an upload it left open aborts with the connection
+		}
+		status := rw.finish()
+		s.logRequest(log, r, q, rw, status, time.Since(start))
+	}()
+	if c == nil || c.sess == nil {
+		q.fail(http.StatusServiceUnavailable, errors.New("webdav: connection not registered by the gateway's accept layer"))
+		rw.closeConn = true
+		return
+	}
+	login, err := s.authenticate(r, c)
+	if err != nil {
+		q.fail(loginStatus(err), err)
+		rw.closeConn = !errors.Is(err, errNoCredentials)
+		return
+	}
+	if !s.check(r, q, rw) {
+		return
+	}
+	// An uploaded page never runs script in this origin, where a browser
+	// holds the user's Basic credentials.
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "sandbox")
+	h := &dav.Handler{
+		FileSystem: &fileSystem{fs: login.Fs},
+		LockSystem: s.locks.forUser(login.User),
+		Logger: func(_ *http.Request, err error) {
+			if err != nil {
+				q.err = err
+			}
+		},
+	}
+	h.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), requestKey{}, q)))
+}
+
+// check refuses what x/net/webdav would serve badly, and wraps the body.
+// It returns false once it recorded a failure.
+func (s *Server) check(r *http.Request, q *request, rw *response) bool {
+	switch r.Method {
+	case "OPTIONS", "GET", "HEAD", "POST", "DELETE", "PUT", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "PROPFIND", "PROPPATCH":
+	default:
+		q.fail(http.StatusNotImplemented, fmt.Errorf("webdav: method %q is not supported", r.Method))
+		return false
+	}
+	if r.Method == http.MethodPut {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/"):
+			q.fail(http.StatusMethodNotAllowed, fmt.Errorf("webdav: PUT %s: the URL names a collection (it ends in /); PUT a file's URL", q.path))
+			return false
+		case r.Header.Get("Content-Range") != "":
+			// x/net/webdav would store the range as the whole file.
+			q.fail(http.StatusBadRequest, fmt.Errorf("webdav: PUT %s: partial PUT (Content-Range) is not supported: send the whole file", q.path))
+			return false
+		}
+		if v := r.Header.Get("X-OC-Mtime"); v != "" {
+			t, err := parseUnixTime(v)
+			if err != nil {
+				q.fail(http.StatusBadRequest, fmt.Errorf("webdav: PUT %s: X-OC-Mtime %q: want seconds since 1970", q.path, v))
+				return false
+			}
+			q.mtime = t
+		}
+		q.body = &body{ReadCloser: r.Body, q: q, rc: rw.rc, progress: s.cfg.ProgressTimeout}
+	} else {
+		// PROPFIND, PROPPATCH and LOCK parse XML bodies; nothing else
+		// reads one.
+		q.body = &body{ReadCloser: http.MaxBytesReader(rw, r.Body, maxXMLBody), q: q, rc: rw.rc, progress: s.cfg.ProgressTimeout}
+	}
+	r.Body = q.body
+	switch r.Method {
+	case "PROPFIND":
+		if d := r.Header.Get("Depth"); d != "0" && d != "1" {
+			// RFC 4918 9.1: a server may refuse infinite depth; absent
+			// means infinite. A listing of a whole tree is unbounded work.
+			q.fail(http.StatusForbidden, fmt.Errorf("webdav: PROPFIND %s: Depth %q: only Depth 0 or 1 is served; list a tree one collection at a time", q.path, d))
+			rw.xmlError = "propfind-finite-depth"
+			return false
+		}
+	case "DELETE", "MOVE":
+		if q.path == "/" {
+			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s /: the root collection cannot be deleted or moved", r.Method))
+			return false
+		}
+	case "LOCK":
+		// x/net/webdav reports an infinite lock as "Second-0" and the
+		// duration asked for rather than the one granted: ask for the
+		// one userLocks grants.
+		if d, ok := s.lockTimeout(r.Header.Get("Timeout")); ok {
+			r.Header.Set("Timeout", "Second-"+strconv.FormatInt(int64(d/time.Second), 10))
+		}
+	}
+	if r.Method == "MOVE" && r.Header.Get("Overwrite") == "" {
+		// RFC 4918 10.6: no Overwrite header means T (x/net/webdav takes
+		// it for F on MOVE, not on COPY).
+		r.Header.Set("Overwrite", "T")
+	}
+	if r.Method == "MOVE" || r.Method == "COPY" {
+		hdr := r.Header.Get("Destination")
+		u, err := url.Parse(hdr)
+		if hdr != "" && err == nil {
+			if u.Host != "" && u.Host != r.Host {
+				q.fail(http.StatusBadGateway, fmt.Errorf("webdav: %s %s: Destination %q is on another server than %q: MOVE and COPY stay on this one", r.Method, q.path, hdr, r.Host))
+				return false
+			}
+			q.dst = cleanPath(u.Path)
+		}
+	}
+	return true
+}
+
+// lockTimeout is the lock duration granted for a Timeout header (RFC 4918
+// 10.7: the first of its comma-separated choices; none is "Infinite"),
+// capped at Config.MaxLockDuration. ok is false for a header x/net/webdav
+// refuses.
+func (s *Server) lockTimeout(h string) (d time.Duration, ok bool) {
+	first, _, _ := strings.Cut(h, ",")
+	first = strings.TrimSpace(first)
+	switch {
+	case first == "" || first == "Infinite":
+		return s.cfg.MaxLockDuration, true
+	case strings.HasPrefix(first, "Second-"):
+		n, err := strconv.ParseUint(strings.TrimPrefix(first, "Second-"), 10, 32)
+		if err != nil {
+			return 0, false
+		}
+		return min(time.Duration(n)*time.Second, s.cfg.MaxLockDuration), true
+	}
+	return 0, false
+}
+
+// parseUnixTime parses seconds since 1970, with an optional fraction.
+func parseUnixTime(v string) (time.Time, error) {
+	sec, frac, _ := strings.Cut(strings.TrimSpace(v), ".")
+	n, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil || n < 0 || n > 1<<40 {
+		return time.Time{}, errors.New("not seconds since 1970")
+	}
+	var ns int64
+	if frac != "" {
+		f, err := strconv.ParseUint((frac + "000000000")[:9], 10, 64)
+		if err != nil {
+			return time.Time{}, errors.New("not seconds since 1970")
+		}
+		ns = int64(f)
+	}
+	return time.Unix(n, ns), nil
+}
+
+// cleanPath is the user's path a URL path names: absolute and clean, so
+// that no ".." climbs above the user's root.
+func cleanPath(p string) string { return path.Clean("/" + p) }
+
+// loginStatus answers a failed login.
+func loginStatus(err error) int {
+	switch {
+	case errors.Is(err, errNoCredentials), errors.Is(err, gateway.ErrAuthFailed):
+		return http.StatusUnauthorized
+	case errors.Is(err, gateway.ErrBanned):
+		return http.StatusForbidden
+	}
+	return statusFor(err, http.StatusServiceUnavailable)
+}
+
+// logRequest logs one request: failures at Info (server errors at Warn),
+// the rest at Debug.
+func (s *Server) logRequest(log *slog.Logger, r *http.Request, q *request, rw *response, status int, d time.Duration) {
+	var in int64
+	if q.body != nil {
+		in = q.body.n
+	}
+	args := []any{"method", r.Method, "path", q.path, "status", status, "bytes_in", in, "bytes_out", rw.n,
+		"duration", d.Round(time.Millisecond)}
+	if q.dst != "" {
+		args = append(args, "destination", q.dst)
+	}
+	if err := q.failure(); err != nil {
+		args = append(args, "err", err.Error())
+	}
+	level := slog.LevelDebug
+	switch {
+	case status >= 500:
+		level = slog.LevelWarn
+	case status >= 400 && status != http.StatusNotFound && !errors.Is(q.err, errNoCredentials):
+		level = slog.LevelInfo
+	}
+	log.Log(context.Background(), level, "webdav request", args...)
+}
+
+// reason explains an error status x/net/webdav gave without an error.
+func (q *request) reason(status int, text string) error {
+	switch {
+	case status == http.StatusMethodNotAllowed && (q.method == "GET" || q.method == "HEAD" || q.method == "POST"):
+		return fmt.Errorf("webdav: %s %s: a collection has no content; list it with PROPFIND", q.method, q.path)
+	case status == http.StatusUnsupportedMediaType && q.method == "MKCOL":
+		return fmt.Errorf("webdav: MKCOL %s: MKCOL with a body is not supported (RFC 4918 9.3)", q.path)
+	}
+	return errors.New(strings.TrimSpace(text))
+}
+
+// failure is the error that explains the request's outcome: the body's
+// if it failed, else upgate's or x/net/webdav's.
+func (q *request) failure() error {
+	if q.bodyErr != nil {
+		return q.bodyErr
+	}
+	return q.err
+}
+
+// body is a request body that records how much arrived and why it
+// failed, and bounds each read by the progress timeout.
+type body struct {
+	io.ReadCloser
+	q        *request
+	rc       *http.ResponseController
+	progress time.Duration
+	n        int64
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.progress > 0 {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.progress))
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	switch {
+	case err == io.EOF:
+		// Done: the server's wait for the client's next bytes while the
+		// handler finishes must not time out.
+		_ = b.rc.SetReadDeadline(time.Time{})
+	case err != nil && b.q.bodyErr == nil:
+		b.q.bodyErr = fmt.Errorf("webdav: %s %s: request body after %d bytes: %w", b.q.method, b.q.path, b.n, err)
+	}
+	return n, err
+}
+
+// response passes x/net/webdav's successes through and holds its error
+// replies back (a status and a bare status text) until the error behind
+// them is known, so that the client is told why. Each write is bounded by
+// the progress timeout.
+type response struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	req      *request
+	progress time.Duration
+
+	status    int          // the status sent, 0 before the header
+	held      int          // an error status held back, 0 if none
+	heldBody  bytes.Buffer // what came with it (at most 4 KiB)
+	n         int64        // body bytes sent
+	closeConn bool         // end the connection after this request
+	xmlError  string       // an RFC 4918 precondition element for the error body
+}
+
+func (rw *response) Header() http.Header { return rw.w.Header() }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (rw *response) Unwrap() http.ResponseWriter { return rw.w }
+
+func (rw *response) WriteHeader(code int) {
+	if rw.status != 0 || rw.held != 0 {
+		return // x/net/webdav writes a status after a PROPFIND stream failed
+	}
+	if code >= 400 {
+		rw.held = code
+		return
+	}
+	if rw.req.mtimed && code < 300 {
+		rw.w.Header().Set("X-OC-Mtime", "accepted")
+	}
+	rw.status = code
+	rw.w.WriteHeader(code)
+}
+
+func (rw *response) Write(p []byte) (int, error) {
+	if rw.held != 0 {
+		if rw.heldBody.Len() < 4<<10 {
+			rw.heldBody.Write(p)
+		}
+		return len(p), nil
+	}
+	if rw.status == 0 {
+		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.progress > 0 {
+		_ = rw.rc.SetWriteDeadline(time.Now().Add(rw.progress))
+	}
+	n, err := rw.w.Write(p)
+	rw.n += int64(n)
+	return n, err
+}
+
+// finish writes the reply of a failed request, held back or decided
+// before x/net/webdav ran, and returns the status sent.
+func (rw *response) finish() int {
+	q := rw.req
+	if rw.progress > 0 {
+		_ = rw.rc.SetWriteDeadline(time.Now().Add(rw.progress)) // the final flush
+	}
+	if rw.closeConn {
+		rw.w.Header().Set("Connection", "close")
+	}
+	switch {
+	case q.status != 0 && rw.status == 0:
+		rw.writeError(q.status, q.err)
+	case rw.held != 0:
+		if err := q.failure(); err != nil {
+			rw.writeError(statusFor(err, rw.held), err)
+		} else {
+			rw.writeError(rw.held, q.reason(rw.held, rw.heldBody.String()))
+		}
+	case rw.status == 0:
+		rw.WriteHeader(http.StatusOK)
+	}
+	return rw.status
+}
+
+// writeError answers status with a text that says why.
+func (rw *response) writeError(status int, err error) {
+	h := rw.w.Header()
+	for _, k := range []string{"Etag", "Last-Modified", "Content-Encoding", "Content-Range", "Lock-Token", "X-Oc-Mtime"} {
+		h.Del(k)
+	}
+	msg := http.StatusText(status)
+	if err != nil && err.Error() != "" {
+		msg = err.Error()
+	}
+	body := "upgate: " + strings.TrimPrefix(msg, "upgate: ") + "\n"
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	if rw.xmlError != "" {
+		h.Set("Content-Type", "application/xml; charset=utf-8")
+		body = `<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<D:error xmlns:D="DAV:"><D:` + rw.xmlError +
+			`/><D:responsedescription>` + xmlText(body) + `</D:responsedescription></D:error>` + "\n"
+	}
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	switch status {
+	case http.StatusUnauthorized:
+		h.Set("WWW-Authenticate", `Basic realm="upgate", charset="UTF-8"`)
+	case http.StatusServiceUnavailable:
+		h.Set("Retry-After", retryAfter)
+	}
+	rw.held = 0
+	rw.status = status
+	rw.w.WriteHeader(status)
+	n, _ := io.WriteString(rw.w, body)
+	rw.n += int64(n)
+}
+
+// xmlText escapes s for XML character data.
+func xmlText(s string) string {
+	var b bytes.Buffer
+	_ = xml.EscapeText(&b, []byte(strings.TrimSpace(s)))
+	return b.String()
+}
