@@ -789,3 +789,23 @@ func TestDataListenerBelongsToOneSession(t *testing.T) {
 		t.Fatalf("Accept on a freed port: %v, want ErrDataListenerUnused", err)
 	}
 }
+
+// TestPeerClosed: a session's PeerClosed is false while its client holds
+// the connection and true once the client has closed it, whether or not
+// the server has read to the end yet (FTP asks it before committing an
+// upload).
+func TestPeerClosed(t *testing.T) {
+	gw, _ := newAcceptGateway(t, nil)
+	srv := serveLine(t, gw)
+	cl, alive := greeted(t, srv.addr()), greeted(t, srv.addr())
+	sess, other := sessionOf(t, gw, cl), sessionOf(t, gw, alive)
+	if sess.PeerClosed() {
+		t.Fatal("PeerClosed of a live connection")
+	}
+	cl.c.Close()
+	waitFor(t, hang, "PeerClosed after the client closed", sess.PeerClosed)
+	alive.ping()
+	if other.PeerClosed() {
+		t.Fatal("PeerClosed of the other, live connection")
+	}
+}

@@ -59,3 +59,39 @@ func (s *Session) TCPState() (TCPState, error) {
 	st.State = tcpStateName(info.State)
 	return st, nil
 }
+
+// PeerClosed reports whether the client has ended the session's connection
+// as far as the kernel knows now: a FIN or a reset received (the socket
+// in close-wait, last-ack or closed), or the socket already closed here,
+// whether or not the frontend has read to that end yet. FTP asks it before
+// committing an upload whose data connection closed: a client killed
+// mid-upload closes its control connection first (a process's sockets
+// close in descriptor order), and its data connection's clean FIN must not
+// commit a truncated file. A session not on TCP reports false.
+func (s *Session) PeerClosed() bool {
+	if s.tcp == nil {
+		return false
+	}
+	raw, err := s.tcp.SyscallConn()
+	if err != nil {
+		return true // closed here
+	}
+	var state uint8
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		var info *unix.TCPInfo
+		if info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); gerr == nil {
+			state = info.State
+		}
+	}); err != nil {
+		return true // closed here
+	}
+	if gerr != nil {
+		return false
+	}
+	switch tcpStateName(state) {
+	case "close-wait", "last-ack", "close", "closing", "time-wait":
+		return true
+	}
+	return false
+}

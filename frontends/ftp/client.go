@@ -65,7 +65,7 @@ func (d *clientDriver) OpenFile(name string, flag int, perm os.FileMode) (f afer
 		d.log.Info("open failed", "path", name, "err", err)
 		return nil, err
 	}
-	tf := &transferFile{FileWrapper: backend.FileWrapper{File: file}, d: d}
+	tf := &transferFile{FileWrapper: backend.FileWrapper{File: file}, d: d, upload: flag&(os.O_WRONLY|os.O_RDWR) != 0}
 	if allo := d.c.takeAllo(); d.checkAllo && flag&os.O_WRONLY != 0 && flag&os.O_APPEND == 0 {
 		tf.announced = allo // STOR: the size ALLO announced, if any
 	}
@@ -331,10 +331,12 @@ func (d *clientDriver) Symlink(oldname, newname string) (err error) {
 // A STOR that ALLO announced commits only if the announced size arrived:
 // FTP marks an upload's end by closing the data connection, so a
 // connection that closes early but cleanly is otherwise indistinguishable
-// from a shorter file.
+// from a shorter file. An upload whose control connection the client has
+// already closed (a killed client) commits nothing either.
 type transferFile struct {
 	backend.FileWrapper // TransferError reaches the backend: an aborted upload is discarded
 	d                   *clientDriver
+	upload              bool  // STOR or APPE, not RETR
 	announced           int64 // ALLO's size for this STOR, 0 if none
 	offset              int64 // REST's offset (ftpserverlib seeks to it)
 	written             atomic.Int64
@@ -384,6 +386,16 @@ func (f *transferFile) Close() error {
 		err := fmt.Errorf("%w: %d bytes arrived, ALLO announced %d; %s not committed", ErrShortUpload, got, f.announced, f.Name())
 		f.FileWrapper.TransferError(err)
 		f.d.log.Warn("upload not committed", "path", f.Name(), "bytes", got, "allo", f.announced)
+		_ = f.File.Close()
+		return err
+	}
+	if f.upload && !f.aborted.Load() && f.d.c.sess.PeerClosed() {
+		// The data connection ended cleanly but the control connection
+		// is gone: a client killed mid-upload (README, "FTP's end of
+		// data"). Nobody will read a 226; nothing is committed.
+		err := fmt.Errorf("control connection closed during the upload of %s (%d bytes arrived): not committed", f.Name(), f.offset+f.written.Load())
+		f.FileWrapper.TransferError(err)
+		f.d.log.Warn("upload not committed: control connection closed", "path", f.Name(), "bytes", f.offset+f.written.Load())
 		_ = f.File.Close()
 		return err
 	}

@@ -22,6 +22,8 @@ func TestProtocolSuite(t *testing.T) {
 			Rclone:  map[string]string{"type": "ftp", "host": host, "port": port},
 			URL:     "ftp://" + e.Addr,
 			ModTime: true, // MFMT
+			// Stream mode: the data connection's close ends an upload.
+			EndIsClose: true,
 		}
 	})
 }
