@@ -143,14 +143,14 @@ func (g *GRPCFs) Open(name string) (afero.File, error) { return g.OpenFile(name,
 
 // Mkdir implements afero.Fs.
 func (g *GRPCFs) Mkdir(name string, perm os.FileMode) error {
-	_, err := g.do(nil, "Mkdir", "mkdir", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Mkdir{
+	_, err := g.do(g.ctx, "Mkdir", "mkdir", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Mkdir{
 		Mkdir: &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: uint32(perm.Perm())}}})
 	return err
 }
 
 // MkdirAll implements afero.Fs.
 func (g *GRPCFs) MkdirAll(name string, perm os.FileMode) error {
-	_, err := g.do(nil, "Mkdir", "mkdir", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Mkdir{
+	_, err := g.do(g.ctx, "Mkdir", "mkdir", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Mkdir{
 		Mkdir: &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: uint32(perm.Perm()), All: true}}})
 	return err
 }
@@ -160,7 +160,7 @@ func (g *GRPCFs) remove(name string, all bool) error {
 	if userPath(name) == "/" {
 		return &fs.PathError{Op: op, Path: "/", Err: syscall.EACCES}
 	}
-	_, err := g.do(nil, "Remove", op, name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Remove{
+	_, err := g.do(g.ctx, "Remove", op, name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Remove{
 		Remove: &agentpb.RemoveRequest{Path: []byte(g.agentPath(name)), All: all}}})
 	return err
 }
@@ -176,14 +176,14 @@ func (g *GRPCFs) Rename(oldname, newname string) error {
 	if userPath(oldname) == "/" || userPath(newname) == "/" {
 		return &os.LinkError{Op: "rename", Old: userPath(oldname), New: userPath(newname), Err: syscall.EACCES}
 	}
-	_, err := g.do(nil, "Rename", "rename", oldname, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Rename{
+	_, err := g.do(g.ctx, "Rename", "rename", oldname, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Rename{
 		Rename: &agentpb.RenameRequest{From: []byte(g.agentPath(oldname)), To: []byte(g.agentPath(newname))}}})
 	return linkError("rename", oldname, newname, err)
 }
 
 // Stat implements afero.Fs.
 func (g *GRPCFs) Stat(name string) (os.FileInfo, error) {
-	resp, err := g.do(nil, "Stat", "stat", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Stat{
+	resp, err := g.do(g.ctx, "Stat", "stat", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Stat{
 		Stat: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
 	if err != nil {
 		return nil, err
@@ -193,7 +193,7 @@ func (g *GRPCFs) Stat(name string) (os.FileInfo, error) {
 
 // LstatIfPossible implements afero.Lstater.
 func (g *GRPCFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
-	resp, err := g.do(nil, "Lstat", "lstat", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Lstat{
+	resp, err := g.do(g.ctx, "Lstat", "lstat", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Lstat{
 		Lstat: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
 	if err != nil {
 		return nil, true, err
@@ -204,14 +204,14 @@ func (g *GRPCFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 // Chmod implements afero.Fs. On a file being uploaded it changes the
 // upload.
 func (g *GRPCFs) Chmod(name string, mode os.FileMode) error {
-	_, err := g.do(nil, "Chmod", "chmod", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chmod{
+	_, err := g.do(g.ctx, "Chmod", "chmod", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chmod{
 		Chmod: &agentpb.ChmodRequest{Path: []byte(g.agentPath(name)), Perm: wireMode(mode)}}})
 	return err
 }
 
 // Chown implements afero.Fs.
 func (g *GRPCFs) Chown(name string, uid, gid int) error {
-	_, err := g.do(nil, "Chown", "chown", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chown{
+	_, err := g.do(g.ctx, "Chown", "chown", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chown{
 		Chown: &agentpb.ChownRequest{Path: []byte(g.agentPath(name)), Uid: int32(uid), Gid: int32(gid)}}})
 	return err
 }
@@ -222,7 +222,7 @@ func (g *GRPCFs) Chtimes(name string, atime, mtime time.Time) error {
 	if err := checkTimes("chtimes", userPath(name), atime, mtime); err != nil {
 		return err
 	}
-	_, err := g.do(nil, "Chtimes", "chtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
+	_, err := g.do(g.ctx, "Chtimes", "chtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
 		Chtimes: &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)}}})
 	return err
 }
@@ -232,7 +232,7 @@ func (g *GRPCFs) Lchtimes(name string, atime, mtime time.Time) error {
 	if err := checkTimes("lchtimes", userPath(name), atime, mtime); err != nil {
 		return err
 	}
-	_, err := g.do(nil, "Chtimes", "lchtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
+	_, err := g.do(g.ctx, "Chtimes", "lchtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
 		Chtimes: &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime), Nofollow: true}}})
 	return err
 }
@@ -249,7 +249,7 @@ func (g *GRPCFs) SymlinkIfPossible(oldname, newname string) error {
 	} else if escapes(path.Dir(link), target) {
 		return &os.LinkError{Op: "symlink", Old: oldname, New: link, Err: syscall.EACCES}
 	}
-	_, err := g.do(nil, "Symlink", "symlink", newname, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Symlink{
+	_, err := g.do(g.ctx, "Symlink", "symlink", newname, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Symlink{
 		Symlink: &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte(g.agentPath(newname))}}})
 	if pe, ok := errors.AsType[*fs.PathError](err); ok {
 		return &os.LinkError{Op: "symlink", Old: oldname, New: link, Err: pe.Err}
@@ -259,14 +259,14 @@ func (g *GRPCFs) SymlinkIfPossible(oldname, newname string) error {
 
 // Link implements HardLinker.
 func (g *GRPCFs) Link(oldname, newname string) error {
-	_, err := g.do(nil, "Link", "link", newname, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Link{
+	_, err := g.do(g.ctx, "Link", "link", newname, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Link{
 		Link: &agentpb.LinkRequest{Target: []byte(g.agentPath(oldname)), Path: []byte(g.agentPath(newname))}}})
 	return linkError("link", oldname, newname, err)
 }
 
 // ReadlinkIfPossible implements afero.LinkReader.
 func (g *GRPCFs) ReadlinkIfPossible(name string) (string, error) {
-	resp, err := g.do(nil, "Readlink", "readlink", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Readlink{
+	resp, err := g.do(g.ctx, "Readlink", "readlink", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Readlink{
 		Readlink: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
 	if err != nil {
 		return "", err

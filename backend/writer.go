@@ -17,9 +17,6 @@ const (
 	// message (data plus a few bytes of framing) fits grpc-go's pooled
 	// 1 MiB buffers on both ends instead of a fresh, zeroed allocation.
 	chunk = 1<<20 - 64
-	// minMessage is the size below which a write is held back to be
-	// coalesced with the writes that follow it.
-	minMessage = 256 << 10
 	// maxExtents and maxBuffered bound the writes held back per file.
 	maxExtents  = 16
 	maxBuffered = 8 << 20
