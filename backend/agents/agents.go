@@ -98,6 +98,7 @@ func New(ctx context.Context, agents map[string]config.Agent, opts Options) (*Po
 		embedded: make(map[string]*embeddedAgent),
 	}
 	p.events = newEventWatches(p.log, opts.OnEvent)
+	var embeddedFollowed []<-chan struct{}
 	for _, name := range sortedNames(agents) {
 		a := agents[name]
 		if !a.Embedded {
@@ -124,11 +125,38 @@ func New(ctx context.Context, agents map[string]config.Agent, opts Options) (*Po
 		}
 		p.embedded[name] = e
 		p.log.Info("embedded agent started", "agent", name, "root", a.Root, "address", e.addr)
-		p.events.watch(name, e.addr, e.conn)
+		if followed := p.events.watch(name, e.addr, e.conn); followed != nil {
+			embeddedFollowed = append(embeddedFollowed, followed)
+		}
+	}
+	// An embedded agent is in this process: its events are followed
+	// before the first login can commit anything (a watch starts from
+	// the agent's present and would miss what came before it).
+	wait := time.NewTimer(embeddedFollowWait)
+	defer wait.Stop()
+waitFollowed:
+	for _, followed := range embeddedFollowed {
+		select {
+		case <-followed:
+		case <-ctx.Done():
+			break waitFollowed
+		case <-wait.C:
+			p.log.Warn("embedded agents' events not followed yet; starting anyway", "waited", embeddedFollowWait)
+			break waitFollowed
+		}
 	}
 	p.startHealth()
 	return p, nil
 }
+
+// embeddedFollowWait bounds how long New waits for its embedded agents'
+// event streams (a loopback round trip, unless something is wrong), and
+// remoteFollowWait how long a first login to a remote agent waits for its
+// (the stream's first attempt ends sooner when the agent is down).
+const (
+	embeddedFollowWait = 5 * time.Second
+	remoteFollowWait   = 2 * time.Second
+)
 
 func readToken(file string) (string, error) {
 	if file == "" {
@@ -150,9 +178,21 @@ func readToken(file string) (string, error) {
 // opts.User and opts.Observe are filled in. The second result is the
 // agent's resolved address, for logs.
 func (p *Pool) FS(ctx context.Context, name, user string, opts backend.Options) (*backend.GRPCFs, string, error) {
-	cc, target, err := p.conn(name, user)
+	cc, target, followed, err := p.conn(name, user)
 	if err != nil {
 		return nil, target, err
+	}
+	if followed != nil {
+		// A new connection's events are followed before its first
+		// operation, so that its commits reach the events too.
+		t := time.NewTimer(remoteFollowWait)
+		select {
+		case <-followed:
+		case <-ctx.Done():
+		case <-t.C:
+			p.log.Warn("agent's events not followed yet; going on", "agent", name, "address", target, "waited", remoteFollowWait)
+		}
+		t.Stop()
 	}
 	opts.Agent, opts.User = name, user
 	if opts.Observe == nil {
@@ -162,34 +202,35 @@ func (p *Pool) FS(ctx context.Context, name, user string, opts backend.Options) 
 }
 
 // conn returns the connection for the named agent as user sees it, and
-// the resolved target for logs.
-func (p *Pool) conn(name, user string) (grpc.ClientConnInterface, string, error) {
+// the resolved target for logs. followed is non-nil for a connection
+// dialled just now: it is closed once its events are followed.
+func (p *Pool) conn(name, user string) (cc grpc.ClientConnInterface, target string, followed <-chan struct{}, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if e, ok := p.embedded[name]; ok {
-		return e.conn, e.addr, nil
+		return e.conn, e.addr, nil, nil
 	}
 	a, ok := p.configs[name]
 	if !ok {
-		return nil, "", fmt.Errorf("user %s: agent %q is not configured", user, name)
+		return nil, "", nil, fmt.Errorf("user %s: agent %q is not configured", user, name)
 	}
 	if a.Kubernetes.Enabled() {
-		return p.kubeConn(name, user, a)
+		cc, target, err := p.kubeConn(name, user, a)
+		return cc, target, nil, err
 	}
-	target := strings.ReplaceAll(a.Address, "{user}", user)
+	target = strings.ReplaceAll(a.Address, "{user}", user)
 	// Keyed by agent too: two agent entries may share an address with
 	// different credentials.
 	key := name + "\x00" + target
 	if cc, ok := p.conns[key]; ok {
-		return cc, target, nil
+		return cc, target, nil, nil
 	}
-	cc, err := p.dial(name, target, a)
+	gc, err := p.dial(name, target, a)
 	if err != nil {
-		return nil, target, err
+		return nil, target, nil, err
 	}
-	p.conns[key] = cc
-	p.events.watch(name, target, cc)
-	return cc, target, nil
+	p.conns[key] = gc
+	return gc, target, p.events.watch(name, target, gc), nil
 }
 
 // dial connects to a remote agent with its token and TLS.

@@ -107,6 +107,10 @@ type agentWatch struct {
 	cc           *grpc.ClientConn
 	cancel       context.CancelFunc
 	done         chan struct{}
+	// followed is closed once the agent's first Hello arrived (events
+	// from then on reach onEvent) or the first attempt failed.
+	followed     chan struct{}
+	followedOnce sync.Once
 	// boot and seq are the resume point, touched only by the watch's
 	// goroutine (and by its successor once done is closed).
 	boot string
@@ -120,20 +124,23 @@ func newEventWatches(log *slog.Logger, onEvent func(Event)) *eventWatches {
 // watch follows the events of the agent name at target over cc until
 // close, or until cc is closed. A watch of the same agent and target
 // before it (a connection replaced by a reload) stops, and this one
-// resumes where it was. Without onEvent it does nothing.
-func (ew *eventWatches) watch(name, target string, cc *grpc.ClientConn) {
+// resumes where it was. Without onEvent it does nothing. The channel it
+// returns is closed once the agent has answered the watch (its events
+// from then on are followed) or the first attempt has failed; nil when
+// there is nothing to wait for.
+func (ew *eventWatches) watch(name, target string, cc *grpc.ClientConn) <-chan struct{} {
 	if ew.onEvent == nil {
-		return
+		return nil
 	}
 	ew.mu.Lock()
 	defer ew.mu.Unlock()
 	if ew.closed {
-		return
+		return nil
 	}
 	key := name + "\x00" + target
 	old := ew.watches[key]
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &agentWatch{name: name, target: target, cc: cc, cancel: cancel, done: make(chan struct{})}
+	w := &agentWatch{name: name, target: target, cc: cc, cancel: cancel, done: make(chan struct{}), followed: make(chan struct{})}
 	ew.watches[key] = w
 	ew.wg.Add(1)
 	go func() {
@@ -147,6 +154,7 @@ func (ew *eventWatches) watch(name, target string, cc *grpc.ClientConn) {
 		}
 		ew.follow(ctx, w)
 	}()
+	return w.followed
 }
 
 // close stops every watch and returns once their goroutines are gone.
@@ -169,6 +177,7 @@ func (ew *eventWatches) follow(ctx context.Context, w *agentWatch) {
 	for {
 		start := time.Now()
 		err := ew.stream(ctx, client, w, log)
+		w.followedOnce.Do(func() { close(w.followed) }) // failed, if not yet closed
 		if ctx.Err() != nil || w.cc.GetState() == connectivity.Shutdown {
 			return
 		}
@@ -212,6 +221,7 @@ func (ew *eventWatches) stream(ctx context.Context, client agentpb.AgentEventsCl
 				log.Warn("agent events missed while disconnected (the agent keeps the latest only)", "missed", h.GetMissed())
 			}
 			w.boot, w.seq = ev.GetBootId(), h.GetAfter()
+			w.followedOnce.Do(func() { close(w.followed) })
 			log.Debug("following agent events", "boot", w.boot, "after", w.seq, "hooks", strings.Join(h.GetHooks(), ","))
 			continue
 		}

@@ -73,7 +73,7 @@ func (p *Pool) startHealth() {
 
 func (p *Pool) checkHealth(ctx context.Context) {
 	for _, name := range p.staticAgents() {
-		cc, target, err := p.conn(name, "")
+		cc, target, _, err := p.conn(name, "")
 		check := Status{Name: name, Address: target, Checked: time.Now(), OpenFiles: -1, Uploads: -1}
 		if err == nil {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
