@@ -2,6 +2,7 @@ package differential_test
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -525,11 +526,12 @@ func ftpSteps() []ftpStep {
 				return "accept: " + err.Error()
 			}
 			_ = dc.SetDeadline(time.Now().Add(ftpTimeout))
-			buf := make([]byte, 4096)
-			n, _ := dc.Read(buf)
+			// The whole listing, to the server's close: one Read may
+			// return only its first write.
+			buf, _ := io.ReadAll(io.LimitReader(dc, 1<<20))
 			dc.Close()
 			final, err := f.a.read()
-			names := strings.Fields(string(buf[:n]))
+			names := strings.Fields(string(buf))
 			sort.Strings(names)
 			return digit(first) + "/" + one(final, err, digit) + " " + strings.Join(names, " ")
 		}},
