@@ -83,7 +83,11 @@ func (g *Gateway) Feed() *feed.Feed { return g.feed }
 
 // New builds a gateway from a validated config: it starts the embedded
 // agents and prepares connections to the remote ones (dialled lazily).
+// Zero durations and counts in cfg mean their defaults
+// (config.Config.WithDefaults); the zero Config is a gateway with no
+// agents and no users.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
+	cfg = cfg.WithDefaults()
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -92,10 +96,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if err != nil {
 		return nil, err
 	}
-	settings, err := newAcceptSettings(cfg.Connections)
-	if err != nil {
-		return nil, err
-	}
+	settings := newAcceptSettings(cfg.Connections)
 	metrics := newMetrics()
 	agentEvents := newAgentEvents(log, metrics)
 	pool, err := newAgentPool(ctx, cfg.Agents, log, opts.Version, metrics, agentEvents.publish)
@@ -105,12 +106,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	glog := log.With("component", "gateway")
 	def := opts.Defender
 	if def == nil && cfg.Defender.Enabled {
-		fd, err := newDefender(cfg.Defender, log, metrics)
-		if err != nil {
-			pool.Close()
-			return nil, err
-		}
-		def = fd
+		def = newDefender(cfg.Defender, log, metrics)
 	}
 	events, latency := feed.New(0, nil), NewSaveLatency(nil)
 	g := &Gateway{
@@ -142,8 +138,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	return g, nil
 }
 
-// newAcceptSettings converts the connections config.
-func newAcceptSettings(c config.Connections) (acceptSettings, error) {
+// newAcceptSettings converts the connections config, its defaults in
+// place.
+func newAcceptSettings(c config.Connections) acceptSettings {
 	s := acceptSettings{
 		keepalive:       net.KeepAliveConfig{Enable: true, Idle: c.Keepalive.Idle, Interval: c.Keepalive.Interval, Count: c.Keepalive.Count},
 		userTimeout:     c.UserTimeout,
@@ -151,14 +148,10 @@ func newAcceptSettings(c config.Connections) (acceptSettings, error) {
 		progressTimeout: c.ProgressTimeout,
 		proxyTimeout:    5 * time.Second,
 	}
-	for i, cidr := range c.ProxyProtocol.Trusted {
-		p, err := netip.ParsePrefix(cidr)
-		if err != nil {
-			return s, wrapf("connections.proxy_protocol.trusted[%d]: %w", i, err)
-		}
+	for _, p := range c.ProxyProtocol.Trusted {
 		s.trusted = append(s.trusted, p.Masked())
 	}
-	return s, nil
+	return s
 }
 
 // Close closes every session and listener at once, stops the embedded

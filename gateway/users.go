@@ -39,12 +39,11 @@ func loadUsers(cfg *config.Config) (map[string]*user, error) {
 		if cu.PasswordHash != "" {
 			u.hash = []byte(cu.PasswordHash)
 		}
-		for j, line := range cu.AuthorizedKeys {
-			key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
-			if err != nil {
-				return nil, wrapf("users[%d].authorized_keys[%d]: %w", i, j, err)
+		for j, k := range cu.AuthorizedKeys {
+			if k.PublicKey == nil {
+				return nil, wrapf("users[%d].authorized_keys[%d]: no key", i, j)
 			}
-			u.keys = append(u.keys, key)
+			u.keys = append(u.keys, k.PublicKey)
 		}
 		if len(cu.Mounts) == 0 {
 			return nil, wrapf("users[%d].mounts: at least one mount is required", i)

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +80,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 	if log == nil {
 		log = slog.Default()
 	}
+	cfg = cfg.WithDefaults() // a Config built in code may leave them zero
 	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: opts.Version})
 	if err != nil {
 		return nil, err
@@ -261,7 +261,7 @@ func (s *Server) startFTP(implicit bool) error {
 	fc := ftp.Config{PassivePorts: c.PassivePorts, PublicHost: c.PublicHost, TLSRequired: c.TLS.Required,
 		DisableActiveMode: c.DisableActiveMode, CheckAlloSize: c.CheckAlloSize, Implicit: implicit, Logger: s.log,
 		PassivePromiscuous: c.PassivePromiscuous, PassiveTimeout: c.PassiveTimeout, LoginTimeout: c.LoginTimeout}
-	if n := passiveRangeSize(c.PassivePorts); n > 0 && n < s.cfg.Connections.MaxPerIP && !implicit {
+	if n := c.PassivePorts.Len(); n > 0 && n < s.cfg.Connections.MaxPerIP && !implicit {
 		s.log.Warn("ftp.passive_ports holds fewer ports than connections.max_per_ip: one client address can hold them all",
 			"passive_ports", c.PassivePorts, "ports", n, "max_per_ip", s.cfg.Connections.MaxPerIP)
 	}
@@ -298,17 +298,6 @@ func (s *Server) startFTP(implicit bool) error {
 		}
 	}()
 	return nil
-}
-
-// passiveRangeSize is the number of ports in "A-B", or 0.
-func passiveRangeSize(r string) int {
-	a, b, ok := strings.Cut(r, "-")
-	x, errA := strconv.Atoi(a)
-	y, errB := strconv.Atoi(b)
-	if !ok || errA != nil || errB != nil || y < x {
-		return 0
-	}
-	return y - x + 1
 }
 
 func (s *Server) setErr(err error) {
