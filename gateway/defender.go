@@ -47,9 +47,10 @@ type failure struct {
 // expired entries are swept.
 const maxTracked = 100000
 
-// newDefender returns the defender cfg describes (its defaults in place).
-func newDefender(cfg config.Defender, log *slog.Logger, m *Metrics) *failureDefender {
-	d := &failureDefender{cfg: cfg, log: log.With("component", "defender"), metrics: m, now: time.Now,
+// newDefender returns the defender cfg describes (its defaults in place),
+// on the clock now.
+func newDefender(cfg config.Defender, log *slog.Logger, m *Metrics, now func() time.Time) *failureDefender {
+	d := &failureDefender{cfg: cfg, log: log.With("component", "defender"), metrics: m, now: now,
 		failures: make(map[netip.Addr][]failure), bans: make(map[netip.Addr]time.Time)}
 	for _, p := range cfg.Allowlist {
 		d.allow = append(d.allow, p.Masked())

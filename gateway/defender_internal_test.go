@@ -15,8 +15,7 @@ import (
 func TestDefenderSuccessForgivesOnlyItsName(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	d := newDefender(config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
-	d.now = func() time.Time { return now }
+		slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics(), func() time.Time { return now })
 	ip := netip.MustParseAddr("192.0.2.7")
 
 	// Nine guesses at bob, one good login as alice, again: the tenth

@@ -38,6 +38,14 @@ type Options struct {
 	// their results to it. Nil means the built-in one configured by the
 	// config's defender section (none if it is disabled).
 	Defender Defender
+	// Now, if non-nil, is the gateway's clock: when sessions start and
+	// were last active (the idle timeout's arithmetic, drain's quiet
+	// period), the defender's windows and bans, transfer durations, the
+	// feed's and the save latency's timestamps. Nil means time.Now.
+	// Timers and socket deadlines run on the runtime's clock, so a test
+	// that fakes time runs the gateway in a testing/synctest bubble, where
+	// both clocks are the bubble's (accept_synctest_test.go).
+	Now func() time.Time
 }
 
 // Defender decides which client addresses may connect, from the results
@@ -62,6 +70,7 @@ type Gateway struct {
 	settings acceptSettings
 	registry *Registry
 	defender Defender
+	now      func() time.Time // Options.Now
 	metrics  *Metrics
 	feed     *feed.Feed
 	files    *fileLimits
@@ -92,6 +101,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if log == nil {
 		log = slog.Default()
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
 	users, err := loadUsers(cfg)
 	if err != nil {
 		return nil, err
@@ -106,9 +119,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	glog := log.With("component", "gateway")
 	def := opts.Defender
 	if def == nil && cfg.Defender.Enabled {
-		def = newDefender(cfg.Defender, log, metrics)
+		def = newDefender(cfg.Defender, log, metrics, now)
 	}
-	events, latency := feed.New(0, nil), NewSaveLatency(nil)
+	events, latency := feed.New(0, now), NewSaveLatency(now)
 	g := &Gateway{
 		log:       glog,
 		feed:      events,
@@ -117,8 +130,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		xfers:     newTransfers(events, latency, metrics),
 		agents:    pool,
 		settings:  settings,
-		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),
+		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}, now),
 		defender:  def,
+		now:       now,
 		metrics:   metrics,
 		users:     users,
 		listeners: make(map[*acceptListener]struct{}),

@@ -108,7 +108,7 @@ func (s *Session) User() string {
 // sends, an SFTP packet); FTP control connections are touched by every
 // byte the client sends.
 func (s *Session) Touch() {
-	now := time.Now().UnixNano()
+	now := s.r.now().UnixNano()
 	s.lastActivity.Store(now)
 	if s.Parent != nil {
 		s.Parent.lastActivity.Store(now)
@@ -124,7 +124,7 @@ func (s *Session) SetOp(op string) { s.op.Store(&op) }
 func (s *Session) BeginTransfer() (end func()) {
 	s.transfers.Add(1)
 	var once sync.Once
-	return func() { once.Do(func() { s.transfers.Add(-1); s.lastIO.Store(time.Now().UnixNano()) }) }
+	return func() { once.Do(func() { s.transfers.Add(-1); s.lastIO.Store(s.r.now().UnixNano()) }) }
 }
 
 // SetCloser replaces how the session is closed (by default its connection
@@ -211,7 +211,7 @@ func (s *Session) checkIdle() {
 		s.timer.Reset(s.idle) // a transfer in progress is never idle
 		return
 	}
-	silent := time.Since(time.Unix(0, s.lastActivity.Load()))
+	silent := s.r.now().Sub(time.Unix(0, s.lastActivity.Load()))
 	if silent < s.idle {
 		s.timer.Reset(s.idle - silent)
 		return
@@ -224,6 +224,7 @@ func (s *Session) checkIdle() {
 // newRegistry.
 type Registry struct {
 	log    *slog.Logger
+	now    func() time.Time // the gateway's clock
 	nextID atomic.Uint64
 
 	// mu guards the fields below.
@@ -237,9 +238,10 @@ type Registry struct {
 	onClose  []func(*Session)
 }
 
-func newRegistry(log *slog.Logger, limits Limits) *Registry {
+func newRegistry(log *slog.Logger, limits Limits, now func() time.Time) *Registry {
 	return &Registry{
 		log:      log,
+		now:      now,
 		limits:   limits,
 		sessions: make(map[string]*Session),
 		byIP:     make(map[netip.Addr]int),

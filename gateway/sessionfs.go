@@ -50,7 +50,7 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 		s.sess.log.Warn("open refused", "path", name, "err", err)
 		return nil, err
 	}
-	start := time.Now()
+	start := s.sess.r.now()
 	transfer := s.sess.BeginTransfer()
 	end := func() {
 		transfer()
@@ -149,7 +149,7 @@ func (f *sessionFile) Close() error {
 	case err != nil:
 		result = "failed"
 	}
-	d := time.Since(f.start)
+	d := f.sess.r.now().Sub(f.start)
 	f.metrics.Transfers.WithLabelValues(f.sess.Protocol, f.direction, result).Inc()
 	log := f.sess.log.Info
 	if result == "failed" {

@@ -132,6 +132,6 @@ func (g *Gateway) publishClose(s *Session) {
 		return
 	}
 	g.feed.Publish(EventSession, s.User(), SessionEvent{Session: s.ID, Protocol: s.Protocol, Remote: s.Remote.String(),
-		Event: "close", Reason: s.CloseReason(), Duration: time.Since(s.Start),
+		Event: "close", Reason: s.CloseReason(), Duration: g.now().Sub(s.Start),
 		BytesIn: s.bytesIn.Load() + s.childIn.Load(), BytesOut: s.bytesOut.Load() + s.childOut.Load()})
 }
