@@ -151,7 +151,9 @@ func New(gw *gateway.Gateway, cfg Config) (*Server, error) {
 }
 
 // Serve serves FTP on lis, which should come from the gateway's Listen
-// with Protocol(). It returns nil after Close or the gateway's Shutdown.
+// with Protocol(). It returns nil after Close or the gateway's Shutdown,
+// once every client it served has ended (their sessions are the
+// gateway's to close), transfers included.
 func (s *Server) Serve(lis net.Listener) error {
 	s.mu.Lock()
 	if s.cfg.Implicit {
@@ -168,14 +170,15 @@ func (s *Server) Serve(lis net.Listener) error {
 	}
 	s.log.Info("serving FTP", "addr", lis.Addr().String(), "ftps", s.cfg.TLS != nil)
 	err := srv.Serve()
+	srv.Wait() // the fork's: every client goroutine, transfers included
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
 }
 
-// Close stops accepting. Live sessions are the gateway's to close
-// (Shutdown drains them).
+// Close stops accepting; Serve returns once the clients it served are
+// gone. Live sessions are the gateway's to close (Shutdown drains them).
 func (s *Server) Close() error {
 	s.mu.Lock()
 	lis := s.lis

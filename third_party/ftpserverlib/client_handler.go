@@ -428,8 +428,11 @@ func (c *clientHandler) isCommandAborted() bool {
 	return c.isTransferAborted
 }
 
-// HandleCommands reads the stream of commands
+// HandleCommands reads the stream of commands. It returns once the
+// client has left and its transfer goroutine, if any, has ended (upgate
+// fork: upstream left the transfer running).
 func (c *clientHandler) HandleCommands() {
+	defer c.transferWg.Wait() // after end closed the transfer and the connection
 	defer c.end()
 
 	if msg, err := c.server.driver.ClientConnected(c); err == nil {

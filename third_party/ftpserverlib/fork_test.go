@@ -2,7 +2,7 @@ package ftpserver
 
 // Tests of the upgate fork's additions: MLSx facts and OPTS MLST
 // (mlsx_facts.go), MainDriverExtensionReplyCode, the client-aware passive
-// wrapper, the active-address check and LoginTimeout.
+// wrapper, the active-address check, LoginTimeout and Wait.
 
 import (
 	"bufio"
@@ -693,4 +693,78 @@ func TestForkListingPageByPage(t *testing.T) {
 	rc, rsp, err := raw.SendCommand("LIST /missing")
 	req.NoError(err)
 	req.Equal(StatusFileActionNotTaken, rc, "an error before the transfer opens: %s", rsp)
+}
+
+// blockingClientDriver's OpenFile waits for release: a transfer stuck in
+// the driver.
+type blockingClientDriver struct {
+	*TestClientDriver
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (d *blockingClientDriver) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
+	close(d.entered)
+	<-d.release
+
+	return d.TestClientDriver.OpenFile(name, flag, perm)
+}
+
+// TestForkWaitClients: Wait returns once every client's command loop and
+// the transfer goroutine it started have ended, not while a client is
+// connected, nor while its transfer is still in the driver after its
+// control connection closed.
+func TestForkWaitClients(t *testing.T) {
+	req := require.New(t)
+	blocking := &blockingClientDriver{entered: make(chan struct{}), release: make(chan struct{})}
+	driver := &TestServerDriver{}
+	driver.AuthProvider = func(user, pass string) (ClientDriver, error) {
+		if user != authUser || pass != authPass {
+			return nil, errBadUserNameOrPassword
+		}
+
+		blocking.TestClientDriver = NewTestClientDriver(driver)
+
+		return blocking, nil
+	}
+	server := NewTestServerWithTestDriver(t, driver)
+
+	idle := forkDial(t, server.Addr(), true)
+	busy := forkDial(t, server.Addr(), true)
+	busy.epsvPort()
+	require.NoError(t, busy.tp.PrintfLine("RETR file"))
+
+	select {
+	case <-blocking.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("RETR never reached the driver")
+	}
+
+	// (No client arrives meanwhile; the cleanup stops the server.)
+	waited := make(chan struct{})
+
+	go func() {
+		server.Wait()
+		close(waited)
+	}()
+
+	notYet := func(why string) {
+		t.Helper()
+		select {
+		case <-waited:
+			t.Fatalf("Wait returned %s", why)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+
+	notYet("while two clients are connected")
+	idle.expect("QUIT", StatusClosingControlConn)
+	req.NoError(busy.tp.Close())
+	notYet("while a transfer is in the driver")
+	close(blocking.release)
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after the transfer left the driver")
+	}
 }
