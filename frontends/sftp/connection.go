@@ -28,6 +28,10 @@ import (
 func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.Login) {
 	defer ch.Close()
 	log := c.sess.Logger()
+	defer recovered(log, "channel") // after the recover, the channel closes
+	// The channel's further requests are refused until it closes, by a
+	// goroutine of the connection's (its requests end with the channel).
+	discard := func() { c.wg.Go(func() { ssh.DiscardRequests(reqs) }) }
 	for req := range reqs {
 		c.sess.Touch()
 		switch req.Type {
@@ -39,18 +43,18 @@ func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.
 				continue
 			}
 			_ = req.Reply(true, nil)
-			go ssh.DiscardRequests(reqs)
+			discard()
 			c.serveSFTP(ch, login)
 			exit(ch, 0)
 			return
 		case "exec":
 			_ = req.Reply(true, nil)
-			go ssh.DiscardRequests(reqs)
+			discard()
 			exit(ch, c.exec(ch, login, parseString(req.Payload)))
 			return
 		case "shell":
 			_ = req.Reply(true, nil)
-			go ssh.DiscardRequests(reqs)
+			discard()
 			fmt.Fprintln(ch.Stderr(), "upgate: interactive shells are not available here; use SFTP")
 			log.Info("shell refused")
 			exit(ch, 1)
