@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime/debug"
@@ -63,7 +64,8 @@ func (d *driver) GetSettings() (*ftpserver.Settings, error) {
 	return st, nil
 }
 
-func (d *driver) ClientConnected(cc ftpserver.ClientContext) (string, error) {
+func (d *driver) ClientConnected(cc ftpserver.ClientContext) (_ string, err error) {
+	defer recoveredIn(d.s.log, "connect", &err)
 	sess, ok := d.s.gw.Registry().Lookup(cc.LocalAddr(), cc.RemoteAddr())
 	if !ok {
 		// Not from the accept layer: refuse rather than serve untracked.
@@ -79,6 +81,8 @@ func (d *driver) ClientConnected(cc ftpserver.ClientContext) (string, error) {
 }
 
 func (d *driver) ClientDisconnected(cc ftpserver.ClientContext) {
+	var panicked error
+	defer recoveredIn(d.s.log, "disconnect", &panicked)
 	d.s.mu.Lock()
 	c := d.s.clients[cc.ID()]
 	delete(d.s.clients, cc.ID())
@@ -96,11 +100,12 @@ func clientOf(cc ftpserver.ClientContext) (*client, error) {
 	return c, nil
 }
 
-func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpserver.ClientDriver, error) {
+func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (_ ftpserver.ClientDriver, err error) {
 	c, err := clientOf(cc)
 	if err != nil {
 		return nil, err
 	}
+	defer recovered(c, "login", &err)
 	login, err := d.s.gw.LoginPassword(c.ctx, c.sess, user, pass)
 	if err != nil {
 		return nil, err // PostAuthMessage words it, ReplyCode codes it
@@ -271,9 +276,23 @@ func addrPort(a net.Addr) int {
 
 // recovered turns a panic in a callback ftpserverlib runs into an error,
 // logging the stack: a bug in one session must not take the server down.
+// ftpserverlib recovers panics in its command handlers itself, but shows
+// the panic's text to the client and logs no stack; ClientConnected and
+// ClientDisconnected it does not cover at all. Every callback defers
+// recovered (or recoveredIn before the session is known), and the client
+// gets the command's failure reply ("internal error during write").
 func recovered(c *client, op string, err *error) {
 	if r := recover(); r != nil {
 		c.sess.Logger().Error("panic in FTP handler", "op", op, "panic", r, "stack", string(debug.Stack()))
+		*err = fmt.Errorf("internal error during %s", op)
+	}
+}
+
+// recoveredIn is recovered for callbacks without a session, logging to
+// log.
+func recoveredIn(log *slog.Logger, op string, err *error) {
+	if r := recover(); r != nil {
+		log.Error("panic in FTP handler", "op", op, "panic", r, "stack", string(debug.Stack()))
 		*err = fmt.Errorf("internal error during %s", op)
 	}
 }
