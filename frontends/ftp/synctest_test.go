@@ -91,3 +91,29 @@ func TestLoginTimeoutSynctest(t *testing.T) {
 		}
 	})
 }
+
+// TestIdleTimeoutSynctest: with no login bound, a control connection
+// silent for connections.idle_timeout is closed by the gateway then,
+// each command (NOOP included) starting the hour again.
+func TestIdleTimeoutSynctest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, _, stop := bubbleFTP(t, &config.Config{}, ftp.Config{LoginTimeout: -1}) // idle_timeout: the default, 1h
+		defer stop()
+		start := time.Now()
+		tp := dialFTP(t, l)
+		defer tp.Close()
+		time.Sleep(59 * time.Minute)
+		if _, err := tp.Cmd("NOOP"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tp.ReadResponse(200); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tp.ReadLine(); err == nil {
+			t.Fatal("a line after the NOOP's reply")
+		}
+		if waited := time.Since(start); waited != 59*time.Minute+time.Hour {
+			t.Errorf("closed after %v, want 1h59m (the NOOP at 59m, plus an hour)", waited)
+		}
+	})
+}
