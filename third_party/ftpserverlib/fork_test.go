@@ -2,10 +2,11 @@ package ftpserver
 
 // Tests of the upgate fork's additions: MLSx facts and OPTS MLST
 // (mlsx_facts.go), MainDriverExtensionReplyCode, the client-aware passive
-// wrapper, the active-address check, LoginTimeout and Wait.
+// wrapper, the active-address check, LoginTimeout, Wait and Reply.
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -767,4 +768,80 @@ func TestForkWaitClients(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Wait did not return after the transfer left the driver")
 	}
+}
+
+// TestForkReplyFromOutside: Reply writes a whole reply from another
+// goroutine than the client's command loop (a 421 before the server
+// closes the connection): the client reads it as the answer to its next
+// command; while another reply holds the writer, Reply gives up after its
+// timeout with ErrReplyBusy.
+func TestForkReplyFromOutside(t *testing.T) {
+	req := require.New(t)
+	driver := &TestServerDriver{}
+	server := NewTestServerWithTestDriver(t, driver)
+	raw := forkDial(t, server.Addr(), true)
+	raw.expect("NOOP", StatusOK)
+
+	driver.clientMU.Lock()
+	req.Len(driver.Clients, 1)
+	cc := driver.Clients[0]
+	driver.clientMU.Unlock()
+	replier, ok := cc.(ClientContextReplier)
+	req.True(ok, "the library's ClientContext is a ClientContextReplier")
+
+	req.NoError(replier.Reply(StatusServiceNotAvailable, "Session ended: your password changed.\nLog in again.", time.Second))
+	req.NoError(cc.Close())
+	code, msg := raw.cmd("NOOP")
+	req.Equal(StatusServiceNotAvailable, code)
+	req.Equal("Session ended: your password changed.\nLog in again.", msg)
+	_, err := raw.tp.ReadLine()
+	req.Error(err, "the connection is closed after the reply")
+
+	// A reply being written holds the writer; Reply waits its timeout.
+	h, ok := cc.(*clientHandler)
+	req.True(ok)
+	h.lockReplies(0)
+	start := time.Now()
+	req.ErrorIs(h.Reply(StatusServiceNotAvailable, "late", 50*time.Millisecond), ErrReplyBusy)
+	req.Less(time.Since(start), 10*time.Second) // bounded (a hang would fail here)
+	h.unlockReplies()
+}
+
+// TestForkReplyOverTLS: after AUTH TLS, Reply writes through the TLS
+// layer: the client reads the 421 inside the TLS session.
+func TestForkReplyOverTLS(t *testing.T) {
+	req := require.New(t)
+	driver := &TestServerDriver{TLS: true}
+	server := NewTestServerWithTestDriver(t, driver)
+	raw := forkDial(t, server.Addr(), false)
+	raw.expect("AUTH TLS", StatusAuthAccepted)
+
+	tc := tls.Client(raw.nc, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's own certificate
+	req.NoError(tc.SetDeadline(time.Now().Add(10 * time.Second)))
+	req.NoError(tc.Handshake())
+	tp := textproto.NewConn(tc)
+
+	for _, c := range []struct {
+		line string
+		code int
+	}{{"USER " + authUser, StatusUserOK}, {"PASS " + authPass, StatusUserLoggedIn}} {
+		req.NoError(tp.PrintfLine("%s", c.line))
+		_, _, err := tp.ReadResponse(c.code)
+		req.NoError(err, c.line)
+	}
+
+	driver.clientMU.Lock()
+	req.Len(driver.Clients, 1)
+	cc := driver.Clients[0]
+	driver.clientMU.Unlock()
+	replier, ok := cc.(ClientContextReplier)
+	req.True(ok)
+
+	req.NoError(replier.Reply(StatusServiceNotAvailable, "Session ended: your key was removed.", time.Second))
+	req.NoError(cc.Close())
+	_, msg, err := tp.ReadResponse(StatusServiceNotAvailable)
+	req.NoError(err)
+	req.Equal("Session ended: your key was removed.", msg)
+	_, err = tp.ReadLine()
+	req.Error(err, "the connection is closed after the reply")
 }
