@@ -5,12 +5,14 @@ import (
 )
 
 // Reload applies a new, validated configuration's users, agents and
-// connection limits without a restart. Live sessions keep their
+// connection limits without a restart. Zero durations and counts in cfg
+// mean their defaults, as for New. Live sessions keep their
 // filesystems and agent connections; new logins see the new config.
 // Embedded agents cannot be added, removed or changed (they own a
 // directory and a listener): such a config is refused, and so is one with
 // a bad token file; on error nothing changes.
 func (g *Gateway) Reload(cfg *config.Config) error {
+	cfg = cfg.WithDefaults()
 	users, err := loadUsers(cfg)
 	if err != nil {
 		return err
