@@ -33,7 +33,10 @@ type TransferEvent struct {
 }
 
 // SessionEvent is the Data of an EventSession. Event is "login" (Method
-// says how) or "close" (Reason says why, Duration how long it lasted).
+// says how), "revoked" (a configuration reload no longer accepts the
+// login: Method says how it was made, Reason why it no longer holds; a
+// "close" with reason "login revoked" follows) or "close" (Reason says
+// why, Duration how long it lasted).
 type SessionEvent struct {
 	Session  string        `json:"session"`
 	Protocol string        `json:"protocol"`
