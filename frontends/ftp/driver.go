@@ -74,6 +74,15 @@ func (d *driver) ClientConnected(cc ftpserver.ClientContext) (_ string, err erro
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &client{cc: cc, sess: sess, ctx: ctx, cancel: cancel}
 	cc.SetExtra(c)
+	if r, ok := cc.(ftpserver.ClientContextReplier); ok {
+		// A session the gateway ends with a reason (a reload revoked its
+		// login) says it in a 421 first, as RFC 959 allows at any time.
+		sess.SetGoodbye(func(msg string) {
+			if err := r.Reply(ftpserver.StatusServiceNotAvailable, capitalize(msg)+".", goodbyeTimeout); err != nil {
+				sess.Logger().Info("goodbye not sent", "err", err)
+			}
+		})
+	}
 	d.s.mu.Lock()
 	d.s.clients[cc.ID()] = c
 	d.s.mu.Unlock()
@@ -273,6 +282,9 @@ func addrPort(a net.Addr) int {
 	}
 	return 0
 }
+
+// goodbyeTimeout bounds writing a goodbye to a client that reads nothing.
+const goodbyeTimeout = 2 * time.Second
 
 // recovered turns a panic in a callback ftpserverlib runs into an error,
 // logging the stack: a bug in one session must not take the server down.

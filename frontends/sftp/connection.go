@@ -27,6 +27,17 @@ import (
 // reason. exit-status is sent before the channel is closed.
 func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.Login) {
 	defer ch.Close()
+	c.mu.Lock()
+	if c.channels == nil {
+		c.channels = make(map[ssh.Channel]struct{})
+	}
+	c.channels[ch] = struct{}{} // for goodbye
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.channels, ch)
+		c.mu.Unlock()
+	}()
 	log := c.sess.Logger()
 	defer recovered(log, "channel") // after the recover, the channel closes
 	// The channel's further requests are refused until it closes, by a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,10 +27,13 @@ type conn struct {
 	// the connection is closed, which ends them all.
 	wg sync.WaitGroup
 
-	// mu guards login and preauth, set by the auth callbacks.
-	mu      sync.Mutex
-	login   *gateway.Login
-	preauth ssh.ServerPreAuthConn
+	// mu guards login and preauth, set by the auth callbacks, and
+	// channels and ending.
+	mu       sync.Mutex
+	login    *gateway.Login
+	preauth  ssh.ServerPreAuthConn
+	channels map[ssh.Channel]struct{} // the session channels being served
+	ending   bool                     // serveConn waits for wg: no more goroutines
 }
 
 // serverConfig builds the ssh.ServerConfig for one connection: logins go
@@ -131,9 +135,13 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 	defer func() {
 		_ = sconn.Close()
 		cancel()
+		c.mu.Lock()
+		c.ending = true
+		c.mu.Unlock()
 		c.wg.Wait()
 	}()
 	sess.SetCloser(sconn.Close)
+	sess.SetGoodbye(c.goodbye)
 	c.mu.Lock()
 	login := c.login
 	c.mu.Unlock()
@@ -172,6 +180,44 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 		})
 	}
 	cancel()
+}
+
+// goodbyeTimeout bounds the goodbye to a client that reads nothing.
+const goodbyeTimeout = 2 * time.Second
+
+// goodbye tells the client why the gateway ends its session, before the
+// session's closer closes the connection: a line "upgate: <message>" on
+// the stderr of every session channel, which OpenSSH's sftp and ssh print
+// (x/crypto/ssh cannot send SSH_MSG_DISCONNECT with a reason once the
+// connection is up: its Close only closes the socket). It waits at most
+// goodbyeTimeout for the lines to go out; a write still blocked then (a
+// full window) ends when the connection closes.
+func (c *conn) goodbye(message string) {
+	line := "upgate: " + message + "\n"
+	c.mu.Lock()
+	if c.ending {
+		c.mu.Unlock()
+		return
+	}
+	sent := make(chan struct{}, len(c.channels))
+	for ch := range c.channels {
+		c.wg.Go(func() {
+			_, _ = io.WriteString(ch.Stderr(), line)
+			sent <- struct{}{}
+		})
+	}
+	n := len(c.channels)
+	c.mu.Unlock()
+	t := time.NewTimer(goodbyeTimeout)
+	defer t.Stop()
+	for range n {
+		select {
+		case <-sent:
+		case <-t.C:
+			c.sess.Logger().Info("goodbye not sent to every channel", "timeout", goodbyeTimeout)
+			return
+		}
+	}
 }
 
 // globalRequests answers the client's global requests. A client's
