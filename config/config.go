@@ -22,18 +22,33 @@
 // of agents, which are map keys. An unknown key is an error that names it, so
 // typos do not pass silently.
 //
+// Values are parsed once, here: CIDRs become [netip.Prefix], the passive
+// port range a [PortRange], authorized_keys lines [AuthorizedKey]s (each
+// an ssh.PublicKey). Whoever reads a Config reads typed values and never
+// parses them again.
+//
 // [Load] and [Parse] return a [Config] that has passed [Config.Validate]:
-// every listener address is host:port, every duration and count is
-// positive, every mount names a configured agent, and so on. Every error
-// names the key and the offending value, and starts with "config: ". The
-// zero Config is not valid (its durations are zero); build one with
-// Parse(nil), which yields the defaults with no agents and no users.
+// every listener address is host:port, no duration or count is negative,
+// every mount names a configured agent, and so on. Every error names the
+// key and the offending value, and starts with "config: ".
+//
+// The zero Config is valid: every listener is off, there are no agents and
+// no users, the defender is off, and every duration and count is zero,
+// which means its default (the [Options] table's: a zero
+// Connections.IdleTimeout is 1h, as if the key were left out). Loaded
+// configs have their defaults in place already; code that builds a Config
+// itself reads it through [Config.WithDefaults], which resolves them on a
+// copy.
 package config
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Config is the whole upgate configuration. Each field's comment gives the
-// YAML key, its unit and default, and what zero or empty means.
+// YAML key, its unit and default, and what zero or empty means. Every
+// duration and count is zero for its default (see the package doc).
 type Config struct {
 	// Listen holds the addresses the gateway listens on.
 	Listen Listen `mapstructure:"listen"`
@@ -72,26 +87,29 @@ type Config struct {
 }
 
 // Defender bans client addresses that fail to log in too often, across
-// FTP and SFTP.
+// FTP and SFTP. The zero Defender is off.
 type Defender struct {
-	// Enabled turns the defender on (key defender.enabled). Default true.
+	// Enabled turns the defender on (key defender.enabled). Default true
+	// in a loaded config; false in the zero Config.
 	Enabled bool `mapstructure:"enabled"`
 
-	// MaxFailures failed logins from one address within Window ban it
-	// (key defender.max_failures). Default 10. Must be positive.
+	// MaxFailures failed logins from one address within Window ban it (key
+	// defender.max_failures). Default 10. Zero means the default; negative is
+	// invalid.
 	MaxFailures int `mapstructure:"max_failures"`
 
-	// Window is how far back failures count (key defender.window).
-	// Default 1m. Must be positive.
+	// Window is how far back failures count (key defender.window). Default 1m.
+	// Zero means the default; negative is invalid.
 	Window time.Duration `mapstructure:"window"`
 
-	// BanTime is how long a ban lasts (key defender.ban_time). Default
-	// 15m. Must be positive.
+	// BanTime is how long a ban lasts (key defender.ban_time). Default 15m.
+	// Zero means the default; negative is invalid.
 	BanTime time.Duration `mapstructure:"ban_time"`
 
-	// Allowlist holds CIDRs that are never banned (key
-	// defender.allowlist). Default empty.
-	Allowlist []string `mapstructure:"allowlist"`
+	// Allowlist holds the networks never banned, CIDRs such as
+	// "10.0.0.0/8" in YAML (key defender.allowlist), masked. Default
+	// empty.
+	Allowlist []netip.Prefix `mapstructure:"allowlist"`
 }
 
 // Admin configures the admin HTTP server.
@@ -141,92 +159,98 @@ type Connections struct {
 
 	// UserTimeout is TCP_USER_TIMEOUT: how long sent data may stay
 	// unacknowledged before the kernel drops the connection (key
-	// connections.user_timeout). Default 60s. Must be positive.
+	// connections.user_timeout). Default 60s. Zero means the default; negative
+	// is invalid.
 	UserTimeout time.Duration `mapstructure:"user_timeout"`
 
-	// IdleTimeout closes a session that has had no protocol traffic
-	// (commands, NOOP, SSH keepalive replies, data) for this long; a
-	// transfer in progress is never idle (key connections.idle_timeout).
-	// It is for clients that are alive but silent; dead peers are left to
-	// Keepalive and UserTimeout. Default 1h. Must be positive.
+	// IdleTimeout closes a session that has had no protocol traffic (commands,
+	// NOOP, SSH keepalive replies, data) for this long; a transfer in progress
+	// is never idle (key connections.idle_timeout). It is for clients that are
+	// alive but silent; dead peers are left to Keepalive and UserTimeout.
+	// Default 1h. Zero means the default; negative is invalid.
 	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
 
-	// Max is the most client connections open at once, over all
-	// listeners; further ones are refused (key connections.max).
-	// Default 4096. Must be positive.
+	// Max is the most client connections open at once, over all listeners;
+	// further ones are refused (key connections.max). Default 4096. Zero means
+	// the default; negative is invalid.
 	Max int `mapstructure:"max"`
 
-	// MaxPerIP is the most client connections open at once from one
-	// source IP (key connections.max_per_ip). Default 64. Must be positive.
+	// MaxPerIP is the most client connections open at once from one source IP
+	// (key connections.max_per_ip). Default 64. Zero means the default;
+	// negative is invalid.
 	MaxPerIP int `mapstructure:"max_per_ip"`
 
-	// MaxPerUser is the most sessions one user may have open at once; a
-	// login beyond it is refused (key connections.max_per_user). Default
-	// 32. Must be positive.
+	// MaxPerUser is the most sessions one user may have open at once; a login
+	// beyond it is refused (key connections.max_per_user). Default 32. Zero
+	// means the default; negative is invalid.
 	MaxPerUser int `mapstructure:"max_per_user"`
 
-	// MaxFilesPerUser is the most files and directories one user may hold
-	// open at once over all their sessions (key
-	// connections.max_files_per_user); an open beyond it fails with "too
-	// many open files" (SFTP FAILURE, FTP 451), and other users are
-	// unaffected. Each open file is a stream and a descriptor on the
-	// agent. Default 1024: an IDE or lftp mirror holds a few. Must be
-	// positive.
+	// MaxFilesPerUser is the most files and directories one user may hold open
+	// at once over all their sessions (key connections.max_files_per_user); an
+	// open beyond it fails with "too many open files" (SFTP FAILURE, FTP 451),
+	// and other users are unaffected. Each open file is a stream and a
+	// descriptor on the agent. Default 1024: an IDE or lftp mirror holds a
+	// few. Zero means the default; negative is invalid.
 	MaxFilesPerUser int `mapstructure:"max_files_per_user"`
 
 	// ProgressTimeout aborts a data transfer (an FTP data connection, a
 	// WebDAV request body or response) that has moved no byte for this
-	// long (key connections.progress_timeout).
-	// Default 2m. Must be positive.
+	// long (key connections.progress_timeout). Default 2m. Zero means the
+	// default; negative is invalid.
 	ProgressTimeout time.Duration `mapstructure:"progress_timeout"`
 
 	// ProxyProtocol says which peers may send a PROXY protocol header
 	// (key connections.proxy_protocol).
 	ProxyProtocol ProxyProtocol `mapstructure:"proxy_protocol"`
 
-	// DrainTimeout is how long shutdown waits for sessions to finish
-	// before closing them (key connections.drain_timeout). Default 30s.
-	// Must be positive.
+	// DrainTimeout is how long shutdown waits for sessions to finish before
+	// closing them (key connections.drain_timeout). Default 30s. Zero means
+	// the default; negative is invalid.
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 }
 
 // Keepalive configures TCP keepalive, as [net.KeepAliveConfig] does.
 type Keepalive struct {
-	// Idle is how long a connection is idle before the first probe
-	// (key connections.keepalive.idle). Default 30s. Must be positive.
+	// Idle is how long a connection is idle before the first probe (key
+	// connections.keepalive.idle). Default 30s. Zero means the default;
+	// negative is invalid.
 	Idle time.Duration `mapstructure:"idle"`
 
 	// Interval is the time between probes (key
-	// connections.keepalive.interval). Default 10s. Must be positive.
+	// connections.keepalive.interval). Default 10s. Zero means the default;
+	// negative is invalid.
 	Interval time.Duration `mapstructure:"interval"`
 
 	// Count is how many unanswered probes drop the connection (key
-	// connections.keepalive.count). Default 3. Must be positive.
+	// connections.keepalive.count). Default 3. Zero means the default;
+	// negative is invalid.
 	Count int `mapstructure:"count"`
 }
 
 // ProxyProtocol configures acceptance of PROXY protocol (v1 and v2)
 // headers, which carry the real client address through a load balancer.
 type ProxyProtocol struct {
-	// Trusted lists the CIDRs ("10.0.0.0/8", "::1/128") whose connections
-	// may start with a PROXY header (key connections.proxy_protocol.trusted).
-	// Default empty: PROXY headers are accepted from nobody.
-	Trusted []string `mapstructure:"trusted"`
+	// Trusted lists the networks whose connections may start with a PROXY
+	// header, CIDRs such as "10.0.0.0/8" or "::1/128" in YAML (key
+	// connections.proxy_protocol.trusted), masked. Default empty: PROXY
+	// headers are accepted from nobody.
+	Trusted []netip.Prefix `mapstructure:"trusted"`
 }
 
 // FTP holds settings for the FTP frontend.
 type FTP struct {
-	// PassivePorts is the inclusive port range "A-B" offered for passive
-	// data connections, 1 <= A <= B <= 65535 (key ftp.passive_ports).
-	// Default "30000-30099": a logged-in session holds at most one port,
-	// so 100 ports outnumber what one client address (connections.max_per_ip,
-	// 64) or one user (connections.max_per_user, 32) can hold. Empty lets
-	// the OS pick any free port.
-	PassivePorts string `mapstructure:"passive_ports"`
+	// PassivePorts is the inclusive port range offered for passive data
+	// connections, "A-B" with 1 <= A <= B <= 65535 in YAML (key
+	// ftp.passive_ports). Default "30000-30099": a logged-in session holds
+	// at most one port, so 100 ports outnumber what one client address
+	// (connections.max_per_ip, 64) or one user (connections.max_per_user,
+	// 32) can hold. Empty (the zero PortRange) lets the OS pick any free
+	// port.
+	PassivePorts PortRange `mapstructure:"passive_ports"`
 
-	// PassiveTimeout frees a passive port that no transfer command used
-	// within this long of the PASV/EPSV that opened it (key
-	// ftp.passive_timeout). Default 15s. Must be positive.
+	// PassiveTimeout frees a passive port that no transfer command used within
+	// this long of the PASV/EPSV that opened it (key ftp.passive_timeout).
+	// Default 15s. Zero means the default; negative is invalid.
 	PassiveTimeout time.Duration `mapstructure:"passive_timeout"`
 
 	// PassivePromiscuous admits a passive data connection from any address
@@ -239,7 +263,7 @@ type FTP struct {
 	// LoginTimeout is how long an FTP control connection may stay without
 	// logging in, commands (NOOP included) or not; it then gets "421 Login
 	// timeout" and is closed (key ftp.login_timeout). Default 30s, as
-	// sftp.handshake_timeout. Must be positive.
+	// sftp.handshake_timeout. Zero means the default; negative is invalid.
 	LoginTimeout time.Duration `mapstructure:"login_timeout"`
 
 	// PublicHost is the IP address announced in PASV replies, for clients
@@ -290,24 +314,24 @@ type SFTP struct {
 	// agent's root, where a user mounted there could read or replace it.
 	HostKeys []string `mapstructure:"host_keys"`
 
-	// MaxChannels is the most channels open at once on one SSH connection
-	// (key sftp.max_channels); a client opening more is refused with
-	// "resource shortage". Default 16: OpenSSH's sftp and sshj open one,
-	// the VS Code extension a few. Must be positive.
+	// MaxChannels is the most channels open at once on one SSH connection (key
+	// sftp.max_channels); a client opening more is refused with "resource
+	// shortage". Default 16: OpenSSH's sftp and sshj open one, the VS Code
+	// extension a few. Zero means the default; negative is invalid.
 	MaxChannels int `mapstructure:"max_channels"`
 
-	// ExecMaxFiles is the most file operands one md5sum, sha1sum or
-	// sha256sum command may name (key sftp.exec_max_files); each costs an
-	// agent call. A command naming more is refused whole. Default 100.
-	// Must be positive.
+	// ExecMaxFiles is the most file operands one md5sum, sha1sum or sha256sum
+	// command may name (key sftp.exec_max_files); each costs an agent call. A
+	// command naming more is refused whole. Default 100. Zero means the
+	// default; negative is invalid.
 	ExecMaxFiles int `mapstructure:"exec_max_files"`
 
-	// MaxHandles is the most files and directories one SFTP session may
-	// hold open at once (key sftp.max_handles); an OPEN or OPENDIR beyond
-	// it fails with "too many open handles", as OpenSSH's sftp-server does
-	// at its limit, and limits@openssh.com reports it. Each open file is
-	// a stream and a file descriptor on the agent. Default 256: sshfs,
-	// rclone and lftp hold a few at once. Must be positive.
+	// MaxHandles is the most files and directories one SFTP session may hold
+	// open at once (key sftp.max_handles); an OPEN or OPENDIR beyond it fails
+	// with "too many open handles", as OpenSSH's sftp-server does at its
+	// limit, and limits@openssh.com reports it. Each open file is a stream and
+	// a file descriptor on the agent. Default 256: sshfs, rclone and lftp hold
+	// a few at once. Zero means the default; negative is invalid.
 	MaxHandles int `mapstructure:"max_handles"`
 
 	// Keepalive configures SSH-level keepalive requests (key
@@ -315,11 +339,13 @@ type SFTP struct {
 	Keepalive SSHKeepalive `mapstructure:"keepalive"`
 
 	// HandshakeTimeout bounds the SSH handshake and authentication (key
-	// sftp.handshake_timeout). Default 30s. Must be positive.
+	// sftp.handshake_timeout). Default 30s. Zero means the default; negative
+	// is invalid.
 	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout"`
 
-	// MaxAuthTries is the number of authentication attempts per
-	// connection (key sftp.max_auth_tries). Default 6. Must be positive.
+	// MaxAuthTries is the number of authentication attempts per connection
+	// (key sftp.max_auth_tries). Default 6. Zero means the default; negative
+	// is invalid.
 	MaxAuthTries int `mapstructure:"max_auth_tries"`
 }
 
@@ -360,12 +386,12 @@ type CertKey struct {
 // clients, which detect dead clients even when TCP keepalive cannot.
 type SSHKeepalive struct {
 	// Interval is the time between requests (key sftp.keepalive.interval).
-	// Default 20s. Must be positive.
+	// Default 20s. Zero means the default; negative is invalid.
 	Interval time.Duration `mapstructure:"interval"`
 
 	// MaxMissed is how many consecutive unanswered requests close the
-	// connection (key sftp.keepalive.max_missed). Default 3. Must be
-	// positive.
+	// connection (key sftp.keepalive.max_missed). Default 3. Zero means the
+	// default; negative is invalid.
 	MaxMissed int `mapstructure:"max_missed"`
 }
 
@@ -488,10 +514,10 @@ type User struct {
 	// Empty means password login is off; the user then needs a key.
 	PasswordHash string `mapstructure:"password_hash"`
 
-	// AuthorizedKeys are public keys in authorized_keys format, one per
-	// entry, options allowed (key users[i].authorized_keys). They allow
-	// SFTP public-key login. Empty means password login only.
-	AuthorizedKeys []string `mapstructure:"authorized_keys"`
+	// AuthorizedKeys are public keys, authorized_keys lines in YAML, one
+	// key per entry, options allowed (key users[i].authorized_keys). They
+	// allow SFTP public-key login. Empty means password login only.
+	AuthorizedKeys []AuthorizedKey `mapstructure:"authorized_keys"`
 
 	// Mounts compose the user's tree from agents (key users[i].mounts):
 	// each is a path prefix backed by a directory of one agent, the

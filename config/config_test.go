@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -78,15 +79,16 @@ mounts: [{path: /, agent: local, readonly: true}]`), `config: users[0].mounts[0]
 		{"listen named port", `listen: {sftp: "127.0.0.1:ssh"}`, `config: listen.sftp: "127.0.0.1:ssh" is not host:port`},
 
 		// Connections.
-		{"negative count", `connections: {keepalive: {count: -1}}`, `config: connections.keepalive.count: must be > 0, got -1`},
-		{"zero interval", `connections: {keepalive: {interval: 0s}}`, `config: connections.keepalive.interval: must be > 0, got 0s`},
-		{"negative idle", `connections: {keepalive: {idle: -5s}}`, `config: connections.keepalive.idle: must be > 0, got -5s`},
-		{"zero user_timeout", `connections: {user_timeout: 0s}`, `config: connections.user_timeout: must be > 0, got 0s`},
-		{"zero idle_timeout", `connections: {idle_timeout: 0s}`, `config: connections.idle_timeout: must be > 0, got 0s`},
-		{"zero max", `connections: {max: 0}`, `config: connections.max: must be > 0, got 0`},
-		{"zero max_per_ip", `connections: {max_per_ip: 0}`, `config: connections.max_per_ip: must be > 0, got 0`},
-		{"zero drain", `connections: {drain_timeout: 0s}`, `config: connections.drain_timeout: must be > 0, got 0s`},
+		{"negative count", `connections: {keepalive: {count: -1}}`, `config: connections.keepalive.count: must be > 0 (or 0 for the default), got -1`},
+		{"zero interval is the default", `connections: {keepalive: {interval: 0s}}`, ""},
+		{"negative idle", `connections: {keepalive: {idle: -5s}}`, `config: connections.keepalive.idle: must be > 0 (or 0 for the default), got -5s`},
+		{"negative user_timeout", `connections: {user_timeout: -1s}`, `config: connections.user_timeout: must be > 0 (or 0 for the default), got -1s`},
+		{"negative idle_timeout", `connections: {idle_timeout: -1h}`, `config: connections.idle_timeout: must be > 0 (or 0 for the default), got -1h0m0s`},
+		{"negative max", `connections: {max: -1}`, `config: connections.max: must be > 0 (or 0 for the default), got -1`},
+		{"negative max_per_ip", `connections: {max_per_ip: -2}`, `config: connections.max_per_ip: must be > 0 (or 0 for the default), got -2`},
+		{"negative drain", `connections: {drain_timeout: -3s}`, `config: connections.drain_timeout: must be > 0 (or 0 for the default), got -3s`},
 		{"bad cidr", `connections: {proxy_protocol: {trusted: [10.0.0.0/8, 10.0.0.1]}}`, `config: connections.proxy_protocol.trusted[1]: "10.0.0.1" is not a CIDR`},
+		{"bad allowlist cidr", `defender: {allowlist: [fd00::/8, "10.0.0.0/33"]}`, `config: defender.allowlist[1]: "10.0.0.0/33" is not a CIDR`},
 
 		// FTP.
 		{"passive reversed", `ftp: {passive_ports: "30019-30000"}`, `config: ftp.passive_ports: "30019-30000" is not a port range`},
@@ -103,8 +105,8 @@ mounts: [{path: /, agent: local, readonly: true}]`), `config: users[0].mounts[0]
 		{"no host keys", `sftp: {host_keys: []}`, `config: sftp.host_keys: must not be empty while listen.sftp is set`},
 		{"no host keys, sftp off", `{listen: {sftp: ""}, sftp: {host_keys: []}}`, ""},
 		{"empty host key", `sftp: {host_keys: [""]}`, `config: sftp.host_keys[0]: must not be empty`},
-		{"zero ssh interval", `sftp: {keepalive: {interval: 0s}}`, `config: sftp.keepalive.interval: must be > 0, got 0s`},
-		{"zero max_missed", `sftp: {keepalive: {max_missed: 0}}`, `config: sftp.keepalive.max_missed: must be > 0, got 0`},
+		{"negative ssh interval", `sftp: {keepalive: {interval: -20s}}`, `config: sftp.keepalive.interval: must be > 0 (or 0 for the default), got -20s`},
+		{"negative max_missed", `sftp: {keepalive: {max_missed: -1}}`, `config: sftp.keepalive.max_missed: must be > 0 (or 0 for the default), got -1`},
 
 		// WebDAV.
 		{"webdav on loopback, plain", `listen: {webdav: "127.0.0.1:8443"}`, ""},
@@ -244,11 +246,14 @@ mounts: [{path: /, agent: local}]`), `config: user "DEMO" is for the embedded de
 			`config: sftp.host_keys[0]: host key "k" is inside agents.local.root "."`},
 
 		// Caps and timeouts of issue 14.
-		{"zero login_timeout", `ftp: {login_timeout: 0s}`, `config: ftp.login_timeout: must be > 0, got 0s`},
-		{"negative passive_timeout", `ftp: {passive_timeout: -1s}`, `config: ftp.passive_timeout: must be > 0, got -1s`},
-		{"zero max_channels", `sftp: {max_channels: 0}`, `config: sftp.max_channels: must be > 0, got 0`},
-		{"zero exec_max_files", `sftp: {exec_max_files: 0}`, `config: sftp.exec_max_files: must be > 0, got 0`},
-		{"zero max_handles", `sftp: {max_handles: 0}`, `config: sftp.max_handles: must be > 0, got 0`},
+		{"negative login_timeout", `ftp: {login_timeout: -30s}`, `config: ftp.login_timeout: must be > 0 (or 0 for the default), got -30s`},
+		{"negative passive_timeout", `ftp: {passive_timeout: -1s}`, `config: ftp.passive_timeout: must be > 0 (or 0 for the default), got -1s`},
+		{"negative max_channels", `sftp: {max_channels: -1}`, `config: sftp.max_channels: must be > 0 (or 0 for the default), got -1`},
+		{"negative exec_max_files", `sftp: {exec_max_files: -1}`, `config: sftp.exec_max_files: must be > 0 (or 0 for the default), got -1`},
+		{"negative max_handles", `sftp: {max_handles: -1}`, `config: sftp.max_handles: must be > 0 (or 0 for the default), got -1`},
+		{"two keys in one entry", withUser(`name: alice
+authorized_keys: ["` + pubKey + `\n` + pubKey + `"]
+mounts: [{path: /, agent: local}]`), `config: users[0].authorized_keys[0]: "` + pubKey + `\n` + pubKey + `" holds more than one key`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,7 +298,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Listen.FTP = "foo"
-	c.Connections.Max = 0
+	c.Connections.Max = -1
 	c.Log.Level = "loud"
 	err = c.Validate()
 	if err == nil {
@@ -322,10 +327,10 @@ func TestParseDefaults(t *testing.T) {
 			MaxPerUser:      32,
 			MaxFilesPerUser: 1024,
 			ProgressTimeout: 2 * time.Minute,
-			ProxyProtocol:   config.ProxyProtocol{Trusted: []string{}},
+			ProxyProtocol:   config.ProxyProtocol{Trusted: []netip.Prefix{}},
 			DrainTimeout:    30 * time.Second,
 		},
-		FTP: config.FTP{PassivePorts: "30000-30099", PassiveTimeout: 15 * time.Second, LoginTimeout: 30 * time.Second},
+		FTP: config.FTP{PassivePorts: config.PortRange{First: 30000, Last: 30099}, PassiveTimeout: 15 * time.Second, LoginTimeout: 30 * time.Second},
 		SFTP: config.SFTP{
 			HostKeys:         []string{"keys/ssh_host_ed25519_key", "keys/ssh_host_ecdsa_key", "keys/ssh_host_rsa_key"},
 			Keepalive:        config.SSHKeepalive{Interval: 20 * time.Second, MaxMissed: 3},
@@ -336,7 +341,7 @@ func TestParseDefaults(t *testing.T) {
 			MaxHandles:       256,
 		},
 		WebDAV:   config.WebDAV{HeaderTimeout: 30 * time.Second},
-		Defender: config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute, Allowlist: []string{}},
+		Defender: config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute, Allowlist: []netip.Prefix{}},
 		Log:      config.Log{Level: "info", Format: "text"},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -443,8 +448,8 @@ func TestLoadEnvOverride(t *testing.T) {
 	if c.Connections.Max != 10 {
 		t.Errorf("connections.max = %d, want 10", c.Connections.Max)
 	}
-	if want := []string{"10.0.0.0/8", "192.168.0.0/16"}; !reflect.DeepEqual(c.Connections.ProxyProtocol.Trusted, want) {
-		t.Errorf("connections.proxy_protocol.trusted = %q, want %q", c.Connections.ProxyProtocol.Trusted, want)
+	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16")}; !reflect.DeepEqual(c.Connections.ProxyProtocol.Trusted, want) {
+		t.Errorf("connections.proxy_protocol.trusted = %v, want %v", c.Connections.ProxyProtocol.Trusted, want)
 	}
 	if c.Listen.Admin != "" {
 		t.Errorf("listen.admin = %q, want empty", c.Listen.Admin)
@@ -554,5 +559,100 @@ func TestOptions(t *testing.T) {
 	config.RegisterFlags(fs) // panics on an unsupported default type
 	if f := fs.Lookup("connections.keepalive.idle"); f == nil || f.DefValue != "30s" {
 		t.Errorf("flag connections.keepalive.idle = %+v", f)
+	}
+}
+
+// TestZeroConfig: the zero Config is valid and means the defaults, every
+// listener off and nobody configured; WithDefaults resolves them on a copy.
+func TestZeroConfig(t *testing.T) {
+	var zero config.Config
+	if err := zero.Validate(); err != nil {
+		t.Fatalf("the zero Config: %v", err)
+	}
+	got := zero.WithDefaults()
+	if !reflect.DeepEqual(zero, config.Config{}) {
+		t.Fatalf("WithDefaults changed its receiver: %+v", zero)
+	}
+	parsed, err := config.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Durations and counts are the defaults a loaded config has...
+	want := *parsed
+	want.Connections.ProxyProtocol.Trusted = nil
+	want.Defender.Allowlist = nil
+	if !reflect.DeepEqual(got.Connections, want.Connections) {
+		t.Errorf("zero Connections with defaults =\n%+v\nwant\n%+v", got.Connections, want.Connections)
+	}
+	if got.SFTP.Keepalive != want.SFTP.Keepalive || got.SFTP.HandshakeTimeout != want.SFTP.HandshakeTimeout ||
+		got.SFTP.MaxAuthTries != want.SFTP.MaxAuthTries || got.SFTP.MaxChannels != want.SFTP.MaxChannels ||
+		got.SFTP.MaxHandles != want.SFTP.MaxHandles || got.SFTP.ExecMaxFiles != want.SFTP.ExecMaxFiles {
+		t.Errorf("zero SFTP with defaults = %+v, want the counts and durations of %+v", got.SFTP, want.SFTP)
+	}
+	if got.FTP.LoginTimeout != 30*time.Second || got.FTP.PassiveTimeout != 15*time.Second {
+		t.Errorf("zero FTP with defaults = %+v", got.FTP)
+	}
+	if got.Defender.MaxFailures != 10 || got.Defender.Window != time.Minute || got.Defender.BanTime != 15*time.Minute {
+		t.Errorf("zero Defender with defaults = %+v", got.Defender)
+	}
+	// ...while strings, switches and lists keep their zero meaning.
+	if got.Listen != (config.Listen{}) || got.FTP.PassivePorts != (config.PortRange{}) || got.Defender.Enabled || got.SFTP.HostKeys != nil {
+		t.Errorf("WithDefaults filled what zero means off or empty: %+v", got)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("the zero Config with defaults: %v", err)
+	}
+
+	// A key set to 0 in a document means its default too.
+	c, err := config.Parse([]byte(`connections: {idle_timeout: 0s, max: 0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Connections.IdleTimeout != time.Hour || c.Connections.Max != 4096 {
+		t.Errorf("idle_timeout: 0s, max: 0 parsed as %v, %d; want the defaults 1h, 4096", c.Connections.IdleTimeout, c.Connections.Max)
+	}
+}
+
+// TestTypedValues: CIDRs, the passive range and keys are parsed when the
+// config is loaded, into the values their users read.
+func TestTypedValues(t *testing.T) {
+	c, err := config.Parse([]byte(`
+connections: {proxy_protocol: {trusted: ["10.1.2.3/8", "::1/128"]}}
+defender: {allowlist: ["192.168.7.0/24"]}
+ftp: {passive_ports: "2000-2009"}
+` + withUser(`name: bob
+authorized_keys: ["no-pty,from=\"10.0.0.0/8\" `+pubKey+`"]
+mounts: [{path: /, agent: local}]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}; !reflect.DeepEqual(c.Connections.ProxyProtocol.Trusted, want) {
+		t.Errorf("trusted = %v, want %v (masked)", c.Connections.ProxyProtocol.Trusted, want)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("192.168.7.0/24")}; !reflect.DeepEqual(c.Defender.Allowlist, want) {
+		t.Errorf("allowlist = %v, want %v", c.Defender.Allowlist, want)
+	}
+	r := c.FTP.PassivePorts
+	if r != (config.PortRange{First: 2000, Last: 2009}) || r.Len() != 10 || !r.Contains(2000) || !r.Contains(2009) || r.Contains(2010) || r.String() != "2000-2009" {
+		t.Errorf("passive_ports = %+v (len %d, %q)", r, r.Len(), r)
+	}
+	k := c.Users[0].AuthorizedKeys[0]
+	want, err := config.ParseAuthorizedKey(pubKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Type() != "ssh-ed25519" || !k.Equal(want) || k.Comment != "alice@host" {
+		t.Errorf("key = %s %q, want %s alice@host", k.Type(), k.Comment, want.Type())
+	}
+
+	// A Config built in code can hold what a document cannot.
+	c.FTP.PassivePorts = config.PortRange{First: 9, Last: 8}
+	c.Defender.Allowlist = []netip.Prefix{{}}
+	c.Users[0].AuthorizedKeys = []config.AuthorizedKey{{}}
+	err = c.Validate()
+	for _, want := range []string{`config: ftp.passive_ports: 9-8 is not a port range`, `config: defender.allowlist[0]: not a valid network`, `config: users[0].authorized_keys[0]: no key`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want %q", err, want)
+		}
 	}
 }

@@ -190,8 +190,9 @@ func newViper(doc []byte, source string) (*viper.Viper, error) {
 	return v, nil
 }
 
-// decode turns the merged settings of v into a validated Config. Keys that
-// match no field are errors.
+// decode turns the merged settings of v into a validated Config with its
+// defaults in place. Keys that match no field are errors, and so are values
+// that do not parse as their field's type (a CIDR, a port range, a key).
 func decode(v *viper.Viper) (*Config, error) {
 	var (
 		c  Config
@@ -201,6 +202,7 @@ func decode(v *viper.Viper) (*Config, error) {
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			durationHook,
 			mapstructure.StringToSliceHookFunc(","),
+			textHook,
 		),
 		// Environment variables and flags arrive as strings.
 		WeaklyTypedInput: true,
@@ -221,10 +223,12 @@ func decode(v *viper.Viper) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if err := c.Validate(); err != nil {
+	// A key set to 0 means its default, as in a Config built in code.
+	r := c.WithDefaults()
+	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	return &c, nil
+	return r, nil
 }
 
 // flattenDecodeError appends to errs one "config: key: problem" error per

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/crypto/ssh"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -30,6 +29,8 @@ const demoUser = "demo"
 // "config: " and names the key and the offending value, as in
 // `config: users[1].mounts[0].agent: "web" is not a configured agent`.
 //
+// The zero Config is valid, and zero durations and counts are (they mean
+// their defaults: see [Config.WithDefaults]); negative ones are not.
 // Validate only inspects c: it opens no files and resolves no names
 // (relative paths, such as host keys against agent roots, are compared
 // from the working directory).
@@ -73,15 +74,27 @@ func (v *validator) errorf(key, format string, args ...any) {
 	v.errs = append(v.errs, fmt.Errorf("config: %s: "+format, append([]any{key}, args...)...))
 }
 
+// positive refuses a negative duration; zero means the default.
 func (v *validator) positive(key string, d time.Duration) {
-	if d <= 0 {
-		v.errorf(key, "must be > 0, got %v", d)
+	if d < 0 {
+		v.errorf(key, "must be > 0 (or 0 for the default), got %v", d)
 	}
 }
 
+// positiveInt refuses a negative count; zero means the default.
 func (v *validator) positiveInt(key string, n int) {
-	if n <= 0 {
-		v.errorf(key, "must be > 0, got %d", n)
+	if n < 0 {
+		v.errorf(key, "must be > 0 (or 0 for the default), got %d", n)
+	}
+}
+
+// prefixes refuses the zero netip.Prefix, which a Config built in code
+// may hold (a loaded one cannot).
+func (v *validator) prefixes(key string, ps []netip.Prefix) {
+	for i, p := range ps {
+		if !p.IsValid() {
+			v.errorf(fmt.Sprintf("%s[%d]", key, i), "not a valid network (the zero netip.Prefix)")
+		}
 	}
 }
 
@@ -107,18 +120,12 @@ func (v *validator) connections(c *Connections) {
 	v.positiveInt("connections.max_files_per_user", c.MaxFilesPerUser)
 	v.positive("connections.progress_timeout", c.ProgressTimeout)
 	v.positive("connections.drain_timeout", c.DrainTimeout)
-	for i, s := range c.ProxyProtocol.Trusted {
-		if _, err := netip.ParsePrefix(s); err != nil {
-			v.errorf(fmt.Sprintf("connections.proxy_protocol.trusted[%d]", i), "%q is not a CIDR such as 10.0.0.0/8", s)
-		}
-	}
+	v.prefixes("connections.proxy_protocol.trusted", c.ProxyProtocol.Trusted)
 }
 
 func (v *validator) ftp(f *FTP) {
-	if p := f.PassivePorts; p != "" {
-		if !isPortRange(p) {
-			v.errorf("ftp.passive_ports", `%q is not a port range "A-B" with 1 <= A <= B <= 65535`, p)
-		}
+	if p := f.PassivePorts; !p.valid() {
+		v.errorf("ftp.passive_ports", `%d-%d is not a port range "A-B" with 1 <= A <= B <= 65535`, p.First, p.Last)
 	}
 	if h := f.PublicHost; h != "" {
 		if _, err := netip.ParseAddr(h); err != nil {
@@ -324,14 +331,9 @@ func (v *validator) users(c *Config) {
 				v.errorf(key+".password_hash", "not a bcrypt hash: %w", err)
 			}
 		}
-		for j, line := range u.AuthorizedKeys {
-			k := fmt.Sprintf("%s.authorized_keys[%d]", key, j)
-			_, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(line))
-			switch {
-			case err != nil:
-				v.errorf(k, "%q: %w", line, err)
-			case len(strings.TrimSpace(string(rest))) > 0:
-				v.errorf(k, "holds more than one key; give one key per entry")
+		for j, k := range u.AuthorizedKeys {
+			if k.PublicKey == nil {
+				v.errorf(fmt.Sprintf("%s.authorized_keys[%d]", key, j), "no key (a zero AuthorizedKey: use ParseAuthorizedKey)")
 			}
 		}
 		if u.PasswordHash == "" && len(u.AuthorizedKeys) == 0 {
@@ -383,11 +385,7 @@ func (v *validator) defender(d *Defender) {
 	v.positiveInt("defender.max_failures", d.MaxFailures)
 	v.positive("defender.window", d.Window)
 	v.positive("defender.ban_time", d.BanTime)
-	for i, c := range d.Allowlist {
-		if _, err := netip.ParsePrefix(c); err != nil {
-			v.errorf(fmt.Sprintf("defender.allowlist[%d]", i), "%q is not a CIDR", c)
-		}
-	}
+	v.prefixes("defender.allowlist", d.Allowlist)
 }
 
 func (v *validator) log(l *Log) {
@@ -482,17 +480,6 @@ func isLoopback(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
-}
-
-// isPortRange reports whether s is "A-B" with 1 <= A <= B <= 65535.
-func isPortRange(s string) bool {
-	a, b, found := strings.Cut(s, "-")
-	if !found {
-		return false
-	}
-	x, errA := strconv.ParseUint(a, 10, 16)
-	y, errB := strconv.ParseUint(b, 10, 16)
-	return errA == nil && errB == nil && x >= 1 && x <= y
 }
 
 // checkAgentAddress returns "" if addr is a usable remote agent target,

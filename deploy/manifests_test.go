@@ -595,8 +595,8 @@ func TestGatewayConfig(t *testing.T) {
 	for _, g := range m.gateways(t) {
 		c, p := g.parsed, g.pod
 		// The test's own reading agrees with the gateway's.
-		if g.cfg.Listen.FTP != c.Listen.FTP || g.cfg.Listen.SFTP != c.Listen.SFTP || g.cfg.Listen.Admin != c.Listen.Admin || g.cfg.FTP.PassivePorts != c.FTP.PassivePorts {
-			t.Fatalf("%s: this test reads listen/ftp.passive_ports as %+v / %q, the gateway as %+v / %q", p, g.cfg.Listen, g.cfg.FTP.PassivePorts, c.Listen, c.FTP.PassivePorts)
+		if g.cfg.Listen.FTP != c.Listen.FTP || g.cfg.Listen.SFTP != c.Listen.SFTP || g.cfg.Listen.Admin != c.Listen.Admin || g.cfg.FTP.PassivePorts != c.FTP.PassivePorts.String() {
+			t.Fatalf("%s: this test reads listen/ftp.passive_ports as %+v / %q, the gateway as %+v / %q", p, g.cfg.Listen, g.cfg.FTP.PassivePorts, c.Listen, c.FTP.PassivePorts.String())
 		}
 		for name, a := range g.cfg.Agents {
 			pa := c.Agents[name]

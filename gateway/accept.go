@@ -203,7 +203,7 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parent *Session, data *Dat
 		}
 	}
 	sess := &Session{
-		Protocol: proto.Name, Remote: remote, Local: local, Start: time.Now(), Parent: parent,
+		Protocol: proto.Name, Remote: remote, Local: local, Start: g.now(), Parent: parent,
 		r: g.registry, tcp: tcp,
 	}
 	sess.lastActivity.Store(sess.Start.UnixNano())
@@ -483,7 +483,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			if s.Parent != nil {
 				continue // closed with its control session
 			}
-			if cut != nil || (s.transfers.Load() == 0 && time.Since(time.Unix(0, s.lastIO.Load())) >= quiet) {
+			if cut != nil || (s.transfers.Load() == 0 && g.now().Sub(time.Unix(0, s.lastIO.Load())) >= quiet) {
 				_ = s.Close(ReasonDrain)
 			}
 		}

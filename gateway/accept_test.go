@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -447,7 +448,7 @@ func TestProgressTimeout(t *testing.T) {
 func TestProxyProtocol(t *testing.T) {
 	newGW := func(t *testing.T) (*gateway.Gateway, *lineServer, *closeLog) {
 		gw, _ := newAcceptGateway(t, func(c *config.Connections) {
-			c.ProxyProtocol.Trusted = []string{"127.0.0.1/32"}
+			c.ProxyProtocol.Trusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 			c.MaxPerIP = 1
 		})
 		closes := watchCloses(gw)

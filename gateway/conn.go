@@ -87,7 +87,7 @@ func (e *deadPeerError) Timeout() bool   { return false }
 func (e *deadPeerError) Temporary() bool { return false }
 
 func (c *Conn) moved() {
-	c.sess.lastIO.Store(time.Now().UnixNano())
+	c.sess.lastIO.Store(c.sess.r.now().UnixNano())
 	if c.progress != nil {
 		c.progress.Reset(c.progressTimeout)
 	}
@@ -104,7 +104,7 @@ func (c *Conn) Close() error {
 		}
 		c.closeErr = c.Conn.Close()
 		c.sess.r.remove(c.sess)
-		c.sess.log.Debug("connection closed", "reason", c.sess.CloseReason(), "duration", time.Since(c.sess.Start).Round(time.Millisecond),
+		c.sess.log.Debug("connection closed", "reason", c.sess.CloseReason(), "duration", c.sess.r.now().Sub(c.sess.Start).Round(time.Millisecond),
 			"bytes_in", c.sess.bytesIn.Load(), "bytes_out", c.sess.bytesOut.Load())
 	})
 	return c.closeErr

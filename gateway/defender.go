@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -48,17 +47,15 @@ type failure struct {
 // expired entries are swept.
 const maxTracked = 100000
 
-func newDefender(cfg config.Defender, log *slog.Logger, m *Metrics) (*failureDefender, error) {
-	d := &failureDefender{cfg: cfg, log: log.With("component", "defender"), metrics: m, now: time.Now,
+// newDefender returns the defender cfg describes (its defaults in place),
+// on the clock now.
+func newDefender(cfg config.Defender, log *slog.Logger, m *Metrics, now func() time.Time) *failureDefender {
+	d := &failureDefender{cfg: cfg, log: log.With("component", "defender"), metrics: m, now: now,
 		failures: make(map[netip.Addr][]failure), bans: make(map[netip.Addr]time.Time)}
-	for i, c := range cfg.Allowlist {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return nil, fmt.Errorf("gateway: defender.allowlist[%d]: %w", i, err)
-		}
+	for _, p := range cfg.Allowlist {
 		d.allow = append(d.allow, p.Masked())
 	}
-	return d, nil
+	return d
 }
 
 func (d *failureDefender) allowed(ip netip.Addr) bool {

@@ -14,12 +14,8 @@ import (
 // success forgets the address's failures for that user name and no other.
 func TestDefenderSuccessForgivesOnlyItsName(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	d, err := newDefender(config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.now = func() time.Time { return now }
+	d := newDefender(config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics(), func() time.Time { return now })
 	ip := netip.MustParseAddr("192.0.2.7")
 
 	// Nine guesses at bob, one good login as alice, again: the tenth

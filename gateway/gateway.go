@@ -49,6 +49,14 @@ type Options struct {
 	// mounts. Tests use it to serve an in-memory filesystem (backend/memfs)
 	// through the real login path; nil serves the user's mounts.
 	Filesystem func(ctx context.Context, user string) (afero.Fs, error)
+	// Now, if non-nil, is the gateway's clock: when sessions start and
+	// were last active (the idle timeout's arithmetic, drain's quiet
+	// period), the defender's windows and bans, transfer durations, the
+	// feed's and the save latency's timestamps. Nil means time.Now.
+	// Timers and socket deadlines run on the runtime's clock, so a test
+	// that fakes time runs the gateway in a testing/synctest bubble, where
+	// both clocks are the bubble's (accept_synctest_test.go).
+	Now func() time.Time
 }
 
 // Defender decides which client addresses may connect, from the results
@@ -73,6 +81,7 @@ type Gateway struct {
 	settings acceptSettings
 	registry *Registry
 	defender Defender
+	now      func() time.Time // Options.Now
 	metrics  *Metrics
 	feed     *feed.Feed
 	files    *fileLimits
@@ -95,19 +104,24 @@ func (g *Gateway) Feed() *feed.Feed { return g.feed }
 
 // New builds a gateway from a validated config: it starts the embedded
 // agents and prepares connections to the remote ones (dialled lazily).
+// Zero durations and counts in cfg mean their defaults
+// (config.Config.WithDefaults); the zero Config is a gateway with no
+// agents and no users.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error) {
+	cfg = cfg.WithDefaults()
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
 	}
 	users, err := loadUsers(cfg)
 	if err != nil {
 		return nil, err
 	}
-	settings, err := newAcceptSettings(cfg.Connections)
-	if err != nil {
-		return nil, err
-	}
+	settings := newAcceptSettings(cfg.Connections)
 	metrics := newMetrics()
 	agentEvents := newAgentEvents(log, metrics)
 	pool, err := newAgentPool(ctx, cfg.Agents, log, opts.Version, metrics, agentEvents.publish)
@@ -117,14 +131,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	glog := log.With("component", "gateway")
 	def := opts.Defender
 	if def == nil && cfg.Defender.Enabled {
-		fd, err := newDefender(cfg.Defender, log, metrics)
-		if err != nil {
-			pool.Close()
-			return nil, err
-		}
-		def = fd
+		def = newDefender(cfg.Defender, log, metrics, now)
 	}
-	events, latency := feed.New(0, nil), NewSaveLatency(nil)
+	events, latency := feed.New(0, now), NewSaveLatency(now)
 	g := &Gateway{
 		log:       glog,
 		feed:      events,
@@ -134,8 +143,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		fsHook:    opts.Filesystem,
 		agents:    pool,
 		settings:  settings,
-		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),
+		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}, now),
 		defender:  def,
+		now:       now,
 		metrics:   metrics,
 		users:     users,
 		listeners: make(map[*acceptListener]struct{}),
@@ -155,8 +165,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	return g, nil
 }
 
-// newAcceptSettings converts the connections config.
-func newAcceptSettings(c config.Connections) (acceptSettings, error) {
+// newAcceptSettings converts the connections config, its defaults in
+// place.
+func newAcceptSettings(c config.Connections) acceptSettings {
 	s := acceptSettings{
 		keepalive:       net.KeepAliveConfig{Enable: true, Idle: c.Keepalive.Idle, Interval: c.Keepalive.Interval, Count: c.Keepalive.Count},
 		userTimeout:     c.UserTimeout,
@@ -164,14 +175,10 @@ func newAcceptSettings(c config.Connections) (acceptSettings, error) {
 		progressTimeout: c.ProgressTimeout,
 		proxyTimeout:    5 * time.Second,
 	}
-	for i, cidr := range c.ProxyProtocol.Trusted {
-		p, err := netip.ParsePrefix(cidr)
-		if err != nil {
-			return s, wrapf("connections.proxy_protocol.trusted[%d]: %w", i, err)
-		}
+	for _, p := range c.ProxyProtocol.Trusted {
 		s.trusted = append(s.trusted, p.Masked())
 	}
-	return s, nil
+	return s
 }
 
 // Close closes every session and listener at once, stops the embedded

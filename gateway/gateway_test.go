@@ -78,7 +78,7 @@ func setup(t *testing.T) *env {
 	}
 	cfg.Users = []config.User{
 		{Name: "alice", PasswordHash: hash(t, "alice-pw"), Mounts: []config.Mount{{Path: "/", Agent: "embedded", Root: "alice"}}},
-		{Name: "bob", AuthorizedKeys: []string{keyLine}, Mounts: []config.Mount{{Path: "/", Agent: "remote", Root: "homes/bob"}}},
+		{Name: "bob", AuthorizedKeys: []config.AuthorizedKey{mustKey(t, keyLine)}, Mounts: []config.Mount{{Path: "/", Agent: "remote", Root: "homes/bob"}}},
 		{Name: "carol", PasswordHash: hash(t, "pw"), Mounts: []config.Mount{{Path: "/", Agent: "down"}}},
 		{Name: "dave", PasswordHash: hash(t, "pw"), Mounts: []config.Mount{{Path: "/", Agent: "embedded", Root: "alice", ReadOnly: true}}},
 		{Name: "eve", PasswordHash: hash(t, "pw"), Mounts: []config.Mount{{Path: "/", Agent: "badtoken"}}},
@@ -254,4 +254,14 @@ func TestMounts(t *testing.T) {
 	if _, err := l.Fs.Create("/shared/x"); !errors.Is(err, os.ErrPermission) {
 		t.Errorf("write to the read-only mount: %v", err)
 	}
+}
+
+// mustKey parses an authorized_keys line.
+func mustKey(t testing.TB, line string) config.AuthorizedKey {
+	t.Helper()
+	k, err := config.ParseAuthorizedKey(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

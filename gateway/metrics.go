@@ -34,7 +34,7 @@ func newMetrics() *Metrics {
 		ConnectionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upgate_connections_closed_total",
 			Help: "Client connections closed or refused, by reason: closed, idle timeout, no progress, " +
-				"ssh keepalive, kicked, drain, limit, banned, proxy, data refused.",
+				"ssh keepalive, kicked, drain, limit, banned, proxy, data refused, login revoked.",
 		}, []string{"proto", "reason"}),
 		Logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upgate_logins_total", Help: "Login attempts by result: ok, failed, limit, agent_error.",

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ const (
 	ReasonBanned       = "banned"        // refused: the defender banned the address
 	ReasonProxy        = "proxy"         // refused: bad or missing PROXY header
 	ReasonDataRefused  = "data refused"  // refused: a data connection its control session may not have
+	ReasonRevoked      = "login revoked" // a configuration reload removed the user or the credential it logged in with
 )
 
 // ErrNoSession is returned (wrapped, with the ID) for a session that does
@@ -60,6 +62,8 @@ type Session struct {
 	timer *time.Timer // idle timer; nil when there is no idle timeout
 
 	user         atomic.Pointer[string]
+	cred         atomic.Pointer[credential] // what the login used, for reloads (revoke.go)
+	revoked      atomic.Pointer[string]     // why a reload revoked the login; its Fs then refuses all
 	op           atomic.Pointer[string]
 	lastActivity atomic.Int64 // unix nanos of the client's last request
 	lastIO       atomic.Int64 // unix nanos of the last byte either way
@@ -69,11 +73,12 @@ type Session struct {
 	childOut     atomic.Int64
 	transfers    atomic.Int32
 
-	// mu guards closer, reason and closed.
-	mu     sync.Mutex
-	closer func() error
-	reason string
-	closed bool
+	// mu guards closer, goodbye, reason and closed.
+	mu      sync.Mutex
+	closer  func() error
+	goodbye func(message string)
+	reason  string
+	closed  bool
 }
 
 // admitsData says why a data connection from remote may not join the
@@ -108,7 +113,7 @@ func (s *Session) User() string {
 // sends, an SFTP packet); FTP control connections are touched by every
 // byte the client sends.
 func (s *Session) Touch() {
-	now := time.Now().UnixNano()
+	now := s.r.now().UnixNano()
 	s.lastActivity.Store(now)
 	if s.Parent != nil {
 		s.Parent.lastActivity.Store(now)
@@ -124,7 +129,7 @@ func (s *Session) SetOp(op string) { s.op.Store(&op) }
 func (s *Session) BeginTransfer() (end func()) {
 	s.transfers.Add(1)
 	var once sync.Once
-	return func() { once.Do(func() { s.transfers.Add(-1); s.lastIO.Store(time.Now().UnixNano()) }) }
+	return func() { once.Do(func() { s.transfers.Add(-1); s.lastIO.Store(s.r.now().UnixNano()) }) }
 }
 
 // SetCloser replaces how the session is closed (by default its connection
@@ -133,6 +138,33 @@ func (s *Session) SetCloser(fn func() error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closer = fn
+}
+
+// SetGoodbye sets how the frontend tells the client why its session ends
+// before CloseWith closes it: an FTP 421 reply, a line on an SSH
+// channel's stderr. fn must return promptly whatever the client does (a
+// client that reads nothing): bound its writes.
+func (s *Session) SetGoodbye(fn func(message string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.goodbye = fn
+}
+
+// CloseWith ends the session for reason, as Close does, after telling the
+// client message through the frontend's goodbye (SetGoodbye), if it set
+// one and the session was not already ending.
+func (s *Session) CloseWith(reason, message string) error {
+	s.mu.Lock()
+	first := s.reason == ""
+	if first {
+		s.reason = reason
+	}
+	goodbye := s.goodbye
+	s.mu.Unlock()
+	if first && goodbye != nil && message != "" {
+		goodbye(message)
+	}
+	return s.Close(reason)
 }
 
 // Close ends the session for reason (one of the Reason constants).
@@ -211,7 +243,7 @@ func (s *Session) checkIdle() {
 		s.timer.Reset(s.idle) // a transfer in progress is never idle
 		return
 	}
-	silent := time.Since(time.Unix(0, s.lastActivity.Load()))
+	silent := s.r.now().Sub(time.Unix(0, s.lastActivity.Load()))
 	if silent < s.idle {
 		s.timer.Reset(s.idle - silent)
 		return
@@ -224,6 +256,7 @@ func (s *Session) checkIdle() {
 // newRegistry.
 type Registry struct {
 	log    *slog.Logger
+	now    func() time.Time // the gateway's clock
 	nextID atomic.Uint64
 
 	// mu guards the fields below.
@@ -237,9 +270,10 @@ type Registry struct {
 	onClose  []func(*Session)
 }
 
-func newRegistry(log *slog.Logger, limits Limits) *Registry {
+func newRegistry(log *slog.Logger, limits Limits, now func() time.Time) *Registry {
 	return &Registry{
 		log:      log,
+		now:      now,
 		limits:   limits,
 		sessions: make(map[string]*Session),
 		byIP:     make(map[netip.Addr]int),
@@ -349,10 +383,18 @@ func (r *Registry) remove(s *Session) {
 	for _, c := range children {
 		_ = c.Close(s.CloseReason())
 	}
+	// A data connection that ends while its control session is being
+	// closed for a reason (its socket closed first, the frontend may
+	// close the data connection before this removal reaches it) ends for
+	// that reason.
+	inherited := ReasonClosed
+	if s.Parent != nil {
+		inherited = cmp.Or(s.Parent.CloseReason(), ReasonClosed)
+	}
 	s.mu.Lock()
 	s.closed = true
 	if s.reason == "" {
-		s.reason = ReasonClosed
+		s.reason = inherited
 	}
 	s.mu.Unlock()
 	for _, fn := range hooks {

@@ -15,8 +15,9 @@ import (
 
 // sessionFs ties a user's filesystem to their session: every open file is
 // a transfer in progress (never idle; a drain waits for it), and file I/O
-// is activity. It forwards every optional capability of backend's
-// filesystems and files.
+// is activity. Once a reload revoked the session's login, every operation
+// fails with ErrRevoked and open uploads abort when closed (revoke.go). It
+// forwards every optional capability of backend's filesystems and files.
 type sessionFs struct {
 	afero.Fs
 	sess    *Session
@@ -45,12 +46,15 @@ func (s *sessionFs) Open(name string) (afero.File, error) { return s.OpenFile(na
 
 func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
 	s.sess.Touch()
+	if err := s.sess.revokedErr("open", name); err != nil {
+		return nil, err
+	}
 	release, err := s.files.acquire(s.sess.User(), name)
 	if err != nil {
 		s.sess.log.Warn("open refused", "path", name, "err", err)
 		return nil, err
 	}
-	start := time.Now()
+	start := s.sess.r.now()
 	transfer := s.sess.BeginTransfer()
 	end := func() {
 		transfer()
@@ -75,36 +79,95 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 	return sf, nil
 }
 
+// guard runs op on name unless the session's login was revoked.
+func (s *sessionFs) guard(op, name string, fn func() error) error {
+	if err := s.sess.revokedErr(op, name); err != nil {
+		return err
+	}
+	return fn()
+}
+
+func (s *sessionFs) Mkdir(name string, perm os.FileMode) error {
+	return s.guard("mkdir", name, func() error { return s.Fs.Mkdir(name, perm) })
+}
+
+func (s *sessionFs) MkdirAll(name string, perm os.FileMode) error {
+	return s.guard("mkdir", name, func() error { return s.Fs.MkdirAll(name, perm) })
+}
+
+func (s *sessionFs) Remove(name string) error {
+	return s.guard("remove", name, func() error { return s.Fs.Remove(name) })
+}
+
+func (s *sessionFs) RemoveAll(name string) error {
+	return s.guard("remove", name, func() error { return s.Fs.RemoveAll(name) })
+}
+
+func (s *sessionFs) Rename(oldname, newname string) error {
+	return s.guard("rename", oldname, func() error { return s.Fs.Rename(oldname, newname) })
+}
+
+func (s *sessionFs) Stat(name string) (os.FileInfo, error) {
+	if err := s.sess.revokedErr("stat", name); err != nil {
+		return nil, err
+	}
+	return s.Fs.Stat(name)
+}
+
+func (s *sessionFs) Chmod(name string, mode os.FileMode) error {
+	return s.guard("chmod", name, func() error { return s.Fs.Chmod(name, mode) })
+}
+
+func (s *sessionFs) Chown(name string, uid, gid int) error {
+	return s.guard("chown", name, func() error { return s.Fs.Chown(name, uid, gid) })
+}
+
+func (s *sessionFs) Chtimes(name string, atime, mtime time.Time) error {
+	return s.guard("chtimes", name, func() error { return s.Fs.Chtimes(name, atime, mtime) })
+}
+
 func (s *sessionFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
-	fi, err := backend.Lstat(s.Fs, name)
 	_, ok := s.Fs.(afero.Lstater)
+	if err := s.sess.revokedErr("lstat", name); err != nil {
+		return nil, ok, err
+	}
+	fi, err := backend.Lstat(s.Fs, name)
 	return fi, ok, err
 }
 
 func (s *sessionFs) SymlinkIfPossible(oldname, newname string) error {
-	return backend.Symlink(s.Fs, oldname, newname)
+	return s.guard("symlink", newname, func() error { return backend.Symlink(s.Fs, oldname, newname) })
 }
 
 func (s *sessionFs) Lchtimes(name string, atime, mtime time.Time) error {
-	return backend.Lchtimes(s.Fs, name, atime, mtime)
+	return s.guard("chtimes", name, func() error { return backend.Lchtimes(s.Fs, name, atime, mtime) })
 }
 
 func (s *sessionFs) Link(oldname, newname string) error {
-	return backend.Link(s.Fs, oldname, newname)
+	return s.guard("link", newname, func() error { return backend.Link(s.Fs, oldname, newname) })
 }
 
 func (s *sessionFs) ReadlinkIfPossible(name string) (string, error) {
+	if err := s.sess.revokedErr("readlink", name); err != nil {
+		return "", err
+	}
 	return backend.Readlink(s.Fs, name)
 }
 
 // Hash counts as a transfer: the agent reads the whole file.
 func (s *sessionFs) Hash(ctx context.Context, name string, algo backend.HashAlgorithm, offset, length int64) ([]byte, error) {
+	if err := s.sess.revokedErr("hash", name); err != nil {
+		return nil, err
+	}
 	end := s.sess.BeginTransfer()
 	defer end()
 	return backend.Hash(ctx, s.Fs, name, algo, offset, length)
 }
 
 func (s *sessionFs) StatFS(ctx context.Context, name string) (backend.FSStats, error) {
+	if err := s.sess.revokedErr("statfs", name); err != nil {
+		return backend.FSStats{}, err
+	}
 	return backend.StatFS(ctx, s.Fs, name)
 }
 
@@ -131,6 +194,12 @@ var (
 
 func (f *sessionFile) Close() error {
 	defer f.end()
+	if f.direction == "upload" {
+		if err := f.sess.revokedErr("upload", f.Name()); err != nil {
+			// Nothing a revoked session wrote is committed.
+			f.TransferError(err)
+		}
+	}
 	err := f.File.Close()
 	if f.dir {
 		return err
@@ -149,7 +218,7 @@ func (f *sessionFile) Close() error {
 	case err != nil:
 		result = "failed"
 	}
-	d := time.Since(f.start)
+	d := f.sess.r.now().Sub(f.start)
 	f.metrics.Transfers.WithLabelValues(f.sess.Protocol, f.direction, result).Inc()
 	log := f.sess.log.Info
 	if result == "failed" {
@@ -169,12 +238,18 @@ func (f *sessionFile) Close() error {
 }
 
 func (f *sessionFile) Read(p []byte) (int, error) {
+	if err := f.sess.revokedErr("read", f.Name()); err != nil {
+		return 0, err
+	}
 	n, err := f.File.Read(p)
 	f.moved(n)
 	return n, err
 }
 
 func (f *sessionFile) Write(p []byte) (int, error) {
+	if err := f.sess.revokedErr("write", f.Name()); err != nil {
+		return 0, err
+	}
 	n, err := f.File.Write(p)
 	f.moved(n)
 	return n, err
@@ -184,6 +259,9 @@ func (f *sessionFile) Write(p []byte) (int, error) {
 // Write does.
 func (f *sessionFile) ReadFrom(r io.Reader) (int64, error) {
 	return backend.ReadFrom(f.File, readerFunc(func(p []byte) (int, error) {
+		if err := f.sess.revokedErr("write", f.Name()); err != nil {
+			return 0, err
+		}
 		n, err := r.Read(p)
 		f.moved(n)
 		return n, err
@@ -196,12 +274,18 @@ type readerFunc func([]byte) (int, error)
 func (r readerFunc) Read(p []byte) (int, error) { return r(p) }
 
 func (f *sessionFile) ReadAt(p []byte, off int64) (int, error) {
+	if err := f.sess.revokedErr("read", f.Name()); err != nil {
+		return 0, err
+	}
 	n, err := f.File.ReadAt(p, off)
 	f.moved(n)
 	return n, err
 }
 
 func (f *sessionFile) WriteAt(p []byte, off int64) (int, error) {
+	if err := f.sess.revokedErr("write", f.Name()); err != nil {
+		return 0, err
+	}
 	n, err := f.File.WriteAt(p, off)
 	f.moved(n)
 	return n, err

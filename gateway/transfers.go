@@ -33,7 +33,10 @@ type TransferEvent struct {
 }
 
 // SessionEvent is the Data of an EventSession. Event is "login" (Method
-// says how) or "close" (Reason says why, Duration how long it lasted).
+// says how), "revoked" (a configuration reload no longer accepts the
+// login: Method says how it was made, Reason why it no longer holds; a
+// "close" with reason "login revoked" follows) or "close" (Reason says
+// why, Duration how long it lasted).
 type SessionEvent struct {
 	Session  string        `json:"session"`
 	Protocol string        `json:"protocol"`
@@ -132,6 +135,6 @@ func (g *Gateway) publishClose(s *Session) {
 		return
 	}
 	g.feed.Publish(EventSession, s.User(), SessionEvent{Session: s.ID, Protocol: s.Protocol, Remote: s.Remote.String(),
-		Event: "close", Reason: s.CloseReason(), Duration: time.Since(s.Start),
+		Event: "close", Reason: s.CloseReason(), Duration: g.now().Sub(s.Start),
 		BytesIn: s.bytesIn.Load() + s.childIn.Load(), BytesOut: s.bytesOut.Load() + s.childOut.Load()})
 }

@@ -39,12 +39,11 @@ func loadUsers(cfg *config.Config) (map[string]*user, error) {
 		if cu.PasswordHash != "" {
 			u.hash = []byte(cu.PasswordHash)
 		}
-		for j, line := range cu.AuthorizedKeys {
-			key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
-			if err != nil {
-				return nil, wrapf("users[%d].authorized_keys[%d]: %w", i, j, err)
+		for j, k := range cu.AuthorizedKeys {
+			if k.PublicKey == nil {
+				return nil, wrapf("users[%d].authorized_keys[%d]: no key", i, j)
 			}
-			u.keys = append(u.keys, key)
+			u.keys = append(u.keys, k.PublicKey)
 		}
 		if len(cu.Mounts) == 0 {
 			return nil, wrapf("users[%d].mounts: at least one mount is required", i)
@@ -85,7 +84,7 @@ func (g *Gateway) LoginPassword(ctx context.Context, sess *Session, name, passwo
 	if err := bcrypt.CompareHashAndPassword(u.hash, []byte(password)); err != nil {
 		return nil, g.refused(sess, name, "password", "wrong password")
 	}
-	return g.login(ctx, sess, u, "password")
+	return g.login(ctx, sess, u, passwordCredential(u))
 }
 
 // banned refuses a login from a banned address: a client that keeps its
@@ -139,15 +138,17 @@ func (g *Gateway) LoginKey(ctx context.Context, sess *Session, name string, key 
 	if !ok || !g.HasKey(name, key) {
 		return nil, g.refused(sess, name, "publickey", "key not authorized")
 	}
-	return g.login(ctx, sess, u, "publickey")
+	return g.login(ctx, sess, u, keyCredential(u, key))
 }
 
 // loginTimeout bounds the agent round trip a login makes.
 const loginTimeout = 15 * time.Second
 
 // login reaches the user's agent, makes sure the user's root exists there,
-// and returns the filesystem.
-func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method string) (*Login, error) {
+// and returns the filesystem. cred is what the login was verified with: a
+// reload that no longer accepts it ends the session (revoke.go).
+func (g *Gateway) login(ctx context.Context, sess *Session, u *user, cred credential) (*Login, error) {
+	method := cred.method
 	log := g.log
 	if sess != nil {
 		if err := g.registry.setUser(sess, u.name); err != nil {
@@ -155,6 +156,7 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 			sess.log.Warn("login refused", "login", u.name, "method", method, "err", err)
 			return nil, err
 		}
+		sess.cred.Store(&cred)
 		log = sess.log
 		if g.defender != nil {
 			g.defender.LoginSucceeded(sess.ip, u.name)
@@ -179,6 +181,11 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	// The session's own view of its uploads in progress (backend.View):
 	// atomic for others, POSIX for itself.
 	fsys = backend.NewView(fsys)
+	if why := g.stillValid(u.name, cred); why != "" {
+		// A reload took the credential away during the login.
+		log.Info("login refused", "method", method, "reason", why)
+		return nil, ErrAuthFailed
+	}
 	if sess != nil {
 		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics, files: g.files, tr: g.xfers}
 		g.metrics.Logins.WithLabelValues(sess.Protocol, "ok").Inc()

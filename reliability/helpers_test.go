@@ -274,7 +274,7 @@ func startGateway(t testing.TB, agents map[string]config.Agent, users []gwUser, 
 		t.Fatal(err)
 	}
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", SFTP: "127.0.0.1:0"}
-	cfg.FTP.PassivePorts = ""
+	cfg.FTP.PassivePorts = config.PortRange{}
 	cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "ssh_host_ed25519_key")}
 	cfg.Agents = agents
 	h := passwordHash(t)

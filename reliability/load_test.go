@@ -608,7 +608,7 @@ func startLoadGateway(t *testing.T, root string) *loadGateway {
 		t.Fatal(err)
 	}
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", SFTP: "127.0.0.1:0"}
-	cfg.FTP.PassivePorts = ""
+	cfg.FTP.PassivePorts = config.PortRange{}
 	cfg.SFTP.HostKeys = []string{hostKey}
 	cfg.Connections.Max = 8192
 	cfg.Connections.MaxPerIP = 4096

@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"strconv"
-	"strings"
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/frontends/ftp"
@@ -139,7 +137,7 @@ func buildFTP(implicit bool) func(*Server, *config.Config) (Frontend, gateway.Pr
 		fc := ftp.Config{PassivePorts: c.PassivePorts, PublicHost: c.PublicHost, TLSRequired: c.TLS.Required,
 			DisableActiveMode: c.DisableActiveMode, CheckAlloSize: c.CheckAlloSize, Implicit: implicit, Logger: s.log,
 			PassivePromiscuous: c.PassivePromiscuous, PassiveTimeout: c.PassiveTimeout, LoginTimeout: c.LoginTimeout}
-		if n := passiveRangeSize(c.PassivePorts); n > 0 && n < cfg.Connections.MaxPerIP && !implicit {
+		if n := c.PassivePorts.Len(); n > 0 && n < cfg.Connections.MaxPerIP && !implicit {
 			s.log.Warn("ftp.passive_ports holds fewer ports than connections.max_per_ip: one client address can hold them all",
 				"passive_ports", c.PassivePorts, "ports", n, "max_per_ip", cfg.Connections.MaxPerIP)
 		}
@@ -159,15 +157,4 @@ func buildFTP(implicit bool) func(*Server, *config.Config) (Frontend, gateway.Pr
 		}
 		return srv, ftp.Protocol(), nil
 	}
-}
-
-// passiveRangeSize is the number of ports in "A-B", or 0.
-func passiveRangeSize(r string) int {
-	a, b, ok := strings.Cut(r, "-")
-	x, errA := strconv.Atoi(a)
-	y, errB := strconv.Atoi(b)
-	if !ok || errA != nil || errB != nil || y < x {
-		return 0
-	}
-	return y - x + 1
 }

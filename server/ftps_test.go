@@ -28,7 +28,7 @@ func TestImplicitFTPS(t *testing.T) {
 	root := t.TempDir()
 	cfg := gwtest.Config(t, root, map[string]string{"alice": "pw"})
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", FTPS: "127.0.0.1:0"}
-	cfg.FTP.PassivePorts = ""
+	cfg.FTP.PassivePorts = config.PortRange{}
 	cfg.FTP.TLS.Cert, cfg.FTP.TLS.Key = certFile, keyFile
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

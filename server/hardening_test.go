@@ -429,7 +429,7 @@ func startPassive(t *testing.T, n int, unused time.Duration) (*server.Server, in
 	first := hFreeRange(t, n)
 	cfg := gwtest.Config(t, t.TempDir(), map[string]string{"alice": "pw", "bob": "pw"})
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
-	cfg.FTP.PassivePorts = fmt.Sprintf("%d-%d", first, first+n-1)
+	cfg.FTP.PassivePorts = config.PortRange{First: uint16(first), Last: uint16(first + n - 1)}
 	cfg.FTP.PassiveTimeout = unused
 	return gwtest.Run(t, cfg), first
 }
@@ -529,7 +529,7 @@ func TestHardeningPassivePortsUnusedReleased(t *testing.T) {
 func TestHardeningFTPLoginTimeout(t *testing.T) {
 	cfg := gwtest.Config(t, t.TempDir(), map[string]string{"alice": "pw"})
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
-	cfg.FTP.PassivePorts = ""
+	cfg.FTP.PassivePorts = config.PortRange{}
 	cfg.FTP.LoginTimeout = 500 * time.Millisecond
 	srv := gwtest.Run(t, cfg)
 	addr := srv.FTPAddr.String()

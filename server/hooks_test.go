@@ -73,7 +73,7 @@ func startHooked(t *testing.T, hooksYAML string, edit func(*config.Config)) *hoo
 	cfg := gwtest.Config(t, e.root, map[string]string{"alice": "pw", "bob": "pw"})
 	cfg.Agents[gwtest.Agent] = config.Agent{Embedded: true, Root: e.root, Hooks: hooksFile}
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", SFTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
-	cfg.FTP.PassivePorts = ""
+	cfg.FTP.PassivePorts = config.PortRange{}
 	cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "ssh_host_ed25519_key")}
 	if edit != nil {
 		edit(cfg)

@@ -99,7 +99,7 @@ func (e *secEnv) config(t *testing.T) *config.Config {
 	t.Helper()
 	cfg := gwtest.Config(t, e.root, map[string]string{"alice": "pw", "bob": "pw"})
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", SFTP: "127.0.0.1:0"}
-	cfg.FTP.PassivePorts = ""
+	cfg.FTP.PassivePorts = config.PortRange{}
 	cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "ssh_host_ed25519_key")}
 	return cfg
 }

@@ -81,6 +81,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 	if log == nil {
 		log = slog.Default()
 	}
+	cfg = cfg.WithDefaults() // a Config built in code may leave them zero
 	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: opts.Version, Filesystem: opts.Filesystem})
 	if err != nil {
 		return nil, err

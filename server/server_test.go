@@ -32,7 +32,7 @@ func startAll(t *testing.T) (*server.Server, string) {
 	root := t.TempDir()
 	cfg := gwtest.Config(t, root, map[string]string{"alice": "pw", "bob": "pw"})
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0", SFTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
-	cfg.FTP.PassivePorts = ""
+	cfg.FTP.PassivePorts = config.PortRange{}
 	cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "ssh_host_ed25519_key")}
 	return gwtest.Run(t, cfg), root
 }

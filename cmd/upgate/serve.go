@@ -28,6 +28,9 @@ Every key can be overridden by an UPGATE_* environment variable
 Edits to users, agents and connection limits in the --config file take
 effect without a restart (the file is watched; SIGHUP reloads too); an
 invalid edit is refused and logged, and the running configuration stays.
+Live sessions whose login the new file no longer accepts (a removed user,
+a changed password or key, changed mounts) end, uploads in flight abort,
+and their clients are told why.
 SIGINT or SIGTERM drains and stops it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

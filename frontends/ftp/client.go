@@ -195,11 +195,54 @@ func (l *listDir) read() error {
 	return err
 }
 
+// Mkdir is MKD.
+func (d *clientDriver) Mkdir(name string, perm os.FileMode) (err error) {
+	defer recovered(d.c, "mkdir", &err)
+	return d.Fs.Mkdir(name, perm)
+}
+
+// MkdirAll is SITE MKDIR.
+func (d *clientDriver) MkdirAll(name string, perm os.FileMode) (err error) {
+	defer recovered(d.c, "mkdir", &err)
+	return d.Fs.MkdirAll(name, perm)
+}
+
+// RemoveAll is not used by ftpserverlib's commands; guarded all the same.
+func (d *clientDriver) RemoveAll(name string) (err error) {
+	defer recovered(d.c, "remove", &err)
+	return d.Fs.RemoveAll(name)
+}
+
+// Rename is RNFR/RNTO.
+func (d *clientDriver) Rename(oldname, newname string) (err error) {
+	defer recovered(d.c, "rename", &err)
+	return d.Fs.Rename(oldname, newname)
+}
+
+// Chmod is SITE CHMOD.
+func (d *clientDriver) Chmod(name string, mode os.FileMode) (err error) {
+	defer recovered(d.c, "chmod", &err)
+	return d.Fs.Chmod(name, mode)
+}
+
+// Chown is SITE CHOWN's (refused before it gets here, see Site).
+func (d *clientDriver) Chown(name string, uid, gid int) (err error) {
+	defer recovered(d.c, "chown", &err)
+	return d.Fs.Chown(name, uid, gid)
+}
+
+// Chtimes is MFMT, MDTM with a time and SITE UTIME.
+func (d *clientDriver) Chtimes(name string, atime, mtime time.Time) (err error) {
+	defer recovered(d.c, "chtimes", &err)
+	return d.Fs.Chtimes(name, atime, mtime)
+}
+
 // Stat implements afero.Fs with modification times in UTC (see listInfo).
 // A relative name is resolved against the working directory: ftpserverlib
 // passes absolute paths except in HASH/XMD5/XSHA*/XCRC, which stat the
 // client's argument as given (handleGenericHash) and so failed after a CWD.
-func (d *clientDriver) Stat(name string) (os.FileInfo, error) {
+func (d *clientDriver) Stat(name string) (_ os.FileInfo, err error) {
+	defer recovered(d.c, "stat", &err)
 	fi, err := d.Fs.Stat(d.c.absPath(name))
 	if err != nil {
 		return nil, err
@@ -209,7 +252,8 @@ func (d *clientDriver) Stat(name string) (os.FileInfo, error) {
 
 // LstatIfPossible implements afero.Lstater for listings of a single path:
 // a link is listed as the link, as vsftpd lists it.
-func (d *clientDriver) LstatIfPossible(name string) (os.FileInfo, bool, error) {
+func (d *clientDriver) LstatIfPossible(name string) (_ os.FileInfo, _ bool, err error) {
+	defer recovered(d.c, "lstat", &err)
 	p := d.c.absPath(name)
 	fi, err := backend.Lstat(d.Fs, p)
 	if err != nil {
@@ -230,7 +274,8 @@ func (d *clientDriver) listed(p string, fi os.FileInfo) os.FileInfo {
 
 // RealPath resolves the links on the way, so that CWD through a link sets
 // the directory it leads to, as vsftpd's getcwd shows it.
-func (d *clientDriver) RealPath(name string) (string, error) {
+func (d *clientDriver) RealPath(name string) (_ string, err error) {
+	defer recovered(d.c, "realpath", &err)
 	return backend.RealPath(d.Fs, d.c.absPath(name))
 }
 
@@ -348,8 +393,15 @@ type transferFile struct {
 // (try again).
 var ErrShortUpload = errors.New("upload size differs from what ALLO announced")
 
+// Read is RETR's, from the file to the data connection.
+func (f *transferFile) Read(p []byte) (n int, err error) {
+	defer recovered(f.d.c, "read", &err)
+	return f.File.Read(p)
+}
+
 // Seek records the REST offset and passes it on.
-func (f *transferFile) Seek(offset int64, whence int) (int64, error) {
+func (f *transferFile) Seek(offset int64, whence int) (_ int64, err error) {
+	defer recovered(f.d.c, "seek", &err)
 	n, err := f.File.Seek(offset, whence)
 	if err == nil && whence == io.SeekStart {
 		f.offset = n
@@ -358,29 +410,34 @@ func (f *transferFile) Seek(offset int64, whence int) (int64, error) {
 }
 
 // Write counts what the upload received.
-func (f *transferFile) Write(p []byte) (int, error) {
-	n, err := f.File.Write(p)
+func (f *transferFile) Write(p []byte) (n int, err error) {
+	defer recovered(f.d.c, "write", &err)
+	n, err = f.File.Write(p)
 	f.written.Add(int64(n))
 	return n, err
 }
 
 // ReadFrom is the upload's io.Copy from the data connection, passed on
 // (see backend.ReadFrom) and counted.
-func (f *transferFile) ReadFrom(r io.Reader) (int64, error) {
-	n, err := backend.ReadFrom(f.File, r)
+func (f *transferFile) ReadFrom(r io.Reader) (n int64, err error) {
+	defer recovered(f.d.c, "write", &err)
+	n, err = backend.ReadFrom(f.File, r)
 	f.written.Add(n)
 	return n, err
 }
 
 // TransferError marks the transfer failed and passes it on.
 func (f *transferFile) TransferError(err error) {
+	var panicked error
+	defer recovered(f.d.c, "abort", &panicked)
 	f.aborted.Store(true)
 	f.FileWrapper.TransferError(err)
 }
 
 // Close commits an upload. Its error becomes the transfer's reply (coded by
 // driver.ReplyCode), so a 226 is sent only for data that landed.
-func (f *transferFile) Close() error {
+func (f *transferFile) Close() (err error) {
+	defer recovered(f.d.c, "close", &err)
 	defer f.d.c.sess.SetOp("idle")
 	if got := f.offset + f.written.Load(); f.announced > 0 && !f.aborted.Load() && got != f.announced {
 		err := fmt.Errorf("%w: %d bytes arrived, ALLO announced %d; %s not committed", ErrShortUpload, got, f.announced, f.Name())

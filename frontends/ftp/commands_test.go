@@ -1154,7 +1154,7 @@ func TestCmdPassive(t *testing.T) {
 
 	t.Run("PortRange", func(t *testing.T) {
 		lo, hi := freePortRange(t, 10)
-		e := start(t, func(cfg *config.Config) { cfg.FTP.PassivePorts = fmt.Sprintf("%d-%d", lo, hi) })
+		e := start(t, func(cfg *config.Config) { cfg.FTP.PassivePorts = config.PortRange{First: uint16(lo), Last: uint16(hi)} })
 		c := ctlLogin(t, e, "alice")
 		for range 3 {
 			if _, port := c.pasvAddr(); port < lo || port > hi {

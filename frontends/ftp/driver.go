@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime/debug"
@@ -63,7 +64,8 @@ func (d *driver) GetSettings() (*ftpserver.Settings, error) {
 	return st, nil
 }
 
-func (d *driver) ClientConnected(cc ftpserver.ClientContext) (string, error) {
+func (d *driver) ClientConnected(cc ftpserver.ClientContext) (_ string, err error) {
+	defer recoveredIn(d.s.log, "connect", &err)
 	sess, ok := d.s.gw.Registry().Lookup(cc.LocalAddr(), cc.RemoteAddr())
 	if !ok {
 		// Not from the accept layer: refuse rather than serve untracked.
@@ -72,6 +74,15 @@ func (d *driver) ClientConnected(cc ftpserver.ClientContext) (string, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &client{cc: cc, sess: sess, ctx: ctx, cancel: cancel}
 	cc.SetExtra(c)
+	if r, ok := cc.(ftpserver.ClientContextReplier); ok {
+		// A session the gateway ends with a reason (a reload revoked its
+		// login) says it in a 421 first, as RFC 959 allows at any time.
+		sess.SetGoodbye(func(msg string) {
+			if err := r.Reply(ftpserver.StatusServiceNotAvailable, capitalize(msg)+".", goodbyeTimeout); err != nil {
+				sess.Logger().Info("goodbye not sent", "err", err)
+			}
+		})
+	}
 	d.s.mu.Lock()
 	d.s.clients[cc.ID()] = c
 	d.s.mu.Unlock()
@@ -79,6 +90,8 @@ func (d *driver) ClientConnected(cc ftpserver.ClientContext) (string, error) {
 }
 
 func (d *driver) ClientDisconnected(cc ftpserver.ClientContext) {
+	var panicked error
+	defer recoveredIn(d.s.log, "disconnect", &panicked)
 	d.s.mu.Lock()
 	c := d.s.clients[cc.ID()]
 	delete(d.s.clients, cc.ID())
@@ -96,11 +109,12 @@ func clientOf(cc ftpserver.ClientContext) (*client, error) {
 	return c, nil
 }
 
-func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpserver.ClientDriver, error) {
+func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (_ ftpserver.ClientDriver, err error) {
 	c, err := clientOf(cc)
 	if err != nil {
 		return nil, err
 	}
+	defer recovered(c, "login", &err)
 	login, err := d.s.gw.LoginPassword(c.ctx, c.sess, user, pass)
 	if err != nil {
 		return nil, err // PostAuthMessage words it, ReplyCode codes it
@@ -271,11 +285,28 @@ func addrPort(a net.Addr) int {
 	return 0
 }
 
+// goodbyeTimeout bounds writing a goodbye to a client that reads nothing.
+const goodbyeTimeout = 2 * time.Second
+
 // recovered turns a panic in a callback ftpserverlib runs into an error,
 // logging the stack: a bug in one session must not take the server down.
+// ftpserverlib recovers panics in its command handlers itself, but shows
+// the panic's text to the client and logs no stack; ClientConnected and
+// ClientDisconnected it does not cover at all. Every callback defers
+// recovered (or recoveredIn before the session is known), and the client
+// gets the command's failure reply ("internal error during write").
 func recovered(c *client, op string, err *error) {
 	if r := recover(); r != nil {
 		c.sess.Logger().Error("panic in FTP handler", "op", op, "panic", r, "stack", string(debug.Stack()))
+		*err = fmt.Errorf("internal error during %s", op)
+	}
+}
+
+// recoveredIn is recovered for callbacks without a session, logging to
+// log.
+func recoveredIn(log *slog.Logger, op string, err *error) {
+	if r := recover(); r != nil {
+		log.Error("panic in FTP handler", "op", op, "panic", r, "stack", string(debug.Stack()))
 		*err = fmt.Errorf("internal error during %s", op)
 	}
 }

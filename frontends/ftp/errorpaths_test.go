@@ -29,7 +29,7 @@ func startMem(t testing.TB) (*env, *memfs.FS) {
 	}
 	e := gwtest.StartFS(t, func(cfg *config.Config) {
 		cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
-		cfg.FTP.PassivePorts = ""
+		cfg.FTP.PassivePorts = config.PortRange{}
 	}, func(user string) afero.Fs { return trees[user] })
 	return &env{Env: e, Addr: e.Srv.FTPAddr.String()}, trees["alice"]
 }

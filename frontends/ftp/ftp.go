@@ -16,22 +16,22 @@ import (
 	"log/slog"
 	"net"
 	"path"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 
+	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
 )
 
 // Config configures a Server. The zero value serves plain FTP with passive
 // ports chosen by the OS.
 type Config struct {
-	// PassivePorts is the passive data port range "A-B". Empty means any
-	// free port.
-	PassivePorts string
+	// PassivePorts is the passive data port range. The zero PortRange
+	// means any free port.
+	PassivePorts config.PortRange
 	// PublicHost is the IPv4 address announced in PASV replies. Empty
 	// means the address the client connected to.
 	PublicHost string
@@ -142,14 +142,11 @@ func New(gw Gateway, cfg Config) (*Server, error) {
 		log = slog.Default()
 	}
 	s := &Server{gw: gw, cfg: cfg, log: log.With("component", "ftp"), clients: make(map[uint32]*client)}
-	if cfg.PassivePorts != "" {
-		a, b, ok := strings.Cut(cfg.PassivePorts, "-")
-		start, err1 := strconv.Atoi(a)
-		end, err2 := strconv.Atoi(b)
-		if !ok || err1 != nil || err2 != nil || start < 1 || end < start || end > 65535 {
-			return nil, fmt.Errorf("ftp: passive ports %q: want A-B", cfg.PassivePorts)
+	if r := cfg.PassivePorts; !r.IsZero() {
+		if r.Len() == 0 || r.First == 0 {
+			return nil, fmt.Errorf("ftp: passive ports %d-%d: want 1 <= A <= B", r.First, r.Last)
 		}
-		s.pasv = ftpserver.PortRange{Start: start, End: end}
+		s.pasv = ftpserver.PortRange{Start: int(r.First), End: int(r.Last)}
 	}
 	if cfg.PublicHost != "" {
 		if ip := net.ParseIP(cfg.PublicHost); ip == nil || ip.To4() == nil {
@@ -174,7 +171,9 @@ func New(gw Gateway, cfg Config) (*Server, error) {
 }
 
 // Serve serves FTP on lis, which should come from the gateway's Listen
-// with Protocol(). It returns nil after Close or the gateway's Shutdown.
+// with Protocol(). It returns nil after Close or the gateway's Shutdown,
+// once every client it served has ended (their sessions are the
+// gateway's to close), transfers included.
 func (s *Server) Serve(lis net.Listener) error {
 	s.mu.Lock()
 	if s.cfg.Implicit {
@@ -191,14 +190,15 @@ func (s *Server) Serve(lis net.Listener) error {
 	}
 	s.log.Info("serving FTP", "addr", lis.Addr().String(), "ftps", s.cfg.TLS != nil)
 	err := srv.Serve()
+	srv.Wait() // the fork's: every client goroutine, transfers included
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
 }
 
-// Close stops accepting. Live sessions are the gateway's to close
-// (Shutdown drains them).
+// Close stops accepting; Serve returns once the clients it served are
+// gone. Live sessions are the gateway's to close (Shutdown drains them).
 func (s *Server) Close() error {
 	s.mu.Lock()
 	lis := s.lis

@@ -24,7 +24,7 @@ func start(t testing.TB, edit func(*config.Config)) *env {
 	t.Helper()
 	e := gwtest.Start(t, func(cfg *config.Config) {
 		cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
-		cfg.FTP.PassivePorts = ""
+		cfg.FTP.PassivePorts = config.PortRange{}
 		if edit != nil {
 			edit(cfg)
 		}

@@ -23,7 +23,22 @@ import (
 // reason. exit-status is sent before the channel is closed.
 func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.Login) {
 	defer ch.Close()
+	c.mu.Lock()
+	if c.channels == nil {
+		c.channels = make(map[ssh.Channel]struct{})
+	}
+	c.channels[ch] = struct{}{} // for goodbye
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.channels, ch)
+		c.mu.Unlock()
+	}()
 	log := c.sess.Logger()
+	defer recovered(log, "channel") // after the recover, the channel closes
+	// The channel's further requests are refused until it closes, by a
+	// goroutine of the connection's (its requests end with the channel).
+	discard := func() { c.wg.Go(func() { ssh.DiscardRequests(reqs) }) }
 	for req := range reqs {
 		c.sess.Touch()
 		switch req.Type {
@@ -35,7 +50,7 @@ func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.
 				continue
 			}
 			_ = req.Reply(true, nil)
-			go ssh.DiscardRequests(reqs)
+			discard()
 			c.serveSFTP(ch, login)
 			exit(ch, 0)
 			return
@@ -47,12 +62,12 @@ func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.
 				continue
 			}
 			_ = req.Reply(true, nil)
-			go ssh.DiscardRequests(reqs)
+			discard()
 			exit(ch, c.exec(ch, login, msg.Command))
 			return
 		case "shell":
 			_ = req.Reply(true, nil)
-			go ssh.DiscardRequests(reqs)
+			discard()
 			fmt.Fprintln(ch.Stderr(), "upgate: interactive shells are not available here; use SFTP")
 			log.Info("shell refused")
 			exit(ch, 1)

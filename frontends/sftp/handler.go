@@ -54,7 +54,9 @@ func (h *handler) handlers() sftp.Handlers {
 }
 
 // guard turns a panic on one of pkg/sftp's worker goroutines into an
-// error, logging the stack.
+// error, logging the stack: the client gets an SFTP FAILURE status
+// ("internal error during write") and the session goes on. Every method
+// pkg/sftp calls defers it.
 func (h *handler) guard(op string, err *error) {
 	if r := recover(); r != nil {
 		h.log.Error("panic in SFTP handler", "op", op, "panic", r, "stack", string(debug.Stack()))
@@ -503,7 +505,10 @@ func (l *dirLister) ListAt(out []os.FileInfo, off int64) (n int, err error) {
 }
 
 // Close ends the listing.
-func (l *dirLister) Close() error { return l.d.Close() }
+func (l *dirLister) Close() (err error) {
+	defer l.h.guard("closedir", &err)
+	return l.d.Close()
+}
 
 // renamed is a FileInfo listed under another name.
 type renamed struct {
@@ -609,6 +614,15 @@ func (f *openFile) SetStat(r *sftp.Request) (err error) {
 		}
 	}
 	return nil
+}
+
+// TransferError hands the file why its session ended with it open
+// (pkg/sftp calls it for every file still open then): the upload aborts
+// at Close instead of committing.
+func (f *openFile) TransferError(err error) {
+	var panicked error
+	defer f.h.guard("abort", &panicked)
+	f.FileWrapper.TransferError(err)
 }
 
 func (f *openFile) Close() (err error) {

@@ -133,9 +133,17 @@ func mustRead(t testing.TB, p string) []byte {
 	return b
 }
 
-// withKeys sets the authorized keys of user.
-func withKeys(user string, keys ...string) func(*config.Config) {
+// withKeys sets the authorized keys of user, authorized_keys lines.
+func withKeys(user string, lines ...string) func(*config.Config) {
 	return func(c *config.Config) {
+		keys := make([]config.AuthorizedKey, len(lines))
+		for i, line := range lines {
+			k, err := config.ParseAuthorizedKey(line)
+			if err != nil {
+				panic(err)
+			}
+			keys[i] = k
+		}
 		for i := range c.Users {
 			if c.Users[i].Name == user {
 				c.Users[i].AuthorizedKeys = keys

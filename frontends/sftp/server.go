@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,11 +22,18 @@ type conn struct {
 	gc   *gateway.Conn
 	sess *gateway.Session
 	ctx  context.Context
+	// wg counts the connection's goroutines: its channels, their request
+	// discarders, global requests, keepalive. serveConn waits for it once
+	// the connection is closed, which ends them all.
+	wg sync.WaitGroup
 
-	// mu guards login and preauth, set by the auth callbacks.
-	mu      sync.Mutex
-	login   *gateway.Login
-	preauth ssh.ServerPreAuthConn
+	// mu guards login and preauth, set by the auth callbacks, and
+	// channels and ending.
+	mu       sync.Mutex
+	login    *gateway.Login
+	preauth  ssh.ServerPreAuthConn
+	channels map[ssh.Channel]struct{} // the session channels being served
+	ending   bool                     // serveConn waits for wg: no more goroutines
 }
 
 // serverConfig builds the ssh.ServerConfig for one connection: logins go
@@ -102,11 +110,14 @@ func (c *conn) explain(err error) error {
 }
 
 // serveConn runs one SSH connection to its end. When it returns, the
-// connection is closed and its session gone.
+// connection is closed, its session gone and every goroutine it started
+// ended. A panic on its way (in an authentication callback, say) is
+// logged with its stack and ends this connection only.
 func (s *Server) serveConn(gc *gateway.Conn) {
 	defer gc.Close()
 	sess := gc.Session()
 	log := sess.Logger()
+	defer recovered(log, "connection")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // ends the login's filesystem: open uploads abort
 	c := &conn{s: s, gc: gc, sess: sess, ctx: ctx}
@@ -119,8 +130,18 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 		return
 	}
 	_ = gc.SetDeadline(time.Time{})
-	defer sconn.Close()
+	// Closing the connection ends its channels and requests, and so the
+	// goroutines serving them; ctx's end stops the keepalive.
+	defer func() {
+		_ = sconn.Close()
+		cancel()
+		c.mu.Lock()
+		c.ending = true
+		c.mu.Unlock()
+		c.wg.Wait()
+	}()
 	sess.SetCloser(sconn.Close)
+	sess.SetGoodbye(c.goodbye)
 	c.mu.Lock()
 	login := c.login
 	c.mu.Unlock()
@@ -131,17 +152,8 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 	sess.Touch()
 	log.Info("ssh session", "client", string(sconn.ClientVersion()), "method", login.Method)
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		c.globalRequests(reqs)
-	}()
-	go func() {
-		defer wg.Done()
-		c.keepalive(sconn)
-	}()
+	c.wg.Go(func() { c.globalRequests(reqs) })
+	c.wg.Go(func() { c.keepalive(sconn) })
 	// open counts the channels being served; only this loop adds to it,
 	// so checking it here bounds them at MaxChannels.
 	var open atomic.Int32
@@ -173,14 +185,50 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 			continue
 		}
 		log.Debug("channel opened", "open", open.Add(1))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		c.wg.Go(func() {
 			defer open.Add(-1)
 			c.session(ch, creqs, login)
-		}()
+		})
 	}
 	cancel()
+}
+
+// goodbyeTimeout bounds the goodbye to a client that reads nothing.
+const goodbyeTimeout = 2 * time.Second
+
+// goodbye tells the client why the gateway ends its session, before the
+// session's closer closes the connection: a line "upgate: <message>" on
+// the stderr of every session channel, which OpenSSH's sftp and ssh print
+// (x/crypto/ssh cannot send SSH_MSG_DISCONNECT with a reason once the
+// connection is up: its Close only closes the socket). It waits at most
+// goodbyeTimeout for the lines to go out; a write still blocked then (a
+// full window) ends when the connection closes.
+func (c *conn) goodbye(message string) {
+	line := "upgate: " + message + "\n"
+	c.mu.Lock()
+	if c.ending {
+		c.mu.Unlock()
+		return
+	}
+	sent := make(chan struct{}, len(c.channels))
+	for ch := range c.channels {
+		c.wg.Go(func() {
+			_, _ = io.WriteString(ch.Stderr(), line)
+			sent <- struct{}{}
+		})
+	}
+	n := len(c.channels)
+	c.mu.Unlock()
+	t := time.NewTimer(goodbyeTimeout)
+	defer t.Stop()
+	for range n {
+		select {
+		case <-sent:
+		case <-t.C:
+			c.sess.Logger().Info("goodbye not sent to every channel", "timeout", goodbyeTimeout)
+			return
+		}
+	}
 }
 
 // globalRequests answers the client's global requests. A client's
@@ -195,23 +243,37 @@ func (c *conn) globalRequests(reqs <-chan *ssh.Request) {
 	}
 }
 
-// keepalive sends keepalive@openssh.com every interval and closes the
-// connection when maxMissed requests in a row went unanswered. Any reply,
-// a refusal included, proves the client alive. It returns when the
-// connection ends.
+// keepalive runs the connection's SSH keepalive until the connection
+// ends, and closes its session when the client stops answering.
 func (c *conn) keepalive(sconn *ssh.ServerConn) {
-	interval, maxMissed := c.s.cfg.KeepaliveInterval, c.s.cfg.KeepaliveMaxMissed
+	interval := c.s.cfg.KeepaliveInterval
+	keepalive(c.ctx, sconn, interval, c.s.cfg.KeepaliveMaxMissed, func(missed int) {
+		c.sess.Logger().Warn("closing connection: SSH keepalive unanswered", "missed", missed, "interval", interval)
+		_ = c.sess.Close(gateway.ReasonSSHKeepalive)
+	})
+}
+
+// keepalive sends keepalive@openssh.com over conn every interval (none if
+// interval is negative) until ctx ends or conn closes. When maxMissed
+// requests in a row went unanswered it calls dead, which must close conn,
+// and returns. Any reply, a refusal included, proves the peer alive; one
+// request is out at a time. It returns only once its request goroutine has
+// ended, so whoever ends ctx must close conn first (a request still out
+// waits for a reply until then).
+func keepalive(ctx context.Context, conn ssh.Conn, interval time.Duration, maxMissed int, dead func(missed int)) {
 	if interval < 0 {
-		<-c.ctx.Done()
+		<-ctx.Done()
 		return
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var pending chan error // the reply to the last request sent
 	missed := 0
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -225,17 +287,17 @@ func (c *conn) keepalive(sconn *ssh.ServerConn) {
 			default:
 				missed++
 				if missed >= maxMissed {
-					c.sess.Logger().Warn("closing connection: SSH keepalive unanswered", "missed", missed, "interval", interval)
-					_ = c.sess.Close(gateway.ReasonSSHKeepalive)
+					dead(missed)
 					return
 				}
 				continue // the request is still out; do not pile up more
 			}
 		}
-		pending = make(chan error, 1)
-		go func(ch chan error) {
-			_, _, err := sconn.SendRequest("keepalive@openssh.com", true, nil)
-			ch <- err
-		}(pending)
+		reply := make(chan error, 1)
+		pending = reply
+		wg.Go(func() {
+			_, _, err := conn.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -197,4 +198,14 @@ func (s *Server) Close() error {
 		return nil
 	}
 	return lis.Close()
+}
+
+// recovered, deferred at the top of a goroutine the frontend starts,
+// turns a panic there into a log line with its stack, so that a bug met
+// by one connection ends that connection (or channel) and not the
+// process.
+func recovered(log *slog.Logger, where string) {
+	if r := recover(); r != nil {
+		log.Error("panic in SFTP frontend: closing the "+where, "panic", r, "stack", string(debug.Stack()))
+	}
 }

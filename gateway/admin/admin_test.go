@@ -32,7 +32,7 @@ func start(t *testing.T, token string) *gwtest.Env {
 	t.Helper()
 	return gwtest.Start(t, func(cfg *config.Config) {
 		cfg.Listen = config.Listen{FTP: "127.0.0.1:0", SFTP: "127.0.0.1:0", Admin: "127.0.0.1:0"}
-		cfg.FTP.PassivePorts = ""
+		cfg.FTP.PassivePorts = config.PortRange{}
 		cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "ssh_host_ed25519_key")}
 		if token != "" {
 			f := filepath.Join(t.TempDir(), "admin-token")

@@ -578,7 +578,7 @@ func upgateFTPSide(t *testing.T) *ftpSide {
 	t.Helper()
 	e := gwtest.Start(t, func(cfg *config.Config) {
 		cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
-		cfg.FTP.PassivePorts = ""
+		cfg.FTP.PassivePorts = config.PortRange{}
 	})
 	dir := e.UserDir("alice")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -126,6 +126,8 @@ type clientHandler struct {
 	connClosed          bool            // indicates if the connection has been commanded to close
 	tlsRequirement      TLSRequirement  // TLS requirement to respect
 	mlsxSelected        atomic.Uint32   // MLSx facts selected by OPTS MLST (mlsxFact bits)
+	replyMu             chan struct{}   // held while writing to the client: writer, and conn for writing (upgate fork, reply_outside.go)
+	replyOnce           sync.Once       // makes replyMu in a clientHandler built without newClientHandler (tests)
 }
 
 // newClientHandler initializes a client handler when someone connects
@@ -428,8 +430,11 @@ func (c *clientHandler) isCommandAborted() bool {
 	return c.isTransferAborted
 }
 
-// HandleCommands reads the stream of commands
+// HandleCommands reads the stream of commands. It returns once the
+// client has left and its transfer goroutine, if any, has ended (upgate
+// fork: upstream left the transfer running).
 func (c *clientHandler) HandleCommands() {
+	defer c.transferWg.Wait() // after end closed the transfer and the connection
 	defer c.end()
 
 	if msg, err := c.server.driver.ClientConnected(c); err == nil {
@@ -606,9 +611,11 @@ func (c *clientHandler) handleCommandsStreamError(err error) bool {
 					fmt.Sprintf("command timeout (%d seconds): closing control connection", c.server.settings.IdleTimeout))
 			}
 
+			c.lockReplies(0) // upgate fork
 			if errFlush := c.writer.Flush(); errFlush != nil {
 				c.logger.Error("Flush error", "err", errFlush)
 			}
+			c.unlockReplies()
 
 			return true
 		}
@@ -742,6 +749,9 @@ func (c *clientHandler) writeLine(line string) {
 	if c.debug {
 		c.logger.Debug("Sending answer", "line", line)
 	}
+
+	c.lockReplies(0) // upgate fork: Reply may write from another goroutine
+	defer c.unlockReplies()
 
 	if _, err := fmt.Fprintf(c.writer, "%s\r\n", line); err != nil {
 		c.logger.Warn(

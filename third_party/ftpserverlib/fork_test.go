@@ -2,10 +2,11 @@ package ftpserver
 
 // Tests of the upgate fork's additions: MLSx facts and OPTS MLST
 // (mlsx_facts.go), MainDriverExtensionReplyCode, the client-aware passive
-// wrapper, the active-address check and LoginTimeout.
+// wrapper, the active-address check, LoginTimeout, Wait and Reply.
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -693,4 +694,154 @@ func TestForkListingPageByPage(t *testing.T) {
 	rc, rsp, err := raw.SendCommand("LIST /missing")
 	req.NoError(err)
 	req.Equal(StatusFileActionNotTaken, rc, "an error before the transfer opens: %s", rsp)
+}
+
+// blockingClientDriver's OpenFile waits for release: a transfer stuck in
+// the driver.
+type blockingClientDriver struct {
+	*TestClientDriver
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (d *blockingClientDriver) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
+	close(d.entered)
+	<-d.release
+
+	return d.TestClientDriver.OpenFile(name, flag, perm)
+}
+
+// TestForkWaitClients: Wait returns once every client's command loop and
+// the transfer goroutine it started have ended, not while a client is
+// connected, nor while its transfer is still in the driver after its
+// control connection closed.
+func TestForkWaitClients(t *testing.T) {
+	req := require.New(t)
+	blocking := &blockingClientDriver{entered: make(chan struct{}), release: make(chan struct{})}
+	driver := &TestServerDriver{}
+	driver.AuthProvider = func(user, pass string) (ClientDriver, error) {
+		if user != authUser || pass != authPass {
+			return nil, errBadUserNameOrPassword
+		}
+
+		blocking.TestClientDriver = NewTestClientDriver(driver)
+
+		return blocking, nil
+	}
+	server := NewTestServerWithTestDriver(t, driver)
+
+	idle := forkDial(t, server.Addr(), true)
+	busy := forkDial(t, server.Addr(), true)
+	busy.epsvPort()
+	require.NoError(t, busy.tp.PrintfLine("RETR file"))
+
+	select {
+	case <-blocking.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("RETR never reached the driver")
+	}
+
+	// (No client arrives meanwhile; the cleanup stops the server.)
+	waited := make(chan struct{})
+
+	go func() {
+		server.Wait()
+		close(waited)
+	}()
+
+	notYet := func(why string) {
+		t.Helper()
+		select {
+		case <-waited:
+			t.Fatalf("Wait returned %s", why)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+
+	notYet("while two clients are connected")
+	idle.expect("QUIT", StatusClosingControlConn)
+	req.NoError(busy.tp.Close())
+	notYet("while a transfer is in the driver")
+	close(blocking.release)
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after the transfer left the driver")
+	}
+}
+
+// TestForkReplyFromOutside: Reply writes a whole reply from another
+// goroutine than the client's command loop (a 421 before the server
+// closes the connection): the client reads it as the answer to its next
+// command; while another reply holds the writer, Reply gives up after its
+// timeout with ErrReplyBusy.
+func TestForkReplyFromOutside(t *testing.T) {
+	req := require.New(t)
+	driver := &TestServerDriver{}
+	server := NewTestServerWithTestDriver(t, driver)
+	raw := forkDial(t, server.Addr(), true)
+	raw.expect("NOOP", StatusOK)
+
+	driver.clientMU.Lock()
+	req.Len(driver.Clients, 1)
+	cc := driver.Clients[0]
+	driver.clientMU.Unlock()
+	replier, ok := cc.(ClientContextReplier)
+	req.True(ok, "the library's ClientContext is a ClientContextReplier")
+
+	req.NoError(replier.Reply(StatusServiceNotAvailable, "Session ended: your password changed.\nLog in again.", time.Second))
+	req.NoError(cc.Close())
+	code, msg := raw.cmd("NOOP")
+	req.Equal(StatusServiceNotAvailable, code)
+	req.Equal("Session ended: your password changed.\nLog in again.", msg)
+	_, err := raw.tp.ReadLine()
+	req.Error(err, "the connection is closed after the reply")
+
+	// A reply being written holds the writer; Reply waits its timeout.
+	h, ok := cc.(*clientHandler)
+	req.True(ok)
+	h.lockReplies(0)
+	start := time.Now()
+	req.ErrorIs(h.Reply(StatusServiceNotAvailable, "late", 50*time.Millisecond), ErrReplyBusy)
+	req.Less(time.Since(start), 10*time.Second) // bounded (a hang would fail here)
+	h.unlockReplies()
+}
+
+// TestForkReplyOverTLS: after AUTH TLS, Reply writes through the TLS
+// layer: the client reads the 421 inside the TLS session.
+func TestForkReplyOverTLS(t *testing.T) {
+	req := require.New(t)
+	driver := &TestServerDriver{TLS: true}
+	server := NewTestServerWithTestDriver(t, driver)
+	raw := forkDial(t, server.Addr(), false)
+	raw.expect("AUTH TLS", StatusAuthAccepted)
+
+	tc := tls.Client(raw.nc, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's own certificate
+	req.NoError(tc.SetDeadline(time.Now().Add(10 * time.Second)))
+	req.NoError(tc.Handshake())
+	tp := textproto.NewConn(tc)
+
+	for _, c := range []struct {
+		line string
+		code int
+	}{{"USER " + authUser, StatusUserOK}, {"PASS " + authPass, StatusUserLoggedIn}} {
+		req.NoError(tp.PrintfLine("%s", c.line))
+		_, _, err := tp.ReadResponse(c.code)
+		req.NoError(err, c.line)
+	}
+
+	driver.clientMU.Lock()
+	req.Len(driver.Clients, 1)
+	cc := driver.Clients[0]
+	driver.clientMU.Unlock()
+	replier, ok := cc.(ClientContextReplier)
+	req.True(ok)
+
+	req.NoError(replier.Reply(StatusServiceNotAvailable, "Session ended: your key was removed.", time.Second))
+	req.NoError(cc.Close())
+	_, msg, err := tp.ReadResponse(StatusServiceNotAvailable)
+	req.NoError(err)
+	req.Equal("Session ended: your key was removed.", msg)
+	_, err = tp.ReadLine()
+	req.Error(err, "the connection is closed after the reply")
 }

@@ -474,9 +474,11 @@ func (c *clientHandler) handleMLST(param string) error {
 		defer c.multilineAnswer(StatusFileOK, "File details")()
 
 		// Each MLSx entry must start with a space when returned in a multiline answer
+		c.lockReplies(0) // upgate fork: Reply may write from another goroutine
 		if err = c.writer.WriteByte(' '); err == nil {
 			err = c.writeMLSxEntry(c.writer, info, path)
 		}
+		c.unlockReplies()
 	} else {
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not list: %v", err))
 		err = nil

@@ -17,9 +17,11 @@ var errUnknownHash = errors.New("unknown hash algorithm")
 func (c *clientHandler) handleAUTH(_ string) error {
 	if tlsConfig, err := c.server.driver.GetTLSConfig(); err == nil {
 		c.writeMessage(StatusAuthAccepted, "AUTH command ok. Expecting TLS Negotiation.")
+		c.lockReplies(0) // upgate fork: Reply writes through conn and writer
 		c.conn = tls.Server(c.conn, tlsConfig)
 		c.reader = bufio.NewReaderSize(c.conn, maxCommandSize)
 		c.writer = bufio.NewWriter(c.conn)
+		c.unlockReplies()
 		c.setTLSForControl(true)
 	} else {
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Cannot get a TLS config: %v", err))

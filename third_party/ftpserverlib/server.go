@@ -132,8 +132,9 @@ type FtpServer struct {
 	listener         net.Listener // listener used to receive files
 	listenerMu       sync.RWMutex // guards listener (written by Listen, read by Serve/Addr/Stop)
 	passiveListeners *passiveListenersManager
-	clientCounter    uint32     // Clients counter
-	driver           MainDriver // Driver to handle the client authentication and the file access driver selection
+	clientCounter    uint32         // Clients counter
+	driver           MainDriver     // Driver to handle the client authentication and the file access driver selection
+	clients          sync.WaitGroup // each client's command loop, its transfer included (upgate fork)
 }
 
 func (server *FtpServer) getListener() net.Listener {
@@ -359,6 +360,15 @@ func (server *FtpServer) Addr() string {
 	return ""
 }
 
+// Wait blocks until every client goroutine Serve started has ended: each
+// client's command loop and the transfer it runs in a goroutine of its
+// own (upgate fork). It does not end them: close their connections
+// (ClientContext.Close) or let the clients leave. Call it after Serve
+// returned, so that no client arrives meanwhile.
+func (server *FtpServer) Wait() {
+	server.clients.Wait()
+}
+
 // Stop closes the listener
 func (server *FtpServer) Stop() error {
 	listener := server.getListener()
@@ -390,7 +400,7 @@ func (server *FtpServer) clientArrival(conn net.Conn) {
 	id := server.clientCounter
 
 	c := server.newClientHandler(conn, id, server.settings.DefaultTransferType)
-	go c.HandleCommands()
+	server.clients.Go(c.HandleCommands) // upgate fork: Wait waits for it
 
 	c.logger.Debug("Client connected", "clientIp", conn.RemoteAddr())
 }
