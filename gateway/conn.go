@@ -105,7 +105,7 @@ func (c *Conn) Close() error {
 		c.closeErr = c.Conn.Close()
 		c.sess.r.remove(c.sess)
 		c.sess.log.Debug("connection closed", "reason", c.sess.CloseReason(), "duration", c.sess.r.now().Sub(c.sess.Start).Round(time.Millisecond),
-			"bytes_in", c.sess.bytesIn.Load(), "bytes_out", c.sess.bytesOut.Load())
+			"bytes_in", c.sess.bytesIn.Load(), "bytes_out", c.sess.bytesOut.Load(), "peak_open_files", c.sess.peakFiles.Load())
 	})
 	return c.closeErr
 }

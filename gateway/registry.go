@@ -72,6 +72,8 @@ type Session struct {
 	childIn      atomic.Int64 // bytes of finished data connections
 	childOut     atomic.Int64
 	transfers    atomic.Int32
+	openFiles    atomic.Int32 // files and directories open through the session's Fs
+	peakFiles    atomic.Int32 // the most of them open at once, for the close log line
 
 	// mu guards closer, goodbye, reason and closed.
 	mu      sync.Mutex
@@ -130,6 +132,21 @@ func (s *Session) BeginTransfer() (end func()) {
 	s.transfers.Add(1)
 	var once sync.Once
 	return func() { once.Do(func() { s.transfers.Add(-1); s.lastIO.Store(s.r.now().UnixNano()) }) }
+}
+
+// fileOpened counts a file or directory the session opened; the function
+// returned counts it closed (once). The peak goes into the session's close
+// log line (peak_open_files): what a real client holds, against the caps.
+func (s *Session) fileOpened() (closed func()) {
+	n := s.openFiles.Add(1)
+	for {
+		peak := s.peakFiles.Load()
+		if n <= peak || s.peakFiles.CompareAndSwap(peak, n) {
+			break
+		}
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.openFiles.Add(-1) }) }
 }
 
 // SetCloser replaces how the session is closed (by default its connection

@@ -56,7 +56,9 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 	}
 	start := s.sess.r.now()
 	transfer := s.sess.BeginTransfer()
+	closed := s.sess.fileOpened()
 	end := func() {
+		closed()
 		transfer()
 		release()
 	}
