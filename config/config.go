@@ -366,8 +366,8 @@ type WebDAV struct {
 	// HeaderTimeout bounds the TLS handshake and each request's line and
 	// headers (key webdav.header_timeout): a client that sends them
 	// slower (slowloris) is disconnected. Request bodies are bounded by
-	// connections.progress_timeout instead. Default 30s. Must be
-	// positive.
+	// connections.progress_timeout instead. Default 30s. Zero means the
+	// default; negative is invalid.
 	HeaderTimeout time.Duration `mapstructure:"header_timeout"`
 }
 

@@ -116,7 +116,7 @@ mounts: [{path: /, agent: local, readonly: true}]`), `config: users[0].mounts[0]
 		{"webdav off loopback, TLS", `{listen: {webdav: ":8443"}, webdav: {tls: {cert: c.pem, key: k.pem}}}`, ""},
 		{"webdav off loopback, plain allowed", `{listen: {webdav: "10.0.0.5:8080"}, webdav: {allow_plain_http: true}}`, ""},
 		{"webdav cert without key", `webdav: {tls: {cert: c.pem}}`, `config: webdav.tls: cert and key must be set together`},
-		{"webdav zero header_timeout", `webdav: {header_timeout: 0s}`, `config: webdav.header_timeout: must be > 0, got 0s`},
+		{"webdav negative header_timeout", `webdav: {header_timeout: -1s}`, `config: webdav.header_timeout: must be > 0 (or 0 for the default), got -1s`},
 		{"webdav unknown key", `webdav: {tls: {required: true}}`, `config: webdav.tls.required: unknown key`},
 		{"demo on webdav off loopback", demo(`{webdav: "0.0.0.0:8443"}`) + "webdav: {tls: {cert: c.pem, key: k.pem}}\n", `config: user "demo" is for the embedded default only and is refused on non-loopback listener listen.webdav "0.0.0.0:8443"`},
 
