@@ -295,6 +295,11 @@ func TestAbortedPutLeavesNothing(t *testing.T) {
 				if e.transfers("upload", "aborted") != aborted+1 {
 					t.Errorf("the upload was not counted as aborted")
 				}
+				// The gateway counts the abort when it sends it; the
+				// agent has removed the temp file once it lets the
+				// handle go. (The first AgentIdle can run before a
+				// reset request's open reached the agent.)
+				e.AgentIdle(t)
 				wantFile(t, e, "alice", "old.php", old)
 				wantOnly(t, e, "alice", "old.php")
 			})

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,6 +101,17 @@ func sftpPut(c *sftp.Client, name, content string) error {
 	return f.Close()
 }
 
+// passwordHash is password's bcrypt hash, made once: a reload to a config
+// with a new hash of the same password revokes the live sessions (the
+// gateway cannot tell it is the same password).
+var passwordHash = sync.OnceValue(func() []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return h
+})
+
 // gatewayConfig is the gateway's configuration: agent dev finds pods in
 // the namespace dev by the label upgate.dev/user (as deploy/ does), agent
 // own in a namespace per user; alice and bob use dev, carol and dave own.
@@ -108,8 +120,7 @@ func gatewayConfig(t *testing.T, kubeconfig string, port int) *config.Config {
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "agent-token")
 	must(t, os.WriteFile(tokenFile, []byte(agentToken+"\n"), 0o600))
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	must(t, err)
+	h := passwordHash()
 	var users strings.Builder
 	for _, u := range []struct{ name, agent string }{{"alice", "dev"}, {"bob", "dev"}, {"carol", "own"}, {"dave", "own"}} {
 		fmt.Fprintf(&users, "  - {name: %s, password_hash: %q, mounts: [{path: /, agent: %s}]}\n", u.name, h, u.agent)
