@@ -11,15 +11,25 @@ save loop and the markdown table. Standard library only; run with Debian's
                                              one login (USER's password for 127.0.0.1
                                              from the netrc file NETRC), COUNT STORs
                                              of FILE to PATH; prints "p50_ms p99_ms"
+    helper.py reaper CMD ARGS...             run CMD as a child, as a child subreaper
+                                             (see reaper below)
+    helper.py treecpu [+]PID...              CPU seconds (user + system) of each PID and
+                                             its live descendants, plus the children they
+                                             reaped; "+PID" leaves PID's own time out
+    helper.py settle PID N SECONDS           wait until PID has at most N descendants
     helper.py table RESULTS META             the markdown report
+
+reaper, treecpu and settle are shared with bench/sftp/helper.py.
 """
 
+import ctypes
 import ftplib
 import hashlib
 import io
 import math
 import os
 import random
+import signal
 import socket
 import statistics
 import sys
@@ -115,6 +125,150 @@ def treesum(root):
         total += max(size, 0)
         h.update(("%s\0%d\0%s\n" % (rel, size, digest)).encode())
     print(files, total, h.hexdigest())
+
+
+def proc_stat(pid):
+    """(ppid, state, utime, stime, cutime, cstime) of a process, in clock
+    ticks, from /proc/PID/stat; None if it is gone. A zombie still has its
+    times there until its parent reaps it; then they move to the parent's
+    cutime/cstime."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces or parentheses.
+    rest = s[s.rfind(")") + 2:].split()
+    return (int(rest[1]), rest[0], int(rest[11]), int(rest[12]), int(rest[13]), int(rest[14]))
+
+
+def all_stats():
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st is not None:
+                out[int(name)] = st
+    return out
+
+
+def descendants(root, stats):
+    kids = {}
+    for pid, st in stats.items():
+        kids.setdefault(st[0], []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def treecpu(args):
+    """Prints the CPU seconds of each argument: a PID's user and system time,
+    the times of the children it has reaped (cutime, cstime) and those of
+    every live or not yet reaped descendant, each counted once. "+PID" leaves
+    PID's own utime and stime out (the reaper below polls a little). Read
+    when the tree is quiet (settle), the figure is exact: whatever a process
+    of the tree used is either still on it or on the one that reaped it."""
+    stats = all_stats()
+    hz = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for a in args:
+        own = not a.startswith("+")
+        pid = int(a.lstrip("+"))
+        st = stats.get(pid)
+        if st is None:
+            sys.exit("treecpu: no process %d" % pid)
+        total += st[4] + st[5] + (st[2] + st[3] if own else 0)
+        for d in descendants(pid, stats):
+            _, _, ut, stime, cut, cst = stats[d]
+            total += ut + stime + cut + cst
+    print("%.2f" % (total / hz))
+
+
+def settle(pid, n, seconds):
+    """Waits until pid has at most n descendants (zombies count until
+    reaped): the per-connection processes of a session that ended are gone
+    and their times are on their reaper. Exits 1 after seconds."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = descendants(pid, all_stats())
+        if len(left) <= n:
+            return
+        if time.monotonic() > deadline:
+            sys.exit("settle: pid %d still has %d descendants after %ss: %s"
+                     % (pid, len(left), seconds, left))
+        time.sleep(0.02)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def reaper(argv):
+    """Runs argv as a child and stays the parent of it and, as a child
+    subreaper (prctl PR_SET_CHILD_SUBREAPER), of every orphan below it, and
+    reaps them all. sshd and vsftpd fork a process (and a session) per
+    connection, and those processes need not be reaped by the server: sshd's
+    per-connection monitor, for one, exits without waiting for the session
+    process and its sftp-server, which would then be reparented to init and
+    their CPU time lost. Here they come back to this process, whose
+    cutime/cstime (treecpu +PID) then hold every reaped descendant's time.
+    SIGTERM, SIGINT and SIGHUP go to every child (the server and the orphans
+    it left), SIGKILL 3 s later to those still there. Exits with the
+    command's status once it and every other child are gone."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        sys.exit("reaper: prctl(PR_SET_CHILD_SUBREAPER): errno %d" % ctypes.get_errno())
+    me = os.getpid()
+    stopping = []
+
+    def children():
+        return [p for p, st in all_stats().items() if st[0] == me]
+
+    def signal_children(sig):
+        for p in children():
+            try:
+                os.kill(p, sig)
+            except OSError:
+                pass
+
+    def on_signal(sig, frame):
+        if not stopping:
+            stopping.append(time.monotonic())
+        signal_children(signal.SIGTERM)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    main = os.fork()
+    if main == 0:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    status, killed = 1, False
+    while True:
+        try:
+            pid, st = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            if stopping and not killed and time.monotonic() - stopping[0] > 3:
+                signal_children(signal.SIGKILL)
+                killed = True
+            time.sleep(0.05)
+            continue
+        if pid == main:
+            status = os.waitstatus_to_exitcode(st)
+            if status < 0:
+                status = 128 - status
+            if not stopping:
+                # The server is gone: end what it left.
+                stopping.append(time.monotonic())
+                signal_children(signal.SIGTERM)
+    sys.exit(status)
 
 
 def percentile(sorted_vals, p):
@@ -250,6 +404,12 @@ def main(argv):
         treesum(args[0])
     elif cmd == "saves":
         saves(int(args[0]), args[1], args[2], args[3], args[4], int(args[5]))
+    elif cmd == "reaper":
+        reaper(args)
+    elif cmd == "treecpu":
+        treecpu(args)
+    elif cmd == "settle":
+        settle(int(args[0]), int(args[1]), float(args[2]))
     elif cmd == "table":
         table(args[0], args[1])
     else:
