@@ -1,6 +1,8 @@
-// Package ftpbench holds the FTP benchmark against vsftpd (issue 4): run.sh
-// measures upgate's FTP frontend and vsftpd on one machine (a 1 GiB upload
-// with curl and lftp, an lftp mirror of 2,000 small files, 4 KiB saves on an
+// Package ftpbench holds the FTP benchmark against vsftpd (issues 4 and 15):
+// run.sh measures upgate's FTP frontend, once with its embedded agent and
+// once with the agent as a separate `upgate agent` process, and vsftpd on
+// one machine (a 1 GiB upload with curl and lftp and the servers' CPU
+// seconds per GiB, an lftp mirror of 2,000 small files, 4 KiB saves on an
 // open session) and prints a markdown table for docs/benchmarks.md. It is
 // run by hand:
 //

@@ -5,6 +5,8 @@ save loop and the markdown table. Standard library only; run with Debian's
     helper.py freeport                       a free loopback TCP port
     helper.py portrange N                    "A B": N consecutive free ports below 32768
     helper.py waitftp PORT SECONDS           wait for an FTP 220 greeting on 127.0.0.1:PORT
+    helper.py waitport PORT SECONDS [BANNER] wait until 127.0.0.1:PORT accepts (and,
+                                             with BANNER, greets with it)
     helper.py gensmall DIR COUNT SEED        COUNT small files in nested dirs under DIR
     helper.py treesum DIR                    "files bytes digest" of the regular files under DIR
     helper.py saves PORT USER NETRC PATH FILE COUNT
@@ -82,6 +84,25 @@ def waitftp(port, seconds):
             last = e
         time.sleep(0.1)
     sys.exit("no FTP greeting on %s:%d within %ss: %r" % (HOST, port, seconds, last))
+
+
+def waitport(port, seconds, banner=None):
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((HOST, port), timeout=2) as s:
+                if banner is None:
+                    return
+                s.settimeout(2)
+                line = s.recv(256)
+                if line.startswith(banner.encode()):
+                    return
+                last = line
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    sys.exit("nothing answered on %s:%d within %ss: %r" % (HOST, port, seconds, last))
 
 
 def gensmall(root, count, seed):
@@ -320,15 +341,21 @@ def saves(port, user, netrc, path, file, count):
     print("%.3f %.3f" % (percentile(times, 50), percentile(times, 99)))
 
 
-# Rows of the table: key, label, unit, higher_is_better.
+# Rows of the table: key, label, unit, goal (issue 15's, as a ratio of
+# upgate's figure to vsftpd's, or "").
 ROWS = [
-    ("curl_mbps", "{big} upload, `curl -T`", "MB/s", True),
-    ("lftp_mbps", "{big} upload, lftp `put`", "MB/s", True),
-    ("mirror_s", "{files} small files, `lftp mirror -R`", "s", False),
-    ("mirror4_s", "{files} small files, `lftp mirror -R --parallel=4`", "s", False),
-    ("save_p50_ms", "4 KiB save on an open session (ftplib), p50", "ms", False),
-    ("save_p99_ms", "4 KiB save on an open session (ftplib), p99", "ms", False),
+    ("curl_mbps", "{big} upload, `curl -T`", "MB/s", ">= 1.0 (throughput)"),
+    ("curl_cpu", "CPU s per GiB on the server side during that upload", "s/GiB", ""),
+    ("curl_cpu_agent", "... of which the agent process", "s/GiB", ""),
+    ("lftp_mbps", "{big} upload, lftp `put`", "MB/s", ">= 1.0 (throughput)"),
+    ("mirror_s", "{files} small files, `lftp mirror -R`", "s", "<= 1.2"),
+    ("mirror4_s", "{files} small files, `lftp mirror -R --parallel=4`", "s", ""),
+    ("save_p50_ms", "4 KiB save on an open session (ftplib), p50", "ms", "<= 1.3"),
+    ("save_p99_ms", "4 KiB save on an open session (ftplib), p99", "ms", ""),
 ]
+# The servers, in the table's order; the last one is the reference.
+UPGATE_SIDES = [("upgate", "upgate, embedded agent", "embedded"),
+                ("upgate-agent", "upgate, agent process", "agent")]
 
 
 def fmt(v):
@@ -339,7 +366,7 @@ def fmt(v):
     return "%.2f" % v
 
 
-def table(results, meta):
+def read_results(results, meta):
     m = {}
     with open(meta) as f:
         for line in f:
@@ -350,11 +377,45 @@ def table(results, meta):
         for line in f:
             key, side, rnd, v = line.split()
             vals.setdefault((key, side), []).append((int(rnd), float(v)))
+    return m, vals
+
+
+def series(vals, key, side):
+    return [v for _, v in sorted(vals.get((key, side), []))]
+
+
+def print_rows(vals, rows, ref, ref_name, labels):
+    """The table: one row per measurement that has figures, each server's
+    median with the rounds in brackets, upgate's medians over the
+    reference's, and the goal."""
+    sides = UPGATE_SIDES + [(ref, ref_name, ref_name)]
+    print("| measurement | %s | %s | %s |" % (
+        " | ".join(h for _, h, _ in sides),
+        " | ".join("%s/%s" % (short, ref_name) for _, _, short in UPGATE_SIDES),
+        "goal"))
+    print("|---" * (len(sides) + len(UPGATE_SIDES) + 2) + "|")
+    for key, label, unit, goal in rows:
+        cols = [series(vals, key, side) for side, _, _ in sides]
+        if not any(cols):
+            continue
+        cells, meds = [], []
+        for c in cols:
+            meds.append(statistics.median(c) if c else None)
+            cells.append("%s %s (%s)" % (fmt(meds[-1]), unit, ", ".join(fmt(x) for x in c)) if c else "-")
+        ratios = ["**%.2f**" % (med / meds[-1]) if med is not None and meds[-1] else "-"
+                  for med in meds[:-1]]
+        print("| %s | %s | %s | %s |" % (label.format(**labels), " | ".join(cells), " | ".join(ratios), goal))
+
+
+def table(results, meta):
+    m, vals = read_results(results, meta)
     print("### FTP: upgate vs vsftpd (bench/ftp/run.sh)")
     print()
-    print("%s. %s. Loopback, both servers writing to the same filesystem (%s); "
-          "upgate %s (embedded agent, log level %s), vsftpd %s (a local user, "
-          "chrooted); clients lftp %s, curl %s, Python %s ftplib, all in "
+    print("%s. %s. Loopback, all servers writing to the same filesystem (%s). "
+          "upgate %s, log level %s, twice: with its embedded agent (one process) "
+          "and with the agent as a separate `upgate agent` process reached over "
+          "loopback TCP with a token (two processes). vsftpd %s (a local user, "
+          "chrooted). Clients lftp %s, curl %s, Python %s ftplib, all in "
           "plaintext. Load average before/after: %s / %s."
           % (m["date"], m["machine"], m["fs"], m["upgate"], m["loglevel"],
              m["vsftpd"], m["lftp"], m["curl"], m["python"], m["load_before"],
@@ -362,32 +423,23 @@ def table(results, meta):
     print()
     print("Data: %s of random bytes; %s files, %s bytes in %s nested "
           "directories, mirrored into an empty directory each time; %s saves "
-          "of a 4 KiB file after one login. Rounds: %s, paired A B A B "
-          "(upgate, vsftpd); each figure is the median of the rounds, the "
-          "rounds follow in brackets. Uploads include connecting and logging "
-          "in (about 1 ms on both: bcrypt cost %s for upgate, SHA-512 with "
-          "1,000 rounds for vsftpd). lftp sets every file's time (MFMT on "
-          "upgate, MDTM with a time on vsftpd) and mode (SITE CHMOD) on both."
+          "of a 4 KiB file after one login. Rounds: %s, each running upgate "
+          "(embedded), upgate (agent process), vsftpd in turn; each figure is "
+          "the median of the rounds, the rounds follow in brackets. Uploads "
+          "include connecting and logging in (about 1 ms on all: bcrypt cost "
+          "%s for upgate, SHA-512 with 1,000 rounds for vsftpd). lftp sets "
+          "every file's time (MFMT on upgate, MDTM with a time on vsftpd) and "
+          "mode (SITE CHMOD) on all. CPU: the server's processes' user + "
+          "system time over the upload (upgate's gateway, plus the agent "
+          "process where there is one; vsftpd's listener and the "
+          "connection's processes). Ratios are upgate's figure over "
+          "vsftpd's: for MB/s above 1 is faster, for times and CPU above 1 "
+          "is slower. The goals are issue 15's."
           % (m["big"], "{:,}".format(int(m["files"])), "{:,}".format(int(m["files_bytes"])),
              m["dirs"], m["saves"], m["rounds"], m["bcrypt_cost"]))
     print()
-    print("| measurement | upgate | vsftpd | upgate/vsftpd |")
-    print("|---|---|---|---|")
-    for key, label, unit, higher in ROWS:
-        u = [v for _, v in sorted(vals.get((key, "upgate"), []))]
-        v = [x for _, x in sorted(vals.get((key, "vsftpd"), []))]
-        if not u or not v:
-            continue
-        mu, mv = statistics.median(u), statistics.median(v)
-        ratio = mu / mv if mv else float("inf")
-        if higher:
-            note = "throughput ratio: < 1 = upgate slower"
-        else:
-            note = "time ratio: > 1 = upgate slower"
-        cell = lambda med, all_: "%s %s (%s)" % (fmt(med), unit, ", ".join(fmt(x) for x in all_))
-        print("| %s | %s | %s | **%.2f** (%s) |" % (
-            label.format(big=m["big"], files="{:,}".format(int(m["files"]))),
-            cell(mu, u), cell(mv, v), ratio, note))
+    print_rows(vals, ROWS, "vsftpd", "vsftpd",
+               dict(big=m["big"], files="{:,}".format(int(m["files"]))))
 
 
 def main(argv):
@@ -398,6 +450,8 @@ def main(argv):
         portrange(int(args[0]))
     elif cmd == "waitftp":
         waitftp(int(args[0]), float(args[1]))
+    elif cmd == "waitport":
+        waitport(int(args[0]), float(args[1]), args[2] if len(args) > 2 else None)
     elif cmd == "gensmall":
         gensmall(args[0], int(args[1]), int(args[2]))
     elif cmd == "treesum":

@@ -42,25 +42,6 @@ common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(common)
 
 
-def waitport(port, seconds, banner=None):
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=2) as s:
-                if banner is None:
-                    return
-                s.settimeout(2)
-                line = s.recv(256)
-                if line.startswith(banner.encode()):
-                    return
-                last = line
-        except OSError as e:
-            last = e
-        time.sleep(0.1)
-    sys.exit("nothing answered on %s:%d within %ss: %r" % (HOST, port, seconds, last))
-
-
 def connect(port, user, key, known_hosts):
     """An SFTP session logged in by key, the server's host key checked.
     paramiko 2.12 offers aes128-ctr first (it has no AES-GCM); both servers
@@ -172,39 +153,25 @@ def cipher(port, user, key, known_hosts):
     t.close()
 
 
-# Rows of the table: key, label, unit, goal (time ratio upgate/OpenSSH, or
-# None).
+# Rows of the table: key, label, unit, goal (issue 15's, as a time ratio
+# upgate/OpenSSH, or "").
 ROWS = [
     ("put_s", "{big} upload, OpenSSH `sftp -b` put", "s", "<= 0.9"),
-    ("put_cpu", "CPU s per GiB on the server side during that upload", "s/GiB", None),
-    ("put_cpu_agent", "... of which the agent process", "s/GiB", None),
+    ("put_cpu", "CPU s per GiB on the server side during that upload", "s/GiB", ""),
+    ("put_cpu_agent", "... of which the agent process", "s/GiB", ""),
     ("mirror_s", "{files} small files, `lftp mirror -R` (sftp://, serial)", "s", "<= 1.1"),
     ("save_p50_ms", "4 KiB save on an open session (paramiko), p50", "ms", "<= 1.1"),
-    ("save_p99_ms", "4 KiB save on an open session (paramiko), p99", "ms", None),
+    ("save_p99_ms", "4 KiB save on an open session (paramiko), p99", "ms", ""),
     ("creates_s", "creating {creates} small files on one session (paramiko)", "s", "<= 1.5"),
-    ("git_s", "sshfs: first `git status` in a {tree}-file repository", "s", None),
-    ("cp_s", "sshfs: `cp -a` of {cp} files of it into a new directory", "s", None),
+    ("git_s", "sshfs: first `git status` in a {tree}-file repository", "s", ""),
+    ("cp_s", "sshfs: `cp -a` of {cp} files of it into a new directory", "s", ""),
 ]
 PHASES = ["open", "write", "close", "utime", "chmod"]
 
 
 def table(results, meta):
-    m = {}
-    with open(meta) as f:
-        for line in f:
-            k, _, v = line.rstrip("\n").partition("=")
-            m[k] = v
-    vals = {}
-    with open(results) as f:
-        for line in f:
-            key, side, rnd, v = line.split()
-            vals.setdefault((key, side), []).append((int(rnd), float(v)))
-    sides = ["upgate", "upgate-agent", "openssh"]
+    m, vals = common.read_results(results, meta)
     fmt = common.fmt
-
-    def series(key, side):
-        return [v for _, v in sorted(vals.get((key, side), []))]
-
     print("### SFTP: upgate vs OpenSSH (bench/sftp/run.sh)")
     print()
     print("%s. %s. Loopback, all servers writing to the same filesystem (%s). "
@@ -213,9 +180,9 @@ def table(results, meta):
           "loopback TCP with a token (two processes). OpenSSH %s: Debian's sshd "
           "with its own configuration, `Subsystem sftp %s`, a throwaway local "
           "user. Clients: OpenSSH's sftp, lftp %s, paramiko %s (Python %s)%s; "
-          "every login by an Ed25519 key. Ciphers: OpenSSH clients, lftp and "
-          "sshfs %s (forced with `-c`); paramiko %s. Load average before/after: "
-          "%s / %s."
+          "every login by an Ed25519 key. Ciphers: OpenSSH's sftp, lftp and "
+          "sshfs (through ssh) %s, forced with `-c`; paramiko %s. Load average "
+          "before/after: %s / %s."
           % (m["date"], m["machine"], m["fs"], m["upgate"], m["loglevel"],
              m["openssh"], m["subsystem"], m["lftp"], m["paramiko"], m["python"],
              (", sshfs %s, git %s" % (m["sshfs"], m["git"])) if m.get("sshfs") else "",
@@ -227,48 +194,27 @@ def table(results, meta):
           "Rounds: %s, each running upgate (embedded), upgate (agent process), "
           "OpenSSH in turn; each figure is the median of the rounds, the rounds "
           "follow in brackets. Uploads include connecting and logging in. "
-          "Ratios are times, upgate over OpenSSH: above 1 is slower. The "
-          "goals are issue 15's."
+          "CPU: the server's processes' user + system time over the upload "
+          "(upgate's gateway, plus the agent process where there is one; sshd's "
+          "listener and the connection's processes: its monitor, the session "
+          "process, sftp-server). Ratios are upgate's figure over OpenSSH's: "
+          "above 1 is slower (or more CPU). The goals are issue 15's."
           % (m["big"], "{:,}".format(int(m["files"])), "{:,}".format(int(m["files_bytes"])),
              m["dirs"], m["saves"], "{:,}".format(int(m["creates"])),
              "{:,}".format(int(m["creates_bytes"])), m["creates_dirs"], m["rounds"]))
     print()
-    print("| measurement | upgate, embedded agent | upgate, agent process | OpenSSH "
-          "| embedded/OpenSSH | agent/OpenSSH | goal |")
-    print("|---|---|---|---|---|---|---|")
-    labels = dict(big=m["big"], files="{:,}".format(int(m["files"])),
-                  creates="{:,}".format(int(m["creates"])), tree=m.get("tree", "?"),
-                  cp=m.get("cp", "?"))
-    for key, label, unit, goal in ROWS:
-        cols = [series(key, s) for s in sides]
-        if not any(cols):
-            continue
-        cells, meds = [], []
-        for c in cols:
-            if c:
-                med = statistics.median(c)
-                meds.append(med)
-                cells.append("%s %s (%s)" % (fmt(med), unit, ", ".join(fmt(x) for x in c)))
-            else:
-                meds.append(None)
-                cells.append("-")
-        ratios = []
-        for med in meds[:2]:
-            if med is None or not meds[2]:
-                ratios.append("-")
-            else:
-                ratios.append("**%.2f**" % (med / meds[2]))
-        print("| %s | %s | %s | %s | %s | %s | %s |" % (
-            label.format(**labels), cells[0], cells[1], cells[2], ratios[0], ratios[1], goal or ""))
+    common.print_rows(vals, ROWS, "openssh", "OpenSSH", dict(
+        big=m["big"], files="{:,}".format(int(m["files"])), creates="{:,}".format(int(m["creates"])),
+        tree=m.get("tree", "?"), cp=m.get("cp", "?")))
     # The steps of one save: where its time goes.
-    if all(series("save_phase0", s) for s in sides):
-        names = {"upgate": "upgate embedded", "upgate-agent": "upgate with agent process",
-                 "openssh": "OpenSSH"}
+    sides = [("upgate", "upgate embedded"), ("upgate-agent", "upgate with agent process"),
+             ("openssh", "OpenSSH")]
+    if all(common.series(vals, "save_phase0", s) for s, _ in sides):
         parts = []
-        for s in sides:
-            steps = ", ".join("%s %s" % (PHASES[i], fmt(statistics.median(series("save_phase%d" % i, s))))
+        for s, name in sides:
+            steps = ", ".join("%s %s" % (PHASES[i], fmt(statistics.median(common.series(vals, "save_phase%d" % i, s))))
                               for i in range(len(PHASES)))
-            parts.append("%s: %s" % (names[s], steps))
+            parts.append("%s: %s" % (name, steps))
         print()
         print("One save's five steps, p50 in ms (median of the rounds). " + "; ".join(parts) + ".")
 
@@ -278,7 +224,7 @@ def main(argv):
     if cmd == "freeport":
         common.freeport()
     elif cmd == "waitport":
-        waitport(int(args[0]), float(args[1]), args[2] if len(args) > 2 else None)
+        common.waitport(int(args[0]), float(args[1]), args[2] if len(args) > 2 else None)
     elif cmd == "gensmall":
         common.gensmall(args[0], int(args[1]), int(args[2]))
     elif cmd == "treesum":
