@@ -62,7 +62,7 @@ func TestRunQuick(t *testing.T) {
 	}
 	env := []string{"BENCH_QUICK=1", "BENCH_TIMEOUT=60"}
 	if strict {
-		env = append(env, "BENCH_ONLY=put,mirror,saves,creates,sshfs")
+		env = append(env, "BENCH_ONLY=login,put,mirror,saves,creates,sshfs")
 		withSSHFS = true
 	}
 
@@ -138,10 +138,10 @@ func TestRunQuick(t *testing.T) {
 	out := stdout.String()
 	want := []string{
 		"| measurement | upgate, embedded agent | upgate, agent process | OpenSSH | embedded/OpenSSH | agent/OpenSSH | goal |",
-		"OpenSSH `sftp -b` put", "CPU s per GiB", "of which the agent process", "`lftp mirror -R`",
+		"login and one `pwd`", "OpenSSH `sftp -b` put", "CPU s per GiB", "of which the agent process", "`lftp mirror -R`",
 		"p50", "p99", "creating 200 small files", "One save's five steps",
 	}
-	rows := 8 // header and seven measurements
+	rows := 9 // header and eight measurements
 	if withSSHFS {
 		want = append(want, "`git status`", "`cp -a`")
 		rows += 2

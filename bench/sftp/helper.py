@@ -156,6 +156,7 @@ def cipher(port, user, key, known_hosts):
 # Rows of the table: key, label, unit, goal (issue 15's, as a time ratio
 # upgate/OpenSSH, or "").
 ROWS = [
+    ("login_ms", "login and one `pwd`, OpenSSH `sftp -b` (median of 5)", "ms", ""),
     ("put_s", "{big} upload, OpenSSH `sftp -b` put", "s", "<= 0.9"),
     ("put_cpu", "CPU s per GiB on the server side during that upload", "s/GiB", ""),
     ("put_cpu_agent", "... of which the agent process", "s/GiB", ""),

@@ -24,6 +24,8 @@
 #                  would save the pipe between the session process and
 #                  sftp-server; BENCH_SSHD_SFTP=internal-sftp measures that.)
 # Measurements:
+#   0. a login and one request (`sftp -b` with `pwd`), the median of 5 (ms):
+#      what every upload below pays once;
 #   1. a big upload with OpenSSH's `sftp -b` (put: 32 KiB writes, 64 in
 #      flight), wall clock of the whole command, login included; and the
 #      servers' CPU seconds per GiB over it: upgate's gateway (plus its agent
@@ -61,7 +63,7 @@
 #   BENCH_CREATES          files created with paramiko [5000 / 200]
 #   BENCH_TREE             files in the sshfs repository [500 / 50]
 #   BENCH_CP               files of it copied with cp -a [100 / 10]
-#   BENCH_ONLY             comma list of put,mirror,saves,creates,sshfs
+#   BENCH_ONLY             comma list of login,put,mirror,saves,creates,sshfs
 #                          [all; sshfs only where it can run]
 #   BENCH_WARMUP=0         skip the untimed warm-up (one big upload and one
 #                          mirror per server before round 1)
@@ -103,7 +105,7 @@ nsaves=${BENCH_SAVES:-$d_saves}
 ncreates=${BENCH_CREATES:-$d_creates}
 ntree=${BENCH_TREE:-$d_tree}
 ncp=${BENCH_CP:-$d_cp}
-only=${BENCH_ONLY:-put,mirror,saves,creates,sshfs}
+only=${BENCH_ONLY:-login,put,mirror,saves,creates,sshfs}
 only_explicit=${BENCH_ONLY:+1}
 loglevel=${BENCH_LOG_LEVEL:-warn}
 cmd_timeout=${BENCH_TIMEOUT:-600}
@@ -118,7 +120,7 @@ done
 ((rounds <= 50)) || { echo "run.sh: at most 50 rounds" >&2; exit 2; }
 ((ncp <= ntree)) || { echo "run.sh: BENCH_CP ($ncp) must not exceed BENCH_TREE ($ntree)" >&2; exit 2; }
 for w in ${only//,/ }; do
-  [[ $w =~ ^(put|mirror|saves|creates|sshfs)$ ]] || { echo "run.sh: BENCH_ONLY: unknown '$w'" >&2; exit 2; }
+  [[ $w =~ ^(login|put|mirror|saves|creates|sshfs)$ ]] || { echo "run.sh: BENCH_ONLY: unknown '$w'" >&2; exit 2; }
 done
 case $sshd_sftp in
   sftp-server) subsystem="$SFTP_SERVER -u 022" ;;
@@ -553,6 +555,18 @@ sftp_batch() { # side batch-file
   bounded sftp -q "${ssh_opts[@]}" -P "${port[$1]}" -b "$2" "${user[$1]}@127.0.0.1"
 }
 
+bench_login() { # side round
+  local s=$1 i t0 t1 times=()
+  printf 'pwd\n' >"$tmp/login.batch"
+  for i in 1 2 3 4 5; do
+    t0=$EPOCHREALTIME
+    sftp_batch "$s" "$tmp/login.batch" >/dev/null || die "sftp login to $s"
+    t1=$EPOCHREALTIME
+    times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) * 1000 }')")
+    settle "$s"
+  done
+  record login_ms "$s" "$2" "$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)"
+}
 bench_put() { # side round
   local s=$1 t0 t1 c0 c1 f size
   empty_targets
@@ -678,6 +692,9 @@ for ((r = 1; r <= rounds; r++)); do
     alive "${pid[$s]}" || { cat "$tmp/$s.log" >&2; die "$s exited"; }
   done
   alive "$ag_pid" || { cat "$tmp/agent.log" >&2; die "the upgate agent exited"; }
+  if want login; then for s in "${sides[@]}"; do
+    bench_login "$s" "$r"; log "round $r/$rounds login + pwd  $s: $(last) ms"
+  done; fi
   if want put; then for s in "${sides[@]}"; do
     bench_put "$s" "$r"
     log "round $r/$rounds sftp put $big_label  $s: $(grep "^put_s $s $r " "$results" | cut -d' ' -f4) s," \
