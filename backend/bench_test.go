@@ -140,3 +140,34 @@ func BenchmarkSave(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStat is the smallest operation, a Stat, through the gRPC
+// filesystem (one message each way on the session's stream) and through
+// os.Stat. ns/op is its latency on loopback:
+//
+//	go test -run '^$' -bench Stat -count 3 ./backend/
+func BenchmarkStat(b *testing.B) {
+	dir := b.TempDir()
+	if err := os.MkdirAll(dir+"/src/app", 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/src/app/x.php", []byte("<?php\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	a := agenttest.Start(b, dir)
+	for _, tc := range []struct {
+		name string
+		fs   afero.Fs
+	}{
+		{"direct", afero.NewBasePathFs(afero.NewOsFs(), dir)},
+		{"grpc", a.Fs(b, "")},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := tc.fs.Stat("/src/app/x.php"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -8,26 +8,26 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/afero"
 
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
-// dirFile is an open directory: it lists through the streamed ReadDir
-// call, page by page as Readdir asks for them, so that a listing holds one
-// batch of entries at a time, whatever the directory holds.
+// dirFile is an open directory: a listing on the agent (an id on the
+// Session stream), read page by page as Readdir asks for them, so that a
+// listing holds one batch of entries at a time, whatever the directory
+// holds.
 type dirFile struct {
 	g    *GRPCFs
+	c    *muxConn
+	id   uint64
 	name string
 	info *fileInfo
 
-	mu      sync.Mutex // guards the fields below
-	stream  agentpb.Agent_ReadDirClient
-	cancel  context.CancelFunc // ends the stream
-	pending []os.FileInfo      // received, not yet returned
-	done    bool               // the stream has ended
+	mu      sync.Mutex    // guards the fields below
+	pending []os.FileInfo // received, not yet returned
+	done    bool          // the listing has ended
 	closed  bool
 }
 
@@ -40,6 +40,7 @@ func (d *dirFile) IsDir() bool                { return true }
 func (d *dirFile) Stat() (os.FileInfo, error) { return d.info, nil }
 func (d *dirFile) Sync() error                { return nil }
 
+// Close closes the listing on the agent without waiting.
 func (d *dirFile) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -47,41 +48,29 @@ func (d *dirFile) Close() error {
 		return &fs.PathError{Op: "close", Path: d.name, Err: os.ErrClosed}
 	}
 	d.closed = true
-	if d.cancel != nil {
-		d.cancel()
-	}
+	d.c.post(&agentpb.SessionRequest{File: d.id, Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{}}})
 	return nil
 }
 
-// next receives the next batch of entries into d.pending. d.mu is held.
+// next receives the next batch of entries into d.pending, each batch
+// within the call timeout: a stalled agent ends the listing rather than
+// hanging it. d.mu is held.
 func (d *dirFile) next() error {
-	if d.stream == nil {
-		ctx, cancel := context.WithCancel(d.g.ctx)
-		stream, err := d.g.client.ReadDir(ctx, &agentpb.PathRequest{Path: []byte(d.g.agentPath(d.name))})
-		if err != nil {
-			cancel()
-			return d.g.err("readdir", d.name, err)
-		}
-		d.stream, d.cancel = stream, cancel
-	}
-	// Each batch within the call timeout: a stalled agent ends the
-	// listing rather than hanging it.
-	timer := time.AfterFunc(d.g.timeout, d.cancel)
-	resp, err := d.stream.Recv()
-	timer.Stop()
-	if errors.Is(err, io.EOF) {
-		d.done = true
-		d.cancel()
-		return nil
+	resp, err := d.c.call(context.Background(), d.g.timeout, &agentpb.SessionRequest{File: d.id, Op: &agentpb.SessionRequest_Readdir{Readdir: &agentpb.ReadDirOp{}}})
+	if err == nil && resp.GetError() != nil {
+		err = fromProto("readdir", d.name, resp.GetError())
 	}
 	if err != nil {
 		d.done = true
-		d.cancel()
+		if errors.Is(err, errStreamEnded) {
+			return d.c.errClosed("readdir", d.name)
+		}
 		return d.g.err("readdir", d.name, err)
 	}
-	for _, e := range resp.GetEntries() {
+	for _, e := range resp.GetEntries().GetEntries() {
 		d.pending = append(d.pending, newFileInfo(e, ""))
 	}
+	d.done = resp.GetEof()
 	return nil
 }
 

@@ -12,7 +12,7 @@ import (
 // Stat is what a FileInfo from an agent returns from Sys(): the fields of
 // stat(2) that fs.FileInfo has no place for.
 type Stat struct {
-	Uid, Gid uint32
+	UID, GID uint32
 	Nlink    uint64
 	Atime    time.Time
 }
@@ -35,7 +35,7 @@ func newFileInfo(pb *agentpb.FileInfo, name string) *fileInfo {
 		size:  pb.GetSize(),
 		mode:  fs.FileMode(pb.GetMode()),
 		mtime: time.Unix(0, pb.GetMtimeUnixNano()),
-		stat:  Stat{Uid: pb.GetUid(), Gid: pb.GetGid(), Nlink: pb.GetNlink()},
+		stat:  Stat{UID: pb.GetUid(), GID: pb.GetGid(), Nlink: pb.GetNlink()},
 	}
 	if pb.GetAtimeUnixNano() != 0 {
 		fi.stat.Atime = time.Unix(0, pb.GetAtimeUnixNano())

@@ -32,6 +32,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"hash"
 	"os"
 	"strings"
 	"time"
@@ -41,7 +42,7 @@ import (
 
 // ErrUnavailable is wrapped by errors from an agent that cannot be reached
 // or did not answer in time.
-var ErrUnavailable = errors.New("agent unavailable")
+var ErrUnavailable = errors.New("backend: agent unavailable")
 
 // HashAlgorithm names a checksum a Hasher computes.
 type HashAlgorithm string
@@ -58,19 +59,25 @@ const (
 // ParseHashAlgorithm accepts the names FTP's HASH command and the SSH
 // checksum commands use ("SHA-256", "sha256", "MD5", "CRC32", ...).
 func ParseHashAlgorithm(s string) (HashAlgorithm, bool) {
-	switch strings.ToLower(strings.ReplaceAll(s, "-", "")) {
-	case "sha256":
-		return SHA256, true
-	case "sha1":
-		return SHA1, true
-	case "md5":
-		return MD5, true
-	case "crc32", "crc":
+	s = strings.ToLower(strings.ReplaceAll(s, "-", ""))
+	if s == "crc" {
 		return CRC32, true
-	case "sha512":
-		return SHA512, true
+	}
+	if _, ok := hashAlgorithms[HashAlgorithm(s)]; ok {
+		return HashAlgorithm(s), true
 	}
 	return "", false
+}
+
+// New returns a new hash.Hash computing a, for a checksum computed where
+// the data passes (a client's stdin, a filesystem in memory); false for
+// an algorithm this package does not know.
+func (a HashAlgorithm) New() (hash.Hash, bool) {
+	wire, ok := hashAlgorithms[a] // grpcfs.go: the algorithms and their wire values
+	if !ok {
+		return nil, false
+	}
+	return wire.NewHash()
 }
 
 // Hasher is a filesystem that computes checksums next to the data, so a

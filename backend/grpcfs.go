@@ -9,13 +9,12 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/afero"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/codes"
 
 	"github.com/upgate/upgate/backend/agentpb"
 )
@@ -25,8 +24,9 @@ type Options struct {
 	// Root is the directory inside the agent's root that the filesystem
 	// shows as "/": a clean relative path; "" is the agent root itself.
 	Root string
-	// CallTimeout bounds every call to the agent and every wait for a reply
-	// inside an open file's stream. Zero means one minute.
+	// CallTimeout bounds every wait for the agent's reply to one request
+	// (a hash excepted: it waits as long as its context allows). Zero
+	// means one minute.
 	CallTimeout time.Duration
 	// InPlace turns atomic uploads off: truncating opens write the target
 	// file directly.
@@ -34,6 +34,11 @@ type Options struct {
 	// Agent and User name the agent and the user in error messages
 	// ("agent web for user alice unreachable"). Both may be empty.
 	Agent, User string
+	// Observe, if non-nil, is called after every path operation, open and
+	// commit with the operation's name ("Stat", "Open", "Close"), the gRPC
+	// code of its outcome and its duration: the gateway's latency metric.
+	// Reads and writes are not observed one by one.
+	Observe func(method string, code codes.Code, d time.Duration)
 }
 
 // GRPCFs is an afero.Fs whose files live on an agent, reached through the
@@ -41,34 +46,22 @@ type Options struct {
 // afero.LinkReader, Hasher and StatFSer. It is safe for concurrent use, and
 // so are its files' ReadAt and WriteAt.
 //
-// Every call is bound to the context given to NewGRPCFs: when it ends, open
-// files' streams are cancelled and their uploads abort on the agent.
+// It speaks agent protocol v2: one Session stream carries all its
+// operations and open files (mux.go); a broken stream is replaced by a new
+// one at the next operation, and the files open on it fail.
+//
+// Every call is bound to the context given to NewGRPCFs: when it ends, the
+// stream is cancelled and uploads in progress abort on the agent.
 type GRPCFs struct {
 	client  agentpb.AgentClient
 	ctx     context.Context
 	root    string
 	timeout time.Duration
 	opts    Options
+	mux     mux
 	// buffers holds chunk-capacity write buffers, reused from one
 	// coalesced message to the next.
-	buffers sync.Pool
-}
-
-// getBuffer is an empty buffer of capacity chunk.
-func (g *GRPCFs) getBuffer() []byte {
-	if b, ok := g.buffers.Get().(*[]byte); ok {
-		return (*b)[:0]
-	}
-	return make([]byte, 0, chunk)
-}
-
-// putBuffer returns a buffer from getBuffer to the pool; others are left
-// to the garbage collector.
-func (g *GRPCFs) putBuffer(b []byte) {
-	if cap(b) == chunk {
-		b = b[:0]
-		g.buffers.Put(&b)
-	}
+	buffers bufferPool
 }
 
 var (
@@ -96,18 +89,8 @@ func NewGRPCFs(ctx context.Context, cc grpc.ClientConnInterface, opts Options) *
 		timeout: timeout,
 		opts:    opts,
 	}
-	g.ctx = g.scoped(ctx)
+	g.mux.g = g
 	return g
-}
-
-// scoped confines the calls made with ctx to the filesystem's root on the
-// agent (agentpb.ScopeMetadata), so that the agent refuses symbolic links
-// that lead out of it, into a sibling directory included.
-func (g *GRPCFs) scoped(ctx context.Context) context.Context {
-	if g.root == "" {
-		return ctx
-	}
-	return metadata.AppendToOutgoingContext(ctx, agentpb.ScopeMetadata, g.root)
 }
 
 // userPath cleans a user-visible name into an absolute path in the
@@ -137,16 +120,14 @@ func (g *GRPCFs) err(op, name string, err error) error {
 		}
 		return &fs.PathError{Op: op, Path: userPath(name), Err: &AgentError{Message: who + " unreachable: " + msg, err: ErrUnavailable}}
 	}
-	// The agent names its own path ("alice/x"); the user sees theirs
+	// The agent names its own paths ("alice/x"); the user sees theirs
 	// ("/x"), not where their tree lives inside the agent.
 	if errors.As(err, &ae) && g.root != "" {
 		ae.Message = strings.ReplaceAll(ae.Message, strconv.Quote(g.agentPath(name)), strconv.Quote(userPath(name)))
+		ae.Message = strings.ReplaceAll(ae.Message, `"`+g.root+`/`, `"/`)
+		ae.Message = strings.ReplaceAll(ae.Message, strconv.Quote(g.root), `"/"`)
 	}
 	return err
-}
-
-func (g *GRPCFs) call() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(g.ctx, g.timeout)
 }
 
 // Name implements afero.Fs.
@@ -162,18 +143,16 @@ func (g *GRPCFs) Open(name string) (afero.File, error) { return g.OpenFile(name,
 
 // Mkdir implements afero.Fs.
 func (g *GRPCFs) Mkdir(name string, perm os.FileMode) error {
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: uint32(perm.Perm())})
-	return g.err("mkdir", name, err)
+	_, err := g.do(nil, "Mkdir", "mkdir", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Mkdir{
+		Mkdir: &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: uint32(perm.Perm())}}})
+	return err
 }
 
 // MkdirAll implements afero.Fs.
 func (g *GRPCFs) MkdirAll(name string, perm os.FileMode) error {
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Mkdir(ctx, &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: uint32(perm.Perm()), All: true})
-	return g.err("mkdir", name, err)
+	_, err := g.do(nil, "Mkdir", "mkdir", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Mkdir{
+		Mkdir: &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: uint32(perm.Perm()), All: true}}})
+	return err
 }
 
 func (g *GRPCFs) remove(name string, all bool) error {
@@ -181,10 +160,9 @@ func (g *GRPCFs) remove(name string, all bool) error {
 	if userPath(name) == "/" {
 		return &fs.PathError{Op: op, Path: "/", Err: syscall.EACCES}
 	}
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Remove(ctx, &agentpb.RemoveRequest{Path: []byte(g.agentPath(name)), All: all})
-	return g.err(op, name, err)
+	_, err := g.do(nil, "Remove", op, name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Remove{
+		Remove: &agentpb.RemoveRequest{Path: []byte(g.agentPath(name)), All: all}}})
+	return err
 }
 
 // Remove implements afero.Fs: a file or an empty directory.
@@ -198,55 +176,44 @@ func (g *GRPCFs) Rename(oldname, newname string) error {
 	if userPath(oldname) == "/" || userPath(newname) == "/" {
 		return &os.LinkError{Op: "rename", Old: userPath(oldname), New: userPath(newname), Err: syscall.EACCES}
 	}
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Rename(ctx, &agentpb.RenameRequest{From: []byte(g.agentPath(oldname)), To: []byte(g.agentPath(newname))})
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(g.err("rename", oldname, err), &pe) {
-			return &os.LinkError{Op: "rename", Old: userPath(oldname), New: userPath(newname), Err: pe.Err}
-		}
-	}
-	return nil
+	_, err := g.do(nil, "Rename", "rename", oldname, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Rename{
+		Rename: &agentpb.RenameRequest{From: []byte(g.agentPath(oldname)), To: []byte(g.agentPath(newname))}}})
+	return linkError("rename", oldname, newname, err)
 }
 
 // Stat implements afero.Fs.
 func (g *GRPCFs) Stat(name string) (os.FileInfo, error) {
-	ctx, cancel := g.call()
-	defer cancel()
-	pb, err := g.client.Stat(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
+	resp, err := g.do(nil, "Stat", "stat", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Stat{
+		Stat: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
 	if err != nil {
-		return nil, g.err("stat", name, err)
+		return nil, err
 	}
-	return newFileInfo(pb, path.Base(userPath(name))), nil
+	return newFileInfo(resp.GetInfo(), path.Base(userPath(name))), nil
 }
 
 // LstatIfPossible implements afero.Lstater.
 func (g *GRPCFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
-	ctx, cancel := g.call()
-	defer cancel()
-	pb, err := g.client.Lstat(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
+	resp, err := g.do(nil, "Lstat", "lstat", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Lstat{
+		Lstat: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
 	if err != nil {
-		return nil, true, g.err("lstat", name, err)
+		return nil, true, err
 	}
-	return newFileInfo(pb, path.Base(userPath(name))), true, nil
+	return newFileInfo(resp.GetInfo(), path.Base(userPath(name))), true, nil
 }
 
 // Chmod implements afero.Fs. On a file being uploaded it changes the
 // upload.
 func (g *GRPCFs) Chmod(name string, mode os.FileMode) error {
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Chmod(ctx, &agentpb.ChmodRequest{Path: []byte(g.agentPath(name)), Perm: uint32(mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky))})
-	return g.err("chmod", name, err)
+	_, err := g.do(nil, "Chmod", "chmod", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chmod{
+		Chmod: &agentpb.ChmodRequest{Path: []byte(g.agentPath(name)), Perm: wireMode(mode)}}})
+	return err
 }
 
 // Chown implements afero.Fs.
 func (g *GRPCFs) Chown(name string, uid, gid int) error {
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Chown(ctx, &agentpb.ChownRequest{Path: []byte(g.agentPath(name)), Uid: int32(uid), Gid: int32(gid)})
-	return g.err("chown", name, err)
+	_, err := g.do(nil, "Chown", "chown", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chown{
+		Chown: &agentpb.ChownRequest{Path: []byte(g.agentPath(name)), Uid: int32(uid), Gid: int32(gid)}}})
+	return err
 }
 
 // Chtimes implements afero.Fs. On a file being uploaded the times are
@@ -255,10 +222,9 @@ func (g *GRPCFs) Chtimes(name string, atime, mtime time.Time) error {
 	if err := checkTimes("chtimes", userPath(name), atime, mtime); err != nil {
 		return err
 	}
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)})
-	return g.err("chtimes", name, err)
+	_, err := g.do(nil, "Chtimes", "chtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
+		Chtimes: &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)}}})
+	return err
 }
 
 // Lchtimes implements LinkTimesSetter.
@@ -266,10 +232,9 @@ func (g *GRPCFs) Lchtimes(name string, atime, mtime time.Time) error {
 	if err := checkTimes("lchtimes", userPath(name), atime, mtime); err != nil {
 		return err
 	}
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime), Nofollow: true})
-	return g.err("lchtimes", name, err)
+	_, err := g.do(nil, "Chtimes", "lchtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
+		Chtimes: &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime), Nofollow: true}}})
+	return err
 }
 
 // SymlinkIfPossible implements afero.Linker. An absolute target is taken in
@@ -284,41 +249,29 @@ func (g *GRPCFs) SymlinkIfPossible(oldname, newname string) error {
 	} else if escapes(path.Dir(link), target) {
 		return &os.LinkError{Op: "symlink", Old: oldname, New: link, Err: syscall.EACCES}
 	}
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte(g.agentPath(newname))})
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(g.err("symlink", newname, err), &pe) {
-			return &os.LinkError{Op: "symlink", Old: oldname, New: link, Err: pe.Err}
-		}
+	_, err := g.do(nil, "Symlink", "symlink", newname, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Symlink{
+		Symlink: &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte(g.agentPath(newname))}}})
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return &os.LinkError{Op: "symlink", Old: oldname, New: link, Err: pe.Err}
 	}
-	return nil
+	return err
 }
 
 // Link implements HardLinker.
 func (g *GRPCFs) Link(oldname, newname string) error {
-	ctx, cancel := g.call()
-	defer cancel()
-	_, err := g.client.Link(ctx, &agentpb.LinkRequest{Target: []byte(g.agentPath(oldname)), Path: []byte(g.agentPath(newname))})
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(g.err("link", newname, err), &pe) {
-			return &os.LinkError{Op: "link", Old: userPath(oldname), New: userPath(newname), Err: pe.Err}
-		}
-	}
-	return nil
+	_, err := g.do(nil, "Link", "link", newname, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Link{
+		Link: &agentpb.LinkRequest{Target: []byte(g.agentPath(oldname)), Path: []byte(g.agentPath(newname))}}})
+	return linkError("link", oldname, newname, err)
 }
 
 // ReadlinkIfPossible implements afero.LinkReader.
 func (g *GRPCFs) ReadlinkIfPossible(name string) (string, error) {
-	ctx, cancel := g.call()
-	defer cancel()
-	resp, err := g.client.Readlink(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
+	resp, err := g.do(nil, "Readlink", "readlink", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Readlink{
+		Readlink: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
 	if err != nil {
-		return "", g.err("readlink", name, err)
+		return "", err
 	}
-	return string(resp.GetTarget()), nil
+	return string(resp.GetReadlink().GetTarget()), nil
 }
 
 var hashAlgorithms = map[HashAlgorithm]agentpb.HashAlgorithm{
@@ -335,32 +288,43 @@ func (g *GRPCFs) Hash(ctx context.Context, name string, algo HashAlgorithm, offs
 	if !ok {
 		return nil, &fs.PathError{Op: "hash", Path: userPath(name), Err: fmt.Errorf("unsupported hash algorithm %q", algo)}
 	}
-	ctx, cancel := context.WithCancel(g.scoped(ctx))
-	defer cancel()
-	stop := context.AfterFunc(g.ctx, cancel)
-	defer stop()
-	resp, err := g.client.Hash(ctx, &agentpb.HashRequest{Path: []byte(g.agentPath(name)), Algorithm: a, Offset: offset, Length: length})
+	// No timeout but ctx's: hashing a large file takes its time.
+	resp, err := g.doWithin(ctx, 0, "Hash", "hash", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hash{
+		Hash: &agentpb.HashRequest{Path: []byte(g.agentPath(name)), Algorithm: a, Offset: offset, Length: length}}})
 	if err != nil {
-		return nil, g.err("hash", name, err)
+		return nil, err
 	}
-	return resp.GetSum(), nil
+	return resp.GetHash().GetSum(), nil
 }
 
 // StatFS implements StatFSer.
 func (g *GRPCFs) StatFS(ctx context.Context, name string) (FSStats, error) {
-	ctx, cancel := context.WithTimeout(g.scoped(ctx), g.timeout)
-	defer cancel()
-	stop := context.AfterFunc(g.ctx, cancel)
-	defer stop()
-	r, err := g.client.StatFS(ctx, &agentpb.PathRequest{Path: []byte(g.agentPath(name))})
+	resp, err := g.do(ctx, "StatFS", "statfs", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Statfs{
+		Statfs: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
 	if err != nil {
-		return FSStats{}, g.err("statfs", name, err)
+		return FSStats{}, err
 	}
+	r := resp.GetStatfs()
 	return FSStats{
 		BlockSize: r.GetBlockSize(), FragmentSize: r.GetFragmentSize(),
 		Blocks: r.GetBlocks(), BlocksFree: r.GetBlocksFree(), BlocksAvailable: r.GetBlocksAvailable(),
 		Files: r.GetFiles(), FilesFree: r.GetFilesFree(), NameMax: r.GetNameMax(),
 	}, nil
+}
+
+// linkError is err, a *fs.PathError from a two-path operation, as the
+// *os.LinkError os.Rename and os.Link return.
+func linkError(op, oldname, newname string, err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return &os.LinkError{Op: op, Old: userPath(oldname), New: userPath(newname), Err: pe.Err}
+	}
+	return err
+}
+
+// wireMode is the mode bits a chmod sends; the agent refuses setuid and
+// setgid.
+func wireMode(mode os.FileMode) uint32 {
+	return uint32(mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky))
 }
 
 // escapes reports whether the relative target, resolved from dir (an

@@ -94,7 +94,8 @@ type Defender struct {
 // Admin configures the admin HTTP server.
 type Admin struct {
 	// TokenFile names a file holding a bearer token that /metrics and the
-	// sessions API require (key admin.token_file). Default empty: no
+	// sessions API require, and the operator page's login form (key
+	// admin.token_file). Default empty: no
 	// token, which is allowed only while listen.admin is a loopback
 	// address; the admin server then also refuses requests whose Host is
 	// not a loopback name or address (DNS rebinding).
@@ -326,9 +327,10 @@ type SSHKeepalive struct {
 	MaxMissed int `mapstructure:"max_missed"`
 }
 
-// Agent says where one agent runs: either in-process (Embedded) or
-// remote over gRPC. Exactly one of Root (embedded) and Address (remote)
-// is set.
+// Agent says where one agent runs: in-process (Embedded), remote over
+// gRPC at an address (Address), or remote in a pod found through the
+// Kubernetes API (Kubernetes). Exactly one of Root (embedded), Address and
+// Kubernetes is set.
 type Agent struct {
 	// Embedded runs the agent code in-process over Root (key
 	// agents.<name>.embedded). Default false: the agent is remote.
@@ -342,9 +344,14 @@ type Agent struct {
 	// Address is a remote agent's gRPC target (key agents.<name>.address):
 	// host:port, dns:///host:port, unix:/path or another gRPC target
 	// scheme. Every "{user}" is replaced by the user's name, so one entry
-	// can name a per-user agent. Required unless Embedded; must be empty
-	// when Embedded.
+	// can name a per-user agent. Required unless Embedded or Kubernetes;
+	// must be empty otherwise.
 	Address string `mapstructure:"address"`
+
+	// Kubernetes finds the agent in the user's pod through the Kubernetes
+	// API instead of at an address (key agents.<name>.kubernetes). The
+	// zero value means off.
+	Kubernetes AgentKubernetes `mapstructure:"kubernetes"`
 
 	// TokenFile is a file holding the bearer token sent to a remote agent
 	// (key agents.<name>.token_file). Required for a remote agent unless
@@ -355,7 +362,52 @@ type Agent struct {
 	// agents.<name>.tls). The zero value means plaintext gRPC. Must be
 	// zero when Embedded.
 	TLS AgentTLS `mapstructure:"tls"`
+
+	// Hooks is the hook file of an embedded agent (key
+	// agents.<name>.hooks; the format of `upgate agent --hooks`), read
+	// when the gateway starts; its commands run in the gateway's process
+	// as the gateway's user, in Root. Empty means no hooks. Only for an
+	// embedded agent (a remote agent reads its own hook file) and never
+	// inside Root, where a user could replace it.
+	Hooks string `mapstructure:"hooks"`
 }
+
+// AgentKubernetes finds a per-user agent in a pod: for user alice, the
+// newest pod of alice's namespace that matches alice's selector and whose
+// agent container is ready; the gateway dials its pod IP on Port. Setting
+// any field turns it on; Namespace and Port are then required.
+type AgentKubernetes struct {
+	// Namespace is the pods' namespace (key
+	// agents.<name>.kubernetes.namespace): a name ("dev") or a template in
+	// which "{user}" becomes the login name ("dev-{user}"). It must be a
+	// DNS label once filled in.
+	Namespace string `mapstructure:"namespace"`
+
+	// Selector is a label selector template (key
+	// agents.<name>.kubernetes.selector): "upgate.dev/user={user}" or
+	// "upgate.dev/user={user},app=php". "{user}" becomes the login name.
+	// Empty matches every pod of the namespace, which only works with a
+	// namespace per user: Namespace or Selector must contain "{user}".
+	Selector string `mapstructure:"selector"`
+
+	// Container is the agent container's name (key
+	// agents.<name>.kubernetes.container), whose readiness decides
+	// whether a pod takes uploads. Empty means "upgate-agent", the name
+	// "upgate inject" gives it.
+	Container string `mapstructure:"container"`
+
+	// Port is the agent's port in the pod (key
+	// agents.<name>.kubernetes.port): 1-65535. Required.
+	Port int `mapstructure:"port"`
+
+	// Kubeconfig is a kubeconfig file for the API server (key
+	// agents.<name>.kubernetes.kubeconfig). Empty means the in-cluster
+	// configuration (the pod's service account).
+	Kubeconfig string `mapstructure:"kubeconfig"`
+}
+
+// Enabled reports whether any Kubernetes setting is present.
+func (k AgentKubernetes) Enabled() bool { return k != AgentKubernetes{} }
 
 // AgentTLS configures TLS from the gateway to a remote agent. All fields
 // are optional; setting any of them turns TLS on.
@@ -373,7 +425,9 @@ type AgentTLS struct {
 	Key string `mapstructure:"key"`
 
 	// ServerName overrides the name verified in the agent's certificate
-	// (key agents.<name>.tls.server_name). Empty means the host of Address.
+	// (key agents.<name>.tls.server_name). Empty means the host of
+	// Address. Required with Kubernetes, where the agent is dialled by
+	// its pod IP.
 	ServerName string `mapstructure:"server_name"`
 }
 

@@ -117,6 +117,39 @@ mounts: [{path: /, agent: local, readonly: true}]`), `config: users[0].mounts[0]
 		{"remote bad placeholder", `agents: {r: {address: "{name}:7070", token_file: t}}`, `config: agents.r.address: "{name}:7070" has an unknown placeholder`},
 		{"remote tls key without cert", `agents: {r: {address: "h:1", token_file: t, tls: {key: k.pem}}}`, `config: agents.r.tls: cert and key must be set together`},
 		{"agent name with dot", `agents: {"a.b": {embedded: true, root: d}}`, `config: agents.a.b: unknown key`},
+		{"remote agent with hooks", `agents: {r: {address: "h:1", token_file: t, hooks: h.yaml}}`, `config: agents.r.hooks: only for an embedded agent`},
+		{"hooks inside the root", `agents: {e: {embedded: true, root: srv, hooks: srv/hooks.yaml}}`, `config: agents.e.hooks: hook file "srv/hooks.yaml" is inside agents.e.root "srv"`},
+		{"hooks next to the root", `agents: {e: {embedded: true, root: srv, hooks: etc/hooks.yaml}}`, ""},
+
+		// Agents found through the Kubernetes API.
+		{"valid kubernetes agents", `
+agents:
+  dev: {kubernetes: {namespace: dev, selector: "upgate.dev/user={user},app=php", port: 7070}, token_file: t}
+  own: {kubernetes: {namespace: "dev-{user}", port: 7070, container: agent, kubeconfig: /k}, token_file: t}
+  mtls: {kubernetes: {namespace: "dev-{user}", port: 7070}, tls: {cert: c.pem, key: k.pem, server_name: agent.dev}}`, ""},
+		{"kubernetes unknown key", `agents: {k: {kubernetes: {namespace: dev, selector: "u={user}", port: 1, nmespace: x}, token_file: t}}`, `config: agents.k.kubernetes.nmespace: unknown key`},
+		{"kubernetes with address", `agents: {k: {address: "h:1", kubernetes: {namespace: dev, selector: "u={user}", port: 1}, token_file: t}}`, `config: agents.k.address: must be empty with kubernetes`},
+		{"kubernetes embedded", `agents: {k: {embedded: true, root: d, kubernetes: {namespace: dev}}}`, `config: agents.k.kubernetes: must be empty for an embedded agent`},
+		{"kubernetes without namespace", `agents: {k: {kubernetes: {selector: "u={user}", port: 1}, token_file: t}}`, `config: agents.k.kubernetes.namespace: required`},
+		{"kubernetes bad namespace", `agents: {k: {kubernetes: {namespace: Dev_1, selector: "u={user}", port: 1}, token_file: t}}`, `config: agents.k.kubernetes.namespace: "Dev_1" is not a namespace name`},
+		{"kubernetes namespace placeholder", `agents: {k: {kubernetes: {namespace: "dev-{name}", port: 1}, token_file: t}}`, `config: agents.k.kubernetes.namespace: "dev-{name}" has an unknown placeholder`},
+		{"kubernetes bad selector", `agents: {k: {kubernetes: {namespace: dev, selector: "u=={user},,", port: 1}, token_file: t}}`, `config: agents.k.kubernetes.selector: "u=={user},," is not a label selector`},
+		{"kubernetes selector placeholder", `agents: {k: {kubernetes: {namespace: dev, selector: "u={login}", port: 1}, token_file: t}}`, `config: agents.k.kubernetes.selector: "u={login}" has an unknown placeholder`},
+		{"kubernetes without user", `agents: {k: {kubernetes: {namespace: dev, selector: "app=php", port: 1}, token_file: t}}`, `config: agents.k.kubernetes.selector: "app=php" does not contain {user} and neither does namespace "dev": every user would land in the same pod`},
+		{"kubernetes without port", `agents: {k: {kubernetes: {namespace: "dev-{user}"}, token_file: t}}`, `config: agents.k.kubernetes.port: 0 is not a port`},
+		{"kubernetes port too high", `agents: {k: {kubernetes: {namespace: "dev-{user}", port: 70000}, token_file: t}}`, `config: agents.k.kubernetes.port: 70000 is not a port`},
+		{"kubernetes bad container", `agents: {k: {kubernetes: {namespace: "dev-{user}", port: 1, container: Agent}, token_file: t}}`, `config: agents.k.kubernetes.container: "Agent" is not a container name`},
+		{"kubernetes without token", `agents: {k: {kubernetes: {namespace: "dev-{user}", port: 1}}}`, `config: agents.k.token_file: required for a remote agent unless tls.cert is set`},
+		{"kubernetes tls without server name", `agents: {k: {kubernetes: {namespace: "dev-{user}", port: 1}, tls: {ca: ca.pem}, token_file: t}}`, `config: agents.k.tls.server_name: required with kubernetes`},
+		{"kubernetes user not a namespace", `
+agents: {k: {kubernetes: {namespace: "dev-{user}", port: 1}, token_file: t}}
+users: [{name: Alice, password_hash: "` + hash + `", mounts: [{path: /, agent: k}]}]`, `config: users[0].mounts[0].agent: agent "k" puts the user name in the namespace "dev-{user}", but "Alice" is not a DNS label`},
+		{"kubernetes user as a label value", `
+agents: {k: {kubernetes: {namespace: dev, selector: "upgate.dev/user={user}", port: 1}, token_file: t}}
+users: [{name: Alice.B, password_hash: "` + hash + `", mounts: [{path: /, agent: k}]}]`, ""},
+		{"kubernetes user not a label value", `
+agents: {k: {kubernetes: {namespace: dev, selector: "upgate.dev/user={user}", port: 1}, token_file: t}}
+users: [{name: "-alice", password_hash: "` + hash + `", mounts: [{path: /, agent: k}]}]`, `config: users[0].mounts[0].agent: agent "k" puts the user name in the selector "upgate.dev/user={user}", but "-alice" is not a label value there`},
 
 		// Users.
 		{"user without name", withUser(`password_hash: "` + hash + `"

@@ -84,7 +84,7 @@ func Options() []Option {
 		{"defender.window", time.Minute, "how far back failed logins count"},
 		{"defender.ban_time", 15 * time.Minute, "how long a ban lasts"},
 		{"defender.allowlist", []string{}, "CIDRs that are never banned"},
-		{"admin.token_file", "", "file with a bearer token required by /metrics and /api/; empty means none"},
+		{"admin.token_file", "", "file with a bearer token required by /metrics, /api/ and the operator page's login; empty means none"},
 		{"log.level", "info", "log level: debug, info, warn or error"},
 		{"log.format", "text", "log format: text or json"},
 	}

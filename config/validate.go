@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // dnsLabel is what a user name must be when an agent address template puts
@@ -202,15 +203,35 @@ func (v *validator) agents(agents map[string]Agent) {
 			if a.TLS.Enabled() {
 				v.errorf(key+".tls", "must be empty for an embedded agent")
 			}
+			if a.Hooks != "" && a.Root != "" && within(a.Root, a.Hooks) {
+				v.errorf(key+".hooks", "hook file %q is inside agents.%s.root %q, where a user mounted there could replace it: keep it outside", a.Hooks, name, a.Root)
+			}
+			if a.Kubernetes.Enabled() {
+				v.errorf(key+".kubernetes", "must be empty for an embedded agent")
+			}
 			continue
+		}
+		if a.Hooks != "" {
+			v.errorf(key+".hooks", "only for an embedded agent: a remote agent reads its own hook file (upgate agent --hooks), got %q", a.Hooks)
 		}
 		if a.Root != "" {
 			v.errorf(key+".root", "only for an embedded agent (embedded: true), got %q", a.Root)
 		}
-		if a.Address == "" {
-			v.errorf(key+".address", "required for a remote agent (or set embedded: true)")
-		} else if msg := checkAgentAddress(a.Address); msg != "" {
-			v.errorf(key+".address", "%q %s", a.Address, msg)
+		switch {
+		case a.Kubernetes.Enabled():
+			if a.Address != "" {
+				v.errorf(key+".address", "must be empty with kubernetes (the agent is at its pod's IP and kubernetes.port), got %q", a.Address)
+			}
+			v.kubernetes(key+".kubernetes", a.Kubernetes)
+			if a.TLS.Enabled() && a.TLS.ServerName == "" {
+				v.errorf(key+".tls.server_name", "required with kubernetes: the agent is dialled by its pod IP, so name the DNS name its certificate holds")
+			}
+		case a.Address == "":
+			v.errorf(key+".address", "required for a remote agent (or set embedded: true, or kubernetes)")
+		default:
+			if msg := checkAgentAddress(a.Address); msg != "" {
+				v.errorf(key+".address", "%q %s", a.Address, msg)
+			}
 		}
 		if a.TokenFile == "" && a.TLS.Cert == "" {
 			v.errorf(key+".token_file", "required for a remote agent unless tls.cert is set")
@@ -219,6 +240,52 @@ func (v *validator) agents(agents map[string]Agent) {
 			v.errorf(key+".tls", "cert and key must be set together, got cert %q and key %q", a.TLS.Cert, a.TLS.Key)
 		}
 	}
+}
+
+// kubernetes checks an agent's Kubernetes discovery settings.
+func (v *validator) kubernetes(key string, k AgentKubernetes) {
+	switch ns := strings.ReplaceAll(k.Namespace, userPlaceholder, "user"); {
+	case k.Namespace == "":
+		v.errorf(key+".namespace", "required: the namespace of the pods, or a template such as \"dev-{user}\"")
+	case strings.ContainsAny(ns, "{}"):
+		v.errorf(key+".namespace", "%q has an unknown placeholder: only {user} is supported", k.Namespace)
+	case !dnsLabel.MatchString(ns):
+		v.errorf(key+".namespace", "%q is not a namespace name (a DNS label: a-z, 0-9, -) once {user} is filled in", k.Namespace)
+	}
+	switch sel := strings.ReplaceAll(k.Selector, userPlaceholder, "user"); {
+	case strings.ContainsAny(sel, "{}"):
+		v.errorf(key+".selector", "%q has an unknown placeholder: only {user} is supported", k.Selector)
+	default:
+		if _, err := labels.Parse(sel); err != nil {
+			v.errorf(key+".selector", "%q is not a label selector: %w", k.Selector, err)
+		}
+	}
+	if k.Namespace != "" && !strings.Contains(k.Namespace, userPlaceholder) && !strings.Contains(k.Selector, userPlaceholder) {
+		v.errorf(key+".selector", "%q does not contain {user} and neither does namespace %q: every user would land in the same pod", k.Selector, k.Namespace)
+	}
+	if k.Container != "" && !dnsLabel.MatchString(k.Container) {
+		v.errorf(key+".container", "%q is not a container name (a DNS label: a-z, 0-9, -)", k.Container)
+	}
+	if k.Port < 1 || k.Port > 65535 {
+		v.errorf(key+".port", "%d is not a port: the agent's --listen port in the pod, 1-65535", k.Port)
+	}
+}
+
+// userPlaceholder is what agent templates replace by the login name.
+const userPlaceholder = "{user}"
+
+// kubernetesUser reports what is wrong with user name in a's Kubernetes
+// templates, or "".
+func kubernetesUser(k AgentKubernetes, name string) string {
+	if strings.Contains(k.Namespace, userPlaceholder) && !dnsLabel.MatchString(strings.ReplaceAll(k.Namespace, userPlaceholder, name)) {
+		return fmt.Sprintf("puts the user name in the namespace %q, but %q is not a DNS label (a-z, 0-9, -)", k.Namespace, name)
+	}
+	if strings.Contains(k.Selector, userPlaceholder) {
+		if _, err := labels.Parse(strings.ReplaceAll(k.Selector, userPlaceholder, name)); err != nil {
+			return fmt.Sprintf("puts the user name in the selector %q, but %q is not a label value there: %v", k.Selector, name, err)
+		}
+	}
+	return ""
 }
 
 func (v *validator) users(c *Config) {
@@ -271,6 +338,11 @@ func (v *validator) users(c *Config) {
 			v.mount(mk, m, c.Agents)
 			if a, ok := c.Agents[m.Agent]; ok && strings.Contains(a.Address, "{user}") && !dnsLabel.MatchString(u.Name) {
 				v.errorf(mk+".agent", "agent %q puts the user name in a DNS name, but %q is not a DNS label (a-z, 0-9, -)", m.Agent, u.Name)
+			}
+			if a, ok := c.Agents[m.Agent]; ok && a.Kubernetes.Enabled() {
+				if msg := kubernetesUser(a.Kubernetes, u.Name); msg != "" {
+					v.errorf(mk+".agent", "agent %q %s", m.Agent, msg)
+				}
 			}
 		}
 	}

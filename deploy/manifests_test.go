@@ -6,6 +6,7 @@
 package deploy_test
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"net"
@@ -22,13 +23,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/upgate/upgate/backend/agent/hooks"
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/inject"
 )
 
 // manifestDir holds the manifests, one kustomization per directory.
@@ -45,14 +49,26 @@ const (
 // decodes into. A kind not listed is an error: add it here, with checks,
 // before using it in a manifest.
 var newObject = map[string]func() any{
-	"v1/Namespace":                       func() any { return new(corev1.Namespace) },
-	"v1/ConfigMap":                       func() any { return new(corev1.ConfigMap) },
-	"v1/Secret":                          func() any { return new(corev1.Secret) },
-	"v1/Service":                         func() any { return new(corev1.Service) },
-	"v1/Pod":                             func() any { return new(corev1.Pod) },
-	"apps/v1/Deployment":                 func() any { return new(appsv1.Deployment) },
-	"policy/v1/PodDisruptionBudget":      func() any { return new(policyv1.PodDisruptionBudget) },
-	"networking.k8s.io/v1/NetworkPolicy": func() any { return new(networkingv1.NetworkPolicy) },
+	"v1/Namespace":                                    func() any { return new(corev1.Namespace) },
+	"v1/ConfigMap":                                    func() any { return new(corev1.ConfigMap) },
+	"v1/Secret":                                       func() any { return new(corev1.Secret) },
+	"v1/Service":                                      func() any { return new(corev1.Service) },
+	"v1/ServiceAccount":                               func() any { return new(corev1.ServiceAccount) },
+	"v1/Pod":                                          func() any { return new(corev1.Pod) },
+	"apps/v1/Deployment":                              func() any { return new(appsv1.Deployment) },
+	"policy/v1/PodDisruptionBudget":                   func() any { return new(policyv1.PodDisruptionBudget) },
+	"networking.k8s.io/v1/NetworkPolicy":              func() any { return new(networkingv1.NetworkPolicy) },
+	"rbac.authorization.k8s.io/v1/Role":               func() any { return new(rbacv1.Role) },
+	"rbac.authorization.k8s.io/v1/RoleBinding":        func() any { return new(rbacv1.RoleBinding) },
+	"rbac.authorization.k8s.io/v1/ClusterRole":        func() any { return new(rbacv1.ClusterRole) },
+	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": func() any { return new(rbacv1.ClusterRoleBinding) },
+}
+
+// clusterScoped are the kinds without a namespace.
+var clusterScoped = map[string]bool{
+	"v1/Namespace": true,
+	"rbac.authorization.k8s.io/v1/ClusterRole":        true,
+	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": true,
 }
 
 // object is one decoded manifest document.
@@ -139,8 +155,11 @@ func decode(file string, index int, doc []byte) (*object, error) {
 	}
 	// Every namespaced object names its namespace: the files work with
 	// "kubectl apply -f" too, and references are checked per namespace.
-	if kind != "v1/Namespace" && o.meta.Namespace == "" {
+	if !clusterScoped[kind] && o.meta.Namespace == "" {
 		return nil, fmt.Errorf("%s: no metadata.namespace", o)
+	}
+	if clusterScoped[kind] && o.meta.Namespace != "" {
+		return nil, fmt.Errorf("%s: a %s has no namespace", o, tm.Kind)
 	}
 	return o, nil
 }
@@ -257,6 +276,17 @@ type gateway struct {
 	parsed    *config.Config // doc, as the gateway reads it
 }
 
+// watchesPods reports whether the gateway finds agents through the
+// Kubernetes API.
+func (g *gateway) watchesPods() bool {
+	for _, a := range g.parsed.Agents {
+		if a.Kubernetes.Enabled() {
+			return true
+		}
+	}
+	return false
+}
+
 // gatewayConfig mirrors the keys of the gateway configuration these checks
 // need. TestGatewayConfig checks that it reads them as the gateway does.
 type gatewayConfig struct {
@@ -269,8 +299,15 @@ type gatewayConfig struct {
 		PassivePorts string `json:"passive_ports"`
 	} `json:"ftp"`
 	Agents map[string]struct {
-		Address   string `json:"address"`
-		TokenFile string `json:"token_file"`
+		Address    string `json:"address"`
+		TokenFile  string `json:"token_file"`
+		Kubernetes struct {
+			Namespace  string `json:"namespace"`
+			Selector   string `json:"selector"`
+			Container  string `json:"container"`
+			Port       int    `json:"port"`
+			Kubeconfig string `json:"kubeconfig"`
+		} `json:"kubernetes"`
 	} `json:"agents"`
 	Users []struct {
 		Name   string  `json:"name"`
@@ -562,8 +599,10 @@ func TestGatewayConfig(t *testing.T) {
 			t.Fatalf("%s: this test reads listen/ftp.passive_ports as %+v / %q, the gateway as %+v / %q", p, g.cfg.Listen, g.cfg.FTP.PassivePorts, c.Listen, c.FTP.PassivePorts)
 		}
 		for name, a := range g.cfg.Agents {
-			if pa := c.Agents[name]; pa.Address != a.Address || pa.TokenFile != a.TokenFile {
-				t.Fatalf("%s: this test reads agents.%s as %q/%q, the gateway as %q/%q", p, name, a.Address, a.TokenFile, pa.Address, pa.TokenFile)
+			pa := c.Agents[name]
+			k := config.AgentKubernetes(a.Kubernetes)
+			if pa.Address != a.Address || pa.TokenFile != a.TokenFile || pa.Kubernetes != k {
+				t.Fatalf("%s: this test reads agents.%s as %q/%q/%+v, the gateway as %q/%q/%+v", p, name, a.Address, a.TokenFile, k, pa.Address, pa.TokenFile, pa.Kubernetes)
 			}
 		}
 		for key, addr := range map[string]string{"listen.ftp": c.Listen.FTP, "listen.sftp": c.Listen.SFTP, "listen.admin": c.Listen.Admin} {
@@ -856,6 +895,10 @@ func TestReferencesExist(t *testing.T) {
 // runtime's seccomp profile; and has memory and CPU requests and limits.
 func TestSecurityContexts(t *testing.T) {
 	m := load(t)
+	apiClient := make(map[*object]bool)
+	for _, g := range m.gateways(t) {
+		apiClient[g.pod.owner] = g.watchesPods()
+	}
 	for _, p := range m.pods(t) {
 		psc := p.spec.SecurityContext
 		if psc == nil {
@@ -872,8 +915,8 @@ func TestSecurityContexts(t *testing.T) {
 		if p.spec.HostNetwork || p.spec.HostPID || p.spec.HostIPC {
 			t.Errorf("%s: uses a host namespace", p)
 		}
-		if a := p.spec.AutomountServiceAccountToken; a == nil || *a {
-			t.Errorf("%s: automountServiceAccountToken must be false: nothing here talks to the Kubernetes API", p)
+		if a := p.spec.AutomountServiceAccountToken; (a == nil || *a) && !apiClient[p.owner] {
+			t.Errorf("%s: automountServiceAccountToken must be false: only a gateway with agents.NAME.kubernetes talks to the Kubernetes API", p)
 		}
 		for _, c := range slices.Concat(p.spec.InitContainers, p.spec.Containers) {
 			where := fmt.Sprintf("%s: container %s", p, c.Name)
@@ -939,19 +982,21 @@ func TestSecurityContexts(t *testing.T) {
 	}
 }
 
-// (e) The gateway's agent address template, filled in with alice, names
-// the headless Service of alice's dev pod, whose agent sidecar listens on
-// that port, shares the code volume with php-fpm, runs as its uid and
-// holds the gateway's token; only the gateway may reach it.
-func TestAgentAddressTemplate(t *testing.T) {
+// (e) The gateway reaches alice's agent: through the Kubernetes API (the
+// pod template in the agent's namespace that its selector picks for alice)
+// or through an address template (the headless Service it names). Either
+// way the agent sidecar listens on that port, shares the code volume with
+// the app, runs as its uid, uses the gateway's image and token, and only
+// the gateway may reach it.
+func TestAgentTargets(t *testing.T) {
 	const user = "alice"
 	m := load(t)
 	gws := m.gateways(t)
 	pods := m.pods(t)
 	var checked int
 	for _, g := range gws {
-		for name, a := range g.cfg.Agents {
-			if !strings.Contains(a.Address, "{user}") {
+		for name, a := range g.parsed.Agents {
+			if a.Embedded || !a.Kubernetes.Enabled() && !strings.Contains(a.Address, "{user}") {
 				continue
 			}
 			var usedByUser bool
@@ -964,136 +1009,255 @@ func TestAgentAddressTemplate(t *testing.T) {
 				t.Errorf("agents.%s: user %s has no mount on it: the example dev pod would be unused", name, user)
 			}
 			checked++
-			addr := strings.ReplaceAll(a.Address, "{user}", user)
-			target := strings.TrimPrefix(strings.TrimPrefix(addr, "dns:///"), "dns:")
-			host, portStr, err := net.SplitHostPort(target)
-			if err != nil {
-				t.Fatalf("agents.%s.address %q for %s: %v", name, a.Address, user, err)
-			}
-			agentPort, _ := strconv.Atoi(portStr)
-			// <service>.<namespace>[.svc[.cluster.local]]
-			parts := strings.Split(strings.TrimSuffix(host, "."), ".")
-			if len(parts) < 2 || len(parts) > 5 || len(parts) > 2 && parts[2] != "svc" || len(parts) == 5 && parts[3]+"."+parts[4] != "cluster.local" {
-				t.Fatalf("agents.%s.address %q: host %q is not <service>.<namespace>.svc.cluster.local", name, a.Address, host)
-			}
-			svcName, ns := parts[0], parts[1]
-			so := m.find("v1/Service", ns, svcName)
-			if so == nil {
-				t.Fatalf("agents.%s.address %q: for user %s it names Service %s/%s, which is not in the manifests", name, a.Address, user, ns, svcName)
-			}
-			svc := so.obj.(*corev1.Service)
-			if svc.Spec.ClusterIP != corev1.ClusterIPNone {
-				t.Errorf("%s: clusterIP %q, want None (headless: the name resolves to the pod)", so, svc.Spec.ClusterIP)
-			}
-			var sp *corev1.ServicePort
-			for i := range svc.Spec.Ports {
-				if svc.Spec.Ports[i].Port == int32(agentPort) {
-					sp = &svc.Spec.Ports[i]
-				}
-			}
-			if sp == nil {
-				t.Fatalf("%s: no port %d (from agents.%s.address %q)", so, agentPort, name, a.Address)
-			}
-			var matched []*pod
-			for _, p := range pods {
-				if selects(svc, ns, p) {
-					matched = append(matched, p)
-				}
-			}
-			if len(matched) != 1 || matched[0].replicas != 1 {
-				t.Fatalf("%s: selects %d pod templates; want exactly one, with one replica (one agent per user)", so, len(matched))
-			}
-			p := matched[0]
-			var agent *corev1.Container
-			for i := range p.spec.Containers {
-				if role(&p.spec.Containers[i]) == "agent" {
-					agent = &p.spec.Containers[i]
-				}
-			}
-			if agent == nil {
-				t.Fatalf("%s: no container runs upgate agent", p)
-			}
-			if agent.Image != g.container.Image {
-				t.Errorf("%s: agent image %s, gateway image %s: use the same image", p, agent.Image, g.container.Image)
-			}
-			tgt := sp.TargetPort
-			if tgt.Type == intstr.Int && tgt.IntVal == 0 {
-				tgt = intstr.FromInt32(sp.Port)
-			}
-			tp, ok := containerPort(agent, tgt)
-			if !ok {
-				t.Errorf("%s: targetPort %s is no port of the agent container", so, tgt.String())
-			}
-			listen, _ := flagValue(agent.Args, "listen")
-			if lp := port(t, "agent --listen", listen); lp != tp {
-				t.Errorf("%s: the Service targets port %d, the agent listens on %q", p, tp, listen)
-			}
-
-			// The code volume: the agent's --root is a volume that
-			// another container mounts at the same path, and the agent
-			// writes as that container's uid.
-			root, _ := flagValue(agent.Args, "root")
-			var rootVol string
-			for _, vm := range agent.VolumeMounts {
-				if vm.MountPath == root && !vm.ReadOnly {
-					rootVol = vm.Name
-				}
-			}
-			if rootVol == "" {
-				t.Errorf("%s: agent --root %q is no writable volume mount", p, root)
-			}
-			uid := func(c *corev1.Container) int64 {
-				if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
-					return *c.SecurityContext.RunAsUser
-				}
-				if p.spec.SecurityContext != nil && p.spec.SecurityContext.RunAsUser != nil {
-					return *p.spec.SecurityContext.RunAsUser
-				}
-				return -1
-			}
-			var app int
-			for i := range p.spec.Containers {
-				c := &p.spec.Containers[i]
-				if c == agent {
-					continue
-				}
-				if slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.Name == rootVol && vm.MountPath == root }) {
-					app++
-					if uid(c) != uid(agent) {
-						t.Errorf("%s: agent runs as uid %d, container %s (sharing %s) as %d: uploaded files would not belong to the app", p, uid(agent), c.Name, root, uid(c))
-					}
-				}
-			}
-			if app == 0 {
-				t.Errorf("%s: no other container mounts the agent's root %s", p, root)
-			}
-
-			// The token: the same Secret name, key and value as the
-			// gateway's agents.<name>.token_file.
-			gsrc, err := m.resolveFile(g.pod, g.container, a.TokenFile)
-			if err != nil {
-				t.Fatalf("agents.%s.token_file: %v", name, err)
-			}
-			tokenFile, _ := flagValue(agent.Args, "token-file")
-			asrc, err := m.resolveFile(p, agent, tokenFile)
-			if err != nil {
-				t.Fatalf("%s: --token-file: %v", p, err)
-			}
-			if gsrc.kind != asrc.kind || gsrc.name != asrc.name {
-				t.Errorf("gateway token from %s %s, agent token from %s %s: use one Secret name in both namespaces", gsrc.kind, gsrc.name, asrc.kind, asrc.name)
+			var (
+				p         *pod
+				agent     *corev1.Container
+				agentPort int32
+			)
+			if a.Kubernetes.Enabled() {
+				p, agent, agentPort = kubernetesTarget(t, name, a.Kubernetes, user, pods)
 			} else {
-				gs := m.find("v1/Secret", g.pod.namespace, gsrc.name).obj.(*corev1.Secret)
-				as := m.find("v1/Secret", ns, asrc.name).obj.(*corev1.Secret)
-				if secretValue(gs, gsrc.key) != secretValue(as, asrc.key) {
-					t.Errorf("Secret %s differs between namespaces %s and %s: gateway and agent must share the token", gsrc.name, g.pod.namespace, ns)
-				}
+				p, agent, agentPort = addressTarget(t, m, name, a.Address, user, pods)
 			}
-
-			checkNetworkPolicy(t, m, g, p, tp)
+			checkAgentPod(t, m, g, name, a, p, agent, agentPort)
 		}
 	}
 	if checked == 0 {
-		t.Fatal(`no agent address uses the "{user}" template`)
+		t.Fatal("no per-user agent (agents.NAME.kubernetes or an address with \"{user}\") to check")
+	}
+}
+
+// kubernetesTarget finds the pod template that agents.NAME.kubernetes
+// picks for user: in its namespace, matching its selector, with the agent
+// container; one replica, so that one pod takes the uploads.
+func kubernetesTarget(t *testing.T, name string, k config.AgentKubernetes, user string, pods []*pod) (*pod, *corev1.Container, int32) {
+	t.Helper()
+	ns := strings.ReplaceAll(k.Namespace, "{user}", user)
+	sel, err := labels.Parse(strings.ReplaceAll(k.Selector, "{user}", user))
+	if err != nil {
+		t.Fatalf("agents.%s.kubernetes.selector %q for %s: %v", name, k.Selector, user, err)
+	}
+	var matched []*pod
+	for _, p := range pods {
+		if p.namespace == ns && sel.Matches(labels.Set(p.labels)) {
+			matched = append(matched, p)
+		}
+	}
+	if len(matched) != 1 || matched[0].replicas != 1 {
+		t.Fatalf("agents.%s.kubernetes: %d pod templates in %s match %s; want exactly one, with one replica (one agent per user)", name, len(matched), ns, sel)
+	}
+	p := matched[0]
+	container := k.Container
+	if container == "" {
+		container = "upgate-agent"
+	}
+	var agent *corev1.Container
+	for i := range p.spec.Containers {
+		if p.spec.Containers[i].Name == container {
+			agent = &p.spec.Containers[i]
+		}
+	}
+	if agent == nil || role(agent) != "agent" {
+		t.Fatalf("%s: no container %s running upgate agent (agents.%s.kubernetes.container)", p, container, name)
+	}
+	if _, ok := containerPort(agent, intstr.FromInt(k.Port)); !ok {
+		t.Errorf("%s: container %s declares no port %d (agents.%s.kubernetes.port)", p, container, k.Port, name)
+	}
+	if agent.ReadinessProbe == nil {
+		t.Errorf("%s: container %s has no readinessProbe: the gateway sends uploads to pods whose agent is ready", p, container)
+	}
+	return p, agent, int32(k.Port)
+}
+
+// addressTarget finds the pod that an address template names for user:
+// the headless Service <service>.<namespace>.svc... and the one pod
+// template it selects.
+func addressTarget(t *testing.T, m *manifests, name, address, user string, pods []*pod) (*pod, *corev1.Container, int32) {
+	t.Helper()
+	addr := strings.ReplaceAll(address, "{user}", user)
+	target := strings.TrimPrefix(strings.TrimPrefix(addr, "dns:///"), "dns:")
+	host, portStr, err := net.SplitHostPort(target)
+	if err != nil {
+		t.Fatalf("agents.%s.address %q for %s: %v", name, address, user, err)
+	}
+	agentPort, _ := strconv.Atoi(portStr)
+	// <service>.<namespace>[.svc[.cluster.local]]
+	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
+	if len(parts) < 2 || len(parts) > 5 || len(parts) > 2 && parts[2] != "svc" || len(parts) == 5 && parts[3]+"."+parts[4] != "cluster.local" {
+		t.Fatalf("agents.%s.address %q: host %q is not <service>.<namespace>.svc.cluster.local", name, address, host)
+	}
+	svcName, ns := parts[0], parts[1]
+	so := m.find("v1/Service", ns, svcName)
+	if so == nil {
+		t.Fatalf("agents.%s.address %q: for user %s it names Service %s/%s, which is not in the manifests", name, address, user, ns, svcName)
+	}
+	svc := so.obj.(*corev1.Service)
+	if svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("%s: clusterIP %q, want None (headless: the name resolves to the pod)", so, svc.Spec.ClusterIP)
+	}
+	var sp *corev1.ServicePort
+	for i := range svc.Spec.Ports {
+		if svc.Spec.Ports[i].Port == int32(agentPort) {
+			sp = &svc.Spec.Ports[i]
+		}
+	}
+	if sp == nil {
+		t.Fatalf("%s: no port %d (from agents.%s.address %q)", so, agentPort, name, address)
+	}
+	var matched []*pod
+	for _, p := range pods {
+		if selects(svc, ns, p) {
+			matched = append(matched, p)
+		}
+	}
+	if len(matched) != 1 || matched[0].replicas != 1 {
+		t.Fatalf("%s: selects %d pod templates; want exactly one, with one replica (one agent per user)", so, len(matched))
+	}
+	p := matched[0]
+	var agent *corev1.Container
+	for i := range p.spec.Containers {
+		if role(&p.spec.Containers[i]) == "agent" {
+			agent = &p.spec.Containers[i]
+		}
+	}
+	if agent == nil {
+		t.Fatalf("%s: no container runs upgate agent", p)
+	}
+	tgt := sp.TargetPort
+	if tgt.Type == intstr.Int && tgt.IntVal == 0 {
+		tgt = intstr.FromInt32(sp.Port)
+	}
+	tp, ok := containerPort(agent, tgt)
+	if !ok {
+		t.Errorf("%s: targetPort %s is no port of the agent container", so, tgt.String())
+	}
+	return p, agent, tp
+}
+
+// checkAgentPod checks the agent sidecar that the gateway reaches on
+// agentPort: it listens there, serves a volume it shares with the app as
+// the app's uid, runs the gateway's image with the gateway's token, and
+// only the gateway may reach it.
+func checkAgentPod(t *testing.T, m *manifests, g *gateway, name string, a config.Agent, p *pod, agent *corev1.Container, agentPort int32) {
+	t.Helper()
+	// The agent runs the gateway's image, or the app's own image with
+	// the upgate binary in it (its hooks need the app's tools): the image
+	// of another container of the pod.
+	if agent.Image != g.container.Image && !slices.ContainsFunc(p.spec.Containers, func(c corev1.Container) bool {
+		return c.Name != agent.Name && c.Image == agent.Image
+	}) {
+		t.Errorf("%s: agent image %s is neither the gateway's (%s) nor the app's (another container's)", p, agent.Image, g.container.Image)
+	}
+	listen, _ := flagValue(agent.Args, "listen")
+	if lp := port(t, "agent --listen", listen); lp != agentPort {
+		t.Errorf("%s: the gateway dials port %d, the agent listens on %q", p, agentPort, listen)
+	}
+
+	// The code volume: the agent's --root is a volume that another
+	// container mounts at the same path, and the agent writes as that
+	// container's uid.
+	root, _ := flagValue(agent.Args, "root")
+	var rootVol *corev1.VolumeMount
+	for i, vm := range agent.VolumeMounts {
+		if (root == vm.MountPath || strings.HasPrefix(root, strings.TrimSuffix(vm.MountPath, "/")+"/")) && !vm.ReadOnly {
+			rootVol = &agent.VolumeMounts[i]
+		}
+	}
+	if rootVol == nil {
+		t.Fatalf("%s: agent --root %q is on no writable volume mount", p, root)
+	}
+	uid := func(c *corev1.Container) int64 {
+		if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+			return *c.SecurityContext.RunAsUser
+		}
+		if p.spec.SecurityContext != nil && p.spec.SecurityContext.RunAsUser != nil {
+			return *p.spec.SecurityContext.RunAsUser
+		}
+		return -1
+	}
+	var app int
+	for i := range p.spec.Containers {
+		c := &p.spec.Containers[i]
+		if c == agent {
+			continue
+		}
+		if slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool {
+			return vm.Name == rootVol.Name && vm.MountPath == rootVol.MountPath && vm.SubPath == rootVol.SubPath
+		}) {
+			app++
+			if uid(c) != uid(agent) {
+				t.Errorf("%s: agent runs as uid %d, container %s (sharing %s) as %d: uploaded files would not belong to the app", p, uid(agent), c.Name, root, uid(c))
+			}
+		}
+	}
+	if app == 0 {
+		t.Errorf("%s: no other container mounts the agent's root %s", p, root)
+	}
+
+	// The token: the same Secret name, key and value as the gateway's
+	// agents.<name>.token_file.
+	gsrc, err := m.resolveFile(g.pod, g.container, a.TokenFile)
+	if err != nil {
+		t.Fatalf("agents.%s.token_file: %v", name, err)
+	}
+	tokenFile, _ := flagValue(agent.Args, "token-file")
+	asrc, err := m.resolveFile(p, agent, tokenFile)
+	if err != nil {
+		t.Fatalf("%s: --token-file: %v", p, err)
+	}
+	if gsrc.kind != asrc.kind || gsrc.name != asrc.name {
+		t.Errorf("gateway token from %s %s, agent token from %s %s: use one Secret name in both namespaces", gsrc.kind, gsrc.name, asrc.kind, asrc.name)
+	} else {
+		gs := m.find("v1/Secret", g.pod.namespace, gsrc.name).obj.(*corev1.Secret)
+		as := m.find("v1/Secret", p.namespace, asrc.name).obj.(*corev1.Secret)
+		if secretValue(gs, gsrc.key) != secretValue(as, asrc.key) {
+			t.Errorf("Secret %s differs between namespaces %s and %s: gateway and agent must share the token", gsrc.name, g.pod.namespace, p.namespace)
+		}
+	}
+
+	checkNetworkPolicy(t, m, g, p, agentPort)
+}
+
+// (g) An agent's hook file (--hooks) is a ConfigMap key that the agent
+// accepts, mounted outside its --root (where uploads could replace it).
+func TestAgentHooks(t *testing.T) {
+	m := load(t)
+	var checked int
+	for _, p := range m.pods(t) {
+		for i := range p.spec.Containers {
+			c := &p.spec.Containers[i]
+			file, ok := flagValue(c.Args, "hooks")
+			if role(c) != "agent" || !ok {
+				continue
+			}
+			checked++
+			where := fmt.Sprintf("%s: container %s: --hooks %s", p, c.Name, file)
+			root, _ := flagValue(c.Args, "root")
+			if root != "" && (file == root || strings.HasPrefix(file, strings.TrimSuffix(root, "/")+"/")) {
+				t.Errorf("%s: inside --root %s, where an upload could replace it", where, root)
+			}
+			src, err := m.resolveFile(p, c, file)
+			if err != nil {
+				t.Errorf("%s: %v", where, err)
+				continue
+			}
+			if src.kind != "ConfigMap" {
+				t.Errorf("%s: comes from a %s, want a ConfigMap", where, src.kind)
+				continue
+			}
+			cm := m.find("v1/ConfigMap", p.namespace, src.name).obj.(*corev1.ConfigMap)
+			hs, err := hooks.Parse([]byte(cm.Data[src.key]))
+			if err != nil {
+				t.Errorf("%s: the agent refuses it:\n%v", where, err)
+				continue
+			}
+			if len(hs) == 0 {
+				t.Errorf("%s: no hooks", where)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no agent container runs with --hooks: the example hooks are unused")
 	}
 }
 
@@ -1235,5 +1399,156 @@ func TestGatewayAvailability(t *testing.T) {
 		if len(s.Data) > 0 {
 			t.Errorf("%s: data holds base64 values: keep example Secrets as visible placeholders in stringData", o)
 		}
+	}
+}
+
+// (h) Least privilege: a gateway that finds agents through the Kubernetes
+// API runs as a ServiceAccount of its own, which may get, list and watch
+// pods in the namespace of each agent entry, through RoleBindings there,
+// and nothing else: no other resource or verb, no cluster-wide binding.
+// Every other pod gets no API token at all.
+func TestLeastPrivilege(t *testing.T) {
+	const user = "alice"
+	m := load(t)
+	allowed := []string{"get", "list", "watch"}
+	for _, g := range m.gateways(t) {
+		if !g.watchesPods() {
+			continue
+		}
+		p := g.pod
+		sa := p.spec.ServiceAccountName
+		if sa == "" || sa == "default" {
+			t.Fatalf("%s: serviceAccountName %q: give the gateway a ServiceAccount of its own", p, sa)
+		}
+		so := m.find("v1/ServiceAccount", p.namespace, sa)
+		if so == nil {
+			t.Fatalf("%s: ServiceAccount %s/%s is not in the manifests", p, p.namespace, sa)
+		}
+		if a := so.obj.(*corev1.ServiceAccount).AutomountServiceAccountToken; a == nil || *a {
+			t.Errorf("%s: automountServiceAccountToken must be false: only the gateway's pods ask for its token", so)
+		}
+		if a := p.spec.AutomountServiceAccountToken; a == nil || !*a {
+			t.Errorf("%s: automountServiceAccountToken must be true: the gateway reads pods with the token", p)
+		}
+		isGateway := func(subjects []rbacv1.Subject, bindingNS string) bool {
+			for _, s := range subjects {
+				ns := s.Namespace
+				if ns == "" {
+					ns = bindingNS
+				}
+				if s.Kind == rbacv1.ServiceAccountKind && s.Name == sa && ns == p.namespace ||
+					s.Kind == rbacv1.GroupKind && (s.Name == "system:serviceaccounts" || s.Name == "system:serviceaccounts:"+p.namespace || s.Name == "system:authenticated") {
+					return true
+				}
+			}
+			return false
+		}
+		// rulesOf returns the rules of the role a binding names.
+		rulesOf := func(ref rbacv1.RoleRef, ns string) ([]rbacv1.PolicyRule, error) {
+			switch ref.Kind {
+			case "Role":
+				if o := m.find("rbac.authorization.k8s.io/v1/Role", ns, ref.Name); o != nil {
+					return o.obj.(*rbacv1.Role).Rules, nil
+				}
+			case "ClusterRole":
+				if o := m.find("rbac.authorization.k8s.io/v1/ClusterRole", "", ref.Name); o != nil {
+					return o.obj.(*rbacv1.ClusterRole).Rules, nil
+				}
+			}
+			return nil, fmt.Errorf("%s %s is not in the manifests", ref.Kind, ref.Name)
+		}
+		for _, o := range m.all("rbac.authorization.k8s.io/v1/ClusterRoleBinding") {
+			if isGateway(o.obj.(*rbacv1.ClusterRoleBinding).Subjects, "") {
+				t.Errorf("%s: binds the gateway cluster-wide: grant it per namespace with RoleBindings", o)
+			}
+		}
+		// What the gateway may do, namespace by namespace.
+		granted := make(map[string]map[string]bool) // namespace -> verb on pods
+		for _, o := range m.all("rbac.authorization.k8s.io/v1/RoleBinding") {
+			rb := o.obj.(*rbacv1.RoleBinding)
+			if !isGateway(rb.Subjects, o.meta.Namespace) {
+				continue
+			}
+			rules, err := rulesOf(rb.RoleRef, o.meta.Namespace)
+			if err != nil {
+				t.Errorf("%s: %v", o, err)
+				continue
+			}
+			for i, r := range rules {
+				if !slices.Equal(r.APIGroups, []string{""}) || !slices.Equal(r.Resources, []string{"pods"}) || len(r.ResourceNames) > 0 || len(r.NonResourceURLs) > 0 {
+					t.Errorf("%s: %s %s rules[%d] grants %v on %v (groups %q): the gateway needs pods in the core group only", o, rb.RoleRef.Kind, rb.RoleRef.Name, i, r.Verbs, r.Resources, r.APIGroups)
+				}
+				for _, v := range r.Verbs {
+					if !slices.Contains(allowed, v) {
+						t.Errorf("%s: %s %s rules[%d] grants %q: the gateway only reads (%v)", o, rb.RoleRef.Kind, rb.RoleRef.Name, i, v, allowed)
+					}
+					if granted[o.meta.Namespace] == nil {
+						granted[o.meta.Namespace] = make(map[string]bool)
+					}
+					granted[o.meta.Namespace][v] = true
+				}
+			}
+		}
+		for name, a := range g.parsed.Agents {
+			if !a.Kubernetes.Enabled() {
+				continue
+			}
+			ns := strings.ReplaceAll(a.Kubernetes.Namespace, "{user}", user)
+			for _, v := range []string{"list", "watch"} {
+				if !granted[ns][v] {
+					t.Errorf("agents.%s.kubernetes: the gateway may not %s pods in %s (for %s): add a RoleBinding there (dev-pod/rbac.yaml)", name, v, ns, user)
+				}
+			}
+		}
+	}
+}
+
+// (i) The example dev pod is what "upgate inject" makes of the app's
+// Deployment (inject/deployment.yaml) with the gateway's selector and port,
+// the agent in the app's image and the example hooks: regenerate it with
+// the command in that file's header.
+func TestInjectedDevPod(t *testing.T) {
+	const (
+		user    = "alice"
+		input   = "inject/deployment.yaml"
+		output  = manifestDir + "/dev-pod/deployment.yaml"
+		root    = "/var/www/html"
+		command = "/usr/local/bin/upgate"
+		hooksCM = "upgate-hooks"
+	)
+	m := load(t)
+	var checked int
+	for _, g := range m.gateways(t) {
+		for name, a := range g.parsed.Agents {
+			k := a.Kubernetes
+			if !k.Enabled() {
+				continue
+			}
+			checked++
+			in, err := os.ReadFile(input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := inject.Options{User: user, Root: root, Command: command, Hooks: hooksCM, Selector: k.Selector, Port: k.Port}
+			var out bytes.Buffer
+			if err := inject.Inject(bytes.NewReader(in), &out, opts); err != nil {
+				t.Fatalf("inject %s: %v", input, err)
+			}
+			want, err := os.ReadFile(output)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmdline := fmt.Sprintf("upgate inject --user %s --root %s --command %s --hooks %s --selector '%s' --port %d", user, root, command, hooksCM, k.Selector, k.Port)
+			if !bytes.Equal(out.Bytes(), want) {
+				t.Errorf("%s is not what upgate inject makes of %s for agents.%s; regenerate it:\n  go run ./cmd/%s < deploy/%s > deploy/%s",
+					output, input, name, cmdline, input, output)
+			}
+			if !strings.Contains(string(in), "upgate inject --user "+user+" --root "+root+" \\\n#     --command "+command+" --hooks "+hooksCM) {
+				t.Errorf("%s: its header does not show the inject command (%s)", input, cmdline)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no agents.NAME.kubernetes entry: nothing to check the injected dev pod against")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -16,8 +15,10 @@ import (
 	"github.com/pires/go-proxyproto"
 )
 
-// ErrServerClosed is returned by the accept layer's listeners after
-// Shutdown, and by logins refused while draining.
+// ErrServerClosed is why a connection that arrives while the gateway
+// drains (Shutdown) is refused: Protocol.Refuse tells the client its text.
+// The accept layer's listeners themselves, once closed or drained, return
+// an error wrapping net.ErrClosed, and a frontend's Serve then returns nil.
 var ErrServerClosed = errors.New("gateway: server closed")
 
 // Protocol describes a frontend to the accept layer. Adding a protocol
@@ -505,5 +506,3 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // Registry returns the live sessions.
 func (g *Gateway) Registry() *Registry { return g.registry }
-
-var _ = slog.Default

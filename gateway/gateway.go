@@ -3,8 +3,10 @@
 // verifies credentials through Gateway.LoginPassword or Gateway.LoginKey
 // and serves the returned Login's Fs; it never talks to agents itself.
 //
-// The accept layer (keepalive, timeouts, limits, the session registry)
-// lives here too as it arrives.
+// It also runs the accept layer every frontend listens through (accept.go:
+// TCP keepalive and TCP_USER_TIMEOUT, PROXY protocol, the defender, idle and
+// progress deadlines, connection limits), the session registry
+// (registry.go) and the drain (Gateway.Shutdown).
 package gateway
 
 import (
@@ -17,6 +19,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/afero"
+
+	"github.com/upgate/upgate/backend/agents"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway/feed"
 )
@@ -37,6 +42,13 @@ type Options struct {
 	// their results to it. Nil means the built-in one configured by the
 	// config's defender section (none if it is disabled).
 	Defender Defender
+	// Filesystem, if non-nil, is called by each successful login instead
+	// of reaching the user's agents, and returns the tree the session
+	// works in, bound to ctx (the session's lifetime). The session's view
+	// of its uploads and its accounting wrap it as they wrap the user's
+	// mounts. Tests use it to serve an in-memory filesystem (backend/memfs)
+	// through the real login path; nil serves the user's mounts.
+	Filesystem func(ctx context.Context, user string) (afero.Fs, error)
 }
 
 // Defender decides which client addresses may connect, from the results
@@ -57,13 +69,16 @@ type Defender interface {
 // Shutdown (drain) and then Close.
 type Gateway struct {
 	log      *slog.Logger
-	agents   *agentPool
+	agents   *agents.Pool
 	settings acceptSettings
 	registry *Registry
 	defender Defender
 	metrics  *Metrics
 	feed     *feed.Feed
 	files    *fileLimits
+	latency  *SaveLatency
+	xfers    *transfers
+	fsHook   func(ctx context.Context, user string) (afero.Fs, error) // Options.Filesystem
 
 	// mu guards users (a config reload replaces it whole), listeners,
 	// ownPorts and draining.
@@ -94,7 +109,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		return nil, err
 	}
 	metrics := newMetrics()
-	pool, err := newAgentPool(ctx, cfg.Agents, log, opts.Version, metrics)
+	agentEvents := newAgentEvents(log, metrics)
+	pool, err := newAgentPool(ctx, cfg.Agents, log, opts.Version, metrics, agentEvents.publish)
 	if err != nil {
 		return nil, err
 	}
@@ -103,15 +119,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 	if def == nil && cfg.Defender.Enabled {
 		fd, err := newDefender(cfg.Defender, log, metrics)
 		if err != nil {
-			pool.close()
+			pool.Close()
 			return nil, err
 		}
 		def = fd
 	}
+	events, latency := feed.New(0, nil), NewSaveLatency(nil)
 	g := &Gateway{
 		log:       glog,
-		feed:      feed.New(0, nil),
+		feed:      events,
 		files:     newFileLimits(cfg.Connections.MaxFilesPerUser),
+		latency:   latency,
+		xfers:     newTransfers(events, latency, metrics),
+		fsHook:    opts.Filesystem,
 		agents:    pool,
 		settings:  settings,
 		registry:  newRegistry(glog, Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser}),
@@ -121,16 +141,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Gateway, error
 		listeners: make(map[*acceptListener]struct{}),
 		ownPorts:  make(map[int]struct{}),
 	}
-	for _, e := range pool.embedded {
-		if p := addrPort(e.addr); p > 0 {
+	for _, addr := range pool.EmbeddedAddrs() {
+		if p := addrPort(addr); p > 0 {
 			g.ownPorts[p] = struct{}{}
 		}
 	}
+	agentEvents.g.Store(g)
 	g.registry.OnClose(func(s *Session) {
 		metrics.ConnectionsActive.WithLabelValues(s.Protocol).Dec()
 		metrics.ConnectionsClosed.WithLabelValues(s.Protocol, s.CloseReason()).Inc()
+		g.publishClose(s)
 	})
-	pool.startHealth()
 	return g, nil
 }
 
@@ -160,7 +181,7 @@ func (g *Gateway) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = g.Shutdown(ctx)
-	return g.agents.close()
+	return g.agents.Close()
 }
 
 func (g *Gateway) user(name string) (*user, bool) {
@@ -179,7 +200,7 @@ func (g *Gateway) Ready() bool {
 	g.mu.RLock()
 	draining := g.draining
 	g.mu.RUnlock()
-	return !draining && g.agents.ready()
+	return !draining && g.agents.Ready()
 }
 
 // ReservePort adds port to the ports OwnPort reports, for listeners the

@@ -19,6 +19,7 @@ type Metrics struct {
 	Transfers         *prometheus.CounterVec   // proto, direction (upload, download), result (committed, aborted, failed)
 	AgentCalls        *prometheus.HistogramVec // agent, method, code
 	AgentUp           *prometheus.GaugeVec     // agent
+	SaveSeconds       *prometheus.HistogramVec // proto: an upload's open to its commit
 }
 
 func newMetrics() *Metrics {
@@ -54,9 +55,14 @@ func newMetrics() *Metrics {
 		AgentUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "upgate_agent_up", Help: "1 if the agent answered its last health call.",
 		}, []string{"agent"}),
+		SaveSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "upgate_save_seconds",
+			Help:    "Save latency: time from an upload's open to its commit (the clean close that puts it in place), by protocol.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"proto"}),
 	}
 	m.Registry.MustRegister(m.ConnectionsActive, m.ConnectionsTotal, m.ConnectionsClosed, m.Logins, m.DefenderBans,
-		m.Bytes, m.Transfers, m.AgentCalls, m.AgentUp,
+		m.Bytes, m.Transfers, m.AgentCalls, m.AgentUp, m.SaveSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

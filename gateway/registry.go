@@ -33,7 +33,7 @@ var ErrNoSession = errors.New("gateway: no session")
 
 // ErrTooManyConnections is returned (wrapped, with the limit) when a
 // connection or a login would exceed a limit.
-var ErrTooManyConnections = errors.New("too many connections")
+var ErrTooManyConnections = errors.New("gateway: too many connections")
 
 // Limits bound concurrent sessions. Zero means no limit. Data connections
 // (FTP's) count under their control session, not on their own.

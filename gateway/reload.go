@@ -1,10 +1,6 @@
 package gateway
 
 import (
-	"fmt"
-	"reflect"
-	"sort"
-
 	"github.com/upgate/upgate/config"
 )
 
@@ -19,8 +15,8 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := g.agents.reload(cfg.Agents); err != nil {
-		return err
+	if err := g.agents.Reload(cfg.Agents); err != nil {
+		return wrapf("%w", err)
 	}
 	g.mu.Lock()
 	g.users = users
@@ -28,63 +24,5 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	g.registry.SetLimits(Limits{Max: cfg.Connections.Max, PerIP: cfg.Connections.MaxPerIP, PerUser: cfg.Connections.MaxPerUser})
 	g.files.setMax(cfg.Connections.MaxFilesPerUser)
 	g.log.Info("configuration reloaded", "users", len(users), "agents", len(cfg.Agents))
-	return nil
-}
-
-// reload swaps in new agent configs. Connections of changed or removed
-// agents are kept for the sessions using them and closed with the pool.
-func (p *agentPool) reload(agents map[string]config.Agent) error {
-	for name, a := range agents {
-		old, existed := p.configs[name]
-		if a.Embedded || (existed && old.Embedded) {
-			if !existed || !reflect.DeepEqual(old, a) {
-				return wrapf("agents.%s: embedded agents cannot change without a restart", name)
-			}
-		}
-	}
-	for name, a := range p.configs {
-		if _, kept := agents[name]; !kept && a.Embedded {
-			return wrapf("agents.%s: embedded agents cannot be removed without a restart", name)
-		}
-	}
-	tokens := make(map[string]string)
-	for name, a := range agents {
-		if a.Embedded {
-			continue
-		}
-		tok, err := readToken(a.TokenFile)
-		if err != nil {
-			return wrapf("agents.%s.token_file: %w", name, err)
-		}
-		tokens[name] = tok
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var changed []string
-	for name, a := range agents {
-		old, existed := p.configs[name]
-		if !existed || !reflect.DeepEqual(old, a) || p.tokens[name] != tokens[name] {
-			changed = append(changed, name)
-		}
-	}
-	for name := range p.configs {
-		if _, kept := agents[name]; !kept {
-			changed = append(changed, name)
-		}
-	}
-	// New logins dial afresh; live sessions keep the old connections.
-	for key, cc := range p.conns {
-		for _, name := range changed {
-			if len(key) > len(name) && key[:len(name)+1] == name+"\x00" {
-				p.retired = append(p.retired, cc)
-				delete(p.conns, key)
-			}
-		}
-	}
-	sort.Strings(changed)
-	if len(changed) > 0 {
-		p.log.Info("agents changed", "agents", fmt.Sprint(changed))
-	}
-	p.configs, p.tokens = agents, tokens
 	return nil
 }

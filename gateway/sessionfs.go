@@ -22,6 +22,7 @@ type sessionFs struct {
 	sess    *Session
 	metrics *Metrics
 	files   *fileLimits
+	tr      *transfers // nil: ends are only logged and counted
 }
 
 var (
@@ -49,6 +50,7 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 		s.sess.log.Warn("open refused", "path", name, "err", err)
 		return nil, err
 	}
+	start := time.Now()
 	transfer := s.sess.BeginTransfer()
 	end := func() {
 		transfer()
@@ -66,7 +68,11 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 	if flag&(os.O_WRONLY|os.O_RDWR) != 0 {
 		dir = "upload"
 	}
-	return &sessionFile{FileWrapper: backend.FileWrapper{File: f}, sess: s.sess, end: end, direction: dir, start: time.Now(), metrics: s.metrics}, nil
+	sf := &sessionFile{FileWrapper: backend.FileWrapper{File: f}, sess: s.sess, end: end, direction: dir, start: start, metrics: s.metrics, tr: s.tr}
+	if sf.tr != nil {
+		sf.tr.begin(sf)
+	}
+	return sf, nil
 }
 
 func (s *sessionFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
@@ -108,10 +114,11 @@ type sessionFile struct {
 	backend.FileWrapper
 	sess      *Session
 	end       func()
-	dir       bool   // a directory listing, not a transfer
-	direction string // "upload" or "download"
-	start     time.Time
+	dir       bool      // a directory listing, not a transfer
+	direction string    // "upload" or "download"
+	start     time.Time // before the open: a save's latency runs from here
 	metrics   *Metrics
+	tr        *transfers
 	bytes     atomic.Int64
 	aborted   atomic.Pointer[error]
 }
@@ -142,15 +149,20 @@ func (f *sessionFile) Close() error {
 	case err != nil:
 		result = "failed"
 	}
+	d := time.Since(f.start)
 	f.metrics.Transfers.WithLabelValues(f.sess.Protocol, f.direction, result).Inc()
 	log := f.sess.log.Info
 	if result == "failed" {
 		log = f.sess.log.Warn
 	}
 	args := []any{"direction", f.direction, "path", f.Name(), "bytes", f.bytes.Load(),
-		"duration", time.Since(f.start).Round(time.Millisecond), "result", result}
-	if e := errors.Join(aborted, err); e != nil {
+		"duration", d.Round(time.Millisecond), "result", result}
+	e := errors.Join(aborted, err)
+	if e != nil {
 		args = append(args, "err", e.Error())
+	}
+	if f.tr != nil {
+		f.tr.ended(f, result, e, d)
 	}
 	log("transfer", args...)
 	return err

@@ -163,7 +163,13 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	if sess == nil {
 		log = log.With("user", u.name)
 	}
-	fsys, err := g.userFs(ctx, u, log)
+	var fsys afero.Fs
+	var err error
+	if g.fsHook != nil {
+		fsys, err = g.fsHook(ctx, u.name)
+	} else {
+		fsys, err = g.userFs(ctx, u, log)
+	}
 	if err != nil {
 		if sess != nil {
 			g.metrics.Logins.WithLabelValues(sess.Protocol, "agent_error").Inc()
@@ -174,8 +180,9 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 	// atomic for others, POSIX for itself.
 	fsys = backend.NewView(fsys)
 	if sess != nil {
-		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics, files: g.files}
+		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics, files: g.files, tr: g.xfers}
 		g.metrics.Logins.WithLabelValues(sess.Protocol, "ok").Inc()
+		g.publishLogin(sess, method)
 	}
 	log.Info("login", "method", method, "mounts", len(u.mounts))
 	return &Login{User: u.name, Fs: fsys, Method: method}, nil
@@ -187,12 +194,12 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, method stri
 func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger) (afero.Fs, error) {
 	mounts := make([]backend.Mount, 0, len(u.mounts))
 	for _, m := range u.mounts {
-		cc, target, err := g.agents.conn(m.Agent, u.name)
-		if err != nil {
-			return nil, err
-		}
 		ictx, cancel := context.WithTimeout(ctx, loginTimeout)
-		top := backend.NewGRPCFs(ictx, cc, backend.Options{Agent: m.Agent, User: u.name, CallTimeout: loginTimeout})
+		top, target, err := g.agents.FS(ictx, m.Agent, u.name, backend.Options{CallTimeout: loginTimeout})
+		if err != nil {
+			cancel()
+			return nil, wrapf("%w", err)
+		}
 		if m.Root != "" {
 			err = top.MkdirAll(m.Root, 0o755)
 		} else {
@@ -206,7 +213,11 @@ func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger) (afero.
 			}
 			return nil, fmt.Errorf("gateway: prepare root of user %s on agent %s: %w", u.name, m.Agent, err)
 		}
-		var fsys afero.Fs = backend.NewGRPCFs(ctx, cc, backend.Options{Root: m.Root, Agent: m.Agent, User: u.name, CallTimeout: time.Minute})
+		gfs, _, err := g.agents.FS(ctx, m.Agent, u.name, backend.Options{Root: m.Root, CallTimeout: time.Minute})
+		if err != nil {
+			return nil, wrapf("%w", err)
+		}
+		var fsys afero.Fs = gfs
 		if m.ReadOnly {
 			fsys = backend.ReadOnly(fsys)
 		}

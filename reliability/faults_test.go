@@ -287,7 +287,7 @@ func TestAgentDiskFull(t *testing.T) {
 	}
 	srv := startGateway(t, map[string]config.Agent{"embedded": {Embedded: true, Root: root}},
 		[]gwUser{{"alice", "embedded", "alice"}}, nil)
-	ag, _ := srv.Gateway.EmbeddedAgent("embedded")
+	ag, _ := srv.Gateway.AgentPool().Embedded("embedded")
 	big := pattern("too big ", 4<<20)
 	small := pattern("fits ", 1<<20)
 	idle := func() {

@@ -496,7 +496,7 @@ func TestLoad(t *testing.T) {
 		t.Errorf("registry still holds %d sessions 30 s after every client closed", left)
 	}
 	if g.srv != nil {
-		if a, ok := g.srv.Gateway.EmbeddedAgent("embedded"); ok && a.OpenHandles() != 0 {
+		if a, ok := g.srv.Gateway.AgentPool().Embedded("embedded"); ok && a.OpenHandles() != 0 {
 			t.Errorf("agent holds %d open files after the run", a.OpenHandles())
 		}
 	} else {

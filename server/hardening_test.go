@@ -387,8 +387,11 @@ func TestHardeningFTPNoDataBeforeLogin(t *testing.T) {
 // to fill a range).
 func hFreeRange(t *testing.T, n int) (first int) {
 	t.Helper()
+	// Below the kernel's ephemeral range (32768 and up by default), where
+	// other tests' port-0 listeners and outgoing connections cannot take
+	// a port of the range between this check and the gateway's PASV.
 	for try := range 200 {
-		first = 20000 + (os.Getpid()*7919+try*104729)%40000
+		first = 20000 + (os.Getpid()*7919+try*104729)%(12000-n)
 		ok := true
 		for p := first; p < first+n && ok; p++ {
 			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
@@ -957,5 +960,65 @@ func TestHardeningNoSetuidNoChown(t *testing.T) {
 	check("SFTP")
 	if fi, _ := os.Stat(prog); fi.Mode().Perm() != 0o750 {
 		t.Errorf("SFTP chmod 06750 left %v, want 0750", fi.Mode())
+	}
+}
+
+// TestHardeningErrorsHideAgentPaths (issue 14, item 12): the agent's own
+// error texts name its paths ("alice/chain"), which say where a user's
+// tree lives inside the agent; what a client is shown names its own
+// paths ("/chain") instead. Provoked through both protocols with
+// requests the agent refuses in its own words.
+func TestHardeningErrorsHideAgentPaths(t *testing.T) {
+	srv, root := startAll(t)
+	if err := os.MkdirAll(filepath.Join(root, "alice", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..", filepath.Join(root, "alice", "sub", "up")); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sftp.NewClient(hSSH(t, srv.SFTPAddr.String(), "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	// A link that leads out of alice's tree through an existing link.
+	err = sc.Symlink("sub/up/../bob", "/chain")
+	if err == nil {
+		t.Fatal("SFTP: a symlink leading out of the user's root through sub/up was made")
+	}
+	if msg := err.Error(); strings.Contains(msg, "alice/") {
+		t.Errorf("SFTP symlink refusal %q names the agent's path", msg)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "alice", "chain")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused link exists: %v", err)
+	}
+
+	c := hLogin(t, "127.0.0.1", srv.FTPAddr.String(), "alice")
+	code, msg := c.cmd("MKD bad\x01name")
+	t.Logf("MKD with a control character: %d %s", code, msg)
+	if code/100 != 5 {
+		t.Errorf("MKD with a control character: %d %s, want a 5xx refusal", code, msg)
+	}
+	if strings.Contains(msg, "alice") {
+		t.Errorf("FTP refusal %q names the agent's path", msg)
+	}
+	// A rename names two paths; the agent refuses the second.
+	if err := os.WriteFile(filepath.Join(root, "alice", "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("RNFR f", 350)
+	code, msg = c.cmd("RNTO bad\x01name")
+	t.Logf("RNTO with a control character: %d %s", code, msg)
+	if code/100 != 5 || strings.Contains(msg, "alice") {
+		t.Errorf("RNTO with a control character: %d %s, want a 5xx refusal that does not name the agent's path", code, msg)
+	}
+	// ftpserverlib resolves SITE SYMLINK's target as a path of the
+	// session ("/bob"), which the gateway stores relative to the link:
+	// the link stays inside alice's tree.
+	if code, msg = c.cmd("SITE SYMLINK sub/up/../bob chain2"); code != 200 {
+		t.Errorf("SITE SYMLINK: %d %s", code, msg)
+	}
+	if target, err := os.Readlink(filepath.Join(root, "alice", "chain2")); err != nil || target != "sub/bob" {
+		t.Errorf("SITE SYMLINK made %q (%v), want a link to sub/bob beside it", target, err)
 	}
 }

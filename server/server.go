@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spf13/afero"
 	"github.com/spf13/pflag"
 
 	"github.com/upgate/upgate/config"
@@ -45,6 +46,9 @@ type Options struct {
 	// WatchInterval is how often ConfigPath is checked for changes. Zero
 	// means 2 s; negative turns watching off (SIGHUP still reloads).
 	WatchInterval time.Duration
+	// Filesystem, if non-nil, replaces the user's mounts at login: see
+	// gateway.Options.Filesystem (tests).
+	Filesystem func(ctx context.Context, user string) (afero.Fs, error)
 }
 
 // Server is a running gateway with its frontends.
@@ -81,7 +85,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 	if log == nil {
 		log = slog.Default()
 	}
-	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: opts.Version})
+	gw, err := gateway.New(ctx, cfg, gateway.Options{Logger: log, Version: opts.Version, Filesystem: opts.Filesystem})
 	if err != nil {
 		return nil, err
 	}
@@ -183,20 +187,20 @@ func (s *Server) startAdmin() error {
 	if f := s.cfg.Admin.TokenFile; f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("admin.token_file: %w", err)
+			return fmt.Errorf("server: admin.token_file: %w", err)
 		}
 		if token = strings.TrimSpace(string(b)); token == "" {
-			return fmt.Errorf("admin.token_file: %s is empty", f)
+			return fmt.Errorf("server: admin.token_file: %s is empty", f)
 		}
 	}
 	lis, err := net.Listen("tcp", s.cfg.Listen.Admin)
 	if err != nil {
-		return fmt.Errorf("listen admin on %s: %w", s.cfg.Listen.Admin, err)
+		return fmt.Errorf("server: listen admin on %s: %w", s.cfg.Listen.Admin, err)
 	}
 	if token == "" && !admin.LoopbackAddr(s.cfg.Listen.Admin) {
 		// config.Validate refuses this too; a Config built in code may
 		// not have been through it.
-		return fmt.Errorf("admin.token_file: required when listen.admin %q is not a loopback address", s.cfg.Listen.Admin)
+		return fmt.Errorf("server: admin.token_file: required when listen.admin %q is not a loopback address", s.cfg.Listen.Admin)
 	}
 	h := admin.NewHandler(s.Gateway, admin.Config{
 		Token:  token,
@@ -268,7 +272,7 @@ func (s *Server) startFTP(implicit bool) error {
 	if c.TLS.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
 		if err != nil {
-			return fmt.Errorf("ftp.tls: %w", err)
+			return fmt.Errorf("server: ftp.tls: %w", err)
 		}
 		fc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}

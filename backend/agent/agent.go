@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/upgate/upgate/backend/agent/hooks"
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
@@ -50,6 +51,11 @@ type Config struct {
 	// process's descriptors (each open file costs up to two). Zero means
 	// DefaultMaxOpenFiles(); negative means no bound.
 	MaxOpenFiles int
+	// Hooks run after changes under Root (package hooks; the agent's
+	// hook file, `upgate agent --hooks`). Nil means none. Committed
+	// changes and hook runs are streamed by the AgentEvents service
+	// either way.
+	Hooks []hooks.Hook
 }
 
 // DefaultMaxOpenFiles is a quarter of the process's descriptor limit
@@ -74,6 +80,7 @@ type Server struct {
 	maxFiles int64 // 0: no bound
 
 	openHandles atomic.Int64
+	events      *events // changes and hook runs (events.go)
 
 	// mu guards uploads: the atomic uploads in progress, by upload id,
 	// with their paths (see handle); and swept: when each directory was
@@ -112,14 +119,19 @@ func New(cfg Config) (*Server, error) {
 	case maxFiles < 0:
 		maxFiles = 0
 	}
-	return &Server{
+	s := &Server{
 		maxFiles: maxFiles,
 		root:     root,
 		token:    []byte(cfg.Token),
 		log:      log.With("component", "agent", "root", cfg.Root),
 		version:  version,
 		uploads:  make(map[string]*handle),
-	}, nil
+	}
+	if err := s.startEvents(cfg.Root, cfg.Hooks); err != nil { // hooks+events
+		root.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // OpenHandles reports how many files the agent holds open for Open streams
@@ -133,6 +145,10 @@ func (s *Server) UploadsInProgress() int64 {
 	return int64(len(s.uploads))
 }
 
-// Close releases the root directory. Streams still open keep their files
-// until they end; stop the gRPC server first.
-func (s *Server) Close() error { return s.root.Close() }
+// Close stops the hooks (a running hook's process group is killed) and
+// releases the root directory. Streams still open keep their files until
+// they end; stop the gRPC server first.
+func (s *Server) Close() error {
+	s.stopEvents() // hooks+events
+	return s.root.Close()
+}

@@ -78,12 +78,7 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 	if op == nil {
 		return status.Error(codes.InvalidArgument, "the first message of an Open stream must be OpenOp")
 	}
-	// Count the file before opening it, so that concurrent opens cannot
-	// overshoot the bound.
-	if n := s.openHandles.Add(1); s.maxFiles > 0 && n > s.maxFiles {
-		s.openHandles.Add(-1)
-		err := s.fail("Open", string(op.GetPath()), &fs.PathError{Op: "open", Path: string(op.GetPath()),
-			Err: fmt.Errorf("%w: the agent holds %d open files (its limit)", syscall.EMFILE, s.maxFiles)})
+	if err := s.reserve(string(op.GetPath())); err != nil {
 		return stream.Send(&agentpb.FileResponse{Id: req.GetId(), Error: toProtoError(err)})
 	}
 	h, info, err := s.open(stream.Context(), op)
@@ -101,8 +96,7 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 	}()
 	opened := &agentpb.FileResponse{
 		Id: req.GetId(), Result: &agentpb.FileResponse_Opened{Opened: info},
-		Features: uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
-			agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW),
+		Features: features,
 		UploadId: h.id,
 	}
 	if err := stream.Send(opened); err != nil {
@@ -160,11 +154,7 @@ func osFlags(flags uint32) (flag int, read, write bool) {
 // open opens the file of op; on success the handle holds a scope that the
 // caller closes once the handle is done.
 func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *agentpb.FileInfo, err error) {
-	p, err := clean(string(op.GetPath()))
-	if err != nil {
-		return nil, nil, err
-	}
-	root, err := s.scope(ctx, p)
+	root, err := s.callScope(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -173,6 +163,17 @@ func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *ag
 			root.Close()
 		}
 	}()
+	return s.openIn(root, op)
+}
+
+// openIn opens the file of op in root; the handle uses root but does not
+// own it.
+func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.FileInfo, err error) {
+	ps, err := cleanIn(root, op.GetPath())
+	if err != nil {
+		return nil, nil, err
+	}
+	p := ps[0]
 	flag, _, write := osFlags(op.GetFlags())
 	perm := fs.FileMode(op.GetPerm()) & fs.ModePerm
 	h := &handle{s: s, root: root, path: p, append: flag&os.O_APPEND != 0, excl: flag&os.O_EXCL != 0, writable: write}
@@ -438,6 +439,7 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		if err := h.commit(); err != nil {
 			return fail("close", err)
 		}
+		h.s.committed(h) // hooks+events: a committed write (events.go)
 		return done
 	case *agentpb.FileRequest_Open:
 		return fail("open", status.Error(codes.FailedPrecondition, "file is already open"))

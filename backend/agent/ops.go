@@ -2,13 +2,7 @@ package agent
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"errors"
-	"hash"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -21,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/upgate/upgate/backend/agent/hooks"
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
@@ -51,116 +46,173 @@ func (s *Server) fail(method, p string, err error) error {
 	return st.Err()
 }
 
-func (s *Server) Stat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.FileInfo, error) {
-	p, err := clean(string(req.GetPath()))
+// Every operation is written once, as a method that takes the scope the
+// call may use and its request, and returns its reply or an error already
+// converted by fail. The v1 calls (one gRPC call per operation) wrap them
+// with the scope their metadata names (inScope); a Session serves them
+// with the scope its Hello named (session.go).
+
+// inScope runs op in the scope ctx's metadata names, for a v1 call.
+func inScope[T any](s *Server, ctx context.Context, method string, op func(*scope) (T, error)) (T, error) {
+	sc, err := s.callScope(ctx)
 	if err != nil {
-		return nil, err
-	}
-	sc, err := s.scope(ctx, p)
-	if err != nil {
-		return nil, s.fail("Stat", p, err)
+		var zero T
+		return zero, s.fail(method, "", err)
 	}
 	defer sc.Close()
-	fi, err := sc.Stat(p)
-	if err != nil {
-		return nil, s.fail("Stat", p, err)
+	return op(sc)
+}
+
+// cleanIn cleans the wire paths ps and checks that they lie in sc.
+func cleanIn(sc *scope, ps ...[]byte) ([]string, error) {
+	out := make([]string, len(ps))
+	for i, b := range ps {
+		p, err := clean(string(b))
+		if err != nil {
+			return nil, err
+		}
+		if !sc.contains(p) {
+			return nil, status.Errorf(codes.PermissionDenied, "path %q is outside the call's root %q", p, strings.TrimSuffix(sc.prefix, "/"))
+		}
+		out[i] = p
 	}
-	return fileInfo(fi), nil
+	return out, nil
+}
+
+func (s *Server) Stat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.FileInfo, error) {
+	return inScope(s, ctx, "Stat", func(sc *scope) (*agentpb.FileInfo, error) { return s.stat(sc, req, false) })
 }
 
 func (s *Server) Lstat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.FileInfo, error) {
-	p, err := clean(string(req.GetPath()))
-	if err != nil {
-		return nil, err
+	return inScope(s, ctx, "Lstat", func(sc *scope) (*agentpb.FileInfo, error) { return s.stat(sc, req, true) })
+}
+
+func (s *Server) stat(sc *scope, req *agentpb.PathRequest, nofollow bool) (*agentpb.FileInfo, error) {
+	method, stat := "Stat", sc.Stat
+	if nofollow {
+		method, stat = "Lstat", sc.Lstat
 	}
-	sc, err := s.scope(ctx, p)
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, s.fail("Lstat", p, err)
+		return nil, s.fail(method, string(req.GetPath()), err)
 	}
-	defer sc.Close()
-	fi, err := sc.Lstat(p)
+	fi, err := stat(ps[0])
 	if err != nil {
-		return nil, s.fail("Lstat", p, err)
+		return nil, s.fail(method, ps[0], err)
 	}
 	return fileInfo(fi), nil
 }
 
 func (s *Server) ReadDir(req *agentpb.PathRequest, stream agentpb.Agent_ReadDirServer) error {
-	p, err := clean(string(req.GetPath()))
-	if err != nil {
-		return err
-	}
-	sc, err := s.scope(stream.Context(), p)
-	if err != nil {
-		return s.fail("ReadDir", p, err)
-	}
-	defer sc.Close()
-	d, err := sc.Open(p)
-	if err != nil {
-		return s.fail("ReadDir", p, err)
-	}
-	defer d.Close()
-	// Batch by batch, in directory order, as the kernel gives them: the
-	// memory a listing takes is one batch, whatever the directory holds.
-	for {
-		entries, rerr := d.ReadDir(dirBatch)
-		batch := make([]*agentpb.FileInfo, 0, len(entries))
-		for _, e := range entries {
-			if isTempName(e.Name()) {
-				continue
-			}
-			fi, err := e.Info()
+	_, err := inScope(s, stream.Context(), "ReadDir", func(sc *scope) (struct{}, error) {
+		d, err := s.openDir(sc, req)
+		if err != nil {
+			return struct{}{}, err
+		}
+		defer d.Close()
+		for {
+			batch, eof, err := s.readDir(d, dirBatch)
 			if err != nil {
-				continue // removed while listing
+				return struct{}{}, err
 			}
-			batch = append(batch, fileInfo(fi))
-		}
-		if len(batch) > 0 {
-			if err := stream.Send(&agentpb.ReadDirResponse{Entries: batch}); err != nil {
-				return err
+			if len(batch) > 0 {
+				if err := stream.Send(&agentpb.ReadDirResponse{Entries: batch}); err != nil {
+					return struct{}{}, err
+				}
+			}
+			if eof {
+				return struct{}{}, nil
 			}
 		}
-		switch {
-		case errors.Is(rerr, io.EOF):
-			return nil
-		case rerr != nil:
-			return s.fail("ReadDir", p, rerr)
-		}
+	})
+	return err
+}
+
+// openDir opens a directory for listing.
+func (s *Server) openDir(sc *scope, req *agentpb.PathRequest) (*listing, error) {
+	ps, err := cleanIn(sc, req.GetPath())
+	if err != nil {
+		return nil, s.fail("ReadDir", string(req.GetPath()), err)
 	}
+	d, err := sc.Open(ps[0])
+	if err != nil {
+		return nil, s.fail("ReadDir", ps[0], err)
+	}
+	return &listing{File: d, path: ps[0]}, nil
+}
+
+// listing is a directory open for reading its entries.
+type listing struct {
+	*os.File
+	path string
+}
+
+// readDir reads the next entries of d, at most n (and at most dirBatch),
+// in directory order as the kernel gives them, without upload temp files:
+// the memory a listing takes is one batch, whatever the directory holds.
+// The batch may be empty before the end; eof says there are no more.
+func (s *Server) readDir(d *listing, n int) (batch []*agentpb.FileInfo, eof bool, err error) {
+	if n <= 0 || n > dirBatch {
+		n = dirBatch
+	}
+	entries, rerr := d.ReadDir(n)
+	batch = make([]*agentpb.FileInfo, 0, len(entries))
+	for _, e := range entries {
+		if isTempName(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed while listing
+		}
+		batch = append(batch, fileInfo(fi))
+	}
+	switch {
+	case errors.Is(rerr, io.EOF):
+		return batch, true, nil
+	case rerr != nil:
+		return batch, false, s.fail("ReadDir", d.path, rerr)
+	}
+	return batch, false, nil
 }
 
 func (s *Server) Mkdir(ctx context.Context, req *agentpb.MkdirRequest) (*agentpb.Empty, error) {
-	p, err := clean(string(req.GetPath()))
+	return inScope(s, ctx, "Mkdir", func(sc *scope) (*agentpb.Empty, error) { return s.mkdir(sc, req) })
+}
+
+func (s *Server) mkdir(sc *scope, req *agentpb.MkdirRequest) (*agentpb.Empty, error) {
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Mkdir", string(req.GetPath()), err)
 	}
-	sc, err := s.scope(ctx, p)
-	if err != nil {
-		return nil, s.fail("Mkdir", p, err)
-	}
-	defer sc.Close()
+	p := ps[0]
 	perm := fs.FileMode(req.GetPerm()) & fs.ModePerm
+	existed := req.GetAll() && s.isDir(sc, p) // hooks+events: mkdir -p of a directory changes nothing
 	if req.GetAll() {
 		err = sc.MkdirAll(p, perm)
 	} else {
 		err = sc.Mkdir(p, perm)
 	}
-	return &agentpb.Empty{}, s.fail("Mkdir", p, err)
+	s.notifyMkdir(err, existed, p) // hooks+events
+	if err != nil {
+		return nil, s.fail("Mkdir", p, err)
+	}
+	return &agentpb.Empty{}, nil
 }
 
 func (s *Server) Remove(ctx context.Context, req *agentpb.RemoveRequest) (*agentpb.Empty, error) {
-	p, err := clean(string(req.GetPath()))
+	return inScope(s, ctx, "Remove", func(sc *scope) (*agentpb.Empty, error) { return s.remove(sc, req) })
+}
+
+func (s *Server) remove(sc *scope, req *agentpb.RemoveRequest) (*agentpb.Empty, error) {
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Remove", string(req.GetPath()), err)
 	}
+	p := ps[0]
 	if p == "." {
 		return nil, status.Error(codes.PermissionDenied, "the agent root cannot be removed")
 	}
-	sc, err := s.scope(ctx, p)
-	if err != nil {
-		return nil, s.fail("Remove", p, err)
-	}
-	defer sc.Close()
 	if sc.in(p) == "." {
 		return nil, status.Error(codes.PermissionDenied, "the call's root cannot be removed")
 	}
@@ -169,7 +221,11 @@ func (s *Server) Remove(ctx context.Context, req *agentpb.RemoveRequest) (*agent
 	} else if err = sc.Remove(p); errors.Is(err, syscall.ENOTEMPTY) && s.removeDeadTemps(sc, p) {
 		err = sc.Remove(p) // held only temp files of uploads that no longer run
 	}
-	return &agentpb.Empty{}, s.fail("Remove", p, err)
+	s.notify(err, hooks.Delete, p) // hooks+events
+	if err != nil {
+		return nil, s.fail("Remove", p, err)
+	}
+	return &agentpb.Empty{}, nil
 }
 
 // removeDeadTemps removes the upload temp files in directory p that no
@@ -201,22 +257,18 @@ func (s *Server) removeDeadTemps(sc *scope, p string) bool {
 }
 
 func (s *Server) Rename(ctx context.Context, req *agentpb.RenameRequest) (*agentpb.Empty, error) {
-	from, err := clean(string(req.GetFrom()))
+	return inScope(s, ctx, "Rename", func(sc *scope) (*agentpb.Empty, error) { return s.rename(sc, req) })
+}
+
+func (s *Server) rename(sc *scope, req *agentpb.RenameRequest) (*agentpb.Empty, error) {
+	ps, err := cleanIn(sc, req.GetFrom(), req.GetTo())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Rename", string(req.GetFrom()), err)
 	}
-	to, err := clean(string(req.GetTo()))
-	if err != nil {
-		return nil, err
-	}
+	from, to := ps[0], ps[1]
 	if from == "." || to == "." {
 		return nil, status.Error(codes.PermissionDenied, "the agent root cannot be renamed")
 	}
-	sc, err := s.scope(ctx, from, to)
-	if err != nil {
-		return nil, s.fail("Rename", from, err)
-	}
-	defer sc.Close()
 	if sc.in(from) == "." || sc.in(to) == "." {
 		return nil, status.Error(codes.PermissionDenied, "the call's root cannot be renamed")
 	}
@@ -228,24 +280,30 @@ func (s *Server) Rename(ctx context.Context, req *agentpb.RenameRequest) (*agent
 		s.movedUploads(from, to)
 	}
 	s.mu.Unlock()
-	return &agentpb.Empty{}, s.fail("Rename", from, err)
+	s.notifyRename(err, from, to) // hooks+events
+	if err != nil {
+		return nil, s.fail("Rename", from, err)
+	}
+	return &agentpb.Empty{}, nil
 }
 
 func (s *Server) Chmod(ctx context.Context, req *agentpb.ChmodRequest) (*agentpb.Empty, error) {
-	p, err := clean(string(req.GetPath()))
+	return inScope(s, ctx, "Chmod", func(sc *scope) (*agentpb.Empty, error) { return s.chmod(sc, req) })
+}
+
+func (s *Server) chmod(sc *scope, req *agentpb.ChmodRequest) (*agentpb.Empty, error) {
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Chmod", string(req.GetPath()), err)
 	}
-	sc, err := s.scope(ctx, p)
-	if err != nil {
-		return nil, s.fail("Chmod", p, err)
-	}
-	defer sc.Close()
 	mode, err := checkMode(req.GetPerm())
-	if err != nil {
-		return nil, s.fail("Chmod", p, err)
+	if err == nil {
+		err = sc.Chmod(ps[0], mode)
 	}
-	return &agentpb.Empty{}, s.fail("Chmod", p, sc.Chmod(p, mode))
+	if err != nil {
+		return nil, s.fail("Chmod", ps[0], err)
+	}
+	return &agentpb.Empty{}, nil
 }
 
 // checkMode reads a mode from the wire: permissions and the sticky bit.
@@ -260,57 +318,59 @@ func checkMode(perm uint32) (fs.FileMode, error) {
 }
 
 func (s *Server) Chown(ctx context.Context, req *agentpb.ChownRequest) (*agentpb.Empty, error) {
-	p, err := clean(string(req.GetPath()))
+	return inScope(s, ctx, "Chown", func(sc *scope) (*agentpb.Empty, error) { return s.chown(sc, req) })
+}
+
+func (s *Server) chown(sc *scope, req *agentpb.ChownRequest) (*agentpb.Empty, error) {
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Chown", string(req.GetPath()), err)
 	}
-	sc, err := s.scope(ctx, p)
-	if err != nil {
-		return nil, s.fail("Chown", p, err)
-	}
-	defer sc.Close()
-	if _, err := sc.Lstat(p); err != nil {
-		return nil, s.fail("Chown", p, err)
+	if _, err := sc.Lstat(ps[0]); err != nil {
+		return nil, s.fail("Chown", ps[0], err)
 	}
 	// Files belong to the user the agent runs as: a gateway that could
 	// chown could hand an upload to root.
-	return nil, status.Errorf(codes.PermissionDenied, "chown %q: the agent does not change owners", p)
+	return nil, status.Errorf(codes.PermissionDenied, "chown %q: the agent does not change owners", ps[0])
 }
 
 func (s *Server) Chtimes(ctx context.Context, req *agentpb.ChtimesRequest) (*agentpb.Empty, error) {
-	p, err := clean(string(req.GetPath()))
+	return inScope(s, ctx, "Chtimes", func(sc *scope) (*agentpb.Empty, error) { return s.chtimes(sc, req) })
+}
+
+func (s *Server) chtimes(sc *scope, req *agentpb.ChtimesRequest) (*agentpb.Empty, error) {
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Chtimes", string(req.GetPath()), err)
 	}
-	sc, err := s.scope(ctx, p)
-	if err != nil {
-		return nil, s.fail("Chtimes", p, err)
-	}
-	defer sc.Close()
 	atime, mtime := fromNano(req.GetAtimeUnixNano()), fromNano(req.GetMtimeUnixNano())
 	if req.GetNofollow() {
-		return &agentpb.Empty{}, s.fail("Chtimes", p, sc.Lchtimes(p, atime, mtime))
+		err = sc.Lchtimes(ps[0], atime, mtime)
+	} else {
+		err = sc.Chtimes(ps[0], atime, mtime)
 	}
-	return &agentpb.Empty{}, s.fail("Chtimes", p, sc.Chtimes(p, atime, mtime))
+	if err != nil {
+		return nil, s.fail("Chtimes", ps[0], err)
+	}
+	return &agentpb.Empty{}, nil
 }
 
 func (s *Server) Symlink(ctx context.Context, req *agentpb.SymlinkRequest) (*agentpb.Empty, error) {
-	p, err := clean(string(req.GetPath()))
+	return inScope(s, ctx, "Symlink", func(sc *scope) (*agentpb.Empty, error) { return s.symlink(sc, req) })
+}
+
+func (s *Server) symlink(sc *scope, req *agentpb.SymlinkRequest) (*agentpb.Empty, error) {
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Symlink", string(req.GetPath()), err)
 	}
-	target := string(req.GetTarget())
+	p, target := ps[0], string(req.GetTarget())
 	if target == "" || path.IsAbs(target) {
 		return nil, status.Errorf(codes.InvalidArgument, "symlink target %q must be relative", target)
 	}
 	if strings.ContainsFunc(target, isControl) {
 		return nil, status.Errorf(codes.InvalidArgument, "symlink target %q contains a control character", target)
 	}
-	sc, err := s.scope(ctx, p)
-	if err != nil {
-		return nil, s.fail("Symlink", p, err)
-	}
-	defer sc.Close()
 	// The target must stay inside the call's root when resolved from the
 	// link's directory, through the links that exist there now: a link to
 	// "up/../x" where up -> ".." would lead a program that follows links
@@ -319,23 +379,22 @@ func (s *Server) Symlink(ctx context.Context, req *agentpb.SymlinkRequest) (*age
 	if err := sc.confined(path.Dir(sc.in(p)), target); err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "symlink %q -> %q: %v", p, target, err)
 	}
-	return &agentpb.Empty{}, s.fail("Symlink", p, sc.Symlink(target, p))
+	if err := sc.Symlink(target, p); err != nil {
+		return nil, s.fail("Symlink", p, err)
+	}
+	return &agentpb.Empty{}, nil
 }
 
 func (s *Server) Link(ctx context.Context, req *agentpb.LinkRequest) (*agentpb.Empty, error) {
-	target, err := clean(string(req.GetTarget()))
+	return inScope(s, ctx, "Link", func(sc *scope) (*agentpb.Empty, error) { return s.link(sc, req) })
+}
+
+func (s *Server) link(sc *scope, req *agentpb.LinkRequest) (*agentpb.Empty, error) {
+	ps, err := cleanIn(sc, req.GetTarget(), req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Link", string(req.GetPath()), err)
 	}
-	p, err := clean(string(req.GetPath()))
-	if err != nil {
-		return nil, err
-	}
-	sc, err := s.scope(ctx, target, p)
-	if err != nil {
-		return nil, s.fail("Link", p, err)
-	}
-	defer sc.Close()
+	target, p := ps[0], ps[1]
 	fi, err := sc.Lstat(target)
 	if err != nil {
 		return nil, s.fail("Link", target, err)
@@ -359,55 +418,39 @@ func unwrapLink(err error, p string) error {
 }
 
 func (s *Server) Readlink(ctx context.Context, req *agentpb.PathRequest) (*agentpb.ReadlinkResponse, error) {
-	p, err := clean(string(req.GetPath()))
+	return inScope(s, ctx, "Readlink", func(sc *scope) (*agentpb.ReadlinkResponse, error) { return s.readlink(sc, req) })
+}
+
+func (s *Server) readlink(sc *scope, req *agentpb.PathRequest) (*agentpb.ReadlinkResponse, error) {
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Readlink", string(req.GetPath()), err)
 	}
-	sc, err := s.scope(ctx, p)
+	target, err := sc.Readlink(ps[0])
 	if err != nil {
-		return nil, s.fail("Readlink", p, err)
-	}
-	defer sc.Close()
-	target, err := sc.Readlink(p)
-	if err != nil {
-		return nil, s.fail("Readlink", p, err)
+		return nil, s.fail("Readlink", ps[0], err)
 	}
 	return &agentpb.ReadlinkResponse{Target: []byte(target)}, nil
 }
 
-func newHash(algo agentpb.HashAlgorithm) (hash.Hash, error) {
-	switch algo {
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256:
-		return sha256.New(), nil
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_SHA1:
-		return sha1.New(), nil
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_MD5:
-		return md5.New(), nil
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_CRC32:
-		return crc32.NewIEEE(), nil
-	case agentpb.HashAlgorithm_HASH_ALGORITHM_SHA512:
-		return sha512.New(), nil
-	}
-	return nil, status.Errorf(codes.InvalidArgument, "unknown hash algorithm %v", algo)
+func (s *Server) Hash(ctx context.Context, req *agentpb.HashRequest) (*agentpb.HashResponse, error) {
+	return inScope(s, ctx, "Hash", func(sc *scope) (*agentpb.HashResponse, error) { return s.hash(ctx, sc, req) })
 }
 
-func (s *Server) Hash(ctx context.Context, req *agentpb.HashRequest) (*agentpb.HashResponse, error) {
-	p, err := clean(string(req.GetPath()))
+// hash reads the file; it stops when ctx ends.
+func (s *Server) hash(ctx context.Context, sc *scope, req *agentpb.HashRequest) (*agentpb.HashResponse, error) {
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("Hash", string(req.GetPath()), err)
 	}
-	h, err := newHash(req.GetAlgorithm())
-	if err != nil {
-		return nil, err
+	p := ps[0]
+	h, ok := req.GetAlgorithm().NewHash()
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "unknown hash algorithm %v", req.GetAlgorithm())
 	}
 	if req.GetOffset() < 0 || req.GetLength() < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "hash of %q: negative offset or length", p)
 	}
-	sc, err := s.scope(ctx, p)
-	if err != nil {
-		return nil, s.fail("Hash", p, err)
-	}
-	defer sc.Close()
 	f, err := sc.Open(p)
 	if err != nil {
 		return nil, s.fail("Hash", p, err)
@@ -445,15 +488,15 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 func (s *Server) StatFS(ctx context.Context, req *agentpb.PathRequest) (*agentpb.StatFSResponse, error) {
-	p, err := clean(string(req.GetPath()))
+	return inScope(s, ctx, "StatFS", func(sc *scope) (*agentpb.StatFSResponse, error) { return s.statFS(sc, req) })
+}
+
+func (s *Server) statFS(sc *scope, req *agentpb.PathRequest) (*agentpb.StatFSResponse, error) {
+	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
-		return nil, err
+		return nil, s.fail("StatFS", string(req.GetPath()), err)
 	}
-	sc, err := s.scope(ctx, p)
-	if err != nil {
-		return nil, s.fail("StatFS", p, err)
-	}
-	defer sc.Close()
+	p := ps[0]
 	f, err := sc.Open(p)
 	if err != nil {
 		return nil, s.fail("StatFS", p, err)

@@ -109,25 +109,29 @@ type scope struct {
 	sub    bool   // r was opened for this call: Close closes it
 }
 
-// scope returns the part of the root the call's metadata allows, after
-// checking that every path (cleaned) lies in it. Close it when done.
-func (s *Server) scope(ctx context.Context, paths ...string) (*scope, error) {
+// callScope returns the part of the root a v1 call's metadata allows
+// (agentpb.ScopeMetadata). Close it when done.
+func (s *Server) callScope(ctx context.Context) (*scope, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	v := md.Get(agentpb.ScopeMetadata)
-	if len(v) == 0 || v[0] == "" {
+	if len(v) == 0 {
 		return &scope{r: s.root}, nil
 	}
-	dir, err := clean(v[0])
+	return s.openScope(v[0])
+}
+
+// openScope returns the part of the root below dir, a wire path; "" and
+// "." are the whole root. Close it when done.
+func (s *Server) openScope(dir string) (*scope, error) {
+	if dir == "" {
+		return &scope{r: s.root}, nil
+	}
+	dir, err := clean(dir)
 	if err != nil {
 		return nil, err
 	}
 	if dir == "." {
 		return &scope{r: s.root}, nil
-	}
-	for _, p := range paths {
-		if p != dir && !strings.HasPrefix(p, dir+"/") {
-			return nil, status.Errorf(codes.PermissionDenied, "path %q is outside the call's root %q", p, dir)
-		}
 	}
 	r, err := s.root.OpenRoot(dir)
 	if err != nil {
@@ -192,11 +196,13 @@ func (c *scope) rename(from, to string) error {
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
 	}
 	defer od.Close()
-	nd, err := c.r.Open(path.Dir(to))
-	if err != nil {
-		return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
+	nd := od // an upload's commit renames within one directory: open it once
+	if path.Dir(to) != path.Dir(from) {
+		if nd, err = c.r.Open(path.Dir(to)); err != nil {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
+		}
+		defer nd.Close()
 	}
-	defer nd.Close()
 	oc, err := od.SyscallConn()
 	if err != nil {
 		return err

@@ -10,11 +10,13 @@ import (
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
-// NewGRPCServer returns a grpc.Server that serves s with its token checks
-// and keepalive policy, plus any extra options (TLS credentials, say).
+// NewGRPCServer returns a grpc.Server that serves s (the Agent and
+// AgentEvents services) with its token checks and keepalive policy, plus
+// any extra options (TLS credentials, say).
 func NewGRPCServer(s *Server, extra ...grpc.ServerOption) *grpc.Server {
 	g := grpc.NewServer(append(s.ServerOptions(), extra...)...)
 	agentpb.RegisterAgentServer(g, s)
+	agentpb.RegisterAgentEventsServer(g, s.events) // hooks+events: same token check (ServerOptions' interceptors)
 	return g
 }
 

@@ -2345,6 +2345,913 @@ func (*FileResponse_Stat) isFileResponse_Result() {}
 
 func (*FileResponse_Done) isFileResponse_Result() {}
 
+// SessionHello opens a Session.
+type SessionHello struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// protocol is the version the gateway speaks: 2.
+	Protocol uint32 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// root confines every path of the session to this directory of the
+	// agent root (the user's root), as ScopeMetadata does for v1 calls: a
+	// path outside it, or a link leading out of it, is refused. Empty means
+	// the whole agent root.
+	Root          []byte `protobuf:"bytes,2,opt,name=root,proto3" json:"root,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionHello) Reset() {
+	*x = SessionHello{}
+	mi := &file_agent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionHello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionHello) ProtoMessage() {}
+
+func (x *SessionHello) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionHello.ProtoReflect.Descriptor instead.
+func (*SessionHello) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SessionHello) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *SessionHello) GetRoot() []byte {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+// SessionHelloResult answers SessionHello.
+type SessionHelloResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// protocol is the version the agent speaks on this stream: 2.
+	Protocol uint32 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// version is the agent's upgate version.
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// features is a bit set of FileFeature values.
+	Features      uint32 `protobuf:"varint,3,opt,name=features,proto3" json:"features,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionHelloResult) Reset() {
+	*x = SessionHelloResult{}
+	mi := &file_agent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionHelloResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionHelloResult) ProtoMessage() {}
+
+func (x *SessionHelloResult) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionHelloResult.ProtoReflect.Descriptor instead.
+func (*SessionHelloResult) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SessionHelloResult) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *SessionHelloResult) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *SessionHelloResult) GetFeatures() uint32 {
+	if x != nil {
+		return x.Features
+	}
+	return 0
+}
+
+// ReadDirOp asks an open listing (opendir) for its next entries.
+type ReadDirOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max bounds the entries of the reply; the agent caps it at 256.
+	Max           int32 `protobuf:"varint,1,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadDirOp) Reset() {
+	*x = ReadDirOp{}
+	mi := &file_agent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadDirOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadDirOp) ProtoMessage() {}
+
+func (x *ReadDirOp) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadDirOp.ProtoReflect.Descriptor instead.
+func (*ReadDirOp) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ReadDirOp) GetMax() int32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+// SessionRequest is one operation of a Session.
+type SessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the request; its response carries it. Ids are unique within
+	// the stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// file names the open file or listing a file request acts on: the id of
+	// the open or opendir request that made it.
+	File uint64 `protobuf:"varint,2,opt,name=file,proto3" json:"file,omitempty"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*SessionRequest_Hello
+	//	*SessionRequest_Stat
+	//	*SessionRequest_Lstat
+	//	*SessionRequest_Mkdir
+	//	*SessionRequest_Remove
+	//	*SessionRequest_Rename
+	//	*SessionRequest_Chmod
+	//	*SessionRequest_Chown
+	//	*SessionRequest_Chtimes
+	//	*SessionRequest_Symlink
+	//	*SessionRequest_Link
+	//	*SessionRequest_Readlink
+	//	*SessionRequest_Hash
+	//	*SessionRequest_Statfs
+	//	*SessionRequest_Opendir
+	//	*SessionRequest_Readdir
+	//	*SessionRequest_Open
+	//	*SessionRequest_Read
+	//	*SessionRequest_Write
+	//	*SessionRequest_Truncate
+	//	*SessionRequest_Sync
+	//	*SessionRequest_Fstat
+	//	*SessionRequest_SetTimes
+	//	*SessionRequest_Fchmod
+	//	*SessionRequest_Unlink
+	//	*SessionRequest_Move
+	//	*SessionRequest_Close
+	Op            isSessionRequest_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRequest) Reset() {
+	*x = SessionRequest{}
+	mi := &file_agent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRequest) ProtoMessage() {}
+
+func (x *SessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
+func (*SessionRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SessionRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SessionRequest) GetFile() uint64 {
+	if x != nil {
+		return x.File
+	}
+	return 0
+}
+
+func (x *SessionRequest) GetOp() isSessionRequest_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetHello() *SessionHello {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Hello); ok {
+			return x.Hello
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetStat() *PathRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Stat); ok {
+			return x.Stat
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetLstat() *PathRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Lstat); ok {
+			return x.Lstat
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetMkdir() *MkdirRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Mkdir); ok {
+			return x.Mkdir
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetRemove() *RemoveRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Remove); ok {
+			return x.Remove
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetRename() *RenameRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Rename); ok {
+			return x.Rename
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetChmod() *ChmodRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Chmod); ok {
+			return x.Chmod
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetChown() *ChownRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Chown); ok {
+			return x.Chown
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetChtimes() *ChtimesRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Chtimes); ok {
+			return x.Chtimes
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetSymlink() *SymlinkRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Symlink); ok {
+			return x.Symlink
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetLink() *LinkRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Link); ok {
+			return x.Link
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetReadlink() *PathRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Readlink); ok {
+			return x.Readlink
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetHash() *HashRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Hash); ok {
+			return x.Hash
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetStatfs() *PathRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Statfs); ok {
+			return x.Statfs
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetOpendir() *PathRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Opendir); ok {
+			return x.Opendir
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetReaddir() *ReadDirOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Readdir); ok {
+			return x.Readdir
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetOpen() *OpenOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetRead() *ReadOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetWrite() *WriteOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetTruncate() *TruncateOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Truncate); ok {
+			return x.Truncate
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetSync() *SyncOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Sync); ok {
+			return x.Sync
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetFstat() *StatOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Fstat); ok {
+			return x.Fstat
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetSetTimes() *SetTimesOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_SetTimes); ok {
+			return x.SetTimes
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetFchmod() *ChmodOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Fchmod); ok {
+			return x.Fchmod
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetUnlink() *UnlinkOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Unlink); ok {
+			return x.Unlink
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetMove() *MoveOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Move); ok {
+			return x.Move
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetClose() *CloseOp {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_Close); ok {
+			return x.Close
+		}
+	}
+	return nil
+}
+
+type isSessionRequest_Op interface {
+	isSessionRequest_Op()
+}
+
+type SessionRequest_Hello struct {
+	Hello *SessionHello `protobuf:"bytes,3,opt,name=hello,proto3,oneof"`
+}
+
+type SessionRequest_Stat struct {
+	// Path operations, as the v1 calls of the same names.
+	Stat *PathRequest `protobuf:"bytes,4,opt,name=stat,proto3,oneof"`
+}
+
+type SessionRequest_Lstat struct {
+	Lstat *PathRequest `protobuf:"bytes,5,opt,name=lstat,proto3,oneof"`
+}
+
+type SessionRequest_Mkdir struct {
+	Mkdir *MkdirRequest `protobuf:"bytes,6,opt,name=mkdir,proto3,oneof"`
+}
+
+type SessionRequest_Remove struct {
+	Remove *RemoveRequest `protobuf:"bytes,7,opt,name=remove,proto3,oneof"`
+}
+
+type SessionRequest_Rename struct {
+	Rename *RenameRequest `protobuf:"bytes,8,opt,name=rename,proto3,oneof"`
+}
+
+type SessionRequest_Chmod struct {
+	Chmod *ChmodRequest `protobuf:"bytes,9,opt,name=chmod,proto3,oneof"`
+}
+
+type SessionRequest_Chown struct {
+	Chown *ChownRequest `protobuf:"bytes,10,opt,name=chown,proto3,oneof"`
+}
+
+type SessionRequest_Chtimes struct {
+	Chtimes *ChtimesRequest `protobuf:"bytes,11,opt,name=chtimes,proto3,oneof"`
+}
+
+type SessionRequest_Symlink struct {
+	Symlink *SymlinkRequest `protobuf:"bytes,12,opt,name=symlink,proto3,oneof"`
+}
+
+type SessionRequest_Link struct {
+	Link *LinkRequest `protobuf:"bytes,13,opt,name=link,proto3,oneof"`
+}
+
+type SessionRequest_Readlink struct {
+	Readlink *PathRequest `protobuf:"bytes,14,opt,name=readlink,proto3,oneof"`
+}
+
+type SessionRequest_Hash struct {
+	Hash *HashRequest `protobuf:"bytes,15,opt,name=hash,proto3,oneof"`
+}
+
+type SessionRequest_Statfs struct {
+	Statfs *PathRequest `protobuf:"bytes,16,opt,name=statfs,proto3,oneof"`
+}
+
+type SessionRequest_Opendir struct {
+	// opendir opens a listing of a directory; readdir (with file set)
+	// reads its next entries, in directory order; close ends it.
+	Opendir *PathRequest `protobuf:"bytes,17,opt,name=opendir,proto3,oneof"`
+}
+
+type SessionRequest_Readdir struct {
+	Readdir *ReadDirOp `protobuf:"bytes,18,opt,name=readdir,proto3,oneof"`
+}
+
+type SessionRequest_Open struct {
+	// File operations, as in an Open stream: open makes a file whose id
+	// is this request's; the others name it in file. An open that finds
+	// a directory makes a listing instead, as opendir does.
+	Open *OpenOp `protobuf:"bytes,19,opt,name=open,proto3,oneof"`
+}
+
+type SessionRequest_Read struct {
+	Read *ReadOp `protobuf:"bytes,20,opt,name=read,proto3,oneof"`
+}
+
+type SessionRequest_Write struct {
+	Write *WriteOp `protobuf:"bytes,21,opt,name=write,proto3,oneof"`
+}
+
+type SessionRequest_Truncate struct {
+	Truncate *TruncateOp `protobuf:"bytes,22,opt,name=truncate,proto3,oneof"`
+}
+
+type SessionRequest_Sync struct {
+	Sync *SyncOp `protobuf:"bytes,23,opt,name=sync,proto3,oneof"`
+}
+
+type SessionRequest_Fstat struct {
+	Fstat *StatOp `protobuf:"bytes,24,opt,name=fstat,proto3,oneof"`
+}
+
+type SessionRequest_SetTimes struct {
+	SetTimes *SetTimesOp `protobuf:"bytes,25,opt,name=set_times,json=setTimes,proto3,oneof"`
+}
+
+type SessionRequest_Fchmod struct {
+	Fchmod *ChmodOp `protobuf:"bytes,26,opt,name=fchmod,proto3,oneof"`
+}
+
+type SessionRequest_Unlink struct {
+	Unlink *UnlinkOp `protobuf:"bytes,27,opt,name=unlink,proto3,oneof"`
+}
+
+type SessionRequest_Move struct {
+	Move *MoveOp `protobuf:"bytes,28,opt,name=move,proto3,oneof"`
+}
+
+type SessionRequest_Close struct {
+	Close *CloseOp `protobuf:"bytes,29,opt,name=close,proto3,oneof"`
+}
+
+func (*SessionRequest_Hello) isSessionRequest_Op() {}
+
+func (*SessionRequest_Stat) isSessionRequest_Op() {}
+
+func (*SessionRequest_Lstat) isSessionRequest_Op() {}
+
+func (*SessionRequest_Mkdir) isSessionRequest_Op() {}
+
+func (*SessionRequest_Remove) isSessionRequest_Op() {}
+
+func (*SessionRequest_Rename) isSessionRequest_Op() {}
+
+func (*SessionRequest_Chmod) isSessionRequest_Op() {}
+
+func (*SessionRequest_Chown) isSessionRequest_Op() {}
+
+func (*SessionRequest_Chtimes) isSessionRequest_Op() {}
+
+func (*SessionRequest_Symlink) isSessionRequest_Op() {}
+
+func (*SessionRequest_Link) isSessionRequest_Op() {}
+
+func (*SessionRequest_Readlink) isSessionRequest_Op() {}
+
+func (*SessionRequest_Hash) isSessionRequest_Op() {}
+
+func (*SessionRequest_Statfs) isSessionRequest_Op() {}
+
+func (*SessionRequest_Opendir) isSessionRequest_Op() {}
+
+func (*SessionRequest_Readdir) isSessionRequest_Op() {}
+
+func (*SessionRequest_Open) isSessionRequest_Op() {}
+
+func (*SessionRequest_Read) isSessionRequest_Op() {}
+
+func (*SessionRequest_Write) isSessionRequest_Op() {}
+
+func (*SessionRequest_Truncate) isSessionRequest_Op() {}
+
+func (*SessionRequest_Sync) isSessionRequest_Op() {}
+
+func (*SessionRequest_Fstat) isSessionRequest_Op() {}
+
+func (*SessionRequest_SetTimes) isSessionRequest_Op() {}
+
+func (*SessionRequest_Fchmod) isSessionRequest_Op() {}
+
+func (*SessionRequest_Unlink) isSessionRequest_Op() {}
+
+func (*SessionRequest_Move) isSessionRequest_Op() {}
+
+func (*SessionRequest_Close) isSessionRequest_Op() {}
+
+// SessionResponse answers one SessionRequest.
+type SessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Error *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*SessionResponse_Hello
+	//	*SessionResponse_Info
+	//	*SessionResponse_Done
+	//	*SessionResponse_Readlink
+	//	*SessionResponse_Hash
+	//	*SessionResponse_Statfs
+	//	*SessionResponse_Entries
+	//	*SessionResponse_Read
+	//	*SessionResponse_Write
+	Result isSessionResponse_Result `protobuf_oneof:"result"`
+	// upload_id, on the reply to open, is as FileResponse.upload_id.
+	UploadId string `protobuf:"bytes,12,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// eof, on the reply to readdir, says the listing has no more entries.
+	Eof           bool `protobuf:"varint,13,opt,name=eof,proto3" json:"eof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionResponse) Reset() {
+	*x = SessionResponse{}
+	mi := &file_agent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionResponse) ProtoMessage() {}
+
+func (x *SessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
+func (*SessionResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SessionResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SessionResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetResult() isSessionResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetHello() *SessionHelloResult {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Hello); ok {
+			return x.Hello
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetInfo() *FileInfo {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetDone() *Empty {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Done); ok {
+			return x.Done
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetReadlink() *ReadlinkResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Readlink); ok {
+			return x.Readlink
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetHash() *HashResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Hash); ok {
+			return x.Hash
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetStatfs() *StatFSResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Statfs); ok {
+			return x.Statfs
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetEntries() *ReadDirResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Entries); ok {
+			return x.Entries
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetRead() *ReadResult {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Read); ok {
+			return x.Read
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetWrite() *WriteResult {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *SessionResponse) GetEof() bool {
+	if x != nil {
+		return x.Eof
+	}
+	return false
+}
+
+type isSessionResponse_Result interface {
+	isSessionResponse_Result()
+}
+
+type SessionResponse_Hello struct {
+	Hello *SessionHelloResult `protobuf:"bytes,3,opt,name=hello,proto3,oneof"`
+}
+
+type SessionResponse_Info struct {
+	// info answers stat, lstat, fstat, open and opendir.
+	Info *FileInfo `protobuf:"bytes,4,opt,name=info,proto3,oneof"`
+}
+
+type SessionResponse_Done struct {
+	Done *Empty `protobuf:"bytes,5,opt,name=done,proto3,oneof"`
+}
+
+type SessionResponse_Readlink struct {
+	Readlink *ReadlinkResponse `protobuf:"bytes,6,opt,name=readlink,proto3,oneof"`
+}
+
+type SessionResponse_Hash struct {
+	Hash *HashResponse `protobuf:"bytes,7,opt,name=hash,proto3,oneof"`
+}
+
+type SessionResponse_Statfs struct {
+	Statfs *StatFSResponse `protobuf:"bytes,8,opt,name=statfs,proto3,oneof"`
+}
+
+type SessionResponse_Entries struct {
+	Entries *ReadDirResponse `protobuf:"bytes,9,opt,name=entries,proto3,oneof"`
+}
+
+type SessionResponse_Read struct {
+	Read *ReadResult `protobuf:"bytes,10,opt,name=read,proto3,oneof"`
+}
+
+type SessionResponse_Write struct {
+	Write *WriteResult `protobuf:"bytes,11,opt,name=write,proto3,oneof"`
+}
+
+func (*SessionResponse_Hello) isSessionResponse_Result() {}
+
+func (*SessionResponse_Info) isSessionResponse_Result() {}
+
+func (*SessionResponse_Done) isSessionResponse_Result() {}
+
+func (*SessionResponse_Readlink) isSessionResponse_Result() {}
+
+func (*SessionResponse_Hash) isSessionResponse_Result() {}
+
+func (*SessionResponse_Statfs) isSessionResponse_Result() {}
+
+func (*SessionResponse_Entries) isSessionResponse_Result() {}
+
+func (*SessionResponse_Read) isSessionResponse_Result() {}
+
+func (*SessionResponse_Write) isSessionResponse_Result() {}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -2483,6 +3390,63 @@ const file_agent_proto_rawDesc = "" +
 	"\x04done\x18\a \x01(\v2\x16.upgate.agent.v1.EmptyH\x00R\x04done\x12\x1a\n" +
 	"\bfeatures\x18\b \x01(\rR\bfeatures\x12\x1b\n" +
 	"\tupload_id\x18\t \x01(\tR\buploadIdB\b\n" +
+	"\x06result\">\n" +
+	"\fSessionHello\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
+	"\x04root\x18\x02 \x01(\fR\x04root\"f\n" +
+	"\x12SessionHelloResult\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
+	"\bfeatures\x18\x03 \x01(\rR\bfeatures\"\x1d\n" +
+	"\tReadDirOp\x12\x10\n" +
+	"\x03max\x18\x01 \x01(\x05R\x03max\"\xed\v\n" +
+	"\x0eSessionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04file\x18\x02 \x01(\x04R\x04file\x125\n" +
+	"\x05hello\x18\x03 \x01(\v2\x1d.upgate.agent.v1.SessionHelloH\x00R\x05hello\x122\n" +
+	"\x04stat\x18\x04 \x01(\v2\x1c.upgate.agent.v1.PathRequestH\x00R\x04stat\x124\n" +
+	"\x05lstat\x18\x05 \x01(\v2\x1c.upgate.agent.v1.PathRequestH\x00R\x05lstat\x125\n" +
+	"\x05mkdir\x18\x06 \x01(\v2\x1d.upgate.agent.v1.MkdirRequestH\x00R\x05mkdir\x128\n" +
+	"\x06remove\x18\a \x01(\v2\x1e.upgate.agent.v1.RemoveRequestH\x00R\x06remove\x128\n" +
+	"\x06rename\x18\b \x01(\v2\x1e.upgate.agent.v1.RenameRequestH\x00R\x06rename\x125\n" +
+	"\x05chmod\x18\t \x01(\v2\x1d.upgate.agent.v1.ChmodRequestH\x00R\x05chmod\x125\n" +
+	"\x05chown\x18\n" +
+	" \x01(\v2\x1d.upgate.agent.v1.ChownRequestH\x00R\x05chown\x12;\n" +
+	"\achtimes\x18\v \x01(\v2\x1f.upgate.agent.v1.ChtimesRequestH\x00R\achtimes\x12;\n" +
+	"\asymlink\x18\f \x01(\v2\x1f.upgate.agent.v1.SymlinkRequestH\x00R\asymlink\x122\n" +
+	"\x04link\x18\r \x01(\v2\x1c.upgate.agent.v1.LinkRequestH\x00R\x04link\x12:\n" +
+	"\breadlink\x18\x0e \x01(\v2\x1c.upgate.agent.v1.PathRequestH\x00R\breadlink\x122\n" +
+	"\x04hash\x18\x0f \x01(\v2\x1c.upgate.agent.v1.HashRequestH\x00R\x04hash\x126\n" +
+	"\x06statfs\x18\x10 \x01(\v2\x1c.upgate.agent.v1.PathRequestH\x00R\x06statfs\x128\n" +
+	"\aopendir\x18\x11 \x01(\v2\x1c.upgate.agent.v1.PathRequestH\x00R\aopendir\x126\n" +
+	"\areaddir\x18\x12 \x01(\v2\x1a.upgate.agent.v1.ReadDirOpH\x00R\areaddir\x12-\n" +
+	"\x04open\x18\x13 \x01(\v2\x17.upgate.agent.v1.OpenOpH\x00R\x04open\x12-\n" +
+	"\x04read\x18\x14 \x01(\v2\x17.upgate.agent.v1.ReadOpH\x00R\x04read\x120\n" +
+	"\x05write\x18\x15 \x01(\v2\x18.upgate.agent.v1.WriteOpH\x00R\x05write\x129\n" +
+	"\btruncate\x18\x16 \x01(\v2\x1b.upgate.agent.v1.TruncateOpH\x00R\btruncate\x12-\n" +
+	"\x04sync\x18\x17 \x01(\v2\x17.upgate.agent.v1.SyncOpH\x00R\x04sync\x12/\n" +
+	"\x05fstat\x18\x18 \x01(\v2\x17.upgate.agent.v1.StatOpH\x00R\x05fstat\x12:\n" +
+	"\tset_times\x18\x19 \x01(\v2\x1b.upgate.agent.v1.SetTimesOpH\x00R\bsetTimes\x122\n" +
+	"\x06fchmod\x18\x1a \x01(\v2\x18.upgate.agent.v1.ChmodOpH\x00R\x06fchmod\x123\n" +
+	"\x06unlink\x18\x1b \x01(\v2\x19.upgate.agent.v1.UnlinkOpH\x00R\x06unlink\x12-\n" +
+	"\x04move\x18\x1c \x01(\v2\x17.upgate.agent.v1.MoveOpH\x00R\x04move\x120\n" +
+	"\x05close\x18\x1d \x01(\v2\x18.upgate.agent.v1.CloseOpH\x00R\x05closeB\x04\n" +
+	"\x02op\"\xfc\x04\n" +
+	"\x0fSessionResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
+	"\x05error\x18\x02 \x01(\v2\x16.upgate.agent.v1.ErrorR\x05error\x12;\n" +
+	"\x05hello\x18\x03 \x01(\v2#.upgate.agent.v1.SessionHelloResultH\x00R\x05hello\x12/\n" +
+	"\x04info\x18\x04 \x01(\v2\x19.upgate.agent.v1.FileInfoH\x00R\x04info\x12,\n" +
+	"\x04done\x18\x05 \x01(\v2\x16.upgate.agent.v1.EmptyH\x00R\x04done\x12?\n" +
+	"\breadlink\x18\x06 \x01(\v2!.upgate.agent.v1.ReadlinkResponseH\x00R\breadlink\x123\n" +
+	"\x04hash\x18\a \x01(\v2\x1d.upgate.agent.v1.HashResponseH\x00R\x04hash\x129\n" +
+	"\x06statfs\x18\b \x01(\v2\x1f.upgate.agent.v1.StatFSResponseH\x00R\x06statfs\x12<\n" +
+	"\aentries\x18\t \x01(\v2 .upgate.agent.v1.ReadDirResponseH\x00R\aentries\x121\n" +
+	"\x04read\x18\n" +
+	" \x01(\v2\x1b.upgate.agent.v1.ReadResultH\x00R\x04read\x124\n" +
+	"\x05write\x18\v \x01(\v2\x1c.upgate.agent.v1.WriteResultH\x00R\x05write\x12\x1b\n" +
+	"\tupload_id\x18\f \x01(\tR\buploadId\x12\x10\n" +
+	"\x03eof\x18\r \x01(\bR\x03eofB\b\n" +
 	"\x06result*\xb0\x01\n" +
 	"\rHashAlgorithm\x12\x1e\n" +
 	"\x1aHASH_ALGORITHM_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -2503,8 +3467,9 @@ const file_agent_proto_rawDesc = "" +
 	"\vFileFeature\x12\x1c\n" +
 	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
 	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x01\x12\x1d\n" +
-	"\x19FILE_FEATURE_SESSION_VIEW\x10\x022\xd0\b\n" +
-	"\x05Agent\x12?\n" +
+	"\x19FILE_FEATURE_SESSION_VIEW\x10\x022\xa2\t\n" +
+	"\x05Agent\x12P\n" +
+	"\aSession\x12\x1f.upgate.agent.v1.SessionRequest\x1a .upgate.agent.v1.SessionResponse(\x010\x01\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +
 	"\x05Lstat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12K\n" +
 	"\aReadDir\x12\x1c.upgate.agent.v1.PathRequest\x1a .upgate.agent.v1.ReadDirResponse0\x01\x12G\n" +
@@ -2535,45 +3500,50 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_agent_proto_goTypes = []any{
-	(HashAlgorithm)(0),       // 0: upgate.agent.v1.HashAlgorithm
-	(OpenFlag)(0),            // 1: upgate.agent.v1.OpenFlag
-	(FileFeature)(0),         // 2: upgate.agent.v1.FileFeature
-	(*Empty)(nil),            // 3: upgate.agent.v1.Empty
-	(*PathRequest)(nil),      // 4: upgate.agent.v1.PathRequest
-	(*FileInfo)(nil),         // 5: upgate.agent.v1.FileInfo
-	(*ReadDirResponse)(nil),  // 6: upgate.agent.v1.ReadDirResponse
-	(*MkdirRequest)(nil),     // 7: upgate.agent.v1.MkdirRequest
-	(*RemoveRequest)(nil),    // 8: upgate.agent.v1.RemoveRequest
-	(*RenameRequest)(nil),    // 9: upgate.agent.v1.RenameRequest
-	(*ChmodRequest)(nil),     // 10: upgate.agent.v1.ChmodRequest
-	(*ChownRequest)(nil),     // 11: upgate.agent.v1.ChownRequest
-	(*ChtimesRequest)(nil),   // 12: upgate.agent.v1.ChtimesRequest
-	(*SymlinkRequest)(nil),   // 13: upgate.agent.v1.SymlinkRequest
-	(*LinkRequest)(nil),      // 14: upgate.agent.v1.LinkRequest
-	(*ReadlinkResponse)(nil), // 15: upgate.agent.v1.ReadlinkResponse
-	(*HashRequest)(nil),      // 16: upgate.agent.v1.HashRequest
-	(*HashResponse)(nil),     // 17: upgate.agent.v1.HashResponse
-	(*StatFSResponse)(nil),   // 18: upgate.agent.v1.StatFSResponse
-	(*StatusRequest)(nil),    // 19: upgate.agent.v1.StatusRequest
-	(*StatusResponse)(nil),   // 20: upgate.agent.v1.StatusResponse
-	(*OpenOp)(nil),           // 21: upgate.agent.v1.OpenOp
-	(*ReadOp)(nil),           // 22: upgate.agent.v1.ReadOp
-	(*WriteOp)(nil),          // 23: upgate.agent.v1.WriteOp
-	(*TruncateOp)(nil),       // 24: upgate.agent.v1.TruncateOp
-	(*SyncOp)(nil),           // 25: upgate.agent.v1.SyncOp
-	(*StatOp)(nil),           // 26: upgate.agent.v1.StatOp
-	(*SetTimesOp)(nil),       // 27: upgate.agent.v1.SetTimesOp
-	(*ChmodOp)(nil),          // 28: upgate.agent.v1.ChmodOp
-	(*CloseOp)(nil),          // 29: upgate.agent.v1.CloseOp
-	(*UnlinkOp)(nil),         // 30: upgate.agent.v1.UnlinkOp
-	(*MoveOp)(nil),           // 31: upgate.agent.v1.MoveOp
-	(*FileRequest)(nil),      // 32: upgate.agent.v1.FileRequest
-	(*Error)(nil),            // 33: upgate.agent.v1.Error
-	(*ReadResult)(nil),       // 34: upgate.agent.v1.ReadResult
-	(*WriteResult)(nil),      // 35: upgate.agent.v1.WriteResult
-	(*FileResponse)(nil),     // 36: upgate.agent.v1.FileResponse
+	(HashAlgorithm)(0),         // 0: upgate.agent.v1.HashAlgorithm
+	(OpenFlag)(0),              // 1: upgate.agent.v1.OpenFlag
+	(FileFeature)(0),           // 2: upgate.agent.v1.FileFeature
+	(*Empty)(nil),              // 3: upgate.agent.v1.Empty
+	(*PathRequest)(nil),        // 4: upgate.agent.v1.PathRequest
+	(*FileInfo)(nil),           // 5: upgate.agent.v1.FileInfo
+	(*ReadDirResponse)(nil),    // 6: upgate.agent.v1.ReadDirResponse
+	(*MkdirRequest)(nil),       // 7: upgate.agent.v1.MkdirRequest
+	(*RemoveRequest)(nil),      // 8: upgate.agent.v1.RemoveRequest
+	(*RenameRequest)(nil),      // 9: upgate.agent.v1.RenameRequest
+	(*ChmodRequest)(nil),       // 10: upgate.agent.v1.ChmodRequest
+	(*ChownRequest)(nil),       // 11: upgate.agent.v1.ChownRequest
+	(*ChtimesRequest)(nil),     // 12: upgate.agent.v1.ChtimesRequest
+	(*SymlinkRequest)(nil),     // 13: upgate.agent.v1.SymlinkRequest
+	(*LinkRequest)(nil),        // 14: upgate.agent.v1.LinkRequest
+	(*ReadlinkResponse)(nil),   // 15: upgate.agent.v1.ReadlinkResponse
+	(*HashRequest)(nil),        // 16: upgate.agent.v1.HashRequest
+	(*HashResponse)(nil),       // 17: upgate.agent.v1.HashResponse
+	(*StatFSResponse)(nil),     // 18: upgate.agent.v1.StatFSResponse
+	(*StatusRequest)(nil),      // 19: upgate.agent.v1.StatusRequest
+	(*StatusResponse)(nil),     // 20: upgate.agent.v1.StatusResponse
+	(*OpenOp)(nil),             // 21: upgate.agent.v1.OpenOp
+	(*ReadOp)(nil),             // 22: upgate.agent.v1.ReadOp
+	(*WriteOp)(nil),            // 23: upgate.agent.v1.WriteOp
+	(*TruncateOp)(nil),         // 24: upgate.agent.v1.TruncateOp
+	(*SyncOp)(nil),             // 25: upgate.agent.v1.SyncOp
+	(*StatOp)(nil),             // 26: upgate.agent.v1.StatOp
+	(*SetTimesOp)(nil),         // 27: upgate.agent.v1.SetTimesOp
+	(*ChmodOp)(nil),            // 28: upgate.agent.v1.ChmodOp
+	(*CloseOp)(nil),            // 29: upgate.agent.v1.CloseOp
+	(*UnlinkOp)(nil),           // 30: upgate.agent.v1.UnlinkOp
+	(*MoveOp)(nil),             // 31: upgate.agent.v1.MoveOp
+	(*FileRequest)(nil),        // 32: upgate.agent.v1.FileRequest
+	(*Error)(nil),              // 33: upgate.agent.v1.Error
+	(*ReadResult)(nil),         // 34: upgate.agent.v1.ReadResult
+	(*WriteResult)(nil),        // 35: upgate.agent.v1.WriteResult
+	(*FileResponse)(nil),       // 36: upgate.agent.v1.FileResponse
+	(*SessionHello)(nil),       // 37: upgate.agent.v1.SessionHello
+	(*SessionHelloResult)(nil), // 38: upgate.agent.v1.SessionHelloResult
+	(*ReadDirOp)(nil),          // 39: upgate.agent.v1.ReadDirOp
+	(*SessionRequest)(nil),     // 40: upgate.agent.v1.SessionRequest
+	(*SessionResponse)(nil),    // 41: upgate.agent.v1.SessionResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	5,  // 0: upgate.agent.v1.ReadDirResponse.entries:type_name -> upgate.agent.v1.FileInfo
@@ -2595,43 +3565,82 @@ var file_agent_proto_depIdxs = []int32{
 	35, // 16: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
 	5,  // 17: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
 	3,  // 18: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
-	4,  // 19: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
-	4,  // 20: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
-	4,  // 21: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
-	32, // 22: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
-	7,  // 23: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
-	8,  // 24: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
-	9,  // 25: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
-	10, // 26: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
-	11, // 27: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
-	12, // 28: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
-	13, // 29: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
-	14, // 30: upgate.agent.v1.Agent.Link:input_type -> upgate.agent.v1.LinkRequest
-	4,  // 31: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
-	16, // 32: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
-	4,  // 33: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
-	19, // 34: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
-	5,  // 35: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
-	5,  // 36: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
-	6,  // 37: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
-	36, // 38: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
-	3,  // 39: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
-	3,  // 40: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
-	3,  // 41: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
-	3,  // 42: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
-	3,  // 43: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
-	3,  // 44: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
-	3,  // 45: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
-	3,  // 46: upgate.agent.v1.Agent.Link:output_type -> upgate.agent.v1.Empty
-	15, // 47: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
-	17, // 48: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
-	18, // 49: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
-	20, // 50: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
-	35, // [35:51] is the sub-list for method output_type
-	19, // [19:35] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	37, // 19: upgate.agent.v1.SessionRequest.hello:type_name -> upgate.agent.v1.SessionHello
+	4,  // 20: upgate.agent.v1.SessionRequest.stat:type_name -> upgate.agent.v1.PathRequest
+	4,  // 21: upgate.agent.v1.SessionRequest.lstat:type_name -> upgate.agent.v1.PathRequest
+	7,  // 22: upgate.agent.v1.SessionRequest.mkdir:type_name -> upgate.agent.v1.MkdirRequest
+	8,  // 23: upgate.agent.v1.SessionRequest.remove:type_name -> upgate.agent.v1.RemoveRequest
+	9,  // 24: upgate.agent.v1.SessionRequest.rename:type_name -> upgate.agent.v1.RenameRequest
+	10, // 25: upgate.agent.v1.SessionRequest.chmod:type_name -> upgate.agent.v1.ChmodRequest
+	11, // 26: upgate.agent.v1.SessionRequest.chown:type_name -> upgate.agent.v1.ChownRequest
+	12, // 27: upgate.agent.v1.SessionRequest.chtimes:type_name -> upgate.agent.v1.ChtimesRequest
+	13, // 28: upgate.agent.v1.SessionRequest.symlink:type_name -> upgate.agent.v1.SymlinkRequest
+	14, // 29: upgate.agent.v1.SessionRequest.link:type_name -> upgate.agent.v1.LinkRequest
+	4,  // 30: upgate.agent.v1.SessionRequest.readlink:type_name -> upgate.agent.v1.PathRequest
+	16, // 31: upgate.agent.v1.SessionRequest.hash:type_name -> upgate.agent.v1.HashRequest
+	4,  // 32: upgate.agent.v1.SessionRequest.statfs:type_name -> upgate.agent.v1.PathRequest
+	4,  // 33: upgate.agent.v1.SessionRequest.opendir:type_name -> upgate.agent.v1.PathRequest
+	39, // 34: upgate.agent.v1.SessionRequest.readdir:type_name -> upgate.agent.v1.ReadDirOp
+	21, // 35: upgate.agent.v1.SessionRequest.open:type_name -> upgate.agent.v1.OpenOp
+	22, // 36: upgate.agent.v1.SessionRequest.read:type_name -> upgate.agent.v1.ReadOp
+	23, // 37: upgate.agent.v1.SessionRequest.write:type_name -> upgate.agent.v1.WriteOp
+	24, // 38: upgate.agent.v1.SessionRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
+	25, // 39: upgate.agent.v1.SessionRequest.sync:type_name -> upgate.agent.v1.SyncOp
+	26, // 40: upgate.agent.v1.SessionRequest.fstat:type_name -> upgate.agent.v1.StatOp
+	27, // 41: upgate.agent.v1.SessionRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
+	28, // 42: upgate.agent.v1.SessionRequest.fchmod:type_name -> upgate.agent.v1.ChmodOp
+	30, // 43: upgate.agent.v1.SessionRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
+	31, // 44: upgate.agent.v1.SessionRequest.move:type_name -> upgate.agent.v1.MoveOp
+	29, // 45: upgate.agent.v1.SessionRequest.close:type_name -> upgate.agent.v1.CloseOp
+	33, // 46: upgate.agent.v1.SessionResponse.error:type_name -> upgate.agent.v1.Error
+	38, // 47: upgate.agent.v1.SessionResponse.hello:type_name -> upgate.agent.v1.SessionHelloResult
+	5,  // 48: upgate.agent.v1.SessionResponse.info:type_name -> upgate.agent.v1.FileInfo
+	3,  // 49: upgate.agent.v1.SessionResponse.done:type_name -> upgate.agent.v1.Empty
+	15, // 50: upgate.agent.v1.SessionResponse.readlink:type_name -> upgate.agent.v1.ReadlinkResponse
+	17, // 51: upgate.agent.v1.SessionResponse.hash:type_name -> upgate.agent.v1.HashResponse
+	18, // 52: upgate.agent.v1.SessionResponse.statfs:type_name -> upgate.agent.v1.StatFSResponse
+	6,  // 53: upgate.agent.v1.SessionResponse.entries:type_name -> upgate.agent.v1.ReadDirResponse
+	34, // 54: upgate.agent.v1.SessionResponse.read:type_name -> upgate.agent.v1.ReadResult
+	35, // 55: upgate.agent.v1.SessionResponse.write:type_name -> upgate.agent.v1.WriteResult
+	40, // 56: upgate.agent.v1.Agent.Session:input_type -> upgate.agent.v1.SessionRequest
+	4,  // 57: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
+	4,  // 58: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
+	4,  // 59: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
+	32, // 60: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
+	7,  // 61: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
+	8,  // 62: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
+	9,  // 63: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
+	10, // 64: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
+	11, // 65: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
+	12, // 66: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
+	13, // 67: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
+	14, // 68: upgate.agent.v1.Agent.Link:input_type -> upgate.agent.v1.LinkRequest
+	4,  // 69: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
+	16, // 70: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
+	4,  // 71: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
+	19, // 72: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
+	41, // 73: upgate.agent.v1.Agent.Session:output_type -> upgate.agent.v1.SessionResponse
+	5,  // 74: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
+	5,  // 75: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
+	6,  // 76: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
+	36, // 77: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
+	3,  // 78: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
+	3,  // 79: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
+	3,  // 80: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
+	3,  // 81: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
+	3,  // 82: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
+	3,  // 83: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
+	3,  // 84: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
+	3,  // 85: upgate.agent.v1.Agent.Link:output_type -> upgate.agent.v1.Empty
+	15, // 86: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
+	17, // 87: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
+	18, // 88: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
+	20, // 89: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
+	73, // [73:90] is the sub-list for method output_type
+	56, // [56:73] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -2659,13 +3668,53 @@ func file_agent_proto_init() {
 		(*FileResponse_Stat)(nil),
 		(*FileResponse_Done)(nil),
 	}
+	file_agent_proto_msgTypes[37].OneofWrappers = []any{
+		(*SessionRequest_Hello)(nil),
+		(*SessionRequest_Stat)(nil),
+		(*SessionRequest_Lstat)(nil),
+		(*SessionRequest_Mkdir)(nil),
+		(*SessionRequest_Remove)(nil),
+		(*SessionRequest_Rename)(nil),
+		(*SessionRequest_Chmod)(nil),
+		(*SessionRequest_Chown)(nil),
+		(*SessionRequest_Chtimes)(nil),
+		(*SessionRequest_Symlink)(nil),
+		(*SessionRequest_Link)(nil),
+		(*SessionRequest_Readlink)(nil),
+		(*SessionRequest_Hash)(nil),
+		(*SessionRequest_Statfs)(nil),
+		(*SessionRequest_Opendir)(nil),
+		(*SessionRequest_Readdir)(nil),
+		(*SessionRequest_Open)(nil),
+		(*SessionRequest_Read)(nil),
+		(*SessionRequest_Write)(nil),
+		(*SessionRequest_Truncate)(nil),
+		(*SessionRequest_Sync)(nil),
+		(*SessionRequest_Fstat)(nil),
+		(*SessionRequest_SetTimes)(nil),
+		(*SessionRequest_Fchmod)(nil),
+		(*SessionRequest_Unlink)(nil),
+		(*SessionRequest_Move)(nil),
+		(*SessionRequest_Close)(nil),
+	}
+	file_agent_proto_msgTypes[38].OneofWrappers = []any{
+		(*SessionResponse_Hello)(nil),
+		(*SessionResponse_Info)(nil),
+		(*SessionResponse_Done)(nil),
+		(*SessionResponse_Readlink)(nil),
+		(*SessionResponse_Hash)(nil),
+		(*SessionResponse_Statfs)(nil),
+		(*SessionResponse_Entries)(nil),
+		(*SessionResponse_Read)(nil),
+		(*SessionResponse_Write)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   34,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

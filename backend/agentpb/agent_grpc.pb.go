@@ -31,6 +31,7 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	Agent_Session_FullMethodName  = "/upgate.agent.v1.Agent/Session"
 	Agent_Stat_FullMethodName     = "/upgate.agent.v1.Agent/Stat"
 	Agent_Lstat_FullMethodName    = "/upgate.agent.v1.Agent/Lstat"
 	Agent_ReadDir_FullMethodName  = "/upgate.agent.v1.Agent/ReadDir"
@@ -53,6 +54,23 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type AgentClient interface {
+	// Session is protocol v2, what gateways speak: one bidirectional stream
+	// per gateway session (one login's filesystem on this agent) that carries
+	// every operation of the session as a message: path operations,
+	// listings and open files, multiplexed by id. The first request must
+	// be SessionHello. Every request gets exactly one response with its id;
+	// requests on one open file (those naming it in SessionRequest.file) are served
+	// in the order sent, path operations in the order sent, but a path
+	// operation does not wait for the files' requests before it (a gateway
+	// that needs a write to land first waits for its reply). The stream
+	// ending without a CloseOp for a file (cancellation, a dead peer, an
+	// error) aborts that file: an atomic upload's temp file is removed and
+	// its target left untouched.
+	//
+	// The calls below it are protocol v1, one call or stream per operation,
+	// kept so that older gateways keep working during an upgrade; gateways
+	// of this version use Session only.
+	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionResponse], error)
 	// Stat follows symbolic links; Lstat does not.
 	Stat(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileInfo, error)
 	Lstat(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileInfo, error)
@@ -97,6 +115,19 @@ func NewAgentClient(cc grpc.ClientConnInterface) AgentClient {
 	return &agentClient{cc}
 }
 
+func (c *agentClient) Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[0], Agent_Session_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SessionRequest, SessionResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_SessionClient = grpc.BidiStreamingClient[SessionRequest, SessionResponse]
+
 func (c *agentClient) Stat(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (*FileInfo, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FileInfo)
@@ -119,7 +150,7 @@ func (c *agentClient) Lstat(ctx context.Context, in *PathRequest, opts ...grpc.C
 
 func (c *agentClient) ReadDir(ctx context.Context, in *PathRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReadDirResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[0], Agent_ReadDir_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[1], Agent_ReadDir_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +169,7 @@ type Agent_ReadDirClient = grpc.ServerStreamingClient[ReadDirResponse]
 
 func (c *agentClient) Open(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FileRequest, FileResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[1], Agent_Open_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[2], Agent_Open_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -273,6 +304,23 @@ func (c *agentClient) Status(ctx context.Context, in *StatusRequest, opts ...grp
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
 type AgentServer interface {
+	// Session is protocol v2, what gateways speak: one bidirectional stream
+	// per gateway session (one login's filesystem on this agent) that carries
+	// every operation of the session as a message: path operations,
+	// listings and open files, multiplexed by id. The first request must
+	// be SessionHello. Every request gets exactly one response with its id;
+	// requests on one open file (those naming it in SessionRequest.file) are served
+	// in the order sent, path operations in the order sent, but a path
+	// operation does not wait for the files' requests before it (a gateway
+	// that needs a write to land first waits for its reply). The stream
+	// ending without a CloseOp for a file (cancellation, a dead peer, an
+	// error) aborts that file: an atomic upload's temp file is removed and
+	// its target left untouched.
+	//
+	// The calls below it are protocol v1, one call or stream per operation,
+	// kept so that older gateways keep working during an upgrade; gateways
+	// of this version use Session only.
+	Session(grpc.BidiStreamingServer[SessionRequest, SessionResponse]) error
 	// Stat follows symbolic links; Lstat does not.
 	Stat(context.Context, *PathRequest) (*FileInfo, error)
 	Lstat(context.Context, *PathRequest) (*FileInfo, error)
@@ -317,6 +365,9 @@ type AgentServer interface {
 // pointer dereference when methods are called.
 type UnimplementedAgentServer struct{}
 
+func (UnimplementedAgentServer) Session(grpc.BidiStreamingServer[SessionRequest, SessionResponse]) error {
+	return status.Error(codes.Unimplemented, "method Session not implemented")
+}
 func (UnimplementedAgentServer) Stat(context.Context, *PathRequest) (*FileInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stat not implemented")
 }
@@ -385,6 +436,13 @@ func RegisterAgentServer(s grpc.ServiceRegistrar, srv AgentServer) {
 	}
 	s.RegisterService(&Agent_ServiceDesc, srv)
 }
+
+func _Agent_Session_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServer).Session(&grpc.GenericServerStream[SessionRequest, SessionResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_SessionServer = grpc.BidiStreamingServer[SessionRequest, SessionResponse]
 
 func _Agent_Stat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PathRequest)
@@ -721,6 +779,12 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Session",
+			Handler:       _Agent_Session_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "ReadDir",
 			Handler:       _Agent_ReadDir_Handler,

@@ -1,5 +1,7 @@
 // Package agentpb holds the gRPC protocol between the upgate gateway and its
-// container agents: agent.proto and the code generated from it.
+// container agents: agent.proto (the Agent service: files and paths),
+// events.proto (the AgentEvents service: what the agent committed and what
+// its hooks did) and the code generated from them.
 //
 // Regenerate with `go generate ./backend/agentpb` after installing protoc
 // (Debian's protobuf-compiler) and the pinned plugins:
@@ -9,6 +11,7 @@
 package agentpb
 
 //go:generate protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative agent.proto
+//go:generate protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative events.proto
 
 // ScopeMetadata is the metadata key with which a call confines itself to
 // one directory of the agent root, relative to it ("alice"): every path of

@@ -12,10 +12,11 @@ import (
 
 	"github.com/upgate/upgate"
 	"github.com/upgate/upgate/backend/agent"
+	"github.com/upgate/upgate/backend/agent/hooks"
 )
 
 func agentCommand() *cobra.Command {
-	var listen, root, tokenFile, cert, key, clientCA, logLevel string
+	var listen, root, tokenFile, cert, key, clientCA, hooksFile, logLevel string
 	var maxOpenFiles int
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -24,7 +25,31 @@ func agentCommand() *cobra.Command {
 the token in --token-file; with --tls-cert and --tls-key the agent speaks TLS,
 and with --client-ca it also requires a client certificate (mTLS).
 Run it as the user the container's application runs as: files are written
-with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
+with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.
+
+--hooks FILE runs commands after files change (read once, at start; it
+must lie outside --root):
+
+  hooks:
+    - name: opcache-reset            # required, unique: events, logs, metrics
+      match: ["**/*.php"]            # required: globs of paths relative to --root
+      exclude: ["vendor/**"]         # optional
+      on: [write, rename]            # write (a committed upload), rename (its
+                                     # destination), delete, mkdir; default write, rename
+      command: ["sh", "-c", "kill -USR2 \"$(cat /run/php-fpm/php-fpm.pid)\""]
+      debounce: 300ms                # run once no match came for this long (default 300ms)
+      timeout: 1m                    # then its process group is killed (default 1m)
+      env: {APP_ENV: local}          # optional, added to the agent's environment
+
+In a glob, * and ? stay within one path segment and a ** segment matches
+any number of them: "**/*.php" is every PHP file, "composer.json" the one
+at the root. The command runs without a shell (name one to get it) as the
+agent's user, in --root, with the changed paths on stdin, one per line,
+and in UPGATE_CHANGED (newline-separated, at most 32 KiB; then
+UPGATE_CHANGED_TRUNCATED=1), plus UPGATE_CHANGED_COUNT, UPGATE_HOOK and
+UPGATE_ROOT. A hook never runs twice at once: changes during a run run it
+once more afterwards with all their paths. Its result never affects the
+upload; runs are logged and streamed to the gateway (upgate events).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := newLogger(logLevel, "text")
@@ -32,7 +57,16 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 			if err != nil {
 				return fmt.Errorf("--token-file: %w", err)
 			}
-			srv, err := agent.New(agent.Config{Root: root, Token: strings.TrimSpace(string(tok)), Logger: log, Version: upgate.Version(), MaxOpenFiles: maxOpenFiles})
+			var hs []hooks.Hook
+			if hooksFile != "" {
+				if err := hooks.CheckOutside(hooksFile, root); err != nil {
+					return fmt.Errorf("--hooks: %w", err)
+				}
+				if hs, err = hooks.Load(hooksFile); err != nil {
+					return fmt.Errorf("--hooks: %w", err)
+				}
+			}
+			srv, err := agent.New(agent.Config{Root: root, Token: strings.TrimSpace(string(tok)), Logger: log, Version: upgate.Version(), Hooks: hs, MaxOpenFiles: maxOpenFiles})
 			if err != nil {
 				return err
 			}
@@ -57,7 +91,8 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 			if err != nil {
 				return err
 			}
-			log.Info("agent serving", "listen", lis.Addr().String(), "root", root, "tls", cert != "", "mtls", clientCA != "", "version", upgate.Version())
+			log.Info("agent serving", "listen", lis.Addr().String(), "root", root, "tls", cert != "", "mtls", clientCA != "",
+				"hooks", len(hs), "version", upgate.Version())
 			return agent.Serve(cmd.Context(), srv, lis, opts...)
 		},
 	}
@@ -68,6 +103,7 @@ with that user's uid. SIGINT or SIGTERM stops it; uploads still open abort.`,
 	f.StringVar(&cert, "tls-cert", "", "PEM certificate: serve TLS")
 	f.StringVar(&key, "tls-key", "", "PEM private key for --tls-cert")
 	f.StringVar(&clientCA, "client-ca", "", "PEM CA bundle: require client certificates signed by it")
+	f.StringVar(&hooksFile, "hooks", "", "YAML file of hooks: commands run after files change (see above)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.IntVar(&maxOpenFiles, "max-open-files", 0, "files the agent holds open at once over every gateway; more opens fail with \"too many open files\" (0: a quarter of the descriptor limit, at most 4096; negative: no bound)")
 	_ = cmd.MarkFlagRequired("token-file")

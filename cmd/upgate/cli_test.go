@@ -1,16 +1,21 @@
 package main
 
 import (
+	"encoding/json"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jlaffaye/ftp"
+
+	"github.com/upgate/upgate/gateway/admin"
 )
 
 // TestSessionsAndKickCLI: a real FTP client's session shows in `upgate
-// sessions` (table and --by user), and `upgate kick` disconnects it.
+// sessions` (table, --json and --by user) with its save latency, and `upgate kick`
+// disconnects it.
 func TestSessionsAndKickCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -57,6 +62,22 @@ func TestSessionsAndKickCLI(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID") {
 		t.Fatalf("sessions table:\n%s", table)
 	}
+	if err := c.Stor("saved.txt", strings.NewReader("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("sessions", "--admin", adminAddr); !strings.Contains(out, "SAVE LATENCY (open to commit, last 5m)") ||
+		!regexp.MustCompile(`\ndemo +ftp +1 +\S+ +\S+ +\S+\n`).MatchString(out) {
+		t.Errorf("sessions with a save:\n%s", out)
+	}
+	// --json: the sessions and the save latency, as /api/sessions has them.
+	var all admin.SessionsResponse
+	if out := run("sessions", "--admin", adminAddr, "--json"); json.Unmarshal([]byte(out), &all) != nil ||
+		len(all.Sessions) != 1 || all.Sessions[0].User != "demo" || all.Sessions[0].Protocol != "ftp" ||
+		all.Window != 5*time.Minute || len(all.Latency) != 1 {
+		t.Errorf("sessions --json:\n%s", out)
+	} else if l := all.Latency[0]; l.User != "demo" || l.Protocol != "ftp" || l.Count != 1 || l.P50 <= 0 || l.Max < l.P50 || len(l.Series) != 10 {
+		t.Errorf("sessions --json: latency %+v", l)
+	}
 	fields := strings.Fields(lines[1])
 	if fields[1] != "ftp" || fields[2] != "demo" || !strings.Contains(lines[1], "30s/10s/3 ut=1m0s") {
 		t.Fatalf("session row: %q", lines[1])
@@ -71,7 +92,7 @@ func TestSessionsAndKickCLI(t *testing.T) {
 		t.Error("the kicked client still gets replies")
 	}
 	deadline = time.Now().Add(10 * time.Second)
-	for strings.Contains(run("sessions", "--admin", adminAddr), "demo") {
+	for strings.Contains(run("sessions", "--admin", adminAddr, "--by", "user"), "demo") {
 		if time.Now().After(deadline) {
 			t.Fatal("the kicked session is still listed")
 		}

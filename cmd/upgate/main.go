@@ -29,7 +29,7 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), agentCommand(), sessionsCommand(), kickCommand(), hashPasswordCommand(), versionCommand())
+	root.AddCommand(serveCommand(), agentCommand(), injectCommand(), sessionsCommand(), kickCommand(), eventsCommand(), hashPasswordCommand(), versionCommand())
 	return root
 }
 

@@ -56,6 +56,37 @@ func TestCommands(t *testing.T) {
 		}
 	})
 
+	// The command line in deploy/inject/deployment.yaml's header makes
+	// deploy/kubernetes/dev-pod/deployment.yaml; a refusal says why and
+	// writes nothing.
+	t.Run("Inject", func(t *testing.T) {
+		in, err := os.ReadFile("../../deploy/inject/deployment.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile("../../deploy/kubernetes/dev-pod/deployment.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "inject", "--user", "alice", "--root", "/var/www/html", "--command", "/usr/local/bin/upgate", "--hooks", "upgate-hooks")
+		cmd.Stdin = bytes.NewReader(in)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out, want) {
+			t.Errorf("upgate inject of deploy/inject/deployment.yaml differs from deploy/kubernetes/dev-pod/deployment.yaml:\n%s", out)
+		}
+		cmd = exec.Command(bin, "inject", "--user", "alice", "--root", "/srv", "--image", "x")
+		cmd.Stdin = bytes.NewReader(in)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err = cmd.Output()
+		if err == nil || len(out) > 0 || !strings.Contains(stderr.String(), "upgate: inject: document 0 (Deployment alice-php): container php-fpm has no volume at /srv") {
+			t.Errorf("inject with a root outside the app's volumes: %v, %d bytes out, stderr %q", err, len(out), stderr.String())
+		}
+	})
+
 	t.Run("ServeStopsOnSIGTERM", func(t *testing.T) {
 		dir := t.TempDir()
 		cmd := exec.Command(bin, "serve", "--listen.ftp", "127.0.0.1:0", "--listen.sftp", "127.0.0.1:0", "--listen.admin", "127.0.0.1:0")

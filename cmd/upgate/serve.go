@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/upgate/upgate"
 	"github.com/upgate/upgate/config"
@@ -35,6 +36,9 @@ SIGINT or SIGTERM drains and stops it.`,
 				return err
 			}
 			log := newLogger(cfg.Log.Level, cfg.Log.Format)
+			// client-go's own logs (API warnings) join ours: klog's
+			// logger is process-wide, so main sets it.
+			klog.SetSlogLogger(log.With("component", "kubernetes"))
 			ctx := cmd.Context()
 			srv, err := server.Start(ctx, cfg, server.Options{Logger: log, Version: upgate.Version(),
 				ConfigPath: configFile, DefaultConfig: upgate.DefaultConfig, Flags: cmd.Flags()})

@@ -2,15 +2,9 @@ package ftp
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -266,32 +260,40 @@ func (l listInfo) stat() backend.Stat {
 	return backend.Stat{Nlink: 1}
 }
 
-func (l listInfo) Nlink() uint64      { return max(l.stat().Nlink, 1) }
-func (l listInfo) Uid() uint32        { return l.stat().Uid }
-func (l listInfo) Gid() uint32        { return l.stat().Gid }
+func (l listInfo) Nlink() uint64 { return max(l.stat().Nlink, 1) }
+
+// Uid implements ftpserverlib's FileInfoStat, which names it so.
+//
+//lint:ignore ST1003 the method name is the library interface's
+func (l listInfo) Uid() uint32 { return l.stat().UID }
+
+// Gid implements ftpserverlib's FileInfoStat, which names it so.
+//
+//lint:ignore ST1003 the method name is the library interface's
+func (l listInfo) Gid() uint32 { return l.stat().GID }
+
 func (l listInfo) LinkTarget() string { return l.target }
+
+// ftpHashes maps the algorithms of FTP's HASH and X* commands to the
+// backend's.
+var ftpHashes = map[ftpserver.HASHAlgo]backend.HashAlgorithm{
+	ftpserver.HASHAlgoCRC32:  backend.CRC32,
+	ftpserver.HASHAlgoMD5:    backend.MD5,
+	ftpserver.HASHAlgoSHA1:   backend.SHA1,
+	ftpserver.HASHAlgoSHA256: backend.SHA256,
+	ftpserver.HASHAlgoSHA512: backend.SHA512,
+}
 
 // ComputeHash answers HASH, XCRC, XMD5, XSHA1, XSHA256 and XSHA512 from
 // the agent, which reads the file where it lives.
 func (d *clientDriver) ComputeHash(name string, algo ftpserver.HASHAlgo, start, end int64) (sum string, err error) {
 	defer recovered(d.c, "hash", &err)
-	var a backend.HashAlgorithm
-	var h hash.Hash
-	switch algo {
-	case ftpserver.HASHAlgoCRC32:
-		a, h = backend.CRC32, crc32.NewIEEE()
-	case ftpserver.HASHAlgoMD5:
-		a, h = backend.MD5, md5.New()
-	case ftpserver.HASHAlgoSHA1:
-		a, h = backend.SHA1, sha1.New()
-	case ftpserver.HASHAlgoSHA256:
-		a, h = backend.SHA256, sha256.New()
-	case ftpserver.HASHAlgoSHA512:
-		a, h = backend.SHA512, sha512.New()
-	default:
+	a, ok := ftpHashes[algo]
+	if !ok {
 		return "", fmt.Errorf("unsupported hash algorithm %v", algo)
 	}
 	if end <= start {
+		h, _ := a.New()
 		return hex.EncodeToString(h.Sum(nil)), nil // an empty range
 	}
 	d.c.sess.SetOp("HASH " + name)

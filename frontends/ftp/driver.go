@@ -117,7 +117,9 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 //     user's root or the user's session limit, so no client takes it for
 //     a wrong password; 530 else;
 //   - an agent that cannot be reached, too many open files (the user's
-//     or the agent's limit), or a STOR whose size differs from what its
+//     or the agent's limit), an I/O error (EIO: a read, a listing or a
+//     commit that failed on the agent's disk, as vsftpd's "451 Failure
+//     writing to local file"), or a STOR whose size differs from what its
 //     ALLO announced: 451 (local error, try again);
 //   - a full disk or quota: 552 (exceeded storage allocation);
 //   - anything else (missing file, permission denied, exists): the
@@ -125,6 +127,12 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpser
 //
 // The reply's text is the error's, which names the path and the agent.
 func (d *driver) ReplyCode(_ ftpserver.ClientContext, err error, code int) int {
+	return replyCode(err, code)
+}
+
+// replyCode is ReplyCode's rule, for the replies the driver writes itself
+// (SITE).
+func replyCode(err error, code int) int {
 	full := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 	switch {
 	case code == ftpserver.StatusNotLoggedIn:
@@ -132,7 +140,7 @@ func (d *driver) ReplyCode(_ ftpserver.ClientContext, err error, code int) int {
 			return ftpserver.StatusServiceNotAvailable
 		}
 		return code // PASS has no other failure reply
-	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, ErrShortUpload), errors.Is(err, syscall.EMFILE):
+	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, ErrShortUpload), errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.EIO):
 		return ftpserver.StatusLocalError
 	case full:
 		return ftpserver.StatusActionAborted

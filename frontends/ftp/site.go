@@ -44,16 +44,17 @@ func (d *clientDriver) Site(param string) (answer *ftpserver.AnswerCommand) {
 	}
 	name = d.c.absPath(name)
 	if err := d.Chtimes(name, mtime, mtime); err != nil {
-		return &ftpserver.AnswerCommand{Code: ftpserver.StatusActionNotTaken, Message: fmt.Sprintf("Couldn't set mtime of %s: %v", name, err)}
+		return &ftpserver.AnswerCommand{Code: replyCode(err, ftpserver.StatusActionNotTaken), Message: fmt.Sprintf("Couldn't set mtime of %s: %v", name, err)}
 	}
 	return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: "UTIME OK"}
 }
 
-// siteChmod answers SITE CHMOD MODE PATH as SFTP's SETSTAT does: MODE is
-// POSIX octal (at most 07777); the sticky bit is kept, setuid and setgid
-// are dropped (the reply says so): an upload must never become a program
-// that runs as someone else. ftpserverlib's own handler read MODE as Go's
-// FileMode bits (40000755 was setuid) and panicked without a path.
+// siteChmod answers SITE CHMOD MODE PATH as vsftpd does: MODE is POSIX
+// octal (at most 07777) and only its permission bits are set; setuid,
+// setgid and the sticky bit are dropped, and the reply says so (an upload
+// must never become a program that runs as someone else). ftpserverlib's
+// own handler read MODE as Go's FileMode bits (40000755 was setuid) and
+// panicked without a path.
 func (d *clientDriver) siteChmod(args string) *ftpserver.AnswerCommand {
 	mode, name, ok := strings.Cut(args, " ")
 	name = strings.TrimSpace(name)
@@ -66,17 +67,14 @@ func (d *clientDriver) siteChmod(args string) *ftpserver.AnswerCommand {
 			Message: fmt.Sprintf("SITE CHMOD: mode %q is not octal 0-7777", mode)}
 	}
 	perm := os.FileMode(bits & 0o777)
-	if bits&0o1000 != 0 {
-		perm |= os.ModeSticky
-	}
 	msg := "SITE CHMOD command successful"
-	if bits&0o6000 != 0 {
-		d.log.Info("setuid/setgid bits dropped", "path", name, "mode", mode)
-		msg += " (setuid and setgid bits are never set)"
+	if bits&0o7000 != 0 {
+		d.log.Info("setuid, setgid and sticky bits dropped", "path", name, "mode", mode)
+		msg += " (setuid, setgid and sticky bits are not set over FTP)"
 	}
 	p := d.c.absPath(name)
 	if err := d.Chmod(p, perm); err != nil {
-		return &ftpserver.AnswerCommand{Code: ftpserver.StatusActionNotTaken, Message: fmt.Sprintf("Couldn't chmod %s: %v", p, err)}
+		return &ftpserver.AnswerCommand{Code: replyCode(err, ftpserver.StatusActionNotTaken), Message: fmt.Sprintf("Couldn't chmod %s: %v", p, err)}
 	}
 	return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: msg}
 }

@@ -2,14 +2,10 @@ package sftp
 
 import (
 	"cmp"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path"
@@ -32,9 +28,9 @@ func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.
 		c.sess.Touch()
 		switch req.Type {
 		case "subsystem":
-			name := parseString(req.Payload)
-			if name != "sftp" {
-				log.Info("subsystem refused", "name", name)
+			var msg struct{ Name string } // RFC 4254 6.5
+			if err := ssh.Unmarshal(req.Payload, &msg); err != nil || msg.Name != "sftp" {
+				log.Info("subsystem refused", "name", msg.Name, "err", err)
 				_ = req.Reply(false, nil)
 				continue
 			}
@@ -44,9 +40,15 @@ func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.
 			exit(ch, 0)
 			return
 		case "exec":
+			var msg struct{ Command string } // RFC 4254 6.5
+			if err := ssh.Unmarshal(req.Payload, &msg); err != nil {
+				log.Info("exec refused: malformed request", "err", err)
+				_ = req.Reply(false, nil)
+				continue
+			}
 			_ = req.Reply(true, nil)
 			go ssh.DiscardRequests(reqs)
-			exit(ch, c.exec(ch, login, parseString(req.Payload)))
+			exit(ch, c.exec(ch, login, msg.Command))
 			return
 		case "shell":
 			_ = req.Reply(true, nil)
@@ -161,14 +163,9 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 
 // hashReader hashes what r holds until EOF.
 func hashReader(r io.Reader, algo backend.HashAlgorithm) ([]byte, error) {
-	var h hash.Hash
-	switch algo {
-	case backend.MD5:
-		h = md5.New()
-	case backend.SHA1:
-		h = sha1.New()
-	default:
-		h = sha256.New()
+	h, ok := algo.New()
+	if !ok {
+		return nil, fmt.Errorf("unsupported hash algorithm %q", algo)
 	}
 	if _, err := io.Copy(h, r); err != nil {
 		return nil, err
@@ -180,18 +177,6 @@ func hashReader(r io.Reader, algo backend.HashAlgorithm) ([]byte, error) {
 // close.
 func exit(ch ssh.Channel, code int) {
 	_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(code)))
-}
-
-// parseString reads an SSH string (uint32 length, then bytes).
-func parseString(b []byte) string {
-	if len(b) < 4 {
-		return ""
-	}
-	n := binary.BigEndian.Uint32(b)
-	if uint64(n) > uint64(len(b)-4) {
-		return ""
-	}
-	return string(b[4 : 4+n])
 }
 
 // splitCommand splits a command line as a POSIX shell would for plain

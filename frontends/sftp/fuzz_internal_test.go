@@ -1,11 +1,10 @@
 package sftp
 
-// Fuzz tests of the two parsers that read client bytes before any
-// authorization question is asked: the exec command line (splitCommand) and
-// the SSH string in a request payload (parseString).
+// Fuzz test of the parser that reads client bytes before any authorization
+// question is asked: the exec command line (splitCommand). (The request
+// payload around it is ssh.Unmarshal's.)
 
 import (
-	"encoding/binary"
 	"slices"
 	"strings"
 	"testing"
@@ -88,35 +87,6 @@ func FuzzSplitCommand(f *testing.F) {
 		}
 		if got, err := splitCommand(strings.Join(line, "\t")); err != nil || !slices.Equal(got, nonEmpty) {
 			t.Fatalf("splitCommand of backslashed %q = %q, %v", nonEmpty, got, err)
-		}
-	})
-}
-
-func FuzzParseString(f *testing.F) {
-	for _, b := range [][]byte{
-		nil, {0}, {0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 4, 's', 'f', 't', 'p'}, {0, 0, 0, 5, 's'},
-		{0xff, 0xff, 0xff, 0xff, 'x'}, {0x80, 0, 0, 0}, {0, 0, 0, 2, 'l', 's', 'x', 'y'},
-	} {
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		// What the SSH client encodes comes back, whatever follows it.
-		s := string(b)
-		enc := append(binary.BigEndian.AppendUint32(nil, uint32(len(s))), s...)
-		if got := parseString(append(enc, b...)); got != s {
-			t.Fatalf("parseString of the encoding of %q = %q", s, got)
-		}
-
-		// Any payload gives the string its length prefix announces when
-		// the payload holds it, and "" otherwise.
-		want := ""
-		if len(b) >= 4 {
-			if n := binary.BigEndian.Uint32(b); uint64(n) <= uint64(len(b)-4) {
-				want = string(b[4 : 4+n])
-			}
-		}
-		if got := parseString(b); got != want {
-			t.Fatalf("parseString(%x) = %q, want %q", b, got, want)
 		}
 	})
 }

@@ -529,7 +529,7 @@ func statInfo(fi os.FileInfo) os.FileInfo {
 		return fi
 	}
 	s := &stated{FileInfo: fi}
-	s.st.Uid, s.st.Gid, s.st.Nlink = bs.Uid, bs.Gid, bs.Nlink
+	s.st.Uid, s.st.Gid, s.st.Nlink = bs.UID, bs.GID, bs.Nlink
 	atime := bs.Atime
 	if atime.IsZero() {
 		atime = fi.ModTime()

@@ -540,6 +540,37 @@ func TestChannels(t *testing.T) {
 			t.Error("subsystem netconf accepted")
 		}
 	})
+	t.Run("malformed exec and subsystem payloads refused", func(t *testing.T) {
+		// RFC 4254 6.5: one string each. A short length prefix, one that
+		// overruns the payload, or bytes after the string are refused,
+		// and the session still serves a well-formed request afterwards.
+		for _, req := range []struct {
+			typ     string
+			payload []byte
+		}{
+			{"exec", []byte{0, 0}},
+			{"exec", []byte{0, 0, 0, 9, 'p', 'w', 'd'}},
+			{"exec", []byte{0, 0, 0, 3, 'p', 'w', 'd', 'x'}},
+			{"subsystem", []byte{0, 0, 0, 4, 's', 'f', 't', 'p', 0}},
+		} {
+			s, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ok bool
+			within(t, 15*time.Second, req.typ, func() { ok, err = s.SendRequest(req.typ, true, req.payload) })
+			if err != nil || ok {
+				t.Errorf("%s with payload %x: accepted %v, %v; want refused", req.typ, req.payload, ok, err)
+			}
+			var out bytes.Buffer
+			s.Stdout = &out
+			within(t, 15*time.Second, "pwd", func() { err = s.Run("pwd") })
+			if err != nil || out.String() != "/\n" {
+				t.Errorf("pwd after a refused %s: %q, %v", req.typ, out.String(), err)
+			}
+			s.Close()
+		}
+	})
 	t.Run("direct-tcpip refused", func(t *testing.T) {
 		var err error
 		within(t, 15*time.Second, "direct-tcpip", func() {

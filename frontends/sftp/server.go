@@ -145,6 +145,12 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 	// open counts the channels being served; only this loop adds to it,
 	// so checking it here bounds them at MaxChannels.
 	var open atomic.Int32
+	refused := 0
+	defer func() {
+		if refused > 1 {
+			log.Warn("channels refused: too many open", "refused", refused, "max", s.cfg.MaxChannels)
+		}
+	}()
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			log.Info("channel refused", "type", nc.ChannelType())
@@ -152,7 +158,12 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 			continue
 		}
 		if n := int(open.Load()); n >= s.cfg.MaxChannels {
-			log.Warn("channel refused: too many open", "open", n, "max", s.cfg.MaxChannels)
+			// The first refusal is logged; the rest are counted and
+			// summed up when the connection ends, so that a client
+			// opening channels in a loop cannot flood the log.
+			if refused++; refused == 1 {
+				log.Warn("channel refused: too many open", "open", n, "max", s.cfg.MaxChannels)
+			}
 			_ = nc.Reject(ssh.ResourceShortage, fmt.Sprintf("upgate: at most %d channels may be open at once on one connection (sftp.max_channels)", s.cfg.MaxChannels))
 			continue
 		}

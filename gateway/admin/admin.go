@@ -1,7 +1,8 @@
 // Package admin is the gateway's operator view over HTTP: Prometheus
-// metrics, health and readiness probes, and the sessions API that
-// `upgate sessions` and `upgate kick` use. It listens on loopback by
-// default; a bearer token can guard everything but the probes.
+// metrics, health and readiness probes, the sessions and latency API that
+// `upgate sessions` and `upgate kick` use, and the live operator page. It
+// listens on loopback by default; a bearer token can guard everything but
+// the probes (the page asks for it once and keeps a cookie).
 package admin
 
 import (
@@ -23,10 +24,11 @@ import (
 // loopback listener.
 type Config struct {
 	// Token, if non-empty, must be sent as "Authorization: Bearer
-	// <token>" to /metrics and /api/; /healthz and /readyz stay open for
-	// probes. Empty means no token, for a loopback listener only: /metrics
-	// and /api/ then answer 403 to a request whose Host header is not a
-	// loopback name or address, which a page using DNS rebinding sends.
+	// <token>" to /metrics and /api/, and the operator page's login form
+	// asks for it; /healthz and /readyz stay open for probes. Empty means
+	// no token, for a loopback listener only: /metrics, /api/ and the page
+	// then answer 403 to a request whose Host header is not a loopback
+	// name or address, which a page using DNS rebinding sends.
 	Token string
 	// Ready, if non-nil, replaces the readiness check (the server uses it
 	// to add "listeners are up"). Nil means Gateway.Ready.
@@ -36,9 +38,16 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// SessionsResponse is the body of GET /api/sessions.
+// SessionsResponse is the body of GET /api/sessions: the live sessions,
+// and the save latency per user and protocol that GET /api/latency also
+// serves. The embedded LatencyResponse's fields are at the top level of
+// the JSON, beside "sessions" (as in the operator page's stream):
+//
+//	{"sessions": [...], "window": 300000000000, "slot": 30000000000,
+//	 "latency": [{"user": "alice", "protocol": "ftp", "count": 4, "p50": ..., "p99": ..., "max": ..., "series": [...]}]}
 type SessionsResponse struct {
 	Sessions []gateway.SessionInfo `json:"sessions"`
+	LatencyResponse
 }
 
 // NewHandler returns the admin HTTP handler for gw:
@@ -46,8 +55,13 @@ type SessionsResponse struct {
 //	GET    /metrics            Prometheus metrics
 //	GET    /healthz            200 while the process runs
 //	GET    /readyz             200 once listeners are up and static agents answer, else 503
-//	GET    /api/sessions       live sessions (JSON SessionsResponse)
+//	GET    /api/sessions       live sessions and save latency (JSON SessionsResponse)
 //	DELETE /api/sessions/{id}  kick a session: 204, or 404 if there is none
+//	GET    /api/events         agents' commits, hook runs and other feed events as Server-Sent Events (events.go)
+//	GET    /api/latency        save latency per user and protocol (JSON LatencyResponse)
+//	GET    /                   the operator page (page.go), or its login form
+//
+// NewHandler panics if the page's embedded templates do not parse.
 func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
 	log := cfg.Logger
 	if log == nil {
@@ -97,13 +111,14 @@ func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
 	mux.Handle("GET /metrics", auth(promhttp.HandlerFor(gw.Metrics().Registry, promhttp.HandlerOpts{})))
 	mux.Handle("GET /api/sessions", auth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		live := gw.Registry().Sessions()
-		resp := SessionsResponse{Sessions: make([]gateway.SessionInfo, 0, len(live))}
+		resp := SessionsResponse{Sessions: make([]gateway.SessionInfo, 0, len(live)), LatencyResponse: latency(gw)}
 		for _, s := range live {
 			resp.Sessions = append(resp.Sessions, s.Info())
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(resp)
 	})))
+	mux.Handle("GET /api/events", auth(eventsHandler(gw, log)))
 	mux.Handle("DELETE /api/sessions/{id}", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		err := gw.Registry().Kick(id)
@@ -116,6 +131,12 @@ func NewHandler(gw *gateway.Gateway, cfg Config) http.Handler {
 		log.Info("session kicked", "session", id, "remote", r.RemoteAddr, "close_err", err)
 		w.WriteHeader(http.StatusNoContent)
 	})))
+	mux.Handle("GET /api/latency", auth(http.HandlerFunc(latencyHandler(gw))))
+	pg, err := newPage(gw, cfg.Token, log)
+	if err != nil {
+		panic(err) // the embedded files are part of the binary
+	}
+	pg.register(mux)
 	return mux
 }
 

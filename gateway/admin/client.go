@@ -61,19 +61,26 @@ func statusError(resp *http.Response) error {
 
 // Sessions lists the live sessions.
 func (c *Client) Sessions(ctx context.Context) ([]gateway.SessionInfo, error) {
+	body, err := c.SessionsAndLatency(ctx)
+	return body.Sessions, err
+}
+
+// SessionsAndLatency returns the whole of GET /api/sessions: the live
+// sessions and the save latency summaries.
+func (c *Client) SessionsAndLatency(ctx context.Context) (SessionsResponse, error) {
+	var body SessionsResponse
 	resp, err := c.do(ctx, http.MethodGet, "/api/sessions")
 	if err != nil {
-		return nil, err
+		return body, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, statusError(resp)
+		return body, statusError(resp)
 	}
-	var body SessionsResponse
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("admin: decode sessions: %w", err)
+		return SessionsResponse{}, fmt.Errorf("admin: decode sessions: %w", err)
 	}
-	return body.Sessions, nil
+	return body, nil
 }
 
 // Kick closes a session.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/afero"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/upgate/upgate/config"
@@ -38,7 +39,7 @@ func (e *Env) UserDir(user string) string { return filepath.Join(e.Root, user) }
 // AgentIdle waits until the embedded agent holds no open file.
 func (e *Env) AgentIdle(t testing.TB) {
 	t.Helper()
-	a, ok := e.Srv.Gateway.EmbeddedAgent(Agent)
+	a, ok := e.Srv.Gateway.AgentPool().Embedded(Agent)
 	if !ok {
 		t.Fatal("no embedded agent")
 	}
@@ -82,6 +83,12 @@ func Config(t testing.TB, root string, users map[string]string) *config.Config {
 // stderr when UPGATE_TEST_LOG is set.
 func Run(t testing.TB, cfg *config.Config) *server.Server {
 	t.Helper()
+	return RunWith(t, cfg, server.Options{})
+}
+
+// RunWith is Run with server options; their Logger is Run's unless set.
+func RunWith(t testing.TB, cfg *config.Config, opts server.Options) *server.Server {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +96,10 @@ func Run(t testing.TB, cfg *config.Config) *server.Server {
 	if os.Getenv("UPGATE_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := server.Start(context.Background(), cfg, server.Options{Logger: log})
+	if opts.Logger == nil {
+		opts.Logger = log
+	}
+	srv, err := server.Start(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,4 +138,21 @@ func RequireTool(t testing.TB, name string) string {
 		t.Skipf("%s not installed", name)
 	}
 	return p
+}
+
+// StartFS runs a gateway as Start does, except that each login's tree is
+// fsys(user) (server.Options.Filesystem) instead of the user's directory
+// on the embedded agent: an in-memory filesystem with injected faults
+// (backend/memfs), say. Users log in as with Start, through the real
+// login path, session view and accounting.
+func StartFS(t testing.TB, edit func(*config.Config), fsys func(user string) afero.Fs) *Env {
+	t.Helper()
+	root := t.TempDir()
+	cfg := Config(t, root, Users)
+	if edit != nil {
+		edit(cfg)
+	}
+	return &Env{Root: root, Srv: RunWith(t, cfg, server.Options{
+		Filesystem: func(_ context.Context, user string) (afero.Fs, error) { return fsys(user), nil },
+	})}
 }

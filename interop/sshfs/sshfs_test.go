@@ -531,18 +531,6 @@ func junkKind(name string) string {
 	return "." + strings.SplitN(strings.TrimPrefix(name, "."), ".", 2)[0] + ".XXXXXX (rsync)"
 }
 
-func slicesEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // listDiff shows the lines only in want (-) and only in got (+), at most
 // 12.
 func listDiff(want, got []string) string {

@@ -1,0 +1,413 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sync"
+	"syscall"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/upgate/upgate/backend/agentpb"
+)
+
+// Protocol is the version of the agent protocol a Session speaks (see
+// agentpb.SessionHello). Version 1 is a gRPC call or stream per operation.
+const Protocol = 2
+
+// features is what this agent's files do beyond protocol v1's first
+// release (agentpb.FileFeature), announced in SessionHelloResult and in every
+// v1 open's reply.
+const features = uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
+	agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW)
+
+const (
+	// fileQueue is how many requests one open file may have waiting for
+	// its worker before the session's reader waits too; the gateway keeps
+	// far fewer in flight (its write window and read-ahead).
+	fileQueue = 64
+	// maxHashes bounds the hashes one session computes at once; another
+	// waits for one of them, and so does the session's reader.
+	maxHashes = 2
+)
+
+// session is one Session stream: one gateway session's filesystem on this
+// agent, in the scope its Hello named.
+//
+// One goroutine (run) reads the requests. Path operations and listings
+// are served by it, in the order they arrive. Each open file has a worker
+// goroutine that serves that file's requests in order, so that a slow
+// write or fsync holds up neither the session's other files nor its path
+// operations; a hash runs in a goroutine of its own. Replies go out
+// through send, in the order they are ready.
+type session struct {
+	s      *Server
+	sc     *scope
+	stream agentpb.Agent_SessionServer
+	// ctx ends when the stream does; workers then abort their files.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	sendMu sync.Mutex // serializes stream.Send
+
+	// files and dirs are the open files and listings by the id of the
+	// request that opened them; only run touches them.
+	files map[uint64]*sessionFile
+	dirs  map[uint64]*listing
+
+	hashes  chan struct{} // one token per hash running
+	workers sync.WaitGroup
+}
+
+// sessionFile is an open file and the queue of its worker.
+type sessionFile struct {
+	h     *handle
+	queue chan *agentpb.SessionRequest
+}
+
+// Session serves protocol v2; see agentpb.AgentServer.
+func (s *Server) Session(stream agentpb.Agent_SessionServer) error {
+	req, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := req.GetHello()
+	if hello == nil {
+		return status.Error(codes.InvalidArgument, "the first message of a Session must be Hello")
+	}
+	if hello.GetProtocol() < Protocol {
+		return status.Errorf(codes.FailedPrecondition, "a Session speaks protocol %d; the gateway asked for %d", Protocol, hello.GetProtocol())
+	}
+	sc, err := s.openScope(string(hello.GetRoot()))
+	if err != nil {
+		err = s.fail("Session", string(hello.GetRoot()), err)
+		return stream.Send(&agentpb.SessionResponse{Id: req.GetId(), Error: toProtoError(err)})
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithCancel(stream.Context())
+	ss := &session{
+		s: s, sc: sc, stream: stream, ctx: ctx, cancel: cancel,
+		files:  make(map[uint64]*sessionFile),
+		dirs:   make(map[uint64]*listing),
+		hashes: make(chan struct{}, maxHashes),
+	}
+	defer ss.end()
+	if err := ss.send(&agentpb.SessionResponse{Id: req.GetId(), Result: &agentpb.SessionResponse_Hello{Hello: &agentpb.SessionHelloResult{
+		Protocol: Protocol, Version: s.version, Features: features,
+	}}}); err != nil {
+		return err
+	}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // end aborts the files still open
+			}
+			return err
+		}
+		ss.dispatch(req)
+	}
+}
+
+// end stops the workers, which abort the files still open, and closes the
+// listings.
+func (ss *session) end() {
+	ss.cancel()
+	for id, f := range ss.files {
+		close(f.queue)
+		delete(ss.files, id)
+	}
+	ss.workers.Wait()
+	for id, d := range ss.dirs {
+		d.Close()
+		ss.s.openHandles.Add(-1)
+		delete(ss.dirs, id)
+	}
+}
+
+// send sends one reply; a failure ends the stream, which ends run.
+func (ss *session) send(resp *agentpb.SessionResponse) error {
+	ss.sendMu.Lock()
+	defer ss.sendMu.Unlock()
+	if ss.ctx.Err() != nil {
+		return ss.ctx.Err()
+	}
+	err := ss.stream.Send(resp)
+	if err != nil {
+		ss.cancel()
+	}
+	return err
+}
+
+// reply sends the answer to request id: resp, or err.
+func (ss *session) reply(id uint64, resp *agentpb.SessionResponse, err error) {
+	if err != nil || resp == nil {
+		resp = &agentpb.SessionResponse{Error: toProtoError(err)}
+	}
+	resp.Id = id
+	_ = ss.send(resp)
+}
+
+func doneResp() *agentpb.SessionResponse {
+	return &agentpb.SessionResponse{Result: &agentpb.SessionResponse_Done{Done: &agentpb.Empty{}}}
+}
+
+func infoResp(fi *agentpb.FileInfo) *agentpb.SessionResponse {
+	return &agentpb.SessionResponse{Result: &agentpb.SessionResponse_Info{Info: fi}}
+}
+
+// dispatch serves or hands on one request.
+func (ss *session) dispatch(req *agentpb.SessionRequest) {
+	s, sc, id := ss.s, ss.sc, req.GetId()
+	info := func(fi *agentpb.FileInfo, err error) { ss.reply(id, infoResp(fi), err) }
+	empty := func(_ *agentpb.Empty, err error) { ss.reply(id, doneResp(), err) }
+	switch op := req.GetOp().(type) {
+	case *agentpb.SessionRequest_Stat:
+		info(s.stat(sc, op.Stat, false))
+	case *agentpb.SessionRequest_Lstat:
+		info(s.stat(sc, op.Lstat, true))
+	case *agentpb.SessionRequest_Mkdir:
+		empty(s.mkdir(sc, op.Mkdir))
+	case *agentpb.SessionRequest_Remove:
+		empty(s.remove(sc, op.Remove))
+	case *agentpb.SessionRequest_Rename:
+		empty(s.rename(sc, op.Rename))
+	case *agentpb.SessionRequest_Chmod:
+		empty(s.chmod(sc, op.Chmod))
+	case *agentpb.SessionRequest_Chown:
+		empty(s.chown(sc, op.Chown))
+	case *agentpb.SessionRequest_Chtimes:
+		empty(s.chtimes(sc, op.Chtimes))
+	case *agentpb.SessionRequest_Symlink:
+		empty(s.symlink(sc, op.Symlink))
+	case *agentpb.SessionRequest_Link:
+		empty(s.link(sc, op.Link))
+	case *agentpb.SessionRequest_Readlink:
+		r, err := s.readlink(sc, op.Readlink)
+		ss.reply(id, &agentpb.SessionResponse{Result: &agentpb.SessionResponse_Readlink{Readlink: r}}, err)
+	case *agentpb.SessionRequest_Statfs:
+		r, err := s.statFS(sc, op.Statfs)
+		ss.reply(id, &agentpb.SessionResponse{Result: &agentpb.SessionResponse_Statfs{Statfs: r}}, err)
+	case *agentpb.SessionRequest_Hash:
+		ss.startHash(id, op.Hash)
+	case *agentpb.SessionRequest_Opendir:
+		ss.opendir(id, op.Opendir)
+	case *agentpb.SessionRequest_Readdir:
+		d := ss.dirs[req.GetFile()]
+		if d == nil {
+			ss.reply(id, nil, ss.noFile(req, "readdir"))
+			return
+		}
+		batch, eof, err := s.readDir(d, int(op.Readdir.GetMax()))
+		if err != nil {
+			ss.reply(id, nil, err)
+			return
+		}
+		_ = ss.send(&agentpb.SessionResponse{Id: id, Eof: eof, Result: &agentpb.SessionResponse_Entries{Entries: &agentpb.ReadDirResponse{Entries: batch}}})
+	case *agentpb.SessionRequest_Open:
+		ss.open(id, op.Open)
+	case *agentpb.SessionRequest_Hello:
+		ss.reply(id, nil, status.Error(codes.FailedPrecondition, "the session has begun: Hello comes once"))
+	case nil:
+		ss.reply(id, nil, status.Error(codes.InvalidArgument, "empty request"))
+	default:
+		ss.fileRequest(req)
+	}
+}
+
+// noFile is the error for a request naming no open file or listing.
+func (ss *session) noFile(req *agentpb.SessionRequest, op string) error {
+	return status.Errorf(codes.FailedPrecondition, "%s: %v (request %d names file %d, which is not open)",
+		op, syscall.EBADF, req.GetId(), req.GetFile())
+}
+
+// reserve counts one more open file or listing against
+// Config.MaxOpenFiles, before it is opened, so that concurrent opens
+// cannot overshoot the bound.
+func (s *Server) reserve(p string) error {
+	if n := s.openHandles.Add(1); s.maxFiles > 0 && n > s.maxFiles {
+		s.openHandles.Add(-1)
+		return s.fail("Open", p, &fs.PathError{Op: "open", Path: p,
+			Err: fmt.Errorf("%w: the agent holds %d open files (its limit)", syscall.EMFILE, s.maxFiles)})
+	}
+	return nil
+}
+
+// open opens a file and starts its worker.
+func (ss *session) open(id uint64, op *agentpb.OpenOp) {
+	if ss.files[id] != nil || ss.dirs[id] != nil {
+		ss.reply(id, nil, status.Errorf(codes.InvalidArgument, "request id %d names an open file already", id))
+		return
+	}
+	if err := ss.s.reserve(string(op.GetPath())); err != nil {
+		ss.reply(id, nil, err)
+		return
+	}
+	h, info, err := ss.s.openIn(ss.sc, op)
+	if err != nil {
+		ss.s.openHandles.Add(-1)
+		ss.reply(id, nil, ss.s.fail("Open", string(op.GetPath()), err))
+		return
+	}
+	if fs.FileMode(info.GetMode()).IsDir() {
+		// A directory opens as a listing: readdir reads it.
+		ss.dirs[id] = &listing{File: h.f, path: h.path}
+		ss.reply(id, infoResp(info), nil)
+		return
+	}
+	f := &sessionFile{h: h, queue: make(chan *agentpb.SessionRequest, fileQueue)}
+	ss.files[id] = f
+	ss.workers.Add(1)
+	go ss.work(f)
+	_ = ss.send(&agentpb.SessionResponse{Id: id, UploadId: h.id, Result: &agentpb.SessionResponse_Info{Info: info}})
+}
+
+// fileRequest hands a request on an open file to its worker, or closes a
+// listing.
+func (ss *session) fileRequest(req *agentpb.SessionRequest) {
+	fid := req.GetFile()
+	if d := ss.dirs[fid]; d != nil {
+		if req.GetClose() == nil {
+			ss.reply(req.GetId(), nil, status.Errorf(codes.InvalidArgument, "request %d: a listing can only be read or closed", req.GetId()))
+			return
+		}
+		d.Close()
+		ss.s.openHandles.Add(-1)
+		delete(ss.dirs, fid)
+		ss.reply(req.GetId(), doneResp(), nil)
+		return
+	}
+	f := ss.files[fid]
+	if f == nil {
+		ss.reply(req.GetId(), nil, ss.noFile(req, "file request"))
+		return
+	}
+	select {
+	case f.queue <- req:
+	case <-ss.ctx.Done():
+		return
+	}
+	if req.GetClose() != nil {
+		// The worker serves the close and ends; later requests naming
+		// the file find it closed.
+		close(f.queue)
+		delete(ss.files, fid)
+	}
+}
+
+// work serves one file's requests in order. When the queue closes without
+// a close having been served (the session ended), it aborts the file.
+func (ss *session) work(f *sessionFile) {
+	defer ss.workers.Done()
+	defer func() {
+		if !f.h.done {
+			f.h.abort("session ended without close")
+		}
+		ss.s.openHandles.Add(-1)
+	}()
+	for req := range f.queue {
+		if ss.ctx.Err() != nil || f.h.done {
+			continue // drain; the deferred abort discards an upload
+		}
+		fr, ok := asFileRequest(req)
+		if !ok {
+			ss.reply(req.GetId(), nil, status.Error(codes.InvalidArgument, "not a file request"))
+			continue
+		}
+		resp := f.h.serve(fr)
+		out := &agentpb.SessionResponse{Id: req.GetId(), Error: resp.GetError()}
+		switch r := resp.GetResult().(type) {
+		case *agentpb.FileResponse_Read:
+			out.Result = &agentpb.SessionResponse_Read{Read: r.Read}
+		case *agentpb.FileResponse_Write:
+			out.Result = &agentpb.SessionResponse_Write{Write: r.Write}
+		case *agentpb.FileResponse_Stat:
+			out.Result = &agentpb.SessionResponse_Info{Info: r.Stat}
+		case *agentpb.FileResponse_Done:
+			out.Result = &agentpb.SessionResponse_Done{Done: r.Done}
+		}
+		_ = ss.send(out)
+	}
+}
+
+// asFileRequest is req as the v1 Open stream's request that handle.serve
+// takes; the operation's message is shared, not copied.
+func asFileRequest(req *agentpb.SessionRequest) (*agentpb.FileRequest, bool) {
+	fr := &agentpb.FileRequest{Id: req.GetId()}
+	switch op := req.GetOp().(type) {
+	case *agentpb.SessionRequest_Read:
+		fr.Op = &agentpb.FileRequest_Read{Read: op.Read}
+	case *agentpb.SessionRequest_Write:
+		fr.Op = &agentpb.FileRequest_Write{Write: op.Write}
+	case *agentpb.SessionRequest_Truncate:
+		fr.Op = &agentpb.FileRequest_Truncate{Truncate: op.Truncate}
+	case *agentpb.SessionRequest_Sync:
+		fr.Op = &agentpb.FileRequest_Sync{Sync: op.Sync}
+	case *agentpb.SessionRequest_Fstat:
+		fr.Op = &agentpb.FileRequest_Stat{Stat: op.Fstat}
+	case *agentpb.SessionRequest_SetTimes:
+		fr.Op = &agentpb.FileRequest_SetTimes{SetTimes: op.SetTimes}
+	case *agentpb.SessionRequest_Fchmod:
+		fr.Op = &agentpb.FileRequest_Chmod{Chmod: op.Fchmod}
+	case *agentpb.SessionRequest_Unlink:
+		fr.Op = &agentpb.FileRequest_Unlink{Unlink: op.Unlink}
+	case *agentpb.SessionRequest_Move:
+		fr.Op = &agentpb.FileRequest_Move{Move: op.Move}
+	case *agentpb.SessionRequest_Close:
+		fr.Op = &agentpb.FileRequest_Close{Close: op.Close}
+	default:
+		return nil, false
+	}
+	return fr, true
+}
+
+// opendir opens a listing.
+func (ss *session) opendir(id uint64, req *agentpb.PathRequest) {
+	if ss.files[id] != nil || ss.dirs[id] != nil {
+		ss.reply(id, nil, status.Errorf(codes.InvalidArgument, "request id %d names an open file already", id))
+		return
+	}
+	if err := ss.s.reserve(string(req.GetPath())); err != nil {
+		ss.reply(id, nil, err)
+		return
+	}
+	d, err := ss.s.openDir(ss.sc, req)
+	if err == nil {
+		var fi fs.FileInfo
+		if fi, err = d.Stat(); err == nil && !fi.IsDir() {
+			err = ss.s.fail("ReadDir", d.path, &fs.PathError{Op: "readdir", Path: d.path, Err: syscall.ENOTDIR})
+		} else if err != nil {
+			err = ss.s.fail("ReadDir", d.path, err)
+		}
+		if err != nil {
+			d.Close()
+		} else {
+			ss.dirs[id] = d
+			ss.reply(id, infoResp(fileInfo(fi)), nil)
+			return
+		}
+	}
+	ss.s.openHandles.Add(-1)
+	ss.reply(id, nil, err)
+}
+
+// startHash hashes in a goroutine of its own: a large file must not hold
+// up the session's other requests.
+func (ss *session) startHash(id uint64, req *agentpb.HashRequest) {
+	select {
+	case ss.hashes <- struct{}{}:
+	case <-ss.ctx.Done():
+		return
+	}
+	ss.workers.Add(1)
+	go func() {
+		defer ss.workers.Done()
+		defer func() { <-ss.hashes }()
+		r, err := ss.s.hash(ss.ctx, ss.sc, req)
+		ss.reply(id, &agentpb.SessionResponse{Result: &agentpb.SessionResponse_Hash{Hash: r}}, err)
+	}()
+}

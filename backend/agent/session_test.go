@@ -1,0 +1,246 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/upgate/upgate/backend/agent"
+	"github.com/upgate/upgate/backend/agentpb"
+	"github.com/upgate/upgate/internal/agenttest"
+)
+
+// rawSession is one Session stream driven request by request.
+type rawSession struct {
+	t      *testing.T
+	s      agentpb.Agent_SessionClient
+	cancel context.CancelFunc
+	id     uint64
+}
+
+// session opens a Session stream and says Hello with root; it returns the
+// stream and the reply to Hello.
+func session(t *testing.T, c agentpb.AgentClient, root string) (*rawSession, *agentpb.SessionResponse) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	s, err := c.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &rawSession{t: t, s: s, cancel: cancel}
+	return rs, rs.do(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{Protocol: agent.Protocol, Root: []byte(root)}}})
+}
+
+// send sends req with the next id and returns the id.
+func (r *rawSession) send(req *agentpb.SessionRequest) uint64 {
+	r.t.Helper()
+	r.id++
+	req.Id = r.id
+	if err := r.s.Send(req); err != nil {
+		r.t.Fatalf("send: %v", err)
+	}
+	return r.id
+}
+
+// do sends req and returns its reply; nothing else may be in flight.
+func (r *rawSession) do(req *agentpb.SessionRequest) *agentpb.SessionResponse {
+	r.t.Helper()
+	id := r.send(req)
+	resp, err := r.s.Recv()
+	if err != nil {
+		r.t.Fatalf("recv: %v", err)
+	}
+	if resp.GetId() != id {
+		r.t.Fatalf("reply to %d carries id %d", id, resp.GetId())
+	}
+	return resp
+}
+
+// ok is do that fails the test on an error reply.
+func (r *rawSession) ok(req *agentpb.SessionRequest) *agentpb.SessionResponse {
+	r.t.Helper()
+	resp := r.do(req)
+	if e := resp.GetError(); e != nil {
+		r.t.Fatalf("request %T: %s (%s)", req.GetOp(), e.GetMessage(), e.GetErrno())
+	}
+	return resp
+}
+
+func stat(p string) *agentpb.SessionRequest {
+	return &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Stat{Stat: &agentpb.PathRequest{Path: []byte(p)}}}
+}
+
+func fileReq(file uint64, req *agentpb.SessionRequest) *agentpb.SessionRequest {
+	req.File = file
+	return req
+}
+
+// TestSessionProtocol: a Session begins with Hello and answers with the
+// agent's protocol and features; every request gets one reply with its
+// id; requests naming no open file get EBADF without ending the stream;
+// paths outside the Hello's root are refused.
+func TestSessionProtocol(t *testing.T) {
+	a, c := start(t, "")
+	if err := os.MkdirAll(filepath.Join(a.Dir, "u", "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(a.Dir, "v"), "sibling\n", 0o644)
+
+	// The first message must be Hello.
+	ctx := testCtx(t)
+	s, err := c.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(stat("u")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a Session opened without Hello: %v, want InvalidArgument", err)
+	}
+
+	// A root that does not exist fails Hello.
+	_, hello := session(t, c, "nosuch")
+	if hello.GetError() == nil || hello.GetError().GetErrno() != "ENOENT" {
+		t.Fatalf("Hello with a missing root: %v", hello)
+	}
+
+	r, hello := session(t, c, "u")
+	if e := hello.GetError(); e != nil {
+		t.Fatal(e.GetMessage())
+	}
+	if h := hello.GetHello(); h.GetProtocol() != agent.Protocol ||
+		h.GetFeatures()&uint32(agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW) == 0 {
+		t.Fatalf("HelloResult %v", h)
+	}
+	if info := r.ok(stat("u/d")).GetInfo(); !os.FileMode(info.GetMode()).IsDir() {
+		t.Fatalf("stat u/d: mode %v", os.FileMode(info.GetMode()))
+	}
+	for _, p := range []string{"v", "u/../v", "/etc/passwd"} {
+		if e := r.do(stat(p)).GetError(); e == nil || (codes.Code(e.GetCode()) != codes.PermissionDenied && codes.Code(e.GetCode()) != codes.InvalidArgument) {
+			t.Errorf("stat %q outside the session's root: %v", p, e)
+		}
+	}
+	// A request on a file that is not open.
+	resp := r.do(fileReq(99, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Read{Read: &agentpb.ReadOp{Length: 10}}}))
+	if e := resp.GetError(); e == nil || !strings.Contains(e.GetMessage(), "bad file descriptor") {
+		t.Fatalf("read of a file that is not open: %v", resp)
+	}
+	// Hello again.
+	if e := r.do(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{Protocol: 2}}}).GetError(); e == nil {
+		t.Fatal("a second Hello was accepted")
+	}
+	r.ok(stat("u")) // the stream goes on
+}
+
+// TestSessionFilesAndListings: files opened on a Session are written and
+// committed by messages; requests pipelined without waiting are answered
+// in order per file; a listing pages through a directory without the
+// upload temp files; ending the stream aborts the uploads still open.
+func TestSessionFilesAndListings(t *testing.T) {
+	a, c := start(t, "")
+	if err := os.Mkdir(filepath.Join(a.Dir, "u"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 600 {
+		writeFile(t, filepath.Join(a.Dir, "u", "f"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('0'+i/26%10))+string(rune('a'+i/260))), "", 0o644)
+	}
+	r, _ := session(t, c, "u")
+
+	// Open, three writes and the close sent at once; replies in order.
+	open := r.ok(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
+		Path: []byte("u/new.txt"), Flags: flags(agentpb.OpenFlag_OPEN_FLAG_WRITE, agentpb.OpenFlag_OPEN_FLAG_CREATE, agentpb.OpenFlag_OPEN_FLAG_TRUNC), Perm: 0o640}}})
+	fid := open.GetId()
+	if open.GetUploadId() == "" {
+		t.Fatal("an atomic upload's open carries no upload id")
+	}
+	var ids []uint64
+	for i, part := range []string{"one ", "two ", "three\n"} {
+		ids = append(ids, r.send(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: int64(4 * i), Data: []byte(part)}}})))
+	}
+	ids = append(ids, r.send(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{}}})))
+	for _, id := range ids {
+		resp, err := r.s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetId() != id || resp.GetError() != nil {
+			t.Fatalf("reply %d: want id %d, no error: %v", resp.GetId(), id, resp)
+		}
+	}
+	if got := readFile(t, filepath.Join(a.Dir, "u", "new.txt")); got != "one two three\n" {
+		t.Fatalf("committed %q", got)
+	}
+	if fi, err := os.Stat(filepath.Join(a.Dir, "u", "new.txt")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("mode %v, %v", fi.Mode(), err)
+	}
+	// The file is closed: its id names nothing now.
+	if e := r.do(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fstat{Fstat: &agentpb.StatOp{}}})).GetError(); e == nil {
+		t.Fatal("fstat of a closed file succeeded")
+	}
+
+	// An upload left open, seen in a listing of its directory: not there.
+	up := r.ok(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
+		Path: []byte("u/open.txt"), Flags: flags(agentpb.OpenFlag_OPEN_FLAG_WRITE, agentpb.OpenFlag_OPEN_FLAG_CREATE, agentpb.OpenFlag_OPEN_FLAG_TRUNC), Perm: 0o644}}})
+	r.ok(fileReq(up.GetId(), &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Data: []byte("partial")}}}))
+	dir := r.ok(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{Path: []byte("u"), Flags: flags(agentpb.OpenFlag_OPEN_FLAG_READ)}}})
+	if !os.FileMode(dir.GetInfo().GetMode()).IsDir() {
+		t.Fatalf("open of a directory: %v", dir.GetInfo())
+	}
+	var names []string
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("the listing never ended")
+		}
+		resp := r.ok(fileReq(dir.GetId(), &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Readdir{Readdir: &agentpb.ReadDirOp{Max: 100}}}))
+		if n := len(resp.GetEntries().GetEntries()); n > 100 {
+			t.Fatalf("a page of %d entries; asked for 100", n)
+		}
+		for _, e := range resp.GetEntries().GetEntries() {
+			names = append(names, string(e.GetName()))
+		}
+		if resp.GetEof() {
+			break
+		}
+	}
+	r.ok(fileReq(dir.GetId(), &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{}}}))
+	want, err := os.ReadDir(filepath.Join(a.Dir, "u"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantNames []string
+	for _, e := range want {
+		if !strings.HasPrefix(e.Name(), agent.TempPrefix) {
+			wantNames = append(wantNames, e.Name())
+		}
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, wantNames) || slices.Contains(names, "open.txt") {
+		t.Fatalf("listing: %d names, want %d (the upload in progress hidden)", len(names), len(wantNames))
+	}
+
+	// The stream ends with the upload open: it aborts.
+	if len(agenttest.TempFiles(t, filepath.Join(a.Dir, "u"))) != 1 {
+		t.Fatal("the upload in progress has no temp file")
+	}
+	if err := r.s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.s.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after CloseSend: %v, want EOF", err)
+	}
+	waitClean(t, a, filepath.Join(a.Dir, "u"))
+	if _, err := os.Stat(filepath.Join(a.Dir, "u", "open.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the aborted upload is visible: %v", err)
+	}
+}

@@ -1,0 +1,377 @@
+// Package agents is the gateway's side of its agents: one gRPC connection
+// per agent target, shared by every session that uses it; the embedded
+// agents it runs in-process; the health loop; agents found through the
+// Kubernetes API (backend/podagents); and the AgentEvents streams. A
+// login asks the Pool for a user's filesystem on an agent (Pool.FS) and
+// never sees gRPC.
+//
+// Its Options say what the gateway wants to hear (call latencies, health
+// changes, agents' events) as plain callbacks, so that the gateway imports
+// neither gRPC nor the agent protocol.
+package agents
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/backend/podagents"
+	"github.com/upgate/upgate/config"
+)
+
+// Options configure a Pool. The zero value is usable.
+type Options struct {
+	// Logger receives agents' lifecycle (up, down, moved, restarted). Nil
+	// means slog.Default().
+	Logger *slog.Logger
+	// Version is what embedded agents report. Empty means "dev".
+	Version string
+	// ObserveCall, if non-nil, is called after every operation a
+	// filesystem from FS sends (see backend.Options.Observe) and every
+	// health call, with the agent's name, the operation ("Stat", "Open",
+	// "Close", "Status"), its gRPC code's name ("OK", "NotFound") and its
+	// duration.
+	ObserveCall func(agent, method, code string, d time.Duration)
+	// Health, if non-nil, is called after every health call with what it
+	// found.
+	Health func(Status)
+	// OnEvent, if non-nil, receives every event of every agent's
+	// AgentEvents stream: a change it committed or a hook run. It is
+	// called from the streams' goroutines, one at a time per agent
+	// connection, and must not block for long.
+	OnEvent func(Event)
+}
+
+// Pool holds the connections to the configured agents.
+type Pool struct {
+	log  *slog.Logger
+	opts Options
+
+	// health loop
+	stopHealth context.CancelFunc
+	healthDone chan struct{}
+	checks     sync.Map // by agent name: the last health call's Status
+
+	// mu guards configs, conns, retired, tokens and kube.
+	mu      sync.Mutex
+	configs map[string]config.Agent
+	conns   map[string]*grpc.ClientConn // by agent name and resolved target
+	retired []*grpc.ClientConn          // replaced by a reload, still used by live sessions
+	tokens  map[string]string           // remote agents' tokens, by agent name
+	kube    kubeAgents                  // agents found through the Kubernetes API (kube.go)
+
+	embedded map[string]*embeddedAgent // by agent name; fixed after New
+
+	events *eventWatches // events.go
+}
+
+// New starts the embedded agents of agents (each serves its root on a
+// loopback port), reads the remote agents' tokens, starts the Kubernetes
+// agents' resolvers (their API server must answer within ctx), starts
+// the health loop and follows every agent's events. Remote agents are
+// dialled on first use. Close stops it all.
+func New(ctx context.Context, agents map[string]config.Agent, opts Options) (*Pool, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Pool{
+		log:      log.With("component", "agents"),
+		opts:     opts,
+		configs:  agents,
+		conns:    make(map[string]*grpc.ClientConn),
+		tokens:   make(map[string]string),
+		kube:     kubeAgents{resolvers: make(map[string]*podagents.Resolver)},
+		embedded: make(map[string]*embeddedAgent),
+	}
+	p.events = newEventWatches(p.log, opts.OnEvent)
+	for _, name := range sortedNames(agents) {
+		a := agents[name]
+		if !a.Embedded {
+			tok, err := readToken(a.TokenFile)
+			if err != nil {
+				p.Close()
+				return nil, fmt.Errorf("agents.%s.token_file: %w", name, err)
+			}
+			p.tokens[name] = tok
+			if a.Kubernetes.Enabled() {
+				r, err := p.startResolver(ctx, name, a)
+				if err != nil {
+					p.Close()
+					return nil, err
+				}
+				p.kube.resolvers[name] = r
+			}
+			continue
+		}
+		e, err := startEmbedded(ctx, name, a, log, opts.Version, p.observer(name))
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.embedded[name] = e
+		p.log.Info("embedded agent started", "agent", name, "root", a.Root, "address", e.addr)
+		p.events.watch(name, e.addr, e.conn)
+	}
+	p.startHealth()
+	return p, nil
+}
+
+func readToken(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s is empty", file)
+	}
+	return tok, nil
+}
+
+// FS returns user's filesystem on the named agent, bound to ctx (the
+// session's): opts.Root is the user's root there, and opts.Agent,
+// opts.User and opts.Observe are filled in. The second result is the
+// agent's resolved address, for logs.
+func (p *Pool) FS(ctx context.Context, name, user string, opts backend.Options) (*backend.GRPCFs, string, error) {
+	cc, target, err := p.conn(name, user)
+	if err != nil {
+		return nil, target, err
+	}
+	opts.Agent, opts.User = name, user
+	if opts.Observe == nil {
+		opts.Observe = p.observer(name)
+	}
+	return backend.NewGRPCFs(ctx, cc, opts), target, nil
+}
+
+// conn returns the connection for the named agent as user sees it, and
+// the resolved target for logs.
+func (p *Pool) conn(name, user string) (grpc.ClientConnInterface, string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.embedded[name]; ok {
+		return e.conn, e.addr, nil
+	}
+	a, ok := p.configs[name]
+	if !ok {
+		return nil, "", fmt.Errorf("user %s: agent %q is not configured", user, name)
+	}
+	if a.Kubernetes.Enabled() {
+		return p.kubeConn(name, user, a)
+	}
+	target := strings.ReplaceAll(a.Address, "{user}", user)
+	// Keyed by agent too: two agent entries may share an address with
+	// different credentials.
+	key := name + "\x00" + target
+	if cc, ok := p.conns[key]; ok {
+		return cc, target, nil
+	}
+	cc, err := p.dial(name, target, a)
+	if err != nil {
+		return nil, target, err
+	}
+	p.conns[key] = cc
+	p.events.watch(name, target, cc)
+	return cc, target, nil
+}
+
+// dial connects to a remote agent with its token and TLS.
+func (p *Pool) dial(name, target string, a config.Agent) (*grpc.ClientConn, error) {
+	tlsConf, err := clientTLS(a.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("agents.%s.tls: %w", name, err)
+	}
+	return backend.Dial(target, backend.DialOptions{Token: p.tokens[name], TLS: tlsConf, Observe: p.observer(name)})
+}
+
+// clientTLS builds the TLS config for a remote agent; nil when off.
+func clientTLS(c config.AgentTLS) (*tls.Config, error) {
+	if !c.Enabled() {
+		return nil, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CA != "" {
+		pem, err := os.ReadFile(c.CA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca: no certificate in %s", c.CA)
+		}
+		conf.RootCAs = pool
+	}
+	if c.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return nil, err
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// observer reports the named agent's calls to Options.ObserveCall.
+func (p *Pool) observer(name string) func(string, codes.Code, time.Duration) {
+	obs := p.opts.ObserveCall
+	if obs == nil {
+		return nil
+	}
+	return func(method string, code codes.Code, d time.Duration) { obs(name, method, code.String(), d) }
+}
+
+// Address is the configured address of the agent name (the resolved
+// loopback one for an embedded agent), and whether it is embedded.
+func (p *Pool) Address(name string) (address string, embedded bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.embedded[name]; ok {
+		return e.addr, true
+	}
+	return p.configs[name].Address, false
+}
+
+// EmbeddedAddrs lists the loopback addresses the embedded agents listen
+// on.
+func (p *Pool) EmbeddedAddrs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, e := range p.embedded {
+		out = append(out, e.addr)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Reload swaps in new agent configs. Connections of changed or removed
+// agents are kept for the sessions using them and closed with the pool.
+// Embedded agents cannot be added, removed or changed (they own a
+// directory and a listener); such a config is refused, and so is one with
+// a bad token file or an unreachable Kubernetes API; on error nothing
+// changes.
+func (p *Pool) Reload(agents map[string]config.Agent) error {
+	for name, a := range agents {
+		old, existed := p.configs[name]
+		if a.Embedded || (existed && old.Embedded) {
+			if !existed || !reflect.DeepEqual(old, a) {
+				return fmt.Errorf("agents.%s: embedded agents cannot change without a restart", name)
+			}
+		}
+	}
+	for name, a := range p.configs {
+		if _, kept := agents[name]; !kept && a.Embedded {
+			return fmt.Errorf("agents.%s: embedded agents cannot be removed without a restart", name)
+		}
+	}
+	fresh, err := p.reloadKube(agents)
+	if err != nil {
+		return err
+	}
+	tokens := make(map[string]string)
+	for name, a := range agents {
+		if a.Embedded {
+			continue
+		}
+		tok, err := readToken(a.TokenFile)
+		if err != nil {
+			for _, r := range fresh {
+				_ = r.Close()
+			}
+			return fmt.Errorf("agents.%s.token_file: %w", name, err)
+		}
+		tokens[name] = tok
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var changed []string
+	for name, a := range agents {
+		old, existed := p.configs[name]
+		if !existed || !reflect.DeepEqual(old, a) || p.tokens[name] != tokens[name] {
+			changed = append(changed, name)
+		}
+	}
+	for name := range p.configs {
+		if _, kept := agents[name]; !kept {
+			changed = append(changed, name)
+		}
+	}
+	// New logins dial afresh; live sessions keep the old connections.
+	for key, cc := range p.conns {
+		for _, name := range changed {
+			if strings.HasPrefix(key, name+"\x00") {
+				p.retired = append(p.retired, cc)
+				delete(p.conns, key)
+			}
+		}
+	}
+	p.swapKube(agents, changed, fresh)
+	slices.Sort(changed)
+	if len(changed) > 0 {
+		p.log.Info("agents changed", "agents", fmt.Sprint(changed))
+	}
+	p.configs, p.tokens = agents, tokens
+	return nil
+}
+
+// Close stops the health loop and the event streams, closes every
+// connection and stops the embedded agents; it returns when their
+// goroutines are gone: open files' streams end, so their uploads abort.
+func (p *Pool) Close() error {
+	if p.stopHealth != nil {
+		p.stopHealth()
+		<-p.healthDone
+	}
+	p.events.close()
+	p.mu.Lock()
+	var errs []error
+	for key, cc := range p.conns {
+		if err := cc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close agent %s: %w", strings.ReplaceAll(key, "\x00", " at "), err))
+		}
+	}
+	clear(p.conns)
+	for _, cc := range p.retired {
+		_ = cc.Close()
+	}
+	p.retired = nil
+	if err := p.closeKube(); err != nil {
+		errs = append(errs, err)
+	}
+	embedded := p.embedded
+	p.embedded = map[string]*embeddedAgent{} // Statuses reads it under mu
+	p.mu.Unlock()
+	for name, e := range embedded {
+		if err := e.close(); err != nil {
+			errs = append(errs, fmt.Errorf("close embedded agent %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sortedNames returns the agent names in order.
+func sortedNames(agents map[string]config.Agent) []string {
+	names := make([]string, 0, len(agents))
+	for name := range agents {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}

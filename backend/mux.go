@@ -1,0 +1,304 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/upgate/upgate/backend/agentpb"
+)
+
+// This file multiplexes a GRPCFs's operations over one Session stream to
+// its agent (agent protocol v2, see agentpb.AgentServer.Session): every
+// path operation and every request on an open file is one message with an
+// id, answered by one message with that id.
+//
+// Lock order, outermost first, for the whole package's agent client:
+//
+//	file.mu  >  muxConn.sendMu  >  muxConn.pmu
+//	mux.mu   >  muxConn.sendMu  >  muxConn.pmu
+//
+// writer.errMu and the channels are leaves. Reply callbacks run on the
+// receive loop with no lock held and take only leaves: a callback never
+// waits for a file.
+
+// mux holds a GRPCFs's current Session stream, opening a new one when
+// there is none or the last one broke. Files stay on the stream they were
+// opened on: when it breaks, they fail and their uploads abort on the
+// agent, and the next operation opens a new stream.
+type mux struct {
+	g *GRPCFs
+
+	mu  sync.Mutex // guards cur; held while a new stream says Hello
+	cur *muxConn
+}
+
+// muxConn is one Session stream.
+type muxConn struct {
+	g      *GRPCFs
+	stream agentpb.Agent_SessionClient
+	cancel context.CancelFunc
+	// retired, if the connection can tell, reports that it was closed
+	// under the stream (see retirable).
+	retired func() bool
+
+	// sendMu serializes Send and id allocation.
+	sendMu sync.Mutex
+	nextID uint64
+
+	// pmu guards pending and err; the receive loop fills them.
+	pmu     sync.Mutex
+	pending map[uint64]func(*agentpb.SessionResponse, error)
+	err     error         // why the stream ended, once it has
+	done    chan struct{} // closed when the receive loop ends
+}
+
+// retirable is a stream that knows when its connection was closed under
+// it, before the stream itself fails: FollowConn's, when the agent moved.
+type retirable interface{ Retired() bool }
+
+// ErrAgentProtocol is wrapped by the error of every operation on an agent
+// that does not speak this gateway's protocol (agentpb.SessionHello).
+var ErrAgentProtocol = errors.New("agent protocol mismatch")
+
+// conn returns the current stream, opening one if needed.
+func (m *mux) conn() (*muxConn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.cur; c != nil {
+		select {
+		case <-c.done:
+		default:
+			// A connection closed under the stream (FollowConn, when
+			// the agent moved) fails it a moment later: do not send
+			// into it meanwhile.
+			if c.retired == nil || !c.retired() {
+				return c, nil
+			}
+		}
+	}
+	c, err := m.open()
+	if err != nil {
+		return nil, err
+	}
+	m.cur = c
+	return c, nil
+}
+
+// open opens a Session stream and says Hello, within the call timeout.
+func (m *mux) open() (*muxConn, error) {
+	g := m.g
+	ctx, cancel := context.WithCancel(g.ctx)
+	// Bound the setup: NewStream waits while the agent connects.
+	setup := time.AfterFunc(g.timeout, cancel)
+	defer setup.Stop()
+	stream, err := g.client.Session(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	c := &muxConn{
+		g: g, stream: stream, cancel: cancel,
+		pending: make(map[uint64]func(*agentpb.SessionResponse, error)),
+		done:    make(chan struct{}),
+	}
+	if gs, ok := stream.(*grpc.GenericClientStream[agentpb.SessionRequest, agentpb.SessionResponse]); ok {
+		if r, ok := gs.ClientStream.(retirable); ok {
+			c.retired = r.Retired
+		}
+	}
+	go c.recvLoop()
+	resp, err := c.call(context.Background(), g.timeout, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{
+		Protocol: agentProtocol, Root: []byte(g.root),
+	}}})
+	if err == nil && resp.GetError() != nil {
+		err = status.Error(codes.Code(resp.GetError().GetCode()), resp.GetError().GetMessage())
+	}
+	if err == nil && resp.GetHello().GetProtocol() < agentProtocol {
+		err = fmt.Errorf("%w: the agent speaks protocol %d, this gateway %d", ErrAgentProtocol, resp.GetHello().GetProtocol(), agentProtocol)
+	}
+	if err != nil {
+		c.close()
+		if status.Code(err) == codes.Unimplemented {
+			// An agent older than protocol v2 does not know Session.
+			err = &AgentError{Code: codes.FailedPrecondition, Detail: err.Error(), err: ErrAgentProtocol,
+				Message: fmt.Sprintf("the agent speaks agent protocol 1 only; this gateway needs %d: upgrade the agent (upgate agent) to the gateway's version", agentProtocol)}
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// agentProtocol is the agent protocol version this gateway speaks.
+const agentProtocol = 2
+
+// recvLoop dispatches replies to their callbacks until the stream ends,
+// then fails every request still waiting.
+func (c *muxConn) recvLoop() {
+	defer close(c.done)
+	for {
+		resp, err := c.stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = status.Error(codes.Unavailable, "the agent ended the session")
+			}
+			c.pmu.Lock()
+			c.err = err
+			pending := c.pending
+			c.pending = nil
+			c.pmu.Unlock()
+			c.cancel()
+			for _, cb := range pending {
+				cb(nil, err)
+			}
+			return
+		}
+		c.pmu.Lock()
+		cb := c.pending[resp.GetId()]
+		delete(c.pending, resp.GetId())
+		c.pmu.Unlock()
+		if cb != nil {
+			cb(resp, nil)
+		}
+	}
+}
+
+// broken is the error that ended the stream, or nil.
+func (c *muxConn) broken() error {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	return c.err
+}
+
+// send sends req with a new id, which it returns; cb runs on the receive
+// loop with the reply (or the stream's error) exactly once, also when send
+// fails, and must not block.
+func (c *muxConn) send(req *agentpb.SessionRequest, cb func(*agentpb.SessionResponse, error)) (uint64, error) {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.nextID++
+	id := c.nextID
+	req.Id = id
+	c.pmu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.pmu.Unlock()
+		cb(nil, err)
+		return id, err
+	}
+	c.pending[id] = cb
+	c.pmu.Unlock()
+	if err := c.stream.Send(req); err != nil {
+		// Send reports io.EOF when the stream broke; Recv has the cause.
+		// The receive loop, once ended, has run cb (it was pending before
+		// the loop could take the map), so cb runs exactly once.
+		c.cancel()
+		<-c.done
+		return id, c.broken()
+	}
+	return id, nil
+}
+
+// post sends req without waiting for its reply (a close of a file opened
+// for reading, of a listing, an abort).
+func (c *muxConn) post(req *agentpb.SessionRequest) {
+	_, _ = c.send(req, func(*agentpb.SessionResponse, error) {})
+}
+
+type reply struct {
+	resp *agentpb.SessionResponse
+	err  error
+}
+
+// call sends req and waits for its reply: at most timeout (none if zero),
+// and not past ctx. A request given up on is forgotten; its reply, if it
+// comes, is dropped.
+func (c *muxConn) call(ctx context.Context, timeout time.Duration, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
+	ch := make(chan reply, 1)
+	id, err := c.send(req, func(r *agentpb.SessionResponse, err error) { ch <- reply{r, err} })
+	if err != nil {
+		return nil, err
+	}
+	var expired <-chan time.Time
+	if timeout > 0 {
+		timer := time.NewTimer(timeout)
+		defer timer.Stop()
+		expired = timer.C
+	}
+	select {
+	case r := <-ch:
+		return r.resp, r.err
+	case <-expired:
+		err = fmt.Errorf("%w: no reply within %v", context.DeadlineExceeded, timeout)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	c.pmu.Lock()
+	delete(c.pending, id)
+	c.pmu.Unlock()
+	return nil, err
+}
+
+// close ends the stream: the agent aborts the uploads still open on it.
+func (c *muxConn) close() {
+	c.sendMu.Lock()
+	_ = c.stream.CloseSend()
+	c.sendMu.Unlock()
+	c.cancel()
+	<-c.done
+}
+
+// do runs one path operation: it opens a stream if needed, sends req,
+// waits for the reply (at most the call timeout) and translates a failure
+// into an error naming op and the user-visible name. ctx may end the wait
+// early (nil means the filesystem's own context alone).
+func (g *GRPCFs) do(ctx context.Context, method, op, name string, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
+	return g.doWithin(ctx, g.timeout, method, op, name, req)
+}
+
+// doWithin is do with its own timeout; zero means none but ctx's.
+func (g *GRPCFs) doWithin(ctx context.Context, timeout time.Duration, method, op, name string, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
+	start := time.Now()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	resp, err := g.doRaw(ctx, timeout, req)
+	if g.opts.Observe != nil {
+		code := status.Code(err)
+		if err == nil && resp.GetError() != nil {
+			code = codes.Code(resp.GetError().GetCode())
+		}
+		g.opts.Observe(method, code, time.Since(start))
+	}
+	if err != nil {
+		return nil, g.err(op, name, err)
+	}
+	if e := resp.GetError(); e != nil {
+		return nil, g.err(op, name, fromProto(op, userPath(name), e))
+	}
+	return resp, nil
+}
+
+func (g *GRPCFs) doRaw(ctx context.Context, timeout time.Duration, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
+	c, err := g.mux.conn()
+	if err != nil {
+		return nil, err
+	}
+	return c.call(ctx, timeout, req)
+}
+
+// errClosed is the error of a file operation on a stream that has ended.
+func (c *muxConn) errClosed(op, name string) error {
+	err := c.broken()
+	if err == nil {
+		err = status.Error(codes.Unavailable, "the session stream ended")
+	}
+	return c.g.err(op, name, err)
+}
