@@ -50,7 +50,12 @@
 #   BENCH_TIMEOUT          seconds any one client command may take [600]
 #   BENCH_DIR              where the temp dir goes [$TMPDIR or /tmp]
 #   BENCH_KEEP=1           keep the temp dir (data, configs, server logs)
-#   GO                     the go command [go]
+#   BENCH_UPGATE           an upgate binary to measure (its `serve` and its
+#                          `agent`) instead of one built from this tree: for
+#                          a before/after pairing, run the script once per
+#                          binary in one sitting [build from the tree]
+#   BENCH_UPGATE_LABEL     what the report calls that binary [its path]
+#   GO                     the go command, to build upgate [go]
 set -euo pipefail
 export LC_ALL=C
 
@@ -82,6 +87,12 @@ loglevel=${BENCH_LOG_LEVEL:-warn}
 bcrypt_cost=${BENCH_BCRYPT_COST:-4}
 cmd_timeout=${BENCH_TIMEOUT:-600}
 GO=${GO:-go}
+ug_bin=${BENCH_UPGATE:-}
+ug_label=${BENCH_UPGATE_LABEL:-$ug_bin}
+if [[ -n $ug_bin ]]; then
+  [[ -f $ug_bin && -x $ug_bin ]] || { echo "run.sh: BENCH_UPGATE: $ug_bin is not an executable file" >&2; exit 2; }
+  ug_bin=$(realpath "$ug_bin")
+fi
 for v in rounds big_mib nfiles nsaves bcrypt_cost cmd_timeout; do
   if ! [[ ${!v} =~ ^[1-9][0-9]{0,5}$ ]]; then
     echo "run.sh: $v must be a positive integer, got '${!v}'" >&2
@@ -115,7 +126,7 @@ for t in ps pkill; do
   command -v $t >/dev/null || { missing+=($t); procps=1; }
 done
 ((procps)) && pkgs+=(procps)
-command -v "$GO" >/dev/null || missing+=("$GO (the Go toolchain)")
+[[ -n $ug_bin ]] || command -v "$GO" >/dev/null || missing+=("$GO (the Go toolchain)")
 if ((${#missing[@]})); then
   echo "run.sh: missing: ${missing[*]}" >&2
   ((${#pkgs[@]})) && echo "run.sh: install with: apt-get install -y ${pkgs[*]}" >&2
@@ -234,14 +245,23 @@ tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-ftpbench.XXXXXX")
 chmod 755 "$tmp"
 
 # --- upgate -------------------------------------------------------------------
-log "building upgate"
-(cd "$repo" && "$GO" build -o "$tmp/upgate" ./cmd/upgate) || die "go build ./cmd/upgate"
+if [[ -n $ug_bin ]]; then
+  # A copy in the temp dir, so that every upgate process of the run has
+  # the temp dir in its arguments (bench_test.go's sweep finds them so).
+  log "upgate: $ug_bin"
+  cp "$ug_bin" "$tmp/upgate" || die "cp $ug_bin"
+  read -r _ v gov _ < <("$tmp/upgate" version) || die "$ug_bin version"
+  ug_version="$v, $ug_label, sha256 $(sha256sum "$tmp/upgate" | cut -c1-12) ($gov)"
+else
+  log "building upgate"
+  (cd "$repo" && "$GO" build -o "$tmp/upgate" ./cmd/upgate) || die "go build ./cmd/upgate"
+  ug_version="$("$tmp/upgate" version | awk 'NR == 1 { print $2 }')"
+  if commit=$(git -C "$repo" describe --always --dirty 2>/dev/null); then ug_version+=" at $commit"; fi
+  ug_version+=" ($("$GO" env GOVERSION))"
+fi
 pw=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 hash=$(printf '%s\n' "$pw" | "$tmp/upgate" hash-password --cost "$bcrypt_cost")
 [[ $hash == \$2* ]] || die "hash-password printed '$hash'"
-ug_version="$("$tmp/upgate" version | awk 'NR == 1 { print $2 }')"
-if commit=$(git -C "$repo" describe --always --dirty 2>/dev/null); then ug_version+=" at $commit"; fi
-ug_version+=" ($("$GO" env GOVERSION))"
 # From here on the clients read no personal configuration (~/.lftprc,
 # ~/.netrc); set after the build, which needs the real module cache.
 export HOME=$tmp/home

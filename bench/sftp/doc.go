@@ -8,6 +8,7 @@
 // docs/benchmarks.md and is run by hand:
 //
 //	bash bench/sftp/run.sh     # as root; sshd, lftp, python3-paramiko, sshfs
+//	BENCH_UPGATE=/tmp/upgate-v1 bash bench/sftp/run.sh  # another upgate binary
 //
 // The test only runs its quick mode, so that the script keeps working; it
 // times nothing.
