@@ -5,11 +5,12 @@
 # removed at exit); CI only runs the quick mode (bench_test.go) so that this
 # script cannot rot, and never times it.
 #
-#   bash bench/ftp/run.sh                 # 1 GiB, 2,000 files, 200 saves, 2 rounds
+#   bash bench/ftp/run.sh                 # 256 MiB, 500 files, 500 saves, 2 rounds
+#                                         # (issue 15's sizes, as bench/sftp)
 #   bash bench/ftp/run.sh --quick         # 16 MiB, 50 files, 20 saves, 1 round
 #   BENCH_ROUNDS=4 bash bench/ftp/run.sh  # more rounds
-#   BENCH_BIG_MIB=256 BENCH_FILES=500 BENCH_ROUNDS=3 bash bench/ftp/run.sh
-#                                         # issue 15's sizes (docs/benchmarks.md)
+#   BENCH_BIG_MIB=1024 BENCH_FILES=2000 bash bench/ftp/run.sh
+#                                         # issue 4's sizes (docs/benchmarks.md)
 #
 # Three servers, each measured in turn within a round (rounds A B C A B C):
 #   upgate         `upgate serve` built from this tree, embedded agent (one
@@ -39,9 +40,9 @@
 # Environment (defaults in brackets, quick mode's after the slash):
 #   BENCH_QUICK=1          quick mode, same as --quick
 #   BENCH_ROUNDS           rounds [2 / 1]
-#   BENCH_BIG_MIB          big file size in MiB [1024 / 16]
-#   BENCH_FILES            small files [2000 / 50]
-#   BENCH_SAVES            timed saves [200 / 20]
+#   BENCH_BIG_MIB          big file size in MiB [256 / 16]
+#   BENCH_FILES            small files [500 / 50]
+#   BENCH_SAVES            timed saves [500 / 20]
 #   BENCH_ONLY             comma list of curl,lftp,mirror,mirror4,saves [all]
 #   BENCH_WARMUP=0         skip the untimed warm-up (one big upload and one
 #                          mirror per side before round 1)
@@ -76,7 +77,7 @@ done
 if [[ $quick == 1 ]]; then
   d_rounds=1 d_big=16 d_files=50 d_saves=20
 else
-  d_rounds=2 d_big=1024 d_files=2000 d_saves=200
+  d_rounds=2 d_big=256 d_files=500 d_saves=500
 fi
 rounds=${BENCH_ROUNDS:-$d_rounds}
 big_mib=${BENCH_BIG_MIB:-$d_big}
