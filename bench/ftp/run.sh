@@ -176,14 +176,14 @@ stop_group() { # pgid secs: TERM to the whole process group (its leader too,
   # in case it has not made itself one yet), up to secs, then KILL; reaps the
   # leader, a child of ours
   local pg=$1 i
-  kill -TERM -- "-$pg" "$pg" 2>/dev/null
+  kill -TERM -- "-$pg" "$pg" 2>/dev/null || true
   for ((i = 0; i < $2 * 10; i++)); do
     group_alive "$pg" || alive "$pg" || break
     sleep 0.1
   done
   if group_alive "$pg" || alive "$pg"; then
     log "process group $pg outlived SIGTERM for $2 s; killing it"
-    kill -KILL -- "-$pg" "$pg" 2>/dev/null
+    kill -KILL -- "-$pg" "$pg" 2>/dev/null || true
   fi
   reap "$pg"
 }
