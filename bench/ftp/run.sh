@@ -213,7 +213,7 @@ own_user() { # name: the throwaway user exists and is this run's (its home)
 cleanup() {
   local rc=$? pid
   set +e
-  trap - EXIT
+  trap - EXIT ERR
   # A second signal does not cut the cleanup short: it is bounded (a few
   # seconds per step, about 20 s at worst).
   trap 'log "cleaning up; signal ignored"' INT TERM HUP
@@ -239,6 +239,10 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+# A command that ends the run under set -e says which (die says why; this
+# catches what has no die of its own). errtrace: in functions too.
+set -o errtrace
+trap 'log "FAIL: line $LINENO: $BASH_COMMAND exited $?"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP

@@ -247,7 +247,7 @@ user_pids() { # name: pids of the user's processes
 cleanup() {
   local rc=$? pg m p i
   set +e
-  trap - EXIT
+  trap - EXIT ERR
   # A second signal does not cut the cleanup short: it is bounded (a few
   # seconds per step).
   trap 'log "cleaning up; signal ignored"' INT TERM HUP
@@ -281,6 +281,10 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+# A command that ends the run under set -e says which (die says why; this
+# catches what has no die of its own). errtrace: in functions too.
+set -o errtrace
+trap 'log "FAIL: line $LINENO: $BASH_COMMAND exited $?"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
