@@ -156,14 +156,14 @@ group_alive() { # pgid: some member of the process group is running
 reap() { # pid: waits for a child of ours that is dead or dying, 2 s at most
   local i
   for ((i = 0; i < 20; i++)); do
-    alive "$1" || { wait "$1" 2>/dev/null; return 0; }
+    alive "$1" || { wait "$1" 2>/dev/null || true; return 0; }
     sleep 0.1
   done
   log "pid $1 survived SIGKILL for 2 s; not waiting for it"
 }
 stop() { # pid: TERM, up to 5 s, then KILL; reaps it
   local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+  kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
   for ((i = 0; i < 50; i++)); do
     alive "$pid" || { reap "$pid"; return 0; }
     sleep 0.1

@@ -209,7 +209,7 @@ group_alive() { # pgid: some member of the process group is running
 reap() { # pid: waits for a child of ours that is dead or dying, 2 s at most
   local i
   for ((i = 0; i < 20; i++)); do
-    alive "$1" || { wait "$1" 2>/dev/null; return 0; }
+    alive "$1" || { wait "$1" 2>/dev/null || true; return 0; }
     sleep 0.1
   done
   log "pid $1 survived SIGKILL for 2 s; not waiting for it"
