@@ -19,7 +19,8 @@ import (
 )
 
 // TestRunQuick runs run.sh in quick mode (16 MiB, 50 files, 20 saves, one
-// round) and checks that it succeeds and prints the table. The figures are
+// round; upgate with its embedded agent and with an agent process, and
+// vsftpd) and checks that it succeeds and prints the table. The figures are
 // not checked: they only mean something at full size, by hand.
 func TestRunQuick(t *testing.T) {
 	if testing.Short() {
@@ -70,9 +71,9 @@ func TestRunQuick(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "run.sh", "--quick")
-	// In a process group of its own (bash, upgate, the helpers; vsftpd and
-	// the clients under timeout(1) have groups of their own, which sweep
-	// finds by the temp dir in their arguments).
+	// In a process group of its own (bash and the helpers; upgate, the
+	// agent, vsftpd and the clients under timeout(1) have groups of their
+	// own, which sweep finds by the temp dir in their arguments).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// SIGTERM first, so the script's trap stops the servers it started and
 	// removes the user (about 20 s at worst); SIGKILL to the whole group if
@@ -120,15 +121,16 @@ func TestRunQuick(t *testing.T) {
 	}
 	out := stdout.String()
 	for _, want := range []string{
-		"| measurement | upgate | vsftpd | upgate/vsftpd |",
-		"`curl -T`", "lftp `put`", "`lftp mirror -R`", "`lftp mirror -R --parallel=4`", "p50", "p99",
+		"| measurement | upgate, embedded agent | upgate, agent process | vsftpd | embedded/vsftpd | agent/vsftpd | goal |",
+		"`curl -T`", "CPU s per GiB", "of which the agent process", "lftp `put`", "`lftp mirror -R`",
+		"`lftp mirror -R --parallel=4`", "p50", "p99",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, out, &stderr)
 		}
 	}
-	if rows := strings.Count(out, "\n| "); rows != 7 {
-		t.Errorf("table has %d rows, want 7 (header and six measurements)\n%s", rows, out)
+	if rows := strings.Count(out, "\n| "); rows != 9 {
+		t.Errorf("table has %d rows, want 9 (header and eight measurements)\n%s", rows, out)
 	}
 	t.Logf("\n%s", out)
 }

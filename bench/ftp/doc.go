@@ -1,10 +1,13 @@
-// Package ftpbench holds the FTP benchmark against vsftpd (issue 4): run.sh
-// measures upgate's FTP frontend and vsftpd on one machine (a 1 GiB upload
-// with curl and lftp, an lftp mirror of 2,000 small files, 4 KiB saves on an
-// open session) and prints a markdown table for docs/benchmarks.md. It is
-// run by hand:
+// Package ftpbench holds the FTP benchmark against vsftpd (issues 4 and 15):
+// run.sh measures upgate's FTP frontend, once with its embedded agent and
+// once with the agent as a separate `upgate agent` process, and vsftpd on
+// one machine (a 256 MiB upload with curl and lftp and the servers' CPU
+// seconds per GiB, an lftp mirror of 500 small files, serial and four at a
+// time, 4 KiB saves on an open session) and prints a markdown table for
+// docs/benchmarks.md. It is run by hand:
 //
 //	bash bench/ftp/run.sh            # as root; vsftpd, lftp, curl, python3
+//	BENCH_UPGATE=/tmp/upgate-v1 bash bench/ftp/run.sh   # another upgate binary
 //
 // The test only runs its quick mode, so that the script keeps working; it
 // times nothing.

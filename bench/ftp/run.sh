@@ -1,18 +1,32 @@
 #!/usr/bin/env bash
 # bench/ftp/run.sh: upgate's FTP frontend against vsftpd on this machine,
-# loopback only, both servers writing to the same filesystem. Run by hand
+# loopback only, every server writing to the same filesystem. Run by hand
 # (as root: vsftpd logs in a throwaway local user, created for the run and
 # removed at exit); CI only runs the quick mode (bench_test.go) so that this
 # script cannot rot, and never times it.
 #
-#   bash bench/ftp/run.sh                 # 1 GiB, 2,000 files, 200 saves, 2 rounds
+#   bash bench/ftp/run.sh                 # 256 MiB, 500 files, 500 saves, 2 rounds
+#                                         # (issue 15's sizes, as bench/sftp)
 #   bash bench/ftp/run.sh --quick         # 16 MiB, 50 files, 20 saves, 1 round
 #   BENCH_ROUNDS=4 bash bench/ftp/run.sh  # more rounds
+#   BENCH_BIG_MIB=1024 BENCH_FILES=2000 bash bench/ftp/run.sh
+#                                         # issue 4's sizes (docs/benchmarks.md)
 #
-# Measurements, each run against upgate and then vsftpd, round after round
-# (A B A B):
+# Three servers, each measured in turn within a round (rounds A B C A B C):
+#   upgate         `upgate serve` built from this tree, embedded agent (one
+#                  process, the default configuration's shape);
+#   upgate-agent   `upgate serve` with the agent as a separate `upgate agent`
+#                  process on loopback TCP with a token (how every real
+#                  deployment runs);
+#   vsftpd         Debian's vsftpd, a throwaway local user, chrooted.
+# Measurements:
 #   1. a big upload with `curl -T` and with lftp `put` (MB/s = 10^6 bytes/s,
-#      wall clock of the whole client command, login included);
+#      wall clock of the whole client command, login included); and the
+#      servers' CPU seconds per GiB over the curl upload: upgate's gateway
+#      (plus its agent process), vsftpd's processes (the listener and the
+#      connection's), from /proc/PID/stat user + system time before and
+#      after (helper.py treecpu; vsftpd runs under helper.py reaper, so that
+#      the time of connection processes it does not reap itself counts);
 #   2. `lftp mirror -R` of many small files in nested directories, serial and
 #      with --parallel=4, into an empty directory each time (seconds);
 #   3. a 4 KiB "save" on an open session: Python ftplib, one login, then
@@ -26,18 +40,23 @@
 # Environment (defaults in brackets, quick mode's after the slash):
 #   BENCH_QUICK=1          quick mode, same as --quick
 #   BENCH_ROUNDS           rounds [2 / 1]
-#   BENCH_BIG_MIB          big file size in MiB [1024 / 16]
-#   BENCH_FILES            small files [2000 / 50]
-#   BENCH_SAVES            timed saves [200 / 20]
+#   BENCH_BIG_MIB          big file size in MiB [256 / 16]
+#   BENCH_FILES            small files [500 / 50]
+#   BENCH_SAVES            timed saves [500 / 20]
 #   BENCH_ONLY             comma list of curl,lftp,mirror,mirror4,saves [all]
 #   BENCH_WARMUP=0         skip the untimed warm-up (one big upload and one
 #                          mirror per side before round 1)
-#   BENCH_LOG_LEVEL        upgate's log.level [warn]
+#   BENCH_LOG_LEVEL        upgate's log.level and the agent's --log-level [warn]
 #   BENCH_BCRYPT_COST      cost of the upgate user's hash [4]
 #   BENCH_TIMEOUT          seconds any one client command may take [600]
 #   BENCH_DIR              where the temp dir goes [$TMPDIR or /tmp]
 #   BENCH_KEEP=1           keep the temp dir (data, configs, server logs)
-#   GO                     the go command [go]
+#   BENCH_UPGATE           an upgate binary to measure (its `serve` and its
+#                          `agent`) instead of one built from this tree: for
+#                          a before/after pairing, run the script once per
+#                          binary in one sitting [build from the tree]
+#   BENCH_UPGATE_LABEL     what the report calls that binary [its path]
+#   GO                     the go command, to build upgate [go]
 set -euo pipefail
 export LC_ALL=C
 
@@ -58,7 +77,7 @@ done
 if [[ $quick == 1 ]]; then
   d_rounds=1 d_big=16 d_files=50 d_saves=20
 else
-  d_rounds=2 d_big=1024 d_files=2000 d_saves=200
+  d_rounds=2 d_big=256 d_files=500 d_saves=500
 fi
 rounds=${BENCH_ROUNDS:-$d_rounds}
 big_mib=${BENCH_BIG_MIB:-$d_big}
@@ -69,6 +88,12 @@ loglevel=${BENCH_LOG_LEVEL:-warn}
 bcrypt_cost=${BENCH_BCRYPT_COST:-4}
 cmd_timeout=${BENCH_TIMEOUT:-600}
 GO=${GO:-go}
+ug_bin=${BENCH_UPGATE:-}
+ug_label=${BENCH_UPGATE_LABEL:-$ug_bin}
+if [[ -n $ug_bin ]]; then
+  [[ -f $ug_bin && -x $ug_bin ]] || { echo "run.sh: BENCH_UPGATE: $ug_bin is not an executable file" >&2; exit 2; }
+  ug_bin=$(realpath "$ug_bin")
+fi
 for v in rounds big_mib nfiles nsaves bcrypt_cost cmd_timeout; do
   if ! [[ ${!v} =~ ^[1-9][0-9]{0,5}$ ]]; then
     echo "run.sh: $v must be a positive integer, got '${!v}'" >&2
@@ -102,7 +127,7 @@ for t in ps pkill; do
   command -v $t >/dev/null || { missing+=($t); procps=1; }
 done
 ((procps)) && pkgs+=(procps)
-command -v "$GO" >/dev/null || missing+=("$GO (the Go toolchain)")
+[[ -n $ug_bin ]] || command -v "$GO" >/dev/null || missing+=("$GO (the Go toolchain)")
 if ((${#missing[@]})); then
   echo "run.sh: missing: ${missing[*]}" >&2
   ((${#pkgs[@]})) && echo "run.sh: install with: apt-get install -y ${pkgs[*]}" >&2
@@ -131,14 +156,14 @@ group_alive() { # pgid: some member of the process group is running
 reap() { # pid: waits for a child of ours that is dead or dying, 2 s at most
   local i
   for ((i = 0; i < 20; i++)); do
-    alive "$1" || { wait "$1" 2>/dev/null; return 0; }
+    alive "$1" || { wait "$1" 2>/dev/null || true; return 0; }
     sleep 0.1
   done
   log "pid $1 survived SIGKILL for 2 s; not waiting for it"
 }
 stop() { # pid: TERM, up to 5 s, then KILL; reaps it
   local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+  kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
   for ((i = 0; i < 50; i++)); do
     alive "$pid" || { reap "$pid"; return 0; }
     sleep 0.1
@@ -151,14 +176,14 @@ stop_group() { # pgid secs: TERM to the whole process group (its leader too,
   # in case it has not made itself one yet), up to secs, then KILL; reaps the
   # leader, a child of ours
   local pg=$1 i
-  kill -TERM -- "-$pg" "$pg" 2>/dev/null
+  kill -TERM -- "-$pg" "$pg" 2>/dev/null || true
   for ((i = 0; i < $2 * 10; i++)); do
     group_alive "$pg" || alive "$pg" || break
     sleep 0.1
   done
   if group_alive "$pg" || alive "$pg"; then
     log "process group $pg outlived SIGTERM for $2 s; killing it"
-    kill -KILL -- "-$pg" "$pg" 2>/dev/null
+    kill -KILL -- "-$pg" "$pg" 2>/dev/null || true
   fi
   reap "$pg"
 }
@@ -188,13 +213,14 @@ own_user() { # name: the throwaway user exists and is this run's (its home)
 cleanup() {
   local rc=$? pid
   set +e
-  trap - EXIT
+  trap - EXIT ERR
   # A second signal does not cut the cleanup short: it is bounded (a few
   # seconds per step, about 20 s at worst).
   trap 'log "cleaning up; signal ignored"' INT TERM HUP
   # cur is timeout(1), which runs the client in timeout's own process group.
   [[ -z $cur ]] || stop_group "$cur" 5
-  for pid in "${pids[@]}"; do stop "$pid"; done
+  # upgate's gateways and the agent: each the leader of its own group.
+  for pid in "${pids[@]}"; do stop_group "$pid" 5; done
   [[ -z $vs_pgid ]] || stop_vsftpd
   if [[ -n $vs_user ]] && own_user "$vs_user"; then
     if ! userdel -f "$vs_user"; then
@@ -213,6 +239,10 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+# A command that ends the run under set -e says which (die says why; this
+# catches what has no die of its own). errtrace: in functions too.
+set -o errtrace
+trap 'log "FAIL: line $LINENO: $BASH_COMMAND exited $?"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
@@ -220,36 +250,42 @@ tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-ftpbench.XXXXXX")
 chmod 755 "$tmp"
 
 # --- upgate -------------------------------------------------------------------
-log "building upgate"
-(cd "$repo" && "$GO" build -o "$tmp/upgate" ./cmd/upgate) || die "go build ./cmd/upgate"
+if [[ -n $ug_bin ]]; then
+  # A copy in the temp dir, so that every upgate process of the run has
+  # the temp dir in its arguments (bench_test.go's sweep finds them so).
+  log "upgate: $ug_bin"
+  cp "$ug_bin" "$tmp/upgate" || die "cp $ug_bin"
+  read -r _ v gov _ < <("$tmp/upgate" version) || die "$ug_bin version"
+  ug_version="$v, $ug_label, sha256 $(sha256sum "$tmp/upgate" | cut -c1-12) ($gov)"
+else
+  log "building upgate"
+  (cd "$repo" && "$GO" build -o "$tmp/upgate" ./cmd/upgate) || die "go build ./cmd/upgate"
+  ug_version="$("$tmp/upgate" version | awk 'NR == 1 { print $2 }')"
+  if commit=$(git -C "$repo" describe --always --dirty 2>/dev/null); then ug_version+=" at $commit"; fi
+  ug_version+=" ($("$GO" env GOVERSION))"
+fi
 pw=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 hash=$(printf '%s\n' "$pw" | "$tmp/upgate" hash-password --cost "$bcrypt_cost")
 [[ $hash == \$2* ]] || die "hash-password printed '$hash'"
-ug_version="$("$tmp/upgate" version | awk 'NR == 1 { print $2 }')"
-if commit=$(git -C "$repo" describe --always --dirty 2>/dev/null); then ug_version+=" at $commit"; fi
-ug_version+=" ($("$GO" env GOVERSION))"
 # From here on the clients read no personal configuration (~/.lftprc,
 # ~/.netrc); set after the build, which needs the real module cache.
 export HOME=$tmp/home
 mkdir -p "$HOME"
 
-ug_port=$("$PY" "$helper" freeport)
-read -r ug_pasv_lo ug_pasv_hi < <("$PY" "$helper" portrange 50)
-mkdir -p "$tmp/upgate-root/up"
-cat >"$tmp/upgate.yaml" <<EOF
+ug_config() { # port pasv-lo pasv-hi agent-yaml-lines: a gateway config serving FTP only
+  cat <<EOF
 listen:
-  ftp: 127.0.0.1:$ug_port
+  ftp: 127.0.0.1:$1
   ftps: ""
   sftp: ""
   admin: ""
 connections:
   drain_timeout: 2s
 ftp:
-  passive_ports: "$ug_pasv_lo-$ug_pasv_hi"
+  passive_ports: "$2-$3"
 agents:
   bench:
-    embedded: true
-    root: $tmp/upgate-root
+$4
 users:
   - name: bench
     password_hash: "$hash"
@@ -260,13 +296,46 @@ users:
 log:
   level: $loglevel
 EOF
-# Without UPGATE_* from the caller's environment: they would override the file.
-(
-  while read -r v; do unset "$v"; done < <(compgen -e | grep '^UPGATE_' || true)
-  exec "$tmp/upgate" serve --config "$tmp/upgate.yaml"
-) >"$tmp/upgate.log" 2>&1 &
-pids+=($!)
-ug_pid=$!
+}
+# start_server log cmd...: an upgate process, without UPGATE_* variables
+# from the caller's environment (they would override the config file), in a
+# session and process group of its own (setsid, started in the background
+# by a shell without job control, is no group leader and execs in place: $!
+# is upgate's pid and group id). Sets srv_pid.
+start_server() {
+  local logf=$1
+  shift
+  (
+    while read -r v; do unset "$v"; done < <(compgen -e | grep '^UPGATE_' || true)
+    exec setsid "$@"
+  ) >"$logf" 2>&1 </dev/null &
+  srv_pid=$!
+  pids+=("$srv_pid")
+}
+
+# upgate with the embedded agent.
+ug_port=$("$PY" "$helper" freeport)
+read -r ug_pasv_lo ug_pasv_hi < <("$PY" "$helper" portrange 50)
+mkdir -p "$tmp/upgate-root/up"
+ug_config "$ug_port" "$ug_pasv_lo" "$ug_pasv_hi" "    embedded: true
+    root: $tmp/upgate-root" >"$tmp/upgate.yaml"
+start_server "$tmp/upgate.log" "$tmp/upgate" serve --config "$tmp/upgate.yaml"
+ug_pid=$srv_pid
+
+# upgate with the agent as its own process, on loopback with a token.
+ag_port=$("$PY" "$helper" freeport)
+mkdir -p "$tmp/agent-root/up"
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/agent-token") || die "writing the agent token"
+start_server "$tmp/agent.log" "$tmp/upgate" agent --listen "127.0.0.1:$ag_port" --root "$tmp/agent-root" \
+  --token-file "$tmp/agent-token" --log-level "$loglevel"
+ag_pid=$srv_pid
+"$PY" "$helper" waitport "$ag_port" 20 || { cat "$tmp/agent.log" >&2; die "upgate agent did not listen on $ag_port"; }
+uga_port=$("$PY" "$helper" freeport)
+read -r uga_pasv_lo uga_pasv_hi < <("$PY" "$helper" portrange 50)
+ug_config "$uga_port" "$uga_pasv_lo" "$uga_pasv_hi" "    address: 127.0.0.1:$ag_port
+    token_file: $tmp/agent-token" >"$tmp/upgate-agent.yaml"
+start_server "$tmp/upgate-agent.log" "$tmp/upgate" serve --config "$tmp/upgate-agent.yaml"
+uga_pid=$srv_pid
 
 # --- vsftpd -------------------------------------------------------------------
 # A throwaway local user (no home, removed at exit), chrooted into a root-owned
@@ -316,23 +385,33 @@ seccomp_sandbox=NO
 setproctitle_enable=NO
 secure_chroot_dir=$tmp/vsftpd-empty
 EOF
-# In a session (and process group) of its own, stopped as one by the cleanup
-# (stop_vsftpd, which also finds the per-connection sessions vsftpd makes).
-# Started in the background by a shell without job control, setsid is no
-# group leader and so execs vsftpd in place: $! is vsftpd's pid and its
-# group's id.
-setsid "$vsftpd_bin" "$tmp/vsftpd.conf" >"$tmp/vsftpd.log" 2>&1 &
+# Under helper.py's reaper (a child subreaper, so that the CPU time of
+# connection processes vsftpd does not reap itself still counts), in a
+# session (and process group) of its own, stopped as one by the cleanup
+# (stop_vsftpd, which also finds the per-connection sessions vsftpd makes;
+# the reaper passes a SIGTERM on to those it adopted). Started in the
+# background by a shell without job control, setsid is no group leader and
+# so execs the reaper in place: $! is the reaper's pid and its group's id;
+# vsftpd is its child.
+setsid "$PY" "$helper" reaper "$vsftpd_bin" "$tmp/vsftpd.conf" >"$tmp/vsftpd.log" 2>&1 </dev/null &
 vs_pid=$!
 vs_pgid=$vs_pid
 
 "$PY" "$helper" waitftp "$ug_port" 20 || { cat "$tmp/upgate.log" >&2; die "upgate did not answer on $ug_port"; }
+"$PY" "$helper" waitftp "$uga_port" 20 || { cat "$tmp/upgate-agent.log" >&2; die "upgate (agent process) did not answer on $uga_port"; }
 "$PY" "$helper" waitftp "$vs_port" 20 || { cat "$tmp/vsftpd.log" >&2; die "vsftpd did not answer on $vs_port"; }
 vs_pg=$(ps -o pgid= -p "$vs_pid" | tr -d ' ' || true)
-[[ $vs_pg == "$vs_pid" ]] || die "vsftpd (pid $vs_pid) is in process group '$vs_pg', not its own"
-log "upgate on 127.0.0.1:$ug_port (pid $ug_pid, pasv $ug_pasv_lo-$ug_pasv_hi), vsftpd on 127.0.0.1:$vs_port (pid $vs_pid, pasv $vs_pasv_lo-$vs_pasv_hi)"
+[[ $vs_pg == "$vs_pid" ]] || die "vsftpd's reaper (pid $vs_pid) is in process group '$vs_pg', not its own"
+vs_master=$(ps --ppid "$vs_pid" -o pid= | tr -d ' ')
+[[ $vs_master =~ ^[0-9]+$ ]] || die "vsftpd is not running under its reaper (pid $vs_pid)"
+log "upgate on 127.0.0.1:$ug_port (pid $ug_pid, pasv $ug_pasv_lo-$ug_pasv_hi)," \
+  "upgate with agent process on 127.0.0.1:$uga_port (pid $uga_pid, pasv $uga_pasv_lo-$uga_pasv_hi, agent pid $ag_pid on 127.0.0.1:$ag_port)," \
+  "vsftpd on 127.0.0.1:$vs_port (pid $vs_master, pasv $vs_pasv_lo-$vs_pasv_hi)"
 
 declare -A port user updir
+sides=(upgate upgate-agent vsftpd)
 port[upgate]=$ug_port user[upgate]=bench updir[upgate]=$tmp/upgate-root/up
+port[upgate-agent]=$uga_port user[upgate-agent]=bench updir[upgate-agent]=$tmp/agent-root/up
 port[vsftpd]=$vs_port user[vsftpd]=$vs_user updir[vsftpd]=$tmp/vsftpd-root/up
 # Both logins, for curl (--netrc-file, the user in the URL), lftp (open -u
 # user: it reads ~/.netrc) and helper.py saves, which all look the password
@@ -340,7 +419,7 @@ port[vsftpd]=$vs_port user[vsftpd]=$vs_user updir[vsftpd]=$tmp/vsftpd-root/up
 netrc=$HOME/.netrc
 (umask 077 && printf 'machine 127.0.0.1 login %s password %s\n' \
   "${user[upgate]}" "$pw" "${user[vsftpd]}" "$pw" >"$netrc") || die "writing $netrc"
-same_fs=$(stat -c %d "${updir[upgate]}" "${updir[vsftpd]}" | sort -u | wc -l)
+same_fs=$(stat -c %d "${updir[@]}" | sort -u | wc -l)
 [[ $same_fs == 1 ]] || die "upload directories are on different filesystems"
 
 # --- data -----------------------------------------------------------------
@@ -388,11 +467,29 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
 record() { # key side round value
   printf '%s %s %s %s\n' "$@" >>"$results"
 }
-empty_targets() { # empties both upload dirs and flushes dirty pages (untimed)
-  # Both, so that each run writes into page cache freed just before: on a VM
+empty_targets() { # empties every upload dir and flushes dirty pages (untimed)
+  # All, so that each run writes into page cache freed just before: on a VM
   # whose memory is backed lazily, pages the guest never touched cost more.
-  find "${updir[upgate]}" "${updir[vsftpd]}" -mindepth 1 -delete
+  find "${updir[@]}" -mindepth 1 -delete
   sync
+}
+# The server processes whose CPU a side's figure counts: the gateway (and
+# the agent process); every process under vsftpd's reaper (the listener, the
+# connections' processes, those it adopted), not the reaper's own polling.
+cpu_pids() { # side
+  case $1 in
+    upgate) echo "$ug_pid" ;;
+    upgate-agent) echo "$uga_pid $ag_pid" ;;
+    vsftpd) echo "+$vs_pid" ;;
+  esac
+}
+settle() { # side: the connection's processes are gone (vsftpd); bounded
+  if [[ $1 == vsftpd ]]; then
+    "$PY" "$helper" settle "$vs_pid" 1 10 || die "vsftpd's session processes did not exit"
+  fi
+}
+cpu_per_gib() { # before after
+  awk -v a="$1" -v b="$2" -v n="$big_bytes" 'BEGIN { printf "%.3f", (b - a) / (n / 1073741824) }'
 }
 check_big() { # side round label
   local f=${updir[$1]}/big.bin size
@@ -405,14 +502,24 @@ check_big() { # side round label
 }
 
 bench_curl() { # side round
-  local s=$1 t0 t1
+  local s=$1 t0 t1 c0 c1 ca0 ca1
   empty_targets
+  settle "$s"
+  # shellcheck disable=SC2046
+  c0=$("$PY" "$helper" treecpu $(cpu_pids "$s"))
+  ca0=$("$PY" "$helper" treecpu "$ag_pid")
   t0=$EPOCHREALTIME
   bounded curl -q -sS --fail -T "$big" --netrc-file "$netrc" \
     "ftp://${user[$s]}@127.0.0.1:${port[$s]}/up/big.bin" || die "curl -T to $s"
   t1=$EPOCHREALTIME
+  settle "$s"
+  # shellcheck disable=SC2046
+  c1=$("$PY" "$helper" treecpu $(cpu_pids "$s"))
+  ca1=$("$PY" "$helper" treecpu "$ag_pid")
   check_big "$s" "$2" "curl -T"
   record curl_mbps "$s" "$2" "$(awk -v b="$big_bytes" -v t="$(elapsed "$t0" "$t1")" 'BEGIN { printf "%.2f", b / t / 1e6 }')"
+  record curl_cpu "$s" "$2" "$(cpu_per_gib "$c0" "$c1")"
+  [[ $s != upgate-agent ]] || record curl_cpu_agent "$s" "$2" "$(cpu_per_gib "$ca0" "$ca1")"
 }
 bench_lftp() { # side round
   local s=$1 t0 t1
@@ -449,7 +556,7 @@ if [[ ${BENCH_WARMUP:-1} == 1 ]]; then
   # One untimed big upload and mirror per side: first-touch costs (page
   # cache, dentries, the servers' own warm-up) out of round 1.
   log "warm-up (untimed)"
-  for s in upgate vsftpd; do
+  for s in "${sides[@]}"; do
     if want curl || want lftp; then bench_curl "$s" 0; fi
     if want mirror || want mirror4; then bench_mirror "$s" 0 warmup ""; fi
   done
@@ -458,25 +565,29 @@ fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 start=$EPOCHREALTIME
 for ((r = 1; r <= rounds; r++)); do
-  kill -0 "$ug_pid" 2>/dev/null || { cat "$tmp/upgate.log" >&2; die "upgate exited"; }
-  kill -0 "$vs_pid" 2>/dev/null || { cat "$tmp/vsftpd.log" >&2; die "vsftpd exited"; }
-  if want curl; then for s in upgate vsftpd; do
-    bench_curl "$s" "$r"; log "round $r/$rounds curl -T $big_label  $s: $(tail -n1 "$results" | cut -d' ' -f4) MB/s"
+  alive "$ug_pid" || { cat "$tmp/upgate.log" >&2; die "upgate exited"; }
+  alive "$uga_pid" || { cat "$tmp/upgate-agent.log" >&2; die "upgate (agent process) exited"; }
+  alive "$ag_pid" || { cat "$tmp/agent.log" >&2; die "the upgate agent exited"; }
+  alive "$vs_master" || { cat "$tmp/vsftpd.log" >&2; die "vsftpd exited"; }
+  if want curl; then for s in "${sides[@]}"; do
+    bench_curl "$s" "$r"
+    log "round $r/$rounds curl -T $big_label  $s: $(grep "^curl_mbps $s $r " "$results" | cut -d' ' -f4) MB/s," \
+      "$(grep "^curl_cpu $s $r " "$results" | cut -d' ' -f4) CPU s/GiB"
   done; fi
-  if want lftp; then for s in upgate vsftpd; do
+  if want lftp; then for s in "${sides[@]}"; do
     bench_lftp "$s" "$r"; log "round $r/$rounds lftp put $big_label  $s: $(tail -n1 "$results" | cut -d' ' -f4) MB/s"
   done; fi
-  if want mirror; then for s in upgate vsftpd; do
+  if want mirror; then for s in "${sides[@]}"; do
     bench_mirror "$s" "$r" mirror_s ""; log "round $r/$rounds mirror -R $nfiles files  $s: $(tail -n1 "$results" | cut -d' ' -f4) s"
   done; fi
-  if want mirror4; then for s in upgate vsftpd; do
+  if want mirror4; then for s in "${sides[@]}"; do
     bench_mirror "$s" "$r" mirror4_s "--parallel=4"; log "round $r/$rounds mirror -R --parallel=4 $nfiles files  $s: $(tail -n1 "$results" | cut -d' ' -f4) s"
   done; fi
-  if want saves; then for s in upgate vsftpd; do
+  if want saves; then for s in "${sides[@]}"; do
     bench_saves "$s" "$r"; log "round $r/$rounds $nsaves saves  $s: p50/p99 $(tail -n2 "$results" | cut -d' ' -f4 | paste -sd/) ms"
   done; fi
 done
-log "measured in $(elapsed "$start" "$EPOCHREALTIME") s; upgate log: $(wc -l <"$tmp/upgate.log") lines at level $loglevel"
+log "measured in $(elapsed "$start" "$EPOCHREALTIME") s; upgate logs: $(cat "$tmp/upgate.log" "$tmp/upgate-agent.log" "$tmp/agent.log" | wc -l) lines at level $loglevel"
 
 # --- report -------------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)

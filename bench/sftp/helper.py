@@ -1,0 +1,252 @@
+"""Helpers for bench/sftp/run.sh: the paramiko workloads (saves, creates),
+SSH readiness, and the markdown table. Needs Debian's /usr/bin/python3 with
+python3-paramiko. Ports, test data, tree checks and the process accounting
+(reaper, treecpu, settle) are bench/ftp/helper.py's, shared.
+
+    helper.py freeport                       a free loopback TCP port
+    helper.py waitport PORT SECONDS [BANNER] wait until 127.0.0.1:PORT accepts (and,
+                                             with BANNER, greets with it)
+    helper.py gensmall DIR COUNT SEED        COUNT small files in nested dirs under DIR
+    helper.py treesum DIR                    "files bytes digest" of the regular files under DIR
+    helper.py reaper CMD ARGS...             run CMD under a child subreaper
+    helper.py treecpu [+]PID...              CPU seconds of process trees
+    helper.py settle PID N SECONDS           wait until PID has at most N descendants
+    helper.py saves PORT USER KEY KNOWN_HOSTS PATH FILE COUNT
+                                             one SSH session, COUNT saves of FILE to
+                                             PATH; prints "p50 p99" and the phases'
+                                             p50s (ms), see saves()
+    helper.py creates PORT USER KEY KNOWN_HOSTS SRC DEST
+                                             one SSH session: makes the directories
+                                             and files of SRC under DEST; prints the
+                                             seconds it took
+    helper.py cipher PORT USER KEY KNOWN_HOSTS
+                                             the cipher and MAC paramiko negotiates
+    helper.py table RESULTS META             the markdown report
+
+Every SSH login is by key (KEY, an unencrypted OpenSSH private key file) and
+checks the server's host key against KNOWN_HOSTS; no password exists.
+"""
+
+import importlib.util
+import os
+import socket
+import statistics
+import sys
+import time
+
+HOST = "127.0.0.1"
+
+_spec = importlib.util.spec_from_file_location(
+    "ftpbench_helper", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ftp", "helper.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
+
+
+def connect(port, user, key, known_hosts):
+    """An SFTP session logged in by key, the server's host key checked.
+    paramiko 2.12 offers aes128-ctr first (it has no AES-GCM); both servers
+    accept it, so both sessions run the same cipher and MAC."""
+    import paramiko
+
+    pkey = paramiko.Ed25519Key.from_private_key_file(key)
+    hostkeys = paramiko.HostKeys(known_hosts)
+    sock = socket.create_connection((HOST, port), timeout=20)
+    t = paramiko.Transport(sock)
+    t.banner_timeout = 20
+    t.auth_timeout = 20
+    t.start_client(timeout=20)
+    got = t.get_remote_server_key()
+    want = hostkeys.lookup("[%s]:%d" % (HOST, port))
+    if want is None or want.get(got.get_name()) != got:
+        t.close()
+        sys.exit("host key of %s:%d is not the one in %s" % (HOST, port, known_hosts))
+    t.auth_publickey(user, pkey)
+    sftp = paramiko.SFTPClient.from_transport(t)
+    sftp.get_channel().settimeout(60)
+    return t, sftp
+
+
+def saves(port, user, key, known_hosts, path, file, count):
+    """An IDE's save of a 4 KiB file on an open session, COUNT times over:
+    open (OPEN with CREAT|TRUNC|WRITE), write (one WRITE of 4 KiB, sent by
+    flush and answered), close (CLOSE), utime (SETSTAT of atime and mtime),
+    chmod (SETSTAT of the mode): five requests, each waiting for its answer,
+    as paramiko sends them. Prints p50 and p99 of the whole save, then the
+    p50 of each of the five steps (ms)."""
+    with open(file, "rb") as f:
+        data = f.read()
+    t, sftp = connect(port, user, key, known_hosts)
+
+    def save(mtime, phases):
+        t0 = time.perf_counter()
+        f = sftp.open(path, "wb")
+        t1 = time.perf_counter()
+        f.write(data)
+        f.flush()
+        t2 = time.perf_counter()
+        f.close()
+        t3 = time.perf_counter()
+        sftp.utime(path, (mtime, mtime))
+        t4 = time.perf_counter()
+        sftp.chmod(path, 0o644)
+        t5 = time.perf_counter()
+        if phases is not None:
+            for i, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
+                phases[i].append((b - a) * 1000)
+        return (t5 - t0) * 1000
+
+    # One untimed save first, so that every timed one replaces an existing
+    # file, as an IDE's save does.
+    base = int(time.time()) - 86400
+    save(base, None)
+    times, phases = [], [[], [], [], [], []]
+    for i in range(count):
+        times.append(save(base + i + 1, phases))
+    st = sftp.stat(path)
+    sftp.close()
+    t.close()
+    if st.st_size != len(data) or st.st_mtime != base + count or st.st_mode & 0o7777 != 0o644:
+        sys.exit("saves: %s is size %d mtime %d mode %o after the saves, want %d %d 644"
+                 % (path, st.st_size, st.st_mtime, st.st_mode & 0o7777, len(data), base + count))
+    times.sort()
+    out = [common.percentile(times, 50), common.percentile(times, 99)]
+    out += [statistics.median(p) for p in phases]
+    print(" ".join("%.3f" % v for v in out))
+
+
+def creates(port, user, key, known_hosts, src, dest):
+    """Every directory and file under src made under dest on one session,
+    one after the other: MKDIR per directory (parents first), then per file
+    OPEN (CREAT|TRUNC|WRITE), one WRITE, CLOSE. The files' contents are read
+    before the clock starts. Prints the seconds from the first MKDIR to the
+    last CLOSE's answer."""
+    dirs, files = [], []
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        if rel != ".":
+            dirs.append(rel)
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            with open(p, "rb") as f:
+                files.append((os.path.normpath(os.path.join(rel, n)), f.read()))
+    dirs.sort(key=lambda d: (d.count("/"), d))
+    files.sort()
+    t, sftp = connect(port, user, key, known_hosts)
+    t0 = time.perf_counter()
+    sftp.mkdir(dest)
+    for d in dirs:
+        sftp.mkdir(dest + "/" + d)
+    for rel, data in files:
+        f = sftp.open(dest + "/" + rel, "wb")
+        f.write(data)
+        f.close()
+    elapsed = time.perf_counter() - t0
+    sftp.close()
+    t.close()
+    print("%.4f" % elapsed)
+
+
+def cipher(port, user, key, known_hosts):
+    t, sftp = connect(port, user, key, known_hosts)
+    print("%s %s" % (t.local_cipher, t.local_mac))
+    sftp.close()
+    t.close()
+
+
+# Rows of the table: key, label, unit, goal (issue 15's, as a time ratio
+# upgate/OpenSSH, or "").
+ROWS = [
+    ("login_ms", "login and one `pwd`, OpenSSH `sftp -b` (median of 5)", "ms", ""),
+    ("put_s", "{big} upload, OpenSSH `sftp -b` put", "s", "<= 0.9"),
+    ("put_cpu", "CPU s per GiB on the server side during that upload", "s/GiB", ""),
+    ("put_cpu_agent", "... of which the agent process", "s/GiB", ""),
+    ("mirror_s", "{files} small files, `lftp mirror -R` (sftp://, serial)", "s", "<= 1.1"),
+    ("save_p50_ms", "4 KiB save on an open session (paramiko), p50", "ms", "<= 1.1"),
+    ("save_p99_ms", "4 KiB save on an open session (paramiko), p99", "ms", ""),
+    ("creates_s", "creating {creates} small files on one session (paramiko)", "s", "<= 1.5"),
+    ("git_s", "sshfs: first `git status` in a {tree}-file repository", "s", ""),
+    ("cp_s", "sshfs: `cp -a` of {cp} files of it into a new directory", "s", ""),
+]
+PHASES = ["open", "write", "close", "utime", "chmod"]
+
+
+def table(results, meta):
+    m, vals = common.read_results(results, meta)
+    fmt = common.fmt
+    print("### SFTP: upgate vs OpenSSH (bench/sftp/run.sh)")
+    print()
+    print("%s. %s. Loopback, all servers writing to the same filesystem (%s). "
+          "upgate %s, log level %s, twice: with its embedded agent (one process) "
+          "and with the agent as a separate `upgate agent` process reached over "
+          "loopback TCP with a token (two processes). OpenSSH %s: Debian's sshd "
+          "with its own configuration, `Subsystem sftp %s`, a throwaway local "
+          "user. Clients: OpenSSH's sftp, lftp %s, paramiko %s (Python %s)%s; "
+          "every login by an Ed25519 key. Ciphers: OpenSSH's sftp, lftp and "
+          "sshfs (through ssh) %s, forced with `-c`; paramiko %s. Load average "
+          "before/after: %s / %s."
+          % (m["date"], m["machine"], m["fs"], m["upgate"], m["loglevel"],
+             m["openssh"], m["subsystem"], m["lftp"], m["paramiko"], m["python"],
+             (", sshfs %s, git %s" % (m["sshfs"], m["git"])) if m.get("sshfs") else "",
+             m["cipher"], m["paramiko_cipher"], m["load_before"], m["load_after"]))
+    print()
+    print("Data: %s of random bytes; %s files, %s bytes in %s nested directories, "
+          "mirrored into an empty directory each time; %s saves after one login; "
+          "%s files (%s bytes, %s directories) created into an empty directory. "
+          "Rounds: %s, each running upgate (embedded), upgate (agent process), "
+          "OpenSSH in turn; each figure is the median of the rounds, the rounds "
+          "follow in brackets. Uploads include connecting and logging in. "
+          "CPU: the server's processes' user + system time over the upload "
+          "(upgate's gateway, plus the agent process where there is one; sshd's "
+          "listener and the connection's processes: its monitor, the session "
+          "process, sftp-server). Ratios are upgate's figure over OpenSSH's: "
+          "above 1 is slower (or more CPU). The goals are issue 15's."
+          % (m["big"], "{:,}".format(int(m["files"])), "{:,}".format(int(m["files_bytes"])),
+             m["dirs"], m["saves"], "{:,}".format(int(m["creates"])),
+             "{:,}".format(int(m["creates_bytes"])), m["creates_dirs"], m["rounds"]))
+    print()
+    common.print_rows(vals, ROWS, "openssh", "OpenSSH", dict(
+        big=m["big"], files="{:,}".format(int(m["files"])), creates="{:,}".format(int(m["creates"])),
+        tree=m.get("tree", "?"), cp=m.get("cp", "?")))
+    # The steps of one save: where its time goes.
+    sides = [("upgate", "upgate embedded"), ("upgate-agent", "upgate with agent process"),
+             ("openssh", "OpenSSH")]
+    if all(common.series(vals, "save_phase0", s) for s, _ in sides):
+        parts = []
+        for s, name in sides:
+            steps = ", ".join("%s %s" % (PHASES[i], fmt(statistics.median(common.series(vals, "save_phase%d" % i, s))))
+                              for i in range(len(PHASES)))
+            parts.append("%s: %s" % (name, steps))
+        print()
+        print("One save's five steps, p50 in ms (median of the rounds). " + "; ".join(parts) + ".")
+
+
+def main(argv):
+    cmd, args = argv[1], argv[2:]
+    if cmd == "freeport":
+        common.freeport()
+    elif cmd == "waitport":
+        common.waitport(int(args[0]), float(args[1]), args[2] if len(args) > 2 else None)
+    elif cmd == "gensmall":
+        common.gensmall(args[0], int(args[1]), int(args[2]))
+    elif cmd == "treesum":
+        common.treesum(args[0])
+    elif cmd == "reaper":
+        common.reaper(args)
+    elif cmd == "treecpu":
+        common.treecpu(args)
+    elif cmd == "settle":
+        common.settle(int(args[0]), int(args[1]), float(args[2]))
+    elif cmd == "saves":
+        saves(int(args[0]), args[1], args[2], args[3], args[4], args[5], int(args[6]))
+    elif cmd == "creates":
+        creates(int(args[0]), args[1], args[2], args[3], args[4], args[5])
+    elif cmd == "cipher":
+        cipher(int(args[0]), args[1], args[2], args[3])
+    elif cmd == "table":
+        table(args[0], args[1])
+    else:
+        sys.exit("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
