@@ -181,7 +181,7 @@ type Connections struct {
 	MaxPerIP int `mapstructure:"max_per_ip"`
 
 	// MaxPerUser is the most sessions one user may have open at once; a login
-	// beyond it is refused (key connections.max_per_user). Default 32. Zero
+	// beyond it is refused (key connections.max_per_user). Default 64. Zero
 	// means the default; negative is invalid.
 	MaxPerUser int `mapstructure:"max_per_user"`
 

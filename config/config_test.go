@@ -324,7 +324,7 @@ func TestParseDefaults(t *testing.T) {
 			IdleTimeout:     time.Hour,
 			Max:             4096,
 			MaxPerIP:        64,
-			MaxPerUser:      32,
+			MaxPerUser:      64,
 			MaxFilesPerUser: 1024,
 			ProgressTimeout: 2 * time.Minute,
 			ProxyProtocol:   config.ProxyProtocol{Trusted: []netip.Prefix{}},

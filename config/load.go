@@ -57,7 +57,7 @@ func Options() []Option {
 		{"connections.idle_timeout", time.Hour, "close a session idle for this long"},
 		{"connections.max", 4096, "most client connections open at once"},
 		{"connections.max_per_ip", 64, "most client connections open at once from one IP"},
-		{"connections.max_per_user", 32, "most sessions open at once for one user"},
+		{"connections.max_per_user", 64, "most sessions open at once for one user"},
 		{"connections.max_files_per_user", 1024, "most files one user may hold open at once over all sessions"},
 		{"connections.progress_timeout", 2 * time.Minute, "abort a data transfer that moved no byte for this long"},
 		{"connections.proxy_protocol.trusted", []string{}, "CIDRs allowed to send PROXY protocol headers"},
