@@ -257,12 +257,7 @@ func (m *FS) Rename(oldname, newname string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	fail := func(err error) error {
-		if pe, ok := errors.AsType[*fs.PathError](err); ok {
-			err = pe.Err
-		}
-		return &os.LinkError{Op: "rename", Old: op, New: np, Err: err}
-	}
+	fail := func(err error) error { return linkError("rename", op, np, err) }
 	if op == "/" || np == "/" {
 		return fail(syscall.EACCES)
 	}
@@ -484,12 +479,7 @@ func (m *FS) Link(oldname, newname string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	fail := func(err error) error {
-		if pe, ok := errors.AsType[*fs.PathError](err); ok {
-			err = pe.Err
-		}
-		return &os.LinkError{Op: "link", Old: op, New: np, Err: err}
-	}
+	fail := func(err error) error { return linkError("link", op, np, err) }
 	from, err := m.lookup("link", op, false)
 	if err != nil {
 		return fail(err)
@@ -585,4 +575,14 @@ func (m *FS) usage() (bytes, nodes uint64) {
 	}
 	visit(m.root)
 	return bytes, nodes
+}
+
+// linkError is the error of a two-path operation, carrying the errno of a
+// lookup's PathError rather than the PathError itself, as os.Rename's and
+// os.Link's errors do.
+func linkError(op, oldname, newname string, err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		err = pe.Err
+	}
+	return &os.LinkError{Op: op, Old: oldname, New: newname, Err: err}
 }
