@@ -17,6 +17,14 @@ type Stat struct {
 	Atime    time.Time
 }
 
+// NewFileInfo is an fs.FileInfo whose Sys is a *Stat, as the gRPC
+// filesystem's are: another Fs (backend/memfs) describes its files with it
+// so that frontends show owners, link counts and atimes alike. It is a
+// snapshot: later changes to the file do not show in it.
+func NewFileInfo(name string, size int64, mode fs.FileMode, mtime time.Time, st Stat) fs.FileInfo {
+	return &fileInfo{name: name, size: size, mode: mode, mtime: mtime, stat: st}
+}
+
 // fileInfo is an fs.FileInfo decoded from the wire.
 type fileInfo struct {
 	name  string

@@ -31,8 +31,9 @@ type node struct {
 func (n *node) isDir() bool     { return n.mode.IsDir() }
 func (n *node) isSymlink() bool { return n.mode&fs.ModeSymlink != 0 }
 
-// info describes n under name. FS.mu is held.
-func (n *node) info(name string) *fileInfo {
+// info describes n under name, as a snapshot whose Sys is a
+// *backend.Stat (as the gRPC filesystem's). FS.mu is held.
+func (n *node) info(name string) fs.FileInfo {
 	size := int64(len(n.data))
 	switch {
 	case n.isSymlink():
@@ -40,8 +41,8 @@ func (n *node) info(name string) *fileInfo {
 	case n.isDir():
 		size = 4096
 	}
-	return &fileInfo{name: name, size: size, mode: n.mode, mtime: n.mtime,
-		stat: backend.Stat{UID: n.uid, GID: n.gid, Nlink: uint64(max(n.nlink, 0)), Atime: n.atime}}
+	return backend.NewFileInfo(name, size, n.mode, n.mtime,
+		backend.Stat{UID: n.uid, GID: n.gid, Nlink: uint64(max(n.nlink, 0)), Atime: n.atime})
 }
 
 // sortedNames lists a directory's entries by name. FS.mu is held.
@@ -53,26 +54,6 @@ func (n *node) sortedNames() []string {
 	sort.Strings(names)
 	return names
 }
-
-// fileInfo is a snapshot of a node, as os.Lstat returns one: later changes
-// to the node do not show in it. Its Sys is a *backend.Stat, as the gRPC
-// filesystem's is, so frontends show owners and link counts alike.
-type fileInfo struct {
-	name  string
-	size  int64
-	mode  fs.FileMode
-	mtime time.Time
-	stat  backend.Stat
-}
-
-func (fi *fileInfo) Name() string       { return fi.name }
-func (fi *fileInfo) Size() int64        { return fi.size }
-func (fi *fileInfo) Mode() fs.FileMode  { return fi.mode }
-func (fi *fileInfo) ModTime() time.Time { return fi.mtime }
-func (fi *fileInfo) IsDir() bool        { return fi.mode.IsDir() }
-
-// Sys returns a *backend.Stat.
-func (fi *fileInfo) Sys() any { return &fi.stat }
 
 // clean is the filesystem's absolute, clean form of a name; ".." cannot
 // climb above "/".
