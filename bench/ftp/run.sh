@@ -61,6 +61,8 @@ set -euo pipefail
 export LC_ALL=C
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 repo=$(cd "$here/../.." && pwd)
 PY=/usr/bin/python3
 helper=$here/helper.py
@@ -101,9 +103,6 @@ for v in rounds big_mib nfiles nsaves bcrypt_cost cmd_timeout; do
   fi
 done
 ((rounds <= 50)) || { echo "run.sh: at most 50 rounds" >&2; exit 2; }
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAIL: $*"; exit 1; }
 
 # --- prerequisites: checked, never installed ------------------------------
 vsftpd_bin=$(command -v vsftpd || true)
@@ -146,21 +145,6 @@ pids=()
 vs_user=
 vs_pgid=
 cur=
-alive() { # pid: running (not gone, not a zombie)
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ ${st// /} != Z* ]]
-}
-group_alive() { # pgid: some member of the process group is running
-  ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'
-}
-reap() { # pid: waits for a child of ours that is dead or dying, 2 s at most
-  local i
-  for ((i = 0; i < 20; i++)); do
-    alive "$1" || { wait "$1" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  log "pid $1 survived SIGKILL for 2 s; not waiting for it"
-}
 stop() { # pid: TERM, up to 5 s, then KILL; reaps it
   local pid=$1 i
   kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
@@ -171,21 +155,6 @@ stop() { # pid: TERM, up to 5 s, then KILL; reaps it
   log "pid $pid ignored SIGTERM for 5 s; killing it"
   kill -KILL "$pid" 2>/dev/null
   reap "$pid"
-}
-stop_group() { # pgid secs: TERM to the whole process group (its leader too,
-  # in case it has not made itself one yet), up to secs, then KILL; reaps the
-  # leader, a child of ours
-  local pg=$1 i
-  kill -TERM -- "-$pg" "$pg" 2>/dev/null || true
-  for ((i = 0; i < $2 * 10; i++)); do
-    group_alive "$pg" || alive "$pg" || break
-    sleep 0.1
-  done
-  if group_alive "$pg" || alive "$pg"; then
-    log "process group $pg outlived SIGTERM for $2 s; killing it"
-    kill -KILL -- "-$pg" "$pg" 2>/dev/null || true
-  fi
-  reap "$pg"
 }
 stop_vsftpd() { # the master's process group and every session: TERM, up
   # to 3 s, then KILL; reaps the master. vsftpd makes each connection a
@@ -446,27 +415,12 @@ lftp_set='set ftp:ssl-allow no; set net:max-retries 1; set net:timeout 20; set c
 # sides are asked to set times the way they can: upgate advertises MFMT,
 # which lftp prefers, vsftpd takes MDTM with a time (ftp:use-mdtm-overloaded).
 lftp_set+='; set ftp:use-site-utime no; set ftp:use-site-utime2 no; set ftp:use-mdtm-overloaded yes'
-# bounded cmd...: runs a client under timeout, in the background so that a
-# SIGTERM or SIGINT to this script runs the cleanup at once (bash runs traps
-# only between foreground commands, but interrupts wait).
-bounded() {
-  local rc=0
-  timeout -k 5 "$cmd_timeout" "$@" &
-  cur=$!
-  wait "$cur" || rc=$?
-  cur=
-  return "$rc"
-}
 lftp_run() { # side script
   bounded lftp -c "$lftp_set; open -u ${user[$1]} -p ${port[$1]} 127.0.0.1; $2"
 }
 
 results=$tmp/results.tsv
 : >"$results"
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
-record() { # key side round value
-  printf '%s %s %s %s\n' "$@" >>"$results"
-}
 empty_targets() { # empties every upload dir and flushes dirty pages (untimed)
   # All, so that each run writes into page cache freed just before: on a VM
   # whose memory is backed lazily, pages the guest never touched cost more.
@@ -551,7 +505,6 @@ bench_saves() { # side round
   record save_p99_ms "$s" "$2" "$p99"
 }
 
-want() { [[ ,$only, == *,$1,* ]]; }
 if [[ ${BENCH_WARMUP:-1} == 1 ]]; then
   # One untimed big upload and mirror per side: first-touch costs (page
   # cache, dentries, the servers' own warm-up) out of round 1.

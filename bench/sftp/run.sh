@@ -83,6 +83,8 @@ export LC_ALL=C
 umask 022
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 repo=$(cd "$here/../.." && pwd)
 PY=/usr/bin/python3
 helper=$here/helper.py
@@ -138,10 +140,6 @@ case $sshd_sftp in
   internal-sftp) subsystem="internal-sftp -u 022" ;;
   *) echo "run.sh: BENCH_SSHD_SFTP must be sftp-server or internal-sftp, got '$sshd_sftp'" >&2; exit 2 ;;
 esac
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAIL: $*"; exit 1; }
-want() { [[ ,$only, == *,$1,* ]]; }
 
 # --- prerequisites: checked, never installed ------------------------------
 missing=() pkgs=()
@@ -199,36 +197,6 @@ mounts=()   # sshfs mount points
 sshfs_pid=
 ssh_user=
 cur=
-alive() { # pid: running (not gone, not a zombie)
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ ${st// /} != Z* ]]
-}
-group_alive() { # pgid: some member of the process group is running
-  ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'
-}
-reap() { # pid: waits for a child of ours that is dead or dying, 2 s at most
-  local i
-  for ((i = 0; i < 20; i++)); do
-    alive "$1" || { wait "$1" 2>/dev/null || true; return 0; }
-    sleep 0.1
-  done
-  log "pid $1 survived SIGKILL for 2 s; not waiting for it"
-}
-stop_group() { # pgid secs: TERM to the whole process group (its leader too,
-  # in case it has not made itself one yet), up to secs, then KILL; reaps the
-  # leader, a child of ours
-  local pg=$1 i
-  kill -TERM -- "-$pg" "$pg" 2>/dev/null || true
-  for ((i = 0; i < $2 * 10; i++)); do
-    group_alive "$pg" || alive "$pg" || break
-    sleep 0.1
-  done
-  if group_alive "$pg" || alive "$pg"; then
-    log "process group $pg outlived SIGTERM for $2 s; killing it"
-    kill -KILL -- "-$pg" "$pg" 2>/dev/null || true
-  fi
-  reap "$pg"
-}
 is_mounted() { # dir
   awk -v d="$1" '$5 == d { f = 1 } END { exit !f }' /proc/self/mountinfo
 }
@@ -291,18 +259,6 @@ trap 'exit 129' HUP
 tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-sftpbench.XXXXXX")
 chmod 755 "$tmp"
 
-# bounded cmd...: runs a client under timeout, in the background so that a
-# SIGTERM or SIGINT to this script runs the cleanup at once (bash runs traps
-# only between foreground commands, but interrupts wait). timeout puts the
-# client in a process group of its own, which the cleanup stops.
-bounded() {
-  local rc=0
-  timeout -k 5 "$cmd_timeout" "$@" &
-  cur=$!
-  wait "$cur" || rc=$?
-  cur=
-  return "$rc"
-}
 # start_server log cmd...: a server in a session and process group of its
 # own (setsid, started in the background by a shell without job control, is
 # no group leader and execs in place: $! is the server's pid and group id),
@@ -541,10 +497,6 @@ big_label="$big_mib MiB"
 # --- measurements -------------------------------------------------------------
 results=$tmp/results.tsv
 : >"$results"
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
-record() { # key side round value
-  printf '%s %s %s %s\n' "$@" >>"$results"
-}
 last() { tail -n1 "$results" | cut -d' ' -f4; }
 empty_targets() { # empties every upload dir and flushes dirty pages (untimed)
   # All, so that each run writes into page cache freed just before: on a VM

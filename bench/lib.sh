@@ -1,0 +1,56 @@
+# bench/lib.sh: the shell functions bench/ftp/run.sh and bench/sftp/run.sh
+# share, sourced by both at their start. They use these
+# globals of the sourcing script: only (the measurements asked for, comma
+# separated), cur (the pid of the bounded command running now, for the
+# cleanup trap), cmd_timeout (seconds a bounded command may take) and
+# results (the file record appends to).
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+want() { [[ ,$only, == *,$1,* ]]; }
+alive() { # pid: running (not gone, not a zombie)
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ ${st// /} != Z* ]]
+}
+group_alive() { # pgid: some member of the process group is running
+  ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { n++ } END { exit !n }'
+}
+reap() { # pid: waits for a child of ours that is dead or dying, 2 s at most
+  local i
+  for ((i = 0; i < 20; i++)); do
+    alive "$1" || { wait "$1" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  log "pid $1 survived SIGKILL for 2 s; not waiting for it"
+}
+stop_group() { # pgid secs: TERM to the whole process group (its leader too,
+  # in case it has not made itself one yet), up to secs, then KILL; reaps the
+  # leader, a child of ours
+  local pg=$1 i
+  kill -TERM -- "-$pg" "$pg" 2>/dev/null || true
+  for ((i = 0; i < $2 * 10; i++)); do
+    group_alive "$pg" || alive "$pg" || break
+    sleep 0.1
+  done
+  if group_alive "$pg" || alive "$pg"; then
+    log "process group $pg outlived SIGTERM for $2 s; killing it"
+    kill -KILL -- "-$pg" "$pg" 2>/dev/null || true
+  fi
+  reap "$pg"
+}
+# bounded cmd...: runs a client under timeout, in the background so that a
+# SIGTERM or SIGINT to this script runs the cleanup at once (bash runs traps
+# only between foreground commands, but interrupts wait). timeout puts the
+# client in a process group of its own, which the cleanup stops.
+bounded() {
+  local rc=0
+  timeout -k 5 "$cmd_timeout" "$@" &
+  cur=$!
+  wait "$cur" || rc=$?
+  cur=
+  return "$rc"
+}
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
+record() { # key side round value
+  printf '%s %s %s %s\n' "$@" >>"$results"
+}
