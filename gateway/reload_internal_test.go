@@ -25,13 +25,14 @@ func TestReloadZeroMeansDefault(t *testing.T) {
 	g.registry.mu.Lock()
 	got := g.registry.limits
 	g.registry.mu.Unlock()
-	if want := (Limits{Max: 4096, PerIP: 64, PerUser: 32}); got != want {
+	d := (&config.Config{}).WithDefaults().Connections
+	if want := (Limits{Max: d.Max, PerIP: d.MaxPerIP, PerUser: d.MaxPerUser}); got != want || got.PerUser == 2 {
 		t.Errorf("limits after reloading the zero Config: %+v, want the defaults %+v", got, want)
 	}
 	g.files.mu.Lock()
 	files := g.files.max
 	g.files.mu.Unlock()
-	if files != 1024 {
-		t.Errorf("max_files_per_user after reloading the zero Config: %d, want the default 1024", files)
+	if files != d.MaxFilesPerUser {
+		t.Errorf("max_files_per_user after reloading the zero Config: %d, want the default %d", files, d.MaxFilesPerUser)
 	}
 }
