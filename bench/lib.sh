@@ -2,8 +2,9 @@
 # share, sourced by both at their start. They use these
 # globals of the sourcing script: only (the measurements asked for, comma
 # separated), cur (the pid of the bounded command running now, for the
-# cleanup trap), cmd_timeout (seconds a bounded command may take) and
-# results (the file record appends to).
+# cleanup trap), cmd_timeout (seconds a bounded command may take),
+# results (the file record appends to), and for prepare_upgate tmp, repo,
+# GO, ug_bin and ug_label.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -53,4 +54,31 @@ bounded() {
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
 record() { # key side round value
   printf '%s %s %s %s\n' "$@" >>"$results"
+}
+prepare_upgate() { # $tmp/upgate: a copy of $ug_bin, or built from $repo
+  # with $GO; sets ug_version to what the report says of it
+  local v gov commit
+  if [[ -n $ug_bin ]]; then
+    # A copy in the temp dir, so that every upgate process of the run has
+    # the temp dir in its arguments (internal/benchtest's sweep finds them so).
+    log "upgate: $ug_bin"
+    cp "$ug_bin" "$tmp/upgate" || die "cp $ug_bin"
+    read -r _ v gov _ < <("$tmp/upgate" version) || die "$ug_bin version"
+    ug_version="$v, $ug_label, sha256 $(sha256sum "$tmp/upgate" | cut -c1-12) ($gov)"
+  else
+    log "building upgate"
+    (cd "$repo" && "$GO" build -o "$tmp/upgate" ./cmd/upgate) || die "go build ./cmd/upgate"
+    ug_version="$("$tmp/upgate" version | awk 'NR == 1 { print $2 }')"
+    if commit=$(git -C "$repo" describe --always --dirty 2>/dev/null); then ug_version+=" at $commit"; fi
+    ug_version+=" ($("$GO" env GOVERSION))"
+  fi
+}
+gen_big() { # file bytes: incompressible data
+  if command -v openssl >/dev/null; then
+    # AES-CTR over zeros: incompressible and several times faster than urandom.
+    head -c "$2" /dev/zero |
+      openssl enc -aes-128-ctr -nosalt -pass "pass:$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" -pbkdf2 2>/dev/null |
+      head -c "$2" >"$1" || true
+  fi
+  [[ -f $1 && $(stat -c %s "$1") == "$2" ]] || head -c "$2" /dev/urandom >"$1"
 }

@@ -219,20 +219,7 @@ tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-ftpbench.XXXXXX")
 chmod 755 "$tmp"
 
 # --- upgate -------------------------------------------------------------------
-if [[ -n $ug_bin ]]; then
-  # A copy in the temp dir, so that every upgate process of the run has
-  # the temp dir in its arguments (bench_test.go's sweep finds them so).
-  log "upgate: $ug_bin"
-  cp "$ug_bin" "$tmp/upgate" || die "cp $ug_bin"
-  read -r _ v gov _ < <("$tmp/upgate" version) || die "$ug_bin version"
-  ug_version="$v, $ug_label, sha256 $(sha256sum "$tmp/upgate" | cut -c1-12) ($gov)"
-else
-  log "building upgate"
-  (cd "$repo" && "$GO" build -o "$tmp/upgate" ./cmd/upgate) || die "go build ./cmd/upgate"
-  ug_version="$("$tmp/upgate" version | awk 'NR == 1 { print $2 }')"
-  if commit=$(git -C "$repo" describe --always --dirty 2>/dev/null); then ug_version+=" at $commit"; fi
-  ug_version+=" ($("$GO" env GOVERSION))"
-fi
+prepare_upgate
 pw=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 hash=$(printf '%s\n' "$pw" | "$tmp/upgate" hash-password --cost "$bcrypt_cost")
 [[ $hash == \$2* ]] || die "hash-password printed '$hash'"
@@ -396,13 +383,7 @@ mkdir -p "$tmp/data"
 big=$tmp/data/big.bin
 big_bytes=$((big_mib * 1024 * 1024))
 log "generating ${big_mib} MiB and $nfiles small files"
-if command -v openssl >/dev/null; then
-  # AES-CTR over zeros: incompressible and several times faster than urandom.
-  head -c "$big_bytes" /dev/zero |
-    openssl enc -aes-128-ctr -nosalt -pass "pass:$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" -pbkdf2 2>/dev/null |
-    head -c "$big_bytes" >"$big" || true
-fi
-[[ -f $big && $(stat -c %s "$big") == "$big_bytes" ]] || head -c "$big_bytes" /dev/urandom >"$big"
+gen_big "$big" "$big_bytes"
 big_sha=$(sha256sum "$big" | cut -d' ' -f1)
 read -r _ small_bytes small_dirs < <("$PY" "$helper" gensmall "$tmp/data/small" "$nfiles" 8)
 small_sum=$("$PY" "$helper" treesum "$tmp/data/small")

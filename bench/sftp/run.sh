@@ -285,20 +285,7 @@ key=$tmp/keys/client
 client_pub=$(cat "$key.pub")
 
 # --- upgate -------------------------------------------------------------------
-if [[ -n $ug_bin ]]; then
-  # A copy in the temp dir, so that every upgate process of the run has
-  # the temp dir in its arguments (bench_test.go's sweep finds them so).
-  log "upgate: $ug_bin"
-  cp "$ug_bin" "$tmp/upgate" || die "cp $ug_bin"
-  read -r _ v gov _ < <("$tmp/upgate" version) || die "$ug_bin version"
-  ug_version="$v, $ug_label, sha256 $(sha256sum "$tmp/upgate" | cut -c1-12) ($gov)"
-else
-  log "building upgate"
-  (cd "$repo" && "$GO" build -o "$tmp/upgate" ./cmd/upgate) || die "go build ./cmd/upgate"
-  ug_version="$("$tmp/upgate" version | awk 'NR == 1 { print $2 }')"
-  if commit=$(git -C "$repo" describe --always --dirty 2>/dev/null); then ug_version+=" at $commit"; fi
-  ug_version+=" ($("$GO" env GOVERSION))"
-fi
+prepare_upgate
 # From here on the clients read no personal configuration (~/.ssh, ~/.lftprc,
 # ~/.gitconfig); set after the build, which needs the real module cache.
 export HOME=$tmp/home
@@ -465,13 +452,7 @@ done
 big=$tmp/data/big.bin
 big_bytes=$((big_mib * 1024 * 1024))
 log "generating ${big_mib} MiB, $nfiles, $ncreates and $ntree small files"
-if command -v openssl >/dev/null; then
-  # AES-CTR over zeros: incompressible and several times faster than urandom.
-  head -c "$big_bytes" /dev/zero |
-    openssl enc -aes-128-ctr -nosalt -pass "pass:$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" -pbkdf2 2>/dev/null |
-    head -c "$big_bytes" >"$big" || true
-fi
-[[ -f $big && $(stat -c %s "$big") == "$big_bytes" ]] || head -c "$big_bytes" /dev/urandom >"$big"
+gen_big "$big" "$big_bytes"
 big_sha=$(sha256sum "$big" | cut -d' ' -f1)
 read -r _ small_bytes small_dirs < <("$PY" "$helper" gensmall "$tmp/data/small" "$nfiles" 8)
 small_sum=$("$PY" "$helper" treesum "$tmp/data/small")
