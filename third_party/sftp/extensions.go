@@ -177,8 +177,8 @@ type handleExtension struct {
 	Handle string
 }
 
-func (p *handleExtension) id() uint32        { return p.ID }
-func (p *handleExtension) readonly() bool    { return p.Name != "fsync@openssh.com" }
+func (p *handleExtension) id() uint32     { return p.ID }
+func (p *handleExtension) readonly() bool { return p.Name != "fsync@openssh.com" }
 func (p *handleExtension) respond(*Server) responsePacket {
 	return statusFromError(p.ID, ErrSSHFxOpUnsupported) // request server only
 }
