@@ -107,9 +107,9 @@ func (r *recorder) Filewrite(req *Request) (io.WriterAt, error) {
 // handler itself refuses opens without READ).
 func (r *recorder) Fileread(req *Request) (io.ReaderAt, error) {
 	r.record(req)
-	cp := *req
+	cp := req.copy()
 	cp.Flags |= sshFxfRead
-	return r.root.Fileread(&cp)
+	return r.root.Fileread(cp)
 }
 
 func (r *recorder) Filecmd(req *Request) error {
