@@ -435,27 +435,31 @@ func (f *mountFile) Readdir(count int) ([]os.FileInfo, error) {
 	if f.children == nil {
 		f.children = f.m.mountPointInfos(f.name)
 	}
+	// A page is full unless the listing ended: callers take a short page
+	// for the end, so entries a mount point hides are made up for from
+	// the pages that follow.
 	var fis []os.FileInfo
-	if !f.listed {
-		var err error
-		fis, err = f.File.Readdir(count)
+	for !f.listed && (count <= 0 || len(fis) < count) {
+		want := count
+		if count > 0 {
+			want = count - len(fis)
+		}
+		page, err := f.File.Readdir(want)
+		for _, fi := range page {
+			if !f.hides(fi.Name()) {
+				fis = append(fis, fi)
+			}
+		}
 		switch {
 		case err != nil && !errors.Is(err, io.EOF):
 			return fis, err
-		case err == nil && count > 0 && len(fis) == count:
+		case err == nil && count > 0 && len(page) == want:
 		default:
 			f.listed = true
 		}
-		out := fis[:0]
-		for _, fi := range fis {
-			if !f.hides(fi.Name()) {
-				out = append(out, fi)
-			}
-		}
-		fis = out
-		if !f.listed {
-			return fis, nil
-		}
+	}
+	if !f.listed {
+		return fis, nil
 	}
 	if count <= 0 {
 		fis = append(fis, f.children...)

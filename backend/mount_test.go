@@ -2,8 +2,10 @@ package backend_test
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"syscall"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/fstest"
+	"github.com/upgate/upgate/backend/memfs"
 	"github.com/upgate/upgate/internal/agenttest"
 )
 
@@ -137,5 +140,47 @@ func TestMountTableSyntheticRoot(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(api.Dir); len(entries) != 0 {
 		t.Errorf("the read-only mount's agent dir changed: %v", entries)
+	}
+}
+
+// TestMountReaddirPagesStayFull: a directory read page by page through a
+// mount table, where a mount point hides an entry of the parent, gives
+// full pages until the last (FTP and SFTP take a short page for the end)
+// and every entry once.
+func TestMountReaddirPagesStayFull(t *testing.T) {
+	root, api := memfs.New(memfs.Options{}), memfs.New(memfs.Options{})
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		fstest.WriteFile(t, root, "/"+n, []byte(n))
+	}
+	m, err := backend.NewMountFs([]backend.Mount{{Path: "/", Fs: root}, {Path: "/b", Fs: api}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := m.Open("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var got []string
+	short := false
+	for range 10 {
+		page, err := d.Readdir(2)
+		if short && len(page) > 0 {
+			t.Fatalf("entries %v after a short page (%v before it): callers stop at a short page", page, got)
+		}
+		for _, fi := range page {
+			got = append(got, fi.Name())
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		short = len(page) < 2
+	}
+	sort.Strings(got)
+	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(got, want) {
+		t.Fatalf("listed %v, want %v", got, want)
 	}
 }
