@@ -89,6 +89,11 @@ type Gateway struct {
 	xfers    *transfers
 	fsHook   func(ctx context.Context, user string) (afero.Fs, error) // Options.Filesystem
 
+	// reloadMu serializes Reload: a SIGHUP and the file watcher may ask
+	// at once, and the agents, users, revocations and limits of one
+	// config must not interleave with another's.
+	reloadMu sync.Mutex
+
 	// mu guards users (a config reload replaces it whole), listeners,
 	// ownPorts and draining.
 	mu        sync.RWMutex

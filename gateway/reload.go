@@ -5,7 +5,7 @@ import (
 )
 
 // Reload applies a new, validated configuration's users, agents and
-// connection limits without a restart. Zero durations and counts in cfg
+// connection limits without a restart; concurrent calls run one at a time. Zero durations and counts in cfg
 // mean their defaults, as for New. New logins see the new config. Live
 // sessions keep their filesystems and agent connections, except those
 // whose login the new users no longer accept (the user removed, the
@@ -16,6 +16,8 @@ import (
 // directory and a listener): such a config is refused, and so is one with
 // a bad token file; on error nothing changes.
 func (g *Gateway) Reload(cfg *config.Config) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
 	cfg = cfg.WithDefaults()
 	users, err := loadUsers(cfg)
 	if err != nil {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,22 +35,9 @@ func tcpStateName(st uint8) string {
 
 // TCPState reads the session's TCP_INFO from the kernel.
 func (s *Session) TCPState() (TCPState, error) {
-	if s.tcp == nil {
-		return TCPState{}, errors.New("gateway: not a TCP connection")
-	}
-	raw, err := s.tcp.SyscallConn()
+	info, err := s.tcpInfo()
 	if err != nil {
-		return TCPState{}, wrapf("tcp info: %w", err)
-	}
-	var info *unix.TCPInfo
-	var gerr error
-	if err := raw.Control(func(fd uintptr) {
-		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); err != nil {
-		return TCPState{}, wrapf("tcp info: %w", err)
-	}
-	if gerr != nil {
-		return TCPState{}, wrapf("tcp info: %w", gerr)
+		return TCPState{}, err
 	}
 	st := TCPState{
 		RTT: time.Duration(info.Rtt) * time.Microsecond, Unacked: info.Unacked, Retransmits: info.Retransmits,
@@ -58,6 +46,31 @@ func (s *Session) TCPState() (TCPState, error) {
 	}
 	st.State = tcpStateName(info.State)
 	return st, nil
+}
+
+// errSocketClosed is tcpInfo's error for a socket already closed here.
+var errSocketClosed = errors.New("gateway: tcp info: socket closed")
+
+// tcpInfo is getsockopt(TCP_INFO) on the session's socket.
+func (s *Session) tcpInfo() (*unix.TCPInfo, error) {
+	if s.tcp == nil {
+		return nil, errors.New("gateway: not a TCP connection")
+	}
+	raw, err := s.tcp.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errSocketClosed, err)
+	}
+	var info *unix.TCPInfo
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); err != nil {
+		return nil, fmt.Errorf("%w: %w", errSocketClosed, err)
+	}
+	if gerr != nil {
+		return nil, wrapf("tcp info: %w", gerr)
+	}
+	return info, nil
 }
 
 // PeerClosed reports whether the client has ended the session's connection
@@ -72,24 +85,11 @@ func (s *Session) PeerClosed() bool {
 	if s.tcp == nil {
 		return false
 	}
-	raw, err := s.tcp.SyscallConn()
+	info, err := s.tcpInfo()
 	if err != nil {
-		return true // closed here
+		return errors.Is(err, errSocketClosed)
 	}
-	var state uint8
-	var gerr error
-	if err := raw.Control(func(fd uintptr) {
-		var info *unix.TCPInfo
-		if info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); gerr == nil {
-			state = info.State
-		}
-	}); err != nil {
-		return true // closed here
-	}
-	if gerr != nil {
-		return false
-	}
-	switch tcpStateName(state) {
+	switch tcpStateName(info.State) {
 	case "close-wait", "last-ack", "close", "closing", "time-wait":
 		return true
 	}
