@@ -382,8 +382,21 @@ func (c *clients) interruptedUpload(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := cmd.Start(); err != nil {
+			cancel()
 			t.Fatal(err)
 		}
+		// Whatever ends this iteration, curl is killed and reaped.
+		reaped := false
+		reap := func() {
+			if !reaped {
+				reaped = true
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				stdin.Close()
+				cancel()
+			}
+		}
+		t.Cleanup(reap)
 		sent := randomBytes(t, 1<<20)
 		if _, err := stdin.Write(sent); err != nil {
 			t.Fatalf("feeding curl: %v", err)
@@ -396,10 +409,7 @@ func (c *clients) interruptedUpload(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		stdin.Close()
-		cancel()
+		reap()
 		c.tg.Env.AgentIdle(t)
 		if c.tg.EndIsClose {
 			got, err := os.ReadFile(c.disk("intr/" + name))

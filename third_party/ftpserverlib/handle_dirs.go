@@ -239,6 +239,8 @@ func (c *clientHandler) handleNLST(param string) error {
 
 			return nil
 		}
+
+		pages.close()
 	} else {
 		if !c.isCommandAborted() {
 			c.writeMessage(c.errorCode(err, StatusFileActionNotTaken), fmt.Sprintf("Could not list: %v", err))
