@@ -220,6 +220,11 @@ func (c *coalescer) drop() {
 type window struct {
 	slots chan struct{} // one token per unacknowledged write
 
+	// drainMu lets one drain at a time collect the tokens: two at once
+	// (an SFTP Flush beside a Reopen) would split them, and neither
+	// could finish.
+	drainMu sync.Mutex
+
 	mu  sync.Mutex
 	err error
 }
@@ -266,8 +271,10 @@ func (w *window) failed() error {
 }
 
 // drain waits until every write sent has been acknowledged, at most
-// timeout, and returns the first failure.
+// timeout (after any drain before it), and returns the first failure.
 func (w *window) drain(timeout time.Duration, broken <-chan struct{}) error {
+	w.drainMu.Lock()
+	defer w.drainMu.Unlock()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	taken := 0

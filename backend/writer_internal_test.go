@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 )
 
 // FuzzCoalescer drives the coalescer with writes of any size at any
@@ -97,4 +98,36 @@ func FuzzCoalescer(f *testing.F) {
 			t.Fatalf("result differs from the reference at byte %d (got %d bytes, want %d)", i, len(got), len(ref))
 		}
 	})
+}
+
+// TestConcurrentDrains: two drains of one window while its writes are
+// acknowledged one by one (an SFTP Flush beside a Reopen) both end as
+// soon as the last write is acknowledged, instead of splitting the
+// window's slots between them until both time out.
+func TestConcurrentDrains(t *testing.T) {
+	w := newWindow()
+	for range writeWindow {
+		if err := w.acquire(time.Second, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const timeout = 10 * time.Second
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- w.drain(timeout, nil) }()
+	}
+	time.Sleep(20 * time.Millisecond) // both drains waiting
+	start := time.Now()
+	for range writeWindow {
+		w.release()
+		time.Sleep(2 * time.Millisecond) // each slot goes to a waiting drain
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("drain: %v", err)
+		}
+	}
+	if took := time.Since(start); took >= timeout {
+		t.Fatalf("the drains took %v: they waited for their timeout", took)
+	}
 }
