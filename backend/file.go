@@ -162,13 +162,13 @@ func (f *file) replyErr(op string, e *agentpb.Error) error {
 }
 
 // call sends a request on the file and waits for its reply, at most the
-// call timeout; on a timeout the file is given up (abandon).
+// call timeout; on a timeout the file is given up (timedOut). f.mu is held.
 func (f *file) call(op string, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
 	req.File = f.id
 	resp, err := f.c.call(context.Background(), f.g.timeout, req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			f.abandon()
+			return nil, f.timedOut(op) // later calls fail too
 		}
 		return nil, f.streamErr(op, err)
 	}
@@ -258,10 +258,7 @@ func (f *file) Move(newname string) error {
 	np := userPath(newname)
 	_, err := f.call("rename", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Move{Move: &agentpb.MoveOp{Path: []byte(f.g.agentPath(np))}}})
 	if err != nil {
-		if pe, ok := errors.AsType[*fs.PathError](err); ok {
-			return &os.LinkError{Op: "rename", Old: f.path(), New: np, Err: pe.Err}
-		}
-		return err
+		return linkError("rename", f.path(), np, err)
 	}
 	f.name.Store(&np)
 	return nil
@@ -589,9 +586,6 @@ func (f *file) TransferError(err error) {
 // is in place exactly when Close returns nil. A file opened for reading
 // closes without waiting.
 func (f *file) Close() error {
-	abort := func() {
-		f.c.post(&agentpb.SessionRequest{File: f.id, Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{Abort: true}}})
-	}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -601,7 +595,7 @@ func (f *file) Close() error {
 	f.cache.drop()
 	if !f.writable() {
 		f.mu.Unlock()
-		abort() // nothing to commit: the agent just closes it
+		f.abandon() // nothing to commit: the agent just closes it
 		return nil
 	}
 	err := f.abortErr
@@ -612,7 +606,7 @@ func (f *file) Close() error {
 	}
 	f.mu.Unlock()
 	if err != nil {
-		abort()
+		f.abandon()
 		return err
 	}
 	// The close goes out right behind the writes, without waiting for
@@ -630,7 +624,7 @@ func (f *file) Close() error {
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			abort()
+			f.abandon()
 		}
 		return f.streamErr("close", err)
 	}

@@ -141,16 +141,20 @@ func (f *file) readAtLocked(p []byte, off int64) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		f.mu.Unlock()
-		timer := time.NewTimer(f.g.timeout)
 		timedOut := false
 		select {
-		case <-b.done:
-		case <-timer.C:
-			timedOut = true
+		case <-b.done: // read ahead already: no timer, no unlock
+		default:
+			f.mu.Unlock()
+			timer := time.NewTimer(f.g.timeout)
+			select {
+			case <-b.done:
+			case <-timer.C:
+				timedOut = true
+			}
+			timer.Stop()
+			f.mu.Lock()
 		}
-		timer.Stop()
-		f.mu.Lock()
 		if timedOut {
 			if f.cache.blocks[idx] == b {
 				delete(f.cache.blocks, idx)
