@@ -24,11 +24,12 @@ type conn struct {
 	ctx    context.Context  // ends when the connection does: its login's open files abort
 	cancel context.CancelFunc
 
-	// mu guards login, cred and verified.
+	// mu guards login, endLogin, cred and verified.
 	mu       sync.Mutex
 	login    *gateway.Login
-	cred     []byte    // HMAC of the name and password login was verified with
-	verified time.Time // when the gateway verified them
+	endLogin context.CancelFunc // ends login's filesystem (its agent stream)
+	cred     []byte             // HMAC of the name and password login was verified with
+	verified time.Time          // when the gateway verified them
 }
 
 // connKey is the context key of a request's *conn.
@@ -94,13 +95,23 @@ func (s *Server) authenticate(r *http.Request, c *conn) (*gateway.Login, error) 
 		return l, nil
 	}
 	c.mu.Unlock()
-	l, err := s.gw.LoginPassword(c.ctx, c.sess, name, password)
+	// Each login's filesystem lives until the connection ends or a newer
+	// login replaces it: a connection kept alive past LoginTTL does not
+	// pile up agent streams. Requests are served one at a time, so none
+	// is using the old one now.
+	lctx, end := context.WithCancel(c.ctx)
+	l, err := s.gw.LoginPassword(lctx, c.sess, name, password)
 	if err != nil {
+		end()
 		return nil, err
 	}
 	c.mu.Lock()
-	c.login, c.cred, c.verified = l, cred, now
+	old := c.endLogin
+	c.login, c.endLogin, c.cred, c.verified = l, end, cred, now
 	c.mu.Unlock()
+	if old != nil {
+		old()
+	}
 	return l, nil
 }
 

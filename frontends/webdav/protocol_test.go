@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -470,6 +471,24 @@ func TestLoginCheckedAgainAfterTTL(t *testing.T) {
 	e2.propfind(t, "alice", "/", "0")
 	if n := e.logins("ok"); n != 2 {
 		t.Fatalf("a request after the TTL: %d logins, want 2", n)
+	}
+	// Each login after the TTL replaces the one before, whose agent
+	// stream (and its goroutines here) ends: five more leave the
+	// goroutine count where it was, give or take a couple.
+	base := runtime.NumGoroutine()
+	for range 5 {
+		time.Sleep(ttl + 20*time.Millisecond)
+		e2.propfind(t, "alice", "/", "0")
+	}
+	if n := e.logins("ok"); n != 7 {
+		t.Fatalf("five more requests after the TTL: %d logins, want 7", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base+2 {
+		t.Errorf("%d goroutines after five more logins on one connection, %d before: the replaced logins' agent streams live on", n, base)
 	}
 	cfg := gwtest.Config(t, e.Root, map[string]string{"alice": "changed", "bob": gwtest.Users["bob"]})
 	cfg.Listen = config.Listen{WebDAV: "127.0.0.1:0"}
