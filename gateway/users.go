@@ -158,9 +158,15 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, cred creden
 		}
 		sess.cred.Store(&cred)
 		log = sess.log
-		if g.defender != nil {
-			g.defender.LoginSucceeded(sess.ip, u.name)
+	}
+	// fail undoes what a login that does not complete left on the session:
+	// a reload must not revoke (and bid goodbye to) a login that never was.
+	fail := func(result string, err error) (*Login, error) {
+		if sess != nil {
+			sess.cred.Store(nil)
+			g.metrics.Logins.WithLabelValues(sess.Protocol, result).Inc()
 		}
+		return nil, err
 	}
 	if sess == nil {
 		log = log.With("user", u.name)
@@ -173,10 +179,7 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, cred creden
 		fsys, err = g.userFs(ctx, u, log)
 	}
 	if err != nil {
-		if sess != nil {
-			g.metrics.Logins.WithLabelValues(sess.Protocol, "agent_error").Inc()
-		}
-		return nil, err
+		return fail("agent_error", err)
 	}
 	// The session's own view of its uploads in progress (backend.View):
 	// atomic for others, POSIX for itself.
@@ -184,9 +187,12 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, cred creden
 	if why := g.stillValid(u.name, cred); why != "" {
 		// A reload took the credential away during the login.
 		log.Info("login refused", "method", method, "reason", why)
-		return nil, ErrAuthFailed
+		return fail("failed", ErrAuthFailed)
 	}
 	if sess != nil {
+		if g.defender != nil {
+			g.defender.LoginSucceeded(sess.ip, u.name)
+		}
 		fsys = &sessionFs{Fs: fsys, sess: sess, metrics: g.metrics, files: g.files, tr: g.xfers}
 		g.metrics.Logins.WithLabelValues(sess.Protocol, "ok").Inc()
 		g.publishLogin(sess, method)
