@@ -64,6 +64,7 @@ func eventsHandler(gw *gateway.Gateway, log *slog.Logger) http.Handler {
 				log.Error("events: encode", "kind", e.Kind, "seq", e.Seq, "err", err)
 				return nil
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWrite)) // a client that stops reading is dropped
 			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Kind, data); err != nil {
 				return err
 			}
@@ -84,6 +85,7 @@ func eventsHandler(gw *gateway.Gateway, log *slog.Logger) http.Handler {
 				return
 			}
 		}
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWrite))
 		if _, err := fmt.Fprint(w, ": following\n\n"); err != nil || rc.Flush() != nil {
 			return
 		}
@@ -98,6 +100,7 @@ func eventsHandler(gw *gateway.Gateway, log *slog.Logger) http.Handler {
 					return
 				}
 			case <-ping.C:
+				_ = rc.SetWriteDeadline(time.Now().Add(streamWrite))
 				if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
 					return
 				}
