@@ -54,11 +54,6 @@ func (r PortRange) Len() int {
 	return int(r.Last) - int(r.First) + 1
 }
 
-// Contains reports whether port is in r.
-func (r PortRange) Contains(port int) bool {
-	return !r.IsZero() && int(r.First) <= port && port <= int(r.Last)
-}
-
 // String is "A-B", or "" for the zero PortRange.
 func (r PortRange) String() string {
 	if r.IsZero() {

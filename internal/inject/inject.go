@@ -27,6 +27,7 @@ package inject
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -501,20 +502,13 @@ func get(n *yaml.Node, key string) *yaml.Node {
 func set(n *yaml.Node, key string, v *yaml.Node) *yaml.Node {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
-			v.HeadComment = cmp(v.HeadComment, n.Content[i+1].HeadComment)
+			v.HeadComment = cmp.Or(v.HeadComment, n.Content[i+1].HeadComment)
 			n.Content[i+1] = v
 			return v
 		}
 	}
 	n.Content = append(n.Content, str(key), v)
 	return v
-}
-
-func cmp(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func scalar(n *yaml.Node) string {
