@@ -31,7 +31,9 @@ const (
 	// far fewer in flight (its write window and read-ahead).
 	fileQueue = 64
 	// maxHashes bounds the hashes one session computes at once; another
-	// waits for one of them, and so does the session's reader.
+	// waits for one of them in its own goroutine, never in the session's
+	// reader (the gateway sends one per SFTP hash request or FTP HASH,
+	// and sftp.exec_max_files bounds a command's).
 	maxHashes = 2
 )
 
@@ -398,14 +400,16 @@ func (ss *session) opendir(id uint64, req *agentpb.PathRequest) {
 // startHash hashes in a goroutine of its own: a large file must not hold
 // up the session's other requests.
 func (ss *session) startHash(id uint64, req *agentpb.HashRequest) {
-	select {
-	case ss.hashes <- struct{}{}:
-	case <-ss.ctx.Done():
-		return
-	}
 	ss.workers.Add(1)
 	go func() {
 		defer ss.workers.Done()
+		// The token is waited for here, not by the reader: a third
+		// hash must not stop the session's writes from being read.
+		select {
+		case ss.hashes <- struct{}{}:
+		case <-ss.ctx.Done():
+			return
+		}
 		defer func() { <-ss.hashes }()
 		r, err := ss.s.hash(ss.ctx, ss.sc, req)
 		ss.reply(id, &agentpb.SessionResponse{Result: &agentpb.SessionResponse_Hash{Hash: r}}, err)
