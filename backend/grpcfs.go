@@ -39,6 +39,13 @@ type Options struct {
 	// code of its outcome and its duration: the gateway's latency metric.
 	// Reads and writes are not observed one by one.
 	Observe func(method string, code codes.Code, d time.Duration)
+	// Session, if non-nil, opens the agent's Session streams in place of
+	// the connection's Agent.Session: for an agent in this process,
+	// reached without gRPC's transport (backend/agents' embedded agents).
+	// The stream must behave as a gRPC one: Send returns io.EOF once it
+	// has ended, Recv then returns why, and ending the context given
+	// ends the agent's side. Every other call still uses the connection.
+	Session func(ctx context.Context) (agentpb.Agent_SessionClient, error)
 }
 
 // GRPCFs is an afero.Fs whose files live on an agent, reached through the

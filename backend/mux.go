@@ -99,7 +99,13 @@ func (m *mux) open() (*muxConn, error) {
 	// Bound the setup: NewStream waits while the agent connects.
 	setup := time.AfterFunc(g.timeout, cancel)
 	defer setup.Stop()
-	stream, err := g.client.Session(ctx)
+	var stream agentpb.Agent_SessionClient
+	var err error
+	if g.opts.Session != nil {
+		stream, err = g.opts.Session(ctx)
+	} else {
+		stream, err = g.client.Session(ctx)
+	}
 	if err != nil {
 		cancel()
 		return nil, err

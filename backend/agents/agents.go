@@ -195,10 +195,24 @@ func (p *Pool) FS(ctx context.Context, name, user string, opts backend.Options) 
 		t.Stop()
 	}
 	opts.Agent, opts.User = name, user
+	if s := p.localSessions(name); s != nil && opts.Session == nil {
+		opts.Session = s.open
+	}
 	if opts.Observe == nil {
 		opts.Observe = p.observer(name)
 	}
 	return backend.NewGRPCFs(ctx, cc, opts), target, nil
+}
+
+// localSessions is the in-process Session transport of the named agent
+// when it is embedded, nil otherwise.
+func (p *Pool) localSessions(name string) *localSessions {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.embedded[name]; ok {
+		return e.sessions
+	}
+	return nil
 }
 
 // conn returns the connection for the named agent as user sees it, and

@@ -21,13 +21,17 @@ import (
 )
 
 // embeddedAgent is the agent code running in-process, reached over
-// loopback gRPC like any other agent.
+// loopback gRPC like any other agent, except for the sessions' streams,
+// which it serves without gRPC's transport (localSessions).
 type embeddedAgent struct {
 	server *agent.Server
 	addr   string
 	conn   *grpc.ClientConn
-	stop   context.CancelFunc
-	done   chan struct{}
+	// sessions carries the Session streams, in process (local.go);
+	// everything else goes over conn.
+	sessions *localSessions
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 // startEmbedded starts the embedded agent name over a.Root (created if
@@ -64,7 +68,10 @@ func startEmbedded(ctx context.Context, name string, a config.Agent, log *slog.L
 		return nil, fmt.Errorf("embedded agent %s: %w", name, err)
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	e := &embeddedAgent{server: srv, addr: lis.Addr().String(), conn: cc, stop: stop, done: make(chan struct{})}
+	e := &embeddedAgent{
+		server: srv, addr: lis.Addr().String(), conn: cc, stop: stop, done: make(chan struct{}),
+		sessions: &localSessions{srv: srv, ctx: sctx},
+	}
 	go func() {
 		defer close(e.done)
 		if err := agent.Serve(sctx, srv, lis); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -78,6 +85,7 @@ func startEmbedded(ctx context.Context, name string, a config.Agent, log *slog.L
 func (e *embeddedAgent) close() error {
 	e.conn.Close()
 	e.stop()
+	e.sessions.stop()
 	<-e.done
 	return e.server.Close()
 }

@@ -1,0 +1,93 @@
+package agents
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/spf13/afero"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/backend/fstest"
+	"github.com/upgate/upgate/config"
+)
+
+// BenchmarkEmbedded times the smallest operations of a session on an
+// embedded agent, once with its Session streams in process (local.go, what
+// the gateway uses) and once over the embedded agent's loopback gRPC
+// connection (what it used before, and how a separate agent is reached):
+// a Stat, and an IDE's save (create, write 4 KiB, commit, chtimes, chmod).
+// Compare the sub-benchmarks of one run:
+//
+//	go test -run '^$' -bench Embedded -benchtime 3000x -count 3 ./backend/agents/
+func BenchmarkEmbedded(b *testing.B) {
+	ctx := context.Background()
+	root := b.TempDir()
+	pool, err := New(ctx, map[string]config.Agent{"local": {Embedded: true, Root: root}},
+		Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { pool.Close() })
+	local, _, err := pool.FS(ctx, "local", "bench", backend.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	grpcFs := backend.NewGRPCFs(ctx, pool.embedded["local"].conn, backend.Options{})
+	data := fstest.Data(4<<10, 7)
+	mt := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		fs   afero.Fs
+	}{{"local", local}, {"grpc", grpcFs}} {
+		if err := tc.fs.MkdirAll("/"+tc.name, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		name := "/" + tc.name + "/saved.php"
+		if err := afero.WriteFile(tc.fs, name, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("Stat/"+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := tc.fs.Stat(name); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("Save/"+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				f, err := tc.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := f.Write(data); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Close(); err != nil {
+					b.Fatal(err)
+				}
+				if err := tc.fs.Chtimes(name, mt, mt); err != nil {
+					b.Fatal(err)
+				}
+				if err := tc.fs.Chmod(name, 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("Read4K/"+tc.name, func(b *testing.B) {
+			for b.Loop() {
+				f, err := tc.fs.Open(name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n, err := io.Copy(io.Discard, f); err != nil || n != int64(len(data)) {
+					b.Fatal(n, err)
+				}
+				f.Close()
+			}
+		})
+	}
+}

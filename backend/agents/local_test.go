@@ -1,0 +1,228 @@
+package agents
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/afero"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/backend/agent"
+	"github.com/upgate/upgate/backend/agentpb"
+	"github.com/upgate/upgate/backend/fstest"
+	"github.com/upgate/upgate/config"
+)
+
+// embeddedPool starts a pool with one embedded agent, "local", over a
+// temporary root. observe, if non-nil, sees every call on its gRPC
+// connection and every operation of its filesystems.
+func embeddedPool(t *testing.T, observe ...func(agent, method, code string, d time.Duration)) (*Pool, string) {
+	t.Helper()
+	root := t.TempDir()
+	opts := Options{Logger: slog.New(slog.DiscardHandler)}
+	if len(observe) > 0 {
+		opts.ObserveCall = observe[0]
+	}
+	pool, err := New(context.Background(), map[string]config.Agent{"local": {Embedded: true, Root: root}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pool.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return pool, root
+}
+
+// TestLocalSessionsConformance runs the filesystem suite on an embedded
+// agent's in-process Session streams: the same expectations as over gRPC
+// (backend's TestConformance), including the 64 MiB round trip whose
+// writes reuse the gateway's buffers right after each Send.
+func TestLocalSessionsConformance(t *testing.T) {
+	var mu sync.Mutex
+	methods := map[string]int{}
+	pool, root := embeddedPool(t, func(_, method, _ string, _ time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		methods[method]++
+	})
+	fstest.Run(t, fstest.Config{
+		New: func(t *testing.T) afero.Fs {
+			dir := "user/" + t.Name()[len("TestLocalSessionsConformance/"):]
+			if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			fsys, _, err := pool.FS(t.Context(), "local", "alice", backend.Options{Root: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fsys
+		},
+		AfterEach: func(t *testing.T) { waitNoHandles(t, pool) },
+		Short:     testing.Short(),
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	// Over gRPC, the dial's interceptor would report each Session
+	// stream; the filesystem's own observer reports each operation.
+	if methods["Session"] != 0 || methods["Open"] == 0 || methods["Close"] == 0 {
+		t.Fatalf("observed %v; want opens and commits, and no Session stream over gRPC", methods)
+	}
+}
+
+// waitNoHandles waits until the embedded agent holds no open file: every
+// file of a finished subtest closed or aborted on the agent's side too.
+func waitNoHandles(t *testing.T, pool *Pool) {
+	t.Helper()
+	srv, _ := pool.Embedded("local")
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.OpenHandles() != 0 || srv.UploadsInProgress() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent still holds %d files, %d uploads", srv.OpenHandles(), srv.UploadsInProgress())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLocalSessionEndAbortsUploads: when the session's context ends (the
+// client vanished), the uploads open on its stream abort on the agent:
+// nothing of them becomes visible, the old file stays, and no temp file
+// is left.
+func TestLocalSessionEndAbortsUploads(t *testing.T) {
+	pool, root := embeddedPool(t)
+	if err := os.WriteFile(filepath.Join(root, "keep.txt"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	fsys, _, err := pool.FS(ctx, "local", "alice", backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := fsys.Create("/keep.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := fsys.Create("/new.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []afero.File{f, g} {
+		if _, err := w.Write(fstest.Data(3<<20, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := f.Close(); err == nil {
+		t.Fatal("an upload closed after its session ended committed")
+	}
+	waitNoHandles(t, pool)
+	got, err := os.ReadFile(filepath.Join(root, "keep.txt"))
+	if err != nil || string(got) != "old" {
+		t.Fatalf("keep.txt holds %d bytes (%v); want the old content, 3 bytes", len(got), err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("root holds %v; want only keep.txt", names)
+	}
+}
+
+// TestLocalSessionAgentStops: a stream to an embedded agent that stops
+// ends as a gRPC stream to a stopped server does (Unavailable), its upload
+// aborts, and no new stream opens.
+func TestLocalSessionAgentStops(t *testing.T) {
+	pool, root := embeddedPool(t)
+	e := pool.embedded["local"]
+	fsys, _, err := pool.FS(t.Context(), "local", "alice", backend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := fsys.Create("/half.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("half")); err != nil {
+		t.Fatal(err)
+	}
+	e.stop()
+	e.sessions.stop() // returns once every handler has ended
+	err = f.Close()
+	if err == nil {
+		t.Fatal("an upload whose agent stopped committed")
+	}
+	if _, err := fsys.Stat("/"); status.Code(errors.Unwrap(err)) != codes.Unavailable && !strings.Contains(err.Error(), "unreachable") && !strings.Contains(err.Error(), "embedded agent stopped") {
+		t.Fatalf("stat after the agent stopped: %v; want the agent unavailable", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "half.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("half.txt: %v; want it absent", err)
+	}
+}
+
+// TestLocalStreamCloseSend: the agent reads every request sent before
+// CloseSend, answers them, and then ends the stream cleanly (io.EOF at the
+// gateway's Recv after the answers).
+func TestLocalStreamCloseSend(t *testing.T) {
+	pool, root := embeddedPool(t)
+	if err := os.WriteFile(filepath.Join(root, "a"), []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := pool.embedded["local"].sessions.open(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range helloAndStats(3) {
+		if err := s.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64
+	for {
+		resp, err := s.Recv()
+		if err != nil {
+			if !isEOF(err) {
+				t.Fatalf("Recv after CloseSend: %v; want io.EOF", err)
+			}
+			break
+		}
+		if e := resp.GetError(); e != nil {
+			t.Fatalf("reply %d: %v", resp.GetId(), e)
+		}
+		if info := resp.GetInfo(); info != nil {
+			sizes = append(sizes, info.GetSize())
+		}
+	}
+	if len(sizes) != 3 || sizes[0] != 3 || sizes[1] != 3 || sizes[2] != 3 {
+		t.Fatalf("stat sizes %v; want three answers of 3", sizes)
+	}
+}
+
+// helloAndStats is a Session's Hello followed by n Stats of "a".
+func helloAndStats(n int) []*agentpb.SessionRequest {
+	reqs := []*agentpb.SessionRequest{{Id: 1, Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{Protocol: agent.Protocol}}}}
+	for i := range n {
+		reqs = append(reqs, &agentpb.SessionRequest{Id: uint64(i + 2), Op: &agentpb.SessionRequest_Stat{Stat: &agentpb.PathRequest{Path: []byte("a")}}})
+	}
+	return reqs
+}
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }
