@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/afero"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -1254,5 +1255,50 @@ func TestAgentOpenFileLimit(t *testing.T) {
 	fst.close(false)
 	for _, f := range open[1:] {
 		f.close(false)
+	}
+}
+
+// TestReplacedFileGoesAfterReply: a commit that replaces a file links the
+// old one aside for its rename and removes that link once it has replied
+// (the rename then does not free the old file's blocks while the client
+// waits). Whatever the protocol: the target holds the new bytes as soon as
+// the close is answered, a reader that had the old file open still reads
+// the old bytes, and nothing but the target stays in the directory.
+func TestReplacedFileGoesAfterReply(t *testing.T) {
+	a, c := start(t, "")
+	target := filepath.Join(a.Dir, "x.php")
+	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.Open(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	fsys := a.Fs(t, "")
+	for i := range 20 {
+		want := "v2 save " + strconv.Itoa(i)
+		if i%2 == 1 {
+			// The previous protocol's Open stream commits the same way.
+			want = "v1 save " + strconv.Itoa(i)
+			fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("x.php"), Flags: uint32(agentpb.OpenFlag_OPEN_FLAG_WRITE | agentpb.OpenFlag_OPEN_FLAG_CREATE | agentpb.OpenFlag_OPEN_FLAG_TRUNC), Perm: 0o644})
+			fst.write(0, want)
+			fst.close(false)
+		} else if err := afero.WriteFile(fsys, "/x.php", []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(target); err != nil || string(got) != want {
+			t.Fatalf("save %d: x.php = %q, %v; want %q", i, got, err, want)
+		}
+	}
+	if tmp := agenttest.TempFiles(t, a.Dir); len(tmp) != 0 {
+		t.Fatalf("left in the directory: %v", tmp)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(target, &st); err != nil || st.Nlink != 1 {
+		t.Fatalf("x.php has %d links (%v); want 1", st.Nlink, err)
+	}
+	if b, err := io.ReadAll(old); err != nil || string(b) != "old" {
+		t.Fatalf("the reader of the replaced file read %q, %v; want %q", b, err, "old")
 	}
 }

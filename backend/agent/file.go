@@ -27,6 +27,11 @@ import (
 // such names.
 const TempPrefix = ".upgate-upload-"
 
+// ReplacedPrefix starts the temp name a commit links the file it replaces
+// to, for the moment between its rename and its reply (see
+// handle.setAsideLocked); the name is gone once the reply is out.
+const ReplacedPrefix = TempPrefix + "replaced-"
+
 func isTempName(name string) bool { return strings.HasPrefix(name, TempPrefix) }
 
 // handle is one open file of one Open stream.
@@ -66,6 +71,11 @@ type handle struct {
 	mu           sync.Mutex
 	atime, mtime time.Time
 	timesSet     bool
+
+	// aside is the hidden name the file an upload replaced was linked to
+	// before the commit's rename; the stream goroutine removes it once
+	// the close is answered (afterReply). "" when there is none.
+	aside string
 }
 
 // Open serves one open file; see agentpb.AgentServer.
@@ -112,7 +122,9 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 		}
 		resp := h.serve(req)
 		resp.Id = req.GetId()
-		if err := stream.Send(resp); err != nil {
+		err = stream.Send(resp)
+		h.afterReply()
+		if err != nil {
 			return err
 		}
 		if h.done {
@@ -527,7 +539,9 @@ func (h *handle) commit() error {
 			return err
 		}
 	default:
+		h.setAsideLocked()
 		if err := h.root.Rename(h.tmp, h.path); err != nil {
+			h.afterReply() // nothing was replaced: the old file stays
 			h.removeTempLocked()
 			return err
 		}
@@ -537,6 +551,36 @@ func (h *handle) commit() error {
 		return fmt.Errorf("set times: %w", terr)
 	}
 	return nil
+}
+
+// setAsideLocked links the file the commit is about to replace to a hidden
+// temp name next to it, so that the rename does not free the old file's
+// blocks: on ext4 that is most of a small save's commit (a rename over a
+// 4 KiB file measured 145-230 us, a link and the rename 45-60 us, the
+// unlink of the old file 110-140 us), and afterReply does it once the
+// client has its answer. The target name is never missing: the rename
+// still replaces it atomically. Where no link can be made (no file there,
+// a directory, a filesystem without hard links, protected_hardlinks) the
+// rename frees the old file itself, as before. A crash between the two
+// leaves a temp-named file, which sweepStaleTemps removes. s.mu is held.
+func (h *handle) setAsideLocked() {
+	aside := path.Join(path.Dir(h.path), ReplacedPrefix+path.Base(tempPath(h.path))[len(TempPrefix):])
+	if err := h.root.Link(h.path, aside); err == nil {
+		h.aside = aside
+	}
+}
+
+// afterReply finishes what the reply to the last request did not wait
+// for: the removal of the file an upload replaced (setAsideLocked). Called
+// by the stream goroutine after each reply, and on the error path.
+func (h *handle) afterReply() {
+	if h.aside == "" {
+		return
+	}
+	if err := h.root.Remove(h.aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		h.s.log.Warn("remove the file an upload replaced", "path", h.path, "temp", h.aside, "err", err)
+	}
+	h.aside = ""
 }
 
 // unwrapPathError is the error inside a *fs.PathError or *os.LinkError, or

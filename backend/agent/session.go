@@ -333,6 +333,7 @@ func (ss *session) work(f *sessionFile) {
 			out.Result = &agentpb.SessionResponse_Done{Done: r.Done}
 		}
 		_ = ss.send(out)
+		f.h.afterReply()
 	}
 }
 
