@@ -120,22 +120,7 @@ func BenchmarkSave(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
-				f, err := tc.fs.OpenFile("/src/app/saved.php", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := f.Write(data); err != nil {
-					b.Fatal(err)
-				}
-				if err := f.Close(); err != nil {
-					b.Fatal(err)
-				}
-				if err := tc.fs.Chtimes("/src/app/saved.php", mt, mt); err != nil {
-					b.Fatal(err)
-				}
-				if err := tc.fs.Chmod("/src/app/saved.php", 0o644); err != nil {
-					b.Fatal(err)
-				}
+				fstest.Save(b, tc.fs, "/src/app/saved.php", data, mt)
 			}
 		})
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -59,22 +58,7 @@ func BenchmarkEmbedded(b *testing.B) {
 		})
 		b.Run("Save/"+tc.name, func(b *testing.B) {
 			for b.Loop() {
-				f, err := tc.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := f.Write(data); err != nil {
-					b.Fatal(err)
-				}
-				if err := f.Close(); err != nil {
-					b.Fatal(err)
-				}
-				if err := tc.fs.Chtimes(name, mt, mt); err != nil {
-					b.Fatal(err)
-				}
-				if err := tc.fs.Chmod(name, 0o644); err != nil {
-					b.Fatal(err)
-				}
+				fstest.Save(b, tc.fs, name, data, mt)
 			}
 		})
 		b.Run("Read4K/"+tc.name, func(b *testing.B) {

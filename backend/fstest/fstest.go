@@ -105,6 +105,31 @@ func WriteFile(t testing.TB, fsys afero.Fs, name string, data []byte) {
 	}
 }
 
+// Save is one IDE save as lftp mirror -R makes it: data written to name
+// (created or truncated) in one write, then its mtime (and atime) set to
+// mtime and its mode to 0644, each a separate operation. The benchmarks of
+// a save (backend's and backend/agents') time it.
+func Save(t testing.TB, fsys afero.Fs, name string, data []byte, mtime time.Time) {
+	t.Helper()
+	f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		t.Fatalf("write %s: %v", name, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close %s: %v", name, err)
+	}
+	if err := fsys.Chtimes(name, mtime, mtime); err != nil {
+		t.Fatalf("chtimes %s: %v", name, err)
+	}
+	if err := fsys.Chmod(name, 0o644); err != nil {
+		t.Fatalf("chmod %s: %v", name, err)
+	}
+}
+
 // ReadFile reads a whole file through Open and Read, in 32 KiB pieces as
 // io.Copy reads for FTP, into a buffer sized by the open file's Stat (a
 // growing bytes.Buffer made the 64 MiB round trip take half a minute under
