@@ -1,12 +1,14 @@
-"""bench/fsops.py DIR N: what a 4 KiB save costs the filesystem alone, three
+"""bench/fsops.py DIR N: what a 4 KiB save costs the filesystem alone, four
 ways, N times each on one file in DIR: in place (open O_TRUNC, write, close:
-vsftpd, sftp-server), atomic (create a temporary with O_EXCL, write, close,
-rename over the old file: upgate's agent before issue 15's second sitting)
-and atomic with the old file linked aside first (link it to a second
-temporary, then the same rename: what the agent does now, answering the
-client before it unlinks that name; the unlink is timed on its own). Prints
-p50 and p99 per save in ms. docs/benchmarks.md (issue 15) cites it; run
-with /usr/bin/python3."""
+vsftpd, sftp-server); atomic (create a temporary with O_EXCL, write, close,
+rename over the old file: upgate's agent before issue 15's second sitting);
+atomic with the old file linked aside first (link it to a second temporary,
+then the same rename; the unlink afterwards is timed on its own: tried in
+that sitting); and atomic with the old file held open across the rename (an
+O_PATH descriptor, closed afterwards and timed on its own: what the agent
+does now, answering the client before the close, which is when the kernel
+frees the old file's blocks). Prints p50 and p99 per save in ms.
+docs/benchmarks.md (issue 15) cites it; run with /usr/bin/python3."""
 import os, statistics, sys, time
 d = sys.argv[1]; n = int(sys.argv[2])
 data = os.urandom(4096)
@@ -27,6 +29,17 @@ def aside():
     if os.path.exists(p):
         os.link(p, old)
     os.rename(t, p)
+held = []
+def pinned():
+    write_temp()
+    if os.path.exists(p):
+        held.append(os.open(p, os.O_PATH | os.O_NOFOLLOW))
+    os.rename(t, p)
+def pinned_after():
+    # the close after the reply, outside the timed save
+    while held:
+        fd = held.pop()
+        t0 = time.perf_counter(); os.close(fd); later.append((time.perf_counter() - t0) * 1000)
 def aside_after():
     # the unlink after the reply, outside the timed save
     if os.path.exists(old):
@@ -36,7 +49,8 @@ def pct(ts):
     return statistics.median(ts), ts[int(len(ts) * 0.99) - 1]
 for name, f, after in (("in place (open O_TRUNC, write, close)", inplace, None),
                        ("atomic (create temp, write, close, rename)", atomic, None),
-                       ("atomic, old file linked aside (link, rename)", aside, aside_after)):
+                       ("atomic, old file linked aside (link, rename)", aside, aside_after),
+                       ("atomic, old file held open (open O_PATH, rename)", pinned, pinned_after)):
     f()
     if after:
         after()
@@ -47,5 +61,5 @@ for name, f, after in (("in place (open O_TRUNC, write, close)", inplace, None),
             after()
     print("%s: p50 %.3f ms, p99 %.3f ms" % ((name,) + pct(ts)))
     if later:
-        print("  then the unlink of the old file: p50 %.3f ms, p99 %.3f ms" % pct(later))
+        print("  then the unlink or close of the old file: p50 %.3f ms, p99 %.3f ms" % pct(later))
     os.remove(p)

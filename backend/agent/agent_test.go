@@ -1258,13 +1258,14 @@ func TestAgentOpenFileLimit(t *testing.T) {
 	}
 }
 
-// TestReplacedFileGoesAfterReply: a commit that replaces a file links the
-// old one aside for its rename and removes that link once it has replied
+// TestReplacedFileLetGoAfterReply: a commit that replaces a file holds the
+// old one open across its rename and lets go of it once it has replied
 // (the rename then does not free the old file's blocks while the client
 // waits). Whatever the protocol: the target holds the new bytes as soon as
 // the close is answered, a reader that had the old file open still reads
-// the old bytes, and nothing but the target stays in the directory.
-func TestReplacedFileGoesAfterReply(t *testing.T) {
+// the old bytes, nothing but the target is in the directory, and the agent
+// holds no replaced file open afterwards.
+func TestReplacedFileLetGoAfterReply(t *testing.T) {
 	a, c := start(t, "")
 	target := filepath.Join(a.Dir, "x.php")
 	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
@@ -1290,9 +1291,10 @@ func TestReplacedFileGoesAfterReply(t *testing.T) {
 		if got, err := os.ReadFile(target); err != nil || string(got) != want {
 			t.Fatalf("save %d: x.php = %q, %v; want %q", i, got, err, want)
 		}
-	}
-	if tmp := agenttest.TempFiles(t, a.Dir); len(tmp) != 0 {
-		t.Fatalf("left in the directory: %v", tmp)
+		ents, err := os.ReadDir(a.Dir)
+		if err != nil || len(ents) != 1 {
+			t.Fatalf("save %d: the directory holds %v (%v); want only x.php", i, ents, err)
+		}
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(target, &st); err != nil || st.Nlink != 1 {
@@ -1301,4 +1303,35 @@ func TestReplacedFileGoesAfterReply(t *testing.T) {
 	if b, err := io.ReadAll(old); err != nil || string(b) != "old" {
 		t.Fatalf("the reader of the replaced file read %q, %v; want %q", b, err, "old")
 	}
+	// The agent runs in this process: a replaced file it still held
+	// would show among its descriptors as a deleted x.php (the test's
+	// own reader, old, is one of them).
+	deadline := time.Now().Add(settle)
+	for {
+		held := deletedOpen(t, target)
+		if held <= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d descriptors of replaced x.php files are open; want only the test's reader", held)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// deletedOpen counts this process's descriptors of files once named p and
+// since replaced or removed.
+func deletedOpen(t *testing.T, p string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == p+" (deleted)" {
+			n++
+		}
+	}
+	return n
 }

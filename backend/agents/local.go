@@ -214,6 +214,15 @@ var _ agentpb.Agent_SessionServer = localServer{}
 // status when the gateway's context ended or the agent stops.
 func (s localServer) Recv() (*agentpb.SessionRequest, error) {
 	p := s.p
+	// A cancel ends the agent's side at once, requests still queued or
+	// not: the agent's own context follows the gateway's only through
+	// an AfterFunc, a moment later.
+	if p.clientCtx.Err() != nil {
+		return nil, ctxErr(p.clientCtx)
+	}
+	if p.serverCtx.Err() != nil {
+		return nil, ctxErr(p.serverCtx)
+	}
 	select {
 	case r := <-p.reqs:
 		return r, nil

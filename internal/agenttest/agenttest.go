@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -139,63 +138,38 @@ func (a *Agent) WaitIdle(t testing.TB, d time.Duration) {
 var _ afero.Fs = (*backend.GRPCFs)(nil)
 
 // TempFiles lists the names of the agent's atomic-upload temp files
-// (agent.TempPrefix) in dir, not below it. A commit's link to the file it
-// replaced (agent.ReplacedPrefix) lives until just after its reply, so
-// while one is listed it looks again, for up to replacedWait.
+// (agent.TempPrefix) in dir, not below it.
 func TempFiles(t testing.TB, dir string) []string {
 	t.Helper()
-	return settled(func() []string {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), agent.TempPrefix) {
+			out = append(out, e.Name())
 		}
-		var out []string
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), agent.TempPrefix) {
-				out = append(out, e.Name())
-			}
-		}
-		return out
-	})
+	}
+	return out
 }
 
 // TempFilesUnder lists the paths of the agent's atomic-upload temp files
-// anywhere under root, as TempFiles does.
+// anywhere under root.
 func TempFilesUnder(t testing.TB, root string) []string {
 	t.Helper()
-	return settled(func() []string {
-		var out []string
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if strings.HasPrefix(d.Name(), agent.TempPrefix) {
-				out = append(out, p)
-			}
-			return nil
-		})
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		return out
+		if strings.HasPrefix(d.Name(), agent.TempPrefix) {
+			out = append(out, p)
+		}
+		return nil
 	})
-}
-
-// replacedWait bounds how long TempFiles waits for a commit's link to the
-// file it replaced to go: far longer than the unlink after the reply takes.
-const replacedWait = 5 * time.Second
-
-// settled returns list's result once it names no agent.ReplacedPrefix
-// file, or after replacedWait with what is left.
-func settled(list func() []string) []string {
-	deadline := time.Now().Add(replacedWait)
-	for {
-		out := list()
-		if !slices.ContainsFunc(out, func(p string) bool {
-			return strings.HasPrefix(filepath.Base(p), agent.ReplacedPrefix)
-		}) || time.Now().After(deadline) {
-			return out
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return out
 }
