@@ -1,14 +1,12 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,26 +15,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/syncbuf"
 	"github.com/upgate/upgate/server"
 )
-
-// syncBuf collects log output written from other goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func sftpLogin(addr, user, pw string) (*ssh.Client, *sftp.Client, error) {
 	sc, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.Password(pw)},
@@ -85,7 +66,7 @@ users:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	srv, err := server.Start(context.Background(), cfg, server.Options{
 		Logger:     slog.New(slog.NewTextHandler(&logs, nil)),
 		ConfigPath: path, WatchInterval: 50 * time.Millisecond,

@@ -26,13 +26,14 @@ import (
 	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/syncbuf"
 	"github.com/upgate/upgate/server"
 )
 
 // sftpWithStderr logs in over SSH with auth and starts the sftp subsystem
 // with pkg/sftp's client, collecting what the server writes to the
 // channel's stderr.
-func sftpWithStderr(t *testing.T, addr, user string, auth ssh.AuthMethod) (*sftp.Client, *syncBuf) {
+func sftpWithStderr(t *testing.T, addr, user string, auth ssh.AuthMethod) (*sftp.Client, *syncbuf.Buffer) {
 	t.Helper()
 	sc, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{auth},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
@@ -45,7 +46,7 @@ func sftpWithStderr(t *testing.T, addr, user string, auth ssh.AuthMethod) (*sftp
 	}
 	// RequestSubsystem starts no copying: read the stderr pipe here until
 	// the channel closes.
-	stderr := &syncBuf{}
+	stderr := &syncbuf.Buffer{}
 	errPipe, err := sess.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ users:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	srv, err := server.Start(context.Background(), cfg, server.Options{
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), ConfigPath: path, WatchInterval: -1})
 	if err != nil {
@@ -209,7 +210,7 @@ users:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var carolOut, carolErr syncBuf
+	var carolOut, carolErr syncbuf.Buffer
 	carol.Stdout, carol.Stderr = &carolOut, &carolErr
 	if err := carol.Start(); err != nil {
 		t.Fatal(err)
@@ -271,7 +272,7 @@ users:
 	}
 	// SFTP: the reason on the channel's stderr, then the close. The
 	// clients read it on goroutines of their own: wait for it.
-	eventually := func(what string, buf *syncBuf, want string) {
+	eventually := func(what string, buf *syncbuf.Buffer, want string) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for !strings.Contains(buf.String(), want) {

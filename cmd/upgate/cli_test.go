@@ -11,6 +11,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/upgate/upgate/gateway/admin"
+	"github.com/upgate/upgate/internal/syncbuf"
 )
 
 // TestSessionsAndKickCLI: a real FTP client's session shows in `upgate
@@ -24,7 +25,7 @@ func TestSessionsAndKickCLI(t *testing.T) {
 	ftpAddr, adminAddr := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
 	cmd := exec.Command(bin, "serve", "--listen.ftp", ftpAddr, "--listen.sftp", "", "--listen.admin", adminAddr)
 	cmd.Dir = t.TempDir()
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jlaffaye/ftp"
+
+	"github.com/upgate/upgate/internal/syncbuf"
 )
 
 func freePort(t *testing.T) string {
@@ -40,7 +42,7 @@ func TestSIGTERMDrainsUploads(t *testing.T) {
 	addr := "127.0.0.1:" + port
 	cmd := exec.Command(bin, "serve", "--listen.ftp", addr, "--listen.sftp", "", "--listen.admin", "")
 	cmd.Dir = dir
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -20,12 +20,13 @@ import (
 
 	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/syncbuf"
 )
 
 // proc is a process of the upgate binary, stopped in t.Cleanup.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr syncBuffer
+	stderr syncbuf.Buffer
 	done   chan error
 }
 
@@ -204,7 +205,7 @@ users:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var followErr syncBuffer
+	var followErr syncbuf.Buffer
 	follow.Stderr = &followErr
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/fstest"
+	"github.com/upgate/upgate/internal/syncbuf"
 )
 
 // buildBinary builds upgate once per test binary run.
@@ -91,7 +91,7 @@ func TestCommands(t *testing.T) {
 		dir := t.TempDir()
 		cmd := exec.Command(bin, "serve", "--listen.ftp", "127.0.0.1:0", "--listen.sftp", "127.0.0.1:0", "--listen.admin", "127.0.0.1:0")
 		cmd.Dir = dir
-		var stderr syncBuffer
+		var stderr syncbuf.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -151,24 +151,6 @@ func TestCommands(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer a child process writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestAgentCommand runs "upgate agent" and writes a file through it with
 // the real client.
 func TestAgentCommand(t *testing.T) {
@@ -188,7 +170,7 @@ func TestAgentCommand(t *testing.T) {
 	addr := lis.Addr().String()
 	lis.Close()
 	cmd := exec.Command(bin, "agent", "--listen", addr, "--root", root, "--token-file", tokenFile)
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

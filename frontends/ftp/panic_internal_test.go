@@ -7,7 +7,6 @@ package ftp
 // session registered by a real gateway (no agents).
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/internal/memnet"
+	"github.com/upgate/upgate/internal/syncbuf"
 )
 
 // panicFs is afero's in-memory filesystem whose every call panics once
@@ -72,25 +71,8 @@ func (f panicFile) Read(b []byte) (int, error)  { f.fs.trap("read"); return f.Fi
 func (f panicFile) Close() error                { f.fs.trap("close"); return f.File.Close() }
 func (f panicFile) TransferError(error)         { f.fs.trap("abort") }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestCallbacksRecoverPanics(t *testing.T) {
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	gw, err := gateway.New(context.Background(), &config.Config{}, gateway.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

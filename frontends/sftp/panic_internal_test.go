@@ -6,7 +6,6 @@ package sftp
 // recovers, logs the stack and answers SFTP FAILURE.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/internal/memnet"
+	"github.com/upgate/upgate/internal/syncbuf"
 )
 
 // panicFs is afero's in-memory filesystem, except that a file whose name
@@ -75,24 +74,6 @@ func (f panicFile) Close() error {
 // the file open.
 func (f panicFile) TransferError(error) { trap(f.Name(), "abort") }
 
-// syncBuf is a log destination written from several goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // gatewaySession returns a session registered by a real gateway (no
 // agents) whose log goes to logs.
 func gatewaySession(t *testing.T, logs io.Writer) *gateway.Session {
@@ -121,7 +102,7 @@ func gatewaySession(t *testing.T, logs io.Writer) *gateway.Session {
 }
 
 func TestHandlerPanicsAreFailures(t *testing.T) {
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	sess := gatewaySession(t, &logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
