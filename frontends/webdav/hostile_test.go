@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/internal/gwtest"
 )
@@ -254,9 +255,9 @@ func waitSessions(t testing.TB, e *env, n int) {
 // file is left and the agent holds no open file.
 func TestAbortedPutLeavesNothing(t *testing.T) {
 	e := start(t, func(cfg *config.Config) { cfg.Connections.ProgressTimeout = 500 * time.Millisecond })
-	old := randomBytes(t, 100000)
+	old := fstest.Data(100000, 107)
 	e.do(t, "alice", "PUT", "/old.php", bytes.NewReader(old)).want(t, "PUT", http.StatusCreated)
-	part := randomBytes(t, 300000)
+	part := fstest.Data(300000, 108)
 	cases := []struct {
 		name, hdr, body string
 		reset           bool // close with a RST instead of a FIN

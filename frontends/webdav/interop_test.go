@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
@@ -198,7 +199,7 @@ func TestCurlMethods(t *testing.T) {
 	curl := gwtest.RequireTool(t, "curl")
 	e := startTLS(t, nil)
 	src := filepath.Join(t.TempDir(), "index.php")
-	data := randomBytes(t, 123456)
+	data := fstest.Data(123456, 109)
 	if err := os.WriteFile(src, data, 0o644); err != nil {
 		t.Fatal(err)
 	}

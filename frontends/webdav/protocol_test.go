@@ -2,7 +2,6 @@ package webdav_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -20,19 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/config"
 	upwebdav "github.com/upgate/upgate/frontends/webdav"
 	"github.com/upgate/upgate/internal/gwtest"
 )
-
-func randomBytes(t testing.TB, n int) []byte {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func sum(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
 
@@ -75,7 +66,7 @@ func wantOnly(t testing.TB, e *env, user string, names ...string) {
 
 func TestPutGetRoundTrip(t *testing.T) {
 	e := start(t, nil)
-	data := randomBytes(t, 3<<20+12345)
+	data := fstest.Data(3<<20+12345, 105)
 	e.do(t, "alice", "PUT", "/app.php", bytes.NewReader(data)).want(t, "PUT new", http.StatusCreated)
 	wantFile(t, e, "alice", "app.php", data)
 	fi, _ := os.Stat(filepath.Join(e.UserDir("alice"), "app.php"))
@@ -352,7 +343,7 @@ func TestFinderAndExplorerSequences(t *testing.T) {
 	// the token, UNLOCK.
 	tok := lock("/finder.php", "Second-600")
 	wantFile(t, e, "alice", "finder.php", nil)
-	data := randomBytes(t, 200000)
+	data := fstest.Data(200000, 106)
 	e.do(t, "alice", "PUT", "/finder.php", bytes.NewReader(data)).want(t, "PUT without the lock's token", http.StatusLocked)
 	e.do(t, "alice", "PUT", "/finder.php", bytes.NewReader(data), "If", "("+tok+")").want(t, "PUT with the token", http.StatusCreated)
 	e.do(t, "alice", "UNLOCK", "/finder.php", nil, "Lock-Token", tok).want(t, "UNLOCK", http.StatusNoContent)

@@ -14,7 +14,6 @@ package prototest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
@@ -190,15 +190,6 @@ func (c *clients) local(t testing.TB, p string, data []byte) string {
 	return name
 }
 
-func randomBytes(t testing.TB, n int) []byte {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func digest(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
 
 // wantDisk fails unless p holds data on the agent.
@@ -225,7 +216,7 @@ func (c *clients) wantGone(t testing.TB, p string) {
 // come back byte for byte.
 func (c *clients) uploadDownload(t *testing.T) {
 	files := map[string][]byte{
-		"big.bin":        randomBytes(t, 1<<20+7),
+		"big.bin":        fstest.Data(1<<20+7, 101),
 		"small.txt":      []byte("hello\n"),
 		"empty":          {},
 		"sub/nested.php": []byte("<?php echo 'nested';\n"),
@@ -251,7 +242,7 @@ func (c *clients) uploadDownload(t *testing.T) {
 		t.Fatalf("rclone cat big.bin: sha256 %s", digest([]byte(out)))
 	}
 
-	data := randomBytes(t, 700000)
+	data := fstest.Data(700000, 102)
 	f := c.local(t, "curl.bin", data)
 	c.run(t, c.curl, c.curlArgs("-T", f, c.tg.URL+"/updown/curl.bin")...)
 	c.wantDisk(t, "updown/curl.bin", data)
@@ -366,7 +357,7 @@ func (c *clients) modTime(t *testing.T) {
 // upload is aborted: a replaced file keeps its old content, a new one
 // never appears, and no temp file is left.
 func (c *clients) interruptedUpload(t *testing.T) {
-	old := randomBytes(t, 50000)
+	old := fstest.Data(50000, 103)
 	c.rcloneRun(t, "copyto", c.local(t, "old.bin", old), "target:intr/old.bin")
 	agent, ok := c.tg.Env.Srv.Gateway.AgentPool().Embedded(gwtest.Agent)
 	if !ok {
@@ -397,7 +388,7 @@ func (c *clients) interruptedUpload(t *testing.T) {
 			}
 		}
 		t.Cleanup(reap)
-		sent := randomBytes(t, 1<<20)
+		sent := fstest.Data(1<<20, 104)
 		if _, err := stdin.Write(sent); err != nil {
 			t.Fatalf("feeding curl: %v", err)
 		}
