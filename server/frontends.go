@@ -118,12 +118,9 @@ func buildSFTP(s *Server, cfg *config.Config) (Frontend, gateway.Protocol, error
 func buildWebDAV(s *Server, cfg *config.Config) (Frontend, gateway.Protocol, error) {
 	c := cfg.WebDAV
 	wc := webdav.Config{HeaderTimeout: c.HeaderTimeout, ProgressTimeout: cfg.Connections.ProgressTimeout, Logger: s.log}
-	if c.TLS.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
-		if err != nil {
-			return nil, gateway.Protocol{}, fmt.Errorf("webdav.tls: %w", err)
-		}
-		wc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	var err error
+	if wc.TLS, err = serverTLS("webdav.tls", c.TLS.Cert, c.TLS.Key); err != nil {
+		return nil, gateway.Protocol{}, err
 	}
 	srv, err := webdav.New(s.Gateway, wc)
 	return srv, webdav.Protocol(wc.TLS != nil), err
@@ -141,12 +138,9 @@ func buildFTP(implicit bool) func(*Server, *config.Config) (Frontend, gateway.Pr
 			s.log.Warn("ftp.passive_ports holds fewer ports than connections.max_per_ip: one client address can hold them all",
 				"passive_ports", c.PassivePorts, "ports", n, "max_per_ip", cfg.Connections.MaxPerIP)
 		}
-		if c.TLS.Cert != "" {
-			cert, err := tls.LoadX509KeyPair(c.TLS.Cert, c.TLS.Key)
-			if err != nil {
-				return nil, gateway.Protocol{}, fmt.Errorf("server: ftp.tls: %w", err)
-			}
-			fc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		var err error
+		if fc.TLS, err = serverTLS("ftp.tls", c.TLS.Cert, c.TLS.Key); err != nil {
+			return nil, gateway.Protocol{}, err
 		}
 		srv, err := ftp.New(s.Gateway, fc)
 		if err != nil {
@@ -157,4 +151,17 @@ func buildFTP(implicit bool) func(*Server, *config.Config) (Frontend, gateway.Pr
 		}
 		return srv, ftp.Protocol(), nil
 	}
+}
+
+// serverTLS is a frontend's TLS config from the PEM files of the config
+// section key (TLS 1.2 at least); nil when no certificate is set.
+func serverTLS(key, certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: %s: %w", key, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
