@@ -218,27 +218,21 @@ func (c *Conn) Cut() {
 func (c *Conn) LocalAddr() net.Addr  { return c.local }
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
-func (c *Conn) SetDeadline(t time.Time) error {
-	c.link.mu.Lock()
-	defer c.link.mu.Unlock()
-	c.readDeadline.set(t, c.link)
-	c.writeDeadline.set(t, c.link)
-	c.link.cond.Broadcast()
-	return nil
-}
+func (c *Conn) SetDeadline(t time.Time) error      { return c.setDeadline(t, true, true) }
+func (c *Conn) SetReadDeadline(t time.Time) error  { return c.setDeadline(t, true, false) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, false, true) }
 
-func (c *Conn) SetReadDeadline(t time.Time) error {
+// setDeadline sets the read and/or write deadline and wakes the waiters,
+// which look at it again.
+func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 	c.link.mu.Lock()
 	defer c.link.mu.Unlock()
-	c.readDeadline.set(t, c.link)
-	c.link.cond.Broadcast()
-	return nil
-}
-
-func (c *Conn) SetWriteDeadline(t time.Time) error {
-	c.link.mu.Lock()
-	defer c.link.mu.Unlock()
-	c.writeDeadline.set(t, c.link)
+	if read {
+		c.readDeadline.set(t, c.link)
+	}
+	if write {
+		c.writeDeadline.set(t, c.link)
+	}
 	c.link.cond.Broadcast()
 	return nil
 }
