@@ -662,6 +662,9 @@ func TestAtomicUpload(t *testing.T) {
 	if string(info.GetName()) != "f" || info.GetSize() != 0 {
 		t.Errorf("opened = %v, want name f, size 0", info)
 	}
+	if m := fs.FileMode(info.GetMode()); m != 0o640 {
+		t.Errorf("open's reply: mode %v, want the replaced file's %v", m, fs.FileMode(0o640))
+	}
 	fst.write(0, "new ")
 	fst.write(4, "content")
 
@@ -755,6 +758,32 @@ func TestAtomicUpload(t *testing.T) {
 		}
 		if temps := agenttest.TempFiles(t, a.Dir); len(temps) != 0 {
 			t.Errorf("temp files after second commit: %q", temps)
+		}
+	})
+	t.Run("owner", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("giving a file another owner needs root")
+		}
+		// A save keeps the replaced file's owner and its sticky bit.
+		if err := os.Chown(target, 4321, 4322); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(target, 0o604|fs.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+		fst, info := openOK(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fWrite, fCreate, fTrunc), Perm: 0o644})
+		if info.GetUid() != 4321 || info.GetGid() != 4322 || fs.FileMode(info.GetMode()) != 0o604|fs.ModeSticky {
+			t.Errorf("open's reply: owner %d:%d mode %v, want 4321:4322 %v", info.GetUid(), info.GetGid(), fs.FileMode(info.GetMode()), 0o604|fs.ModeSticky)
+		}
+		fst.write(0, "fourth")
+		fst.close(false)
+		fi, err := os.Stat(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != 4321 || st.Gid != 4322 || fi.Mode() != 0o604|fs.ModeSticky || readFile(t, target) != "fourth" {
+			t.Errorf("after the save: owner %d:%d mode %v content %q, want 4321:4322 %v \"fourth\"", st.Uid, st.Gid, fi.Mode(), readFile(t, target), 0o604|fs.ModeSticky)
 		}
 	})
 	waitClean(t, a, a.Dir)

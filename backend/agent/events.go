@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"path"
 	"sync"
 	"time"
@@ -132,14 +133,21 @@ func (s *Server) committed(h *handle) {
 	case tmp == "" && isTempName(path.Base(h.f.Name())):
 		return // a join writes another handle's temp file
 	}
-	s.changed(hooks.Write, p, "")
+	s.changedInfo(hooks.Write, p, "", h.info)
 }
 
 // changed records a change and hands it to the hooks.
-func (s *Server) changed(kind hooks.Kind, p, from string) {
+func (s *Server) changed(kind hooks.Kind, p, from string) { s.changedInfo(kind, p, from, nil) }
+
+// changedInfo is changed with the changed file's state when the caller
+// has it (fi); nil looks it up.
+func (s *Server) changedInfo(kind hooks.Kind, p, from string, fi fs.FileInfo) {
 	c := &agentpb.Change{Kind: changeKinds[kind], Path: []byte(p), From: []byte(from)}
 	if kind != hooks.Delete {
-		if fi, err := s.root.Lstat(p); err == nil {
+		if fi == nil {
+			fi, _ = s.root.Lstat(p)
+		}
+		if fi != nil {
 			c.Size, c.MtimeUnixNano, c.Mode = fi.Size(), fi.ModTime().UnixNano(), uint32(fi.Mode())
 		}
 	}

@@ -67,10 +67,23 @@ type handle struct {
 	atime, mtime time.Time
 	timesSet     bool
 
-	// replaced holds the file a commit's rename replaced, open (O_PATH)
-	// from just before the rename until the stream goroutine has answered
-	// the close (afterReply); nil when there is none.
+	// replaced holds the file a commit's rename replaced, open (an O_PATH
+	// descriptor, which needs no permission on the file and follows no
+	// link) from just before the rename until the stream goroutine has
+	// answered the close (afterReply); nil when there is none. On ext4 a
+	// rename over a file whose last link it is frees that file's blocks
+	// inside the rename, while the client waits for its close
+	// (bench/fsops.py: a save's rename 0.066-0.121 ms that way, 0.040-0.042
+	// ms with the old file held open, and its close 0.037-0.041 ms); held
+	// open, the rename only drops its name and the kernel frees the file
+	// at afterReply's close. Nothing shows in the directory meanwhile, and
+	// after a crash the kernel's orphan list frees it. Where the file
+	// cannot be opened the rename frees it itself.
 	replaced *os.File
+
+	// info is the committed file's state, taken before its close, for the
+	// change event (Server.committed); nil when not taken.
+	info fs.FileInfo
 }
 
 // Open serves one open file; see agentpb.AgentServer.
@@ -189,23 +202,33 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	}
 
 	atomic := write && !h.append && !op.GetInPlace() && root.in(p) != "."
-	var existing fs.FileInfo
+	// An atomic upload's checks and its temp file's creation share one
+	// resolution of the directory (scope.parentDir).
+	var existing *unix.Stat_t
+	dirfd := -1
 	if atomic {
-		existing, err = root.Lstat(p)
+		d, fd, err := root.parentDir(p)
+		if err != nil {
+			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: unwrapPathError(err)}
+		}
+		defer d.Close()
+		dirfd = fd
+		var st unix.Stat_t
+		err = ignoringEINTR(func() error { return unix.Fstatat(dirfd, path.Base(p), &st, unix.AT_SYMLINK_NOFOLLOW) })
 		switch {
-		case err == nil && existing.Mode()&fs.ModeSymlink != 0:
+		case err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK:
 			atomic = false // write through the link, as open(2) would
-		case err == nil && existing.IsDir():
+		case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
 			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EISDIR}
 		case err == nil && flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL:
 			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EEXIST}
 		case err == nil:
 			atomic = flag&os.O_TRUNC != 0
+			existing = &st
 		case errors.Is(err, fs.ErrNotExist):
 			atomic = flag&os.O_CREATE != 0
-			existing = nil
 		default:
-			return nil, nil, err
+			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
 		}
 	}
 	if !atomic {
@@ -224,7 +247,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 
 	s.sweepStaleTemps(root, path.Dir(p))
 	h.tmp = tempPath(p)
-	f, err := root.OpenFile(h.tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+	f, err := root.createExcl(dirfd, h.tmp, perm)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -233,20 +256,13 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		return nil, nil, err
 	}
 	h.f = f
-	if existing != nil {
-		// Keep the replaced file's mode (setuid and setgid excepted: the
-		// agent never makes them) and, where allowed, its owner.
-		if err := f.Chmod(existing.Mode() & (fs.ModePerm | fs.ModeSticky)); err != nil {
-			s.log.Warn("keep mode of replaced file", "path", p, "err", err)
-		}
-		if st, ok := existing.Sys().(*syscall.Stat_t); ok {
-			_ = f.Chown(int(st.Uid), int(st.Gid)) // EPERM when not root: the file is ours then
-		}
-	}
 	info, err := openedInfo(f, p)
 	if err != nil {
 		h.abort("stat temp file")
 		return nil, nil, err
+	}
+	if existing != nil {
+		s.keepReplaced(f, p, existing, info)
 	}
 	h.id = newUploadID()
 	s.mu.Lock()
@@ -292,6 +308,31 @@ func openedInfo(f *os.File, p string) (*agentpb.FileInfo, error) {
 	info := fileInfo(fi)
 	info.Name = []byte(path.Base(p))
 	return info, nil
+}
+
+// keepReplaced gives an upload's temp file f the mode (setuid and setgid
+// excepted: the agent never makes them) and, where allowed, the owner of
+// the file old it replaces, where they differ from the new file's (info,
+// which it updates): a save keeps them.
+func (s *Server) keepReplaced(f *os.File, p string, old *unix.Stat_t, info *agentpb.FileInfo) {
+	mode := fs.FileMode(old.Mode & 0o777)
+	if old.Mode&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	const kept = fs.ModePerm | fs.ModeSticky
+	if cur := fs.FileMode(info.GetMode()); cur&kept != mode {
+		if err := f.Chmod(mode); err != nil {
+			s.log.Warn("keep mode of replaced file", "path", p, "err", err)
+		} else {
+			info.Mode = uint32(cur&^kept | mode)
+		}
+	}
+	if info.GetUid() != old.Uid || info.GetGid() != old.Gid {
+		// EPERM when not root: the file is ours then.
+		if f.Chown(int(old.Uid), int(old.Gid)) == nil {
+			info.Uid, info.Gid = old.Uid, old.Gid
+		}
+	}
 }
 
 // newUploadID names an atomic upload for OpenOp.join_upload.
@@ -513,6 +554,13 @@ func (h *handle) commit() error {
 	if set {
 		terr = futimes(h.f, atime, mtime)
 	}
+	if h.id != "" && !h.unlinked {
+		// An atomic upload's change event: its state now is the
+		// committed file's (a rename keeps it), one fstat where a
+		// lookup of the path after the rename costs three calls.
+		// unlinked is set only on this goroutine.
+		h.info, _ = h.f.Stat()
+	}
 	cerr := h.f.Close()
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
@@ -534,12 +582,12 @@ func (h *handle) commit() error {
 			return err
 		}
 	default:
-		h.holdReplacedLocked()
-		if err := h.root.Rename(h.tmp, h.path); err != nil {
-			h.afterReply() // nothing was replaced: the old file stays
+		replaced, err := h.root.replace(h.tmp, h.path)
+		if err != nil {
 			h.removeTempLocked()
 			return err
 		}
+		h.replaced = replaced
 		h.s.forgetUpload(h)
 	}
 	if terr != nil {
@@ -548,38 +596,8 @@ func (h *handle) commit() error {
 	return nil
 }
 
-// holdReplacedLocked opens the file the commit is about to replace (an
-// O_PATH descriptor, which needs no permission on the file and follows no
-// link), so that the rename only drops its name: on ext4, a rename over a
-// file whose last link it is frees that file's blocks inside the rename,
-// while the client waits for its close (bench/fsops.py: a save's rename
-// 0.066-0.121 ms that way, 0.040-0.042 ms with the old file held open, and
-// its close 0.037-0.041 ms). afterReply closes it once the client has its
-// answer, and the kernel frees the file then. Nothing shows in the
-// directory meanwhile, and after a crash the kernel's orphan list frees
-// it. Where the file cannot be opened (it is gone, or the directory
-// cannot be searched) the rename frees it itself, as before. s.mu is
-// held.
-func (h *handle) holdReplacedLocked() {
-	d, err := h.root.Open(path.Dir(h.path))
-	if err != nil {
-		return
-	}
-	defer d.Close()
-	rc, err := d.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(dirfd uintptr) {
-		fd, err := unix.Openat(int(dirfd), path.Base(h.path), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err == nil {
-			h.replaced = os.NewFile(uintptr(fd), h.path)
-		}
-	})
-}
-
 // afterReply finishes what the reply to the last request did not wait
-// for: it lets go of the file an upload replaced (holdReplacedLocked).
+// for: it lets go of the file an upload replaced (handle.replaced).
 // Called by the stream goroutine after each reply, and on the error path.
 func (h *handle) afterReply() {
 	if h.replaced == nil {

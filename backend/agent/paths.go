@@ -183,6 +183,76 @@ func (c *scope) Chtimes(p string, atime, mtime time.Time) error {
 func (c *scope) Symlink(target, p string) error    { return c.r.Symlink(target, c.in(p)) }
 func (c *scope) Readlink(p string) (string, error) { return c.r.Readlink(c.in(p)) }
 
+// parentDir opens the directory that holds p (a cleaned agent path in the
+// scope, not the scope's root) through the root, so that no link on the
+// way leads out, for *at system calls on p's last component: one
+// resolution serves several calls where each os.Root method resolves the
+// path again (an upload's open and commit, issue 15). The caller closes d;
+// fd is d's descriptor until then.
+func (c *scope) parentDir(p string) (d *os.File, fd int, err error) {
+	// O_NONBLOCK spares os's making the descriptor non-blocking and back
+	// for its poller (four fcntl calls a directory never needs); *at
+	// calls do not look at it.
+	d, err = c.r.OpenFile(path.Dir(c.in(p)), os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, -1, err
+	}
+	return d, int(d.Fd()), nil
+}
+
+// name is the host path of p, as os names the files it opens through the
+// root.
+func (c *scope) name(p string) string { return path.Join(c.r.Name(), c.in(p)) }
+
+// createExcl creates p (O_CREAT|O_EXCL, never through a link) in the
+// directory dirfd that holds it: a raw openat, so that os does not try the
+// regular file on its poller (five system calls it refuses).
+func (c *scope) createExcl(dirfd int, p string, perm fs.FileMode) (*os.File, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat(dirfd, path.Base(p), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm))
+		return err
+	})
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), c.name(p)), nil
+}
+
+// ignoringEINTR retries a system call that a signal interrupted.
+func ignoringEINTR(call func() error) error {
+	for {
+		if err := call(); err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// replace renames tmp over p, both in one directory, as the commit of an
+// atomic upload: one resolution of the directory for the rename and for
+// holding the file it replaces open (O_PATH, never through a link), which
+// replace returns, nil when there was none (see handle.holdReplacedLocked).
+func (c *scope) replace(tmp, p string) (replaced *os.File, err error) {
+	if path.Dir(tmp) != path.Dir(p) {
+		return nil, c.Rename(tmp, p)
+	}
+	d, dfd, err := c.parentDir(p)
+	if err != nil {
+		return nil, &os.LinkError{Op: "rename", Old: tmp, New: p, Err: unwrapPathError(err)}
+	}
+	defer d.Close()
+	if fd, err := unix.Openat(dfd, path.Base(p), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+		replaced = os.NewFile(uintptr(fd), c.name(p))
+	}
+	if err := unix.Renameat(dfd, path.Base(tmp), dfd, path.Base(p)); err != nil {
+		if replaced != nil {
+			_ = replaced.Close()
+		}
+		return nil, &os.LinkError{Op: "rename", Old: tmp, New: p, Err: err}
+	}
+	return replaced, nil
+}
+
 // rename is rename(2) inside the root: renameat between the two parent
 // directories, each opened through the root (so no link on the way leads
 // out), on their last components, which renameat never follows. Unlike
