@@ -400,7 +400,13 @@ func (f *file) ReadFrom(r io.Reader) (int64, error) {
 				f.cache.drop()
 				off := f.offset
 				f.offset += int64(len(buf))
-				err = f.w.sendOwned(buf, off)
+				if errors.Is(rerr, io.EOF) && len(buf) < chunk {
+					// The upload's last part: held back, so that the
+					// close can carry it (Close).
+					err = f.w.holdOwned(buf, off)
+				} else {
+					err = f.w.sendOwned(buf, off)
+				}
 				buf = f.g.buffers.get()
 			}
 			f.mu.Unlock()
@@ -598,11 +604,23 @@ func (f *file) Close() error {
 		f.abandon() // nothing to commit: the agent just closes it
 		return nil
 	}
+	cop := &agentpb.CloseOp{}
 	err := f.abortErr
 	if err != nil {
 		err = &fs.PathError{Op: "close", Path: f.path(), Err: fmt.Errorf("transfer aborted: %w", err)}
-	} else if err = f.w.flush(); err == nil {
-		err = f.win.failed() // a write failed already: abort, do not commit
+	} else {
+		// The last held-back write rides with the close where the agent
+		// takes it (a small save's data and commit are then one message
+		// each way); anything else is sent before it.
+		if f.c.features&uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE) != 0 {
+			if off, data, ok := f.w.takeOnly(); ok {
+				cop.Write = &agentpb.WriteOp{Offset: off, Data: data}
+				defer f.g.buffers.put(data) // once sent: the call returns after
+			}
+		}
+		if err = f.w.flush(); err == nil {
+			err = f.win.failed() // a write failed already: abort, do not commit
+		}
 	}
 	f.mu.Unlock()
 	if err != nil {
@@ -616,7 +634,7 @@ func (f *file) Close() error {
 	// loop runs their callbacks first); a failed one is the more precise
 	// error.
 	start := time.Now()
-	req := &agentpb.SessionRequest{File: f.id, Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{}}}
+	req := &agentpb.SessionRequest{File: f.id, Op: &agentpb.SessionRequest_Close{Close: cop}}
 	resp, err := f.c.call(context.Background(), f.g.timeout, req)
 	f.g.observe("Close", resp, err, start)
 	if werr := f.win.failed(); werr != nil {

@@ -49,6 +49,9 @@ type muxConn struct {
 	// under the stream (see retirable).
 	retired func() bool
 
+	// features is the agent's FileFeature bit set, from its Hello.
+	features uint32
+
 	// sendMu serializes Send and id allocation.
 	sendMu sync.Mutex
 	nextID uint64
@@ -129,6 +132,9 @@ func (m *mux) open() (*muxConn, error) {
 	}
 	if err == nil && resp.GetHello().GetProtocol() < agentProtocol {
 		err = fmt.Errorf("%w: the agent speaks protocol %d, this gateway %d", ErrAgentProtocol, resp.GetHello().GetProtocol(), agentProtocol)
+	}
+	if err == nil {
+		c.features = resp.GetHello().GetFeatures()
 	}
 	if err != nil {
 		c.close()

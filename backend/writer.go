@@ -145,6 +145,19 @@ func (c *coalescer) sendOwned(buf []byte, off int64) error {
 	return c.send(e)
 }
 
+// holdOwned holds buf (from the pool, written at off) back as an extent of
+// its own, after sending the writes held back before it: the last part
+// ReadFrom read, which the close may carry (takeOnly).
+func (c *coalescer) holdOwned(buf []byte, off int64) error {
+	if err := c.flush(); err != nil {
+		c.pool.put(buf)
+		return err
+	}
+	c.extents = append(c.extents, &extent{off: off, data: buf})
+	c.buffered += len(buf)
+	return nil
+}
+
 // newBuffer is an empty buffer for an extent whose first write has n
 // bytes: small at first (a small file costs about its size), a pooled
 // chunk once the file's writes have filled one.
@@ -194,6 +207,20 @@ func (c *coalescer) send(e *extent) error {
 		data, off = data[n:], off+int64(n)
 	}
 	return nil
+}
+
+// takeOnly takes the held-back writes when they are one extent of at most
+// chunk bytes (a small upload's data, or a large one's last part): the
+// caller sends them itself (a close that carries its file's last write)
+// and returns data to the pool once sent. ok is false, and nothing is
+// taken, otherwise.
+func (c *coalescer) takeOnly() (off int64, data []byte, ok bool) {
+	if len(c.extents) != 1 || len(c.extents[0].data) > chunk {
+		return 0, nil, false
+	}
+	e := c.extents[0]
+	c.extents, c.buffered = c.extents[:0], 0
+	return e.off, e.data, true
 }
 
 // flush sends every held-back write.

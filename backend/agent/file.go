@@ -401,20 +401,8 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		}
 		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Read{Read: &agentpb.ReadResult{Data: buf[:got], Eof: eof}}}
 	case *agentpb.FileRequest_Write:
-		var n int
-		var err error
-		if h.append {
-			n, err = h.f.Write(op.Write.GetData())
-		} else {
-			n, err = h.f.WriteAt(op.Write.GetData(), op.Write.GetOffset())
-		}
-		if err == nil && n != len(op.Write.GetData()) {
-			err = io.ErrShortWrite
-		}
+		n, err := h.write(op.Write)
 		if err != nil {
-			if h.writeErr == nil {
-				h.writeErr = &fs.PathError{Op: "write", Path: h.target(), Err: unwrapPathError(err)}
-			}
 			return fail("write", err)
 		}
 		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Write{Write: &agentpb.WriteResult{Written: int64(n)}}}
@@ -480,6 +468,9 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 			h.abort("client aborted")
 			return done
 		}
+		if w := op.Close.GetWrite(); w != nil && h.writeErr == nil {
+			_, _ = h.write(w) // a failure is writeErr: the close aborts below
+		}
 		if h.writeErr != nil {
 			h.abort("a write failed")
 			return fail("close", h.writeErr)
@@ -493,6 +484,26 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		return fail("open", status.Error(codes.FailedPrecondition, "file is already open"))
 	}
 	return fail("request", status.Error(codes.InvalidArgument, "empty file request"))
+}
+
+// write applies one write (a WriteOp, or the last write a CloseOp
+// carries). A failed or short write is also kept as writeErr: the close
+// after it aborts.
+func (h *handle) write(op *agentpb.WriteOp) (int, error) {
+	var n int
+	var err error
+	if h.append {
+		n, err = h.f.Write(op.GetData())
+	} else {
+		n, err = h.f.WriteAt(op.GetData(), op.GetOffset())
+	}
+	if err == nil && n != len(op.GetData()) {
+		err = io.ErrShortWrite
+	}
+	if err != nil && h.writeErr == nil {
+		h.writeErr = &fs.PathError{Op: "write", Path: h.target(), Err: unwrapPathError(err)}
+	}
+	return n, err
 }
 
 // errNotUpload answers UnlinkOp and MoveOp on a handle that is not an

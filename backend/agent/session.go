@@ -23,7 +23,7 @@ const Protocol = 2
 // release (agentpb.FileFeature), announced in SessionHelloResult and in every
 // v1 open's reply.
 const features = uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
-	agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW)
+	agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW | agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE)
 
 const (
 	// fileQueue is how many requests one open file may have waiting for

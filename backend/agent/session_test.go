@@ -244,3 +244,50 @@ func TestSessionFilesAndListings(t *testing.T) {
 		t.Fatalf("the aborted upload is visible: %v", err)
 	}
 }
+
+// TestSessionCloseWithWrite: a CloseOp may carry the file's last write
+// (FILE_FEATURE_CLOSE_WITH_WRITE, announced in the Hello): the agent
+// writes it, then commits; a carried write that fails aborts the upload,
+// the close answers the write's error, and the old file stays.
+func TestSessionCloseWithWrite(t *testing.T) {
+	a, c := start(t, "")
+	if err := os.Mkdir(filepath.Join(a.Dir, "u"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(a.Dir, "u", "f"), "old\n", 0o644)
+	r, hello := session(t, c, "u")
+	if hello.GetHello().GetFeatures()&uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE) == 0 {
+		t.Fatalf("HelloResult %v: no FILE_FEATURE_CLOSE_WITH_WRITE", hello.GetHello())
+	}
+	upload := func() uint64 {
+		return r.ok(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
+			Path: []byte("u/f"), Flags: flags(agentpb.OpenFlag_OPEN_FLAG_WRITE, agentpb.OpenFlag_OPEN_FLAG_CREATE, agentpb.OpenFlag_OPEN_FLAG_TRUNC), Perm: 0o644}}}).GetId()
+	}
+	closeWith := func(fid uint64, w *agentpb.WriteOp) *agentpb.SessionResponse {
+		return r.do(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{Write: w}}}))
+	}
+
+	// One write before, the last with the close.
+	fid := upload()
+	r.ok(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Data: []byte("new ")}}}))
+	if resp := closeWith(fid, &agentpb.WriteOp{Offset: 4, Data: []byte("content\n")}); resp.GetError() != nil || resp.GetDone() == nil {
+		t.Fatalf("close with the last write: %v", resp)
+	}
+	if got := readFile(t, filepath.Join(a.Dir, "u", "f")); got != "new content\n" {
+		t.Fatalf("committed %q, want %q", got, "new content\n")
+	}
+
+	// A carried write that fails (a negative offset) commits nothing.
+	fid = upload()
+	resp := closeWith(fid, &agentpb.WriteOp{Offset: -1, Data: []byte("lost")})
+	if e := resp.GetError(); e == nil || !strings.Contains(e.GetMessage(), "write") {
+		t.Fatalf("close with a failing write: %v, want the write's error", resp)
+	}
+	if got := readFile(t, filepath.Join(a.Dir, "u", "f")); got != "new content\n" {
+		t.Fatalf("after the failed close: %q, want the old content", got)
+	}
+	a.WaitIdle(t, 10*time.Second)
+	if temps := agenttest.TempFiles(t, filepath.Join(a.Dir, "u")); len(temps) != 0 {
+		t.Fatalf("temp files after the aborted upload: %q", temps)
+	}
+}

@@ -171,6 +171,8 @@ const (
 	// upload_id, OpenOp.join_upload, UnlinkOp, MoveOp, and SetTimesOp applied
 	// at once.
 	FileFeature_FILE_FEATURE_SESSION_VIEW FileFeature = 2
+	// A CloseOp may carry the file's last write (CloseOp.write).
+	FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE FileFeature = 4
 )
 
 // Enum value maps for FileFeature.
@@ -179,11 +181,13 @@ var (
 		0: "FILE_FEATURE_UNSPECIFIED",
 		1: "FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS",
 		2: "FILE_FEATURE_SESSION_VIEW",
+		4: "FILE_FEATURE_CLOSE_WITH_WRITE",
 	}
 	FileFeature_value = map[string]int32{
 		"FILE_FEATURE_UNSPECIFIED":                     0,
 		"FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS": 1,
 		"FILE_FEATURE_SESSION_VIEW":                    2,
+		"FILE_FEATURE_CLOSE_WITH_WRITE":                4,
 	}
 )
 
@@ -1656,7 +1660,15 @@ func (x *ChmodOp) GetPerm() uint32 {
 type CloseOp struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// abort discards an atomic upload instead of committing it.
-	Abort         bool `protobuf:"varint,1,opt,name=abort,proto3" json:"abort,omitempty"`
+	Abort bool `protobuf:"varint,1,opt,name=abort,proto3" json:"abort,omitempty"`
+	// write, when set, is the file's last write, carried with the close so
+	// that a small upload's data and its commit are one message each way
+	// (a WriteOp and a CloseOp are two): the agent applies it as a WriteOp,
+	// then closes. A failed or short write aborts the upload and answers
+	// the close with the write's error. A gateway sends it only to an
+	// agent announcing FILE_FEATURE_CLOSE_WITH_WRITE: an older agent
+	// would not know the field and commit without the data.
+	Write         *WriteOp `protobuf:"bytes,2,opt,name=write,proto3" json:"write,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1696,6 +1708,13 @@ func (x *CloseOp) GetAbort() bool {
 		return x.Abort
 	}
 	return false
+}
+
+func (x *CloseOp) GetWrite() *WriteOp {
+	if x != nil {
+		return x.Write
+	}
+	return nil
 }
 
 // UnlinkOp discards an atomic upload now, as unlink(2) does to an open
@@ -3348,9 +3367,10 @@ const file_agent_proto_rawDesc = "" +
 	"\x0fatime_unix_nano\x18\x01 \x01(\x03R\ratimeUnixNano\x12&\n" +
 	"\x0fmtime_unix_nano\x18\x02 \x01(\x03R\rmtimeUnixNano\"\x1d\n" +
 	"\aChmodOp\x12\x12\n" +
-	"\x04perm\x18\x01 \x01(\rR\x04perm\"\x1f\n" +
+	"\x04perm\x18\x01 \x01(\rR\x04perm\"O\n" +
 	"\aCloseOp\x12\x14\n" +
-	"\x05abort\x18\x01 \x01(\bR\x05abort\"\n" +
+	"\x05abort\x18\x01 \x01(\bR\x05abort\x12.\n" +
+	"\x05write\x18\x02 \x01(\v2\x18.upgate.agent.v1.WriteOpR\x05write\"\n" +
 	"\n" +
 	"\bUnlinkOp\"\x1c\n" +
 	"\x06MoveOp\x12\x12\n" +
@@ -3463,11 +3483,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x10OPEN_FLAG_CREATE\x10\b\x12\x12\n" +
 	"\x0eOPEN_FLAG_EXCL\x10\x10\x12\x13\n" +
 	"\x0fOPEN_FLAG_TRUNC\x10 \x12\x12\n" +
-	"\x0eOPEN_FLAG_SYNC\x10@*|\n" +
+	"\x0eOPEN_FLAG_SYNC\x10@*\x9f\x01\n" +
 	"\vFileFeature\x12\x1c\n" +
 	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
 	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x01\x12\x1d\n" +
-	"\x19FILE_FEATURE_SESSION_VIEW\x10\x022\xa2\t\n" +
+	"\x19FILE_FEATURE_SESSION_VIEW\x10\x02\x12!\n" +
+	"\x1dFILE_FEATURE_CLOSE_WITH_WRITE\x10\x042\xa2\t\n" +
 	"\x05Agent\x12P\n" +
 	"\aSession\x12\x1f.upgate.agent.v1.SessionRequest\x1a .upgate.agent.v1.SessionResponse(\x010\x01\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +
@@ -3548,99 +3569,100 @@ var file_agent_proto_goTypes = []any{
 var file_agent_proto_depIdxs = []int32{
 	5,  // 0: upgate.agent.v1.ReadDirResponse.entries:type_name -> upgate.agent.v1.FileInfo
 	0,  // 1: upgate.agent.v1.HashRequest.algorithm:type_name -> upgate.agent.v1.HashAlgorithm
-	21, // 2: upgate.agent.v1.FileRequest.open:type_name -> upgate.agent.v1.OpenOp
-	22, // 3: upgate.agent.v1.FileRequest.read:type_name -> upgate.agent.v1.ReadOp
-	23, // 4: upgate.agent.v1.FileRequest.write:type_name -> upgate.agent.v1.WriteOp
-	24, // 5: upgate.agent.v1.FileRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
-	25, // 6: upgate.agent.v1.FileRequest.sync:type_name -> upgate.agent.v1.SyncOp
-	26, // 7: upgate.agent.v1.FileRequest.stat:type_name -> upgate.agent.v1.StatOp
-	27, // 8: upgate.agent.v1.FileRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
-	28, // 9: upgate.agent.v1.FileRequest.chmod:type_name -> upgate.agent.v1.ChmodOp
-	29, // 10: upgate.agent.v1.FileRequest.close:type_name -> upgate.agent.v1.CloseOp
-	30, // 11: upgate.agent.v1.FileRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
-	31, // 12: upgate.agent.v1.FileRequest.move:type_name -> upgate.agent.v1.MoveOp
-	33, // 13: upgate.agent.v1.FileResponse.error:type_name -> upgate.agent.v1.Error
-	5,  // 14: upgate.agent.v1.FileResponse.opened:type_name -> upgate.agent.v1.FileInfo
-	34, // 15: upgate.agent.v1.FileResponse.read:type_name -> upgate.agent.v1.ReadResult
-	35, // 16: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
-	5,  // 17: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
-	3,  // 18: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
-	37, // 19: upgate.agent.v1.SessionRequest.hello:type_name -> upgate.agent.v1.SessionHello
-	4,  // 20: upgate.agent.v1.SessionRequest.stat:type_name -> upgate.agent.v1.PathRequest
-	4,  // 21: upgate.agent.v1.SessionRequest.lstat:type_name -> upgate.agent.v1.PathRequest
-	7,  // 22: upgate.agent.v1.SessionRequest.mkdir:type_name -> upgate.agent.v1.MkdirRequest
-	8,  // 23: upgate.agent.v1.SessionRequest.remove:type_name -> upgate.agent.v1.RemoveRequest
-	9,  // 24: upgate.agent.v1.SessionRequest.rename:type_name -> upgate.agent.v1.RenameRequest
-	10, // 25: upgate.agent.v1.SessionRequest.chmod:type_name -> upgate.agent.v1.ChmodRequest
-	11, // 26: upgate.agent.v1.SessionRequest.chown:type_name -> upgate.agent.v1.ChownRequest
-	12, // 27: upgate.agent.v1.SessionRequest.chtimes:type_name -> upgate.agent.v1.ChtimesRequest
-	13, // 28: upgate.agent.v1.SessionRequest.symlink:type_name -> upgate.agent.v1.SymlinkRequest
-	14, // 29: upgate.agent.v1.SessionRequest.link:type_name -> upgate.agent.v1.LinkRequest
-	4,  // 30: upgate.agent.v1.SessionRequest.readlink:type_name -> upgate.agent.v1.PathRequest
-	16, // 31: upgate.agent.v1.SessionRequest.hash:type_name -> upgate.agent.v1.HashRequest
-	4,  // 32: upgate.agent.v1.SessionRequest.statfs:type_name -> upgate.agent.v1.PathRequest
-	4,  // 33: upgate.agent.v1.SessionRequest.opendir:type_name -> upgate.agent.v1.PathRequest
-	39, // 34: upgate.agent.v1.SessionRequest.readdir:type_name -> upgate.agent.v1.ReadDirOp
-	21, // 35: upgate.agent.v1.SessionRequest.open:type_name -> upgate.agent.v1.OpenOp
-	22, // 36: upgate.agent.v1.SessionRequest.read:type_name -> upgate.agent.v1.ReadOp
-	23, // 37: upgate.agent.v1.SessionRequest.write:type_name -> upgate.agent.v1.WriteOp
-	24, // 38: upgate.agent.v1.SessionRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
-	25, // 39: upgate.agent.v1.SessionRequest.sync:type_name -> upgate.agent.v1.SyncOp
-	26, // 40: upgate.agent.v1.SessionRequest.fstat:type_name -> upgate.agent.v1.StatOp
-	27, // 41: upgate.agent.v1.SessionRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
-	28, // 42: upgate.agent.v1.SessionRequest.fchmod:type_name -> upgate.agent.v1.ChmodOp
-	30, // 43: upgate.agent.v1.SessionRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
-	31, // 44: upgate.agent.v1.SessionRequest.move:type_name -> upgate.agent.v1.MoveOp
-	29, // 45: upgate.agent.v1.SessionRequest.close:type_name -> upgate.agent.v1.CloseOp
-	33, // 46: upgate.agent.v1.SessionResponse.error:type_name -> upgate.agent.v1.Error
-	38, // 47: upgate.agent.v1.SessionResponse.hello:type_name -> upgate.agent.v1.SessionHelloResult
-	5,  // 48: upgate.agent.v1.SessionResponse.info:type_name -> upgate.agent.v1.FileInfo
-	3,  // 49: upgate.agent.v1.SessionResponse.done:type_name -> upgate.agent.v1.Empty
-	15, // 50: upgate.agent.v1.SessionResponse.readlink:type_name -> upgate.agent.v1.ReadlinkResponse
-	17, // 51: upgate.agent.v1.SessionResponse.hash:type_name -> upgate.agent.v1.HashResponse
-	18, // 52: upgate.agent.v1.SessionResponse.statfs:type_name -> upgate.agent.v1.StatFSResponse
-	6,  // 53: upgate.agent.v1.SessionResponse.entries:type_name -> upgate.agent.v1.ReadDirResponse
-	34, // 54: upgate.agent.v1.SessionResponse.read:type_name -> upgate.agent.v1.ReadResult
-	35, // 55: upgate.agent.v1.SessionResponse.write:type_name -> upgate.agent.v1.WriteResult
-	40, // 56: upgate.agent.v1.Agent.Session:input_type -> upgate.agent.v1.SessionRequest
-	4,  // 57: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
-	4,  // 58: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
-	4,  // 59: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
-	32, // 60: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
-	7,  // 61: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
-	8,  // 62: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
-	9,  // 63: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
-	10, // 64: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
-	11, // 65: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
-	12, // 66: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
-	13, // 67: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
-	14, // 68: upgate.agent.v1.Agent.Link:input_type -> upgate.agent.v1.LinkRequest
-	4,  // 69: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
-	16, // 70: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
-	4,  // 71: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
-	19, // 72: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
-	41, // 73: upgate.agent.v1.Agent.Session:output_type -> upgate.agent.v1.SessionResponse
-	5,  // 74: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
-	5,  // 75: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
-	6,  // 76: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
-	36, // 77: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
-	3,  // 78: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
-	3,  // 79: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
-	3,  // 80: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
-	3,  // 81: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
-	3,  // 82: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
-	3,  // 83: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
-	3,  // 84: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
-	3,  // 85: upgate.agent.v1.Agent.Link:output_type -> upgate.agent.v1.Empty
-	15, // 86: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
-	17, // 87: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
-	18, // 88: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
-	20, // 89: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
-	73, // [73:90] is the sub-list for method output_type
-	56, // [56:73] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	23, // 2: upgate.agent.v1.CloseOp.write:type_name -> upgate.agent.v1.WriteOp
+	21, // 3: upgate.agent.v1.FileRequest.open:type_name -> upgate.agent.v1.OpenOp
+	22, // 4: upgate.agent.v1.FileRequest.read:type_name -> upgate.agent.v1.ReadOp
+	23, // 5: upgate.agent.v1.FileRequest.write:type_name -> upgate.agent.v1.WriteOp
+	24, // 6: upgate.agent.v1.FileRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
+	25, // 7: upgate.agent.v1.FileRequest.sync:type_name -> upgate.agent.v1.SyncOp
+	26, // 8: upgate.agent.v1.FileRequest.stat:type_name -> upgate.agent.v1.StatOp
+	27, // 9: upgate.agent.v1.FileRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
+	28, // 10: upgate.agent.v1.FileRequest.chmod:type_name -> upgate.agent.v1.ChmodOp
+	29, // 11: upgate.agent.v1.FileRequest.close:type_name -> upgate.agent.v1.CloseOp
+	30, // 12: upgate.agent.v1.FileRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
+	31, // 13: upgate.agent.v1.FileRequest.move:type_name -> upgate.agent.v1.MoveOp
+	33, // 14: upgate.agent.v1.FileResponse.error:type_name -> upgate.agent.v1.Error
+	5,  // 15: upgate.agent.v1.FileResponse.opened:type_name -> upgate.agent.v1.FileInfo
+	34, // 16: upgate.agent.v1.FileResponse.read:type_name -> upgate.agent.v1.ReadResult
+	35, // 17: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
+	5,  // 18: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
+	3,  // 19: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
+	37, // 20: upgate.agent.v1.SessionRequest.hello:type_name -> upgate.agent.v1.SessionHello
+	4,  // 21: upgate.agent.v1.SessionRequest.stat:type_name -> upgate.agent.v1.PathRequest
+	4,  // 22: upgate.agent.v1.SessionRequest.lstat:type_name -> upgate.agent.v1.PathRequest
+	7,  // 23: upgate.agent.v1.SessionRequest.mkdir:type_name -> upgate.agent.v1.MkdirRequest
+	8,  // 24: upgate.agent.v1.SessionRequest.remove:type_name -> upgate.agent.v1.RemoveRequest
+	9,  // 25: upgate.agent.v1.SessionRequest.rename:type_name -> upgate.agent.v1.RenameRequest
+	10, // 26: upgate.agent.v1.SessionRequest.chmod:type_name -> upgate.agent.v1.ChmodRequest
+	11, // 27: upgate.agent.v1.SessionRequest.chown:type_name -> upgate.agent.v1.ChownRequest
+	12, // 28: upgate.agent.v1.SessionRequest.chtimes:type_name -> upgate.agent.v1.ChtimesRequest
+	13, // 29: upgate.agent.v1.SessionRequest.symlink:type_name -> upgate.agent.v1.SymlinkRequest
+	14, // 30: upgate.agent.v1.SessionRequest.link:type_name -> upgate.agent.v1.LinkRequest
+	4,  // 31: upgate.agent.v1.SessionRequest.readlink:type_name -> upgate.agent.v1.PathRequest
+	16, // 32: upgate.agent.v1.SessionRequest.hash:type_name -> upgate.agent.v1.HashRequest
+	4,  // 33: upgate.agent.v1.SessionRequest.statfs:type_name -> upgate.agent.v1.PathRequest
+	4,  // 34: upgate.agent.v1.SessionRequest.opendir:type_name -> upgate.agent.v1.PathRequest
+	39, // 35: upgate.agent.v1.SessionRequest.readdir:type_name -> upgate.agent.v1.ReadDirOp
+	21, // 36: upgate.agent.v1.SessionRequest.open:type_name -> upgate.agent.v1.OpenOp
+	22, // 37: upgate.agent.v1.SessionRequest.read:type_name -> upgate.agent.v1.ReadOp
+	23, // 38: upgate.agent.v1.SessionRequest.write:type_name -> upgate.agent.v1.WriteOp
+	24, // 39: upgate.agent.v1.SessionRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
+	25, // 40: upgate.agent.v1.SessionRequest.sync:type_name -> upgate.agent.v1.SyncOp
+	26, // 41: upgate.agent.v1.SessionRequest.fstat:type_name -> upgate.agent.v1.StatOp
+	27, // 42: upgate.agent.v1.SessionRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
+	28, // 43: upgate.agent.v1.SessionRequest.fchmod:type_name -> upgate.agent.v1.ChmodOp
+	30, // 44: upgate.agent.v1.SessionRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
+	31, // 45: upgate.agent.v1.SessionRequest.move:type_name -> upgate.agent.v1.MoveOp
+	29, // 46: upgate.agent.v1.SessionRequest.close:type_name -> upgate.agent.v1.CloseOp
+	33, // 47: upgate.agent.v1.SessionResponse.error:type_name -> upgate.agent.v1.Error
+	38, // 48: upgate.agent.v1.SessionResponse.hello:type_name -> upgate.agent.v1.SessionHelloResult
+	5,  // 49: upgate.agent.v1.SessionResponse.info:type_name -> upgate.agent.v1.FileInfo
+	3,  // 50: upgate.agent.v1.SessionResponse.done:type_name -> upgate.agent.v1.Empty
+	15, // 51: upgate.agent.v1.SessionResponse.readlink:type_name -> upgate.agent.v1.ReadlinkResponse
+	17, // 52: upgate.agent.v1.SessionResponse.hash:type_name -> upgate.agent.v1.HashResponse
+	18, // 53: upgate.agent.v1.SessionResponse.statfs:type_name -> upgate.agent.v1.StatFSResponse
+	6,  // 54: upgate.agent.v1.SessionResponse.entries:type_name -> upgate.agent.v1.ReadDirResponse
+	34, // 55: upgate.agent.v1.SessionResponse.read:type_name -> upgate.agent.v1.ReadResult
+	35, // 56: upgate.agent.v1.SessionResponse.write:type_name -> upgate.agent.v1.WriteResult
+	40, // 57: upgate.agent.v1.Agent.Session:input_type -> upgate.agent.v1.SessionRequest
+	4,  // 58: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
+	4,  // 59: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
+	4,  // 60: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
+	32, // 61: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
+	7,  // 62: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
+	8,  // 63: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
+	9,  // 64: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
+	10, // 65: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
+	11, // 66: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
+	12, // 67: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
+	13, // 68: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
+	14, // 69: upgate.agent.v1.Agent.Link:input_type -> upgate.agent.v1.LinkRequest
+	4,  // 70: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
+	16, // 71: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
+	4,  // 72: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
+	19, // 73: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
+	41, // 74: upgate.agent.v1.Agent.Session:output_type -> upgate.agent.v1.SessionResponse
+	5,  // 75: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
+	5,  // 76: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
+	6,  // 77: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
+	36, // 78: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
+	3,  // 79: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
+	3,  // 80: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
+	3,  // 81: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
+	3,  // 82: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
+	3,  // 83: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
+	3,  // 84: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
+	3,  // 85: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
+	3,  // 86: upgate.agent.v1.Agent.Link:output_type -> upgate.agent.v1.Empty
+	15, // 87: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
+	17, // 88: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
+	18, // 89: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
+	20, // 90: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
+	74, // [74:91] is the sub-list for method output_type
+	57, // [57:74] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }

@@ -125,13 +125,14 @@ type localClient struct{ p *localStream }
 
 var _ agentpb.Agent_SessionClient = localClient{}
 
-// Send hands req to the agent. A write's data is copied first: the
+// Send hands req to the agent. A write's data (a WriteOp's, or the last
+// write a CloseOp carries) is copied first: the
 // gateway reuses its buffer as soon as Send returns, as gRPC, which
 // serializes the message before returning, allows. Like gRPC's, it
 // returns io.EOF once the stream has ended; Recv then tells why.
 func (c localClient) Send(req *agentpb.SessionRequest) error {
 	p := c.p
-	if req.GetWrite() != nil {
+	if req.GetWrite() != nil || req.GetClose().GetWrite() != nil {
 		req = proto.CloneOf(req)
 	}
 	select {
