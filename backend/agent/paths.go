@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -165,10 +166,54 @@ func (c *scope) Close() error {
 
 func (c *scope) Stat(p string) (fs.FileInfo, error)  { return c.r.Stat(c.in(p)) }
 func (c *scope) Lstat(p string) (fs.FileInfo, error) { return c.r.Lstat(c.in(p)) }
-func (c *scope) Open(p string) (*os.File, error)     { return c.r.Open(c.in(p)) }
+func (c *scope) Open(p string) (*os.File, error)     { return c.OpenFile(p, os.O_RDONLY, 0) }
+
+// OpenFile opens p as open(2) would, except that it never waits: a FIFO
+// (or a device) opened for reading would block until a writer came, and
+// with it the session that asked, for good. The open is non-blocking, and
+// what it finds that is neither a regular file nor a directory it closes
+// and refuses (errNotRegular), as vsftpd refuses to send one; a regular
+// file is made blocking again.
 func (c *scope) OpenFile(p string, flag int, perm fs.FileMode) (*os.File, error) {
-	return c.r.OpenFile(c.in(p), flag, perm)
+	f, err := c.r.OpenFile(c.in(p), flag|unix.O_NONBLOCK, perm)
+	if err != nil {
+		if errors.Is(err, unix.ENXIO) {
+			// A FIFO opened for writing with no reader.
+			return nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	switch {
+	case fi.IsDir():
+	case fi.Mode().IsRegular():
+		if flag&unix.O_NONBLOCK == 0 {
+			rc, err := f.SyscallConn()
+			if err == nil {
+				cerr := rc.Control(func(fd uintptr) { err = unix.SetNonblock(int(fd), false) })
+				err = errors.Join(err, cerr)
+			}
+			if err != nil {
+				f.Close()
+				return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+			}
+		}
+	default:
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
+	}
+	return f, nil
 }
+
+// errNotRegular refuses to open a FIFO, socket or device (scope.OpenFile):
+// SFTP clients get SSH_FX_OP_UNSUPPORTED, FTP clients 550 "... operation
+// not supported".
+var errNotRegular = fmt.Errorf("%w: not a regular file or directory", syscall.ENOTSUP)
+
 func (c *scope) Mkdir(p string, perm fs.FileMode) error    { return c.r.Mkdir(c.in(p), perm) }
 func (c *scope) MkdirAll(p string, perm fs.FileMode) error { return c.r.MkdirAll(c.in(p), perm) }
 func (c *scope) Remove(p string) error                     { return c.r.Remove(c.in(p)) }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -290,4 +292,38 @@ func TestSessionCloseWithWrite(t *testing.T) {
 	if temps := agenttest.TempFiles(t, filepath.Join(a.Dir, "u")); len(temps) != 0 {
 		t.Fatalf("temp files after the aborted upload: %q", temps)
 	}
+}
+
+// TestSessionFIFO: no request waits on a named pipe's other end: an open
+// for reading or writing, a listing, a hash and a statfs of one are
+// refused at once (ENOTSUP), and the session's next request is served.
+// Before, the open blocked the session's reader in open(2) for good.
+func TestSessionFIFO(t *testing.T) {
+	a, c := start(t, "")
+	if err := os.Mkdir(filepath.Join(a.Dir, "u"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(a.Dir, "u", "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := session(t, c, "u")
+	pipe := []byte("u/pipe")
+	for _, tc := range []struct {
+		name string
+		req  *agentpb.SessionRequest
+	}{
+		{"open to read", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{Path: pipe, Flags: flags(agentpb.OpenFlag_OPEN_FLAG_READ)}}}},
+		{"open to write", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{Path: pipe, Flags: flags(agentpb.OpenFlag_OPEN_FLAG_WRITE)}}}},
+		{"opendir", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Opendir{Opendir: &agentpb.PathRequest{Path: pipe}}}},
+		{"hash", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hash{Hash: &agentpb.HashRequest{Path: pipe, Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256}}}},
+		{"statfs", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Statfs{Statfs: &agentpb.PathRequest{Path: pipe}}}},
+	} {
+		if e := r.do(tc.req).GetError(); e.GetErrno() != "ENOTSUP" {
+			t.Errorf("%s of a FIFO: %v, want ENOTSUP", tc.name, e)
+		}
+	}
+	if info := r.ok(stat("u/pipe")).GetInfo(); fs.FileMode(info.GetMode()).Type() != fs.ModeNamedPipe {
+		t.Fatalf("stat of the FIFO: mode %v", fs.FileMode(info.GetMode()))
+	}
+	a.WaitIdle(t, 10*time.Second)
 }

@@ -28,6 +28,7 @@ var wireErrnos = [...]struct {
 	{syscall.EFBIG, "EFBIG"},
 	{syscall.EIO, "EIO"},
 	{syscall.EMFILE, "EMFILE"},
+	{syscall.ENOTSUP, "ENOTSUP"},
 }
 
 // ErrnoName names an errno for the wire; "" for one that does not cross it.
