@@ -31,11 +31,11 @@ type credential struct {
 }
 
 func passwordCredential(u *user) credential {
-	return credential{method: "password", secret: u.hash, mounts: sortedMounts(u.mounts)}
+	return credential{method: "password", secret: u.hash, mounts: u.sorted}
 }
 
 func keyCredential(u *user, key ssh.PublicKey) credential {
-	return credential{method: "publickey", secret: key.Marshal(), mounts: sortedMounts(u.mounts)}
+	return credential{method: "publickey", secret: key.Marshal(), mounts: u.sorted}
 }
 
 // sortedMounts returns a copy of ms sorted by path (unique per user): the
@@ -59,11 +59,11 @@ func (c credential) revoked(name string, u *user) string {
 	case c.method == "password" && !bytes.Equal(u.hash, c.secret):
 		return fmt.Sprintf("the password of user %s changed", name)
 	case c.method == "publickey":
-		if !slices.ContainsFunc(u.keys, func(k ssh.PublicKey) bool { return bytes.Equal(k.Marshal(), c.secret) }) {
+		if !u.authorizes(c.secret) {
 			return fmt.Sprintf("the key user %s logged in with is no longer authorized", name)
 		}
 	}
-	if !slices.Equal(c.mounts, sortedMounts(u.mounts)) {
+	if !slices.Equal(c.mounts, u.sorted) {
 		// The session's filesystem was built from the old mounts: a path,
 		// agent, root or read_only changed, or a mount came or went.
 		return fmt.Sprintf("the mounts of user %s changed", name)

@@ -37,7 +37,7 @@ func TestCredentialRevoked(t *testing.T) {
 	home := config.Mount{Path: "/", Agent: "embedded", Root: "alice"}
 	api := config.Mount{Path: "/api", Agent: "remote", Root: "api"}
 	mounts := []config.Mount{home, api}
-	old := &user{name: "alice", hash: hash, keys: []ssh.PublicKey{k1}, mounts: mounts}
+	old := newUser("alice", hash, []ssh.PublicKey{k1}, mounts)
 	pw, pk := passwordCredential(old), keyCredential(old, k1)
 	readOnly := api
 	readOnly.ReadOnly = true
@@ -49,20 +49,20 @@ func TestCredentialRevoked(t *testing.T) {
 		now  *user
 		want string
 	}{
-		{"unchanged password", pw, &user{hash: append([]byte(nil), hash...), mounts: mounts}, ""},
-		{"mounts listed in another order", pw, &user{hash: hash, mounts: []config.Mount{api, home}}, ""},
-		{"password session, keys changed", pw, &user{hash: hash, keys: []ssh.PublicKey{k2}, mounts: mounts}, ""},
-		{"new hash", pw, &user{hash: []byte("$2a$10$other"), mounts: mounts}, "the password of user alice changed"},
-		{"new hash and mounts", pw, &user{hash: []byte("$2a$10$other"), mounts: []config.Mount{home}}, "the password of user alice changed"},
-		{"password login off", pw, &user{keys: []ssh.PublicKey{k1}, mounts: mounts}, "password login of user alice was turned off"},
+		{"unchanged password", pw, newUser("alice", append([]byte(nil), hash...), nil, mounts), ""},
+		{"mounts listed in another order", pw, newUser("alice", hash, nil, []config.Mount{api, home}), ""},
+		{"password session, keys changed", pw, newUser("alice", hash, []ssh.PublicKey{k2}, mounts), ""},
+		{"new hash", pw, newUser("alice", []byte("$2a$10$other"), nil, mounts), "the password of user alice changed"},
+		{"new hash and mounts", pw, newUser("alice", []byte("$2a$10$other"), nil, []config.Mount{home}), "the password of user alice changed"},
+		{"password login off", pw, newUser("alice", nil, []ssh.PublicKey{k1}, mounts), "password login of user alice was turned off"},
 		{"user removed", pw, nil, "user alice was removed"},
-		{"a mount removed", pw, &user{hash: hash, mounts: []config.Mount{home}}, "the mounts of user alice changed"},
-		{"a mount added", pw, &user{hash: hash, mounts: []config.Mount{home, api, {Path: "/b", Agent: "embedded", Root: "b"}}}, "the mounts of user alice changed"},
-		{"a mount made read-only", pw, &user{hash: hash, mounts: []config.Mount{home, readOnly}}, "the mounts of user alice changed"},
-		{"a mount's root moved", pk, &user{keys: []ssh.PublicKey{k1}, mounts: []config.Mount{otherRoot, api}}, "the mounts of user alice changed"},
-		{"key kept, another added", pk, &user{keys: []ssh.PublicKey{k2, k1}, mounts: mounts}, ""},
-		{"key session, password changed", pk, &user{hash: []byte("$2a$10$other"), keys: []ssh.PublicKey{k1}, mounts: mounts}, ""},
-		{"key replaced", pk, &user{keys: []ssh.PublicKey{k2}, mounts: mounts}, "the key user alice logged in with is no longer authorized"},
+		{"a mount removed", pw, newUser("alice", hash, nil, []config.Mount{home}), "the mounts of user alice changed"},
+		{"a mount added", pw, newUser("alice", hash, nil, []config.Mount{home, api, {Path: "/b", Agent: "embedded", Root: "b"}}), "the mounts of user alice changed"},
+		{"a mount made read-only", pw, newUser("alice", hash, nil, []config.Mount{home, readOnly}), "the mounts of user alice changed"},
+		{"a mount's root moved", pk, newUser("alice", nil, []ssh.PublicKey{k1}, []config.Mount{otherRoot, api}), "the mounts of user alice changed"},
+		{"key kept, another added", pk, newUser("alice", nil, []ssh.PublicKey{k2, k1}, mounts), ""},
+		{"key session, password changed", pk, newUser("alice", []byte("$2a$10$other"), []ssh.PublicKey{k1}, mounts), ""},
+		{"key replaced", pk, newUser("alice", nil, []ssh.PublicKey{k2}, mounts), "the key user alice logged in with is no longer authorized"},
 		{"key user removed", pk, nil, "user alice was removed"},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,10 +20,28 @@ import (
 
 // user is a config.User prepared for logins.
 type user struct {
-	name   string
-	hash   []byte          // bcrypt; nil: no password login
-	keys   []ssh.PublicKey // parsed authorized_keys
-	mounts []config.Mount
+	name    string
+	hash    []byte          // bcrypt; nil: no password login
+	keys    []ssh.PublicKey // parsed authorized_keys
+	keyWire [][]byte        // keys' wire encodings, what logins compare
+	mounts  []config.Mount  // as configured
+	sorted  []config.Mount  // mounts sorted by path, what a credential records
+}
+
+// newUser is a user with what logins compare derived: the keys' wire
+// encodings and the mounts sorted by path.
+func newUser(name string, hash []byte, keys []ssh.PublicKey, mounts []config.Mount) *user {
+	u := &user{name: name, hash: hash, keys: keys, mounts: mounts, sorted: sortedMounts(mounts)}
+	for _, k := range keys {
+		u.keyWire = append(u.keyWire, k.Marshal())
+	}
+	return u
+}
+
+// authorizes reports whether the key whose wire encoding is wire is one of
+// u's authorized keys.
+func (u *user) authorizes(wire []byte) bool {
+	return slices.ContainsFunc(u.keyWire, func(k []byte) bool { return bytes.Equal(k, wire) })
 }
 
 // dummyHash is compared against when the user does not exist, so that an
@@ -35,20 +54,21 @@ var dummyHash = sync.OnceValue(func() []byte {
 func loadUsers(cfg *config.Config) (map[string]*user, error) {
 	users := make(map[string]*user, len(cfg.Users))
 	for i, cu := range cfg.Users {
-		u := &user{name: cu.Name}
+		var hash []byte
 		if cu.PasswordHash != "" {
-			u.hash = []byte(cu.PasswordHash)
+			hash = []byte(cu.PasswordHash)
 		}
+		var keys []ssh.PublicKey
 		for j, k := range cu.AuthorizedKeys {
 			if k.PublicKey == nil {
 				return nil, wrapf("users[%d].authorized_keys[%d]: no key", i, j)
 			}
-			u.keys = append(u.keys, k.PublicKey)
+			keys = append(keys, k.PublicKey)
 		}
 		if len(cu.Mounts) == 0 {
 			return nil, wrapf("users[%d].mounts: at least one mount is required", i)
 		}
-		u.mounts = cu.Mounts
+		u := newUser(cu.Name, hash, keys, cu.Mounts)
 		users[cu.Name] = u
 	}
 	return users, nil
@@ -119,13 +139,7 @@ func (g *Gateway) HasKey(name string, key ssh.PublicKey) bool {
 	if !ok {
 		return false
 	}
-	want := key.Marshal()
-	for _, k := range u.keys {
-		if bytes.Equal(k.Marshal(), want) {
-			return true
-		}
-	}
-	return false
+	return u.authorizes(key.Marshal())
 }
 
 // LoginKey logs in a user whose possession of key the SSH layer has
