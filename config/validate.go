@@ -74,6 +74,13 @@ func (v *validator) errorf(key, format string, args ...any) {
 	v.errs = append(v.errs, fmt.Errorf("config: %s: "+format, append([]any{key}, args...)...))
 }
 
+// together checks that a TLS section's cert and key are set together.
+func (v *validator) together(key, cert, keyFile string) {
+	if (cert == "") != (keyFile == "") {
+		v.errorf(key, "cert and key must be set together, got cert %q and key %q", cert, keyFile)
+	}
+}
+
 // positive refuses a negative duration; zero means the default.
 func (v *validator) positive(key string, d time.Duration) {
 	if d < 0 {
@@ -134,9 +141,7 @@ func (v *validator) ftp(f *FTP) {
 	}
 	v.positive("ftp.passive_timeout", f.PassiveTimeout)
 	v.positive("ftp.login_timeout", f.LoginTimeout)
-	if (f.TLS.Cert == "") != (f.TLS.Key == "") {
-		v.errorf("ftp.tls", "cert and key must be set together, got cert %q and key %q", f.TLS.Cert, f.TLS.Key)
-	}
+	v.together("ftp.tls", f.TLS.Cert, f.TLS.Key)
 	if f.TLS.Required && f.TLS.Cert == "" {
 		v.errorf("ftp.tls.required", "needs ftp.tls.cert and ftp.tls.key")
 	}
@@ -171,9 +176,7 @@ func (v *validator) sftp(c *Config) {
 func (v *validator) webdav(c *Config) {
 	w := &c.WebDAV
 	v.positive("webdav.header_timeout", w.HeaderTimeout)
-	if (w.TLS.Cert == "") != (w.TLS.Key == "") {
-		v.errorf("webdav.tls", "cert and key must be set together, got cert %q and key %q", w.TLS.Cert, w.TLS.Key)
-	}
+	v.together("webdav.tls", w.TLS.Cert, w.TLS.Key)
 	addr := c.Listen.WebDAV
 	if addr == "" || w.TLS.Cert != "" || w.AllowPlainHTTP {
 		return
@@ -259,9 +262,7 @@ func (v *validator) agents(agents map[string]Agent) {
 		if a.TokenFile == "" && a.TLS.Cert == "" {
 			v.errorf(key+".token_file", "required for a remote agent unless tls.cert is set")
 		}
-		if (a.TLS.Cert == "") != (a.TLS.Key == "") {
-			v.errorf(key+".tls", "cert and key must be set together, got cert %q and key %q", a.TLS.Cert, a.TLS.Key)
-		}
+		v.together(key+".tls", a.TLS.Cert, a.TLS.Key)
 	}
 }
 
