@@ -91,6 +91,10 @@ func classify(err error) (codes.Code, string) {
 	case errno == syscall.ENOTEMPTY || errno == syscall.EXDEV || errno == syscall.EISDIR ||
 		errno == syscall.ENOTDIR || errno == syscall.ELOOP || errno == syscall.EBUSY:
 		return codes.FailedPrecondition, name
+	case errno == syscall.ENOTSUP:
+		// A FIFO, socket or device the agent will not open
+		// (errNotRegular): the client's doing, not the agent's fault.
+		return codes.FailedPrecondition, name
 	case errors.Is(err, fs.ErrInvalid):
 		return codes.InvalidArgument, "EINVAL"
 	}

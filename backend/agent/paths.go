@@ -134,6 +134,14 @@ func (s *Server) openScope(dir string) (*scope, error) {
 	if dir == "." {
 		return &scope{r: s.root}, nil
 	}
+	// OpenRoot opens dir without O_DIRECTORY: a FIFO there would block
+	// it until a writer came. Open it as a directory that cannot wait
+	// first.
+	d, err := openDirIn(s.root, dir)
+	if err != nil {
+		return nil, err
+	}
+	d.Close()
 	r, err := s.root.OpenRoot(dir)
 	if err != nil {
 		return nil, err
@@ -168,17 +176,33 @@ func (c *scope) Stat(p string) (fs.FileInfo, error)  { return c.r.Stat(c.in(p)) 
 func (c *scope) Lstat(p string) (fs.FileInfo, error) { return c.r.Lstat(c.in(p)) }
 func (c *scope) Open(p string) (*os.File, error)     { return c.OpenFile(p, os.O_RDONLY, 0) }
 
-// OpenFile opens p as open(2) would, except that it never waits: a FIFO
-// (or a device) opened for reading would block until a writer came, and
-// with it the session that asked, for good. The open is non-blocking, and
-// what it finds that is neither a regular file nor a directory it closes
-// and refuses (errNotRegular), as vsftpd refuses to send one; a regular
-// file is made blocking again.
+// OpenFile opens p as open(2) would, except that it never waits on, nor
+// opens, a FIFO, socket or device: a FIFO opened for reading blocks until
+// a writer comes, and with it the session that asked, for good; and
+// opening one only to refuse it would let a writer waiting on it through,
+// to die of SIGPIPE at its next write. What p names is looked at first
+// and refused (errNotRegular) unless it is a regular file, a directory or
+// nothing yet; a regular file opens as before (a lease is waited for),
+// anything else non-blocking, and what the open finds is checked again,
+// in case it changed in between.
 func (c *scope) OpenFile(p string, flag int, perm fs.FileMode) (*os.File, error) {
-	f, err := c.r.OpenFile(c.in(p), flag|unix.O_NONBLOCK, perm)
+	rel := c.in(p)
+	regular := false
+	switch fi, err := c.r.Stat(rel); {
+	case err == nil && fi.Mode().IsRegular():
+		regular = true
+	case err == nil && !fi.IsDir():
+		return nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
+	}
+	nonblock := !regular && flag&unix.O_NONBLOCK == 0
+	if nonblock {
+		flag |= unix.O_NONBLOCK
+	}
+	f, err := c.r.OpenFile(rel, flag, perm)
 	if err != nil {
 		if errors.Is(err, unix.ENXIO) {
-			// A FIFO opened for writing with no reader.
+			// A FIFO, made since the look, opened for writing with no
+			// reader.
 			return nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
 		}
 		return nil, err
@@ -191,7 +215,7 @@ func (c *scope) OpenFile(p string, flag int, perm fs.FileMode) (*os.File, error)
 	switch {
 	case fi.IsDir():
 	case fi.Mode().IsRegular():
-		if flag&unix.O_NONBLOCK == 0 {
+		if nonblock {
 			rc, err := f.SyscallConn()
 			if err == nil {
 				cerr := rc.Control(func(fd uintptr) { err = unix.SetNonblock(int(fd), false) })
@@ -235,14 +259,20 @@ func (c *scope) Readlink(p string) (string, error) { return c.r.Readlink(c.in(p)
 // path again (an upload's open and commit, issue 15). The caller closes d;
 // fd is d's descriptor until then.
 func (c *scope) parentDir(p string) (d *os.File, fd int, err error) {
-	// O_NONBLOCK spares os's making the descriptor non-blocking and back
-	// for its poller (four fcntl calls a directory never needs); *at
-	// calls do not look at it.
-	d, err = c.r.OpenFile(path.Dir(c.in(p)), os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
+	d, err = openDirIn(c.r, path.Dir(c.in(p)))
 	if err != nil {
 		return nil, -1, err
 	}
 	return d, int(d.Fd()), nil
+}
+
+// openDirIn opens rel in r as a directory for *at calls: O_DIRECTORY, so
+// that a FIFO where a directory should be fails at once (ENOTDIR) instead
+// of waiting for a writer, and O_NONBLOCK, which also spares os's making
+// the descriptor non-blocking and back for its poller (four fcntl calls a
+// directory never needs); *at calls do not look at it.
+func openDirIn(r *os.Root, rel string) (*os.File, error) {
+	return r.OpenFile(rel, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
 }
 
 // name is the host path of p, as os names the files it opens through the
@@ -283,7 +313,7 @@ func (c *scope) replace(tmp, p string) (replaced *os.File, err error) {
 	}
 	d, dfd, err := c.parentDir(p)
 	if err != nil {
-		return nil, &os.LinkError{Op: "rename", Old: tmp, New: p, Err: unwrapPathError(err)}
+		return nil, &os.LinkError{Op: "rename", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
 	}
 	defer d.Close()
 	if fd, err := unix.Openat(dfd, path.Base(p), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
@@ -293,7 +323,7 @@ func (c *scope) replace(tmp, p string) (replaced *os.File, err error) {
 		if replaced != nil {
 			_ = replaced.Close()
 		}
-		return nil, &os.LinkError{Op: "rename", Old: tmp, New: p, Err: err}
+		return nil, &os.LinkError{Op: "rename", Old: c.in(tmp), New: c.in(p), Err: err}
 	}
 	return replaced, nil
 }
@@ -306,14 +336,14 @@ func (c *scope) replace(tmp, p string) (replaced *os.File, err error) {
 // EINVAL for a directory into itself).
 func (c *scope) rename(from, to string) error {
 	// Errors name the path asked for (os.Root's name the parent).
-	od, err := c.r.Open(path.Dir(from))
+	od, err := openDirIn(c.r, path.Dir(from))
 	if err != nil {
 		return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
 	}
 	defer od.Close()
 	nd := od // an upload's commit renames within one directory: open it once
 	if path.Dir(to) != path.Dir(from) {
-		if nd, err = c.r.Open(path.Dir(to)); err != nil {
+		if nd, err = openDirIn(c.r, path.Dir(to)); err != nil {
 			return &os.LinkError{Op: "rename", Old: from, New: to, Err: unwrapPathError(err)}
 		}
 		defer nd.Close()
@@ -348,7 +378,7 @@ func (c *scope) rename(from, to string) error {
 // the root. A zero time is left as it is.
 func (c *scope) Lchtimes(p string, atime, mtime time.Time) error {
 	rel := c.in(p)
-	d, err := c.r.Open(path.Dir(rel))
+	d, err := openDirIn(c.r, path.Dir(rel))
 	if err != nil {
 		return &fs.PathError{Op: "lchtimes", Path: p, Err: unwrapPathError(err)}
 	}

@@ -279,13 +279,31 @@ func TestSessionCloseWithWrite(t *testing.T) {
 		t.Fatalf("committed %q, want %q", got, "new content\n")
 	}
 
+	// The carried write lands after the writes queued before it: it
+	// overwrites them where they meet.
+	fid = upload()
+	r.send(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Data: []byte("aaaa")}}}))
+	closeID := r.send(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{Write: &agentpb.WriteOp{Offset: 1, Data: []byte("bb")}}}}))
+	for range 2 {
+		resp, err := r.s.Recv()
+		if err != nil || resp.GetError() != nil {
+			t.Fatalf("pipelined write and close: %v, %v", resp, err)
+		}
+		if resp.GetId() == closeID && resp.GetDone() == nil {
+			t.Fatalf("close: %v", resp)
+		}
+	}
+	if got := readFile(t, filepath.Join(a.Dir, "u", "f")); got != "abba" {
+		t.Fatalf("committed %q, want %q (the close's write after the queued one)", got, "abba")
+	}
+
 	// A carried write that fails (a negative offset) commits nothing.
 	fid = upload()
 	resp := closeWith(fid, &agentpb.WriteOp{Offset: -1, Data: []byte("lost")})
 	if e := resp.GetError(); e == nil || !strings.Contains(e.GetMessage(), "write") {
 		t.Fatalf("close with a failing write: %v, want the write's error", resp)
 	}
-	if got := readFile(t, filepath.Join(a.Dir, "u", "f")); got != "new content\n" {
+	if got := readFile(t, filepath.Join(a.Dir, "u", "f")); got != "abba" {
 		t.Fatalf("after the failed close: %q, want the old content", got)
 	}
 	a.WaitIdle(t, 10*time.Second)
@@ -322,8 +340,69 @@ func TestSessionFIFO(t *testing.T) {
 			t.Errorf("%s of a FIFO: %v, want ENOTSUP", tc.name, e)
 		}
 	}
+	// Where a directory should be: a rename or a chtimes below it, and a
+	// Session rooted at it, fail at once too.
+	below := []byte("u/pipe/x")
+	for _, tc := range []struct {
+		name string
+		req  *agentpb.SessionRequest
+	}{
+		{"rename from below", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Rename{Rename: &agentpb.RenameRequest{From: below, To: []byte("u/y")}}}},
+		{"rename to below", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Rename{Rename: &agentpb.RenameRequest{From: []byte("u/y"), To: below}}}},
+		{"chtimes below", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{Chtimes: &agentpb.ChtimesRequest{Path: below, MtimeUnixNano: 1e18, Nofollow: true}}}},
+	} {
+		if e := r.do(tc.req).GetError(); e == nil {
+			t.Errorf("%s a FIFO succeeded", tc.name)
+		}
+	}
+	if _, hello := session(t, c, "u/pipe"); hello.GetError().GetErrno() != "ENOTDIR" {
+		t.Errorf("Hello rooted at a FIFO: %v, want ENOTDIR", hello)
+	}
 	if info := r.ok(stat("u/pipe")).GetInfo(); fs.FileMode(info.GetMode()).Type() != fs.ModeNamedPipe {
 		t.Fatalf("stat of the FIFO: mode %v", fs.FileMode(info.GetMode()))
 	}
 	a.WaitIdle(t, 10*time.Second)
+}
+
+// TestSessionFIFOWriterUntouched: refusing a FIFO never opens it, so a
+// process waiting to write into it (a dev tool's pipe) is not let through
+// to die of SIGPIPE when the agent closes its end again.
+func TestSessionFIFOWriterUntouched(t *testing.T) {
+	a, c := start(t, "")
+	fifo := filepath.Join(a.Dir, "pipe")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0) // waits for a reader
+		if err == nil {
+			_, err = f.Write([]byte("from the writer\n"))
+			f.Close()
+		}
+		opened <- err
+	}()
+	r, _ := session(t, c, "")
+	for range 3 {
+		if e := r.do(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
+			Path: []byte("pipe"), Flags: flags(agentpb.OpenFlag_OPEN_FLAG_READ)}}}).GetError(); e.GetErrno() != "ENOTSUP" {
+			t.Fatalf("open of the FIFO: %v, want ENOTSUP", e)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // a writer let through would have written by now
+	select {
+	case err := <-opened:
+		t.Fatalf("the FIFO's writer got through the agent's refusals: %v", err)
+	default:
+	}
+	// Its real reader comes: the writer was waiting all along.
+	rd, err := os.Open(fifo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	got, err := io.ReadAll(rd)
+	if err != nil || string(got) != "from the writer\n" || <-opened != nil {
+		t.Fatalf("read %q, %v from the FIFO", got, err)
+	}
 }

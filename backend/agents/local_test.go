@@ -226,3 +226,49 @@ func helloAndStats(n int) []*agentpb.SessionRequest {
 }
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
+
+// TestLocalStreamCopiesWriteData: the gateway reuses a write's buffer as
+// soon as Send returns (gRPC has serialized it by then), a WriteOp's and
+// the last write a CloseOp carries alike; the in-process stream copies
+// both, so that what lands is what was sent, whatever the buffers hold
+// after.
+func TestLocalStreamCopiesWriteData(t *testing.T) {
+	pool, root := embeddedPool(t)
+	s, err := pool.embedded["local"].sessions.open(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := []byte("first part, "), []byte("last part\n")
+	const open = 2
+	reqs := []*agentpb.SessionRequest{
+		{Id: 1, Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{Protocol: agent.Protocol}}},
+		{Id: open, Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{Path: []byte("f"),
+			Flags: uint32(agentpb.OpenFlag_OPEN_FLAG_WRITE | agentpb.OpenFlag_OPEN_FLAG_CREATE | agentpb.OpenFlag_OPEN_FLAG_TRUNC), Perm: 0o644}}},
+		{Id: 3, File: open, Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Data: first}}},
+		{Id: 4, File: open, Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{Write: &agentpb.WriteOp{Offset: int64(len(first)), Data: last}}}},
+	}
+	for _, req := range reqs {
+		if err := s.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		// The buffer is the gateway's again: reused for the next message.
+		for _, b := range [][]byte{req.GetWrite().GetData(), req.GetClose().GetWrite().GetData()} {
+			for i := range b {
+				b[i] = 'X'
+			}
+		}
+	}
+	for range reqs {
+		resp, err := s.Recv()
+		if err != nil {
+			t.Fatalf("Recv: %v", err)
+		}
+		if e := resp.GetError(); e != nil {
+			t.Fatalf("reply %d: %v", resp.GetId(), e)
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(root, "f"))
+	if want := "first part, last part\n"; err != nil || string(got) != want {
+		t.Fatalf("committed %q, %v; want %q", got, err, want)
+	}
+}
