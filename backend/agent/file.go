@@ -232,17 +232,12 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		}
 	}
 	if !atomic {
-		f, err := root.OpenFile(p, flag, perm)
+		f, fi, err := root.openStat(p, flag, perm)
 		if err != nil {
 			return nil, nil, err
 		}
 		h.f = f
-		info, err := openedInfo(f, p)
-		if err != nil {
-			f.Close()
-			return nil, nil, err
-		}
-		return h, info, nil
+		return h, openedInfo(fi, p), nil
 	}
 
 	s.sweepStaleTemps(root, path.Dir(p))
@@ -256,11 +251,12 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		return nil, nil, err
 	}
 	h.f = f
-	info, err := openedInfo(f, p)
+	fi, err := f.Stat()
 	if err != nil {
 		h.abort("stat temp file")
 		return nil, nil, err
 	}
+	info := openedInfo(fi, p)
 	if existing != nil {
 		s.keepReplaced(f, p, existing, info)
 	}
@@ -285,29 +281,20 @@ func (s *Server) join(h *handle, id string, flag int) (*handle, *agentpb.FileInf
 	if u == nil || u.path != h.path || u.unlinked {
 		return nil, nil, &fs.PathError{Op: "open", Path: h.path, Err: syscall.ENOENT}
 	}
-	f, err := h.root.OpenFile(u.tmp, flag&^(os.O_CREATE|os.O_EXCL), 0)
+	f, fi, err := h.root.openStat(u.tmp, flag&^(os.O_CREATE|os.O_EXCL), 0)
 	if err != nil {
 		return nil, nil, &fs.PathError{Op: "open", Path: h.path, Err: unwrapPathError(err)}
 	}
 	h.f, h.excl = f, false
-	info, err := openedInfo(f, h.path)
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return h, info, nil
+	return h, openedInfo(fi, h.path), nil
 }
 
-// openedInfo is the reply to an open: the open file's state under the
-// name asked for.
-func openedInfo(f *os.File, p string) (*agentpb.FileInfo, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
+// openedInfo is the reply to an open: the open file's state (fi, from
+// its descriptor) under the name asked for.
+func openedInfo(fi fs.FileInfo, p string) *agentpb.FileInfo {
 	info := fileInfo(fi)
 	info.Name = []byte(path.Base(p))
-	return info, nil
+	return info
 }
 
 // keepReplaced gives an upload's temp file f the mode (setuid and setgid

@@ -451,15 +451,11 @@ func (s *Server) hash(ctx context.Context, sc *scope, req *agentpb.HashRequest) 
 	if req.GetOffset() < 0 || req.GetLength() < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "hash of %q: negative offset or length", p)
 	}
-	f, err := sc.Open(p)
+	f, fi, err := sc.openStat(p, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, s.fail("Hash", p, err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, s.fail("Hash", p, err)
-	}
 	if fi.IsDir() {
 		return nil, s.fail("Hash", p, &fs.PathError{Op: "hash", Path: p, Err: syscall.EISDIR})
 	}

@@ -186,13 +186,20 @@ func (c *scope) Open(p string) (*os.File, error)     { return c.OpenFile(p, os.O
 // anything else non-blocking, and what the open finds is checked again,
 // in case it changed in between.
 func (c *scope) OpenFile(p string, flag int, perm fs.FileMode) (*os.File, error) {
+	f, _, err := c.openStat(p, flag, perm)
+	return f, err
+}
+
+// openStat is OpenFile that also returns the open file's state, which it
+// has looked at anyway.
+func (c *scope) openStat(p string, flag int, perm fs.FileMode) (*os.File, fs.FileInfo, error) {
 	rel := c.in(p)
 	regular := false
 	switch fi, err := c.r.Stat(rel); {
 	case err == nil && fi.Mode().IsRegular():
 		regular = true
 	case err == nil && !fi.IsDir():
-		return nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
+		return nil, nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
 	}
 	nonblock := !regular && flag&unix.O_NONBLOCK == 0
 	if nonblock {
@@ -203,34 +210,39 @@ func (c *scope) OpenFile(p string, flag int, perm fs.FileMode) (*os.File, error)
 		if errors.Is(err, unix.ENXIO) {
 			// A FIFO, made since the look, opened for writing with no
 			// reader.
-			return nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
+			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	switch {
 	case fi.IsDir():
 	case fi.Mode().IsRegular():
 		if nonblock {
-			rc, err := f.SyscallConn()
-			if err == nil {
-				cerr := rc.Control(func(fd uintptr) { err = unix.SetNonblock(int(fd), false) })
-				err = errors.Join(err, cerr)
-			}
-			if err != nil {
+			if err := setBlocking(f); err != nil {
 				f.Close()
-				return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+				return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
 			}
 		}
 	default:
 		f.Close()
-		return nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
+		return nil, nil, &fs.PathError{Op: "open", Path: p, Err: errNotRegular}
 	}
-	return f, nil
+	return f, fi, nil
+}
+
+// setBlocking clears O_NONBLOCK on f's descriptor.
+func setBlocking(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	cerr := rc.Control(func(fd uintptr) { err = unix.SetNonblock(int(fd), false) })
+	return errors.Join(err, cerr)
 }
 
 // errNotRegular refuses to open a FIFO, socket or device (scope.OpenFile):
@@ -303,14 +315,13 @@ func ignoringEINTR(call func() error) error {
 	}
 }
 
-// replace renames tmp over p, both in one directory, as the commit of an
-// atomic upload: one resolution of the directory for the rename and for
-// holding the file it replaces open (O_PATH, never through a link), which
-// replace returns, nil when there was none (see handle.holdReplacedLocked).
+// replace renames tmp over p as the commit of an atomic upload, whose
+// temp file lies next to its target (tempPath, handle.move and
+// movedUploads keep it so): one resolution of the directory for the
+// rename and for holding the file it replaces open (O_PATH, never through
+// a link), which replace returns, nil when there was none (see
+// handle.replaced).
 func (c *scope) replace(tmp, p string) (replaced *os.File, err error) {
-	if path.Dir(tmp) != path.Dir(p) {
-		return nil, c.Rename(tmp, p)
-	}
 	d, dfd, err := c.parentDir(p)
 	if err != nil {
 		return nil, &os.LinkError{Op: "rename", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}

@@ -374,6 +374,17 @@ func TestSessionFIFOWriterUntouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	opened := make(chan error, 1)
+	released := false
+	t.Cleanup(func() {
+		// A failed test leaves the writer waiting in open(2): give it a
+		// reader, which goes away at once (its write then fails).
+		if !released {
+			if rd, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+				rd.Close()
+			}
+			<-opened
+		}
+	})
 	go func() {
 		f, err := os.OpenFile(fifo, os.O_WRONLY, 0) // waits for a reader
 		if err == nil {
@@ -396,6 +407,7 @@ func TestSessionFIFOWriterUntouched(t *testing.T) {
 	default:
 	}
 	// Its real reader comes: the writer was waiting all along.
+	released = true
 	rd, err := os.Open(fifo)
 	if err != nil {
 		t.Fatal(err)
