@@ -3,7 +3,6 @@ package agents
 import (
 	"context"
 	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/fstest"
-	"github.com/upgate/upgate/config"
 )
 
 // BenchmarkEmbedded times the smallest operations of a session on an
@@ -24,13 +22,7 @@ import (
 //	go test -run '^$' -bench Embedded -benchtime 3000x -count 3 ./backend/agents/
 func BenchmarkEmbedded(b *testing.B) {
 	ctx := context.Background()
-	root := b.TempDir()
-	pool, err := New(ctx, map[string]config.Agent{"local": {Embedded: true, Root: root}},
-		Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { pool.Close() })
+	pool, _ := embeddedPool(b)
 	local, _, err := pool.FS(ctx, "local", "bench", backend.Options{})
 	if err != nil {
 		b.Fatal(err)

@@ -26,7 +26,7 @@ import (
 // embeddedPool starts a pool with one embedded agent, "local", over a
 // temporary root. observe, if non-nil, sees every call on its gRPC
 // connection and every operation of its filesystems.
-func embeddedPool(t *testing.T, observe ...func(agent, method, code string, d time.Duration)) (*Pool, string) {
+func embeddedPool(t testing.TB, observe ...func(agent, method, code string, d time.Duration)) (*Pool, string) {
 	t.Helper()
 	root := t.TempDir()
 	opts := Options{Logger: slog.New(slog.DiscardHandler)}
