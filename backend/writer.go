@@ -74,21 +74,25 @@ type coalescer struct {
 // of any size become chunk-sized messages without reallocating.
 func (c *coalescer) add(p []byte, off int64) error {
 	end := off + int64(len(p))
+	// cur is an extent this write continues. Every extent is looked at:
+	// one the write overlaps may come after it in the list.
 	var cur *extent
+	overlaps := false
 	for _, e := range c.extents {
 		eEnd := e.off + int64(len(e.data))
-		if eEnd == off && len(e.data) < chunk {
+		if cur == nil && eEnd == off && len(e.data) < chunk {
 			cur = e
-			break
+		} else if off < eEnd && e.off < end {
+			overlaps = true
 		}
-		if off < eEnd && e.off < end {
-			// Overwrites bytes not yet sent: keep the order by sending
-			// everything held back first.
-			if err := c.flush(); err != nil {
-				return err
-			}
-			break
+	}
+	if overlaps {
+		// Overwrites bytes not yet sent: keep the order by sending
+		// everything held back first.
+		if err := c.flush(); err != nil {
+			return err
 		}
+		cur = nil
 	}
 	for len(p) > 0 {
 		if cur == nil {
