@@ -317,18 +317,32 @@ func (f *file) writeAtLocked(p []byte, off int64) (int, error) {
 }
 
 // sendWrite sends one write message once a window slot is free; its
-// acknowledgement frees the slot. It is the coalescer's emit. f.mu is
-// held.
-func (f *file) sendWrite(off int64, data []byte) error {
+// acknowledgement frees the slot. It is the coalescer's emit: when lend is
+// set and the stream takes data without copying it (lendingStream), data
+// is lent to the agent and back in the pool once the agent has answered
+// the write. f.mu is held.
+func (f *file) sendWrite(off int64, data []byte, lend bool) (lent bool, err error) {
 	if err := f.win.acquire(f.g.timeout, f.c.done); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return f.timedOut("write")
+			return false, f.timedOut("write")
 		}
-		return f.streamErr("write", err)
+		return false, f.streamErr("write", err)
 	}
+	lent = lend && f.c.lends()
 	want := int64(len(data))
-	err := f.send("write", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: off, Data: data}}}, func(r *agentpb.SessionResponse, err error) {
+	req := &agentpb.SessionRequest{File: f.id, Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: off, Data: data}}}
+	send := f.c.send
+	if lent {
+		send = f.c.sendLent
+	}
+	_, err = send(req, func(r *agentpb.SessionResponse, err error) {
 		defer f.win.release()
+		if lent && err == nil {
+			// The agent has answered: it is done with data. Without
+			// an answer (the stream ended) it may still be reading
+			// it, and the buffer is left to the garbage collector.
+			f.g.buffers.put(data)
+		}
 		switch {
 		case err != nil:
 			f.win.fail(f.streamErr("write", err))
@@ -339,9 +353,10 @@ func (f *file) sendWrite(off int64, data []byte) error {
 		}
 	})
 	if err != nil {
+		err = f.streamErr("write", err)
 		f.win.fail(err) // the callback has freed the slot
 	}
-	return err
+	return lent, err
 }
 
 // drain waits until every write sent has been acknowledged and returns the

@@ -52,6 +52,9 @@ type muxConn struct {
 	// features is the agent's FileFeature bit set, from its Hello.
 	features uint32
 
+	// lend is the stream's SendLent, or nil (see lendingStream).
+	lend func(*agentpb.SessionRequest) error
+
 	// sendMu serializes Send and id allocation.
 	sendMu sync.Mutex
 	nextID uint64
@@ -61,6 +64,17 @@ type muxConn struct {
 	pending map[uint64]func(*agentpb.SessionResponse, error)
 	err     error         // why the stream ended, once it has
 	done    chan struct{} // closed when the receive loop ends
+}
+
+// lendingStream is a Session stream that can pass a write's data to the
+// agent without copying it: the in-process stream to an embedded agent
+// (backend/agents), where a copy per message is most of what a bulk
+// upload costs beyond its socket reads and the agent's writes. SendLent
+// sends req as Send does, but the data of its write is lent: the sender
+// neither changes nor reuses it until the agent has answered req, and
+// never if no answer comes (the stream ended first).
+type lendingStream interface {
+	SendLent(*agentpb.SessionRequest) error
 }
 
 // retirable is a stream that knows when its connection was closed under
@@ -117,6 +131,9 @@ func (m *mux) open() (*muxConn, error) {
 		g: g, stream: stream, cancel: cancel,
 		pending: make(map[uint64]func(*agentpb.SessionResponse, error)),
 		done:    make(chan struct{}),
+	}
+	if ls, ok := stream.(lendingStream); ok {
+		c.lend = ls.SendLent
 	}
 	if gs, ok := stream.(*grpc.GenericClientStream[agentpb.SessionRequest, agentpb.SessionResponse]); ok {
 		if r, ok := gs.ClientStream.(retirable); ok {
@@ -193,6 +210,20 @@ func (c *muxConn) broken() error {
 // loop with the reply (or the stream's error) exactly once, also when send
 // fails, and must not block.
 func (c *muxConn) send(req *agentpb.SessionRequest, cb func(*agentpb.SessionResponse, error)) (uint64, error) {
+	return c.sendBy(c.stream.Send, req, cb)
+}
+
+// lends reports whether the stream takes lent data (lendingStream).
+func (c *muxConn) lends() bool { return c.lend != nil }
+
+// sendLent is send with the data of req's write lent to the agent (see
+// lendingStream): only on a stream that lends.
+func (c *muxConn) sendLent(req *agentpb.SessionRequest, cb func(*agentpb.SessionResponse, error)) (uint64, error) {
+	return c.sendBy(c.lend, req, cb)
+}
+
+// sendBy is send through the stream's Send or SendLent.
+func (c *muxConn) sendBy(sendFn func(*agentpb.SessionRequest) error, req *agentpb.SessionRequest, cb func(*agentpb.SessionResponse, error)) (uint64, error) {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	c.nextID++
@@ -207,7 +238,7 @@ func (c *muxConn) send(req *agentpb.SessionRequest, cb func(*agentpb.SessionResp
 	}
 	c.pending[id] = cb
 	c.pmu.Unlock()
-	if err := c.stream.Send(req); err != nil {
+	if err := sendFn(req); err != nil {
 		// Send reports io.EOF when the stream broke; Recv has the cause.
 		// The receive loop, once ended, has run cb (it was pending before
 		// the loop could take the map), so cb runs exactly once.

@@ -60,8 +60,11 @@ type extent struct {
 // they meet. It is not safe for concurrent use: the file's mu guards it.
 type coalescer struct {
 	pool *bufferPool
-	// emit sends one message; data is only valid during the call.
-	emit func(off int64, data []byte) error
+	// emit sends one message. data is only valid during the call,
+	// unless lend is set and emit returns lent: the buffer is then
+	// emit's, which returns it to the pool once the agent has replied
+	// (send lends an extent's whole buffer when it is one message).
+	emit func(off int64, data []byte, lend bool) (lent bool, err error)
 
 	extents  []*extent
 	buffered int
@@ -191,9 +194,10 @@ func (c *coalescer) grow(b []byte, n int) []byte {
 	return nb
 }
 
-// send sends e in messages of at most chunk bytes, forgets it and returns
-// its buffer to the pool (emit has copied the data into the message by the
-// time it returns).
+// send sends e in messages of at most chunk bytes and forgets it. An
+// extent of one message lends its buffer to emit, which keeps it or not;
+// otherwise, and when emit did not keep it, the buffer goes back to the
+// pool (emit has copied the data into the message by the time it returns).
 func (c *coalescer) send(e *extent) error {
 	for i, x := range c.extents {
 		if x == e {
@@ -202,10 +206,17 @@ func (c *coalescer) send(e *extent) error {
 		}
 	}
 	c.buffered -= len(e.data)
+	if len(e.data) <= chunk {
+		lent, err := c.emit(e.off, e.data, true)
+		if !lent {
+			c.pool.put(e.data)
+		}
+		return err
+	}
 	defer c.pool.put(e.data)
 	for data, off := e.data, e.off; len(data) > 0; {
 		n := min(len(data), chunk)
-		if err := c.emit(off, data[:n]); err != nil {
+		if _, err := c.emit(off, data[:n], false); err != nil {
 			return err
 		}
 		data, off = data[n:], off+int64(n)

@@ -41,14 +41,33 @@ func FuzzCoalescer(f *testing.F) {
 			copy((*buf)[off:], data)
 		}
 		var pool bufferPool
-		c := coalescer{pool: &pool, emit: func(off int64, data []byte) error {
+		// Every other message offered as a loan is kept, as a stream
+		// that lends keeps it until the agent answers: here until the
+		// next check, which sees that the coalescer left it alone and
+		// returns it to the pool.
+		type loan struct{ buf, was []byte }
+		var loans []loan
+		emits := 0
+		c := coalescer{pool: &pool, emit: func(off int64, data []byte, lend bool) (bool, error) {
 			if len(data) == 0 || len(data) > chunk {
 				t.Fatalf("message of %d bytes at %d", len(data), off)
 			}
 			apply(&got, off, data)
-			return nil
+			emits++
+			if lend && emits%2 == 0 {
+				loans = append(loans, loan{data, bytes.Clone(data)})
+				return true, nil
+			}
+			return false, nil
 		}}
 		check := func() {
+			for _, l := range loans {
+				if !bytes.Equal(l.buf, l.was) {
+					t.Fatalf("a lent buffer of %d bytes changed before its answer", len(l.buf))
+				}
+				pool.put(l.buf)
+			}
+			loans = loans[:0]
 			held := 0
 			for _, e := range c.extents {
 				held += len(e.data)

@@ -131,10 +131,19 @@ var _ agentpb.Agent_SessionClient = localClient{}
 // serializes the message before returning, allows. Like gRPC's, it
 // returns io.EOF once the stream has ended; Recv then tells why.
 func (c localClient) Send(req *agentpb.SessionRequest) error {
-	p := c.p
 	if req.GetWrite() != nil || req.GetClose().GetWrite() != nil {
 		req = proto.CloneOf(req)
 	}
+	return c.SendLent(req)
+}
+
+// SendLent is Send without the copy: the gateway lends the agent its
+// write's data until the agent has answered the request (the backend's
+// lendingStream). The agent reads a write's data before it answers and
+// keeps none of it after; a bulk upload's data then goes from the socket
+// read to the agent's write without a copy between.
+func (c localClient) SendLent(req *agentpb.SessionRequest) error {
+	p := c.p
 	select {
 	case <-p.sendDone:
 		return status.Error(codes.Internal, "send after CloseSend")
