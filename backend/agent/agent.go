@@ -82,6 +82,11 @@ type Server struct {
 	openHandles atomic.Int64
 	events      *events // changes and hook runs (events.go)
 
+	// buffers is the gRPC transport's and codec's buffer pool
+	// (ServerOptions); a Session's large writes come back to it once
+	// written (session.recycle).
+	buffers *agentpb.BufferPool
+
 	// mu guards uploads: the atomic uploads in progress, by upload id,
 	// with their paths (see handle); and swept: when each directory was
 	// last swept for stale temp files (see sweepStaleTemps). Commits,
@@ -126,6 +131,7 @@ func New(cfg Config) (*Server, error) {
 		log:      log.With("component", "agent", "root", cfg.Root),
 		version:  version,
 		uploads:  make(map[string]*handle),
+		buffers:  agentpb.NewBufferPool(),
 	}
 	if err := s.startEvents(cfg.Root, cfg.Hooks); err != nil { // hooks+events
 		root.Close()

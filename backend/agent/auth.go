@@ -27,7 +27,7 @@ var (
 // ServerOptions returns the options a grpc.Server needs to serve s: token
 // checks on every call and the keepalive policy.
 func (s *Server) ServerOptions() []grpc.ServerOption {
-	pool := agentpb.NewBufferPool()
+	pool := s.buffers
 	return []grpc.ServerOption{
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := s.authorize(ctx); err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -63,6 +64,12 @@ type session struct {
 
 	hashes  chan struct{} // one token per hash running
 	workers sync.WaitGroup
+
+	// recycle is set when gRPC delivers the stream's requests: their
+	// data is the agent's, and a write's goes back to the buffer pool
+	// it was decoded into once written. An in-process stream's writes
+	// carry data the gateway lent (backend/agents), which stays its own.
+	recycle bool
 }
 
 // sessionFile is an open file and the queue of its worker.
@@ -97,6 +104,7 @@ func (s *Server) Session(stream agentpb.Agent_SessionServer) error {
 		dirs:   make(map[uint64]*listing),
 		hashes: make(chan struct{}, maxHashes),
 	}
+	_, ss.recycle = stream.(*grpc.GenericServerStream[agentpb.SessionRequest, agentpb.SessionResponse])
 	defer ss.end()
 	if err := ss.send(&agentpb.SessionResponse{Id: req.GetId(), Result: &agentpb.SessionResponse_Hello{Hello: &agentpb.SessionHelloResult{
 		Protocol: Protocol, Version: s.version, Features: features,
@@ -321,6 +329,9 @@ func (ss *session) work(f *sessionFile) {
 			continue
 		}
 		resp := f.h.serve(fr)
+		if ss.recycle {
+			agentpb.RecycleWrite(ss.s.buffers, req) // written: no one holds it
+		}
 		out := &agentpb.SessionResponse{Id: req.GetId(), Error: resp.GetError()}
 		switch r := resp.GetResult().(type) {
 		case *agentpb.FileResponse_Read:

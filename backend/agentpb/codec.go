@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -16,13 +17,16 @@ import (
 // it hands out (a 1 MiB memclr per file message on each end).
 type Codec struct {
 	pool *BufferPool
+	// minPooled is the least write data unmarshalWrite takes
+	// (writeRecycleMin; tests lower it).
+	minPooled int
 }
 
 var _ encoding.CodecV2 = (*Codec)(nil)
 
 // NewCodec returns a codec drawing its buffers from pool, which the same
 // connection's transport should use too (NewBufferPool).
-func NewCodec(pool *BufferPool) *Codec { return &Codec{pool: pool} }
+func NewCodec(pool *BufferPool) *Codec { return &Codec{pool: pool, minPooled: writeRecycleMin} }
 
 // Name is grpc's name for the protobuf codec: the content subtype on the
 // wire does not change.
@@ -55,13 +59,153 @@ func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 // Unmarshal decodes data into v, a generated message. The message is
-// copied out of the (pooled, then released) contiguous buffer.
+// copied out of the (pooled, then released) contiguous buffer; a
+// SessionRequest that is a write has its data copied once, straight from
+// the frames into a buffer of the pool (see unmarshalWrite).
 func (c *Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("agentpb: cannot unmarshal into %T: not a protobuf message", v)
 	}
+	if r, ok := m.(*SessionRequest); ok && c.unmarshalWrite(data, r) {
+		return nil
+	}
 	buf := data.MaterializeToBuffer(c.pool)
 	defer buf.Free()
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
+}
+
+// Wire field numbers unmarshalWrite reads (agent.proto).
+const (
+	fieldRequestID    = 1  // SessionRequest.id
+	fieldRequestFile  = 2  // SessionRequest.file
+	fieldRequestWrite = 21 // SessionRequest.write
+	fieldWriteOffset  = 1  // WriteOp.offset
+	fieldWriteData    = 2  // WriteOp.data
+)
+
+const (
+	// writeHeaderMax bounds the bytes before a write's data in the
+	// shape unmarshalWrite reads: five tags and five varints.
+	writeHeaderMax = 64
+	// writeRecycleMin is the least data unmarshalWrite takes: below it,
+	// proto.Unmarshal's copies cost little.
+	writeRecycleMin = 16 << 10
+)
+
+// unmarshalWrite decodes data into m when it is a write in the shape every
+// marshaler gives one (proto.Marshal's field order): id and file if set,
+// then the write, last, whose offset (if set) comes before its data, last
+// too. The data is copied once, from the frames into a buffer of the pool
+// (proto.Unmarshal would copy the frames into one buffer and then the
+// data out of it into a fresh allocation: for the 1 MiB messages a bulk
+// upload is made of, two copies and the collector's work on each). The
+// agent gives that buffer back to the pool once it has written it
+// (RecycleWrite). Anything else, small writes included, is left to
+// proto.Unmarshal: ok is false and m untouched.
+func (c *Codec) unmarshalWrite(data mem.BufferSlice, m *SessionRequest) (ok bool) {
+	total := data.Len()
+	if total < writeHeaderMax+c.minPooled {
+		return false
+	}
+	var head [writeHeaderMax]byte
+	readAt(data, head[:], 0)
+	p := head[:]
+	num, typ, n := protowire.ConsumeTag(p)
+	var id, file uint64
+	if n > 0 && num == fieldRequestID && typ == protowire.VarintType {
+		if id, n = consumeVarint(p, n); n < 0 {
+			return false
+		}
+		p = p[n:]
+		num, typ, n = protowire.ConsumeTag(p)
+	}
+	if n > 0 && num == fieldRequestFile && typ == protowire.VarintType {
+		if file, n = consumeVarint(p, n); n < 0 {
+			return false
+		}
+		p = p[n:]
+		num, typ, n = protowire.ConsumeTag(p)
+	}
+	if n < 0 || num != fieldRequestWrite || typ != protowire.BytesType {
+		return false
+	}
+	size, n := consumeVarint(p, n)
+	if n < 0 {
+		return false
+	}
+	p = p[n:]
+	if size != uint64(total-(len(head)-len(p))) {
+		return false // the write is not the last field
+	}
+	var offset uint64
+	num, typ, n = protowire.ConsumeTag(p)
+	if n > 0 && num == fieldWriteOffset && typ == protowire.VarintType {
+		if offset, n = consumeVarint(p, n); n < 0 {
+			return false
+		}
+		p = p[n:]
+		num, typ, n = protowire.ConsumeTag(p)
+	}
+	if n < 0 || num != fieldWriteData || typ != protowire.BytesType {
+		return false
+	}
+	size, n = consumeVarint(p, n)
+	if n < 0 {
+		return false
+	}
+	p = p[n:]
+	start := len(head) - len(p)
+	if size != uint64(total-start) {
+		return false // the data is not the write's last field
+	}
+	buf := c.pool.Get(int(size))
+	readAt(data, *buf, start)
+	m.Reset()
+	m.Id, m.File = id, file
+	m.Op = &SessionRequest_Write{Write: &WriteOp{Offset: int64(offset), Data: *buf}}
+	return true
+}
+
+// consumeVarint reads the varint after a tag of n bytes at the start of
+// p; it returns the value and the bytes the tag and the varint took, or a
+// negative count.
+func consumeVarint(p []byte, n int) (uint64, int) {
+	v, m := protowire.ConsumeVarint(p[n:])
+	if m < 0 {
+		return 0, m
+	}
+	return v, n + m
+}
+
+// readAt fills dst from data's bytes from off on (as many as there are).
+func readAt(data mem.BufferSlice, dst []byte, off int) {
+	for _, b := range data {
+		d := b.ReadOnlyData()
+		if off >= len(d) {
+			off -= len(d)
+			continue
+		}
+		n := copy(dst, d[off:])
+		dst, off = dst[n:], 0
+		if len(dst) == 0 {
+			return
+		}
+	}
+}
+
+// RecycleWrite gives req's write data (a WriteOp's or a CloseOp's) back to
+// pool, once the data is written and nothing holds it: Codec.Unmarshal
+// took it from there. The caller owns the data: the agent, for requests
+// gRPC delivered; never a buffer someone lent it.
+func RecycleWrite(pool *BufferPool, req *SessionRequest) {
+	d := req.GetWrite().GetData()
+	if d == nil {
+		d = req.GetClose().GetWrite().GetData()
+	}
+	if cap(d) == 0 {
+		return
+	}
+	d = d[:0]
+	pool.Put(&d)
 }
