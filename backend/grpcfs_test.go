@@ -196,8 +196,12 @@ func TestReadFrom(t *testing.T) {
 // MiB for this upload, against 28 MiB now). Both ends run in this process,
 // so the bound, half the upload, covers both. Under the race detector
 // only the content is checked: its pools drop some of what they are
-// given, and it allocates more itself (291 MiB here).
+// given, and it allocates more itself (291 MiB here); .ci/run runs it once
+// more without -race.
 func TestUploadOverGRPCAllocates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("uploads 128 MiB")
+	}
 	a := agenttest.Start(t, "")
 	g := a.Fs(t, "")
 	const size = 128 << 20

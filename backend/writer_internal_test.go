@@ -106,6 +106,7 @@ func FuzzCoalescer(f *testing.F) {
 		if err := c.flush(); err != nil {
 			t.Fatal(err)
 		}
+		check() // the loans of the last flush too
 		if len(c.extents) != 0 || c.buffered != 0 {
 			t.Fatalf("after flush: %d extents, %d bytes held", len(c.extents), c.buffered)
 		}

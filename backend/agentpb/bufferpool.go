@@ -15,7 +15,9 @@ import (
 // the 1 MiB messages a file moves in, that is a memclr of each message on
 // each end. Every user fills what it takes: a frame is read in full, a
 // message is marshaled into exactly its size or materialized from the
-// frames, so nothing stale is ever sent or parsed.
+// frames, a large write's data is copied from the frames into exactly its
+// size (Codec.Unmarshal, given back by RecycleWrite), so nothing stale is
+// ever sent or parsed.
 type BufferPool struct {
 	classes [numClasses]sync.Pool
 }

@@ -194,16 +194,14 @@ func readAt(data mem.BufferSlice, dst []byte, off int) {
 	}
 }
 
-// RecycleWrite gives req's write data (a WriteOp's or a CloseOp's) back to
-// pool, once the data is written and nothing holds it: Codec.Unmarshal
-// took it from there. The caller owns the data: the agent, for requests
-// gRPC delivered; never a buffer someone lent it.
+// RecycleWrite gives the data of req, a write Codec.Unmarshal decoded into
+// a buffer of pool (unmarshalWrite: a WriteOp of at least writeRecycleMin
+// bytes), back to pool once the data is written and nothing holds it; it
+// leaves other requests alone. The caller owns the data: the agent, for
+// requests gRPC delivered; never a buffer someone lent it.
 func RecycleWrite(pool *BufferPool, req *SessionRequest) {
 	d := req.GetWrite().GetData()
-	if d == nil {
-		d = req.GetClose().GetWrite().GetData()
-	}
-	if cap(d) == 0 {
+	if len(d) < writeRecycleMin {
 		return
 	}
 	d = d[:0]

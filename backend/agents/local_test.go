@@ -283,6 +283,9 @@ func TestLocalStreamCopiesWriteData(t *testing.T) {
 // (a copy per message allocated all of it, and the collector's work for it
 // was most of a bulk upload's CPU), and what lands is what was sent.
 func TestLocalStreamLendsUploadData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("uploads 128 MiB")
+	}
 	pool, root := embeddedPool(t)
 	fsys, _, err := pool.FS(t.Context(), "local", "alice", backend.Options{})
 	if err != nil {
