@@ -110,54 +110,18 @@ func (c *Codec) unmarshalWrite(data mem.BufferSlice, m *SessionRequest) (ok bool
 	}
 	var head [writeHeaderMax]byte
 	readAt(data, head[:], 0)
-	p := head[:]
-	num, typ, n := protowire.ConsumeTag(p)
-	var id, file uint64
-	if n > 0 && num == fieldRequestID && typ == protowire.VarintType {
-		if id, n = consumeVarint(p, n); n < 0 {
-			return false
-		}
-		p = p[n:]
-		num, typ, n = protowire.ConsumeTag(p)
+	r := fieldReader{p: head[:]}
+	id, _ := r.next(fieldRequestID, protowire.VarintType)
+	file, _ := r.next(fieldRequestFile, protowire.VarintType)
+	size, ok := r.next(fieldRequestWrite, protowire.BytesType)
+	if !ok || size != uint64(total-(len(head)-len(r.p))) {
+		return false // not a write, or not the last field
 	}
-	if n > 0 && num == fieldRequestFile && typ == protowire.VarintType {
-		if file, n = consumeVarint(p, n); n < 0 {
-			return false
-		}
-		p = p[n:]
-		num, typ, n = protowire.ConsumeTag(p)
-	}
-	if n < 0 || num != fieldRequestWrite || typ != protowire.BytesType {
-		return false
-	}
-	size, n := consumeVarint(p, n)
-	if n < 0 {
-		return false
-	}
-	p = p[n:]
-	if size != uint64(total-(len(head)-len(p))) {
-		return false // the write is not the last field
-	}
-	var offset uint64
-	num, typ, n = protowire.ConsumeTag(p)
-	if n > 0 && num == fieldWriteOffset && typ == protowire.VarintType {
-		if offset, n = consumeVarint(p, n); n < 0 {
-			return false
-		}
-		p = p[n:]
-		num, typ, n = protowire.ConsumeTag(p)
-	}
-	if n < 0 || num != fieldWriteData || typ != protowire.BytesType {
-		return false
-	}
-	size, n = consumeVarint(p, n)
-	if n < 0 {
-		return false
-	}
-	p = p[n:]
-	start := len(head) - len(p)
-	if size != uint64(total-start) {
-		return false // the data is not the write's last field
+	offset, _ := r.next(fieldWriteOffset, protowire.VarintType)
+	size, ok = r.next(fieldWriteData, protowire.BytesType)
+	start := len(head) - len(r.p)
+	if !ok || size != uint64(total-start) {
+		return false // no data, or not the write's last field
 	}
 	buf := c.pool.Get(int(size))
 	readAt(data, *buf, start)
@@ -167,15 +131,31 @@ func (c *Codec) unmarshalWrite(data mem.BufferSlice, m *SessionRequest) (ok bool
 	return true
 }
 
-// consumeVarint reads the varint after a tag of n bytes at the start of
-// p; it returns the value and the bytes the tag and the varint took, or a
-// negative count.
-func consumeVarint(p []byte, n int) (uint64, int) {
-	v, m := protowire.ConsumeVarint(p[n:])
-	if m < 0 {
-		return 0, m
+// fieldReader reads a message's fields in the order it expects them.
+type fieldReader struct {
+	p   []byte // what is left to read
+	bad bool   // a varint was malformed: nothing more is read
+}
+
+// next reads field num if it comes next with wire type typ: a varint's
+// value, or a length-delimited field's length (its bytes stay unread). ok
+// is false when another field comes next (a field left at zero is not on
+// the wire) or the input is malformed.
+func (r *fieldReader) next(num protowire.Number, typ protowire.Type) (v uint64, ok bool) {
+	if r.bad {
+		return 0, false
 	}
-	return v, n + m
+	n, t, k := protowire.ConsumeTag(r.p)
+	if k < 0 || n != num || t != typ {
+		return 0, false
+	}
+	v, m := protowire.ConsumeVarint(r.p[k:])
+	if m < 0 {
+		r.bad = true
+		return 0, false
+	}
+	r.p = r.p[k+m:]
+	return v, true
 }
 
 // readAt fills dst from data's bytes from off on (as many as there are).
