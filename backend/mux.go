@@ -44,7 +44,9 @@ type mux struct {
 type muxConn struct {
 	g      *GRPCFs
 	stream agentpb.Agent_SessionClient
+	ctx    context.Context // the stream's; its cause says why it was cut
 	cancel context.CancelFunc
+	cut    context.CancelCauseFunc // cancel, with a cause the stream's error reports
 	// retired, if the connection can tell, reports that it was closed
 	// under the stream (see retirable).
 	retired func() bool
@@ -58,6 +60,9 @@ type muxConn struct {
 	// sendMu serializes Send and id allocation.
 	sendMu sync.Mutex
 	nextID uint64
+	// stalled cuts the stream when a Send waits past the call timeout
+	// (sendBy); armed only during a Send, under sendMu.
+	stalled *time.Timer
 
 	// pmu guards pending and err; the receive loop fills them.
 	pmu     sync.Mutex
@@ -112,7 +117,8 @@ func (m *mux) conn() (*muxConn, error) {
 // open opens a Session stream and says Hello, within the call timeout.
 func (m *mux) open() (*muxConn, error) {
 	g := m.g
-	ctx, cancel := context.WithCancel(g.ctx)
+	ctx, cut := context.WithCancelCause(g.ctx)
+	cancel := func() { cut(nil) }
 	// Bound the setup: NewStream waits while the agent connects.
 	setup := time.AfterFunc(g.timeout, cancel)
 	defer setup.Stop()
@@ -128,10 +134,14 @@ func (m *mux) open() (*muxConn, error) {
 		return nil, err
 	}
 	c := &muxConn{
-		g: g, stream: stream, cancel: cancel,
+		g: g, stream: stream, ctx: ctx, cancel: cancel, cut: cut,
 		pending: make(map[uint64]func(*agentpb.SessionResponse, error)),
 		done:    make(chan struct{}),
 	}
+	c.stalled = time.AfterFunc(g.timeout, func() {
+		c.cut(fmt.Errorf("%w: the agent took no request for %v", errSendStalled, g.timeout))
+	})
+	c.stalled.Stop()
 	if ls, ok := stream.(lendingStream); ok {
 		c.lend = ls.SendLent
 	}
@@ -165,6 +175,11 @@ func (m *mux) open() (*muxConn, error) {
 	return c, nil
 }
 
+// errSendStalled is wrapped by the error of a stream cut because a send
+// waited longer than the call timeout (muxConn.sendBy): Unavailable, as an
+// agent that does not answer.
+var errSendStalled = status.Error(codes.Unavailable, "session stream stalled")
+
 // agentProtocol is the agent protocol version this gateway speaks.
 const agentProtocol = 2
 
@@ -177,6 +192,9 @@ func (c *muxConn) recvLoop() {
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = status.Error(codes.Unavailable, "the agent ended the session")
+			}
+			if cause := context.Cause(c.ctx); errors.Is(cause, errSendStalled) {
+				err = cause
 			}
 			c.pmu.Lock()
 			c.err = err
@@ -238,7 +256,16 @@ func (c *muxConn) sendBy(sendFn func(*agentpb.SessionRequest) error, req *agentp
 	}
 	c.pending[id] = cb
 	c.pmu.Unlock()
-	if err := sendFn(req); err != nil {
+	// Send waits while the stream's flow-control window is full: an
+	// agent whose handler stopped reading (its filesystem hung under an
+	// open) would hold it, with sendMu, and so every operation of the
+	// session, for as long as it stays stuck. The call timeout bounds
+	// that wait as it bounds a reply's: the stream is cut, its files fail
+	// (their uploads abort), and the next operation opens a new one.
+	c.stalled.Reset(c.g.timeout)
+	err := sendFn(req)
+	c.stalled.Stop()
+	if err != nil {
 		// Send reports io.EOF when the stream broke; Recv has the cause.
 		// The receive loop, once ended, has run cb (it was pending before
 		// the loop could take the map), so cb runs exactly once.

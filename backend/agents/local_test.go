@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/afero"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -317,5 +318,76 @@ func TestLocalStreamLendsUploadData(t *testing.T) {
 	// drops a quarter of them, so the bound is loose: half the upload.
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size/2 {
 		t.Fatalf("the upload of %d MiB allocated %d MiB: its data was copied", size>>20, alloc>>20)
+	}
+}
+
+// TestStalledAgentCutsStream: an agent whose Session handler stopped
+// reading (stuck in an open(2) that waits for a file lease to break, as it
+// would on a hung filesystem) fills the stream, and a send into it waits.
+// Each such wait is bounded by the call timeout: the stream is cut, every
+// request on it fails with a message that says so instead of hanging
+// until the agent moves again, and the next operation gets a new stream,
+// which works while the old handler is still stuck.
+func TestStalledAgentCutsStream(t *testing.T) {
+	pool, root := embeddedPool(t)
+	leased := filepath.Join(root, "leased")
+	if err := os.WriteFile(leased, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lfd, err := unix.Open(leased, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		unix.Close(lfd)
+		t.Skipf("cannot take a write lease here: %v", err)
+	}
+	// Runs before the pool's cleanup: the stuck open returns and the
+	// agent's handler can end.
+	t.Cleanup(func() {
+		_, _ = unix.FcntlInt(uintptr(lfd), unix.F_SETLEASE, unix.F_UNLCK)
+		unix.Close(lfd)
+	})
+	const timeout = time.Second
+	fsys, _, err := pool.FS(t.Context(), "local", "alice", backend.Options{CallTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fsys.Stat("/"); err != nil { // the stream, open
+		t.Fatal(err)
+	}
+	// The open waits for the lease for 45 s (fs.lease-break-time) inside
+	// the agent's handler; the call gives up after its timeout.
+	if f, err := fsys.Open("/leased"); err == nil {
+		f.Close()
+		t.Fatal("the open of a leased file returned at once: the lease did not hold it")
+	}
+	// More requests than the stream holds: the last ones wait in Send.
+	const n = 2 * 64
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := fsys.Stat("/leased")
+			errs <- err
+		}()
+	}
+	deadline := time.After(10 * timeout)
+	stalled := 0
+	for range n {
+		select {
+		case err := <-errs:
+			if err != nil && strings.Contains(err.Error(), "took no request") {
+				stalled++
+			}
+		case <-deadline:
+			t.Fatalf("requests still waiting %v after the agent stalled", 10*timeout)
+		}
+	}
+	if stalled == 0 {
+		t.Fatal("no request failed for the stalled stream")
+	}
+	// A new stream works while the old handler is still stuck.
+	if fi, err := fsys.Stat("/leased"); err != nil || fi.Size() != 1 {
+		t.Fatalf("Stat on a new stream: %v, %v", fi, err)
 	}
 }
