@@ -204,11 +204,15 @@ func (e *events) add(ev *agentpb.AgentEvent) {
 	}
 	e.seq++
 	ev.BootId, ev.Seq, ev.TimeUnixNano = e.boot, e.seq, time.Now().UnixNano()
-	if len(e.ring) == keepEvents {
-		copy(e.ring, e.ring[1:])
-		e.ring = e.ring[:keepEvents-1]
-	}
+	// Dropping the oldest moves the slice's start instead of shifting
+	// every kept event down one (4,096 pointers an event, once full);
+	// append copies the kept ones to a new array now and then, when the
+	// old one's end is reached.
 	e.ring = append(e.ring, ev)
+	if len(e.ring) > keepEvents {
+		e.ring[0] = nil
+		e.ring = e.ring[1:]
+	}
 	close(e.wake)
 	e.wake = make(chan struct{})
 }

@@ -74,11 +74,14 @@ func (f *Feed) Publish(kind, user string, data any) Event {
 	defer f.mu.Unlock()
 	f.seq++
 	e := Event{Seq: f.seq, Time: f.now(), Kind: kind, User: user, Data: data}
-	if len(f.ring) == f.size {
-		copy(f.ring, f.ring[1:])
-		f.ring = f.ring[:f.size-1]
-	}
+	// Dropping the oldest moves the slice's start instead of shifting
+	// every kept event down one; append copies the kept ones to a new
+	// array now and then, when the old one's end is reached.
 	f.ring = append(f.ring, e)
+	if len(f.ring) > f.size {
+		f.ring[0] = Event{}
+		f.ring = f.ring[1:]
+	}
 	for s := range f.subs {
 		if s.keep != nil && !s.keep(e) {
 			continue

@@ -72,3 +72,35 @@ func TestSlowSubscriberDoesNotBlock(t *testing.T) {
 		t.Errorf("first event seq %d", e.Seq)
 	}
 }
+
+// TestFeedKeepsLatestOverManyWraps: after many times its size, the feed
+// keeps exactly the latest events, oldest first.
+func TestFeedKeepsLatestOverManyWraps(t *testing.T) {
+	const size, total = 100, 1234
+	f := New(size, nil)
+	for i := range total {
+		f.Publish("k", "u", i)
+	}
+	got := f.Recent(0, nil)
+	if len(got) != size {
+		t.Fatalf("keeps %d events, want %d", len(got), size)
+	}
+	for i, e := range got {
+		if want := uint64(total - size + 1 + i); e.Seq != want || e.Data != int(want-1) {
+			t.Fatalf("event %d: seq %d data %v, want seq %d", i, e.Seq, e.Data, want)
+		}
+	}
+}
+
+// BenchmarkPublish is what an event costs a full feed of the default
+// size with no subscriber.
+func BenchmarkPublish(b *testing.B) {
+	f := New(0, nil)
+	for range DefaultSize {
+		f.Publish("k", "u", nil)
+	}
+	b.ResetTimer()
+	for range b.N {
+		f.Publish("k", "u", nil)
+	}
+}
