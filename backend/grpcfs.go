@@ -25,8 +25,10 @@ type Options struct {
 	// shows as "/": a clean relative path; "" is the agent root itself.
 	Root string
 	// CallTimeout bounds every wait for the agent's reply to one request
-	// (a hash excepted: it waits as long as its context allows). Zero
-	// means one minute.
+	// (a hash excepted: it waits as long as its context allows), and
+	// every wait to hand the agent a request: a Session stream the agent
+	// stopped reading is cut then, and the next operation opens another.
+	// Zero means one minute.
 	CallTimeout time.Duration
 	// InPlace turns atomic uploads off: truncating opens write the target
 	// file directly.
