@@ -10,8 +10,8 @@ import (
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
-// TestRunQuick runs run.sh in quick mode (16 MiB, 50 files, 20 saves, one
-// round; upgate with its embedded agent and with an agent process, and
+// TestRunQuick runs run.sh in quick mode (16 MiB, 50 files, 20 saves, 50
+// commands of each kind, one round; upgate with its embedded agent and with an agent process, and
 // vsftpd) and checks that it succeeds and prints the table. The figures are
 // not checked: they only mean something at full size, by hand.
 func TestRunQuick(t *testing.T) {
@@ -36,14 +36,14 @@ func TestRunQuick(t *testing.T) {
 	for _, want := range []string{
 		"| measurement | upgate, embedded agent | upgate, agent process | vsftpd | embedded/vsftpd | agent/vsftpd | goal |",
 		"`curl -T`", "CPU s per GiB", "of which the agent process", "lftp `put`", "`lftp mirror -R`",
-		"`lftp mirror -R --parallel=4`", "p50", "p99",
+		"`lftp mirror -R --parallel=4`", "p50", "p99", "NOOP", "SITE CHMOD", "MFMT",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, out, stderr)
 		}
 	}
-	if rows := strings.Count(out, "\n| "); rows != 9 {
-		t.Errorf("table has %d rows, want 9 (header and eight measurements)\n%s", rows, out)
+	if rows := strings.Count(out, "\n| "); rows != 12 {
+		t.Errorf("table has %d rows, want 12 (header and eleven measurements)\n%s", rows, out)
 	}
 	t.Logf("\n%s", out)
 }

@@ -341,6 +341,31 @@ def saves(port, user, netrc, path, file, count):
     print("%.3f %.3f" % (percentile(times, 50), percentile(times, 99)))
 
 
+def commands(port, user, netrc, path, count, settime):
+    """What one command costs on an open session: p50 in microseconds of
+    count NOOPs (the server alone) and of count SITE CHMOD 644 and count
+    time settings (settime: MFMT, or MDTM with a time as vsftpd takes it)
+    of path, uploaded first (100 bytes). An lftp mirror sends four commands
+    per file, so what a command costs beyond the reference's is paid four
+    times a file."""
+    password = netrc_password(netrc, HOST, user)
+    ftp = ftplib.FTP()
+    ftp.connect(HOST, port, timeout=20)
+    ftp.login(user, password)
+    ftp.storbinary("STOR " + path, io.BytesIO(b"x" * 100))
+    out = []
+    for cmd in ("NOOP", "SITE CHMOD 644 " + path, settime + " 20240101000000 " + path):
+        times = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            ftp.sendcmd(cmd)
+            times.append((time.perf_counter() - t0) * 1e6)
+        times.sort()
+        out.append("%.1f" % percentile(times, 50))
+    ftp.quit()
+    print(" ".join(out))
+
+
 # Rows of the table: key, label, unit, goal (issue 15's, as a ratio of
 # upgate's figure to vsftpd's, or "").
 ROWS = [
@@ -352,6 +377,9 @@ ROWS = [
     ("mirror4_s", "{files} small files, `lftp mirror -R --parallel=4`", "s", ""),
     ("save_p50_ms", "4 KiB save on an open session (ftplib), p50", "ms", "<= 1.3"),
     ("save_p99_ms", "4 KiB save on an open session (ftplib), p99", "ms", ""),
+    ("noop_us", "NOOP on an open session, p50", "us", ""),
+    ("chmod_us", "SITE CHMOD on an open session, p50", "us", ""),
+    ("settime_us", "setting a file's time on an open session (MFMT; MDTM on vsftpd), p50", "us", ""),
 ]
 # The servers, in the table's order; the last one is the reference.
 UPGATE_SIDES = [("upgate", "upgate, embedded agent", "embedded"),
@@ -423,7 +451,8 @@ def table(results, meta):
     print()
     print("Data: %s of random bytes; %s files, %s bytes in %s nested "
           "directories, mirrored into an empty directory each time; %s saves "
-          "of a 4 KiB file after one login. Rounds: %s, each running upgate "
+          "of a 4 KiB file after one login; %s of each command after one login. "
+          "Rounds: %s, each running upgate "
           "(embedded), upgate (agent process), vsftpd in turn; each figure is "
           "the median of the rounds, the rounds follow in brackets. Uploads "
           "include connecting and logging in (about 1 ms on all: bcrypt cost "
@@ -436,7 +465,7 @@ def table(results, meta):
           "vsftpd's: for MB/s above 1 is faster, for times and CPU above 1 "
           "is slower. The goals are issue 15's."
           % (m["big"], "{:,}".format(int(m["files"])), "{:,}".format(int(m["files_bytes"])),
-             m["dirs"], m["saves"], m["rounds"], m["bcrypt_cost"]))
+             m["dirs"], m["saves"], m["commands"], m["rounds"], m["bcrypt_cost"]))
     print()
     print_rows(vals, ROWS, "vsftpd", "vsftpd",
                dict(big=m["big"], files="{:,}".format(int(m["files"]))))
@@ -458,6 +487,8 @@ def main(argv):
         treesum(args[0])
     elif cmd == "saves":
         saves(int(args[0]), args[1], args[2], args[3], args[4], int(args[5]))
+    elif cmd == "commands":
+        commands(int(args[0]), args[1], args[2], args[3], int(args[4]), args[5])
     elif cmd == "reaper":
         reaper(args)
     elif cmd == "treecpu":

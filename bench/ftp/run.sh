@@ -30,7 +30,11 @@
 #   2. `lftp mirror -R` of many small files in nested directories, serial and
 #      with --parallel=4, into an empty directory each time (seconds);
 #   3. a 4 KiB "save" on an open session: Python ftplib, one login, then
-#      STOR after STOR of the same file; p50 and p99 per save (ms).
+#      STOR after STOR of the same file; p50 and p99 per save (ms);
+#   4. one command on an open session (ftplib): NOOP, SITE CHMOD and
+#      setting a file's time (MFMT; MDTM with a time on vsftpd), p50 of
+#      BENCH_COMMANDS each (us): what each of a mirror's per-file commands
+#      costs, steadier from round to round than the saves.
 # Every upload is checked on disk (sizes, file count, contents) before its
 # figure counts. The markdown table goes to stdout, progress to stderr.
 # The clients get the (random, per-run) passwords from a netrc file in the
@@ -43,7 +47,8 @@
 #   BENCH_BIG_MIB          big file size in MiB [256 / 16]
 #   BENCH_FILES            small files [500 / 50]
 #   BENCH_SAVES            timed saves [500 / 20]
-#   BENCH_ONLY             comma list of curl,lftp,mirror,mirror4,saves [all]
+#   BENCH_COMMANDS         timed commands of each kind [2000 / 50]
+#   BENCH_ONLY             comma list of curl,lftp,mirror,mirror4,saves,commands [all]
 #   BENCH_WARMUP=0         skip the untimed warm-up (one big upload and one
 #                          mirror per side before round 1)
 #   BENCH_LOG_LEVEL        upgate's log.level and the agent's --log-level [warn]
@@ -77,15 +82,16 @@ while (($#)); do
   shift
 done
 if [[ $quick == 1 ]]; then
-  d_rounds=1 d_big=16 d_files=50 d_saves=20
+  d_rounds=1 d_big=16 d_files=50 d_saves=20 d_commands=50
 else
-  d_rounds=2 d_big=256 d_files=500 d_saves=500
+  d_rounds=2 d_big=256 d_files=500 d_saves=500 d_commands=2000
 fi
 rounds=${BENCH_ROUNDS:-$d_rounds}
 big_mib=${BENCH_BIG_MIB:-$d_big}
 nfiles=${BENCH_FILES:-$d_files}
 nsaves=${BENCH_SAVES:-$d_saves}
-only=${BENCH_ONLY:-curl,lftp,mirror,mirror4,saves}
+ncommands=${BENCH_COMMANDS:-$d_commands}
+only=${BENCH_ONLY:-curl,lftp,mirror,mirror4,saves,commands}
 loglevel=${BENCH_LOG_LEVEL:-warn}
 bcrypt_cost=${BENCH_BCRYPT_COST:-4}
 cmd_timeout=${BENCH_TIMEOUT:-600}
@@ -96,7 +102,7 @@ if [[ -n $ug_bin ]]; then
   [[ -f $ug_bin && -x $ug_bin ]] || { echo "run.sh: BENCH_UPGATE: $ug_bin is not an executable file" >&2; exit 2; }
   ug_bin=$(realpath "$ug_bin")
 fi
-for v in rounds big_mib nfiles nsaves bcrypt_cost cmd_timeout; do
+for v in rounds big_mib nfiles nsaves ncommands bcrypt_cost cmd_timeout; do
   if ! [[ ${!v} =~ ^[1-9][0-9]{0,5}$ ]]; then
     echo "run.sh: $v must be a positive integer, got '${!v}'" >&2
     exit 2
@@ -485,6 +491,16 @@ bench_saves() { # side round
   record save_p50_ms "$s" "$2" "$p50"
   record save_p99_ms "$s" "$2" "$p99"
 }
+bench_commands() { # side round
+  local s=$1 noop chmod settime verb=MFMT
+  [[ $s != vsftpd ]] || verb=MDTM
+  bounded "$PY" "$helper" commands "${port[$s]}" "${user[$s]}" "$netrc" \
+    /up/cmd.bin "$ncommands" "$verb" >"$tmp/commands.out" || die "ftplib commands to $s"
+  read -r noop chmod settime <"$tmp/commands.out"
+  record noop_us "$s" "$2" "$noop"
+  record chmod_us "$s" "$2" "$chmod"
+  record settime_us "$s" "$2" "$settime"
+}
 
 if [[ ${BENCH_WARMUP:-1} == 1 ]]; then
   # One untimed big upload and mirror per side: first-touch costs (page
@@ -520,6 +536,9 @@ for ((r = 1; r <= rounds; r++)); do
   if want saves; then for s in "${sides[@]}"; do
     bench_saves "$s" "$r"; log "round $r/$rounds $nsaves saves  $s: p50/p99 $(tail -n2 "$results" | cut -d' ' -f4 | paste -sd/) ms"
   done; fi
+  if want commands; then for s in "${sides[@]}"; do
+    bench_commands "$s" "$r"; log "round $r/$rounds $ncommands commands  $s: NOOP/SITE CHMOD/time p50 $(tail -n3 "$results" | cut -d' ' -f4 | paste -sd/) us"
+  done; fi
 done
 log "measured in $(elapsed "$start" "$EPOCHREALTIME") s; upgate logs: $(cat "$tmp/upgate.log" "$tmp/upgate-agent.log" "$tmp/agent.log" | wc -l) lines at level $loglevel"
 
@@ -546,6 +565,7 @@ files=$nfiles
 files_bytes=$small_bytes
 dirs=$small_dirs
 saves=$nsaves
+commands=$ncommands
 rounds=$rounds
 bcrypt_cost=$bcrypt_cost
 EOF
