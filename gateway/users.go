@@ -21,17 +21,16 @@ import (
 // user is a config.User prepared for logins.
 type user struct {
 	name    string
-	hash    []byte          // bcrypt; nil: no password login
-	keys    []ssh.PublicKey // parsed authorized_keys
-	keyWire [][]byte        // keys' wire encodings, what logins compare
-	mounts  []config.Mount  // as configured
-	sorted  []config.Mount  // mounts sorted by path, what a credential records
+	hash    []byte         // bcrypt; nil: no password login
+	keyWire [][]byte       // the authorized keys' wire encodings, what logins compare
+	mounts  []config.Mount // as configured
+	sorted  []config.Mount // mounts sorted by path, what a credential records
 }
 
 // newUser is a user with what logins compare derived: the keys' wire
 // encodings and the mounts sorted by path.
 func newUser(name string, hash []byte, keys []ssh.PublicKey, mounts []config.Mount) *user {
-	u := &user{name: name, hash: hash, keys: keys, mounts: mounts, sorted: sortedMounts(mounts)}
+	u := &user{name: name, hash: hash, mounts: mounts, sorted: sortedMounts(mounts)}
 	for _, k := range keys {
 		u.keyWire = append(u.keyWire, k.Marshal())
 	}
