@@ -44,9 +44,8 @@ type mux struct {
 type muxConn struct {
 	g      *GRPCFs
 	stream agentpb.Agent_SessionClient
-	ctx    context.Context // the stream's; its cause says why it was cut
-	cancel context.CancelFunc
-	cut    context.CancelCauseFunc // cancel, with a cause the stream's error reports
+	ctx    context.Context         // the stream's; its cause says why it was cut
+	cut    context.CancelCauseFunc // ends the stream; a cause the stream's error reports
 	// retired, if the connection can tell, reports that it was closed
 	// under the stream (see retirable).
 	retired func() bool
@@ -134,7 +133,7 @@ func (m *mux) open() (*muxConn, error) {
 		return nil, err
 	}
 	c := &muxConn{
-		g: g, stream: stream, ctx: ctx, cancel: cancel, cut: cut,
+		g: g, stream: stream, ctx: ctx, cut: cut,
 		pending: make(map[uint64]func(*agentpb.SessionResponse, error)),
 		done:    make(chan struct{}),
 	}
@@ -174,6 +173,9 @@ func (m *mux) open() (*muxConn, error) {
 	}
 	return c, nil
 }
+
+// cancel ends the stream without a cause of its own.
+func (c *muxConn) cancel() { c.cut(nil) }
 
 // errSendStalled is wrapped by the error of a stream cut because a send
 // waited longer than the call timeout (muxConn.sendBy): Unavailable, as an

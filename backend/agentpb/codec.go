@@ -109,7 +109,7 @@ func (c *Codec) unmarshalWrite(data mem.BufferSlice, m *SessionRequest) (ok bool
 		return false
 	}
 	var head [writeHeaderMax]byte
-	readAt(data, head[:], 0)
+	data.CopyTo(head[:])
 	r := fieldReader{p: head[:]}
 	id, _ := r.next(fieldRequestID, protowire.VarintType)
 	file, _ := r.next(fieldRequestFile, protowire.VarintType)
