@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 
@@ -65,8 +66,14 @@ func TestSessionKeepsLentData(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Session(st) }()
 	for range 4 {
-		if r := <-st.resps; r.GetError() != nil {
-			t.Fatalf("reply %d: %v", r.GetId(), r.GetError())
+		select {
+		case r := <-st.resps:
+			if r.GetError() != nil {
+				t.Fatalf("reply %d: %v", r.GetId(), r.GetError())
+			}
+		case <-time.After(10 * time.Second):
+			cancel()
+			t.Fatal("no reply within 10 s")
 		}
 	}
 	cancel()
