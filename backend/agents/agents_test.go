@@ -2,6 +2,7 @@ package agents_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,7 +18,16 @@ import (
 	"github.com/upgate/upgate/internal/agenttest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if kind := os.Getenv(roundTripChildEnv); kind != "" {
+		if err := serveRoundTripChild(kind); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // TestPool: a pool with an embedded agent and a remote one (a real agent
 // on loopback, reached with its token file) gives users' filesystems on
