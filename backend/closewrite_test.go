@@ -7,8 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/spf13/afero"
 
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/agentpb"
@@ -17,11 +21,11 @@ import (
 )
 
 // spyStream records what a GRPCFs sends on its Session stream and can
-// hide FILE_FEATURE_CLOSE_WITH_WRITE from the agent's Hello, as an agent
-// from before it would answer.
+// hide features from the agent's Hello, as an agent from before them
+// would answer.
 type spyStream struct {
 	agentpb.Agent_SessionClient
-	old bool
+	hide agentpb.FileFeature // bits cleared from the Hello
 
 	mu   sync.Mutex
 	sent []string
@@ -35,6 +39,9 @@ func (s *spyStream) Send(req *agentpb.SessionRequest) error {
 	if c := req.GetClose(); c != nil {
 		what = fmt.Sprintf("close+write %d", len(c.GetWrite().GetData()))
 	}
+	if req.GetPosted() {
+		what += " posted"
+	}
 	s.mu.Lock()
 	s.sent = append(s.sent, what)
 	s.mu.Unlock()
@@ -43,10 +50,21 @@ func (s *spyStream) Send(req *agentpb.SessionRequest) error {
 
 func (s *spyStream) Recv() (*agentpb.SessionResponse, error) {
 	resp, err := s.Agent_SessionClient.Recv()
-	if h := resp.GetHello(); h != nil && s.old {
-		h.Features &^= uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE)
+	if h := resp.GetHello(); h != nil {
+		h.Features &^= uint32(s.hide)
 	}
 	return resp, err
+}
+
+// fs is a filesystem on a's agent whose Session streams s spies on.
+func (s *spyStream) fs(t *testing.T, a *agenttest.Agent) *backend.GRPCFs {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return backend.NewGRPCFs(ctx, a.Conn, backend.Options{Agent: "test", Session: func(ctx context.Context) (agentpb.Agent_SessionClient, error) {
+		st, err := agentpb.NewAgentClient(a.Conn).Session(ctx)
+		s.Agent_SessionClient = st
+		return s, err
+	}})
 }
 
 func (s *spyStream) fileOps() []string {
@@ -86,14 +104,11 @@ func TestCloseCarriesLastWrite(t *testing.T) {
 		{"large copy", false, 3 << 20, true, []string{"write 1048512", "write 1048512", "write 1048512", "close+write 192"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			spy := &spyStream{old: tc.old}
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			g := backend.NewGRPCFs(ctx, a.Conn, backend.Options{Agent: "test", Session: func(ctx context.Context) (agentpb.Agent_SessionClient, error) {
-				s, err := agentpb.NewAgentClient(a.Conn).Session(ctx)
-				spy.Agent_SessionClient = s
-				return spy, err
-			}})
+			spy := &spyStream{}
+			if tc.old {
+				spy.hide = agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE
+			}
+			g := spy.fs(t, a)
 			data := fstest.Data(tc.size, 7)
 			f, err := g.OpenFile("/f", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 			if err != nil {
@@ -122,5 +137,125 @@ func TestCloseCarriesLastWrite(t *testing.T) {
 				t.Fatalf("committed %d bytes (%v), want the %d written", len(got), err, len(data))
 			}
 		})
+	}
+}
+
+// TestUploadSetattrPosted: an upload's truncate, times and mode (SFTP's
+// FSETSTAT before the close, sshfs's utimens, lftp's MFMT on a file still
+// open) go out without waiting for their replies to an agent that aborts
+// the close after a failed posted request, and land before the commit; a
+// failure is then Close's error, and the old file stays. Without that
+// feature, and on a file written in place, each waits for its reply, and a
+// failure is its own.
+func TestUploadSetattrPosted(t *testing.T) {
+	a := agenttest.Start(t, "")
+	mtime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	setattr := func(t *testing.T, f afero.File) {
+		t.Helper()
+		if err := f.Truncate(3); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.(backend.TimesSetter).SetTimes(mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.(backend.ModeSetter).Chmod(0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(t *testing.T, name, want string, mode os.FileMode, mt time.Time) {
+		t.Helper()
+		p := filepath.Join(a.Dir, name)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(p)
+		if string(got) != want || fi.Mode().Perm() != mode || !fi.ModTime().Equal(mt) {
+			t.Fatalf("%s: %q, mode %v, mtime %v; want %q, %v, %v", name, got, fi.Mode().Perm(), fi.ModTime().UTC(), want, mode, mt)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		hide agentpb.FileFeature
+		want []string
+	}{
+		{"posted", 0, []string{"write 6", "*agentpb.SessionRequest_Truncate posted", "*agentpb.SessionRequest_SetTimes posted", "*agentpb.SessionRequest_Fchmod posted", "close+write 0"}},
+		{"old agent", agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS, []string{"write 6", "*agentpb.SessionRequest_Truncate", "*agentpb.SessionRequest_SetTimes", "*agentpb.SessionRequest_Fchmod", "close+write 0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spy := &spyStream{hide: tc.hide}
+			g := spy.fs(t, a)
+			name := "up-" + strings.ReplaceAll(tc.name, " ", "-")
+			f, err := g.OpenFile("/"+name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Write([]byte("upload")); err != nil {
+				t.Fatal(err)
+			}
+			setattr(t, f)
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := spy.fileOps(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("sent %q, want %q", got, tc.want)
+			}
+			check(t, name, "upl", 0o600, mtime)
+
+			// A failure (the agent refuses setuid; frontends strip it,
+			// so only a caller of the Fs sends it).
+			mustWrite(t, filepath.Join(a.Dir, name), "old\n")
+			f, err = g.OpenFile("/"+name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Write([]byte("new\n")); err != nil {
+				t.Fatal(err)
+			}
+			chmodErr := f.(backend.ModeSetter).Chmod(os.ModeSetuid | 0o755)
+			closeErr := f.Close()
+			if tc.hide == 0 {
+				if chmodErr != nil || closeErr == nil || !strings.Contains(closeErr.Error(), "setuid") {
+					t.Fatalf("posted setuid chmod: %v, then close: %v; want nil, then the chmod's failure", chmodErr, closeErr)
+				}
+				if got, _ := os.ReadFile(filepath.Join(a.Dir, name)); string(got) != "old\n" {
+					t.Fatalf("after the failed close: %q, want the old content", got)
+				}
+			} else {
+				if chmodErr == nil || !strings.Contains(chmodErr.Error(), "setuid") || closeErr != nil {
+					t.Fatalf("setuid chmod: %v, then close: %v; want the chmod's failure, then a commit", chmodErr, closeErr)
+				}
+				if got, _ := os.ReadFile(filepath.Join(a.Dir, name)); string(got) != "new\n" {
+					t.Fatalf("after the close: %q, want the new content", got)
+				}
+			}
+		})
+	}
+
+	// Written in place (no atomic upload): every request waits.
+	mustWrite(t, filepath.Join(a.Dir, "inplace"), "in place\n")
+	spy := &spyStream{}
+	f, err := spy.fs(t, a).OpenFile("/inplace", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setattr(t, f)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := spy.fileOps(), []string{"*agentpb.SessionRequest_Truncate", "*agentpb.SessionRequest_SetTimes", "*agentpb.SessionRequest_Fchmod", "close+write 0"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("in place: sent %q, want %q", got, want)
+	}
+	check(t, "inplace", "in ", 0o600, mtime)
+}
+
+// mustWrite puts a file on the agent's disk directly, mode 0644.
+func mustWrite(t *testing.T, name, data string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(name, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -322,41 +322,73 @@ func (f *file) writeAtLocked(p []byte, off int64) (int, error) {
 // is lent to the agent and back in the pool once the agent has answered
 // the write. f.mu is held.
 func (f *file) sendWrite(off int64, data []byte, lend bool) (lent bool, err error) {
-	if err := f.win.acquire(f.g.timeout, f.c.done); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return false, f.timedOut("write")
-		}
-		return false, f.streamErr("write", err)
+	if err := f.acquire("write"); err != nil {
+		return false, err
 	}
 	lent = lend && f.c.lends()
 	want := int64(len(data))
-	req := &agentpb.SessionRequest{File: f.id, Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: off, Data: data}}}
-	send := f.c.send
-	if lent {
-		send = f.c.sendLent
-	}
-	_, err = send(req, func(r *agentpb.SessionResponse, err error) {
-		defer f.win.release()
+	req := &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: off, Data: data}}}
+	return lent, f.sendAcked("write", req, lent, func(r *agentpb.SessionResponse, err error) error {
 		if lent && err == nil {
 			// The agent has answered: it is done with data. Without
 			// an answer (the stream ended) it may still be reading
 			// it, and the buffer is left to the garbage collector.
 			f.g.buffers.put(data)
 		}
+		if r.GetWrite().GetWritten() != want {
+			return &fs.PathError{Op: "write", Path: f.path(), Err: io.ErrShortWrite}
+		}
+		return nil
+	})
+}
+
+// acquire takes a slot of the acknowledgement window for one more request
+// sent without waiting for its reply (sendAcked). f.mu is held.
+func (f *file) acquire(op string) error {
+	err := f.win.acquire(f.g.timeout, f.c.done)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return f.timedOut(op)
+	}
+	return f.streamErr(op, err)
+}
+
+// sendAcked sends req on the file, in a window slot taken by acquire,
+// without waiting for its reply; the slot is freed when the reply comes. A
+// failure, the stream's or the agent's, is kept in the window: a later
+// call and Close return it. check, if non-nil, sees every reply first (on
+// the receive loop, with the stream's error if there is none) and returns
+// the failure an answer that is no error still is (a short write). lend
+// sends through the stream's SendLent.
+func (f *file) sendAcked(op string, req *agentpb.SessionRequest, lend bool, check func(*agentpb.SessionResponse, error) error) error {
+	send := f.c.send
+	if lend {
+		send = f.c.sendLent
+	}
+	req.File = f.id
+	_, err := send(req, func(r *agentpb.SessionResponse, err error) {
+		defer f.win.release()
+		var failed error
+		if check != nil {
+			failed = check(r, err)
+		}
 		switch {
 		case err != nil:
-			f.win.fail(f.streamErr("write", err))
+			failed = f.streamErr(op, err)
 		case r.GetError() != nil:
-			f.win.fail(f.replyErr("write", r.GetError()))
-		case r.GetWrite().GetWritten() != want:
-			f.win.fail(&fs.PathError{Op: "write", Path: f.path(), Err: io.ErrShortWrite})
+			failed = f.replyErr(op, r.GetError())
+		}
+		if failed != nil {
+			f.win.fail(failed)
 		}
 	})
 	if err != nil {
-		err = f.streamErr("write", err)
+		err = f.streamErr(op, err)
 		f.win.fail(err) // the callback has freed the slot
 	}
-	return lent, err
+	return err
 }
 
 // drain waits until every write sent has been acknowledged and returns the
@@ -552,8 +584,7 @@ func (f *file) Truncate(size int64) error {
 		return err
 	}
 	f.cache.drop()
-	_, err := f.call("truncate", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Truncate{Truncate: &agentpb.TruncateOp{Size: size}}})
-	return err
+	return f.setattr("truncate", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Truncate{Truncate: &agentpb.TruncateOp{Size: size}}})
 }
 
 // SetTimes sets the file's times now and again when it is closed (after an
@@ -572,8 +603,7 @@ func (f *file) SetTimes(atime, mtime time.Time) error {
 	if err := f.w.flush(); err != nil {
 		return err
 	}
-	_, err := f.call("chtimes", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)}}})
-	return err
+	return f.setattr("chtimes", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)}}})
 }
 
 // Chmod changes the open file's mode (an upload's included).
@@ -583,8 +613,30 @@ func (f *file) Chmod(mode os.FileMode) error {
 	if err := f.usable("chmod"); err != nil {
 		return err
 	}
-	_, err := f.call("chmod", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: wireMode(mode)}}})
-	return err
+	return f.setattr("chmod", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: wireMode(mode)}}})
+}
+
+// setattr sends a truncate, times or mode request on the file. On an
+// atomic upload, with an agent that aborts the close after a failed posted
+// request (FILE_FEATURE_POSTED_FAILURE_ABORTS), it does not wait for the
+// reply: the request goes out in order behind the writes, in their
+// acknowledgement window, and a failure is returned by a later call and by
+// Close, which then does not commit. An FSETSTAT or MFMT before the close
+// (lftp, OpenSSH's put -p, sshfs) then costs no round trip; on the
+// agent's own temp file these fail only when something is badly wrong,
+// and the upload they belong to fails with them. Anything else, where a
+// failure is an answer the client may act on (EPERM on a file written in
+// place), waits for its reply. f.mu is held.
+func (f *file) setattr(op string, req *agentpb.SessionRequest) error {
+	if f.upload == "" || f.c.features&uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS) == 0 {
+		_, err := f.call(op, req)
+		return err
+	}
+	if err := f.acquire(op); err != nil {
+		return err
+	}
+	req.Posted = true
+	return f.sendAcked(op, req, false, nil)
 }
 
 // TransferError marks the transfer failed: Close then discards an upload

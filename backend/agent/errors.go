@@ -44,6 +44,9 @@ func toProtoError(err error) *agentpb.Error {
 	if err == nil {
 		return nil
 	}
+	if we := (wireError{}); errors.As(err, &we) {
+		return we.e
+	}
 	if st, ok := status.FromError(err); ok {
 		e := &agentpb.Error{Code: uint32(st.Code()), Message: st.Message()}
 		for _, d := range st.Details() {
@@ -107,3 +110,9 @@ func classify(err error) (codes.Code, string) {
 func isEscape(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
 }
+
+// wireError is an error already in its wire form: a posted request's
+// failure, which the close it makes abort answers again as it was.
+type wireError struct{ e *agentpb.Error }
+
+func (w wireError) Error() string { return w.e.GetMessage() }

@@ -49,11 +49,12 @@ type handle struct {
 	excl     bool // O_EXCL: commit must not replace a file created meanwhile
 	writable bool
 	done     bool // closed or aborted; touched only by the stream goroutine
-	// writeErr is the first failed or short write, touched only by the
-	// stream goroutine. The gateway sends its close without waiting for
-	// the writes' replies, so a close after a failed write must not
-	// commit: it aborts and answers with this error.
-	writeErr error
+	// failErr is the first failed or short write, or the first failure
+	// of a request the gateway posted (agentpb.SessionRequest.posted),
+	// touched only by the stream goroutine. The gateway sends its close
+	// without waiting for those replies, so a close after a failure must
+	// not commit: it aborts and answers with this error.
+	failErr error
 
 	// path, tmp and unlinked are guarded by s.mu once the handle is in
 	// s.uploads: a rename of a directory above them (another stream's
@@ -455,12 +456,12 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 			h.abort("client aborted")
 			return done
 		}
-		if w := op.Close.GetWrite(); w != nil && h.writeErr == nil {
-			_, _ = h.write(w) // a failure is writeErr: the close aborts below
+		if w := op.Close.GetWrite(); w != nil && h.failErr == nil {
+			_, _ = h.write(w) // a failure is failErr: the close aborts below
 		}
-		if h.writeErr != nil {
-			h.abort("a write failed")
-			return fail("close", h.writeErr)
+		if h.failErr != nil {
+			h.abort("an earlier write or posted request failed")
+			return fail("close", h.failErr)
 		}
 		if err := h.commit(); err != nil {
 			return fail("close", err)
@@ -474,7 +475,7 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 }
 
 // write applies one write (a WriteOp, or the last write a CloseOp
-// carries). A failed or short write is also kept as writeErr: the close
+// carries). A failed or short write is also kept as failErr: the close
 // after it aborts.
 func (h *handle) write(op *agentpb.WriteOp) (int, error) {
 	var n int
@@ -487,10 +488,19 @@ func (h *handle) write(op *agentpb.WriteOp) (int, error) {
 	if err == nil && n != len(op.GetData()) {
 		err = io.ErrShortWrite
 	}
-	if err != nil && h.writeErr == nil {
-		h.writeErr = &fs.PathError{Op: "write", Path: h.target(), Err: unwrapPathError(err)}
+	if err != nil && h.failErr == nil {
+		h.failErr = &fs.PathError{Op: "write", Path: h.target(), Err: unwrapPathError(err)}
 	}
 	return n, err
+}
+
+// postedFailed keeps the failure of a request the gateway posted
+// (agentpb.SessionRequest.posted), as a failed write is kept: the close
+// after it aborts and answers with it.
+func (h *handle) postedFailed(e *agentpb.Error) {
+	if e != nil && h.failErr == nil {
+		h.failErr = wireError{e}
+	}
 }
 
 // errNotUpload answers UnlinkOp and MoveOp on a handle that is not an

@@ -24,7 +24,8 @@ const Protocol = 2
 // release (agentpb.FileFeature), announced in SessionHelloResult and in every
 // v1 open's reply.
 const features = uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
-	agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW | agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE)
+	agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW | agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE |
+	agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS)
 
 const (
 	// fileQueue is how many requests one open file may have waiting for
@@ -329,6 +330,9 @@ func (ss *session) work(f *sessionFile) {
 			continue
 		}
 		resp := f.h.serve(fr)
+		if req.GetPosted() {
+			f.h.postedFailed(resp.GetError())
+		}
 		if ss.recycle {
 			agentpb.RecycleWrite(ss.s.buffers, req) // written: no one holds it
 		}

@@ -418,3 +418,109 @@ func TestSessionFIFOWriterUntouched(t *testing.T) {
 		t.Fatalf("read %q, %v from the FIFO", got, err)
 	}
 }
+
+// TestSessionPostedFailureAborts: a request on an open upload marked
+// posted that fails makes the close abort and answer that failure, as a
+// failed write does; the same request not posted is answered with its
+// failure and the close still commits (a gateway that waited for it has
+// told its client already).
+func TestSessionPostedFailureAborts(t *testing.T) {
+	a, c := start(t, "")
+	if err := os.Mkdir(filepath.Join(a.Dir, "u"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(a.Dir, "u", "f"), "old\n", 0o644)
+	r, hello := session(t, c, "u")
+	if hello.GetHello().GetFeatures()&uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS) == 0 {
+		t.Fatalf("HelloResult %v: no FILE_FEATURE_POSTED_FAILURE_ABORTS", hello.GetHello())
+	}
+	upload := func() uint64 {
+		fid := r.ok(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
+			Path: []byte("u/f"), Flags: flags(agentpb.OpenFlag_OPEN_FLAG_WRITE, agentpb.OpenFlag_OPEN_FLAG_CREATE, agentpb.OpenFlag_OPEN_FLAG_TRUNC), Perm: 0o644}}}).GetId()
+		r.ok(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Data: []byte("new\n")}}}))
+		return fid
+	}
+	// setuid is refused (checkMode): a failure any agent gives.
+	setuid := func(fid uint64, posted bool) *agentpb.SessionRequest {
+		req := fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: uint32(os.ModeSetuid | 0o755)}}})
+		req.Posted = posted
+		return req
+	}
+	closeReq := func(fid uint64) *agentpb.SessionRequest {
+		return fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{}}})
+	}
+
+	// Posted, with the close right behind it: both answer the failure,
+	// and nothing is committed.
+	fid := upload()
+	chmodID := r.send(setuid(fid, true))
+	closeID := r.send(closeReq(fid))
+	var chmodErr, closeErr *agentpb.Error
+	for range 2 {
+		resp, err := r.s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch resp.GetId() {
+		case chmodID:
+			chmodErr = resp.GetError()
+		case closeID:
+			closeErr = resp.GetError()
+		}
+	}
+	if chmodErr == nil || codes.Code(chmodErr.GetCode()) != codes.PermissionDenied {
+		t.Fatalf("posted setuid chmod answered %v, want PermissionDenied", chmodErr)
+	}
+	if closeErr == nil || closeErr.GetCode() != chmodErr.GetCode() || closeErr.GetMessage() != chmodErr.GetMessage() {
+		t.Fatalf("close after the failed posted chmod answered %v, want the chmod's failure %v", closeErr, chmodErr)
+	}
+	if got := readFile(t, filepath.Join(a.Dir, "u", "f")); got != "old\n" {
+		t.Fatalf("after the aborted upload: %q, want the old content", got)
+	}
+	a.WaitIdle(t, 10*time.Second)
+	if temps := agenttest.TempFiles(t, filepath.Join(a.Dir, "u")); len(temps) != 0 {
+		t.Fatalf("temp files after the aborted upload: %q", temps)
+	}
+
+	// Not posted: the failure is the chmod's answer alone.
+	fid = upload()
+	if resp := r.do(setuid(fid, false)); codes.Code(resp.GetError().GetCode()) != codes.PermissionDenied {
+		t.Fatalf("setuid chmod answered %v, want PermissionDenied", resp)
+	}
+	if resp := r.do(closeReq(fid)); resp.GetError() != nil || resp.GetDone() == nil {
+		t.Fatalf("close after a chmod that was waited for: %v, want it committed", resp)
+	}
+	if got := readFile(t, filepath.Join(a.Dir, "u", "f")); got != "new\n" {
+		t.Fatalf("committed %q, want %q", got, "new\n")
+	}
+
+	// Posted and successful: applied in order before the commit.
+	fid = upload()
+	mtime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	for _, req := range []*agentpb.SessionRequest{
+		{Op: &agentpb.SessionRequest_Truncate{Truncate: &agentpb.TruncateOp{Size: 2}}},
+		{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{MtimeUnixNano: mtime.UnixNano(), AtimeUnixNano: mtime.UnixNano()}}},
+		{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: 0o600}}},
+	} {
+		req = fileReq(fid, req)
+		req.Posted = true
+		r.send(req)
+	}
+	closeID = r.send(closeReq(fid))
+	for {
+		resp, err := r.s.Recv()
+		if err != nil || resp.GetError() != nil {
+			t.Fatalf("posted truncate, times, mode and close: %v, %v", resp, err)
+		}
+		if resp.GetId() == closeID {
+			break
+		}
+	}
+	fi, err := os.Stat(filepath.Join(a.Dir, "u", "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(a.Dir, "u", "f")); got != "ne" || fi.Mode().Perm() != 0o600 || !fi.ModTime().Equal(mtime) {
+		t.Fatalf("committed %q, mode %v, mtime %v; want \"ne\", 0600, %v", got, fi.Mode().Perm(), fi.ModTime().UTC(), mtime)
+	}
+}

@@ -173,6 +173,13 @@ const (
 	FileFeature_FILE_FEATURE_SESSION_VIEW FileFeature = 2
 	// A CloseOp may carry the file's last write (CloseOp.write).
 	FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE FileFeature = 4
+	// A failed request on an open file marked SessionRequest.posted makes
+	// the file's CloseOp abort and answer that failure, as a failed write
+	// does. The gateway then sends an upload's truncate, times and mode
+	// without waiting for their replies; with an agent without this bit it
+	// waits for each, so that a failure is answered where it happened and
+	// never followed by a commit.
+	FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS FileFeature = 8
 )
 
 // Enum value maps for FileFeature.
@@ -182,12 +189,14 @@ var (
 		1: "FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS",
 		2: "FILE_FEATURE_SESSION_VIEW",
 		4: "FILE_FEATURE_CLOSE_WITH_WRITE",
+		8: "FILE_FEATURE_POSTED_FAILURE_ABORTS",
 	}
 	FileFeature_value = map[string]int32{
 		"FILE_FEATURE_UNSPECIFIED":                     0,
 		"FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS": 1,
 		"FILE_FEATURE_SESSION_VIEW":                    2,
 		"FILE_FEATURE_CLOSE_WITH_WRITE":                4,
+		"FILE_FEATURE_POSTED_FAILURE_ABORTS":           8,
 	}
 )
 
@@ -2570,7 +2579,12 @@ type SessionRequest struct {
 	//	*SessionRequest_Unlink
 	//	*SessionRequest_Move
 	//	*SessionRequest_Close
-	Op            isSessionRequest_Op `protobuf_oneof:"op"`
+	Op isSessionRequest_Op `protobuf_oneof:"op"`
+	// posted, on a request on an open file, says the gateway does not wait
+	// for its reply: if it fails, the file's close aborts instead of
+	// committing and answers this failure (FILE_FEATURE_POSTED_FAILURE_ABORTS).
+	// Ignored on path operations.
+	Posted        bool `protobuf:"varint,30,opt,name=posted,proto3" json:"posted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2867,6 +2881,13 @@ func (x *SessionRequest) GetClose() *CloseOp {
 		}
 	}
 	return nil
+}
+
+func (x *SessionRequest) GetPosted() bool {
+	if x != nil {
+		return x.Posted
+	}
+	return false
 }
 
 type isSessionRequest_Op interface {
@@ -3419,7 +3440,7 @@ const file_agent_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
 	"\bfeatures\x18\x03 \x01(\rR\bfeatures\"\x1d\n" +
 	"\tReadDirOp\x12\x10\n" +
-	"\x03max\x18\x01 \x01(\x05R\x03max\"\xed\v\n" +
+	"\x03max\x18\x01 \x01(\x05R\x03max\"\x85\f\n" +
 	"\x0eSessionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04file\x18\x02 \x01(\x04R\x04file\x125\n" +
@@ -3450,7 +3471,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x06fchmod\x18\x1a \x01(\v2\x18.upgate.agent.v1.ChmodOpH\x00R\x06fchmod\x123\n" +
 	"\x06unlink\x18\x1b \x01(\v2\x19.upgate.agent.v1.UnlinkOpH\x00R\x06unlink\x12-\n" +
 	"\x04move\x18\x1c \x01(\v2\x17.upgate.agent.v1.MoveOpH\x00R\x04move\x120\n" +
-	"\x05close\x18\x1d \x01(\v2\x18.upgate.agent.v1.CloseOpH\x00R\x05closeB\x04\n" +
+	"\x05close\x18\x1d \x01(\v2\x18.upgate.agent.v1.CloseOpH\x00R\x05close\x12\x16\n" +
+	"\x06posted\x18\x1e \x01(\bR\x06postedB\x04\n" +
 	"\x02op\"\xfc\x04\n" +
 	"\x0fSessionResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12,\n" +
@@ -3483,12 +3505,13 @@ const file_agent_proto_rawDesc = "" +
 	"\x10OPEN_FLAG_CREATE\x10\b\x12\x12\n" +
 	"\x0eOPEN_FLAG_EXCL\x10\x10\x12\x13\n" +
 	"\x0fOPEN_FLAG_TRUNC\x10 \x12\x12\n" +
-	"\x0eOPEN_FLAG_SYNC\x10@*\x9f\x01\n" +
+	"\x0eOPEN_FLAG_SYNC\x10@*\xc7\x01\n" +
 	"\vFileFeature\x12\x1c\n" +
 	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
 	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x01\x12\x1d\n" +
 	"\x19FILE_FEATURE_SESSION_VIEW\x10\x02\x12!\n" +
-	"\x1dFILE_FEATURE_CLOSE_WITH_WRITE\x10\x042\xa2\t\n" +
+	"\x1dFILE_FEATURE_CLOSE_WITH_WRITE\x10\x04\x12&\n" +
+	"\"FILE_FEATURE_POSTED_FAILURE_ABORTS\x10\b2\xa2\t\n" +
 	"\x05Agent\x12P\n" +
 	"\aSession\x12\x1f.upgate.agent.v1.SessionRequest\x1a .upgate.agent.v1.SessionResponse(\x010\x01\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +
