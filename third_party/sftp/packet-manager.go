@@ -10,9 +10,10 @@ import (
 // order as the incoming as is requires by section 7 of the RFC.
 
 type packetManager struct {
-	requests    chan orderedPacket
-	responses   chan orderedPacket
-	fini        chan struct{}
+	// mu guards incoming and outgoing, and is held while the responses
+	// that are ready in order are sent (upgate fork: upstream kept them in
+	// a controller goroutine, two more goroutine hand-offs per request).
+	mu          sync.Mutex
 	incoming    orderedPackets
 	outgoing    orderedPackets
 	sender      packetSender // connection object
@@ -34,15 +35,11 @@ type packetSender interface {
 
 func newPktMgr(sender packetSender) *packetManager {
 	s := &packetManager{
-		requests:  make(chan orderedPacket, SftpServerWorkerCount),
-		responses: make(chan orderedPacket, SftpServerWorkerCount),
-		fini:      make(chan struct{}),
-		incoming:  make([]orderedPacket, 0, SftpServerWorkerCount),
-		outgoing:  make([]orderedPacket, 0, SftpServerWorkerCount),
-		sender:    sender,
-		working:   &sync.WaitGroup{},
+		incoming: make([]orderedPacket, 0, SftpServerWorkerCount),
+		outgoing: make([]orderedPacket, 0, SftpServerWorkerCount),
+		sender:   sender,
+		working:  &sync.WaitGroup{},
 	}
-	go s.controller()
 	return s
 }
 
@@ -94,23 +91,32 @@ func (o orderedPackets) Sort() {
 }
 
 // // packet registry
-// register incoming packets to be handled
+// register incoming packets to be handled, in the order they arrived
+// (their order ids increase)
 func (s *packetManager) incomingPacket(pkt orderedRequest) {
 	s.working.Add(1)
-	s.requests <- pkt
+	s.mu.Lock()
+	debug("incoming id (oid): %v (%v)", pkt.id(), pkt.orderID())
+	s.incoming = append(s.incoming, pkt)
+	s.incoming.Sort()
+	s.mu.Unlock()
 }
 
-// register outgoing packets as being ready
+// register outgoing packets as being ready, and send those that are next
+// in order
 func (s *packetManager) readyPacket(pkt orderedResponse) {
-	s.responses <- pkt
+	s.mu.Lock()
+	debug("outgoing id (oid): %v (%v)", pkt.id(), pkt.orderID())
+	s.outgoing = append(s.outgoing, pkt)
+	s.outgoing.Sort()
+	s.maybeSendPackets()
+	s.mu.Unlock()
 	s.working.Done()
 }
 
-// shut down packetManager controller
+// shut down packetManager: wait until current packets are processed
 func (s *packetManager) close() {
-	// pause until current packets are processed
 	s.working.Wait()
-	close(s.fini)
 }
 
 // Passed a worker function, returns a channel for incoming packets.
@@ -159,26 +165,7 @@ func (s *packetManager) workerChan(runWorker func(chan orderedRequest),
 	return pktChan
 }
 
-// process packets
-func (s *packetManager) controller() {
-	for {
-		select {
-		case pkt := <-s.requests:
-			debug("incoming id (oid): %v (%v)", pkt.id(), pkt.orderID())
-			s.incoming = append(s.incoming, pkt)
-			s.incoming.Sort()
-		case pkt := <-s.responses:
-			debug("outgoing id (oid): %v (%v)", pkt.id(), pkt.orderID())
-			s.outgoing = append(s.outgoing, pkt)
-			s.outgoing.Sort()
-		case <-s.fini:
-			return
-		}
-		s.maybeSendPackets()
-	}
-}
-
-// send as many packets as are ready
+// send as many packets as are ready; s.mu is held
 func (s *packetManager) maybeSendPackets() {
 	for {
 		if len(s.outgoing) == 0 || len(s.incoming) == 0 {

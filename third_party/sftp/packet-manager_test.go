@@ -12,8 +12,11 @@ type _testSender struct {
 	sent chan encoding.BinaryMarshaler
 }
 
+// newTestSender's channel holds what a table sends: readyPacket sends
+// from the caller's goroutine (upgate fork; upstream's controller
+// goroutine sent while the test was still calling readyPacket).
 func newTestSender() *_testSender {
-	return &_testSender{make(chan encoding.BinaryMarshaler)}
+	return &_testSender{make(chan encoding.BinaryMarshaler, 16)}
 }
 
 func (s _testSender) sendPacket(p encoding.BinaryMarshaler) error {
