@@ -6,8 +6,10 @@ package sftp
 import (
 	"bytes"
 	"context"
+	"encoding"
 	"encoding/binary"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -642,5 +644,53 @@ func TestForkRequestsFollowEarlierWrites(t *testing.T) {
 	}
 	for range n {
 		<-replies
+	}
+}
+
+// orderSender records the order ids of what it sends.
+type orderSender struct {
+	mu   sync.Mutex
+	sent []uint32
+}
+
+func (s *orderSender) sendPacket(p encoding.BinaryMarshaler) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent = append(s.sent, p.(orderedResponse).orderID())
+	return nil
+}
+
+// TestForkPacketManagerOrder: responses readied by many workers at once,
+// in any order, go out in the order their requests came, each once (the
+// workers send them themselves, under the manager's lock).
+func TestForkPacketManagerOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		sender := &orderSender{}
+		s := newPktMgr(sender)
+		n := 1 + rng.IntN(32)
+		reqs := make([]orderedRequest, n)
+		for i := range reqs {
+			reqs[i] = s.newOrderedRequest(&sshFxpStatPacket{ID: uint32(i)})
+			s.incomingPacket(reqs[i])
+		}
+		var wg sync.WaitGroup
+		for _, i := range rng.Perm(n) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.readyPacket(s.newOrderedResponse(&sshFxpStatusPacket{ID: uint32(i)}, reqs[i].orderID()))
+			}()
+		}
+		wg.Wait()
+		s.close()
+		if len(sender.sent) != n {
+			t.Fatalf("round %d: %d responses sent, want %d", round, len(sender.sent), n)
+		}
+		for i, oid := range sender.sent {
+			if oid != reqs[i].orderID() {
+				t.Fatalf("round %d: sent order ids %v, want them in request order", round, sender.sent)
+			}
+		}
 	}
 }
