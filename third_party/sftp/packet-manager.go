@@ -119,11 +119,15 @@ func (s *packetManager) close() {
 	s.working.Wait()
 }
 
-// Passed a worker function, returns a channel for incoming packets.
-// Keep process packet responses in the order they are received while
-// maximizing throughput of file transfers.
-func (s *packetManager) workerChan(runWorker func(chan orderedRequest),
-) chan orderedRequest {
+// Passed a worker function, starts the workers and returns dispatch, which
+// the goroutine reading the packets calls with each request in turn, and
+// done, which it calls once it reads no more: the workers end once they have
+// served what they were given. Keep process packet responses in the order
+// they are received while maximizing throughput of file transfers.
+// (upgate fork: upstream returned a channel to a router goroutine, one more
+// goroutine hand-off per request.)
+func (s *packetManager) workers(runWorker func(chan orderedRequest),
+) (dispatch func(orderedRequest), done func()) {
 	// multiple workers for faster read/writes
 	rwChan := make(chan orderedRequest, SftpServerWorkerCount)
 	for i := 0; i < SftpServerWorkerCount; i++ {
@@ -134,35 +138,33 @@ func (s *packetManager) workerChan(runWorker func(chan orderedRequest),
 	cmdChan := make(chan orderedRequest)
 	runWorker(cmdChan)
 
-	pktChan := make(chan orderedRequest, SftpServerWorkerCount)
-	go func() {
-		for pkt := range pktChan {
-			switch pkt.requestPacket.(type) {
-			case *sshFxpReadPacket, *sshFxpWritePacket:
-				if s.sequential != nil && s.sequential(pkt.requestPacket) {
-					break // to cmdChan, in order
-				}
+	dispatch = func(pkt orderedRequest) {
+		switch pkt.requestPacket.(type) {
+		case *sshFxpReadPacket, *sshFxpWritePacket:
+			if s.sequential == nil || !s.sequential(pkt.requestPacket) {
 				s.incomingPacket(pkt)
 				rwChan <- pkt
-				continue
+				return
 			}
-			// Every other request sees the effects of the reads and
-			// writes sent before it, as with OpenSSH's sftp-server, which
-			// serves one request at a time: a LSTAT after WRITEs answers
-			// their size (sshfs caches what it gets), a SETSTAT of times
-			// follows them (upgate fork: upstream waited only before
-			// CLOSE). incomingPacket() call must occur after this.
-			s.working.Wait()
-			s.incomingPacket(pkt)
-			// all non-RW use sequential cmdChan
-			cmdChan <- pkt
+			// to cmdChan, in order
 		}
+		// Every other request sees the effects of the reads and writes
+		// sent before it, as with OpenSSH's sftp-server, which serves one
+		// request at a time: a LSTAT after WRITEs answers their size
+		// (sshfs caches what it gets), a SETSTAT of times follows them
+		// (upgate fork: upstream waited only before CLOSE).
+		// incomingPacket() call must occur after this.
+		s.working.Wait()
+		s.incomingPacket(pkt)
+		// all non-RW use sequential cmdChan
+		cmdChan <- pkt
+	}
+	done = func() {
 		close(rwChan)
 		close(cmdChan)
 		s.close()
-	}()
-
-	return pktChan
+	}
+	return dispatch, done
 }
 
 // send as many packets as are ready; s.mu is held

@@ -182,8 +182,8 @@ func (rs *RequestServer) closeRequest(handle string) error {
 // Close the read/write/closer to trigger exiting the main server loop
 func (rs *RequestServer) Close() error { return rs.conn.Close() }
 
-func (rs *RequestServer) serveLoop(pktChan chan<- orderedRequest) error {
-	defer close(pktChan) // shuts down sftpServerWorkers
+func (rs *RequestServer) serveLoop(dispatch func(orderedRequest), done func()) error {
+	defer done() // shuts down sftpServerWorkers
 
 	var err error
 	var pkt requestPacket
@@ -209,7 +209,7 @@ func (rs *RequestServer) serveLoop(pktChan chan<- orderedRequest) error {
 			}
 		}
 
-		pktChan <- rs.pktMgr.newOrderedRequest(pkt)
+		dispatch(rs.pktMgr.newOrderedRequest(pkt))
 	}
 }
 
@@ -234,9 +234,7 @@ func (rs *RequestServer) Serve() error {
 			}
 		}()
 	}
-	pktChan := rs.pktMgr.workerChan(runWorker)
-
-	err := rs.serveLoop(pktChan)
+	err := rs.serveLoop(rs.pktMgr.workers(runWorker))
 
 	wg.Wait() // wait for all workers to exit
 

@@ -386,7 +386,7 @@ func (svr *Server) Serve() error {
 			}
 		}()
 	}
-	pktChan := svr.pktMgr.workerChan(runWorker)
+	dispatch, done := svr.pktMgr.workers(runWorker)
 
 	var err error
 	var pkt requestPacket
@@ -420,11 +420,11 @@ recvLoop:
 			}
 		}
 
-		pktChan <- svr.pktMgr.newOrderedRequest(pkt)
+		dispatch(svr.pktMgr.newOrderedRequest(pkt))
 	}
 
-	close(pktChan) // shuts down sftpServerWorkers
-	wg.Wait()      // wait for all workers to exit
+	done()    // shuts down sftpServerWorkers
+	wg.Wait() // wait for all workers to exit
 
 	// close any still-open files
 	for handle, file := range svr.openFiles {
