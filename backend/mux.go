@@ -81,6 +81,17 @@ type lendingStream interface {
 	SendLent(*agentpb.SessionRequest) error
 }
 
+// deliveringStream is a Session stream that can hand each of the agent's
+// replies to a function as the agent sends it, on the agent's goroutine,
+// instead of queueing it for Recv: the in-process stream to an embedded
+// agent (backend/agents), where the receive loop's hand-off would be one
+// more goroutine wake-up per operation. Deliver is called once, before the
+// first Send; Recv then returns only how the stream ended. The function
+// takes only leaf locks and never blocks (see the lock order above).
+type deliveringStream interface {
+	Deliver(func(*agentpb.SessionResponse))
+}
+
 // retirable is a stream that knows when its connection was closed under
 // it, before the stream itself fails: FollowConn's, when the agent moved.
 type retirable interface{ Retired() bool }
@@ -144,6 +155,9 @@ func (m *mux) open() (*muxConn, error) {
 	if ls, ok := stream.(lendingStream); ok {
 		c.lend = ls.SendLent
 	}
+	if ds, ok := stream.(deliveringStream); ok {
+		ds.Deliver(c.dispatch)
+	}
 	if gs, ok := stream.(*grpc.GenericClientStream[agentpb.SessionRequest, agentpb.SessionResponse]); ok {
 		if r, ok := gs.ClientStream.(retirable); ok {
 			c.retired = r.Retired
@@ -186,7 +200,8 @@ var errSendStalled = status.Error(codes.Unavailable, "session stream stalled")
 const agentProtocol = 2
 
 // recvLoop dispatches replies to their callbacks until the stream ends,
-// then fails every request still waiting.
+// then fails every request still waiting. On a deliveringStream the
+// replies come through dispatch directly, and Recv returns only the end.
 func (c *muxConn) recvLoop() {
 	defer close(c.done)
 	for {
@@ -209,13 +224,20 @@ func (c *muxConn) recvLoop() {
 			}
 			return
 		}
-		c.pmu.Lock()
-		cb := c.pending[resp.GetId()]
-		delete(c.pending, resp.GetId())
-		c.pmu.Unlock()
-		if cb != nil {
-			cb(resp, nil)
-		}
+		c.dispatch(resp)
+	}
+}
+
+// dispatch runs the callback of the request resp answers, if it is still
+// waiting: once the stream has ended (pending is nil) or the request was
+// given up on, there is none.
+func (c *muxConn) dispatch(resp *agentpb.SessionResponse) {
+	c.pmu.Lock()
+	cb := c.pending[resp.GetId()]
+	delete(c.pending, resp.GetId())
+	c.pmu.Unlock()
+	if cb != nil {
+		cb(resp, nil)
 	}
 }
 

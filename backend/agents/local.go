@@ -99,6 +99,10 @@ type localStream struct {
 
 	done chan struct{} // closed when the handler has returned
 	err  error         // the handler's result; set before done closes
+
+	// deliver, if set (localClient.Deliver, before the gateway's first
+	// Send), takes the agent's replies instead of resps.
+	deliver func(*agentpb.SessionResponse)
 }
 
 // finish records how the handler ended, as the status a gRPC client
@@ -191,6 +195,14 @@ func (c localClient) Recv() (*agentpb.SessionResponse, error) {
 	}
 }
 
+// Deliver implements the gateway's deliveringStream (backend/mux.go): the
+// agent's replies go to deliver, called from the agent's goroutine as it
+// sends each, instead of waiting in a queue for the gateway's receive loop
+// to wake up; Recv then returns only how the stream ended. It must be
+// called before the first Send, which orders it before the agent's first
+// reply.
+func (c localClient) Deliver(deliver func(*agentpb.SessionResponse)) { c.p.deliver = deliver }
+
 // CloseSend tells the agent that no more requests come: its Recv returns
 // io.EOF once it has read those sent.
 func (c localClient) CloseSend() error {
@@ -257,6 +269,13 @@ func (s localServer) Recv() (*agentpb.SessionRequest, error) {
 // after sending it.
 func (s localServer) Send(resp *agentpb.SessionResponse) error {
 	p := s.p
+	if p.deliver != nil {
+		if p.serverCtx.Err() != nil {
+			return ctxErr(p.serverCtx)
+		}
+		p.deliver(resp)
+		return nil
+	}
 	select {
 	case p.resps <- resp:
 		return nil

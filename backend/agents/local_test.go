@@ -236,6 +236,54 @@ func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 // the last write a CloseOp carries alike; the in-process stream copies
 // both, so that what lands is what was sent, whatever the buffers hold
 // after.
+// TestLocalStreamDelivers: after Deliver, the agent's replies go to the
+// function, in the order the agent sends them, and none waits for Recv,
+// which returns only the stream's end (io.EOF after CloseSend).
+func TestLocalStreamDelivers(t *testing.T) {
+	pool, root := embeddedPool(t)
+	if err := os.WriteFile(filepath.Join(root, "a"), []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := pool.embedded["local"].sessions.open(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var ids []uint64
+	s.(interface {
+		Deliver(func(*agentpb.SessionResponse))
+	}).Deliver(func(resp *agentpb.SessionResponse) {
+		mu.Lock()
+		defer mu.Unlock()
+		if e := resp.GetError(); e != nil {
+			t.Errorf("reply %d: %v", resp.GetId(), e)
+		}
+		ids = append(ids, resp.GetId())
+	})
+	reqs := helloAndStats(100)
+	for _, req := range reqs {
+		if err := s.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := s.Recv(); !isEOF(err) {
+		t.Fatalf("Recv: %v, %v; want only the end (io.EOF)", resp, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ids) != len(reqs) {
+		t.Fatalf("%d replies delivered, want %d", len(ids), len(reqs))
+	}
+	for i, id := range ids {
+		if id != reqs[i].GetId() {
+			t.Fatalf("delivered ids %v, want the requests' order", ids)
+		}
+	}
+}
+
 func TestLocalStreamCopiesWriteData(t *testing.T) {
 	pool, root := embeddedPool(t)
 	s, err := pool.embedded["local"].sessions.open(t.Context())
