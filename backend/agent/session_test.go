@@ -252,19 +252,7 @@ func TestSessionFilesAndListings(t *testing.T) {
 // writes it, then commits; a carried write that fails aborts the upload,
 // the close answers the write's error, and the old file stays.
 func TestSessionCloseWithWrite(t *testing.T) {
-	a, c := start(t, "")
-	if err := os.Mkdir(filepath.Join(a.Dir, "u"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(a.Dir, "u", "f"), "old\n", 0o644)
-	r, hello := session(t, c, "u")
-	if hello.GetHello().GetFeatures()&uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE) == 0 {
-		t.Fatalf("HelloResult %v: no FILE_FEATURE_CLOSE_WITH_WRITE", hello.GetHello())
-	}
-	upload := func() uint64 {
-		return r.ok(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
-			Path: []byte("u/f"), Flags: flags(agentpb.OpenFlag_OPEN_FLAG_WRITE, agentpb.OpenFlag_OPEN_FLAG_CREATE, agentpb.OpenFlag_OPEN_FLAG_TRUNC), Perm: 0o644}}}).GetId()
-	}
+	a, r, upload := uploadSession(t, agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE)
 	closeWith := func(fid uint64, w *agentpb.WriteOp) *agentpb.SessionResponse {
 		return r.do(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{Write: w}}}))
 	}
@@ -419,24 +407,35 @@ func TestSessionFIFOWriterUntouched(t *testing.T) {
 	}
 }
 
-// TestSessionPostedFailureAborts: a request on an open upload marked
-// posted that fails makes the close abort and answer that failure, as a
-// failed write does; the same request not posted is answered with its
-// failure and the close still commits (a gateway that waited for it has
-// told its client already).
-func TestSessionPostedFailureAborts(t *testing.T) {
+// uploadSession starts an agent holding u/f ("old\n") and a Session on u
+// whose Hello announces feature; upload opens u/f as a new upload and
+// returns its file id.
+func uploadSession(t *testing.T, feature agentpb.FileFeature) (a *agenttest.Agent, r *rawSession, upload func() uint64) {
+	t.Helper()
 	a, c := start(t, "")
 	if err := os.Mkdir(filepath.Join(a.Dir, "u"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(a.Dir, "u", "f"), "old\n", 0o644)
 	r, hello := session(t, c, "u")
-	if hello.GetHello().GetFeatures()&uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS) == 0 {
-		t.Fatalf("HelloResult %v: no FILE_FEATURE_POSTED_FAILURE_ABORTS", hello.GetHello())
+	if hello.GetHello().GetFeatures()&uint32(feature) == 0 {
+		t.Fatalf("HelloResult %v: no %v", hello.GetHello(), feature)
 	}
-	upload := func() uint64 {
-		fid := r.ok(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
+	return a, r, func() uint64 {
+		return r.ok(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
 			Path: []byte("u/f"), Flags: flags(agentpb.OpenFlag_OPEN_FLAG_WRITE, agentpb.OpenFlag_OPEN_FLAG_CREATE, agentpb.OpenFlag_OPEN_FLAG_TRUNC), Perm: 0o644}}}).GetId()
+	}
+}
+
+// TestSessionPostedFailureAborts: a request on an open upload marked
+// posted that fails makes the close abort and answer that failure, as a
+// failed write does; the same request not posted is answered with its
+// failure and the close still commits (a gateway that waited for it has
+// told its client already).
+func TestSessionPostedFailureAborts(t *testing.T) {
+	a, r, open := uploadSession(t, agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS)
+	upload := func() uint64 {
+		fid := open()
 		r.ok(fileReq(fid, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Data: []byte("new\n")}}}))
 		return fid
 	}

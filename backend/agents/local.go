@@ -23,7 +23,8 @@ const localQueue = 64
 
 // localSessions opens Session streams to an embedded agent without gRPC's
 // transport: the agent's own Session handler runs in a goroutine of this
-// process and the messages pass through channels, unserialized.
+// process; the requests pass to it through a channel and its replies go
+// straight to the gateway's callbacks (Deliver), unserialized.
 //
 // Why: the embedded agent is in the gateway's process, and every message
 // over loopback gRPC costs HTTP/2 framing, protobuf both ways, two socket

@@ -183,14 +183,7 @@ func TestLocalSessionAgentStops(t *testing.T) {
 // CloseSend, answers them, and then ends the stream cleanly (io.EOF at the
 // gateway's Recv after the answers).
 func TestLocalStreamCloseSend(t *testing.T) {
-	pool, root := embeddedPool(t)
-	if err := os.WriteFile(filepath.Join(root, "a"), []byte("abc"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s, err := pool.embedded["local"].sessions.open(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := streamToFileA(t)
 	for _, req := range helloAndStats(3) {
 		if err := s.Send(req); err != nil {
 			t.Fatal(err)
@@ -221,6 +214,21 @@ func TestLocalStreamCloseSend(t *testing.T) {
 }
 
 // helloAndStats is a Session's Hello followed by n Stats of "a".
+// streamToFileA opens an in-process Session stream to an embedded agent
+// whose root holds the file a ("abc").
+func streamToFileA(t *testing.T) agentpb.Agent_SessionClient {
+	t.Helper()
+	pool, root := embeddedPool(t)
+	if err := os.WriteFile(filepath.Join(root, "a"), []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := pool.embedded["local"].sessions.open(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func helloAndStats(n int) []*agentpb.SessionRequest {
 	reqs := []*agentpb.SessionRequest{{Id: 1, Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{Protocol: agent.Protocol}}}}
 	for i := range n {
@@ -240,14 +248,7 @@ func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 // function, in the order the agent sends them, and none waits for Recv,
 // which returns only the stream's end (io.EOF after CloseSend).
 func TestLocalStreamDelivers(t *testing.T) {
-	pool, root := embeddedPool(t)
-	if err := os.WriteFile(filepath.Join(root, "a"), []byte("abc"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s, err := pool.embedded["local"].sessions.open(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := streamToFileA(t)
 	var mu sync.Mutex
 	var ids []uint64
 	s.(interface {
