@@ -137,8 +137,9 @@ func (g *GRPCFs) observe(method string, resp *agentpb.SessionResponse, err error
 	g.opts.Observe(method, code, time.Since(start))
 }
 
-// send sends one request on the file; cb runs on the receive loop with its
-// reply (or the stream's error) exactly once, also when send fails, and
+// send sends one request on the file; cb runs with its reply (or the
+// stream's error) exactly once, also when send fails, on the receive loop
+// or the embedded agent's goroutine (see the lock order in mux.go), and
 // must not block.
 func (f *file) send(op string, req *agentpb.SessionRequest, cb func(*agentpb.SessionResponse, error)) error {
 	req.File = f.id
@@ -358,10 +359,10 @@ func (f *file) acquire(op string) error {
 // sendAcked sends req on the file, in a window slot taken by acquire,
 // without waiting for its reply; the slot is freed when the reply comes. A
 // failure, the stream's or the agent's, is kept in the window: a later
-// call and Close return it. check, if non-nil, sees every reply first (on
-// the receive loop, with the stream's error if there is none) and returns
-// the failure an answer that is no error still is (a short write). lend
-// sends through the stream's SendLent.
+// call and Close return it. check, if non-nil, sees every reply first
+// (as a reply callback, see send; with the stream's error if there is no
+// reply) and returns the failure an answer that is no error still is (a
+// short write). lend sends through the stream's SendLent.
 func (f *file) sendAcked(op string, req *agentpb.SessionRequest, lend bool, check func(*agentpb.SessionResponse, error) error) error {
 	send := f.c.send
 	if lend {
@@ -519,6 +520,11 @@ func (f *file) statLocked() (os.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A request sent before without waiting that failed (its reply came
+	// first): the state is not what the client set.
+	if werr := f.win.failed(); werr != nil {
+		return nil, werr
+	}
 	return newFileInfo(resp.GetInfo(), path.Base(f.path())), nil
 }
 
@@ -588,8 +594,9 @@ func (f *file) Truncate(size int64) error {
 }
 
 // SetTimes sets the file's times now and again when it is closed (after an
-// upload commits), as SFTP's FSETSTAT and lftp's MFMT before the 226 need:
-// writes still in flight would otherwise leave a later mtime.
+// upload commits), as SFTP's FSETSTAT before the close needs (and an MFMT
+// that reaches the file while its transfer is still open): writes still in
+// flight would otherwise leave a later mtime.
 func (f *file) SetTimes(atime, mtime time.Time) error {
 	if err := checkTimes("chtimes", f.path(), atime, mtime); err != nil {
 		return err
@@ -613,22 +620,28 @@ func (f *file) Chmod(mode os.FileMode) error {
 	if err := f.usable("chmod"); err != nil {
 		return err
 	}
-	return f.setattr("chmod", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: wireMode(mode)}}})
+	// A mode is always waited for: a filesystem that refuses chmod (vfat,
+	// some FUSE and network mounts) refuses it for every upload, and the
+	// client is told so while the data still lands.
+	_, err := f.call("chmod", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: wireMode(mode)}}})
+	return err
 }
 
-// setattr sends a truncate, times or mode request on the file. On an
-// atomic upload, with an agent that aborts the close after a failed posted
-// request (FILE_FEATURE_POSTED_FAILURE_ABORTS), it does not wait for the
-// reply: the request goes out in order behind the writes, in their
-// acknowledgement window, and a failure is returned by a later call and by
-// Close, which then does not commit. An FSETSTAT or MFMT before the close
-// (lftp, OpenSSH's put -p, sshfs) then costs no round trip; on the
-// agent's own temp file these fail only when something is badly wrong,
-// and the upload they belong to fails with them. Anything else, where a
-// failure is an answer the client may act on (EPERM on a file written in
-// place), waits for its reply. f.mu is held.
+// setattr sends a truncate or times request on the file. On an atomic
+// upload still to be committed, with an agent that aborts the close after a
+// failed posted request (FILE_FEATURE_POSTED_FAILURE_ABORTS), it does not
+// wait for the reply: the request goes out in order behind the writes, in
+// their acknowledgement window, and a failure is returned by a later call
+// and by Close, which then does not commit, as for a failed write. An
+// FSETSTAT of size and times before the close (lftp's mirror, OpenSSH's
+// put -p, sshfs's utimens on an open file) then costs no round trip. On
+// the agent's own temp file these fail as a write there would: a size
+// beyond what the filesystem holds (EFBIG) or an I/O error, and the upload
+// is then lost as it would be to the write. Anything else waits for its
+// reply: on a file written in place, or an upload already discarded, a
+// failure is an answer the client may act on. f.mu is held.
 func (f *file) setattr(op string, req *agentpb.SessionRequest) error {
-	if f.upload == "" || f.c.features&uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS) == 0 {
+	if f.upload == "" || f.unlinked || f.c.features&uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS) == 0 {
 		_, err := f.call(op, req)
 		return err
 	}

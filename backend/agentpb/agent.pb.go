@@ -175,10 +175,11 @@ const (
 	FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE FileFeature = 4
 	// A failed request on an open file marked SessionRequest.posted makes
 	// the file's CloseOp abort and answer that failure, as a failed write
-	// does. The gateway then sends an upload's truncate, times and mode
+	// does. The gateway then sends an upload's truncate and times
 	// without waiting for their replies; with an agent without this bit it
 	// waits for each, so that a failure is answered where it happened and
-	// never followed by a commit.
+	// never followed by a commit. (v1 opens announce it too, with the other
+	// bits; a v1 FileRequest has no posted field, so it means nothing there.)
 	FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS FileFeature = 8
 )
 

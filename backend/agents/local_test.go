@@ -213,22 +213,25 @@ func TestLocalStreamCloseSend(t *testing.T) {
 	}
 }
 
-// helloAndStats is a Session's Hello followed by n Stats of "a".
 // streamToFileA opens an in-process Session stream to an embedded agent
-// whose root holds the file a ("abc").
+// whose root holds the file a ("abc"); the stream ends after 30 s at most,
+// so that a Recv waiting for an end that does not come fails the test.
 func streamToFileA(t *testing.T) agentpb.Agent_SessionClient {
 	t.Helper()
 	pool, root := embeddedPool(t)
 	if err := os.WriteFile(filepath.Join(root, "a"), []byte("abc"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := pool.embedded["local"].sessions.open(t.Context())
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	s, err := pool.embedded["local"].sessions.open(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
+// helloAndStats is a Session's Hello followed by n Stats of "a".
 func helloAndStats(n int) []*agentpb.SessionRequest {
 	reqs := []*agentpb.SessionRequest{{Id: 1, Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{Protocol: agent.Protocol}}}}
 	for i := range n {
@@ -239,11 +242,6 @@ func helloAndStats(n int) []*agentpb.SessionRequest {
 
 func isEOF(err error) bool { return errors.Is(err, io.EOF) }
 
-// TestLocalStreamCopiesWriteData: the gateway reuses a write's buffer as
-// soon as Send returns (gRPC has serialized it by then), a WriteOp's and
-// the last write a CloseOp carries alike; the in-process stream copies
-// both, so that what lands is what was sent, whatever the buffers hold
-// after.
 // TestLocalStreamDelivers: after Deliver, the agent's replies go to the
 // function, in the order the agent sends them, and none waits for Recv,
 // which returns only the stream's end (io.EOF after CloseSend).
@@ -285,6 +283,11 @@ func TestLocalStreamDelivers(t *testing.T) {
 	}
 }
 
+// TestLocalStreamCopiesWriteData: the gateway reuses a write's buffer as
+// soon as Send returns (gRPC has serialized it by then), a WriteOp's and
+// the last write a CloseOp carries alike; the in-process stream copies
+// both, so that what lands is what was sent, whatever the buffers hold
+// after.
 func TestLocalStreamCopiesWriteData(t *testing.T) {
 	pool, root := embeddedPool(t)
 	s, err := pool.embedded["local"].sessions.open(t.Context())
