@@ -1,8 +1,9 @@
 package sftp
 
 import (
+	"cmp"
 	"encoding"
-	"sort"
+	"slices"
 	"sync"
 )
 
@@ -84,31 +85,27 @@ type orderedPacket interface {
 }
 type orderedPackets []orderedPacket
 
-func (o orderedPackets) Sort() {
-	sort.Slice(o, func(i, j int) bool {
-		return o[i].orderID() < o[j].orderID()
-	})
-}
-
 // // packet registry
-// register incoming packets to be handled, in the order they arrived
-// (their order ids increase)
+// register incoming packets to be handled, in the order they arrived: one
+// goroutine registers them, with increasing order ids, so incoming stays
+// sorted as it grows (upgate fork: upstream sorted it on every packet)
 func (s *packetManager) incomingPacket(pkt orderedRequest) {
 	s.working.Add(1)
 	s.mu.Lock()
 	debug("incoming id (oid): %v (%v)", pkt.id(), pkt.orderID())
 	s.incoming = append(s.incoming, pkt)
-	s.incoming.Sort()
 	s.mu.Unlock()
 }
 
-// register outgoing packets as being ready, and send those that are next
-// in order
+// register outgoing packets as being ready, in order id order, and send
+// those that are next
 func (s *packetManager) readyPacket(pkt orderedResponse) {
 	s.mu.Lock()
 	debug("outgoing id (oid): %v (%v)", pkt.id(), pkt.orderID())
-	s.outgoing = append(s.outgoing, pkt)
-	s.outgoing.Sort()
+	i, _ := slices.BinarySearchFunc(s.outgoing, pkt.orderID(), func(p orderedPacket, id uint32) int {
+		return cmp.Compare(p.orderID(), id)
+	})
+	s.outgoing = slices.Insert(s.outgoing, i, orderedPacket(pkt))
 	s.maybeSendPackets()
 	s.mu.Unlock()
 	s.working.Done()
