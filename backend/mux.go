@@ -199,6 +199,15 @@ func (c *muxConn) cancel() { c.cut(nil) }
 // agent that does not answer.
 var errSendStalled = status.Error(codes.Unavailable, "session stream stalled")
 
+// stallOr is why the stream ended: the send watchdog's cause when it cut
+// the stream (sendBy), err otherwise.
+func (c *muxConn) stallOr(err error) error {
+	if cause := context.Cause(c.ctx); errors.Is(cause, errSendStalled) {
+		return cause
+	}
+	return err
+}
+
 // agentProtocol is the agent protocol version this gateway speaks.
 const agentProtocol = 2
 
@@ -213,9 +222,7 @@ func (c *muxConn) recvLoop() {
 			if errors.Is(err, io.EOF) {
 				err = status.Error(codes.Unavailable, "the agent ended the session")
 			}
-			if cause := context.Cause(c.ctx); errors.Is(cause, errSendStalled) {
-				err = cause
-			}
+			err = c.stallOr(err)
 			c.pmu.Lock()
 			c.err = err
 			pending := c.pending
@@ -275,8 +282,15 @@ func (c *muxConn) sendBy(sendFn func(*agentpb.SessionRequest) error, req *agentp
 	id := c.nextID
 	req.Id = id
 	c.pmu.Lock()
-	if c.err != nil {
-		err := c.err
+	err := c.err
+	if err == nil && c.ctx.Err() != nil {
+		// The stream's context has ended (the session's, or a cut):
+		// gRPC ends the stream a moment later, and a request sent
+		// meanwhile could still reach the agent. A close would then
+		// commit an upload its session had given up.
+		err = c.stallOr(status.FromContextError(c.ctx.Err()).Err())
+	}
+	if err != nil {
 		c.pmu.Unlock()
 		cb(nil, err)
 		return id, err
@@ -290,7 +304,7 @@ func (c *muxConn) sendBy(sendFn func(*agentpb.SessionRequest) error, req *agentp
 	// that wait as it bounds a reply's: the stream is cut, its files fail
 	// (their uploads abort), and the next operation opens a new one.
 	c.stalled.Reset(c.g.timeout)
-	err := sendFn(req)
+	err = sendFn(req)
 	c.stalled.Stop()
 	if err != nil {
 		// Send reports io.EOF when the stream broke; Recv has the cause.

@@ -212,3 +212,40 @@ func TestOldAgentRefused(t *testing.T) {
 		t.Fatalf("OpenFile through a v1 agent: %v", err)
 	}
 }
+
+// TestCloseAfterSessionEndedAborts: once a session's context has ended, an
+// upload's Close commits nothing, even while the stream has not yet seen
+// the cancel (gRPC ends it a moment later; here it never does: the stream
+// is opened on a context of its own). The close fails with Canceled and
+// the old file stays.
+func TestCloseAfterSessionEndedAborts(t *testing.T) {
+	a := agenttest.Start(t, "")
+	if err := os.WriteFile(filepath.Join(a.Dir, "f.php"), []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	streamCtx, endStream := context.WithCancel(context.Background())
+	t.Cleanup(endStream)
+	ctx, endSession := context.WithCancel(context.Background())
+	g := backend.NewGRPCFs(ctx, a.Conn, backend.Options{Agent: "test", Session: func(context.Context) (agentpb.Agent_SessionClient, error) {
+		return agentpb.NewAgentClient(a.Conn).Session(streamCtx)
+	}})
+	f, err := g.Create("/f.php")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("half")); err != nil {
+		t.Fatal(err)
+	}
+	endSession()
+	if err := f.Close(); err == nil || !strings.Contains(err.Error(), "canceled") {
+		t.Errorf("Close after the session ended: %v, want it canceled", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(a.Dir, "f.php")); err != nil || string(got) != "old\n" {
+		t.Fatalf("f.php after the ended session's close: %q, %v; want the old content", got, err)
+	}
+	endStream()
+	a.WaitIdle(t, 10*time.Second)
+	if temps := agenttest.TempFiles(t, a.Dir); len(temps) != 0 {
+		t.Fatalf("temp files after the aborted upload: %q", temps)
+	}
+}
