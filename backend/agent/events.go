@@ -93,6 +93,15 @@ func (s *Server) stopEvents() {
 // BootID identifies this agent process in its events (agentpb.AgentEvent).
 func (s *Server) BootID() string { return s.events.boot }
 
+// Events serves one AgentEvents stream to a caller in this process, as
+// the gRPC service (ServerOptions) does to a gateway over the network:
+// a gateway embedding the agent follows its events without the loopback
+// transport (backend/agents). It checks no token; the caller holds the
+// Server already.
+func (s *Server) Events(req *agentpb.EventsRequest, stream grpc.ServerStreamingServer[agentpb.AgentEvent]) error {
+	return s.events.Events(req, stream)
+}
+
 // notify reports a path operation on p that ended with err: on success,
 // an event, and the hooks that want kind and match p.
 func (s *Server) notify(err error, kind hooks.Kind, p string) {

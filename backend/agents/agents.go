@@ -125,7 +125,7 @@ func New(ctx context.Context, agents map[string]config.Agent, opts Options) (*Po
 		}
 		p.embedded[name] = e
 		p.log.Info("embedded agent started", "agent", name, "root", a.Root, "address", e.addr)
-		if followed := p.events.watch(name, e.addr, e.conn); followed != nil {
+		if followed := p.events.watch(name, e.addr, e.conn, e.events()); followed != nil {
 			embeddedFollowed = append(embeddedFollowed, followed)
 		}
 	}
@@ -244,7 +244,7 @@ func (p *Pool) conn(name, user string) (cc grpc.ClientConnInterface, target stri
 		return nil, target, nil, err
 	}
 	p.conns[key] = gc
-	return gc, target, p.events.watch(name, target, gc), nil
+	return gc, target, p.events.watch(name, target, gc, nil), nil
 }
 
 // dial connects to a remote agent with its token and TLS.

@@ -104,9 +104,13 @@ type eventWatches struct {
 // agentWatch follows one agent connection's events.
 type agentWatch struct {
 	name, target string
-	cc           *grpc.ClientConn
-	cancel       context.CancelFunc
-	done         chan struct{}
+	// cc is the agent's connection: the watch ends when it is shut down.
+	// src opens the events stream: over cc, or in process for an
+	// embedded agent (localEvents).
+	cc     *grpc.ClientConn
+	src    eventSource
+	cancel context.CancelFunc
+	done   chan struct{}
 	// followed is closed once the agent's first Hello arrived (events
 	// from then on reach onEvent) or the first attempt failed.
 	followed     chan struct{}
@@ -121,14 +125,14 @@ func newEventWatches(log *slog.Logger, onEvent func(Event)) *eventWatches {
 	return &eventWatches{log: log.With("component", "agent-events"), onEvent: onEvent, watches: make(map[string]*agentWatch)}
 }
 
-// watch follows the events of the agent name at target over cc until
-// close, or until cc is closed. A watch of the same agent and target
-// before it (a connection replaced by a reload) stops, and this one
-// resumes where it was. Without onEvent it does nothing. The channel it
-// returns is closed once the agent has answered the watch (its events
-// from then on are followed) or the first attempt has failed; nil when
-// there is nothing to wait for.
-func (ew *eventWatches) watch(name, target string, cc *grpc.ClientConn) <-chan struct{} {
+// watch follows the events of the agent name at target from src (nil:
+// the AgentEvents service over cc) until close, or until cc is closed. A
+// watch of the same agent and target before it (a connection replaced by
+// a reload) stops, and this one resumes where it was. Without onEvent it
+// does nothing. The channel it returns is closed once the agent has
+// answered the watch (its events from then on are followed) or the first
+// attempt has failed; nil when there is nothing to wait for.
+func (ew *eventWatches) watch(name, target string, cc *grpc.ClientConn, src eventSource) <-chan struct{} {
 	if ew.onEvent == nil {
 		return nil
 	}
@@ -140,7 +144,10 @@ func (ew *eventWatches) watch(name, target string, cc *grpc.ClientConn) <-chan s
 	key := name + "\x00" + target
 	old := ew.watches[key]
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &agentWatch{name: name, target: target, cc: cc, cancel: cancel, done: make(chan struct{}), followed: make(chan struct{})}
+	if src == nil {
+		src = grpcEvents{agentpb.NewAgentEventsClient(cc)}
+	}
+	w := &agentWatch{name: name, target: target, cc: cc, src: src, cancel: cancel, done: make(chan struct{}), followed: make(chan struct{})}
 	ew.watches[key] = w
 	ew.wg.Add(1)
 	go func() {
@@ -172,11 +179,10 @@ func (ew *eventWatches) close() {
 // the connection is closed.
 func (ew *eventWatches) follow(ctx context.Context, w *agentWatch) {
 	log := ew.log.With("agent", w.name, "address", w.target)
-	client := agentpb.NewAgentEventsClient(w.cc)
 	retry := eventsRetryMin
 	for {
 		start := time.Now()
-		err := ew.stream(ctx, client, w, log)
+		err := w.src.follow(ctx, &agentpb.EventsRequest{BootId: w.boot, Since: w.seq}, func(ev *agentpb.AgentEvent) { ew.handle(w, ev, log) })
 		w.followedOnce.Do(func() { close(w.followed) }) // failed, if not yet closed
 		if ctx.Err() != nil || w.cc.GetState() == connectivity.Shutdown {
 			return
@@ -202,9 +208,18 @@ func (ew *eventWatches) follow(ctx context.Context, w *agentWatch) {
 	}
 }
 
-// stream reads one Events stream until it fails.
-func (ew *eventWatches) stream(ctx context.Context, client agentpb.AgentEventsClient, w *agentWatch, log *slog.Logger) error {
-	st, err := client.Events(ctx, &agentpb.EventsRequest{BootId: w.boot, Since: w.seq})
+// eventSource is where a watch reads an agent's events from: follow
+// opens one Events stream with req and calls fn with each event, on its
+// own goroutine and in order, until the stream fails or ctx ends.
+type eventSource interface {
+	follow(ctx context.Context, req *agentpb.EventsRequest, fn func(*agentpb.AgentEvent)) error
+}
+
+// grpcEvents is an agent's AgentEvents service over its connection.
+type grpcEvents struct{ client agentpb.AgentEventsClient }
+
+func (g grpcEvents) follow(ctx context.Context, req *agentpb.EventsRequest, fn func(*agentpb.AgentEvent)) error {
+	st, err := g.client.Events(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -213,25 +228,32 @@ func (ew *eventWatches) stream(ctx context.Context, client agentpb.AgentEventsCl
 		if err != nil {
 			return err
 		}
-		if h := ev.GetHello(); h != nil {
-			if w.boot != "" && ev.GetBootId() != w.boot {
-				log.Info("agent restarted: following its new events", "boot", ev.GetBootId())
-			}
-			if h.GetMissed() > 0 {
-				log.Warn("agent events missed while disconnected (the agent keeps the latest only)", "missed", h.GetMissed())
-			}
-			w.boot, w.seq = ev.GetBootId(), h.GetAfter()
-			w.followedOnce.Do(func() { close(w.followed) })
-			log.Debug("following agent events", "boot", w.boot, "after", w.seq, "hooks", strings.Join(h.GetHooks(), ","))
-			continue
+		fn(ev)
+	}
+}
+
+// handle takes one event of w's stream: a Hello sets the resume point,
+// anything else moves it on and goes to onEvent. Only w's goroutine calls
+// it.
+func (ew *eventWatches) handle(w *agentWatch, ev *agentpb.AgentEvent, log *slog.Logger) {
+	if h := ev.GetHello(); h != nil {
+		if w.boot != "" && ev.GetBootId() != w.boot {
+			log.Info("agent restarted: following its new events", "boot", ev.GetBootId())
 		}
-		if ev.GetBootId() == w.boot && ev.GetSeq() > w.seq+1 {
-			log.Warn("agent events missed (this gateway fell behind)", "missed", ev.GetSeq()-w.seq-1)
+		if h.GetMissed() > 0 {
+			log.Warn("agent events missed while disconnected (the agent keeps the latest only)", "missed", h.GetMissed())
 		}
-		w.boot, w.seq = ev.GetBootId(), ev.GetSeq()
-		if e, ok := convert(w, ev); ok {
-			ew.onEvent(e)
-		}
+		w.boot, w.seq = ev.GetBootId(), h.GetAfter()
+		w.followedOnce.Do(func() { close(w.followed) })
+		log.Debug("following agent events", "boot", w.boot, "after", w.seq, "hooks", strings.Join(h.GetHooks(), ","))
+		return
+	}
+	if ev.GetBootId() == w.boot && ev.GetSeq() > w.seq+1 {
+		log.Warn("agent events missed (this gateway fell behind)", "missed", ev.GetSeq()-w.seq-1)
+	}
+	w.boot, w.seq = ev.GetBootId(), ev.GetSeq()
+	if e, ok := convert(w, ev); ok {
+		ew.onEvent(e)
 	}
 }
 

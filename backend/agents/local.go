@@ -32,8 +32,9 @@ const localQueue = 64
 // the agent's transport goroutines; on a small VM each hand-off to an idle
 // CPU is a wake-up of tens of microseconds. An IDE's save is four or five
 // such round trips (issue 15). The agent's logic is the same code either
-// way: only the transport differs, and every other call (health, events,
-// protocol v1) still goes over gRPC.
+// way: only the transport differs. Its events come in process too
+// (localEvents); every other call (health, protocol v1) still goes over
+// gRPC.
 type localSessions struct {
 	srv *agent.Server
 	// ctx ends when the embedded agent stops: every stream then ends as
