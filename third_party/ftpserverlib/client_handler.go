@@ -1003,12 +1003,23 @@ func (c *clientHandler) multilineAnswer(code int, message string) func() {
 	}
 }
 
+// getMessageLines splits a reply's message into its lines, as
+// bufio.ScanLines does (a line ends at "\n", one "\r" before it is
+// dropped, a final line needs no newline). upgate fork: upstream ran a
+// bufio.Scanner, which allocates and clears a 4 KiB buffer for every
+// reply the server writes.
 func getMessageLines(message string) []string {
 	lines := make([]string, 0, 1)
-	sc := bufio.NewScanner(strings.NewReader(message))
 
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
+	for message != "" {
+		line, rest, found := strings.Cut(message, "\n")
+		lines = append(lines, strings.TrimSuffix(line, "\r"))
+
+		if !found {
+			break
+		}
+
+		message = rest
 	}
 
 	if len(lines) == 0 {

@@ -2,7 +2,8 @@ package ftpserver
 
 // Tests of the upgate fork's additions: MLSx facts and OPTS MLST
 // (mlsx_facts.go), MainDriverExtensionReplyCode, the client-aware passive
-// wrapper, the active-address check, LoginTimeout, Wait and Reply.
+// wrapper, the active-address check, LoginTimeout, Wait and Reply, PASV's
+// lazy port draws and reply line splitting.
 
 import (
 	"bufio"
@@ -844,4 +845,132 @@ func TestForkReplyOverTLS(t *testing.T) {
 	req.Equal("Session ended: your key was removed.", msg)
 	_, err = tp.ReadLine()
 	req.Error(err, "the connection is closed after the reply")
+}
+
+// scriptedPorts is a PasvPortGetter that hands out ports from a script
+// and counts its draws.
+type scriptedPorts struct {
+	mu    sync.Mutex
+	ports []int
+	draws int
+}
+
+func (s *scriptedPorts) FetchNext() (int, int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	if s.draws >= len(s.ports) {
+		return 0, 0, false
+	}
+
+	p := s.ports[s.draws]
+	s.draws++
+
+	return p, p, true
+}
+
+func (s *scriptedPorts) NumberAttempts() int { return 100 }
+
+func (s *scriptedPorts) drawn() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	return s.draws
+}
+
+// freeTCPPort is a loopback port nothing listens on now.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+
+	return port
+}
+
+// TestForkPASVDrawsLazily: PASV draws ports only until one listens. The
+// first draw of a free port is the only one; a port already taken is
+// drawn, skipped, and the next one announced; a repeated port is drawn
+// again without a second listen. Upstream drew four times the range's
+// size (400 draws here) before listening once.
+func TestForkPASVDrawsLazily(t *testing.T) {
+	taken, err := net.Listen("tcp", "0.0.0.0:0")
+	require.NoError(t, err)
+
+	defer func() { _ = taken.Close() }()
+
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	free := freeTCPPort(t)
+	other := freeTCPPort(t)
+
+	for _, tc := range []struct {
+		name      string
+		ports     []int
+		announced int
+		draws     int
+	}{
+		{"free first", []int{free, other, other, other}, free, 1},
+		{"taken first", []int{takenPort, takenPort, other, free}, other, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ports := &scriptedPorts{ports: tc.ports}
+			driver := &TestServerDriver{Settings: &Settings{DefaultTransferType: TransferTypeBinary, PassiveTransferPortRange: ports}}
+			server := NewTestServerWithTestDriver(t, driver)
+			raw := forkDial(t, server.Addr(), true)
+
+			msg := raw.expect("PASV", StatusEnteringPASV)
+			i, j := strings.Index(msg, "("), strings.Index(msg, ")")
+			require.True(t, i >= 0 && j > i, msg)
+
+			var h1, h2, h3, h4, p1, p2 int
+			_, err := fmt.Sscanf(msg[i+1:j], "%d,%d,%d,%d,%d,%d", &h1, &h2, &h3, &h4, &p1, &p2)
+			require.NoError(t, err, msg)
+			require.Equal(t, tc.announced, p1*256+p2, msg)
+			require.Equal(t, tc.draws, ports.drawn())
+		})
+	}
+}
+
+// TestForkMessageLines: getMessageLines splits as bufio.ScanLines, which
+// upstream ran, over edge cases and random messages of the bytes that
+// matter.
+func TestForkMessageLines(t *testing.T) {
+	scan := func(message string) []string {
+		lines := []string{}
+		sc := bufio.NewScanner(strings.NewReader(message))
+
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+
+		if len(lines) == 0 {
+			lines = append(lines, "")
+		}
+
+		return lines
+	}
+	messages := []string{"", "\n", "\r\n", "\r", "a", "a\n", "a\r\n", "a\r\r\n", "a\n\nb\n\n", "a\rb", "\n\n", "a\r\n\r\nb"}
+	alphabet := "ab\r\n "
+	state := uint32(1)
+
+	for range 2000 {
+		var b strings.Builder
+
+		state = state*1664525 + 1013904223
+		n := int(state>>24) % 12
+
+		for range n {
+			state = state*1664525 + 1013904223
+			b.WriteByte(alphabet[int(state>>24)%len(alphabet)])
+		}
+
+		messages = append(messages, b.String())
+	}
+
+	for _, m := range messages {
+		require.Equal(t, scan(m), getMessageLines(m), "%q", m)
+	}
 }

@@ -40,7 +40,7 @@ func (m *passiveListenersManager) reserve(
 	remoteIP net.IP,
 	portRange PasvPortGetter,
 ) (int, net.Listener, passiveDeadlineSetter, error) {
-	for _, candidate := range getPassivePortCandidates(portRange) {
+	for candidate := range passivePortCandidates(portRange) {
 		listener, err := m.getOrCreate(candidate.listenedPort)
 		if err != nil {
 			continue

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net"
 	"strings"
@@ -85,46 +86,60 @@ const (
 	portSearchMaxAttempts = 1000
 )
 
-func getPassivePortCandidates(portMapping PasvPortGetter) []passivePortCandidate {
-	nbAttempts := portMapping.NumberAttempts()
+// passivePortCandidates yields up to portMapping.NumberAttempts() distinct
+// ports (at least portSearchMinAttempts, at most portSearchMaxAttempts),
+// drawing at most four times that many, and stops as soon as the caller
+// has one that listens. upgate fork: upstream drew the whole candidate
+// list before the first listen, a crypto/rand draw per port four times
+// over (400 draws a PASV for a 100-port range), where the first port
+// drawn is nearly always free.
+func passivePortCandidates(portMapping PasvPortGetter) iter.Seq[passivePortCandidate] {
+	return func(yield func(passivePortCandidate) bool) {
+		nbAttempts := portMapping.NumberAttempts()
 
-	if nbAttempts < portSearchMinAttempts {
-		nbAttempts = portSearchMinAttempts
-	} else if nbAttempts > portSearchMaxAttempts {
-		nbAttempts = portSearchMaxAttempts
-	}
-
-	maxFetches := nbAttempts * 4
-	if maxFetches < nbAttempts {
-		maxFetches = nbAttempts
-	}
-
-	result := make([]passivePortCandidate, 0, nbAttempts)
-	tried := make(map[int]struct{}, nbAttempts)
-
-	for i := 0; len(result) < nbAttempts && i < maxFetches; i++ {
-		exposedPort, listenedPort, ok := portMapping.FetchNext()
-		if !ok {
-			break
-		}
-		if _, ok := tried[listenedPort]; ok {
-			continue
+		if nbAttempts < portSearchMinAttempts {
+			nbAttempts = portSearchMinAttempts
+		} else if nbAttempts > portSearchMaxAttempts {
+			nbAttempts = portSearchMaxAttempts
 		}
 
-		tried[listenedPort] = struct{}{}
-		result = append(result, passivePortCandidate{
-			exposedPort:  exposedPort,
-			listenedPort: listenedPort,
-		})
-	}
+		maxFetches := nbAttempts * 4
+		if maxFetches < nbAttempts {
+			maxFetches = nbAttempts
+		}
 
-	return result
+		var tried map[int]struct{} // made at the second candidate: most PASVs need one
+
+		for i, found := 0, 0; found < nbAttempts && i < maxFetches; i++ {
+			exposedPort, listenedPort, ok := portMapping.FetchNext()
+			if !ok {
+				return
+			}
+
+			if _, ok := tried[listenedPort]; ok {
+				continue
+			}
+
+			if tried == nil {
+				tried = make(map[int]struct{}, 4)
+			}
+
+			tried[listenedPort] = struct{}{}
+			found++
+
+			if !yield(passivePortCandidate{exposedPort: exposedPort, listenedPort: listenedPort}) {
+				return
+			}
+		}
+	}
 }
 
 func (c *clientHandler) findListenerWithinPortRange(portMapping PasvPortGetter) (int, *net.TCPListener, error) {
-	candidates := getPassivePortCandidates(portMapping)
+	attempts := 0
 
-	for _, candidate := range candidates {
+	for candidate := range passivePortCandidates(portMapping) {
+		attempts++
+
 		laddr, errResolve := net.ResolveTCPAddr("tcp", fmt.Sprintf("0.0.0.0:%d", candidate.listenedPort))
 
 		if errResolve != nil {
@@ -141,7 +156,7 @@ func (c *clientHandler) findListenerWithinPortRange(portMapping PasvPortGetter) 
 
 	c.logger.Warn(
 		"Could not find any free port",
-		"nbAttempts", len(candidates),
+		"nbAttempts", attempts,
 	)
 
 	return 0, nil, ErrNoAvailableListeningPort
