@@ -3,6 +3,7 @@ package ftpbench_test
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -46,4 +47,36 @@ func TestRunQuick(t *testing.T) {
 		t.Errorf("table has %d rows, want 12 (header and eleven measurements)\n%s", rows, out)
 	}
 	t.Logf("\n%s", out)
+}
+
+// TestPairQuick runs pair.sh in quick mode (20 files, one round) with one
+// upgate binary as both A and B, embedded and with agent processes, and
+// checks that it succeeds (it checks every upload on disk itself) and
+// prints its table. The figures are not checked.
+func TestPairQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds upgate and runs two gateways; skipped with -short")
+	}
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		benchtest.Require(t, "/usr/bin/python3 not installed: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "upgate")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/upgate")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, mode := range [][]string{nil, {"--agent"}} {
+		args := append(append([]string{"pair.sh", "--quick"}, mode...), bin, bin)
+		out, stderr := benchtest.Run(t, args)
+		for _, want := range []string{"| step, p50 in us | A | B | B/A |", "| PASV |", "| STOR to 150 |", "| data to 226 |", "| MFMT |", "| SITE CHMOD |", "| cycle |"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v: output lacks %q\nstdout:\n%s\nstderr:\n%s", mode, want, out, stderr)
+			}
+		}
+		if !strings.Contains(stderr, "checked: 20 files of 2,000 bytes on each side") {
+			t.Errorf("%v: no check of the uploads\nstderr:\n%s", mode, stderr)
+		}
+		t.Logf("%v\n%s", mode, out)
+	}
 }

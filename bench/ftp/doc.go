@@ -9,6 +9,14 @@
 //	bash bench/ftp/run.sh            # as root; vsftpd, lftp, curl, python3
 //	BENCH_UPGATE=/tmp/upgate-v1 bash bench/ftp/run.sh   # another upgate binary
 //
-// The test only runs its quick mode, so that the script keeps working; it
-// times nothing.
+// pair.sh compares two upgate builds on what an lftp mirror sends per file
+// (PASV, STOR, MFMT, SITE CHMOD), both gateways up at once and one client
+// alternating between them file by file, so that both meet the same moments
+// of a noisy machine:
+//
+//	bash bench/ftp/pair.sh /tmp/upgate-before /tmp/upgate-after
+//	bash bench/ftp/pair.sh --agent /tmp/upgate-before /tmp/upgate-after
+//
+// The tests only run the scripts' quick modes, so that they keep working;
+// they time nothing.
 package ftpbench

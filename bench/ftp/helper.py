@@ -366,6 +366,75 @@ def commands(port, user, netrc, path, count, settime):
     print(" ".join(out))
 
 
+PAIR_PHASES = ["PASV", "connect", "STOR to 150", "data to 226", "MFMT", "SITE CHMOD", "cycle"]
+
+
+def pair(port_a, port_b, user, netrc, cycles, rounds):
+    """pair.sh's client: one session on each of two upgate gateways, A and
+    B, both up at once, and cycles of what lftp's mirror sends per file
+    (PASV, connect the data connection, STOR a 2,000-byte file, send it
+    and close, 226, MFMT, SITE CHMOD 644), alternating between the two
+    gateways file by file, so that both meet the same moment of a noisy
+    machine. Each round opens new sessions into a new directory and
+    starts with the other gateway. Prints, per round and gateway, the p50
+    of each step in microseconds, then a markdown table of their medians
+    and the ratio B/A."""
+    password = netrc_password(netrc, HOST, user)
+    data = bytes(range(256)) * 7 + bytes(208)  # 2,000 bytes
+    results = {"A": [], "B": []}
+    for r in range(rounds):
+        order = [("A", port_a), ("B", port_b)]
+        if r % 2:
+            order.reverse()
+        sessions = []
+        for name, port in order:
+            ftp = ftplib.FTP()
+            ftp.connect(HOST, port, timeout=20)
+            ftp.login(user, password)
+            ftp.voidcmd("TYPE I")
+            d = "/up/pair%d" % r
+            ftp.mkd(d)
+            ftp.cwd(d)
+            sessions.append((name, ftp, [[] for _ in PAIR_PHASES]))
+        for i in range(cycles):
+            for name, ftp, steps in sessions:
+                f = "f%d.php" % i
+                t0 = time.perf_counter()
+                resp = ftp.sendcmd("PASV")
+                t1 = time.perf_counter()
+                host, port = ftplib.parse227(resp)
+                conn = socket.create_connection((host, port), timeout=20)
+                t2 = time.perf_counter()
+                resp = ftp.sendcmd("STOR " + f)
+                t3 = time.perf_counter()
+                if not resp.startswith("150"):
+                    sys.exit("%s: STOR %s: %s" % (name, f, resp))
+                conn.sendall(data)
+                conn.close()
+                resp = ftp.voidresp()
+                t4 = time.perf_counter()
+                ftp.sendcmd("MFMT 20240101000000 " + f)
+                t5 = time.perf_counter()
+                ftp.sendcmd("SITE CHMOD 644 " + f)
+                t6 = time.perf_counter()
+                for k, (a, b) in enumerate([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6), (t0, t6)]):
+                    steps[k].append((b - a) * 1e6)
+        for name, ftp, steps in sessions:
+            ftp.quit()
+            p50 = [statistics.median(v) for v in steps]
+            results[name].append(p50)
+            print("round %d %s: %s" % (r + 1, name, ", ".join("%s %.0f" % (n, v) for n, v in zip(PAIR_PHASES, p50))),
+                  file=sys.stderr)
+    print("| step, p50 in us | A | B | B/A |")
+    print("|---|---|---|---|")
+    for k, step in enumerate(PAIR_PHASES):
+        a = [v[k] for v in results["A"]]
+        b = [v[k] for v in results["B"]]
+        ma, mb = statistics.median(a), statistics.median(b)
+        print("| %s | %.0f (%s) | %.0f (%s) | **%.2f** |" % (
+            step, ma, ", ".join("%.0f" % v for v in a), mb, ", ".join("%.0f" % v for v in b), mb / ma))
+
+
 # Rows of the table: key, label, unit, goal (issue 15's, as a ratio of
 # upgate's figure to vsftpd's, or "").
 ROWS = [
@@ -495,6 +564,8 @@ def main(argv):
         treecpu(args)
     elif cmd == "settle":
         settle(int(args[0]), int(args[1]), float(args[2]))
+    elif cmd == "pair":
+        pair(int(args[0]), int(args[1]), args[2], args[3], int(args[4]), int(args[5]))
     elif cmd == "table":
         table(args[0], args[1])
     else:

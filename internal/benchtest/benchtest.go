@@ -38,6 +38,14 @@ const (
 // Anything the run leaves behind fails t too, once removed.
 func RunQuick(t *testing.T, env ...string) (stdout, stderr string) {
 	t.Helper()
+	return Run(t, []string{"run.sh", "--quick"}, env...)
+}
+
+// Run is RunQuick for another script of the directory, or other
+// arguments: args is the script and its arguments, run by bash.
+func Run(t *testing.T, args []string, env ...string) (stdout, stderr string) {
+	t.Helper()
+	script := strings.Join(args, " ")
 	// 0755 like the script's own temp dir: the reference servers reach
 	// their throwaway user's home (or chroot) through it.
 	benchDir, err := os.MkdirTemp("", "upgate-bench-test-")
@@ -50,7 +58,7 @@ func RunQuick(t *testing.T, env ...string) (stdout, stderr string) {
 	keep := os.Getenv("BENCH_KEEP") == "1"
 	t.Cleanup(func() {
 		if left := sweep(t, benchDir, keep); len(left) > 0 {
-			t.Errorf("run.sh left behind (now removed): %s", strings.Join(left, "; "))
+			t.Errorf("%s left behind (now removed): %s", args[0], strings.Join(left, "; "))
 		}
 		if !keep {
 			os.RemoveAll(benchDir)
@@ -59,7 +67,7 @@ func RunQuick(t *testing.T, env ...string) (stdout, stderr string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "run.sh", "--quick")
+	cmd := exec.CommandContext(ctx, "bash", args...)
 	// bash and its helpers in a group of their own; the servers and
 	// clients the script starts under timeout(1) have groups of their
 	// own, which sweep finds by the temp dir in their arguments.
@@ -94,7 +102,7 @@ func RunQuick(t *testing.T, env ...string) (stdout, stderr string) {
 	}
 	mu.Unlock()
 	if killed.Load() {
-		t.Logf("run.sh was still running %v after SIGTERM; killed its process group", killGrace)
+		t.Logf("%s was still running %v after SIGTERM; killed its process group", args[0], killGrace)
 	}
 	if err != nil {
 		// bash is gone; what is left of its group goes now. No other
@@ -102,7 +110,7 @@ func RunQuick(t *testing.T, env ...string) (stdout, stderr string) {
 		if cmd.Process != nil {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		}
-		t.Fatalf("bash run.sh --quick: %v (context: %v)\nstdout:\n%s\nstderr:\n%s", err, ctx.Err(), &outBuf, &errBuf)
+		t.Fatalf("bash %s: %v (context: %v)\nstdout:\n%s\nstderr:\n%s", script, err, ctx.Err(), &outBuf, &errBuf)
 	}
 	return outBuf.String(), errBuf.String()
 }

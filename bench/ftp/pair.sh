@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# bench/ftp/pair.sh: which of two upgate builds answers lftp's per-file FTP
+# commands faster. Both gateways run at once on loopback and one client
+# (helper.py pair) alternates between them file by file: PASV, connect the
+# data connection, STOR 2,000 bytes, 226, MFMT, SITE CHMOD. Both meet the
+# same moments of a noisy machine, where two runs of run.sh one after the
+# other differ by up to a third on the same binary. Each round opens new
+# sessions and starts with the other gateway; on this repository's 2-vCPU
+# VM the second one of a pair was 0-6% faster on identical binaries, so
+# read a B/A within that band as no difference, and swap A and B for a
+# second opinion. Run by hand; CI runs its quick mode untimed
+# (bench_test.go).
+#
+#   bash bench/ftp/pair.sh A B            # two upgate binaries, embedded agents
+#   bash bench/ftp/pair.sh --agent A B    # each with an `upgate agent` process
+#   bash bench/ftp/pair.sh --quick A B    # 20 files, 1 round
+#
+# Environment (defaults in brackets, quick mode's after the slash):
+#   BENCH_CYCLES     files per gateway per round [300 / 20]
+#   BENCH_ROUNDS     rounds [4 / 1]
+#   BENCH_TIMEOUT    seconds the client may take [600]
+#   BENCH_DIR        where the temp dir goes [$TMPDIR or /tmp]
+#   BENCH_KEEP=1     keep the temp dir (configs, logs, uploaded files)
+# The markdown table (p50 of each step per round, their median, B/A) goes
+# to stdout, progress to stderr. Every uploaded file is checked on disk.
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
+PY=/usr/bin/python3
+helper=$here/helper.py
+
+quick=0 agent=0 bins=()
+while (($#)); do
+  case $1 in
+    --quick) quick=1 ;;
+    --agent) agent=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "pair.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) bins+=("$1") ;;
+  esac
+  shift
+done
+((${#bins[@]} == 2)) || { echo "pair.sh: two upgate binaries, A and B (see --help)" >&2; exit 2; }
+for b in "${bins[@]}"; do
+  [[ -f $b && -x $b ]] || { echo "pair.sh: $b is not an executable file" >&2; exit 2; }
+done
+if ((quick)); then d_cycles=20 d_rounds=1; else d_cycles=300 d_rounds=4; fi
+cycles=${BENCH_CYCLES:-$d_cycles}
+rounds=${BENCH_ROUNDS:-$d_rounds}
+for v in cycles rounds; do
+  [[ ${!v} =~ ^[1-9][0-9]{0,4}$ ]] || { echo "pair.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
+done
+((rounds <= 50)) || { echo "pair.sh: at most 50 rounds" >&2; exit 2; }
+[[ -x $PY ]] || { echo "pair.sh: $PY missing (apt-get install -y python3)" >&2; exit 3; }
+command -v setsid >/dev/null || { echo "pair.sh: setsid missing (apt-get install -y util-linux)" >&2; exit 3; }
+# lib.sh's globals: the measurements (all), the bounded client.
+only=pair cur= cmd_timeout=${BENCH_TIMEOUT:-600}
+
+tmp= pids=()
+cleanup() {
+  local rc=$? pid
+  set +e
+  trap - EXIT
+  trap 'log "cleaning up; signal ignored"' INT TERM HUP
+  [[ -z $cur ]] || stop_group "$cur" 5
+  for pid in "${pids[@]}"; do stop_group "$pid" 5; done
+  if [[ -n $tmp ]]; then
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then log "kept $tmp"; else rm -rf -- "$tmp"; fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-pair.XXXXXX")
+
+# A copy of each binary in the temp dir, so every process of the run has
+# the temp dir in its arguments (internal/benchtest's sweep finds them).
+cp "${bins[0]}" "$tmp/upgate-a" && cp "${bins[1]}" "$tmp/upgate-b" || die "copying the binaries"
+pw=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+hash=$(printf '%s\n' "$pw" | "$tmp/upgate-a" hash-password --cost 4)
+[[ $hash == \$2* ]] || die "hash-password printed '$hash'"
+(umask 077 && printf 'machine 127.0.0.1 login bench password %s\n' "$pw" >"$tmp/netrc") || die "writing netrc"
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/agent-token") || die "writing the agent token"
+
+start_server() { # log cmd...: in a process group of its own, without UPGATE_* variables
+  local logf=$1
+  shift
+  (
+    while read -r v; do unset "$v"; done < <(compgen -e | grep '^UPGATE_' || true)
+    exec setsid "$@"
+  ) >"$logf" 2>&1 </dev/null &
+  pids+=("$!")
+}
+ports=()
+for side in a b; do
+  root=$tmp/root-$side
+  mkdir -p "$root/up"
+  if ((agent)); then
+    ag_port=$("$PY" "$helper" freeport)
+    start_server "$tmp/agent-$side.log" "$tmp/upgate-$side" agent --listen "127.0.0.1:$ag_port" --root "$root" \
+      --token-file "$tmp/agent-token" --log-level warn
+    "$PY" "$helper" waitport "$ag_port" 20 || { cat "$tmp/agent-$side.log" >&2; die "agent $side did not listen"; }
+    agent_yaml="    address: 127.0.0.1:$ag_port
+    token_file: $tmp/agent-token"
+  else
+    agent_yaml="    embedded: true
+    root: $root"
+  fi
+  port=$("$PY" "$helper" freeport)
+  read -r lo hi < <("$PY" "$helper" portrange 50)
+  cat >"$tmp/upgate-$side.yaml" <<EOF
+listen:
+  ftp: 127.0.0.1:$port
+  ftps: ""
+  sftp: ""
+  admin: ""
+ftp:
+  passive_ports: "$lo-$hi"
+agents:
+  bench:
+$agent_yaml
+users:
+  - name: bench
+    password_hash: "$hash"
+    mounts:
+      - path: /
+        agent: bench
+        root: ""
+log:
+  level: warn
+EOF
+  start_server "$tmp/upgate-$side.log" "$tmp/upgate-$side" serve --config "$tmp/upgate-$side.yaml"
+  "$PY" "$helper" waitftp "$port" 20 || { cat "$tmp/upgate-$side.log" >&2; die "gateway $side did not answer on $port"; }
+  ports+=("$port")
+done
+
+mode="embedded agent"
+((agent)) && mode="agent process"
+log "A ${bins[0]}, B ${bins[1]} ($mode): $rounds round(s) of $cycles files each"
+echo "### FTP per-file commands, A against B (bench/ftp/pair.sh)"
+echo
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'). A: ${bins[0]} (sha256 $(sha256sum "$tmp/upgate-a" | cut -c1-12)); B: ${bins[1]} (sha256 $(sha256sum "$tmp/upgate-b" | cut -c1-12)); each with its $mode. $rounds round(s) of $cycles files per gateway, alternating file by file; cells: median of the rounds' p50 (the rounds in brackets)."
+echo
+bounded "$PY" "$helper" pair "${ports[0]}" "${ports[1]}" bench "$tmp/netrc" "$cycles" "$rounds" || die "the pair client failed"
+
+# Every upload landed, whole, on both sides.
+for side in a b; do
+  n=$(find "$tmp/root-$side/up" -type f -name 'f*.php' -size 2000c | wc -l)
+  ((n == cycles * rounds)) || die "gateway $side: $n files of 2,000 bytes on disk, want $((cycles * rounds))"
+  if find "$tmp/root-$side/up" -name '.upgate-upload-*' | grep -q .; then die "gateway $side: temp files left"; fi
+done
+log "checked: $((cycles * rounds)) files of 2,000 bytes on each side"
