@@ -5,11 +5,11 @@
 # data connection, STOR 2,000 bytes, 226, MFMT, SITE CHMOD. Both meet the
 # same moments of a noisy machine, where two runs of run.sh one after the
 # other differ by up to a third on the same binary. Each round opens new
-# sessions and starts with the other gateway; on this repository's 2-vCPU
-# VM the second one of a pair was 0-6% faster on identical binaries, so
-# read a B/A within that band as no difference, and swap A and B for a
-# second opinion. Run by hand; CI runs its quick mode untimed
-# (bench_test.go).
+# sessions and starts with the other gateway. On this repository's 2-vCPU
+# VM, identical binaries as A and B gave a cycle's B/A of 0.91 to 1.04
+# (4 rounds of 300 files), so read a B/A within that band as no
+# difference, and swap A and B for a second opinion. Run by hand; CI runs
+# its quick mode untimed (bench_test.go).
 #
 #   bash bench/ftp/pair.sh A B            # two upgate binaries, embedded agents
 #   bash bench/ftp/pair.sh --agent A B    # each with an `upgate agent` process
