@@ -26,6 +26,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/podagents"
@@ -145,12 +146,35 @@ waitFollowed:
 			break waitFollowed
 		}
 	}
+	p.connectEmbedded(ctx)
 	p.startHealth()
 	return p, nil
 }
 
+// connectEmbedded brings up the gRPC connection of every embedded agent
+// (its health calls and protocol v1 use it; sessions and events do not)
+// before New returns, at most embeddedFollowWait: a gateway then starts
+// with the connections it keeps, and its first health call measures the
+// agent, not the connection's setup.
+func (p *Pool) connectEmbedded(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, embeddedFollowWait)
+	defer cancel()
+	for _, e := range p.embedded {
+		e.conn.Connect()
+	}
+	for name, e := range p.embedded {
+		for st := e.conn.GetState(); st != connectivity.Ready; st = e.conn.GetState() {
+			if st == connectivity.Shutdown || !e.conn.WaitForStateChange(ctx, st) {
+				p.log.Warn("embedded agent's connection not up yet; starting anyway", "agent", name, "state", st.String())
+				break
+			}
+		}
+	}
+}
+
 // embeddedFollowWait bounds how long New waits for its embedded agents'
-// event streams (a loopback round trip, unless something is wrong), and
+// event streams (in process) and, again, for their gRPC connections (a
+// loopback connect, unless something is wrong), and
 // remoteFollowWait how long a first login to a remote agent waits for its
 // (the stream's first attempt ends sooner when the agent is down).
 const (
