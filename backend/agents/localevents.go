@@ -24,8 +24,8 @@ import (
 // transport differs, as for Session streams (localSessions).
 type localEvents struct {
 	srv *agent.Server
-	// ctx ends when the embedded agent stops: the stream then ends as a
-	// gRPC stream does when its server stops (Unavailable).
+	// ctx ends when the embedded agent stops, which ends the stream (the
+	// pool ends its watches first, so only a bug would show it).
 	ctx context.Context
 }
 
@@ -39,11 +39,7 @@ func (l localEvents) follow(ctx context.Context, req *agentpb.EventsRequest, fn 
 	defer cancel()
 	stop := context.AfterFunc(l.ctx, cancel)
 	defer stop()
-	err := l.srv.Events(req, localEventStream{ctx: sctx, fn: fn})
-	if l.ctx.Err() != nil && ctx.Err() == nil {
-		return errLocalStopped
-	}
-	return err
+	return l.srv.Events(req, localEventStream{ctx: sctx, fn: fn})
 }
 
 // localEventStream is the agent's side of an in-process Events stream.

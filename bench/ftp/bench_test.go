@@ -74,7 +74,7 @@ func TestPairQuick(t *testing.T) {
 				t.Errorf("%v: output lacks %q\nstdout:\n%s\nstderr:\n%s", mode, want, out, stderr)
 			}
 		}
-		if !strings.Contains(stderr, "checked: 20 files of 2,000 bytes on each side") {
+		if !strings.Contains(stderr, "checked: 20 files of 2,000 bytes, as sent, on each side") {
 			t.Errorf("%v: no check of the uploads\nstderr:\n%s", mode, stderr)
 		}
 		t.Logf("%v\n%s", mode, out)

@@ -22,7 +22,8 @@
 #   BENCH_DIR        where the temp dir goes [$TMPDIR or /tmp]
 #   BENCH_KEEP=1     keep the temp dir (configs, logs, uploaded files)
 # The markdown table (p50 of each step per round, their median, B/A) goes
-# to stdout, progress to stderr. Every uploaded file is checked on disk.
+# to stdout, progress to stderr. Every uploaded file is checked on disk
+# (count and content).
 set -euo pipefail
 export LC_ALL=C
 
@@ -101,18 +102,19 @@ for side in a b; do
   root=$tmp/root-$side
   mkdir -p "$root/up"
   if ((agent)); then
-    ag_port=$("$PY" "$helper" freeport)
+    ag_port=$("$PY" "$helper" freeport) || die "no free port"
     start_server "$tmp/agent-$side.log" "$tmp/upgate-$side" agent --listen "127.0.0.1:$ag_port" --root "$root" \
       --token-file "$tmp/agent-token" --log-level warn
     "$PY" "$helper" waitport "$ag_port" 20 || { cat "$tmp/agent-$side.log" >&2; die "agent $side did not listen"; }
     agent_yaml="    address: 127.0.0.1:$ag_port
-    token_file: $tmp/agent-token"
+    token_file: '$tmp/agent-token'"
   else
     agent_yaml="    embedded: true
-    root: $root"
+    root: '$root'"
   fi
-  port=$("$PY" "$helper" freeport)
-  read -r lo hi < <("$PY" "$helper" portrange 50)
+  port=$("$PY" "$helper" freeport) || die "no free port"
+  range=$("$PY" "$helper" portrange 50) || die "no free passive range"
+  read -r lo hi <<<"$range"
   cat >"$tmp/upgate-$side.yaml" <<EOF
 listen:
   ftp: 127.0.0.1:$port
@@ -148,10 +150,15 @@ echo "$(date -u '+%Y-%m-%d %H:%M UTC'). A: ${bins[0]} (sha256 $(sha256sum "$tmp/
 echo
 bounded "$PY" "$helper" pair "${ports[0]}" "${ports[1]}" bench "$tmp/netrc" "$cycles" "$rounds" || die "the pair client failed"
 
-# Every upload landed, whole, on both sides.
+# Every upload landed, whole, on both sides: as many files as were sent,
+# each with the content sent (helper.py pair's 2,000 bytes), and no temp
+# file left.
+want_sum=$("$PY" -c 'import hashlib; print(hashlib.sha256(bytes(range(256)) * 7 + bytes(208)).hexdigest())')
 for side in a b; do
-  n=$(find "$tmp/root-$side/up" -type f -name 'f*.php' -size 2000c | wc -l)
-  ((n == cycles * rounds)) || die "gateway $side: $n files of 2,000 bytes on disk, want $((cycles * rounds))"
-  if find "$tmp/root-$side/up" -name '.upgate-upload-*' | grep -q .; then die "gateway $side: temp files left"; fi
+  n=$(find "$tmp/root-$side/up" -type f -name 'f*.php' | wc -l)
+  ((n == cycles * rounds)) || die "gateway $side: $n files on disk, want $((cycles * rounds))"
+  sums=$(find "$tmp/root-$side/up" -type f -name 'f*.php' -exec sha256sum {} + | awk '{print $1}' | sort -u)
+  [[ $sums == "$want_sum" ]] || die "gateway $side: uploads whose content differs from what was sent"
+  [[ -z $(find "$tmp/root-$side/up" -name '.upgate-upload-*' -print -quit) ]] || die "gateway $side: temp files left"
 done
-log "checked: $((cycles * rounds)) files of 2,000 bytes on each side"
+log "checked: $((cycles * rounds)) files of 2,000 bytes, as sent, on each side"

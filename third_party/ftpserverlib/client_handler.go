@@ -1007,7 +1007,8 @@ func (c *clientHandler) multilineAnswer(code int, message string) func() {
 // bufio.ScanLines does (a line ends at "\n", one "\r" before it is
 // dropped, a final line needs no newline). upgate fork: upstream ran a
 // bufio.Scanner, which allocates and clears a 4 KiB buffer for every
-// reply the server writes.
+// reply the server writes, and which stopped at a line over 64 KiB,
+// dropping it and every line after it; every line is kept now.
 func getMessageLines(message string) []string {
 	lines := make([]string, 0, 1)
 

@@ -911,13 +911,19 @@ func TestForkPASVDrawsLazily(t *testing.T) {
 		ports     []int
 		announced int
 		draws     int
+		multiplex bool
 	}{
-		{"free first", []int{free, other, other, other}, free, 1},
-		{"taken first", []int{takenPort, takenPort, other, free}, other, 3},
+		{"free first", []int{free, other, other, other}, free, 1, false},
+		{"taken first", []int{takenPort, takenPort, other, free}, other, 3, false},
+		{"multiplexed, free first", []int{free, other, other, other}, free, 1, true},
+		{"multiplexed, taken first", []int{takenPort, takenPort, other, free}, other, 3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ports := &scriptedPorts{ports: tc.ports}
-			driver := &TestServerDriver{Settings: &Settings{DefaultTransferType: TransferTypeBinary, PassiveTransferPortRange: ports}}
+			driver := &TestServerDriver{Settings: &Settings{
+				DefaultTransferType: TransferTypeBinary, PassiveTransferPortRange: ports,
+				PassiveTransferPortMultiplexing: tc.multiplex,
+			}}
 			server := NewTestServerWithTestDriver(t, driver)
 			raw := forkDial(t, server.Addr(), true)
 
@@ -973,4 +979,8 @@ func TestForkMessageLines(t *testing.T) {
 	for _, m := range messages {
 		require.Equal(t, scan(m), getMessageLines(m), "%q", m)
 	}
+
+	// The Scanner stopped at a line over 64 KiB; every line is kept now.
+	long := strings.Repeat("x", 70000)
+	require.Equal(t, []string{"first", long, "last"}, getMessageLines("first\n"+long+"\r\nlast"))
 }

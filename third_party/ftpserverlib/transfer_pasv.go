@@ -88,8 +88,8 @@ const (
 
 // passivePortCandidates yields up to portMapping.NumberAttempts() distinct
 // ports (at least portSearchMinAttempts, at most portSearchMaxAttempts),
-// drawing at most four times that many, and stops as soon as the caller
-// has one that listens. upgate fork: upstream drew the whole candidate
+// drawing at most four times that many in all, and stops as soon as the
+// caller has one that listens. upgate fork: upstream drew the whole candidate
 // list before the first listen, a crypto/rand draw per port four times
 // over (400 draws a PASV for a 100-port range), where the first port
 // drawn is nearly always free.
@@ -108,7 +108,10 @@ func passivePortCandidates(portMapping PasvPortGetter) iter.Seq[passivePortCandi
 			maxFetches = nbAttempts
 		}
 
-		var tried map[int]struct{} // made at the second candidate: most PASVs need one
+		// The first port tried is kept apart, the others in a map made at
+		// the second: most PASVs need one port and no map.
+		first := -1
+		var tried map[int]struct{}
 
 		for i, found := 0, 0; found < nbAttempts && i < maxFetches; i++ {
 			exposedPort, listenedPort, ok := portMapping.FetchNext()
@@ -116,15 +119,20 @@ func passivePortCandidates(portMapping PasvPortGetter) iter.Seq[passivePortCandi
 				return
 			}
 
-			if _, ok := tried[listenedPort]; ok {
+			if _, ok := tried[listenedPort]; ok || listenedPort == first {
 				continue
 			}
 
-			if tried == nil {
-				tried = make(map[int]struct{}, 4)
+			if first < 0 {
+				first = listenedPort
+			} else {
+				if tried == nil {
+					tried = make(map[int]struct{}, 4)
+				}
+
+				tried[listenedPort] = struct{}{}
 			}
 
-			tried[listenedPort] = struct{}{}
 			found++
 
 			if !yield(passivePortCandidate{exposedPort: exposedPort, listenedPort: listenedPort}) {
