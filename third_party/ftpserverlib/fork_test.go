@@ -891,6 +891,40 @@ func freeTCPPort(t *testing.T) int {
 	return port
 }
 
+// waitBindable waits, at most 5 s, until each port can be listened on as
+// PASV listens (every address): a port the kernel just gave a client
+// connection, or descriptors a test before this one still holds while
+// its connections close, would fail a PASV that this test expects to
+// succeed.
+func waitBindable(t *testing.T, ports ...int) {
+	t.Helper()
+
+	var err error
+
+	for range 50 {
+		err = nil
+
+		for _, p := range ports {
+			l, lerr := net.Listen("tcp", fmt.Sprintf("0.0.0.0:%d", p))
+			if lerr != nil {
+				err = lerr
+
+				break
+			}
+
+			_ = l.Close()
+		}
+
+		if err == nil {
+			return
+		}
+
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	t.Fatalf("ports %v not free for 5 s: %v", ports, err)
+}
+
 // TestForkPASVDrawsLazily: PASV draws ports only until one listens. The
 // first draw of a free port is the only one; a port already taken is
 // drawn, skipped, and the next one announced; a repeated port is drawn
@@ -903,29 +937,49 @@ func TestForkPASVDrawsLazily(t *testing.T) {
 	defer func() { _ = taken.Close() }()
 
 	takenPort := taken.Addr().(*net.TCPAddr).Port
-	free := freeTCPPort(t)
-	other := freeTCPPort(t)
+
+	// The script names ports by role; the free ones are chosen once the
+	// session is up, so that neither its listener nor its connections
+	// can hold them when PASV listens.
+	const (
+		isTaken = -1
+		isFree  = -2
+		isOther = -3
+	)
 
 	for _, tc := range []struct {
 		name      string
-		ports     []int
+		script    []int
 		announced int
 		draws     int
 		multiplex bool
 	}{
-		{"free first", []int{free, other, other, other}, free, 1, false},
-		{"taken first", []int{takenPort, takenPort, other, free}, other, 3, false},
-		{"multiplexed, free first", []int{free, other, other, other}, free, 1, true},
-		{"multiplexed, taken first", []int{takenPort, takenPort, other, free}, other, 3, true},
+		{"free first", []int{isFree, isOther, isOther, isOther}, isFree, 1, false},
+		{"taken first", []int{isTaken, isTaken, isOther, isFree}, isOther, 3, false},
+		{"multiplexed, free first", []int{isFree, isOther, isOther, isOther}, isFree, 1, true},
+		{"multiplexed, taken first", []int{isTaken, isTaken, isOther, isFree}, isOther, 3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ports := &scriptedPorts{ports: tc.ports}
+			ports := &scriptedPorts{}
 			driver := &TestServerDriver{Settings: &Settings{
 				DefaultTransferType: TransferTypeBinary, PassiveTransferPortRange: ports,
 				PassiveTransferPortMultiplexing: tc.multiplex,
 			}}
 			server := NewTestServerWithTestDriver(t, driver)
 			raw := forkDial(t, server.Addr(), true)
+
+			free, other := freeTCPPort(t), freeTCPPort(t)
+			for other == free {
+				other = freeTCPPort(t)
+			}
+
+			port := map[int]int{isTaken: takenPort, isFree: free, isOther: other}
+			ports.mu.Lock()
+			for _, role := range tc.script {
+				ports.ports = append(ports.ports, port[role])
+			}
+			ports.mu.Unlock()
+			waitBindable(t, free, other)
 
 			msg := raw.expect("PASV", StatusEnteringPASV)
 			i, j := strings.Index(msg, "("), strings.Index(msg, ")")
@@ -934,7 +988,7 @@ func TestForkPASVDrawsLazily(t *testing.T) {
 			var h1, h2, h3, h4, p1, p2 int
 			_, err := fmt.Sscanf(msg[i+1:j], "%d,%d,%d,%d,%d,%d", &h1, &h2, &h3, &h4, &p1, &p2)
 			require.NoError(t, err, msg)
-			require.Equal(t, tc.announced, p1*256+p2, msg)
+			require.Equal(t, port[tc.announced], p1*256+p2, msg)
 			require.Equal(t, tc.draws, ports.drawn())
 		})
 	}
