@@ -1,10 +1,10 @@
-# bench/lib.sh: the shell functions bench/ftp/run.sh and bench/sftp/run.sh
-# share, sourced by both at their start. They use these
+# bench/lib.sh: the shell functions bench/ftp/run.sh, bench/ftp/pair.sh and
+# bench/sftp/run.sh share, sourced by each at its start. They use these
 # globals of the sourcing script: only (the measurements asked for, comma
 # separated), cur (the pid of the bounded command running now, for the
 # cleanup trap), cmd_timeout (seconds a bounded command may take),
-# results (the file record appends to), and for prepare_upgate tmp, repo,
-# GO, ug_bin and ug_label.
+# results (the file record appends to), for prepare_upgate tmp, repo,
+# GO, ug_bin and ug_label, and for ftp_gateway_config hash and loglevel.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -81,4 +81,31 @@ gen_big() { # file bytes: incompressible data
       head -c "$2" >"$1" || true
   fi
   [[ -f $1 && $(stat -c %s "$1") == "$2" ]] || head -c "$2" /dev/urandom >"$1"
+}
+ftp_gateway_config() { # port pasv-lo pasv-hi agent-yaml-lines: a gateway
+  # config serving FTP only (bench/ftp's run.sh and pair.sh), for the user
+  # bench with the bcrypt hash $hash, logging at $loglevel
+  cat <<EOF
+listen:
+  ftp: 127.0.0.1:$1
+  ftps: ""
+  sftp: ""
+  admin: ""
+connections:
+  drain_timeout: 2s
+ftp:
+  passive_ports: "$2-$3"
+agents:
+  bench:
+$4
+users:
+  - name: bench
+    password_hash: "$hash"
+    mounts:
+      - path: /
+        agent: bench
+        root: ""
+log:
+  level: $loglevel
+EOF
 }

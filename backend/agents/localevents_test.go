@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/afero"
+
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/agents"
 	"github.com/upgate/upgate/config"
@@ -69,7 +71,7 @@ func TestEmbeddedEventsInProcess(t *testing.T) {
 		var seq uint64
 		for i := range files {
 			content := fmt.Sprintf("<?php // %d\n", i)
-			if err := afeWrite(fsys, fmt.Sprintf("/f%d.php", i), content); err != nil {
+			if err := afero.WriteFile(fsys, fmt.Sprintf("/f%d.php", i), []byte(content), 0o644); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
 			select {
@@ -113,18 +115,4 @@ func TestEmbeddedEventsInProcess(t *testing.T) {
 	if remoteEvents != 1 || localEvents != 0 {
 		t.Errorf("observed Events streams: %d of the remote agent (want 1), %d of the embedded one (want 0); calls %v", remoteEvents, localEvents, calls)
 	}
-}
-
-// afeWrite writes content to name on fsys as an upload: create, write,
-// close (the commit).
-func afeWrite(fsys *backend.GRPCFs, name, content string) error {
-	f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write([]byte(content)); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -58,7 +58,7 @@ done
 [[ -x $PY ]] || { echo "pair.sh: $PY missing (apt-get install -y python3)" >&2; exit 3; }
 command -v setsid >/dev/null || { echo "pair.sh: setsid missing (apt-get install -y util-linux)" >&2; exit 3; }
 # lib.sh's globals: the measurements (all), the bounded client.
-only=pair cur= cmd_timeout=${BENCH_TIMEOUT:-600}
+only=pair cur= cmd_timeout=${BENCH_TIMEOUT:-600} loglevel=warn
 
 tmp= pids=()
 cleanup() {
@@ -115,27 +115,7 @@ for side in a b; do
   port=$("$PY" "$helper" freeport) || die "no free port"
   range=$("$PY" "$helper" portrange 50) || die "no free passive range"
   read -r lo hi <<<"$range"
-  cat >"$tmp/upgate-$side.yaml" <<EOF
-listen:
-  ftp: 127.0.0.1:$port
-  ftps: ""
-  sftp: ""
-  admin: ""
-ftp:
-  passive_ports: "$lo-$hi"
-agents:
-  bench:
-$agent_yaml
-users:
-  - name: bench
-    password_hash: "$hash"
-    mounts:
-      - path: /
-        agent: bench
-        root: ""
-log:
-  level: warn
-EOF
+  ftp_gateway_config "$port" "$lo" "$hi" "$agent_yaml" >"$tmp/upgate-$side.yaml"
   start_server "$tmp/upgate-$side.log" "$tmp/upgate-$side" serve --config "$tmp/upgate-$side.yaml"
   "$PY" "$helper" waitftp "$port" 20 || { cat "$tmp/upgate-$side.log" >&2; die "gateway $side did not answer on $port"; }
   ports+=("$port")

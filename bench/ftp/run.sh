@@ -234,31 +234,6 @@ hash=$(printf '%s\n' "$pw" | "$tmp/upgate" hash-password --cost "$bcrypt_cost")
 export HOME=$tmp/home
 mkdir -p "$HOME"
 
-ug_config() { # port pasv-lo pasv-hi agent-yaml-lines: a gateway config serving FTP only
-  cat <<EOF
-listen:
-  ftp: 127.0.0.1:$1
-  ftps: ""
-  sftp: ""
-  admin: ""
-connections:
-  drain_timeout: 2s
-ftp:
-  passive_ports: "$2-$3"
-agents:
-  bench:
-$4
-users:
-  - name: bench
-    password_hash: "$hash"
-    mounts:
-      - path: /
-        agent: bench
-        root: ""
-log:
-  level: $loglevel
-EOF
-}
 # start_server log cmd...: an upgate process, without UPGATE_* variables
 # from the caller's environment (they would override the config file), in a
 # session and process group of its own (setsid, started in the background
@@ -279,7 +254,7 @@ start_server() {
 ug_port=$("$PY" "$helper" freeport)
 read -r ug_pasv_lo ug_pasv_hi < <("$PY" "$helper" portrange 50)
 mkdir -p "$tmp/upgate-root/up"
-ug_config "$ug_port" "$ug_pasv_lo" "$ug_pasv_hi" "    embedded: true
+ftp_gateway_config "$ug_port" "$ug_pasv_lo" "$ug_pasv_hi" "    embedded: true
     root: $tmp/upgate-root" >"$tmp/upgate.yaml"
 start_server "$tmp/upgate.log" "$tmp/upgate" serve --config "$tmp/upgate.yaml"
 ug_pid=$srv_pid
@@ -294,7 +269,7 @@ ag_pid=$srv_pid
 "$PY" "$helper" waitport "$ag_port" 20 || { cat "$tmp/agent.log" >&2; die "upgate agent did not listen on $ag_port"; }
 uga_port=$("$PY" "$helper" freeport)
 read -r uga_pasv_lo uga_pasv_hi < <("$PY" "$helper" portrange 50)
-ug_config "$uga_port" "$uga_pasv_lo" "$uga_pasv_hi" "    address: 127.0.0.1:$ag_port
+ftp_gateway_config "$uga_port" "$uga_pasv_lo" "$uga_pasv_hi" "    address: 127.0.0.1:$ag_port
     token_file: $tmp/agent-token" >"$tmp/upgate-agent.yaml"
 start_server "$tmp/upgate-agent.log" "$tmp/upgate" serve --config "$tmp/upgate-agent.yaml"
 uga_pid=$srv_pid
