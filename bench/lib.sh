@@ -4,7 +4,8 @@
 # separated), cur (the pid of the bounded command running now, for the
 # cleanup trap), cmd_timeout (seconds a bounded command may take),
 # results (the file record appends to), for prepare_upgate tmp, repo,
-# GO, ug_bin and ug_label, and for ftp_gateway_config hash and loglevel.
+# GO, ug_bin and ug_label, for start_server servers (an array), and for
+# ftp_gateway_config hash and loglevel.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -81,6 +82,22 @@ gen_big() { # file bytes: incompressible data
       head -c "$2" >"$1" || true
   fi
   [[ -f $1 && $(stat -c %s "$1") == "$2" ]] || head -c "$2" /dev/urandom >"$1"
+}
+# start_server log cmd...: a server (upgate, sshd) in a session and process
+# group of its own (setsid, started in the background by a shell without
+# job control, is no group leader and execs in place: $! is the server's
+# pid and group id), without UPGATE_* variables from the caller's
+# environment (they would override upgate's config file). Sets srv_pid and
+# adds it to servers, the groups the caller's cleanup stops.
+start_server() {
+  local logf=$1
+  shift
+  (
+    while read -r v; do unset "$v"; done < <(compgen -e | grep '^UPGATE_' || true)
+    exec setsid "$@"
+  ) >"$logf" 2>&1 </dev/null &
+  srv_pid=$!
+  servers+=("$srv_pid")
 }
 ftp_gateway_config() { # port pasv-lo pasv-hi agent-yaml-lines: a gateway
   # config serving FTP only (bench/ftp's run.sh and pair.sh), for the user

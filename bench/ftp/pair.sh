@@ -60,14 +60,14 @@ command -v setsid >/dev/null || { echo "pair.sh: setsid missing (apt-get install
 # lib.sh's globals: the measurements (all), the bounded client.
 only=pair cur= cmd_timeout=${BENCH_TIMEOUT:-600} loglevel=warn
 
-tmp= pids=()
+tmp= servers=()
 cleanup() {
   local rc=$? pid
   set +e
   trap - EXIT
   trap 'log "cleaning up; signal ignored"' INT TERM HUP
   [[ -z $cur ]] || stop_group "$cur" 5
-  for pid in "${pids[@]}"; do stop_group "$pid" 5; done
+  for pid in "${servers[@]}"; do stop_group "$pid" 5; done
   if [[ -n $tmp ]]; then
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then log "kept $tmp"; else rm -rf -- "$tmp"; fi
   fi
@@ -88,15 +88,6 @@ hash=$(printf '%s\n' "$pw" | "$tmp/upgate-a" hash-password --cost 4)
 (umask 077 && printf 'machine 127.0.0.1 login bench password %s\n' "$pw" >"$tmp/netrc") || die "writing netrc"
 (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/agent-token") || die "writing the agent token"
 
-start_server() { # log cmd...: in a process group of its own, without UPGATE_* variables
-  local logf=$1
-  shift
-  (
-    while read -r v; do unset "$v"; done < <(compgen -e | grep '^UPGATE_' || true)
-    exec setsid "$@"
-  ) >"$logf" 2>&1 </dev/null &
-  pids+=("$!")
-}
 ports=()
 for side in a b; do
   root=$tmp/root-$side

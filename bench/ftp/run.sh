@@ -147,7 +147,7 @@ export PATH=$PATH:/usr/sbin:/sbin
 # --- cleanup, temp dir ------------------------------------------------------
 # The traps come first, so that no signal falls between mktemp and them.
 tmp=
-pids=()
+servers=()
 vs_user=
 vs_pgid=
 cur=
@@ -195,7 +195,7 @@ cleanup() {
   # cur is timeout(1), which runs the client in timeout's own process group.
   [[ -z $cur ]] || stop_group "$cur" 5
   # upgate's gateways and the agent: each the leader of its own group.
-  for pid in "${pids[@]}"; do stop_group "$pid" 5; done
+  for pid in "${servers[@]}"; do stop_group "$pid" 5; done
   [[ -z $vs_pgid ]] || stop_vsftpd
   if [[ -n $vs_user ]] && own_user "$vs_user"; then
     if ! userdel -f "$vs_user"; then
@@ -234,21 +234,6 @@ hash=$(printf '%s\n' "$pw" | "$tmp/upgate" hash-password --cost "$bcrypt_cost")
 export HOME=$tmp/home
 mkdir -p "$HOME"
 
-# start_server log cmd...: an upgate process, without UPGATE_* variables
-# from the caller's environment (they would override the config file), in a
-# session and process group of its own (setsid, started in the background
-# by a shell without job control, is no group leader and execs in place: $!
-# is upgate's pid and group id). Sets srv_pid.
-start_server() {
-  local logf=$1
-  shift
-  (
-    while read -r v; do unset "$v"; done < <(compgen -e | grep '^UPGATE_' || true)
-    exec setsid "$@"
-  ) >"$logf" 2>&1 </dev/null &
-  srv_pid=$!
-  pids+=("$srv_pid")
-}
 
 # upgate with the embedded agent.
 ug_port=$("$PY" "$helper" freeport)

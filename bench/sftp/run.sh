@@ -192,7 +192,7 @@ export PATH=$PATH:/usr/sbin:/sbin
 # --- cleanup, temp dir ------------------------------------------------------
 # The traps come first, so that no signal falls between mktemp and them.
 tmp=
-groups=()   # process groups of the servers we started (each a group leader)
+servers=()   # process groups of the servers we started (each a group leader)
 mounts=()   # sshfs mount points
 sshfs_pid=
 ssh_user=
@@ -225,7 +225,7 @@ cleanup() {
   [[ -z $sshfs_pid ]] || stop_group "$sshfs_pid" 5
   # Servers: upgate's gateways, the agent, and sshd under the reaper, which
   # passes the TERM on to the per-connection processes sshd left behind.
-  for pg in "${groups[@]}"; do stop_group "$pg" 5; done
+  for pg in "${servers[@]}"; do stop_group "$pg" 5; done
   if [[ -n $ssh_user ]] && own_user "$ssh_user"; then
     for i in 1 2 3; do
       p=$(user_pids "$ssh_user")
@@ -259,21 +259,6 @@ trap 'exit 129' HUP
 tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-sftpbench.XXXXXX")
 chmod 755 "$tmp"
 
-# start_server log cmd...: a server in a session and process group of its
-# own (setsid, started in the background by a shell without job control, is
-# no group leader and execs in place: $! is the server's pid and group id),
-# without UPGATE_* variables from the caller's environment (they would
-# override upgate's config file). Sets srv_pid.
-start_server() {
-  local logf=$1
-  shift
-  (
-    while read -r v; do unset "$v"; done < <(compgen -e | grep '^UPGATE_' || true)
-    exec setsid "$@"
-  ) >"$logf" 2>&1 </dev/null &
-  srv_pid=$!
-  groups+=("$srv_pid")
-}
 
 # --- keys ---------------------------------------------------------------------
 mkdir -p "$tmp/keys" "$tmp/data"
