@@ -108,32 +108,19 @@ func passivePortCandidates(portMapping PasvPortGetter) iter.Seq[passivePortCandi
 			maxFetches = nbAttempts
 		}
 
-		// The first port tried is kept apart, the others in a map made at
-		// the second: most PASVs need one port and no map.
-		first := -1
-		var tried map[int]struct{}
+		tried := make(map[int]struct{})
 
-		for i, found := 0, 0; found < nbAttempts && i < maxFetches; i++ {
+		for i := 0; len(tried) < nbAttempts && i < maxFetches; i++ {
 			exposedPort, listenedPort, ok := portMapping.FetchNext()
 			if !ok {
 				return
 			}
 
-			if _, ok := tried[listenedPort]; ok || listenedPort == first {
+			if _, ok := tried[listenedPort]; ok {
 				continue
 			}
 
-			if first < 0 {
-				first = listenedPort
-			} else {
-				if tried == nil {
-					tried = make(map[int]struct{}, 4)
-				}
-
-				tried[listenedPort] = struct{}{}
-			}
-
-			found++
+			tried[listenedPort] = struct{}{}
 
 			if !yield(passivePortCandidate{exposedPort: exposedPort, listenedPort: listenedPort}) {
 				return
