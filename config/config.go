@@ -84,6 +84,21 @@ type Config struct {
 
 	// Log configures the process logger.
 	Log Log `mapstructure:"log"`
+
+	// CPU configures how much of the machine's CPU the Go runtime uses.
+	CPU CPU `mapstructure:"cpu"`
+}
+
+// CPU configures the Go runtime's processors (GOMAXPROCS). Read at start
+// only: a reload does not change it.
+type CPU struct {
+	// Adaptive runs as many Go Ps (threads running Go code at once) as
+	// sessions are busy, at least one and at most the CPUs the runtime
+	// found (the container's CPU limit, if lower); see gateway/procs for
+	// why (key cpu.adaptive). False runs them all at all times, the Go
+	// default. The GOMAXPROCS environment variable, when set, wins over
+	// either. Default true in a loaded config; false in the zero Config.
+	Adaptive bool `mapstructure:"adaptive"`
 }
 
 // Defender bans client addresses that fail to log in too often, across

@@ -90,6 +90,7 @@ func Options() []Option {
 		{"defender.ban_time", 15 * time.Minute, "how long a ban lasts"},
 		{"defender.allowlist", []string{}, "CIDRs that are never banned"},
 		{"admin.token_file", "", "file with a bearer token required by /metrics, /api/ and the operator page's login; empty means none"},
+		{"cpu.adaptive", true, "run as many Go Ps as sessions are busy (1 up to the CPUs); false = all CPUs always; GOMAXPROCS wins"},
 		{"log.level", "info", "log level: debug, info, warn or error"},
 		{"log.format", "text", "log format: text or json"},
 	}

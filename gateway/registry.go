@@ -455,6 +455,23 @@ func (r *Registry) Sessions() []*Session {
 	return out
 }
 
+// Active counts the sessions at work: client connections (not FTP data
+// connections, which count for their control session) with a transfer in
+// progress, or that started or sent a request within the last within. It
+// is what the Go runtime's Ps follow (gateway/procs).
+func (r *Registry) Active(within time.Duration) int {
+	since := r.now().Add(-within).UnixNano()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, s := range r.sessions {
+		if s.Parent == nil && (s.transfers.Load() > 0 || s.lastActivity.Load() >= since || s.Start.UnixNano() >= since) {
+			n++
+		}
+	}
+	return n
+}
+
 // Len returns the number of live sessions, data connections included.
 func (r *Registry) Len() int {
 	r.mu.Lock()

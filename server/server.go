@@ -24,6 +24,7 @@ import (
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/gateway/admin"
+	"github.com/upgate/upgate/gateway/procs"
 )
 
 // Options configure Start. The zero value is usable.
@@ -58,6 +59,7 @@ type Server struct {
 	cfg   *config.Config
 
 	stopWatch context.CancelFunc
+	stopProcs func() // ends the CPU controller and waits for it; nil without one
 
 	// FTPAddr, FTPSAddr, SFTPAddr and AdminAddr are those listeners'
 	// addresses, nil when off; Addr has every frontend's.
@@ -102,11 +104,44 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 			return nil, err
 		}
 	}
+	if cfg.CPU.Adaptive {
+		s.startProcs()
+	}
 	s.started.Store(true)
 	if opts.ConfigPath != "" && opts.WatchInterval >= 0 {
 		s.watch()
 	}
 	return s, nil
+}
+
+// busyWithin is how recently a session must have sent a request to count
+// as busy for the CPU controller.
+const busyWithin = time.Second
+
+// startProcs runs the CPU controller (cpu.adaptive): as many Go Ps as
+// sessions are busy. The GOMAXPROCS environment variable turns it off, as
+// does a runtime that has one P to begin with.
+func (s *Server) startProcs() {
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		s.log.Info("cpu.adaptive does not apply: the GOMAXPROCS environment variable sets the Go Ps", "GOMAXPROCS", v)
+		return
+	}
+	registry := s.Gateway.Registry()
+	c := procs.New(procs.Config{
+		Busy:   func() int { return registry.Active(busyWithin) },
+		Logger: s.log.With("component", "procs"),
+	})
+	if c.Max() < 2 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	s.stopProcs = func() { cancel(); <-done }
+	s.log.Info("Go Ps follow the busy sessions (cpu.adaptive)", "max", c.Max())
 }
 
 // Reload reads the configuration again and applies what can change
@@ -238,6 +273,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.admin.Close()
 	}
 	s.wg.Wait()
+	if s.stopProcs != nil {
+		s.stopProcs()
+	}
 	err = errors.Join(err, s.Gateway.Close())
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
