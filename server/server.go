@@ -161,12 +161,12 @@ func (s *Server) Reload() error {
 	old := s.cfg
 	s.cfg = cfg
 	s.cfgMu.Unlock()
-	restart := old.Listen != cfg.Listen
+	restart := old.Listen != cfg.Listen || old.CPU != cfg.CPU
 	for _, l := range frontends() {
 		restart = restart || !reflect.DeepEqual(l.settings(old), l.settings(cfg))
 	}
 	if restart {
-		s.log.Warn("listen settings and each frontend's own (ftp, sftp, webdav) change only with a restart")
+		s.log.Warn("listen settings, cpu and each frontend's own (ftp, sftp, webdav) change only with a restart")
 	}
 	return nil
 }

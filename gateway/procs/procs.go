@@ -7,10 +7,10 @@
 // to goroutine (the frontend's reader, the agent's worker, the reply), and
 // at every hand-off the scheduler wakes an idle P's thread, which finds
 // nothing to do and sleeps again. On the 2-vCPU VM upgate is measured on,
-// one P made a single client's FTP file cycle 16% faster and its SFTP
-// small-file creates a third faster, and used a quarter less CPU per GiB
-// uploaded (docs/benchmarks.md, issue 15). Busy sessions at once still get
-// a P each, up to the ceiling, so concurrent users keep every CPU.
+// following the sessions made a single client's FTP file cycle 14-17%
+// faster than two Ps, and an SFTP bulk upload use a third less CPU per GiB
+// (docs/benchmarks.md, issue 15). Busy sessions at once still get a P
+// each, up to the ceiling, so concurrent users keep every CPU.
 //
 // A Controller only ever changes GOMAXPROCS between 1 and its ceiling, and
 // puts the runtime's own default back when Run returns. A process runs at
