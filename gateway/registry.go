@@ -67,6 +67,7 @@ type Session struct {
 	op           atomic.Pointer[string]
 	lastActivity atomic.Int64 // unix nanos of the client's last request
 	lastIO       atomic.Int64 // unix nanos of the last byte either way
+	lastWork     atomic.Int64 // unix nanos of the last filesystem operation or file I/O (work)
 	bytesIn      atomic.Int64
 	bytesOut     atomic.Int64
 	childIn      atomic.Int64 // bytes of finished data connections
@@ -455,17 +456,19 @@ func (r *Registry) Sessions() []*Session {
 	return out
 }
 
-// Active counts the sessions at work: client connections (not FTP data
-// connections, which count for their control session) with a transfer in
-// progress, or that started or sent a request within the last within. It
-// is what the Go runtime's Ps follow (gateway/procs).
+// Active counts the sessions at work: logged-in client sessions whose
+// filesystem did something (an operation on a path, a file's read or
+// write) within the last within. Keepalives, NOOPs and connections that
+// have not logged in do not count, nor does a file held open in silence;
+// an FTP data connection's transfer counts for its control session. It is
+// what the Go runtime's Ps follow (gateway/procs).
 func (r *Registry) Active(within time.Duration) int {
 	since := r.now().Add(-within).UnixNano()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
 	for _, s := range r.sessions {
-		if s.Parent == nil && (s.transfers.Load() > 0 || s.lastActivity.Load() >= since || s.Start.UnixNano() >= since) {
+		if s.Parent == nil && s.lastWork.Load() >= since && s.user.Load() != nil {
 			n++
 		}
 	}

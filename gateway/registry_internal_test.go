@@ -26,48 +26,48 @@ func TestPeakOpenFiles(t *testing.T) {
 	}
 }
 
-// TestActive: Registry.Active counts client sessions that are at work (a
-// transfer open, or a request or their start within the window), never
-// data connections on their own, and follows the gateway's clock.
+// TestActive: Registry.Active counts logged-in client sessions whose
+// filesystem worked within the window, never data connections on their
+// own, keepalives or a transfer held open in silence, and follows the
+// gateway's clock.
 func TestActive(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	r := newRegistry(slog.New(slog.DiscardHandler), Limits{}, func() time.Time { return now })
-	add := func(parent *Session) *Session {
+	add := func(user string, parent *Session) *Session {
 		t.Helper()
 		s := &Session{Protocol: "ftp", Remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Start: now, Parent: parent, r: r, log: r.log}
 		if _, err := r.add(s); err != nil {
 			t.Fatal(err)
 		}
+		if user != "" {
+			s.user.Store(&user)
+		}
 		return s
 	}
 	const window = time.Second
-	a, b := add(nil), add(nil)
-	if got := r.Active(window); got != 2 {
-		t.Fatalf("two sessions just started: Active %d, want 2", got)
-	}
-	now = now.Add(2 * window)
+	a, b, anon := add("alice", nil), add("bob", nil), add("", nil)
 	if got := r.Active(window); got != 0 {
-		t.Fatalf("two silent sessions: Active %d, want 0", got)
+		t.Fatalf("three sessions just connected, none at work: Active %d, want 0", got)
 	}
-	a.Touch()
-	// A data connection never counts on its own; its start alone does not
-	// make its session busy (the PASV and STOR before it did).
-	data := add(b)
-	if got := r.Active(window); got != 1 {
-		t.Fatalf("a touched, b silent with a new data connection: Active %d, want 1", got)
-	}
-	now = now.Add(2 * window)
+	a.Touch() // a NOOP, a keepalive
 	end := b.BeginTransfer()
+	_ = anon.work("stat", "/") // no login: never counts
+	if got := r.Active(window); got != 0 {
+		t.Fatalf("a touched, b holding a file, no work: Active %d, want 0", got)
+	}
+	_ = a.work("stat", "/x")
+	data := add("", b) // b's data connection
+	_ = data.work("write", "/f")
 	if got := r.Active(window); got != 1 {
-		t.Fatalf("b transferring, a silent: Active %d, want 1", got)
+		t.Fatalf("a worked, b's data connection worked on its own: Active %d, want 1", got)
+	}
+	_ = b.work("write", "/f") // what b's file writes do, whichever connection brings the bytes
+	if got := r.Active(window); got != 2 {
+		t.Fatalf("a and b worked: Active %d, want 2", got)
+	}
+	now = now.Add(window + time.Millisecond)
+	if got := r.Active(window); got != 0 {
+		t.Fatalf("the window passed, b's file still open: Active %d, want 0", got)
 	}
 	end()
-	data.Touch() // a data connection's bytes touch its control session
-	if got := r.Active(window); got != 1 {
-		t.Fatalf("b's data connection touched: Active %d, want 1", got)
-	}
-	now = now.Add(2 * window)
-	if got := r.Active(window); got != 0 {
-		t.Fatalf("all silent again: Active %d, want 0", got)
-	}
 }

@@ -117,6 +117,14 @@ func (g *Gateway) revokeStale(users map[string]*user) int {
 	return n
 }
 
+// work marks the session at work (Registry.Active) for op on path, and
+// returns revokedErr(op, path). sessionFs calls it for every filesystem
+// operation and every file read or write.
+func (s *Session) work(op, path string) error {
+	s.lastWork.Store(s.r.now().UnixNano())
+	return s.revokedErr(op, path)
+}
+
 // revokedErr returns an error wrapping ErrRevoked, naming op, path and the
 // reason, once a reload revoked the session's login; nil before.
 func (s *Session) revokedErr(op, path string) error {

@@ -14,8 +14,8 @@ import (
 )
 
 // sessionFs ties a user's filesystem to their session: every open file is
-// a transfer in progress (never idle; a drain waits for it), and file I/O
-// is activity. Once a reload revoked the session's login, every operation
+// a transfer in progress (never idle; a drain waits for it), file I/O is
+// activity, and every operation and file I/O is work (Registry.Active). Once a reload revoked the session's login, every operation
 // fails with ErrRevoked and open uploads abort when closed (revoke.go). It
 // forwards every optional capability of backend's filesystems and files.
 type sessionFs struct {
@@ -46,7 +46,7 @@ func (s *sessionFs) Open(name string) (afero.File, error) { return s.OpenFile(na
 
 func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
 	s.sess.Touch()
-	if err := s.sess.revokedErr("open", name); err != nil {
+	if err := s.sess.work("open", name); err != nil {
 		return nil, err
 	}
 	release, err := s.files.acquire(s.sess.User(), name)
@@ -83,7 +83,7 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 
 // guard runs op on name unless the session's login was revoked.
 func (s *sessionFs) guard(op, name string, fn func() error) error {
-	if err := s.sess.revokedErr(op, name); err != nil {
+	if err := s.sess.work(op, name); err != nil {
 		return err
 	}
 	return fn()
@@ -110,7 +110,7 @@ func (s *sessionFs) Rename(oldname, newname string) error {
 }
 
 func (s *sessionFs) Stat(name string) (os.FileInfo, error) {
-	if err := s.sess.revokedErr("stat", name); err != nil {
+	if err := s.sess.work("stat", name); err != nil {
 		return nil, err
 	}
 	return s.Fs.Stat(name)
@@ -130,7 +130,7 @@ func (s *sessionFs) Chtimes(name string, atime, mtime time.Time) error {
 
 func (s *sessionFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 	_, ok := s.Fs.(afero.Lstater)
-	if err := s.sess.revokedErr("lstat", name); err != nil {
+	if err := s.sess.work("lstat", name); err != nil {
 		return nil, ok, err
 	}
 	fi, err := backend.Lstat(s.Fs, name)
@@ -150,7 +150,7 @@ func (s *sessionFs) Link(oldname, newname string) error {
 }
 
 func (s *sessionFs) ReadlinkIfPossible(name string) (string, error) {
-	if err := s.sess.revokedErr("readlink", name); err != nil {
+	if err := s.sess.work("readlink", name); err != nil {
 		return "", err
 	}
 	return backend.Readlink(s.Fs, name)
@@ -158,7 +158,7 @@ func (s *sessionFs) ReadlinkIfPossible(name string) (string, error) {
 
 // Hash counts as a transfer: the agent reads the whole file.
 func (s *sessionFs) Hash(ctx context.Context, name string, algo backend.HashAlgorithm, offset, length int64) ([]byte, error) {
-	if err := s.sess.revokedErr("hash", name); err != nil {
+	if err := s.sess.work("hash", name); err != nil {
 		return nil, err
 	}
 	end := s.sess.BeginTransfer()
@@ -167,7 +167,7 @@ func (s *sessionFs) Hash(ctx context.Context, name string, algo backend.HashAlgo
 }
 
 func (s *sessionFs) StatFS(ctx context.Context, name string) (backend.FSStats, error) {
-	if err := s.sess.revokedErr("statfs", name); err != nil {
+	if err := s.sess.work("statfs", name); err != nil {
 		return backend.FSStats{}, err
 	}
 	return backend.StatFS(ctx, s.Fs, name)
@@ -197,7 +197,7 @@ var (
 func (f *sessionFile) Close() error {
 	defer f.end()
 	if f.direction == "upload" {
-		if err := f.sess.revokedErr("upload", f.Name()); err != nil {
+		if err := f.sess.work("upload", f.Name()); err != nil {
 			// Nothing a revoked session wrote is committed.
 			f.TransferError(err)
 		}
@@ -240,7 +240,7 @@ func (f *sessionFile) Close() error {
 }
 
 func (f *sessionFile) Read(p []byte) (int, error) {
-	if err := f.sess.revokedErr("read", f.Name()); err != nil {
+	if err := f.sess.work("read", f.Name()); err != nil {
 		return 0, err
 	}
 	n, err := f.File.Read(p)
@@ -249,7 +249,7 @@ func (f *sessionFile) Read(p []byte) (int, error) {
 }
 
 func (f *sessionFile) Write(p []byte) (int, error) {
-	if err := f.sess.revokedErr("write", f.Name()); err != nil {
+	if err := f.sess.work("write", f.Name()); err != nil {
 		return 0, err
 	}
 	n, err := f.File.Write(p)
@@ -261,7 +261,7 @@ func (f *sessionFile) Write(p []byte) (int, error) {
 // Write does.
 func (f *sessionFile) ReadFrom(r io.Reader) (int64, error) {
 	return backend.ReadFrom(f.File, readerFunc(func(p []byte) (int, error) {
-		if err := f.sess.revokedErr("write", f.Name()); err != nil {
+		if err := f.sess.work("write", f.Name()); err != nil {
 			return 0, err
 		}
 		n, err := r.Read(p)
@@ -276,7 +276,7 @@ type readerFunc func([]byte) (int, error)
 func (r readerFunc) Read(p []byte) (int, error) { return r(p) }
 
 func (f *sessionFile) ReadAt(p []byte, off int64) (int, error) {
-	if err := f.sess.revokedErr("read", f.Name()); err != nil {
+	if err := f.sess.work("read", f.Name()); err != nil {
 		return 0, err
 	}
 	n, err := f.File.ReadAt(p, off)
@@ -285,7 +285,7 @@ func (f *sessionFile) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (f *sessionFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := f.sess.revokedErr("write", f.Name()); err != nil {
+	if err := f.sess.work("write", f.Name()); err != nil {
 		return 0, err
 	}
 	n, err := f.File.WriteAt(p, off)

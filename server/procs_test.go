@@ -3,9 +3,11 @@ package server_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -15,13 +17,13 @@ import (
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
-// TestAdaptiveProcs: with cpu.adaptive (the default), the process runs one
-// Go P while no session or one is busy, one per busy session (up to the
-// CPUs) while real FTP clients work at once, falls back once they are
-// quiet, and gets the runtime's default back at shutdown. Uploads made
-// meanwhile land whole.
+// TestAdaptiveProcs: with cpu.adaptive, the process runs one Go P while no
+// session works, stays there while logged-in FTP clients only send NOOPs,
+// runs one per working session (up to the CPUs) while two clients upload
+// at once, falls back once they are quiet, and gets the runtime's default
+// back at shutdown. The uploads land whole.
 func TestAdaptiveProcs(t *testing.T) {
-	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
+	if n, err := strconv.Atoi(os.Getenv("GOMAXPROCS")); err == nil && n > 0 {
 		t.Skip("GOMAXPROCS is set in the environment: cpu.adaptive does not apply")
 	}
 	ceiling := runtime.GOMAXPROCS(0)
@@ -30,9 +32,7 @@ func TestAdaptiveProcs(t *testing.T) {
 	}
 	root := t.TempDir()
 	cfg := gwtest.Config(t, root, map[string]string{"alice": "pw", "bob": "pw"})
-	if !cfg.CPU.Adaptive {
-		t.Fatal("cpu.adaptive is off in the loaded default config")
-	}
+	cfg.CPU.Adaptive = true // gwtest turns it off
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
 	cfg.FTP.PassivePorts = config.PortRange{}
 	t.Cleanup(func() { // runs after gwtest.Run's shutdown
@@ -41,7 +41,7 @@ func TestAdaptiveProcs(t *testing.T) {
 		}
 	})
 	srv := gwtest.Run(t, cfg)
-	waitFor(t, "one P with no session busy", func() bool { return runtime.GOMAXPROCS(0) == 1 })
+	waitFor(t, "one P with no session at work", func() bool { return runtime.GOMAXPROCS(0) == 1 })
 
 	login := func(user string) *ftp.ServerConn {
 		t.Helper()
@@ -49,41 +49,74 @@ func TestAdaptiveProcs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { c.Quit() })
 		if err := c.Login(user, "pw"); err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
-	alice, bob := login("alice"), login("bob")
-	// Both work at once: a file each, then NOOPs, until the Ps follow.
-	data := bytes.Repeat([]byte("upgate adaptive procs\n"), 5000)
-	sum := sha256.Sum256(data)
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; runtime.GOMAXPROCS(0) != 2; i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("two busy sessions: GOMAXPROCS %d after 15 s, want 2", runtime.GOMAXPROCS(0))
-		}
-		for _, c := range []*ftp.ServerConn{alice, bob} {
-			if i == 0 {
-				if err := c.Stor("f.txt", bytes.NewReader(data)); err != nil {
+	clients := []*ftp.ServerConn{login("alice"), login("bob")}
+	// each sends one command per client every 20 ms for d, and fails the
+	// test if GOMAXPROCS is ever not want.
+	each := func(d time.Duration, want int, cmd func(i int, c *ftp.ServerConn) error) {
+		t.Helper()
+		for i, end := 0, time.Now().Add(d); time.Now().Before(end); i++ {
+			for _, c := range clients {
+				if err := cmd(i, c); err != nil {
 					t.Fatal(err)
 				}
-			} else if err := c.NoOp(); err != nil {
+			}
+			if n := runtime.GOMAXPROCS(0); n != want {
+				t.Fatalf("GOMAXPROCS %d, want %d", n, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// A login may look at the user's tree; once that is over, logged in
+	// and sending NOOPs (keepalives) is not work: 1.5 s at one P, longer
+	// than the controller's window.
+	time.Sleep(1200 * time.Millisecond) // the window and a look after the logins
+	waitFor(t, "one P after the logins", func() bool { return runtime.GOMAXPROCS(0) == 1 })
+	each(1500*time.Millisecond, 1, func(_ int, c *ftp.ServerConn) error { return c.NoOp() })
+
+	// Both upload at once: a file each round, until the Ps follow.
+	data := bytes.Repeat([]byte("upgate adaptive procs\n"), 5000)
+	sum := sha256.Sum256(data)
+	stored := 0
+	deadline := time.Now().Add(15 * time.Second)
+	for runtime.GOMAXPROCS(0) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("two sessions uploading: GOMAXPROCS %d after 15 s, want 2", runtime.GOMAXPROCS(0))
+		}
+		for _, c := range clients {
+			if err := c.Stor(fmt.Sprintf("f%d.txt", stored), bytes.NewReader(data)); err != nil {
 				t.Fatal(err)
 			}
 		}
+		stored++
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, user := range []string{"alice", "bob"} {
-		got, err := os.ReadFile(filepath.Join(root, user, "f.txt"))
-		if err != nil || sha256.Sum256(got) != sum {
-			t.Errorf("%s's upload: %d bytes, err %v; want %d bytes of sha256 %x", user, len(got), err, len(data), sum)
+		for i := range stored {
+			got, err := os.ReadFile(filepath.Join(root, user, fmt.Sprintf("f%d.txt", i)))
+			if err != nil || sha256.Sum256(got) != sum {
+				t.Errorf("%s's upload %d: %d bytes, err %v; want %d bytes of sha256 %x", user, i, len(got), err, len(data), sum)
+			}
 		}
 	}
-	// Quiet (logged in, no requests): back to one P after the hold.
-	waitFor(t, "one P once both sessions are quiet", func() bool { return runtime.GOMAXPROCS(0) == 1 })
-	alice.Quit()
-	bob.Quit()
+	// NOOPs again: back to one P after the window and the hold (about 3 s).
+	deadline = time.Now().Add(15 * time.Second)
+	for runtime.GOMAXPROCS(0) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("two sessions sending NOOPs: GOMAXPROCS %d after 15 s, want 1", runtime.GOMAXPROCS(0))
+		}
+		for _, c := range clients {
+			if err := c.NoOp(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestAdaptiveProcsEnv: GOMAXPROCS in the environment wins over
@@ -95,6 +128,7 @@ func TestAdaptiveProcsEnv(t *testing.T) {
 	}
 	t.Setenv("GOMAXPROCS", "2")
 	cfg := gwtest.Config(t, t.TempDir(), nil)
+	cfg.CPU.Adaptive = true
 	cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
 	cfg.FTP.PassivePorts = config.PortRange{}
 	gwtest.Run(t, cfg)

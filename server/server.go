@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,12 +120,17 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 const busyWithin = time.Second
 
 // startProcs runs the CPU controller (cpu.adaptive): as many Go Ps as
-// sessions are busy. The GOMAXPROCS environment variable turns it off, as
-// does a runtime that has one P to begin with.
+// sessions are busy. A GOMAXPROCS environment variable the runtime obeys
+// (a positive number) turns it off, as does a runtime that has one P to
+// begin with. GOMAXPROCS is the process's: it assumes one Server per
+// process, as `upgate serve` runs (tests that start several leave
+// cpu.adaptive off; see internal/gwtest).
 func (s *Server) startProcs() {
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		s.log.Info("cpu.adaptive does not apply: the GOMAXPROCS environment variable sets the Go Ps", "GOMAXPROCS", v)
-		return
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			s.log.Info("cpu.adaptive does not apply: the GOMAXPROCS environment variable sets the Go Ps", "gomaxprocs", n)
+			return
+		}
 	}
 	registry := s.Gateway.Registry()
 	c := procs.New(procs.Config{

@@ -9,8 +9,11 @@
 // nothing to do and sleeps again. On the 2-vCPU VM upgate is measured on,
 // following the sessions made a single client's FTP file cycle 14-17%
 // faster than two Ps, and an SFTP bulk upload use a third less CPU per GiB
-// (docs/benchmarks.md, issue 15). Busy sessions at once still get a P
-// each, up to the ceiling, so concurrent users keep every CPU.
+// with the embedded agent (docs/benchmarks.md, issue 15). Sessions busy at
+// once get a P each, up to the ceiling. A single session is held to one
+// P: on that VM it was as fast or faster even for bulk uploads, but a
+// client on another machine, which would leave the gateway both CPUs,
+// could not be measured there.
 //
 // A Controller only ever changes GOMAXPROCS between 1 and its ceiling, and
 // puts the runtime's own default back when Run returns. A process runs at
@@ -69,8 +72,11 @@ type Controller struct {
 }
 
 // New returns a Controller for cfg, its zero fields defaulted. Max is read
-// from the runtime here when zero.
+// from the runtime here when zero. It panics if cfg.Busy is nil.
 func New(cfg Config) *Controller {
+	if cfg.Busy == nil {
+		panic("procs: Config.Busy is nil")
+	}
 	if cfg.Max <= 0 {
 		cfg.Max = runtime.GOMAXPROCS(0)
 	}
@@ -92,8 +98,10 @@ func New(cfg Config) *Controller {
 // Max is the ceiling: the most Ps the controller runs.
 func (c *Controller) Max() int { return c.cfg.Max }
 
-// Run follows Busy until ctx ends, then restores the ceiling (see
-// Config.Set). It returns when it has.
+// Run follows Busy until ctx ends, then gives the runtime its default back
+// (Set(Max) when Config.Set is given). It returns when it has. While it
+// runs, the runtime's own updates (a changed CPU limit) are off and the
+// ceiling stays what it was at New.
 func (c *Controller) Run(ctx context.Context) {
 	defer c.restore()
 	t := time.NewTicker(c.cfg.Interval)

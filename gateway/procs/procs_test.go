@@ -17,10 +17,10 @@ type fixture struct {
 	sets []int
 }
 
-func newFixture(max int) *fixture {
+func newFixture(ceiling int) *fixture {
 	f := &fixture{now: time.Unix(1_000_000, 0)}
 	f.c = New(Config{
-		Max:  max,
+		Max:  ceiling,
 		Busy: func() int { return f.busy },
 		Set: func(n int) int {
 			f.sets = append(f.sets, n)

@@ -54,7 +54,7 @@ func (e *Env) AgentIdle(t testing.TB) {
 
 // Config returns the default configuration with the embedded agent
 // serving root and users (name -> password), each mounted at / on
-// <root>/<name>. It sets no listener.
+// <root>/<name>. It sets no listener, and turns cpu.adaptive off.
 func Config(t testing.TB, root string, users map[string]string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse(nil)
@@ -62,6 +62,10 @@ func Config(t testing.TB, root string, users map[string]string) *config.Config {
 		t.Fatal(err)
 	}
 	cfg.Agents = map[string]config.Agent{Agent: {Embedded: true, Root: root}}
+	// GOMAXPROCS is the process's, and tests run gateways side by side:
+	// one controller per gateway would fight over it. Tests of the
+	// controller turn it on.
+	cfg.CPU.Adaptive = false
 	names := make([]string, 0, len(users))
 	for name := range users {
 		names = append(names, name)
