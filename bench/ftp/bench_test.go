@@ -37,14 +37,14 @@ func TestRunQuick(t *testing.T) {
 	for _, want := range []string{
 		"| measurement | upgate, embedded agent | upgate, agent process | vsftpd | embedded/vsftpd | agent/vsftpd | goal |",
 		"`curl -T`", "CPU s per GiB", "of which the agent process", "lftp `put`", "`lftp mirror -R`",
-		"`lftp mirror -R --parallel=4`", "p50", "p99", "NOOP", "SITE CHMOD", "MFMT",
+		"`lftp mirror -R --parallel=4`", "the servers alternating file by file", "p50", "p99", "NOOP", "SITE CHMOD", "MFMT",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q\nstdout:\n%s\nstderr:\n%s", want, out, stderr)
 		}
 	}
-	if rows := strings.Count(out, "\n| "); rows != 12 {
-		t.Errorf("table has %d rows, want 12 (header and eleven measurements)\n%s", rows, out)
+	if rows := strings.Count(out, "\n| "); rows != 13 {
+		t.Errorf("table has %d rows, want 13 (header and twelve measurements)\n%s", rows, out)
 	}
 	t.Logf("\n%s", out)
 }

@@ -369,35 +369,31 @@ def commands(port, user, netrc, path, count, settime):
 PAIR_PHASES = ["PASV", "connect", "STOR to 150", "data to 226", "MFMT", "SITE CHMOD", "cycle"]
 
 
-def pair(port_a, port_b, user, netrc, cycles, rounds):
-    """pair.sh's client: one session on each of two upgate gateways, A and
-    B, both up at once, and cycles of what lftp's mirror sends per file
-    (PASV, connect the data connection, STOR a 2,000-byte file, send it
-    and close, 226, MFMT, SITE CHMOD 644), alternating between the two
-    gateways file by file, so that both meet the same moment of a noisy
-    machine. Each round opens new sessions into a new directory and
-    starts with the other gateway. Prints, per round and gateway, the p50
-    of each step in microseconds, then a markdown table of their medians
-    and the ratio B/A."""
-    password = netrc_password(netrc, HOST, user)
-    data = bytes(range(256)) * 7 + bytes(208)  # 2,000 bytes
-    results = {"A": [], "B": []}
+def alternate(servers, netrc, data, cycles, rounds, label):
+    """Cycles of what lftp's mirror sends per file (PASV, connect the data
+    connection, STOR a file of data, send it and close, 226, set its time,
+    SITE CHMOD 644), one session per server, alternating between the
+    servers file by file, so that all meet the same moments of a noisy
+    machine. servers is a list of (name, port, user, time verb): MFMT, or
+    MDTM with a time for vsftpd. Each round opens new sessions into a new
+    directory, /up/<label><round>, and starts with the next server. Returns
+    {name: [per round, the p50 of each of PAIR_PHASES in microseconds]} and
+    prints each round's to stderr."""
+    results = {name: [] for name, _, _, _ in servers}
     for r in range(rounds):
-        order = [("A", port_a), ("B", port_b)]
-        if r % 2:
-            order.reverse()
+        order = servers[r % len(servers):] + servers[:r % len(servers)]
         sessions = []
-        for name, port in order:
+        for name, port, user, verb in order:
             ftp = ftplib.FTP()
             ftp.connect(HOST, port, timeout=20)
-            ftp.login(user, password)
+            ftp.login(user, netrc_password(netrc, HOST, user))
             ftp.voidcmd("TYPE I")
-            d = "/up/pair%d" % r
+            d = "/up/%s%d" % (label, r)
             ftp.mkd(d)
             ftp.cwd(d)
-            sessions.append((name, ftp, [[] for _ in PAIR_PHASES]))
+            sessions.append((name, ftp, verb, [[] for _ in PAIR_PHASES]))
         for i in range(cycles):
-            for name, ftp, steps in sessions:
+            for name, ftp, verb, steps in sessions:
                 f = "f%d.php" % i
                 t0 = time.perf_counter()
                 resp = ftp.sendcmd("PASV")
@@ -413,18 +409,28 @@ def pair(port_a, port_b, user, netrc, cycles, rounds):
                 conn.close()
                 resp = ftp.voidresp()
                 t4 = time.perf_counter()
-                ftp.sendcmd("MFMT 20240101000000 " + f)
+                ftp.sendcmd(verb + " 20240101000000 " + f)
                 t5 = time.perf_counter()
                 ftp.sendcmd("SITE CHMOD 644 " + f)
                 t6 = time.perf_counter()
                 for k, (a, b) in enumerate([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6), (t0, t6)]):
                     steps[k].append((b - a) * 1e6)
-        for name, ftp, steps in sessions:
+        for name, ftp, _, steps in sessions:
             ftp.quit()
             p50 = [statistics.median(v) for v in steps]
             results[name].append(p50)
             print("round %d %s: %s" % (r + 1, name, ", ".join("%s %.0f" % (n, v) for n, v in zip(PAIR_PHASES, p50))),
                   file=sys.stderr)
+    return results
+
+
+def pair(port_a, port_b, user, netrc, cycles, rounds):
+    """pair.sh's client: alternate() over two upgate gateways, A and B,
+    both up at once, with 2,000-byte files into /up/pair<round>. Prints a
+    markdown table of each step's medians over the rounds and B/A."""
+    data = bytes(range(256)) * 7 + bytes(208)  # 2,000 bytes
+    results = alternate([("A", port_a, user, "MFMT"), ("B", port_b, user, "MFMT")],
+                        netrc, data, cycles, rounds, "pair")
     print("| step, p50 in us | A | B | B/A |")
     print("|---|---|---|---|")
     for k, step in enumerate(PAIR_PHASES):
@@ -433,6 +439,24 @@ def pair(port_a, port_b, user, netrc, cycles, rounds):
         ma, mb = statistics.median(a), statistics.median(b)
         print("| %s | %.0f (%s) | %.0f (%s) | **%.2f** |" % (
             step, ma, ", ".join("%.0f" % v for v in a), mb, ", ".join("%.0f" % v for v in b), mb / ma))
+
+
+def cycles(netrc, data_file, count, rnd, specs):
+    """run.sh's cycle measurement: one round of alternate() over the servers
+    of specs (name:port:user:verb), count files of data_file's bytes each
+    into /up/cycle<rnd>, starting with the server rnd names. Prints "name
+    p50" per server: the p50 of a whole cycle in microseconds."""
+    servers = []
+    for spec in specs:
+        name, port, user, verb = spec.split(":")
+        servers.append((name, int(port), user, verb))
+    k = (rnd - 1) % len(servers)
+    servers = servers[k:] + servers[:k]
+    with open(data_file, "rb") as f:
+        data = f.read()
+    results = alternate(servers, netrc, data, count, 1, "cycle%d-" % rnd)
+    for name, _, _, _ in servers:
+        print("%s %.1f" % (name, results[name][0][-1]))
 
 
 # Rows of the table: key, label, unit, goal (issue 15's, as a ratio of
@@ -444,6 +468,8 @@ ROWS = [
     ("lftp_mbps", "{big} upload, lftp `put`", "MB/s", ">= 1.0 (throughput)"),
     ("mirror_s", "{files} small files, `lftp mirror -R`", "s", "<= 1.2"),
     ("mirror4_s", "{files} small files, `lftp mirror -R --parallel=4`", "s", ""),
+    ("cycle_us", "{files} files, lftp mirror's commands for each (PASV, connect, STOR 2,000 bytes, 226, "
+     "time, SITE CHMOD), the servers alternating file by file: a file's p50", "us", ""),
     ("save_p50_ms", "4 KiB save on an open session (ftplib), p50", "ms", "<= 1.3"),
     ("save_p99_ms", "4 KiB save on an open session (ftplib), p99", "ms", ""),
     ("noop_us", "NOOP on an open session, p50", "us", ""),
@@ -566,6 +592,8 @@ def main(argv):
         settle(int(args[0]), int(args[1]), float(args[2]))
     elif cmd == "pair":
         pair(int(args[0]), int(args[1]), args[2], args[3], int(args[4]), int(args[5]))
+    elif cmd == "cycles":
+        cycles(args[0], args[1], int(args[2]), int(args[3]), args[4:])
     elif cmd == "table":
         table(args[0], args[1])
     else:

@@ -28,7 +28,13 @@
 #      after (helper.py treecpu; vsftpd runs under helper.py reaper, so that
 #      the time of connection processes it does not reap itself counts);
 #   2. `lftp mirror -R` of many small files in nested directories, serial and
-#      with --parallel=4, into an empty directory each time (seconds);
+#      with --parallel=4, into an empty directory each time (seconds); and
+#      the same number of files through one session per server, all three
+#      up at once, with what lftp's mirror sends per file (PASV, connect,
+#      STOR 2,000 bytes, 226, MFMT or MDTM, SITE CHMOD), the servers
+#      alternating file by file (helper.py cycles): a file's p50 (us). The
+#      servers meet the same moments of the machine, so the ratios of this
+#      row hold from run to run where the mirror's move by a third;
 #   3. a 4 KiB "save" on an open session: Python ftplib, one login, then
 #      STOR after STOR of the same file; p50 and p99 per save (ms);
 #   4. one command on an open session (ftplib): NOOP, SITE CHMOD and
@@ -48,7 +54,7 @@
 #   BENCH_FILES            small files [500 / 50]
 #   BENCH_SAVES            timed saves [500 / 20]
 #   BENCH_COMMANDS         timed commands of each kind [2000 / 50]
-#   BENCH_ONLY             comma list of curl,lftp,mirror,mirror4,saves,commands [all]
+#   BENCH_ONLY             comma list of curl,lftp,mirror,mirror4,cycle,saves,commands [all]
 #   BENCH_WARMUP=0         skip the untimed warm-up (one big upload and one
 #                          mirror per side before round 1)
 #   BENCH_LOG_LEVEL        upgate's log.level and the agent's --log-level [warn]
@@ -91,7 +97,7 @@ big_mib=${BENCH_BIG_MIB:-$d_big}
 nfiles=${BENCH_FILES:-$d_files}
 nsaves=${BENCH_SAVES:-$d_saves}
 ncommands=${BENCH_COMMANDS:-$d_commands}
-only=${BENCH_ONLY:-curl,lftp,mirror,mirror4,saves,commands}
+only=${BENCH_ONLY:-curl,lftp,mirror,mirror4,cycle,saves,commands}
 loglevel=${BENCH_LOG_LEVEL:-warn}
 bcrypt_cost=${BENCH_BCRYPT_COST:-4}
 cmd_timeout=${BENCH_TIMEOUT:-600}
@@ -354,6 +360,8 @@ big_sha=$(sha256sum "$big" | cut -d' ' -f1)
 read -r _ small_bytes small_dirs < <("$PY" "$helper" gensmall "$tmp/data/small" "$nfiles" 8)
 small_sum=$("$PY" "$helper" treesum "$tmp/data/small")
 head -c 4096 /dev/urandom >"$tmp/data/save.bin"
+head -c 2000 /dev/urandom >"$tmp/data/cycle.bin"
+cycle_sha=$(sha256sum "$tmp/data/cycle.bin" | cut -d' ' -f1)
 if ((big_mib % 1024 == 0)); then big_label="$((big_mib / 1024)) GiB"; else big_label="$big_mib MiB"; fi
 
 # --- measurements -------------------------------------------------------------
@@ -441,6 +449,24 @@ bench_mirror() { # side round key extra-flags
   [[ $got == "$small_sum" ]] || die "mirror -R $4 to $s: target has '$got' (files bytes digest), want '$small_sum'"
   record "$3" "$s" "$2" "$(elapsed "$t0" "$t1")"
 }
+bench_cycle() { # round: all sides at once, alternating file by file
+  local s verb specs=() name v got
+  empty_targets
+  for s in "${sides[@]}"; do
+    verb=MFMT
+    [[ $s != vsftpd ]] || verb=MDTM
+    specs+=("$s:${port[$s]}:${user[$s]}:$verb")
+  done
+  bounded "$PY" "$helper" cycles "$netrc" "$tmp/data/cycle.bin" "$nfiles" "$1" "${specs[@]}" \
+    >"$tmp/cycle.out" 2>>"$tmp/cycle.log" || die "cycles (helper.py; $tmp/cycle.log)"
+  while read -r name v; do record cycle_us "$name" "$1" "$v"; done <"$tmp/cycle.out"
+  for s in "${sides[@]}"; do
+    # Every file there, each with the bytes sent.
+    got=$(find "${updir[$s]}/cycle$1-0" -name 'f*.php' -type f -exec sha256sum {} + | cut -d' ' -f1 | sort | uniq -c |
+      awk '{ print $1 " " $2 }')
+    [[ $got == "$nfiles $cycle_sha" ]] || die "cycles to $s: the upload directory holds '$got' (count sha256), want '$nfiles $cycle_sha'"
+  done
+}
 bench_saves() { # side round
   local s=$1 p50 p99
   empty_targets
@@ -493,6 +519,10 @@ for ((r = 1; r <= rounds; r++)); do
   if want mirror4; then for s in "${sides[@]}"; do
     bench_mirror "$s" "$r" mirror4_s "--parallel=4"; log "round $r/$rounds mirror -R --parallel=4 $nfiles files  $s: $(tail -n1 "$results" | cut -d' ' -f4) s"
   done; fi
+  if want cycle; then
+    bench_cycle "$r"
+    log "round $r/$rounds $nfiles cycles of a mirror's per-file commands, p50 $(grep "^cycle_us [^ ]* $r " "$results" | cut -d' ' -f2,4 | paste -sd' ') us"
+  fi
   if want saves; then for s in "${sides[@]}"; do
     bench_saves "$s" "$r"; log "round $r/$rounds $nsaves saves  $s: p50/p99 $(tail -n2 "$results" | cut -d' ' -f4 | paste -sd/) ms"
   done; fi
