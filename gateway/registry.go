@@ -68,6 +68,7 @@ type Session struct {
 	lastActivity atomic.Int64 // unix nanos of the client's last request
 	lastIO       atomic.Int64 // unix nanos of the last byte either way
 	lastWork     atomic.Int64 // unix nanos of the last filesystem operation or file I/O (work)
+	pathOps      atomic.Int32 // path operations in progress (sessionFs.guard, Hash)
 	bytesIn      atomic.Int64
 	bytesOut     atomic.Int64
 	childIn      atomic.Int64 // bytes of finished data connections
@@ -458,17 +459,19 @@ func (r *Registry) Sessions() []*Session {
 
 // Active counts the sessions at work: logged-in client sessions whose
 // filesystem did something (an operation on a path, a file's read or
-// write) within the last within. Keepalives, NOOPs and connections that
-// have not logged in do not count, nor does a file held open in silence;
-// an FTP data connection's transfer counts for its control session. It is
-// what the Go runtime's Ps follow (gateway/procs).
+// write) within the last within, or has a path operation in progress (a
+// hash, a recursive remove). Keepalives, NOOPs and connections that have
+// not logged in (their handshakes and password checks) do not count, nor
+// does a file held open in silence; an FTP data connection's transfer
+// counts for its control session. It is what the Go runtime's Ps follow
+// (gateway/procs).
 func (r *Registry) Active(within time.Duration) int {
 	since := r.now().Add(-within).UnixNano()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
 	for _, s := range r.sessions {
-		if s.Parent == nil && s.lastWork.Load() >= since && s.user.Load() != nil {
+		if s.Parent == nil && s.user.Load() != nil && (s.lastWork.Load() >= since || s.pathOps.Load() > 0) {
 			n++
 		}
 	}

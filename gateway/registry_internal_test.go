@@ -27,9 +27,9 @@ func TestPeakOpenFiles(t *testing.T) {
 }
 
 // TestActive: Registry.Active counts logged-in client sessions whose
-// filesystem worked within the window, never data connections on their
-// own, keepalives or a transfer held open in silence, and follows the
-// gateway's clock.
+// filesystem worked within the window or has a path operation in
+// progress, never data connections on their own, keepalives or a transfer
+// held open in silence, and follows the gateway's clock.
 func TestActive(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	r := newRegistry(slog.New(slog.DiscardHandler), Limits{}, func() time.Time { return now })
@@ -56,7 +56,7 @@ func TestActive(t *testing.T) {
 		t.Fatalf("a touched, b holding a file, no work: Active %d, want 0", got)
 	}
 	_ = a.work("stat", "/x")
-	data := add("", b) // b's data connection
+	data := add("bob", b) // b's data connection, logged in as its session is
 	_ = data.work("write", "/f")
 	if got := r.Active(window); got != 1 {
 		t.Fatalf("a worked, b's data connection worked on its own: Active %d, want 1", got)
@@ -70,4 +70,13 @@ func TestActive(t *testing.T) {
 		t.Fatalf("the window passed, b's file still open: Active %d, want 0", got)
 	}
 	end()
+	done := a.pathOp() // a hash or a recursive remove, longer than the window
+	now = now.Add(10 * window)
+	if got := r.Active(window); got != 1 {
+		t.Fatalf("a path operation in progress for 10 windows: Active %d, want 1", got)
+	}
+	done()
+	if got := r.Active(window); got != 0 {
+		t.Fatalf("the path operation over: Active %d, want 0", got)
+	}
 }

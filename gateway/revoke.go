@@ -125,6 +125,13 @@ func (s *Session) work(op, path string) error {
 	return s.revokedErr(op, path)
 }
 
+// pathOp counts a path operation in progress, for Registry.Active, until
+// the function it returns is called.
+func (s *Session) pathOp() (done func()) {
+	s.pathOps.Add(1)
+	return func() { s.pathOps.Add(-1) }
+}
+
 // revokedErr returns an error wrapping ErrRevoked, naming op, path and the
 // reason, once a reload revoked the session's login; nil before.
 func (s *Session) revokedErr(op, path string) error {

@@ -81,11 +81,13 @@ func (s *sessionFs) OpenFile(name string, flag int, perm os.FileMode) (afero.Fil
 	return sf, nil
 }
 
-// guard runs op on name unless the session's login was revoked.
+// guard runs op on name unless the session's login was revoked, counted
+// as a path operation in progress while it runs.
 func (s *sessionFs) guard(op, name string, fn func() error) error {
 	if err := s.sess.work(op, name); err != nil {
 		return err
 	}
+	defer s.sess.pathOp()()
 	return fn()
 }
 
@@ -163,6 +165,7 @@ func (s *sessionFs) Hash(ctx context.Context, name string, algo backend.HashAlgo
 	}
 	end := s.sess.BeginTransfer()
 	defer end()
+	defer s.sess.pathOp()()
 	return backend.Hash(ctx, s.Fs, name, algo, offset, length)
 }
 

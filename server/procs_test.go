@@ -23,7 +23,7 @@ import (
 // at once, falls back once they are quiet, and gets the runtime's default
 // back at shutdown. The uploads land whole.
 func TestAdaptiveProcs(t *testing.T) {
-	if n, err := strconv.Atoi(os.Getenv("GOMAXPROCS")); err == nil && n > 0 {
+	if n, err := strconv.ParseInt(os.Getenv("GOMAXPROCS"), 10, 32); err == nil && n > 0 {
 		t.Skip("GOMAXPROCS is set in the environment: cpu.adaptive does not apply")
 	}
 	ceiling := runtime.GOMAXPROCS(0)

@@ -115,8 +115,8 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 	return s, nil
 }
 
-// busyWithin is how recently a session must have sent a request to count
-// as busy for the CPU controller.
+// busyWithin is how recently a session must have worked on files to count
+// as busy for the CPU controller (gateway.Registry.Active).
 const busyWithin = time.Second
 
 // startProcs runs the CPU controller (cpu.adaptive): as many Go Ps as
@@ -127,7 +127,7 @@ const busyWithin = time.Second
 // cpu.adaptive off; see internal/gwtest).
 func (s *Server) startProcs() {
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
-		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		if n, err := strconv.ParseInt(v, 10, 32); err == nil && n > 0 { // as the runtime reads it
 			s.log.Info("cpu.adaptive does not apply: the GOMAXPROCS environment variable sets the Go Ps", "gomaxprocs", n)
 			return
 		}

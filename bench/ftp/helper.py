@@ -369,8 +369,8 @@ def commands(port, user, netrc, path, count, settime):
 PAIR_PHASES = ["PASV", "connect", "STOR to 150", "data to 226", "MFMT", "SITE CHMOD", "cycle"]
 
 
-def alternate(servers, netrc, data, cycles, rounds, label):
-    """Cycles of what lftp's mirror sends per file (PASV, connect the data
+def alternate(servers, netrc, data, count, rounds, label):
+    """count cycles of what lftp's mirror sends per file (PASV, connect the data
     connection, STOR a file of data, send it and close, 226, set its time,
     SITE CHMOD 644), one session per server, alternating between the
     servers file by file, so that all meet the same moments of a noisy
@@ -392,7 +392,7 @@ def alternate(servers, netrc, data, cycles, rounds, label):
             ftp.mkd(d)
             ftp.cwd(d)
             sessions.append((name, ftp, verb, [[] for _ in PAIR_PHASES]))
-        for i in range(cycles):
+        for i in range(count):
             for name, ftp, verb, steps in sessions:
                 f = "f%d.php" % i
                 t0 = time.perf_counter()
@@ -424,13 +424,13 @@ def alternate(servers, netrc, data, cycles, rounds, label):
     return results
 
 
-def pair(port_a, port_b, user, netrc, cycles, rounds):
+def pair(port_a, port_b, user, netrc, count, rounds):
     """pair.sh's client: alternate() over two upgate gateways, A and B,
     both up at once, with 2,000-byte files into /up/pair<round>. Prints a
     markdown table of each step's medians over the rounds and B/A."""
     data = bytes(range(256)) * 7 + bytes(208)  # 2,000 bytes
     results = alternate([("A", port_a, user, "MFMT"), ("B", port_b, user, "MFMT")],
-                        netrc, data, cycles, rounds, "pair")
+                        netrc, data, count, rounds, "pair")
     print("| step, p50 in us | A | B | B/A |")
     print("|---|---|---|---|")
     for k, step in enumerate(PAIR_PHASES):
@@ -444,8 +444,9 @@ def pair(port_a, port_b, user, netrc, cycles, rounds):
 def cycles(netrc, data_file, count, rnd, specs):
     """run.sh's cycle measurement: one round of alternate() over the servers
     of specs (name:port:user:verb), count files of data_file's bytes each
-    into /up/cycle<rnd>, starting with the server rnd names. Prints "name
-    p50" per server: the p50 of a whole cycle in microseconds."""
+    into /up/cycle<rnd>-0; round rnd (from 1) starts with the rnd-th server
+    of specs. Prints "name p50" per server: the p50 of a whole cycle in
+    microseconds."""
     servers = []
     for spec in specs:
         name, port, user, verb = spec.split(":")

@@ -33,8 +33,9 @@
 #      up at once, with what lftp's mirror sends per file (PASV, connect,
 #      STOR 2,000 bytes, 226, MFMT or MDTM, SITE CHMOD), the servers
 #      alternating file by file (helper.py cycles): a file's p50 (us). The
-#      servers meet the same moments of the machine, so the ratios of this
-#      row hold from run to run where the mirror's move by a third;
+#      servers meet the same moments of the machine, which pair.sh found
+#      steadier than runs one after the other (the mirror's ratio moves by
+#      a third between runs);
 #   3. a 4 KiB "save" on an open session: Python ftplib, one login, then
 #      STOR after STOR of the same file; p50 and p99 per save (ms);
 #   4. one command on an open session (ftplib): NOOP, SITE CHMOD and
@@ -465,6 +466,8 @@ bench_cycle() { # round: all sides at once, alternating file by file
     got=$(find "${updir[$s]}/cycle$1-0" -name 'f*.php' -type f -exec sha256sum {} + | cut -d' ' -f1 | sort | uniq -c |
       awk '{ print $1 " " $2 }')
     [[ $got == "$nfiles $cycle_sha" ]] || die "cycles to $s: the upload directory holds '$got' (count sha256), want '$nfiles $cycle_sha'"
+    got=$(find "${updir[$s]}" -name '.upgate-upload-*' -print -quit)
+    [[ -z $got ]] || die "cycles to $s: a temp file was left behind: $got"
   done
 }
 bench_saves() { # side round

@@ -7,7 +7,7 @@
 // to goroutine (the frontend's reader, the agent's worker, the reply), and
 // at every hand-off the scheduler wakes an idle P's thread, which finds
 // nothing to do and sleeps again. On the 2-vCPU VM upgate is measured on,
-// following the sessions made a single client's FTP file cycle 14-17%
+// following the sessions made a single client's FTP file cycle 8-17%
 // faster than two Ps, and an SFTP bulk upload use a third less CPU per GiB
 // with the embedded agent (docs/benchmarks.md, issue 15). Sessions busy at
 // once get a P each, up to the ceiling. A single session is held to one

@@ -64,7 +64,8 @@ func Config(t testing.TB, root string, users map[string]string) *config.Config {
 	cfg.Agents = map[string]config.Agent{Agent: {Embedded: true, Root: root}}
 	// GOMAXPROCS is the process's, and tests run gateways side by side:
 	// one controller per gateway would fight over it. Tests of the
-	// controller turn it on.
+	// controller turn it on. (Tests that load a config without gwtest run
+	// one gateway at a time and keep the loaded default.)
 	cfg.CPU.Adaptive = false
 	names := make([]string, 0, len(users))
 	for name := range users {
