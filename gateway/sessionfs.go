@@ -15,9 +15,10 @@ import (
 
 // sessionFs ties a user's filesystem to their session: every open file is
 // a transfer in progress (never idle; a drain waits for it), file I/O is
-// activity, and every operation and file I/O is work (Registry.Active). Once a reload revoked the session's login, every operation
-// fails with ErrRevoked and open uploads abort when closed (revoke.go). It
-// forwards every optional capability of backend's filesystems and files.
+// activity, and every operation and file I/O is work (Registry.Active).
+// Once a reload revoked the session's login, every operation fails with
+// ErrRevoked and open uploads abort when closed (revoke.go). It forwards
+// every optional capability of backend's filesystems and files.
 type sessionFs struct {
 	afero.Fs
 	sess    *Session

@@ -56,46 +56,41 @@ func TestAdaptiveProcs(t *testing.T) {
 		return c
 	}
 	clients := []*ftp.ServerConn{login("alice"), login("bob")}
-	// each sends one command per client every 20 ms for d, and fails the
-	// test if GOMAXPROCS is ever not want.
-	each := func(d time.Duration, want int, cmd func(i int, c *ftp.ServerConn) error) {
+	noops := func() { // a keepalive from each client
 		t.Helper()
-		for i, end := 0, time.Now().Add(d); time.Now().Before(end); i++ {
-			for _, c := range clients {
-				if err := cmd(i, c); err != nil {
-					t.Fatal(err)
-				}
+		for _, c := range clients {
+			if err := c.NoOp(); err != nil {
+				t.Fatal(err)
 			}
-			if n := runtime.GOMAXPROCS(0); n != want {
-				t.Fatalf("GOMAXPROCS %d, want %d", n, want)
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	// A login may look at the user's tree; once that is over, logged in
-	// and sending NOOPs (keepalives) is not work: 1.5 s at one P, longer
-	// than the controller's window.
-	time.Sleep(1200 * time.Millisecond) // the window and a look after the logins
-	waitFor(t, "one P after the logins", func() bool { return runtime.GOMAXPROCS(0) == 1 })
-	each(1500*time.Millisecond, 1, func(_ int, c *ftp.ServerConn) error { return c.NoOp() })
+	procsAre := func(n int) bool { return runtime.GOMAXPROCS(0) == n }
 
-	// Both upload at once: a file each round, until the Ps follow.
+	// A login may look at the user's tree; once that is over, logged in
+	// and sending NOOPs is not work: 1.5 s at one P, longer than the
+	// controller's window.
+	time.Sleep(1200 * time.Millisecond) // the window and a look after the logins
+	waitFor(t, "one P after the logins", func() bool { return procsAre(1) })
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		noops()
+		if n := runtime.GOMAXPROCS(0); n != 1 {
+			t.Fatalf("two sessions sending NOOPs: GOMAXPROCS %d, want 1", n)
+		}
+	}
+
+	// Both upload at once: a file each look, until the Ps follow.
 	data := bytes.Repeat([]byte("upgate adaptive procs\n"), 5000)
 	sum := sha256.Sum256(data)
 	stored := 0
-	deadline := time.Now().Add(15 * time.Second)
-	for runtime.GOMAXPROCS(0) != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("two sessions uploading: GOMAXPROCS %d after 15 s, want 2", runtime.GOMAXPROCS(0))
-		}
+	waitFor(t, "two Ps while both sessions upload", func() bool {
 		for _, c := range clients {
 			if err := c.Stor(fmt.Sprintf("f%d.txt", stored), bytes.NewReader(data)); err != nil {
 				t.Fatal(err)
 			}
 		}
 		stored++
-		time.Sleep(20 * time.Millisecond)
-	}
+		return procsAre(2)
+	})
 	for _, user := range []string{"alice", "bob"} {
 		for i := range stored {
 			got, err := os.ReadFile(filepath.Join(root, user, fmt.Sprintf("f%d.txt", i)))
@@ -105,18 +100,7 @@ func TestAdaptiveProcs(t *testing.T) {
 		}
 	}
 	// NOOPs again: back to one P after the window and the hold (about 3 s).
-	deadline = time.Now().Add(15 * time.Second)
-	for runtime.GOMAXPROCS(0) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("two sessions sending NOOPs: GOMAXPROCS %d after 15 s, want 1", runtime.GOMAXPROCS(0))
-		}
-		for _, c := range clients {
-			if err := c.NoOp(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, "one P once both sessions only send NOOPs", func() bool { noops(); return procsAre(1) })
 }
 
 // TestAdaptiveProcsEnv: GOMAXPROCS in the environment wins over

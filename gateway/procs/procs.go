@@ -122,7 +122,7 @@ func (c *Controller) step() {
 	want := min(max(c.cfg.Busy(), 1), c.cfg.Max)
 	now := c.cfg.Now()
 	switch {
-	case want > c.cur || c.cur == 0:
+	case want > c.cur: // the first step too: cur is 0, want at least 1
 		c.set(want)
 	case want == c.cur:
 		c.lowSince = time.Time{}
@@ -136,11 +136,9 @@ func (c *Controller) step() {
 	}
 }
 
+// set runs n Ps; step calls it only for a change.
 func (c *Controller) set(n int) {
 	c.lowSince = time.Time{}
-	if n == c.cur {
-		return
-	}
 	if c.cfg.Set != nil {
 		c.cfg.Set(n)
 	} else {
