@@ -95,7 +95,7 @@ type CPU struct {
 	// Adaptive runs as many Go Ps (threads running Go code at once) as
 	// sessions are busy (logged in, and working on files within the last
 	// second), at least one and at most the CPUs the runtime
-	// found (the container's CPU limit, if lower); see gateway/procs for
+	// found (the container's CPU limit, if lower); see internal/procs for
 	// why (key cpu.adaptive). False runs them all at all times, the Go
 	// default. The GOMAXPROCS environment variable, when set, wins over
 	// either. Default true in a loaded config; false in the zero Config.

@@ -464,7 +464,7 @@ func (r *Registry) Sessions() []*Session {
 // not logged in (their handshakes and password checks) do not count, nor
 // does a file held open in silence; an FTP data connection's transfer
 // counts for its control session. It is what the Go runtime's Ps follow
-// (gateway/procs).
+// (internal/procs).
 func (r *Registry) Active(within time.Duration) int {
 	since := r.now().Add(-within).UnixNano()
 	r.mu.Lock()

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +24,7 @@ import (
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/gateway"
 	"github.com/upgate/upgate/gateway/admin"
-	"github.com/upgate/upgate/gateway/procs"
+	"github.com/upgate/upgate/internal/procs"
 )
 
 // Options configure Start. The zero value is usable.
@@ -120,34 +119,16 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Server, erro
 const busyWithin = time.Second
 
 // startProcs runs the CPU controller (cpu.adaptive): as many Go Ps as
-// sessions are busy. A GOMAXPROCS environment variable the runtime obeys
-// (a positive number) turns it off, as does a runtime that has one P to
-// begin with. GOMAXPROCS is the process's: it assumes one Server per
-// process, as `upgate serve` runs (tests that start several leave
-// cpu.adaptive off; see internal/gwtest).
+// sessions are busy, unless a GOMAXPROCS environment variable or a
+// one-CPU runtime fixes them (procs.Follow). GOMAXPROCS is the process's:
+// it assumes one Server per process, as `upgate serve` runs (tests that
+// start several leave cpu.adaptive off; see internal/gwtest).
 func (s *Server) startProcs() {
-	if v := os.Getenv("GOMAXPROCS"); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 32); err == nil && n > 0 { // as the runtime reads it
-			s.log.Info("cpu.adaptive does not apply: the GOMAXPROCS environment variable sets the Go Ps", "gomaxprocs", n)
-			return
-		}
-	}
 	registry := s.Gateway.Registry()
-	c := procs.New(procs.Config{
+	s.stopProcs = procs.Follow(procs.Config{
 		Busy:   func() int { return registry.Active(busyWithin) },
 		Logger: s.log.With("component", "procs"),
 	})
-	if c.Max() < 2 {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	s.stopProcs = func() { cancel(); <-done }
-	s.log.Info("Go Ps follow the busy sessions (cpu.adaptive)", "max", c.Max())
 }
 
 // Reload reads the configuration again and applies what can change

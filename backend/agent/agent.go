@@ -95,6 +95,11 @@ type Server struct {
 	mu      sync.Mutex
 	uploads map[string]*handle
 	swept   map[string]time.Time
+
+	// sessionsMu guards sessions: the Session streams being served, for
+	// Busy.
+	sessionsMu sync.Mutex
+	sessions   map[*session]struct{}
 }
 
 // New opens cfg.Root and returns a Server for it. Close releases the root.
@@ -131,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 		log:      log.With("component", "agent", "root", cfg.Root),
 		version:  version,
 		uploads:  make(map[string]*handle),
+		sessions: make(map[*session]struct{}),
 		buffers:  agentpb.NewBufferPool(),
 	}
 	if err := s.startEvents(cfg.Root, cfg.Hooks); err != nil { // hooks+events

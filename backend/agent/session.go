@@ -7,7 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -66,6 +68,12 @@ type session struct {
 	hashes  chan struct{} // one token per hash running
 	workers sync.WaitGroup
 
+	// lastWork is when a request last began or finished being served
+	// (UnixNano), and running how many are being served now: what
+	// Server.Busy reads, from other goroutines.
+	lastWork atomic.Int64
+	running  atomic.Int32
+
 	// recycle is set when gRPC delivers the stream's requests: their
 	// data is the agent's, and a write's goes back to the buffer pool
 	// it was decoded into once written. An in-process stream's writes
@@ -106,6 +114,7 @@ func (s *Server) Session(stream agentpb.Agent_SessionServer) error {
 		hashes: make(chan struct{}, maxHashes),
 	}
 	_, ss.recycle = stream.(*grpc.GenericServerStream[agentpb.SessionRequest, agentpb.SessionResponse])
+	s.track(ss)
 	defer ss.end()
 	if err := ss.send(&agentpb.SessionResponse{Id: req.GetId(), Result: &agentpb.SessionResponse_Hello{Hello: &agentpb.SessionHelloResult{
 		Protocol: Protocol, Version: s.version, Features: features,
@@ -124,9 +133,40 @@ func (s *Server) Session(stream agentpb.Agent_SessionServer) error {
 	}
 }
 
+// Busy reports how many gateway sessions (Session streams) are at work on
+// this agent: serving a request now, or one began or finished within the
+// last within. Open streams with nothing to do, the AgentEvents stream and
+// protocol v1's calls (a gateway older than this agent) do not count.
+// `upgate agent` runs as many Go Ps as this says (internal/procs).
+func (s *Server) Busy(within time.Duration) int {
+	since := time.Now().Add(-within).UnixNano()
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	n := 0
+	for ss := range s.sessions {
+		if ss.running.Load() > 0 || ss.lastWork.Load() >= since {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Server) track(ss *session) {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	s.sessions[ss] = struct{}{}
+}
+
+func (s *Server) untrack(ss *session) {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	delete(s.sessions, ss)
+}
+
 // end stops the workers, which abort the files still open, and closes the
 // listings.
 func (ss *session) end() {
+	ss.s.untrack(ss)
 	ss.cancel()
 	for id, f := range ss.files {
 		close(f.queue)
@@ -171,8 +211,21 @@ func infoResp(fi *agentpb.FileInfo) *agentpb.SessionResponse {
 	return &agentpb.SessionResponse{Result: &agentpb.SessionResponse_Info{Info: fi}}
 }
 
+// begin and done bracket the serving of one request (Server.Busy).
+func (ss *session) begin() {
+	ss.running.Add(1)
+	ss.lastWork.Store(time.Now().UnixNano())
+}
+
+func (ss *session) done() {
+	ss.lastWork.Store(time.Now().UnixNano())
+	ss.running.Add(-1)
+}
+
 // dispatch serves or hands on one request.
 func (ss *session) dispatch(req *agentpb.SessionRequest) {
+	ss.begin()
+	defer ss.done()
 	s, sc, id := ss.s, ss.sc, req.GetId()
 	info := func(fi *agentpb.FileInfo, err error) { ss.reply(id, infoResp(fi), err) }
 	empty := func(_ *agentpb.Empty, err error) { ss.reply(id, doneResp(), err) }
@@ -329,7 +382,9 @@ func (ss *session) work(f *sessionFile) {
 			ss.reply(req.GetId(), nil, status.Error(codes.InvalidArgument, "not a file request"))
 			continue
 		}
+		ss.begin()
 		resp := f.h.serve(fr)
+		ss.done()
 		if req.GetPosted() {
 			f.h.postedFailed(resp.GetError())
 		}
@@ -417,8 +472,10 @@ func (ss *session) opendir(id uint64, req *agentpb.PathRequest) {
 // up the session's other requests.
 func (ss *session) startHash(id uint64, req *agentpb.HashRequest) {
 	ss.workers.Add(1)
+	ss.begin()
 	go func() {
 		defer ss.workers.Done()
+		defer ss.done()
 		// The token is waited for here, not by the reader: a third
 		// hash must not stop the session's writes from being read.
 		select {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -13,11 +14,13 @@ import (
 	"github.com/upgate/upgate"
 	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/backend/agent/hooks"
+	"github.com/upgate/upgate/internal/procs"
 )
 
 func agentCommand() *cobra.Command {
 	var listen, root, tokenFile, cert, key, clientCA, hooksFile, logLevel string
 	var maxOpenFiles int
+	var adaptiveProcs bool
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the agent that writes files inside a container",
@@ -71,6 +74,12 @@ upload; runs are logged and streamed to the gateway (upgate events).`,
 				return err
 			}
 			defer srv.Close()
+			if adaptiveProcs {
+				busy := func() int { return srv.Busy(time.Second) }
+				if stop := procs.Follow(procs.Config{Busy: busy, Logger: log.With("component", "procs")}); stop != nil {
+					defer stop()
+				}
+			}
 			var opts []grpc.ServerOption
 			if cert != "" || key != "" {
 				conf, err := agent.ServerTLS(cert, key, clientCA)
@@ -106,6 +115,7 @@ upload; runs are logged and streamed to the gateway (upgate events).`,
 	f.StringVar(&hooksFile, "hooks", "", "YAML file of hooks: commands run after files change (see above)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.IntVar(&maxOpenFiles, "max-open-files", 0, "files the agent holds open at once over every gateway; more opens fail with \"too many open files\" (0: a quarter of the descriptor limit, at most 4096; negative: no bound)")
+	f.BoolVar(&adaptiveProcs, "adaptive-procs", true, "run as many Go Ps as gateway sessions are at work (a request within the last second), at least 1 and at most the CPUs or the container's CPU limit; false: Go's default (a GOMAXPROCS environment variable wins either way)")
 	_ = cmd.MarkFlagRequired("token-file")
 	return cmd
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/upgate/upgate/gateway/procs"
+	"github.com/upgate/upgate/internal/procs"
 )
 
 // A Controller that sees no busy session runs one P, and gives the ceiling
