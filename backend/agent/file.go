@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -611,6 +612,12 @@ func (h *handle) afterReply() {
 	if h.replaced == nil {
 		return
 	}
+	// The reply readied whoever waits for it (in process, the gateway's
+	// request goroutine; over gRPC, the transport's writer), which runs
+	// once this goroutine blocks or yields. At one P (internal/procs) the
+	// close below, the kernel freeing the old file's blocks, came first
+	// and the client waited for it after all.
+	runtime.Gosched()
 	_ = h.replaced.Close()
 	h.replaced = nil
 }
