@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,10 +50,10 @@ func TestRunQuick(t *testing.T) {
 	t.Logf("\n%s", out)
 }
 
-// TestPairQuick runs pair.sh in quick mode (20 files, one round) with one
-// upgate binary as both A and B, embedded and with agent processes, and
-// checks that it succeeds (it checks every upload on disk itself) and
-// prints its table. The figures are not checked.
+// TestPairQuick runs pair.sh in quick mode (20 files or saves, one round)
+// with one upgate binary as both A and B, embedded, with agent processes
+// and with --saves, and checks that it succeeds (it checks every upload on
+// disk itself) and prints its table. The figures are not checked.
 func TestPairQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds upgate and runs two gateways; skipped with -short")
@@ -66,15 +67,19 @@ func TestPairQuick(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	for _, mode := range [][]string{nil, {"--agent"}} {
+	for _, mode := range [][]string{nil, {"--agent"}, {"--saves"}} {
 		args := append(append([]string{"pair.sh", "--quick"}, mode...), bin, bin)
 		out, stderr := benchtest.Run(t, args)
-		for _, want := range []string{"| step, p50 in us | A | B | B/A |", "| PASV |", "| STOR to 150 |", "| data to 226 |", "| MFMT |", "| SITE CHMOD |", "| cycle |"} {
+		rows, checked := []string{"| MFMT |", "| SITE CHMOD |", "| cycle |"}, "checked: 20 files of 2,000 bytes, as sent, on each side"
+		if slices.Contains(mode, "--saves") {
+			rows, checked = []string{"| TYPE I |", "| save |"}, "checked: 1 saved files of 4,096 bytes, as sent, on each side"
+		}
+		for _, want := range append([]string{"| step, p50 in us | A | B | B/A |", "| PASV |", "| STOR to 150 |", "| data to 226 |"}, rows...) {
 			if !strings.Contains(out, want) {
 				t.Errorf("%v: output lacks %q\nstdout:\n%s\nstderr:\n%s", mode, want, out, stderr)
 			}
 		}
-		if !strings.Contains(stderr, "checked: 20 files of 2,000 bytes, as sent, on each side") {
+		if !strings.Contains(stderr, checked) {
 			t.Errorf("%v: no check of the uploads\nstderr:\n%s", mode, stderr)
 		}
 		t.Logf("%v\n%s", mode, out)

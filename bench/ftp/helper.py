@@ -431,9 +431,66 @@ def pair(port_a, port_b, user, netrc, count, rounds):
     data = bytes(range(256)) * 7 + bytes(208)  # 2,000 bytes
     results = alternate([("A", port_a, user, "MFMT"), ("B", port_b, user, "MFMT")],
                         netrc, data, count, rounds, "pair")
+    pair_table(results, PAIR_PHASES)
+
+
+SAVE_PHASES = ["TYPE I", "PASV", "connect", "STOR to 150", "data to 226", "save"]
+
+
+def pair_saves(port_a, port_b, user, netrc, count, rounds):
+    """pair.sh --saves' client: an IDE's save on an open session as
+    ftplib's storbinary sends it (TYPE I, PASV, connect, STOR, 4 KiB of
+    data, 226), count times per gateway and round, always to the same file
+    (/up/save<round>.bin), so that every save replaces the one before;
+    alternating between gateways A and B save by save, with new sessions
+    and the other gateway first each round. Prints the table pair prints."""
+    data = bytes(range(256)) * 16  # 4 KiB
+    results = {"A": [], "B": []}
+    servers = [("A", port_a), ("B", port_b)]
+    for r in range(rounds):
+        order = servers[r % 2:] + servers[:r % 2]
+        sessions = []
+        for name, port in order:
+            ftp = ftplib.FTP()
+            ftp.connect(HOST, port, timeout=20)
+            ftp.login(user, netrc_password(netrc, HOST, user))
+            path = "/up/save%d.bin" % r
+            ftp.storbinary("STOR " + path, io.BytesIO(data))  # untimed: the timed ones replace it
+            sessions.append((name, ftp, path, [[] for _ in SAVE_PHASES]))
+        for _ in range(count):
+            for name, ftp, path, steps in sessions:
+                t0 = time.perf_counter()
+                ftp.voidcmd("TYPE I")
+                t1 = time.perf_counter()
+                host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+                t2 = time.perf_counter()
+                conn = socket.create_connection((host, port), timeout=20)
+                t3 = time.perf_counter()
+                resp = ftp.sendcmd("STOR " + path)
+                t4 = time.perf_counter()
+                if not resp.startswith("150"):
+                    sys.exit("%s: STOR %s: %s" % (name, path, resp))
+                conn.sendall(data)
+                conn.close()
+                ftp.voidresp()
+                t5 = time.perf_counter()
+                for k, (a, b) in enumerate([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t0, t5)]):
+                    steps[k].append((b - a) * 1e6)
+        for name, ftp, _, steps in sessions:
+            ftp.quit()
+            p50 = [statistics.median(v) for v in steps]
+            results[name].append(p50)
+            print("round %d %s: %s" % (r + 1, name, ", ".join("%s %.0f" % (n, v) for n, v in zip(SAVE_PHASES, p50))),
+                  file=sys.stderr)
+    pair_table(results, SAVE_PHASES)
+
+
+def pair_table(results, phases):
+    """The markdown table of pair and pair_saves: each step's median over
+    the rounds for A and B (the rounds in brackets), and B/A."""
     print("| step, p50 in us | A | B | B/A |")
     print("|---|---|---|---|")
-    for k, step in enumerate(PAIR_PHASES):
+    for k, step in enumerate(phases):
         a = [v[k] for v in results["A"]]
         b = [v[k] for v in results["B"]]
         ma, mb = statistics.median(a), statistics.median(b)
@@ -593,6 +650,8 @@ def main(argv):
         settle(int(args[0]), int(args[1]), float(args[2]))
     elif cmd == "pair":
         pair(int(args[0]), int(args[1]), args[2], args[3], int(args[4]), int(args[5]))
+    elif cmd == "pair-saves":
+        pair_saves(int(args[0]), int(args[1]), args[2], args[3], int(args[4]), int(args[5]))
     elif cmd == "cycles":
         cycles(args[0], args[1], int(args[2]), int(args[3]), args[4:])
     elif cmd == "table":

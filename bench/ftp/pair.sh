@@ -13,10 +13,17 @@
 #
 #   bash bench/ftp/pair.sh A B            # two upgate binaries, embedded agents
 #   bash bench/ftp/pair.sh --agent A B    # each with an `upgate agent` process
+#   bash bench/ftp/pair.sh --saves A B    # an IDE's save instead (below)
 #   bash bench/ftp/pair.sh --quick A B    # 20 files, 1 round
 #
+# With --saves the client (helper.py pair-saves) saves one 4 KiB file over
+# and over on an open session, as Python's ftplib.storbinary does (TYPE I,
+# PASV, connect, STOR, the data, 226), so that every save replaces the
+# file the one before wrote: the path an IDE's save takes, where the
+# mirror creates new files.
+#
 # Environment (defaults in brackets, quick mode's after the slash):
-#   BENCH_CYCLES     files per gateway per round [300 / 20]
+#   BENCH_CYCLES     files (or saves) per gateway per round [300 / 20]
 #   BENCH_ROUNDS     rounds [4 / 1]
 #   BENCH_TIMEOUT    seconds the client may take [600]
 #   BENCH_DIR        where the temp dir goes [$TMPDIR or /tmp]
@@ -33,11 +40,12 @@ source "$here/../lib.sh"
 PY=/usr/bin/python3
 helper=$here/helper.py
 
-quick=0 agent=0 bins=()
+quick=0 agent=0 saves=0 bins=()
 while (($#)); do
   case $1 in
     --quick) quick=1 ;;
     --agent) agent=1 ;;
+    --saves) saves=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "pair.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) bins+=("$1") ;;
@@ -115,10 +123,27 @@ done
 mode="embedded agent"
 ((agent)) && mode="agent process"
 log "A ${bins[0]}, B ${bins[1]} ($mode): $rounds round(s) of $cycles files each"
-echo "### FTP per-file commands, A against B (bench/ftp/pair.sh)"
+what="per-file commands" unit=files
+((saves)) && what="saves of one file" unit=saves
+echo "### FTP $what, A against B (bench/ftp/pair.sh)"
 echo
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'). A: ${bins[0]} (sha256 $(sha256sum "$tmp/upgate-a" | cut -c1-12)); B: ${bins[1]} (sha256 $(sha256sum "$tmp/upgate-b" | cut -c1-12)); each with its $mode. $rounds round(s) of $cycles files per gateway, alternating file by file; cells: median of the rounds' p50 (the rounds in brackets)."
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'). A: ${bins[0]} (sha256 $(sha256sum "$tmp/upgate-a" | cut -c1-12)); B: ${bins[1]} (sha256 $(sha256sum "$tmp/upgate-b" | cut -c1-12)); each with its $mode. $rounds round(s) of $cycles $unit per gateway, alternating one by one; cells: median of the rounds' p50 (the rounds in brackets)."
 echo
+if ((saves)); then
+  bounded "$PY" "$helper" pair-saves "${ports[0]}" "${ports[1]}" bench "$tmp/netrc" "$cycles" "$rounds" || die "the pair client failed"
+  # The last save of each round on both sides, whole (helper.py
+  # pair-saves' 4 KiB), and no temp file left.
+  want_sum=$("$PY" -c 'import hashlib; print(hashlib.sha256(bytes(range(256)) * 16).hexdigest())')
+  for side in a b; do
+    n=$(find "$tmp/root-$side/up" -type f -name 'save*.bin' | wc -l)
+    ((n == rounds)) || die "gateway $side: $n saved files on disk, want $rounds"
+    sums=$(find "$tmp/root-$side/up" -type f -name 'save*.bin' -exec sha256sum {} + | awk '{print $1}' | sort -u)
+    [[ $sums == "$want_sum" ]] || die "gateway $side: a saved file whose content differs from what was sent"
+    [[ -z $(find "$tmp/root-$side/up" -name '.upgate-upload-*' -print -quit) ]] || die "gateway $side: temp files left"
+  done
+  log "checked: $rounds saved files of 4,096 bytes, as sent, on each side"
+  exit 0
+fi
 bounded "$PY" "$helper" pair "${ports[0]}" "${ports[1]}" bench "$tmp/netrc" "$cycles" "$rounds" || die "the pair client failed"
 
 # Every upload landed, whole, on both sides: as many files as were sent,
