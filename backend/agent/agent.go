@@ -96,10 +96,11 @@ type Server struct {
 	uploads map[string]*handle
 	swept   map[string]time.Time
 
-	// sessionsMu guards sessions: the Session streams being served, for
-	// Busy.
-	sessionsMu sync.Mutex
-	sessions   map[*session]struct{}
+	// busyMu guards activities: what Busy counts besides v1Calls (the
+	// Session streams and v1 Open streams being served; busy.go).
+	busyMu     sync.Mutex
+	activities map[*activity]struct{}
+	v1Calls    activity // protocol v1's unary calls and listings, together
 }
 
 // New opens cfg.Root and returns a Server for it. Close releases the root.
@@ -130,14 +131,14 @@ func New(cfg Config) (*Server, error) {
 		maxFiles = 0
 	}
 	s := &Server{
-		maxFiles: maxFiles,
-		root:     root,
-		token:    []byte(cfg.Token),
-		log:      log.With("component", "agent", "root", cfg.Root),
-		version:  version,
-		uploads:  make(map[string]*handle),
-		sessions: make(map[*session]struct{}),
-		buffers:  agentpb.NewBufferPool(),
+		maxFiles:   maxFiles,
+		root:       root,
+		token:      []byte(cfg.Token),
+		log:        log.With("component", "agent", "root", cfg.Root),
+		version:    version,
+		uploads:    make(map[string]*handle),
+		activities: make(map[*activity]struct{}),
+		buffers:    agentpb.NewBufferPool(),
 	}
 	if err := s.startEvents(cfg.Root, cfg.Hooks); err != nil { // hooks+events
 		root.Close()

@@ -25,7 +25,8 @@ var (
 )
 
 // ServerOptions returns the options a grpc.Server needs to serve s: token
-// checks on every call and the keepalive policy.
+// checks on every call, the count of protocol v1's calls for Busy, and the
+// keepalive policy.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	pool := s.buffers
 	return []grpc.ServerOption{
@@ -33,12 +34,14 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 			if err := s.authorize(ctx); err != nil {
 				return nil, err
 			}
+			defer s.countV1(info.FullMethod)()
 			return handler(ctx, req)
 		}),
 		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 			if err := s.authorize(ss.Context()); err != nil {
 				return err
 			}
+			defer s.countV1(info.FullMethod)()
 			return handler(srv, ss)
 		}),
 		grpc.KeepaliveEnforcementPolicy(enforcement),

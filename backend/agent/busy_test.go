@@ -1,9 +1,7 @@
 package agent_test
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"io"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,12 +10,17 @@ import (
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
-// TestBusy: Server.Busy counts the Session streams that served a request
+// TestBusy: Server.Busy counts the gateway sessions that served a request
 // within the window, or are serving one now (a hash outlasting it), and
-// not the ones that only said Hello.
+// not those that only said Hello; protocol v1's open files count one
+// each while they work, its other calls one together, its health checks
+// (Status) not at all. A file request outlasting the window (a slow write
+// or commit) is counted the same way as the hash, by the file's worker;
+// no test here holds one long enough to tell.
 func TestBusy(t *testing.T) {
 	a, c := start(t, "")
 	const size = 256 << 20 // sparse: a hash of it takes a while, everywhere
+	const zerosSHA256 = "a6d72ac7690f53be6ae46ba88506bd97302a093f7108472bd9efc3cefda06484"
 	f, err := os.Create(filepath.Join(a.Dir, "big"))
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +30,17 @@ func TestBusy(t *testing.T) {
 	}
 	f.Close()
 	busy := func(within time.Duration) int { return a.Server.Busy(within) }
+	// A request's reply goes out before its count ends: wait for the end.
+	settles := func(what string, within time.Duration, want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for busy(within) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: Busy(%v) = %d, want %d", what, within, busy(within), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 
 	r1, _ := session(t, c, "")
 	r2, _ := session(t, c, "")
@@ -41,53 +55,68 @@ func TestBusy(t *testing.T) {
 	if n := busy(time.Hour); n != 2 {
 		t.Fatalf("both sessions served a Stat: Busy = %d, want 2", n)
 	}
-	if n := busy(0); n != 0 {
-		t.Fatalf("no request in progress and an empty window: Busy = %d, want 0", n)
-	}
+	settles("no request in progress and an empty window", 0, 0)
 
 	// A hash in progress keeps its session busy past any window.
 	id := r1.send(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Hash{Hash: &agentpb.HashRequest{
 		Path: []byte("big"), Algorithm: agentpb.HashAlgorithm_HASH_ALGORITHM_SHA256}}})
-	replied := make(chan *agentpb.SessionResponse, 1)
+	type reply struct {
+		resp *agentpb.SessionResponse
+		err  error
+	}
+	replied := make(chan reply, 1)
 	go func() {
 		resp, err := r1.s.Recv()
-		if err != nil {
-			t.Errorf("recv: %v", err)
-		}
-		replied <- resp
+		replied <- reply{resp, err}
 	}()
-	seen := false
-	var resp *agentpb.SessionResponse
-	for resp == nil {
+	seen, got := false, reply{}
+	for done := false; !done; {
 		seen = seen || busy(0) == 1
 		select {
-		case resp = <-replied:
+		case got = <-replied:
+			done = true
 		case <-time.After(time.Millisecond):
 		}
 	}
-	want := sha256.New()
-	if _, err := io.CopyN(want, zeros{}, size); err != nil {
-		t.Fatal(err)
+	if got.err != nil {
+		t.Fatalf("hash: %v", got.err)
 	}
-	if resp.GetId() != id || !bytes.Equal(resp.GetHash().GetSum(), want.Sum(nil)) {
-		t.Fatalf("hash reply %v, want id %d and the digest of %d zero bytes", resp, id, size)
+	if got.resp.GetId() != id || hex.EncodeToString(got.resp.GetHash().GetSum()) != zerosSHA256 {
+		t.Fatalf("hash reply %v, want id %d and the SHA-256 of %d zero bytes", got.resp, id, size)
 	}
 	if !seen {
 		t.Fatal("Busy(0) never counted the session while its hash ran")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for busy(0) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("Busy(0) = %d after the hash's reply, want 0", busy(0))
-		}
-		time.Sleep(time.Millisecond)
+	settles("after the hash's reply", 0, 0)
+
+	// Protocol v1: an open file counts while it works, path calls count
+	// together, Status never.
+	ctx := testCtx(t)
+	if _, err := c.Status(ctx, &agentpb.StatusRequest{}); err != nil {
+		t.Fatal(err)
 	}
-}
-
-// zeros reads as an endless run of zero bytes.
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
+	fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("v1.txt"), Flags: uint32(agentpb.OpenFlag_OPEN_FLAG_WRITE | agentpb.OpenFlag_OPEN_FLAG_CREATE)})
+	if n := busy(time.Hour); n != 3 {
+		t.Fatalf("two sessions and a v1 open file that worked, a Status call: Busy = %d, want 3", n)
+	}
+	if _, err := c.Stat(ctx, &agentpb.PathRequest{Path: []byte("big")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Stat(ctx, &agentpb.PathRequest{Path: []byte(".")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := busy(time.Hour); n != 4 {
+		t.Fatalf("and two v1 Stat calls: Busy = %d, want 4", n)
+	}
+	// Each count ends before its reply goes out (v1 calls and file
+	// requests alike), so a window from here holds the write alone.
+	since := time.Now()
+	fst.write(0, "v1\n")
+	if n := busy(time.Since(since)); n != 1 {
+		t.Fatalf("only the v1 file wrote within the window: Busy = %d, want 1", n)
+	}
+	fst.close(false)
+	if got, err := os.ReadFile(filepath.Join(a.Dir, "v1.txt")); err != nil || string(got) != "v1\n" {
+		t.Fatalf("v1.txt: %q, %v", got, err)
+	}
 }

@@ -101,7 +101,12 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 	if err := s.reserve(string(op.GetPath())); err != nil {
 		return stream.Send(&agentpb.FileResponse{Id: req.GetId(), Error: toProtoError(err)})
 	}
+	var a activity // Busy counts the stream while it serves a request
+	s.track(&a)
+	defer s.untrack(&a)
+	a.begin()
 	h, info, err := s.open(stream.Context(), op)
+	a.done()
 	if err != nil {
 		s.openHandles.Add(-1)
 		err = s.fail("Open", string(op.GetPath()), err)
@@ -130,7 +135,9 @@ func (s *Server) Open(stream agentpb.Agent_OpenServer) error {
 			}
 			return err
 		}
+		a.begin()
 		resp := h.serve(req)
+		a.done()
 		resp.Id = req.GetId()
 		err = stream.Send(resp)
 		h.afterReply()

@@ -7,9 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"sync"
-	"sync/atomic"
 	"syscall"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -68,11 +66,8 @@ type session struct {
 	hashes  chan struct{} // one token per hash running
 	workers sync.WaitGroup
 
-	// lastWork is when a request last began or finished being served
-	// (UnixNano), and running how many are being served now: what
-	// Server.Busy reads, from other goroutines.
-	lastWork atomic.Int64
-	running  atomic.Int32
+	// activity is what Server.Busy counts of the session (busy.go).
+	activity
 
 	// recycle is set when gRPC delivers the stream's requests: their
 	// data is the agent's, and a write's goes back to the buffer pool
@@ -114,7 +109,7 @@ func (s *Server) Session(stream agentpb.Agent_SessionServer) error {
 		hashes: make(chan struct{}, maxHashes),
 	}
 	_, ss.recycle = stream.(*grpc.GenericServerStream[agentpb.SessionRequest, agentpb.SessionResponse])
-	s.track(ss)
+	s.track(&ss.activity)
 	defer ss.end()
 	if err := ss.send(&agentpb.SessionResponse{Id: req.GetId(), Result: &agentpb.SessionResponse_Hello{Hello: &agentpb.SessionHelloResult{
 		Protocol: Protocol, Version: s.version, Features: features,
@@ -133,40 +128,10 @@ func (s *Server) Session(stream agentpb.Agent_SessionServer) error {
 	}
 }
 
-// Busy reports how many gateway sessions (Session streams) are at work on
-// this agent: serving a request now, or one began or finished within the
-// last within. Open streams with nothing to do, the AgentEvents stream and
-// protocol v1's calls (a gateway older than this agent) do not count.
-// `upgate agent` runs as many Go Ps as this says (internal/procs).
-func (s *Server) Busy(within time.Duration) int {
-	since := time.Now().Add(-within).UnixNano()
-	s.sessionsMu.Lock()
-	defer s.sessionsMu.Unlock()
-	n := 0
-	for ss := range s.sessions {
-		if ss.running.Load() > 0 || ss.lastWork.Load() >= since {
-			n++
-		}
-	}
-	return n
-}
-
-func (s *Server) track(ss *session) {
-	s.sessionsMu.Lock()
-	defer s.sessionsMu.Unlock()
-	s.sessions[ss] = struct{}{}
-}
-
-func (s *Server) untrack(ss *session) {
-	s.sessionsMu.Lock()
-	defer s.sessionsMu.Unlock()
-	delete(s.sessions, ss)
-}
-
 // end stops the workers, which abort the files still open, and closes the
 // listings.
 func (ss *session) end() {
-	ss.s.untrack(ss)
+	ss.s.untrack(&ss.activity)
 	ss.cancel()
 	for id, f := range ss.files {
 		close(f.queue)
@@ -209,17 +174,6 @@ func doneResp() *agentpb.SessionResponse {
 
 func infoResp(fi *agentpb.FileInfo) *agentpb.SessionResponse {
 	return &agentpb.SessionResponse{Result: &agentpb.SessionResponse_Info{Info: fi}}
-}
-
-// begin and done bracket the serving of one request (Server.Busy).
-func (ss *session) begin() {
-	ss.running.Add(1)
-	ss.lastWork.Store(time.Now().UnixNano())
-}
-
-func (ss *session) done() {
-	ss.lastWork.Store(time.Now().UnixNano())
-	ss.running.Add(-1)
 }
 
 // dispatch serves or hands on one request.

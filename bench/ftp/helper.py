@@ -441,10 +441,10 @@ def pair_saves(port_a, port_b, user, netrc, count, rounds):
     """pair.sh --saves' client: an IDE's save on an open session as
     ftplib's storbinary sends it (TYPE I, PASV, connect, STOR, 4 KiB of
     data, 226), count times per gateway and round, always to the same file
-    (/up/save<round>.bin), so that every save replaces the one before;
+    (/up/save<round>.bin), so that every save replaces the one before
+    (each save's bytes are save_data of its number);
     alternating between gateways A and B save by save, with new sessions
     and the other gateway first each round. Prints the table pair prints."""
-    data = bytes(range(256)) * 16  # 4 KiB
     results = {"A": [], "B": []}
     servers = [("A", port_a), ("B", port_b)]
     for r in range(rounds):
@@ -455,9 +455,10 @@ def pair_saves(port_a, port_b, user, netrc, count, rounds):
             ftp.connect(HOST, port, timeout=20)
             ftp.login(user, netrc_password(netrc, HOST, user))
             path = "/up/save%d.bin" % r
-            ftp.storbinary("STOR " + path, io.BytesIO(data))  # untimed: the timed ones replace it
+            ftp.storbinary("STOR " + path, io.BytesIO(save_data(0)))  # untimed: the timed ones replace it
             sessions.append((name, ftp, path, [[] for _ in SAVE_PHASES]))
-        for _ in range(count):
+        for i in range(1, count + 1):
+            data = save_data(i)
             for name, ftp, path, steps in sessions:
                 t0 = time.perf_counter()
                 ftp.voidcmd("TYPE I")
@@ -483,6 +484,13 @@ def pair_saves(port_a, port_b, user, netrc, count, rounds):
             print("round %d %s: %s" % (r + 1, name, ", ".join("%s %.0f" % (n, v) for n, v in zip(SAVE_PHASES, p50))),
                   file=sys.stderr)
     pair_table(results, SAVE_PHASES)
+
+
+def save_data(i):
+    """The 4 KiB of pair_saves' save number i (0 the untimed first): i in
+    its first 8 bytes, so that a save that left the one before in place
+    shows on disk."""
+    return i.to_bytes(8, "big") + (bytes(range(256)) * 16)[8:]
 
 
 def pair_table(results, phases):

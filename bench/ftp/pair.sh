@@ -30,7 +30,8 @@
 #   BENCH_KEEP=1     keep the temp dir (configs, logs, uploaded files)
 # The markdown table (p50 of each step per round, their median, B/A) goes
 # to stdout, progress to stderr. Every uploaded file is checked on disk
-# (count and content).
+# (count and content); with --saves, each round's file, which must hold
+# its last save's bytes.
 set -euo pipefail
 export LC_ALL=C
 
@@ -122,26 +123,28 @@ done
 
 mode="embedded agent"
 ((agent)) && mode="agent process"
-log "A ${bins[0]}, B ${bins[1]} ($mode): $rounds round(s) of $cycles files each"
 what="per-file commands" unit=files
 ((saves)) && what="saves of one file" unit=saves
+log "A ${bins[0]}, B ${bins[1]} ($mode): $rounds round(s) of $cycles $unit each"
 echo "### FTP $what, A against B (bench/ftp/pair.sh)"
 echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'). A: ${bins[0]} (sha256 $(sha256sum "$tmp/upgate-a" | cut -c1-12)); B: ${bins[1]} (sha256 $(sha256sum "$tmp/upgate-b" | cut -c1-12)); each with its $mode. $rounds round(s) of $cycles $unit per gateway, alternating one by one; cells: median of the rounds' p50 (the rounds in brackets)."
 echo
 if ((saves)); then
   bounded "$PY" "$helper" pair-saves "${ports[0]}" "${ports[1]}" bench "$tmp/netrc" "$cycles" "$rounds" || die "the pair client failed"
-  # The last save of each round on both sides, whole (helper.py
-  # pair-saves' 4 KiB), and no temp file left.
-  want_sum=$("$PY" -c 'import hashlib; print(hashlib.sha256(bytes(range(256)) * 16).hexdigest())')
+  # Each round's file on both sides holds the last save's bytes
+  # (helper.py save_data, numbered: not an earlier save's), and no temp
+  # file is left.
+  want_sum=$("$PY" -c 'import hashlib, sys; sys.path.insert(0, sys.argv[1]); import helper; print(hashlib.sha256(helper.save_data(int(sys.argv[2]))).hexdigest())' "$here" "$cycles") ||
+    die "computing the last save's sha256"
   for side in a b; do
     n=$(find "$tmp/root-$side/up" -type f -name 'save*.bin' | wc -l)
     ((n == rounds)) || die "gateway $side: $n saved files on disk, want $rounds"
     sums=$(find "$tmp/root-$side/up" -type f -name 'save*.bin' -exec sha256sum {} + | awk '{print $1}' | sort -u)
-    [[ $sums == "$want_sum" ]] || die "gateway $side: a saved file whose content differs from what was sent"
+    [[ $sums == "$want_sum" ]] || die "gateway $side: a saved file does not hold the last save's bytes"
     [[ -z $(find "$tmp/root-$side/up" -name '.upgate-upload-*' -print -quit) ]] || die "gateway $side: temp files left"
   done
-  log "checked: $rounds saved files of 4,096 bytes, as sent, on each side"
+  log "checked: each round's file holds its last save's 4,096 bytes, on each side"
   exit 0
 fi
 bounded "$PY" "$helper" pair "${ports[0]}" "${ports[1]}" bench "$tmp/netrc" "$cycles" "$rounds" || die "the pair client failed"

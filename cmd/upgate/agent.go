@@ -17,6 +17,11 @@ import (
 	"github.com/upgate/upgate/internal/procs"
 )
 
+// agentBusyWithin is how recently a gateway session must have had a
+// request served to count as busy for --adaptive-procs (agent.Server.Busy),
+// the gateway's own window (server's busyWithin).
+const agentBusyWithin = time.Second
+
 func agentCommand() *cobra.Command {
 	var listen, root, tokenFile, cert, key, clientCA, hooksFile, logLevel string
 	var maxOpenFiles int
@@ -75,7 +80,7 @@ upload; runs are logged and streamed to the gateway (upgate events).`,
 			}
 			defer srv.Close()
 			if adaptiveProcs {
-				busy := func() int { return srv.Busy(time.Second) }
+				busy := func() int { return srv.Busy(agentBusyWithin) }
 				if stop := procs.Follow(procs.Config{Busy: busy, Logger: log.With("component", "procs")}); stop != nil {
 					defer stop()
 				}
@@ -115,7 +120,7 @@ upload; runs are logged and streamed to the gateway (upgate events).`,
 	f.StringVar(&hooksFile, "hooks", "", "YAML file of hooks: commands run after files change (see above)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.IntVar(&maxOpenFiles, "max-open-files", 0, "files the agent holds open at once over every gateway; more opens fail with \"too many open files\" (0: a quarter of the descriptor limit, at most 4096; negative: no bound)")
-	f.BoolVar(&adaptiveProcs, "adaptive-procs", true, "run as many Go Ps as gateway sessions are at work (a request within the last second), at least 1 and at most the CPUs or the container's CPU limit; false: Go's default (a GOMAXPROCS environment variable wins either way)")
+	f.BoolVar(&adaptiveProcs, "adaptive-procs", true, "run as many Go Ps as gateway sessions are at work (a request within the last second), at least 1 and at most Go's default GOMAXPROCS (the CPUs, or the container's CPU limit but at least 2); false: Go's default (a GOMAXPROCS environment variable wins either way)")
 	_ = cmd.MarkFlagRequired("token-file")
 	return cmd
 }

@@ -19,8 +19,9 @@
 // sessions that work on files (gateway.Registry.Active), and `upgate
 // agent` with the gateway sessions at work on it (agent.Server.Busy). Go
 // gives a container limited to one CPU two Ps, so the agent sidecar ran
-// two; following its sessions made each operation a gateway waits for on
-// it 13-20% faster on that VM.
+// two; following its sessions made the operations a gateway waits for on
+// it 13-20% faster on that VM (an upload's open, which is mostly the
+// temp file's creation, 4-8%).
 //
 // A Controller only ever changes GOMAXPROCS between 1 and its ceiling, and
 // puts the runtime's own default back when Run returns. A process runs at
@@ -117,6 +118,7 @@ func Follow(cfg Config) (stop func()) {
 		return nil
 	}
 	if c.Max() < 2 {
+		c.cfg.Logger.Info("one CPU: the Go Ps stay at one", "max", c.Max())
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
