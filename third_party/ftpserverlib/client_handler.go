@@ -866,7 +866,17 @@ type TransferFinalizer interface {
 	FinalizeTransfer() error
 }
 
+// TransferClose closes a transfer and answers its command: 226, or the
+// transfer's error.
 func (c *clientHandler) TransferClose(transfer io.ReadWriter, err error) {
+	c.transferClose(transfer, err, false)
+}
+
+// transferClose is TransferClose; with replyFirst (an upload that
+// succeeded) the 226 goes out before the connection is closed: the client
+// already sent everything and closed its side, and a close's error cannot
+// undo a file that arrived whole (upgate patch 17).
+func (c *clientHandler) transferClose(transfer io.ReadWriter, err error, replyFirst bool) {
 	c.transferMu.Lock()
 	defer c.transferMu.Unlock()
 
@@ -888,6 +898,16 @@ func (c *clientHandler) TransferClose(transfer io.ReadWriter, err error) {
 				"err", errFlush,
 			)
 		}
+	}
+
+	if replyFirst && !c.isTransferAborted {
+		c.writeMessage(StatusClosingDataConn, "Closing transfer connection")
+
+		if errClose := c.closeTransfer(); errClose != nil && !isClosedConnError(errClose) {
+			c.logger.Warn("Problem closing transfer connection after its upload", "err", errClose)
+		}
+
+		return
 	}
 
 	// Finally close the underlying connection.

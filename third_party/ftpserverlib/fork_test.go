@@ -1038,3 +1038,110 @@ func TestForkMessageLines(t *testing.T) {
 	long := strings.Repeat("x", 70000)
 	require.Equal(t, []string{"first", long, "last"}, getMessageLines("first\n"+long+"\r\nlast"))
 }
+
+// closeGateDriver's passive data connections each close only once their
+// gate (from gates, in the order they were accepted) is closed.
+type closeGateDriver struct {
+	TestServerDriver
+	gates chan chan struct{}
+}
+
+func (d *closeGateDriver) WrapClientPassiveListener(_ ClientContext, listener net.Listener) (net.Listener, error) {
+	return &gatedListener{Listener: listener, gates: d.gates}, nil
+}
+
+type gatedListener struct {
+	net.Listener
+	gates chan chan struct{}
+}
+
+func (l *gatedListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+
+	gate := make(chan struct{})
+	l.gates <- gate
+
+	return &gatedConn{Conn: conn, gate: gate}, nil
+}
+
+func (l *gatedListener) SetDeadline(t time.Time) error {
+	return l.Listener.(*net.TCPListener).SetDeadline(t)
+}
+
+type gatedConn struct {
+	net.Conn
+	gate chan struct{}
+}
+
+func (c *gatedConn) Close() error {
+	<-c.gate
+
+	return c.Conn.Close()
+}
+
+// TestForkUploadRepliesBeforeClosing (patch 17): an upload that arrived
+// whole is answered 226 while its data connection is still being closed,
+// and the next command waits for the close; a download's 226 still waits
+// for its close, which ends its data. The file holds what was sent.
+func TestForkUploadRepliesBeforeClosing(t *testing.T) {
+	req := require.New(t)
+	driver := &closeGateDriver{gates: make(chan chan struct{}, 2)}
+	driver.Init()
+	server := NewTestServerWithDriver(t, driver)
+	host, _, err := net.SplitHostPort(server.Addr())
+	req.NoError(err)
+
+	ctl := forkDial(t, server.Addr(), true)
+	ctl.expect("TYPE I", StatusOK)
+
+	data, err := net.DialTimeout("tcp", net.JoinHostPort(host, ctl.epsvPort()), 5*time.Second)
+	req.NoError(err)
+	ctl.expect("STOR gated.bin", StatusFileStatusOK)
+	_, err = data.Write([]byte("sent whole\n"))
+	req.NoError(err)
+	req.NoError(data.(*net.TCPConn).CloseWrite())
+
+	// The data connection's close is held: the 226 comes anyway.
+	req.NoError(ctl.nc.SetDeadline(time.Now().Add(10 * time.Second)))
+	code, msg, err := ctl.tp.ReadResponse(0)
+	req.NoError(err, "no reply to the upload while its data connection's close is held")
+	req.Equal(StatusClosingDataConn, code, msg)
+
+	got, err := afero.ReadFile(driver.fs, "gated.bin")
+	req.NoError(err)
+	req.Equal("sent whole\n", string(got))
+
+	// The next command waits for the close.
+	req.NoError(ctl.tp.PrintfLine("NOOP"))
+	req.NoError(ctl.nc.SetDeadline(time.Now().Add(300 * time.Millisecond)))
+	_, _, err = ctl.tp.ReadResponse(0)
+	var nerr net.Error
+	req.True(errors.As(err, &nerr) && nerr.Timeout(), "NOOP answered while the upload's close was held: %v", err)
+	close(<-driver.gates)
+	req.NoError(ctl.nc.SetDeadline(time.Now().Add(10 * time.Second)))
+	code, msg, err = ctl.tp.ReadResponse(0)
+	req.NoError(err)
+	req.Equal(StatusOK, code, msg)
+
+	// A download's 226 comes after its close.
+	data2, err := net.DialTimeout("tcp", net.JoinHostPort(host, ctl.epsvPort()), 5*time.Second)
+	req.NoError(err)
+	ctl.expect("RETR gated.bin", StatusFileStatusOK)
+	req.NoError(ctl.nc.SetDeadline(time.Now().Add(300 * time.Millisecond)))
+	_, _, err = ctl.tp.ReadResponse(0)
+	req.True(errors.As(err, &nerr) && nerr.Timeout(), "a download answered before its data connection closed: %v", err)
+
+	close(<-driver.gates)
+	req.NoError(ctl.nc.SetDeadline(time.Now().Add(10 * time.Second)))
+	code, msg, err = ctl.tp.ReadResponse(0)
+	req.NoError(err)
+	req.Equal(StatusClosingDataConn, code, msg)
+	got, err = io.ReadAll(data2)
+	req.NoError(err)
+	req.Equal("sent whole\n", string(got))
+	req.NoError(data.Close())
+	req.NoError(data2.Close())
+}

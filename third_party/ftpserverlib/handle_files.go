@@ -116,8 +116,9 @@ func (c *clientHandler) transferFile(write bool, appendFile bool, param, info st
 		err = errClose
 	}
 
-	// closing the transfer we also send the response message to the FTP client
-	c.TransferClose(fileTransferConn, err)
+	// closing the transfer we also send the response message to the FTP
+	// client: before the close for an upload that succeeded (patch 17)
+	c.transferClose(fileTransferConn, err, write && err == nil)
 }
 
 func (c *clientHandler) doFileTransfer(transferConn io.ReadWriter, file io.ReadWriter, write bool) error {
