@@ -395,33 +395,47 @@ def alternate(servers, netrc, data, count, rounds, label):
         for i in range(count):
             for name, ftp, verb, steps in sessions:
                 f = "f%d.php" % i
-                t0 = time.perf_counter()
-                resp = ftp.sendcmd("PASV")
-                t1 = time.perf_counter()
-                host, port = ftplib.parse227(resp)
-                conn = socket.create_connection((host, port), timeout=20)
-                t2 = time.perf_counter()
-                resp = ftp.sendcmd("STOR " + f)
-                t3 = time.perf_counter()
-                if not resp.startswith("150"):
-                    sys.exit("%s: STOR %s: %s" % (name, f, resp))
-                conn.sendall(data)
-                conn.close()
-                resp = ftp.voidresp()
-                t4 = time.perf_counter()
+                t0, t1, t2, t3, t4 = timed_stor(name, ftp, f, data)
                 ftp.sendcmd(verb + " 20240101000000 " + f)
                 t5 = time.perf_counter()
                 ftp.sendcmd("SITE CHMOD 644 " + f)
                 t6 = time.perf_counter()
                 for k, (a, b) in enumerate([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6), (t0, t6)]):
                     steps[k].append((b - a) * 1e6)
-        for name, ftp, _, steps in sessions:
-            ftp.quit()
-            p50 = [statistics.median(v) for v in steps]
-            results[name].append(p50)
-            print("round %d %s: %s" % (r + 1, name, ", ".join("%s %.0f" % (n, v) for n, v in zip(PAIR_PHASES, p50))),
-                  file=sys.stderr)
+        end_round(r, sessions, results, PAIR_PHASES)
     return results
+
+
+def timed_stor(name, ftp, path, data):
+    """One upload on ftp, step by step: PASV, connect the data connection,
+    STOR path up to its 150, send data and close, read the 226. Returns
+    perf_counter() before PASV and after each step."""
+    t = [time.perf_counter()]
+    host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+    t.append(time.perf_counter())
+    conn = socket.create_connection((host, port), timeout=20)
+    t.append(time.perf_counter())
+    resp = ftp.sendcmd("STOR " + path)
+    t.append(time.perf_counter())
+    if not resp.startswith("150"):
+        sys.exit("%s: STOR %s: %s" % (name, path, resp))
+    conn.sendall(data)
+    conn.close()
+    ftp.voidresp()
+    t.append(time.perf_counter())
+    return t
+
+
+def end_round(r, sessions, results, phases):
+    """Ends round r (from 0) of alternate or pair_saves: quits each
+    session (name, ftp, _, steps) and adds the p50 of each of its steps to
+    results[name], printing them to stderr."""
+    for name, ftp, _, steps in sessions:
+        ftp.quit()
+        p50 = [statistics.median(v) for v in steps]
+        results[name].append(p50)
+        print("round %d %s: %s" % (r + 1, name, ", ".join("%s %.0f" % (n, v) for n, v in zip(phases, p50))),
+              file=sys.stderr)
 
 
 def pair(port_a, port_b, user, netrc, count, rounds):
@@ -462,27 +476,10 @@ def pair_saves(port_a, port_b, user, netrc, count, rounds):
             for name, ftp, path, steps in sessions:
                 t0 = time.perf_counter()
                 ftp.voidcmd("TYPE I")
-                t1 = time.perf_counter()
-                host, port = ftplib.parse227(ftp.sendcmd("PASV"))
-                t2 = time.perf_counter()
-                conn = socket.create_connection((host, port), timeout=20)
-                t3 = time.perf_counter()
-                resp = ftp.sendcmd("STOR " + path)
-                t4 = time.perf_counter()
-                if not resp.startswith("150"):
-                    sys.exit("%s: STOR %s: %s" % (name, path, resp))
-                conn.sendall(data)
-                conn.close()
-                ftp.voidresp()
-                t5 = time.perf_counter()
+                t1, t2, t3, t4, t5 = timed_stor(name, ftp, path, data)
                 for k, (a, b) in enumerate([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t0, t5)]):
                     steps[k].append((b - a) * 1e6)
-        for name, ftp, _, steps in sessions:
-            ftp.quit()
-            p50 = [statistics.median(v) for v in steps]
-            results[name].append(p50)
-            print("round %d %s: %s" % (r + 1, name, ", ".join("%s %.0f" % (n, v) for n, v in zip(SAVE_PHASES, p50))),
-                  file=sys.stderr)
+        end_round(r, sessions, results, SAVE_PHASES)
     pair_table(results, SAVE_PHASES)
 
 

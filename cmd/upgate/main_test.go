@@ -153,12 +153,14 @@ func TestCommands(t *testing.T) {
 
 // TestAgentCommand runs "upgate agent" and writes a file through it with
 // the real client.
-func TestAgentCommand(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := buildBinary(t)
-	root := t.TempDir()
+// startAgent runs `upgate agent` (bin) with the extra flags over a new
+// temp root, on a free loopback port, with the token "agent-secret", and
+// stops it with SIGTERM at cleanup, failing the test unless it exits
+// cleanly within 30 s. It returns the root, the address and the agent's
+// stderr.
+func startAgent(t *testing.T, bin string, extra ...string) (root, addr string, stderr *syncbuf.Buffer) {
+	t.Helper()
+	root = t.TempDir()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("agent-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -167,17 +169,17 @@ func TestAgentCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := lis.Addr().String()
+	addr = lis.Addr().String()
 	lis.Close()
-	cmd := exec.Command(bin, "agent", "--listen", addr, "--root", root, "--token-file", tokenFile)
-	var stderr syncbuf.Buffer
-	cmd.Stderr = &stderr
+	cmd := exec.Command(bin, append([]string{"agent", "--listen", addr, "--root", root, "--token-file", tokenFile}, extra...)...)
+	stderr = &syncbuf.Buffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	defer func() {
+	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-done:
@@ -188,7 +190,15 @@ func TestAgentCommand(t *testing.T) {
 			cmd.Process.Kill()
 			t.Errorf("agent did not stop after SIGTERM")
 		}
-	}()
+	})
+	return root, addr, stderr
+}
+
+func TestAgentCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	root, addr, stderr := startAgent(t, buildBinary(t))
 	cc, err := backend.Dial(addr, backend.DialOptions{Token: "agent-secret"})
 	if err != nil {
 		t.Fatal(err)

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -14,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,41 +41,6 @@ func TestAgentCommandFollowsSessions(t *testing.T) {
 		t.Skip("GOMAXPROCS is set in the environment: the agent's Ps do not follow")
 	}
 	bin := buildBinary(t)
-	start := func(extra ...string) (root, addr string, stderr *syncbuf.Buffer) {
-		root = t.TempDir()
-		tokenFile := filepath.Join(t.TempDir(), "token")
-		if err := os.WriteFile(tokenFile, []byte("agent-secret\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr = lis.Addr().String()
-		lis.Close()
-		args := append([]string{"agent", "--listen", addr, "--root", root, "--token-file", tokenFile, "--log-level", "debug"}, extra...)
-		cmd := exec.Command(bin, args...)
-		stderr = &syncbuf.Buffer{}
-		cmd.Stderr = stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		t.Cleanup(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("agent exited with %v after SIGTERM:\n%s", err, stderr.String())
-				}
-			case <-time.After(30 * time.Second):
-				cmd.Process.Kill()
-				t.Errorf("agent did not stop after SIGTERM")
-			}
-		})
-		return root, addr, stderr
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	session := func(addr string) *backend.GRPCFs { // one Session stream each
@@ -115,7 +77,7 @@ func TestAgentCommandFollowsSessions(t *testing.T) {
 		return 0
 	}
 
-	root, addr, stderr := start()
+	root, addr, stderr := startAgent(t, bin, "--log-level", "debug")
 	a, b := session(addr), session(addr)
 	waitFor("the agent up, its controller at one P", stderr, func() bool {
 		_, err := a.Stat("/")
@@ -164,7 +126,7 @@ func TestAgentCommandFollowsSessions(t *testing.T) {
 	}
 
 	// Turned off, the controller neither starts nor sets anything.
-	_, addr, stderr = start("--adaptive-procs=false")
+	_, addr, stderr = startAgent(t, bin, "--log-level", "debug", "--adaptive-procs=false")
 	c := session(addr)
 	waitFor("the agent without a controller up", stderr, func() bool { _, err := c.Stat("/"); return err == nil })
 	if strings.Contains(stderr.String(), "Go Ps follow") {
