@@ -34,9 +34,10 @@ func (a *activity) busySince(since int64) bool {
 
 // Busy reports how many gateway sessions are at work on this agent:
 // serving a request now, or one began or finished within the last within.
-// A session of protocol v2 is its Session stream. An older gateway's
-// (protocol v1) open files count one each, and its other calls (path
-// operations, listings) one together. Streams open with nothing to do,
+// A session of protocol v2 is its Session stream. Older gateways'
+// (protocol v1) open files count one each, and their other calls (path
+// operations, listings) one together, however many such gateways there
+// are. Streams open with nothing to do,
 // the gateway's health checks (Status) and the AgentEvents stream do not
 // count. `upgate agent` runs as many Go Ps as this says (internal/procs).
 func (s *Server) Busy(within time.Duration) int {

@@ -135,7 +135,7 @@ if ((saves)); then
   # Each round's file on both sides holds the last save's bytes
   # (helper.py save_data, numbered: not an earlier save's), and no temp
   # file is left.
-  want_sum=$("$PY" -c 'import hashlib, sys; sys.path.insert(0, sys.argv[1]); import helper; print(hashlib.sha256(helper.save_data(int(sys.argv[2]))).hexdigest())' "$here" "$cycles") ||
+  want_sum=$("$PY" -B -c 'import hashlib, sys; sys.path.insert(0, sys.argv[1]); import helper; print(hashlib.sha256(helper.save_data(int(sys.argv[2]))).hexdigest())' "$here" "$cycles") ||
     die "computing the last save's sha256"
   for side in a b; do
     n=$(find "$tmp/root-$side/up" -type f -name 'save*.bin' | wc -l)

@@ -151,8 +151,6 @@ func TestCommands(t *testing.T) {
 	})
 }
 
-// TestAgentCommand runs "upgate agent" and writes a file through it with
-// the real client.
 // startAgent runs `upgate agent` (bin) with the extra flags over a new
 // temp root, on a free loopback port, with the token "agent-secret", and
 // stops it with SIGTERM at cleanup, failing the test unless it exits
@@ -194,6 +192,8 @@ func startAgent(t *testing.T, bin string, extra ...string) (root, addr string, s
 	return root, addr, stderr
 }
 
+// TestAgentCommand runs "upgate agent" and writes a file through it with
+// the real client.
 func TestAgentCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")

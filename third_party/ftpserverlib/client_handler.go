@@ -874,8 +874,9 @@ func (c *clientHandler) TransferClose(transfer io.ReadWriter, err error) {
 
 // transferClose is TransferClose; with replyFirst (an upload that
 // succeeded) the 226 goes out before the connection is closed: the client
-// already sent everything and closed its side, and a close's error cannot
-// undo a file that arrived whole (upgate patch 17).
+// already sent everything (closing its side, or in MODE Z ending the
+// deflate stream), and a close's error cannot undo a file that arrived
+// whole (upgate patch 17).
 func (c *clientHandler) transferClose(transfer io.ReadWriter, err error, replyFirst bool) {
 	c.transferMu.Lock()
 	defer c.transferMu.Unlock()

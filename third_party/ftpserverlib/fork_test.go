@@ -1091,6 +1091,16 @@ func TestForkUploadRepliesBeforeClosing(t *testing.T) {
 	driver := &closeGateDriver{gates: make(chan chan struct{}, 2)}
 	driver.Init()
 	server := NewTestServerWithDriver(t, driver)
+	t.Cleanup(func() { // a failed assertion leaves no transfer held
+		for {
+			select {
+			case gate := <-driver.gates:
+				close(gate)
+			default:
+				return
+			}
+		}
+	})
 	host, _, err := net.SplitHostPort(server.Addr())
 	req.NoError(err)
 
