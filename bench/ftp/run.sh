@@ -241,7 +241,6 @@ hash=$(printf '%s\n' "$pw" | "$tmp/upgate" hash-password --cost "$bcrypt_cost")
 export HOME=$tmp/home
 mkdir -p "$HOME"
 
-
 # upgate with the embedded agent.
 ug_port=$("$PY" "$helper" freeport)
 read -r ug_pasv_lo ug_pasv_hi < <("$PY" "$helper" portrange 50)

@@ -90,6 +90,8 @@ func TestAgentCommandFollowsSessions(t *testing.T) {
 	// Both sessions upload, file after file, until the Ps follow.
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopWriters() // a failed wait below ends them too
 	written := make([]int, 2)
 	for i, fsys := range []*backend.GRPCFs{a, b} {
 		wg.Add(1)
@@ -110,8 +112,7 @@ func TestAgentCommandFollowsSessions(t *testing.T) {
 		}()
 	}
 	waitFor("two Ps while two sessions upload", stderr, func() bool { return last(stderr) == 2 })
-	close(stop)
-	wg.Wait()
+	stopWriters()
 	for i, n := range written {
 		for k := max(n-50, 0); k < n; k++ {
 			name := filepath.Join(root, fmt.Sprintf("s%d-%d.bin", i, k%50))
