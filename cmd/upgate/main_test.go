@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/fstest"
+	"github.com/upgate/upgate/internal/procs"
 	"github.com/upgate/upgate/internal/syncbuf"
 )
 
@@ -108,6 +111,7 @@ func TestCommands(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(dir, "data")); err != nil || !fi.IsDir() {
 			t.Fatalf("embedded agent root: %v", err)
 		}
+		checkMonitorAwake(t, cmd.Process.Pid, stderr.String())
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -220,5 +224,48 @@ func TestAgentCommand(t *testing.T) {
 	fstest.WriteFile(t, fsys, "/up.bin", data)
 	if got, err := os.ReadFile(filepath.Join(root, "up.bin")); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("file written through upgate agent: %d bytes, %v", len(got), err)
+	}
+	if strings.Count(stderr.String(), monitorAwakeLine) != 1 && !strings.Contains(os.Getenv("GODEBUG"), "schedtrace") {
+		t.Errorf("agent's log, want one %q:\n%s", monitorAwakeLine, stderr.String())
+	}
+
+	// --awake-monitor=false: no re-exec, the monitor left as Go has it.
+	_, _, stderr = startAgent(t, buildBinary(t), "--awake-monitor=false")
+	for !strings.Contains(stderr.String(), "agent serving") {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent with --awake-monitor=false did not start:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(stderr.String(), monitorAwakeLine) && !procs.MonitorAwake() {
+		t.Errorf("agent with --awake-monitor=false logged %q:\n%s", monitorAwakeLine, stderr.String())
+	}
+}
+
+// monitorAwakeLine is what serve and agent log once they run with the Go
+// runtime's monitor kept awake (cpu.awake_monitor, --awake-monitor).
+const monitorAwakeLine = "the Go runtime's monitor stays awake while idle"
+
+// checkMonitorAwake checks that the upgate process pid, started without
+// GODEBUG's schedtrace, re-executed itself in place with it: its own
+// environment (/proc) holds the setting, and its log (stderr, up to
+// "upgate serving" or "agent serving") says so once. It skips when the
+// test's own environment sets schedtrace, which upgate then leaves alone.
+func checkMonitorAwake(t *testing.T, pid int, stderr string) {
+	t.Helper()
+	if strings.Contains(os.Getenv("GODEBUG"), "schedtrace") {
+		t.Log("GODEBUG sets schedtrace here: not checking cpu.awake_monitor's re-exec")
+		return
+	}
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("GODEBUG=schedtrace=%d", procs.MonitorPeriod)
+	if !slices.Contains(strings.Split(string(environ), "\x00"), want) {
+		t.Errorf("pid %d's environment has no %s: %q", pid, want, environ)
+	}
+	if n := strings.Count(stderr, monitorAwakeLine); n != 1 {
+		t.Errorf("log has %q %d times, want once:\n%s", monitorAwakeLine, n, stderr)
 	}
 }
