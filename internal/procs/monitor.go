@@ -29,10 +29,10 @@ import (
 // reads that setting once, at start, from the environment. MonitorPeriod
 // is the longest period the setting takes; a process that runs with it
 // polls every 10 ms when idle, about a hundred wake-ups a second, and
-// prints one scheduler line (starting "SCHED") to its standard error each
-// time the machine's uptime passes a multiple of the period, that is at
-// start on a machine up for 24.8 days or more and every 24.8 days after.
-// A fatal runtime error also prints the scheduler's state.
+// prints one scheduler line (starting "SCHED") to its standard error once
+// the machine has been up for the period (the runtime's clock counts from
+// boot), so at start on a machine up 24.8 days or more, and every period
+// after that. A fatal runtime error also prints the scheduler's state.
 const MonitorPeriod = 1<<31 - 1 // ms, 24.8 days: the largest int32
 
 // monitorKey is the GODEBUG setting that keeps the monitor awake.
