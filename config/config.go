@@ -104,12 +104,12 @@ type CPU struct {
 	// AwakeMonitor keeps the Go runtime's system monitor (sysmon) polling
 	// every 10 ms while the process is idle, instead of the deep sleep
 	// that the first system call of every request after a pause must wake
-	// it from; see internal/procs (MonitorPeriod) for why and what it
-	// costs (key cpu.awake_monitor). The runtime reads the setting
+	// it from; see internal/procs (MonitorPeriod) for the gain and the
+	// price, which includes turning some fatal runtime errors into hangs
+	// (key cpu.awake_monitor). The runtime reads the setting
 	// (GODEBUG=schedtrace) only at start, so `upgate serve` re-executes
 	// itself once at start to get it, unless GODEBUG already names
-	// schedtrace. Default true in a loaded config; false in the zero
-	// Config.
+	// schedtrace. Default false.
 	AwakeMonitor bool `mapstructure:"awake_monitor"`
 }
 

@@ -343,7 +343,7 @@ func TestParseDefaults(t *testing.T) {
 		WebDAV:   config.WebDAV{HeaderTimeout: 30 * time.Second},
 		Defender: config.Defender{Enabled: true, MaxFailures: 10, Window: time.Minute, BanTime: 15 * time.Minute, Allowlist: []netip.Prefix{}},
 		Log:      config.Log{Level: "info", Format: "text"},
-		CPU:      config.CPU{Adaptive: true, AwakeMonitor: true},
+		CPU:      config.CPU{Adaptive: true},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse(nil) =\n%+v\nwant\n%+v", got, want)

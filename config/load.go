@@ -91,7 +91,7 @@ func Options() []Option {
 		{"defender.allowlist", []string{}, "CIDRs that are never banned"},
 		{"admin.token_file", "", "file with a bearer token required by /metrics, /api/ and the operator page's login; empty means none"},
 		{"cpu.adaptive", true, "run as many Go Ps as sessions are busy (1 up to the CPUs); false = all CPUs always; GOMAXPROCS wins"},
-		{"cpu.awake_monitor", true, "keep the Go runtime's monitor polling while idle (GODEBUG=schedtrace, by re-executing at start) so that a request after a pause does not wake it; a schedtrace in GODEBUG wins"},
+		{"cpu.awake_monitor", false, "keep the Go runtime's monitor polling while idle (GODEBUG=schedtrace, by re-executing at start) so that a request after a pause does not wake it; see README's CPUs for its price; a schedtrace in GODEBUG wins"},
 		{"log.level", "info", "log level: debug, info, warn or error"},
 		{"log.format", "text", "log format: text or json"},
 	}

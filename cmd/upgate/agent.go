@@ -61,7 +61,7 @@ upload; runs are logged and streamed to the gateway (upgate events).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := newLogger(logLevel, "text")
-			keepMonitorAwake(log, awakeMonitor) // may re-execute: first
+			keepMonitorAwake(cmd.Context(), log, awakeMonitor) // may re-execute: first
 			tok, err := os.ReadFile(tokenFile)
 			if err != nil {
 				return fmt.Errorf("--token-file: %w", err)
@@ -122,7 +122,7 @@ upload; runs are logged and streamed to the gateway (upgate events).`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.IntVar(&maxOpenFiles, "max-open-files", 0, "files the agent holds open at once over every gateway; more opens fail with \"too many open files\" (0: a quarter of the descriptor limit, at most 4096; negative: no bound)")
 	f.BoolVar(&adaptiveProcs, "adaptive-procs", true, "run as many Go Ps as gateway sessions are at work (a request within the last second), at least 1 and at most Go's default GOMAXPROCS (the CPUs, or the container's CPU limit but at least 2); false: Go's default (a GOMAXPROCS environment variable wins either way)")
-	f.BoolVar(&awakeMonitor, "awake-monitor", true, "keep the Go runtime's monitor polling every 10 ms while idle, so that a request after a pause does not have to wake it; the runtime reads it (GODEBUG=schedtrace) only at start, so the agent re-executes itself once to set it (a schedtrace in GODEBUG wins)")
+	f.BoolVar(&awakeMonitor, "awake-monitor", false, "keep the Go runtime's monitor polling every 10 ms while idle, so that a request after a pause does not have to wake it: the agent re-executes itself once at start with GODEBUG=schedtrace, which also dumps the scheduler's state on a crash and can turn a fatal runtime error into a hang (README, CPUs); a schedtrace in GODEBUG wins")
 	_ = cmd.MarkFlagRequired("token-file")
 	return cmd
 }

@@ -77,7 +77,7 @@ func TestAgentCommandFollowsSessions(t *testing.T) {
 		return 0
 	}
 
-	root, addr, stderr := startAgent(t, bin, "--log-level", "debug")
+	root, addr, stderr, _ := startAgent(t, bin, "--log-level", "debug")
 	a, b := session(addr), session(addr)
 	waitFor("the agent up, its controller at one P", stderr, func() bool {
 		_, err := a.Stat("/")
@@ -127,7 +127,7 @@ func TestAgentCommandFollowsSessions(t *testing.T) {
 	}
 
 	// Turned off, the controller neither starts nor sets anything.
-	_, addr, stderr = startAgent(t, bin, "--log-level", "debug", "--adaptive-procs=false")
+	_, addr, stderr, _ = startAgent(t, bin, "--log-level", "debug", "--adaptive-procs=false")
 	c := session(addr)
 	waitFor("the agent without a controller up", stderr, func() bool { _, err := c.Stat("/"); return err == nil })
 	if strings.Contains(stderr.String(), "Go Ps follow") {

@@ -39,7 +39,7 @@ SIGINT or SIGTERM drains and stops it.`,
 				return err
 			}
 			log := newLogger(cfg.Log.Level, cfg.Log.Format)
-			keepMonitorAwake(log, cfg.CPU.AwakeMonitor) // may re-execute: first
+			keepMonitorAwake(cmd.Context(), log, cfg.CPU.AwakeMonitor) // may re-execute: first
 			// client-go's own logs (API warnings) join ours: klog's
 			// logger is process-wide, so main sets it.
 			klog.SetSlogLogger(log.With("component", "kubernetes"))

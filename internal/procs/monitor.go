@@ -1,6 +1,7 @@
 package procs
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -27,53 +28,74 @@ import (
 // The runtime keeps the monitor out of its deep sleep only while it has a
 // scheduler trace to print (GODEBUG=schedtrace=N, in milliseconds), and
 // reads that setting once, at start, from the environment. MonitorPeriod
-// is the longest period the setting takes; a process that runs with it
-// polls every 10 ms when idle, about a hundred wake-ups a second, and
-// prints one scheduler line (starting "SCHED") to its standard error once
-// the machine has been up for the period (the runtime's clock counts from
-// boot), so at start on a machine up 24.8 days or more, and every period
-// after that. A fatal runtime error also prints the scheduler's state.
+// is the longest period the setting takes. What a process that runs with
+// it pays, besides polling every 10 ms when idle (about a hundred wake-ups
+// a second):
+//   - one scheduler line (starting "SCHED") on its standard error once the
+//     machine has been up for the period (the runtime's clock counts from
+//     boot), so at start on a machine up 24.8 days or more, and every
+//     period after that;
+//   - on a crash (an unrecovered panic, a fatal error, SIGQUIT), the
+//     scheduler's state before the panic's message: a line per P, thread
+//     and goroutine;
+//   - a fatal error the runtime raises while it holds its scheduler lock
+//     (thread exhaustion is one) hangs the process instead of ending it,
+//     since printing that state takes the same lock.
+//
+// The last is why keeping the monitor awake is a choice an operator makes
+// (cpu.awake_monitor, --awake-monitor), not a default.
 const MonitorPeriod = 1<<31 - 1 // ms, 24.8 days: the largest int32
 
 // monitorKey is the GODEBUG setting that keeps the monitor awake.
 const monitorKey = "schedtrace"
 
-// MonitorAwake reports whether the process runs with the runtime's
-// monitor kept awake by its GODEBUG (a positive schedtrace, ours or the
-// operator's).
-func MonitorAwake() bool {
-	v, _ := godebugValue(os.Getenv("GODEBUG"), monitorKey)
-	n, err := strconv.ParseInt(v, 10, 32) // as the runtime parses it
-	return err == nil && n > 0
-}
+// monitorSetting is what KeepMonitorAwake adds to GODEBUG: monitorKey at
+// MonitorPeriod (TestMonitorEnv checks that it is).
+const monitorSetting = "schedtrace=2147483647"
 
 // KeepMonitorAwake makes the process run with the runtime's monitor out
-// of its deep sleep (see MonitorPeriod): unless GODEBUG already names
-// schedtrace (the operator's choice, kept whatever its value), it
-// replaces the process with the same program, arguments and environment
-// plus schedtrace=MonitorPeriod in GODEBUG (execve of /proc/self/exe: the
-// same binary, even one replaced on disk since, and the same process ID).
+// of its deep sleep (see MonitorPeriod), and reports whether it does.
+//
+// Unless GODEBUG already names schedtrace (the operator's choice, kept
+// whatever its value), it replaces the process with the same program,
+// arguments and environment plus schedtrace=MonitorPeriod in GODEBUG
+// (execve of /proc/self/exe: the same binary, even one replaced on disk
+// since, and the same process ID), and so returns only in the new image,
+// or when the exec failed, with the error (the process then goes on as it
+// was). In the new image it takes its setting back out of GODEBUG, so that
+// the processes it starts (hooks) run as they would have.
+//
 // Call it first thing in main's command, before anything starts that the
-// exec would cut short. It returns nil without exec when there is nothing
-// to do, and an error only when the exec failed, the process then going
-// on as it was. Linux only: elsewhere it does nothing.
-func KeepMonitorAwake() error {
-	if runtime.GOOS != "linux" {
-		return nil
+// exec would cut short. It does not exec once ctx is done: a stop signal
+// caught before would be lost with the image. Linux only: elsewhere it
+// does nothing and reports what GODEBUG says.
+func KeepMonitorAwake(ctx context.Context) (bool, error) {
+	godebug, _ := os.LookupEnv("GODEBUG")
+	if namesKey(godebug, monitorKey) || runtime.GOOS != "linux" {
+		awake := monitorOn(godebug)
+		if before, ours := strings.CutSuffix(godebug, monitorSetting); ours && (before == "" || strings.HasSuffix(before, ",")) {
+			// The runtime has read it; the children need not.
+			if before = strings.TrimSuffix(before, ","); before == "" {
+				os.Unsetenv("GODEBUG")
+			} else {
+				os.Setenv("GODEBUG", before)
+			}
+		}
+		return awake, nil
 	}
-	env, ok := monitorEnv(os.Environ())
-	if !ok {
-		return nil
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("not re-executing with GODEBUG %s: %w", monitorSetting, context.Cause(ctx))
 	}
+	env := monitorEnv(os.Environ())
 	err := syscall.Exec("/proc/self/exe", os.Args, env)
-	return fmt.Errorf("re-executing with GODEBUG %s=%d: %w", monitorKey, MonitorPeriod, err)
+	return false, fmt.Errorf("re-executing with GODEBUG %s: %w", monitorSetting, err)
 }
 
 // monitorEnv returns env with schedtrace=MonitorPeriod added to its
-// GODEBUG, and true; or env and false when GODEBUG already names
-// schedtrace. Every GODEBUG entry of env collapses into one, holding the
-// value os.Getenv reports (the first entry's) and the setting appended.
-func monitorEnv(env []string) ([]string, bool) {
+// GODEBUG, which must not name schedtrace. Every GODEBUG entry of env
+// collapses into one: the first entry's value (what os.Getenv reports)
+// with the setting appended.
+func monitorEnv(env []string) []string {
 	var godebug string
 	found := false
 	out := make([]string, 0, len(env)+1)
@@ -86,26 +108,35 @@ func monitorEnv(env []string) ([]string, bool) {
 		}
 		out = append(out, kv)
 	}
-	if _, ok := godebugValue(godebug, monitorKey); ok {
-		return env, false
-	}
-	setting := fmt.Sprintf("%s=%d", monitorKey, MonitorPeriod)
 	if godebug != "" {
-		setting = godebug + "," + setting
+		return append(out, "GODEBUG="+godebug+","+monitorSetting)
 	}
-	return append(out, "GODEBUG="+setting), true
+	return append(out, "GODEBUG="+monitorSetting)
 }
 
-// godebugValue returns key's value in a GODEBUG string, read as the
-// runtime reads it at start: comma-separated key=value pairs, the last
-// one for a key winning.
-func godebugValue(godebug, key string) (string, bool) {
-	var value string
-	found := false
+// monitorOn reports whether a GODEBUG string keeps the monitor awake, as
+// the runtime reads it at start: the last schedtrace whose value parses as
+// a 32-bit decimal number wins (others are skipped), and it must be
+// positive.
+func monitorOn(godebug string) bool {
+	var n int64
 	for field := range strings.SplitSeq(godebug, ",") {
-		if k, v, ok := strings.Cut(field, "="); ok && k == key {
-			value, found = v, true
+		if k, v, ok := strings.Cut(field, "="); ok && k == monitorKey {
+			if x, err := strconv.ParseInt(v, 10, 32); err == nil {
+				n = x
+			}
 		}
 	}
-	return value, found
+	return n > 0
+}
+
+// namesKey reports whether a GODEBUG string (comma-separated key=value
+// pairs) sets key.
+func namesKey(godebug, key string) bool {
+	for field := range strings.SplitSeq(godebug, ",") {
+		if k, _, ok := strings.Cut(field, "="); ok && k == key {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package procs
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,15 +33,16 @@ func TestMain(m *testing.M) {
 
 // monitorChild prints "exec <pid>" before KeepMonitorAwake's exec (the
 // image after it prints nothing there, GODEBUG then naming schedtrace),
-// then one line: its pid, whether MonitorAwake, and how many times its
-// threads went to sleep (voluntary context switches, all threads) while
-// idle for monitorIdle with one timer pending.
+// then one line: its pid, what KeepMonitorAwake reported, how many times
+// its threads went to sleep (voluntary context switches, all threads)
+// while idle for monitorIdle with one timer pending, and the GODEBUG it
+// leaves for the processes it would start.
 func monitorChild() {
-	awake := MonitorAwake()
-	if _, ok := godebugValue(os.Getenv("GODEBUG"), monitorKey); !ok {
+	if !namesKey(os.Getenv("GODEBUG"), monitorKey) {
 		fmt.Printf("exec %d\n", os.Getpid())
 	}
-	if err := KeepMonitorAwake(); err != nil {
+	awake, err := KeepMonitorAwake(context.Background())
+	if err != nil {
 		fmt.Printf("error %v\n", err)
 		os.Exit(1)
 	}
@@ -48,48 +50,56 @@ func monitorChild() {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	time.Sleep(monitorIdle)
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
-	fmt.Printf("pid %d awake %v sleeps %d\n", os.Getpid(), awake, after.Nvcsw-before.Nvcsw)
+	godebug, set := os.LookupEnv("GODEBUG")
+	fmt.Printf("pid %d awake %v sleeps %d godebug %q %v\n", os.Getpid(), awake, after.Nvcsw-before.Nvcsw, godebug, set)
 }
 
 func TestMonitorEnv(t *testing.T) {
-	want := "schedtrace=" + strconv.Itoa(MonitorPeriod)
+	if want := monitorKey + "=" + strconv.Itoa(MonitorPeriod); monitorSetting != want {
+		t.Fatalf("monitorSetting = %q, want %q", monitorSetting, want)
+	}
 	for _, tc := range []struct {
-		env    []string
-		want   []string
-		change bool
+		env, want []string
 	}{
-		{[]string{"PATH=/bin"}, []string{"PATH=/bin", "GODEBUG=" + want}, true},
-		{[]string{"GODEBUG=", "A=1"}, []string{"A=1", "GODEBUG=" + want}, true},
-		{[]string{"GODEBUG=http2client=0,madvdontneed=1"}, []string{"GODEBUG=http2client=0,madvdontneed=1," + want}, true},
+		{[]string{"PATH=/bin"}, []string{"PATH=/bin", "GODEBUG=" + monitorSetting}},
+		{[]string{"GODEBUG=", "A=1"}, []string{"A=1", "GODEBUG=" + monitorSetting}},
+		{[]string{"GODEBUG=http2client=0,madvdontneed=1"}, []string{"GODEBUG=http2client=0,madvdontneed=1," + monitorSetting}},
 		// Two entries: os.Getenv's (the first) is kept, the second goes.
-		{[]string{"GODEBUG=gctrace=0", "B=2", "GODEBUG=x=1"}, []string{"B=2", "GODEBUG=gctrace=0," + want}, true},
-		// The operator's schedtrace stands, whatever its value.
-		{[]string{"GODEBUG=schedtrace=0"}, []string{"GODEBUG=schedtrace=0"}, false},
-		{[]string{"GODEBUG=gctrace=1,schedtrace=1000"}, []string{"GODEBUG=gctrace=1,schedtrace=1000"}, false},
-		// A key that only ends in schedtrace is another key.
-		{[]string{"GODEBUG=xschedtrace=5"}, []string{"GODEBUG=xschedtrace=5," + want}, true},
+		{[]string{"GODEBUG=gctrace=0", "B=2", "GODEBUG=x=1"}, []string{"B=2", "GODEBUG=gctrace=0," + monitorSetting}},
 	} {
-		got, change := monitorEnv(tc.env)
-		if change != tc.change || !slices.Equal(got, tc.want) {
-			t.Errorf("monitorEnv(%q) = %q, %v; want %q, %v", tc.env, got, change, tc.want, tc.change)
+		if got := monitorEnv(tc.env); !slices.Equal(got, tc.want) {
+			t.Errorf("monitorEnv(%q) = %q, want %q", tc.env, got, tc.want)
+		}
+	}
+	for godebug, want := range map[string]bool{
+		"":                       false,
+		"gctrace=1":              false,
+		"schedtrace=0":           true,
+		"a=1,schedtrace=":        true,
+		"xschedtrace=5":          false, // another key
+		"schedtrace":             false, // no value: the runtime skips it
+		"gctrace=1,schedtrace=5": true,
+	} {
+		if got := namesKey(godebug, monitorKey); got != want {
+			t.Errorf("namesKey(%q) = %v, want %v", godebug, got, want)
 		}
 	}
 }
 
-func TestMonitorAwake(t *testing.T) {
+func TestMonitorOn(t *testing.T) {
 	for godebug, want := range map[string]bool{
 		"":                                false,
 		"schedtrace=0":                    false,
 		"schedtrace=-5":                   false,
 		"schedtrace=x":                    false,
-		"schedtrace=9999999999":           false, // not an int32: the runtime ignores it
+		"schedtrace=9999999999":           false, // not an int32: the runtime skips it
 		"schedtrace=1":                    true,
 		"gctrace=1,schedtrace=2147483647": true,
 		"schedtrace=1000,schedtrace=0":    false, // the last one wins
+		"schedtrace=1000,schedtrace=x":    true,  // ... of those that parse
 	} {
-		t.Setenv("GODEBUG", godebug)
-		if got := MonitorAwake(); got != want {
-			t.Errorf("GODEBUG=%q: MonitorAwake() = %v, want %v", godebug, got, want)
+		if got := monitorOn(godebug); got != want {
+			t.Errorf("monitorOn(%q) = %v, want %v", godebug, got, want)
 		}
 	}
 }
@@ -98,13 +108,22 @@ func TestMonitorAwake(t *testing.T) {
 // KeepMonitorAwake: it must re-execute itself in the same process with
 // the setting in GODEBUG, and the setting must do what it is for, keep
 // the runtime's monitor polling while the process is idle (the runtime
-// reads it only at start, so only a new image can show it). An operator's
-// own schedtrace=0 must be left alone, and with it the monitor sleeps.
+// reads it only at start, so only a new image can show it). The new image
+// must give the processes it starts the GODEBUG it was given. An
+// operator's own schedtrace=0 must be left alone, and with it the monitor
+// sleeps.
 func TestKeepMonitorAwake(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("KeepMonitorAwake re-executes on Linux only")
 	}
-	run := func(godebug string) (execPID, pid int, awake bool, sleeps int) {
+	type result struct {
+		execPID, pid int
+		awake        bool
+		sleeps       int
+		godebug      string
+		set          bool
+	}
+	run := func(godebug string) (r result) {
 		t.Helper()
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKeepMonitorAwake$")
 		env := []string{monitorChildEnv + "=1"}
@@ -125,32 +144,51 @@ func TestKeepMonitorAwake(t *testing.T) {
 		sc := bufio.NewScanner(strings.NewReader(string(out)))
 		for sc.Scan() {
 			line := sc.Text()
-			if _, err := fmt.Sscanf(line, "exec %d", &execPID); err == nil {
+			if _, err := fmt.Sscanf(line, "exec %d", &r.execPID); err == nil {
 				continue
 			}
-			if _, err := fmt.Sscanf(line, "pid %d awake %t sleeps %d", &pid, &awake, &sleeps); err != nil {
+			if _, err := fmt.Sscanf(line, "pid %d awake %t sleeps %d godebug %q %t", &r.pid, &r.awake, &r.sleeps, &r.godebug, &r.set); err != nil {
 				t.Fatalf("child (GODEBUG %q) printed %q", godebug, line)
 			}
 		}
-		if pid == 0 {
+		if r.pid == 0 {
 			t.Fatalf("child (GODEBUG %q) printed no result:\n%s", godebug, out)
 		}
-		return execPID, pid, awake, sleeps
+		return r
 	}
 
-	execPID, pid, awake, awakeSleeps := run("gctrace=0")
-	if execPID == 0 || execPID != pid || !awake {
-		t.Errorf("re-executed child: exec from pid %d, then pid %d MonitorAwake %v; want one pid, awake", execPID, pid, awake)
+	awake := run("gctrace=0")
+	if awake.execPID == 0 || awake.execPID != awake.pid || !awake.awake {
+		t.Errorf("re-executed child: exec from pid %d, then pid %d awake %v; want one pid, awake", awake.execPID, awake.pid, awake.awake)
 	}
-	execPID, _, awake, sleepySleeps := run("schedtrace=0")
-	if execPID != 0 || awake {
-		t.Errorf("child with schedtrace=0: exec from pid %d, MonitorAwake %v; want no exec, not awake", execPID, awake)
+	if awake.godebug != "gctrace=0" {
+		t.Errorf("re-executed child leaves GODEBUG %q for its children, want %q", awake.godebug, "gctrace=0")
+	}
+	if r := run(""); r.execPID == 0 || !r.awake || r.set {
+		t.Errorf("child without GODEBUG: exec from pid %d, awake %v, GODEBUG %q left set %v; want an exec, awake, GODEBUG unset", r.execPID, r.awake, r.godebug, r.set)
+	}
+	sleepy := run("schedtrace=0")
+	if sleepy.execPID != 0 || sleepy.awake || sleepy.godebug != "schedtrace=0" {
+		t.Errorf("child with schedtrace=0: exec from pid %d, awake %v, GODEBUG %q; want no exec, not awake, GODEBUG as given", sleepy.execPID, sleepy.awake, sleepy.godebug)
 	}
 	// Awake, the monitor sleeps 10 ms at a time: about 100 sleeps in the
 	// idle second. In its deep sleep it waits for the one timer: a few.
-	t.Logf("threads' sleeps in %v idle: %d awake, %d with schedtrace=0", monitorIdle, awakeSleeps, sleepySleeps)
-	if awakeSleeps < 30 || sleepySleeps > 20 {
+	t.Logf("threads' sleeps in %v idle: %d awake, %d with schedtrace=0", monitorIdle, awake.sleeps, sleepy.sleeps)
+	if awake.sleeps < 30 || sleepy.sleeps > 20 {
 		t.Errorf("idle for %v, the child's threads slept %d times with the monitor kept awake and %d without; want at least 30 and at most 20",
-			monitorIdle, awakeSleeps, sleepySleeps)
+			monitorIdle, awake.sleeps, sleepy.sleeps)
+	}
+}
+
+func TestKeepMonitorAwakeStopped(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("KeepMonitorAwake re-executes on Linux only")
+	}
+	t.Setenv("GODEBUG", "gctrace=0")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	awake, err := KeepMonitorAwake(ctx) // must not exec the test binary
+	if awake || err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Errorf("KeepMonitorAwake(done ctx) = %v, %v; want false and the context's error", awake, err)
 	}
 }
