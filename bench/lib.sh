@@ -73,6 +73,9 @@ prepare_upgate() { # $tmp/upgate: a copy of $ug_bin, or built from $repo
     if commit=$(git -C "$repo" describe --always --dirty 2>/dev/null); then ug_version+=" at $commit"; fi
     ug_version+=" ($("$GO" env GOVERSION))"
   fi
+  # The servers inherit the environment: a GODEBUG (schedtrace keeps the
+  # runtime's monitor awake, README's CPUs) changes what is measured.
+  if [[ -n ${GODEBUG:-} ]]; then ug_version+=", GODEBUG=$GODEBUG"; fi
 }
 gen_big() { # file bytes: incompressible data
   if command -v openssl >/dev/null; then
