@@ -40,8 +40,12 @@ type file struct {
 	// upload is the agent's id of the atomic upload this open started
 	// (agentpb.SessionResponse.upload_id), "" for any other open;
 	// unlinked is set once Unlink discarded it. Both are guarded by mu.
+	// A posted open's id is in posted instead (see uploadIDLocked).
 	upload   string
 	unlinked bool
+	// posted is the reply to the open when it was posted (posted.go);
+	// nil when OpenFile waited for it.
+	posted *postedOpen
 
 	win *window // write acknowledgements; safe without mu
 
@@ -92,6 +96,9 @@ func (g *GRPCFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, 
 func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) (afero.File, error) {
 	start := time.Now()
 	c, err := g.mux.conn()
+	if err == nil && g.postable(c, name, flag, join) {
+		return g.openPosted(c, name, flag, perm)
+	}
 	var resp *agentpb.SessionResponse
 	if err == nil {
 		resp, err = c.call(context.Background(), g.timeout, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
@@ -104,9 +111,13 @@ func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) 
 		return nil, g.err("open", name, err)
 	}
 	if e := resp.GetError(); e != nil {
+		g.openFailedIn(name)
 		return nil, g.err("open", name, fromProto("open", userPath(name), e))
 	}
 	info := resp.GetInfo()
+	if flag&(os.O_WRONLY|os.O_RDWR) != 0 && !fs.FileMode(info.GetMode()).IsDir() {
+		g.openedIn(name) // an upload's open: the next may be posted
+	}
 	if fs.FileMode(info.GetMode()).IsDir() {
 		return &dirFile{g: g, c: c, id: resp.GetId(), name: userPath(name), info: newFileInfo(info, path.Base(userPath(name)))}, nil
 	}
@@ -157,8 +168,13 @@ func (f *file) streamErr(op string, err error) error {
 	return f.g.err(op, f.path(), err)
 }
 
-// replyErr is the agent's error reply to a request on the file.
+// replyErr is the agent's error reply to a request on the file; for a
+// posted open that failed, the open's error (the agent answers the file's
+// requests EBADF, after the open's reply).
 func (f *file) replyErr(op string, e *agentpb.Error) error {
+	if err := f.openErr(); err != nil {
+		return err
+	}
 	return f.g.err(op, f.path(), fromProto(op, f.path(), e))
 }
 
@@ -219,7 +235,32 @@ func (f *file) Name() string { return f.path() }
 func (f *file) Pending() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.upload != "" && !f.unlinked
+	if f.unlinked {
+		return false
+	}
+	if po := f.posted; po != nil {
+		select {
+		case <-po.done:
+			return po.err == nil && po.upload != ""
+		default: // not answered yet: an upload, unless writes go in place
+			return !f.g.opts.InPlace
+		}
+	}
+	return f.upload != ""
+}
+
+// uploadIDLocked is the agent's id of the upload the open started: for a
+// posted open, once its reply came (awaitOpen). f.mu is held.
+func (f *file) uploadIDLocked() string {
+	if po := f.posted; po != nil {
+		select {
+		case <-po.done:
+			return po.upload
+		default:
+			return ""
+		}
+	}
+	return f.upload
 }
 
 // notUpload is Upload's error for a file that is not an upload in
@@ -228,7 +269,7 @@ func (f *file) notUpload(op string) error {
 	if err := f.usable(op); err != nil {
 		return err
 	}
-	if f.upload == "" || f.unlinked {
+	if f.uploadIDLocked() == "" || f.unlinked {
 		return &fs.PathError{Op: op, Path: f.path(), Err: errors.ErrUnsupported}
 	}
 	return nil
@@ -237,6 +278,9 @@ func (f *file) notUpload(op string) error {
 // Unlink implements Upload (agentpb.UnlinkOp). Writes already sent land in
 // the discarded data, as they would in an unlinked file.
 func (f *file) Unlink() error {
+	if err := f.awaitOpen("unlink"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.notUpload("unlink"); err != nil {
@@ -251,6 +295,9 @@ func (f *file) Unlink() error {
 
 // Move implements Upload (agentpb.MoveOp).
 func (f *file) Move(newname string) error {
+	if err := f.awaitOpen("rename"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.notUpload("rename"); err != nil {
@@ -268,12 +315,15 @@ func (f *file) Move(newname string) error {
 // Reopen implements Upload: a new file that joins the upload
 // (agentpb.OpenOp.join_upload), once every write sent so far has landed.
 func (f *file) Reopen(flag int) (afero.File, error) {
+	if err := f.awaitOpen("open"); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	err := f.notUpload("open")
 	if err == nil {
 		err = f.w.flush()
 	}
-	upload := f.upload
+	upload := f.uploadIDLocked()
 	f.mu.Unlock()
 	if err == nil {
 		err = f.drain("write")

@@ -39,6 +39,12 @@ type Protocol struct {
 	// connection is closed. The connection has a write deadline; Refuse
 	// must not close it.
 	Refuse func(c net.Conn, reason string)
+	// PostUploadOpens lets the sessions' uploads open without waiting for
+	// the agent (backend.Options.PostUploadOpens): right for FTP, whose
+	// STOR answers 150 before the data and the upload's failure after
+	// it either way; not for SFTP, whose clients expect an OPEN's error
+	// from the OPEN.
+	PostUploadOpens bool
 }
 
 // refuseTimeout bounds writing a refusal to a client that does not read.
@@ -204,7 +210,7 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parent *Session, data *Dat
 	}
 	sess := &Session{
 		Protocol: proto.Name, Remote: remote, Local: local, Start: g.now(), Parent: parent,
-		r: g.registry, tcp: tcp,
+		r: g.registry, tcp: tcp, postOpens: proto.PostUploadOpens,
 	}
 	sess.lastActivity.Store(sess.Start.UnixNano())
 	sess.lastIO.Store(sess.Start.UnixNano())

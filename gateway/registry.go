@@ -60,6 +60,8 @@ type Session struct {
 	log   *slog.Logger
 	idle  time.Duration
 	timer *time.Timer // idle timer; nil when there is no idle timeout
+	// postOpens is its Protocol's PostUploadOpens.
+	postOpens bool
 
 	user         atomic.Pointer[string]
 	cred         atomic.Pointer[credential] // what the login used, for reloads (revoke.go)

@@ -189,7 +189,7 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, cred creden
 	if g.fsHook != nil {
 		fsys, err = g.fsHook(ctx, u.name)
 	} else {
-		fsys, err = g.userFs(ctx, u, log)
+		fsys, err = g.userFs(ctx, u, log, sess != nil && sess.postOpens)
 	}
 	if err != nil {
 		return fail("agent_error", err)
@@ -216,8 +216,9 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, cred creden
 
 // userFs builds the user's tree: one GRPCFs per mount, each reached now
 // (so an unreachable agent is reported at login) with its root created,
-// composed by a MountFs unless the only mount is at "/".
-func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger) (afero.Fs, error) {
+// composed by a MountFs unless the only mount is at "/". postOpens is
+// backend.Options.PostUploadOpens (Protocol.PostUploadOpens).
+func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger, postOpens bool) (afero.Fs, error) {
 	mounts := make([]backend.Mount, 0, len(u.mounts))
 	for _, m := range u.mounts {
 		ictx, cancel := context.WithTimeout(ctx, loginTimeout)
@@ -239,7 +240,7 @@ func (g *Gateway) userFs(ctx context.Context, u *user, log *slog.Logger) (afero.
 			}
 			return nil, fmt.Errorf("gateway: prepare root of user %s on agent %s: %w", u.name, m.Agent, err)
 		}
-		gfs, _, err := g.agents.FS(ctx, m.Agent, u.name, backend.Options{Root: m.Root, CallTimeout: time.Minute})
+		gfs, _, err := g.agents.FS(ctx, m.Agent, u.name, backend.Options{Root: m.Root, CallTimeout: time.Minute, PostUploadOpens: postOpens})
 		if err != nil {
 			return nil, wrapf("%w", err)
 		}

@@ -23,7 +23,7 @@ const Protocol = 2
 // features is what this agent's files do beyond protocol v1's first
 // release (agentpb.FileFeature), announced in SessionHelloResult and in every
 // v1 open's reply.
-const features = uint32(agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
+const features = uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_OPEN | agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
 	agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW | agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE |
 	agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS)
 

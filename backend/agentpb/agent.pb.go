@@ -181,16 +181,25 @@ const (
 	// never followed by a commit. (v1 opens announce it too, with the other
 	// bits; a v1 FileRequest has no posted field, so it means nothing there.)
 	FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS FileFeature = 8
+	// An OpenOp is served before any later request of the session is read,
+	// and the file it opens takes the OpenOp's request id: a gateway may
+	// send the file's writes and its CloseOp right behind the open, without
+	// waiting for its reply. If the open failed, every request naming that
+	// id is answered FailedPrecondition (EBADF) and the gateway reports the
+	// open's own error in its place. (v1 opens announce it too; it means
+	// nothing there.)
+	FileFeature_FILE_FEATURE_POSTED_OPEN FileFeature = 16
 )
 
 // Enum value maps for FileFeature.
 var (
 	FileFeature_name = map[int32]string{
-		0: "FILE_FEATURE_UNSPECIFIED",
-		1: "FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS",
-		2: "FILE_FEATURE_SESSION_VIEW",
-		4: "FILE_FEATURE_CLOSE_WITH_WRITE",
-		8: "FILE_FEATURE_POSTED_FAILURE_ABORTS",
+		0:  "FILE_FEATURE_UNSPECIFIED",
+		1:  "FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS",
+		2:  "FILE_FEATURE_SESSION_VIEW",
+		4:  "FILE_FEATURE_CLOSE_WITH_WRITE",
+		8:  "FILE_FEATURE_POSTED_FAILURE_ABORTS",
+		16: "FILE_FEATURE_POSTED_OPEN",
 	}
 	FileFeature_value = map[string]int32{
 		"FILE_FEATURE_UNSPECIFIED":                     0,
@@ -198,6 +207,7 @@ var (
 		"FILE_FEATURE_SESSION_VIEW":                    2,
 		"FILE_FEATURE_CLOSE_WITH_WRITE":                4,
 		"FILE_FEATURE_POSTED_FAILURE_ABORTS":           8,
+		"FILE_FEATURE_POSTED_OPEN":                     16,
 	}
 )
 
@@ -3506,13 +3516,14 @@ const file_agent_proto_rawDesc = "" +
 	"\x10OPEN_FLAG_CREATE\x10\b\x12\x12\n" +
 	"\x0eOPEN_FLAG_EXCL\x10\x10\x12\x13\n" +
 	"\x0fOPEN_FLAG_TRUNC\x10 \x12\x12\n" +
-	"\x0eOPEN_FLAG_SYNC\x10@*\xc7\x01\n" +
+	"\x0eOPEN_FLAG_SYNC\x10@*\xe5\x01\n" +
 	"\vFileFeature\x12\x1c\n" +
 	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
 	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x01\x12\x1d\n" +
 	"\x19FILE_FEATURE_SESSION_VIEW\x10\x02\x12!\n" +
 	"\x1dFILE_FEATURE_CLOSE_WITH_WRITE\x10\x04\x12&\n" +
-	"\"FILE_FEATURE_POSTED_FAILURE_ABORTS\x10\b2\xa2\t\n" +
+	"\"FILE_FEATURE_POSTED_FAILURE_ABORTS\x10\b\x12\x1c\n" +
+	"\x18FILE_FEATURE_POSTED_OPEN\x10\x102\xa2\t\n" +
 	"\x05Agent\x12P\n" +
 	"\aSession\x12\x1f.upgate.agent.v1.SessionRequest\x1a .upgate.agent.v1.SessionResponse(\x010\x01\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +

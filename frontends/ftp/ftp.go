@@ -66,12 +66,15 @@ type Config struct {
 
 // Protocol is how FTP control connections present themselves to the
 // accept layer: every byte a client sends is a command, so reads are
-// activity, and refusals are 421 replies (lftp retries on "Too many
-// connections").
+// activity, refusals are 421 replies (lftp retries on "Too many
+// connections"), and a STOR's open does not wait for the agent when the
+// session's last upload went to the same directory
+// (gateway.Protocol.PostUploadOpens).
 func Protocol() gateway.Protocol {
 	return gateway.Protocol{
-		Name:           "ftp",
-		ReadIsActivity: true,
+		Name:            "ftp",
+		ReadIsActivity:  true,
+		PostUploadOpens: true,
 		Refuse: func(c net.Conn, reason string) {
 			fmt.Fprintf(c, "421 %s\r\n", capitalize(reason))
 		},
@@ -82,7 +85,7 @@ func Protocol() gateway.Protocol {
 // written in clear to a client that starts with a TLS handshake, so the
 // connection is just closed.
 func ImplicitProtocol() gateway.Protocol {
-	return gateway.Protocol{Name: "ftps", ReadIsActivity: true}
+	return gateway.Protocol{Name: "ftps", ReadIsActivity: true, PostUploadOpens: true}
 }
 
 // dataProtocol is FTP's data connections.

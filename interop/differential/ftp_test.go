@@ -330,6 +330,9 @@ func ftpSteps() []ftpStep {
 		{"RETR /d/f1", func(f *ftpSide) string { return f.retr(f.a, "/d/f1") }},
 		{"STOR /nodir/f (missing parent)", func(f *ftpSide) string { return f.stor("/nodir/f", data1) }},
 		{"STOR /d (a directory)", func(f *ftpSide) string { return f.stor("/d", data1) }},
+		{"STOR /d/dir2 (a directory) after an upload into /d", func(f *ftpSide) string {
+			return f.c("MKD /d/dir2", digit) + " " + f.stor("/d/f3", data1) + " " + f.stor("/d/dir2", data1)
+		}},
 		{"RETR /missing", func(f *ftpSide) string { return f.retr(f.a, "/missing") }},
 		{"RETR /d (a directory)", func(f *ftpSide) string { return f.retr(f.a, "/d") }},
 		{"SIZE /missing", func(f *ftpSide) string { return f.c("SIZE /missing", exact) }},

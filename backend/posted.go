@@ -1,0 +1,156 @@
+package backend
+
+import (
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/upgate/upgate/backend/agentpb"
+)
+
+// Posted opens (Options.PostUploadOpens): an upload's open sent without
+// waiting for its reply, its writes and close right behind it. The agent
+// serves the open before it reads the next request and gives the file the
+// open's request id (agentpb.FileFeature_FILE_FEATURE_POSTED_OPEN); if the
+// open failed, it answers the file's later requests EBADF, and the file
+// reports the open's own error in their place (file.replyErr).
+
+// postedOpen is the reply to a posted open, filled in by its callback on
+// the receive loop, which must not take file.mu: upload and err are set
+// before done closes and read only after.
+type postedOpen struct {
+	done   chan struct{}
+	upload string // the agent's upload id; "" for an in-place write
+	err    error  // why the open failed; nil when it did not
+}
+
+// postedFlags are the flags of an open that may be posted: a new upload
+// of the whole file.
+const postedFlags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+
+// nameMax is the longest name an open is posted for: NAME_MAX of the
+// filesystems agents write to (ext4, xfs, btrfs, overlayfs), beyond which
+// the open fails with ENAMETOOLONG.
+const nameMax = 255
+
+// postable reports whether an open of name with flag on c may be posted:
+// Options.PostUploadOpens, an agent that serves posted opens, an upload of
+// the whole file (not O_EXCL or O_APPEND, whose errors belong to the
+// open), not a join, a name no longer than nameMax, and the filesystem's
+// last successful upload open was in the same directory, with nothing
+// removed, renamed or re-permissioned at that directory or above it
+// through this filesystem since (see dirChanged). That keeps the error of
+// a missing or forbidden directory, or a name too long, at the open; an
+// error of the file's own (its name is a directory, the agent's open-file
+// limit) comes from the writes and Close.
+func (g *GRPCFs) postable(c *muxConn, name string, flag int, join string) bool {
+	if !g.opts.PostUploadOpens || join != "" || c.features&uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_OPEN) == 0 {
+		return false
+	}
+	if flag&(os.O_RDONLY|os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_EXCL|os.O_APPEND) != postedFlags {
+		return false
+	}
+	if len(path.Base(userPath(name))) > nameMax {
+		return false // ENAMETOOLONG, from the open
+	}
+	d := g.openDir.Load()
+	return d != nil && *d == path.Dir(userPath(name))
+}
+
+// openedIn records a successful open of name: the next upload into its
+// directory may be posted.
+func (g *GRPCFs) openedIn(name string) {
+	d := path.Dir(userPath(name))
+	g.openDir.Store(&d)
+}
+
+// openFailedIn forgets the last open's directory if name is in it.
+func (g *GRPCFs) openFailedIn(name string) {
+	if d := g.openDir.Load(); d != nil && *d == path.Dir(userPath(name)) {
+		g.openDir.CompareAndSwap(d, nil)
+	}
+}
+
+// dirChanged forgets the last open's directory if name is that directory
+// or one above it: removing, renaming or changing the permissions of name
+// can make the next open there fail, and that failure must come from the
+// open.
+func (g *GRPCFs) dirChanged(name string) {
+	d := g.openDir.Load()
+	if d == nil {
+		return
+	}
+	if p := userPath(name); p == "/" || *d == p || strings.HasPrefix(*d, p+"/") {
+		g.openDir.CompareAndSwap(d, nil)
+	}
+}
+
+// openPosted opens name for an upload without waiting for the agent's
+// reply (postable said it may).
+func (g *GRPCFs) openPosted(c *muxConn, name string, flag int, perm os.FileMode) (*file, error) {
+	start := time.Now()
+	po := &postedOpen{done: make(chan struct{})}
+	f := &file{g: g, c: c, flag: flag, posted: po, win: newWindow()}
+	f.w = coalescer{pool: &g.buffers, emit: f.sendWrite}
+	p := userPath(name)
+	f.name.Store(&p)
+	id, err := c.send(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
+		Path: []byte(g.agentPath(name)), Flags: openFlags(flag), Perm: uint32(perm.Perm()), InPlace: g.opts.InPlace,
+	}}}, func(resp *agentpb.SessionResponse, err error) {
+		g.observe("Open", resp, err, start)
+		switch {
+		case err != nil:
+			po.err = g.err("open", name, err)
+		case resp.GetError() != nil:
+			po.err = g.err("open", name, fromProto("open", p, resp.GetError()))
+		default:
+			po.upload = resp.GetUploadId()
+			g.openedIn(name)
+		}
+		if po.err != nil {
+			g.openFailedIn(name)
+		}
+		close(po.done)
+	})
+	if err != nil {
+		return nil, g.err("open", name, err)
+	}
+	f.id = id
+	return f, nil
+}
+
+// openErr is the failure of the file's posted open, once its reply came;
+// nil for an open that was waited for, or did not fail.
+func (f *file) openErr() error {
+	if f.posted == nil {
+		return nil
+	}
+	select {
+	case <-f.posted.done:
+		return f.posted.err
+	default:
+		return nil
+	}
+}
+
+// awaitOpen waits for a posted open's reply, at most the call timeout, and
+// returns its failure. Called without f.mu, before what needs the upload's
+// id (Reopen, Unlink, Move).
+func (f *file) awaitOpen(op string) error {
+	if f.posted == nil {
+		return nil
+	}
+	t := time.NewTimer(f.g.timeout)
+	defer t.Stop()
+	select {
+	case <-f.posted.done:
+		return f.posted.err
+	case <-f.c.done:
+		return f.streamErr(op, errStreamEnded)
+	case <-t.C:
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.timedOut(op)
+	}
+}
