@@ -95,6 +95,7 @@ func (g *GRPCFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, 
 // (agentpb.OpenOp.join_upload).
 func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) (afero.File, error) {
 	start := time.Now()
+	gen := g.dirGen()
 	c, err := g.mux.conn()
 	if err == nil && g.postable(c, name, flag, join) {
 		return g.openPosted(c, name, flag, perm)
@@ -115,8 +116,8 @@ func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) 
 		return nil, g.err("open", name, fromProto("open", userPath(name), e))
 	}
 	info := resp.GetInfo()
-	if flag&(os.O_WRONLY|os.O_RDWR) != 0 && !fs.FileMode(info.GetMode()).IsDir() {
-		g.openedIn(name) // an upload's open: the next may be posted
+	if resp.GetUploadId() != "" {
+		g.openedIn(name, gen) // an upload created there: the next may be posted
 	}
 	if fs.FileMode(info.GetMode()).IsDir() {
 		return &dirFile{g: g, c: c, id: resp.GetId(), name: userPath(name), info: newFileInfo(info, path.Base(userPath(name)))}, nil
@@ -279,6 +280,9 @@ func (f *file) notUpload(op string) error {
 // the discarded data, as they would in an unlinked file.
 func (f *file) Unlink() error {
 	if err := f.awaitOpen("unlink"); err != nil {
+		if f.openErr() != nil {
+			return nil // the open failed: there is nothing to discard
+		}
 		return err
 	}
 	f.mu.Lock()
@@ -691,7 +695,7 @@ func (f *file) Chmod(mode os.FileMode) error {
 // reply: on a file written in place, or an upload already discarded, a
 // failure is an answer the client may act on. f.mu is held.
 func (f *file) setattr(op string, req *agentpb.SessionRequest) error {
-	if f.upload == "" || f.unlinked || f.c.features&uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS) == 0 {
+	if f.uploadIDLocked() == "" || f.unlinked || f.c.features&uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS) == 0 {
 		_, err := f.call(op, req)
 		return err
 	}
@@ -766,7 +770,9 @@ func (f *file) Close() error {
 	start := time.Now()
 	req := &agentpb.SessionRequest{File: f.id, Op: &agentpb.SessionRequest_Close{Close: cop}}
 	resp, err := f.c.call(context.Background(), f.g.timeout, req)
-	f.g.observe("Close", resp, err, start)
+	if f.openErr() == nil { // a failed posted open was observed as the open
+		f.g.observe("Close", resp, err, start)
+	}
 	if werr := f.win.failed(); werr != nil {
 		return werr
 	}

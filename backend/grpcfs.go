@@ -9,7 +9,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -84,9 +83,8 @@ type GRPCFs struct {
 	// buffers holds chunk-capacity write buffers, reused from one
 	// coalesced message to the next.
 	buffers bufferPool
-	// openDir is the directory of the last successful open, where the
-	// next upload may be posted (posted.go); nil for none.
-	openDir atomic.Pointer[string]
+	// dirs is where the next upload may be posted (posted.go).
+	dirs uploadDir
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/upgate/upgate/backend/agentpb"
@@ -51,38 +52,72 @@ func (g *GRPCFs) postable(c *muxConn, name string, flag int, join string) bool {
 	if flag&(os.O_RDONLY|os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_EXCL|os.O_APPEND) != postedFlags {
 		return false
 	}
-	if len(path.Base(userPath(name))) > nameMax {
-		return false // ENAMETOOLONG, from the open
+	p := userPath(name)
+	if base := path.Base(p); len(base) > nameMax || strings.ContainsFunc(p, isControl) {
+		// ENAMETOOLONG, or a name the agent refuses (a control
+		// character or DEL): from the open.
+		return false
 	}
-	d := g.openDir.Load()
-	return d != nil && *d == path.Dir(userPath(name))
+	g.dirs.mu.Lock()
+	defer g.dirs.mu.Unlock()
+	return g.dirs.ok && g.dirs.dir == path.Dir(p)
 }
 
-// openedIn records a successful open of name: the next upload into its
-// directory may be posted.
-func (g *GRPCFs) openedIn(name string) {
-	d := path.Dir(userPath(name))
-	g.openDir.Store(&d)
+// isControl reports a control character or DEL, which the agent refuses
+// in names (agent's clean).
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// uploadDir is where the filesystem's next upload may be posted: the
+// directory of its last successful upload open (one that created the
+// upload's temp file there, so the directory exists and takes new
+// files), unless something changed it since. mu is a leaf lock, taken on
+// the receive loop too.
+type uploadDir struct {
+	mu  sync.Mutex
+	dir string
+	ok  bool
+	// gen counts dirChanged calls: an open's reply records its directory
+	// only if none came since it was sent, so that a reply late behind a
+	// rename or removal cannot bring the old directory back.
+	gen uint64
 }
 
-// openFailedIn forgets the last open's directory if name is in it.
+// dirGen is the generation an open notes before it is sent (openedIn).
+func (g *GRPCFs) dirGen() uint64 {
+	g.dirs.mu.Lock()
+	defer g.dirs.mu.Unlock()
+	return g.dirs.gen
+}
+
+// openedIn records the successful upload open of name, sent at generation
+// gen: the next upload into its directory may be posted.
+func (g *GRPCFs) openedIn(name string, gen uint64) {
+	g.dirs.mu.Lock()
+	defer g.dirs.mu.Unlock()
+	if g.dirs.gen == gen {
+		g.dirs.dir, g.dirs.ok = path.Dir(userPath(name)), true
+	}
+}
+
+// openFailedIn forgets the last upload's directory if name is in it.
 func (g *GRPCFs) openFailedIn(name string) {
-	if d := g.openDir.Load(); d != nil && *d == path.Dir(userPath(name)) {
-		g.openDir.CompareAndSwap(d, nil)
+	g.dirs.mu.Lock()
+	defer g.dirs.mu.Unlock()
+	if g.dirs.dir == path.Dir(userPath(name)) {
+		g.dirs.ok = false
 	}
 }
 
-// dirChanged forgets the last open's directory if name is that directory
-// or one above it: removing, renaming or changing the permissions of name
-// can make the next open there fail, and that failure must come from the
-// open.
+// dirChanged forgets the last upload's directory if name is that
+// directory or one above it: removing, renaming or changing the
+// permissions or owner of name can make the next open there fail, and
+// that failure must come from the open.
 func (g *GRPCFs) dirChanged(name string) {
-	d := g.openDir.Load()
-	if d == nil {
-		return
-	}
-	if p := userPath(name); p == "/" || *d == p || strings.HasPrefix(*d, p+"/") {
-		g.openDir.CompareAndSwap(d, nil)
+	g.dirs.mu.Lock()
+	defer g.dirs.mu.Unlock()
+	g.dirs.gen++
+	if p := userPath(name); p == "/" || g.dirs.dir == p || strings.HasPrefix(g.dirs.dir, p+"/") {
+		g.dirs.ok = false
 	}
 }
 
@@ -90,6 +125,7 @@ func (g *GRPCFs) dirChanged(name string) {
 // reply (postable said it may).
 func (g *GRPCFs) openPosted(c *muxConn, name string, flag int, perm os.FileMode) (*file, error) {
 	start := time.Now()
+	gen := g.dirGen()
 	po := &postedOpen{done: make(chan struct{})}
 	f := &file{g: g, c: c, flag: flag, posted: po, win: newWindow()}
 	f.w = coalescer{pool: &g.buffers, emit: f.sendWrite}
@@ -105,8 +141,9 @@ func (g *GRPCFs) openPosted(c *muxConn, name string, flag int, perm os.FileMode)
 		case resp.GetError() != nil:
 			po.err = g.err("open", name, fromProto("open", p, resp.GetError()))
 		default:
-			po.upload = resp.GetUploadId()
-			g.openedIn(name)
+			if po.upload = resp.GetUploadId(); po.upload != "" {
+				g.openedIn(name, gen)
+			}
 		}
 		if po.err != nil {
 			g.openFailedIn(name)

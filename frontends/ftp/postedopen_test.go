@@ -15,18 +15,29 @@ import (
 // Where the directory was taken away behind the session's back meanwhile,
 // that STOR answers 150 and then fails (vsftpd fails it before the 150),
 // leaving nothing. A STOR into a directory the session has not uploaded
-// to, after such a failure, or after the session renamed the directory
-// away, fails before the 150, as on vsftpd.
+// to (an append is no upload), after such a failure, or after the session
+// renamed the directory away fails before the 150, as on vsftpd, and so
+// does one of a name the agent refuses or one too long.
 func TestCmdStorPostedOpen(t *testing.T) {
 	e := start(t, nil)
 	c := ctlLogin(t, e, "alice")
 	c.must(200, "TYPE I")
 	site := putDir(t, e, "alice", "site", 0o755)
+	// before150 checks that STOR name fails at once, with no 150.
 	before150 := func(name string) {
 		t.Helper()
-		code, msg := c.tryTransfer([]byte("<?php // lost"), "STOR %s", name)
+		dc := c.pasv()
+		defer dc.Close()
+		code, msg := c.cmd("STOR %s", name)
+		if code == 150 {
+			_, _ = dc.Write([]byte("<?php // lost"))
+			dc.Close()
+			code, msg = c.read()
+			t.Errorf("STOR %q: 150, then %d %s; want a 5xx before any 150", name, code, msg)
+			return
+		}
 		if code < 500 {
-			t.Errorf("STOR %s into a missing directory: %d %s, want a 5xx before any 150", name, code, msg)
+			t.Errorf("STOR %q: %d %s, want a 5xx before any 150", name, code, msg)
 		}
 	}
 
@@ -36,6 +47,10 @@ func TestCmdStorPostedOpen(t *testing.T) {
 	c.put(b, "STOR /site/b.php") // posted
 	wantFile(t, filepath.Join(site, "a.php"), a)
 	wantFile(t, filepath.Join(site, "b.php"), b)
+	// A name the agent refuses is refused before the 150, as on vsftpd...
+	before150("/site/del\x7fname.php")
+	before150("/site/" + strings.Repeat("L", 256))
+	c.put(a, "STOR /site/a2.php") // (posted again)
 
 	// The directory goes behind the session's back: the posted open fails
 	// after the 150, and the STOR with it.
@@ -52,6 +67,15 @@ func TestCmdStorPostedOpen(t *testing.T) {
 		t.Errorf("STOR into a directory removed meanwhile, after its 150: %d %s, want a failure naming the missing directory", code, msg)
 	}
 	before150("/site/d.php") // the failure ended the posting
+
+	// An append creates nothing in its directory: it proves nothing of a
+	// new file there, and the next STOR waits.
+	putFile(t, e, "alice", "ap/log.txt", []byte("one\n"), 0o644)
+	c.put([]byte("two\n"), "APPE /ap/log.txt")
+	if err := os.RemoveAll(filepath.Join(e.UserDir("alice"), "ap")); err != nil {
+		t.Fatal(err)
+	}
+	before150("/ap/new.php")
 
 	// The session renames the directory away: the next STOR there waits.
 	putDir(t, e, "alice", "site", 0o755)
