@@ -25,12 +25,12 @@ import (
 //	file.mu  >  muxConn.sendMu  >  muxConn.pmu
 //	mux.mu   >  muxConn.sendMu  >  muxConn.pmu
 //
-// writer.errMu and the channels are leaves. Reply callbacks run on the
-// receive loop with none of these locks held, or, on a deliveringStream,
-// on the embedded agent's goroutine while it holds its session's send
-// lock; either way they take only leaves and never block: a callback
-// never waits for a file, and a slow one would hold up every reply of its
-// stream.
+// writer.errMu, uploadDir.mu (posted.go) and the channels are leaves.
+// Reply callbacks run on the receive loop with none of these locks held,
+// or, on a deliveringStream, on the embedded agent's goroutine while it
+// holds its session's send lock; either way they take only leaves and
+// never block: a callback never waits for a file, and a slow one would
+// hold up every reply of its stream.
 
 // mux holds a GRPCFs's current Session stream, opening a new one when
 // there is none or the last one broke. Files stay on the stream they were
