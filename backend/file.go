@@ -98,7 +98,7 @@ func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) 
 	gen := g.dirGen()
 	c, err := g.mux.conn()
 	if err == nil && g.postable(c, name, flag, join) {
-		return g.openPosted(c, name, flag, perm)
+		return g.openPosted(c, name, flag, perm, gen)
 	}
 	var resp *agentpb.SessionResponse
 	if err == nil {
@@ -122,19 +122,22 @@ func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) 
 	if fs.FileMode(info.GetMode()).IsDir() {
 		return &dirFile{g: g, c: c, id: resp.GetId(), name: userPath(name), info: newFileInfo(info, path.Base(userPath(name)))}, nil
 	}
-	f := &file{
-		g: g, c: c, id: resp.GetId(), flag: flag,
-		sizeAt: info.GetSize(),
-		upload: resp.GetUploadId(),
-		win:    newWindow(),
-	}
-	f.w = coalescer{pool: &g.buffers, emit: f.sendWrite}
-	p := userPath(name)
-	f.name.Store(&p)
+	f := g.newFile(c, name, flag)
+	f.id, f.sizeAt, f.upload = resp.GetId(), info.GetSize(), resp.GetUploadId()
 	if flag&os.O_APPEND != 0 {
 		f.offset = info.GetSize()
 	}
 	return f, nil
+}
+
+// newFile is a file named name, opened with flag on c, its id and what
+// the open's reply says still to be set.
+func (g *GRPCFs) newFile(c *muxConn, name string, flag int) *file {
+	f := &file{g: g, c: c, flag: flag, win: newWindow()}
+	f.w = coalescer{pool: &g.buffers, emit: f.sendWrite}
+	p := userPath(name)
+	f.name.Store(&p)
+	return f
 }
 
 // observe reports one operation to Options.Observe.

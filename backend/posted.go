@@ -122,15 +122,14 @@ func (g *GRPCFs) dirChanged(name string) {
 }
 
 // openPosted opens name for an upload without waiting for the agent's
-// reply (postable said it may).
-func (g *GRPCFs) openPosted(c *muxConn, name string, flag int, perm os.FileMode) (*file, error) {
+// reply (postable said it may); gen is dirGen's before the open was
+// decided on.
+func (g *GRPCFs) openPosted(c *muxConn, name string, flag int, perm os.FileMode, gen uint64) (*file, error) {
 	start := time.Now()
-	gen := g.dirGen()
 	po := &postedOpen{done: make(chan struct{})}
-	f := &file{g: g, c: c, flag: flag, posted: po, win: newWindow()}
-	f.w = coalescer{pool: &g.buffers, emit: f.sendWrite}
-	p := userPath(name)
-	f.name.Store(&p)
+	f := g.newFile(c, name, flag)
+	f.posted = po
+	p := f.path()
 	id, err := c.send(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
 		Path: []byte(g.agentPath(name)), Flags: openFlags(flag), Perm: uint32(perm.Perm()), InPlace: g.opts.InPlace,
 	}}}, func(resp *agentpb.SessionResponse, err error) {
