@@ -101,6 +101,10 @@ type Server struct {
 	busyMu     sync.Mutex
 	activities map[*activity]struct{}
 	v1Calls    activity // protocol v1's unary calls and listings, together
+
+	// testReleaseHook, when set (by tests in this package), is called
+	// just before afterReply releases a replaced file.
+	testReleaseHook func()
 }
 
 // New opens cfg.Root and returns a Server for it. Close releases the root.
