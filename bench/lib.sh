@@ -1,11 +1,12 @@
-# bench/lib.sh: the shell functions bench/ftp/run.sh, bench/ftp/pair.sh and
-# bench/sftp/run.sh share, sourced by each at its start. They use these
-# globals of the sourcing script: only (the measurements asked for, comma
-# separated), cur (the pid of the bounded command running now, for the
-# cleanup trap), cmd_timeout (seconds a bounded command may take),
-# results (the file record appends to), for prepare_upgate tmp, repo,
-# GO, ug_bin and ug_label, for start_server servers (an array), and for
-# ftp_gateway_config hash and loglevel.
+# bench/lib.sh: the shell functions bench/ftp/run.sh, bench/ftp/pair.sh,
+# bench/sftp/run.sh and bench/sftp/pair.sh share, sourced by each at its
+# start. They use these globals of the sourcing script: only (the
+# measurements asked for, comma separated), cur (the pid of the bounded
+# command running now, for the cleanup trap), cmd_timeout (seconds a
+# bounded command may take), results (the file record appends to), for
+# prepare_upgate tmp, repo, GO, ug_bin and ug_label, for start_server
+# servers (an array), for ftp_gateway_config hash and loglevel, and for
+# sftp_gateway_config client_pub and loglevel.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -121,6 +122,33 @@ $4
 users:
   - name: bench
     password_hash: "$hash"
+    mounts:
+      - path: /
+        agent: bench
+        root: ""
+log:
+  level: $loglevel
+EOF
+}
+sftp_gateway_config() { # port host-key agent-yaml-lines: a gateway config
+  # serving SFTP only (bench/sftp's run.sh and pair.sh), for the user bench
+  # with the public key $client_pub, logging at $loglevel
+  cat <<EOF
+listen:
+  ftp: ""
+  ftps: ""
+  sftp: 127.0.0.1:$1
+  admin: ""
+connections:
+  drain_timeout: 2s
+sftp:
+  host_keys: [$2]
+agents:
+  bench:
+$3
+users:
+  - name: bench
+    authorized_keys: ["$client_pub"]
     mounts:
       - path: /
         agent: bench

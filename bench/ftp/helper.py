@@ -491,8 +491,9 @@ def save_data(i):
 
 
 def pair_table(results, phases):
-    """The markdown table of pair and pair_saves: each step's median over
-    the rounds for A and B (the rounds in brackets), and B/A."""
+    """The markdown table of pair and pair_saves (and of bench/sftp's
+    pair.sh clients): each step's median over the rounds for A and B (the
+    rounds in brackets), and B/A."""
     print("| step, p50 in us | A | B | B/A |")
     print("|---|---|---|---|")
     for k, step in enumerate(phases):

@@ -3,6 +3,8 @@ package sftpbench_test
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,4 +72,49 @@ func TestRunQuick(t *testing.T) {
 		t.Errorf("table has %d rows, want %d\n%s", n, rows, out)
 	}
 	t.Logf("\n%s", out)
+}
+
+// TestPairQuick runs pair.sh in quick mode (20 saves or files, one round)
+// with one upgate binary as both A and B, twice: saves with embedded agents
+// and new files with agent processes, which covers both clients
+// (helper.py pair-saves, pair-files) and both kinds of agent. It checks
+// that each run succeeds (the script checks every upload on disk itself)
+// and prints its table. The figures are not checked.
+func TestPairQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds upgate and runs two gateways; skipped with -short")
+	}
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import paramiko").CombinedOutput(); err != nil {
+		benchtest.Require(t, "/usr/bin/python3 with paramiko (apt-get install python3-paramiko): %v\n%s", err, out)
+	}
+	gwtest.RequireTool(t, "ssh-keygen")
+	bin := filepath.Join(t.TempDir(), "upgate")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/upgate")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, mode := range [][]string{nil, {"--agent", "--files"}} {
+		args := append(append([]string{"pair.sh", "--quick"}, mode...), bin, bin)
+		out, stderr := benchtest.Run(t, args)
+		heading, whole := "### SFTP saves of one file, A against B", "| save |"
+		checked := "checked: each round's file holds its last save's 4,096 bytes, its mtime and mode, on each side"
+		if slices.Contains(mode, "--files") {
+			heading, whole = "### SFTP new files, A against B", "| file |"
+			checked = "checked: 20 files of 2,000 bytes, as sent, their mtime and mode set, on each side"
+		}
+		for _, want := range []string{heading, "| step, p50 in us | A | B | B/A |",
+			"| open |", "| write |", "| close |", "| utime |", "| chmod |", whole} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v: output lacks %q\nstdout:\n%s\nstderr:\n%s", mode, want, out, stderr)
+			}
+		}
+		if rows := strings.Count(out, "\n| "); rows != 7 {
+			t.Errorf("%v: table has %d rows, want 7 (header and six steps)\n%s", mode, rows, out)
+		}
+		if !strings.Contains(stderr, checked) {
+			t.Errorf("%v: no check of the uploads\nstderr:\n%s", mode, stderr)
+		}
+		t.Logf("%v\n%s", mode, out)
+	}
 }

@@ -10,6 +10,16 @@
 //	bash bench/sftp/run.sh     # as root; sshd, lftp, python3-paramiko, sshfs
 //	BENCH_UPGATE=/tmp/upgate-v1 bash bench/sftp/run.sh  # another upgate binary
 //
-// The test only runs its quick mode, so that the script keeps working; it
-// times nothing.
+// pair.sh, bench/ftp/pair.sh's twin, compares two upgate builds on an IDE's
+// save (paramiko's open, write, close, utime, chmod on an open session) or,
+// with --files, on the new files of an lftp mirror: both gateways up at
+// once and one client alternating between them operation by operation, so
+// that both meet the same moments of a noisy machine. It needs no root and
+// no sshd:
+//
+//	bash bench/sftp/pair.sh /tmp/upgate-before /tmp/upgate-after
+//	bash bench/sftp/pair.sh --agent --files /tmp/upgate-before /tmp/upgate-after
+//
+// The tests only run the scripts' quick modes, so that they keep working;
+// they time nothing.
 package sftpbench

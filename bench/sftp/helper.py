@@ -1,7 +1,9 @@
-"""Helpers for bench/sftp/run.sh: the paramiko workloads (saves, creates),
-SSH readiness, and the markdown table. Needs Debian's /usr/bin/python3 with
-python3-paramiko. Ports, test data, tree checks and the process accounting
-(reaper, treecpu, settle) are bench/ftp/helper.py's, shared.
+"""Helpers for bench/sftp/run.sh and pair.sh: the paramiko workloads (saves,
+creates, pair.sh's client), SSH readiness, and the markdown tables. Needs
+Debian's /usr/bin/python3 with python3-paramiko. Ports, test data, tree
+checks, the process accounting (reaper, treecpu, settle), pair.sh's saves'
+bytes (save_data) and its table (pair_table) are bench/ftp/helper.py's,
+shared.
 
     helper.py freeport                       a free loopback TCP port
     helper.py waitport PORT SECONDS [BANNER] wait until 127.0.0.1:PORT accepts (and,
@@ -21,12 +23,23 @@ python3-paramiko. Ports, test data, tree checks and the process accounting
                                              seconds it took
     helper.py cipher PORT USER KEY KNOWN_HOSTS
                                              the cipher and MAC paramiko negotiates
+    helper.py pair-saves PORT_A PORT_B USER KEY KNOWN_HOSTS COUNT ROUNDS
+                                             pair.sh's client: saves of one file on
+                                             gateways A and B by turns; prints the
+                                             markdown table (see pair_saves)
+    helper.py pair-files PORT_A PORT_B USER KEY KNOWN_HOSTS COUNT ROUNDS
+                                             pair.sh --files' client: new files as
+                                             lftp's mirror writes them (see pair_files)
+    helper.py pair-want COUNT                what pair.sh checks on disk: "sha256
+                                             mtime" of pair-saves' last save (of
+                                             COUNT), then of every pair-files file
     helper.py table RESULTS META             the markdown report
 
 Every SSH login is by key (KEY, an unencrypted OpenSSH private key file) and
 checks the server's host key against KNOWN_HOSTS; no password exists.
 """
 
+import hashlib
 import importlib.util
 import os
 import socket
@@ -66,6 +79,10 @@ def connect(port, user, key, known_hosts):
     return t, sftp
 
 
+# The steps of one save (timed_save).
+PHASES = ["open", "write", "close", "utime", "chmod"]
+
+
 def saves(port, user, key, known_hosts, path, file, count):
     """An IDE's save of a 4 KiB file on an open session, COUNT times over:
     open (OPEN with CREAT|TRUNC|WRITE), write (one WRITE of 4 KiB, sent by
@@ -78,22 +95,11 @@ def saves(port, user, key, known_hosts, path, file, count):
     t, sftp = connect(port, user, key, known_hosts)
 
     def save(mtime, phases):
-        t0 = time.perf_counter()
-        f = sftp.open(path, "wb")
-        t1 = time.perf_counter()
-        f.write(data)
-        f.flush()
-        t2 = time.perf_counter()
-        f.close()
-        t3 = time.perf_counter()
-        sftp.utime(path, (mtime, mtime))
-        t4 = time.perf_counter()
-        sftp.chmod(path, 0o644)
-        t5 = time.perf_counter()
+        ts = timed_save(sftp, path, data, mtime)
         if phases is not None:
-            for i, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
-                phases[i].append((b - a) * 1000)
-        return (t5 - t0) * 1000
+            for i in range(len(PHASES)):
+                phases[i].append((ts[i + 1] - ts[i]) * 1000)
+        return (ts[-1] - ts[0]) * 1000
 
     # One untimed save first, so that every timed one replaces an existing
     # file, as an IDE's save does.
@@ -112,6 +118,28 @@ def saves(port, user, key, known_hosts, path, file, count):
     out = [common.percentile(times, 50), common.percentile(times, 99)]
     out += [statistics.median(p) for p in phases]
     print(" ".join("%.3f" % v for v in out))
+
+
+def timed_save(sftp, path, data, mtime):
+    """One save of data to path on an open session, as paramiko sends it:
+    open (OPEN with CREAT|TRUNC|WRITE), write (one WRITE, sent by flush and
+    answered), close (CLOSE), utime (SETSTAT of atime and mtime, both
+    mtime), chmod (SETSTAT of the mode, 0644), each waiting for its answer.
+    Returns perf_counter() before the OPEN and after each of the five
+    steps (PHASES)."""
+    ts = [time.perf_counter()]
+    f = sftp.open(path, "wb")
+    ts.append(time.perf_counter())
+    f.write(data)
+    f.flush()
+    ts.append(time.perf_counter())
+    f.close()
+    ts.append(time.perf_counter())
+    sftp.utime(path, (mtime, mtime))
+    ts.append(time.perf_counter())
+    sftp.chmod(path, 0o644)
+    ts.append(time.perf_counter())
+    return ts
 
 
 def creates(port, user, key, known_hosts, src, dest):
@@ -153,6 +181,102 @@ def cipher(port, user, key, known_hosts):
     t.close()
 
 
+# pair.sh's times: save i (0 the untimed first) of pair_saves sets its
+# file's mtime to PAIR_MTIME + i; pair_files sets every file's to
+# PAIR_MTIME (2024-01-01 00:00 UTC, the time bench/ftp/pair.sh's MFMT
+# sets).
+PAIR_MTIME = 1704067200
+# pair_files' 2,000 bytes a file, those of bench/ftp/pair.sh.
+PAIR_FILE_DATA = bytes(range(256)) * 7 + bytes(208)
+
+
+def pair(port_a, port_b, user, key, known_hosts, count, rounds, prepare, one):
+    """pair.sh's loop: two gateways, A and B, both up at once, by turns
+    operation by operation, so that both meet the same moments of a noisy
+    machine. Each round opens a new session on each, A first in round 1
+    and the other gateway first each round after, and runs prepare(sftp,
+    round) on each, untimed; then for i in 1..count one(sftp, round, i) on
+    each in the round's order, which returns timed_save's times. What
+    prepare returned, if not None, is called as check(name, sftp) before
+    the session closes. Returns {name: [per round, the p50 of each step
+    and of the whole, in us]}, printing each round's to stderr."""
+    results = {"A": [], "B": []}
+    servers = [("A", port_a), ("B", port_b)]
+    for r in range(rounds):
+        sessions = []
+        for name, port in servers[r % 2:] + servers[:r % 2]:
+            t, sftp = connect(port, user, key, known_hosts)
+            check = prepare(sftp, r)
+            sessions.append((name, t, sftp, check, [[] for _ in range(len(PHASES) + 1)]))
+        for i in range(1, count + 1):
+            for _, _, sftp, _, steps in sessions:
+                ts = one(sftp, r, i)
+                for k in range(len(PHASES)):
+                    steps[k].append((ts[k + 1] - ts[k]) * 1e6)
+                steps[-1].append((ts[-1] - ts[0]) * 1e6)
+        for name, t, sftp, check, steps in sessions:
+            if check is not None:
+                check(name, sftp)
+            sftp.close()
+            t.close()
+            p50 = [statistics.median(v) for v in steps]
+            results[name].append(p50)
+            print("round %d %s: %s" % (r + 1, name, ", ".join(
+                "%s %.0f" % (n, v) for n, v in zip(PHASES + ["whole"], p50))), file=sys.stderr)
+    return results
+
+
+def pair_saves(port_a, port_b, user, key, known_hosts, count, rounds):
+    """pair.sh's client (its default, --saves): an IDE's save on an open
+    session, timed_save's five steps, count times per gateway and round,
+    always to the same file (/up/save<round>.bin) after one untimed save,
+    so that every timed save replaces the file. Save i's bytes are bench/ftp
+    helper.py's save_data(i) and its mtime PAIR_MTIME + i; each round's
+    file must have the last save's size, mtime and mode at the round's end
+    (pair.sh checks its bytes on disk). Prints the markdown table."""
+    def prepare(sftp, r):
+        path = "/up/save%d.bin" % r
+        timed_save(sftp, path, common.save_data(0), PAIR_MTIME)
+
+        def check(name, sftp):
+            st = sftp.stat(path)
+            want = (len(common.save_data(count)), PAIR_MTIME + count, 0o644)
+            got = (st.st_size, st.st_mtime, st.st_mode & 0o7777)
+            if got != want:
+                sys.exit("pair-saves: %s: %s is size %d mtime %d mode %o after the saves, want %d %d %o"
+                         % ((name, path) + got + want))
+        return check
+
+    def one(sftp, r, i):
+        return timed_save(sftp, "/up/save%d.bin" % r, common.save_data(i), PAIR_MTIME + i)
+
+    results = pair(port_a, port_b, user, key, known_hosts, count, rounds, prepare, one)
+    common.pair_table(results, PHASES + ["save"])
+
+
+def pair_files(port_a, port_b, user, key, known_hosts, count, rounds):
+    """pair.sh --files' client: new files as lftp's SFTP mirror writes
+    them, timed_save's five steps per file (PAIR_FILE_DATA, mtime
+    PAIR_MTIME) into /up/pair<round>/f<i>.php, the directory made once per
+    session, untimed. pair.sh checks the files on disk. Prints the
+    markdown table."""
+    def prepare(sftp, r):
+        sftp.mkdir("/up/pair%d" % r)
+
+    def one(sftp, r, i):
+        return timed_save(sftp, "/up/pair%d/f%d.php" % (r, i), PAIR_FILE_DATA, PAIR_MTIME)
+
+    results = pair(port_a, port_b, user, key, known_hosts, count, rounds, prepare, one)
+    common.pair_table(results, PHASES + ["file"])
+
+
+def pair_want(count):
+    """What pair.sh checks on disk: the sha256 and mtime of pair_saves'
+    last save, and the sha256 and mtime of every file of pair_files."""
+    print(hashlib.sha256(common.save_data(count)).hexdigest(), PAIR_MTIME + count,
+          hashlib.sha256(PAIR_FILE_DATA).hexdigest(), PAIR_MTIME)
+
+
 # Rows of the table: key, label, unit, goal (issue 15's, as a time ratio
 # upgate/OpenSSH, or "").
 ROWS = [
@@ -167,7 +291,6 @@ ROWS = [
     ("git_s", "sshfs: first `git status` in a {tree}-file repository", "s", ""),
     ("cp_s", "sshfs: `cp -a` of {cp} files of it into a new directory", "s", ""),
 ]
-PHASES = ["open", "write", "close", "utime", "chmod"]
 
 
 def table(results, meta):
@@ -242,6 +365,11 @@ def main(argv):
         creates(int(args[0]), args[1], args[2], args[3], args[4], args[5])
     elif cmd == "cipher":
         cipher(int(args[0]), args[1], args[2], args[3])
+    elif cmd in ("pair-saves", "pair-files"):
+        client = pair_saves if cmd == "pair-saves" else pair_files
+        client(int(args[0]), int(args[1]), args[2], args[3], args[4], int(args[5]), int(args[6]))
+    elif cmd == "pair-want":
+        pair_want(int(args[0]))
     elif cmd == "table":
         table(args[0], args[1])
     else:

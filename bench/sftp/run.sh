@@ -278,30 +278,8 @@ mkdir -p "$HOME"
 unset SSH_AUTH_SOCK SSH_AGENT_PID
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=$HOME/.gitconfig
 
-ug_config() { # port root-yaml-lines: a gateway config serving SFTP only
-  cat <<EOF
-listen:
-  ftp: ""
-  ftps: ""
-  sftp: 127.0.0.1:$1
-  admin: ""
-connections:
-  drain_timeout: 2s
-sftp:
-  host_keys: [$tmp/keys/upgate_host]
-agents:
-  bench:
-$2
-users:
-  - name: bench
-    authorized_keys: ["$client_pub"]
-    mounts:
-      - path: /
-        agent: bench
-        root: ""
-log:
-  level: $loglevel
-EOF
+ug_config() { # port agent-yaml-lines: a gateway config serving SFTP only
+  sftp_gateway_config "$1" "$tmp/keys/upgate_host" "$2"
 }
 declare -A port user updir pid
 sides=(upgate upgate-agent openssh)
