@@ -103,25 +103,24 @@ start_server() {
   srv_pid=$!
   servers+=("$srv_pid")
 }
-ftp_gateway_config() { # port pasv-lo pasv-hi agent-yaml-lines: a gateway
-  # config serving FTP only (bench/ftp's run.sh and pair.sh), for the user
-  # bench with the bcrypt hash $hash, logging at $loglevel
+bench_config() { # ftp-listen sftp-listen protocol-yaml agent-yaml-lines
+  # credential-yaml-line: a gateway config for the user bench, with one
+  # agent, bench, mounted at /, logging at $loglevel
   cat <<EOF
 listen:
-  ftp: 127.0.0.1:$1
+  ftp: "$1"
   ftps: ""
-  sftp: ""
+  sftp: "$2"
   admin: ""
 connections:
   drain_timeout: 2s
-ftp:
-  passive_ports: "$2-$3"
+$3
 agents:
   bench:
 $4
 users:
   - name: bench
-    password_hash: "$hash"
+    $5
     mounts:
       - path: /
         agent: bench
@@ -130,30 +129,65 @@ log:
   level: $loglevel
 EOF
 }
+ftp_gateway_config() { # port pasv-lo pasv-hi agent-yaml-lines: a gateway
+  # config serving FTP only (bench/ftp's run.sh and pair.sh), for the user
+  # bench with the bcrypt hash $hash
+  bench_config "127.0.0.1:$1" "" "ftp:
+  passive_ports: \"$2-$3\"" "$4" "password_hash: \"$hash\""
+}
 sftp_gateway_config() { # port host-key agent-yaml-lines: a gateway config
   # serving SFTP only (bench/sftp's run.sh and pair.sh), for the user bench
-  # with the public key $client_pub, logging at $loglevel
-  cat <<EOF
-listen:
-  ftp: ""
-  ftps: ""
-  sftp: 127.0.0.1:$1
-  admin: ""
-connections:
-  drain_timeout: 2s
-sftp:
-  host_keys: [$2]
-agents:
-  bench:
-$3
-users:
-  - name: bench
-    authorized_keys: ["$client_pub"]
-    mounts:
-      - path: /
-        agent: bench
-        root: ""
-log:
-  level: $loglevel
-EOF
+  # with the public key $client_pub
+  bench_config "" "127.0.0.1:$1" "sftp:
+  host_keys: [$2]" "$3" "authorized_keys: [\"$client_pub\"]"
+}
+
+# The pair scripts' (bench/ftp/pair.sh, bench/sftp/pair.sh) common parts.
+pair_counts() { # quick: sets cycles and rounds from BENCH_CYCLES and
+  # BENCH_ROUNDS [300 and 4; quick 20 and 1]; exits 2 on a bad value
+  local d_cycles=300 d_rounds=4 v
+  if (($1)); then d_cycles=20 d_rounds=1; fi
+  cycles=${BENCH_CYCLES:-$d_cycles}
+  rounds=${BENCH_ROUNDS:-$d_rounds}
+  for v in cycles rounds; do
+    [[ ${!v} =~ ^[1-9][0-9]{0,4}$ ]] || { echo "pair.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
+  done
+  ((rounds <= 50)) || { echo "pair.sh: at most 50 rounds" >&2; exit 2; }
+}
+pair_cleanup() { # the EXIT trap pair_traps sets: stops the bounded client
+  # and the servers, and removes $tmp unless BENCH_KEEP=1
+  local rc=$? pid
+  set +e
+  trap - EXIT
+  trap 'log "cleaning up; signal ignored"' INT TERM HUP
+  [[ -z $cur ]] || stop_group "$cur" 5
+  for pid in "${servers[@]}"; do stop_group "$pid" 5; done
+  if [[ -n $tmp ]]; then
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then log "kept $tmp"; else rm -rf -- "$tmp"; fi
+  fi
+  exit "$rc"
+}
+pair_traps() {
+  trap pair_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+}
+pair_side() { # side: makes side's agent root, $tmp/root-side with up/ in
+  # it, and sets agent_yaml to the gateway config's lines for its agent:
+  # embedded, or with $agent set, an `upgate agent` process ($tmp/upgate-side)
+  # on a free loopback port with the token in $tmp/agent-token
+  local root=$tmp/root-$1 port
+  mkdir -p "$root/up"
+  if ((!agent)); then
+    agent_yaml="    embedded: true
+    root: '$root'"
+    return
+  fi
+  port=$("$PY" "$helper" freeport) || die "no free port"
+  start_server "$tmp/agent-$1.log" "$tmp/upgate-$1" agent --listen "127.0.0.1:$port" --root "$root" \
+    --token-file "$tmp/agent-token" --log-level "$loglevel"
+  "$PY" "$helper" waitport "$port" 20 || { cat "$tmp/agent-$1.log" >&2; die "agent $1 did not listen"; }
+  agent_yaml="    address: 127.0.0.1:$port
+    token_file: '$tmp/agent-token'"
 }

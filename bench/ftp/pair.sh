@@ -57,35 +57,14 @@ done
 for b in "${bins[@]}"; do
   [[ -f $b && -x $b ]] || { echo "pair.sh: $b is not an executable file" >&2; exit 2; }
 done
-if ((quick)); then d_cycles=20 d_rounds=1; else d_cycles=300 d_rounds=4; fi
-cycles=${BENCH_CYCLES:-$d_cycles}
-rounds=${BENCH_ROUNDS:-$d_rounds}
-for v in cycles rounds; do
-  [[ ${!v} =~ ^[1-9][0-9]{0,4}$ ]] || { echo "pair.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
-done
-((rounds <= 50)) || { echo "pair.sh: at most 50 rounds" >&2; exit 2; }
+pair_counts "$quick"
 [[ -x $PY ]] || { echo "pair.sh: $PY missing (apt-get install -y python3)" >&2; exit 3; }
 command -v setsid >/dev/null || { echo "pair.sh: setsid missing (apt-get install -y util-linux)" >&2; exit 3; }
 # lib.sh's globals: the measurements (all), the bounded client.
 only=pair cur= cmd_timeout=${BENCH_TIMEOUT:-600} loglevel=warn
 
 tmp= servers=()
-cleanup() {
-  local rc=$? pid
-  set +e
-  trap - EXIT
-  trap 'log "cleaning up; signal ignored"' INT TERM HUP
-  [[ -z $cur ]] || stop_group "$cur" 5
-  for pid in "${servers[@]}"; do stop_group "$pid" 5; done
-  if [[ -n $tmp ]]; then
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then log "kept $tmp"; else rm -rf -- "$tmp"; fi
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+pair_traps
 tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-pair.XXXXXX")
 
 # A copy of each binary in the temp dir, so every process of the run has
@@ -99,19 +78,7 @@ hash=$(printf '%s\n' "$pw" | "$tmp/upgate-a" hash-password --cost 4)
 
 ports=()
 for side in a b; do
-  root=$tmp/root-$side
-  mkdir -p "$root/up"
-  if ((agent)); then
-    ag_port=$("$PY" "$helper" freeport) || die "no free port"
-    start_server "$tmp/agent-$side.log" "$tmp/upgate-$side" agent --listen "127.0.0.1:$ag_port" --root "$root" \
-      --token-file "$tmp/agent-token" --log-level warn
-    "$PY" "$helper" waitport "$ag_port" 20 || { cat "$tmp/agent-$side.log" >&2; die "agent $side did not listen"; }
-    agent_yaml="    address: 127.0.0.1:$ag_port
-    token_file: '$tmp/agent-token'"
-  else
-    agent_yaml="    embedded: true
-    root: '$root'"
-  fi
+  pair_side "$side"
   port=$("$PY" "$helper" freeport) || die "no free port"
   range=$("$PY" "$helper" portrange 50) || die "no free passive range"
   read -r lo hi <<<"$range"
