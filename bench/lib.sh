@@ -5,8 +5,10 @@
 # command running now, for the cleanup trap), cmd_timeout (seconds a
 # bounded command may take), results (the file record appends to), for
 # prepare_upgate tmp, repo, GO, ug_bin and ug_label, for start_server
-# servers (an array), for ftp_gateway_config hash and loglevel, and for
-# sftp_gateway_config client_pub and loglevel.
+# servers (an array), for ftp_gateway_config hash and loglevel, for
+# sftp_gateway_config client_pub and loglevel, and for the pair scripts'
+# functions (pair_*) servers, cur, tmp, agent, PY, helper and loglevel;
+# pair_counts sets cycles and rounds, pair_side agent_yaml.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -139,7 +141,7 @@ sftp_gateway_config() { # port host-key agent-yaml-lines: a gateway config
   # serving SFTP only (bench/sftp's run.sh and pair.sh), for the user bench
   # with the public key $client_pub
   bench_config "" "127.0.0.1:$1" "sftp:
-  host_keys: [$2]" "$3" "authorized_keys: [\"$client_pub\"]"
+  host_keys: ['$2']" "$3" "authorized_keys: [\"$client_pub\"]"
 }
 
 # The pair scripts' (bench/ftp/pair.sh, bench/sftp/pair.sh) common parts.

@@ -80,7 +80,10 @@ func TestReplyBeforeRelease(t *testing.T) {
 			t.Errorf("serve: %v", err)
 		}
 	}()
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The gateway's static windows (backend.Dial): no window-estimating
+	// pings, whose acks would count as writes.
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(agentpb.WindowSize), grpc.WithInitialConnWindowSize(agentpb.WindowSize))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +136,7 @@ func TestReplyBeforeRelease(t *testing.T) {
 	}
 	t.Logf("%d of %d replies were written before the replaced file's release", first, saves)
 	if first < saves*3/4 {
-		t.Fatalf("only %d of %d replies were written before the replaced file's release, want at least %d", first, saves, saves*3/4)
+		t.Fatalf("only %d of %d replies were written before the replaced file's release, want at least %d "+
+			"(replyYields is fitted to grpc-go v1.85.0's transport writer, which yields once itself)", first, saves, saves*3/4)
 	}
 }

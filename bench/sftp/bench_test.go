@@ -94,7 +94,7 @@ func TestPairQuick(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	for _, mode := range [][]string{nil, {"--agent", "--files"}} {
+	for _, mode := range [][]string{nil, {"--agent"}, {"--files"}} {
 		args := append(append([]string{"pair.sh", "--quick"}, mode...), bin, bin)
 		out, stderr := benchtest.Run(t, args)
 		heading, whole := "### SFTP saves of one file, A against B", "| save |"

@@ -94,7 +94,7 @@ ports=()
 for side in a b; do
   pair_side "$side"
   port=$("$PY" "$helper" freeport) || die "no free port"
-  sftp_gateway_config "$port" "'$tmp/keys/host'" "$agent_yaml" >"$tmp/upgate-$side.yaml"
+  sftp_gateway_config "$port" "$tmp/keys/host" "$agent_yaml" >"$tmp/upgate-$side.yaml"
   start_server "$tmp/upgate-$side.log" "$tmp/upgate-$side" serve --config "$tmp/upgate-$side.yaml"
   "$PY" "$helper" waitport "$port" 20 SSH-2.0- ||
     { cat "$tmp/upgate-$side.log" >&2; die "gateway $side did not answer on $port"; }
