@@ -7,8 +7,9 @@
 # prepare_upgate tmp, repo, GO, ug_bin and ug_label, for start_server
 # servers (an array), for ftp_gateway_config hash and loglevel, for
 # sftp_gateway_config client_pub and loglevel, and for the pair scripts'
-# functions (pair_*) servers, cur, tmp, agent, PY, helper and loglevel;
-# pair_counts sets cycles and rounds, pair_side agent_yaml.
+# functions (pair_*) bins, agent, PY and helper. pair_start sets only,
+# cur, cmd_timeout, loglevel, servers and tmp; pair_counts sets cycles
+# and rounds; pair_side sets agent_yaml.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
@@ -145,6 +146,19 @@ sftp_gateway_config() { # port host-key agent-yaml-lines: a gateway config
 }
 
 # The pair scripts' (bench/ftp/pair.sh, bench/sftp/pair.sh) common parts.
+pair_start() { # name: the pair scripts' start once their options are read:
+  # lib.sh's globals (the measurements, the bounded client), the cleanup
+  # traps, the temp dir $tmp (upgate-name.XXXXXX) and in it a copy of each
+  # binary of bins, upgate-a and upgate-b, so that every process of the run
+  # has the temp dir in its arguments (internal/benchtest's sweep finds
+  # them)
+  only=pair cur='' cmd_timeout=${BENCH_TIMEOUT:-600} loglevel=warn
+  tmp='' servers=()
+  pair_traps
+  tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-$1.XXXXXX")
+  cp "${bins[0]}" "$tmp/upgate-a" || die "copying ${bins[0]}"
+  cp "${bins[1]}" "$tmp/upgate-b" || die "copying ${bins[1]}"
+}
 pair_counts() { # quick: sets cycles and rounds from BENCH_CYCLES and
   # BENCH_ROUNDS [300 and 4; quick 20 and 1]; exits 2 on a bad value
   local d_cycles=300 d_rounds=4 v

@@ -60,17 +60,7 @@ done
 pair_counts "$quick"
 [[ -x $PY ]] || { echo "pair.sh: $PY missing (apt-get install -y python3)" >&2; exit 3; }
 command -v setsid >/dev/null || { echo "pair.sh: setsid missing (apt-get install -y util-linux)" >&2; exit 3; }
-# lib.sh's globals: the measurements (all), the bounded client.
-only=pair cur='' cmd_timeout=${BENCH_TIMEOUT:-600} loglevel=warn
-
-tmp='' servers=()
-pair_traps
-tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-pair.XXXXXX")
-
-# A copy of each binary in the temp dir, so every process of the run has
-# the temp dir in its arguments (internal/benchtest's sweep finds them).
-cp "${bins[0]}" "$tmp/upgate-a" || die "copying ${bins[0]}"
-cp "${bins[1]}" "$tmp/upgate-b" || die "copying ${bins[1]}"
+pair_start pair
 pw=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
 hash=$(printf '%s\n' "$pw" | "$tmp/upgate-a" hash-password --cost 4)
 [[ $hash == \$2* ]] || die "hash-password printed '$hash'"

@@ -71,17 +71,7 @@ pair_counts "$quick"
   { echo "pair.sh: paramiko missing for $PY (apt-get install -y python3-paramiko)" >&2; exit 3; }
 command -v ssh-keygen >/dev/null || { echo "pair.sh: ssh-keygen missing (apt-get install -y openssh-client)" >&2; exit 3; }
 command -v setsid >/dev/null || { echo "pair.sh: setsid missing (apt-get install -y util-linux)" >&2; exit 3; }
-# lib.sh's globals: the measurements (all), the bounded client.
-only=pair cur='' cmd_timeout=${BENCH_TIMEOUT:-600} loglevel=warn
-
-tmp='' servers=()
-pair_traps
-tmp=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/upgate-sftppair.XXXXXX")
-
-# A copy of each binary in the temp dir, so every process of the run has
-# the temp dir in its arguments (internal/benchtest's sweep finds them).
-cp "${bins[0]}" "$tmp/upgate-a" || die "copying ${bins[0]}"
-cp "${bins[1]}" "$tmp/upgate-b" || die "copying ${bins[1]}"
+pair_start sftppair
 mkdir -p "$tmp/keys"
 (umask 077 && ssh-keygen -q -t ed25519 -N '' -C upgate-pair-client -f "$tmp/keys/client") >/dev/null ||
   die "ssh-keygen (client key)"
