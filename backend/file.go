@@ -243,12 +243,10 @@ func (f *file) Pending() bool {
 		return false
 	}
 	if po := f.posted; po != nil {
-		select {
-		case <-po.done:
-			return po.err == nil && po.upload != ""
-		default: // not answered yet: an upload, unless writes go in place
+		if !po.answered() { // an upload, unless writes go in place
 			return !f.g.opts.InPlace
 		}
+		return po.err == nil && po.upload != ""
 	}
 	return f.upload != ""
 }
@@ -257,12 +255,10 @@ func (f *file) Pending() bool {
 // posted open, once its reply came (awaitOpen). f.mu is held.
 func (f *file) uploadIDLocked() string {
 	if po := f.posted; po != nil {
-		select {
-		case <-po.done:
-			return po.upload
-		default:
+		if !po.answered() {
 			return ""
 		}
+		return po.upload
 	}
 	return f.upload
 }

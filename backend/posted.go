@@ -26,6 +26,17 @@ type postedOpen struct {
 	err    error  // why the open failed; nil when it did not
 }
 
+// answered reports whether the open's reply came: upload and err are
+// then set for good.
+func (po *postedOpen) answered() bool {
+	select {
+	case <-po.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // postedFlags are the flags of an open that may be posted: a new upload
 // of the whole file.
 const postedFlags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
@@ -159,15 +170,10 @@ func (g *GRPCFs) openPosted(c *muxConn, name string, flag int, perm os.FileMode,
 // openErr is the failure of the file's posted open, once its reply came;
 // nil for an open that was waited for, or did not fail.
 func (f *file) openErr() error {
-	if f.posted == nil {
+	if f.posted == nil || !f.posted.answered() {
 		return nil
 	}
-	select {
-	case <-f.posted.done:
-		return f.posted.err
-	default:
-		return nil
-	}
+	return f.posted.err
 }
 
 // awaitOpen waits for a posted open's reply, at most the call timeout, and

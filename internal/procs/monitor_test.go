@@ -125,7 +125,9 @@ func TestKeepMonitorAwake(t *testing.T) {
 	}
 	run := func(godebug string) (r result) {
 		t.Helper()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKeepMonitorAwake$")
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // the child idles for a second
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKeepMonitorAwake$")
 		env := []string{monitorChildEnv + "=1"}
 		if godebug != "" {
 			env = append(env, "GODEBUG="+godebug)
