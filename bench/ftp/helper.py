@@ -438,13 +438,17 @@ def end_round(r, sessions, results, phases):
               file=sys.stderr)
 
 
+# The 2,000 bytes of every file of the pair scripts' per-file runs (this
+# pair, and bench/sftp's pair-files).
+PAIR_FILE_DATA = bytes(range(256)) * 7 + bytes(208)
+
+
 def pair(port_a, port_b, user, netrc, count, rounds):
     """pair.sh's client: alternate() over two upgate gateways, A and B,
-    both up at once, with 2,000-byte files into /up/pair<round>. Prints a
-    markdown table of each step's medians over the rounds and B/A."""
-    data = bytes(range(256)) * 7 + bytes(208)  # 2,000 bytes
+    both up at once, with PAIR_FILE_DATA files into /up/pair<round>. Prints
+    a markdown table of each step's medians over the rounds and B/A."""
     results = alternate([("A", port_a, user, "MFMT"), ("B", port_b, user, "MFMT")],
-                        netrc, data, count, rounds, "pair")
+                        netrc, PAIR_FILE_DATA, count, rounds, "pair")
     pair_table(results, PAIR_PHASES)
 
 

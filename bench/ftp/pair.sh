@@ -108,9 +108,10 @@ fi
 bounded "$PY" "$helper" pair "${ports[0]}" "${ports[1]}" bench "$tmp/netrc" "$cycles" "$rounds" || die "the pair client failed"
 
 # Every upload landed, whole, on both sides: as many files as were sent,
-# each with the content sent (helper.py pair's 2,000 bytes), and no temp
+# each with the content sent (helper.py's PAIR_FILE_DATA), and no temp
 # file left.
-want_sum=$("$PY" -c 'import hashlib; print(hashlib.sha256(bytes(range(256)) * 7 + bytes(208)).hexdigest())')
+want_sum=$("$PY" -B -c 'import hashlib, sys; sys.path.insert(0, sys.argv[1]); import helper; print(hashlib.sha256(helper.PAIR_FILE_DATA).hexdigest())' "$here") ||
+  die "computing the files' sha256"
 for side in a b; do
   n=$(find "$tmp/root-$side/up" -type f -name 'f*.php' | wc -l)
   ((n == cycles * rounds)) || die "gateway $side: $n files on disk, want $((cycles * rounds))"

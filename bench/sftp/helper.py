@@ -186,8 +186,6 @@ def cipher(port, user, key, known_hosts):
 # PAIR_MTIME (2024-01-01 00:00 UTC, the time bench/ftp/pair.sh's MFMT
 # sets).
 PAIR_MTIME = 1704067200
-# pair_files' 2,000 bytes a file, those of bench/ftp/pair.sh.
-PAIR_FILE_DATA = bytes(range(256)) * 7 + bytes(208)
 
 
 def pair(port_a, port_b, user, key, known_hosts, count, rounds, prepare, one):
@@ -256,7 +254,7 @@ def pair_saves(port_a, port_b, user, key, known_hosts, count, rounds):
 
 def pair_files(port_a, port_b, user, key, known_hosts, count, rounds):
     """pair.sh --files' client: new files as lftp's SFTP mirror writes
-    them, timed_save's five steps per file (PAIR_FILE_DATA, mtime
+    them, timed_save's five steps per file (common.PAIR_FILE_DATA, mtime
     PAIR_MTIME) into /up/pair<round>/f<i>.php, the directory made once per
     session, untimed. pair.sh checks the files on disk. Prints the
     markdown table."""
@@ -264,7 +262,7 @@ def pair_files(port_a, port_b, user, key, known_hosts, count, rounds):
         sftp.mkdir("/up/pair%d" % r)
 
     def one(sftp, r, i):
-        return timed_save(sftp, "/up/pair%d/f%d.php" % (r, i), PAIR_FILE_DATA, PAIR_MTIME)
+        return timed_save(sftp, "/up/pair%d/f%d.php" % (r, i), common.PAIR_FILE_DATA, PAIR_MTIME)
 
     results = pair(port_a, port_b, user, key, known_hosts, count, rounds, prepare, one)
     common.pair_table(results, PHASES + ["file"])
@@ -274,7 +272,7 @@ def pair_want(count):
     """What pair.sh checks on disk: the sha256 and mtime of pair_saves'
     last save, and the sha256 and mtime of every file of pair_files."""
     print(hashlib.sha256(common.save_data(count)).hexdigest(), PAIR_MTIME + count,
-          hashlib.sha256(PAIR_FILE_DATA).hexdigest(), PAIR_MTIME)
+          hashlib.sha256(common.PAIR_FILE_DATA).hexdigest(), PAIR_MTIME)
 
 
 # Rows of the table: key, label, unit, goal (issue 15's, as a time ratio
