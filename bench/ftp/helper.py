@@ -9,10 +9,11 @@ save loop and the markdown table. Standard library only; run with Debian's
                                              with BANNER, greets with it)
     helper.py gensmall DIR COUNT SEED        COUNT small files in nested dirs under DIR
     helper.py treesum DIR                    "files bytes digest" of the regular files under DIR
-    helper.py saves PORT USER NETRC PATH FILE COUNT
-                                             one login (USER's password for 127.0.0.1
-                                             from the netrc file NETRC), COUNT STORs
-                                             of FILE to PATH; prints "p50_ms p99_ms"
+    helper.py saves NETRC PATH FILE COUNT NAME:PORT:USER...
+                                             one login per server (USER's password for
+                                             127.0.0.1 from the netrc file NETRC),
+                                             COUNT STORs of FILE to PATH on each, by
+                                             turns; prints "NAME p50_ms p99_ms" each
     helper.py reaper CMD ARGS...             run CMD as a child, as a child subreaper
                                              (see reaper below)
     helper.py treecpu [+]PID...              CPU seconds (user + system) of each PID and
@@ -319,26 +320,38 @@ def netrc_password(netrc, host, user):
     sys.exit("%s: no password for %s@%s" % (netrc, user, host))
 
 
-def saves(port, user, netrc, path, file, count):
-    # The password comes from a file, not from argv, where ps shows it.
-    password = netrc_password(netrc, HOST, user)
+def saves(netrc, path, file, count, specs):
+    """An IDE's save on an open session: count STORs of file's bytes to
+    path on each server of specs (name:port:user, the password from the
+    netrc file), after one untimed STOR each, so that every timed one
+    overwrites an existing file. One login per server, all at once; the
+    servers take turns save by save, each turn starting with the next
+    server, so that all meet the same moments of a noisy machine (run one
+    after the other, the same server's p50 moved by a third between runs).
+    Prints "name p50_ms p99_ms" per server, in the order of specs."""
     with open(file, "rb") as f:
         data = f.read()
-    ftp = ftplib.FTP()
-    ftp.connect(HOST, port, timeout=20)
-    ftp.login(user, password)
-    ftp.voidcmd("TYPE I")
-    # One untimed save first, so every timed one overwrites an existing file
-    # as an IDE's save does.
-    ftp.storbinary("STOR " + path, io.BytesIO(data))
-    times = []
-    for _ in range(count):
-        t0 = time.perf_counter()
+    servers = []
+    for spec in specs:
+        name, port, user = spec.split(":")
+        ftp = ftplib.FTP()
+        ftp.connect(HOST, int(port), timeout=20)
+        # The password comes from a file, not from argv, where ps shows it.
+        ftp.login(user, netrc_password(netrc, HOST, user))
+        ftp.voidcmd("TYPE I")
         ftp.storbinary("STOR " + path, io.BytesIO(data))
-        times.append((time.perf_counter() - t0) * 1000)
-    ftp.quit()
-    times.sort()
-    print("%.3f %.3f" % (percentile(times, 50), percentile(times, 99)))
+        servers.append((name, ftp, []))
+    n = len(servers)
+    for i in range(count):
+        for k in range(n):
+            _, ftp, times = servers[(i + k) % n]
+            t0 = time.perf_counter()
+            ftp.storbinary("STOR " + path, io.BytesIO(data))
+            times.append((time.perf_counter() - t0) * 1000)
+    for name, ftp, times in servers:
+        ftp.quit()
+        times.sort()
+        print("%s %.3f %.3f" % (name, percentile(times, 50), percentile(times, 99)))
 
 
 def commands(port, user, netrc, path, count, settime):
@@ -614,7 +627,8 @@ def table(results, meta):
     print()
     print("Data: %s of random bytes; %s files, %s bytes in %s nested "
           "directories, mirrored into an empty directory each time; %s saves "
-          "of a 4 KiB file after one login; %s of each command after one login. "
+          "of a 4 KiB file after one login, on all three servers at once, by "
+          "turns save by save; %s of each command after one login. "
           "Rounds: %s, each running upgate "
           "(embedded), upgate (agent process), vsftpd in turn; each figure is "
           "the median of the rounds, the rounds follow in brackets. Uploads "
@@ -649,7 +663,7 @@ def main(argv):
     elif cmd == "treesum":
         treesum(args[0])
     elif cmd == "saves":
-        saves(int(args[0]), args[1], args[2], args[3], args[4], int(args[5]))
+        saves(args[0], args[1], args[2], int(args[3]), args[4:])
     elif cmd == "commands":
         commands(int(args[0]), args[1], args[2], args[3], int(args[4]), args[5])
     elif cmd == "reaper":

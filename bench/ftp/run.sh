@@ -37,7 +37,9 @@
 #      steadier than runs one after the other (the mirror's ratio moves by
 #      a third between runs);
 #   3. a 4 KiB "save" on an open session: Python ftplib, one login, then
-#      STOR after STOR of the same file; p50 and p99 per save (ms);
+#      STOR after STOR of the same file; p50 and p99 per save (ms). One
+#      session per server, all at once, the servers taking turns save by
+#      save (helper.py saves), as the cycles do;
 #   4. one command on an open session (ftplib): NOOP, SITE CHMOD and
 #      setting a file's time (MFMT; MDTM with a time on vsftpd), p50 of
 #      BENCH_COMMANDS each (us): what each of a mirror's per-file commands
@@ -469,15 +471,20 @@ bench_cycle() { # round: all sides at once, alternating file by file
     [[ -z $got ]] || die "cycles to $s: a temp file was left behind: $got"
   done
 }
-bench_saves() { # side round
-  local s=$1 p50 p99
+bench_saves() { # round: all sides at once, by turns save by save
+  local s specs=() name p50 p99
   empty_targets
-  bounded "$PY" "$helper" saves "${port[$s]}" "${user[$s]}" "$netrc" \
-    /up/save.bin "$tmp/data/save.bin" "$nsaves" >"$tmp/saves.out" || die "ftplib saves to $s"
-  cmp -s "$tmp/data/save.bin" "${updir[$s]}/save.bin" || die "ftplib saves to $s: save.bin differs on disk"
-  read -r p50 p99 <"$tmp/saves.out"
-  record save_p50_ms "$s" "$2" "$p50"
-  record save_p99_ms "$s" "$2" "$p99"
+  for s in "${sides[@]}"; do specs+=("$s:${port[$s]}:${user[$s]}"); done
+  bounded "$PY" "$helper" saves "$netrc" /up/save.bin "$tmp/data/save.bin" "$nsaves" "${specs[@]}" \
+    >"$tmp/saves.out" || die "ftplib saves"
+  for s in "${sides[@]}"; do
+    cmp -s "$tmp/data/save.bin" "${updir[$s]}/save.bin" || die "ftplib saves to $s: save.bin differs on disk"
+  done
+  while read -r name p50 p99; do
+    record save_p50_ms "$name" "$1" "$p50"
+    record save_p99_ms "$name" "$1" "$p99"
+    log "round $1/$rounds $nsaves saves  $name: p50/p99 $p50/$p99 ms"
+  done <"$tmp/saves.out"
 }
 bench_commands() { # side round
   local s=$1 noop chmod settime verb=MFMT
@@ -525,9 +532,7 @@ for ((r = 1; r <= rounds; r++)); do
     bench_cycle "$r"
     log "round $r/$rounds $nfiles cycles of a mirror's per-file commands, p50 $(grep "^cycle_us [^ ]* $r " "$results" | cut -d' ' -f2,4 | paste -sd' ') us"
   fi
-  if want saves; then for s in "${sides[@]}"; do
-    bench_saves "$s" "$r"; log "round $r/$rounds $nsaves saves  $s: p50/p99 $(tail -n2 "$results" | cut -d' ' -f4 | paste -sd/) ms"
-  done; fi
+  if want saves; then bench_saves "$r"; fi
   if want commands; then for s in "${sides[@]}"; do
     bench_commands "$s" "$r"; log "round $r/$rounds $ncommands commands  $s: NOOP/SITE CHMOD/time p50 $(tail -n3 "$results" | cut -d' ' -f4 | paste -sd/) us"
   done; fi

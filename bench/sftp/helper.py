@@ -13,14 +13,16 @@ shared.
     helper.py reaper CMD ARGS...             run CMD under a child subreaper
     helper.py treecpu [+]PID...              CPU seconds of process trees
     helper.py settle PID N SECONDS           wait until PID has at most N descendants
-    helper.py saves PORT USER KEY KNOWN_HOSTS PATH FILE COUNT
-                                             one SSH session, COUNT saves of FILE to
-                                             PATH; prints "p50 p99" and the phases'
-                                             p50s (ms), see saves()
-    helper.py creates PORT USER KEY KNOWN_HOSTS SRC DEST
-                                             one SSH session: makes the directories
-                                             and files of SRC under DEST; prints the
-                                             seconds it took
+    helper.py saves KEY KNOWN_HOSTS PATH FILE COUNT NAME:PORT:USER...
+                                             one SSH session per server, COUNT saves
+                                             of FILE to PATH on each, by turns; prints
+                                             a line per server: its NAME, "p50 p99"
+                                             and the phases' p50s (ms), see saves()
+    helper.py creates KEY KNOWN_HOSTS SRC DEST NAME:PORT:USER...
+                                             one SSH session per server: makes the
+                                             directories and files of SRC under DEST
+                                             on each, by turns; prints "NAME seconds"
+                                             each, the time of its own requests
     helper.py cipher PORT USER KEY KNOWN_HOSTS
                                              the cipher and MAC paramiko negotiates
     helper.py pair-saves PORT_A PORT_B USER KEY KNOWN_HOSTS COUNT ROUNDS
@@ -83,41 +85,49 @@ def connect(port, user, key, known_hosts):
 PHASES = ["open", "write", "close", "utime", "chmod"]
 
 
-def saves(port, user, key, known_hosts, path, file, count):
-    """An IDE's save of a 4 KiB file on an open session, COUNT times over:
-    open (OPEN with CREAT|TRUNC|WRITE), write (one WRITE of 4 KiB, sent by
-    flush and answered), close (CLOSE), utime (SETSTAT of atime and mtime),
-    chmod (SETSTAT of the mode): five requests, each waiting for its answer,
-    as paramiko sends them. Prints p50 and p99 of the whole save, then the
-    p50 of each of the five steps (ms)."""
+def saves(specs, key, known_hosts, path, file, count):
+    """An IDE's save of a 4 KiB file on an open session, COUNT times over on
+    each server of specs (name:port:user): open (OPEN with
+    CREAT|TRUNC|WRITE), write (one WRITE of 4 KiB, sent by flush and
+    answered), close (CLOSE), utime (SETSTAT of atime and mtime), chmod
+    (SETSTAT of the mode): five requests, each waiting for its answer, as
+    paramiko sends them. One session per server, all open at once; the
+    servers take turns save by save, each turn starting with the next
+    server, so that all meet the same moments of a noisy machine (run one
+    after the other, the same server's p50 moved by a third between runs).
+    Prints a line per server, in the order of specs: its name, p50 and p99
+    of the whole save, then the p50 of each of the five steps (ms)."""
     with open(file, "rb") as f:
         data = f.read()
-    t, sftp = connect(port, user, key, known_hosts)
-
-    def save(mtime, phases):
-        ts = timed_save(sftp, path, data, mtime)
-        if phases is not None:
-            for i in range(len(PHASES)):
-                phases[i].append((ts[i + 1] - ts[i]) * 1000)
-        return (ts[-1] - ts[0]) * 1000
-
-    # One untimed save first, so that every timed one replaces an existing
-    # file, as an IDE's save does.
+    servers = [(name, int(port), user) for name, port, user in (spec.split(":") for spec in specs)]
+    sessions = [connect(port, user, key, known_hosts) for _, port, user in servers]
+    times = [[] for _ in servers]
+    phases = [[[] for _ in PHASES] for _ in servers]
+    # One untimed save first on each, so that every timed one replaces an
+    # existing file, as an IDE's save does.
     base = int(time.time()) - 86400
-    save(base, None)
-    times, phases = [], [[], [], [], [], []]
+    for _, sftp in sessions:
+        timed_save(sftp, path, data, base)
+    n = len(sessions)
     for i in range(count):
-        times.append(save(base + i + 1, phases))
-    st = sftp.stat(path)
-    sftp.close()
-    t.close()
-    if st.st_size != len(data) or st.st_mtime != base + count or st.st_mode & 0o7777 != 0o644:
-        sys.exit("saves: %s is size %d mtime %d mode %o after the saves, want %d %d 644"
-                 % (path, st.st_size, st.st_mtime, st.st_mode & 0o7777, len(data), base + count))
-    times.sort()
-    out = [common.percentile(times, 50), common.percentile(times, 99)]
-    out += [statistics.median(p) for p in phases]
-    print(" ".join("%.3f" % v for v in out))
+        for k in range(n):
+            j = (i + k) % n
+            ts = timed_save(sessions[j][1], path, data, base + i + 1)
+            for p in range(len(PHASES)):
+                phases[j][p].append((ts[p + 1] - ts[p]) * 1000)
+            times[j].append((ts[-1] - ts[0]) * 1000)
+    for (name, _, _), (t, sftp) in zip(servers, sessions):
+        st = sftp.stat(path)
+        sftp.close()
+        t.close()
+        if st.st_size != len(data) or st.st_mtime != base + count or st.st_mode & 0o7777 != 0o644:
+            sys.exit("saves: %s: %s is size %d mtime %d mode %o after the saves, want %d %d 644"
+                     % (name, path, st.st_size, st.st_mtime, st.st_mode & 0o7777, len(data), base + count))
+    for j in range(n):
+        ts = sorted(times[j])
+        out = [common.percentile(ts, 50), common.percentile(ts, 99)]
+        out += [statistics.median(p) for p in phases[j]]
+        print(servers[j][0], " ".join("%.3f" % v for v in out))
 
 
 def timed_save(sftp, path, data, mtime):
@@ -142,12 +152,16 @@ def timed_save(sftp, path, data, mtime):
     return ts
 
 
-def creates(port, user, key, known_hosts, src, dest):
-    """Every directory and file under src made under dest on one session,
-    one after the other: MKDIR per directory (parents first), then per file
-    OPEN (CREAT|TRUNC|WRITE), one WRITE, CLOSE. The files' contents are read
-    before the clock starts. Prints the seconds from the first MKDIR to the
-    last CLOSE's answer."""
+def creates(specs, key, known_hosts, src, dest):
+    """Every directory and file under src made under dest on each server of
+    specs (name:port:user), one session per server, all at once: MKDIR
+    per directory (parents first), then per file OPEN (CREAT|TRUNC|WRITE),
+    one WRITE, CLOSE. The servers take turns directory by directory and
+    file by file, each turn starting with the next server, so that all
+    meet the same moments of a noisy machine. The files' contents are read
+    before the clock starts. Prints "name seconds" per server, in the order
+    of specs: the sum of the times its own requests took, from the first
+    MKDIR to the last CLOSE's answer."""
     dirs, files = [], []
     for dirpath, dirnames, filenames in os.walk(src):
         rel = os.path.relpath(dirpath, src)
@@ -159,19 +173,34 @@ def creates(port, user, key, known_hosts, src, dest):
                 files.append((os.path.normpath(os.path.join(rel, n)), f.read()))
     dirs.sort(key=lambda d: (d.count("/"), d))
     files.sort()
-    t, sftp = connect(port, user, key, known_hosts)
-    t0 = time.perf_counter()
-    sftp.mkdir(dest)
-    for d in dirs:
-        sftp.mkdir(dest + "/" + d)
-    for rel, data in files:
-        f = sftp.open(dest + "/" + rel, "wb")
-        f.write(data)
-        f.close()
-    elapsed = time.perf_counter() - t0
-    sftp.close()
-    t.close()
-    print("%.4f" % elapsed)
+    servers = [(name, int(port), user) for name, port, user in (spec.split(":") for spec in specs)]
+    sessions = [connect(port, user, key, known_hosts) for _, port, user in servers]
+    took = [0.0] * len(sessions)
+
+    def turns(i, op):
+        n = len(sessions)
+        for k in range(n):
+            j = (i + k) % n
+            t0 = time.perf_counter()
+            op(sessions[j][1])
+            took[j] += time.perf_counter() - t0
+
+    def create(rel, data):
+        def op(sftp):
+            f = sftp.open(dest + "/" + rel, "wb")
+            f.write(data)
+            f.close()
+        return op
+
+    turns(0, lambda sftp: sftp.mkdir(dest))
+    for i, d in enumerate(dirs):
+        turns(i + 1, lambda sftp: sftp.mkdir(dest + "/" + d))
+    for i, (rel, data) in enumerate(files):
+        turns(i, create(rel, data))
+    for (name, _, _), (t, sftp), secs in zip(servers, sessions, took):
+        sftp.close()
+        t.close()
+        print("%s %.4f" % (name, secs))
 
 
 def cipher(port, user, key, known_hosts):
@@ -311,8 +340,11 @@ def table(results, meta):
              m["cipher"], m["paramiko_cipher"], m["load_before"], m["load_after"]))
     print()
     print("Data: %s of random bytes; %s files, %s bytes in %s nested directories, "
-          "mirrored into an empty directory each time; %s saves after one login; "
-          "%s files (%s bytes, %s directories) created into an empty directory. "
+          "mirrored into an empty directory each time; %s saves after one login, "
+          "on all three servers at once, by turns save by save; "
+          "%s files (%s bytes, %s directories) created into an empty directory, "
+          "also on all three at once, by turns file by file (the sum of each "
+          "server's own requests' times). "
           "Rounds: %s, each running upgate (embedded), upgate (agent process), "
           "OpenSSH in turn; each figure is the median of the rounds, the rounds "
           "follow in brackets. Uploads include connecting and logging in. "
@@ -358,9 +390,9 @@ def main(argv):
     elif cmd == "settle":
         common.settle(int(args[0]), int(args[1]), float(args[2]))
     elif cmd == "saves":
-        saves(int(args[0]), args[1], args[2], args[3], args[4], args[5], int(args[6]))
+            saves(args[5:], args[0], args[1], args[2], args[3], int(args[4]))
     elif cmd == "creates":
-        creates(int(args[0]), args[1], args[2], args[3], args[4], args[5])
+        creates(args[4:], args[0], args[1], args[2], args[3])
     elif cmd == "cipher":
         cipher(int(args[0]), args[1], args[2], args[3])
     elif cmd in ("pair-saves", "pair-files"):

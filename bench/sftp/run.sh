@@ -37,9 +37,13 @@
 #   3. a 4 KiB save on an open session with paramiko: OPEN (create,
 #      truncate), WRITE, CLOSE, SETSTAT times, SETSTAT mode, each waiting for
 #      its answer, as an IDE saves with "preserve timestamps"; p50 and p99
-#      per save (ms), and each step's p50;
+#      per save (ms), and each step's p50. One session per server, all at
+#      once, the servers taking turns save by save (the other rows run one
+#      server after the other);
 #   4. creating many small files (MKDIR per directory, OPEN/WRITE/CLOSE per
-#      file) with paramiko on one session (seconds);
+#      file) with paramiko on one session (seconds), again on all servers
+#      at once, by turns file by file, each server's figure the sum of its
+#      own requests' times;
 #   5. with sshfs (optional: skipped when sshfs, fusermount3 or /dev/fuse is
 #      missing): a git repository of small files put on the server's disk,
 #      then through a fresh sshfs mount the first `git status` (it rereads
@@ -526,26 +530,39 @@ bench_mirror() { # side round
   [[ $got == "$small_sum" ]] || die "mirror -R to $s: target has '$got' (files bytes digest), want '$small_sum'"
   record mirror_s "$s" "$2" "$(elapsed "$t0" "$t1")"
 }
-bench_saves() { # side round
-  local s=$1 out i
+bench_saves() { # round: every side at once, by turns save by save
+  local s specs=() name out i
   empty_targets
-  bounded "$PY" "$helper" saves "${port[$s]}" "${user[$s]}" "$key" "$known" \
-    up/save.bin "$tmp/data/save.bin" "$nsaves" >"$tmp/saves.out" || die "paramiko saves to $s"
-  cmp -s "$tmp/data/save.bin" "${updir[$s]}/save.bin" || die "paramiko saves to $s: save.bin differs on disk"
-  read -r -a out <"$tmp/saves.out"
-  ((${#out[@]} == 7)) || die "paramiko saves to $s printed '${out[*]}'"
-  record save_p50_ms "$s" "$2" "${out[0]}"
-  record save_p99_ms "$s" "$2" "${out[1]}"
-  for i in 0 1 2 3 4; do record "save_phase$i" "$s" "$2" "${out[i + 2]}"; done
+  for s in "${sides[@]}"; do specs+=("$s:${port[$s]}:${user[$s]}"); done
+  bounded "$PY" "$helper" saves "$key" "$known" up/save.bin "$tmp/data/save.bin" "$nsaves" "${specs[@]}" \
+    >"$tmp/saves.out" || die "paramiko saves"
+  for s in "${sides[@]}"; do
+    cmp -s "$tmp/data/save.bin" "${updir[$s]}/save.bin" || die "paramiko saves to $s: save.bin differs on disk"
+  done
+  while read -r name out; do
+    read -r -a out <<<"$out"
+    ((${#out[@]} == 7)) || die "paramiko saves to $name printed '${out[*]}'"
+    record save_p50_ms "$name" "$1" "${out[0]}"
+    record save_p99_ms "$name" "$1" "${out[1]}"
+    for i in 0 1 2 3 4; do record "save_phase$i" "$name" "$1" "${out[i + 2]}"; done
+    log "round $1/$rounds $nsaves saves  $name: p50/p99 ${out[0]}/${out[1]} ms;" \
+      "steps open/write/close/utime/chmod $(IFS=/; echo "${out[*]:2}") ms"
+  done <"$tmp/saves.out"
 }
-bench_creates() { # side round
-  local s=$1 secs got
+bench_creates() { # round: every side at once, by turns file by file
+  local s specs=() name secs got
   empty_targets
-  secs=$(bounded "$PY" "$helper" creates "${port[$s]}" "${user[$s]}" "$key" "$known" \
-    "$tmp/data/creates" up/c) || die "paramiko creates to $s"
-  got=$("$PY" "$helper" treesum "${updir[$s]}/c")
-  [[ $got == "$creates_sum" ]] || die "paramiko creates to $s: target has '$got' (files bytes digest), want '$creates_sum'"
-  record creates_s "$s" "$2" "$secs"
+  for s in "${sides[@]}"; do specs+=("$s:${port[$s]}:${user[$s]}"); done
+  bounded "$PY" "$helper" creates "$key" "$known" "$tmp/data/creates" up/c "${specs[@]}" \
+    >"$tmp/creates.out" || die "paramiko creates"
+  for s in "${sides[@]}"; do
+    got=$("$PY" "$helper" treesum "${updir[$s]}/c")
+    [[ $got == "$creates_sum" ]] || die "paramiko creates to $s: target has '$got' (files bytes digest), want '$creates_sum'"
+  done
+  while read -r name secs; do
+    record creates_s "$name" "$1" "$secs"
+    log "round $1/$rounds $ncreates creates  $name: $secs s"
+  done <"$tmp/creates.out"
 }
 sshfs_mount() { # side dir: sshfs in the foreground, its own process group
   local s=$1 mnt=$2 i
@@ -623,14 +640,8 @@ for ((r = 1; r <= rounds; r++)); do
   if want mirror; then for s in "${sides[@]}"; do
     bench_mirror "$s" "$r"; log "round $r/$rounds mirror -R $nfiles files  $s: $(last) s"
   done; fi
-  if want saves; then for s in "${sides[@]}"; do
-    bench_saves "$s" "$r"
-    log "round $r/$rounds $nsaves saves  $s: p50/p99 $(cut -d' ' -f1,2 --output-delimiter=/ "$tmp/saves.out") ms;" \
-      "steps open/write/close/utime/chmod $(cut -d' ' -f3- --output-delimiter=/ "$tmp/saves.out") ms"
-  done; fi
-  if want creates; then for s in "${sides[@]}"; do
-    bench_creates "$s" "$r"; log "round $r/$rounds $ncreates creates  $s: $(last) s"
-  done; fi
+  if want saves; then bench_saves "$r"; fi
+  if want creates; then bench_creates "$r"; fi
   if want sshfs; then for s in "${sides[@]}"; do
     bench_sshfs "$s" "$r"
     log "round $r/$rounds sshfs  $s: git status $(grep "^git_s $s $r " "$results" | cut -d' ' -f4) s," \
