@@ -7,13 +7,25 @@
 # prepare_upgate tmp, repo, GO, ug_bin and ug_label, for start_server
 # servers (an array), for ftp_gateway_config hash and loglevel, for
 # sftp_gateway_config client_pub and loglevel, and for the pair scripts'
-# functions (pair_*) bins, agent, PY and helper. pair_start sets only,
+# functions (pair_*) bins, agent, PY and helper, for sides_printed sides
+# (an array) and port (an associative array by side). pair_start sets only,
 # cur, cmd_timeout, loglevel, servers and tmp; pair_counts sets cycles
 # and rounds; pair_side sets agent_yaml.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 want() { [[ ,$only, == *,$1,* ]]; }
+sides_printed() { # file: a helper's output for all sides at once holds a
+  # line per side, each starting with a side's name, each side once
+  local name rest n=0 seen=" "
+  while read -r name rest; do
+    [[ -n ${port[$name]:-} ]] || die "$1: a line for '$name', which is no side"
+    [[ $seen != *" $name "* ]] || die "$1: two lines for $name"
+    seen+="$name "
+    n=$((n + 1))
+  done <"$1"
+  ((n == ${#sides[@]})) || die "$1: lines for$seen, want one for each of ${sides[*]}"
+}
 alive() { # pid: running (not gone, not a zombie)
   local st
   st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ ${st// /} != Z* ]]

@@ -477,6 +477,7 @@ bench_saves() { # round: all sides at once, by turns save by save
   for s in "${sides[@]}"; do specs+=("$s:${port[$s]}:${user[$s]}"); done
   bounded "$PY" "$helper" saves "$netrc" /up/save.bin "$tmp/data/save.bin" "$nsaves" "${specs[@]}" \
     >"$tmp/saves.out" || die "ftplib saves"
+  sides_printed "$tmp/saves.out"
   for s in "${sides[@]}"; do
     cmp -s "$tmp/data/save.bin" "${updir[$s]}/save.bin" || die "ftplib saves to $s: save.bin differs on disk"
   done

@@ -196,7 +196,7 @@ def creates(specs, key, known_hosts, src, dest):
     for i, d in enumerate(dirs):
         turns(i + 1, lambda sftp: sftp.mkdir(dest + "/" + d))
     for i, (rel, data) in enumerate(files):
-        turns(i, create(rel, data))
+        turns(len(dirs) + 1 + i, create(rel, data))
     for (name, _, _), (t, sftp), secs in zip(servers, sessions, took):
         sftp.close()
         t.close()
@@ -390,7 +390,7 @@ def main(argv):
     elif cmd == "settle":
         common.settle(int(args[0]), int(args[1]), float(args[2]))
     elif cmd == "saves":
-            saves(args[5:], args[0], args[1], args[2], args[3], int(args[4]))
+        saves(args[5:], args[0], args[1], args[2], args[3], int(args[4]))
     elif cmd == "creates":
         creates(args[4:], args[0], args[1], args[2], args[3])
     elif cmd == "cipher":

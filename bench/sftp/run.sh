@@ -536,6 +536,7 @@ bench_saves() { # round: every side at once, by turns save by save
   for s in "${sides[@]}"; do specs+=("$s:${port[$s]}:${user[$s]}"); done
   bounded "$PY" "$helper" saves "$key" "$known" up/save.bin "$tmp/data/save.bin" "$nsaves" "${specs[@]}" \
     >"$tmp/saves.out" || die "paramiko saves"
+  sides_printed "$tmp/saves.out"
   for s in "${sides[@]}"; do
     cmp -s "$tmp/data/save.bin" "${updir[$s]}/save.bin" || die "paramiko saves to $s: save.bin differs on disk"
   done
@@ -555,6 +556,7 @@ bench_creates() { # round: every side at once, by turns file by file
   for s in "${sides[@]}"; do specs+=("$s:${port[$s]}:${user[$s]}"); done
   bounded "$PY" "$helper" creates "$key" "$known" "$tmp/data/creates" up/c "${specs[@]}" \
     >"$tmp/creates.out" || die "paramiko creates"
+  sides_printed "$tmp/creates.out"
   for s in "${sides[@]}"; do
     got=$("$PY" "$helper" treesum "${updir[$s]}/c")
     [[ $got == "$creates_sum" ]] || die "paramiko creates to $s: target has '$got' (files bytes digest), want '$creates_sum'"
