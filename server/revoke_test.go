@@ -347,15 +347,26 @@ users:
 	}
 
 	// The log and the feed say who and why, and that the uploads aborted.
+	// An upload's event comes when its file is closed, which for alice's
+	// FTP upload is on its data connection's goroutine, after her session
+	// has left the registry: wait for the four transfers, a while at most.
+	wantTransfers := []string{"alice ftp /index.html aborted", "alice sftp /app.js aborted",
+		"bob ftp /after.txt committed", "bob sftp /after-sftp.txt committed"}
 	var revoked, transfers []string
-	for _, e := range gw.Feed().Recent(seq, nil) {
-		switch d := e.Data.(type) {
-		case gateway.SessionEvent:
-			if d.Event == "revoked" {
-				revoked = append(revoked, e.User+": "+d.Reason)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		revoked, transfers = nil, nil
+		for _, e := range gw.Feed().Recent(seq, nil) {
+			switch d := e.Data.(type) {
+			case gateway.SessionEvent:
+				if d.Event == "revoked" {
+					revoked = append(revoked, e.User+": "+d.Reason)
+				}
+			case gateway.TransferEvent:
+				transfers = append(transfers, fmt.Sprintf("%s %s %s %s", e.User, d.Protocol, d.Path, d.Result))
 			}
-		case gateway.TransferEvent:
-			transfers = append(transfers, fmt.Sprintf("%s %s %s %s", e.User, d.Protocol, d.Path, d.Result))
+		}
+		if len(transfers) >= len(wantTransfers) || time.Now().After(deadline) {
+			break
 		}
 	}
 	slices.Sort(revoked)
@@ -368,9 +379,8 @@ users:
 		t.Errorf("feed's revoked events:\n%q\nwant\n%q", revoked, want)
 	}
 	slices.Sort(transfers)
-	if want := []string{"alice ftp /index.html aborted", "alice sftp /app.js aborted",
-		"bob ftp /after.txt committed", "bob sftp /after-sftp.txt committed"}; !slices.Equal(transfers, want) {
-		t.Errorf("feed's transfer events:\n%q\nwant\n%q", transfers, want)
+	if !slices.Equal(transfers, wantTransfers) {
+		t.Errorf("feed's transfer events:\n%q\nwant\n%q", transfers, wantTransfers)
 	}
 	if n := strings.Count(logs.String(), `msg="session revoked by the configuration reload"`); n != 5 {
 		t.Errorf("%d log lines of revoked sessions, want 5:\n%s", n, logs.String())
