@@ -349,7 +349,9 @@ users:
 	// The log and the feed say who and why, and that the uploads aborted.
 	// An upload's event comes when its file is closed, which for alice's
 	// FTP upload is on its data connection's goroutine, after her session
-	// has left the registry: wait for the four transfers, a while at most.
+	// has left the registry; and AgentIdle does not order it either (the
+	// agent's file is closed before the event is published): wait for the
+	// four transfers, a while at most.
 	wantTransfers := []string{"alice ftp /index.html aborted", "alice sftp /app.js aborted",
 		"bob ftp /after.txt committed", "bob sftp /after-sftp.txt committed"}
 	var revoked, transfers []string
