@@ -9,7 +9,7 @@
 # sftp_gateway_config client_pub and loglevel, and for the pair scripts'
 # functions (pair_*) bins, agent, PY and helper, for sides_printed sides
 # (an array) and port (an associative array by side). pair_start sets only,
-# cur, cmd_timeout, loglevel, servers and tmp; pair_counts sets cycles
+# cur, cmd_timeout, loglevel, servers and tmp; pair_settings sets cycles
 # and rounds; pair_side sets agent_yaml.
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -171,9 +171,14 @@ pair_start() { # name: the pair scripts' start once their options are read:
   cp "${bins[0]}" "$tmp/upgate-a" || die "copying ${bins[0]}"
   cp "${bins[1]}" "$tmp/upgate-b" || die "copying ${bins[1]}"
 }
-pair_counts() { # quick: sets cycles and rounds from BENCH_CYCLES and
-  # BENCH_ROUNDS [300 and 4; quick 20 and 1]; exits 2 on a bad value
-  local d_cycles=300 d_rounds=4 v
+pair_settings() { # quick: checks bins (two executable files, A and B)
+  # and sets cycles and rounds from BENCH_CYCLES and BENCH_ROUNDS [300 and
+  # 4; quick 20 and 1]; exits 2 on a bad value
+  local d_cycles=300 d_rounds=4 v b
+  ((${#bins[@]} == 2)) || { echo "pair.sh: two upgate binaries, A and B (see --help)" >&2; exit 2; }
+  for b in "${bins[@]}"; do
+    [[ -f $b && -x $b ]] || { echo "pair.sh: $b is not an executable file" >&2; exit 2; }
+  done
   if (($1)); then d_cycles=20 d_rounds=1; fi
   cycles=${BENCH_CYCLES:-$d_cycles}
   rounds=${BENCH_ROUNDS:-$d_rounds}

@@ -53,11 +53,7 @@ while (($#)); do
   esac
   shift
 done
-((${#bins[@]} == 2)) || { echo "pair.sh: two upgate binaries, A and B (see --help)" >&2; exit 2; }
-for b in "${bins[@]}"; do
-  [[ -f $b && -x $b ]] || { echo "pair.sh: $b is not an executable file" >&2; exit 2; }
-done
-pair_counts "$quick"
+pair_settings "$quick"
 [[ -x $PY ]] || { echo "pair.sh: $PY missing (apt-get install -y python3)" >&2; exit 3; }
 command -v setsid >/dev/null || { echo "pair.sh: setsid missing (apt-get install -y util-linux)" >&2; exit 3; }
 pair_start pair

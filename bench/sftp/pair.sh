@@ -61,11 +61,7 @@ while (($#)); do
   shift
 done
 ((saves && files)) && { echo "pair.sh: --saves or --files, not both" >&2; exit 2; }
-((${#bins[@]} == 2)) || { echo "pair.sh: two upgate binaries, A and B (see --help)" >&2; exit 2; }
-for b in "${bins[@]}"; do
-  [[ -f $b && -x $b ]] || { echo "pair.sh: $b is not an executable file" >&2; exit 2; }
-done
-pair_counts "$quick"
+pair_settings "$quick"
 [[ -x $PY ]] || { echo "pair.sh: $PY missing (apt-get install -y python3 python3-paramiko)" >&2; exit 3; }
 "$PY" -c 'import paramiko' 2>/dev/null ||
   { echo "pair.sh: paramiko missing for $PY (apt-get install -y python3-paramiko)" >&2; exit 3; }
