@@ -30,6 +30,14 @@ func IsDir(f afero.File) bool {
 	return err == nil && fi.IsDir()
 }
 
+// DropReadAhead makes f forget what it read ahead (ReadAheadDropper); a
+// file without read-ahead has nothing to forget.
+func DropReadAhead(f afero.File) {
+	if d, ok := f.(ReadAheadDropper); ok {
+		d.DropReadAhead()
+	}
+}
+
 // Lstat describes name without following a final symbolic link; without
 // afero.Lstater it is Stat.
 func Lstat(fsys afero.Fs, name string) (os.FileInfo, error) {

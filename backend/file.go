@@ -49,6 +49,11 @@ type file struct {
 
 	win *window // write acknowledgements; safe without mu
 
+	// fetches counts the read-ahead blocks asked for (reader.go): a
+	// read takes it before it waits for mu, to know which blocks were
+	// asked for after it came.
+	fetches atomic.Uint64
+
 	mu       sync.Mutex
 	offset   int64
 	w        coalescer

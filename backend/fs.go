@@ -112,6 +112,13 @@ type Flusher interface {
 	Flush() error
 }
 
+// ReadAheadDropper is a file that reads ahead: DropReadAhead forgets what
+// it read ahead, so that its next read asks for the data again. View calls
+// it when another handle of the session wrote at the file's path.
+type ReadAheadDropper interface {
+	DropReadAhead()
+}
+
 // LinkTimesSetter is a filesystem that sets a symbolic link's own times
 // (lutimes), for SFTP's lsetstat@openssh.com.
 type LinkTimesSetter interface {

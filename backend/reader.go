@@ -13,12 +13,27 @@ import (
 
 // This file holds an open file's read path: a cache of chunk-sized blocks
 // that is filled ahead of the reader.
+//
+// A block holds what the file held when the block was asked for. A read
+// that arrived before that (the file's fetch count when the read began is
+// below the block's seq) takes anything from it, as if it had asked the
+// agent itself. A read that arrived after takes from it only bytes no read
+// has taken yet, and never an end of file: a sequential reader, even one
+// whose requests are pipelined and served out of order, takes each byte
+// once, while bytes read again and an end of file are asked of the agent
+// again. So a handle kept open sees what changed since it last read, as
+// with sftp-server's pread: a file re-read from the start, a log followed
+// past its old end (tail -f over sshfs).
 
 const (
 	// readAhead is how many blocks past the one being read are fetched.
 	readAhead = 2
 	// maxBlocks bounds the read cache of one file.
 	maxBlocks = 8
+	// maxSpans bounds the ranges a block remembers as read; a block read
+	// in more pieces than that (small reads scattered over it) is dropped
+	// and fetched again by the next read.
+	maxSpans = 64
 )
 
 // block is one read-ahead block; done closes when data, eof and err are set.
@@ -27,6 +42,52 @@ type block struct {
 	data []byte
 	eof  bool
 	err  error
+	// seq numbers the fetch (file.fetches after it was counted).
+	seq uint64
+	// served holds the ranges of data already given to readers, sorted,
+	// apart and not touching. The file's mu guards it.
+	served []span
+}
+
+// span is a range [lo, hi) of a block's data.
+type span struct{ lo, hi int }
+
+// overlaps reports whether any byte of [lo, hi) was served.
+func (b *block) overlaps(lo, hi int) bool {
+	for _, s := range b.served {
+		if s.lo < hi && lo < s.hi {
+			return true
+		}
+	}
+	return false
+}
+
+// serve records [lo, hi) as served, joining it with the ranges it meets,
+// and reports false when the block keeps too many ranges to be worth it.
+func (b *block) serve(lo, hi int) bool {
+	if lo >= hi {
+		return true
+	}
+	out := b.served[:0:0]
+	placed := false
+	for _, s := range b.served {
+		switch {
+		case s.hi < lo:
+			out = append(out, s)
+		case hi < s.lo:
+			if !placed {
+				out, placed = append(out, span{lo, hi}), true
+			}
+			out = append(out, s)
+		default: // touches or overlaps: absorb
+			lo, hi = min(lo, s.lo), max(hi, s.hi)
+		}
+	}
+	if !placed {
+		out = append(out, span{lo, hi})
+	}
+	b.served = out
+	return len(out) <= maxSpans
 }
 
 // blockCache holds a file's blocks by index, least recently used evicted
@@ -98,7 +159,7 @@ func (f *file) getBlock(idx int64) (*block, error) {
 
 // fetch asks the agent for block idx. f.mu is held.
 func (f *file) fetch(idx int64) (*block, error) {
-	b := &block{done: make(chan struct{})}
+	b := &block{done: make(chan struct{}), seq: f.fetches.Add(1)}
 	err := f.send("read", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Read{Read: &agentpb.ReadOp{Offset: idx * chunk, Length: chunk}}}, func(r *agentpb.SessionResponse, err error) {
 		switch {
 		case err != nil:
@@ -117,9 +178,10 @@ func (f *file) fetch(idx int64) (*block, error) {
 	return b, nil
 }
 
-// readAtLocked reads through the block cache. f.mu is held on entry and on
-// return; it is released while waiting for the agent.
-func (f *file) readAtLocked(p []byte, off int64) (int, error) {
+// readAtLocked reads through the block cache for a read that arrived when
+// the file's fetch count was arrival (see the top of this file). f.mu is
+// held on entry and on return; it is released while waiting for the agent.
+func (f *file) readAtLocked(p []byte, off int64, arrival uint64) (int, error) {
 	if f.closed {
 		return 0, &fs.PathError{Op: "read", Path: f.path(), Err: os.ErrClosed}
 	}
@@ -168,12 +230,30 @@ func (f *file) readAtLocked(p []byte, off int64) (int, error) {
 			return n, b.err
 		}
 		within := int(pos - idx*chunk)
+		end := min(within+len(p)-n, len(b.data)) // what this block can give
+		ends := b.eof || len(b.data) < chunk     // the file ended in it
+		if b.seq <= arrival && (ends && within >= len(b.data) && n == 0 || b.overlaps(within, end)) {
+			// Read again, or nothing but an end of file, from a block
+			// asked for before this read came: ask again. The new
+			// block's seq is above arrival, so this happens once per
+			// block and read. (A read that got bytes before the end
+			// returns them short, with io.EOF; its caller's next read,
+			// from there, asks.)
+			if f.cache.blocks[idx] == b {
+				delete(f.cache.blocks, idx)
+			}
+			continue
+		}
 		if within >= len(b.data) {
-			if b.eof || len(b.data) < chunk {
+			if ends {
 				return n, io.EOF
 			}
 		}
-		n += copy(p[n:], b.data[within:])
+		c := copy(p[n:], b.data[within:])
+		if !b.serve(within, within+c) && f.cache.blocks[idx] == b {
+			delete(f.cache.blocks, idx)
+		}
+		n += c
 		if n < len(p) && b.eof && idx*chunk+int64(len(b.data)) <= off+int64(n) {
 			return n, io.EOF
 		}
@@ -181,21 +261,30 @@ func (f *file) readAtLocked(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// ReadAt implements io.ReaderAt. Concurrent calls are safe.
-func (f *file) ReadAt(p []byte, off int64) (int, error) {
+// DropReadAhead implements ReadAheadDropper.
+func (f *file) DropReadAhead() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.readAtLocked(p, off)
+	f.cache.drop()
+}
+
+// ReadAt implements io.ReaderAt. Concurrent calls are safe.
+func (f *file) ReadAt(p []byte, off int64) (int, error) {
+	arrival := f.fetches.Load()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.readAtLocked(p, off, arrival)
 }
 
 // Read implements io.Reader.
 func (f *file) Read(p []byte) (int, error) {
+	arrival := f.fetches.Load()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, err := f.readAtLocked(p, f.offset)
+	n, err := f.readAtLocked(p, f.offset, arrival)
 	f.offset += int64(n)
 	if n > 0 && errors.Is(err, io.EOF) {
 		err = nil

@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,12 @@ import (
 // Files open for writing in place also have their held-back writes pushed
 // (Flusher) before any other path operation of the session.
 //
+// A handle reading a path sees what the session's other handles wrote
+// there before the read, as a process sees its own writes through another
+// descriptor: their held-back writes are pushed and the reader forgets
+// what it read ahead (ReadAheadDropper) when they wrote since its last
+// read or stat. A reader follows the path it was opened at, not a rename.
+//
 // An upload that is superseded, removed or renamed over is discarded at
 // once, never committed later: an abandoned handle cannot capture the
 // path operations meant for the committed file, nor bring back stale data
@@ -56,14 +63,50 @@ type View struct {
 	afero.Fs
 
 	// mu guards open: the files this session has open for writing, by
-	// clean path, oldest first. It is never held during I/O.
-	mu   sync.Mutex
-	open map[string][]*viewFile
+	// clean path, oldest first; wrote: by path, the tick of the last
+	// write there through any of them; readers: how many handles read
+	// each path (kept while they or writers are open). It is never held
+	// during I/O.
+	mu      sync.Mutex
+	open    map[string][]*viewFile
+	wrote   map[string]uint64
+	readers map[string]int
+	tick    uint64
 }
 
 // NewView returns a session's view of fsys.
 func NewView(fsys afero.Fs) *View {
-	return &View{Fs: fsys, open: make(map[string][]*viewFile)}
+	return &View{Fs: fsys, open: make(map[string][]*viewFile), wrote: make(map[string]uint64), readers: make(map[string]int)}
+}
+
+// forgetLocked drops p's write tick once no handle is open at p. v.mu is
+// held.
+func (v *View) forgetLocked(p string) {
+	if len(v.open[p]) == 0 && v.readers[p] == 0 {
+		delete(v.wrote, p)
+	}
+}
+
+// catchUp makes a read or stat through f, open at p, see what the
+// session's other handles wrote at p since seen: their held-back writes
+// are pushed, and f forgets its read-ahead. A writer whose push fails
+// reports it itself, at its next write or its close.
+func (v *View) catchUp(p string, f afero.File, seen *atomic.Uint64) {
+	v.mu.Lock()
+	n := v.wrote[p]
+	var ws []*viewFile
+	if n != seen.Load() {
+		ws = append(ws, v.open[p]...)
+	}
+	v.mu.Unlock()
+	if n == seen.Load() {
+		return
+	}
+	for _, w := range ws {
+		_ = w.Flush()
+	}
+	DropReadAhead(f)
+	seen.Store(n)
 }
 
 var (
@@ -153,6 +196,7 @@ func (v *View) untrackLocked(f *viewFile) {
 	} else {
 		v.open[f.path] = ws
 	}
+	v.forgetLocked(f.path)
 }
 
 func (v *View) untrack(f *viewFile) {
@@ -285,11 +329,14 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 	return v.wrap(p, f, write), nil
 }
 
-// wrap tracks a file open for writing; files open for reading need no
-// tracking.
+// wrap tracks a file open for writing, and counts a file open for
+// reading at p.
 func (v *View) wrap(p string, f afero.File, write bool) afero.File {
 	if !write {
-		return f
+		v.mu.Lock()
+		v.readers[p]++
+		v.mu.Unlock()
+		return &viewReader{FileWrapper: FileWrapper{f}, v: v, path: p}
 	}
 	vf := &viewFile{FileWrapper: FileWrapper{f}, v: v, path: p, closed: make(chan struct{})}
 	v.track(vf)
@@ -504,6 +551,48 @@ type viewFile struct {
 	path   string // guarded by v.mu
 	once   sync.Once
 	closed chan struct{} // closed once Close has returned
+	seen   atomic.Uint64 // the write tick its reads last caught up with
+}
+
+// viewReader is a file this session has open for reading only.
+type viewReader struct {
+	FileWrapper
+	v    *View
+	path string
+	seen atomic.Uint64 // the write tick its reads last caught up with
+	once sync.Once
+}
+
+// Read implements afero.File, after the session's writers at the
+// reader's path (catchUp).
+func (r *viewReader) Read(p []byte) (int, error) {
+	r.v.catchUp(r.path, r.File, &r.seen)
+	return r.File.Read(p)
+}
+
+// ReadAt implements afero.File, as Read.
+func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
+	r.v.catchUp(r.path, r.File, &r.seen)
+	return r.File.ReadAt(p, off)
+}
+
+// Stat implements afero.File, as Read.
+func (r *viewReader) Stat() (os.FileInfo, error) {
+	r.v.catchUp(r.path, r.File, &r.seen)
+	return r.File.Stat()
+}
+
+// Close implements afero.File, and stops counting the reader at its path.
+func (r *viewReader) Close() error {
+	r.once.Do(func() {
+		r.v.mu.Lock()
+		if r.v.readers[r.path]--; r.v.readers[r.path] <= 0 {
+			delete(r.v.readers, r.path)
+		}
+		r.v.forgetLocked(r.path)
+		r.v.mu.Unlock()
+	})
+	return r.File.Close()
 }
 
 // info is the open upload's state under its current name; if it is
@@ -523,7 +612,68 @@ func (f *viewFile) info() (os.FileInfo, error) {
 }
 
 // ReadFrom passes an io.Copy into the file on (see backend.ReadFrom).
-func (f *viewFile) ReadFrom(r io.Reader) (int64, error) { return ReadFrom(f.File, r) }
+func (f *viewFile) ReadFrom(r io.Reader) (int64, error) {
+	defer f.wrote()
+	return ReadFrom(f.File, r)
+}
+
+// wrote records a write at f's path, for the session's readers there.
+func (f *viewFile) wrote() {
+	f.v.mu.Lock()
+	f.v.tick++
+	f.v.wrote[f.path] = f.v.tick
+	f.v.mu.Unlock()
+}
+
+// Write implements afero.File.
+func (f *viewFile) Write(p []byte) (int, error) {
+	defer f.wrote()
+	return f.File.Write(p)
+}
+
+// WriteAt implements afero.File.
+func (f *viewFile) WriteAt(p []byte, off int64) (int, error) {
+	defer f.wrote()
+	return f.File.WriteAt(p, off)
+}
+
+// WriteString implements afero.File.
+func (f *viewFile) WriteString(s string) (int, error) {
+	defer f.wrote()
+	return f.File.WriteString(s)
+}
+
+// Truncate implements afero.File.
+func (f *viewFile) Truncate(size int64) error {
+	defer f.wrote()
+	return f.File.Truncate(size)
+}
+
+// path is f's path now, for catchUp.
+func (f *viewFile) pathNow() string {
+	f.v.mu.Lock()
+	defer f.v.mu.Unlock()
+	return f.path
+}
+
+// Read implements afero.File, after the session's other writers at f's
+// path (catchUp).
+func (f *viewFile) Read(p []byte) (int, error) {
+	f.v.catchUp(f.pathNow(), f.File, &f.seen)
+	return f.File.Read(p)
+}
+
+// ReadAt implements afero.File, as Read.
+func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
+	f.v.catchUp(f.pathNow(), f.File, &f.seen)
+	return f.File.ReadAt(p, off)
+}
+
+// Stat implements afero.File, as Read.
+func (f *viewFile) Stat() (os.FileInfo, error) {
+	f.v.catchUp(f.pathNow(), f.File, &f.seen)
+	return f.File.Stat()
+}
 
 // Close closes (commits) the file, then forgets it. Until the commit is
 // done the file stays this session's at its path: operations that reach

@@ -20,11 +20,12 @@ type FileWrapper struct {
 }
 
 var (
-	_ TransferAborter = FileWrapper{}
-	_ TimesSetter     = FileWrapper{}
-	_ ModeSetter      = FileWrapper{}
-	_ Upload          = FileWrapper{}
-	_ Flusher         = FileWrapper{}
+	_ TransferAborter  = FileWrapper{}
+	_ TimesSetter      = FileWrapper{}
+	_ ModeSetter       = FileWrapper{}
+	_ Upload           = FileWrapper{}
+	_ Flusher          = FileWrapper{}
+	_ ReadAheadDropper = FileWrapper{}
 )
 
 // Flush pushes the wrapped file's held-back writes; a file that holds none
@@ -34,6 +35,14 @@ func (w FileWrapper) Flush() error {
 		return f.Flush()
 	}
 	return nil
+}
+
+// DropReadAhead passes the call on (ReadAheadDropper); a file that reads
+// nothing ahead has nothing to forget.
+func (w FileWrapper) DropReadAhead() {
+	if d, ok := w.File.(ReadAheadDropper); ok {
+		d.DropReadAhead()
+	}
 }
 
 // TransferError passes the failure on, so Close aborts an upload.

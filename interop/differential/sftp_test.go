@@ -351,6 +351,42 @@ func sftpSteps() []sftpStep {
 			return s.closeH(s.a, "stale")
 		}},
 
+		// A handle kept open sees what changed since it last read: the
+		// session's own writes through other handles, before and after
+		// they close, and another session's (sftp-server reads with
+		// pread every time; upgate reads ahead and must not answer from
+		// what it read before).
+		{"fixture /rc", func(s *sftpSide) string { return s.writeFile("/rc", []byte("0123456789")) }},
+		{"open /rc READ (kept open)", func(s *sftpSide) string { return s.open(s.a, "rcr", "/rc", pfRead, attrs{}) }},
+		{"read /rc 0-4 on the kept handle", func(s *sftpSide) string { r, err := s.a.read(s.h("rcr"), 0, 5); return s.res(r, err) }},
+		{"open /rc WRITE (in place)", func(s *sftpSide) string { return s.open(s.a, "rcw", "/rc", pfWrite, attrs{}) }},
+		{"write Z at 7 in place", func(s *sftpSide) string { r, err := s.a.write(s.h("rcw"), 7, []byte("Z")); return s.res(r, err) }},
+		{"read /rc 5-9 on the kept handle (the other handle's write)", func(s *sftpSide) string { r, err := s.a.read(s.h("rcr"), 5, 5); return s.res(r, err) }},
+		{"write YY at 0 in place", func(s *sftpSide) string { r, err := s.a.write(s.h("rcw"), 0, []byte("YY")); return s.res(r, err) }},
+		{"close the in-place handle", func(s *sftpSide) string { return s.closeH(s.a, "rcw") }},
+		{"read /rc again from 0 on the kept handle", func(s *sftpSide) string { r, err := s.a.read(s.h("rcr"), 0, 100); return s.res(r, err) }},
+		{"open /rc WRITE|APPEND", func(s *sftpSide) string { return s.open(s.a, "rca", "/rc", pfWrite|pfAppend, attrs{}) }},
+		{"append MORE", func(s *sftpSide) string { r, err := s.a.write(s.h("rca"), 0, []byte("MORE")); return s.res(r, err) }},
+		{"read past the old end on the kept handle (append still open)", func(s *sftpSide) string { r, err := s.a.read(s.h("rcr"), 10, 100); return s.res(r, err) }},
+		{"fstat the kept handle", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("rcr"))); return s.res(r, err) }},
+		{"close the append handle", func(s *sftpSide) string { return s.closeH(s.a, "rca") }},
+		{"B: open /rc WRITE|APPEND", func(s *sftpSide) string { return s.open(s.b, "rcb", "/rc", pfWrite|pfAppend, attrs{}) }},
+		{"B: append BBB", func(s *sftpSide) string { r, err := s.b.write(s.h("rcb"), 0, []byte("BBB")); return s.res(r, err) }},
+		{"B: close the append handle", func(s *sftpSide) string { return s.closeH(s.b, "rcb") }},
+		{"read past the end on the kept handle (B's append)", func(s *sftpSide) string { r, err := s.a.read(s.h("rcr"), 14, 100); return s.res(r, err) }},
+		{"read the kept handle from 0 once more", func(s *sftpSide) string { r, err := s.a.read(s.h("rcr"), 0, 100); return s.res(r, err) }},
+		{"close the kept handle", func(s *sftpSide) string { return s.closeH(s.a, "rcr") }},
+		{"open /ru CREAT|TRUNC|WRITE", func(s *sftpSide) string { return s.open(s.a, "ru1", "/ru", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"write abc to /ru", func(s *sftpSide) string { r, err := s.a.write(s.h("ru1"), 0, []byte("abc")); return s.res(r, err) }},
+		{"open /ru READ (a second handle on the upload)", func(s *sftpSide) string { return s.open(s.a, "ru2", "/ru", pfRead, attrs{}) }},
+		{"read the second handle", func(s *sftpSide) string { r, err := s.a.read(s.h("ru2"), 0, 100); return s.res(r, err) }},
+		{"write def at 3 through the first", func(s *sftpSide) string { r, err := s.a.write(s.h("ru1"), 3, []byte("def")); return s.res(r, err) }},
+		{"read the second handle again", func(s *sftpSide) string { r, err := s.a.read(s.h("ru2"), 0, 100); return s.res(r, err) }},
+		{"fstat the second handle", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("ru2"))); return s.res(r, err) }},
+		{"close the upload of /ru", func(s *sftpSide) string { return s.closeH(s.a, "ru1") }},
+		{"close the second handle on /ru", func(s *sftpSide) string { return s.closeH(s.a, "ru2") }},
+		{"content /ru", func(s *sftpSide) string { return s.readAll(s.a, "/ru") }},
+
 		// Writes in place, append, sparse.
 		{"open /d/f1 WRITE (no trunc)", func(s *sftpSide) string { return s.open(s.a, "w1", "/d/f1", pfWrite, attrs{}) }},
 		{"write XY at 2", func(s *sftpSide) string { r, err := s.a.write(s.h("w1"), 2, []byte("XY")); return s.res(r, err) }},

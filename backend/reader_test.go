@@ -1,0 +1,129 @@
+package backend_test
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/upgate/upgate/backend"
+	"github.com/upgate/upgate/internal/agenttest"
+)
+
+// TestReadAheadSeesChanges: a handle kept open answers a read again, or a
+// read at its old end, with what the file holds now, as sftp-server's
+// pread does; the container rewrote it in place (same inode) between the
+// reads.
+func TestReadAheadSeesChanges(t *testing.T) {
+	a := agenttest.Start(t, "")
+	fsys := a.Fs(t, "")
+	if err := os.WriteFile(a.Dir+"/log", []byte("0123456789"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fsys.Open("/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	readAt := func(off int64, n int) string {
+		t.Helper()
+		p := make([]byte, n)
+		got, err := f.ReadAt(p, off)
+		if err != nil && err != io.EOF {
+			t.Fatalf("ReadAt(%d, %d): %v", off, n, err)
+		}
+		return string(p[:got])
+	}
+	if got := readAt(0, 5); got != "01234" {
+		t.Fatalf("first read %q", got)
+	}
+	// Bytes not read yet come from the block read ahead: they are what
+	// the file held when the block was asked for.
+	if got := readAt(5, 100); got != "56789" {
+		t.Fatalf("rest %q", got)
+	}
+	w, err := os.OpenFile(a.Dir+"/log", os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteString("MORE"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAt(10, 100); got != "MORE" {
+		t.Fatalf("read at the old end after an append: %q, want MORE", got)
+	}
+	w.Close()
+	if err := os.WriteFile(a.Dir+"/log", []byte("ZZ23456789MORE+"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAt(0, 100); got != "ZZ23456789MORE+" {
+		t.Fatalf("read again from 0: %q", got)
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() != 15 {
+		t.Fatalf("Stat: %v, %v", fi, err)
+	}
+}
+
+// TestReadAheadStillReadsAhead: a reader that takes each byte once, in
+// order or in pipelined requests served out of order, is answered from the
+// blocks read ahead: one fetch per block, plus one to confirm the end.
+func TestReadAheadStillReadsAhead(t *testing.T) {
+	a := agenttest.Start(t, "")
+	fsys := a.Fs(t, "")
+	want := make([]byte, 3*backend.Chunk+12345)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(a.Dir+"/big", want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	blocks := uint64((len(want) + backend.Chunk - 1) / backend.Chunk)
+	t.Run("sequential", func(t *testing.T) {
+		f, err := fsys.Open("/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		got, err := io.ReadAll(f)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("ReadAll: %d bytes, equal %v, %v", len(got), bytes.Equal(got, want), err)
+		}
+		if n := backend.Fetches(f); n > blocks+1 {
+			t.Fatalf("%d fetches for %d blocks", n, blocks)
+		}
+	})
+	t.Run("out of order", func(t *testing.T) {
+		f, err := fsys.Open("/big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		// 32 KiB requests, shuffled within windows of 16, as a pipelining
+		// SFTP client's reach the server's workers.
+		const req, window = 32 << 10, 16
+		var offs []int64
+		for off := int64(0); off < int64(len(want)); off += req {
+			offs = append(offs, off)
+		}
+		r := rand.New(rand.NewPCG(1, 2))
+		got := make([]byte, len(want))
+		for i := 0; i < len(offs); i += window {
+			w := offs[i:min(i+window, len(offs))]
+			r.Shuffle(len(w), func(a, b int) { w[a], w[b] = w[b], w[a] })
+			for _, off := range w {
+				n, err := f.ReadAt(got[off:min(off+req, int64(len(got)))], off)
+				if err != nil && err != io.EOF || off+int64(n) != min(off+req, int64(len(got))) {
+					t.Fatalf("ReadAt(%d): %d, %v", off, n, err)
+				}
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatal("content differs")
+		}
+		if n := backend.Fetches(f); n > blocks+1 {
+			t.Fatalf("%d fetches for %d blocks", n, blocks)
+		}
+	})
+}
