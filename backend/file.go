@@ -664,6 +664,9 @@ func (f *file) SetTimes(atime, mtime time.Time) error {
 	if err := f.usable("chtimes"); err != nil {
 		return err
 	}
+	if err := refuseEpoch(f.c.features, "chtimes", f.path(), atime, mtime); err != nil {
+		return err
+	}
 	// The writes held back go first: the times are set after them.
 	if err := f.w.flush(); err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
@@ -60,13 +62,40 @@ func (fi *fileInfo) IsDir() bool        { return fi.mode.IsDir() }
 // Sys returns a *Stat.
 func (fi *fileInfo) Sys() any { return &fi.stat }
 
-// unixNano encodes a time for the wire; the zero time (leave unchanged)
-// becomes 0.
-func unixNano(t time.Time) int64 {
+// unixNano encodes a time for ChtimesRequest and SetTimesOp: the zero
+// time (leave unchanged) is left out (nil); any other is present, the Unix
+// epoch's 0 included.
+func unixNano(t time.Time) *int64 {
 	if t.IsZero() {
-		return 0
+		return nil
 	}
-	return t.UnixNano()
+	ns := t.UnixNano()
+	return &ns
+}
+
+// refuseEpoch refuses a time at the Unix epoch when the agent, whose
+// FileFeature bits are features, cannot set one: an agent without
+// FILE_FEATURE_EPOCH_TIMES takes 0 nanoseconds for "leave unchanged" and
+// would answer success for a time it did not set. The error says to
+// upgrade the agent. Other times, and the zero time, pass.
+func refuseEpoch(features uint32, op, name string, ts ...time.Time) error {
+	if features&uint32(agentpb.FileFeature_FILE_FEATURE_EPOCH_TIMES) != 0 || !hasEpoch(ts) {
+		return nil
+	}
+	return &fs.PathError{Op: op, Path: name, Err: &AgentError{Code: codes.FailedPrecondition, err: ErrAgentProtocol,
+		Message: "the agent cannot set a time to the Unix epoch (1970-01-01T00:00:00Z), which its protocol takes for \"leave unchanged\": upgrade the agent (upgate agent) to the gateway's version",
+		Detail:  "the agent does not announce FILE_FEATURE_EPOCH_TIMES"}}
+}
+
+// hasEpoch reports whether one of ts is the Unix epoch (0 nanoseconds on
+// the wire).
+func hasEpoch(ts []time.Time) bool {
+	for _, t := range ts {
+		if !t.IsZero() && t.UnixNano() == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // checkTimes refuses times the wire cannot carry (nanoseconds since 1970

@@ -245,9 +245,14 @@ func (g *GRPCFs) Chown(name string, uid, gid int) error {
 }
 
 // Chtimes implements afero.Fs. On a file being uploaded the times are
-// applied after the upload commits. A zero time leaves that time as is.
+// applied after the upload commits. A zero time leaves that time as is;
+// the Unix epoch is set as any other time (refused, saying so, by an
+// agent too old to set it).
 func (g *GRPCFs) Chtimes(name string, atime, mtime time.Time) error {
 	if err := checkTimes("chtimes", userPath(name), atime, mtime); err != nil {
+		return err
+	}
+	if err := g.refuseEpoch("chtimes", name, atime, mtime); err != nil {
 		return err
 	}
 	_, err := g.do(g.ctx, "Chtimes", "chtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
@@ -260,9 +265,25 @@ func (g *GRPCFs) Lchtimes(name string, atime, mtime time.Time) error {
 	if err := checkTimes("lchtimes", userPath(name), atime, mtime); err != nil {
 		return err
 	}
+	if err := g.refuseEpoch("lchtimes", name, atime, mtime); err != nil {
+		return err
+	}
 	_, err := g.do(g.ctx, "Chtimes", "lchtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
 		Chtimes: &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime), Nofollow: true}}})
 	return err
+}
+
+// refuseEpoch is refuseEpoch for a path operation: it asks the session's
+// agent for its features only when one of ts is the Unix epoch.
+func (g *GRPCFs) refuseEpoch(op, name string, ts ...time.Time) error {
+	if !hasEpoch(ts) {
+		return nil
+	}
+	c, err := g.mux.conn()
+	if err != nil {
+		return g.err(op, name, err)
+	}
+	return refuseEpoch(c.features, op, userPath(name), ts...)
 }
 
 // SymlinkIfPossible implements afero.Linker. An absolute target is taken in

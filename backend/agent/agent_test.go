@@ -413,7 +413,7 @@ func TestPathEscapesRefused(t *testing.T) {
 		}},
 		{"Chtimes", func(p string) error {
 			ns := time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
-			_, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte(p), AtimeUnixNano: ns, MtimeUnixNano: ns})
+			_, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte(p), AtimeUnixNano: new(ns), MtimeUnixNano: new(ns)})
 			return err
 		}},
 		{"Symlink-path", func(p string) error {
@@ -700,7 +700,7 @@ func TestAtomicUpload(t *testing.T) {
 	// stream (SetTimesOp below), other sessions on the committed file.
 	mtime := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
 	atime := time.Date(2001, 2, 3, 0, 0, 0, 0, time.UTC)
-	if _, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte("f"), AtimeUnixNano: atime.UnixNano(), MtimeUnixNano: mtime.UnixNano()}); err != nil {
+	if _, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte("f"), AtimeUnixNano: new(atime.UnixNano()), MtimeUnixNano: new(mtime.UnixNano())}); err != nil {
 		t.Fatalf("Chtimes during upload: %v", err)
 	}
 	if fi, err := os.Stat(target); err != nil || !fi.ModTime().Equal(mtime) {
@@ -732,7 +732,7 @@ func TestAtomicUpload(t *testing.T) {
 		// writes after it must not move the mtime.
 		fst.write(0, "third")
 		fst.ok(&agentpb.FileRequest{Op: &agentpb.FileRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{
-			AtimeUnixNano: mtime2.UnixNano(), MtimeUnixNano: mtime2.UnixNano(),
+			AtimeUnixNano: new(mtime2.UnixNano()), MtimeUnixNano: new(mtime2.UnixNano()),
 		}}})
 		// Applied at once: a Stat of the open file shows it.
 		if st := fst.ok(&agentpb.FileRequest{Op: &agentpb.FileRequest_Stat{Stat: &agentpb.StatOp{}}}).GetStat(); st.GetMtimeUnixNano() != mtime2.UnixNano() {
@@ -1363,4 +1363,51 @@ func deletedOpen(t *testing.T, p string) int {
 		}
 	}
 	return n
+}
+
+// TestChtimesPresence: a time present in ChtimesRequest is set, 0 (the
+// Unix epoch) included; a time left out is left unchanged, which is what
+// a gateway from before FILE_FEATURE_EPOCH_TIMES sends for "unchanged"
+// (proto3 never wrote its 0). The agent announces the feature.
+func TestChtimesPresence(t *testing.T) {
+	a, c := start(t, "")
+	ctx := testCtx(t)
+	if err := os.WriteFile(filepath.Join(a.Dir, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mtimeOf := func() time.Time {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(a.Dir, "f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime()
+	}
+	if _, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte("f"), AtimeUnixNano: new(int64(5e9)), MtimeUnixNano: new(int64(0))}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mtimeOf(); !got.Equal(time.Unix(0, 0)) {
+		t.Errorf("mtime after a present 0: %v, want the epoch", got)
+	}
+	if _, err := c.Chtimes(ctx, &agentpb.ChtimesRequest{Path: []byte("f"), AtimeUnixNano: new(int64(7e9))}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mtimeOf(); !got.Equal(time.Unix(0, 0)) {
+		t.Errorf("mtime after a request leaving it out: %v, want the epoch still", got)
+	}
+	s, err := c.Session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&agentpb.SessionRequest{Id: 1, Op: &agentpb.SessionRequest_Hello{Hello: &agentpb.SessionHello{Protocol: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.GetHello().GetFeatures()&uint32(agentpb.FileFeature_FILE_FEATURE_EPOCH_TIMES) == 0 {
+		t.Errorf("Hello features %#x lack FILE_FEATURE_EPOCH_TIMES", h.GetHello().GetFeatures())
+	}
+	s.CloseSend()
 }

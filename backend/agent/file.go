@@ -421,7 +421,10 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		info.Name = []byte(path.Base(h.target()))
 		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Stat{Stat: info}}
 	case *agentpb.FileRequest_SetTimes:
-		atime, mtime := fromNano(op.SetTimes.GetAtimeUnixNano()), fromNano(op.SetTimes.GetMtimeUnixNano())
+		var atime, mtime time.Time
+		if op.SetTimes != nil {
+			atime, mtime = fromNano(op.SetTimes.AtimeUnixNano), fromNano(op.SetTimes.MtimeUnixNano)
+		}
 		if err := futimes(h.f, atime, mtime); err != nil {
 			return fail("chtimes", err)
 		}

@@ -343,7 +343,10 @@ func (s *Server) chtimes(sc *scope, req *agentpb.ChtimesRequest) (*agentpb.Empty
 	if err != nil {
 		return nil, s.fail("Chtimes", string(req.GetPath()), err)
 	}
-	atime, mtime := fromNano(req.GetAtimeUnixNano()), fromNano(req.GetMtimeUnixNano())
+	var atime, mtime time.Time
+	if req != nil {
+		atime, mtime = fromNano(req.AtimeUnixNano), fromNano(req.MtimeUnixNano)
+	}
 	if req.GetNofollow() {
 		err = sc.Lchtimes(ps[0], atime, mtime)
 	} else {
@@ -537,11 +540,13 @@ func fileInfo(fi fs.FileInfo) *agentpb.FileInfo {
 	return out
 }
 
-// fromNano converts wire time; 0 means "leave unchanged" (the zero
-// time.Time, which os.Chtimes skips).
-func fromNano(ns int64) time.Time {
-	if ns == 0 {
+// fromNano converts a time of ChtimesRequest or SetTimesOp: one left out
+// (nil) means "leave unchanged", the zero time.Time, which os.Chtimes and
+// UTIME_OMIT skip; one present is that time, 0 (the Unix epoch) included
+// (agentpb.FileFeature_FILE_FEATURE_EPOCH_TIMES).
+func fromNano(ns *int64) time.Time {
+	if ns == nil {
 		return time.Time{}
 	}
-	return time.Unix(0, ns)
+	return time.Unix(0, *ns)
 }

@@ -337,7 +337,7 @@ func TestSessionFIFO(t *testing.T) {
 	}{
 		{"rename from below", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Rename{Rename: &agentpb.RenameRequest{From: below, To: []byte("u/y")}}}},
 		{"rename to below", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Rename{Rename: &agentpb.RenameRequest{From: []byte("u/y"), To: below}}}},
-		{"chtimes below", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{Chtimes: &agentpb.ChtimesRequest{Path: below, MtimeUnixNano: 1e18, Nofollow: true}}}},
+		{"chtimes below", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{Chtimes: &agentpb.ChtimesRequest{Path: below, MtimeUnixNano: new(int64(1e18)), Nofollow: true}}}},
 	} {
 		if e := r.do(tc.req).GetError(); e == nil {
 			t.Errorf("%s a FIFO succeeded", tc.name)
@@ -498,7 +498,7 @@ func TestSessionPostedFailureAborts(t *testing.T) {
 	mtime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 	for _, req := range []*agentpb.SessionRequest{
 		{Op: &agentpb.SessionRequest_Truncate{Truncate: &agentpb.TruncateOp{Size: 2}}},
-		{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{MtimeUnixNano: mtime.UnixNano(), AtimeUnixNano: mtime.UnixNano()}}},
+		{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{MtimeUnixNano: new(mtime.UnixNano()), AtimeUnixNano: new(mtime.UnixNano())}}},
 		{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: 0o600}}},
 	} {
 		req = fileReq(fid, req)

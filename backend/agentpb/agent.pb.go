@@ -189,6 +189,13 @@ const (
 	// open's own error in its place. (v1 opens announce it too; it means
 	// nothing there.)
 	FileFeature_FILE_FEATURE_POSTED_OPEN FileFeature = 16
+	// A time present in ChtimesRequest or SetTimesOp is set even when it is
+	// 0, the Unix epoch; only a time left out is left unchanged. An agent
+	// without this bit takes 0 for "unchanged" (it cannot tell a present 0
+	// from an absent one): the gateway refuses to set a time to the epoch
+	// there, with an error saying to upgrade the agent, rather than answer
+	// success for a time it did not set.
+	FileFeature_FILE_FEATURE_EPOCH_TIMES FileFeature = 32
 )
 
 // Enum value maps for FileFeature.
@@ -200,6 +207,7 @@ var (
 		4:  "FILE_FEATURE_CLOSE_WITH_WRITE",
 		8:  "FILE_FEATURE_POSTED_FAILURE_ABORTS",
 		16: "FILE_FEATURE_POSTED_OPEN",
+		32: "FILE_FEATURE_EPOCH_TIMES",
 	}
 	FileFeature_value = map[string]int32{
 		"FILE_FEATURE_UNSPECIFIED":                     0,
@@ -208,6 +216,7 @@ var (
 		"FILE_FEATURE_CLOSE_WITH_WRITE":                4,
 		"FILE_FEATURE_POSTED_FAILURE_ABORTS":           8,
 		"FILE_FEATURE_POSTED_OPEN":                     16,
+		"FILE_FEATURE_EPOCH_TIMES":                     32,
 	}
 )
 
@@ -742,11 +751,17 @@ func (x *ChownRequest) GetGid() int32 {
 	return 0
 }
 
+// ChtimesRequest sets a path's times. A time left out (no presence) is
+// left unchanged; one present is set, 0 included: 0 is the Unix epoch.
+// Gateways before FILE_FEATURE_EPOCH_TIMES left out a time to keep by
+// sending 0 (proto3 never writes a zero without explicit presence), so
+// what they send reads the same; agents before it read a present 0 as
+// "unchanged", and gateways do not send them one (see the feature).
 type ChtimesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	AtimeUnixNano int64                  `protobuf:"varint,2,opt,name=atime_unix_nano,json=atimeUnixNano,proto3" json:"atime_unix_nano,omitempty"`
-	MtimeUnixNano int64                  `protobuf:"varint,3,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
+	AtimeUnixNano *int64                 `protobuf:"varint,2,opt,name=atime_unix_nano,json=atimeUnixNano,proto3,oneof" json:"atime_unix_nano,omitempty"`
+	MtimeUnixNano *int64                 `protobuf:"varint,3,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3,oneof" json:"mtime_unix_nano,omitempty"`
 	// nofollow sets a symbolic link's own times, as utimensat with
 	// AT_SYMLINK_NOFOLLOW (SFTP's lsetstat@openssh.com).
 	Nofollow      bool `protobuf:"varint,4,opt,name=nofollow,proto3" json:"nofollow,omitempty"`
@@ -792,15 +807,15 @@ func (x *ChtimesRequest) GetPath() []byte {
 }
 
 func (x *ChtimesRequest) GetAtimeUnixNano() int64 {
-	if x != nil {
-		return x.AtimeUnixNano
+	if x != nil && x.AtimeUnixNano != nil {
+		return *x.AtimeUnixNano
 	}
 	return 0
 }
 
 func (x *ChtimesRequest) GetMtimeUnixNano() int64 {
-	if x != nil {
-		return x.MtimeUnixNano
+	if x != nil && x.MtimeUnixNano != nil {
+		return *x.MtimeUnixNano
 	}
 	return 0
 }
@@ -1580,11 +1595,12 @@ func (*StatOp) Descriptor() ([]byte, []int) {
 // SetTimesOp sets the file's times at once and again when it is closed,
 // after any commit, so that writes still in flight (the gateway coalesces
 // them; SFTP's FSETSTAT does not wait for earlier WRITEs) do not leave a
-// later mtime.
+// later mtime. A time left out is left unchanged; one present is set, 0
+// (the Unix epoch) included, as in ChtimesRequest.
 type SetTimesOp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	AtimeUnixNano int64                  `protobuf:"varint,1,opt,name=atime_unix_nano,json=atimeUnixNano,proto3" json:"atime_unix_nano,omitempty"`
-	MtimeUnixNano int64                  `protobuf:"varint,2,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3" json:"mtime_unix_nano,omitempty"`
+	AtimeUnixNano *int64                 `protobuf:"varint,1,opt,name=atime_unix_nano,json=atimeUnixNano,proto3,oneof" json:"atime_unix_nano,omitempty"`
+	MtimeUnixNano *int64                 `protobuf:"varint,2,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3,oneof" json:"mtime_unix_nano,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1620,15 +1636,15 @@ func (*SetTimesOp) Descriptor() ([]byte, []int) {
 }
 
 func (x *SetTimesOp) GetAtimeUnixNano() int64 {
-	if x != nil {
-		return x.AtimeUnixNano
+	if x != nil && x.AtimeUnixNano != nil {
+		return *x.AtimeUnixNano
 	}
 	return 0
 }
 
 func (x *SetTimesOp) GetMtimeUnixNano() int64 {
-	if x != nil {
-		return x.MtimeUnixNano
+	if x != nil && x.MtimeUnixNano != nil {
+		return *x.MtimeUnixNano
 	}
 	return 0
 }
@@ -3338,12 +3354,14 @@ const file_agent_proto_rawDesc = "" +
 	"\fChownRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\x05R\x03uid\x12\x10\n" +
-	"\x03gid\x18\x03 \x01(\x05R\x03gid\"\x90\x01\n" +
+	"\x03gid\x18\x03 \x01(\x05R\x03gid\"\xc2\x01\n" +
 	"\x0eChtimesRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\fR\x04path\x12&\n" +
-	"\x0fatime_unix_nano\x18\x02 \x01(\x03R\ratimeUnixNano\x12&\n" +
-	"\x0fmtime_unix_nano\x18\x03 \x01(\x03R\rmtimeUnixNano\x12\x1a\n" +
-	"\bnofollow\x18\x04 \x01(\bR\bnofollow\"<\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12+\n" +
+	"\x0fatime_unix_nano\x18\x02 \x01(\x03H\x00R\ratimeUnixNano\x88\x01\x01\x12+\n" +
+	"\x0fmtime_unix_nano\x18\x03 \x01(\x03H\x01R\rmtimeUnixNano\x88\x01\x01\x12\x1a\n" +
+	"\bnofollow\x18\x04 \x01(\bR\bnofollowB\x12\n" +
+	"\x10_atime_unix_nanoB\x12\n" +
+	"\x10_mtime_unix_nano\"<\n" +
 	"\x0eSymlinkRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\fR\x06target\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\fR\x04path\"9\n" +
@@ -3393,11 +3411,13 @@ const file_agent_proto_rawDesc = "" +
 	"TruncateOp\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\"\b\n" +
 	"\x06SyncOp\"\b\n" +
-	"\x06StatOp\"\\\n" +
+	"\x06StatOp\"\x8e\x01\n" +
 	"\n" +
-	"SetTimesOp\x12&\n" +
-	"\x0fatime_unix_nano\x18\x01 \x01(\x03R\ratimeUnixNano\x12&\n" +
-	"\x0fmtime_unix_nano\x18\x02 \x01(\x03R\rmtimeUnixNano\"\x1d\n" +
+	"SetTimesOp\x12+\n" +
+	"\x0fatime_unix_nano\x18\x01 \x01(\x03H\x00R\ratimeUnixNano\x88\x01\x01\x12+\n" +
+	"\x0fmtime_unix_nano\x18\x02 \x01(\x03H\x01R\rmtimeUnixNano\x88\x01\x01B\x12\n" +
+	"\x10_atime_unix_nanoB\x12\n" +
+	"\x10_mtime_unix_nano\"\x1d\n" +
 	"\aChmodOp\x12\x12\n" +
 	"\x04perm\x18\x01 \x01(\rR\x04perm\"O\n" +
 	"\aCloseOp\x12\x14\n" +
@@ -3516,14 +3536,15 @@ const file_agent_proto_rawDesc = "" +
 	"\x10OPEN_FLAG_CREATE\x10\b\x12\x12\n" +
 	"\x0eOPEN_FLAG_EXCL\x10\x10\x12\x13\n" +
 	"\x0fOPEN_FLAG_TRUNC\x10 \x12\x12\n" +
-	"\x0eOPEN_FLAG_SYNC\x10@*\xe5\x01\n" +
+	"\x0eOPEN_FLAG_SYNC\x10@*\x83\x02\n" +
 	"\vFileFeature\x12\x1c\n" +
 	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
 	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x01\x12\x1d\n" +
 	"\x19FILE_FEATURE_SESSION_VIEW\x10\x02\x12!\n" +
 	"\x1dFILE_FEATURE_CLOSE_WITH_WRITE\x10\x04\x12&\n" +
 	"\"FILE_FEATURE_POSTED_FAILURE_ABORTS\x10\b\x12\x1c\n" +
-	"\x18FILE_FEATURE_POSTED_OPEN\x10\x102\xa2\t\n" +
+	"\x18FILE_FEATURE_POSTED_OPEN\x10\x10\x12\x1c\n" +
+	"\x18FILE_FEATURE_EPOCH_TIMES\x10 2\xa2\t\n" +
 	"\x05Agent\x12P\n" +
 	"\aSession\x12\x1f.upgate.agent.v1.SessionRequest\x1a .upgate.agent.v1.SessionResponse(\x010\x01\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +
@@ -3705,6 +3726,8 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
+	file_agent_proto_msgTypes[9].OneofWrappers = []any{}
+	file_agent_proto_msgTypes[24].OneofWrappers = []any{}
 	file_agent_proto_msgTypes[29].OneofWrappers = []any{
 		(*FileRequest_Open)(nil),
 		(*FileRequest_Read)(nil),
