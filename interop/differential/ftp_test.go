@@ -342,6 +342,11 @@ func ftpSteps() []ftpStep {
 		{"MDTM with a time sets it (mdtm_write)", func(f *ftpSide) string {
 			return f.c("MDTM 20040109113320 /d/f1", digit) + " " + f.c("MDTM /d/f1", mdtmText)
 		}},
+		// The epoch is a time like any other: upgate's agent protocol once
+		// took 0 for "leave unchanged" and kept the old mtime.
+		{"MDTM with the Unix epoch sets it", func(f *ftpSide) string {
+			return f.stor("/d/ep", data1) + " " + f.c("MDTM 19700101000000 /d/ep", digit) + " " + f.c("MDTM /d/ep", mdtmText)
+		}},
 		{"APPE /d/f1", func(f *ftpSide) string {
 			reps, _, err := f.a.transfer("APPE /d/f1", []byte("tail"))
 			return xfer(reps, nil, err, digit, false) + " " + f.retr(f.a, "/d/f1")

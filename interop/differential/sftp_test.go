@@ -509,6 +509,29 @@ func sftpSteps() []sftpStep {
 		{"fstat after fsetstat", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("fs"))); return s.res(r, err) }},
 		{"close fsetstat handle", func(s *sftpSide) string { return s.closeH(s.a, "fs") }},
 
+		// Times at the Unix epoch are times like any other (put -p and
+		// rsync of files dated 0, SOURCE_DATE_EPOCH=0): upgate's agent
+		// protocol once took 0 for "leave unchanged" and kept the old
+		// mtime.
+		{"open /ep CREAT|WRITE", func(s *sftpSide) string { return s.open(s.a, "ep", "/ep", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"close /ep", func(s *sftpSide) string { return s.closeH(s.a, "ep") }},
+		{"setstat /ep times(5, 0): mtime at the epoch", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/ep"), times(5, 0)); return s.res(r, err) }},
+		{"stat /ep after times(5, 0)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/ep")); return s.res(r, err) }},
+		{"mkdir /epd", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/epd"), attrs{}); return s.res(r, err) }},
+		{"setstat /epd times(0, 0)", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/epd"), times(0, 0)); return s.res(r, err) }},
+		{"stat /epd after times(0, 0)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/epd")); return s.res(r, err) }},
+		{"open /epu CREAT|TRUNC|WRITE", func(s *sftpSide) string { return s.open(s.a, "epu", "/epu", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"write /epu", func(s *sftpSide) string {
+			r, err := s.a.write(s.h("epu"), 0, []byte("dated 1970"))
+			return s.res(r, err)
+		}},
+		{"fsetstat /epu times(0, 0) during upload", func(s *sftpSide) string {
+			r, err := s.a.fsetstat(s.h("epu"), times(0, 0))
+			return s.res(r, err)
+		}},
+		{"close /epu", func(s *sftpSide) string { return s.closeH(s.a, "epu") }},
+		{"stat /epu after close", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/epu")); return s.res(r, err) }},
+
 		// Symbolic links.
 		{"symlink /ln -> d/f1", func(s *sftpSide) string { r, err := s.a.symlink("d/f1", s.p("/ln")); return s.res(r, err) }},
 		{"readlink /ln", func(s *sftpSide) string { r, err := s.a.pathOp(fxpReadlink, s.p("/ln")); return s.res(r, err) }},
