@@ -662,6 +662,30 @@ func TestCmdMdtmSize(t *testing.T) {
 	}
 }
 
+// TestCmdSetMtimeEpoch: MFMT, SITE UTIME and MDTM with a time set the
+// Unix epoch as any other time (the agent protocol once took 0 for "leave
+// unchanged", and the mtime stayed as it was), and times before 1970.
+func TestCmdSetMtimeEpoch(t *testing.T) {
+	e := start(t, nil)
+	epoch := time.Unix(0, 0)
+	f1 := putFile(t, e, "alice", "f1.php", []byte("1"), 0o644)
+	f2 := putFile(t, e, "alice", "f2.php", []byte("2"), 0o644)
+	f3 := putFile(t, e, "alice", "f3.php", []byte("3"), 0o644)
+
+	c := ctlLogin(t, e, "alice")
+	c.must(213, "MFMT 19700101000000 f1.php")
+	wantMtime(t, f1, epoch)
+	if got := c.must(213, "MDTM f1.php"); got != "19700101000000" {
+		t.Errorf("MDTM after MFMT to the epoch: %q", got)
+	}
+	c.must(200, "SITE UTIME 19700101000000 f2.php")
+	wantMtime(t, f2, epoch)
+	c.must(213, "MDTM 19700101000000 f3.php")
+	wantMtime(t, f3, epoch)
+	c.must(213, "MFMT 19691231235959 f1.php")
+	wantMtime(t, f1, epoch.Add(-time.Second))
+}
+
 func TestCmdSetMtime(t *testing.T) {
 	e := start(t, nil)
 	dir := e.UserDir("alice")
