@@ -443,6 +443,24 @@ func ftpSteps() []ftpStep {
 		{"LIST /fix/file.txt (a file)", func(f *ftpSide) string { return f.list("LIST /fix/file.txt", false) }},
 		{"LIST /missing", func(f *ftpSide) string { return f.list("LIST /missing", false) }},
 		{"LIST -a /fix", func(f *ftpSide) string { return f.list("LIST -a /fix", false) }},
+		// ls options: vsftpd takes any first word starting with "-" for
+		// options and lists the path (-R too: ls_recurse_enable is off).
+		{"LIST -t /fix", func(f *ftpSide) string { return f.list("LIST -t /fix", false) }},
+		{"LIST -1 /fix", func(f *ftpSide) string { return f.list("LIST -1 /fix", false) }},
+		{"LIST -d /fix", func(f *ftpSide) string { return f.list("LIST -d /fix", false) }},
+		{"LIST -R (working directory)", func(f *ftpSide) string { return f.list("LIST -R", false) }},
+		{"NLST -t /fix", func(f *ftpSide) string { return f.list("NLST -t /fix", false) }},
+		{"NLST -1 /fix", func(f *ftpSide) string { return f.list("NLST -1 /fix", false) }},
+		{"NLST -l /fix (LIST's lines)", func(f *ftpSide) string {
+			reps, data, err := f.a.transfer("NLST -l /fix", nil)
+			s := xfer(reps, nil, err, digit, false)
+			if len(reps) < 2 {
+				return s
+			}
+			return s + " " + parseList(strings.Split(string(data), "\n"), false)
+		}},
+		{"STAT -la /fix", func(f *ftpSide) string { return f.c("STAT -la /fix", statLines) }},
+		{"STAT -l /fix/file.txt", func(f *ftpSide) string { return f.c("STAT -l /fix/file.txt", statLines) }},
 		{"NLST /fix", func(f *ftpSide) string { return f.list("NLST /fix", false) }},
 		{"RETR /fix/ln (through the link)", func(f *ftpSide) string { return f.retr(f.a, "/fix/ln") }},
 		{"RETR /fix/dang (dangling link)", func(f *ftpSide) string { return f.retr(f.a, "/fix/dang") }},

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/textproto"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -1154,4 +1155,96 @@ func TestForkUploadRepliesBeforeClosing(t *testing.T) {
 	req.Equal("sent whole\n", string(got))
 	req.NoError(data.Close())
 	req.NoError(data2.Close())
+}
+
+// forkList runs a listing command over raw's data connection and returns
+// what came through it, requiring 150 then 226.
+func forkList(t *testing.T, raw goftp.RawConn, cmd string) string {
+	t.Helper()
+	req := require.New(t)
+
+	dcGetter, err := raw.PrepareDataConn()
+	req.NoError(err)
+	rc, rsp, err := raw.SendCommand(cmd)
+	req.NoError(err)
+	req.Equal(StatusFileStatusOK, rc, "%s: %s", cmd, rsp)
+	dc, err := dcGetter()
+	req.NoError(err)
+	b, err := io.ReadAll(dc)
+	req.NoError(err)
+	rc, rsp, err = raw.ReadResponse()
+	req.NoError(err)
+	req.Equal(StatusClosingDataConn, rc, "%s: %s", cmd, rsp)
+
+	return string(b)
+}
+
+func TestForkLISTOptions(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServer(t, false)
+	dir := server.driver.(*TestServerDriver).serverDir
+	req.NoError(os.Mkdir(dir+"/sub", 0o755))
+	req.NoError(os.WriteFile(dir+"/sub/inner", []byte("inner"), 0o644))
+	req.NoError(os.WriteFile(dir+"/sub/.dot", []byte("dot"), 0o644))
+	req.NoError(os.Mkdir(dir+"/-t", 0o755))
+	req.NoError(os.WriteFile(dir+"/-t/in-dash-t", []byte("x"), 0o644))
+
+	client, err := goftp.DialConfig(goftp.Config{User: authUser, Password: authPass}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(client.Close()) }()
+
+	raw, err := client.OpenRawConn()
+	req.NoError(err)
+
+	defer func() { req.NoError(raw.Close()) }()
+
+	// Any option word is options, not a path: LIST lists /sub, with its
+	// dotfile and without . and .. whatever the options say.
+	entry := `(?m)^-rw-r--r-- +1 ftp +ftp +5 .* inner\r$`
+	for _, cmd := range []string{"LIST -t /sub", "LIST -1 /sub", "LIST -F /sub", "LIST -d /sub", "LIST -R /sub", "LIST -lt /sub", "LIST -a /sub"} {
+		got := forkList(t, raw, cmd)
+		req.Regexp(entry, got, cmd)
+		req.Regexp(`(?m) \.dot\r$`, got, cmd)
+		req.NotRegexp(`(?m) \.\.?\r$`, got, cmd)
+		req.Equal(2, strings.Count(got, "\n"), "%s: %q", cmd, got)
+	}
+
+	req.Regexp(`(?m)^drwxr-xr-x .* sub\r$`, forkList(t, raw, "LIST -R"))
+	req.Equal("/sub/.dot\r\n/sub/inner\r\n", sortedLines(forkList(t, raw, "NLST -t /sub")))
+	req.Equal("/sub/.dot\r\n/sub/inner\r\n", sortedLines(forkList(t, raw, "NLST -1 /sub")))
+
+	// NLST -l gives LIST's lines, as vsftpd's, for a file as for a directory.
+	req.Regexp(entry, forkList(t, raw, "NLST -l /sub"))
+	req.Regexp(`^-rw-r--r-- +1 ftp +ftp +5 .* inner\r\n$`, forkList(t, raw, "NLST -l /sub/inner"))
+	req.Equal("/sub/inner\r\n", forkList(t, raw, "NLST -a /sub/inner"))
+
+	// A directory named like an option is still listed (upstream's rule).
+	req.Regexp(`(?m) in-dash-t\r$`, forkList(t, raw, "LIST -t"))
+
+	// STAT takes the same options.
+	for _, cmd := range []string{"STAT -la /sub", "STAT -t /sub"} {
+		rc, rsp, err := raw.SendCommand(cmd)
+		req.NoError(err)
+		req.Equal(StatusDirectoryStatus, rc, "%s: %s", cmd, rsp)
+		req.Regexp(`(?m)^ -rw-r--r-- +1 ftp +ftp +5 .* inner$`, rsp, cmd)
+	}
+
+	rc, rsp, err := raw.SendCommand("STAT -l /sub/inner")
+	req.NoError(err)
+	req.Equal(StatusFileStatus, rc, rsp)
+	req.Regexp(`(?m)^ -rw-r--r-- .* inner$`, rsp)
+
+	// Options and a missing path: the path's error, not a listing of ".".
+	rc, _, err = raw.SendCommand("STAT -la /missing")
+	req.NoError(err)
+	req.Equal(StatusFileActionNotTaken, rc)
+}
+
+// sortedLines is s's lines sorted, each ending in "\r\n".
+func sortedLines(s string) string {
+	lines := strings.SplitAfter(s, "\n")
+	sort.Strings(lines)
+
+	return strings.Join(lines, "")
 }

@@ -18,7 +18,6 @@ import (
 var errFileList = errors.New("listing a file isn't allowed")
 
 // the order matter, put parameters with more characters first
-var supportedlistArgs = []string{"-al", "-la", "-a", "-l"} //nolint:gochecknoglobals
 
 func (c *clientHandler) absPath(p string) string {
 	if path.IsAbs(p) {
@@ -171,27 +170,33 @@ func (c *clientHandler) handlePWD(_ string) error {
 	return nil
 }
 
+// checkLISTArgs is the path in a LIST, NLST or STAT argument (splitLISTArgs).
 func (c *clientHandler) checkLISTArgs(args string) string {
-	result := args
-	param := strings.ToLower(args)
+	_, listPath := c.splitLISTArgs(args)
 
-	for _, arg := range supportedlistArgs {
-		if strings.HasPrefix(param, arg) {
-			// a check for a non-existent directory error is more appropriate here
-			// but we cannot assume that the driver implementation will return an
-			// os.IsNotExist error.
-			if _, err := c.driver.Stat(args); err != nil {
-				params := strings.SplitN(args, " ", 2)
-				if len(params) == 1 {
-					result = ""
-				} else {
-					result = params[1]
-				}
-			}
-		}
+	return listPath
+}
+
+// splitLISTArgs splits a LIST, NLST or STAT argument into ls options and
+// a path. upgate fork: as vsftpd, a first word starting with "-" is
+// options, whichever they are (upstream took only -a, -l, -al and -la,
+// and any other as part of the path), unless the whole argument names
+// an existing path (upstream's rule).
+func (c *clientHandler) splitLISTArgs(args string) (string, string) {
+	if !strings.HasPrefix(args, "-") {
+		return "", args
 	}
 
-	return result
+	// a check for a non-existent directory error is more appropriate here
+	// but we cannot assume that the driver implementation will return an
+	// os.IsNotExist error.
+	if _, err := c.driver.Stat(args); err == nil {
+		return "", args
+	}
+
+	options, listPath, _ := strings.Cut(args, " ")
+
+	return options, listPath
 }
 
 func (c *clientHandler) handleLIST(param string) error {
@@ -220,21 +225,29 @@ func (c *clientHandler) handleNLST(param string) error {
 
 	// upgate fork: names below the directory as the client spelled it
 	// (nlstName), a file as the client named it, as vsftpd answers.
+	// With -l, NLST's lines are LIST's, as vsftpd's.
+	var options string
+
 	spelled := param
 	if !c.server.settings.DisableLISTArgs {
-		spelled = c.checkLISTArgs(param)
+		options, spelled = c.splitLISTArgs(param)
 	}
 
 	spelled = strings.TrimSpace(spelled)
+	long := strings.Contains(options, "l")
 
 	if pages, parentDir, err := c.getFilePages(param, true); err == nil || errors.Is(err, io.EOF) {
-		if parentDir != c.getListPath() && len(pages.first) == 1 {
+		if !long && parentDir != c.getListPath() && len(pages.first) == 1 {
 			pages.first = []os.FileInfo{renamedInfo{pages.first[0], spelled}} // a file
 			spelled = ""
 		}
 
 		if tr, errTrOpen := c.TransferOpen(info); errTrOpen == nil {
-			err = c.dirTransferNLST(tr, pages, spelled)
+			if long {
+				err = c.dirTransferLIST(tr, pages)
+			} else {
+				err = c.dirTransferNLST(tr, pages, spelled)
+			}
 			c.TransferClose(tr, err)
 
 			return nil

@@ -521,7 +521,7 @@ func testListDirArgs(t *testing.T, server *FtpServer) {
 
 	defer func() { panicOnError(client.Close()) }()
 
-	for _, arg := range supportedlistArgs {
+	for _, arg := range []string{"-al", "-la", "-a", "-l"} { // upgate fork: was supportedlistArgs
 		server.settings.DisableLISTArgs = true
 
 		_, err = client.ReadDir(arg)

@@ -423,7 +423,12 @@ func (c *clientHandler) handleSIZE(param string) error {
 }
 
 func (c *clientHandler) handleSTATFile(param string) error {
-	path := c.absPath(param)
+	listPath := param
+	if !c.server.settings.DisableLISTArgs {
+		listPath = c.checkLISTArgs(param) // upgate fork: ls options, as LIST's
+	}
+
+	path := c.absPath(listPath)
 
 	info, err := c.driver.Stat(path)
 	if err != nil {
