@@ -339,6 +339,9 @@ func ftpSteps() []ftpStep {
 		{"SIZE /d (a directory)", func(f *ftpSide) string { return f.c("SIZE /d", exact) }},
 		{"MDTM /d/f1", func(f *ftpSide) string { return f.c("MDTM /d/f1", mdtmText) }},
 		{"MDTM /missing", func(f *ftpSide) string { return f.c("MDTM /missing", exact) }},
+		{"MDTM /d (a directory)", func(f *ftpSide) string { return f.c("MDTM /d", exact) }},
+		{"MDTM / (the root)", func(f *ftpSide) string { return f.c("MDTM /", exact) }},
+		{"MDTM /fix/lnd (link to a directory)", func(f *ftpSide) string { return f.c("MDTM /fix/lnd", exact) }},
 		{"MDTM with a time sets it (mdtm_write)", func(f *ftpSide) string {
 			return f.c("MDTM 20040109113320 /d/f1", digit) + " " + f.c("MDTM /d/f1", mdtmText)
 		}},

@@ -578,6 +578,21 @@ func TestForkVsftpdCommands(t *testing.T) {
 	req.NoError(err)
 	req.Equal("20040109113320", rsp, rc)
 
+	// MDTM of a directory is refused, as vsftpd and SIZE refuse it; its
+	// time can still be set.
+	for _, cmd := range []string{"MDTM sub", "MDTM /", "MDTM /sub/"} {
+		rc, rsp, err = raw.SendCommand(cmd)
+		req.NoError(err)
+		req.Equal(StatusActionNotTaken, rc, "%s: %s", cmd, rsp)
+	}
+
+	rc, rsp, err = raw.SendCommand("MDTM 20040109113320 sub")
+	req.NoError(err)
+	req.Equal(StatusFileStatus, rc, rsp)
+	fi, err = os.Stat(dir + "/sub")
+	req.NoError(err)
+	req.True(fi.ModTime().Equal(time.Date(2004, 1, 9, 11, 33, 20, 0, time.UTC)), "mtime %v", fi.ModTime())
+
 	// LIST of a link lists the link; NLST names as the client spelled them.
 	list := func(cmd string) string {
 		dcGetter, err := raw.PrepareDataConn()

@@ -545,7 +545,11 @@ func (c *clientHandler) handleMDTM(param string) error {
 
 	path := c.absPath(param)
 	if info, err := c.driver.Stat(path); err == nil {
-		c.writeMessage(StatusFileStatus, info.ModTime().UTC().Format(dateFormatMLSD))
+		if info.IsDir() { // upgate fork: as vsftpd, and as SIZE
+			c.writeMessage(StatusActionNotTaken, path+" is a directory")
+		} else {
+			c.writeMessage(StatusFileStatus, info.ModTime().UTC().Format(dateFormatMLSD))
+		}
 	} else {
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't access %s: %s", path, err.Error()))
 	}
