@@ -46,6 +46,8 @@ type deliberate struct {
 const (
 	whyAtomic = "atomic uploads (DESIGN.md): while an upload is open, every OTHER session " +
 		"sees the old file (or none), never a half-written one; only the uploading session sees its work"
+	whyAborted = "atomic uploads (DESIGN.md): an upload whose data connection broke (426) is not committed; " +
+		"vsftpd keeps the part that arrived, which a client would take for the file"
 	whyCtl = "names with ASCII control characters or DEL are refused on purpose: they forge FTP " +
 		"replies and log lines (DESIGN.md, Names); rclone maps them with encoding Ctl,Del"
 	whyOwner = "upgate does not chown: files belong to the agent's user, so uid/gid and owner " +
@@ -94,6 +96,7 @@ var deliberateDiffs = []deliberate{
 
 	// FTP: another session during an upload.
 	{proto: "ftp", step: "B: SIZE /up.bin while A uploads it", upgate: "550", why: whyAtomic},
+	{proto: "ftp", step: "STOR /reset.bin, data connection reset", upgate: "1xx/426 B: SIZE 550", why: whyAborted},
 
 	// FTP: names refused for safety.
 	{proto: "ftp", step: "MKD name with \\x01", upgate: "550", why: whyCtl},
@@ -108,7 +111,7 @@ var deliberateDiffs = []deliberate{
 	{proto: "ftp", step: "STAT -la /fix", upgate: "212 [\"dang -> nowhere\" lrwxrwxrwx size=7 now; \"file.txt\" -rw-r--r-- size=13 2004-11-09; \"ln -> file.txt\" lrwxrwxrwx size=8 now; \"lnd -> sub\" lrwxrwxrwx size=3 now; \"sub\" drwxr-xr-x 2004-11-09]", why: whyDotfiles},
 	{proto: "ftp", step: "NLST /names", upgate: "1xx/2xx \"/names/-dash\" \"/names/.hidden\" \"/names/LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL\" \"/names/back\\\\slash\" \"/names/héllo wörld ☃.txt\" \"/names/quote\\\"'`$(x)\" \"/names/star*?[x]\" \"/names/still\\xffbad\" \"/names/with space.txt\"", why: whyDotfiles},
 	{proto: "ftp", step: "LIST /names", upgate: "1xx/2xx [\"-dash\" -rw-r--r-- size=7 now; \".hidden\" -rw-r--r-- size=7 now; \"LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL\" -rw-r--r-- size=4 now; \"back\\\\slash\" -rw-r--r-- size=7 now; \"héllo wörld ☃.txt\" -rw-r--r-- size=7 now; \"quote\\\"'`$(x)\" -rw-r--r-- size=7 now; \"star*?[x]\" -rw-r--r-- size=7 now; \"still\\xffbad\" -rw-r--r-- size=7 now; \"with space.txt\" -rw-r--r-- size=7 now]", why: whyDotfiles},
-	{proto: "ftp", step: "LIST /: link counts", upgate: "1xx/2xx [\"big.bin\" nlink=1; \"d\" nlink=5; \"fix\" nlink=3; \"names\" nlink=2; \"up.bin\" nlink=1]", why: whyCtl},
+	{proto: "ftp", step: "LIST /: link counts", upgate: "1xx/2xx [\"big.bin\" nlink=1; \"d\" nlink=5; \"fix\" nlink=3; \"names\" nlink=2; \"reset.bin\" nlink=1; \"up.bin\" nlink=1]", why: whyCtl},
 	{proto: "sftp", step: "mkdir name with \\x01", upgate: "BAD_MESSAGE", why: whyCtl},
 	{proto: "sftp", step: "create name with DEL", upgate: "open: BAD_MESSAGE", why: whyCtl},
 	{proto: "sftp", step: "create name with newline", upgate: "open: BAD_MESSAGE", why: whyCtl},

@@ -205,6 +205,37 @@ func (f *ftpSide) list(line string, nlink bool) string {
 	return s + " " + parseList(lines, nlink)
 }
 
+// resetTransfer starts line on session A, sends upload (or reads 4 KiB of
+// a download), then resets the data connection (RST, not FIN) and shows
+// the replies: the first by its digit, the final exactly (426).
+func (f *ftpSide) resetTransfer(line string, upload []byte) string {
+	dc, rep, err := f.a.pasv()
+	if err != nil || dc == nil {
+		return one(rep, err, exact)
+	}
+	defer dc.Close()
+	_ = dc.SetDeadline(time.Now().Add(ftpTimeout))
+	first, err := f.a.cmd(line)
+	if err != nil || first.Code >= 200 {
+		return one(first, err, exact)
+	}
+	if upload != nil {
+		_, err = dc.Write(upload)
+		time.Sleep(200 * time.Millisecond) // the server reads it
+	} else {
+		_, err = io.ReadFull(dc, make([]byte, 4096))
+	}
+	if err != nil {
+		return "data: " + err.Error()
+	}
+	if err := dc.(*net.TCPConn).SetLinger(0); err != nil {
+		return "linger: " + err.Error()
+	}
+	dc.Close()
+	final, err := f.a.read()
+	return digit(first) + "/" + one(final, err, exact)
+}
+
 // c sends a command on session A and shows its reply with show.
 func (f *ftpSide) c(line string, show func(ftpReply) string) string {
 	r, err := f.a.cmd(line)
@@ -402,6 +433,21 @@ func ftpSteps() []ftpStep {
 			f.pending = nil
 			r, err := f.a.read()
 			return one(r, err, digit) + " " + f.retr(f.b, "/up.bin")
+		}},
+
+		// Data connections the client resets: 426, as vsftpd; the upload
+		// is not committed (compared in deliberateDiffs), and the next
+		// one is.
+		{"STOR /reset.bin, data connection reset", func(f *ftpSide) string {
+			s := f.resetTransfer("STOR /reset.bin", []byte("partial data"))
+			r, err := f.b.cmd("SIZE /reset.bin")
+			return s + " B: SIZE " + one(r, err, text)
+		}},
+		{"STOR /reset.bin again, whole", func(f *ftpSide) string {
+			return f.stor("/reset.bin", data1) + " " + f.retr(f.b, "/reset.bin")
+		}},
+		{"RETR a 16 MiB file, data connection reset", func(f *ftpSide) string {
+			return f.stor("/reset16.bin", pattern(16<<20, 3)) + " " + f.resetTransfer("RETR /reset16.bin", nil) + " " + f.c("DELE /reset16.bin", digit)
 		}},
 
 		// Modes.

@@ -939,6 +939,8 @@ func (c *clientHandler) transferClose(transfer io.ReadWriter, err error, replyFi
 		c.writeMessage(StatusClosingDataConn, "Closing transfer connection")
 	case errClose != nil:
 		c.writeMessage(c.errorCode(errClose, StatusActionNotTaken), fmt.Sprintf("Issue during transfer close: %v", errClose))
+	case errors.As(err, new(dataConnError)): // upgate fork: as vsftpd
+		c.writeMessage(StatusTransferAborted, fmt.Sprintf("Connection closed; transfer aborted: %v", err))
 	case err != nil:
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Issue during transfer: %v", err))
 	}

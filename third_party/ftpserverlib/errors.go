@@ -3,6 +3,7 @@ package ftpserver
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 var (
@@ -92,4 +93,45 @@ func (e FileAccessError) Error() string {
 
 func (e FileAccessError) Unwrap() error {
 	return e.err
+}
+
+// dataConnError is an error of a transfer's data connection itself (upgate
+// fork): the client closed or reset it, or it timed out. The transfer is
+// answered 426, as vsftpd answers it, not with a driver error's code.
+type dataConnError struct {
+	err error
+}
+
+func (e dataConnError) Error() string { return e.err.Error() }
+
+func (e dataConnError) Unwrap() error { return e.err }
+
+// dataConnReader is an upload's data connection: its read errors, io.EOF
+// (the upload's end) aside, are dataConnErrors.
+type dataConnReader struct {
+	r io.Reader
+}
+
+func (d dataConnReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = dataConnError{err: err}
+	}
+
+	return n, err
+}
+
+// dataConnWriter is a download's data connection: its write errors are
+// dataConnErrors.
+type dataConnWriter struct {
+	w io.Writer
+}
+
+func (d dataConnWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	if err != nil {
+		err = dataConnError{err: err}
+	}
+
+	return n, err
 }

@@ -7,6 +7,7 @@ package ftpserver
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -1262,4 +1263,63 @@ func sortedLines(s string) string {
 	sort.Strings(lines)
 
 	return strings.Join(lines, "")
+}
+
+// TestForkDataConnErrors: a data connection the client resets is
+// answered 426, as vsftpd answers it, and the upload is aborted; a
+// driver's error during the transfer keeps its code.
+func TestForkDataConnErrors(t *testing.T) {
+	req := require.New(t)
+	driver := &TestServerDriver{}
+	server := NewTestServerWithTestDriver(t, driver)
+	req.NoError(os.WriteFile(driver.serverDir+"/big.bin", bytes.Repeat([]byte("0123456789abcdef"), 2<<20), 0o644))
+
+	raw := forkDial(t, server.Addr(), true)
+	raw.expect("TYPE I", StatusOK)
+
+	// start sends cmd with a passive data connection and returns the
+	// connection once the server answered 150.
+	start := func(cmd string) *net.TCPConn {
+		port := raw.epsvPort()
+		dc, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 5*time.Second)
+		req.NoError(err)
+		raw.expect(cmd, StatusFileStatusOK)
+
+		return dc.(*net.TCPConn)
+	}
+	final := func() int {
+		code, msg, err := raw.tp.ReadResponse(0)
+		req.NoError(err)
+		t.Log(code, msg)
+
+		return code
+	}
+	reset := func(dc *net.TCPConn) {
+		req.NoError(dc.SetLinger(0))
+		req.NoError(dc.Close())
+	}
+
+	dc := start("STOR /reset.bin")
+	_, err := dc.Write([]byte("partial data"))
+	req.NoError(err)
+	time.Sleep(100 * time.Millisecond) // the server reads it
+	reset(dc)
+	req.Equal(StatusTransferAborted, final())
+
+	tf := driver.getTransferFile("/reset.bin")
+	req.NotNil(tf)
+	req.Error(tf.getErrTransfer(), "the upload is aborted")
+
+	dc = start("RETR /big.bin")
+	_, err = io.ReadFull(dc, make([]byte, 4096))
+	req.NoError(err)
+	reset(dc)
+	req.Equal(StatusTransferAborted, final())
+
+	// The file's own error: upstream's 550, not 426.
+	dc = start("STOR /fail-to-write.bin")
+	_, err = dc.Write([]byte("data"))
+	req.NoError(err)
+	req.NoError(dc.Close())
+	req.Equal(StatusActionNotTaken, final())
 }

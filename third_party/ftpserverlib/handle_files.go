@@ -128,9 +128,10 @@ func (c *clientHandler) doFileTransfer(transferConn io.ReadWriter, file io.ReadW
 
 	conversionMode := convertModeToCRLF
 
-	// Copy the data
+	// Copy the data; upgate fork: the data connection's own errors are
+	// marked (dataConnError), to be answered 426.
 	if write { // ... from the connection to the file
-		reader = transferConn
+		reader = dataConnReader{transferConn}
 		writer = file
 
 		if runtime.GOOS != "windows" {
@@ -138,7 +139,7 @@ func (c *clientHandler) doFileTransfer(transferConn io.ReadWriter, file io.ReadW
 		}
 	} else { // ... from the file to the connection
 		reader = file
-		writer = transferConn
+		writer = dataConnWriter{transferConn}
 	}
 
 	if c.currentTransferType == TransferTypeASCII && !c.server.settings.DisableASCIIConversion {
