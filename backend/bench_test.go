@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,6 +71,45 @@ func BenchmarkTransfer(b *testing.B) {
 					if _, err := f.Write(data[off : off+32<<10]); err != nil {
 						b.Fatal(err)
 					}
+				}
+				if err := f.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// In place: the file written above rewritten without truncating
+		// it, by 8 goroutines each writing the next 32 KiB with WriteAt,
+		// as pkg/sftp's workers write an SFTP client's pipelined WRITEs
+		// to a file opened without TRUNC (a resumed upload, sshfs). Each
+		// such write is answered only once the agent has applied it.
+		b.Run(tc.name+"/write-in-place", func(b *testing.B) {
+			b.SetBytes(benchSize)
+			for b.Loop() {
+				f, err := tc.fs.OpenFile("/f", os.O_WRONLY, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				errs := make(chan error, 8)
+				for range 8 {
+					wg.Go(func() {
+						for {
+							off := next.Add(32<<10) - 32<<10
+							if off >= benchSize {
+								return
+							}
+							if _, err := f.(io.WriterAt).WriteAt(data[off:off+32<<10], off); err != nil {
+								errs <- err
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				close(errs)
+				if err := <-errs; err != nil {
+					b.Fatal(err)
 				}
 				if err := f.Close(); err != nil {
 					b.Fatal(err)

@@ -46,6 +46,16 @@ type file struct {
 	// posted is the reply to the open when it was posted (posted.go);
 	// nil when OpenFile waited for it.
 	posted *postedOpen
+	// inPlace is set for a file open for writing what others see: not
+	// an atomic upload, nor this session's own upload joined. Its Write
+	// and WriteAt send each write at once and return once the agent has
+	// applied it, as write(2) into the page cache does: others see it
+	// from then on, and a gateway that dies after answering loses
+	// nothing it answered for. Writes from several goroutines are in
+	// flight together, up to the window. (Its ReadFrom, an FTP
+	// transfer's copy, still coalesces: FTP answers for the data only at
+	// the transfer's end, after Close.)
+	inPlace bool
 
 	win *window // write acknowledgements; safe without mu
 
@@ -129,6 +139,7 @@ func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) 
 	}
 	f := g.newFile(c, name, flag)
 	f.id, f.sizeAt, f.upload = resp.GetId(), info.GetSize(), resp.GetUploadId()
+	f.inPlace = f.writable() && f.upload == "" && join == ""
 	if flag&os.O_APPEND != 0 {
 		f.offset = info.GetSize()
 	}
@@ -348,31 +359,97 @@ func (f *file) IsDir() bool { return false }
 // WriteAt implements io.WriterAt. Concurrent calls at any offsets are safe.
 func (f *file) WriteAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.flag&os.O_APPEND != 0 {
+		f.mu.Unlock()
 		return 0, &fs.PathError{Op: "writeat", Path: f.path(), Err: errors.New("invalid use of WriteAt on file opened with O_APPEND")}
 	}
-	return f.writeAtLocked(p, off)
+	n, landed, err := f.writeAtLocked(p, off)
+	f.mu.Unlock()
+	return f.land(n, landed, err)
 }
 
-func (f *file) writeAtLocked(p []byte, off int64) (int, error) {
-	if err := f.usable("write"); err != nil {
+// land ends a Write or WriteAt that wrote n bytes or failed with err: for
+// a file written in place (inPlace) it waits for landed, the agent's
+// answer to the write. A failure there fails the call: the bytes may or
+// may not be in the file, as after a failed write(2). f.mu is not held.
+func (f *file) land(n int, landed <-chan error, err error) (int, error) {
+	if err != nil || landed == nil {
+		return n, err
+	}
+	timer := time.NewTimer(f.g.timeout)
+	defer timer.Stop()
+	select {
+	case err = <-landed:
+	case <-timer.C:
+		f.mu.Lock()
+		err = f.timedOut("write")
+		f.mu.Unlock()
+	}
+	if err != nil {
 		return 0, err
+	}
+	return n, nil
+}
+
+// writeNow sends p, written at off, as one write message of its own, after
+// the writes held back, and returns where its outcome will come once the
+// agent has answered it. f.mu is held.
+func (f *file) writeNow(p []byte, off int64) (<-chan error, error) {
+	if err := f.w.flush(); err != nil {
+		return nil, err
+	}
+	if err := f.acquire("write"); err != nil {
+		return nil, err
+	}
+	landed := make(chan error, 1)
+	want := int64(len(p))
+	req := &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: off, Data: p}}}
+	err := f.sendAcked("write", req, false, func(r *agentpb.SessionResponse, err error) error {
+		var failed error
+		switch {
+		case err != nil:
+			failed = f.streamErr("write", err)
+		case r.GetError() != nil:
+			failed = f.replyErr("write", r.GetError())
+		case r.GetWrite().GetWritten() != want:
+			failed = &fs.PathError{Op: "write", Path: f.path(), Err: io.ErrShortWrite}
+		}
+		landed <- failed
+		return failed
+	})
+	if err != nil {
+		return nil, err
+	}
+	return landed, nil
+}
+
+// writeAtLocked writes p at off: held back to be coalesced, or for a file
+// written in place sent at once, landed then yielding the agent's answer
+// (see land). f.mu is held.
+func (f *file) writeAtLocked(p []byte, off int64) (n int, landed <-chan error, err error) {
+	if err := f.usable("write"); err != nil {
+		return 0, nil, err
 	}
 	if !f.writable() {
-		return 0, &fs.PathError{Op: "write", Path: f.path(), Err: syscall.EBADF}
+		return 0, nil, &fs.PathError{Op: "write", Path: f.path(), Err: syscall.EBADF}
 	}
 	if off < 0 {
-		return 0, &fs.PathError{Op: "write", Path: f.path(), Err: syscall.EINVAL}
+		return 0, nil, &fs.PathError{Op: "write", Path: f.path(), Err: syscall.EINVAL}
 	}
 	if len(p) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	f.cache.drop()
-	if err := f.w.add(p, off); err != nil {
-		return 0, err
+	if f.inPlace {
+		if landed, err = f.writeNow(p, off); err != nil {
+			return 0, nil, err
+		}
+		return len(p), landed, nil
 	}
-	return len(p), nil
+	if err := f.w.add(p, off); err != nil {
+		return 0, nil, err
+	}
+	return len(p), nil, nil
 }
 
 // sendWrite sends one write message once a window slot is free; its
@@ -468,10 +545,10 @@ func (f *file) drain(op string) error {
 // Write implements io.Writer.
 func (f *file) Write(p []byte) (int, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	n, err := f.writeAtLocked(p, f.offset)
+	n, landed, err := f.writeAtLocked(p, f.offset)
 	f.offset += int64(n)
-	return n, err
+	f.mu.Unlock()
+	return f.land(n, landed, err)
 }
 
 // ReadFrom implements io.ReaderFrom for io.Copy (an FTP upload): it reads

@@ -37,12 +37,10 @@ import (
 //     leave a later mtime).
 //
 // Files open for writing in place (appends, writes into an existing file)
-// need no such care on disk, but the gateway holds their writes back to
-// coalesce them: a path operation on them first waits until their writes
-// have landed, so that it sees them.
-//
-// Files open for writing in place also have their held-back writes pushed
-// (Flusher) before any other path operation of the session.
+// need no such care on disk: each Write or WriteAt is in the file when it
+// returns, for everyone. Only an FTP transfer's copy into one (ReadFrom)
+// holds writes back to coalesce them, and those are pushed (Flusher)
+// before any other path operation of the session, so that it sees them.
 //
 // A handle reading a path sees what the session's other handles wrote
 // there before the read, as a process sees its own writes through another
