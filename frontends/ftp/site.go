@@ -2,9 +2,11 @@ package ftp
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -42,8 +44,13 @@ func (d *clientDriver) Site(param string) (answer *ftpserver.AnswerCommand) {
 	if err != nil {
 		return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: err.Error()}
 	}
+	spelled := name
 	name = d.c.absPath(name)
-	if err := d.Chtimes(name, mtime, mtime); err != nil {
+	err = d.dirSlash(spelled, name)
+	if err == nil {
+		err = d.Chtimes(name, mtime, mtime)
+	}
+	if err != nil {
 		return &ftpserver.AnswerCommand{Code: replyCode(err, ftpserver.StatusActionNotTaken), Message: fmt.Sprintf("Couldn't set mtime of %s: %v", name, err)}
 	}
 	return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: "UTIME OK"}
@@ -73,7 +80,11 @@ func (d *clientDriver) siteChmod(args string) *ftpserver.AnswerCommand {
 		msg += " (setuid, setgid and sticky bits are not set over FTP)"
 	}
 	p := d.c.absPath(name)
-	if err := d.Chmod(p, perm); err != nil {
+	err = d.dirSlash(name, p)
+	if err == nil {
+		err = d.Chmod(p, perm)
+	}
+	if err != nil {
 		return &ftpserver.AnswerCommand{Code: replyCode(err, ftpserver.StatusActionNotTaken), Message: fmt.Sprintf("Couldn't chmod %s: %v", p, err)}
 	}
 	return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: msg}
@@ -119,4 +130,22 @@ func parseFTPTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("bad time %q", s)
+}
+
+// dirSlash applies POSIX's rule for a name the client ended with "/" (or
+// "/."), which absPath cleans away: p must be a directory, after links,
+// as chmod(2) and utimensat(2) resolve it; a file so named is ENOTDIR.
+// ftpserverlib's fork checks the commands it handles itself (its patch 21).
+func (d *clientDriver) dirSlash(spelled, p string) error {
+	if !strings.HasSuffix(spelled, "/") && !strings.HasSuffix(spelled, "/.") {
+		return nil
+	}
+	fi, err := d.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &fs.PathError{Op: "stat", Path: p + "/", Err: syscall.ENOTDIR}
+	}
+	return nil
 }
