@@ -56,6 +56,8 @@ const (
 		"clients act on codes"
 	whyMissingList = "LIST of a missing path is an error, not vsftpd's empty listing: a client mirroring with " +
 		"--delete must not take a missing or unreadable directory for an empty one (lftp#232)"
+	whyNotDirList = "LIST of a file named with a trailing slash (file/) is ENOTDIR, not vsftpd's empty listing, " +
+		"for the reason LIST of a missing path is an error (whyMissingList)"
 	whyDotfiles = "LIST always lists dotfiles and never . or ..: IDE clients read hidden files from a plain " +
 		"LIST (VS Code's lstat, PhpStorm's hidden files) and reject cdir/pdir entries; STAT of a " +
 		"directory is RFC 959's 212"
@@ -106,6 +108,7 @@ var deliberateDiffs = []deliberate{
 	// Answers upgate gives on purpose (each reason says why).
 	{proto: "ftp", step: "STOR /d/dir2 (a directory) after an upload into /d", upgate: "2xx 1xx/2xx 1xx/5xx", why: whyPostedOpen},
 	{proto: "ftp", step: "LIST /missing", upgate: "4xx", why: whyMissingList},
+	{proto: "ftp", step: "LIST /fix/file.txt/ (a file with a slash)", upgate: "4xx", why: whyNotDirList},
 	{proto: "ftp", step: "LIST -a /fix", upgate: "1xx/2xx [\"dang -> nowhere\" lrwxrwxrwx size=7 now; \"file.txt\" -rw-r--r-- size=13 2004-11-09; \"ln -> file.txt\" lrwxrwxrwx size=8 now; \"lnd -> sub\" lrwxrwxrwx size=3 now; \"sub\" drwxr-xr-x 2004-11-09]", why: whyDotfiles},
 	{proto: "ftp", step: "STAT /fix (over the control connection)", upgate: "212 [\"dang -> nowhere\" lrwxrwxrwx size=7 now; \"file.txt\" -rw-r--r-- size=13 2004-11-09; \"ln -> file.txt\" lrwxrwxrwx size=8 now; \"lnd -> sub\" lrwxrwxrwx size=3 now; \"sub\" drwxr-xr-x 2004-11-09]", why: whyDotfiles},
 	{proto: "ftp", step: "STAT -la /fix", upgate: "212 [\"dang -> nowhere\" lrwxrwxrwx size=7 now; \"file.txt\" -rw-r--r-- size=13 2004-11-09; \"ln -> file.txt\" lrwxrwxrwx size=8 now; \"lnd -> sub\" lrwxrwxrwx size=3 now; \"sub\" drwxr-xr-x 2004-11-09]", why: whyDotfiles},

@@ -517,6 +517,43 @@ func ftpSteps() []ftpStep {
 		{"MDTM /fix/file.txt", func(f *ftpSide) string { return f.c("MDTM /fix/file.txt", mdtmText) }},
 		{"STAT /fix (over the control connection)", func(f *ftpSide) string { return f.c("STAT /fix", statLines) }},
 		{"STAT /fix/file.txt", func(f *ftpSide) string { return f.c("STAT /fix/file.txt", statLines) }},
+		// A trailing slash: the path must be a directory, as POSIX
+		// resolves it; a file so named is refused and left as it was,
+		// nothing is created, a link to a directory is not removed.
+		{"SIZE, MDTM, RETR /fix/file.txt/ (a file with a slash)", func(f *ftpSide) string {
+			return f.c("SIZE /fix/file.txt/", exact) + " " + f.c("MDTM /fix/file.txt/", exact) + " " + f.retr(f.a, "/fix/file.txt/")
+		}},
+		{"LIST /fix/sub/, NLST /fix/lnd/ (directories with a slash)", func(f *ftpSide) string {
+			return f.list("LIST /fix/sub/", false) + " " + f.list("NLST /fix/lnd/", false)
+		}},
+		{"STOR /d/ts/ (missing, with a slash)", func(f *ftpSide) string {
+			return f.stor("/d/ts/", data1) + " " + f.c("SIZE /d/ts", exact)
+		}},
+		{"STOR /d/f3/ (a file, with a slash)", func(f *ftpSide) string {
+			return f.stor("/d/f3/", []byte("replaced?")) + " " + f.retr(f.a, "/d/f3")
+		}},
+		{"DELE /d/f3/ (a file, with a slash)", func(f *ftpSide) string {
+			return f.c("DELE /d/f3/", exact) + " " + f.c("SIZE /d/f3", text)
+		}},
+		{"DELE /fix/lnd/ (link to a directory, with a slash)", func(f *ftpSide) string {
+			return f.c("DELE /fix/lnd/", exact) + " " + f.list("LIST /fix/lnd", false)
+		}},
+		{"RNFR /d/f3/, RNTO /d/f4", func(f *ftpSide) string {
+			return f.c("RNFR /d/f3/", exact) + " " + f.c("RNTO /d/f4", exact) + " " + f.c("SIZE /d/f3", text)
+		}},
+		{"RNFR /d/f3, RNTO /d/f5/", func(f *ftpSide) string {
+			return f.c("RNFR /d/f3", exact) + " " + f.c("RNTO /d/f5/", exact) + " " + f.c("SIZE /d/f3", text) + " " + f.c("SIZE /d/f5", exact)
+		}},
+		{"RNFR /fix/lnd/, RNTO /fix/lnd2 (link to a directory)", func(f *ftpSide) string {
+			return f.c("RNFR /fix/lnd/", exact) + " " + f.c("RNTO /fix/lnd2", exact) + " " + f.list("LIST /fix/lnd", false)
+		}},
+		{"MKD /d/m/, RNFR /d/m/, RNTO /d/m2/ (a directory)", func(f *ftpSide) string {
+			return f.c("MKD /d/m/", exact) + " " + f.c("RNFR /d/m/", exact) + " " + f.c("RNTO /d/m2/", digit) + " " + f.c("RMD /d/m2/", digit)
+		}},
+		{"SITE CHMOD 600 /d/f3/, MDTM with a time /d/f3/", func(f *ftpSide) string {
+			return f.c("SITE CHMOD 600 /d/f3/", exact) + " " + f.c("MDTM 20040109113320 /d/f3/", exact) + " " + f.c("MDTM /d/f3", mdtmText)
+		}},
+		{"LIST /fix/file.txt/ (a file with a slash)", func(f *ftpSide) string { return f.list("LIST /fix/file.txt/", false) }},
 		{"DELE /fix/lnd (link to a directory)", func(f *ftpSide) string {
 			return f.c("DELE /fix/lnd", digit) + " " + f.list("LIST /fix/sub", false)
 		}},

@@ -104,6 +104,7 @@ type clientHandler struct {
 	clnt                string          // Identified client
 	command             string          // Command received on the connection
 	ctxRnfr             string          // Rename from
+	ctxRnfrSlash        bool            // upgate fork: RNFR's path ended in a slash (patch 21)
 	logger              *slog.Logger    // Client handler logging
 	transferWg          sync.WaitGroup  // wait group for command that open a transfer connection
 	transfer            transferHandler // Transfer connection (passive or active)s

@@ -1323,3 +1323,79 @@ func TestForkDataConnErrors(t *testing.T) {
 	req.NoError(dc.Close())
 	req.Equal(StatusActionNotTaken, final())
 }
+
+// TestForkTrailingSlash: a path the client ends with "/" must be a
+// directory, as POSIX resolves it (patch 21): a file so named is refused
+// and left as it was; nothing is created; a link to a directory is
+// followed by stat and open, not by DELE, RMD or a rename.
+func TestForkTrailingSlash(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServer(t, false)
+	dir := server.driver.(*TestServerDriver).serverDir
+	req.NoError(os.WriteFile(dir+"/f", []byte("0123456789"), 0o644))
+	req.NoError(os.Mkdir(dir+"/sub", 0o755))
+	req.NoError(os.Mkdir(dir+"/d2", 0o755))
+	req.NoError(os.WriteFile(dir+"/sub/inner", []byte("in"), 0o644))
+	req.NoError(os.Symlink("sub", dir+"/lnd"))
+
+	client, err := goftp.DialConfig(goftp.Config{User: authUser, Password: authPass}, server.Addr())
+	req.NoError(err)
+
+	defer func() { panicOnError(client.Close()) }()
+
+	raw, err := client.OpenRawConn()
+	req.NoError(err)
+
+	defer func() { req.NoError(raw.Close()) }()
+
+	send := func(cmd string, want int) {
+		t.Helper()
+		rc, rsp, err := raw.SendCommand(cmd)
+		req.NoError(err)
+		req.Equal(want, rc, "%s: %s", cmd, rsp)
+	}
+
+	send("SIZE f", StatusFileStatus)
+	send("TYPE I", StatusOK)
+	for _, cmd := range []string{"SIZE f/", "SIZE /f/.", "MDTM f/", "MDTM 20040109113320 f/", "MFMT 20040109113320 /f/",
+		"SITE CHMOD 600 f/", "RETR f/", "STOR f/", "APPE f/", "STOR ts/", "DELE f/", "DELE /lnd/", "RMD lnd/",
+		"RNFR f/", "RNTO g", "MLST f/"} {
+		want := StatusActionNotTaken
+		if cmd == "RNTO g" {
+			want = StatusBadCommandSequence // the RNFR before it was refused
+		}
+		send(cmd, want)
+	}
+
+	send("RNFR f", StatusFileActionPending)
+	send("RNTO g/", StatusActionNotTaken)
+	send("RNFR lnd/", StatusFileActionPending) // stat follows the link
+	send("RNTO q", StatusActionNotTaken)       // rename(2) does not
+	send("RNFR d2/", StatusFileActionPending)
+	send("RNTO d3/", StatusFileOK)
+
+	for _, cmd := range []string{"LIST f/", "NLST /f/", "STAT f/"} {
+		send(cmd, StatusFileActionNotTaken)
+	}
+
+	req.Equal("/lnd/inner\r\n", forkList(t, raw, "NLST /lnd/"))
+	req.Regexp(`^-rw-r--r-- .* inner\r\n$`, forkList(t, raw, "LIST sub/"))
+
+	b, err := os.ReadFile(dir + "/f")
+	req.NoError(err)
+	req.Equal("0123456789", string(b))
+	fi, err := os.Stat(dir + "/f")
+	req.NoError(err)
+	req.Equal(os.FileMode(0o644), fi.Mode().Perm())
+	req.False(fi.ModTime().Before(time.Now().Add(-time.Hour)), "mtime set through f/: %v", fi.ModTime())
+	fi, err = os.Lstat(dir + "/lnd")
+	req.NoError(err)
+	req.Equal(os.ModeSymlink, fi.Mode().Type(), "the link is left")
+	req.DirExists(dir + "/sub")
+	req.DirExists(dir + "/d3")
+
+	for _, gone := range []string{"ts", "g", "q", "d2"} {
+		_, err = os.Lstat(dir + "/" + gone)
+		req.ErrorIs(err, os.ErrNotExist, gone)
+	}
+}

@@ -117,9 +117,13 @@ func (c *clientHandler) handleRMD(param string) error {
 
 	pathAbsolute := c.absPath(param)
 
-	if rmd, ok := c.driver.(ClientDriverExtensionRemoveDir); ok {
+	err = c.entryDirSlash("rmdir", hasDirSlash(param), pathAbsolute) // upgate fork: a trailing slash (patch 21)
+
+	switch rmd, ok := c.driver.(ClientDriverExtensionRemoveDir); {
+	case err != nil:
+	case ok:
 		err = rmd.RemoveDir(pathAbsolute)
-	} else {
+	default:
 		err = c.driver.Remove(pathAbsolute)
 	}
 
@@ -468,7 +472,7 @@ func (c *clientHandler) getFileList(param string, filePathAllowed bool) ([]os.Fi
 	c.SetListPath(listPath)
 
 	// return list of single file if directoryPath points to file and filePathAllowed
-	info, err := c.driver.Stat(listPath)
+	info, err := c.statArg(param, listPath) // upgate fork: a trailing slash (patch 21)
 	if err != nil {
 		return nil, "", newFileAccessError("couldn't stat", err)
 	}

@@ -68,7 +68,10 @@ func (c *clientHandler) transferFile(write bool, appendFile bool, param, info st
 		fileFlag = os.O_RDONLY
 	}
 
-	file, err = c.getFileHandle(path, fileFlag, c.ctxRest)
+	err = c.openDirSlash(param, path, write) // upgate fork: a trailing slash (patch 21)
+	if err == nil {
+		file, err = c.getFileHandle(path, fileFlag, c.ctxRest)
+	}
 	// If this fail, can stop right here and reset the seek position
 	if err != nil {
 		if !c.isCommandAborted() {
@@ -270,6 +273,10 @@ func (c *clientHandler) handleCHMOD(params string) {
 	path := c.absPath(spl[1])
 
 	if err == nil {
+		_, err = c.statArg(spl[1], path) // upgate fork: a trailing slash (patch 21)
+	}
+
+	if err == nil {
 		err = c.driver.Chmod(path, mode)
 	}
 
@@ -352,7 +359,13 @@ func (c *clientHandler) handleSYMLINK(params string) {
 
 func (c *clientHandler) handleDELE(param string) error {
 	path := c.absPath(param)
-	if err := c.driver.Remove(path); err == nil {
+
+	err := c.entryDirSlash("remove", hasDirSlash(param), path) // upgate fork: a trailing slash (patch 21)
+	if err == nil {
+		err = c.driver.Remove(path)
+	}
+
+	if err == nil {
 		c.writeMessage(StatusFileOK, "Removed file "+path)
 	} else {
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't delete %s: %v", path, err))
@@ -363,10 +376,12 @@ func (c *clientHandler) handleDELE(param string) error {
 
 func (c *clientHandler) handleRNFR(param string) error {
 	path := c.absPath(param)
-	if _, err := c.driver.Stat(path); err == nil {
+	if _, err := c.statArg(param, path); err == nil { // upgate fork: a trailing slash (patch 21)
 		c.writeMessage(StatusFileActionPending, "Sure, give me a target")
 		c.ctxRnfr = path
+		c.ctxRnfrSlash = hasDirSlash(param)
 	} else {
+		c.ctxRnfr = "" // upgate fork: RNTO after a refused RNFR is 503, as vsftpd's (patch 21)
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't access %s: %v", path, err))
 	}
 
@@ -377,7 +392,14 @@ func (c *clientHandler) handleRNTO(param string) error {
 	dst := c.absPath(param)
 
 	if c.ctxRnfr != "" {
-		if err := c.driver.Rename(c.ctxRnfr, dst); err == nil {
+		// upgate fork: with a trailing slash on either name, rename(2)
+		// moves only a directory, never a file or a link (patch 21).
+		err := c.entryDirSlash("rename", c.ctxRnfrSlash || hasDirSlash(param), c.ctxRnfr)
+		if err == nil {
+			err = c.driver.Rename(c.ctxRnfr, dst)
+		}
+
+		if err == nil {
 			c.writeMessage(StatusFileOK, "Done !")
 			c.ctxRnfr = ""
 		} else {
@@ -410,7 +432,7 @@ func (c *clientHandler) handleSIZE(param string) error {
 	}
 
 	path := c.absPath(param)
-	if info, err := c.driver.Stat(path); err == nil {
+	if info, err := c.statArg(param, path); err == nil { // upgate fork: a trailing slash (patch 21)
 		if info.IsDir() {
 			c.writeMessage(StatusActionNotTaken, path+" is a directory")
 		} else {
@@ -431,7 +453,7 @@ func (c *clientHandler) handleSTATFile(param string) error {
 
 	path := c.absPath(listPath)
 
-	info, err := c.driver.Stat(path)
+	info, err := c.statArg(listPath, path) // upgate fork: a trailing slash (patch 21)
 	if err != nil {
 		c.writeMessage(c.errorCode(err, StatusFileActionNotTaken), fmt.Sprintf("Could not STAT: %v", err))
 
@@ -476,7 +498,7 @@ func (c *clientHandler) handleMLST(param string) error {
 
 	path := c.absPath(param)
 
-	info, err := c.driver.Stat(path)
+	info, err := c.statArg(param, path) // upgate fork: a trailing slash (patch 21)
 	if err == nil {
 		defer c.multilineAnswer(StatusFileOK, "File details")()
 
@@ -545,7 +567,7 @@ func (c *clientHandler) handleMDTM(param string) error {
 	}
 
 	path := c.absPath(param)
-	if info, err := c.driver.Stat(path); err == nil {
+	if info, err := c.statArg(param, path); err == nil { // upgate fork: a trailing slash (patch 21)
 		if info.IsDir() { // upgate fork: as vsftpd, and as SIZE
 			c.writeMessage(StatusActionNotTaken, path+" is a directory")
 		} else {
@@ -579,7 +601,12 @@ func (c *clientHandler) handleMFMT(param string) error {
 
 	path := c.absPath(params[1])
 
-	if err := c.driver.Chtimes(path, mtime, mtime); err != nil {
+	_, err = c.statArg(params[1], path) // upgate fork: a trailing slash (patch 21)
+	if err == nil {
+		err = c.driver.Chtimes(path, mtime, mtime)
+	}
+
+	if err != nil {
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf(
 			"Couldn't set mtime %q for %q, err: %v", mtime.Format(time.RFC3339), path, err))
 
@@ -630,7 +657,7 @@ func (c *clientHandler) handleGenericHash(param string, algo HASHAlgo, isCustomM
 		return nil //nolint:nilerr
 	}
 
-	info, err := c.driver.Stat(args[0])
+	info, err := c.statArg(args[0], args[0]) // upgate fork: a trailing slash (patch 21)
 	if err != nil {
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("%v: %v", param, err))
 

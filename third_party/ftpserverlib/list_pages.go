@@ -89,7 +89,7 @@ func (c *clientHandler) getFilePages(param string, filePathAllowed bool) (*dirPa
 	listPath := c.absPath(param)
 	c.SetListPath(listPath)
 
-	info, err := c.driver.Stat(listPath)
+	info, err := c.statArg(param, listPath) // a trailing slash (patch 21)
 	if err != nil {
 		return nil, "", newFileAccessError("couldn't stat", err)
 	}

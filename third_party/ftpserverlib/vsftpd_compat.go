@@ -86,7 +86,13 @@ func (c *clientHandler) handleMDTMSet(param string) bool {
 	}
 
 	p := c.absPath(m[2])
-	if err := c.driver.Chtimes(p, mtime, mtime); err != nil {
+
+	_, err = c.statArg(m[2], p) // a trailing slash (patch 21)
+	if err == nil {
+		err = c.driver.Chtimes(p, mtime, mtime)
+	}
+
+	if err != nil {
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Could not set file modification time of %s: %v", p, err))
 	} else {
 		c.writeMessage(StatusFileStatus, "File modification time set.")

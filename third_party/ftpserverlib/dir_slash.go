@@ -1,0 +1,84 @@
+package ftpserver
+
+// A trailing slash (upgate fork, patch 21): POSIX reads "name/" as "name,
+// which must be a directory", so that stat, open, unlink and rename of
+// "file/" fail with ENOTDIR, and open("name/", O_CREAT) with EISDIR.
+// absPath cleans the slash away, so the handlers check it against the
+// client's argument before they act on the cleaned path. A check and the
+// operation after it are two driver calls: a path replaced between them is
+// acted on as it is then.
+
+import (
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/afero"
+)
+
+// hasDirSlash reports whether a client's path ends in "/" or "/.", which
+// POSIX resolves as a directory and path.Clean drops.
+func hasDirSlash(arg string) bool {
+	return strings.HasSuffix(arg, "/") || strings.HasSuffix(arg, "/.")
+}
+
+// statArg is the driver's Stat of p, the client's arg made absolute, with
+// a trailing slash's rule: a path that is not a directory (after links) is
+// ENOTDIR.
+func (c *clientHandler) statArg(arg, p string) (os.FileInfo, error) {
+	info, err := c.driver.Stat(p)
+	if err == nil && hasDirSlash(arg) && !info.IsDir() {
+		return nil, &fs.PathError{Op: "stat", Path: p + "/", Err: syscall.ENOTDIR}
+	}
+
+	return info, err
+}
+
+// entryDirSlash is a trailing slash's rule for the calls that act on a
+// link itself (unlink, rmdir, rename): with slash, the entry p must be a
+// directory, not a file nor a link to a directory (Linux answers those
+// ENOTDIR). It is nil without a slash.
+func (c *clientHandler) entryDirSlash(op string, slash bool, p string) error {
+	if !slash {
+		return nil
+	}
+
+	var (
+		info os.FileInfo
+		err  error
+	)
+
+	if l, ok := c.driver.(afero.Lstater); ok {
+		info, _, err = l.LstatIfPossible(p)
+	} else {
+		info, err = c.driver.Stat(p)
+	}
+
+	if err != nil {
+		return err
+	}
+
+	if !info.IsDir() {
+		return &fs.PathError{Op: op, Path: p + "/", Err: syscall.ENOTDIR}
+	}
+
+	return nil
+}
+
+// openDirSlash is a trailing slash's rule for a transfer's open: an
+// upload to "name/" is EISDIR whatever name is, as open(2) with O_CREAT
+// answers; a download needs a directory (refused later as one).
+func (c *clientHandler) openDirSlash(arg, p string, write bool) error {
+	if !hasDirSlash(arg) {
+		return nil
+	}
+
+	if write {
+		return &fs.PathError{Op: "open", Path: p + "/", Err: syscall.EISDIR}
+	}
+
+	_, err := c.statArg(arg, p)
+
+	return err
+}
