@@ -185,6 +185,18 @@ func (h *handler) slash(r *sftp.Request, create bool) error {
 	return nil
 }
 
+// entrySlash applies POSIX's rule for a path ended with "/" that names
+// the entry itself (unlink, rename): fi, the entry's Lstat, must be a
+// directory. A file, or a link even to a directory, is ENOTDIR, as
+// unlink("link/") and rename("link/", x) answer on Linux (sftp-server
+// passes the path as given).
+func entrySlash(r *sftp.Request, op string, fi os.FileInfo) error {
+	if r.TrailingSlash() && !fi.IsDir() {
+		return &fs.PathError{Op: op, Path: r.Filepath + "/", Err: syscall.ENOTDIR}
+	}
+	return nil
+}
+
 // openPerm is the mode an OPEN asks a new file to get: its permissions
 // attribute, 0644 when it names none (OpenSSH's sftp-server: 0666 less
 // its umask). Setuid and setgid are never given.
@@ -215,8 +227,14 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 	defer h.sess.SetOp("idle")
 	switch r.Method {
 	case "Setstat":
+		if err := h.slash(r, false); err != nil {
+			return status(err)
+		}
 		return status(h.setstat(r))
 	case "Rename":
+		if err := h.renameSlash(r); err != nil {
+			return status(err)
+		}
 		return status(h.rename(r.Filepath, r.Target))
 	case "Rmdir":
 		fi, err := backend.Lstat(h.fs, r.Filepath)
@@ -228,11 +246,11 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 		}
 		return status(h.fs.Remove(r.Filepath))
 	case "Remove":
-		if err := h.slash(r, false); err != nil {
-			return status(err)
-		}
 		fi, err := backend.Lstat(h.fs, r.Filepath)
 		if err != nil {
+			return status(err)
+		}
+		if err := entrySlash(r, "remove", fi); err != nil {
 			return status(err)
 		}
 		if fi.IsDir() {
@@ -289,7 +307,24 @@ func (h *handler) rename(from, to string) error {
 // PosixRename is posix-rename@openssh.com: an atomic replace.
 func (h *handler) PosixRename(r *sftp.Request) (err error) {
 	defer h.guard("rename", &err)
+	if err := h.renameSlash(r); err != nil {
+		return status(err)
+	}
 	return status(h.fs.Rename(r.Filepath, r.Target))
+}
+
+// renameSlash refuses a rename whose source the client ended with "/"
+// unless it is a directory itself (entrySlash). (The target's slash is not
+// kept by the fork's request; a file renamed to "name/" is renamed.)
+func (h *handler) renameSlash(r *sftp.Request) error {
+	if !r.TrailingSlash() {
+		return nil
+	}
+	fi, err := backend.Lstat(h.fs, r.Filepath)
+	if err != nil {
+		return err
+	}
+	return entrySlash(r, "rename", fi)
 }
 
 // setstat applies a path's SETSTAT: size, permissions, times. uid/gid are

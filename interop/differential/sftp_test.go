@@ -573,6 +573,15 @@ func sftpSteps() []sftpStep {
 			return s.res(r, err)
 		}},
 		{"lstat /ln after lsetstat", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/ln")); return s.res(r, err) }},
+		{"remove /lnd/ (link to a directory, with a slash)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/lnd")+"/"); return s.res(r, err) }},
+		{"lstat /lnd after remove /lnd/", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/lnd")); return s.res(r, err) }},
+		{"remove /d/f2/ (a file, with a slash)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/d/f2")+"/"); return s.res(r, err) }},
+		{"setstat /d/f2/ mode 0600 (a file, with a slash)", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/d/f2")+"/", perms(0o600)); return s.res(r, err) }},
+		{"rename /d/f2/ /d/f2x (a file, with a slash)", func(s *sftpSide) string {
+			r, err := s.a.twoPaths(fxpRename, s.p("/d/f2")+"/", s.p("/d/f2x"))
+			return s.res(r, err)
+		}},
+		{"stat /d/f2 after the refusals", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f2")); return s.res(r, err) }},
 		{"remove /lnd (link to a directory)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/lnd")); return s.res(r, err) }},
 		{"stat /d after removing the link", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d")); return s.res(r, err) }},
 		{"rename /dang /dang2 (a dangling link)", func(s *sftpSide) string {
