@@ -94,17 +94,37 @@ func fmtAttrs(a attrs) string {
 	return b.String()
 }
 
-// longMode is the first column of a READDIR longname (ls -l's mode) and,
-// for files, its size column.
+// longMode shows the columns of a READDIR longname (OpenSSH's ls_file,
+// printed as-is by sftp's ls -l) that the comparison looks at: the mode;
+// for files, the link count and the size; and the date, the 12 characters
+// before the name ("%b %e %H:%M" or "%b %e  %Y"). Left out: the owner and
+// group columns (deliberateDiffs), a directory's link count (it counts
+// subdirectories that exist on one side only, see hasCtl) and a link's
+// size (its target's length, see fmtAttrs). The date of an entry whose
+// mtime is "now" (canonTime) keeps its shape with its digits as "n": the
+// two servers run minutes apart.
 func longMode(e nameEntry) string {
 	f := strings.Fields(e.Long)
-	if len(f) == 0 {
-		return "long=?"
+	rest, ok := strings.CutSuffix(e.Long, " "+e.Name)
+	if len(f) < 5 || !ok || len(rest) < 12 {
+		return fmt.Sprintf("long=?%q", e.Long)
 	}
-	if len(f) > 4 && strings.HasPrefix(f[0], "-") {
-		return "long=" + f[0] + "/" + f[4]
+	date := rest[len(rest)-12:]
+	if e.Attrs.Flags&attrACModTim != 0 && canonTime(int64(e.Attrs.Mtime)) == "now" {
+		date = strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return 'n'
+			}
+			return r
+		}, date)
 	}
-	return "long=" + f[0]
+	cols := f[0]
+	if strings.HasPrefix(f[0], "-") {
+		cols += " " + f[1] + " " + f[4]
+	} else if !strings.HasPrefix(f[0], "d") {
+		cols += " " + f[1]
+	}
+	return fmt.Sprintf("long=%s %q", cols, date)
 }
 
 // res shows an answer: the status, or what it carries.
@@ -784,6 +804,35 @@ func sftpSteps() []sftpStep {
 			return fmt.Sprint(l)
 		}},
 		{"readdir /", func(s *sftpSide) string { return s.listing(s.a, "/") }},
+		// ls -l's date column (OpenSSH's ls_file): "%b %e %H:%M" for an
+		// mtime in the half year before now, "%b %e  %Y" for one older or
+		// in the future; the day is padded with a space. Times near now
+		// are whole days, so that both servers' runs see the same.
+		{"readdir /lt: longname dates", func(s *sftpSide) string {
+			day := time.Now().Truncate(24 * time.Hour)
+			mtimes := []struct {
+				name  string
+				mtime int64
+			}{
+				{"2033", 2000000000}, // May 18 2033, in the future
+				{"2004", tMtime},     // Nov  9 2004, a one-digit day
+				{"in-two-days", day.AddDate(0, 0, 2).Unix()},
+				{"30-days-ago", day.AddDate(0, 0, -30).Unix()},
+				{"200-days-ago", day.AddDate(0, 0, -200).Unix()},
+			}
+			if r, err := s.a.mkdir(s.p("/lt"), attrs{}); err != nil || !r.ok() {
+				return "mkdir: " + s.res(r, err)
+			}
+			for _, m := range mtimes {
+				if r := s.writeFile("/lt/"+m.name, []byte("x")); r != "OK" {
+					return m.name + ": " + r
+				}
+				if r, err := s.a.setstat(s.p("/lt/"+m.name), times(uint32(m.mtime), uint32(m.mtime))); err != nil || !r.ok() {
+					return m.name + ": setstat: " + s.res(r, err)
+				}
+			}
+			return s.listing(s.a, "/lt")
+		}},
 
 		// Names.
 		{"mkdir /names", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/names"), attrs{}); return s.res(r, err) }},

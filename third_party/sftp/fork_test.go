@@ -694,3 +694,29 @@ func TestForkPacketManagerOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestForkLongnameDate(t *testing.T) {
+	now := time.Date(2026, time.December, 6, 6, 2, 30, 200_000_000, time.Local)
+	const halfYear = 365 * 24 * time.Hour / 2
+	for _, tc := range []struct {
+		mtime time.Time
+		want  string
+	}{
+		{time.Date(2033, time.May, 18, 3, 33, 20, 0, time.Local), "May 18  2033"},
+		{time.Date(2004, time.November, 9, 11, 33, 20, 0, time.Local), "Nov  9  2004"},
+		{now.Add(-time.Hour), "Dec  6 05:02"},
+		{now.Add(time.Minute), "Dec  6  2026"},            // the future: the year
+		{now.Add(500 * time.Millisecond), "Dec  6 06:02"}, // the same second is not the future
+		{now.Add(-halfYear + 10*time.Second), "Jun  6 18:02"},
+		{now.Add(-halfYear - 10*time.Second), "Jun  6  2026"},
+	} {
+		if got := lsTime(tc.mtime, now); got != tc.want {
+			t.Errorf("lsTime(%v): %q, want %q", tc.mtime, got, tc.want)
+		}
+	}
+	fi := &fileInfo{name: "file.txt", stat: &FileStat{Size: 13, Mode: 0o100644, Mtime: 1100000000, UID: 1000, GID: 100}}
+	want := "-rw-r--r--    1 1000     100            13 " + time.Unix(1100000000, 0).Format("Jan _2  2006") + " file.txt"
+	if got := runLs(nil, fi); got != want {
+		t.Errorf("runLs:\n%q, want\n%q", got, want)
+	}
+}

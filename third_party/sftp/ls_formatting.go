@@ -39,6 +39,21 @@ func (osIDLookup) LookupGroupName(gid string) string {
 	return g.Name
 }
 
+// lsTime is the date column of a longname, as OpenSSH's ls_file
+// (sftp-common.c) writes it: strftime "%b %e %H:%M" in local time for an
+// mtime within the half year (182.5 days) before now, "%b %e  %Y" for any
+// other, older or in the future. Both are 12 characters wide. As there,
+// the comparison is in whole seconds (time_t): a file written in the
+// current second is not in the future.
+func lsTime(mtime, now time.Time) string {
+	mtime = mtime.Local()
+	const halfYear = 365 * 24 * 60 * 60 / 2
+	if sec, nowSec := mtime.Unix(), now.Unix(); nowSec-halfYear < sec && nowSec >= sec {
+		return mtime.Format("Jan _2 15:04")
+	}
+	return mtime.Format("Jan _2  2006")
+}
+
 // runLs formats the FileInfo as per `ls -l` style, which is in the 'longname' field of a SSH_FXP_NAME entry.
 // This is a fairly simple implementation, just enough to look close to openssh in simple cases.
 func runLs(idLookup NameLookupFileLister, dirent os.FileInfo) string {
@@ -74,15 +89,5 @@ func runLs(idLookup NameLookupFileLister, dirent os.FileInfo) string {
 		uid, gid = idLookup.LookupUserName(uid), idLookup.LookupGroupName(gid)
 	}
 
-	mtime := dirent.ModTime()
-	date := mtime.Format("Jan 2")
-
-	var yearOrTime string
-	if mtime.Before(time.Now().AddDate(0, -6, 0)) {
-		yearOrTime = mtime.Format("2006")
-	} else {
-		yearOrTime = mtime.Format("15:04")
-	}
-
-	return fmt.Sprintf("%s %4d %-8s %-8s %8d %s %5s %s", symPerms, numLinks, uid, gid, dirent.Size(), date, yearOrTime, dirent.Name())
+	return fmt.Sprintf("%s  %3d %-8s %-8s %8d %s %s", symPerms, numLinks, uid, gid, dirent.Size(), lsTime(dirent.ModTime(), time.Now()), dirent.Name())
 }
