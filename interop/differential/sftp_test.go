@@ -359,6 +359,31 @@ func sftpSteps() []sftpStep {
 		{"open /d/f1 pflags 0", func(s *sftpSide) string { return s.open(s.a, "pf0", "/d/f1", 0, attrs{}) }},
 		{"read pflags-0 handle", func(s *sftpSide) string { r, err := s.a.read(s.h("pf0"), 0, 100); return s.res(r, err) }},
 		{"close pflags-0 handle", func(s *sftpSide) string { return s.closeH(s.a, "pf0") }},
+		// The access mode follows READ and WRITE alone (OpenSSH's
+		// flags_from_portable): CREAT without WRITE creates a file and
+		// reads it, O_RDONLY.
+		{"open /rcr READ|CREAT (missing)", func(s *sftpSide) string { return s.open(s.a, "rcr0", "/rcr", pfRead|pfCreat, attrs{}) }},
+		{"write to the READ|CREAT handle", func(s *sftpSide) string { r, err := s.a.write(s.h("rcr0"), 0, []byte("x")); return s.res(r, err) }},
+		{"read the READ|CREAT handle", func(s *sftpSide) string { r, err := s.a.read(s.h("rcr0"), 0, 100); return s.res(r, err) }},
+		{"close the READ|CREAT handle", func(s *sftpSide) string { return s.closeH(s.a, "rcr0") }},
+		{"stat /rcr", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/rcr")); return s.res(r, err) }},
+		{"open /cro CREAT alone (missing)", func(s *sftpSide) string { return s.open(s.a, "cro", "/cro", pfCreat, attrs{}) }},
+		{"write to the CREAT-alone handle", func(s *sftpSide) string { r, err := s.a.write(s.h("cro"), 0, []byte("x")); return s.res(r, err) }},
+		{"read the CREAT-alone handle", func(s *sftpSide) string { r, err := s.a.read(s.h("cro"), 0, 100); return s.res(r, err) }},
+		{"close the CREAT-alone handle", func(s *sftpSide) string { return s.closeH(s.a, "cro") }},
+		{"stat /cro", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/cro")); return s.res(r, err) }},
+		{"open /d/f1 READ|APPEND, write", func(s *sftpSide) string {
+			if r := s.open(s.a, "ra", "/d/f1", pfRead|pfAppend, attrs{}); r != "HANDLE" {
+				return r
+			}
+			r, err := s.a.write(s.h("ra"), 0, []byte("x"))
+			return s.res(r, err) + " / " + s.closeH(s.a, "ra") + " / " + s.readAll(s.a, "/d/f1")
+		}},
+		{"remove /rcr and /cro", func(s *sftpSide) string {
+			r1, err1 := s.a.pathOp(fxpRemove, s.p("/rcr"))
+			r2, err2 := s.a.pathOp(fxpRemove, s.p("/cro"))
+			return s.res(r1, err1) + " " + s.res(r2, err2)
+		}},
 		{"open /d/f1 READ", func(s *sftpSide) string { return s.open(s.a, "r1", "/d/f1", pfRead, attrs{}) }},
 		{"read /d/f1 at 6, 100 bytes (short)", func(s *sftpSide) string { r, err := s.a.read(s.h("r1"), 6, 100); return s.res(r, err) }},
 		{"read /d/f1 at EOF", func(s *sftpSide) string { r, err := s.a.read(s.h("r1"), 12, 100); return s.res(r, err) }},

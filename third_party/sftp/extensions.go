@@ -134,7 +134,7 @@ func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 		return statusFromError(p.ID, EBADF)
 	}
 	wr, ok := openFile[io.WriterAt](dst)
-	if !ok || dst.Method == "Get" {
+	if !ok || dst.Method == "Get" || !dst.Pflags().Write { // opened O_RDONLY (Request.open)
 		return statusFromError(p.ID, EBADF)
 	}
 	if p.From == p.To && p.Length != 0 && p.FromOffset < p.ToOffset+p.Length && p.ToOffset < p.FromOffset+p.Length {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -718,5 +719,71 @@ func TestForkLongnameDate(t *testing.T) {
 	want := "-rw-r--r--    1 1000     100            13 " + time.Unix(1100000000, 0).Format("Jan _2  2006") + " file.txt"
 	if got := runLs(nil, fi); got != want {
 		t.Errorf("runLs:\n%q, want\n%q", got, want)
+	}
+}
+
+func TestForkOpenAccessFollowsReadWrite(t *testing.T) {
+	rec := newRecorder()
+	c := forkPair(t, rec.handlers())
+	open := func(path string, pflags uint32) string {
+		t.Helper()
+		typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: path, Pflags: pflags})
+		if typ != sshFxpHandle {
+			t.Fatalf("OPEN %s %#x answered type %d: %v", path, pflags, typ, statusOf(data))
+		}
+		h, _ := unmarshalString(data[4:])
+		return h
+	}
+	code := func(typ fxp, data []byte) string {
+		switch typ {
+		case sshFxpData:
+			n, rest := unmarshalUint32(data[4:])
+			return "DATA " + string(rest[:n])
+		case sshFxpStatus:
+			err := statusOf(data)
+			if err == nil {
+				return "OK"
+			}
+			if se, ok := err.(*StatusError); ok {
+				return fx(se.Code).String()
+			}
+			return err.Error()
+		}
+		return fmt.Sprintf("type %d", typ)
+	}
+	write := func(h string) string {
+		return code(send(t, c, &sshFxpWritePacket{ID: c.nextID(), Handle: h, Offset: 0, Length: 1, Data: []byte("x")}))
+	}
+	read := func(h string) string {
+		return code(send(t, c, &sshFxpReadPacket{ID: c.nextID(), Handle: h, Offset: 0, Len: 100}))
+	}
+	for _, tc := range []struct {
+		path        string
+		pflags      uint32
+		write, read string // answers to WRITE "x" at 0, then READ at 0
+		size        int64  // after CLOSE
+	}{
+		// Without WRITE the handle is O_RDONLY, as OpenSSH's
+		// flags_from_portable opens it; CREAT still creates.
+		{"/rc", sshFxfRead | sshFxfCreat, "SSH_FX_NO_SUCH_FILE", "SSH_FX_EOF", 0},
+		{"/c", sshFxfCreat, "SSH_FX_NO_SUCH_FILE", "SSH_FX_EOF", 0},
+		{"/ra", sshFxfRead | sshFxfCreat | sshFxfAppend, "SSH_FX_NO_SUCH_FILE", "SSH_FX_EOF", 0},
+		// With WRITE, as before.
+		{"/up", sshFxfWrite | sshFxfCreat | sshFxfTrunc, "OK", "SSH_FX_NO_SUCH_FILE", 1},
+		{"/rw", sshFxfRead | sshFxfWrite | sshFxfCreat, "OK", "DATA x", 1},
+	} {
+		h := open(tc.path, tc.pflags)
+		if got := write(h); got != tc.write {
+			t.Errorf("OPEN %s %#x: WRITE answered %s, want %s", tc.path, tc.pflags, got, tc.write)
+		}
+		if got := read(h); got != tc.read {
+			t.Errorf("OPEN %s %#x: READ answered %s, want %s", tc.path, tc.pflags, got, tc.read)
+		}
+		if err := statusOf(func() []byte { _, d := send(t, c, &sshFxpClosePacket{ID: c.nextID(), Handle: h}); return d }()); err != nil {
+			t.Errorf("CLOSE %s: %v", tc.path, err)
+		}
+		if fi, err := c.Stat(tc.path); err != nil || fi.Size() != tc.size {
+			t.Errorf("OPEN %s %#x: after CLOSE %v, %v; want a file of %d bytes", tc.path, tc.pflags, fi, err, tc.size)
+		}
 	}
 }

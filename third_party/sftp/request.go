@@ -337,11 +337,17 @@ func (r *Request) call(handlers Handlers, pkt requestPacket, alloc *allocator, o
 		}
 		return fileget(handlers.FileGet, r, pkt, alloc, orderID, maxTxPacket)
 	case "Put":
-		if _, ok := pkt.(*sshFxpWritePacket); !ok {
-			return statusFromError(pkt.id(), EBADF) // a READ on a write-only handle
+		if _, ok := pkt.(*sshFxpWritePacket); !ok || !r.Pflags().Write {
+			// A READ on a write-only handle, or a WRITE on one opened
+			// without WRITE (CREAT alone, with a handler that has no
+			// OpenFileWriter): EBADF.
+			return statusFromError(pkt.id(), EBADF)
 		}
 		return fileput(handlers.FilePut, r, pkt, alloc, orderID, maxTxPacket)
 	case "Open":
+		if _, ok := pkt.(*sshFxpWritePacket); ok && !r.Pflags().Write {
+			return statusFromError(pkt.id(), EBADF) // opened O_RDONLY (open)
+		}
 		return fileputget(handlers.FilePut, r, pkt, alloc, orderID, maxTxPacket)
 	case "Setstat", "Rename", "Rmdir", "Mkdir", "Link", "Symlink", "Remove", "PosixRename", "StatVFS":
 		return filecmd(handlers.FileCmd, r, pkt)
@@ -367,7 +373,13 @@ func (r *Request) open(h Handlers, pkt requestPacket) responsePacket {
 
 	switch {
 	case flags.Write, flags.Append, flags.Creat, flags.Trunc:
-		if flags.Read {
+		// The access mode follows READ and WRITE alone, as OpenSSH's
+		// flags_from_portable has it: without WRITE the handle reads
+		// (O_RDONLY, pflags READ or none) and refuses WRITEs (call);
+		// CREAT, TRUNC, EXCL and APPEND still reach the handler through
+		// its write path, the only one that applies them (upgate fork:
+		// upstream opened any of them for writing).
+		if flags.Read || !flags.Write {
 			if openFileWriter, ok := h.FilePut.(OpenFileWriter); ok {
 				r.Method = "Open"
 				rw, err := openFileWriter.OpenFile(r)
