@@ -395,6 +395,36 @@ func sftpSteps() []sftpStep {
 			s.handles["stale"] = "definitely-not-a-handle"
 			return s.closeH(s.a, "stale")
 		}},
+		// Requests on a handle closed before (sftp-server: FAILURE, as
+		// for any handle it does not know; CLOSE and fsync NO_SUCH_FILE).
+		{"open /d/f1 READ|WRITE, close it, keep the handle", func(s *sftpSide) string {
+			r := s.open(s.a, "cl", "/d/f1", pfRead|pfWrite, attrs{})
+			h := s.h("cl")
+			r += " " + s.closeH(s.a, "cl")
+			s.handles["cl"] = h
+			return r
+		}},
+		{"read the closed handle", func(s *sftpSide) string { r, err := s.a.read(s.h("cl"), 0, 100); return s.res(r, err) }},
+		{"write the closed handle", func(s *sftpSide) string { r, err := s.a.write(s.h("cl"), 0, []byte("x")); return s.res(r, err) }},
+		{"fstat the closed handle", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("cl"))); return s.res(r, err) }},
+		{"fsetstat the closed handle", func(s *sftpSide) string { r, err := s.a.fsetstat(s.h("cl"), size(1)); return s.res(r, err) }},
+		{"readdir the closed handle", func(s *sftpSide) string { r, err := s.a.request(fxpReaddir, str(nil, s.h("cl"))); return s.res(r, err) }},
+		{"fstatvfs@openssh.com the closed handle", func(s *sftpSide) string {
+			r, err := s.a.extended("fstatvfs@openssh.com", str(nil, s.h("cl")))
+			return s.res(r, err)
+		}},
+		{"fsync@openssh.com the closed handle", func(s *sftpSide) string {
+			r, err := s.a.extended("fsync@openssh.com", str(nil, s.h("cl")))
+			return s.res(r, err)
+		}},
+		{"copy-data from and to the closed handle", func(s *sftpSide) string {
+			p := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h("cl")), 0), 0)
+			p = binary.BigEndian.AppendUint64(str(p, s.h("cl")), 0)
+			r, err := s.a.extended("copy-data", p)
+			return s.res(r, err)
+		}},
+		{"close the closed handle", func(s *sftpSide) string { return s.closeH(s.a, "cl") }},
+		{"content /d/f1 after the closed handle's requests", func(s *sftpSide) string { return s.readAll(s.a, "/d/f1") }},
 
 		// A handle kept open sees what changed since it last read: the
 		// session's own writes through other handles, before and after

@@ -127,7 +127,7 @@ func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 	src, ok1 := rs.getRequest(p.From)
 	dst, ok2 := rs.getRequest(p.To)
 	if !ok1 || !ok2 {
-		return statusFromError(p.ID, EBADF)
+		return unknownHandle(p.ID)
 	}
 	rd, ok := openFile[io.ReaderAt](src)
 	if !ok || src.Method == "Put" {
@@ -303,8 +303,10 @@ func (rs *RequestServer) serveExtension(pkt requestPacket, orderID uint32) respo
 	switch p := pkt.(type) {
 	case *handleExtension:
 		request, ok := rs.getRequest(p.Handle)
-		if !ok {
-			return statusFromError(p.ID, EBADF)
+		if !ok && p.Name == "fsync@openssh.com" {
+			return statusFromError(p.ID, EBADF) // NO_SUCH_FILE, as sftp-server
+		} else if !ok {
+			return unknownHandle(p.ID)
 		}
 		switch p.Name {
 		case "fsync@openssh.com":

@@ -787,3 +787,48 @@ func TestForkOpenAccessFollowsReadWrite(t *testing.T) {
 		}
 	}
 }
+
+func TestForkUnknownHandleFails(t *testing.T) {
+	rec := newRecorder()
+	c := forkPair(t, rec.handlers())
+	typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: "/f", Pflags: sshFxfRead | sshFxfWrite | sshFxfCreat})
+	if typ != sshFxpHandle {
+		t.Fatalf("OPEN answered type %d: %v", typ, statusOf(data))
+	}
+	h, _ := unmarshalString(data[4:])
+	if _, data := send(t, c, &sshFxpClosePacket{ID: c.nextID(), Handle: h}); statusOf(data) != nil {
+		t.Fatalf("CLOSE: %v", statusOf(data))
+	}
+	ext := func(name string, args ...string) []byte {
+		b := marshalString(nil, name)
+		for _, a := range args {
+			b = marshalString(b, a)
+		}
+		return b
+	}
+	copyData := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(marshalString(ext("copy-data"), h), 0), 0)
+	copyData = binary.BigEndian.AppendUint64(marshalString(copyData, h), 0)
+	// OpenSSH's sftp-server: handle_to_fd or handle_to_dir fails, FAILURE;
+	// CLOSE and fsync@openssh.com answer NO_SUCH_FILE.
+	for _, tc := range []struct {
+		what string
+		pkt  idmarshaler
+		want uint32
+	}{
+		{"READ", &sshFxpReadPacket{ID: c.nextID(), Handle: h, Len: 10}, sshFxFailure},
+		{"WRITE", &sshFxpWritePacket{ID: c.nextID(), Handle: h, Length: 1, Data: []byte("x")}, sshFxFailure},
+		{"FSTAT", &sshFxpFstatPacket{ID: c.nextID(), Handle: h}, sshFxFailure},
+		{"FSETSTAT", &sshFxpFsetstatPacket{ID: c.nextID(), Handle: h, Flags: sshFileXferAttrSize, Attrs: []byte{0, 0, 0, 0, 0, 0, 0, 1}}, sshFxFailure},
+		{"READDIR", &sshFxpReaddirPacket{ID: c.nextID(), Handle: h}, sshFxFailure},
+		{"fstatvfs@openssh.com", &rawExtended{ID: c.nextID(), data: ext("fstatvfs@openssh.com", h)}, sshFxFailure},
+		{"copy-data", &rawExtended{ID: c.nextID(), data: copyData}, sshFxFailure},
+		{"fsync@openssh.com", &rawExtended{ID: c.nextID(), data: ext("fsync@openssh.com", h)}, sshFxNoSuchFile},
+		{"CLOSE", &sshFxpClosePacket{ID: c.nextID(), Handle: h}, sshFxNoSuchFile},
+	} {
+		typ, data := send(t, c, tc.pkt)
+		se, ok := statusOf(data).(*StatusError)
+		if typ != sshFxpStatus || !ok || se.Code != tc.want {
+			t.Errorf("%s on a closed handle: type %d, %v; want %v", tc.what, typ, statusOf(data), fx(tc.want))
+		}
+	}
+}

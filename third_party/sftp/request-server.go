@@ -166,6 +166,16 @@ func (rs *RequestServer) getRequest(handle string) (*Request, bool) {
 	return r, ok
 }
 
+// unknownHandle answers a request on a handle that is not open (never
+// was, or closed since) as OpenSSH's sftp-server does when handle_to_fd or
+// handle_to_dir fail: SSH_FX_FAILURE (upgate fork: upstream answered
+// EBADF, which the errno mapping codes NO_SUCH_FILE, what a client takes
+// for "the file is gone"). CLOSE and fsync@openssh.com of such a handle
+// keep NO_SUCH_FILE, as sftp-server answers those.
+func unknownHandle(id uint32) *sshFxpStatusPacket {
+	return statusFromError(id, ErrSSHFxFailure)
+}
+
 // Close the Request and clear from openRequests map
 func (rs *RequestServer) closeRequest(handle string) error {
 	rs.mu.Lock()
@@ -319,7 +329,7 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			handle := pkt.getHandle()
 			request, ok := rs.getRequest(handle)
 			if !ok {
-				rpkt = statusFromError(pkt.ID, EBADF)
+				rpkt = unknownHandle(pkt.ID)
 			} else if st, ok := openFile[FileStater](request); ok {
 				if fi, err := st.Stat(); err != nil {
 					rpkt = statusFromError(pkt.ID, err)
@@ -337,7 +347,7 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			handle := pkt.getHandle()
 			request, ok := rs.getRequest(handle)
 			if !ok {
-				rpkt = statusFromError(pkt.ID, EBADF)
+				rpkt = unknownHandle(pkt.ID)
 			} else if ss, ok := openFile[FileSetStater](request); ok {
 				attrs, _ := pkt.Attrs.([]byte)
 				rpkt = statusFromError(pkt.ID, ss.SetStat(&Request{
@@ -372,7 +382,7 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			handle := pkt.getHandle()
 			request, ok := rs.getRequest(handle)
 			if !ok {
-				rpkt = statusFromError(pkt.id(), EBADF)
+				rpkt = unknownHandle(pkt.id())
 			} else {
 				rpkt = request.call(rs.Handlers, pkt, rs.pktMgr.alloc, orderID, rs.maxTxPacket)
 			}
