@@ -70,6 +70,13 @@ const (
 		"with no file (vscode-sftp#535); directories are never replaced, as OpenSSH"
 	whyHardLink = "a truncating upload is atomic: it replaces the file by a rename, so other hard links keep " +
 		"the old content, as with any atomic writer (rsync, editors' backupcopy=no)"
+	whySuperseded = "a second truncating upload of a path supersedes the session's first, which is discarded at once, " +
+		"never committed later: an abandoned handle cannot capture the operations meant for the committed file, " +
+		"nor bring back stale data when it is finally closed (backend/view.go; rclone's FsPutError)"
+	whyLinkUpload = "an upload in progress has no name on disk yet to link to: hardlink@openssh.com of one is refused " +
+		"as busy (EBUSY), and git, which links its object files into place, falls back to a rename (backend/view.go, View.Link)"
+	whyChown = "SETSTAT's uid and gid are ignored, not refused: the agent writes as the container's user and never " +
+		"chowns (frontends/sftp setstat; README, deliberate differences: SFTP ignores uid/gid)"
 	whyPostedOpen = "an FTP upload into the directory of the session's last upload does not wait for the agent's " +
 		"open, a round trip less per file (issue 15): an error of that file's own (its name is a directory) then " +
 		"comes after the 150, still as the STOR's failure; a missing directory or a name too long fails before it"
@@ -130,6 +137,9 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "tree \"/rn/b1\"", upgate: "file 0644 size=2 mtime=now sha256=16a36e86f6fed5d4", why: whyRename},
 	{proto: "sftp", step: "write through one hard link, read the other", upgate: "CONTENT 2 bytes \"HL\"", why: whyHardLink},
 	{proto: "sftp", step: "tree \"/hl/b\"", upgate: "file 0644 size=2 mtime=now sha256=81ff510a481bee0b", why: whyHardLink},
+	{proto: "sftp", step: "content /sup after both handles closed", upgate: `CONTENT 6 bytes "SECOND"`, why: whySuperseded},
+	{proto: "sftp", step: "hardlink /hu -> /hu2 during its upload", upgate: "FAILURE", why: whyLinkUpload},
+	{proto: "sftp", step: "setstat /hu uid/gid 4242", upgate: "OK", why: whyChown},
 }
 
 // lookupDeliberate finds the table row for proto's step.

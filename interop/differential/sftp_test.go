@@ -804,6 +804,39 @@ func sftpSteps() []sftpStep {
 			r, err := s.a.extended("hardlink@openssh.com", str(str(nil, s.p("/hl")), s.p("/hl2")))
 			return s.res(r, err)
 		}},
+		// hardlink@openssh.com of the session's own upload in progress.
+		// The link, where made, is removed in the same step: the answer
+		// is what differs.
+		{"open /hu CREAT|TRUNC|WRITE", func(s *sftpSide) string { return s.open(s.a, "hu", "/hu", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"write HU to /hu", func(s *sftpSide) string { r, err := s.a.write(s.h("hu"), 0, []byte("HU")); return s.res(r, err) }},
+		{"hardlink /hu -> /hu2 during its upload", func(s *sftpSide) string {
+			r, err := s.a.extended("hardlink@openssh.com", str(str(nil, s.p("/hu")), s.p("/hu2")))
+			s.a.pathOp(fxpRemove, s.p("/hu2")) //nolint:errcheck // only the link's answer is compared
+			return s.res(r, err)
+		}},
+		{"close /hu", func(s *sftpSide) string { return s.closeH(s.a, "hu") }},
+		{"content /hu", func(s *sftpSide) string { return s.readAll(s.a, "/hu") }},
+
+		// A second truncating upload of the same path supersedes the
+		// first: its handle still answers WRITE, but what it writes is
+		// discarded.
+		{"open /sup CREAT|TRUNC|WRITE (first handle)", func(s *sftpSide) string { return s.open(s.a, "sup1", "/sup", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"write first through the first handle", func(s *sftpSide) string { r, err := s.a.write(s.h("sup1"), 0, []byte("first")); return s.res(r, err) }},
+		{"open /sup CREAT|TRUNC|WRITE (second handle)", func(s *sftpSide) string { return s.open(s.a, "sup2", "/sup", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"write SECOND through the second handle", func(s *sftpSide) string { r, err := s.a.write(s.h("sup2"), 0, []byte("SECOND")); return s.res(r, err) }},
+		{"write ZZ at 8 through the first handle", func(s *sftpSide) string { r, err := s.a.write(s.h("sup1"), 8, []byte("ZZ")); return s.res(r, err) }},
+		{"close the second handle on /sup", func(s *sftpSide) string { return s.closeH(s.a, "sup2") }},
+		{"close the first handle on /sup", func(s *sftpSide) string { return s.closeH(s.a, "sup1") }},
+		{"content /sup after both handles closed", func(s *sftpSide) string { return s.readAll(s.a, "/sup") }},
+		{"remove /sup", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/sup")); return s.res(r, err) }},
+
+		// SETSTAT of uid and gid (sftp-server: chown(2), EPERM for a user
+		// who is not root).
+		{"setstat /hu uid/gid 4242", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/hu"), attrs{Flags: attrUIDGID, UID: 4242, GID: 4242})
+			return s.res(r, err)
+		}},
+		{"remove /hu", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/hu")); return s.res(r, err) }},
 		{"copy-data /hl/c -> /hl/copy", func(s *sftpSide) string {
 			if r := s.open(s.a, "cpsrc", "/hl/c", pfRead, attrs{}); r != "HANDLE" {
 				return "open src: " + r
