@@ -656,6 +656,10 @@ func sftpSteps() []sftpStep {
 			r, err := s.a.twoPaths(fxpRename, s.p("/d/f2")+"/", s.p("/d/f2x"))
 			return s.res(r, err)
 		}},
+		{"posix-rename /lnd/ /lndx (a link, with a slash)", func(s *sftpSide) string {
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/lnd")+"/"), s.p("/lndx")))
+			return s.res(r, err)
+		}},
 		{"stat /d/f2 after the refusals", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f2")); return s.res(r, err) }},
 		{"remove /lnd (link to a directory)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/lnd")); return s.res(r, err) }},
 		{"stat /d after removing the link", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d")); return s.res(r, err) }},

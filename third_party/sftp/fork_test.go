@@ -505,6 +505,14 @@ type slashRecorder struct {
 	slashs []bool
 }
 
+// PosixRename records the request's slash and refuses the rename.
+func (s *slashRecorder) PosixRename(r *Request) error {
+	s.mu.Lock()
+	s.slashs = append(s.slashs, r.TrailingSlash())
+	s.mu.Unlock()
+	return os.ErrPermission
+}
+
 func (s *slashRecorder) Filelist(r *Request) (ListerAt, error) {
 	s.mu.Lock()
 	s.slashs = append(s.slashs, r.TrailingSlash())
@@ -523,9 +531,20 @@ func TestForkTrailingSlash(t *testing.T) {
 	_, _ = c.Stat("/d")
 	_, _ = c.Stat("/")
 	rec.mu.Lock()
-	defer rec.mu.Unlock()
 	if len(rec.slashs) != 3 || !rec.slashs[0] || rec.slashs[1] || rec.slashs[2] {
 		t.Errorf("TrailingSlash for /d/, /d, / = %v, want [true false false]", rec.slashs)
+	}
+	rec.mu.Unlock()
+	// posix-rename's request is built apart (patch 16); the handler
+	// for it is the FileCmd one.
+	rn := &slashRecorder{root: r}
+	c2 := forkPair(t, Handlers{r, r, rn, r})
+	_ = c2.PosixRename("/d/", "/e")
+	_ = c2.PosixRename("/d", "/e")
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	if len(rn.slashs) != 2 || !rn.slashs[0] || rn.slashs[1] {
+		t.Errorf("TrailingSlash for posix-rename /d/, /d = %v, want [true false]", rn.slashs)
 	}
 }
 
