@@ -58,6 +58,9 @@ const (
 		"--delete must not take a missing or unreadable directory for an empty one (lftp#232)"
 	whyNotDirList = "LIST of a file named with a trailing slash (file/) is ENOTDIR, not vsftpd's empty listing, " +
 		"for the reason LIST of a missing path is an error (whyMissingList)"
+	whyGlobDir = "a pattern is matched in an existing directory: one that matches nothing there is vsftpd's empty " +
+		"listing (a script's mget *.zip finds nothing), but a missing directory, a file taken for one or a pattern " +
+		"outside the last component is an error, for the reason LIST of a missing path is one (whyMissingList)"
 	whyDotfiles = "LIST always lists dotfiles and never . or ..: IDE clients read hidden files from a plain " +
 		"LIST (VS Code's lstat, PhpStorm's hidden files) and reject cdir/pdir entries; STAT of a " +
 		"directory is RFC 959's 212"
@@ -116,6 +119,10 @@ var deliberateDiffs = []deliberate{
 	{proto: "ftp", step: "STOR /d/dir2 (a directory) after an upload into /d", upgate: "2xx 1xx/2xx 1xx/5xx", why: whyPostedOpen},
 	{proto: "ftp", step: "LIST /missing", upgate: "4xx", why: whyMissingList},
 	{proto: "ftp", step: "LIST /fix/file.txt/ (a file with a slash)", upgate: "4xx", why: whyNotDirList},
+	{proto: "ftp", step: "NLST /nodir/*.txt (missing directory)", upgate: "4xx", why: whyGlobDir},
+	{proto: "ftp", step: "LIST /g/one.txt/* (a file's directory)", upgate: "4xx", why: whyGlobDir},
+	{proto: "ftp", step: "LIST /g/*.txt/ (a pattern with a slash)", upgate: "4xx", why: whyGlobDir},
+	{proto: "ftp", step: "LIST /*/one.txt (a pattern not last)", upgate: "4xx", why: whyGlobDir},
 	{proto: "ftp", step: "LIST -a /fix", upgate: "1xx/2xx [\"dang -> nowhere\" lrwxrwxrwx size=7 now; \"file.txt\" -rw-r--r-- size=13 2004-11-09; \"ln -> file.txt\" lrwxrwxrwx size=8 now; \"lnd -> sub\" lrwxrwxrwx size=3 now; \"sub\" drwxr-xr-x 2004-11-09]", why: whyDotfiles},
 	{proto: "ftp", step: "STAT /fix (over the control connection)", upgate: "212 [\"dang -> nowhere\" lrwxrwxrwx size=7 now; \"file.txt\" -rw-r--r-- size=13 2004-11-09; \"ln -> file.txt\" lrwxrwxrwx size=8 now; \"lnd -> sub\" lrwxrwxrwx size=3 now; \"sub\" drwxr-xr-x 2004-11-09]", why: whyDotfiles},
 	{proto: "ftp", step: "STAT -la /fix", upgate: "212 [\"dang -> nowhere\" lrwxrwxrwx size=7 now; \"file.txt\" -rw-r--r-- size=13 2004-11-09; \"ln -> file.txt\" lrwxrwxrwx size=8 now; \"lnd -> sub\" lrwxrwxrwx size=3 now; \"sub\" drwxr-xr-x 2004-11-09]", why: whyDotfiles},

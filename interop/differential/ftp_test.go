@@ -650,6 +650,50 @@ func ftpSteps() []ftpStep {
 		{"LIST /", func(f *ftpSide) string { return f.list("LIST /", false) }},
 		{"LIST /: link counts", func(f *ftpSide) string { return f.list("LIST /", true) }},
 		{"NLST /d", func(f *ftpSide) string { return f.list("NLST /d", false) }},
+
+		// Wildcards in the last component (classic clients' mget and
+		// mdelete send NLST *.txt): the matches in the directory before
+		// it; dotfiles only for a pattern starting with "."; a directory
+		// is listed outright, whatever its name.
+		{"MKD /g, files to match", func(f *ftpSide) string {
+			l := []string{f.c("MKD /g", digit), f.c("MKD /g/sub.txt", digit), f.c("MKD /g/d*", digit)}
+			for _, n := range []string{"one.txt", "two.txt", "three.dat", ".hid.txt", "a.txt.txt", "br[x].txt", "d*/in", "x*y", "xzy"} {
+				l = append(l, f.stor("/g/"+n, []byte(n)))
+			}
+			return strings.Join(l, " ")
+		}},
+		{"CWD /g, NLST *.txt", func(f *ftpSide) string {
+			return f.c("CWD /g", digit) + " " + f.list("NLST *.txt", false)
+		}},
+		{"LIST * (working directory /g)", func(f *ftpSide) string { return f.list("LIST *", false) + " " + f.c("CWD /", digit) }},
+		{"NLST /g/*.txt", func(f *ftpSide) string { return f.list("NLST /g/*.txt", false) }},
+		{"NLST g/t*", func(f *ftpSide) string { return f.list("NLST g/t*", false) }},
+		{"LIST /g/t*", func(f *ftpSide) string { return f.list("LIST /g/t*", false) }},
+		{"NLST /g/???.txt", func(f *ftpSide) string { return f.list("NLST /g/???.txt", false) }},
+		{"LIST /g/{one,two}.txt", func(f *ftpSide) string { return f.list("LIST /g/{one,two}.txt", false) }},
+		{"NLST /g/.*", func(f *ftpSide) string { return f.list("NLST /g/.*", false) }},
+		{"NLST /g/br[x]*", func(f *ftpSide) string { return f.list("NLST /g/br[x]*", false) }},
+		{"NLST /g/x*y (a file so named matches others too)", func(f *ftpSide) string { return f.list("NLST /g/x*y", false) }},
+		{"NLST -a /g/*.txt", func(f *ftpSide) string { return f.list("NLST -a /g/*.txt", false) }},
+		{"NLST -l /g/{t,o}*", func(f *ftpSide) string {
+			reps, data, err := f.a.transfer("NLST -l /g/{t,o}*", nil)
+			s := xfer(reps, nil, err, digit, false)
+			if len(reps) < 2 {
+				return s
+			}
+			return s + " " + parseList(strings.Split(string(data), "\n"), false)
+		}},
+		{"NLST /g/d* (a directory so named)", func(f *ftpSide) string { return f.list("NLST /g/d*", false) }},
+		{"LIST -l /g/*.dat", func(f *ftpSide) string { return f.list("LIST -l /g/*.dat", false) }},
+		{"NLST /g/../g/o*", func(f *ftpSide) string { return f.list("NLST /g/../g/o*", false) }},
+		{"NLST /../../g/o*", func(f *ftpSide) string { return f.list("NLST /../../g/o*", false) }},
+		{"STAT /g/*.txt", func(f *ftpSide) string { return f.c("STAT /g/*.txt", statLines) }},
+		{"NLST /g/*.zip (no match)", func(f *ftpSide) string { return f.list("NLST /g/*.zip", false) }},
+		{"STAT /g/*.zip (no match)", func(f *ftpSide) string { return f.c("STAT /g/*.zip", statLines) }},
+		{"NLST /nodir/*.txt (missing directory)", func(f *ftpSide) string { return f.list("NLST /nodir/*.txt", false) }},
+		{"LIST /g/one.txt/* (a file's directory)", func(f *ftpSide) string { return f.list("LIST /g/one.txt/*", false) }},
+		{"LIST /g/*.txt/ (a pattern with a slash)", func(f *ftpSide) string { return f.list("LIST /g/*.txt/", false) }},
+		{"LIST /*/one.txt (a pattern not last)", func(f *ftpSide) string { return f.list("LIST /*/one.txt", false) }},
 		{"QUIT", func(f *ftpSide) string { return f.c("QUIT", exact) }},
 	}
 }

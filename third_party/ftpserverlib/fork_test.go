@@ -1399,3 +1399,158 @@ func TestForkTrailingSlash(t *testing.T) {
 		req.ErrorIs(err, os.ErrNotExist, gone)
 	}
 }
+
+// TestForkListGlob: a pattern in a listing's last component lists the
+// matches in its directory, as vsftpd does (patch 22), with a driver
+// that reads whole directories and with one that reads them page by
+// page; a pattern never reaches outside its directory.
+func TestForkListGlob(t *testing.T) {
+	for _, paged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("paged=%v", paged), func(t *testing.T) {
+			req := require.New(t)
+			driver := &TestServerDriver{}
+			var paging *pagingDriver
+			if paged {
+				driver.AuthProvider = func(user, pass string) (ClientDriver, error) {
+					paging = &pagingDriver{TestClientDriver: NewTestClientDriver(driver)}
+
+					return paging, nil
+				}
+			}
+			server := NewTestServerWithTestDriver(t, driver)
+			dir := driver.serverDir
+			req.NoError(os.MkdirAll(dir+"/g/d*", 0o755))
+			for _, n := range []string{"one.txt", "two.txt", "three.dat", ".hid.txt", "x*y", "xzy", "br[x].txt", "d*/in"} {
+				req.NoError(os.WriteFile(dir+"/g/"+n, []byte(n), 0o644))
+			}
+			// Matches past the first page.
+			req.NoError(os.Mkdir(dir+"/big", 0o755))
+			for i := range 1200 {
+				req.NoError(os.WriteFile(fmt.Sprintf("%s/big/f%04d", dir, i), nil, 0o644))
+			}
+
+			raw := forkDial(t, server.Addr(), true)
+			list := func(cmd string) string {
+				t.Helper()
+
+				return sortedLines(forkListRaw(t, raw, cmd))
+			}
+
+			req.Equal("/g/br[x].txt\r\n/g/one.txt\r\n/g/two.txt\r\n", list("NLST /g/*.txt"))
+			req.Equal("/g/.hid.txt\r\n/g/br[x].txt\r\n/g/one.txt\r\n/g/two.txt\r\n", list("NLST -a /g/*.txt"))
+			req.Equal("/g/.hid.txt\r\n", list("NLST /g/.*"))
+			req.Equal("g/three.dat\r\ng/two.txt\r\n", list("NLST g/t*"))
+			req.Equal("/g/one.txt\r\n/g/two.txt\r\n", list("NLST /g/???.txt"))
+			req.Equal("/g/one.txt\r\n/g/two.txt\r\n", list("NLST /g/{one,two}.t?t"))
+			req.Equal("/g/x*y\r\n/g/xzy\r\n", list("NLST /g/x*y"))
+			req.Equal("/g/d*/in\r\n", list("NLST /g/d*"), "a directory so named is listed outright")
+			req.Equal("/g/../g/one.txt\r\n", list("NLST /g/../g/o*"))
+			req.Equal("/../../g/one.txt\r\n", list("NLST /../../g/o*"), "the root's parent is the root")
+			req.Empty(list("NLST /g/*.zip"))
+
+			got := list("LIST /g/t*")
+			req.Regexp(`(?m)^-rw-r--r-- .* three\.dat\r$`, got)
+			req.Regexp(`(?m)^-rw-r--r-- .* two\.txt\r$`, got)
+			req.Equal(2, strings.Count(got, "\n"), got)
+			req.Regexp(`^-rw-r--r-- .* three\.dat\r\n$`, list("LIST -l /g/*.dat"))
+			req.Regexp(`^-rw-r--r-- .* three\.dat\r\n$`, list("NLST -l /g/*.dat"))
+			pages := func() int {
+				if paging == nil {
+					return 0
+				}
+
+				paging.mu.Lock()
+				defer paging.mu.Unlock()
+
+				return paging.pages
+			}
+			before := pages()
+			req.Len(strings.Split(strings.TrimSpace(list("NLST /big/f1*")), "\r\n"), 200)
+			if paged {
+				req.GreaterOrEqual(pages()-before, 3, "1,200 entries read 512 at a time")
+			}
+
+			raw.expect("CWD /g", StatusFileOK)
+			req.Equal("br[x].txt\r\none.txt\r\ntwo.txt\r\n", list("NLST *.txt"))
+			req.Equal(7, strings.Count(list("LIST *"), "\n"), "every entry but the dotfile")
+			raw.expect("CWD /", StatusFileOK)
+
+			// STAT lists as ls -a, answered 213 as vsftpd's.
+			rc, rsp := raw.cmd("STAT /g/*.txt")
+			req.Equal(StatusFileStatus, rc, rsp)
+			req.Regexp(`(?m)^ -rw-r--r-- .* \.hid\.txt$`, rsp)
+			req.Regexp(`(?m)^ -rw-r--r-- .* one\.txt$`, rsp)
+			req.NotContains(rsp, "three.dat")
+			rc, rsp = raw.cmd("STAT /g/*.zip")
+			req.Equal(StatusFileStatus, rc, rsp)
+
+			// A missing directory, a file's "directory", a pattern with a
+			// trailing slash or before the last component: an error, as
+			// LIST of a missing path.
+			for _, cmd := range []string{"NLST /nodir/*.txt", "LIST /g/one.txt/*", "LIST /g/*.txt/", "LIST /*/one.txt", "STAT /nodir/*"} {
+				rc, rsp = raw.cmd(cmd)
+				req.Equal(StatusFileActionNotTaken, rc, "%s: %s", cmd, rsp)
+			}
+
+			// MLSD takes a directory, not a pattern.
+			rc, rsp = raw.cmd("MLSD /g/*.txt")
+			req.Equal(StatusActionNotTaken, rc, rsp)
+
+		})
+	}
+}
+
+// TestForkGlobMatch: the matcher's rules, and its bound.
+func TestForkGlobMatch(t *testing.T) {
+	for _, c := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"*.txt", "a.txt", true},
+		{"*.txt", "a.txt.txt", true},
+		{"*.txt", "a.txt.bak", false},
+		{"a*b*c", "aXbYbZc", true},
+		{"?", "é", true},
+		{"??", "é", false},
+		{"{a,b}*", "bee", true},
+		{"{a,b}*", "cee", false},
+		{"x{a,}y", "xy", true},
+		{"{a,b}{c,d}", "bd", true},
+		{"{a", "{a", true},
+		{"[ab]", "a", false},
+		{"[ab]", "[ab]", true},
+		{"*", "", true},
+		{"", "a", false},
+	} {
+		steps := globSteps
+		require.Equal(t, c.want, globMatch(c.pattern, c.name, &steps), "%q %q", c.pattern, c.name)
+	}
+
+	// 2^40 expansions and a star-heavy pattern stop at the bound.
+	start := time.Now()
+	steps := globSteps
+	require.False(t, globMatch(strings.Repeat("{a,b}", 40)+"c", strings.Repeat("a", 40), &steps))
+	steps = globSteps
+	require.False(t, globMatch(strings.Repeat("*a", 100)+"b", strings.Repeat("a", 255), &steps))
+	require.Less(t, time.Since(start), time.Second)
+}
+
+// forkListRaw runs a listing command over EPSV and returns its data.
+func forkListRaw(t *testing.T, raw *forkRaw, cmd string) string {
+	t.Helper()
+
+	dc, err := net.DialTimeout("tcp", "127.0.0.1:"+raw.epsvPort(), 5*time.Second)
+	require.NoError(t, err)
+
+	defer func() { _ = dc.Close() }()
+
+	raw.expect(cmd, StatusFileStatusOK)
+	require.NoError(t, dc.SetDeadline(time.Now().Add(10*time.Second)))
+	b, err := io.ReadAll(dc)
+	require.NoError(t, err)
+	code, msg, err := raw.tp.ReadResponse(0)
+	require.NoError(t, err)
+	require.Equal(t, StatusClosingDataConn, code, "%s: %s", cmd, msg)
+
+	return string(b)
+}

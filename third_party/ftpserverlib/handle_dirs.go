@@ -174,13 +174,6 @@ func (c *clientHandler) handlePWD(_ string) error {
 	return nil
 }
 
-// checkLISTArgs is the path in a LIST, NLST or STAT argument (splitLISTArgs).
-func (c *clientHandler) checkLISTArgs(args string) string {
-	_, listPath := c.splitLISTArgs(args)
-
-	return listPath
-}
-
 // splitLISTArgs splits a LIST, NLST or STAT argument into ls options and
 // a path. upgate fork: as vsftpd, a first word starting with "-" is
 // options, whichever they are (upstream took only -a, -l, -al and -la,
@@ -241,6 +234,10 @@ func (c *clientHandler) handleNLST(param string) error {
 	long := strings.Contains(options, "l")
 
 	if pages, parentDir, err := c.getFilePages(param, true); err == nil || errors.Is(err, io.EOF) {
+		if pages.glob != nil {
+			spelled = pages.glob.dir // the matches below it (patch 22)
+		}
+
 		if !long && parentDir != c.getListPath() && len(pages.first) == 1 {
 			pages.first = []os.FileInfo{renamedInfo{pages.first[0], spelled}} // a file
 			spelled = ""
@@ -463,10 +460,9 @@ func (c *clientHandler) writeMLSD(writer io.Writer, files []os.FileInfo) error {
 	return nil
 }
 
+// getFileList lists param, a path without ls options (upgate fork:
+// getFilePages, its caller, takes them off).
 func (c *clientHandler) getFileList(param string, filePathAllowed bool) ([]os.FileInfo, string, error) {
-	if !c.server.settings.DisableLISTArgs {
-		param = c.checkLISTArgs(param)
-	}
 	// directory or filePath
 	listPath := c.absPath(param)
 	c.SetListPath(listPath)

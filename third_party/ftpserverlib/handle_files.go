@@ -446,37 +446,50 @@ func (c *clientHandler) handleSIZE(param string) error {
 }
 
 func (c *clientHandler) handleSTATFile(param string) error {
+	var options string
+
 	listPath := param
 	if !c.server.settings.DisableLISTArgs {
-		listPath = c.checkLISTArgs(param) // upgate fork: ls options, as LIST's
+		options, listPath = c.splitLISTArgs(param) // upgate fork: ls options, as LIST's
 	}
 
 	path := c.absPath(listPath)
 
-	info, err := c.statArg(listPath, path) // upgate fork: a trailing slash (patch 21)
-	if err != nil {
-		c.writeMessage(c.errorCode(err, StatusFileActionNotTaken), fmt.Sprintf("Could not STAT: %v", err))
+	// upgate fork: a pattern's matches (list_glob.go) are answered 213,
+	// as vsftpd answers them.
+	code := StatusFileStatus
+	if _, glob := c.globOf(options, listPath); !glob {
+		info, err := c.statArg(listPath, path) // upgate fork: a trailing slash (patch 21)
+		if err != nil {
+			c.writeMessage(c.errorCode(err, StatusFileActionNotTaken), fmt.Sprintf("Could not STAT: %v", err))
 
-		return nil
-	}
+			return nil
+		}
 
-	if !info.IsDir() {
-		defer c.multilineAnswer(StatusFileStatus, fmt.Sprintf("STAT %v", param))()
+		if !info.IsDir() {
+			defer c.multilineAnswer(StatusFileStatus, fmt.Sprintf("STAT %v", param))()
 
-		c.writeLine(" " + c.fileStat(info))
+			c.writeLine(" " + c.fileStat(info))
 
-		return nil
+			return nil
+		}
+
+		code = StatusDirectoryStatus
 	}
 
 	// upgate fork: page by page (list_pages.go).
-	pages, _, errList := c.getFilePages(param, false)
+	pages, _, errList := c.getFilePages(param, code == StatusFileStatus)
 	if errList != nil {
 		c.writeMessage(c.errorCode(errList, StatusFileActionNotTaken), fmt.Sprintf("Could not list: %v", errList))
 
 		return nil
 	}
 
-	defer c.multilineAnswer(StatusDirectoryStatus, fmt.Sprintf("STAT %v", param))()
+	if pages.glob != nil {
+		pages.glob.dotted = true // STAT lists as ls -a, as vsftpd's
+	}
+
+	defer c.multilineAnswer(code, fmt.Sprintf("STAT %v", param))()
 
 	_ = pages.each(func(files []os.FileInfo) error {
 		for _, f := range files {

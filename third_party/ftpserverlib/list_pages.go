@@ -34,19 +34,20 @@ const listPageSize = 512
 type dirPages struct {
 	first []os.FileInfo
 	dir   afero.File
+	glob  *listGlob // the entries' pattern, or nil for all (patch 22)
 }
 
 // each calls fn with every page, then closes the directory.
 func (p *dirPages) each(fn func([]os.FileInfo) error) error {
 	defer p.close()
 
-	if err := fn(p.first); err != nil {
+	if err := fn(p.filter(p.first)); err != nil {
 		return err
 	}
 
 	for p.dir != nil {
 		page, err := p.dir.Readdir(listPageSize)
-		if len(page) > 0 {
+		if page = p.filter(page); len(page) > 0 {
 			if errFn := fn(page); errFn != nil {
 				return errFn
 			}
@@ -64,6 +65,23 @@ func (p *dirPages) each(fn func([]os.FileInfo) error) error {
 	return nil
 }
 
+// filter keeps a page's entries that match the pattern, if any.
+func (p *dirPages) filter(page []os.FileInfo) []os.FileInfo {
+	if p.glob == nil {
+		return page
+	}
+
+	kept := page[:0]
+
+	for _, f := range page {
+		if p.glob.matches(f.Name()) {
+			kept = append(kept, f)
+		}
+	}
+
+	return kept
+}
+
 func (p *dirPages) close() {
 	if p.dir != nil {
 		_ = p.dir.Close()
@@ -73,17 +91,28 @@ func (p *dirPages) close() {
 
 // getFilePages is getFileList page by page when the driver implements
 // ClientDriverExtensionDirLister: it opens the directory and reads its
-// first page, so that an error is still the command's reply.
+// first page, so that an error is still the command's reply. With
+// filePathAllowed (LIST, NLST, STAT), a pattern lists the matches in its
+// directory, which must be one (list_glob.go).
 func (c *clientHandler) getFilePages(param string, filePathAllowed bool) (*dirPages, string, error) {
+	var options string
+	if !c.server.settings.DisableLISTArgs {
+		options, param = c.splitLISTArgs(param)
+	}
+
+	var glob *listGlob
+
+	if filePathAllowed {
+		if g, ok := c.globOf(options, param); ok {
+			glob, param = &g, g.dirArg()
+		}
+	}
+
 	lister, ok := c.driver.(ClientDriverExtensionDirLister)
 	if !ok {
 		files, parent, err := c.getFileList(param, filePathAllowed)
 
-		return &dirPages{first: files}, parent, err
-	}
-
-	if !c.server.settings.DisableLISTArgs {
-		param = c.checkLISTArgs(param)
+		return &dirPages{first: files, glob: glob}, parent, err
 	}
 
 	listPath := c.absPath(param)
@@ -114,7 +143,7 @@ func (c *clientHandler) getFilePages(param string, filePathAllowed bool) (*dirPa
 		return nil, "", err
 	}
 
-	pages := &dirPages{first: first, dir: dir}
+	pages := &dirPages{first: first, dir: dir, glob: glob}
 	if errors.Is(err, io.EOF) {
 		pages.close()
 	}

@@ -8,7 +8,6 @@ package ftpserver
 import (
 	"fmt"
 	"os"
-	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -115,14 +114,17 @@ func (c *clientHandler) listEntry(p string, info os.FileInfo) os.FileInfo {
 }
 
 // nlstName is how NLST names an entry: below the directory as the client
-// spelled it ("/fix" gives "/fix/a", "fix" gives "fix/a", none gives
-// "a"), as vsftpd does.
+// spelled it ("/fix" gives "/fix/a", "fix" gives "fix/a", "/x/../fix"
+// gives "/x/../fix/a", none or "." gives "a"), as vsftpd does.
 func nlstName(spelled, name string) string {
-	if spelled == "" {
+	switch {
+	case spelled == "" || spelled == ".":
 		return name
+	case strings.HasSuffix(spelled, "/"):
+		return spelled + name
+	default:
+		return spelled + "/" + name
 	}
-
-	return path.Join(spelled, name)
 }
 
 // renamedInfo is a FileInfo under another name.
