@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -369,21 +370,25 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // land ends a Write or WriteAt that wrote n bytes or failed with err: for
-// a file written in place (inPlace) it waits for landed, the agent's
-// answer to the write. A failure there fails the call: the bytes may or
-// may not be in the file, as after a failed write(2). f.mu is not held.
-func (f *file) land(n int, landed <-chan error, err error) (int, error) {
-	if err != nil || landed == nil {
+// a file written in place (inPlace) it waits for l, the agent's answers
+// to the write. A failure there fails the call: the bytes may or may not
+// be in the file, as after a failed write(2). f.mu is not held.
+func (f *file) land(n int, l *landing, err error) (int, error) {
+	if err != nil || l == nil {
 		return n, err
 	}
 	timer := time.NewTimer(f.g.timeout)
 	defer timer.Stop()
-	select {
-	case err = <-landed:
-	case <-timer.C:
-		f.mu.Lock()
-		err = f.timedOut("write")
-		f.mu.Unlock()
+	for range l.pieces {
+		select {
+		case e := <-l.answers:
+			err = cmp.Or(err, e)
+		case <-timer.C:
+			f.mu.Lock()
+			err = f.timedOut("write")
+			f.mu.Unlock()
+			return 0, err
+		}
 	}
 	if err != nil {
 		return 0, err
@@ -391,42 +396,54 @@ func (f *file) land(n int, landed <-chan error, err error) (int, error) {
 	return n, nil
 }
 
-// writeNow sends p, written at off, as one write message of its own, after
-// the writes held back, and returns where its outcome will come once the
-// agent has answered it. f.mu is held.
-func (f *file) writeNow(p []byte, off int64) (<-chan error, error) {
+// landing is where the agent's answers to a write sent at once (writeNow)
+// come: one per message, pieces of them.
+type landing struct {
+	answers chan error
+	pieces  int
+}
+
+// writeNow sends p, written at off, at once, after the writes held back:
+// in messages of at most chunk bytes (the agent's limit on a message is
+// a few of those), each in its own window slot. f.mu is held.
+func (f *file) writeNow(p []byte, off int64) (*landing, error) {
 	if err := f.w.flush(); err != nil {
 		return nil, err
 	}
-	if err := f.acquire("write"); err != nil {
-		return nil, err
-	}
-	landed := make(chan error, 1)
-	want := int64(len(p))
-	req := &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: off, Data: p}}}
-	err := f.sendAcked("write", req, false, func(r *agentpb.SessionResponse, err error) error {
-		var failed error
-		switch {
-		case err != nil:
-			failed = f.streamErr("write", err)
-		case r.GetError() != nil:
-			failed = f.replyErr("write", r.GetError())
-		case r.GetWrite().GetWritten() != want:
-			failed = &fs.PathError{Op: "write", Path: f.path(), Err: io.ErrShortWrite}
+	l := &landing{answers: make(chan error, (len(p)+chunk-1)/chunk)}
+	for len(p) > 0 {
+		piece := p[:min(len(p), chunk)]
+		p, off = p[len(piece):], off+int64(len(piece))
+		if err := f.acquire("write"); err != nil {
+			return nil, err
 		}
-		landed <- failed
-		return failed
-	})
-	if err != nil {
-		return nil, err
+		want := int64(len(piece))
+		req := &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: off - want, Data: piece}}}
+		err := f.sendAcked("write", req, false, func(r *agentpb.SessionResponse, err error) error {
+			var failed error
+			switch {
+			case err != nil:
+				failed = f.streamErr("write", err)
+			case r.GetError() != nil:
+				failed = f.replyErr("write", r.GetError())
+			case r.GetWrite().GetWritten() != want:
+				failed = &fs.PathError{Op: "write", Path: f.path(), Err: io.ErrShortWrite}
+			}
+			l.answers <- failed
+			return failed
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.pieces++
 	}
-	return landed, nil
+	return l, nil
 }
 
 // writeAtLocked writes p at off: held back to be coalesced, or for a file
 // written in place sent at once, landed then yielding the agent's answer
 // (see land). f.mu is held.
-func (f *file) writeAtLocked(p []byte, off int64) (n int, landed <-chan error, err error) {
+func (f *file) writeAtLocked(p []byte, off int64) (n int, landed *landing, err error) {
 	if err := f.usable("write"); err != nil {
 		return 0, nil, err
 	}
@@ -545,10 +562,18 @@ func (f *file) drain(op string) error {
 // Write implements io.Writer.
 func (f *file) Write(p []byte) (int, error) {
 	f.mu.Lock()
-	n, landed, err := f.writeAtLocked(p, f.offset)
+	start := f.offset
+	n, landed, err := f.writeAtLocked(p, start)
 	f.offset += int64(n)
 	f.mu.Unlock()
-	return f.land(n, landed, err)
+	if n, err = f.land(n, landed, err); err != nil {
+		f.mu.Lock()
+		if f.offset == start+int64(len(p)) {
+			f.offset = start + int64(n) // what was answered for: none
+		}
+		f.mu.Unlock()
+	}
+	return n, err
 }
 
 // ReadFrom implements io.ReaderFrom for io.Copy (an FTP upload): it reads

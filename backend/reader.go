@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"io/fs"
@@ -106,6 +107,14 @@ func (bc *blockCache) drop() {
 	}
 }
 
+// forget drops block idx if it is still b.
+func (bc *blockCache) forget(idx int64, b *block) {
+	if bc.blocks[idx] == b {
+		delete(bc.blocks, idx)
+		delete(bc.lastUse, idx)
+	}
+}
+
 // add caches b as block idx.
 func (bc *blockCache) add(idx int64, b *block) {
 	if bc.blocks == nil {
@@ -157,10 +166,23 @@ func (f *file) getBlock(idx int64) (*block, error) {
 	return b, nil
 }
 
-// fetch asks the agent for block idx. f.mu is held.
+// fetch asks the agent for block idx and caches it. f.mu is held.
 func (f *file) fetch(idx int64) (*block, error) {
-	b := &block{done: make(chan struct{}), seq: f.fetches.Add(1)}
-	err := f.send("read", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Read{Read: &agentpb.ReadOp{Offset: idx * chunk, Length: chunk}}}, func(r *agentpb.SessionResponse, err error) {
+	b, err := f.ask(idx*chunk, chunk)
+	if err != nil {
+		return nil, err
+	}
+	b.seq = f.fetches.Add(1)
+	f.cache.add(idx, b)
+	return b, nil
+}
+
+// ask asks the agent for length bytes at off, without caching them: the
+// answer's data and eof are in the block once its done is closed. f.mu is
+// held.
+func (f *file) ask(off int64, length int) (*block, error) {
+	b := &block{done: make(chan struct{})}
+	err := f.send("read", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Read{Read: &agentpb.ReadOp{Offset: off, Length: int32(length)}}}, func(r *agentpb.SessionResponse, err error) {
 		switch {
 		case err != nil:
 			b.err = f.streamErr("read", err)
@@ -174,8 +196,27 @@ func (f *file) fetch(idx int64) (*block, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.cache.add(idx, b)
 	return b, nil
+}
+
+// await waits for b's answer, releasing f.mu meanwhile unless it is there
+// already, and reports whether it came in time.
+func (f *file) await(b *block) bool {
+	select {
+	case <-b.done: // read ahead already: no timer, no unlock
+		return true
+	default:
+	}
+	f.mu.Unlock()
+	defer f.mu.Lock()
+	timer := time.NewTimer(f.g.timeout)
+	defer timer.Stop()
+	select {
+	case <-b.done:
+		return true
+	case <-timer.C:
+		return false
+	}
 }
 
 // readAtLocked reads through the block cache for a read that arrived when
@@ -203,46 +244,40 @@ func (f *file) readAtLocked(p []byte, off int64, arrival uint64) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		timedOut := false
-		select {
-		case <-b.done: // read ahead already: no timer, no unlock
-		default:
-			f.mu.Unlock()
-			timer := time.NewTimer(f.g.timeout)
-			select {
-			case <-b.done:
-			case <-timer.C:
-				timedOut = true
-			}
-			timer.Stop()
-			f.mu.Lock()
-		}
-		if timedOut {
-			if f.cache.blocks[idx] == b {
-				delete(f.cache.blocks, idx)
-			}
+		if !f.await(b) {
+			f.cache.forget(idx, b)
 			return n, f.timedOut("read")
 		}
 		if b.err != nil {
-			if f.cache.blocks[idx] == b {
-				delete(f.cache.blocks, idx)
-			}
+			f.cache.forget(idx, b)
 			return n, b.err
 		}
 		within := int(pos - idx*chunk)
 		end := min(within+len(p)-n, len(b.data)) // what this block can give
 		ends := b.eof || len(b.data) < chunk     // the file ended in it
-		if b.seq <= arrival && (ends && within >= len(b.data) && n == 0 || b.overlaps(within, end)) {
-			// Read again, or nothing but an end of file, from a block
-			// asked for before this read came: ask again. The new
-			// block's seq is above arrival, so this happens once per
-			// block and read. (A read that got bytes before the end
-			// returns them short, with io.EOF; its caller's next read,
-			// from there, asks.)
-			if f.cache.blocks[idx] == b {
-				delete(f.cache.blocks, idx)
+		if b.seq <= arrival {
+			// A block asked for before this read came.
+			switch {
+			case ends && within >= len(b.data) && n == 0:
+				// Nothing but an end of file: ask for the block
+				// again, for this reader to read on from (a file
+				// followed past its end). The new block's seq is
+				// above arrival: once per block and read. (A read
+				// that got bytes before the end returns them short,
+				// with io.EOF; its caller's next read, from there,
+				// asks.)
+				f.cache.forget(idx, b)
+				continue
+			case b.overlaps(within, end):
+				// Read again: ask for just these bytes, and leave
+				// the block to the bytes nobody has read yet.
+				c, eof, err := f.readAgain(p[n:], pos)
+				n += c
+				if err != nil || eof && n < len(p) {
+					return n, cmp.Or(err, io.EOF)
+				}
+				continue
 			}
-			continue
 		}
 		if within >= len(b.data) {
 			if ends {
@@ -250,8 +285,8 @@ func (f *file) readAtLocked(p []byte, off int64, arrival uint64) (int, error) {
 			}
 		}
 		c := copy(p[n:], b.data[within:])
-		if !b.serve(within, within+c) && f.cache.blocks[idx] == b {
-			delete(f.cache.blocks, idx)
+		if !b.serve(within, within+c) {
+			f.cache.forget(idx, b)
 		}
 		n += c
 		if n < len(p) && b.eof && idx*chunk+int64(len(b.data)) <= off+int64(n) {
@@ -259,6 +294,26 @@ func (f *file) readAtLocked(p []byte, off int64, arrival uint64) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// readAgain reads into p (up to chunk bytes of it) at pos from the agent
+// directly, for bytes a cached block already gave a reader: it returns
+// how many came and whether the file ended there. f.mu is held, and
+// released while waiting.
+func (f *file) readAgain(p []byte, pos int64) (int, bool, error) {
+	want := min(len(p), chunk)
+	b, err := f.ask(pos, want)
+	if err != nil {
+		return 0, false, err
+	}
+	if !f.await(b) {
+		return 0, false, f.timedOut("read")
+	}
+	if b.err != nil {
+		return 0, false, b.err
+	}
+	c := copy(p, b.data)
+	return c, b.eof || c < want, nil
 }
 
 // DropReadAhead implements ReadAheadDropper.

@@ -127,3 +127,85 @@ func TestReadAheadStillReadsAhead(t *testing.T) {
 		}
 	})
 }
+
+// TestReadAgainAsksForTheBytesOnly: a read of bytes a block already gave
+// is asked of the agent for just those bytes (sftp-server's pread), not as
+// a new block: a reader coming back to one page (sqlite over sshfs) moves
+// that page, not a MiB each time; and it gets what the file holds now.
+func TestReadAgainAsksForTheBytesOnly(t *testing.T) {
+	a := agenttest.Start(t, "")
+	fsys := a.Fs(t, "")
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<14) // 256 KiB
+	if err := os.WriteFile(a.Dir+"/db", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fsys.Open("/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p := make([]byte, 4096)
+	for i := range 20 {
+		if i == 10 {
+			w, err := os.OpenFile(a.Dir+"/db", os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.WriteAt([]byte("PAGE"), 8192); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+		}
+		n, err := f.ReadAt(p, 8192)
+		want := data[8192 : 8192+4096]
+		if i >= 10 {
+			want = append([]byte("PAGE"), want[4:]...)
+		}
+		if err != nil || n != len(p) || !bytes.Equal(p, want) {
+			t.Fatalf("read %d: %d bytes, %v, equal %v", i, n, err, bytes.Equal(p, want))
+		}
+	}
+	if n := backend.Fetches(f); n != 1 {
+		t.Fatalf("%d blocks fetched for 20 reads of one page, want 1 (the rest asked for the page alone)", n)
+	}
+}
+
+// TestWriteInPlaceLands: a Write into a file in place is on disk when it
+// returns, before Close, for anyone reading the file; one larger than the
+// agent's message limit (4 MiB) goes in pieces and does not break the
+// session's stream for its other files.
+func TestWriteInPlaceLands(t *testing.T) {
+	a := agenttest.Start(t, "")
+	fsys := a.Fs(t, "")
+	if err := os.WriteFile(a.Dir+"/log", []byte("line1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other, err := fsys.Open("/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	f, err := fsys.OpenFile("/log", os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("line2\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(a.Dir + "/log"); string(got) != "line1\nline2\n" {
+		t.Fatalf("on disk after Write, before Close: %q", got)
+	}
+	big := bytes.Repeat([]byte("x"), 5<<20+123)
+	if n, err := f.Write(big); err != nil || n != len(big) {
+		t.Fatalf("Write of %d bytes: %d, %v", len(big), n, err)
+	}
+	if fi, err := os.Stat(a.Dir + "/log"); err != nil || fi.Size() != int64(12+len(big)) {
+		t.Fatalf("on disk after the big Write: %v, %v", fi, err)
+	}
+	if fi, err := other.Stat(); err != nil || fi.Size() != int64(12+len(big)) {
+		t.Fatalf("another file on the stream after the big Write: %v, %v", fi, err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -89,7 +89,9 @@ func (v *View) forgetLocked(p string) {
 // session's other handles wrote at p since seen: their held-back writes
 // are pushed, and f forgets its read-ahead. A writer whose push fails
 // reports it itself, at its next write or its close.
-func (v *View) catchUp(p string, f afero.File, seen *atomic.Uint64) {
+// self, the reader when it is one of the writers, is left out: its own
+// held-back writes go before its reads anyway.
+func (v *View) catchUp(p string, f afero.File, self *viewFile, seen *atomic.Uint64) {
 	v.mu.Lock()
 	n := v.wrote[p]
 	var ws []*viewFile
@@ -101,7 +103,9 @@ func (v *View) catchUp(p string, f afero.File, seen *atomic.Uint64) {
 		return
 	}
 	for _, w := range ws {
-		_ = w.Flush()
+		if w != self {
+			_ = w.Flush()
+		}
 	}
 	DropReadAhead(f)
 	seen.Store(n)
@@ -272,6 +276,14 @@ func (v *View) rekey(from, to string) (inside []*viewFile) {
 	}
 	for q, ws := range moved {
 		v.open[q] = append(v.open[q], ws...)
+		// Readers at the new name see the writers' writes from now.
+		v.tick++
+		v.wrote[q] = v.tick
+	}
+	for q := range v.wrote {
+		if q == from || strings.HasPrefix(q, from+"/") {
+			v.forgetLocked(q)
+		}
 	}
 	return inside
 }
@@ -564,19 +576,19 @@ type viewReader struct {
 // Read implements afero.File, after the session's writers at the
 // reader's path (catchUp).
 func (r *viewReader) Read(p []byte) (int, error) {
-	r.v.catchUp(r.path, r.File, &r.seen)
+	r.v.catchUp(r.path, r.File, nil, &r.seen)
 	return r.File.Read(p)
 }
 
 // ReadAt implements afero.File, as Read.
 func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
-	r.v.catchUp(r.path, r.File, &r.seen)
+	r.v.catchUp(r.path, r.File, nil, &r.seen)
 	return r.File.ReadAt(p, off)
 }
 
 // Stat implements afero.File, as Read.
 func (r *viewReader) Stat() (os.FileInfo, error) {
-	r.v.catchUp(r.path, r.File, &r.seen)
+	r.v.catchUp(r.path, r.File, nil, &r.seen)
 	return r.File.Stat()
 }
 
@@ -657,19 +669,19 @@ func (f *viewFile) pathNow() string {
 // Read implements afero.File, after the session's other writers at f's
 // path (catchUp).
 func (f *viewFile) Read(p []byte) (int, error) {
-	f.v.catchUp(f.pathNow(), f.File, &f.seen)
+	f.v.catchUp(f.pathNow(), f.File, f, &f.seen)
 	return f.File.Read(p)
 }
 
 // ReadAt implements afero.File, as Read.
 func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
-	f.v.catchUp(f.pathNow(), f.File, &f.seen)
+	f.v.catchUp(f.pathNow(), f.File, f, &f.seen)
 	return f.File.ReadAt(p, off)
 }
 
 // Stat implements afero.File, as Read.
 func (f *viewFile) Stat() (os.FileInfo, error) {
-	f.v.catchUp(f.pathNow(), f.File, &f.seen)
+	f.v.catchUp(f.pathNow(), f.File, f, &f.seen)
 	return f.File.Stat()
 }
 
