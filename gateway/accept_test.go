@@ -168,10 +168,22 @@ func TestFiveHundredConnectionsLeaveNoTrace(t *testing.T) {
 	gw, _ := newAcceptGateway(t, func(c *config.Connections) { c.MaxPerIP = 1000 })
 	srv := serveLine(t, gw)
 	// Bring the embedded agent's gRPC server fully up (its accept loop
-	// starts on a goroutine of its own) before taking the baseline.
+	// starts on a goroutine of its own) before taking the baseline; and
+	// its connection: a login's session runs in process, and the first
+	// call over gRPC is the health loop's, on a schedule of its own (a
+	// CI run once took the baseline before it, and the connection's
+	// server goroutines showed as leaked).
 	if _, err := gw.LoginPassword(context.Background(), nil, "alice", "alice-pw"); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, hang, "the agents' first health call", func() bool {
+		for _, s := range gw.Agents() {
+			if !s.Up {
+				return false
+			}
+		}
+		return true
+	})
 	ignore := goleak.IgnoreCurrent()
 	baseFDs := countFDs(t)
 
