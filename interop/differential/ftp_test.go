@@ -336,6 +336,7 @@ func ftpSteps() []ftpStep {
 		{"NOOP", func(f *ftpSide) string { return f.c("NOOP", digit) }},
 		{"MODE S, STRU F", func(f *ftpSide) string { return f.c("MODE S", digit) + "/" + f.c("STRU F", digit) }},
 		{"MODE Z (unsupported)", func(f *ftpSide) string { return f.c("MODE Z", digit) }},
+		{"PBSZ 0, PROT P without TLS (refused)", func(f *ftpSide) string { return f.c("PBSZ 0", digit) + "/" + f.c("PROT P", digit) }},
 		{"unknown command XYZZY", func(f *ftpSide) string { return f.c("XYZZY", digit) }},
 		{"HELP", func(f *ftpSide) string { return f.c("HELP", digit) }},
 		{"ALLO 100", func(f *ftpSide) string { return f.c("ALLO 100", digit) }},

@@ -1554,3 +1554,44 @@ func forkListRaw(t *testing.T, raw *forkRaw, cmd string) string {
 
 	return string(b)
 }
+
+// TestForkPROTNeedsTLS: PBSZ and PROT P on a control connection without
+// TLS are refused (503), as vsftpd refuses them, instead of answering 200
+// and leaving the client to believe its data channel private; PROT C is
+// always fine, S and E are 536, anything else 504; after AUTH TLS, PBSZ
+// and PROT P are 200.
+func TestForkPROTNeedsTLS(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServerWithTestDriver(t, &TestServerDriver{TLS: true})
+	raw := forkDial(t, server.Addr(), true)
+	for _, c := range []struct {
+		line string
+		code int
+	}{
+		{"PBSZ 0", StatusBadCommandSequence},
+		{"PROT P", StatusBadCommandSequence},
+		{"PROT C", StatusOK},
+		{"PROT c", StatusOK},
+		{"PROT S", 536},
+		{"PROT E", 536},
+		{"PROT X", StatusNotImplementedParam},
+	} {
+		code, msg := raw.cmd(c.line)
+		req.Equal(c.code, code, "%s: %s", c.line, msg)
+	}
+
+	tlsRaw := forkDial(t, server.Addr(), false)
+	tlsRaw.expect("AUTH TLS", StatusAuthAccepted)
+	tc := tls.Client(tlsRaw.nc, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the test's own certificate
+	req.NoError(tc.SetDeadline(time.Now().Add(10 * time.Second)))
+	req.NoError(tc.Handshake())
+	tp := textproto.NewConn(tc)
+	for _, c := range []struct {
+		line string
+		code int
+	}{{"USER " + authUser, StatusUserOK}, {"PASS " + authPass, StatusUserLoggedIn}, {"PBSZ 0", StatusOK}, {"PROT P", StatusOK}} {
+		req.NoError(tp.PrintfLine("%s", c.line))
+		_, _, err := tp.ReadResponse(c.code)
+		req.NoError(err, c.line)
+	}
+}

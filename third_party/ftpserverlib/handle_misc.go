@@ -31,14 +31,38 @@ func (c *clientHandler) handleAUTH(_ string) error {
 }
 
 func (c *clientHandler) handlePROT(param string) error {
-	// P for Private, C for Clear
-	c.setTLSForTransfer(param == "P")
-	c.writeMessage(StatusOK, "OK")
+	// P for Private, C for Clear. upgate fork (patch 23): as vsftpd, a
+	// private data channel needs a secure control connection first
+	// (RFC 4217 9: PBSZ and PROT follow AUTH); S and E are refused.
+	switch strings.ToUpper(param) {
+	case "C":
+		c.setTLSForTransfer(false)
+		c.writeMessage(StatusOK, "OK")
+	case "P":
+		if !c.HasTLSForControl() {
+			c.writeMessage(StatusBadCommandSequence, "PROT P needs a secure connection: AUTH TLS first")
+
+			return nil
+		}
+
+		c.setTLSForTransfer(true)
+		c.writeMessage(StatusOK, "OK")
+	case "S", "E":
+		c.writeMessage(536, "PROT "+strings.ToUpper(param)+" not supported")
+	default:
+		c.writeMessage(StatusNotImplementedParam, "Bad PROT: C or P")
+	}
 
 	return nil
 }
 
 func (c *clientHandler) handlePBSZ(_ string) error {
+	if !c.HasTLSForControl() { // upgate fork (patch 23), as vsftpd
+		c.writeMessage(StatusBadCommandSequence, "PBSZ needs a secure connection: AUTH TLS first")
+
+		return nil
+	}
+
 	c.writeMessage(StatusOK, "Whatever")
 
 	return nil
