@@ -7,25 +7,41 @@ import (
 	"os"
 	"testing"
 
+	"github.com/spf13/afero"
+
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/internal/agenttest"
 )
+
+// agentWith starts an agent whose root holds name with data, and returns
+// it with a filesystem on it.
+func agentWith(t *testing.T, name string, data []byte) (*agenttest.Agent, afero.Fs) {
+	t.Helper()
+	a := agenttest.Start(t, "")
+	if err := os.WriteFile(a.Dir+"/"+name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return a, a.Fs(t, "")
+}
+
+// open opens name on fsys for reading, closed at the test's end.
+func open(t *testing.T, fsys afero.Fs, name string) afero.File {
+	t.Helper()
+	f, err := fsys.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
 
 // TestReadAheadSeesChanges: a handle kept open answers a read again, or a
 // read at its old end, with what the file holds now, as sftp-server's
 // pread does; the container rewrote it in place (same inode) between the
 // reads.
 func TestReadAheadSeesChanges(t *testing.T) {
-	a := agenttest.Start(t, "")
-	fsys := a.Fs(t, "")
-	if err := os.WriteFile(a.Dir+"/log", []byte("0123456789"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := fsys.Open("/log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	a, fsys := agentWith(t, "log", []byte("0123456789"))
+	f := open(t, fsys, "/log")
 	readAt := func(off int64, n int) string {
 		t.Helper()
 		p := make([]byte, n)
@@ -70,22 +86,14 @@ func TestReadAheadSeesChanges(t *testing.T) {
 // order or in pipelined requests served out of order, is answered from the
 // blocks read ahead: one fetch per block, plus one to confirm the end.
 func TestReadAheadStillReadsAhead(t *testing.T) {
-	a := agenttest.Start(t, "")
-	fsys := a.Fs(t, "")
 	want := make([]byte, 3*backend.Chunk+12345)
 	for i := range want {
 		want[i] = byte(i * 7)
 	}
-	if err := os.WriteFile(a.Dir+"/big", want, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	_, fsys := agentWith(t, "big", want)
 	blocks := uint64((len(want) + backend.Chunk - 1) / backend.Chunk)
 	t.Run("sequential", func(t *testing.T) {
-		f, err := fsys.Open("/big")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		f := open(t, fsys, "/big")
 		got, err := io.ReadAll(f)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("ReadAll: %d bytes, equal %v, %v", len(got), bytes.Equal(got, want), err)
@@ -95,11 +103,7 @@ func TestReadAheadStillReadsAhead(t *testing.T) {
 		}
 	})
 	t.Run("out of order", func(t *testing.T) {
-		f, err := fsys.Open("/big")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
+		f := open(t, fsys, "/big")
 		// 32 KiB requests, shuffled within windows of 16, as a pipelining
 		// SFTP client's reach the server's workers.
 		const req, window = 32 << 10, 16
@@ -133,17 +137,9 @@ func TestReadAheadStillReadsAhead(t *testing.T) {
 // a new block: a reader coming back to one page (sqlite over sshfs) moves
 // that page, not a MiB each time; and it gets what the file holds now.
 func TestReadAgainAsksForTheBytesOnly(t *testing.T) {
-	a := agenttest.Start(t, "")
-	fsys := a.Fs(t, "")
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<14) // 256 KiB
-	if err := os.WriteFile(a.Dir+"/db", data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := fsys.Open("/db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	a, fsys := agentWith(t, "db", data)
+	f := open(t, fsys, "/db")
 	p := make([]byte, 4096)
 	for i := range 20 {
 		if i == 10 {
@@ -175,16 +171,8 @@ func TestReadAgainAsksForTheBytesOnly(t *testing.T) {
 // agent's message limit (4 MiB) goes in pieces and does not break the
 // session's stream for its other files.
 func TestWriteInPlaceLands(t *testing.T) {
-	a := agenttest.Start(t, "")
-	fsys := a.Fs(t, "")
-	if err := os.WriteFile(a.Dir+"/log", []byte("line1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	other, err := fsys.Open("/log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	a, fsys := agentWith(t, "log", []byte("line1\n"))
+	other := open(t, fsys, "/log")
 	f, err := fsys.OpenFile("/log", os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
