@@ -350,6 +350,9 @@ func ftpSteps() []ftpStep {
 		{"PWD in /d", func(f *ftpSide) string { return f.c("PWD", quoted) }},
 		{"MKD sub2 (relative to /d)", func(f *ftpSide) string { return f.c("MKD sub2", quoted) }},
 		{"CDUP", func(f *ftpSide) string { return f.c("CDUP", digit) + " " + f.c("PWD", quoted) }},
+		{"XCWD /d, XPWD, XCUP (RFC 775)", func(f *ftpSide) string {
+			return f.c("XCWD /d", digit) + " " + f.c("XPWD", quoted) + " " + f.c("XCUP", digit) + " " + f.c("XPWD", quoted)
+		}},
 		{"CWD /missing", func(f *ftpSide) string { return f.c("CWD /missing", exact) }},
 		{"CWD /fix/file.txt (a file)", func(f *ftpSide) string { return f.c("CWD /fix/file.txt", exact) }},
 		{"CWD /fix/lnd (link to a directory)", func(f *ftpSide) string {

@@ -1595,3 +1595,16 @@ func TestForkPROTNeedsTLS(t *testing.T) {
 		req.NoError(err, c.line)
 	}
 }
+
+// TestForkXCUP: RFC 775's XCUP is CDUP, as vsftpd (upstream: 502), like
+// the XCWD, XPWD, XMKD and XRMD it already had.
+func TestForkXCUP(t *testing.T) {
+	server := NewTestServer(t, false)
+	raw := forkDial(t, server.Addr(), true)
+	raw.expect("XMKD xd", StatusPathCreated)
+	raw.expect("XCWD xd", StatusFileOK)
+	require.Contains(t, raw.expect("XPWD", StatusPathCreated), `"/xd"`)
+	raw.expect("XCUP", StatusFileOK)
+	require.Contains(t, raw.expect("XPWD", StatusPathCreated), `"/"`)
+	raw.expect("XRMD xd", StatusFileOK)
+}

@@ -107,7 +107,7 @@ var commandsMap = map[string]*CommandDescription{ //nolint:gochecknoglobals
 	"XMKD": {Fn: (*clientHandler).handleMKD},
 	"XRMD": {Fn: (*clientHandler).handleRMD},
 	"SMNT": {Fn: (*clientHandler).handleNotImplemented},
-	"XCUP": {Fn: (*clientHandler).handleNotImplemented},
+	"XCUP": {Fn: (*clientHandler).handleCDUP}, // upgate fork: RFC 775, as vsftpd
 
 	// Connection handling
 	"TYPE": {Fn: (*clientHandler).handleTYPE},
