@@ -335,6 +335,9 @@ func ftpSteps() []ftpStep {
 		{"TYPE I", func(f *ftpSide) string { return f.c("TYPE I", digit) }},
 		{"NOOP", func(f *ftpSide) string { return f.c("NOOP", digit) }},
 		{"MODE S, STRU F", func(f *ftpSide) string { return f.c("MODE S", digit) + "/" + f.c("STRU F", digit) }},
+		{"MODE s, STRU f, TYPE i (lower case)", func(f *ftpSide) string {
+			return f.c("MODE s", digit) + "/" + f.c("STRU f", digit) + "/" + f.c("TYPE i", digit)
+		}},
 		{"MODE Z (unsupported)", func(f *ftpSide) string { return f.c("MODE Z", digit) }},
 		{"PBSZ 0, PROT P without TLS (refused)", func(f *ftpSide) string { return f.c("PBSZ 0", digit) + "/" + f.c("PROT P", digit) }},
 		{"unknown command XYZZY", func(f *ftpSide) string { return f.c("XYZZY", digit) }},

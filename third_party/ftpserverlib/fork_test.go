@@ -1608,3 +1608,14 @@ func TestForkXCUP(t *testing.T) {
 	require.Contains(t, raw.expect("XPWD", StatusPathCreated), `"/"`)
 	raw.expect("XRMD xd", StatusFileOK)
 }
+
+// TestForkMODELowerCase: MODE's argument is read in any case, as vsftpd,
+// TYPE and STRU read theirs.
+func TestForkMODELowerCase(t *testing.T) {
+	raw := forkDial(t, NewTestServer(t, false).Addr(), true)
+	raw.expect("MODE s", StatusOK)
+	raw.expect("MODE S", StatusOK)
+	raw.expect("STRU f", StatusOK)
+	raw.expect("TYPE i", StatusOK)
+	raw.expect("MODE x", StatusNotImplementedParam)
+}

@@ -339,7 +339,7 @@ func (c *clientHandler) handleTYPE(param string) error {
 }
 
 func (c *clientHandler) handleMODE(param string) error {
-	switch param {
+	switch strings.ToUpper(param) { // upgate fork: "MODE s" as vsftpd (patch 25)
 	case "S":
 		c.transferMode = TransferModeStream
 		c.writeMessage(StatusOK, "Using stream mode")
