@@ -315,6 +315,23 @@ func ftpSteps() []ftpStep {
 			r2, err := c.cmd("PASS wrong-" + f.pass)
 			return exact(r1) + "/" + one(r2, err, exact)
 		}},
+		{"PASS before USER, then a login", func(f *ftpSide) string {
+			c, _, err := dialRawFTP(f.addr)
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			defer c.Close()
+			r1, err := c.cmd("PASS " + f.pass)
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			r2, err := c.cmd("USER " + f.user)
+			if err != nil {
+				return exact(r1) + " error: " + err.Error()
+			}
+			r3, err := c.cmd("PASS " + f.pass)
+			return exact(r1) + "/" + exact(r2) + "/" + one(r3, err, exact)
+		}},
 		{"SYST", func(f *ftpSide) string { return f.c("SYST", exact) }},
 		{"FEAT lists vsftpd's features", func(f *ftpSide) string {
 			r, err := f.a.cmd("FEAT")

@@ -1619,3 +1619,12 @@ func TestForkMODELowerCase(t *testing.T) {
 	raw.expect("TYPE i", StatusOK)
 	raw.expect("MODE x", StatusNotImplementedParam)
 }
+
+// TestForkPASSBeforeUSER: PASS without a USER is a bad sequence (503), and
+// the session goes on to log in, as vsftpd.
+func TestForkPASSBeforeUSER(t *testing.T) {
+	raw := forkDial(t, NewTestServer(t, false).Addr(), false)
+	raw.expect("PASS "+authPass, StatusBadCommandSequence)
+	raw.expect("USER "+authUser, StatusUserOK)
+	raw.expect("PASS "+authPass, StatusUserLoggedIn)
+}

@@ -72,6 +72,13 @@ func (c *clientHandler) handleUserTLS(user string) bool {
 func (c *clientHandler) handlePASS(param string) error {
 	var err error
 	var msg string
+
+	if c.user == "" { // upgate fork: as vsftpd (patch 26)
+		c.writeMessage(StatusBadCommandSequence, "Login with USER first.")
+
+		return nil
+	}
+
 	c.driver, err = c.server.driver.AuthUser(c, c.user, param)
 
 	dpa, ok := c.server.driver.(MainDriverExtensionPostAuthMessage)
