@@ -135,4 +135,15 @@ func TestAlloAnnouncedSizeIsChecked(t *testing.T) {
 	// ALLO is for the next STOR only.
 	c.put([]byte("abc"), "STOR allo.txt")
 	wantFile(t, filepath.Join(e.UserDir("alice"), "allo.txt"), []byte("abc"))
+	// RFC 959's "ALLO n R m" announces n; an ALLO that is not its syntax
+	// is ignored (202, as vsftpd) and announces nothing.
+	c.must(200, "ALLO 10 R 512")
+	if code, msg := c.tryTransfer([]byte("short"), "STOR allo.txt"); code != 451 {
+		t.Errorf("STOR of 5 bytes after ALLO 10 R 512: %d %s, want 451", code, msg)
+	}
+	for _, bad := range []string{"ALLO", "ALLO abc", "ALLO -1", "ALLO 10 X 5"} {
+		c.must(202, "%s", bad)
+		c.put([]byte("de"), "STOR allo.txt")
+		wantFile(t, filepath.Join(e.UserDir("alice"), "allo.txt"), []byte("de"))
+	}
 }

@@ -360,6 +360,9 @@ func ftpSteps() []ftpStep {
 		{"unknown command XYZZY", func(f *ftpSide) string { return f.c("XYZZY", digit) }},
 		{"HELP", func(f *ftpSide) string { return f.c("HELP", digit) }},
 		{"ALLO 100", func(f *ftpSide) string { return f.c("ALLO 100", digit) }},
+		{"ALLO 10 R 5, ALLO, ALLO abc, ALLO -1", func(f *ftpSide) string {
+			return f.c("ALLO 10 R 5", digit) + "/" + f.c("ALLO", digit) + "/" + f.c("ALLO abc", digit) + "/" + f.c("ALLO -1", digit)
+		}},
 
 		// Directories.
 		{"MKD /d", func(f *ftpSide) string { return f.c("MKD /d", quoted) }},

@@ -1628,3 +1628,29 @@ func TestForkPASSBeforeUSER(t *testing.T) {
 	raw.expect("USER "+authUser, StatusUserOK)
 	raw.expect("PASS "+authPass, StatusUserLoggedIn)
 }
+
+// TestForkALLOSyntax: RFC 959's "ALLO n R m" reaches the driver with n;
+// what is not that syntax is ignored (202) without reaching it. The test
+// driver refuses 1 MiB or more (550), which tells the two apart.
+func TestForkALLOSyntax(t *testing.T) {
+	raw := forkDial(t, NewTestServer(t, false).Addr(), true)
+	raw.expect("ALLO 10 R 5", StatusOK)
+	raw.expect("ALLO 10 r 5", StatusOK)
+	raw.expect("ALLO 2000000 R 5", StatusActionNotTaken)
+	raw.expect("ALLO 2000000", StatusActionNotTaken)
+
+	for _, line := range []string{
+		"ALLO", "ALLO abc", "ALLO -1", "ALLO +5", "ALLO 2000000x",
+		"ALLO 99999999999999999999", "ALLO 10 R", "ALLO 10 X 5", "ALLO 10 R -5",
+	} {
+		raw.expect(line, StatusNotImplemented)
+	}
+}
+
+func TestForkParseALLO(t *testing.T) {
+	for param, want := range map[string]int{"0": 0, "10": 10, "  10  ": 10, "10 R 5": 10, "007": 7} {
+		size, ok := parseALLO(param)
+		require.True(t, ok, param)
+		require.Equal(t, want, size, param)
+	}
+}

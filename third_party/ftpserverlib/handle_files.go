@@ -530,10 +530,11 @@ func (c *clientHandler) handleMLST(param string) error {
 }
 
 func (c *clientHandler) handleALLO(param string) error {
-	// We should probably add a method in the driver
-	size, err := strconv.Atoi(param)
-	if err != nil {
-		c.writeMessage(StatusSyntaxErrorParameters, fmt.Sprintf("Couldn't parse size: %v", err))
+	// upgate fork (patch 27): RFC 959's syntax, and anything else ignored
+	// (202) without telling the driver, as vsftpd ignores every ALLO.
+	size, ok := parseALLO(param)
+	if !ok {
+		c.writeMessage(StatusNotImplemented, "ALLO command ignored.")
 
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,3 +135,36 @@ type renamedInfo struct {
 }
 
 func (r renamedInfo) Name() string { return r.name }
+
+// parseALLO reads ALLO's argument, RFC 959's "<decimal-integer> [<SP> R
+// <SP> <decimal-integer>]", and returns the size; ok is false for
+// anything else (none, a sign, a non-digit, an overflow).
+func parseALLO(param string) (size int, ok bool) {
+	f := strings.Fields(param)
+	if len(f) != 1 && (len(f) != 3 || !strings.EqualFold(f[1], "R") || !isDecimal(f[2])) {
+		return 0, false
+	}
+
+	if !isDecimal(f[0]) {
+		return 0, false
+	}
+
+	size, err := strconv.Atoi(f[0])
+
+	return size, err == nil
+}
+
+// isDecimal reports whether s is one or more ASCII digits.
+func isDecimal(s string) bool {
+	if s == "" {
+		return false
+	}
+
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+
+	return true
+}
