@@ -421,6 +421,13 @@ func ftpSteps() []ftpStep {
 		}},
 		{"REST 3 + RETR /d/f1", func(f *ftpSide) string { return f.c("REST 3", exact) + " " + f.retr(f.a, "/d/f1") }},
 		{"REST 1000 + RETR /d/f1 (past EOF)", func(f *ftpSide) string { return f.c("REST 1000", exact) + " " + f.retr(f.a, "/d/f1") }},
+		{"REST abc, REST, REST 99999999999999999999 (taken as 0)", func(f *ftpSide) string {
+			return f.c("REST abc", exact) + " " + f.c("REST", exact) + " " + f.c("REST 99999999999999999999", exact) + " " + f.retr(f.a, "/d/f1")
+		}},
+		{"REST -5 + RETR /d/f1 (taken as 0)", func(f *ftpSide) string { return f.c("REST -5", exact) + " " + f.retr(f.a, "/d/f1") }},
+		{"REST abc + STOR /d/f1 (replaces, as a STOR)", func(f *ftpSide) string {
+			return f.c("REST abc", exact) + " " + f.stor("/d/f1", []byte("xy")) + " " + f.retr(f.a, "/d/f1")
+		}},
 		{"STOR over /d/f1 (replace)", func(f *ftpSide) string { return f.stor("/d/f1", []byte("replaced\n")) + " " + f.retr(f.a, "/d/f1") }},
 		{"STOR /big.bin 3 MiB, RETR it", func(f *ftpSide) string { return f.stor("/big.bin", big) + " " + f.retr(f.a, "/big.bin") }},
 		{"TYPE A, SIZE /d/f1", func(f *ftpSide) string {

@@ -1654,3 +1654,37 @@ func TestForkParseALLO(t *testing.T) {
 		require.Equal(t, want, size, param)
 	}
 }
+
+// TestForkRESTAsVsftpd: REST takes any argument, as vsftpd's
+// str_a_to_filesize_t reads it: what is not all digits (or overflows) is
+// 0, so the next RETR sends the whole file and the next STOR replaces it,
+// as vsftpd's truncating STOR does; upstream answered 550, or kept a
+// negative offset that failed the next RETR.
+func TestForkRESTAsVsftpd(t *testing.T) {
+	req := require.New(t)
+	server := NewTestServer(t, false)
+	dir := server.driver.(*TestServerDriver).serverDir
+	req.NoError(os.WriteFile(dir+"/f", []byte("0123456789"), 0o600))
+	raw := forkDial(t, server.Addr(), true)
+
+	for _, line := range []string{"REST abc", "REST", "REST -5", "REST 99999999999999999999", "REST +3"} {
+		req.Equal("Restart position accepted (0).", raw.expect(line, StatusFileActionPending), line)
+		req.Equal("0123456789", forkListRaw(t, raw, "RETR f"), line)
+	}
+
+	raw.expect("REST 3", StatusFileActionPending)
+	req.Equal("3456789", forkListRaw(t, raw, "RETR f"))
+
+	raw.expect("REST abc", StatusFileActionPending)
+	dc, err := net.DialTimeout("tcp", "127.0.0.1:"+raw.epsvPort(), 5*time.Second)
+	req.NoError(err)
+	raw.expect("STOR f", StatusFileStatusOK)
+	_, err = dc.Write([]byte("xy"))
+	req.NoError(err)
+	req.NoError(dc.Close())
+	_, _, err = raw.tp.ReadResponse(StatusClosingDataConn)
+	req.NoError(err)
+	b, err := os.ReadFile(dir + "/f")
+	req.NoError(err)
+	req.Equal("xy", string(b))
+}

@@ -553,24 +553,21 @@ func (c *clientHandler) handleALLO(param string) error {
 }
 
 func (c *clientHandler) handleREST(param string) error {
-	if size, err := strconv.ParseInt(param, 10, 0); err == nil {
-		if c.currentTransferType == TransferTypeASCII && !c.server.settings.DisableASCIIConversion {
-			c.writeMessage(StatusSyntaxErrorParameters, "Resuming transfers not allowed in ASCII mode")
+	if c.currentTransferType == TransferTypeASCII && !c.server.settings.DisableASCIIConversion {
+		c.writeMessage(StatusSyntaxErrorParameters, "Resuming transfers not allowed in ASCII mode")
 
-			return nil
-		}
-
-		if c.transferMode == TransferModeDeflate {
-			c.writeMessage(StatusSyntaxErrorParameters, "Resuming transfers not allowed in deflate mode")
-
-			return nil
-		}
-
-		c.ctxRest = size
-		c.writeMessage(StatusFileActionPending, "OK")
-	} else {
-		c.writeMessage(StatusActionNotTaken, fmt.Sprintf("Couldn't parse size: %v", err))
+		return nil
 	}
+
+	if c.transferMode == TransferModeDeflate {
+		c.writeMessage(StatusSyntaxErrorParameters, "Resuming transfers not allowed in deflate mode")
+
+		return nil
+	}
+
+	// upgate fork (patch 28): any argument is taken, as vsftpd takes it
+	c.ctxRest = restOffset(param)
+	c.writeMessage(StatusFileActionPending, fmt.Sprintf("Restart position accepted (%d).", c.ctxRest))
 
 	return nil
 }

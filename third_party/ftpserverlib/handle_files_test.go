@@ -850,10 +850,11 @@ func TestREST(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, StatusOK, returnCode, response)
 
+	// upgate fork (patch 28): taken as 0, as vsftpd takes it
 	returnCode, response, err = raw.SendCommand("REST a")
 	require.NoError(t, err)
-	require.Equal(t, StatusActionNotTaken, returnCode, response)
-	require.True(t, strings.HasPrefix(response, "Couldn't parse size"))
+	require.Equal(t, StatusFileActionPending, returnCode, response)
+	require.Equal(t, "Restart position accepted (0).", response)
 }
 
 func TestRESTInASCIIWithConversionDisabled(t *testing.T) {
@@ -886,11 +887,10 @@ func TestRESTInASCIIWithConversionDisabled(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, StatusFileActionPending, returnCode, response)
 
-	// Invalid argument is still rejected regardless of conversion setting.
+	// upgate fork (patch 28): an invalid argument is 0, as vsftpd takes it.
 	returnCode, response, err = raw.SendCommand("REST a")
 	require.NoError(t, err)
-	require.Equal(t, StatusActionNotTaken, returnCode, response)
-	require.True(t, strings.HasPrefix(response, "Couldn't parse size"))
+	require.Equal(t, StatusFileActionPending, returnCode, response)
 }
 
 func TestSIZE(t *testing.T) {

@@ -168,3 +168,21 @@ func isDecimal(s string) bool {
 
 	return true
 }
+
+// restOffset is REST's offset as vsftpd's str_a_to_filesize_t reads it:
+// an argument that is not all digits (none, "abc", "-5") is 0, and so is
+// one too large for an int64. vsftpd's next STOR then truncates and
+// writes from the start, as a STOR without REST does; RETR sends the
+// whole file.
+func restOffset(param string) int64 {
+	if !isDecimal(param) {
+		return 0
+	}
+
+	n, err := strconv.ParseInt(param, 10, 64)
+	if err != nil {
+		return 0
+	}
+
+	return n
+}
