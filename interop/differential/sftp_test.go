@@ -425,6 +425,58 @@ func sftpSteps() []sftpStep {
 		}},
 		{"close the closed handle", func(s *sftpSide) string { return s.closeH(s.a, "cl") }},
 		{"content /d/f1 after the closed handle's requests", func(s *sftpSide) string { return s.readAll(s.a, "/d/f1") }},
+		// Requests on a handle of the other kind (sftp-server: handle_to_fd
+		// fails for a directory handle, handle_to_dir for a file handle:
+		// FAILURE; fsync NO_SUCH_FILE). The READ must leave the listing
+		// whole.
+		{"opendir /d, open /d/f1 READ|WRITE", func(s *sftpSide) string {
+			r, err := s.a.pathOp(fxpOpendir, s.p("/d"))
+			if err == nil && r.Type == fxpHandle {
+				s.handles["dk"] = r.Handle
+			}
+			return s.res(r, err) + " " + s.open(s.a, "fk", "/d/f1", pfRead|pfWrite, attrs{})
+		}},
+		{"read the directory handle", func(s *sftpSide) string { r, err := s.a.read(s.h("dk"), 0, 100); return s.res(r, err) }},
+		{"write the directory handle", func(s *sftpSide) string { r, err := s.a.write(s.h("dk"), 0, []byte("x")); return s.res(r, err) }},
+		{"fstat the directory handle", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("dk"))); return s.res(r, err) }},
+		{"fsetstat the directory handle", func(s *sftpSide) string { r, err := s.a.fsetstat(s.h("dk"), size(1)); return s.res(r, err) }},
+		{"fstatvfs@openssh.com the directory handle", func(s *sftpSide) string {
+			r, err := s.a.extended("fstatvfs@openssh.com", str(nil, s.h("dk")))
+			return s.res(r, err)
+		}},
+		{"fsync@openssh.com the directory handle", func(s *sftpSide) string {
+			r, err := s.a.extended("fsync@openssh.com", str(nil, s.h("dk")))
+			return s.res(r, err)
+		}},
+		{"copy-data from the directory handle to a file handle", func(s *sftpSide) string {
+			p := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h("dk")), 0), 0)
+			p = binary.BigEndian.AppendUint64(str(p, s.h("fk")), 0)
+			r, err := s.a.extended("copy-data", p)
+			return s.res(r, err)
+		}},
+		{"readdir the file handle", func(s *sftpSide) string { r, err := s.a.request(fxpReaddir, str(nil, s.h("fk"))); return s.res(r, err) }},
+		{"readdir a file handle opened READ", func(s *sftpSide) string {
+			r := s.open(s.a, "fr", "/d/f1", pfRead, attrs{})
+			rd, err := s.a.request(fxpReaddir, str(nil, s.h("fr")))
+			return r + " " + s.res(rd, err) + " " + s.closeH(s.a, "fr")
+		}},
+		{"readdir the directory handle after those: the whole listing", func(s *sftpSide) string {
+			var names []string
+			for i := 0; i < 100; i++ {
+				r, err := s.a.request(fxpReaddir, str(nil, s.h("dk")))
+				if err != nil || r.Type != fxpName {
+					sort.Strings(names)
+					return fmt.Sprintf("%q then %s", names, s.res(r, err))
+				}
+				for _, e := range r.Names {
+					if !hasCtl(e.Name) {
+						names = append(names, e.Name)
+					}
+				}
+			}
+			return "directory did not end within 100 READDIRs"
+		}},
+		{"close the directory and file handles", func(s *sftpSide) string { return s.closeH(s.a, "dk") + " " + s.closeH(s.a, "fk") }},
 
 		// A handle kept open sees what changed since it last read: the
 		// session's own writes through other handles, before and after

@@ -124,8 +124,8 @@ func (p *copyDataExtension) UnmarshalBinary(b []byte) error {
 
 // copyData serves copy-data through the handles' ReadAt and WriteAt.
 func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
-	src, ok1 := rs.getRequest(p.From)
-	dst, ok2 := rs.getRequest(p.To)
+	src, ok1 := rs.getHandleOf(p.From, false)
+	dst, ok2 := rs.getHandleOf(p.To, false)
 	if !ok1 || !ok2 {
 		return unknownHandle(p.ID)
 	}
@@ -302,7 +302,7 @@ func forkExtension(name string) interface {
 func (rs *RequestServer) serveExtension(pkt requestPacket, orderID uint32) responsePacket {
 	switch p := pkt.(type) {
 	case *handleExtension:
-		request, ok := rs.getRequest(p.Handle)
+		request, ok := rs.getHandleOf(p.Handle, false)
 		if !ok && p.Name == "fsync@openssh.com" {
 			return statusFromError(p.ID, EBADF) // NO_SUCH_FILE, as sftp-server
 		} else if !ok {

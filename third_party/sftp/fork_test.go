@@ -851,3 +851,68 @@ func TestForkUnknownHandleFails(t *testing.T) {
 		}
 	}
 }
+
+func TestForkWrongHandleKindFails(t *testing.T) {
+	rec := newRecorder()
+	c := forkPair(t, rec.handlers())
+	if err := c.Mkdir("/d"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Create("/d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	handle := func(p idmarshaler) string {
+		t.Helper()
+		typ, data := send(t, c, p)
+		if typ != sshFxpHandle {
+			t.Fatalf("%T answered type %d: %v", p, typ, statusOf(data))
+		}
+		h, _ := unmarshalString(data[4:])
+		return h
+	}
+	dh := handle(&sshFxpOpendirPacket{ID: c.nextID(), Path: "/d"})
+	fh := handle(&sshFxpOpenPacket{ID: c.nextID(), Path: "/d/f", Pflags: sshFxfRead | sshFxfWrite})
+	rh := handle(&sshFxpOpenPacket{ID: c.nextID(), Path: "/d/f", Pflags: sshFxfRead})
+	ext := func(name string, args ...string) []byte {
+		b := marshalString(nil, name)
+		for _, a := range args {
+			b = marshalString(b, a)
+		}
+		return b
+	}
+	copyData := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(marshalString(ext("copy-data"), dh), 0), 0)
+	copyData = binary.BigEndian.AppendUint64(marshalString(copyData, fh), 0)
+	// OpenSSH's sftp-server: handle_to_fd fails for a directory handle,
+	// handle_to_dir for a file handle: FAILURE; fsync NO_SUCH_FILE.
+	for _, tc := range []struct {
+		what string
+		pkt  idmarshaler
+		want uint32
+	}{
+		{"READ", &sshFxpReadPacket{ID: c.nextID(), Handle: dh, Len: 10}, sshFxFailure},
+		{"WRITE", &sshFxpWritePacket{ID: c.nextID(), Handle: dh, Length: 1, Data: []byte("x")}, sshFxFailure},
+		{"FSTAT", &sshFxpFstatPacket{ID: c.nextID(), Handle: dh}, sshFxFailure},
+		{"FSETSTAT", &sshFxpFsetstatPacket{ID: c.nextID(), Handle: dh, Flags: sshFileXferAttrPermissions, Attrs: []byte{0, 0, 0o1, 0xff}}, sshFxFailure},
+		{"fstatvfs@openssh.com", &rawExtended{ID: c.nextID(), data: ext("fstatvfs@openssh.com", dh)}, sshFxFailure},
+		{"copy-data", &rawExtended{ID: c.nextID(), data: copyData}, sshFxFailure},
+		{"fsync@openssh.com", &rawExtended{ID: c.nextID(), data: ext("fsync@openssh.com", dh)}, sshFxNoSuchFile},
+		{"READDIR on a file handle", &sshFxpReaddirPacket{ID: c.nextID(), Handle: fh}, sshFxFailure},
+		{"READDIR on a read-only file handle", &sshFxpReaddirPacket{ID: c.nextID(), Handle: rh}, sshFxFailure},
+	} {
+		typ, data := send(t, c, tc.pkt)
+		se, ok := statusOf(data).(*StatusError)
+		if typ != sshFxpStatus || !ok || se.Code != tc.want {
+			t.Errorf("%s on a handle of the other kind: type %d, %v; want %v", tc.what, typ, statusOf(data), fx(tc.want))
+		}
+	}
+	// The READ left the listing whole.
+	typ, data := send(t, c, &sshFxpReaddirPacket{ID: c.nextID(), Handle: dh})
+	if typ != sshFxpName {
+		t.Fatalf("READDIR after the READ: type %d, %v", typ, statusOf(data))
+	}
+	if n, _ := unmarshalUint32(data[4:]); n != 1 {
+		t.Errorf("READDIR after the READ: %d entries, want 1", n)
+	}
+}

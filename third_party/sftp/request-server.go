@@ -166,8 +166,23 @@ func (rs *RequestServer) getRequest(handle string) (*Request, bool) {
 	return r, ok
 }
 
+// getHandleOf returns the Request of handle if it is open and of the
+// kind asked: a directory's (OPENDIR) when dir is set, a file's (OPEN)
+// otherwise. Like a handle that is not open, one of the wrong kind is
+// answered with unknownHandle, as sftp-server's handle_to_fd and
+// handle_to_dir fail for it (upgate fork: upstream served a READ on a
+// directory handle from its listing, consuming it).
+func (rs *RequestServer) getHandleOf(handle string, dir bool) (*Request, bool) {
+	r, ok := rs.getRequest(handle)
+	if !ok || (r.Method == "List") != dir {
+		return nil, false
+	}
+	return r, true
+}
+
 // unknownHandle answers a request on a handle that is not open (never
-// was, or closed since) as OpenSSH's sftp-server does when handle_to_fd or
+// was, or closed since), or not of the kind the request needs (see
+// getHandleOf), as OpenSSH's sftp-server does when handle_to_fd or
 // handle_to_dir fail: SSH_FX_FAILURE (upgate fork: upstream answered
 // EBADF, which the errno mapping codes NO_SUCH_FILE, what a client takes
 // for "the file is gone"). CLOSE and fsync@openssh.com of such a handle
@@ -327,7 +342,7 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			}
 		case *sshFxpFstatPacket:
 			handle := pkt.getHandle()
-			request, ok := rs.getRequest(handle)
+			request, ok := rs.getHandleOf(handle, false)
 			if !ok {
 				rpkt = unknownHandle(pkt.ID)
 			} else if st, ok := openFile[FileStater](request); ok {
@@ -345,7 +360,7 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			}
 		case *sshFxpFsetstatPacket:
 			handle := pkt.getHandle()
-			request, ok := rs.getRequest(handle)
+			request, ok := rs.getHandleOf(handle, false)
 			if !ok {
 				rpkt = unknownHandle(pkt.ID)
 			} else if ss, ok := openFile[FileSetStater](request); ok {
@@ -382,7 +397,8 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 			rpkt = request.call(rs.Handlers, pkt, rs.pktMgr.alloc, orderID, rs.maxTxPacket)
 		case hasHandle:
 			handle := pkt.getHandle()
-			request, ok := rs.getRequest(handle)
+			_, readdir := pkt.(*sshFxpReaddirPacket)
+			request, ok := rs.getHandleOf(handle, readdir)
 			if !ok {
 				rpkt = unknownHandle(pkt.id())
 			} else {
