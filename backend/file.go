@@ -119,7 +119,7 @@ func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) 
 	var resp *agentpb.SessionResponse
 	if err == nil {
 		resp, err = c.call(context.Background(), g.timeout, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
-			Path: []byte(g.agentPath(name)), Flags: openFlags(flag), Perm: uint32(perm.Perm()), InPlace: g.opts.InPlace,
+			Path: []byte(g.agentPath(name)), Flags: openFlags(flag), Perm: openWirePerm(perm), InPlace: g.opts.InPlace,
 			JoinUpload: join,
 		}}})
 	}

@@ -376,6 +376,14 @@ func wireMode(mode os.FileMode) uint32 {
 	return uint32(mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky))
 }
 
+// openWirePerm is the mode an open sends for a file it may create: the
+// permissions and the sticky bit, encoded as wireMode; setuid and setgid
+// are never asked for. An agent older than the sticky bit's passing
+// ignores it.
+func openWirePerm(perm os.FileMode) uint32 {
+	return wireMode(perm & (fs.ModePerm | fs.ModeSticky))
+}
+
 // escapes reports whether the relative target, resolved from dir (an
 // absolute path in the filesystem's namespace), climbs above "/".
 func escapes(dir, target string) bool {

@@ -142,7 +142,7 @@ func (g *GRPCFs) openPosted(c *muxConn, name string, flag int, perm os.FileMode,
 	f.posted = po
 	p := f.path()
 	id, err := c.send(&agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
-		Path: []byte(g.agentPath(name)), Flags: openFlags(flag), Perm: uint32(perm.Perm()), InPlace: g.opts.InPlace,
+		Path: []byte(g.agentPath(name)), Flags: openFlags(flag), Perm: openWirePerm(perm), InPlace: g.opts.InPlace,
 	}}}, func(resp *agentpb.SessionResponse, err error) {
 		g.observe("Open", resp, err, start)
 		switch {

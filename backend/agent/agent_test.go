@@ -789,6 +789,37 @@ func TestAtomicUpload(t *testing.T) {
 	waitClean(t, a, a.Dir)
 }
 
+// TestOpenKeepsSticky creates files with the sticky bit, as open(2) does
+// in OpenSSH's sftp-server: an atomic upload's temp file gets it and keeps
+// it through the commit, an open in place too; setuid and setgid are
+// never given.
+func TestOpenKeepsSticky(t *testing.T) {
+	a, c := start(t, "")
+	const want = 0o755 | fs.ModeSticky
+	for _, tc := range []struct {
+		name    string
+		inPlace bool
+	}{{"atomic", false}, {"in-place", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			perm := uint32(0o755 | fs.ModeSticky | fs.ModeSetuid | fs.ModeSetgid)
+			fst, info := openOK(t, c, &agentpb.OpenOp{Path: []byte(tc.name), Flags: flags(fWrite, fCreate, fTrunc), Perm: perm, InPlace: tc.inPlace})
+			if m := fs.FileMode(info.GetMode()); m != want {
+				t.Errorf("open's reply: mode %v, want %v", m, fs.FileMode(want))
+			}
+			fst.write(0, "x")
+			fst.close(false)
+			fi, err := os.Stat(filepath.Join(a.Dir, tc.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode() != want {
+				t.Errorf("after the close: mode %v, want %v", fi.Mode(), fs.FileMode(want))
+			}
+		})
+	}
+	waitClean(t, a, a.Dir)
+}
+
 // TestAtomicUploadAbort ends an upload every way but a clean close: the old
 // file (or no file) stays and the temp file goes.
 func TestAtomicUploadAbort(t *testing.T) {

@@ -204,7 +204,9 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	}
 	p := ps[0]
 	flag, _, write := osFlags(op.GetFlags())
-	perm := fs.FileMode(op.GetPerm()) & fs.ModePerm
+	// The permissions and the sticky bit (encoded as ChmodOp's); setuid
+	// and setgid are never given (see checkMode).
+	perm := fs.FileMode(op.GetPerm()) & (fs.ModePerm | fs.ModeSticky)
 	h := &handle{s: s, root: root, path: p, append: flag&os.O_APPEND != 0, excl: flag&os.O_EXCL != 0, writable: write}
 	if id := op.GetJoinUpload(); id != "" {
 		return s.join(h, id, flag)
@@ -241,7 +243,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		}
 	}
 	if !atomic {
-		f, fi, err := root.openStat(p, flag, perm)
+		f, fi, err := openKeepingSticky(root, p, flag, perm)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -274,6 +276,33 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	s.uploads[h.id] = h
 	s.mu.Unlock()
 	return h, info, nil
+}
+
+// openKeepingSticky is root.openStat, which (through os.Root) takes
+// permissions alone, for a perm that may also hold the sticky bit: a file
+// that the open creates gets it as open(2) would give it. Creation is
+// told by trying O_EXCL first; a file made through a dangling link, which
+// O_EXCL refuses, is created without it.
+func openKeepingSticky(root *scope, p string, flag int, perm fs.FileMode) (*os.File, fs.FileInfo, error) {
+	if perm&fs.ModeSticky == 0 || flag&os.O_CREATE == 0 {
+		return root.openStat(p, flag, perm.Perm())
+	}
+	f, fi, err := root.openStat(p, flag|os.O_EXCL, perm.Perm())
+	if errors.Is(err, fs.ErrExist) && flag&os.O_EXCL == 0 {
+		return root.openStat(p, flag, perm.Perm())
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := f.Chmod(fi.Mode().Perm() | fs.ModeSticky); err != nil {
+		f.Close()
+		return nil, nil, &fs.PathError{Op: "open", Path: p, Err: unwrapPathError(err)}
+	}
+	if fi, err = f.Stat(); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
 }
 
 // join opens the data of upload id for h (see agentpb.OpenOp.join_upload):

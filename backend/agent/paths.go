@@ -297,13 +297,23 @@ func (c *scope) name(p string) string { return path.Join(c.r.Name(), c.in(p)) }
 func (c *scope) createExcl(dirfd int, p string, perm fs.FileMode) (*os.File, error) {
 	var fd int
 	err := ignoringEINTR(func() (err error) {
-		fd, err = unix.Openat(dirfd, path.Base(p), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm))
+		fd, err = unix.Openat(dirfd, path.Base(p), unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, unixPerm(perm))
 		return err
 	})
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
 	return os.NewFile(uintptr(fd), c.name(p)), nil
+}
+
+// unixPerm is the open(2) mode of perm: its permissions and, from
+// fs.ModeSticky, S_ISVTX.
+func unixPerm(perm fs.FileMode) uint32 {
+	m := uint32(perm.Perm())
+	if perm&fs.ModeSticky != 0 {
+		m |= unix.S_ISVTX
+	}
+	return m
 }
 
 // ignoringEINTR retries a system call that a signal interrupted.

@@ -1290,7 +1290,9 @@ type OpenOp struct {
 	Path  []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// flags is a bit set of OpenFlag values.
 	Flags uint32 `protobuf:"varint,2,opt,name=flags,proto3" json:"flags,omitempty"`
-	Perm  uint32 `protobuf:"varint,3,opt,name=perm,proto3" json:"perm,omitempty"`
+	// perm is the mode of a file the open creates: permissions and the
+	// sticky bit, encoded as ChmodOp.perm (Go's fs.FileMode bits).
+	Perm uint32 `protobuf:"varint,3,opt,name=perm,proto3" json:"perm,omitempty"`
 	// in_place turns off atomic uploads for this open: a truncating open
 	// writes the target directly.
 	InPlace bool `protobuf:"varint,4,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`

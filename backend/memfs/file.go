@@ -96,7 +96,7 @@ func (m *FS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, erro
 		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.ENOENT}
 	case w.n == nil:
 		t := m.now()
-		w.n = &node{mode: perm & fs.ModePerm, mtime: t, atime: t, nlink: 1}
+		w.n = &node{mode: perm & (fs.ModePerm | fs.ModeSticky), mtime: t, atime: t, nlink: 1}
 		w.dir.children[w.base] = w.n
 		m.touch(w.dir)
 	case w.n.isDir() && write:
@@ -119,7 +119,7 @@ func (m *FS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, erro
 // file's mode and owner carry over. FS.mu is held.
 func (m *FS) startUpload(p string, w where, flag int, perm os.FileMode) *file {
 	t := m.now()
-	n := &node{mode: perm & fs.ModePerm, mtime: t, atime: t}
+	n := &node{mode: perm & (fs.ModePerm | fs.ModeSticky), mtime: t, atime: t}
 	if old := w.n; old != nil {
 		n.mode, n.uid, n.gid = old.mode&(fs.ModePerm|fs.ModeSticky), old.uid, old.gid
 	}

@@ -198,12 +198,14 @@ func entrySlash(r *sftp.Request, op string, fi os.FileInfo) error {
 }
 
 // openPerm is the mode an OPEN asks a new file to get: its permissions
-// attribute, 0644 when it names none (OpenSSH's sftp-server: 0666 less
-// its umask). Setuid and setgid are never given.
+// attribute with the sticky bit, as open(2) gives them in OpenSSH's
+// sftp-server (and as SETSTAT keeps them, see mode), 0644 when it names
+// none (sftp-server: 0666 less its umask). Setuid and setgid are never
+// given.
 func openPerm(r *sftp.Request) os.FileMode {
 	if r.AttrFlags().Permissions {
 		if a := r.Attributes(); a != nil {
-			return a.FileMode().Perm()
+			return a.FileMode() & (os.ModePerm | os.ModeSticky)
 		}
 	}
 	return 0o644

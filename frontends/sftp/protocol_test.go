@@ -942,6 +942,14 @@ func TestSFTPSemantics(t *testing.T) {
 		if fi, err := os.Stat(disk("default-perm.txt")); err != nil || fi.Mode().Perm() != 0o644 {
 			t.Errorf("file created without permissions: %v, %v; want 0644", fi.Mode(), err)
 		}
+		// Unix mode bits on the wire: sticky kept, as open(2) in
+		// sftp-server; setuid and setgid dropped.
+		h = raw.open("/sticky.txt", fxfWrite|fxfCreat|fxfTrunc, 0o7755)
+		raw.write(h, 0, []byte("x"))
+		raw.close(h)
+		if fi, err := os.Stat(disk("sticky.txt")); err != nil || fi.Mode() != os.ModeSticky|0o755 {
+			t.Errorf("file created with permissions 07755: %v, %v; want %v", fi.Mode(), err, os.ModeSticky|0o755)
+		}
 	})
 
 	t.Run("setstat", func(t *testing.T) {

@@ -629,6 +629,20 @@ func sftpSteps() []sftpStep {
 		{"stat /d777 after 01777", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d777")); return s.res(r, err) }},
 		{"setstat /d777 times", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/d777"), times(tDir, tDir)); return s.res(r, err) }},
 		{"setstat /missing mode", func(s *sftpSide) string { r, err := s.a.setstat(s.p("/missing"), perms(0o600)); return s.res(r, err) }},
+		// OPEN CREAT gives the sticky bit as SETSTAT does (sftp-server:
+		// open(2) with the mode; setuid and setgid are upgate's to drop,
+		// see deliberateDiffs), and an atomic upload keeps it through the
+		// commit.
+		{"open /sticky WRITE|CREAT mode 01755", func(s *sftpSide) string {
+			return s.open(s.a, "st", "/sticky", pfWrite|pfCreat, perms(0o1755))
+		}},
+		{"fstat /sticky while open", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("st"))); return s.res(r, err) }},
+		{"write and close /sticky", func(s *sftpSide) string {
+			r, err := s.a.write(s.h("st"), 0, []byte("x"))
+			return s.res(r, err) + " " + s.closeH(s.a, "st")
+		}},
+		{"stat /sticky after the close", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/sticky")); return s.res(r, err) }},
+		{"remove /sticky", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/sticky")); return s.res(r, err) }},
 		{"setstat /d/f2 own uid/gid", func(s *sftpSide) string {
 			r, err := s.a.pathOp(fxpStat, s.p("/d/f2"))
 			if err != nil || r.Type != fxpAttrs {
