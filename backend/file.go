@@ -413,29 +413,11 @@ func (f *file) writeNow(p []byte, off int64) (*landing, error) {
 	l := &landing{answers: make(chan error, (len(p)+chunk-1)/chunk)}
 	for len(p) > 0 {
 		piece := p[:min(len(p), chunk)]
-		p, off = p[len(piece):], off+int64(len(piece))
-		if err := f.acquire("write"); err != nil {
-			return nil, err
-		}
-		want := int64(len(piece))
-		req := &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: off - want, Data: piece}}}
-		err := f.sendAcked("write", req, false, func(r *agentpb.SessionResponse, err error) error {
-			var failed error
-			switch {
-			case err != nil:
-				failed = f.streamErr("write", err)
-			case r.GetError() != nil:
-				failed = f.replyErr("write", r.GetError())
-			case r.GetWrite().GetWritten() != want:
-				failed = &fs.PathError{Op: "write", Path: f.path(), Err: io.ErrShortWrite}
-			}
-			l.answers <- failed
-			return failed
-		})
-		if err != nil {
+		if err := f.sendWriteTo(off, piece, false, l.answers); err != nil {
 			return nil, err
 		}
 		l.pieces++
+		p, off = p[len(piece):], off+int64(len(piece))
 	}
 	return l, nil
 }
@@ -475,13 +457,19 @@ func (f *file) writeAtLocked(p []byte, off int64) (n int, landed *landing, err e
 // is lent to the agent and back in the pool once the agent has answered
 // the write. f.mu is held.
 func (f *file) sendWrite(off int64, data []byte, lend bool) (lent bool, err error) {
-	if err := f.acquire("write"); err != nil {
-		return false, err
-	}
 	lent = lend && f.c.lends()
+	return lent, f.sendWriteTo(off, data, lent, nil)
+}
+
+// sendWriteTo is sendWrite, lent already decided, with the write's outcome
+// also sent to landed when landed is not nil (writeNow). f.mu is held.
+func (f *file) sendWriteTo(off int64, data []byte, lent bool, landed chan<- error) error {
+	if err := f.acquire("write"); err != nil {
+		return err
+	}
 	want := int64(len(data))
 	req := &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Write{Write: &agentpb.WriteOp{Offset: off, Data: data}}}
-	return lent, f.sendAcked("write", req, lent, func(r *agentpb.SessionResponse, err error) error {
+	return f.sendAcked("write", req, lent, landed, func(r *agentpb.SessionResponse, err error) error {
 		if lent && err == nil {
 			// The agent has answered: it is done with data. Without
 			// an answer (the stream ended) it may still be reading
@@ -514,8 +502,10 @@ func (f *file) acquire(op string) error {
 // call and Close return it. check, if non-nil, sees every reply first
 // (as a reply callback, see send; with the stream's error if there is no
 // reply) and returns the failure an answer that is no error still is (a
-// short write). lend sends through the stream's SendLent.
-func (f *file) sendAcked(op string, req *agentpb.SessionRequest, lend bool, check func(*agentpb.SessionResponse, error) error) error {
+// short write). lend sends through the stream's SendLent. landed, if not
+// nil, gets the outcome of the request (nil or its failure) once its reply
+// has come; it must have room for it.
+func (f *file) sendAcked(op string, req *agentpb.SessionRequest, lend bool, landed chan<- error, check func(*agentpb.SessionResponse, error) error) error {
 	send := f.c.send
 	if lend {
 		send = f.c.sendLent
@@ -535,6 +525,9 @@ func (f *file) sendAcked(op string, req *agentpb.SessionRequest, lend bool, chec
 		}
 		if failed != nil {
 			f.win.fail(failed)
+		}
+		if landed != nil {
+			landed <- failed
 		}
 	})
 	if err != nil {
@@ -812,7 +805,7 @@ func (f *file) setattr(op string, req *agentpb.SessionRequest) error {
 		return err
 	}
 	req.Posted = true
-	return f.sendAcked(op, req, false, nil)
+	return f.sendAcked(op, req, false, nil, nil)
 }
 
 // TransferError marks the transfer failed: Close then discards an upload

@@ -94,14 +94,12 @@ func (v *View) forgetLocked(p string) {
 func (v *View) catchUp(p string, f afero.File, self *viewFile, seen *atomic.Uint64) {
 	v.mu.Lock()
 	n := v.wrote[p]
-	var ws []*viewFile
-	if n != seen.Load() {
-		ws = append(ws, v.open[p]...)
-	}
-	v.mu.Unlock()
 	if n == seen.Load() {
+		v.mu.Unlock()
 		return
 	}
+	ws := append([]*viewFile(nil), v.open[p]...)
+	v.mu.Unlock()
 	for _, w := range ws {
 		if w != self {
 			_ = w.Flush()
