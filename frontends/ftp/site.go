@@ -137,7 +137,7 @@ func parseFTPTime(s string) (time.Time, error) {
 // as chmod(2) and utimensat(2) resolve it; a file so named is ENOTDIR.
 // ftpserverlib's fork checks the commands it handles itself (its patch 21).
 func (d *clientDriver) dirSlash(spelled, p string) error {
-	if !strings.HasSuffix(spelled, "/") && !strings.HasSuffix(spelled, "/.") {
+	if !ftpserver.HasDirSlash(spelled) {
 		return nil
 	}
 	fi, err := d.Stat(p)

@@ -17,9 +17,10 @@ import (
 	"github.com/spf13/afero"
 )
 
-// hasDirSlash reports whether a client's path ends in "/" or "/.", which
-// POSIX resolves as a directory and path.Clean drops.
-func hasDirSlash(arg string) bool {
+// HasDirSlash reports whether a client's path ends in "/" or "/.", which
+// POSIX resolves as a directory and path.Clean drops. A driver answering a
+// command itself (upgate's SITE) applies the same rule with it.
+func HasDirSlash(arg string) bool {
 	return strings.HasSuffix(arg, "/") || strings.HasSuffix(arg, "/.")
 }
 
@@ -28,11 +29,24 @@ func hasDirSlash(arg string) bool {
 // ENOTDIR.
 func (c *clientHandler) statArg(arg, p string) (os.FileInfo, error) {
 	info, err := c.driver.Stat(p)
-	if err == nil && hasDirSlash(arg) && !info.IsDir() {
+	if err == nil && HasDirSlash(arg) && !info.IsDir() {
 		return nil, &fs.PathError{Op: "stat", Path: p + "/", Err: syscall.ENOTDIR}
 	}
 
 	return info, err
+}
+
+// checkDirSlash is statArg's rule alone, for a command that acts on p
+// itself afterwards: with a trailing slash p must be a directory (after
+// links); without one it costs nothing.
+func (c *clientHandler) checkDirSlash(arg, p string) error {
+	if !HasDirSlash(arg) {
+		return nil
+	}
+
+	_, err := c.statArg(arg, p)
+
+	return err
 }
 
 // entryDirSlash is a trailing slash's rule for the calls that act on a
@@ -70,15 +84,9 @@ func (c *clientHandler) entryDirSlash(op string, slash bool, p string) error {
 // upload to "name/" is EISDIR whatever name is, as open(2) with O_CREAT
 // answers; a download needs a directory (refused later as one).
 func (c *clientHandler) openDirSlash(arg, p string, write bool) error {
-	if !hasDirSlash(arg) {
-		return nil
-	}
-
-	if write {
+	if write && HasDirSlash(arg) {
 		return &fs.PathError{Op: "open", Path: p + "/", Err: syscall.EISDIR}
 	}
 
-	_, err := c.statArg(arg, p)
-
-	return err
+	return c.checkDirSlash(arg, p)
 }

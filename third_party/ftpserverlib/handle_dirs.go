@@ -17,8 +17,6 @@ import (
 // thrown if listing with a filePath isn't supported (MLSD, NLST)
 var errFileList = errors.New("listing a file isn't allowed")
 
-// the order matter, put parameters with more characters first
-
 func (c *clientHandler) absPath(p string) string {
 	if path.IsAbs(p) {
 		return path.Clean(p)
@@ -117,14 +115,14 @@ func (c *clientHandler) handleRMD(param string) error {
 
 	pathAbsolute := c.absPath(param)
 
-	err = c.entryDirSlash("rmdir", hasDirSlash(param), pathAbsolute) // upgate fork: a trailing slash (patch 21)
+	err = c.entryDirSlash("rmdir", HasDirSlash(param), pathAbsolute) // upgate fork: a trailing slash (patch 21)
 
-	switch rmd, ok := c.driver.(ClientDriverExtensionRemoveDir); {
-	case err != nil:
-	case ok:
-		err = rmd.RemoveDir(pathAbsolute)
-	default:
-		err = c.driver.Remove(pathAbsolute)
+	if err == nil {
+		if rmd, ok := c.driver.(ClientDriverExtensionRemoveDir); ok {
+			err = rmd.RemoveDir(pathAbsolute)
+		} else {
+			err = c.driver.Remove(pathAbsolute)
+		}
 	}
 
 	if err == nil {

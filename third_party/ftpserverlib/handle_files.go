@@ -273,7 +273,7 @@ func (c *clientHandler) handleCHMOD(params string) {
 	path := c.absPath(spl[1])
 
 	if err == nil {
-		_, err = c.statArg(spl[1], path) // upgate fork: a trailing slash (patch 21)
+		err = c.checkDirSlash(spl[1], path) // upgate fork: a trailing slash (patch 21)
 	}
 
 	if err == nil {
@@ -360,7 +360,7 @@ func (c *clientHandler) handleSYMLINK(params string) {
 func (c *clientHandler) handleDELE(param string) error {
 	path := c.absPath(param)
 
-	err := c.entryDirSlash("remove", hasDirSlash(param), path) // upgate fork: a trailing slash (patch 21)
+	err := c.entryDirSlash("remove", HasDirSlash(param), path) // upgate fork: a trailing slash (patch 21)
 	if err == nil {
 		err = c.driver.Remove(path)
 	}
@@ -379,7 +379,7 @@ func (c *clientHandler) handleRNFR(param string) error {
 	if _, err := c.statArg(param, path); err == nil { // upgate fork: a trailing slash (patch 21)
 		c.writeMessage(StatusFileActionPending, "Sure, give me a target")
 		c.ctxRnfr = path
-		c.ctxRnfrSlash = hasDirSlash(param)
+		c.ctxRnfrSlash = HasDirSlash(param)
 	} else {
 		c.ctxRnfr = "" // upgate fork: RNTO after a refused RNFR is 503, as vsftpd's (patch 21)
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't access %s: %v", path, err))
@@ -394,7 +394,7 @@ func (c *clientHandler) handleRNTO(param string) error {
 	if c.ctxRnfr != "" {
 		// upgate fork: with a trailing slash on either name, rename(2)
 		// moves only a directory, never a file or a link (patch 21).
-		err := c.entryDirSlash("rename", c.ctxRnfrSlash || hasDirSlash(param), c.ctxRnfr)
+		err := c.entryDirSlash("rename", c.ctxRnfrSlash || HasDirSlash(param), c.ctxRnfr)
 		if err == nil {
 			err = c.driver.Rename(c.ctxRnfr, dst)
 		}
@@ -612,7 +612,7 @@ func (c *clientHandler) handleMFMT(param string) error {
 
 	path := c.absPath(params[1])
 
-	_, err = c.statArg(params[1], path) // upgate fork: a trailing slash (patch 21)
+	err = c.checkDirSlash(params[1], path) // upgate fork: a trailing slash (patch 21)
 	if err == nil {
 		err = c.driver.Chtimes(path, mtime, mtime)
 	}

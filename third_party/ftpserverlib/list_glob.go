@@ -31,7 +31,7 @@ type listGlob struct {
 // component is a pattern; ok is false for any other argument, and for one
 // that ends in "/" (a directory, patch 21).
 func splitGlob(arg string) (dir, pattern string, ok bool) {
-	if hasDirSlash(arg) {
+	if HasDirSlash(arg) {
 		return "", "", false
 	}
 
@@ -71,7 +71,7 @@ func (g listGlob) dirArg() string {
 	switch {
 	case g.dir == "":
 		return "./"
-	case hasDirSlash(g.dir):
+	case HasDirSlash(g.dir):
 		return g.dir
 	default:
 		return g.dir + "/"

@@ -87,7 +87,7 @@ func (c *clientHandler) handleMDTMSet(param string) bool {
 
 	p := c.absPath(m[2])
 
-	_, err = c.statArg(m[2], p) // a trailing slash (patch 21)
+	err = c.checkDirSlash(m[2], p) // a trailing slash (patch 21)
 	if err == nil {
 		err = c.driver.Chtimes(p, mtime, mtime)
 	}
@@ -138,35 +138,21 @@ func (r renamedInfo) Name() string { return r.name }
 
 // parseALLO reads ALLO's argument, RFC 959's "<decimal-integer> [<SP> R
 // <SP> <decimal-integer>]", and returns the size; ok is false for
-// anything else (none, a sign, a non-digit, an overflow).
+// anything else (none, a sign, a non-digit, an overflow). ParseUint takes
+// digits alone.
 func parseALLO(param string) (size int, ok bool) {
 	f := strings.Fields(param)
-	if len(f) != 1 && (len(f) != 3 || !strings.EqualFold(f[1], "R") || !isDecimal(f[2])) {
-		return 0, false
-	}
-
-	if !isDecimal(f[0]) {
-		return 0, false
-	}
-
-	size, err := strconv.Atoi(f[0])
-
-	return size, err == nil
-}
-
-// isDecimal reports whether s is one or more ASCII digits.
-func isDecimal(s string) bool {
-	if s == "" {
-		return false
-	}
-
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
+	if len(f) == 3 && strings.EqualFold(f[1], "R") {
+		if _, err := strconv.ParseUint(f[2], 10, 63); err != nil {
+			return 0, false
 		}
+	} else if len(f) != 1 {
+		return 0, false
 	}
 
-	return true
+	n, err := strconv.ParseUint(f[0], 10, strconv.IntSize-1)
+
+	return int(n), err == nil
 }
 
 // restOffset is REST's offset as vsftpd's str_a_to_filesize_t reads it:
@@ -175,14 +161,10 @@ func isDecimal(s string) bool {
 // writes from the start, as a STOR without REST does; RETR sends the
 // whole file.
 func restOffset(param string) int64 {
-	if !isDecimal(param) {
-		return 0
-	}
-
-	n, err := strconv.ParseInt(param, 10, 64)
+	n, err := strconv.ParseUint(param, 10, 63) // digits alone, no sign
 	if err != nil {
 		return 0
 	}
 
-	return n
+	return int64(n)
 }

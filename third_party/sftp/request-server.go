@@ -384,7 +384,7 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 				Filepath: cleanPathWithBase(rs.startDirectory, pkt.Oldpath),
 				Target:   cleanPathWithBase(rs.startDirectory, pkt.Newpath),
 				// upgate fork: as requestFromPacket (patch 16).
-				trailingSlash: len(pkt.Oldpath) > 1 && pkt.Oldpath[len(pkt.Oldpath)-1] == '/',
+				trailingSlash: hasTrailingSlash(pkt.Oldpath),
 			}
 			rpkt = request.call(rs.Handlers, pkt, rs.pktMgr.alloc, orderID, rs.maxTxPacket)
 		case *handleExtension, *stringExtension, *idsExtension, *lsetstatExtension, *copyDataExtension:

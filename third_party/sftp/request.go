@@ -166,6 +166,10 @@ type Request struct {
 	cancelCtx context.CancelFunc
 }
 
+// hasTrailingSlash reports whether a client's path p ends in "/" and is
+// not "/" itself (upgate fork, see TrailingSlash).
+func hasTrailingSlash(p string) bool { return len(p) > 1 && p[len(p)-1] == '/' }
+
 // TrailingSlash reports whether the client's path ended in "/" (Filepath
 // is cleaned of it): POSIX then requires a directory, and stat, open and
 // unlink of a file so named fail with ENOTDIR (upgate fork).
@@ -208,9 +212,7 @@ func requestFromPacket(ctx context.Context, pkt hasPath, baseDir string) *Reques
 		Method:   requestMethod(pkt),
 		Filepath: cleanPathWithBase(baseDir, pkt.getPath()),
 	}
-	if raw := pkt.getPath(); len(raw) > 1 && raw[len(raw)-1] == '/' {
-		request.trailingSlash = true
-	}
+	request.trailingSlash = hasTrailingSlash(pkt.getPath())
 	request.ctx, request.cancelCtx = context.WithCancel(ctx)
 
 	switch p := pkt.(type) {
