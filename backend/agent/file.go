@@ -242,6 +242,16 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
 		}
 	}
+	if atomic && existing != nil {
+		// The commit's rename asks only the directory's permission;
+		// open(2) with O_TRUNC asks the file's. A file its user may not
+		// write (mode 0444, another user's 0644) is refused, as
+		// sftp-server and vsftpd refuse it, not replaced.
+		err := ignoringEINTR(func() error { return unix.Faccessat(dirfd, path.Base(p), unix.W_OK, 0) })
+		if err != nil {
+			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
+		}
+	}
 	if !atomic {
 		f, fi, err := openKeepingSticky(root, p, flag, perm)
 		if err != nil {
@@ -254,6 +264,22 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	s.sweepStaleTemps(root, path.Dir(p))
 	h.tmp = tempPath(p)
 	f, err := root.createExcl(dirfd, h.tmp, perm)
+	if err != nil && existing != nil && errors.Is(err, fs.ErrPermission) {
+		// A directory its user may not write (mode 0555) holding a file
+		// it may: no temp file can be made there, so the file is written
+		// in place, as open(2) would, rather than the save refused (what
+		// sftp-server and vsftpd do). Others see it as it is written, and
+		// an upload cut short leaves what arrived (README, "Files: what
+		// clients see").
+		s.log.Debug("directory not writable: upload written in place", "path", p)
+		h.tmp = ""
+		f, fi, err := openKeepingSticky(root, p, flag, perm)
+		if err != nil {
+			return nil, nil, err
+		}
+		h.f = f
+		return h, openedInfo(fi, p), nil
+	}
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
