@@ -1502,8 +1502,8 @@ func TestCmdErrorReasons(t *testing.T) {
 	if code, msg := c.cmd("RETR missing.php"); code != 550 || !strings.Contains(msg, "missing.php") {
 		t.Errorf("raw RETR of a missing file: %d %q", code, msg)
 	}
-	if code, msg := c.cmd("STOR nodir/x.php"); code != 550 || !strings.Contains(msg, "nodir/x.php") {
-		t.Errorf("STOR into a missing directory: %d %q", code, msg)
+	if code, msg := c.cmd("STOR nodir/x.php"); code != 553 || !strings.Contains(msg, "nodir/x.php") {
+		t.Errorf("STOR into a missing directory: %d %q, want 553 (vsftpd's) naming the path", code, msg)
 	}
 	c.must(200, "NOOP")
 

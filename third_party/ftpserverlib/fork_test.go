@@ -1361,8 +1361,11 @@ func TestForkTrailingSlash(t *testing.T) {
 		"SITE CHMOD 600 f/", "RETR f/", "STOR f/", "APPE f/", "STOR ts/", "DELE f/", "DELE /lnd/", "RMD lnd/",
 		"RNFR f/", "RNTO g", "MLST f/"} {
 		want := StatusActionNotTaken
-		if cmd == "RNTO g" {
+		switch {
+		case cmd == "RNTO g":
 			want = StatusBadCommandSequence // the RNFR before it was refused
+		case strings.HasPrefix(cmd, "STOR "), strings.HasPrefix(cmd, "APPE "):
+			want = StatusActionNotTakenNoFile // patch 29
 		}
 		send(cmd, want)
 	}
@@ -1687,4 +1690,20 @@ func TestForkRESTAsVsftpd(t *testing.T) {
 	b, err := os.ReadFile(dir + "/f")
 	req.NoError(err)
 	req.Equal("xy", string(b))
+}
+
+// TestForkUploadOpenFails553: an upload whose file cannot be opened (its
+// directory is missing, its name is a directory) is 553, as vsftpd's
+// "Could not create file."; a download's is 550, as before. The replies
+// come before any data connection is used.
+func TestForkUploadOpenFails553(t *testing.T) {
+	server := NewTestServer(t, false)
+	req := require.New(t)
+	req.NoError(os.Mkdir(server.driver.(*TestServerDriver).serverDir+"/d", 0o755))
+	raw := forkDial(t, server.Addr(), true)
+	raw.expect("STOR nodir/f", StatusActionNotTakenNoFile)
+	raw.expect("APPE nodir/f", StatusActionNotTakenNoFile)
+	raw.expect("STOR d", StatusActionNotTakenNoFile)
+	raw.expect("RETR nodir/f", StatusActionNotTaken)
+	raw.expect("RETR missing", StatusActionNotTaken)
 }

@@ -75,7 +75,13 @@ func (c *clientHandler) transferFile(write bool, appendFile bool, param, info st
 	// If this fail, can stop right here and reset the seek position
 	if err != nil {
 		if !c.isCommandAborted() {
-			c.writeMessage(c.errorCode(err, StatusActionNotTaken), "Could not access file: "+err.Error())
+			// upgate fork: an upload that cannot open its file is 553, as
+			// vsftpd answers it (patch 29)
+			code := StatusActionNotTaken
+			if write {
+				code = StatusActionNotTakenNoFile
+			}
+			c.writeMessage(c.errorCode(err, code), "Could not access file: "+err.Error())
 		}
 
 		c.ctxRest = 0
