@@ -24,7 +24,21 @@ func TestMain(m *testing.M) {
 	// reference servers run with 022 (sftp-server -u 022, vsftpd's
 	// local_umask=022). See refserver.Umask.
 	refserver.SetUmask()
-	goleak.VerifyTestMain(m)
+	bin, remove, err := buildForTests()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	upgateBinary = bin
+	code := m.Run()
+	remove()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // deliberate is one difference between upgate and a reference server
@@ -61,6 +75,16 @@ const (
 	whyGlobDir = "a pattern is matched in an existing directory: one that matches nothing there is vsftpd's empty " +
 		"listing (a script's mget *.zip finds nothing), but a missing directory, a file taken for one or a pattern " +
 		"outside the last component is an error, for the reason LIST of a missing path is one (whyMissingList)"
+	whyUnreadableList = "a directory whose entries cannot be read or examined (mode 0000 or 0600) lists as an error " +
+		"(PERMISSION_DENIED, 450), not as sftp-server's empty listing or vsftpd's line for the directory itself, " +
+		"for the reason LIST of a missing path is an error (whyMissingList)"
+	whyRootSearch = "a limitation, not a choice: the agent resolves paths with Go's os.Root, which opens each " +
+		"directory on the way for reading (golang/go#81605), so a directory its user may search but not read " +
+		"(mode 0300, or another user's 0711) cannot be passed through, where sftp-server passes; left until Go's " +
+		"fix or an agent walk with O_PATH"
+	whyCwdSearch = "CWD checks that the path is a directory, not that its user may search it (mode 0000): the agent " +
+		"protocol has no access check, and one more agent call per CWD would slow every mirror; what is then " +
+		"asked inside it fails as under vsftpd"
 	whyDotfiles = "LIST always lists dotfiles and never . or ..: IDE clients read hidden files from a plain " +
 		"LIST (VS Code's lstat, PhpStorm's hidden files) and reject cdir/pdir entries; STAT of a " +
 		"directory is RFC 959's 212"
@@ -147,6 +171,14 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "content /sup after both handles closed", upgate: `CONTENT 6 bytes "SECOND"`, why: whySuperseded},
 	{proto: "sftp", step: "hardlink /hu -> /hu2 during its upload", upgate: "FAILURE", why: whyLinkUpload},
 	{proto: "sftp", step: "setstat /hu uid/gid 4242", upgate: "OK", why: whyChown},
+
+	// Permissions (the agent process is not root, as no reference login is).
+	{proto: "sftp", step: "perm: content /perm/closed/f (0300)", upgate: "open: PERMISSION_DENIED", why: whyRootSearch},
+	{proto: "sftp", step: "perm: readdir /perm/closed (0600)", upgate: "PERMISSION_DENIED", why: whyUnreadableList},
+	{proto: "ftp", step: "perm: LIST /perm/closed (0000)", upgate: "4xx", why: whyUnreadableList},
+	{proto: "ftp", step: "perm: NLST /perm/closed (0000)", upgate: "4xx", why: whyUnreadableList},
+	{proto: "ftp", step: "perm: CWD /perm/closed (0000)", upgate: "250", why: whyCwdSearch},
+	{proto: "ftp", step: "perm: STOR /perm/rw, then STOR /perm/ro (0444) after it", upgate: "1xx/2xx 1xx/550", why: whyPostedOpen},
 }
 
 // lookupDeliberate finds the table row for proto's step.

@@ -291,7 +291,7 @@ var vsftpdFeatures = []string{"EPRT", "EPSV", "MDTM", "PASV", "REST STREAM", "SI
 func ftpSteps() []ftpStep {
 	data1 := []byte("hello world\n")
 	big := pattern(3<<20+77, 9)
-	return []ftpStep{
+	steps := []ftpStep{
 		// Login and session basics, on a connection of their own.
 		{"command before login (PWD)", func(f *ftpSide) string {
 			c, _, err := dialRawFTP(f.addr)
@@ -728,8 +728,9 @@ func ftpSteps() []ftpStep {
 		{"LIST /g/one.txt/* (a file's directory)", func(f *ftpSide) string { return f.list("LIST /g/one.txt/*", false) }},
 		{"LIST /g/*.txt/ (a pattern with a slash)", func(f *ftpSide) string { return f.list("LIST /g/*.txt/", false) }},
 		{"LIST /*/one.txt (a pattern not last)", func(f *ftpSide) string { return f.list("LIST /*/one.txt", false) }},
-		{"QUIT", func(f *ftpSide) string { return f.c("QUIT", exact) }},
 	}
+	steps = append(steps, ftpPermSteps()...)
+	return append(steps, ftpStep{"QUIT", func(f *ftpSide) string { return f.c("QUIT", exact) }})
 }
 
 // dialFTPSide logs sessions A and B in.
@@ -764,19 +765,18 @@ func vsftpdSide(t *testing.T) *ftpSide {
 	return f
 }
 
+// upgateFTPSide starts upgate (a real gateway, a real agent process that
+// is not root) with FTP on loopback, seeds alice's "/" as the agent's
+// user, and logs in twice as alice.
 func upgateFTPSide(t *testing.T) *ftpSide {
 	t.Helper()
-	e := gwtest.Start(t, func(cfg *config.Config) {
+	u := startUpgate(t, func(cfg *config.Config) {
 		cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
 		cfg.FTP.PassivePorts = config.PortRange{}
 	})
-	dir := e.UserDir("alice")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	seedFTP(t, dir, os.Getuid(), os.Getgid())
-	f := &ftpSide{name: "upgate", addr: e.Srv.FTPAddr.String(), user: "alice", pass: gwtest.Users["alice"], dir: dir}
-	f.idle = func() { e.AgentIdle(t) }
+	seedFTP(t, u.dir, u.agent.UID, u.agent.GID)
+	f := &ftpSide{name: "upgate", addr: u.srv.FTPAddr.String(), user: "alice", pass: gwtest.Users["alice"], dir: u.dir}
+	f.idle = func() { u.idle(t) }
 	dialFTPSide(t, f)
 	return f
 }

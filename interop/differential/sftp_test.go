@@ -302,7 +302,7 @@ type sftpStep struct {
 func sftpSteps() []sftpStep {
 	data1 := []byte("hello world\n")
 	big := pattern(1<<20+12345, 7)
-	return []sftpStep{
+	steps := []sftpStep{
 		// Version and extensions.
 		{"protocol version", func(s *sftpSide) string { return fmt.Sprint(s.a.version) }},
 		{"extensions advertised", func(s *sftpSide) string { return s.a.extNames() }},
@@ -1124,11 +1124,13 @@ func sftpSteps() []sftpStep {
 			}
 			return fmt.Sprintf("bsize=%d frsize=%d namemax=%d", v.Bsize, v.Frsize, v.Namemax)
 		}},
-
-		// Final listings.
-		{"readdir / at the end", func(s *sftpSide) string { return s.listing(s.a, "/") }},
-		{"readdir /d at the end", func(s *sftpSide) string { return s.listing(s.a, "/d") }},
 	}
+	steps = append(steps, sftpPermSteps()...)
+	// Final listings.
+	return append(steps,
+		sftpStep{"readdir / at the end", func(s *sftpSide) string { return s.listing(s.a, "/") }},
+		sftpStep{"readdir /d at the end", func(s *sftpSide) string { return s.listing(s.a, "/d") }},
+	)
 }
 
 // with makes fixtures on session A, then runs fn. A fixture is "/dir/"
@@ -1220,29 +1222,25 @@ func openSSHSide(t *testing.T) *sftpSide {
 	return s
 }
 
-// upgateSFTPSide starts upgate (a real gateway, a real embedded agent
-// over real gRPC) with SFTP on loopback and connects to it as alice.
+// upgateSFTPSide starts upgate (a real gateway, a real agent process
+// that is not root, over real gRPC) with SFTP on loopback and connects
+// to it as alice.
 func upgateSFTPSide(t *testing.T) *sftpSide {
 	t.Helper()
-	e := gwtest.Start(t, func(cfg *config.Config) {
-		root := cfg.Agents[gwtest.Agent].Root
+	u := startUpgate(t, func(cfg *config.Config) {
 		cfg.Listen = config.Listen{SFTP: "127.0.0.1:0"}
-		cfg.SFTP.HostKeys = []string{filepath.Join(root, "..", filepath.Base(root)+"-hostkey-ed25519")}
+		cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "hostkey-ed25519")}
 	})
-	dir := e.UserDir("alice")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	cfg := &ssh.ClientConfig{
 		User:            "alice",
 		Auth:            []ssh.AuthMethod{ssh.Password(gwtest.Users["alice"])},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
 		Timeout:         10 * time.Second,
 	}
-	s := dialSFTP(t, "upgate", e.Srv.SFTPAddr.String(), cfg)
+	s := dialSFTP(t, "upgate", u.srv.SFTPAddr.String(), cfg)
 	s.user = "alice"
-	s.prefix, s.dir = "", dir
-	s.idle = func() { e.AgentIdle(t) }
+	s.prefix, s.dir = "", u.dir
+	s.idle = func() { u.idle(t) }
 	return s
 }
 

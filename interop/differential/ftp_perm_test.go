@@ -1,0 +1,101 @@
+package differential_test
+
+// ftpPermSteps are the steps where the kernel's permission checks
+// decide, as the files' owner who is not root (vsftpd's login, upgate's
+// agent process): a file mode 0444 or 0000, a directory mode 0555 or
+// 0000. Failures are compared by their exact code. The modes are put
+// back at the end.
+func ftpPermSteps() []ftpStep {
+	cmd := func(line string) func(f *ftpSide) string {
+		return func(f *ftpSide) string { return f.c(line, exact) }
+	}
+	// put uploads data with verb (STOR, APPE) and shows every reply's
+	// code, the final one exactly.
+	put := func(verb, path, data string) func(f *ftpSide) string {
+		return func(f *ftpSide) string {
+			reps, _, err := f.a.transfer(verb+" "+path, []byte(data))
+			return xfer(reps, nil, err, exact, false)
+		}
+	}
+	get := func(path string) func(f *ftpSide) string {
+		return func(f *ftpSide) string {
+			reps, data, err := f.a.transfer("RETR "+path, nil)
+			return xfer(reps, data, err, exact, true)
+		}
+	}
+	list := func(line string) func(f *ftpSide) string {
+		return func(f *ftpSide) string { return f.list(line, false) }
+	}
+	return []ftpStep{
+		{"perm: fixtures", func(f *ftpSide) string {
+			return f.c("MKD /perm", digit) + " " + f.stor("/perm/ro", []byte("READ ONLY")) + " " +
+				f.stor("/perm/rw", []byte("RW")) + " " + f.stor("/perm/secret", []byte("SECRET")) + " " +
+				f.c("MKD /perm/rodir", digit) + " " + f.stor("/perm/rodir/in", []byte("IN")) + " " +
+				f.stor("/perm/rodir/ro", []byte("RO IN RODIR")) + " " +
+				f.c("MKD /perm/closed", digit) + " " + f.stor("/perm/closed/f", []byte("F"))
+		}},
+
+		// A file mode 0444: not written, in place or replaced.
+		{"perm: SITE CHMOD 444 /perm/ro", cmd("SITE CHMOD 444 /perm/ro")},
+		{"perm: STOR /perm/ro (0444)", put("STOR", "/perm/ro", "REPLACED")},
+		{"perm: STOR /perm/rw, then STOR /perm/ro (0444) after it", func(f *ftpSide) string {
+			return f.stor("/perm/rw", []byte("RW2")) + " " + put("STOR", "/perm/ro", "REPLACED")(f)
+		}},
+		{"perm: APPE /perm/ro (0444)", put("APPE", "/perm/ro", "MORE")},
+		{"perm: REST 2 + STOR /perm/ro (0444)", func(f *ftpSide) string {
+			return f.c("REST 2", exact) + " " + put("STOR", "/perm/ro", "XX")(f)
+		}},
+		{"perm: RETR /perm/ro (0444)", get("/perm/ro")},
+		{"perm: MFMT /perm/ro (0444, its owner)", cmd("MDTM 20041109113320 /perm/ro")},
+		{"perm: SIZE /perm/ro", func(f *ftpSide) string { return f.c("SIZE /perm/ro", text) }},
+		{"perm: RNFR /perm/rw RNTO /perm/ro (over 0444)", func(f *ftpSide) string {
+			return f.c("RNFR /perm/rw", exact) + " " + f.c("RNTO /perm/ro", exact) + " " + get("/perm/ro")(f)
+		}},
+
+		// A file mode 0000, then 0200.
+		{"perm: SITE CHMOD 000 /perm/secret", cmd("SITE CHMOD 000 /perm/secret")},
+		{"perm: RETR /perm/secret (0000)", get("/perm/secret")},
+		{"perm: SIZE /perm/secret (0000)", func(f *ftpSide) string { return f.c("SIZE /perm/secret", text) }},
+		{"perm: SITE CHMOD 200 /perm/secret", cmd("SITE CHMOD 200 /perm/secret")},
+		{"perm: STOR /perm/secret (0200)", put("STOR", "/perm/secret", "NEW SECRET")},
+		{"perm: SITE CHMOD 600 /perm/secret", cmd("SITE CHMOD 600 /perm/secret")},
+		{"perm: RETR /perm/secret", get("/perm/secret")},
+
+		// A directory mode 0555: nothing created, removed or renamed in
+		// it; a writable file in it is written.
+		{"perm: SITE CHMOD 555 /perm/rodir", cmd("SITE CHMOD 555 /perm/rodir")},
+		{"perm: STOR /perm/rodir/new (0555)", put("STOR", "/perm/rodir/new", "NEW")},
+		{"perm: MKD /perm/rodir/sub (0555)", cmd("MKD /perm/rodir/sub")},
+		{"perm: DELE /perm/rodir/in (0555)", cmd("DELE /perm/rodir/in")},
+		{"perm: RNFR /perm/rodir/in RNTO /perm/out (0555)", func(f *ftpSide) string {
+			return f.c("RNFR /perm/rodir/in", exact) + " " + f.c("RNTO /perm/out", exact)
+		}},
+		{"perm: RNFR /perm/rw2 RNTO /perm/rodir/rw (0555)", func(f *ftpSide) string {
+			return f.stor("/perm/rw2", []byte("RW2")) + " " + f.c("RNFR /perm/rw2", exact) + " " + f.c("RNTO /perm/rodir/rw", exact)
+		}},
+		{"perm: STOR /perm/rodir/in (a writable file in 0555)", put("STOR", "/perm/rodir/in", "IN, SAVED")},
+		{"perm: STOR /perm/rodir/in again, after that upload", put("STOR", "/perm/rodir/in", "IN, SAVED TWICE")},
+		{"perm: APPE /perm/rodir/in (0555)", put("APPE", "/perm/rodir/in", "+")},
+		{"perm: RETR /perm/rodir/in", get("/perm/rodir/in")},
+		{"perm: STOR /perm/rodir/ro (0444 in 0555)", func(f *ftpSide) string {
+			return f.c("SITE CHMOD 444 /perm/rodir/ro", exact) + " " + put("STOR", "/perm/rodir/ro", "X")(f)
+		}},
+		{"perm: LIST /perm/rodir", list("LIST /perm/rodir")},
+
+		// A directory mode 0000: nothing in it reached or listed.
+		{"perm: SITE CHMOD 000 /perm/closed", cmd("SITE CHMOD 000 /perm/closed")},
+		{"perm: LIST /perm/closed (0000)", list("LIST /perm/closed")},
+		{"perm: NLST /perm/closed (0000)", list("NLST /perm/closed")},
+		{"perm: CWD /perm/closed (0000)", cmd("CWD /perm/closed")},
+		{"perm: RETR /perm/closed/f (0000)", get("/perm/closed/f")},
+		{"perm: SIZE /perm/closed/f (0000)", func(f *ftpSide) string { return f.c("SIZE /perm/closed/f", text) }},
+		{"perm: STOR /perm/closed/g (0000)", put("STOR", "/perm/closed/g", "G")},
+		{"perm: RMD /perm/closed (0000, not empty)", cmd("RMD /perm/closed")},
+
+		// Modes back, and what is left.
+		{"perm: SITE CHMOD 755 /perm/closed", cmd("SITE CHMOD 755 /perm/closed")},
+		{"perm: SITE CHMOD 755 /perm/rodir", cmd("SITE CHMOD 755 /perm/rodir")},
+		{"perm: DELE /perm/ro (0444)", cmd("DELE /perm/ro")},
+		{"perm: LIST /perm", list("LIST /perm")},
+	}
+}
