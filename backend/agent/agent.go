@@ -78,6 +78,9 @@ type Server struct {
 	log      *slog.Logger
 	version  string
 	maxFiles int64 // 0: no bound
+	// euid is the agent's effective user: an upload over another
+	// user's file writes it in place (openIn).
+	euid uint32
 
 	openHandles atomic.Int64
 	events      *events // changes and hook runs (events.go)
@@ -136,6 +139,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		maxFiles:   maxFiles,
+		euid:       uint32(os.Geteuid()),
 		root:       root,
 		token:      []byte(cfg.Token),
 		log:        log.With("component", "agent", "root", cfg.Root),

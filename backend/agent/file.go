@@ -251,6 +251,12 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		if err != nil {
 			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
 		}
+		// Another user's file that this one may write (mode 0666, or
+		// 0664 of its group) is written in place, as open(2) writes
+		// it: a replacement would be the agent user's (it may not
+		// chown), and a sticky directory (/tmp's 1777) would refuse
+		// the commit's rename after the whole upload.
+		atomic = existing.Uid == s.euid || s.euid == 0
 	}
 	if !atomic {
 		f, fi, err := openKeepingSticky(root, p, flag, perm)

@@ -1,5 +1,45 @@
 package differential_test
 
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// theirs makes the file logical (under dir on disk) root's, mode 0666,
+// with sticky in a directory of its own that is root's, mode 1777, as
+// /tmp. The test runs as root.
+func theirs(dir, logical string, sticky bool) error {
+	p := filepath.Join(dir, logical)
+	if sticky {
+		d := filepath.Dir(p)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(p, []byte("ROOT'S"), 0o666); err != nil {
+		return err
+	}
+	return os.Chmod(p, 0o666)
+}
+
+// owner says whose the file logical (under dir on disk) is now: root's,
+// or another's (the login's, or the agent's user's).
+func owner(dir, logical string) string {
+	st, err := os.Lstat(filepath.Join(dir, logical))
+	if err != nil {
+		return "owner: " + err.Error()
+	}
+	if st.Sys().(*syscall.Stat_t).Uid == 0 {
+		return "owner root"
+	}
+	return fmt.Sprintf("owner not root, mode %04o", st.Mode().Perm())
+}
+
 // ftpPermSteps are the steps where the kernel's permission checks
 // decide, as the files' owner who is not root (vsftpd's login, upgate's
 // agent process): a file mode 0444 or 0000, a directory mode 0555 or
@@ -81,6 +121,24 @@ func ftpPermSteps() []ftpStep {
 			return f.c("SITE CHMOD 444 /perm/rodir/ro", exact) + " " + put("STOR", "/perm/rodir/ro", "X")(f)
 		}},
 		{"perm: LIST /perm/rodir", list("LIST /perm/rodir")},
+
+		// Another user's file (root's, mode 0666) that the login may
+		// write, and one in a sticky directory (root's 1777, as /tmp):
+		// saved over, it stays root's.
+		{"perm: STOR over root's 0666 file", func(f *ftpSide) string {
+			if err := theirs(f.dir, "/perm/theirs", false); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return put("STOR", "/perm/theirs", "SAVED OVER")(f) + " " + get("/perm/theirs")(f) + " " + owner(f.dir, "/perm/theirs")
+		}},
+		{"perm: STOR over root's 0666 file in a 1777 directory", func(f *ftpSide) string {
+			if err := theirs(f.dir, "/perm/tmp/theirs", true); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return put("STOR", "/perm/tmp/theirs", "SAVED IN TMP")(f) + " " + get("/perm/tmp/theirs")(f) + " " +
+				owner(f.dir, "/perm/tmp/theirs")
+		}},
+		{"perm: DELE root's file in a 1777 directory", cmd("DELE /perm/tmp/theirs")},
 
 		// A directory mode 0000: nothing in it reached or listed.
 		{"perm: SITE CHMOD 000 /perm/closed", cmd("SITE CHMOD 000 /perm/closed")},

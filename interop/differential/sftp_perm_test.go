@@ -107,6 +107,28 @@ func sftpPermSteps() []sftpStep {
 		{"perm: content /perm/rodir/in at the end", content("/perm/rodir/in")},
 		{"perm: readdir /perm/rodir", func(s *sftpSide) string { return s.listing(s.a, "/perm/rodir") }},
 
+		// Another user's file (root's, mode 0666) that the login may
+		// write, and one in a sticky directory (root's 1777, as /tmp):
+		// saved over, it stays root's.
+		{"perm: upload over root's 0666 file", func(s *sftpSide) string {
+			if err := theirs(s.dir, "/perm/theirs", false); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return upload("/perm/theirs", pfWrite|pfCreat|pfTrunc, "SAVED OVER")(s) + " " + content("/perm/theirs")(s) +
+				" " + owner(s.dir, "/perm/theirs")
+		}},
+		{"perm: upload over root's 0666 file in a 1777 directory", func(s *sftpSide) string {
+			if err := theirs(s.dir, "/perm/tmp/theirs", true); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return upload("/perm/tmp/theirs", pfWrite|pfCreat|pfTrunc, "SAVED IN TMP")(s) + " " + content("/perm/tmp/theirs")(s) +
+				" " + owner(s.dir, "/perm/tmp/theirs")
+		}},
+		{"perm: remove root's file in a 1777 directory", func(s *sftpSide) string {
+			r, err := s.a.pathOp(fxpRemove, s.p("/perm/tmp/theirs"))
+			return s.res(r, err)
+		}},
+
 		// A directory mode 0000, then 0300 (no listing) and 0600 (no
 		// search): what is in it cannot be reached or listed.
 		{"perm: chmod /perm/closed 0000", chmod("/perm/closed", 0o000)},
