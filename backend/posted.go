@@ -54,8 +54,12 @@ const nameMax = 255
 // removed, renamed or re-permissioned at that directory or above it
 // through this filesystem since (see dirChanged). That keeps the error of
 // a missing or forbidden directory, or a name too long, at the open; an
-// error of the file's own (its name is a directory, the agent's open-file
-// limit) comes from the writes and Close.
+// error of the file's own (its name is a directory, a file its user may
+// not write, the agent's open-file limit) comes from the writes and Close.
+// A posted open that the agent serves in place (another user's file, a
+// directory its user may not write) is not marked inPlace: its copy
+// coalesces as an upload's does, which FTP's transfer, the only poster,
+// does anyway.
 func (g *GRPCFs) postable(c *muxConn, name string, flag int, join string) bool {
 	if !g.opts.PostUploadOpens || join != "" || c.features&uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_OPEN) == 0 {
 		return false

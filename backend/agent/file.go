@@ -35,8 +35,10 @@ func isTempName(name string) bool { return strings.HasPrefix(name, TempPrefix) }
 // An atomic upload (an open for writing that truncates, or that creates a
 // file that does not exist yet) writes tmp; commit renames it over path.
 // Anything else (abort) closes and removes tmp. In-place handles (reads,
-// appends, writes into an existing file without truncation, and joins of
-// an upload in progress) write path's file directly and commit nothing.
+// appends, writes into an existing file without truncation, joins of an
+// upload in progress, and the truncating opens that cannot be atomic:
+// another user's file, or a file in a directory the agent's user may not
+// write; see openIn) write path's file directly and commit nothing.
 //
 // The writer's session may act on its upload while it is open (see
 // agentpb.UnlinkOp and MoveOp): unlink discards it at once, move gives it
@@ -247,16 +249,25 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		// open(2) with O_TRUNC asks the file's. A file its user may not
 		// write (mode 0444, another user's 0644) is refused, as
 		// sftp-server and vsftpd refuse it, not replaced.
-		err := ignoringEINTR(func() error { return unix.Faccessat(dirfd, path.Base(p), unix.W_OK, 0) })
+		// The effective user and its capabilities, as open(2) checks,
+		// on the name itself, not what a link made since points to.
+		err := ignoringEINTR(func() error {
+			return unix.Faccessat(dirfd, path.Base(p), unix.W_OK, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
+		})
 		if err != nil {
 			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
 		}
-		// Another user's file that this one may write (mode 0666, or
-		// 0664 of its group) is written in place, as open(2) writes
-		// it: a replacement would be the agent user's (it may not
-		// chown), and a sticky directory (/tmp's 1777) would refuse
-		// the commit's rename after the whole upload.
-		atomic = existing.Uid == s.euid || s.euid == 0
+		// Another user's regular file that this one may write (mode
+		// 0666, or 0664 of its group) is written in place, as open(2)
+		// writes it: a replacement would be the agent user's (it may
+		// not chown), and a sticky directory (/tmp's 1777) would refuse
+		// the commit's rename after the whole upload. (The open looks
+		// the name up again, within the root.)
+		theirs := existing.Mode&unix.S_IFMT == unix.S_IFREG && existing.Uid != s.euid && s.euid != 0
+		if theirs {
+			s.log.Info("another user's file: upload written in place", "path", p, "uid", existing.Uid)
+			atomic = false
+		}
 	}
 	if !atomic {
 		f, fi, err := openKeepingSticky(root, p, flag, perm)
@@ -277,7 +288,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		// sftp-server and vsftpd do). Others see it as it is written, and
 		// an upload cut short leaves what arrived (README, "Files: what
 		// clients see").
-		s.log.Debug("directory not writable: upload written in place", "path", p)
+		s.log.Info("directory not writable: upload written in place", "path", p)
 		h.tmp = ""
 		f, fi, err := openKeepingSticky(root, p, flag, perm)
 		if err != nil {
