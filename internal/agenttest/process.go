@@ -1,7 +1,6 @@
 package agenttest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/agentpb"
+	"github.com/upgate/upgate/internal/syncbuf"
 )
 
 // NonRootUID is the user and group an agent from StartProcess runs as by
@@ -24,17 +24,54 @@ import (
 // as in a distroless image.
 const NonRootUID = 65532
 
-// BuildUpgate builds ./cmd/upgate into dir and returns the binary's path.
-// It is for a TestMain, which builds once for the package's tests.
-func BuildUpgate(dir string) (string, error) {
-	bin := filepath.Join(dir, "upgate")
+// BuildUpgate builds ./cmd/upgate into a new temporary directory that
+// any user may read, for an agent process that is not root, and returns
+// the binary's path and a function that removes it. It is for a
+// TestMain, which builds once for the package's tests.
+func BuildUpgate() (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "upgate-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	remove = func() { os.RemoveAll(dir) }
+	if err := os.Chmod(dir, 0o755); err != nil {
+		remove()
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "upgate")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/upgate/upgate/cmd/upgate")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/upgate: %w\n%s", err, out)
+		remove()
+		return "", nil, fmt.Errorf("go build ./cmd/upgate: %w\n%s", err, out)
 	}
-	return bin, nil
+	return bin, remove, nil
+}
+
+// Runner is what a TestMain runs: *testing.M, and what WithUpgate returns.
+type Runner interface{ Run() int }
+
+// WithUpgate wraps a TestMain's m: its Run builds upgate (BuildUpgate),
+// stores the binary's path in *bin, runs the tests and removes the
+// binary. A build that fails fails the run (exit code 1). Pass it to
+// goleak.VerifyTestMain.
+func WithUpgate(m Runner, bin *string) Runner { return withUpgate{m, bin} }
+
+type withUpgate struct {
+	m   Runner
+	bin *string
+}
+
+func (w withUpgate) Run() int {
+	bin, remove, err := BuildUpgate()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer remove()
+	*w.bin = bin
+	return w.m.Run()
 }
 
 // Process is "upgate agent" running in a process of its own as a user
@@ -53,7 +90,7 @@ type Process struct {
 	// UID and GID are the agent's user and group.
 	UID, GID int
 
-	log  *bytes.Buffer // the agent's standard error
+	log  *syncbuf.Buffer // the agent's output, written by exec's copier
 	conn *grpc.ClientConn
 }
 
@@ -61,8 +98,17 @@ type Process struct {
 // and gid on a unix socket, with a random token, and waits until it
 // answers a Status call. The agent, its directory and everything in it
 // go away in t.Cleanup; the agent's log is printed when the test failed.
+//
+// Only root can start a process as another user: without root the test
+// skips, unless UPGATE_REQUIRE_INTEROP=1 (CI) makes that a failure.
 func StartProcess(t testing.TB, bin string, uid, gid int) *Process {
 	t.Helper()
+	if os.Getuid() != 0 {
+		if os.Getenv("UPGATE_REQUIRE_INTEROP") == "1" {
+			t.Fatal("an agent process as another user needs root")
+		}
+		t.Skip("an agent process as another user needs root")
+	}
 	base, err := os.MkdirTemp("", "upgate-agent-")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +126,7 @@ func StartProcess(t testing.TB, bin string, uid, gid int) *Process {
 		}
 	}
 	must(os.Chmod(base, 0o755))
-	p := &Process{Root: filepath.Join(base, "root"), TokenFile: filepath.Join(base, "token"), UID: uid, GID: gid, log: new(bytes.Buffer)}
+	p := &Process{Root: filepath.Join(base, "root"), TokenFile: filepath.Join(base, "token"), UID: uid, GID: gid, log: new(syncbuf.Buffer)}
 	run := filepath.Join(base, "run") // the socket's directory, the agent's to write
 	for _, d := range []string{p.Root, run} {
 		must(os.Mkdir(d, 0o755))
@@ -89,7 +135,8 @@ func StartProcess(t testing.TB, bin string, uid, gid int) *Process {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
-	must(os.WriteFile(p.TokenFile, []byte(token+"\n"), 0o644))
+	must(os.WriteFile(p.TokenFile, []byte(token+"\n"), 0o600))
+	must(os.Chown(p.TokenFile, uid, gid))
 	sock := filepath.Join(run, "agent.sock")
 	p.Target = "unix:" + sock
 

@@ -1,5 +1,6 @@
-// Package gwtest runs a real gateway (server.Start) with one embedded
-// agent for tests of the frontends and the server.
+// Package gwtest runs a real gateway (server.Start) with one agent,
+// embedded or in a process of its own, for tests of the frontends and the
+// server.
 package gwtest
 
 import (
@@ -17,28 +18,36 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/server"
 )
 
-// Agent is the name of the embedded agent.
+// Agent is the name of the gateway's one agent.
 const Agent = "embedded"
 
 // Users are the users of a gateway from Start: name -> password. Each
 // user's files live in <agent root>/<name>.
 var Users = map[string]string{"alice": "alice-pw", "bob": "bob-pw"}
 
-// Env is a running gateway with one embedded agent.
+// Env is a running gateway with one agent: embedded (Start), or in a
+// process of its own (StartAgentProcess).
 type Env struct {
 	Root string // the agent's root directory
 	Srv  *server.Server
+
+	proc *agenttest.Process // StartAgentProcess's agent; nil when embedded
 }
 
 // UserDir is where user's files land in the agent's directory.
 func (e *Env) UserDir(user string) string { return filepath.Join(e.Root, user) }
 
-// AgentIdle waits until the embedded agent holds no open file.
+// AgentIdle waits until the agent holds no open file.
 func (e *Env) AgentIdle(t testing.TB) {
 	t.Helper()
+	if e.proc != nil {
+		e.proc.WaitIdle(t, 15*time.Second)
+		return
+	}
 	a, ok := e.Srv.Gateway.AgentPool().Embedded(Agent)
 	if !ok {
 		t.Fatal("no embedded agent")
@@ -160,4 +169,24 @@ func StartFS(t testing.TB, edit func(*config.Config), fsys func(user string) afe
 	return &Env{Root: root, Srv: RunWith(t, cfg, server.Options{
 		Filesystem: func(_ context.Context, user string) (afero.Fs, error) { return fsys(user), nil },
 	})}
+}
+
+// StartAgentProcess runs a gateway as Start does, except that its agent
+// is bin's "upgate agent" (agenttest.BuildUpgate) in a process of its own,
+// running as agenttest.NonRootUID, as deployments run it: the kernel then
+// checks its permissions as it checks an OpenSSH or vsftpd login's. Each
+// of Users has a directory in the agent's root owned by that user. It
+// needs root (agenttest.StartProcess).
+func StartAgentProcess(t testing.TB, bin string, edit func(*config.Config)) *Env {
+	t.Helper()
+	p := agenttest.StartProcess(t, bin, agenttest.NonRootUID, agenttest.NonRootUID)
+	for name := range Users {
+		p.Dir(t, name)
+	}
+	cfg := Config(t, p.Root, Users)
+	cfg.Agents = map[string]config.Agent{Agent: {Address: p.Target, TokenFile: p.TokenFile}}
+	if edit != nil {
+		edit(cfg)
+	}
+	return &Env{Root: p.Root, Srv: Run(t, cfg), proc: p}
 }

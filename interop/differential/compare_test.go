@@ -16,29 +16,17 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/refserver"
 )
 
 func TestMain(m *testing.M) {
-	// The embedded agent creates files with this process's umask; the
-	// reference servers run with 022 (sftp-server -u 022, vsftpd's
-	// local_umask=022). See refserver.Umask.
+	// The agent process creates files with the umask it inherits from
+	// this one; the reference servers run with 022 (sftp-server -u 022,
+	// vsftpd's local_umask=022). See refserver.Umask. WithUpgate builds
+	// the binary the agent process runs.
 	refserver.SetUmask()
-	bin, remove, err := buildForTests()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	upgateBinary = bin
-	code := m.Run()
-	remove()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	goleak.VerifyTestMain(agenttest.WithUpgate(m, &upgateBinary))
 }
 
 // deliberate is one difference between upgate and a reference server

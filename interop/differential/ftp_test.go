@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/internal/refserver"
 )
@@ -774,9 +775,10 @@ func upgateFTPSide(t *testing.T) *ftpSide {
 		cfg.Listen = config.Listen{FTP: "127.0.0.1:0"}
 		cfg.FTP.PassivePorts = config.PortRange{}
 	})
-	seedFTP(t, u.dir, u.agent.UID, u.agent.GID)
-	f := &ftpSide{name: "upgate", addr: u.srv.FTPAddr.String(), user: "alice", pass: gwtest.Users["alice"], dir: u.dir}
-	f.idle = func() { u.idle(t) }
+	dir := u.UserDir("alice")
+	seedFTP(t, dir, agenttest.NonRootUID, agenttest.NonRootUID)
+	f := &ftpSide{name: "upgate", addr: u.Srv.FTPAddr.String(), user: "alice", pass: gwtest.Users["alice"], dir: dir}
+	f.idle = func() { u.AgentIdle(t) }
 	dialFTPSide(t, f)
 	return f
 }

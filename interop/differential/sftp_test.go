@@ -1237,10 +1237,10 @@ func upgateSFTPSide(t *testing.T) *sftpSide {
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
 		Timeout:         10 * time.Second,
 	}
-	s := dialSFTP(t, "upgate", u.srv.SFTPAddr.String(), cfg)
+	s := dialSFTP(t, "upgate", u.Srv.SFTPAddr.String(), cfg)
 	s.user = "alice"
-	s.prefix, s.dir = "", u.dir
-	s.idle = func() { u.idle(t) }
+	s.prefix, s.dir = "", u.UserDir("alice")
+	s.idle = func() { u.AgentIdle(t) }
 	return s
 }
 

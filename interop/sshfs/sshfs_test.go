@@ -23,16 +23,21 @@ import (
 
 	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/agenttest"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/internal/refserver"
 )
 
 func TestMain(m *testing.M) {
-	// The embedded agent creates files with this process's umask; OpenSSH's
-	// sftp-server runs with -u 022.
+	// The agent process creates files with this process's umask, which
+	// it inherits; OpenSSH's sftp-server runs with -u 022.
 	refserver.SetUmask()
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(agenttest.WithUpgate(m, &upgateBinary))
 }
+
+// upgateBinary is the upgate binary TestMain builds for the agent
+// process; set once, before any test runs.
+var upgateBinary string
 
 // cmdTimeout bounds every command of the workload; mountTimeout the wait
 // for a mount to appear or go.
@@ -583,15 +588,14 @@ func TestSSHFSWorkload(t *testing.T) {
 	run(t, src, "tar", "-cf", tarball, ".")
 
 	ref := refserver.StartOpenSSH(t)
-	e := gwtest.Start(t, func(cfg *config.Config) {
-		root := cfg.Agents[gwtest.Agent].Root
+	// upgate's agent runs as deployments run it: "upgate agent" in a
+	// process of its own, as a user that is not root, so that the
+	// kernel checks its permissions as it checks OpenSSH's login's.
+	e := gwtest.StartAgentProcess(t, upgateBinary, func(cfg *config.Config) {
 		cfg.Listen = config.Listen{SFTP: "127.0.0.1:0"}
-		cfg.SFTP.HostKeys = []string{filepath.Join(root, "..", filepath.Base(root)+"-hostkey-ed25519")}
+		cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "hostkey-ed25519")}
 	})
 	ugDir := e.UserDir("alice")
-	if err := os.MkdirAll(ugDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	servers := []server{
 		{name: "openssh", addr: ref.Addr, user: ref.User, pass: ref.Password, remoteDir: ref.Dir, disk: ref.Dir},
 		{name: "upgate", addr: e.Srv.SFTPAddr.String(), user: "alice", pass: gwtest.Users["alice"], remoteDir: "/", disk: ugDir},
