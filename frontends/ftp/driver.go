@@ -137,7 +137,8 @@ func (d *driver) AuthUser(cc ftpserver.ClientContext, user, pass string) (_ ftps
 //     ALLO announced: 451 (local error, try again);
 //   - a full disk or quota: 552 (exceeded storage allocation);
 //   - anything else (missing file, permission denied, exists): the
-//     library's 550, 450 or 530.
+//     library's 550, 450 or 530, or 553 for an upload that cannot open
+//     its file (the fork's patch 29, vsftpd's code).
 //
 // The reply's text is the error's, which names the path and the agent.
 func (d *driver) ReplyCode(_ ftpserver.ClientContext, err error, code int) int {
