@@ -138,6 +138,8 @@ func ftpPermSteps() []ftpStep {
 			return put("STOR", "/perm/tmp/theirs", "SAVED IN TMP")(f) + " " + get("/perm/tmp/theirs")(f) + " " +
 				owner(f.dir, "/perm/tmp/theirs")
 		}},
+		{"perm: SITE CHMOD 600 root's file", cmd("SITE CHMOD 600 /perm/theirs")},
+		{"perm: MFMT root's file", cmd("MDTM 20041109113320 /perm/theirs")},
 		{"perm: DELE root's file in a 1777 directory", cmd("DELE /perm/tmp/theirs")},
 
 		// A directory mode 0000: nothing in it reached or listed.

@@ -124,6 +124,24 @@ func sftpPermSteps() []sftpStep {
 			return upload("/perm/tmp/theirs", pfWrite|pfCreat|pfTrunc, "SAVED IN TMP")(s) + " " + content("/perm/tmp/theirs")(s) +
 				" " + owner(s.dir, "/perm/tmp/theirs")
 		}},
+		{"perm: setstat mode of root's file", chmod("/perm/theirs", 0o600)},
+		{"perm: setstat mtime of root's file", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/perm/theirs"), attrs{Flags: attrACModTim, Atime: tMtime, Mtime: tMtime})
+			return s.res(r, err)
+		}},
+		{"perm: setstat size of root's file (0666)", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/perm/theirs"), size(4))
+			return s.res(r, err) + " " + content("/perm/theirs")(s)
+		}},
+		{"perm: upload through a link to a 0444 file", func(s *sftpSide) string {
+			if r := s.with(func() string { return chmod("/perm/ro2", 0o444)(s) }, "/perm/ro2=LINKED"); r != "OK" {
+				return "fixture: " + r
+			}
+			if r, err := s.a.symlink("ro2", s.p("/perm/ro2link")); err != nil || !r.ok() {
+				return "symlink: " + s.res(r, err)
+			}
+			return upload("/perm/ro2link", pfWrite|pfCreat|pfTrunc, "THROUGH")(s) + " " + content("/perm/ro2")(s)
+		}},
 		{"perm: remove root's file in a 1777 directory", func(s *sftpSide) string {
 			r, err := s.a.pathOp(fxpRemove, s.p("/perm/tmp/theirs"))
 			return s.res(r, err)
