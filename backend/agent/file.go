@@ -313,6 +313,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	info := openedInfo(fi, p)
 	if existing != nil {
 		s.keepReplaced(f, p, existing, info)
+		s.keepXattrs(dirfd, path.Base(p), f, p)
 	}
 	h.id = newUploadID()
 	s.mu.Lock()
@@ -401,6 +402,78 @@ func (s *Server) keepReplaced(f *os.File, p string, old *unix.Stat_t, info *agen
 			info.Uid, info.Gid = old.Uid, old.Gid
 		}
 	}
+}
+
+// keptXattr reports whether an extended attribute of a replaced file is
+// carried to the upload that replaces it: its POSIX access ACL and the
+// user namespace, which a save in place (sftp-server's, vsftpd's) keeps
+// with the inode. Not security.capability, which a write into the file
+// would have cleared, nor the other security and trusted attributes,
+// which the agent's user may not set.
+func keptXattr(name string) bool {
+	return name == "system.posix_acl_access" || strings.HasPrefix(name, "user.")
+}
+
+// keepXattrs copies the kept extended attributes (keptXattr) of the file
+// name in the directory dirfd, which the upload's temp file f replaces,
+// to f, after keepReplaced's mode (an ACL's mask is the group bits). It
+// reads them through /proc/self/fd, without following a link the name
+// may have become, and with no permission on the file beyond what
+// reading a user attribute needs. Most files have none: one system call.
+// What cannot be read or set is logged and left.
+func (s *Server) keepXattrs(dirfd int, name string, f *os.File, p string) {
+	src := fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, name)
+	var names []byte
+	for range 3 { // the list may grow between the two calls
+		n, err := unix.Llistxattr(src, nil)
+		if err != nil || n == 0 {
+			if err != nil && !errors.Is(err, unix.ENOTSUP) {
+				s.log.Debug("extended attributes of replaced file", "path", p, "err", err)
+			}
+			return
+		}
+		names = make([]byte, n)
+		if n, err = unix.Llistxattr(src, names); err == nil {
+			names = names[:n]
+			break
+		}
+		names = nil
+		if !errors.Is(err, unix.ERANGE) {
+			s.log.Debug("extended attributes of replaced file", "path", p, "err", err)
+			return
+		}
+	}
+	for _, attr := range strings.Split(strings.TrimRight(string(names), "\x00"), "\x00") {
+		if !keptXattr(attr) {
+			continue
+		}
+		val, err := lgetxattr(src, attr)
+		if err == nil {
+			err = unix.Fsetxattr(int(f.Fd()), attr, val, 0)
+		}
+		if err != nil {
+			s.log.Warn("keep extended attribute of replaced file", "path", p, "attr", attr, "err", err)
+		}
+	}
+}
+
+// lgetxattr reads the attribute attr of path, a link itself if it is one.
+func lgetxattr(path, attr string) ([]byte, error) {
+	for range 3 {
+		n, err := unix.Lgetxattr(path, attr, nil)
+		if err != nil {
+			return nil, err
+		}
+		val := make([]byte, n)
+		n, err = unix.Lgetxattr(path, attr, val)
+		if err == nil {
+			return val[:n], nil
+		}
+		if !errors.Is(err, unix.ERANGE) {
+			return nil, err
+		}
+	}
+	return nil, unix.ERANGE
 }
 
 // newUploadID names an atomic upload for OpenOp.join_upload.

@@ -88,3 +88,92 @@ func TestUploadOverAnotherUsersFile(t *testing.T) {
 		t.Errorf("%d uploads in progress after the aborts", got)
 	}
 }
+
+// TestUploadKeepsXattrs: an atomic upload over a file carries the
+// replaced file's POSIX access ACL and user.* attributes to the new file,
+// as a save in place keeps them with the inode; not security.capability
+// (a write would have cleared it), and nothing for a file that has none.
+func TestUploadKeepsXattrs(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "u")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "f")
+	if err := os.WriteFile(f, []byte("old\n"), 0o664); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lsetxattr(f, "user.origin", []byte("https://example.com/f"), 0); err != nil {
+		t.Skipf("no user extended attributes here: %v", err)
+	}
+	// user::rw-, user:1234:rw-, group::r--, mask::rw-, other::r--
+	acl := []byte{2, 0, 0, 0,
+		1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+		2, 0, 6, 0, 0xd2, 0x04, 0, 0,
+		4, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+		0x10, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+		0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff}
+	if err := unix.Lsetxattr(f, "system.posix_acl_access", acl, 0); err != nil {
+		t.Skipf("no POSIX ACLs here: %v", err)
+	}
+	// A file capability (VFS_CAP_REVISION_2, cap_net_bind_service): never
+	// carried to new content.
+	capability := []byte{0, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	haveCap := unix.Lsetxattr(f, "security.capability", capability, 0) == nil
+	want := map[string]string{}
+	for _, name := range []string{"user.origin", "system.posix_acl_access"} {
+		v, err := lgetxattr(f, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[name] = string(v)
+	}
+	var before unix.Stat_t
+	if err := unix.Lstat(f, &before); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := New(Config{Token: "t", Root: root, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	upload := uint32(agentpb.OpenFlag_OPEN_FLAG_WRITE | agentpb.OpenFlag_OPEN_FLAG_CREATE | agentpb.OpenFlag_OPEN_FLAG_TRUNC)
+	h, _, err := s.openIn(&scope{r: s.root}, &agentpb.OpenOp{Path: []byte("u/f"), Flags: upload, Perm: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.tmp == "" {
+		t.Fatal("not an atomic upload")
+	}
+	if _, err := h.f.Write([]byte("new\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.commit(); err != nil {
+		t.Fatal(err)
+	}
+	var after unix.Stat_t
+	if err := unix.Lstat(f, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Ino == before.Ino {
+		t.Fatal("the upload did not replace the file")
+	}
+	if after.Mode != before.Mode {
+		t.Errorf("mode %o, was %o", after.Mode, before.Mode)
+	}
+	for name, v := range want {
+		got, err := lgetxattr(f, name)
+		if err != nil || string(got) != v {
+			t.Errorf("%s after the upload: %q, %v; want %q", name, got, err, v)
+		}
+	}
+	if haveCap {
+		if got, err := lgetxattr(f, "security.capability"); err == nil {
+			t.Errorf("security.capability carried to the new content: %x", got)
+		}
+	}
+	if b, _ := os.ReadFile(f); string(b) != "new\n" {
+		t.Errorf("content %q", b)
+	}
+}

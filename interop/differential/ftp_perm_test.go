@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // theirs makes the file logical (under dir on disk) root's, mode 0666,
@@ -25,6 +27,40 @@ func theirs(dir, logical string, sticky bool) error {
 		return err
 	}
 	return os.Chmod(p, 0o666)
+}
+
+// aclRW is a POSIX access ACL as the kernel stores it
+// (system.posix_acl_access): user::rw-, user:1234:rw-, group::r--,
+// mask::rw-, other::r--.
+var aclRW = []byte{2, 0, 0, 0,
+	1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+	2, 0, 6, 0, 0xd2, 0x04, 0, 0,
+	4, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+	0x10, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+	0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff}
+
+// setXattrs gives the file logical (under dir on disk) aclRW and a user
+// attribute, as setfacl and setfattr would.
+func setXattrs(dir, logical string) error {
+	p := filepath.Join(dir, logical)
+	if err := unix.Lsetxattr(p, "user.origin", []byte("https://example.com/f"), 0); err != nil {
+		return err
+	}
+	return unix.Lsetxattr(p, "system.posix_acl_access", aclRW, 0)
+}
+
+// xattrs shows the file's user.origin and whether its ACL is aclRW.
+func xattrs(dir, logical string) string {
+	p := filepath.Join(dir, logical)
+	get := func(name string) string {
+		b := make([]byte, 256)
+		n, err := unix.Lgetxattr(p, name, b)
+		if err != nil {
+			return err.Error()
+		}
+		return string(b[:n])
+	}
+	return fmt.Sprintf("user.origin=%q acl kept=%v", get("user.origin"), get("system.posix_acl_access") == string(aclRW))
 }
 
 // owner says whose the file logical (under dir on disk) is now: root's,
@@ -137,6 +173,12 @@ func ftpPermSteps() []ftpStep {
 			}
 			return put("STOR", "/perm/tmp/theirs", "SAVED IN TMP")(f) + " " + get("/perm/tmp/theirs")(f) + " " +
 				owner(f.dir, "/perm/tmp/theirs")
+		}},
+		{"perm: STOR over a file with an ACL and a user attribute", func(f *ftpSide) string {
+			if err := setXattrs(f.dir, "/perm/rw2"); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return put("STOR", "/perm/rw2", "SAVED")(f) + " " + xattrs(f.dir, "/perm/rw2")
 		}},
 		{"perm: SITE CHMOD 600 root's file", cmd("SITE CHMOD 600 /perm/theirs")},
 		{"perm: MFMT root's file", cmd("MDTM 20041109113320 /perm/theirs")},

@@ -124,6 +124,12 @@ func sftpPermSteps() []sftpStep {
 			return upload("/perm/tmp/theirs", pfWrite|pfCreat|pfTrunc, "SAVED IN TMP")(s) + " " + content("/perm/tmp/theirs")(s) +
 				" " + owner(s.dir, "/perm/tmp/theirs")
 		}},
+		{"perm: upload over a file with an ACL and a user attribute", func(s *sftpSide) string {
+			if err := setXattrs(s.dir, "/perm/secret"); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return upload("/perm/secret", pfWrite|pfCreat|pfTrunc, "SAVED")(s) + " " + xattrs(s.dir, "/perm/secret")
+		}},
 		{"perm: setstat mode of root's file", chmod("/perm/theirs", 0o600)},
 		{"perm: setstat mtime of root's file", func(s *sftpSide) string {
 			r, err := s.a.setstat(s.p("/perm/theirs"), attrs{Flags: attrACModTim, Atime: tMtime, Mtime: tMtime})
