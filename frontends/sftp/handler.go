@@ -315,18 +315,24 @@ func (h *handler) PosixRename(r *sftp.Request) (err error) {
 	return status(h.fs.Rename(r.Filepath, r.Target))
 }
 
-// renameSlash refuses a rename whose source the client ended with "/"
-// unless it is a directory itself (entrySlash). (The target's slash is not
-// kept by the fork's request; a file renamed to "name/" is renamed.)
+// renameSlash refuses a rename whose source or new path the client ended
+// with "/" unless the source is a directory itself (entrySlash; the fork's
+// TargetTrailingSlash), as rename(2) answers ENOTDIR.
 func (h *handler) renameSlash(r *sftp.Request) error {
-	if !r.TrailingSlash() {
+	if !r.TrailingSlash() && !r.TargetTrailingSlash() {
 		return nil
 	}
 	fi, err := backend.Lstat(h.fs, r.Filepath)
 	if err != nil {
 		return err
 	}
-	return entrySlash(r, "rename", fi)
+	if err := entrySlash(r, "rename", fi); err != nil {
+		return err
+	}
+	if r.TargetTrailingSlash() && !fi.IsDir() {
+		return &os.LinkError{Op: "rename", Old: r.Filepath, New: r.Target + "/", Err: syscall.ENOTDIR}
+	}
+	return nil
 }
 
 // setstat applies a path's SETSTAT: size, permissions, times. uid/gid are

@@ -726,6 +726,25 @@ func sftpSteps() []sftpStep {
 			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/lnd")+"/"), s.p("/lndx")))
 			return s.res(r, err)
 		}},
+		{"rename /d/f2 /d/f2new/ (a file to a name with a slash)", func(s *sftpSide) string {
+			r, err := s.a.twoPaths(fxpRename, s.p("/d/f2"), s.p("/d/f2new")+"/")
+			return s.res(r, err)
+		}},
+		{"posix-rename /d/f2 /d/f2new/ (a file to a name with a slash)", func(s *sftpSide) string {
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/d/f2")), s.p("/d/f2new")+"/"))
+			return s.res(r, err)
+		}},
+		{"rename /lnd /lndnew/ (a link to a directory, to a name with a slash)", func(s *sftpSide) string {
+			r, err := s.a.twoPaths(fxpRename, s.p("/lnd"), s.p("/lndnew")+"/")
+			return s.res(r, err)
+		}},
+		{"rename /rs /rs2/ (a directory to a name with a slash)", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.twoPaths(fxpRename, s.p("/rs"), s.p("/rs2")+"/")
+				r2, err2 := s.a.pathOp(fxpLstat, s.p("/rs2"))
+				return s.res(r, err) + " " + s.res(r2, err2)
+			}, "/rs/")
+		}},
 		{"stat /d/f2 after the refusals", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f2")); return s.res(r, err) }},
 		{"remove /lnd (link to a directory)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/lnd")); return s.res(r, err) }},
 		{"stat /d after removing the link", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d")); return s.res(r, err) }},

@@ -498,17 +498,32 @@ func (p *rawExtended) MarshalBinary() ([]byte, error) {
 	return append(b, p.data...), nil
 }
 
-// slashRecorder records whether Stat requests came with a trailing slash.
+// slashRecorder records whether Stat requests came with a trailing slash,
+// and renames' targets.
 type slashRecorder struct {
 	*root
-	mu     sync.Mutex
-	slashs []bool
+	mu      sync.Mutex
+	slashs  []bool
+	targets []bool
 }
 
-// PosixRename records the request's slash and refuses the rename.
+// PosixRename records the request's slashes and refuses the rename.
 func (s *slashRecorder) PosixRename(r *Request) error {
 	s.mu.Lock()
 	s.slashs = append(s.slashs, r.TrailingSlash())
+	s.targets = append(s.targets, r.TargetTrailingSlash())
+	s.mu.Unlock()
+	return os.ErrPermission
+}
+
+// Filecmd records a RENAME's target slash and refuses it; it serves the
+// other commands.
+func (s *slashRecorder) Filecmd(r *Request) error {
+	if r.Method != "Rename" {
+		return s.root.Filecmd(r)
+	}
+	s.mu.Lock()
+	s.targets = append(s.targets, r.TargetTrailingSlash())
 	s.mu.Unlock()
 	return os.ErrPermission
 }
@@ -914,5 +929,26 @@ func TestForkWrongHandleKindFails(t *testing.T) {
 	}
 	if n, _ := unmarshalUint32(data[4:]); n != 1 {
 		t.Errorf("READDIR after the READ: %d entries, want 1", n)
+	}
+}
+
+// TestForkTargetTrailingSlash: a RENAME's and a posix-rename's new path
+// keeps its trailing slash for the handler (patch 18), which rename(2)
+// needs to refuse renaming a file to "name/" (ENOTDIR).
+func TestForkTargetTrailingSlash(t *testing.T) {
+	r := InMemHandler().FileGet.(*root)
+	rec := &slashRecorder{root: r}
+	c := forkPair(t, Handlers{r, r, rec, r})
+	if err := c.Mkdir("/d"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Rename("/d", "/e/")
+	_ = c.Rename("/d", "/e")
+	_ = c.PosixRename("/d", "/e/")
+	_ = c.PosixRename("/d", "/")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if want := []bool{true, false, true, false}; fmt.Sprint(rec.targets) != fmt.Sprint(want) {
+		t.Errorf("TargetTrailingSlash for rename to /e/, /e, posix-rename to /e/, / = %v, want %v", rec.targets, want)
 	}
 }

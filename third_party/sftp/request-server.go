@@ -383,8 +383,9 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 				Method:   "PosixRename",
 				Filepath: cleanPathWithBase(rs.startDirectory, pkt.Oldpath),
 				Target:   cleanPathWithBase(rs.startDirectory, pkt.Newpath),
-				// upgate fork: as requestFromPacket (patch 16).
+				// upgate fork: as requestFromPacket (patches 16, 18).
 				trailingSlash: hasTrailingSlash(pkt.Oldpath),
+				targetSlash:   hasTrailingSlash(pkt.Newpath),
 			}
 			rpkt = request.call(rs.Handlers, pkt, rs.pktMgr.alloc, orderID, rs.maxTxPacket)
 		case *handleExtension, *stringExtension, *idsExtension, *lsetstatExtension, *copyDataExtension:

@@ -149,8 +149,10 @@ type Request struct {
 	handle   string
 
 	// trailingSlash: the client's path ended in "/", which Filepath,
-	// being clean, does not show (upgate fork, see TrailingSlash).
+	// being clean, does not show (upgate fork, see TrailingSlash);
+	// targetSlash the same of a rename's Target (TargetTrailingSlash).
 	trailingSlash bool
+	targetSlash   bool
 
 	// attrFlags are the attribute flags of an OPEN, whose Flags are its
 	// pflags (upgate fork: upstream dropped them, so the attributes of an
@@ -175,6 +177,12 @@ func hasTrailingSlash(p string) bool { return len(p) > 1 && p[len(p)-1] == '/' }
 // unlink of a file so named fail with ENOTDIR (upgate fork).
 func (r *Request) TrailingSlash() bool { return r.trailingSlash }
 
+// TargetTrailingSlash reports whether the client's new path of a RENAME
+// or posix-rename ended in "/" (Target is cleaned of it): rename(2) then
+// requires the entry renamed to be a directory, and fails with ENOTDIR
+// for anything else (upgate fork).
+func (r *Request) TargetTrailingSlash() bool { return r.targetSlash }
+
 // NewRequest creates a new Request object.
 func NewRequest(method, path string) *Request {
 	return &Request{
@@ -198,6 +206,7 @@ func (r *Request) copy() *Request {
 		attrFlags:     r.attrFlags,
 		hasAttrFlags:  r.hasAttrFlags,
 		trailingSlash: r.trailingSlash,
+		targetSlash:   r.targetSlash,
 
 		state: r.state.copy(),
 
@@ -228,6 +237,7 @@ func requestFromPacket(ctx context.Context, pkt hasPath, baseDir string) *Reques
 		request.Attrs = p.Attrs.([]byte)
 	case *sshFxpRenamePacket:
 		request.Target = cleanPathWithBase(baseDir, p.Newpath)
+		request.targetSlash = hasTrailingSlash(p.Newpath)
 	case *sshFxpSymlinkPacket:
 		// NOTE: given a POSIX compliant signature: symlink(target, linkpath string)
 		// this makes Request.Target the linkpath, and Request.Filepath the target.
