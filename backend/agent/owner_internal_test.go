@@ -12,6 +12,27 @@ import (
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
+// uploadServer serves root with a new agent, closed when the test ends,
+// and returns it with a function that opens root's u/name for an upload
+// (WRITE|CREATE|TRUNC, mode 0644), as an OPEN would.
+func uploadServer(t *testing.T, root string) (*Server, func(name string) *handle) {
+	t.Helper()
+	s, err := New(Config{Token: "t", Root: root, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	upload := uint32(agentpb.OpenFlag_OPEN_FLAG_WRITE | agentpb.OpenFlag_OPEN_FLAG_CREATE | agentpb.OpenFlag_OPEN_FLAG_TRUNC)
+	return s, func(name string) *handle {
+		t.Helper()
+		h, _, err := s.openIn(&scope{r: s.root}, &agentpb.OpenOp{Path: []byte("u/" + name), Flags: upload, Perm: 0o644})
+		if err != nil {
+			t.Fatalf("open %s: %v", name, err)
+		}
+		return h
+	}
+}
+
 // TestUploadOverAnotherUsersFile: an agent that is not root serves a
 // truncating open of another user's regular file in place (the same
 // inode, truncated at once, its owner kept), its own file as an atomic
@@ -33,20 +54,7 @@ func TestUploadOverAnotherUsersFile(t *testing.T) {
 	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Token: "t", Root: root, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	upload := uint32(agentpb.OpenFlag_OPEN_FLAG_WRITE | agentpb.OpenFlag_OPEN_FLAG_CREATE | agentpb.OpenFlag_OPEN_FLAG_TRUNC)
-	open := func(name string) *handle {
-		t.Helper()
-		h, _, err := s.openIn(&scope{r: s.root}, &agentpb.OpenOp{Path: []byte("u/" + name), Flags: upload, Perm: 0o644})
-		if err != nil {
-			t.Fatalf("open %s: %v", name, err)
-		}
-		return h
-	}
+	s, open := uploadServer(t, root)
 	ino := func(name string) (uint64, int64) {
 		t.Helper()
 		var st syscall.Stat_t
@@ -133,16 +141,8 @@ func TestUploadKeepsXattrs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err := New(Config{Token: "t", Root: root, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	upload := uint32(agentpb.OpenFlag_OPEN_FLAG_WRITE | agentpb.OpenFlag_OPEN_FLAG_CREATE | agentpb.OpenFlag_OPEN_FLAG_TRUNC)
-	h, _, err := s.openIn(&scope{r: s.root}, &agentpb.OpenOp{Path: []byte("u/f"), Flags: upload, Perm: 0o644})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, open := uploadServer(t, root)
+	h := open("f")
 	if h.tmp == "" {
 		t.Fatal("not an atomic upload")
 	}
