@@ -248,9 +248,9 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		// The commit's rename asks only the directory's permission;
 		// open(2) with O_TRUNC asks the file's. A file its user may not
 		// write (mode 0444, another user's 0644) is refused, as
-		// sftp-server and vsftpd refuse it, not replaced.
-		// The effective user and its capabilities, as open(2) checks,
-		// on the name itself, not what a link made since points to.
+		// sftp-server and vsftpd refuse it, not replaced. The check is
+		// open(2)'s (the effective user and its capabilities), of the
+		// name itself, not of what a link made since points to.
 		err := ignoringEINTR(func() error {
 			return unix.Faccessat(dirfd, path.Base(p), unix.W_OK, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
 		})
