@@ -63,7 +63,7 @@ const (
 	whyGlobDir = "a pattern is matched in an existing directory: one that matches nothing there is vsftpd's empty " +
 		"listing (a script's mget *.zip finds nothing), but a missing directory, a file taken for one or a pattern " +
 		"outside the last component is an error, for the reason LIST of a missing path is one (whyMissingList)"
-	whyUnreadableList = "a directory whose entries cannot be read or examined (mode 0000 or 0600) lists as an error " +
+	whyUnreadableList = "a directory whose entries cannot be read or examined (mode 0000, 0300 or 0600) lists as an error " +
 		"(PERMISSION_DENIED, 450), not as sftp-server's empty listing or vsftpd's line for the directory itself, " +
 		"for the reason LIST of a missing path is an error (whyMissingList)"
 	whyRootSearch = "a limitation, not a choice: the agent resolves paths with Go's os.Root, which opens each " +
@@ -167,6 +167,14 @@ var deliberateDiffs = []deliberate{
 	{proto: "ftp", step: "perm: NLST /perm/closed (0000)", upgate: "4xx", why: whyUnreadableList},
 	{proto: "ftp", step: "perm: CWD /perm/closed (0000)", upgate: "250", why: whyCwdSearch},
 	{proto: "ftp", step: "perm: STOR /perm/rw, then STOR /perm/ro (0444) after it", upgate: "1xx/2xx 1xx/550", why: whyPostedOpen},
+	{proto: "ftp", step: "perm2: STOR into root's 0755 directory, right after an upload into it", upgate: "1xx/550", why: whyPostedOpen},
+	{proto: "ftp", step: "perm2: SIZE /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
+	{proto: "ftp", step: "perm2: MDTM /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
+	{proto: "ftp", step: "perm2: RETR /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
+	{proto: "ftp", step: "perm2: STOR /perm2/d300/g (0300)", upgate: "553", why: whyRootSearch},
+	{proto: "ftp", step: "perm2: DELE /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
+	{proto: "ftp", step: "perm2: LIST /perm2/d300 (0300)", upgate: "4xx", why: whyUnreadableList},
+	{proto: "ftp", step: "perm2: NLST /perm2/d300 (0300)", upgate: "4xx", why: whyUnreadableList},
 }
 
 // lookupDeliberate finds the table row for proto's step.

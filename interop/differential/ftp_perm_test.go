@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,16 @@ func theirs(dir, logical string, sticky bool) error {
 		return err
 	}
 	return os.Chmod(p, 0o666)
+}
+
+// theirsMode makes the file logical (under dir on disk) root's, with
+// mode perm.
+func theirsMode(dir, logical string, perm os.FileMode) error {
+	p := filepath.Join(dir, logical)
+	if err := os.WriteFile(p, []byte("ROOT'S"), perm); err != nil {
+		return err
+	}
+	return os.Chmod(p, perm)
 }
 
 // aclRW is a POSIX access ACL as the kernel stores it
@@ -102,7 +113,7 @@ func ftpPermSteps() []ftpStep {
 	list := func(line string) func(f *ftpSide) string {
 		return func(f *ftpSide) string { return f.list(line, false) }
 	}
-	return []ftpStep{
+	return append([]ftpStep{
 		{"perm: fixtures", func(f *ftpSide) string {
 			return f.c("MKD /perm", digit) + " " + f.stor("/perm/ro", []byte("READ ONLY")) + " " +
 				f.stor("/perm/rw", []byte("RW")) + " " + f.stor("/perm/secret", []byte("SECRET")) + " " +
@@ -199,5 +210,151 @@ func ftpPermSteps() []ftpStep {
 		{"perm: SITE CHMOD 755 /perm/rodir", cmd("SITE CHMOD 755 /perm/rodir")},
 		{"perm: DELE /perm/ro (0444)", cmd("DELE /perm/ro")},
 		{"perm: LIST /perm", list("LIST /perm")},
+	}, ftpPerm2Steps(cmd, put, get, list)...)
+}
+
+// ftpPerm2Steps are more steps of the same kind, under /perm2, each
+// leaving the modes as it found them.
+func ftpPerm2Steps(cmd func(string) func(*ftpSide) string, put func(verb, path, data string) func(*ftpSide) string,
+	get func(string) func(*ftpSide) string, list func(string) func(*ftpSide) string) []ftpStep {
+	ctext := func(line string) func(f *ftpSide) string {
+		return func(f *ftpSide) string { return f.c(line, text) }
+	}
+	mdtm := func(line string) func(f *ftpSide) string {
+		return func(f *ftpSide) string { return f.c(line, mdtmText) }
+	}
+	seq := func(steps ...func(f *ftpSide) string) func(f *ftpSide) string {
+		return func(f *ftpSide) string {
+			var l []string
+			for _, st := range steps {
+				l = append(l, st(f))
+			}
+			return strings.Join(l, " ")
+		}
+	}
+	return []ftpStep{
+		{"perm2: fixtures", func(f *ftpSide) string {
+			return f.c("MKD /perm2", digit) + " " + f.stor("/perm2/wo", []byte("WO")) + " " + f.stor("/perm2/hl", []byte("HARD")) + " " +
+				f.c("MKD /perm2/rod", digit) + " " + f.c("MKD /perm2/rod/empty", digit) + " " + f.c("MKD /perm2/mvd", digit) + " " +
+				f.c("MKD /perm2/other", digit) + " " + f.c("MKD /perm2/d300", digit) + " " + f.stor("/perm2/d300/f", []byte("F300")) + " " +
+				f.c("MKD /perm2/closed", digit) + " " + f.stor("/perm2/closed/f", []byte("F")) + " " + f.c("MKD /perm2/m000", digit)
+		}},
+
+		// A file mode 0200 (write only): appended, written from an
+		// offset, not read.
+		{"perm2: SITE CHMOD 200 /perm2/wo", cmd("SITE CHMOD 200 /perm2/wo")},
+		{"perm2: APPE /perm2/wo (0200)", put("APPE", "/perm2/wo", "+A")},
+		{"perm2: REST 2 + STOR /perm2/wo (0200)", seq(cmd("REST 2"), put("STOR", "/perm2/wo", "xy"))},
+		{"perm2: RETR /perm2/wo (0200)", get("/perm2/wo")},
+		{"perm2: REST 1 + RETR /perm2/wo (0200)", seq(cmd("REST 1"), get("/perm2/wo"))},
+		{"perm2: SIZE /perm2/wo (0200)", ctext("SIZE /perm2/wo")},
+		{"perm2: MDTM /perm2/wo (0200)", mdtm("MDTM /perm2/wo")},
+		{"perm2: SITE CHMOD 600 /perm2/wo", cmd("SITE CHMOD 600 /perm2/wo")},
+		{"perm2: RETR /perm2/wo", get("/perm2/wo")},
+
+		// A directory mode 0555: nothing appended into being, no empty
+		// directory removed or moved out.
+		{"perm2: SITE CHMOD 555 /perm2/rod", cmd("SITE CHMOD 555 /perm2/rod")},
+		{"perm2: APPE /perm2/rod/new (0555)", put("APPE", "/perm2/rod/new", "NEW")},
+		{"perm2: REST 0 + STOR /perm2/rod/new (0555)", seq(cmd("REST 0"), put("STOR", "/perm2/rod/new", "NEW"))},
+		{"perm2: RMD /perm2/rod/empty (in 0555)", cmd("RMD /perm2/rod/empty")},
+		{"perm2: RNFR /perm2/rod/empty RNTO /perm2/empty (from 0555)", seq(cmd("RNFR /perm2/rod/empty"), cmd("RNTO /perm2/empty"))},
+		{"perm2: SITE CHMOD 755 /perm2/rod", cmd("SITE CHMOD 755 /perm2/rod")},
+
+		// A directory of its own mode 0555: renamed in its parent, not
+		// moved to another.
+		{"perm2: SITE CHMOD 555 /perm2/mvd", cmd("SITE CHMOD 555 /perm2/mvd")},
+		{"perm2: RNFR /perm2/mvd RNTO /perm2/other/mvd (0555)", seq(cmd("RNFR /perm2/mvd"), cmd("RNTO /perm2/other/mvd"))},
+		{"perm2: RNFR /perm2/mvd RNTO /perm2/mvd2 (0555, same parent)", seq(cmd("RNFR /perm2/mvd"), cmd("RNTO /perm2/mvd2"))},
+		{"perm2: SITE CHMOD 755 /perm2/mvd2, rename it back", seq(cmd("SITE CHMOD 755 /perm2/mvd2"), cmd("RNFR /perm2/mvd2"), cmd("RNTO /perm2/mvd"))},
+
+		// A directory its user owns, mode 0000: listed in its parent,
+		// not itself; removed when empty.
+		{"perm2: SITE CHMOD 000 /perm2/m000", cmd("SITE CHMOD 000 /perm2/m000")},
+		{"perm2: LIST /perm2 (m000 is 0000)", list("LIST /perm2")},
+		{"perm2: MDTM /perm2/m000 (0000)", mdtm("MDTM /perm2/m000")},
+		{"perm2: STOR /perm2/m000/x (0000)", put("STOR", "/perm2/m000/x", "X")},
+		{"perm2: MKD /perm2/m000/x (0000)", cmd("MKD /perm2/m000/x")},
+		{"perm2: RMD /perm2/m000 (0000, empty)", cmd("RMD /perm2/m000")},
+
+		// Hard links to a 0444 file: no upload through either name.
+		{"perm2: hard link /perm2/hl2 to a 0444 file", func(f *ftpSide) string {
+			if err := os.Link(filepath.Join(f.dir, "/perm2/hl"), filepath.Join(f.dir, "/perm2/hl2")); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return cmd("SITE CHMOD 444 /perm2/hl")(f)
+		}},
+		{"perm2: STOR /perm2/hl2 (0444, linked)", put("STOR", "/perm2/hl2", "NEW")},
+		{"perm2: APPE /perm2/hl2 (0444, linked)", put("APPE", "/perm2/hl2", "NEW")},
+		{"perm2: RETR /perm2/hl and /perm2/hl2", seq(get("/perm2/hl"), get("/perm2/hl2"))},
+		{"perm2: SITE CHMOD 644 /perm2/hl", cmd("SITE CHMOD 644 /perm2/hl")},
+
+		// A directory mode 0300 (write and search, no read).
+		{"perm2: SITE CHMOD 300 /perm2/d300", cmd("SITE CHMOD 300 /perm2/d300")},
+		{"perm2: SIZE /perm2/d300/f (0300)", ctext("SIZE /perm2/d300/f")},
+		{"perm2: MDTM /perm2/d300/f (0300)", mdtm("MDTM /perm2/d300/f")},
+		{"perm2: RETR /perm2/d300/f (0300)", get("/perm2/d300/f")},
+		{"perm2: LIST /perm2/d300 (0300)", list("LIST /perm2/d300")},
+		{"perm2: NLST /perm2/d300 (0300)", list("NLST /perm2/d300")},
+		{"perm2: STOR /perm2/d300/g (0300)", put("STOR", "/perm2/d300/g", "G")},
+		{"perm2: DELE /perm2/d300/f (0300)", cmd("DELE /perm2/d300/f")},
+		// (what is left in it differs, by those steps: f and g go.)
+		{"perm2: SITE CHMOD 755 /perm2/d300, f and g removed on disk", func(f *ftpSide) string {
+			r := cmd("SITE CHMOD 755 /perm2/d300")(f)
+			for _, n := range []string{"f", "g"} {
+				if err := os.Remove(filepath.Join(f.dir, "/perm2/d300", n)); err != nil && !os.IsNotExist(err) {
+					return r + " " + err.Error()
+				}
+			}
+			return r
+		}},
+
+		// A directory mode 0000: a rename out of it, a link into it.
+		{"perm2: link /perm2/lnc -> closed/f, SITE CHMOD 000 /perm2/closed", func(f *ftpSide) string {
+			if err := os.Symlink("closed/f", filepath.Join(f.dir, "/perm2/lnc")); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return cmd("SITE CHMOD 000 /perm2/closed")(f)
+		}},
+		{"perm2: RNFR /perm2/closed/f (0000)", cmd("RNFR /perm2/closed/f")},
+		{"perm2: RNTO /perm2/cf after it", cmd("RNTO /perm2/cf")},
+		{"perm2: DELE /perm2/closed/f (0000)", cmd("DELE /perm2/closed/f")},
+		{"perm2: RETR /perm2/lnc (into 0000)", get("/perm2/lnc")},
+		{"perm2: SIZE /perm2/lnc (into 0000)", ctext("SIZE /perm2/lnc")},
+		{"perm2: MDTM /perm2/lnc (into 0000)", mdtm("MDTM /perm2/lnc")},
+		{"perm2: STOR /perm2/lnc (into 0000)", put("STOR", "/perm2/lnc", "L")},
+		{"perm2: RNFR /perm2/closed RNTO /perm2/other/closed (0000)", seq(cmd("RNFR /perm2/closed"), cmd("RNTO /perm2/other/closed"))},
+		{"perm2: RNFR /perm2/closed RNTO /perm2/closed2 (0000)", seq(cmd("RNFR /perm2/closed"), cmd("RNTO /perm2/closed2"))},
+		{"perm2: SITE CHMOD 755 /perm2/closed2, rename it back", seq(cmd("SITE CHMOD 755 /perm2/closed2"), cmd("RNFR /perm2/closed2"), cmd("RNTO /perm2/closed"))},
+
+		// Root's 0644 file and 0755 directory in the login's directory.
+		{"perm2: STOR over root's 0644 file", func(f *ftpSide) string {
+			if err := theirsMode(f.dir, "/perm2/r644", 0o644); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return put("STOR", "/perm2/r644", "MINE")(f) + " " + get("/perm2/r644")(f) + " " + owner(f.dir, "/perm2/r644")
+		}},
+		{"perm2: APPE to root's 0644 file", put("APPE", "/perm2/r644", "MINE")},
+		{"perm2: REST 2 + STOR root's 0644 file", seq(cmd("REST 2"), put("STOR", "/perm2/r644", "MINE"))},
+		{"perm2: SITE CHMOD 600 root's 0644 file", cmd("SITE CHMOD 600 /perm2/r644")},
+		{"perm2: DELE root's 0644 file", cmd("DELE /perm2/r644")},
+		{"perm2: MKD /perm2/rdir, STOR /perm2/rdir/mine, made root's", func(f *ftpSide) string {
+			r := f.c("MKD /perm2/rdir", digit) + " " + f.stor("/perm2/rdir/mine", []byte("MINE"))
+			if err := os.Chown(filepath.Join(f.dir, "/perm2/rdir"), 0, 0); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return r
+		}},
+		{"perm2: STOR into root's 0755 directory, right after an upload into it", put("STOR", "/perm2/rdir/new", "N")},
+		{"perm2: STOR /perm2/hl, then STOR, APPE, MKD in root's 0755 directory", func(f *ftpSide) string {
+			return f.stor("/perm2/hl", []byte("HARD")) + " " + put("STOR", "/perm2/rdir/new", "N")(f) + " " +
+				put("APPE", "/perm2/rdir/new2", "N")(f) + " " + cmd("MKD /perm2/rdir/sub")(f)
+		}},
+		{"perm2: STOR the login's file in root's 0755 directory", func(f *ftpSide) string {
+			return put("STOR", "/perm2/rdir/mine", "SAVED")(f) + " " + get("/perm2/rdir/mine")(f)
+		}},
+		{"perm2: RNFR root's directory RNTO /perm2/other/rdir", seq(cmd("RNFR /perm2/rdir"), cmd("RNTO /perm2/other/rdir"))},
+		{"perm2: DELE /perm2/rdir/mine (root's directory)", cmd("DELE /perm2/rdir/mine")},
+		{"perm2: LIST /perm2", list("LIST /perm2")},
 	}
 }

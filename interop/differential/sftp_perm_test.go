@@ -1,5 +1,11 @@
 package differential_test
 
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+)
+
 // sftpPermSteps are the steps where the kernel's permission checks
 // decide: a file mode 0444 or 0000, a directory mode 0555 or 0000, as
 // the file's owner who is not root (the reference login, upgate's agent
@@ -34,7 +40,7 @@ func sftpPermSteps() []sftpStep {
 			return "HANDLE OK " + s.closeH(s.a, "perm")
 		}
 	}
-	return []sftpStep{
+	return append([]sftpStep{
 		{"perm: fixtures", func(s *sftpSide) string {
 			return s.with(func() string { return "OK" },
 				"/perm/", "/perm/ro=READ ONLY", "/perm/rw=RW", "/perm/secret=SECRET", "/perm/rodir/", "/perm/rodir/in=IN",
@@ -177,5 +183,284 @@ func sftpPermSteps() []sftpStep {
 		{"perm: chmod /perm/rodir 0755", chmod("/perm/rodir", 0o755)},
 		{"perm: remove /perm/ro (0444)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/perm/ro")); return s.res(r, err) }},
 		{"perm: readdir /perm", func(s *sftpSide) string { return s.listing(s.a, "/perm") }},
+	}, sftpPerm2Steps(chmod, stat, content, upload)...)
+}
+
+// sftpPerm2Steps are more steps of the same kind, under /perm2, each
+// leaving the modes as it found them.
+func sftpPerm2Steps(chmod func(string, uint32) func(*sftpSide) string, stat, content func(string) func(*sftpSide) string,
+	upload func(string, uint32, string) func(*sftpSide) string) []sftpStep {
+	lstat := func(path string) func(s *sftpSide) string {
+		return func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p(path)); return s.res(r, err) }
+	}
+	mkdir := func(path string, a attrs) func(s *sftpSide) string {
+		return func(s *sftpSide) string { r, err := s.a.mkdir(s.p(path), a); return s.res(r, err) }
+	}
+	rmdir := func(path string) func(s *sftpSide) string {
+		return func(s *sftpSide) string { r, err := s.a.pathOp(fxpRmdir, s.p(path)); return s.res(r, err) }
+	}
+	remove := func(path string) func(s *sftpSide) string {
+		return func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p(path)); return s.res(r, err) }
+	}
+	rename := func(from, to string) func(s *sftpSide) string {
+		return func(s *sftpSide) string { r, err := s.a.twoPaths(fxpRename, s.p(from), s.p(to)); return s.res(r, err) }
+	}
+	statvfs := func(path string) func(s *sftpSide) string {
+		return func(s *sftpSide) string {
+			r, err := s.a.extended("statvfs@openssh.com", str(nil, s.p(path)))
+			return s.statvfs(r, err)
+		}
+	}
+	// rw opens path with pflags, writes data at offset 0 and reads it
+	// back through the same handle, then closes.
+	rw := func(path string, pflags uint32, a attrs, data string) func(s *sftpSide) string {
+		return func(s *sftpSide) string {
+			if r := s.open(s.a, "rw", path, pflags, a); r != "HANDLE" {
+				return "open: " + r
+			}
+			w, err := s.a.write(s.h("rw"), 0, []byte(data))
+			rd, err2 := s.a.read(s.h("rw"), 0, 100)
+			return "HANDLE write " + s.res(w, err) + " read " + s.res(rd, err2) + " close " + s.closeH(s.a, "rw")
+		}
+	}
+	// copyData copies all of src into dst at offset 0 (handles named
+	// "cs" and "cd", open).
+	copyData := func(s *sftpSide) string {
+		p := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h("cs")), 0), 0)
+		p = binary.BigEndian.AppendUint64(str(p, s.h("cd")), 0)
+		r, err := s.a.extended("copy-data", p)
+		return s.res(r, err)
+	}
+	return []sftpStep{
+		{"perm2: fixtures", func(s *sftpSide) string {
+			return s.with(func() string { return "OK" },
+				"/perm2/", "/perm2/ro=RO", "/perm2/wo=WO", "/perm2/fs=FS", "/perm2/src=SOURCE", "/perm2/dst=DST",
+				"/perm2/hl=HARD", "/perm2/rod/", "/perm2/rod/empty/", "/perm2/mvd/", "/perm2/mvd/x=X", "/perm2/other/",
+				"/perm2/closed/", "/perm2/closed/f=F")
+		}},
+
+		// A file mode 0444: read and write, or created exclusively.
+		{"perm2: chmod /perm2/ro 0444", chmod("/perm2/ro", 0o444)},
+		{"perm2: open /perm2/ro READ|WRITE", upload("/perm2/ro", pfRead|pfWrite, "XX")},
+		{"perm2: open /perm2/ro READ|WRITE|CREAT|TRUNC", upload("/perm2/ro", pfRead|pfWrite|pfCreat|pfTrunc, "XX")},
+		{"perm2: open /perm2/ro CREAT|EXCL|WRITE (exists, 0444)", upload("/perm2/ro", pfWrite|pfCreat|pfExcl, "XX")},
+		{"perm2: open /perm2/ro CREAT|EXCL|READ (exists, 0444)", upload("/perm2/ro", pfRead|pfCreat|pfExcl, "")},
+		{"perm2: content /perm2/ro", content("/perm2/ro")},
+
+		// A file mode 0200 (write only): appended, written at an offset,
+		// opened for reading and writing.
+		{"perm2: chmod /perm2/wo 0200", chmod("/perm2/wo", 0o200)},
+		{"perm2: append to /perm2/wo (0200)", upload("/perm2/wo", pfWrite|pfAppend, "+A")},
+		{"perm2: write at 2 into /perm2/wo (0200)", func(s *sftpSide) string {
+			if r := s.open(s.a, "wo", "/perm2/wo", pfWrite, attrs{}); r != "HANDLE" {
+				return "open: " + r
+			}
+			r, err := s.a.write(s.h("wo"), 2, []byte("xy"))
+			return s.res(r, err) + " " + s.closeH(s.a, "wo")
+		}},
+		{"perm2: open /perm2/wo READ|WRITE (0200)", rw("/perm2/wo", pfRead|pfWrite, attrs{}, "RW")},
+		{"perm2: open /perm2/wo READ|APPEND (0200)", upload("/perm2/wo", pfRead|pfAppend, "")},
+		{"perm2: chmod /perm2/wo 0600", chmod("/perm2/wo", 0o600)},
+		{"perm2: content /perm2/wo", content("/perm2/wo")},
+
+		// New files created with a mode their user may not read or write.
+		{"perm2: create /perm2/n200 READ|WRITE|CREAT|TRUNC perms 0200", rw("/perm2/n200", pfRead|pfWrite|pfCreat|pfTrunc, perms(0o200), "N200")},
+		{"perm2: create /perm2/n444 WRITE|CREAT|TRUNC perms 0444", rw("/perm2/n444", pfWrite|pfCreat|pfTrunc, perms(0o444), "N444")},
+		{"perm2: create /perm2/n000 READ|WRITE|CREAT|EXCL perms 0000", rw("/perm2/n000", pfRead|pfWrite|pfCreat|pfExcl, perms(0), "N000")},
+		{"perm2: stat /perm2/n200", stat("/perm2/n200")},
+		{"perm2: stat /perm2/n444", stat("/perm2/n444")},
+		{"perm2: stat /perm2/n000", stat("/perm2/n000")},
+		{"perm2: chmod the new files 0644", func(s *sftpSide) string {
+			return chmod("/perm2/n200", 0o644)(s) + " " + chmod("/perm2/n444", 0o644)(s) + " " + chmod("/perm2/n000", 0o644)(s)
+		}},
+		{"perm2: content of the new files", func(s *sftpSide) string {
+			return content("/perm2/n200")(s) + " " + content("/perm2/n444")(s) + " " + content("/perm2/n000")(s)
+		}},
+
+		// A handle open for writing on a file that becomes 0444.
+		{"perm2: open /perm2/fs WRITE, chmod it 0444, write, fsetstat", func(s *sftpSide) string {
+			if r := s.open(s.a, "fs", "/perm2/fs", pfWrite, attrs{}); r != "HANDLE" {
+				return "open: " + r
+			}
+			out := chmod("/perm2/fs", 0o444)(s)
+			r, err := s.a.write(s.h("fs"), 0, []byte("WRITTEN AFTER"))
+			out += " write " + s.res(r, err)
+			r, err = s.a.fsetstat(s.h("fs"), size(7))
+			out += " size " + s.res(r, err)
+			r, err = s.a.fsetstat(s.h("fs"), times(tAtime, tMtime))
+			out += " times " + s.res(r, err)
+			r, err = s.a.fsetstat(s.h("fs"), perms(0o400))
+			out += " mode " + s.res(r, err)
+			return out + " close " + s.closeH(s.a, "fs")
+		}},
+		{"perm2: stat /perm2/fs", stat("/perm2/fs")},
+		{"perm2: chmod /perm2/fs 0644", chmod("/perm2/fs", 0o644)},
+		{"perm2: content /perm2/fs", content("/perm2/fs")},
+		{"perm2: upload /perm2/fs, chmod it 0444 during, write, fsetstat, close", func(s *sftpSide) string {
+			if r := s.open(s.a, "fs", "/perm2/fs", pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+				return "open: " + r
+			}
+			out := chmod("/perm2/fs", 0o444)(s)
+			r, err := s.a.write(s.h("fs"), 0, []byte("UPLOADED"))
+			out += " write " + s.res(r, err)
+			r, err = s.a.fsetstat(s.h("fs"), size(4))
+			out += " size " + s.res(r, err)
+			return out + " close " + s.closeH(s.a, "fs") + " " + stat("/perm2/fs")(s) + " " + content("/perm2/fs")(s)
+		}},
+		{"perm2: chmod /perm2/fs 0644 again", chmod("/perm2/fs", 0o644)},
+
+		// copy-data into a file that became 0444 after its open, and
+		// into a handle open for reading only.
+		{"perm2: copy-data into /perm2/dst made 0444 after its open", func(s *sftpSide) string {
+			if r := s.open(s.a, "cs", "/perm2/src", pfRead, attrs{}); r != "HANDLE" {
+				return "open src: " + r
+			}
+			if r := s.open(s.a, "cd", "/perm2/dst", pfWrite, attrs{}); r != "HANDLE" {
+				return "open dst: " + r
+			}
+			out := chmod("/perm2/dst", 0o444)(s) + " " + copyData(s)
+			return out + " " + s.closeH(s.a, "cs") + " " + s.closeH(s.a, "cd") + " " + content("/perm2/dst")(s)
+		}},
+		{"perm2: copy-data into /perm2/dst (0444) open READ", func(s *sftpSide) string {
+			if r := s.open(s.a, "cs", "/perm2/src", pfRead, attrs{}); r != "HANDLE" {
+				return "open src: " + r
+			}
+			if r := s.open(s.a, "cd", "/perm2/dst", pfRead, attrs{}); r != "HANDLE" {
+				return "open dst: " + r
+			}
+			out := copyData(s)
+			return out + " " + s.closeH(s.a, "cs") + " " + s.closeH(s.a, "cd") + " " + content("/perm2/dst")(s)
+		}},
+		{"perm2: copy-data from /perm2/src (0200) open WRITE", func(s *sftpSide) string {
+			out := chmod("/perm2/dst", 0o644)(s)
+			if r := s.open(s.a, "cs", "/perm2/src", pfWrite, attrs{}); r != "HANDLE" {
+				return "open src: " + r
+			}
+			if r := s.open(s.a, "cd", "/perm2/dst", pfWrite, attrs{}); r != "HANDLE" {
+				return "open dst: " + r
+			}
+			out += " " + copyData(s)
+			return out + " " + s.closeH(s.a, "cs") + " " + s.closeH(s.a, "cd") + " " + content("/perm2/dst")(s)
+		}},
+
+		// Hard links to a 0444 file: no upload through either name.
+		{"perm2: hardlink /perm2/hl -> /perm2/hl2, chmod 0444", func(s *sftpSide) string {
+			r, err := s.a.extended("hardlink@openssh.com", str(str(nil, s.p("/perm2/hl")), s.p("/perm2/hl2")))
+			return s.res(r, err) + " " + chmod("/perm2/hl", 0o444)(s)
+		}},
+		{"perm2: upload over /perm2/hl2 (0444, linked)", upload("/perm2/hl2", pfWrite|pfCreat|pfTrunc, "NEW")},
+		{"perm2: write into /perm2/hl2 (0444, linked)", upload("/perm2/hl2", pfWrite, "NEW")},
+		{"perm2: content /perm2/hl and /perm2/hl2", func(s *sftpSide) string {
+			return content("/perm2/hl")(s) + " " + content("/perm2/hl2")(s)
+		}},
+		{"perm2: chmod /perm2/hl 0644", chmod("/perm2/hl", 0o644)},
+
+		// A directory mode 0555: an empty directory in it is not removed;
+		// a directory of its own mode 0555 is not moved to another parent
+		// (its ".." would change), but renamed in its parent.
+		{"perm2: chmod /perm2/rod 0555", chmod("/perm2/rod", 0o555)},
+		{"perm2: rmdir /perm2/rod/empty (in 0555)", rmdir("/perm2/rod/empty")},
+		{"perm2: rename /perm2/rod/empty to /perm2/empty (from 0555)", rename("/perm2/rod/empty", "/perm2/empty")},
+		{"perm2: chmod /perm2/rod 0755", chmod("/perm2/rod", 0o755)},
+		{"perm2: chmod /perm2/mvd 0555", chmod("/perm2/mvd", 0o555)},
+		{"perm2: rename /perm2/mvd (0555) to /perm2/other/mvd", rename("/perm2/mvd", "/perm2/other/mvd")},
+		{"perm2: posix-rename /perm2/mvd (0555) to /perm2/other/mvd", func(s *sftpSide) string {
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm2/mvd")), s.p("/perm2/other/mvd")))
+			return s.res(r, err)
+		}},
+		{"perm2: rename /perm2/mvd (0555) to /perm2/mvd2 (same parent)", rename("/perm2/mvd", "/perm2/mvd2")},
+		{"perm2: rename /perm2/mvd2/x to /perm2/x (0555)", rename("/perm2/mvd2/x", "/perm2/x")},
+		{"perm2: rmdir /perm2/mvd2 (0555, not empty)", rmdir("/perm2/mvd2")},
+		{"perm2: chmod /perm2/mvd2 0755, rename it back", func(s *sftpSide) string {
+			return chmod("/perm2/mvd2", 0o755)(s) + " " + rename("/perm2/mvd2", "/perm2/mvd")(s)
+		}},
+
+		// mkdir with modes (umask 022), and into one its user may not
+		// write.
+		{"perm2: mkdir /perm2/m500 mode 0500", mkdir("/perm2/m500", perms(0o500))},
+		{"perm2: stat /perm2/m500", stat("/perm2/m500")},
+		{"perm2: mkdir /perm2/m500/sub", mkdir("/perm2/m500/sub", attrs{})},
+		{"perm2: mkdir /perm2/m000 mode 0000", mkdir("/perm2/m000", perms(0))},
+		{"perm2: stat /perm2/m000", stat("/perm2/m000")},
+		{"perm2: readdir /perm2/m000", func(s *sftpSide) string { return s.listing(s.a, "/perm2/m000") }},
+		{"perm2: rmdir /perm2/m000 (0000, empty)", rmdir("/perm2/m000")},
+		{"perm2: mkdir /perm2/m666 mode 0666", mkdir("/perm2/m666", perms(0o666))},
+		{"perm2: stat /perm2/m666", stat("/perm2/m666")},
+		{"perm2: create /perm2/m666/f (no search)", upload("/perm2/m666/f", pfWrite|pfCreat|pfTrunc, "F")},
+		{"perm2: chmod /perm2/m500 0755, /perm2/m666 0755", func(s *sftpSide) string {
+			return chmod("/perm2/m500", 0o755)(s) + " " + chmod("/perm2/m666", 0o755)(s)
+		}},
+
+		// A directory mode 0000: statvfs in it, a link into it, a rename
+		// out of it.
+		{"perm2: symlink /perm2/lnc -> closed/f", func(s *sftpSide) string {
+			r, err := s.a.symlink("closed/f", s.p("/perm2/lnc"))
+			return s.res(r, err)
+		}},
+		{"perm2: chmod /perm2/closed 0000", chmod("/perm2/closed", 0)},
+		{"perm2: statvfs /perm2/closed/f (0000)", statvfs("/perm2/closed/f")},
+		{"perm2: statvfs /perm2/lnc (a link into 0000)", statvfs("/perm2/lnc")},
+		{"perm2: stat /perm2/closed (0000)", stat("/perm2/closed")},
+		{"perm2: lstat /perm2/lnc (into 0000)", lstat("/perm2/lnc")},
+		{"perm2: stat /perm2/lnc (into 0000)", stat("/perm2/lnc")},
+		{"perm2: readlink /perm2/lnc (into 0000)", func(s *sftpSide) string {
+			r, err := s.a.pathOp(fxpReadlink, s.p("/perm2/lnc"))
+			return s.res(r, err)
+		}},
+		{"perm2: open /perm2/lnc READ (into 0000)", upload("/perm2/lnc", pfRead, "")},
+		{"perm2: upload over /perm2/lnc (into 0000)", upload("/perm2/lnc", pfWrite|pfCreat|pfTrunc, "L")},
+		{"perm2: realpath /perm2/lnc (into 0000)", func(s *sftpSide) string {
+			r, err := s.a.pathOp(fxpRealpath, s.p("/perm2/lnc"))
+			return s.res(r, err)
+		}},
+		{"perm2: rename /perm2/closed/f out (0000)", rename("/perm2/closed/f", "/perm2/cf")},
+		{"perm2: remove /perm2/closed/f (0000)", remove("/perm2/closed/f")},
+		{"perm2: rename /perm2/closed (0000) to /perm2/other/closed", rename("/perm2/closed", "/perm2/other/closed")},
+		{"perm2: rename /perm2/closed (0000) to /perm2/closed2", rename("/perm2/closed", "/perm2/closed2")},
+		{"perm2: chmod /perm2/closed2 0755, rename it back", func(s *sftpSide) string {
+			return chmod("/perm2/closed2", 0o755)(s) + " " + rename("/perm2/closed2", "/perm2/closed")(s)
+		}},
+
+		// Root's files and directory in the login's directory: a 0644
+		// file (not writable), a 0755 directory (not writable).
+		{"perm2: upload over root's 0644 file", func(s *sftpSide) string {
+			if err := theirsMode(s.dir, "/perm2/r644", 0o644); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return upload("/perm2/r644", pfWrite|pfCreat|pfTrunc, "MINE")(s) + " " + content("/perm2/r644")(s) + " " + owner(s.dir, "/perm2/r644")
+		}},
+		{"perm2: open root's 0644 file READ|WRITE", upload("/perm2/r644", pfRead|pfWrite, "MINE")},
+		{"perm2: append to root's 0644 file", upload("/perm2/r644", pfWrite|pfAppend, "MINE")},
+		{"perm2: upload over root's 0602 file", func(s *sftpSide) string {
+			if err := theirsMode(s.dir, "/perm2/r602", 0o602); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return upload("/perm2/r602", pfWrite|pfCreat|pfTrunc, "MINE")(s) + " " + owner(s.dir, "/perm2/r602")
+		}},
+		{"perm2: open root's 0602 file READ|WRITE|CREAT|TRUNC", upload("/perm2/r602", pfRead|pfWrite|pfCreat|pfTrunc, "MINE")},
+		{"perm2: setstat size of root's 0644 file", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/perm2/r644"), size(0))
+			return s.res(r, err)
+		}},
+		{"perm2: posix-rename /perm2/src over root's 0644 file", func(s *sftpSide) string {
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm2/src")), s.p("/perm2/r644")))
+			return s.res(r, err) + " " + content("/perm2/r644")(s)
+		}},
+		{"perm2: remove root's 0602 file", remove("/perm2/r602")},
+		{"perm2: root's 0755 directory: create, mkdir, write a file of the login's in it", func(s *sftpSide) string {
+			if r := s.with(func() string { return "OK" }, "/perm2/rdir/", "/perm2/rdir/mine=MINE"); r != "OK" {
+				return "fixture: " + r
+			}
+			if err := os.Chown(filepath.Join(s.dir, "/perm2/rdir"), 0, 0); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return upload("/perm2/rdir/new", pfWrite|pfCreat|pfTrunc, "N")(s) + " " + mkdir("/perm2/rdir/sub", attrs{})(s) + " " +
+				upload("/perm2/rdir/mine", pfWrite|pfCreat|pfTrunc, "SAVED")(s) + " " + content("/perm2/rdir/mine")(s)
+		}},
+		{"perm2: chmod root's directory", chmod("/perm2/rdir", 0o700)},
+		{"perm2: rename root's directory to /perm2/other/rdir", rename("/perm2/rdir", "/perm2/other/rdir")},
+		{"perm2: rename root's directory to /perm2/rdir2", rename("/perm2/rdir", "/perm2/rdir2")},
+		{"perm2: remove /perm2/rdir2/mine (root's directory)", remove("/perm2/rdir2/mine")},
+		{"perm2: readdir /perm2", func(s *sftpSide) string { return s.listing(s.a, "/perm2") }},
 	}
 }
