@@ -205,7 +205,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		return nil, nil, err
 	}
 	p := ps[0]
-	flag, _, write := osFlags(op.GetFlags())
+	flag, read, write := osFlags(op.GetFlags())
 	// The permissions and the sticky bit (encoded as ChmodOp's); setuid
 	// and setgid are never given (see checkMode).
 	perm := fs.FileMode(op.GetPerm()) & (fs.ModePerm | fs.ModeSticky)
@@ -247,12 +247,17 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	if atomic && existing != nil {
 		// The commit's rename asks only the directory's permission;
 		// open(2) with O_TRUNC asks the file's. A file its user may not
-		// write (mode 0444, another user's 0644) is refused, as
-		// sftp-server and vsftpd refuse it, not replaced. The check is
-		// open(2)'s (the effective user and its capabilities), of the
-		// name itself, not of what a link made since points to.
+		// write (mode 0444, another user's 0644), or, opened for reading
+		// too, not read (mode 0200), is refused, as sftp-server and
+		// vsftpd refuse it, not replaced. The check is open(2)'s (the
+		// effective user and its capabilities), of the name itself, not
+		// of what a link made since points to.
+		mode := uint32(unix.W_OK)
+		if read {
+			mode |= unix.R_OK
+		}
 		err := ignoringEINTR(func() error {
-			return unix.Faccessat(dirfd, path.Base(p), unix.W_OK, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
+			return unix.Faccessat(dirfd, path.Base(p), mode, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
 		})
 		if err != nil {
 			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}

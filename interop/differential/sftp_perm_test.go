@@ -259,6 +259,7 @@ func sftpPerm2Steps(chmod func(string, uint32) func(*sftpSide) string, stat, con
 			return s.res(r, err) + " " + s.closeH(s.a, "wo")
 		}},
 		{"perm2: open /perm2/wo READ|WRITE (0200)", rw("/perm2/wo", pfRead|pfWrite, attrs{}, "RW")},
+		{"perm2: open /perm2/wo READ|WRITE|CREAT|TRUNC (0200)", rw("/perm2/wo", pfRead|pfWrite|pfCreat|pfTrunc, attrs{}, "RW")},
 		{"perm2: open /perm2/wo READ|APPEND (0200)", upload("/perm2/wo", pfRead|pfAppend, "")},
 		{"perm2: chmod /perm2/wo 0600", chmod("/perm2/wo", 0o600)},
 		{"perm2: content /perm2/wo", content("/perm2/wo")},
