@@ -270,7 +270,13 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 			return status(err)
 		}
 		if perm&os.ModeSticky != 0 {
-			return status(h.fs.Chmod(r.Filepath, perm))
+			// mkdir(2) keeps the sticky bit under the umask, as
+			// sftp-server's: add it to the permissions the umask left.
+			fi, err := backend.Lstat(h.fs, r.Filepath)
+			if err != nil {
+				return status(err)
+			}
+			return status(h.fs.Chmod(r.Filepath, fi.Mode().Perm()|os.ModeSticky))
 		}
 		return nil
 	case "Symlink":

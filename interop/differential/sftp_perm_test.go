@@ -385,6 +385,8 @@ func sftpPerm2Steps(chmod func(string, uint32) func(*sftpSide) string, stat, con
 		{"perm2: stat /perm2/m000", stat("/perm2/m000")},
 		{"perm2: readdir /perm2/m000", func(s *sftpSide) string { return s.listing(s.a, "/perm2/m000") }},
 		{"perm2: rmdir /perm2/m000 (0000, empty)", rmdir("/perm2/m000")},
+		{"perm2: mkdir /perm2/m1777 mode 01777", mkdir("/perm2/m1777", perms(0o1777))},
+		{"perm2: stat /perm2/m1777", stat("/perm2/m1777")},
 		{"perm2: mkdir /perm2/m666 mode 0666", mkdir("/perm2/m666", perms(0o666))},
 		{"perm2: stat /perm2/m666", stat("/perm2/m666")},
 		{"perm2: create /perm2/m666/f (no search)", upload("/perm2/m666/f", pfWrite|pfCreat|pfTrunc, "F")},
