@@ -496,7 +496,7 @@ func (s *Server) statFS(sc *scope, req *agentpb.PathRequest) (*agentpb.StatFSRes
 		return nil, s.fail("StatFS", string(req.GetPath()), err)
 	}
 	p := ps[0]
-	f, err := sc.Open(p)
+	f, err := statFSOpen(sc, p)
 	if err != nil {
 		return nil, s.fail("StatFS", p, err)
 	}
@@ -515,6 +515,42 @@ func (s *Server) statFS(sc *scope, req *agentpb.PathRequest) (*agentpb.StatFSRes
 		FilesFree:       st.Ffree,
 		NameMax:         uint64(st.Namelen),
 	}, nil
+}
+
+// statFSOpen opens what p names for fstatfs(2): with O_PATH, which, as
+// statfs(2), asks no permission of p itself (a mode 0000 file or
+// directory is measured, as sftp-server measures it), only search on the
+// way; a link is followed within the root, opened for reading as before,
+// and anything but a regular file or a directory is refused, as there.
+func statFSOpen(sc *scope, p string) (*os.File, error) {
+	if sc.in(p) == "." {
+		return sc.Open(p)
+	}
+	d, dfd, err := sc.parentDir(p)
+	if err != nil {
+		return nil, &fs.PathError{Op: "statfs", Path: p, Err: unwrapPathError(err)}
+	}
+	defer d.Close()
+	var fd int
+	err = ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat(dfd, path.Base(p), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return nil, &fs.PathError{Op: "statfs", Path: p, Err: err}
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	switch typ := st.Mode & unix.S_IFMT; {
+	case err == nil && (typ == unix.S_IFREG || typ == unix.S_IFDIR):
+		return os.NewFile(uintptr(fd), sc.name(p)), nil
+	case err == nil && typ != unix.S_IFLNK:
+		// A FIFO, socket or device, refused as scope.OpenFile refuses it.
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "statfs", Path: p, Err: errNotRegular}
+	}
+	unix.Close(fd)
+	return sc.Open(p)
 }
 
 func (s *Server) Status(ctx context.Context, req *agentpb.StatusRequest) (*agentpb.StatusResponse, error) {

@@ -401,8 +401,12 @@ func sftpPerm2Steps(chmod func(string, uint32) func(*sftpSide) string, stat, con
 			return s.res(r, err)
 		}},
 		{"perm2: chmod /perm2/closed 0000", chmod("/perm2/closed", 0)},
+		{"perm2: statvfs /perm2/closed (0000)", statvfs("/perm2/closed")},
 		{"perm2: statvfs /perm2/closed/f (0000)", statvfs("/perm2/closed/f")},
 		{"perm2: statvfs /perm2/lnc (a link into 0000)", statvfs("/perm2/lnc")},
+		{"perm2: statvfs /perm2/dst (mode 0000)", func(s *sftpSide) string {
+			return chmod("/perm2/dst", 0)(s) + " " + statvfs("/perm2/dst")(s) + " " + chmod("/perm2/dst", 0o644)(s)
+		}},
 		{"perm2: stat /perm2/closed (0000)", stat("/perm2/closed")},
 		{"perm2: lstat /perm2/lnc (into 0000)", lstat("/perm2/lnc")},
 		{"perm2: stat /perm2/lnc (into 0000)", stat("/perm2/lnc")},
