@@ -167,7 +167,7 @@ func (g *GRPCFs) Open(name string) (afero.File, error) { return g.OpenFile(name,
 // Mkdir implements afero.Fs.
 func (g *GRPCFs) Mkdir(name string, perm os.FileMode) error {
 	_, err := g.do(g.ctx, "Mkdir", "mkdir", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Mkdir{
-		Mkdir: &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: uint32(perm.Perm())}}})
+		Mkdir: &agentpb.MkdirRequest{Path: []byte(g.agentPath(name)), Perm: openWirePerm(perm)}}})
 	return err
 }
 
@@ -376,10 +376,10 @@ func wireMode(mode os.FileMode) uint32 {
 	return uint32(mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky))
 }
 
-// openWirePerm is the mode an open sends for a file it may create: the
-// permissions and the sticky bit, encoded as wireMode; setuid and setgid
-// are never asked for. An agent older than the sticky bit's passing
-// ignores it.
+// openWirePerm is the mode an open sends for a file it may create, and a
+// Mkdir for its directory: the permissions and the sticky bit, encoded as
+// wireMode; setuid and setgid are never asked for. An agent older than
+// the sticky bit's passing ignores it.
 func openWirePerm(perm os.FileMode) uint32 {
 	return wireMode(perm & (fs.ModePerm | fs.ModeSticky))
 }

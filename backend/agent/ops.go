@@ -188,9 +188,12 @@ func (s *Server) mkdir(sc *scope, req *agentpb.MkdirRequest) (*agentpb.Empty, er
 	p := ps[0]
 	perm := fs.FileMode(req.GetPerm()) & fs.ModePerm
 	existed := req.GetAll() && s.isDir(sc, p) // hooks+events: mkdir -p of a directory changes nothing
-	if req.GetAll() {
+	switch {
+	case req.GetAll():
 		err = sc.MkdirAll(p, perm)
-	} else {
+	case fs.FileMode(req.GetPerm())&fs.ModeSticky != 0:
+		err = sc.mkdirSticky(p, perm|fs.ModeSticky)
+	default:
 		err = sc.Mkdir(p, perm)
 	}
 	s.notifyMkdir(err, existed, p) // hooks+events

@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -175,5 +177,49 @@ func TestUploadKeepsXattrs(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(f); string(b) != "new\n" {
 		t.Errorf("content %q", b)
+	}
+}
+
+// TestMkdirSticky: a Mkdir whose mode holds the sticky bit makes the
+// directory with it, as mkdir(2) does, so that the setgid bit a setgid
+// parent passes on stays (a chmod after the mkdir would clear it); the
+// umask applies. mkdir -p (All) still drops it.
+func TestMkdirSticky(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "u")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := uploadServer(t, root)
+	sticky := uint32(0o777 | os.ModeSticky)
+	for _, req := range []*agentpb.MkdirRequest{{Path: []byte("u/t"), Perm: sticky}, {Path: []byte("u/a/b"), Perm: sticky, All: true}} {
+		if _, err := s.mkdir(&scope{r: s.root}, req); err != nil {
+			t.Fatalf("mkdir %s: %v", req.GetPath(), err)
+		}
+	}
+	// The umask, read without setting it (Umask would, for the whole
+	// process): /proc/self/status's "Umask:\t0022".
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var umask uint32
+	if _, after, ok := strings.Cut(string(status), "Umask:\t"); !ok {
+		t.Fatal("no Umask in /proc/self/status")
+	} else if _, err := fmt.Sscanf(after, "%o", &umask); err != nil {
+		t.Fatal(err)
+	}
+	perm := 0o777 &^ umask
+	for name, want := range map[string]uint32{"u/t": perm | unix.S_ISGID | unix.S_ISVTX, "u/a/b": perm | unix.S_ISGID} {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(root, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode & 0o7777; got != want {
+			t.Errorf("%s: mode %04o, want %04o", name, got, want)
+		}
 	}
 }

@@ -291,6 +291,23 @@ func openDirIn(r *os.Root, rel string) (*os.File, error) {
 // root.
 func (c *scope) name(p string) string { return path.Join(c.r.Name(), c.in(p)) }
 
+// mkdirSticky makes the directory p with perm, which holds the sticky
+// bit, as mkdir(2) makes it (the umask applies, the bit stays, and the
+// setgid bit of a parent that has it is inherited): os.Root's Mkdir takes
+// permissions alone, and a chmod after it would clear the inherited bit.
+func (c *scope) mkdirSticky(p string, perm fs.FileMode) error {
+	d, dfd, err := c.parentDir(p)
+	if err != nil {
+		return &fs.PathError{Op: "mkdir", Path: p, Err: unwrapPathError(err)}
+	}
+	defer d.Close()
+	err = ignoringEINTR(func() error { return unix.Mkdirat(dfd, path.Base(p), unixPerm(perm)) })
+	if err != nil {
+		return &fs.PathError{Op: "mkdir", Path: p, Err: err}
+	}
+	return nil
+}
+
 // createExcl creates p (O_CREAT|O_EXCL, never through a link) in the
 // directory dirfd that holds it: a raw openat, so that os does not try the
 // regular file on its poller (five system calls it refuses).

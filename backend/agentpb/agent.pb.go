@@ -476,7 +476,11 @@ func (x *ReadDirResponse) GetEntries() []*FileInfo {
 type MkdirRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Path  []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Perm  uint32                 `protobuf:"varint,2,opt,name=perm,proto3" json:"perm,omitempty"`
+	// perm is the new directory's mode before the umask: permissions and,
+	// without all, the sticky bit, encoded as ChmodOp.perm (Go's
+	// fs.FileMode bits), as mkdir(2) takes them. An agent older than the
+	// sticky bit's passing ignores it.
+	Perm uint32 `protobuf:"varint,2,opt,name=perm,proto3" json:"perm,omitempty"`
 	// all creates missing parents and succeeds if the directory exists.
 	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
 	unknownFields protoimpl.UnknownFields

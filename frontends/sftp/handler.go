@@ -266,17 +266,22 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 				perm = h.mode(r.Filepath, a.FileMode())
 			}
 		}
-		if err := h.fs.Mkdir(r.Filepath, perm.Perm()); err != nil {
+		// With the sticky bit, as mkdir(2) in sftp-server takes it: the
+		// agent makes the directory with it (and with the setgid bit a
+		// setgid parent passes on).
+		if err := h.fs.Mkdir(r.Filepath, perm.Perm()|perm&os.ModeSticky); err != nil {
 			return status(err)
 		}
 		if perm&os.ModeSticky != 0 {
-			// mkdir(2) keeps the sticky bit under the umask, as
-			// sftp-server's: add it to the permissions the umask left.
+			// An agent older than the sticky bit's passing made it
+			// without: add it to the permissions the umask left.
 			fi, err := backend.Lstat(h.fs, r.Filepath)
 			if err != nil {
 				return status(err)
 			}
-			return status(h.fs.Chmod(r.Filepath, fi.Mode().Perm()|os.ModeSticky))
+			if fi.Mode()&os.ModeSticky == 0 {
+				return status(h.fs.Chmod(r.Filepath, fi.Mode().Perm()|os.ModeSticky))
+			}
 		}
 		return nil
 	case "Symlink":
