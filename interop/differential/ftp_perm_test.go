@@ -40,6 +40,32 @@ func theirsMode(dir, logical string, perm os.FileMode) error {
 	return os.Chmod(p, perm)
 }
 
+// specialModes makes, on disk as root, a setuid file, a setgid file and
+// a setgid directory (mode 2777) in logical (under dir), as a package or a
+// colleague may have left them: upgate never sets these bits, but lists
+// and stats them as they are, and the kernel's inheritance of a setgid
+// directory's bit is not undone.
+func specialModes(dir, logical string) error {
+	d := filepath.Join(dir, logical)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		return err
+	}
+	for name, mode := range map[string]os.FileMode{"suid": 0o755 | os.ModeSetuid, "sgid": 0o755 | os.ModeSetgid} {
+		if err := os.WriteFile(filepath.Join(d, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			return err
+		}
+		if err := os.Chmod(filepath.Join(d, name), mode); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(filepath.Join(d, "sgiddir"), 0o755); err != nil {
+		return err
+	}
+	// World-writable, so that the login makes directories and files in
+	// it, which inherit its group and (directories) its setgid bit.
+	return os.Chmod(filepath.Join(d, "sgiddir"), 0o777|os.ModeSetgid)
+}
+
 // aclRW is a POSIX access ACL as the kernel stores it
 // (system.posix_acl_access): user::rw-, user:1234:rw-, group::r--,
 // mask::rw-, other::r--.
@@ -209,6 +235,16 @@ func ftpPermSteps() []ftpStep {
 		{"perm: SITE CHMOD 755 /perm/closed", cmd("SITE CHMOD 755 /perm/closed")},
 		{"perm: SITE CHMOD 755 /perm/rodir", cmd("SITE CHMOD 755 /perm/rodir")},
 		{"perm: DELE /perm/ro (0444)", cmd("DELE /perm/ro")},
+		{"perm: LIST of setuid and setgid files and a setgid directory", func(f *ftpSide) string {
+			if err := specialModes(f.dir, "/perm/special"); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return list("LIST /perm/special")(f) + " " + f.c("SIZE /perm/special/suid", text)
+		}},
+		{"perm: MKD and STOR in a setgid directory", func(f *ftpSide) string {
+			return f.c("MKD /perm/special/sgiddir/sub", digit) + " " + f.stor("/perm/special/sgiddir/f", []byte("F")) + " " +
+				f.c("SITE CHMOD 750 /perm/special/sgiddir/sub", exact) + " " + list("LIST /perm/special/sgiddir")(f)
+		}},
 		{"perm: LIST /perm", list("LIST /perm")},
 	}, ftpPerm2Steps(cmd, put, get, list)...)
 }

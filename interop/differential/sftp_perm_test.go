@@ -182,6 +182,28 @@ func sftpPermSteps() []sftpStep {
 		{"perm: chmod /perm/closed 0755", chmod("/perm/closed", 0o755)},
 		{"perm: chmod /perm/rodir 0755", chmod("/perm/rodir", 0o755)},
 		{"perm: remove /perm/ro (0444)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/perm/ro")); return s.res(r, err) }},
+		{"perm: readdir and stat of setuid and setgid files and a setgid directory", func(s *sftpSide) string {
+			if err := specialModes(s.dir, "/perm/special"); err != nil {
+				return "fixture: " + err.Error()
+			}
+			return s.listing(s.a, "/perm/special") + " " + stat("/perm/special/suid")(s) + " " + stat("/perm/special/sgiddir")(s)
+		}},
+		{"perm: mkdir in a setgid directory", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/perm/special/sgiddir/sub"), attrs{})
+			return s.res(r, err) + " " + stat("/perm/special/sgiddir/sub")(s)
+		}},
+		{"perm: mkdir mode 0700 in a setgid directory", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/perm/special/sgiddir/sub700"), perms(0o700))
+			return s.res(r, err) + " " + stat("/perm/special/sgiddir/sub700")(s)
+		}},
+		{"perm: mkdir mode 01777 in a setgid directory", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/perm/special/sgiddir/subt"), perms(0o1777))
+			return s.res(r, err) + " " + stat("/perm/special/sgiddir/subt")(s)
+		}},
+		{"perm: upload into a setgid directory, then setstat its mode", func(s *sftpSide) string {
+			return upload("/perm/special/sgiddir/f", pfWrite|pfCreat|pfTrunc, "F")(s) + " " + stat("/perm/special/sgiddir/f")(s) +
+				" " + chmod("/perm/special/sgiddir/sub", 0o750)(s) + " " + stat("/perm/special/sgiddir/sub")(s)
+		}},
 		{"perm: readdir /perm", func(s *sftpSide) string { return s.listing(s.a, "/perm") }},
 	}, sftpPerm2Steps(chmod, stat, content, upload)...)
 }
