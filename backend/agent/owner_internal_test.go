@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/upgate/upgate/backend/agentpb"
 )
@@ -202,17 +204,30 @@ func TestMkdirSticky(t *testing.T) {
 	}
 	// The umask, read without setting it (Umask would, for the whole
 	// process): /proc/self/status's "Umask:\t0022".
-	status, err := os.ReadFile("/proc/self/status")
+	proc, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var umask uint32
-	if _, after, ok := strings.Cut(string(status), "Umask:\t"); !ok {
+	if _, after, ok := strings.Cut(string(proc), "Umask:\t"); !ok {
 		t.Fatal("no Umask in /proc/self/status")
 	} else if _, err := fmt.Sscanf(after, "%o", &umask); err != nil {
 		t.Fatal(err)
 	}
 	perm := 0o777 &^ umask
+	// A call scoped to u (a user's root) asking for u itself: it exists,
+	// and nothing is made inside it.
+	sc, err := s.openScope("u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if _, err := s.mkdir(sc, &agentpb.MkdirRequest{Path: []byte("u"), Perm: sticky}); status.Code(err) != codes.AlreadyExists {
+		t.Errorf("mkdir of the scope's root: %v, want AlreadyExists", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "u")); !os.IsNotExist(err) {
+		t.Errorf("mkdir of the scope's root made u/u: %v", err)
+	}
 	for name, want := range map[string]uint32{"u/t": perm | unix.S_ISGID | unix.S_ISVTX, "u/a/b": perm | unix.S_ISGID} {
 		var st unix.Stat_t
 		if err := unix.Stat(filepath.Join(root, name), &st); err != nil {

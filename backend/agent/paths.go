@@ -296,6 +296,11 @@ func (c *scope) name(p string) string { return path.Join(c.r.Name(), c.in(p)) }
 // setgid bit of a parent that has it is inherited): os.Root's Mkdir takes
 // permissions alone, and a chmod after it would clear the inherited bit.
 func (c *scope) mkdirSticky(p string, perm fs.FileMode) error {
+	if c.in(p) == "." {
+		// The scope's root itself, which exists: parentDir would name
+		// a directory inside it.
+		return &fs.PathError{Op: "mkdir", Path: p, Err: syscall.EEXIST}
+	}
 	d, dfd, err := c.parentDir(p)
 	if err != nil {
 		return &fs.PathError{Op: "mkdir", Path: p, Err: unwrapPathError(err)}
