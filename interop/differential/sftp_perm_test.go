@@ -204,6 +204,10 @@ func sftpPermSteps() []sftpStep {
 			return upload("/perm/special/sgiddir/f", pfWrite|pfCreat|pfTrunc, "F")(s) + " " + stat("/perm/special/sgiddir/f")(s) +
 				" " + chmod("/perm/special/sgiddir/sub", 0o750)(s) + " " + stat("/perm/special/sgiddir/sub")(s)
 		}},
+		{"perm: mkdir / mode 01777 (the user's root, which exists)", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/"), perms(0o1777))
+			return s.res(r, err) + " " + stat("/")(s)
+		}},
 		{"perm: readdir /perm", func(s *sftpSide) string { return s.listing(s.a, "/perm") }},
 	}, sftpPerm2Steps(chmod, stat, content, upload)...)
 }
