@@ -218,16 +218,16 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	// An atomic upload's checks and its temp file's creation share one
 	// resolution of the directory (scope.parentDir).
 	var existing *unix.Stat_t
-	dirfd := -1
+	dirfd, base := -1, ""
 	if atomic {
-		d, fd, err := root.parentDir(p)
+		d, fd, b, err := root.parentDir(p)
 		if err != nil {
 			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: unwrapPathError(err)}
 		}
 		defer d.Close()
-		dirfd = fd
+		dirfd, base = fd, b
 		var st unix.Stat_t
-		err = ignoringEINTR(func() error { return unix.Fstatat(dirfd, path.Base(p), &st, unix.AT_SYMLINK_NOFOLLOW) })
+		err = ignoringEINTR(func() error { return unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) })
 		switch {
 		case err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK:
 			atomic = false // write through the link, as open(2) would
@@ -257,7 +257,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 			mode |= unix.R_OK
 		}
 		err := ignoringEINTR(func() error {
-			return unix.Faccessat(dirfd, path.Base(p), mode, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
+			return unix.Faccessat(dirfd, base, mode, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
 		})
 		if err != nil {
 			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
@@ -318,7 +318,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	info := openedInfo(fi, p)
 	if existing != nil {
 		s.keepReplaced(f, p, existing, info)
-		s.keepXattrs(dirfd, path.Base(p), f, p)
+		s.keepXattrs(dirfd, base, f, p)
 	}
 	h.id = newUploadID()
 	s.mu.Lock()

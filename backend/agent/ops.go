@@ -526,17 +526,14 @@ func (s *Server) statFS(sc *scope, req *agentpb.PathRequest) (*agentpb.StatFSRes
 // way; a link is followed within the root, opened for reading as before,
 // and anything but a regular file or a directory is refused, as there.
 func statFSOpen(sc *scope, p string) (*os.File, error) {
-	if sc.in(p) == "." {
-		return sc.Open(p)
-	}
-	d, dfd, err := sc.parentDir(p)
+	d, dfd, base, err := sc.parentDir(p)
 	if err != nil {
 		return nil, &fs.PathError{Op: "statfs", Path: p, Err: unwrapPathError(err)}
 	}
 	defer d.Close()
 	var fd int
 	err = ignoringEINTR(func() (err error) {
-		fd, err = unix.Openat(dfd, path.Base(p), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err = unix.Openat(dfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {

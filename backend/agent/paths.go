@@ -265,17 +265,19 @@ func (c *scope) Symlink(target, p string) error    { return c.r.Symlink(target, 
 func (c *scope) Readlink(p string) (string, error) { return c.r.Readlink(c.in(p)) }
 
 // parentDir opens the directory that holds p (a cleaned agent path in the
-// scope, not the scope's root) through the root, so that no link on the
-// way leads out, for *at system calls on p's last component: one
-// resolution serves several calls where each os.Root method resolves the
-// path again (an upload's open and commit, issue 15). The caller closes d;
-// fd is d's descriptor until then.
-func (c *scope) parentDir(p string) (d *os.File, fd int, err error) {
-	d, err = openDirIn(c.r, path.Dir(c.in(p)))
+// scope) through the root, so that no link on the way leads out, for *at
+// system calls on base, p's last component in the scope: one resolution
+// serves several calls where each os.Root method resolves the path again
+// (an upload's open and commit, issue 15). For the scope's root itself d
+// is that root and base ".", which names it, never a directory inside it.
+// The caller closes d; fd is d's descriptor until then.
+func (c *scope) parentDir(p string) (d *os.File, fd int, base string, err error) {
+	rel := c.in(p)
+	d, err = openDirIn(c.r, path.Dir(rel))
 	if err != nil {
-		return nil, -1, err
+		return nil, -1, "", err
 	}
-	return d, int(d.Fd()), nil
+	return d, int(d.Fd()), path.Base(rel), nil
 }
 
 // openDirIn opens rel in r as a directory for *at calls: O_DIRECTORY, so
@@ -296,17 +298,12 @@ func (c *scope) name(p string) string { return path.Join(c.r.Name(), c.in(p)) }
 // setgid bit of a parent that has it is inherited): os.Root's Mkdir takes
 // permissions alone, and a chmod after it would clear the inherited bit.
 func (c *scope) mkdirSticky(p string, perm fs.FileMode) error {
-	if c.in(p) == "." {
-		// The scope's root itself, which exists: parentDir would name
-		// a directory inside it.
-		return &fs.PathError{Op: "mkdir", Path: p, Err: syscall.EEXIST}
-	}
-	d, dfd, err := c.parentDir(p)
+	d, dfd, base, err := c.parentDir(p)
 	if err != nil {
 		return &fs.PathError{Op: "mkdir", Path: p, Err: unwrapPathError(err)}
 	}
 	defer d.Close()
-	err = ignoringEINTR(func() error { return unix.Mkdirat(dfd, path.Base(p), unixPerm(perm)) })
+	err = ignoringEINTR(func() error { return unix.Mkdirat(dfd, base, unixPerm(perm)) })
 	if err != nil {
 		return &fs.PathError{Op: "mkdir", Path: p, Err: err}
 	}
@@ -354,15 +351,15 @@ func ignoringEINTR(call func() error) error {
 // a link), which replace returns, nil when there was none (see
 // handle.replaced).
 func (c *scope) replace(tmp, p string) (replaced *os.File, err error) {
-	d, dfd, err := c.parentDir(p)
+	d, dfd, base, err := c.parentDir(p)
 	if err != nil {
 		return nil, &os.LinkError{Op: "rename", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
 	}
 	defer d.Close()
-	if fd, err := unix.Openat(dfd, path.Base(p), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+	if fd, err := unix.Openat(dfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
 		replaced = os.NewFile(uintptr(fd), c.name(p))
 	}
-	if err := unix.Renameat(dfd, path.Base(tmp), dfd, path.Base(p)); err != nil {
+	if err := unix.Renameat(dfd, path.Base(tmp), dfd, base); err != nil {
 		if replaced != nil {
 			_ = replaced.Close()
 		}
