@@ -428,25 +428,12 @@ func keptXattr(name string) bool {
 // What cannot be read or set is logged and left.
 func (s *Server) keepXattrs(dirfd int, name string, f *os.File, p string) {
 	src := fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, name)
-	var names []byte
-	for range 3 { // the list may grow between the two calls
-		n, err := unix.Llistxattr(src, nil)
-		if err != nil || n == 0 {
-			if err != nil && !errors.Is(err, unix.ENOTSUP) {
-				s.log.Debug("extended attributes of replaced file", "path", p, "err", err)
-			}
-			return
-		}
-		names = make([]byte, n)
-		if n, err = unix.Llistxattr(src, names); err == nil {
-			names = names[:n]
-			break
-		}
-		names = nil
-		if !errors.Is(err, unix.ERANGE) {
-			s.log.Debug("extended attributes of replaced file", "path", p, "err", err)
-			return
-		}
+	names, err := readSized(func(b []byte) (int, error) { return unix.Llistxattr(src, b) })
+	if err != nil && !errors.Is(err, unix.ENOTSUP) {
+		s.log.Debug("extended attributes of replaced file", "path", p, "err", err)
+	}
+	if len(names) == 0 {
+		return
 	}
 	for _, attr := range strings.Split(strings.TrimRight(string(names), "\x00"), "\x00") {
 		if !keptXattr(attr) {
@@ -464,15 +451,22 @@ func (s *Server) keepXattrs(dirfd int, name string, f *os.File, p string) {
 
 // lgetxattr reads the attribute attr of path, a link itself if it is one.
 func lgetxattr(path, attr string) ([]byte, error) {
+	return readSized(func(b []byte) (int, error) { return unix.Lgetxattr(path, attr, b) })
+}
+
+// readSized reads what call fills in, which, given nil, reports the size
+// it needs (the extended attribute calls' protocol): nothing when that
+// size is 0, and the call again, at most three times, when what it reads
+// grew between the two (ERANGE).
+func readSized(call func([]byte) (int, error)) ([]byte, error) {
 	for range 3 {
-		n, err := unix.Lgetxattr(path, attr, nil)
-		if err != nil {
+		n, err := call(nil)
+		if err != nil || n == 0 {
 			return nil, err
 		}
-		val := make([]byte, n)
-		n, err = unix.Lgetxattr(path, attr, val)
-		if err == nil {
-			return val[:n], nil
+		buf := make([]byte, n)
+		if n, err = call(buf); err == nil {
+			return buf[:n], nil
 		}
 		if !errors.Is(err, unix.ERANGE) {
 			return nil, err
