@@ -52,9 +52,7 @@ func StartWith(t testing.TB, edit func(*agent.Config)) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	a := serve(t, lis, hex.EncodeToString(b[:]), edit)
+	a := serve(t, lis, newToken(), edit)
 	cc, err := backend.Dial(a.Addr, backend.DialOptions{Token: a.Token})
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +107,13 @@ func serve(t testing.TB, lis net.Listener, token string, edit func(*agent.Config
 	}
 	t.Cleanup(a.stop)
 	return a
+}
+
+// newToken is a random bearer token for an agent.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Stop stops the agent now (it also stops in t.Cleanup).

@@ -2,8 +2,6 @@ package agenttest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -132,9 +130,7 @@ func StartProcess(t testing.TB, bin string, uid, gid int) *Process {
 		must(os.Mkdir(d, 0o755))
 		must(os.Chown(d, uid, gid))
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
+	token := newToken()
 	must(os.WriteFile(p.TokenFile, []byte(token+"\n"), 0o600))
 	must(os.Chown(p.TokenFile, uid, gid))
 	sock := filepath.Join(run, "agent.sock")
@@ -173,9 +169,7 @@ func StartProcess(t testing.TB, bin string, uid, gid int) *Process {
 	p.conn = conn
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := agentpb.NewAgentClient(conn).Status(ctx, &agentpb.StatusRequest{})
-		cancel()
+		_, err := p.status()
 		if err == nil {
 			return p
 		}
@@ -211,9 +205,7 @@ func (p *Process) WaitIdle(t testing.TB, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		st, err := agentpb.NewAgentClient(p.conn).Status(ctx, &agentpb.StatusRequest{})
-		cancel()
+		st, err := p.status()
 		if err == nil && st.GetOpenHandles() == 0 && st.GetUploadsInProgress() == 0 {
 			return
 		}
@@ -222,4 +214,11 @@ func (p *Process) WaitIdle(t testing.TB, d time.Duration) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// status asks the agent for its Status, for at most a second.
+func (p *Process) status() (*agentpb.StatusResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return agentpb.NewAgentClient(p.conn).Status(ctx, &agentpb.StatusRequest{})
 }
