@@ -2,11 +2,9 @@ package ftp
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 
@@ -46,7 +44,7 @@ func (d *clientDriver) Site(param string) (answer *ftpserver.AnswerCommand) {
 	}
 	spelled := name
 	name = d.c.absPath(name)
-	err = d.dirSlash(spelled, name)
+	err = ftpserver.CheckDirSlash(d, spelled, name)
 	if err == nil {
 		err = d.Chtimes(name, mtime, mtime)
 	}
@@ -80,7 +78,7 @@ func (d *clientDriver) siteChmod(args string) *ftpserver.AnswerCommand {
 		msg += " (setuid, setgid and sticky bits are not set over FTP)"
 	}
 	p := d.c.absPath(name)
-	err = d.dirSlash(name, p)
+	err = ftpserver.CheckDirSlash(d, name, p)
 	if err == nil {
 		err = d.Chmod(p, perm)
 	}
@@ -130,22 +128,4 @@ func parseFTPTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("bad time %q", s)
-}
-
-// dirSlash applies POSIX's rule for a name the client ended with "/" (or
-// "/."), which absPath cleans away: p must be a directory, after links,
-// as chmod(2) and utimensat(2) resolve it; a file so named is ENOTDIR.
-// ftpserverlib's fork checks the commands it handles itself (its patch 21).
-func (d *clientDriver) dirSlash(spelled, p string) error {
-	if !ftpserver.HasDirSlash(spelled) {
-		return nil
-	}
-	fi, err := d.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return &fs.PathError{Op: "stat", Path: p + "/", Err: syscall.ENOTDIR}
-	}
-	return nil
 }

@@ -18,17 +18,17 @@ import (
 )
 
 // HasDirSlash reports whether a client's path ends in "/" or "/.", which
-// POSIX resolves as a directory and path.Clean drops. A driver answering a
-// command itself (upgate's SITE) applies the same rule with it.
+// POSIX resolves as a directory and path.Clean drops.
 func HasDirSlash(arg string) bool {
 	return strings.HasSuffix(arg, "/") || strings.HasSuffix(arg, "/.")
 }
 
-// statArg is the driver's Stat of p, the client's arg made absolute, with
-// a trailing slash's rule: a path that is not a directory (after links) is
-// ENOTDIR.
-func (c *clientHandler) statArg(arg, p string) (os.FileInfo, error) {
-	info, err := c.driver.Stat(p)
+// StatArg is fsys's Stat of p, the client's arg made absolute, with a
+// trailing slash's rule: a path that is not a directory (after links) is
+// ENOTDIR. A driver answering a command itself (upgate's SITE) applies
+// the rule with it or CheckDirSlash.
+func StatArg(fsys afero.Fs, arg, p string) (os.FileInfo, error) {
+	info, err := fsys.Stat(p)
 	if err == nil && HasDirSlash(arg) && !info.IsDir() {
 		return nil, &fs.PathError{Op: "stat", Path: p + "/", Err: syscall.ENOTDIR}
 	}
@@ -36,18 +36,24 @@ func (c *clientHandler) statArg(arg, p string) (os.FileInfo, error) {
 	return info, err
 }
 
-// checkDirSlash is statArg's rule alone, for a command that acts on p
+// CheckDirSlash is StatArg's rule alone, for a command that acts on p
 // itself afterwards: with a trailing slash p must be a directory (after
 // links); without one it costs nothing.
-func (c *clientHandler) checkDirSlash(arg, p string) error {
+func CheckDirSlash(fsys afero.Fs, arg, p string) error {
 	if !HasDirSlash(arg) {
 		return nil
 	}
 
-	_, err := c.statArg(arg, p)
+	_, err := StatArg(fsys, arg, p)
 
 	return err
 }
+
+// statArg is StatArg on the session's driver.
+func (c *clientHandler) statArg(arg, p string) (os.FileInfo, error) { return StatArg(c.driver, arg, p) }
+
+// checkDirSlash is CheckDirSlash on the session's driver.
+func (c *clientHandler) checkDirSlash(arg, p string) error { return CheckDirSlash(c.driver, arg, p) }
 
 // entryDirSlash is a trailing slash's rule for the calls that act on a
 // link itself (unlink, rmdir, rename): with slash, the entry p must be a
