@@ -1223,8 +1223,9 @@ func TestCloseAfterFailedWriteAborts(t *testing.T) {
 }
 
 // TestAgentRefusesPrivilege: whatever a gateway asks, the agent sets no
-// setuid or setgid bit and changes no owner (issue 14: FTP's SITE CHMOD
-// once passed Go's setuid bit through and made a setuid-root program).
+// setuid bit, no setgid bit but a directory's, and changes no owner (issue
+// 14: FTP's SITE CHMOD once passed Go's setuid bit through and made a
+// setuid-root program).
 func TestAgentRefusesPrivilege(t *testing.T) {
 	a, c := start(t, "")
 	ctx := testCtx(t)
@@ -1252,6 +1253,45 @@ func TestAgentRefusesPrivilege(t *testing.T) {
 	}
 	if _, err := c.Chmod(ctx, &agentpb.ChmodRequest{Path: []byte("shared"), Perm: uint32(fs.ModeSticky | 0o777)}); err != nil {
 		t.Errorf("Chmod 01777: %v", err)
+	}
+	// So is a directory's setgid bit (new entries take its group), also
+	// through a link, and on a directory whose mode lets nobody in; a link
+	// to a file does not pass, nor setuid with it.
+	if err := os.Symlink("shared", filepath.Join(a.Dir, "toshared")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("prog", filepath.Join(a.Dir, "toprog")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		perm fs.FileMode
+		want codes.Code
+		mode fs.FileMode // of shared after it, when it succeeds
+	}{
+		{"shared", fs.ModeSetgid | 0o775, codes.OK, fs.ModeDir | fs.ModeSetgid | 0o775},
+		{"toshared", fs.ModeSetgid | fs.ModeSticky | 0o770, codes.OK, fs.ModeDir | fs.ModeSetgid | fs.ModeSticky | 0o770},
+		{"shared", fs.ModeSetgid | 0o000, codes.OK, fs.ModeDir | fs.ModeSetgid},
+		{"shared", fs.ModeSetgid | 0o755, codes.OK, fs.ModeDir | fs.ModeSetgid | 0o755},
+		{"shared", fs.ModeSetuid | fs.ModeSetgid | 0o755, codes.PermissionDenied, 0},
+		{"toprog", fs.ModeSetgid | 0o755, codes.PermissionDenied, 0},
+		{"missing", fs.ModeSetgid | 0o755, codes.NotFound, 0},
+		{"prog/x", fs.ModeSetgid | 0o755, codes.FailedPrecondition, 0}, // ENOTDIR, as any chmod through a file
+	} {
+		_, err := c.Chmod(ctx, &agentpb.ChmodRequest{Path: []byte(tc.path), Perm: uint32(tc.perm)})
+		if status.Code(err) != tc.want {
+			t.Errorf("Chmod %s %v: %v, want %v", tc.path, tc.perm, err, tc.want)
+			continue
+		}
+		if tc.want != codes.OK {
+			continue
+		}
+		if fi, err := os.Lstat(filepath.Join(a.Dir, "shared")); err != nil || fi.Mode() != tc.mode {
+			t.Errorf("shared after Chmod %s %v: %v, %v; want %v", tc.path, tc.perm, fi.Mode(), err, tc.mode)
+		}
+	}
+	if fi, err := os.Stat(target); err != nil || fi.Mode() != 0o755 {
+		t.Errorf("prog at the end: %v, %v; want 0755", fi.Mode(), err)
 	}
 }
 

@@ -299,14 +299,31 @@ func (s *Server) chmod(sc *scope, req *agentpb.ChmodRequest) (*agentpb.Empty, er
 	if err != nil {
 		return nil, s.fail("Chmod", string(req.GetPath()), err)
 	}
-	mode, err := checkMode(req.GetPerm())
-	if err == nil {
+	mode, err := checkDirMode(req.GetPerm())
+	switch {
+	case err != nil:
+	case mode&fs.ModeSetgid != 0:
+		err = sc.chmodDir(ps[0], mode)
+	default:
 		err = sc.Chmod(ps[0], mode)
 	}
 	if err != nil {
 		return nil, s.fail("Chmod", ps[0], err)
 	}
 	return &agentpb.Empty{}, nil
+}
+
+// checkDirMode reads a path chmod's mode from the wire: as checkMode, but
+// the setgid bit passes, for chmodDir to set on a directory alone. On a
+// directory it only gives new entries the directory's group (and new
+// subdirectories the bit), as `chmod g+s` of a shared directory asks;
+// nothing runs with it.
+func checkDirMode(perm uint32) (fs.FileMode, error) {
+	mode, err := checkMode(perm &^ uint32(fs.ModeSetgid))
+	if err != nil {
+		return 0, err
+	}
+	return mode | fs.FileMode(perm)&fs.ModeSetgid, nil
 }
 
 // checkMode reads a mode from the wire: permissions and the sticky bit.

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -306,6 +307,34 @@ func (c *scope) mkdirSticky(p string, perm fs.FileMode) error {
 	err = ignoringEINTR(func() error { return unix.Mkdirat(dfd, base, unixPerm(perm)) })
 	if err != nil {
 		return &fs.PathError{Op: "mkdir", Path: p, Err: err}
+	}
+	return nil
+}
+
+// chmodDir sets mode, which holds the setgid bit, on the directory p, a
+// final link followed within the scope as chmod(2) follows it; anything
+// but a directory is refused (EPERM), so that no file is ever made setgid.
+// The directory is opened O_PATH (no read permission needed, as chmod(2)
+// needs none) and changed through its descriptor's /proc/self/fd entry,
+// so that what was checked is what changes: a directory swapped for a file
+// in between does not get the bit.
+func (c *scope) chmodDir(p string, mode fs.FileMode) error {
+	d, err := c.r.OpenFile(c.in(p), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if errors.Is(err, syscall.ENOTDIR) {
+		if _, serr := c.Stat(p); serr == nil {
+			err = &fs.PathError{Op: "chmod", Path: p, Err: fmt.Errorf("%w: the setgid bit is set on directories only", syscall.EPERM)}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	m := unixPerm(mode) | unix.S_ISGID
+	err = ignoringEINTR(func() error {
+		return unix.Fchmodat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(d.Fd())), m, 0)
+	})
+	if err != nil {
+		return &fs.PathError{Op: "chmod", Path: p, Err: err}
 	}
 	return nil
 }

@@ -341,14 +341,15 @@ func checkMode(op, p string, mode os.FileMode) (os.FileMode, error) {
 	return mode & (fs.ModePerm | fs.ModeSticky), nil
 }
 
-// Chmod implements afero.Fs. Setuid and setgid bits are refused (EPERM),
-// as the agent refuses them.
+// Chmod implements afero.Fs. The setuid bit is refused (EPERM), and the
+// setgid bit everywhere but on a directory, as the agent refuses them.
 func (m *FS) Chmod(name string, mode os.FileMode) error {
 	p := clean(name)
 	if err := m.fault(OpChmod, p); err != nil {
 		return err
 	}
-	mode, err := checkMode("chmod", p, mode)
+	setgid := mode & fs.ModeSetgid
+	mode, err := checkMode("chmod", p, mode&^fs.ModeSetgid)
 	if err != nil {
 		return err
 	}
@@ -358,7 +359,10 @@ func (m *FS) Chmod(name string, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	w.n.mode = w.n.mode&fs.ModeType | mode
+	if setgid != 0 && !w.n.mode.IsDir() {
+		return &fs.PathError{Op: "chmod", Path: p, Err: fmt.Errorf("%w: the setgid bit is set on directories only", syscall.EPERM)}
+	}
+	w.n.mode = w.n.mode&fs.ModeType | mode | setgid
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -319,5 +320,60 @@ func TestErrorPaths(t *testing.T) {
 	}
 	if got := fstest.ReadFile(t, m, "/site/index.php"); sha256.Sum256(got) != sha256.Sum256(data) {
 		t.Fatalf("index.php after a clean upload: %d bytes, sha256 %x; want %d bytes %x", len(got), sha256.Sum256(got), len(data), sha256.Sum256(data))
+	}
+}
+
+// TestSetgidDirectory: SETSTAT keeps a directory's setgid bit, as
+// sftp-server does, and drops it from a file; an agent that refuses the
+// bit (one older than the directory's exception refuses it everywhere)
+// gets the mode without it and the client its OK, as before; a chmod the
+// agent refuses anyway is still refused.
+func TestSetgidDirectory(t *testing.T) {
+	e, m := startMem(t)
+	if err := m.Mkdir("/shared", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fstest.WriteFile(t, m, "/shared/f", []byte("x"))
+	p := newRawSFTP(t, sshClient(t, e, "alice"))
+	setstat := func(name string, mode uint32) reply {
+		body := binary.BigEndian.AppendUint32(sshString(nil, name), attrPermissions)
+		return p.req(fxpSetstat, binary.BigEndian.AppendUint32(body, mode))
+	}
+	mode := func(name string) fs.FileMode {
+		fi, err := m.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode()
+	}
+	for _, tc := range []struct {
+		name  string
+		path  string
+		mode  uint32
+		fault *memfs.Fault
+		code  uint32
+		want  fs.FileMode
+	}{
+		{"directory", "/shared", 0o2775, nil, fxOK, fs.ModeDir | fs.ModeSetgid | 0o775},
+		{"directory, setgid cleared", "/shared", 0o755, nil, fxOK, fs.ModeDir | 0o755},
+		{"directory, setuid dropped", "/shared", 0o6770, nil, fxOK, fs.ModeDir | fs.ModeSetgid | 0o770},
+		{"file, setgid dropped", "/shared/f", 0o2755, nil, fxOK, 0o755},
+		{"directory, an agent refusing setgid", "/shared", 0o2711,
+			&memfs.Fault{Op: memfs.OpChmod, Path: "/shared", Nth: 1, Err: syscall.EPERM}, fxOK, fs.ModeDir | 0o711},
+		{"directory, chmod refused", "/shared", 0o2700,
+			&memfs.Fault{Op: memfs.OpChmod, Path: "/shared", Err: syscall.EPERM}, fxPermissionDenied, fs.ModeDir | 0o711},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.fault != nil {
+				in := m.Inject(*tc.fault)
+				defer in.Remove()
+			}
+			if r := setstat(tc.path, tc.mode); r.typ != fxpStatus || r.code != tc.code {
+				t.Fatalf("SETSTAT %s %#o: %v, want status %d", tc.path, tc.mode, r, tc.code)
+			}
+			if got := mode(tc.path); got != tc.want {
+				t.Errorf("%s after SETSTAT %#o: %v, want %v", tc.path, tc.mode, got, tc.want)
+			}
+		})
 	}
 }

@@ -222,6 +222,35 @@ func (h *handler) mode(name string, m os.FileMode) os.FileMode {
 	return m & (os.ModePerm | os.ModeSticky)
 }
 
+// chmod is a SETSTAT's mode: what mode keeps and, on a directory, the
+// setgid bit, as sftp-server sets it (`chmod g+s` of a shared directory,
+// rsync -a or cp -a over sshfs of one): on a directory it only passes
+// the group on to new entries. Only a mode asking for setgid costs the
+// Stat that tells a directory (a link followed, as SETSTAT follows it);
+// the agent sets the bit on a directory alone, whatever raced. An agent
+// that refuses it (older than this, which refuses setgid everywhere) gets
+// the mode without it, as before.
+func (h *handler) chmod(name string, m os.FileMode) error {
+	perm := h.mode(name, m&^os.ModeSetgid)
+	if m&os.ModeSetgid == 0 {
+		return h.fs.Chmod(name, perm)
+	}
+	fi, err := h.fs.Stat(name)
+	if err != nil {
+		return h.fs.Chmod(name, perm) // its error, as without setgid
+	}
+	if !fi.IsDir() {
+		h.log.Info("setgid bit dropped: not a directory", "path", name, "mode", m.String())
+		return h.fs.Chmod(name, perm)
+	}
+	err = h.fs.Chmod(name, perm|os.ModeSetgid)
+	if errors.Is(err, fs.ErrPermission) {
+		h.log.Info("setgid bit refused by the agent, set without it", "path", name, "mode", m.String(), "err", err)
+		err = h.fs.Chmod(name, perm)
+	}
+	return err
+}
+
 // Filecmd handles Setstat, Rename, Rmdir, Mkdir, Link, Symlink, Remove.
 func (h *handler) Filecmd(r *sftp.Request) (err error) {
 	defer h.guard(r.Method, &err)
@@ -359,7 +388,7 @@ func (h *handler) setstat(r *sftp.Request) error {
 		}
 	}
 	if flags.Permissions {
-		if err := h.fs.Chmod(r.Filepath, h.mode(r.Filepath, attrs.FileMode())); err != nil {
+		if err := h.chmod(r.Filepath, attrs.FileMode()); err != nil {
 			return err
 		}
 	}

@@ -76,8 +76,9 @@ const (
 	whyDotfiles = "LIST always lists dotfiles and never . or ..: IDE clients read hidden files from a plain " +
 		"LIST (VS Code's lstat, PhpStorm's hidden files) and reject cdir/pdir entries; STAT of a " +
 		"directory is RFC 959's 212"
-	whySetuid = "setuid and setgid bits are never set, by either protocol (issue 14): an upload must not " +
-		"become a program that runs as someone else; SFTP drops them, the agent refuses them"
+	whySetuid = "setuid bits are never set, nor setgid on anything but a directory, by either protocol (issue 14): " +
+		"an upload must not become a program that runs as someone else; SFTP drops them, the agent refuses them " +
+		"(a directory's setgid bit, which only passes its group on, is kept as sftp-server keeps it)"
 	whyAbsLink = "an absolute link target names the user's tree, whose / is not the container's /: it is " +
 		"stored relative to the link, so that it resolves the same inside the container"
 	whyRename = "SFTP RENAME replaces a file by a file atomically, as posix-rename does (OpenSSH's refuses): " +
@@ -145,6 +146,8 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "create name with DEL", upgate: "open: BAD_MESSAGE", why: whyCtl},
 	{proto: "sftp", step: "create name with newline", upgate: "open: BAD_MESSAGE", why: whyCtl},
 	{proto: "sftp", step: "stat /d/f1 after mode 04755", upgate: "ATTRS size=10 mode=0100755 atime=now mtime=now", why: whySetuid},
+	{proto: "sftp", step: "stat /d777 after 06777", upgate: "ATTRS mode=0042777 atime=now mtime=now", why: whySetuid},
+	{proto: "sftp", step: "stat /d/f1 after mode 02755", upgate: "ATTRS size=10 mode=0100755 atime=2001-09-09T01:46:40Z mtime=2004-11-09T11:33:20Z", why: whySetuid},
 	{proto: "sftp", step: "readlink /abs", upgate: "NAME \"d/f2\"", why: whyAbsLink},
 	{proto: "sftp", step: "symlink /d/sub/absl -> /d/f1 (absolute, in a subdirectory)", upgate: "NAME \"../f1\"", why: whyAbsLink},
 	{proto: "sftp", step: "pc: ReadLink /abs", upgate: "d/f2 OK", why: whyAbsLink},

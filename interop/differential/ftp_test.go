@@ -489,6 +489,8 @@ func ftpSteps() []ftpStep {
 		{"SITE CHMOD 600 /d/f1", func(f *ftpSide) string { return f.c("SITE CHMOD 600 /d/f1", digit) }},
 		{"SITE CHMOD 4755 /d/new", func(f *ftpSide) string { return f.c("SITE CHMOD 4755 /d/new", digit) }},
 		{"SITE CHMOD 1777 /d/sub", func(f *ftpSide) string { return f.c("SITE CHMOD 1777 /d/sub", digit) }},
+		{"SITE CHMOD 2775 /d/sub2 (setgid, a directory)", func(f *ftpSide) string { return f.c("SITE CHMOD 2775 /d/sub2", digit) }},
+		{"LIST /d after 2775", func(f *ftpSide) string { return f.list("LIST /d", false) }},
 		{"SITE CHMOD 700 /d/sub2", func(f *ftpSide) string { return f.c("SITE CHMOD 700 /d/sub2", digit) }},
 		{"SITE CHMOD 644 /missing", func(f *ftpSide) string { return f.c("SITE CHMOD 644 /missing", exact) }},
 		{"LIST /d", func(f *ftpSide) string { return f.list("LIST /d", false) }},
