@@ -48,7 +48,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 				name = kind + "/idle"
 			}
 			b.Run(name, func(b *testing.B) {
-				addr := startRoundTripChild(b, kind)
+				addr, _ := startRoundTripChild(b, kind)
 				rt := roundTripper(b, kind, addr)
 				for range 100 { // connect, warm up
 					rt()
@@ -71,22 +71,24 @@ func BenchmarkRoundTrip(b *testing.B) {
 }
 
 // roundTripChildEnv names the server a child started by
-// startRoundTripChild runs (TestMain): tcp, grpc or stat.
+// startRoundTripChild runs (TestMain): tcp, grpc or stat, or one of
+// BenchmarkUploadHop's (serveHopChild).
 const roundTripChildEnv = "UPGATE_ROUNDTRIP_CHILD"
 
 // roundTripToken is the child agent's token.
 const roundTripToken = "roundtrip"
 
 // startRoundTripChild starts this test binary as a child serving kind on
-// loopback and returns its address; the child ends with the benchmark.
-func startRoundTripChild(b *testing.B, kind string) string {
+// loopback, with env added to its environment, and returns its address and
+// process ID; the child ends with the benchmark.
+func startRoundTripChild(b *testing.B, kind string, env ...string) (string, int) {
 	b.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), roundTripChildEnv+"="+kind)
+	cmd.Env = append(append(os.Environ(), roundTripChildEnv+"="+kind), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -114,7 +116,7 @@ func startRoundTripChild(b *testing.B, kind string) string {
 	if err != nil {
 		b.Fatalf("round-trip child %s: no address: %v", kind, err)
 	}
-	return line[:len(line)-1]
+	return line[:len(line)-1], cmd.Process.Pid
 }
 
 // roundTripper returns one round trip of kind against addr.
@@ -211,7 +213,11 @@ func serveRoundTripChild(kind string) error {
 		defer cancel()
 		go func() { _ = agent.Serve(ctx, srv, lis) }()
 	default:
-		return fmt.Errorf("unknown round-trip server %q", kind)
+		stop, err := serveHopChild(kind, lis)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	fmt.Println(lis.Addr())
 	_, _ = io.Copy(io.Discard, os.Stdin)
