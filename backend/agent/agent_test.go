@@ -1271,7 +1271,7 @@ func TestAgentRefusesPrivilege(t *testing.T) {
 	}{
 		{"shared", fs.ModeSetgid | 0o775, codes.OK, fs.ModeDir | fs.ModeSetgid | 0o775},
 		{"toshared", fs.ModeSetgid | fs.ModeSticky | 0o770, codes.OK, fs.ModeDir | fs.ModeSetgid | fs.ModeSticky | 0o770},
-		{"shared", fs.ModeSetgid | 0o000, codes.OK, fs.ModeDir | fs.ModeSetgid},
+		{"shared", fs.ModeSetgid, codes.OK, fs.ModeDir | fs.ModeSetgid}, // 02000: nobody may enter
 		{"shared", fs.ModeSetgid | 0o755, codes.OK, fs.ModeDir | fs.ModeSetgid | 0o755},
 		{"shared", fs.ModeSetuid | fs.ModeSetgid | 0o755, codes.PermissionDenied, 0},
 		{"toprog", fs.ModeSetgid | 0o755, codes.PermissionDenied, 0},
