@@ -225,7 +225,9 @@ func TestResourceAttacks(t *testing.T) {
 		}()
 	}
 
-	// Meanwhile bob logs in and uploads, within 2 s.
+	// Meanwhile bob logs in and uploads, long before the attacks end (they
+	// last up to 3 minutes): 10 s is a bound starvation would cross, not a
+	// figure (it took 4 s once on two CPUs shared with another test run).
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
 	sc := mustSFTP(t, sftpAddr, "bob")
@@ -245,8 +247,8 @@ func TestResourceAttacks(t *testing.T) {
 		t.Errorf("bob's upload: %q, %v", got, err)
 	}
 	t.Logf("bob logged in and uploaded in %v under attack", took.Round(time.Millisecond))
-	if took > 2*time.Second {
-		t.Errorf("bob's login and upload took %v, want under 2 s", took)
+	if took > 10*time.Second {
+		t.Errorf("bob's login and upload took %v under attack, want under 10 s", took)
 	}
 
 	// The attacks end by themselves (ctx bounds them); let them.
