@@ -48,6 +48,16 @@ func Lstat(fsys afero.Fs, name string) (os.FileInfo, error) {
 	return fsys.Stat(name)
 }
 
+// StatSearch describes name as Stat does and fails (EACCES) when it is a
+// directory its user may not search (DirSearcher); without the capability
+// it is Stat.
+func StatSearch(fsys afero.Fs, name string) (os.FileInfo, error) {
+	if s, ok := fsys.(DirSearcher); ok {
+		return s.StatSearch(name)
+	}
+	return fsys.Stat(name)
+}
+
 // Symlink creates newname pointing at oldname (afero.Linker).
 func Symlink(fsys afero.Fs, oldname, newname string) error {
 	if l, ok := fsys.(afero.Linker); ok {

@@ -17,6 +17,9 @@
 //     refused as unsupported.
 //   - LinkTimesSetter: SFTP lsetstat@openssh.com's times (a link's own).
 //     Without it lsetstat is refused as unsupported.
+//   - DirSearcher: FTP CWD into a directory its user may not search
+//     refused, as chdir(2) refuses it. Without it CWD asks only that the
+//     path is a directory.
 //
 // Files may implement Upload (atomic uploads), TransferAborter,
 // TimesSetter and ModeSetter; FileWrapper passes them through wrappers.
@@ -117,6 +120,16 @@ type Flusher interface {
 // it when another handle of the session wrote at the file's path.
 type ReadAheadDropper interface {
 	DropReadAhead()
+}
+
+// DirSearcher is a filesystem that says, with the Stat that finds a
+// directory, whether its user may search (enter) it, as chdir(2) asks: for
+// FTP's CWD, whose reply vsftpd gives from chdir(2).
+type DirSearcher interface {
+	afero.Fs
+	// StatSearch is Stat, failing with a PathError wrapping EACCES when
+	// name is a directory its user may not search.
+	StatSearch(name string) (os.FileInfo, error)
 }
 
 // LinkTimesSetter is a filesystem that sets a symbolic link's own times

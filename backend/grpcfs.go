@@ -208,9 +208,16 @@ func (g *GRPCFs) Rename(oldname, newname string) error {
 }
 
 // Stat implements afero.Fs.
-func (g *GRPCFs) Stat(name string) (os.FileInfo, error) {
+func (g *GRPCFs) Stat(name string) (os.FileInfo, error) { return g.stat(name, false) }
+
+// StatSearch implements DirSearcher: the agent checks the directory it
+// finds in the same request (an agent before that check answers the Stat
+// alone, and CWD then enters as it used to).
+func (g *GRPCFs) StatSearch(name string) (os.FileInfo, error) { return g.stat(name, true) }
+
+func (g *GRPCFs) stat(name string, search bool) (os.FileInfo, error) {
 	resp, err := g.do(g.ctx, "Stat", "stat", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Stat{
-		Stat: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
+		Stat: &agentpb.PathRequest{Path: []byte(g.agentPath(name)), Search: search}}})
 	if err != nil {
 		return nil, err
 	}

@@ -248,7 +248,16 @@ func (m *MountFs) Rename(oldname, newname string) error {
 	return om.Fs.Rename(orel, nrel)
 }
 
-func (m *MountFs) stat(name string, lstat bool) (os.FileInfo, error) {
+// statKind is what MountFs.stat asks of the mount's filesystem.
+type statKind int
+
+const (
+	statFollow statKind = iota // Stat
+	statLink                   // Lstat
+	statSearch                 // StatSearch
+)
+
+func (m *MountFs) stat(name string, kind statKind) (os.FileInfo, error) {
 	p := userPath(name)
 	mnt, rel, ok := m.resolve(p)
 	if !ok {
@@ -259,9 +268,12 @@ func (m *MountFs) stat(name string, lstat bool) (os.FileInfo, error) {
 	}
 	var fi os.FileInfo
 	var err error
-	if l, ok := mnt.Fs.(afero.Lstater); ok && lstat {
-		fi, _, err = l.LstatIfPossible(rel)
-	} else {
+	switch kind {
+	case statLink:
+		fi, err = Lstat(mnt.Fs, rel)
+	case statSearch:
+		fi, err = StatSearch(mnt.Fs, rel)
+	default:
 		fi, err = mnt.Fs.Stat(rel)
 	}
 	if err != nil {
@@ -274,11 +286,15 @@ func (m *MountFs) stat(name string, lstat bool) (os.FileInfo, error) {
 }
 
 // Stat implements afero.Fs.
-func (m *MountFs) Stat(name string) (os.FileInfo, error) { return m.stat(name, false) }
+func (m *MountFs) Stat(name string) (os.FileInfo, error) { return m.stat(name, statFollow) }
+
+// StatSearch implements DirSearcher; the directories above mount points
+// may be entered.
+func (m *MountFs) StatSearch(name string) (os.FileInfo, error) { return m.stat(name, statSearch) }
 
 // LstatIfPossible implements afero.Lstater.
 func (m *MountFs) LstatIfPossible(name string) (os.FileInfo, bool, error) {
-	fi, err := m.stat(name, true)
+	fi, err := m.stat(name, statLink)
 	return fi, true, err
 }
 

@@ -60,7 +60,10 @@ func (r *readOnly) Chtimes(name string, _, _ time.Time) error {
 	return denied("chtimes", name)
 }
 func (r *readOnly) Stat(name string) (os.FileInfo, error) { return r.fs.Stat(name) }
-func (r *readOnly) Open(name string) (afero.File, error)  { return r.fs.Open(name) }
+
+// StatSearch implements DirSearcher.
+func (r *readOnly) StatSearch(name string) (os.FileInfo, error) { return StatSearch(r.fs, name) }
+func (r *readOnly) Open(name string) (afero.File, error)        { return r.fs.Open(name) }
 
 func (r *readOnly) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
 	if flag&(os.O_WRONLY|os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_TRUNC) != 0 {

@@ -352,14 +352,21 @@ func (v *View) wrap(p string, f afero.File, write bool) afero.File {
 }
 
 // Stat implements afero.Fs: an upload in progress answers for its path.
-func (v *View) Stat(name string) (fi os.FileInfo, err error) {
+func (v *View) Stat(name string) (os.FileInfo, error) { return v.stat(name, v.Fs.Stat) }
+
+// StatSearch implements DirSearcher; an upload in progress is a file.
+func (v *View) StatSearch(name string) (os.FileInfo, error) {
+	return v.stat(name, func(name string) (os.FileInfo, error) { return StatSearch(v.Fs, name) })
+}
+
+func (v *View) stat(name string, stat func(string) (os.FileInfo, error)) (fi os.FileInfo, err error) {
 	p := userPath(name)
 	err = v.withUpload(p, func(u *viewFile) error {
 		fi, err = u.info()
 		return err
 	}, func() error {
 		v.settle()
-		fi, err = v.Fs.Stat(name)
+		fi, err = stat(name)
 		return err
 	})
 	return fi, err

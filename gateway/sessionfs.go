@@ -119,6 +119,13 @@ func (s *sessionFs) Stat(name string) (os.FileInfo, error) {
 	return s.Fs.Stat(name)
 }
 
+func (s *sessionFs) StatSearch(name string) (os.FileInfo, error) {
+	if err := s.sess.work("stat", name); err != nil {
+		return nil, err
+	}
+	return backend.StatSearch(s.Fs, name)
+}
+
 func (s *sessionFs) Chmod(name string, mode os.FileMode) error {
 	return s.guard("chmod", name, func() error { return s.Fs.Chmod(name, mode) })
 }

@@ -97,6 +97,9 @@ func (s *Server) stat(sc *scope, req *agentpb.PathRequest, nofollow bool) (*agen
 		return nil, s.fail(method, string(req.GetPath()), err)
 	}
 	fi, err := stat(ps[0])
+	if err == nil && req.GetSearch() && !nofollow && fi.IsDir() {
+		err = sc.searchable(ps[0])
+	}
 	if err != nil {
 		return nil, s.fail(method, ps[0], err)
 	}

@@ -339,6 +339,30 @@ func (c *scope) chmodDir(p string, mode fs.FileMode) error {
 	return nil
 }
 
+// searchable reports whether the agent's user may search (enter) the
+// directory p, a final link followed within the scope, as chdir(2) asks:
+// faccessat2 with the effective ids (capabilities included) on the
+// directory opened O_PATH, which needs no permission of its own. A kernel
+// without faccessat2 (before Linux 5.8) answers nothing, and p counts as
+// searchable.
+func (c *scope) searchable(p string) error {
+	d, err := c.r.OpenFile(c.in(p), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	err = ignoringEINTR(func() error {
+		return unix.Faccessat2(int(d.Fd()), "", unix.X_OK, unix.AT_EACCESS|unix.AT_EMPTY_PATH)
+	})
+	if err == unix.ENOSYS {
+		return nil
+	}
+	if err != nil {
+		return &fs.PathError{Op: "chdir", Path: p, Err: err}
+	}
+	return nil
+}
+
 // createExcl creates p (O_CREAT|O_EXCL, never through a link) in the
 // directory dirfd that holds it: a raw openat, so that os does not try the
 // regular file on its poller (five system calls it refuses).

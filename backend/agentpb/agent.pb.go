@@ -284,8 +284,13 @@ func (*Empty) Descriptor() ([]byte, []int) {
 }
 
 type PathRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// search, on a stat, asks the agent also whether its user may search
+	// (enter) the directory it finds, as chdir(2) would: PERMISSION_DENIED
+	// when it may not (FTP's CWD). Ignored on anything but a directory, on
+	// other requests, and by agents before it (which answer the stat).
+	Search        bool `protobuf:"varint,2,opt,name=search,proto3" json:"search,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -325,6 +330,13 @@ func (x *PathRequest) GetPath() []byte {
 		return x.Path
 	}
 	return nil
+}
+
+func (x *PathRequest) GetSearch() bool {
+	if x != nil {
+		return x.Search
+	}
+	return false
 }
 
 // FileInfo mirrors Go's fs.FileInfo. mode holds fs.FileMode bits (type bits
@@ -3330,9 +3342,10 @@ var File_agent_proto protoreflect.FileDescriptor
 const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"\vagent.proto\x12\x0fupgate.agent.v1\"\a\n" +
-	"\x05Empty\"!\n" +
+	"\x05Empty\"9\n" +
 	"\vPathRequest\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\fR\x04path\"\xd0\x01\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x16\n" +
+	"\x06search\x18\x02 \x01(\bR\x06search\"\xd0\x01\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +

@@ -39,6 +39,7 @@ var (
 	_ ftpserver.ClientDriverExtensionSite           = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionSymlink        = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionRealPath       = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionStatSearch     = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionAllocate       = (*clientDriver)(nil)
 	_ afero.Lstater                                 = (*clientDriver)(nil)
 )
@@ -244,6 +245,18 @@ func (d *clientDriver) Chtimes(name string, atime, mtime time.Time) (err error) 
 func (d *clientDriver) Stat(name string) (_ os.FileInfo, err error) {
 	defer recovered(d.c, "stat", &err)
 	fi, err := d.Fs.Stat(d.c.absPath(name))
+	if err != nil {
+		return nil, err
+	}
+	return listInfo{FileInfo: fi}, nil
+}
+
+// StatSearch is CWD's Stat (ftpserverlib.ClientDriverExtensionStatSearch):
+// a directory its user may not search is refused, as vsftpd's chdir(2)
+// refuses it, in the same agent request as the Stat.
+func (d *clientDriver) StatSearch(name string) (_ os.FileInfo, err error) {
+	defer recovered(d.c, "stat", &err)
+	fi, err := backend.StatSearch(d.Fs, d.c.absPath(name))
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/textproto"
 	"os"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -1706,4 +1707,40 @@ func TestForkUploadOpenFails553(t *testing.T) {
 	raw.expect("STOR d", StatusActionNotTakenNoFile)
 	raw.expect("RETR nodir/f", StatusActionNotTaken)
 	raw.expect("RETR missing", StatusActionNotTaken)
+}
+
+// searchDriver refuses to enter the directories named "closed", as a
+// filesystem whose user may not search them would.
+type searchDriver struct {
+	*TestClientDriver
+}
+
+func (d *searchDriver) StatSearch(name string) (os.FileInfo, error) {
+	fi, err := d.Stat(name)
+	if err == nil && fi.IsDir() && path.Base(name) == "closed" {
+		return nil, &os.PathError{Op: "chdir", Path: name, Err: os.ErrPermission}
+	}
+
+	return fi, err
+}
+
+// TestForkCwdSearch: CWD, XCWD and CDUP ask the driver's StatSearch, and
+// a directory it refuses is 550 with the working directory unchanged.
+func TestForkCwdSearch(t *testing.T) {
+	driver := &TestServerDriver{Debug: false}
+	driver.AuthProvider = func(_, _ string) (ClientDriver, error) {
+		return &searchDriver{TestClientDriver: NewTestClientDriver(driver)}, nil
+	}
+	server := NewTestServerWithTestDriver(t, driver)
+	req := require.New(t)
+	req.NoError(os.MkdirAll(driver.serverDir+"/closed/open", 0o755))
+	req.NoError(os.Mkdir(driver.serverDir+"/open", 0o755))
+	raw := forkDial(t, server.Addr(), true)
+	raw.expect("CWD /open", StatusFileOK)
+	raw.expect("CWD /closed", StatusActionNotTaken)
+	raw.expect("XCWD /closed", StatusActionNotTaken)
+	req.Contains(raw.expect("PWD", StatusPathCreated), `"/open"`)
+	raw.expect("CWD /closed/open", StatusFileOK) // the driver's say: only the last is asked
+	raw.expect("CDUP", StatusActionNotTaken)
+	req.Contains(raw.expect("PWD", StatusPathCreated), `"/closed/open"`)
 }

@@ -59,7 +59,7 @@ func (c *clientHandler) getRelativePath(inputPath string) string {
 func (c *clientHandler) handleCWD(param string) error {
 	pathAbsolute := c.absPath(param)
 
-	if stat, err := c.driver.Stat(pathAbsolute); err == nil {
+	if stat, err := c.statCwd(pathAbsolute); err == nil {
 		if stat.IsDir() {
 			// upgate fork: the directory the links lead to, as vsftpd's
 			// getcwd shows it.
@@ -156,7 +156,7 @@ func (c *clientHandler) handleCDUP(_ string) error {
 		parent = parent[0 : len(parent)-1]
 	}
 
-	if _, err := c.driver.Stat(parent); err == nil {
+	if _, err := c.statCwd(parent); err == nil {
 		c.SetPath(parent)
 		c.writeMessage(StatusFileOK, "CDUP worked on "+parent)
 	} else {

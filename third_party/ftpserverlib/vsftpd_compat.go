@@ -25,6 +25,24 @@ type ClientDriverExtensionRealPath interface {
 	RealPath(name string) (string, error)
 }
 
+// ClientDriverExtensionStatSearch is a driver whose Stat of a CWD's
+// directory can also refuse one its user may not search (an error
+// wrapping os.ErrPermission), as vsftpd's chdir(2) refuses it with 550
+// (upgate fork).
+type ClientDriverExtensionStatSearch interface {
+	StatSearch(name string) (os.FileInfo, error)
+}
+
+// statCwd is the Stat of the directory CWD enters: the driver's
+// StatSearch when it has one.
+func (c *clientHandler) statCwd(name string) (os.FileInfo, error) {
+	if s, ok := c.driver.(ClientDriverExtensionStatSearch); ok {
+		return s.StatSearch(name)
+	}
+
+	return c.driver.Stat(name)
+}
+
 // helpCommands are the commands HELP lists: every one implemented.
 var helpCommands []string //nolint:gochecknoglobals // filled once from commandsMap
 
