@@ -1,0 +1,81 @@
+package differential_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// TestSFTPRandomRepro runs the minimised sequences TestSFTPRandom found,
+// written out by hand, on both servers and logs every answer. Skipped
+// unless DIFF_RANDOM_REPRO is set (to a name, or "all").
+func TestSFTPRandomRepro(t *testing.T) {
+	which := os.Getenv("DIFF_RANDOM_REPRO")
+	if which == "" {
+		t.Skip("set DIFF_RANDOM_REPRO=all or a sequence's name")
+	}
+	rw := uint32(pfRead | pfWrite)
+	open := func(slot int, path string, flags uint32, a attrs) randOp {
+		return randOp{kind: "open", slot: slot, path: path, flags: flags, a: a}
+	}
+	write := func(slot int, off uint64, data string) randOp {
+		return randOp{kind: "write", slot: slot, off: off, data: data}
+	}
+	cl := func(slot int) randOp { return randOp{kind: "close", slot: slot} }
+	content := func(p string) randOp { return randOp{kind: "content", path: p} }
+	stat := func(p string) randOp { return randOp{kind: "stat", path: p} }
+	fstat := func(slot int) randOp { return randOp{kind: "fstat", slot: slot} }
+	seqs := []struct {
+		name string
+		ops  []randOp
+	}{
+		{"append-trunc-upload", []randOp{open(0, "a", rw|pfAppend|pfCreat|pfTrunc, attrs{}), write(0, 0, "NEW"), content("a"), cl(0), content("a")}},
+		{"append-trunc-upload-wronly", []randOp{open(0, "a", pfWrite|pfAppend|pfCreat|pfTrunc, attrs{}), write(0, 0, "NEW"), fstat(0), cl(0), content("a")}},
+		{"second-upload-append", []randOp{open(1, "a", pfWrite|pfCreat|pfTrunc, attrs{}), open(0, "a", rw|pfAppend|pfCreat|pfTrunc, attrs{}), write(0, 0, "NEW"), content("a"), cl(0), cl(1), content("a")}},
+		{"second-upload-noappend", []randOp{open(1, "a", pfWrite|pfCreat|pfTrunc, attrs{}), open(0, "a", rw|pfCreat|pfTrunc, attrs{}), write(0, 0, "NEW"), content("a"), cl(0), cl(1), content("a")}},
+		{"trunc-own-new-file", []randOp{open(0, "n", pfWrite|pfCreat, attrs{}), write(0, 0, "abc"), open(1, "n", pfWrite|pfTrunc, attrs{}), write(1, 0, "X"), cl(1), cl(0), content("n")}},
+		{"close-trunc-excl", []randOp{open(0, "c", pfAppend|pfCreat|pfTrunc, attrs{}), open(1, "c", pfTrunc|pfExcl, attrs{}), cl(1), cl(0), content("c")}},
+		{"times-then-write", []randOp{open(0, "a", rw, attrs{}), {kind: "fsetstat", slot: 0, a: times(tAtime, tMtime)}, write(0, 5, "W"), cl(0), stat("a")}},
+		{"setstat-times-then-write-new", []randOp{open(0, "n", pfWrite|pfCreat, attrs{}), {kind: "setstat", path: "n", a: times(tAtime, tMtime)}, write(0, 0, "W"), cl(0), stat("n")}},
+		{"ftruncate-readonly", []randOp{open(0, "a", pfRead, attrs{}), {kind: "fsetstat", slot: 0, a: size(2)}, cl(0), content("a")}},
+		{"fsetstat-partial", []randOp{open(0, "a", pfRead, attrs{}), {kind: "fsetstat", slot: 0, a: attrs{Flags: attrSize | attrPerms | attrACModTim, Size: 1, Perms: 0o600, Atime: tAtime, Mtime: tMtime}}, fstat(0), cl(0)}},
+		{"setstat-partial-dir", []randOp{{kind: "setstat", path: "d", a: attrs{Flags: attrSize | attrPerms, Size: 0, Perms: 0o700}}, stat("d")}},
+		{"symlink-alias-upload", []randOp{{kind: "symlink", path: "c", path2: "a"}, open(0, "a", pfWrite|pfTrunc, attrs{}), write(0, 0, "NEW"), content("c"), open(1, "c", pfWrite, attrs{}), write(1, 0, "X"), cl(1), cl(0), content("a")}},
+		{"symlink-to-loop", []randOp{{kind: "symlink", path: "l", path2: "l"}, {kind: "symlink", path: "m", path2: "l"}, {kind: "readlink", path: "m"}}},
+		{"fsetstat-dir-handle-mode", []randOp{open(0, "d", pfRead, attrs{}), {kind: "fsetstat", slot: 0, a: perms(0o700)}, cl(0), stat("d")}},
+		{"open-dir-append", []randOp{open(0, "d", pfAppend, attrs{}), cl(0)}},
+		{"realpath-missing-dotdot", []randOp{{kind: "realpath", path: "nowhere/.."}, {kind: "realpath", path: "a/.."}}},
+		{"rmdir-file-in-0555", []randOp{{kind: "setstat", path: "d", a: perms(0o555)}, {kind: "rmdir", path: "d/e"}, {kind: "setstat", path: "d", a: perms(0o755)}}},
+		{"hardlink-dir-over-existing", []randOp{{kind: "hardlink", path: "d", path2: "a"}}},
+		{"read-atime", []randOp{open(0, "n", pfRead|pfCreat, attrs{}), {kind: "setstat", path: "n", a: times(tAtime, tMtime)}, {kind: "read", slot: 0, off: 0, n: 3}, fstat(0), cl(0)}},
+	}
+	ref, refDial := randOpenSSHSide(t)
+	ug, ugDial := randUpgateSide(t)
+	r := &randRunner{t: t, ref: ref, ug: ug, dial: [2]func() (*rawSFTP, *ssh.Client){refDial, ugDial}}
+	for _, sq := range seqs {
+		if which != "all" && !strings.Contains(","+which+",", ","+sq.name+",") {
+			continue
+		}
+		for rep := 0; rep < 2; rep++ {
+			res := r.run(fmt.Sprintf("%s-%d", sq.name, rep), sq.ops)
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s (run %d): %d differences\n", sq.name, rep+1, len(res.diffs))
+			for i, o := range sq.ops {
+				mark := " "
+				if res.ops[i].ref != res.ops[i].ug {
+					mark = "*"
+				}
+				fmt.Fprintf(&b, "%s %02d %s\n\t\topenssh: %s\n\t\tupgate:  %s\n", mark, i, o, res.ops[i].ref, res.ops[i].ug)
+			}
+			for _, d := range res.diffs {
+				if d.index < 0 {
+					fmt.Fprintf(&b, "* tree %s\n\t\topenssh: %s\n\t\tupgate:  %s\n", d.path, d.ref, d.ug)
+				}
+			}
+			t.Log(b.String())
+		}
+	}
+}

@@ -1,0 +1,702 @@
+package differential_test
+
+import (
+	"fmt"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/refserver"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSFTPRandom drives OpenSSH's sftp-server and upgate with the same
+// seeded random sequences of SFTP operations on one session, over a small
+// namespace, and compares every answer and the resulting trees. It finds
+// what the hand-written steps of TestSFTPDifferential miss; it is skipped
+// unless DIFF_RANDOM names the seeds:
+//
+//	DIFF_RANDOM=20          seeds 1..20
+//	DIFF_RANDOM=5-9,13      seeds 5..9 and 13
+//	DIFF_RANDOM_STEPS=60    operations per seed (default 60)
+//	DIFF_RANDOM_TIME=300s   stop starting seeds after this (default 5m)
+//	DIFF_RANDOM_MIN=1       minimise each seed's first difference (ddmin)
+//	DIFF_RANDOM_SKIP=rename,hardlink  operation kinds never drawn ("multi":
+//	                        no SETSTAT of several attributes at once)
+//	DIFF_RANDOM_VERBOSE=1   log every operation's answers
+//
+// The sequence depends on the seed alone, never on an answer, so both
+// servers get the same requests. Differences are logged, grouped by their
+// first operation; they do not fail the test (the random sequences meet
+// the deliberate differences of deliberateDiffs all the time, and which
+// ones are deliberate is a judgement made by reading the report), unless
+// DIFF_RANDOM_STRICT is set.
+func TestSFTPRandom(t *testing.T) {
+	spec := os.Getenv("DIFF_RANDOM")
+	if spec == "" {
+		t.Skip("random differential sequences: set DIFF_RANDOM=N (seeds 1..N) or a list of seeds")
+	}
+	seeds, err := parseSeeds(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsteps := envInt(t, "DIFF_RANDOM_STEPS", 60)
+	budget := 5 * time.Minute
+	if v := os.Getenv("DIFF_RANDOM_TIME"); v != "" {
+		if budget, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	skip := map[string]bool{}
+	for _, k := range strings.Split(os.Getenv("DIFF_RANDOM_SKIP"), ",") {
+		if k != "" {
+			skip[k] = true
+		}
+	}
+	verbose := os.Getenv("DIFF_RANDOM_VERBOSE") != ""
+	minimise := os.Getenv("DIFF_RANDOM_MIN") != ""
+
+	ref, refDial := randOpenSSHSide(t)
+	ug, ugDial := randUpgateSide(t)
+	start := time.Now()
+	r := &randRunner{t: t, ref: ref, ug: ug, dial: [2]func() (*rawSFTP, *ssh.Client){refDial, ugDial}, oneSession: os.Getenv("DIFF_RANDOM_ONE_SESSION") != ""}
+	defer func() {
+		// A failure inside a run (the agent still holding a file after
+		// every handle closed) stops the test: show what that run did.
+		if r.current != nil {
+			var b strings.Builder
+			fmt.Fprintf(&b, "the run %s stopped; its operations:\n", r.currentName)
+			for i, o := range r.current {
+				fmt.Fprintf(&b, "\t%02d %s\n", i, o)
+			}
+			t.Log(b.String())
+		}
+	}()
+	groups := map[string][]string{} // signature of a first difference: seeds
+	var ran, steps, clean int
+	for _, seed := range seeds {
+		if time.Since(start) > budget {
+			t.Logf("time budget %v spent after %d seeds", budget, ran)
+			break
+		}
+		ops := genRandOps(seed, nsteps, skip)
+		res := r.run(fmt.Sprintf("r%d", seed), ops)
+		ran++
+		steps += len(ops)
+		if verbose {
+			for i, o := range res.ops {
+				t.Logf("seed %d %02d %s\n\topenssh: %s\n\tupgate:  %s", seed, i, ops[i], o.ref, o.ug)
+			}
+		}
+		if len(res.diffs) == 0 {
+			clean++
+			continue
+		}
+		first := res.diffs[0]
+		groups[first.signature()] = append(groups[first.signature()], strconv.FormatUint(seed, 10))
+		var b strings.Builder
+		fmt.Fprintf(&b, "seed %d: %d differences; the first:\n", seed, len(res.diffs))
+		for i := max(0, first.index-3); i <= first.index && i < len(ops); i++ {
+			fmt.Fprintf(&b, "\t%02d %s\n", i, ops[i])
+		}
+		fmt.Fprintf(&b, "\t\topenssh: %s\n\t\tupgate:  %s", first.ref, first.ug)
+		for _, d := range res.diffs[1:min(len(res.diffs), 10)] {
+			if d.index < 0 {
+				fmt.Fprintf(&b, "\n\tthen tree %s\n\t\topenssh: %s\n\t\tupgate:  %s", d.path, d.ref, d.ug)
+			} else {
+				fmt.Fprintf(&b, "\n\tthen %02d %s\n\t\topenssh: %s\n\t\tupgate:  %s", d.index, d.op, d.ref, d.ug)
+			}
+		}
+		t.Log(b.String())
+		if minimise {
+			m := r.minimise(seed, ops, first)
+			var mb strings.Builder
+			fmt.Fprintf(&mb, "seed %d minimised to %d operations:\n", seed, len(m))
+			mres := r.run(fmt.Sprintf("r%dmin", seed), m)
+			for i, o := range m {
+				fmt.Fprintf(&mb, "\t%02d %s\n\t\topenssh: %s\n\t\tupgate:  %s\n", i, o, mres.ops[i].ref, mres.ops[i].ug)
+			}
+			for _, d := range mres.diffs {
+				if d.index < 0 {
+					fmt.Fprintf(&mb, "\ttree %s\n\t\topenssh: %s\n\t\tupgate:  %s\n", d.path, d.ref, d.ug)
+				}
+			}
+			t.Log(mb.String())
+		}
+	}
+	var sigs []string
+	for s := range groups {
+		sigs = append(sigs, s)
+	}
+	sort.Strings(sigs)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d seeds, %d operations, %v; %d seeds without a difference; first differences by kind:\n", ran, steps, time.Since(start).Round(time.Second), clean)
+	for _, s := range sigs {
+		fmt.Fprintf(&b, "\t%s\n\t\tseeds %s\n", s, strings.Join(groups[s], " "))
+	}
+	t.Log(b.String())
+	if os.Getenv("DIFF_RANDOM_STRICT") != "" && clean != ran {
+		t.Errorf("%d of %d seeds showed differences", ran-clean, ran)
+	}
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// parseSeeds reads "N" (1..N), or a comma-separated list of seeds and
+// ranges "a-b".
+func parseSeeds(spec string) ([]uint64, error) {
+	if n, err := strconv.ParseUint(spec, 10, 64); err == nil && !strings.Contains(spec, ",") {
+		var l []uint64
+		for i := uint64(1); i <= n && i <= 100000; i++ {
+			l = append(l, i)
+		}
+		return l, nil
+	}
+	var l []uint64
+	for _, part := range strings.Split(spec, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.ParseUint(lo, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("DIFF_RANDOM=%q: %v", spec, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseUint(hi, 10, 64); err != nil || b < a || b-a > 100000 {
+				return nil, fmt.Errorf("DIFF_RANDOM=%q: bad range %q", spec, part)
+			}
+		}
+		for i := a; i <= b; i++ {
+			l = append(l, i)
+		}
+	}
+	return l, nil
+}
+
+// randOp is one random operation. Paths are relative to the seed's
+// directory; slot names a handle ("h0".."h3").
+type randOp struct {
+	kind        string
+	slot        int
+	path, path2 string
+	flags       uint32
+	a           attrs
+	off         uint64
+	n           uint32
+	data        string
+}
+
+func (o randOp) String() string {
+	switch o.kind {
+	case "open":
+		return fmt.Sprintf("h%d = open %s %s%s", o.slot, o.path, pflagsString(o.flags), attrsString(o.a))
+	case "write":
+		return fmt.Sprintf("write h%d at %d %q", o.slot, o.off, o.data)
+	case "read":
+		return fmt.Sprintf("read h%d at %d len %d", o.slot, o.off, o.n)
+	case "fstat", "close":
+		return fmt.Sprintf("%s h%d", o.kind, o.slot)
+	case "fsetstat":
+		return fmt.Sprintf("fsetstat h%d%s", o.slot, attrsString(o.a))
+	case "setstat", "mkdir":
+		return fmt.Sprintf("%s %s%s", o.kind, o.path, attrsString(o.a))
+	case "rename", "posix-rename", "hardlink":
+		return fmt.Sprintf("%s %s -> %s", o.kind, o.path, o.path2)
+	case "symlink":
+		return fmt.Sprintf("symlink %s -> target %q", o.path, o.path2)
+	}
+	return o.kind + " " + o.path
+}
+
+func pflagsString(f uint32) string {
+	var l []string
+	for _, x := range []struct {
+		bit  uint32
+		name string
+	}{{pfRead, "READ"}, {pfWrite, "WRITE"}, {pfAppend, "APPEND"}, {pfCreat, "CREAT"}, {pfTrunc, "TRUNC"}, {pfExcl, "EXCL"}} {
+		if f&x.bit != 0 {
+			l = append(l, x.name)
+		}
+	}
+	if len(l) == 0 {
+		return "0"
+	}
+	return strings.Join(l, "|")
+}
+
+func attrsString(a attrs) string {
+	var s string
+	if a.Flags&attrSize != 0 {
+		s += fmt.Sprintf(" size=%d", a.Size)
+	}
+	if a.Flags&attrPerms != 0 {
+		s += fmt.Sprintf(" mode=%04o", a.Perms)
+	}
+	if a.Flags&attrACModTim != 0 {
+		s += fmt.Sprintf(" atime=%d mtime=%d", a.Atime, a.Mtime)
+	}
+	return s
+}
+
+// The namespace the operations draw from.
+var (
+	randPaths   = []string{"a", "b", "c", "d", "d/e", "d/f", "x"}
+	randDirs    = []string{".", "d", "x", "a"}
+	randTargets = []string{"a", "b", "d", "e", "../a", "d/e", "nowhere", "."}
+	randModes   = []uint32{0o644, 0o600, 0o755, 0o444, 0o700, 0o555, 0o200, 0o640}
+	randFlags   = []uint32{
+		pfRead, pfWrite, pfRead | pfWrite, pfWrite | pfCreat | pfTrunc, pfWrite | pfCreat,
+		pfWrite | pfAppend, pfWrite | pfCreat | pfAppend, pfRead | pfWrite | pfCreat,
+		pfWrite | pfCreat | pfExcl, pfWrite | pfTrunc, pfRead | pfWrite | pfCreat | pfTrunc,
+	}
+	randKinds = []struct {
+		kind   string
+		weight int
+	}{
+		{"open", 12}, {"write", 12}, {"read", 6}, {"fstat", 3}, {"fsetstat", 3}, {"close", 8},
+		{"stat", 3}, {"lstat", 3}, {"setstat", 4}, {"mkdir", 3}, {"rmdir", 2}, {"remove", 3},
+		{"rename", 2}, {"posix-rename", 3}, {"symlink", 2}, {"hardlink", 2}, {"readlink", 2},
+		{"readdir", 3}, {"realpath", 1}, {"content", 4},
+	}
+)
+
+// randAttrs draws attributes to set; without multi, one at a time.
+func randAttrs(rng *rand.Rand, multi bool) attrs {
+	var a attrs
+	n := 5
+	if !multi {
+		n = 4
+	}
+	switch rng.IntN(n) {
+	case 0:
+		a = size(uint64([]int{0, 2, 7, 12}[rng.IntN(4)]))
+	case 1, 2:
+		a = perms(randModes[rng.IntN(len(randModes))])
+	case 3:
+		a = times(tAtime, tMtime)
+	default:
+		a = perms(randModes[rng.IntN(len(randModes))])
+		a.Flags |= attrSize | attrACModTim
+		a.Size = uint64(rng.IntN(6))
+		a.Atime, a.Mtime = tAtime, tMtime
+	}
+	return a
+}
+
+// genRandOps draws n operations from seed. A model of which handle slots
+// were opened (not whether the open succeeded) steers the draw towards
+// operations on handles that may be open.
+func genRandOps(seed uint64, n int, skip map[string]bool) []randOp {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	total := 0
+	for _, k := range randKinds {
+		if !skip[k.kind] {
+			total += k.weight
+		}
+	}
+	var open [4]bool
+	openSlots := func() []int {
+		var l []int
+		for i, o := range open {
+			if o {
+				l = append(l, i)
+			}
+		}
+		return l
+	}
+	path := func() string { return randPaths[rng.IntN(len(randPaths))] }
+	var ops []randOp
+	for len(ops) < n {
+		x := rng.IntN(total)
+		var kind string
+		for _, k := range randKinds {
+			if skip[k.kind] {
+				continue
+			}
+			if x < k.weight {
+				kind = k.kind
+				break
+			}
+			x -= k.weight
+		}
+		o := randOp{kind: kind}
+		switch kind {
+		case "open":
+			free := -1
+			for i, op := range open {
+				if !op {
+					free = i
+					break
+				}
+			}
+			if free < 0 {
+				continue
+			}
+			o.slot, o.path = free, path()
+			if rng.IntN(4) == 0 {
+				o.flags = uint32(rng.IntN(64))
+			} else {
+				o.flags = randFlags[rng.IntN(len(randFlags))]
+			}
+			if rng.IntN(3) == 0 {
+				o.a = perms(randModes[rng.IntN(len(randModes))])
+			}
+			open[free] = true
+		case "write", "read", "fstat", "fsetstat", "close":
+			l := openSlots()
+			if len(l) == 0 {
+				continue
+			}
+			o.slot = l[rng.IntN(len(l))]
+			switch kind {
+			case "write":
+				o.off = uint64([]int{0, 0, 1, 3, 5, 8, 20}[rng.IntN(7)])
+				o.data = fmt.Sprintf("%c%02d", 'A'+rune(len(ops)%26), len(ops))[:1+rng.IntN(3)]
+			case "read":
+				o.off = uint64([]int{0, 0, 1, 4, 20}[rng.IntN(5)])
+				o.n = uint32([]int{3, 100}[rng.IntN(2)])
+			case "fsetstat":
+				o.a = randAttrs(rng, !skip["multi"])
+			case "close":
+				open[o.slot] = false
+			}
+		case "setstat":
+			o.path, o.a = path(), randAttrs(rng, !skip["multi"])
+		case "mkdir":
+			o.path = path()
+			if rng.IntN(3) == 0 {
+				o.a = perms(randModes[rng.IntN(len(randModes))])
+			}
+		case "rename", "posix-rename", "hardlink":
+			o.path, o.path2 = path(), path()
+		case "symlink":
+			o.path, o.path2 = path(), randTargets[rng.IntN(len(randTargets))]
+		case "readdir":
+			o.path = randDirs[rng.IntN(len(randDirs))]
+		case "realpath":
+			o.path = []string{".", "d/..", "d/e", "x/../a", "nowhere/.."}[rng.IntN(5)]
+		default: // stat, lstat, rmdir, remove, readlink, content
+			o.path = path()
+		}
+		ops = append(ops, o)
+	}
+	// Close what is left open, in a random order.
+	l := openSlots()
+	rng.Shuffle(len(l), func(i, j int) { l[i], l[j] = l[j], l[i] })
+	for _, s := range l {
+		ops = append(ops, randOp{kind: "close", slot: s})
+	}
+	return ops
+}
+
+// exec runs one operation on s in the directory root (a logical path).
+func (o randOp) exec(s *sftpSide, root string) string {
+	p := func(rel string) string {
+		if rel == "." {
+			return s.p(root)
+		}
+		return s.p(root + "/" + rel)
+	}
+	h := fmt.Sprintf("h%d", o.slot)
+	c := s.a
+	switch o.kind {
+	case "open":
+		if old, ok := s.handles[h]; ok {
+			// A shortened sequence can open a slot twice: the first
+			// handle stays open, as in the sequence, and is closed at
+			// the end.
+			s.handles[fmt.Sprintf("left%d", len(s.handles))] = old
+		}
+		return s.open(c, h, root+"/"+o.path, o.flags, o.a)
+	case "write":
+		r, err := c.write(s.h(h), o.off, []byte(o.data))
+		return s.res(r, err)
+	case "read":
+		r, err := c.read(s.h(h), o.off, o.n)
+		return s.res(r, err)
+	case "fstat":
+		r, err := c.request(fxpFstat, str(nil, s.h(h)))
+		return s.res(r, err)
+	case "fsetstat":
+		r, err := c.fsetstat(s.h(h), o.a)
+		return s.res(r, err)
+	case "close":
+		return s.closeH(c, h)
+	case "stat", "lstat", "rmdir", "remove", "readlink", "realpath":
+		typ := map[string]byte{"stat": fxpStat, "lstat": fxpLstat, "rmdir": fxpRmdir, "remove": fxpRemove, "readlink": fxpReadlink, "realpath": fxpRealpath}[o.kind]
+		r, err := c.pathOp(typ, p(o.path))
+		return s.res(r, err)
+	case "setstat":
+		r, err := c.setstat(p(o.path), o.a)
+		return s.res(r, err)
+	case "mkdir":
+		r, err := c.mkdir(p(o.path), o.a)
+		return s.res(r, err)
+	case "rename":
+		r, err := c.twoPaths(fxpRename, p(o.path), p(o.path2))
+		return s.res(r, err)
+	case "posix-rename", "hardlink":
+		r, err := c.extended(o.kind+"@openssh.com", str(str(nil, p(o.path)), p(o.path2)))
+		return s.res(r, err)
+	case "symlink":
+		r, err := c.symlink(o.path2, p(o.path))
+		return s.res(r, err)
+	case "readdir":
+		if o.path == "." {
+			return s.listing(c, root)
+		}
+		return s.listing(c, root+"/"+o.path)
+	case "content":
+		return s.readAll(c, root+"/"+o.path)
+	}
+	return "unknown operation " + o.kind
+}
+
+type randRunner struct {
+	t       *testing.T
+	ref, ug *sftpSide
+	// dial opens a fresh session on each side: every run has its own.
+	dial [2]func() (*rawSFTP, *ssh.Client)
+	// oneSession runs every sequence on the first session of each side.
+	oneSession bool
+	conns      [2]*ssh.Client
+	// leaked is set once the agent stayed busy after a run.
+	leaked bool
+	runs   int
+	// current is the run under way, currentName its directory.
+	current     []randOp
+	currentName string
+}
+
+type randAnswer struct{ ref, ug string }
+
+// randDiff is a difference: at operation index, or (index -1) in the tree
+// at path.
+type randDiff struct {
+	index   int
+	op      string
+	path    string
+	ref, ug string
+}
+
+func (d randDiff) signature() string {
+	if d.index < 0 {
+		return fmt.Sprintf("tree %s: openssh %s / upgate %s", d.path, d.ref, d.ug)
+	}
+	kind, _, _ := strings.Cut(d.op, " ")
+	if strings.Contains(d.op, "= open") {
+		kind = "open"
+	}
+	return fmt.Sprintf("%s: openssh %s / upgate %s", kind, d.ref, d.ug)
+}
+
+type randResult struct {
+	ops   []randAnswer
+	diffs []randDiff
+}
+
+// run sets up a fresh tree under /name on both servers, runs ops on both,
+// one operation at a time, closes every handle and compares the trees.
+func (r *randRunner) run(name string, ops []randOp) randResult {
+	r.runs++
+	r.current, r.currentName = ops, name
+	root := "/" + name
+	for i, s := range []*sftpSide{r.ref, r.ug} {
+		if !r.oneSession {
+			s.a, r.conns[i] = r.dial[i]()
+		}
+		setup := s.with(func() string { return "OK" }, root+"/", root+"/a=alpha", root+"/d/", root+"/d/e=echo data")
+		if setup != "OK" {
+			r.t.Fatalf("%s: setup of %s: %s", s.name, root, setup)
+		}
+		s.handles = map[string]string{}
+	}
+	var res randResult
+	for i, o := range ops {
+		// Paths in answers name the run's directory as /ROOT: a
+		// shortened sequence runs in a directory of its own.
+		norm := func(a string) string { return strings.ReplaceAll(a, `"`+root, `"/ROOT`) }
+		a := randAnswer{ref: norm(o.exec(r.ref, root)), ug: norm(o.exec(r.ug, root))}
+		res.ops = append(res.ops, a)
+		if a.ref != a.ug {
+			res.diffs = append(res.diffs, randDiff{index: i, op: o.String(), ref: a.ref, ug: a.ug})
+		}
+	}
+	trees := [2]map[string]treeEntry{}
+	for i, s := range []*sftpSide{r.ref, r.ug} {
+		for h := range s.handles {
+			s.closeH(s.a, h)
+		}
+		if s.idle != nil && !r.leaked {
+			if msg := softly(s.idle); msg != "" {
+				// The agent still holds a file although every handle
+				// was closed: a leak, shown as a difference of its own.
+				// Later runs cannot tell theirs from it: they no longer
+				// wait.
+				res.diffs = append(res.diffs, randDiff{index: -1, path: "(agent)", ref: "idle", ug: msg})
+				r.leaked = true
+				var b strings.Builder
+				fmt.Fprintf(&b, "run %s left the agent busy: %s; its operations:\n", name, msg)
+				for i, o := range ops {
+					fmt.Fprintf(&b, "\t%02d %s\n\t\topenssh: %s\n\t\tupgate:  %s\n", i, o, res.ops[i].ref, res.ops[i].ug)
+				}
+				r.t.Log(b.String())
+			}
+		} else if s.idle != nil {
+			time.Sleep(100 * time.Millisecond)
+		}
+		trees[i] = snapshot(r.t, filepath.Join(s.dir, name))
+		if !r.oneSession {
+			s.a.Close()
+			r.conns[i].Close()
+		}
+	}
+	r.current = nil
+	for _, d := range compareTrees("sftp", trees[0], trees[1], false) {
+		res.diffs = append(res.diffs, randDiff{index: -1, path: strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate})
+	}
+	return res
+}
+
+// has reports whether res shows the difference want: the same operation
+// (or tree path) with the same two answers.
+func (res randResult) has(want randDiff) bool {
+	for _, d := range res.diffs {
+		if d.index >= 0 == (want.index >= 0) && d.op == want.op && d.path == want.path && d.ref == want.ref && d.ug == want.ug {
+			return true
+		}
+	}
+	return false
+}
+
+// minimise shrinks ops to a short sequence that still shows want (ddmin,
+// at most 300 runs).
+func (r *randRunner) minimise(seed uint64, ops []randOp, want randDiff) []randOp {
+	// The difference at an operation needs nothing after it, except for
+	// the closes that end the sequence (a tree difference may need them).
+	if want.index >= 0 {
+		ops = append([]randOp(nil), ops[:want.index+1]...)
+	}
+	budget := 300
+	test := func(c []randOp) bool {
+		if budget <= 0 {
+			return false
+		}
+		budget--
+		return r.run(fmt.Sprintf("r%dm%d", seed, r.runs), c).has(want)
+	}
+	n := 2
+	for len(ops) >= 2 && budget > 0 {
+		chunk := (len(ops) + n - 1) / n
+		reduced := false
+		for i := 0; i < len(ops); i += chunk {
+			c := append(append([]randOp(nil), ops[:i]...), ops[min(i+chunk, len(ops)):]...)
+			if test(c) {
+				ops, n, reduced = c, max(n-1, 2), true
+				break
+			}
+		}
+		if !reduced {
+			if n >= len(ops) {
+				break
+			}
+			n = min(2*n, len(ops))
+		}
+	}
+	return ops
+}
+
+// randOpenSSHSide is openSSHSide with a function that opens one more raw
+// session, closed when the test ends or by its caller.
+func randOpenSSHSide(t *testing.T) (*sftpSide, func() (*rawSFTP, *ssh.Client)) {
+	t.Helper()
+	srv := refserver.StartOpenSSH(t)
+	s := dialSFTP(t, "openssh", srv.Addr, srv.ClientConfig())
+	s.user = srv.User
+	s.prefix, s.dir = srv.Dir, srv.Dir
+	return s, randDialer(t, srv.Addr, srv.ClientConfig())
+}
+
+// randUpgateSide is upgateSFTPSide with a function that opens one more
+// raw session, and an idle check that a test failure of its own cannot
+// stop (softly).
+func randUpgateSide(t *testing.T) (*sftpSide, func() (*rawSFTP, *ssh.Client)) {
+	t.Helper()
+	u := startUpgate(t, func(cfg *config.Config) {
+		cfg.Listen = config.Listen{SFTP: "127.0.0.1:0"}
+		cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "hostkey-ed25519")}
+	})
+	cfg := &ssh.ClientConfig{
+		User:            "alice",
+		Auth:            []ssh.AuthMethod{ssh.Password(gwtest.Users["alice"])},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		Timeout:         10 * time.Second,
+	}
+	addr := u.Srv.SFTPAddr.String()
+	s := dialSFTP(t, "upgate", addr, cfg)
+	s.user = "alice"
+	s.prefix, s.dir = "", u.UserDir("alice")
+	s.idle = func() { u.AgentIdle(&softTB{TB: t}) }
+	return s, randDialer(t, addr, cfg)
+}
+
+// randDialer returns a function that opens a raw session on a
+// connection of its own; closing the session closes the connection.
+func randDialer(t *testing.T, addr string, cfg *ssh.ClientConfig) func() (*rawSFTP, *ssh.Client) {
+	return func() (*rawSFTP, *ssh.Client) {
+		c, err := ssh.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatalf("ssh %s: %v", addr, err)
+		}
+		r, err := newRawSFTP(c)
+		if err != nil {
+			c.Close()
+			t.Fatalf("sftp %s: %v", addr, err)
+		}
+		return r, c
+	}
+}
+
+// softTB turns a helper's fatal failure into a panic that softly
+// recovers, so that a run can report it and the test go on.
+type softTB struct{ testing.TB }
+
+type softFailure struct{ msg string }
+
+func (s *softTB) Fatal(args ...any)                 { panic(softFailure{fmt.Sprint(args...)}) }
+func (s *softTB) Fatalf(format string, args ...any) { panic(softFailure{fmt.Sprintf(format, args...)}) }
+func (s *softTB) Error(args ...any)                 { panic(softFailure{fmt.Sprint(args...)}) }
+func (s *softTB) Errorf(format string, args ...any) { panic(softFailure{fmt.Sprintf(format, args...)}) }
+func (s *softTB) FailNow()                          { panic(softFailure{"FailNow"}) }
+
+// softly runs fn and returns the message of a softTB failure in it.
+func softly(fn func()) (msg string) {
+	defer func() {
+		if v := recover(); v != nil {
+			f, ok := v.(softFailure)
+			if !ok {
+				panic(v)
+			}
+			msg = f.msg
+		}
+	}()
+	fn()
+	return ""
+}
