@@ -1263,6 +1263,20 @@ func TestAgentRefusesPrivilege(t *testing.T) {
 	if err := os.Symlink("prog", filepath.Join(a.Dir, "toprog")); err != nil {
 		t.Fatal(err)
 	}
+	// Links out of the root, to a directory there: never followed.
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(a.Dir, outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"outabs": outside, "outrel": rel} {
+		if err := os.Symlink(target, filepath.Join(a.Dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
 		path string
 		perm fs.FileMode
@@ -1276,6 +1290,8 @@ func TestAgentRefusesPrivilege(t *testing.T) {
 		{"shared", fs.ModeSetuid | fs.ModeSetgid | 0o755, codes.PermissionDenied, 0},
 		{"toprog", fs.ModeSetgid | 0o755, codes.PermissionDenied, 0},
 		{"missing", fs.ModeSetgid | 0o755, codes.NotFound, 0},
+		{"outabs", fs.ModeSetgid | 0o755, codes.PermissionDenied, 0},
+		{"outrel", fs.ModeSetgid | 0o755, codes.PermissionDenied, 0},
 		{"prog/x", fs.ModeSetgid | 0o755, codes.FailedPrecondition, 0}, // ENOTDIR, as any chmod through a file
 	} {
 		_, err := c.Chmod(ctx, &agentpb.ChmodRequest{Path: []byte(tc.path), Perm: uint32(tc.perm)})
@@ -1292,6 +1308,9 @@ func TestAgentRefusesPrivilege(t *testing.T) {
 	}
 	if fi, err := os.Stat(target); err != nil || fi.Mode() != 0o755 {
 		t.Errorf("prog at the end: %v, %v; want 0755", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(outside); err != nil || fi.Mode() != fs.ModeDir|0o755 {
+		t.Errorf("the directory outside the root at the end: %v, %v; want drwxr-xr-x", fi.Mode(), err)
 	}
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -236,5 +237,30 @@ func TestMkdirSticky(t *testing.T) {
 		if got := st.Mode & 0o7777; got != want {
 			t.Errorf("%s: mode %04o, want %04o", name, got, want)
 		}
+	}
+}
+
+// TestFchmodDir: a directory's mode set through its O_PATH descriptor,
+// by fchmodat2 and by the fallback for kernels without it (fchmod of the
+// directory opened again), setgid included.
+func TestFchmodDir(t *testing.T) {
+	for name, set := range map[string]func(fd int, m uint32) error{"fchmodat2": fchmodDir, "reopened": fchmodReopened} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "d")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			if err := set(fd, 0o750|unix.S_ISGID); err != nil {
+				t.Fatal(err)
+			}
+			if fi, err := os.Stat(dir); err != nil || fi.Mode() != fs.ModeDir|fs.ModeSetgid|0o750 {
+				t.Errorf("after %s: %v, %v; want dgrwxr-x---", name, fi.Mode(), err)
+			}
+		})
 	}
 }

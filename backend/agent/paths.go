@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -314,10 +313,10 @@ func (c *scope) mkdirSticky(p string, perm fs.FileMode) error {
 // chmodDir sets mode, which holds the setgid bit, on the directory p, a
 // final link followed within the scope as chmod(2) follows it; anything
 // but a directory is refused (EPERM), so that no file is ever made setgid.
-// The directory is opened O_PATH (no read permission needed, as chmod(2)
-// needs none) and changed through its descriptor's /proc/self/fd entry,
-// so that what was checked is what changes: a directory swapped for a file
-// in between does not get the bit.
+// The directory is opened O_PATH|O_DIRECTORY (the kernel checks the type
+// at the open) and changed through that descriptor, so that what was
+// checked is what changes: a directory swapped for a file in between does
+// not get the bit.
 func (c *scope) chmodDir(p string, mode fs.FileMode) error {
 	d, err := c.r.OpenFile(c.in(p), unix.O_PATH|unix.O_DIRECTORY, 0)
 	if errors.Is(err, syscall.ENOTDIR) {
@@ -329,34 +328,57 @@ func (c *scope) chmodDir(p string, mode fs.FileMode) error {
 		return err
 	}
 	defer d.Close()
-	m := unixPerm(mode) | unix.S_ISGID
-	err = ignoringEINTR(func() error {
-		return unix.Fchmodat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(d.Fd())), m, 0)
-	})
-	if err != nil {
+	if err := fchmodDir(int(d.Fd()), unixPerm(mode)|unix.S_ISGID); err != nil {
 		return &fs.PathError{Op: "chmod", Path: p, Err: err}
 	}
 	return nil
 }
 
+// fchmodDir sets the mode m of the directory open (O_PATH) as fd: by
+// fchmodat2 with AT_EMPTY_PATH (Linux 6.6), else, on an older kernel or
+// under a seccomp profile that refuses the call, by fchmod(2) of the
+// directory opened again for reading (fchmodReopened). Never through
+// /proc, which need not be procfs where the agent runs.
+func fchmodDir(fd int, m uint32) error {
+	err := ignoringEINTR(func() error { return unix.Fchmodat(fd, "", m, unix.AT_EMPTY_PATH) })
+	switch err {
+	case unix.EOPNOTSUPP, unix.ENOSYS, unix.EPERM, unix.EINVAL:
+		// EPERM is also a real refusal (not the owner): fchmod(2) then
+		// gives it again.
+		return fchmodReopened(fd, m)
+	}
+	return err
+}
+
+// fchmodReopened opens the directory fd (O_PATH) again for reading, which
+// needs read permission on it, and sets its mode m with fchmod(2).
+func fchmodReopened(fd int, m uint32) error {
+	var rfd int
+	err := ignoringEINTR(func() (err error) {
+		rfd, err = unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rfd)
+	return ignoringEINTR(func() error { return unix.Fchmod(rfd, m) })
+}
+
 // searchable reports whether the agent's user may search (enter) the
 // directory p, a final link followed within the scope, as chdir(2) asks:
-// faccessat2 with the effective ids (capabilities included) on the
-// directory opened O_PATH, which needs no permission of its own. A kernel
-// without faccessat2 (before Linux 5.8) answers nothing, and p counts as
-// searchable.
+// the directory is opened O_PATH (which needs no permission of its own)
+// and "." looked up in it, which needs search permission on it, for the
+// effective ids and their capabilities as chdir(2) has them. (faccessat2
+// would ask the same, but some seccomp profiles still refuse it.)
 func (c *scope) searchable(p string) error {
 	d, err := c.r.OpenFile(c.in(p), unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	err = ignoringEINTR(func() error {
-		return unix.Faccessat2(int(d.Fd()), "", unix.X_OK, unix.AT_EACCESS|unix.AT_EMPTY_PATH)
-	})
-	if err == unix.ENOSYS {
-		return nil
-	}
+	var st unix.Stat_t
+	err = ignoringEINTR(func() error { return unix.Fstatat(int(d.Fd()), ".", &st, 0) })
 	if err != nil {
 		return &fs.PathError{Op: "chdir", Path: p, Err: err}
 	}
