@@ -94,6 +94,7 @@ var (
 	_ afero.LinkReader = (*GRPCFs)(nil)
 	_ Hasher           = (*GRPCFs)(nil)
 	_ StatFSer         = (*GRPCFs)(nil)
+	_ DirSearcher      = (*GRPCFs)(nil)
 	_ HardLinker       = (*GRPCFs)(nil)
 	_ LinkTimesSetter  = (*GRPCFs)(nil)
 )
@@ -377,8 +378,8 @@ func linkError(op, oldname, newname string, err error) error {
 	return err
 }
 
-// wireMode is the mode bits a chmod sends; the agent refuses setuid and
-// setgid.
+// wireMode is the mode bits a chmod sends; the agent refuses setuid, and
+// setgid on anything but a directory.
 func wireMode(mode os.FileMode) uint32 {
 	return uint32(mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky))
 }

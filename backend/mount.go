@@ -43,6 +43,7 @@ var (
 	_ afero.LinkReader = (*MountFs)(nil)
 	_ Hasher           = (*MountFs)(nil)
 	_ StatFSer         = (*MountFs)(nil)
+	_ DirSearcher      = (*MountFs)(nil)
 	_ HardLinker       = (*MountFs)(nil)
 	_ LinkTimesSetter  = (*MountFs)(nil)
 )

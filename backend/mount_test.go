@@ -184,3 +184,65 @@ func TestMountReaddirPagesStayFull(t *testing.T) {
 		t.Fatalf("listed %v, want %v", got, want)
 	}
 }
+
+// searchFs refuses to let its user search the directories named
+// "closed", as an agent running as a user without search permission on
+// them does (DirSearcher).
+type searchFs struct{ *memfs.FS }
+
+func (s searchFs) StatSearch(name string) (os.FileInfo, error) {
+	fi, err := s.Stat(name)
+	if err == nil && fi.IsDir() && filepath.Base(name) == "closed" {
+		return nil, &os.PathError{Op: "chdir", Path: name, Err: syscall.EACCES}
+	}
+	return fi, err
+}
+
+// TestStatSearchForwarded: DirSearcher passes through the layers a
+// session's filesystem is made of (View over MountFs over readOnly), each
+// mapping the path, and is Stat where the filesystem below has none.
+func TestStatSearchForwarded(t *testing.T) {
+	mk := func() *memfs.FS {
+		m := memfs.New(memfs.Options{})
+		for _, d := range []string{"/open", "/closed"} {
+			if err := m.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return m
+	}
+	plain := mk()
+	m, err := backend.NewMountFs([]backend.Mount{
+		{Path: "/", Fs: searchFs{mk()}},
+		{Path: "/ro", Fs: backend.ReadOnly(searchFs{mk()})},
+		{Path: "/x/plain", Fs: plain},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := backend.NewView(m)
+	for _, tc := range []struct {
+		name   string
+		denied bool
+	}{
+		{"/open", false},
+		{"/closed", true},
+		{"/ro/open", false},
+		{"/ro/closed", true},
+		{"/x/plain/closed", false},
+	} {
+		fi, err := backend.StatSearch(v, tc.name)
+		if tc.denied {
+			if !errors.Is(err, os.ErrPermission) {
+				t.Errorf("StatSearch %s: %v, %v; want a permission error", tc.name, fi, err)
+			}
+			if _, err := v.Stat(tc.name); err != nil {
+				t.Errorf("Stat %s: %v; want the directory (only StatSearch asks)", tc.name, err)
+			}
+			continue
+		}
+		if err != nil || !fi.IsDir() {
+			t.Errorf("StatSearch %s: %v, %v; want a directory", tc.name, fi, err)
+		}
+	}
+}

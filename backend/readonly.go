@@ -25,6 +25,7 @@ var (
 	_ StatFSer         = (*readOnly)(nil)
 	_ HardLinker       = (*readOnly)(nil)
 	_ LinkTimesSetter  = (*readOnly)(nil)
+	_ DirSearcher      = (*readOnly)(nil)
 )
 
 // errReadOnly matches both os.ErrPermission and syscall.EROFS.

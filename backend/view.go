@@ -116,6 +116,7 @@ var (
 	_ afero.LinkReader = (*View)(nil)
 	_ Hasher           = (*View)(nil)
 	_ StatFSer         = (*View)(nil)
+	_ DirSearcher      = (*View)(nil)
 	_ HardLinker       = (*View)(nil)
 	_ LinkTimesSetter  = (*View)(nil)
 )

@@ -35,6 +35,7 @@ var (
 	_ backend.StatFSer        = (*sessionFs)(nil)
 	_ backend.HardLinker      = (*sessionFs)(nil)
 	_ backend.LinkTimesSetter = (*sessionFs)(nil)
+	_ backend.DirSearcher     = (*sessionFs)(nil)
 )
 
 func (s *sessionFs) Name() string { return "Session(" + s.Fs.Name() + ")" }

@@ -656,9 +656,12 @@ func (x *RenameRequest) GetTo() []byte {
 }
 
 type ChmodRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Perm          uint32                 `protobuf:"varint,2,opt,name=perm,proto3" json:"perm,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// perm holds fs.FileMode bits: permissions, the sticky bit, and the
+	// setgid bit, which the agent sets on a directory only (agents before
+	// that refuse setgid everywhere); setuid is always refused.
+	Perm          uint32 `protobuf:"varint,2,opt,name=perm,proto3" json:"perm,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -211,10 +211,11 @@ func openPerm(r *sftp.Request) os.FileMode {
 	return 0o644
 }
 
-// mode is what a SETSTAT's or MKDIR's permissions may set: permissions
-// and the sticky bit. Setuid and setgid are dropped (logged): the agent
-// refuses them, and a client that preserves modes (rsync -a, cp -a of a
-// setgid directory) must not fail over them.
+// mode is what a MKDIR's or FSETSTAT's permissions may set, and a
+// SETSTAT's but a directory's setgid bit (chmod): permissions and the
+// sticky bit. Setuid and setgid are dropped (logged): the agent refuses
+// them there, and a client that preserves modes (rsync -a, cp -a of a
+// setgid file) must not fail over them.
 func (h *handler) mode(name string, m os.FileMode) os.FileMode {
 	if m&(os.ModeSetuid|os.ModeSetgid) != 0 {
 		h.log.Info("setuid/setgid bits dropped", "path", name, "mode", m.String())

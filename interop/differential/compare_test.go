@@ -204,16 +204,16 @@ type stepResult struct {
 
 // difference is a step (or a tree entry) on which two servers differ.
 type difference struct {
-	step          string
+	step          string // as reported: the step's number and name, or the tree entry
+	name          string // as deliberateDiffs names it
 	ref, upgate   string
 	deliberateWhy string // non-empty: listed in deliberateDiffs
 }
 
 // compareRuns compares two runs of the same steps. With allowDeliberate
 // (reference against upgate) a difference listed in deliberateDiffs
-// whose upgate answer is the listed one is reported apart, and a row
-// whose step ran and no longer differs fails the test (a stale reason,
-// to be removed with the difference); without it (reference against
+// whose upgate answer is the listed one is reported apart (and checkRows
+// then checks the table against the run); without it (reference against
 // itself) every difference counts.
 func compareRuns(t *testing.T, proto string, ref, got []stepResult, allowDeliberate bool) (diffs []difference) {
 	t.Helper()
@@ -227,7 +227,7 @@ func compareRuns(t *testing.T, proto string, ref, got []stepResult, allowDeliber
 		if ref[i].answer == got[i].answer {
 			continue
 		}
-		d := difference{step: fmt.Sprintf("%03d %s", i, ref[i].step), ref: ref[i].answer, upgate: got[i].answer}
+		d := difference{step: fmt.Sprintf("%03d %s", i, ref[i].step), name: ref[i].step, ref: ref[i].answer, upgate: got[i].answer}
 		if allowDeliberate {
 			if row, ok := lookupDeliberate(proto, ref[i].step); ok && (row.upgate == "" || row.upgate == got[i].answer) {
 				d.deliberateWhy = row.why
@@ -235,27 +235,47 @@ func compareRuns(t *testing.T, proto string, ref, got []stepResult, allowDeliber
 		}
 		diffs = append(diffs, d)
 	}
-	if allowDeliberate {
-		staleRows(t, proto, ref, got)
-	}
 	return diffs
 }
 
-// staleRows fails the test for each row of proto's deliberateDiffs whose
-// step ran with the same answer on both servers.
-func staleRows(t *testing.T, proto string, ref, got []stepResult) {
+// checkRows fails the test for each row of proto's deliberateDiffs that
+// no longer earns its place in a run of every step: its step (or tree
+// entry) never ran, as when a step was renamed, or ran and matched the
+// reference everywhere, as when the difference was fixed (a stale
+// reason, to be removed with it). diffs are the run's differences
+// against the reference, ran the steps and tree entries it compared.
+func checkRows(t *testing.T, proto string, ran map[string]bool, diffs []difference) {
 	t.Helper()
-	same := map[string]bool{}
-	for i := range ref {
-		if ref[i].answer == got[i].answer {
-			same[ref[i].step] = true
+	listed := map[string]bool{}
+	for _, d := range diffs {
+		if d.deliberateWhy != "" {
+			listed[d.name] = true
 		}
 	}
-	for _, d := range deliberateDiffs {
-		if d.proto == proto && d.step != "" && same[d.step] {
-			t.Errorf("deliberateDiffs lists %s step %q, which no longer differs: remove the row (and its reason if no other row has it)", proto, d.step)
+	for _, row := range deliberateDiffs {
+		switch {
+		case row.proto != proto || row.step == "":
+		case !ran[row.step]:
+			t.Errorf("deliberateDiffs lists %s step %q, which did not run: rename or remove the row", proto, row.step)
+		case !listed[row.step]:
+			t.Errorf("deliberateDiffs lists %s step %q, which no longer differs: remove the row (and its reason if no other row has it)", proto, row.step)
 		}
 	}
+}
+
+// ranSteps is the set of steps of res and tree entries ("tree " and the
+// key) of trees, as deliberateDiffs names them.
+func ranSteps(res []stepResult, trees ...map[string]treeEntry) map[string]bool {
+	ran := map[string]bool{}
+	for _, r := range res {
+		ran[r.step] = true
+	}
+	for _, tree := range trees {
+		for k := range tree {
+			ran["tree "+k] = true
+		}
+	}
+	return ran
 }
 
 // report logs every difference and fails the test on those not listed as
@@ -391,7 +411,7 @@ func compareTrees(proto string, ref, got map[string]treeEntry, allowDeliberate b
 		if r == g {
 			continue
 		}
-		d := difference{step: "tree " + k, ref: r, upgate: g}
+		d := difference{step: "tree " + k, name: "tree " + k, ref: r, upgate: g}
 		if raw, err := strconv.Unquote(k); allowDeliberate && err == nil && hasCtl(raw) {
 			d.deliberateWhy = whyCtl
 		} else if row, ok := lookupDeliberate(proto, d.step); allowDeliberate && ok && row.upgate == g {

@@ -822,6 +822,7 @@ func TestFTPDifferential(t *testing.T) {
 	diffs := compareRuns(t, "ftp", refRes, ugRes, true)
 	diffs = append(diffs, compareTrees("ftp", refTree, ugTree, true)...)
 	report(t, "vsftpd", "upgate", diffs)
+	checkRows(t, "ftp", ranSteps(refRes, refTree, ugTree), diffs)
 }
 
 // TestFTPDifferentialSelfCheck runs the sequence against two vsftpd

@@ -1315,6 +1315,7 @@ func TestSFTPDifferential(t *testing.T) {
 	diffs := compareRuns(t, "sftp", refRes, ugRes, true)
 	diffs = append(diffs, compareTrees("sftp", refTree, ugTree, true)...)
 	report(t, "openssh", "upgate", diffs)
+	checkRows(t, "sftp", ranSteps(refRes, refTree, ugTree), diffs)
 }
 
 // TestSFTPDifferentialSelfCheck runs the sequence against two OpenSSH
