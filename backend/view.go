@@ -307,7 +307,15 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 			return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EEXIST}
 		case write && flag&os.O_TRUNC != 0:
 			// A new upload; the older one is discarded once the new one
-			// is open (so that a failed open leaves it).
+			// is open (so that a failed open leaves it). The file exists
+			// for this session even where only the older upload made it
+			// (a new file not yet committed): the open creates it then,
+			// with the mode the session sees, as open(2) of an existing
+			// file keeps its mode.
+			if fi, err := u.info(); err == nil {
+				flag |= os.O_CREATE
+				perm = fi.Mode() & (fs.ModePerm | fs.ModeSticky)
+			}
 		default:
 			f, err := u.Reopen(flag)
 			if err == nil {
@@ -328,8 +336,11 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 	if IsDir(f) {
 		return &viewDir{FileWrapper: FileWrapper{f}, v: v, dir: p}, nil
 	}
-	if u, ok := f.(Upload); ok && write && u.Pending() {
-		// A new upload supersedes the session's older ones at p.
+	if u, ok := f.(Upload); write && (ok && u.Pending() || flag&os.O_TRUNC != 0) {
+		// A new upload supersedes the session's older ones at p, and so
+		// does a truncating open that writes in place (O_APPEND|O_TRUNC):
+		// an older upload committed after it would put back what it
+		// truncated.
 		if err := v.discard(p); err != nil {
 			f.Close()
 			return nil, err

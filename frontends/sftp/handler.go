@@ -383,22 +383,25 @@ func (h *handler) setstat(r *sftp.Request) error {
 	if attrs == nil {
 		return &fs.PathError{Op: "setstat", Path: r.Filepath, Err: syscall.EINVAL}
 	}
+	// Each attribute is set whatever became of the one before, and the
+	// reply is the last failure, as sftp-server's.
+	var last error
 	if flags.Size {
 		if err := h.truncate(r.Filepath, int64(attrs.Size)); err != nil {
-			return err
+			last = err
 		}
 	}
 	if flags.Permissions {
 		if err := h.chmod(r.Filepath, attrs.FileMode()); err != nil {
-			return err
+			last = err
 		}
 	}
 	if flags.Acmodtime {
 		if err := h.fs.Chtimes(r.Filepath, time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)); err != nil {
-			return err
+			last = err
 		}
 	}
-	return nil
+	return last
 }
 
 // Lsetstat is lsetstat@openssh.com: SETSTAT of a link itself. A link's
@@ -682,22 +685,25 @@ func (f *openFile) SetStat(r *sftp.Request) (err error) {
 	if attrs == nil {
 		return &fs.PathError{Op: "fsetstat", Path: f.name, Err: syscall.EINVAL}
 	}
+	// Each attribute is set whatever became of the one before, and the
+	// reply is the last failure, as sftp-server's.
+	var last error
 	if flags.Size {
 		if err := f.File.Truncate(int64(attrs.Size)); err != nil {
-			return status(err)
+			last = err
 		}
 	}
 	if flags.Permissions {
 		if err := f.Chmod(f.h.mode(f.name, attrs.FileMode())); err != nil {
-			return status(err)
+			last = err
 		}
 	}
 	if flags.Acmodtime {
 		if err := f.SetTimes(time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)); err != nil {
-			return status(err)
+			last = err
 		}
 	}
-	return nil
+	return status(last)
 }
 
 // TransferError hands the file why its session ended with it open

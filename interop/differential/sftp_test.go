@@ -671,11 +671,70 @@ func sftpSteps() []sftpStep {
 			return s.res(r, err)
 		}},
 		{"stat /d/f2 after setstat", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/d/f2")); return s.res(r, err) }},
+		// Every attribute of a SETSTAT is set, whatever became of the one
+		// before (TestSFTPRandom's findings).
+		{"setstat /d7 size 0 and mode 0700 (a directory: the size fails)", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/d7"), attrs{})
+			out := s.res(r, err)
+			r, err = s.a.setstat(s.p("/d7"), attrs{Flags: attrSize | attrPerms, Size: 0, Perms: 0o700})
+			out += " " + s.res(r, err)
+			r, err = s.a.pathOp(fxpStat, s.p("/d7"))
+			out += " " + s.res(r, err)
+			r, err = s.a.pathOp(fxpRmdir, s.p("/d7"))
+			return out + " " + s.res(r, err)
+		}},
+		{"fsetstat size, mode and times on a READ handle (the size fails)", func(s *sftpSide) string {
+			out := s.open(s.a, "ro", "/d/f2", pfRead, attrs{})
+			r, err := s.a.fsetstat(s.h("ro"), attrs{Flags: attrSize | attrPerms | attrACModTim, Size: 1, Perms: 0o600, Atime: tAtime, Mtime: tMtime})
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("ro")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "ro")
+		}},
 		{"open /d/f2 WRITE for fsetstat", func(s *sftpSide) string { return s.open(s.a, "fs", "/d/f2", pfWrite, attrs{}) }},
 		{"fsetstat size 1 (ftruncate)", func(s *sftpSide) string { r, err := s.a.fsetstat(s.h("fs"), size(1)); return s.res(r, err) }},
 		{"fsetstat mode 0604", func(s *sftpSide) string { r, err := s.a.fsetstat(s.h("fs"), perms(0o604)); return s.res(r, err) }},
 		{"fstat after fsetstat", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("fs"))); return s.res(r, err) }},
 		{"close fsetstat handle", func(s *sftpSide) string { return s.closeH(s.a, "fs") }},
+
+		// A second truncating open of the session's own upload supersedes
+		// it (whySuperseded), whatever the new open is: with APPEND the
+		// agent writes in place, and the first upload, committed after,
+		// used to put back the empty file it made; without CREAT it used
+		// to find no file (the first upload's is not committed yet); with
+		// a mode, the file keeps the one it has, as open(2) of a file that
+		// exists (TestSFTPRandom's findings).
+		{"two uploads of /tu, the second READ|WRITE|APPEND|CREAT|TRUNC", func(s *sftpSide) string {
+			out := s.open(s.a, "tu1", "/tu", pfWrite|pfCreat|pfTrunc, attrs{})
+			out += " " + s.open(s.a, "tu2", "/tu", pfRead|pfWrite|pfAppend|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.write(s.h("tu2"), 0, []byte("NEW"))
+			out += " " + s.res(r, err) + " " + s.readAll(s.a, "/tu")
+			return out + " " + s.closeH(s.a, "tu2") + " " + s.closeH(s.a, "tu1") + " " + s.readAll(s.a, "/tu")
+		}},
+		{"a new file /tn, then opened WRITE|TRUNC without CREAT", func(s *sftpSide) string {
+			out := s.open(s.a, "tn1", "/tn", pfWrite|pfCreat, attrs{})
+			r, err := s.a.write(s.h("tn1"), 0, []byte("abc"))
+			out += " " + s.res(r, err)
+			out += " " + s.open(s.a, "tn2", "/tn", pfWrite|pfTrunc, attrs{})
+			r, err = s.a.write(s.h("tn2"), 0, []byte("X"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "tn2") + " " + s.closeH(s.a, "tn1")
+			return out + " " + s.readAll(s.a, "/tn")
+		}},
+		{"a new file /tm mode 0644, then opened CREAT|TRUNC mode 0600", func(s *sftpSide) string {
+			out := s.open(s.a, "tm1", "/tm", pfWrite|pfCreat|pfTrunc, perms(0o644))
+			out += " " + s.open(s.a, "tm2", "/tm", pfWrite|pfCreat|pfTrunc, perms(0o600))
+			r, err := s.a.write(s.h("tm2"), 0, []byte("M"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "tm2") + " " + s.closeH(s.a, "tm1")
+			r, err = s.a.pathOp(fxpStat, s.p("/tm"))
+			return out + " " + s.res(r, err)
+		}},
+		{"remove /tu, /tn, /tm", func(s *sftpSide) string {
+			out := ""
+			for _, p := range []string{"/tu", "/tn", "/tm"} {
+				r, err := s.a.pathOp(fxpRemove, s.p(p))
+				out += s.res(r, err) + " "
+			}
+			return out
+		}},
 
 		// Times at the Unix epoch are times like any other (put -p and
 		// rsync of files dated 0, SOURCE_DATE_EPOCH=0): upgate's agent
