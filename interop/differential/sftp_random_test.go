@@ -2,12 +2,6 @@ package differential_test
 
 import (
 	"fmt"
-
-	"golang.org/x/crypto/ssh"
-
-	"github.com/upgate/upgate/config"
-	"github.com/upgate/upgate/internal/gwtest"
-	"github.com/upgate/upgate/internal/refserver"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/upgate/upgate/internal/refserver"
 )
 
 // TestSFTPRandom drives OpenSSH's sftp-server and upgate with the same
@@ -639,22 +637,9 @@ func randOpenSSHSide(t *testing.T) (*sftpSide, func() (*rawSFTP, *ssh.Client)) {
 // stop (softly).
 func randUpgateSide(t *testing.T) (*sftpSide, func() (*rawSFTP, *ssh.Client)) {
 	t.Helper()
-	u := startUpgate(t, func(cfg *config.Config) {
-		cfg.Listen = config.Listen{SFTP: "127.0.0.1:0"}
-		cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "hostkey-ed25519")}
-	})
-	cfg := &ssh.ClientConfig{
-		User:            "alice",
-		Auth:            []ssh.AuthMethod{ssh.Password(gwtest.Users["alice"])},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
-		Timeout:         10 * time.Second,
-	}
-	addr := u.Srv.SFTPAddr.String()
-	s := dialSFTP(t, "upgate", addr, cfg)
-	s.user = "alice"
-	s.prefix, s.dir = "", u.UserDir("alice")
+	s, u, cfg := startUpgateSFTP(t)
 	s.idle = func() { u.AgentIdle(&softTB{TB: t}) }
-	return s, randDialer(t, addr, cfg)
+	return s, randDialer(t, u.Srv.SFTPAddr.String(), cfg)
 }
 
 // randDialer returns a function that opens a raw session on a

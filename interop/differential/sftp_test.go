@@ -1320,6 +1320,16 @@ func openSSHSide(t *testing.T) *sftpSide {
 // to it as alice.
 func upgateSFTPSide(t *testing.T) *sftpSide {
 	t.Helper()
+	s, u, _ := startUpgateSFTP(t)
+	s.idle = func() { u.AgentIdle(t) }
+	return s
+}
+
+// startUpgateSFTP starts upgate with SFTP on loopback and connects to it
+// as alice: the side (without its idle check), the gateway, and alice's
+// client configuration for more sessions.
+func startUpgateSFTP(t *testing.T) (*sftpSide, *gwtest.Env, *ssh.ClientConfig) {
+	t.Helper()
 	u := startUpgate(t, func(cfg *config.Config) {
 		cfg.Listen = config.Listen{SFTP: "127.0.0.1:0"}
 		cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "hostkey-ed25519")}
@@ -1333,8 +1343,7 @@ func upgateSFTPSide(t *testing.T) *sftpSide {
 	s := dialSFTP(t, "upgate", u.Srv.SFTPAddr.String(), cfg)
 	s.user = "alice"
 	s.prefix, s.dir = "", u.UserDir("alice")
-	s.idle = func() { u.AgentIdle(t) }
-	return s
+	return s, u, cfg
 }
 
 // runSFTP runs the sequence on s, closes what it left open, and returns
