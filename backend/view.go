@@ -51,7 +51,8 @@ import (
 // An upload that is superseded, removed or renamed over is discarded at
 // once, never committed later: an abandoned handle cannot capture the
 // path operations meant for the committed file, nor bring back stale data
-// when it is finally closed (rclone's FsPutError).
+// when it is finally closed (rclone's FsPutError). A superseded upload's
+// handle then refuses writes, which would be dropped.
 //
 // View needs its filesystem's files to implement Upload; files that do not
 // are treated as written in place. It is safe for concurrent use.
@@ -209,7 +210,17 @@ func (v *View) untrack(f *viewFile) {
 // discard unlinks the uploads at p and forgets every writer there: p now
 // names something else (or nothing), and those files keep writing into
 // what p used to be.
-func (v *View) discard(p string) error {
+func (v *View) discard(p string) error { return v.drop(p, false) }
+
+// supersede discards the session's uploads at p for a newer truncating
+// open of p, and their handles refuse writes from then on
+// (errSuperseded): where sftp-server's two descriptors would share the
+// file, what such a write carries would be dropped, and the client must
+// not be told it landed. (A removed or renamed-over upload's handle goes
+// on taking writes, as a descriptor of an unlinked file does.)
+func (v *View) supersede(p string) error { return v.drop(p, true) }
+
+func (v *View) drop(p string, superseded bool) error {
 	v.mu.Lock()
 	ws := v.open[p]
 	delete(v.open, p)
@@ -217,6 +228,9 @@ func (v *View) discard(p string) error {
 	var first error
 	for _, w := range ws {
 		if w.Pending() {
+			if superseded {
+				w.superseded.Store(true)
+			}
 			if err := w.Unlink(); err != nil && !w.waitIfClosing(err) && first == nil {
 				first = err
 			}
@@ -224,6 +238,10 @@ func (v *View) discard(p string) error {
 	}
 	return first
 }
+
+// errSuperseded is a write's answer on a handle whose upload a newer
+// truncating open of its path in the same session superseded.
+var errSuperseded = errors.New("this upload was superseded by a newer upload of the same path in this session; the write is not kept")
 
 // discardUnder does discard for p and every path below it.
 func (v *View) discardUnder(p string) error {
@@ -341,7 +359,7 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 		// does a truncating open that writes in place (O_APPEND|O_TRUNC):
 		// an older upload committed after it would put back what it
 		// truncated.
-		if err := v.discard(p); err != nil {
+		if err := v.supersede(p); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -579,6 +597,18 @@ type viewFile struct {
 	once   sync.Once
 	closed chan struct{} // closed once Close has returned
 	seen   atomic.Uint64 // the write tick its reads last caught up with
+	// superseded: a newer truncating open of the path discarded this
+	// upload (View.supersede); writes fail.
+	superseded atomic.Bool
+}
+
+// writable is nil, or the error a write on f answers once it is
+// superseded.
+func (f *viewFile) writable(op string) error {
+	if f.superseded.Load() {
+		return &fs.PathError{Op: op, Path: f.pathNow(), Err: errSuperseded}
+	}
+	return nil
 }
 
 // viewReader is a file this session has open for reading only.
@@ -640,6 +670,9 @@ func (f *viewFile) info() (os.FileInfo, error) {
 
 // ReadFrom passes an io.Copy into the file on (see backend.ReadFrom).
 func (f *viewFile) ReadFrom(r io.Reader) (int64, error) {
+	if err := f.writable("write"); err != nil {
+		return 0, err
+	}
 	defer f.wrote()
 	return ReadFrom(f.File, r)
 }
@@ -654,24 +687,36 @@ func (f *viewFile) wrote() {
 
 // Write implements afero.File.
 func (f *viewFile) Write(p []byte) (int, error) {
+	if err := f.writable("write"); err != nil {
+		return 0, err
+	}
 	defer f.wrote()
 	return f.File.Write(p)
 }
 
 // WriteAt implements afero.File.
 func (f *viewFile) WriteAt(p []byte, off int64) (int, error) {
+	if err := f.writable("write"); err != nil {
+		return 0, err
+	}
 	defer f.wrote()
 	return f.File.WriteAt(p, off)
 }
 
 // WriteString implements afero.File.
 func (f *viewFile) WriteString(s string) (int, error) {
+	if err := f.writable("write"); err != nil {
+		return 0, err
+	}
 	defer f.wrote()
 	return f.File.WriteString(s)
 }
 
 // Truncate implements afero.File.
 func (f *viewFile) Truncate(size int64) error {
+	if err := f.writable("truncate"); err != nil {
+		return err
+	}
 	defer f.wrote()
 	return f.File.Truncate(size)
 }

@@ -981,8 +981,8 @@ func sftpSteps() []sftpStep {
 		{"content /hu", func(s *sftpSide) string { return s.readAll(s.a, "/hu") }},
 
 		// A second truncating upload of the same path supersedes the
-		// first: its handle still answers WRITE, but what it writes is
-		// discarded.
+		// first: its handle then refuses WRITE, whose data would not be
+		// kept.
 		{"open /sup CREAT|TRUNC|WRITE (first handle)", func(s *sftpSide) string { return s.open(s.a, "sup1", "/sup", pfWrite|pfCreat|pfTrunc, attrs{}) }},
 		{"write first through the first handle", func(s *sftpSide) string { r, err := s.a.write(s.h("sup1"), 0, []byte("first")); return s.res(r, err) }},
 		{"open /sup CREAT|TRUNC|WRITE (second handle)", func(s *sftpSide) string { return s.open(s.a, "sup2", "/sup", pfWrite|pfCreat|pfTrunc, attrs{}) }},
