@@ -59,33 +59,10 @@ const maxLinks = 40
 // confined checks that target, a relative link target, resolved from dir
 // (relative to the scope) through the links that exist now (in dir's path
 // too), stays in the scope. A link it meets whose content is absolute
-// leaves it. A target that takes more than maxLinks links to resolve
-// from dir's real path (a loop) leads nowhere: no program can follow it,
-// the kernel counting at least those links and giving up at the same
-// count (ELOOP), and it is made, as symlink(2) makes it. dir is resolved
-// first and apart, so that links on the way to it (which a program may
-// not take) never count towards that.
+// leaves it.
 func (c *scope) confined(dir, target string) error {
-	stack, err := c.resolve(nil, strings.Split(dir, "/"))
-	if err != nil {
-		if errors.Is(err, errTooManyLinks) {
-			return errors.New("too many levels of symbolic links")
-		}
-		return err
-	}
-	if _, err := c.resolve(stack, strings.Split(target, "/")); err != nil && !errors.Is(err, errTooManyLinks) {
-		return err
-	}
-	return nil
-}
-
-// errTooManyLinks is resolve's answer past maxLinks links.
-var errTooManyLinks = errors.New("too many levels of symbolic links")
-
-// resolve walks todo from stack (resolved components, relative to the
-// scope) through the links that exist now, at most maxLinks of them, and
-// returns the components it leads to; it fails when they leave the scope.
-func (c *scope) resolve(stack, todo []string) ([]string, error) {
+	var stack []string // resolved components, relative to the scope
+	todo := append(strings.Split(dir, "/"), strings.Split(target, "/")...)
 	links := 0
 	for len(todo) > 0 {
 		elem := todo[0]
@@ -95,7 +72,7 @@ func (c *scope) resolve(stack, todo []string) ([]string, error) {
 			continue
 		case "..":
 			if len(stack) == 0 {
-				return nil, errors.New("the target leaves the user's root")
+				return errors.New("the target leaves the user's root")
 			}
 			stack = stack[:len(stack)-1]
 			continue
@@ -109,18 +86,18 @@ func (c *scope) resolve(stack, todo []string) ([]string, error) {
 			continue
 		}
 		if links++; links > maxLinks {
-			return nil, errTooManyLinks
+			return errors.New("too many levels of symbolic links")
 		}
 		next, err := c.r.Readlink(cur)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if path.IsAbs(next) {
-			return nil, fmt.Errorf("the target passes through %q, a link to the absolute path %q", cur, next)
+			return fmt.Errorf("the target passes through %q, a link to the absolute path %q", cur, next)
 		}
 		todo = append(strings.Split(next, "/"), todo...)
 	}
-	return stack, nil
+	return nil
 }
 
 // scope is the part of the agent root one call may use: the directory

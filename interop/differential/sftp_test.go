@@ -826,20 +826,6 @@ func sftpSteps() []sftpStep {
 			r, err := s.a.twoPaths(fxpRename, s.p("/dang"), s.p("/dang2"))
 			return s.res(r, err)
 		}},
-		{"symlink /loop -> loop, /toloop -> loop (a link to a loop), stat and remove", func(s *sftpSide) string {
-			var out []string
-			for _, l := range []string{"/loop", "/toloop"} {
-				r, err := s.a.symlink("loop", s.p(l))
-				out = append(out, s.res(r, err))
-			}
-			r, err := s.a.pathOp(fxpStat, s.p("/toloop"))
-			out = append(out, s.res(r, err))
-			for _, l := range []string{"/loop", "/toloop"} {
-				r, err := s.a.pathOp(fxpRemove, s.p(l))
-				out = append(out, s.res(r, err))
-			}
-			return strings.Join(out, " ")
-		}},
 
 		// Remove, rmdir, rename errors.
 		{"symlink /d/sub/absl -> /d/f1 (absolute, in a subdirectory)", func(s *sftpSide) string {
