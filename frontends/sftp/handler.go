@@ -685,6 +685,13 @@ func (f *openFile) SetStat(r *sftp.Request) (err error) {
 	if attrs == nil {
 		return &fs.PathError{Op: "fsetstat", Path: f.name, Err: syscall.EINVAL}
 	}
+	if backend.IsDir(f.File) {
+		// A directory opened with OPEN (sftp-server opens it with
+		// open(2) and fchmods it): the backend's directories take no
+		// attributes, so they are set through its path, as SETSTAT sets
+		// them.
+		return status(f.h.setstat(r))
+	}
 	// Each attribute is set whatever became of the one before, and the
 	// reply is the last failure, as sftp-server's.
 	var last error

@@ -695,6 +695,15 @@ func sftpSteps() []sftpStep {
 		{"fsetstat mode 0604", func(s *sftpSide) string { r, err := s.a.fsetstat(s.h("fs"), perms(0o604)); return s.res(r, err) }},
 		{"fstat after fsetstat", func(s *sftpSide) string { r, err := s.a.request(fxpFstat, str(nil, s.h("fs"))); return s.res(r, err) }},
 		{"close fsetstat handle", func(s *sftpSide) string { return s.closeH(s.a, "fs") }},
+		{"open /d READ (a directory), fsetstat mode 0700 and times, stat, mode back", func(s *sftpSide) string {
+			out := s.open(s.a, "dh", "/d", pfRead, attrs{})
+			r, err := s.a.fsetstat(s.h("dh"), attrs{Flags: attrPerms | attrACModTim, Perms: 0o700, Atime: tAtime, Mtime: tDir})
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "dh")
+			r, err = s.a.pathOp(fxpStat, s.p("/d"))
+			out += " " + s.res(r, err)
+			r, err = s.a.setstat(s.p("/d"), perms(0o755))
+			return out + " " + s.res(r, err)
+		}},
 
 		// A second truncating open of the session's own upload supersedes
 		// it (whySuperseded), whatever the new open is: with APPEND the
