@@ -89,17 +89,17 @@ func (s *Server) Lstat(ctx context.Context, req *agentpb.PathRequest) (*agentpb.
 
 func (s *Server) stat(sc *scope, req *agentpb.PathRequest, nofollow bool) (*agentpb.FileInfo, error) {
 	method, stat := "Stat", sc.Stat
-	if nofollow {
+	switch {
+	case nofollow:
 		method, stat = "Lstat", sc.Lstat
+	case req.GetSearch():
+		stat = sc.statSearch
 	}
 	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
 		return nil, s.fail(method, string(req.GetPath()), err)
 	}
 	fi, err := stat(ps[0])
-	if err == nil && req.GetSearch() && !nofollow && fi.IsDir() {
-		err = sc.searchable(ps[0])
-	}
 	if err != nil {
 		return nil, s.fail(method, ps[0], err)
 	}

@@ -318,7 +318,7 @@ func (c *scope) mkdirSticky(p string, perm fs.FileMode) error {
 // checked is what changes: a directory swapped for a file in between does
 // not get the bit.
 func (c *scope) chmodDir(p string, mode fs.FileMode) error {
-	d, err := c.r.OpenFile(c.in(p), unix.O_PATH|unix.O_DIRECTORY, 0)
+	d, err := c.openDirPath(p)
 	if errors.Is(err, syscall.ENOTDIR) {
 		if _, serr := c.Stat(p); serr == nil {
 			err = &fs.PathError{Op: "chmod", Path: p, Err: fmt.Errorf("%w: the setgid bit is set on directories only", syscall.EPERM)}
@@ -365,24 +365,41 @@ func fchmodReopened(fd int, m uint32) error {
 	return ignoringEINTR(func() error { return unix.Fchmod(rfd, m) })
 }
 
-// searchable reports whether the agent's user may search (enter) the
-// directory p, a final link followed within the scope, as chdir(2) asks:
-// the directory is opened O_PATH (which needs no permission of its own)
-// and "." looked up in it, which needs search permission on it, for the
-// effective ids and their capabilities as chdir(2) has them. (faccessat2
-// would ask the same, but some seccomp profiles still refuse it.)
-func (c *scope) searchable(p string) error {
-	d, err := c.r.OpenFile(c.in(p), unix.O_PATH|unix.O_DIRECTORY, 0)
+// openDirPath opens the directory p O_PATH|O_DIRECTORY through the root,
+// a final link followed within the scope: no permission of its own is
+// needed, and anything but a directory fails at the open (ENOTDIR), so
+// that what the descriptor names is a directory, whatever is swapped in
+// at p afterwards.
+func (c *scope) openDirPath(p string) (*os.File, error) {
+	return c.r.OpenFile(c.in(p), unix.O_PATH|unix.O_DIRECTORY, 0)
+}
+
+// statSearch is Stat of p (a final link followed) that, when p is a
+// directory, also asks whether the agent's user may search (enter) it, as
+// chdir(2) asks: "." is looked up in the directory opened O_PATH, which
+// needs search permission on it, for the effective ids and their
+// capabilities as chdir(2) has them (faccessat2 would ask the same, but
+// some seccomp profiles still refuse it). One resolution of p serves the
+// stat and the check; anything but a directory is a plain Stat.
+func (c *scope) statSearch(p string) (fs.FileInfo, error) {
+	d, err := c.openDirPath(p)
+	if errors.Is(err, syscall.ENOTDIR) {
+		return c.Stat(p)
+	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer d.Close()
+	fi, err := d.Stat()
+	if err != nil {
+		return nil, err
+	}
 	var st unix.Stat_t
 	err = ignoringEINTR(func() error { return unix.Fstatat(int(d.Fd()), ".", &st, 0) })
 	if err != nil {
-		return &fs.PathError{Op: "chdir", Path: p, Err: err}
+		return nil, &fs.PathError{Op: "chdir", Path: p, Err: err}
 	}
-	return nil
+	return fi, nil
 }
 
 // createExcl creates p (O_CREAT|O_EXCL, never through a link) in the
