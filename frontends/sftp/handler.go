@@ -379,25 +379,41 @@ func (h *handler) renameSlash(r *sftp.Request) error {
 // setstat applies a path's SETSTAT: size, permissions, times. uid/gid are
 // ignored: the agent writes as the container's user.
 func (h *handler) setstat(r *sftp.Request) error {
+	return setAttrs(r, "setstat", attrSetters{
+		truncate: func(size int64) error { return h.truncate(r.Filepath, size) },
+		chmod:    func(m os.FileMode) error { return h.chmod(r.Filepath, m) },
+		chtimes:  func(atime, mtime time.Time) error { return h.fs.Chtimes(r.Filepath, atime, mtime) },
+	})
+}
+
+// attrSetters set a SETSTAT's or FSETSTAT's attributes on what it names.
+type attrSetters struct {
+	truncate func(size int64) error
+	chmod    func(mode os.FileMode) error // the mode as asked: chmod keeps what it may
+	chtimes  func(atime, mtime time.Time) error
+}
+
+// setAttrs applies r's size, permissions and times with set, each
+// whatever became of the one before, and answers the last failure, as
+// sftp-server's SETSTAT and FSETSTAT do.
+func setAttrs(r *sftp.Request, op string, set attrSetters) error {
 	flags, attrs := r.AttrFlags(), r.Attributes()
 	if attrs == nil {
-		return &fs.PathError{Op: "setstat", Path: r.Filepath, Err: syscall.EINVAL}
+		return &fs.PathError{Op: op, Path: r.Filepath, Err: syscall.EINVAL}
 	}
-	// Each attribute is set whatever became of the one before, and the
-	// reply is the last failure, as sftp-server's.
 	var last error
 	if flags.Size {
-		if err := h.truncate(r.Filepath, int64(attrs.Size)); err != nil {
+		if err := set.truncate(int64(attrs.Size)); err != nil {
 			last = err
 		}
 	}
 	if flags.Permissions {
-		if err := h.chmod(r.Filepath, attrs.FileMode()); err != nil {
+		if err := set.chmod(attrs.FileMode()); err != nil {
 			last = err
 		}
 	}
 	if flags.Acmodtime {
-		if err := h.fs.Chtimes(r.Filepath, time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)); err != nil {
+		if err := set.chtimes(time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)); err != nil {
 			last = err
 		}
 	}
@@ -681,10 +697,6 @@ func (f *openFile) Stat() (_ os.FileInfo, err error) {
 // after its commit).
 func (f *openFile) SetStat(r *sftp.Request) (err error) {
 	defer f.h.guard("fsetstat", &err)
-	flags, attrs := r.AttrFlags(), r.Attributes()
-	if attrs == nil {
-		return &fs.PathError{Op: "fsetstat", Path: f.name, Err: syscall.EINVAL}
-	}
 	if backend.IsDir(f.File) {
 		// A directory opened with OPEN (sftp-server opens it with
 		// open(2) and fchmods it): the backend's directories take no
@@ -692,25 +704,11 @@ func (f *openFile) SetStat(r *sftp.Request) (err error) {
 		// them.
 		return status(f.h.setstat(r))
 	}
-	// Each attribute is set whatever became of the one before, and the
-	// reply is the last failure, as sftp-server's.
-	var last error
-	if flags.Size {
-		if err := f.File.Truncate(int64(attrs.Size)); err != nil {
-			last = err
-		}
-	}
-	if flags.Permissions {
-		if err := f.Chmod(f.h.mode(f.name, attrs.FileMode())); err != nil {
-			last = err
-		}
-	}
-	if flags.Acmodtime {
-		if err := f.SetTimes(time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)); err != nil {
-			last = err
-		}
-	}
-	return status(last)
+	return status(setAttrs(r, "fsetstat", attrSetters{
+		truncate: f.File.Truncate,
+		chmod:    func(m os.FileMode) error { return f.Chmod(f.h.mode(f.name, m)) },
+		chtimes:  f.SetTimes,
+	}))
 }
 
 // TransferError hands the file why its session ended with it open
