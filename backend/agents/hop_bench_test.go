@@ -115,13 +115,17 @@ const (
 )
 
 // sendHop sends f over a new connection to addr, closes its side and
-// waits for the one-byte acknowledgement that the upload landed.
+// waits for the one-byte acknowledgement that the upload landed, within a
+// minute (a hung child fails the benchmark instead of holding it).
 func sendHop(addr string, f *os.File) error {
-	c, err := net.Dial("tcp", addr)
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+		return err
+	}
 	if _, err := io.Copy(c, f); err != nil {
 		return fmt.Errorf("sending: %w", err)
 	}
