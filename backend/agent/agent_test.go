@@ -1349,6 +1349,64 @@ func TestSymlinkChainsChecked(t *testing.T) {
 	}
 }
 
+// TestSymlinkCycles: a link into a cycle of links leads nowhere (the
+// kernel answers ELOOP), so it is made, as sftp-server makes it (a test
+// fixture in a git checkout over sshfs, rclone's link tests); what comes
+// after the cycle in the target is still checked. A chain of more links
+// than the kernel follows that is no cycle is refused: a program that
+// follows more (Go's EvalSymlinks, 255) would get to its end, unchecked.
+func TestSymlinkCycles(t *testing.T) {
+	a, c := start(t, "")
+	ctx := metadata.AppendToOutgoingContext(testCtx(t), agentpb.ScopeMetadata, "alice")
+	for _, d := range []string{"alice/sub", "bob"} {
+		if err := os.MkdirAll(filepath.Join(a.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(target, p string) error {
+		_, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte(p)})
+		return err
+	}
+	for _, l := range [][2]string{{"self", "alice/self"}, {"q", "alice/p"}, {"p", "alice/q"}, {"../sub/deep", "alice/sub/deep"}} {
+		if err := link(l[0], l[1]); err != nil {
+			t.Fatalf("%s -> %s (a cycle being made): %v", l[1], l[0], err)
+		}
+	}
+	for _, target := range []string{"self", "p", "q/x", "self/../sub", "sub/deep/../../p", "p/../sub"} {
+		if err := link(target, "alice/into"); err != nil {
+			t.Errorf("into -> %s (a cycle, or through one and back inside): %v", target, err)
+		}
+		os.Remove(filepath.Join(a.Dir, "alice", "into"))
+	}
+	for _, target := range []string{"self/../../bob", "p/../../bob/x", "sub/deep/../../../bob"} {
+		if err := link(target, "alice/out"); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("out -> %s (past a cycle, out of the root): %v, want PermissionDenied", target, err)
+		}
+		if _, err := os.Lstat(filepath.Join(a.Dir, "alice", "out")); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("out -> %s was made", target)
+		}
+	}
+	if got, err := os.Readlink(filepath.Join(a.Dir, "alice", "q")); err != nil || got != "p" {
+		t.Fatalf("q: %q, %v", got, err)
+	}
+	// c0 -> c1 -> ... -> c41 -> sub: 42 links, no cycle.
+	for i := range 42 {
+		target := fmt.Sprintf("c%d", i+1)
+		if i == 41 {
+			target = "sub"
+		}
+		if err := os.Symlink(target, filepath.Join(a.Dir, "alice", fmt.Sprintf("c%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := link("c0", "alice/long"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("long -> c0 (42 links, no cycle): %v, want PermissionDenied", err)
+	}
+	if err := link("c2", "alice/short"); err != nil {
+		t.Errorf("short -> c2 (40 links, no cycle): %v", err)
+	}
+}
+
 // TestAgentOpenFileLimit: the agent holds at most MaxOpenFiles files open
 // for its streams, whatever the gateways ask (10,000 pipelined SFTP OPENs
 // once took the embedded gateway to its descriptor limit): one more open

@@ -56,21 +56,39 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // maxLinks bounds the links confined follows, as the kernel's 40 does.
 const maxLinks = 40
 
+// linkEnd marks, in confined's queue, where the expansion of a link ends:
+// it is followed by the link's path. Names never hold NUL.
+const linkEnd = "\x00"
+
 // confined checks that target, a relative link target, resolved from dir
 // (relative to the scope) through the links that exist now (in dir's path
 // too), stays in the scope. A link it meets whose content is absolute
 // leaves it.
+//
+// A link met again while its own expansion is under way is a cycle (l ->
+// l, or m -> l with l -> l): no resolver that follows it ever gets
+// through it (the kernel answers ELOOP), so it is taken as an opaque
+// name, as a missing one is, and what follows it is still checked, ".."
+// included, as a program that cleans paths as text would read it.
+// Otherwise more than maxLinks links is refused: a long chain that is no
+// cycle leads somewhere for a program that follows more links than the
+// kernel does (Go's filepath.EvalSymlinks follows 255), and that
+// somewhere is not checked.
 func (c *scope) confined(dir, target string) error {
 	var stack []string // resolved components, relative to the scope
 	todo := append(strings.Split(dir, "/"), strings.Split(target, "/")...)
+	expanding := map[string]bool{} // links whose expansion is in todo
 	links := 0
 	for len(todo) > 0 {
 		elem := todo[0]
 		todo = todo[1:]
-		switch elem {
-		case "", ".":
+		switch {
+		case elem == "" || elem == ".":
 			continue
-		case "..":
+		case strings.HasPrefix(elem, linkEnd):
+			delete(expanding, elem[len(linkEnd):])
+			continue
+		case elem == "..":
 			if len(stack) == 0 {
 				return errors.New("the target leaves the user's root")
 			}
@@ -79,9 +97,9 @@ func (c *scope) confined(dir, target string) error {
 		}
 		cur := path.Join(append(stack, elem)...)
 		fi, err := c.r.Lstat(cur)
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-			// A missing name or a real file or directory: what follows
-			// cannot climb out through a link here.
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 || expanding[cur] {
+			// A missing name, a real file or directory, or a link cycle:
+			// what follows cannot climb out through a link here.
 			stack = append(stack, elem)
 			continue
 		}
@@ -95,7 +113,8 @@ func (c *scope) confined(dir, target string) error {
 		if path.IsAbs(next) {
 			return fmt.Errorf("the target passes through %q, a link to the absolute path %q", cur, next)
 		}
-		todo = append(strings.Split(next, "/"), todo...)
+		expanding[cur] = true
+		todo = append(append(strings.Split(next, "/"), linkEnd+cur), todo...)
 	}
 	return nil
 }
