@@ -41,6 +41,9 @@ import (
 // returns, for everyone. Only an FTP transfer's copy into one (ReadFrom)
 // holds writes back to coalesce them, and those are pushed (Flusher)
 // before any other path operation of the session, so that it sees them.
+// A truncating open of a path that the session writes in place truncates
+// that file instead of starting an upload (truncateInPlace): the older
+// handles write the same file, as descriptors do.
 //
 // A handle reading a path sees what the session's other handles wrote
 // there before the read, as a process sees its own writes through another
@@ -346,6 +349,9 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 		}
 	} else {
 		v.settle()
+		if write && flag&os.O_TRUNC != 0 && len(v.writers(p)) > 0 {
+			return v.truncateInPlace(name, p, flag, perm)
+		}
 	}
 	f, err := v.Fs.OpenFile(name, flag, perm)
 	if err != nil {
@@ -365,6 +371,28 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 		}
 	}
 	return v.wrap(p, f, write), nil
+}
+
+// truncateInPlace opens p, which the session's other handles write in
+// place (an append, a write into an existing file), for a truncating
+// write: it opens the file as it is and truncates it through the new
+// handle, so that all of them write one file, as the descriptors of
+// open(2) with O_TRUNC and of the earlier opens share it on sftp-server.
+// An atomic upload would replace the file under the older handles at its
+// close, and what they wrote after the open, answered OK, would be gone
+// (TestSFTPRandom). The path is written in place by this session already,
+// so others see no less atomicity than they did.
+func (v *View) truncateInPlace(name, p string, flag int, perm os.FileMode) (afero.File, error) {
+	f, err := v.Fs.OpenFile(name, flag&^os.O_TRUNC, perm)
+	if err != nil {
+		return nil, err
+	}
+	vf := v.wrap(p, f, true)
+	if err := vf.Truncate(0); err != nil {
+		vf.Close()
+		return nil, err
+	}
+	return vf, nil
 }
 
 // wrap tracks a file open for writing, and counts a file open for

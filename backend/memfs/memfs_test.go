@@ -262,6 +262,59 @@ func TestUploadMoveUnlinkReopen(t *testing.T) {
 	}
 }
 
+// TestViewTruncateUnderAppend: through a View, a truncating open of a file
+// the session appends to in place truncates that file, and the appends
+// after it land there (sftp-server's descriptors share the file; an
+// atomic upload replaced it at its close and lost them, the log emptied
+// with ": > app.log" over sshfs). A truncating open with no writer in
+// place stays an atomic upload.
+func TestViewTruncateUnderAppend(t *testing.T) {
+	m := memfs.New(memfs.Options{})
+	v := backend.NewView(m)
+	app, err := v.OpenFile("/app.log", os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmtWrite(t, app, "one\n")
+	tr, err := v.OpenFile("/app.log", os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := tr.(backend.Upload); ok && u.Pending() {
+		t.Fatal("the truncating open under an append handle is an atomic upload")
+	}
+	if got := read(t, m, "/app.log"); got != "" {
+		t.Fatalf("after the truncating open the file holds %q, want it empty for everyone", got)
+	}
+	fmtWrite(t, app, "two\n")
+	for _, f := range []afero.File{tr, app} {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := read(t, m, "/app.log"); got != "two\n" {
+		t.Fatalf("/app.log: %q, want %q", got, "two\n")
+	}
+
+	save, err := v.OpenFile("/app.log", os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, ok := save.(backend.Upload); !ok || !u.Pending() {
+		t.Fatal("a truncating open with no other writer is not an atomic upload")
+	}
+	fmtWrite(t, save, "three\n")
+	if got := read(t, m, "/app.log"); got != "two\n" {
+		t.Fatalf("/app.log during the upload: %q, want the old %q", got, "two\n")
+	}
+	if err := save.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, m, "/app.log"); got != "three\n" {
+		t.Fatalf("/app.log: %q, want %q", got, "three\n")
+	}
+}
+
 // TestUploadIntoRemovedDirectory: a commit whose directory was removed
 // meanwhile fails with ENOENT and leaves nothing.
 func TestUploadIntoRemovedDirectory(t *testing.T) {

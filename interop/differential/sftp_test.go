@@ -736,6 +736,41 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.pathOp(fxpStat, s.p("/tm"))
 			return out + " " + s.res(r, err)
 		}},
+		// A truncating open of a file the session also writes in place
+		// (an append) truncates that file: the handles share it, as
+		// sftp-server's descriptors do. An atomic upload replaced it at
+		// its close, and the append handle's later writes were lost
+		// (TestSFTPRandom's seeds 82 and 113).
+		{"/ta opened WRITE|APPEND|CREAT, then READ|WRITE|CREAT|TRUNC, an append through the first", func(s *sftpSide) string {
+			out := s.open(s.a, "ta1", "/ta", pfWrite|pfAppend|pfCreat, attrs{})
+			r, err := s.a.write(s.h("ta1"), 0, []byte("old"))
+			out += " " + s.res(r, err)
+			out += " " + s.open(s.a, "ta2", "/ta", pfRead|pfWrite|pfCreat|pfTrunc, attrs{})
+			out += " " + s.readAll(s.a, "/ta")
+			r, err = s.a.write(s.h("ta1"), 3, []byte("R4"))
+			out += " " + s.res(r, err) + " " + s.readAll(s.a, "/ta")
+			r, err = s.a.write(s.h("ta2"), 4, []byte("Z"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "ta2") + " " + s.closeH(s.a, "ta1")
+			return out + " " + s.readAll(s.a, "/ta")
+		}},
+		{"/tb opened WRITE|APPEND|CREAT, then WRITE|TRUNC, renamed to /tc, an append through the first", func(s *sftpSide) string {
+			out := s.open(s.a, "tb1", "/tb", pfWrite|pfAppend|pfCreat, attrs{})
+			out += " " + s.open(s.a, "tb2", "/tb", pfWrite|pfTrunc, perms(0o600))
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/tb")), s.p("/tc")))
+			out += " " + s.res(r, err)
+			r, err = s.a.write(s.h("tb1"), 0, []byte("H5"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "tb2") + " " + s.closeH(s.a, "tb1")
+			r, err = s.a.pathOp(fxpStat, s.p("/tc"))
+			return out + " " + s.res(r, err) + " " + s.readAll(s.a, "/tc")
+		}},
+		{"remove /ta, /tc", func(s *sftpSide) string {
+			out := ""
+			for _, p := range []string{"/ta", "/tc"} {
+				r, err := s.a.pathOp(fxpRemove, s.p(p))
+				out += s.res(r, err) + " "
+			}
+			return out
+		}},
 		{"remove /tu, /tn, /tm", func(s *sftpSide) string {
 			out := ""
 			for _, p := range []string{"/tu", "/tn", "/tm"} {

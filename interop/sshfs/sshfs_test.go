@@ -461,6 +461,11 @@ func workload(t *testing.T, p *problems, s server, src, srcRepo, tarball, mnt st
 		for i := 0; i < 3; i++ {
 			p.run(st, mnt, "sh", "-c", fmt.Sprintf("echo 'appended line %d' >> \"$1\"", i), "sh", f)
 		}
+		// A log kept open for appending, emptied by another program
+		// meanwhile (": > log", logrotate's copytruncate): the appends
+		// after it land in the emptied file.
+		log := filepath.Join(mnt, "edit", "app.log")
+		p.run(st, mnt, "sh", "-c", `exec 3>>"$1"; echo one >&3; : > "$1"; echo two >&3; exec 3>&-`, "sh", log)
 	})
 	return times
 }
@@ -482,6 +487,9 @@ func check(t *testing.T, p *problems, s server, src string) {
 	}
 	if st, err := os.Stat(filepath.Join(s.disk, "cpa", "foo.conf")); err != nil || st.Mode().Perm() != 0o640 {
 		p.fail("sed -i: cpa/foo.conf mode not kept", "%v, %v; want 0640", st, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(s.disk, "edit", "app.log")); err != nil || string(b) != "two\n" {
+		p.fail("edit/app.log: appended, emptied, appended", "%q, %v; want %q", b, err, "two\n")
 	}
 	want := "new content 2\nappended line 0\nappended line 1\nappended line 2\n"
 	if b, err := os.ReadFile(filepath.Join(s.disk, "edit", "file.txt")); err != nil || string(b) != want {
