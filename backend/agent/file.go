@@ -209,7 +209,10 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	// The permissions and the sticky bit (encoded as ChmodOp's); setuid
 	// and setgid are never given (see checkMode).
 	perm := fs.FileMode(op.GetPerm()) & (fs.ModePerm | fs.ModeSticky)
-	h := &handle{s: s, root: root, path: p, append: flag&os.O_APPEND != 0, excl: flag&os.O_EXCL != 0, writable: write}
+	// O_EXCL without O_CREATE means nothing to open(2) (for a regular file),
+	// so the commit of such a truncating open replaces the file.
+	excl := flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL
+	h := &handle{s: s, root: root, path: p, append: flag&os.O_APPEND != 0, excl: excl, writable: write}
 	if id := op.GetJoinUpload(); id != "" {
 		return s.join(h, id, flag)
 	}

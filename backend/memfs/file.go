@@ -123,7 +123,7 @@ func (m *FS) startUpload(p string, w where, flag int, perm os.FileMode) *file {
 	if old := w.n; old != nil {
 		n.mode, n.uid, n.gid = old.mode&(fs.ModePerm|fs.ModeSticky), old.uid, old.gid
 	}
-	f := &file{m: m, name: p, n: n, flag: flag, up: &upload{target: p, excl: flag&os.O_EXCL != 0}}
+	f := &file{m: m, name: p, n: n, flag: flag, up: &upload{target: p, excl: flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL}}
 	m.uploads[f] = struct{}{}
 	return f
 }

@@ -113,7 +113,11 @@ func openFlags(r *sftp.Request, flag int) int {
 	if pf.Trunc {
 		flag |= os.O_TRUNC
 	}
-	if pf.Excl {
+	if pf.Excl && pf.Creat {
+		// EXCL without CREAT means nothing, as O_EXCL without O_CREAT to
+		// open(2) (sftp-server passes it on): a truncating open with it
+		// replaces the file; passed on, older agents took it for an
+		// exclusive create and failed the commit.
 		flag |= os.O_EXCL
 	}
 	if pf.Append {

@@ -908,6 +908,32 @@ func TestSFTPSemantics(t *testing.T) {
 			t.Errorf("after O_TRUNC: %q", got)
 		}
 
+		// EXCL without CREAT means nothing, as to open(2): the file is
+		// replaced, not refused at the close as an exclusive create.
+		f, err = c.OpenFile("/flags.txt", os.O_WRONLY|os.O_TRUNC|os.O_EXCL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte("excl")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatalf("close of O_TRUNC|O_EXCL without O_CREATE: %v", err)
+		}
+		if got := mustRead(t, disk("flags.txt")); string(got) != "excl" {
+			t.Errorf("after O_TRUNC|O_EXCL: %q", got)
+		}
+		f, err = c.OpenFile("/flags.txt", os.O_WRONLY|os.O_TRUNC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte("new")); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+
 		f, err = c.OpenFile("/flags-new.txt", os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 		if err != nil {
 			t.Fatalf("O_CREATE|O_EXCL of a new file: %v", err)

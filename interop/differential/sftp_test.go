@@ -763,6 +763,16 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.pathOp(fxpStat, s.p("/tc"))
 			return out + " " + s.res(r, err) + " " + s.readAll(s.a, "/tc")
 		}},
+		// EXCL without CREAT means nothing (open(2) ignores O_EXCL without
+		// O_CREAT): the truncating open replaces the file. The agent took
+		// it for an exclusive create, and the CLOSE failed and kept the
+		// old file (TestSFTPRandom's seeds 94 and 156).
+		{"/ta opened READ|WRITE|TRUNC|EXCL (no CREAT), written, closed", func(s *sftpSide) string {
+			out := s.open(s.a, "tx", "/ta", pfRead|pfWrite|pfTrunc|pfExcl, attrs{})
+			r, err := s.a.write(s.h("tx"), 0, []byte("EX"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "tx")
+			return out + " " + s.readAll(s.a, "/ta")
+		}},
 		{"remove /ta, /tc", func(s *sftpSide) string {
 			out := ""
 			for _, p := range []string{"/ta", "/tc"} {
