@@ -515,12 +515,14 @@ type randResult struct {
 func (r *randRunner) run(name string, ops []randOp) randResult {
 	r.runs++
 	r.current, r.currentName = ops, name
-	root := "/" + name
+	// The run works in /NAME/w, so that a link to "../a" made at its top
+	// stays in /NAME, whose tree is compared, and out of later runs.
+	root := "/" + name + "/w"
 	for i, s := range []*sftpSide{r.ref, r.ug} {
 		if !r.oneSession {
 			s.a, r.conns[i] = r.dial[i]()
 		}
-		setup := s.with(func() string { return "OK" }, root+"/", root+"/a=alpha", root+"/d/", root+"/d/e=echo data")
+		setup := s.with(func() string { return "OK" }, "/"+name+"/", root+"/", root+"/a=alpha", root+"/d/", root+"/d/e=echo data")
 		if setup != "OK" {
 			r.t.Fatalf("%s: setup of %s: %s", s.name, root, setup)
 		}
