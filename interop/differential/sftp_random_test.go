@@ -42,25 +42,8 @@ func TestSFTPRandom(t *testing.T) {
 	if spec == "" {
 		t.Skip("random differential sequences: set DIFF_RANDOM=N (seeds 1..N) or a list of seeds")
 	}
-	seeds, err := parseSeeds(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsteps := envInt(t, "DIFF_RANDOM_STEPS", 60)
-	budget := 5 * time.Minute
-	if v := os.Getenv("DIFF_RANDOM_TIME"); v != "" {
-		if budget, err = time.ParseDuration(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	skip := map[string]bool{}
-	for _, k := range strings.Split(os.Getenv("DIFF_RANDOM_SKIP"), ",") {
-		if k != "" {
-			skip[k] = true
-		}
-	}
-	verbose := os.Getenv("DIFF_RANDOM_VERBOSE") != ""
-	minimise := os.Getenv("DIFF_RANDOM_MIN") != ""
+	env := randSettings(t, spec)
+	seeds, nsteps, budget, skip, verbose, minimise := env.seeds, env.steps, env.budget, env.skip, env.verbose, env.minimise
 
 	ref, refDial := randOpenSSHSide(t)
 	ug, ugDial := randUpgateSide(t)
@@ -141,9 +124,46 @@ func TestSFTPRandom(t *testing.T) {
 		fmt.Fprintf(&b, "\t%s\n\t\tseeds %s\n", s, strings.Join(groups[s], " "))
 	}
 	t.Log(b.String())
-	if os.Getenv("DIFF_RANDOM_STRICT") != "" && clean != ran {
+	if env.strict && clean != ran {
 		t.Errorf("%d of %d seeds showed differences", ran-clean, ran)
 	}
+}
+
+// randEnv is what the DIFF_RANDOM variables ask of a random
+// differential test (TestSFTPRandom, TestFTPRandom).
+type randEnv struct {
+	seeds    []uint64
+	steps    int           // DIFF_RANDOM_STEPS, operations per seed
+	budget   time.Duration // DIFF_RANDOM_TIME
+	skip     map[string]bool
+	verbose  bool // DIFF_RANDOM_VERBOSE
+	minimise bool // DIFF_RANDOM_MIN
+	strict   bool // DIFF_RANDOM_STRICT
+}
+
+// randSettings reads the DIFF_RANDOM variables; spec is DIFF_RANDOM's
+// value, not empty.
+func randSettings(t *testing.T, spec string) randEnv {
+	t.Helper()
+	seeds, err := parseSeeds(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := randEnv{seeds: seeds, steps: envInt(t, "DIFF_RANDOM_STEPS", 60), budget: 5 * time.Minute, skip: map[string]bool{}}
+	if v := os.Getenv("DIFF_RANDOM_TIME"); v != "" {
+		if e.budget, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range strings.Split(os.Getenv("DIFF_RANDOM_SKIP"), ",") {
+		if k != "" {
+			e.skip[k] = true
+		}
+	}
+	e.verbose = os.Getenv("DIFF_RANDOM_VERBOSE") != ""
+	e.minimise = os.Getenv("DIFF_RANDOM_MIN") != ""
+	e.strict = os.Getenv("DIFF_RANDOM_STRICT") != ""
+	return e
 }
 
 func envInt(t *testing.T, name string, def int) int {
@@ -594,21 +614,28 @@ func (r *randRunner) minimise(seed uint64, ops []randOp, want randDiff) []randOp
 	if want.index >= 0 {
 		ops = append([]randOp(nil), ops[:want.index+1]...)
 	}
-	budget := 300
-	test := func(c []randOp) bool {
+	return ddmin(ops, 300, func(c []randOp) bool {
+		return r.run(fmt.Sprintf("r%dm%d", seed, r.runs), c).has(want)
+	})
+}
+
+// ddmin shrinks ops to a shorter sequence for which test still holds
+// (Zeller's ddmin, removing chunks), calling test at most budget times.
+func ddmin[T any](ops []T, budget int, test func([]T) bool) []T {
+	try := func(c []T) bool {
 		if budget <= 0 {
 			return false
 		}
 		budget--
-		return r.run(fmt.Sprintf("r%dm%d", seed, r.runs), c).has(want)
+		return test(c)
 	}
 	n := 2
 	for len(ops) >= 2 && budget > 0 {
 		chunk := (len(ops) + n - 1) / n
 		reduced := false
 		for i := 0; i < len(ops); i += chunk {
-			c := append(append([]randOp(nil), ops[:i]...), ops[min(i+chunk, len(ops)):]...)
-			if test(c) {
+			c := append(append([]T(nil), ops[:i]...), ops[min(i+chunk, len(ops)):]...)
+			if try(c) {
 				ops, n, reduced = c, max(n-1, 2), true
 				break
 			}
