@@ -512,6 +512,9 @@ type randDiff struct {
 	op      string
 	path    string
 	ref, ug string
+	// row names the row of deliberateDiffs that explains the difference
+	// (TestFTPRandom), or is empty.
+	row string
 }
 
 func (d randDiff) signature() string {
