@@ -520,6 +520,11 @@ func ftpSteps() []ftpStep {
 		{"RNFR /d/f1b, RNTO into missing dir", func(f *ftpSide) string {
 			return f.c("RNFR /d/f1b", exact) + " " + f.c("RNTO /nodir/x", exact)
 		}},
+		// An RNTO ends the rename, failed or not: upgate's left RNFR
+		// armed, and the next RNTO moved /d/f1b (TestFTPRandom).
+		{"RNTO /d/f9 after that failed RNTO", func(f *ftpSide) string {
+			return f.c("RNTO /d/f9", exact) + " " + f.c("SIZE /d/f1b", exact) + " " + f.c("SIZE /d/f9", exact)
+		}},
 		{"DELE /empty", func(f *ftpSide) string { return f.c("DELE /empty", digit) + " " + f.c("SIZE /empty", exact) }},
 
 		// Links (made on disk: FTP cannot make them).

@@ -1744,3 +1744,26 @@ func TestForkCwdSearch(t *testing.T) {
 	raw.expect("CDUP", StatusActionNotTaken)
 	req.Contains(raw.expect("PWD", StatusPathCreated), `"/closed/open"`)
 }
+
+// TestForkRntoEndsRename: an RNTO ends the rename whether it succeeds or
+// fails, as vsftpd's does: a failed RNTO used to leave RNFR armed, and a
+// later RNTO moved the old source over the file it named.
+func TestForkRntoEndsRename(t *testing.T) {
+	server := NewTestServer(t, false)
+	req := require.New(t)
+	dir := server.driver.(*TestServerDriver).serverDir
+	req.NoError(os.WriteFile(dir+"/a", []byte("a"), 0o644))
+	req.NoError(os.WriteFile(dir+"/e", []byte("echo data"), 0o644))
+	raw := forkDial(t, server.Addr(), true)
+	raw.expect("RNFR a", StatusFileActionPending)
+	raw.expect("RNTO missing/x", StatusActionNotTaken)
+	raw.expect("RNTO e", StatusBadCommandSequence)
+	b, err := os.ReadFile(dir + "/e")
+	req.NoError(err)
+	req.Equal("echo data", string(b))
+	_, err = os.Stat(dir + "/a")
+	req.NoError(err)
+	raw.expect("RNFR a", StatusFileActionPending)
+	raw.expect("RNTO b", StatusFileOK)
+	raw.expect("RNTO e", StatusBadCommandSequence)
+}

@@ -407,11 +407,15 @@ func (c *clientHandler) handleRNTO(param string) error {
 
 		if err == nil {
 			c.writeMessage(StatusFileOK, "Done !")
-			c.ctxRnfr = ""
 		} else {
 			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't rename %s to %s: %s",
 				c.ctxRnfr, dst, err.Error()))
 		}
+		// upgate fork: RNTO ends the rename whatever its outcome, as
+		// vsftpd's: a failed RNTO left RNFR armed, and the next RNTO
+		// (a client's next rename, its RNFR refused) moved the old
+		// source over what it named (patch 31).
+		c.ctxRnfr = ""
 	} else {
 		c.writeMessage(StatusBadCommandSequence, "RNFR is expected before RNTO")
 	}
