@@ -559,6 +559,14 @@ func ftpSteps() []ftpStep {
 		{"MDTM /fix/file.txt", func(f *ftpSide) string { return f.c("MDTM /fix/file.txt", mdtmText) }},
 		{"STAT /fix (over the control connection)", func(f *ftpSide) string { return f.c("STAT /fix", statLines) }},
 		{"STAT /fix/file.txt", func(f *ftpSide) string { return f.c("STAT /fix/file.txt", statLines) }},
+		// A link whose target is missing is listed as the link, and STAT
+		// of a link shows the link, as LIST does (TestFTPRandom).
+		{"LIST /fix/dang, NLST /fix/dang (a dangling link)", func(f *ftpSide) string {
+			return f.list("LIST /fix/dang", false) + " " + f.list("NLST /fix/dang", false)
+		}},
+		{"STAT /fix/ln, STAT /fix/dang", func(f *ftpSide) string {
+			return f.c("STAT /fix/ln", statLines) + " " + f.c("STAT /fix/dang", statLines)
+		}},
 		// A trailing slash: the path must be a directory, as POSIX
 		// resolves it; a file so named is refused and left as it was,
 		// nothing is created, a link to a directory is not removed.

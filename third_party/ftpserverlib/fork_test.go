@@ -613,6 +613,19 @@ func TestForkVsftpdCommands(t *testing.T) {
 		return string(b)
 	}
 	req.Regexp(`^lrwxrwxrwx .* ln\r\n$`, list("LIST /ln"))
+	// A link whose target is missing too, and STAT of a link (patch 32).
+	req.NoError(os.Symlink("nowhere", dir+"/dang"))
+	req.Regexp(`^lrwxrwxrwx .* dang\r\n$`, list("LIST /dang"))
+	req.Equal("/dang\r\n", list("NLST /dang"))
+	for _, name := range []string{"dang", "ln"} {
+		rc, rsp, err = raw.SendCommand("STAT /" + name)
+		req.NoError(err)
+		req.Equal(StatusFileStatus, rc, rsp)
+		req.Regexp(`(?m)^ lrwxrwxrwx .* `+name+`$`, rsp)
+	}
+	rc, rsp, err = raw.SendCommand("STAT /dang/")
+	req.NoError(err)
+	req.Equal(StatusFileActionNotTaken, rc, rsp)
 	req.Equal("/sub/../file\r\n", list("NLST /sub/../file"))
 	nlst := list("NLST /")
 	req.Contains(nlst, "/file\r\n")

@@ -466,7 +466,7 @@ func (c *clientHandler) getFileList(param string, filePathAllowed bool) ([]os.Fi
 	c.SetListPath(listPath)
 
 	// return list of single file if directoryPath points to file and filePathAllowed
-	info, err := c.statArg(param, listPath) // upgate fork: a trailing slash (patch 21)
+	info, err := c.listArgStat(param, listPath) // upgate fork: a trailing slash (patch 21), a dangling link (patch 32)
 	if err != nil {
 		return nil, "", newFileAccessError("couldn't stat", err)
 	}

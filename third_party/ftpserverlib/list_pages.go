@@ -118,7 +118,7 @@ func (c *clientHandler) getFilePages(param string, filePathAllowed bool) (*dirPa
 	listPath := c.absPath(param)
 	c.SetListPath(listPath)
 
-	info, err := c.statArg(param, listPath) // a trailing slash (patch 21)
+	info, err := c.listArgStat(param, listPath) // a trailing slash (patch 21), a dangling link (patch 32)
 	if err != nil {
 		return nil, "", newFileAccessError("couldn't stat", err)
 	}

@@ -6,7 +6,9 @@ package ftpserver
 // NLST names spelled as the client spelled the directory.
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"regexp"
 	"sort"
@@ -117,6 +119,25 @@ func (c *clientHandler) handleMDTMSet(param string) bool {
 	}
 
 	return true
+}
+
+// listArgStat is statArg for a listing's argument (LIST, NLST, STAT): a
+// link whose target is missing is listed as the link, as vsftpd lists it
+// (patch 32), where a Stat that follows it finds nothing. Anything else
+// is statArg's answer.
+func (c *clientHandler) listArgStat(arg, p string) (os.FileInfo, error) {
+	info, err := c.statArg(arg, p)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || HasDirSlash(arg) {
+		return info, err
+	}
+
+	if l, ok := c.driver.(afero.Lstater); ok {
+		if li, _, lerr := l.LstatIfPossible(p); lerr == nil && li.Mode()&os.ModeSymlink != 0 {
+			return li, nil
+		}
+	}
+
+	return info, err
 }
 
 // listEntry is the FileInfo a listing of the single path p shows: the
