@@ -92,6 +92,9 @@ const (
 		"as busy (EBUSY), and git, which links its object files into place, falls back to a rename (backend/view.go, View.Link)"
 	whyChown = "SETSTAT's uid and gid are ignored, not refused: the agent writes as the container's user and never " +
 		"chowns (frontends/sftp setstat; README, deliberate differences: SFTP ignores uid/gid)"
+	whyDirTime = "MDTM with a time (and MFMT) sets a directory's time, where vsftpd refuses it (550), as SFTP's " +
+		"SETSTAT and sftp-server set it: a client that keeps a tree's times keeps its directories' too; MDTM and " +
+		"SIZE without a time still refuse a directory, as vsftpd's"
 	whyPostedOpen = "an FTP upload into the directory of the session's last upload does not wait for the agent's " +
 		"open, a round trip less per file (issue 15): an error of that file's own (its name is a directory) then " +
 		"comes after the 150, still as the STOR's failure; a missing directory or a name too long fails before it"
@@ -129,6 +132,7 @@ var deliberateDiffs = []deliberate{
 
 	// Answers upgate gives on purpose (each reason says why).
 	{proto: "ftp", step: "STOR /d/dir2 (a directory) after an upload into /d", upgate: "2xx 1xx/2xx 1xx/5xx", why: whyPostedOpen},
+	{proto: "ftp", step: "MKD /dt, MDTM with a time on it (a directory), RMD /dt", upgate: "257 213 250", why: whyDirTime},
 	{proto: "ftp", step: "LIST /missing", upgate: "4xx", why: whyMissingList},
 	{proto: "ftp", step: "LIST /fix/file.txt/ (a file with a slash)", upgate: "4xx", why: whyNotDirList},
 	{proto: "ftp", step: "NLST /nodir/*.txt (missing directory)", upgate: "4xx", why: whyGlobDir},

@@ -409,6 +409,9 @@ func ftpSteps() []ftpStep {
 		{"MDTM with the Unix epoch sets it", func(f *ftpSide) string {
 			return f.stor("/d/ep", data1) + " " + f.c("MDTM 19700101000000 /d/ep", digit) + " " + f.c("MDTM /d/ep", mdtmText)
 		}},
+		{"MKD /dt, MDTM with a time on it (a directory), RMD /dt", func(f *ftpSide) string {
+			return f.c("MKD /dt", exact) + " " + f.c("MDTM 20040109113320 /dt", exact) + " " + f.c("RMD /dt", exact)
+		}},
 		{"APPE /d/f1", func(f *ftpSide) string {
 			reps, _, err := f.a.transfer("APPE /d/f1", []byte("tail"))
 			return xfer(reps, nil, err, digit, false) + " " + f.retr(f.a, "/d/f1")
