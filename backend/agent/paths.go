@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -66,13 +67,15 @@ const linkEnd = "\x00"
 // leaves it.
 //
 // A link met again while its own expansion is under way is a cycle (l ->
-// l, or m -> l with l -> l): no resolver that follows it ever gets
-// through it (the kernel answers ELOOP), so it is taken as an opaque
-// name, as a missing one is, and what follows it is still checked, ".."
-// included, as a program that cleans paths as text would read it.
-// Otherwise more than maxLinks links is refused: a long chain that is no
-// cycle leads somewhere for a program that follows more links than the
-// kernel does (Go's filepath.EvalSymlinks follows 255), and that
+// l, or m -> l with l -> l): the kernel and Go's filepath.EvalSymlinks
+// never get through it (ELOOP), so a target that ends in it, or goes on
+// below it, leads nowhere and is made. A ".." anywhere after it is
+// refused: resolvers differ there (Python's os.path.realpath stops at a
+// loop and cleans the rest as text; 3.13's remembers what a link of the
+// cycle resolved to while another was expanding), and some of them land
+// outside the scope. Otherwise more than maxLinks links is refused: a
+// long chain that is no cycle leads somewhere for a program that follows
+// more links than the kernel does (EvalSymlinks follows 255), and that
 // somewhere is not checked.
 func (c *scope) confined(dir, target string) error {
 	var stack []string // resolved components, relative to the scope
@@ -96,10 +99,17 @@ func (c *scope) confined(dir, target string) error {
 			continue
 		}
 		cur := path.Join(append(stack, elem)...)
+		if expanding[cur] {
+			if slices.Contains(todo, "..") {
+				return fmt.Errorf("the target goes on with .. past a cycle of links at %q", cur)
+			}
+			stack = append(stack, elem)
+			continue
+		}
 		fi, err := c.r.Lstat(cur)
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 || expanding[cur] {
-			// A missing name, a real file or directory, or a link cycle:
-			// what follows cannot climb out through a link here.
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			// A missing name or a real file or directory: what follows
+			// cannot climb out through a link here.
 			stack = append(stack, elem)
 			continue
 		}
