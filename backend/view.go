@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -216,11 +217,14 @@ func (v *View) untrack(f *viewFile) {
 func (v *View) discard(p string) error { return v.drop(p, false) }
 
 // supersede discards the session's uploads at p for a newer truncating
-// open of p, and their handles refuse writes from then on
-// (errSuperseded): where sftp-server's two descriptors would share the
-// file, what such a write carries would be dropped, and the client must
-// not be told it landed. (A removed or renamed-over upload's handle goes
-// on taking writes, as a descriptor of an unlinked file does.)
+// open of p, and their handles, and the handles writing into their data
+// (Reopen), refuse writes from then on (errSuperseded): where
+// sftp-server's descriptors would share the file, what such a write
+// carries would be dropped, and the client must not be told it landed.
+// (A removed or renamed-over upload's handle goes on taking writes, as a
+// descriptor of an unlinked file does.) Writers at p in place are not
+// there: a truncating open with them truncates in place instead
+// (truncateInPlace).
 func (v *View) supersede(p string) error { return v.drop(p, true) }
 
 func (v *View) drop(p string, superseded bool) error {
@@ -228,12 +232,13 @@ func (v *View) drop(p string, superseded bool) error {
 	ws := v.open[p]
 	delete(v.open, p)
 	v.mu.Unlock()
+	upload := slices.ContainsFunc(ws, (*viewFile).Pending)
 	var first error
 	for _, w := range ws {
+		if superseded && upload {
+			w.superseded.Store(true) // the upload, or a handle into its data
+		}
 		if w.Pending() {
-			if superseded {
-				w.superseded.Store(true)
-			}
 			if err := w.Unlink(); err != nil && !w.waitIfClosing(err) && first == nil {
 				first = err
 			}
@@ -380,8 +385,12 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 // open(2) with O_TRUNC and of the earlier opens share it on sftp-server.
 // An atomic upload would replace the file under the older handles at its
 // close, and what they wrote after the open, answered OK, would be gone
-// (TestSFTPRandom). The path is written in place by this session already,
-// so others see no less atomicity than they did.
+// (TestSFTPRandom). The price is this save's atomicity: others see the
+// file emptied and then written, as sftp-server writes every save, and
+// one cut short leaves what arrived. (If another session replaced the
+// file since the older handles opened it, they write the replaced file
+// and this save goes in place all the same: the View cannot tell one
+// file from another at a path.)
 func (v *View) truncateInPlace(name, p string, flag int, perm os.FileMode) (afero.File, error) {
 	f, err := v.Fs.OpenFile(name, flag&^os.O_TRUNC, perm)
 	if err != nil {

@@ -315,6 +315,40 @@ func TestViewTruncateUnderAppend(t *testing.T) {
 	}
 }
 
+// TestViewSupersededReopen: a handle writing into the session's upload
+// (opened without O_TRUNC while it was in progress: Upload.Reopen) is
+// superseded with it by a newer truncating open: its writes fail rather
+// than land in the discarded upload with no error.
+func TestViewSupersededReopen(t *testing.T) {
+	v := backend.NewView(memfs.New(memfs.Options{}))
+	up, err := v.Create("/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmtWrite(t, up, "abc")
+	app, err := v.OpenFile("/f", os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmtWrite(t, app, "d")
+	tr, err := v.OpenFile("/f", os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmtWrite(t, tr, "new")
+	for name, f := range map[string]afero.File{"the first upload": up, "the handle into it": app} {
+		if _, err := f.Write([]byte("lost")); err == nil {
+			t.Errorf("a write through %s after a newer truncating open: no error", name)
+		}
+	}
+	for _, f := range []afero.File{app, up, tr} {
+		_ = f.Close()
+	}
+	if got := read(t, v, "/f"); got != "new" {
+		t.Fatalf("/f: %q, want %q", got, "new")
+	}
+}
+
 // TestUploadIntoRemovedDirectory: a commit whose directory was removed
 // meanwhile fails with ENOENT and leaves nothing.
 func TestUploadIntoRemovedDirectory(t *testing.T) {
