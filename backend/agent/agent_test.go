@@ -1008,6 +1008,17 @@ func TestExclusiveCreate(t *testing.T) {
 	if got := readFile(t, target); got != "mine" {
 		t.Errorf("target = %q after refused exclusive creates", got)
 	}
+	// EXCL without CREATE means nothing, as to open(2): a truncating
+	// upload with it replaces the file (its commit used to refuse it as
+	// an exclusive create's, EEXIST at the close).
+	t.Run("EXCL without CREATE", func(t *testing.T) {
+		fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fWrite, fTrunc, fExcl)})
+		fst.write(0, "replaced")
+		fst.close(false)
+		if got := readFile(t, target); got != "replaced" {
+			t.Errorf("f = %q", got)
+		}
+	})
 	waitClean(t, a, a.Dir)
 }
 

@@ -555,7 +555,9 @@ func (r *randRunner) run(name string, ops []randOp) randResult {
 	for i, o := range ops {
 		// Paths in answers name the run's directory as /ROOT: a
 		// shortened sequence runs in a directory of its own.
-		norm := func(a string) string { return strings.ReplaceAll(a, `"`+root, `"/ROOT`) }
+		norm := func(a string) string {
+			return strings.ReplaceAll(strings.ReplaceAll(a, `"`+root, `"/ROOT`), `"/`+name, `"/RUN`)
+		}
 		a := randAnswer{ref: norm(o.exec(r.ref, root)), ug: norm(o.exec(r.ug, root))}
 		res.ops = append(res.ops, a)
 		if a.ref != a.ug {
