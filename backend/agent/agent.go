@@ -99,6 +99,11 @@ type Server struct {
 	uploads map[string]*handle
 	swept   map[string]time.Time
 
+	// linksMu orders the checks that keep every link made through the
+	// agent inside the user's root with the operations they check:
+	// Symlink, Link of a link and Rename (links.go). Taken before mu.
+	linksMu sync.Mutex
+
 	// busyMu guards activities: what Busy counts besides v1Calls (the
 	// Session streams and v1 Open streams being served; busy.go).
 	busyMu     sync.Mutex

@@ -1341,7 +1341,9 @@ func TestSymlinkChainsChecked(t *testing.T) {
 	if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(".."), Path: []byte("alice/sub/up")}); err != nil {
 		t.Fatalf("sub/up -> .. (inside alice's root): %v", err)
 	}
-	for _, target := range []string{"sub/up/../bob", "sub/up/../bob/secret", "sub/up/sub/up/../bob", "sub/up/.."} {
+	// sub/missing/../x stays inside now, but sub/missing can become a
+	// link later (sub/missing -> ..): a ".." after a name is refused.
+	for _, target := range []string{"sub/up/../bob", "sub/up/../bob/secret", "sub/up/sub/up/../bob", "sub/up/..", "sub/missing/../x"} {
 		if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte("alice/chain")}); status.Code(err) != codes.PermissionDenied {
 			t.Errorf("chain -> %s: %v, want PermissionDenied", target, err)
 		}
@@ -1349,7 +1351,7 @@ func TestSymlinkChainsChecked(t *testing.T) {
 			t.Fatalf("chain -> %s was made", target)
 		}
 	}
-	for _, target := range []string{"sub/up/sub", "sub/missing/../x", "sub"} {
+	for _, target := range []string{"sub/up/sub", "sub", "./sub/", "sub/missing"} {
 		if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte("alice/ok")}); err != nil {
 			t.Errorf("ok -> %s (stays inside): %v", target, err)
 		}
@@ -1357,6 +1359,72 @@ func TestSymlinkChainsChecked(t *testing.T) {
 	}
 	if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte("a\nb"), Path: []byte("alice/ctl")}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("a target with a newline: %v, want InvalidArgument", err)
+	}
+}
+
+// TestLinksKeepTheirShape: what the review found leading out of alice's
+// root after a link was made inside it: moving a link to a shallower
+// directory, a hard link of it there, a name its target passes through
+// becoming a link, a directory holding a link moved up. Each is refused,
+// and bob's secret stays out of reach through alice's tree; the moves and
+// links that keep a link inside are served.
+func TestLinksKeepTheirShape(t *testing.T) {
+	a, c := start(t, "")
+	ctx := metadata.AppendToOutgoingContext(testCtx(t), agentpb.ScopeMetadata, "alice")
+	for _, d := range []string{"alice/sub/deep", "alice/other", "bob"} {
+		if err := os.MkdirAll(filepath.Join(a.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(a.Dir, "bob", "secret"), "bob's", 0o644)
+	ok := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("%s: %v, want PermissionDenied", what, err)
+		}
+	}
+	symlink := func(target, p string) error {
+		_, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(target), Path: []byte(p)})
+		return err
+	}
+	rename := func(from, to string) error {
+		_, err := c.Rename(ctx, &agentpb.RenameRequest{From: []byte(from), To: []byte(to)})
+		return err
+	}
+	hardlink := func(target, p string) error {
+		_, err := c.Link(ctx, &agentpb.LinkRequest{Target: []byte(target), Path: []byte(p)})
+		return err
+	}
+	ok("sub/up -> ..", symlink("..", "alice/sub/up"))
+	ok("sub/deep/up2 -> ../..", symlink("../..", "alice/sub/deep/up2"))
+	refused("rename sub/up to up (a level up)", rename("alice/sub/up", "alice/up"))
+	refused("hard link of sub/up as up", hardlink("alice/sub/up", "alice/up"))
+	refused("rename sub/deep to deep (its up2 a level up)", rename("alice/sub/deep", "alice/deep"))
+	ok("rename sub/up to sub/up1 (the same directory)", rename("alice/sub/up", "alice/sub/up1"))
+	ok("rename sub/up1 to other/up (as deep)", rename("alice/sub/up1", "alice/other/up"))
+	ok("hard link of other/up as sub/deep/up3 (deeper)", hardlink("alice/other/up", "alice/sub/deep/up3"))
+	ok("rename sub/deep to other/deep (as deep)", rename("alice/sub/deep", "alice/other/deep"))
+	ok("rename other to sub/other (deeper)", rename("alice/other", "alice/sub/other"))
+	// A name a target passes through, made a link afterwards.
+	refused("ok -> sub/missing/../bob", symlink("sub/missing/../bob", "alice/ok"))
+	for _, p := range []string{"up", "deep/up2", "ok/secret", "up/bob/secret", "deep/up2/bob/secret"} {
+		if _, err := os.ReadFile(filepath.Join(a.Dir, "alice", p)); err == nil && strings.Contains(p, "secret") {
+			t.Errorf("alice/%s reads bob's secret", p)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(a.Dir, "alice", "up")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("alice/up exists after refused moves: %v", err)
+	}
+	for _, p := range []string{"sub/other/up", "sub/other/deep/up3", "sub/other/deep/up2"} {
+		if got, err := os.Readlink(filepath.Join(a.Dir, "alice", p)); err != nil {
+			t.Errorf("alice/%s: %q, %v", p, got, err)
+		}
 	}
 }
 

@@ -278,6 +278,12 @@ func (s *Server) rename(sc *scope, req *agentpb.RenameRequest) (*agentpb.Empty, 
 	if sc.in(from) == "." || sc.in(to) == "." {
 		return nil, status.Error(codes.PermissionDenied, "the call's root cannot be renamed")
 	}
+	// No link may come to lead out of the root by the move (links.go).
+	s.linksMu.Lock()
+	defer s.linksMu.Unlock()
+	if err := sc.checkMove(sc.in(from), sc.in(to)); err != nil {
+		return nil, status.Errorf(codes.PermissionDenied, "rename %q to %q: %v", from, to, err)
+	}
 	// Under s.mu: uploads in progress below a renamed directory move with
 	// it, and their commits must see the new paths.
 	s.mu.Lock()
@@ -402,7 +408,19 @@ func (s *Server) symlink(sc *scope, req *agentpb.SymlinkRequest) (*agentpb.Empty
 	// "up/../x" where up -> ".." would lead a program that follows links
 	// (a web server, a backup) into a sibling's tree. os.Root refuses to
 	// follow such links itself.
-	if err := sc.confined(path.Dir(sc.in(p)), target); err != nil {
+	// It must also keep a shape that stays inside whatever changes
+	// around it later (links.go).
+	s.linksMu.Lock()
+	defer s.linksMu.Unlock()
+	dir := path.Dir(sc.in(p))
+	err = sc.confined(dir, target)
+	if err == nil {
+		var d int
+		if d, err = sc.depth(dir); err == nil {
+			err = linkShape(target, d)
+		}
+	}
+	if err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "symlink %q -> %q: %v", p, target, err)
 	}
 	if err := sc.Symlink(target, p); err != nil {
@@ -427,6 +445,15 @@ func (s *Server) link(sc *scope, req *agentpb.LinkRequest) (*agentpb.Empty, erro
 	}
 	if fi.IsDir() {
 		return nil, s.fail("Link", target, &fs.PathError{Op: "link", Path: target, Err: syscall.EPERM})
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		// A hard link of a link is that link in another directory
+		// (links.go).
+		s.linksMu.Lock()
+		defer s.linksMu.Unlock()
+		if err := sc.checkLinkAt(sc.in(target), path.Dir(sc.in(p))); err != nil {
+			return nil, status.Errorf(codes.PermissionDenied, "hard link %q of a symbolic link: %v", p, err)
+		}
 	}
 	if err := sc.Link(target, p); err != nil {
 		return nil, s.fail("Link", p, unwrapLink(err, p))

@@ -78,8 +78,15 @@ const linkEnd = "\x00"
 // more links than the kernel does (EvalSymlinks follows 255), and that
 // somewhere is not checked.
 func (c *scope) confined(dir, target string) error {
+	_, err := c.resolve(append(strings.Split(dir, "/"), strings.Split(target, "/")...))
+	return err
+}
+
+// resolve follows the components of todo from the scope's root through
+// the links that exist now, as confined describes, and returns where they
+// lead: the resolved components, relative to the scope.
+func (c *scope) resolve(todo []string) ([]string, error) {
 	var stack []string // resolved components, relative to the scope
-	todo := append(strings.Split(dir, "/"), strings.Split(target, "/")...)
 	expanding := map[string]bool{} // links whose expansion is in todo
 	links := 0
 	for len(todo) > 0 {
@@ -93,7 +100,7 @@ func (c *scope) confined(dir, target string) error {
 			continue
 		case elem == "..":
 			if len(stack) == 0 {
-				return errors.New("the target leaves the user's root")
+				return nil, errors.New("the target leaves the user's root")
 			}
 			stack = stack[:len(stack)-1]
 			continue
@@ -101,7 +108,7 @@ func (c *scope) confined(dir, target string) error {
 		cur := path.Join(append(stack, elem)...)
 		if expanding[cur] {
 			if slices.Contains(todo, "..") {
-				return fmt.Errorf("the target goes on with .. past a cycle of links at %q", cur)
+				return nil, fmt.Errorf("the target goes on with .. past a cycle of links at %q", cur)
 			}
 			stack = append(stack, elem)
 			continue
@@ -114,19 +121,19 @@ func (c *scope) confined(dir, target string) error {
 			continue
 		}
 		if links++; links > maxLinks {
-			return errors.New("too many levels of symbolic links")
+			return nil, errors.New("too many levels of symbolic links")
 		}
 		next, err := c.r.Readlink(cur)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if path.IsAbs(next) {
-			return fmt.Errorf("the target passes through %q, a link to the absolute path %q", cur, next)
+			return nil, fmt.Errorf("the target passes through %q, a link to the absolute path %q", cur, next)
 		}
 		expanding[cur] = true
 		todo = append(append(strings.Split(next, "/"), linkEnd+cur), todo...)
 	}
-	return nil
+	return stack, nil
 }
 
 // scope is the part of the agent root one call may use: the directory

@@ -78,6 +78,9 @@ const (
 		"(a directory's setgid bit, which only passes its group on, is kept as sftp-server keeps it)"
 	whyAbsLink = "an absolute link target names the user's tree, whose / is not the container's /: it is " +
 		"stored relative to the link, so that it resolves the same inside the container"
+	whyLinkShape = "every link made through the agent keeps a shape that stays inside the user's root whatever " +
+		"changes around it later (backend/agent/links.go): its .. all first, no more of them than the directories " +
+		"above it; a target with .. after a name, and a move that would take a link to where it climbs out, are refused"
 	whyRename = "SFTP RENAME replaces a file by a file atomically, as posix-rename does (OpenSSH's refuses): " +
 		"WinSCP and PhpStorm rename uploads over their target, and remove-then-rename leaves a window " +
 		"with no file (vscode-sftp#535); directories are never replaced, as OpenSSH"
@@ -151,6 +154,8 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "stat /d/f1 after mode 04755", upgate: "ATTRS size=10 mode=0100755 atime=now mtime=now", why: whySetuid},
 	{proto: "sftp", step: "stat /d777 after 06777", upgate: "ATTRS mode=0042777 atime=now mtime=now", why: whySetuid},
 	{proto: "sftp", step: "stat /d/f1 after mode 02755", upgate: "ATTRS size=10 mode=0100755 atime=2001-09-09T01:46:40Z mtime=2004-11-09T11:33:20Z", why: whySetuid},
+	{proto: "sftp", step: "symlink /dd -> d/../d/f1 (a .. after a name)", upgate: "PERMISSION_DENIED NO_SUCH_FILE", why: whyLinkShape},
+	{proto: "sftp", step: "symlink /lk/up -> .., renamed to /lkup (where it climbs out), removed", upgate: "OK OK PERMISSION_DENIED OK NO_SUCH_FILE OK", why: whyLinkShape},
 	{proto: "sftp", step: "readlink /abs", upgate: "NAME \"d/f2\"", why: whyAbsLink},
 	{proto: "sftp", step: "symlink /d/sub/absl -> /d/f1 (absolute, in a subdirectory)", upgate: "NAME \"../f1\"", why: whyAbsLink},
 	{proto: "sftp", step: "pc: ReadLink /abs", upgate: "d/f2 OK", why: whyAbsLink},

@@ -829,6 +829,26 @@ func sftpSteps() []sftpStep {
 		{"readlink /toloop", func(s *sftpSide) string { r, err := s.a.pathOp(fxpReadlink, s.p("/toloop")); return s.res(r, err) }},
 		{"stat /toloop (a cycle)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/toloop")); return s.res(r, err) }},
 		{"open /toloop READ", func(s *sftpSide) string { return s.open(s.a, "loopr", "/toloop", pfRead, attrs{}) }},
+		{"symlink /dd -> d/../d/f1 (a .. after a name)", func(s *sftpSide) string {
+			r, err := s.a.symlink("d/../d/f1", s.p("/dd"))
+			out := s.res(r, err)
+			r, err = s.a.pathOp(fxpRemove, s.p("/dd"))
+			return out + " " + s.res(r, err)
+		}},
+		{"symlink /lk/up -> .., renamed to /lkup (where it climbs out), removed", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/lk"), attrs{})
+			out := s.res(r, err)
+			r, err = s.a.symlink("..", s.p("/lk/up"))
+			out += " " + s.res(r, err)
+			r, err = s.a.twoPaths(fxpRename, s.p("/lk/up"), s.p("/lkup"))
+			out += " " + s.res(r, err)
+			for _, p := range []string{"/lk/up", "/lkup"} {
+				r, err = s.a.pathOp(fxpRemove, s.p(p))
+				out += " " + s.res(r, err)
+			}
+			r, err = s.a.pathOp(fxpRmdir, s.p("/lk"))
+			return out + " " + s.res(r, err)
+		}},
 		{"remove /loop, /toloop", func(s *sftpSide) string {
 			var out []string
 			for _, p := range []string{"/loop", "/toloop"} {

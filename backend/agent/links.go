@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+)
+
+// A link made through the agent must never lead out of the user's root,
+// for upgate (whose os.Root refuses to follow one anyway) or for any
+// program that follows links: a web server, a backup running as root.
+// confined checks where a new link leads through the links that exist
+// now; that alone does not last, since the tree changes afterwards: a
+// link moved to a shallower directory climbs further (sub/up -> .. moved
+// to up), a name it passes through can become a link (ok ->
+// sub/missing/../bob, then sub/missing -> ..), and a hard link of a link
+// is the link in another directory.
+//
+// So every link made, moved or linked through the agent also keeps a
+// shape that stays safe whatever happens around it (linkShape): its ".."
+// components all come first, and there are no more of them than the
+// directories between the link and the user's root. Each link then leads
+// to somewhere below one of its own directory's ancestors inside the
+// root, through links that do the same, whatever those are when it is
+// followed. Moves keep the shape: a link moved to another directory, and
+// the links inside a directory moved to a shallower place, are checked at
+// their new depth, and a move that would break it is refused. Server
+// .linksMu orders these checks with the operations they check.
+//
+// Links made in the container by anything but the agent are not the
+// agent's to police; confined still refuses a new link that leads out of
+// the root through one of them.
+
+// linkShape checks that target, the content of a link in a directory
+// depth levels below the user's root, keeps the shape above: its ".."
+// components first, at most depth of them.
+func linkShape(target string, depth int) error {
+	up, named := 0, false
+	for _, e := range strings.Split(target, "/") {
+		switch e {
+		case "", ".":
+		case "..":
+			if named {
+				return errors.New(`".." after a name (that name could become a link that leads elsewhere)`)
+			}
+			up++
+		default:
+			named = true
+		}
+	}
+	if up > depth {
+		return fmt.Errorf(`%d ".." from a directory %d below the user's root`, up, depth)
+	}
+	return nil
+}
+
+// depth is how many directories below the scope's root dir (a cleaned
+// path relative to the scope) is, once the links on its way are followed.
+func (c *scope) depth(dir string) (int, error) {
+	stack, err := c.resolve(strings.Split(dir, "/"))
+	return len(stack), err
+}
+
+// checkLinkAt checks the link at p (relative to the scope), as it would
+// be in directory dir: its shape (linkShape) at dir's depth.
+func (c *scope) checkLinkAt(p, dir string) error {
+	target, err := c.r.Readlink(p)
+	if err != nil {
+		return err
+	}
+	d, err := c.depth(dir)
+	if err != nil {
+		return err
+	}
+	if err := linkShape(target, d); err != nil {
+		return fmt.Errorf("the link %q -> %q in %q: %w", p, target, dir, err)
+	}
+	return nil
+}
+
+// checkMove refuses a rename of from to to (relative to the scope) that
+// would make a link lead out of the user's root: a link moved to another
+// directory is checked there, and the links inside a directory moved to a
+// shallower one at their new depth. What cannot be looked at is left to
+// the rename to report.
+func (c *scope) checkMove(from, to string) error {
+	fi, err := c.r.Lstat(from)
+	if err != nil {
+		return nil
+	}
+	fromDir, toDir := path.Dir(from), path.Dir(to)
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		if fromDir == toDir {
+			return nil
+		}
+		return c.checkLinkAt(from, toDir)
+	case fi.IsDir():
+		df, err := c.depth(fromDir)
+		if err != nil {
+			return nil
+		}
+		dt, err := c.depth(toDir)
+		if err != nil || dt >= df {
+			return nil
+		}
+		// Deeper or as deep keeps every shape; shallower is checked
+		// link by link, each at its depth under the new name.
+		return fs.WalkDir(c.r.FS(), from, func(p string, e fs.DirEntry, err error) error {
+			if err != nil || e.Type()&fs.ModeSymlink == 0 {
+				return nil // unreadable parts are the rename's to find
+			}
+			target, err := c.r.Readlink(p)
+			if err != nil {
+				return nil
+			}
+			rel := strings.TrimPrefix(path.Dir(p), from) // "" or "/a/b"
+			if err := linkShape(target, dt+1+strings.Count(rel, "/")); err != nil {
+				return fmt.Errorf("the link %q -> %q, moved to %q: %w", p, target, to+strings.TrimPrefix(p, from), err)
+			}
+			return nil
+		})
+	}
+	return nil
+}
