@@ -86,7 +86,7 @@ func (c *scope) confined(dir, target string) error {
 // the links that exist now, as confined describes, and returns where they
 // lead: the resolved components, relative to the scope.
 func (c *scope) resolve(todo []string) ([]string, error) {
-	var stack []string // resolved components, relative to the scope
+	var stack []string             // resolved components, relative to the scope
 	expanding := map[string]bool{} // links whose expansion is in todo
 	links := 0
 	for len(todo) > 0 {
