@@ -95,6 +95,12 @@ const (
 		"as busy (EBUSY), and git, which links its object files into place, falls back to a rename (backend/view.go, View.Link)"
 	whyChown = "SETSTAT's uid and gid are ignored, not refused: the agent writes as the container's user and never " +
 		"chowns (frontends/sftp setstat; README, deliberate differences: SFTP ignores uid/gid)"
+	whyDotDot = "FTP paths are the gateway's: .. is taken away with the name before it, as text, before the agent " +
+		"is asked (README, Files), where vsftpd's kernel answers ENOTDIR or ENOENT; nothing is reached that the " +
+		"path without it would not reach"
+	whyASCIIRest = "TYPE A changes nothing in what upgate sends (as vsftpd's without ascii_download_enable), so a byte " +
+		"offset is exact and REST resumes a download in ASCII mode; vsftpd refuses REST with RETR in ASCII mode " +
+		"(550) whatever it converts"
 	whyDirTime = "MDTM with a time (and MFMT) sets a directory's time, where vsftpd refuses it (550), as SFTP's " +
 		"SETSTAT and sftp-server set it: a client that keeps a tree's times keeps its directories' too; MDTM and " +
 		"SIZE without a time still refuse a directory, as vsftpd's"
@@ -135,7 +141,9 @@ var deliberateDiffs = []deliberate{
 
 	// Answers upgate gives on purpose (each reason says why).
 	{proto: "ftp", step: "STOR /d/dir2 (a directory) after an upload into /d", upgate: "2xx 1xx/2xx 1xx/5xx", why: whyPostedOpen},
+	{proto: "ftp", step: "NLST /d/f1/.. (.. after a file)", upgate: `1xx/2xx "/d/f1/../dir2" "/d/f1/../ep" "/d/f1/../f1" "/d/f1/../f3" "/d/f1/../sub" "/d/f1/../sub2"`, why: whyDotDot},
 	{proto: "ftp", step: "MKD /dt, MDTM with a time on it (a directory), RMD /dt", upgate: "257 213 250", why: whyDirTime},
+	{proto: "ftp", step: "TYPE A, REST 2, RETR /d/f1 (a resumed download in ASCII mode), TYPE I", upgate: "200 350 1xx/2xx DATA 10 bytes \"llo world\\n\" 200", why: whyASCIIRest},
 	{proto: "ftp", step: "LIST /missing", upgate: "4xx", why: whyMissingList},
 	{proto: "ftp", step: "LIST /fix/file.txt/ (a file with a slash)", upgate: "4xx", why: whyNotDirList},
 	{proto: "ftp", step: "NLST /nodir/*.txt (missing directory)", upgate: "4xx", why: whyGlobDir},

@@ -666,9 +666,14 @@ func ftpRandDeliberate(o ftpRandOp, ref, ug string) string {
 		// As LIST's: vsftpd names nothing for a link that upgate (and
 		// the tree) holds.
 		if ref == "1xx/2xx " && o.path != "" && strings.HasPrefix(ug, "1xx/2xx ") && !strings.Contains(ug[8:], `" "`) &&
-			strings.HasSuffix(ug, "/"+path.Base(o.path)+`"`) {
+			(strings.HasSuffix(ug, "/"+path.Base(o.path)+`"`) || ug == `1xx/2xx "`+o.path+`"`) {
 			return "vsftpd: the LIST of a link names the link only if its target has the same name"
 		}
+	}
+	// ".." taken away with the name before it, as text (whyDotDot):
+	// upgate answers for the path without the two.
+	if strings.Contains(o.path, "..") && ref != ug {
+		return "NLST /d/f1/.. (.. after a file)"
 	}
 	switch o.kind {
 	case "stat":
@@ -703,6 +708,18 @@ func ftpRandDeliberate(o ftpRandOp, ref, ug string) string {
 		// directory or one it cannot read; upgate's error (whyMissingList).
 		if (ref == "1xx/2xx []" || ref == "1xx/2xx ") && ug == "4xx" {
 			return "LIST /missing"
+		}
+	case "restretr":
+		// REST and RETR in ASCII mode: vsftpd's 550, upgate's resumed
+		// download (whyASCIIRest).
+		if strings.HasPrefix(ref, "350 5") && strings.HasPrefix(ug, "350 1xx/2") {
+			return "TYPE A, REST 2, RETR /d/f1 (a resumed download in ASCII mode), TYPE I"
+		}
+	case "abortretr":
+		// The same after a REST of its own (the download is cut short
+		// on purpose: 426).
+		if ref == "550" && ug == "1xx/426" {
+			return "TYPE A, REST 2, RETR /d/f1 (a resumed download in ASCII mode), TYPE I"
 		}
 	case "abortstor":
 		// vsftpd keeps the part that arrived; upgate commits nothing.

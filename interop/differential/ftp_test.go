@@ -409,6 +409,10 @@ func ftpSteps() []ftpStep {
 		{"MDTM with the Unix epoch sets it", func(f *ftpSide) string {
 			return f.stor("/d/ep", data1) + " " + f.c("MDTM 19700101000000 /d/ep", digit) + " " + f.c("MDTM /d/ep", mdtmText)
 		}},
+		{"NLST /d/f1/.. (.. after a file)", func(f *ftpSide) string { return f.list("NLST /d/f1/..", false) }},
+		{"TYPE A, REST 2, RETR /d/f1 (a resumed download in ASCII mode), TYPE I", func(f *ftpSide) string {
+			return f.c("TYPE A", exact) + " " + f.c("REST 2", exact) + " " + f.retr(f.a, "/d/f1") + " " + f.c("TYPE I", exact)
+		}},
 		{"MKD /dt, MDTM with a time on it (a directory), RMD /dt", func(f *ftpSide) string {
 			return f.c("MKD /dt", exact) + " " + f.c("MDTM 20040109113320 /dt", exact) + " " + f.c("RMD /dt", exact)
 		}},
