@@ -83,7 +83,8 @@ func (c *scope) checkLinkAt(p, dir string) error {
 // checkMove refuses a rename of from to to (relative to the scope) that
 // would make a link lead out of the user's root: a link moved to another
 // directory is checked there, and the links inside a directory moved to a
-// shallower one at their new depth. What cannot be looked at is left to
+// shallower one at their new depth (a directory there that cannot be read
+// refuses the move). What from is, if it cannot be looked at, is left to
 // the rename to report.
 func (c *scope) checkMove(from, to string) error {
 	fi, err := c.r.Lstat(from)
@@ -108,13 +109,17 @@ func (c *scope) checkMove(from, to string) error {
 		}
 		// Deeper or as deep keeps every shape; shallower is checked
 		// link by link, each at its depth under the new name.
+		// A part it cannot read could hold such a link: refused.
 		return fs.WalkDir(c.r.FS(), from, func(p string, e fs.DirEntry, err error) error {
-			if err != nil || e.Type()&fs.ModeSymlink == 0 {
-				return nil // unreadable parts are the rename's to find
+			if err != nil {
+				return fmt.Errorf("cannot look for links in %q, moved to a shallower directory: %w", p, err)
+			}
+			if e.Type()&fs.ModeSymlink == 0 {
+				return nil
 			}
 			target, err := c.r.Readlink(p)
 			if err != nil {
-				return nil
+				return err
 			}
 			rel := strings.TrimPrefix(path.Dir(p), from) // "" or "/a/b"
 			if err := linkShape(target, dt+1+strings.Count(rel, "/")); err != nil {
