@@ -86,36 +86,16 @@ func TestFTPRandom(t *testing.T) {
 		}
 		first := real[0]
 		groups[ftpSignature(first)] = append(groups[ftpSignature(first)], strconv.FormatUint(seed, 10))
-		var b strings.Builder
-		fmt.Fprintf(&b, "seed %d: %d differences not deliberate; the first:\n", seed, len(real))
-		for i := max(0, first.index-3); i <= first.index && i < len(ops); i++ {
-			fmt.Fprintf(&b, "\t%02d %s\n", i, ops[i])
-		}
-		fmt.Fprintf(&b, "\t\tvsftpd: %s\n\t\tupgate: %s", first.ref, first.ug)
-		for _, d := range real[1:min(len(real), 10)] {
-			if d.index < 0 {
-				fmt.Fprintf(&b, "\n\tthen tree %s\n\t\tvsftpd: %s\n\t\tupgate: %s", d.path, d.ref, d.ug)
-			} else {
-				fmt.Fprintf(&b, "\n\tthen %02d %s\n\t\tvsftpd: %s\n\t\tupgate: %s", d.index, d.op, d.ref, d.ug)
-			}
-		}
-		t.Log(b.String())
+		t.Log(firstDiffText(fmt.Sprintf("seed %d: %d differences not deliberate; the first:", seed, len(real)), ops, real, "vsftpd: ", "upgate: "))
 		if env.minimise {
 			m := r.minimise(seed, ops, first)
 			t.Log(r.show(fmt.Sprintf("seed %d minimised to %d operations", seed, len(m)), fmt.Sprintf("r%dmin", seed), m))
 		}
 	}
-	var sigs []string
-	for s := range groups {
-		sigs = append(sigs, s)
-	}
-	sort.Strings(sigs)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d seeds, %d operations, %v; %d seeds without a difference, %d with deliberate ones only; first differences by kind:\n",
 		ran, steps, time.Since(start).Round(time.Second), clean, onlyDeliberate)
-	for _, s := range sigs {
-		fmt.Fprintf(&b, "\t%s\n\t\tseeds %s\n", s, strings.Join(groups[s], " "))
-	}
+	b.WriteString(groupsText(groups))
 	var rows []string
 	for row := range deliberates {
 		rows = append(rows, row)

@@ -2,10 +2,11 @@ package differential_test
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,20 +84,7 @@ func TestSFTPRandom(t *testing.T) {
 		}
 		first := res.diffs[0]
 		groups[first.signature()] = append(groups[first.signature()], strconv.FormatUint(seed, 10))
-		var b strings.Builder
-		fmt.Fprintf(&b, "seed %d: %d differences; the first:\n", seed, len(res.diffs))
-		for i := max(0, first.index-3); i <= first.index && i < len(ops); i++ {
-			fmt.Fprintf(&b, "\t%02d %s\n", i, ops[i])
-		}
-		fmt.Fprintf(&b, "\t\topenssh: %s\n\t\tupgate:  %s", first.ref, first.ug)
-		for _, d := range res.diffs[1:min(len(res.diffs), 10)] {
-			if d.index < 0 {
-				fmt.Fprintf(&b, "\n\tthen tree %s\n\t\topenssh: %s\n\t\tupgate:  %s", d.path, d.ref, d.ug)
-			} else {
-				fmt.Fprintf(&b, "\n\tthen %02d %s\n\t\topenssh: %s\n\t\tupgate:  %s", d.index, d.op, d.ref, d.ug)
-			}
-		}
-		t.Log(b.String())
+		t.Log(firstDiffText(fmt.Sprintf("seed %d: %d differences; the first:", seed, len(res.diffs)), ops, res.diffs, "openssh: ", "upgate:  "))
 		if minimise {
 			m := r.minimise(seed, ops, first)
 			var mb strings.Builder
@@ -113,17 +101,8 @@ func TestSFTPRandom(t *testing.T) {
 			t.Log(mb.String())
 		}
 	}
-	var sigs []string
-	for s := range groups {
-		sigs = append(sigs, s)
-	}
-	sort.Strings(sigs)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d seeds, %d operations, %v; %d seeds without a difference; first differences by kind:\n", ran, steps, time.Since(start).Round(time.Second), clean)
-	for _, s := range sigs {
-		fmt.Fprintf(&b, "\t%s\n\t\tseeds %s\n", s, strings.Join(groups[s], " "))
-	}
-	t.Log(b.String())
+	t.Log(fmt.Sprintf("%d seeds, %d operations, %v; %d seeds without a difference; first differences by kind:\n", ran, steps, time.Since(start).Round(time.Second), clean) +
+		groupsText(groups))
 	if env.strict && clean != ran {
 		t.Errorf("%d of %d seeds showed differences", ran-clean, ran)
 	}
@@ -164,6 +143,37 @@ func randSettings(t *testing.T, spec string) randEnv {
 	e.minimise = os.Getenv("DIFF_RANDOM_MIN") != ""
 	e.strict = os.Getenv("DIFF_RANDOM_STRICT") != ""
 	return e
+}
+
+// firstDiffText is how a random test logs a seed's differences: head,
+// the operations up to the first difference and its two answers (each
+// after its server's label), then up to nine more.
+func firstDiffText[T fmt.Stringer](head string, ops []T, diffs []randDiff, ref, ug string) string {
+	first := diffs[0]
+	var b strings.Builder
+	b.WriteString(head + "\n")
+	for i := max(0, first.index-3); i <= first.index && i < len(ops); i++ {
+		fmt.Fprintf(&b, "\t%02d %s\n", i, ops[i])
+	}
+	fmt.Fprintf(&b, "\t\t%s%s\n\t\t%s%s", ref, first.ref, ug, first.ug)
+	for _, d := range diffs[1:min(len(diffs), 10)] {
+		if d.index < 0 {
+			fmt.Fprintf(&b, "\n\tthen tree %s\n\t\t%s%s\n\t\t%s%s", d.path, ref, d.ref, ug, d.ug)
+		} else {
+			fmt.Fprintf(&b, "\n\tthen %02d %s\n\t\t%s%s\n\t\t%s%s", d.index, d.op, ref, d.ref, ug, d.ug)
+		}
+	}
+	return b.String()
+}
+
+// groupsText lists a random test's first differences by kind (groups:
+// signature to seeds), sorted.
+func groupsText(groups map[string][]string) string {
+	var b strings.Builder
+	for _, s := range slices.Sorted(maps.Keys(groups)) {
+		fmt.Fprintf(&b, "\t%s\n\t\tseeds %s\n", s, strings.Join(groups[s], " "))
+	}
+	return b.String()
 }
 
 func envInt(t *testing.T, name string, def int) int {
