@@ -100,8 +100,9 @@ type Server struct {
 	swept   map[string]time.Time
 
 	// linksMu orders the checks that keep every link made through the
-	// agent inside the user's root with the operations they check:
-	// Symlink, Link of a link and Rename (links.go). Taken before mu.
+	// agent inside the user's root with the operations they check and
+	// those that change where a checked path leads: Symlink, Link,
+	// Rename and Mkdir (links.go). Taken before mu.
 	linksMu sync.Mutex
 
 	// busyMu guards activities: what Busy counts besides v1Calls (the

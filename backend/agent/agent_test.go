@@ -1428,6 +1428,45 @@ func TestLinksKeepTheirShape(t *testing.T) {
 	}
 }
 
+// TestLinksKeepTheirShapeAnyName: a directory moved to a shallower place
+// is searched for links whatever its names' bytes (the first version
+// walked it through os.Root's fs.FS, whose paths must be UTF-8, and
+// skipped what it could not name: the review moved a/d\xff, holding x ->
+// ../../bob, a level up, and x led into bob's tree).
+func TestLinksKeepTheirShapeAnyName(t *testing.T) {
+	a, c := start(t, "")
+	ctx := metadata.AppendToOutgoingContext(testCtx(t), agentpb.ScopeMetadata, "alice")
+	for _, d := range []string{"alice/a/d\xff", "alice/b/c/\xfe", "bob"} {
+		if err := os.MkdirAll(filepath.Join(a.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range [][2]string{{"../../bob", "alice/a/d\xff/x"}, {"../../../bob", "alice/b/c/\xfe/y"}} {
+		if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte(l[0]), Path: []byte(l[1])}); err != nil {
+			t.Fatalf("%q -> %s: %v", l[1], l[0], err)
+		}
+	}
+	for _, mv := range [][2]string{{"alice/a/d\xff", "alice/d\xff"}, {"alice/b/c", "alice/c"}} {
+		_, err := c.Rename(ctx, &agentpb.RenameRequest{From: []byte(mv[0]), To: []byte(mv[1])})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("rename %q to %q (a link inside one level up, out of alice's root): %v, want PermissionDenied", mv[0], mv[1], err)
+		}
+		if _, err := os.Lstat(filepath.Join(a.Dir, mv[1])); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%q exists after the refused rename", mv[1])
+		}
+	}
+	// One whose links stay inside a level up moves.
+	if err := os.MkdirAll(filepath.Join(a.Dir, "alice/e/f\xfd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Symlink(ctx, &agentpb.SymlinkRequest{Target: []byte("../g"), Path: []byte("alice/e/f\xfd/z")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Rename(ctx, &agentpb.RenameRequest{From: []byte("alice/e/f\xfd"), To: []byte("alice/f\xfd")}); err != nil {
+		t.Errorf("rename e/f\\xfd to f\\xfd (its z -> ../g still inside): %v", err)
+	}
+}
+
 // TestSymlinkCycles: a link into a cycle of links leads nowhere (the
 // kernel answers ELOOP), so it is made, as sftp-server makes it (a test
 // fixture in a git checkout over sshfs, rclone's link tests). A ".."

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"strings"
@@ -27,7 +28,9 @@ import (
 // followed. Moves keep the shape: a link moved to another directory, and
 // the links inside a directory moved to a shallower place, are checked at
 // their new depth, and a move that would break it is refused. Server
-// .linksMu orders these checks with the operations they check.
+// .linksMu orders these checks with the operations they check and with
+// Mkdir (a directory made where a link was changes where a checked path
+// leads); uploads commit regular files only.
 //
 // Links made in the container by anything but the agent are not the
 // agent's to police; confined still refuses a new link that leads out of
@@ -84,8 +87,8 @@ func (c *scope) checkLinkAt(p, dir string) error {
 // would make a link lead out of the user's root: a link moved to another
 // directory is checked there, and the links inside a directory moved to a
 // shallower one at their new depth (a directory there that cannot be read
-// refuses the move). What from is, if it cannot be looked at, is left to
-// the rename to report.
+// refuses the move). A from that cannot be looked at is left to the
+// rename to report.
 func (c *scope) checkMove(from, to string) error {
 	fi, err := c.r.Lstat(from)
 	if err != nil {
@@ -101,32 +104,59 @@ func (c *scope) checkMove(from, to string) error {
 	case fi.IsDir():
 		df, err := c.depth(fromDir)
 		if err != nil {
-			return nil
+			return err
 		}
 		dt, err := c.depth(toDir)
-		if err != nil || dt >= df {
+		if err != nil {
+			return err
+		}
+		if dt >= df {
 			return nil
 		}
 		// Deeper or as deep keeps every shape; shallower is checked
-		// link by link, each at its depth under the new name.
-		// A part it cannot read could hold such a link: refused.
-		return fs.WalkDir(c.r.FS(), from, func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				return fmt.Errorf("cannot look for links in %q, moved to a shallower directory: %w", p, err)
-			}
-			if e.Type()&fs.ModeSymlink == 0 {
-				return nil
-			}
-			target, err := c.r.Readlink(p)
-			if err != nil {
-				return err
-			}
-			rel := strings.TrimPrefix(path.Dir(p), from) // "" or "/a/b"
-			if err := linkShape(target, dt+1+strings.Count(rel, "/")); err != nil {
-				return fmt.Errorf("the link %q -> %q, moved to %q: %w", p, target, to+strings.TrimPrefix(p, from), err)
-			}
-			return nil
-		})
+		// link by link, each at its depth under the new name. What
+		// cannot be read is refused: rename(2) of from does not need to
+		// read inside it, and a link there could not be checked.
+		return c.checkLinksIn(from, to, dt+1)
 	}
 	return nil
+}
+
+// checkLinksIn checks every link below the directory dir (relative to
+// the scope), at depth d for those directly in it, as they would be below
+// to. It reads through os.Root, not its fs.FS (whose paths must be valid
+// UTF-8, where a name may be any bytes), and a directory it cannot read
+// refuses the move.
+func (c *scope) checkLinksIn(dir, to string, d int) error {
+	f, err := c.r.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cannot check the links in %q: %w", dir, err)
+	}
+	defer f.Close()
+	for {
+		es, err := f.ReadDir(256)
+		for _, e := range es {
+			p, q := dir+"/"+e.Name(), to+"/"+e.Name()
+			switch {
+			case e.Type()&fs.ModeSymlink != 0:
+				target, err := c.r.Readlink(p)
+				if err != nil {
+					return fmt.Errorf("cannot check the link %q: %w", p, err)
+				}
+				if err := linkShape(target, d); err != nil {
+					return fmt.Errorf("the link %q -> %q, moved to %q: %w", p, target, q, err)
+				}
+			case e.IsDir():
+				if err := c.checkLinksIn(p, q, d+1); err != nil {
+					return err
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cannot check the links in %q: %w", dir, err)
+		}
+	}
 }

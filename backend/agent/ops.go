@@ -190,6 +190,10 @@ func (s *Server) mkdir(sc *scope, req *agentpb.MkdirRequest) (*agentpb.Empty, er
 	}
 	p := ps[0]
 	perm := fs.FileMode(req.GetPerm()) & fs.ModePerm
+	// A directory made where a link was changes where paths through that
+	// name lead: not while a link is checked (links.go).
+	s.linksMu.Lock()
+	defer s.linksMu.Unlock()
 	existed := req.GetAll() && s.isDir(sc, p) // hooks+events: mkdir -p of a directory changes nothing
 	switch {
 	case req.GetAll():
@@ -439,6 +443,10 @@ func (s *Server) link(sc *scope, req *agentpb.LinkRequest) (*agentpb.Empty, erro
 		return nil, s.fail("Link", string(req.GetPath()), err)
 	}
 	target, p := ps[0], ps[1]
+	// Looked at and linked under linksMu: a link renamed over target
+	// after the look would be linked unchecked (links.go).
+	s.linksMu.Lock()
+	defer s.linksMu.Unlock()
 	fi, err := sc.Lstat(target)
 	if err != nil {
 		return nil, s.fail("Link", target, err)
@@ -449,8 +457,6 @@ func (s *Server) link(sc *scope, req *agentpb.LinkRequest) (*agentpb.Empty, erro
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		// A hard link of a link is that link in another directory
 		// (links.go).
-		s.linksMu.Lock()
-		defer s.linksMu.Unlock()
 		if err := sc.checkLinkAt(sc.in(target), path.Dir(sc.in(p))); err != nil {
 			return nil, status.Errorf(codes.PermissionDenied, "hard link %q of a symbolic link: %v", p, err)
 		}
