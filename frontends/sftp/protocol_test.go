@@ -852,6 +852,37 @@ func TestSFTPSemantics(t *testing.T) {
 		}
 	})
 
+	// Two handles of one upload: a write held back to ride with its
+	// handle's close lands before an append through the other handle
+	// that came after it (TestSFTPRandom, seed 192: "E56A52").
+	t.Run("writes through two handles in order", func(t *testing.T) {
+		if err := os.WriteFile(disk("two.txt"), []byte("alpha"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		up, err := c.OpenFile("/two.txt", os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		app, err := c.OpenFile("/two.txt", os.O_WRONLY|os.O_APPEND)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.WriteAt([]byte("A52"), 3); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := app.WriteAt([]byte("E56"), 1); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []*sftp.File{app, up} { // the append's close first
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := mustRead(t, disk("two.txt")); string(got) != "\x00\x00\x00A52E56" {
+			t.Errorf("two.txt = %q, want %q", got, "\x00\x00\x00A52E56")
+		}
+	})
+
 	t.Run("open flags", func(t *testing.T) {
 		mustWrite(t, disk("flags.txt"), []byte("0123456789"))
 		if f, err := c.OpenFile("/flags.txt", os.O_WRONLY|os.O_CREATE|os.O_EXCL); err == nil {

@@ -773,6 +773,23 @@ func sftpSteps() []sftpStep {
 			out += " " + s.res(r, err) + " " + s.closeH(s.a, "tx")
 			return out + " " + s.readAll(s.a, "/ta")
 		}},
+		// Writes through two handles of the session's upload land in the
+		// order they were answered: an append after a write at an
+		// offset goes after it (TestSFTPRandom seed 192: the append
+		// went first, the write held back for its ack window landed
+		// after it, over it).
+		{"/tw uploaded through one handle, appended through another, closed in turn", func(s *sftpSide) string {
+			return s.with(func() string {
+				out := s.open(s.a, "tw1", "/tw", pfWrite|pfCreat|pfTrunc, attrs{})
+				out += " " + s.open(s.a, "tw2", "/tw", pfWrite|pfAppend, attrs{})
+				r, err := s.a.write(s.h("tw1"), 3, []byte("A52"))
+				out += " " + s.res(r, err)
+				r, err = s.a.write(s.h("tw2"), 1, []byte("E56"))
+				out += " " + s.res(r, err) + " " + s.closeH(s.a, "tw2") + " " + s.closeH(s.a, "tw1") + " " + s.readAll(s.a, "/tw")
+				r, err = s.a.pathOp(fxpRemove, s.p("/tw"))
+				return out + " " + s.res(r, err)
+			}, "/tw=alpha")
+		}},
 		{"remove /ta, /tc", func(s *sftpSide) string {
 			out := ""
 			for _, p := range []string{"/ta", "/tc"} {
