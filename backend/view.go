@@ -483,9 +483,20 @@ func (v *View) RemoveAll(name string) error {
 func (v *View) Rename(oldname, newname string) error {
 	op, np := userPath(oldname), userPath(newname)
 	if op == np {
+		if v.upload(op) != nil {
+			return nil // a rename onto itself, of a file that exists for this session
+		}
 		return v.Fs.Rename(oldname, newname)
 	}
 	u := v.upload(op)
+	if u == nil && v.upload(np) != nil {
+		// The session's upload at newname is a file to it: a directory
+		// cannot replace it, as rename(2) answers ENOTDIR (it used to
+		// take its place and discard the upload).
+		if fi, err := Lstat(v.Fs, oldname); err == nil && fi.IsDir() {
+			return &os.LinkError{Op: "rename", Old: op, New: np, Err: syscall.ENOTDIR}
+		}
+	}
 	if u != nil {
 		if err := u.Move(np); u.waitIfClosing(err) {
 			u = nil // committed meanwhile: rename the committed file

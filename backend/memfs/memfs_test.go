@@ -349,6 +349,39 @@ func TestViewSupersededReopen(t *testing.T) {
 	}
 }
 
+// TestViewRenameOntoUpload: through a View, the session's upload in
+// progress is a file: a rename of it onto itself succeeds, and a
+// directory renamed onto it is ENOTDIR and leaves it (it took its place
+// and discarded it), as rename(2) answers; a file renamed onto it
+// replaces it.
+func TestViewRenameOntoUpload(t *testing.T) {
+	m := memfs.New(memfs.Options{})
+	v := backend.NewView(m)
+	if err := v.Mkdir("/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	up, err := v.Create("/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmtWrite(t, up, "upload")
+	if err := v.Rename("/x", "/x"); err != nil {
+		t.Errorf("rename of the upload onto itself: %v", err)
+	}
+	if err := v.Rename("/d", "/x"); !errors.Is(err, syscall.ENOTDIR) {
+		t.Errorf("rename of a directory onto the upload: %v, want ENOTDIR", err)
+	}
+	if err := up.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, v, "/x"); got != "upload" {
+		t.Fatalf("/x: %q, want the upload", got)
+	}
+	if fi, err := v.Stat("/d"); err != nil || !fi.IsDir() {
+		t.Fatalf("/d after the refused rename: %v, %v", fi, err)
+	}
+}
+
 // TestUploadIntoRemovedDirectory: a commit whose directory was removed
 // meanwhile fails with ENOENT and leaves nothing.
 func TestUploadIntoRemovedDirectory(t *testing.T) {

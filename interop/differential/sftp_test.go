@@ -790,6 +790,28 @@ func sftpSteps() []sftpStep {
 				return out + " " + s.res(r, err)
 			}, "/tw=alpha")
 		}},
+		// The session's upload in progress is a file to it: a rename
+		// onto itself succeeds, a directory cannot take its place
+		// (TestSFTPRandom seeds 231 and 298).
+		{"/tx uploaded, posix-rename /tx onto itself, a directory renamed onto it", func(s *sftpSide) string {
+			out := s.open(s.a, "tx1", "/tx", pfRead|pfWrite|pfCreat, attrs{})
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/tx")), s.p("/tx")))
+			out += " " + s.res(r, err)
+			r, err = s.a.mkdir(s.p("/txd"), attrs{})
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/txd")), s.p("/tx")))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "tx1")
+			r, err = s.a.pathOp(fxpStat, s.p("/tx"))
+			out += " " + s.res(r, err)
+			for _, op := range []struct {
+				t byte
+				p string
+			}{{fxpRemove, "/tx"}, {fxpRmdir, "/txd"}} {
+				r, err = s.a.pathOp(op.t, s.p(op.p))
+				out += " " + s.res(r, err)
+			}
+			return out
+		}},
 		{"remove /ta, /tc", func(s *sftpSide) string {
 			out := ""
 			for _, p := range []string{"/ta", "/tc"} {
