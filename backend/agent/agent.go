@@ -99,11 +99,11 @@ type Server struct {
 	uploads map[string]*handle
 	swept   map[string]time.Time
 
-	// linksMu orders the checks that keep every link made through the
+	// links orders the checks that keep every link made through the
 	// agent inside the user's root with the operations they check and
 	// those that change where a checked path leads: Symlink, Link,
 	// Rename and Mkdir (links.go). Taken before mu.
-	linksMu sync.Mutex
+	links linkLocks
 
 	// busyMu guards activities: what Busy counts besides v1Calls (the
 	// Session streams and v1 Open streams being served; busy.go).

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 )
 
 // A link made through the agent must never lead out of the user's root,
@@ -28,7 +29,7 @@ import (
 // followed. Moves keep the shape: a link moved to another directory, and
 // the links inside a directory moved to a shallower place, are checked at
 // their new depth, and a move that would break it is refused. Server
-// .linksMu orders these checks with the operations they check and with
+// .links orders these checks with the operations they check and with
 // Mkdir (a directory made where a link was changes where a checked path
 // leads); uploads commit regular files only.
 //
@@ -158,5 +159,42 @@ func (c *scope) checkLinksIn(dir, to string, d int) error {
 		if err != nil {
 			return fmt.Errorf("cannot check the links in %q: %w", dir, err)
 		}
+	}
+}
+
+// linkLocks order the link checks with the operations they check
+// (Symlink, Link, Rename, Mkdir), per part of the agent root: a call
+// scoped to a user's directory waits only for calls in the same top-level
+// directory (nested scopes share it), so that one user moving a large
+// tree up, which reads all of it, does not hold up the others. A call on
+// the whole root waits for all of them, and they for it.
+type linkLocks struct {
+	all   sync.RWMutex // a whole-root call holds it to write, a scoped one to read
+	mu    sync.Mutex   // guards parts
+	parts map[string]*sync.Mutex
+}
+
+// lock takes the lock for calls in scope c and returns its release.
+func (l *linkLocks) lock(c *scope) (unlock func()) {
+	if c.prefix == "" {
+		l.all.Lock()
+		return l.all.Unlock
+	}
+	top, _, _ := strings.Cut(c.prefix, "/")
+	l.all.RLock()
+	l.mu.Lock()
+	if l.parts == nil {
+		l.parts = make(map[string]*sync.Mutex)
+	}
+	m := l.parts[top]
+	if m == nil {
+		m = new(sync.Mutex)
+		l.parts[top] = m
+	}
+	l.mu.Unlock()
+	m.Lock()
+	return func() {
+		m.Unlock()
+		l.all.RUnlock()
 	}
 }
