@@ -489,7 +489,8 @@ func (v *View) Rename(oldname, newname string) error {
 		return v.Fs.Rename(oldname, newname)
 	}
 	u := v.upload(op)
-	if u == nil && v.upload(np) != nil {
+	if u == nil && v.upload(np) != nil && !strings.HasPrefix(np, op+"/") {
+		// (A directory into itself is EINVAL, the filesystem's answer.)
 		// The session's upload at newname is a file to it: a directory
 		// cannot replace it, as rename(2) answers ENOTDIR (it used to
 		// take its place and discard the upload).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -167,20 +168,27 @@ func (c *scope) checkLinksIn(dir, to string, d int) error {
 // scoped to a user's directory waits only for calls in the same top-level
 // directory (nested scopes share it), so that one user moving a large
 // tree up, which reads all of it, does not hold up the others. A call on
-// the whole root waits for all of them, and they for it.
+// the whole root waits for all of them, and they for it; so does a call
+// whose scope is not plainly where its path says (a link on the way, or a
+// directory renamed since the scope was opened), which another path
+// could name too.
 type linkLocks struct {
 	all   sync.RWMutex // a whole-root call holds it to write, a scoped one to read
 	mu    sync.Mutex   // guards parts
 	parts map[string]*sync.Mutex
 }
 
-// lock takes the lock for calls in scope c and returns its release.
-func (l *linkLocks) lock(c *scope) (unlock func()) {
-	if c.prefix == "" {
+// lock takes the lock for calls in scope c of the agent root root and
+// returns its release.
+func (l *linkLocks) lock(root *os.Root, c *scope) (unlock func()) {
+	if c.prefix == "" || !c.plainIn(root) {
 		l.all.Lock()
 		return l.all.Unlock
 	}
+	// Lower case: on a case-folding directory Alice and alice are one
+	// (two names sharing a lock only wait for each other).
 	top, _, _ := strings.Cut(c.prefix, "/")
+	top = strings.ToLower(top)
 	l.all.RLock()
 	l.mu.Lock()
 	if l.parts == nil {
@@ -197,4 +205,23 @@ func (l *linkLocks) lock(c *scope) (unlock func()) {
 		m.Unlock()
 		l.all.RUnlock()
 	}
+}
+
+// plainIn reports whether c's directory is where its prefix says in the
+// agent root root, through real directories only: no link on the way,
+// and the directory c holds open is the one the path names now.
+func (c *scope) plainIn(root *os.Root) bool {
+	dir := strings.TrimSuffix(c.prefix, "/")
+	for p := dir; p != "."; p = path.Dir(p) {
+		fi, err := root.Lstat(p)
+		if err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	named, err := root.Stat(dir)
+	if err != nil {
+		return false
+	}
+	held, err := c.r.Stat(".")
+	return err == nil && os.SameFile(named, held)
 }

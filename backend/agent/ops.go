@@ -192,7 +192,7 @@ func (s *Server) mkdir(sc *scope, req *agentpb.MkdirRequest) (*agentpb.Empty, er
 	perm := fs.FileMode(req.GetPerm()) & fs.ModePerm
 	// A directory made where a link was changes where paths through that
 	// name lead: not while a link is checked (links.go).
-	defer s.links.lock(sc)()
+	defer s.links.lock(s.root, sc)()
 	existed := req.GetAll() && s.isDir(sc, p) // hooks+events: mkdir -p of a directory changes nothing
 	switch {
 	case req.GetAll():
@@ -282,7 +282,7 @@ func (s *Server) rename(sc *scope, req *agentpb.RenameRequest) (*agentpb.Empty, 
 		return nil, status.Error(codes.PermissionDenied, "the call's root cannot be renamed")
 	}
 	// No link may come to lead out of the root by the move (links.go).
-	defer s.links.lock(sc)()
+	defer s.links.lock(s.root, sc)()
 	if err := sc.checkMove(sc.in(from), sc.in(to)); err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "rename %q to %q: %v", from, to, err)
 	}
@@ -412,7 +412,7 @@ func (s *Server) symlink(sc *scope, req *agentpb.SymlinkRequest) (*agentpb.Empty
 	// follow such links itself.
 	// It must also keep a shape that stays inside whatever changes
 	// around it later (links.go).
-	defer s.links.lock(sc)()
+	defer s.links.lock(s.root, sc)()
 	dir := path.Dir(sc.in(p))
 	err = sc.confined(dir, target)
 	if err == nil {
@@ -442,7 +442,7 @@ func (s *Server) link(sc *scope, req *agentpb.LinkRequest) (*agentpb.Empty, erro
 	target, p := ps[0], ps[1]
 	// Looked at and linked under s.links: a link renamed over target
 	// after the look would be linked unchecked (links.go).
-	defer s.links.lock(sc)()
+	defer s.links.lock(s.root, sc)()
 	fi, err := sc.Lstat(target)
 	if err != nil {
 		return nil, s.fail("Link", target, err)

@@ -371,6 +371,16 @@ func TestViewRenameOntoUpload(t *testing.T) {
 	if err := v.Rename("/d", "/x"); !errors.Is(err, syscall.ENOTDIR) {
 		t.Errorf("rename of a directory onto the upload: %v, want ENOTDIR", err)
 	}
+	in, err := v.Create("/d/in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Rename("/d", "/d/in"); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("rename of a directory onto an upload inside it: %v, want EINVAL", err)
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := up.Close(); err != nil {
 		t.Fatal(err)
 	}
