@@ -466,15 +466,15 @@ func (c *clientHandler) getFileList(param string, filePathAllowed bool) ([]os.Fi
 	c.SetListPath(listPath)
 
 	// return list of single file if directoryPath points to file and filePathAllowed
-	info, err := c.listArgStat(param, listPath) // upgate fork: a trailing slash (patch 21), a dangling link (patch 32)
+	info, entry, err := c.listArgStat(param, listPath) // upgate fork: a trailing slash (patch 21), a link as a link (patch 32)
 	if err != nil {
 		return nil, "", newFileAccessError("couldn't stat", err)
 	}
 
 	if !info.IsDir() {
 		if filePathAllowed {
-			// upgate fork: a link is listed as the link (listEntry).
-			return []os.FileInfo{c.listEntry(listPath, info)}, path.Dir(c.getListPath()), nil
+			// upgate fork: a link is listed as the link.
+			return []os.FileInfo{entry}, path.Dir(c.getListPath()), nil
 		}
 
 		return nil, "", errFileList

@@ -471,7 +471,7 @@ func (c *clientHandler) handleSTATFile(param string) error {
 	if _, glob := c.globOf(options, listPath); !glob {
 		// upgate fork: a trailing slash (patch 21); a link listed as a
 		// link, dangling or not, as LIST lists it (patch 32).
-		info, err := c.listArgStat(listPath, path)
+		info, entry, err := c.listArgStat(listPath, path)
 		if err != nil {
 			c.writeMessage(c.errorCode(err, StatusFileActionNotTaken), fmt.Sprintf("Could not STAT: %v", err))
 
@@ -481,7 +481,7 @@ func (c *clientHandler) handleSTATFile(param string) error {
 		if !info.IsDir() {
 			defer c.multilineAnswer(StatusFileStatus, fmt.Sprintf("STAT %v", param))()
 
-			c.writeLine(" " + c.fileStat(c.listEntry(path, info)))
+			c.writeLine(" " + c.fileStat(entry))
 
 			return nil
 		}

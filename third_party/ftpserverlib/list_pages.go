@@ -118,14 +118,14 @@ func (c *clientHandler) getFilePages(param string, filePathAllowed bool) (*dirPa
 	listPath := c.absPath(param)
 	c.SetListPath(listPath)
 
-	info, err := c.listArgStat(param, listPath) // a trailing slash (patch 21), a dangling link (patch 32)
+	info, entry, err := c.listArgStat(param, listPath) // a trailing slash (patch 21), a link as a link (patch 32)
 	if err != nil {
 		return nil, "", newFileAccessError("couldn't stat", err)
 	}
 
 	if !info.IsDir() {
 		if filePathAllowed {
-			return &dirPages{first: []os.FileInfo{c.listEntry(listPath, info)}}, path.Dir(c.getListPath()), nil
+			return &dirPages{first: []os.FileInfo{entry}}, path.Dir(c.getListPath()), nil
 		}
 
 		return nil, "", errFileList

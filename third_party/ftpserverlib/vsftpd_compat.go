@@ -121,36 +121,33 @@ func (c *clientHandler) handleMDTMSet(param string) bool {
 	return true
 }
 
-// listArgStat is statArg for a listing's argument (LIST, NLST, STAT): a
-// link whose target is missing is listed as the link, as vsftpd lists it
-// (patch 32), where a Stat that follows it finds nothing. Anything else
-// is statArg's answer.
-func (c *clientHandler) listArgStat(arg, p string) (os.FileInfo, error) {
-	info, err := c.statArg(arg, p)
-	if err == nil || !errors.Is(err, fs.ErrNotExist) || HasDirSlash(arg) {
-		return info, err
-	}
-
-	if l, ok := c.driver.(afero.Lstater); ok {
-		if li, _, lerr := l.LstatIfPossible(p); lerr == nil && li.Mode()&os.ModeSymlink != 0 {
-			return li, nil
+// listArgStat is statArg for a listing's argument (LIST, NLST, STAT):
+// info is what the path is, a link followed; entry is what a listing of
+// that single path shows: the path itself, not followed, when it is a
+// link, dangling or not (vsftpd lists "l... name -> target"; patch 32).
+// One Lstat answers both for anything but a link; a trailing slash asks
+// Stat alone (patch 21).
+func (c *clientHandler) listArgStat(arg, p string) (info, entry os.FileInfo, err error) {
+	if l, ok := c.driver.(afero.Lstater); ok && !HasDirSlash(arg) {
+		li, _, err := l.LstatIfPossible(p)
+		if err != nil {
+			return nil, nil, err
 		}
-	}
-
-	return info, err
-}
-
-// listEntry is the FileInfo a listing of the single path p shows: the
-// path itself, not followed, when it is a link (vsftpd lists a link to a
-// file as "l... name -> target").
-func (c *clientHandler) listEntry(p string, info os.FileInfo) os.FileInfo {
-	if l, ok := c.driver.(afero.Lstater); ok {
-		if li, _, err := l.LstatIfPossible(p); err == nil {
-			return li
+		if li.Mode()&os.ModeSymlink == 0 {
+			return li, li, nil
 		}
+		entry = li
 	}
-
-	return info
+	info, err = c.statArg(arg, p)
+	switch {
+	case err == nil && entry == nil:
+		return info, info, nil
+	case err == nil:
+		return info, entry, nil
+	case entry != nil && errors.Is(err, fs.ErrNotExist):
+		return entry, entry, nil // a dangling link
+	}
+	return nil, nil, err
 }
 
 // nlstName is how NLST names an entry: below the directory as the client
