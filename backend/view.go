@@ -103,15 +103,22 @@ func (v *View) catchUp(p string, f afero.File, self *viewFile, seen *atomic.Uint
 		v.mu.Unlock()
 		return
 	}
-	ws := append([]*viewFile(nil), v.open[p]...)
+	ws := slices.Clone(v.open[p])
 	v.mu.Unlock()
+	pushExcept(ws, self)
+	DropReadAhead(f)
+	seen.Store(n)
+}
+
+// pushExcept pushes the held-back writes of the writers ws but self. A
+// writer whose push fails reports it itself, at its next write or its
+// close.
+func pushExcept(ws []*viewFile, self *viewFile) {
 	for _, w := range ws {
 		if w != self {
 			_ = w.Flush()
 		}
 	}
-	DropReadAhead(f)
-	seen.Store(n)
 }
 
 var (
@@ -651,12 +658,27 @@ type viewFile struct {
 	superseded atomic.Bool
 }
 
-// writable is nil, or the error a write on f answers once it is
-// superseded.
-func (f *viewFile) writable(op string) error {
+// beginWrite is nil, or the error a write on f answers once it is
+// superseded; before a write it pushes what the session's other handles
+// at f's path hold back, so that the write lands after what they wrote
+// before it. An append through one handle after a write answered on
+// another went to the end of the file as it was without that write, and
+// the write then landed over it (TestSFTPRandom, seed 192). With f the
+// only writer at its path, as almost always, the push costs a look at the
+// map.
+func (f *viewFile) beginWrite(op string) error {
 	if f.superseded.Load() {
 		return &fs.PathError{Op: op, Path: f.pathNow(), Err: errSuperseded}
 	}
+	f.v.mu.Lock()
+	ws := f.v.open[f.path]
+	if len(ws) < 2 {
+		f.v.mu.Unlock()
+		return nil
+	}
+	ws = slices.Clone(ws)
+	f.v.mu.Unlock()
+	pushExcept(ws, f)
 	return nil
 }
 
@@ -719,36 +741,13 @@ func (f *viewFile) info() (os.FileInfo, error) {
 
 // ReadFrom passes an io.Copy into the file on (see backend.ReadFrom).
 func (f *viewFile) ReadFrom(r io.Reader) (int64, error) {
-	if err := f.writable("write"); err != nil {
+	if err := f.beginWrite("write"); err != nil {
 		return 0, err
 	}
-	f.before()
 	defer f.wrote()
 	return ReadFrom(f.File, r)
 }
 
-// before makes a write through f land after what the session's other
-// handles at f's path wrote before it: their held-back writes (an
-// upload's, within its acknowledgement window) are pushed first. An
-// append through one handle after a write answered on another went to
-// the end of the file as it was without that write, and the write then
-// landed over it (TestSFTPRandom, seed 192). With f the only writer at
-// its path, as almost always, it costs a look at the map.
-func (f *viewFile) before() {
-	f.v.mu.Lock()
-	ws := f.v.open[f.path]
-	if len(ws) < 2 {
-		f.v.mu.Unlock()
-		return
-	}
-	ws = slices.Clone(ws)
-	f.v.mu.Unlock()
-	for _, w := range ws {
-		if w != f {
-			_ = w.Flush()
-		}
-	}
-}
 
 // wrote records a write at f's path, for the session's readers there.
 func (f *viewFile) wrote() {
@@ -760,40 +759,36 @@ func (f *viewFile) wrote() {
 
 // Write implements afero.File.
 func (f *viewFile) Write(p []byte) (int, error) {
-	if err := f.writable("write"); err != nil {
+	if err := f.beginWrite("write"); err != nil {
 		return 0, err
 	}
-	f.before()
 	defer f.wrote()
 	return f.File.Write(p)
 }
 
 // WriteAt implements afero.File.
 func (f *viewFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := f.writable("write"); err != nil {
+	if err := f.beginWrite("write"); err != nil {
 		return 0, err
 	}
-	f.before()
 	defer f.wrote()
 	return f.File.WriteAt(p, off)
 }
 
 // WriteString implements afero.File.
 func (f *viewFile) WriteString(s string) (int, error) {
-	if err := f.writable("write"); err != nil {
+	if err := f.beginWrite("write"); err != nil {
 		return 0, err
 	}
-	f.before()
 	defer f.wrote()
 	return f.File.WriteString(s)
 }
 
 // Truncate implements afero.File.
 func (f *viewFile) Truncate(size int64) error {
-	if err := f.writable("truncate"); err != nil {
+	if err := f.beginWrite("truncate"); err != nil {
 		return err
 	}
-	f.before()
 	defer f.wrote()
 	return f.File.Truncate(size)
 }
