@@ -748,7 +748,6 @@ func (f *viewFile) ReadFrom(r io.Reader) (int64, error) {
 	return ReadFrom(f.File, r)
 }
 
-
 // wrote records a write at f's path, for the session's readers there.
 func (f *viewFile) wrote() {
 	f.v.mu.Lock()
