@@ -64,7 +64,7 @@ func linkShape(target string, depth int) error {
 // depth is how many directories below the scope's root dir (a cleaned
 // path relative to the scope) is, once the links on its way are followed.
 func (c *scope) depth(dir string) (int, error) {
-	stack, err := c.resolve(strings.Split(dir, "/"))
+	stack, err := c.resolve(nil, strings.Split(dir, "/"))
 	return len(stack), err
 }
 

@@ -54,7 +54,8 @@ func clean(p string) (string, error) {
 // targets may not hold.
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
-// maxLinks bounds the links confined follows, as the kernel's 40 does.
+// maxLinks bounds the links one resolution follows, as the kernel's 40
+// does.
 const maxLinks = 40
 
 // linkEnd marks, in confined's queue, where the expansion of a link ends:
@@ -77,16 +78,27 @@ const linkEnd = "\x00"
 // long chain that is no cycle leads somewhere for a program that follows
 // more links than the kernel does (EvalSymlinks follows 255), and that
 // somewhere is not checked.
+//
+// The target must also keep the shape of every link made through the
+// agent (linkShape) at the depth of dir, once the links on dir's way are
+// followed: one resolution of dir serves both.
 func (c *scope) confined(dir, target string) error {
-	_, err := c.resolve(append(strings.Split(dir, "/"), strings.Split(target, "/")...))
+	stack, err := c.resolve(nil, strings.Split(dir, "/"))
+	if err != nil {
+		return err
+	}
+	if err := linkShape(target, len(stack)); err != nil {
+		return err
+	}
+	_, err = c.resolve(stack, strings.Split(target, "/"))
 	return err
 }
 
-// resolve follows the components of todo from the scope's root through
-// the links that exist now, as confined describes, and returns where they
-// lead: the resolved components, relative to the scope.
-func (c *scope) resolve(todo []string) ([]string, error) {
-	var stack []string             // resolved components, relative to the scope
+// resolve follows the components of todo from stack (resolved components
+// relative to the scope; nil for its root) through the links that exist
+// now, as confined describes, and returns where they lead.
+func (c *scope) resolve(stack, todo []string) ([]string, error) {
+	stack = slices.Clone(stack)
 	expanding := map[string]bool{} // links whose expansion is in todo
 	links := 0
 	for len(todo) > 0 {
