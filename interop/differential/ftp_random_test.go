@@ -41,11 +41,7 @@ import (
 // grouped by their first operation, and fail the test only with
 // DIFF_RANDOM_STRICT.
 func TestFTPRandom(t *testing.T) {
-	spec := os.Getenv("DIFF_RANDOM")
-	if spec == "" {
-		t.Skip("random differential sequences: set DIFF_RANDOM=N (seeds 1..N) or a list of seeds")
-	}
-	env := randSettings(t, spec)
+	env := randSettings(t)
 	r := newFTPRandRunner(t)
 	start := time.Now()
 	groups := map[string][]string{} // signature of a first difference: seeds

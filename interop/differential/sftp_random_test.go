@@ -39,11 +39,7 @@ import (
 // ones are deliberate is a judgement made by reading the report), unless
 // DIFF_RANDOM_STRICT is set.
 func TestSFTPRandom(t *testing.T) {
-	spec := os.Getenv("DIFF_RANDOM")
-	if spec == "" {
-		t.Skip("random differential sequences: set DIFF_RANDOM=N (seeds 1..N) or a list of seeds")
-	}
-	env := randSettings(t, spec)
+	env := randSettings(t)
 	seeds, nsteps, budget, skip, verbose, minimise := env.seeds, env.steps, env.budget, env.skip, env.verbose, env.minimise
 
 	ref, refDial := randOpenSSHSide(t)
@@ -120,10 +116,14 @@ type randEnv struct {
 	strict   bool // DIFF_RANDOM_STRICT
 }
 
-// randSettings reads the DIFF_RANDOM variables; spec is DIFF_RANDOM's
-// value, not empty.
-func randSettings(t *testing.T, spec string) randEnv {
+// randSettings reads the DIFF_RANDOM variables, and skips the test when
+// DIFF_RANDOM names no seeds.
+func randSettings(t *testing.T) randEnv {
 	t.Helper()
+	spec := os.Getenv("DIFF_RANDOM")
+	if spec == "" {
+		t.Skip("random differential sequences: set DIFF_RANDOM=N (seeds 1..N) or a list of seeds")
+	}
 	seeds, err := parseSeeds(spec)
 	if err != nil {
 		t.Fatal(err)
