@@ -509,6 +509,14 @@ func ftpSteps() []ftpStep {
 		{"RMD /missing", func(f *ftpSide) string { return f.c("RMD /missing", exact) }},
 		{"RMD /d/f1 (a file)", func(f *ftpSide) string { return f.c("RMD /d/f1", exact) }},
 		{"MKD /e, RMD /e", func(f *ftpSide) string { return f.c("MKD /e", quoted) + " " + f.c("RMD /e", digit) }},
+		// The working directory follows a rename of it or of a
+		// directory above it, as vsftpd's (the kernel's) does: upgate's
+		// kept the old name (TestFTPRandom).
+		{"CWD /e2/in, RNFR /e2, RNTO /e3, PWD, MKD x", func(f *ftpSide) string {
+			return f.c("MKD /e2", quoted) + " " + f.c("MKD /e2/in", quoted) + " " + f.c("CWD /e2/in", digit) + " " +
+				f.c("RNFR /e2", exact) + " " + f.c("RNTO /e3", digit) + " " + f.c("PWD", quoted) + " " + f.c("MKD x", quoted) + " " +
+				f.c("CWD /", digit) + " " + f.c("RMD /e3/in/x", digit) + " " + f.c("RMD /e3/in", digit) + " " + f.c("RMD /e3", digit)
+		}},
 		{"RNFR /d/f1, RNTO /d/f1b", func(f *ftpSide) string { return f.c("RNFR /d/f1", exact) + " " + f.c("RNTO /d/f1b", digit) }},
 		{"RNFR /missing", func(f *ftpSide) string { return f.c("RNFR /missing", exact) }},
 		{"RNTO without RNFR", func(f *ftpSide) string { return f.c("RNTO /x", digit) }},

@@ -1780,3 +1780,33 @@ func TestForkRntoEndsRename(t *testing.T) {
 	raw.expect("RNTO b", StatusFileOK)
 	raw.expect("RNTO e", StatusBadCommandSequence)
 }
+
+// TestForkCwdFollowsRename: a rename of the working directory, or of a
+// directory above it, takes the working directory with it, as vsftpd's
+// (patch 33); a rename of anything else leaves it.
+func TestForkCwdFollowsRename(t *testing.T) {
+	server := NewTestServer(t, false)
+	req := require.New(t)
+	dir := server.driver.(*TestServerDriver).serverDir
+	req.NoError(os.MkdirAll(dir+"/p/q", 0o755))
+	req.NoError(os.Mkdir(dir+"/pq", 0o755))
+	raw := forkDial(t, server.Addr(), true)
+	raw.expect("CWD /p/q", StatusFileOK)
+	raw.expect("RNFR /pq", StatusFileActionPending)
+	raw.expect("RNTO /pr", StatusFileOK) // a name that shares the prefix "/p"
+	req.Contains(raw.expect("PWD", StatusPathCreated), `"/p/q"`)
+	raw.expect("RNFR /p", StatusFileActionPending)
+	raw.expect("RNTO /r", StatusFileOK)
+	req.Contains(raw.expect("PWD", StatusPathCreated), `"/r/q"`)
+	raw.expect("MKD sub", StatusPathCreated)
+	_, err := os.Stat(dir + "/r/q/sub")
+	req.NoError(err)
+	raw.expect("RNFR /r/q", StatusFileActionPending)
+	raw.expect("RNTO /pr/q2", StatusFileOK)
+	req.Contains(raw.expect("PWD", StatusPathCreated), `"/pr/q2"`)
+	raw.expect("RNFR sub", StatusFileActionPending)
+	raw.expect("RNTO sub2", StatusFileOK)
+	req.Contains(raw.expect("PWD", StatusPathCreated), `"/pr/q2"`)
+	_, err = os.Stat(dir + "/pr/q2/sub2")
+	req.NoError(err)
+}

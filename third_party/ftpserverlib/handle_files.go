@@ -13,6 +13,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path"
 	"runtime"
 	"strconv"
 	"strings"
@@ -406,6 +407,7 @@ func (c *clientHandler) handleRNTO(param string) error {
 		}
 
 		if err == nil {
+			c.followRename(c.ctxRnfr, dst)
 			c.writeMessage(StatusFileOK, "Done !")
 		} else {
 			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't rename %s to %s: %s",
@@ -421,6 +423,28 @@ func (c *clientHandler) handleRNTO(param string) error {
 	}
 
 	return nil
+}
+
+// followRename moves the working directory with a rename of it or of a
+// directory above it, as vsftpd's, whose working directory is the kernel's
+// and follows the directory (upgate fork, patch 33). Upstream kept the old
+// name, and every relative command after the rename went to a path that
+// was no longer there. from and to are absolute and clean; the new name is
+// resolved through its links, as CWD resolves it.
+func (c *clientHandler) followRename(from, to string) {
+	cwd := c.Path()
+	if from == "/" || (cwd != from && !strings.HasPrefix(cwd, from+"/")) {
+		return
+	}
+
+	moved := path.Join(to, strings.TrimPrefix(cwd, from))
+	if rp, ok := c.driver.(ClientDriverExtensionRealPath); ok {
+		if real, err := rp.RealPath(moved); err == nil {
+			moved = real
+		}
+	}
+
+	c.SetPath(moved)
 }
 
 // properly handling the SIZE command when TYPE ASCII is used would
