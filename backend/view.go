@@ -792,6 +792,24 @@ func (f *viewFile) Truncate(size int64) error {
 	return f.File.Truncate(size)
 }
 
+// SetTimes implements TimesSetter, refused as a write once f is
+// superseded: the times would go to the discarded upload (FSETSTAT
+// answered OK, TestSFTPRandom seed 995).
+func (f *viewFile) SetTimes(atime, mtime time.Time) error {
+	if f.superseded.Load() {
+		return &fs.PathError{Op: "chtimes", Path: f.pathNow(), Err: errSuperseded}
+	}
+	return f.FileWrapper.SetTimes(atime, mtime)
+}
+
+// Chmod implements ModeSetter, refused once f is superseded, as SetTimes.
+func (f *viewFile) Chmod(mode os.FileMode) error {
+	if f.superseded.Load() {
+		return &fs.PathError{Op: "chmod", Path: f.pathNow(), Err: errSuperseded}
+	}
+	return f.FileWrapper.Chmod(mode)
+}
+
 // path is f's path now, for catchUp.
 func (f *viewFile) pathNow() string {
 	f.v.mu.Lock()

@@ -340,12 +340,22 @@ func TestViewSupersededReopen(t *testing.T) {
 		if _, err := f.Write([]byte("lost")); err == nil {
 			t.Errorf("a write through %s after a newer truncating open: no error", name)
 		}
+		// A mode or times set through it would be lost as well.
+		if err := f.(backend.ModeSetter).Chmod(0o700); err == nil {
+			t.Errorf("a chmod through %s after a newer truncating open: no error", name)
+		}
+		if err := f.(backend.TimesSetter).SetTimes(time.Unix(1e9, 0), time.Unix(1e9, 0)); err == nil {
+			t.Errorf("times set through %s after a newer truncating open: no error", name)
+		}
 	}
 	for _, f := range []afero.File{app, up, tr} {
 		_ = f.Close()
 	}
 	if got := read(t, v, "/f"); got != "new" {
 		t.Fatalf("/f: %q, want %q", got, "new")
+	}
+	if fi, err := v.Stat("/f"); err != nil || fi.Mode().Perm() == 0o700 || fi.ModTime().Equal(time.Unix(1e9, 0)) {
+		t.Fatalf("/f after a chmod and times through superseded handles: %v, %v", fi, err)
 	}
 }
 
