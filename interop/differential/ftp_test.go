@@ -157,6 +157,13 @@ func seedFTP(t *testing.T, dir string, uid, gid int) {
 	must(os.Symlink("file.txt", filepath.Join(fix, "ln")))
 	must(os.Symlink("sub", filepath.Join(fix, "lnd")))
 	must(os.Symlink("nowhere", filepath.Join(fix, "dang")))
+	// A link to itself, apart from /fix so that its listings stay as
+	// they are.
+	loop := filepath.Join(dir, "loop")
+	must(os.Mkdir(loop, 0o755))
+	must(os.Symlink("self", filepath.Join(loop, "self")))
+	must(os.Lchown(loop, uid, gid))
+	must(os.Lchown(filepath.Join(loop, "self"), uid, gid))
 	old := time.Unix(tMtime, 0)
 	must(os.Chtimes(filepath.Join(fix, "file.txt"), old, old))
 	must(os.Chtimes(filepath.Join(fix, "sub", "inner.txt"), old, old))
@@ -578,6 +585,11 @@ func ftpSteps() []ftpStep {
 		// of a link shows the link, as LIST does (TestFTPRandom).
 		{"LIST /fix/dang, NLST /fix/dang (a dangling link)", func(f *ftpSide) string {
 			return f.list("LIST /fix/dang", false) + " " + f.list("NLST /fix/dang", false)
+		}},
+		// A link in a loop lists as a link, as a dangling one does
+		// (TestFTPRandom seed 261: upgate's NLST answered 450).
+		{"LIST, NLST, STAT /loop/self (a link to itself)", func(f *ftpSide) string {
+			return f.list("LIST /loop/self", false) + " " + f.list("NLST /loop/self", false) + " " + f.c("STAT /loop/self", statLines)
 		}},
 		{"STAT /fix/ln, STAT /fix/dang", func(f *ftpSide) string {
 			return f.c("STAT /fix/ln", statLines) + " " + f.c("STAT /fix/dang", statLines)

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/afero"
@@ -144,8 +145,8 @@ func (c *clientHandler) listArgStat(arg, p string) (info, entry os.FileInfo, err
 		return info, info, nil
 	case err == nil:
 		return info, entry, nil
-	case entry != nil && errors.Is(err, fs.ErrNotExist):
-		return entry, entry, nil // a dangling link
+	case entry != nil && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP)):
+		return entry, entry, nil // a dangling link, or one in a loop of links
 	}
 	return nil, nil, err
 }
