@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -617,11 +619,153 @@ func modeLetters(m uint32) string {
 	return string(b)
 }
 
+// rowDirTime is deliberateDiffs' row for a directory's time set by MDTM
+// or MFMT (whyDirTime).
+const rowDirTime = "MKD /dt, MDTM with a time on it (a directory), RMD /dt"
+
+// dirTime is a directory's time as the answers show it: in an ls line
+// ("d" drwxr-xr-x 2004-01-09), an MLSx entry (dir rwxr-xr-x now) and a
+// tree entry (dir 0755 mtime=...).
+var dirTime = regexp.MustCompile(`(" d[-rwxsStT]{9} |\bdir [-rwxsStT]{9} )(now|\d{4}-\d\d-\d\d)|\b(dir \d{4} )mtime=\S+`)
+
+// withoutDirTimes is an answer without its directories' times.
+func withoutDirTimes(answer string) string {
+	return dirTime.ReplaceAllString(answer, "$1$3")
+}
+
+// ftpRandAfterDirTime names whyDirTime's row for a difference that, once
+// a directory's time was set in the run, is only in directories' times,
+// or another row once they are taken away.
+func ftpRandAfterDirTime(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
+	ref, ug = withoutDirTimes(ref), withoutDirTimes(ug)
+	if ref == ug {
+		return rowDirTime
+	}
+	return ftpRandDeliberate(o, facts, ref, ug)
+}
+
+// ftpRandTrack follows what vsftpd's session holds between commands (its
+// working directory, TYPE, a REST not yet used), from its answers and its
+// disk, so that ftpRandDeliberate can tell what a path named when a
+// command ran: the reasons of some rows depend on it (a directory, one its
+// user may not read or search).
+type ftpRandTrack struct {
+	disk  string // vsftpd's "/" on disk
+	cwd   string // its working directory, as a server path
+	rnfr  string // the server path of an RNFR answered 350
+	ascii bool   // TYPE A
+	rest  int64  // a REST answered 350 and not yet used by a transfer
+}
+
+// ftpRandFacts are what ftpRandTrack knew before an operation ran.
+type ftpRandFacts struct {
+	dir       bool        // the path, links followed, was a directory
+	dirMode   fs.FileMode // and its permission bits
+	cwdSearch bool        // the working directory could be searched
+	asciiRest bool        // TYPE A with a REST of more than 0 pending
+}
+
+// server is p as the session names it: absolute under root, or relative
+// to the working directory.
+func (k *ftpRandTrack) server(p string, abs bool, root string) string {
+	if abs {
+		return ftpArg(root, p, true)
+	}
+	return path.Join(k.cwd, p)
+}
+
+func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
+	f := ftpRandFacts{asciiRest: k.ascii && k.rest > 0}
+	if fi, err := os.Stat(filepath.Join(k.disk, k.cwd)); err == nil {
+		f.cwdSearch = fi.Mode().Perm()&0o100 != 0
+	}
+	if o.path != "" {
+		if fi, err := os.Stat(filepath.Join(k.disk, k.server(o.path, o.abs, root))); err == nil && fi.IsDir() {
+			f.dir, f.dirMode = true, fi.Mode().Perm()
+		}
+	}
+	return f
+}
+
+// after takes in vsftpd's answer to o.
+func (k *ftpRandTrack) after(o ftpRandOp, root, ref string) {
+	follow := func(from, to string) {
+		if k.cwd == from || strings.HasPrefix(k.cwd, from+"/") {
+			k.cwd = path.Join(to, strings.TrimPrefix(k.cwd, from))
+		}
+	}
+	switch o.kind {
+	case "cwd":
+		if ref == "250" {
+			k.cwd = path.Clean(k.server(o.path, o.abs, root))
+			if real, err := filepath.EvalSymlinks(filepath.Join(k.disk, k.cwd)); err == nil {
+				if rel, err := filepath.Rel(k.disk, real); err == nil {
+					k.cwd = path.Join("/", filepath.ToSlash(rel))
+				}
+			}
+		}
+	case "cdup":
+		if ref == "250" {
+			k.cwd = path.Dir(k.cwd)
+		}
+	case "pwd":
+		if q, ok := strings.CutPrefix(ref, `257 "`); ok {
+			k.cwd = strings.TrimSuffix(q, `"`)
+		}
+	case "rnfr":
+		k.rnfr = ""
+		if ref == "350" {
+			k.rnfr = path.Clean(k.server(o.path, o.abs, root))
+		}
+	case "rnto":
+		if ref == "250" && k.rnfr != "" {
+			follow(k.rnfr, path.Clean(k.server(o.path2, o.abs2, root)))
+		}
+		k.rnfr = ""
+	case "rename":
+		if ref == "350 250" {
+			follow(path.Clean(k.server(o.path, o.abs, root)), path.Clean(k.server(o.path2, o.abs2, root)))
+		}
+	case "type":
+		if ref == "200" {
+			k.ascii = o.mode == "A"
+		}
+	case "rest":
+		if ref == "350" {
+			k.rest = o.n
+		}
+	case "stor", "appe", "reststor", "retr", "restretr", "abortstor", "abortretr":
+		k.rest = 0
+	}
+	if o.kind != "rnfr" && o.kind != "rnto" {
+		k.rnfr = "" // vsftpd ends a rename at any other command
+	}
+}
+
 // ftpRandDeliberate names the row of deliberateDiffs that explains a
 // difference in o's answers, or "": the row's reason covers the answer
 // here, at another path than the row's step names. A difference that is
 // vsftpd's quirk, not a choice of upgate's, is named "vsftpd: " and why.
-func ftpRandDeliberate(o ftpRandOp, ref, ug string) string {
+func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
+	switch {
+	case (o.kind == "mdtmset" || o.kind == "mfmt") && facts.dir && ref == "550" && ug == "213":
+		return rowDirTime
+	case o.kind == "retr" && facts.asciiRest && ref == "550" && strings.HasPrefix(ug, "1xx/2"):
+		return "TYPE A, REST 2, RETR /d/f1 (a resumed download in ASCII mode), TYPE I"
+	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && facts.dir && facts.dirMode&0o500 != 0o500 &&
+		(ug == "4xx" || ug == "450"):
+		return "perm: LIST /perm/closed (0000)"
+	case o.kind == "mlsd" && facts.dir && facts.dirMode&0o100 == 0 && ref == "error" && ug == "OK []":
+		// vsftpd has no MLSD: its stand-in, STAT of the directory,
+		// cannot show the "." of one its user may not search.
+		return "vsftpd: no MLSD, and STAT, its stand-in, shows no \".\" for a directory its user may not search"
+	case o.kind == "cdup" && !facts.cwdSearch && ref == "550" && ug == "250":
+		// CDUP leaves a directory whose search bit was taken away: ".."
+		// is the gateway's text (whyDotDot).
+		return "NLST /d/f1/.. (.. after a file)"
+	case (o.kind == "list" || o.kind == "nlst") && !facts.dir && !facts.cwdSearch && (ref == "1xx/2xx []" || ref == "1xx/2xx "):
+		return "vsftpd: a listing of a file is empty while the working directory cannot be searched"
+	}
 	switch o.kind {
 	case "list", "stat":
 		// vsftpd's LIST (and STAT) -a lists . and ..; upgate's never
@@ -890,11 +1034,21 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 	}
 	var res randResult
 	norm := func(a string) string { return strings.ReplaceAll(a, `"`+root, `"/ROOT`) }
+	track := ftpRandTrack{disk: r.ref.dir, cwd: root}
+	dirTimes := false // a directory's time was set (whyDirTime)
 	for i, o := range ops {
-		a := randAnswer{ref: norm(o.exec(r.ref, root)), ug: norm(o.exec(r.ug, root))}
+		facts := track.facts(o, root)
+		ref := o.exec(r.ref, root)
+		track.after(o, root, ref)
+		a := randAnswer{ref: norm(ref), ug: norm(o.exec(r.ug, root))}
 		res.ops = append(res.ops, a)
 		if a.ref != a.ug {
-			res.diffs = append(res.diffs, randDiff{index: i, op: o.String(), ref: a.ref, ug: a.ug, row: ftpRandDeliberate(o, a.ref, a.ug)})
+			row := ftpRandDeliberate(o, facts, a.ref, a.ug)
+			if row == "" && dirTimes {
+				row = ftpRandAfterDirTime(o, facts, a.ref, a.ug)
+			}
+			dirTimes = dirTimes || row == rowDirTime
+			res.diffs = append(res.diffs, randDiff{index: i, op: o.String(), ref: a.ref, ug: a.ug, row: row})
 		}
 	}
 	var trees, outs [2]map[string]treeEntry
@@ -919,7 +1073,11 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 		_ = os.RemoveAll(dir)
 	}
 	for _, d := range compareTrees("ftp", trees[0], trees[1], false) {
-		res.diffs = append(res.diffs, randDiff{index: -1, path: strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate})
+		var row string
+		if dirTimes && withoutDirTimes(d.ref) == withoutDirTimes(d.upgate) {
+			row = rowDirTime
+		}
+		res.diffs = append(res.diffs, randDiff{index: -1, path: strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate, row: row})
 	}
 	for _, d := range compareTrees("ftp", outs[0], outs[1], false) {
 		res.diffs = append(res.diffs, randDiff{index: -1, path: "(outside the run) " + strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate})
