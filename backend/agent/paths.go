@@ -490,7 +490,7 @@ func ignoringEINTR(call func() error) error {
 // rename and for holding the file it replaces open (O_PATH, never through
 // a link), which replace returns, nil when there was none (see
 // handle.replaced).
-func (c *scope) replace(tmp, p string) (replaced *os.File, err error) {
+func (c *scope) replace(tmp, p string, owner uint32) (replaced *os.File, err error) {
 	d, dfd, base, err := c.parentDir(p)
 	if err != nil {
 		return nil, &os.LinkError{Op: "rename", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
@@ -499,13 +499,76 @@ func (c *scope) replace(tmp, p string) (replaced *os.File, err error) {
 	if fd, err := unix.Openat(dfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
 		replaced = os.NewFile(uintptr(fd), c.name(p))
 	}
-	if err := unix.Renameat(dfd, path.Base(tmp), dfd, base); err != nil {
+	if err := lendOwnDir(dfd, owner, func() error { return unix.Renameat(dfd, path.Base(tmp), dfd, base) }); err != nil {
 		if replaced != nil {
 			_ = replaced.Close()
 		}
 		return nil, &os.LinkError{Op: "rename", Old: c.in(tmp), New: c.in(p), Err: err}
 	}
 	return replaced, nil
+}
+
+// linkTemp links an upload's temp file tmp to p, its directory's other
+// name, as the commit of an exclusive create (link fails where a name
+// appeared since the open, where rename would replace it); see
+// lendOwnDir for owner.
+func (c *scope) linkTemp(tmp, p string, owner uint32) error {
+	d, dfd, base, err := c.parentDir(p)
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
+	}
+	defer d.Close()
+	if err := lendOwnDir(dfd, owner, func() error { return unix.Linkat(dfd, path.Base(tmp), dfd, base, 0) }); err != nil {
+		return &os.LinkError{Op: "link", Old: c.in(tmp), New: c.in(p), Err: err}
+	}
+	return nil
+}
+
+// removeTemp removes an upload's temp file tmp; see lendOwnDir for owner.
+func (c *scope) removeTemp(tmp string, owner uint32) error {
+	d, dfd, base, err := c.parentDir(tmp)
+	if err != nil {
+		return &fs.PathError{Op: "remove", Path: c.in(tmp), Err: unwrapPathError(err)}
+	}
+	defer d.Close()
+	if err := lendOwnDir(dfd, owner, func() error { return unix.Unlinkat(dfd, base, 0) }); err != nil {
+		return &fs.PathError{Op: "remove", Path: c.in(tmp), Err: err}
+	}
+	return nil
+}
+
+// lendOwnDir runs change, a change of the entries of the directory dfd
+// that ends an upload begun in it (its commit, or its temp file's
+// removal). If the directory refuses it (EACCES) because its owner, the
+// agent's user (owner), has taken away its own write or search bit since
+// the upload began (a session's SETSTAT of the directory, `chmod a-w` in
+// the container), change runs once more with those two bits lent to the
+// directory, and its mode is put back at once. The upload's file exists
+// since its open for the client, as sftp-server's would: the commit
+// completes that open, which the directory allowed, and could be made by
+// the same user's own chmod. A close failed there, and the temp file
+// stayed in the directory (TestSFTPRandom seed 860). A directory of
+// another user is left as it is: the change fails. (A setgid bit of a
+// directory whose group the agent's user is not in may be cleared by the
+// kernel on the way: chmod(2) clears it then.)
+func lendOwnDir(dfd int, owner uint32, change func() error) error {
+	err := ignoringEINTR(change)
+	if err != unix.EACCES {
+		return err
+	}
+	var st unix.Stat_t
+	if unix.Fstat(dfd, &st) != nil || st.Uid != owner || st.Mode&0o300 == 0o300 {
+		return err
+	}
+	mode := st.Mode & 0o7777
+	if unix.Fchmod(dfd, mode|0o300) != nil {
+		return err
+	}
+	err = ignoringEINTR(change)
+	if rerr := unix.Fchmod(dfd, mode); rerr != nil && err == nil {
+		err = fmt.Errorf("put back the directory's mode %#o: %w", mode, rerr)
+	}
+	return err
 }
 
 // rename is rename(2) inside the root: renameat between the two parent

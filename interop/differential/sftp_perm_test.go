@@ -181,6 +181,29 @@ func sftpPermSteps() []sftpStep {
 		// Modes back, and what is left.
 		{"perm: chmod /perm/closed 0755", chmod("/perm/closed", 0o755)},
 		{"perm: chmod /perm/rodir 0755", chmod("/perm/rodir", 0o755)},
+
+		// Saves into a directory that its owner makes 0555 while they
+		// are open: the files exist since their opens on sftp-server,
+		// and they close. upgate's commits were refused then, and the
+		// temp files stayed (TestSFTPRandom seed 860).
+		{"perm: /perm/rodir/late, /perm/rodir/in and /perm/rodir/lx (EXCL) opened, the directory made 0555, closed", func(s *sftpSide) string {
+			out := s.open(s.a, "late", "/perm/rodir/late", pfWrite|pfCreat|pfTrunc, attrs{})
+			out += " " + s.open(s.a, "in", "/perm/rodir/in", pfWrite|pfTrunc, attrs{})
+			out += " " + s.open(s.a, "lx", "/perm/rodir/lx", pfWrite|pfCreat|pfExcl, attrs{})
+			for _, h := range []string{"late", "in", "lx"} {
+				r, err := s.a.write(s.h(h), 0, []byte("LATE "+h))
+				out += " " + s.res(r, err)
+			}
+			out += " " + chmod("/perm/rodir", 0o555)(s)
+			for _, h := range []string{"late", "in", "lx"} {
+				out += " " + s.closeH(s.a, h)
+			}
+			out += " " + stat("/perm/rodir")(s) + " " + s.listing(s.a, "/perm/rodir")
+			return out + " " + chmod("/perm/rodir", 0o755)(s)
+		}},
+		{"perm: content /perm/rodir/late, /perm/rodir/in, /perm/rodir/lx", func(s *sftpSide) string {
+			return content("/perm/rodir/late")(s) + " " + content("/perm/rodir/in")(s) + " " + content("/perm/rodir/lx")(s)
+		}},
 		{"perm: remove /perm/ro (0444)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/perm/ro")); return s.res(r, err) }},
 		{"perm: readdir and stat of setuid and setgid files and a setgid directory", func(s *sftpSide) string {
 			if err := specialModes(s.dir, "/perm/special"); err != nil {
