@@ -308,6 +308,14 @@ func TestViewWritesInOrder(t *testing.T) {
 	if _, err := app.Write([]byte("E56")); err != nil {
 		t.Fatal(err)
 	}
+	// A stat of the path counts the append, held back on its handle
+	// (TestSFTPRandom seed 941), and so does the listing.
+	if fi, err := v.Stat("/a"); err != nil || fi.Size() != 9 {
+		t.Errorf("stat /a before the closes: %v, %v; want size 9", fi, err)
+	}
+	if fis, err := afero.ReadDir(v, "/"); err != nil || len(fis) != 1 || fis[0].Size() != 9 {
+		t.Errorf("listing / before the closes: %v, %v; want a of size 9", fis, err)
+	}
 	for _, f := range []afero.File{app, up} { // the append's close first
 		if err := f.Close(); err != nil {
 			t.Fatal(err)

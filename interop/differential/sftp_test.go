@@ -785,6 +785,9 @@ func sftpSteps() []sftpStep {
 				r, err := s.a.write(s.h("tw1"), 3, []byte("A52"))
 				out += " " + s.res(r, err)
 				r, err = s.a.write(s.h("tw2"), 1, []byte("E56"))
+				out += " " + s.res(r, err)
+				// A stat counts the append (seed 941).
+				r, err = s.a.pathOp(fxpStat, s.p("/tw"))
 				out += " " + s.res(r, err) + " " + s.closeH(s.a, "tw2") + " " + s.closeH(s.a, "tw1") + " " + s.readAll(s.a, "/tw")
 				r, err = s.a.pathOp(fxpRemove, s.p("/tw"))
 				return out + " " + s.res(r, err)
