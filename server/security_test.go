@@ -613,14 +613,20 @@ func secDialFTP(t *testing.T, e *secEnv, user, cwd string) *secFTP {
 	}
 	f := &secFTP{c: c, raw: secDialRaw(t, addr, user)}
 	if cwd != "/" {
-		if err := c.ChangeDir(cwd); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.raw.expect("CWD "+cwd, 250); err != nil {
-			t.Fatal(err)
-		}
+		f.chdir(t, cwd)
 	}
 	return f
+}
+
+// chdir makes cwd the working directory of both connections.
+func (f *secFTP) chdir(t *testing.T, cwd string) {
+	t.Helper()
+	if err := f.c.ChangeDir(cwd); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.raw.expect("CWD "+cwd, 250); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // put is STOR; a name with control bytes goes out on the raw connection,
@@ -929,6 +935,12 @@ func (r *secRun) attack(t *testing.T, name string, setup func(t *testing.T), pla
 	t.Helper()
 	t.Run(strconv.Quote(name), func(t *testing.T) {
 		r.e.reset(t, r.user)
+		if f, ok := r.c.(*secFTP); ok && r.cwd != "/" {
+			// A rename of the working directory or a directory above
+			// it took it along (as vsftpd's): back to where this run's
+			// relative paths start.
+			f.chdir(t, r.cwd)
+		}
 		if setup != nil {
 			setup(t)
 		}
