@@ -117,9 +117,9 @@ func mounted(dir string) bool {
 }
 
 // mount runs sshfs in the foreground (-f, so that the test owns its
-// process) and waits for the mount. t.Cleanup unmounts (fusermount -u,
-// then umount -l as a last resort) and ends sshfs.
-func mount(t *testing.T, s server, mnt string) {
+// process), with extra options if any, and waits for the mount. t.Cleanup
+// unmounts (fusermount -u, then umount -l as a last resort) and ends sshfs.
+func mount(t *testing.T, s server, mnt string, extra ...string) {
 	t.Helper()
 	sshfsPath := gwtest.RequireTool(t, "sshfs")
 	fusermount := gwtest.RequireTool(t, "fusermount3")
@@ -136,12 +136,12 @@ func mount(t *testing.T, s server, mnt string) {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(sshfsPath, "-f",
+	args := append([]string{"-f",
 		"-o", "password_stdin",
-		"-o", "port="+port,
+		"-o", "port=" + port,
 		"-o", "StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,PreferredAuthentications=password,PubkeyAuthentication=no",
-		"-o", "ServerAliveInterval=15",
-		fmt.Sprintf("%s@%s:%s", s.user, host, s.remoteDir), mnt)
+		"-o", "ServerAliveInterval=15"}, extra...)
+	cmd := exec.Command(sshfsPath, append(args, fmt.Sprintf("%s@%s:%s", s.user, host, s.remoteDir), mnt)...)
 	cmd.Stdin = strings.NewReader(s.pass + "\n")
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
