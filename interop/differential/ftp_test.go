@@ -162,8 +162,12 @@ func seedFTP(t *testing.T, dir string, uid, gid int) {
 	loop := filepath.Join(dir, "loop")
 	must(os.Mkdir(loop, 0o755))
 	must(os.Symlink("self", filepath.Join(loop, "self")))
-	must(os.Lchown(loop, uid, gid))
-	must(os.Lchown(filepath.Join(loop, "self"), uid, gid))
+	must(os.Mkdir(filepath.Join(loop, "d"), 0o755))
+	must(os.Symlink("d", filepath.Join(loop, "dl")))
+	must(os.Symlink("../fix/file.txt/x", filepath.Join(loop, "nf"))) // a file on the way: ENOTDIR
+	for _, p := range []string{loop, filepath.Join(loop, "self"), filepath.Join(loop, "d"), filepath.Join(loop, "dl"), filepath.Join(loop, "nf")} {
+		must(os.Lchown(p, uid, gid))
+	}
 	old := time.Unix(tMtime, 0)
 	must(os.Chtimes(filepath.Join(fix, "file.txt"), old, old))
 	must(os.Chtimes(filepath.Join(fix, "sub", "inner.txt"), old, old))
@@ -524,6 +528,13 @@ func ftpSteps() []ftpStep {
 				f.c("RNFR /e2", exact) + " " + f.c("RNTO /e3", digit) + " " + f.c("PWD", quoted) + " " + f.c("MKD x", quoted) + " " +
 				f.c("CWD /", digit) + " " + f.c("RMD /e3/in/x", digit) + " " + f.c("RMD /e3/in", digit) + " " + f.c("RMD /e3", digit)
 		}},
+		// The same when RNFR names the directory through a link: the
+		// working directory is held with its links resolved.
+		{"CWD /loop/d/in2, RNFR /loop/dl/in2, RNTO /loop/d/in3, PWD", func(f *ftpSide) string {
+			return f.c("MKD /loop/d/in2", quoted) + " " + f.c("CWD /loop/d/in2", digit) + " " +
+				f.c("RNFR /loop/dl/in2", exact) + " " + f.c("RNTO /loop/d/in3", digit) + " " + f.c("PWD", quoted) + " " +
+				f.c("CWD /", digit) + " " + f.c("RMD /loop/d/in3", digit)
+		}},
 		{"RNFR /d/f1, RNTO /d/f1b", func(f *ftpSide) string { return f.c("RNFR /d/f1", exact) + " " + f.c("RNTO /d/f1b", digit) }},
 		{"RNFR /missing", func(f *ftpSide) string { return f.c("RNFR /missing", exact) }},
 		{"RNTO without RNFR", func(f *ftpSide) string { return f.c("RNTO /x", digit) }},
@@ -590,6 +601,9 @@ func ftpSteps() []ftpStep {
 		// (TestFTPRandom seed 261: upgate's NLST answered 450).
 		{"LIST, NLST, STAT /loop/self (a link to itself)", func(f *ftpSide) string {
 			return f.list("LIST /loop/self", false) + " " + f.list("NLST /loop/self", false) + " " + f.c("STAT /loop/self", statLines)
+		}},
+		{"LIST, NLST /loop/nf (a link through a file)", func(f *ftpSide) string {
+			return f.list("LIST /loop/nf", false) + " " + f.list("NLST /loop/nf", false)
 		}},
 		{"STAT /fix/ln, STAT /fix/dang", func(f *ftpSide) string {
 			return f.c("STAT /fix/ln", statLines) + " " + f.c("STAT /fix/dang", statLines)

@@ -105,6 +105,7 @@ type clientHandler struct {
 	command             string          // Command received on the connection
 	ctxRnfr             string          // Rename from
 	ctxRnfrSlash        bool            // upgate fork: RNFR's path ended in a slash (patch 21)
+	ctxRnfrDir          bool            // upgate fork: RNFR named a directory, links followed (patch 33)
 	logger              *slog.Logger    // Client handler logging
 	transferWg          sync.WaitGroup  // wait group for command that open a transfer connection
 	transfer            transferHandler // Transfer connection (passive or active)s

@@ -1814,4 +1814,11 @@ func TestForkCwdFollowsRename(t *testing.T) {
 	req.Contains(raw.expect("PWD", StatusPathCreated), `"/pr/q2"`)
 	_, err = os.Stat(dir + "/pr/q2/sub2")
 	req.NoError(err)
+	// A working directory below a name that merely starts with the
+	// renamed one's stays.
+	raw.expect("CWD /pr/q2/sub2", StatusFileOK)
+	req.NoError(os.Mkdir(dir+"/p", 0o755))
+	raw.expect("RNFR /p", StatusFileActionPending)
+	raw.expect("RNTO /p9", StatusFileOK)
+	req.Contains(raw.expect("PWD", StatusPathCreated), `"/pr/q2/sub2"`)
 }

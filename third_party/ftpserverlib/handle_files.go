@@ -383,10 +383,11 @@ func (c *clientHandler) handleDELE(param string) error {
 
 func (c *clientHandler) handleRNFR(param string) error {
 	path := c.absPath(param)
-	if _, err := c.statArg(param, path); err == nil { // upgate fork: a trailing slash (patch 21)
+	if info, err := c.statArg(param, path); err == nil { // upgate fork: a trailing slash (patch 21)
 		c.writeMessage(StatusFileActionPending, "Sure, give me a target")
 		c.ctxRnfr = path
 		c.ctxRnfrSlash = HasDirSlash(param)
+		c.ctxRnfrDir = info.IsDir() // upgate fork: the working directory may follow (patch 33)
 	} else {
 		c.ctxRnfr = "" // upgate fork: RNTO after a refused RNFR is 503, as vsftpd's (patch 21)
 		c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't access %s: %v", path, err))
@@ -402,12 +403,14 @@ func (c *clientHandler) handleRNTO(param string) error {
 		// upgate fork: with a trailing slash on either name, rename(2)
 		// moves only a directory, never a file or a link (patch 21).
 		err := c.entryDirSlash("rename", c.ctxRnfrSlash || HasDirSlash(param), c.ctxRnfr)
+		var follow func()
 		if err == nil {
+			follow = c.followRename(c.ctxRnfr, dst)
 			err = c.driver.Rename(c.ctxRnfr, dst)
 		}
 
 		if err == nil {
-			c.followRename(c.ctxRnfr, dst)
+			follow()
 			c.writeMessage(StatusFileOK, "Done !")
 		} else {
 			c.writeMessage(c.errorCode(err, StatusActionNotTaken), fmt.Sprintf("Couldn't rename %s to %s: %s",
@@ -425,26 +428,45 @@ func (c *clientHandler) handleRNTO(param string) error {
 	return nil
 }
 
-// followRename moves the working directory with a rename of it or of a
-// directory above it, as vsftpd's, whose working directory is the kernel's
-// and follows the directory (upgate fork, patch 33). Upstream kept the old
-// name, and every relative command after the rename went to a path that
-// was no longer there. from and to are absolute and clean; the new name is
-// resolved through its links, as CWD resolves it.
-func (c *clientHandler) followRename(from, to string) {
+// followRename prepares, before a rename of from to to, what moves the
+// working directory with a rename of it or of a directory above it, as
+// vsftpd's, whose working directory is the kernel's and follows the
+// directory (upgate fork, patch 33); the caller runs the returned function
+// once the rename is done. Upstream kept the old name, and every relative
+// command after the rename went to a path that was no longer there. The
+// working directory is held with its links resolved (CWD), so both names
+// are compared and joined with their directories resolved before the
+// rename: RNFR or RNTO may name them through a link. Only a directory's
+// rename can move it (a link's rename moves the link): for any other
+// rename, as most are, nothing is asked of the driver.
+func (c *clientHandler) followRename(from, to string) func() {
 	cwd := c.Path()
-	if from == "/" || (cwd != from && !strings.HasPrefix(cwd, from+"/")) {
-		return
+	if !c.ctxRnfrDir || from == "/" || cwd == "/" {
+		return func() {}
+	}
+
+	if rp, ok := c.driver.(ClientDriverExtensionRealPath); ok {
+		from, to = realParent(rp, from), realParent(rp, to)
+	}
+
+	if cwd != from && !strings.HasPrefix(cwd, from+"/") {
+		return func() {}
 	}
 
 	moved := path.Join(to, strings.TrimPrefix(cwd, from))
-	if rp, ok := c.driver.(ClientDriverExtensionRealPath); ok {
-		if real, err := rp.RealPath(moved); err == nil {
-			moved = real
-		}
+
+	return func() { c.SetPath(moved) }
+}
+
+// realParent is p with its directory's links resolved (p itself may be a
+// link: its name stays); p as it is when that cannot be resolved.
+func realParent(rp ClientDriverExtensionRealPath, p string) string {
+	dir, err := rp.RealPath(path.Dir(p))
+	if err != nil {
+		return p
 	}
 
-	c.SetPath(moved)
+	return path.Join(dir, path.Base(p))
 }
 
 // properly handling the SIZE command when TYPE ASCII is used would

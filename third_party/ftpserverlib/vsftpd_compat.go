@@ -6,15 +6,12 @@ package ftpserver
 // NLST names spelled as the client spelled the directory.
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/afero"
@@ -145,8 +142,11 @@ func (c *clientHandler) listArgStat(arg, p string) (info, entry os.FileInfo, err
 		return info, info, nil
 	case err == nil:
 		return info, entry, nil
-	case entry != nil && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP)):
-		return entry, entry, nil // a dangling link, or one in a loop of links
+	case entry != nil:
+		// A link whose target cannot be reached (missing, a loop of
+		// links, a file on the way, a directory its user may not search)
+		// lists as itself, as vsftpd lists what its lstat found.
+		return entry, entry, nil
 	}
 	return nil, nil, err
 }
