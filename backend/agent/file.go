@@ -742,13 +742,13 @@ func (h *handle) commit() error {
 	case h.excl:
 		// Link fails if the name appeared since the open, where
 		// rename would silently replace it.
-		err := h.root.linkTemp(h.tmp, h.path, h.s.euid)
+		err := h.root.linkTemp(h.tmp, h.path, h.s.euid, h.s.log)
 		h.removeTempLocked()
 		if err != nil {
 			return err
 		}
 	default:
-		replaced, err := h.root.replace(h.tmp, h.path, h.s.euid)
+		replaced, err := h.root.replace(h.tmp, h.path, h.s.euid, h.s.log)
 		if err != nil {
 			h.removeTempLocked()
 			return err
@@ -824,7 +824,7 @@ func (h *handle) abort(reason string) {
 // removeTempLocked removes an upload's temp file and forgets the upload.
 // s.mu is held.
 func (h *handle) removeTempLocked() {
-	if err := h.root.removeTemp(h.tmp, h.s.euid); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := h.root.removeTemp(h.tmp, h.s.euid, h.s.log); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		h.s.log.Error("remove temp file of aborted upload", "path", h.path, "temp", h.tmp, "err", err)
 	}
 	h.s.forgetUpload(h)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"slices"
@@ -490,7 +491,7 @@ func ignoringEINTR(call func() error) error {
 // rename and for holding the file it replaces open (O_PATH, never through
 // a link), which replace returns, nil when there was none (see
 // handle.replaced).
-func (c *scope) replace(tmp, p string, owner uint32) (replaced *os.File, err error) {
+func (c *scope) replace(tmp, p string, owner uint32, log *slog.Logger) (replaced *os.File, err error) {
 	d, dfd, base, err := c.parentDir(p)
 	if err != nil {
 		return nil, &os.LinkError{Op: "rename", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
@@ -499,7 +500,7 @@ func (c *scope) replace(tmp, p string, owner uint32) (replaced *os.File, err err
 	if fd, err := unix.Openat(dfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
 		replaced = os.NewFile(uintptr(fd), c.name(p))
 	}
-	if err := lendOwnDir(dfd, owner, func() error { return unix.Renameat(dfd, path.Base(tmp), dfd, base) }); err != nil {
+	if err := lendOwnDir(dfd, c.in(path.Dir(p)), owner, log, func() error { return unix.Renameat(dfd, path.Base(tmp), dfd, base) }); err != nil {
 		if replaced != nil {
 			_ = replaced.Close()
 		}
@@ -512,63 +513,88 @@ func (c *scope) replace(tmp, p string, owner uint32) (replaced *os.File, err err
 // name, as the commit of an exclusive create (link fails where a name
 // appeared since the open, where rename would replace it); see
 // lendOwnDir for owner.
-func (c *scope) linkTemp(tmp, p string, owner uint32) error {
+func (c *scope) linkTemp(tmp, p string, owner uint32, log *slog.Logger) error {
 	d, dfd, base, err := c.parentDir(p)
 	if err != nil {
 		return &os.LinkError{Op: "link", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
 	}
 	defer d.Close()
-	if err := lendOwnDir(dfd, owner, func() error { return unix.Linkat(dfd, path.Base(tmp), dfd, base, 0) }); err != nil {
+	if err := lendOwnDir(dfd, c.in(path.Dir(p)), owner, log, func() error { return unix.Linkat(dfd, path.Base(tmp), dfd, base, 0) }); err != nil {
 		return &os.LinkError{Op: "link", Old: c.in(tmp), New: c.in(p), Err: err}
 	}
 	return nil
 }
 
 // removeTemp removes an upload's temp file tmp; see lendOwnDir for owner.
-func (c *scope) removeTemp(tmp string, owner uint32) error {
+func (c *scope) removeTemp(tmp string, owner uint32, log *slog.Logger) error {
 	d, dfd, base, err := c.parentDir(tmp)
 	if err != nil {
 		return &fs.PathError{Op: "remove", Path: c.in(tmp), Err: unwrapPathError(err)}
 	}
 	defer d.Close()
-	if err := lendOwnDir(dfd, owner, func() error { return unix.Unlinkat(dfd, base, 0) }); err != nil {
+	if err := lendOwnDir(dfd, c.in(path.Dir(tmp)), owner, log, func() error { return unix.Unlinkat(dfd, base, 0) }); err != nil {
 		return &fs.PathError{Op: "remove", Path: c.in(tmp), Err: err}
 	}
 	return nil
 }
 
 // lendOwnDir runs change, a change of the entries of the directory dfd
-// that ends an upload begun in it (its commit, or its temp file's
-// removal). If the directory refuses it (EACCES) because its owner, the
-// agent's user (owner), has taken away its own write or search bit since
-// the upload began (a session's SETSTAT of the directory, `chmod a-w` in
-// the container), change runs once more with those two bits lent to the
-// directory, and its mode is put back at once. The upload's file exists
-// since its open for the client, as sftp-server's would: the commit
-// completes that open, which the directory allowed, and could be made by
-// the same user's own chmod. A close failed there, and the temp file
-// stayed in the directory (TestSFTPRandom seed 860). A directory of
-// another user is left as it is: the change fails. (A setgid bit of a
-// directory whose group the agent's user is not in may be cleared by the
-// kernel on the way: chmod(2) clears it then.)
-func lendOwnDir(dfd int, owner uint32, change func() error) error {
+// (dir, for the log) that ends an upload begun in it (its commit, or its
+// temp file's removal). If the directory refuses it (EACCES) because its
+// owner, the agent's user (owner), has taken away its own write or search
+// bit since the upload began (a session's SETSTAT of the directory, `chmod
+// a-w` in the container), change runs once more with the missing bits of
+// the two lent to the directory, and they are taken back at once; a chmod
+// made meanwhile stays. The upload's file exists since its open for the
+// client, as sftp-server's would: the commit completes that open, which
+// the directory allowed, and could be made by the same user's own chmod.
+// A close failed there, and the temp file stayed in the directory
+// (TestSFTPRandom seed 860). Nothing is lent to a directory of another
+// user, nor to a setgid one whose group the agent's user is not in
+// (chmod(2) would clear its setgid bit): the change fails. A failure to
+// take the bits back is logged, not returned: the change was made.
+func lendOwnDir(dfd int, dir string, owner uint32, log *slog.Logger, change func() error) error {
 	err := ignoringEINTR(change)
 	if err != unix.EACCES {
 		return err
 	}
 	var st unix.Stat_t
-	if unix.Fstat(dfd, &st) != nil || st.Uid != owner || st.Mode&0o300 == 0o300 {
+	if unix.Fstat(dfd, &st) != nil || st.Uid != owner || st.Mode&0o300 == 0o300 ||
+		(st.Mode&unix.S_ISGID != 0 && !inGroup(st.Gid)) {
 		return err
 	}
-	mode := st.Mode & 0o7777
-	if unix.Fchmod(dfd, mode|0o300) != nil {
+	lent := 0o300 &^ (st.Mode & 0o300)
+	if unix.Fchmod(dfd, st.Mode&0o7777|lent) != nil {
 		return err
 	}
 	err = ignoringEINTR(change)
-	if rerr := unix.Fchmod(dfd, mode); rerr != nil && err == nil {
-		err = fmt.Errorf("put back the directory's mode %#o: %w", mode, rerr)
+	rerr := unix.Fstat(dfd, &st)
+	if rerr == nil {
+		rerr = unix.Fchmod(dfd, st.Mode&0o7777&^lent)
+	}
+	if rerr != nil {
+		log.Error("take back the write and search bits lent to a directory for an upload's commit",
+			"dir", dir, "lent", fmt.Sprintf("%#o", lent), "err", rerr)
 	}
 	return err
+}
+
+// inGroup reports whether gid is the agent's effective group or one of
+// its supplementary groups.
+func inGroup(gid uint32) bool {
+	if uint32(os.Getegid()) == gid {
+		return true
+	}
+	groups, err := os.Getgroups()
+	if err != nil {
+		return false
+	}
+	for _, g := range groups {
+		if uint32(g) == gid {
+			return true
+		}
+	}
+	return false
 }
 
 // rename is rename(2) inside the root: renameat between the two parent
