@@ -236,22 +236,32 @@ func (v *View) supersede(p string) error { return v.drop(p, true) }
 
 func (v *View) drop(p string, superseded bool) error {
 	v.mu.Lock()
-	ws := v.open[p]
-	delete(v.open, p)
+	ws := slices.Clone(v.open[p])
 	v.mu.Unlock()
 	upload := slices.ContainsFunc(ws, (*viewFile).Pending)
-	var first error
+	// The upload is discarded first: one the filesystem refuses to
+	// discard (a directory made 0555 since) stays the session's, with
+	// its handles, as the file would stay on sftp-server. It used to be
+	// forgotten (a stat answered NO_SUCH_FILE) and committed at its close.
 	for _, w := range ws {
-		if superseded && upload {
-			w.superseded.Store(true) // the upload, or a handle into its data
-		}
 		if w.Pending() {
-			if err := w.Unlink(); err != nil && !w.waitIfClosing(err) && first == nil {
-				first = err
+			if err := w.Unlink(); err != nil && !w.waitIfClosing(err) {
+				return err
 			}
 		}
 	}
-	return first
+	v.mu.Lock()
+	v.open[p] = slices.DeleteFunc(v.open[p], func(w *viewFile) bool { return slices.Contains(ws, w) })
+	if len(v.open[p]) == 0 {
+		delete(v.open, p)
+	}
+	v.mu.Unlock()
+	if superseded && upload {
+		for _, w := range ws {
+			w.superseded.Store(true) // the upload, or a handle into its data
+		}
+	}
+	return nil
 }
 
 // errSuperseded is a write's answer on a handle whose upload a newer
@@ -378,6 +388,11 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 		// an older upload committed after it would put back what it
 		// truncated.
 		if err := v.supersede(p); err != nil {
+			// The new upload is aborted, not committed: the older one
+			// stays the session's.
+			if ta, ok := f.(TransferAborter); ok {
+				ta.TransferError(err)
+			}
 			f.Close()
 			return nil, err
 		}

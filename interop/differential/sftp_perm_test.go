@@ -201,6 +201,21 @@ func sftpPermSteps() []sftpStep {
 			out += " " + stat("/perm/rodir")(s) + " " + s.listing(s.a, "/perm/rodir")
 			return out + " " + chmod("/perm/rodir", 0o755)(s)
 		}},
+		// A REMOVE of the session's upload that the directory refuses
+		// leaves it the session's: it used to forget it (a stat answered
+		// NO_SUCH_FILE), and the CLOSE then committed it anyway (a review).
+		{"perm: remove of an open upload in a 0555 directory, stat, close", func(s *sftpSide) string {
+			out := s.open(s.a, "rm", "/perm/rodir/rm", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.write(s.h("rm"), 0, []byte("RM DATA"))
+			out += " " + s.res(r, err)
+			out += " " + chmod("/perm/rodir", 0o555)(s)
+			r, err = s.a.pathOp(fxpRemove, s.p("/perm/rodir/rm"))
+			out += " " + s.res(r, err)
+			out += " " + stat("/perm/rodir/rm")(s) + " " + s.listing(s.a, "/perm/rodir")
+			out += " " + s.closeH(s.a, "rm")
+			out += " " + stat("/perm/rodir/rm")(s) + " " + content("/perm/rodir/rm")(s)
+			return out + " " + chmod("/perm/rodir", 0o755)(s)
+		}},
 		{"perm: content /perm/rodir/late, /perm/rodir/in, /perm/rodir/lx", func(s *sftpSide) string {
 			return content("/perm/rodir/late")(s) + " " + content("/perm/rodir/in")(s) + " " + content("/perm/rodir/lx")(s)
 		}},
