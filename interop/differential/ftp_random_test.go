@@ -624,20 +624,44 @@ func modeLetters(m uint32) string {
 const rowDirTime = "MKD /dt, MDTM with a time on it (a directory), RMD /dt"
 
 // dirTime is a directory's time as the answers show it: in an ls line
-// ("d" drwxr-xr-x 2004-01-09), an MLSx entry (dir rwxr-xr-x now) and a
-// tree entry (dir 0755 mtime=...).
-var dirTime = regexp.MustCompile(`(" d[-rwxsStT]{9} |\bdir [-rwxsStT]{9} )(now|\d{4}-\d\d-\d\d)|\b(dir \d{4} )mtime=\S+`)
+// ("d" drwxr-xr-x 2004-01-09, the name in $1), an MLSx entry (dir
+// rwxr-xr-x now) and a tree entry (dir 0755 mtime=...).
+var dirTime = regexp.MustCompile(`"([^"]*)" (d[-rwxsStT]{9}) (now|\d{4}-\d\d-\d\d)|\b(dir [-rwxsStT]{9}) (now|\d{4}-\d\d-\d\d)|\b(dir \d{4}) mtime=\S+`)
 
-// withoutDirTimes is an answer without its directories' times.
-func withoutDirTimes(answer string) string {
-	return dirTime.ReplaceAllString(answer, "$1$3")
+// withoutDirTimes is an answer without the times of the directories set
+// holds (their paths in the run, and so their names): own is whether
+// the answer is about one of them itself (MLST, a tree entry).
+func withoutDirTimes(answer string, set map[string]bool, own bool) string {
+	names := map[string]bool{}
+	for p := range set {
+		names[path.Base(p)] = true
+	}
+	return dirTime.ReplaceAllStringFunc(answer, func(m string) string {
+		sub := dirTime.FindStringSubmatch(m)
+		switch {
+		case sub[1] != "" || sub[2] != "":
+			if names[sub[1]] {
+				return `"` + sub[1] + `" ` + sub[2]
+			}
+		case sub[4] != "":
+			if own {
+				return sub[4]
+			}
+		case sub[6] != "":
+			if own {
+				return sub[6]
+			}
+		}
+		return m
+	})
 }
 
-// ftpRandAfterDirTime names whyDirTime's row for a difference that, once
-// a directory's time was set in the run, is only in directories' times,
-// or another row once they are taken away.
-func ftpRandAfterDirTime(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
-	ref, ug = withoutDirTimes(ref), withoutDirTimes(ug)
+// ftpRandAfterDirTime names whyDirTime's row for a difference that is
+// only in the times of directories whose times the run set (set), or
+// another row once they are taken away.
+func ftpRandAfterDirTime(o ftpRandOp, facts ftpRandFacts, set map[string]bool, ref, ug string) string {
+	own := set[facts.real]
+	ref, ug = withoutDirTimes(ref, set, own), withoutDirTimes(ug, set, own)
 	if ref == ug {
 		return rowDirTime
 	}
@@ -661,8 +685,14 @@ type ftpRandTrack struct {
 type ftpRandFacts struct {
 	dir       bool        // the path, links followed, was a directory
 	dirMode   fs.FileMode // and its permission bits
+	exists    bool        // the path named something (a link counts)
+	real      string      // where the path led, links followed, in the run's directory
 	cwdSearch bool        // the working directory could be searched
 	asciiRest bool        // TYPE A with a REST of more than 0 pending
+	// from and to are a rename's two paths (RNFR's, RNTO's) as server
+	// paths with their directories' links resolved, as the working
+	// directory is held.
+	from, to string
 }
 
 // server is p as the session names it: absolute under root, or relative
@@ -680,15 +710,46 @@ func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
 		f.cwdSearch = fi.Mode().Perm()&0o100 != 0
 	}
 	if o.path != "" {
-		if fi, err := os.Stat(filepath.Join(k.disk, k.server(o.path, o.abs, root))); err == nil && fi.IsDir() {
+		disk := filepath.Join(k.disk, k.server(o.path, o.abs, root))
+		if fi, err := os.Stat(disk); err == nil && fi.IsDir() {
 			f.dir, f.dirMode = true, fi.Mode().Perm()
 		}
+		_, err := os.Lstat(disk)
+		f.exists = err == nil
+		if real, err := filepath.EvalSymlinks(disk); err == nil {
+			if rel, err := filepath.Rel(filepath.Join(k.disk, root), real); err == nil {
+				f.real = filepath.ToSlash(rel)
+			}
+		}
+	}
+	switch o.kind {
+	case "rnfr", "rename":
+		f.from = k.realParent(k.server(o.path, o.abs, root))
+	}
+	switch o.kind {
+	case "rnto", "rename":
+		f.to = k.realParent(k.server(o.path2, o.abs2, root))
 	}
 	return f
 }
 
+// realParent is the server path sp with its directory's links resolved
+// on disk (sp's own name stays: it may be a link).
+func (k *ftpRandTrack) realParent(sp string) string {
+	sp = path.Clean(sp)
+	real, err := filepath.EvalSymlinks(filepath.Join(k.disk, path.Dir(sp)))
+	if err != nil {
+		return sp
+	}
+	rel, err := filepath.Rel(k.disk, real)
+	if err != nil {
+		return sp
+	}
+	return path.Join("/", filepath.ToSlash(rel), path.Base(sp))
+}
+
 // after takes in vsftpd's answer to o.
-func (k *ftpRandTrack) after(o ftpRandOp, root, ref string) {
+func (k *ftpRandTrack) after(o ftpRandOp, facts ftpRandFacts, root, ref string) {
 	follow := func(from, to string) {
 		if k.cwd == from || strings.HasPrefix(k.cwd, from+"/") {
 			k.cwd = path.Join(to, strings.TrimPrefix(k.cwd, from))
@@ -715,16 +776,16 @@ func (k *ftpRandTrack) after(o ftpRandOp, root, ref string) {
 	case "rnfr":
 		k.rnfr = ""
 		if ref == "350" {
-			k.rnfr = path.Clean(k.server(o.path, o.abs, root))
+			k.rnfr = facts.from
 		}
 	case "rnto":
 		if ref == "250" && k.rnfr != "" {
-			follow(k.rnfr, path.Clean(k.server(o.path2, o.abs2, root)))
+			follow(k.rnfr, facts.to)
 		}
 		k.rnfr = ""
 	case "rename":
 		if ref == "350 250" {
-			follow(path.Clean(k.server(o.path, o.abs, root)), path.Clean(k.server(o.path2, o.abs2, root)))
+			follow(facts.from, facts.to)
 		}
 	case "type":
 		if ref == "200" {
@@ -763,7 +824,8 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		// CDUP leaves a directory whose search bit was taken away: ".."
 		// is the gateway's text (whyDotDot).
 		return "NLST /d/f1/.. (.. after a file)"
-	case (o.kind == "list" || o.kind == "nlst") && !facts.dir && !facts.cwdSearch && (ref == "1xx/2xx []" || ref == "1xx/2xx "):
+	case (o.kind == "list" || o.kind == "nlst") && !facts.dir && facts.exists && !facts.cwdSearch &&
+		(ref == "1xx/2xx []" || ref == "1xx/2xx ") && listsOnly(ug, path.Base(o.path)):
 		return "vsftpd: a listing of a file is empty while the working directory cannot be searched"
 	}
 	switch o.kind {
@@ -871,6 +933,16 @@ func withoutDots(answer string) string {
 		}
 	}
 	return head + " [" + strings.Join(keep, "; ") + "]"
+}
+
+// listsOnly reports whether a LIST or NLST answer lists one entry, named
+// base (NLST: a path ending in it).
+func listsOnly(answer, base string) bool {
+	if l, ok := strings.CutPrefix(answer, "1xx/2xx ["); ok {
+		return strings.HasPrefix(l, `"`+base+`" `) && !strings.Contains(l, "; ")
+	}
+	l, ok := strings.CutPrefix(answer, "1xx/2xx ")
+	return ok && !strings.Contains(l, `" "`) && (l == `"`+base+`"` || strings.HasSuffix(l, `/`+base+`"`))
 }
 
 // isOneLink reports whether a listing answer lists one link, named base.
@@ -1035,19 +1107,21 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 	var res randResult
 	norm := func(a string) string { return strings.ReplaceAll(a, `"`+root, `"/ROOT`) }
 	track := ftpRandTrack{disk: r.ref.dir, cwd: root}
-	dirTimes := false // a directory's time was set (whyDirTime)
+	dirTimes := map[string]bool{} // the directories whose times the run set (whyDirTime), in the run
 	for i, o := range ops {
 		facts := track.facts(o, root)
 		ref := o.exec(r.ref, root)
-		track.after(o, root, ref)
+		track.after(o, facts, root, ref)
 		a := randAnswer{ref: norm(ref), ug: norm(o.exec(r.ug, root))}
 		res.ops = append(res.ops, a)
 		if a.ref != a.ug {
 			row := ftpRandDeliberate(o, facts, a.ref, a.ug)
-			if row == "" && dirTimes {
-				row = ftpRandAfterDirTime(o, facts, a.ref, a.ug)
+			if row == "" && len(dirTimes) > 0 {
+				row = ftpRandAfterDirTime(o, facts, dirTimes, a.ref, a.ug)
 			}
-			dirTimes = dirTimes || row == rowDirTime
+			if row == rowDirTime && (o.kind == "mdtmset" || o.kind == "mfmt") && facts.dir {
+				dirTimes[facts.real] = true
+			}
 			res.diffs = append(res.diffs, randDiff{index: i, op: o.String(), ref: a.ref, ug: a.ug, row: row})
 		}
 	}
@@ -1074,7 +1148,8 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 	}
 	for _, d := range compareTrees("ftp", trees[0], trees[1], false) {
 		var row string
-		if dirTimes && withoutDirTimes(d.ref) == withoutDirTimes(d.upgate) {
+		tp := strings.TrimPrefix(d.step, "tree ")
+		if dirTimes[strings.Trim(tp, `"/`)] && withoutDirTimes(d.ref, dirTimes, true) == withoutDirTimes(d.upgate, dirTimes, true) {
 			row = rowDirTime
 		}
 		res.diffs = append(res.diffs, randDiff{index: -1, path: strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate, row: row})
