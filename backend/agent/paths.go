@@ -329,6 +329,20 @@ func (c *scope) parentDir(p string) (d *os.File, fd int, base string, err error)
 	return d, int(d.Fd()), path.Base(rel), nil
 }
 
+// parentDirPath is parentDir with the directory opened O_PATH, for the
+// *at calls that end an upload (renameat, linkat, unlinkat) and need no
+// permission on the descriptor: a directory its owner left without its
+// read bit since the upload began (0311, 0000) does not refuse them at
+// the open (its write and search bits lendOwnDir lends, if need be).
+func (c *scope) parentDirPath(p string) (d *os.File, fd int, base string, err error) {
+	rel := c.in(p)
+	d, err = c.r.OpenFile(path.Dir(rel), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, -1, "", err
+	}
+	return d, int(d.Fd()), path.Base(rel), nil
+}
+
 // openDirIn opens rel in r as a directory for *at calls: O_DIRECTORY, so
 // that a FIFO where a directory should be fails at once (ENOTDIR) instead
 // of waiting for a writer, and O_NONBLOCK, which also spares os's making
@@ -492,7 +506,7 @@ func ignoringEINTR(call func() error) error {
 // a link), which replace returns, nil when there was none (see
 // handle.replaced).
 func (c *scope) replace(tmp, p string, owner uint32, log *slog.Logger) (replaced *os.File, err error) {
-	d, dfd, base, err := c.parentDir(p)
+	d, dfd, base, err := c.parentDirPath(p)
 	if err != nil {
 		return nil, &os.LinkError{Op: "rename", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
 	}
@@ -514,7 +528,7 @@ func (c *scope) replace(tmp, p string, owner uint32, log *slog.Logger) (replaced
 // appeared since the open, where rename would replace it); see
 // lendOwnDir for owner.
 func (c *scope) linkTemp(tmp, p string, owner uint32, log *slog.Logger) error {
-	d, dfd, base, err := c.parentDir(p)
+	d, dfd, base, err := c.parentDirPath(p)
 	if err != nil {
 		return &os.LinkError{Op: "link", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
 	}
@@ -527,7 +541,7 @@ func (c *scope) linkTemp(tmp, p string, owner uint32, log *slog.Logger) error {
 
 // removeTemp removes an upload's temp file tmp; see lendOwnDir for owner.
 func (c *scope) removeTemp(tmp string, owner uint32, log *slog.Logger) error {
-	d, dfd, base, err := c.parentDir(tmp)
+	d, dfd, base, err := c.parentDirPath(tmp)
 	if err != nil {
 		return &fs.PathError{Op: "remove", Path: c.in(tmp), Err: unwrapPathError(err)}
 	}
@@ -539,7 +553,7 @@ func (c *scope) removeTemp(tmp string, owner uint32, log *slog.Logger) error {
 }
 
 // lendOwnDir runs change, a change of the entries of the directory dfd
-// (dir, for the log) that ends an upload begun in it (its commit, or its
+// (open O_PATH or for reading; dir, for the log) that ends an upload begun in it (its commit, or its
 // temp file's removal). If the directory refuses it (EACCES) because its
 // owner, the agent's user (owner), has taken away its own write or search
 // bit since the upload began (a session's SETSTAT of the directory, `chmod
@@ -564,13 +578,13 @@ func lendOwnDir(dfd int, dir string, owner uint32, log *slog.Logger, change func
 		return err
 	}
 	lent := 0o300 &^ (st.Mode & 0o300)
-	if unix.Fchmod(dfd, st.Mode&0o7777|lent) != nil {
+	if fchmodDir(dfd, st.Mode&0o7777|lent) != nil {
 		return err
 	}
 	err = ignoringEINTR(change)
 	rerr := unix.Fstat(dfd, &st)
 	if rerr == nil {
-		rerr = unix.Fchmod(dfd, st.Mode&0o7777&^lent)
+		rerr = fchmodDir(dfd, st.Mode&0o7777&^lent)
 	}
 	if rerr != nil {
 		log.Error("take back the write and search bits lent to a directory for an upload's commit",

@@ -201,6 +201,21 @@ func sftpPermSteps() []sftpStep {
 			out += " " + stat("/perm/rodir")(s) + " " + s.listing(s.a, "/perm/rodir")
 			return out + " " + chmod("/perm/rodir", 0o755)(s)
 		}},
+		// The same with the directory left without its read bit too
+		// (0000, 0311): the agent could not open it for the commit.
+		{"perm: /perm/rodir/z0 and /perm/rodir/z3 opened, the directory made 0000 and 0311, closed", func(s *sftpSide) string {
+			out := ""
+			for _, c := range []struct {
+				name string
+				mode uint32
+			}{{"z0", 0o000}, {"z3", 0o311}} {
+				out += s.open(s.a, c.name, "/perm/rodir/"+c.name, pfWrite|pfCreat|pfTrunc, attrs{})
+				r, err := s.a.write(s.h(c.name), 0, []byte("LATE "+c.name))
+				out += " " + s.res(r, err) + " " + chmod("/perm/rodir", c.mode)(s) + " " + s.closeH(s.a, c.name)
+				out += " " + chmod("/perm/rodir", 0o755)(s) + " " + content("/perm/rodir/"+c.name)(s) + " " + stat("/perm/rodir")(s) + "; "
+			}
+			return out
+		}},
 		// A REMOVE of the session's upload that the directory refuses
 		// leaves it the session's: it used to forget it (a stat answered
 		// NO_SUCH_FILE), and the CLOSE then committed it anyway (a review).
