@@ -952,3 +952,86 @@ func TestForkTargetTrailingSlash(t *testing.T) {
 		t.Errorf("TargetTrailingSlash for rename to /e/, /e, posix-rename to /e/, / = %v, want %v", rec.targets, want)
 	}
 }
+
+// rangeFile keeps what is written at its offsets; each call sleeps a
+// little, differently, so that concurrent workers overtake one another.
+type rangeFile struct {
+	mu  sync.Mutex
+	buf []byte
+	n   int
+}
+
+func (r *rangeFile) pause() {
+	r.mu.Lock()
+	r.n++
+	d := time.Duration(r.n%4) * 300 * time.Microsecond
+	r.mu.Unlock()
+	time.Sleep(d)
+}
+
+func (r *rangeFile) WriteAt(p []byte, off int64) (int, error) {
+	r.pause()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if end := int(off) + len(p); end > len(r.buf) {
+		r.buf = append(r.buf, make([]byte, end-len(r.buf))...)
+	}
+	return copy(r.buf[off:], p), nil
+}
+
+func (r *rangeFile) ReadAt(p []byte, off int64) (int, error) {
+	r.pause()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if int(off) >= len(r.buf) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.buf[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// TestForkOverlappingWritesInOrder: WRITEs of one range of a handle,
+// pipelined (sshfs sends them without waiting), land in the order they
+// came, and a READ of it after them sees the last, as on OpenSSH's
+// sftp-server, which serves one request at a time; WRITEs of other
+// ranges still go to the workers at once.
+func TestForkOverlappingWritesInOrder(t *testing.T) {
+	rec := newRecorder()
+	file := &rangeFile{}
+	rec.file = file
+	c := forkPair(t, Handlers{rec, rec, rec, rec.root})
+	typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: "/f", Pflags: sshFxfRead | sshFxfWrite | sshFxfCreat})
+	if typ != sshFxpHandle {
+		t.Fatalf("OPEN: %v", statusOf(data))
+	}
+	handle, _ := unmarshalString(data[4:])
+	for round := range 20 {
+		const n = 16
+		replies := make(chan result, 2*n)
+		for i := range n {
+			// Each WRITE covers bytes 0..3, shifted by one every other
+			// time: all overlap the one before.
+			b := bytes.Repeat([]byte{byte('a' + i)}, 4)
+			c.clientConn.dispatchRequest(replies, &sshFxpWritePacket{ID: c.nextID(), Handle: handle, Offset: uint64(i % 2), Length: 4, Data: b})
+		}
+		readReply := make(chan result, 1)
+		c.clientConn.dispatchRequest(readReply, &sshFxpReadPacket{ID: c.nextID(), Handle: handle, Offset: 0, Len: 5})
+		for range n {
+			if r := <-replies; r.err != nil {
+				t.Fatal(r.err)
+			}
+		}
+		r := <-readReply
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		// The last WRITE (i = 15, 'p') covers 1..4 over the one before
+		// ('o', 0..3).
+		if want := "opppp"; r.typ != sshFxpData || string(r.data[8:]) != want {
+			t.Fatalf("round %d: READ after the WRITEs answered type %d %q, want %q", round, r.typ, r.data, want)
+		}
+	}
+}

@@ -28,6 +28,39 @@ type packetManager struct {
 	// writes on a handle opened with APPEND, which OpenSSH appends in
 	// arrival order whatever their offsets).
 	sequential func(requestPacket) bool
+	// inflight holds the reads and writes served concurrently, by order
+	// id, until their responses are ready (guarded by mu): one that
+	// overlaps an earlier one on the same handle, either of them a write,
+	// waits for it, as OpenSSH's sftp-server serves them in the order
+	// they came (upgate fork: two WRITEs of one range, pipelined as sshfs
+	// sends them, landed in either order, and a READ after a WRITE could
+	// miss it).
+	inflight map[uint32]rwSpan
+}
+
+// rwSpan is the byte range a READ or WRITE covers on its handle.
+type rwSpan struct {
+	handle     string
+	start, end uint64
+	write      bool
+}
+
+// rwSpanOf is the range of a READ or WRITE; ok is false for anything
+// else.
+func rwSpanOf(p requestPacket) (sp rwSpan, ok bool) {
+	switch p := p.(type) {
+	case *sshFxpReadPacket:
+		return rwSpan{handle: p.Handle, start: p.Offset, end: p.Offset + uint64(p.Len)}, true
+	case *sshFxpWritePacket:
+		return rwSpan{handle: p.Handle, start: p.Offset, end: p.Offset + uint64(len(p.Data)), write: true}, true
+	}
+	return rwSpan{}, false
+}
+
+// conflicts reports whether a and b must be served in their order: one
+// range of one handle, a write among them.
+func (a rwSpan) conflicts(b rwSpan) bool {
+	return a.handle == b.handle && (a.write || b.write) && a.start < b.end && b.start < a.end
 }
 
 type packetSender interface {
@@ -40,6 +73,7 @@ func newPktMgr(sender packetSender) *packetManager {
 		outgoing: make([]orderedPacket, 0, SftpServerWorkerCount),
 		sender:   sender,
 		working:  &sync.WaitGroup{},
+		inflight: map[uint32]rwSpan{},
 	}
 	return s
 }
@@ -101,6 +135,7 @@ func (s *packetManager) incomingPacket(pkt orderedRequest) {
 // those that are next
 func (s *packetManager) readyPacket(pkt orderedResponse) {
 	s.mu.Lock()
+	delete(s.inflight, pkt.orderID())
 	debug("outgoing id (oid): %v (%v)", pkt.id(), pkt.orderID())
 	i, _ := slices.BinarySearchFunc(s.outgoing, pkt.orderID(), func(p orderedPacket, id uint32) int {
 		return cmp.Compare(p.orderID(), id)
@@ -139,6 +174,26 @@ func (s *packetManager) workers(runWorker func(chan orderedRequest),
 		switch pkt.requestPacket.(type) {
 		case *sshFxpReadPacket, *sshFxpWritePacket:
 			if s.sequential == nil || !s.sequential(pkt.requestPacket) {
+				if sp, ok := rwSpanOf(pkt.requestPacket); ok {
+					s.mu.Lock()
+					wait := false
+					for _, in := range s.inflight {
+						if in.conflicts(sp) {
+							wait = true
+							break
+						}
+					}
+					s.mu.Unlock()
+					if wait {
+						// Rare (sequential transfers do not overlap):
+						// wait for everything in flight, as before
+						// any other request.
+						s.working.Wait()
+					}
+					s.mu.Lock()
+					s.inflight[pkt.orderid] = sp
+					s.mu.Unlock()
+				}
 				s.incomingPacket(pkt)
 				rwChan <- pkt
 				return
