@@ -27,7 +27,8 @@ import (
 //     size, mode and times, and its name in its directory;
 //   - opening the path reads what was written so far, or writes into it in
 //     place (Upload.Reopen); a truncating open starts a new upload that
-//     supersedes the older one, which is discarded;
+//     supersedes the older one, which is discarded, and whose handles
+//     follow the new one (View.supersede);
 //   - Remove discards the upload (Upload.Unlink) and removes the old file:
 //     the late Close brings nothing back;
 //   - Rename gives the upload its new name (Upload.Move) and removes the
@@ -56,7 +57,8 @@ import (
 // once, never committed later: an abandoned handle cannot capture the
 // path operations meant for the committed file, nor bring back stale data
 // when it is finally closed (rclone's FsPutError). A superseded upload's
-// handle then refuses writes, which would be dropped.
+// handles go on into the newer upload's data (viewFile.follow), or, where
+// they cannot, refuse writes, which would be dropped.
 //
 // View needs its filesystem's files to implement Upload; files that do not
 // are treated as written in place. It is safe for concurrent use.
@@ -221,20 +223,27 @@ func (v *View) untrack(f *viewFile) {
 // discard unlinks the uploads at p and forgets every writer there: p now
 // names something else (or nothing), and those files keep writing into
 // what p used to be.
-func (v *View) discard(p string) error { return v.drop(p, false) }
+func (v *View) discard(p string) error { return v.drop(p, nil) }
 
 // supersede discards the session's uploads at p for a newer truncating
-// open of p, and their handles, and the handles writing into their data
-// (Reopen), refuse writes from then on (errSuperseded): where
-// sftp-server's descriptors would share the file, what such a write
-// carries would be dropped, and the client must not be told it landed.
-// (A removed or renamed-over upload's handle goes on taking writes, as a
-// descriptor of an unlinked file does.) Writers at p in place are not
+// open of p, newer, and the handles that wrote them (the upload's own,
+// and those opened into its data: Reopen) follow the newer one: each
+// goes on through a handle joined to newer's data (viewFile.follow), as
+// sftp-server's descriptors all write the one file that the second open
+// truncated. A shell's `exec 3>f; echo x > f; echo y >&3` over sshfs
+// writes y into f, and the upload the first open made never commits:
+// newer commits at its own close, so an abandoned handle (rclone's
+// FsPutError) can neither hold the save back nor bring back stale data.
+// Where newer is not an upload (an append with TRUNC written in place)
+// or the join fails, the older handles refuse writes (errSuperseded), so
+// that none is answered OK and dropped. Writers at p in place are not
 // there: a truncating open with them truncates in place instead
 // (truncateInPlace).
-func (v *View) supersede(p string) error { return v.drop(p, true) }
+func (v *View) supersede(p string, newer afero.File) error { return v.drop(p, newer) }
 
-func (v *View) drop(p string, superseded bool) error {
+// drop discards the uploads at p and forgets the writers there; with
+// newer, a truncating open's file, they follow it (supersede).
+func (v *View) drop(p string, newer afero.File) error {
 	v.mu.Lock()
 	ws := slices.Clone(v.open[p])
 	v.mu.Unlock()
@@ -250,17 +259,27 @@ func (v *View) drop(p string, superseded bool) error {
 			}
 		}
 	}
-	v.mu.Lock()
-	v.open[p] = slices.DeleteFunc(v.open[p], func(w *viewFile) bool { return slices.Contains(ws, w) })
-	if len(v.open[p]) == 0 {
-		delete(v.open, p)
-	}
-	v.mu.Unlock()
-	if superseded && upload {
+	var follow []*viewFile
+	if newer != nil && upload {
+		n, ok := newer.(Upload)
 		for _, w := range ws {
-			w.superseded.Store(true) // the upload, or a handle into its data
+			if ok && n.Pending() && w.follow(n) == nil {
+				follow = append(follow, w)
+			} else {
+				w.superseded.Store(true)
+			}
 		}
 	}
+	v.mu.Lock()
+	kept := slices.DeleteFunc(v.open[p], func(w *viewFile) bool { return slices.Contains(ws, w) })
+	// Handles that follow the newer upload still write at p.
+	kept = append(kept, follow...)
+	if len(kept) == 0 {
+		delete(v.open, p)
+	} else {
+		v.open[p] = kept
+	}
+	v.mu.Unlock()
 	return nil
 }
 
@@ -362,7 +381,7 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 		default:
 			f, err := u.Reopen(flag)
 			if err == nil {
-				return v.wrap(p, f, write), nil
+				return v.wrap(p, f, flag), nil
 			}
 			if !u.waitIfClosing(err) {
 				return nil, err
@@ -387,7 +406,7 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 		// does a truncating open that writes in place (O_APPEND|O_TRUNC):
 		// an older upload committed after it would put back what it
 		// truncated.
-		if err := v.supersede(p); err != nil {
+		if err := v.supersede(p, f); err != nil {
 			// The new upload is aborted, not committed: the older one
 			// stays the session's.
 			if ta, ok := f.(TransferAborter); ok {
@@ -397,7 +416,7 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 			return nil, err
 		}
 	}
-	return v.wrap(p, f, write), nil
+	return v.wrap(p, f, flag), nil
 }
 
 // truncateInPlace opens p, which the session's other handles write in
@@ -418,7 +437,7 @@ func (v *View) truncateInPlace(name, p string, flag int, perm os.FileMode) (afer
 	if err != nil {
 		return nil, err
 	}
-	vf := v.wrap(p, f, true)
+	vf := v.wrap(p, f, flag&^os.O_TRUNC)
 	if err := vf.Truncate(0); err != nil {
 		vf.Close()
 		return nil, err
@@ -426,16 +445,16 @@ func (v *View) truncateInPlace(name, p string, flag int, perm os.FileMode) (afer
 	return vf, nil
 }
 
-// wrap tracks a file open for writing, and counts a file open for
-// reading at p.
-func (v *View) wrap(p string, f afero.File, write bool) afero.File {
-	if !write {
+// wrap tracks a file open for writing (flag, the open's flags, says),
+// and counts a file open for reading at p.
+func (v *View) wrap(p string, f afero.File, flag int) afero.File {
+	if flag&(os.O_WRONLY|os.O_RDWR) == 0 {
 		v.mu.Lock()
 		v.readers[p]++
 		v.mu.Unlock()
 		return &viewReader{FileWrapper: FileWrapper{f}, v: v, path: p}
 	}
-	vf := &viewFile{FileWrapper: FileWrapper{f}, v: v, path: p, closed: make(chan struct{})}
+	vf := &viewFile{FileWrapper: FileWrapper{f}, v: v, path: p, flag: flag, closed: make(chan struct{})}
 	v.track(vf)
 	return vf
 }
@@ -669,8 +688,41 @@ type viewFile struct {
 	closed chan struct{} // closed once Close has returned
 	seen   atomic.Uint64 // the write tick its reads last caught up with
 	// superseded: a newer truncating open of the path discarded this
-	// upload (View.supersede); writes fail.
+	// upload (View.supersede) and f could not follow the newer one;
+	// writes fail.
 	superseded atomic.Bool
+	// flag is the open's flags, for follow.
+	flag int
+	// joined, once set by follow, is the file f's calls go to: a handle
+	// joined to the data of the upload that superseded f's own.
+	joined atomic.Pointer[joinedFile]
+}
+
+// joinedFile holds the handle a superseded viewFile follows.
+type joinedFile struct{ f afero.File }
+
+// cur is the file f's calls go to: its own, or the one it follows.
+func (f *viewFile) cur() afero.File {
+	if j := f.joined.Load(); j != nil {
+		return j.f
+	}
+	return f.File
+}
+
+// follow makes f go on through a handle joined to n's data (Upload.Reopen
+// with f's flags, without those that create or truncate), after what f
+// held back was pushed (into its discarded upload: it is gone with it,
+// as a write before the truncating open was on sftp-server). A handle
+// f already followed is closed.
+func (f *viewFile) follow(n Upload) error {
+	nf, err := n.Reopen(f.flag &^ (os.O_CREATE | os.O_EXCL | os.O_TRUNC))
+	if err != nil {
+		return err
+	}
+	if old := f.joined.Swap(&joinedFile{nf}); old != nil {
+		_ = old.f.Close()
+	}
+	return nil
 }
 
 // beginWrite is nil, or the error a write on f answers once it is
@@ -751,7 +803,7 @@ func (f *viewFile) info() (os.FileInfo, error) {
 	f.v.mu.Lock()
 	p := f.path
 	f.v.mu.Unlock()
-	fi, err := f.File.Stat()
+	fi, err := f.cur().Stat()
 	if f.waitIfClosing(err) {
 		return Lstat(f.v.Fs, p)
 	}
@@ -776,7 +828,7 @@ func (f *viewFile) ReadFrom(r io.Reader) (int64, error) {
 		return 0, err
 	}
 	defer f.wrote()
-	return ReadFrom(f.File, r)
+	return ReadFrom(f.cur(), r)
 }
 
 // wrote records a write at f's path, for the session's readers there.
@@ -793,7 +845,7 @@ func (f *viewFile) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	defer f.wrote()
-	return f.File.Write(p)
+	return f.cur().Write(p)
 }
 
 // WriteAt implements afero.File.
@@ -802,7 +854,7 @@ func (f *viewFile) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	defer f.wrote()
-	return f.File.WriteAt(p, off)
+	return f.cur().WriteAt(p, off)
 }
 
 // WriteString implements afero.File.
@@ -811,7 +863,7 @@ func (f *viewFile) WriteString(s string) (int, error) {
 		return 0, err
 	}
 	defer f.wrote()
-	return f.File.WriteString(s)
+	return f.cur().WriteString(s)
 }
 
 // Truncate implements afero.File.
@@ -820,7 +872,7 @@ func (f *viewFile) Truncate(size int64) error {
 		return err
 	}
 	defer f.wrote()
-	return f.File.Truncate(size)
+	return f.cur().Truncate(size)
 }
 
 // SetTimes implements TimesSetter, refused as a write once f is
@@ -830,7 +882,7 @@ func (f *viewFile) SetTimes(atime, mtime time.Time) error {
 	if f.superseded.Load() {
 		return &fs.PathError{Op: "chtimes", Path: f.pathNow(), Err: errSuperseded}
 	}
-	return f.FileWrapper.SetTimes(atime, mtime)
+	return FileWrapper{f.cur()}.SetTimes(atime, mtime)
 }
 
 // Chmod implements ModeSetter, refused once f is superseded, as SetTimes.
@@ -838,8 +890,14 @@ func (f *viewFile) Chmod(mode os.FileMode) error {
 	if f.superseded.Load() {
 		return &fs.PathError{Op: "chmod", Path: f.pathNow(), Err: errSuperseded}
 	}
-	return f.FileWrapper.Chmod(mode)
+	return FileWrapper{f.cur()}.Chmod(mode)
 }
+
+// Flush implements Flusher, for the file f's calls go to.
+func (f *viewFile) Flush() error { return FileWrapper{f.cur()}.Flush() }
+
+// Sync implements afero.File, for the file f's calls go to.
+func (f *viewFile) Sync() error { return f.cur().Sync() }
 
 // path is f's path now, for catchUp.
 func (f *viewFile) pathNow() string {
@@ -851,20 +909,20 @@ func (f *viewFile) pathNow() string {
 // Read implements afero.File, after the session's other writers at f's
 // path (catchUp).
 func (f *viewFile) Read(p []byte) (int, error) {
-	f.v.catchUp(f.pathNow(), f.File, f, &f.seen)
-	return f.File.Read(p)
+	f.v.catchUp(f.pathNow(), f.cur(), f, &f.seen)
+	return f.cur().Read(p)
 }
 
 // ReadAt implements afero.File, as Read.
 func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
-	f.v.catchUp(f.pathNow(), f.File, f, &f.seen)
-	return f.File.ReadAt(p, off)
+	f.v.catchUp(f.pathNow(), f.cur(), f, &f.seen)
+	return f.cur().ReadAt(p, off)
 }
 
 // Stat implements afero.File, as Read.
 func (f *viewFile) Stat() (os.FileInfo, error) {
-	f.v.catchUp(f.pathNow(), f.File, f, &f.seen)
-	return f.File.Stat()
+	f.v.catchUp(f.pathNow(), f.cur(), f, &f.seen)
+	return f.cur().Stat()
 }
 
 // Close closes (commits) the file, then forgets it. Until the commit is
@@ -876,7 +934,16 @@ func (f *viewFile) Stat() (os.FileInfo, error) {
 func (f *viewFile) Close() error {
 	first := false
 	f.once.Do(func() { first = true })
+	var jerr error
+	if j := f.joined.Load(); j != nil {
+		// What f wrote since it followed is the joined handle's; its
+		// own upload was discarded, and its close commits nothing.
+		jerr = j.f.Close()
+	}
 	err := f.File.Close()
+	if f.joined.Load() != nil {
+		err = jerr
+	}
 	if first {
 		f.v.untrack(f)
 		close(f.closed)

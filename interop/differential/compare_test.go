@@ -86,11 +86,6 @@ const (
 		"with no file (vscode-sftp#535); directories are never replaced, as OpenSSH"
 	whyHardLink = "a truncating upload is atomic: it replaces the file by a rename, so other hard links keep " +
 		"the old content, as with any atomic writer (rsync, editors' backupcopy=no)"
-	whySuperseded = "a second truncating upload of a path supersedes the session's first, which is discarded at once, " +
-		"never committed later: an abandoned handle cannot capture the operations meant for the committed file, " +
-		"nor bring back stale data when it is finally closed (backend/view.go; rclone's FsPutError); the first " +
-		"handle then answers WRITE with FAILURE, where sftp-server's two descriptors share the file, so that " +
-		"no client is told a write landed that was dropped"
 	whyLinkUpload = "an upload in progress has no name on disk yet to link to: hardlink@openssh.com of one is refused " +
 		"as busy (EBUSY), and git, which links its object files into place, falls back to a rename (backend/view.go, View.Link)"
 	whyChown = "SETSTAT's uid and gid are ignored, not refused: the agent writes as the container's user and never " +
@@ -175,8 +170,6 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "tree \"/rn/b1\"", upgate: "file 0644 size=2 mtime=now sha256=16a36e86f6fed5d4", why: whyRename},
 	{proto: "sftp", step: "write through one hard link, read the other", upgate: "CONTENT 2 bytes \"HL\"", why: whyHardLink},
 	{proto: "sftp", step: "tree \"/hl/b\"", upgate: "file 0644 size=2 mtime=now sha256=81ff510a481bee0b", why: whyHardLink},
-	{proto: "sftp", step: "write ZZ at 8 through the first handle", upgate: "FAILURE", why: whySuperseded},
-	{proto: "sftp", step: "content /sup after both handles closed", upgate: `CONTENT 6 bytes "SECOND"`, why: whySuperseded},
 	{proto: "sftp", step: "hardlink /hu -> /hu2 during its upload", upgate: "FAILURE", why: whyLinkUpload},
 	{proto: "sftp", step: "setstat /hu uid/gid 4242", upgate: "OK", why: whyChown},
 

@@ -706,7 +706,7 @@ func sftpSteps() []sftpStep {
 		}},
 
 		// A second truncating open of the session's own upload supersedes
-		// it (whySuperseded), whatever the new open is: with APPEND the
+		// it (View.supersede), whatever the new open is: with APPEND the
 		// agent writes in place, and the first upload, committed after,
 		// used to put back the empty file it made; without CREAT it used
 		// to find no file (the first upload's is not committed yet); with
@@ -1110,8 +1110,9 @@ func sftpSteps() []sftpStep {
 		{"content /hu", func(s *sftpSide) string { return s.readAll(s.a, "/hu") }},
 
 		// A second truncating upload of the same path supersedes the
-		// first: its handle then refuses WRITE, whose data would not be
-		// kept.
+		// first, whose handle follows it: its writes land in the second
+		// upload's data, as sftp-server's descriptors share the file (it
+		// used to refuse WRITE).
 		{"open /sup CREAT|TRUNC|WRITE (first handle)", func(s *sftpSide) string { return s.open(s.a, "sup1", "/sup", pfWrite|pfCreat|pfTrunc, attrs{}) }},
 		{"write first through the first handle", func(s *sftpSide) string { r, err := s.a.write(s.h("sup1"), 0, []byte("first")); return s.res(r, err) }},
 		{"open /sup CREAT|TRUNC|WRITE (second handle)", func(s *sftpSide) string { return s.open(s.a, "sup2", "/sup", pfWrite|pfCreat|pfTrunc, attrs{}) }},
