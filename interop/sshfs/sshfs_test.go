@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -466,6 +467,12 @@ func workload(t *testing.T, p *problems, s server, src, srcRepo, tarball, mnt st
 		// after it land in the emptied file.
 		log := filepath.Join(mnt, "edit", "app.log")
 		p.run(st, mnt, "sh", "-c", `exec 3>>"$1"; echo one >&3; : > "$1"; echo two >&3; exec 3>&-`, "sh", log)
+		// A new file kept open for writing by one program while another
+		// saves over it: both write the one file (its upload and the
+		// save's; the first followed the second, which it used to be
+		// refused: EIO at the write or the close).
+		out := filepath.Join(mnt, "edit", "out.txt")
+		p.run(st, mnt, "sh", "-c", `exec 3>"$1"; echo first > "$1"; echo 2 >&3; exec 3>&-`, "sh", out)
 	})
 	return times
 }
@@ -491,6 +498,9 @@ func check(t *testing.T, p *problems, s server, src string) {
 	if b, err := os.ReadFile(filepath.Join(s.disk, "edit", "app.log")); err != nil || string(b) != "two\n" {
 		p.fail("edit/app.log: appended, emptied, appended", "%q, %v; want %q", b, err, "two\n")
 	}
+	if b, err := os.ReadFile(filepath.Join(s.disk, "edit", "out.txt")); err != nil || string(b) != "2\nrst\n" {
+		p.fail("edit/out.txt: open, saved over, written through the first", "%q, %v; want %q", b, err, "2\nrst\n")
+	}
 	want := "new content 2\nappended line 0\nappended line 1\nappended line 2\n"
 	if b, err := os.ReadFile(filepath.Join(s.disk, "edit", "file.txt")); err != nil || string(b) != want {
 		p.fail("edit/file.txt content", "%q, %v; want %q", b, err, want)
@@ -498,12 +508,13 @@ func check(t *testing.T, p *problems, s server, src string) {
 	if st, err := os.Stat(filepath.Join(s.disk, "edit", "file.txt")); err != nil || st.Mode().Perm() != 0o640 {
 		p.fail("edit/file.txt mode", "%v, %v; want 0640", st, err)
 	}
-	if ents, err := os.ReadDir(filepath.Join(s.disk, "edit")); err != nil || len(ents) != 1 {
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		p.fail("edit/ holds more than file.txt", "%q (%v)", names, err)
+	ents, err := os.ReadDir(filepath.Join(s.disk, "edit"))
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if want := []string{"app.log", "file.txt", "out.txt"}; err != nil || !slices.Equal(names, want) {
+		p.fail("edit/ holds what the steps made, nothing else", "%q (%v); want %q", names, err, want)
 	}
 	if j := findJunk(t, s.disk); len(j) > 0 {
 		for i, f := range j {
