@@ -1,8 +1,6 @@
 package sshfs_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -547,45 +546,17 @@ func infoText(fi fs.FileInfo) string {
 	return fmt.Sprintf("%v %s", fi.Mode(), mt)
 }
 
-// randTree describes the run's directory on the server's disk: each
-// entry's path, type, mode, size, mtime and content's hash, sorted.
+// randTree is treeSum of the run's directory on the server's disk, with
+// sshfs's names for removed files still open (.fuse_hidden and their
+// inode number) made alike.
 func randTree(t *testing.T, root string) []string {
 	t.Helper()
-	var out []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == root {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		if strings.HasPrefix(d.Name(), ".fuse_hidden") {
-			rel = filepath.Join(filepath.Dir(rel), ".fuse_hidden*")
-		}
-		st, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case st.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			out = append(out, fmt.Sprintf("%s %s %s", rel, infoText(st), hex.EncodeToString(sum[:6])))
-		case st.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			out = append(out, fmt.Sprintf("%s link %s", rel, target))
-		default:
-			out = append(out, fmt.Sprintf("%s %v", rel, st.Mode()))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Errorf("reading %s: %v", root, err)
+	out := treeSum(t, root)
+	for i, line := range out {
+		out[i] = fuseHidden.ReplaceAllString(line, ".fuse_hidden*")
 	}
 	sort.Strings(out)
 	return out
 }
+
+var fuseHidden = regexp.MustCompile(`\.fuse_hidden[0-9a-f]+`)
