@@ -106,6 +106,16 @@ func (r *recorder) Filewrite(req *Request) (io.WriterAt, error) {
 	return r.root.Filewrite(req)
 }
 
+// OpenFile records the request and opens file for reading and writing,
+// if set and it can (the in-memory file otherwise).
+func (r *recorder) OpenFile(req *Request) (WriterAtReaderAt, error) {
+	r.record(req)
+	if rw, ok := r.file.(WriterAtReaderAt); ok {
+		return rw, nil
+	}
+	return r.root.OpenFile(req)
+}
+
 // Fileread records the request and reads from memory (the example
 // handler itself refuses opens without READ).
 func (r *recorder) Fileread(req *Request) (io.ReaderAt, error) {
@@ -1032,6 +1042,58 @@ func TestForkOverlappingWritesInOrder(t *testing.T) {
 		// ('o', 0..3).
 		if want := "opppp"; r.typ != sshFxpData || string(r.data[8:]) != want {
 			t.Fatalf("round %d: READ after the WRITEs answered type %d %q, want %q", round, r.typ, r.data, want)
+		}
+	}
+}
+
+// truncFile is a rangeFile that FSETSTAT truncates (FileSetStater),
+// slowly, so that a WRITE served beside it would land first.
+type truncFile struct{ rangeFile }
+
+func (f *truncFile) SetStat(r *Request) error {
+	time.Sleep(2 * time.Millisecond)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r.AttrFlags().Size {
+		f.buf = f.buf[:min(len(f.buf), int(r.Attributes().Size))]
+	}
+	return nil
+}
+
+// TestForkWriteAfterFsetstatInOrder: a WRITE sent right after an FSETSTAT
+// that truncates, without waiting for its answer, lands after the
+// truncation, as on sftp-server; it used to go to a worker at once.
+func TestForkWriteAfterFsetstatInOrder(t *testing.T) {
+	rec := newRecorder()
+	file := &truncFile{}
+	rec.file = file
+	c := forkPair(t, Handlers{rec, rec, rec, rec.root})
+	typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: "/f", Pflags: sshFxfRead | sshFxfWrite | sshFxfCreat})
+	if typ != sshFxpHandle {
+		t.Fatalf("OPEN: %v", statusOf(data))
+	}
+	handle, _ := unmarshalString(data[4:])
+	for round := range 10 {
+		if typ, data := send(t, c, &sshFxpWritePacket{ID: c.nextID(), Handle: handle, Offset: 0, Length: 4, Data: []byte("abcd")}); typ != sshFxpStatus || statusOf(data) != nil {
+			t.Fatalf("WRITE: %v", statusOf(data))
+		}
+		replies := make(chan result, 2)
+		c.clientConn.dispatchRequest(replies, &sshFxpFsetstatPacket{ID: c.nextID(), Handle: handle, Flags: sshFileXferAttrSize, Attrs: []byte{0, 0, 0, 0, 0, 0, 0, 0}})
+		c.clientConn.dispatchRequest(replies, &sshFxpWritePacket{ID: c.nextID(), Handle: handle, Offset: 2, Length: 1, Data: []byte("Z")})
+		for range 2 {
+			r := <-replies
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if err := statusOf(r.data); r.typ != sshFxpStatus || err != nil {
+				t.Fatalf("round %d: answered type %d: %v", round, r.typ, err)
+			}
+		}
+		file.mu.Lock()
+		got := string(file.buf)
+		file.mu.Unlock()
+		if want := "\x00\x00Z"; got != want {
+			t.Fatalf("round %d: %q after a truncation and a WRITE sent after it, want %q", round, got, want)
 		}
 	}
 }

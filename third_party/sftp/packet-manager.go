@@ -38,11 +38,16 @@ type packetManager struct {
 	inflight map[uint32]rwSpan
 }
 
-// rwSpan is the byte range a READ or WRITE covers on its handle.
+// rwSpan is the byte range a READ or WRITE covers on its handle, or,
+// with cmd, any other request, served in order by the one worker: a READ
+// or WRITE sent after it waits for it, as one sent before it is waited
+// for (an FSETSTAT's truncation, then a WRITE; a WRITE on an APPEND
+// handle, then a READ).
 type rwSpan struct {
 	handle     string
-	start, end uint64
+	start, end uint64 // end may wrap for offsets past 2^64-2^32: such a span conflicts with nothing, and the handler refuses it anyway
 	write      bool
+	cmd        bool
 }
 
 // rwSpanOf is the range of a READ or WRITE; ok is false for anything
@@ -60,7 +65,7 @@ func rwSpanOf(p requestPacket) (sp rwSpan, ok bool) {
 // conflicts reports whether a and b must be served in their order: one
 // range of one handle, a write among them.
 func (a rwSpan) conflicts(b rwSpan) bool {
-	return a.handle == b.handle && (a.write || b.write) && a.start < b.end && b.start < a.end
+	return a.cmd || b.cmd || a.handle == b.handle && (a.write || b.write) && a.start < b.end && b.start < a.end
 }
 
 type packetSender interface {
@@ -207,6 +212,9 @@ func (s *packetManager) workers(runWorker func(chan orderedRequest),
 		// (upgate fork: upstream waited only before CLOSE).
 		// incomingPacket() call must occur after this.
 		s.working.Wait()
+		s.mu.Lock()
+		s.inflight[pkt.orderid] = rwSpan{cmd: true}
+		s.mu.Unlock()
 		s.incomingPacket(pkt)
 		// all non-RW use sequential cmdChan
 		cmdChan <- pkt
