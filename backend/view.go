@@ -260,9 +260,14 @@ func (v *View) drop(p string, newer afero.File) error {
 		}
 	}
 	var follow []*viewFile
-	if newer != nil && upload {
+	if newer != nil {
 		n, ok := newer.(Upload)
 		for _, w := range ws {
+			if !upload && !w.follower() {
+				continue
+			}
+			// The upload's handles, and those that followed an older
+			// one, follow the newer.
 			if ok && n.Pending() && w.follow(n) == nil {
 				follow = append(follow, w)
 			} else {
@@ -390,7 +395,11 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 		}
 	} else {
 		v.settle()
-		if write && flag&os.O_TRUNC != 0 && len(v.writers(p)) > 0 {
+		// Followers of a committed upload (follow) do not count: one is
+		// usually an abandoned handle, and each save of the path would
+		// go in place as long as it stays open; a new upload takes it
+		// along instead (supersede).
+		if write && flag&os.O_TRUNC != 0 && slices.ContainsFunc(v.writers(p), func(w *viewFile) bool { return !w.follower() }) {
 			return v.truncateInPlace(name, p, flag, perm)
 		}
 	}
@@ -582,6 +591,9 @@ func (v *View) Chtimes(name string, atime, mtime time.Time) error {
 	}, func() error {
 		set := false
 		for _, w := range v.writers(p) {
+			if w.follower() {
+				continue // its times would come back at its close: perhaps an abandoned handle's
+			}
 			switch err := w.SetTimes(atime, mtime); {
 			case err == nil:
 				set = true
@@ -694,8 +706,13 @@ type viewFile struct {
 	// flag is the open's flags, for follow.
 	flag int
 	// joined, once set by follow, is the file f's calls go to: a handle
-	// joined to the data of the upload that superseded f's own.
-	joined atomic.Pointer[joinedFile]
+	// joined to the data of the upload that superseded f's own. fmu
+	// orders its changes (follow, Close: write-locked) after the calls
+	// using it (read-locked), so that none is closed under a call;
+	// closing, under fmu, stops follow once Close has begun.
+	joined  atomic.Pointer[joinedFile]
+	fmu     sync.RWMutex
+	closing bool
 }
 
 // joinedFile holds the handle a superseded viewFile follows.
@@ -710,20 +727,36 @@ func (f *viewFile) cur() afero.File {
 }
 
 // follow makes f go on through a handle joined to n's data (Upload.Reopen
-// with f's flags, without those that create or truncate), after what f
-// held back was pushed (into its discarded upload: it is gone with it,
-// as a write before the truncating open was on sftp-server). A handle
-// f already followed is closed.
+// with f's flags, without those that create or truncate), at f's offset
+// (a sequential writer goes on where it was, as a descriptor does). What
+// f held back stays in its discarded upload, as a write before the
+// truncating open is gone on sftp-server. A handle f already followed is
+// closed, once no call uses it; a handle closing or closed follows
+// nothing (os.ErrClosed).
 func (f *viewFile) follow(n Upload) error {
 	nf, err := n.Reopen(f.flag &^ (os.O_CREATE | os.O_EXCL | os.O_TRUNC))
 	if err != nil {
 		return err
+	}
+	f.fmu.Lock()
+	defer f.fmu.Unlock()
+	if f.closing {
+		_ = nf.Close()
+		return os.ErrClosed
+	}
+	if f.flag&os.O_APPEND == 0 {
+		if off, err := f.cur().Seek(0, io.SeekCurrent); err == nil && off > 0 {
+			_, _ = nf.Seek(off, io.SeekStart)
+		}
 	}
 	if old := f.joined.Swap(&joinedFile{nf}); old != nil {
 		_ = old.f.Close()
 	}
 	return nil
 }
+
+// follower reports whether f follows a newer upload (follow).
+func (f *viewFile) follower() bool { return f.joined.Load() != nil }
 
 // beginWrite is nil, or the error a write on f answers once it is
 // superseded; before a write it pushes what the session's other handles
@@ -828,6 +861,8 @@ func (f *viewFile) ReadFrom(r io.Reader) (int64, error) {
 		return 0, err
 	}
 	defer f.wrote()
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	return ReadFrom(f.cur(), r)
 }
 
@@ -845,6 +880,8 @@ func (f *viewFile) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	defer f.wrote()
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	return f.cur().Write(p)
 }
 
@@ -854,6 +891,8 @@ func (f *viewFile) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	defer f.wrote()
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	return f.cur().WriteAt(p, off)
 }
 
@@ -863,6 +902,8 @@ func (f *viewFile) WriteString(s string) (int, error) {
 		return 0, err
 	}
 	defer f.wrote()
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	return f.cur().WriteString(s)
 }
 
@@ -872,6 +913,8 @@ func (f *viewFile) Truncate(size int64) error {
 		return err
 	}
 	defer f.wrote()
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	return f.cur().Truncate(size)
 }
 
@@ -882,6 +925,8 @@ func (f *viewFile) SetTimes(atime, mtime time.Time) error {
 	if f.superseded.Load() {
 		return &fs.PathError{Op: "chtimes", Path: f.pathNow(), Err: errSuperseded}
 	}
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	return FileWrapper{f.cur()}.SetTimes(atime, mtime)
 }
 
@@ -890,14 +935,40 @@ func (f *viewFile) Chmod(mode os.FileMode) error {
 	if f.superseded.Load() {
 		return &fs.PathError{Op: "chmod", Path: f.pathNow(), Err: errSuperseded}
 	}
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	return FileWrapper{f.cur()}.Chmod(mode)
 }
 
 // Flush implements Flusher, for the file f's calls go to.
-func (f *viewFile) Flush() error { return FileWrapper{f.cur()}.Flush() }
+func (f *viewFile) Flush() error {
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
+	return FileWrapper{f.cur()}.Flush()
+}
 
 // Sync implements afero.File, for the file f's calls go to.
-func (f *viewFile) Sync() error { return f.cur().Sync() }
+func (f *viewFile) Sync() error {
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
+	return f.cur().Sync()
+}
+
+// Seek implements afero.File, for the file f's calls go to.
+func (f *viewFile) Seek(offset int64, whence int) (int64, error) {
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
+	return f.cur().Seek(offset, whence)
+}
+
+// TransferError implements TransferAborter, for the file f's calls go
+// to: a follower's held-back writes are dropped (its upload, the newer
+// one, commits at its own close).
+func (f *viewFile) TransferError(err error) {
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
+	FileWrapper{f.cur()}.TransferError(err)
+}
 
 // path is f's path now, for catchUp.
 func (f *viewFile) pathNow() string {
@@ -909,18 +980,24 @@ func (f *viewFile) pathNow() string {
 // Read implements afero.File, after the session's other writers at f's
 // path (catchUp).
 func (f *viewFile) Read(p []byte) (int, error) {
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	f.v.catchUp(f.pathNow(), f.cur(), f, &f.seen)
 	return f.cur().Read(p)
 }
 
 // ReadAt implements afero.File, as Read.
 func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	f.v.catchUp(f.pathNow(), f.cur(), f, &f.seen)
 	return f.cur().ReadAt(p, off)
 }
 
 // Stat implements afero.File, as Read.
 func (f *viewFile) Stat() (os.FileInfo, error) {
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
 	f.v.catchUp(f.pathNow(), f.cur(), f, &f.seen)
 	return f.cur().Stat()
 }
@@ -934,14 +1011,18 @@ func (f *viewFile) Stat() (os.FileInfo, error) {
 func (f *viewFile) Close() error {
 	first := false
 	f.once.Do(func() { first = true })
+	f.fmu.Lock()
+	f.closing = true
+	j := f.joined.Load()
+	f.fmu.Unlock()
 	var jerr error
-	if j := f.joined.Load(); j != nil {
+	if j != nil {
 		// What f wrote since it followed is the joined handle's; its
 		// own upload was discarded, and its close commits nothing.
 		jerr = j.f.Close()
 	}
 	err := f.File.Close()
-	if f.joined.Load() != nil {
+	if j != nil {
 		err = jerr
 	}
 	if first {
