@@ -623,10 +623,11 @@ func modeLetters(m uint32) string {
 // or MFMT (whyDirTime).
 const rowDirTime = "MKD /dt, MDTM with a time on it (a directory), RMD /dt"
 
-// dirTime is a directory's time as the answers show it: in an ls line
-// ("d" drwxr-xr-x 2004-01-09, the name in $1), an MLSx entry (dir
-// rwxr-xr-x now) and a tree entry (dir 0755 mtime=...).
-var dirTime = regexp.MustCompile(`"([^"]*)" (d[-rwxsStT]{9}) (now|\d{4}-\d\d-\d\d)|\b(dir [-rwxsStT]{9}) (now|\d{4}-\d\d-\d\d)|\b(dir \d{4}) mtime=\S+`)
+// dirTime is a directory's time as the answers show it: in an ls line or
+// an MLSD entry ("d" drwxr-xr-x 2004-01-09, "d" dir rwxr-xr-x now; the
+// name in $1), an MLST answer (dir rwxr-xr-x now) and a tree entry (dir
+// 0755 mtime=...).
+var dirTime = regexp.MustCompile(`"([^"]*)" (d[-rwxsStT]{9}|dir [-rwxsStT]{9}) (now|\d{4}-\d\d-\d\d)|\b(dir [-rwxsStT]{9}) (now|\d{4}-\d\d-\d\d)|\b(dir \d{4}) mtime=\S+`)
 
 // withoutDirTimes is an answer without the times of the directories set
 // holds (their paths in the run, and so their names): own is whether
