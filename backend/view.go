@@ -775,8 +775,7 @@ func (f *viewFile) beginWrite(op string) error {
 }
 
 // pushOthers pushes what the session's other handles at f's path hold
-// back. With f the only writer there, as almost always, it costs a look
-// at the map.
+// back.
 func (v *View) pushOthers(f *viewFile) {
 	v.mu.Lock()
 	ws := v.open[f.path]
@@ -954,6 +953,16 @@ func (f *viewFile) Sync() error {
 	return f.cur().Sync()
 }
 
+// DropReadAhead implements ReadAheadDropper, for the file f's calls go
+// to. (catchUp calls it before a read takes fmu: a read holding fmu while
+// it pushes the other handles, which take theirs, could wait in a ring
+// with follows waiting for those.)
+func (f *viewFile) DropReadAhead() {
+	f.fmu.RLock()
+	defer f.fmu.RUnlock()
+	FileWrapper{f.cur()}.DropReadAhead()
+}
+
 // Seek implements afero.File, for the file f's calls go to.
 func (f *viewFile) Seek(offset int64, whence int) (int64, error) {
 	f.fmu.RLock()
@@ -980,25 +989,25 @@ func (f *viewFile) pathNow() string {
 // Read implements afero.File, after the session's other writers at f's
 // path (catchUp).
 func (f *viewFile) Read(p []byte) (int, error) {
+	f.v.catchUp(f.pathNow(), f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
-	f.v.catchUp(f.pathNow(), f.cur(), f, &f.seen)
 	return f.cur().Read(p)
 }
 
 // ReadAt implements afero.File, as Read.
 func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
+	f.v.catchUp(f.pathNow(), f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
-	f.v.catchUp(f.pathNow(), f.cur(), f, &f.seen)
 	return f.cur().ReadAt(p, off)
 }
 
 // Stat implements afero.File, as Read.
 func (f *viewFile) Stat() (os.FileInfo, error) {
+	f.v.catchUp(f.pathNow(), f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
-	f.v.catchUp(f.pathNow(), f.cur(), f, &f.seen)
 	return f.cur().Stat()
 }
 
