@@ -61,80 +61,50 @@ func TestLendOwnDir(t *testing.T) {
 		}
 	}
 	me := uint32(os.Geteuid())
-
-	t.Run("own directory 0555", func(t *testing.T) {
-		fd, dir := open(t, 0o555, os.Getegid())
-		var during uint32
-		if err := lendOwnDir(fd, dir, me, log, refusedOnce(dir, &during, nil)); err != nil {
-			t.Fatalf("lendOwnDir: %v", err)
-		}
-		if during != 0o755 {
-			t.Errorf("mode during the change %#o, want 0755", during)
-		}
-		if got := modeOf(t, dir); got != 0o555 {
-			t.Errorf("mode after %#o, want 0555", got)
-		}
-	})
-	t.Run("own directory 0444 (no search bit either)", func(t *testing.T) {
-		fd, dir := open(t, 0o444, os.Getegid())
-		var during uint32
-		if err := lendOwnDir(fd, dir, me, log, refusedOnce(dir, &during, nil)); err != nil {
-			t.Fatalf("lendOwnDir: %v", err)
-		}
-		if during != 0o744 {
-			t.Errorf("mode during the change %#o, want 0744", during)
-		}
-		if got := modeOf(t, dir); got != 0o444 {
-			t.Errorf("mode after %#o, want 0444", got)
-		}
-	})
-	t.Run("a chmod made meanwhile stays", func(t *testing.T) {
-		fd, dir := open(t, 0o555, os.Getegid())
-		var during uint32
-		chmod := func() {
-			if err := unix.Chmod(dir, 0o700); err != nil {
-				t.Error(err)
+	const otherGroup = 54321
+	for _, c := range []struct {
+		name      string
+		mode      uint32
+		gid       int    // the directory's group; 0 is the test's
+		owner     uint32 // the agent's user as lendOwnDir is told it
+		meanwhile uint32 // a chmod during the change; 0 for none
+		err       error  // lendOwnDir's answer
+		during    uint32 // the mode during the change; 0: not run again
+		after     uint32
+	}{
+		{name: "own directory 0555", mode: 0o555, owner: me, during: 0o755, after: 0o555},
+		{name: "own directory 0444 (no search bit either)", mode: 0o444, owner: me, during: 0o744, after: 0o444},
+		{name: "a chmod made meanwhile stays", mode: 0o555, owner: me, meanwhile: 0o700, during: 0o755, after: 0o500},
+		{name: "another user's directory", mode: 0o555, owner: me + 1, err: unix.EACCES, after: 0o555},
+		{name: "setgid directory of a group not the agent's", mode: 0o2555, gid: otherGroup, owner: me, err: unix.EACCES, after: 0o2555},
+		{name: "setgid directory of the agent's group", mode: 0o2555, owner: me, during: 0o2755, after: 0o2555},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			gid := c.gid
+			if gid == 0 {
+				gid = os.Getegid()
+			} else if inGroup(uint32(gid)) {
+				t.Skipf("the test's user is in group %d", gid)
 			}
-		}
-		if err := lendOwnDir(fd, dir, me, log, refusedOnce(dir, &during, chmod)); err != nil {
-			t.Fatalf("lendOwnDir: %v", err)
-		}
-		if got := modeOf(t, dir); got != 0o500 {
-			t.Errorf("mode after %#o, want 0500 (the chmod's 0700 without the lent write bit)", got)
-		}
-	})
-	t.Run("another user's directory", func(t *testing.T) {
-		fd, dir := open(t, 0o555, os.Getegid())
-		var during uint32
-		if err := lendOwnDir(fd, dir, me+1, log, refusedOnce(dir, &during, nil)); err != unix.EACCES {
-			t.Errorf("lendOwnDir: %v, want EACCES", err)
-		}
-		if got := modeOf(t, dir); got != 0o555 || during != 0 {
-			t.Errorf("mode after %#o (during %#o), want 0555 untouched", got, during)
-		}
-	})
-	t.Run("setgid directory of a group not the agent's", func(t *testing.T) {
-		gid := 54321
-		if inGroup(uint32(gid)) {
-			t.Skip("the test's user is in group 54321")
-		}
-		fd, dir := open(t, 0o2555, gid)
-		var during uint32
-		if err := lendOwnDir(fd, dir, me, log, refusedOnce(dir, &during, nil)); err != unix.EACCES {
-			t.Errorf("lendOwnDir: %v, want EACCES", err)
-		}
-		if got := modeOf(t, dir); got != 0o2555 || during != 0 {
-			t.Errorf("mode after %#o (during %#o), want 02555 untouched", got, during)
-		}
-	})
-	t.Run("setgid directory of the agent's group", func(t *testing.T) {
-		fd, dir := open(t, 0o2555, os.Getegid())
-		var during uint32
-		if err := lendOwnDir(fd, dir, me, log, refusedOnce(dir, &during, nil)); err != nil {
-			t.Fatalf("lendOwnDir: %v", err)
-		}
-		if got := modeOf(t, dir); got != 0o2555 {
-			t.Errorf("mode after %#o, want 02555", got)
-		}
-	})
+			fd, dir := open(t, c.mode, gid)
+			var during uint32
+			var chmod func()
+			if c.meanwhile != 0 {
+				chmod = func() {
+					if err := unix.Chmod(dir, c.meanwhile); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			if err := lendOwnDir(fd, dir, c.owner, log, refusedOnce(dir, &during, chmod)); err != c.err {
+				t.Errorf("lendOwnDir: %v, want %v", err, c.err)
+			}
+			if during != c.during {
+				t.Errorf("mode during the change %#o, want %#o (0: not run again)", during, c.during)
+			}
+			if got := modeOf(t, dir); got != c.after {
+				t.Errorf("mode after %#o, want %#o", got, c.after)
+			}
+		})
+	}
 }

@@ -321,12 +321,7 @@ func (c *scope) Readlink(p string) (string, error) { return c.r.Readlink(c.in(p)
 // is that root and base ".", which names it, never a directory inside it.
 // The caller closes d; fd is d's descriptor until then.
 func (c *scope) parentDir(p string) (d *os.File, fd int, base string, err error) {
-	rel := c.in(p)
-	d, err = openDirIn(c.r, path.Dir(rel))
-	if err != nil {
-		return nil, -1, "", err
-	}
-	return d, int(d.Fd()), path.Base(rel), nil
+	return c.parentOpened(p, openDirIn)
 }
 
 // parentDirPath is parentDir with the directory opened O_PATH, for the
@@ -335,8 +330,13 @@ func (c *scope) parentDir(p string) (d *os.File, fd int, base string, err error)
 // read bit since the upload began (0311, 0000) does not refuse them at
 // the open (its write and search bits lendOwnDir lends, if need be).
 func (c *scope) parentDirPath(p string) (d *os.File, fd int, base string, err error) {
+	return c.parentOpened(p, openDirPathIn)
+}
+
+// parentOpened opens the directory that holds p with open.
+func (c *scope) parentOpened(p string, open func(*os.Root, string) (*os.File, error)) (d *os.File, fd int, base string, err error) {
 	rel := c.in(p)
-	d, err = c.r.OpenFile(path.Dir(rel), unix.O_PATH|unix.O_DIRECTORY, 0)
+	d, err = open(c.r, path.Dir(rel))
 	if err != nil {
 		return nil, -1, "", err
 	}
@@ -433,8 +433,11 @@ func fchmodReopened(fd int, m uint32) error {
 // needed, and anything but a directory fails at the open (ENOTDIR), so
 // that what the descriptor names is a directory, whatever is swapped in
 // at p afterwards.
-func (c *scope) openDirPath(p string) (*os.File, error) {
-	return c.r.OpenFile(c.in(p), unix.O_PATH|unix.O_DIRECTORY, 0)
+func (c *scope) openDirPath(p string) (*os.File, error) { return openDirPathIn(c.r, c.in(p)) }
+
+// openDirPathIn opens rel in r O_PATH|O_DIRECTORY (openDirPath).
+func openDirPathIn(r *os.Root, rel string) (*os.File, error) {
+	return r.OpenFile(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
 }
 
 // statSearch is Stat of p (a final link followed) that, when p is a
@@ -553,8 +556,8 @@ func (c *scope) removeTemp(tmp string, owner uint32, log *slog.Logger) error {
 }
 
 // lendOwnDir runs change, a change of the entries of the directory dfd
-// (open O_PATH or for reading; dir, for the log) that ends an upload begun in it (its commit, or its
-// temp file's removal). If the directory refuses it (EACCES) because its
+// (open O_PATH or for reading; dir names it in the log) that ends an
+// upload begun in it (its commit, or its temp file's removal). If the directory refuses it (EACCES) because its
 // owner, the agent's user (owner), has taken away its own write or search
 // bit since the upload began (a session's SETSTAT of the directory, `chmod
 // a-w` in the container), change runs once more with the missing bits of
