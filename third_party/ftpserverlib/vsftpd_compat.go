@@ -138,17 +138,15 @@ func (c *clientHandler) listArgStat(arg, p string) (info, entry os.FileInfo, err
 	}
 	info, err = c.statArg(arg, p)
 	switch {
-	case err == nil && entry == nil:
-		return info, info, nil
-	case err == nil:
-		return info, entry, nil
-	case entry != nil:
+	case entry == nil:
+		return info, info, err
+	case err != nil:
 		// A link whose target cannot be reached (missing, a loop of
 		// links, a file on the way, a directory its user may not search)
 		// lists as itself, as vsftpd lists what its lstat found.
 		return entry, entry, nil
 	}
-	return nil, nil, err
+	return info, entry, nil
 }
 
 // nlstName is how NLST names an entry: below the directory as the client
