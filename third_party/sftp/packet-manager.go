@@ -50,16 +50,16 @@ type rwSpan struct {
 	cmd        bool
 }
 
-// rwSpanOf is the range of a READ or WRITE; ok is false for anything
-// else.
-func rwSpanOf(p requestPacket) (sp rwSpan, ok bool) {
+// rwSpanOf is the range of a READ or WRITE, and a cmd span for any
+// other request.
+func rwSpanOf(p requestPacket) rwSpan {
 	switch p := p.(type) {
 	case *sshFxpReadPacket:
-		return rwSpan{handle: p.Handle, start: p.Offset, end: p.Offset + uint64(p.Len)}, true
+		return rwSpan{handle: p.Handle, start: p.Offset, end: p.Offset + uint64(p.Len)}
 	case *sshFxpWritePacket:
-		return rwSpan{handle: p.Handle, start: p.Offset, end: p.Offset + uint64(len(p.Data)), write: true}, true
+		return rwSpan{handle: p.Handle, start: p.Offset, end: p.Offset + uint64(len(p.Data)), write: true}
 	}
-	return rwSpan{}, false
+	return rwSpan{cmd: true}
 }
 
 // conflicts reports whether a and b must be served in their order: one
@@ -129,11 +129,30 @@ type orderedPackets []orderedPacket
 // goroutine registers them, with increasing order ids, so incoming stays
 // sorted as it grows (upgate fork: upstream sorted it on every packet)
 func (s *packetManager) incomingPacket(pkt orderedRequest) {
+	s.register(pkt, rwSpan{cmd: true})
+}
+
+// register is incomingPacket for a request whose span (rwSpan) is known:
+// it is in flight until its response is ready.
+func (s *packetManager) register(pkt orderedRequest, sp rwSpan) {
 	s.working.Add(1)
 	s.mu.Lock()
 	debug("incoming id (oid): %v (%v)", pkt.id(), pkt.orderID())
+	s.inflight[pkt.orderid] = sp
 	s.incoming = append(s.incoming, pkt)
 	s.mu.Unlock()
+}
+
+// conflicting reports whether sp must wait for a request in flight.
+func (s *packetManager) conflicting(sp rwSpan) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, in := range s.inflight {
+		if in.conflicts(sp) {
+			return true
+		}
+	}
+	return false
 }
 
 // register outgoing packets as being ready, in order id order, and send
@@ -179,27 +198,14 @@ func (s *packetManager) workers(runWorker func(chan orderedRequest),
 		switch pkt.requestPacket.(type) {
 		case *sshFxpReadPacket, *sshFxpWritePacket:
 			if s.sequential == nil || !s.sequential(pkt.requestPacket) {
-				if sp, ok := rwSpanOf(pkt.requestPacket); ok {
-					s.mu.Lock()
-					wait := false
-					for _, in := range s.inflight {
-						if in.conflicts(sp) {
-							wait = true
-							break
-						}
-					}
-					s.mu.Unlock()
-					if wait {
-						// Rare (sequential transfers do not overlap):
-						// wait for everything in flight, as before
-						// any other request.
-						s.working.Wait()
-					}
-					s.mu.Lock()
-					s.inflight[pkt.orderid] = sp
-					s.mu.Unlock()
+				sp := rwSpanOf(pkt.requestPacket)
+				if s.conflicting(sp) {
+					// Rare (sequential transfers do not overlap):
+					// wait for everything in flight, as before any
+					// other request.
+					s.working.Wait()
 				}
-				s.incomingPacket(pkt)
+				s.register(pkt, sp)
 				rwChan <- pkt
 				return
 			}
@@ -212,9 +218,6 @@ func (s *packetManager) workers(runWorker func(chan orderedRequest),
 		// (upgate fork: upstream waited only before CLOSE).
 		// incomingPacket() call must occur after this.
 		s.working.Wait()
-		s.mu.Lock()
-		s.inflight[pkt.orderid] = rwSpan{cmd: true}
-		s.mu.Unlock()
 		s.incomingPacket(pkt)
 		// all non-RW use sequential cmdChan
 		cmdChan <- pkt
