@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
-	"path"
 	"sync"
 	"time"
 
@@ -134,18 +133,19 @@ func (s *Server) isDir(sc *scope, p string) bool {
 // committed reports a handle's clean close: the commit of an atomic
 // upload, or the end of an in-place write. Reads, discarded uploads and
 // joins of another handle's upload (which commits on its own) change
-// nothing.
+// nothing, except a join that changed the data after that upload had
+// committed: then the committed file changed after its event.
 func (s *Server) committed(h *handle) {
 	s.mu.Lock()
-	p, tmp, unlinked := h.path, h.tmp, h.unlinked
+	p, unlinked := h.path, h.unlinked
 	s.mu.Unlock()
 	switch {
 	case unlinked || !h.writable:
 		return
-	case tmp == "" && isTempName(path.Base(h.f.Name())):
-		return // a join writes another handle's temp file
+	case h.joined != nil && !h.changedAfter:
+		return // a join writes another upload's data: that commit announces it
 	}
-	s.changedInfo(hooks.Write, p, "", h.info)
+	s.changedInfo(hooks.Write, p, "", h.info) // a join's info is nil: looked up
 }
 
 // changed records a change and hands it to the hooks.

@@ -326,3 +326,79 @@ func TestEventsNeedTheToken(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsJoinAfterCommit: a handle joined to an upload (the session's
+// second descriptor on a file it is saving) writes into the upload's
+// data, which the upload's commit announces; what the join writes after
+// that commit changes the committed file, and the join's close announces
+// it with the file's new state. A join that wrote only before the commit
+// announces nothing more.
+func TestEventsJoinAfterCommit(t *testing.T) {
+	a := startHooked(t, nil)
+	st := a.subscribe(t, &agentpb.EventsRequest{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fsys := backend.NewGRPCFs(ctx, a.cc, backend.Options{})
+	write := func(f interface{ Write([]byte) (int, error) }, s string) {
+		t.Helper()
+		if _, err := f.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeFile := func(f interface{ Close() error }) {
+		t.Helper()
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	joinOf := func(name string) (upload, join interface {
+		Write([]byte) (int, error)
+		Close() error
+	}) {
+		t.Helper()
+		f, err := fsys.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, ok := f.(backend.Upload)
+		if !ok || !u.Pending() {
+			t.Fatalf("%s: %T is no upload in progress", name, f)
+		}
+		j, err := u.Reopen(os.O_WRONLY | os.O_APPEND)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f, j
+	}
+
+	// Written after the commit: two events, the second with the new size.
+	u, j := joinOf("/late.txt")
+	write(u, "first\n")
+	closeFile(u)
+	write(j, "second\n")
+	closeFile(j)
+	// Written before the commit only: one event.
+	u, j = joinOf("/early.txt")
+	write(j, "joined\n")
+	closeFile(j)
+	closeFile(u)
+	if err := fsys.Mkdir("/marker", 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	evs := st.until(t, isChange(agentpb.ChangeKind_CHANGE_KIND_MKDIR, "marker"))
+	if got, want := describe(evs), "WRITE late.txt; WRITE late.txt; WRITE early.txt; MKDIR marker; "; got != want {
+		t.Fatalf("events: %s\nwant:   %s", got, want)
+	}
+	if got, want := evs[0].GetChange().GetSize(), int64(len("first\n")); got != want {
+		t.Errorf("commit's event: size %d, want %d", got, want)
+	}
+	if got, want := evs[1].GetChange().GetSize(), int64(len("first\nsecond\n")); got != want {
+		t.Errorf("join's event: size %d, want %d", got, want)
+	}
+	for name, want := range map[string]string{"late.txt": "first\nsecond\n", "early.txt": "joined\n"} {
+		if got, err := os.ReadFile(filepath.Join(a.dir, name)); err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
+	}
+}

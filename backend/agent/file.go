@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -88,6 +89,17 @@ type handle struct {
 	// info is the committed file's state, taken before its close, for the
 	// change event (Server.committed); nil when not taken.
 	info fs.FileInfo
+
+	// joined is the upload a join (agentpb.OpenOp.join_upload) opened
+	// into, nil for any other handle. The upload's commit announces what
+	// the join wrote before it; changedAfter (touched only by the stream
+	// goroutine) records that the join changed the file after that
+	// commit, so that the join's own close announces the change.
+	joined       *handle
+	changedAfter bool
+	// committedOK is set once an atomic upload's commit has renamed or
+	// linked its data into place.
+	committedOK atomic.Bool
 }
 
 // Open serves one open file; see agentpb.AgentServer.
@@ -375,8 +387,18 @@ func (s *Server) join(h *handle, id string, flag int) (*handle, *agentpb.FileInf
 	if err != nil {
 		return nil, nil, &fs.PathError{Op: "open", Path: h.path, Err: unwrapPathError(err)}
 	}
-	h.f, h.excl = f, false
+	h.f, h.excl, h.joined = f, false, u
 	return h, openedInfo(fi, h.path), nil
+}
+
+// changedData notes a change of h's data (a write, a truncation): on a
+// join whose upload has already committed, the committed file changed
+// after its change event. Checked after the change, so that a change the
+// commit's event may have missed is never missed here.
+func (h *handle) changedData() {
+	if h.joined != nil && h.joined.committedOK.Load() {
+		h.changedAfter = true
+	}
 }
 
 // openedInfo is the reply to an open: the open file's state (fi, from
@@ -545,6 +567,9 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Read{Read: &agentpb.ReadResult{Data: buf[:got], Eof: eof}}}
 	case *agentpb.FileRequest_Write:
 		n, err := h.write(op.Write)
+		if n > 0 {
+			h.changedData()
+		}
 		if err != nil {
 			return fail("write", err)
 		}
@@ -553,6 +578,7 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		if err := h.f.Truncate(op.Truncate.GetSize()); err != nil {
 			return fail("truncate", err)
 		}
+		h.changedData()
 		return done
 	case *agentpb.FileRequest_Sync:
 		if err := h.f.Sync(); err != nil {
@@ -615,7 +641,9 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 			return done
 		}
 		if w := op.Close.GetWrite(); w != nil && h.failErr == nil {
-			_, _ = h.write(w) // a failure is failErr: the close aborts below
+			if n, _ := h.write(w); n > 0 { // a failure is failErr: the close aborts below
+				h.changedData()
+			}
 		}
 		if h.failErr != nil {
 			h.abort("an earlier write or posted request failed")
@@ -747,6 +775,7 @@ func (h *handle) commit() error {
 		if err != nil {
 			return err
 		}
+		h.committedOK.Store(true)
 	default:
 		replaced, err := h.root.replace(h.tmp, h.path, h.s.euid, h.s.log)
 		if err != nil {
@@ -754,6 +783,7 @@ func (h *handle) commit() error {
 			return err
 		}
 		h.replaced = replaced
+		h.committedOK.Store(true)
 		h.s.forgetUpload(h)
 	}
 	if terr != nil {

@@ -40,7 +40,9 @@ type ChangeKind int32
 const (
 	ChangeKind_CHANGE_KIND_UNSPECIFIED ChangeKind = 0
 	// An upload committed: renamed into place, or an in-place write closed
-	// cleanly. Aborted and failed uploads are never events.
+	// cleanly. Aborted and failed uploads are never events. A handle joined
+	// to an upload (OpenOp.join_upload) is one only when it changed the
+	// file after the upload committed, at its own clean close.
 	ChangeKind_CHANGE_KIND_WRITE  ChangeKind = 1
 	ChangeKind_CHANGE_KIND_RENAME ChangeKind = 2
 	ChangeKind_CHANGE_KIND_DELETE ChangeKind = 3
