@@ -267,8 +267,16 @@ func (v *View) drop(p string, newer afero.File) error {
 				continue
 			}
 			// The upload's handles, and those that followed an older
-			// one, follow the newer.
-			if ok && n.Pending() && w.follow(n) == nil {
+			// one, follow the newer: its data while it is an upload,
+			// the file at p where it writes in place (O_APPEND|O_TRUNC,
+			// or a truncation that cannot be atomic), which its open
+			// has just truncated: the descriptors of sftp-server share
+			// that file.
+			open := func(flag int) (afero.File, error) { return v.Fs.OpenFile(p, flag, 0) }
+			if ok && n.Pending() {
+				open = n.Reopen
+			}
+			if w.follow(open) == nil {
 				follow = append(follow, w)
 			} else {
 				w.superseded.Store(true)
@@ -706,7 +714,8 @@ type viewFile struct {
 	// flag is the open's flags, for follow.
 	flag int
 	// joined, once set by follow, is the file f's calls go to: a handle
-	// joined to the data of the upload that superseded f's own. fmu
+	// joined to the data of the upload that superseded f's own, or the
+	// file a truncating open in place left at f's path. fmu
 	// orders its changes (follow, Close: write-locked) after the calls
 	// using it (read-locked), so that none is closed under a call;
 	// closing, under fmu, stops follow once Close has begun.
@@ -726,15 +735,16 @@ func (f *viewFile) cur() afero.File {
 	return f.File
 }
 
-// follow makes f go on through a handle joined to n's data (Upload.Reopen
-// with f's flags, without those that create or truncate), at f's offset
-// (a sequential writer goes on where it was, as a descriptor does). What
-// f held back stays in its discarded upload, as a write before the
-// truncating open is gone on sftp-server. A handle f already followed is
-// closed, once no call uses it; a handle closing or closed follows
-// nothing (os.ErrClosed).
-func (f *viewFile) follow(n Upload) error {
-	nf, err := n.Reopen(f.flag &^ (os.O_CREATE | os.O_EXCL | os.O_TRUNC))
+// follow makes f go on through a handle that open opens with f's flags,
+// less those that create or truncate: one joined to the data of the
+// upload that superseded f's (Upload.Reopen), or the file a truncating
+// open in place left at f's path. It goes on at f's offset (a sequential
+// writer goes on where it was, as a descriptor does). What f held back
+// stays in its discarded upload, as a write before the truncating open is
+// gone on sftp-server. A handle f already followed is closed, once no
+// call uses it; a handle closing or closed follows nothing (os.ErrClosed).
+func (f *viewFile) follow(open func(flag int) (afero.File, error)) error {
+	nf, err := open(f.flag &^ (os.O_CREATE | os.O_EXCL | os.O_TRUNC))
 	if err != nil {
 		return err
 	}

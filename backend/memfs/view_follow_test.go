@@ -192,3 +192,36 @@ func TestViewRefollowUnderWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestViewFollowInPlaceTruncate: a truncating open that writes in place
+// (O_APPEND|O_TRUNC) supersedes the session's upload of the path, and the
+// upload's handle follows the file that open truncated, at its offset, as
+// two descriptors of sftp-server share the file. It used to refuse every
+// later write: a save lost (TestSFTPRandom, seed 1212).
+func TestViewFollowInPlaceTruncate(t *testing.T) {
+	m := memfs.New(memfs.Options{})
+	v := backend.NewView(m)
+	up, err := v.OpenFile("/f", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmtWrite(t, up, "abc")
+	app, err := v.OpenFile("/f", os.O_RDWR|os.O_APPEND|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.WriteAt([]byte("E04"), 1); err != nil {
+		t.Fatalf("write through the first handle after the truncating append open: %v", err)
+	}
+	fmtWrite(t, up, "!") // its offset: 3, carried over
+	fmtWrite(t, app, "Z")
+	if err := up.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := read(t, m, "/f"), "\x00E0!Z"; got != want {
+		t.Fatalf("/f: %q, want %q", got, want)
+	}
+}

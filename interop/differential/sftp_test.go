@@ -1122,6 +1122,20 @@ func sftpSteps() []sftpStep {
 		{"close the first handle on /sup", func(s *sftpSide) string { return s.closeH(s.a, "sup1") }},
 		{"content /sup after both handles closed", func(s *sftpSide) string { return s.readAll(s.a, "/sup") }},
 		{"remove /sup", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/sup")); return s.res(r, err) }},
+		// The same when the second open appends (APPEND|TRUNC writes in
+		// place): the first handle follows the file it truncated (it
+		// used to refuse WRITE: TestSFTPRandom, seed 1212).
+		{"open /sup CREAT|TRUNC|WRITE (first handle, again)", func(s *sftpSide) string { return s.open(s.a, "sup1", "/sup", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"write first through the first handle, again", func(s *sftpSide) string { r, err := s.a.write(s.h("sup1"), 0, []byte("first")); return s.res(r, err) }},
+		{"open /sup READ|WRITE|APPEND|TRUNC (second handle)", func(s *sftpSide) string {
+			return s.open(s.a, "sup2", "/sup", pfRead|pfWrite|pfAppend|pfTrunc, attrs{})
+		}},
+		{"write E at 1 through the first handle", func(s *sftpSide) string { r, err := s.a.write(s.h("sup1"), 1, []byte("E")); return s.res(r, err) }},
+		{"append tail through the second handle", func(s *sftpSide) string { r, err := s.a.write(s.h("sup2"), 0, []byte("tail")); return s.res(r, err) }},
+		{"close the first handle on /sup, again", func(s *sftpSide) string { return s.closeH(s.a, "sup1") }},
+		{"close the second handle on /sup, again", func(s *sftpSide) string { return s.closeH(s.a, "sup2") }},
+		{"content /sup after the append handle closed", func(s *sftpSide) string { return s.readAll(s.a, "/sup") }},
+		{"remove /sup, again", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/sup")); return s.res(r, err) }},
 
 		// SETSTAT of uid and gid (sftp-server: chown(2), EPERM for a user
 		// who is not root).
