@@ -115,8 +115,11 @@ const maxLinkHops = 40
 // answers REALPATH and as vsftpd's getcwd after a CWD shows it: ".", ".."
 // and every symbolic link on the way are resolved against what is on disk
 // (".." after a link climbs from where the link leads, not lexically).
-// Every component but the last must exist and be a directory (ENOENT,
-// ENOTDIR otherwise); the last may be missing. A link's absolute target
+// Every component but the last must exist (ENOENT otherwise); the last
+// may be missing. As with sftp-server's own realpath (OpenBSD's, not
+// glibc's), a file followed by ".." is not refused: "f/.." names f's
+// directory (the session's upload counts as a file); a file followed by a
+// name fails at that name's lookup (ENOTDIR). A link's absolute target
 // is taken in the filesystem's own namespace. Without afero.Lstater and
 // afero.LinkReader it cleans name lexically.
 func RealPath(fsys afero.Fs, name string) (string, error) {
@@ -126,6 +129,7 @@ func RealPath(fsys afero.Fs, name string) (string, error) {
 	var stack []string
 	todo := strings.Split(name, "/")
 	hops := 0
+	file := false // the last element on stack is a file
 	for len(todo) > 0 {
 		elem := todo[0]
 		todo = todo[1:]
@@ -136,9 +140,16 @@ func RealPath(fsys afero.Fs, name string) (string, error) {
 			if len(stack) > 0 {
 				stack = stack[:len(stack)-1]
 			}
+			file = false
 			continue
 		}
 		cur := "/" + path.Join(append(stack, elem)...)
+		if file {
+			// The lookup of a name in a file: lstat(2) answers ENOTDIR
+			// (asked here, not of the filesystem, which may not hold
+			// the session's upload at all).
+			return "", &fs.PathError{Op: "realpath", Path: cur, Err: syscall.ENOTDIR}
+		}
 		last := !slices.ContainsFunc(todo, func(e string) bool { return e != "" && e != "." })
 		fi, err := Lstat(fsys, cur)
 		switch {
@@ -160,10 +171,9 @@ func RealPath(fsys afero.Fs, name string) (string, error) {
 			}
 			todo = append(strings.Split(target, "/"), todo...)
 			continue
-		case !fi.IsDir() && !last:
-			return "", &fs.PathError{Op: "realpath", Path: cur, Err: syscall.ENOTDIR}
 		}
 		stack = append(stack, elem)
+		file = !fi.IsDir()
 	}
 	return "/" + path.Join(stack...), nil
 }
