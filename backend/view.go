@@ -388,6 +388,9 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 			// with the mode the session sees, as open(2) of an existing
 			// file keeps its mode.
 			if fi, err := u.info(); err == nil {
+				if err := u.mayOpen(fi.Mode(), flag); err != nil {
+					return nil, err
+				}
 				flag |= os.O_CREATE
 				perm = fi.Mode() & (fs.ModePerm | fs.ModeSticky)
 			}
@@ -763,6 +766,33 @@ func (f *viewFile) follow(open func(flag int) (afero.File, error)) error {
 		_ = old.f.Close()
 	}
 	return nil
+}
+
+// mayOpen answers whether the file of f, an upload in progress whose mode
+// is mode, may be opened again with flag's access, as open(2) of the
+// file that sftp-server's open made would answer: a truncating open of a
+// new file the session made mode 0555 is refused (EACCES), not a new
+// upload. The upload's file is the agent user's own, so its owner bits
+// grant the access unless they lack it; only then is the filesystem
+// asked, by opening the upload's data with that access (Upload.Reopen),
+// so that the agent's credentials answer (root may).
+func (f *viewFile) mayOpen(mode fs.FileMode, flag int) error {
+	access := flag & (os.O_WRONLY | os.O_RDWR)
+	need := fs.FileMode(0o400)
+	switch access {
+	case os.O_WRONLY:
+		need = 0o200
+	case os.O_RDWR:
+		need = 0o600
+	}
+	if mode&need == need {
+		return nil
+	}
+	probe, err := f.Reopen(access)
+	if err != nil {
+		return err
+	}
+	return probe.Close()
 }
 
 // follower reports whether f follows a newer upload (follow).

@@ -1140,6 +1140,21 @@ func sftpSteps() []sftpStep {
 		{"content /sup after the append handle closed", func(s *sftpSide) string { return s.readAll(s.a, "/sup") }},
 		{"remove /sup, again", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/sup")); return s.res(r, err) }},
 
+		// A new file made mode 0555 by its open: open(2) of it again for
+		// writing is refused, though it is the session's upload still in
+		// progress (it used to start a new upload: TestSFTPRandom, seed
+		// 1452); the first handle still writes it.
+		{"open /ro CREAT|TRUNC|WRITE mode 0555", func(s *sftpSide) string { return s.open(s.a, "ro1", "/ro", pfWrite|pfCreat|pfTrunc, perms(0o555)) }},
+		{"open /ro READ|WRITE|CREAT|TRUNC again (mode 0555)", func(s *sftpSide) string {
+			return s.open(s.a, "ro2", "/ro", pfRead|pfWrite|pfCreat|pfTrunc, attrs{})
+		}},
+		{"open /ro WRITE|TRUNC again (mode 0555)", func(s *sftpSide) string { return s.open(s.a, "ro3", "/ro", pfWrite|pfTrunc, attrs{}) }},
+		{"write ro through the first handle", func(s *sftpSide) string { r, err := s.a.write(s.h("ro1"), 0, []byte("ro")); return s.res(r, err) }},
+		{"close the first handle on /ro", func(s *sftpSide) string { return s.closeH(s.a, "ro1") }},
+		{"stat /ro", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/ro")); return s.res(r, err) }},
+		{"content /ro", func(s *sftpSide) string { return s.readAll(s.a, "/ro") }},
+		{"remove /ro", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/ro")); return s.res(r, err) }},
+
 		// SETSTAT of uid and gid (sftp-server: chown(2), EPERM for a user
 		// who is not root).
 		{"setstat /hu uid/gid 4242", func(s *sftpSide) string {
