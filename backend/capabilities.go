@@ -58,6 +58,40 @@ func StatSearch(fsys afero.Fs, name string) (os.FileInfo, error) {
 	return fsys.Stat(name)
 }
 
+// RemoveFile removes name, which must not be a directory (EISDIR), as
+// unlink(2) does (KindRemover); without the capability an Lstat checks the
+// kind first.
+func RemoveFile(fsys afero.Fs, name string) error {
+	if r, ok := fsys.(KindRemover); ok {
+		return r.RemoveFile(name)
+	}
+	return removeChecked(fsys, name, false)
+}
+
+// RemoveDir removes name, which must be an empty directory (ENOTDIR,
+// ENOTEMPTY), as rmdir(2) does (KindRemover); without the capability an
+// Lstat checks the kind first.
+func RemoveDir(fsys afero.Fs, name string) error {
+	if r, ok := fsys.(KindRemover); ok {
+		return r.RemoveDir(name)
+	}
+	return removeChecked(fsys, name, true)
+}
+
+// removeChecked is RemoveFile (RemoveDir with dir) by an Lstat and Remove.
+func removeChecked(fsys afero.Fs, name string, dir bool) error {
+	fi, err := Lstat(fsys, name)
+	switch {
+	case err != nil:
+		return err
+	case dir && !fi.IsDir():
+		return &fs.PathError{Op: "rmdir", Path: name, Err: syscall.ENOTDIR}
+	case !dir && fi.IsDir():
+		return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
+	}
+	return fsys.Remove(name)
+}
+
 // Symlink creates newname pointing at oldname (afero.Linker).
 func Symlink(fsys afero.Fs, oldname, newname string) error {
 	if l, ok := fsys.(afero.Linker); ok {

@@ -132,6 +132,23 @@ type DirSearcher interface {
 	StatSearch(name string) (os.FileInfo, error)
 }
 
+// KindRemover is a filesystem that removes an entry of one kind in one
+// step, as unlink(2) and rmdir(2) do: SFTP's REMOVE and RMDIR, FTP's DELE
+// and RMD. Without it (see RemoveFile, RemoveDir) the kind is checked by
+// an Lstat before Remove: a second call, whose answer may be stale by the
+// Remove, and whose errors come in another order than the kernel's (a
+// directory in a directory its user may not write: EISDIR where unlink(2)
+// answers EACCES).
+type KindRemover interface {
+	afero.Fs
+	// RemoveFile removes name, which must not be a directory (a
+	// PathError wrapping EISDIR); a symbolic link is removed itself.
+	RemoveFile(name string) error
+	// RemoveDir removes name, which must be an empty directory (ENOTDIR,
+	// ENOTEMPTY).
+	RemoveDir(name string) error
+}
+
 // LinkTimesSetter is a filesystem that sets a symbolic link's own times
 // (lutimes), for SFTP's lsetstat@openssh.com.
 type LinkTimesSetter interface {

@@ -95,6 +95,7 @@ var (
 	_ Hasher           = (*GRPCFs)(nil)
 	_ StatFSer         = (*GRPCFs)(nil)
 	_ DirSearcher      = (*GRPCFs)(nil)
+	_ KindRemover      = (*GRPCFs)(nil)
 	_ HardLinker       = (*GRPCFs)(nil)
 	_ LinkTimesSetter  = (*GRPCFs)(nil)
 )
@@ -192,6 +193,39 @@ func (g *GRPCFs) remove(name string, all bool) error {
 
 // Remove implements afero.Fs: a file or an empty directory.
 func (g *GRPCFs) Remove(name string) error { return g.remove(name, false) }
+
+// RemoveFile implements KindRemover: one request to an agent announcing
+// FILE_FEATURE_REMOVE_KIND, an Lstat and a Remove to an older one.
+func (g *GRPCFs) RemoveFile(name string) error {
+	return g.removeKind(name, agentpb.RemoveKind_REMOVE_KIND_FILE)
+}
+
+// RemoveDir implements KindRemover, as RemoveFile.
+func (g *GRPCFs) RemoveDir(name string) error {
+	return g.removeKind(name, agentpb.RemoveKind_REMOVE_KIND_DIR)
+}
+
+func (g *GRPCFs) removeKind(name string, kind agentpb.RemoveKind) error {
+	dir := kind == agentpb.RemoveKind_REMOVE_KIND_DIR
+	op := "remove"
+	if dir {
+		op = "rmdir"
+	}
+	if userPath(name) == "/" {
+		return &fs.PathError{Op: op, Path: "/", Err: syscall.EACCES}
+	}
+	c, err := g.mux.conn()
+	if err != nil {
+		return g.err(op, name, err)
+	}
+	if c.features&uint32(agentpb.FileFeature_FILE_FEATURE_REMOVE_KIND) == 0 {
+		return removeChecked(g, name, dir)
+	}
+	g.dirChanged(name)
+	_, err = g.do(g.ctx, "Remove", op, name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Remove{
+		Remove: &agentpb.RemoveRequest{Path: []byte(g.agentPath(name)), Kind: kind}}})
+	return err
+}
 
 // RemoveAll implements afero.Fs.
 func (g *GRPCFs) RemoveAll(name string) error { return g.remove(name, true) }

@@ -44,6 +44,7 @@ var (
 	_ Hasher           = (*MountFs)(nil)
 	_ StatFSer         = (*MountFs)(nil)
 	_ DirSearcher      = (*MountFs)(nil)
+	_ KindRemover      = (*MountFs)(nil)
 	_ HardLinker       = (*MountFs)(nil)
 	_ LinkTimesSetter  = (*MountFs)(nil)
 )
@@ -218,6 +219,23 @@ func (m *MountFs) Remove(name string) error {
 		return err
 	}
 	return m.pathOp("remove", name, func(f afero.Fs, rel string) error { return f.Remove(rel) })
+}
+
+// RemoveFile implements KindRemover; mount points and the directories
+// above them are directories.
+func (m *MountFs) RemoveFile(name string) error {
+	if p := userPath(name); p == "/" || m.isMountPoint(p) || m.synthetic(p) {
+		return &fs.PathError{Op: "remove", Path: p, Err: syscall.EISDIR}
+	}
+	return m.pathOp("remove", name, func(f afero.Fs, rel string) error { return RemoveFile(f, rel) })
+}
+
+// RemoveDir implements KindRemover.
+func (m *MountFs) RemoveDir(name string) error {
+	if err := m.removable("rmdir", name); err != nil {
+		return err
+	}
+	return m.pathOp("rmdir", name, func(f afero.Fs, rel string) error { return RemoveDir(f, rel) })
 }
 
 // RemoveAll implements afero.Fs.

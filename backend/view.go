@@ -131,6 +131,7 @@ var (
 	_ Hasher           = (*View)(nil)
 	_ StatFSer         = (*View)(nil)
 	_ DirSearcher      = (*View)(nil)
+	_ KindRemover      = (*View)(nil)
 	_ HardLinker       = (*View)(nil)
 	_ LinkTimesSetter  = (*View)(nil)
 )
@@ -517,13 +518,31 @@ func (v *View) LstatIfPossible(name string) (fi os.FileInfo, ok bool, err error)
 
 // Remove implements afero.Fs. Removing a path with an upload in progress
 // discards the upload and removes the old file, if there is one.
-func (v *View) Remove(name string) error {
+func (v *View) Remove(name string) error { return v.remove(name, v.Fs.Remove) }
+
+// RemoveFile implements KindRemover: as Remove, the session's upload at
+// name is discarded.
+func (v *View) RemoveFile(name string) error {
+	return v.remove(name, func(name string) error { return RemoveFile(v.Fs, name) })
+}
+
+// RemoveDir implements KindRemover: the session's upload at name is a
+// file (ENOTDIR), and stays.
+func (v *View) RemoveDir(name string) error {
+	if p := userPath(name); v.upload(p) != nil {
+		return &fs.PathError{Op: "rmdir", Path: p, Err: syscall.ENOTDIR}
+	}
+	return RemoveDir(v.Fs, name)
+}
+
+// remove is Remove with remove as the filesystem's.
+func (v *View) remove(name string, remove func(string) error) error {
 	p := userPath(name)
 	had := v.upload(p) != nil
 	if err := v.discard(p); err != nil {
 		return err
 	}
-	err := v.Fs.Remove(name)
+	err := remove(name)
 	if had && errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

@@ -36,6 +36,7 @@ var (
 	_ backend.HardLinker      = (*sessionFs)(nil)
 	_ backend.LinkTimesSetter = (*sessionFs)(nil)
 	_ backend.DirSearcher     = (*sessionFs)(nil)
+	_ backend.KindRemover     = (*sessionFs)(nil)
 )
 
 func (s *sessionFs) Name() string { return "Session(" + s.Fs.Name() + ")" }
@@ -103,6 +104,16 @@ func (s *sessionFs) MkdirAll(name string, perm os.FileMode) error {
 
 func (s *sessionFs) Remove(name string) error {
 	return s.guard("remove", name, func() error { return s.Fs.Remove(name) })
+}
+
+// RemoveFile implements backend.KindRemover.
+func (s *sessionFs) RemoveFile(name string) error {
+	return s.guard("remove", name, func() error { return backend.RemoveFile(s.Fs, name) })
+}
+
+// RemoveDir implements backend.KindRemover.
+func (s *sessionFs) RemoveDir(name string) error {
+	return s.guard("rmdir", name, func() error { return backend.RemoveDir(s.Fs, name) })
 }
 
 func (s *sessionFs) RemoveAll(name string) error {

@@ -1682,3 +1682,56 @@ func TestChtimesPresence(t *testing.T) {
 	}
 	s.CloseSend()
 }
+
+// TestRemoveKind: RemoveRequest.kind removes only an entry of its kind,
+// in one step, as unlink(2) and rmdir(2): a directory is never unlinked,
+// a file or a link to a directory never rmdir'ed; and a directory holding
+// only a dead upload's temp file is removable as with any kind.
+func TestRemoveKind(t *testing.T) {
+	a, c := start(t, "")
+	ctx := testCtx(t)
+	for _, d := range []string{"d", "d2", "full", "tmpd"} {
+		if err := os.Mkdir(filepath.Join(a.Dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(a.Dir, "f"), "file", 0o644)
+	writeFile(t, filepath.Join(a.Dir, "full", "x"), "x", 0o644)
+	writeFile(t, filepath.Join(a.Dir, "tmpd", agent.TempPrefix+"0123456789abcdef-gone"), "dead", 0o600)
+	if err := os.Symlink("d", filepath.Join(a.Dir, "ld")); err != nil {
+		t.Fatal(err)
+	}
+	file, dir := agentpb.RemoveKind_REMOVE_KIND_FILE, agentpb.RemoveKind_REMOVE_KIND_DIR
+	for _, tc := range []struct {
+		path  string
+		kind  agentpb.RemoveKind
+		errno string // "" succeeds
+	}{
+		{"d", file, "EISDIR"},
+		{"f", dir, "ENOTDIR"},
+		{"ld", dir, "ENOTDIR"},
+		{"full", dir, "ENOTEMPTY"},
+		{"missing", file, "ENOENT"},
+		{"missing", dir, "ENOENT"},
+		{"f/x", file, "ENOTDIR"},
+		{"ld", file, ""}, // the link, not d
+		{"f", file, ""},
+		{"d2", dir, ""},
+		{"tmpd", dir, ""},
+	} {
+		_, err := c.Remove(ctx, &agentpb.RemoveRequest{Path: []byte(tc.path), Kind: tc.kind})
+		if got := errnoOf(err); got != tc.errno || tc.errno == "" && err != nil {
+			t.Errorf("remove %s (%s): %v (errno %q), want errno %q", tc.path, tc.kind, err, got, tc.errno)
+		}
+	}
+	for _, p := range []string{"d", "full/x"} {
+		if _, err := os.Lstat(filepath.Join(a.Dir, p)); err != nil {
+			t.Errorf("%s: %v, want it kept", p, err)
+		}
+	}
+	for _, p := range []string{"f", "ld", "d2", "tmpd"} {
+		if _, err := os.Lstat(filepath.Join(a.Dir, p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %v, want it removed", p, err)
+		}
+	}
+}

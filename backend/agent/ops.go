@@ -225,10 +225,17 @@ func (s *Server) remove(sc *scope, req *agentpb.RemoveRequest) (*agentpb.Empty, 
 	if sc.in(p) == "." {
 		return nil, status.Error(codes.PermissionDenied, "the call's root cannot be removed")
 	}
+	remove := sc.Remove
+	switch req.GetKind() {
+	case agentpb.RemoveKind_REMOVE_KIND_FILE:
+		remove = func(p string) error { return sc.removeKind(p, false) }
+	case agentpb.RemoveKind_REMOVE_KIND_DIR:
+		remove = func(p string) error { return sc.removeKind(p, true) }
+	}
 	if req.GetAll() {
 		err = sc.RemoveAll(p)
-	} else if err = sc.Remove(p); errors.Is(err, syscall.ENOTEMPTY) && s.removeDeadTemps(sc, p) {
-		err = sc.Remove(p) // held only temp files of uploads that no longer run
+	} else if err = remove(p); errors.Is(err, syscall.ENOTEMPTY) && s.removeDeadTemps(sc, p) {
+		err = remove(p) // held only temp files of uploads that no longer run
 	}
 	s.notify(err, hooks.Delete, p) // hooks+events
 	if err != nil {

@@ -313,6 +313,28 @@ func (c *scope) Chtimes(p string, atime, mtime time.Time) error {
 func (c *scope) Symlink(target, p string) error    { return c.r.Symlink(target, c.in(p)) }
 func (c *scope) Readlink(p string) (string, error) { return c.r.Readlink(c.in(p)) }
 
+// removeKind removes p in one step, as unlink(2) does anything but a
+// directory (EISDIR) and rmdir(2) an empty directory (dir; ENOTDIR,
+// ENOTEMPTY), with the kernel's errors in its order: a directory its
+// user may not write answers EACCES before either. (os.Root's Remove
+// tries both calls, so it would remove an empty directory put where a
+// file was looked up.)
+func (c *scope) removeKind(p string, dir bool) error {
+	op, flag := "remove", 0
+	if dir {
+		op, flag = "rmdir", unix.AT_REMOVEDIR
+	}
+	d, fd, base, err := c.parentDirPath(p)
+	if err != nil {
+		return &fs.PathError{Op: op, Path: p, Err: unwrapPathError(err)}
+	}
+	defer d.Close()
+	if err := ignoringEINTR(func() error { return unix.Unlinkat(fd, base, flag) }); err != nil {
+		return &fs.PathError{Op: op, Path: p, Err: err}
+	}
+	return nil
+}
+
 // parentDir opens the directory that holds p (a cleaned agent path in the
 // scope) through the root, so that no link on the way leads out, for *at
 // system calls on base, p's last component in the scope: one resolution

@@ -25,7 +25,8 @@ const Protocol = 2
 // v1 open's reply.
 const features = uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_OPEN | agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
 	agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW | agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE |
-	agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS | agentpb.FileFeature_FILE_FEATURE_EPOCH_TIMES)
+	agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS | agentpb.FileFeature_FILE_FEATURE_EPOCH_TIMES |
+	agentpb.FileFeature_FILE_FEATURE_REMOVE_KIND)
 
 const (
 	// fileQueue is how many requests one open file may have waiting for

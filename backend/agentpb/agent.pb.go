@@ -33,6 +33,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RemoveKind is what RemoveRequest.kind removes.
+type RemoveKind int32
+
+const (
+	RemoveKind_REMOVE_KIND_ANY RemoveKind = 0
+	// Anything but a directory (EISDIR), as unlink(2): SFTP's REMOVE, FTP's
+	// DELE.
+	RemoveKind_REMOVE_KIND_FILE RemoveKind = 1
+	// An empty directory only (ENOTDIR, ENOTEMPTY), as rmdir(2): SFTP's
+	// RMDIR, FTP's RMD.
+	RemoveKind_REMOVE_KIND_DIR RemoveKind = 2
+)
+
+// Enum value maps for RemoveKind.
+var (
+	RemoveKind_name = map[int32]string{
+		0: "REMOVE_KIND_ANY",
+		1: "REMOVE_KIND_FILE",
+		2: "REMOVE_KIND_DIR",
+	}
+	RemoveKind_value = map[string]int32{
+		"REMOVE_KIND_ANY":  0,
+		"REMOVE_KIND_FILE": 1,
+		"REMOVE_KIND_DIR":  2,
+	}
+)
+
+func (x RemoveKind) Enum() *RemoveKind {
+	p := new(RemoveKind)
+	*p = x
+	return p
+}
+
+func (x RemoveKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RemoveKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_agent_proto_enumTypes[0].Descriptor()
+}
+
+func (RemoveKind) Type() protoreflect.EnumType {
+	return &file_agent_proto_enumTypes[0]
+}
+
+func (x RemoveKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RemoveKind.Descriptor instead.
+func (RemoveKind) EnumDescriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{0}
+}
+
 type HashAlgorithm int32
 
 const (
@@ -75,11 +129,11 @@ func (x HashAlgorithm) String() string {
 }
 
 func (HashAlgorithm) Descriptor() protoreflect.EnumDescriptor {
-	return file_agent_proto_enumTypes[0].Descriptor()
+	return file_agent_proto_enumTypes[1].Descriptor()
 }
 
 func (HashAlgorithm) Type() protoreflect.EnumType {
-	return &file_agent_proto_enumTypes[0]
+	return &file_agent_proto_enumTypes[1]
 }
 
 func (x HashAlgorithm) Number() protoreflect.EnumNumber {
@@ -88,7 +142,7 @@ func (x HashAlgorithm) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HashAlgorithm.Descriptor instead.
 func (HashAlgorithm) EnumDescriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{0}
+	return file_agent_proto_rawDescGZIP(), []int{1}
 }
 
 // Open flags, independent of any platform's O_ values.
@@ -140,11 +194,11 @@ func (x OpenFlag) String() string {
 }
 
 func (OpenFlag) Descriptor() protoreflect.EnumDescriptor {
-	return file_agent_proto_enumTypes[1].Descriptor()
+	return file_agent_proto_enumTypes[2].Descriptor()
 }
 
 func (OpenFlag) Type() protoreflect.EnumType {
-	return &file_agent_proto_enumTypes[1]
+	return &file_agent_proto_enumTypes[2]
 }
 
 func (x OpenFlag) Number() protoreflect.EnumNumber {
@@ -153,7 +207,7 @@ func (x OpenFlag) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OpenFlag.Descriptor instead.
 func (OpenFlag) EnumDescriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{1}
+	return file_agent_proto_rawDescGZIP(), []int{2}
 }
 
 // FileFeature is one bit of FileResponse.features.
@@ -196,6 +250,8 @@ const (
 	// there, with an error saying to upgrade the agent, rather than answer
 	// success for a time it did not set.
 	FileFeature_FILE_FEATURE_EPOCH_TIMES FileFeature = 32
+	// RemoveRequest.kind is served.
+	FileFeature_FILE_FEATURE_REMOVE_KIND FileFeature = 64
 )
 
 // Enum value maps for FileFeature.
@@ -208,6 +264,7 @@ var (
 		8:  "FILE_FEATURE_POSTED_FAILURE_ABORTS",
 		16: "FILE_FEATURE_POSTED_OPEN",
 		32: "FILE_FEATURE_EPOCH_TIMES",
+		64: "FILE_FEATURE_REMOVE_KIND",
 	}
 	FileFeature_value = map[string]int32{
 		"FILE_FEATURE_UNSPECIFIED":                     0,
@@ -217,6 +274,7 @@ var (
 		"FILE_FEATURE_POSTED_FAILURE_ABORTS":           8,
 		"FILE_FEATURE_POSTED_OPEN":                     16,
 		"FILE_FEATURE_EPOCH_TIMES":                     32,
+		"FILE_FEATURE_REMOVE_KIND":                     64,
 	}
 )
 
@@ -231,11 +289,11 @@ func (x FileFeature) String() string {
 }
 
 func (FileFeature) Descriptor() protoreflect.EnumDescriptor {
-	return file_agent_proto_enumTypes[2].Descriptor()
+	return file_agent_proto_enumTypes[3].Descriptor()
 }
 
 func (FileFeature) Type() protoreflect.EnumType {
-	return &file_agent_proto_enumTypes[2]
+	return &file_agent_proto_enumTypes[3]
 }
 
 func (x FileFeature) Number() protoreflect.EnumNumber {
@@ -244,7 +302,7 @@ func (x FileFeature) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FileFeature.Descriptor instead.
 func (FileFeature) EnumDescriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{2}
+	return file_agent_proto_rawDescGZIP(), []int{3}
 }
 
 type Empty struct {
@@ -554,7 +612,13 @@ type RemoveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Path  []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// all removes a directory and everything below it.
-	All           bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	All bool `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	// kind, without all, removes only an entry of that kind, in one step,
+	// as unlink(2) and rmdir(2) do, with their errors in their order (a
+	// directory its user may not write: EACCES before EISDIR or ENOTDIR).
+	// Unspecified removes a file or an empty directory. An agent without
+	// FILE_FEATURE_REMOVE_KIND ignores it.
+	Kind          RemoveKind `protobuf:"varint,3,opt,name=kind,proto3,enum=upgate.agent.v1.RemoveKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,6 +665,13 @@ func (x *RemoveRequest) GetAll() bool {
 		return x.All
 	}
 	return false
+}
+
+func (x *RemoveRequest) GetKind() RemoveKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RemoveKind_REMOVE_KIND_ANY
 }
 
 type RenameRequest struct {
@@ -3363,10 +3434,11 @@ const file_agent_proto_rawDesc = "" +
 	"\fMkdirRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04perm\x18\x02 \x01(\rR\x04perm\x12\x10\n" +
-	"\x03all\x18\x03 \x01(\bR\x03all\"5\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"f\n" +
 	"\rRemoveRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x10\n" +
-	"\x03all\x18\x02 \x01(\bR\x03all\"3\n" +
+	"\x03all\x18\x02 \x01(\bR\x03all\x12/\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1b.upgate.agent.v1.RemoveKindR\x04kind\"3\n" +
 	"\rRenameRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\fR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\fR\x02to\"6\n" +
@@ -3542,7 +3614,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x05write\x18\v \x01(\v2\x1c.upgate.agent.v1.WriteResultH\x00R\x05write\x12\x1b\n" +
 	"\tupload_id\x18\f \x01(\tR\buploadId\x12\x10\n" +
 	"\x03eof\x18\r \x01(\bR\x03eofB\b\n" +
-	"\x06result*\xb0\x01\n" +
+	"\x06result*L\n" +
+	"\n" +
+	"RemoveKind\x12\x13\n" +
+	"\x0fREMOVE_KIND_ANY\x10\x00\x12\x14\n" +
+	"\x10REMOVE_KIND_FILE\x10\x01\x12\x13\n" +
+	"\x0fREMOVE_KIND_DIR\x10\x02*\xb0\x01\n" +
 	"\rHashAlgorithm\x12\x1e\n" +
 	"\x1aHASH_ALGORITHM_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HASH_ALGORITHM_SHA256\x10\x01\x12\x17\n" +
@@ -3558,7 +3635,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x10OPEN_FLAG_CREATE\x10\b\x12\x12\n" +
 	"\x0eOPEN_FLAG_EXCL\x10\x10\x12\x13\n" +
 	"\x0fOPEN_FLAG_TRUNC\x10 \x12\x12\n" +
-	"\x0eOPEN_FLAG_SYNC\x10@*\x83\x02\n" +
+	"\x0eOPEN_FLAG_SYNC\x10@*\xa1\x02\n" +
 	"\vFileFeature\x12\x1c\n" +
 	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
 	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x01\x12\x1d\n" +
@@ -3566,7 +3643,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x1dFILE_FEATURE_CLOSE_WITH_WRITE\x10\x04\x12&\n" +
 	"\"FILE_FEATURE_POSTED_FAILURE_ABORTS\x10\b\x12\x1c\n" +
 	"\x18FILE_FEATURE_POSTED_OPEN\x10\x10\x12\x1c\n" +
-	"\x18FILE_FEATURE_EPOCH_TIMES\x10 2\xa2\t\n" +
+	"\x18FILE_FEATURE_EPOCH_TIMES\x10 \x12\x1c\n" +
+	"\x18FILE_FEATURE_REMOVE_KIND\x10@2\xa2\t\n" +
 	"\x05Agent\x12P\n" +
 	"\aSession\x12\x1f.upgate.agent.v1.SessionRequest\x1a .upgate.agent.v1.SessionResponse(\x010\x01\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +
@@ -3598,149 +3676,151 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_agent_proto_goTypes = []any{
-	(HashAlgorithm)(0),         // 0: upgate.agent.v1.HashAlgorithm
-	(OpenFlag)(0),              // 1: upgate.agent.v1.OpenFlag
-	(FileFeature)(0),           // 2: upgate.agent.v1.FileFeature
-	(*Empty)(nil),              // 3: upgate.agent.v1.Empty
-	(*PathRequest)(nil),        // 4: upgate.agent.v1.PathRequest
-	(*FileInfo)(nil),           // 5: upgate.agent.v1.FileInfo
-	(*ReadDirResponse)(nil),    // 6: upgate.agent.v1.ReadDirResponse
-	(*MkdirRequest)(nil),       // 7: upgate.agent.v1.MkdirRequest
-	(*RemoveRequest)(nil),      // 8: upgate.agent.v1.RemoveRequest
-	(*RenameRequest)(nil),      // 9: upgate.agent.v1.RenameRequest
-	(*ChmodRequest)(nil),       // 10: upgate.agent.v1.ChmodRequest
-	(*ChownRequest)(nil),       // 11: upgate.agent.v1.ChownRequest
-	(*ChtimesRequest)(nil),     // 12: upgate.agent.v1.ChtimesRequest
-	(*SymlinkRequest)(nil),     // 13: upgate.agent.v1.SymlinkRequest
-	(*LinkRequest)(nil),        // 14: upgate.agent.v1.LinkRequest
-	(*ReadlinkResponse)(nil),   // 15: upgate.agent.v1.ReadlinkResponse
-	(*HashRequest)(nil),        // 16: upgate.agent.v1.HashRequest
-	(*HashResponse)(nil),       // 17: upgate.agent.v1.HashResponse
-	(*StatFSResponse)(nil),     // 18: upgate.agent.v1.StatFSResponse
-	(*StatusRequest)(nil),      // 19: upgate.agent.v1.StatusRequest
-	(*StatusResponse)(nil),     // 20: upgate.agent.v1.StatusResponse
-	(*OpenOp)(nil),             // 21: upgate.agent.v1.OpenOp
-	(*ReadOp)(nil),             // 22: upgate.agent.v1.ReadOp
-	(*WriteOp)(nil),            // 23: upgate.agent.v1.WriteOp
-	(*TruncateOp)(nil),         // 24: upgate.agent.v1.TruncateOp
-	(*SyncOp)(nil),             // 25: upgate.agent.v1.SyncOp
-	(*StatOp)(nil),             // 26: upgate.agent.v1.StatOp
-	(*SetTimesOp)(nil),         // 27: upgate.agent.v1.SetTimesOp
-	(*ChmodOp)(nil),            // 28: upgate.agent.v1.ChmodOp
-	(*CloseOp)(nil),            // 29: upgate.agent.v1.CloseOp
-	(*UnlinkOp)(nil),           // 30: upgate.agent.v1.UnlinkOp
-	(*MoveOp)(nil),             // 31: upgate.agent.v1.MoveOp
-	(*FileRequest)(nil),        // 32: upgate.agent.v1.FileRequest
-	(*Error)(nil),              // 33: upgate.agent.v1.Error
-	(*ReadResult)(nil),         // 34: upgate.agent.v1.ReadResult
-	(*WriteResult)(nil),        // 35: upgate.agent.v1.WriteResult
-	(*FileResponse)(nil),       // 36: upgate.agent.v1.FileResponse
-	(*SessionHello)(nil),       // 37: upgate.agent.v1.SessionHello
-	(*SessionHelloResult)(nil), // 38: upgate.agent.v1.SessionHelloResult
-	(*ReadDirOp)(nil),          // 39: upgate.agent.v1.ReadDirOp
-	(*SessionRequest)(nil),     // 40: upgate.agent.v1.SessionRequest
-	(*SessionResponse)(nil),    // 41: upgate.agent.v1.SessionResponse
+	(RemoveKind)(0),            // 0: upgate.agent.v1.RemoveKind
+	(HashAlgorithm)(0),         // 1: upgate.agent.v1.HashAlgorithm
+	(OpenFlag)(0),              // 2: upgate.agent.v1.OpenFlag
+	(FileFeature)(0),           // 3: upgate.agent.v1.FileFeature
+	(*Empty)(nil),              // 4: upgate.agent.v1.Empty
+	(*PathRequest)(nil),        // 5: upgate.agent.v1.PathRequest
+	(*FileInfo)(nil),           // 6: upgate.agent.v1.FileInfo
+	(*ReadDirResponse)(nil),    // 7: upgate.agent.v1.ReadDirResponse
+	(*MkdirRequest)(nil),       // 8: upgate.agent.v1.MkdirRequest
+	(*RemoveRequest)(nil),      // 9: upgate.agent.v1.RemoveRequest
+	(*RenameRequest)(nil),      // 10: upgate.agent.v1.RenameRequest
+	(*ChmodRequest)(nil),       // 11: upgate.agent.v1.ChmodRequest
+	(*ChownRequest)(nil),       // 12: upgate.agent.v1.ChownRequest
+	(*ChtimesRequest)(nil),     // 13: upgate.agent.v1.ChtimesRequest
+	(*SymlinkRequest)(nil),     // 14: upgate.agent.v1.SymlinkRequest
+	(*LinkRequest)(nil),        // 15: upgate.agent.v1.LinkRequest
+	(*ReadlinkResponse)(nil),   // 16: upgate.agent.v1.ReadlinkResponse
+	(*HashRequest)(nil),        // 17: upgate.agent.v1.HashRequest
+	(*HashResponse)(nil),       // 18: upgate.agent.v1.HashResponse
+	(*StatFSResponse)(nil),     // 19: upgate.agent.v1.StatFSResponse
+	(*StatusRequest)(nil),      // 20: upgate.agent.v1.StatusRequest
+	(*StatusResponse)(nil),     // 21: upgate.agent.v1.StatusResponse
+	(*OpenOp)(nil),             // 22: upgate.agent.v1.OpenOp
+	(*ReadOp)(nil),             // 23: upgate.agent.v1.ReadOp
+	(*WriteOp)(nil),            // 24: upgate.agent.v1.WriteOp
+	(*TruncateOp)(nil),         // 25: upgate.agent.v1.TruncateOp
+	(*SyncOp)(nil),             // 26: upgate.agent.v1.SyncOp
+	(*StatOp)(nil),             // 27: upgate.agent.v1.StatOp
+	(*SetTimesOp)(nil),         // 28: upgate.agent.v1.SetTimesOp
+	(*ChmodOp)(nil),            // 29: upgate.agent.v1.ChmodOp
+	(*CloseOp)(nil),            // 30: upgate.agent.v1.CloseOp
+	(*UnlinkOp)(nil),           // 31: upgate.agent.v1.UnlinkOp
+	(*MoveOp)(nil),             // 32: upgate.agent.v1.MoveOp
+	(*FileRequest)(nil),        // 33: upgate.agent.v1.FileRequest
+	(*Error)(nil),              // 34: upgate.agent.v1.Error
+	(*ReadResult)(nil),         // 35: upgate.agent.v1.ReadResult
+	(*WriteResult)(nil),        // 36: upgate.agent.v1.WriteResult
+	(*FileResponse)(nil),       // 37: upgate.agent.v1.FileResponse
+	(*SessionHello)(nil),       // 38: upgate.agent.v1.SessionHello
+	(*SessionHelloResult)(nil), // 39: upgate.agent.v1.SessionHelloResult
+	(*ReadDirOp)(nil),          // 40: upgate.agent.v1.ReadDirOp
+	(*SessionRequest)(nil),     // 41: upgate.agent.v1.SessionRequest
+	(*SessionResponse)(nil),    // 42: upgate.agent.v1.SessionResponse
 }
 var file_agent_proto_depIdxs = []int32{
-	5,  // 0: upgate.agent.v1.ReadDirResponse.entries:type_name -> upgate.agent.v1.FileInfo
-	0,  // 1: upgate.agent.v1.HashRequest.algorithm:type_name -> upgate.agent.v1.HashAlgorithm
-	23, // 2: upgate.agent.v1.CloseOp.write:type_name -> upgate.agent.v1.WriteOp
-	21, // 3: upgate.agent.v1.FileRequest.open:type_name -> upgate.agent.v1.OpenOp
-	22, // 4: upgate.agent.v1.FileRequest.read:type_name -> upgate.agent.v1.ReadOp
-	23, // 5: upgate.agent.v1.FileRequest.write:type_name -> upgate.agent.v1.WriteOp
-	24, // 6: upgate.agent.v1.FileRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
-	25, // 7: upgate.agent.v1.FileRequest.sync:type_name -> upgate.agent.v1.SyncOp
-	26, // 8: upgate.agent.v1.FileRequest.stat:type_name -> upgate.agent.v1.StatOp
-	27, // 9: upgate.agent.v1.FileRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
-	28, // 10: upgate.agent.v1.FileRequest.chmod:type_name -> upgate.agent.v1.ChmodOp
-	29, // 11: upgate.agent.v1.FileRequest.close:type_name -> upgate.agent.v1.CloseOp
-	30, // 12: upgate.agent.v1.FileRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
-	31, // 13: upgate.agent.v1.FileRequest.move:type_name -> upgate.agent.v1.MoveOp
-	33, // 14: upgate.agent.v1.FileResponse.error:type_name -> upgate.agent.v1.Error
-	5,  // 15: upgate.agent.v1.FileResponse.opened:type_name -> upgate.agent.v1.FileInfo
-	34, // 16: upgate.agent.v1.FileResponse.read:type_name -> upgate.agent.v1.ReadResult
-	35, // 17: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
-	5,  // 18: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
-	3,  // 19: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
-	37, // 20: upgate.agent.v1.SessionRequest.hello:type_name -> upgate.agent.v1.SessionHello
-	4,  // 21: upgate.agent.v1.SessionRequest.stat:type_name -> upgate.agent.v1.PathRequest
-	4,  // 22: upgate.agent.v1.SessionRequest.lstat:type_name -> upgate.agent.v1.PathRequest
-	7,  // 23: upgate.agent.v1.SessionRequest.mkdir:type_name -> upgate.agent.v1.MkdirRequest
-	8,  // 24: upgate.agent.v1.SessionRequest.remove:type_name -> upgate.agent.v1.RemoveRequest
-	9,  // 25: upgate.agent.v1.SessionRequest.rename:type_name -> upgate.agent.v1.RenameRequest
-	10, // 26: upgate.agent.v1.SessionRequest.chmod:type_name -> upgate.agent.v1.ChmodRequest
-	11, // 27: upgate.agent.v1.SessionRequest.chown:type_name -> upgate.agent.v1.ChownRequest
-	12, // 28: upgate.agent.v1.SessionRequest.chtimes:type_name -> upgate.agent.v1.ChtimesRequest
-	13, // 29: upgate.agent.v1.SessionRequest.symlink:type_name -> upgate.agent.v1.SymlinkRequest
-	14, // 30: upgate.agent.v1.SessionRequest.link:type_name -> upgate.agent.v1.LinkRequest
-	4,  // 31: upgate.agent.v1.SessionRequest.readlink:type_name -> upgate.agent.v1.PathRequest
-	16, // 32: upgate.agent.v1.SessionRequest.hash:type_name -> upgate.agent.v1.HashRequest
-	4,  // 33: upgate.agent.v1.SessionRequest.statfs:type_name -> upgate.agent.v1.PathRequest
-	4,  // 34: upgate.agent.v1.SessionRequest.opendir:type_name -> upgate.agent.v1.PathRequest
-	39, // 35: upgate.agent.v1.SessionRequest.readdir:type_name -> upgate.agent.v1.ReadDirOp
-	21, // 36: upgate.agent.v1.SessionRequest.open:type_name -> upgate.agent.v1.OpenOp
-	22, // 37: upgate.agent.v1.SessionRequest.read:type_name -> upgate.agent.v1.ReadOp
-	23, // 38: upgate.agent.v1.SessionRequest.write:type_name -> upgate.agent.v1.WriteOp
-	24, // 39: upgate.agent.v1.SessionRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
-	25, // 40: upgate.agent.v1.SessionRequest.sync:type_name -> upgate.agent.v1.SyncOp
-	26, // 41: upgate.agent.v1.SessionRequest.fstat:type_name -> upgate.agent.v1.StatOp
-	27, // 42: upgate.agent.v1.SessionRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
-	28, // 43: upgate.agent.v1.SessionRequest.fchmod:type_name -> upgate.agent.v1.ChmodOp
-	30, // 44: upgate.agent.v1.SessionRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
-	31, // 45: upgate.agent.v1.SessionRequest.move:type_name -> upgate.agent.v1.MoveOp
-	29, // 46: upgate.agent.v1.SessionRequest.close:type_name -> upgate.agent.v1.CloseOp
-	33, // 47: upgate.agent.v1.SessionResponse.error:type_name -> upgate.agent.v1.Error
-	38, // 48: upgate.agent.v1.SessionResponse.hello:type_name -> upgate.agent.v1.SessionHelloResult
-	5,  // 49: upgate.agent.v1.SessionResponse.info:type_name -> upgate.agent.v1.FileInfo
-	3,  // 50: upgate.agent.v1.SessionResponse.done:type_name -> upgate.agent.v1.Empty
-	15, // 51: upgate.agent.v1.SessionResponse.readlink:type_name -> upgate.agent.v1.ReadlinkResponse
-	17, // 52: upgate.agent.v1.SessionResponse.hash:type_name -> upgate.agent.v1.HashResponse
-	18, // 53: upgate.agent.v1.SessionResponse.statfs:type_name -> upgate.agent.v1.StatFSResponse
-	6,  // 54: upgate.agent.v1.SessionResponse.entries:type_name -> upgate.agent.v1.ReadDirResponse
-	34, // 55: upgate.agent.v1.SessionResponse.read:type_name -> upgate.agent.v1.ReadResult
-	35, // 56: upgate.agent.v1.SessionResponse.write:type_name -> upgate.agent.v1.WriteResult
-	40, // 57: upgate.agent.v1.Agent.Session:input_type -> upgate.agent.v1.SessionRequest
-	4,  // 58: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
-	4,  // 59: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
-	4,  // 60: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
-	32, // 61: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
-	7,  // 62: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
-	8,  // 63: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
-	9,  // 64: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
-	10, // 65: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
-	11, // 66: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
-	12, // 67: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
-	13, // 68: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
-	14, // 69: upgate.agent.v1.Agent.Link:input_type -> upgate.agent.v1.LinkRequest
-	4,  // 70: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
-	16, // 71: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
-	4,  // 72: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
-	19, // 73: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
-	41, // 74: upgate.agent.v1.Agent.Session:output_type -> upgate.agent.v1.SessionResponse
-	5,  // 75: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
-	5,  // 76: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
-	6,  // 77: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
-	36, // 78: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
-	3,  // 79: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
-	3,  // 80: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
-	3,  // 81: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
-	3,  // 82: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
-	3,  // 83: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
-	3,  // 84: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
-	3,  // 85: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
-	3,  // 86: upgate.agent.v1.Agent.Link:output_type -> upgate.agent.v1.Empty
-	15, // 87: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
-	17, // 88: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
-	18, // 89: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
-	20, // 90: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
-	74, // [74:91] is the sub-list for method output_type
-	57, // [57:74] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	6,  // 0: upgate.agent.v1.ReadDirResponse.entries:type_name -> upgate.agent.v1.FileInfo
+	0,  // 1: upgate.agent.v1.RemoveRequest.kind:type_name -> upgate.agent.v1.RemoveKind
+	1,  // 2: upgate.agent.v1.HashRequest.algorithm:type_name -> upgate.agent.v1.HashAlgorithm
+	24, // 3: upgate.agent.v1.CloseOp.write:type_name -> upgate.agent.v1.WriteOp
+	22, // 4: upgate.agent.v1.FileRequest.open:type_name -> upgate.agent.v1.OpenOp
+	23, // 5: upgate.agent.v1.FileRequest.read:type_name -> upgate.agent.v1.ReadOp
+	24, // 6: upgate.agent.v1.FileRequest.write:type_name -> upgate.agent.v1.WriteOp
+	25, // 7: upgate.agent.v1.FileRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
+	26, // 8: upgate.agent.v1.FileRequest.sync:type_name -> upgate.agent.v1.SyncOp
+	27, // 9: upgate.agent.v1.FileRequest.stat:type_name -> upgate.agent.v1.StatOp
+	28, // 10: upgate.agent.v1.FileRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
+	29, // 11: upgate.agent.v1.FileRequest.chmod:type_name -> upgate.agent.v1.ChmodOp
+	30, // 12: upgate.agent.v1.FileRequest.close:type_name -> upgate.agent.v1.CloseOp
+	31, // 13: upgate.agent.v1.FileRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
+	32, // 14: upgate.agent.v1.FileRequest.move:type_name -> upgate.agent.v1.MoveOp
+	34, // 15: upgate.agent.v1.FileResponse.error:type_name -> upgate.agent.v1.Error
+	6,  // 16: upgate.agent.v1.FileResponse.opened:type_name -> upgate.agent.v1.FileInfo
+	35, // 17: upgate.agent.v1.FileResponse.read:type_name -> upgate.agent.v1.ReadResult
+	36, // 18: upgate.agent.v1.FileResponse.write:type_name -> upgate.agent.v1.WriteResult
+	6,  // 19: upgate.agent.v1.FileResponse.stat:type_name -> upgate.agent.v1.FileInfo
+	4,  // 20: upgate.agent.v1.FileResponse.done:type_name -> upgate.agent.v1.Empty
+	38, // 21: upgate.agent.v1.SessionRequest.hello:type_name -> upgate.agent.v1.SessionHello
+	5,  // 22: upgate.agent.v1.SessionRequest.stat:type_name -> upgate.agent.v1.PathRequest
+	5,  // 23: upgate.agent.v1.SessionRequest.lstat:type_name -> upgate.agent.v1.PathRequest
+	8,  // 24: upgate.agent.v1.SessionRequest.mkdir:type_name -> upgate.agent.v1.MkdirRequest
+	9,  // 25: upgate.agent.v1.SessionRequest.remove:type_name -> upgate.agent.v1.RemoveRequest
+	10, // 26: upgate.agent.v1.SessionRequest.rename:type_name -> upgate.agent.v1.RenameRequest
+	11, // 27: upgate.agent.v1.SessionRequest.chmod:type_name -> upgate.agent.v1.ChmodRequest
+	12, // 28: upgate.agent.v1.SessionRequest.chown:type_name -> upgate.agent.v1.ChownRequest
+	13, // 29: upgate.agent.v1.SessionRequest.chtimes:type_name -> upgate.agent.v1.ChtimesRequest
+	14, // 30: upgate.agent.v1.SessionRequest.symlink:type_name -> upgate.agent.v1.SymlinkRequest
+	15, // 31: upgate.agent.v1.SessionRequest.link:type_name -> upgate.agent.v1.LinkRequest
+	5,  // 32: upgate.agent.v1.SessionRequest.readlink:type_name -> upgate.agent.v1.PathRequest
+	17, // 33: upgate.agent.v1.SessionRequest.hash:type_name -> upgate.agent.v1.HashRequest
+	5,  // 34: upgate.agent.v1.SessionRequest.statfs:type_name -> upgate.agent.v1.PathRequest
+	5,  // 35: upgate.agent.v1.SessionRequest.opendir:type_name -> upgate.agent.v1.PathRequest
+	40, // 36: upgate.agent.v1.SessionRequest.readdir:type_name -> upgate.agent.v1.ReadDirOp
+	22, // 37: upgate.agent.v1.SessionRequest.open:type_name -> upgate.agent.v1.OpenOp
+	23, // 38: upgate.agent.v1.SessionRequest.read:type_name -> upgate.agent.v1.ReadOp
+	24, // 39: upgate.agent.v1.SessionRequest.write:type_name -> upgate.agent.v1.WriteOp
+	25, // 40: upgate.agent.v1.SessionRequest.truncate:type_name -> upgate.agent.v1.TruncateOp
+	26, // 41: upgate.agent.v1.SessionRequest.sync:type_name -> upgate.agent.v1.SyncOp
+	27, // 42: upgate.agent.v1.SessionRequest.fstat:type_name -> upgate.agent.v1.StatOp
+	28, // 43: upgate.agent.v1.SessionRequest.set_times:type_name -> upgate.agent.v1.SetTimesOp
+	29, // 44: upgate.agent.v1.SessionRequest.fchmod:type_name -> upgate.agent.v1.ChmodOp
+	31, // 45: upgate.agent.v1.SessionRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
+	32, // 46: upgate.agent.v1.SessionRequest.move:type_name -> upgate.agent.v1.MoveOp
+	30, // 47: upgate.agent.v1.SessionRequest.close:type_name -> upgate.agent.v1.CloseOp
+	34, // 48: upgate.agent.v1.SessionResponse.error:type_name -> upgate.agent.v1.Error
+	39, // 49: upgate.agent.v1.SessionResponse.hello:type_name -> upgate.agent.v1.SessionHelloResult
+	6,  // 50: upgate.agent.v1.SessionResponse.info:type_name -> upgate.agent.v1.FileInfo
+	4,  // 51: upgate.agent.v1.SessionResponse.done:type_name -> upgate.agent.v1.Empty
+	16, // 52: upgate.agent.v1.SessionResponse.readlink:type_name -> upgate.agent.v1.ReadlinkResponse
+	18, // 53: upgate.agent.v1.SessionResponse.hash:type_name -> upgate.agent.v1.HashResponse
+	19, // 54: upgate.agent.v1.SessionResponse.statfs:type_name -> upgate.agent.v1.StatFSResponse
+	7,  // 55: upgate.agent.v1.SessionResponse.entries:type_name -> upgate.agent.v1.ReadDirResponse
+	35, // 56: upgate.agent.v1.SessionResponse.read:type_name -> upgate.agent.v1.ReadResult
+	36, // 57: upgate.agent.v1.SessionResponse.write:type_name -> upgate.agent.v1.WriteResult
+	41, // 58: upgate.agent.v1.Agent.Session:input_type -> upgate.agent.v1.SessionRequest
+	5,  // 59: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
+	5,  // 60: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
+	5,  // 61: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
+	33, // 62: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
+	8,  // 63: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
+	9,  // 64: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
+	10, // 65: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
+	11, // 66: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
+	12, // 67: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
+	13, // 68: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
+	14, // 69: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
+	15, // 70: upgate.agent.v1.Agent.Link:input_type -> upgate.agent.v1.LinkRequest
+	5,  // 71: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
+	17, // 72: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
+	5,  // 73: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
+	20, // 74: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
+	42, // 75: upgate.agent.v1.Agent.Session:output_type -> upgate.agent.v1.SessionResponse
+	6,  // 76: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
+	6,  // 77: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
+	7,  // 78: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
+	37, // 79: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
+	4,  // 80: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
+	4,  // 81: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
+	4,  // 82: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
+	4,  // 83: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
+	4,  // 84: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
+	4,  // 85: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
+	4,  // 86: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
+	4,  // 87: upgate.agent.v1.Agent.Link:output_type -> upgate.agent.v1.Empty
+	16, // 88: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
+	18, // 89: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
+	19, // 90: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
+	21, // 91: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
+	75, // [75:92] is the sub-list for method output_type
+	58, // [58:75] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -3815,7 +3895,7 @@ func file_agent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -89,26 +89,16 @@ func (d *clientDriver) AllocateSpace(size int) error {
 // Open implements afero.Fs through OpenFile.
 func (d *clientDriver) Open(name string) (afero.File, error) { return d.OpenFile(name, os.O_RDONLY, 0) }
 
-// Remove is DELE: files only (RMD is RemoveDir).
+// Remove is DELE: files only, as unlink(2) (RMD is RemoveDir).
 func (d *clientDriver) Remove(name string) (err error) {
 	defer recovered(d.c, "remove", &err)
-	if fi, err := backend.Lstat(d.Fs, name); err == nil && fi.IsDir() {
-		return &fs.PathError{Op: "remove", Path: name, Err: syscall.EISDIR}
-	}
-	return d.Fs.Remove(name)
+	return backend.RemoveFile(d.Fs, name)
 }
 
-// RemoveDir is RMD: empty directories only.
+// RemoveDir is RMD: empty directories only, as rmdir(2).
 func (d *clientDriver) RemoveDir(name string) (err error) {
 	defer recovered(d.c, "rmdir", &err)
-	fi, err := backend.Lstat(d.Fs, name)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return &fs.PathError{Op: "rmdir", Path: name, Err: syscall.ENOTDIR}
-	}
-	return d.Fs.Remove(name)
+	return backend.RemoveDir(d.Fs, name)
 }
 
 // OpenDir opens a directory for LIST, NLST, MLSD and STAT, which read it

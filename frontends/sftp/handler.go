@@ -273,26 +273,20 @@ func (h *handler) Filecmd(r *sftp.Request) (err error) {
 		}
 		return status(h.rename(r.Filepath, r.Target))
 	case "Rmdir":
-		fi, err := backend.Lstat(h.fs, r.Filepath)
-		if err != nil {
-			return status(err)
-		}
-		if !fi.IsDir() {
-			return &fs.PathError{Op: "rmdir", Path: r.Filepath, Err: syscall.ENOTDIR}
-		}
-		return status(h.fs.Remove(r.Filepath))
+		// rmdir(2): one call, its errors in the kernel's order.
+		return status(backend.RemoveDir(h.fs, r.Filepath))
 	case "Remove":
-		fi, err := backend.Lstat(h.fs, r.Filepath)
-		if err != nil {
-			return status(err)
+		if r.TrailingSlash() {
+			fi, err := backend.Lstat(h.fs, r.Filepath)
+			if err != nil {
+				return status(err)
+			}
+			if err := entrySlash(r, "remove", fi); err != nil {
+				return status(err)
+			}
 		}
-		if err := entrySlash(r, "remove", fi); err != nil {
-			return status(err)
-		}
-		if fi.IsDir() {
-			return &fs.PathError{Op: "remove", Path: r.Filepath, Err: syscall.EISDIR}
-		}
-		return status(h.fs.Remove(r.Filepath))
+		// unlink(2): never a directory (EISDIR).
+		return status(backend.RemoveFile(h.fs, r.Filepath))
 	case "Mkdir":
 		perm := os.FileMode(0o755)
 		if r.AttrFlags().Permissions {

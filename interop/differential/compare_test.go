@@ -184,7 +184,6 @@ var deliberateDiffs = []deliberate{
 	{proto: "ftp", step: "perm2: MDTM /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
 	{proto: "ftp", step: "perm2: RETR /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
 	{proto: "ftp", step: "perm2: STOR /perm2/d300/g (0300)", upgate: "553", why: whyRootSearch},
-	{proto: "ftp", step: "perm2: DELE /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
 	{proto: "ftp", step: "perm2: LIST /perm2/d300 (0300)", upgate: "4xx", why: whyUnreadableList},
 	{proto: "ftp", step: "perm2: NLST /perm2/d300 (0300)", upgate: "4xx", why: whyUnreadableList},
 }

@@ -333,8 +333,10 @@ func ftpPerm2Steps(cmd func(string) func(*ftpSide) string, put func(verb, path, 
 		{"perm2: LIST /perm2/d300 (0300)", list("LIST /perm2/d300")},
 		{"perm2: NLST /perm2/d300 (0300)", list("NLST /perm2/d300")},
 		{"perm2: STOR /perm2/d300/g (0300)", put("STOR", "/perm2/d300/g", "G")},
+		// DELE is one unlinkat in the directory, opened O_PATH (which
+		// needs no read bit), as vsftpd's unlink(2).
 		{"perm2: DELE /perm2/d300/f (0300)", cmd("DELE /perm2/d300/f")},
-		// (what is left in it differs, by those steps: f and g go.)
+		// (what is left in it differs, by the STOR: g goes.)
 		{"perm2: SITE CHMOD 755 /perm2/d300, f and g removed on disk", func(f *ftpSide) string {
 			r := cmd("SITE CHMOD 755 /perm2/d300")(f)
 			for _, n := range []string{"f", "g"} {

@@ -44,7 +44,7 @@ func sftpPermSteps() []sftpStep {
 		{"perm: fixtures", func(s *sftpSide) string {
 			return s.with(func() string { return "OK" },
 				"/perm/", "/perm/ro=READ ONLY", "/perm/rw=RW", "/perm/secret=SECRET", "/perm/rodir/", "/perm/rodir/in=IN",
-				"/perm/rodir/ro=RO IN RODIR", "/perm/closed/", "/perm/closed/f=F")
+				"/perm/rodir/ro=RO IN RODIR", "/perm/rodir/sd/", "/perm/closed/", "/perm/closed/f=F")
 		}},
 
 		// A file mode 0444: its owner may not write it, in place or by
@@ -89,6 +89,12 @@ func sftpPermSteps() []sftpStep {
 		{"perm: mkdir /perm/rodir/sub", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/perm/rodir/sub"), attrs{}); return s.res(r, err) }},
 		{"perm: symlink /perm/rodir/ln", func(s *sftpSide) string { r, err := s.a.symlink("in", s.p("/perm/rodir/ln")); return s.res(r, err) }},
 		{"perm: remove /perm/rodir/in", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/perm/rodir/in")); return s.res(r, err) }},
+		// unlink(2) and rmdir(2) check the directory's permission before
+		// the entry's kind: EACCES, not EISDIR or ENOTDIR (upgate looked
+		// the kind up first: TestSFTPRandom, seed 1631).
+		{"perm: remove /perm/rodir/sd (a directory)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/perm/rodir/sd")); return s.res(r, err) }},
+		{"perm: rmdir /perm/rodir/in (a file)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRmdir, s.p("/perm/rodir/in")); return s.res(r, err) }},
+		{"perm: rmdir /perm/rodir/sd", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRmdir, s.p("/perm/rodir/sd")); return s.res(r, err) }},
 		{"perm: rename /perm/rodir/in out", func(s *sftpSide) string {
 			r, err := s.a.twoPaths(fxpRename, s.p("/perm/rodir/in"), s.p("/perm/out"))
 			return s.res(r, err)
