@@ -16,8 +16,10 @@ import (
 // embedded agent, once with its Session streams in process (local.go, what
 // the gateway uses) and once over the embedded agent's loopback gRPC
 // connection (what it used before, and how a separate agent is reached):
-// a Stat, and an IDE's save (create, write 4 KiB, commit, chtimes, chmod).
-// Compare the sub-benchmarks of one run:
+// a Stat, an IDE's save (create, write 4 KiB, commit, chtimes, chmod), and
+// a REMOVE or DELE of a file, as one request by kind (RemoveFile) and as
+// the Lstat and Remove it was before (LstatRemove; the file is made,
+// untimed, before each). Compare the sub-benchmarks of one run:
 //
 //	go test -run '^$' -bench Embedded -benchtime 3000x -count 3 ./backend/agents/
 func BenchmarkEmbedded(b *testing.B) {
@@ -53,6 +55,32 @@ func BenchmarkEmbedded(b *testing.B) {
 				fstest.Save(b, tc.fs, name, data, mt)
 			}
 		})
+		rm := "/" + tc.name + "/removed.php"
+		for _, r := range []struct {
+			name   string
+			remove func() error
+		}{
+			{"Remove", func() error { return backend.RemoveFile(tc.fs, rm) }},
+			{"LstatRemove", func() error {
+				if _, err := backend.Lstat(tc.fs, rm); err != nil {
+					return err
+				}
+				return tc.fs.Remove(rm)
+			}},
+		} {
+			b.Run(r.name+"/"+tc.name, func(b *testing.B) {
+				for b.Loop() {
+					b.StopTimer()
+					if err := afero.WriteFile(tc.fs, rm, data[:1], 0o644); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					if err := r.remove(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 		b.Run("Read4K/"+tc.name, func(b *testing.B) {
 			for b.Loop() {
 				f, err := tc.fs.Open(name)
