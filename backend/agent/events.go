@@ -138,11 +138,14 @@ func (s *Server) isDir(sc *scope, p string) bool {
 func (s *Server) committed(h *handle) {
 	s.mu.Lock()
 	p, unlinked := h.path, h.unlinked
+	if h.joined != nil {
+		p = h.joined.path // a move or a directory rename moved the upload, not its joins
+	}
 	s.mu.Unlock()
 	switch {
 	case unlinked || !h.writable:
 		return
-	case h.joined != nil && !h.changedAfter:
+	case h.joined != nil && !(h.changedAfter && h.joined.committedOK.Load()):
 		return // a join writes another upload's data: that commit announces it
 	}
 	s.changedInfo(hooks.Write, p, "", h.info) // a join's info is nil: looked up

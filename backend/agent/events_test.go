@@ -402,3 +402,48 @@ func TestEventsJoinAfterCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsJoinAfterMove: a join of an upload the session then renamed
+// (MoveOp: SFTP RENAME of the file being saved) announces its late write
+// under the upload's new name, where the commit put the file; it named
+// the old one, which no longer exists. (A review.)
+func TestEventsJoinAfterMove(t *testing.T) {
+	a := startHooked(t, nil)
+	st := a.subscribe(t, &agentpb.EventsRequest{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fsys := backend.NewGRPCFs(ctx, a.cc, backend.Options{})
+	f, err := fsys.OpenFile("/a.txt", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := f.(backend.Upload)
+	if !ok {
+		t.Fatalf("%T is no upload", f)
+	}
+	j, err := u.Reopen(os.O_WRONLY | os.O_APPEND)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Move("/b.txt"); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []func() error{
+		func() error { _, err := f.Write([]byte("first\n")); return err },
+		f.Close,
+		func() error { _, err := j.Write([]byte("second\n")); return err },
+		j.Close,
+		func() error { return fsys.Mkdir("/marker", 0o755) },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := st.until(t, isChange(agentpb.ChangeKind_CHANGE_KIND_MKDIR, "marker"))
+	if got, want := describe(evs), "WRITE b.txt; WRITE b.txt; MKDIR marker; "; got != want {
+		t.Fatalf("events: %s\nwant:   %s", got, want)
+	}
+	if got, want := evs[1].GetChange().GetSize(), int64(len("first\nsecond\n")); got != want {
+		t.Errorf("the join's event: size %d, want %d", got, want)
+	}
+}

@@ -93,13 +93,15 @@ type handle struct {
 	// joined is the upload a join (agentpb.OpenOp.join_upload) opened
 	// into, nil for any other handle. The upload's commit announces what
 	// the join wrote before it; changedAfter (touched only by the stream
-	// goroutine) records that the join changed the file after that
-	// commit, so that the join's own close announces the change.
+	// goroutine) records that the join changed the file once that commit
+	// had begun, so that the join's own close announces the change if
+	// the commit was made.
 	joined       *handle
 	changedAfter bool
-	// committedOK is set once an atomic upload's commit has renamed or
-	// linked its data into place.
-	committedOK atomic.Bool
+	// committing is set when an atomic upload's commit begins, before it
+	// takes the file's state for its event; committedOK once it has
+	// renamed or linked its data into place.
+	committing, committedOK atomic.Bool
 }
 
 // Open serves one open file; see agentpb.AgentServer.
@@ -392,11 +394,13 @@ func (s *Server) join(h *handle, id string, flag int) (*handle, *agentpb.FileInf
 }
 
 // changedData notes a change of h's data (a write, a truncation): on a
-// join whose upload has already committed, the committed file changed
-// after its change event. Checked after the change, so that a change the
-// commit's event may have missed is never missed here.
+// join whose upload's commit has begun, the change may be missing from
+// the commit's event. Checked after the change, and the commit marks its
+// beginning before it takes the file's state: a change checked before
+// that mark is in that state, one checked after it is announced again
+// (twice at worst, never missed).
 func (h *handle) changedData() {
-	if h.joined != nil && h.joined.committedOK.Load() {
+	if h.joined != nil && h.joined.committing.Load() {
 		h.changedAfter = true
 	}
 }
@@ -741,6 +745,9 @@ func (h *handle) move(to string) error {
 // file stays.
 func (h *handle) commit() error {
 	h.done = true
+	if h.id != "" {
+		h.committing.Store(true) // before h.info: see changedData
+	}
 	h.mu.Lock()
 	atime, mtime, set := h.atime, h.mtime, h.timesSet
 	h.mu.Unlock()
