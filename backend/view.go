@@ -794,7 +794,10 @@ func (f *viewFile) follow(open func(flag int) (afero.File, error)) error {
 // upload. The upload's file is the agent user's own, so its owner bits
 // grant the access unless they lack it; only then is the filesystem
 // asked, by opening the upload's data with that access (Upload.Reopen),
-// so that the agent's credentials answer (root may).
+// so that the agent's credentials answer (root may). An upload whose close
+// began meanwhile is no longer the session's to ask: once it committed,
+// the open meets the committed file, whose permissions the filesystem
+// checks (nil).
 func (f *viewFile) mayOpen(mode fs.FileMode, flag int) error {
 	access := flag & (os.O_WRONLY | os.O_RDWR)
 	need := fs.FileMode(0o400)
@@ -809,9 +812,23 @@ func (f *viewFile) mayOpen(mode fs.FileMode, flag int) error {
 	}
 	probe, err := f.Reopen(access)
 	if err != nil {
+		if f.waitClosed() {
+			return nil
+		}
 		return err
 	}
 	return probe.Close()
+}
+
+// waitClosed reports whether f's Close has begun, and waits for it to end.
+func (f *viewFile) waitClosed() bool {
+	f.fmu.RLock()
+	closing := f.closing
+	f.fmu.RUnlock()
+	if closing {
+		<-f.closed
+	}
+	return closing
 }
 
 // follower reports whether f follows a newer upload (follow).
