@@ -214,16 +214,13 @@ func (g *GRPCFs) removeKind(name string, kind agentpb.RemoveKind) error {
 	if userPath(name) == "/" {
 		return &fs.PathError{Op: op, Path: "/", Err: syscall.EACCES}
 	}
-	c, err := g.mux.conn()
-	if err != nil {
-		return g.err(op, name, err)
-	}
-	if c.features&uint32(agentpb.FileFeature_FILE_FEATURE_REMOVE_KIND) == 0 {
+	g.dirChanged(name)
+	_, err := g.doNeeding(g.ctx, agentpb.FileFeature_FILE_FEATURE_REMOVE_KIND, "Remove", op, name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Remove{
+		Remove: &agentpb.RemoveRequest{Path: []byte(g.agentPath(name)), Kind: kind}}})
+	if errors.Is(err, errLacksFeatures) {
+		// An older agent would take the request for a plain Remove.
 		return removeChecked(g, name, dir)
 	}
-	g.dirChanged(name)
-	_, err = g.do(g.ctx, "Remove", op, name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Remove{
-		Remove: &agentpb.RemoveRequest{Path: []byte(g.agentPath(name)), Kind: kind}}})
 	return err
 }
 
@@ -294,12 +291,7 @@ func (g *GRPCFs) Chtimes(name string, atime, mtime time.Time) error {
 	if err := checkTimes("chtimes", userPath(name), atime, mtime); err != nil {
 		return err
 	}
-	if err := g.refuseEpoch("chtimes", name, atime, mtime); err != nil {
-		return err
-	}
-	_, err := g.do(g.ctx, "Chtimes", "chtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
-		Chtimes: &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)}}})
-	return err
+	return g.chtimes("chtimes", name, atime, mtime, false)
 }
 
 // Lchtimes implements LinkTimesSetter.
@@ -307,25 +299,23 @@ func (g *GRPCFs) Lchtimes(name string, atime, mtime time.Time) error {
 	if err := checkTimes("lchtimes", userPath(name), atime, mtime); err != nil {
 		return err
 	}
-	if err := g.refuseEpoch("lchtimes", name, atime, mtime); err != nil {
-		return err
-	}
-	_, err := g.do(g.ctx, "Chtimes", "lchtimes", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
-		Chtimes: &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime), Nofollow: true}}})
-	return err
+	return g.chtimes("lchtimes", name, atime, mtime, true)
 }
 
-// refuseEpoch is refuseEpoch for a path operation: it asks the session's
-// agent for its features only when one of ts is the Unix epoch.
-func (g *GRPCFs) refuseEpoch(op, name string, ts ...time.Time) error {
-	if !hasEpoch(ts) {
-		return nil
+// chtimes sends Chtimes and Lchtimes (nofollow). A time at the Unix epoch
+// needs FILE_FEATURE_EPOCH_TIMES (doNeeding): an older agent would take
+// it for "leave unchanged", and is refused (refuseEpoch) instead.
+func (g *GRPCFs) chtimes(op, name string, atime, mtime time.Time, nofollow bool) error {
+	var need agentpb.FileFeature
+	if hasEpoch([]time.Time{atime, mtime}) {
+		need = agentpb.FileFeature_FILE_FEATURE_EPOCH_TIMES
 	}
-	c, err := g.mux.conn()
-	if err != nil {
-		return g.err(op, name, err)
+	_, err := g.doNeeding(g.ctx, need, "Chtimes", op, name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Chtimes{
+		Chtimes: &agentpb.ChtimesRequest{Path: []byte(g.agentPath(name)), AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime), Nofollow: nofollow}}})
+	if errors.Is(err, errLacksFeatures) {
+		return refuseEpoch(0, op, userPath(name), atime, mtime)
 	}
-	return refuseEpoch(c.features, op, userPath(name), ts...)
+	return err
 }
 
 // SymlinkIfPossible implements afero.Linker. An absolute target is taken in

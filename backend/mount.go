@@ -227,6 +227,9 @@ func (m *MountFs) RemoveFile(name string) error {
 	if p := userPath(name); p == "/" || m.isMountPoint(p) || m.synthetic(p) {
 		return &fs.PathError{Op: "remove", Path: p, Err: syscall.EISDIR}
 	}
+	if err := m.removable("remove", name); err != nil {
+		return err // holds a mount point
+	}
 	return m.pathOp("remove", name, func(f afero.Fs, rel string) error { return RemoveFile(f, rel) })
 }
 

@@ -95,6 +95,31 @@ func TestMountTable(t *testing.T) {
 	if err := m.Rename("/srv/api", "/elsewhere"); !errors.Is(err, syscall.EBUSY) {
 		t.Errorf("rename of a mount point: %v, want EBUSY", err)
 	}
+	// By kind (SFTP's REMOVE and RMDIR): a mount point is a directory,
+	// and what holds one is not removed, whatever the parent mount has
+	// there (a file on its disk, hidden by the mount table).
+	if err := backend.RemoveFile(m, "/srv/api"); !errors.Is(err, syscall.EISDIR) {
+		t.Errorf("RemoveFile of a mount point: %v, want EISDIR", err)
+	}
+	if err := backend.RemoveDir(m, "/srv/api"); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("RemoveDir of a mount point: %v, want EBUSY", err)
+	}
+	if err := backend.RemoveDir(m, "/srv"); !errors.Is(err, syscall.EBUSY) {
+		t.Errorf("RemoveDir of a directory holding a mount point: %v, want EBUSY", err)
+	}
+	m2, err := backend.NewMountFs([]backend.Mount{{Path: "/", Fs: web.Fs(t, "")}, {Path: "/held/api", Fs: api.Fs(t, "")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(web.Dir, "held"), []byte("a file under a mount point's parent"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := backend.RemoveFile(m2, "/held"); err == nil {
+		t.Errorf("RemoveFile of a path holding a mount point succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(web.Dir, "held")); err != nil {
+		t.Errorf("the parent mount's file under the mount point: %v, want it kept", err)
+	}
 	// Symlinks stay inside their mount.
 	if err := m.SymlinkIfPossible("/index.php", "/srv/api/link"); !errors.Is(err, syscall.EXDEV) {
 		t.Errorf("symlink into another mount: %v, want EXDEV", err)

@@ -376,11 +376,37 @@ func (g *GRPCFs) do(ctx context.Context, method, op, name string, req *agentpb.S
 
 // doWithin is do with its own timeout; zero means none but ctx's.
 func (g *GRPCFs) doWithin(ctx context.Context, timeout time.Duration, method, op, name string, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
+	return g.doOn(ctx, timeout, 0, method, op, name, req)
+}
+
+// errLacksFeatures is doNeeding's answer when the agent lacks a feature
+// the request needs: nothing was sent.
+var errLacksFeatures = errors.New("the agent does not announce a feature the request needs")
+
+// doNeeding is do for a request that only an agent announcing the
+// FileFeature bits need serves as meant (an older one ignores the field
+// that asks for it, and does something else): the bits are checked on
+// the stream the request then goes on, so that a stream replaced between
+// a check and a send, by an older agent (a rollback), never gets it.
+// Without them it sends nothing and answers errLacksFeatures.
+func (g *GRPCFs) doNeeding(ctx context.Context, need agentpb.FileFeature, method, op, name string, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
+	return g.doOn(ctx, g.timeout, uint32(need), method, op, name, req)
+}
+
+// doOn is doWithin for an agent announcing the FileFeature bits need.
+func (g *GRPCFs) doOn(ctx context.Context, timeout time.Duration, need uint32, method, op, name string, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
 	start := time.Now()
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	resp, err := g.doRaw(ctx, timeout, req)
+	c, err := g.mux.conn()
+	if err == nil && c.features&need != need {
+		return nil, errLacksFeatures
+	}
+	var resp *agentpb.SessionResponse
+	if err == nil {
+		resp, err = c.call(ctx, timeout, req)
+	}
 	if g.opts.Observe != nil {
 		code := status.Code(err)
 		if err == nil && resp.GetError() != nil {
@@ -395,14 +421,6 @@ func (g *GRPCFs) doWithin(ctx context.Context, timeout time.Duration, method, op
 		return nil, g.err(op, name, fromProto(op, userPath(name), e))
 	}
 	return resp, nil
-}
-
-func (g *GRPCFs) doRaw(ctx context.Context, timeout time.Duration, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
-	c, err := g.mux.conn()
-	if err != nil {
-		return nil, err
-	}
-	return c.call(ctx, timeout, req)
 }
 
 // errClosed is the error of a file operation on a stream that has ended.
