@@ -168,7 +168,7 @@ func (h *handler) openWrite(r *sftp.Request, flag int) (*openFile, error) {
 	if err != nil {
 		return nil, status(err)
 	}
-	return &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: r.Filepath, write: true, append: flag&os.O_APPEND != 0}, nil
+	return &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: r.Filepath, write: true, writable: r.Pflags().Write, append: flag&os.O_APPEND != 0}, nil
 }
 
 // slash applies POSIX's rule for a path the client ended with "/" (the
@@ -651,11 +651,16 @@ func statInfo(fi os.FileInfo) os.FileInfo {
 // FSETSTAT on its handle act on it (Stat, SetStat).
 type openFile struct {
 	backend.FileWrapper
-	h      *handler
-	name   string
-	write  bool
-	append bool
-	closed sync.Once
+	h     *handler
+	name  string
+	write bool
+	// writable: the client's OPEN asked for WRITE. An OPEN with CREAT,
+	// TRUNC or APPEND but without WRITE opens through the write path
+	// (write) but reads only, as sftp-server's open(2) O_RDONLY: its
+	// FSETSTAT of a size is refused (ftruncate(2) EINVAL).
+	writable bool
+	append   bool
+	closed   sync.Once
 }
 
 var (
@@ -703,9 +708,15 @@ func (f *openFile) SetStat(r *sftp.Request) (err error) {
 		return status(f.h.setstat(r))
 	}
 	return status(setAttrs(r, "fsetstat", attrSetters{
-		truncate: f.File.Truncate,
-		chmod:    func(m os.FileMode) error { return f.Chmod(f.h.mode(f.name, m)) },
-		chtimes:  f.SetTimes,
+		truncate: func(size int64) error {
+			if !f.writable {
+				// ftruncate(2) of a descriptor open for reading.
+				return &fs.PathError{Op: "ftruncate", Path: f.name, Err: syscall.EINVAL}
+			}
+			return f.File.Truncate(size)
+		},
+		chmod:   func(m os.FileMode) error { return f.Chmod(f.h.mode(f.name, m)) },
+		chtimes: f.SetTimes,
 	}))
 }
 

@@ -1155,6 +1155,28 @@ func sftpSteps() []sftpStep {
 		{"content /ro", func(s *sftpSide) string { return s.readAll(s.a, "/ro") }},
 		{"remove /ro", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/ro")); return s.res(r, err) }},
 
+		// A handle opened without WRITE reads only, whatever else its
+		// flags ask (CREAT, TRUNC): FSETSTAT of a size through it is
+		// ftruncate(2) of a read-only descriptor, EINVAL (upgate truncated
+		// the file: TestSFTPRandom, seed 1419); a mode and times go.
+		{"open /rt READ|CREAT|TRUNC", func(s *sftpSide) string { return s.open(s.a, "rt", "/rt", pfRead|pfCreat|pfTrunc, attrs{}) }},
+		{"fsetstat size 3 through the READ|CREAT|TRUNC handle", func(s *sftpSide) string {
+			r, err := s.a.fsetstat(s.h("rt"), size(3))
+			return s.res(r, err)
+		}},
+		{"fsetstat mode 0600 through it", func(s *sftpSide) string { r, err := s.a.fsetstat(s.h("rt"), perms(0o600)); return s.res(r, err) }},
+		{"close /rt", func(s *sftpSide) string { return s.closeH(s.a, "rt") }},
+		{"stat /rt", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/rt")); return s.res(r, err) }},
+		{"open /d/f1 READ, fsetstat size 0 through it, close", func(s *sftpSide) string {
+			if r := s.open(s.a, "rd", "/d/f1", pfRead, attrs{}); r != "HANDLE" {
+				return "open: " + r
+			}
+			r, err := s.a.fsetstat(s.h("rd"), size(0))
+			return s.res(r, err) + " " + s.closeH(s.a, "rd")
+		}},
+		{"content /d/f1 after it", func(s *sftpSide) string { return s.readAll(s.a, "/d/f1") }},
+		{"remove /rt", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rt")); return s.res(r, err) }},
+
 		// SETSTAT of uid and gid (sftp-server: chown(2), EPERM for a user
 		// who is not root).
 		{"setstat /hu uid/gid 4242", func(s *sftpSide) string {
