@@ -152,9 +152,16 @@ func (h *handler) Filewrite(r *sftp.Request) (_ io.WriterAt, err error) {
 	return h.openWrite(r, os.O_WRONLY)
 }
 
-// OpenFile opens a file for reading and writing.
+// OpenFile opens a file for reading and writing (READ|WRITE), or for
+// reading with CREAT, TRUNC or APPEND (the fork sends those here, without
+// WRITE too): sftp-server's open(2) is O_RDONLY with them then, which
+// creates or truncates the file all the same, opens a directory, and
+// checks only the read permission (a 0555 file opens).
 func (h *handler) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error) {
 	defer h.guard("open", &err)
+	if !r.Pflags().Write {
+		return h.openWrite(r, os.O_RDONLY)
+	}
 	return h.openWrite(r, os.O_RDWR)
 }
 
@@ -168,7 +175,7 @@ func (h *handler) openWrite(r *sftp.Request, flag int) (*openFile, error) {
 	if err != nil {
 		return nil, status(err)
 	}
-	return &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: r.Filepath, write: true, writable: r.Pflags().Write, append: flag&os.O_APPEND != 0}, nil
+	return &openFile{FileWrapper: backend.FileWrapper{File: f}, h: h, name: r.Filepath, writable: r.Pflags().Write, append: flag&os.O_APPEND != 0}, nil
 }
 
 // slash applies POSIX's rule for a path the client ended with "/" (the
@@ -651,13 +658,12 @@ func statInfo(fi os.FileInfo) os.FileInfo {
 // FSETSTAT on its handle act on it (Stat, SetStat).
 type openFile struct {
 	backend.FileWrapper
-	h     *handler
-	name  string
-	write bool
+	h    *handler
+	name string
 	// writable: the client's OPEN asked for WRITE. An OPEN with CREAT,
-	// TRUNC or APPEND but without WRITE opens through the write path
-	// (write) but reads only, as sftp-server's open(2) O_RDONLY: its
-	// FSETSTAT of a size is refused (ftruncate(2) EINVAL).
+	// TRUNC or APPEND but without WRITE reads only, as sftp-server's
+	// open(2) O_RDONLY: its FSETSTAT of a size is refused (ftruncate(2)
+	// EINVAL).
 	writable bool
 	append   bool
 	closed   sync.Once
@@ -700,24 +706,25 @@ func (f *openFile) Stat() (_ os.FileInfo, err error) {
 // after its commit).
 func (f *openFile) SetStat(r *sftp.Request) (err error) {
 	defer f.h.guard("fsetstat", &err)
+	set := attrSetters{
+		truncate: f.File.Truncate,
+		chmod:    func(m os.FileMode) error { return f.Chmod(f.h.mode(f.name, m)) },
+		chtimes:  f.SetTimes,
+	}
 	if backend.IsDir(f.File) {
 		// A directory opened with OPEN (sftp-server opens it with
 		// open(2) and fchmods it): the backend's directories take no
 		// attributes, so they are set through its path, as SETSTAT sets
 		// them.
-		return status(f.h.setstat(r))
+		set.chmod = func(m os.FileMode) error { return f.h.chmod(r.Filepath, m) }
+		set.chtimes = func(atime, mtime time.Time) error { return f.h.fs.Chtimes(r.Filepath, atime, mtime) }
 	}
-	return status(setAttrs(r, "fsetstat", attrSetters{
-		truncate: func(size int64) error {
-			if !f.writable {
-				// ftruncate(2) of a descriptor open for reading.
-				return &fs.PathError{Op: "ftruncate", Path: f.name, Err: syscall.EINVAL}
-			}
-			return f.File.Truncate(size)
-		},
-		chmod:   func(m os.FileMode) error { return f.Chmod(f.h.mode(f.name, m)) },
-		chtimes: f.SetTimes,
-	}))
+	if !f.writable || backend.IsDir(f.File) {
+		// ftruncate(2) of a descriptor open for reading (a directory's
+		// too).
+		set.truncate = func(int64) error { return &fs.PathError{Op: "ftruncate", Path: f.name, Err: syscall.EINVAL} }
+	}
+	return status(setAttrs(r, "fsetstat", set))
 }
 
 // TransferError hands the file why its session ended with it open

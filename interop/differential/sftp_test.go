@@ -1176,6 +1176,47 @@ func sftpSteps() []sftpStep {
 		}},
 		{"content /d/f1 after it", func(s *sftpSide) string { return s.readAll(s.a, "/d/f1") }},
 		{"remove /rt", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rt")); return s.res(r, err) }},
+		// Without WRITE the open is open(2) O_RDONLY with the other
+		// flags: CREAT creates, TRUNC truncates, a directory opens, and
+		// a file its owner may only read (0555) opens with APPEND
+		// (upgate opened them all for writing: TestSFTPRandom, seeds
+		// 1213, 1281, 1932).
+		{"open /rc READ|CREAT (a new file), close, stat", func(s *sftpSide) string {
+			r := s.open(s.a, "rc", "/rc", pfRead|pfCreat, attrs{})
+			if r != "HANDLE" {
+				return r
+			}
+			r += " " + s.closeH(s.a, "rc")
+			st, err := s.a.pathOp(fxpStat, s.p("/rc"))
+			return r + " " + s.res(st, err)
+		}},
+		{"write 12345 to /rc, open it READ|TRUNC, close, content", func(s *sftpSide) string {
+			out := s.open(s.a, "rcw", "/rc", pfWrite, attrs{})
+			w, err := s.a.write(s.h("rcw"), 0, []byte("12345"))
+			out += " " + s.res(w, err) + " " + s.closeH(s.a, "rcw")
+			if r := s.open(s.a, "rc", "/rc", pfRead|pfTrunc, attrs{}); r != "HANDLE" {
+				return out + " " + r
+			}
+			return out + " " + s.closeH(s.a, "rc") + " " + s.readAll(s.a, "/rc")
+		}},
+		{"chmod /rc 0555, open it APPEND (no WRITE), close", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/rc"), perms(0o555))
+			out := s.res(r, err)
+			o := s.open(s.a, "rc", "/rc", pfAppend, attrs{})
+			if o == "HANDLE" {
+				o += " " + s.closeH(s.a, "rc")
+			}
+			return out + " " + o
+		}},
+		{"open /d READ|APPEND (a directory), fsetstat size 2 through it, close", func(s *sftpSide) string {
+			r := s.open(s.a, "dh2", "/d", pfRead|pfAppend, attrs{})
+			if r != "HANDLE" {
+				return r
+			}
+			st, err := s.a.fsetstat(s.h("dh2"), size(2))
+			return r + " " + s.res(st, err) + " " + s.closeH(s.a, "dh2")
+		}},
+		{"remove /rc", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rc")); return s.res(r, err) }},
 
 		// SETSTAT of uid and gid (sftp-server: chown(2), EPERM for a user
 		// who is not root).
