@@ -892,6 +892,11 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		if (ref == "1xx/2xx []" || ref == "1xx/2xx ") && ug == "4xx" {
 			return "LIST /missing"
 		}
+		// The same with -a: vsftpd's listing of nothing but the working
+		// directory's "." (seeds 644, 673: LIST -a of a missing name).
+		if strings.HasPrefix(ref, `1xx/2xx ["." d`) && !strings.Contains(ref, "; ") && ug == "4xx" {
+			return "LIST /missing"
+		}
 	case "restretr":
 		// REST and RETR in ASCII mode: vsftpd's 550, upgate's resumed
 		// download (whyASCIIRest).
