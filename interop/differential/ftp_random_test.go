@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -680,6 +682,9 @@ type ftpRandTrack struct {
 	rnfr  string // the server path of an RNFR answered 350
 	ascii bool   // TYPE A
 	rest  int64  // a REST answered 350 and not yet used by a transfer
+	// moved is the last operation's rename that vsftpd made (server
+	// paths, directories' links resolved), or zero.
+	moved [2]string
 }
 
 // ftpRandFacts are what ftpRandTrack knew before an operation ran.
@@ -751,7 +756,9 @@ func (k *ftpRandTrack) realParent(sp string) string {
 
 // after takes in vsftpd's answer to o.
 func (k *ftpRandTrack) after(o ftpRandOp, facts ftpRandFacts, root, ref string) {
+	k.moved = [2]string{}
 	follow := func(from, to string) {
+		k.moved = [2]string{from, to}
 		if k.cwd == from || strings.HasPrefix(k.cwd, from+"/") {
 			k.cwd = path.Join(to, strings.TrimPrefix(k.cwd, from))
 		}
@@ -1118,6 +1125,17 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 		facts := track.facts(o, root)
 		ref := o.exec(r.ref, root)
 		track.after(o, facts, root, ref)
+		if from, to := track.moved[0], track.moved[1]; from != "" {
+			// A directory whose time the run set keeps it under its new
+			// name (seed 681).
+			from, to = strings.TrimPrefix(from, root+"/"), strings.TrimPrefix(to, root+"/")
+			for _, d := range slices.Collect(maps.Keys(dirTimes)) {
+				if d == from || strings.HasPrefix(d, from+"/") {
+					delete(dirTimes, d)
+					dirTimes[to+strings.TrimPrefix(d, from)] = true
+				}
+			}
+		}
 		a := randAnswer{ref: norm(ref), ug: norm(o.exec(r.ug, root))}
 		res.ops = append(res.ops, a)
 		if a.ref != a.ug {
