@@ -691,9 +691,18 @@ func (f *openFile) ReadAt(p []byte, off int64) (n int, err error) {
 }
 
 // Stat answers FSTAT from the open file: an upload in progress, or the
-// file it opened whatever its path names now.
+// file it opened whatever its path names now. A directory's handle holds
+// what its open saw; it is asked by its path, as its FSETSTAT sets by
+// path, so that a mode or time set since shows (sftp-server's fstat(2)
+// of the descriptor: TestSFTPRandom seed 2017), and answers what it holds
+// where the path no longer names a directory.
 func (f *openFile) Stat() (_ os.FileInfo, err error) {
 	defer f.h.guard("fstat", &err)
+	if backend.IsDir(f.File) {
+		if fi, err := f.h.fs.Stat(f.name); err == nil && fi.IsDir() {
+			return statInfo(fi), nil
+		}
+	}
 	fi, err := f.File.Stat()
 	if err != nil {
 		return nil, status(err)

@@ -1217,6 +1217,18 @@ func sftpSteps() []sftpStep {
 			return r + " " + s.res(st, err) + " " + s.closeH(s.a, "dh2")
 		}},
 		{"remove /rc", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rc")); return s.res(r, err) }},
+		{"open /d READ, fsetstat mode 0700 through it, fstat it, fsetstat 0755, close", func(s *sftpSide) string {
+			r := s.open(s.a, "dh3", "/d", pfRead, attrs{})
+			if r != "HANDLE" {
+				return r
+			}
+			st, err := s.a.fsetstat(s.h("dh3"), perms(0o700))
+			r += " " + s.res(st, err)
+			st, err = s.a.request(fxpFstat, str(nil, s.h("dh3")))
+			r += " " + s.res(st, err)
+			st, err = s.a.fsetstat(s.h("dh3"), perms(0o755))
+			return r + " " + s.res(st, err) + " " + s.closeH(s.a, "dh3")
+		}},
 
 		// SETSTAT of uid and gid (sftp-server: chown(2), EPERM for a user
 		// who is not root).
