@@ -26,9 +26,11 @@ import (
 //   - Stat, Lstat and listings answer from the open upload: its current
 //     size, mode and times, and its name in its directory;
 //   - opening the path reads what was written so far, or writes into it in
-//     place (Upload.Reopen); a truncating open starts a new upload that
-//     supersedes the older one, which is discarded, and whose handles
-//     follow the new one (View.supersede);
+//     place (Upload.Reopen); a truncating open for writing starts a new
+//     upload that supersedes the older one, which is discarded, and whose
+//     handles follow the new one (View.supersede); a read-only truncating
+//     open (SFTP's OPEN with TRUNC and no WRITE) truncates the upload's
+//     data through its Reopen, as open(2) O_RDONLY|O_TRUNC the file;
 //   - Remove discards the upload (Upload.Unlink) and removes the old file:
 //     the late Close brings nothing back;
 //   - Rename gives the upload its new name (Upload.Move) and removes the
@@ -398,6 +400,9 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 		default:
 			f, err := u.Reopen(flag)
 			if err == nil {
+				if flag&os.O_TRUNC != 0 {
+					v.changedAt(p) // a read-only open truncated the upload's data
+				}
 				return v.wrap(p, f, flag), nil
 			}
 			if !u.waitIfClosing(err) {
@@ -418,6 +423,12 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 	f, err := v.Fs.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
+	}
+	if !write && flag&os.O_TRUNC != 0 {
+		// A read-only open truncated the file in place (SFTP's OPEN
+		// with TRUNC and no WRITE): the session's readers there forget
+		// what they read ahead, as after a write.
+		v.changedAt(p)
 	}
 	if IsDir(f) {
 		return &viewDir{FileWrapper: FileWrapper{f}, v: v, dir: p}, nil
@@ -939,6 +950,15 @@ func (f *viewFile) ReadFrom(r io.Reader) (int64, error) {
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return ReadFrom(f.cur(), r)
+}
+
+// changedAt records a change at p that no writing handle of the session
+// made, for the session's readers there.
+func (v *View) changedAt(p string) {
+	v.mu.Lock()
+	v.tick++
+	v.wrote[p] = v.tick
+	v.mu.Unlock()
 }
 
 // wrote records a write at f's path, for the session's readers there.

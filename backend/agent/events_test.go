@@ -447,3 +447,48 @@ func TestEventsJoinAfterMove(t *testing.T) {
 		t.Errorf("the join's event: size %d, want %d", got, want)
 	}
 }
+
+// TestEventsReadOnlyOpenChanges: a read-only open that truncates or
+// creates a file (SFTP's OPEN with TRUNC or CREAT and no WRITE, open(2)
+// O_RDONLY with them, as sftp-server opens it) changes it at the open and
+// commits nothing at its close: the change is announced at the open. One
+// that creates nothing (the file exists) announces nothing. (A review.)
+func TestEventsReadOnlyOpenChanges(t *testing.T) {
+	a := startHooked(t, nil)
+	for _, name := range []string{"t.txt", "kept.txt"} {
+		if err := os.WriteFile(filepath.Join(a.dir, name), []byte("12345"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := a.subscribe(t, &agentpb.EventsRequest{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fsys := backend.NewGRPCFs(ctx, a.cc, backend.Options{})
+	for _, tc := range []struct {
+		name string
+		flag int
+	}{{"/t.txt", os.O_RDONLY | os.O_TRUNC}, {"/c.txt", os.O_RDONLY | os.O_CREATE}, {"/kept.txt", os.O_RDONLY | os.O_CREATE}} {
+		f, err := fsys.OpenFile(tc.name, tc.flag, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fsys.Mkdir("/marker", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	evs := st.until(t, isChange(agentpb.ChangeKind_CHANGE_KIND_MKDIR, "marker"))
+	if got, want := describe(evs), "WRITE t.txt; WRITE c.txt; MKDIR marker; "; got != want {
+		t.Fatalf("events: %s\nwant:   %s", got, want)
+	}
+	if got := evs[0].GetChange().GetSize(); got != 0 {
+		t.Errorf("the truncation's event: size %d, want 0", got)
+	}
+	for name, want := range map[string]string{"t.txt": "", "c.txt": "", "kept.txt": "12345"} {
+		if got, err := os.ReadFile(filepath.Join(a.dir, name)); err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, want)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/upgate/upgate/backend/agent/hooks"
 	"github.com/upgate/upgate/backend/agentpb"
 )
 
@@ -292,11 +293,22 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		}
 	}
 	if !atomic {
+		// A read-only open that creates or truncates the file (SFTP's
+		// OPEN with CREAT or TRUNC and no WRITE) changes it now; its
+		// close commits nothing, so the change is announced here.
+		created := false
+		if !write && flag&(os.O_CREATE|os.O_TRUNC) == os.O_CREATE {
+			_, lerr := root.Lstat(p)
+			created = errors.Is(lerr, fs.ErrNotExist)
+		}
 		f, fi, err := openKeepingSticky(root, p, flag, perm)
 		if err != nil {
 			return nil, nil, err
 		}
 		h.f = f
+		if !write && (created || flag&os.O_TRUNC != 0) {
+			s.changedInfo(hooks.Write, p, "", fi) // hooks+events: created or truncated at the open
+		}
 		return h, openedInfo(fi, p), nil
 	}
 

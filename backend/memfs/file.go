@@ -80,7 +80,7 @@ func (m *FS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, erro
 	switch {
 	case lw.n != nil && excl:
 		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EEXIST}
-	case lw.n != nil && lw.n.isDir() && write:
+	case lw.n != nil && lw.n.isDir() && (write || flag&os.O_TRUNC != 0): // O_TRUNC asks for writing
 		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EISDIR}
 	case lw.n != nil && lw.n.isDir():
 		return &file{m: m, name: p, n: lw.n, flag: flag, dir: true}, nil
@@ -99,13 +99,13 @@ func (m *FS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, erro
 		w.n = &node{mode: perm & (fs.ModePerm | fs.ModeSticky), mtime: t, atime: t, nlink: 1}
 		w.dir.children[w.base] = w.n
 		m.touch(w.dir)
-	case w.n.isDir() && write:
+	case w.n.isDir() && (write || flag&os.O_TRUNC != 0): // O_TRUNC asks for writing
 		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EISDIR}
 	case w.n.isDir():
 		return &file{m: m, name: p, n: w.n, flag: flag, dir: true}, nil
 	}
 	f := &file{m: m, name: p, n: w.n, flag: flag}
-	if write && flag&os.O_TRUNC != 0 {
+	if flag&os.O_TRUNC != 0 { // as open(2) on Linux, read-only too
 		w.n.data = nil
 		m.touchFile(w.n)
 	}
@@ -555,7 +555,7 @@ func (f *file) Reopen(flag int) (afero.File, error) {
 		return nil, &fs.PathError{Op: "open", Path: f.name, Err: syscall.EEXIST}
 	}
 	g := &file{m: f.m, name: f.name, n: f.n, flag: flag &^ (os.O_CREATE | os.O_EXCL)}
-	if flag&(os.O_WRONLY|os.O_RDWR) != 0 && flag&os.O_TRUNC != 0 {
+	if flag&os.O_TRUNC != 0 { // as open(2) on Linux, read-only too
 		f.n.data = nil
 		f.m.touchFile(f.n)
 	}

@@ -660,3 +660,28 @@ func TestRenameErrors(t *testing.T) {
 		t.Fatalf("/empty/sub after the rename: %v %v", fi, err)
 	}
 }
+
+// TestReadOnlyTruncate: open O_RDONLY|O_TRUNC truncates the file, as
+// open(2) on Linux does (SFTP's OPEN with TRUNC and no WRITE reaches it),
+// and refuses a directory (EISDIR), as the agent's open(2) does; the
+// model ignored the flag without write access. (A review.)
+func TestReadOnlyTruncate(t *testing.T) {
+	m := memfs.New(memfs.Options{})
+	if err := afero.WriteFile(m, "/f", []byte("12345"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := m.OpenFile("/f", os.O_RDONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got := read(t, m, "/f"); got != "" {
+		t.Errorf("/f after open O_RDONLY|O_TRUNC: %q, want it empty", got)
+	}
+	if err := m.Mkdir("/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.OpenFile("/d", os.O_RDONLY|os.O_TRUNC, 0); !errors.Is(err, syscall.EISDIR) {
+		t.Errorf("open of a directory O_RDONLY|O_TRUNC: %v, want EISDIR", err)
+	}
+}
