@@ -117,6 +117,16 @@ func (s *eventStream) next(t *testing.T, d time.Duration) *agentpb.AgentEvent {
 	return nil
 }
 
+// marked makes a directory /marker through fsys and collects the events
+// up to its Mkdir's: everything the calls before it caused, in order.
+func (s *eventStream) marked(t *testing.T, fsys *backend.GRPCFs) []*agentpb.AgentEvent {
+	t.Helper()
+	if err := fsys.Mkdir("/marker", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return s.until(t, isChange(agentpb.ChangeKind_CHANGE_KIND_MKDIR, "marker"))
+}
+
 // until collects events up to and including the first that stop accepts.
 func (s *eventStream) until(t *testing.T, stop func(*agentpb.AgentEvent) bool) []*agentpb.AgentEvent {
 	t.Helper()
@@ -382,11 +392,8 @@ func TestEventsJoinAfterCommit(t *testing.T) {
 	write(j, "joined\n")
 	closeFile(j)
 	closeFile(u)
-	if err := fsys.Mkdir("/marker", 0o755); err != nil {
-		t.Fatal(err)
-	}
 
-	evs := st.until(t, isChange(agentpb.ChangeKind_CHANGE_KIND_MKDIR, "marker"))
+	evs := st.marked(t, fsys)
 	if got, want := describe(evs), "WRITE late.txt; WRITE late.txt; WRITE early.txt; MKDIR marker; "; got != want {
 		t.Fatalf("events: %s\nwant:   %s", got, want)
 	}
@@ -433,13 +440,12 @@ func TestEventsJoinAfterMove(t *testing.T) {
 		f.Close,
 		func() error { _, err := j.Write([]byte("second\n")); return err },
 		j.Close,
-		func() error { return fsys.Mkdir("/marker", 0o755) },
 	} {
 		if err := step(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	evs := st.until(t, isChange(agentpb.ChangeKind_CHANGE_KIND_MKDIR, "marker"))
+	evs := st.marked(t, fsys)
 	if got, want := describe(evs), "WRITE b.txt; WRITE b.txt; MKDIR marker; "; got != want {
 		t.Fatalf("events: %s\nwant:   %s", got, want)
 	}
@@ -476,10 +482,7 @@ func TestEventsReadOnlyOpenChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := fsys.Mkdir("/marker", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	evs := st.until(t, isChange(agentpb.ChangeKind_CHANGE_KIND_MKDIR, "marker"))
+	evs := st.marked(t, fsys)
 	if got, want := describe(evs), "WRITE t.txt; WRITE c.txt; MKDIR marker; "; got != want {
 		t.Fatalf("events: %s\nwant:   %s", got, want)
 	}
