@@ -538,12 +538,20 @@ func (v *View) RemoveFile(name string) error {
 }
 
 // RemoveDir implements KindRemover: the session's upload at name is a
-// file (ENOTDIR), and stays.
+// file (ENOTDIR), and stays. The filesystem is asked first all the same,
+// for the kernel's answers before that one (a directory its user may not
+// search or write: EACCES, seed 1606); it holds no directory there, only
+// the upload's temp file beside it, so it answers ENOENT, which is the
+// upload's ENOTDIR.
 func (v *View) RemoveDir(name string) error {
-	if p := userPath(name); v.upload(p) != nil {
-		return &fs.PathError{Op: "rmdir", Path: p, Err: syscall.ENOTDIR}
+	p := userPath(name)
+	if v.upload(p) == nil {
+		return RemoveDir(v.Fs, name)
 	}
-	return RemoveDir(v.Fs, name)
+	if err := RemoveDir(v.Fs, name); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err // nil: a directory the container made there meanwhile
+	}
+	return &fs.PathError{Op: "rmdir", Path: p, Err: syscall.ENOTDIR}
 }
 
 // remove is Remove with remove as the filesystem's.

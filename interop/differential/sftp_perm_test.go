@@ -95,6 +95,22 @@ func sftpPermSteps() []sftpStep {
 		{"perm: remove /perm/rodir/sd (a directory)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/perm/rodir/sd")); return s.res(r, err) }},
 		{"perm: rmdir /perm/rodir/in (a file)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRmdir, s.p("/perm/rodir/in")); return s.res(r, err) }},
 		{"perm: rmdir /perm/rodir/sd", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRmdir, s.p("/perm/rodir/sd")); return s.res(r, err) }},
+		// The same for the session's upload in progress in a directory
+		// made 0444 (no search): EACCES before ENOTDIR (seed 1606).
+		{"perm: /perm/rmu/f opened for a new file, /perm/rmu made 0444, rmdir /perm/rmu/f, put back", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/perm/rmu"), attrs{})
+			out := s.res(r, err) + " " + s.open(s.a, "rmu", "/perm/rmu/f", pfWrite|pfCreat|pfTrunc, attrs{})
+			out += " " + chmod("/perm/rmu", 0o444)(s)
+			r, err = s.a.pathOp(fxpRmdir, s.p("/perm/rmu/f"))
+			out += " " + s.res(r, err)
+			out += " " + chmod("/perm/rmu", 0o755)(s)
+			r, err = s.a.pathOp(fxpRmdir, s.p("/perm/rmu/f"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rmu")
+			r, err = s.a.pathOp(fxpRemove, s.p("/perm/rmu/f"))
+			out += " " + s.res(r, err)
+			r, err = s.a.pathOp(fxpRmdir, s.p("/perm/rmu"))
+			return out + " " + s.res(r, err)
+		}},
 		{"perm: rename /perm/rodir/in out", func(s *sftpSide) string {
 			r, err := s.a.twoPaths(fxpRename, s.p("/perm/rodir/in"), s.p("/perm/out"))
 			return s.res(r, err)
