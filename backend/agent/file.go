@@ -583,9 +583,6 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		return &agentpb.FileResponse{Result: &agentpb.FileResponse_Read{Read: &agentpb.ReadResult{Data: buf[:got], Eof: eof}}}
 	case *agentpb.FileRequest_Write:
 		n, err := h.write(op.Write)
-		if n > 0 {
-			h.changedData()
-		}
 		if err != nil {
 			return fail("write", err)
 		}
@@ -657,9 +654,7 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 			return done
 		}
 		if w := op.Close.GetWrite(); w != nil && h.failErr == nil {
-			if n, _ := h.write(w); n > 0 { // a failure is failErr: the close aborts below
-				h.changedData()
-			}
+			_, _ = h.write(w) // a failure is failErr: the close aborts below
 		}
 		if h.failErr != nil {
 			h.abort("an earlier write or posted request failed")
@@ -677,8 +672,8 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 }
 
 // write applies one write (a WriteOp, or the last write a CloseOp
-// carries). A failed or short write is also kept as failErr: the close
-// after it aborts.
+// carries), noting it for a join's event (changedData). A failed or short
+// write is also kept as failErr: the close after it aborts.
 func (h *handle) write(op *agentpb.WriteOp) (int, error) {
 	var n int
 	var err error
@@ -686,6 +681,9 @@ func (h *handle) write(op *agentpb.WriteOp) (int, error) {
 		n, err = h.f.Write(op.GetData())
 	} else {
 		n, err = h.f.WriteAt(op.GetData(), op.GetOffset())
+	}
+	if n > 0 {
+		h.changedData()
 	}
 	if err == nil && n != len(op.GetData()) {
 		err = io.ErrShortWrite
