@@ -384,11 +384,16 @@ func (h *handler) renameSlash(r *sftp.Request) error {
 // setstat applies a path's SETSTAT: size, permissions, times. uid/gid are
 // ignored: the agent writes as the container's user.
 func (h *handler) setstat(r *sftp.Request) error {
-	return setAttrs(r, "setstat", attrSetters{
-		truncate: func(size int64) error { return h.truncate(r.Filepath, size) },
-		chmod:    func(m os.FileMode) error { return h.chmod(r.Filepath, m) },
-		chtimes:  func(atime, mtime time.Time) error { return h.fs.Chtimes(r.Filepath, atime, mtime) },
-	})
+	return setAttrs(r, "setstat", h.pathSetters(r.Filepath))
+}
+
+// pathSetters set the attributes of what name names now (SETSTAT).
+func (h *handler) pathSetters(name string) attrSetters {
+	return attrSetters{
+		truncate: func(size int64) error { return h.truncate(name, size) },
+		chmod:    func(m os.FileMode) error { return h.chmod(name, m) },
+		chtimes:  func(atime, mtime time.Time) error { return h.fs.Chtimes(name, atime, mtime) },
+	}
 }
 
 // attrSetters set a SETSTAT's or FSETSTAT's attributes on what it names.
@@ -725,8 +730,7 @@ func (f *openFile) SetStat(r *sftp.Request) (err error) {
 		// open(2) and fchmods it): the backend's directories take no
 		// attributes, so they are set through its path, as SETSTAT sets
 		// them.
-		set.chmod = func(m os.FileMode) error { return f.h.chmod(r.Filepath, m) }
-		set.chtimes = func(atime, mtime time.Time) error { return f.h.fs.Chtimes(r.Filepath, atime, mtime) }
+		set = f.h.pathSetters(r.Filepath)
 	}
 	if !f.writable || backend.IsDir(f.File) {
 		// ftruncate(2) of a descriptor open for reading (a directory's
