@@ -264,20 +264,18 @@ func (v *View) drop(p string, newer afero.File) error {
 	}
 	var follow []*viewFile
 	if newer != nil {
-		n, ok := newer.(Upload)
+		// The upload's handles, and those that followed an older one,
+		// follow the newer: its data while it is an upload, the file at
+		// p where it writes in place (O_APPEND|O_TRUNC, or a truncation
+		// that cannot be atomic), which its open has just truncated:
+		// the descriptors of sftp-server share that file.
+		open := func(flag int) (afero.File, error) { return v.Fs.OpenFile(p, flag, 0) }
+		if n, ok := newer.(Upload); ok && n.Pending() {
+			open = n.Reopen
+		}
 		for _, w := range ws {
 			if !upload && !w.follower() {
 				continue
-			}
-			// The upload's handles, and those that followed an older
-			// one, follow the newer: its data while it is an upload,
-			// the file at p where it writes in place (O_APPEND|O_TRUNC,
-			// or a truncation that cannot be atomic), which its open
-			// has just truncated: the descriptors of sftp-server share
-			// that file.
-			open := func(flag int) (afero.File, error) { return v.Fs.OpenFile(p, flag, 0) }
-			if ok && n.Pending() {
-				open = n.Reopen
 			}
 			if w.follow(open) == nil {
 				follow = append(follow, w)
@@ -354,8 +352,7 @@ func (v *View) rekey(from, to string) (inside []*viewFile) {
 	for q, ws := range moved {
 		v.open[q] = append(v.open[q], ws...)
 		// Readers at the new name see the writers' writes from now.
-		v.tick++
-		v.wrote[q] = v.tick
+		v.changedLocked(q)
 	}
 	for q := range v.wrote {
 		if q == from || strings.HasPrefix(q, from+"/") {
@@ -964,16 +961,20 @@ func (f *viewFile) ReadFrom(r io.Reader) (int64, error) {
 // made, for the session's readers there.
 func (v *View) changedAt(p string) {
 	v.mu.Lock()
+	v.changedLocked(p)
+	v.mu.Unlock()
+}
+
+// changedLocked is changedAt with v.mu held.
+func (v *View) changedLocked(p string) {
 	v.tick++
 	v.wrote[p] = v.tick
-	v.mu.Unlock()
 }
 
 // wrote records a write at f's path, for the session's readers there.
 func (f *viewFile) wrote() {
 	f.v.mu.Lock()
-	f.v.tick++
-	f.v.wrote[f.path] = f.v.tick
+	f.v.changedLocked(f.path)
 	f.v.mu.Unlock()
 }
 
