@@ -324,15 +324,26 @@ func (c *scope) removeKind(p string, dir bool) error {
 	if dir {
 		op, flag = "rmdir", unix.AT_REMOVEDIR
 	}
-	d, fd, base, err := c.parentDirPath(p)
+	err := c.inParent(p, func(dfd int, base string) error {
+		return ignoringEINTR(func() error { return unix.Unlinkat(dfd, base, flag) })
+	})
 	if err != nil {
-		return &fs.PathError{Op: op, Path: p, Err: unwrapPathError(err)}
-	}
-	defer d.Close()
-	if err := ignoringEINTR(func() error { return unix.Unlinkat(fd, base, flag) }); err != nil {
 		return &fs.PathError{Op: op, Path: p, Err: err}
 	}
 	return nil
+}
+
+// inParent runs fn on the directory that holds p, opened O_PATH
+// (parentDirPath), and p's last component there. A failure to open the
+// directory is returned unwrapped, as fn's errors are, for the caller to
+// name its operation.
+func (c *scope) inParent(p string, fn func(dfd int, base string) error) error {
+	d, dfd, base, err := c.parentDirPath(p)
+	if err != nil {
+		return unwrapPathError(err)
+	}
+	defer d.Close()
+	return fn(dfd, base)
 }
 
 // parentDir opens the directory that holds p (a cleaned agent path in the
@@ -531,15 +542,13 @@ func ignoringEINTR(call func() error) error {
 // a link), which replace returns, nil when there was none (see
 // handle.replaced).
 func (c *scope) replace(tmp, p string, owner uint32, log *slog.Logger) (replaced *os.File, err error) {
-	d, dfd, base, err := c.parentDirPath(p)
+	err = c.inParent(p, func(dfd int, base string) error {
+		if fd, err := unix.Openat(dfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			replaced = os.NewFile(uintptr(fd), c.name(p))
+		}
+		return lendOwnDir(dfd, c.in(path.Dir(p)), owner, log, func() error { return unix.Renameat(dfd, path.Base(tmp), dfd, base) })
+	})
 	if err != nil {
-		return nil, &os.LinkError{Op: "rename", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
-	}
-	defer d.Close()
-	if fd, err := unix.Openat(dfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
-		replaced = os.NewFile(uintptr(fd), c.name(p))
-	}
-	if err := lendOwnDir(dfd, c.in(path.Dir(p)), owner, log, func() error { return unix.Renameat(dfd, path.Base(tmp), dfd, base) }); err != nil {
 		if replaced != nil {
 			_ = replaced.Close()
 		}
@@ -553,12 +562,10 @@ func (c *scope) replace(tmp, p string, owner uint32, log *slog.Logger) (replaced
 // appeared since the open, where rename would replace it); see
 // lendOwnDir for owner.
 func (c *scope) linkTemp(tmp, p string, owner uint32, log *slog.Logger) error {
-	d, dfd, base, err := c.parentDirPath(p)
+	err := c.inParent(p, func(dfd int, base string) error {
+		return lendOwnDir(dfd, c.in(path.Dir(p)), owner, log, func() error { return unix.Linkat(dfd, path.Base(tmp), dfd, base, 0) })
+	})
 	if err != nil {
-		return &os.LinkError{Op: "link", Old: c.in(tmp), New: c.in(p), Err: unwrapPathError(err)}
-	}
-	defer d.Close()
-	if err := lendOwnDir(dfd, c.in(path.Dir(p)), owner, log, func() error { return unix.Linkat(dfd, path.Base(tmp), dfd, base, 0) }); err != nil {
 		return &os.LinkError{Op: "link", Old: c.in(tmp), New: c.in(p), Err: err}
 	}
 	return nil
@@ -566,12 +573,10 @@ func (c *scope) linkTemp(tmp, p string, owner uint32, log *slog.Logger) error {
 
 // removeTemp removes an upload's temp file tmp; see lendOwnDir for owner.
 func (c *scope) removeTemp(tmp string, owner uint32, log *slog.Logger) error {
-	d, dfd, base, err := c.parentDirPath(tmp)
+	err := c.inParent(tmp, func(dfd int, base string) error {
+		return lendOwnDir(dfd, c.in(path.Dir(tmp)), owner, log, func() error { return unix.Unlinkat(dfd, base, 0) })
+	})
 	if err != nil {
-		return &fs.PathError{Op: "remove", Path: c.in(tmp), Err: unwrapPathError(err)}
-	}
-	defer d.Close()
-	if err := lendOwnDir(dfd, c.in(path.Dir(tmp)), owner, log, func() error { return unix.Unlinkat(dfd, base, 0) }); err != nil {
 		return &fs.PathError{Op: "remove", Path: c.in(tmp), Err: err}
 	}
 	return nil
