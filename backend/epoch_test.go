@@ -39,8 +39,8 @@ func wantTimes(t *testing.T, what, p string, atime, mtime time.Time) {
 }
 
 // TestChtimesEpoch: a time at the Unix epoch is set, as any other time,
-// by path (Chtimes, Lchtimes) and on an open upload (SetTimes, at once
-// and again at its close); the zero time.Time leaves a time unchanged.
+// by path (Chtimes, Lchtimes) and on an open upload (SetTimes, kept by
+// its commit); the zero time.Time leaves a time unchanged.
 // Times before 1970 and far ahead round-trip too. The wire once took 0
 // nanoseconds for "unchanged", and the epoch is 0 nanoseconds.
 func TestChtimesEpoch(t *testing.T) {
@@ -85,7 +85,8 @@ func TestChtimesEpoch(t *testing.T) {
 	wantTimes(t, "Lchtimes of a link", a.Dir+"/l", epoch, epoch)
 	wantTimes(t, "the link's target after Lchtimes", a.Dir+"/f", before, later)
 
-	// An upload: its times are set at once and again after it commits.
+	// An upload: its times are set after its writes, and its commit
+	// keeps them.
 	f, err := fsys.OpenFile("/u", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -97,10 +98,10 @@ func TestChtimesEpoch(t *testing.T) {
 	if !ok {
 		t.Fatalf("%T is no TimesSetter", f)
 	}
-	if err := ts.SetTimes(epoch, epoch); err != nil {
+	if _, err := f.Write([]byte(" more")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Write([]byte(" more")); err != nil {
+	if err := ts.SetTimes(epoch, epoch); err != nil {
 		t.Fatal(err)
 	}
 	if err := ts.SetTimes(time.Time{}, time.Time{}); err != nil {

@@ -746,10 +746,10 @@ func (f *file) Truncate(size int64) error {
 	return f.setattr("truncate", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Truncate{Truncate: &agentpb.TruncateOp{Size: size}}})
 }
 
-// SetTimes sets the file's times now and again when it is closed (after an
-// upload commits), as SFTP's FSETSTAT before the close needs (and an MFMT
-// that reaches the file while its transfer is still open): writes still in
-// flight would otherwise leave a later mtime.
+// SetTimes implements TimesSetter: it sets the file's times after the
+// writes made before it (those held back go first), and a later write
+// moves the mtime, as on a local file. An agent older than
+// SetTimesOp.until_write sets them again when the file is closed.
 func (f *file) SetTimes(atime, mtime time.Time) error {
 	if err := checkTimes("chtimes", f.path(), atime, mtime); err != nil {
 		return err
@@ -766,7 +766,8 @@ func (f *file) SetTimes(atime, mtime time.Time) error {
 	if err := f.w.flush(); err != nil {
 		return err
 	}
-	return f.setattr("chtimes", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)}}})
+	return f.setattr("chtimes", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{
+		AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime), UntilWrite: true}}})
 }
 
 // Chmod changes the open file's mode (an upload's included).

@@ -166,9 +166,12 @@ type HardLinker interface {
 	Link(oldname, newname string) error
 }
 
-// TimesSetter is a file that records access and modification times to
-// apply when it is closed, after an upload commits (SFTP's FSETSTAT arrives
-// before CLOSE, and later writes would otherwise overwrite it).
+// TimesSetter is a file whose access and modification times can be set
+// while it is open, an upload's included (SFTP's FSETSTAT before CLOSE,
+// WebDAV's X-OC-Mtime), as futimens(2) sets them: at once, in order
+// after the writes made through the file before, and a write or
+// truncation after them moves the mtime again. An upload's commit keeps
+// them.
 type TimesSetter interface {
 	SetTimes(atime, mtime time.Time) error
 }

@@ -36,9 +36,9 @@ import (
 //   - Rename gives the upload its new name (Upload.Move) and removes the
 //     old file; renaming a directory carries the uploads inside it; a
 //     rename onto a path being uploaded discards that upload;
-//   - Chtimes and Chmod apply to the open file at once (and times again
-//     when it closes, after the commit: writes still in flight must not
-//     leave a later mtime).
+//   - Chtimes and Chmod apply to the open file at once, after what the
+//     session's handles wrote before (a later write moves the mtime, as
+//     on a local file).
 //
 // Files open for writing in place (appends, writes into an existing file)
 // need no such care on disk: each Write or WriteAt is in the file when it
@@ -629,7 +629,7 @@ func (v *View) Rename(oldname, newname string) error {
 }
 
 // Chtimes implements afero.Fs. On a file open for writing the times apply
-// at once and again at its close.
+// to it at once (TimesSetter).
 func (v *View) Chtimes(name string, atime, mtime time.Time) error {
 	p := userPath(name)
 	return v.withUpload(p, func(u *viewFile) error {
@@ -638,7 +638,7 @@ func (v *View) Chtimes(name string, atime, mtime time.Time) error {
 		set := false
 		for _, w := range v.writers(p) {
 			if w.follower() {
-				continue // its times would come back at its close: perhaps an abandoned handle's
+				continue // it writes the data another handle, or the path, sets
 			}
 			switch err := w.SetTimes(atime, mtime); {
 			case err == nil:
@@ -1024,10 +1024,12 @@ func (f *viewFile) Truncate(size int64) error {
 
 // SetTimes implements TimesSetter, refused as a write once f is
 // superseded: the times would go to the discarded upload (FSETSTAT
-// answered OK, TestSFTPRandom seed 995).
+// answered OK, TestSFTPRandom seed 995). What the session's other
+// handles at f's path hold back is pushed first: a write answered before
+// the times must not move the mtime after them.
 func (f *viewFile) SetTimes(atime, mtime time.Time) error {
-	if f.superseded.Load() {
-		return &fs.PathError{Op: "chtimes", Path: f.pathNow(), Err: errSuperseded}
+	if err := f.beginWrite("chtimes"); err != nil {
+		return err
 	}
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()

@@ -52,7 +52,7 @@ func (w FileWrapper) TransferError(err error) {
 	}
 }
 
-// SetTimes records times to apply when the file is closed.
+// SetTimes sets the open file's times (TimesSetter).
 func (w FileWrapper) SetTimes(atime, mtime time.Time) error {
 	if t, ok := w.File.(TimesSetter); ok {
 		return t.SetTimes(atime, mtime)

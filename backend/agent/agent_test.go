@@ -760,6 +760,39 @@ func TestAtomicUpload(t *testing.T) {
 			t.Errorf("temp files after second commit: %q", temps)
 		}
 	})
+	t.Run("SetTimesOpUntilWrite", func(t *testing.T) {
+		// As futimens(2): the times stand unless the data changes after
+		// them, and the commit sets nothing again.
+		mtime3 := time.Date(2011, 1, 2, 3, 4, 5, 0, time.UTC)
+		setTimes := &agentpb.FileRequest{Op: &agentpb.FileRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{
+			AtimeUnixNano: new(mtime3.UnixNano()), MtimeUnixNano: new(mtime3.UnixNano()), UntilWrite: true,
+		}}}
+		for _, tc := range []struct {
+			name      string
+			writeLast bool
+		}{{"times last", false}, {"write after the times", true}} {
+			fst, _ := openOK(t, c, &agentpb.OpenOp{Path: []byte("f"), Flags: flags(fWrite, fTrunc), Perm: 0o600})
+			fst.write(0, "fourth")
+			fst.ok(setTimes)
+			if st := fst.ok(&agentpb.FileRequest{Op: &agentpb.FileRequest_Stat{Stat: &agentpb.StatOp{}}}).GetStat(); st.GetMtimeUnixNano() != mtime3.UnixNano() {
+				t.Errorf("%s: mtime of the open upload after SetTimesOp = %v, want %v", tc.name, time.Unix(0, st.GetMtimeUnixNano()).UTC(), mtime3)
+			}
+			if tc.writeLast {
+				fst.write(6, "!")
+			}
+			fst.close(false)
+			fi, err := os.Stat(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.ModTime().Equal(mtime3); got == tc.writeLast {
+				t.Errorf("%s: mtime after the commit = %v; the times set stand: %v, want %v", tc.name, fi.ModTime().UTC(), got, !tc.writeLast)
+			}
+			if st := fi.Sys().(*syscall.Stat_t); tc.writeLast && !time.Unix(st.Atim.Unix()).Equal(mtime3) {
+				t.Errorf("%s: atime after the commit = %v, want %v (a write leaves it)", tc.name, time.Unix(st.Atim.Unix()).UTC(), mtime3)
+			}
+		}
+	})
 	t.Run("owner", func(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("giving a file another owner needs root")

@@ -68,7 +68,8 @@ type handle struct {
 	tmp      string // temp file path for an atomic upload, "" otherwise
 	unlinked bool   // the upload was discarded by UnlinkOp: commit nothing
 
-	// mu guards the times recorded for the close.
+	// mu guards the times recorded for the close (SetTimesOp without
+	// until_write).
 	mu           sync.Mutex
 	atime, mtime time.Time
 	timesSet     bool
@@ -615,9 +616,15 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 			return fail("chtimes", err)
 		}
 		h.mu.Lock()
-		if !h.timesSet {
+		switch {
+		case op.SetTimes.GetUntilWrite():
+			// As futimens(2): a later write moves the mtime, and the
+			// commit sets nothing again.
+			h.timesSet = false
+		case !h.timesSet:
 			h.atime, h.mtime = atime, mtime
-		} else {
+			h.timesSet = true
+		default:
 			// A zero time leaves the one recorded before.
 			if !atime.IsZero() {
 				h.atime = atime
@@ -626,7 +633,6 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 				h.mtime = mtime
 			}
 		}
-		h.timesSet = true
 		h.mu.Unlock()
 		return done
 	case *agentpb.FileRequest_Chmod:
@@ -750,8 +756,8 @@ func (h *handle) move(to string) error {
 }
 
 // commit closes the file and, for an atomic upload, renames it into place.
-// Times set while it was open are applied (again) first, through the file:
-// a rename keeps them. On any error the temp file is removed and the old
+// Times recorded for the close (SetTimesOp without until_write) are
+// applied again first, through the file: a rename keeps them. On any error the temp file is removed and the old
 // file stays.
 func (h *handle) commit() error {
 	h.done = true

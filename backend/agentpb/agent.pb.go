@@ -1684,15 +1684,24 @@ func (*StatOp) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
-// SetTimesOp sets the file's times at once and again when it is closed,
-// after any commit, so that writes still in flight (the gateway coalesces
-// them; SFTP's FSETSTAT does not wait for earlier WRITEs) do not leave a
-// later mtime. A time left out is left unchanged; one present is set, 0
-// (the Unix epoch) included, as in ChtimesRequest.
+// SetTimesOp sets the file's times at once. Without until_write it also
+// sets them again when the file is closed, after any commit, so that
+// writes the gateway sends after them do not leave a later mtime. A time
+// left out is left unchanged; one present is set, 0 (the Unix epoch)
+// included, as in ChtimesRequest.
 type SetTimesOp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AtimeUnixNano *int64                 `protobuf:"varint,1,opt,name=atime_unix_nano,json=atimeUnixNano,proto3,oneof" json:"atime_unix_nano,omitempty"`
 	MtimeUnixNano *int64                 `protobuf:"varint,2,opt,name=mtime_unix_nano,json=mtimeUnixNano,proto3,oneof" json:"mtime_unix_nano,omitempty"`
+	// until_write sets the times as futimens(2) does, and only then: a
+	// write or truncation of the file's data after them moves its mtime,
+	// and the close sets nothing again (times recorded by an earlier
+	// SetTimesOp without it are dropped). The gateway sends it after the
+	// writes that came before the times (SFTP serves an FSETSTAT after the
+	// WRITEs sent before it, as sftp-server does), so the times stand
+	// unless a write follows them, as on sftp-server. Agents before it
+	// ignore it and set the times again at the close.
+	UntilWrite    bool `protobuf:"varint,3,opt,name=until_write,json=untilWrite,proto3" json:"until_write,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1739,6 +1748,13 @@ func (x *SetTimesOp) GetMtimeUnixNano() int64 {
 		return *x.MtimeUnixNano
 	}
 	return 0
+}
+
+func (x *SetTimesOp) GetUntilWrite() bool {
+	if x != nil {
+		return x.UntilWrite
+	}
+	return false
 }
 
 type ChmodOp struct {
@@ -3505,11 +3521,13 @@ const file_agent_proto_rawDesc = "" +
 	"TruncateOp\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\"\b\n" +
 	"\x06SyncOp\"\b\n" +
-	"\x06StatOp\"\x8e\x01\n" +
+	"\x06StatOp\"\xaf\x01\n" +
 	"\n" +
 	"SetTimesOp\x12+\n" +
 	"\x0fatime_unix_nano\x18\x01 \x01(\x03H\x00R\ratimeUnixNano\x88\x01\x01\x12+\n" +
-	"\x0fmtime_unix_nano\x18\x02 \x01(\x03H\x01R\rmtimeUnixNano\x88\x01\x01B\x12\n" +
+	"\x0fmtime_unix_nano\x18\x02 \x01(\x03H\x01R\rmtimeUnixNano\x88\x01\x01\x12\x1f\n" +
+	"\vuntil_write\x18\x03 \x01(\bR\n" +
+	"untilWriteB\x12\n" +
 	"\x10_atime_unix_nanoB\x12\n" +
 	"\x10_mtime_unix_nano\"\x1d\n" +
 	"\aChmodOp\x12\x12\n" +

@@ -32,10 +32,6 @@ type file struct {
 	// then fails with it and commits nothing, as the agent refuses to
 	// commit after a failed write.
 	writeErr error
-	// times set through SetTimes, applied again when the file closes
-	// (after an upload's commit).
-	timesSet     bool
-	atime, mtime time.Time
 	// entries is a directory's listing, taken at the first Readdir;
 	// listed says it was taken.
 	entries []os.FileInfo
@@ -408,10 +404,9 @@ func (f *file) Readdirnames(count int) ([]string, error) {
 	return names, err
 }
 
-// SetTimes implements backend.TimesSetter: the times apply now, and again
-// when the file closes (after an upload's commit), so that writes in
-// between do not leave a later mtime. A zero time leaves that time as it
-// is.
+// SetTimes implements backend.TimesSetter: the times apply now, as
+// futimens(2)'s, and a later write moves the mtime. A zero time leaves
+// that time as it is.
 func (f *file) SetTimes(atime, mtime time.Time) error {
 	if err := f.m.fault(OpFutimes, f.path()); err != nil {
 		return err
@@ -422,21 +417,7 @@ func (f *file) SetTimes(atime, mtime time.Time) error {
 		return err
 	}
 	setTimes(f.n, atime, mtime)
-	if !f.timesSet {
-		f.atime, f.mtime = atime, mtime
-	} else {
-		f.atime, f.mtime = cmpOr(atime, f.atime), cmpOr(mtime, f.mtime)
-	}
-	f.timesSet = true
 	return nil
-}
-
-// cmpOr is t, or else if t is zero.
-func cmpOr(t, otherwise time.Time) time.Time {
-	if t.IsZero() {
-		return otherwise
-	}
-	return t
 }
 
 // Chmod implements backend.ModeSetter: an upload's mode changes too.
@@ -595,9 +576,6 @@ func (f *file) Close() error {
 		if err := f.m.commit(f.up, f.n); err != nil {
 			return err
 		}
-	}
-	if f.timesSet {
-		setTimes(f.n, f.atime, f.mtime)
 	}
 	return nil
 }

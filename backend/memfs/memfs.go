@@ -24,7 +24,7 @@
 // taken meanwhile fails at Close with EEXIST. Uploads implement
 // backend.Upload (so backend.View gives a session a POSIX view of its own
 // uploads), backend.TransferAborter, backend.TimesSetter (times apply at
-// once and again after the commit) and backend.ModeSetter. A write that
+// once, as futimens(2)'s) and backend.ModeSetter. A write that
 // fails makes Close fail with its error and commit nothing, as the agent
 // refuses to commit after a failed write. Appends and writes into an
 // existing file without truncating act in place.

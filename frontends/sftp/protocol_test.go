@@ -708,15 +708,7 @@ func sshString(b []byte, s string) []byte {
 // request ID.
 func (p *rawSFTP) call(typ byte, body []byte) (byte, []byte) {
 	p.t.Helper()
-	p.id++
-	if err := p.send(typ, append(binary.BigEndian.AppendUint32(nil, p.id), body...)); err != nil {
-		p.t.Fatal(err)
-	}
-	rtyp, data := p.recv()
-	if len(data) < 4 || binary.BigEndian.Uint32(data) != p.id {
-		p.t.Fatalf("SFTP reply for request %d: %x", p.id, data)
-	}
-	return rtyp, data[4:]
+	return p.reply(p.post(typ, body))
 }
 
 // status returns a STATUS reply's code and message.
@@ -763,13 +755,33 @@ func (p *rawSFTP) write(handle string, off uint64, b []byte) {
 	p.ok("write", typ, data)
 }
 
-func (p *rawSFTP) fsetstatTimes(handle string, atime, mtime time.Time) {
+// timesAttrs appends attributes that carry atime and mtime to b.
+func timesAttrs(b []byte, atime, mtime time.Time) []byte {
+	b = binary.BigEndian.AppendUint32(b, attrACModTime)
+	b = binary.BigEndian.AppendUint32(b, uint32(atime.Unix()))
+	return binary.BigEndian.AppendUint32(b, uint32(mtime.Unix()))
+}
+
+// post sends one request without waiting for its reply (reply reads it)
+// and returns its ID.
+func (p *rawSFTP) post(typ byte, body []byte) uint32 {
 	p.t.Helper()
-	body := binary.BigEndian.AppendUint32(sshString(nil, handle), attrACModTime)
-	body = binary.BigEndian.AppendUint32(body, uint32(atime.Unix()))
-	body = binary.BigEndian.AppendUint32(body, uint32(mtime.Unix()))
-	typ, data := p.call(fxpFsetstat, body)
-	p.ok("fsetstat", typ, data)
+	p.id++
+	if err := p.send(typ, append(binary.BigEndian.AppendUint32(nil, p.id), body...)); err != nil {
+		p.t.Fatal(err)
+	}
+	return p.id
+}
+
+// reply reads the reply to the posted request id, the next one (replies
+// come in request order), and returns its type and body after the ID.
+func (p *rawSFTP) reply(id uint32) (byte, []byte) {
+	p.t.Helper()
+	typ, data := p.recv()
+	if len(data) < 4 || binary.BigEndian.Uint32(data) != id {
+		p.t.Fatalf("SFTP reply for request %d: %x", id, data)
+	}
+	return typ, data[4:]
 }
 
 func (p *rawSFTP) close(handle string) {
@@ -1051,10 +1063,21 @@ func TestSFTPSemantics(t *testing.T) {
 		raw := newRawSFTP(t, conn)
 		h := raw.open("/stamp.txt", fxfWrite|fxfCreat|fxfTrunc, 0)
 		part1, part2 := randomBytes(100_000), randomBytes(70_000)
-		raw.write(h, 0, part1)
 		atime, mtime := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC), time.Date(2002, 3, 4, 5, 6, 7, 0, time.UTC)
-		raw.fsetstatTimes(h, atime, mtime) // as lftp and sshj send it: before the last data and the CLOSE
-		raw.write(h, uint64(len(part1)), part2)
+		// As lftp sends them (SFtp.cc, FILE_SEND): the WRITEs, then
+		// FSETSTAT and CLOSE, none waiting for the replies before it.
+		// The times follow the writes sent before them, whenever those
+		// are answered, and the commit keeps them.
+		var ids []uint32
+		for off := 0; off < len(part1)+len(part2); off += 32 << 10 {
+			b := append(part1[:len(part1):len(part1)], part2...)[off:]
+			ids = append(ids, raw.post(fxpWrite, sshString(binary.BigEndian.AppendUint64(sshString(nil, h), uint64(off)), string(b[:min(len(b), 32<<10)]))))
+		}
+		ids = append(ids, raw.post(fxpFsetstat, timesAttrs(sshString(nil, h), atime, mtime)))
+		for _, id := range ids {
+			typ, data := raw.reply(id)
+			raw.ok("pipelined WRITE or FSETSTAT", typ, data)
+		}
 		if got := mustRead(t, disk("stamp.txt")); string(got) != "old content" {
 			t.Errorf("during the upload the target shows %d bytes, want the old content", len(got))
 		}

@@ -172,24 +172,18 @@ func (f *fileSystem) OpenFile(ctx context.Context, name string, flag int, perm o
 	}
 	w := &writeFile{File: file, q: q}
 	if q != nil && q.method == http.MethodPut && p == q.path && !q.mtime.IsZero() {
-		// Applied when the upload commits (backend.TimesSetter).
-		if err := setTimes(file, q.mtime); err != nil {
+		// Set after the body, before the commit (Close): a write after
+		// it would move the mtime, as on a local file.
+		if _, ok := file.(backend.TimesSetter); !ok {
+			err := &fs.PathError{Op: "chtimes", Path: p, Err: errors.ErrUnsupported}
 			w.abort(err)
 			_ = file.Close()
 			return nil, err
 		}
+		w.mtime = q.mtime
 		q.mtimed = true
 	}
 	return w, nil
-}
-
-// setTimes records an open upload's mtime.
-func setTimes(f afero.File, mtime time.Time) error {
-	ts, ok := f.(backend.TimesSetter)
-	if !ok {
-		return &fs.PathError{Op: "chtimes", Path: f.Name(), Err: errors.ErrUnsupported}
-	}
-	return ts.SetTimes(mtime, mtime)
 }
 
 // fileInfo is what the filesystem tells x/net/webdav about a path.
@@ -333,8 +327,9 @@ func (r *readFile) Write([]byte) (int, error) {
 // body failed or a write did.
 type writeFile struct {
 	afero.File
-	q   *request
-	err error // the first write error
+	q     *request
+	err   error     // the first write error
+	mtime time.Time // X-OC-Mtime's, set at Close; zero: none
 }
 
 func (w *writeFile) Write(p []byte) (int, error) {
@@ -377,6 +372,15 @@ func (w *writeFile) Close() error {
 	cause := w.err
 	if w.q != nil && w.q.bodyErr != nil {
 		cause = w.q.bodyErr
+	}
+	if cause == nil && !w.mtime.IsZero() {
+		// The file is a TimesSetter (OpenFile checked).
+		cause = w.File.(backend.TimesSetter).SetTimes(w.mtime, w.mtime)
+		if cause != nil {
+			w.abort(cause)
+			_ = w.File.Close()
+			return cause
+		}
 	}
 	if cause != nil {
 		w.abort(cause)

@@ -54,6 +54,7 @@ func TestSFTPRandomRepro(t *testing.T) {
 		{"append-reopen-order-b", []randOp{open(1, "a", pfWrite|pfCreat|pfTrunc, attrs{}), open(3, "a", pfWrite|pfAppend, perms(0o700)), write(1, 3, "A52"), write(3, 1, "E56"), stat("b"), cl(3), cl(1), content("a")}},
 		{"append-reopen-order-c", []randOp{open(1, "a", pfWrite|pfCreat|pfTrunc, attrs{}), open(3, "a", pfWrite|pfAppend, attrs{}), write(1, 3, "A52"), write(3, 1, "E56"), cl(3), cl(1), content("a")}},
 		{"hardlink-of-upload", []randOp{open(0, "a", pfWrite|pfCreat|pfTrunc, attrs{}), {kind: "hardlink", path: "a", path2: "d/f"}}},
+		{"removed-join-fstat", []randOp{open(0, "n", pfWrite|pfCreat|pfExcl, attrs{}), open(1, "n", pfWrite|pfCreat, perms(0o600)), {kind: "remove", path: "n"}, write(1, 3, "V"), fstat(0), fstat(1), cl(0), cl(1)}},
 		{"read-atime", []randOp{open(0, "n", pfRead|pfCreat, attrs{}), {kind: "setstat", path: "n", a: times(tAtime, tMtime)}, {kind: "read", slot: 0, off: 0, n: 3}, fstat(0), cl(0)}},
 	}
 	ref, refDial := randOpenSSHSide(t)

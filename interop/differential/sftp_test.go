@@ -595,6 +595,35 @@ func sftpSteps() []sftpStep {
 		}},
 		{"close /up", func(s *sftpSide) string { return s.closeH(s.a, "up") }},
 		{"stat /up after close", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/up")); return s.res(r, err) }},
+		// Times set on an open file stand until a write after them,
+		// which moves the mtime, as futimens(2)'s: through the handle,
+		// by path on the session's upload, and in place.
+		{"open /tmw CREAT|WRITE|TRUNC", func(s *sftpSide) string { return s.open(s.a, "tmw", "/tmw", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"write /tmw", func(s *sftpSide) string { r, err := s.a.write(s.h("tmw"), 0, []byte("times")); return s.res(r, err) }},
+		{"fsetstat /tmw times", func(s *sftpSide) string {
+			r, err := s.a.fsetstat(s.h("tmw"), times(tAtime, tMtime))
+			return s.res(r, err)
+		}},
+		{"write /tmw after the times", func(s *sftpSide) string { r, err := s.a.write(s.h("tmw"), 5, []byte("!")); return s.res(r, err) }},
+		{"close /tmw", func(s *sftpSide) string { return s.closeH(s.a, "tmw") }},
+		{"stat /tmw: the write moved the mtime", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/tmw")); return s.res(r, err) }},
+		{"open /tmw2 CREAT|WRITE|TRUNC", func(s *sftpSide) string { return s.open(s.a, "tmw2", "/tmw2", pfWrite|pfCreat|pfTrunc, attrs{}) }},
+		{"setstat /tmw2 times during its upload", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/tmw2"), times(tAtime, tMtime))
+			return s.res(r, err)
+		}},
+		{"write /tmw2 after the times", func(s *sftpSide) string { r, err := s.a.write(s.h("tmw2"), 0, []byte("x")); return s.res(r, err) }},
+		{"close /tmw2", func(s *sftpSide) string { return s.closeH(s.a, "tmw2") }},
+		{"stat /tmw2", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/tmw2")); return s.res(r, err) }},
+		{"open /tmw WRITE (in place)", func(s *sftpSide) string { return s.open(s.a, "tmw3", "/tmw", pfWrite, attrs{}) }},
+		{"fsetstat /tmw times in place", func(s *sftpSide) string {
+			r, err := s.a.fsetstat(s.h("tmw3"), times(tAtime, tMtime))
+			return s.res(r, err)
+		}},
+		{"stat /tmw after the times in place", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/tmw")); return s.res(r, err) }},
+		{"write /tmw in place after the times", func(s *sftpSide) string { r, err := s.a.write(s.h("tmw3"), 0, []byte("T")); return s.res(r, err) }},
+		{"close /tmw in place", func(s *sftpSide) string { return s.closeH(s.a, "tmw3") }},
+		{"stat /tmw after the write in place", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/tmw")); return s.res(r, err) }},
 		{"open /rm CREAT|WRITE", func(s *sftpSide) string { return s.open(s.a, "rm", "/rm", pfWrite|pfCreat|pfTrunc, attrs{}) }},
 		{"write /rm", func(s *sftpSide) string { r, err := s.a.write(s.h("rm"), 0, []byte("doomed")); return s.res(r, err) }},
 		{"remove /rm during its upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rm")); return s.res(r, err) }},
