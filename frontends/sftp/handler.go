@@ -491,6 +491,14 @@ func (h *handler) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	case "List":
 		d, err := h.fs.Open(r.Filepath)
 		if err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				// opendir(3)'s open(2) O_DIRECTORY answers ENOTDIR for
+				// a file before it checks the file's permission: a
+				// file mode 0200 is NO_SUCH_FILE on sftp-server.
+				if fi, serr := h.fs.Stat(r.Filepath); serr == nil && !fi.IsDir() {
+					err = &fs.PathError{Op: "opendir", Path: r.Filepath, Err: syscall.ENOTDIR}
+				}
+			}
 			return nil, status(err)
 		}
 		if !backend.IsDir(d) {

@@ -78,6 +78,9 @@ func sftpPermSteps() []sftpStep {
 		{"perm: open /perm/secret READ (0200)", upload("/perm/secret", pfRead, "")},
 		{"perm: upload over /perm/secret (0200)", upload("/perm/secret", pfWrite|pfCreat|pfTrunc, "NEW SECRET")},
 		{"perm: stat /perm/secret after its upload", stat("/perm/secret")},
+		{"perm: readdir /perm/secret (a file, 0200)", func(s *sftpSide) string { return s.listing(s.a, "/perm/secret") }},
+		{"perm: chmod /perm/secret 0000 again", chmod("/perm/secret", 0o000)},
+		{"perm: readdir /perm/secret (a file, 0000)", func(s *sftpSide) string { return s.listing(s.a, "/perm/secret") }},
 		{"perm: chmod /perm/secret 0600", chmod("/perm/secret", 0o600)},
 		{"perm: content /perm/secret", content("/perm/secret")},
 
