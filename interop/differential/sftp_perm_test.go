@@ -84,6 +84,29 @@ func sftpPermSteps() []sftpStep {
 		{"perm: chmod /perm/secret 0600", chmod("/perm/secret", 0o600)},
 		{"perm: content /perm/secret", content("/perm/secret")},
 
+		// A directory that holds the session's upload loses its search
+		// bit and is renamed: the rename is made, and answered OK; the
+		// open handle writes on and commits where the directory went.
+		{"perm: mkdir /perm/mvd", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/perm/mvd"), attrs{}); return s.res(r, err) }},
+		{"perm: open /perm/mvd/f WRITE|CREAT|TRUNC, write", func(s *sftpSide) string {
+			if r := s.open(s.a, "mvd", "/perm/mvd/f", pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+				return r
+			}
+			r, err := s.a.write(s.h("mvd"), 0, []byte("moved"))
+			return "HANDLE " + s.res(r, err)
+		}},
+		{"perm: chmod /perm/mvd 0600", chmod("/perm/mvd", 0o600)},
+		{"perm: posix-rename /perm/mvd /perm/mvd2 (0600, holding the upload)", func(s *sftpSide) string {
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm/mvd")), s.p("/perm/mvd2")))
+			return s.res(r, err)
+		}},
+		{"perm: write /perm/mvd2/f through the handle, close", func(s *sftpSide) string {
+			r, err := s.a.write(s.h("mvd"), 5, []byte("!"))
+			return s.res(r, err) + " " + s.closeH(s.a, "mvd")
+		}},
+		{"perm: chmod /perm/mvd2 0755", chmod("/perm/mvd2", 0o755)},
+		{"perm: content /perm/mvd2/f", content("/perm/mvd2/f")},
+
 		// A directory mode 0555: nothing in it may be created, removed or
 		// renamed, but a writable file in it may be written.
 		{"perm: chmod /perm/rodir 0555", chmod("/perm/rodir", 0o555)},
