@@ -427,10 +427,18 @@ func openedInfo(fi fs.FileInfo, p string) *agentpb.FileInfo {
 }
 
 // keepReplaced gives an upload's temp file f the mode (setuid and setgid
-// excepted: the agent never makes them) and, where allowed, the owner of
-// the file old it replaces, where they differ from the new file's (info,
-// which it updates): a save keeps them.
+// excepted: the agent never makes them), the atime and, where allowed,
+// the owner of the file old it replaces, where they differ from the new
+// file's (info, which it updates): a save keeps them, as a truncating
+// open keeps the inode's.
 func (s *Server) keepReplaced(f *os.File, p string, old *unix.Stat_t, info *agentpb.FileInfo) {
+	if at := old.Atim.Nano(); info.GetAtimeUnixNano() != at {
+		if err := futimes(f, time.Unix(0, at), time.Time{}); err != nil {
+			s.log.Warn("keep atime of replaced file", "path", p, "err", err)
+		} else {
+			info.AtimeUnixNano = at
+		}
+	}
 	mode := fs.FileMode(old.Mode & 0o777)
 	if old.Mode&unix.S_ISVTX != 0 {
 		mode |= fs.ModeSticky

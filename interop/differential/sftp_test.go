@@ -624,6 +624,19 @@ func sftpSteps() []sftpStep {
 		{"write /tmw in place after the times", func(s *sftpSide) string { r, err := s.a.write(s.h("tmw3"), 0, []byte("T")); return s.res(r, err) }},
 		{"close /tmw in place", func(s *sftpSide) string { return s.closeH(s.a, "tmw3") }},
 		{"stat /tmw after the write in place", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/tmw")); return s.res(r, err) }},
+		// A save over a file keeps its atime, as a truncating open keeps
+		// the inode's.
+		{"setstat /tmw2 times, upload over it, stat", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/tmw2"), times(tAtime, tMtime))
+			out := s.res(r, err)
+			if r := s.open(s.a, "tmw4", "/tmw2", pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+				return out + " " + r
+			}
+			r, err = s.a.write(s.h("tmw4"), 0, []byte("saved"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "tmw4")
+			r, err = s.a.pathOp(fxpStat, s.p("/tmw2"))
+			return out + " " + s.res(r, err)
+		}},
 		{"open /rm CREAT|WRITE", func(s *sftpSide) string { return s.open(s.a, "rm", "/rm", pfWrite|pfCreat|pfTrunc, attrs{}) }},
 		{"write /rm", func(s *sftpSide) string { r, err := s.a.write(s.h("rm"), 0, []byte("doomed")); return s.res(r, err) }},
 		{"remove /rm during its upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rm")); return s.res(r, err) }},
