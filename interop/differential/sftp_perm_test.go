@@ -107,6 +107,21 @@ func sftpPermSteps() []sftpStep {
 		{"perm: chmod /perm/mvd2 0755", chmod("/perm/mvd2", 0o755)},
 		{"perm: content /perm/mvd2/f", content("/perm/mvd2/f")},
 
+		// SETSTAT of times on a file the session writes in place, in a
+		// directory that lost its search bit: refused at the lookup,
+		// and nothing set (the open handle needs no lookup).
+		{"perm: mkdir /perm/ipd", func(s *sftpSide) string { r, err := s.a.mkdir(s.p("/perm/ipd"), attrs{}); return s.res(r, err) }},
+		{"perm: upload /perm/ipd/f", upload("/perm/ipd/f", pfWrite|pfCreat|pfTrunc, "in place")},
+		{"perm: open /perm/ipd/f READ|WRITE (in place)", func(s *sftpSide) string { return s.open(s.a, "ipd", "/perm/ipd/f", pfRead|pfWrite, attrs{}) }},
+		{"perm: chmod /perm/ipd 0640", chmod("/perm/ipd", 0o640)},
+		{"perm: setstat /perm/ipd/f times (0640 above it, open in place)", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/perm/ipd/f"), times(tAtime, tMtime))
+			return s.res(r, err)
+		}},
+		{"perm: close /perm/ipd/f", func(s *sftpSide) string { return s.closeH(s.a, "ipd") }},
+		{"perm: chmod /perm/ipd 0755", chmod("/perm/ipd", 0o755)},
+		{"perm: stat /perm/ipd/f", stat("/perm/ipd/f")},
+
 		// A directory mode 0555: nothing in it may be created, removed or
 		// renamed, but a writable file in it may be written.
 		{"perm: chmod /perm/rodir 0555", chmod("/perm/rodir", 0o555)},
