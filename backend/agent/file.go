@@ -584,6 +584,12 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 			n = int(max(min(int64(n), size-off), 0)) // no 1 MiB buffer for a small file
 		}
 		buf := make([]byte, n)
+		if n == 0 && op.Read.GetLength() > 0 {
+			// At the end: read(2) still, for its atime (relatime), as
+			// sftp-server's read at the end does; a read of 0 bytes
+			// makes no system call.
+			buf = make([]byte, 1)
+		}
 		got, err := h.f.ReadAt(buf, off)
 		eof := errors.Is(err, io.EOF) || size >= 0 && off+int64(got) >= size
 		if err != nil && !eof {

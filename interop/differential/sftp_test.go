@@ -637,6 +637,23 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.pathOp(fxpStat, s.p("/tmw2"))
 			return out + " " + s.res(r, err)
 		}},
+		// A read at the end of a file is a read(2) still: its atime moves
+		// (relatime: the atime set is older than the mtime).
+		{"upload /tmw6 empty, setstat times, open READ, read, fstat, close", func(s *sftpSide) string {
+			if r := s.open(s.a, "tmw6", "/tmw6", pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+				return r
+			}
+			out := s.closeH(s.a, "tmw6")
+			r, err := s.a.setstat(s.p("/tmw6"), times(tAtime, tMtime))
+			out += " " + s.res(r, err)
+			if r := s.open(s.a, "tmw6", "/tmw6", pfRead, attrs{}); r != "HANDLE" {
+				return out + " " + r
+			}
+			r, err = s.a.read(s.h("tmw6"), 0, 100)
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("tmw6")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "tmw6")
+		}},
 		{"open /rm CREAT|WRITE", func(s *sftpSide) string { return s.open(s.a, "rm", "/rm", pfWrite|pfCreat|pfTrunc, attrs{}) }},
 		{"write /rm", func(s *sftpSide) string { r, err := s.a.write(s.h("rm"), 0, []byte("doomed")); return s.res(r, err) }},
 		{"remove /rm during its upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rm")); return s.res(r, err) }},
