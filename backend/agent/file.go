@@ -67,6 +67,10 @@ type handle struct {
 	path     string // cleaned target path
 	tmp      string // temp file path for an atomic upload, "" otherwise
 	unlinked bool   // the upload was discarded by UnlinkOp: commit nothing
+	// moved: a MoveOp gave the upload another target, whose entry on
+	// disk (a link, another file) its commit will replace; until then
+	// that name is the upload to its session (session.movedUpload).
+	moved bool
 
 	// mu guards the times recorded for the close (SetTimesOp without
 	// until_write).
@@ -210,12 +214,13 @@ func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *ag
 			root.Close()
 		}
 	}()
-	return s.openIn(root, op)
+	return s.openIn(root, op, nil)
 }
 
 // openIn opens the file of op in root; the handle uses root but does not
-// own it.
-func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.FileInfo, err error) {
+// own it. moved, if not nil, is the state of the session's own upload
+// that a MoveOp put at a path (session.movedUpload), or nil.
+func (s *Server) openIn(root *scope, op *agentpb.OpenOp, moved func(p string) *unix.Stat_t) (_ *handle, _ *agentpb.FileInfo, err error) {
 	ps, err := cleanIn(root, op.GetPath())
 	if err != nil {
 		return nil, nil, err
@@ -238,6 +243,16 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	// resolution of the directory (scope.parentDir).
 	var existing *unix.Stat_t
 	dirfd, base := -1, ""
+	// own: p names, for this session, its own upload that a rename put
+	// there, whose commit replaces what p names on disk now (a link,
+	// another file). A truncating open replaces that upload: as open(2)
+	// with O_TRUNC of the file the rename put there, it keeps the
+	// upload's state and neither follows nor asks the entry on disk
+	// (which a write through would reach: TestSSHFSRandom seed 1282).
+	var own *unix.Stat_t
+	if atomic && moved != nil && flag&os.O_TRUNC != 0 {
+		own = moved(p)
+	}
 	if atomic {
 		d, fd, b, err := root.parentDir(p)
 		if err != nil {
@@ -245,6 +260,11 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 		}
 		defer d.Close()
 		dirfd, base = fd, b
+		if own != nil {
+			existing = own
+		}
+	}
+	if atomic && own == nil {
 		var st unix.Stat_t
 		err = ignoringEINTR(func() error { return unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) })
 		switch {
@@ -263,7 +283,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
 		}
 	}
-	if atomic && existing != nil {
+	if atomic && existing != nil && own == nil {
 		// The commit's rename asks only the directory's permission;
 		// open(2) with O_TRUNC asks the file's. A file its user may not
 		// write (mode 0444, another user's 0644), or, opened for reading
@@ -316,7 +336,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	s.sweepStaleTemps(root, path.Dir(p))
 	h.tmp = tempPath(p)
 	f, err := root.createExcl(dirfd, h.tmp, perm)
-	if err != nil && existing != nil && errors.Is(err, fs.ErrPermission) {
+	if err != nil && existing != nil && own == nil && errors.Is(err, fs.ErrPermission) {
 		// A directory its user may not write (mode 0555) holding a file
 		// it may: no temp file can be made there, so the file is written
 		// in place, as open(2) would, rather than the save refused (what
@@ -348,7 +368,9 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp) (_ *handle, _ *agentpb.
 	info := openedInfo(fi, p)
 	if existing != nil {
 		s.keepReplaced(f, p, existing, info)
-		s.keepXattrs(dirfd, base, f, p)
+		if own == nil {
+			s.keepXattrs(dirfd, base, f, p)
+		}
 	}
 	h.id = newUploadID()
 	s.mu.Lock()
@@ -773,6 +795,7 @@ func (h *handle) move(to string) error {
 		return unwrapPathError(err)
 	}
 	h.tmp, h.path = tmp, to
+	h.moved = true
 	h.excl = false // a rename replaces what it lands on
 	return nil
 }
@@ -1017,4 +1040,19 @@ func (s *Server) tempOpen(p string) bool {
 		}
 	}
 	return false
+}
+
+// fstat is fstat(2) of f, into st.
+func fstat(f *os.File, st *unix.Stat_t) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = ignoringEINTR(func() error { return unix.Fstat(int(fd), st) })
+	}); err != nil {
+		return err
+	}
+	return serr
 }

@@ -30,7 +30,7 @@ func uploadServer(t *testing.T, root string) (*Server, func(name string) *handle
 	upload := uint32(agentpb.OpenFlag_OPEN_FLAG_WRITE | agentpb.OpenFlag_OPEN_FLAG_CREATE | agentpb.OpenFlag_OPEN_FLAG_TRUNC)
 	return s, func(name string) *handle {
 		t.Helper()
-		h, _, err := s.openIn(&scope{r: s.root}, &agentpb.OpenOp{Path: []byte("u/" + name), Flags: upload, Perm: 0o644})
+		h, _, err := s.openIn(&scope{r: s.root}, &agentpb.OpenOp{Path: []byte("u/" + name), Flags: upload, Perm: 0o644}, nil)
 		if err != nil {
 			t.Fatalf("open %s: %v", name, err)
 		}

@@ -654,6 +654,44 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.request(fxpFstat, str(nil, s.h("tmw6")))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "tmw6")
 		}},
+		// An upload renamed over a link, or over a file of another mode,
+		// while it is open: the name is that upload to the session from
+		// then on, and a truncating open of it replaces the upload, not
+		// what stood there (written through the link, it made a file at
+		// the link's target: TestSSHFSRandom seed 1282).
+		{"upload /rla, renamed over the link /rl -> rla while open, /rl opened WRITE|TRUNC and written", func(s *sftpSide) string {
+			r, err := s.a.symlink("rla", s.p("/rl"))
+			out := s.res(r, err)
+			if r := s.open(s.a, "rla", "/rla", pfRead|pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+				return out + " " + r
+			}
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/rla")), s.p("/rl")))
+			out += " " + s.res(r, err)
+			if r := s.open(s.a, "rl", "/rl", pfWrite|pfTrunc, attrs{}); r != "HANDLE" {
+				return out + " " + r
+			}
+			r, err = s.a.write(s.h("rl"), 0, []byte("NEW"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rl") + " " + s.closeH(s.a, "rla")
+			r, err = s.a.pathOp(fxpLstat, s.p("/rla"))
+			out += " " + s.res(r, err)
+			r, err = s.a.pathOp(fxpLstat, s.p("/rl"))
+			return out + " " + s.res(r, err) + " " + s.readAll(s.a, "/rl")
+		}},
+		{"upload /rfa, renamed over /rfb (0600) while open, /rfb opened WRITE|TRUNC and written", func(s *sftpSide) string {
+			out := s.open(s.a, "rfb", "/rfb", pfWrite|pfCreat|pfTrunc, perms(0o600)) + " " + s.closeH(s.a, "rfb")
+			if r := s.open(s.a, "rfa", "/rfa", pfWrite|pfCreat|pfTrunc, perms(0o644)); r != "HANDLE" {
+				return out + " " + r
+			}
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/rfa")), s.p("/rfb")))
+			out += " " + s.res(r, err)
+			if r := s.open(s.a, "rfb", "/rfb", pfWrite|pfTrunc, attrs{}); r != "HANDLE" {
+				return out + " " + r
+			}
+			r, err = s.a.write(s.h("rfb"), 0, []byte("NEW"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rfb") + " " + s.closeH(s.a, "rfa")
+			r, err = s.a.pathOp(fxpLstat, s.p("/rfb"))
+			return out + " " + s.res(r, err)
+		}},
 		{"open /rm CREAT|WRITE", func(s *sftpSide) string { return s.open(s.a, "rm", "/rm", pfWrite|pfCreat|pfTrunc, attrs{}) }},
 		{"write /rm", func(s *sftpSide) string { r, err := s.a.write(s.h("rm"), 0, []byte("doomed")); return s.res(r, err) }},
 		{"remove /rm during its upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rm")); return s.res(r, err) }},
