@@ -199,6 +199,23 @@ func (s *sftpSide) listing(c *rawSFTP, path string) string {
 
 // readAll reads a whole file through a fresh handle on session c, 32 KiB
 // per READ, and shows its length and hash.
+// timesThenWrite opens path (as handle name) for a new upload, writes,
+// sets its times with set, writes again, closes and stats it: the answers
+// in a row. A write after the times moves the mtime, as futimens(2)'s.
+func (s *sftpSide) timesThenWrite(name, path string, set func() (reply, error)) string {
+	if r := s.open(s.a, name, path, pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+		return r
+	}
+	r, err := s.a.write(s.h(name), 0, []byte("times"))
+	out := s.res(r, err)
+	r, err = set()
+	out += " " + s.res(r, err)
+	r, err = s.a.write(s.h(name), 5, []byte("!"))
+	out += " " + s.res(r, err) + " " + s.closeH(s.a, name)
+	r, err = s.a.pathOp(fxpStat, s.p(path))
+	return out + " " + s.res(r, err)
+}
+
 func (s *sftpSide) readAll(c *rawSFTP, path string) string {
 	r, err := c.open(s.p(path), pfRead, attrs{})
 	if err != nil || r.Type != fxpHandle {
@@ -598,23 +615,12 @@ func sftpSteps() []sftpStep {
 		// Times set on an open file stand until a write after them,
 		// which moves the mtime, as futimens(2)'s: through the handle,
 		// by path on the session's upload, and in place.
-		{"open /tmw CREAT|WRITE|TRUNC", func(s *sftpSide) string { return s.open(s.a, "tmw", "/tmw", pfWrite|pfCreat|pfTrunc, attrs{}) }},
-		{"write /tmw", func(s *sftpSide) string { r, err := s.a.write(s.h("tmw"), 0, []byte("times")); return s.res(r, err) }},
-		{"fsetstat /tmw times", func(s *sftpSide) string {
-			r, err := s.a.fsetstat(s.h("tmw"), times(tAtime, tMtime))
-			return s.res(r, err)
+		{"/tmw: open CREAT|WRITE|TRUNC, write, fsetstat times, write after them, close, stat", func(s *sftpSide) string {
+			return s.timesThenWrite("tmw", "/tmw", func() (reply, error) { return s.a.fsetstat(s.h("tmw"), times(tAtime, tMtime)) })
 		}},
-		{"write /tmw after the times", func(s *sftpSide) string { r, err := s.a.write(s.h("tmw"), 5, []byte("!")); return s.res(r, err) }},
-		{"close /tmw", func(s *sftpSide) string { return s.closeH(s.a, "tmw") }},
-		{"stat /tmw: the write moved the mtime", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/tmw")); return s.res(r, err) }},
-		{"open /tmw2 CREAT|WRITE|TRUNC", func(s *sftpSide) string { return s.open(s.a, "tmw2", "/tmw2", pfWrite|pfCreat|pfTrunc, attrs{}) }},
-		{"setstat /tmw2 times during its upload", func(s *sftpSide) string {
-			r, err := s.a.setstat(s.p("/tmw2"), times(tAtime, tMtime))
-			return s.res(r, err)
+		{"/tmw2: open CREAT|WRITE|TRUNC, write, setstat times by path, write after them, close, stat", func(s *sftpSide) string {
+			return s.timesThenWrite("tmw2", "/tmw2", func() (reply, error) { return s.a.setstat(s.p("/tmw2"), times(tAtime, tMtime)) })
 		}},
-		{"write /tmw2 after the times", func(s *sftpSide) string { r, err := s.a.write(s.h("tmw2"), 0, []byte("x")); return s.res(r, err) }},
-		{"close /tmw2", func(s *sftpSide) string { return s.closeH(s.a, "tmw2") }},
-		{"stat /tmw2", func(s *sftpSide) string { r, err := s.a.pathOp(fxpStat, s.p("/tmw2")); return s.res(r, err) }},
 		{"open /tmw WRITE (in place)", func(s *sftpSide) string { return s.open(s.a, "tmw3", "/tmw", pfWrite, attrs{}) }},
 		{"fsetstat /tmw times in place", func(s *sftpSide) string {
 			r, err := s.a.fsetstat(s.h("tmw3"), times(tAtime, tMtime))
