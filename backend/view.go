@@ -102,6 +102,15 @@ func (v *View) forgetLocked(p string) {
 // held-back writes go before its reads anyway.
 func (v *View) catchUp(p string, f afero.File, self *viewFile, seen *atomic.Uint64) {
 	v.mu.Lock()
+	if self != nil && self.dropped != nil && !slices.Contains(v.open[p], self) {
+		// A discarded upload's handle: no longer at p, its peers are
+		// those that wrote the upload with it (drop).
+		ws := self.dropped
+		v.mu.Unlock()
+		pushExcept(ws, self)
+		DropReadAhead(f)
+		return
+	}
 	n := v.wrote[p]
 	if n == seen.Load() {
 		v.mu.Unlock()
@@ -288,6 +297,11 @@ func (v *View) drop(p string, newer afero.File) error {
 	kept := slices.DeleteFunc(v.open[p], func(w *viewFile) bool { return slices.Contains(ws, w) })
 	// Handles that follow the newer upload still write at p.
 	kept = append(kept, follow...)
+	if newer == nil && upload && len(ws) > 1 {
+		for _, w := range ws {
+			w.dropped = ws
+		}
+	}
 	if len(kept) == 0 {
 		delete(v.open, p)
 	} else {
@@ -731,11 +745,17 @@ func (v *View) StatFS(ctx context.Context, name string) (FSStats, error) {
 // viewFile is a file this session has open for writing.
 type viewFile struct {
 	FileWrapper
-	v      *View
-	path   string // guarded by v.mu
-	once   sync.Once
-	closed chan struct{} // closed once Close has returned
-	seen   atomic.Uint64 // the write tick its reads last caught up with
+	v    *View
+	path string // guarded by v.mu
+	// dropped: the handles that wrote p with f when a remove (or a
+	// rename over p) discarded their upload, f among them; they no
+	// longer write at p, but their data is one file still, an unlinked
+	// one to sftp-server, so they push one another as at p (pushOthers).
+	// Guarded by v.mu.
+	dropped []*viewFile
+	once    sync.Once
+	closed  chan struct{} // closed once Close has returned
+	seen    atomic.Uint64 // the write tick its reads last caught up with
 	// superseded: a newer truncating open of the path discarded this
 	// upload (View.supersede) and f could not follow the newer one;
 	// writes fail.
@@ -858,10 +878,14 @@ func (f *viewFile) beginWrite(op string) error {
 }
 
 // pushOthers pushes what the session's other handles at f's path hold
-// back.
+// back, or, once a remove discarded their upload, those that wrote it
+// with f.
 func (v *View) pushOthers(f *viewFile) {
 	v.mu.Lock()
 	ws := v.open[f.path]
+	if f.dropped != nil && !slices.Contains(ws, f) {
+		ws = f.dropped // a discarded upload's handles (drop)
+	}
 	if len(ws) < 2 {
 		v.mu.Unlock()
 		return

@@ -698,6 +698,18 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.pathOp(fxpLstat, s.p("/rfb"))
 			return out + " " + s.res(r, err)
 		}},
+		// Two handles on one new file, which is removed: they share it
+		// still (an unlinked file), and an FSTAT through one counts what
+		// the other wrote (TestSFTPRandom seeds 2397, 2921).
+		{"open /rj CREAT|EXCL and again without TRUNC, remove /rj, write through the second, fstat the first", func(s *sftpSide) string {
+			out := s.open(s.a, "rj1", "/rj", pfWrite|pfCreat|pfExcl, attrs{}) + " " + s.open(s.a, "rj2", "/rj", pfWrite|pfAppend, attrs{})
+			r, err := s.a.pathOp(fxpRemove, s.p("/rj"))
+			out += " " + s.res(r, err)
+			r, err = s.a.write(s.h("rj2"), 0, []byte("appended"))
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("rj1")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rj1") + " " + s.closeH(s.a, "rj2")
+		}},
 		{"open /rm CREAT|WRITE", func(s *sftpSide) string { return s.open(s.a, "rm", "/rm", pfWrite|pfCreat|pfTrunc, attrs{}) }},
 		{"write /rm", func(s *sftpSide) string { r, err := s.a.write(s.h("rm"), 0, []byte("doomed")); return s.res(r, err) }},
 		{"remove /rm during its upload", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/rm")); return s.res(r, err) }},
