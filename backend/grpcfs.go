@@ -283,8 +283,8 @@ func (g *GRPCFs) Chown(name string, uid, gid int) error {
 	return err
 }
 
-// Chtimes implements afero.Fs. On a file being uploaded the times are
-// applied after the upload commits. A zero time leaves that time as is;
+// Chtimes implements afero.Fs, by path: the file on disk (View gives a
+// session's own upload its times). A zero time leaves that time as is;
 // the Unix epoch is set as any other time (refused, saying so, by an
 // agent too old to set it).
 func (g *GRPCFs) Chtimes(name string, atime, mtime time.Time) error {

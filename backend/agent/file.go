@@ -44,7 +44,8 @@ func isTempName(name string) bool { return strings.HasPrefix(name, TempPrefix) }
 //
 // The writer's session may act on its upload while it is open (see
 // agentpb.UnlinkOp and MoveOp): unlink discards it at once, move gives it
-// a new target. Times set on any handle apply at once and again at close.
+// a new target. Times set on any handle apply at once (and again at the
+// close, for a SetTimesOp without until_write).
 type handle struct {
 	s        *Server
 	root     *scope // where the call may write; closed when the stream ends
@@ -67,10 +68,6 @@ type handle struct {
 	path     string // cleaned target path
 	tmp      string // temp file path for an atomic upload, "" otherwise
 	unlinked bool   // the upload was discarded by UnlinkOp: commit nothing
-	// moved: a MoveOp gave the upload another target, whose entry on
-	// disk (a link, another file) its commit will replace; until then
-	// that name is the upload to its session (session.movedUpload).
-	moved bool
 
 	// mu guards the times recorded for the close (SetTimesOp without
 	// until_write).
@@ -218,9 +215,9 @@ func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *ag
 }
 
 // openIn opens the file of op in root; the handle uses root but does not
-// own it. moved, if not nil, is the state of the session's own upload
-// that a MoveOp put at a path (session.movedUpload), or nil.
-func (s *Server) openIn(root *scope, op *agentpb.OpenOp, moved func(p string) *unix.Stat_t) (_ *handle, _ *agentpb.FileInfo, err error) {
+// own it. ownUpload, if not nil, finds the session's own upload in
+// progress at a path (session.ownUpload).
+func (s *Server) openIn(root *scope, op *agentpb.OpenOp, ownUpload func(p string) *handle) (_ *handle, _ *agentpb.FileInfo, err error) {
 	ps, err := cleanIn(root, op.GetPath())
 	if err != nil {
 		return nil, nil, err
@@ -243,15 +240,24 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, moved func(p string) *u
 	// resolution of the directory (scope.parentDir).
 	var existing *unix.Stat_t
 	dirfd, base := -1, ""
-	// own: p names, for this session, its own upload that a rename put
-	// there, whose commit replaces what p names on disk now (a link,
-	// another file). A truncating open replaces that upload: as open(2)
-	// with O_TRUNC of the file the rename put there, it keeps the
-	// upload's state and neither follows nor asks the entry on disk
-	// (which a write through would reach: TestSSHFSRandom seed 1282).
-	var own *unix.Stat_t
-	if atomic && moved != nil && flag&os.O_TRUNC != 0 {
-		own = moved(p)
+	// own: p names, for this session, its own upload in progress (opened
+	// there, or renamed there over a link or another file, which the
+	// upload's commit replaces). A truncating open, an appending one
+	// too, replaces that upload, as open(2) with O_TRUNC truncates the
+	// file the session sees: a new upload that keeps the upload's state
+	// (mode, owner, atime, attributes, which the session may have
+	// changed since), and neither follows nor asks the entry on disk (a
+	// write through a link there reached another file: TestSSHFSRandom
+	// seed 1282).
+	var own *handle
+	var ownSt unix.Stat_t
+	if write && flag&os.O_TRUNC != 0 && ownUpload != nil && !op.GetInPlace() && root.in(p) != "." {
+		if own = ownUpload(p); own != nil && fstat(own.f, &ownSt) != nil {
+			own = nil // closed meanwhile: committed, p names it on disk
+		}
+	}
+	if own != nil {
+		atomic = true
 	}
 	if atomic {
 		d, fd, b, err := root.parentDir(p)
@@ -261,7 +267,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, moved func(p string) *u
 		defer d.Close()
 		dirfd, base = fd, b
 		if own != nil {
-			existing = own
+			existing = &ownSt
 		}
 	}
 	if atomic && own == nil {
@@ -360,6 +366,15 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, moved func(p string) *u
 		return nil, nil, err
 	}
 	h.f = f
+	if h.append {
+		// An appending open that replaces the session's own upload
+		// (own): its writes go to the end of the new data, whatever
+		// the handles joined to it wrote there, as O_APPEND's do.
+		if err := setAppend(f); err != nil {
+			h.abort("O_APPEND on temp file")
+			return nil, nil, &fs.PathError{Op: "open", Path: p, Err: err}
+		}
+	}
 	fi, err := f.Stat()
 	if err != nil {
 		h.abort("stat temp file")
@@ -368,7 +383,9 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, moved func(p string) *u
 	info := openedInfo(fi, p)
 	if existing != nil {
 		s.keepReplaced(f, p, existing, info)
-		if own == nil {
+		if own != nil {
+			s.keepXattrsOf(own.f, f, p)
+		} else {
 			s.keepXattrs(dirfd, base, f, p)
 		}
 	}
@@ -500,7 +517,29 @@ func keptXattr(name string) bool {
 // What cannot be read or set is logged and left.
 func (s *Server) keepXattrs(dirfd int, name string, f *os.File, p string) {
 	src := fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, name)
-	names, err := readSized(func(b []byte) (int, error) { return unix.Llistxattr(src, b) })
+	s.copyXattrs(func(b []byte) (int, error) { return unix.Llistxattr(src, b) },
+		func(attr string) ([]byte, error) { return lgetxattr(src, attr) }, f, p)
+}
+
+// keepXattrsOf is keepXattrs from the open file src: the session's own
+// upload that a new one replaces (openIn).
+func (s *Server) keepXattrsOf(src, f *os.File, p string) {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		s.copyXattrs(func(b []byte) (int, error) { return unix.Flistxattr(int(fd), b) },
+			func(attr string) ([]byte, error) {
+				return readSized(func(b []byte) (int, error) { return unix.Fgetxattr(int(fd), attr, b) })
+			}, f, p)
+	})
+}
+
+// copyXattrs sets on f the kept attributes (keptXattr) that list names
+// and get reads.
+func (s *Server) copyXattrs(list func([]byte) (int, error), get func(attr string) ([]byte, error), f *os.File, p string) {
+	names, err := readSized(list)
 	if err != nil && !errors.Is(err, unix.ENOTSUP) {
 		s.log.Debug("extended attributes of replaced file", "path", p, "err", err)
 	}
@@ -511,7 +550,7 @@ func (s *Server) keepXattrs(dirfd int, name string, f *os.File, p string) {
 		if !keptXattr(attr) {
 			continue
 		}
-		val, err := lgetxattr(src, attr)
+		val, err := get(attr)
 		if err == nil {
 			err = unix.Fsetxattr(int(f.Fd()), attr, val, 0)
 		}
@@ -606,7 +645,8 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 			n = int(max(min(int64(n), size-off), 0)) // no 1 MiB buffer for a small file
 		}
 		buf := make([]byte, n)
-		if n == 0 && op.Read.GetLength() > 0 {
+		atEnd := n == 0 && op.Read.GetLength() > 0
+		if atEnd {
 			// At the end: read(2) still, for its atime (relatime), as
 			// sftp-server's read at the end does; a read of 0 bytes
 			// makes no system call.
@@ -614,6 +654,9 @@ func (h *handle) serve(req *agentpb.FileRequest) *agentpb.FileResponse {
 		}
 		got, err := h.f.ReadAt(buf, off)
 		eof := errors.Is(err, io.EOF) || size >= 0 && off+int64(got) >= size
+		if atEnd && got > 0 {
+			eof = false // it grew since the fstat (or its size says nothing: procfs)
+		}
 		if err != nil && !eof {
 			return fail("read", err)
 		}
@@ -795,7 +838,6 @@ func (h *handle) move(to string) error {
 		return unwrapPathError(err)
 	}
 	h.tmp, h.path = tmp, to
-	h.moved = true
 	h.excl = false // a rename replaces what it lands on
 	return nil
 }
@@ -1051,6 +1093,26 @@ func fstat(f *os.File, st *unix.Stat_t) error {
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = ignoringEINTR(func() error { return unix.Fstat(int(fd), st) })
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// setAppend sets O_APPEND on f's open file description, which f's Write
+// then honours (f is never written with WriteAt: see handle.write).
+func setAppend(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err == nil {
+			_, err = unix.FcntlInt(fd, unix.F_SETFL, flags|unix.O_APPEND)
+		}
+		serr = err
 	}); err != nil {
 		return err
 	}

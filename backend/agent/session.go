@@ -9,7 +9,6 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -267,7 +266,7 @@ func (ss *session) open(id uint64, op *agentpb.OpenOp) {
 		ss.reply(id, nil, err)
 		return
 	}
-	h, info, err := ss.s.openIn(ss.sc, op, ss.movedUpload)
+	h, info, err := ss.s.openIn(ss.sc, op, ss.ownUpload)
 	if err != nil {
 		ss.s.openHandles.Add(-1)
 		ss.reply(id, nil, ss.s.fail("Open", string(op.GetPath()), err))
@@ -286,27 +285,18 @@ func (ss *session) open(id uint64, op *agentpb.OpenOp) {
 	_ = ss.send(&agentpb.SessionResponse{Id: id, UploadId: h.id, Result: &agentpb.SessionResponse_Info{Info: info}})
 }
 
-// movedUpload is the state of this session's atomic upload in progress
-// that a MoveOp put at p, or nil: until its commit, p names that upload
-// to this session, whatever the entry on disk is (openIn).
-func (ss *session) movedUpload(p string) *unix.Stat_t {
-	var h *handle
+// ownUpload is this session's atomic upload in progress at p, or nil:
+// until its commit, p names that upload to this session, whatever the
+// entry on disk is (openIn).
+func (ss *session) ownUpload(p string) *handle {
 	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
 	for _, f := range ss.files {
-		if f.h.moved && f.h.path == p && f.h.tmp != "" && !f.h.unlinked {
-			h = f.h
-			break
+		if f.h.path == p && f.h.tmp != "" && !f.h.unlinked {
+			return f.h
 		}
 	}
-	ss.s.mu.Unlock()
-	if h == nil {
-		return nil
-	}
-	var st unix.Stat_t
-	if err := fstat(h.f, &st); err != nil {
-		return nil // closed meanwhile: committed, p names it on disk
-	}
-	return &st
+	return nil
 }
 
 // fileRequest hands a request on an open file to its worker, or closes a

@@ -328,8 +328,35 @@ func (r *readFile) Write([]byte) (int, error) {
 type writeFile struct {
 	afero.File
 	q     *request
-	err   error     // the first write error
-	mtime time.Time // X-OC-Mtime's, set at Close; zero: none
+	err   error     // the first write error, or setting mtime's
+	mtime time.Time // X-OC-Mtime's, set after the body (setMtime); zero: none
+	set   bool      // mtime was set
+}
+
+// setMtime sets the PUT's X-OC-Mtime once the body is in, unless the body
+// or a write failed (Close then aborts); a failure to set it fails the
+// upload.
+func (w *writeFile) setMtime() error {
+	if w.mtime.IsZero() || w.set || w.err != nil || w.q != nil && w.q.bodyErr != nil {
+		return nil
+	}
+	w.set = true
+	// The file is a TimesSetter (OpenFile checked).
+	if err := w.File.(backend.TimesSetter).SetTimes(w.mtime, w.mtime); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
+// Stat implements afero.File. x/net/webdav's PUT answers the ETag of the
+// Stat after the body, before Close: the X-OC-Mtime is set first, so that
+// it is the file's ETag from then on.
+func (w *writeFile) Stat() (os.FileInfo, error) {
+	if err := w.setMtime(); err != nil {
+		return nil, err
+	}
+	return w.File.Stat()
 }
 
 func (w *writeFile) Write(p []byte) (int, error) {
@@ -369,18 +396,14 @@ func (w *writeFile) abort(err error) {
 
 // Close commits the upload, or aborts it if the body or a write failed.
 func (w *writeFile) Close() error {
+	if err := w.setMtime(); err != nil {
+		w.abort(err)
+		_ = w.File.Close()
+		return err
+	}
 	cause := w.err
 	if w.q != nil && w.q.bodyErr != nil {
 		cause = w.q.bodyErr
-	}
-	if cause == nil && !w.mtime.IsZero() {
-		// The file is a TimesSetter (OpenFile checked).
-		cause = w.File.(backend.TimesSetter).SetTimes(w.mtime, w.mtime)
-		if cause != nil {
-			w.abort(cause)
-			_ = w.File.Close()
-			return cause
-		}
 	}
 	if cause != nil {
 		w.abort(cause)

@@ -280,6 +280,11 @@ func TestMtime(t *testing.T) {
 		t.Errorf("reply X-OC-Mtime %q, want accepted", r.Header.Get("X-OC-Mtime"))
 	}
 	wantMtime("a.txt", time.Unix(1600000000, 0))
+	// The PUT's ETag is the file's from then on: the mtime is set
+	// before x/net/webdav's Stat of the new file.
+	if head := e.do(t, "alice", "HEAD", "/a.txt", nil); r.Header.Get("ETag") == "" || head.Header.Get("ETag") != r.Header.Get("ETag") {
+		t.Errorf("the PUT's ETag %q, a HEAD's after it %q: want the same", r.Header.Get("ETag"), head.Header.Get("ETag"))
+	}
 	e.do(t, "alice", "PUT", "/b.txt", strings.NewReader("b"), "X-OC-Mtime", "yesterday").
 		want(t, "PUT with a bad X-OC-Mtime", http.StatusBadRequest, "X-OC-Mtime")
 	wantMissing(t, e, "alice", "b.txt")

@@ -197,8 +197,6 @@ func (s *sftpSide) listing(c *rawSFTP, path string) string {
 	return "ENTRIES " + strings.Join(l, " ")
 }
 
-// readAll reads a whole file through a fresh handle on session c, 32 KiB
-// per READ, and shows its length and hash.
 // timesThenWrite opens path (as handle name) for a new upload, writes,
 // sets its times with set, writes again, closes and stats it: the answers
 // in a row. A write after the times moves the mtime, as futimens(2)'s.
@@ -216,6 +214,8 @@ func (s *sftpSide) timesThenWrite(name, path string, set func() (reply, error)) 
 	return out + " " + s.res(r, err)
 }
 
+// readAll reads a whole file through a fresh handle on session c, 32 KiB
+// per READ, and shows its length and hash.
 func (s *sftpSide) readAll(c *rawSFTP, path string) string {
 	r, err := c.open(s.p(path), pfRead, attrs{})
 	if err != nil || r.Type != fxpHandle {
