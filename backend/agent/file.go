@@ -250,14 +250,13 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, ownUpload func(p string
 	// write through a link there reached another file: TestSSHFSRandom
 	// seed 1282).
 	var own *handle
-	var ownSt unix.Stat_t
 	if write && flag&os.O_TRUNC != 0 && ownUpload != nil && !op.GetInPlace() && root.in(p) != "." {
-		if own = ownUpload(p); own != nil && fstat(own.f, &ownSt) != nil {
-			own = nil // closed meanwhile: committed, p names it on disk
+		var st unix.Stat_t
+		if own = ownUpload(p); own != nil && withFd(own.f, func(fd int) error { return unix.Fstat(fd, &st) }) == nil {
+			atomic, existing = true, &st
+		} else {
+			own = nil // none, or closed meanwhile: committed, p names it on disk
 		}
-	}
-	if own != nil {
-		atomic = true
 	}
 	if atomic {
 		d, fd, b, err := root.parentDir(p)
@@ -266,9 +265,6 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, ownUpload func(p string
 		}
 		defer d.Close()
 		dirfd, base = fd, b
-		if own != nil {
-			existing = &ownSt
-		}
 	}
 	if atomic && own == nil {
 		var st unix.Stat_t
@@ -524,15 +520,12 @@ func (s *Server) keepXattrs(dirfd int, name string, f *os.File, p string) {
 // keepXattrsOf is keepXattrs from the open file src: the session's own
 // upload that a new one replaces (openIn).
 func (s *Server) keepXattrsOf(src, f *os.File, p string) {
-	rc, err := src.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		s.copyXattrs(func(b []byte) (int, error) { return unix.Flistxattr(int(fd), b) },
+	_ = withFd(src, func(fd int) error {
+		s.copyXattrs(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) },
 			func(attr string) ([]byte, error) {
-				return readSized(func(b []byte) (int, error) { return unix.Fgetxattr(int(fd), attr, b) })
+				return readSized(func(b []byte) (int, error) { return unix.Fgetxattr(fd, attr, b) })
 			}, f, p)
+		return nil
 	})
 }
 
@@ -994,20 +987,12 @@ func futimes(f *os.File, atime, mtime time.Time) error {
 	if !mtime.IsZero() {
 		ts[1] = unix.NsecToTimespec(mtime.UnixNano())
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
-		_, _, errno = unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
-	}); err != nil {
-		return err
-	}
-	if errno != 0 {
-		return errno
-	}
-	return nil
+	return withFd(f, func(fd int) error {
+		if _, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); errno != 0 {
+			return errno
+		}
+		return nil
+	})
 }
 
 // Temp files of an agent that was killed or crashed mid-upload stay behind
@@ -1084,37 +1069,14 @@ func (s *Server) tempOpen(p string) bool {
 	return false
 }
 
-// fstat is fstat(2) of f, into st.
-func fstat(f *os.File, st *unix.Stat_t) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = ignoringEINTR(func() error { return unix.Fstat(int(fd), st) })
-	}); err != nil {
-		return err
-	}
-	return serr
-}
-
 // setAppend sets O_APPEND on f's open file description, which f's Write
 // then honours (f is never written with WriteAt: see handle.write).
 func setAppend(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+	return withFd(f, func(fd int) error {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 		if err == nil {
-			_, err = unix.FcntlInt(fd, unix.F_SETFL, flags|unix.O_APPEND)
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags|unix.O_APPEND)
 		}
-		serr = err
-	}); err != nil {
 		return err
-	}
-	return serr
+	})
 }

@@ -286,11 +286,17 @@ func (c *scope) openStat(p string, flag int, perm fs.FileMode) (*os.File, fs.Fil
 
 // setBlocking clears O_NONBLOCK on f's descriptor.
 func setBlocking(f *os.File) error {
+	return withFd(f, func(fd int) error { return unix.SetNonblock(fd, false) })
+}
+
+// withFd runs fn on f's descriptor, which f keeps open meanwhile (a Close
+// racing it waits), and returns fn's error.
+func withFd(f *os.File, fn func(fd int) error) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
-	cerr := rc.Control(func(fd uintptr) { err = unix.SetNonblock(int(fd), false) })
+	cerr := rc.Control(func(fd uintptr) { err = fn(int(fd)) })
 	return errors.Join(err, cerr)
 }
 
