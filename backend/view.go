@@ -102,25 +102,28 @@ func (v *View) forgetLocked(p string) {
 // held-back writes go before its reads anyway.
 func (v *View) catchUp(p string, f afero.File, self *viewFile, seen *atomic.Uint64) {
 	v.mu.Lock()
-	if self != nil && self.dropped != nil && !slices.Contains(v.open[p], self) {
-		// A discarded upload's handle: no longer at p, its peers are
-		// those that wrote the upload with it (drop).
-		ws := self.dropped
-		v.mu.Unlock()
-		pushExcept(ws, self)
-		DropReadAhead(f)
-		return
-	}
 	n := v.wrote[p]
 	if n == seen.Load() {
 		v.mu.Unlock()
 		return
 	}
-	ws := slices.Clone(v.open[p])
+	ws := slices.Clone(v.peersLocked(p, self))
 	v.mu.Unlock()
 	pushExcept(ws, self)
 	DropReadAhead(f)
 	seen.Store(n)
+}
+
+// peersLocked is the session's writers at p, self among them, or, once a
+// remove discarded the upload self wrote (drop), those that wrote it with
+// self: no longer at p, their data is one file still, an unlinked one to
+// sftp-server. v.mu is held.
+func (v *View) peersLocked(p string, self *viewFile) []*viewFile {
+	ws := v.open[p]
+	if self != nil && self.dropped != nil && !slices.Contains(ws, self) {
+		return self.dropped
+	}
+	return ws
 }
 
 // pushExcept pushes the held-back writes of the writers ws but self. A
@@ -748,9 +751,7 @@ type viewFile struct {
 	v    *View
 	path string // guarded by v.mu
 	// dropped: the handles that wrote p with f when a remove (or a
-	// rename over p) discarded their upload, f among them; they no
-	// longer write at p, but their data is one file still, an unlinked
-	// one to sftp-server, so they push one another as at p (pushOthers).
+	// rename over p) discarded their upload, f among them (peersLocked).
 	// Guarded by v.mu.
 	dropped []*viewFile
 	once    sync.Once
@@ -877,15 +878,11 @@ func (f *viewFile) beginWrite(op string) error {
 	return nil
 }
 
-// pushOthers pushes what the session's other handles at f's path hold
-// back, or, once a remove discarded their upload, those that wrote it
-// with f.
+// pushOthers pushes what the session's other writers with f hold back
+// (peersLocked).
 func (v *View) pushOthers(f *viewFile) {
 	v.mu.Lock()
-	ws := v.open[f.path]
-	if f.dropped != nil && !slices.Contains(ws, f) {
-		ws = f.dropped // a discarded upload's handles (drop)
-	}
+	ws := v.peersLocked(f.path, f)
 	if len(ws) < 2 {
 		v.mu.Unlock()
 		return
