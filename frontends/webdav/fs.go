@@ -341,8 +341,7 @@ func (w *writeFile) setMtime() error {
 		return nil
 	}
 	w.set = true
-	// The file is a TimesSetter (OpenFile checked).
-	if err := w.File.(backend.TimesSetter).SetTimes(w.mtime, w.mtime); err != nil {
+	if err := (backend.FileWrapper{File: w.File}).SetTimes(w.mtime, w.mtime); err != nil {
 		w.err = err
 		return err
 	}
