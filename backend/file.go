@@ -766,6 +766,11 @@ func (f *file) SetTimes(atime, mtime time.Time) error {
 	if err := f.w.flush(); err != nil {
 		return err
 	}
+	// A block read ahead before the times were set would answer a later
+	// read without the read(2) that moves the atime set here (relatime
+	// moves an atime that is not after the mtime): the reads go to the
+	// agent again, as sftp-server's preads do.
+	f.cache.drop()
 	return f.setattr("chtimes", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{
 		AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime), UntilWrite: true}}})
 }

@@ -658,7 +658,11 @@ func (v *View) Chtimes(name string, atime, mtime time.Time) error {
 		// refuses it, where a handle would not: TestSFTPRandom seed
 		// 2346), and on whatever the path names now.
 		v.settle()
-		return v.Fs.Chtimes(name, atime, mtime)
+		if err := v.Fs.Chtimes(name, atime, mtime); err != nil {
+			return err
+		}
+		v.changedAt(p) // the session's readers there read again (file.SetTimes)
+		return nil
 	})
 }
 
@@ -670,7 +674,11 @@ func (v *View) Lchtimes(name string, atime, mtime time.Time) error {
 		return u.SetTimes(atime, mtime)
 	}, func() error {
 		v.settle()
-		return Lchtimes(v.Fs, name, atime, mtime)
+		if err := Lchtimes(v.Fs, name, atime, mtime); err != nil {
+			return err
+		}
+		v.changedAt(p)
+		return nil
 	})
 }
 
@@ -920,6 +928,16 @@ func (r *viewReader) Stat() (os.FileInfo, error) {
 	return r.File.Stat()
 }
 
+// SetTimes implements TimesSetter; the session's other readers at the
+// path read again (file.SetTimes).
+func (r *viewReader) SetTimes(atime, mtime time.Time) error {
+	if err := r.FileWrapper.SetTimes(atime, mtime); err != nil {
+		return err
+	}
+	r.v.changedAt(r.path)
+	return nil
+}
+
 // Close implements afero.File, and stops counting the reader at its path.
 func (r *viewReader) Close() error {
 	r.once.Do(func() {
@@ -1043,6 +1061,7 @@ func (f *viewFile) SetTimes(atime, mtime time.Time) error {
 	if err := f.beginWrite("chtimes"); err != nil {
 		return err
 	}
+	defer f.wrote() // the session's readers there read again (file.SetTimes)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return FileWrapper{f.cur()}.SetTimes(atime, mtime)

@@ -58,6 +58,8 @@ func TestSFTPRandomRepro(t *testing.T) {
 		{"upload-renamed-over-link-reopened", []randOp{{kind: "symlink", path: "l", path2: "a"}, open(1, "a", rw|pfTrunc, attrs{}), {kind: "posix-rename", path: "a", path2: "l"}, open(2, "l", pfWrite|pfTrunc, attrs{}), write(2, 0, "NEW"), write(1, 5, "old"), cl(2), cl(1), content("l"), {kind: "lstat", path: "a"}, {kind: "lstat", path: "l"}}},
 		{"upload-renamed-over-file-reopened", []randOp{open(3, "b", pfWrite|pfCreat|pfTrunc, perms(0o600)), write(3, 0, "b was here"), cl(3), {kind: "setstat", path: "b", a: perms(0o600)}, open(1, "a", rw|pfTrunc, attrs{}), {kind: "posix-rename", path: "a", path2: "b"}, open(2, "b", pfWrite|pfTrunc, attrs{}), write(2, 0, "NEW"), cl(2), cl(1), content("b"), {kind: "lstat", path: "b"}}},
 		{"removed-append-join-fstat", []randOp{open(1, "n", pfWrite|pfCreat|pfTrunc, attrs{}), open(3, "n", pfWrite|pfAppend, attrs{}), write(1, 8, "N3"), write(3, 20, "W"), {kind: "remove", path: "n"}, fstat(1), cl(1), cl(3)}},
+		{"upload-times-then-read", []randOp{open(0, "a", rw|pfCreat|pfTrunc, attrs{}), write(0, 0, "P1"), {kind: "fsetstat", slot: 0, a: times(tAtime, tMtime)}, {kind: "read", slot: 0, off: 0, n: 100}, fstat(0), cl(0), stat("a")}},
+		{"upload-times-then-read-b", []randOp{open(0, "a", rw|pfCreat|pfTrunc, attrs{}), write(0, 0, "P1"), {kind: "read", slot: 0, off: 20, n: 3}, {kind: "fsetstat", slot: 0, a: times(tAtime, tMtime)}, {kind: "read", slot: 0, off: 0, n: 100}, fstat(0), cl(0), stat("a")}},
 		{"read-atime", []randOp{open(0, "n", pfRead|pfCreat, attrs{}), {kind: "setstat", path: "n", a: times(tAtime, tMtime)}, {kind: "read", slot: 0, off: 0, n: 3}, fstat(0), cl(0)}},
 	}
 	ref, refDial := randOpenSSHSide(t)

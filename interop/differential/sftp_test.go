@@ -676,6 +676,24 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.request(fxpFstat, str(nil, s.h("tmw6")))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "tmw6")
 		}},
+		// A read after times set through the handle is a read(2) too,
+		// though the data was read ahead before them (TestSFTPRandom
+		// seed 3111): the atime moves.
+		{"upload /tmw7, write, read past its end, fsetstat times, read, fstat, close", func(s *sftpSide) string {
+			if r := s.open(s.a, "tmw7", "/tmw7", pfRead|pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+				return r
+			}
+			r, err := s.a.write(s.h("tmw7"), 0, []byte("P1"))
+			out := s.res(r, err)
+			r, err = s.a.read(s.h("tmw7"), 20, 3)
+			out += " " + s.res(r, err)
+			r, err = s.a.fsetstat(s.h("tmw7"), times(tAtime, tMtime))
+			out += " " + s.res(r, err)
+			r, err = s.a.read(s.h("tmw7"), 0, 100)
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("tmw7")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "tmw7")
+		}},
 		// An upload renamed over a link, or over a file of another mode,
 		// while it is open: the name is that upload to the session from
 		// then on, and a truncating open of it replaces the upload, not
