@@ -1029,7 +1029,7 @@ func (s *Server) sweepStaleTemps(root *scope, dir string) {
 	s.swept[dir] = now
 	s.mu.Unlock()
 
-	d, err := root.Open(dir)
+	d, err := openDirUnread(root.r, root.in(dir))
 	if err != nil {
 		return
 	}

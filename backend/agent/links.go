@@ -130,7 +130,7 @@ func (c *scope) checkMove(from, to string) error {
 // UTF-8, where a name may be any bytes), and a directory it cannot read
 // refuses the move.
 func (c *scope) checkLinksIn(dir, to string, d int) error {
-	f, err := c.r.Open(dir)
+	f, err := openDirUnread(c.r, dir)
 	if err != nil {
 		return fmt.Errorf("cannot check the links in %q: %w", dir, err)
 	}

@@ -249,7 +249,7 @@ func (s *Server) remove(sc *scope, req *agentpb.RemoveRequest) (*agentpb.Empty, 
 // are all the directory holds; it reports whether it removed any. rmdir
 // of a directory that lists empty then succeeds, as it would on disk.
 func (s *Server) removeDeadTemps(sc *scope, p string) bool {
-	d, err := sc.Open(p)
+	d, err := openDirUnread(sc.r, sc.in(p))
 	if err != nil {
 		return false
 	}

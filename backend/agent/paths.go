@@ -289,6 +289,22 @@ func setBlocking(f *os.File) error {
 	return withFd(f, func(fd int) error { return unix.SetNonblock(fd, false) })
 }
 
+// openDirUnread opens the directory rel of r for the agent's own reading
+// (a sweep of stale temp files, a check of the links a move carries),
+// which no client asked for: with O_NOATIME where the agent's user may
+// (it owns the directory, or holds CAP_FOWNER), so that the directory's
+// atime moves for the clients' listings only, as on sftp-server, which
+// reads no directory unasked (relatime moves an atime that is not after
+// the mtime: TestSFTPRandom seed 3119). O_DIRECTORY opens nothing else,
+// a FIFO included.
+func openDirUnread(r *os.Root, rel string) (*os.File, error) {
+	f, err := r.OpenFile(rel, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOATIME, 0)
+	if errors.Is(err, syscall.EPERM) {
+		f, err = r.OpenFile(rel, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	}
+	return f, err
+}
+
 // withFd runs fn on f's descriptor, which f keeps open meanwhile (a Close
 // racing it waits), and returns fn's error.
 func withFd(f *os.File, fn func(fd int) error) error {

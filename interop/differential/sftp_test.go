@@ -694,6 +694,32 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.request(fxpFstat, str(nil, s.h("tmw7")))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "tmw7")
 		}},
+		// The agent's own reads of a directory (the sweep of stale temp
+		// files before an upload, the check of the links a move carries
+		// up) leave its atime, as sftp-server reads no directory unasked
+		// (TestSFTPRandom seed 3119).
+		{"mkdir /nat/sub, setstat times, posix-rename to /natsub (shallower), stat", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/nat"), attrs{})
+			out := s.res(r, err)
+			r, err = s.a.mkdir(s.p("/nat/sub"), attrs{})
+			out += " " + s.res(r, err)
+			r, err = s.a.setstat(s.p("/nat/sub"), times(tAtime, tMtime))
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/nat/sub")), s.p("/natsub")))
+			out += " " + s.res(r, err)
+			r, err = s.a.pathOp(fxpStat, s.p("/natsub"))
+			return out + " " + s.res(r, err)
+		}},
+		{"setstat /nat times, upload /nat/f, stat /nat", func(s *sftpSide) string {
+			r, err := s.a.setstat(s.p("/nat"), times(tAtime, tMtime))
+			out := s.res(r, err)
+			if r := s.open(s.a, "natf", "/nat/f", pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+				return out + " " + r
+			}
+			out += " " + s.closeH(s.a, "natf")
+			r, err = s.a.pathOp(fxpStat, s.p("/nat"))
+			return out + " " + s.res(r, err)
+		}},
 		// An upload renamed over a link, or over a file of another mode,
 		// while it is open: the name is that upload to the session from
 		// then on, and a truncating open of it replaces the upload, not
