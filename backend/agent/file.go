@@ -62,12 +62,17 @@ type handle struct {
 	// not commit: it aborts and answers with this error.
 	failErr error
 
-	// path, tmp and unlinked are guarded by s.mu once the handle is in
-	// s.uploads: a rename of a directory above them (another stream's
-	// call) moves them.
+	// path, tmp, unlinked and resaved are guarded by s.mu once the
+	// handle is in s.uploads: a rename of a directory above them
+	// (another stream's call) moves them.
 	path     string // cleaned target path
 	tmp      string // temp file path for an atomic upload, "" otherwise
 	unlinked bool   // the upload was discarded by UnlinkOp: commit nothing
+	// resaved: a truncating open of the same session replaced this
+	// upload (openIn's own), so its UnlinkOp completes that open and may
+	// lend its directory the write bit its owner took away, as the
+	// commit may (lendOwnDir); a client's REMOVE of it may not.
+	resaved bool
 
 	// mu guards the times recorded for the close (SetTimesOp without
 	// until_write).
@@ -338,6 +343,9 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, ownUpload func(p string
 	s.sweepStaleTemps(root, path.Dir(p))
 	h.tmp = tempPath(p)
 	f, err := root.createExcl(dirfd, h.tmp, perm)
+	if err != nil && own != nil && errors.Is(err, fs.ErrPermission) {
+		f, err = s.createOwnRedo(root, dirfd, p, h.tmp, perm, err)
+	}
 	if err != nil && existing != nil && own == nil && errors.Is(err, fs.ErrPermission) {
 		// A directory its user may not write (mode 0555) holding a file
 		// it may: no temp file can be made there, so the file is written
@@ -388,8 +396,37 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, ownUpload func(p string
 	h.id = newUploadID()
 	s.mu.Lock()
 	s.uploads[h.id] = h
+	if own != nil {
+		own.resaved = true
+	}
 	s.mu.Unlock()
 	return h, info, nil
+}
+
+// createOwnRedo makes the temp file tmp of a truncating open of p, the
+// session's own upload in progress, in the directory dirfd, which refused
+// it (refused, createExcl's error) because its owner, the agent's user,
+// has taken away its write bit since that upload began: the write bit is
+// lent for the creation (lendOwnDir), as for the commit. open(2) of the
+// file sftp-server's first open made truncates it without writing the
+// directory (TestSSHFSRandom seed 1923). A directory that lost its search
+// bit is refused, as open(2)'s lookup refuses it.
+func (s *Server) createOwnRedo(root *scope, dirfd int, p, tmp string, perm fs.FileMode, refused error) (*os.File, error) {
+	var st unix.Stat_t
+	if unix.Fstat(dirfd, &st) != nil || st.Mode&0o100 == 0 {
+		return nil, refused
+	}
+	var f *os.File
+	err := lendOwnDir(dirfd, root.in(path.Dir(p)), s.euid, s.log, func() error {
+		var err error
+		f, err = root.createExcl(dirfd, tmp, perm)
+		return unwrapPathError(err)
+	})
+	if err != nil {
+		return nil, refused
+	}
+	s.log.Info("directory not writable: the session's upload saved again with its write bit lent", "path", p)
+	return f, nil
 }
 
 // openKeepingSticky is root.openStat, which (through os.Root) takes
@@ -792,7 +829,11 @@ func (h *handle) unlink() error {
 	if h.tmp == "" || h.unlinked {
 		return errNotUpload
 	}
-	if err := h.root.Remove(h.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	remove := h.root.Remove
+	if h.resaved {
+		remove = func(tmp string) error { return h.root.removeTemp(tmp, h.s.euid, h.s.log) }
+	}
+	if err := remove(h.tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	h.unlinked = true

@@ -294,6 +294,25 @@ func sftpPermSteps() []sftpStep {
 			out += " " + stat("/perm/rodir/rm")(s) + " " + content("/perm/rodir/rm")(s)
 			return out + " " + chmod("/perm/rodir", 0o755)(s)
 		}},
+		// A truncating open of the session's upload after its directory
+		// went 0555: open(2) truncates the file sftp-server's first open
+		// made, which needs no write on the directory, and both handles
+		// write it (TestSSHFSRandom seed 1923). A second upload could not
+		// make its temp file there.
+		{"perm: upload /perm/rodir/rs open, the directory made 0555, /perm/rodir/rs opened WRITE|TRUNC and written, both closed", func(s *sftpSide) string {
+			out := s.open(s.a, "rs1", "/perm/rodir/rs", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.write(s.h("rs1"), 0, []byte("first save"))
+			out += " " + s.res(r, err) + " " + chmod("/perm/rodir", 0o555)(s)
+			out += " " + s.open(s.a, "rs2", "/perm/rodir/rs", pfWrite|pfTrunc, attrs{})
+			r, err = s.a.write(s.h("rs2"), 0, []byte("NEW"))
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("rs1")))
+			out += " " + s.res(r, err)
+			r, err = s.a.write(s.h("rs1"), 5, []byte("+"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rs2") + " " + s.closeH(s.a, "rs1")
+			out += " " + stat("/perm/rodir/rs")(s) + " " + content("/perm/rodir/rs")(s)
+			return out + " " + chmod("/perm/rodir", 0o755)(s)
+		}},
 		{"perm: content /perm/rodir/late, /perm/rodir/in, /perm/rodir/lx", func(s *sftpSide) string {
 			return content("/perm/rodir/late")(s) + " " + content("/perm/rodir/in")(s) + " " + content("/perm/rodir/lx")(s)
 		}},
