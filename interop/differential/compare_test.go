@@ -96,6 +96,9 @@ const (
 	whyASCIIRest = "TYPE A changes nothing in what upgate sends (as vsftpd's without ascii_download_enable), so a byte " +
 		"offset is exact and REST resumes a download in ASCII mode; vsftpd refuses REST with RETR in ASCII mode " +
 		"(550) whatever it converts"
+	whyRnfrNow = "RNFR's name is resolved when RNFR is answered, against the working directory then (RFC 959's " +
+		"\"old pathname\"; ProFTPD and Pure-FTPd do the same), where vsftpd keeps its text and resolves it at the RNTO, " +
+		"after a CWD or CDUP sent between the two; no client sends one there (TestFTPRandom seeds 731, 1184)"
 	whyDirTime = "MDTM with a time (and MFMT) sets a directory's time, where vsftpd refuses it (550), as SFTP's " +
 		"SETSTAT and sftp-server set it: a client that keeps a tree's times keeps its directories' too; MDTM and " +
 		"SIZE without a time still refuse a directory, as vsftpd's"
@@ -138,6 +141,7 @@ var deliberateDiffs = []deliberate{
 	{proto: "ftp", step: "STOR /d/dir2 (a directory) after an upload into /d", upgate: "2xx 1xx/2xx 1xx/5xx", why: whyPostedOpen},
 	{proto: "ftp", step: "NLST /d/f1/.. (.. after a file)", upgate: `1xx/2xx "/d/f1/../dir2" "/d/f1/../ep" "/d/f1/../f1" "/d/f1/../f3" "/d/f1/../sub" "/d/f1/../sub2"`, why: whyDotDot},
 	{proto: "ftp", step: "MKD /dt, MDTM with a time on it (a directory), RMD /dt", upgate: "257 213 250", why: whyDirTime},
+	{proto: "ftp", step: rowRnfrNow, upgate: "2xx 350 2xx 250 350 250 213", why: whyRnfrNow},
 	{proto: "ftp", step: "TYPE A, REST 2, RETR /d/f1 (a resumed download in ASCII mode), TYPE I", upgate: "200 350 1xx/2xx DATA 10 bytes \"llo world\\n\" 200", why: whyASCIIRest},
 	{proto: "ftp", step: "LIST /missing", upgate: "4xx", why: whyMissingList},
 	{proto: "ftp", step: "LIST /fix/file.txt/ (a file with a slash)", upgate: "4xx", why: whyNotDirList},

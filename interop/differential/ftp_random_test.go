@@ -621,6 +621,10 @@ func modeLetters(m uint32) string {
 	return string(b)
 }
 
+// rowRnfrNow is deliberateDiffs' row for an RNFR of a relative name
+// whose working directory changed before the RNTO (whyRnfrNow).
+const rowRnfrNow = "CWD /d, RNFR f1b (relative), CDUP, RNTO /d/f1c, RNFR /d/f1c, RNTO /d/f1b"
+
 // rowDirTime is deliberateDiffs' row for a directory's time set by MDTM
 // or MFMT (whyDirTime).
 const rowDirTime = "MKD /dt, MDTM with a time on it (a directory), RMD /dt"
@@ -677,11 +681,15 @@ func ftpRandAfterDirTime(o ftpRandOp, facts ftpRandFacts, set map[string]bool, r
 // command ran: the reasons of some rows depend on it (a directory, one its
 // user may not read or search).
 type ftpRandTrack struct {
-	disk  string // vsftpd's "/" on disk
-	cwd   string // its working directory, as a server path
-	rnfr  string // the server path of an RNFR answered 350
-	ascii bool   // TYPE A
-	rest  int64  // a REST answered 350 and not yet used by a transfer
+	disk string // vsftpd's "/" on disk
+	cwd  string // its working directory, as a server path
+	rnfr string // the server path of an RNFR answered 350
+	// rnfrCwd is the working directory when an RNFR of a relative name
+	// was answered 350, or "": vsftpd resolves that name again at the
+	// RNTO (whyRnfrNow).
+	rnfrCwd string
+	ascii   bool  // TYPE A
+	rest    int64 // a REST answered 350 and not yet used by a transfer
 	// moved is the last operation's rename that vsftpd made (server
 	// paths, directories' links resolved), or zero.
 	moved [2]string
@@ -695,6 +703,9 @@ type ftpRandFacts struct {
 	real      string      // where the path led, links followed, in the run's directory
 	cwdSearch bool        // the working directory could be searched
 	asciiRest bool        // TYPE A with a REST of more than 0 pending
+	// rnfrElsewhere: an RNTO after an RNFR of a relative name answered
+	// in another working directory (whyRnfrNow).
+	rnfrElsewhere bool
 	// from and to are a rename's two paths (RNFR's, RNTO's) as server
 	// paths with their directories' links resolved, as the working
 	// directory is held.
@@ -736,6 +747,7 @@ func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
 	case "rnto", "rename":
 		f.to = k.realParent(k.server(o.path2, o.abs2, root))
 	}
+	f.rnfrElsewhere = o.kind == "rnto" && k.rnfrCwd != "" && k.rnfrCwd != k.cwd
 	return f
 }
 
@@ -782,15 +794,18 @@ func (k *ftpRandTrack) after(o ftpRandOp, facts ftpRandFacts, root, ref string) 
 			k.cwd = strings.TrimSuffix(q, `"`)
 		}
 	case "rnfr":
-		k.rnfr = ""
+		k.rnfr, k.rnfrCwd = "", ""
 		if ref == "350" {
 			k.rnfr = facts.from
+			if !o.abs {
+				k.rnfrCwd = k.cwd
+			}
 		}
 	case "rnto":
-		if ref == "250" && k.rnfr != "" {
+		if ref == "250" && k.rnfr != "" && (k.rnfrCwd == "" || k.rnfrCwd == k.cwd) {
 			follow(k.rnfr, facts.to)
 		}
-		k.rnfr = ""
+		k.rnfr, k.rnfrCwd = "", ""
 	case "rename":
 		if ref == "350 250" {
 			follow(facts.from, facts.to)
@@ -806,9 +821,9 @@ func (k *ftpRandTrack) after(o ftpRandOp, facts ftpRandFacts, root, ref string) 
 	case "stor", "appe", "reststor", "retr", "restretr", "abortstor", "abortretr":
 		k.rest = 0
 	}
-	if o.kind != "rnfr" && o.kind != "rnto" {
-		k.rnfr = "" // vsftpd ends a rename at any other command
-	}
+	// vsftpd keeps an RNFR across other commands (NOOP, SIZE, PWD, CWD,
+	// CDUP: TestFTPDifferential's rowRnfrNow) until an RNTO; one it did
+	// not keep answers 503, and is followed by nothing here.
 }
 
 // ftpRandDeliberate names the row of deliberateDiffs that explains a
@@ -828,6 +843,8 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		// vsftpd has no MLSD: its stand-in, STAT of the directory,
 		// cannot show the "." of one its user may not search.
 		return "vsftpd: no MLSD, and STAT, its stand-in, shows no \".\" for a directory its user may not search"
+	case facts.rnfrElsewhere:
+		return rowRnfrNow
 	case o.kind == "cdup" && !facts.cwdSearch && ref == "550" && ug == "250":
 		// CDUP leaves a directory whose search bit was taken away: ".."
 		// is the gateway's text (whyDotDot).
@@ -1121,6 +1138,10 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 	norm := func(a string) string { return strings.ReplaceAll(a, `"`+root, `"/ROOT`) }
 	track := ftpRandTrack{disk: r.ref.dir, cwd: root}
 	dirTimes := map[string]bool{} // the directories whose times the run set (whyDirTime), in the run
+	// renamedApart: an RNTO renamed another file on each server
+	// (whyRnfrNow), after which their trees differ by that rename: every
+	// later difference without a row of its own is put down to it.
+	renamedApart := false
 	for i, o := range ops {
 		facts := track.facts(o, root)
 		ref := o.exec(r.ref, root)
@@ -1145,6 +1166,11 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 			}
 			if row == rowDirTime && (o.kind == "mdtmset" || o.kind == "mfmt") && facts.dir {
 				dirTimes[facts.real] = true
+			}
+			if row == rowRnfrNow {
+				renamedApart = true
+			} else if row == "" && renamedApart {
+				row = rowRnfrNow
 			}
 			res.diffs = append(res.diffs, randDiff{index: i, op: o.String(), ref: a.ref, ug: a.ug, row: row})
 		}
@@ -1175,11 +1201,22 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 		tp := strings.TrimPrefix(d.step, "tree ")
 		if dirTimes[strings.Trim(tp, `"/`)] && withoutDirTimes(d.ref, dirTimes, true) == withoutDirTimes(d.upgate, dirTimes, true) {
 			row = rowDirTime
+		} else if renamedApart {
+			row = rowRnfrNow
 		}
 		res.diffs = append(res.diffs, randDiff{index: -1, path: strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate, row: row})
 	}
 	for _, d := range compareTrees("ftp", outs[0], outs[1], false) {
-		res.diffs = append(res.diffs, randDiff{index: -1, path: "(outside the run) " + strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate})
+		var row string
+		// The run's paths out of its directory, from the server's /, are
+		// ../name in it (seed 1172: CWD .., MKD b, MFMT on b).
+		out := "../" + strings.Trim(strings.TrimPrefix(d.step, "tree "), `"/`)
+		if dirTimes[out] && withoutDirTimes(d.ref, dirTimes, true) == withoutDirTimes(d.upgate, dirTimes, true) {
+			row = rowDirTime
+		} else if renamedApart {
+			row = rowRnfrNow
+		}
+		res.diffs = append(res.diffs, randDiff{index: -1, path: "(outside the run) " + strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate, row: row})
 	}
 	return res
 }

@@ -536,6 +536,12 @@ func ftpSteps() []ftpStep {
 				f.c("CWD /", digit) + " " + f.c("RMD /loop/d/in3", digit)
 		}},
 		{"RNFR /d/f1, RNTO /d/f1b", func(f *ftpSide) string { return f.c("RNFR /d/f1", exact) + " " + f.c("RNTO /d/f1b", digit) }},
+		// RNFR's relative name is resolved when RNFR is answered, not
+		// again at the RNTO after a CDUP (whyRnfrNow).
+		{rowRnfrNow, func(f *ftpSide) string {
+			return f.c("CWD /d", digit) + " " + f.c("RNFR f1b", exact) + " " + f.c("CDUP", digit) + " " + f.c("RNTO /d/f1c", exact) + " " +
+				f.c("RNFR /d/f1c", exact) + " " + f.c("RNTO /d/f1b", exact) + " " + f.c("SIZE /d/f1b", exact)
+		}},
 		{"RNFR /missing", func(f *ftpSide) string { return f.c("RNFR /missing", exact) }},
 		{"RNTO without RNFR", func(f *ftpSide) string { return f.c("RNTO /x", digit) }},
 		{"RNFR /d/new, RNTO over existing /d/f1b", func(f *ftpSide) string {
