@@ -79,6 +79,11 @@ type View struct {
 	wrote   map[string]uint64
 	readers map[string]int
 	tick    uint64
+
+	// searchCut: this session took search bits away from a directory
+	// above one of its uploads (Chmod), so an upload answers for its
+	// path only where the kernel's lookup of it is not refused (upload).
+	searchCut atomic.Bool
 }
 
 // NewView returns a session's view of fsys.
@@ -161,8 +166,26 @@ func (v *View) writers(p string) []*viewFile {
 }
 
 // upload returns the upload in progress at p, if any: the newest pending
-// writer (there is at most one that is not discarded).
+// writer (there is at most one that is not discarded), for an operation
+// on the path p. Once the session has taken search bits away from a
+// directory above its uploads (searchCut), the upload answers only where
+// the filesystem's lookup of p is not refused: sftp-server's lstat, open
+// or symlink of a file in a directory its user may no longer search is
+// EACCES, though the file is there (TestSFTPRandom seeds 2324, 2541).
+// Then nil: the operation goes to the filesystem, which refuses it.
 func (v *View) upload(p string) *viewFile {
+	u := v.pending(p)
+	if u != nil && v.searchCut.Load() {
+		if _, err := Lstat(v.Fs, p); errors.Is(err, fs.ErrPermission) {
+			return nil
+		}
+	}
+	return u
+}
+
+// pending returns the upload in progress at p, if any, as upload does,
+// asking nothing.
+func (v *View) pending(p string) *viewFile {
 	ws := v.writers(p)
 	for i := len(ws) - 1; i >= 0; i-- {
 		if ws[i].Pending() {
@@ -170,6 +193,41 @@ func (v *View) upload(p string) *viewFile {
 		}
 	}
 	return nil
+}
+
+// cutSearch notes a chmod of p to mode that took search bits away: if p
+// is a directory above one of the session's uploads (or may be: reached
+// through a link, which a Stat tells), their paths' lookups may now be
+// refused (searchCut). Only a mode without every search bit, while the
+// session has an upload, costs more than a look at the map, and only a
+// chmod of a path that is no upload of the session, one Stat.
+func (v *View) cutSearch(p string, mode os.FileMode) {
+	if mode&0o111 == 0o111 || v.searchCut.Load() {
+		return
+	}
+	v.mu.Lock()
+	below, any := false, false
+	for q, ws := range v.open {
+		if !slices.ContainsFunc(ws, (*viewFile).Pending) {
+			continue
+		}
+		any = true
+		if q == p {
+			v.mu.Unlock()
+			return // a file: its own mode
+		}
+		if strings.HasPrefix(q, p+"/") || p == "/" {
+			below = true
+		}
+	}
+	v.mu.Unlock()
+	if !below && any {
+		fi, err := v.Fs.Stat(p)
+		below = err == nil && fi.IsDir()
+	}
+	if below {
+		v.searchCut.Store(true)
+	}
 }
 
 // withUpload runs fn on the upload in progress at p, or fallback when there
@@ -572,6 +630,11 @@ func (v *View) RemoveDir(name string) error {
 func (v *View) remove(name string, remove func(string) error) error {
 	p := userPath(name)
 	had := v.upload(p) != nil
+	if !had && v.pending(p) != nil {
+		// The lookup of p is refused (upload): so is the removal, and
+		// the upload stays.
+		return remove(name)
+	}
 	if err := v.discard(p); err != nil {
 		return err
 	}
@@ -685,10 +748,15 @@ func (v *View) Lchtimes(name string, atime, mtime time.Time) error {
 // Chmod implements afero.Fs. An upload in progress takes the mode itself;
 // the old file keeps its own until the upload replaces it.
 func (v *View) Chmod(name string, mode os.FileMode) error {
-	return v.withUpload(userPath(name), func(u *viewFile) error {
+	p := userPath(name)
+	return v.withUpload(p, func(u *viewFile) error {
 		return u.Chmod(mode)
 	}, func() error {
-		return v.Fs.Chmod(name, mode)
+		if err := v.Fs.Chmod(name, mode); err != nil {
+			return err
+		}
+		v.cutSearch(p, mode)
+		return nil
 	})
 }
 
