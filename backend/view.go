@@ -206,12 +206,12 @@ func (v *View) cutSearch(p string, mode os.FileMode) {
 		return
 	}
 	v.mu.Lock()
-	below, any := false, false
+	below, some := false, false
 	for q, ws := range v.open {
 		if !slices.ContainsFunc(ws, (*viewFile).Pending) {
 			continue
 		}
-		any = true
+		some = true
 		if q == p {
 			v.mu.Unlock()
 			return // a file: its own mode
@@ -221,7 +221,7 @@ func (v *View) cutSearch(p string, mode os.FileMode) {
 		}
 	}
 	v.mu.Unlock()
-	if !below && any {
+	if !below && some {
 		fi, err := v.Fs.Stat(p)
 		below = err == nil && fi.IsDir()
 	}
