@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -192,7 +193,7 @@ func (ss *session) dispatch(req *agentpb.SessionRequest) {
 	case *agentpb.SessionRequest_Mkdir:
 		empty(s.mkdir(sc, op.Mkdir))
 	case *agentpb.SessionRequest_Remove:
-		empty(s.remove(sc, op.Remove))
+		empty(ss.remove(op.Remove))
 	case *agentpb.SessionRequest_Rename:
 		empty(s.rename(sc, op.Rename))
 	case *agentpb.SessionRequest_Chmod:
@@ -283,6 +284,33 @@ func (ss *session) open(id uint64, op *agentpb.OpenOp) {
 	ss.workers.Add(1)
 	go ss.work(f)
 	_ = ss.send(&agentpb.SessionResponse{Id: id, UploadId: h.id, Result: &agentpb.SessionResponse_Info{Info: info}})
+}
+
+// remove is Server.remove for this session. An rmdir of its own upload
+// in progress, a file to it that is not on disk yet, answers as rmdir(2)
+// of that file would: EACCES where the directory refuses its user write
+// or search (an unlink's checks come before the kind's), ENOTDIR
+// otherwise; the kernel would answer ENOENT (TestSFTPRandom seed 2449).
+func (ss *session) remove(op *agentpb.RemoveRequest) (*agentpb.Empty, error) {
+	s, sc := ss.s, ss.sc
+	if op.GetKind() != agentpb.RemoveKind_REMOVE_KIND_DIR || op.GetAll() {
+		return s.remove(sc, op)
+	}
+	ps, err := cleanIn(sc, op.GetPath())
+	if err != nil || sc.in(ps[0]) == "." || ss.ownUpload(ps[0]) == nil {
+		return s.remove(sc, op)
+	}
+	p := ps[0]
+	if _, err := sc.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+		return s.remove(sc, op) // what is on disk answers (a file the upload replaces)
+	}
+	answer := error(syscall.ENOTDIR)
+	if err := sc.inParent(p, func(dfd int, _ string) error {
+		return ignoringEINTR(func() error { return unix.Faccessat(dfd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS) })
+	}); err != nil {
+		answer = err
+	}
+	return nil, s.fail("Remove", p, &fs.PathError{Op: "rmdir", Path: p, Err: answer})
 }
 
 // ownUpload is this session's atomic upload in progress at p, or nil:

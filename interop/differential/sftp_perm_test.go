@@ -341,6 +341,19 @@ func sftpPermSteps() []sftpStep {
 			r, err = s.a.pathOp(fxpRemove, s.p("/perm/scl"))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "scf") + " " + content("/perm/sc/f")(s)
 		}},
+		// RMDIR of the session's new file in progress: rmdir(2) of a file
+		// checks the directory's write bit before the kind (EACCES in a
+		// 0555 directory, ENOTDIR in a writable one), where the disk has
+		// nothing there yet (TestSFTPRandom seed 2449).
+		{"perm: upload /perm/rodir/rd open, rmdir it in the directory made 0555 and again made 0755, close", func(s *sftpSide) string {
+			out := s.open(s.a, "rd", "/perm/rodir/rd", pfWrite|pfCreat|pfTrunc, attrs{})
+			for _, mode := range []uint32{0o555, 0o755} {
+				out += " " + chmod("/perm/rodir", mode)(s)
+				r, err := s.a.pathOp(fxpRmdir, s.p("/perm/rodir/rd"))
+				out += " " + s.res(r, err)
+			}
+			return out + " " + s.closeH(s.a, "rd") + " " + stat("/perm/rodir/rd")(s)
+		}},
 		{"perm: content /perm/rodir/late, /perm/rodir/in, /perm/rodir/lx", func(s *sftpSide) string {
 			return content("/perm/rodir/late")(s) + " " + content("/perm/rodir/in")(s) + " " + content("/perm/rodir/lx")(s)
 		}},
