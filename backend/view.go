@@ -614,7 +614,8 @@ func (v *View) RemoveFile(name string) error {
 // for the kernel's answers before that one (a directory its user may not
 // search or write: EACCES, seed 1606); it holds no directory there, only
 // the upload's temp file beside it, so it answers ENOENT, which is the
-// upload's ENOTDIR.
+// upload's ENOTDIR. (An agent session knows its upload, and answers
+// ENOTDIR, or EACCES where the directory refuses write, itself.)
 func (v *View) RemoveDir(name string) error {
 	p := userPath(name)
 	if v.upload(p) == nil {
