@@ -195,39 +195,45 @@ func (v *View) pending(p string) *viewFile {
 	return nil
 }
 
-// cutSearch notes a chmod of p to mode that took search bits away: if p
-// is a directory above one of the session's uploads (or may be: reached
-// through a link, which a Stat tells), their paths' lookups may now be
-// refused (searchCut). Only a mode without every search bit, while the
-// session has an upload, costs more than a look at the map, and only a
-// chmod of a path that is no upload of the session, one Stat.
-func (v *View) cutSearch(p string, mode os.FileMode) {
-	if mode&0o111 == 0o111 || v.searchCut.Load() {
-		return
+// cutSearch follows a chmod of p, a path that is no upload of the
+// session, for searchCut: when p is a directory above one of the
+// session's uploads, searchCut becomes whether the lookup of any of the
+// session's uploads is now refused (one Lstat each: a session holds
+// few), so that the chmod giving the bit back clears it again. A chmod of
+// anything else (a file, a directory with no upload below it) costs a
+// look at the map; a directory reached through a link to it is not seen.
+func (v *View) cutSearch(p string) {
+	type upload struct {
+		path string
+		w    *viewFile
 	}
+	var ups []upload
+	below := false
 	v.mu.Lock()
-	below, some := false, false
 	for q, ws := range v.open {
-		if !slices.ContainsFunc(ws, (*viewFile).Pending) {
-			continue
-		}
-		some = true
-		if q == p {
-			v.mu.Unlock()
-			return // a file: its own mode
-		}
 		if strings.HasPrefix(q, p+"/") || p == "/" {
 			below = true
 		}
+		for _, w := range ws {
+			ups = append(ups, upload{q, w})
+		}
 	}
 	v.mu.Unlock()
-	if !below && some {
-		fi, err := v.Fs.Stat(p)
-		below = err == nil && fi.IsDir()
+	if !below {
+		return
 	}
-	if below {
-		v.searchCut.Store(true)
+	refused := false
+	for _, u := range ups {
+		// Pending asks the file, under its own lock: never with v.mu.
+		if !u.w.Pending() {
+			continue
+		}
+		if _, err := Lstat(v.Fs, u.path); errors.Is(err, fs.ErrPermission) {
+			refused = true
+			break
+		}
 	}
+	v.searchCut.Store(refused)
 }
 
 // withUpload runs fn on the upload in progress at p, or fallback when there
@@ -285,6 +291,9 @@ func (v *View) untrackLocked(f *viewFile) {
 		v.open[f.path] = ws
 	}
 	v.forgetLocked(f.path)
+	if len(v.open) == 0 {
+		v.searchCut.Store(false) // no upload left to answer for
+	}
 }
 
 func (v *View) untrack(f *viewFile) {
@@ -725,7 +734,9 @@ func (v *View) Chtimes(name string, atime, mtime time.Time) error {
 		if err := v.Fs.Chtimes(name, atime, mtime); err != nil {
 			return err
 		}
-		v.changedAt(p) // the session's readers there read again (file.SetTimes)
+		// The session's readers read again (file.SetTimes), at p or at
+		// another name of the file.
+		v.changedAnywhere()
 		return nil
 	})
 }
@@ -756,7 +767,7 @@ func (v *View) Chmod(name string, mode os.FileMode) error {
 		if err := v.Fs.Chmod(name, mode); err != nil {
 			return err
 		}
-		v.cutSearch(p, mode)
+		v.cutSearch(p)
 		return nil
 	})
 }
@@ -997,13 +1008,13 @@ func (r *viewReader) Stat() (os.FileInfo, error) {
 	return r.File.Stat()
 }
 
-// SetTimes implements TimesSetter; the session's other readers at the
-// path read again (file.SetTimes).
+// SetTimes implements TimesSetter; the session's other readers read
+// again (file.SetTimes), at any name of the file (changedAnywhere).
 func (r *viewReader) SetTimes(atime, mtime time.Time) error {
 	if err := r.FileWrapper.SetTimes(atime, mtime); err != nil {
 		return err
 	}
-	r.v.changedAt(r.path)
+	r.v.changedAnywhere()
 	return nil
 }
 
@@ -1057,10 +1068,27 @@ func (f *viewFile) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // changedAt records a change at p that no writing handle of the session
-// made, for the session's readers there.
+// made, for the session's readers there; with none open there, nothing
+// is kept (a handle opened later has read nothing ahead).
 func (v *View) changedAt(p string) {
 	v.mu.Lock()
-	v.changedLocked(p)
+	if len(v.open[p]) > 0 || v.readers[p] > 0 {
+		v.changedLocked(p)
+	}
+	v.mu.Unlock()
+}
+
+// changedAnywhere records a change by path for every path the session
+// has open: the path changed may be another name of one of them (a
+// symbolic link to it), and a session holds few.
+func (v *View) changedAnywhere() {
+	v.mu.Lock()
+	for p := range v.open {
+		v.changedLocked(p)
+	}
+	for p := range v.readers {
+		v.changedLocked(p)
+	}
 	v.mu.Unlock()
 }
 
@@ -1130,7 +1158,7 @@ func (f *viewFile) SetTimes(atime, mtime time.Time) error {
 	if err := f.beginWrite("chtimes"); err != nil {
 		return err
 	}
-	defer f.wrote() // the session's readers there read again (file.SetTimes)
+	defer f.v.changedAnywhere() // the session's readers read again (file.SetTimes), at any name of the file
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return FileWrapper{f.cur()}.SetTimes(atime, mtime)

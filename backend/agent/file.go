@@ -416,6 +416,10 @@ func (s *Server) createOwnRedo(root *scope, dirfd int, p, tmp string, perm fs.Fi
 	if unix.Fstat(dirfd, &st) != nil || st.Mode&0o100 == 0 {
 		return nil, refused
 	}
+	// Under s.mu, as every lend (commit, abort, unlink): two lends to
+	// one directory at once would take each other's bits back.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var f *os.File
 	err := lendOwnDir(dirfd, root.in(path.Dir(p)), s.euid, s.log, func() error {
 		var err error
@@ -423,7 +427,7 @@ func (s *Server) createOwnRedo(root *scope, dirfd int, p, tmp string, perm fs.Fi
 		return unwrapPathError(err)
 	})
 	if err != nil {
-		return nil, refused
+		return nil, &fs.PathError{Op: "open", Path: tmp, Err: err}
 	}
 	s.log.Info("directory not writable: the session's upload saved again with its write bit lent", "path", p)
 	return f, nil

@@ -606,7 +606,10 @@ func (c *scope) removeTemp(tmp string, owner uint32, log *slog.Logger) error {
 
 // lendOwnDir runs change, a change of the entries of the directory dfd
 // (open O_PATH or for reading; dir names it in the log) that ends an
-// upload begun in it (its commit, or its temp file's removal). If the directory refuses it (EACCES) because its
+// upload begun in it (its commit, or its temp file's removal), or begins
+// the session's save again of its upload in progress there
+// (createOwnRedo). s.mu is held, so that no two lends to a directory
+// overlap. If the directory refuses it (EACCES) because its
 // owner, the agent's user (owner), has taken away its own write or search
 // bit since the upload began (a session's SETSTAT of the directory, `chmod
 // a-w` in the container), change runs once more with the missing bits of

@@ -694,6 +694,29 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.request(fxpFstat, str(nil, s.h("tmw7")))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "tmw7")
 		}},
+		// Times set through another name of a file (a symbolic link)
+		// that the session reads: its next read is a read(2) too (a
+		// review).
+		{"upload /tml, symlink /tml.l, open /tml READ, read, setstat /tml.l times, read, fstat", func(s *sftpSide) string {
+			if r := s.open(s.a, "tml", "/tml", pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
+				return r
+			}
+			r, err := s.a.write(s.h("tml"), 0, []byte("linked data"))
+			out := s.res(r, err) + " " + s.closeH(s.a, "tml")
+			r, err = s.a.symlink("tml", s.p("/tml.l"))
+			out += " " + s.res(r, err)
+			if r := s.open(s.a, "tmlr", "/tml", pfRead, attrs{}); r != "HANDLE" {
+				return out + " " + r
+			}
+			r, err = s.a.read(s.h("tmlr"), 0, 3)
+			out += " " + s.res(r, err)
+			r, err = s.a.setstat(s.p("/tml.l"), times(tAtime, tMtime))
+			out += " " + s.res(r, err)
+			r, err = s.a.read(s.h("tmlr"), 3, 100)
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("tmlr")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "tmlr")
+		}},
 		// The agent's own reads of a directory (the sweep of stale temp
 		// files before an upload, the check of the links a move carries
 		// up) leave its atime, as sftp-server reads no directory unasked

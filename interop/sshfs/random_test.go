@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,8 +59,14 @@ func TestSSHFSRandom(t *testing.T) {
 	skip := map[string]bool{}
 	for _, k := range strings.Split(os.Getenv("DIFF_RANDOM_SKIP"), ",") {
 		if k = strings.TrimSpace(k); k != "" {
+			if !slices.ContainsFunc(sshfsKinds, func(sk sshfsKind) bool { return sk.kind == k }) {
+				t.Fatalf("DIFF_RANDOM_SKIP: no call kind %q", k)
+			}
 			skip[k] = true
 		}
+	}
+	if len(skip) == len(sshfsKinds) {
+		t.Fatal("DIFF_RANDOM_SKIP skips every call kind")
 	}
 
 	ref := refserver.StartOpenSSH(t)
@@ -257,10 +264,7 @@ var (
 		os.O_WRONLY | os.O_CREATE | os.O_EXCL,
 	}
 	sshfsModes = []os.FileMode{0o644, 0o600, 0o755, 0o444, 0o700, 0o555}
-	sshfsKinds = []struct {
-		kind   string
-		weight int
-	}{
+	sshfsKinds = []sshfsKind{
 		{"open", 8}, {"pwrite", 6}, {"write", 3}, {"pread", 4}, {"ftruncate", 2}, {"fstat", 3}, {"fsync", 1}, {"close", 5},
 		{"writefile", 4}, {"append", 3}, {"read", 4}, {"stat", 3}, {"lstat", 2}, {"truncate", 2},
 		{"rename", 3}, {"remove", 2}, {"mkdir", 2}, {"rmdir", 1}, {"symlink", 1}, {"link", 1},
@@ -268,13 +272,16 @@ var (
 	}
 )
 
+// sshfsKind is a kind of call TestSSHFSRandom draws, and how often.
+type sshfsKind struct {
+	kind   string
+	weight int
+}
+
 // genSSHFSOps draws n calls from seed alone, none of the kinds in skip.
 func genSSHFSOps(seed uint64, n int, skip map[string]bool) []sshfsOp {
 	rng := rand.New(rand.NewPCG(seed, 0x55f5))
-	var kinds []struct {
-		kind   string
-		weight int
-	}
+	var kinds []sshfsKind
 	total := 0
 	for _, k := range sshfsKinds {
 		if !skip[k.kind] {
