@@ -53,7 +53,9 @@ import (
 // there before the read, as a process sees its own writes through another
 // descriptor: their held-back writes are pushed and the reader forgets
 // what it read ahead (ReadAheadDropper) when they wrote since its last
-// read or stat. A reader follows the path it was opened at, not a rename.
+// read or stat. A reader follows the path it was opened at, not a rename;
+// with ReadersFollowSaves it also reads the session's later saves of that
+// path (view_reader.go).
 //
 // An upload that is superseded, removed or renamed over is discarded at
 // once, never committed later: an abandoned handle cannot capture the
@@ -80,6 +82,11 @@ type View struct {
 	readers map[string]int
 	tick    uint64
 
+	// following: by path, the readers that follow the session's saves
+	// there (ReadersFollowSaves: followReaders). Guarded by mu.
+	following     map[string][]*viewReader
+	followReaders bool
+
 	// searchCut: this session took search bits away from a directory
 	// above one of its uploads (Chmod), so an upload answers for its
 	// path only where the kernel's lookup of it is not refused (upload).
@@ -87,8 +94,13 @@ type View struct {
 }
 
 // NewView returns a session's view of fsys.
-func NewView(fsys afero.Fs) *View {
-	return &View{Fs: fsys, open: make(map[string][]*viewFile), wrote: make(map[string]uint64), readers: make(map[string]int)}
+func NewView(fsys afero.Fs, opts ...ViewOption) *View {
+	v := &View{Fs: fsys, open: make(map[string][]*viewFile), wrote: make(map[string]uint64), readers: make(map[string]int),
+		following: make(map[string][]*viewReader)}
+	for _, o := range opts {
+		o(v)
+	}
+	return v
 }
 
 // forgetLocked drops p's write tick once no handle is open at p. v.mu is
@@ -362,6 +374,9 @@ func (v *View) drop(p string, newer afero.File) error {
 				w.superseded.Store(true)
 			}
 		}
+		if v.followReaders {
+			v.readersFollow(p, open)
+		}
 	}
 	v.mu.Lock()
 	kept := slices.DeleteFunc(v.open[p], func(w *viewFile) bool { return slices.Contains(ws, w) })
@@ -565,7 +580,9 @@ func (v *View) wrap(p string, f afero.File, flag int) afero.File {
 		v.mu.Lock()
 		v.readers[p]++
 		v.mu.Unlock()
-		return &viewReader{FileWrapper: FileWrapper{f}, v: v, path: p}
+		r := &viewReader{FileWrapper: FileWrapper{f}, v: v, path: p}
+		v.listReader(r)
+		return r
 	}
 	vf := &viewFile{FileWrapper: FileWrapper{f}, v: v, path: p, flag: flag, closed: make(chan struct{})}
 	v.track(vf)
@@ -650,7 +667,10 @@ func (v *View) remove(name string, remove func(string) error) error {
 	}
 	err := remove(name)
 	if had && errors.Is(err, fs.ErrNotExist) {
-		return nil
+		err = nil
+	}
+	if err == nil {
+		v.unlistReaders(p) // p names nothing of theirs now
 	}
 	return err
 }
@@ -660,6 +680,7 @@ func (v *View) RemoveAll(name string) error {
 	if err := v.discardUnder(userPath(name)); err != nil {
 		return err
 	}
+	defer v.unlistReaders(userPath(name))
 	return v.Fs.RemoveAll(name)
 }
 
@@ -706,6 +727,9 @@ func (v *View) Rename(oldname, newname string) error {
 	if err := v.discard(np); err != nil {
 		return err
 	}
+	// The readers that followed saves at either name keep their files.
+	v.unlistReaders(op)
+	v.unlistReaders(np)
 	// Uploads below a renamed directory moved with it on disk; their
 	// files learn their new names (a Move to where they already are).
 	for _, w := range v.rekey(op, np) {
@@ -978,57 +1002,6 @@ func (v *View) pushOthers(f *viewFile) {
 	ws = slices.Clone(ws)
 	v.mu.Unlock()
 	pushExcept(ws, f)
-}
-
-// viewReader is a file this session has open for reading only.
-type viewReader struct {
-	FileWrapper
-	v    *View
-	path string
-	seen atomic.Uint64 // the write tick its reads last caught up with
-	once sync.Once
-}
-
-// Read implements afero.File, after the session's writers at the
-// reader's path (catchUp).
-func (r *viewReader) Read(p []byte) (int, error) {
-	r.v.catchUp(r.path, r.File, nil, &r.seen)
-	return r.File.Read(p)
-}
-
-// ReadAt implements afero.File, as Read.
-func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
-	r.v.catchUp(r.path, r.File, nil, &r.seen)
-	return r.File.ReadAt(p, off)
-}
-
-// Stat implements afero.File, as Read.
-func (r *viewReader) Stat() (os.FileInfo, error) {
-	r.v.catchUp(r.path, r.File, nil, &r.seen)
-	return r.File.Stat()
-}
-
-// SetTimes implements TimesSetter; the session's other readers read
-// again (file.SetTimes), at any name of the file (changedAnywhere).
-func (r *viewReader) SetTimes(atime, mtime time.Time) error {
-	if err := r.FileWrapper.SetTimes(atime, mtime); err != nil {
-		return err
-	}
-	r.v.changedAnywhere()
-	return nil
-}
-
-// Close implements afero.File, and stops counting the reader at its path.
-func (r *viewReader) Close() error {
-	r.once.Do(func() {
-		r.v.mu.Lock()
-		if r.v.readers[r.path]--; r.v.readers[r.path] <= 0 {
-			delete(r.v.readers, r.path)
-		}
-		r.v.forgetLocked(r.path)
-		r.v.mu.Unlock()
-	})
-	return r.File.Close()
 }
 
 // info is the open upload's state under its current name; if it is

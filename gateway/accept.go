@@ -45,6 +45,12 @@ type Protocol struct {
 	// it either way; not for SFTP, whose clients expect an OPEN's error
 	// from the OPEN.
 	PostUploadOpens bool
+	// ReadersFollowSaves makes the sessions' handles open for reading
+	// follow their own later saves of the path
+	// (backend.ReadersFollowSaves): right for SFTP, whose clients (sshfs
+	// programs) expect a descriptor's semantics; not for WebDAV, where a
+	// GET beside a PUT of its path must stay one version.
+	ReadersFollowSaves bool
 }
 
 // refuseTimeout bounds writing a refusal to a client that does not read.
@@ -210,7 +216,7 @@ func (g *Gateway) admit(proto Protocol, raw net.Conn, parent *Session, data *Dat
 	}
 	sess := &Session{
 		Protocol: proto.Name, Remote: remote, Local: local, Start: g.now(), Parent: parent,
-		r: g.registry, tcp: tcp, postOpens: proto.PostUploadOpens,
+		r: g.registry, tcp: tcp, postOpens: proto.PostUploadOpens, readersFollow: proto.ReadersFollowSaves,
 	}
 	sess.lastActivity.Store(sess.Start.UnixNano())
 	sess.lastIO.Store(sess.Start.UnixNano())

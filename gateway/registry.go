@@ -62,6 +62,8 @@ type Session struct {
 	timer *time.Timer // idle timer; nil when there is no idle timeout
 	// postOpens is its Protocol's PostUploadOpens.
 	postOpens bool
+	// readersFollow is its Protocol's ReadersFollowSaves.
+	readersFollow bool
 
 	user         atomic.Pointer[string]
 	cred         atomic.Pointer[credential] // what the login used, for reloads (revoke.go)

@@ -196,7 +196,11 @@ func (g *Gateway) login(ctx context.Context, sess *Session, u *user, cred creden
 	}
 	// The session's own view of its uploads in progress (backend.View):
 	// atomic for others, POSIX for itself.
-	fsys = backend.NewView(fsys)
+	var viewOpts []backend.ViewOption
+	if sess != nil && sess.readersFollow {
+		viewOpts = append(viewOpts, backend.ReadersFollowSaves())
+	}
+	fsys = backend.NewView(fsys, viewOpts...)
 	if why := g.stillValid(u.name, cred); why != "" {
 		// A reload took the credential away during the login.
 		log.Info("login refused", "method", method, "reason", why)

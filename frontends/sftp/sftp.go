@@ -65,7 +65,7 @@ type Config struct {
 // request, exec and client keepalive. A refusal is an SSH disconnect with
 // a reason, which OpenSSH prints.
 func Protocol() gateway.Protocol {
-	return gateway.Protocol{Name: "sftp", Refuse: refuse}
+	return gateway.Protocol{Name: "sftp", Refuse: refuse, ReadersFollowSaves: true}
 }
 
 // refuse sends the version line and a cleartext SSH_MSG_DISCONNECT

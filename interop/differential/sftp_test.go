@@ -717,6 +717,35 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.request(fxpFstat, str(nil, s.h("tmlr")))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "tmlr")
 		}},
+		// A handle open for reading reads what the session's later save
+		// of its path writes, as a descriptor of the file that save's
+		// O_TRUNC emptied (TestSSHFSRandom seed 1955); one whose path
+		// was removed first keeps the removed file.
+		{"open /rfo READ, read, save /rfo, read, fstat, close the save, read; open /rfg READ, remove it, save it, read", func(s *sftpSide) string {
+			out := s.open(s.a, "rfw", "/rfo", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.write(s.h("rfw"), 0, []byte("old content"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rfw")
+			out += " " + s.open(s.a, "rfr", "/rfo", pfRead, attrs{})
+			r, err = s.a.read(s.h("rfr"), 0, 100)
+			out += " " + s.res(r, err) + " " + s.open(s.a, "rfw", "/rfo", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err = s.a.write(s.h("rfw"), 0, []byte("new save"))
+			out += " " + s.res(r, err)
+			r, err = s.a.read(s.h("rfr"), 0, 100)
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("rfr")))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rfw")
+			r, err = s.a.read(s.h("rfr"), 4, 100)
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rfr") + ";"
+			out += " " + s.open(s.a, "rgw", "/rfg", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err = s.a.write(s.h("rgw"), 0, []byte("gone"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rgw") + " " + s.open(s.a, "rgr", "/rfg", pfRead, attrs{})
+			r, err = s.a.pathOp(fxpRemove, s.p("/rfg"))
+			out += " " + s.res(r, err) + " " + s.open(s.a, "rgw", "/rfg", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err = s.a.write(s.h("rgw"), 0, []byte("another file"))
+			out += " " + s.res(r, err)
+			r, err = s.a.read(s.h("rgr"), 0, 100)
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rgw") + " " + s.closeH(s.a, "rgr")
+		}},
 		// The agent's own reads of a directory (the sweep of stale temp
 		// files before an upload, the check of the links a move carries
 		// up) leave its atime, as sftp-server reads no directory unasked

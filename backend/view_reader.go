@@ -1,0 +1,226 @@
+package backend
+
+import (
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/afero"
+)
+
+// This file holds a View's files open for reading only, and how they
+// follow the session's later saves of their path (ReadersFollowSaves).
+
+// ViewOption configures a View (NewView).
+type ViewOption func(*View)
+
+// ReadersFollowSaves makes a handle the session opened only for reading
+// follow the session's later truncating opens of its path (a save, a
+// supersede): it goes on reading the newer upload's data, at its offset,
+// as a descriptor of sftp-server reads the file that a later open with
+// O_TRUNC emptied and the save wrote again (`tail -f` of a log a program
+// on the same sshfs mount rewrites with `>`; TestSSHFSRandom seed 1955).
+// Without it a reader keeps the file it opened, as it would after a
+// rename: right where a reader must see one version, as a WebDAV GET
+// served beside a PUT of its path on one HTTP/2 connection. A reader
+// stops following once its path names something else for the session
+// (a remove or a rename of it, or onto it), and follows nothing another
+// session or the container does.
+func ReadersFollowSaves() ViewOption { return func(v *View) { v.followReaders = true } }
+
+// viewReader is a file this session has open for reading only.
+type viewReader struct {
+	FileWrapper
+	v    *View
+	path string
+	seen atomic.Uint64 // the write tick its reads last caught up with
+	once sync.Once
+	// joined, once set by follow, is the file r's calls go to: one open
+	// for reading on the data of the session's newer save of r's path.
+	// fmu orders its changes (follow, Close: write-locked) after the
+	// calls using it (read-locked); closing stops follow once Close has
+	// begun.
+	joined  atomic.Pointer[joinedFile]
+	fmu     sync.RWMutex
+	closing bool
+}
+
+// cur is the file r's calls go to: its own, or the one it follows.
+func (r *viewReader) cur() afero.File {
+	if j := r.joined.Load(); j != nil {
+		return j.f
+	}
+	return r.File
+}
+
+// follow makes r go on through a file that open opens for reading, at
+// r's offset; a file r followed before is closed, once no call uses it.
+func (r *viewReader) follow(open func(flag int) (afero.File, error)) {
+	nf, err := open(os.O_RDONLY)
+	if err != nil {
+		return // r keeps the file it reads, as without ReadersFollowSaves
+	}
+	r.fmu.Lock()
+	defer r.fmu.Unlock()
+	if r.closing {
+		_ = nf.Close()
+		return
+	}
+	if off, err := r.cur().Seek(0, io.SeekCurrent); err == nil && off > 0 {
+		_, _ = nf.Seek(off, io.SeekStart)
+	}
+	if old := r.joined.Swap(&joinedFile{nf}); old != nil {
+		_ = old.f.Close()
+	}
+}
+
+// Read implements afero.File, after the session's writers at the
+// reader's path (catchUp).
+func (r *viewReader) Read(p []byte) (int, error) {
+	r.fmu.RLock()
+	defer r.fmu.RUnlock()
+	f := r.cur()
+	r.v.catchUp(r.path, f, nil, &r.seen)
+	return f.Read(p)
+}
+
+// ReadAt implements afero.File, as Read.
+func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
+	r.fmu.RLock()
+	defer r.fmu.RUnlock()
+	f := r.cur()
+	r.v.catchUp(r.path, f, nil, &r.seen)
+	return f.ReadAt(p, off)
+}
+
+// Stat implements afero.File, as Read.
+func (r *viewReader) Stat() (os.FileInfo, error) {
+	r.fmu.RLock()
+	defer r.fmu.RUnlock()
+	f := r.cur()
+	r.v.catchUp(r.path, f, nil, &r.seen)
+	return f.Stat()
+}
+
+// Seek implements afero.File, for the file r's calls go to.
+func (r *viewReader) Seek(offset int64, whence int) (int64, error) {
+	r.fmu.RLock()
+	defer r.fmu.RUnlock()
+	return r.cur().Seek(offset, whence)
+}
+
+// Truncate implements afero.File, for the file r's calls go to (which
+// refuses it: r is open for reading).
+func (r *viewReader) Truncate(size int64) error {
+	r.fmu.RLock()
+	defer r.fmu.RUnlock()
+	return r.cur().Truncate(size)
+}
+
+// Sync implements afero.File, for the file r's calls go to.
+func (r *viewReader) Sync() error {
+	r.fmu.RLock()
+	defer r.fmu.RUnlock()
+	return r.cur().Sync()
+}
+
+// DropReadAhead implements ReadAheadDropper, for the file r's calls go to.
+func (r *viewReader) DropReadAhead() {
+	r.fmu.RLock()
+	defer r.fmu.RUnlock()
+	FileWrapper{r.cur()}.DropReadAhead()
+}
+
+// Chmod implements ModeSetter, for the file r's calls go to.
+func (r *viewReader) Chmod(mode os.FileMode) error {
+	r.fmu.RLock()
+	defer r.fmu.RUnlock()
+	return FileWrapper{r.cur()}.Chmod(mode)
+}
+
+// SetTimes implements TimesSetter, for the file r's calls go to; the
+// session's other readers read again (file.SetTimes), at any name of the
+// file (changedAnywhere).
+func (r *viewReader) SetTimes(atime, mtime time.Time) error {
+	r.fmu.RLock()
+	err := FileWrapper{r.cur()}.SetTimes(atime, mtime)
+	r.fmu.RUnlock()
+	if err != nil {
+		return err
+	}
+	r.v.changedAnywhere()
+	return nil
+}
+
+// Close implements afero.File, and stops counting the reader at its path.
+func (r *viewReader) Close() error {
+	r.once.Do(func() {
+		r.v.mu.Lock()
+		if r.v.readers[r.path]--; r.v.readers[r.path] <= 0 {
+			delete(r.v.readers, r.path)
+		}
+		r.v.unlistReaderLocked(r)
+		r.v.forgetLocked(r.path)
+		r.v.mu.Unlock()
+	})
+	r.fmu.Lock()
+	r.closing = true
+	j := r.joined.Swap(nil)
+	r.fmu.Unlock()
+	if j != nil {
+		_ = j.f.Close()
+	}
+	return r.File.Close()
+}
+
+// listReader notes r, a reader opened at its path, as one that follows
+// the session's saves there (ReadersFollowSaves).
+func (v *View) listReader(r *viewReader) {
+	if !v.followReaders {
+		return
+	}
+	v.mu.Lock()
+	v.following[r.path] = append(v.following[r.path], r)
+	v.mu.Unlock()
+}
+
+// unlistReaderLocked forgets r as a follower. v.mu is held.
+func (v *View) unlistReaderLocked(r *viewReader) {
+	rs := slices.DeleteFunc(v.following[r.path], func(x *viewReader) bool { return x == r })
+	if len(rs) == 0 {
+		delete(v.following, r.path)
+	} else {
+		v.following[r.path] = rs
+	}
+}
+
+// unlistReaders forgets the followers at p and below it: p names
+// something else now (a remove, a rename of it or onto it), and they
+// keep the file they read.
+func (v *View) unlistReaders(p string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for q := range v.following {
+		if q == p || strings.HasPrefix(q, p+"/") || p == "/" {
+			delete(v.following, q)
+		}
+	}
+}
+
+// readersFollow makes the followers at p follow a save of p whose data
+// open opens (drop).
+func (v *View) readersFollow(p string, open func(flag int) (afero.File, error)) {
+	v.mu.Lock()
+	rs := slices.Clone(v.following[p])
+	v.mu.Unlock()
+	for _, r := range rs {
+		r.follow(open)
+	}
+	if len(rs) > 0 {
+		v.changedAt(p) // they read what the save holds, not what they read ahead
+	}
+}
