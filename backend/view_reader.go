@@ -79,31 +79,30 @@ func (r *viewReader) follow(open func(flag int) (afero.File, error)) {
 }
 
 // Read implements afero.File, after the session's writers at the
-// reader's path (catchUp).
+// reader's path (catchUp, before fmu is taken, as viewFile's: a read
+// holding fmu while it pushes the writers, which take theirs, could wait
+// in a ring with follows waiting for those).
 func (r *viewReader) Read(p []byte) (int, error) {
+	r.v.catchUp(r.path, r, nil, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
-	f := r.cur()
-	r.v.catchUp(r.path, f, nil, &r.seen)
-	return f.Read(p)
+	return r.cur().Read(p)
 }
 
 // ReadAt implements afero.File, as Read.
 func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
+	r.v.catchUp(r.path, r, nil, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
-	f := r.cur()
-	r.v.catchUp(r.path, f, nil, &r.seen)
-	return f.ReadAt(p, off)
+	return r.cur().ReadAt(p, off)
 }
 
 // Stat implements afero.File, as Read.
 func (r *viewReader) Stat() (os.FileInfo, error) {
+	r.v.catchUp(r.path, r, nil, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
-	f := r.cur()
-	r.v.catchUp(r.path, f, nil, &r.seen)
-	return f.Stat()
+	return r.cur().Stat()
 }
 
 // Seek implements afero.File, for the file r's calls go to.
@@ -128,7 +127,8 @@ func (r *viewReader) Sync() error {
 	return r.cur().Sync()
 }
 
-// DropReadAhead implements ReadAheadDropper, for the file r's calls go to.
+// DropReadAhead implements ReadAheadDropper, for the file r's calls go
+// to (catchUp's).
 func (r *viewReader) DropReadAhead() {
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
