@@ -669,8 +669,10 @@ func (v *View) remove(name string, remove func(string) error) error {
 	if had && errors.Is(err, fs.ErrNotExist) {
 		err = nil
 	}
-	if err == nil {
-		v.unlistReaders(p) // p names nothing of theirs now
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		// p names nothing of theirs now (removed here, or already by
+		// the container).
+		v.unlistReaders(p)
 	}
 	return err
 }
@@ -680,8 +682,11 @@ func (v *View) RemoveAll(name string) error {
 	if err := v.discardUnder(userPath(name)); err != nil {
 		return err
 	}
-	defer v.unlistReaders(userPath(name))
-	return v.Fs.RemoveAll(name)
+	if err := v.Fs.RemoveAll(name); err != nil {
+		return err
+	}
+	v.unlistReaders(userPath(name))
+	return nil
 }
 
 // Rename implements afero.Fs. A file with an upload in progress takes its
@@ -724,12 +729,13 @@ func (v *View) Rename(oldname, newname string) error {
 			return err
 		}
 	}
+	// The readers that followed saves at either name keep their files
+	// (before anything that can fail: the rename is made).
+	v.unlistReaders(op)
+	v.unlistReaders(np)
 	if err := v.discard(np); err != nil {
 		return err
 	}
-	// The readers that followed saves at either name keep their files.
-	v.unlistReaders(op)
-	v.unlistReaders(np)
 	// Uploads below a renamed directory moved with it on disk; their
 	// files learn their new names (a Move to where they already are).
 	for _, w := range v.rekey(op, np) {
@@ -1238,9 +1244,16 @@ func (f *viewFile) Close() error {
 		// own upload was discarded, and its close commits nothing.
 		jerr = j.f.Close()
 	}
+	upload := j == nil && f.v.followReaders && f.Pending()
 	err := f.File.Close()
 	if j != nil {
 		err = jerr
+	}
+	if upload && err != nil {
+		// The save's commit failed: the readers that followed it read
+		// what the path holds instead, as the session's opens do.
+		p := f.pathNow()
+		f.v.readersFollow(p, func(flag int) (afero.File, error) { return f.v.Fs.OpenFile(p, flag, 0) })
 	}
 	if first {
 		f.v.untrack(f)

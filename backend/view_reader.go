@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"io"
 	"os"
 	"slices"
@@ -171,10 +172,11 @@ func (r *viewReader) Close() error {
 	r.closing = true
 	j := r.joined.Swap(nil)
 	r.fmu.Unlock()
+	var jerr error
 	if j != nil {
-		_ = j.f.Close()
+		jerr = j.f.Close()
 	}
-	return r.File.Close()
+	return errors.Join(jerr, r.File.Close())
 }
 
 // listReader notes r, a reader opened at its path, as one that follows
