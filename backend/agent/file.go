@@ -219,10 +219,18 @@ func (s *Server) open(ctx context.Context, op *agentpb.OpenOp) (_ *handle, _ *ag
 	return s.openIn(root, op, nil)
 }
 
+// opener is what openIn asks of the session whose open it serves.
+type opener interface {
+	// ownUpload is the session's own upload in progress at p, or nil.
+	ownUpload(p string) *handle
+	// writesInPlace reports whether one of the session's files open for
+	// writing is the file st describes.
+	writesInPlace(st *unix.Stat_t) bool
+}
+
 // openIn opens the file of op in root; the handle uses root but does not
-// own it. ownUpload, if not nil, finds the session's own upload in
-// progress at a path (session.ownUpload).
-func (s *Server) openIn(root *scope, op *agentpb.OpenOp, ownUpload func(p string) *handle) (_ *handle, _ *agentpb.FileInfo, err error) {
+// own it. sess, if not nil, is the session that opens (session).
+func (s *Server) openIn(root *scope, op *agentpb.OpenOp, sess opener) (_ *handle, _ *agentpb.FileInfo, err error) {
 	ps, err := cleanIn(root, op.GetPath())
 	if err != nil {
 		return nil, nil, err
@@ -255,9 +263,9 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, ownUpload func(p string
 	// write through a link there reached another file: TestSSHFSRandom
 	// seed 1282).
 	var own *handle
-	if write && flag&os.O_TRUNC != 0 && ownUpload != nil && !op.GetInPlace() && root.in(p) != "." {
+	if write && flag&os.O_TRUNC != 0 && sess != nil && !op.GetInPlace() && root.in(p) != "." {
 		var st unix.Stat_t
-		if own = ownUpload(p); own != nil && withFd(own.f, func(fd int) error { return unix.Fstat(fd, &st) }) == nil {
+		if own = sess.ownUpload(p); own != nil && withFd(own.f, func(fd int) error { return unix.Fstat(fd, &st) }) == nil {
 			atomic, existing = true, &st
 		} else {
 			own = nil // none, or closed meanwhile: committed, p names it on disk
@@ -317,6 +325,16 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, ownUpload func(p string
 		theirs := existing.Mode&unix.S_IFMT == unix.S_IFREG && existing.Uid != s.euid && s.euid != 0
 		if theirs {
 			s.log.Info("another user's file: upload written in place", "path", p, "uid", existing.Uid)
+			atomic = false
+		} else if sess != nil && sess.writesInPlace(existing) {
+			// The session writes this file in place through another
+			// handle, reached by another name (a symbolic or hard
+			// link; the gateway's View sees the same name itself): the
+			// truncation goes in place, so that both write the one file,
+			// as sftp-server's descriptors share the inode its O_TRUNC
+			// emptied. An upload would replace the file under the other
+			// handle at its commit, and what that handle wrote, answered
+			// OK, would be gone (TestSFTPRandom seed 3605).
 			atomic = false
 		}
 	}

@@ -267,7 +267,7 @@ func (ss *session) open(id uint64, op *agentpb.OpenOp) {
 		ss.reply(id, nil, err)
 		return
 	}
-	h, info, err := ss.s.openIn(ss.sc, op, ss.ownUpload)
+	h, info, err := ss.s.openIn(ss.sc, op, ss)
 	if err != nil {
 		ss.s.openHandles.Add(-1)
 		ss.reply(id, nil, ss.s.fail("Open", string(op.GetPath()), err))
@@ -284,6 +284,23 @@ func (ss *session) open(id uint64, op *agentpb.OpenOp) {
 	ss.workers.Add(1)
 	go ss.work(f)
 	_ = ss.send(&agentpb.SessionResponse{Id: id, UploadId: h.id, Result: &agentpb.SessionResponse_Info{Info: info}})
+}
+
+// writesInPlace reports whether one of this session's files open for
+// writing is the file st describes (openIn). An upload's handle, or one
+// joined to it, has its temp file open, never the file it replaces. Called
+// on the session's goroutine, which alone changes ss.files.
+func (ss *session) writesInPlace(st *unix.Stat_t) bool {
+	for _, f := range ss.files {
+		if !f.h.writable {
+			continue
+		}
+		var hs unix.Stat_t
+		if withFd(f.h.f, func(fd int) error { return unix.Fstat(fd, &hs) }) == nil && hs.Dev == st.Dev && hs.Ino == st.Ino {
+			return true
+		}
+	}
+	return false
 }
 
 // remove is Server.remove for this session. An rmdir of its own upload

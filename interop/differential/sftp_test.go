@@ -746,6 +746,30 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.read(s.h("rgr"), 0, 100)
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rgw") + " " + s.closeH(s.a, "rgr")
 		}},
+		// A save of a file that the session writes in place through
+		// another name (a symbolic link, a hard link) truncates that
+		// file, and both handles write it, as sftp-server's descriptors
+		// share the inode its O_TRUNC emptied: the handle's writes were
+		// lost under the save's commit (TestSFTPRandom seed 3605).
+		{"write /ipa in place through the link /ipl and the hard link /iph, save /ipa meanwhile", func(s *sftpSide) string {
+			out := s.open(s.a, "ipw", "/ipa", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.write(s.h("ipw"), 0, []byte("the old content"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "ipw")
+			r, err = s.a.symlink("ipa", s.p("/ipl"))
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("hardlink@openssh.com", str(str(nil, s.p("/ipa")), s.p("/iph")))
+			out += " " + s.res(r, err)
+			for _, via := range []string{"/ipl", "/iph"} {
+				out += " " + s.open(s.a, "ipi", via, pfWrite, attrs{})
+				out += " " + s.open(s.a, "ips", "/ipa", pfWrite|pfTrunc, attrs{})
+				r, err = s.a.write(s.h("ipi"), 6, []byte("kept"))
+				out += " " + s.res(r, err)
+				r, err = s.a.write(s.h("ips"), 0, []byte(via))
+				out += " " + s.res(r, err) + " " + s.closeH(s.a, "ips") + " " + s.closeH(s.a, "ipi")
+				out += " " + s.readAll(s.a, "/ipa") + " " + s.readAll(s.a, "/iph") + ";"
+			}
+			return out
+		}},
 		// The agent's own reads of a directory (the sweep of stale temp
 		// files before an upload, the check of the links a move carries
 		// up) leave its atime, as sftp-server reads no directory unasked
