@@ -65,6 +65,7 @@ const (
 		"outside the last component is an error, for the reason LIST of a missing path is one (whyMissingList)"
 	whyUnreadableList = "a directory whose entries cannot be read or examined (mode 0000, 0300 or 0600) lists as an error " +
 		"(PERMISSION_DENIED, 450), not as sftp-server's empty listing or vsftpd's line for the directory itself, " +
+		"and so does a name in it (vsftpd lists what its readdir matches), " +
 		"for the reason LIST of a missing path is an error (whyMissingList)"
 	whyRootSearch = "a limitation, not a choice: the agent resolves paths with Go's os.Root, which opens each " +
 		"directory on the way for reading (golang/go#81605), so a directory its user may search but not read " +

@@ -702,7 +702,10 @@ type ftpRandFacts struct {
 	exists    bool        // the path named something (a link counts)
 	real      string      // where the path led, links followed, in the run's directory
 	cwdSearch bool        // the working directory could be searched
-	asciiRest bool        // TYPE A with a REST of more than 0 pending
+	// parentSearch: the directory holding the path (links followed)
+	// could be searched, or there is none.
+	parentSearch bool
+	asciiRest    bool // TYPE A with a REST of more than 0 pending
 	// rnfrElsewhere: an RNTO after an RNFR of a relative name answered
 	// in another working directory (whyRnfrNow).
 	rnfrElsewhere bool
@@ -722,7 +725,7 @@ func (k *ftpRandTrack) server(p string, abs bool, root string) string {
 }
 
 func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
-	f := ftpRandFacts{asciiRest: k.ascii && k.rest > 0}
+	f := ftpRandFacts{asciiRest: k.ascii && k.rest > 0, parentSearch: true}
 	if fi, err := os.Stat(filepath.Join(k.disk, k.cwd)); err == nil {
 		f.cwdSearch = fi.Mode().Perm()&0o100 != 0
 	}
@@ -730,6 +733,9 @@ func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
 		disk := filepath.Join(k.disk, k.server(o.path, o.abs, root))
 		if fi, err := os.Stat(disk); err == nil && fi.IsDir() {
 			f.dir, f.dirMode = true, fi.Mode().Perm()
+		}
+		if fi, err := os.Stat(filepath.Dir(disk)); err == nil {
+			f.parentSearch = fi.Mode().Perm()&0o100 != 0
 		}
 		_, err := os.Lstat(disk)
 		f.exists = err == nil
@@ -838,6 +844,11 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		return "TYPE A, REST 2, RETR /d/f1 (a resumed download in ASCII mode), TYPE I"
 	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && facts.dir && facts.dirMode&0o500 != 0o500 &&
 		(ug == "4xx" || ug == "450"):
+		return "perm: LIST /perm/closed (0000)"
+	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && !facts.parentSearch &&
+		(ug == "4xx" || ug == "450"):
+		// A name in a directory whose entries cannot be examined: vsftpd
+		// lists what its readdir matches (seeds 1320, 1416).
 		return "perm: LIST /perm/closed (0000)"
 	case o.kind == "mlsd" && facts.dir && facts.dirMode&0o100 == 0 && ref == "error" && ug == "OK []":
 		// vsftpd has no MLSD: its stand-in, STAT of the directory,
@@ -1138,10 +1149,12 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 	norm := func(a string) string { return strings.ReplaceAll(a, `"`+root, `"/ROOT`) }
 	track := ftpRandTrack{disk: r.ref.dir, cwd: root}
 	dirTimes := map[string]bool{} // the directories whose times the run set (whyDirTime), in the run
-	// renamedApart: an RNTO renamed another file on each server
-	// (whyRnfrNow), after which their trees differ by that rename: every
-	// later difference without a row of its own is put down to it.
-	renamedApart := false
+	// apart: a deliberate difference left the servers apart (an RNTO
+	// that renamed another file on each, whyRnfrNow; a CWD or CDUP that
+	// one refused, whyDotDot), so that their trees and later answers
+	// differ by it: every later difference without a row of its own is
+	// put down to that row.
+	apart := ""
 	for i, o := range ops {
 		facts := track.facts(o, root)
 		ref := o.exec(r.ref, root)
@@ -1167,10 +1180,13 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 			if row == rowDirTime && (o.kind == "mdtmset" || o.kind == "mfmt") && facts.dir {
 				dirTimes[facts.real] = true
 			}
-			if row == rowRnfrNow {
-				renamedApart = true
-			} else if row == "" && renamedApart {
-				row = rowRnfrNow
+			switch {
+			case row == "" && apart != "":
+				row = apart
+			case row == rowRnfrNow, row != "" && (o.kind == "cwd" || o.kind == "cdup") && (a.ref == "250") != (a.ug == "250"):
+				// The servers now rename other files, or work in other
+				// directories (whyDotDot: seed 1323).
+				apart = row
 			}
 			res.diffs = append(res.diffs, randDiff{index: i, op: o.String(), ref: a.ref, ug: a.ug, row: row})
 		}
@@ -1201,8 +1217,8 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 		tp := strings.TrimPrefix(d.step, "tree ")
 		if dirTimes[strings.Trim(tp, `"/`)] && withoutDirTimes(d.ref, dirTimes, true) == withoutDirTimes(d.upgate, dirTimes, true) {
 			row = rowDirTime
-		} else if renamedApart {
-			row = rowRnfrNow
+		} else if apart != "" {
+			row = apart
 		}
 		res.diffs = append(res.diffs, randDiff{index: -1, path: strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate, row: row})
 	}
@@ -1213,8 +1229,8 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 		out := "../" + strings.Trim(strings.TrimPrefix(d.step, "tree "), `"/`)
 		if dirTimes[out] && withoutDirTimes(d.ref, dirTimes, true) == withoutDirTimes(d.upgate, dirTimes, true) {
 			row = rowDirTime
-		} else if renamedApart {
-			row = rowRnfrNow
+		} else if apart != "" {
+			row = apart
 		}
 		res.diffs = append(res.diffs, randDiff{index: -1, path: "(outside the run) " + strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate, row: row})
 	}
