@@ -14,10 +14,10 @@ import (
 	"github.com/upgate/upgate/backend/memfs"
 )
 
-// TestViewReaderAfterContainerRemove: the session's remove of a path the
-// container removed first (ENOENT) stops its readers following: a new
-// file made there later is another file. (A review.)
-func TestViewReaderAfterContainerRemove(t *testing.T) {
+// followingReader is a memfs holding /f ("old"), a View over it whose
+// readers follow saves, and a reader of /f through it.
+func followingReader(t *testing.T) (*memfs.FS, *backend.View, afero.File) {
+	t.Helper()
 	m := memfs.New(memfs.Options{})
 	if err := afero.WriteFile(m, "/f", []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
@@ -27,6 +27,14 @@ func TestViewReaderAfterContainerRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, v, r
+}
+
+// TestViewReaderAfterContainerRemove: the session's remove of a path the
+// container removed first (ENOENT) stops its readers following: a new
+// file made there later is another file. (A review.)
+func TestViewReaderAfterContainerRemove(t *testing.T) {
+	m, v, r := followingReader(t)
 	defer r.Close()
 	if err := m.Remove("/f"); err != nil { // the container
 		t.Fatal(err)
@@ -50,15 +58,7 @@ func TestViewReaderAfterContainerRemove(t *testing.T) {
 // TestViewReaderCloseErrorOfJoined: a reader's Close reports its
 // joined handle's error. (A review.)
 func TestViewReaderCloseErrorOfJoined(t *testing.T) {
-	m := memfs.New(memfs.Options{})
-	if err := afero.WriteFile(m, "/f", []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	v := backend.NewView(m, backend.ReadersFollowSaves())
-	r, err := v.Open("/f")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, v, r := followingReader(t)
 	w, err := v.OpenFile("/f", os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -204,15 +204,7 @@ func TestViewReaderFollowConcurrent(t *testing.T) {
 // commit then failed reads what the path holds, as the session's opens
 // do. (A review.)
 func TestViewReaderAfterFailedCommit(t *testing.T) {
-	m := memfs.New(memfs.Options{})
-	if err := afero.WriteFile(m, "/f", []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	v := backend.NewView(m, backend.ReadersFollowSaves())
-	r, err := v.Open("/f")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, v, r := followingReader(t)
 	defer r.Close()
 	w, err := v.OpenFile("/f", os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
