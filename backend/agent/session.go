@@ -287,12 +287,17 @@ func (ss *session) open(id uint64, op *agentpb.OpenOp) {
 }
 
 // writesInPlace reports whether one of this session's files open for
-// writing is the file st describes (openIn). An upload's handle, or one
-// joined to it, has its temp file open, never the file it replaces. Called
-// on the session's goroutine, which alone changes ss.files.
+// writing in place is the file st describes (openIn). An upload's handle
+// has its temp file open, never the file it replaces. A handle joined to
+// an upload (agentpb.OpenOp.join_upload: one that followed a save, or
+// was opened into it) holds the committed file once that upload commits,
+// and is left out: the gateway's View takes such a follower along with a
+// new upload rather than write every later save of the path in place (an
+// abandoned handle, rclone's FsPutError: TestAbandonedHandleKeepsSavesAtomic).
+// Called on the session's goroutine, which alone changes ss.files.
 func (ss *session) writesInPlace(st *unix.Stat_t) bool {
 	for _, f := range ss.files {
-		if !f.h.writable {
+		if !f.h.writable || f.h.joined != nil {
 			continue
 		}
 		var hs unix.Stat_t

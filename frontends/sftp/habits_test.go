@@ -544,3 +544,44 @@ func TestAbandonedWriteHandle(t *testing.T) {
 	}
 	noTemps(t, e)
 }
+
+// TestAbandonedHandleKeepsSavesAtomic: an abandoned handle follows the
+// save that superseded its upload (View.supersede), and, once that save
+// has committed, holds the committed file open. A later save of the path
+// is still atomic: the agent, which writes a truncating open in place
+// when the session writes the same file through another handle
+// (session.writesInPlace), leaves a handle that followed a save to the
+// View, which takes it along with the new upload.
+func TestAbandonedHandleKeepsSavesAtomic(t *testing.T) {
+	e := start(t, nil)
+	c := dial(t, e, "alice")
+	disk := filepath.Join(e.UserDir("alice"), "a")
+	h1, err := c.OpenFile("/a", os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h1.Write([]byte("partial")); err != nil {
+		t.Fatal(err)
+	}
+	defer h1.Close() // abandoned
+	for _, save := range []string{"complete", "third save"} {
+		h, err := c.OpenFile("/a", os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Write([]byte(save)); err != nil {
+			t.Fatal(err)
+		}
+		if save == "third save" {
+			if got := mustRead(t, disk); string(got) != "complete" {
+				t.Errorf("while the third save is open the container sees %q, want the last committed %q", got, "complete")
+			}
+		}
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustRead(t, disk); string(got) != save {
+			t.Fatalf("after the save: %q, want %q", got, save)
+		}
+	}
+}
