@@ -224,8 +224,8 @@ type opener interface {
 	// ownUpload is the session's own upload in progress at p, or nil.
 	ownUpload(p string) *handle
 	// writesInPlace reports whether one of the session's files open for
-	// writing is the file st describes.
-	writesInPlace(st *unix.Stat_t) bool
+	// writing in place at another path than p is the file st describes.
+	writesInPlace(st *unix.Stat_t, p string) bool
 }
 
 // openIn opens the file of op in root; the handle uses root but does not
@@ -326,7 +326,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, sess opener) (_ *handle
 		if theirs {
 			s.log.Info("another user's file: upload written in place", "path", p, "uid", existing.Uid)
 			atomic = false
-		} else if sess != nil && sess.writesInPlace(existing) {
+		} else if sess != nil && sess.writesInPlace(existing, p) {
 			// The session writes this file in place through another
 			// handle, reached by another name (a symbolic or hard
 			// link; the gateway's View sees the same name itself): the

@@ -287,17 +287,22 @@ func (ss *session) open(id uint64, op *agentpb.OpenOp) {
 }
 
 // writesInPlace reports whether one of this session's files open for
-// writing in place is the file st describes (openIn). An upload's handle
-// has its temp file open, never the file it replaces. A handle joined to
-// an upload (agentpb.OpenOp.join_upload: one that followed a save, or
-// was opened into it) holds the committed file once that upload commits,
-// and is left out: the gateway's View takes such a follower along with a
-// new upload rather than write every later save of the path in place (an
-// abandoned handle, rclone's FsPutError: TestAbandonedHandleKeepsSavesAtomic).
-// Called on the session's goroutine, which alone changes ss.files.
-func (ss *session) writesInPlace(st *unix.Stat_t) bool {
+// writing in place, opened at another path than p (a symbolic or hard
+// link to the file), is the file st describes (openIn). Handles opened
+// at p are the gateway's View's to judge, which knows them by path: it
+// truncates in place under its writers there, but not under a follower
+// (a handle it reopened for one of its saves), so that an abandoned
+// handle (rclone's FsPutError) does not make every later save of the
+// path in place (TestAbandonedHandleKeepsSavesAtomic,
+// TestFollowerOfInPlaceSaveKeepsSavesAtomic). So are handles joined to
+// an upload (agentpb.OpenOp.join_upload), which hold the committed file
+// once it commits. An upload's own handle holds its temp file. Called on
+// the session's goroutine, which alone changes ss.files.
+func (ss *session) writesInPlace(st *unix.Stat_t, p string) bool {
 	for _, f := range ss.files {
-		if !f.h.writable || f.h.joined != nil {
+		// (An upload, id set, holds its temp file; its path may move
+		// under s.mu. Nothing else here changes once the file is open.)
+		if !f.h.writable || f.h.joined != nil || f.h.id != "" || f.h.path == p {
 			continue
 		}
 		var hs unix.Stat_t

@@ -585,3 +585,71 @@ func TestAbandonedHandleKeepsSavesAtomic(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowerOfInPlaceSaveKeepsSavesAtomic: an abandoned handle that
+// followed a save written in place (through a hard link's writer, or
+// APPEND|TRUNC) holds a plain handle on the file; a later save of the
+// path is still atomic (a review).
+func TestFollowerOfInPlaceSaveKeepsSavesAtomic(t *testing.T) {
+	for _, via := range []string{"hardlink", "append-trunc"} {
+		t.Run(via, func(t *testing.T) {
+			e := start(t, nil)
+			c := dial(t, e, "alice")
+			disk := filepath.Join(e.UserDir("alice"), "a")
+			save := func(flag int, data string) *sftp.File {
+				t.Helper()
+				h, err := c.OpenFile("/a", os.O_WRONLY|os.O_CREATE|os.O_TRUNC|flag)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if data != "" {
+					if _, err := h.Write([]byte(data)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return h
+			}
+			h1 := save(0, "partial")
+			defer h1.Close() // abandoned (rclone's FsPutError)
+			if err := save(0, "complete").Close(); err != nil {
+				t.Fatal(err)
+			}
+			// One save in place, h1 following it.
+			switch via {
+			case "hardlink":
+				if err := c.Link("/a", "/h"); err != nil {
+					t.Fatal(err)
+				}
+				w, err := c.OpenFile("/h", os.O_WRONLY)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := save(0, "in place").Close(); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+			case "append-trunc":
+				if err := save(os.O_APPEND, "in place").Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := mustRead(t, disk); string(got) != "in place" {
+				t.Fatalf("after the in-place save: %q", got)
+			}
+			// No handle of the session writes /a in place now but the
+			// abandoned follower: the next save is atomic.
+			h := save(0, "next")
+			if got := mustRead(t, disk); string(got) != "in place" {
+				t.Errorf("while the next save is open the container sees %q, want the last committed %q", got, "in place")
+			}
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := mustRead(t, disk); string(got) != "next" {
+				t.Fatalf("after the save: %q, want %q", got, "next")
+			}
+		})
+	}
+}
