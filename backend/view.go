@@ -186,13 +186,21 @@ func (v *View) writers(p string) []*viewFile {
 // EACCES, though the file is there (TestSFTPRandom seeds 2324, 2541).
 // Then nil: the operation goes to the filesystem, which refuses it.
 func (v *View) upload(p string) *viewFile {
-	u := v.pending(p)
-	if u != nil && v.searchCut.Load() {
-		if _, err := Lstat(v.Fs, p); errors.Is(err, fs.ErrPermission) {
-			return nil
-		}
+	if u, refused := v.reachable(p); !refused {
+		return u
 	}
-	return u
+	return nil
+}
+
+// reachable returns the upload in progress at p, if any, and whether the
+// filesystem's lookup of p is refused (asked only while searchCut).
+func (v *View) reachable(p string) (u *viewFile, refused bool) {
+	u = v.pending(p)
+	if u != nil && v.searchCut.Load() {
+		_, err := Lstat(v.Fs, p)
+		refused = errors.Is(err, fs.ErrPermission)
+	}
+	return u, refused
 }
 
 // pending returns the upload in progress at p, if any, as upload does,
@@ -656,12 +664,13 @@ func (v *View) RemoveDir(name string) error {
 // remove is Remove with remove as the filesystem's.
 func (v *View) remove(name string, remove func(string) error) error {
 	p := userPath(name)
-	had := v.upload(p) != nil
-	if !had && v.pending(p) != nil {
-		// The lookup of p is refused (upload): so is the removal, and
-		// the upload stays.
+	u, refused := v.reachable(p)
+	if refused {
+		// The lookup of p is refused: so is the removal, and the
+		// upload stays.
 		return remove(name)
 	}
+	had := u != nil
 	if err := v.discard(p); err != nil {
 		return err
 	}
