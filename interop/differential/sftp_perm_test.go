@@ -317,8 +317,6 @@ func sftpPermSteps() []sftpStep {
 		// bit (made 0644 by its path): the kernel's lookup of the file is
 		// refused, though it is there (TestSFTPRandom seeds 2324, 2541).
 		// The upload answers again once the bit is back, and commits.
-		// (Made 0644 through a link to the directory, the View sees no
-		// directory above its upload: README.)
 		{"perm: upload /perm/sc/f open, /perm/sc made 0644, stat, lstat, symlink, open, remove, setstat of the file, the bit back, close", func(s *sftpSide) string {
 			r, err := s.a.mkdir(s.p("/perm/sc"), attrs{})
 			out := s.res(r, err) + " " + s.open(s.a, "scf", "/perm/sc/f", pfWrite|pfCreat|pfTrunc, attrs{})
@@ -334,6 +332,27 @@ func sftpPermSteps() []sftpStep {
 			r, err = s.a.setstat(s.p("/perm/sc/f"), perms(0o600))
 			out += " " + s.res(r, err) + " " + chmod("/perm/sc", 0o755)(s) + " " + stat("/perm/sc/f")(s)
 			return out + " " + s.closeH(s.a, "scf") + " " + content("/perm/sc/f")(s)
+		}},
+		// The same with the directory made 0644 through a symbolic link to
+		// it, and given its bit back through another (TestSFTPRandom seed
+		// 3431): the View, which knows the upload by its path, cannot tell
+		// from the link's name that the directory is above it.
+		{"perm: upload /perm/scl/f open, /perm/scl made 0644 through the link /perm/scl-l, stat, open, setstat of the file, the bit back through /perm/scl-m/.., close", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/perm/scl"), attrs{})
+			out := s.res(r, err)
+			r, err = s.a.symlink("scl", s.p("/perm/scl-l"))
+			out += " " + s.res(r, err)
+			r, err = s.a.mkdir(s.p("/perm/scl-m"), attrs{})
+			out += " " + s.res(r, err)
+			r, err = s.a.symlink("../scl", s.p("/perm/scl-m/up"))
+			out += " " + s.res(r, err) + " " + s.open(s.a, "sclf", "/perm/scl/f", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err = s.a.write(s.h("sclf"), 0, []byte("kept"))
+			out += " " + s.res(r, err)
+			out += " " + chmod("/perm/scl-l", 0o644)(s) + " " + stat("/perm/scl/f")(s)
+			out += " " + s.open(s.a, "sclr", "/perm/scl/f", pfRead, attrs{})
+			r, err = s.a.setstat(s.p("/perm/scl/f"), perms(0o600))
+			out += " " + s.res(r, err) + " " + chmod("/perm/scl-m/up", 0o755)(s) + " " + stat("/perm/scl/f")(s)
+			return out + " " + s.closeH(s.a, "sclf") + " " + content("/perm/scl/f")(s)
 		}},
 		// RMDIR of the session's new file in progress: rmdir(2) of a file
 		// checks the directory's write bit before the kind (EACCES in a
