@@ -30,6 +30,16 @@ func IsDir(f afero.File) bool {
 	return err == nil && fi.IsDir()
 }
 
+// Fstat describes an open file as fstat(2) of its descriptor does now
+// (FreshStater); a file without the capability answers its Stat, which is
+// that already.
+func Fstat(f afero.File) (os.FileInfo, error) {
+	if s, ok := f.(FreshStater); ok {
+		return s.FreshStat()
+	}
+	return f.Stat()
+}
+
 // DropReadAhead makes f forget what it read ahead (ReadAheadDropper); a
 // file without read-ahead has nothing to forget.
 func DropReadAhead(f afero.File) {

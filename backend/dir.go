@@ -6,8 +6,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/afero"
 
@@ -36,9 +38,77 @@ var _ afero.File = (*dirFile)(nil)
 func (d *dirFile) Name() string { return d.name }
 
 // IsDir reports that this handle is a directory (no Stat call needed).
-func (d *dirFile) IsDir() bool                { return true }
+func (d *dirFile) IsDir() bool { return true }
+
+// Stat answers what the open found, asking nothing: a listing needs no
+// more (WebDAV's PROPFIND stats every handle it opens). FreshStat asks.
 func (d *dirFile) Stat() (os.FileInfo, error) { return d.info, nil }
 func (d *dirFile) Sync() error                { return nil }
+
+var (
+	_ FreshStater = (*dirFile)(nil)
+	_ ModeSetter  = (*dirFile)(nil)
+	_ TimesSetter = (*dirFile)(nil)
+)
+
+// FreshStat implements FreshStater: the directory the listing opened, as
+// fstat(2) of its descriptor describes it now, whatever its path names
+// since. An agent without FILE_FEATURE_LISTING_ATTRS cannot:
+// errors.ErrUnsupported.
+func (d *dirFile) FreshStat() (os.FileInfo, error) {
+	resp, err := d.attr("stat", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fstat{Fstat: &agentpb.StatOp{}}})
+	if err != nil {
+		return nil, err
+	}
+	return newFileInfo(resp.GetInfo(), path.Base(d.name)), nil
+}
+
+// Chmod implements ModeSetter, as fchmod(2) of the listing's descriptor:
+// the directory it opened, whatever its path names since (the setgid bit
+// included: on a directory it only hands its group on). An agent without
+// FILE_FEATURE_LISTING_ATTRS cannot: errors.ErrUnsupported.
+func (d *dirFile) Chmod(mode os.FileMode) error {
+	_, err := d.attr("chmod", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: wireMode(mode)}}})
+	return err
+}
+
+// SetTimes implements TimesSetter, as futimens(2) of the listing's
+// descriptor; a zero time leaves that time as it is. An agent without
+// FILE_FEATURE_LISTING_ATTRS cannot: errors.ErrUnsupported.
+func (d *dirFile) SetTimes(atime, mtime time.Time) error {
+	if err := checkTimes("chtimes", d.name, atime, mtime); err != nil {
+		return err
+	}
+	_, err := d.attr("chtimes", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{
+		AtimeUnixNano: unixNano(atime), MtimeUnixNano: unixNano(mtime)}}})
+	return err
+}
+
+// attr sends a request on the listing's descriptor and waits for its
+// reply, within the call timeout.
+func (d *dirFile) attr(op string, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return nil, &fs.PathError{Op: op, Path: d.name, Err: os.ErrClosed}
+	}
+	if d.c.features&uint32(agentpb.FileFeature_FILE_FEATURE_LISTING_ATTRS) == 0 {
+		return nil, &fs.PathError{Op: op, Path: d.name, Err: errors.ErrUnsupported}
+	}
+	req.File = d.id
+	resp, err := d.c.call(context.Background(), d.g.timeout, req)
+	if err == nil && resp.GetError() != nil {
+		err = fromProto(op, d.name, resp.GetError())
+	}
+	if err != nil {
+		if errors.Is(err, errStreamEnded) {
+			return nil, d.c.errClosed(op, d.name)
+		}
+		return nil, d.g.err(op, d.name, err)
+	}
+	return resp, nil
+}
 
 // Close closes the listing on the agent without waiting.
 func (d *dirFile) Close() error {

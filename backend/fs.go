@@ -176,6 +176,15 @@ type TimesSetter interface {
 	SetTimes(atime, mtime time.Time) error
 }
 
+// FreshStater is an open file whose Stat answers what its open found (a
+// backend's directory: a listing needs no more) and that can ask again:
+// FreshStat describes it as fstat(2) of its descriptor does now, whatever
+// its path names since (SFTP's FSTAT of a directory opened with OPEN).
+// Fstat finds it.
+type FreshStater interface {
+	FreshStat() (os.FileInfo, error)
+}
+
 // ModeSetter is a file whose mode can be changed while it is open.
 type ModeSetter interface {
 	Chmod(mode os.FileMode) error

@@ -227,29 +227,16 @@ func (v *View) pending(p string) *viewFile {
 // (TestSFTPRandom seed 3431). A chmod with no upload pending costs a look
 // at the map.
 func (v *View) cutSearch(p string) {
-	type upload struct {
-		path string
-		w    *viewFile
-	}
-	var ups []upload
 	below := false
 	v.mu.Lock()
-	for q, ws := range v.open {
+	for q := range v.open {
 		if strings.HasPrefix(q, p+"/") || p == "/" {
 			below = true
-		}
-		for _, w := range ws {
-			ups = append(ups, upload{q, w})
+			break
 		}
 	}
 	v.mu.Unlock()
-	// Pending asks the file, under its own lock: never with v.mu.
-	pending := ups[:0]
-	for _, u := range ups {
-		if u.w.Pending() {
-			pending = append(pending, u)
-		}
-	}
+	pending := v.pendingUploads()
 	if len(pending) == 0 {
 		if below {
 			v.searchCut.Store(false)
@@ -261,8 +248,40 @@ func (v *View) cutSearch(p string) {
 			return
 		}
 	}
+	v.checkSearch(pending)
+}
+
+// pendingUpload is one of the session's uploads in progress, at its path.
+type pendingUpload struct {
+	path string
+	w    *viewFile
+}
+
+// pendingUploads lists the session's uploads in progress.
+func (v *View) pendingUploads() []pendingUpload {
+	var ups []pendingUpload
+	v.mu.Lock()
+	for q, ws := range v.open {
+		for _, w := range ws {
+			ups = append(ups, pendingUpload{q, w})
+		}
+	}
+	v.mu.Unlock()
+	// Pending asks the file, under its own lock: never with v.mu.
+	pending := ups[:0]
+	for _, u := range ups {
+		if u.w.Pending() {
+			pending = append(pending, u)
+		}
+	}
+	return pending
+}
+
+// checkSearch sets searchCut to whether the lookup of any of ups, the
+// session's pending uploads, is refused.
+func (v *View) checkSearch(ups []pendingUpload) {
 	refused := false
-	for _, u := range pending {
+	for _, u := range ups {
 		if _, err := Lstat(v.Fs, u.path); errors.Is(err, fs.ErrPermission) {
 			refused = true
 			break
@@ -1249,6 +1268,9 @@ func (f *viewFile) Stat() (os.FileInfo, error) {
 	return f.cur().Stat()
 }
 
+// FreshStat implements FreshStater: a file's Stat is fresh already.
+func (f *viewFile) FreshStat() (os.FileInfo, error) { return f.Stat() }
+
 // Close closes (commits) the file, then forgets it. Until the commit is
 // done the file stays this session's at its path: operations that reach
 // it closing (ErrClosed) wait for the commit, then act on the path
@@ -1376,6 +1398,20 @@ func (d *viewDir) uploads() map[string]*viewFile {
 		}
 	}
 	return out
+}
+
+// Chmod implements ModeSetter, on the directory the handle opened: a
+// mode that takes a search bit away from a directory above the
+// session's uploads makes them unreachable by name, as a chmod by path
+// does (View.cutSearch).
+func (d *viewDir) Chmod(mode os.FileMode) error {
+	if err := d.FileWrapper.Chmod(mode); err != nil {
+		return err
+	}
+	if ups := d.v.pendingUploads(); len(ups) > 0 {
+		d.v.checkSearch(ups)
+	}
+	return nil
 }
 
 // Readdirnames implements afero.File.

@@ -106,6 +106,9 @@ func (r *viewReader) Stat() (os.FileInfo, error) {
 	return r.cur().Stat()
 }
 
+// FreshStat implements FreshStater: a file's Stat is fresh already.
+func (r *viewReader) FreshStat() (os.FileInfo, error) { return r.Stat() }
+
 // Seek implements afero.File, for the file r's calls go to.
 func (r *viewReader) Seek(offset int64, whence int) (int64, error) {
 	r.fmu.RLock()

@@ -26,6 +26,7 @@ var (
 	_ Upload           = FileWrapper{}
 	_ Flusher          = FileWrapper{}
 	_ ReadAheadDropper = FileWrapper{}
+	_ FreshStater      = FileWrapper{}
 )
 
 // Flush pushes the wrapped file's held-back writes; a file that holds none
@@ -67,6 +68,10 @@ func (w FileWrapper) Chmod(mode os.FileMode) error {
 	}
 	return &fs.PathError{Op: "chmod", Path: w.File.Name(), Err: errors.ErrUnsupported}
 }
+
+// FreshStat describes the wrapped file as it is now (Fstat). A wrapper
+// that answers Stat itself answers FreshStat too.
+func (w FileWrapper) FreshStat() (os.FileInfo, error) { return Fstat(w.File) }
 
 // IsDir reports whether the wrapped handle is a directory, without a Stat
 // call when the wrapped file can say.

@@ -247,6 +247,61 @@ func TestSessionFilesAndListings(t *testing.T) {
 	}
 }
 
+// TestSessionListingAttrs: fstat, fchmod and set_times on a listing act
+// on the directory it opened, renamed since and another made at its old
+// name, as fstat(2), fchmod(2) and futimens(2) of sftp-server's descriptor
+// (FILE_FEATURE_LISTING_ATTRS); a setgid bit passes on a directory, a
+// setuid bit is refused; what a listing cannot do is refused, naming the
+// request.
+func TestSessionListingAttrs(t *testing.T) {
+	a, c := start(t, "")
+	if err := os.Mkdir(filepath.Join(a.Dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, hello := session(t, c, "")
+	if hello.GetHello().GetFeatures()&uint32(agentpb.FileFeature_FILE_FEATURE_LISTING_ATTRS) == 0 {
+		t.Fatal("FILE_FEATURE_LISTING_ATTRS not announced")
+	}
+	for _, open := range []*agentpb.SessionRequest{
+		{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{Path: []byte("d"), Flags: flags(agentpb.OpenFlag_OPEN_FLAG_READ)}}},
+		{Op: &agentpb.SessionRequest_Opendir{Opendir: &agentpb.PathRequest{Path: []byte("d")}}},
+	} {
+		dir := r.ok(open).GetId()
+		if err := os.Rename(filepath.Join(a.Dir, "d"), filepath.Join(a.Dir, "moved")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(filepath.Join(a.Dir, "d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mtime := time.Date(2004, 11, 9, 11, 33, 20, 0, time.UTC)
+		r.ok(fileReq(dir, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: uint32(os.ModeSetgid | 0o750)}}}))
+		r.ok(fileReq(dir, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_SetTimes{SetTimes: &agentpb.SetTimesOp{MtimeUnixNano: new(mtime.UnixNano())}}}))
+		info := r.ok(fileReq(dir, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fstat{Fstat: &agentpb.StatOp{}}})).GetInfo()
+		if got := os.FileMode(info.GetMode()); got != os.ModeDir|os.ModeSetgid|0o750 || info.GetMtimeUnixNano() != mtime.UnixNano() || string(info.GetName()) != "d" {
+			t.Errorf("fstat of the listing: mode %v, mtime %v, name %q; want drwxr-s---, %v, \"d\"", got, time.Unix(0, info.GetMtimeUnixNano()).UTC(), info.GetName(), mtime)
+		}
+		for p, want := range map[string]os.FileMode{"moved": os.ModeDir | os.ModeSetgid | 0o750, "d": os.ModeDir | 0o755} {
+			fi, err := os.Stat(filepath.Join(a.Dir, p))
+			if err != nil || fi.Mode() != want {
+				t.Errorf("%s on disk: %v, %v; want %v", p, fi.Mode(), err, want)
+			}
+		}
+		if fi, err := os.Stat(filepath.Join(a.Dir, "moved")); err != nil || !fi.ModTime().Equal(mtime) {
+			t.Errorf("moved's mtime: %v, %v; want %v", fi.ModTime(), err, mtime)
+		}
+		if e := r.do(fileReq(dir, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Fchmod{Fchmod: &agentpb.ChmodOp{Perm: uint32(os.ModeSetuid | 0o755)}}})).GetError(); codes.Code(e.GetCode()) != codes.PermissionDenied {
+			t.Errorf("fchmod u+s of a listing: %v, want PermissionDenied", e)
+		}
+		if e := r.do(fileReq(dir, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Read{Read: &agentpb.ReadOp{Length: 10}}})).GetError(); codes.Code(e.GetCode()) != codes.InvalidArgument || !strings.Contains(e.GetMessage(), "listing") {
+			t.Errorf("read of a listing: %v, want InvalidArgument saying a listing", e)
+		}
+		r.ok(fileReq(dir, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Close{Close: &agentpb.CloseOp{}}}))
+		if err := os.RemoveAll(filepath.Join(a.Dir, "moved")); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestSessionCloseWithWrite: a CloseOp may carry the file's last write
 // (FILE_FEATURE_CLOSE_WITH_WRITE, announced in the Hello): the agent
 // writes it, then commits; a carried write that fails aborts the upload,

@@ -252,19 +252,27 @@ const (
 	FileFeature_FILE_FEATURE_EPOCH_TIMES FileFeature = 32
 	// RemoveRequest.kind is served.
 	FileFeature_FILE_FEATURE_REMOVE_KIND FileFeature = 64
+	// fstat, fchmod and set_times on a listing (an open directory: opendir,
+	// or an open that found a directory) act on its descriptor, as
+	// fstat(2), fchmod(2) and futimens(2) of it: on the directory it
+	// opened, whatever its path names since. An older agent answers them
+	// InvalidArgument; the gateway then reads and sets the directory by its
+	// path.
+	FileFeature_FILE_FEATURE_LISTING_ATTRS FileFeature = 128
 )
 
 // Enum value maps for FileFeature.
 var (
 	FileFeature_name = map[int32]string{
-		0:  "FILE_FEATURE_UNSPECIFIED",
-		1:  "FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS",
-		2:  "FILE_FEATURE_SESSION_VIEW",
-		4:  "FILE_FEATURE_CLOSE_WITH_WRITE",
-		8:  "FILE_FEATURE_POSTED_FAILURE_ABORTS",
-		16: "FILE_FEATURE_POSTED_OPEN",
-		32: "FILE_FEATURE_EPOCH_TIMES",
-		64: "FILE_FEATURE_REMOVE_KIND",
+		0:   "FILE_FEATURE_UNSPECIFIED",
+		1:   "FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS",
+		2:   "FILE_FEATURE_SESSION_VIEW",
+		4:   "FILE_FEATURE_CLOSE_WITH_WRITE",
+		8:   "FILE_FEATURE_POSTED_FAILURE_ABORTS",
+		16:  "FILE_FEATURE_POSTED_OPEN",
+		32:  "FILE_FEATURE_EPOCH_TIMES",
+		64:  "FILE_FEATURE_REMOVE_KIND",
+		128: "FILE_FEATURE_LISTING_ATTRS",
 	}
 	FileFeature_value = map[string]int32{
 		"FILE_FEATURE_UNSPECIFIED":                     0,
@@ -275,6 +283,7 @@ var (
 		"FILE_FEATURE_POSTED_OPEN":                     16,
 		"FILE_FEATURE_EPOCH_TIMES":                     32,
 		"FILE_FEATURE_REMOVE_KIND":                     64,
+		"FILE_FEATURE_LISTING_ATTRS":                   128,
 	}
 )
 
@@ -3653,7 +3662,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x10OPEN_FLAG_CREATE\x10\b\x12\x12\n" +
 	"\x0eOPEN_FLAG_EXCL\x10\x10\x12\x13\n" +
 	"\x0fOPEN_FLAG_TRUNC\x10 \x12\x12\n" +
-	"\x0eOPEN_FLAG_SYNC\x10@*\xa1\x02\n" +
+	"\x0eOPEN_FLAG_SYNC\x10@*\xc2\x02\n" +
 	"\vFileFeature\x12\x1c\n" +
 	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
 	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x01\x12\x1d\n" +
@@ -3662,7 +3671,8 @@ const file_agent_proto_rawDesc = "" +
 	"\"FILE_FEATURE_POSTED_FAILURE_ABORTS\x10\b\x12\x1c\n" +
 	"\x18FILE_FEATURE_POSTED_OPEN\x10\x10\x12\x1c\n" +
 	"\x18FILE_FEATURE_EPOCH_TIMES\x10 \x12\x1c\n" +
-	"\x18FILE_FEATURE_REMOVE_KIND\x10@2\xa2\t\n" +
+	"\x18FILE_FEATURE_REMOVE_KIND\x10@\x12\x1f\n" +
+	"\x1aFILE_FEATURE_LISTING_ATTRS\x10\x80\x012\xa2\t\n" +
 	"\x05Agent\x12P\n" +
 	"\aSession\x12\x1f.upgate.agent.v1.SessionRequest\x1a .upgate.agent.v1.SessionResponse(\x010\x01\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +

@@ -420,13 +420,19 @@ func (f *file) SetTimes(atime, mtime time.Time) error {
 	return nil
 }
 
-// Chmod implements backend.ModeSetter: an upload's mode changes too.
+// Chmod implements backend.ModeSetter: an upload's mode changes too. The
+// setuid bit is refused (EPERM), and the setgid bit but on a directory,
+// as the agent refuses them.
 func (f *file) Chmod(mode os.FileMode) error {
 	p := f.path()
 	if err := f.m.fault(OpFchmod, p); err != nil {
 		return err
 	}
-	mode, err := checkMode("chmod", p, mode)
+	setgid := mode & fs.ModeSetgid
+	if !f.dir {
+		setgid = 0
+	}
+	mode, err := checkMode("chmod", p, mode&^setgid)
 	if err != nil {
 		return err
 	}
@@ -435,7 +441,7 @@ func (f *file) Chmod(mode os.FileMode) error {
 	if err := f.usable("chmod"); err != nil {
 		return err
 	}
-	f.n.mode = f.n.mode&fs.ModeType | mode
+	f.n.mode = f.n.mode&fs.ModeType | mode | setgid
 	return nil
 }
 

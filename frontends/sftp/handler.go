@@ -704,14 +704,22 @@ func (f *openFile) ReadAt(p []byte, off int64) (n int, err error) {
 }
 
 // Stat answers FSTAT from the open file: an upload in progress, or the
-// file it opened whatever its path names now. A directory's handle holds
-// what its open saw; it is asked by its path, as its FSETSTAT sets by
-// path, so that a mode or time set since shows (sftp-server's fstat(2)
-// of the descriptor: TestSFTPRandom seed 2017), and answers what it holds
-// where the path no longer names a directory.
+// file it opened whatever its path names now. A directory's handle asks
+// its descriptor afresh (backend.Fstat), so that a mode or time set since
+// shows, as sftp-server's fstat(2) of it (TestSFTPRandom seeds 2017,
+// 3491). Where the backend cannot (an agent older than that), it is
+// asked by its path, as its FSETSTAT then sets by path, and answers what
+// its open saw where the path no longer names a directory.
 func (f *openFile) Stat() (_ os.FileInfo, err error) {
 	defer f.h.guard("fstat", &err)
 	if backend.IsDir(f.File) {
+		fi, err := backend.Fstat(f.File)
+		if err == nil {
+			return statInfo(fi), nil
+		}
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return nil, status(err)
+		}
 		if fi, err := f.h.fs.Stat(f.name); err == nil && fi.IsDir() {
 			return statInfo(fi), nil
 		}
@@ -735,10 +743,26 @@ func (f *openFile) SetStat(r *sftp.Request) (err error) {
 	}
 	if backend.IsDir(f.File) {
 		// A directory opened with OPEN (sftp-server opens it with
-		// open(2) and fchmods it): the backend's directories take no
-		// attributes, so they are set through its path, as SETSTAT sets
-		// them.
-		set = f.h.pathSetters(r.Filepath)
+		// open(2), fchmods and futimens it): set on the directory the
+		// handle opened, whatever its path names since (TestSFTPRandom
+		// seed 3692), the setgid bit kept as SETSTAT keeps it on a
+		// directory; through its path, as SETSTAT sets them, where the
+		// backend cannot (an agent older than that).
+		byPath := f.h.pathSetters(r.Filepath)
+		set.chmod = func(m os.FileMode) error {
+			err := f.Chmod(f.h.mode(f.name, m&^os.ModeSetgid) | m&os.ModeSetgid)
+			if errors.Is(err, errors.ErrUnsupported) {
+				return byPath.chmod(m)
+			}
+			return err
+		}
+		set.chtimes = func(atime, mtime time.Time) error {
+			err := f.SetTimes(atime, mtime)
+			if errors.Is(err, errors.ErrUnsupported) {
+				return byPath.chtimes(atime, mtime)
+			}
+			return err
+		}
 	}
 	if !f.writable || backend.IsDir(f.File) {
 		// ftruncate(2) of a descriptor open for reading (a directory's

@@ -354,6 +354,21 @@ func sftpPermSteps() []sftpStep {
 			out += " " + s.res(r, err) + " " + chmod("/perm/scl-m/up", 0o755)(s) + " " + stat("/perm/scl/f")(s)
 			return out + " " + s.closeH(s.a, "sclf") + " " + content("/perm/scl/f")(s)
 		}},
+		// The same with the directory made 0644 through a handle the
+		// session opened on it (FSETSTAT of an OPEN of the directory).
+		{"perm: upload /perm/sch/f open, /perm/sch made 0644 by FSETSTAT of its handle, stat, open of the file, the bit back, close", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/perm/sch"), attrs{})
+			out := s.res(r, err) + " " + s.open(s.a, "sch", "/perm/sch", pfRead, attrs{})
+			out += " " + s.open(s.a, "schf", "/perm/sch/f", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err = s.a.write(s.h("schf"), 0, []byte("kept"))
+			out += " " + s.res(r, err)
+			r, err = s.a.fsetstat(s.h("sch"), perms(0o644))
+			out += " " + s.res(r, err) + " " + stat("/perm/sch/f")(s)
+			out += " " + s.open(s.a, "schr", "/perm/sch/f", pfRead, attrs{})
+			r, err = s.a.fsetstat(s.h("sch"), perms(0o755))
+			out += " " + s.res(r, err) + " " + stat("/perm/sch/f")(s) + " " + s.closeH(s.a, "sch")
+			return out + " " + s.closeH(s.a, "schf") + " " + content("/perm/sch/f")(s)
+		}},
 		// RMDIR of the session's new file in progress: rmdir(2) of a file
 		// checks the directory's write bit before the kind (EACCES in a
 		// 0555 directory, ENOTDIR in a writable one), where the disk has

@@ -924,6 +924,31 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.setstat(s.p("/d"), perms(0o755))
 			return out + " " + s.res(r, err)
 		}},
+		// A directory opened with OPEN and then renamed: its FSETSTAT and
+		// FSTAT act on the directory the handle opened, as fstat(2),
+		// fchmod(2) and futimens(2) of sftp-server's descriptor, not on
+		// what its path names since (TestSFTPRandom seeds 3491, 3692).
+		{"open /dmv READ|APPEND (a directory), rename it to /dmv2, fsetstat size, mode 0500 and times, fstat; /dmv made again, fsetstat mode 0700, fstat, close, stat both", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/dmv"), attrs{})
+			out := s.res(r, err) + " " + s.open(s.a, "dmv", "/dmv", pfRead|pfAppend, attrs{})
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/dmv")), s.p("/dmv2")))
+			out += " " + s.res(r, err)
+			r, err = s.a.fsetstat(s.h("dmv"), attrs{Flags: attrSize | attrPerms | attrACModTim, Size: 3, Perms: 0o500, Atime: tAtime, Mtime: tDir})
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("dmv")))
+			out += " " + s.res(r, err)
+			r, err = s.a.mkdir(s.p("/dmv"), attrs{})
+			out += " " + s.res(r, err)
+			r, err = s.a.fsetstat(s.h("dmv"), perms(0o700))
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("dmv")))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "dmv")
+			for _, p := range []string{"/dmv", "/dmv2"} {
+				r, err = s.a.pathOp(fxpStat, s.p(p))
+				out += " " + s.res(r, err)
+			}
+			return out
+		}},
 
 		// A second truncating open of the session's own upload supersedes
 		// it (View.supersede), whatever the new open is: with APPEND the
