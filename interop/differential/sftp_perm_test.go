@@ -334,10 +334,10 @@ func sftpPermSteps() []sftpStep {
 			return out + " " + s.closeH(s.a, "scf") + " " + content("/perm/sc/f")(s)
 		}},
 		// The same with the directory made 0644 through a symbolic link to
-		// it, and given its bit back through another (TestSFTPRandom seed
-		// 3431): the View, which knows the upload by its path, cannot tell
-		// from the link's name that the directory is above it.
-		{"perm: upload /perm/scl/f open, /perm/scl made 0644 through the link /perm/scl-l, stat, open, setstat of the file, the bit back through /perm/scl-m/.., close", func(s *sftpSide) string {
+		// it, and given its bit back through another (TestSFTPRandom seeds
+		// 3431, 4265): the View, which knows the upload by its path, cannot
+		// tell from the link's name that the directory is above it.
+		{"perm: upload /perm/scl/f open, /perm/scl made 0644 through the link /perm/scl-l, stat, open, setstat of the file, the bit back through /perm/scl-m/.., 0600 through /perm/scl/self (-> .) and back, close", func(s *sftpSide) string {
 			r, err := s.a.mkdir(s.p("/perm/scl"), attrs{})
 			out := s.res(r, err)
 			r, err = s.a.symlink("scl", s.p("/perm/scl-l"))
@@ -352,6 +352,11 @@ func sftpPermSteps() []sftpStep {
 			out += " " + s.open(s.a, "sclr", "/perm/scl/f", pfRead, attrs{})
 			r, err = s.a.setstat(s.p("/perm/scl/f"), perms(0o600))
 			out += " " + s.res(r, err) + " " + chmod("/perm/scl-m/up", 0o755)(s) + " " + stat("/perm/scl/f")(s)
+			// Through a link to "." in the directory itself, whose Stat
+			// the chmod then refuses (seed 4265).
+			r, err = s.a.symlink(".", s.p("/perm/scl/self"))
+			out += " " + s.res(r, err) + " " + chmod("/perm/scl/self", 0o600)(s) + " " + stat("/perm/scl/f")(s)
+			out += " " + chmod("/perm/scl-l", 0o755)(s) + " " + stat("/perm/scl/f")(s)
 			return out + " " + s.closeH(s.a, "sclf") + " " + content("/perm/scl/f")(s)
 		}},
 		// The same with the directory made 0644 through a handle the
@@ -368,6 +373,21 @@ func sftpPermSteps() []sftpStep {
 			r, err = s.a.fsetstat(s.h("sch"), perms(0o755))
 			out += " " + s.res(r, err) + " " + stat("/perm/sch/f")(s) + " " + s.closeH(s.a, "sch")
 			return out + " " + s.closeH(s.a, "schf") + " " + content("/perm/sch/f")(s)
+		}},
+		// A REMOVE refused (a 0555 directory) leaves the path's writers
+		// the View's: a write held back on a handle that followed the
+		// committed upload is pushed before the listing (TestSFTPRandom
+		// seed 4372; the View forgot them at the REMOVE, refused or not).
+		{"perm: upload /perm/rmr/e open, a second handle into it, the upload closed, /perm/rmr made 0555, REMOVE refused, write through the second, readdir, close", func(s *sftpSide) string {
+			r, err := s.a.mkdir(s.p("/perm/rmr"), attrs{})
+			out := s.res(r, err) + " " + s.open(s.a, "rmr1", "/perm/rmr/e", pfRead|pfWrite|pfCreat|pfTrunc, attrs{})
+			out += " " + s.open(s.a, "rmr2", "/perm/rmr/e", pfWrite, attrs{}) + " " + s.closeH(s.a, "rmr1")
+			out += " " + chmod("/perm/rmr", 0o555)(s)
+			r, err = s.a.pathOp(fxpRemove, s.p("/perm/rmr/e"))
+			out += " " + s.res(r, err)
+			r, err = s.a.write(s.h("rmr2"), 3, []byte("V"))
+			out += " " + s.res(r, err) + " " + s.listing(s.a, "/perm/rmr") + " " + s.closeH(s.a, "rmr2")
+			return out + " " + content("/perm/rmr/e")(s) + " " + chmod("/perm/rmr", 0o755)(s)
 		}},
 		// RMDIR of the session's new file in progress: rmdir(2) of a file
 		// checks the directory's write bit before the kind (EACCES in a

@@ -44,6 +44,8 @@ func TestSFTPRandomRepro(t *testing.T) {
 		{"fsetstat-partial", []randOp{open(0, "a", pfRead, attrs{}), {kind: "fsetstat", slot: 0, a: attrs{Flags: attrSize | attrPerms | attrACModTim, Size: 1, Perms: 0o600, Atime: tAtime, Mtime: tMtime}}, fstat(0), cl(0)}},
 		{"setstat-partial-dir", []randOp{{kind: "setstat", path: "d", a: attrs{Flags: attrSize | attrPerms, Size: 0, Perms: 0o700}}, stat("d")}},
 		{"symlink-alias-upload", []randOp{{kind: "symlink", path: "c", path2: "a"}, open(0, "a", pfWrite|pfTrunc, attrs{}), write(0, 0, "NEW"), content("c"), open(1, "c", pfWrite, attrs{}), write(1, 0, "X"), cl(1), cl(0), content("a")}},
+		{"follower-after-commit-0555", []randOp{open(1, "d/e", rw|pfCreat|pfTrunc, attrs{}), {kind: "setstat", path: "d", a: perms(0o555)}, open(2, "d/e", pfWrite, perms(0o600)), cl(1), {kind: "remove", path: "d/e"}, write(2, 3, "V"), {kind: "readdir", path: "d"}, cl(2), {kind: "readdir", path: "d"}}},
+		{"follower-after-commit", []randOp{open(1, "d/e", rw|pfCreat|pfTrunc, attrs{}), open(2, "d/e", pfWrite, perms(0o600)), cl(1), write(2, 3, "V"), {kind: "readdir", path: "d"}, cl(2), {kind: "readdir", path: "d"}}},
 		{"symlink-to-loop", []randOp{{kind: "symlink", path: "l", path2: "l"}, {kind: "symlink", path: "m", path2: "l"}, {kind: "readlink", path: "m"}}},
 		{"fsetstat-dir-handle-mode", []randOp{open(0, "d", pfRead, attrs{}), {kind: "fsetstat", slot: 0, a: perms(0o700)}, cl(0), stat("d")}},
 		{"open-dir-append", []randOp{open(0, "d", pfAppend, attrs{}), cl(0)}},
