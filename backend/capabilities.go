@@ -30,6 +30,16 @@ func IsDir(f afero.File) bool {
 	return err == nil && fi.IsDir()
 }
 
+// ReopenHeld opens the data of u, an upload, again for a handle that held
+// the path's file open already (HeldReopener); without the capability it
+// is Reopen.
+func ReopenHeld(u Upload, flag int) (afero.File, error) {
+	if h, ok := u.(HeldReopener); ok {
+		return h.ReopenHeld(flag)
+	}
+	return u.Reopen(flag)
+}
+
 // Fstat describes an open file as fstat(2) of its descriptor does now
 // (FreshStater); a file without the capability answers its Stat, which is
 // that already.

@@ -104,12 +104,12 @@ func openFlags(flag int) uint32 {
 // OpenFile implements afero.Fs. A directory opens as a handle that lists
 // it; a file opens as a stream to the agent.
 func (g *GRPCFs) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
-	return g.openFile(name, flag, perm, "")
+	return g.openFile(name, flag, perm, "", false)
 }
 
 // openFile opens name, or with join the data of that upload in progress
 // (agentpb.OpenOp.join_upload).
-func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) (afero.File, error) {
+func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string, held bool) (afero.File, error) {
 	start := time.Now()
 	gen := g.dirGen()
 	c, err := g.mux.conn()
@@ -120,7 +120,7 @@ func (g *GRPCFs) openFile(name string, flag int, perm os.FileMode, join string) 
 	if err == nil {
 		resp, err = c.call(context.Background(), g.timeout, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Open{Open: &agentpb.OpenOp{
 			Path: []byte(g.agentPath(name)), Flags: openFlags(flag), Perm: openWirePerm(perm), InPlace: g.opts.InPlace,
-			JoinUpload: join,
+			JoinUpload: join, Held: held,
 		}}})
 	}
 	g.observe("Open", resp, err, start)
@@ -334,7 +334,13 @@ func (f *file) Move(newname string) error {
 
 // Reopen implements Upload: a new file that joins the upload
 // (agentpb.OpenOp.join_upload), once every write sent so far has landed.
-func (f *file) Reopen(flag int) (afero.File, error) {
+func (f *file) Reopen(flag int) (afero.File, error) { return f.reopen(flag, false) }
+
+// ReopenHeld implements HeldReopener: Reopen for a handle that held the
+// path's file open already (agentpb.OpenOp.held).
+func (f *file) ReopenHeld(flag int) (afero.File, error) { return f.reopen(flag, true) }
+
+func (f *file) reopen(flag int, held bool) (afero.File, error) {
 	if err := f.awaitOpen("open"); err != nil {
 		return nil, err
 	}
@@ -351,7 +357,7 @@ func (f *file) Reopen(flag int) (afero.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f.g.openFile(f.path(), flag, 0, upload)
+	return f.g.openFile(f.path(), flag, 0, upload, held)
 }
 
 // IsDir reports that this handle is not a directory.

@@ -176,6 +176,16 @@ type TimesSetter interface {
 	SetTimes(atime, mtime time.Time) error
 }
 
+// HeldReopener is an upload that opens its data again, as Reopen does,
+// for a handle that held the path's file open already: one that follows
+// the newer upload that superseded its own (View.supersede). Its access
+// was checked at its own open, so the file's mode, changed since, does
+// not refuse it, as a descriptor stays usable after a chmod
+// (TestSFTPRandom seed 4519). ReopenHeld finds it.
+type HeldReopener interface {
+	ReopenHeld(flag int) (afero.File, error)
+}
+
 // FreshStater is an open file whose Stat answers what its open found (a
 // backend's directory: a listing needs no more) and that can ask again:
 // FreshStat describes it as fstat(2) of its descriptor does now, whatever

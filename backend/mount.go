@@ -463,6 +463,16 @@ func (f *mountFile) Reopen(flag int) (afero.File, error) {
 	return &mountFile{FileWrapper: FileWrapper{nf}, m: f.m, name: f.name}, nil
 }
 
+// ReopenHeld is Reopen for a handle that held the file open already
+// (HeldReopener).
+func (f *mountFile) ReopenHeld(flag int) (afero.File, error) {
+	nf, err := f.FileWrapper.ReopenHeld(flag)
+	if err != nil {
+		return nil, renamePathErr(err, f.name)
+	}
+	return &mountFile{FileWrapper: FileWrapper{nf}, m: f.m, name: f.name}, nil
+}
+
 // ReadFrom passes an io.Copy into the file on (see backend.ReadFrom).
 func (f *mountFile) ReadFrom(r io.Reader) (int64, error) { return ReadFrom(f.File, r) }
 

@@ -407,7 +407,9 @@ func (v *View) drop(p string, newer afero.File) error {
 		// the descriptors of sftp-server share that file.
 		open := func(flag int) (afero.File, error) { return v.Fs.OpenFile(p, flag, 0) }
 		if n, ok := newer.(Upload); ok && n.Pending() {
-			open = n.Reopen
+			// The handles held the file: its mode, changed since,
+			// does not refuse them (seed 4519).
+			open = func(flag int) (afero.File, error) { return ReopenHeld(n, flag) }
 		}
 		for _, w := range ws {
 			if !upload && !w.follower() {

@@ -27,6 +27,7 @@ var (
 	_ Flusher          = FileWrapper{}
 	_ ReadAheadDropper = FileWrapper{}
 	_ FreshStater      = FileWrapper{}
+	_ HeldReopener     = FileWrapper{}
 )
 
 // Flush pushes the wrapped file's held-back writes; a file that holds none
@@ -67,6 +68,16 @@ func (w FileWrapper) Chmod(mode os.FileMode) error {
 		return m.Chmod(mode)
 	}
 	return &fs.PathError{Op: "chmod", Path: w.File.Name(), Err: errors.ErrUnsupported}
+}
+
+// ReopenHeld opens the wrapped upload's data again for a handle that held
+// the file open already (HeldReopener). A wrapper whose files carry a
+// name of their own implements it itself, as Reopen.
+func (w FileWrapper) ReopenHeld(flag int) (afero.File, error) {
+	if u, ok := w.File.(Upload); ok {
+		return ReopenHeld(u, flag)
+	}
+	return nil, &fs.PathError{Op: "open", Path: w.File.Name(), Err: errors.ErrUnsupported}
 }
 
 // FreshStat describes the wrapped file as it is now (Fstat). A wrapper

@@ -245,7 +245,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, sess opener) (_ *handle
 	excl := flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL
 	h := &handle{s: s, root: root, path: p, append: flag&os.O_APPEND != 0, excl: excl, writable: write}
 	if id := op.GetJoinUpload(); id != "" {
-		return s.join(h, id, flag)
+		return s.join(h, id, flag, op.GetHeld())
 	}
 
 	atomic := write && !h.append && !op.GetInPlace() && root.in(p) != "."
@@ -480,7 +480,7 @@ func openKeepingSticky(root *scope, p string, flag int, perm fs.FileMode) (*os.F
 
 // join opens the data of upload id for h (see agentpb.OpenOp.join_upload):
 // in place, never committing.
-func (s *Server) join(h *handle, id string, flag int) (*handle, *agentpb.FileInfo, error) {
+func (s *Server) join(h *handle, id string, flag int, held bool) (*handle, *agentpb.FileInfo, error) {
 	if flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL {
 		return nil, nil, &fs.PathError{Op: "open", Path: h.path, Err: syscall.EEXIST}
 	}
@@ -493,11 +493,47 @@ func (s *Server) join(h *handle, id string, flag int) (*handle, *agentpb.FileInf
 		return nil, nil, &fs.PathError{Op: "open", Path: h.path, Err: syscall.ENOENT}
 	}
 	f, fi, err := h.root.openStat(u.tmp, flag&^(os.O_CREATE|os.O_EXCL), 0)
+	if held && errors.Is(err, fs.ErrPermission) {
+		f, fi, err = u.openLent(flag &^ (os.O_CREATE | os.O_EXCL))
+	}
 	if err != nil {
 		return nil, nil, &fs.PathError{Op: "open", Path: h.path, Err: unwrapPathError(err)}
 	}
 	h.f, h.excl, h.joined = f, false, u
 	return h, openedInfo(fi, h.path), nil
+}
+
+// openLent opens the temp file of u, an upload in progress, with flag for
+// a handle of the gateway's that held the file already (OpenOp.held),
+// which the file's mode refused: the owner bits the access needs are lent
+// to the file for the open, through u's descriptor, and taken back at
+// once. sftp-server's descriptors stay usable after a chmod: a handle
+// that follows a second save of its path, whose mode the session made
+// 0200 before it, went on refusing every request (TestSFTPRandom seed
+// 4519). The temp file is the agent user's and under a name no one else
+// uses; one of another user (a save of that user's file, chowned to
+// them) cannot be lent to, and the open stays refused. s.mu is held.
+func (u *handle) openLent(flag int) (*os.File, fs.FileInfo, error) {
+	var st unix.Stat_t
+	if err := withFd(u.f, func(fd int) error { return unix.Fstat(fd, &st) }); err != nil {
+		return nil, nil, err
+	}
+	mode := st.Mode & 0o7777
+	need := uint32(0o400)
+	switch flag & (os.O_WRONLY | os.O_RDWR) {
+	case os.O_WRONLY:
+		need = 0o200
+	case os.O_RDWR:
+		need = 0o600
+	}
+	if err := withFd(u.f, func(fd int) error { return unix.Fchmod(fd, mode|need) }); err != nil {
+		return nil, nil, &fs.PathError{Op: "open", Path: u.tmp, Err: syscall.EACCES}
+	}
+	f, fi, err := u.root.openStat(u.tmp, flag, 0)
+	if berr := withFd(u.f, func(fd int) error { return unix.Fchmod(fd, mode) }); berr != nil {
+		u.s.log.Error("take back the mode lent to an upload's temp file", "path", u.path, "temp", u.tmp, "mode", fmt.Sprintf("%04o", mode), "err", berr)
+	}
+	return f, fi, err
 }
 
 // changedData notes a change of h's data (a write, a truncation): on a

@@ -1402,7 +1402,13 @@ type OpenOp struct {
 	// EXCL answer EEXIST with EXCL and are ignored otherwise; TRUNC
 	// truncates the upload. The joined file never commits; it shares the
 	// upload's data, so after the upload commits it is the committed file.
-	JoinUpload    string `protobuf:"bytes,5,opt,name=join_upload,json=joinUpload,proto3" json:"join_upload,omitempty"`
+	JoinUpload string `protobuf:"bytes,5,opt,name=join_upload,json=joinUpload,proto3" json:"join_upload,omitempty"`
+	// held, with join_upload, says the gateway's handle held the upload's
+	// file open already (it follows a newer upload of the path that
+	// superseded its own): its access was checked at its own open, so the
+	// file's mode does not refuse the join, as a descriptor stays usable
+	// after a chmod. An agent before this field refuses it as any open.
+	Held          bool `protobuf:"varint,6,opt,name=held,proto3" json:"held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1470,6 +1476,13 @@ func (x *OpenOp) GetJoinUpload() string {
 		return x.JoinUpload
 	}
 	return ""
+}
+
+func (x *OpenOp) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
 }
 
 type ReadOp struct {
@@ -3512,14 +3525,15 @@ const file_agent_proto_rawDesc = "" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12!\n" +
 	"\fopen_handles\x18\x02 \x01(\x03R\vopenHandles\x12.\n" +
-	"\x13uploads_in_progress\x18\x03 \x01(\x03R\x11uploadsInProgress\"\x82\x01\n" +
+	"\x13uploads_in_progress\x18\x03 \x01(\x03R\x11uploadsInProgress\"\x96\x01\n" +
 	"\x06OpenOp\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\fR\x04path\x12\x14\n" +
 	"\x05flags\x18\x02 \x01(\rR\x05flags\x12\x12\n" +
 	"\x04perm\x18\x03 \x01(\rR\x04perm\x12\x19\n" +
 	"\bin_place\x18\x04 \x01(\bR\ainPlace\x12\x1f\n" +
 	"\vjoin_upload\x18\x05 \x01(\tR\n" +
-	"joinUpload\"8\n" +
+	"joinUpload\x12\x12\n" +
+	"\x04held\x18\x06 \x01(\bR\x04held\"8\n" +
 	"\x06ReadOp\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x16\n" +
 	"\x06length\x18\x02 \x01(\x05R\x06length\"5\n" +

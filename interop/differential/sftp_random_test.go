@@ -1,6 +1,7 @@
 package differential_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -29,7 +30,9 @@ import (
 //	DIFF_RANDOM_TIME=300s   stop starting seeds after this (default 5m)
 //	DIFF_RANDOM_MIN=1       minimise each seed's first difference (ddmin)
 //	DIFF_RANDOM_SKIP=rename,hardlink  operation kinds never drawn ("multi":
-//	                        no SETSTAT of several attributes at once)
+//	                        no SETSTAT of several attributes at once;
+//	                        copy-data,lsetstat,fsync: the sequences of
+//	                        the seeds from before those were drawn)
 //	DIFF_RANDOM_VERBOSE=1   log every operation's answers
 //
 // The sequence depends on the seed alone, never on an answer, so both
@@ -229,6 +232,10 @@ type randOp struct {
 	off         uint64
 	n           uint32
 	data        string
+	// slot2 and off2: copy-data's destination handle and offset (slot
+	// and off its source; n its length, 0 to the source's end).
+	slot2 int
+	off2  uint64
 }
 
 func (o randOp) String() string {
@@ -243,7 +250,11 @@ func (o randOp) String() string {
 		return fmt.Sprintf("%s h%d", o.kind, o.slot)
 	case "fsetstat":
 		return fmt.Sprintf("fsetstat h%d%s", o.slot, attrsString(o.a))
-	case "setstat", "mkdir":
+	case "fsync":
+		return fmt.Sprintf("fsync h%d", o.slot)
+	case "copy-data":
+		return fmt.Sprintf("copy-data h%d at %d len %d -> h%d at %d", o.slot, o.off, o.n, o.slot2, o.off2)
+	case "setstat", "mkdir", "lsetstat":
 		return fmt.Sprintf("%s %s%s", o.kind, o.path, attrsString(o.a))
 	case "rename", "posix-rename", "hardlink":
 		return fmt.Sprintf("%s %s -> %s", o.kind, o.path, o.path2)
@@ -302,6 +313,10 @@ var (
 		{"stat", 3}, {"lstat", 3}, {"setstat", 4}, {"mkdir", 3}, {"rmdir", 2}, {"remove", 3},
 		{"rename", 2}, {"posix-rename", 3}, {"symlink", 2}, {"hardlink", 2}, {"readlink", 2},
 		{"readdir", 3}, {"realpath", 1}, {"content", 4},
+		// Drawn last, so that skipping them (DIFF_RANDOM_SKIP=copy-data,
+		// lsetstat,fsync) draws the sequences of the seeds from before
+		// they were added.
+		{"copy-data", 2}, {"lsetstat", 1}, {"fsync", 1},
 	}
 )
 
@@ -387,7 +402,16 @@ func genRandOps(seed uint64, n int, skip map[string]bool) []randOp {
 				o.a = perms(randModes[rng.IntN(len(randModes))])
 			}
 			open[free] = true
-		case "write", "read", "fstat", "fsetstat", "close":
+		case "copy-data":
+			l := openSlots()
+			if len(l) == 0 {
+				continue
+			}
+			o.slot, o.slot2 = l[rng.IntN(len(l))], l[rng.IntN(len(l))]
+			o.off = uint64([]int{0, 0, 1, 4}[rng.IntN(4)])
+			o.n = uint32([]int{0, 0, 2, 100}[rng.IntN(4)])
+			o.off2 = uint64([]int{0, 0, 3, 8, 20}[rng.IntN(5)])
+		case "write", "read", "fstat", "fsetstat", "close", "fsync":
 			l := openSlots()
 			if len(l) == 0 {
 				continue
@@ -405,7 +429,7 @@ func genRandOps(seed uint64, n int, skip map[string]bool) []randOp {
 			case "close":
 				open[o.slot] = false
 			}
-		case "setstat":
+		case "setstat", "lsetstat":
 			o.path, o.a = path(), randAttrs(rng, !skip["multi"])
 		case "mkdir":
 			o.path = path()
@@ -467,6 +491,17 @@ func (o randOp) exec(s *sftpSide, root string) string {
 		return s.res(r, err)
 	case "close":
 		return s.closeH(c, h)
+	case "fsync":
+		r, err := c.extended("fsync@openssh.com", str(nil, s.h(h)))
+		return s.res(r, err)
+	case "copy-data":
+		pl := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h(h)), o.off), uint64(o.n))
+		pl = binary.BigEndian.AppendUint64(str(pl, s.h(fmt.Sprintf("h%d", o.slot2))), o.off2)
+		r, err := c.extended("copy-data", pl)
+		return s.res(r, err)
+	case "lsetstat":
+		r, err := c.extended("lsetstat@openssh.com", append(str(nil, p(o.path)), o.a.marshal()...))
+		return s.res(r, err)
 	case "stat", "lstat", "rmdir", "remove", "readlink", "realpath":
 		typ := map[string]byte{"stat": fxpStat, "lstat": fxpLstat, "rmdir": fxpRmdir, "remove": fxpRemove, "readlink": fxpReadlink, "realpath": fxpRealpath}[o.kind]
 		r, err := c.pathOp(typ, p(o.path))

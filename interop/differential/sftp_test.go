@@ -950,6 +950,23 @@ func sftpSteps() []sftpStep {
 			return out
 		}},
 
+		// A handle whose upload a second save of its path superseded
+		// follows the new upload's data, whatever mode the session gave
+		// the file since: 0200 here, which an open for reading and
+		// writing would be refused (TestSFTPRandom seed 4519).
+		{"upload /hm READ|WRITE, fsetstat mode 0200, a second save opened, fsetstat size 2 and a write through the first, both closed", func(s *sftpSide) string {
+			out := s.open(s.a, "hm1", "/hm", pfRead|pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.write(s.h("hm1"), 0, []byte("first"))
+			out += " " + s.res(r, err)
+			r, err = s.a.fsetstat(s.h("hm1"), perms(0o200))
+			out += " " + s.res(r, err) + " " + s.open(s.a, "hm2", "/hm", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err = s.a.fsetstat(s.h("hm1"), size(2))
+			out += " " + s.res(r, err)
+			r, err = s.a.write(s.h("hm1"), 2, []byte("X"))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "hm2") + " " + s.closeH(s.a, "hm1")
+			r, err = s.a.setstat(s.p("/hm"), perms(0o644))
+			return out + " " + s.res(r, err) + " " + s.readAll(s.a, "/hm")
+		}},
 		// A second truncating open of the session's own upload supersedes
 		// it (View.supersede), whatever the new open is: with APPEND the
 		// agent writes in place, and the first upload, committed after,
