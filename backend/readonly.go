@@ -64,14 +64,34 @@ func (r *readOnly) Stat(name string) (os.FileInfo, error) { return r.fs.Stat(nam
 
 // StatSearch implements DirSearcher.
 func (r *readOnly) StatSearch(name string) (os.FileInfo, error) { return StatSearch(r.fs, name) }
-func (r *readOnly) Open(name string) (afero.File, error)        { return r.fs.Open(name) }
+func (r *readOnly) Open(name string) (afero.File, error)        { return r.OpenFile(name, os.O_RDONLY, 0) }
 
+// OpenFile opens for reading only; the file refuses a mode and times too.
 func (r *readOnly) OpenFile(name string, flag int, perm os.FileMode) (afero.File, error) {
 	if flag&(os.O_WRONLY|os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_TRUNC) != 0 {
 		return nil, denied("open", name)
 	}
-	return r.fs.OpenFile(name, flag, perm)
+	f, err := r.fs.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &readOnlyFile{FileWrapper{f}}, nil
 }
+
+// readOnlyFile is a file of a read-only filesystem, open for reading: it
+// refuses what fchmod(2) and futimens(2) of a descriptor open for reading
+// would still set (SFTP's FSETSTAT of a file or a directory opened with
+// OPEN), and every write.
+type readOnlyFile struct{ FileWrapper }
+
+func (f *readOnlyFile) Chmod(os.FileMode) error       { return denied("chmod", f.Name()) }
+func (f *readOnlyFile) SetTimes(_, _ time.Time) error { return denied("chtimes", f.Name()) }
+func (f *readOnlyFile) Truncate(int64) error          { return denied("truncate", f.Name()) }
+func (f *readOnlyFile) Write([]byte) (int, error)     { return 0, denied("write", f.Name()) }
+func (f *readOnlyFile) WriteAt([]byte, int64) (int, error) {
+	return 0, denied("write", f.Name())
+}
+func (f *readOnlyFile) WriteString(string) (int, error) { return 0, denied("write", f.Name()) }
 
 func (r *readOnly) LstatIfPossible(name string) (os.FileInfo, bool, error) {
 	fi, err := Lstat(r.fs, name)

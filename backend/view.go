@@ -224,11 +224,16 @@ func (v *View) pending(p string) *viewFile {
 // it, a link) is not known to be above an upload by its name: while an
 // upload is pending, a chmod of a directory whose name is not above one
 // asks its Stat, and the uploads' Lstats when it is a directory or the
-// Stat is refused (TestSFTPRandom seeds 3431, 4265). A chmod with no upload pending costs a look
-// at the map.
+// Stat is refused (TestSFTPRandom seeds 3431, 4265). A chmod with no
+// handle open for writing costs a look at the map; with some, a look at
+// each (Pending, which waits for its file's lock).
 func (v *View) cutSearch(p string) {
 	below := false
 	v.mu.Lock()
+	if len(v.open) == 0 {
+		v.mu.Unlock()
+		return
+	}
 	for q := range v.open {
 		if strings.HasPrefix(q, p+"/") || p == "/" {
 			below = true
@@ -441,6 +446,21 @@ func (v *View) drop(p string, newer afero.File) error {
 	}
 	v.mu.Unlock()
 	return nil
+}
+
+// forget stops tracking ws, writers at p.
+func (v *View) forget(p string, ws []*viewFile) {
+	if len(ws) == 0 {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	kept := slices.DeleteFunc(v.open[p], func(w *viewFile) bool { return slices.Contains(ws, w) })
+	if len(kept) == 0 {
+		delete(v.open, p)
+	} else {
+		v.open[p] = kept
+	}
 }
 
 // errSuperseded is a write's answer on a handle whose upload a newer
@@ -710,10 +730,15 @@ func (v *View) remove(name string, remove func(string) error) error {
 		return remove(name)
 	}
 	had := u != nil
+	var ws []*viewFile // the writers at p, none of them an upload
 	if had {
 		if err := v.discard(p); err != nil {
 			return err
 		}
+	} else {
+		v.mu.Lock()
+		ws = slices.Clone(v.open[p])
+		v.mu.Unlock()
 	}
 	err := remove(name)
 	if had && errors.Is(err, fs.ErrNotExist) {
@@ -726,9 +751,10 @@ func (v *View) remove(name string, remove func(string) error) error {
 		// writes are still pushed before a listing or a stat of it
 		// (TestSFTPRandom seed 4372: a REMOVE refused in a 0555
 		// directory made the next listing miss a write answered OK).
-		if !had {
-			_ = v.discard(p) // no upload there: it only forgets
-		}
+		// Only those there before the removal: an upload another
+		// channel of the session opened at p since is not discarded (a
+		// review).
+		v.forget(p, ws)
 		v.unlistReaders(p)
 	}
 	return err
