@@ -430,29 +430,44 @@ func setAttrs(r *sftp.Request, op string, set attrSetters) error {
 	return last
 }
 
-// Lsetstat is lsetstat@openssh.com: SETSTAT of a link itself. A link's
-// times can be set; its mode cannot (Linux has no lchmod), and OpenSSH
-// answers that as unsupported too; on anything but a link it is SETSTAT.
+// errLinkMode is fchmodat(2)'s EOPNOTSUPP with AT_SYMLINK_NOFOLLOW on a
+// link, answered FAILURE as sftp-server answers it.
+var errLinkMode = errors.New("the mode of a symbolic link cannot be changed")
+
+// Lsetstat is lsetstat@openssh.com: SETSTAT that does not follow a final
+// link, as sftp-server serves it: a size is refused before anything else
+// (BAD_MESSAGE: nonsensical for a link); a mode is set on anything but a
+// link, whose mode Linux cannot change (fchmodat's EOPNOTSUPP: FAILURE);
+// times are set on the link itself; each whatever became of the one
+// before, answering the last failure (the random SFTP differential: a
+// size was set on a file, a link's mode answered OP_UNSUPPORTED and its
+// times then went unset).
 func (h *handler) Lsetstat(r *sftp.Request) (err error) {
 	defer h.guard("lsetstat", &err)
-	fi, err := backend.Lstat(h.fs, r.Filepath)
-	if err != nil {
-		return status(err)
-	}
-	if fi.Mode()&os.ModeSymlink == 0 {
-		return status(h.setstat(r))
-	}
 	flags, attrs := r.AttrFlags(), r.Attributes()
-	if attrs == nil {
-		return &fs.PathError{Op: "lsetstat", Path: r.Filepath, Err: syscall.EINVAL}
+	if attrs == nil || flags.Size {
+		return status(&fs.PathError{Op: "lsetstat", Path: r.Filepath, Err: syscall.EINVAL})
 	}
-	if flags.Size || flags.Permissions {
-		return sftp.ErrSSHFxOpUnsupported
+	var last error
+	if flags.Permissions {
+		switch fi, err := backend.Lstat(h.fs, r.Filepath); {
+		case err != nil:
+			last = err
+		case fi.Mode()&os.ModeSymlink != 0:
+			// Not EOPNOTSUPP itself, which status answers OP_UNSUPPORTED.
+			last = &fs.PathError{Op: "lchmod", Path: r.Filepath, Err: errLinkMode}
+		default:
+			if err := h.chmod(r.Filepath, attrs.FileMode()); err != nil {
+				last = err
+			}
+		}
 	}
 	if flags.Acmodtime {
-		return status(backend.Lchtimes(h.fs, r.Filepath, time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)))
+		if err := backend.Lchtimes(h.fs, r.Filepath, time.Unix(int64(attrs.Atime), 0), time.Unix(int64(attrs.Mtime), 0)); err != nil {
+			last = err
+		}
 	}
-	return nil
+	return status(last)
 }
 
 // truncate changes a file's size in place (an upload in progress of this

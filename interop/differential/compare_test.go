@@ -89,6 +89,9 @@ const (
 		"the old content, as with any atomic writer (rsync, editors' backupcopy=no)"
 	whyLinkUpload = "an upload in progress has no name on disk yet to link to: hardlink@openssh.com of one is refused " +
 		"as busy (EBUSY), and git, which links its object files into place, falls back to a rename (backend/view.go, View.Link)"
+	whyCopyDataOK = "copy-data whose read or write fails answers the failure; sftp-server answers OK when the piece " +
+		"that failed was the last asked for (it tests the length left, not the failure, after its loop), and a client " +
+		"told OK for a copy that wrote nothing would lose it"
 	whyChown = "SETSTAT's uid and gid are ignored, not refused: the agent writes as the container's user and never " +
 		"chowns (frontends/sftp setstat; README, deliberate differences: SFTP ignores uid/gid)"
 	whyDotDot = "FTP paths are the gateway's: .. is taken away with the name before it, as text, before the agent " +
@@ -177,6 +180,7 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "tree \"/hl/b\"", upgate: "file 0644 size=2 mtime=now sha256=81ff510a481bee0b", why: whyHardLink},
 	{proto: "sftp", step: "hardlink /hu -> /hu2 during its upload", upgate: "FAILURE", why: whyLinkUpload},
 	{proto: "sftp", step: "setstat /hu uid/gid 4242", upgate: "OK", why: whyChown},
+	{proto: "sftp", step: "copy-data from a handle open only for writing, 2 bytes (its read fails)", upgate: "OK HANDLE HANDLE NO_SUCH_FILE OK OK CONTENT 0 bytes \"\"", why: whyCopyDataOK},
 
 	// Permissions (the agent process is not root, as no reference login is).
 	{proto: "sftp", step: "perm: content /perm/closed/f (0300)", upgate: "open: PERMISSION_DENIED", why: whyRootSearch},

@@ -924,6 +924,38 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.setstat(s.p("/d"), perms(0o755))
 			return out + " " + s.res(r, err)
 		}},
+		// copy-data as sftp-server serves it (process_extended_copy_data):
+		// one handle for both ends, or two handles of one path, FAILURE;
+		// a read-only destination fails only once there is something to
+		// write; a length the source ends before answers OK when it fits
+		// one 64 KiB piece (the random differential with copy-data).
+		{"copy-data: /cpa into itself, /cpa into a second handle of /cpa, empty /cpe into read-only /cpa, /cpa past its end, /cpa into read-only /cpe", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/cpa=copy source", "/cpe=")
+			out += " " + s.open(s.a, "cpa", "/cpa", pfRead|pfWrite, attrs{}) + " " + s.open(s.a, "cpa2", "/cpa", pfRead|pfWrite, attrs{})
+			out += " " + s.open(s.a, "cpe", "/cpe", pfRead, attrs{}) + " " + s.open(s.a, "cpr", "/cpa", pfRead, attrs{})
+			cp := func(from string, off, n uint64, to string, off2 uint64) string {
+				pl := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h(from)), off), n)
+				pl = binary.BigEndian.AppendUint64(str(pl, s.h(to)), off2)
+				r, err := s.a.extended("copy-data", pl)
+				return s.res(r, err)
+			}
+			out += " " + cp("cpa", 0, 0, "cpa", 20) + " " + cp("cpa", 0, 4, "cpa2", 20) + " " + cp("cpe", 0, 0, "cpr", 0)
+			out += " " + cp("cpa", 100, 5, "cpe", 0) + " " + cp("cpa", 0, 0, "cpe", 0)
+			for _, h := range []string{"cpa", "cpa2", "cpe", "cpr"} {
+				out += " " + s.closeH(s.a, h)
+			}
+			return out + " " + s.readAll(s.a, "/cpa") + " " + s.readAll(s.a, "/cpe")
+		}},
+		// sftp-server answers OK for a copy whose read fails when the
+		// piece that failed was the last asked for (whyCopyDataOK).
+		{"copy-data from a handle open only for writing, 2 bytes (its read fails)", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/cpw=written only", "/cpw2=")
+			out += " " + s.open(s.a, "cpw", "/cpw", pfWrite, attrs{}) + " " + s.open(s.a, "cpw2", "/cpw2", pfRead|pfWrite, attrs{})
+			pl := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h("cpw")), 0), 2)
+			pl = binary.BigEndian.AppendUint64(str(pl, s.h("cpw2")), 0)
+			r, err := s.a.extended("copy-data", pl)
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "cpw") + " " + s.closeH(s.a, "cpw2") + " " + s.readAll(s.a, "/cpw2")
+		}},
 		// A directory opened with OPEN and then renamed: its FSETSTAT and
 		// FSTAT act on the directory the handle opened, as fstat(2),
 		// fchmod(2) and futimens(2) of sftp-server's descriptor, not on
@@ -1182,6 +1214,31 @@ func sftpSteps() []sftpStep {
 			return s.res(r, err)
 		}},
 		{"lstat /ln after lsetstat", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/ln")); return s.res(r, err) }},
+		// lsetstat as sftp-server serves it: a size refused before
+		// anything (BAD_MESSAGE), a link's mode FAILURE with its times
+		// set all the same, a file's mode and times set (the random
+		// differential with lsetstat).
+		{"lsetstat@openssh.com: size and mode of /lsf, mode and times of the link /lsl to it, mode and times of /lsf; lstat both", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/lsf=lsetstat")
+			r, err := s.a.symlink("lsf", s.p("/lsl"))
+			out += " " + s.res(r, err)
+			for _, x := range []struct {
+				p string
+				a attrs
+			}{
+				{"/lsf", attrs{Flags: attrSize | attrPerms, Size: 2, Perms: 0o600}},
+				{"/lsl", attrs{Flags: attrPerms | attrACModTim, Perms: 0o600, Atime: tAtime, Mtime: tDir}},
+				{"/lsf", attrs{Flags: attrPerms | attrACModTim, Perms: 0o640, Atime: tAtime, Mtime: tMtime}},
+			} {
+				r, err := s.a.extended("lsetstat@openssh.com", append(str(nil, s.p(x.p)), x.a.marshal()...))
+				out += " " + s.res(r, err)
+			}
+			for _, p := range []string{"/lsf", "/lsl"} {
+				r, err = s.a.pathOp(fxpLstat, s.p(p))
+				out += " " + s.res(r, err)
+			}
+			return out
+		}},
 		{"remove /lnd/ (link to a directory, with a slash)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/lnd")+"/"); return s.res(r, err) }},
 		{"lstat /lnd after remove /lnd/", func(s *sftpSide) string { r, err := s.a.pathOp(fxpLstat, s.p("/lnd")); return s.res(r, err) }},
 		{"remove /d/f2/ (a file, with a slash)", func(s *sftpSide) string { r, err := s.a.pathOp(fxpRemove, s.p("/d/f2")+"/"); return s.res(r, err) }},

@@ -122,42 +122,55 @@ func (p *copyDataExtension) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-// copyData serves copy-data through the handles' ReadAt and WriteAt.
+// copyData serves copy-data through the handles' ReadAt and WriteAt, as
+// OpenSSH's sftp-server (process_extended_copy_data; upgate fork patch
+// 20): one handle for both ends, or two handles opened at one path,
+// answer FAILURE, as a handle that is not an open file does; the source
+// is read from its offset in pieces of 64 KiB and each piece written; a
+// destination open only for reading fails (EBADF) at the first piece it
+// is given, so that nothing to copy succeeds; a length of 0 copies to the
+// source's end; a length the source ends before answers EOF only where a
+// piece found nothing left with more than that piece still asked for, as
+// sftp-server counts its pieces.
 func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 	src, ok1 := rs.getHandleOf(p.From, false)
 	dst, ok2 := rs.getHandleOf(p.To, false)
-	if !ok1 || !ok2 {
+	if !ok1 || !ok2 || p.From == p.To || src.Filepath == dst.Filepath {
 		return unknownHandle(p.ID)
 	}
 	rd, ok := openFile[io.ReaderAt](src)
 	if !ok || src.Method == "Put" {
 		return statusFromError(p.ID, EBADF)
 	}
-	wr, ok := openFile[io.WriterAt](dst)
-	if !ok || dst.Method == "Get" || !dst.Pflags().Write { // opened O_RDONLY (Request.open)
-		return statusFromError(p.ID, EBADF)
-	}
-	if p.From == p.To && p.Length != 0 && p.FromOffset < p.ToOffset+p.Length && p.ToOffset < p.FromOffset+p.Length {
-		return statusFromError(p.ID, syscall.EINVAL) // overlapping ranges of one file
-	}
-	buf := make([]byte, 256<<10)
+	wr, writable := openFile[io.WriterAt](dst)
+	writable = writable && dst.Method != "Get" && dst.Pflags().Write // not opened O_RDONLY (Request.open)
+	const piece = 64 << 10
+	buf := make([]byte, piece)
+	untilEOF := p.Length == 0
 	off, woff, left := int64(p.FromOffset), int64(p.ToOffset), p.Length
-	for p.Length == 0 || left > 0 {
-		n := len(buf)
-		if p.Length != 0 && uint64(n) > left {
-			n = int(left)
+	for untilEOF || left > 0 {
+		n := uint64(piece)
+		if !untilEOF {
+			n = min(n, left)
+			left -= n
 		}
 		got, err := rd.ReadAt(buf[:n], off)
+		if got == 0 && (err == nil || err == io.EOF) {
+			if !untilEOF && left > 0 {
+				return statusFromError(p.ID, io.EOF)
+			}
+			break
+		}
 		if got > 0 {
+			if !writable {
+				return statusFromError(p.ID, EBADF)
+			}
 			if _, werr := wr.WriteAt(buf[:got], woff); werr != nil {
 				return statusFromError(p.ID, werr)
 			}
-			off, woff, left = off+int64(got), woff+int64(got), left-uint64(got)
+			off, woff = off+int64(got), woff+int64(got)
 		}
-		if err == io.EOF || got == 0 && err == nil {
-			break
-		}
-		if err != nil {
+		if err != nil && err != io.EOF {
 			return statusFromError(p.ID, err)
 		}
 	}
