@@ -566,7 +566,7 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 				if flag&os.O_TRUNC != 0 {
 					v.changedAt(p) // a read-only open truncated the upload's data
 				}
-				return v.wrap(p, f, flag), nil
+				return v.wrap(p, f, flag, u), nil
 			}
 			if !u.waitIfClosing(err) {
 				return nil, err
@@ -611,7 +611,7 @@ func (v *View) OpenFile(name string, flag int, perm os.FileMode) (afero.File, er
 			return nil, err
 		}
 	}
-	return v.wrap(p, f, flag), nil
+	return v.wrap(p, f, flag, nil), nil
 }
 
 // truncateInPlace opens p, which the session's other handles write in
@@ -632,7 +632,7 @@ func (v *View) truncateInPlace(name, p string, flag int, perm os.FileMode) (afer
 	if err != nil {
 		return nil, err
 	}
-	vf := v.wrap(p, f, flag&^os.O_TRUNC)
+	vf := v.wrap(p, f, flag&^os.O_TRUNC, nil)
 	if err := vf.Truncate(0); err != nil {
 		vf.Close()
 		return nil, err
@@ -641,13 +641,14 @@ func (v *View) truncateInPlace(name, p string, flag int, perm os.FileMode) (afer
 }
 
 // wrap tracks a file open for writing (flag, the open's flags, says),
-// and counts a file open for reading at p.
-func (v *View) wrap(p string, f afero.File, flag int) afero.File {
+// and counts a file open for reading at p; into is the session's upload
+// whose data f was opened into (Upload.Reopen), or nil.
+func (v *View) wrap(p string, f afero.File, flag int, into *viewFile) afero.File {
 	if flag&(os.O_WRONLY|os.O_RDWR) == 0 {
 		v.mu.Lock()
 		v.readers[p]++
 		v.mu.Unlock()
-		r := &viewReader{FileWrapper: FileWrapper{f}, v: v, path: p}
+		r := &viewReader{FileWrapper: FileWrapper{f}, v: v, path: p, into: into}
 		v.listReader(r)
 		return r
 	}

@@ -38,6 +38,9 @@ type viewReader struct {
 	FileWrapper
 	v    *View
 	path string
+	// into is the session's upload whose data r was opened into
+	// (Upload.Reopen), or nil.
+	into *viewFile
 	seen atomic.Uint64 // the write tick its reads last caught up with
 	once sync.Once
 	// joined, once set by follow, is the file r's calls go to: one open
@@ -48,6 +51,17 @@ type viewReader struct {
 	joined  atomic.Pointer[joinedFile]
 	fmu     sync.RWMutex
 	closing bool
+}
+
+// pathNow is the path whose writers r's reads come after: that of the
+// session's upload r was opened into (into), which a rename by the
+// session moves, or r's own (seed 5856: a reader into an upload renamed
+// since missed a write the upload held back).
+func (r *viewReader) pathNow() string {
+	if r.into != nil {
+		return r.into.pathNow()
+	}
+	return r.path
 }
 
 // cur is the file r's calls go to: its own, or the one it follows.
@@ -84,7 +98,7 @@ func (r *viewReader) follow(open func(flag int) (afero.File, error)) {
 // holding fmu while it pushes the writers, which take theirs, could wait
 // in a ring with follows waiting for those).
 func (r *viewReader) Read(p []byte) (int, error) {
-	r.v.catchUp(r.path, r, nil, &r.seen)
+	r.v.catchUp(r.pathNow(), r, nil, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Read(p)
@@ -92,7 +106,7 @@ func (r *viewReader) Read(p []byte) (int, error) {
 
 // ReadAt implements afero.File, as Read.
 func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
-	r.v.catchUp(r.path, r, nil, &r.seen)
+	r.v.catchUp(r.pathNow(), r, nil, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().ReadAt(p, off)
@@ -100,7 +114,7 @@ func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
 
 // Stat implements afero.File, as Read.
 func (r *viewReader) Stat() (os.FileInfo, error) {
-	r.v.catchUp(r.path, r, nil, &r.seen)
+	r.v.catchUp(r.pathNow(), r, nil, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Stat()

@@ -924,6 +924,18 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.setstat(s.p("/d"), perms(0o755))
 			return out + " " + s.res(r, err)
 		}},
+		// A reader opened into the session's new upload, which is renamed
+		// after a write it holds back: the reader's FSTAT comes after that
+		// write, wherever the upload went (TestSFTPRandom seed 5856).
+		{"upload /rir EXCL, a reader into it READ|TRUNC, write at 5, posix-rename /rir to /rir2, fstat the reader, close both", func(s *sftpSide) string {
+			out := s.open(s.a, "rir", "/rir", pfWrite|pfCreat|pfExcl, attrs{}) + " " + s.open(s.a, "rirr", "/rir", pfRead|pfTrunc, attrs{})
+			r, err := s.a.write(s.h("rir"), 5, []byte("C"))
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/rir")), s.p("/rir2")))
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("rirr")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rir") + " " + s.closeH(s.a, "rirr") + " " + s.readAll(s.a, "/rir2")
+		}},
 		// copy-data as sftp-server serves it (process_extended_copy_data):
 		// one handle for both ends, or two handles of one path, FAILURE;
 		// a read-only destination fails only once there is something to
