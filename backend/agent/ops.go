@@ -272,6 +272,31 @@ func (s *Server) removeDeadTemps(sc *scope, p string) bool {
 	return len(names) > 0
 }
 
+// renameKindErr is the error rename(2) of from to to answers for their
+// kinds, whatever is in them: a directory onto an existing non-directory
+// (ENOTDIR), a non-directory onto a directory (EISDIR); nil where both
+// kinds agree, or where either cannot be looked at. A move the agent
+// refuses for what the moved directory holds (checkMove: it cannot read
+// it) answers this first, as the kernel would before it looked inside
+// (TestSFTPRandom seed 5508).
+func renameKindErr(sc *scope, from, to string) error {
+	src, err := sc.Lstat(from)
+	if err != nil {
+		return nil
+	}
+	dst, err := sc.Lstat(to)
+	if err != nil {
+		return nil
+	}
+	switch {
+	case src.IsDir() && !dst.IsDir():
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.ENOTDIR}
+	case !src.IsDir() && dst.IsDir():
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: syscall.EISDIR}
+	}
+	return nil
+}
+
 func (s *Server) Rename(ctx context.Context, req *agentpb.RenameRequest) (*agentpb.Empty, error) {
 	return inScope(s, ctx, "Rename", func(sc *scope) (*agentpb.Empty, error) { return s.rename(sc, req) })
 }
@@ -291,6 +316,9 @@ func (s *Server) rename(sc *scope, req *agentpb.RenameRequest) (*agentpb.Empty, 
 	// No link may come to lead out of the root by the move (links.go).
 	defer s.links.lock(s.root, sc)()
 	if err := sc.checkMove(sc.in(from), sc.in(to)); err != nil {
+		if kerr := renameKindErr(sc, from, to); kerr != nil {
+			return nil, s.fail("Rename", from, kerr)
+		}
 		return nil, status.Errorf(codes.PermissionDenied, "rename %q to %q: %v", from, to, err)
 	}
 	// Under s.mu: uploads in progress below a renamed directory move with

@@ -389,6 +389,15 @@ func sftpPermSteps() []sftpStep {
 			out += " " + s.res(r, err) + " " + s.listing(s.a, "/perm/rmr") + " " + s.closeH(s.a, "rmr2")
 			return out + " " + content("/perm/rmr/e")(s) + " " + chmod("/perm/rmr", 0o755)(s)
 		}},
+		// A directory its user may not read (0200) moved up onto a file:
+		// rename(2)'s ENOTDIR (NO_SUCH_FILE), not the agent's refusal to
+		// move up what it cannot look into (TestSFTPRandom seed 5508).
+		{"perm: posix-rename /perm/rks/rk (0200, a directory) up onto the file /perm/rkf", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/perm/rks/", "/perm/rks/rk/", "/perm/rkf=file")
+			out += " " + chmod("/perm/rks/rk", 0o200)(s)
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm/rks/rk")), s.p("/perm/rkf")))
+			return out + " " + s.res(r, err) + " " + chmod("/perm/rks/rk", 0o755)(s)
+		}},
 		// RMDIR of the session's new file in progress: rmdir(2) of a file
 		// checks the directory's write bit before the kind (EACCES in a
 		// 0555 directory, ENOTDIR in a writable one), where the disk has
