@@ -434,7 +434,10 @@ func (v *View) drop(p string, newer afero.File) error {
 	kept := slices.DeleteFunc(v.open[p], func(w *viewFile) bool { return slices.Contains(ws, w) })
 	// Handles that follow the newer upload still write at p.
 	kept = append(kept, follow...)
-	if newer == nil && upload && len(ws) > 1 {
+	if newer == nil && len(ws) > 1 {
+		// They wrote one file, which p no longer names: an upload
+		// discarded, or a file written in place that a remove or a
+		// rename onto p took away (seed 6361).
 		for _, w := range ws {
 			w.dropped = ws
 		}
@@ -460,6 +463,11 @@ func (v *View) forget(p string, ws []*viewFile) {
 		delete(v.open, p)
 	} else {
 		v.open[p] = kept
+	}
+	if len(ws) > 1 {
+		for _, w := range ws {
+			w.dropped = ws // as drop's: they wrote one file still
+		}
 	}
 }
 
@@ -953,8 +961,8 @@ type viewFile struct {
 	v    *View
 	path string // guarded by v.mu
 	// dropped: the handles that wrote p with f when a remove (or a
-	// rename over p) discarded their upload, f among them (peersLocked).
-	// Guarded by v.mu.
+	// rename over p) discarded their upload or took away the file they
+	// wrote in place, f among them (peersLocked). Guarded by v.mu.
 	dropped []*viewFile
 	once    sync.Once
 	closed  chan struct{} // closed once Close has returned

@@ -936,6 +936,23 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.request(fxpFstat, str(nil, s.h("rirr")))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rir") + " " + s.closeH(s.a, "rirr") + " " + s.readAll(s.a, "/rir2")
 		}},
+		// Two handles writing one file (one of them opened into the
+		// session's upload of it, which holds its writes back), which a
+		// rename onto its path takes away: they still write one
+		// (unlinked) file, and an FSTAT through one comes after the
+		// other's writes (TestSFTPRandom seed 6361: the View forgot they
+		// were peers).
+		{"new /drp READ|WRITE|CREAT, an APPEND handle into it, the first closed, a READ|WRITE handle, /drpa renamed onto it, a write through the APPEND one, fstat the other", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/drpa=other")
+			out += " " + s.open(s.a, "drp1", "/drp", pfRead|pfWrite|pfCreat, attrs{}) + " " + s.open(s.a, "drp2", "/drp", pfWrite|pfAppend|pfCreat, attrs{})
+			out += " " + s.closeH(s.a, "drp1") + " " + s.open(s.a, "drp0", "/drp", pfRead|pfWrite|pfCreat, attrs{})
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/drpa")), s.p("/drp")))
+			out += " " + s.res(r, err)
+			r, err = s.a.write(s.h("drp2"), 0, []byte("Z5"))
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("drp0")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "drp2") + " " + s.closeH(s.a, "drp0") + " " + s.readAll(s.a, "/drp")
+		}},
 		// copy-data as sftp-server serves it (process_extended_copy_data):
 		// one handle for both ends, or two handles of one path, FAILURE;
 		// a read-only destination fails only once there is something to
