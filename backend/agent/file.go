@@ -529,9 +529,23 @@ func (u *handle) openLent(flag int) (*os.File, fs.FileInfo, error) {
 	if err := withFd(u.f, func(fd int) error { return unix.Fchmod(fd, mode|need) }); err != nil {
 		return nil, nil, &fs.PathError{Op: "open", Path: u.tmp, Err: syscall.EACCES}
 	}
+	restored := false
+	defer func() {
+		if !restored { // a panic below: the mode goes back all the same
+			_ = withFd(u.f, func(fd int) error { return unix.Fchmod(fd, mode) })
+		}
+	}()
 	f, fi, err := u.root.openStat(u.tmp, flag, 0)
-	if berr := withFd(u.f, func(fd int) error { return unix.Fchmod(fd, mode) }); berr != nil {
+	berr := withFd(u.f, func(fd int) error { return unix.Fchmod(fd, mode) })
+	restored = true
+	if berr != nil {
+		// The upload would commit with the bits lent: the open fails
+		// instead, and the lend is logged.
 		u.s.log.Error("take back the mode lent to an upload's temp file", "path", u.path, "temp", u.tmp, "mode", fmt.Sprintf("%04o", mode), "err", berr)
+		if f != nil {
+			_ = f.Close()
+		}
+		return nil, nil, berr
 	}
 	return f, fi, err
 }

@@ -278,7 +278,9 @@ func (s *Server) removeDeadTemps(sc *scope, p string) bool {
 // kinds agree, or where either cannot be looked at. A move the agent
 // refuses for what the moved directory holds (checkMove: it cannot read
 // it) answers this first, as the kernel would before it looked inside
-// (TestSFTPRandom seed 5508).
+// (TestSFTPRandom seed 5508). The kernel checks the write and search
+// bits of both parent directories before the kinds (may_delete): where
+// either refuses, nil too, and the move's refusal stands (a review).
 func renameKindErr(sc *scope, from, to string) error {
 	src, err := sc.Lstat(from)
 	if err != nil {
@@ -287,6 +289,13 @@ func renameKindErr(sc *scope, from, to string) error {
 	dst, err := sc.Lstat(to)
 	if err != nil {
 		return nil
+	}
+	for _, p := range []string{from, to} {
+		if err := sc.inParent(p, func(dfd int, _ string) error {
+			return ignoringEINTR(func() error { return unix.Faccessat(dfd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS) })
+		}); err != nil {
+			return nil
+		}
 	}
 	switch {
 	case src.IsDir() && !dst.IsDir():

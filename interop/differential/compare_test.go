@@ -92,6 +92,9 @@ const (
 	whyCopyDataOK = "copy-data whose read or write fails answers the failure; sftp-server answers OK when the piece " +
 		"that failed was the last asked for (it tests the length left, not the failure, after its loop), and a client " +
 		"told OK for a copy that wrote nothing would lose it"
+	whyCopyDataNames = "copy-data between two handles of one path answers FAILURE, as between one handle, whatever " +
+		"spellings the path was opened by (/f and /./f): the request server cleans every path before upgate sees it; " +
+		"sftp-server compares the names as sent, and copies between two spellings of one file, ranges overlapping or not"
 	whyChown = "SETSTAT's uid and gid are ignored, not refused: the agent writes as the container's user and never " +
 		"chowns (frontends/sftp setstat; README, deliberate differences: SFTP ignores uid/gid)"
 	whyDotDot = "FTP paths are the gateway's: .. is taken away with the name before it, as text, before the agent " +
@@ -180,6 +183,7 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "tree \"/hl/b\"", upgate: "file 0644 size=2 mtime=now sha256=81ff510a481bee0b", why: whyHardLink},
 	{proto: "sftp", step: "hardlink /hu -> /hu2 during its upload", upgate: "FAILURE", why: whyLinkUpload},
 	{proto: "sftp", step: "setstat /hu uid/gid 4242", upgate: "OK", why: whyChown},
+	{proto: "sftp", step: "copy-data: /cps into a handle of /./cps (one file, two spellings)", upgate: "OK HANDLE HANDLE FAILURE OK OK CONTENT 6 bytes \"abcdef\" OK", why: whyCopyDataNames},
 	{proto: "sftp", step: "copy-data from a handle open only for writing, 2 bytes (its read fails)", upgate: "OK HANDLE HANDLE NO_SUCH_FILE OK OK CONTENT 0 bytes \"\"", why: whyCopyDataOK},
 
 	// Permissions (the agent process is not root, as no reference login is).

@@ -398,6 +398,14 @@ func sftpPermSteps() []sftpStep {
 			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm/rks/rk")), s.p("/perm/rkf")))
 			return out + " " + s.res(r, err) + " " + chmod("/perm/rks/rk", 0o755)(s)
 		}},
+		// The same out of a 0555 directory: rename(2) checks the parents'
+		// write bits before the kinds, PERMISSION_DENIED (a review).
+		{"perm: posix-rename /perm/rkp/rk (0200, a directory, in a 0555 directory) up onto the file /perm/rkf2", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/perm/rkp/", "/perm/rkp/rk/", "/perm/rkf2=file")
+			out += " " + chmod("/perm/rkp/rk", 0o200)(s) + " " + chmod("/perm/rkp", 0o555)(s)
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm/rkp/rk")), s.p("/perm/rkf2")))
+			return out + " " + s.res(r, err) + " " + chmod("/perm/rkp", 0o755)(s) + " " + chmod("/perm/rkp/rk", 0o755)(s)
+		}},
 		// RMDIR of the session's new file in progress: rmdir(2) of a file
 		// checks the directory's write bit before the kind (EACCES in a
 		// 0555 directory, ENOTDIR in a writable one), where the disk has

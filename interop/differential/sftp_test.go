@@ -975,6 +975,19 @@ func sftpSteps() []sftpStep {
 			}
 			return out + " " + s.readAll(s.a, "/cpa") + " " + s.readAll(s.a, "/cpe")
 		}},
+		// Two handles of one file opened by two spellings of its path:
+		// one path to upgate, whose request server cleans every path,
+		// FAILURE as for one handle (whyCopyDataNames; a review).
+		{"copy-data: /cps into a handle of /./cps (one file, two spellings)", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/cps=abcdef")
+			out += " " + s.open(s.a, "cps", "/cps", pfRead, attrs{}) + " " + s.open(s.a, "cps2", "/./cps", pfWrite, attrs{})
+			pl := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h("cps")), 0), 3)
+			pl = binary.BigEndian.AppendUint64(str(pl, s.h("cps2")), 6)
+			r, err := s.a.extended("copy-data", pl)
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "cps") + " " + s.closeH(s.a, "cps2") + " " + s.readAll(s.a, "/cps")
+			r, err = s.a.pathOp(fxpRemove, s.p("/cps")) // the trees compare alike after it
+			return out + " " + s.res(r, err)
+		}},
 		// sftp-server answers OK for a copy whose read fails when the
 		// piece that failed was the last asked for (whyCopyDataOK).
 		{"copy-data from a handle open only for writing, 2 bytes (its read fails)", func(s *sftpSide) string {
