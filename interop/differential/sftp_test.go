@@ -953,6 +953,19 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.request(fxpFstat, str(nil, s.h("drp0")))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "drp2") + " " + s.closeH(s.a, "drp0") + " " + s.readAll(s.a, "/drp")
 		}},
+		// The same after a REMOVE of the upload's path: the reader and the
+		// upload's handle still share one (unlinked) file (seed 5174).
+		{"upload /rrm, write at 1, a reader into it READ|APPEND, REMOVE /rrm, write at 0 through the upload's handle, fstat the reader, close both", func(s *sftpSide) string {
+			out := s.open(s.a, "rrm", "/rrm", pfRead|pfWrite|pfCreat, attrs{})
+			r, err := s.a.write(s.h("rrm"), 1, []byte("I"))
+			out += " " + s.res(r, err) + " " + s.open(s.a, "rrmr", "/rrm", pfRead|pfAppend, attrs{})
+			r, err = s.a.pathOp(fxpRemove, s.p("/rrm"))
+			out += " " + s.res(r, err)
+			r, err = s.a.write(s.h("rrm"), 0, []byte("F31"))
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("rrmr")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rrm") + " " + s.closeH(s.a, "rrmr")
+		}},
 		// copy-data as sftp-server serves it (process_extended_copy_data):
 		// one handle for both ends, or two handles of one path, FAILURE;
 		// a read-only destination fails only once there is something to
