@@ -642,6 +642,82 @@ func TestForkLsetstatAndCopyData(t *testing.T) {
 	}
 }
 
+// TestForkCopyDataAsSftpServer (patch 20): one handle for both ends, or
+// two handles of one path, FAILURE; a read-only destination fails only
+// once there is something to write; a source that ends within the one
+// piece asked for is OK, and EOF where a later piece finds nothing.
+func TestForkCopyDataAsSftpServer(t *testing.T) {
+	rec := newRecorder()
+	c := forkPair(t, rec.handlers())
+	for p, content := range map[string]string{"/a": "abcdef", "/b": "xyz", "/empty": ""} {
+		f, err := c.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write([]byte(content))
+		f.Close()
+	}
+	open := func(p string, pflags uint32) string {
+		typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: p, Pflags: pflags})
+		if typ != sshFxpHandle {
+			t.Fatalf("open %s: %v", p, statusOf(data))
+		}
+		h, _ := unmarshalString(data[4:])
+		return h
+	}
+	code := func(from string, off, n uint64, to string, off2 uint64) uint32 {
+		cp := binary.BigEndian.AppendUint64(marshalString(marshalString(nil, "copy-data"), from), off)
+		cp = binary.BigEndian.AppendUint64(cp, n)
+		cp = binary.BigEndian.AppendUint64(marshalString(cp, to), off2)
+		_, reply := send(t, c, &rawExtended{ID: c.nextID(), data: cp})
+		err := statusOf(reply)
+		if err == nil {
+			return sshFxOk
+		}
+		if se, ok := err.(*StatusError); ok {
+			return se.Code
+		}
+		t.Fatalf("copy-data: %v", err)
+		return 0
+	}
+	a := open("/a", sshFxfRead|sshFxfWrite)
+	a2 := open("/a", sshFxfRead|sshFxfWrite)
+	ro := open("/b", sshFxfRead)
+	empty := open("/empty", sshFxfRead)
+	dst := open("/dst", sshFxfWrite|sshFxfCreat|sshFxfTrunc)
+	for _, tc := range []struct {
+		what   string
+		from   string
+		off, n uint64
+		to     string
+		off2   uint64
+		want   uint32
+	}{
+		{"one handle, ranges apart", a, 0, 2, a, 4, sshFxFailure},
+		{"two handles of one path", a, 0, 2, a2, 4, sshFxFailure},
+		{"nothing into a read-only handle", empty, 0, 0, ro, 0, sshFxOk},
+		{"something into a read-only handle", a, 0, 2, ro, 0, sshFxNoSuchFile},
+		{"past the end, one piece", a, 100, 5, dst, 0, sshFxOk},
+		{"past the end, a second piece asked for", a, 100, 70 << 10, dst, 0, sshFxEOF},
+		{"to the end", a, 2, 0, dst, 0, sshFxOk},
+	} {
+		if got := code(tc.from, tc.off, tc.n, tc.to, tc.off2); got != tc.want {
+			t.Errorf("copy-data, %s: status %d, want %d", tc.what, got, tc.want)
+		}
+	}
+	for _, h := range []string{a, a2, ro, empty, dst} {
+		send(t, c, &sshFxpClosePacket{ID: c.nextID(), Handle: h})
+	}
+	g, err := c.Open("/dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if got, _ := io.ReadAll(g); string(got) != "cdef" {
+		t.Errorf("/dst holds %q, want \"cdef\"", got)
+	}
+}
+
 // sizeLister answers Stat with the size the appender holds now.
 type sizeLister struct {
 	*root
