@@ -388,9 +388,12 @@ func (v *View) supersede(p string, newer afero.File) error { return v.drop(p, ne
 // drop discards the uploads at p and forgets the writers there; with
 // newer, a truncating open's file, they follow it (supersede).
 func (v *View) drop(p string, newer afero.File) error {
-	v.mu.Lock()
-	ws := slices.Clone(v.open[p])
-	v.mu.Unlock()
+	return v.dropSome(p, newer, v.writers(p))
+}
+
+// dropSome is drop for ws, the writers at p when the caller looked: one
+// opened at p since (another channel of the session) is left alone.
+func (v *View) dropSome(p string, newer afero.File, ws []*viewFile) error {
 	upload := slices.ContainsFunc(ws, (*viewFile).Pending)
 	// The upload is discarded first: one the filesystem refuses to
 	// discard (a directory made 0555 since) stays the session's, with
@@ -793,6 +796,7 @@ func (v *View) Rename(oldname, newname string) error {
 		return v.Fs.Rename(oldname, newname)
 	}
 	u := v.upload(op)
+	replaced := v.writers(np)
 	if u == nil && v.upload(np) != nil && !strings.HasPrefix(np, op+"/") {
 		// (A directory into itself is EINVAL, the filesystem's answer.)
 		// The session's upload at newname is a file to it: a directory
@@ -825,7 +829,9 @@ func (v *View) Rename(oldname, newname string) error {
 	// (before anything that can fail: the rename is made).
 	v.unlistReaders(op)
 	v.unlistReaders(np)
-	if err := v.discard(np); err != nil {
+	// What the rename replaced: the writers at newname before it, not an
+	// upload another channel of the session opened there meanwhile.
+	if err := v.dropSome(np, nil, replaced); err != nil {
 		return err
 	}
 	// Uploads below a renamed directory moved with it on disk; their
