@@ -111,21 +111,32 @@ func (v *View) forgetLocked(p string) {
 	}
 }
 
-// catchUp makes a read or stat through f, open at p, see what the
-// session's other handles wrote at p since seen: their held-back writes
-// are pushed, and f forgets its read-ahead. A writer whose push fails
-// reports it itself, at its next write or its close.
-// self, the reader when it is one of the writers, is left out: its own
-// held-back writes go before its reads anyway.
-func (v *View) catchUp(p string, f afero.File, self *viewFile, seen *atomic.Uint64) {
+// catchUp makes a read or stat through f see what the session's other
+// handles wrote to its file since seen: their held-back writes are
+// pushed, and f forgets its read-ahead. The writers are those at p, or,
+// with of (f itself when f writes, or the upload a reader was opened
+// into), of and its peers: at of's path now, which a rename by the
+// session moves, or together once a remove took that path away
+// (peersLocked; seeds 5856, 5174). f itself, when it is one of the
+// writers, is left out: its own held-back writes go before its reads
+// anyway. A writer whose push fails reports it itself, at its next write
+// or its close.
+func (v *View) catchUp(p string, of *viewFile, f afero.File, seen *atomic.Uint64) {
 	v.mu.Lock()
+	if of != nil {
+		p = of.path
+	}
 	n := v.wrote[p]
 	if n == seen.Load() {
 		v.mu.Unlock()
 		return
 	}
-	ws := slices.Clone(v.peersLocked(p, self))
+	ws := slices.Clone(v.peersLocked(p, of))
 	v.mu.Unlock()
+	if of != nil && !slices.Contains(ws, of) {
+		ws = append(ws, of)
+	}
+	self, _ := f.(*viewFile)
 	pushExcept(ws, self)
 	DropReadAhead(f)
 	seen.Store(n)
@@ -221,33 +232,19 @@ func (v *View) pending(p string) *viewFile {
 // session's uploads is now refused (one Lstat each: a session holds
 // few), so that the chmod giving the bit back clears it again. A chmod of
 // a directory reached through a symbolic link (p, or a directory above
-// it, a link) is not known to be above an upload by its name: while an
-// upload is pending, a chmod of a directory whose name is not above one
-// asks its Stat, and the uploads' Lstats when it is a directory or the
-// Stat is refused (TestSFTPRandom seeds 3431, 4265). A chmod with no
-// handle open for writing costs a look at the map; with some, a look at
-// each (Pending, which waits for its file's lock).
+// it, a link) is not known to be above an upload by its name: a chmod of
+// a directory whose name is not above one asks its Stat, and the
+// uploads' Lstats when it is a directory or the Stat is refused
+// (TestSFTPRandom seeds 3431, 4265). With no upload pending there is
+// nothing to answer for: it costs a look at each handle open for writing
+// (Pending, which waits for its file's lock), none when none is open.
 func (v *View) cutSearch(p string) {
-	below := false
-	v.mu.Lock()
-	if len(v.open) == 0 {
-		v.mu.Unlock()
-		return
-	}
-	for q := range v.open {
-		if strings.HasPrefix(q, p+"/") || p == "/" {
-			below = true
-			break
-		}
-	}
-	v.mu.Unlock()
 	pending := v.pendingUploads()
 	if len(pending) == 0 {
-		if below {
-			v.searchCut.Store(false)
-		}
+		v.searchCut.Store(false)
 		return
 	}
+	below := slices.ContainsFunc(pending, func(u pendingUpload) bool { return p == "/" || strings.HasPrefix(u.path, p+"/") })
 	if !below {
 		// A Stat refused: the chmod took the search bit from the
 		// directory the link leads to (a link to "." in it: seed 4265).
@@ -452,26 +449,6 @@ func (v *View) dropSome(p string, newer afero.File, ws []*viewFile) error {
 	}
 	v.mu.Unlock()
 	return nil
-}
-
-// forget stops tracking ws, writers at p.
-func (v *View) forget(p string, ws []*viewFile) {
-	if len(ws) == 0 {
-		return
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	kept := slices.DeleteFunc(v.open[p], func(w *viewFile) bool { return slices.Contains(ws, w) })
-	if len(kept) == 0 {
-		delete(v.open, p)
-	} else {
-		v.open[p] = kept
-	}
-	if len(ws) > 1 {
-		for _, w := range ws {
-			w.dropped = ws // as drop's: they wrote one file still
-		}
-	}
 }
 
 // errSuperseded is a write's answer on a handle whose upload a newer
@@ -742,15 +719,11 @@ func (v *View) remove(name string, remove func(string) error) error {
 		return remove(name)
 	}
 	had := u != nil
-	var ws []*viewFile // the writers at p, none of them an upload
+	ws := v.writers(p)
 	if had {
-		if err := v.discard(p); err != nil {
+		if err := v.dropSome(p, nil, ws); err != nil {
 			return err
 		}
-	} else {
-		v.mu.Lock()
-		ws = slices.Clone(v.open[p])
-		v.mu.Unlock()
 	}
 	err := remove(name)
 	if had && errors.Is(err, fs.ErrNotExist) {
@@ -765,8 +738,10 @@ func (v *View) remove(name string, remove func(string) error) error {
 		// directory made the next listing miss a write answered OK).
 		// Only those there before the removal: an upload another
 		// channel of the session opened at p since is not discarded (a
-		// review).
-		v.forget(p, ws)
+		// review). (With none of them an upload, this only forgets.)
+		if !had {
+			_ = v.dropSome(p, nil, ws)
+		}
 		v.unlistReaders(p)
 	}
 	return err
@@ -1301,7 +1276,7 @@ func (f *viewFile) pathNow() string {
 // Read implements afero.File, after the session's other writers at f's
 // path (catchUp).
 func (f *viewFile) Read(p []byte) (int, error) {
-	f.v.catchUp(f.pathNow(), f, f, &f.seen)
+	f.v.catchUp("", f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return f.cur().Read(p)
@@ -1309,7 +1284,7 @@ func (f *viewFile) Read(p []byte) (int, error) {
 
 // ReadAt implements afero.File, as Read.
 func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
-	f.v.catchUp(f.pathNow(), f, f, &f.seen)
+	f.v.catchUp("", f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return f.cur().ReadAt(p, off)
@@ -1317,7 +1292,7 @@ func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
 
 // Stat implements afero.File, as Read.
 func (f *viewFile) Stat() (os.FileInfo, error) {
-	f.v.catchUp(f.pathNow(), f, f, &f.seen)
+	f.v.catchUp("", f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return f.cur().Stat()
@@ -1463,9 +1438,7 @@ func (d *viewDir) Chmod(mode os.FileMode) error {
 	if err := d.FileWrapper.Chmod(mode); err != nil {
 		return err
 	}
-	if ups := d.v.pendingUploads(); len(ups) > 0 {
-		d.v.checkSearch(ups)
-	}
+	d.v.checkSearch(d.v.pendingUploads())
 	return nil
 }
 

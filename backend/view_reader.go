@@ -53,35 +53,6 @@ type viewReader struct {
 	closing bool
 }
 
-// catchUp pushes what the session's writers of r's file hold back, before
-// a read or a stat: those at r's path, or, for a reader opened into the
-// session's upload (into), that upload and its peers wherever they are
-// now: at the path a rename by the session moved them to (seed 5856: a
-// reader into an upload renamed since missed a write the upload held
-// back), or together after a remove took the path away (seed 5174).
-func (r *viewReader) catchUp() {
-	if r.into == nil {
-		r.v.catchUp(r.path, r, nil, &r.seen)
-		return
-	}
-	v, u := r.v, r.into
-	v.mu.Lock()
-	p := u.path
-	n := v.wrote[p]
-	if n == r.seen.Load() {
-		v.mu.Unlock()
-		return
-	}
-	ws := slices.Clone(v.peersLocked(p, u))
-	v.mu.Unlock()
-	if !slices.Contains(ws, u) {
-		ws = append(ws, u)
-	}
-	pushExcept(ws, nil)
-	DropReadAhead(r)
-	r.seen.Store(n)
-}
-
 // cur is the file r's calls go to: its own, or the one it follows.
 func (r *viewReader) cur() afero.File {
 	if j := r.joined.Load(); j != nil {
@@ -116,7 +87,7 @@ func (r *viewReader) follow(open func(flag int) (afero.File, error)) {
 // holding fmu while it pushes the writers, which take theirs, could wait
 // in a ring with follows waiting for those).
 func (r *viewReader) Read(p []byte) (int, error) {
-	r.catchUp()
+	r.v.catchUp(r.path, r.into, r, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Read(p)
@@ -124,7 +95,7 @@ func (r *viewReader) Read(p []byte) (int, error) {
 
 // ReadAt implements afero.File, as Read.
 func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
-	r.catchUp()
+	r.v.catchUp(r.path, r.into, r, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().ReadAt(p, off)
@@ -132,7 +103,7 @@ func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
 
 // Stat implements afero.File, as Read.
 func (r *viewReader) Stat() (os.FileInfo, error) {
-	r.catchUp()
+	r.v.catchUp(r.path, r.into, r, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Stat()
