@@ -84,8 +84,8 @@ func (d *dirFile) SetTimes(atime, mtime time.Time) error {
 	return err
 }
 
-// attr sends a request on the listing's descriptor and waits for its
-// reply, within the call timeout.
+// attr sends a request on the listing's descriptor (call), once the
+// agent can serve it.
 func (d *dirFile) attr(op string, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
 	d.mu.Lock()
 	closed := d.closed
@@ -96,6 +96,13 @@ func (d *dirFile) attr(op string, req *agentpb.SessionRequest) (*agentpb.Session
 	if d.c.features&uint32(agentpb.FileFeature_FILE_FEATURE_LISTING_ATTRS) == 0 {
 		return nil, &fs.PathError{Op: op, Path: d.name, Err: errors.ErrUnsupported}
 	}
+	return d.call(op, req)
+}
+
+// call sends req on the listing and waits for its reply, within the call
+// timeout; an error reply, a stalled agent or an ended stream is op's
+// error.
+func (d *dirFile) call(op string, req *agentpb.SessionRequest) (*agentpb.SessionResponse, error) {
 	req.File = d.id
 	resp, err := d.c.call(context.Background(), d.g.timeout, req)
 	if err == nil && resp.GetError() != nil {
@@ -126,16 +133,10 @@ func (d *dirFile) Close() error {
 // within the call timeout: a stalled agent ends the listing rather than
 // hanging it. d.mu is held.
 func (d *dirFile) next() error {
-	resp, err := d.c.call(context.Background(), d.g.timeout, &agentpb.SessionRequest{File: d.id, Op: &agentpb.SessionRequest_Readdir{Readdir: &agentpb.ReadDirOp{}}})
-	if err == nil && resp.GetError() != nil {
-		err = fromProto("readdir", d.name, resp.GetError())
-	}
+	resp, err := d.call("readdir", &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Readdir{Readdir: &agentpb.ReadDirOp{}}})
 	if err != nil {
 		d.done = true
-		if errors.Is(err, errStreamEnded) {
-			return d.c.errClosed("readdir", d.name)
-		}
-		return d.g.err("readdir", d.name, err)
+		return err
 	}
 	for _, e := range resp.GetEntries().GetEntries() {
 		d.pending = append(d.pending, newFileInfo(e, ""))

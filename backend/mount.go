@@ -456,17 +456,17 @@ func (f *mountFile) Move(newname string) error {
 
 // Reopen opens the upload's data again under the same user path.
 func (f *mountFile) Reopen(flag int) (afero.File, error) {
-	nf, err := f.FileWrapper.Reopen(flag)
-	if err != nil {
-		return nil, renamePathErr(err, f.name)
-	}
-	return &mountFile{FileWrapper: FileWrapper{nf}, m: f.m, name: f.name}, nil
+	return f.reopened(f.FileWrapper.Reopen(flag))
 }
 
 // ReopenHeld is Reopen for a handle that held the file open already
 // (HeldReopener).
 func (f *mountFile) ReopenHeld(flag int) (afero.File, error) {
-	nf, err := f.FileWrapper.ReopenHeld(flag)
+	return f.reopened(f.FileWrapper.ReopenHeld(flag))
+}
+
+// reopened is nf, the upload's data opened again, under f's user path.
+func (f *mountFile) reopened(nf afero.File, err error) (afero.File, error) {
 	if err != nil {
 		return nil, renamePathErr(err, f.name)
 	}

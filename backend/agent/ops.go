@@ -290,12 +290,8 @@ func renameKindErr(sc *scope, from, to string) error {
 	if err != nil {
 		return nil
 	}
-	for _, p := range []string{from, to} {
-		if err := sc.inParent(p, func(dfd int, _ string) error {
-			return ignoringEINTR(func() error { return unix.Faccessat(dfd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS) })
-		}); err != nil {
-			return nil
-		}
+	if sc.mayChangeIn(from) != nil || sc.mayChangeIn(to) != nil {
+		return nil
 	}
 	switch {
 	case src.IsDir() && !dst.IsDir():

@@ -355,6 +355,15 @@ func (c *scope) removeKind(p string, dir bool) error {
 	return nil
 }
 
+// mayChangeIn reports whether the agent's user may change the entries of
+// the directory that holds p (its write and search bits, as unlink(2),
+// rmdir(2) and rename(2) check them first): nil, or why not (EACCES).
+func (c *scope) mayChangeIn(p string) error {
+	return c.inParent(p, func(dfd int, _ string) error {
+		return ignoringEINTR(func() error { return unix.Faccessat(dfd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS) })
+	})
+}
+
 // inParent runs fn on the directory that holds p, opened O_PATH
 // (parentDirPath), and p's last component there. A failure to open the
 // directory is returned unwrapped, as fn's errors are, for the caller to

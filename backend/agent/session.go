@@ -333,9 +333,7 @@ func (ss *session) remove(op *agentpb.RemoveRequest) (*agentpb.Empty, error) {
 		return s.remove(sc, op) // what is on disk answers (a file the upload replaces)
 	}
 	answer := error(syscall.ENOTDIR)
-	if err := sc.inParent(p, func(dfd int, _ string) error {
-		return ignoringEINTR(func() error { return unix.Faccessat(dfd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS) })
-	}); err != nil {
+	if err := sc.mayChangeIn(p); err != nil {
 		answer = err
 	}
 	return nil, s.fail("Remove", p, &fs.PathError{Op: "rmdir", Path: p, Err: answer})
