@@ -427,7 +427,11 @@ func (v *View) dropSome(p string, newer afero.File, ws []*viewFile) error {
 			}
 		}
 		if v.followReaders {
-			v.readersFollow(p, open)
+			var src afero.File
+			if n, ok := newer.(Upload); ok && n.Pending() {
+				src = newer
+			}
+			v.readersFollow(p, open, src)
 		}
 	}
 	v.mu.Lock()
@@ -636,12 +640,16 @@ func (v *View) wrap(p string, f afero.File, flag int, into *viewFile) afero.File
 		v.mu.Lock()
 		v.readers[p]++
 		v.mu.Unlock()
-		r := &viewReader{FileWrapper: FileWrapper{f}, v: v, path: p, into: into}
+		r := &viewReader{FileWrapper: FileWrapper{f}, v: v, path: p}
+		r.into.Store(into)
 		v.listReader(r)
 		return r
 	}
 	vf := &viewFile{FileWrapper: FileWrapper{f}, v: v, path: p, flag: flag, closed: make(chan struct{})}
 	v.track(vf)
+	if u, ok := f.(Upload); ok && v.followReaders && u.Pending() {
+		v.intoSave(p, f, vf)
+	}
 	return vf
 }
 
@@ -1329,7 +1337,7 @@ func (f *viewFile) Close() error {
 		// The save's commit failed: the readers that followed it read
 		// what the path holds instead, as the session's opens do.
 		p := f.pathNow()
-		f.v.readersFollow(p, func(flag int) (afero.File, error) { return f.v.Fs.OpenFile(p, flag, 0) })
+		f.v.readersFollow(p, func(flag int) (afero.File, error) { return f.v.Fs.OpenFile(p, flag, 0) }, nil)
 	}
 	if first {
 		f.v.untrack(f)

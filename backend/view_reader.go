@@ -38,11 +38,17 @@ type viewReader struct {
 	FileWrapper
 	v    *View
 	path string
-	// into is the session's upload whose data r was opened into
-	// (Upload.Reopen), or nil.
-	into *viewFile
-	seen atomic.Uint64 // the write tick its reads last caught up with
-	once sync.Once
+	// into is the session's upload whose data r reads, or nil: the one
+	// it was opened into (Upload.Reopen), or the newer save it follows
+	// (saveOf, then View.intoSave). Reads catch up with that upload's
+	// writers wherever they are (View.catchUp).
+	into atomic.Pointer[viewFile]
+	// saveOf is the file of the session's save whose data r follows
+	// (follow's src), until the View sets into to its handle. fmu
+	// guards it.
+	saveOf afero.File
+	seen   atomic.Uint64 // the write tick its reads last caught up with
+	once   sync.Once
 	// joined, once set by follow, is the file r's calls go to: one open
 	// for reading on the data of the session's newer save of r's path.
 	// fmu orders its changes (follow, Close: write-locked) after the
@@ -63,7 +69,10 @@ func (r *viewReader) cur() afero.File {
 
 // follow makes r go on through a file that open opens for reading, at
 // r's offset; a file r followed before is closed, once no call uses it.
-func (r *viewReader) follow(open func(flag int) (afero.File, error)) {
+// src is the save's file when open opens an upload's data (the View
+// tracks its handle at r.into then, intoSave), nil when it opens the
+// file at the path.
+func (r *viewReader) follow(open func(flag int) (afero.File, error), src afero.File) {
 	nf, err := open(os.O_RDONLY)
 	if err != nil {
 		return // r keeps the file it reads, as without ReadersFollowSaves
@@ -74,6 +83,8 @@ func (r *viewReader) follow(open func(flag int) (afero.File, error)) {
 		_ = nf.Close()
 		return
 	}
+	r.saveOf = src
+	r.into.Store(nil)
 	if off, err := r.cur().Seek(0, io.SeekCurrent); err == nil && off > 0 {
 		_, _ = nf.Seek(off, io.SeekStart)
 	}
@@ -87,7 +98,7 @@ func (r *viewReader) follow(open func(flag int) (afero.File, error)) {
 // holding fmu while it pushes the writers, which take theirs, could wait
 // in a ring with follows waiting for those).
 func (r *viewReader) Read(p []byte) (int, error) {
-	r.v.catchUp(r.path, r.into, r, &r.seen)
+	r.v.catchUp(r.path, r.into.Load(), r, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Read(p)
@@ -95,7 +106,7 @@ func (r *viewReader) Read(p []byte) (int, error) {
 
 // ReadAt implements afero.File, as Read.
 func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
-	r.v.catchUp(r.path, r.into, r, &r.seen)
+	r.v.catchUp(r.path, r.into.Load(), r, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().ReadAt(p, off)
@@ -103,7 +114,7 @@ func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
 
 // Stat implements afero.File, as Read.
 func (r *viewReader) Stat() (os.FileInfo, error) {
-	r.v.catchUp(r.path, r.into, r, &r.seen)
+	r.v.catchUp(r.path, r.into.Load(), r, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Stat()
@@ -220,15 +231,35 @@ func (v *View) unlistReaders(p string) {
 }
 
 // readersFollow makes the followers at p follow a save of p whose data
-// open opens (drop).
-func (v *View) readersFollow(p string, open func(flag int) (afero.File, error)) {
+// open opens (drop); src is as follow's.
+func (v *View) readersFollow(p string, open func(flag int) (afero.File, error), src afero.File) {
 	v.mu.Lock()
 	rs := slices.Clone(v.following[p])
 	v.mu.Unlock()
 	for _, r := range rs {
-		r.follow(open)
+		r.follow(open, src)
 	}
 	if len(rs) > 0 {
 		v.changedAt(p) // they read what the save holds, not what they read ahead
+	}
+}
+
+// intoSave gives the followers at p that follow the save whose file is
+// src its handle f, once the View tracks it: their reads catch up with
+// it and its peers, wherever a rename takes them and after a remove or a
+// rename onto p took the save away, as a descriptor reads the file the
+// save wrote (TestSFTPRandom seed 7339: a held-back write of the save
+// was never pushed once the rename made p another file).
+func (v *View) intoSave(p string, src afero.File, f *viewFile) {
+	v.mu.Lock()
+	rs := slices.Clone(v.following[p])
+	v.mu.Unlock()
+	for _, r := range rs {
+		r.fmu.Lock()
+		if r.saveOf == src {
+			r.saveOf = nil
+			r.into.Store(f)
+		}
+		r.fmu.Unlock()
 	}
 }

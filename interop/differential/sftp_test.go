@@ -746,6 +746,25 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.read(s.h("rgr"), 0, 100)
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rgw") + " " + s.closeH(s.a, "rgr")
 		}},
+		// A reader that followed the session's save keeps reading that
+		// save's data, its last writes included, once a rename onto the
+		// path takes it away, as a descriptor of the file the save's
+		// O_TRUNC emptied does (TestSFTPRandom seed 7339: the save's
+		// held-back write never reached the reader).
+		{"open /rfr READ, save /rfr, write at 20, posix-rename /rfn onto /rfr, read at 4 and at 18", func(s *sftpSide) string {
+			out := s.writeFile("/rfr", []byte("old content")) + " " + s.writeFile("/rfn", []byte("renamed"))
+			out += " " + s.open(s.a, "rrr", "/rfr", pfRead, attrs{})
+			out += " " + s.open(s.a, "rrw", "/rfr", pfWrite|pfTrunc, attrs{})
+			r, err := s.a.write(s.h("rrw"), 20, []byte("Q"))
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/rfn")), s.p("/rfr")))
+			out += " " + s.res(r, err)
+			r, err = s.a.read(s.h("rrr"), 4, 3)
+			out += " " + s.res(r, err)
+			r, err = s.a.read(s.h("rrr"), 18, 10)
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rrw") + " " + s.closeH(s.a, "rrr")
+			return out + " " + s.readAll(s.a, "/rfr")
+		}},
 		// A save of a file that the session writes in place through
 		// another name (a symbolic link, a hard link) truncates that
 		// file, and both handles write it, as sftp-server's descriptors
