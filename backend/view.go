@@ -808,10 +808,11 @@ func (v *View) Rename(oldname, newname string) error {
 			return err
 		}
 	}
-	// The readers that followed saves at either name keep their files
-	// (before anything that can fail: the rename is made).
-	v.unlistReaders(op)
+	// The readers that followed saves at newname keep the files they
+	// read, which the rename replaced; those at oldname move with their
+	// files (before anything that can fail: the rename is made).
 	v.unlistReaders(np)
+	v.rekeyReaders(op, np)
 	// What the rename replaced: the writers at newname before it, not an
 	// upload another channel of the session opened there meanwhile.
 	if err := v.dropSome(np, nil, replaced); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -28,16 +29,18 @@ type ViewOption func(*View)
 // Without it a reader keeps the file it opened, as it would after a
 // rename: right where a reader must see one version, as a WebDAV GET
 // served beside a PUT of its path on one HTTP/2 connection. A reader
-// stops following once its path names something else for the session
-// (a remove or a rename of it, or onto it), and follows nothing another
-// session or the container does.
+// whose file the session renames (or a directory above it) follows the
+// saves of the new name, as a descriptor stays with its file (TestSSHFSRandom
+// seed 3623); one stops following once its path names another file for
+// the session (a remove of it, a rename onto it), and none follows what
+// another session or the container does.
 func ReadersFollowSaves() ViewOption { return func(v *View) { v.followReaders = true } }
 
 // viewReader is a file this session has open for reading only.
 type viewReader struct {
 	FileWrapper
 	v    *View
-	path string
+	path string // v.mu guards it: a rename by the session moves a follower (rekeyReaders)
 	// into is the session's upload whose data r reads, or nil: the one
 	// it was opened into (Upload.Reopen), or the newer save it follows
 	// (saveOf, then View.intoSave). Reads catch up with that upload's
@@ -98,7 +101,7 @@ func (r *viewReader) follow(open func(flag int) (afero.File, error), src afero.F
 // holding fmu while it pushes the writers, which take theirs, could wait
 // in a ring with follows waiting for those).
 func (r *viewReader) Read(p []byte) (int, error) {
-	r.v.catchUp(r.path, r.into.Load(), r, &r.seen)
+	r.v.catchUp(r.pathNow(), r.into.Load(), r, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Read(p)
@@ -106,7 +109,7 @@ func (r *viewReader) Read(p []byte) (int, error) {
 
 // ReadAt implements afero.File, as Read.
 func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
-	r.v.catchUp(r.path, r.into.Load(), r, &r.seen)
+	r.v.catchUp(r.pathNow(), r.into.Load(), r, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().ReadAt(p, off)
@@ -114,7 +117,7 @@ func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
 
 // Stat implements afero.File, as Read.
 func (r *viewReader) Stat() (os.FileInfo, error) {
-	r.v.catchUp(r.path, r.into.Load(), r, &r.seen)
+	r.v.catchUp(r.pathNow(), r.into.Load(), r, &r.seen)
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Stat()
@@ -217,9 +220,49 @@ func (v *View) unlistReaderLocked(r *viewReader) {
 	}
 }
 
+// pathNow is r's path, which a rename by the session may change.
+func (r *viewReader) pathNow() string {
+	r.v.mu.Lock()
+	defer r.v.mu.Unlock()
+	return r.path
+}
+
+// rekeyReaders moves the followers at or below from to the same place
+// below to: the session renamed their files there (Rename), and they
+// follow the saves of their new names.
+func (v *View) rekeyReaders(from, to string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	moved := map[string][]*viewReader{}
+	for q, rs := range v.following {
+		var nq string
+		switch {
+		case q == from:
+			nq = to
+		case strings.HasPrefix(q, from+"/"):
+			nq = path.Join(to, strings.TrimPrefix(q, from+"/"))
+		default:
+			continue
+		}
+		delete(v.following, q)
+		for _, r := range rs {
+			r.path = nq
+			if v.readers[q]--; v.readers[q] <= 0 {
+				delete(v.readers, q)
+			}
+			v.readers[nq]++
+		}
+		moved[nq] = rs
+	}
+	for q, rs := range moved {
+		v.following[q] = append(v.following[q], rs...)
+		v.changedLocked(q) // they see the writers there from now
+	}
+}
+
 // unlistReaders forgets the followers at p and below it: p names
-// something else now (a remove, a rename of it or onto it), and they
-// keep the file they read.
+// another file now (a remove, a rename onto it), and they keep the file
+// they read.
 func (v *View) unlistReaders(p string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()

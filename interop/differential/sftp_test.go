@@ -765,6 +765,31 @@ func sftpSteps() []sftpStep {
 			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rrw") + " " + s.closeH(s.a, "rrr")
 			return out + " " + s.readAll(s.a, "/rfr")
 		}},
+		// A reader whose file the session renames, or a directory above
+		// it, reads the session's later save of the new name, as a
+		// descriptor stays with its file and the save's O_TRUNC empties
+		// it (TestSSHFSRandom seed 3623); a save of the old name is
+		// another file.
+		{"open /rkd/f READ, rename it to /rkf, save /rkd/f, read; rename /rkf to /rkx/f, /rkx to /rky, save /rky/f, read", func(s *sftpSide) string {
+			out := s.with(func() string { return "" }, "/rkd/", "/rkx/", "/rkd/f=old content")
+			out += s.open(s.a, "rkr", "/rkd/f", pfRead, attrs{})
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/rkd/f")), s.p("/rkf")))
+			out += " " + s.res(r, err)
+			out += " " + s.writeFile("/rkd/f", []byte("another file"))
+			r, err = s.a.read(s.h("rkr"), 0, 100)
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/rkf")), s.p("/rkx/f")))
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/rkx")), s.p("/rky")))
+			out += " " + s.res(r, err)
+			out += " " + s.open(s.a, "rkw", "/rky/f", pfWrite|pfTrunc, attrs{})
+			r, err = s.a.write(s.h("rkw"), 0, []byte("E"))
+			out += " " + s.res(r, err)
+			r, err = s.a.read(s.h("rkr"), 0, 100)
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rkw")
+			r, err = s.a.read(s.h("rkr"), 0, 100)
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rkr")
+		}},
 		// A save of a file that the session writes in place through
 		// another name (a symbolic link, a hard link) truncates that
 		// file, and both handles write it, as sftp-server's descriptors
