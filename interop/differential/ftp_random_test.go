@@ -713,6 +713,10 @@ type ftpRandFacts struct {
 	// paths with their directories' links resolved, as the working
 	// directory is held.
 	from, to string
+	// cwdLinkElsewhere: the working directory holds a symbolic link
+	// with the path's last name, whose target is there and has another
+	// name (vsftpd's listing of the path matches that target's name).
+	cwdLinkElsewhere bool
 }
 
 // server is p as the session names it: absolute under root, or relative
@@ -754,6 +758,12 @@ func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
 		f.to = k.realParent(k.server(o.path2, o.abs2, root))
 	}
 	f.rnfrElsewhere = o.kind == "rnto" && k.rnfrCwd != "" && k.rnfrCwd != k.cwd
+	if o.path != "" {
+		link := filepath.Join(k.disk, k.cwd, path.Base(o.path))
+		target, err := os.Readlink(link)
+		_, serr := os.Stat(link)
+		f.cwdLinkElsewhere = err == nil && serr == nil && path.Base(target) != path.Base(o.path)
+	}
 	return f
 }
 
@@ -863,6 +873,13 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 	case (o.kind == "list" || o.kind == "nlst") && !facts.dir && facts.exists && !facts.cwdSearch &&
 		(ref == "1xx/2xx []" || ref == "1xx/2xx ") && listsOnly(ug, path.Base(o.path)):
 		return "vsftpd: a listing of a file is empty while the working directory cannot be searched"
+	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && facts.cwdLinkElsewhere &&
+		(ref == "1xx/2xx []" || ref == "1xx/2xx " || ref == "213 []") &&
+		(listsOnly(ug, path.Base(o.path)) || listsOnly(strings.Replace(ug, "213 [", "1xx/2xx [", 1), path.Base(o.path))):
+		// vsftpd looks the file's name up in the working directory, not
+		// in the path's: where a link there has that name, it lists the
+		// path's directory for the link's target's name (seed 1907).
+		return "vsftpd: a listing of dir/name is empty where the working directory holds a link named name to another name"
 	}
 	switch o.kind {
 	case "list", "stat":
