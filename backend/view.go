@@ -902,15 +902,29 @@ func (v *View) SymlinkIfPossible(oldname, newname string) error {
 
 // Link implements HardLinker. An upload in progress has no name on disk
 // yet to link to: linking it is refused as busy (git, which links its
-// object files into place, falls back to a rename); linking onto one is
-// EEXIST.
+// object files into place, falls back to a rename), unless the new name
+// exists (EEXIST, as link(2) answers first). Linking onto one is EEXIST,
+// once the old name is found: link(2) looks that up first, so a missing
+// or unreachable one answers its own error (TestSFTPRandom seeds 8281,
+// 8261).
 func (v *View) Link(oldname, newname string) error {
 	op, np := userPath(oldname), userPath(newname)
-	if v.upload(op) != nil {
+	exists := &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.EEXIST}
+	switch {
+	case v.upload(op) != nil:
+		if v.upload(np) != nil {
+			return exists
+		}
+		if _, err := Lstat(v.Fs, newname); err == nil {
+			return exists
+		}
 		return &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.EBUSY}
-	}
-	if v.upload(np) != nil {
-		return &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.EEXIST}
+	case v.upload(np) != nil:
+		v.settle()
+		if _, err := Lstat(v.Fs, oldname); err != nil {
+			return err
+		}
+		return exists
 	}
 	v.settle()
 	return Link(v.Fs, oldname, newname)

@@ -1527,6 +1527,23 @@ func sftpSteps() []sftpStep {
 			s.a.pathOp(fxpRemove, s.p("/hu2")) //nolint:errcheck // only the link's answer is compared
 			return s.res(r, err)
 		}},
+		// link(2) looks the old name up, then the new one's directory,
+		// then whether the new name exists, and only then refuses a
+		// directory: the errors come in that order (TestSFTPRandom seeds
+		// 8204, 8311, 8281, 8261), whatever the session uploads.
+		{"hardlink a directory onto itself, into a missing directory; a missing file and one in a 0600 directory onto /hu, /hu onto a file", func(s *sftpSide) string {
+			link := func(from, to string) string {
+				r, err := s.a.extended("hardlink@openssh.com", str(str(nil, s.p(from)), s.p(to)))
+				return s.res(r, err)
+			}
+			out := s.with(func() string { return "" }, "/hlo/", "/hlo/f=F", "/hlx=X")
+			out += link("/hlo", "/hlo") + " " + link("/hlo", "/nowhere/x") + " " + link("/nowhere", "/hlo")
+			out += " " + link("/nowhere", "/hu") + " " + link("/hu", "/hlx")
+			r, err := s.a.setstat(s.p("/hlo"), perms(0o600))
+			out += " " + s.res(r, err) + " " + link("/hlo/f", "/hu")
+			r, err = s.a.setstat(s.p("/hlo"), perms(0o755))
+			return out + " " + s.res(r, err) + " " + s.readAll(s.a, "/hlx")
+		}},
 		{"close /hu", func(s *sftpSide) string { return s.closeH(s.a, "hu") }},
 		{"content /hu", func(s *sftpSide) string { return s.readAll(s.a, "/hu") }},
 
