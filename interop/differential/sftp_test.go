@@ -1429,6 +1429,26 @@ func sftpSteps() []sftpStep {
 			r, err := s.a.twoPaths(fxpRename, s.p("/missing"), s.p("/x"))
 			return s.res(r, err)
 		}},
+		// sftp-server's RENAME lstats the old name first, and stats a
+		// directory's new name with links followed (TestSFTPRandom
+		// seeds 8396, 8365).
+		{"rename a missing file into a 0200 directory; a directory onto a link to itself, and onto a dangling link", func(s *sftpSide) string {
+			return s.with(func() string {
+				r, err := s.a.setstat(s.p("/rq/w"), perms(0o200))
+				out := s.res(r, err)
+				r, err = s.a.twoPaths(fxpRename, s.p("/rq/missing"), s.p("/rq/w/x"))
+				out += " " + s.res(r, err)
+				r, err = s.a.setstat(s.p("/rq/w"), perms(0o755))
+				out += " " + s.res(r, err)
+				for _, l := range [][2]string{{"/rq/self", "self"}, {"/rq/nowhere", "missing"}} {
+					r, err = s.a.symlink(l[1], s.p(l[0]))
+					out += " " + s.res(r, err)
+					r, err = s.a.twoPaths(fxpRename, s.p("/rq/dirl"), s.p(l[0]))
+					out += " " + s.res(r, err)
+				}
+				return out + " " + s.listing(s.a, "/rq")
+			}, "/rq/", "/rq/w/", "/rq/dirl/")
+		}},
 		{"rename into missing dir", func(s *sftpSide) string {
 			return s.with(func() string {
 				r, err := s.a.twoPaths(fxpRename, s.p("/rn/a4"), s.p("/nodir/a4"))
