@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -19,6 +20,9 @@ const (
 	rowDirTimeSave   = "README: a directory's mtime moves at an atomic save's open and close (Atomic for others, POSIX for oneself)"
 	rowAliasUpload   = "README: the session's upload reached by another name is the committed file there (The session knows its uploads by path)"
 	rowMoveUpUnread  = "README: a directory its user may not read is not moved up: the links in it cannot be checked (A directory moved up)"
+	rowRenameOver    = "rename over existing file"
+	rowHardLinkSave  = "write through one hard link, read the other"
+	rowLinkUpload    = "hardlink /hu -> /hu2 during its upload"
 )
 
 // sftpRandTrack follows what a run's session holds, as the reference
@@ -74,6 +78,24 @@ func (k *sftpRandTrack) alias(rel string) bool {
 	return false
 }
 
+// existsNotDir reports whether rel names something on disk that is no
+// directory (a link counts as itself).
+func (k *sftpRandTrack) existsNotDir(rel string) bool {
+	fi, err := os.Lstat(filepath.Join(k.root, rel))
+	return err == nil && !fi.IsDir()
+}
+
+// saving reports whether rel is the name a save in progress was opened
+// by.
+func (k *sftpRandTrack) saving(rel string) bool {
+	for _, s := range k.saves {
+		if s[0] == path.Clean(rel) {
+			return true
+		}
+	}
+	return false
+}
+
 // unreadableInside reports whether the directory at rel, or one inside
 // it, refuses its owner a read.
 func (k *sftpRandTrack) unreadableInside(rel string) bool {
@@ -122,6 +144,12 @@ func (k *sftpRandTrack) after(o randOp, ref string) {
 		delete(k.saves, o.slot)
 		if ref == "HANDLE" && o.flags&pfWrite != 0 && o.flags&(pfTrunc|pfCreat) != 0 && !k.aliasSlots[o.slot] {
 			k.saves[o.slot] = [2]string{path.Clean(o.path), k.real(o.path)}
+			var st syscall.Stat_t
+			if o.flags&pfTrunc != 0 && syscall.Stat(filepath.Join(k.root, o.path), &st) == nil && st.Nlink > 1 {
+				// A save of a file with other hard links replaces it
+				// by a rename: they keep the old content.
+				k.diverge(rowHardLinkSave)
+			}
 		}
 	case "close":
 		delete(k.saves, o.slot)
@@ -156,6 +184,17 @@ func (k *sftpRandTrack) deliberate(o *randOp, ref, ug string) string {
 		switch {
 		case o.kind == "copy-data" && ref == "OK" && (ug == "FAILURE" || ug == "NO_SUCH_FILE" || ug == "PERMISSION_DENIED"):
 			return rowCopyDataOK
+		case o.kind == "rename" && ref == "FAILURE" && k.existsNotDir(o.path) && k.existsNotDir(o.path2):
+			// sftp-server's RENAME refuses an existing new name (its
+			// link(2) fails, or its stat(2) finds one); upgate's
+			// replaces it, or answers why not.
+			if ug == "OK" {
+				k.diverge(rowRenameOver)
+			}
+			return rowRenameOver
+		case o.kind == "hardlink" && ref == "OK" && ug == "FAILURE" && k.saving(o.path):
+			k.diverge(rowLinkUpload)
+			return rowLinkUpload
 		case (o.kind == "rename" || o.kind == "posix-rename") && ref == "OK" && ug == "PERMISSION_DENIED" &&
 			strings.Count(k.real(o.path2), "/") < strings.Count(path.Clean(o.path), "/") && k.unreadableInside(o.path2):
 			// Moved on the reference server: its new place is shallower.
@@ -179,7 +218,7 @@ func (k *sftpRandTrack) deliberate(o *randOp, ref, ug string) string {
 // taken out, and a name of a save in progress is told from the save's
 // own.
 func TestSFTPRandomRows(t *testing.T) {
-	for _, row := range []string{rowCopyDataOK, rowUnreadableDir} {
+	for _, row := range []string{rowCopyDataOK, rowUnreadableDir, rowRenameOver, rowHardLinkSave, rowLinkUpload} {
 		if !slices.ContainsFunc(deliberateDiffs, func(d deliberate) bool { return d.proto == "sftp" && d.step == row }) {
 			t.Errorf("row %q is no sftp step of deliberateDiffs", row)
 		}
