@@ -903,7 +903,8 @@ func (v *View) SymlinkIfPossible(oldname, newname string) error {
 // Link implements HardLinker. An upload in progress has no name on disk
 // yet to link to: linking it is refused as busy (git, which links its
 // object files into place, falls back to a rename), unless the new name
-// exists (EEXIST, as link(2) answers first). Linking onto one is EEXIST,
+// exists (EEXIST) or cannot be made (its directory missing, or not
+// searchable), as link(2) answers first. Linking onto one is EEXIST,
 // once the old name is found: link(2) looks that up first, so a missing
 // or unreachable one answers its own error (TestSFTPRandom seeds 8281,
 // 8261).
@@ -915,8 +916,17 @@ func (v *View) Link(oldname, newname string) error {
 		if v.upload(np) != nil {
 			return exists
 		}
-		if _, err := Lstat(v.Fs, newname); err == nil {
+		_, err := Lstat(v.Fs, newname)
+		switch {
+		case err == nil:
 			return exists
+		case !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
+		// A missing name, or a missing directory above it: link(2)
+		// answers the latter (TestSFTPRandom seed 8730).
+		if _, err := v.Fs.Stat(path.Dir(np)); err != nil {
+			return err
 		}
 		return &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.EBUSY}
 	case v.upload(np) != nil:

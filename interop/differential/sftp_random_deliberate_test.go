@@ -154,6 +154,16 @@ func (k *sftpRandTrack) after(o randOp, ref string) {
 	case "close":
 		delete(k.saves, o.slot)
 		delete(k.aliasSlots, o.slot)
+	case "rename", "posix-rename":
+		// A save renamed (or one below a renamed directory) goes on
+		// under its new name.
+		from, to := path.Clean(o.path), path.Clean(o.path2)
+		for slot, sv := range k.saves {
+			if ref == "OK" && (sv[0] == from || strings.HasPrefix(sv[0], from+"/")) {
+				named := to + strings.TrimPrefix(sv[0], from)
+				k.saves[slot] = [2]string{named, k.real(named)}
+			}
+		}
 	}
 }
 

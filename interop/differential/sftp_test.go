@@ -1446,8 +1446,17 @@ func sftpSteps() []sftpStep {
 					r, err = s.a.twoPaths(fxpRename, s.p("/rq/dirl"), s.p(l[0]))
 					out += " " + s.res(r, err)
 				}
+				// A directory onto the directory above it: ENOTEMPTY
+				// before the agent's own refusal of a move up of one
+				// it may not read (TestSFTPRandom seed 8846).
+				r, err = s.a.setstat(s.p("/rq/w/c"), perms(0o200))
+				out += " " + s.res(r, err)
+				r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/rq/w/c")), s.p("/rq/w")))
+				out += " " + s.res(r, err)
+				r, err = s.a.setstat(s.p("/rq/w/c"), perms(0o755))
+				out += " " + s.res(r, err)
 				return out + " " + s.listing(s.a, "/rq")
-			}, "/rq/", "/rq/w/", "/rq/dirl/")
+			}, "/rq/", "/rq/w/", "/rq/w/c/", "/rq/dirl/")
 		}},
 		{"rename into missing dir", func(s *sftpSide) string {
 			return s.with(func() string {
@@ -1558,7 +1567,7 @@ func sftpSteps() []sftpStep {
 			}
 			out := s.with(func() string { return "" }, "/hlo/", "/hlo/f=F", "/hlx=X")
 			out += link("/hlo", "/hlo") + " " + link("/hlo", "/nowhere/x") + " " + link("/nowhere", "/hlo")
-			out += " " + link("/nowhere", "/hu") + " " + link("/hu", "/hlx")
+			out += " " + link("/nowhere", "/hu") + " " + link("/hu", "/hlx") + " " + link("/hu", "/nowhere/x")
 			r, err := s.a.setstat(s.p("/hlo"), perms(0o600))
 			out += " " + s.res(r, err) + " " + link("/hlo/f", "/hu")
 			r, err = s.a.setstat(s.p("/hlo"), perms(0o755))
