@@ -123,6 +123,13 @@ func (v *View) forgetLocked(p string) {
 // or its close.
 func (v *View) catchUp(p string, of *viewFile, f afero.File, seen *atomic.Uint64) {
 	v.mu.Lock()
+	if of != nil && of.dropped == nil && of.isClosed() {
+		// Committed: what a reader opened into it reads is the file at
+		// its own path now, which the session's renames move with it
+		// (rekeyReaders), where the closed handle's path stays behind
+		// (a review: writes at the reader's new name went unseen).
+		of = nil
+	}
 	if of != nil {
 		p = of.path
 	}
@@ -903,8 +910,9 @@ func (v *View) SymlinkIfPossible(oldname, newname string) error {
 // Link implements HardLinker. An upload in progress has no name on disk
 // yet to link to: linking it is refused as busy (git, which links its
 // object files into place, falls back to a rename), unless the new name
-// exists (EEXIST) or cannot be made (its directory missing, or not
-// searchable), as link(2) answers first. Linking onto one is EEXIST,
+// exists (EEXIST) or its directory is missing or cannot be searched, as
+// link(2) answers first (a directory that refuses its user write still
+// answers EBUSY, where link(2) answers EACCES). Linking onto one is EEXIST,
 // once the old name is found: link(2) looks that up first, so a missing
 // or unreachable one answers its own error (TestSFTPRandom seeds 8281,
 // 8261).
@@ -1369,6 +1377,16 @@ func (f *viewFile) Close() error {
 		close(f.closed)
 	}
 	return err
+}
+
+// isClosed reports whether f's Close has finished.
+func (f *viewFile) isClosed() bool {
+	select {
+	case <-f.closed:
+		return true
+	default:
+		return false
+	}
 }
 
 // waitIfClosing waits for a closing file's commit when err says the file

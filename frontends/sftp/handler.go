@@ -361,15 +361,22 @@ func (h *handler) rename(from, to string) error {
 	return h.renameFirstOld(from, to)
 }
 
-// renameFirstOld renames from to to; when that fails, an old name that
-// cannot be looked at answers that instead, as sftp-server's RENAME
-// lstats it before anything else (a missing file into a directory that
-// cannot be searched is NO_SUCH_FILE, not rename(2)'s EACCES;
-// TestSFTPRandom seed 8396). It costs nothing where the rename works.
+// renameFirstOld renames from to to; when that fails looking a name up
+// (EACCES, ENOENT, ENOTDIR, ELOOP), an old name that cannot be looked at
+// answers that instead, as sftp-server's RENAME lstats it before anything
+// else (a missing file into a directory that cannot be searched is
+// NO_SUCH_FILE, not rename(2)'s EACCES; TestSFTPRandom seed 8396). It
+// costs nothing where the rename works. Other failures stand as they
+// are: one reported after the rename was made (the View's) would find
+// the old name gone.
 func (h *handler) renameFirstOld(from, to string) error {
 	err := h.fs.Rename(from, to)
 	if err == nil {
 		return nil
+	}
+	if !errors.Is(err, fs.ErrPermission) && !errors.Is(err, fs.ErrNotExist) &&
+		!errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, syscall.ELOOP) {
+		return err
 	}
 	if _, lerr := backend.Lstat(h.fs, from); lerr != nil {
 		return lerr

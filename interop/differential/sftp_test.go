@@ -790,6 +790,46 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.read(s.h("rkr"), 0, 100)
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rkr")
 		}},
+		// A reader that followed a save, closed since, reads what the
+		// session writes at its new name after a rename, as a plain
+		// reader does (a review: it caught up with the closed save's old
+		// name); so does one whose save was renamed while open.
+		{"open /zc READ, rename it to /zd, write /zd in place, read; the same after following a save of /za, closed, and of /ze, renamed open", func(s *sftpSide) string {
+			rdAt := func(h string, off uint64, n uint32) string {
+				r, err := s.a.read(s.h(h), off, n)
+				return s.res(r, err)
+			}
+			wr := func(h string, off uint64, d string) string {
+				r, err := s.a.write(s.h(h), off, []byte(d))
+				return s.res(r, err)
+			}
+			prn := func(from, to string) string {
+				r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p(from)), s.p(to)))
+				return s.res(r, err)
+			}
+			var out string
+			for _, c := range []struct{ name, renamedOpen, final string }{{"/zc", "", "/zd"}, {"/za", "", "/zb"}, {"/ze", "/zf", "/zg"}} {
+				out += s.writeFile(c.name, []byte("old content"))
+				out += " " + s.open(s.a, "zr", c.name, pfRead, attrs{}) + " " + rdAt("zr", 0, 100)
+				if c.name != "/zc" {
+					out += " " + s.open(s.a, "zs", c.name, pfWrite|pfTrunc, attrs{}) + " " + wr("zs", 0, "new content")
+					if c.renamedOpen != "" {
+						out += " " + prn(c.name, c.renamedOpen)
+					}
+					out += " " + s.closeH(s.a, "zs") + " " + rdAt("zr", 0, 100)
+					if c.renamedOpen != "" {
+						out += " " + prn(c.renamedOpen, c.final)
+					} else {
+						out += " " + prn(c.name, c.final)
+					}
+				} else {
+					out += " " + prn(c.name, c.final)
+				}
+				out += " " + s.open(s.a, "zw", c.final, pfWrite, attrs{}) + " " + rdAt("zr", 0, 3) + " " + wr("zw", 4, "XYZ")
+				out += " " + rdAt("zr", 4, 7) + " " + s.closeH(s.a, "zw") + " " + s.closeH(s.a, "zr") + ";"
+			}
+			return out
+		}},
 		// A save of a file that the session writes in place through
 		// another name (a symbolic link, a hard link) truncates that
 		// file, and both handles write it, as sftp-server's descriptors
