@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -375,5 +376,40 @@ func TestSetgidDirectory(t *testing.T) {
 				t.Errorf("%s after SETSTAT %#o: %v, want %v", tc.path, tc.mode, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCopyDataIntoItselfEnds: copy-data to the source's end, into the
+// same file through a symbolic link at a later offset, stops at the end
+// the file had when it began, over a real agent; OpenSSH's sftp-server
+// reads what it wrote and never answers (TestSFTPRandom seed 9253 hung
+// both servers, sftp-server filling the disk).
+func TestCopyDataIntoItselfEnds(t *testing.T) {
+	e := start(t, nil)
+	dir := e.UserDir("alice")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("abcdef"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("f", filepath.Join(dir, "l")); err != nil {
+		t.Fatal(err)
+	}
+	p := newRawSFTP(t, sshClient(t, e, "alice"))
+	f, l := p.openHandle("/f", fxfRead|fxfWrite), p.openHandle("/l", fxfRead|fxfWrite)
+	body := binary.BigEndian.AppendUint64(sshString(sshString(nil, "copy-data"), f), 0)
+	body = binary.BigEndian.AppendUint64(body, 0) // to the end
+	body = binary.BigEndian.AppendUint64(sshString(body, l), 3)
+	if r := p.req(fxpExtended, body); r.typ != fxpStatus || r.code != fxOK {
+		t.Fatalf("copy-data: %v, want OK", r)
+	}
+	for _, h := range []string{f, l} {
+		if r := p.closeReply(h); r.code != fxOK {
+			t.Fatalf("close: %v", r)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "f")); err != nil || string(got) != "abcabcdef" {
+		t.Fatalf("f holds %q (%v), want \"abcabcdef\"", got, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,6 +120,14 @@ func (s *OpenSSH) ClientConfig() *ssh.ClientConfig {
 		HostKeyCallback: ssh.FixedHostKey(s.HostKey),
 		Timeout:         10 * time.Second,
 	}
+}
+
+// KillSessions kills every process of the throwaway user: the SFTP
+// sessions, and an sftp-server that no longer reads its requests (one
+// copying a file into itself never ends, and fills the disk). sshd's
+// listener, which runs as root, goes on.
+func (s *OpenSSH) KillSessions() {
+	killPids(processesOf(s.UID), syscall.SIGKILL)
 }
 
 // Dial logs in over SSH; the connection closes in t.Cleanup.

@@ -15,14 +15,15 @@ import (
 // time: the step of a deliberateDiffs row whose reason covers the answer
 // here, or "README: " and the limitation the README writes down.
 const (
-	rowCopyDataOK    = "copy-data from a handle open only for writing, 2 bytes (its read fails)"
-	rowUnreadableDir = "perm: readdir /perm/closed (0600)"
-	rowDirTimeSave   = "README: a directory's mtime moves at an atomic save's open and close (Atomic for others, POSIX for oneself)"
-	rowAliasUpload   = "README: the session's upload reached by another name is the committed file there (The session knows its uploads by path)"
-	rowMoveUpUnread  = "README: a directory its user may not read is not moved up: the links in it cannot be checked (A directory moved up)"
-	rowRenameOver    = "rename over existing file"
-	rowHardLinkSave  = "write through one hard link, read the other"
-	rowLinkUpload    = "hardlink /hu -> /hu2 during its upload"
+	rowCopyDataOK     = "copy-data from a handle open only for writing, 2 bytes (its read fails)"
+	rowUnreadableDir  = "perm: readdir /perm/closed (0600)"
+	rowDirTimeSave    = "README: a directory's mtime moves at an atomic save's open and close (Atomic for others, POSIX for oneself)"
+	rowAliasUpload    = "README: the session's upload reached by another name is the committed file there (The session knows its uploads by path)"
+	rowMoveUpUnread   = "README: a directory its user may not read is not moved up: the links in it cannot be checked (A directory moved up)"
+	rowCopyIntoItself = "README: copy-data to the source's end stops at the end the source had when it began (sftp-server's, into the file itself, never ends)"
+	rowRenameOver     = "rename over existing file"
+	rowHardLinkSave   = "write through one hard link, read the other"
+	rowLinkUpload     = "hardlink /hu -> /hu2 during its upload"
 )
 
 // sftpRandTrack follows what a run's session holds, as the reference
@@ -194,6 +195,8 @@ func (k *sftpRandTrack) deliberate(o *randOp, ref, ug string) string {
 		switch {
 		case o.kind == "copy-data" && ref == "OK" && (ug == "FAILURE" || ug == "NO_SUCH_FILE" || ug == "PERMISSION_DENIED"):
 			return rowCopyDataOK
+		case o.kind == "copy-data" && o.n == 0 && strings.HasPrefix(ref, "error: no answer"):
+			return rowCopyIntoItself
 		case o.kind == "rename" && ref == "FAILURE" && k.existsNotDir(o.path) && k.existsNotDir(o.path2):
 			// sftp-server's RENAME refuses an existing new name (its
 			// link(2) fails, or its stat(2) finds one); upgate's

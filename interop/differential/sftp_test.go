@@ -39,6 +39,9 @@ type sftpSide struct {
 	handles map[string]string
 	// idle, if set, waits until the server holds no open file.
 	idle func()
+	// kill, if set, ends the server's sessions, one that no longer
+	// answers included.
+	kill func()
 }
 
 // p is the server path of a logical path ("/x").

@@ -23,6 +23,7 @@ package sftp
 import (
 	"encoding/binary"
 	"io"
+	"os"
 	"strings"
 	"syscall"
 )
@@ -131,7 +132,9 @@ func (p *copyDataExtension) UnmarshalBinary(b []byte) error {
 // is given, so that nothing to copy succeeds; a length of 0 copies to the
 // source's end; a length the source ends before answers EOF only where a
 // piece found nothing left with more than that piece still asked for, as
-// sftp-server counts its pieces.
+// sftp-server counts its pieces. A copy to the source's end stops at the
+// end the source had when it began (sftp-server's never ends when it
+// writes the file it reads, through another name, past its offset).
 func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 	src, ok1 := rs.getHandleOf(p.From, false)
 	dst, ok2 := rs.getHandleOf(p.To, false)
@@ -148,11 +151,25 @@ func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 	buf := make([]byte, piece)
 	untilEOF := p.Length == 0
 	off, woff, left := int64(p.FromOffset), int64(p.ToOffset), p.Length
+	// A copy to the source's end stops at the end it had when the copy
+	// began: a copy into the same file through another name (a link),
+	// at a later offset, would otherwise read what it wrote and never
+	// end, as sftp-server's does.
+	end := int64(-1)
+	if untilEOF {
+		end = sourceSize(src)
+	}
 	for untilEOF || left > 0 {
 		n := uint64(piece)
 		if !untilEOF {
 			n = min(n, left)
 			left -= n
+		}
+		if end >= 0 {
+			if off >= end {
+				break
+			}
+			n = min(n, uint64(end-off))
 		}
 		got, err := rd.ReadAt(buf[:n], off)
 		if got == 0 && (err == nil || err == io.EOF) {
@@ -175,6 +192,22 @@ func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 		}
 	}
 	return statusFromError(p.ID, nil)
+}
+
+// sourceSize is the size of r's open file now, or -1 where it cannot
+// tell: its Stat (an upgate handle, an os.File), or its Size (a file
+// that is its own FileInfo, as the in-memory handler's).
+func sourceSize(r *Request) int64 {
+	if st, ok := openFile[interface{ Stat() (os.FileInfo, error) }](r); ok {
+		if fi, err := st.Stat(); err == nil {
+			return fi.Size()
+		}
+		return -1
+	}
+	if sz, ok := openFile[interface{ Size() int64 }](r); ok {
+		return sz.Size()
+	}
+	return -1
 }
 
 // FileSyncer is an open file that can flush itself to stable storage, as

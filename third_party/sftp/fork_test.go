@@ -716,6 +716,35 @@ func TestForkCopyDataAsSftpServer(t *testing.T) {
 	if got, _ := io.ReadAll(g); string(got) != "cdef" {
 		t.Errorf("/dst holds %q, want \"cdef\"", got)
 	}
+
+	// A copy to the end into the same file through a link, past its
+	// offset, stops at the end the file had when it began: sftp-server's
+	// reads what it wrote, for ever.
+	if err := c.Symlink("/a", "/al"); err != nil {
+		t.Fatal(err)
+	}
+	a, al := open("/a", sshFxfRead|sshFxfWrite), open("/al", sshFxfRead|sshFxfWrite)
+	done := make(chan uint32, 1)
+	go func() { done <- code(a, 0, 0, al, 3) }()
+	select {
+	case got := <-done:
+		if got != sshFxOk {
+			t.Errorf("copy-data to the end into the file itself through a link: status %d, want OK", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("copy-data to the end into the file itself through a link: no answer within 10s")
+	}
+	for _, h := range []string{a, al} {
+		send(t, c, &sshFxpClosePacket{ID: c.nextID(), Handle: h})
+	}
+	g2, err := c.Open("/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Close()
+	if got, _ := io.ReadAll(g2); string(got) != "abcabcdef" {
+		t.Errorf("/a holds %q, want \"abcabcdef\"", got)
+	}
 }
 
 // sizeLister answers Stat with the size the appender holds now.
