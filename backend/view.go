@@ -490,6 +490,18 @@ func (v *View) pathsUnder(p string) []string {
 	return out
 }
 
+// renamed is where q is once from is renamed to, when q is from or below
+// it.
+func renamed(q, from, to string) (string, bool) {
+	switch {
+	case q == from:
+		return to, true
+	case strings.HasPrefix(q, from+"/"):
+		return path.Join(to, strings.TrimPrefix(q, from+"/")), true
+	}
+	return "", false
+}
+
 // rekey moves the writers tracked at or below from to the same place
 // below to (a rename), and returns the uploads among them that moved
 // from below from (their names must follow, see Rename).
@@ -498,15 +510,12 @@ func (v *View) rekey(from, to string) (inside []*viewFile) {
 	defer v.mu.Unlock()
 	moved := map[string][]*viewFile{}
 	for q, ws := range v.open {
-		var nq string
-		switch {
-		case q == from:
-			nq = to
-		case strings.HasPrefix(q, from+"/"):
-			nq = path.Join(to, strings.TrimPrefix(q, from+"/"))
-			inside = append(inside, ws...)
-		default:
+		nq, ok := renamed(q, from, to)
+		if !ok {
 			continue
+		}
+		if q != from {
+			inside = append(inside, ws...)
 		}
 		delete(v.open, q)
 		for _, w := range ws {

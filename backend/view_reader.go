@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -235,13 +234,8 @@ func (v *View) rekeyReaders(from, to string) {
 	defer v.mu.Unlock()
 	moved := map[string][]*viewReader{}
 	for q, rs := range v.following {
-		var nq string
-		switch {
-		case q == from:
-			nq = to
-		case strings.HasPrefix(q, from+"/"):
-			nq = path.Join(to, strings.TrimPrefix(q, from+"/"))
-		default:
+		nq, ok := renamed(q, from, to)
+		if !ok {
 			continue
 		}
 		delete(v.following, q)

@@ -13,16 +13,14 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/escapetest"
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
@@ -83,46 +81,19 @@ func connClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
-// fuzzFTP is the gateway of a fuzz run and its layout on disk:
-//
-//	parent/
-//	  agent/          the embedded agent's root
-//	    alice/        the fuzzing user's root
-//	      seed        a file each input may rename
-//	      esc -> ../../outside
-//	      tobob -> ../bob
-//	    bob/          must stay empty
-//	  outside/        must stay empty
+// fuzzFTP is the gateway of a fuzz run, its layout on disk
+// (escapetest), and the control connection logged in as alice.
 type fuzzFTP struct {
-	addr                      string
-	parent, agent, alice, bob string
-	outside                   string
-	ctl                       *rawCtl
+	*escapetest.Layout
+	addr string
+	ctl  *rawCtl
 }
 
 func newFuzzFTP(f *testing.F) *fuzzFTP {
 	f.Helper()
-	parent := f.TempDir()
-	z := &fuzzFTP{
-		parent:  parent,
-		agent:   filepath.Join(parent, "agent"),
-		alice:   filepath.Join(parent, "agent", "alice"),
-		bob:     filepath.Join(parent, "agent", "bob"),
-		outside: filepath.Join(parent, "outside"),
-	}
-	for _, d := range []string{z.alice, z.bob, z.outside} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			f.Fatal(err)
-		}
-	}
-	if err := os.Symlink("../../outside", filepath.Join(z.alice, "esc")); err != nil {
-		f.Fatal(err)
-	}
-	if err := os.Symlink("../bob", filepath.Join(z.alice, "tobob")); err != nil {
-		f.Fatal(err)
-	}
+	z := &fuzzFTP{Layout: escapetest.New(f)}
 	e := start(f, func(cfg *config.Config) {
-		cfg.Agents = map[string]config.Agent{"embedded": {Embedded: true, Root: z.agent}}
+		cfg.Agents = map[string]config.Agent{"embedded": {Embedded: true, Root: z.Agent}}
 	})
 	z.addr = e.Addr
 	f.Cleanup(func() {
@@ -157,47 +128,11 @@ func (z *fuzzFTP) connect(t *testing.T) {
 	}
 }
 
-// fuzzList names the entries of dir.
-func fuzzList(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 // check fails if anything appeared outside alice's directory.
 func (z *fuzzFTP) check(t *testing.T, after string) {
 	t.Helper()
-	for dir, want := range map[string][]string{
-		z.parent:  {"agent", "outside"},
-		z.agent:   {"alice", "bob"},
-		z.bob:     nil,
-		z.outside: nil,
-	} {
-		if got := fuzzList(t, dir); !slices.Equal(got, want) {
-			t.Fatalf("after %q: %s holds %q, want %q", after, dir, got, want)
-		}
-	}
-}
-
-// reset empties alice's directory down to its fixtures.
-func (z *fuzzFTP) reset(t *testing.T) {
-	t.Helper()
-	for _, name := range fuzzList(t, z.alice) {
-		if name != "esc" && name != "tobob" {
-			if err := os.RemoveAll(filepath.Join(z.alice, name)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := os.WriteFile(filepath.Join(z.alice, "seed"), []byte("seed"), 0o644); err != nil {
-		t.Fatal(err)
+	if what, err := z.Escaped(); err != nil || what != "" {
+		t.Fatalf("after %q: %s %v", after, what, err)
 	}
 }
 
@@ -215,8 +150,8 @@ func FuzzFTPArguments(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		// FTP ends a command at CR LF: a name cannot hold them.
 		name := strings.NewReplacer("\r", "", "\n", "").Replace(in)
-		z.reset(t)
-		defer z.reset(t)
+		z.Reset(t)
+		defer z.Reset(t)
 		if z.ctl == nil {
 			z.connect(t)
 		}

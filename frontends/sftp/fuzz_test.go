@@ -7,8 +7,8 @@ package sftp_test
 // handler panicked, the server ends the channel within a bound (it never
 // hangs), nothing appears outside alice's directory (not in bob's, not
 // beside the agent root, not through the symbolic links in alice's
-// directory that lead out of it), and no upload's temp file stays behind
-// once the channel is gone.
+// directory that lead out of it: escapetest), and no upload's temp file
+// stays behind once the channel is gone.
 
 import (
 	"encoding/binary"
@@ -26,6 +26,7 @@ import (
 
 	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/escapetest"
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
@@ -33,44 +34,18 @@ import (
 // of its channel, and the removal of its uploads' temp files.
 const fuzzDeadline = 10 * time.Second
 
-// fuzzSFTP is the gateway of a fuzz run and its layout on disk:
-//
-//	parent/
-//	  agent/          the embedded agent's root
-//	    alice/        the fuzzing user's root
-//	      seed        a file each input may open, rename, remove
-//	      esc -> ../../outside
-//	      tobob -> ../bob
-//	    bob/          must stay empty
-//	  outside/        must stay empty
+// fuzzSFTP is the gateway of a fuzz run, its layout on disk
+// (escapetest), and a connection logged in as alice.
 type fuzzSFTP struct {
-	parent, agent, alice, bob, outside string
-	client                             *ssh.Client
+	*escapetest.Layout
+	client *ssh.Client
 }
 
 func newFuzzSFTP(f *testing.F) *fuzzSFTP {
 	f.Helper()
-	parent := f.TempDir()
-	z := &fuzzSFTP{
-		parent:  parent,
-		agent:   filepath.Join(parent, "agent"),
-		alice:   filepath.Join(parent, "agent", "alice"),
-		bob:     filepath.Join(parent, "agent", "bob"),
-		outside: filepath.Join(parent, "outside"),
-	}
-	for _, d := range []string{z.alice, z.bob, z.outside} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			f.Fatal(err)
-		}
-	}
-	if err := os.Symlink("../../outside", filepath.Join(z.alice, "esc")); err != nil {
-		f.Fatal(err)
-	}
-	if err := os.Symlink("../bob", filepath.Join(z.alice, "tobob")); err != nil {
-		f.Fatal(err)
-	}
+	z := &fuzzSFTP{Layout: escapetest.New(f)}
 	e := start(f, func(cfg *config.Config) {
-		cfg.Agents = map[string]config.Agent{"embedded": {Embedded: true, Root: z.agent}}
+		cfg.Agents = map[string]config.Agent{"embedded": {Embedded: true, Root: z.Agent}}
 		// The agent root's parent holds only what the layout names.
 		cfg.SFTP.HostKeys = []string{filepath.Join(f.TempDir(), "hostkey-ed25519")}
 	})
@@ -89,58 +64,18 @@ func newFuzzSFTP(f *testing.F) *fuzzSFTP {
 	return z
 }
 
-// list names the entries of dir.
-func (z *fuzzSFTP) list(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
-// reset empties alice's directory down to its fixtures.
-func (z *fuzzSFTP) reset(t *testing.T) {
-	t.Helper()
-	for _, name := range z.list(t, z.alice) {
-		if name != "esc" && name != "tobob" {
-			_ = os.Chmod(filepath.Join(z.alice, name), 0o755)
-			if err := os.RemoveAll(filepath.Join(z.alice, name)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := os.WriteFile(filepath.Join(z.alice, "seed"), []byte("seed"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(z.alice, 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // check fails if anything appeared outside alice's directory, or if an
 // upload's temp file is left anywhere under it.
 func (z *fuzzSFTP) check(t *testing.T) {
 	t.Helper()
-	for dir, want := range map[string][]string{
-		z.parent:  {"agent", "outside"},
-		z.agent:   {"alice", "bob"},
-		z.bob:     nil,
-		z.outside: nil,
-	} {
-		if got := z.list(t, dir); !slices.Equal(got, want) {
-			t.Fatalf("%s holds %q, want %q", dir, got, want)
-		}
+	if what, err := z.Escaped(); err != nil || what != "" {
+		t.Fatalf("escaped: %s %v", what, err)
 	}
 	var temps []string
 	deadline := time.Now().Add(fuzzDeadline)
 	for {
 		temps = temps[:0]
-		_ = filepath.WalkDir(z.alice, func(p string, d os.DirEntry, err error) error {
+		_ = filepath.WalkDir(z.Alice, func(p string, d os.DirEntry, err error) error {
 			if err == nil && strings.HasPrefix(d.Name(), agent.TempPrefix) {
 				temps = append(temps, p)
 			}
@@ -276,8 +211,8 @@ func FuzzSFTPPackets(f *testing.F) {
 	}
 	z := newFuzzSFTP(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		z.reset(t)
-		defer z.reset(t)
+		z.Reset(t)
+		defer z.Reset(t)
 		pkts, raw := fuzzPackets(in)
 		p := newRawSFTP(t, z.client)
 		sent := make(chan error, 1)
