@@ -675,6 +675,15 @@ func ftpRandAfterDirTime(o ftpRandOp, facts ftpRandFacts, set map[string]bool, r
 	return ftpRandDeliberate(o, facts, ref, ug)
 }
 
+// relToRun is the server path p relative to the run's directory root,
+// as dirTimes keys it ("d/e" in it, "../x" out of it).
+func relToRun(root, p string) string {
+	if rel, err := filepath.Rel(root, p); err == nil {
+		return filepath.ToSlash(rel)
+	}
+	return strings.TrimPrefix(p, root+"/")
+}
+
 // ftpRandTrack follows what vsftpd's session holds between commands (its
 // working directory, TYPE, a REST not yet used), from its answers and its
 // disk, so that ftpRandDeliberate can tell what a path named when a
@@ -1178,8 +1187,9 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 		track.after(o, facts, root, ref)
 		if from, to := track.moved[0], track.moved[1]; from != "" {
 			// A directory whose time the run set keeps it under its new
-			// name (seed 681).
-			from, to = strings.TrimPrefix(from, root+"/"), strings.TrimPrefix(to, root+"/")
+			// name (seed 681), also out of the run's directory, as
+			// "../name" (seed 2321).
+			from, to = relToRun(root, from), relToRun(root, to)
 			for _, d := range slices.Collect(maps.Keys(dirTimes)) {
 				if d == from || strings.HasPrefix(d, from+"/") {
 					delete(dirTimes, d)
