@@ -162,10 +162,14 @@ func (r *viewReader) Chmod(mode os.FileMode) error {
 	return FileWrapper{r.cur()}.Chmod(mode)
 }
 
-// SetTimes implements TimesSetter, for the file r's calls go to; the
-// session's other readers read again (file.SetTimes), at any name of the
-// file (changedAnywhere).
+// SetTimes implements TimesSetter, for the file r's calls go to, after
+// the session's writes to it (catchUp: a held-back write pushed later
+// would move the mtime, where sftp-server's futimens comes after the
+// WRITEs answered before it; TestSFTPRandom seed 10397); the session's
+// other readers read again (file.SetTimes), at any name of the file
+// (changedAnywhere).
 func (r *viewReader) SetTimes(atime, mtime time.Time) error {
+	r.v.catchUp(r.pathNow(), r.into.Load(), r, &r.seen)
 	r.fmu.RLock()
 	err := FileWrapper{r.cur()}.SetTimes(atime, mtime)
 	r.fmu.RUnlock()

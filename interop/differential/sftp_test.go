@@ -700,6 +700,24 @@ func sftpSteps() []sftpStep {
 		// Times set through another name of a file (a symbolic link)
 		// that the session reads: its next read is a read(2) too (a
 		// review).
+		// FSETSTAT of times through a handle open for reading comes
+		// after the session's writes answered before it, as futimens on
+		// sftp-server: a held-back write pushed after it moved the mtime
+		// (TestSFTPRandom seed 10397).
+		{"create /rts, open it READ, write at 0 and 20, FSETSTAT times through the reader, close both, stat", func(s *sftpSide) string {
+			out := s.open(s.a, "rtw", "/rts", pfWrite|pfCreat|pfExcl, attrs{}) + " " + s.open(s.a, "rtr", "/rts", pfRead, attrs{})
+			for _, w := range []struct {
+				off  uint64
+				data string
+			}{{0, "Y24"}, {20, "A26"}} {
+				r, err := s.a.write(s.h("rtw"), w.off, []byte(w.data))
+				out += " " + s.res(r, err)
+			}
+			r, err := s.a.fsetstat(s.h("rtr"), times(tAtime, tMtime))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "rtw") + " " + s.closeH(s.a, "rtr")
+			r, err = s.a.pathOp(fxpStat, s.p("/rts"))
+			return out + " " + s.res(r, err)
+		}},
 		{"upload /tml, symlink /tml.l, open /tml READ, read, setstat /tml.l times, read, fstat", func(s *sftpSide) string {
 			if r := s.open(s.a, "tml", "/tml", pfWrite|pfCreat|pfTrunc, attrs{}); r != "HANDLE" {
 				return r
