@@ -23,7 +23,6 @@ package sftp
 import (
 	"encoding/binary"
 	"io"
-	"os"
 	"strings"
 	"syscall"
 )
@@ -195,10 +194,10 @@ func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 }
 
 // sourceSize is the size of r's open file now, or -1 where it cannot
-// tell: its Stat (an upgate handle, an os.File), or its Size (a file
-// that is its own FileInfo, as the in-memory handler's).
+// tell: its Stat (FileStater: an upgate handle, an os.File), or its Size
+// (a file that is its own FileInfo, as the in-memory handler's).
 func sourceSize(r *Request) int64 {
-	if st, ok := openFile[interface{ Stat() (os.FileInfo, error) }](r); ok {
+	if st, ok := openFile[FileStater](r); ok {
 		if fi, err := st.Stat(); err == nil {
 			return fi.Size()
 		}
