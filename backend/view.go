@@ -113,7 +113,8 @@ func (v *View) forgetLocked(p string) {
 
 // catchUp makes a read or stat through f see what the session's other
 // handles wrote to its file since seen: their held-back writes are
-// pushed, and f forgets its read-ahead. The writers are those at p, or,
+// pushed, and f forgets its read-ahead. The writers are those at *at (f's
+// path, which v.mu guards and a rename by the session moves), or,
 // with of (f itself when f writes, or the upload a reader was opened
 // into), of and its peers: at of's path now, which a rename by the
 // session moves, or together once a remove took that path away
@@ -121,8 +122,9 @@ func (v *View) forgetLocked(p string) {
 // writers, is left out: its own held-back writes go before its reads
 // anyway. A writer whose push fails reports it itself, at its next write
 // or its close.
-func (v *View) catchUp(p string, of *viewFile, f afero.File, seen *atomic.Uint64) {
+func (v *View) catchUp(at *string, of *viewFile, f afero.File, seen *atomic.Uint64) {
 	v.mu.Lock()
+	p := *at
 	if of != nil && of.dropped == nil && of.isClosed() {
 		// Committed: what a reader opened into it reads is the file at
 		// its own path now, which the session's renames move with it
@@ -490,16 +492,31 @@ func (v *View) pathsUnder(p string) []string {
 	return out
 }
 
-// renamed is where q is once from is renamed to, when q is from or below
-// it.
-func renamed(q, from, to string) (string, bool) {
-	switch {
-	case q == from:
-		return to, true
-	case strings.HasPrefix(q, from+"/"):
-		return path.Join(to, strings.TrimPrefix(q, from+"/")), true
+// moveUnder moves m's entries at or below from to the same place below
+// to (a rename), calling each on every group moved with its old and new
+// key first, and returns the new keys. v.mu is held by the caller for
+// the View's maps.
+func moveUnder[T any](m map[string][]T, from, to string, each func(q, nq string, xs []T)) (moved []string) {
+	out := map[string][]T{}
+	for q, xs := range m {
+		var nq string
+		switch {
+		case q == from:
+			nq = to
+		case strings.HasPrefix(q, from+"/"):
+			nq = path.Join(to, strings.TrimPrefix(q, from+"/"))
+		default:
+			continue
+		}
+		delete(m, q)
+		each(q, nq, xs)
+		out[nq] = append(out[nq], xs...)
 	}
-	return "", false
+	for nq, xs := range out {
+		m[nq] = append(m[nq], xs...)
+		moved = append(moved, nq)
+	}
+	return moved
 }
 
 // rekey moves the writers tracked at or below from to the same place
@@ -508,23 +525,15 @@ func renamed(q, from, to string) (string, bool) {
 func (v *View) rekey(from, to string) (inside []*viewFile) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	moved := map[string][]*viewFile{}
-	for q, ws := range v.open {
-		nq, ok := renamed(q, from, to)
-		if !ok {
-			continue
-		}
+	moved := moveUnder(v.open, from, to, func(q, nq string, ws []*viewFile) {
 		if q != from {
 			inside = append(inside, ws...)
 		}
-		delete(v.open, q)
 		for _, w := range ws {
 			w.path = nq
 		}
-		moved[nq] = append(moved[nq], ws...)
-	}
-	for q, ws := range moved {
-		v.open[q] = append(v.open[q], ws...)
+	})
+	for _, q := range moved {
 		// Readers at the new name see the writers' writes from now.
 		v.changedLocked(q)
 	}
@@ -1326,7 +1335,7 @@ func (f *viewFile) pathNow() string {
 // Read implements afero.File, after the session's other writers at f's
 // path (catchUp).
 func (f *viewFile) Read(p []byte) (int, error) {
-	f.v.catchUp("", f, f, &f.seen)
+	f.v.catchUp(&f.path, f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return f.cur().Read(p)
@@ -1334,7 +1343,7 @@ func (f *viewFile) Read(p []byte) (int, error) {
 
 // ReadAt implements afero.File, as Read.
 func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
-	f.v.catchUp("", f, f, &f.seen)
+	f.v.catchUp(&f.path, f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return f.cur().ReadAt(p, off)
@@ -1342,7 +1351,7 @@ func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
 
 // Stat implements afero.File, as Read.
 func (f *viewFile) Stat() (os.FileInfo, error) {
-	f.v.catchUp("", f, f, &f.seen)
+	f.v.catchUp(&f.path, f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return f.cur().Stat()

@@ -100,7 +100,7 @@ func (r *viewReader) follow(open func(flag int) (afero.File, error), src afero.F
 // holding fmu while it pushes the writers, which take theirs, could wait
 // in a ring with follows waiting for those).
 func (r *viewReader) Read(p []byte) (int, error) {
-	r.v.catchUp(r.pathNow(), r.into.Load(), r, &r.seen)
+	r.catchUp()
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Read(p)
@@ -108,7 +108,7 @@ func (r *viewReader) Read(p []byte) (int, error) {
 
 // ReadAt implements afero.File, as Read.
 func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
-	r.v.catchUp(r.pathNow(), r.into.Load(), r, &r.seen)
+	r.catchUp()
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().ReadAt(p, off)
@@ -116,7 +116,7 @@ func (r *viewReader) ReadAt(p []byte, off int64) (int, error) {
 
 // Stat implements afero.File, as Read.
 func (r *viewReader) Stat() (os.FileInfo, error) {
-	r.v.catchUp(r.pathNow(), r.into.Load(), r, &r.seen)
+	r.catchUp()
 	r.fmu.RLock()
 	defer r.fmu.RUnlock()
 	return r.cur().Stat()
@@ -169,7 +169,7 @@ func (r *viewReader) Chmod(mode os.FileMode) error {
 // other readers read again (file.SetTimes), at any name of the file
 // (changedAnywhere).
 func (r *viewReader) SetTimes(atime, mtime time.Time) error {
-	r.v.catchUp(r.pathNow(), r.into.Load(), r, &r.seen)
+	r.catchUp()
 	r.fmu.RLock()
 	err := FileWrapper{r.cur()}.SetTimes(atime, mtime)
 	r.fmu.RUnlock()
@@ -223,12 +223,9 @@ func (v *View) unlistReaderLocked(r *viewReader) {
 	}
 }
 
-// pathNow is r's path, which a rename by the session may change.
-func (r *viewReader) pathNow() string {
-	r.v.mu.Lock()
-	defer r.v.mu.Unlock()
-	return r.path
-}
+// catchUp is View.catchUp for r: after the writers at r's path, or
+// those of the upload it reads (into).
+func (r *viewReader) catchUp() { r.v.catchUp(&r.path, r.into.Load(), r, &r.seen) }
 
 // rekeyReaders moves the followers at or below from to the same place
 // below to: the session renamed their files there (Rename), and they
@@ -236,13 +233,7 @@ func (r *viewReader) pathNow() string {
 func (v *View) rekeyReaders(from, to string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	moved := map[string][]*viewReader{}
-	for q, rs := range v.following {
-		nq, ok := renamed(q, from, to)
-		if !ok {
-			continue
-		}
-		delete(v.following, q)
+	moved := moveUnder(v.following, from, to, func(q, nq string, rs []*viewReader) {
 		for _, r := range rs {
 			r.path = nq
 			if v.readers[q]--; v.readers[q] <= 0 {
@@ -250,10 +241,8 @@ func (v *View) rekeyReaders(from, to string) {
 			}
 			v.readers[nq]++
 		}
-		moved[nq] = rs
-	}
-	for q, rs := range moved {
-		v.following[q] = append(v.following[q], rs...)
+	})
+	for _, q := range moved {
 		v.changedLocked(q) // they see the writers there from now
 	}
 }
