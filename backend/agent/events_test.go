@@ -170,7 +170,11 @@ func describe(evs []*agentpb.AgentEvent) string {
 // changes it was given.
 func TestEventsReportCommitsAndHookRuns(t *testing.T) {
 	a := startHooked(t, []hooks.Hook{{Name: "php", Match: []string{"**/*.php"}, On: []hooks.Kind{hooks.Write, hooks.Rename, hooks.Delete},
-		Command: []string{"sh", "-c", "cat; echo done"}, Debounce: 200 * time.Millisecond}})
+		// The debounce covers the whole sequence below, the wait for the
+		// aborted upload's end included, even under -race on a loaded
+		// machine: at 200 ms the window can close before the DELETE (the test
+		// failed once under parallel -race load; that is the likely cause).
+		Command: []string{"sh", "-c", "cat; echo done"}, Debounce: 2 * time.Second}})
 	if err := os.Mkdir(filepath.Join(a.dir, "alice"), 0o755); err != nil {
 		t.Fatal(err)
 	}
