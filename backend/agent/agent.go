@@ -73,7 +73,7 @@ func DefaultMaxOpenFiles() int {
 type Server struct {
 	agentpb.UnimplementedAgentServer
 
-	root     *os.Root
+	root     *root
 	token    []byte
 	log      *slog.Logger
 	version  string
@@ -124,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Root == "" {
 		return nil, errors.New("agent: a root directory is required")
 	}
-	root, err := os.OpenRoot(cfg.Root)
+	root, err := openRoot(cfg.Root)
 	if err != nil {
 		return nil, fmt.Errorf("agent: open root: %w", err)
 	}

@@ -108,7 +108,7 @@ func classify(err error) (codes.Code, string) {
 // the root. os.Root does not export that error, so its text is matched; the
 // test TestPathEscapesRefused pins it.
 func isEscape(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+	return err != nil && (errors.Is(err, errEscapes) || strings.Contains(err.Error(), "path escapes from parent"))
 }
 
 // wireError is an error already in its wire form: a posted request's

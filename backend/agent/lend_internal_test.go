@@ -26,7 +26,7 @@ func TestLendOwnDir(t *testing.T) {
 		if err := unix.Chmod(dir, mode); err != nil {
 			t.Fatal(err)
 		}
-		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0) // as parentDirPath opens it
+		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0) // as parentDir opens it
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -178,10 +178,10 @@ type linkLocks struct {
 	parts map[string]*sync.Mutex
 }
 
-// lock takes the lock for calls in scope c of the agent root root and
+// lock takes the lock for calls in scope c of the agent root ar and
 // returns its release.
-func (l *linkLocks) lock(root *os.Root, c *scope) (unlock func()) {
-	if c.prefix == "" || !c.plainIn(root) {
+func (l *linkLocks) lock(ar *root, c *scope) (unlock func()) {
+	if c.prefix == "" || !c.plainIn(ar) {
 		l.all.Lock()
 		return l.all.Unlock
 	}
@@ -208,17 +208,17 @@ func (l *linkLocks) lock(root *os.Root, c *scope) (unlock func()) {
 }
 
 // plainIn reports whether c's directory is where its prefix says in the
-// agent root root, through real directories only: no link on the way,
+// agent root ar, through real directories only: no link on the way,
 // and the directory c holds open is the one the path names now.
-func (c *scope) plainIn(root *os.Root) bool {
+func (c *scope) plainIn(ar *root) bool {
 	dir := strings.TrimSuffix(c.prefix, "/")
 	for p := dir; p != "."; p = path.Dir(p) {
-		fi, err := root.Lstat(p)
+		fi, err := ar.Lstat(p)
 		if err != nil || !fi.IsDir() {
 			return false
 		}
 	}
-	named, err := root.Stat(dir)
+	named, err := ar.Stat(dir)
 	if err != nil {
 		return false
 	}

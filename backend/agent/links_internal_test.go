@@ -22,7 +22,7 @@ func TestLinkLocksReach(t *testing.T) {
 	if err := os.Symlink("home/carol", filepath.Join(dir, "carol")); err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.OpenRoot(dir)
+	root, err := openRoot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

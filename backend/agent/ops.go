@@ -158,17 +158,33 @@ func (s *Server) readDir(d *listing, n int) (batch []*agentpb.FileInfo, eof bool
 	if n <= 0 || n > dirBatch {
 		n = dirBatch
 	}
-	entries, rerr := d.ReadDir(n)
-	batch = make([]*agentpb.FileInfo, 0, len(entries))
-	for _, e := range entries {
-		if isTempName(e.Name()) {
-			continue
+	// Each entry is looked at with fstatat(2) on the listing's own
+	// descriptor, whatever opened it (os.Root's ReadDir does the same;
+	// a plain *os.File's, as root.go's second way opens one, would lstat
+	// each by its host path). An entry removed meanwhile is left out; any
+	// other failure fails the listing, as a directory whose entries cannot
+	// be examined (mode 0600) lists as an error (README).
+	names, rerr := d.Readdirnames(n)
+	batch = make([]*agentpb.FileInfo, 0, len(names))
+	err = withFd(d.File, func(fd int) error {
+		for _, name := range names {
+			if isTempName(name) {
+				continue
+			}
+			var st unix.Stat_t
+			err := ignoringEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed while listing
+			}
+			if err != nil {
+				return &fs.PathError{Op: "fstatat", Path: path.Join(d.path, name), Err: err}
+			}
+			batch = append(batch, statInfo(name, &st))
 		}
-		fi, err := e.Info()
-		if err != nil {
-			continue // removed while listing
-		}
-		batch = append(batch, fileInfo(fi))
+		return nil
+	})
+	if err != nil {
+		return nil, false, s.fail("ReadDir", d.path, err)
 	}
 	switch {
 	case errors.Is(rerr, io.EOF):
@@ -664,6 +680,45 @@ func fileInfo(fi fs.FileInfo) *agentpb.FileInfo {
 		out.AtimeUnixNano = time.Unix(st.Atim.Unix()).UnixNano()
 	}
 	return out
+}
+
+// statInfo is fileInfo of what fstatat(2) said of name, its mode as os
+// gives it (fs.FileMode's type and special bits).
+func statInfo(name string, st *unix.Stat_t) *agentpb.FileInfo {
+	mode := fs.FileMode(st.Mode & 0o777)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFBLK:
+		mode |= fs.ModeDevice
+	case unix.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFDIR:
+		mode |= fs.ModeDir
+	case unix.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case unix.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case unix.S_IFSOCK:
+		mode |= fs.ModeSocket
+	}
+	if st.Mode&unix.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if st.Mode&unix.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if st.Mode&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return &agentpb.FileInfo{
+		Name:          []byte(name),
+		Size:          st.Size,
+		Mode:          uint32(mode),
+		MtimeUnixNano: time.Unix(st.Mtim.Unix()).UnixNano(),
+		AtimeUnixNano: time.Unix(st.Atim.Unix()).UnixNano(),
+		Uid:           st.Uid,
+		Gid:           st.Gid,
+		Nlink:         uint64(st.Nlink),
+	}
 }
 
 // fromNano converts a time of ChtimesRequest or SetTimesOp: one left out

@@ -154,7 +154,7 @@ func (c *scope) resolve(stack, todo []string) ([]string, error) {
 // whole root. Its methods take cleaned agent paths, as they come from the
 // wire.
 type scope struct {
-	r      *os.Root
+	r      *root
 	prefix string // "" for the whole agent root, else "dir/"
 	sub    bool   // r was opened for this call: Close closes it
 }
@@ -297,7 +297,7 @@ func setBlocking(f *os.File) error {
 // reads no directory unasked (relatime moves an atime that is not after
 // the mtime: TestSFTPRandom seed 3119). O_DIRECTORY opens nothing else,
 // a FIFO included.
-func openDirUnread(r *os.Root, rel string) (*os.File, error) {
+func openDirUnread(r *root, rel string) (*os.File, error) {
 	f, err := r.OpenFile(rel, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOATIME, 0)
 	if errors.Is(err, syscall.EPERM) {
 		f, err = r.OpenFile(rel, os.O_RDONLY|unix.O_DIRECTORY, 0)
@@ -365,11 +365,11 @@ func (c *scope) mayChangeIn(p string) error {
 }
 
 // inParent runs fn on the directory that holds p, opened O_PATH
-// (parentDirPath), and p's last component there. A failure to open the
+// (parentDir), and p's last component there. A failure to open the
 // directory is returned unwrapped, as fn's errors are, for the caller to
 // name its operation.
 func (c *scope) inParent(p string, fn func(dfd int, base string) error) error {
-	d, dfd, base, err := c.parentDirPath(p)
+	d, dfd, base, err := c.parentDir(p)
 	if err != nil {
 		return unwrapPathError(err)
 	}
@@ -383,37 +383,26 @@ func (c *scope) inParent(p string, fn func(dfd int, base string) error) error {
 // serves several calls where each os.Root method resolves the path again
 // (an upload's open and commit, issue 15). For the scope's root itself d
 // is that root and base ".", which names it, never a directory inside it.
+// The directory is opened O_PATH (openDirIn), so that, as for open(2) of
+// a path, only its search bit is asked: a directory its user may write
+// and search but not read (0300, or 0311 and 0000 left so by its owner
+// since an upload began) does not refuse the *at calls at the open.
 // The caller closes d; fd is d's descriptor until then.
 func (c *scope) parentDir(p string) (d *os.File, fd int, base string, err error) {
-	return c.parentOpened(p, openDirIn)
-}
-
-// parentDirPath is parentDir with the directory opened O_PATH, for the
-// *at calls that end an upload (renameat, linkat, unlinkat) and need no
-// permission on the descriptor: a directory its owner left without its
-// read bit since the upload began (0311, 0000) does not refuse them at
-// the open (its write and search bits lendOwnDir lends, if need be).
-func (c *scope) parentDirPath(p string) (d *os.File, fd int, base string, err error) {
-	return c.parentOpened(p, openDirPathIn)
-}
-
-// parentOpened opens the directory that holds p with open.
-func (c *scope) parentOpened(p string, open func(*os.Root, string) (*os.File, error)) (d *os.File, fd int, base string, err error) {
 	rel := c.in(p)
-	d, err = open(c.r, path.Dir(rel))
+	d, err = openDirIn(c.r, path.Dir(rel))
 	if err != nil {
 		return nil, -1, "", err
 	}
 	return d, int(d.Fd()), path.Base(rel), nil
 }
 
-// openDirIn opens rel in r as a directory for *at calls: O_DIRECTORY, so
-// that a FIFO where a directory should be fails at once (ENOTDIR) instead
-// of waiting for a writer, and O_NONBLOCK, which also spares os's making
-// the descriptor non-blocking and back for its poller (four fcntl calls a
-// directory never needs); *at calls do not look at it.
-func openDirIn(r *os.Root, rel string) (*os.File, error) {
-	return r.OpenFile(rel, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK, 0)
+// openDirIn opens rel in r as a directory for *at calls: O_PATH, which
+// asks no permission of the directory itself, and O_DIRECTORY, so that a
+// FIFO where a directory should be fails at once (ENOTDIR) instead of
+// waiting for a writer.
+func openDirIn(r *root, rel string) (*os.File, error) {
+	return r.OpenFile(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
 }
 
 // name is the host path of p, as os names the files it opens through the
@@ -497,12 +486,7 @@ func fchmodReopened(fd int, m uint32) error {
 // needed, and anything but a directory fails at the open (ENOTDIR), so
 // that what the descriptor names is a directory, whatever is swapped in
 // at p afterwards.
-func (c *scope) openDirPath(p string) (*os.File, error) { return openDirPathIn(c.r, c.in(p)) }
-
-// openDirPathIn opens rel in r O_PATH|O_DIRECTORY (openDirPath).
-func openDirPathIn(r *os.Root, rel string) (*os.File, error) {
-	return r.OpenFile(rel, unix.O_PATH|unix.O_DIRECTORY, 0)
-}
+func (c *scope) openDirPath(p string) (*os.File, error) { return openDirIn(c.r, c.in(p)) }
 
 // statSearch is Stat of p (a final link followed) that, when p is a
 // directory, also asks whether the agent's user may search (enter) it, as

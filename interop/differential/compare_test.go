@@ -67,10 +67,6 @@ const (
 		"(PERMISSION_DENIED, 450), not as sftp-server's empty listing or vsftpd's line for the directory itself, " +
 		"and so does a name in it (vsftpd lists what its readdir matches), " +
 		"for the reason LIST of a missing path is an error (whyMissingList)"
-	whyRootSearch = "a limitation, not a choice: the agent resolves paths with Go's os.Root, which opens each " +
-		"directory on the way for reading (golang/go#81605), so a directory its user may search but not read " +
-		"(mode 0300, or another user's 0711) cannot be passed through, where sftp-server passes; left until Go's " +
-		"fix or an agent walk with O_PATH"
 	whyDotfiles = "LIST always lists dotfiles and never . or ..: IDE clients read hidden files from a plain " +
 		"LIST (VS Code's lstat, PhpStorm's hidden files) and reject cdir/pdir entries; STAT of a " +
 		"directory is RFC 959's 212"
@@ -187,16 +183,11 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "copy-data from a handle open only for writing, 2 bytes (its read fails)", upgate: "OK HANDLE HANDLE NO_SUCH_FILE OK OK CONTENT 0 bytes \"\"", why: whyCopyDataOK},
 
 	// Permissions (the agent process is not root, as no reference login is).
-	{proto: "sftp", step: "perm: content /perm/closed/f (0300)", upgate: "open: PERMISSION_DENIED", why: whyRootSearch},
 	{proto: "sftp", step: "perm: readdir /perm/closed (0600)", upgate: "PERMISSION_DENIED", why: whyUnreadableList},
 	{proto: "ftp", step: "perm: LIST /perm/closed (0000)", upgate: "4xx", why: whyUnreadableList},
 	{proto: "ftp", step: "perm: NLST /perm/closed (0000)", upgate: "4xx", why: whyUnreadableList},
 	{proto: "ftp", step: "perm: STOR /perm/rw, then STOR /perm/ro (0444) after it", upgate: "1xx/2xx 1xx/550", why: whyPostedOpen},
 	{proto: "ftp", step: "perm2: STOR into root's 0755 directory, right after an upload into it", upgate: "1xx/550", why: whyPostedOpen},
-	{proto: "ftp", step: "perm2: SIZE /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
-	{proto: "ftp", step: "perm2: MDTM /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
-	{proto: "ftp", step: "perm2: RETR /perm2/d300/f (0300)", upgate: "550", why: whyRootSearch},
-	{proto: "ftp", step: "perm2: STOR /perm2/d300/g (0300)", upgate: "553", why: whyRootSearch},
 	{proto: "ftp", step: "perm2: LIST /perm2/d300 (0300)", upgate: "4xx", why: whyUnreadableList},
 	{proto: "ftp", step: "perm2: NLST /perm2/d300 (0300)", upgate: "4xx", why: whyUnreadableList},
 }

@@ -1,0 +1,576 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// root is a directory of the agent root (the whole root, or a scope's
+// part of it) through which paths are resolved, no link on the way leading
+// out: an os.Root, with a second way through. os.Root opens each directory
+// on the way for reading (golang/go#81605, still so in Go 1.26), so a
+// directory its user may search but not read (0311, 0100, another user's
+// 0711 as home directories often are) stops every path through it with
+// EACCES, where open(2), sftp-server and vsftpd pass with the search bit
+// alone. Where os.Root answers EACCES, root makes the call again through
+// beneath, the kernel's own resolution below the directory, which asks
+// each directory on the way for its search bit only; a refusal there is
+// the kernel's answer, and the one returned. So a path that os.Root
+// serves costs what it did, and a real EACCES costs one more resolution.
+type root struct {
+	// r is nil where os.Root could not open the directory itself (a
+	// scope below a directory its user may not read); b then serves all.
+	r *os.Root
+	// b resolves with openat2(2); off (b.dir nil) where the kernel or a
+	// seccomp profile refuses openat2, and root is then os.Root alone.
+	b beneath
+}
+
+// openRoot opens dir as the agent root.
+func openRoot(dir string) (*root, error) {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := ignoringEINTRFd(func() (int, error) {
+		return unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	rt := &root{r: r, b: beneath{dir: os.NewFile(uintptr(fd), dir), name: r.Name()}}
+	if !rt.b.works() || !rt.sameDir() {
+		// No openat2 here (before Linux 5.6, or a seccomp profile that
+		// refuses it), or dir was swapped between the two opens: os.Root
+		// alone, as before root existed.
+		rt.b.dir.Close()
+		rt.b.dir = nil
+	}
+	return rt, nil
+}
+
+// sameDir reports whether r and b hold the same directory.
+func (rt *root) sameDir() bool {
+	held, err := rt.r.Stat(".")
+	if err != nil {
+		return false
+	}
+	fi, err := rt.b.dir.Stat()
+	return err == nil && os.SameFile(held, fi)
+}
+
+// retry reports whether a call os.Root refused with err is to be made
+// again through b.
+func (rt *root) retry(err error) bool {
+	return rt.b.dir != nil && errors.Is(err, syscall.EACCES)
+}
+
+// Name is the directory's host path.
+func (rt *root) Name() string { return rt.b.name }
+
+// Close releases the directory. A call made meanwhile fails (os.ErrClosed
+// through either way), as on a closed os.Root: the descriptor is an
+// *os.File's, closed once no call holds it.
+func (rt *root) Close() error {
+	var err error
+	if rt.r != nil {
+		err = rt.r.Close()
+	}
+	if rt.b.dir != nil {
+		err = errors.Join(err, rt.b.dir.Close())
+	}
+	return err
+}
+
+// OpenRoot opens the directory name below rt as a root of its own.
+func (rt *root) OpenRoot(name string) (*root, error) {
+	if rt.b.dir == nil {
+		r, err := rt.r.OpenRoot(name)
+		if err != nil {
+			return nil, err
+		}
+		return &root{r: r, b: beneath{name: r.Name()}}, nil
+	}
+	fd, err := rt.b.open("openat", name, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	hostPath := path.Join(rt.b.name, name)
+	sub := &root{b: beneath{dir: os.NewFile(uintptr(fd), hostPath), name: hostPath}}
+	if rt.r != nil {
+		// The os.Root of what fd holds: through rt.r, then checked to be
+		// that directory (a rename between the two opens would make it
+		// another). One the agent's user may not read is served by b.
+		if r, err := rt.r.OpenRoot(name); err == nil {
+			sub.r = r
+			if !sub.sameDir() {
+				sub.Close()
+				return nil, &fs.PathError{Op: "openat", Path: name, Err: fmt.Errorf("%w: the directory moved while it was opened", syscall.EAGAIN)}
+			}
+		}
+	}
+	return sub, nil
+}
+
+func (rt *root) Stat(name string) (fs.FileInfo, error) {
+	if rt.r != nil {
+		fi, err := rt.r.Stat(name)
+		if !rt.retry(err) {
+			return fi, err
+		}
+	}
+	return rt.b.stat("statat", name, true)
+}
+
+func (rt *root) Lstat(name string) (fs.FileInfo, error) {
+	if rt.r != nil {
+		fi, err := rt.r.Lstat(name)
+		if !rt.retry(err) {
+			return fi, err
+		}
+	}
+	return rt.b.stat("lstatat", name, false)
+}
+
+func (rt *root) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	if rt.r != nil {
+		f, err := rt.r.OpenFile(name, flag, perm)
+		if !rt.retry(err) {
+			return f, err
+		}
+	}
+	fd, err := rt.b.open("openat", name, flag, fileMode(perm))
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path.Join(rt.b.name, name)), nil
+}
+
+func (rt *root) Mkdir(name string, perm fs.FileMode) error {
+	if rt.r != nil {
+		err := rt.r.Mkdir(name, perm)
+		if !rt.retry(err) {
+			return err
+		}
+	}
+	return rt.b.inParent("mkdirat", name, func(dfd int, base string) error {
+		return unix.Mkdirat(dfd, base, fileMode(perm))
+	})
+}
+
+// MkdirAll makes name and what is missing above it, as os.Root's does.
+func (rt *root) MkdirAll(name string, perm fs.FileMode) error {
+	if rt.r != nil {
+		err := rt.r.MkdirAll(name, perm)
+		if !rt.retry(err) {
+			return err
+		}
+	}
+	switch fi, err := rt.b.stat("mkdirat", name, true); {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		return &fs.PathError{Op: "mkdirat", Path: name, Err: syscall.ENOTDIR}
+	case !errors.Is(err, fs.ErrNotExist):
+		return err // a link that leads out among them
+	}
+	if dir := path.Dir(name); dir != "." && dir != name {
+		if err := rt.MkdirAll(dir, perm); err != nil {
+			return err
+		}
+	}
+	err := rt.b.inParent("mkdirat", name, func(dfd int, base string) error {
+		return unix.Mkdirat(dfd, base, fileMode(perm))
+	})
+	if errors.Is(err, fs.ErrExist) {
+		// Made meanwhile, as os.MkdirAll takes it.
+		if fi, serr := rt.b.stat("mkdirat", name, true); serr == nil && fi.IsDir() {
+			return nil
+		}
+	}
+	return err
+}
+
+// Remove removes a file, or an empty directory, as os.Root's does.
+func (rt *root) Remove(name string) error {
+	if rt.r != nil {
+		err := rt.r.Remove(name)
+		if !rt.retry(err) {
+			return err
+		}
+	}
+	return rt.b.remove(name)
+}
+
+// RemoveAll removes name and what it holds, as os.Root's does; a missing
+// name is no error.
+func (rt *root) RemoveAll(name string) error {
+	if rt.r != nil {
+		err := rt.r.RemoveAll(name)
+		if !rt.retry(err) {
+			return err
+		}
+	}
+	return rt.b.removeAll(name)
+}
+
+func (rt *root) Link(oldname, newname string) error {
+	if rt.r != nil {
+		err := rt.r.Link(oldname, newname)
+		if !rt.retry(err) {
+			return err
+		}
+	}
+	return rt.b.inParent2("linkat", oldname, newname, func(ofd int, obase string, nfd int, nbase string) error {
+		return unix.Linkat(ofd, obase, nfd, nbase, 0)
+	})
+}
+
+func (rt *root) Symlink(target, name string) error {
+	if rt.r != nil {
+		err := rt.r.Symlink(target, name)
+		if !rt.retry(err) {
+			return err
+		}
+	}
+	return rt.b.inParent("symlinkat", name, func(dfd int, base string) error {
+		return unix.Symlinkat(target, dfd, base)
+	})
+}
+
+func (rt *root) Readlink(name string) (string, error) {
+	if rt.r != nil {
+		target, err := rt.r.Readlink(name)
+		if !rt.retry(err) {
+			return target, err
+		}
+	}
+	var target string
+	err := rt.b.inParent("readlinkat", name, func(dfd int, base string) error {
+		for size := 256; ; size *= 2 {
+			buf := make([]byte, size)
+			n, err := unix.Readlinkat(dfd, base, buf)
+			if err != nil {
+				return err
+			}
+			if n < size {
+				target = string(buf[:n])
+				return nil
+			}
+		}
+	})
+	return target, err
+}
+
+// Chmod sets name's mode, a final link followed within the directory.
+func (rt *root) Chmod(name string, mode fs.FileMode) error {
+	if rt.r != nil {
+		err := rt.r.Chmod(name, mode)
+		if !rt.retry(err) {
+			return err
+		}
+	}
+	return rt.b.onPath("fchmodat", name, func(fd int) error { return fchmodPath(fd, fileMode(mode)) })
+}
+
+// Chown sets name's owner and group, a final link followed within the
+// directory.
+func (rt *root) Chown(name string, uid, gid int) error {
+	if rt.r != nil {
+		err := rt.r.Chown(name, uid, gid)
+		if !rt.retry(err) {
+			return err
+		}
+	}
+	return rt.b.onPath("fchownat", name, func(fd int) error {
+		return unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH)
+	})
+}
+
+// Chtimes sets name's times, a final link followed within the directory;
+// a zero time leaves that time as it is, as os.Root's does.
+func (rt *root) Chtimes(name string, atime, mtime time.Time) error {
+	if rt.r != nil {
+		err := rt.r.Chtimes(name, atime, mtime)
+		if !rt.retry(err) {
+			return err
+		}
+	}
+	ts := []unix.Timespec{utimeSpec(atime), utimeSpec(mtime)}
+	return rt.b.onPath("utimensat", name, func(fd int) error {
+		err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
+		if err == unix.EINVAL || err == unix.ENOENT {
+			// A kernel without AT_EMPTY_PATH for utimensat: through
+			// the descriptor's /proc link, which names the file itself.
+			err = unix.UtimesNanoAt(unix.AT_FDCWD, procFdPath(fd), ts, 0)
+		}
+		return err
+	})
+}
+
+// utimeSpec is t for utimensat(2), UTIME_OMIT for the zero time.
+func utimeSpec(t time.Time) unix.Timespec {
+	if t.IsZero() {
+		return unix.Timespec{Nsec: unix.UTIME_OMIT}
+	}
+	return unix.NsecToTimespec(t.UnixNano())
+}
+
+// fileMode is perm as open(2), mkdir(2) and chmod(2) take it.
+func fileMode(perm fs.FileMode) uint32 {
+	m := uint32(perm.Perm())
+	if perm&fs.ModeSetuid != 0 {
+		m |= unix.S_ISUID
+	}
+	if perm&fs.ModeSetgid != 0 {
+		m |= unix.S_ISGID
+	}
+	if perm&fs.ModeSticky != 0 {
+		m |= unix.S_ISVTX
+	}
+	return m
+}
+
+// fchmodPath sets the mode of what fd, an O_PATH descriptor, holds:
+// fchmodat2(2) with AT_EMPTY_PATH where the kernel has it (6.6), else
+// through the descriptor's /proc/self/fd link, which names the file
+// itself (no lookup by name that could meet another file).
+func fchmodPath(fd int, m uint32) error {
+	err := ignoringEINTR(func() error { return unix.Fchmodat(fd, "", m, unix.AT_EMPTY_PATH) })
+	switch err {
+	case unix.EOPNOTSUPP, unix.ENOSYS, unix.EINVAL:
+		return ignoringEINTR(func() error { return unix.Fchmodat(unix.AT_FDCWD, procFdPath(fd), m, 0) })
+	}
+	return err
+}
+
+// procFdPath is the /proc/self/fd link of fd.
+func procFdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
+
+// beneath resolves paths below a directory with openat2(2),
+// RESOLVE_BENEATH and RESOLVE_NO_MAGICLINKS: the kernel itself refuses,
+// during the lookup, a ".." or a link (absolute, or relative and
+// climbing) that would leave the directory (EXDEV, which beneath reports
+// as os.Root reports an escape) and a /proc magic link, so that nothing
+// looked up can be swapped before it is used. The lookup asks each
+// directory on the way for its search bit only, as open(2) does. Paths
+// are slash-separated, relative to the directory and clean ("." is the
+// directory itself), as os.Root takes them.
+type beneath struct {
+	dir  *os.File // the directory, O_PATH; nil: openat2 is not to be used
+	name string   // its host path, which names the files it opens
+}
+
+// errEscapes is beneath's answer for a path that would lead out of its
+// directory, worded as os.Root's own (isEscape).
+var errEscapes = errors.New("path escapes from parent")
+
+// works reports whether openat2 resolves here.
+func (b beneath) works() bool {
+	fd, err := b.openat2(".", unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+// openat2 opens name below the directory; EINTR and EAGAIN (a rename
+// anywhere on the system raced RESOLVE_BENEATH's check) are retried, the
+// latter a bounded number of times.
+func (b beneath) openat2(name string, flag int, mode uint32) (int, error) {
+	if flag&unix.O_PATH != 0 {
+		// openat2 refuses O_PATH with any flag that O_PATH ignores.
+		flag &= unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW
+	}
+	how := unix.OpenHow{
+		Flags:   uint64(flag) | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	if flag&(unix.O_CREAT|unix.O_TMPFILE) != 0 {
+		how.Mode = uint64(mode)
+	}
+	fd := -1
+	err := withFd(b.dir, func(dfd int) error {
+		for tries := 0; ; tries++ {
+			var err error
+			fd, err = unix.Openat2(dfd, name, &how)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN && tries < 16:
+				continue
+			case err == unix.EXDEV:
+				err = errEscapes
+			}
+			return err
+		}
+	})
+	if err != nil {
+		return -1, err
+	}
+	return fd, nil
+}
+
+// open is openat2 with its error as a *fs.PathError of op.
+func (b beneath) open(op, name string, flag int, mode uint32) (int, error) {
+	fd, err := b.openat2(name, flag, mode)
+	if err != nil {
+		return -1, &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	return fd, nil
+}
+
+// stat is fstat(2) of name opened O_PATH, a final link followed or not.
+func (b beneath) stat(op, name string, follow bool) (fs.FileInfo, error) {
+	flag := unix.O_PATH
+	if !follow {
+		flag |= unix.O_NOFOLLOW
+	}
+	fd, err := b.open(op, name, flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), path.Base(name))
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, &fs.PathError{Op: op, Path: name, Err: unwrapPathError(err)}
+	}
+	return fi, nil
+}
+
+// onPath runs fn on name opened O_PATH, a final link followed.
+func (b beneath) onPath(op, name string, fn func(fd int) error) error {
+	fd, err := b.open(op, name, unix.O_PATH, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := ignoringEINTR(func() error { return fn(fd) }); err != nil {
+		return &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	return nil
+}
+
+// inParent runs fn on the directory that holds name, opened O_PATH
+// beneath b, and name's last component there (the directory itself, ".",
+// for "."); fn's error comes back as a *fs.PathError of op.
+func (b beneath) inParent(op, name string, fn func(dfd int, base string) error) error {
+	err := b.withParent(name, func(dfd int, base string) error {
+		return ignoringEINTR(func() error { return fn(dfd, base) })
+	})
+	if err != nil {
+		return &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	return nil
+}
+
+// withParent runs fn on the directory that holds name, opened O_PATH
+// beneath b; its errors, and the open's, come back bare.
+func (b beneath) withParent(name string, fn func(dfd int, base string) error) error {
+	dfd, err := b.openat2(path.Dir(name), unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	return fn(dfd, path.Base(name))
+}
+
+// inParent2 is inParent for two names (a link's).
+func (b beneath) inParent2(op, oldname, newname string, fn func(ofd int, obase string, nfd int, nbase string) error) error {
+	err := b.withParent(oldname, func(ofd int, obase string) error {
+		return b.withParent(newname, func(nfd int, nbase string) error {
+			return ignoringEINTR(func() error { return fn(ofd, obase, nfd, nbase) })
+		})
+	})
+	if err != nil {
+		return &os.LinkError{Op: op, Old: oldname, New: newname, Err: err}
+	}
+	return nil
+}
+
+// remove unlinks name, or removes it as an empty directory, as os.Root's
+// Remove does: the error of the call that fits what name is.
+func (b beneath) remove(name string) error {
+	return b.inParent("unlinkat", name, func(dfd int, base string) error {
+		err := unix.Unlinkat(dfd, base, 0)
+		if err == nil {
+			return nil
+		}
+		derr := unix.Unlinkat(dfd, base, unix.AT_REMOVEDIR)
+		if derr == nil {
+			return nil
+		}
+		if derr != unix.ENOTDIR {
+			var st unix.Stat_t
+			if unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				return derr
+			}
+		}
+		return err
+	})
+}
+
+// removeAll removes name and, if it is a directory, what it holds, each
+// entry looked up beneath b again; a missing name is no error.
+func (b beneath) removeAll(name string) error {
+	if name == "." {
+		return &fs.PathError{Op: "RemoveAll", Path: name, Err: syscall.EINVAL}
+	}
+	fi, err := b.stat("lstatat", name, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		if err := b.removeEntries(name); err != nil {
+			return err
+		}
+	}
+	err = b.remove(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// removeEntries removes what the directory name holds (removeAll).
+func (b beneath) removeEntries(name string) error {
+	fd, err := b.open("openat", name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	d := os.NewFile(uintptr(fd), name)
+	names, err := d.Readdirnames(-1) // all first: removing while reading could skip some
+	d.Close()
+	if err != nil {
+		return &fs.PathError{Op: "readdirent", Path: name, Err: unwrapPathError(err)}
+	}
+	for _, n := range names {
+		if err := b.removeAll(path.Join(name, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ignoringEINTRFd is ignoringEINTR for a call that returns a descriptor.
+func ignoringEINTRFd(call func() (int, error)) (int, error) {
+	for {
+		fd, err := call()
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
