@@ -31,8 +31,9 @@ import (
 //	DIFF_RANDOM_MIN=1       minimise each seed's first difference (ddmin)
 //	DIFF_RANDOM_SKIP=rename,hardlink  operation kinds never drawn ("multi":
 //	                        no SETSTAT of several attributes at once;
-//	                        copy-data,lsetstat,fsync: the sequences of
-//	                        the seeds from before those were drawn)
+//	                        copy-data,lsetstat,fsync,searchonly: the
+//	                        sequences of the seeds from before those
+//	                        were drawn)
 //	DIFF_RANDOM_VERBOSE=1   log every operation's answers
 //
 // The sequence depends on the seed alone, never on an answer, so both
@@ -340,7 +341,12 @@ var (
 		// lsetstat,fsync) draws the sequences of the seeds from before
 		// they were added.
 		{"copy-data", 2}, {"lsetstat", 1}, {"fsync", 1},
+		// A directory its user may search but not read (or neither),
+		// which the agent passes through since root.go's openat2.
+		{"searchonly", 1},
 	}
+	// randSearchModes are searchonly's modes.
+	randSearchModes = []uint32{0o311, 0o100, 0o300}
 )
 
 // randAttrs draws attributes to set; without multi, one at a time.
@@ -454,6 +460,10 @@ func genRandOps(seed uint64, n int, skip map[string]bool) []randOp {
 			}
 		case "setstat", "lsetstat":
 			o.path, o.a = path(), randAttrs(rng, !skip["multi"])
+		case "searchonly": // a SETSTAT of a directory's mode
+			o.kind = "setstat"
+			o.path = randDirs[rng.IntN(len(randDirs))]
+			o.a = perms(randSearchModes[rng.IntN(len(randSearchModes))])
 		case "mkdir":
 			o.path = path()
 			if rng.IntN(3) == 0 {
@@ -620,7 +630,7 @@ func (r *randRunner) run(name string, ops []randOp) randResult {
 		s.handles = map[string]string{}
 	}
 	var res randResult
-	k := newSFTPRandTrack(filepath.Join(r.ref.dir, name, "w"))
+	k := newSFTPRandTrack(filepath.Join(r.ref.dir, name, "w"), filepath.Join(r.ug.dir, name, "w"))
 	for i, o := range ops {
 		// Paths in answers name the run's directory as /ROOT: a
 		// shortened sequence runs in a directory of its own.
