@@ -2,12 +2,12 @@ package agent
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,9 +76,10 @@ func (rt *root) retry(err error) bool {
 // Name is the directory's host path.
 func (rt *root) Name() string { return rt.b.name }
 
-// Close releases the directory. A call made meanwhile fails (os.ErrClosed
-// through either way), as on a closed os.Root: the descriptor is an
-// *os.File's, closed once no call holds it.
+// Close releases the directory. A call made after it fails, as on a closed
+// os.Root ("use of closed file" through b): the descriptor is an
+// *os.File's, closed once no call holds it, so that no call meets its
+// number reused.
 func (rt *root) Close() error {
 	var err error
 	if rt.r != nil {
@@ -107,13 +108,17 @@ func (rt *root) OpenRoot(name string) (*root, error) {
 	sub := &root{b: beneath{dir: os.NewFile(uintptr(fd), hostPath), name: hostPath}}
 	if rt.r != nil {
 		// The os.Root of what fd holds: through rt.r, then checked to be
-		// that directory (a rename between the two opens would make it
-		// another). One the agent's user may not read is served by b.
+		// that directory. One the agent's user may not read, or another
+		// directory renamed there between the two opens, is left to b
+		// alone, which holds the one the scope named. (os.Root opens
+		// without O_DIRECTORY: a FIFO put there between the two opens
+		// would hold this open until a writer came, as it did before
+		// root existed; the user could only hold up its own session.)
 		if r, err := rt.r.OpenRoot(name); err == nil {
 			sub.r = r
 			if !sub.sameDir() {
-				sub.Close()
-				return nil, &fs.PathError{Op: "openat", Path: name, Err: fmt.Errorf("%w: the directory moved while it was opened", syscall.EAGAIN)}
+				r.Close()
+				sub.r = nil
 			}
 		}
 	}
@@ -130,6 +135,7 @@ func (rt *root) Stat(name string) (fs.FileInfo, error) {
 	return rt.b.stat("statat", name, true)
 }
 
+// Lstat is Stat of name itself, a final link not followed.
 func (rt *root) Lstat(name string) (fs.FileInfo, error) {
 	if rt.r != nil {
 		fi, err := rt.r.Lstat(name)
@@ -137,7 +143,7 @@ func (rt *root) Lstat(name string) (fs.FileInfo, error) {
 			return fi, err
 		}
 	}
-	return rt.b.stat("lstatat", name, false)
+	return rt.b.stat("statat", name, false)
 }
 
 func (rt *root) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
@@ -151,6 +157,10 @@ func (rt *root) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, err
 	if err != nil {
 		return nil, err
 	}
+	// Unlike os.Root's files, this one is not known to os as opened in a
+	// root: a directory's DirEntry.Info would lstat its entries by their
+	// host paths. The agent's listings fstatat them on the descriptor
+	// instead (Server.readDir).
 	return os.NewFile(uintptr(fd), path.Join(rt.b.name, name)), nil
 }
 
@@ -174,29 +184,58 @@ func (rt *root) MkdirAll(name string, perm fs.FileMode) error {
 			return err
 		}
 	}
-	switch fi, err := rt.b.stat("mkdirat", name, true); {
+	return rt.b.mkdirAll(name, perm, true, 0)
+}
+
+// mkdirAll is MkdirAll beneath b, with os.Root's answers: nil for a
+// directory (a link to one too), EEXIST for anything else, ENOTDIR for a
+// link to anything else; a link that leads nowhere yet has its target
+// made where it is a directory on the way (not final), and is EEXIST as
+// the name asked for. links counts the links followed so far.
+func (b beneath) mkdirAll(name string, perm fs.FileMode, final bool, links int) error {
+	switch fi, err := b.stat("mkdirat", name, true); {
 	case err == nil && fi.IsDir():
 		return nil
 	case err == nil:
-		return &fs.PathError{Op: "mkdirat", Path: name, Err: syscall.ENOTDIR}
+		errno := syscall.EEXIST
+		if li, lerr := b.stat("mkdirat", name, false); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+			errno = syscall.ENOTDIR
+		}
+		return &fs.PathError{Op: "mkdirat", Path: name, Err: errno}
 	case !errors.Is(err, fs.ErrNotExist):
 		return err // a link that leads out among them
 	}
 	if dir := path.Dir(name); dir != "." && dir != name {
-		if err := rt.MkdirAll(dir, perm); err != nil {
+		if err := b.mkdirAll(dir, perm, false, links); err != nil {
 			return err
 		}
 	}
-	err := rt.b.inParent("mkdirat", name, func(dfd int, base string) error {
+	err := b.inParent("mkdirat", name, func(dfd int, base string) error {
 		return unix.Mkdirat(dfd, base, fileMode(perm))
 	})
-	if errors.Is(err, fs.ErrExist) {
-		// Made meanwhile, as os.MkdirAll takes it.
-		if fi, serr := rt.b.stat("mkdirat", name, true); serr == nil && fi.IsDir() {
-			return nil
-		}
+	if !errors.Is(err, fs.ErrExist) {
+		return err
 	}
-	return err
+	if fi, serr := b.stat("mkdirat", name, true); serr == nil && fi.IsDir() {
+		return nil // made meanwhile
+	}
+	if final {
+		return err
+	}
+	// A link that leads nowhere yet: its target is made, as os.Root's
+	// MkdirAll makes it (beneath b: one leading out is refused there).
+	var target string
+	if rerr := b.inParent("readlinkat", name, func(dfd int, base string) error {
+		var err error
+		target, err = readlinkat(dfd, base)
+		return err
+	}); rerr != nil || links >= maxLinks {
+		return err
+	}
+	if path.IsAbs(target) {
+		return &fs.PathError{Op: "mkdirat", Path: name, Err: errEscapes}
+	}
+	return b.mkdirAll(path.Join(path.Dir(name), target), perm, false, links+1)
 }
 
 // Remove removes a file, or an empty directory, as os.Root's does.
@@ -255,19 +294,25 @@ func (rt *root) Readlink(name string) (string, error) {
 	}
 	var target string
 	err := rt.b.inParent("readlinkat", name, func(dfd int, base string) error {
-		for size := 256; ; size *= 2 {
-			buf := make([]byte, size)
-			n, err := unix.Readlinkat(dfd, base, buf)
-			if err != nil {
-				return err
-			}
-			if n < size {
-				target = string(buf[:n])
-				return nil
-			}
-		}
+		var err error
+		target, err = readlinkat(dfd, base)
+		return err
 	})
 	return target, err
+}
+
+// readlinkat is readlinkat(2) of base in dfd, whatever the target's length.
+func readlinkat(dfd int, base string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dfd, base, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
 }
 
 // Chmod sets name's mode, a final link followed within the directory.
@@ -278,7 +323,18 @@ func (rt *root) Chmod(name string, mode fs.FileMode) error {
 			return err
 		}
 	}
-	return rt.b.onPath("fchmodat", name, func(fd int) error { return fchmodPath(fd, fileMode(mode)) })
+	m := fileMode(mode)
+	return rt.b.onPath("chmodat", name, func(fd int) error {
+		err := unix.Fchmodat(fd, "", m, unix.AT_EMPTY_PATH)
+		switch err {
+		case unix.EOPNOTSUPP, unix.ENOSYS, unix.EINVAL, unix.EPERM:
+			// No fchmodat2 (before Linux 6.6), or a seccomp profile
+			// refusing it (EPERM is also a real refusal, which
+			// fchmod(2) gives again): through a descriptor for reading.
+			return rt.b.reopened(name, func(rfd int) error { return unix.Fchmod(rfd, m) })
+		}
+		return err
+	})
 }
 
 // Chown sets name's owner and group, a final link followed within the
@@ -290,7 +346,7 @@ func (rt *root) Chown(name string, uid, gid int) error {
 			return err
 		}
 	}
-	return rt.b.onPath("fchownat", name, func(fd int) error {
+	return rt.b.onPath("chownat", name, func(fd int) error {
 		return unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH)
 	})
 }
@@ -305,12 +361,12 @@ func (rt *root) Chtimes(name string, atime, mtime time.Time) error {
 		}
 	}
 	ts := []unix.Timespec{utimeSpec(atime), utimeSpec(mtime)}
-	return rt.b.onPath("utimensat", name, func(fd int) error {
+	return rt.b.onPath("chtimesat", name, func(fd int) error {
 		err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
 		if err == unix.EINVAL || err == unix.ENOENT {
-			// A kernel without AT_EMPTY_PATH for utimensat: through
-			// the descriptor's /proc link, which names the file itself.
-			err = unix.UtimesNanoAt(unix.AT_FDCWD, procFdPath(fd), ts, 0)
+			// A kernel whose utimensat takes no AT_EMPTY_PATH: through
+			// a descriptor for reading (futimens).
+			err = rt.b.reopened(name, func(rfd int) error { return futimens(rfd, ts) })
 		}
 		return err
 	})
@@ -339,21 +395,14 @@ func fileMode(perm fs.FileMode) uint32 {
 	return m
 }
 
-// fchmodPath sets the mode of what fd, an O_PATH descriptor, holds:
-// fchmodat2(2) with AT_EMPTY_PATH where the kernel has it (6.6), else
-// through the descriptor's /proc/self/fd link, which names the file
-// itself (no lookup by name that could meet another file).
-func fchmodPath(fd int, m uint32) error {
-	err := ignoringEINTR(func() error { return unix.Fchmodat(fd, "", m, unix.AT_EMPTY_PATH) })
-	switch err {
-	case unix.EOPNOTSUPP, unix.ENOSYS, unix.EINVAL:
-		return ignoringEINTR(func() error { return unix.Fchmodat(unix.AT_FDCWD, procFdPath(fd), m, 0) })
+// futimens sets the times of what fd holds: utimensat(2) with no name.
+func futimens(fd int, ts []unix.Timespec) error {
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
 	}
-	return err
+	return nil
 }
-
-// procFdPath is the /proc/self/fd link of fd.
-func procFdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
 
 // beneath resolves paths below a directory with openat2(2),
 // RESOLVE_BENEATH and RESOLVE_NO_MAGICLINKS: the kernel itself refuses,
@@ -461,6 +510,20 @@ func (b beneath) onPath(op, name string, fn func(fd int) error) error {
 	return nil
 }
 
+// reopened runs fn on name opened for reading beneath b (a final link
+// followed, non-blocking, so that a FIFO put there does not wait): the
+// fallback of calls an O_PATH descriptor cannot make on an older kernel,
+// which, unlike chmod(2) and utimensat(2), asks the read permission.
+// Never through /proc, which need not be procfs where the agent runs.
+func (b beneath) reopened(name string, fn func(fd int) error) error {
+	fd, err := b.openat2(name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return fn(fd)
+}
+
 // inParent runs fn on the directory that holds name, opened O_PATH
 // beneath b, and name's last component there (the directory itself, ".",
 // for "."); fn's error comes back as a *fs.PathError of op.
@@ -501,7 +564,7 @@ func (b beneath) inParent2(op, oldname, newname string, fn func(ofd int, obase s
 // remove unlinks name, or removes it as an empty directory, as os.Root's
 // Remove does: the error of the call that fits what name is.
 func (b beneath) remove(name string) error {
-	return b.inParent("unlinkat", name, func(dfd int, base string) error {
+	return b.inParent("removeat", name, func(dfd int, base string) error {
 		err := unix.Unlinkat(dfd, base, 0)
 		if err == nil {
 			return nil
@@ -520,49 +583,64 @@ func (b beneath) remove(name string) error {
 	})
 }
 
-// removeAll removes name and, if it is a directory, what it holds, each
-// entry looked up beneath b again; a missing name is no error.
+// removeAll removes name and, if it is a directory, what it holds, as
+// os.Root's RemoveAll does: name's directory is resolved beneath b once,
+// and everything below it through the descriptors of the directories
+// opened on the way, never through a link (a directory swapped for a link
+// meanwhile is removed as the link). A missing name is no error; the
+// first failure is returned after the rest was tried.
 func (b beneath) removeAll(name string) error {
 	if name == "." {
 		return &fs.PathError{Op: "RemoveAll", Path: name, Err: syscall.EINVAL}
 	}
-	fi, err := b.stat("lstatat", name, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() {
-		if err := b.removeEntries(name); err != nil {
-			return err
-		}
-	}
-	err = b.remove(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
-}
-
-// removeEntries removes what the directory name holds (removeAll).
-func (b beneath) removeEntries(name string) error {
-	fd, err := b.open("openat", name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return err
-	}
-	d := os.NewFile(uintptr(fd), name)
-	names, err := d.Readdirnames(-1) // all first: removing while reading could skip some
-	d.Close()
-	if err != nil {
-		return &fs.PathError{Op: "readdirent", Path: name, Err: unwrapPathError(err)}
-	}
-	for _, n := range names {
-		if err := b.removeAll(path.Join(name, n)); err != nil {
-			return err
-		}
+	err := b.withParent(name, removeAllAt)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return &fs.PathError{Op: "RemoveAll", Path: name, Err: err}
 	}
 	return nil
+}
+
+// removeAllAt removes base in the directory dfd and, if it is a directory,
+// what it holds (removeAll).
+func removeAllAt(dfd int, base string) error {
+	err := ignoringEINTR(func() error { return unix.Unlinkat(dfd, base, 0) })
+	if err == nil || err == unix.ENOENT {
+		return nil
+	}
+	var st unix.Stat_t
+	if serr := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); serr != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return err // not a directory: unlink's answer
+	}
+	fd, oerr := ignoringEINTRFd(func() (int, error) {
+		return unix.Openat(dfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	})
+	var first error
+	if oerr == nil {
+		d := os.NewFile(uintptr(fd), base)
+		names, rerr := d.Readdirnames(-1) // all first: removing while reading could skip some
+		first = unwrapPathError(rerr)
+		if err := withFd(d, func(fd int) error {
+			for _, n := range names {
+				if err := removeAllAt(fd, n); err != nil && first == nil {
+					first = err
+				}
+			}
+			return nil
+		}); err != nil && first == nil {
+			first = err
+		}
+		d.Close()
+	} else if oerr != unix.ENOENT {
+		first = oerr
+	}
+	err = ignoringEINTR(func() error { return unix.Unlinkat(dfd, base, unix.AT_REMOVEDIR) })
+	switch {
+	case err == nil || err == unix.ENOENT:
+		return first
+	case first != nil:
+		return first
+	}
+	return err
 }
 
 // ignoringEINTRFd is ignoringEINTR for a call that returns a descriptor.
