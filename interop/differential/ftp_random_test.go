@@ -215,7 +215,13 @@ var (
 		{"cwd", 4}, {"cdup", 2}, {"pwd", 3}, {"size", 4}, {"mdtm", 3}, {"mdtmset", 2}, {"mfmt", 2},
 		{"chmod", 4}, {"list", 5}, {"nlst", 3}, {"stat", 3}, {"mlsd", 3}, {"mlst", 3},
 		{"abortstor", 1}, {"abortretr", 1}, {"type", 2},
+		// Drawn last, so that DIFF_RANDOM_SKIP=searchonly draws the
+		// sequences of the seeds from before it: SITE CHMOD of a
+		// directory to a mode its user may search but not read (or
+		// neither), which the agent passes through since root.go.
+		{"searchonly", 1},
 	}
+	ftpRandSearchModes = []string{"311", "100", "300"}
 )
 
 // genFTPRandOps draws n operations from seed alone.
@@ -278,6 +284,12 @@ func genFTPRandOps(seed uint64, n int, skip map[string]bool) []ftpRandOp {
 			o.data = "partial data"
 		case "type":
 			o.mode = []string{"A", "I"}[rng.IntN(2)]
+		case "searchonly":
+			o.kind = "chmod"
+			// By its absolute path, within the run's directory: never
+			// the user's root, which later runs need.
+			o.path, o.abs = []string{".", "d", "x"}[rng.IntN(3)], true
+			o.mode = ftpRandSearchModes[rng.IntN(len(ftpRandSearchModes))]
 		}
 		switch kind {
 		case "reststor", "restretr", "rest":
@@ -714,6 +726,11 @@ type ftpRandFacts struct {
 	// parentSearch: the directory holding the path (links followed)
 	// could be searched, or there is none.
 	parentSearch bool
+	// parentRead: that directory could be read, or there is none.
+	parentRead bool
+	// moveUpUnread: a rename moves a directory that is, or holds, one
+	// its user may not read to fewer directories below the root.
+	moveUpUnread bool
 	asciiRest    bool // TYPE A with a REST of more than 0 pending
 	// rnfrElsewhere: an RNTO after an RNFR of a relative name answered
 	// in another working directory (whyRnfrNow).
@@ -738,7 +755,7 @@ func (k *ftpRandTrack) server(p string, abs bool, root string) string {
 }
 
 func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
-	f := ftpRandFacts{asciiRest: k.ascii && k.rest > 0, parentSearch: true}
+	f := ftpRandFacts{asciiRest: k.ascii && k.rest > 0, parentSearch: true, parentRead: true}
 	if fi, err := os.Stat(filepath.Join(k.disk, k.cwd)); err == nil {
 		f.cwdSearch = fi.Mode().Perm()&0o100 != 0
 	}
@@ -749,6 +766,7 @@ func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
 		}
 		if fi, err := os.Stat(filepath.Dir(disk)); err == nil {
 			f.parentSearch = fi.Mode().Perm()&0o100 != 0
+			f.parentRead = fi.Mode().Perm()&0o400 != 0
 		}
 		_, err := os.Lstat(disk)
 		f.exists = err == nil
@@ -765,6 +783,12 @@ func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
 	switch o.kind {
 	case "rnto", "rename":
 		f.to = k.realParent(k.server(o.path2, o.abs2, root))
+		src := f.from
+		if o.kind == "rnto" {
+			src = k.rnfr
+		}
+		depth := func(p string) int { return strings.Count(path.Clean("/"+p), "/") }
+		f.moveUpUnread = src != "" && depth(f.to) < depth(src) && unreadableDirIn(filepath.Join(k.disk, src))
 	}
 	f.rnfrElsewhere = o.kind == "rnto" && k.rnfrCwd != "" && k.rnfrCwd != k.cwd
 	if o.path != "" {
@@ -882,6 +906,19 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 	case (o.kind == "list" || o.kind == "nlst") && !facts.dir && facts.exists && !facts.cwdSearch &&
 		(ref == "1xx/2xx []" || ref == "1xx/2xx ") && listsOnly(ug, path.Base(o.path)):
 		return "vsftpd: a listing of a file is empty while the working directory cannot be searched"
+	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && facts.exists && facts.parentSearch &&
+		!facts.parentRead && (ref == "1xx/2xx []" || ref == "1xx/2xx " || ref == "213 []") &&
+		(listsOnly(ug, path.Base(o.path)) || listsOnly(strings.Replace(ug, "213 [", "1xx/2xx [", 1), path.Base(o.path))):
+		// vsftpd lists a file's directory for the file's name, which a
+		// directory its user may search but not read (0311, 0100) does
+		// not give; upgate, as ls -l, looks at the file itself.
+		return "vsftpd: a listing of a file is empty while its directory cannot be read"
+	case o.kind == "mlst" && ref == "error" && strings.HasPrefix(ug, "OK ") && facts.parentSearch && !facts.parentRead:
+		// vsftpd has no MLST: its stand-in, STAT of the path, lists the
+		// path's directory for it (as above).
+		return "vsftpd: no MLST, and STAT, its stand-in, shows nothing in a directory its user may not read"
+	case (o.kind == "rnto" || o.kind == "rename") && facts.moveUpUnread && strings.HasSuffix(ref, "250") && strings.HasSuffix(ug, "550"):
+		return rowMoveUpUnread
 	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && facts.cwdLinkElsewhere &&
 		(ref == "1xx/2xx []" || ref == "1xx/2xx " || ref == "213 []") &&
 		(listsOnly(ug, path.Base(o.path)) || listsOnly(strings.Replace(ug, "213 [", "1xx/2xx [", 1), path.Base(o.path))):
@@ -922,8 +959,9 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 	switch o.kind {
 	case "stat":
 		// vsftpd's STAT of a missing name that is also the working
-		// directory's shows that directory's "." line.
-		if strings.HasPrefix(ref, `213 ["." d`) && !strings.Contains(ref, "; ") && ug == "450" {
+		// directory's shows that directory's "." line (its parent's
+		// name, the ".." line: seed 2932).
+		if (strings.HasPrefix(ref, `213 ["." d`) || strings.HasPrefix(ref, `213 [".." d`)) && !strings.Contains(ref, "; ") && ug == "450" {
 			return "vsftpd: STAT of a missing name that is the working directory's shows its \".\" line"
 		}
 		// STAT of a path is its listing over the control connection:
@@ -1210,9 +1248,11 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 			switch {
 			case row == "" && apart != "":
 				row = apart
-			case row == rowRnfrNow, row != "" && (o.kind == "cwd" || o.kind == "cdup") && (a.ref == "250") != (a.ug == "250"):
-				// The servers now rename other files, or work in other
-				// directories (whyDotDot: seed 1323).
+			case row == rowRnfrNow, row == rowMoveUpUnread,
+				row != "" && (o.kind == "cwd" || o.kind == "cdup") && (a.ref == "250") != (a.ug == "250"):
+				// The servers now rename other files, hold other trees
+				// (a directory moved up on vsftpd only: seed 2840), or
+				// work in other directories (whyDotDot: seed 1323).
 				apart = row
 			}
 			res.diffs = append(res.diffs, randDiff{index: i, op: o.String(), ref: a.ref, ug: a.ug, row: row})

@@ -115,8 +115,14 @@ func (k *sftpRandTrack) saving(rel string) bool {
 // unreadableInside reports whether the directory at rel, or one inside
 // it, refuses its owner a read.
 func (k *sftpRandTrack) unreadableInside(rel string) bool {
+	return unreadableDirIn(filepath.Join(k.root, rel))
+}
+
+// unreadableDirIn reports whether the directory at disk, or one below it,
+// lacks its owner's read bit (the agent does not move it up).
+func unreadableDirIn(disk string) bool {
 	found := false
-	_ = filepath.WalkDir(filepath.Join(k.root, rel), func(p string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir(disk, func(p string, d os.DirEntry, err error) error {
 		if fi, serr := os.Lstat(p); serr == nil && fi.IsDir() && fi.Mode().Perm()&0o400 == 0 {
 			found = true
 		}
