@@ -903,8 +903,10 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		// CDUP leaves a directory whose search bit was taken away: ".."
 		// is the gateway's text (whyDotDot).
 		return "NLST /d/f1/.. (.. after a file)"
-	case (o.kind == "list" || o.kind == "nlst") && !facts.dir && facts.exists && !facts.cwdSearch &&
-		(ref == "1xx/2xx []" || ref == "1xx/2xx ") && listsOnly(ug, path.Base(o.path)):
+	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && facts.exists && !facts.cwdSearch &&
+		(ref == "1xx/2xx []" || ref == "1xx/2xx " || ref == "213 []") &&
+		(listsOnly(ug, path.Base(o.path)) || listsOnly(strings.Replace(ug, "213 [", "1xx/2xx [", 1), path.Base(o.path))):
+		// STAT's over the control connection too (seed 3245).
 		return "vsftpd: a listing of a file is empty while the working directory cannot be searched"
 	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && facts.exists && facts.parentSearch &&
 		!facts.parentRead && (ref == "1xx/2xx []" || ref == "1xx/2xx " || ref == "213 []") &&

@@ -104,8 +104,10 @@ func fmtAttrs(a attrs) string {
 // group columns (deliberateDiffs), a directory's link count (it counts
 // subdirectories that exist on one side only, see hasCtl) and a link's
 // size (its target's length, see fmtAttrs). The date of an entry whose
-// mtime is "now" (canonTime) keeps its shape with its digits as "n": the
-// two servers run minutes apart.
+// mtime is "now" (canonTime) keeps its month and day, digits as "n": the
+// two servers run minutes apart, and sftp-server shows the year instead
+// of the time for an mtime a second ahead of its clock (a file's time is
+// finer than time(3)'s on this kernel: TestSFTPRandom seed 12058).
 func longMode(e nameEntry) string {
 	f := strings.Fields(e.Long)
 	rest, ok := strings.CutSuffix(e.Long, " "+e.Name)
@@ -119,7 +121,7 @@ func longMode(e nameEntry) string {
 				return 'n'
 			}
 			return r
-		}, date)
+		}, date[:6]) + " now"
 	}
 	cols := f[0]
 	if strings.HasPrefix(f[0], "-") {
