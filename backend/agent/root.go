@@ -73,6 +73,25 @@ func (rt *root) retry(err error) bool {
 	return rt.b.dir != nil && errors.Is(err, syscall.EACCES)
 }
 
+// either makes a call of rt: through os.Root, and where os.Root is absent
+// or answers EACCES (retry), through beneath, whose answer then stands.
+func either[T any](rt *root, viaRoot func(*os.Root) (T, error), viaBeneath func() (T, error)) (T, error) {
+	if rt.r != nil {
+		v, err := viaRoot(rt.r)
+		if !rt.retry(err) {
+			return v, err
+		}
+	}
+	return viaBeneath()
+}
+
+// eitherErr is either for a call that returns only an error.
+func eitherErr(rt *root, viaRoot func(*os.Root) error, viaBeneath func() error) error {
+	_, err := either(rt, func(r *os.Root) (struct{}, error) { return struct{}{}, viaRoot(r) },
+		func() (struct{}, error) { return struct{}{}, viaBeneath() })
+	return err
+}
+
 // Name is the directory's host path.
 func (rt *root) Name() string { return rt.b.name }
 
@@ -125,66 +144,49 @@ func (rt *root) OpenRoot(name string) (*root, error) {
 	return sub, nil
 }
 
+// Stat is os.Root's Stat: what name leads to, a final link followed.
 func (rt *root) Stat(name string) (fs.FileInfo, error) {
-	if rt.r != nil {
-		fi, err := rt.r.Stat(name)
-		if !rt.retry(err) {
-			return fi, err
-		}
-	}
-	return rt.b.stat("statat", name, true)
+	return either(rt, func(r *os.Root) (fs.FileInfo, error) { return r.Stat(name) }, func() (fs.FileInfo, error) {
+		return rt.b.stat("statat", name, true)
+	})
 }
 
 // Lstat is Stat of name itself, a final link not followed.
 func (rt *root) Lstat(name string) (fs.FileInfo, error) {
-	if rt.r != nil {
-		fi, err := rt.r.Lstat(name)
-		if !rt.retry(err) {
-			return fi, err
-		}
-	}
-	return rt.b.stat("statat", name, false)
+	return either(rt, func(r *os.Root) (fs.FileInfo, error) { return r.Lstat(name) }, func() (fs.FileInfo, error) {
+		return rt.b.stat("statat", name, false)
+	})
 }
 
+// OpenFile is os.Root's OpenFile.
 func (rt *root) OpenFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
-	if rt.r != nil {
-		f, err := rt.r.OpenFile(name, flag, perm)
-		if !rt.retry(err) {
-			return f, err
+	return either(rt, func(r *os.Root) (*os.File, error) { return r.OpenFile(name, flag, perm) }, func() (*os.File, error) {
+		fd, err := rt.b.open("openat", name, flag, fileMode(perm))
+		if err != nil {
+			return nil, err
 		}
-	}
-	fd, err := rt.b.open("openat", name, flag, fileMode(perm))
-	if err != nil {
-		return nil, err
-	}
-	// Unlike os.Root's files, this one is not known to os as opened in a
-	// root: a directory's DirEntry.Info would lstat its entries by their
-	// host paths. The agent's listings fstatat them on the descriptor
-	// instead (Server.readDir).
-	return os.NewFile(uintptr(fd), path.Join(rt.b.name, name)), nil
+		// Unlike os.Root's files, this one is not known to os as
+		// opened in a root: a directory's DirEntry.Info would lstat
+		// its entries by their host paths. The agent's listings
+		// fstatat them on the descriptor instead (Server.readDir).
+		return os.NewFile(uintptr(fd), path.Join(rt.b.name, name)), nil
+	})
 }
 
+// Mkdir is os.Root's Mkdir.
 func (rt *root) Mkdir(name string, perm fs.FileMode) error {
-	if rt.r != nil {
-		err := rt.r.Mkdir(name, perm)
-		if !rt.retry(err) {
-			return err
-		}
-	}
-	return rt.b.inParent("mkdirat", name, func(dfd int, base string) error {
-		return unix.Mkdirat(dfd, base, fileMode(perm))
+	return eitherErr(rt, func(r *os.Root) error { return r.Mkdir(name, perm) }, func() error {
+		return rt.b.inParent("mkdirat", name, func(dfd int, base string) error {
+			return unix.Mkdirat(dfd, base, fileMode(perm))
+		})
 	})
 }
 
 // MkdirAll makes name and what is missing above it, as os.Root's does.
 func (rt *root) MkdirAll(name string, perm fs.FileMode) error {
-	if rt.r != nil {
-		err := rt.r.MkdirAll(name, perm)
-		if !rt.retry(err) {
-			return err
-		}
-	}
-	return rt.b.mkdirAll(name, perm, true, 0)
+	return eitherErr(rt, func(r *os.Root) error { return r.MkdirAll(name, perm) }, func() error {
+		return rt.b.mkdirAll(name, perm, true, 0)
+	})
 }
 
 // mkdirAll is MkdirAll beneath b, with os.Root's answers: nil for a
@@ -240,65 +242,49 @@ func (b beneath) mkdirAll(name string, perm fs.FileMode, final bool, links int) 
 
 // Remove removes a file, or an empty directory, as os.Root's does.
 func (rt *root) Remove(name string) error {
-	if rt.r != nil {
-		err := rt.r.Remove(name)
-		if !rt.retry(err) {
-			return err
-		}
-	}
-	return rt.b.remove(name)
+	return eitherErr(rt, func(r *os.Root) error { return r.Remove(name) }, func() error {
+		return rt.b.remove(name)
+	})
 }
 
 // RemoveAll removes name and what it holds, as os.Root's does; a missing
 // name is no error.
 func (rt *root) RemoveAll(name string) error {
-	if rt.r != nil {
-		err := rt.r.RemoveAll(name)
-		if !rt.retry(err) {
-			return err
-		}
-	}
-	return rt.b.removeAll(name)
+	return eitherErr(rt, func(r *os.Root) error { return r.RemoveAll(name) }, func() error {
+		return rt.b.removeAll(name)
+	})
 }
 
+// Link is os.Root's Link: a hard link, oldname itself (a link is not
+// followed).
 func (rt *root) Link(oldname, newname string) error {
-	if rt.r != nil {
-		err := rt.r.Link(oldname, newname)
-		if !rt.retry(err) {
-			return err
-		}
-	}
-	return rt.b.inParent2("linkat", oldname, newname, func(ofd int, obase string, nfd int, nbase string) error {
-		return unix.Linkat(ofd, obase, nfd, nbase, 0)
+	return eitherErr(rt, func(r *os.Root) error { return r.Link(oldname, newname) }, func() error {
+		return rt.b.inParent2("linkat", oldname, newname, func(ofd int, obase string, nfd int, nbase string) error {
+			return unix.Linkat(ofd, obase, nfd, nbase, 0)
+		})
 	})
 }
 
+// Symlink is os.Root's Symlink.
 func (rt *root) Symlink(target, name string) error {
-	if rt.r != nil {
-		err := rt.r.Symlink(target, name)
-		if !rt.retry(err) {
-			return err
-		}
-	}
-	return rt.b.inParent("symlinkat", name, func(dfd int, base string) error {
-		return unix.Symlinkat(target, dfd, base)
+	return eitherErr(rt, func(r *os.Root) error { return r.Symlink(target, name) }, func() error {
+		return rt.b.inParent("symlinkat", name, func(dfd int, base string) error {
+			return unix.Symlinkat(target, dfd, base)
+		})
 	})
 }
 
+// Readlink is os.Root's Readlink.
 func (rt *root) Readlink(name string) (string, error) {
-	if rt.r != nil {
-		target, err := rt.r.Readlink(name)
-		if !rt.retry(err) {
-			return target, err
-		}
-	}
-	var target string
-	err := rt.b.inParent("readlinkat", name, func(dfd int, base string) error {
-		var err error
-		target, err = readlinkat(dfd, base)
-		return err
+	return either(rt, func(r *os.Root) (string, error) { return r.Readlink(name) }, func() (string, error) {
+		var target string
+		err := rt.b.inParent("readlinkat", name, func(dfd int, base string) error {
+			var err error
+			target, err = readlinkat(dfd, base)
+			return err
+		})
+		return target, err
 	})
-	return target, err
 }
 
 // readlinkat is readlinkat(2) of base in dfd, whatever the target's length.
@@ -317,58 +303,46 @@ func readlinkat(dfd int, base string) (string, error) {
 
 // Chmod sets name's mode, a final link followed within the directory.
 func (rt *root) Chmod(name string, mode fs.FileMode) error {
-	if rt.r != nil {
-		err := rt.r.Chmod(name, mode)
-		if !rt.retry(err) {
+	return eitherErr(rt, func(r *os.Root) error { return r.Chmod(name, mode) }, func() error {
+		m := fileMode(mode)
+		return rt.b.onPath("chmodat", name, func(fd int) error {
+			err := unix.Fchmodat(fd, "", m, unix.AT_EMPTY_PATH)
+			switch err {
+			case unix.EOPNOTSUPP, unix.ENOSYS, unix.EINVAL, unix.EPERM:
+				// No fchmodat2 (before Linux 6.6), or a seccomp profile
+				// refusing it (EPERM is also a real refusal, which
+				// fchmod(2) gives again): through a descriptor for reading.
+				return rt.b.reopened(name, func(rfd int) error { return unix.Fchmod(rfd, m) })
+			}
 			return err
-		}
-	}
-	m := fileMode(mode)
-	return rt.b.onPath("chmodat", name, func(fd int) error {
-		err := unix.Fchmodat(fd, "", m, unix.AT_EMPTY_PATH)
-		switch err {
-		case unix.EOPNOTSUPP, unix.ENOSYS, unix.EINVAL, unix.EPERM:
-			// No fchmodat2 (before Linux 6.6), or a seccomp profile
-			// refusing it (EPERM is also a real refusal, which
-			// fchmod(2) gives again): through a descriptor for reading.
-			return rt.b.reopened(name, func(rfd int) error { return unix.Fchmod(rfd, m) })
-		}
-		return err
+		})
 	})
 }
 
 // Chown sets name's owner and group, a final link followed within the
 // directory.
 func (rt *root) Chown(name string, uid, gid int) error {
-	if rt.r != nil {
-		err := rt.r.Chown(name, uid, gid)
-		if !rt.retry(err) {
-			return err
-		}
-	}
-	return rt.b.onPath("chownat", name, func(fd int) error {
-		return unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH)
+	return eitherErr(rt, func(r *os.Root) error { return r.Chown(name, uid, gid) }, func() error {
+		return rt.b.onPath("chownat", name, func(fd int) error {
+			return unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH)
+		})
 	})
 }
 
 // Chtimes sets name's times, a final link followed within the directory;
 // a zero time leaves that time as it is, as os.Root's does.
 func (rt *root) Chtimes(name string, atime, mtime time.Time) error {
-	if rt.r != nil {
-		err := rt.r.Chtimes(name, atime, mtime)
-		if !rt.retry(err) {
+	return eitherErr(rt, func(r *os.Root) error { return r.Chtimes(name, atime, mtime) }, func() error {
+		ts := []unix.Timespec{utimeSpec(atime), utimeSpec(mtime)}
+		return rt.b.onPath("chtimesat", name, func(fd int) error {
+			err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
+			if err == unix.EINVAL || err == unix.ENOENT {
+				// A kernel whose utimensat takes no AT_EMPTY_PATH: through
+				// a descriptor for reading (futimens).
+				err = rt.b.reopened(name, func(rfd int) error { return futimens(rfd, ts) })
+			}
 			return err
-		}
-	}
-	ts := []unix.Timespec{utimeSpec(atime), utimeSpec(mtime)}
-	return rt.b.onPath("chtimesat", name, func(fd int) error {
-		err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
-		if err == unix.EINVAL || err == unix.ENOENT {
-			// A kernel whose utimensat takes no AT_EMPTY_PATH: through
-			// a descriptor for reading (futimens).
-			err = rt.b.reopened(name, func(rfd int) error { return futimens(rfd, ts) })
-		}
-		return err
+		})
 	})
 }
 
