@@ -269,7 +269,13 @@ var (
 		{"writefile", 4}, {"append", 3}, {"read", 4}, {"stat", 3}, {"lstat", 2}, {"truncate", 2},
 		{"rename", 3}, {"remove", 2}, {"mkdir", 2}, {"rmdir", 1}, {"symlink", 1}, {"link", 1},
 		{"chmod", 2}, {"chtimes", 2}, {"readdir", 3},
+		// Drawn last, so that DIFF_RANDOM_SKIP=searchonly draws the
+		// sequences of the seeds from before it: a chmod of a directory
+		// to a mode its user may search but not read (or neither),
+		// which the agent passes through since root.go.
+		{"searchonly", 1},
 	}
+	sshfsSearchModes = []os.FileMode{0o311, 0o100, 0o300}
 )
 
 // sshfsKind is a kind of call TestSSHFSRandom draws, and how often.
@@ -325,6 +331,9 @@ func genSSHFSOps(seed uint64, n int, skip map[string]bool) []sshfsOp {
 			o.path, o.to = p(), []string{"a", "d", "nowhere", "../a"}[rng.IntN(4)]
 		case "chmod":
 			o.path, o.mode = p(), sshfsModes[rng.IntN(len(sshfsModes))]
+		case "searchonly":
+			o.kind = "chmod"
+			o.path, o.mode = []string{".", "d", "x"}[rng.IntN(3)], sshfsSearchModes[rng.IntN(len(sshfsSearchModes))]
 		case "chtimes":
 			o.path, o.old = p(), rng.IntN(2) == 0
 		default:
