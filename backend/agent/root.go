@@ -312,7 +312,7 @@ func (rt *root) Chmod(name string, mode fs.FileMode) error {
 				// No fchmodat2 (before Linux 6.6), or a seccomp profile
 				// refusing it (EPERM is also a real refusal, which
 				// fchmod(2) gives again): through a descriptor for reading.
-				return rt.b.reopened(name, func(rfd int) error { return unix.Fchmod(rfd, m) })
+				return rt.b.reopened(fd, name, func(rfd int) error { return unix.Fchmod(rfd, m) })
 			}
 			return err
 		})
@@ -339,7 +339,7 @@ func (rt *root) Chtimes(name string, atime, mtime time.Time) error {
 			if err == unix.EINVAL || err == unix.ENOENT {
 				// A kernel whose utimensat takes no AT_EMPTY_PATH: through
 				// a descriptor for reading (futimens).
-				err = rt.b.reopened(name, func(rfd int) error { return futimens(rfd, ts) })
+				err = rt.b.reopened(fd, name, func(rfd int) error { return futimens(rfd, ts) })
 			}
 			return err
 		})
@@ -484,17 +484,33 @@ func (b beneath) onPath(op, name string, fn func(fd int) error) error {
 	return nil
 }
 
-// reopened runs fn on name opened for reading beneath b (a final link
-// followed, non-blocking, so that a FIFO put there does not wait): the
-// fallback of calls an O_PATH descriptor cannot make on an older kernel,
-// which, unlike chmod(2) and utimensat(2), asks the read permission.
-// Never through /proc, which need not be procfs where the agent runs.
-func (b beneath) reopened(name string, fn func(fd int) error) error {
+// reopened runs fn on name opened for reading beneath b, where it is still
+// the regular file or directory held (O_PATH): the fallback of calls an
+// O_PATH descriptor cannot make on an older kernel, which, unlike chmod(2)
+// and utimensat(2), asks the read permission. Nothing else is opened (a
+// device's open may act), and a name swapped meanwhile is refused
+// (EAGAIN). Never through /proc, which need not be procfs where the agent
+// runs.
+func (b beneath) reopened(held int, name string, fn func(fd int) error) error {
+	var want unix.Stat_t
+	if err := unix.Fstat(held, &want); err != nil {
+		return err
+	}
+	if t := want.Mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFDIR {
+		return errNotRegular
+	}
 	fd, err := b.openat2(name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
+	var got unix.Stat_t
+	if err := unix.Fstat(fd, &got); err != nil {
+		return err
+	}
+	if got.Dev != want.Dev || got.Ino != want.Ino {
+		return unix.EAGAIN
+	}
 	return fn(fd)
 }
 

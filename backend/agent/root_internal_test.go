@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // rootFixture is a tree of files, directories and links of every kind
@@ -177,5 +179,62 @@ func TestRemoveAllBeneathStaysPut(t *testing.T) {
 		if rerr != nil || len(left) != files {
 			t.Fatalf("run %d: RemoveAll(trash) answered %v; precious/ now holds %d of %d files (%v)", run, err, len(left), files, rerr)
 		}
+	}
+}
+
+// TestReopenedHoldsItsFile: the fallback an older kernel takes for chmod
+// and times by the second way (no fchmodat2, no utimensat AT_EMPTY_PATH;
+// this kernel has both, so it is called here directly) acts on the file it
+// held, and on nothing else: not a FIFO (whose open would wait or act),
+// not another file swapped in under the name.
+func TestReopenedHoldsItsFile(t *testing.T) {
+	d := t.TempDir()
+	for _, err := range []error{
+		os.WriteFile(filepath.Join(d, "f"), []byte("x"), 0o644),
+		os.WriteFile(filepath.Join(d, "g"), []byte("y"), 0o644),
+		syscall.Mkfifo(filepath.Join(d, "fifo"), 0o644),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt, err := openRoot(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if rt.b.dir == nil {
+		t.Skip("no openat2 here")
+	}
+	held := func(name string) int {
+		t.Helper()
+		fd, err := rt.b.openat2(name, unix.O_PATH, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Close(fd) })
+		return fd
+	}
+	chmod := func(m uint32) func(int) error {
+		return func(fd int) error { return syscall.Fchmod(fd, m) }
+	}
+	if err := rt.b.reopened(held("f"), "f", chmod(0o600)); err != nil {
+		t.Errorf("f: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(d, "f")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("f after: %v, %v; want 0600", fi, err)
+	}
+	if err := rt.b.reopened(held("fifo"), "fifo", chmod(0o600)); !errors.Is(err, errNotRegular) {
+		t.Errorf("fifo: %v, want errNotRegular", err)
+	}
+	fd := held("f")
+	if err := os.Rename(filepath.Join(d, "g"), filepath.Join(d, "f")); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.b.reopened(fd, "f", chmod(0o640)); !errors.Is(err, syscall.EAGAIN) {
+		t.Errorf("f swapped: %v, want EAGAIN", err)
+	}
+	if fi, err := os.Stat(filepath.Join(d, "f")); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("the file swapped in: %v, %v; want 0644 untouched", fi, err)
 	}
 }
