@@ -183,14 +183,6 @@ func (s *Server) openScope(dir string) (*scope, error) {
 	if dir == "." {
 		return &scope{r: s.root}, nil
 	}
-	// OpenRoot opens dir without O_DIRECTORY: a FIFO there would block
-	// it until a writer came. Open it as a directory that cannot wait
-	// first.
-	d, err := openDirIn(s.root, dir)
-	if err != nil {
-		return nil, err
-	}
-	d.Close()
 	r, err := s.root.OpenRoot(dir)
 	if err != nil {
 		return nil, err
@@ -456,12 +448,20 @@ func (c *scope) chmodDir(p string, mode fs.FileMode) error {
 // directory opened again for reading (fchmodReopened). Never through
 // /proc, which need not be procfs where the agent runs.
 func fchmodDir(fd int, m uint32) error {
+	return fchmodHeld(fd, m, func() error { return fchmodReopened(fd, m) })
+}
+
+// fchmodHeld sets the mode m of what fd (O_PATH) holds by fchmodat2 with
+// AT_EMPTY_PATH, or, where the kernel lacks it or a seccomp profile
+// refuses it, by reopened, which sets it through a descriptor opened
+// again for reading.
+func fchmodHeld(fd int, m uint32, reopened func() error) error {
 	err := ignoringEINTR(func() error { return unix.Fchmodat(fd, "", m, unix.AT_EMPTY_PATH) })
 	switch err {
 	case unix.EOPNOTSUPP, unix.ENOSYS, unix.EPERM, unix.EINVAL:
 		// EPERM is also a real refusal (not the owner): fchmod(2) then
 		// gives it again.
-		return fchmodReopened(fd, m)
+		return reopened()
 	}
 	return err
 }

@@ -39,8 +39,10 @@ func openRoot(dir string) (*root, error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, err := ignoringEINTRFd(func() (int, error) {
-		return unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	var fd int
+	err = ignoringEINTR(func() (err error) {
+		fd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		return err
 	})
 	if err != nil {
 		r.Close()
@@ -113,6 +115,14 @@ func (rt *root) Close() error {
 // OpenRoot opens the directory name below rt as a root of its own.
 func (rt *root) OpenRoot(name string) (*root, error) {
 	if rt.b.dir == nil {
+		// os.Root's OpenRoot opens name without O_DIRECTORY: a FIFO
+		// there would hold it until a writer came. name is opened as a
+		// directory, which cannot wait, first (b's open below is one).
+		d, err := openDirIn(rt, name)
+		if err != nil {
+			return nil, err
+		}
+		d.Close()
 		r, err := rt.r.OpenRoot(name)
 		if err != nil {
 			return nil, err
@@ -306,15 +316,9 @@ func (rt *root) Chmod(name string, mode fs.FileMode) error {
 	return eitherErr(rt, func(r *os.Root) error { return r.Chmod(name, mode) }, func() error {
 		m := fileMode(mode)
 		return rt.b.onPath("chmodat", name, func(fd int) error {
-			err := unix.Fchmodat(fd, "", m, unix.AT_EMPTY_PATH)
-			switch err {
-			case unix.EOPNOTSUPP, unix.ENOSYS, unix.EINVAL, unix.EPERM:
-				// No fchmodat2 (before Linux 6.6), or a seccomp profile
-				// refusing it (EPERM is also a real refusal, which
-				// fchmod(2) gives again): through a descriptor for reading.
+			return fchmodHeld(fd, m, func() error {
 				return rt.b.reopened(fd, name, func(rfd int) error { return unix.Fchmod(rfd, m) })
-			}
-			return err
+			})
 		})
 	})
 }
@@ -601,8 +605,10 @@ func removeAllAt(dfd int, base string) error {
 	if serr := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); serr != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return err // not a directory: unlink's answer
 	}
-	fd, oerr := ignoringEINTRFd(func() (int, error) {
-		return unix.Openat(dfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	var fd int
+	oerr := ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat(dfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		return err
 	})
 	var first error
 	if oerr == nil {
@@ -631,14 +637,4 @@ func removeAllAt(dfd int, base string) error {
 		return first
 	}
 	return err
-}
-
-// ignoringEINTRFd is ignoringEINTR for a call that returns a descriptor.
-func ignoringEINTRFd(call func() (int, error)) (int, error) {
-	for {
-		fd, err := call()
-		if err != unix.EINTR {
-			return fd, err
-		}
-	}
 }
