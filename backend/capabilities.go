@@ -78,6 +78,16 @@ func StatSearch(fsys afero.Fs, name string) (os.FileInfo, error) {
 	return fsys.Stat(name)
 }
 
+// MayChangeIn answers whether the user may add and remove entries in the
+// directory that holds name (ChangeChecker); without the capability it
+// answers an error wrapping errors.ErrUnsupported.
+func MayChangeIn(fsys afero.Fs, name string) error {
+	if c, ok := fsys.(ChangeChecker); ok {
+		return c.MayChangeIn(name)
+	}
+	return &fs.PathError{Op: "access", Path: name, Err: errors.ErrUnsupported}
+}
+
 // RemoveFile removes name, which must not be a directory (EISDIR), as
 // unlink(2) does (KindRemover); without the capability an Lstat checks the
 // kind first.

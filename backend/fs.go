@@ -20,6 +20,10 @@
 //   - DirSearcher: FTP CWD into a directory its user may not search
 //     refused, as chdir(2) refuses it. Without it CWD asks only that the
 //     path is a directory.
+//   - ChangeChecker: View answers a rename or a link that meets the
+//     session's upload in progress with the directory's refusal first, as
+//     the kernel orders its checks. Without it View answers the upload's
+//     own (ENOTDIR, EBUSY).
 //
 // Files may implement Upload (atomic uploads), TransferAborter,
 // TimesSetter and ModeSetter; FileWrapper passes them through wrappers.
@@ -130,6 +134,20 @@ type DirSearcher interface {
 	// StatSearch is Stat, failing with a PathError wrapping EACCES when
 	// name is a directory its user may not search.
 	StatSearch(name string) (os.FileInfo, error)
+}
+
+// ChangeChecker is a filesystem that says whether its user may add and
+// remove the entries of a directory, as link(2), unlink(2) and rename(2)
+// check before they look at the entries themselves. View asks it where it
+// answers for its upload in progress, which is not on disk yet.
+type ChangeChecker interface {
+	afero.Fs
+	// MayChangeIn answers nil when the user may add and remove entries in
+	// the directory that holds name (its write and search bits), or why
+	// not: EACCES, EROFS, or the directory's lookup error (ENOENT,
+	// ENOTDIR), in a *fs.PathError. A filesystem that cannot tell for
+	// name answers an error wrapping errors.ErrUnsupported.
+	MayChangeIn(name string) error
 }
 
 // KindRemover is a filesystem that removes an entry of one kind in one

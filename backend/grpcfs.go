@@ -95,6 +95,7 @@ var (
 	_ Hasher           = (*GRPCFs)(nil)
 	_ StatFSer         = (*GRPCFs)(nil)
 	_ DirSearcher      = (*GRPCFs)(nil)
+	_ ChangeChecker    = (*GRPCFs)(nil)
 	_ KindRemover      = (*GRPCFs)(nil)
 	_ HardLinker       = (*GRPCFs)(nil)
 	_ LinkTimesSetter  = (*GRPCFs)(nil)
@@ -246,6 +247,21 @@ func (g *GRPCFs) Stat(name string) (os.FileInfo, error) { return g.stat(name, fa
 // finds in the same request (an agent before that check answers the Stat
 // alone, and CWD then enters as it used to).
 func (g *GRPCFs) StatSearch(name string) (os.FileInfo, error) { return g.stat(name, true) }
+
+// MayChangeIn implements ChangeChecker: the agent checks the directory's
+// bits itself (faccessat(2)); an agent before that check cannot tell
+// (errors.ErrUnsupported).
+func (g *GRPCFs) MayChangeIn(name string) error {
+	if userPath(name) == "/" {
+		return &fs.PathError{Op: "access", Path: "/", Err: syscall.EACCES}
+	}
+	_, err := g.doNeeding(g.ctx, agentpb.FileFeature_FILE_FEATURE_MAY_CHANGE_IN, "MayChangeIn", "access", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_MayChangeIn{
+		MayChangeIn: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
+	if errors.Is(err, errLacksFeatures) {
+		return &fs.PathError{Op: "access", Path: userPath(name), Err: errors.ErrUnsupported}
+	}
+	return err
+}
 
 func (g *GRPCFs) stat(name string, search bool) (os.FileInfo, error) {
 	resp, err := g.do(g.ctx, "Stat", "stat", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_Stat{

@@ -44,6 +44,7 @@ var (
 	_ Hasher           = (*MountFs)(nil)
 	_ StatFSer         = (*MountFs)(nil)
 	_ DirSearcher      = (*MountFs)(nil)
+	_ ChangeChecker    = (*MountFs)(nil)
 	_ KindRemover      = (*MountFs)(nil)
 	_ HardLinker       = (*MountFs)(nil)
 	_ LinkTimesSetter  = (*MountFs)(nil)
@@ -239,6 +240,12 @@ func (m *MountFs) RemoveDir(name string) error {
 		return err
 	}
 	return m.pathOp("rmdir", name, func(f afero.Fs, rel string) error { return RemoveDir(f, rel) })
+}
+
+// MayChangeIn implements ChangeChecker; the directories above mount
+// points are read-only.
+func (m *MountFs) MayChangeIn(name string) error {
+	return m.pathOp("access", name, func(f afero.Fs, rel string) error { return MayChangeIn(f, rel) })
 }
 
 // RemoveAll implements afero.Fs.

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"syscall"
@@ -26,6 +27,7 @@ var (
 	_ HardLinker       = (*readOnly)(nil)
 	_ LinkTimesSetter  = (*readOnly)(nil)
 	_ DirSearcher      = (*readOnly)(nil)
+	_ ChangeChecker    = (*readOnly)(nil)
 )
 
 // errReadOnly matches both os.ErrPermission and syscall.EROFS.
@@ -61,6 +63,16 @@ func (r *readOnly) Chtimes(name string, _, _ time.Time) error {
 	return denied("chtimes", name)
 }
 func (r *readOnly) Stat(name string) (os.FileInfo, error) { return r.fs.Stat(name) }
+
+// MayChangeIn implements ChangeChecker: no directory may change, once
+// the one asked about is found (as faccessat(2) answers EROFS after the
+// lookup).
+func (r *readOnly) MayChangeIn(name string) error {
+	if err := MayChangeIn(r.fs, name); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		return err
+	}
+	return denied("access", name)
+}
 
 // StatSearch implements DirSearcher.
 func (r *readOnly) StatSearch(name string) (os.FileInfo, error) { return StatSearch(r.fs, name) }

@@ -809,9 +809,10 @@ func (v *View) Rename(oldname, newname string) error {
 		// (A directory into itself is EINVAL, the filesystem's answer.)
 		// The session's upload at newname is a file to it: a directory
 		// cannot replace it, as rename(2) answers ENOTDIR (it used to
-		// take its place and discard the upload).
+		// take its place and discard the upload), after the write bits
+		// of both directories (TestSFTPRandom seeds 9869, 12415).
 		if fi, err := Lstat(v.Fs, oldname); err == nil && fi.IsDir() {
-			return &os.LinkError{Op: "rename", Old: op, New: np, Err: syscall.ENOTDIR}
+			return &os.LinkError{Op: "rename", Old: op, New: np, Err: v.refusedBefore(syscall.ENOTDIR, oldname, newname)}
 		}
 	}
 	if u != nil {
@@ -950,11 +951,12 @@ func (v *View) Link(oldname, newname string) error {
 			return err
 		}
 		// A missing name, or a missing directory above it: link(2)
-		// answers the latter (TestSFTPRandom seed 8730).
+		// answers the latter (TestSFTPRandom seed 8730), and then a
+		// directory its user may not write.
 		if _, err := v.Fs.Stat(path.Dir(np)); err != nil {
 			return err
 		}
-		return &os.LinkError{Op: "link", Old: op, New: np, Err: syscall.EBUSY}
+		return &os.LinkError{Op: "link", Old: op, New: np, Err: v.refusedBefore(syscall.EBUSY, newname)}
 	case v.upload(np) != nil:
 		v.settle()
 		if _, err := Lstat(v.Fs, oldname); err != nil {
@@ -964,6 +966,28 @@ func (v *View) Link(oldname, newname string) error {
 	}
 	v.settle()
 	return Link(v.Fs, oldname, newname)
+}
+
+// refusedBefore is own, the View's answer for a rename or a link that
+// meets its upload in progress (not on disk yet, so the filesystem cannot
+// answer for it), unless the directory that holds one of names refuses
+// its user changes (ChangeChecker): the kernel checks those write bits
+// first. Without the capability it is own.
+func (v *View) refusedBefore(own syscall.Errno, names ...string) error {
+	for _, name := range names {
+		err := MayChangeIn(v.Fs, name)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, errors.ErrUnsupported) {
+			break
+		}
+		if pe, ok := errors.AsType[*fs.PathError](err); ok {
+			return pe.Err
+		}
+		return err
+	}
+	return own
 }
 
 // ReadlinkIfPossible implements afero.LinkReader.

@@ -533,6 +533,25 @@ func (s *Server) Readlink(ctx context.Context, req *agentpb.PathRequest) (*agent
 	return inScope(s, ctx, "Readlink", func(sc *scope) (*agentpb.ReadlinkResponse, error) { return s.readlink(sc, req) })
 }
 
+// mayChangeIn answers whether the scope's user may add and remove entries
+// in the directory that holds the path (SessionRequest.may_change_in).
+func (s *Server) mayChangeIn(sc *scope, req *agentpb.PathRequest) (*agentpb.Empty, error) {
+	ps, err := cleanIn(sc, req.GetPath())
+	if err != nil {
+		return nil, s.fail("MayChangeIn", string(req.GetPath()), err)
+	}
+	p := ps[0]
+	if sc.in(p) == "." {
+		// The scope's own directory is not the session's to change:
+		// its parent lies outside it.
+		return nil, s.fail("MayChangeIn", p, &fs.PathError{Op: "access", Path: p, Err: syscall.EACCES})
+	}
+	if err := sc.mayChangeIn(p); err != nil {
+		return nil, s.fail("MayChangeIn", p, &fs.PathError{Op: "access", Path: p, Err: err})
+	}
+	return &agentpb.Empty{}, nil
+}
+
 func (s *Server) readlink(sc *scope, req *agentpb.PathRequest) (*agentpb.ReadlinkResponse, error) {
 	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {

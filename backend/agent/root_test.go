@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/afero"
 
+	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/internal/agenttest"
 )
 
@@ -224,6 +225,31 @@ func searchOnlyChild(t *testing.T, dir string) {
 	must("rmdir d300/sub", all.Remove("/d300/sub"))
 	if _, err := afero.ReadDir(all, "/d300"); !errors.Is(err, fs.ErrPermission) {
 		t.Errorf("readdir /d300 (0300): %v, want a permission error", err)
+	}
+
+	// MayChangeIn (SessionRequest.may_change_in) asks the directory's
+	// write and search bits of nobody, as link(2) and rename(2) do:
+	// root's 0711 home refuses, nobody's own 0300 allows, a scope's own
+	// directory is not the session's to change (its parent lies outside
+	// it), and a missing directory or a file on the way answer as the
+	// lookup does.
+	for _, c := range []struct {
+		fsys *backend.GRPCFs
+		name string
+		want error
+	}{
+		{all, "/home/x", syscall.EACCES},
+		{all, "/home/alice/x", nil},
+		{all, "/d300/g", nil},
+		{alice, "/app/new.php", nil},
+		{alice, "/", syscall.EACCES},
+		{alice, "/missing/x", syscall.ENOENT},
+		{alice, "/f/x", syscall.ENOTDIR},
+	} {
+		err := c.fsys.MayChangeIn(c.name)
+		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
+			t.Errorf("MayChangeIn(%s) of %s: %v, want %v", c.name, c.fsys.Name(), err, c.want)
+		}
 	}
 	a.WaitIdle(t, 5*time.Second)
 }

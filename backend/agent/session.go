@@ -28,7 +28,8 @@ const Protocol = 2
 const features = uint32(agentpb.FileFeature_FILE_FEATURE_POSTED_OPEN | agentpb.FileFeature_FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS |
 	agentpb.FileFeature_FILE_FEATURE_SESSION_VIEW | agentpb.FileFeature_FILE_FEATURE_CLOSE_WITH_WRITE |
 	agentpb.FileFeature_FILE_FEATURE_POSTED_FAILURE_ABORTS | agentpb.FileFeature_FILE_FEATURE_EPOCH_TIMES |
-	agentpb.FileFeature_FILE_FEATURE_REMOVE_KIND | agentpb.FileFeature_FILE_FEATURE_LISTING_ATTRS)
+	agentpb.FileFeature_FILE_FEATURE_REMOVE_KIND | agentpb.FileFeature_FILE_FEATURE_LISTING_ATTRS |
+	agentpb.FileFeature_FILE_FEATURE_MAY_CHANGE_IN)
 
 const (
 	// fileQueue is how many requests one open file may have waiting for
@@ -207,6 +208,8 @@ func (ss *session) dispatch(req *agentpb.SessionRequest) {
 		empty(s.symlink(sc, op.Symlink))
 	case *agentpb.SessionRequest_Link:
 		empty(s.link(sc, op.Link))
+	case *agentpb.SessionRequest_MayChangeIn:
+		empty(s.mayChangeIn(sc, op.MayChangeIn))
 	case *agentpb.SessionRequest_Readlink:
 		r, err := s.readlink(sc, op.Readlink)
 		ss.reply(id, &agentpb.SessionResponse{Result: &agentpb.SessionResponse_Readlink{Readlink: r}}, err)

@@ -259,6 +259,13 @@ const (
 	// InvalidArgument; the gateway then reads and sets the directory by its
 	// path.
 	FileFeature_FILE_FEATURE_LISTING_ATTRS FileFeature = 128
+	// SessionRequest.may_change_in is served. The gateway asks it where it
+	// answers for the session's upload in progress, which is not on disk
+	// yet, so that the directory's refusal comes before the upload's own
+	// answer, as the kernel's order has it (a directory renamed onto the
+	// upload: EACCES before ENOTDIR; a link of the upload: EACCES before
+	// EBUSY). Without it the gateway answers the upload's own.
+	FileFeature_FILE_FEATURE_MAY_CHANGE_IN FileFeature = 256
 )
 
 // Enum value maps for FileFeature.
@@ -273,6 +280,7 @@ var (
 		32:  "FILE_FEATURE_EPOCH_TIMES",
 		64:  "FILE_FEATURE_REMOVE_KIND",
 		128: "FILE_FEATURE_LISTING_ATTRS",
+		256: "FILE_FEATURE_MAY_CHANGE_IN",
 	}
 	FileFeature_value = map[string]int32{
 		"FILE_FEATURE_UNSPECIFIED":                     0,
@@ -284,6 +292,7 @@ var (
 		"FILE_FEATURE_EPOCH_TIMES":                     32,
 		"FILE_FEATURE_REMOVE_KIND":                     64,
 		"FILE_FEATURE_LISTING_ATTRS":                   128,
+		"FILE_FEATURE_MAY_CHANGE_IN":                   256,
 	}
 )
 
@@ -2736,6 +2745,7 @@ type SessionRequest struct {
 	//	*SessionRequest_Unlink
 	//	*SessionRequest_Move
 	//	*SessionRequest_Close
+	//	*SessionRequest_MayChangeIn
 	Op isSessionRequest_Op `protobuf_oneof:"op"`
 	// posted, on a request on an open file, says the gateway does not wait
 	// for its reply: if it fails, the file's close aborts instead of
@@ -3040,6 +3050,15 @@ func (x *SessionRequest) GetClose() *CloseOp {
 	return nil
 }
 
+func (x *SessionRequest) GetMayChangeIn() *PathRequest {
+	if x != nil {
+		if x, ok := x.Op.(*SessionRequest_MayChangeIn); ok {
+			return x.MayChangeIn
+		}
+	}
+	return nil
+}
+
 func (x *SessionRequest) GetPosted() bool {
 	if x != nil {
 		return x.Posted
@@ -3165,6 +3184,16 @@ type SessionRequest_Close struct {
 	Close *CloseOp `protobuf:"bytes,29,opt,name=close,proto3,oneof"`
 }
 
+type SessionRequest_MayChangeIn struct {
+	// may_change_in answers whether the session's user may add and
+	// remove entries in the directory that holds path (its write and
+	// search bits, faccessat(2) with AT_EACCESS), as link(2), unlink(2)
+	// and rename(2) check before they look at the entries themselves:
+	// done, or why not (EACCES, EROFS, or the directory's lookup error).
+	// Nothing is changed. FILE_FEATURE_MAY_CHANGE_IN.
+	MayChangeIn *PathRequest `protobuf:"bytes,31,opt,name=may_change_in,json=mayChangeIn,proto3,oneof"`
+}
+
 func (*SessionRequest_Hello) isSessionRequest_Op() {}
 
 func (*SessionRequest_Stat) isSessionRequest_Op() {}
@@ -3218,6 +3247,8 @@ func (*SessionRequest_Unlink) isSessionRequest_Op() {}
 func (*SessionRequest_Move) isSessionRequest_Op() {}
 
 func (*SessionRequest_Close) isSessionRequest_Op() {}
+
+func (*SessionRequest_MayChangeIn) isSessionRequest_Op() {}
 
 // SessionResponse answers one SessionRequest.
 type SessionResponse struct {
@@ -3606,7 +3637,7 @@ const file_agent_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
 	"\bfeatures\x18\x03 \x01(\rR\bfeatures\"\x1d\n" +
 	"\tReadDirOp\x12\x10\n" +
-	"\x03max\x18\x01 \x01(\x05R\x03max\"\x85\f\n" +
+	"\x03max\x18\x01 \x01(\x05R\x03max\"\xc9\f\n" +
 	"\x0eSessionRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04file\x18\x02 \x01(\x04R\x04file\x125\n" +
@@ -3637,7 +3668,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x06fchmod\x18\x1a \x01(\v2\x18.upgate.agent.v1.ChmodOpH\x00R\x06fchmod\x123\n" +
 	"\x06unlink\x18\x1b \x01(\v2\x19.upgate.agent.v1.UnlinkOpH\x00R\x06unlink\x12-\n" +
 	"\x04move\x18\x1c \x01(\v2\x17.upgate.agent.v1.MoveOpH\x00R\x04move\x120\n" +
-	"\x05close\x18\x1d \x01(\v2\x18.upgate.agent.v1.CloseOpH\x00R\x05close\x12\x16\n" +
+	"\x05close\x18\x1d \x01(\v2\x18.upgate.agent.v1.CloseOpH\x00R\x05close\x12B\n" +
+	"\rmay_change_in\x18\x1f \x01(\v2\x1c.upgate.agent.v1.PathRequestH\x00R\vmayChangeIn\x12\x16\n" +
 	"\x06posted\x18\x1e \x01(\bR\x06postedB\x04\n" +
 	"\x02op\"\xfc\x04\n" +
 	"\x0fSessionResponse\x12\x0e\n" +
@@ -3676,7 +3708,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x10OPEN_FLAG_CREATE\x10\b\x12\x12\n" +
 	"\x0eOPEN_FLAG_EXCL\x10\x10\x12\x13\n" +
 	"\x0fOPEN_FLAG_TRUNC\x10 \x12\x12\n" +
-	"\x0eOPEN_FLAG_SYNC\x10@*\xc2\x02\n" +
+	"\x0eOPEN_FLAG_SYNC\x10@*\xe3\x02\n" +
 	"\vFileFeature\x12\x1c\n" +
 	"\x18FILE_FEATURE_UNSPECIFIED\x10\x00\x120\n" +
 	",FILE_FEATURE_CLOSE_AFTER_FAILED_WRITE_ABORTS\x10\x01\x12\x1d\n" +
@@ -3686,7 +3718,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x18FILE_FEATURE_POSTED_OPEN\x10\x10\x12\x1c\n" +
 	"\x18FILE_FEATURE_EPOCH_TIMES\x10 \x12\x1c\n" +
 	"\x18FILE_FEATURE_REMOVE_KIND\x10@\x12\x1f\n" +
-	"\x1aFILE_FEATURE_LISTING_ATTRS\x10\x80\x012\xa2\t\n" +
+	"\x1aFILE_FEATURE_LISTING_ATTRS\x10\x80\x01\x12\x1f\n" +
+	"\x1aFILE_FEATURE_MAY_CHANGE_IN\x10\x80\x022\xa2\t\n" +
 	"\x05Agent\x12P\n" +
 	"\aSession\x12\x1f.upgate.agent.v1.SessionRequest\x1a .upgate.agent.v1.SessionResponse(\x010\x01\x12?\n" +
 	"\x04Stat\x12\x1c.upgate.agent.v1.PathRequest\x1a\x19.upgate.agent.v1.FileInfo\x12@\n" +
@@ -3814,55 +3847,56 @@ var file_agent_proto_depIdxs = []int32{
 	31, // 45: upgate.agent.v1.SessionRequest.unlink:type_name -> upgate.agent.v1.UnlinkOp
 	32, // 46: upgate.agent.v1.SessionRequest.move:type_name -> upgate.agent.v1.MoveOp
 	30, // 47: upgate.agent.v1.SessionRequest.close:type_name -> upgate.agent.v1.CloseOp
-	34, // 48: upgate.agent.v1.SessionResponse.error:type_name -> upgate.agent.v1.Error
-	39, // 49: upgate.agent.v1.SessionResponse.hello:type_name -> upgate.agent.v1.SessionHelloResult
-	6,  // 50: upgate.agent.v1.SessionResponse.info:type_name -> upgate.agent.v1.FileInfo
-	4,  // 51: upgate.agent.v1.SessionResponse.done:type_name -> upgate.agent.v1.Empty
-	16, // 52: upgate.agent.v1.SessionResponse.readlink:type_name -> upgate.agent.v1.ReadlinkResponse
-	18, // 53: upgate.agent.v1.SessionResponse.hash:type_name -> upgate.agent.v1.HashResponse
-	19, // 54: upgate.agent.v1.SessionResponse.statfs:type_name -> upgate.agent.v1.StatFSResponse
-	7,  // 55: upgate.agent.v1.SessionResponse.entries:type_name -> upgate.agent.v1.ReadDirResponse
-	35, // 56: upgate.agent.v1.SessionResponse.read:type_name -> upgate.agent.v1.ReadResult
-	36, // 57: upgate.agent.v1.SessionResponse.write:type_name -> upgate.agent.v1.WriteResult
-	41, // 58: upgate.agent.v1.Agent.Session:input_type -> upgate.agent.v1.SessionRequest
-	5,  // 59: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
-	5,  // 60: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
-	5,  // 61: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
-	33, // 62: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
-	8,  // 63: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
-	9,  // 64: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
-	10, // 65: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
-	11, // 66: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
-	12, // 67: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
-	13, // 68: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
-	14, // 69: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
-	15, // 70: upgate.agent.v1.Agent.Link:input_type -> upgate.agent.v1.LinkRequest
-	5,  // 71: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
-	17, // 72: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
-	5,  // 73: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
-	20, // 74: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
-	42, // 75: upgate.agent.v1.Agent.Session:output_type -> upgate.agent.v1.SessionResponse
-	6,  // 76: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
-	6,  // 77: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
-	7,  // 78: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
-	37, // 79: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
-	4,  // 80: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
-	4,  // 81: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
-	4,  // 82: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
-	4,  // 83: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
-	4,  // 84: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
-	4,  // 85: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
-	4,  // 86: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
-	4,  // 87: upgate.agent.v1.Agent.Link:output_type -> upgate.agent.v1.Empty
-	16, // 88: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
-	18, // 89: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
-	19, // 90: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
-	21, // 91: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
-	75, // [75:92] is the sub-list for method output_type
-	58, // [58:75] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	5,  // 48: upgate.agent.v1.SessionRequest.may_change_in:type_name -> upgate.agent.v1.PathRequest
+	34, // 49: upgate.agent.v1.SessionResponse.error:type_name -> upgate.agent.v1.Error
+	39, // 50: upgate.agent.v1.SessionResponse.hello:type_name -> upgate.agent.v1.SessionHelloResult
+	6,  // 51: upgate.agent.v1.SessionResponse.info:type_name -> upgate.agent.v1.FileInfo
+	4,  // 52: upgate.agent.v1.SessionResponse.done:type_name -> upgate.agent.v1.Empty
+	16, // 53: upgate.agent.v1.SessionResponse.readlink:type_name -> upgate.agent.v1.ReadlinkResponse
+	18, // 54: upgate.agent.v1.SessionResponse.hash:type_name -> upgate.agent.v1.HashResponse
+	19, // 55: upgate.agent.v1.SessionResponse.statfs:type_name -> upgate.agent.v1.StatFSResponse
+	7,  // 56: upgate.agent.v1.SessionResponse.entries:type_name -> upgate.agent.v1.ReadDirResponse
+	35, // 57: upgate.agent.v1.SessionResponse.read:type_name -> upgate.agent.v1.ReadResult
+	36, // 58: upgate.agent.v1.SessionResponse.write:type_name -> upgate.agent.v1.WriteResult
+	41, // 59: upgate.agent.v1.Agent.Session:input_type -> upgate.agent.v1.SessionRequest
+	5,  // 60: upgate.agent.v1.Agent.Stat:input_type -> upgate.agent.v1.PathRequest
+	5,  // 61: upgate.agent.v1.Agent.Lstat:input_type -> upgate.agent.v1.PathRequest
+	5,  // 62: upgate.agent.v1.Agent.ReadDir:input_type -> upgate.agent.v1.PathRequest
+	33, // 63: upgate.agent.v1.Agent.Open:input_type -> upgate.agent.v1.FileRequest
+	8,  // 64: upgate.agent.v1.Agent.Mkdir:input_type -> upgate.agent.v1.MkdirRequest
+	9,  // 65: upgate.agent.v1.Agent.Remove:input_type -> upgate.agent.v1.RemoveRequest
+	10, // 66: upgate.agent.v1.Agent.Rename:input_type -> upgate.agent.v1.RenameRequest
+	11, // 67: upgate.agent.v1.Agent.Chmod:input_type -> upgate.agent.v1.ChmodRequest
+	12, // 68: upgate.agent.v1.Agent.Chown:input_type -> upgate.agent.v1.ChownRequest
+	13, // 69: upgate.agent.v1.Agent.Chtimes:input_type -> upgate.agent.v1.ChtimesRequest
+	14, // 70: upgate.agent.v1.Agent.Symlink:input_type -> upgate.agent.v1.SymlinkRequest
+	15, // 71: upgate.agent.v1.Agent.Link:input_type -> upgate.agent.v1.LinkRequest
+	5,  // 72: upgate.agent.v1.Agent.Readlink:input_type -> upgate.agent.v1.PathRequest
+	17, // 73: upgate.agent.v1.Agent.Hash:input_type -> upgate.agent.v1.HashRequest
+	5,  // 74: upgate.agent.v1.Agent.StatFS:input_type -> upgate.agent.v1.PathRequest
+	20, // 75: upgate.agent.v1.Agent.Status:input_type -> upgate.agent.v1.StatusRequest
+	42, // 76: upgate.agent.v1.Agent.Session:output_type -> upgate.agent.v1.SessionResponse
+	6,  // 77: upgate.agent.v1.Agent.Stat:output_type -> upgate.agent.v1.FileInfo
+	6,  // 78: upgate.agent.v1.Agent.Lstat:output_type -> upgate.agent.v1.FileInfo
+	7,  // 79: upgate.agent.v1.Agent.ReadDir:output_type -> upgate.agent.v1.ReadDirResponse
+	37, // 80: upgate.agent.v1.Agent.Open:output_type -> upgate.agent.v1.FileResponse
+	4,  // 81: upgate.agent.v1.Agent.Mkdir:output_type -> upgate.agent.v1.Empty
+	4,  // 82: upgate.agent.v1.Agent.Remove:output_type -> upgate.agent.v1.Empty
+	4,  // 83: upgate.agent.v1.Agent.Rename:output_type -> upgate.agent.v1.Empty
+	4,  // 84: upgate.agent.v1.Agent.Chmod:output_type -> upgate.agent.v1.Empty
+	4,  // 85: upgate.agent.v1.Agent.Chown:output_type -> upgate.agent.v1.Empty
+	4,  // 86: upgate.agent.v1.Agent.Chtimes:output_type -> upgate.agent.v1.Empty
+	4,  // 87: upgate.agent.v1.Agent.Symlink:output_type -> upgate.agent.v1.Empty
+	4,  // 88: upgate.agent.v1.Agent.Link:output_type -> upgate.agent.v1.Empty
+	16, // 89: upgate.agent.v1.Agent.Readlink:output_type -> upgate.agent.v1.ReadlinkResponse
+	18, // 90: upgate.agent.v1.Agent.Hash:output_type -> upgate.agent.v1.HashResponse
+	19, // 91: upgate.agent.v1.Agent.StatFS:output_type -> upgate.agent.v1.StatFSResponse
+	21, // 92: upgate.agent.v1.Agent.Status:output_type -> upgate.agent.v1.StatusResponse
+	76, // [76:93] is the sub-list for method output_type
+	59, // [59:76] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -3920,6 +3954,7 @@ func file_agent_proto_init() {
 		(*SessionRequest_Unlink)(nil),
 		(*SessionRequest_Move)(nil),
 		(*SessionRequest_Close)(nil),
+		(*SessionRequest_MayChangeIn)(nil),
 	}
 	file_agent_proto_msgTypes[38].OneofWrappers = []any{
 		(*SessionResponse_Hello)(nil),

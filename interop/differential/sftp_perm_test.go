@@ -419,6 +419,36 @@ func sftpPermSteps() []sftpStep {
 			}
 			return out + " " + s.closeH(s.a, "rd") + " " + stat("/perm/rodir/rd")(s)
 		}},
+		// A directory renamed onto the session's new file in progress:
+		// rename(2) checks both directories' write and search bits before
+		// the kinds (EACCES where either refuses it, ENOTDIR once both
+		// allow it), where the disk has nothing at the new name yet
+		// (TestSFTPRandom seeds 9869, 12415, 13156: upgate answered the
+		// upload's ENOTDIR first).
+		{"perm: upload /perm/rdu/u open, posix-rename the directories /perm/rdu/d and /perm/rdo onto it with /perm/rdu made 0555, 0100 and again 0755, close", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/perm/rdu/", "/perm/rdu/d/", "/perm/rdo/")
+			out += " " + s.open(s.a, "rdu", "/perm/rdu/u", pfWrite|pfCreat|pfTrunc, attrs{})
+			for _, mode := range []uint32{0o555, 0o100, 0o755} {
+				out += " " + chmod("/perm/rdu", mode)(s)
+				for _, from := range []string{"/perm/rdu/d", "/perm/rdo"} {
+					r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p(from)), s.p("/perm/rdu/u")))
+					out += " " + s.res(r, err)
+				}
+			}
+			r, err := s.a.write(s.h("rdu"), 0, []byte("kept"))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rdu") + " " + content("/perm/rdu/u")(s) + " " + stat("/perm/rdu/d")(s) + " " + stat("/perm/rdo")(s)
+		}},
+		// A hard link of the session's upload in progress into a directory
+		// its user may not write: link(2)'s EACCES, before upgate's own
+		// refusal of the upload (EBUSY, deliberate: a row of
+		// deliberateDiffs), which is only the answer where link(2) would
+		// succeed.
+		{"perm: upload /perm/hlu open, hardlink it into /perm/rodir (0555), close", func(s *sftpSide) string {
+			out := s.open(s.a, "hlu", "/perm/hlu", pfWrite|pfCreat|pfTrunc, attrs{}) + " " + chmod("/perm/rodir", 0o555)(s)
+			r, err := s.a.extended("hardlink@openssh.com", str(str(nil, s.p("/perm/hlu")), s.p("/perm/rodir/hlu")))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "hlu") + " " + chmod("/perm/rodir", 0o755)(s)
+			return out + " " + stat("/perm/rodir/hlu")(s)
+		}},
 		{"perm: content /perm/rodir/late, /perm/rodir/in, /perm/rodir/lx", func(s *sftpSide) string {
 			return content("/perm/rodir/late")(s) + " " + content("/perm/rodir/in")(s) + " " + content("/perm/rodir/lx")(s)
 		}},
