@@ -84,7 +84,7 @@ const (
 	whyHardLink = "a truncating upload is atomic: it replaces the file by a rename, so other hard links keep " +
 		"the old content, as with any atomic writer (rsync, editors' backupcopy=no)"
 	whyLinkUpload = "an upload in progress has no name on disk yet to link to: hardlink@openssh.com of one is refused " +
-		"as busy (EBUSY), and git, which links its object files into place, falls back to a rename (backend/view.go, View.Link)"
+		"as busy (EBUSY), and git, which links its object files into place, falls back to a rename (backend/view_fs.go, View.Link)"
 	whyCopyDataOK = "copy-data whose read or write fails answers the failure; sftp-server answers OK when the piece " +
 		"that failed was the last asked for (it tests the length left, not the failure, after its loop), and a client " +
 		"told OK for a copy that wrote nothing would lose it"
