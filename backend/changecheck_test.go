@@ -87,8 +87,10 @@ func TestUploadMetAfterDirectories(t *testing.T) {
 
 // TestMayChangeInThroughWrappers: a read-only mount lets nothing change
 // once the directory is found (EROFS, as faccessat(2) answers), a
-// missing directory is the lookup's error, and the directories a
-// MountFs makes above its mount points are read-only.
+// missing directory is the lookup's error, the directories a MountFs
+// makes above its mount points are read-only, and a mount point, or what
+// holds one, is busy. Over an agent that cannot tell, a read-only mount
+// says so too (ErrUnsupported), so that the View keeps its own answer.
 func TestMayChangeInThroughWrappers(t *testing.T) {
 	a := agenttest.Start(t, "")
 	if err := os.Mkdir(filepath.Join(a.Dir, "d"), 0o755); err != nil {
@@ -112,11 +114,18 @@ func TestMayChangeInThroughWrappers(t *testing.T) {
 		{"/top/ro/missing/x", syscall.ENOENT},
 		{"/top/x", syscall.EROFS},
 		{"/x", syscall.EROFS},
+		{"/rw", syscall.EBUSY},
+		{"/top", syscall.EBUSY},
+		{"/top/ro", syscall.EBUSY},
 	} {
 		err := backend.MayChangeIn(m, c.name)
 		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
 			t.Errorf("MayChangeIn(%s): %v, want %v", c.name, err, c.want)
 		}
+	}
+	spy := &spyStream{hide: agentpb.FileFeature_FILE_FEATURE_MAY_CHANGE_IN}
+	if err := backend.MayChangeIn(backend.ReadOnly(spy.fs(t, a)), "/d/x"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("MayChangeIn of a read-only mount of an older agent: %v, want ErrUnsupported", err)
 	}
 	if err := backend.MayChangeIn(backend.NewView(a.Fs(t, "")), "/d/x"); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("MayChangeIn of a View, which does not answer it itself: %v, want ErrUnsupported", err)

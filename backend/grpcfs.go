@@ -248,13 +248,11 @@ func (g *GRPCFs) Stat(name string) (os.FileInfo, error) { return g.stat(name, fa
 // alone, and CWD then enters as it used to).
 func (g *GRPCFs) StatSearch(name string) (os.FileInfo, error) { return g.stat(name, true) }
 
-// MayChangeIn implements ChangeChecker: the agent checks the directory's
-// bits itself (faccessat(2)); an agent before that check cannot tell
-// (errors.ErrUnsupported).
+// MayChangeIn implements ChangeChecker: the agent checks the directory
+// itself (faccessat(2), and a sticky directory's owners), and answers
+// EACCES for the root, whose directory is not the user's to change; an
+// agent before that check cannot tell (errors.ErrUnsupported).
 func (g *GRPCFs) MayChangeIn(name string) error {
-	if userPath(name) == "/" {
-		return &fs.PathError{Op: "access", Path: "/", Err: syscall.EACCES}
-	}
 	_, err := g.doNeeding(g.ctx, agentpb.FileFeature_FILE_FEATURE_MAY_CHANGE_IN, "MayChangeIn", "access", name, &agentpb.SessionRequest{Op: &agentpb.SessionRequest_MayChangeIn{
 		MayChangeIn: &agentpb.PathRequest{Path: []byte(g.agentPath(name))}}})
 	if errors.Is(err, errLacksFeatures) {

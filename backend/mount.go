@@ -242,9 +242,13 @@ func (m *MountFs) RemoveDir(name string) error {
 	return m.pathOp("rmdir", name, func(f afero.Fs, rel string) error { return RemoveDir(f, rel) })
 }
 
-// MayChangeIn implements ChangeChecker; the directories above mount
-// points are read-only.
+// MayChangeIn implements ChangeChecker. A mount point, a directory above
+// one and a directory holding one cannot change (EBUSY, as Remove and
+// Rename answer), and the directories above mount points are read-only.
 func (m *MountFs) MayChangeIn(name string) error {
+	if err := m.removable("access", name); err != nil {
+		return err
+	}
 	return m.pathOp("access", name, func(f afero.Fs, rel string) error { return MayChangeIn(f, rel) })
 }
 

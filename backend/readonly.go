@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"io/fs"
 	"os"
 	"syscall"
@@ -64,11 +63,11 @@ func (r *readOnly) Chtimes(name string, _, _ time.Time) error {
 }
 func (r *readOnly) Stat(name string) (os.FileInfo, error) { return r.fs.Stat(name) }
 
-// MayChangeIn implements ChangeChecker: no directory may change, once
-// the one asked about is found (as faccessat(2) answers EROFS after the
-// lookup).
+// MayChangeIn implements ChangeChecker: nothing may change, once the
+// filesystem below has found the directory (faccessat(2) answers EROFS
+// after the lookup); one that cannot tell (ErrUnsupported) says so.
 func (r *readOnly) MayChangeIn(name string) error {
-	if err := MayChangeIn(r.fs, name); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+	if err := MayChangeIn(r.fs, name); err != nil {
 		return err
 	}
 	return denied("access", name)

@@ -398,9 +398,9 @@ func (v *View) SymlinkIfPossible(oldname, newname string) error {
 // Link implements HardLinker. An upload in progress has no name on disk
 // yet to link to: linking it is refused as busy (git, which links its
 // object files into place, falls back to a rename), unless the new name
-// exists (EEXIST) or its directory is missing or cannot be searched, as
-// link(2) answers first (a directory that refuses its user write still
-// answers EBUSY, where link(2) answers EACCES). Linking onto one is EEXIST,
+// exists (EEXIST), its directory is missing or cannot be searched, or
+// refuses its user write (EACCES, with a ChangeChecker below), as link(2)
+// answers first. Linking onto one is EEXIST,
 // once the old name is found: link(2) looks that up first, so a missing
 // or unreachable one answers its own error (TestSFTPRandom seeds 8281,
 // 8261).
@@ -437,19 +437,18 @@ func (v *View) Link(oldname, newname string) error {
 	return Link(v.Fs, oldname, newname)
 }
 
-// refusedBefore is own, the View's answer for a rename or a link that
-// meets its upload in progress (not on disk yet, so the filesystem cannot
-// answer for it), unless the directory that holds one of names refuses
-// its user changes (ChangeChecker): the kernel checks those write bits
-// first. Without the capability it is own.
+// refusedBefore answers a rename or a link that meets the session's
+// upload in progress, which is not on disk yet, so that the filesystem
+// cannot answer for it: the first refusal of a change of names in their
+// directories (ChangeChecker: EACCES, EPERM, EROFS), which the kernel
+// checks before anything else of theirs, or else own, the View's answer
+// for the upload. A filesystem that cannot tell for a name is taken to
+// allow it.
 func (v *View) refusedBefore(own syscall.Errno, names ...string) error {
 	for _, name := range names {
 		err := MayChangeIn(v.Fs, name)
-		if err == nil {
+		if err == nil || errors.Is(err, errors.ErrUnsupported) {
 			continue
-		}
-		if errors.Is(err, errors.ErrUnsupported) {
-			break
 		}
 		if pe, ok := errors.AsType[*fs.PathError](err); ok {
 			return pe.Err

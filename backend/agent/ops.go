@@ -533,8 +533,21 @@ func (s *Server) Readlink(ctx context.Context, req *agentpb.PathRequest) (*agent
 	return inScope(s, ctx, "Readlink", func(sc *scope) (*agentpb.ReadlinkResponse, error) { return s.readlink(sc, req) })
 }
 
-// mayChangeIn answers whether the scope's user may add and remove entries
-// in the directory that holds the path (SessionRequest.may_change_in).
+func (s *Server) readlink(sc *scope, req *agentpb.PathRequest) (*agentpb.ReadlinkResponse, error) {
+	ps, err := cleanIn(sc, req.GetPath())
+	if err != nil {
+		return nil, s.fail("Readlink", string(req.GetPath()), err)
+	}
+	target, err := sc.Readlink(ps[0])
+	if err != nil {
+		return nil, s.fail("Readlink", ps[0], err)
+	}
+	return &agentpb.ReadlinkResponse{Target: []byte(target)}, nil
+}
+
+// mayChangeIn answers whether the scope's user may change the path's
+// entry in the directory that holds it (SessionRequest.may_change_in,
+// scope.mayChangeIn).
 func (s *Server) mayChangeIn(sc *scope, req *agentpb.PathRequest) (*agentpb.Empty, error) {
 	ps, err := cleanIn(sc, req.GetPath())
 	if err != nil {
@@ -550,18 +563,6 @@ func (s *Server) mayChangeIn(sc *scope, req *agentpb.PathRequest) (*agentpb.Empt
 		return nil, s.fail("MayChangeIn", p, &fs.PathError{Op: "access", Path: p, Err: err})
 	}
 	return &agentpb.Empty{}, nil
-}
-
-func (s *Server) readlink(sc *scope, req *agentpb.PathRequest) (*agentpb.ReadlinkResponse, error) {
-	ps, err := cleanIn(sc, req.GetPath())
-	if err != nil {
-		return nil, s.fail("Readlink", string(req.GetPath()), err)
-	}
-	target, err := sc.Readlink(ps[0])
-	if err != nil {
-		return nil, s.fail("Readlink", ps[0], err)
-	}
-	return &agentpb.ReadlinkResponse{Target: []byte(target)}, nil
 }
 
 func (s *Server) Hash(ctx context.Context, req *agentpb.HashRequest) (*agentpb.HashResponse, error) {

@@ -347,13 +347,50 @@ func (c *scope) removeKind(p string, dir bool) error {
 	return nil
 }
 
-// mayChangeIn reports whether the agent's user may change the entries of
-// the directory that holds p (its write and search bits, as unlink(2),
-// rmdir(2) and rename(2) check them first): nil, or why not (EACCES).
+// mayChangeIn reports whether the agent's user may change the entry p in
+// the directory that holds it, as unlink(2), rmdir(2) and rename(2) check
+// before they look at the entry's kind: the directory's write and search
+// bits (EACCES; EROFS on a read-only mount), then, in a sticky directory
+// (/tmp's 1777), that the user owns the entry or the directory, unless
+// the entry does not exist (EPERM; root passes). nil when it may.
+//
+// faccessat(2) without AT_EACCESS asks for the real ids, which are the
+// agent's effective ones: with that flag, x/sys emulates the call where a
+// seccomp profile refuses faccessat2, and the emulation knows neither
+// ACLs nor read-only mounts.
 func (c *scope) mayChangeIn(p string) error {
-	return c.inParent(p, func(dfd int, _ string) error {
-		return ignoringEINTR(func() error { return unix.Faccessat(dfd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS) })
+	return c.inParent(p, func(dfd int, base string) error {
+		if err := ignoringEINTR(func() error { return unix.Faccessat(dfd, ".", unix.W_OK|unix.X_OK, 0) }); err != nil {
+			return err
+		}
+		return stickyAllows(dfd, base)
 	})
+}
+
+// stickyAllows is the sticky directory's check of unlink(2) and rename(2)
+// (the kernel's check_sticky) for the entry name of the directory dfd:
+// EPERM where the directory is sticky and the agent's user, not root,
+// owns neither it nor an existing entry.
+func stickyAllows(dfd int, name string) error {
+	var dir unix.Stat_t
+	if err := ignoringEINTR(func() error { return unix.Fstat(dfd, &dir) }); err != nil {
+		return err
+	}
+	euid := uint32(os.Geteuid())
+	if dir.Mode&unix.S_ISVTX == 0 || euid == 0 || dir.Uid == euid {
+		return nil
+	}
+	var st unix.Stat_t
+	err := ignoringEINTR(func() error { return unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil // nothing of another's to remove
+	case err != nil:
+		return err
+	case st.Uid != euid:
+		return unix.EPERM
+	}
+	return nil
 }
 
 // inParent runs fn on the directory that holds p, opened O_PATH

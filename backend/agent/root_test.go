@@ -85,6 +85,11 @@ func TestSearchOnlyDirectories(t *testing.T) {
 	if err := os.Chmod(filepath.Join(root, "home"), 0o711); err != nil {
 		t.Fatal(err)
 	}
+	mk("sticky", fs.ModeSticky|0o777, 0)
+	if err := os.WriteFile(filepath.Join(root, "sticky/roots"), []byte("root's"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	put("sticky/nobodys", "nobody's")
 	mk("d300", 0o700, nobody)
 	put("d300/f", "F300")
 	if err := os.Chmod(filepath.Join(root, "d300"), 0o300); err != nil {
@@ -231,8 +236,9 @@ func searchOnlyChild(t *testing.T, dir string) {
 	// write and search bits of nobody, as link(2) and rename(2) do:
 	// root's 0711 home refuses, nobody's own 0300 allows, a scope's own
 	// directory is not the session's to change (its parent lies outside
-	// it), and a missing directory or a file on the way answer as the
-	// lookup does.
+	// it: the agent's answer, GRPCFs sends the request), and a missing
+	// directory or a file on the way answer as the lookup does. In a
+	// sticky directory only what nobody owns, or nothing yet, may change.
 	for _, c := range []struct {
 		fsys *backend.GRPCFs
 		name string
@@ -245,6 +251,10 @@ func searchOnlyChild(t *testing.T, dir string) {
 		{alice, "/", syscall.EACCES},
 		{alice, "/missing/x", syscall.ENOENT},
 		{alice, "/f/x", syscall.ENOTDIR},
+		{all, "/sticky/roots", syscall.EPERM},
+		{all, "/sticky/nobodys", nil},
+		{all, "/sticky/new", nil},
+		{all, "/", syscall.EACCES},
 	} {
 		err := c.fsys.MayChangeIn(c.name)
 		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {

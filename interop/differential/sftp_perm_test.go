@@ -438,6 +438,24 @@ func sftpPermSteps() []sftpStep {
 			r, err := s.a.write(s.h("rdu"), 0, []byte("kept"))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "rdu") + " " + content("/perm/rdu/u")(s) + " " + stat("/perm/rdu/d")(s) + " " + stat("/perm/rdo")(s)
 		}},
+		// The same in a sticky directory (root's 1777, as /tmp): a
+		// directory of root's there may not be moved by another user
+		// (EPERM, PERMISSION_DENIED) before the kinds are compared
+		// (a review; the kernel's check_sticky).
+		{"perm: upload /perm/stk/u open in root's 1777 /perm/stk, posix-rename root's directory /perm/stk/rootd onto it, close", func(s *sftpSide) string {
+			d := filepath.Join(s.dir, "perm", "stk")
+			for _, dir := range []string{d, filepath.Join(d, "rootd")} {
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					return "fixture: " + err.Error()
+				}
+			}
+			if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
+				return "fixture: " + err.Error()
+			}
+			out := s.open(s.a, "stk", "/perm/stk/u", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm/stk/rootd")), s.p("/perm/stk/u")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "stk") + " " + stat("/perm/stk/rootd")(s) + " " + stat("/perm/stk/u")(s)
+		}},
 		// A hard link of the session's upload in progress into a directory
 		// its user may not write: link(2)'s EACCES, before upgate's own
 		// refusal of the upload (EBUSY, deliberate: a row of
