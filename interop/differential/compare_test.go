@@ -88,6 +88,9 @@ const (
 	whyCopyDataOK = "copy-data whose read or write fails answers the failure; sftp-server answers OK when the piece " +
 		"that failed was the last asked for (it tests the length left, not the failure, after its loop), and a client " +
 		"told OK for a copy that wrote nothing would lose it"
+	whyBadMessage = "a request that cannot be read ends the session on both, once the requests before it are answered " +
+		"(its uploads are aborted on upgate); upgate first answers it BAD_MESSAGE where its id can be read, so that the " +
+		"client learns why, where sftp-server exits without a word (fatal \"bad message\")"
 	whyCopyDataNames = "copy-data between two handles of one path answers FAILURE, as between one handle, whatever " +
 		"spellings the path was opened by (/f and /./f): the request server cleans every path before upgate sees it; " +
 		"sftp-server compares the names as sent, and copies between two spellings of one file, ranges overlapping or not"
@@ -178,6 +181,8 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "write through one hard link, read the other", upgate: "CONTENT 2 bytes \"HL\"", why: whyHardLink},
 	{proto: "sftp", step: "tree \"/hl/b\"", upgate: "file 0644 size=2 mtime=now sha256=81ff510a481bee0b", why: whyHardLink},
 	{proto: "sftp", step: "hardlink /hu -> /hu2 during its upload", upgate: "FAILURE", why: whyLinkUpload},
+	{proto: "sftp", step: "raw: STAT ., then an OPEN cut short after its id, in one write, on a session of its own",
+		upgate: "type 105 id 1; type 101 id 2 BAD_MESSAGE; the session ended", why: whyBadMessage},
 	{proto: "sftp", step: "setstat /hu uid/gid 4242", upgate: "OK", why: whyChown},
 	{proto: "sftp", step: "copy-data: /cps into a handle of /./cps (one file, two spellings)", upgate: "OK HANDLE HANDLE FAILURE OK OK CONTENT 6 bytes \"abcdef\" OK", why: whyCopyDataNames},
 	{proto: "sftp", step: "copy-data from a handle open only for writing, 2 bytes (its read fails)", upgate: "OK HANDLE HANDLE NO_SUCH_FILE OK OK CONTENT 0 bytes \"\"", why: whyCopyDataOK},

@@ -34,7 +34,10 @@ type sftpSide struct {
 	prefix string
 	dir    string // the same directory on disk
 	a, b   *rawSFTP
-	pc     *sftp.Client // pkg/sftp's client, on a connection of its own
+	// fresh opens one more raw SFTP channel, on a connection of its own,
+	// for a step that ends its session.
+	fresh func() (*rawSFTP, error)
+	pc    *sftp.Client // pkg/sftp's client, on a connection of its own
 	// handles maps a step's name for a handle to the server's handle.
 	handles map[string]string
 	// idle, if set, waits until the server holds no open file.
@@ -1983,6 +1986,37 @@ func sftpSteps() []sftpStep {
 		}},
 	}
 	steps = append(steps, sftpPermSteps()...)
+	steps = append(steps, sftpStep{"raw: STAT ., then an OPEN cut short after its id, in one write, on a session of its own", func(s *sftpSide) string {
+		c, err := s.fresh()
+		if err != nil {
+			return "fresh session: " + err.Error()
+		}
+		stat := str(u32(nil, 1), ".")
+		cut := append(u32(nil, 2), 0, 0)
+		b := append(u32(nil, uint32(1+len(stat))), fxpStat)
+		b = append(b, stat...)
+		b = append(append(u32(b, uint32(1+len(cut))), fxpOpen), cut...)
+		if _, err := c.w.Write(b); err != nil {
+			return "send: " + err.Error()
+		}
+		var out []string
+		for range 4 {
+			p, err := c.recv()
+			if err != nil {
+				if strings.HasPrefix(err.Error(), "connection closed") {
+					err = errors.New("the session ended")
+				}
+				return strings.Join(append(out, err.Error()), "; ")
+			}
+			d := &decoder{b: p.data}
+			a := fmt.Sprintf("type %d id %d", p.typ, d.u32())
+			if p.typ == fxpStatus {
+				a += " " + statusNames[d.u32()]
+			}
+			out = append(out, a)
+		}
+		return strings.Join(append(out, "the session goes on"), "; ")
+	}})
 	// Final listings.
 	return append(steps,
 		sftpStep{"readdir / at the end", func(s *sftpSide) string { return s.listing(s.a, "/") }},
@@ -2060,6 +2094,13 @@ func dialSFTP(t *testing.T, name, addr string, cfg *ssh.ClientConfig) *sftpSide 
 		return r
 	}
 	s.a, s.b = raw(), raw()
+	s.fresh = func() (*rawSFTP, error) {
+		r, err := newRawSFTP(conn())
+		if err == nil {
+			t.Cleanup(func() { r.Close() })
+		}
+		return r, err
+	}
 	pc, err := sftp.NewClient(conn(), sftp.MaxPacketUnchecked(1<<15))
 	if err != nil {
 		t.Fatalf("%s: pkg/sftp: %v", name, err)

@@ -1202,3 +1202,139 @@ func TestForkWriteAfterFsetstatInOrder(t *testing.T) {
 		}
 	}
 }
+
+// slowLister holds a Stat of /slow until release closes.
+type slowLister struct {
+	FileLister
+	release chan struct{}
+}
+
+func (l slowLister) Filelist(r *Request) (ListerAt, error) {
+	if r.Filepath == "/slow" {
+		<-l.release
+		r = &Request{Method: r.Method, Filepath: "/"}
+	}
+	return l.FileLister.Filelist(r)
+}
+
+// TestForkBadRequests: a request of a type the server does not know is
+// answered OP_UNSUPPORTED and the session goes on (upstream ended it); one
+// that cannot be read ends the session, as on sftp-server, but only after
+// the requests before it are answered (upstream closed the connection
+// while they were still being served: their answers were lost), and it is
+// answered BAD_MESSAGE first where its id can be read (patch 21).
+func TestForkBadRequests(t *testing.T) {
+	h := InMemHandler()
+	release := make(chan struct{})
+	h.FileList = slowLister{h.FileList, release}
+	srv, cli := net.Pipe()
+	served := make(chan error, 1)
+	go func() {
+		rs := NewRequestServer(srv, h)
+		served <- rs.Serve()
+		rs.Close()
+	}()
+	defer cli.Close()
+	write := func(typ fxp, body []byte) {
+		t.Helper()
+		b := marshalUint32(nil, uint32(1+len(body)))
+		b = append(append(b, byte(typ)), body...)
+		if _, err := cli.Write(b); err != nil {
+			t.Fatalf("send %v: %v", typ, err)
+		}
+	}
+	type answer struct {
+		typ  fxp
+		id   uint32
+		code uint32
+		msg  string
+	}
+	answers := make(chan answer, 16)
+	go func() {
+		defer close(answers)
+		for {
+			var hdr [5]byte
+			if _, err := io.ReadFull(cli, hdr[:]); err != nil {
+				return
+			}
+			body := make([]byte, binary.BigEndian.Uint32(hdr[:4])-1)
+			if _, err := io.ReadFull(cli, body); err != nil {
+				return
+			}
+			a := answer{typ: fxp(hdr[4]), id: binary.BigEndian.Uint32(body)}
+			if a.typ == sshFxpStatus {
+				a.code = binary.BigEndian.Uint32(body[4:])
+				msg, _, _ := unmarshalStringSafe(body[8:])
+				a.msg = msg
+			}
+			answers <- a
+		}
+	}()
+	next := func(what string) answer {
+		t.Helper()
+		select {
+		case a, ok := <-answers:
+			if !ok {
+				t.Fatalf("%s: the session ended", what)
+			}
+			return a
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no answer", what)
+		}
+		panic("unreachable")
+	}
+	stat := func(id uint32, p string) []byte { return marshalString(marshalUint32(nil, id), p) }
+
+	write(sshFxpInit, marshalUint32(nil, 3))
+	if a := next("INIT"); a.typ != sshFxpVersion {
+		t.Fatalf("INIT: answer %v", a.typ)
+	}
+	write(sshFxpStat, stat(1, "/"))
+	write(99, append(marshalUint32(nil, 2), "xx"...))
+	write(21, stat(3, "a")) // SFTP v6's LINK, in a v3 session
+	write(sshFxpStat, stat(4, "/"))
+	for _, want := range []answer{
+		{typ: sshFxpAttrs, id: 1},
+		{typ: sshFxpStatus, id: 2, code: sshFxOPUnsupported, msg: "unknown request type 99"},
+		{typ: sshFxpStatus, id: 3, code: sshFxOPUnsupported, msg: "unknown request type 21"},
+		{typ: sshFxpAttrs, id: 4},
+	} {
+		a := next(fmt.Sprintf("request %d", want.id))
+		if a.typ != want.typ || a.id != want.id || a.code != want.code || !strings.Contains(a.msg, want.msg) {
+			t.Errorf("answer %+v, want %+v", a, want)
+		}
+	}
+
+	// A STAT held in its handler, then an OPEN cut short, then a STAT
+	// that is never read.
+	write(sshFxpStat, stat(5, "/slow"))
+	write(sshFxpOpen, append(marshalUint32(nil, 6), 0, 0))
+	go func() {
+		// (net.Pipe: this write waits for the server to read it, or
+		// fails once the session ends.)
+		b := marshalUint32(nil, uint32(1+len(stat(7, "/"))))
+		_, _ = cli.Write(append(append(b, byte(sshFxpStat)), stat(7, "/")...))
+	}()
+	time.Sleep(50 * time.Millisecond) // the server has read the OPEN
+	close(release)
+	for _, want := range []answer{
+		{typ: sshFxpAttrs, id: 5},
+		{typ: sshFxpStatus, id: 6, code: sshFxBadMessage, msg: "malformed SSH_FXP_OPEN request"},
+	} {
+		a := next(fmt.Sprintf("request %d", want.id))
+		if a.typ != want.typ || a.id != want.id || a.code != want.code || !strings.Contains(a.msg, want.msg) {
+			t.Errorf("answer %+v, want %+v", a, want)
+		}
+	}
+	select {
+	case a, ok := <-answers:
+		if ok {
+			t.Errorf("answer %+v after the malformed request, want the session's end", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session did not end after the malformed request")
+	}
+	if err := <-served; err == nil || !strings.Contains(err.Error(), "malformed SSH_FXP_OPEN request") {
+		t.Errorf("Serve: %v, want the malformed request's error", err)
+	}
+}

@@ -124,7 +124,7 @@ func makePacket(p rxPacket) (requestPacket, error) {
 	case sshFxpExtended:
 		pkt = &sshFxpExtendedPacket{}
 	default:
-		return nil, fmt.Errorf("unhandled packet type: %s", p.pktType)
+		return nil, fmt.Errorf("%w: %s", errUnknownPacketType, p.pktType)
 	}
 	if err := pkt.UnmarshalBinary(p.pktBytes); err != nil {
 		// Return partially unpacked packet to allow callers to return

@@ -15,6 +15,9 @@ var (
 	errLongPacket            = errors.New("packet too long")
 	errShortPacket           = errors.New("packet too short")
 	errUnknownExtendedPacket = errors.New("unknown extended packet")
+	// errUnknownPacketType is makePacket's error for a request type it
+	// does not know (upgate fork, patch 21).
+	errUnknownPacketType = errors.New("unknown request type")
 )
 
 const (

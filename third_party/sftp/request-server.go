@@ -2,6 +2,7 @@ package sftp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -191,6 +192,17 @@ func unknownHandle(id uint32) *sshFxpStatusPacket {
 	return statusFromError(id, ErrSSHFxFailure)
 }
 
+// badPacket stands for a request that cannot be served as sent: an
+// unknown type, or one that cannot be read (upgate fork, patch 21). It is
+// answered err's status, in its place among the others' answers.
+type badPacket struct {
+	ID  uint32
+	err error
+}
+
+func (p *badPacket) id() uint32                   { return p.ID }
+func (p *badPacket) UnmarshalBinary([]byte) error { return nil }
+
 // Close the Request and clear from openRequests map
 func (rs *RequestServer) closeRequest(handle string) error {
 	rs.mu.Lock()
@@ -227,9 +239,25 @@ func (rs *RequestServer) serveLoop(dispatch func(orderedRequest), done func()) e
 			switch {
 			case errors.Is(err, errUnknownExtendedPacket):
 				// do nothing
+			case errors.Is(err, errUnknownPacketType) && len(pktBytes) >= 4:
+				// upgate fork (patch 21): answered OP_UNSUPPORTED, and
+				// the session goes on (upstream ended it).
+				pkt = &badPacket{ID: binary.BigEndian.Uint32(pktBytes),
+					err: fmt.Errorf("%w: unknown request type %d", ErrSSHFxOpUnsupported, uint8(pktType))}
 			default:
+				// upgate fork (patch 21): a request that cannot be
+				// read ends the session, as on sftp-server, whose
+				// uploads are then aborted; but the requests before it
+				// are answered first, and it too, BAD_MESSAGE, where
+				// its id can be read. Upstream closed the channel at
+				// once, while the requests before it were still being
+				// served.
 				debug("makePacket err: %v", err)
-				rs.conn.Close() // shuts down recvPacket
+				err = fmt.Errorf("malformed %v request: %w", pktType, err)
+				if len(pktBytes) >= 4 && pktType != sshFxpInit {
+					dispatch(rs.pktMgr.newOrderedRequest(&badPacket{ID: binary.BigEndian.Uint32(pktBytes),
+						err: fmt.Errorf("%w: %v; the session ends", ErrSSHFxBadMessage, err)}))
+				}
 				return err
 			}
 		}
@@ -297,6 +325,8 @@ func (rs *RequestServer) packetWorker(ctx context.Context, pktChan chan orderedR
 		case *sshFxpClosePacket:
 			handle := pkt.getHandle()
 			rpkt = statusFromError(pkt.ID, rs.closeRequest(handle))
+		case *badPacket:
+			rpkt = statusFromError(pkt.ID, pkt.err)
 		case *sshFxpRealpathPacket:
 			var realPath string
 			var err error
