@@ -22,7 +22,8 @@ func TestSessionsAndKickCLI(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := buildBinary(t)
-	ftpAddr, adminAddr := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	addrs := freeAddrs(t, 2)
+	ftpAddr, adminAddr := addrs[0], addrs[1]
 	cmd := exec.Command(bin, "serve", "--listen.ftp", ftpAddr, "--listen.sftp", "", "--listen.admin", adminAddr)
 	cmd.Dir = t.TempDir()
 	var stderr syncbuf.Buffer

@@ -18,14 +18,22 @@ import (
 	"github.com/upgate/upgate/internal/syncbuf"
 )
 
-func freePort(t *testing.T) string {
+// freeAddrs returns n loopback addresses whose ports were free, all held
+// at once so that they differ: ports taken one after another, each freed
+// before the next is asked for, can repeat (TestHooksEndToEnd's gateway
+// once got the port its agent was about to bind).
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return addrs
 }
 
 // TestSIGTERMDrainsUploads runs `upgate serve` on the embedded default,
@@ -38,8 +46,7 @@ func TestSIGTERMDrainsUploads(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	port := freePort(t)
-	addr := "127.0.0.1:" + port
+	addr := freeAddrs(t, 1)[0]
 	cmd := exec.Command(bin, "serve", "--listen.ftp", addr, "--listen.sftp", "", "--listen.admin", "")
 	cmd.Dir = dir
 	var stderr syncbuf.Buffer

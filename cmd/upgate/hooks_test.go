@@ -149,14 +149,14 @@ func TestHooksEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	agentAddr := "127.0.0.1:" + freePort(t)
+	addrs := freeAddrs(t, 3)
+	agentAddr, ftpAddr, adminAddr := addrs[0], addrs[1], addrs[2]
 	agentProc := startProc(t, bin, "agent", "--listen", agentAddr, "--root", root, "--token-file", tokenFile, "--hooks", hooksFile)
 
 	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ftpAddr, adminAddr := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
 	write(cfgFile, fmt.Sprintf(`listen: {ftp: %q, sftp: "", admin: %q}
 agents:
   dev: {address: %q, token_file: %q}
