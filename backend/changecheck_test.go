@@ -24,65 +24,54 @@ import (
 // TestSearchOnlyDirectories' (the agent as nobody) and the differential's
 // ("perm: upload /perm/rdu/u open, ...", against sftp-server).
 func TestUploadMetAfterDirectories(t *testing.T) {
-	for _, old := range []bool{false, true} {
-		name := "agent with MAY_CHANGE_IN"
-		if old {
-			name = "older agent"
+	eachAgentVersion(t, agentpb.FileFeature_FILE_FEATURE_MAY_CHANGE_IN, func(t *testing.T, a *agenttest.Agent, spy *spyStream, old bool) {
+		v := backend.NewView(spy.fs(t, a))
+		for _, d := range []string{"d", "sub"} {
+			if err := os.Mkdir(filepath.Join(a.Dir, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
-		t.Run(name, func(t *testing.T) {
-			a := agenttest.Start(t, "")
-			spy := &spyStream{}
-			if old {
-				spy.hide = agentpb.FileFeature_FILE_FEATURE_MAY_CHANGE_IN
+		up, err := v.Create("/sub/up")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.Write([]byte("upload\n")); err != nil {
+			t.Fatal(err)
+		}
+		count := func() int {
+			return len(slices.DeleteFunc(spy.fileOps(), func(op string) bool { return op != "*agentpb.SessionRequest_MayChangeIn" }))
+		}
+		n0 := count()
+		if err := v.Rename("/d", "/sub/up"); !errors.Is(err, syscall.ENOTDIR) {
+			t.Errorf("Rename(/d, /sub/up): %v, want ENOTDIR", err)
+		}
+		n1 := count()
+		if err := v.Link("/sub/up", "/d/l"); !errors.Is(err, syscall.EBUSY) {
+			t.Errorf("Link(/sub/up, /d/l): %v, want EBUSY", err)
+		}
+		n2 := count()
+		want := [2]int{2, 1}
+		if old {
+			want = [2]int{0, 0}
+		}
+		if got := [2]int{n1 - n0, n2 - n1}; got != want {
+			t.Errorf("may_change_in requests for the rename and the link: %v, want %v", got, want)
+		}
+		if err := up.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(filepath.Join(a.Dir, "sub", "up")); err != nil || string(got) != "upload\n" {
+			t.Errorf("the upload after the refusals: %q, %v", got, err)
+		}
+		for _, p := range []string{"d", "sub"} {
+			if fi, err := os.Lstat(filepath.Join(a.Dir, p)); err != nil || !fi.IsDir() {
+				t.Errorf("%s: %v, %v; want the directory where it was", p, fi, err)
 			}
-			v := backend.NewView(spy.fs(t, a))
-			for _, d := range []string{"d", "sub"} {
-				if err := os.Mkdir(filepath.Join(a.Dir, d), 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			up, err := v.Create("/sub/up")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := up.Write([]byte("upload\n")); err != nil {
-				t.Fatal(err)
-			}
-			count := func() int {
-				return len(slices.DeleteFunc(spy.fileOps(), func(op string) bool { return op != "*agentpb.SessionRequest_MayChangeIn" }))
-			}
-			n0 := count()
-			if err := v.Rename("/d", "/sub/up"); !errors.Is(err, syscall.ENOTDIR) {
-				t.Errorf("Rename(/d, /sub/up): %v, want ENOTDIR", err)
-			}
-			n1 := count()
-			if err := v.Link("/sub/up", "/d/l"); !errors.Is(err, syscall.EBUSY) {
-				t.Errorf("Link(/sub/up, /d/l): %v, want EBUSY", err)
-			}
-			n2 := count()
-			want := [2]int{2, 1}
-			if old {
-				want = [2]int{0, 0}
-			}
-			if got := [2]int{n1 - n0, n2 - n1}; got != want {
-				t.Errorf("may_change_in requests for the rename and the link: %v, want %v", got, want)
-			}
-			if err := up.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if got, err := os.ReadFile(filepath.Join(a.Dir, "sub", "up")); err != nil || string(got) != "upload\n" {
-				t.Errorf("the upload after the refusals: %q, %v", got, err)
-			}
-			for _, p := range []string{"d", "sub"} {
-				if fi, err := os.Lstat(filepath.Join(a.Dir, p)); err != nil || !fi.IsDir() {
-					t.Errorf("%s: %v, %v; want the directory where it was", p, fi, err)
-				}
-			}
-			if _, err := os.Lstat(filepath.Join(a.Dir, "d", "l")); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("d/l: %v, want no link made", err)
-			}
-		})
-	}
+		}
+		if _, err := os.Lstat(filepath.Join(a.Dir, "d", "l")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("d/l: %v, want no link made", err)
+		}
+	})
 }
 
 // TestMayChangeInThroughWrappers: a read-only mount lets nothing change

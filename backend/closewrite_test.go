@@ -59,6 +59,26 @@ func (s *spyStream) Recv() (*agentpb.SessionResponse, error) {
 	return resp, err
 }
 
+// eachAgentVersion runs test twice, each time on an agent of its own seen
+// through a spyStream: one announcing feature, and one whose Hello hides
+// it, as an agent older than the feature (old).
+func eachAgentVersion(t *testing.T, feature agentpb.FileFeature, test func(t *testing.T, a *agenttest.Agent, spy *spyStream, old bool)) {
+	for _, old := range []bool{false, true} {
+		name := "agent with " + strings.TrimPrefix(feature.String(), "FILE_FEATURE_")
+		if old {
+			name = "older agent"
+		}
+		t.Run(name, func(t *testing.T) {
+			a := agenttest.Start(t, "")
+			spy := &spyStream{}
+			if old {
+				spy.hide = feature
+			}
+			test(t, a, spy, old)
+		})
+	}
+}
+
 // fs is a filesystem on a's agent whose Session streams s spies on.
 func (s *spyStream) fs(t *testing.T, a *agenttest.Agent) *backend.GRPCFs {
 	ctx, cancel := context.WithCancel(context.Background())
