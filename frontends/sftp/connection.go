@@ -20,7 +20,8 @@ import (
 
 // session serves one "session" channel: the sftp subsystem, or one of the
 // exec commands IDEs send; everything else is refused at once with a
-// reason. exit-status is sent before the channel is closed.
+// reason. exit-status is sent before the channel is closed, for the
+// subsystem too (serveSFTP leaves the channel open for it).
 func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.Login) {
 	defer ch.Close()
 	c.mu.Lock()
@@ -51,8 +52,7 @@ func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.
 			}
 			_ = req.Reply(true, nil)
 			discard()
-			c.serveSFTP(ch, login)
-			exit(ch, 0)
+			exit(ch, c.serveSFTP(ch, login))
 			return
 		case "exec":
 			var msg struct{ Command string } // RFC 4254 6.5
@@ -81,16 +81,21 @@ func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, login *gateway.
 }
 
 // serveSFTP runs pkg/sftp's request server on the channel until the client
-// ends it or the connection dies; files still open then are aborted.
-func (c *conn) serveSFTP(ch ssh.Channel, login *gateway.Login) {
+// ends it or the connection dies; files still open then are aborted. It
+// returns the subsystem's exit status, as sshd reports sftp-server's: 0
+// when the client ended the session (EOF), 255 when a request it could
+// not read did (sftp-server's fatal exit). The channel stays open for
+// session to send it.
+func (c *conn) serveSFTP(ch ssh.Channel, login *gateway.Login) int {
 	h := newHandler(c.ctx, login.Fs, c.sess)
 	rs := sftp.NewRequestServer(activity{ch, c.sess}, h.handlers(), sftp.WithStartDirectory("/"),
 		sftp.WithRSMaxOpenHandles(cmp.Or(c.s.cfg.MaxHandles, DefaultMaxHandles)))
 	c.sess.SetOp("idle")
 	if err := rs.Serve(); err != nil && !errors.Is(err, io.EOF) {
 		c.sess.Logger().Info("sftp session ended", "err", err)
+		return 255
 	}
-	_ = rs.Close()
+	return 0
 }
 
 // activity marks every SFTP request the client sends as activity.

@@ -37,7 +37,9 @@ type sftpSide struct {
 	// fresh opens one more raw SFTP channel, on a connection of its own,
 	// for a step that ends its session.
 	fresh func() (*rawSFTP, error)
-	pc    *sftp.Client // pkg/sftp's client, on a connection of its own
+	// dial opens one more SSH connection, closed when the test ends.
+	dial func() *ssh.Client
+	pc   *sftp.Client // pkg/sftp's client, on a connection of its own
 	// handles maps a step's name for a handle to the server's handle.
 	handles map[string]string
 	// idle, if set, waits until the server holds no open file.
@@ -2017,6 +2019,13 @@ func sftpSteps() []sftpStep {
 		}
 		return strings.Join(append(out, "the session goes on"), "; ")
 	}})
+	steps = append(steps, sftpStep{"exit-status of an sftp subsystem ended by the client's EOF, and by a request cut short", func(s *sftpSide) string {
+		var out []string
+		for _, tail := range [][]byte{nil, {0, 0, 0, 3, fxpStat, 0, 0}} {
+			out = append(out, subsystemExit(s.dial(), tail))
+		}
+		return strings.Join(out, "; ")
+	}})
 	// Final listings.
 	return append(steps,
 		sftpStep{"readdir / at the end", func(s *sftpSide) string { return s.listing(s.a, "/") }},
@@ -2072,6 +2081,49 @@ func (s *sftpSide) statvfs(r reply, err error) string {
 	return fmt.Sprintf("bsize=%d frsize=%d flag=%d namemax=%d", f(0), f(1), f(9), f(10))
 }
 
+// subsystemExit opens an sftp subsystem channel on conn, sends INIT and
+// tail, then EOF if tail is empty, and returns the exit-status the server
+// sends before the channel's close (x/crypto/ssh's Session cannot wait
+// for a subsystem's).
+func subsystemExit(conn *ssh.Client, tail []byte) string {
+	ch, reqs, err := conn.OpenChannel("session", nil)
+	if err != nil {
+		return "channel: " + err.Error()
+	}
+	defer ch.Close()
+	if ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{"sftp"})); !ok || err != nil {
+		return fmt.Sprintf("subsystem: %v %v", ok, err)
+	}
+	if _, err := ch.Write(append(append(u32(nil, 5), fxpInit), append(u32(nil, 3), tail...)...)); err != nil {
+		return "send: " + err.Error()
+	}
+	go func() { _, _ = io.Copy(io.Discard, ch) }()
+	if len(tail) == 0 {
+		// After VERSION: sftp-server takes the EOF of a read that
+		// brought nothing else.
+		time.Sleep(200 * time.Millisecond)
+		_ = ch.CloseWrite()
+	}
+	status := "no exit-status"
+	deadline := time.After(rawTimeout)
+	for {
+		select {
+		case r, ok := <-reqs:
+			if !ok {
+				return status
+			}
+			if r.Type == "exit-status" && len(r.Payload) == 4 {
+				status = fmt.Sprintf("exit-status %d", binary.BigEndian.Uint32(r.Payload))
+			}
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		case <-deadline:
+			return status + ", no close"
+		}
+	}
+}
+
 // dialSFTP logs in to addr with cfg and opens raw SFTP sessions A and B
 // (separate SSH connections) and a pkg/sftp client (a third).
 func dialSFTP(t *testing.T, name, addr string, cfg *ssh.ClientConfig) *sftpSide {
@@ -2094,6 +2146,7 @@ func dialSFTP(t *testing.T, name, addr string, cfg *ssh.ClientConfig) *sftpSide 
 		return r
 	}
 	s.a, s.b = raw(), raw()
+	s.dial = conn
 	s.fresh = func() (*rawSFTP, error) {
 		r, err := newRawSFTP(conn())
 		if err == nil {

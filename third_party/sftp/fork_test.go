@@ -1217,6 +1217,113 @@ func (l slowLister) Filelist(r *Request) (ListerAt, error) {
 	return l.FileLister.Filelist(r)
 }
 
+// rawAnswer is one answer a rawSession read: its type and id, and a
+// STATUS's code and message.
+type rawAnswer struct {
+	typ  fxp
+	id   uint32
+	code uint32
+	msg  string
+}
+
+// rawSession is a RequestServer serving h over net.Pipe, with the client
+// end driven packet by packet: writes are synchronous (net.Pipe), answers
+// are read as they come; served gets Serve's error.
+type rawSession struct {
+	t       *testing.T
+	cli     net.Conn
+	answers chan rawAnswer
+	served  chan error
+}
+
+func newRawSession(t *testing.T, h Handlers) *rawSession {
+	t.Helper()
+	srv, cli := net.Pipe()
+	r := &rawSession{t: t, cli: cli, answers: make(chan rawAnswer, 16), served: make(chan error, 1)}
+	go func() {
+		rs := NewRequestServer(srv, h)
+		r.served <- rs.Serve()
+		rs.Close()
+	}()
+	t.Cleanup(func() { cli.Close() })
+	go func() {
+		defer close(r.answers)
+		for {
+			var hdr [5]byte
+			if _, err := io.ReadFull(cli, hdr[:]); err != nil {
+				return
+			}
+			body := make([]byte, binary.BigEndian.Uint32(hdr[:4])-1)
+			if _, err := io.ReadFull(cli, body); err != nil {
+				return
+			}
+			a := rawAnswer{typ: fxp(hdr[4]), id: binary.BigEndian.Uint32(body)}
+			if a.typ == sshFxpStatus {
+				a.code = binary.BigEndian.Uint32(body[4:])
+				a.msg, _, _ = unmarshalStringSafe(body[8:])
+			}
+			r.answers <- a
+		}
+	}()
+	r.write(sshFxpInit, marshalUint32(nil, 3))
+	if a := r.next("INIT"); a.typ != sshFxpVersion {
+		t.Fatalf("INIT: answer %v", a.typ)
+	}
+	return r
+}
+
+// write sends one packet of type typ with body.
+func (r *rawSession) write(typ fxp, body []byte) {
+	r.t.Helper()
+	b := marshalUint32(nil, uint32(1+len(body)))
+	if _, err := r.cli.Write(append(append(b, byte(typ)), body...)); err != nil {
+		r.t.Fatalf("send %v: %v", typ, err)
+	}
+}
+
+// next is the next answer; the session's end or 10 s without one fail.
+func (r *rawSession) next(what string) rawAnswer {
+	r.t.Helper()
+	select {
+	case a, ok := <-r.answers:
+		if !ok {
+			r.t.Fatalf("%s: the session ended", what)
+		}
+		return a
+	case <-time.After(10 * time.Second):
+		r.t.Fatalf("%s: no answer", what)
+	}
+	panic("unreachable")
+}
+
+// expect checks the next answers against want (a message by substring).
+func (r *rawSession) expect(want ...rawAnswer) {
+	r.t.Helper()
+	for _, w := range want {
+		a := r.next(fmt.Sprintf("request %d", w.id))
+		if a.typ != w.typ || a.id != w.id || a.code != w.code || !strings.Contains(a.msg, w.msg) {
+			r.t.Errorf("answer %+v, want %+v", a, w)
+		}
+	}
+}
+
+// ended checks that the session ends with no more answers, and returns
+// Serve's error.
+func (r *rawSession) ended() error {
+	r.t.Helper()
+	select {
+	case a, ok := <-r.answers:
+		if ok {
+			r.t.Errorf("answer %+v, want the session's end", a)
+		}
+	case <-time.After(10 * time.Second):
+		r.t.Fatal("the session did not end")
+	}
+	return <-r.served
+}
+
+func statBody(id uint32, p string) []byte { return marshalString(marshalUint32(nil, id), p) }
+
 // TestForkBadRequests: a request of a type the server does not know is
 // answered OP_UNSUPPORTED and the session goes on (upstream ended it); one
 // that cannot be read ends the session, as on sftp-server, but only after
@@ -1227,114 +1334,83 @@ func TestForkBadRequests(t *testing.T) {
 	h := InMemHandler()
 	release := make(chan struct{})
 	h.FileList = slowLister{h.FileList, release}
-	srv, cli := net.Pipe()
-	served := make(chan error, 1)
-	go func() {
-		rs := NewRequestServer(srv, h)
-		served <- rs.Serve()
-		rs.Close()
-	}()
-	defer cli.Close()
-	write := func(typ fxp, body []byte) {
-		t.Helper()
-		b := marshalUint32(nil, uint32(1+len(body)))
-		b = append(append(b, byte(typ)), body...)
-		if _, err := cli.Write(b); err != nil {
-			t.Fatalf("send %v: %v", typ, err)
-		}
-	}
-	type answer struct {
-		typ  fxp
-		id   uint32
-		code uint32
-		msg  string
-	}
-	answers := make(chan answer, 16)
-	go func() {
-		defer close(answers)
-		for {
-			var hdr [5]byte
-			if _, err := io.ReadFull(cli, hdr[:]); err != nil {
-				return
-			}
-			body := make([]byte, binary.BigEndian.Uint32(hdr[:4])-1)
-			if _, err := io.ReadFull(cli, body); err != nil {
-				return
-			}
-			a := answer{typ: fxp(hdr[4]), id: binary.BigEndian.Uint32(body)}
-			if a.typ == sshFxpStatus {
-				a.code = binary.BigEndian.Uint32(body[4:])
-				msg, _, _ := unmarshalStringSafe(body[8:])
-				a.msg = msg
-			}
-			answers <- a
-		}
-	}()
-	next := func(what string) answer {
-		t.Helper()
-		select {
-		case a, ok := <-answers:
-			if !ok {
-				t.Fatalf("%s: the session ended", what)
-			}
-			return a
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: no answer", what)
-		}
-		panic("unreachable")
-	}
-	stat := func(id uint32, p string) []byte { return marshalString(marshalUint32(nil, id), p) }
-
-	write(sshFxpInit, marshalUint32(nil, 3))
-	if a := next("INIT"); a.typ != sshFxpVersion {
-		t.Fatalf("INIT: answer %v", a.typ)
-	}
-	write(sshFxpStat, stat(1, "/"))
-	write(99, append(marshalUint32(nil, 2), "xx"...))
-	write(21, stat(3, "a")) // SFTP v6's LINK, in a v3 session
-	write(sshFxpStat, stat(4, "/"))
-	for _, want := range []answer{
-		{typ: sshFxpAttrs, id: 1},
-		{typ: sshFxpStatus, id: 2, code: sshFxOPUnsupported, msg: "unknown request type 99"},
-		{typ: sshFxpStatus, id: 3, code: sshFxOPUnsupported, msg: "unknown request type 21"},
-		{typ: sshFxpAttrs, id: 4},
-	} {
-		a := next(fmt.Sprintf("request %d", want.id))
-		if a.typ != want.typ || a.id != want.id || a.code != want.code || !strings.Contains(a.msg, want.msg) {
-			t.Errorf("answer %+v, want %+v", a, want)
-		}
-	}
+	r := newRawSession(t, h)
+	r.write(sshFxpStat, statBody(1, "/"))
+	r.write(99, append(marshalUint32(nil, 2), "xx"...))
+	r.write(21, statBody(3, "a")) // SFTP v6's LINK, in a v3 session
+	r.write(sshFxpStat, statBody(4, "/"))
+	r.expect(
+		rawAnswer{typ: sshFxpAttrs, id: 1},
+		rawAnswer{typ: sshFxpStatus, id: 2, code: sshFxOPUnsupported, msg: "unknown request type 99"},
+		rawAnswer{typ: sshFxpStatus, id: 3, code: sshFxOPUnsupported, msg: "unknown request type 21"},
+		rawAnswer{typ: sshFxpAttrs, id: 4},
+	)
 
 	// A STAT held in its handler, then an OPEN cut short, then a STAT
 	// that is never read.
-	write(sshFxpStat, stat(5, "/slow"))
-	write(sshFxpOpen, append(marshalUint32(nil, 6), 0, 0))
+	r.write(sshFxpStat, statBody(5, "/slow"))
+	r.write(sshFxpOpen, append(marshalUint32(nil, 6), 0, 0))
 	go func() {
 		// (net.Pipe: this write waits for the server to read it, or
 		// fails once the session ends.)
-		b := marshalUint32(nil, uint32(1+len(stat(7, "/"))))
-		_, _ = cli.Write(append(append(b, byte(sshFxpStat)), stat(7, "/")...))
+		b := append(marshalUint32(nil, uint32(1+len(statBody(7, "/")))), byte(sshFxpStat))
+		_, _ = r.cli.Write(append(b, statBody(7, "/")...))
 	}()
 	time.Sleep(50 * time.Millisecond) // the server has read the OPEN
 	close(release)
-	for _, want := range []answer{
-		{typ: sshFxpAttrs, id: 5},
-		{typ: sshFxpStatus, id: 6, code: sshFxBadMessage, msg: "malformed SSH_FXP_OPEN request"},
-	} {
-		a := next(fmt.Sprintf("request %d", want.id))
-		if a.typ != want.typ || a.id != want.id || a.code != want.code || !strings.Contains(a.msg, want.msg) {
-			t.Errorf("answer %+v, want %+v", a, want)
-		}
-	}
-	select {
-	case a, ok := <-answers:
-		if ok {
-			t.Errorf("answer %+v after the malformed request, want the session's end", a)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the session did not end after the malformed request")
-	}
-	if err := <-served; err == nil || !strings.Contains(err.Error(), "malformed SSH_FXP_OPEN request") {
+	r.expect(
+		rawAnswer{typ: sshFxpAttrs, id: 5},
+		rawAnswer{typ: sshFxpStatus, id: 6, code: sshFxBadMessage, msg: "malformed SSH_FXP_OPEN request"},
+	)
+	if err := r.ended(); err == nil || !strings.Contains(err.Error(), "malformed SSH_FXP_OPEN request") {
 		t.Errorf("Serve: %v, want the malformed request's error", err)
 	}
+}
+
+// TestForkBadRequestsWithoutID: a request too short to hold its id ends
+// the session unanswered (there is no id to answer), after the requests
+// before it, and so does an INIT that cannot be read; an extended request
+// that cannot be read is answered BAD_MESSAGE and ends it too, while one
+// of an unknown name is answered OP_UNSUPPORTED and the session goes on
+// (patch 21; a review).
+func TestForkBadRequestsWithoutID(t *testing.T) {
+	ext := func(id uint32, name string, rest ...byte) []byte {
+		return append(marshalString(marshalUint32(nil, id), name), rest...)
+	}
+	for _, tc := range []struct {
+		name   string
+		typ    fxp
+		body   []byte
+		answer *rawAnswer // the bad request's, if any
+	}{
+		{"STAT of 0 bytes", sshFxpStat, nil, nil},
+		{"STAT of 2 bytes", sshFxpStat, []byte{0, 0}, nil},
+		{"STAT of an id alone", sshFxpStat, marshalUint32(nil, 9), &rawAnswer{typ: sshFxpStatus, id: 9, code: sshFxBadMessage, msg: "malformed SSH_FXP_STAT"}},
+		{"unknown type of 2 bytes", 99, []byte{0, 0}, nil},
+		{"INIT of 2 bytes", sshFxpInit, []byte{0, 3}, nil},
+		{"EXTENDED of an id alone", sshFxpExtended, marshalUint32(nil, 9), &rawAnswer{typ: sshFxpStatus, id: 9, code: sshFxBadMessage, msg: "malformed SSH_FXP_EXTENDED"}},
+		{"posix-rename without its paths", sshFxpExtended, ext(9, "posix-rename@openssh.com"), &rawAnswer{typ: sshFxpStatus, id: 9, code: sshFxBadMessage, msg: "malformed SSH_FXP_EXTENDED"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRawSession(t, InMemHandler())
+			r.write(sshFxpStat, statBody(1, "/"))
+			r.write(tc.typ, tc.body)
+			r.expect(rawAnswer{typ: sshFxpAttrs, id: 1})
+			if tc.answer != nil {
+				r.expect(*tc.answer)
+			}
+			if err := r.ended(); err == nil || !strings.Contains(err.Error(), "malformed") {
+				t.Errorf("Serve: %v, want the malformed request's error", err)
+			}
+		})
+	}
+	t.Run("extended request of an unknown name", func(t *testing.T) {
+		r := newRawSession(t, InMemHandler())
+		r.write(sshFxpExtended, ext(1, "nothing@example.com"))
+		r.write(sshFxpStat, statBody(2, "/"))
+		r.expect(
+			rawAnswer{typ: sshFxpStatus, id: 1, code: sshFxOPUnsupported},
+			rawAnswer{typ: sshFxpAttrs, id: 2},
+		)
+	})
 }
