@@ -78,8 +78,8 @@ func StatSearch(fsys afero.Fs, name string) (os.FileInfo, error) {
 	return fsys.Stat(name)
 }
 
-// MayChangeIn answers whether the user may add and remove entries in the
-// directory that holds name (ChangeChecker); without the capability it
+// MayChangeIn answers whether the user may change the entry name in the
+// directory that holds it (ChangeChecker); without the capability it
 // answers an error wrapping errors.ErrUnsupported.
 func MayChangeIn(fsys afero.Fs, name string) error {
 	if c, ok := fsys.(ChangeChecker); ok {

@@ -136,17 +136,20 @@ type DirSearcher interface {
 	StatSearch(name string) (os.FileInfo, error)
 }
 
-// ChangeChecker is a filesystem that says whether its user may add and
-// remove the entries of a directory, as link(2), unlink(2) and rename(2)
-// check before they look at the entries themselves. View asks it where it
-// answers for its upload in progress, which is not on disk yet.
+// ChangeChecker is a filesystem that says whether its user may change an
+// entry of a directory (make, remove or replace it), as link(2), unlink(2)
+// and rename(2) check before they look at the entries' kinds. View asks
+// it where it answers for its upload in progress, which is not on disk
+// yet.
 type ChangeChecker interface {
 	afero.Fs
-	// MayChangeIn answers nil when the user may add and remove entries in
-	// the directory that holds name (its write and search bits), or why
-	// not: EACCES, EROFS, or the directory's lookup error (ENOENT,
-	// ENOTDIR), in a *fs.PathError. A filesystem that cannot tell for
-	// name answers an error wrapping errors.ErrUnsupported.
+	// MayChangeIn answers nil when the user may change the entry name in
+	// the directory that holds it (the directory's write and search bits;
+	// in a sticky directory, the owners of an existing entry and of the
+	// directory), or why not, in a *fs.PathError: EACCES, EPERM, EROFS,
+	// EBUSY (a mount point), or the directory's lookup error (ENOENT,
+	// ENOTDIR). A filesystem that cannot tell for name answers an error
+	// wrapping errors.ErrUnsupported.
 	MayChangeIn(name string) error
 }
 

@@ -63,9 +63,9 @@ func (r *readOnly) Chtimes(name string, _, _ time.Time) error {
 }
 func (r *readOnly) Stat(name string) (os.FileInfo, error) { return r.fs.Stat(name) }
 
-// MayChangeIn implements ChangeChecker: nothing may change, once the
-// filesystem below has found the directory (faccessat(2) answers EROFS
-// after the lookup); one that cannot tell (ErrUnsupported) says so.
+// MayChangeIn implements ChangeChecker: nothing may change (EROFS), once
+// the filesystem below has answered for the directory (its lookup, its
+// bits); one that cannot tell (ErrUnsupported) says so.
 func (r *readOnly) MayChangeIn(name string) error {
 	if err := MayChangeIn(r.fs, name); err != nil {
 		return err

@@ -3185,12 +3185,14 @@ type SessionRequest_Close struct {
 }
 
 type SessionRequest_MayChangeIn struct {
-	// may_change_in answers whether the session's user may add and
-	// remove entries in the directory that holds path (its write and
-	// search bits, faccessat(2) with AT_EACCESS), as link(2), unlink(2)
-	// and rename(2) check before they look at the entries themselves:
-	// done, or why not (EACCES, EROFS, or the directory's lookup error).
-	// Nothing is changed. FILE_FEATURE_MAY_CHANGE_IN.
+	// may_change_in answers whether the session's user may change the
+	// entry path in the directory that holds it (make, remove or replace
+	// it), as link(2), unlink(2) and rename(2) check before they look at
+	// the entries' kinds: the directory's write and search bits
+	// (faccessat(2)), then in a sticky directory the owners of an
+	// existing entry and of the directory. Done, or why not (EACCES,
+	// EPERM, EROFS, or the directory's lookup error); the session's root
+	// answers EACCES. Nothing is changed. FILE_FEATURE_MAY_CHANGE_IN.
 	MayChangeIn *PathRequest `protobuf:"bytes,31,opt,name=may_change_in,json=mayChangeIn,proto3,oneof"`
 }
 
