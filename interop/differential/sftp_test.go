@@ -34,10 +34,8 @@ type sftpSide struct {
 	prefix string
 	dir    string // the same directory on disk
 	a, b   *rawSFTP
-	// fresh opens one more raw SFTP channel, on a connection of its own,
-	// for a step that ends its session.
-	fresh func() (*rawSFTP, error)
-	// dial opens one more SSH connection, closed when the test ends.
+	// dial opens one more SSH connection, closed when the test ends, for
+	// a step that ends its session.
 	dial func() *ssh.Client
 	pc   *sftp.Client // pkg/sftp's client, on a connection of its own
 	// handles maps a step's name for a handle to the server's handle.
@@ -1989,10 +1987,11 @@ func sftpSteps() []sftpStep {
 	}
 	steps = append(steps, sftpPermSteps()...)
 	steps = append(steps, sftpStep{"raw: STAT ., then an OPEN cut short after its id, in one write, on a session of its own", func(s *sftpSide) string {
-		c, err := s.fresh()
+		c, err := newRawSFTP(s.dial())
 		if err != nil {
 			return "fresh session: " + err.Error()
 		}
+		defer c.Close()
 		stat := str(u32(nil, 1), ".")
 		cut := append(u32(nil, 2), 0, 0)
 		b := append(u32(nil, uint32(1+len(stat))), fxpStat)
@@ -2147,13 +2146,6 @@ func dialSFTP(t *testing.T, name, addr string, cfg *ssh.ClientConfig) *sftpSide 
 	}
 	s.a, s.b = raw(), raw()
 	s.dial = conn
-	s.fresh = func() (*rawSFTP, error) {
-		r, err := newRawSFTP(conn())
-		if err == nil {
-			t.Cleanup(func() { r.Close() })
-		}
-		return r, err
-	}
 	pc, err := sftp.NewClient(conn(), sftp.MaxPacketUnchecked(1<<15))
 	if err != nil {
 		t.Fatalf("%s: pkg/sftp: %v", name, err)
