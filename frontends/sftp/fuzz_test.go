@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -71,24 +70,7 @@ func (z *fuzzSFTP) check(t *testing.T) {
 	if what, err := z.Escaped(); err != nil || what != "" {
 		t.Fatalf("escaped: %s %v", what, err)
 	}
-	var temps []string
-	deadline := time.Now().Add(fuzzDeadline)
-	for {
-		temps = temps[:0]
-		_ = filepath.WalkDir(z.Alice, func(p string, d os.DirEntry, err error) error {
-			if err == nil && strings.HasPrefix(d.Name(), agent.TempPrefix) {
-				temps = append(temps, p)
-			}
-			return nil
-		})
-		if len(temps) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("temp files left %v after the channel ended: %q", fuzzDeadline, temps)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	z.WaitNoTemps(t, agent.TempPrefix, fuzzDeadline)
 }
 
 // fuzzPackets cuts in into SFTP packets: each record is a type byte, a

@@ -57,10 +57,22 @@ func (q *request) changed() {
 	}
 }
 
-// Mkdir implements dav.FileSystem.
+// Mkdir implements dav.FileSystem. It stops when the request is gone:
+// x/net/webdav's COPY of a tree makes one call per collection and does
+// not look at the request's context itself.
 func (f *fileSystem) Mkdir(ctx context.Context, name string, perm os.FileMode) error {
-	requestOf(ctx).changed()
-	return f.fs.Mkdir(cleanPath(name), perm)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	q := requestOf(ctx)
+	p := cleanPath(name)
+	if q != nil && q.method == "COPY" && q.deep && p == q.dst {
+		if err := f.nested(q, false); err != nil {
+			return err
+		}
+	}
+	q.changed()
+	return f.fs.Mkdir(p, perm)
 }
 
 // RemoveAll implements dav.FileSystem. A MOVE's or COPY's removal of an
@@ -73,12 +85,50 @@ func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 		return &fs.PathError{Op: "remove", Path: p, Err: fmt.Errorf("%w: the root collection cannot be removed", os.ErrPermission)}
 	}
 	q := requestOf(ctx)
-	if q != nil && (q.method == "MOVE" || q.method == "COPY") && p == q.dst && f.replaceable(q.path, p) {
-		q.deferred = p
-		return nil
+	if q != nil && (q.method == "MOVE" || q.method == "COPY") && p == q.dst {
+		if f.replaceable(q.path, p) {
+			q.deferred = p
+			return nil
+		}
+		if err := f.nested(q, true); err != nil {
+			return err
+		}
 	}
 	q.changed()
 	return f.fs.RemoveAll(p)
+}
+
+// nested refuses a MOVE or COPY whose destination, reached through a
+// symbolic link, is the source itself or holds it (removing the
+// destination would remove the source; holds is true), or lies inside
+// the source collection (an infinite COPY would copy what it makes;
+// holds is false). The handler refuses the same by the paths as sent
+// (inside); only a collection's MOVE or COPY gets here, so a file's
+// save pays nothing. Each path's last element is not followed: MOVE,
+// COPY and DELETE act on a link itself.
+func (f *fileSystem) nested(q *request, holds bool) error {
+	entry := func(p string) (string, error) {
+		dir, err := backend.RealPath(f.fs, path.Dir(p))
+		if err != nil {
+			return "", err
+		}
+		return path.Join(dir, path.Base(p)), nil
+	}
+	src, err := entry(q.path)
+	if err != nil {
+		return err
+	}
+	dst, err := entry(q.dst)
+	if err != nil {
+		return err
+	}
+	switch {
+	case holds && (src == dst || inside(src, dst)):
+		return &fs.PathError{Op: "remove", Path: q.dst, Err: fmt.Errorf("%w: the destination is %s, which holds the source %s (%s) through a symbolic link, and removing it would remove the source", os.ErrPermission, dst, q.path, src)}
+	case !holds && inside(dst, src):
+		return &fs.PathError{Op: "mkdir", Path: q.dst, Err: fmt.Errorf("%w: the destination is %s, inside the source collection %s (%s) through a symbolic link", os.ErrPermission, dst, q.path, src)}
+	}
+	return nil
 }
 
 // replaceable reports whether neither src nor dst is a directory, so that
@@ -146,6 +196,9 @@ func (f *fileSystem) info(p string, fi os.FileInfo) *fileInfo {
 // patch properties (PROPPATCH), and with O_CREATE|O_TRUNC to upload (PUT,
 // COPY, and LOCK of a missing resource).
 func (f *fileSystem) OpenFile(ctx context.Context, name string, flag int, perm os.FileMode) (dav.File, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // a COPY's next file, after its client left
+	}
 	q := requestOf(ctx)
 	p := cleanPath(name)
 	switch flag {

@@ -28,6 +28,7 @@ type request struct {
 	method string
 	path   string    // the request's path, cleaned
 	dst    string    // MOVE and COPY: the Destination's path, cleaned
+	deep   bool      // MOVE, or COPY of Depth infinity: a collection's members go too
 	mtime  time.Time // PUT: the X-OC-Mtime to set, zero if none
 	mtimed bool      // the mtime was handed to the upload
 
@@ -187,8 +188,32 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 			}
 			q.dst = cleanPath(u.Path)
 		}
+		// RFC 4918 9.8.3 warns that an infinite COPY of /A into /A/B
+		// could recurse forever (x/net/webdav's does, to 1,000 levels,
+		// a handle held open at each), and deleting a destination that
+		// holds the source (Overwrite: T, 9.8.4 and 9.9.3) would delete
+		// the source with it. Refused as Apache's mod_dav refuses them;
+		// the same through a symbolic link is found by the filesystem
+		// (fileSystem.nested).
+		d := r.Header.Get("Depth")
+		q.deep = r.Method == "MOVE" || d == "" || d == "infinity"
+		switch {
+		case q.dst == "":
+		case q.deep && inside(q.dst, q.path):
+			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: the destination %s lies inside the source", r.Method, q.path, q.dst))
+			return false
+		case r.Header.Get("Overwrite") != "F" && inside(q.path, q.dst):
+			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: the destination %s holds the source, and replacing it (Overwrite: T) would delete the source", r.Method, q.path, q.dst))
+			return false
+		}
 	}
 	return true
+}
+
+// inside reports whether the cleaned path p lies strictly below the
+// cleaned path dir.
+func inside(p, dir string) bool {
+	return p != dir && (dir == "/" || strings.HasPrefix(p, dir+"/"))
 }
 
 // lockTimeout is the lock duration granted for a Timeout header (RFC 4918

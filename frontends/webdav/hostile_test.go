@@ -128,7 +128,7 @@ func TestBadRequestsAnswered(t *testing.T) {
 		{"MOVE without Destination", "MOVE", "/keep.txt", "", nil, http.StatusBadRequest, "invalid destination"},
 		{"COPY onto itself", "COPY", "/keep.txt", "", []string{"Destination", "/keep.txt"}, http.StatusForbidden, "destination equals source"},
 		{"MOVE the root", "MOVE", "/", "", []string{"Destination", "/x"}, http.StatusForbidden, "root collection"},
-		{"MOVE into itself", "MOVE", "/dir", "", []string{"Destination", "/dir/sub"}, http.StatusBadRequest, "invalid argument"},
+		{"MOVE into itself", "MOVE", "/dir", "", []string{"Destination", "/dir/sub"}, http.StatusForbidden, "lies inside the source"},
 		{"LOCK with a bad Timeout", "LOCK", "/keep.txt", "", []string{"Timeout", "Forever"}, http.StatusBadRequest, "invalid timeout"},
 		{"a control character in a name", "PUT", "/a%01b.txt", "x", nil, http.StatusBadRequest, "control character"},
 		{"X-OC-Mtime not a number", "PUT", "/t.txt", "x", []string{"X-OC-Mtime", "-5"}, http.StatusBadRequest, "X-OC-Mtime"},

@@ -17,7 +17,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Layout is the tree above, under Parent.
@@ -104,5 +106,32 @@ func (l *Layout) Reset(tb testing.TB) {
 	}
 	if err := os.WriteFile(filepath.Join(l.Alice, "seed"), []byte("seed"), 0o644); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// WaitNoTemps fails tb unless, within bound, no file under alice's
+// directory has a name starting with prefix (an agent's upload temp
+// files: agent.TempPrefix). An upload a client abandoned is aborted when
+// its connection or handle ends, which may come a little after the
+// client saw its last reply.
+func (l *Layout) WaitNoTemps(tb testing.TB, prefix string, bound time.Duration) {
+	tb.Helper()
+	var temps []string
+	deadline := time.Now().Add(bound)
+	for {
+		temps = temps[:0]
+		_ = filepath.WalkDir(l.Alice, func(p string, d os.DirEntry, err error) error {
+			if err == nil && strings.HasPrefix(d.Name(), prefix) {
+				temps = append(temps, p)
+			}
+			return nil
+		})
+		if len(temps) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("temp files left %v after the client was done: %q", bound, temps)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
