@@ -1,14 +1,17 @@
 package agent
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // A link made through the agent must never lead out of the user's root,
@@ -126,39 +129,98 @@ func (c *scope) checkMove(from, to string) error {
 
 // checkLinksIn checks every link below the directory dir (relative to
 // the scope), at depth d for those directly in it, as they would be below
-// to. It reads through os.Root, not its fs.FS (whose paths must be valid
-// UTF-8, where a name may be any bytes), and a directory it cannot read
-// refuses the move.
+// to. It reads entries' kinds from the directory itself (direntTypes), so
+// a directory its user may read but not search (0600) that holds only
+// files is moved as rename(2) moves it; a link or a directory in it could
+// not be looked at, and refuses the move, as does a directory that cannot
+// be read.
 func (c *scope) checkLinksIn(dir, to string, d int) error {
 	f, err := openDirUnread(c.r, dir)
 	if err != nil {
 		return fmt.Errorf("cannot check the links in %q: %w", dir, err)
 	}
 	defer f.Close()
-	for {
-		es, err := f.ReadDir(256)
-		for _, e := range es {
-			p, q := dir+"/"+e.Name(), to+"/"+e.Name()
+	err = direntTypes(f, func(name string, typ uint8) error {
+		p, q := dir+"/"+name, to+"/"+name
+		if typ == unix.DT_UNKNOWN {
+			// The filesystem does not say: look (a search of dir).
+			fi, err := c.r.Lstat(p)
+			if err != nil {
+				return fmt.Errorf("cannot check the links in %q: %w", dir, err)
+			}
+			typ = unix.DT_REG
 			switch {
-			case e.Type()&fs.ModeSymlink != 0:
-				target, err := c.r.Readlink(p)
-				if err != nil {
-					return fmt.Errorf("cannot check the link %q: %w", p, err)
-				}
-				if err := linkShape(target, d); err != nil {
-					return fmt.Errorf("the link %q -> %q, moved to %q: %w", p, target, q, err)
-				}
-			case e.IsDir():
-				if err := c.checkLinksIn(p, q, d+1); err != nil {
-					return err
-				}
+			case fi.Mode()&fs.ModeSymlink != 0:
+				typ = unix.DT_LNK
+			case fi.IsDir():
+				typ = unix.DT_DIR
 			}
 		}
-		if errors.Is(err, io.EOF) {
+		switch typ {
+		case unix.DT_LNK:
+			target, err := c.r.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("cannot check the link %q: %w", p, err)
+			}
+			if err := linkShape(target, d); err != nil {
+				return fmt.Errorf("the link %q -> %q, moved to %q: %w", p, target, q, err)
+			}
+		case unix.DT_DIR:
+			return c.checkLinksIn(p, q, d+1)
+		}
+		return nil
+	})
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Op == "getdents" {
+		return fmt.Errorf("cannot check the links in %q: %w", dir, err)
+	}
+	return err
+}
+
+// direntTypes calls fn with the name and kind (d_type: unix.DT_DIR,
+// DT_LNK, DT_UNKNOWN where the filesystem does not record it, ...) of
+// each entry of the directory f but "." and "..", read with getdents(2),
+// and stops at fn's first error. os.File.ReadDir, on a file opened in an
+// os.Root, fstatat(2)s every entry, which needs the directory's search
+// permission; this needs only its read permission.
+func direntTypes(f *os.File, fn func(name string, typ uint8) error) error {
+	buf := make([]byte, 8192)
+	for {
+		var n int
+		err := withFd(f, func(fd int) error {
+			return ignoringEINTR(func() (err error) {
+				n, err = unix.Getdents(fd, buf)
+				return err
+			})
+		})
+		if err != nil {
+			return &fs.PathError{Op: "getdents", Path: f.Name(), Err: err}
+		}
+		if n <= 0 {
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("cannot check the links in %q: %w", dir, err)
+		// struct linux_dirent64: d_ino (8 bytes), d_off (8), d_reclen
+		// (2), d_type (1), then the name, NUL-terminated and padded.
+		for b := buf[:n]; len(b) > 0; {
+			const head = 19
+			if len(b) < head {
+				return &fs.PathError{Op: "getdents", Path: f.Name(), Err: fmt.Errorf("a record of %d bytes", len(b))}
+			}
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < head || reclen > len(b) {
+				return &fs.PathError{Op: "getdents", Path: f.Name(), Err: fmt.Errorf("a record length of %d in %d bytes", reclen, len(b))}
+			}
+			ino, typ, name := binary.NativeEndian.Uint64(b[:8]), b[18], b[head:reclen]
+			b = b[reclen:]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if ino == 0 || string(name) == "." || string(name) == ".." {
+				continue
+			}
+			if err := fn(string(name), typ); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -1,10 +1,16 @@
 package agent
 
 import (
+	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestLinkLocksReach: a scoped call's link lock keeps out calls in the
@@ -80,4 +86,72 @@ func TestLinkLocksReach(t *testing.T) {
 	check("", want{"bob/", false})
 	check("carol/", want{"bob/", false}, want{"home/carol/", false}) // through a link: everything
 	check("home/carol/", want{"bob/", true}, want{"home/", false})
+}
+
+// TestDirentTypes: direntTypes gives every entry but "." and ".." once,
+// with the kind os.ReadDir gives, over many getdents calls (names long
+// enough that 600 entries take several 8 KiB reads), and stops at fn's
+// first error.
+func TestDirentTypes(t *testing.T) {
+	dir := t.TempDir()
+	want := map[string]uint8{}
+	for i := range 600 {
+		name := fmt.Sprintf("%03d-%s", i, strings.Repeat("n", 60))
+		p := filepath.Join(dir, name)
+		var err error
+		switch i % 3 {
+		case 0:
+			err, want[name] = os.WriteFile(p, nil, 0o644), unix.DT_REG
+		case 1:
+			err, want[name] = os.Mkdir(p, 0o755), unix.DT_DIR
+		case 2:
+			err, want[name] = os.Symlink("target", p), unix.DT_LNK
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := map[string]uint8{}
+	if err := direntTypes(f, func(name string, typ uint8) error {
+		if _, dup := got[name]; dup {
+			t.Errorf("%q given twice", name)
+		}
+		got[name] = typ
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("got %d entries, want %d; first differences: %v", len(got), len(want), firstDiffs(got, want))
+	}
+
+	stop := errors.New("stop")
+	f2, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	n := 0
+	if err := direntTypes(f2, func(string, uint8) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("fn's error: %v after %d calls, want stop after 1", err, n)
+	}
+}
+
+// firstDiffs lists up to five names whose kinds differ in got and want.
+func firstDiffs(got, want map[string]uint8) []string {
+	var out []string
+	for name, typ := range want {
+		if g, ok := got[name]; !ok || g != typ {
+			out = append(out, fmt.Sprintf("%s: %d, want %d", name, g, typ))
+		}
+		if len(out) == 5 {
+			break
+		}
+	}
+	return out
 }

@@ -108,6 +108,10 @@ const (
 	whyDirTime = "MDTM with a time (and MFMT) sets a directory's time, where vsftpd refuses it (550), as SFTP's " +
 		"SETSTAT and sftp-server set it: a client that keeps a tree's times keeps its directories' too; MDTM and " +
 		"SIZE without a time still refuse a directory, as vsftpd's"
+	whyMoveUpUnread = "a directory moved up (to fewer directories above it) is read through for the links it holds, " +
+		"which must keep their shape at the new depth (whyLinkShape), so one its user may not read, or may read but not " +
+		"search where it holds a link or a directory, is not moved up (PERMISSION_DENIED, 550), where rename(2) moves it " +
+		"without looking inside (README, A directory moved up)"
 	whyPostedOpen = "an FTP upload into the directory of the session's last upload does not wait for the agent's " +
 		"open, a round trip less per file (issue 15): an error of that file's own (its name is a directory) then " +
 		"comes after the 150, still as the STOR's failure; a missing directory or a name too long fails before it"
@@ -189,6 +193,8 @@ var deliberateDiffs = []deliberate{
 
 	// Permissions (the agent process is not root, as no reference login is).
 	{proto: "sftp", step: "perm: readdir /perm/closed (0600)", upgate: "PERMISSION_DENIED", why: whyUnreadableList},
+	{proto: "sftp", step: "perm: posix-rename /perm/rsx/sx (0600, holding a file) up to /perm/rsxu, then /perm/rsl/sl (0600, holding a link) up to /perm/rslu",
+		upgate: "OK OK OK OK OK PERMISSION_DENIED OK NO_SUCH_FILE OK OK CONTENT 1 bytes \"F\"", why: whyMoveUpUnread},
 	{proto: "ftp", step: "perm: LIST /perm/closed (0000)", upgate: "4xx", why: whyUnreadableList},
 	{proto: "ftp", step: "perm: NLST /perm/closed (0000)", upgate: "4xx", why: whyUnreadableList},
 	{proto: "ftp", step: "perm: STOR /perm/rw, then STOR /perm/ro (0444) after it", upgate: "1xx/2xx 1xx/550", why: whyPostedOpen},

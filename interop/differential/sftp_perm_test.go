@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // sftpPermSteps are the steps where the kernel's permission checks
@@ -405,6 +406,30 @@ func sftpPermSteps() []sftpStep {
 			out += " " + chmod("/perm/rkp/rk", 0o200)(s) + " " + chmod("/perm/rkp", 0o555)(s)
 			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm/rkp/rk")), s.p("/perm/rkf2")))
 			return out + " " + s.res(r, err) + " " + chmod("/perm/rkp", 0o755)(s) + " " + chmod("/perm/rkp/rk", 0o755)(s)
+		}},
+		// A directory its user may read but not search (0600) moved up:
+		// rename(2) moves it without looking inside. The agent reads its
+		// entries' kinds from the directory (getdents, which needs only
+		// the read bit) and moves it up when it holds only files; one
+		// holding a link it cannot read the target of (a search) is
+		// refused, whyMoveUpUnread (TestFTPRandom seed 5050: os.File's
+		// ReadDir in an os.Root stats every entry, so even files refused).
+		{"perm: posix-rename /perm/rsx/sx (0600, holding a file) up to /perm/rsxu, then /perm/rsl/sl (0600, holding a link) up to /perm/rslu", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/perm/rsx/", "/perm/rsx/sx/", "/perm/rsx/sx/f=F", "/perm/rsl/", "/perm/rsl/sl/", "/perm/rsl/sl/f=F")
+			r, err := s.a.symlink("f", s.p("/perm/rsl/sl/l"))
+			out += " " + s.res(r, err) + " " + chmod("/perm/rsx/sx", 0o600)(s) + " " + chmod("/perm/rsl/sl", 0o600)(s)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm/rsx/sx")), s.p("/perm/rsxu")))
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm/rsl/sl")), s.p("/perm/rslu")))
+			out += " " + s.res(r, err) + " " + chmod("/perm/rsxu", 0o755)(s)
+			if out += " " + chmod("/perm/rslu", 0o755)(s); strings.HasSuffix(out, "NO_SUCH_FILE") {
+				// Refused: moved once it may be searched, so that the
+				// trees compare.
+				out += " " + chmod("/perm/rsl/sl", 0o755)(s)
+				r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/perm/rsl/sl")), s.p("/perm/rslu")))
+				out += " " + s.res(r, err)
+			}
+			return out + " " + content("/perm/rsxu/f")(s)
 		}},
 		// RMDIR of the session's new file in progress: rmdir(2) of a file
 		// checks the directory's write bit before the kind (EACCES in a

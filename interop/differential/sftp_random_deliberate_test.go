@@ -1,6 +1,7 @@
 package differential_test
 
 import (
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -119,12 +120,17 @@ func (k *sftpRandTrack) unreadableInside(rel string) bool {
 }
 
 // unreadableDirIn reports whether the directory at disk, or one below it,
-// lacks its owner's read bit (the agent does not move it up).
+// lacks its owner's read bit, or lacks the search bit and holds a
+// directory or a link (the agent does not move it up: it cannot look
+// at the links inside).
 func unreadableDirIn(disk string) bool {
 	found := false
 	_ = filepath.WalkDir(disk, func(p string, d os.DirEntry, err error) error {
 		if fi, serr := os.Lstat(p); serr == nil && fi.IsDir() && fi.Mode().Perm()&0o400 == 0 {
 			found = true
+		} else if serr == nil && fi.IsDir() && fi.Mode().Perm()&0o100 == 0 {
+			ents, _ := os.ReadDir(p)
+			found = found || slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.IsDir() || e.Type()&fs.ModeSymlink != 0 })
 		}
 		if err != nil && d != nil && d.IsDir() {
 			return filepath.SkipDir
