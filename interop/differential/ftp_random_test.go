@@ -1239,6 +1239,12 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 		}
 		a := randAnswer{ref: norm(ref), ug: norm(o.exec(r.ug, root))}
 		res.ops = append(res.ops, a)
+		if facts.rnfrElsewhere && apart == "" && (a.ref == "250" || a.ug == "250") {
+			// Both may answer 250 and still rename two different files:
+			// vsftpd takes the relative RNFR name in the working
+			// directory of the RNTO (seed 4782: one made there since).
+			apart = rowRnfrNow
+		}
 		if a.ref != a.ug {
 			row := ftpRandDeliberate(o, facts, a.ref, a.ug)
 			if row == "" && len(dirTimes) > 0 {
