@@ -1,11 +1,17 @@
 package webdav_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // TestMoveCopyNested: a MOVE or COPY whose destination lies inside its
@@ -81,5 +87,73 @@ func TestMoveCopyNested(t *testing.T) {
 		t.Fatalf("a/l: %q %v, want the link moved as it is", target, err)
 	}
 	wantFile(t, e, "alice", "a/b/f", []byte("data /a/b/f"))
+	e.AgentIdle(t)
+}
+
+// TestCopyStopsWhenClientLeaves: a COPY of a tree stops at its next
+// collection or file once its client has gone (x/net/webdav does not look
+// at the request's context between them), rather than copying on for
+// no one.
+func TestCopyStopsWhenClientLeaves(t *testing.T) {
+	e := start(t, nil)
+	const files = 2000
+	src := filepath.Join(e.UserDir("alice"), "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range files {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%04d", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := filepath.Join(e.UserDir("alice"), "dst")
+	count := func() int {
+		ents, _ := os.ReadDir(dst)
+		return len(ents)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, "COPY", e.URL+"/src", nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		req.SetBasicAuth("alice", gwtest.Users["alice"])
+		req.Header.Set("Destination", "/dst")
+		resp, err := e.Client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("COPY answered %s before the client left", resp.Status)
+		}
+		done <- err
+	}()
+	// Leave once the copy is under way.
+	for deadline := time.Now().Add(20 * time.Second); count() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the COPY made nothing in 20s")
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("client: %v, want it canceled", err)
+	}
+	// The copy stops: the count settles, short of the whole tree.
+	last := -1
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		n := count()
+		if n == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the copy still grows after 20s: %d files", n)
+		}
+		last = n
+	}
+	if last >= files {
+		t.Fatalf("the copy went on to all %d files after its client left", files)
+	}
+	t.Logf("copied %d of %d files before the client left and the copy stopped", last, files)
 	e.AgentIdle(t)
 }
