@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgate/upgate/backend/agent"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/internal/escapetest"
 	"github.com/upgate/upgate/internal/gwtest"
@@ -53,7 +54,12 @@ func (c *rawCtl) reply() (code string, text string, err error) {
 		return "", "", fmt.Errorf("malformed reply line %q", line)
 	}
 	code, text = line[:3], line[4:len(line)-2]
-	for line[3] == '-' {
+	if line[3] == ' ' {
+		return code, text, nil
+	}
+	// A multi-line reply ends at the line that starts with its code and
+	// a space (RFC 959 4.2); the lines between may start with anything.
+	for {
 		if line, err = c.r.ReadString('\n'); err != nil {
 			return "", "", fmt.Errorf("multi-line %s reply: %w", code, err)
 		}
@@ -62,10 +68,9 @@ func (c *rawCtl) reply() (code string, text string, err error) {
 		}
 		text += "\n" + line[:len(line)-2]
 		if strings.HasPrefix(line, code+" ") {
-			break
+			return code, text, nil
 		}
 	}
-	return code, text, nil
 }
 
 // cmd sends one command line and reads its reply.
@@ -85,6 +90,7 @@ func connClosed(err error) bool {
 // (escapetest), and the control connection logged in as alice.
 type fuzzFTP struct {
 	*escapetest.Layout
+	e    *env
 	addr string
 	ctl  *rawCtl
 }
@@ -95,7 +101,7 @@ func newFuzzFTP(f *testing.F) *fuzzFTP {
 	e := start(f, func(cfg *config.Config) {
 		cfg.Agents = map[string]config.Agent{"embedded": {Embedded: true, Root: z.Agent}}
 	})
-	z.addr = e.Addr
+	z.e, z.addr = e, e.Addr
 	f.Cleanup(func() {
 		if z.ctl != nil {
 			z.ctl.nc.Close()
@@ -187,5 +193,153 @@ func FuzzFTPArguments(f *testing.F) {
 			}
 			z.check(t, line)
 		}
+	})
+}
+
+// transfer sends line on the control connection with a passive data
+// connection (EPSV, to the gateway's loopback address) ready for it,
+// writes upload on it (a STOR or APPE) or reads what comes (a RETR or a
+// listing), and returns the command's replies. It fails t on a
+// malformed reply, a panic's, or a connection ended under a command
+// that fits in a line.
+func (z *fuzzFTP) transfer(t *testing.T, line string, upload []byte) (codes []string) {
+	t.Helper()
+	code, text, err := z.ctl.cmd("EPSV")
+	if err != nil || code != "229" {
+		t.Fatalf("EPSV before %q: %s %s %v", line, code, text, err)
+	}
+	i, j := strings.Index(text, "(|||"), strings.LastIndex(text, "|)")
+	if i < 0 || j < i+4 {
+		t.Fatalf("EPSV: %q", text)
+	}
+	dc, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", text[i+4:j]), fuzzDeadline)
+	if err != nil {
+		t.Fatalf("data connection for %q: %v", line, err)
+	}
+	defer dc.Close()
+	_ = dc.SetDeadline(time.Now().Add(fuzzDeadline))
+	reply := func(code, text string, err error) bool {
+		t.Helper()
+		switch {
+		case err != nil && connClosed(err) && len(line)+2 > maxCommandLine:
+			z.connect(t) // ftpserverlib hangs up on a line longer than it reads
+			return false
+		case err != nil:
+			t.Fatalf("%q: %v", line, err)
+		case strings.Contains(text, "internal error"):
+			t.Fatalf("%q: a handler panicked: %s %s", line, code, text)
+		}
+		codes = append(codes, code)
+		return code[0] == '1'
+	}
+	if !reply(z.ctl.cmd(line)) {
+		return codes
+	}
+	if upload != nil {
+		if _, err := dc.Write(upload); err != nil {
+			t.Logf("%q: writing the data: %v", line, err) // refused after the 150: the reply says why
+		}
+	} else if _, err := io.Copy(io.Discard, dc); err != nil {
+		t.Fatalf("%q: reading the data: %v", line, err)
+	}
+	dc.Close()
+	if reply(z.ctl.reply()) {
+		t.Fatalf("%q: a second preliminary reply %v", line, codes)
+	}
+	return codes
+}
+
+// FuzzFTPTransfers sends the commands that move data (STOR, APPE, RETR
+// after REST, the listings) and the ones that change the working
+// directory, with a fuzzed name, data and restart offset, over one
+// control connection with a passive data connection per transfer, and
+// asserts what FuzzFTPArguments asserts, and that no upload's temp file
+// stays behind and the agent holds no file open after each input.
+func FuzzFTPTransfers(f *testing.F) {
+	for _, s := range []struct {
+		name string
+		data []byte
+		rest uint16
+	}{
+		{"a", []byte("data"), 0},
+		{"seed", []byte("XY"), 2},
+		{"dir/sub/f", nil, 0},
+		{"esc/x", []byte("out"), 0},
+		{"tobob/x", []byte("bob"), 1},
+		{"../../outside/x", []byte("up"), 0},
+		{"/", nil, 0},
+		{"-la", nil, 0},
+		{"*", nil, 0},
+		{".", []byte("dot"), 0},
+		{"seed/..", []byte("x"), 5},
+		{"a b", make([]byte, 70000), 100},
+		{"\xff\xfe", []byte("bad"), 0},
+		{strings.Repeat("d/", 300), []byte("deep"), 0},
+	} {
+		f.Add(s.name, s.data, s.rest)
+	}
+	z := newFuzzFTP(f)
+	f.Fuzz(func(t *testing.T, in string, data []byte, rest uint16) {
+		name := strings.NewReplacer("\r", "", "\n", "").Replace(in)
+		z.Reset(t)
+		defer z.Reset(t)
+		if z.ctl == nil {
+			z.connect(t)
+		}
+		_ = z.ctl.nc.SetDeadline(time.Now().Add(fuzzDeadline))
+		plain := func(line string) {
+			t.Helper()
+			code, text, err := z.ctl.cmd(line)
+			switch {
+			case err != nil && connClosed(err) && len(line)+2 > maxCommandLine:
+				z.connect(t)
+			case err != nil:
+				t.Fatalf("%q: %v", line, err)
+			case code[0] == '1':
+				t.Fatalf("%q: preliminary reply %s %s to a command without a transfer", line, code, text)
+			case strings.Contains(text, "internal error"):
+				t.Fatalf("%q: a handler panicked: %s %s", line, code, text)
+			}
+		}
+		restAt := fmt.Sprintf("REST %d", rest)
+		for _, s := range []struct {
+			line   string
+			upload []byte // nil: a download or a listing; not sent unless data
+			data   bool
+		}{
+			{line: "TYPE I"},
+			{line: "STOR " + name, upload: append([]byte{}, data...), data: true},
+			{line: restAt},
+			{line: "APPE " + name, upload: append([]byte{}, data...), data: true},
+			{line: restAt},
+			{line: "RETR " + name, data: true},
+			{line: restAt},
+			{line: "STOR " + name, upload: append([]byte{}, data...), data: true},
+			{line: "LIST " + name, data: true},
+			{line: "NLST " + name, data: true},
+			{line: "MLSD " + name, data: true},
+			{line: "MLST " + name},
+			{line: "STAT " + name},
+			{line: "TYPE A"},
+			{line: "RETR " + name, data: true},
+			{line: "TYPE I"},
+			{line: "STOR esc/" + name, upload: []byte("x"), data: true},
+			{line: "CWD " + name},
+			{line: "STOR " + name, upload: []byte("in cwd"), data: true},
+			{line: "LIST", data: true},
+			{line: "CDUP"},
+			{line: "CWD /"},
+			{line: "DELE " + name},
+			{line: "RMD " + name},
+		} {
+			if s.data {
+				z.transfer(t, s.line, s.upload)
+			} else {
+				plain(s.line)
+			}
+			z.check(t, s.line)
+		}
+		z.WaitNoTemps(t, agent.TempPrefix, fuzzDeadline)
+		z.e.AgentIdle(t)
 	})
 }

@@ -1,15 +1,16 @@
 package webdav_test
 
 // FuzzWebDAVRequests sends every WebDAV method with a fuzzed path,
-// Destination, Depth and body, over one keep-alive connection, to a real
-// gateway with an embedded agent, and asserts what a client and the
-// container may rely on whatever the bytes: every request gets a reply
-// (the connection is never dropped under a request), no reply is a 500
-// (no handler panicked, no error went untranslated), the gateway still
-// answers afterwards, nothing appears outside alice's directory (not in
-// bob's, not beside the agent root, not through the symbolic links in
-// alice's directory that lead out of it: escapetest), no upload's temp
-// file stays behind, and the agent holds no file open.
+// Destination, Depth (also sent as If, Range and X-OC-Mtime) and body,
+// over one keep-alive connection, to a real gateway with an embedded
+// agent, and asserts what a client and the container may rely on
+// whatever the bytes: every request gets a reply (the connection is never
+// dropped under a request), no reply is a 500 (no handler panicked, no
+// error went untranslated), the gateway still answers afterwards,
+// nothing appears outside alice's directory (not in bob's, not beside the
+// agent root, not through the symbolic links in alice's directory that
+// lead out of it: escapetest), no upload's temp file stays behind, and
+// the agent holds no file open.
 
 import (
 	"bytes"
@@ -140,6 +141,8 @@ func FuzzWebDAVRequests(f *testing.F) {
 		{"lock", "lock2", "0", []byte(`<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>`)},
 		{"p", "q", "1", []byte(`<D:propfind xmlns:D="DAV:"><D:prop><D:getetag/><D:resourcetype/><D:nope/></D:prop></D:propfind>`)},
 		{"p", "q", "1", []byte(`<D:propfind xmlns:D="DAV:"><D:propname/></D:propfind>`)},
+		{"x", "y", "(<opaquelocktoken:nope>)", nil},
+		{"x", "y", "<http://127.0.0.1/x> (Not <DAV:no-lock>)", nil},
 		{"bad", "bad2", "0", []byte(`<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><x xmlns=""/></D:prop></D:set>`)},
 	} {
 		f.Add(s.name, s.dest, s.depth, s.body)
@@ -158,7 +161,7 @@ func FuzzWebDAVRequests(f *testing.F) {
 		}{
 			{"PUT", p, body, []string{"X-OC-Mtime", depth}},
 			{"MKCOL", p, nil, nil},
-			{"PUT", p + "/f", body, nil},
+			{"PUT", p + "/f", body, []string{"If", depth}},
 			{"PROPFIND", p, body, []string{"Depth", depth}},
 			{"PROPPATCH", p, body, nil},
 			{"LOCK", p, body, []string{"Depth", depth, "Timeout", "Second-30"}},
@@ -169,7 +172,7 @@ func FuzzWebDAVRequests(f *testing.F) {
 			{"GET", p, nil, []string{"Range", depth}},
 			{"HEAD", p, nil, nil},
 			{"PROPFIND", "/", nil, []string{"Depth", "1"}},
-			{"DELETE", p, nil, nil},
+			{"DELETE", p, nil, []string{"If", depth}},
 			{"OPTIONS", "/", nil, nil},
 		}
 		var tokens []string
