@@ -140,41 +140,51 @@ func (c *scope) checkLinksIn(dir, to string, d int) error {
 		return fmt.Errorf("cannot check the links in %q: %w", dir, err)
 	}
 	defer f.Close()
+	var refused error // the first entry's refusal, passed up as it is
 	err = direntTypes(f, func(name string, typ uint8) error {
-		p, q := dir+"/"+name, to+"/"+name
-		if typ == unix.DT_UNKNOWN {
-			// The filesystem does not say: look (a search of dir).
-			fi, err := c.r.Lstat(p)
-			if err != nil {
-				return fmt.Errorf("cannot check the links in %q: %w", dir, err)
-			}
-			typ = unix.DT_REG
-			switch {
-			case fi.Mode()&fs.ModeSymlink != 0:
-				typ = unix.DT_LNK
-			case fi.IsDir():
-				typ = unix.DT_DIR
-			}
-		}
-		switch typ {
-		case unix.DT_LNK:
-			target, err := c.r.Readlink(p)
-			if err != nil {
-				return fmt.Errorf("cannot check the link %q: %w", p, err)
-			}
-			if err := linkShape(target, d); err != nil {
-				return fmt.Errorf("the link %q -> %q, moved to %q: %w", p, target, q, err)
-			}
-		case unix.DT_DIR:
-			return c.checkLinksIn(p, q, d+1)
-		}
-		return nil
+		refused = c.checkEntry(dir, to, name, typ, d)
+		return refused
 	})
-	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Op == "getdents" {
+	if refused != nil {
+		return refused
+	}
+	if err != nil {
 		return fmt.Errorf("cannot check the links in %q: %w", dir, err)
 	}
-	return err
+	return nil
+}
+
+// checkEntry is checkLinksIn's check of one entry of dir, name, of kind
+// typ (d_type).
+func (c *scope) checkEntry(dir, to, name string, typ uint8, d int) error {
+	p, q := dir+"/"+name, to+"/"+name
+	if typ == unix.DT_UNKNOWN {
+		// The filesystem does not say: look (a search of dir).
+		fi, err := c.r.Lstat(p)
+		if err != nil {
+			return fmt.Errorf("cannot check the links in %q: %w", dir, err)
+		}
+		typ = unix.DT_REG
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			typ = unix.DT_LNK
+		case fi.IsDir():
+			typ = unix.DT_DIR
+		}
+	}
+	switch typ {
+	case unix.DT_LNK:
+		target, err := c.r.Readlink(p)
+		if err != nil {
+			return fmt.Errorf("cannot check the link %q: %w", p, err)
+		}
+		if err := linkShape(target, d); err != nil {
+			return fmt.Errorf("the link %q -> %q, moved to %q: %w", p, target, q, err)
+		}
+	case unix.DT_DIR:
+		return c.checkLinksIn(p, q, d+1)
+	}
+	return nil
 }
 
 // direntTypes calls fn with the name and kind (d_type: unix.DT_DIR,
@@ -210,12 +220,15 @@ func direntTypes(f *os.File, fn func(name string, typ uint8) error) error {
 			if reclen < head || reclen > len(b) {
 				return &fs.PathError{Op: "getdents", Path: f.Name(), Err: fmt.Errorf("a record length of %d in %d bytes", reclen, len(b))}
 			}
-			ino, typ, name := binary.NativeEndian.Uint64(b[:8]), b[18], b[head:reclen]
+			// d_ino is not looked at: old XFS and FUSE filesystems give
+			// real entries an inode number of 0 (os.File.ReadDir keeps
+			// them too).
+			typ, name := b[18], b[head:reclen]
 			b = b[reclen:]
 			if i := bytes.IndexByte(name, 0); i >= 0 {
 				name = name[:i]
 			}
-			if ino == 0 || string(name) == "." || string(name) == ".." {
+			if string(name) == "." || string(name) == ".." {
 				continue
 			}
 			if err := fn(string(name), typ); err != nil {

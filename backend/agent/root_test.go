@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -90,6 +91,29 @@ func TestSearchOnlyDirectories(t *testing.T) {
 		t.Fatal(err)
 	}
 	put("sticky/nobodys", "nobody's")
+	// Directories nobody may read but not search (0600), to move up:
+	// r600 holds a file, r600l a link (whose target needs a search); in
+	// alice's scope (below root's 0711 home: the agent's second way
+	// through directories) and in pub's (os.Root's).
+	mk("pub", 0o755, nobody)
+	for _, top := range []string{"home/alice", "pub"} {
+		mk(top+"/deep", 0o755, nobody)
+		for _, d := range []string{"r600", "r600l"} {
+			mk(top+"/deep/"+d, 0o755, nobody)
+			put(top+"/deep/"+d+"/f", "F")
+		}
+		if err := os.Symlink("f", filepath.Join(root, top, "deep/r600l/l")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(filepath.Join(root, top, "deep/r600l/l"), nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{"r600", "r600l"} {
+			if err := os.Chmod(filepath.Join(root, top, "deep", d), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	mk("d300", 0o700, nobody)
 	put("d300/f", "F300")
 	if err := os.Chmod(filepath.Join(root, "d300"), 0o300); err != nil {
@@ -128,7 +152,12 @@ func TestSearchOnlyDirectories(t *testing.T) {
 			t.Errorf("%s: %q, %v; want %q", p, got, err, content)
 		}
 	}
-	for _, gone := range []string{"home/alice/moved", "d300/sub", "home/alice/l"} {
+	for _, d := range []string{"home/alice/r600", "home/alice/deep/r600l", "pub/r600", "pub/deep/r600l"} {
+		if fi, err := os.Lstat(filepath.Join(root, d)); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %v, want the directory there", d, err)
+		}
+	}
+	for _, gone := range []string{"home/alice/moved", "d300/sub", "home/alice/l", "home/alice/deep/r600", "home/alice/r600l", "pub/deep/r600", "pub/r600l"} {
 		if _, err := os.Lstat(filepath.Join(root, gone)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s: %v, want it removed", gone, err)
 		}
@@ -203,6 +232,15 @@ func searchOnlyChild(t *testing.T, dir string) {
 	}
 	must("remove link", alice.Remove("/l"))
 	must("rmdir", alice.Remove("/moved"))
+	// Moved up: a 0600 directory of files as rename(2) moves it (its
+	// entries' kinds read without a search); one holding a link is
+	// refused, the link's target unreadable.
+	for name, fsys := range map[string]afero.Fs{"alice": alice, "pub": a.Fs(t, "pub")} {
+		must("rename a 0600 directory up in "+name, fsys.Rename("/deep/r600", "/r600"))
+		if err := fsys.Rename("/deep/r600l", "/r600l"); err == nil || !strings.Contains(err.Error(), "cannot check the link") {
+			t.Errorf("%s: rename a 0600 directory holding a link up: %v, want it refused", name, err)
+		}
+	}
 	names, err := afero.ReadDir(alice, "/app")
 	must("readdir /app", err)
 	var got []string
