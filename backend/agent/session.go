@@ -197,7 +197,7 @@ func (ss *session) dispatch(req *agentpb.SessionRequest) {
 	case *agentpb.SessionRequest_Remove:
 		empty(ss.remove(op.Remove))
 	case *agentpb.SessionRequest_Rename:
-		empty(s.rename(sc, op.Rename))
+		empty(ss.rename(op.Rename))
 	case *agentpb.SessionRequest_Chmod:
 		empty(s.chmod(sc, op.Chmod))
 	case *agentpb.SessionRequest_Chown:
@@ -340,6 +340,33 @@ func (ss *session) remove(op *agentpb.RemoveRequest) (*agentpb.Empty, error) {
 		answer = err
 	}
 	return nil, s.fail("Remove", p, &fs.PathError{Op: "rmdir", Path: p, Err: answer})
+}
+
+// rename is Server.rename, but for a new name that is this session's
+// upload in progress. To the session that name is the upload, another
+// file than whatever the disk holds there until the commit; where the
+// disk holds a hard link of the old name's file there (the same inode),
+// rename(2) would do nothing and leave the old name (TestSFTPRandom seed
+// 20849: link c to a, an upload renamed onto a, then c renamed onto it).
+// The old name is removed instead, as the rename of another file onto
+// the upload takes it away, after the checks rename(2) makes of both
+// directories; the gateway's View then drops the upload it replaced.
+func (ss *session) rename(op *agentpb.RenameRequest) (*agentpb.Empty, error) {
+	s, sc := ss.s, ss.sc
+	ps, err := cleanIn(sc, op.GetFrom(), op.GetTo())
+	if err != nil || ps[0] == ps[1] || sc.in(ps[0]) == "." || sc.in(ps[1]) == "." || ss.ownUpload(ps[1]) == nil || !sc.sameFile(ps[0], ps[1]) {
+		return s.rename(sc, op)
+	}
+	from, to := ps[0], ps[1]
+	err = sc.mayChangeIn(to)
+	if err == nil {
+		err = sc.removeKind(from, false)
+	}
+	s.notifyRename(err, from, to) // hooks+events: what the session did
+	if err != nil {
+		return nil, s.fail("Rename", from, err)
+	}
+	return &agentpb.Empty{}, nil
 }
 
 // ownUpload is this session's atomic upload in progress at p, or nil:

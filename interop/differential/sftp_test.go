@@ -1622,6 +1622,24 @@ func sftpSteps() []sftpStep {
 			s.a.pathOp(fxpRemove, s.p("/hu2")) //nolint:errcheck // only the link's answer is compared
 			return s.res(r, err)
 		}},
+		// A file renamed onto the session's upload in progress, where the
+		// disk still holds a hard link of that file under the upload's
+		// name: rename(2) of two links of one inode does nothing, but to
+		// the session the name is the upload, another file, so the old
+		// name goes (TestSFTPRandom seed 20849: upgate left it).
+		{"posix-rename /hlr/c onto the session's upload /hlr/a, where a was a hard link of c; readdir; close", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/hlr/", "/hlr/c=C")
+			r, err := s.a.extended("hardlink@openssh.com", str(str(nil, s.p("/hlr/c")), s.p("/hlr/a")))
+			out += " " + s.res(r, err) + " " + s.open(s.a, "hlr", "/hlr/b", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err = s.a.write(s.h("hlr"), 0, []byte("B"))
+			out += " " + s.res(r, err)
+			for _, mv := range [][2]string{{"/hlr/b", "/hlr/a"}, {"/hlr/c", "/hlr/a"}} {
+				r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p(mv[0])), s.p(mv[1])))
+				out += " " + s.res(r, err)
+			}
+			out += " " + s.listing(s.a, "/hlr") + " " + s.closeH(s.a, "hlr")
+			return out + " " + s.listing(s.a, "/hlr") + " " + s.readAll(s.a, "/hlr/a")
+		}},
 		// link(2) looks the old name up, then the new one's directory,
 		// then whether the new name exists, and only then refuses a
 		// directory: the errors come in that order (TestSFTPRandom seeds
