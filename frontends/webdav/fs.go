@@ -2,11 +2,14 @@ package webdav
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"mime"
 	"net/http"
 	"os"
@@ -38,7 +41,8 @@ import (
 // otherwise empty the directory it points to, through the link. DELETE
 // and MOVE act on the link itself.
 type fileSystem struct {
-	fs afero.Fs
+	fs  afero.Fs
+	log *slog.Logger
 }
 
 var (
@@ -67,7 +71,7 @@ func (f *fileSystem) Mkdir(ctx context.Context, name string, perm os.FileMode) e
 	q := requestOf(ctx)
 	p := cleanPath(name)
 	if q != nil && q.method == "COPY" && q.deep && p == q.dst {
-		if err := f.nested(q, false); err != nil {
+		if err := f.nested(q); err != nil {
 			return err
 		}
 	}
@@ -75,38 +79,79 @@ func (f *fileSystem) Mkdir(ctx context.Context, name string, perm os.FileMode) e
 	return f.fs.Mkdir(p, perm)
 }
 
-// RemoveAll implements dav.FileSystem. A MOVE's or COPY's removal of an
-// existing destination file is deferred: the rename or the upload that
-// follows replaces it at once (backend renames and uploads replace
-// files atomically), and if they fail it stays.
+// RemoveAll implements dav.FileSystem. x/net/webdav removes the existing
+// destination of a MOVE or COPY with Overwrite: T before it renames or
+// copies the source there (RFC 4918 9.8.4, 9.9.3). Here that removal
+// never loses the source, nor a MOVE's destination when the move then
+// fails:
+//   - a source that is missing (a MOVE retried after its reply was lost)
+//     or that the destination is or holds, by its paths or through a
+//     symbolic link (nested), is refused before anything is removed;
+//   - a file that a file replaces is not removed at all (deferred): the
+//     rename or the upload that follows replaces it in one step, and if
+//     they fail it stays; so is a link a MOVE replaces, but not one a
+//     COPY replaces, whose upload would write through it;
+//   - a MOVE's other destination (a collection, or a file a collection
+//     replaces) is moved aside in its directory and removed once the
+//     rename succeeded; a rename that fails (to another mount: EXDEV)
+//     puts it back (Rename, restoreAside).
 func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 	p := cleanPath(name)
 	if p == "/" {
 		return &fs.PathError{Op: "remove", Path: p, Err: fmt.Errorf("%w: the root collection cannot be removed", os.ErrPermission)}
 	}
 	q := requestOf(ctx)
-	if q != nil && (q.method == "MOVE" || q.method == "COPY") && p == q.dst {
-		if f.replaceable(q.path, p) {
-			q.deferred = p
-			return nil
-		}
-		if err := f.nested(q, true); err != nil {
-			return err
+	if q != nil && q.depthNotInfinite {
+		if fi, err := backend.Lstat(f.fs, p); err == nil && fi.IsDir() {
+			return &fs.PathError{Op: "remove", Path: p, Err: fmt.Errorf("%w: a DELETE of a collection must be Depth: infinity (RFC 4918 9.6.1), and removes all it holds", syscall.EINVAL)}
 		}
 	}
+	if q == nil || (q.method != "MOVE" && q.method != "COPY") || p != q.dst {
+		q.changed()
+		return f.fs.RemoveAll(p)
+	}
+	src, err := backend.Lstat(f.fs, q.path)
+	if err != nil {
+		return err
+	}
+	dst, err := backend.Lstat(f.fs, p)
+	if err != nil {
+		return err
+	}
+	if !src.IsDir() && !dst.IsDir() && (q.method == "MOVE" || dst.Mode()&fs.ModeSymlink == 0) {
+		q.deferred = p
+		return nil
+	}
+	if err := f.nested(q); err != nil {
+		return err
+	}
 	q.changed()
-	return f.fs.RemoveAll(p)
+	if q.method == "COPY" {
+		return f.fs.RemoveAll(p)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	aside := path.Join(path.Dir(p), asidePrefix+hex.EncodeToString(b[:]))
+	if err := f.fs.Rename(p, aside); err != nil {
+		return err
+	}
+	q.aside = aside
+	return nil
 }
 
-// nested refuses a MOVE or COPY whose destination, reached through a
-// symbolic link, is the source itself or holds it (removing the
-// destination would remove the source; holds is true), or lies inside
-// the source collection (an infinite COPY would copy what it makes;
-// holds is false). The handler refuses the same by the paths as sent
-// (inside); only a collection's MOVE or COPY gets here, so a file's
-// save pays nothing. Each path's last element is not followed: MOVE,
-// COPY and DELETE act on a link itself.
-func (f *fileSystem) nested(q *request, holds bool) error {
+// asidePrefix names a MOVE's replaced destination while the move runs
+// (RemoveAll).
+const asidePrefix = ".upgate-replaced-"
+
+// nested refuses a MOVE or COPY whose destination is the source itself
+// or holds it (removing the destination would remove the source), or,
+// for a MOVE or an infinite COPY, lies inside the source collection (the
+// COPY would copy what it makes), where a symbolic link on the way makes
+// it so. The handler refuses the same by the paths as sent (inside);
+// only a collection's MOVE or COPY, or a file's onto a collection, gets
+// here, so a file's save pays nothing. Each path's last element is not
+// followed: MOVE, COPY and DELETE act on a link itself.
+func (f *fileSystem) nested(q *request) error {
 	entry := func(p string) (string, error) {
 		dir, err := backend.RealPath(f.fs, path.Dir(p))
 		if err != nil {
@@ -123,37 +168,60 @@ func (f *fileSystem) nested(q *request, holds bool) error {
 		return err
 	}
 	switch {
-	case holds && (src == dst || inside(src, dst)):
-		return &fs.PathError{Op: "remove", Path: q.dst, Err: fmt.Errorf("%w: the destination is %s, which holds the source %s (%s) through a symbolic link, and removing it would remove the source", os.ErrPermission, dst, q.path, src)}
-	case !holds && inside(dst, src):
+	case src == dst || inside(src, dst):
+		return &fs.PathError{Op: "remove", Path: q.dst, Err: fmt.Errorf("%w: the destination is %s, which is or holds the source %s (%s) through a symbolic link, and removing it would remove the source", os.ErrPermission, dst, q.path, src)}
+	case q.deep && inside(dst, src):
 		return &fs.PathError{Op: "mkdir", Path: q.dst, Err: fmt.Errorf("%w: the destination is %s, inside the source collection %s (%s) through a symbolic link", os.ErrPermission, dst, q.path, src)}
 	}
 	return nil
-}
-
-// replaceable reports whether neither src nor dst is a directory, so that
-// renaming or uploading src onto dst replaces it in one step.
-func (f *fileSystem) replaceable(src, dst string) bool {
-	s, errS := backend.Lstat(f.fs, src)
-	d, errD := backend.Lstat(f.fs, dst)
-	return errS == nil && errD == nil && !s.IsDir() && !d.IsDir()
 }
 
 // errNoParent is a MOVE whose destination's parent collection is missing
 // (409, RFC 4918 9.9.4), told apart from a missing source (404).
 var errNoParent = errors.New("webdav: the destination's parent collection does not exist")
 
-// Rename implements dav.FileSystem.
+// Rename implements dav.FileSystem. A destination RemoveAll moved aside
+// is removed once the rename succeeded, and put back if it failed.
 func (f *fileSystem) Rename(ctx context.Context, oldName, newName string) error {
-	requestOf(ctx).changed()
+	q := requestOf(ctx)
+	q.changed()
 	oldName, newName = cleanPath(oldName), cleanPath(newName)
 	err := f.fs.Rename(oldName, newName)
+	if q != nil && q.aside != "" {
+		aside := q.aside
+		if err != nil {
+			err = errors.Join(err, f.restoreAside(q))
+		} else if rerr := f.fs.RemoveAll(aside); rerr != nil {
+			// The move is done: say so, and leave the old destination
+			// where it is, under a name that says what it is.
+			q.aside = ""
+			f.log.Warn("webdav: MOVE: removing the replaced destination", "path", newName, "aside", aside, "err", rerr)
+		} else {
+			q.aside = ""
+		}
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := backend.Lstat(f.fs, oldName); serr == nil {
 			return fmt.Errorf("%w: %w", errNoParent, err)
 		}
 	}
 	return err
+}
+
+// restoreAside puts a MOVE's destination that RemoveAll moved aside back
+// in its place, where the move did not happen; ServeHTTP calls it too,
+// for a request that ended between the two.
+func (f *fileSystem) restoreAside(q *request) error {
+	if q == nil || q.aside == "" {
+		return nil
+	}
+	aside := q.aside
+	q.aside = ""
+	if err := f.fs.Rename(aside, q.dst); err != nil {
+		f.log.Error("webdav: MOVE failed, and its destination could not be put back", "path", q.dst, "aside", aside, "err", err)
+		return fmt.Errorf("webdav: putting the destination %s back from %s: %w", q.dst, aside, err)
+	}
+	return nil
 }
 
 // Stat implements dav.FileSystem.
@@ -218,6 +286,8 @@ func (f *fileSystem) OpenFile(ctx context.Context, name string, flag int, perm o
 	q.changed()
 	if fi, err := backend.Lstat(f.fs, p); err == nil && fi.IsDir() {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: fmt.Errorf("%w: a collection cannot be written as a file", syscall.EISDIR)}
+	} else if err == nil && q != nil && q.method == http.MethodPut && p == q.path {
+		q.replaced = true
 	}
 	file, err := f.fs.OpenFile(p, flag, perm)
 	if err != nil {

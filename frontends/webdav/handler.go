@@ -29,8 +29,13 @@ type request struct {
 	path   string    // the request's path, cleaned
 	dst    string    // MOVE and COPY: the Destination's path, cleaned
 	deep   bool      // MOVE, or COPY of Depth infinity: a collection's members go too
+	// depthNotInfinite: a DELETE with a Depth header other than infinity.
+	depthNotInfinite bool
 	mtime  time.Time // PUT: the X-OC-Mtime to set, zero if none
 	mtimed bool      // the mtime was handed to the upload
+	// replaced: a PUT whose path held a file, answered 204, not
+	// x/net/webdav's 201 (RFC 9110 9.3.4: 201 only for a new one).
+	replaced bool
 
 	status  int   // a failure upgate decided before x/net/webdav ran, 0 if none
 	err     error // why: upgate's failure, or the error x/net/webdav reported
@@ -45,6 +50,10 @@ type request struct {
 	// (RFC 4918: delete, then move or copy) waits for the rename or the
 	// upload that replaces it at once.
 	deferred string
+	// aside is where a MOVE's destination that a collection replaces (or
+	// that replaces one) waits until the rename is done: then it is
+	// removed, or put back if the rename failed.
+	aside string
 }
 
 // requestKey is the context key of a request's *request.
@@ -105,8 +114,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// holds the user's Basic credentials.
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Security-Policy", "sandbox")
+	fsys := &fileSystem{fs: login.Fs, log: log}
+	defer func() { _ = fsys.restoreAside(q) }() // a MOVE that ended (panicked) between its removal and its rename
 	h := &dav.Handler{
-		FileSystem: &fileSystem{fs: login.Fs},
+		FileSystem: fsys,
 		LockSystem: s.locks.forUser(login.User),
 		Logger: func(_ *http.Request, err error) {
 			if err != nil {
@@ -165,6 +176,11 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s /: the root collection cannot be deleted or moved", r.Method))
 			return false
 		}
+		// RFC 4918 9.6.1: a DELETE of a collection is Depth: infinity,
+		// and a client must not send another; one that does may not
+		// mean the whole tree, which x/net/webdav would delete.
+		// RemoveAll refuses it for a collection, as mod_dav does.
+		q.depthNotInfinite = r.Method == "DELETE" && r.Header.Get("Depth") != "" && r.Header.Get("Depth") != "infinity"
 	case "LOCK":
 		// x/net/webdav reports an infinite lock as "Second-0" and the
 		// duration asked for rather than the one granted: ask for the
@@ -199,6 +215,12 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 		q.deep = r.Method == "MOVE" || d == "" || d == "infinity"
 		switch {
 		case q.dst == "":
+		case q.dst == q.path:
+			// x/net/webdav compares the paths as sent: /a/g and /a/./g
+			// or /a/g/ would copy a file onto itself, through the
+			// session's own upload of it, empty.
+			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: destination equals source (%s)", r.Method, q.path, hdr))
+			return false
 		case q.deep && inside(q.dst, q.path):
 			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: the destination %s lies inside the source", r.Method, q.path, q.dst))
 			return false
@@ -375,6 +397,9 @@ func (rw *response) WriteHeader(code int) {
 	if rw.req.mtimed && code < 300 {
 		rw.w.Header().Set("X-OC-Mtime", "accepted")
 	}
+	if code == http.StatusCreated && rw.req.replaced {
+		code = http.StatusNoContent
+	}
 	rw.status = code
 	rw.w.WriteHeader(code)
 }
@@ -388,6 +413,9 @@ func (rw *response) Write(p []byte) (int, error) {
 	}
 	if rw.status == 0 {
 		rw.WriteHeader(http.StatusOK)
+	}
+	if rw.status == http.StatusNoContent {
+		return len(p), nil // the "Created" x/net/webdav writes after its 201
 	}
 	if rw.progress > 0 {
 		_ = rw.rc.SetWriteDeadline(time.Now().Add(rw.progress))

@@ -136,6 +136,7 @@ func TestBadRequestsAnswered(t *testing.T) {
 		{"an unknown method", "FROB", "/keep.txt", "", nil, http.StatusNotImplemented, "FROB"},
 		{"GET a collection", "GET", "/dir", "", nil, http.StatusMethodNotAllowed, "collection"},
 		{"DELETE the root", "DELETE", "/", "", nil, http.StatusForbidden, "root collection"},
+		{"DELETE a collection with Depth 0", "DELETE", "/dir", "", []string{"Depth", "0"}, http.StatusBadRequest, "must be Depth: infinity"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

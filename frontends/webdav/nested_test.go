@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/internal/gwtest"
 )
 
@@ -96,20 +98,29 @@ func TestMoveCopyNested(t *testing.T) {
 // no one.
 func TestCopyStopsWhenClientLeaves(t *testing.T) {
 	e := start(t, nil)
-	const files = 2000
+	const dirs, perDir = 20, 100
 	src := filepath.Join(e.UserDir("alice"), "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for i := range files {
-		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%04d", i)), []byte("x"), 0o644); err != nil {
+	for i := range dirs {
+		d := filepath.Join(src, fmt.Sprintf("d%02d", i))
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		for j := range perDir {
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%03d", j)), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	dst := filepath.Join(e.UserDir("alice"), "dst")
 	count := func() int {
-		ents, _ := os.ReadDir(dst)
-		return len(ents)
+		n := 0
+		_ = filepath.WalkDir(dst, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -139,21 +150,120 @@ func TestCopyStopsWhenClientLeaves(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("client: %v, want it canceled", err)
 	}
-	// The copy stops: the count settles, short of the whole tree.
+	// The copy stops: the count settles (no new file for half a
+	// second), short of the whole tree.
 	last := -1
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		n := count()
 		if n == last {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the copy still grows after 20s: %d files", n)
+			t.Fatalf("the copy still grows after 30s: %d files", n)
 		}
 		last = n
 	}
-	if last >= files {
-		t.Fatalf("the copy went on to all %d files after its client left", files)
+	if last >= dirs*perDir {
+		t.Fatalf("the copy went on to all %d files after its client left", dirs*perDir)
 	}
-	t.Logf("copied %d of %d files before the client left and the copy stopped", last, files)
+	t.Logf("copied %d of %d files before the client left and the copy stopped", last, dirs*perDir)
+	e.AgentIdle(t)
+}
+
+// TestMoveCopyKeepsWhatItCannotReplace: the removal of a MOVE's or
+// COPY's destination (Overwrite: T) never costs the source, and a MOVE
+// that cannot happen leaves its destination in place (a review): a
+// destination inside the source reached through a link, a source that is
+// gone (a MOVE retried after its reply was lost), a rename to another
+// mount (EXDEV), a COPY of a file onto itself by another spelling, and a
+// COPY onto a link to its source.
+func TestMoveCopyKeepsWhatItCannotReplace(t *testing.T) {
+	e := start(t, func(cfg *config.Config) {
+		for i := range cfg.Users {
+			if cfg.Users[i].Name == "alice" {
+				cfg.Users[i].Mounts = append(cfg.Users[i].Mounts, config.Mount{Path: "/other", Agent: gwtest.Agent, Root: "alice-other"})
+			}
+		}
+	})
+	dir := e.UserDir("alice")
+	other := filepath.Join(e.Root, "alice-other")
+	for _, d := range []string{filepath.Join(dir, "a", "b"), filepath.Join(other, "x")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, data := range map[string]string{"a/b/f": "f", "a/g": "g"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(other, "x", "keep"), []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"l": "a", "lg": "a/g"} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	intact := func(what string) {
+		t.Helper()
+		wantFile(t, e, "alice", "a/b/f", []byte("f"))
+		wantFile(t, e, "alice", "a/g", []byte("g"))
+		if b, err := os.ReadFile(filepath.Join(other, "x", "keep")); err != nil || string(b) != "keep" {
+			t.Fatalf("after %s: other/x/keep: %q %v", what, b, err)
+		}
+		if ents, _ := os.ReadDir(filepath.Join(dir, "a")); len(ents) != 2 {
+			t.Fatalf("after %s: a holds %v, want b and g", what, ents)
+		}
+	}
+	for _, tt := range []struct {
+		name, method, src string
+		hdr               []string
+		status            int
+		text              string
+	}{
+		{"COPY onto a member that a link names", "COPY", "/a", []string{"Destination", "/l/b"}, http.StatusForbidden, "inside the source collection"},
+		{"MOVE onto a member that a link names", "MOVE", "/a", []string{"Destination", "/l/b"}, http.StatusForbidden, "inside the source collection"},
+		{"MOVE of a missing file onto a file", "MOVE", "/a/gone", []string{"Destination", "/a/g"}, http.StatusNotFound, ""},
+		{"MOVE of a missing collection onto one", "MOVE", "/a/gone", []string{"Destination", "/a/b"}, http.StatusNotFound, ""},
+		{"MOVE onto a collection of another mount", "MOVE", "/a/b", []string{"Destination", "/other/x"}, http.StatusBadGateway, "cross-device"},
+		{"MOVE of a file onto a collection of another mount", "MOVE", "/a/g", []string{"Destination", "/other/x"}, http.StatusBadGateway, "cross-device"},
+		{"COPY onto itself with a trailing slash", "COPY", "/a/g", []string{"Destination", "/a/g/"}, http.StatusForbidden, "destination equals source"},
+		{"COPY onto itself through /./", "COPY", "/a/g", []string{"Destination", "/a/./g"}, http.StatusForbidden, "destination equals source"},
+		{"COPY onto itself through ../", "COPY", "/a/g", []string{"Destination", "/a/b/../g"}, http.StatusForbidden, "destination equals source"},
+		{"COPY onto itself, escaped", "COPY", "/a/g", []string{"Destination", "/%61/g"}, http.StatusForbidden, "destination equals source"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.do(t, "alice", tt.method, tt.src, nil, tt.hdr...).want(t, tt.method+" "+tt.src, tt.status, tt.text)
+			intact(tt.name)
+			if ents, _ := os.ReadDir(filepath.Join(other)); len(ents) != 1 {
+				t.Fatalf("other holds %v, want x alone", ents)
+			}
+		})
+	}
+
+	// A MOVE retried after its reply was lost answers 404 and leaves what
+	// the first one moved.
+	e.do(t, "alice", "MOVE", "/a/g", nil, "Destination", "/g2").want(t, "MOVE", http.StatusCreated)
+	e.do(t, "alice", "MOVE", "/a/g", nil, "Destination", "/g2").want(t, "MOVE again", http.StatusNotFound)
+	wantFile(t, e, "alice", "g2", []byte("g"))
+	e.do(t, "alice", "MOVE", "/g2", nil, "Destination", "/a/g").want(t, "MOVE back", http.StatusCreated)
+
+	// A COPY onto a link to its source replaces the link with a copy; the
+	// source stays whole.
+	e.do(t, "alice", "COPY", "/a/g", nil, "Destination", "/lg").want(t, "COPY onto a link to the source", http.StatusNoContent)
+	wantFile(t, e, "alice", "a/g", []byte("g"))
+	if fi, err := os.Lstat(filepath.Join(dir, "lg")); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("lg: %v %v, want a file, the copy", fi, err)
+	}
+	wantFile(t, e, "alice", "lg", []byte("g"))
+
+	// A MOVE onto a collection replaces it, and nothing is left aside.
+	e.do(t, "alice", "MKCOL", "/c", nil).want(t, "MKCOL", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/c/old", strings.NewReader("old")).want(t, "PUT", http.StatusCreated)
+	e.do(t, "alice", "MOVE", "/a/b", nil, "Destination", "/c").want(t, "MOVE onto a collection", http.StatusNoContent)
+	wantFile(t, e, "alice", "c/f", []byte("f"))
+	wantMissing(t, e, "alice", "c/old")
+	wantOnly(t, e, "alice", "a", "c", "l", "lg")
 	e.AgentIdle(t)
 }

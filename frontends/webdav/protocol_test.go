@@ -84,7 +84,7 @@ func TestPutGetRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := []byte("<?php echo 1;\n")
-	e.do(t, "alice", "PUT", "/app.php", bytes.NewReader(small)).want(t, "PUT over", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/app.php", bytes.NewReader(small)).want(t, "PUT over", http.StatusNoContent)
 	wantFile(t, e, "alice", "app.php", small)
 	if fi, _ := os.Stat(filepath.Join(e.UserDir("alice"), "app.php")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("replaced file mode %v, want 0600 kept", fi.Mode().Perm())
@@ -202,7 +202,7 @@ func TestCollectionsMoveCopyDelete(t *testing.T) {
 	e.do(t, "alice", "MOVE", "/www/moved.php", nil, "Destination", dest("/www/index.php"), "Overwrite", "F").
 		want(t, "MOVE onto a file, Overwrite F", http.StatusPreconditionFailed)
 	wantFile(t, e, "alice", "www/moved.php", data)
-	e.do(t, "alice", "PUT", "/www/moved.php", strings.NewReader("new")).want(t, "PUT", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/www/moved.php", strings.NewReader("new")).want(t, "PUT over a file", http.StatusNoContent)
 	e.do(t, "alice", "MOVE", "/www/moved.php", nil, "Destination", dest("/www/index.php")).want(t, "MOVE onto a file", http.StatusNoContent)
 	wantFile(t, e, "alice", "www/index.php", []byte("new"))
 	e.do(t, "alice", "COPY", "/www2/index.php", nil, "Destination", dest("/www/index.php")).want(t, "COPY onto a file", http.StatusNoContent)
@@ -350,7 +350,7 @@ func TestFinderAndExplorerSequences(t *testing.T) {
 	wantFile(t, e, "alice", "finder.php", nil)
 	data := fstest.Data(200000, 106)
 	e.do(t, "alice", "PUT", "/finder.php", bytes.NewReader(data)).want(t, "PUT without the lock's token", http.StatusLocked)
-	e.do(t, "alice", "PUT", "/finder.php", bytes.NewReader(data), "If", "("+tok+")").want(t, "PUT with the token", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/finder.php", bytes.NewReader(data), "If", "("+tok+")").want(t, "PUT with the token", http.StatusNoContent)
 	e.do(t, "alice", "UNLOCK", "/finder.php", nil, "Lock-Token", tok).want(t, "UNLOCK", http.StatusNoContent)
 	wantFile(t, e, "alice", "finder.php", data)
 	// A lock asked for forever lasts an hour.
@@ -367,7 +367,7 @@ func TestFinderAndExplorerSequences(t *testing.T) {
 		`<Z:Win32FileAttributes>00000020</Z:Win32FileAttributes></D:prop></D:set></D:propertyupdate>`
 	e.do(t, "alice", "PROPPATCH", "/explorer.txt", strings.NewReader(win), "If", "("+tok+")").want(t, "PROPPATCH", http.StatusMultiStatus, "200 OK")
 	e.do(t, "alice", "HEAD", "/explorer.txt", nil).want(t, "HEAD", http.StatusOK)
-	e.do(t, "alice", "PUT", "/explorer.txt", bytes.NewReader(data), "If", "("+tok+")").want(t, "PUT content", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/explorer.txt", bytes.NewReader(data), "If", "("+tok+")").want(t, "PUT content", http.StatusNoContent)
 	e.do(t, "alice", "PROPPATCH", "/explorer.txt", strings.NewReader(win), "If", "("+tok+")").want(t, "PROPPATCH", http.StatusMultiStatus, "200 OK")
 	e.do(t, "alice", "UNLOCK", "/explorer.txt", nil, "Lock-Token", tok).want(t, "UNLOCK", http.StatusNoContent)
 	wantFile(t, e, "alice", "explorer.txt", data)
@@ -537,7 +537,7 @@ func TestConcurrentWritesOfOnePath(t *testing.T) {
 	wg.Wait()
 	close(statuses)
 	for s := range statuses {
-		if s != http.StatusCreated && s != http.StatusMethodNotAllowed {
+		if s != http.StatusCreated && s != http.StatusNoContent && s != http.StatusMethodNotAllowed {
 			t.Errorf("a concurrent MKCOL or PUT: %d", s)
 		}
 	}
