@@ -1,6 +1,7 @@
 // Package refserver starts the reference servers that upgate is compared
 // with, from a Go test: Debian's OpenSSH sshd with its sftp-server
-// ([StartOpenSSH]) and Debian's vsftpd ([StartVSFTPD]).
+// ([StartOpenSSH]), Debian's vsftpd ([StartVSFTPD]) and Debian's Apache
+// with mod_dav_fs ([StartApacheDAV]).
 //
 // Each server runs as a real process, started by the test as root, on
 // 127.0.0.1 with a free port, with its own configuration files in a fresh
@@ -11,8 +12,8 @@
 // userdel and then the directory, also when the test fails. Every wait is
 // bounded in time.
 //
-// Both servers create files with umask 022 (sftp-server -u 022, vsftpd's
-// local_umask=022), which is the umask upgate's tests assume for the
+// The servers create files with umask 022 (sftp-server -u 022, vsftpd's
+// local_umask=022, Apache the test process's), which is the umask upgate's tests assume for the
 // gateway process too (see [SetUmask]).
 //
 // A missing binary or a test not running as root skips the test, unless

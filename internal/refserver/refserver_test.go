@@ -2,9 +2,12 @@ package refserver_test
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -90,6 +93,51 @@ func TestVSFTPD(t *testing.T) {
 		checkFile(t, filepath.Join(s.Dir, "hello.txt"), "hello\n", 0o644, s.UID)
 	})
 	checkGone(t, s.User, s.Config)
+}
+
+// TestApacheDAV writes a file and a collection over WebDAV, finds them in
+// Dir owned by the user (the file mode 0644), lists them with PROPFIND,
+// and, after the server's subtest ends, finds the user and the server
+// gone.
+func TestApacheDAV(t *testing.T) {
+	var s *refserver.ApacheDAV
+	t.Run("server", func(t *testing.T) {
+		s = refserver.StartApacheDAV(t)
+		c := &http.Client{Timeout: 10 * time.Second}
+		for _, r := range []struct {
+			method, path, body string
+			status             int
+		}{
+			{"PUT", "/hello.txt", "hello\n", http.StatusCreated},
+			{"MKCOL", "/d", "", http.StatusCreated},
+			{"PROPFIND", "/", "", http.StatusMultiStatus},
+		} {
+			req, err := http.NewRequest(r.method, s.URL+r.path, strings.NewReader(r.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Depth", "1")
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != r.status {
+				t.Fatalf("%s %s: %s, want %d\n%s", r.method, r.path, resp.Status, r.status, b)
+			}
+			if r.method == "PROPFIND" && (!bytes.Contains(b, []byte("/hello.txt<")) || !bytes.Contains(b, []byte("/d/<"))) {
+				t.Errorf("PROPFIND / lacks hello.txt or d/:\n%s", b)
+			}
+		}
+		checkFile(t, filepath.Join(s.Dir, "hello.txt"), "hello\n", 0o644, s.UID)
+		if st, err := os.Stat(filepath.Join(s.Dir, "d")); err != nil || int(st.Sys().(*syscall.Stat_t).Uid) != s.UID {
+			t.Errorf("d: %v, want a directory of the user %d", err, s.UID)
+		}
+	})
+	if s != nil {
+		checkGone(t, s.User, s.Config)
+	}
 }
 
 func checkFile(t *testing.T, p, content string, mode os.FileMode, uid int) {

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // that upgate makes on purpose. It is the only list of them: any other
 // difference fails the tests.
 type deliberate struct {
-	proto string // "sftp" or "ftp"
+	proto string // "sftp", "ftp" or "webdav"
 	// step names the step whose answer differs; for a rule about a field
 	// that no step compares, it is empty and what says which field.
 	step string
@@ -112,6 +112,19 @@ const (
 		"which must keep their shape at the new depth (whyLinkShape), so one its user may not read, or may read but not " +
 		"search where it holds a link or a directory, is not moved up (PERMISSION_DENIED, 550), where rename(2) moves it " +
 		"without looking inside (README, A directory moved up)"
+	whyDAVFileParent = "a PUT below a file answers 409 Conflict, as below a missing collection (RFC 4918 9.7.1: " +
+		"the parent collection must exist first; x/net/webdav's answer), where Apache's mod_dav_fs answers 400"
+	whyDAVMoveNoParent = "a MOVE whose destination's parent collection is missing answers 409 Conflict, as RFC 4918 " +
+		"9.9.4 names it (and as both servers answer the same COPY); Apache's mod_dav_fs answers 500"
+	whyDAVLockNull = "a LOCK of an unmapped URL makes an empty file and answers 201 Created, as RFC 4918 7.3 and " +
+		"9.10.4 have it (they replaced RFC 2518's lock-null resources); Apache's mod_dav_fs keeps a lock-null " +
+		"resource, answered 200 and gone at the UNLOCK. Finder and Explorer lock a new name before its PUT either way"
+	whyDAVGetCollection = "GET of a collection answers 405 Method Not Allowed and says why (a collection has no " +
+		"content to download: list it with PROPFIND), where Apache without a directory index answers 404, which a " +
+		"client may take for a missing collection"
+	whyDAVDeadProps = "dead properties are not stored (README, WebDAV): a file in the container has nowhere to keep " +
+		"them, and a property that seemed kept but is lost at the next save would mislead; PROPPATCH answers each one " +
+		"403 in its propstat (RFC 4918 9.2), and sets the times it understands (X-OC-Mtime, lastmodified)"
 	whyPostedOpen = "an FTP upload into the directory of the session's last upload does not wait for the agent's " +
 		"open, a round trip less per file (issue 15): an error of that file's own (its name is a directory) then " +
 		"comes after the 150, still as the STOR's failure; a missing directory or a name too long fails before it"
@@ -190,6 +203,15 @@ var deliberateDiffs = []deliberate{
 	{proto: "sftp", step: "setstat /hu uid/gid 4242", upgate: "OK", why: whyChown},
 	{proto: "sftp", step: "copy-data: /cps into a handle of /./cps (one file, two spellings)", upgate: "OK HANDLE HANDLE FAILURE OK OK CONTENT 6 bytes \"abcdef\" OK", why: whyCopyDataNames},
 	{proto: "sftp", step: "copy-data from a handle open only for writing, 2 bytes (its read fails)", upgate: "OK HANDLE HANDLE NO_SUCH_FILE OK OK CONTENT 0 bytes \"\"", why: whyCopyDataOK},
+
+	// WebDAV, against Apache's mod_dav_fs.
+	{proto: "webdav", step: "PUT /f1/y (a file as the parent)", upgate: "409", why: whyDAVFileParent},
+	{proto: "webdav", step: "MOVE /f1 to /nope/f1 (no parent)", upgate: "409", why: whyDAVMoveNoParent},
+	{proto: "webdav", step: "GET /d (a collection)", upgate: "405", why: whyDAVGetCollection},
+	{proto: "webdav", step: "PROPPATCH /f1 (a dead property)", upgate: "207 HTTP/1.1 403 Forbidden", why: whyDAVDeadProps},
+	{proto: "webdav", step: "LOCK /lk (missing: made empty)", upgate: "201 token", why: whyDAVLockNull},
+	{proto: "webdav", step: "GET /lk", upgate: "200 0 bytes sha256=e3b0c44298fc1c149afbf4c8996fb924", why: whyDAVLockNull},
+	{proto: "webdav", step: "tree \"/lk\"", upgate: "file 0644 size=0 mtime=now sha256=e3b0c44298fc1c14", why: whyDAVLockNull},
 
 	// Permissions (the agent process is not root, as no reference login is).
 	{proto: "sftp", step: "perm: readdir /perm/closed (0600)", upgate: "PERMISSION_DENIED", why: whyUnreadableList},

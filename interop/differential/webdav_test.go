@@ -1,0 +1,333 @@
+package differential_test
+
+import (
+	"crypto/sha256"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/agenttest"
+	"github.com/upgate/upgate/internal/gwtest"
+	"github.com/upgate/upgate/internal/refserver"
+)
+
+// davSide is one server of the WebDAV comparison.
+type davSide struct {
+	name       string
+	url        string // http://127.0.0.1:port, the user's "/"
+	user, pass string // Basic credentials; "" for none (Apache's share)
+	dir        string // the user's "/" on disk
+	c          *http.Client
+	idle       func()
+	token      string // the lock token of the last LOCK granted
+}
+
+// apacheDAVSide starts Apache with mod_dav_fs (refserver).
+func apacheDAVSide(t *testing.T) *davSide {
+	t.Helper()
+	srv := refserver.StartApacheDAV(t)
+	return &davSide{name: "apache", url: srv.URL, dir: srv.Dir, c: davClient(t)}
+}
+
+// upgateDAVSide starts upgate (a real gateway, a real agent process that
+// is not root) with WebDAV over plain HTTP on loopback, logged in as
+// alice.
+func upgateDAVSide(t *testing.T) *davSide {
+	t.Helper()
+	u := startUpgate(t, func(cfg *config.Config) {
+		cfg.Listen = config.Listen{WebDAV: "127.0.0.1:0"}
+	})
+	dir := u.UserDir("alice")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, agenttest.NonRootUID, agenttest.NonRootUID); err != nil {
+		t.Fatal(err)
+	}
+	s := &davSide{name: "upgate", url: "http://" + u.Srv.Addr("webdav").String(), user: "alice", pass: gwtest.Users["alice"], dir: dir, c: davClient(t)}
+	s.idle = func() { u.AgentIdle(t) }
+	return s
+}
+
+func davClient(t *testing.T) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 2}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// do sends one request: p is a path on the server, hdr header name, value
+// pairs, in which a Destination's path becomes the server's absolute URL
+// and "TOKEN" in an If header the side's last lock token. It returns the
+// status and the body, or "error: ..." as the status.
+func (s *davSide) do(method, p, body string, hdr ...string) (status string, h http.Header, b []byte) {
+	req, err := http.NewRequest(method, s.url+p, strings.NewReader(body))
+	if err != nil {
+		return "error: " + err.Error(), nil, nil
+	}
+	if s.user != "" {
+		req.SetBasicAuth(s.user, s.pass)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		v := hdr[i+1]
+		switch hdr[i] {
+		case "Destination":
+			v = s.url + v
+		case "If", "Lock-Token":
+			v = strings.ReplaceAll(v, "TOKEN", s.token)
+		}
+		req.Header.Set(hdr[i], v)
+	}
+	resp, err := s.c.Do(req)
+	if err != nil {
+		return "error: " + err.Error(), nil, nil
+	}
+	defer resp.Body.Close()
+	b, err = io.ReadAll(resp.Body)
+	if err != nil {
+		return "error: reading the body: " + err.Error(), nil, nil
+	}
+	return fmt.Sprint(resp.StatusCode), resp.Header, b
+}
+
+// status is a step that shows the status alone.
+func davStatus(method, p, body string, hdr ...string) func(s *davSide) string {
+	return func(s *davSide) string {
+		status, _, _ := s.do(method, p, body, hdr...)
+		return status
+	}
+}
+
+// get shows a GET's status, and the body's length and sha256 when 200.
+func davGet(p string) func(s *davSide) string {
+	return func(s *davSide) string {
+		status, _, b := s.do("GET", p, "")
+		if status != "200" {
+			return status
+		}
+		return fmt.Sprintf("200 %d bytes sha256=%.16x", len(b), sha256.Sum256(b))
+	}
+}
+
+// davMultistatus is the part of a 207 body the comparison reads.
+type davMultistatus struct {
+	Responses []struct {
+		Href     string `xml:"href"`
+		Propstat []struct {
+			Prop struct {
+				Length     string    `xml:"getcontentlength"`
+				Collection *struct{} `xml:"resourcetype>collection"`
+			} `xml:"prop"`
+			Status string `xml:"status"`
+		} `xml:"propstat"`
+	} `xml:"response"`
+}
+
+// propfind shows a PROPFIND's status and, for 207, each resource's path
+// (unescaped, relative to the server's /), kind and length, sorted.
+func davPropfind(p, depth string) func(s *davSide) string {
+	return func(s *davSide) string {
+		status, _, b := s.do("PROPFIND", p, `<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:resourcetype/><D:getcontentlength/></D:prop></D:propfind>`,
+			"Depth", depth, "Content-Type", "application/xml")
+		if status != "207" {
+			return status
+		}
+		var ms davMultistatus
+		if err := xml.Unmarshal(b, &ms); err != nil {
+			return "207 unreadable: " + err.Error()
+		}
+		var out []string
+		for _, r := range ms.Responses {
+			href := r.Href
+			if u, err := url.Parse(href); err == nil {
+				href = u.Path // an absolute URL's path
+			}
+			what := "file"
+			var size string
+			for _, ps := range r.Propstat {
+				if !strings.Contains(ps.Status, " 200 ") {
+					continue
+				}
+				if ps.Prop.Collection != nil {
+					what = "collection"
+				}
+				if ps.Prop.Length != "" {
+					size = " size=" + ps.Prop.Length
+				}
+			}
+			out = append(out, strings.TrimSuffix(href, "/")+" "+what+size)
+		}
+		slices.Sort(out)
+		return "207 [" + strings.Join(out, "; ") + "]"
+	}
+}
+
+// davLock takes an exclusive write lock on p and keeps its token.
+func davLock(p string) func(s *davSide) string {
+	return func(s *davSide) string {
+		status, h, _ := s.do("LOCK", p, `<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>differential</D:owner></D:lockinfo>`,
+			"Depth", "0", "Timeout", "Second-600", "Content-Type", "application/xml")
+		tok := strings.Trim(h.Get("Lock-Token"), "<>")
+		if tok == "" {
+			return status + " no token"
+		}
+		s.token = tok
+		return status + " token"
+	}
+}
+
+// davSteps is the WebDAV sequence: files and collections made, replaced,
+// copied, moved and deleted, their errors, listings and locks.
+func davSteps() []struct {
+	name string
+	run  func(s *davSide) string
+} {
+	return []struct {
+		name string
+		run  func(s *davSide) string
+	}{
+		{"PUT /f1", davStatus("PUT", "/f1", "one")},
+		{"PUT /f1 again (replaces it)", davStatus("PUT", "/f1", "one!")},
+		{"GET /f1", davGet("/f1")},
+		{"HEAD /f1", func(s *davSide) string {
+			status, h, _ := s.do("HEAD", "/f1", "")
+			return status + " length " + h.Get("Content-Length")
+		}},
+		{"GET /missing", davGet("/missing")},
+		{"MKCOL /d", davStatus("MKCOL", "/d", "")},
+		{"MKCOL /d (exists)", davStatus("MKCOL", "/d", "")},
+		{"MKCOL /f1 (a file)", davStatus("MKCOL", "/f1", "")},
+		{"MKCOL /x/y (no parent)", davStatus("MKCOL", "/x/y", "")},
+		{"PUT /x/y (no parent)", davStatus("PUT", "/x/y", "y")},
+		{"PUT /f1/y (a file as the parent)", davStatus("PUT", "/f1/y", "y")},
+		{"PUT /d/f2", davStatus("PUT", "/d/f2", "two")},
+		{"PUT /d/e/ (MKCOL'd below)", func(s *davSide) string {
+			return davStatus("MKCOL", "/d/e", "")(s) + " " + davStatus("PUT", "/d/e/f3", "three")(s)
+		}},
+		{"DELETE /missing", davStatus("DELETE", "/missing", "")},
+		{"COPY /f1 to /d/f1", davStatus("COPY", "/f1", "", "Destination", "/d/f1")},
+		{"COPY /f1 to /d/f1 again (replaces it)", davStatus("COPY", "/f1", "", "Destination", "/d/f1")},
+		{"COPY /f1 to /d/f1 with Overwrite: F", davStatus("COPY", "/f1", "", "Destination", "/d/f1", "Overwrite", "F")},
+		{"COPY /f1 to /nope/f1 (no parent)", davStatus("COPY", "/f1", "", "Destination", "/nope/f1")},
+		{"COPY /missing to /m2", davStatus("COPY", "/missing", "", "Destination", "/m2")},
+		{"COPY /f1 onto itself", davStatus("COPY", "/f1", "", "Destination", "/f1")},
+		{"MOVE /d/f1 to /f3", davStatus("MOVE", "/d/f1", "", "Destination", "/f3")},
+		{"MOVE /f3 to /f1 (replaces it)", davStatus("MOVE", "/f3", "", "Destination", "/f1")},
+		{"GET /f1 after the moves", davGet("/f1")},
+		{"MOVE /f1 to /nope/f1 (no parent)", davStatus("MOVE", "/f1", "", "Destination", "/nope/f1")},
+		{"MOVE /missing to /m3", davStatus("MOVE", "/missing", "", "Destination", "/m3")},
+		{"MOVE /d/f2 to /f1 with Overwrite: F", davStatus("MOVE", "/d/f2", "", "Destination", "/f1", "Overwrite", "F")},
+		{"COPY /d to /d2 (a tree)", davStatus("COPY", "/d", "", "Destination", "/d2")},
+		{"COPY /d to /d3 with Depth: 0 (the collection alone)", davStatus("COPY", "/d", "", "Destination", "/d3", "Depth", "0")},
+		{"COPY /d to /d2 with Overwrite: F (exists)", davStatus("COPY", "/d", "", "Destination", "/d2", "Overwrite", "F")},
+		{"COPY /d to /d2 again (replaces the tree)", davStatus("COPY", "/d", "", "Destination", "/d2")},
+		{"MOVE /d2 to /d4", davStatus("MOVE", "/d2", "", "Destination", "/d4")},
+		{"MOVE /d4 onto /d3 (a collection: replaced)", davStatus("MOVE", "/d4", "", "Destination", "/d3")},
+		{"COPY /d into itself (/d/sub)", davStatus("COPY", "/d", "", "Destination", "/d/sub")},
+		{"MOVE /d into itself (/d/e/sub)", davStatus("MOVE", "/d", "", "Destination", "/d/e/sub")},
+		{"MOVE /d3/e onto its parent /d3", davStatus("MOVE", "/d3/e", "", "Destination", "/d3")},
+		{"COPY /d3/e onto its parent /d3", davStatus("COPY", "/d3/e", "", "Destination", "/d3")},
+		{"PROPFIND /f1, Depth 0", davPropfind("/f1", "0")},
+		{"PROPFIND /d3, Depth 1", davPropfind("/d3", "1")},
+		{"PROPFIND /, Depth 1", davPropfind("/", "1")},
+		{"PROPFIND /missing, Depth 0", davPropfind("/missing", "0")},
+		{"PROPFIND /, Depth infinity", davPropfind("/", "infinity")},
+		{"LOCK /f1", davLock("/f1")},
+		{"PUT /f1 without the lock's token", davStatus("PUT", "/f1", "nolock")},
+		{"DELETE /f1 without the lock's token", davStatus("DELETE", "/f1", "")},
+		{"MOVE /f1 without the lock's token", davStatus("MOVE", "/f1", "", "Destination", "/f9")},
+		{"PUT /f1 with the lock's token", davStatus("PUT", "/f1", "locked", "If", "(<TOKEN>)")},
+		{"UNLOCK /f1", davStatus("UNLOCK", "/f1", "", "Lock-Token", "<TOKEN>")},
+		{"PUT /f1 after the UNLOCK", davStatus("PUT", "/f1", "free")},
+		{"PUT /a%20b (a space)", davStatus("PUT", "/a%20b", "space")},
+		{"GET /a b", davGet("/a%20b")},
+		{"PUT /%C3%A9t%C3%A9 (UTF-8)", davStatus("PUT", "/%C3%A9t%C3%A9", "summer")},
+		{"GET /d (a collection)", davGet("/d")},
+		{"OPTIONS /", davStatus("OPTIONS", "/", "")},
+		{"MKCOL /m with a body", davStatus("MKCOL", "/m", "<x/>", "Content-Type", "application/xml")},
+		{"PROPPATCH /f1 (a dead property)", func(s *davSide) string {
+			status, _, b := s.do("PROPPATCH", "/f1", `<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:Z="urn:x"><D:set><D:prop><Z:color>red</Z:color></D:prop></D:set></D:propertyupdate>`,
+				"Content-Type", "application/xml")
+			var ms davMultistatus
+			if status != "207" || xml.Unmarshal(b, &ms) != nil || len(ms.Responses) != 1 || len(ms.Responses[0].Propstat) != 1 {
+				return status
+			}
+			return status + " " + ms.Responses[0].Propstat[0].Status
+		}},
+		{"DELETE /d3 with Depth: 0", davStatus("DELETE", "/d3", "", "Depth", "0")},
+		{"COPY /f1 onto the collection /cd (replaced by the file)", func(s *davSide) string {
+			return davStatus("MKCOL", "/cd", "")(s) + " " + davStatus("PUT", "/cd/x", "x")(s) + " " +
+				davStatus("COPY", "/f1", "", "Destination", "/cd")(s) + " " + davGet("/cd")(s)
+		}},
+		{"DELETE /d3 (a tree)", davStatus("DELETE", "/d3", "")},
+		{"DELETE /d3 again", davStatus("DELETE", "/d3", "")},
+		{"DELETE /d/e/f3", davStatus("DELETE", "/d/e/f3", "")},
+		{"PROPFIND / at the end, Depth 1", davPropfind("/", "1")},
+		{"LOCK /lk (missing: made empty)", davLock("/lk")},
+		{"UNLOCK /lk", davStatus("UNLOCK", "/lk", "", "Lock-Token", "<TOKEN>")},
+		{"GET /lk", davGet("/lk")},
+	}
+}
+
+// runDAV runs the WebDAV sequence against s and snapshots its tree.
+func runDAV(t *testing.T, s *davSide) ([]stepResult, map[string]treeEntry) {
+	t.Helper()
+	var out []stepResult
+	for _, st := range davSteps() {
+		out = append(out, stepResult{step: st.name, answer: st.run(s)})
+	}
+	s.c.CloseIdleConnections()
+	if s.idle != nil {
+		s.idle()
+	}
+	tree := snapshot(t, s.dir)
+	for k := range tree {
+		// mod_dav_fs's property and lock-null databases, which no
+		// client sees.
+		if p, err := strconv.Unquote(k); err == nil && slices.Contains(strings.Split(p, "/"), ".DAV") {
+			delete(tree, k)
+		}
+	}
+	return out, tree
+}
+
+// TestWebDAVDifferentialSelfCheck runs the sequence against two Apache
+// servers and expects no difference at all.
+func TestWebDAVDifferentialSelfCheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("harness self-check; skipped with -short")
+	}
+	one, two := apacheDAVSide(t), apacheDAVSide(t)
+	r1, t1 := runDAV(t, one)
+	r2, t2 := runDAV(t, two)
+	diffs := compareRuns(t, "webdav", r1, r2, false)
+	diffs = append(diffs, compareTrees("webdav", t1, t2, false)...)
+	report(t, "apache#1", "apache#2", diffs)
+}
+
+// TestWebDAVDifferential runs the WebDAV sequence against Apache's
+// mod_dav_fs and upgate and compares every answer (status codes, bodies
+// by sha256, listings by path, kind and length) and the resulting trees.
+func TestWebDAVDifferential(t *testing.T) {
+	ref := apacheDAVSide(t)
+	ug := upgateDAVSide(t)
+	refRes, refTree := runDAV(t, ref)
+	ugRes, ugTree := runDAV(t, ug)
+	if os.Getenv("DIFF_DUMP") != "" {
+		for i := range refRes {
+			t.Logf("%03d %s\n\tapache: %s\n\tupgate: %s", i, refRes[i].step, refRes[i].answer, ugRes[i].answer)
+		}
+	}
+	diffs := compareRuns(t, "webdav", refRes, ugRes, true)
+	diffs = append(diffs, compareTrees("webdav", refTree, ugTree, true)...)
+	report(t, "apache", "upgate", diffs)
+	checkRows(t, "webdav", ranSteps(refRes, refTree, ugTree), diffs)
+}
