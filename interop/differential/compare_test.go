@@ -105,6 +105,9 @@ const (
 	whyRnfrNow = "RNFR's name is resolved when RNFR is answered, against the working directory then (RFC 959's " +
 		"\"old pathname\"; ProFTPD and Pure-FTPd do the same), where vsftpd keeps its text and resolves it at the RNTO, " +
 		"after a CWD or CDUP sent between the two; no client sends one there (TestFTPRandom seeds 731, 1184)"
+	whyCwdRemoved = "the FTP working directory is a path, the gateway's (README, Files): one removed under the " +
+		"session is still what PWD shows, and a directory made again there is the working directory; vsftpd's is its " +
+		"process's, the removed directory itself: PWD answers \"\" and a name relative to it cannot be made until a CWD"
 	whyDirTime = "MDTM with a time (and MFMT) sets a directory's time, where vsftpd refuses it (550), as SFTP's " +
 		"SETSTAT and sftp-server set it: a client that keeps a tree's times keeps its directories' too; MDTM and " +
 		"SIZE without a time still refuse a directory, as vsftpd's"
@@ -165,6 +168,8 @@ var deliberateDiffs = []deliberate{
 	{proto: "ftp", step: "NLST /d/f1/.. (.. after a file)", upgate: `1xx/2xx "/d/f1/../dir2" "/d/f1/../ep" "/d/f1/../f1" "/d/f1/../f3" "/d/f1/../sub" "/d/f1/../sub2"`, why: whyDotDot},
 	{proto: "ftp", step: "MKD /dt, MDTM with a time on it (a directory), RMD /dt", upgate: "257 213 250", why: whyDirTime},
 	{proto: "ftp", step: rowRnfrNow, upgate: "2xx 350 2xx 250 350 250 213", why: whyRnfrNow},
+	{proto: "ftp", step: rowCwdRemoved, upgate: `257 2xx 250 257 "/cwr" 257 1xx/2xx 2xx 213 "1" 250 250`, why: whyCwdRemoved},
+
 	{proto: "ftp", step: "TYPE A, REST 2, RETR /d/f1 (a resumed download in ASCII mode), TYPE I", upgate: "200 350 1xx/2xx DATA 10 bytes \"llo world\\n\" 200", why: whyASCIIRest},
 	{proto: "ftp", step: "LIST /missing", upgate: "4xx", why: whyMissingList},
 	{proto: "ftp", step: "LIST /fix/file.txt/ (a file with a slash)", upgate: "4xx", why: whyNotDirList},

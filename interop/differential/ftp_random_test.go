@@ -633,6 +633,10 @@ func modeLetters(m uint32) string {
 	return string(b)
 }
 
+// rowCwdRemoved is deliberateDiffs' row for a working directory removed
+// under the session: the servers then work in different directories.
+const rowCwdRemoved = "MKD /cwr, CWD /cwr, RMD /cwr, PWD, MKD /cwr, STOR f, CWD /, SIZE /cwr/f, DELE /cwr/f, RMD /cwr"
+
 // rowRnfrNow is deliberateDiffs' row for an RNFR of a relative name
 // whose working directory changed before the RNTO (whyRnfrNow).
 const rowRnfrNow = "CWD /d, RNFR f1b (relative), CDUP, RNTO /d/f1c, RNFR /d/f1c, RNTO /d/f1b"
@@ -1239,6 +1243,11 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 		}
 		a := randAnswer{ref: norm(ref), ug: norm(o.exec(r.ug, root))}
 		res.ops = append(res.ops, a)
+		if o.kind == "rmd" && a.ref == "250" && a.ug == "250" && apart == "" && track.realParent(track.server(o.path, o.abs, root)) == track.cwd {
+			// vsftpd's working directory is its process's, now a removed
+			// directory; upgate's its path (seed 5232).
+			apart = rowCwdRemoved
+		}
 		if facts.rnfrElsewhere && apart == "" && (a.ref == "250" || a.ug == "250") {
 			// Both may answer 250 and still rename two different files:
 			// vsftpd takes the relative RNFR name in the working

@@ -542,6 +542,10 @@ func ftpSteps() []ftpStep {
 			return f.c("CWD /d", digit) + " " + f.c("RNFR f1b", exact) + " " + f.c("CDUP", digit) + " " + f.c("RNTO /d/f1c", exact) + " " +
 				f.c("RNFR /d/f1c", exact) + " " + f.c("RNTO /d/f1b", exact) + " " + f.c("SIZE /d/f1b", exact)
 		}},
+		{rowCwdRemoved, func(f *ftpSide) string {
+			return f.c("MKD /cwr", exact) + " " + f.c("CWD /cwr", digit) + " " + f.c("RMD /cwr", exact) + " " + f.c("PWD", quoted) + " " +
+				f.c("MKD /cwr", exact) + " " + f.stor("f", []byte("F")) + " " + f.c("CWD /", digit) + " " + f.c("SIZE /cwr/f", text) + " " + f.c("DELE /cwr/f", exact) + " " + f.c("RMD /cwr", exact)
+		}},
 		{"RNFR /missing", func(f *ftpSide) string { return f.c("RNFR /missing", exact) }},
 		{"RNTO without RNFR", func(f *ftpSide) string { return f.c("RNTO /x", digit) }},
 		{"RNFR /d/new, RNTO over existing /d/f1b", func(f *ftpSide) string {
