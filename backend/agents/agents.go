@@ -54,6 +54,12 @@ type Options struct {
 	// called from the streams' goroutines, one at a time per agent
 	// connection, and must not block for long.
 	OnEvent func(Event)
+	// FollowWait bounds how long New waits for the embedded agents'
+	// events to be followed, and FS for a new connection's to a remote
+	// agent: a commit made before then reaches no OnEvent. Zero means
+	// 5 s for the embedded agents and 2 s for a remote one, which a
+	// login then waits at most; tests on a loaded machine set more.
+	FollowWait time.Duration
 }
 
 // Pool holds the connections to the configured agents.
@@ -133,7 +139,7 @@ func New(ctx context.Context, agents map[string]config.Agent, opts Options) (*Po
 	// An embedded agent is in this process: its events are followed
 	// before the first login can commit anything (a watch starts from
 	// the agent's present and would miss what came before it).
-	wait := time.NewTimer(embeddedFollowWait)
+	wait := time.NewTimer(p.followWait(embeddedFollowWait))
 	defer wait.Stop()
 waitFollowed:
 	for _, followed := range embeddedFollowed {
@@ -142,7 +148,7 @@ waitFollowed:
 		case <-ctx.Done():
 			break waitFollowed
 		case <-wait.C:
-			p.log.Warn("embedded agents' events not followed yet; starting anyway", "waited", embeddedFollowWait)
+			p.log.Warn("embedded agents' events not followed yet; starting anyway", "waited", p.followWait(embeddedFollowWait))
 			break waitFollowed
 		}
 	}
@@ -182,6 +188,14 @@ const (
 	remoteFollowWait   = 2 * time.Second
 )
 
+// followWait is Options.FollowWait, or def when it is zero.
+func (p *Pool) followWait(def time.Duration) time.Duration {
+	if p.opts.FollowWait > 0 {
+		return p.opts.FollowWait
+	}
+	return def
+}
+
 func readToken(file string) (string, error) {
 	if file == "" {
 		return "", nil
@@ -209,12 +223,12 @@ func (p *Pool) FS(ctx context.Context, name, user string, opts backend.Options) 
 	if followed != nil {
 		// A new connection's events are followed before its first
 		// operation, so that its commits reach the events too.
-		t := time.NewTimer(remoteFollowWait)
+		t := time.NewTimer(p.followWait(remoteFollowWait))
 		select {
 		case <-followed:
 		case <-ctx.Done():
 		case <-t.C:
-			p.log.Warn("agent's events not followed yet; going on", "agent", name, "address", target, "waited", remoteFollowWait)
+			p.log.Warn("agent's events not followed yet; going on", "agent", name, "address", target, "waited", p.followWait(remoteFollowWait))
 		}
 		t.Stop()
 	}

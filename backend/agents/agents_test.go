@@ -62,6 +62,11 @@ func TestPool(t *testing.T) {
 			health = append(health, s)
 		},
 		OnEvent: func(e agents.Event) { events <- e },
+		// On a loaded machine (CI runs packages side by side) the first
+		// Hello of the remote agent's events can take longer than a
+		// login's 2 s: the commit would then come before the stream
+		// and reach no event (a CI run of e65a62b..75cfc6a).
+		FollowWait: time.Minute,
 	})
 	if err != nil {
 		t.Fatal(err)
