@@ -154,14 +154,7 @@ func FuzzFTPArguments(f *testing.F) {
 	}
 	z := newFuzzFTP(f)
 	f.Fuzz(func(t *testing.T, in string) {
-		// FTP ends a command at CR LF: a name cannot hold them.
-		name := strings.NewReplacer("\r", "", "\n", "").Replace(in)
-		z.Reset(t)
-		defer z.Reset(t)
-		if z.ctl == nil {
-			z.connect(t)
-		}
-		_ = z.ctl.nc.SetDeadline(time.Now().Add(fuzzDeadline))
+		name := z.begin(t, in)
 		for _, line := range []string{
 			"MKD " + name,
 			"MKD esc/" + name,
@@ -178,22 +171,42 @@ func FuzzFTPArguments(f *testing.F) {
 			"RNFR seed",
 			"RNTO " + name,
 		} {
-			code, text, err := z.ctl.cmd(line)
-			switch {
-			case err != nil && connClosed(err) && len(line)+2 > maxCommandLine:
-				// ftpserverlib hangs up on a line longer than it reads.
-				z.connect(t)
-				continue
-			case err != nil:
-				t.Fatalf("%q: %v", line, err)
-			case code[0] == '1':
-				t.Fatalf("%q: preliminary reply %s %s to a command without a transfer", line, code, text)
-			case strings.Contains(text, "internal error"):
-				t.Fatalf("%q: a handler panicked: %s %s", line, code, text)
-			}
+			z.plain(t, line)
 			z.check(t, line)
 		}
 	})
+}
+
+// begin starts one fuzz input: alice's directory as the layout made it
+// (again at the input's end), the control connection logged in, and the
+// input as a name, without the CR and LF that end an FTP command.
+func (z *fuzzFTP) begin(t *testing.T, in string) string {
+	t.Helper()
+	z.Reset(t)
+	t.Cleanup(func() { z.Reset(t) })
+	if z.ctl == nil {
+		z.connect(t)
+	}
+	_ = z.ctl.nc.SetDeadline(time.Now().Add(fuzzDeadline))
+	return strings.NewReplacer("\r", "", "\n", "").Replace(in)
+}
+
+// plain sends a command that moves no data and checks its reply: well
+// formed, final, no panic's. ftpserverlib hangs up on a line longer than
+// it reads: then plain logs in again.
+func (z *fuzzFTP) plain(t *testing.T, line string) {
+	t.Helper()
+	code, text, err := z.ctl.cmd(line)
+	switch {
+	case err != nil && connClosed(err) && len(line)+2 > maxCommandLine:
+		z.connect(t)
+	case err != nil:
+		t.Fatalf("%q: %v", line, err)
+	case code[0] == '1':
+		t.Fatalf("%q: preliminary reply %s %s to a command without a transfer", line, code, text)
+	case strings.Contains(text, "internal error"):
+		t.Fatalf("%q: a handler panicked: %s %s", line, code, text)
+	}
 }
 
 // transfer sends line on the control connection with a passive data
@@ -280,27 +293,7 @@ func FuzzFTPTransfers(f *testing.F) {
 	}
 	z := newFuzzFTP(f)
 	f.Fuzz(func(t *testing.T, in string, data []byte, rest uint16) {
-		name := strings.NewReplacer("\r", "", "\n", "").Replace(in)
-		z.Reset(t)
-		defer z.Reset(t)
-		if z.ctl == nil {
-			z.connect(t)
-		}
-		_ = z.ctl.nc.SetDeadline(time.Now().Add(fuzzDeadline))
-		plain := func(line string) {
-			t.Helper()
-			code, text, err := z.ctl.cmd(line)
-			switch {
-			case err != nil && connClosed(err) && len(line)+2 > maxCommandLine:
-				z.connect(t)
-			case err != nil:
-				t.Fatalf("%q: %v", line, err)
-			case code[0] == '1':
-				t.Fatalf("%q: preliminary reply %s %s to a command without a transfer", line, code, text)
-			case strings.Contains(text, "internal error"):
-				t.Fatalf("%q: a handler panicked: %s %s", line, code, text)
-			}
-		}
+		name := z.begin(t, in)
 		restAt := fmt.Sprintf("REST %d", rest)
 		for _, s := range []struct {
 			line   string
@@ -335,7 +328,7 @@ func FuzzFTPTransfers(f *testing.F) {
 			if s.data {
 				z.transfer(t, s.line, s.upload)
 			} else {
-				plain(s.line)
+				z.plain(t, s.line)
 			}
 			z.check(t, s.line)
 		}
