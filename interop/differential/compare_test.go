@@ -292,6 +292,23 @@ func compareRuns(t *testing.T, proto string, ref, got []stepResult, allowDeliber
 	return diffs
 }
 
+// compareWithUpgate compares a protocol's run on the reference server
+// (refName) with upgate's, answers and trees, fails the test for any
+// difference deliberateDiffs does not list, and checks that proto's rows
+// name steps that ran. DIFF_DUMP=1 logs every step's two answers.
+func compareWithUpgate(t *testing.T, proto, refName string, refRes []stepResult, refTree map[string]treeEntry, ugRes []stepResult, ugTree map[string]treeEntry) {
+	t.Helper()
+	if os.Getenv("DIFF_DUMP") != "" {
+		for i := range refRes {
+			t.Logf("%03d %s\n\t%s: %s\n\tupgate: %s", i, refRes[i].step, refName, refRes[i].answer, ugRes[i].answer)
+		}
+	}
+	diffs := compareRuns(t, proto, refRes, ugRes, true)
+	diffs = append(diffs, compareTrees(proto, refTree, ugTree, true)...)
+	report(t, refName, "upgate", diffs)
+	checkRows(t, proto, ranSteps(refRes, refTree, ugTree), diffs)
+}
+
 // checkRows fails the test for each row of proto's deliberateDiffs that
 // no longer earns its place in a run of every step: its step (or tree
 // entry) never ran, as when a step was renamed, or ran and matched the

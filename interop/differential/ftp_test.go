@@ -878,15 +878,7 @@ func TestFTPDifferential(t *testing.T) {
 	}
 	refRes, refTree := runFTP(t, ref)
 	ugRes, ugTree := runFTP(t, ug)
-	if os.Getenv("DIFF_DUMP") != "" {
-		for i := range refRes {
-			t.Logf("%03d %s\n\tvsftpd: %s\n\tupgate: %s", i, refRes[i].step, refRes[i].answer, ugRes[i].answer)
-		}
-	}
-	diffs := compareRuns(t, "ftp", refRes, ugRes, true)
-	diffs = append(diffs, compareTrees("ftp", refTree, ugTree, true)...)
-	report(t, "vsftpd", "upgate", diffs)
-	checkRows(t, "ftp", ranSteps(refRes, refTree, ugTree), diffs)
+	compareWithUpgate(t, "ftp", "vsftpd", refRes, refTree, ugRes, ugTree)
 }
 
 // TestFTPDifferentialSelfCheck runs the sequence against two vsftpd

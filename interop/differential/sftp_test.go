@@ -2243,15 +2243,7 @@ func TestSFTPDifferential(t *testing.T) {
 	}
 	refRes, refTree := runSFTP(t, ref)
 	ugRes, ugTree := runSFTP(t, ug)
-	if os.Getenv("DIFF_DUMP") != "" {
-		for i := range refRes {
-			t.Logf("%03d %s\n\topenssh: %s\n\tupgate:  %s", i, refRes[i].step, refRes[i].answer, ugRes[i].answer)
-		}
-	}
-	diffs := compareRuns(t, "sftp", refRes, ugRes, true)
-	diffs = append(diffs, compareTrees("sftp", refTree, ugTree, true)...)
-	report(t, "openssh", "upgate", diffs)
-	checkRows(t, "sftp", ranSteps(refRes, refTree, ugTree), diffs)
+	compareWithUpgate(t, "sftp", "openssh", refRes, refTree, ugRes, ugTree)
 }
 
 // TestSFTPDifferentialSelfCheck runs the sequence against two OpenSSH

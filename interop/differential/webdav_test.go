@@ -321,13 +321,5 @@ func TestWebDAVDifferential(t *testing.T) {
 	ug := upgateDAVSide(t)
 	refRes, refTree := runDAV(t, ref)
 	ugRes, ugTree := runDAV(t, ug)
-	if os.Getenv("DIFF_DUMP") != "" {
-		for i := range refRes {
-			t.Logf("%03d %s\n\tapache: %s\n\tupgate: %s", i, refRes[i].step, refRes[i].answer, ugRes[i].answer)
-		}
-	}
-	diffs := compareRuns(t, "webdav", refRes, ugRes, true)
-	diffs = append(diffs, compareTrees("webdav", refTree, ugTree, true)...)
-	report(t, "apache", "upgate", diffs)
-	checkRows(t, "webdav", ranSteps(refRes, refTree, ugTree), diffs)
+	compareWithUpgate(t, "webdav", "apache", refRes, refTree, ugRes, ugTree)
 }
