@@ -898,7 +898,16 @@ var errNotUpload = status.Error(codes.FailedPrecondition, "not an upload in prog
 func (h *handle) unlink() error {
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
-	if h.tmp == "" || h.unlinked {
+	return h.unlinkLocked()
+}
+
+// unlinkLocked is unlink with s.mu held. An upload discarded already (a
+// file renamed onto it took its name: session.rename) answers nil.
+func (h *handle) unlinkLocked() error {
+	if h.unlinked {
+		return nil
+	}
+	if h.tmp == "" {
 		return errNotUpload
 	}
 	remove := h.root.Remove

@@ -354,14 +354,31 @@ func (ss *session) remove(op *agentpb.RemoveRequest) (*agentpb.Empty, error) {
 func (ss *session) rename(op *agentpb.RenameRequest) (*agentpb.Empty, error) {
 	s, sc := ss.s, ss.sc
 	ps, err := cleanIn(sc, op.GetFrom(), op.GetTo())
-	if err != nil || ps[0] == ps[1] || sc.in(ps[0]) == "." || sc.in(ps[1]) == "." || ss.ownUpload(ps[1]) == nil || !sc.sameFile(ps[0], ps[1]) {
+	if err != nil || ps[0] == ps[1] || sc.in(ps[0]) == "." || sc.in(ps[1]) == "." {
 		return s.rename(sc, op)
 	}
 	from, to := ps[0], ps[1]
+	// Under s.mu, as Server.rename's rename(2): the upload's commit
+	// (which takes it) comes wholly before or after, never between the
+	// check and the unlink, which would then take the last name of the
+	// file the commit replaced (a review).
+	s.mu.Lock()
+	up := ss.ownUploadLocked(to)
+	if up == nil || !sc.sameFile(from, to) {
+		s.mu.Unlock()
+		return s.rename(sc, op)
+	}
 	err = sc.mayChangeIn(to)
 	if err == nil {
 		err = sc.removeKind(from, false)
 	}
+	if err == nil {
+		// The upload lost its name to the file renamed there: its
+		// close, which may be on its way already (another channel),
+		// commits nothing, as the View's drop of it will say again.
+		_ = up.unlinkLocked()
+	}
+	s.mu.Unlock()
 	s.notifyRename(err, from, to) // hooks+events: what the session did
 	if err != nil {
 		return nil, s.fail("Rename", from, err)
@@ -375,6 +392,11 @@ func (ss *session) rename(op *agentpb.RenameRequest) (*agentpb.Empty, error) {
 func (ss *session) ownUpload(p string) *handle {
 	ss.s.mu.Lock()
 	defer ss.s.mu.Unlock()
+	return ss.ownUploadLocked(p)
+}
+
+// ownUploadLocked is ownUpload with s.mu held.
+func (ss *session) ownUploadLocked(p string) *handle {
 	for _, f := range ss.files {
 		if f.h.path == p && f.h.tmp != "" && !f.h.unlinked {
 			return f.h
