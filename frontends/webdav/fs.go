@@ -181,21 +181,29 @@ func (f *fileSystem) nested(q *request) error {
 var errNoParent = errors.New("webdav: the destination's parent collection does not exist")
 
 // Rename implements dav.FileSystem. A destination RemoveAll moved aside
-// is removed once the rename succeeded, and put back if it failed.
+// is removed once the rename succeeded, and put back if it failed. One
+// that cannot be removed whole (a file the agent's user may not delete
+// in it, a mount inside it) undoes the move: the source goes back, and
+// so does what is left of the destination, as the RemoveAll of before
+// left it, with its error; nothing stays under the aside name.
 func (f *fileSystem) Rename(ctx context.Context, oldName, newName string) error {
 	q := requestOf(ctx)
 	q.changed()
 	oldName, newName = cleanPath(oldName), cleanPath(newName)
 	err := f.fs.Rename(oldName, newName)
 	if q != nil && q.aside != "" {
-		aside := q.aside
 		if err != nil {
-			err = errors.Join(err, f.restoreAside(q))
-		} else if rerr := f.fs.RemoveAll(aside); rerr != nil {
-			// The move is done: say so, and leave the old destination
-			// where it is, under a name that says what it is.
-			q.aside = ""
-			f.log.Warn("webdav: MOVE: removing the replaced destination", "path", newName, "aside", aside, "err", rerr)
+			_ = f.restoreAside(q)
+		} else if rerr := f.fs.RemoveAll(q.aside); rerr != nil {
+			if uerr := f.fs.Rename(newName, oldName); uerr != nil {
+				// The move is done and stays: say so, and leave the
+				// rest of the old destination where it is.
+				f.log.Error("webdav: MOVE: the replaced destination could not be removed, nor the move undone", "path", newName, "aside", q.aside, "err", rerr, "undo", uerr)
+				q.aside = ""
+				return nil
+			}
+			_ = f.restoreAside(q)
+			err = rerr
 		} else {
 			q.aside = ""
 		}
@@ -209,19 +217,26 @@ func (f *fileSystem) Rename(ctx context.Context, oldName, newName string) error 
 }
 
 // restoreAside puts a MOVE's destination that RemoveAll moved aside back
-// in its place, where the move did not happen; ServeHTTP calls it too,
-// for a request that ended between the two.
+// in its place, where the move did not happen, unless something else
+// took that place meanwhile (another session's upload): then the aside
+// stays, and is logged. ServeHTTP calls it too, for a request that ended
+// between the two.
 func (f *fileSystem) restoreAside(q *request) error {
 	if q == nil || q.aside == "" {
 		return nil
 	}
 	aside := q.aside
 	q.aside = ""
-	if err := f.fs.Rename(aside, q.dst); err != nil {
-		f.log.Error("webdav: MOVE failed, and its destination could not be put back", "path", q.dst, "aside", aside, "err", err)
-		return fmt.Errorf("webdav: putting the destination %s back from %s: %w", q.dst, aside, err)
+	var err error
+	if _, serr := backend.Lstat(f.fs, q.dst); !errors.Is(serr, fs.ErrNotExist) {
+		err = fmt.Errorf("webdav: %s is taken again (%v)", q.dst, serr)
+	} else {
+		err = f.fs.Rename(aside, q.dst)
 	}
-	return nil
+	if err != nil {
+		f.log.Error("webdav: MOVE failed, and its destination could not be put back", "path", q.dst, "aside", aside, "err", err)
+	}
+	return err
 }
 
 // Stat implements dav.FileSystem.

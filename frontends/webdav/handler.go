@@ -180,7 +180,8 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 		// and a client must not send another; one that does may not
 		// mean the whole tree, which x/net/webdav would delete.
 		// RemoveAll refuses it for a collection, as mod_dav does.
-		q.depthNotInfinite = r.Method == "DELETE" && r.Header.Get("Depth") != "" && r.Header.Get("Depth") != "infinity"
+		d := r.Header.Get("Depth")
+		q.depthNotInfinite = r.Method == "DELETE" && d != "" && !strings.EqualFold(d, "infinity")
 	case "LOCK":
 		// x/net/webdav reports an infinite lock as "Second-0" and the
 		// duration asked for rather than the one granted: ask for the

@@ -265,5 +265,9 @@ func TestMoveCopyKeepsWhatItCannotReplace(t *testing.T) {
 	wantFile(t, e, "alice", "c/f", []byte("f"))
 	wantMissing(t, e, "alice", "c/old")
 	wantOnly(t, e, "alice", "a", "c", "l", "lg")
+
+	// Depth's "infinity" in any case, as mod_dav reads it (a review).
+	e.do(t, "alice", "DELETE", "/c", nil, "Depth", "Infinity").want(t, "DELETE with Depth: Infinity", http.StatusNoContent)
+	wantOnly(t, e, "alice", "a", "l", "lg")
 	e.AgentIdle(t)
 }
