@@ -216,6 +216,8 @@ func (c *scope) Close() error {
 func (c *scope) Stat(p string) (fs.FileInfo, error)  { return c.r.Stat(c.in(p)) }
 func (c *scope) Lstat(p string) (fs.FileInfo, error) { return c.r.Lstat(c.in(p)) }
 
+func (c *scope) Open(p string) (*os.File, error)     { return c.OpenFile(p, os.O_RDONLY, 0) }
+
 // sameFile reports whether a and b name one file that is not a
 // directory: two hard links of it (or one name twice).
 func (c *scope) sameFile(a, b string) bool {
@@ -226,7 +228,6 @@ func (c *scope) sameFile(a, b string) bool {
 	fb, err := c.Lstat(b)
 	return err == nil && os.SameFile(fa, fb)
 }
-func (c *scope) Open(p string) (*os.File, error)     { return c.OpenFile(p, os.O_RDONLY, 0) }
 
 // OpenFile opens p as open(2) would, except that it never waits on, nor
 // opens, a FIFO, socket or device: a FIFO opened for reading blocks until

@@ -29,10 +29,10 @@ type request struct {
 	path   string    // the request's path, cleaned
 	dst    string    // MOVE and COPY: the Destination's path, cleaned
 	deep   bool      // MOVE, or COPY of Depth infinity: a collection's members go too
-	// depthNotInfinite: a DELETE with a Depth header other than infinity.
-	depthNotInfinite bool
 	mtime  time.Time // PUT: the X-OC-Mtime to set, zero if none
 	mtimed bool      // the mtime was handed to the upload
+	// depthNotInfinite: a DELETE with a Depth header other than infinity.
+	depthNotInfinite bool
 	// replaced: a PUT whose path held a file, answered 204, not
 	// x/net/webdav's 201 (RFC 9110 9.3.4: 201 only for a new one).
 	replaced bool
