@@ -215,7 +215,6 @@ func (c *scope) Close() error {
 
 func (c *scope) Stat(p string) (fs.FileInfo, error)  { return c.r.Stat(c.in(p)) }
 func (c *scope) Lstat(p string) (fs.FileInfo, error) { return c.r.Lstat(c.in(p)) }
-
 func (c *scope) Open(p string) (*os.File, error)     { return c.OpenFile(p, os.O_RDONLY, 0) }
 
 // sameFile reports whether a and b name one file that is not a
