@@ -106,8 +106,10 @@ const (
 		"\"old pathname\"; ProFTPD and Pure-FTPd do the same), where vsftpd keeps its text and resolves it at the RNTO, " +
 		"after a CWD or CDUP sent between the two; no client sends one there (TestFTPRandom seeds 731, 1184)"
 	whyCwdRemoved = "the FTP working directory is a path, the gateway's (README, Files): one removed under the " +
-		"session is still what PWD shows, and a directory made again there is the working directory; vsftpd's is its " +
-		"process's, the removed directory itself: PWD answers \"\" and a name relative to it cannot be made until a CWD"
+		"session is still what PWD shows, a directory made again there is the working directory, and a name in it is " +
+		"looked up from the user's root, through the directories above it (one whose search bit was taken away " +
+		"refuses it); vsftpd's is its process's, the directory itself: once removed, PWD answers \"\" and a name " +
+		"relative to it cannot be made until a CWD, and a search bit taken away above it changes nothing"
 	whyDirTime = "MDTM with a time (and MFMT) sets a directory's time, where vsftpd refuses it (550), as SFTP's " +
 		"SETSTAT and sftp-server set it: a client that keeps a tree's times keeps its directories' too; MDTM and " +
 		"SIZE without a time still refuse a directory, as vsftpd's"

@@ -727,6 +727,9 @@ type ftpRandFacts struct {
 	exists    bool        // the path named something (a link counts)
 	real      string      // where the path led, links followed, in the run's directory
 	cwdSearch bool        // the working directory could be searched
+	// aboveCwdUnsearchable: a directory above the working directory
+	// (below the user's /) cannot be searched by its owner.
+	aboveCwdUnsearchable bool
 	// parentSearch: the directory holding the path (links followed)
 	// could be searched, or there is none.
 	parentSearch bool
@@ -762,6 +765,11 @@ func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
 	f := ftpRandFacts{asciiRest: k.ascii && k.rest > 0, parentSearch: true, parentRead: true}
 	if fi, err := os.Stat(filepath.Join(k.disk, k.cwd)); err == nil {
 		f.cwdSearch = fi.Mode().Perm()&0o100 != 0
+	}
+	for d := path.Dir(k.cwd); d != "/" && d != "."; d = path.Dir(d) {
+		if fi, err := os.Stat(filepath.Join(k.disk, d)); err == nil && fi.Mode().Perm()&0o100 == 0 {
+			f.aboveCwdUnsearchable = true
+		}
 	}
 	if o.path != "" {
 		disk := filepath.Join(k.disk, k.server(o.path, o.abs, root))
@@ -903,6 +911,11 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		return "vsftpd: no MLSD, and STAT, its stand-in, shows no \".\" for a directory its user may not search"
 	case facts.rnfrElsewhere:
 		return rowRnfrNow
+	case !o.abs && o.kind != "cdup" && facts.aboveCwdUnsearchable && (strings.HasPrefix(ug, "4") || strings.HasPrefix(ug, "5") || strings.Contains(ug, "/5")):
+		// upgate looks a name in the working directory up from the
+		// user's root, through a directory above it whose search bit
+		// was taken away; vsftpd's process works inside it (seed 5404).
+		return rowCwdRemoved
 	case o.kind == "cdup" && !facts.cwdSearch && ref == "550" && ug == "250":
 		// CDUP leaves a directory whose search bit was taken away: ".."
 		// is the gateway's text (whyDotDot).
@@ -1265,7 +1278,7 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 			switch {
 			case row == "" && apart != "":
 				row = apart
-			case row == rowRnfrNow, row == rowMoveUpUnread,
+			case row == rowRnfrNow, row == rowMoveUpUnread, row == rowCwdRemoved,
 				row != "" && (o.kind == "cwd" || o.kind == "cdup") && (a.ref == "250") != (a.ug == "250"):
 				// The servers now rename other files, hold other trees
 				// (a directory moved up on vsftpd only: seed 2840), or
