@@ -311,6 +311,15 @@ func compareWithUpgate(t *testing.T, proto, refName string, refRes []stepResult,
 	checkRows(t, proto, ranSteps(refRes, refTree, ugTree), diffs)
 }
 
+// compareSelf compares two runs of a protocol on two servers of one kind
+// (name#1, name#2), a self-check of the harness: any difference fails.
+func compareSelf(t *testing.T, proto, name string, r1 []stepResult, t1 map[string]treeEntry, r2 []stepResult, t2 map[string]treeEntry) {
+	t.Helper()
+	diffs := compareRuns(t, proto, r1, r2, false)
+	diffs = append(diffs, compareTrees(proto, t1, t2, false)...)
+	report(t, name+"#1", name+"#2", diffs)
+}
+
 // checkRows fails the test for each row of proto's deliberateDiffs that
 // no longer earns its place in a run of every step: its step (or tree
 // entry) never ran, as when a step was renamed, or ran and matched the

@@ -890,7 +890,5 @@ func TestFTPDifferentialSelfCheck(t *testing.T) {
 	one, two := vsftpdSide(t), vsftpdSide(t)
 	r1, t1 := runFTP(t, one)
 	r2, t2 := runFTP(t, two)
-	diffs := compareRuns(t, "ftp", r1, r2, false)
-	diffs = append(diffs, compareTrees("ftp", t1, t2, false)...)
-	report(t, "vsftpd#1", "vsftpd#2", diffs)
+	compareSelf(t, "ftp", "vsftpd", r1, t1, r2, t2)
 }

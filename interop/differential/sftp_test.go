@@ -2256,7 +2256,5 @@ func TestSFTPDifferentialSelfCheck(t *testing.T) {
 	one, two := openSSHSide(t), openSSHSide(t)
 	r1, t1 := runSFTP(t, one)
 	r2, t2 := runSFTP(t, two)
-	diffs := compareRuns(t, "sftp", r1, r2, false)
-	diffs = append(diffs, compareTrees("sftp", t1, t2, false)...)
-	report(t, "openssh#1", "openssh#2", diffs)
+	compareSelf(t, "sftp", "openssh", r1, t1, r2, t2)
 }

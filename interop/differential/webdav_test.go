@@ -308,9 +308,7 @@ func TestWebDAVDifferentialSelfCheck(t *testing.T) {
 	one, two := apacheDAVSide(t), apacheDAVSide(t)
 	r1, t1 := runDAV(t, one)
 	r2, t2 := runDAV(t, two)
-	diffs := compareRuns(t, "webdav", r1, r2, false)
-	diffs = append(diffs, compareTrees("webdav", t1, t2, false)...)
-	report(t, "apache#1", "apache#2", diffs)
+	compareSelf(t, "webdav", "apache", r1, t1, r2, t2)
 }
 
 // TestWebDAVDifferential runs the WebDAV sequence against Apache's
