@@ -191,31 +191,40 @@ func (z *fuzzFTP) begin(t *testing.T, in string) string {
 	return strings.NewReplacer("\r", "", "\n", "").Replace(in)
 }
 
-// plain sends a command that moves no data and checks its reply: well
-// formed, final, no panic's. ftpserverlib hangs up on a line longer than
-// it reads: then plain logs in again.
+// plain sends a command that moves no data and checks its reply (see
+// answered), which must be final.
 func (z *fuzzFTP) plain(t *testing.T, line string) {
 	t.Helper()
 	code, text, err := z.ctl.cmd(line)
-	switch {
-	case err != nil && connClosed(err) && len(line)+2 > maxCommandLine:
-		z.connect(t)
-	case err != nil:
-		t.Fatalf("%q: %v", line, err)
-	case code[0] == '1':
+	if z.answered(t, line, code, text, err) && code[0] == '1' {
 		t.Fatalf("%q: preliminary reply %s %s to a command without a transfer", line, code, text)
-	case strings.Contains(text, "internal error"):
-		t.Fatalf("%q: a handler panicked: %s %s", line, code, text)
 	}
 }
 
+// answered checks a reply to line: it fails t where the connection ended
+// under a line that fits or a handler panicked, and reports whether a
+// reply came. ftpserverlib hangs up on a line longer than it reads: then
+// answered logs in again and reports false.
+func (z *fuzzFTP) answered(t *testing.T, line, code, text string, err error) bool {
+	t.Helper()
+	switch {
+	case err != nil && connClosed(err) && len(line)+2 > maxCommandLine:
+		z.connect(t)
+		return false
+	case err != nil:
+		t.Fatalf("%q: %v", line, err)
+	case strings.Contains(text, "internal error"):
+		t.Fatalf("%q: a handler panicked: %s %s", line, code, text)
+	}
+	return true
+}
+
 // transfer sends line on the control connection with a passive data
-// connection (EPSV, to the gateway's loopback address) ready for it,
+// connection (EPSV, to the gateway's loopback address) ready for it, and
 // writes upload on it (a STOR or APPE) or reads what comes (a RETR or a
-// listing), and returns the command's replies. It fails t on a
-// malformed reply, a panic's, or a connection ended under a command
-// that fits in a line.
-func (z *fuzzFTP) transfer(t *testing.T, line string, upload []byte) (codes []string) {
+// listing). Each reply is checked (answered); the one after the data
+// must be final.
+func (z *fuzzFTP) transfer(t *testing.T, line string, upload []byte) {
 	t.Helper()
 	code, text, err := z.ctl.cmd("EPSV")
 	if err != nil || code != "229" {
@@ -231,22 +240,9 @@ func (z *fuzzFTP) transfer(t *testing.T, line string, upload []byte) (codes []st
 	}
 	defer dc.Close()
 	_ = dc.SetDeadline(time.Now().Add(fuzzDeadline))
-	reply := func(code, text string, err error) bool {
-		t.Helper()
-		switch {
-		case err != nil && connClosed(err) && len(line)+2 > maxCommandLine:
-			z.connect(t) // ftpserverlib hangs up on a line longer than it reads
-			return false
-		case err != nil:
-			t.Fatalf("%q: %v", line, err)
-		case strings.Contains(text, "internal error"):
-			t.Fatalf("%q: a handler panicked: %s %s", line, code, text)
-		}
-		codes = append(codes, code)
-		return code[0] == '1'
-	}
-	if !reply(z.ctl.cmd(line)) {
-		return codes
+	code, text, err = z.ctl.cmd(line)
+	if !z.answered(t, line, code, text, err) || code[0] != '1' {
+		return
 	}
 	if upload != nil {
 		if _, err := dc.Write(upload); err != nil {
@@ -256,10 +252,10 @@ func (z *fuzzFTP) transfer(t *testing.T, line string, upload []byte) (codes []st
 		t.Fatalf("%q: reading the data: %v", line, err)
 	}
 	dc.Close()
-	if reply(z.ctl.reply()) {
-		t.Fatalf("%q: a second preliminary reply %v", line, codes)
+	code, text, err = z.ctl.reply()
+	if z.answered(t, line, code, text, err) && code[0] == '1' {
+		t.Fatalf("%q: a second preliminary reply %s %s", line, code, text)
 	}
-	return codes
 }
 
 // FuzzFTPTransfers sends the commands that move data (STOR, APPE, RETR
