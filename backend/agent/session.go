@@ -354,7 +354,9 @@ func (ss *session) remove(op *agentpb.RemoveRequest) (*agentpb.Empty, error) {
 func (ss *session) rename(op *agentpb.RenameRequest) (*agentpb.Empty, error) {
 	s, sc := ss.s, ss.sc
 	ps, err := cleanIn(sc, op.GetFrom(), op.GetTo())
-	if err != nil || ps[0] == ps[1] || sc.in(ps[0]) == "." || sc.in(ps[1]) == "." {
+	if err != nil || ps[0] == ps[1] {
+		// (Server.rename answers for the root too: no upload is there,
+		// and a directory is never sameFile.)
 		return s.rename(sc, op)
 	}
 	from, to := ps[0], ps[1]

@@ -87,7 +87,7 @@ func (f *fileSystem) Mkdir(ctx context.Context, name string, perm os.FileMode) e
 //   - a source that is missing (a MOVE retried after its reply was lost)
 //     or that the destination is or holds, by its paths or through a
 //     symbolic link (nested), is refused before anything is removed;
-//   - a file that a file replaces is not removed at all (deferred): the
+//   - a file that a file replaces is not removed at all: the
 //     rename or the upload that follows replaces it in one step, and if
 //     they fail it stays; so is a link a MOVE replaces, but not one a
 //     COPY replaces, whose upload would write through it;
@@ -119,7 +119,6 @@ func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 		return err
 	}
 	if !src.IsDir() && !dst.IsDir() && (q.method == "MOVE" || dst.Mode()&fs.ModeSymlink == 0) {
-		q.deferred = p
 		return nil
 	}
 	if err := f.nested(q); err != nil {

@@ -46,10 +46,6 @@ type request struct {
 	// a PROPFIND does not stat each entry again on the agent. Every
 	// change through the filesystem clears it.
 	stats map[string]*fileInfo
-	// deferred is a MOVE's or COPY's destination file whose removal
-	// (RFC 4918: delete, then move or copy) waits for the rename or the
-	// upload that replaces it at once.
-	deferred string
 	// aside is where a MOVE's destination that a collection replaces (or
 	// that replaces one) waits until the rename is done: then it is
 	// removed, or put back if the rename failed.
