@@ -87,18 +87,7 @@ DocumentRoot %[6]s
 		t.Fatal(err)
 	}
 	d := startDaemon(t, "apache2", filepath.Join(base, "apache2.log"), tools[apacheBin], "-f", conf, "-DFOREGROUND")
-	d.logOnFailure(t)
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		if b, err := os.ReadFile(filepath.Join(base, "error.log")); err == nil && len(b) > 0 {
-			if len(b) > 8000 {
-				b = b[len(b)-8000:]
-			}
-			t.Logf("refserver: apache2 error log, last part:\n%s", b)
-		}
-	})
+	d.logOnFailure(t, filepath.Join(base, "error.log"))
 	url := "http://" + addr
 	d.waitHTTP(t, url+"/")
 	return &ApacheDAV{URL: url, User: u.Name, UID: u.UID, GID: u.GID, Dir: u.Home, Config: base}

@@ -315,18 +315,21 @@ func (d *daemon) stop(t testing.TB) {
 	}
 }
 
-// failed reports the daemon's log, when the test failed, to help explain
+// logOnFailure reports the daemon's log, and the other log files it
+// writes (Apache's error log), when the test failed, to help explain
 // why.
-func (d *daemon) logOnFailure(t testing.TB) {
+func (d *daemon) logOnFailure(t testing.TB, more ...string) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
-		if b, err := os.ReadFile(d.log); err == nil && len(b) > 0 {
-			if len(b) > 8000 {
-				b = b[len(b)-8000:]
+		for _, file := range append([]string{d.log}, more...) {
+			if b, err := os.ReadFile(file); err == nil && len(b) > 0 {
+				if len(b) > 8000 {
+					b = b[len(b)-8000:]
+				}
+				t.Logf("refserver: %s log (%s), last part:\n%s", d.name, file, b)
 			}
-			t.Logf("refserver: %s log (%s), last part:\n%s", d.name, d.log, b)
 		}
 	})
 }
