@@ -98,7 +98,7 @@ func (s *davSide) do(method, p, body string, hdr ...string) (status string, h ht
 	return fmt.Sprint(resp.StatusCode), resp.Header, b
 }
 
-// status is a step that shows the status alone.
+// davStatus is a step that shows the status alone.
 func davStatus(method, p, body string, hdr ...string) func(s *davSide) string {
 	return func(s *davSide) string {
 		status, _, _ := s.do(method, p, body, hdr...)
@@ -106,7 +106,7 @@ func davStatus(method, p, body string, hdr ...string) func(s *davSide) string {
 	}
 }
 
-// get shows a GET's status, and the body's length and sha256 when 200.
+// davGet shows a GET's status, and the body's length and sha256 when 200.
 func davGet(p string) func(s *davSide) string {
 	return func(s *davSide) string {
 		status, _, b := s.do("GET", p, "")
@@ -131,7 +131,7 @@ type davMultistatus struct {
 	} `xml:"response"`
 }
 
-// propfind shows a PROPFIND's status and, for 207, each resource's path
+// davPropfind shows a PROPFIND's status and, for 207, each resource's path
 // (unescaped, relative to the server's /), kind and length, sorted.
 func davPropfind(p, depth string) func(s *davSide) string {
 	return func(s *davSide) string {
@@ -184,16 +184,17 @@ func davLock(p string) func(s *davSide) string {
 	}
 }
 
-// davSteps is the WebDAV sequence: files and collections made, replaced,
-// copied, moved and deleted, their errors, listings and locks.
-func davSteps() []struct {
+// davStep is one step of the WebDAV sequence: its name and what it
+// shows of the answers.
+type davStep struct {
 	name string
 	run  func(s *davSide) string
-} {
-	return []struct {
-		name string
-		run  func(s *davSide) string
-	}{
+}
+
+// davSteps is the WebDAV sequence: files and collections made, replaced,
+// copied, moved and deleted, their errors, listings and locks.
+func davSteps() []davStep {
+	return []davStep{
 		{"PUT /f1", davStatus("PUT", "/f1", "one")},
 		{"PUT /f1 again (replaces it)", davStatus("PUT", "/f1", "one!")},
 		{"GET /f1", davGet("/f1")},
