@@ -55,6 +55,10 @@ type handle struct {
 	excl     bool // O_EXCL: commit must not replace a file created meanwhile
 	writable bool
 	done     bool // closed or aborted; touched only by the stream goroutine
+	// sess is the session that opened the handle (nil for a v1 stream):
+	// its renames find the uploads it opened until their commits, closes
+	// already on their way included (session.uploadAtLocked).
+	sess opener
 	// failErr is the first failed or short write, or the first failure
 	// of a request the gateway posted (agentpb.SessionRequest.posted),
 	// touched only by the stream goroutine. The gateway sends its close
@@ -243,7 +247,7 @@ func (s *Server) openIn(root *scope, op *agentpb.OpenOp, sess opener) (_ *handle
 	// O_EXCL without O_CREATE means nothing to open(2) (for a regular file),
 	// so the commit of such a truncating open replaces the file.
 	excl := flag&(os.O_CREATE|os.O_EXCL) == os.O_CREATE|os.O_EXCL
-	h := &handle{s: s, root: root, path: p, append: flag&os.O_APPEND != 0, excl: excl, writable: write}
+	h := &handle{s: s, root: root, path: p, append: flag&os.O_APPEND != 0, excl: excl, writable: write, sess: sess}
 	if id := op.GetJoinUpload(); id != "" {
 		return s.join(h, id, flag, op.GetHeld())
 	}
@@ -973,11 +977,12 @@ func (h *handle) commit() error {
 	if set {
 		terr = futimes(h.f, atime, mtime)
 	}
-	if h.id != "" && !h.unlinked {
+	if h.id != "" {
 		// An atomic upload's change event: its state now is the
 		// committed file's (a rename keeps it), one fstat where a
-		// lookup of the path after the rename costs three calls.
-		// unlinked is set only on this goroutine.
+		// lookup of the path after the rename costs three calls. (An
+		// upload discarded meanwhile, unlinked under s.mu by its
+		// session's rename, announces nothing, and its fstat is wasted.)
 		h.info, _ = h.f.Stat()
 	}
 	cerr := h.f.Close()

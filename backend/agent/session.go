@@ -365,7 +365,7 @@ func (ss *session) rename(op *agentpb.RenameRequest) (*agentpb.Empty, error) {
 	// check and the unlink, which would then take the last name of the
 	// file the commit replaced (a review).
 	s.mu.Lock()
-	up := ss.ownUploadLocked(to)
+	up := ss.uploadAtLocked(to)
 	if up == nil || !sc.sameFile(from, to) {
 		s.mu.Unlock()
 		return s.rename(sc, op)
@@ -402,6 +402,24 @@ func (ss *session) ownUploadLocked(p string) *handle {
 	for _, f := range ss.files {
 		if f.h.path == p && f.h.tmp != "" && !f.h.unlinked {
 			return f.h
+		}
+	}
+	return nil
+}
+
+// uploadAtLocked is ownUploadLocked, but also finds an upload whose close
+// the session has handed to its worker and whose commit has not yet run:
+// to the session, whose close may be on its way on another channel while
+// this request comes on one, that name is still the upload, as it was
+// when the rename was sent. The commit takes s.mu and drops the upload
+// from s.uploads, so with s.mu held an upload found there has not
+// committed and will commit nothing once discarded (TestRenameLinkOntoUpload:
+// the close taken but not yet committed once left c beside the committed
+// upload). s.mu is held.
+func (ss *session) uploadAtLocked(p string) *handle {
+	for _, h := range ss.s.uploads {
+		if h.sess == opener(ss) && h.path == p && h.tmp != "" && !h.unlinked {
+			return h
 		}
 	}
 	return nil
