@@ -70,13 +70,20 @@ func (f *fileSystem) Mkdir(ctx context.Context, name string, perm os.FileMode) e
 	}
 	q := requestOf(ctx)
 	p := cleanPath(name)
+	var err error
 	if q != nil && q.method == "COPY" && q.deep && p == q.dst {
-		if err := f.nested(q); err != nil {
-			return err
-		}
+		err = f.nested(q)
 	}
-	q.changed()
-	return f.fs.Mkdir(p, perm)
+	if err == nil {
+		q.changed()
+		err = f.fs.Mkdir(p, perm)
+	}
+	if q != nil && q.method == "COPY" && errors.Is(err, fs.ErrNotExist) {
+		// A collection's COPY into a missing collection: 409, as a
+		// file's (RFC 4918 9.8.5), not x/net/webdav's 404.
+		return fmt.Errorf("%w: %w", errNoParent, err)
+	}
+	return err
 }
 
 // RemoveAll implements dav.FileSystem. x/net/webdav removes the existing
@@ -248,7 +255,11 @@ func (f *fileSystem) Stat(ctx context.Context, name string) (os.FileInfo, error)
 }
 
 // stat describes p as this filesystem shows it (see the type's doc on
-// links), from the request's listings when they have it.
+// links), from the request's listings when they have it. A path below a
+// file names nothing: ENOTDIR is ENOENT here, so that a GET, PROPFIND,
+// DELETE or the source of a COPY answers 404, as for any missing path,
+// and a destination there is one to create, which fails as a creation
+// below a file does (409).
 func (f *fileSystem) stat(q *request, p string) (*fileInfo, error) {
 	if q != nil {
 		if fi, ok := q.stats[p]; ok {
@@ -256,10 +267,23 @@ func (f *fileSystem) stat(q *request, p string) (*fileInfo, error) {
 		}
 	}
 	fi, err := backend.Lstat(f.fs, p)
+	if errors.Is(err, syscall.ENOTDIR) {
+		// (os.IsNotExist, which x/net/webdav asks, knows only the
+		// errno itself in a PathError.)
+		return nil, &fs.PathError{Op: "stat", Path: p, Err: syscall.ENOENT}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return f.info(p, fi), nil
+}
+
+// known remembers fi, what p is now, for the rest of the request.
+func (q *request) known(p string, fi *fileInfo) {
+	if q.stats == nil {
+		q.stats = map[string]*fileInfo{}
+	}
+	q.stats[p] = fi
 }
 
 // info shows fi, which describes p without following a link.
@@ -446,10 +470,7 @@ func (r *readFile) Readdir(count int) ([]os.FileInfo, error) {
 		p := path.Join(r.name, e.Name())
 		fi := r.fsys.info(p, e)
 		if r.q != nil {
-			if r.q.stats == nil {
-				r.q.stats = make(map[string]*fileInfo)
-			}
-			r.q.stats[p] = fi
+			r.q.known(p, fi)
 		}
 		out[i] = fi
 	}

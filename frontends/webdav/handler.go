@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -14,10 +15,12 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	dav "golang.org/x/net/webdav"
 
+	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/gateway"
 )
 
@@ -26,11 +29,14 @@ import (
 // goroutine only.
 type request struct {
 	method string
-	path   string    // the request's path, cleaned
-	dst    string    // MOVE and COPY: the Destination's path, cleaned
-	deep   bool      // MOVE, or COPY of Depth infinity: a collection's members go too
-	mtime  time.Time // PUT: the X-OC-Mtime to set, zero if none
-	mtimed bool      // the mtime was handed to the upload
+	path   string // the request's path, cleaned
+	dst    string // MOVE and COPY: the Destination's path, cleaned
+	// dstSlash: the Destination's path ends in "/": it names a
+	// collection.
+	dstSlash bool
+	deep     bool      // MOVE, or COPY of Depth infinity: a collection's members go too
+	mtime    time.Time // PUT: the X-OC-Mtime to set, zero if none
+	mtimed   bool      // the mtime was handed to the upload
 	// depthNotInfinite: a DELETE with a Depth header other than infinity.
 	depthNotInfinite bool
 	// replaced: a PUT whose path held a file, answered 204, not
@@ -111,6 +117,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Security-Policy", "sandbox")
 	fsys := &fileSystem{fs: login.Fs, log: log}
+	if !s.checkFS(r, q, fsys, rw) {
+		return
+	}
 	defer func() { _ = fsys.restoreAside(q) }() // a MOVE that ended (panicked) between its removal and its rename
 	h := &dav.Handler{
 		FileSystem: fsys,
@@ -159,14 +168,6 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 	}
 	r.Body = q.body
 	switch r.Method {
-	case "PROPFIND":
-		if d := r.Header.Get("Depth"); d != "0" && d != "1" {
-			// RFC 4918 9.1: a server may refuse infinite depth; absent
-			// means infinite. A listing of a whole tree is unbounded work.
-			q.fail(http.StatusForbidden, fmt.Errorf("webdav: PROPFIND %s: Depth %q: only Depth 0 or 1 is served; list a tree one collection at a time", q.path, d))
-			rw.xmlError = "propfind-finite-depth"
-			return false
-		}
 	case "DELETE", "MOVE":
 		if q.path == "/" {
 			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s /: the root collection cannot be deleted or moved", r.Method))
@@ -200,33 +201,123 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 				return false
 			}
 			q.dst = cleanPath(u.Path)
+			q.dstSlash = strings.HasSuffix(u.Path, "/") && q.dst != "/"
 		}
-		// RFC 4918 9.8.3 warns that an infinite COPY of /A into /A/B
-		// could recurse forever (x/net/webdav's does, to 1,000 levels,
-		// a handle held open at each), and deleting a destination that
-		// holds the source (Overwrite: T, 9.8.4 and 9.9.3) would delete
-		// the source with it. Refused as Apache's mod_dav refuses them;
-		// the same through a symbolic link is found by the filesystem
-		// (fileSystem.nested).
 		d := r.Header.Get("Depth")
 		q.deep = r.Method == "MOVE" || d == "" || d == "infinity"
-		switch {
-		case q.dst == "":
-		case q.dst == q.path:
-			// x/net/webdav compares the paths as sent: /a/g and /a/./g
-			// or /a/g/ would copy a file onto itself, through the
-			// session's own upload of it, empty.
-			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: destination equals source (%s)", r.Method, q.path, hdr))
-			return false
-		case q.deep && inside(q.dst, q.path):
-			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: the destination %s lies inside the source", r.Method, q.path, q.dst))
-			return false
-		case r.Header.Get("Overwrite") != "F" && inside(q.path, q.dst):
-			q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: the destination %s holds the source, and replacing it (Overwrite: T) would delete the source", r.Method, q.path, q.dst))
-			return false
-		}
 	}
 	return true
+}
+
+// checkFS refuses, once the request's filesystem is known, what depends
+// on what its paths name, in the order Apache's mod_dav checks:
+//
+//   - A URL that ends in "/" names a collection (RFC 4918 5.2): one that
+//     names a file names nothing, 404, as the kernel answers ENOTDIR for
+//     "a/" and as Apache answers a GET of it. (PUT refused such a URL
+//     already, and MKCOL's own answer says it exists.)
+//   - A MOVE or COPY of nothing is 404 before anything about its
+//     destination: x/net/webdav's MOVE looks at the destination first.
+//     Then, as mod_dav: a Destination ending in "/" that names a file
+//     is refused (409, as a destination below a file: the filesystem's
+//     ENOTDIR); one that exists, with Overwrite: F, is 412 before any
+//     refusal of where it lies.
+//   - RFC 4918 9.8.3 warns that an infinite COPY of /A into /A/B could
+//     recurse forever (x/net/webdav's does, to 1,000 levels, a handle
+//     held open at each), and deleting a destination that holds the
+//     source (Overwrite: T, 9.8.4 and 9.9.3) would delete the source with
+//     it. Both are refused, as mod_dav refuses them; the same through a
+//     symbolic link is found by the filesystem (fileSystem.nested). A
+//     file has no inside: a destination below it is the filesystem's to
+//     refuse (409).
+//   - RFC 4918 9.1 lets a server refuse a PROPFIND of infinite depth
+//     (absent means infinite): a listing of a whole tree is unbounded
+//     work. A file's is the file alone, and is served.
+//
+// The path's state it looked up stays known to the rest of the request,
+// so that the checks cost no second lookup.
+func (s *Server) checkFS(r *http.Request, q *request, fsys *fileSystem, rw *response) bool {
+	slash := strings.HasSuffix(r.URL.Path, "/") && q.path != "/"
+	depth := r.Header.Get("Depth")
+	infinite := r.Method == "PROPFIND" && (depth == "" || strings.EqualFold(depth, "infinity"))
+	copyMove := r.Method == "MOVE" || r.Method == "COPY"
+	switch {
+	case copyMove, infinite:
+	case slash && r.Method != "MKCOL" && r.Method != "OPTIONS" && r.Method != "LOCK" && r.Method != "UNLOCK":
+	default:
+		return true
+	}
+	fi, err := fsys.stat(q, q.path)
+	if err != nil {
+		if copyMove && errors.Is(err, fs.ErrNotExist) {
+			q.fail(http.StatusNotFound, fmt.Errorf("webdav: %s %s: the source does not exist", r.Method, q.path))
+			return false
+		}
+		return true // x/net/webdav meets the same and answers for it
+	}
+	q.known(q.path, fi)
+	if slash && !fi.IsDir() {
+		q.fail(http.StatusNotFound, fmt.Errorf("webdav: %s %s/: a URL ending in / names a collection, and %s is a file", r.Method, q.path, q.path))
+		return false
+	}
+	if infinite && fi.IsDir() {
+		q.fail(http.StatusForbidden, fmt.Errorf("webdav: PROPFIND %s: Depth %q: only Depth 0 or 1 is served; list a tree one collection at a time", q.path, depth))
+		rw.xmlError = "propfind-finite-depth"
+		return false
+	}
+	if !copyMove || q.dst == "" {
+		return true
+	}
+	if r.Method == "MOVE" && !fi.IsDir() && r.Header.Get("Depth") == "0" {
+		// A file's MOVE has no depth (RFC 4918 9.9.2 asks infinity of a
+		// collection's); x/net/webdav would refuse any but infinity.
+		r.Header.Del("Depth")
+	}
+	overwrite := r.Header.Get("Overwrite") != "F"
+	var dst *fileInfo // nil: missing, or not known
+	if q.dstSlash || !overwrite {
+		if dfi, err := fsys.stat(q, q.dst); err == nil {
+			dst = dfi
+			q.known(q.dst, dfi)
+		}
+	}
+	switch {
+	case q.dstSlash && dst != nil && !dst.IsDir():
+		q.fail(http.StatusConflict, fmt.Errorf("webdav: %s %s: the destination %s/ names a collection, and %s is a file", r.Method, q.path, q.dst, q.dst))
+		return false
+	case !overwrite && dst != nil:
+		q.fail(http.StatusPreconditionFailed, fmt.Errorf("webdav: %s %s: the destination %s exists, and Overwrite is F", r.Method, q.path, q.dst))
+		return false
+	case q.dst == q.path:
+		// x/net/webdav compares the paths as sent: /a/g and /a/./g
+		// or /a/g/ would copy a file onto itself, through the
+		// session's own upload of it, empty.
+		q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: destination equals source (%s)", r.Method, q.path, r.Header.Get("Destination")))
+		return false
+	case depth != "" && depth != "0" && depth != "infinity",
+		r.Method == "MOVE" && depth == "0" && fi.IsDir():
+		// RFC 4918 9.8.3 and 9.9.2, and mod_dav's order: the Depth
+		// before where the destination lies.
+		q.fail(http.StatusBadRequest, fmt.Errorf("webdav: %s %s: Depth %q: a COPY takes 0 or infinity, a collection's MOVE infinity", r.Method, q.path, depth))
+		return false
+	case (q.deep && fi.IsDir() && inside(q.dst, q.path) || overwrite && inside(q.path, q.dst)) && belowFile(fsys, q.dst):
+		// mod_dav looks the destination up first.
+		q.fail(http.StatusConflict, fmt.Errorf("webdav: %s %s: the destination %s lies below a file", r.Method, q.path, q.dst))
+		return false
+	case q.deep && fi.IsDir() && inside(q.dst, q.path):
+		q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: the destination %s lies inside the source", r.Method, q.path, q.dst))
+		return false
+	case overwrite && inside(q.path, q.dst):
+		q.fail(http.StatusForbidden, fmt.Errorf("webdav: %s %s: the destination %s holds the source, and replacing it (Overwrite: T) would delete the source", r.Method, q.path, q.dst))
+		return false
+	}
+	return true
+}
+
+// belowFile reports whether a directory on the way to p is a file.
+func belowFile(fsys *fileSystem, p string) bool {
+	_, err := backend.Lstat(fsys.fs, p)
+	return errors.Is(err, syscall.ENOTDIR)
 }
 
 // inside reports whether the cleaned path p lies strictly below the
