@@ -117,10 +117,23 @@ const (
 		"which must keep their shape at the new depth (whyLinkShape), so one its user may not read, or may read but not " +
 		"search where it holds a link or a directory, is not moved up (PERMISSION_DENIED, 550), where rename(2) moves it " +
 		"without looking inside (README, A directory moved up)"
-	whyDAVFileParent = "a PUT below a file answers 409 Conflict, as below a missing collection (RFC 4918 9.7.1: " +
-		"the parent collection must exist first; x/net/webdav's answer), where Apache's mod_dav_fs answers 400"
-	whyDAVMoveNoParent = "a MOVE whose destination's parent collection is missing answers 409 Conflict, as RFC 4918 " +
-		"9.9.4 names it (and as both servers answer the same COPY); Apache's mod_dav_fs answers 500"
+	whyDAVFileParent = "a PUT, MKCOL, COPY or MOVE that would make something below a file (or a COPY or MOVE onto a " +
+		"file's URL ending in /, which names a collection) answers 409 Conflict, as below a missing collection " +
+		"(RFC 4918 9.3.1, 9.7.1, 9.8.5, 9.9.4: the parent collection must exist first), where Apache's mod_dav_fs " +
+		"answers 400"
+	whyDAVDstHoldsSource = "a MOVE or COPY onto a collection that holds its source is refused (403), as mod_dav " +
+		"refuses it for a collection's: replacing the destination would delete the source. Apache's mod_dav checks " +
+		"only a collection's, and for a file's deletes the destination, the source with it, then answers 500"
+	whyDAVMoveNoParent = "a MOVE, or a collection's COPY, whose destination's parent collection is missing answers " +
+		"409 Conflict, as RFC 4918 9.8.5 and 9.9.4 name it (and as both servers answer a file's COPY); Apache's " +
+		"mod_dav_fs answers the MOVE 500 and the COPY 403"
+	whyDAVNotACollection = "a path below a file, or a file's URL ending in / (which names a collection, RFC 4918 5.2), " +
+		"names nothing: 404 Not Found, as for any missing path, as the kernel's ENOTDIR means, and as Apache answers " +
+		"a GET of it; Apache's mod_dav_fs answers its other methods 400 Bad Request, which a client takes for a " +
+		"malformed request (a MKCOL of such a URL answers 405, as of anything that exists)"
+	whyDAVPutCollection = "a PUT of a collection, or of a URL ending in / (which names one, RFC 4918 5.2), answers " +
+		"405 Method Not Allowed, as RFC 4918 9.7.2 allows; Apache's mod_dav_fs answers 409 for a collection, 400 for " +
+		"a file's URL with a /, and makes a file of a new name's"
 	whyDAVLockNull = "a LOCK of an unmapped URL makes an empty file and answers 201 Created, as RFC 4918 7.3 and " +
 		"9.10.4 have it (they replaced RFC 2518's lock-null resources); Apache's mod_dav_fs keeps a lock-null " +
 		"resource, answered 200 and gone at the UNLOCK. Finder and Explorer lock a new name before its PUT either way"
@@ -214,6 +227,16 @@ var deliberateDiffs = []deliberate{
 	// WebDAV, against Apache's mod_dav_fs.
 	{proto: "webdav", step: "PUT /f1/y (a file as the parent)", upgate: "409", why: whyDAVFileParent},
 	{proto: "webdav", step: "MOVE /f1 to /nope/f1 (no parent)", upgate: "409", why: whyDAVMoveNoParent},
+	{proto: "webdav", step: "COPY /d to /nope/d (a collection, no parent)", upgate: "409", why: whyDAVMoveNoParent},
+	{proto: "webdav", step: "MKCOL /f1/x (a file as the parent)", upgate: "409", why: whyDAVFileParent},
+	{proto: "webdav", step: "PROPFIND /f1/x (below a file), Depth 0", upgate: "404", why: whyDAVNotACollection},
+	{proto: "webdav", step: "DELETE /f1/ (a file's URL with a /)", upgate: "404", why: whyDAVNotACollection},
+	{proto: "webdav", step: "PUT /d (a collection)", upgate: "405", why: whyDAVPutCollection},
+	{proto: "webdav", step: "PUT /n1/ (a new name with a /)", upgate: "405", why: whyDAVPutCollection},
+	{proto: "webdav", step: "tree \"/n1\"", upgate: "(absent)", why: whyDAVPutCollection},
+	{proto: "webdav", step: "MOVE /d3x/f onto /d3x, the collection that holds it", upgate: "201 201 403", why: whyDAVDstHoldsSource},
+	{proto: "webdav", step: "tree \"/d3x\"", upgate: "dir 0755 mtime=now", why: whyDAVDstHoldsSource},
+	{proto: "webdav", step: "tree \"/d3x/f\"", upgate: "file 0644 size=4 mtime=now sha256=79f076abdd19a752", why: whyDAVDstHoldsSource},
 	{proto: "webdav", step: "GET /d (a collection)", upgate: "405", why: whyDAVGetCollection},
 	{proto: "webdav", step: "PROPPATCH /f1 (a dead property)", upgate: "207 HTTP/1.1 403 Forbidden", why: whyDAVDeadProps},
 	{proto: "webdav", step: "LOCK /lk (missing: made empty)", upgate: "201 token", why: whyDAVLockNull},

@@ -210,6 +210,18 @@ func davSteps() []davStep {
 		{"PUT /x/y (no parent)", davStatus("PUT", "/x/y", "y")},
 		{"PUT /f1/y (a file as the parent)", davStatus("PUT", "/f1/y", "y")},
 		{"PUT /d/f2", davStatus("PUT", "/d/f2", "two")},
+		{"GET /f1/x (below a file)", davGet("/f1/x")},
+		{"PROPFIND /f1/x (below a file), Depth 0", davPropfind("/f1/x", "0")},
+		{"DELETE /f1/ (a file's URL with a /)", davStatus("DELETE", "/f1/", "")},
+		{"GET /f1/ (a file's URL with a /)", davGet("/f1/")},
+		{"MKCOL /f1/x (a file as the parent)", davStatus("MKCOL", "/f1/x", "")},
+		{"MOVE /missing to /missing/x (itself, and missing)", davStatus("MOVE", "/missing", "", "Destination", "/missing/x")},
+		{"COPY /missing onto itself", davStatus("COPY", "/missing", "", "Destination", "/missing")},
+		{"PROPFIND /f1, Depth infinity (a file)", davPropfind("/f1", "infinity")},
+		{"PROPFIND /missing, Depth infinity", davPropfind("/missing", "infinity")},
+		{"COPY /d to /nope/d (a collection, no parent)", davStatus("COPY", "/d", "", "Destination", "/nope/d")},
+		{"PUT /d (a collection)", davStatus("PUT", "/d", "x")},
+		{"PROPFIND /d/, Depth 1", davPropfind("/d/", "1")},
 		{"PUT /d/e/ (MKCOL'd below)", func(s *davSide) string {
 			return davStatus("MKCOL", "/d/e", "")(s) + " " + davStatus("PUT", "/d/e/f3", "three")(s)
 		}},
@@ -272,6 +284,11 @@ func davSteps() []davStep {
 		{"DELETE /d3 again", davStatus("DELETE", "/d3", "")},
 		{"DELETE /d/e/f3", davStatus("DELETE", "/d/e/f3", "")},
 		{"PROPFIND / at the end, Depth 1", davPropfind("/", "1")},
+		{"PUT /n1/ (a new name with a /)", davStatus("PUT", "/n1/", "n1")},
+		{"MOVE /d3x/f onto /d3x, the collection that holds it", func(s *davSide) string {
+			return davStatus("MKCOL", "/d3x", "")(s) + " " + davStatus("PUT", "/d3x/f", "kept")(s) + " " +
+				davStatus("MOVE", "/d3x/f", "", "Destination", "/d3x")(s)
+		}},
 		{"LOCK /lk (missing: made empty)", davLock("/lk")},
 		{"UNLOCK /lk", davStatus("UNLOCK", "/lk", "", "Lock-Token", "<TOKEN>")},
 		{"GET /lk", davGet("/lk")},

@@ -1,0 +1,451 @@
+package differential_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWebDAVRandom is TestSFTPRandom's twin for WebDAV: it drives Apache's
+// mod_dav_fs and upgate's WebDAV frontend (its agent a process of its
+// own) with the same seeded random sequences of requests (PUT, GET,
+// HEAD, MKCOL, DELETE, COPY and MOVE with their Overwrite and Depth,
+// PROPFIND) over a small namespace, and compares every status, body
+// (by sha256) and listing, and the trees after each request and at the
+// end. It is skipped unless DIFF_RANDOM names the seeds; it reads the
+// same variables as TestSFTPRandom (randSettings), DIFF_RANDOM_SKIP
+// naming the kinds of davRandKinds.
+//
+// A difference that a row of deliberateDiffs explains (davRandDeliberate
+// says which) is logged apart and never fails; the others are logged,
+// grouped by their first request, and fail the test only with
+// DIFF_RANDOM_STRICT.
+func TestWebDAVRandom(t *testing.T) {
+	env := randSettings(t)
+	r := &davRandRunner{t: t, ref: apacheDAVSide(t), ug: upgateDAVSide(t)}
+	idle := r.ug.idle
+	r.ug.idle = nil
+	r.idle = func() string { return softly(func() { idle() }) }
+	start := time.Now()
+	groups := map[string][]string{}
+	deliberates := map[string]int{}
+	var ran, steps, clean, onlyDeliberate int
+	for _, seed := range env.seeds {
+		if time.Since(start) > env.budget {
+			t.Logf("time budget %v spent after %d seeds", env.budget, ran)
+			break
+		}
+		ops := genDAVRandOps(seed, env.steps, env.skip)
+		res := r.run(fmt.Sprintf("r%d", seed), ops)
+		ran++
+		steps += len(ops)
+		if env.verbose {
+			for i, o := range res.ops {
+				t.Logf("seed %d %02d %s\n\tapache: %s\n\tupgate: %s", seed, i, ops[i], o.ref, o.ug)
+			}
+		}
+		var real []randDiff
+		for _, d := range res.diffs {
+			if d.row != "" {
+				deliberates[d.row]++
+				continue
+			}
+			real = append(real, d)
+		}
+		switch {
+		case len(res.diffs) == 0:
+			clean++
+			continue
+		case len(real) == 0:
+			onlyDeliberate++
+			continue
+		}
+		first := real[0]
+		sig := davSignature(first)
+		groups[sig] = append(groups[sig], strconv.FormatUint(seed, 10))
+		head := fmt.Sprintf("seed %d: %d differences not deliberate; the first:", seed, len(real))
+		if first.index < 0 {
+			head += fmt.Sprintf(" tree %s, %s", first.path, first.op)
+		}
+		t.Log(firstDiffText(head, ops, real, "apache: ", "upgate: "))
+		if env.minimise {
+			cut := ops
+			if first.index >= 0 {
+				cut = ops[:first.index+1]
+			}
+			m := ddmin(cut, 300, func(c []davRandOp) bool {
+				return davHas(r.run(fmt.Sprintf("r%dm%d", seed, r.runs), c), first)
+			})
+			var b strings.Builder
+			fmt.Fprintf(&b, "seed %d minimised to %d requests:\n", seed, len(m))
+			res := r.run(fmt.Sprintf("r%dmin", seed), m)
+			for i, o := range m {
+				fmt.Fprintf(&b, "\t%02d %s\n\t\tapache: %s\n\t\tupgate: %s\n", i, o, res.ops[i].ref, res.ops[i].ug)
+			}
+			for _, d := range res.diffs {
+				if d.index < 0 {
+					fmt.Fprintf(&b, "\ttree %s, %s\n\t\tapache: %s\n\t\tupgate: %s\n", d.path, d.op, d.ref, d.ug)
+				}
+			}
+			t.Log(b.String())
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d seeds, %d requests, %v; %d seeds without a difference, %d with deliberate ones only; first differences by kind:\n",
+		ran, steps, time.Since(start).Round(time.Second), clean, onlyDeliberate)
+	b.WriteString(groupsText(groups))
+	for _, row := range slices.Sorted(func(yield func(string) bool) {
+		for k := range deliberates {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		fmt.Fprintf(&b, "\tdeliberate (%s): %d times\n", row, deliberates[row])
+	}
+	t.Log(b.String())
+	if env.strict && clean+onlyDeliberate != ran {
+		t.Errorf("%d of %d seeds showed differences not deliberate", ran-clean-onlyDeliberate, ran)
+	}
+}
+
+// davHas reports whether res shows the difference want: the same request
+// with the same two answers, or the same tree entry with the same two
+// states, after whichever request.
+func davHas(res randResult, want randDiff) bool {
+	for _, d := range res.diffs {
+		if d.index >= 0 == (want.index >= 0) && d.path == want.path && d.ref == want.ref && d.ug == want.ug &&
+			(d.index < 0 || d.op == want.op) {
+			return true
+		}
+	}
+	return false
+}
+
+// davSignature groups differences by their first request's method and
+// the two answers.
+func davSignature(d randDiff) string {
+	if d.index < 0 {
+		return fmt.Sprintf("tree %s: apache %s / upgate %s", d.path, d.ref, d.ug)
+	}
+	kind, _, _ := strings.Cut(d.op, " ")
+	return fmt.Sprintf("%s: apache %s / upgate %s", kind, d.ref, d.ug)
+}
+
+// davRandOp is one random request. Paths are relative to the run's
+// directory; a trailing "/" is sent as it is.
+type davRandOp struct {
+	kind        string // davRandKinds
+	path, path2 string // path2: a COPY's or MOVE's Destination
+	hdr         []string
+	data        string
+}
+
+func (o davRandOp) String() string {
+	s := o.kind + " " + o.path
+	if o.path2 != "" {
+		s += " -> " + o.path2
+	}
+	for i := 0; i+1 < len(o.hdr); i += 2 {
+		s += " " + o.hdr[i] + ":" + o.hdr[i+1]
+	}
+	if o.kind == "PUT" {
+		d := o.data
+		if len(d) > 12 {
+			d = fmt.Sprintf("%.12s...(%d bytes)", d, len(d))
+		}
+		s += fmt.Sprintf(" %q", d)
+	}
+	return s
+}
+
+var (
+	// davRandKinds are the request kinds, each with its weight.
+	davRandKinds = []struct {
+		kind   string
+		weight int
+	}{
+		{"PUT", 20}, {"GET", 9}, {"HEAD", 4}, {"MKCOL", 12}, {"DELETE", 10},
+		{"COPY", 16}, {"MOVE", 16}, {"PROPFIND", 10},
+	}
+	// davRandNames is the namespace: the run's directory starts with a
+	// ("alpha"), d and d/e ("echo data").
+	davRandNames = []string{"a", "b", "c", "d", "d/e", "d/f", "d/g", "d/g/h", "d/g/i", "k", "k/l", "k/l/m", "a/x", "s p", "d/s p"}
+	davRandData  = []string{"", "x", "alpha", "beta!", strings.Repeat("long line of text\n", 40)}
+)
+
+// genDAVRandOps draws n requests from seed.
+func genDAVRandOps(seed uint64, n int, skip map[string]bool) []davRandOp {
+	rng := rand.New(rand.NewPCG(seed, 0x64617621))
+	total := 0
+	for _, k := range davRandKinds {
+		if !skip[k.kind] {
+			total += k.weight
+		}
+	}
+	name := func() string {
+		p := davRandNames[rng.IntN(len(davRandNames))]
+		switch rng.IntN(20) {
+		case 0:
+			p += "/" // a trailing slash
+		case 1:
+			p = "./" + p
+		case 2:
+			p = strings.Replace(p, "/", "//", 1)
+		}
+		return p
+	}
+	pick := func(vals ...string) string { return vals[rng.IntN(len(vals))] }
+	var ops []davRandOp
+	for len(ops) < n {
+		w := rng.IntN(total)
+		var kind string
+		for _, k := range davRandKinds {
+			if skip[k.kind] {
+				continue
+			}
+			if w < k.weight {
+				kind = k.kind
+				break
+			}
+			w -= k.weight
+		}
+		o := davRandOp{kind: kind, path: name()}
+		switch kind {
+		case "PUT":
+			// (A PUT of a URL ending in / is a deliberate difference
+			// that changes the tree: a fixed step of TestWebDAVDifferential.)
+			o.path = strings.TrimSuffix(o.path, "/")
+			o.data = davRandData[rng.IntN(len(davRandData))]
+		case "DELETE":
+			if d := pick("", "", "", "infinity", "0"); d != "" {
+				o.hdr = []string{"Depth", d}
+			}
+		case "COPY", "MOVE":
+			o.path2 = name()
+			if rng.IntN(8) == 0 {
+				o.path2 = o.path + "/" + pick("x", "y/z") // into itself
+			}
+			if ow := pick("", "", "T", "F"); ow != "" {
+				o.hdr = append(o.hdr, "Overwrite", ow)
+			}
+			d := pick("", "", "infinity", "0")
+			if kind == "MOVE" {
+				d = pick("", "", "", "", "infinity", "0")
+			}
+			if d != "" {
+				o.hdr = append(o.hdr, "Depth", d)
+			}
+		case "PROPFIND":
+			o.hdr = []string{"Depth", pick("0", "1", "1", "infinity")}
+		}
+		ops = append(ops, o)
+	}
+	return ops
+}
+
+// davURLPath is p under root, escaped for a URL; a trailing "/" stays.
+func davURLPath(root, p string) string {
+	return (&url.URL{Path: root + "/" + p}).EscapedPath()
+}
+
+// exec sends o to s, the run's directory being root, and shows the answer
+// as the WebDAV differential's steps do (davStatus, davGet, davPropfind),
+// with root in paths as /ROOT.
+func (o davRandOp) exec(s *davSide, root string) string {
+	p := davURLPath(root, o.path)
+	var hdr []string
+	if o.path2 != "" {
+		hdr = append(hdr, "Destination", davURLPath(root, o.path2))
+	}
+	hdr = append(hdr, o.hdr...)
+	var a string
+	switch o.kind {
+	case "GET":
+		a = davGet(p)(s)
+	case "HEAD":
+		status, h, _ := s.do("HEAD", p, "")
+		a = status
+		if status == "200" {
+			// Apache's HEAD of an empty file sends no Content-Length,
+			// as RFC 9110 9.3.2 lets a HEAD omit it; upgate sends 0.
+			n := h.Get("Content-Length")
+			if n == "" {
+				n = "0"
+			}
+			a += " length " + n
+		}
+	case "PROPFIND":
+		a = davPropfind(p, o.hdr[1])(s)
+	default:
+		a = davStatus(o.kind, p, o.data, hdr...)(s)
+	}
+	return strings.ReplaceAll(a, root, "/ROOT")
+}
+
+// davRandRunner runs sequences on both sides.
+type davRandRunner struct {
+	t       *testing.T
+	ref, ug *davSide
+	idle    func() string // upgate's agent holds no file ("" when idle)
+	leaked  bool
+	runs    int
+}
+
+// davRandTrees snapshots the run's directory of both sides, without
+// mod_dav_fs's databases.
+func (r *davRandRunner) trees(name string) [2]map[string]treeEntry {
+	var out [2]map[string]treeEntry
+	for i, s := range []*davSide{r.ref, r.ug} {
+		tree := snapshot(r.t, filepath.Join(s.dir, name))
+		for k := range tree {
+			if p, err := strconv.Unquote(k); err == nil && slices.Contains(strings.Split(p, "/"), ".DAV") {
+				delete(tree, k)
+			}
+		}
+		out[i] = tree
+	}
+	return out
+}
+
+// run seeds /name/w on both servers (a, d, d/e), runs ops on both, one
+// request at a time, and compares the answers and, after each request
+// until they first differ and at the end, the trees.
+func (r *davRandRunner) run(name string, ops []davRandOp) randResult {
+	r.runs++
+	root := "/" + name + "/w"
+	for _, s := range []*davSide{r.ref, r.ug} {
+		for _, st := range []struct{ method, p, body, want string }{
+			{"MKCOL", "/" + name, "", "201"},
+			{"MKCOL", root, "", "201"},
+			{"PUT", root + "/a", "alpha", "201"},
+			{"MKCOL", root + "/d", "", "201"},
+			{"PUT", root + "/d/e", "echo data", "201"},
+		} {
+			if got, _, _ := s.do(st.method, st.p, st.body); got != st.want {
+				r.t.Fatalf("%s: setup %s %s: %s", s.name, st.method, st.p, got)
+			}
+		}
+	}
+	var res randResult
+	treesDiffer := false
+	after := "at the end" // the request after which the trees differ
+	compare := func(trees [2]map[string]treeEntry) {
+		for _, d := range compareTrees("webdav", trees[0], trees[1], false) {
+			res.diffs = append(res.diffs, randDiff{index: -1, op: after, path: strings.TrimPrefix(d.step, "tree "), ref: d.ref, ug: d.upgate})
+			treesDiffer = true
+		}
+	}
+	for i, o := range ops {
+		a := randAnswer{ref: o.exec(r.ref, root), ug: o.exec(r.ug, root)}
+		res.ops = append(res.ops, a)
+		if a.ref != a.ug {
+			row, diverged := davRandDeliberate(o, filepath.Join(r.ref.dir, name, "w"), a.ref, a.ug)
+			res.diffs = append(res.diffs, randDiff{index: i, op: o.String(), ref: a.ref, ug: a.ug, row: row})
+			if diverged {
+				treesDiffer = true // and deliberately so: nothing after it compares
+				break
+			}
+		}
+		if !treesDiffer {
+			after = fmt.Sprintf("after %02d %s", i, o)
+			compare(r.trees(name))
+		}
+	}
+	r.ref.c.CloseIdleConnections()
+	r.ug.c.CloseIdleConnections()
+	if !r.leaked {
+		if msg := r.idle(); msg != "" {
+			res.diffs = append(res.diffs, randDiff{index: -1, path: "(agent)", ref: "idle", ug: msg})
+			r.leaked = true
+		}
+	}
+	if !treesDiffer {
+		after = "at the end"
+		compare(r.trees(name))
+	}
+	for _, s := range []*davSide{r.ref, r.ug} {
+		_ = os.RemoveAll(filepath.Join(s.dir, name))
+	}
+	return res
+}
+
+// davRandDeliberate names the row of deliberateDiffs (by its reason)
+// that explains o's answers, ref's and upgate's, or "". dir is Apache's
+// run directory on disk, as the request left it. Every deliberate
+// difference but one is a refusal on both sides that changes nothing;
+// that one (diverged) is Apache's MOVE or COPY of a file onto the
+// collection that holds it, which deletes both, so that the runs part.
+func davRandDeliberate(o davRandOp, dir, ref, ug string) (why string, diverged bool) {
+	why = davRandRow(o, dir, ref, ug)
+	return why, why == whyDAVDstHoldsSource
+}
+
+// davRandRow is davRandDeliberate's row.
+func davRandRow(o davRandOp, dir, ref, ug string) string {
+	kind := func(p string) string {
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(path.Clean("/"+p))))
+		switch {
+		case err != nil:
+			return "missing"
+		case fi.IsDir():
+			return "dir"
+		}
+		return "file"
+	}
+	// fileAbove reports whether a proper ancestor of p is a file.
+	fileAbove := func(p string) bool {
+		for q := path.Dir(path.Clean("/" + p)); q != "/"; q = path.Dir(q) {
+			if kind(q) == "file" {
+				return true
+			}
+		}
+		return false
+	}
+	slash := strings.HasSuffix(o.path, "/")
+	missingParent := func(p string) bool { return kind(path.Dir(path.Clean("/"+p))) == "missing" }
+	switch o.kind {
+	case "GET", "HEAD":
+		if ref == "404" && ug == "405" && kind(o.path) == "dir" {
+			return whyDAVGetCollection
+		}
+	case "PUT":
+		switch {
+		case ref == "400" && ug == "409" && fileAbove(o.path):
+			return whyDAVFileParent
+		case ug == "405" && (ref == "409" && kind(o.path) == "dir" || ref == "400" && slash && kind(o.path) == "file"):
+			return whyDAVPutCollection
+		}
+	case "MKCOL":
+		switch {
+		case ref == "400" && ug == "409" && fileAbove(o.path):
+			return whyDAVFileParent
+		case ref == "400" && ug == "405" && slash && kind(o.path) == "file":
+			return whyDAVNotACollection
+		}
+	}
+	notACollection := fileAbove(o.path) || slash && kind(o.path) == "file"
+	switch {
+	case o.kind != "PUT" && o.kind != "MKCOL" && ref == "400" && ug == "404" && notACollection:
+		return whyDAVNotACollection
+	case (o.kind == "COPY" || o.kind == "MOVE") && ref == "400" && ug == "409" && !notACollection &&
+		(fileAbove(o.path2) || strings.HasSuffix(o.path2, "/") && kind(o.path2) == "file"):
+		return whyDAVFileParent
+	case (o.kind == "COPY" || o.kind == "MOVE") && ug == "403" && ref != "403" &&
+		strings.HasPrefix(path.Clean("/"+o.path), path.Clean("/"+o.path2)+"/"):
+		return whyDAVDstHoldsSource
+	case o.kind == "MOVE" && ref == "500" && ug == "409" && missingParent(o.path2):
+		return whyDAVMoveNoParent
+	case o.kind == "COPY" && ref == "403" && ug == "409" && missingParent(o.path2) && kind(o.path) == "dir":
+		return whyDAVMoveNoParent
+	}
+	return ""
+}
