@@ -347,11 +347,11 @@ func (o ftpRandOp) exec(s *ftpRandSide, root string) string {
 		}
 		return f.c(cl[0], exact)
 	case "list":
-		return dropLinksByTarget(f.list(cl[0], false), o.path)
+		return dropLinksByTarget(f.list(cl[0], false), o.path, o.sameFileAs(s, root))
 	case "nlst":
 		return nlstOnlyItself(f.list(cl[0], false), ftpArg(root, o.path, o.abs))
 	case "stat":
-		return dropLinksByTarget(f.c(cl[0], statLines), o.path)
+		return dropLinksByTarget(f.c(cl[0], statLines), o.path, o.sameFileAs(s, root))
 	case "mlsd":
 		return s.mlsd(ftpArg(root, o.path, o.abs))
 	case "mlst":
@@ -375,9 +375,12 @@ func (o ftpRandOp) exec(s *ftpRandSide, root string) string {
 
 // dropLinksByTarget leaves out of LIST's answer the links to p's last
 // component listed besides it: vsftpd's LIST of a file lists the links in
-// its directory that point to it too (LIST /d/f shows "g -> f"), which no
-// client asks for (a vsftpd quirk; upgate lists the file alone).
-func dropLinksByTarget(answer, p string) string {
+// its directory that lead to it too (LIST /d/f shows "g -> f", and "l ->
+// g" where g -> f: TestFTPRandom seed 43 at 150 steps), which no client
+// asks for (a vsftpd quirk; upgate lists the file alone). same, if not
+// nil, reports whether the entry name of p's directory leads to p's file
+// on the server's disk.
+func dropLinksByTarget(answer, p string, same func(name string) bool) string {
 	head, list, ok := strings.Cut(answer, " [")
 	if !ok || p == "" || !strings.HasSuffix(list, "]") {
 		return answer
@@ -385,11 +388,32 @@ func dropLinksByTarget(answer, p string) string {
 	suffix := fmt.Sprintf(" -> %s\"", path.Base(p))
 	var keep []string
 	for _, e := range strings.Split(strings.TrimSuffix(list, "]"), "; ") {
-		if name, _, _ := strings.Cut(e, "\" "); !strings.HasSuffix(name+"\"", suffix) {
-			keep = append(keep, e)
+		name, _, _ := strings.Cut(e, "\" ")
+		link, _, isLink := strings.Cut(strings.TrimPrefix(name, "\""), " -> ")
+		if strings.HasSuffix(name+"\"", suffix) || isLink && same != nil && same(link) {
+			continue
 		}
+		keep = append(keep, e)
 	}
 	return head + " [" + strings.Join(keep, "; ") + "]"
+}
+
+// sameFileAs returns, for a path p under the run's directory root (abs),
+// whether an entry of p's directory on s's disk leads to p's file; nil
+// for a path relative to the working directory.
+func (o ftpRandOp) sameFileAs(s *ftpRandSide, root string) func(name string) bool {
+	if !o.abs {
+		return nil
+	}
+	dir := filepath.Join(s.dir, root, path.Dir(o.path))
+	return func(name string) bool {
+		want, err := os.Stat(filepath.Join(s.dir, root, o.path))
+		if err != nil || !want.Mode().IsRegular() {
+			return false
+		}
+		got, err := os.Stat(filepath.Join(dir, name))
+		return err == nil && os.SameFile(want, got)
+	}
 }
 
 // nlstOnlyItself is NLST's answer with only the argument arg when it is
@@ -748,7 +772,9 @@ type ftpRandFacts struct {
 	from, to string
 	// cwdLinkElsewhere: the working directory holds a symbolic link
 	// with the path's last name, whose target is there and has another
-	// name (vsftpd's listing of the path matches that target's name).
+	// name (vsftpd's listing of the path matches that target's name), or
+	// leads nowhere (a loop: seed 172 at 150 steps, a link moved to the
+	// user's / onto its own target's name).
 	cwdLinkElsewhere bool
 }
 
@@ -807,7 +833,7 @@ func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
 		link := filepath.Join(k.disk, k.cwd, path.Base(o.path))
 		target, err := os.Readlink(link)
 		_, serr := os.Stat(link)
-		f.cwdLinkElsewhere = err == nil && serr == nil && path.Base(target) != path.Base(o.path)
+		f.cwdLinkElsewhere = err == nil && (serr != nil || path.Base(target) != path.Base(o.path))
 	}
 	return f
 }
@@ -916,6 +942,11 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		// user's root, through a directory above it whose search bit
 		// was taken away; vsftpd's process works inside it (seed 5404).
 		return rowCwdRemoved
+	case o.kind == "cdup" && facts.aboveCwdUnsearchable && ref == "250" && ug == "550":
+		// The same for CDUP: vsftpd's chdir("..") asks only the working
+		// directory and its parent, upgate looks the parent up from the
+		// user's root (seed 6217 at 150 steps).
+		return rowCwdRemoved
 	case o.kind == "cdup" && !facts.cwdSearch && ref == "550" && ug == "250":
 		// CDUP leaves a directory whose search bit was taken away: ".."
 		// is the gateway's text (whyDotDot).
@@ -943,8 +974,9 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		(listsOnly(ug, path.Base(o.path)) || listsOnly(strings.Replace(ug, "213 [", "1xx/2xx [", 1), path.Base(o.path))):
 		// vsftpd looks the file's name up in the working directory, not
 		// in the path's: where a link there has that name, it lists the
-		// path's directory for the link's target's name (seed 1907).
-		return "vsftpd: a listing of dir/name is empty where the working directory holds a link named name to another name"
+		// path's directory for the link's target's name (seed 1907), or
+		// for nothing where the link leads nowhere (seed 172).
+		return "vsftpd: a listing of dir/name is empty where the working directory holds a link named name to another name or to nothing"
 	}
 	switch o.kind {
 	case "list", "stat":
