@@ -328,6 +328,11 @@ func (f *fileSystem) OpenFile(ctx context.Context, name string, flag int, perm o
 		q.replaced = true
 	}
 	file, err := f.fs.OpenFile(p, flag, perm)
+	if errors.Is(err, fs.ErrNotExist) && flag&os.O_CREATE != 0 {
+		// A missing collection on the way: 409 (RFC 4918 9.7.1), also
+		// for a LOCK of a new name, which x/net/webdav would answer 500.
+		return nil, fmt.Errorf("%w: %w", errNoParent, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,10 @@ type request struct {
 	// x/net/webdav's 201 (RFC 9110 9.3.4: 201 only for a new one).
 	replaced bool
 
+	// lockErr: why requestLocks refused a change (it hands x/net/webdav
+	// dav.ErrLocked itself).
+	lockErr error
+
 	status  int   // a failure upgate decided before x/net/webdav ran, 0 if none
 	err     error // why: upgate's failure, or the error x/net/webdav reported
 	bodyErr error // the request body failed (ended early, stalled, too large)
@@ -123,8 +127,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { _ = fsys.restoreAside(q) }() // a MOVE that ended (panicked) between its removal and its rename
 	h := &dav.Handler{
 		FileSystem: fsys,
-		LockSystem: s.locks.forUser(login.User),
+		LockSystem: s.locks.forRequest(login.User, q, r.Header.Get("If"), func(p string) bool {
+			_, err := fsys.stat(q, p)
+			return err == nil
+		}),
 		Logger: func(_ *http.Request, err error) {
+			if (errors.Is(err, dav.ErrLocked) || errors.Is(err, dav.ErrNoSuchLock)) && q.lockErr != nil {
+				err = q.lockErr // says which lock
+			}
 			if err != nil {
 				q.err = err
 			}
@@ -144,7 +154,7 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 	}
 	if r.Method == http.MethodPut {
 		switch {
-		case strings.HasSuffix(r.URL.Path, "/"):
+		case namesCollection(r.URL.Path):
 			q.fail(http.StatusMethodNotAllowed, fmt.Errorf("webdav: PUT %s: the URL names a collection (it ends in /); PUT a file's URL", q.path))
 			return false
 		case r.Header.Get("Content-Range") != "":
@@ -187,6 +197,23 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 			r.Header.Set("Timeout", "Second-"+strconv.FormatInt(int64(d/time.Second), 10))
 		}
 	}
+	if r.Method == "MOVE" || r.Method == "COPY" {
+		// RFC 4918 10.6: T or F, case-insensitive (RFC 5234 2.3), as
+		// mod_dav reads it; x/net/webdav's COPY takes all but "F" for T.
+		switch o := r.Header.Get("Overwrite"); o {
+		case "", "T", "F":
+		case "t", "f":
+			r.Header.Set("Overwrite", strings.ToUpper(o))
+		default:
+			q.fail(http.StatusBadRequest, fmt.Errorf("webdav: %s %s: Overwrite %q: want T or F", r.Method, q.path, o))
+			return false
+		}
+	}
+	if d := r.Header.Get("Depth"); d != "infinity" && strings.EqualFold(d, "infinity") {
+		// Case-insensitive too, as mod_dav reads it; x/net/webdav
+		// knows "infinity" alone.
+		r.Header.Set("Depth", "infinity")
+	}
 	if r.Method == "MOVE" && r.Header.Get("Overwrite") == "" {
 		// RFC 4918 10.6: no Overwrite header means T (x/net/webdav takes
 		// it for F on MOVE, not on COPY).
@@ -201,7 +228,7 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 				return false
 			}
 			q.dst = cleanPath(u.Path)
-			q.dstSlash = strings.HasSuffix(u.Path, "/") && q.dst != "/"
+			q.dstSlash = namesCollection(u.Path) && q.dst != "/"
 		}
 		d := r.Header.Get("Depth")
 		q.deep = r.Method == "MOVE" || d == "" || d == "infinity"
@@ -237,22 +264,28 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 // The path's state it looked up stays known to the rest of the request,
 // so that the checks cost no second lookup.
 func (s *Server) checkFS(r *http.Request, q *request, fsys *fileSystem, rw *response) bool {
-	slash := strings.HasSuffix(r.URL.Path, "/") && q.path != "/"
+	slash := namesCollection(r.URL.Path) && q.path != "/"
 	depth := r.Header.Get("Depth")
 	infinite := r.Method == "PROPFIND" && (depth == "" || strings.EqualFold(depth, "infinity"))
 	copyMove := r.Method == "MOVE" || r.Method == "COPY"
 	switch {
 	case copyMove, infinite:
-	case slash && r.Method != "MKCOL" && r.Method != "OPTIONS" && r.Method != "LOCK" && r.Method != "UNLOCK":
+	case slash && r.Method != "MKCOL" && r.Method != "OPTIONS":
 	default:
 		return true
 	}
 	fi, err := fsys.stat(q, q.path)
-	if err != nil {
-		if copyMove && errors.Is(err, fs.ErrNotExist) {
-			q.fail(http.StatusNotFound, fmt.Errorf("webdav: %s %s: the source does not exist", r.Method, q.path))
-			return false
-		}
+	switch {
+	case err == nil:
+	case copyMove && errors.Is(err, fs.ErrNotExist):
+		q.fail(http.StatusNotFound, fmt.Errorf("webdav: %s %s: the source does not exist", r.Method, q.path))
+		return false
+	case slash && !errors.Is(err, fs.ErrNotExist):
+		// Not known to be a collection (the agent away a moment): not
+		// served as one by a later lookup that succeeds (a review).
+		q.fail(statusFor(err, http.StatusServiceUnavailable), fmt.Errorf("webdav: %s %s/: cannot tell whether it is a collection: %w", r.Method, q.path, err))
+		return false
+	default:
 		return true // x/net/webdav meets the same and answers for it
 	}
 	q.known(q.path, fi)
@@ -276,9 +309,14 @@ func (s *Server) checkFS(r *http.Request, q *request, fsys *fileSystem, rw *resp
 	overwrite := r.Header.Get("Overwrite") != "F"
 	var dst *fileInfo // nil: missing, or not known
 	if q.dstSlash || !overwrite {
-		if dfi, err := fsys.stat(q, q.dst); err == nil {
+		dfi, err := fsys.stat(q, q.dst)
+		switch {
+		case err == nil:
 			dst = dfi
 			q.known(q.dst, dfi)
+		case !errors.Is(err, fs.ErrNotExist):
+			q.fail(statusFor(err, http.StatusServiceUnavailable), fmt.Errorf("webdav: %s %s: the destination %s: %w", r.Method, q.path, q.dst, err))
+			return false
 		}
 	}
 	switch {
@@ -312,6 +350,13 @@ func (s *Server) checkFS(r *http.Request, q *request, fsys *fileSystem, rw *resp
 		return false
 	}
 	return true
+}
+
+// namesCollection reports whether the URL path p ends in "/" once its
+// dot-segments are removed (RFC 3986 5.2.4): "/f/." and "/f/x/.." are
+// "/f/", which cleanPath makes "/f" (a review).
+func namesCollection(p string) bool {
+	return strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") || p == "." || p == ".."
 }
 
 // belowFile reports whether a directory on the way to p is a file.

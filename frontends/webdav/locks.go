@@ -3,6 +3,9 @@ package webdav
 import (
 	"errors"
 	"fmt"
+	"path"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,12 +32,12 @@ func newLockSystems(max int, maxDuration time.Duration) *lockSystems {
 }
 
 // forUser returns user's lock system, made on first use.
-func (l *lockSystems) forUser(user string) dav.LockSystem {
+func (l *lockSystems) forUser(user string) *userLocks {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	u, ok := l.byUser[user]
 	if !ok {
-		u = &userLocks{LockSystem: dav.NewMemLS(), user: user, max: l.max, maxDuration: l.maxDuration, expiry: make(map[string]time.Time)}
+		u = &userLocks{LockSystem: dav.NewMemLS(), user: user, max: l.max, maxDuration: l.maxDuration, held: make(map[string]heldLock)}
 		l.byUser[user] = u
 	}
 	return u
@@ -59,9 +62,16 @@ type userLocks struct {
 	max         int
 	maxDuration time.Duration
 
-	// mu guards expiry: each lock held, by token, and when it ends.
-	mu     sync.Mutex
-	expiry map[string]time.Time
+	// mu guards held: each lock held, by token.
+	mu   sync.Mutex
+	held map[string]heldLock
+}
+
+// heldLock is what userLocks keeps of a client's lock.
+type heldLock struct {
+	root      string // the locked path, cleaned
+	zeroDepth bool
+	end       time.Time
 }
 
 func (u *userLocks) capped(d time.Duration) time.Duration {
@@ -93,17 +103,17 @@ func (u *userLocks) Create(now time.Time, details dav.LockDetails) (string, erro
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for tok, end := range u.expiry {
-		if !now.Before(end) {
-			delete(u.expiry, tok)
+	for tok, l := range u.held {
+		if !now.Before(l.end) {
+			delete(u.held, tok)
 		}
 	}
-	if len(u.expiry) >= u.max {
-		return "", fmt.Errorf("%w: user %s holds %d (at most %d at once); UNLOCK some or wait for them to expire", errTooManyLocks, u.user, len(u.expiry), u.max)
+	if len(u.held) >= u.max {
+		return "", fmt.Errorf("%w: user %s holds %d (at most %d at once); UNLOCK some or wait for them to expire", errTooManyLocks, u.user, len(u.held), u.max)
 	}
 	tok, err := u.LockSystem.Create(now, details)
 	if err == nil {
-		u.expiry[tok] = now.Add(details.Duration)
+		u.held[tok] = heldLock{root: cleanPath(details.Root), zeroDepth: details.ZeroDepth, end: now.Add(details.Duration)}
 	}
 	return tok, err
 }
@@ -114,7 +124,10 @@ func (u *userLocks) Refresh(now time.Time, token string, duration time.Duration)
 	ld, err := u.LockSystem.Refresh(now, token, duration)
 	if err == nil {
 		u.mu.Lock()
-		u.expiry[token] = now.Add(duration)
+		if l, ok := u.held[token]; ok {
+			l.end = now.Add(duration)
+			u.held[token] = l
+		}
 		u.mu.Unlock()
 	}
 	return ld, err
@@ -128,8 +141,192 @@ func (u *userLocks) Unlock(now time.Time, token string) error {
 	err := u.LockSystem.Unlock(now, token)
 	if err == nil || errors.Is(err, dav.ErrNoSuchLock) {
 		u.mu.Lock()
-		delete(u.expiry, token)
+		delete(u.held, token)
 		u.mu.Unlock()
 	}
 	return err
+}
+
+// requestLocks is a user's locks as one request meets them. It adds what
+// RFC 4918 7.5 asks of locks on collections and x/net/webdav's memLS
+// leaves out:
+//
+//   - A request that removes or replaces a path with all it holds (a
+//     DELETE, a MOVE's source and destination, a COPY's destination) is
+//     refused (423) while anything below it holds a lock whose token the
+//     request does not bring: memLS looks only at the path and above, so
+//     a DELETE of a collection deleted the locked files in it.
+//   - Adding a member to a collection or removing one (a DELETE, a MOVE's
+//     source, a MKCOL, and a PUT, COPY, MOVE or LOCK that makes a new
+//     name) needs the token of a depth-0 lock on that collection, as it
+//     needs that of an infinite one: a depth-0 lock on a collection
+//     protects its membership. memLS knows only the infinite one; and a
+//     request that brings the collection's token for a new member is let
+//     through (memLS would answer 412: the token locks no such path).
+//
+// The tokens a request brings are every one its If header names, in
+// whatever list.
+type requestLocks struct {
+	*userLocks
+	q      *request
+	tokens []string
+	// exists reports whether p names something now (one agent call,
+	// made only where a depth-0 lock on its collection asks).
+	exists func(p string) bool
+}
+
+// forRequest returns user's lock system as the request q meets it; ifHdr
+// is its If header.
+func (l *lockSystems) forRequest(user string, q *request, ifHdr string, exists func(string) bool) *requestLocks {
+	var tokens []string
+	for rest := ifHdr; ; {
+		_, after, ok := strings.Cut(rest, "<")
+		if !ok {
+			break
+		}
+		tok, after2, ok := strings.Cut(after, ">")
+		if !ok {
+			break
+		}
+		tokens = append(tokens, tok)
+		rest = after2
+	}
+	return &requestLocks{userLocks: l.forUser(user), q: q, tokens: tokens, exists: exists}
+}
+
+// Create implements dav.LockSystem: a write's temporary lock, and a
+// client's LOCK, after the checks of the type's doc.
+func (r *requestLocks) Create(now time.Time, details dav.LockDetails) (string, error) {
+	if err := r.check(now, cleanPath(details.Root)); err != nil {
+		return "", err
+	}
+	return r.userLocks.Create(now, details)
+}
+
+// Confirm implements dav.LockSystem, for a request with an If header.
+func (r *requestLocks) Confirm(now time.Time, name0, name1 string, conditions ...dav.Condition) (func(), error) {
+	for _, n := range []*string{&name0, &name1} {
+		if *n == "" {
+			continue
+		}
+		p := cleanPath(*n)
+		if err := r.check(now, p); err != nil {
+			// The If header does not name the token this change needs:
+			// 412 (x/net/webdav answers any other error 500).
+			return nil, dav.ErrConfirmationFailed
+		}
+		if r.byParentLock(now, p, conditions) {
+			*n = path.Dir(p) // hold the collection's lock for the write
+		}
+	}
+	return r.userLocks.Confirm(now, name0, name1, conditions...)
+}
+
+// Unlock implements dav.LockSystem. An UNLOCK's Request-URI must lie in
+// the lock's scope (RFC 4918 9.11.1: 409, lock-token-matches-request-uri);
+// x/net/webdav unlocks by the token alone, so an UNLOCK of one path
+// released another's lock.
+func (r *requestLocks) Unlock(now time.Time, token string) error {
+	if r.q != nil && r.q.method == "UNLOCK" {
+		r.userLocks.mu.Lock()
+		l, ok := r.userLocks.held[token]
+		r.userLocks.mu.Unlock()
+		switch {
+		case !ok || l.root == r.q.path:
+		case l.zeroDepth || !inside(r.q.path, l.root):
+			r.q.lockErr = fmt.Errorf("%w: the token locks %s, not %s", dav.ErrNoSuchLock, l.root, r.q.path)
+			return dav.ErrNoSuchLock
+		case r.exists != nil && !r.exists(r.q.path):
+			// In the lock's scope, but no resource (as Apache, which
+			// keeps the lock).
+			r.q.lockErr = fmt.Errorf("%w: %s, in the scope of the lock on %s, does not exist", dav.ErrNoSuchLock, r.q.path, l.root)
+			return dav.ErrNoSuchLock
+		}
+	}
+	return r.userLocks.Unlock(now, token)
+}
+
+// roles are what the request does to p: removes or replaces it with all
+// it holds (tree), removes it from its collection (removes), or adds it
+// there if it is new (adds).
+func (r *requestLocks) roles(p string) (tree, removes, adds bool) {
+	q := r.q
+	switch {
+	case q == nil:
+	case q.method == "DELETE":
+		return true, true, false
+	case q.method == "MOVE" && p == q.path:
+		return true, true, false
+	case (q.method == "MOVE" || q.method == "COPY") && p == q.dst:
+		// Onto an existing member too: the destination is deleted
+		// first (RFC 4918 9.8.4, 9.9.3), and a member made again.
+		return true, true, true
+	case q.method == "MKCOL", q.method == "PUT", q.method == "LOCK":
+		return false, false, true
+	}
+	return false, false, false
+}
+
+// check refuses a change of p that a lock the request brings no token of
+// protects (see the type's doc).
+func (r *requestLocks) check(now time.Time, p string) error {
+	tree, removes, adds := r.roles(p)
+	if !tree && !removes && !adds {
+		return nil
+	}
+	var collectionLocked bool
+	r.userLocks.mu.Lock()
+	for tok, l := range r.userLocks.held {
+		if !now.Before(l.end) || slices.Contains(r.tokens, tok) {
+			continue
+		}
+		if tree && inside(l.root, p) {
+			r.userLocks.mu.Unlock()
+			return r.locked(fmt.Errorf("%w: %s holds %s, locked by another token", dav.ErrLocked, p, l.root))
+		}
+		if l.zeroDepth && p != "/" && l.root == path.Dir(p) {
+			collectionLocked = true
+		}
+	}
+	r.userLocks.mu.Unlock()
+	if collectionLocked && (removes || r.q.method == "MKCOL" || r.exists == nil || !r.exists(p)) {
+		return r.locked(fmt.Errorf("%w: %s is locked (depth 0): a member comes or goes only with its token", dav.ErrLocked, path.Dir(p)))
+	}
+	return nil
+}
+
+// locked keeps why as the request's reason and returns dav.ErrLocked
+// itself, which x/net/webdav compares errors with (423; any other error
+// is 500).
+func (r *requestLocks) locked(why error) error {
+	if r.q != nil {
+		r.q.lockErr = why
+	}
+	return dav.ErrLocked
+}
+
+// byParentLock reports whether p is let through by the token of a
+// depth-0 lock on its collection alone (conditions name it, and no lock
+// covering p itself): the request adds or removes p there.
+func (r *requestLocks) byParentLock(now time.Time, p string, conditions []dav.Condition) bool {
+	_, removes, adds := r.roles(p)
+	if (!removes && !adds) || p == "/" {
+		return false
+	}
+	parent := path.Dir(p)
+	r.userLocks.mu.Lock()
+	defer r.userLocks.mu.Unlock()
+	found := false
+	for tok, l := range r.userLocks.held {
+		if !now.Before(l.end) {
+			continue
+		}
+		if l.root == p || !l.zeroDepth && inside(p, l.root) {
+			return false // p is locked itself: memLS judges its token
+		}
+		if l.root == parent && l.zeroDepth && slices.ContainsFunc(conditions, func(c dav.Condition) bool { return c.Token == tok }) {
+			found = true
+		}
+	}
+	return found
 }

@@ -14,8 +14,9 @@ import (
 // file f (upgate cleaned the slash away); a GET or PROPFIND of /f/x
 // answered 409 where Apache answers a GET 404. A MOVE or COPY of a
 // missing source answered for its destination first (403 onto itself,
-// 409 below a file) where Apache answers 404. All found by
-// TestWebDAVRandom against Apache.
+// 409 below a file) where Apache answers 404, and a LOCK of a new name
+// in a missing collection answered 404 where RFC 4918 and Apache answer
+// 409. All found by TestWebDAVRandom against Apache.
 func TestPathsThatNameNothing(t *testing.T) {
 	e := start(t, nil)
 	for _, s := range []struct{ method, p string }{{"PUT", "/f"}, {"MKCOL", "/d"}, {"PUT", "/d/g"}} {
@@ -62,6 +63,11 @@ func TestPathsThatNameNothing(t *testing.T) {
 		{"PUT", "/d", nil, http.StatusMethodNotAllowed, ""},
 		{"PROPFIND", "/missing", []string{"Depth", "infinity"}, http.StatusNotFound, ""},
 		{"PROPFIND", "/d", []string{"Depth", "infinity"}, http.StatusForbidden, "only Depth 0 or 1"},
+		{"LOCK", "/f/", []string{"Depth", "0"}, http.StatusNotFound, "names a collection"},
+		// A LOCK of a new name makes an empty file: not in a missing
+		// collection (x/net/webdav answered 500, upgate then 404).
+		{"LOCK", "/nope/x", []string{"Depth", "0"}, http.StatusConflict, "parent collection does not exist"},
+		{"LOCK", "/f/x", []string{"Depth", "0"}, http.StatusConflict, ""},
 	} {
 		what := tt.method + " " + tt.p + " " + strings.Join(tt.hdr, " ")
 		hdr := tt.hdr
@@ -69,6 +75,9 @@ func TestPathsThatNameNothing(t *testing.T) {
 			hdr = []string{"Destination", e.URL + hdr[1]}
 		}
 		body := strings.NewReader("")
+		if tt.method == "LOCK" {
+			body = strings.NewReader(`<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>`)
+		}
 		if tt.method == "PROPPATCH" {
 			body = strings.NewReader(`<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:getlastmodified>Mon, 01 Jan 2024 00:00:00 GMT</D:getlastmodified></D:prop></D:set></D:propertyupdate>`)
 		}
@@ -84,6 +93,12 @@ func TestPathsThatNameNothing(t *testing.T) {
 	if got := e.propfind(t, "alice", "/f", "infinity"); len(got) != 1 {
 		t.Fatalf("PROPFIND /f Depth infinity: %v, want the file alone", got)
 	}
+	if got := e.propfind(t, "alice", "/f", "Infinity"); len(got) != 1 {
+		t.Fatalf("PROPFIND /f Depth Infinity: %v, want the file alone", got) // any case, as mod_dav reads it (a review)
+	}
+	e.do(t, "alice", "COPY", "/d", nil, "Destination", e.URL+"/d3", "Depth", "Infinity").want(t, "COPY /d to /d3, Depth Infinity", http.StatusCreated)
+	wantFile(t, e, "alice", "d3/g", []byte("data /d/g"))
+	e.do(t, "alice", "DELETE", "/d3", nil).want(t, "DELETE /d3", http.StatusNoContent)
 	if got := e.propfind(t, "alice", "/d/", "1"); len(got) != 2 {
 		t.Fatalf("PROPFIND /d/ Depth 1: %v, want d and d/g", got)
 	}
