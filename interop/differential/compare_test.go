@@ -131,6 +131,20 @@ const (
 		"names nothing: 404 Not Found, as for any missing path, as the kernel's ENOTDIR means, and as Apache answers " +
 		"a GET of it; Apache's mod_dav_fs answers its other methods 400 Bad Request, which a client takes for a " +
 		"malformed request (a MKCOL of such a URL answers 405, as of anything that exists)"
+	whyDAVCheckOrder = "a request wrong in two ways is refused by both servers, each for another of them, and " +
+		"nothing changes: x/net/webdav checks the If header and the locks before the method's own checks (a " +
+		"missing resource, an existing collection, a path below a file), and upgate refuses a MOVE or COPY into " +
+		"or onto its own collection before the locks, where mod_dav checks the method first and the locks before " +
+		"the nesting"
+	whyDAVLocked207 = "a change that a lock protects, made without its token, answers 423 Locked (RFC 4918 11.3, " +
+		"x/net/webdav); Apache's mod_dav answers 424 Failed Dependency, or 207 Multi-Status holding the 423 of the " +
+		"lock it met"
+	whyDAVIfUntagged = "an untagged If header (RFC 4918 10.4) names the token of any resource the request changes, " +
+		"as x/net/webdav reads it: a COPY onto a locked destination, a new member of a locked collection, go " +
+		"through with that lock's token; Apache applies an untagged list to the Request-URI alone (a COPY's " +
+		"source, a member not yet made) and answers 412 or 424"
+	whyDAVUnlock = "an UNLOCK whose token is unknown, or locks another path, answers 409 Conflict (RFC 4918 " +
+		"9.11.1: lock-token-matches-request-uri); Apache's mod_dav answers 400"
 	whyDAVPutCollection = "a PUT of a collection, or of a URL ending in / (which names one, RFC 4918 5.2), answers " +
 		"405 Method Not Allowed, as RFC 4918 9.7.2 allows; Apache's mod_dav_fs answers 409 for a collection, 400 for " +
 		"a file's URL with a /, and makes a file of a new name's"
@@ -233,6 +247,9 @@ var deliberateDiffs = []deliberate{
 	{proto: "webdav", step: "DELETE /f1/ (a file's URL with a /)", upgate: "404", why: whyDAVNotACollection},
 	{proto: "webdav", step: "PUT /d (a collection)", upgate: "405", why: whyDAVPutCollection},
 	{proto: "webdav", step: "PUT /n1/ (a new name with a /)", upgate: "405", why: whyDAVPutCollection},
+	{proto: "webdav", step: "DELETE /lt while /lt/f is locked", upgate: "423", why: whyDAVLocked207},
+	{proto: "webdav", step: "MOVE /lt while /lt/f is locked", upgate: "423", why: whyDAVLocked207},
+	{proto: "webdav", step: "UNLOCK /f1 with /lt/f's token (another path)", upgate: "409", why: whyDAVUnlock},
 	{proto: "webdav", step: "tree \"/n1\"", upgate: "(absent)", why: whyDAVPutCollection},
 	{proto: "webdav", step: "MOVE /d3x/f onto /d3x, the collection that holds it", upgate: "201 201 403", why: whyDAVDstHoldsSource},
 	{proto: "webdav", step: "tree \"/d3x\"", upgate: "dir 0755 mtime=now", why: whyDAVDstHoldsSource},

@@ -289,6 +289,14 @@ func davSteps() []davStep {
 			return davStatus("MKCOL", "/d3x", "")(s) + " " + davStatus("PUT", "/d3x/f", "kept")(s) + " " +
 				davStatus("MOVE", "/d3x/f", "", "Destination", "/d3x")(s)
 		}},
+		{"MKCOL /lt, PUT /lt/f, LOCK /lt/f", func(s *davSide) string {
+			return davStatus("MKCOL", "/lt", "")(s) + " " + davStatus("PUT", "/lt/f", "locked")(s) + " " + davLock("/lt/f")(s)
+		}},
+		{"DELETE /lt while /lt/f is locked", davStatus("DELETE", "/lt", "")},
+		{"MOVE /lt while /lt/f is locked", davStatus("MOVE", "/lt", "", "Destination", "/lt2")},
+		{"UNLOCK /f1 with /lt/f's token (another path)", davStatus("UNLOCK", "/f1", "", "Lock-Token", "<TOKEN>")},
+		{"UNLOCK /lt/f", davStatus("UNLOCK", "/lt/f", "", "Lock-Token", "<TOKEN>")},
+		{"DELETE /lt after the UNLOCK", davStatus("DELETE", "/lt", "")},
 		{"LOCK /lk (missing: made empty)", davLock("/lk")},
 		{"UNLOCK /lk", davStatus("UNLOCK", "/lk", "", "Lock-Token", "<TOKEN>")},
 		{"GET /lk", davGet("/lk")},
