@@ -125,12 +125,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { _ = fsys.restoreAside(q) }() // a MOVE that ended (panicked) between its removal and its rename
+	locks := s.locks.forRequest(login.User, q, r.Header.Get("If"), func(p string) bool {
+		_, err := fsys.stat(q, p)
+		return err == nil
+	})
 	h := &dav.Handler{
 		FileSystem: fsys,
-		LockSystem: s.locks.forRequest(login.User, q, r.Header.Get("If"), func(p string) bool {
-			_, err := fsys.stat(q, p)
-			return err == nil
-		}),
+		LockSystem: locks,
 		Logger: func(_ *http.Request, err error) {
 			if (errors.Is(err, dav.ErrLocked) || errors.Is(err, dav.ErrNoSuchLock)) && q.lockErr != nil {
 				err = q.lockErr // says which lock
@@ -141,6 +142,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	h.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), requestKey{}, q)))
+	if (r.Method == "DELETE" || r.Method == "MOVE") && rw.status >= 200 && rw.status < 300 {
+		// RFC 4918 9.6.1 and 9.9: a DELETE destroys the locks rooted on
+		// what it deleted, and a MOVE does not move the source's. memLS
+		// keeps them, and a lock on a name gone would stop a later
+		// DELETE of its collection (a review). A replaced destination's
+		// name stays, and so do its locks.
+		locks.dropBelow(time.Now(), q.path)
+	}
 }
 
 // check refuses what x/net/webdav would serve badly, and wraps the body.

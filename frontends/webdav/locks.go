@@ -205,18 +205,37 @@ func (r *requestLocks) Create(now time.Time, details dav.LockDetails) (string, e
 
 // Confirm implements dav.LockSystem, for a request with an If header.
 func (r *requestLocks) Confirm(now time.Time, name0, name1 string, conditions ...dav.Condition) (func(), error) {
-	for _, n := range []*string{&name0, &name1} {
+	for i, n := range []*string{&name0, &name1} {
 		if *n == "" {
 			continue
 		}
 		p := cleanPath(*n)
+		if i == 0 && r.q != nil && r.q.method != "COPY" && p != r.q.path {
+			// A tagged list (If: <url> (...)) names another resource:
+			// x/net/webdav confirms it in place of the request's own
+			// path, which no lock then guarded (a PUT or DELETE of a
+			// locked path went through with the token of any other
+			// lock). The request's path must pass here what memLS and
+			// check would ask of it; the tagged one is only confirmed.
+			if r.check(now, r.q.path) != nil || r.lockedByOther(now, r.q.path) {
+				return nil, dav.ErrConfirmationFailed
+			}
+			continue
+		}
 		if err := r.check(now, p); err != nil {
 			// The If header does not name the token this change needs:
 			// 412 (x/net/webdav answers any other error 500).
 			return nil, dav.ErrConfirmationFailed
 		}
-		if r.byParentLock(now, p, conditions) {
+		switch {
+		case r.byParentLock(now, p, conditions):
 			*n = path.Dir(p) // hold the collection's lock for the write
+		case i == 1 && !r.covered(now, p):
+			// A MOVE's or COPY's destination that no lock covers: an
+			// untagged list is the Request-URI's (RFC 4918 10.4.1), and
+			// x/net/webdav asked it of the destination too, so that a
+			// locked file could not be moved with its token.
+			*n = ""
 		}
 	}
 	return r.userLocks.Confirm(now, name0, name1, conditions...)
@@ -329,4 +348,50 @@ func (r *requestLocks) byParentLock(now time.Time, p string, conditions []dav.Co
 		}
 	}
 	return found
+}
+
+// covered reports whether a lock, whoever holds it, covers p: one on p,
+// or an infinite one above it.
+func (r *requestLocks) covered(now time.Time, p string) bool {
+	r.userLocks.mu.Lock()
+	defer r.userLocks.mu.Unlock()
+	for _, l := range r.userLocks.held {
+		if now.Before(l.end) && (l.root == p || !l.zeroDepth && inside(p, l.root)) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropBelow ends the locks rooted at p or below it: what they locked is
+// gone.
+func (u *userLocks) dropBelow(now time.Time, p string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for tok, l := range u.held {
+		if l.root != p && !inside(l.root, p) {
+			continue
+		}
+		// (ErrLocked: another request holds it now; it stays, and
+		// expires.)
+		if err := u.LockSystem.Unlock(now, tok); err == nil || errors.Is(err, dav.ErrNoSuchLock) {
+			delete(u.held, tok)
+		}
+	}
+}
+
+// lockedByOther reports whether a lock on p or an infinite one above it
+// is held under a token the request does not bring.
+func (r *requestLocks) lockedByOther(now time.Time, p string) bool {
+	r.userLocks.mu.Lock()
+	defer r.userLocks.mu.Unlock()
+	for tok, l := range r.userLocks.held {
+		if now.Before(l.end) && !slices.Contains(r.tokens, tok) && (l.root == p || !l.zeroDepth && inside(p, l.root)) {
+			if r.q != nil {
+				r.q.lockErr = fmt.Errorf("%w: %s is locked (%s), and the If header names another resource", dav.ErrLocked, p, l.root)
+			}
+			return true
+		}
+	}
+	return false
 }

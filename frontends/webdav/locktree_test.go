@@ -86,3 +86,49 @@ func TestLocksProtectCollections(t *testing.T) {
 	wantOnly(t, e, "alice", "h")
 	e.AgentIdle(t)
 }
+
+// TestLocksTaggedIfList: an If header's tagged list names the resource
+// its conditions apply to, and x/net/webdav confirms that one in place of
+// the request's path: the token of any lock the user holds let a PUT,
+// DELETE or MKCOL through another client's lock.
+func TestLocksTaggedIfList(t *testing.T) {
+	e := start(t, nil)
+	for _, s := range []struct{ method, p string }{{"MKCOL", "/d"}, {"PUT", "/d/g"}, {"PUT", "/x"}, {"MKCOL", "/c"}, {"PUT", "/c/e"}} {
+		e.do(t, "alice", s.method, s.p, strings.NewReader(map[bool]string{true: "data " + s.p}[s.method == "PUT"])).want(t, s.method+" "+s.p, http.StatusCreated)
+	}
+	e.lock(t, "alice", "/d/g", "0")
+	c := e.lock(t, "alice", "/c", "0")
+	x := e.lock(t, "alice", "/x", "0")
+	tagged := "<" + e.URL + "/x> (<" + x + ">)"
+	for _, tt := range []struct{ method, p string }{{"PUT", "/d/g"}, {"DELETE", "/d"}, {"DELETE", "/d/g"}, {"PUT", "/c/new"}, {"DELETE", "/c/e"}, {"MKCOL", "/c/sub"}} {
+		e.do(t, "alice", tt.method, tt.p, strings.NewReader(""), "If", tagged).want(t, tt.method+" "+tt.p+" with a list tagged /x", http.StatusPreconditionFailed)
+		wantFile(t, e, "alice", "d/g", []byte("data /d/g"))
+		wantOnly(t, e, "alice", "c", "d", "x")
+		wantFile(t, e, "alice", "c/e", []byte("data /c/e"))
+	}
+	// A list tagged with the collection that its token locks is how
+	// RFC 4918 has a member added or removed.
+	e.do(t, "alice", "DELETE", "/c/e", nil, "If", "<"+e.URL+"/c> (<"+c+">)").want(t, "DELETE /c/e with a list tagged /c", http.StatusNoContent)
+	e.AgentIdle(t)
+}
+
+// TestDeleteEndsItsLocks: a DELETE destroys the locks rooted on what it
+// deleted (RFC 4918 9.6.1), and a MOVE leaves the source's behind (9.9):
+// memLS kept them, and the lock on a name gone then stopped a DELETE of
+// its collection (a review). The locked file moves with its token to a
+// destination no lock covers: x/net/webdav asked the untagged list of
+// the destination too, and answered 412.
+func TestDeleteEndsItsLocks(t *testing.T) {
+	e := start(t, nil)
+	for _, s := range []struct{ method, p string }{{"MKCOL", "/s"}, {"PUT", "/s/f"}, {"PUT", "/s/g"}} {
+		e.do(t, "alice", s.method, s.p, strings.NewReader(map[bool]string{true: "x"}[s.method == "PUT"])).want(t, s.method+" "+s.p, http.StatusCreated)
+	}
+	f := e.lock(t, "alice", "/s/f", "0")
+	g := e.lock(t, "alice", "/s/g", "0")
+	e.do(t, "alice", "DELETE", "/s/f", nil, "If", "(<"+f+">)").want(t, "DELETE /s/f with its token", http.StatusNoContent)
+	e.do(t, "alice", "MOVE", "/s/g", nil, "Destination", e.URL+"/g2", "If", "(<"+g+">)").want(t, "MOVE /s/g with its token", http.StatusCreated)
+	e.do(t, "alice", "UNLOCK", "/s/f", nil, "Lock-Token", "<"+f+">").want(t, "UNLOCK /s/f once deleted", http.StatusConflict)
+	e.do(t, "alice", "DELETE", "/s", nil).want(t, "DELETE /s", http.StatusNoContent)
+	e.do(t, "alice", "PUT", "/s/g", strings.NewReader("again")).want(t, "PUT /s/g where a lock was", http.StatusConflict) // no /s
+	e.AgentIdle(t)
+}
