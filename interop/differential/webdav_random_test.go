@@ -475,7 +475,7 @@ func davRandRow(o davRandOp, dir, ref, ug string) string {
 	switch {
 	case ug == "412" && hasIf && strings.HasPrefix(ref, "4") && ref != "412",
 		ref == "412" && ug == "403" && hasIf && copyMove,
-		(ref == "423" || ref == "424") && ug == "403" && copyMove,
+		(ref == "423" || ref == "424") && strings.HasPrefix(ug, "4") && ug != "423" && ug != "412",
 		ug == "423" && strings.HasPrefix(ref, "4") && ref != "423" && ref != "424":
 		return whyDAVCheckOrder
 	case (ref == "207" || ref == "424") && ug == "423":
