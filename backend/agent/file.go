@@ -950,6 +950,14 @@ func (h *handle) move(to string) error {
 		return nil
 	}
 	if fi, err := h.root.Lstat(to); err == nil && fi.IsDir() {
+		// rename(2) asks both directories first (EACCES, EPERM), then
+		// the kinds (TestSFTPRandom seed 22009: the upload's directory
+		// 0555, a directory at the new name: EACCES, not EISDIR).
+		for _, p := range []string{h.path, to} {
+			if err := h.root.mayChangeIn(p); err != nil {
+				return err
+			}
+		}
 		return &fs.PathError{Op: "rename", Path: to, Err: syscall.EISDIR}
 	}
 	tmp := tempPath(to)

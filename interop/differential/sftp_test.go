@@ -1274,6 +1274,19 @@ func sftpSteps() []sftpStep {
 			}
 			return out
 		}},
+		// rename(2) asks both directories before the kinds: the
+		// session's upload renamed onto a directory from a directory
+		// made 0555 is EACCES, not EISDIR (TestSFTPRandom seed 22009).
+		{"/ty/f uploaded, /ty 0555, posix-rename /ty/f onto the directory /tyd, close", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/ty/", "/tyd/")
+			out += " " + s.open(s.a, "ty1", "/ty/f", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.setstat(s.p("/ty"), perms(0o555))
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/ty/f")), s.p("/tyd")))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "ty1")
+			r, err = s.a.setstat(s.p("/ty"), perms(0o755))
+			return out + " " + s.res(r, err) + " " + s.listing(s.a, "/ty")
+		}},
 		{"remove /ta, /tc", func(s *sftpSide) string {
 			out := ""
 			for _, p := range []string{"/ta", "/tc"} {
