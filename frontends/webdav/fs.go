@@ -275,7 +275,15 @@ func (f *fileSystem) stat(q *request, p string) (*fileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f.info(p, fi), nil
+	info := f.info(p, fi)
+	if q != nil {
+		// x/net/webdav asks again for what it asked (a PROPFIND's Stat,
+		// then an open to walk, then one for each resource's
+		// properties): each ask is an agent round trip. Kept until the
+		// request changes something (request.changed).
+		q.known(p, info)
+	}
+	return info, nil
 }
 
 // known remembers fi, what p is now, for the rest of the request.
