@@ -29,6 +29,9 @@ type davSide struct {
 	c          *http.Client
 	idle       func()
 	token      string // the lock token of the last LOCK granted
+	// locks are the LOCKs granted in a random run, URL path and token,
+	// released at its end (upgate holds at most 1,000 per user).
+	locks [][2]string
 }
 
 // apacheDAVSide starts Apache with mod_dav_fs (refserver).
