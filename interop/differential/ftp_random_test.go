@@ -1,7 +1,6 @@
 package differential_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"io/fs"
@@ -47,77 +46,35 @@ import (
 func TestFTPRandom(t *testing.T) {
 	env := randSettings(t)
 	r := newFTPRandRunner(t)
-	start := time.Now()
-	groups := map[string][]string{} // signature of a first difference: seeds
-	deliberates := map[string]int{} // row of deliberateDiffs: differences it explained
-	var ran, steps, clean, onlyDeliberate int
+	k := newRandTally(env, "operations", "deliberateDiffs %q")
 	for _, seed := range env.seeds {
-		if time.Since(start) > env.budget {
-			t.Logf("time budget %v spent after %d seeds", env.budget, ran)
+		if k.spent(t) {
 			break
 		}
 		ops := genFTPRandOps(seed, env.steps, env.skip)
 		res := r.run(fmt.Sprintf("r%d", seed), ops)
-		ran++
-		steps += len(ops)
 		if env.verbose {
 			for i, o := range res.ops {
 				t.Logf("seed %d %02d %s\n\tvsftpd: %s\n\tupgate: %s", seed, i, ops[i], o.ref, o.ug)
 			}
-		}
-		var real []randDiff
-		for _, d := range res.diffs {
-			if d.row != "" {
-				deliberates[d.row]++
-				if env.verbose {
+			for _, d := range res.diffs {
+				if d.row != "" {
 					t.Logf("seed %d: deliberate difference at %02d %s (deliberateDiffs %q)\n\tvsftpd: %s\n\tupgate: %s", seed, d.index, d.op, d.row, d.ref, d.ug)
 				}
-				continue
 			}
-			real = append(real, d)
 		}
-		if len(res.diffs) == 0 {
-			clean++
-			continue
-		}
+		real := k.add(seed, len(ops), res.diffs, signatureBy("vsftpd"))
 		if len(real) == 0 {
-			onlyDeliberate++
 			continue
 		}
 		first := real[0]
-		groups[ftpSignature(first)] = append(groups[ftpSignature(first)], strconv.FormatUint(seed, 10))
 		t.Log(firstDiffText(fmt.Sprintf("seed %d: %d differences not deliberate; the first:", seed, len(real)), ops, real, "vsftpd: ", "upgate: "))
 		if env.minimise {
 			m := r.minimise(seed, ops, first)
 			t.Log(r.show(fmt.Sprintf("seed %d minimised to %d operations", seed, len(m)), fmt.Sprintf("r%dmin", seed), m))
 		}
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d seeds, %d operations, %v; %d seeds without a difference, %d with deliberate ones only; first differences by kind:\n",
-		ran, steps, time.Since(start).Round(time.Second), clean, onlyDeliberate)
-	b.WriteString(groupsText(groups))
-	var rows []string
-	for row := range deliberates {
-		rows = append(rows, row)
-	}
-	sort.Strings(rows)
-	for _, row := range rows {
-		fmt.Fprintf(&b, "\tdeliberate (deliberateDiffs %q): %d times\n", row, deliberates[row])
-	}
-	t.Log(b.String())
-	if env.strict && clean+onlyDeliberate != ran {
-		t.Errorf("%d of %d seeds showed differences not listed as deliberate", ran-clean-onlyDeliberate, ran)
-	}
-}
-
-// ftpSignature groups differences by their first operation's kind and
-// the two answers.
-func ftpSignature(d randDiff) string {
-	if d.index < 0 {
-		return fmt.Sprintf("tree %s: vsftpd %s / upgate %s", d.path, d.ref, d.ug)
-	}
-	kind, _, _ := strings.Cut(d.op, " ")
-	return fmt.Sprintf("%s: vsftpd %s / upgate %s", kind, d.ref, d.ug)
+	k.report(t)
 }
 
 // ftpRandOp is one random operation: one FTP command, or a few that go
@@ -206,10 +163,7 @@ var (
 	ftpRandDirs     = []string{".", "d", "x", "ld", "a", "nowhere", "..", "d/.."}
 	ftpRandStatDirs = []string{".", "d", "x", "..", "d/.."}
 	ftpRandModes    = []string{"644", "600", "755", "444", "700", "555", "200", "640", "000", "750", "1777", "2755", "4755"}
-	ftpRandKinds    = []struct {
-		kind   string
-		weight int
-	}{
+	ftpRandKinds    = []randKind{
 		{"stor", 8}, {"appe", 3}, {"reststor", 3}, {"retr", 5}, {"restretr", 2}, {"rest", 2},
 		{"dele", 4}, {"mkd", 4}, {"rmd", 3}, {"rename", 4}, {"rnfr", 2}, {"rnto", 1},
 		{"cwd", 4}, {"cdup", 2}, {"pwd", 3}, {"size", 4}, {"mdtm", 3}, {"mdtmset", 2}, {"mfmt", 2},
@@ -227,30 +181,14 @@ var (
 // genFTPRandOps draws n operations from seed alone.
 func genFTPRandOps(seed uint64, n int, skip map[string]bool) []ftpRandOp {
 	rng := rand.New(rand.NewPCG(seed, 0xf7b))
-	total := 0
-	for _, k := range ftpRandKinds {
-		if !skip[k.kind] {
-			total += k.weight
-		}
-	}
-	if total == 0 {
+	pick := kindPicker(rng, ftpRandKinds, skip)
+	if pick == nil {
 		return nil
 	}
 	path := func() (string, bool) { return ftpRandPaths[rng.IntN(len(ftpRandPaths))], rng.IntN(3) != 0 }
 	var ops []ftpRandOp
 	for len(ops) < n {
-		x := rng.IntN(total)
-		var kind string
-		for _, k := range ftpRandKinds {
-			if skip[k.kind] {
-				continue
-			}
-			if x < k.weight {
-				kind = k.kind
-				break
-			}
-			x -= k.weight
-		}
+		kind := pick()
 		o := ftpRandOp{kind: kind}
 		switch kind {
 		case "stor", "appe", "reststor":
@@ -1366,27 +1304,9 @@ func (r *ftpRandRunner) run(name string, ops []ftpRandOp) randResult {
 	return res
 }
 
-// describe shows a run's operations and answers, marking the differing
-// ones, and its tree differences.
+// describe shows a run's operations and answers (runText).
 func (r *ftpRandRunner) describe(title string, ops []ftpRandOp, res randResult) string {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s:\n", title)
-	for i, o := range ops {
-		mark := " "
-		if i < len(res.ops) && res.ops[i].ref != res.ops[i].ug {
-			mark = "*"
-		}
-		fmt.Fprintf(&b, "%s %02d %s\n", mark, i, o)
-		if i < len(res.ops) {
-			fmt.Fprintf(&b, "\t\tvsftpd: %s\n\t\tupgate: %s\n", res.ops[i].ref, res.ops[i].ug)
-		}
-	}
-	for _, d := range res.diffs {
-		if d.index < 0 {
-			fmt.Fprintf(&b, "* tree %s\n\t\tvsftpd: %s\n\t\tupgate: %s\n", d.path, d.ref, d.ug)
-		}
-	}
-	return b.String()
+	return runText(title, ops, res, "vsftpd: ", "upgate: ")
 }
 
 // show runs ops as name and describes the run.

@@ -45,11 +45,10 @@ import (
 // judgement made by reading the report, and the rows match loosely.
 func TestSFTPRandom(t *testing.T) {
 	env := randSettings(t)
-	seeds, nsteps, budget, skip, verbose, minimise := env.seeds, env.steps, env.budget, env.skip, env.verbose, env.minimise
+	seeds, nsteps, skip, verbose, minimise := env.seeds, env.steps, env.skip, env.verbose, env.minimise
 
 	ref, refDial := randOpenSSHSide(t)
 	ug, ugDial := randUpgateSide(t)
-	start := time.Now()
 	r := &randRunner{t: t, ref: ref, ug: ug, dial: [2]func() (*rawSFTP, *ssh.Client){refDial, ugDial}, oneSession: os.Getenv("DIFF_RANDOM_ONE_SESSION") != ""}
 	defer func() {
 		// A failure inside a run (the agent still holding a file after
@@ -63,72 +62,35 @@ func TestSFTPRandom(t *testing.T) {
 			t.Log(b.String())
 		}
 	}()
-	groups := map[string][]string{} // signature of a first difference: seeds
-	deliberates := map[string]int{} // row: differences it explained
-	var ran, steps, clean, onlyDeliberate int
+	k := newRandTally(env, "operations", "%s")
 	for _, seed := range seeds {
-		if time.Since(start) > budget {
-			t.Logf("time budget %v spent after %d seeds", budget, ran)
+		if k.spent(t) {
 			break
 		}
 		ops := genRandOps(seed, nsteps, skip)
 		res := r.run(fmt.Sprintf("r%d", seed), ops)
-		ran++
-		steps += len(ops)
 		if verbose {
 			for i, o := range res.ops {
 				t.Logf("seed %d %02d %s\n\topenssh: %s\n\tupgate:  %s", seed, i, ops[i], o.ref, o.ug)
 			}
-		}
-		var real []randDiff
-		for _, d := range res.diffs {
-			if d.row == "" {
-				real = append(real, d)
-				continue
-			}
-			deliberates[d.row]++
-			if verbose {
-				t.Logf("seed %d: deliberate difference at %02d %s%s (%s)\n\topenssh: %s\n\tupgate:  %s", seed, d.index, d.op, d.path, d.row, d.ref, d.ug)
+			for _, d := range res.diffs {
+				if d.row != "" {
+					t.Logf("seed %d: deliberate difference at %02d %s%s (%s)\n\topenssh: %s\n\tupgate:  %s", seed, d.index, d.op, d.path, d.row, d.ref, d.ug)
+				}
 			}
 		}
-		if len(res.diffs) == 0 {
-			clean++
-			continue
-		}
+		real := k.add(seed, len(ops), res.diffs, signatureBy("openssh"))
 		if len(real) == 0 {
-			onlyDeliberate++
 			continue
 		}
 		first := real[0]
-		groups[first.signature()] = append(groups[first.signature()], strconv.FormatUint(seed, 10))
 		t.Log(firstDiffText(fmt.Sprintf("seed %d: %d differences not deliberate; the first:", seed, len(real)), ops, real, "openssh: ", "upgate:  "))
 		if minimise {
 			m := r.minimise(seed, ops, first)
-			var mb strings.Builder
-			fmt.Fprintf(&mb, "seed %d minimised to %d operations:\n", seed, len(m))
-			mres := r.run(fmt.Sprintf("r%dmin", seed), m)
-			for i, o := range m {
-				fmt.Fprintf(&mb, "\t%02d %s\n\t\topenssh: %s\n\t\tupgate:  %s\n", i, o, mres.ops[i].ref, mres.ops[i].ug)
-			}
-			for _, d := range mres.diffs {
-				if d.index < 0 {
-					fmt.Fprintf(&mb, "\ttree %s\n\t\topenssh: %s\n\t\tupgate:  %s\n", d.path, d.ref, d.ug)
-				}
-			}
-			t.Log(mb.String())
+			t.Log(runText(fmt.Sprintf("seed %d minimised to %d operations", seed, len(m)), m, r.run(fmt.Sprintf("r%dmin", seed), m), "openssh: ", "upgate:  "))
 		}
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d seeds, %d operations, %v; %d seeds without a difference, %d with deliberate ones only; first differences by kind:\n",
-		ran, steps, time.Since(start).Round(time.Second), clean, onlyDeliberate)
-	b.WriteString(groupsText(groups))
-	for _, row := range slices.Sorted(maps.Keys(deliberates)) {
-		fmt.Fprintf(&b, "\tdeliberate (%s): %d times\n", row, deliberates[row])
-	}
-	t.Log(b.String())
-	if env.strict && clean+onlyDeliberate != ran {
-		t.Errorf("%d of %d seeds showed differences not deliberate", ran-clean-onlyDeliberate, ran)
-	}
+	k.report(t)
 }
 
 // randEnv is what the DIFF_RANDOM variables ask of a random
@@ -170,6 +132,99 @@ func randSettings(t *testing.T) randEnv {
 	e.minimise = os.Getenv("DIFF_RANDOM_MIN") != ""
 	e.strict = os.Getenv("DIFF_RANDOM_STRICT") != ""
 	return e
+}
+
+// randTally counts a random test's seeds and what their differences
+// were, for its report.
+type randTally struct {
+	env    randEnv
+	start  time.Time
+	unit   string              // what an operation is called: "operations", "requests"
+	row    string              // how a deliberate row is shown, a format of one %s
+	groups map[string][]string // signature of a first difference: seeds
+	// deliberates counts the differences each row explained.
+	deliberates                       map[string]int
+	ran, steps, clean, onlyDeliberate int
+}
+
+func newRandTally(env randEnv, unit, row string) *randTally {
+	return &randTally{env: env, start: time.Now(), unit: unit, row: row, groups: map[string][]string{}, deliberates: map[string]int{}}
+}
+
+// spent reports, once the time budget is spent, that no more seeds run.
+func (k *randTally) spent(t *testing.T) bool {
+	t.Helper()
+	if time.Since(k.start) <= k.env.budget {
+		return false
+	}
+	t.Logf("time budget %v spent after %d seeds", k.env.budget, k.ran)
+	return true
+}
+
+// add counts seed's run of n operations, its differences diffs, and
+// returns those that no row explains; the first of them is grouped by
+// signature.
+func (k *randTally) add(seed uint64, n int, diffs []randDiff, signature func(randDiff) string) []randDiff {
+	k.ran++
+	k.steps += n
+	var real []randDiff
+	for _, d := range diffs {
+		if d.row == "" {
+			real = append(real, d)
+			continue
+		}
+		k.deliberates[d.row]++
+	}
+	switch {
+	case len(diffs) == 0:
+		k.clean++
+	case len(real) == 0:
+		k.onlyDeliberate++
+	default:
+		sig := signature(real[0])
+		k.groups[sig] = append(k.groups[sig], strconv.FormatUint(seed, 10))
+	}
+	return real
+}
+
+// report logs the tally and, with DIFF_RANDOM_STRICT, fails the test for
+// seeds with differences no row explains.
+func (k *randTally) report(t *testing.T) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d seeds, %d %s, %v; %d seeds without a difference, %d with deliberate ones only; first differences by kind:\n",
+		k.ran, k.steps, k.unit, time.Since(k.start).Round(time.Second), k.clean, k.onlyDeliberate)
+	b.WriteString(groupsText(k.groups))
+	for _, row := range slices.Sorted(maps.Keys(k.deliberates)) {
+		fmt.Fprintf(&b, "\tdeliberate ("+k.row+"): %d times\n", row, k.deliberates[row])
+	}
+	t.Log(b.String())
+	if k.env.strict && k.clean+k.onlyDeliberate != k.ran {
+		t.Errorf("%d of %d seeds showed differences not deliberate", k.ran-k.clean-k.onlyDeliberate, k.ran)
+	}
+}
+
+// runText shows a run's operations and both answers to each (labelled
+// ref and ug), marking those that differ, and its tree differences.
+func runText[T fmt.Stringer](title string, ops []T, res randResult, ref, ug string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:\n", title)
+	for i, o := range ops {
+		mark := " "
+		if i < len(res.ops) && res.ops[i].ref != res.ops[i].ug {
+			mark = "*"
+		}
+		fmt.Fprintf(&b, "%s %02d %s\n", mark, i, o)
+		if i < len(res.ops) {
+			fmt.Fprintf(&b, "\t\t%s%s\n\t\t%s%s\n", ref, res.ops[i].ref, ug, res.ops[i].ug)
+		}
+	}
+	for _, d := range res.diffs {
+		if d.index < 0 {
+			fmt.Fprintf(&b, "* tree %s %s\n\t\t%s%s\n\t\t%s%s\n", d.path, d.op, ref, d.ref, ug, d.ug)
+		}
+	}
+	return b.String()
 }
 
 // firstDiffText is how a random test logs a seed's differences: head,
@@ -329,10 +384,7 @@ var (
 		pfWrite | pfAppend, pfWrite | pfCreat | pfAppend, pfRead | pfWrite | pfCreat,
 		pfWrite | pfCreat | pfExcl, pfWrite | pfTrunc, pfRead | pfWrite | pfCreat | pfTrunc,
 	}
-	randKinds = []struct {
-		kind   string
-		weight int
-	}{
+	randKinds = []randKind{
 		{"open", 12}, {"write", 12}, {"read", 6}, {"fstat", 3}, {"fsetstat", 3}, {"close", 8},
 		{"stat", 3}, {"lstat", 3}, {"setstat", 4}, {"mkdir", 3}, {"rmdir", 2}, {"remove", 3},
 		{"rename", 2}, {"posix-rename", 3}, {"symlink", 2}, {"hardlink", 2}, {"readlink", 2},
@@ -372,16 +424,47 @@ func randAttrs(rng *rand.Rand, multi bool) attrs {
 	return a
 }
 
+// randKind is an operation kind a random test draws, and its weight.
+type randKind struct {
+	kind   string
+	weight int
+}
+
+// kindPicker draws kinds by weight, never those in skip; nil when skip
+// leaves none.
+func kindPicker(rng *rand.Rand, kinds []randKind, skip map[string]bool) func() string {
+	total := 0
+	for _, k := range kinds {
+		if !skip[k.kind] {
+			total += k.weight
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	return func() string {
+		x := rng.IntN(total)
+		for _, k := range kinds {
+			if skip[k.kind] {
+				continue
+			}
+			if x < k.weight {
+				return k.kind
+			}
+			x -= k.weight
+		}
+		return ""
+	}
+}
+
 // genRandOps draws n operations from seed. A model of which handle slots
 // were opened (not whether the open succeeded) steers the draw towards
 // operations on handles that may be open.
 func genRandOps(seed uint64, n int, skip map[string]bool) []randOp {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	total := 0
-	for _, k := range randKinds {
-		if !skip[k.kind] {
-			total += k.weight
-		}
+	pick := kindPicker(rng, randKinds, skip)
+	if pick == nil {
+		return nil
 	}
 	var open [4]bool
 	openSlots := func() []int {
@@ -396,18 +479,7 @@ func genRandOps(seed uint64, n int, skip map[string]bool) []randOp {
 	path := func() string { return randPaths[rng.IntN(len(randPaths))] }
 	var ops []randOp
 	for len(ops) < n {
-		x := rng.IntN(total)
-		var kind string
-		for _, k := range randKinds {
-			if skip[k.kind] {
-				continue
-			}
-			if x < k.weight {
-				kind = k.kind
-				break
-			}
-			x -= k.weight
-		}
+		kind := pick()
 		o := randOp{kind: kind}
 		switch kind {
 		case "open":
@@ -590,20 +662,25 @@ type randDiff struct {
 	op      string
 	path    string
 	ref, ug string
-	// row names the row of deliberateDiffs that explains the difference
-	// (TestFTPRandom), or is empty.
+	// row names what explains the difference: a row of deliberateDiffs
+	// (TestFTPRandom) or its reason, or is empty.
 	row string
 }
 
-func (d randDiff) signature() string {
-	if d.index < 0 {
-		return fmt.Sprintf("tree %s: openssh %s / upgate %s", d.path, d.ref, d.ug)
+// signatureBy groups differences by their first operation's kind (an
+// SFTP open's "h0 = open" as "open") and the two answers, the reference
+// server named ref.
+func signatureBy(ref string) func(randDiff) string {
+	return func(d randDiff) string {
+		if d.index < 0 {
+			return fmt.Sprintf("tree %s: %s %s / upgate %s", d.path, ref, d.ref, d.ug)
+		}
+		kind, _, _ := strings.Cut(d.op, " ")
+		if strings.Contains(d.op, "= open") {
+			kind = "open"
+		}
+		return fmt.Sprintf("%s: %s %s / upgate %s", kind, ref, d.ref, d.ug)
 	}
-	kind, _, _ := strings.Cut(d.op, " ")
-	if strings.Contains(d.op, "= open") {
-		kind = "open"
-	}
-	return fmt.Sprintf("%s: openssh %s / upgate %s", kind, d.ref, d.ug)
 }
 
 type randResult struct {

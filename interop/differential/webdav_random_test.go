@@ -54,43 +54,23 @@ func runDAVRandom(t *testing.T, env randEnv) {
 	idle := r.ug.idle
 	r.ug.idle = nil
 	r.idle = func() string { return softly(func() { idle() }) }
-	start := time.Now()
-	groups := map[string][]string{}
-	deliberates := map[string]int{}
-	var ran, steps, clean, onlyDeliberate int
+	k := newRandTally(env, "requests", "%s")
 	for _, seed := range env.seeds {
-		if time.Since(start) > env.budget {
-			t.Logf("time budget %v spent after %d seeds", env.budget, ran)
+		if k.spent(t) {
 			break
 		}
 		ops := genDAVRandOps(seed, env.steps, env.skip)
 		res := r.run(fmt.Sprintf("r%d", seed), ops)
-		ran++
-		steps += len(ops)
 		if env.verbose {
 			for i, o := range res.ops {
 				t.Logf("seed %d %02d %s\n\tapache: %s\n\tupgate: %s", seed, i, ops[i], o.ref, o.ug)
 			}
 		}
-		var real []randDiff
-		for _, d := range res.diffs {
-			if d.row != "" {
-				deliberates[d.row]++
-				continue
-			}
-			real = append(real, d)
-		}
-		switch {
-		case len(res.diffs) == 0:
-			clean++
-			continue
-		case len(real) == 0:
-			onlyDeliberate++
+		real := k.add(seed, len(ops), res.diffs, signatureBy("apache"))
+		if len(real) == 0 {
 			continue
 		}
 		first := real[0]
-		sig := davSignature(first)
-		groups[sig] = append(groups[sig], strconv.FormatUint(seed, 10))
 		head := fmt.Sprintf("seed %d: %d differences not deliberate; the first:", seed, len(real))
 		if first.index < 0 {
 			head += fmt.Sprintf(" tree %s, %s", first.path, first.op)
@@ -104,37 +84,10 @@ func runDAVRandom(t *testing.T, env randEnv) {
 			m := ddmin(cut, 300, func(c []davRandOp) bool {
 				return davHas(r.run(fmt.Sprintf("r%dm%d", seed, r.runs), c), first)
 			})
-			var b strings.Builder
-			fmt.Fprintf(&b, "seed %d minimised to %d requests:\n", seed, len(m))
-			res := r.run(fmt.Sprintf("r%dmin", seed), m)
-			for i, o := range m {
-				fmt.Fprintf(&b, "\t%02d %s\n\t\tapache: %s\n\t\tupgate: %s\n", i, o, res.ops[i].ref, res.ops[i].ug)
-			}
-			for _, d := range res.diffs {
-				if d.index < 0 {
-					fmt.Fprintf(&b, "\ttree %s, %s\n\t\tapache: %s\n\t\tupgate: %s\n", d.path, d.op, d.ref, d.ug)
-				}
-			}
-			t.Log(b.String())
+			t.Log(runText(fmt.Sprintf("seed %d minimised to %d requests", seed, len(m)), m, r.run(fmt.Sprintf("r%dmin", seed), m), "apache: ", "upgate: "))
 		}
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d seeds, %d requests, %v; %d seeds without a difference, %d with deliberate ones only; first differences by kind:\n",
-		ran, steps, time.Since(start).Round(time.Second), clean, onlyDeliberate)
-	b.WriteString(groupsText(groups))
-	for _, row := range slices.Sorted(func(yield func(string) bool) {
-		for k := range deliberates {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
-		fmt.Fprintf(&b, "\tdeliberate (%s): %d times\n", row, deliberates[row])
-	}
-	t.Log(b.String())
-	if env.strict && clean+onlyDeliberate != ran {
-		t.Errorf("%d of %d seeds showed differences not deliberate", ran-clean-onlyDeliberate, ran)
-	}
+	k.report(t)
 }
 
 // davHas reports whether res shows the difference want: the same request
@@ -148,16 +101,6 @@ func davHas(res randResult, want randDiff) bool {
 		}
 	}
 	return false
-}
-
-// davSignature groups differences by their first request's method and
-// the two answers.
-func davSignature(d randDiff) string {
-	if d.index < 0 {
-		return fmt.Sprintf("tree %s: apache %s / upgate %s", d.path, d.ref, d.ug)
-	}
-	kind, _, _ := strings.Cut(d.op, " ")
-	return fmt.Sprintf("%s: apache %s / upgate %s", kind, d.ref, d.ug)
 }
 
 // davRandOp is one random request. Paths are relative to the run's
@@ -189,10 +132,7 @@ func (o davRandOp) String() string {
 
 var (
 	// davRandKinds are the request kinds, each with its weight.
-	davRandKinds = []struct {
-		kind   string
-		weight int
-	}{
+	davRandKinds = []randKind{
 		{"PUT", 20}, {"GET", 9}, {"HEAD", 4}, {"MKCOL", 12}, {"DELETE", 10},
 		{"COPY", 16}, {"MOVE", 16}, {"PROPFIND", 10}, {"LOCK", 5}, {"UNLOCK", 3},
 	}
@@ -205,11 +145,9 @@ var (
 // genDAVRandOps draws n requests from seed.
 func genDAVRandOps(seed uint64, n int, skip map[string]bool) []davRandOp {
 	rng := rand.New(rand.NewPCG(seed, 0x64617621))
-	total := 0
-	for _, k := range davRandKinds {
-		if !skip[k.kind] {
-			total += k.weight
-		}
+	pickKind := kindPicker(rng, davRandKinds, skip)
+	if pickKind == nil {
+		return nil
 	}
 	name := func() string {
 		p := davRandNames[rng.IntN(len(davRandNames))]
@@ -230,18 +168,7 @@ func genDAVRandOps(seed uint64, n int, skip map[string]bool) []davRandOp {
 	pick := func(vals ...string) string { return vals[rng.IntN(len(vals))] }
 	var ops []davRandOp
 	for len(ops) < n {
-		w := rng.IntN(total)
-		var kind string
-		for _, k := range davRandKinds {
-			if skip[k.kind] {
-				continue
-			}
-			if w < k.weight {
-				kind = k.kind
-				break
-			}
-			w -= k.weight
-		}
+		kind := pickKind()
 		o := davRandOp{kind: kind, path: name()}
 		switch kind {
 		case "PUT":
