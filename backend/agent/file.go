@@ -950,6 +950,18 @@ func (h *handle) move(to string) error {
 		return nil
 	}
 	if fi, err := h.root.Lstat(to); err == nil && fi.IsDir() {
+		if strings.HasPrefix(h.path, to+"/") {
+			// A directory above the upload: rename(2) finds that
+			// (ENOTEMPTY, lock_rename's trap) once it has looked both
+			// parents up (their search bits), before their write bits.
+			err := h.root.inParent(h.path, func(dfd int, _ string) error {
+				return ignoringEINTR(func() error { return unix.Faccessat(dfd, ".", unix.X_OK, 0) })
+			})
+			if err != nil {
+				return err
+			}
+			return &fs.PathError{Op: "rename", Path: to, Err: syscall.ENOTEMPTY}
+		}
 		// rename(2) asks both directories first (EACCES, EPERM), then
 		// the kinds (TestSFTPRandom seed 22009: the upload's directory
 		// 0555, a directory at the new name: EACCES, not EISDIR).

@@ -1287,6 +1287,19 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.setstat(s.p("/ty"), perms(0o755))
 			return out + " " + s.res(r, err) + " " + s.listing(s.a, "/ty")
 		}},
+		// The upload renamed onto its own directory: rename(2) finds the
+		// new name above the old (ENOTEMPTY, lock_rename's trap) before
+		// it asks either directory's write bit.
+		{"/tz/f uploaded, /tz 0555, posix-rename /tz/f onto /tz, close", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/tz/")
+			out += " " + s.open(s.a, "tz1", "/tz/f", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.setstat(s.p("/tz"), perms(0o555))
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/tz/f")), s.p("/tz")))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "tz1")
+			r, err = s.a.setstat(s.p("/tz"), perms(0o755))
+			return out + " " + s.res(r, err) + " " + s.listing(s.a, "/tz")
+		}},
 		{"remove /ta, /tc", func(s *sftpSide) string {
 			out := ""
 			for _, p := range []string{"/ta", "/tc"} {
