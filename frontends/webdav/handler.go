@@ -31,8 +31,8 @@ type request struct {
 	method string
 	path   string // the request's path, cleaned
 	dst    string // MOVE and COPY: the Destination's path, cleaned
-	// dstSlash: the Destination's path ends in "/": it names a
-	// collection.
+	// dstSlash: the Destination's path ends in "/" once its
+	// dot-segments are gone: it names a collection (namesCollection).
 	dstSlash bool
 	deep     bool      // MOVE, or COPY of Depth infinity: a collection's members go too
 	mtime    time.Time // PUT: the X-OC-Mtime to set, zero if none
@@ -43,8 +43,9 @@ type request struct {
 	// x/net/webdav's 201 (RFC 9110 9.3.4: 201 only for a new one).
 	replaced bool
 
-	// lockErr: why requestLocks refused a change (it hands x/net/webdav
-	// dav.ErrLocked itself).
+	// lockErr: why requestLocks refused a change or an UNLOCK (it hands
+	// x/net/webdav the bare sentinel, dav.ErrLocked or ErrNoSuchLock,
+	// which x/net/webdav compares errors with).
 	lockErr error
 
 	status  int   // a failure upgate decided before x/net/webdav ran, 0 if none
@@ -164,7 +165,7 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 	if r.Method == http.MethodPut {
 		switch {
 		case namesCollection(r.URL.Path):
-			q.fail(http.StatusMethodNotAllowed, fmt.Errorf("webdav: PUT %s: the URL names a collection (it ends in /); PUT a file's URL", q.path))
+			q.fail(http.StatusMethodNotAllowed, fmt.Errorf("webdav: PUT %s: the URL names a collection (it ends in /, /. or /..); PUT a file's URL", q.path))
 			return false
 		case r.Header.Get("Content-Range") != "":
 			// x/net/webdav would store the range as the whole file.
@@ -270,8 +271,8 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 //     (absent means infinite): a listing of a whole tree is unbounded
 //     work. A file's is the file alone, and is served.
 //
-// The path's state it looked up stays known to the rest of the request,
-// so that the checks cost no second lookup.
+// What it looks up stays known to the rest of the request (fileSystem.stat),
+// so that the checks cost x/net/webdav no second lookup.
 func (s *Server) checkFS(r *http.Request, q *request, fsys *fileSystem, rw *response) bool {
 	slash := namesCollection(r.URL.Path) && q.path != "/"
 	depth := r.Header.Get("Depth")
@@ -297,7 +298,6 @@ func (s *Server) checkFS(r *http.Request, q *request, fsys *fileSystem, rw *resp
 	default:
 		return true // x/net/webdav meets the same and answers for it
 	}
-	q.known(q.path, fi)
 	if slash && !fi.IsDir() {
 		q.fail(http.StatusNotFound, fmt.Errorf("webdav: %s %s/: a URL ending in / names a collection, and %s is a file", r.Method, q.path, q.path))
 		return false
@@ -322,7 +322,6 @@ func (s *Server) checkFS(r *http.Request, q *request, fsys *fileSystem, rw *resp
 		switch {
 		case err == nil:
 			dst = dfi
-			q.known(q.dst, dfi)
 		case !errors.Is(err, fs.ErrNotExist):
 			q.fail(statusFor(err, http.StatusServiceUnavailable), fmt.Errorf("webdav: %s %s: the destination %s: %w", r.Method, q.path, q.dst, err))
 			return false
