@@ -949,7 +949,9 @@ func (h *handle) move(to string) error {
 		// 2305: the rename answered EACCES after it was made).
 		return nil
 	}
-	if fi, err := h.root.Lstat(to); err == nil && fi.IsDir() {
+	fi, err := h.root.Lstat(to)
+	isDir := err == nil && fi.IsDir()
+	if isDir {
 		if strings.HasPrefix(h.path, to+"/") {
 			// A directory above the upload: rename(2) finds that
 			// (ENOTEMPTY, lock_rename's trap) once it has looked both
@@ -962,14 +964,19 @@ func (h *handle) move(to string) error {
 			}
 			return &fs.PathError{Op: "rename", Path: to, Err: syscall.ENOTEMPTY}
 		}
-		// rename(2) asks both directories first (EACCES, EPERM), then
-		// the kinds (TestSFTPRandom seed 22009: the upload's directory
-		// 0555, a directory at the new name: EACCES, not EISDIR).
-		for _, p := range []string{h.path, to} {
-			if err := h.root.mayChangeIn(p); err != nil {
-				return err
-			}
+	}
+	// rename(2) asks both directories then (EACCES, and EPERM for
+	// another's file in a sticky one), before the kinds (TestSFTPRandom
+	// seed 22009: the upload's directory 0555, a directory at the new
+	// name: EACCES, not EISDIR). The temp file's own rename below would
+	// not meet the sticky rule: the temp file is the agent's, and another
+	// user's file at the new name would stop only the commit (a review).
+	for _, p := range []string{h.path, to} {
+		if err := h.root.mayChangeIn(p); err != nil {
+			return err
 		}
+	}
+	if isDir {
 		return &fs.PathError{Op: "rename", Path: to, Err: syscall.EISDIR}
 	}
 	tmp := tempPath(to)

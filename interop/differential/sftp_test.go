@@ -1300,6 +1300,35 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.setstat(s.p("/tz"), perms(0o755))
 			return out + " " + s.res(r, err) + " " + s.listing(s.a, "/tz")
 		}},
+		// In a sticky directory another user's file is not the session's
+		// to replace: rename(2) answers EPERM at the rename of the
+		// session's upload onto it, not the close's commit (a review).
+		{"/sk 1777 of root holding another user's file; /sk/mine uploaded, posix-rename onto it, close", func(s *sftpSide) string {
+			d := filepath.Join(s.dir, "sk")
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return "setup: " + err.Error()
+			}
+			theirs := filepath.Join(d, "theirs")
+			for _, f := range []func() error{
+				func() error { return os.Chmod(d, 0o777|os.ModeSticky) },
+				func() error { return os.WriteFile(theirs, []byte("theirs"), 0o666) },
+				func() error { return os.Chown(theirs, 4242, 4242) },
+			} {
+				if err := f(); err != nil {
+					return "setup: " + err.Error()
+				}
+			}
+			out := s.open(s.a, "sk1", "/sk/mine", pfWrite|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.write(s.h("sk1"), 0, []byte("mine"))
+			out += " " + s.res(r, err)
+			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/sk/mine")), s.p("/sk/theirs")))
+			out += " " + s.res(r, err) + " " + s.closeH(s.a, "sk1")
+			out += " " + s.readAll(s.a, "/sk/theirs") + " " + s.readAll(s.a, "/sk/mine")
+			if err := os.RemoveAll(d); err != nil {
+				return out + " cleanup: " + err.Error()
+			}
+			return out
+		}},
 		{"remove /ta, /tc", func(s *sftpSide) string {
 			out := ""
 			for _, p := range []string{"/ta", "/tc"} {
