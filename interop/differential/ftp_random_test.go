@@ -864,10 +864,11 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && facts.dir && facts.dirMode&0o500 != 0o500 &&
 		(ug == "4xx" || ug == "450"):
 		return "perm: LIST /perm/closed (0000)"
-	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && !facts.parentSearch &&
+	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.parentSearch &&
 		(ug == "4xx" || ug == "450"):
 		// A name in a directory whose entries cannot be examined: vsftpd
-		// lists what its readdir matches (seeds 1320, 1416).
+		// lists what its readdir matches (seeds 1320, 1416), a directory
+		// it cannot open too (seed 6343 at 150 steps).
 		return "perm: LIST /perm/closed (0000)"
 	case o.kind == "mlsd" && facts.dir && facts.dirMode&0o100 == 0 && ref == "error" && ug == "OK []":
 		// vsftpd has no MLSD: its stand-in, STAT of the directory,
