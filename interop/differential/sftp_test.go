@@ -47,6 +47,21 @@ type sftpSide struct {
 	kill func()
 }
 
+// uploadRenamedFrom0555 makes the directories made (with's specs), opens
+// dir/f as the session's upload, makes dir 0555, renames the upload onto
+// to (posix-rename), closes it and gives dir its mode back: the answers,
+// and dir's listing.
+func uploadRenamedFrom0555(s *sftpSide, dir, to string, made ...string) string {
+	out := s.with(func() string { return "OK" }, made...)
+	out += " " + s.open(s.a, "u0555", dir+"/f", pfWrite|pfCreat|pfTrunc, attrs{})
+	r, err := s.a.setstat(s.p(dir), perms(0o555))
+	out += " " + s.res(r, err)
+	r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p(dir+"/f")), s.p(to)))
+	out += " " + s.res(r, err) + " " + s.closeH(s.a, "u0555")
+	r, err = s.a.setstat(s.p(dir), perms(0o755))
+	return out + " " + s.res(r, err) + " " + s.listing(s.a, dir)
+}
+
 // p is the server path of a logical path ("/x").
 func (s *sftpSide) p(logical string) string { return s.prefix + logical }
 
@@ -1278,27 +1293,13 @@ func sftpSteps() []sftpStep {
 		// session's upload renamed onto a directory from a directory
 		// made 0555 is EACCES, not EISDIR (TestSFTPRandom seed 22009).
 		{"/ty/f uploaded, /ty 0555, posix-rename /ty/f onto the directory /tyd, close", func(s *sftpSide) string {
-			out := s.with(func() string { return "OK" }, "/ty/", "/tyd/")
-			out += " " + s.open(s.a, "ty1", "/ty/f", pfWrite|pfCreat|pfTrunc, attrs{})
-			r, err := s.a.setstat(s.p("/ty"), perms(0o555))
-			out += " " + s.res(r, err)
-			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/ty/f")), s.p("/tyd")))
-			out += " " + s.res(r, err) + " " + s.closeH(s.a, "ty1")
-			r, err = s.a.setstat(s.p("/ty"), perms(0o755))
-			return out + " " + s.res(r, err) + " " + s.listing(s.a, "/ty")
+			return uploadRenamedFrom0555(s, "/ty", "/tyd", "/ty/", "/tyd/")
 		}},
 		// The upload renamed onto its own directory: rename(2) finds the
 		// new name above the old (ENOTEMPTY, lock_rename's trap) before
 		// it asks either directory's write bit.
 		{"/tz/f uploaded, /tz 0555, posix-rename /tz/f onto /tz, close", func(s *sftpSide) string {
-			out := s.with(func() string { return "OK" }, "/tz/")
-			out += " " + s.open(s.a, "tz1", "/tz/f", pfWrite|pfCreat|pfTrunc, attrs{})
-			r, err := s.a.setstat(s.p("/tz"), perms(0o555))
-			out += " " + s.res(r, err)
-			r, err = s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/tz/f")), s.p("/tz")))
-			out += " " + s.res(r, err) + " " + s.closeH(s.a, "tz1")
-			r, err = s.a.setstat(s.p("/tz"), perms(0o755))
-			return out + " " + s.res(r, err) + " " + s.listing(s.a, "/tz")
+			return uploadRenamedFrom0555(s, "/tz", "/tz", "/tz/")
 		}},
 		// In a sticky directory another user's file is not the session's
 		// to replace: rename(2) answers EPERM at the rename of the
