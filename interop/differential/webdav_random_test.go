@@ -8,7 +8,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -272,18 +271,11 @@ type davRandRunner struct {
 	runs    int
 }
 
-// davRandTrees snapshots the run's directory of both sides, without
-// mod_dav_fs's databases.
+// trees snapshots the run's directory of both sides (davSnapshot).
 func (r *davRandRunner) trees(name string) [2]map[string]treeEntry {
 	var out [2]map[string]treeEntry
 	for i, s := range []*davSide{r.ref, r.ug} {
-		tree := snapshot(r.t, filepath.Join(s.dir, name))
-		for k := range tree {
-			if p, err := strconv.Unquote(k); err == nil && slices.Contains(strings.Split(p, "/"), ".DAV") {
-				delete(tree, k)
-			}
-		}
-		out[i] = tree
+		out[i] = davSnapshot(r.t, filepath.Join(s.dir, name))
 	}
 	return out
 }

@@ -317,15 +317,20 @@ func runDAV(t *testing.T, s *davSide) ([]stepResult, map[string]treeEntry) {
 	if s.idle != nil {
 		s.idle()
 	}
-	tree := snapshot(t, s.dir)
+	return out, davSnapshot(t, s.dir)
+}
+
+// davSnapshot is snapshot without mod_dav_fs's property and lock-null
+// databases (.DAV), which no client sees.
+func davSnapshot(t *testing.T, dir string) map[string]treeEntry {
+	t.Helper()
+	tree := snapshot(t, dir)
 	for k := range tree {
-		// mod_dav_fs's property and lock-null databases, which no
-		// client sees.
 		if p, err := strconv.Unquote(k); err == nil && slices.Contains(strings.Split(p, "/"), ".DAV") {
 			delete(tree, k)
 		}
 	}
-	return out, tree
+	return tree
 }
 
 // TestWebDAVDifferentialSelfCheck runs the sequence against two Apache
