@@ -74,6 +74,12 @@ type heldLock struct {
 	end       time.Time
 }
 
+// covers reports whether l, live at now, locks p: p is its root, or lies
+// below an infinite one.
+func (l heldLock) covers(now time.Time, p string) bool {
+	return now.Before(l.end) && (l.root == p || !l.zeroDepth && inside(p, l.root))
+}
+
 func (u *userLocks) capped(d time.Duration) time.Duration {
 	if d < 0 || d > u.maxDuration {
 		return u.maxDuration
@@ -252,7 +258,7 @@ func (r *requestLocks) Unlock(now time.Time, token string) error {
 		r.userLocks.mu.Unlock()
 		switch {
 		case !ok || l.root == r.q.path:
-		case l.zeroDepth || !inside(r.q.path, l.root):
+		case !l.covers(now, r.q.path):
 			r.q.lockErr = fmt.Errorf("%w: the token locks %s, not %s", dav.ErrNoSuchLock, l.root, r.q.path)
 			return dav.ErrNoSuchLock
 		case r.exists != nil && !r.exists(r.q.path):
@@ -337,13 +343,10 @@ func (r *requestLocks) byParentLock(now time.Time, p string, conditions []dav.Co
 	defer r.userLocks.mu.Unlock()
 	found := false
 	for tok, l := range r.userLocks.held {
-		if !now.Before(l.end) {
-			continue
-		}
-		if l.root == p || !l.zeroDepth && inside(p, l.root) {
+		if l.covers(now, p) {
 			return false // p is locked itself: memLS judges its token
 		}
-		if l.root == parent && l.zeroDepth && slices.ContainsFunc(conditions, func(c dav.Condition) bool { return c.Token == tok }) {
+		if now.Before(l.end) && l.root == parent && l.zeroDepth && slices.ContainsFunc(conditions, func(c dav.Condition) bool { return c.Token == tok }) {
 			found = true
 		}
 	}
@@ -356,7 +359,7 @@ func (r *requestLocks) covered(now time.Time, p string) bool {
 	r.userLocks.mu.Lock()
 	defer r.userLocks.mu.Unlock()
 	for _, l := range r.userLocks.held {
-		if now.Before(l.end) && (l.root == p || !l.zeroDepth && inside(p, l.root)) {
+		if l.covers(now, p) {
 			return true
 		}
 	}
@@ -386,7 +389,7 @@ func (r *requestLocks) lockedByOther(now time.Time, p string) bool {
 	r.userLocks.mu.Lock()
 	defer r.userLocks.mu.Unlock()
 	for tok, l := range r.userLocks.held {
-		if now.Before(l.end) && !slices.Contains(r.tokens, tok) && (l.root == p || !l.zeroDepth && inside(p, l.root)) {
+		if l.covers(now, p) && !slices.Contains(r.tokens, tok) {
 			if r.q != nil {
 				r.q.lockErr = fmt.Errorf("%w: %s is locked (%s), and the If header names another resource", dav.ErrLocked, p, l.root)
 			}
