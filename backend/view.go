@@ -118,11 +118,13 @@ func (v *View) forgetLocked(p string) {
 // with of (f itself when f writes, or the upload a reader was opened
 // into), of and its peers: at of's path now, which a rename by the
 // session moves, or together once a remove took that path away
-// (peersLocked; seeds 5856, 5174). f itself, when it is one of the
+// (peersLocked; seeds 5856, 5174); and with gone (a reader's, which v.mu
+// guards), the writers that wrote its file at *at until a remove or a
+// rename onto it took that path away. f itself, when it is one of the
 // writers, is left out: its own held-back writes go before its reads
 // anyway. A writer whose push fails reports it itself, at its next write
 // or its close.
-func (v *View) catchUp(at *string, of *viewFile, f afero.File, seen *atomic.Uint64) {
+func (v *View) catchUp(at *string, gone *[]*viewFile, of *viewFile, f afero.File, seen *atomic.Uint64) {
 	v.mu.Lock()
 	p := *at
 	if of != nil && of.dropped == nil && of.isClosed() {
@@ -141,6 +143,9 @@ func (v *View) catchUp(at *string, of *viewFile, f afero.File, seen *atomic.Uint
 		return
 	}
 	ws := slices.Clone(v.peersLocked(p, of))
+	if gone != nil {
+		ws = append(ws, *gone...)
+	}
 	v.mu.Unlock()
 	if of != nil && !slices.Contains(ws, of) {
 		ws = append(ws, of)
@@ -471,7 +476,7 @@ var errSuperseded = errors.New("this upload was superseded by a newer upload of 
 // discardUnder does discard for p and every path below it.
 func (v *View) discardUnder(p string) error {
 	var first error
-	for _, q := range v.pathsUnder(p) {
+	for q := range v.writersUnder(p) {
 		if err := v.discard(q); err != nil && first == nil {
 			first = err
 		}
@@ -479,14 +484,14 @@ func (v *View) discardUnder(p string) error {
 	return first
 }
 
-// pathsUnder lists the tracked paths that are p or below it.
-func (v *View) pathsUnder(p string) []string {
+// writersUnder returns, by path, the writers at p and below it.
+func (v *View) writersUnder(p string) map[string][]*viewFile {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	var out []string
-	for q := range v.open {
+	out := map[string][]*viewFile{}
+	for q, ws := range v.open {
 		if q == p || strings.HasPrefix(q, p+"/") || p == "/" {
-			out = append(out, q)
+			out[q] = slices.Clone(ws)
 		}
 	}
 	return out

@@ -354,7 +354,7 @@ func (f *viewFile) pathNow() string {
 // Read implements afero.File, after the session's other writers at f's
 // path (catchUp).
 func (f *viewFile) Read(p []byte) (int, error) {
-	f.v.catchUp(&f.path, f, f, &f.seen)
+	f.v.catchUp(&f.path, nil, f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return f.cur().Read(p)
@@ -362,7 +362,7 @@ func (f *viewFile) Read(p []byte) (int, error) {
 
 // ReadAt implements afero.File, as Read.
 func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
-	f.v.catchUp(&f.path, f, f, &f.seen)
+	f.v.catchUp(&f.path, nil, f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return f.cur().ReadAt(p, off)
@@ -370,7 +370,7 @@ func (f *viewFile) ReadAt(p []byte, off int64) (int, error) {
 
 // Stat implements afero.File, as Read.
 func (f *viewFile) Stat() (os.FileInfo, error) {
-	f.v.catchUp(&f.path, f, f, &f.seen)
+	f.v.catchUp(&f.path, nil, f, f, &f.seen)
 	f.fmu.RLock()
 	defer f.fmu.RUnlock()
 	return f.cur().Stat()

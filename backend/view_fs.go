@@ -244,20 +244,22 @@ func (v *View) remove(name string, remove func(string) error) error {
 		if !had {
 			_ = v.dropSome(p, nil, ws)
 		}
-		v.unlistReaders(p)
+		v.unlistReaders(p, map[string][]*viewFile{p: ws})
 	}
 	return err
 }
 
 // RemoveAll implements afero.Fs.
 func (v *View) RemoveAll(name string) error {
-	if err := v.discardUnder(userPath(name)); err != nil {
+	p := userPath(name)
+	gone := v.writersUnder(p)
+	if err := v.discardUnder(p); err != nil {
 		return err
 	}
 	if err := v.Fs.RemoveAll(name); err != nil {
 		return err
 	}
-	v.unlistReaders(userPath(name))
+	v.unlistReaders(p, gone)
 	return nil
 }
 
@@ -306,7 +308,7 @@ func (v *View) Rename(oldname, newname string) error {
 	// The readers that followed saves at newname keep the files they
 	// read, which the rename replaced; those at oldname move with their
 	// files (before anything that can fail: the rename is made).
-	v.unlistReaders(np)
+	v.unlistReaders(np, map[string][]*viewFile{np: replaced})
 	v.rekeyReaders(op, np)
 	// What the rename replaced: the writers at newname before it, not an
 	// upload another channel of the session opened there meanwhile.

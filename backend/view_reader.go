@@ -50,7 +50,15 @@ type viewReader struct {
 	// guards it.
 	saveOf afero.File
 	seen   atomic.Uint64 // the write tick its reads last caught up with
-	once   sync.Once
+	// gone: the session's writers at r's path when a remove of it, or a
+	// rename onto it, made the path name another file (unlistReaders):
+	// they write r's file still, which no name reaches for the session,
+	// and r's reads catch up with them as with the writers at its path
+	// (TestSFTPRandom seed 22647: an appending handle's write, held back,
+	// missed by a truncating reader's FSTAT after such a rename).
+	// Guarded by v.mu.
+	gone []*viewFile
+	once sync.Once
 	// joined, once set by follow, is the file r's calls go to: one open
 	// for reading on the data of the session's newer save of r's path.
 	// fmu orders its changes (follow, Close: write-locked) after the
@@ -225,7 +233,7 @@ func (v *View) unlistReaderLocked(r *viewReader) {
 
 // catchUp is View.catchUp for r: after the writers at r's path, or
 // those of the upload it reads (into).
-func (r *viewReader) catchUp() { r.v.catchUp(&r.path, r.into.Load(), r, &r.seen) }
+func (r *viewReader) catchUp() { r.v.catchUp(&r.path, &r.gone, r.into.Load(), r, &r.seen) }
 
 // rekeyReaders moves the followers at or below from to the same place
 // below to: the session renamed their files there (Rename), and they
@@ -249,12 +257,19 @@ func (v *View) rekeyReaders(from, to string) {
 
 // unlistReaders forgets the followers at p and below it: p names
 // another file now (a remove, a rename onto it), and they keep the file
-// they read.
-func (v *View) unlistReaders(p string) {
+// they read. gone is, by path, the session's writers there that the
+// change took away: the followers there catch up with them from now
+// (viewReader.gone).
+func (v *View) unlistReaders(p string, gone map[string][]*viewFile) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for q := range v.following {
+	for q, rs := range v.following {
 		if q == p || strings.HasPrefix(q, p+"/") || p == "/" {
+			if ws := gone[q]; len(ws) > 0 {
+				for _, r := range rs {
+					r.gone = ws
+				}
+			}
 			delete(v.following, q)
 		}
 	}

@@ -1078,6 +1078,22 @@ func sftpSteps() []sftpStep {
 			r, err = s.a.request(fxpFstat, str(nil, s.h("drp0")))
 			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "drp2") + " " + s.closeH(s.a, "drp0") + " " + s.readAll(s.a, "/drp")
 		}},
+		// The same with a reader in place of the READ|WRITE handle, one
+		// that truncates at its open (READ|CREAT|TRUNC): the rename takes
+		// the path from the appending handle, and the reader's FSTAT
+		// still comes after that handle's write (TestSFTPRandom seed
+		// 22647: the reader caught up only with the writers at its path).
+		{"new /drr READ|WRITE|CREAT, an APPEND handle into it, the first closed, a READ|CREAT|TRUNC handle, /drra renamed onto it, a write through the APPEND one, fstat the reader", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/drra=other")
+			out += " " + s.open(s.a, "drr1", "/drr", pfRead|pfWrite|pfCreat, attrs{}) + " " + s.open(s.a, "drr2", "/drr", pfWrite|pfAppend|pfCreat, attrs{})
+			out += " " + s.closeH(s.a, "drr1") + " " + s.open(s.a, "drr0", "/drr", pfRead|pfCreat|pfTrunc, attrs{})
+			r, err := s.a.extended("posix-rename@openssh.com", str(str(nil, s.p("/drra")), s.p("/drr")))
+			out += " " + s.res(r, err)
+			r, err = s.a.write(s.h("drr2"), 1, []byte("L"))
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("drr0")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "drr2") + " " + s.closeH(s.a, "drr0") + " " + s.readAll(s.a, "/drr")
+		}},
 		// The same after a REMOVE of the upload's path: the reader and the
 		// upload's handle still share one (unlinked) file (seed 5174).
 		{"upload /rrm, write at 1, a reader into it READ|APPEND, REMOVE /rrm, write at 0 through the upload's handle, fstat the reader, close both", func(s *sftpSide) string {
