@@ -169,6 +169,8 @@ func (u *userLocks) Unlock(now time.Time, token string) error {
 //     protects its membership. memLS knows only the infinite one; and a
 //     request that brings the collection's token for a new member is let
 //     through (memLS would answer 412: the token locks no such path).
+//   - A lock a request confirms is not held for it (confirm): a refresh,
+//     an UNLOCK and other requests with its token go on meanwhile.
 //
 // The tokens a request brings are every one its If header names, in
 // whatever list.
@@ -244,7 +246,39 @@ func (r *requestLocks) Confirm(now time.Time, name0, name1 string, conditions ..
 			*n = ""
 		}
 	}
-	return r.userLocks.Confirm(now, name0, name1, conditions...)
+	if err := r.userLocks.confirm(now, conditions, name0, name1); err != nil {
+		return nil, err
+	}
+	return func() {}, nil
+}
+
+// confirm is memLS's Confirm without its hold: each of names that is not
+// "" must be locked by a live lock whose token conditions name (its root,
+// or below an infinite one). memLS holds the lock for the request's
+// duration, and meanwhile a refresh of it answered 500 (x/net/webdav's
+// answer to memLS's ErrLocked), an UNLOCK 423, and a second request with
+// its token 412 (memLS looks past a held lock): a client uploading with
+// its lock could neither refresh it nor upload two files at once into a
+// collection it locked. A lock database knows no holder on Apache
+// either: a request that confirmed a lock goes on if the lock ends
+// meanwhile. Like memLS, it reads only a condition's token (not Not,
+// nor an ETag).
+func (u *userLocks) confirm(now time.Time, conditions []dav.Condition, names ...string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		p := cleanPath(n)
+		if !slices.ContainsFunc(conditions, func(c dav.Condition) bool {
+			l, ok := u.held[c.Token]
+			return ok && l.covers(now, p)
+		}) {
+			return dav.ErrConfirmationFailed
+		}
+	}
+	return nil
 }
 
 // Unlock implements dav.LockSystem. An UNLOCK's Request-URI must lie in
@@ -375,8 +409,7 @@ func (u *userLocks) dropBelow(now time.Time, p string) {
 		if l.root != p && !inside(l.root, p) {
 			continue
 		}
-		// (ErrLocked: another request holds it now; it stays, and
-		// expires.)
+		// (Nothing holds a client's lock in memLS: confirm.)
 		if err := u.LockSystem.Unlock(now, tok); err == nil || errors.Is(err, dav.ErrNoSuchLock) {
 			delete(u.held, tok)
 		}

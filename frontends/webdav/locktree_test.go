@@ -1,9 +1,17 @@
 package webdav_test
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/upgate/upgate/backend/agent"
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // lock takes an exclusive write lock on p at depth and returns its token.
@@ -131,4 +139,75 @@ func TestDeleteEndsItsLocks(t *testing.T) {
 	e.do(t, "alice", "DELETE", "/s", nil).want(t, "DELETE /s", http.StatusNoContent)
 	e.do(t, "alice", "PUT", "/s/g", strings.NewReader("again")).want(t, "PUT /s/g where a lock was", http.StatusConflict) // no /s
 	e.AgentIdle(t)
+}
+
+// TestLockUsedByARequestInProgress: a lock whose token a request in
+// progress brings (a PUT whose body is still coming) is not that
+// request's alone. A refresh of it answers 200 and a second request with
+// its token goes through, as on Apache, whose lock database knows no
+// holder: a client refreshes its lock while it uploads (the refresh was
+// a 500, x/net/webdav's memLS answering ErrLocked for a lock node held
+// by a request), and one that holds a collection's lock uploads into it
+// in parallel (the second PUT was a 412: memLS looks past held nodes).
+func TestLockUsedByARequestInProgress(t *testing.T) {
+	e := start(t, nil)
+	e.do(t, "alice", "MKCOL", "/d", nil).want(t, "MKCOL /d", http.StatusCreated)
+	tok := e.lock(t, "alice", "/d", "infinity")
+	ifTok := "(<" + tok + ">)"
+
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.CloseWithError(errors.New("the test ended")) })
+	first := bytes.Repeat([]byte("slow upload "), 1000)
+	done := make(chan int, 1)
+	go func() {
+		req, err := http.NewRequest("PUT", e.URL+"/d/slow", pr)
+		if err != nil {
+			done <- 0
+			return
+		}
+		req.SetBasicAuth("alice", gwtest.Users["alice"])
+		req.Header.Set("If", ifTok)
+		resp, err := e.Client.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	if _, err := pw.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	// The PUT holds its lock once its upload is open: its temp file is
+	// in the directory (bounded wait).
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		names, _ := filepath.Glob(filepath.Join(e.UserDir("alice"), "d", agent.TempPrefix+"*"))
+		if len(names) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			pw.CloseWithError(errors.New("test gave up"))
+			t.Fatal("the PUT's upload never opened")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	e.do(t, "alice", "LOCK", "/d", nil, "If", ifTok, "Timeout", "Second-300").want(t, "refresh of /d's lock during the PUT", http.StatusOK, tok)
+	e.do(t, "alice", "PUT", "/d/other", strings.NewReader("parallel"), "If", ifTok).want(t, "a second PUT into /d with its token", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/d/nolock", strings.NewReader("x")).want(t, "a PUT into /d without the token", http.StatusLocked)
+
+	rest := []byte(" and its end")
+	if _, err := pw.Write(rest); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if status := <-done; status != http.StatusCreated {
+		t.Fatalf("the slow PUT: status %d, want 201", status)
+	}
+	wantFile(t, e, "alice", "d/slow", append(first, rest...))
+	wantFile(t, e, "alice", "d/other", []byte("parallel"))
+	e.do(t, "alice", "UNLOCK", "/d", nil, "Lock-Token", "<"+tok+">").want(t, "UNLOCK /d", http.StatusNoContent)
+	e.do(t, "alice", "PUT", "/d/nolock", strings.NewReader("x")).want(t, "a PUT into /d once unlocked", http.StatusCreated)
 }
