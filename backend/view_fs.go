@@ -222,6 +222,7 @@ func (v *View) remove(name string, remove func(string) error) error {
 	}
 	had := u != nil
 	ws := v.writers(p)
+	v.markGone(map[string][]*viewFile{p: ws})
 	if had {
 		if err := v.dropSome(p, nil, ws); err != nil {
 			return err
@@ -244,7 +245,7 @@ func (v *View) remove(name string, remove func(string) error) error {
 		if !had {
 			_ = v.dropSome(p, nil, ws)
 		}
-		v.unlistReaders(p, map[string][]*viewFile{p: ws})
+		v.unlistReaders(p)
 	}
 	return err
 }
@@ -252,14 +253,14 @@ func (v *View) remove(name string, remove func(string) error) error {
 // RemoveAll implements afero.Fs.
 func (v *View) RemoveAll(name string) error {
 	p := userPath(name)
-	gone := v.writersUnder(p)
+	v.markGone(v.writersUnder(p))
 	if err := v.discardUnder(p); err != nil {
 		return err
 	}
 	if err := v.Fs.RemoveAll(name); err != nil {
 		return err
 	}
-	v.unlistReaders(p, gone)
+	v.unlistReaders(p)
 	return nil
 }
 
@@ -308,7 +309,8 @@ func (v *View) Rename(oldname, newname string) error {
 	// The readers that followed saves at newname keep the files they
 	// read, which the rename replaced; those at oldname move with their
 	// files (before anything that can fail: the rename is made).
-	v.unlistReaders(np, map[string][]*viewFile{np: replaced})
+	v.markGone(map[string][]*viewFile{np: replaced})
+	v.unlistReaders(np)
 	v.rekeyReaders(op, np)
 	// What the rename replaced: the writers at newname before it, not an
 	// upload another channel of the session opened there meanwhile.

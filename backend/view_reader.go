@@ -51,7 +51,7 @@ type viewReader struct {
 	saveOf afero.File
 	seen   atomic.Uint64 // the write tick its reads last caught up with
 	// gone: the session's writers at r's path when a remove of it, or a
-	// rename onto it, made the path name another file (unlistReaders):
+	// rename onto it, made the path name another file (markGone):
 	// they write r's file still, which no name reaches for the session,
 	// and r's reads catch up with them as with the writers at its path
 	// (TestSFTPRandom seed 22647: an appending handle's write, held back,
@@ -257,20 +257,38 @@ func (v *View) rekeyReaders(from, to string) {
 
 // unlistReaders forgets the followers at p and below it: p names
 // another file now (a remove, a rename onto it), and they keep the file
-// they read. gone is, by path, the session's writers there that the
-// change took away: the followers there catch up with them from now
-// (viewReader.gone).
-func (v *View) unlistReaders(p string, gone map[string][]*viewFile) {
+// they read.
+func (v *View) unlistReaders(p string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for q, rs := range v.following {
+	for q := range v.following {
 		if q == p || strings.HasPrefix(q, p+"/") || p == "/" {
-			if ws := gone[q]; len(ws) > 0 {
-				for _, r := range rs {
-					r.gone = ws
+			delete(v.following, q)
+		}
+	}
+}
+
+// markGone gives the followers at each path of gone the session's
+// writers there (viewReader.gone), before a remove of the path or a
+// rename onto it drops them (so that no read in between misses them: a
+// review); a removal refused afterwards leaves them marked, which costs
+// a reader only pushes of writers it shares its path with anyway. Only
+// followers are known by name: a View without ReadersFollowSaves (FTP's,
+// whose session never reads while it writes, and WebDAV's, whose every
+// write is an upload a reader reads into) keeps none.
+func (v *View) markGone(gone map[string][]*viewFile) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for q, ws := range gone {
+		if len(ws) == 0 {
+			continue
+		}
+		for _, r := range v.following[q] {
+			for _, w := range ws {
+				if !slices.Contains(r.gone, w) {
+					r.gone = append(r.gone, w)
 				}
 			}
-			delete(v.following, q)
 		}
 	}
 }
