@@ -125,16 +125,20 @@ func (u *userLocks) Create(now time.Time, details dav.LockDetails) (string, erro
 }
 
 // Refresh implements dav.LockSystem.
+// The two refreshes are one under u.mu: a Create between them, its
+// clock past the lock's old end, would forget the lock that memLS has
+// just renewed, and every request with its token would fail confirm (a
+// review).
 func (u *userLocks) Refresh(now time.Time, token string, duration time.Duration) (dav.LockDetails, error) {
 	duration = u.capped(duration)
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	ld, err := u.LockSystem.Refresh(now, token, duration)
 	if err == nil {
-		u.mu.Lock()
 		if l, ok := u.held[token]; ok {
 			l.end = now.Add(duration)
 			u.held[token] = l
 		}
-		u.mu.Unlock()
 	}
 	return ld, err
 }
@@ -144,11 +148,11 @@ func (u *userLocks) Unlock(now time.Time, token string) error {
 	if token == unlockedWrite {
 		return nil
 	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	err := u.LockSystem.Unlock(now, token)
 	if err == nil || errors.Is(err, dav.ErrNoSuchLock) {
-		u.mu.Lock()
 		delete(u.held, token)
-		u.mu.Unlock()
 	}
 	return err
 }
