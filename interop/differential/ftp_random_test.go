@@ -19,6 +19,7 @@ import (
 
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/internal/agenttest"
+	"github.com/upgate/upgate/internal/ddmin"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/internal/refserver"
 )
@@ -1321,7 +1322,7 @@ func (r *ftpRandRunner) minimise(seed uint64, ops []ftpRandOp, want randDiff) []
 	if want.index >= 0 {
 		ops = append([]ftpRandOp(nil), ops[:want.index+1]...)
 	}
-	return ddmin(ops, 300, func(c []ftpRandOp) bool {
+	return ddmin.Shrink(ops, 300, func(c []ftpRandOp) bool {
 		return r.run(fmt.Sprintf("r%dm%d", seed, r.runs), c).has(want)
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/upgate/upgate/internal/ddmin"
 	"github.com/upgate/upgate/internal/refserver"
 )
 
@@ -785,40 +786,9 @@ func (r *randRunner) minimise(seed uint64, ops []randOp, want randDiff) []randOp
 	if want.index >= 0 {
 		ops = append([]randOp(nil), ops[:want.index+1]...)
 	}
-	return ddmin(ops, 300, func(c []randOp) bool {
+	return ddmin.Shrink(ops, 300, func(c []randOp) bool {
 		return r.run(fmt.Sprintf("r%dm%d", seed, r.runs), c).has(want)
 	})
-}
-
-// ddmin shrinks ops to a shorter sequence for which test still holds
-// (Zeller's ddmin, removing chunks), calling test at most budget times.
-func ddmin[T any](ops []T, budget int, test func([]T) bool) []T {
-	try := func(c []T) bool {
-		if budget <= 0 {
-			return false
-		}
-		budget--
-		return test(c)
-	}
-	n := 2
-	for len(ops) >= 2 && budget > 0 {
-		chunk := (len(ops) + n - 1) / n
-		reduced := false
-		for i := 0; i < len(ops); i += chunk {
-			c := append(append([]T(nil), ops[:i]...), ops[min(i+chunk, len(ops)):]...)
-			if try(c) {
-				ops, n, reduced = c, max(n-1, 2), true
-				break
-			}
-		}
-		if !reduced {
-			if n >= len(ops) {
-				break
-			}
-			n = min(2*n, len(ops))
-		}
-	}
-	return ops
 }
 
 // randOpenSSHSide is openSSHSide with a function that opens one more raw

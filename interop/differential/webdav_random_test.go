@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upgate/upgate/internal/ddmin"
 )
 
 // TestWebDAVRandom is TestSFTPRandom's twin for WebDAV: it drives Apache's
@@ -80,7 +82,7 @@ func runDAVRandom(t *testing.T, env randEnv) {
 			if first.index >= 0 {
 				cut = ops[:first.index+1]
 			}
-			m := ddmin(cut, 300, func(c []davRandOp) bool {
+			m := ddmin.Shrink(cut, 300, func(c []davRandOp) bool {
 				return davHas(r.run(fmt.Sprintf("r%dm%d", seed, r.runs), c), first)
 			})
 			t.Log(runText(fmt.Sprintf("seed %d minimised to %d requests", seed, len(m)), m, r.run(fmt.Sprintf("r%dmin", seed), m), "apache: ", "upgate: "))

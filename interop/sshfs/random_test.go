@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/ddmin"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/internal/refserver"
 )
@@ -35,7 +36,9 @@ import (
 //
 // Skipped unless DIFF_RANDOM names the seeds ("20" is 1..20, "5-9,13");
 // DIFF_RANDOM_STEPS sets the calls per seed (default 40), and
-// DIFF_RANDOM_VERBOSE=1 logs every answer, DIFF_RANDOM_SKIP=link,rename
+// DIFF_RANDOM_VERBOSE=1 logs every answer, DIFF_RANDOM_MIN=1 shrinks each
+// seed's first difference to the few calls that show it (ddmin, at most
+// 200 runs of both mounts), DIFF_RANDOM_SKIP=link,rename
 // draws no calls of those kinds (the others' sequences change with it). Differences are logged (a
 // seed's first one with the calls before it), and fail the test only with
 // DIFF_RANDOM_STRICT=1: some are deliberate (README, "Files: what
@@ -56,6 +59,7 @@ func TestSSHFSRandom(t *testing.T) {
 		}
 	}
 	verbose := os.Getenv("DIFF_RANDOM_VERBOSE") == "1"
+	minimise := os.Getenv("DIFF_RANDOM_MIN") == "1"
 	skip := map[string]bool{}
 	for _, k := range strings.Split(os.Getenv("DIFF_RANDOM_SKIP"), ",") {
 		if k = strings.TrimSpace(k); k != "" {
@@ -83,6 +87,28 @@ func TestSSHFSRandom(t *testing.T) {
 	mount(t, server{name: "openssh", addr: ref.Addr, user: ref.User, pass: ref.Password, remoteDir: ref.Dir, disk: ref.Dir}, sides[0].mnt, noCache...)
 	mount(t, server{name: "upgate", addr: e.Srv.SFTPAddr.String(), user: "alice", pass: gwtest.Users["alice"], remoteDir: "/", disk: sides[1].disk}, sides[1].mnt, noCache...)
 
+	// runBoth runs ops on both mounts in a directory name of each and
+	// compares the answers and the trees left.
+	runBoth := func(name string, ops []sshfsOp) sshfsResult {
+		var res sshfsResult
+		var trees [2][]string
+		for i := range sides {
+			res.answers[i] = sides[i].run(t, name, ops)
+		}
+		e.AgentIdle(t)
+		for i := range sides {
+			trees[i] = randTree(t, filepath.Join(sides[i].disk, name))
+			// On disk, as root: a run may leave a directory its user
+			// may not write.
+			if err := os.RemoveAll(filepath.Join(sides[i].disk, name)); err != nil {
+				t.Fatalf("%s: %v", sides[i].name, err)
+			}
+		}
+		res.ops = ops
+		res.treeDiff = listDiff(trees[0], trees[1])
+		return res
+	}
+
 	start := time.Now()
 	budget := 10 * time.Minute
 	groups := map[string][]uint64{}
@@ -93,48 +119,52 @@ func TestSSHFSRandom(t *testing.T) {
 			break
 		}
 		ops := genSSHFSOps(seed, steps, skip)
-		run := fmt.Sprintf("run-%d", seed)
-		var answers [2][]string
-		var trees [2][]string
-		for i := range sides {
-			answers[i] = sides[i].run(t, run, ops)
-		}
-		e.AgentIdle(t)
-		for i := range sides {
-			trees[i] = randTree(t, filepath.Join(sides[i].disk, run))
-			// On disk, as root: a run may leave a directory its user
-			// may not write.
-			if err := os.RemoveAll(filepath.Join(sides[i].disk, run)); err != nil {
-				t.Fatalf("%s: %v", sides[i].name, err)
+		res := runBoth(fmt.Sprintf("run-%d", seed), ops)
+		if verbose {
+			for i := range ops {
+				t.Logf("seed %d %02d %s\n\topenssh: %s\n\tupgate:  %s", seed, i, ops[i], res.answers[0][i], res.answers[1][i])
 			}
 		}
-		first := -1
-		for i := range ops {
-			if verbose {
-				t.Logf("seed %d %02d %s\n\topenssh: %s\n\tupgate:  %s", seed, i, ops[i], answers[0][i], answers[1][i])
-			}
-			if first < 0 && answers[0][i] != answers[1][i] {
-				first = i
-			}
-		}
-		treeDiff := listDiff(trees[0], trees[1])
-		if first < 0 && treeDiff == "" {
+		want, differs := res.first()
+		if !differs {
 			clean++
 			continue
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "seed %d differs", seed)
 		key := "tree"
-		if first >= 0 {
+		if want.index >= 0 {
+			first := want.index
 			for i := max(0, first-8); i <= first; i++ {
 				fmt.Fprintf(&b, "\n\t%02d %s", i, ops[i])
 			}
-			fmt.Fprintf(&b, "\n\t\topenssh: %s\n\t\tupgate:  %s", answers[0][first], answers[1][first])
-			kind, _, _ := strings.Cut(ops[first].String(), " ")
-			key = fmt.Sprintf("%s: openssh %s / upgate %s", kind, answers[0][first], answers[1][first])
+			fmt.Fprintf(&b, "\n\t\topenssh: %s\n\t\tupgate:  %s", want.answers[0], want.answers[1])
+			kind, _, _ := strings.Cut(want.op, " ")
+			key = fmt.Sprintf("%s: openssh %s / upgate %s", kind, want.answers[0], want.answers[1])
 		}
-		if treeDiff != "" {
-			fmt.Fprintf(&b, "\n\ttrees (openssh, upgate):\n%s", treeDiff)
+		if res.treeDiff != "" {
+			fmt.Fprintf(&b, "\n\ttrees (openssh, upgate):\n%s", res.treeDiff)
+		}
+		if minimise {
+			// The difference at a call needs nothing after it but the
+			// closes that end every run; a tree's may need all.
+			cut := ops
+			if want.index >= 0 {
+				cut = ops[:want.index+1]
+			}
+			runs := 0
+			m := ddmin.Shrink(cut, 200, func(c []sshfsOp) bool {
+				runs++
+				return runBoth(fmt.Sprintf("run-%d-m%d", seed, runs), c).has(want)
+			})
+			mres := runBoth(fmt.Sprintf("run-%d-min", seed), m)
+			fmt.Fprintf(&b, "\n\tminimised to %d calls (%d runs):", len(m), runs)
+			for i := range m {
+				fmt.Fprintf(&b, "\n\t  %02d %s\n\t\topenssh: %s\n\t\tupgate:  %s", i, m[i], mres.answers[0][i], mres.answers[1][i])
+			}
+			if mres.treeDiff != "" {
+				fmt.Fprintf(&b, "\n\t  trees (openssh, upgate):\n%s", mres.treeDiff)
+			}
 		}
 		t.Log(b.String())
 		groups[key] = append(groups[key], seed)
@@ -185,6 +215,57 @@ func parseSeeds(spec string) ([]uint64, error) {
 
 // sshfsOp is one call of a random sequence. Paths are relative to the
 // run's directory; slot names one of the files a sequence keeps open.
+// sshfsResult is what one run of a sequence gave on both mounts.
+type sshfsResult struct {
+	ops      []sshfsOp
+	answers  [2][]string // openssh's, upgate's
+	treeDiff string      // listDiff of the trees left, "" when the same
+}
+
+// sshfsDiff is a difference a run shows: a call (index >= 0; op its
+// text) answered differently, or (index -1) the trees left.
+type sshfsDiff struct {
+	index    int
+	op       string
+	answers  [2]string
+	treeDiff string
+}
+
+// first returns res's first difference: its first call answered
+// differently, or else its trees.
+func (res sshfsResult) first() (sshfsDiff, bool) {
+	for i, o := range res.ops {
+		if res.answers[0][i] != res.answers[1][i] {
+			return sshfsDiff{index: i, op: o.String(), answers: [2]string{res.answers[0][i], res.answers[1][i]}}, true
+		}
+	}
+	if res.treeDiff != "" {
+		return sshfsDiff{index: -1, treeDiff: res.treeDiff}, true
+	}
+	return sshfsDiff{}, false
+}
+
+// has reports whether res shows want: a call of the same text with the
+// same two answers, or the trees differing in every line they differed
+// in (and maybe more).
+func (res sshfsResult) has(want sshfsDiff) bool {
+	if want.index < 0 {
+		got := strings.Split(res.treeDiff, "\n")
+		for _, l := range strings.Split(want.treeDiff, "\n") {
+			if !slices.Contains(got, l) {
+				return false
+			}
+		}
+		return true
+	}
+	for i, o := range res.ops {
+		if res.answers[0][i] == want.answers[0] && res.answers[1][i] == want.answers[1] && o.String() == want.op {
+			return true
+		}
+	}
+	return false
+}
+
 type sshfsOp struct {
 	kind     string
 	path, to string
