@@ -143,6 +143,8 @@ func FuzzWebDAVRequests(f *testing.F) {
 		{"p", "q", "1", []byte(`<D:propfind xmlns:D="DAV:"><D:propname/></D:propfind>`)},
 		{"x", "y", "(<opaquelocktoken:nope>)", nil},
 		{"x", "y", "<http://127.0.0.1/x> (Not <DAV:no-lock>)", nil},
+		{"m", "Sat, 01 Jan 2000 00:00:00 GMT", `"x,y", W/"z", *`, []byte("etag")},
+		{"m", "m2", `W/"unterminated`, nil},
 		{"bad", "bad2", "0", []byte(`<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><x xmlns=""/></D:prop></D:set>`)},
 	} {
 		f.Add(s.name, s.dest, s.depth, s.body)
@@ -169,6 +171,8 @@ func FuzzWebDAVRequests(f *testing.F) {
 			{"COPY", p, nil, []string{"Destination", dst, "Overwrite", "F"}},
 			{"MOVE", p, nil, []string{"Destination", dst}},
 			{"MOVE", "/seed", nil, []string{"Destination", dst, "Overwrite", "T"}},
+			{"PUT", p, body, []string{"If-Match", depth, "If-Unmodified-Since", dest}},
+			{"MOVE", p, nil, []string{"Destination", dst, "If-None-Match", depth}},
 			{"GET", p, nil, []string{"Range", depth}},
 			{"HEAD", p, nil, nil},
 			{"PROPFIND", "/", nil, []string{"Depth", "1"}},

@@ -122,7 +122,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Security-Policy", "sandbox")
 	fsys := &fileSystem{fs: login.Fs, log: log}
-	if !s.checkFS(r, q, fsys, rw) {
+	if !s.checkFS(r, q, fsys, rw) || !s.checkConditions(r, q, fsys) {
 		return
 	}
 	defer func() { _ = fsys.restoreAside(q) }() // a MOVE that ended (panicked) between its removal and its rename

@@ -1,0 +1,133 @@
+package webdav
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	dav "golang.org/x/net/webdav"
+)
+
+// checkConditions answers a write's HTTP preconditions (RFC 9110 13.1,
+// evaluated in the order of 13.2.2) against the resource the Request-URI
+// names, a MOVE's or COPY's source: If-Match (strong comparison; "*" is
+// any current representation), then, without it, If-Unmodified-Since,
+// then If-None-Match (weak comparison; "*" is any). A failed one is 412
+// and changes nothing. x/net/webdav reads them only for GET and HEAD
+// (http.ServeContent), so a client that guards a save against a lost
+// update (If-Match with the ETag it read, If-None-Match: * to create
+// only) replaced whatever another client had written meanwhile; Apache's
+// mod_dav answers 412, as here. GET, HEAD, POST, OPTIONS and PROPFIND
+// change nothing and are left to x/net/webdav. The resource's ETag is the
+// one x/net/webdav serves (etagOf); a collection has none. It returns
+// false once it recorded a failure; a request with none of the three
+// headers costs nothing, and the lookup of one that has them is kept for
+// the rest of the request (fileSystem.stat).
+func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) bool {
+	switch r.Method {
+	case "GET", "HEAD", "POST", "OPTIONS", "PROPFIND":
+		return true
+	}
+	match, since, noneMatch := r.Header.Values("If-Match"), r.Header.Get("If-Unmodified-Since"), r.Header.Values("If-None-Match")
+	if len(match) == 0 && since == "" && len(noneMatch) == 0 {
+		return true
+	}
+	fi, err := fsys.stat(q, q.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		q.fail(statusFor(err, http.StatusServiceUnavailable), fmt.Errorf("webdav: %s %s: cannot evaluate its preconditions: %w", r.Method, q.path, err))
+		return false
+	}
+	exists := err == nil
+	etag := ""
+	if exists && !fi.IsDir() {
+		if etag, err = etagOf(r.Context(), fi); err != nil {
+			q.fail(http.StatusInternalServerError, fmt.Errorf("webdav: %s %s: its ETag: %w", r.Method, q.path, err))
+			return false
+		}
+	}
+	failed := func(format string, args ...any) bool {
+		q.fail(http.StatusPreconditionFailed, fmt.Errorf("webdav: %s %s: precondition failed: "+format, append([]any{r.Method, q.path}, args...)...))
+		return false
+	}
+	if len(match) > 0 {
+		if !exists {
+			return failed("If-Match %q, and it does not exist", strings.Join(match, ", "))
+		}
+		if !anyETag(match, etag, true) {
+			return failed("If-Match %q, and its ETag is %s", strings.Join(match, ", "), etagText(etag))
+		}
+	} else if since != "" && exists {
+		// An unparsable date is ignored (RFC 9110 13.1.4), and so is
+		// one on a resource that does not exist.
+		if t, err := http.ParseTime(since); err == nil && fi.ModTime().Truncate(time.Second).After(t) {
+			return failed("If-Unmodified-Since %s, and it was modified at %s", since, fi.ModTime().UTC().Format(http.TimeFormat))
+		}
+	}
+	if len(noneMatch) > 0 && exists && anyETag(noneMatch, etag, false) {
+		return failed("If-None-Match %q, and it exists with ETag %s", strings.Join(noneMatch, ", "), etagText(etag))
+	}
+	return true
+}
+
+// etagOf is the ETag x/net/webdav serves for fi (its findETag): fi's own
+// (dav.ETager), or else Apache's heuristic from the modification time
+// and the size.
+func etagOf(ctx context.Context, fi fs.FileInfo) (string, error) {
+	if e, ok := fi.(dav.ETager); ok {
+		etag, err := e.ETag(ctx)
+		if !errors.Is(err, dav.ErrNotImplemented) {
+			return etag, err
+		}
+	}
+	return fmt.Sprintf(`"%x%x"`, fi.ModTime().UnixNano(), fi.Size()), nil
+}
+
+// anyETag reports whether one of the entity tags the header values list
+// ("*", or entity tags separated by commas: RFC 9110 8.8.3, whose opaque
+// tags may hold commas themselves) matches etag, the resource's ("" for
+// an existing resource with none, which only "*" matches): by strong
+// comparison (both strong and equal) or weak (equal once W/ is dropped).
+// What does not parse as an entity tag matches nothing.
+func anyETag(values []string, etag string, strong bool) bool {
+	for _, v := range values {
+		for rest := v; ; {
+			rest = strings.TrimLeft(rest, " \t,")
+			if rest == "" {
+				break
+			}
+			if rest[0] == '*' {
+				return true
+			}
+			weak := strings.HasPrefix(rest, "W/")
+			tag := strings.TrimPrefix(rest, "W/")
+			if tag == "" || tag[0] != '"' {
+				break
+			}
+			end := strings.IndexByte(tag[1:], '"')
+			if end < 0 {
+				break
+			}
+			tag, rest = tag[:end+2], tag[end+2:]
+			switch {
+			case etag == "":
+			case strong && !weak && !strings.HasPrefix(etag, "W/") && tag == etag:
+				return true
+			case !strong && tag == strings.TrimPrefix(etag, "W/"):
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// etagText shows an ETag in a reply, "none" for a collection's.
+func etagText(etag string) string {
+	if etag == "" {
+		return "none (a collection)"
+	}
+	return etag
+}

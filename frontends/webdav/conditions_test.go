@@ -1,0 +1,56 @@
+package webdav_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestConditionalWrites: a write's If-Match, If-None-Match and
+// If-Unmodified-Since are answered (RFC 9110 13.1), as Apache's mod_dav
+// answers them (interop/differential's WebDAV steps): a client that
+// guards a save with the ETag it read, or creates only where nothing is,
+// gets 412 and the file stays. x/net/webdav read them only for GET and
+// HEAD, and every one of these writes went through.
+func TestConditionalWrites(t *testing.T) {
+	e := start(t, nil)
+	e.do(t, "alice", "PUT", "/f", strings.NewReader("first")).want(t, "PUT /f", http.StatusCreated)
+	etag := e.do(t, "alice", "HEAD", "/f", nil).Header.Get("ETag")
+	if etag == "" || strings.HasPrefix(etag, "W/") {
+		t.Fatalf("HEAD /f: ETag %q, want a strong one", etag)
+	}
+	refused := []struct {
+		what, method, p string
+		hdr             []string
+	}{
+		{"PUT If-None-Match: * of an existing file", "PUT", "/f", []string{"If-None-Match", "*"}},
+		{"PUT If-None-Match: its weak ETag", "PUT", "/f", []string{"If-None-Match", `"x", W/` + etag}},
+		{"PUT If-Match: another ETag", "PUT", "/f", []string{"If-Match", `"other", "a,b"`}},
+		{"PUT If-Match: its ETag made weak (strong comparison)", "PUT", "/f", []string{"If-Match", "W/" + etag}},
+		{"PUT If-Unmodified-Since 2000", "PUT", "/f", []string{"If-Unmodified-Since", "Sat, 01 Jan 2000 00:00:00 GMT"}},
+		{"DELETE If-Match: another ETag", "DELETE", "/f", []string{"If-Match", `"other"`}},
+		{"MOVE If-Match: another ETag", "MOVE", "/f", []string{"If-Match", `"other"`, "Destination", e.URL + "/g"}},
+		{"PROPPATCH If-None-Match: *", "PROPPATCH", "/f", []string{"If-None-Match", "*"}},
+		{"PUT If-Match: * of a missing file", "PUT", "/new", []string{"If-Match", "*"}},
+		{"MKCOL If-Match: * of a missing collection", "MKCOL", "/newd", []string{"If-Match", "*"}},
+	}
+	for _, c := range refused {
+		e.do(t, "alice", c.method, c.p, strings.NewReader("changed"), c.hdr...).want(t, c.what, http.StatusPreconditionFailed, "precondition failed")
+		wantFile(t, e, "alice", "f", []byte("first"))
+		wantOnly(t, e, "alice", "f")
+	}
+	// If-Match with the ETag read, in a list with another; If-None-Match
+	// of a new name; If-Unmodified-Since now; a collection's If-Match:
+	// * (it has no ETag, so only * matches).
+	e.do(t, "alice", "PUT", "/f", strings.NewReader("second"), "If-Match", `"other", `+etag).want(t, "PUT If-Match: its ETag", http.StatusNoContent)
+	wantFile(t, e, "alice", "f", []byte("second"))
+	e.do(t, "alice", "PUT", "/f", strings.NewReader("third"), "If-Match", etag).want(t, "PUT If-Match: the ETag of the file it replaced", http.StatusPreconditionFailed)
+	e.do(t, "alice", "PUT", "/n", strings.NewReader("new"), "If-None-Match", "*").want(t, "PUT If-None-Match: * of a new name", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/n", strings.NewReader("newer"), "If-Unmodified-Since", "Fri, 01 Jan 2100 00:00:00 GMT").want(t, "PUT If-Unmodified-Since 2100", http.StatusNoContent)
+	e.do(t, "alice", "MKCOL", "/d", nil).want(t, "MKCOL /d", http.StatusCreated)
+	e.do(t, "alice", "DELETE", "/d", nil, "If-Match", `"x"`).want(t, "DELETE of a collection If-Match: a tag", http.StatusPreconditionFailed)
+	e.do(t, "alice", "DELETE", "/d", nil, "If-Match", "*").want(t, "DELETE of a collection If-Match: *", http.StatusNoContent)
+	wantFile(t, e, "alice", "f", []byte("second"))
+	wantFile(t, e, "alice", "n", []byte("newer"))
+	wantOnly(t, e, "alice", "f", "n")
+}
