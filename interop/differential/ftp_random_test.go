@@ -102,6 +102,17 @@ func ftpArg(root, p string, abs bool) string {
 	return root + "/" + p
 }
 
+// refusedLast reports whether an operation's answers ("350 553", "1xx/550")
+// end in a 4xx or 5xx reply.
+func refusedLast(answers string) bool {
+	f := strings.Fields(answers)
+	if len(f) == 0 {
+		return false
+	}
+	last := f[len(f)-1]
+	return strings.HasPrefix(last, "4") || strings.HasPrefix(last, "5") || strings.Contains(last, "/5") || strings.Contains(last, "/4")
+}
+
 // cmds are the operation's command lines, with the run's directory root.
 func (o ftpRandOp) cmds(root string) []string {
 	p, q := ftpArg(root, o.path, o.abs), ftpArg(root, o.path2, o.abs2)
@@ -715,6 +726,11 @@ type ftpRandFacts struct {
 	// leads nowhere (a loop: seed 172 at 150 steps, a link moved to the
 	// user's / onto its own target's name).
 	cwdLinkElsewhere bool
+	// cwdLinksToName: the names of the symbolic links in the working
+	// directory, other than the path's last name, whose targets' last
+	// names are the path's (a listing's), which vsftpd's listing of the
+	// path's directory matches too (seed 6588 at 150 steps).
+	cwdLinksToName map[string]bool
 }
 
 // server is p as the session names it: absolute under root, or relative
@@ -773,6 +789,18 @@ func (k *ftpRandTrack) facts(o ftpRandOp, root string) ftpRandFacts {
 		target, err := os.Readlink(link)
 		_, serr := os.Stat(link)
 		f.cwdLinkElsewhere = err == nil && (serr != nil || path.Base(target) != path.Base(o.path))
+	}
+	if o.kind == "list" && o.path != "" {
+		ents, _ := os.ReadDir(filepath.Join(k.disk, k.cwd))
+		for _, e := range ents {
+			target, err := os.Readlink(filepath.Join(k.disk, k.cwd, e.Name()))
+			if err == nil && e.Name() != path.Base(o.path) && path.Base(target) == path.Base(o.path) {
+				if f.cwdLinksToName == nil {
+					f.cwdLinksToName = map[string]bool{}
+				}
+				f.cwdLinksToName[e.Name()] = true
+			}
+		}
 	}
 	return f
 }
@@ -877,10 +905,11 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		return "vsftpd: no MLSD, and STAT, its stand-in, shows no \".\" for a directory its user may not search"
 	case facts.rnfrElsewhere:
 		return rowRnfrNow
-	case !o.abs && o.kind != "cdup" && facts.aboveCwdUnsearchable && (strings.HasPrefix(ug, "4") || strings.HasPrefix(ug, "5") || strings.Contains(ug, "/5")):
+	case !o.abs && o.kind != "cdup" && facts.aboveCwdUnsearchable && refusedLast(ug):
 		// upgate looks a name in the working directory up from the
 		// user's root, through a directory above it whose search bit
-		// was taken away; vsftpd's process works inside it (seed 5404).
+		// was taken away; vsftpd's process works inside it (seed 5404;
+		// REST then STOR, seed 6748 at 150 steps).
 		return rowCwdRemoved
 	case o.kind == "cdup" && facts.aboveCwdUnsearchable && ref == "250" && ug == "550":
 		// The same for CDUP: vsftpd's chdir("..") asks only the working
@@ -891,10 +920,12 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		// CDUP leaves a directory whose search bit was taken away: ".."
 		// is the gateway's text (whyDotDot).
 		return "NLST /d/f1/.. (.. after a file)"
-	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && facts.exists && !facts.cwdSearch &&
+	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && facts.exists && (!facts.cwdSearch || facts.aboveCwdUnsearchable) &&
 		(ref == "1xx/2xx []" || ref == "1xx/2xx " || ref == "213 []") &&
 		(listsOnly(ug, path.Base(o.path)) || listsOnly(strings.Replace(ug, "213 [", "1xx/2xx [", 1), path.Base(o.path))):
-		// STAT's over the control connection too (seed 3245).
+		// STAT's over the control connection too (seed 3245), and where
+		// a directory above the working directory cannot be searched
+		// (seed 6621 at 150 steps: the working directory /x/a, x 000).
 		return "vsftpd: a listing of a file is empty while the working directory cannot be searched"
 	case (o.kind == "list" || o.kind == "nlst" || o.kind == "stat") && !facts.dir && facts.exists && facts.parentSearch &&
 		!facts.parentRead && (ref == "1xx/2xx []" || ref == "1xx/2xx " || ref == "213 []") &&
@@ -917,6 +948,15 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 		// path's directory for the link's target's name (seed 1907), or
 		// for nothing where the link leads nowhere (seed 172).
 		return "vsftpd: a listing of dir/name is empty where the working directory holds a link named name to another name or to nothing"
+	case o.kind == "list" && !facts.dir && len(facts.cwdLinksToName) > 0 && ref != ug &&
+		withoutEntries(ref, func(name string) bool { return facts.cwdLinksToName[name] }) == ug:
+		// The same the other way: vsftpd matches each name in the path's
+		// directory as the working directory resolves it, so an entry
+		// named like a link there that leads to the path's name is
+		// listed too (seed 6588 at 150 steps: LIST /ROOT/a listed
+		// /ROOT/ld, a link to d, where the working directory holds ld,
+		// a link to a).
+		return "vsftpd: a listing of dir/name also lists the entries named like a link in the working directory to name"
 	}
 	switch o.kind {
 	case "list", "stat":
@@ -1018,13 +1058,21 @@ func ftpRandDeliberate(o ftpRandOp, facts ftpRandFacts, ref, ug string) string {
 
 // withoutDots is a listing answer without its "." and ".." entries.
 func withoutDots(answer string) string {
+	return withoutEntries(answer, func(name string) bool { return name == "." || name == ".." })
+}
+
+// withoutEntries is a LIST answer without the entries whose names drop
+// reports (an entry `"ld -> d" lrwxrwxrwx ...` is named ld).
+func withoutEntries(answer string, drop func(name string) bool) string {
 	head, list, ok := strings.Cut(answer, " [")
 	if !ok {
 		return answer
 	}
 	var keep []string
 	for _, e := range strings.Split(strings.TrimSuffix(list, "]"), "; ") {
-		if e != "" && !strings.HasPrefix(e, `"." `) && !strings.HasPrefix(e, `".." `) {
+		name, _, _ := strings.Cut(strings.TrimPrefix(e, `"`), `" `)
+		name, _, _ = strings.Cut(name, " -> ")
+		if e != "" && !drop(name) {
 			keep = append(keep, e)
 		}
 	}
