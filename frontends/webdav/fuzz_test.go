@@ -171,7 +171,7 @@ func FuzzWebDAVRequests(f *testing.F) {
 			{"COPY", p, nil, []string{"Destination", dst, "Overwrite", "F"}},
 			{"MOVE", p, nil, []string{"Destination", dst}},
 			{"MOVE", "/seed", nil, []string{"Destination", dst, "Overwrite", "T"}},
-			{"PUT", p, body, []string{"If-Match", depth, "If-Unmodified-Since", dest}},
+			{"PUT", p, body, []string{"If-Match", depth, "If-Unmodified-Since", headerValue(dest)}},
 			{"MOVE", p, nil, []string{"Destination", dst, "If-None-Match", depth}},
 			{"GET", p, nil, []string{"Range", depth}},
 			{"HEAD", p, nil, nil},
