@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -26,7 +27,13 @@ import (
 // one x/net/webdav serves (etagOf); a collection has none. It returns
 // false once it recorded a failure; a request with none of the three
 // headers costs nothing, and the lookup of one that has them is kept for
-// the rest of the request (fileSystem.stat).
+// the rest of the request (fileSystem.stat). Preconditions are ignored
+// where the request fails anyway (failsAnyway), as RFC 9110 13.2.1 asks.
+// Two differences from Apache's mod_dav, both RFC 9110's way: only the
+// Request-URI's state is asked (Apache asks a MOVE's or COPY's
+// destination too, so that an If-Match: * is 412 where the destination
+// does not exist yet), and If-Unmodified-Since is ignored for a resource
+// that does not exist (13.1.4; Apache answers 412).
 func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) bool {
 	switch r.Method {
 	case "GET", "HEAD", "POST", "OPTIONS", "PROPFIND":
@@ -42,6 +49,11 @@ func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) 
 		return false
 	}
 	exists := err == nil
+	if s.failsAnyway(r, q, fsys, fi, exists) {
+		// RFC 9110 13.2.1: preconditions are ignored where the request
+		// would fail without them (Apache's mod_dav answers the same).
+		return true
+	}
 	etag := ""
 	if exists && !fi.IsDir() {
 		if etag, err = etagOf(r.Context(), fi); err != nil {
@@ -71,6 +83,41 @@ func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) 
 		return failed("If-None-Match %q, and it exists with ETag %s", strings.Join(noneMatch, ", "), etagText(etag))
 	}
 	return true
+}
+
+// failsAnyway reports whether the request fails, whatever its
+// preconditions say, for a reason x/net/webdav answers next (a MOVE's or
+// COPY's missing source, and where their destinations lie, checkFS
+// answered before): a DELETE, PROPPATCH or UNLOCK of nothing (404), a
+// DELETE of a collection with a Depth other than infinity (400), a
+// MKCOL of something (405), a PUT of a collection (405), or a PUT, MKCOL
+// or LOCK of a new name whose parent is no collection (409). fi and
+// exists are the Request-URI's lookup; the parent's is one more lookup,
+// only for a new name with preconditions.
+func (s *Server) failsAnyway(r *http.Request, q *request, fsys *fileSystem, fi *fileInfo, exists bool) bool {
+	switch r.Method {
+	case "DELETE":
+		// (A collection's with a Depth other than infinity: 400.)
+		return !exists || fi.IsDir() && q.depthNotInfinite
+	case "PROPPATCH", "UNLOCK":
+		return !exists
+	case "MKCOL":
+		if exists {
+			return true
+		}
+	case "PUT":
+		if exists {
+			return fi.IsDir()
+		}
+	case "LOCK":
+	default:
+		return false
+	}
+	if exists || q.path == "/" {
+		return false
+	}
+	parent, err := fsys.stat(q, path.Dir(q.path))
+	return err != nil || !parent.IsDir()
 }
 
 // etagOf is the ETag x/net/webdav serves for fi (its findETag): fi's own

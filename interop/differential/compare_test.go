@@ -135,7 +135,15 @@ const (
 		"nothing changes: x/net/webdav checks the If header and the locks before the method's own checks (a " +
 		"missing resource, an existing collection, a path below a file), and upgate refuses a MOVE or COPY into " +
 		"or onto its own collection before the locks, where mod_dav checks the method first and the locks before " +
-		"the nesting"
+		"the nesting; upgate ignores a failed precondition (If-Match, If-None-Match, If-Unmodified-Since) where the " +
+		"request fails anyway (RFC 9110 13.2.1: a missing parent, a path below a file), where mod_dav answers 412 " +
+		"before those checks of a new name, and evaluates it before the nesting refusals"
+	whyDAVCondNew = "If-Unmodified-Since on a resource that does not exist is ignored (RFC 9110 13.1.4: it has no " +
+		"modification date), and the PUT or MKCOL goes on; Apache's mod_dav answers 412, as if the new name had been " +
+		"modified when the request came"
+	whyDAVCondDestination = "a MOVE's or COPY's preconditions (If-Match, If-None-Match, If-Unmodified-Since) are " +
+		"asked of its source, the Request-URI (RFC 9110 13.1: the target resource); Apache's mod_dav asks them of " +
+		"the destination too, and answers 412 where, say, an If-Match: * meets a destination that does not exist yet"
 	whyDAVLocked207 = "a change that a lock protects, made without its token, answers 423 Locked (RFC 4918 11.3, " +
 		"x/net/webdav); Apache's mod_dav answers 424 Failed Dependency, or 207 Multi-Status holding the 423 of the " +
 		"lock it met"

@@ -208,6 +208,14 @@ func genDAVRandOps(seed uint64, n int, skip map[string]bool) []davRandOp {
 			if rng.IntN(4) == 0 {
 				o.hdr = append(o.hdr, "If", "(<TOKEN>)")
 			}
+			// A precondition of RFC 9110 13.1 that needs no ETag (each
+			// side has its own): create only, replace only, a tag that
+			// matches nothing.
+			if rng.IntN(6) == 0 {
+				c := pick("If-None-Match: *", "If-Match: *", `If-Match: "nope"`, `If-None-Match: "nope"`, "If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT")
+				k, v, _ := strings.Cut(c, ": ")
+				o.hdr = append(o.hdr, k, v)
+			}
 		}
 		ops = append(ops, o)
 	}
@@ -359,13 +367,27 @@ func (r *davRandRunner) run(name string, ops []davRandOp) randResult {
 // collection that holds it, which deletes both, so that the runs part.
 func davRandDeliberate(o davRandOp, dir, ref, ug string) (why string, diverged bool) {
 	why = davRandRow(o, dir, ref, ug)
-	return why, why == whyDAVDstHoldsSource || why == whyDAVLockNull || why == whyDAVIfUntagged
+	return why, why == whyDAVDstHoldsSource || why == whyDAVLockNull || why == whyDAVIfUntagged ||
+		why == whyDAVCondNew || why == whyDAVCondDestination
 }
 
 // davSlash reports whether the URL path p names a collection: it ends in
 // "/" once its dot-segments are removed.
 func davSlash(p string) bool {
 	return strings.HasSuffix(p, "/") || strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")
+}
+
+// davCondHolds reports whether every precondition in hdr holds for any
+// existing file of the runs: If-Match: *, or If-None-Match of a tag no
+// server makes.
+func davCondHolds(hdr []string) bool {
+	for i := 0; i+1 < len(hdr); i += 2 {
+		switch k, v := hdr[i], hdr[i+1]; {
+		case k == "If-Match" && v != "*", k == "If-None-Match" && v == "*", k == "If-Unmodified-Since":
+			return false
+		}
+	}
+	return true
 }
 
 // davRandRow is davRandDeliberate's row.
@@ -420,6 +442,18 @@ func davRandRow(o davRandOp, dir, ref, ug string) string {
 	}
 	hasIf := slices.Contains(o.hdr, "If")
 	copyMove := o.kind == "COPY" || o.kind == "MOVE"
+	hasCond := slices.Contains(o.hdr, "If-Match") || slices.Contains(o.hdr, "If-None-Match") || slices.Contains(o.hdr, "If-Unmodified-Since")
+	done := ug == "201" || ug == "204"
+	switch {
+	case hasCond && ref == "412" && done && copyMove && davCondHolds(o.hdr):
+		// (Only a condition the existing source meets: upgate must
+		// refuse the others.)
+		return whyDAVCondDestination
+	case hasCond && ref == "412" && done && slices.Contains(o.hdr, "If-Unmodified-Since") && kind(o.path) == "missing":
+		return whyDAVCondNew
+	case hasCond && (ref == "412") != (ug == "412") && strings.HasPrefix(ref, "4") && strings.HasPrefix(ug, "4"):
+		return whyDAVCheckOrder
+	}
 	switch {
 	case ug == "412" && hasIf && strings.HasPrefix(ref, "4") && ref != "412",
 		ref == "412" && ug == "403" && hasIf && copyMove,
