@@ -49,10 +49,13 @@ func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) 
 		return false
 	}
 	exists := err == nil
-	if s.failsAnyway(r, q, fsys, fi, exists) {
+	if status, why := failsAnyway(r, q, fsys, fi, exists); status != 0 {
 		// RFC 9110 13.2.1: preconditions are ignored where the request
 		// would fail without them (Apache's mod_dav answers the same).
-		return true
+		// The failure is answered here, not left to x/net/webdav, which
+		// would act unconditioned on a name made meanwhile (a review).
+		q.fail(status, fmt.Errorf("webdav: %s %s: %w", r.Method, q.path, why))
+		return false
 	}
 	etag := ""
 	if exists && !fi.IsDir() {
@@ -67,10 +70,10 @@ func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) 
 	}
 	if len(match) > 0 {
 		if !exists {
-			return failed("If-Match %q, and it does not exist", strings.Join(match, ", "))
+			return failed("If-Match: %s, and it does not exist", strings.Join(match, ", "))
 		}
 		if !anyETag(match, etag, true) {
-			return failed("If-Match %q, and its ETag is %s", strings.Join(match, ", "), etagText(etag))
+			return failed("If-Match: %s, and its ETag is %s", strings.Join(match, ", "), etagText(etag))
 		}
 	} else if since != "" && exists {
 		// An unparsable date is ignored (RFC 9110 13.1.4), and so is
@@ -80,44 +83,56 @@ func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) 
 		}
 	}
 	if len(noneMatch) > 0 && exists && anyETag(noneMatch, etag, false) {
-		return failed("If-None-Match %q, and it exists with ETag %s", strings.Join(noneMatch, ", "), etagText(etag))
+		return failed("If-None-Match: %s, and it exists with ETag %s", strings.Join(noneMatch, ", "), etagText(etag))
 	}
 	return true
 }
 
-// failsAnyway reports whether the request fails, whatever its
-// preconditions say, for a reason x/net/webdav answers next (a MOVE's or
-// COPY's missing source, and where their destinations lie, checkFS
-// answered before): a DELETE, PROPPATCH or UNLOCK of nothing (404), a
-// DELETE of a collection with a Depth other than infinity (400), a
-// MKCOL of something (405), a PUT of a collection (405), or a PUT, MKCOL
-// or LOCK of a new name whose parent is no collection (409). fi and
-// exists are the Request-URI's lookup; the parent's is one more lookup,
-// only for a new name with preconditions.
-func (s *Server) failsAnyway(r *http.Request, q *request, fsys *fileSystem, fi *fileInfo, exists bool) bool {
+// failsAnyway returns the status (and why) of a request that fails,
+// whatever its preconditions say, for a reason x/net/webdav would answer
+// next (a MOVE's or COPY's missing source, and where their destinations
+// lie, checkFS answered before): a DELETE, PROPPATCH or UNLOCK of
+// nothing (404), a DELETE of a collection with a Depth other than
+// infinity (400), a MKCOL of something (405), a PUT of a collection
+// (405), or a PUT, MKCOL or LOCK of a new name whose parent is no
+// collection (409); 0 for any other. fi and exists are the Request-URI's
+// lookup; the parent's is one more lookup, only for a new name with
+// preconditions.
+func failsAnyway(r *http.Request, q *request, fsys *fileSystem, fi *fileInfo, exists bool) (int, error) {
 	switch r.Method {
-	case "DELETE":
-		// (A collection's with a Depth other than infinity: 400.)
-		return !exists || fi.IsDir() && q.depthNotInfinite
-	case "PROPPATCH", "UNLOCK":
-		return !exists
+	case "DELETE", "PROPPATCH", "UNLOCK":
+		switch {
+		case !exists:
+			return http.StatusNotFound, errors.New("it does not exist")
+		case r.Method == "DELETE" && fi.IsDir() && q.depthNotInfinite:
+			return http.StatusBadRequest, errors.New("a DELETE of a collection must be Depth: infinity (RFC 4918 9.6.1), and removes all it holds")
+		}
+		return 0, nil
 	case "MKCOL":
 		if exists {
-			return true
+			return http.StatusMethodNotAllowed, errors.New("it exists already")
 		}
 	case "PUT":
-		if exists {
-			return fi.IsDir()
+		if exists && fi.IsDir() {
+			return http.StatusMethodNotAllowed, errors.New("it is a collection; PUT a file's URL")
 		}
 	case "LOCK":
 	default:
-		return false
+		return 0, nil
 	}
 	if exists || q.path == "/" {
-		return false
+		return 0, nil
 	}
 	parent, err := fsys.stat(q, path.Dir(q.path))
-	return err != nil || !parent.IsDir()
+	switch {
+	case err == nil && parent.IsDir():
+		return 0, nil
+	case err == nil:
+		return http.StatusConflict, fmt.Errorf("%s is a file, not a collection", path.Dir(q.path))
+	case errors.Is(err, fs.ErrNotExist):
+		return http.StatusConflict, fmt.Errorf("%w: %s", errNoParent, path.Dir(q.path))
+	}
+	return statusFor(err, http.StatusServiceUnavailable), fmt.Errorf("its parent collection: %w", err)
 }
 
 // etagOf is the ETag x/net/webdav serves for fi (its findETag): fi's own
@@ -134,20 +149,20 @@ func etagOf(ctx context.Context, fi fs.FileInfo) (string, error) {
 }
 
 // anyETag reports whether one of the entity tags the header values list
-// ("*", or entity tags separated by commas: RFC 9110 8.8.3, whose opaque
+// ("*" alone, or entity tags separated by commas: RFC 9110 8.8.3, whose opaque
 // tags may hold commas themselves) matches etag, the resource's ("" for
 // an existing resource with none, which only "*" matches): by strong
 // comparison (both strong and equal) or weak (equal once W/ is dropped).
 // What does not parse as an entity tag matches nothing.
 func anyETag(values []string, etag string, strong bool) bool {
 	for _, v := range values {
+		if strings.TrimSpace(v) == "*" {
+			return true // (a "*" in a list is no entity tag)
+		}
 		for rest := v; ; {
 			rest = strings.TrimLeft(rest, " \t,")
 			if rest == "" {
 				break
-			}
-			if rest[0] == '*' {
-				return true
 			}
 			weak := strings.HasPrefix(rest, "W/")
 			tag := strings.TrimPrefix(rest, "W/")

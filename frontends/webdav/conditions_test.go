@@ -54,3 +54,34 @@ func TestConditionalWrites(t *testing.T) {
 	wantFile(t, e, "alice", "n", []byte("newer"))
 	wantOnly(t, e, "alice", "f", "n")
 }
+
+// TestConditionsIgnoredWhereItFailsAnyway: RFC 9110 13.2.1 has a server
+// ignore the preconditions of a request that would fail without them: it
+// answers that failure (404, 405, 409), as Apache's mod_dav does, not
+// 412. A "*" in a list of tags is no wildcard. (A review.)
+func TestConditionsIgnoredWhereItFailsAnyway(t *testing.T) {
+	e := start(t, nil)
+	e.do(t, "alice", "PUT", "/f", strings.NewReader("file")).want(t, "PUT /f", http.StatusCreated)
+	e.do(t, "alice", "MKCOL", "/dc", nil).want(t, "MKCOL /dc", http.StatusCreated)
+	for _, c := range []struct {
+		what, method, p string
+		hdr             []string
+		status          int
+	}{
+		{"DELETE of nothing, If-Match: a tag", "DELETE", "/missing", []string{"If-Match", `"x"`}, http.StatusNotFound},
+		{"DELETE of nothing, If-Match: *", "DELETE", "/missing", []string{"If-Match", "*"}, http.StatusNotFound},
+		{"PROPPATCH of nothing, If-Match: *", "PROPPATCH", "/missing", []string{"If-Match", "*"}, http.StatusNotFound},
+		{"MKCOL of a collection, If-None-Match: *", "MKCOL", "/dc", []string{"If-None-Match", "*"}, http.StatusMethodNotAllowed},
+		{"MKCOL of a file, If-Match: a tag", "MKCOL", "/f", []string{"If-Match", `"x"`}, http.StatusMethodNotAllowed},
+		{"PUT of a collection, If-Match: a tag", "PUT", "/dc", []string{"If-Match", `"x"`}, http.StatusMethodNotAllowed},
+		{"PUT into a missing collection, If-Match: *", "PUT", "/nodir/f", []string{"If-Match", "*"}, http.StatusConflict},
+		{"PUT below a file, If-Unmodified-Since 2000", "PUT", "/f/g", []string{"If-Unmodified-Since", "Sat, 01 Jan 2000 00:00:00 GMT"}, http.StatusConflict},
+		{`PUT If-Match: "zz", * (no wildcard in a list)`, "PUT", "/f", []string{"If-Match", `"zz", *`}, http.StatusPreconditionFailed},
+	} {
+		e.do(t, "alice", c.method, c.p, strings.NewReader("changed"), c.hdr...).want(t, c.what, c.status)
+		wantFile(t, e, "alice", "f", []byte("file"))
+		wantOnly(t, e, "alice", "dc", "f")
+	}
+	e.do(t, "alice", "PUT", "/f", strings.NewReader("new"), "If-None-Match", `"zz", *`).want(t, `PUT If-None-Match: "zz", *`, http.StatusNoContent)
+	wantFile(t, e, "alice", "f", []byte("new"))
+}
