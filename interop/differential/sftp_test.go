@@ -1132,6 +1132,25 @@ func sftpSteps() []sftpStep {
 		// Two handles of one file opened by two spellings of its path:
 		// one path to upgate, whose request server cleans every path,
 		// FAILURE as for one handle (whyCopyDataNames; a review).
+		// A directory opened with OPEN READ: sftp-server's pread of it
+		// fails (EISDIR) whatever its size, so that a copy to its end
+		// answers FAILURE, one removed since its open (size 0) too
+		// (TestSFTPRandom seed 23457: upgate's copy stopped at the size
+		// before reading, and answered OK).
+		{"copy-data to its end from a directory opened READ, before and after its rmdir", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/cdd/", "/cdt=target")
+			out += " " + s.open(s.a, "cdd", "/cdd", pfRead, attrs{}) + " " + s.open(s.a, "cdt", "/cdt", pfRead|pfWrite, attrs{})
+			cp := func() string {
+				pl := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h("cdd")), 1), 0)
+				pl = binary.BigEndian.AppendUint64(str(pl, s.h("cdt")), 0)
+				r, err := s.a.extended("copy-data", pl)
+				return s.res(r, err)
+			}
+			out += " " + cp()
+			r, err := s.a.pathOp(fxpRmdir, s.p("/cdd"))
+			out += " " + s.res(r, err) + " " + cp()
+			return out + " " + s.closeH(s.a, "cdd") + " " + s.closeH(s.a, "cdt") + " " + s.readAll(s.a, "/cdt")
+		}},
 		{"copy-data: /cps into a handle of /./cps (one file, two spellings)", func(s *sftpSide) string {
 			out := s.with(func() string { return "OK" }, "/cps=abcdef")
 			out += " " + s.open(s.a, "cps", "/cps", pfRead, attrs{}) + " " + s.open(s.a, "cps2", "/./cps", pfWrite, attrs{})

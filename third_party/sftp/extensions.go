@@ -156,7 +156,14 @@ func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 	// end, as sftp-server's does.
 	end := int64(-1)
 	if untilEOF {
-		end = sourceSize(src)
+		var dir bool
+		if end, dir = sourceSize(src); dir {
+			// sftp-server's first pread of a directory fails (EISDIR)
+			// whatever its size: a directory removed since its open
+			// (size 0) copied nothing and answered OK (upgate's
+			// TestSFTPRandom seed 23457).
+			return statusFromError(p.ID, syscall.EISDIR)
+		}
 	}
 	for untilEOF || left > 0 {
 		n := uint64(piece)
@@ -195,18 +202,19 @@ func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 
 // sourceSize is the size of r's open file now, or -1 where it cannot
 // tell: its Stat (FileStater: an upgate handle, an os.File), or its Size
-// (a file that is its own FileInfo, as the in-memory handler's).
-func sourceSize(r *Request) int64 {
+// (a file that is its own FileInfo, as the in-memory handler's); and
+// whether that Stat says it is a directory.
+func sourceSize(r *Request) (int64, bool) {
 	if st, ok := openFile[FileStater](r); ok {
 		if fi, err := st.Stat(); err == nil {
-			return fi.Size()
+			return fi.Size(), fi.IsDir()
 		}
-		return -1
+		return -1, false
 	}
 	if sz, ok := openFile[interface{ Size() int64 }](r); ok {
-		return sz.Size()
+		return sz.Size(), false
 	}
-	return -1
+	return -1, false
 }
 
 // FileSyncer is an open file that can flush itself to stable storage, as
