@@ -94,8 +94,9 @@ func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) 
 // lie, checkFS answered before): a DELETE, PROPPATCH or UNLOCK of
 // nothing (404), a DELETE of a collection with a Depth other than
 // infinity (400), a MKCOL of something (405), a PUT of a collection
-// (405), or a PUT, MKCOL or LOCK of a new name whose parent is no
-// collection (409); 0 for any other. fi and exists are the Request-URI's
+// (405), a PUT, MKCOL or LOCK of a new name whose parent is no
+// collection, or a COPY or MOVE whose destination's parent is none
+// (409); 0 for any other. fi and exists are the Request-URI's
 // lookup; the parent's is one more lookup, only for a new name with
 // preconditions.
 func failsAnyway(r *http.Request, q *request, fsys *fileSystem, fi *fileInfo, exists bool) (int, error) {
@@ -116,6 +117,13 @@ func failsAnyway(r *http.Request, q *request, fsys *fileSystem, fi *fileInfo, ex
 		if exists && fi.IsDir() {
 			return http.StatusMethodNotAllowed, errors.New("it is a collection; PUT a file's URL")
 		}
+	case "COPY", "MOVE":
+		// (Its source exists: checkFS answered 404 before.) The
+		// destination's parent must be a collection.
+		if q.dst == "" || q.dst == "/" {
+			return 0, nil
+		}
+		return noParent(q, fsys, q.dst)
 	case "LOCK":
 	default:
 		return 0, nil
@@ -123,14 +131,20 @@ func failsAnyway(r *http.Request, q *request, fsys *fileSystem, fi *fileInfo, ex
 	if exists || q.path == "/" {
 		return 0, nil
 	}
-	parent, err := fsys.stat(q, path.Dir(q.path))
+	return noParent(q, fsys, q.path)
+}
+
+// noParent returns 409 (and why) where p's parent is no collection, 0
+// where it is one.
+func noParent(q *request, fsys *fileSystem, p string) (int, error) {
+	parent, err := fsys.stat(q, path.Dir(p))
 	switch {
 	case err == nil && parent.IsDir():
 		return 0, nil
 	case err == nil:
-		return http.StatusConflict, fmt.Errorf("%s is a file, not a collection", path.Dir(q.path))
+		return http.StatusConflict, fmt.Errorf("%s is a file, not a collection", path.Dir(p))
 	case errors.Is(err, fs.ErrNotExist):
-		return http.StatusConflict, fmt.Errorf("%w: %s", errNoParent, path.Dir(q.path))
+		return http.StatusConflict, fmt.Errorf("%w: %s", errNoParent, path.Dir(p))
 	}
 	return statusFor(err, http.StatusServiceUnavailable), fmt.Errorf("its parent collection: %w", err)
 }

@@ -76,6 +76,8 @@ func TestConditionsIgnoredWhereItFailsAnyway(t *testing.T) {
 		{"PUT of a collection, If-Match: a tag", "PUT", "/dc", []string{"If-Match", `"x"`}, http.StatusMethodNotAllowed},
 		{"PUT into a missing collection, If-Match: *", "PUT", "/nodir/f", []string{"If-Match", "*"}, http.StatusConflict},
 		{"PUT below a file, If-Unmodified-Since 2000", "PUT", "/f/g", []string{"If-Unmodified-Since", "Sat, 01 Jan 2000 00:00:00 GMT"}, http.StatusConflict},
+		{"COPY into a missing collection, If-None-Match: * (the source exists)", "COPY", "/f", []string{"Destination", e.URL + "/nodir/g", "If-None-Match", "*"}, http.StatusConflict},
+		{"MOVE below a file, If-Match: a tag", "MOVE", "/dc", []string{"Destination", e.URL + "/f/g", "If-Match", `"x"`}, http.StatusConflict},
 		{`PUT If-Match: "zz", * (no wildcard in a list)`, "PUT", "/f", []string{"If-Match", `"zz", *`}, http.StatusPreconditionFailed},
 	} {
 		e.do(t, "alice", c.method, c.p, strings.NewReader("changed"), c.hdr...).want(t, c.what, c.status)

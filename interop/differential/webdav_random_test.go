@@ -212,7 +212,8 @@ func genDAVRandOps(seed uint64, n int, skip map[string]bool) []davRandOp {
 			// side has its own): create only, replace only, a tag that
 			// matches nothing.
 			if rng.IntN(6) == 0 {
-				c := pick("If-None-Match: *", "If-Match: *", `If-Match: "nope"`, `If-None-Match: "nope"`, "If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT")
+				c := pick("If-None-Match: *", "If-Match: *", `If-Match: "nope"`, `If-None-Match: "nope"`, "If-Unmodified-Since: Sat, 01 Jan 2000 00:00:00 GMT",
+					"If-Match: ETAG", "If-None-Match: ETAG")
 				k, v, _ := strings.Cut(c, ": ")
 				o.hdr = append(o.hdr, k, v)
 			}
@@ -237,6 +238,11 @@ func (o davRandOp) exec(s *davSide, root string) string {
 		hdr = append(hdr, "Destination", davURLPath(root, o.path2))
 	}
 	hdr = append(hdr, o.hdr...)
+	for i := 1; i < len(hdr); i += 2 {
+		if hdr[i] == "ETAG" {
+			hdr[i] = s.etag(path.Join(root, path.Clean("/"+o.path)))
+		}
+	}
 	var a string
 	switch o.kind {
 	case "GET":
@@ -270,6 +276,21 @@ func (o davRandOp) exec(s *davSide, root string) string {
 		a = davStatus(o.kind, p, o.data, hdr...)(s)
 	}
 	return strings.ReplaceAll(a, root, "/ROOT")
+}
+
+// etag is the side's ETag of p (a path below the user's "/"), read by a
+// HEAD once its mtime is set back on disk (aged: Apache's ETag of a file
+// changed within the second is weak), or "\"none\"" where the HEAD
+// gives none (nothing there; a collection on upgate).
+func (s *davSide) etag(p string) string {
+	if fi, err := os.Lstat(filepath.Join(s.dir, filepath.FromSlash(p))); err == nil && fi.Mode().IsRegular() {
+		s.aged(p)
+	}
+	_, h, _ := s.do("HEAD", (&url.URL{Path: p}).EscapedPath(), "")
+	if e := h.Get("ETag"); e != "" {
+		return e
+	}
+	return `"none"`
 }
 
 // davRandRunner runs sequences on both sides.
