@@ -28,3 +28,31 @@ func BenchmarkPropfind(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConditionalPut: a save guarded by If-Match (the ETag read
+// before) against the same save without it; the precondition costs one
+// lookup of the file before the upload.
+func BenchmarkConditionalPut(b *testing.B) {
+	e := start(b, nil)
+	e.do(b, "alice", "PUT", "/f", strings.NewReader("data")).want(b, "PUT /f", http.StatusCreated)
+	for _, guarded := range []bool{false, true} {
+		name := "plain"
+		if guarded {
+			name = "if-match"
+		}
+		b.Run(name, func(b *testing.B) {
+			etag := e.do(b, "alice", "HEAD", "/f", nil).Header.Get("ETag")
+			for b.Loop() {
+				var hdr []string
+				if guarded {
+					hdr = []string{"If-Match", etag}
+				}
+				r := e.do(b, "alice", "PUT", "/f", strings.NewReader("data"), hdr...)
+				if r.Status != http.StatusNoContent {
+					b.Fatalf("PUT /f: %d %s", r.Status, r.Body)
+				}
+				etag = r.Header.Get("ETag")
+			}
+		})
+	}
+}

@@ -2,6 +2,8 @@ package webdav_test
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -86,4 +88,30 @@ func TestConditionsIgnoredWhereItFailsAnyway(t *testing.T) {
 	}
 	e.do(t, "alice", "PUT", "/f", strings.NewReader("new"), "If-None-Match", `"zz", *`).want(t, `PUT If-None-Match: "zz", *`, http.StatusNoContent)
 	wantFile(t, e, "alice", "f", []byte("new"))
+}
+
+// TestConditionsBelowALinkToACollection: a new name below a symbolic
+// link to a collection is made through the link, with or without a
+// precondition; failsAnyway took the link for a file (409). And an
+// UNLOCK of a lock whose root is gone goes through with a precondition
+// that holds, as without one. (A review.)
+func TestConditionsBelowALinkToACollection(t *testing.T) {
+	e := start(t, nil)
+	e.do(t, "alice", "MKCOL", "/dc", nil).want(t, "MKCOL /dc", http.StatusCreated)
+	if err := os.Symlink("dc", filepath.Join(e.UserDir("alice"), "ld")); err != nil {
+		t.Fatal(err)
+	}
+	e.do(t, "alice", "PUT", "/ld/new", strings.NewReader("through"), "If-None-Match", "*").want(t, "PUT /ld/new If-None-Match: *", http.StatusCreated)
+	wantFile(t, e, "alice", "dc/new", []byte("through"))
+	e.do(t, "alice", "MKCOL", "/ld/nd", nil, "If-None-Match", "*").want(t, "MKCOL /ld/nd If-None-Match: *", http.StatusCreated)
+	if fi, err := os.Stat(filepath.Join(e.UserDir("alice"), "dc", "nd")); err != nil || !fi.IsDir() {
+		t.Fatalf("dc/nd: %v", err)
+	}
+
+	e.do(t, "alice", "PUT", "/gone", strings.NewReader("x")).want(t, "PUT /gone", http.StatusCreated)
+	tok := e.lock(t, "alice", "/gone", "0")
+	if err := os.Remove(filepath.Join(e.UserDir("alice"), "gone")); err != nil {
+		t.Fatal(err)
+	}
+	e.do(t, "alice", "UNLOCK", "/gone", nil, "Lock-Token", "<"+tok+">", "If-None-Match", "*").want(t, "UNLOCK of a removed root, If-None-Match: *", http.StatusNoContent)
 }

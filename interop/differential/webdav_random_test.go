@@ -466,13 +466,19 @@ func davRandRow(o davRandOp, dir, ref, ug string) string {
 	hasCond := slices.Contains(o.hdr, "If-Match") || slices.Contains(o.hdr, "If-None-Match") || slices.Contains(o.hdr, "If-Unmodified-Since")
 	done := ug == "201" || ug == "204"
 	switch {
-	case hasCond && ref == "412" && done && copyMove && davCondHolds(o.hdr):
-		// (Only a condition the existing source meets: upgate must
-		// refuse the others.)
+	case hasCond && ref == "412" && done && copyMove && davCondHolds(o.hdr) && !slices.Contains(o.hdr, "If-None-Match") &&
+		kind(o.path2) == "missing":
+		// (Only an If-Match: * the existing source meets, where the
+		// destination does not exist: upgate must refuse the others, and
+		// Apache's 412 must come from the destination; a review.)
 		return whyDAVCondDestination
 	case hasCond && ref == "412" && done && slices.Contains(o.hdr, "If-Unmodified-Since") && kind(o.path) == "missing":
 		return whyDAVCondNew
-	case hasCond && (ref == "412") != (ug == "412") && strings.HasPrefix(ref, "4") && strings.HasPrefix(ug, "4"):
+	case hasCond && ref == "412" && (ug == "409" || ug == "403" || ug == "423"),
+		hasCond && ug == "412" && ref == "400":
+		// The pairs seen (a review counted them): Apache's precondition
+		// before a new name's parent (409), the nesting (403), a lock
+		// (423); its 400 of a path below a file before upgate's 412.
 		return whyDAVCheckOrder
 	}
 	switch {
