@@ -130,6 +130,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, err := fsys.stat(q, p)
 		return err == nil
 	})
+	locks.etag = func(p string) string {
+		fi, err := fsys.stat(q, p)
+		if err != nil || fi.IsDir() {
+			return ""
+		}
+		etag, _ := etagOf(r.Context(), fi)
+		return etag
+	}
 	h := &dav.Handler{
 		FileSystem: fsys,
 		LockSystem: locks,

@@ -177,7 +177,7 @@ func (u *userLocks) Unlock(now time.Time, token string) error {
 //     an UNLOCK and other requests with its token go on meanwhile.
 //
 // The tokens a request brings are every one its If header names, in
-// whatever list.
+// whatever list, but under Not.
 type requestLocks struct {
 	*userLocks
 	q      *request
@@ -185,6 +185,10 @@ type requestLocks struct {
 	// exists reports whether p names something now (one agent call,
 	// made only where a depth-0 lock on its collection asks).
 	exists func(p string) bool
+	// etag is p's ETag, "" where p names nothing or a collection (one
+	// agent call, made only for an If list with an entity tag); nil
+	// matches no tag.
+	etag func(p string) string
 }
 
 // forRequest returns user's lock system as the request q meets it; ifHdr
@@ -192,7 +196,7 @@ type requestLocks struct {
 func (l *lockSystems) forRequest(user string, q *request, ifHdr string, exists func(string) bool) *requestLocks {
 	var tokens []string
 	for rest := ifHdr; ; {
-		_, after, ok := strings.Cut(rest, "<")
+		before, after, ok := strings.Cut(rest, "<")
 		if !ok {
 			break
 		}
@@ -200,7 +204,11 @@ func (l *lockSystems) forRequest(user string, q *request, ifHdr string, exists f
 		if !ok {
 			break
 		}
-		tokens = append(tokens, tok)
+		if !strings.HasSuffix(strings.TrimSpace(before), "Not") {
+			// (A token under Not is not brought: "Not <t>" says
+			// the resource is not locked with it.)
+			tokens = append(tokens, tok)
+		}
 		rest = after2
 	}
 	return &requestLocks{userLocks: l.forUser(user), q: q, tokens: tokens, exists: exists}
@@ -215,8 +223,22 @@ func (r *requestLocks) Create(now time.Time, details dav.LockDetails) (string, e
 	return r.userLocks.Create(now, details)
 }
 
-// Confirm implements dav.LockSystem, for a request with an If header.
+// Confirm implements dav.LockSystem, for a request with an If header:
+// x/net/webdav asks it of each of the header's lists in turn (RFC 4918
+// 10.4: the lists are an OR), with the list's resource (its tag, or the
+// Request-URI; "" for a COPY's untagged list) and the request's
+// destination. A list's conditions are an AND: its Not and entity-tag
+// conditions are asked of its resource here (x/net/webdav's memLS read
+// neither, and took a list for an OR of its tokens: litmus's
+// fail_complex_cond_put), its tokens by confirm.
 func (r *requestLocks) Confirm(now time.Time, name0, name1 string, conditions ...dav.Condition) (func(), error) {
+	res := name0
+	if res == "" && r.q != nil {
+		res = r.q.path
+	}
+	if !r.listHolds(now, cleanPath(res), conditions) {
+		return nil, dav.ErrConfirmationFailed
+	}
 	for i, n := range []*string{&name0, &name1} {
 		if *n == "" {
 			continue
@@ -256,9 +278,39 @@ func (r *requestLocks) Confirm(now time.Time, name0, name1 string, conditions ..
 	return func() {}, nil
 }
 
-// confirm is memLS's Confirm without its hold: each of names that is not
-// "" must be locked by a live lock whose token conditions name (its root,
-// or below an infinite one). memLS holds the lock for the request's
+// listHolds reports whether the Not and entity-tag conditions of an If
+// list hold for the resource p: a Not <token> where that token's lock
+// does not cover p, an entity tag equal to p's ETag (weakly compared;
+// none where p names nothing or a collection), and its Not where it
+// differs. A list's tokens are confirm's.
+func (r *requestLocks) listHolds(now time.Time, p string, conditions []dav.Condition) bool {
+	etag, looked := "", false
+	for _, c := range conditions {
+		switch {
+		case c.ETag != "":
+			if !looked && r.etag != nil {
+				etag, looked = r.etag(p), true
+			}
+			same := etag != "" && strings.TrimPrefix(c.ETag, "W/") == strings.TrimPrefix(etag, "W/")
+			if same == c.Not {
+				return false
+			}
+		case c.Not:
+			r.userLocks.mu.Lock()
+			l, ok := r.userLocks.held[c.Token]
+			r.userLocks.mu.Unlock()
+			if ok && l.covers(now, p) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// confirm is memLS's Confirm without its hold: each token conditions
+// name (but a Not one) must be a live lock that covers one of names (its
+// root, or below an infinite one), and each of names that is not "" and
+// is locked must be covered by one of them. memLS holds the lock for the request's
 // duration, and meanwhile a refresh of it answered 500 (x/net/webdav's
 // answer to memLS's ErrLocked), an UNLOCK 423, and a second request with
 // its token 412 (memLS looks past a held lock): a client uploading with
@@ -270,15 +322,33 @@ func (r *requestLocks) Confirm(now time.Time, name0, name1 string, conditions ..
 func (u *userLocks) confirm(now time.Time, conditions []dav.Condition, names ...string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	var paths []string
 	for _, n := range names {
-		if n == "" {
-			continue
+		if n != "" {
+			paths = append(paths, cleanPath(n))
 		}
-		p := cleanPath(n)
-		if !slices.ContainsFunc(conditions, func(c dav.Condition) bool {
-			l, ok := u.held[c.Token]
-			return ok && l.covers(now, p)
-		}) {
+	}
+	coversOne := func(tok string) bool {
+		l, ok := u.held[tok]
+		return ok && slices.ContainsFunc(paths, func(p string) bool { return l.covers(now, p) })
+	}
+	for _, c := range conditions {
+		if c.Token != "" && !c.Not && !coversOne(c.Token) {
+			return dav.ErrConfirmationFailed // a token that locks none of them
+		}
+	}
+	for _, p := range paths {
+		locked, vouched := false, false
+		for tok, l := range u.held {
+			if !l.covers(now, p) {
+				continue
+			}
+			locked = true
+			if slices.ContainsFunc(conditions, func(c dav.Condition) bool { return !c.Not && c.Token == tok }) {
+				vouched = true
+			}
+		}
+		if locked && !vouched {
 			return dav.ErrConfirmationFailed
 		}
 	}
@@ -384,7 +454,7 @@ func (r *requestLocks) byParentLock(now time.Time, p string, conditions []dav.Co
 		if l.covers(now, p) {
 			return false // p is locked itself: memLS judges its token
 		}
-		if now.Before(l.end) && l.root == parent && l.zeroDepth && slices.ContainsFunc(conditions, func(c dav.Condition) bool { return c.Token == tok }) {
+		if now.Before(l.end) && l.root == parent && l.zeroDepth && slices.ContainsFunc(conditions, func(c dav.Condition) bool { return !c.Not && c.Token == tok }) {
 			found = true
 		}
 	}

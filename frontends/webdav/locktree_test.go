@@ -211,3 +211,41 @@ func TestLockUsedByARequestInProgress(t *testing.T) {
 	e.do(t, "alice", "UNLOCK", "/d", nil, "Lock-Token", "<"+tok+">").want(t, "UNLOCK /d", http.StatusNoContent)
 	e.do(t, "alice", "PUT", "/d/nolock", strings.NewReader("x")).want(t, "a PUT into /d once unlocked", http.StatusCreated)
 }
+
+// TestIfListsAreConditions: an If header's lists are an OR, and each
+// list's conditions an AND (RFC 4918 10.4), with Not and entity tags as
+// the RFC reads them; x/net/webdav's memLS took a list for an OR of its
+// tokens and read neither Not nor tags (litmus's fail_complex_cond_put).
+// A token under Not is not brought: it does not open a locked
+// collection to a new member.
+func TestIfListsAreConditions(t *testing.T) {
+	e := start(t, nil)
+	e.do(t, "alice", "PUT", "/f", strings.NewReader("v1")).want(t, "PUT /f", http.StatusCreated)
+	tok := e.lock(t, "alice", "/f", "0")
+	etag := e.do(t, "alice", "HEAD", "/f", nil).Header.Get("ETag")
+	for _, c := range []struct {
+		ifHdr  string
+		status int
+	}{
+		{"(<" + tok + `> ["wrong"])`, http.StatusPreconditionFailed},                     // the tag fails the list
+		{"(Not <" + tok + ">)", http.StatusPreconditionFailed},                           // /f is locked with it
+		{"(<" + tok + `> ["wrong"]) (Not <` + tok + ">)", http.StatusPreconditionFailed}, // litmus's
+		{"(<" + tok + "> [" + etag + "])", http.StatusNoContent},
+		{"(<" + tok + ">) (Not <DAV:no-lock>)", http.StatusNoContent},
+		{"(<" + tok + "> Not <DAV:no-lock>)", http.StatusNoContent},
+	} {
+		e.do(t, "alice", "PUT", "/f", strings.NewReader("v"), "If", c.ifHdr).want(t, "PUT /f If: "+c.ifHdr, c.status)
+	}
+	// An unlocked file: a list that holds needs no token.
+	e.do(t, "alice", "PUT", "/g", strings.NewReader("g"), "If", "(Not <DAV:no-lock>)").want(t, "PUT /g If: (Not <DAV:no-lock>)", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/g", strings.NewReader("g2"), "If", "(<DAV:no-lock>)").want(t, "PUT /g If: (<DAV:no-lock>)", http.StatusPreconditionFailed)
+	wantFile(t, e, "alice", "g", []byte("g"))
+
+	e.do(t, "alice", "MKCOL", "/d", nil).want(t, "MKCOL /d", http.StatusCreated)
+	dtok := e.lock(t, "alice", "/d", "0")
+	if r := e.do(t, "alice", "PUT", "/d/new", strings.NewReader("n"), "If", "(Not <"+dtok+">)"); r.Status < 400 {
+		t.Fatalf("PUT /d/new with /d's token under Not: %d, want a refusal", r.Status)
+	}
+	wantOnly(t, e, "alice", "d", "f", "g")
+	e.do(t, "alice", "PUT", "/d/new", strings.NewReader("n"), "If", "(<"+dtok+">)").want(t, "PUT /d/new with /d's token", http.StatusCreated)
+}

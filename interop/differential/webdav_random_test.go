@@ -206,7 +206,9 @@ func genDAVRandOps(seed uint64, n int, skip map[string]bool) []davRandOp {
 			// The side's last lock token, where one may be needed (or
 			// is stale, or never was: "(<>)").
 			if rng.IntN(4) == 0 {
-				o.hdr = append(o.hdr, "If", "(<TOKEN>)")
+				// Or a list of two conditions (an AND), or two lists (an
+				// OR), with a Not.
+				o.hdr = append(o.hdr, "If", pick("(<TOKEN>)", "(<TOKEN>)", "(<TOKEN>)", "(Not <TOKEN>)", "(<TOKEN>) (Not <DAV:no-lock>)", "(<TOKEN> Not <DAV:no-lock>)"))
 			}
 			// A precondition of RFC 9110 13.1 that needs no ETag (each
 			// side has its own): create only, replace only, a tag that
@@ -483,6 +485,7 @@ func davRandRow(o davRandOp, dir, ref, ug string) string {
 	}
 	switch {
 	case ug == "412" && hasIf && strings.HasPrefix(ref, "4") && ref != "412",
+		ug == "412" && hasIf && ref == "207", // an If list that does not hold, against Apache's lock refusal
 		ref == "412" && ug == "403" && hasIf && copyMove,
 		(ref == "423" || ref == "424") && strings.HasPrefix(ug, "4") && ug != "423" && ug != "412",
 		ug == "423" && strings.HasPrefix(ref, "4") && ref != "423" && ref != "424",
