@@ -233,12 +233,12 @@ func TestCurlMethods(t *testing.T) {
 // not listed. Any other failure fails TestLitmus, and so does one of these
 // passing (the list is then stale).
 var litmusExpected = map[string]string{
-	"props/propfind_invalid2":     "x/net/webdav accepts an undeclared namespace prefix in a PROPFIND body",
-	"props/propset":               "no dead property is stored: PROPPATCH sets only mtimes (see the README)",
-	"props/propmanyns":            "no dead property is stored",
-	"props/propget":               "no dead property is stored",
-	"locks/owner_modify":          "no dead property is stored (the test PROPPATCHes one under a lock)",
-	"locks/lock_shared":           "x/net/webdav grants exclusive locks only (501)",
+	"props/propfind_invalid2": "x/net/webdav accepts an undeclared namespace prefix in a PROPFIND body",
+	"props/propset":           "no dead property is stored: PROPPATCH sets only mtimes (see the README)",
+	"props/propmanyns":        "no dead property is stored",
+	"props/propget":           "no dead property is stored",
+	"locks/owner_modify":      "no dead property is stored (the test PROPPATCHes one under a lock)",
+	"locks/lock_shared":       "x/net/webdav grants exclusive locks only (501)",
 }
 
 // TestLitmus runs litmus, the WebDAV server test suite (Debian's litmus
