@@ -137,7 +137,8 @@ const (
 		"or onto its own collection before the locks, where mod_dav checks the method first and the locks before " +
 		"the nesting; upgate ignores a failed precondition (If-Match, If-None-Match, If-Unmodified-Since) where the " +
 		"request fails anyway (RFC 9110 13.2.1: a missing parent, a path below a file), where mod_dav answers 412 " +
-		"before those checks of a new name, and evaluates it before the nesting refusals"
+		"before those checks of a new name, and evaluates it before the nesting refusals; an If list that does not " +
+		"hold (a Not of the lock's own token) is 412 on upgate before the lock it meets, which Apache answers 207"
 	whyDAVCondNew = "If-Unmodified-Since on a resource that does not exist is ignored (RFC 9110 13.1.4: it has no " +
 		"modification date), and the PUT or MKCOL goes on; Apache's mod_dav answers 412, as if the new name had been " +
 		"modified when the request came"
