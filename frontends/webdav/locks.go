@@ -194,24 +194,50 @@ type requestLocks struct {
 // forRequest returns user's lock system as the request q meets it; ifHdr
 // is its If header.
 func (l *lockSystems) forRequest(user string, q *request, ifHdr string, exists func(string) bool) *requestLocks {
+	return &requestLocks{userLocks: l.forUser(user), q: q, tokens: submittedTokens(ifHdr), exists: exists}
+}
+
+// submittedTokens are the lock tokens an If header submits (RFC 4918
+// 10.4.1): its state tokens, each a <...> inside a list's parentheses,
+// but one under Not (which says the resource is not locked with it). A
+// resource tag (a <URL> before a list) is none, nor is anything inside
+// an entity tag's [...]: the header's text once counted every <...> in
+// it, so that an ETag condition spelled with a lock's token submitted
+// that token (a review).
+func submittedTokens(ifHdr string) []string {
 	var tokens []string
-	for rest := ifHdr; ; {
-		before, after, ok := strings.Cut(rest, "<")
-		if !ok {
-			break
+	inList, not := false, false
+	for s := ifHdr; s != ""; {
+		switch c := s[0]; {
+		case c == '(':
+			inList, not = true, false
+			s = s[1:]
+		case c == ')':
+			inList = false
+			s = s[1:]
+		case c == '[':
+			_, rest, ok := strings.Cut(s, "]")
+			if !ok {
+				return tokens
+			}
+			s, not = rest, false
+		case c == '<':
+			tok, rest, ok := strings.Cut(s[1:], ">")
+			if !ok {
+				return tokens
+			}
+			if inList && !not {
+				tokens = append(tokens, tok)
+			}
+			s, not = rest, false
+		case inList && (strings.HasPrefix(s, "Not") || strings.HasPrefix(s, "not") || strings.HasPrefix(s, "NOT")):
+			not = true
+			s = s[3:]
+		default:
+			s = s[1:]
 		}
-		tok, after2, ok := strings.Cut(after, ">")
-		if !ok {
-			break
-		}
-		if !strings.HasSuffix(strings.TrimSpace(before), "Not") {
-			// (A token under Not is not brought: "Not <t>" says
-			// the resource is not locked with it.)
-			tokens = append(tokens, tok)
-		}
-		rest = after2
 	}
-	return &requestLocks{userLocks: l.forUser(user), q: q, tokens: tokens, exists: exists}
+	return tokens
 }
 
 // Create implements dav.LockSystem: a write's temporary lock, and a
@@ -239,12 +265,14 @@ func (r *requestLocks) Confirm(now time.Time, name0, name1 string, conditions ..
 	if !r.listHolds(now, cleanPath(res), conditions) {
 		return nil, dav.ErrConfirmationFailed
 	}
+	tagged := ""
 	for i, n := range []*string{&name0, &name1} {
 		if *n == "" {
 			continue
 		}
 		p := cleanPath(*n)
 		if i == 0 && r.q != nil && r.q.method != "COPY" && p != r.q.path {
+			tagged = p
 			// A tagged list (If: <url> (...)) names another resource:
 			// x/net/webdav confirms it in place of the request's own
 			// path, which no lock then guarded (a PUT or DELETE of a
@@ -272,7 +300,21 @@ func (r *requestLocks) Confirm(now time.Time, name0, name1 string, conditions ..
 			*n = ""
 		}
 	}
-	if err := r.userLocks.confirm(now, conditions, name0, name1); err != nil {
+	// The tokens a list names may lock any path the request changes,
+	// or the resource a tag names; a COPY's source too, whose
+	// Request-URI an untagged list is (RFC 4918 10.4.1).
+	locks := []string{name0, name1}
+	if name0 == "" && r.q != nil {
+		locks[0] = r.q.path
+	}
+	// The paths it changes must have the tokens of the locks on them
+	// submitted, in whatever list of the header (10.4.1); the tagged
+	// resource is only named.
+	changes := []string{name0, name1}
+	if tagged != "" {
+		changes[0] = ""
+	}
+	if err := r.userLocks.confirm(now, conditions, r.tokens, locks, changes); err != nil {
 		return nil, err
 	}
 	return func() {}, nil
@@ -307,49 +349,47 @@ func (r *requestLocks) listHolds(now time.Time, p string, conditions []dav.Condi
 	return true
 }
 
-// confirm is memLS's Confirm without its hold: each token conditions
-// name (but a Not one) must be a live lock that covers one of names (its
-// root, or below an infinite one), and each of names that is not "" and
-// is locked must be covered by one of them. memLS holds the lock for the request's
+// confirm is memLS's Confirm without its hold, for one If list
+// (conditions): each token it names (but a Not one) must be a live lock
+// that covers one of the paths locks names (its root, or below an
+// infinite one), and each of the paths changes names that is locked
+// must have that lock's token among tokens, the ones the whole If header
+// submits (RFC 4918 10.4.1; a list's Not and entity-tag conditions are
+// listHolds'). "" names no path. memLS held the lock for the request's
 // duration, and meanwhile a refresh of it answered 500 (x/net/webdav's
 // answer to memLS's ErrLocked), an UNLOCK 423, and a second request with
 // its token 412 (memLS looks past a held lock): a client uploading with
 // its lock could neither refresh it nor upload two files at once into a
 // collection it locked. A lock database knows no holder on Apache
 // either: a request that confirmed a lock goes on if the lock ends
-// meanwhile. Like memLS, it reads only a condition's token (not Not,
-// nor an ETag).
-func (u *userLocks) confirm(now time.Time, conditions []dav.Condition, names ...string) error {
+// meanwhile.
+func (u *userLocks) confirm(now time.Time, conditions []dav.Condition, tokens, locks, changes []string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	var paths []string
-	for _, n := range names {
-		if n != "" {
-			paths = append(paths, cleanPath(n))
+	clean := func(names []string) []string {
+		var out []string
+		for _, n := range names {
+			if n != "" {
+				out = append(out, cleanPath(n))
+			}
 		}
+		return out
 	}
-	coversOne := func(tok string) bool {
-		l, ok := u.held[tok]
-		return ok && slices.ContainsFunc(paths, func(p string) bool { return l.covers(now, p) })
-	}
+	lockable, changed := clean(locks), clean(changes)
 	for _, c := range conditions {
-		if c.Token != "" && !c.Not && !coversOne(c.Token) {
+		if c.Token == "" || c.Not {
+			continue
+		}
+		l, ok := u.held[c.Token]
+		if !ok || !slices.ContainsFunc(lockable, func(p string) bool { return l.covers(now, p) }) {
 			return dav.ErrConfirmationFailed // a token that locks none of them
 		}
 	}
-	for _, p := range paths {
-		locked, vouched := false, false
+	for _, p := range changed {
 		for tok, l := range u.held {
-			if !l.covers(now, p) {
-				continue
+			if l.covers(now, p) && !slices.Contains(tokens, tok) {
+				return dav.ErrConfirmationFailed
 			}
-			locked = true
-			if slices.ContainsFunc(conditions, func(c dav.Condition) bool { return !c.Not && c.Token == tok }) {
-				vouched = true
-			}
-		}
-		if locked && !vouched {
-			return dav.ErrConfirmationFailed
 		}
 	}
 	return nil

@@ -236,6 +236,31 @@ func TestIfListsAreConditions(t *testing.T) {
 	} {
 		e.do(t, "alice", "PUT", "/f", strings.NewReader("v"), "If", c.ifHdr).want(t, "PUT /f If: "+c.ifHdr, c.status)
 	}
+	// A token is submitted only as a state token: not inside an entity
+	// tag, not as a resource tag (a review: each let a write through a
+	// lock whose token only appeared there).
+	e.do(t, "alice", "MKCOL", "/t", nil).want(t, "MKCOL /t", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/t/f", strings.NewReader("t")).want(t, "PUT /t/f", http.StatusCreated)
+	ttok := e.lock(t, "alice", "/t/f", "0")
+	for _, c := range []struct{ method, p, ifHdr string }{
+		{"PUT", "/f", "<" + e.URL + `/u> (Not <DAV:no-lock> Not ["<` + tok + `>"])`},
+		{"DELETE", "/t", `(Not <DAV:no-lock> Not ["<` + ttok + `>"])`},
+		{"DELETE", "/t", "<" + ttok + "> (Not <DAV:no-lock>) <" + e.URL + "/t> (Not <DAV:no-lock>)"},
+	} {
+		if r := e.do(t, "alice", c.method, c.p, strings.NewReader("x"), "If", c.ifHdr); r.Status < 400 {
+			t.Fatalf("%s %s If: %s: %d, want a refusal", c.method, c.p, c.ifHdr, r.Status)
+		}
+		wantFile(t, e, "alice", "t/f", []byte("t"))
+	}
+	// A token submitted in a list that fails is submitted all the same
+	// (RFC 4918 10.4.1), a tagged list that names another locked
+	// resource only names it, and a COPY's untagged list is its
+	// source's.
+	e.do(t, "alice", "PUT", "/f", strings.NewReader("v1"), "If", "(<"+tok+`> ["bogus"]) (Not <DAV:no-lock>)`).want(t, "PUT /f, its token in the failing list", http.StatusNoContent)
+	fEtag := e.do(t, "alice", "HEAD", "/f", nil).Header.Get("ETag")
+	e.do(t, "alice", "PUT", "/u", strings.NewReader("u"), "If", "<"+e.URL+"/f> (["+fEtag+"])").want(t, "PUT /u, a list tagged with /f's ETag", http.StatusCreated)
+	e.do(t, "alice", "COPY", "/f", nil, "Destination", e.URL+"/f2", "If", "(<"+tok+">)").want(t, "COPY /f with its own token", http.StatusCreated)
+
 	// An unlocked file: a list that holds needs no token.
 	e.do(t, "alice", "PUT", "/g", strings.NewReader("g"), "If", "(Not <DAV:no-lock>)").want(t, "PUT /g If: (Not <DAV:no-lock>)", http.StatusCreated)
 	e.do(t, "alice", "PUT", "/g", strings.NewReader("g2"), "If", "(<DAV:no-lock>)").want(t, "PUT /g If: (<DAV:no-lock>)", http.StatusPreconditionFailed)
@@ -246,6 +271,6 @@ func TestIfListsAreConditions(t *testing.T) {
 	if r := e.do(t, "alice", "PUT", "/d/new", strings.NewReader("n"), "If", "(Not <"+dtok+">)"); r.Status < 400 {
 		t.Fatalf("PUT /d/new with /d's token under Not: %d, want a refusal", r.Status)
 	}
-	wantOnly(t, e, "alice", "d", "f", "g")
+	wantOnly(t, e, "alice", "d", "f", "f2", "g", "t", "u")
 	e.do(t, "alice", "PUT", "/d/new", strings.NewReader("n"), "If", "(<"+dtok+">)").want(t, "PUT /d/new with /d's token", http.StatusCreated)
 }
