@@ -126,7 +126,8 @@ const (
 		"only a collection's, and for a file's deletes the destination, the source with it, then answers 500"
 	whyDAVMoveNoParent = "a MOVE, or a collection's COPY, whose destination's parent collection is missing answers " +
 		"409 Conflict, as RFC 4918 9.8.5 and 9.9.4 name it (and as both servers answer a file's COPY); Apache's " +
-		"mod_dav_fs answers the MOVE 500 and the COPY 403"
+		"mod_dav_fs answers the MOVE 500 and the COPY 403 (and a MOVE that brought its source's lock token has ended " +
+		"that lock by then)"
 	whyDAVNotACollection = "a path below a file, or a file's URL ending in / (which names a collection, RFC 4918 5.2), " +
 		"names nothing: 404 Not Found, as for any missing path, as the kernel's ENOTDIR means, and as Apache answers " +
 		"a GET of it; Apache's mod_dav_fs answers its other methods 400 Bad Request, which a client takes for a " +

@@ -390,8 +390,11 @@ func (r *davRandRunner) run(name string, ops []davRandOp) randResult {
 // collection that holds it, which deletes both, so that the runs part.
 func davRandDeliberate(o davRandOp, dir, ref, ug string) (why string, diverged bool) {
 	why = davRandRow(o, dir, ref, ug)
+	// (Apache's MOVE that fails with 500 into a missing collection has
+	// ended the locks on its source by then: seeds 6951, 7957.)
 	return why, why == whyDAVDstHoldsSource || why == whyDAVLockNull || why == whyDAVIfUntagged ||
-		why == whyDAVCondNew || why == whyDAVCondDestination
+		why == whyDAVCondNew || why == whyDAVCondDestination ||
+		why == whyDAVMoveNoParent && ref == "500" && slices.Contains(o.hdr, "If")
 }
 
 // davSlash reports whether the URL path p names a collection: it ends in
