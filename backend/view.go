@@ -375,11 +375,6 @@ func (v *View) untrack(f *viewFile) {
 	v.untrackLocked(f)
 }
 
-// discard unlinks the uploads at p and forgets every writer there: p now
-// names something else (or nothing), and those files keep writing into
-// what p used to be.
-func (v *View) discard(p string) error { return v.drop(p, nil) }
-
 // supersede discards the session's uploads at p for a newer truncating
 // open of p, newer, and the handles that wrote them (the upload's own,
 // and those opened into its data: Reopen) follow the newer one: each
@@ -473,11 +468,12 @@ func (v *View) dropSome(p string, newer afero.File, ws []*viewFile) error {
 // truncating open of its path in the same session superseded.
 var errSuperseded = errors.New("this upload was superseded by a newer upload of the same path in this session; the write is not kept")
 
-// discardUnder does discard for p and every path below it.
-func (v *View) discardUnder(p string) error {
+// dropAll does dropSome for each path of ws and the writers there (as
+// writersUnder found them), and returns the first error.
+func (v *View) dropAll(ws map[string][]*viewFile) error {
 	var first error
-	for q := range v.writersUnder(p) {
-		if err := v.discard(q); err != nil && first == nil {
+	for q, w := range ws {
+		if err := v.dropSome(q, nil, w); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -253,8 +253,9 @@ func (v *View) remove(name string, remove func(string) error) error {
 // RemoveAll implements afero.Fs.
 func (v *View) RemoveAll(name string) error {
 	p := userPath(name)
-	v.markGone(v.writersUnder(p))
-	if err := v.discardUnder(p); err != nil {
+	gone := v.writersUnder(p)
+	v.markGone(gone)
+	if err := v.dropAll(gone); err != nil {
 		return err
 	}
 	if err := v.Fs.RemoveAll(name); err != nil {

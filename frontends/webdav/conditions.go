@@ -93,13 +93,13 @@ func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) 
 // whatever its preconditions say, for a reason x/net/webdav would answer
 // next (a MOVE's or COPY's missing source checkFS answered before): a
 // DELETE or PROPPATCH of nothing (404; an UNLOCK of nothing may end a
-// lock whose root is gone), a DELETE of a collection with a Depth other than
-// infinity (400), a MKCOL of something (405), a PUT of a collection
+// lock whose root is gone), a DELETE of a collection with a Depth other
+// than infinity (400), a MKCOL of something (405), a PUT of a collection
 // (405), a PUT, MKCOL or LOCK of a new name whose parent is no
 // collection (not a LOCK's refresh, which makes nothing), or a COPY or
-// MOVE whose destination's parent is none (409); 0 for any other. fi and exists are the Request-URI's
-// lookup; the parent's is one more lookup, only for a new name with
-// preconditions.
+// MOVE whose destination's parent is none (409); 0 for any other. fi and
+// exists are the Request-URI's lookup; the parent's is one more lookup,
+// made only for a request with preconditions.
 func failsAnyway(r *http.Request, q *request, fsys *fileSystem, fi *fileInfo, exists bool) (int, error) {
 	switch r.Method {
 	case "DELETE", "PROPPATCH":
@@ -107,7 +107,7 @@ func failsAnyway(r *http.Request, q *request, fsys *fileSystem, fi *fileInfo, ex
 		case !exists:
 			return http.StatusNotFound, errors.New("it does not exist")
 		case r.Method == "DELETE" && fi.IsDir() && q.depthNotInfinite:
-			return http.StatusBadRequest, errors.New("a DELETE of a collection must be Depth: infinity (RFC 4918 9.6.1), and removes all it holds")
+			return http.StatusBadRequest, errDeleteDepth
 		}
 		return 0, nil
 	case "MKCOL":

@@ -110,7 +110,7 @@ func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 	q := requestOf(ctx)
 	if q != nil && q.depthNotInfinite {
 		if fi, err := backend.Lstat(f.fs, p); err == nil && fi.IsDir() {
-			return &fs.PathError{Op: "remove", Path: p, Err: fmt.Errorf("%w: a DELETE of a collection must be Depth: infinity (RFC 4918 9.6.1), and removes all it holds", syscall.EINVAL)}
+			return &fs.PathError{Op: "remove", Path: p, Err: fmt.Errorf("%w: %w", syscall.EINVAL, errDeleteDepth)}
 		}
 	}
 	if q == nil || (q.method != "MOVE" && q.method != "COPY") || p != q.dst {
@@ -181,6 +181,11 @@ func (f *fileSystem) nested(q *request) error {
 	}
 	return nil
 }
+
+// errDeleteDepth refuses a DELETE of a collection with a Depth header
+// other than infinity (400): a client that sends one may not mean the
+// whole tree.
+var errDeleteDepth = errors.New("a DELETE of a collection must be Depth: infinity (RFC 4918 9.6.1), and removes all it holds")
 
 // errNoParent is a MOVE whose destination's parent collection is missing
 // (409, RFC 4918 9.9.4), told apart from a missing source (404).
