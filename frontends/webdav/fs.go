@@ -224,7 +224,30 @@ func (f *fileSystem) Rename(ctx context.Context, oldName, newName string) error 
 			return fmt.Errorf("%w: %w", errNoParent, err)
 		}
 	}
+	if err == nil {
+		f.moved(q, newName)
+	}
 	return err
+}
+
+// moved sets a MOVE's X-OC-Mtime on its destination, once it is there,
+// when that is a file (not a collection, not a link). The move is done
+// whatever happens here: a failure is logged, and the reply does not say
+// "X-OC-Mtime: accepted", so that a client that needs the time sets it
+// another way (rclone then sends a PROPPATCH).
+func (f *fileSystem) moved(q *request, p string) {
+	if q == nil || q.method != "MOVE" || p != q.dst || q.mtime.IsZero() {
+		return
+	}
+	fi, err := backend.Lstat(f.fs, p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return
+	}
+	if err := f.fs.Chtimes(p, q.mtime, q.mtime); err != nil {
+		f.log.Warn("webdav: MOVE: X-OC-Mtime not set on the destination", "path", p, "err", err)
+		return
+	}
+	q.mtimed = true
 }
 
 // restoreAside puts a MOVE's destination that RemoveAll moved aside back
@@ -350,9 +373,11 @@ func (f *fileSystem) OpenFile(ctx context.Context, name string, flag int, perm o
 		return nil, err
 	}
 	w := &writeFile{File: file, q: q}
-	if q != nil && q.method == http.MethodPut && p == q.path && !q.mtime.IsZero() {
-		// Set after the body, before the commit (Close): a write after
-		// it would move the mtime, as on a local file.
+	if q != nil && !q.mtime.IsZero() && (q.method == http.MethodPut && p == q.path || q.method == "COPY" && p == q.dst) {
+		// Set after the body (or the copy's data), before the commit
+		// (Close): a write after it would move the mtime, as on a
+		// local file. A COPY's collection gets none: its files are
+		// opened below it.
 		if _, ok := file.(backend.TimesSetter); !ok {
 			err := &fs.PathError{Op: "chtimes", Path: p, Err: errors.ErrUnsupported}
 			w.abort(err)

@@ -34,9 +34,11 @@ type request struct {
 	// dstSlash: the Destination's path ends in "/" once its
 	// dot-segments are gone: it names a collection (namesCollection).
 	dstSlash bool
-	deep     bool      // MOVE, or COPY of Depth infinity: a collection's members go too
-	mtime    time.Time // PUT: the X-OC-Mtime to set, zero if none
-	mtimed   bool      // the mtime was handed to the upload
+	deep     bool // MOVE, or COPY of Depth infinity: a collection's members go too
+	// mtime: the X-OC-Mtime to set on a PUT's file, or on a COPY's or
+	// MOVE's destination when that is a file; zero if none.
+	mtime  time.Time
+	mtimed bool // the mtime was handed to the upload, or set: "accepted"
 	// depthNotInfinite: a DELETE with a Depth header other than infinity.
 	depthNotInfinite bool
 	// replaced: a PUT whose path held a file, answered 204, not
@@ -180,14 +182,6 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 			q.fail(http.StatusBadRequest, fmt.Errorf("webdav: PUT %s: partial PUT (Content-Range) is not supported: send the whole file", q.path))
 			return false
 		}
-		if v := r.Header.Get("X-OC-Mtime"); v != "" {
-			t, err := parseUnixTime(v)
-			if err != nil {
-				q.fail(http.StatusBadRequest, fmt.Errorf("webdav: PUT %s: X-OC-Mtime %q: want seconds since 1970", q.path, v))
-				return false
-			}
-			q.mtime = t
-		}
 		q.body = &body{ReadCloser: r.Body, q: q, rc: rw.rc, progress: s.cfg.ProgressTimeout}
 	} else {
 		// PROPFIND, PROPPATCH and LOCK parse XML bodies; nothing else
@@ -195,6 +189,17 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 		q.body = &body{ReadCloser: http.MaxBytesReader(rw, r.Body, maxXMLBody), q: q, rc: rw.rc, progress: s.cfg.ProgressTimeout}
 	}
 	r.Body = q.body
+	if v := r.Header.Get("X-OC-Mtime"); v != "" && (r.Method == "PUT" || r.Method == "COPY" || r.Method == "MOVE") {
+		// ownCloud's, Nextcloud's and rclone's clients send it with an
+		// upload, and rclone's with a COPY or MOVE of a file as well
+		// (rclone serve webdav keeps a copy's time).
+		t, err := parseUnixTime(v)
+		if err != nil {
+			q.fail(http.StatusBadRequest, fmt.Errorf("webdav: %s %s: X-OC-Mtime %q: want seconds since 1970", r.Method, q.path, v))
+			return false
+		}
+		q.mtime = t
+	}
 	switch r.Method {
 	case "DELETE", "MOVE":
 		if q.path == "/" {

@@ -289,6 +289,53 @@ func TestMtime(t *testing.T) {
 		want(t, "PUT with a bad X-OC-Mtime", http.StatusBadRequest, "X-OC-Mtime")
 	wantMissing(t, e, "alice", "b.txt")
 
+	// rclone's webdav backend sends the source's time with a server-side
+	// COPY or MOVE of a file, and takes "accepted" for done (vendor
+	// rclone), or sets it with a PROPPATCH where that is missing
+	// (owncloud, nextcloud).
+	accepted := func(what string, r reply, want bool) {
+		t.Helper()
+		if got := r.Header.Get("X-OC-Mtime") == "accepted"; got != want {
+			t.Errorf("%s: reply X-OC-Mtime %q, want accepted %v", what, r.Header.Get("X-OC-Mtime"), want)
+		}
+	}
+	r = e.do(t, "alice", "COPY", "/a.txt", nil, "Destination", "/c.txt", "X-OC-Mtime", "1400000000")
+	r.want(t, "COPY with X-OC-Mtime", http.StatusCreated)
+	accepted("COPY", r, true)
+	wantMtime("c.txt", time.Unix(1400000000, 0))
+	wantMtime("a.txt", time.Unix(1600000000, 0))
+	r = e.do(t, "alice", "COPY", "/a.txt", nil, "Destination", "/c.txt", "X-OC-Mtime", "1300000000")
+	r.want(t, "COPY onto a file with X-OC-Mtime", http.StatusNoContent)
+	accepted("COPY onto a file", r, true)
+	wantMtime("c.txt", time.Unix(1300000000, 0))
+	r = e.do(t, "alice", "MOVE", "/c.txt", nil, "Destination", "/m.txt", "X-OC-Mtime", "1200000000")
+	r.want(t, "MOVE with X-OC-Mtime", http.StatusCreated)
+	accepted("MOVE", r, true)
+	wantMtime("m.txt", time.Unix(1200000000, 0))
+	wantMissing(t, e, "alice", "c.txt")
+	e.do(t, "alice", "COPY", "/a.txt", nil, "Destination", "/d.txt", "X-OC-Mtime", "soon").
+		want(t, "COPY with a bad X-OC-Mtime", http.StatusBadRequest, "X-OC-Mtime")
+	e.do(t, "alice", "MOVE", "/m.txt", nil, "Destination", "/d.txt", "X-OC-Mtime", "-1").
+		want(t, "MOVE with a bad X-OC-Mtime", http.StatusBadRequest, "X-OC-Mtime")
+	wantMissing(t, e, "alice", "d.txt")
+	wantMtime("m.txt", time.Unix(1200000000, 0))
+	// A collection's time is not a file's: a COPY or MOVE of one leaves
+	// it as the copy or move makes it, and does not say accepted.
+	e.do(t, "alice", "MKCOL", "/col", nil).want(t, "MKCOL", http.StatusCreated)
+	e.do(t, "alice", "PUT", "/col/f", strings.NewReader("f"), "X-OC-Mtime", "1100000000").want(t, "PUT into col", http.StatusCreated)
+	r = e.do(t, "alice", "COPY", "/col", nil, "Destination", "/col2", "X-OC-Mtime", "1000000000")
+	r.want(t, "COPY of a collection with X-OC-Mtime", http.StatusCreated)
+	accepted("COPY of a collection", r, false)
+	r = e.do(t, "alice", "MOVE", "/col2", nil, "Destination", "/col3", "X-OC-Mtime", "1000000000")
+	r.want(t, "MOVE of a collection with X-OC-Mtime", http.StatusCreated)
+	accepted("MOVE of a collection", r, false)
+	for _, name := range []string{"col3", "col3/f"} {
+		if fi, err := os.Stat(filepath.Join(e.UserDir("alice"), name)); err != nil || fi.ModTime().Equal(time.Unix(1000000000, 0)) {
+			t.Errorf("%s after a COPY and MOVE of its collection with X-OC-Mtime: %v, %v", name, fi, err)
+		}
+	}
+	wantMtime("a.txt", time.Unix(1600000000, 0))
+
 	// rclone's SetModTime (owncloud, nextcloud): PROPPATCH lastmodified.
 	body := `<?xml version="1.0" encoding="utf-8" ?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>` +
 		`<lastmodified xmlns="DAV:">1500000000</lastmodified></D:prop></D:set></D:propertyupdate>`

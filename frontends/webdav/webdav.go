@@ -25,6 +25,9 @@
 // Times. A PUT's X-OC-Mtime header (seconds since 1970, as ownCloud,
 // Nextcloud and rclone's webdav backend send it) sets the file's mtime
 // when the upload commits, and the reply says "X-OC-Mtime: accepted".
+// So does a COPY's or MOVE's, which rclone sends with the source's time,
+// on a destination that is a file (a copy's commits with it; a moved file
+// gets it once moved).
 // PROPPATCH sets the mtime from {DAV:}lastmodified (seconds, ownCloud's
 // spelling, which rclone uses to set a time later) and from
 // {urn:schemas-microsoft-com:}Win32LastModifiedTime (Windows Explorer).

@@ -27,12 +27,27 @@ import (
 
 // The rclone packages whose integration tests run against upgate, and the
 // remotes (sections of the rclone config file this test writes) they use.
+//
+// The WebDAV backend runs three times, once per vendor setting whose
+// requests differ: "other" (RFC 4918 alone: no times are kept, so the
+// suite skips its modtime tests), "rclone" (as against rclone serve
+// webdav: X-OC-Mtime on PUT, COPY and MOVE, taken as set when the reply
+// says accepted) and "owncloud" (X-OC-Mtime on PUT, PROPPATCH of
+// lastmodified for a time set later or not accepted, OC-Checksum
+// headers).
 const (
-	sftpPackage = "github.com/rclone/rclone/backend/sftp"
-	ftpPackage  = "github.com/rclone/rclone/backend/ftp"
-	sftpRemote  = "upgatesftp:"
-	ftpRemote   = "upgateftp:"
+	sftpPackage   = "github.com/rclone/rclone/backend/sftp"
+	ftpPackage    = "github.com/rclone/rclone/backend/ftp"
+	webdavPackage = "github.com/rclone/rclone/backend/webdav"
+	sftpRemote    = "upgatesftp:"
+	ftpRemote     = "upgateftp:"
 )
+
+// webdavVendors are the WebDAV backend's vendor settings the suite runs
+// with; the remote of each is "upgatedav" + vendor + ":".
+var webdavVendors = []string{"other", "rclone", "owncloud"}
+
+func webdavRemote(vendor string) string { return "upgatedav" + vendor + ":" }
 
 // Bounds. Only a hang gets near them: a suite runs for seconds (a quarter
 // of a minute against a -race upgate), and building its test binary takes
@@ -59,7 +74,8 @@ const sftpEncoding = "Slash,Ctl,Del,Dot"
 //	UPGATE_RCLONE_LOG_LEVEL=L    upgate's log.level (default info, which logs logins, transfers and
 //	                             failed calls; debug adds each connection)
 //	UPGATE_RCLONE_RUN=REGEXP     passed to the suites as -run
-//	UPGATE_RCLONE_SUITES=sftp    run only these suites (comma-separated: sftp, ftp, baseline)
+//	UPGATE_RCLONE_SUITES=sftp    run only these suites (comma-separated: sftp, ftp, webdav-other,
+//	                             webdav-rclone, webdav-owncloud, baseline)
 //	UPGATE_RCLONE_VERBOSE=1      rclone's own debug log (fstest's -verbose)
 const (
 	envArtifacts = "UPGATE_RCLONE_ARTIFACTS"
@@ -77,7 +93,8 @@ const (
 )
 
 // TestRcloneSuites runs rclone's generic filesystem suite (fstests) through
-// its SFTP and FTP backends against upgate serving a temporary directory.
+// its SFTP, FTP and WebDAV backends against upgate serving a temporary
+// directory.
 // Every leaf test must pass or be skipped by rclone itself: nothing is
 // excluded here.
 func TestRcloneSuites(t *testing.T) {
@@ -104,6 +121,9 @@ func TestRcloneSuites(t *testing.T) {
 	suites := []struct{ name, pkg, remote string }{
 		{"sftp", sftpPackage, sftpRemote},
 		{"ftp", ftpPackage, ftpRemote},
+	}
+	for _, v := range webdavVendors {
+		suites = append(suites, struct{ name, pkg, remote string }{"webdav-" + v, webdavPackage, webdavRemote(v)})
 	}
 	only := os.Getenv(envSuites)
 	for _, s := range suites {
@@ -252,11 +272,11 @@ func buildUpgate(t *testing.T, root, dir string) string {
 
 // gateway is a running "upgate serve".
 type gateway struct {
-	ftpPort, sftpPort, adminPort int
-	userDir                      string // the user's files, in the embedded agent's root
-	done                         chan struct{}
-	err                          error // Wait's result, once done is closed
-	log                          string
+	ftpPort, sftpPort, webdavPort, adminPort int
+	userDir                                  string // the user's files, in the embedded agent's root
+	done                                     chan struct{}
+	err                                      error // Wait's result, once done is closed
+	log                                      string
 }
 
 func (g *gateway) alive() error {
@@ -277,7 +297,7 @@ func startUpgate(t *testing.T, bin, dir, artifacts string) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 3)
+	ports := freePorts(t, 4)
 	pasv := freePortRange(t, passiveCount)
 	level := os.Getenv(envLogLevel)
 	if level == "" {
@@ -285,7 +305,7 @@ func startUpgate(t *testing.T, bin, dir, artifacts string) *gateway {
 	}
 	dataDir := filepath.Join(dir, "data")
 	g := &gateway{
-		ftpPort: ports[0], sftpPort: ports[1], adminPort: ports[2],
+		ftpPort: ports[0], sftpPort: ports[1], adminPort: ports[2], webdavPort: ports[3],
 		userDir: filepath.Join(dataDir, user),
 		done:    make(chan struct{}),
 		log:     filepath.Join(dir, "upgate.log"),
@@ -301,6 +321,7 @@ listen:
   ftps: ""
   sftp: 127.0.0.1:%d
   admin: 127.0.0.1:%d
+  webdav: 127.0.0.1:%d
 connections:
   drain_timeout: 5s
 ftp:
@@ -319,7 +340,7 @@ users:
 log:
   level: %s
   format: text
-`, g.ftpPort, g.sftpPort, g.adminPort, pasv, pasv+passiveCount-1,
+`, g.ftpPort, g.sftpPort, g.adminPort, g.webdavPort, pasv, pasv+passiveCount-1,
 		filepath.Join(dir, "ssh_host_ed25519_key"), dataDir, user, hash, user, level)
 	confFile := filepath.Join(dir, "upgate.yaml")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
@@ -384,7 +405,7 @@ log:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for _, p := range []int{g.ftpPort, g.sftpPort} {
+	for _, p := range []int{g.ftpPort, g.sftpPort, g.webdavPort} {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), 5*time.Second)
 		if err != nil {
 			t.Fatalf("upgate ready but port %d: %v", p, err)
@@ -407,7 +428,12 @@ log:
 // in it), so the FTP remote keeps its default. The SFTP backend's default
 // is Slash,Dot (plus NUL), so the SFTP remote adds Ctl and Del, and nothing
 // else: invalid UTF-8 is not encoded, so the suite's invalid UTF-8 name
-// reaches upgate as bytes, as upgate promises to carry it.
+// reaches upgate as bytes, as upgate promises to carry it. The WebDAV
+// remotes keep the backend's default, no encoding: the suite's names are
+// in rclone's standard form, where a control character is already a
+// Unicode symbol (U+2400 and on), so none reaches upgate.
+//
+// The WebDAV remotes speak plain HTTP: upgate serves it on loopback.
 func writeRcloneConfig(t *testing.T, dir string, g *gateway) string {
 	t.Helper()
 	pass, err := obscure.Obscure(password)
@@ -430,6 +456,16 @@ user = %s
 pass = %s
 `, strings.TrimSuffix(sftpRemote, ":"), g.sftpPort, user, pass, sftpEncoding,
 		strings.TrimSuffix(ftpRemote, ":"), g.ftpPort, user, pass)
+	for _, v := range webdavVendors {
+		conf += fmt.Sprintf(`
+[%s]
+type = webdav
+url = http://127.0.0.1:%d/
+vendor = %s
+user = %s
+pass = %s
+`, strings.TrimSuffix(webdavRemote(v), ":"), g.webdavPort, v, user, pass)
+	}
 	file := filepath.Join(dir, "rclone.conf")
 	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ package rclone
 import (
 	_ "github.com/rclone/rclone/backend/ftp"
 	_ "github.com/rclone/rclone/backend/sftp"
+	_ "github.com/rclone/rclone/backend/webdav"
 	_ "github.com/rclone/rclone/fstest"
 	_ "github.com/rclone/rclone/fstest/fstests"
 )
