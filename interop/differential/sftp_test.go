@@ -1151,6 +1151,21 @@ func sftpSteps() []sftpStep {
 			out += " " + s.res(r, err) + " " + cp()
 			return out + " " + s.closeH(s.a, "cdd") + " " + s.closeH(s.a, "cdt") + " " + s.readAll(s.a, "/cdt")
 		}},
+		// A copy to the end from at or past the source's end still reads
+		// it once, as sftp-server's first pread(2): the source's atime
+		// moves (relatime: the atime set is older than the mtime;
+		// TestSFTPRandom seed 24638).
+		{"copy-data to its end from past the end of /cpe (times set), then fstat it", func(s *sftpSide) string {
+			out := s.with(func() string { return "OK" }, "/cpe=abc", "/cpe2=")
+			r, err := s.a.setstat(s.p("/cpe"), times(tAtime, tMtime))
+			out += " " + s.res(r, err) + " " + s.open(s.a, "cpe", "/cpe", pfRead, attrs{}) + " " + s.open(s.a, "cpe2", "/cpe2", pfRead|pfWrite, attrs{})
+			pl := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(str(nil, s.h("cpe")), 4), 0)
+			pl = binary.BigEndian.AppendUint64(str(pl, s.h("cpe2")), 0)
+			r, err = s.a.extended("copy-data", pl)
+			out += " " + s.res(r, err)
+			r, err = s.a.request(fxpFstat, str(nil, s.h("cpe")))
+			return out + " " + s.res(r, err) + " " + s.closeH(s.a, "cpe") + " " + s.closeH(s.a, "cpe2")
+		}},
 		{"copy-data: /cps into a handle of /./cps (one file, two spellings)", func(s *sftpSide) string {
 			out := s.with(func() string { return "OK" }, "/cps=abcdef")
 			out += " " + s.open(s.a, "cps", "/cps", pfRead, attrs{}) + " " + s.open(s.a, "cps2", "/./cps", pfWrite, attrs{})

@@ -1414,3 +1414,79 @@ func TestForkBadRequestsWithoutID(t *testing.T) {
 		)
 	})
 }
+
+// readCounter counts the reads of the files it opens for reading.
+type readCounter struct {
+	*recorder
+	mu    sync.Mutex
+	reads int
+}
+
+func (h *readCounter) Fileread(req *Request) (io.ReaderAt, error) {
+	ra, err := h.recorder.Fileread(req)
+	if err != nil {
+		return nil, err
+	}
+	return countedReader{ra, h}, nil
+}
+
+// countedReader is a file whose ReadAt calls are counted, with the
+// underlying file's Size (sourceSize reads it).
+type countedReader struct {
+	io.ReaderAt
+	h *readCounter
+}
+
+func (c countedReader) ReadAt(p []byte, off int64) (int, error) {
+	c.h.mu.Lock()
+	c.h.reads++
+	c.h.mu.Unlock()
+	return c.ReaderAt.ReadAt(p, off)
+}
+
+func (c countedReader) Size() int64 { return c.ReaderAt.(interface{ Size() int64 }).Size() }
+
+// TestForkCopyDataReadsPastTheEnd: a copy to the end from at or past the
+// source's end reads it once, as sftp-server's first pread(2), which
+// moves the source's atime (upgate's TestSFTPRandom seed 24638); a copy
+// to the end from inside it reads up to that end and no further.
+func TestForkCopyDataReadsPastTheEnd(t *testing.T) {
+	h := &readCounter{recorder: newRecorder()}
+	c := forkPair(t, Handlers{h, h, h, h.root})
+	f, err := c.Create("/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("abc"))
+	f.Close()
+	open := func(p string, pflags uint32) string {
+		typ, data := send(t, c, &sshFxpOpenPacket{ID: c.nextID(), Path: p, Pflags: pflags})
+		if typ != sshFxpHandle {
+			t.Fatalf("open %s: %v", p, statusOf(data))
+		}
+		s, _ := unmarshalString(data[4:])
+		return s
+	}
+	src, dst := open("/c", sshFxfRead), open("/d", sshFxfWrite|sshFxfCreat|sshFxfTrunc)
+	for _, tc := range []struct {
+		off       uint64
+		wantReads int
+	}{{4, 1}, {3, 1}, {0, 1}} {
+		h.mu.Lock()
+		h.reads = 0
+		h.mu.Unlock()
+		cp := binary.BigEndian.AppendUint64(marshalString(marshalString(nil, "copy-data"), src), tc.off)
+		cp = binary.BigEndian.AppendUint64(cp, 0)
+		cp = binary.BigEndian.AppendUint64(marshalString(cp, dst), 0)
+		_, reply := send(t, c, &rawExtended{ID: c.nextID(), data: cp})
+		if err := statusOf(reply); err != nil {
+			t.Errorf("copy-data from %d to the end: %v, want OK", tc.off, err)
+		}
+		h.mu.Lock()
+		got := h.reads
+		h.mu.Unlock()
+		if got != tc.wantReads {
+			t.Errorf("copy-data from %d to the end of a 3-byte file: %d reads, want %d", tc.off, got, tc.wantReads)
+		}
+	}
+}
