@@ -101,6 +101,10 @@ type FSStats struct {
 	BlockSize, FragmentSize             uint64
 	Blocks, BlocksFree, BlocksAvailable uint64
 	Files, FilesFree, NameMax           uint64
+	// ReadOnly says nothing can be written there, as statvfs(3)'s
+	// ST_RDONLY flag: a read-only mount (ReadOnly), or a directory above
+	// the mount points (MountFs), which holds no capacity of its own.
+	ReadOnly bool
 }
 
 // StatFSer is a filesystem that reports capacity, for SFTP's

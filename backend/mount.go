@@ -126,6 +126,14 @@ func (m *MountFs) synthetic(p string) bool {
 	return false
 }
 
+// The block size and longest name a directory above the mount points
+// reports (StatFS): Linux's page size and NAME_MAX, what the mounts'
+// own file systems usually report.
+const (
+	syntheticBlockSize = 4096
+	syntheticNameMax   = 255
+)
+
 func denyRO(op, name string) error {
 	return &fs.PathError{Op: op, Path: userPath(name), Err: syscall.EROFS}
 }
@@ -420,8 +428,19 @@ func (m *MountFs) Hash(ctx context.Context, name string, algo HashAlgorithm, off
 	return sum, err
 }
 
-// StatFS implements StatFSer for the mount holding name.
+// StatFS implements StatFSer for the mount holding name. A directory
+// above the mount points has no capacity of its own: it is reported as a
+// read-only file system with no blocks and no inodes (as df shows a
+// pseudo file system), so that a client that asks about its root (sshfs,
+// for df or a file manager's free space) gets an answer, not an error.
 func (m *MountFs) StatFS(ctx context.Context, name string) (FSStats, error) {
+	p := userPath(name)
+	if m.synthetic(p) {
+		return FSStats{BlockSize: syntheticBlockSize, FragmentSize: syntheticBlockSize, NameMax: syntheticNameMax, ReadOnly: true}, nil
+	}
+	if _, _, ok := m.resolve(p); !ok {
+		return FSStats{}, &fs.PathError{Op: "statfs", Path: p, Err: syscall.ENOENT} // as statvfs(2) of a missing name
+	}
 	var st FSStats
 	err := m.pathOp("statfs", name, func(f afero.Fs, rel string) error {
 		s, ok := f.(StatFSer)

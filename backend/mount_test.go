@@ -166,6 +166,24 @@ func TestMountTableSyntheticRoot(t *testing.T) {
 	if entries, _ := os.ReadDir(api.Dir); len(entries) != 0 {
 		t.Errorf("the read-only mount's agent dir changed: %v", entries)
 	}
+
+	// The root above the mounts has no capacity and takes nothing: a
+	// read-only file system with no blocks (sshfs asks it for df); a
+	// read-only mount is its agent's file system, read-only.
+	ctx := t.Context()
+	if st, err := backend.StatFS(ctx, m, "/"); err != nil || !st.ReadOnly || st.Blocks != 0 || st.BlockSize == 0 || st.NameMax == 0 {
+		t.Errorf("statfs /: %+v, %v; want read-only, no blocks, a block size and a longest name", st, err)
+	}
+	web1, err := backend.StatFS(ctx, m, "/web/a.txt")
+	if err != nil || web1.ReadOnly || web1.Blocks == 0 {
+		t.Errorf("statfs /web/a.txt: %+v, %v; want the agent's writable file system", web1, err)
+	}
+	if st, err := backend.StatFS(ctx, m, "/api"); err != nil || !st.ReadOnly || st.Blocks != web1.Blocks {
+		t.Errorf("statfs /api (a read-only mount): %+v, %v; want the agent's file system (%d blocks), read-only", st, err, web1.Blocks)
+	}
+	if _, err := backend.StatFS(ctx, m, "/nowhere"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("statfs outside every mount: %v, want ErrNotExist", err)
+	}
 }
 
 // TestMountReaddirPagesStayFull: a directory read page by page through a

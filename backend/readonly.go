@@ -116,6 +116,10 @@ func (r *readOnly) Hash(ctx context.Context, name string, algo HashAlgorithm, of
 	return Hash(ctx, r.fs, name, algo, offset, length)
 }
 
+// StatFS reports fsys's filesystem as read-only (ST_RDONLY), as statvfs(3)
+// reports a file system mounted read-only.
 func (r *readOnly) StatFS(ctx context.Context, name string) (FSStats, error) {
-	return StatFS(ctx, r.fs, name)
+	st, err := StatFS(ctx, r.fs, name)
+	st.ReadOnly = err == nil
+	return st, err
 }

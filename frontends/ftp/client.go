@@ -362,6 +362,9 @@ func (d *clientDriver) GetAvailableSpace(dir string) (n int64, err error) {
 	if err != nil {
 		return 0, err
 	}
+	if st.ReadOnly {
+		return 0, nil // nothing can be uploaded there (a read-only mount, a directory above the mounts)
+	}
 	return int64(st.BlocksAvailable * st.FragmentSize), nil
 }
 

@@ -1644,3 +1644,28 @@ func TestCmdEmptyAndUnicodeNames(t *testing.T) {
 	}
 	e.AgentIdle(t)
 }
+
+// AVBL says what can be uploaded where: the agent's free space on a
+// writable mount, and nothing on a read-only mount or in the directory
+// above a user's mounts, which take no upload.
+func TestAVBLAboveAndOnReadOnlyMounts(t *testing.T) {
+	e := start(t, func(cfg *config.Config) {
+		for i := range cfg.Users {
+			m := cfg.Users[i].Mounts[0]
+			site, logs := m, m
+			site.Path, logs.Path, logs.ReadOnly = "/site", "/logs", true
+			cfg.Users[i].Mounts = []config.Mount{site, logs}
+		}
+	})
+	c := ctlLogin(t, e, "alice")
+	for _, tc := range []struct {
+		dir  string
+		free bool
+	}{{"/site", true}, {"/", false}, {"/logs", false}} {
+		msg := c.must(213, "AVBL %s", tc.dir)
+		n, err := strconv.ParseInt(strings.TrimSpace(msg), 10, 64)
+		if err != nil || (n > 0) != tc.free {
+			t.Errorf("AVBL %s: %q, want free space %v", tc.dir, msg, tc.free)
+		}
+	}
+}

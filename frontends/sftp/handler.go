@@ -516,6 +516,10 @@ func (h *handler) truncate(name string, size int64) error {
 	return f.Close()
 }
 
+// statvfsReadOnly is statvfs@openssh.com's SSH2_FXE_STATVFS_ST_RDONLY flag
+// (OpenSSH's PROTOCOL, 4.4), as sftp-server sets it from ST_RDONLY.
+const statvfsReadOnly = 0x1
+
 // StatVFS answers statvfs@openssh.com from the agent's filesystem.
 func (h *handler) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
 	defer h.guard("statvfs", &err)
@@ -525,10 +529,14 @@ func (h *handler) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
 	if err != nil {
 		return nil, status(err)
 	}
-	return &sftp.StatVFS{
+	v := &sftp.StatVFS{
 		Bsize: st.BlockSize, Frsize: st.FragmentSize, Blocks: st.Blocks, Bfree: st.BlocksFree, Bavail: st.BlocksAvailable,
 		Files: st.Files, Ffree: st.FilesFree, Favail: st.FilesFree, Namemax: st.NameMax,
-	}, nil
+	}
+	if st.ReadOnly {
+		v.Flag |= statvfsReadOnly
+	}
+	return v, nil
 }
 
 // Filelist handles List, Stat and Readlink.

@@ -1,6 +1,7 @@
 package sftp_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -45,5 +46,38 @@ func TestReadOnlyMountDirFsetstat(t *testing.T) {
 		if err != nil || fi.Mode().Perm() != 0o755 && fi.Mode().Perm() != 0o644 {
 			t.Errorf("%s on a read-only mount is now %v (%v)", p, fi.Mode(), err)
 		}
+	}
+}
+
+// statvfs@openssh.com of the directory above a user's mounts answers a
+// read-only file system with no blocks, not a failure (sshfs asks it of
+// the mount's root for df and a file manager's free space), and of a
+// read-only mount its agent's file system with ST_RDONLY, as sftp-server
+// reports a file system mounted read-only.
+func TestStatVFSAboveAndOnReadOnlyMounts(t *testing.T) {
+	e := start(t, func(cfg *config.Config) {
+		for i := range cfg.Users {
+			m := cfg.Users[i].Mounts[0]
+			site, logs := m, m
+			site.Path, logs.Path, logs.ReadOnly = "/site", "/logs", true
+			cfg.Users[i].Mounts = []config.Mount{site, logs}
+		}
+	})
+	c := dial(t, e, "alice")
+	const rdonly = 0x1 // SSH2_FXE_STATVFS_ST_RDONLY
+	root, err := c.StatVFS("/")
+	if err != nil || root.Flag&rdonly == 0 || root.Blocks != 0 || root.Bsize == 0 || root.Namemax == 0 {
+		t.Fatalf("statvfs /: %+v, %v; want ST_RDONLY, no blocks, a block size and a longest name", root, err)
+	}
+	site, err := c.StatVFS("/site")
+	if err != nil || site.Flag&rdonly != 0 || site.Blocks == 0 {
+		t.Fatalf("statvfs /site: %+v, %v; want the agent's writable file system", site, err)
+	}
+	logs, err := c.StatVFS("/logs")
+	if err != nil || logs.Flag&rdonly == 0 || logs.Blocks != site.Blocks {
+		t.Fatalf("statvfs /logs (read-only): %+v, %v; want the agent's file system (%d blocks) with ST_RDONLY", logs, err, site.Blocks)
+	}
+	if _, err := c.StatVFS("/nowhere"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("statvfs /nowhere: %v, want no such file", err)
 	}
 }
