@@ -165,19 +165,27 @@ func (rs *RequestServer) copyData(p *copyDataExtension) responsePacket {
 			return statusFromError(p.ID, syscall.EISDIR)
 		}
 	}
-	for first := true; untilEOF || left > 0; first = false {
+	if end >= 0 && off >= end {
+		// A copy from at or past the end the source had still reads it
+		// once, as sftp-server's first pread(2) does: that read is what
+		// moves the source's atime (upgate's TestSFTPRandom seed
+		// 24638). What it finds (the source grew since) lies past that
+		// end, and is not copied, as it would not be from before it.
+		if _, err := rd.ReadAt(buf[:1], off); err != nil && err != io.EOF {
+			return statusFromError(p.ID, err)
+		}
+		return statusFromError(p.ID, nil)
+	}
+	for untilEOF || left > 0 {
 		n := uint64(piece)
 		if !untilEOF {
 			n = min(n, left)
 			left -= n
 		}
-		// A copy from at or past the source's end still reads once,
-		// as sftp-server's first pread does: that read is what moves
-		// the source's atime (upgate's TestSFTPRandom seed 24638).
-		if end >= 0 && off >= end && !first {
-			break
-		}
-		if end > off {
+		if end >= 0 {
+			if off >= end {
+				break
+			}
 			n = min(n, uint64(end-off))
 		}
 		got, err := rd.ReadAt(buf[:n], off)

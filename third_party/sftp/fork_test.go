@@ -1420,6 +1420,7 @@ type readCounter struct {
 	*recorder
 	mu    sync.Mutex
 	reads int
+	size  int64 // the size its files report, if not negative (a stale one)
 }
 
 func (h *readCounter) Fileread(req *Request) (io.ReaderAt, error) {
@@ -1444,14 +1445,19 @@ func (c countedReader) ReadAt(p []byte, off int64) (int, error) {
 	return c.ReaderAt.ReadAt(p, off)
 }
 
-func (c countedReader) Size() int64 { return c.ReaderAt.(interface{ Size() int64 }).Size() }
+func (c countedReader) Size() int64 {
+	if c.h.size >= 0 {
+		return c.h.size
+	}
+	return c.ReaderAt.(interface{ Size() int64 }).Size()
+}
 
 // TestForkCopyDataReadsPastTheEnd: a copy to the end from at or past the
 // source's end reads it once, as sftp-server's first pread(2), which
 // moves the source's atime (upgate's TestSFTPRandom seed 24638); a copy
 // to the end from inside it reads up to that end and no further.
 func TestForkCopyDataReadsPastTheEnd(t *testing.T) {
-	h := &readCounter{recorder: newRecorder()}
+	h := &readCounter{recorder: newRecorder(), size: -1}
 	c := forkPair(t, Handlers{h, h, h, h.root})
 	f, err := c.Create("/c")
 	if err != nil {
@@ -1487,6 +1493,44 @@ func TestForkCopyDataReadsPastTheEnd(t *testing.T) {
 		h.mu.Unlock()
 		if got != tc.wantReads {
 			t.Errorf("copy-data from %d to the end of a 3-byte file: %d reads, want %d", tc.off, got, tc.wantReads)
+		}
+	}
+
+	// The source grew past the size the copy found when it began (its
+	// Stat says 3, it holds 6 bytes): a copy to the end stops at 3
+	// wherever it starts, also from 3, where it reads once and copies
+	// nothing (a review).
+	if f, err = c.Create("/c"); err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("abcdef"))
+	f.Close()
+	h.mu.Lock()
+	h.size = 3
+	h.mu.Unlock()
+	for _, tc := range []struct {
+		off  uint64
+		want string
+	}{{0, "abc"}, {3, ""}} {
+		src, dst := open("/c", sshFxfRead), open("/e", sshFxfRead|sshFxfWrite|sshFxfCreat|sshFxfTrunc)
+		cp := binary.BigEndian.AppendUint64(marshalString(marshalString(nil, "copy-data"), src), tc.off)
+		cp = binary.BigEndian.AppendUint64(cp, 0)
+		cp = binary.BigEndian.AppendUint64(marshalString(cp, dst), 0)
+		_, reply := send(t, c, &rawExtended{ID: c.nextID(), data: cp})
+		if err := statusOf(reply); err != nil {
+			t.Errorf("copy-data from %d to the end of a source that grew: %v, want OK", tc.off, err)
+		}
+		for _, hd := range []string{src, dst} {
+			send(t, c, &sshFxpClosePacket{ID: c.nextID(), Handle: hd})
+		}
+		g, err := c.Open("/e")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(g)
+		g.Close()
+		if string(got) != tc.want {
+			t.Errorf("copy-data from %d to the end of a source that grew from 3 to 6 bytes copied %q, want %q", tc.off, got, tc.want)
 		}
 	}
 }
