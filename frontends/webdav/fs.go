@@ -243,7 +243,8 @@ func (f *fileSystem) moved(q *request, p string) {
 	if err != nil || !fi.Mode().IsRegular() {
 		return
 	}
-	if err := f.fs.Chtimes(p, q.mtime, q.mtime); err != nil {
+	// Not through a link another session put there since the Lstat.
+	if err := backend.Lchtimes(f.fs, p, q.mtime, q.mtime); err != nil {
 		f.log.Warn("webdav: MOVE: X-OC-Mtime not set on the destination", "path", p, "err", err)
 		return
 	}
