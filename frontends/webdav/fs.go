@@ -505,20 +505,43 @@ func (r *readFile) Readdir(count int) ([]os.FileInfo, error) {
 	if !r.info.IsDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: r.name, Err: syscall.ENOTDIR}
 	}
+	if r.q != nil && r.q.listedPath == r.name && r.q.listed != nil && count <= 0 {
+		out := r.q.listed
+		r.q.listed, r.q.listedPath = nil, ""
+		return out, nil
+	}
 	if err := r.open(); err != nil {
 		return nil, err
 	}
-	entries, err := r.f.Readdir(count)
+	return r.fsys.entries(r.q, r.name, r.f, count)
+}
+
+// entries reads count entries of the directory d, which is dir, as
+// afero.File's Readdir does, shows them as this filesystem shows them,
+// and remembers them for the request.
+func (f *fileSystem) entries(q *request, dir string, d afero.File, count int) ([]os.FileInfo, error) {
+	entries, err := d.Readdir(count)
 	out := make([]os.FileInfo, len(entries))
 	for i, e := range entries {
-		p := path.Join(r.name, e.Name())
-		fi := r.fsys.info(p, e)
-		if r.q != nil {
-			r.q.known(p, fi)
+		p := path.Join(dir, e.Name())
+		fi := f.info(p, e)
+		if q != nil {
+			q.known(p, fi)
 		}
 		out[i] = fi
 	}
 	return out, err
+}
+
+// list reads the whole directory p: a Depth 1 PROPFIND's, before its
+// answer begins (checkFS).
+func (f *fileSystem) list(q *request, p string) ([]os.FileInfo, error) {
+	d, err := f.fs.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return f.entries(q, p, d, 0)
 }
 
 func (r *readFile) Write([]byte) (int, error) {

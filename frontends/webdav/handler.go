@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"runtime/debug"
 	"strconv"
@@ -59,6 +60,11 @@ type request struct {
 	// a PROPFIND does not stat each entry again on the agent. Every
 	// change through the filesystem clears it.
 	stats map[string]*fileInfo
+	// listed is a Depth 1 PROPFIND's collection's listing, read before
+	// the answer begins (checkFS), for x/net/webdav's Readdir of it;
+	// listedPath the collection's path.
+	listed     []os.FileInfo
+	listedPath string
 	// aside is where a MOVE's destination that a collection replaces (or
 	// that replaces one) waits until the rename is done: then it is
 	// removed, or put back if the rename failed.
@@ -283,6 +289,12 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 //   - RFC 4918 9.1 lets a server refuse a PROPFIND of infinite depth
 //     (absent means infinite): a listing of a whole tree is unbounded
 //     work. A file's is the file alone, and is served.
+//   - A Depth 1 PROPFIND of a collection lists it before the answer
+//     begins, so that a listing that fails (a collection its user may
+//     read but not search, mode 0444, or not read, 0000) fails the
+//     request (403, or as the error says), as FTP's LIST and SFTP's
+//     READDIR fail. x/net/webdav would answer 207 with the collection
+//     alone, which a sync client takes for an empty collection.
 //
 // What it looks up stays known to the rest of the request (fileSystem.stat),
 // so that the checks cost x/net/webdav no second lookup.
@@ -290,9 +302,10 @@ func (s *Server) checkFS(r *http.Request, q *request, fsys *fileSystem, rw *resp
 	slash := namesCollection(r.URL.Path) && q.path != "/"
 	depth := r.Header.Get("Depth")
 	infinite := r.Method == "PROPFIND" && (depth == "" || strings.EqualFold(depth, "infinity"))
+	listing := r.Method == "PROPFIND" && depth == "1"
 	copyMove := r.Method == "MOVE" || r.Method == "COPY"
 	switch {
-	case copyMove, infinite:
+	case copyMove, infinite, listing:
 	case slash && r.Method != "MKCOL" && r.Method != "OPTIONS":
 	default:
 		return true
@@ -319,6 +332,15 @@ func (s *Server) checkFS(r *http.Request, q *request, fsys *fileSystem, rw *resp
 		q.fail(http.StatusForbidden, fmt.Errorf("webdav: PROPFIND %s: Depth %q: only Depth 0 or 1 is served; list a tree one collection at a time", q.path, depth))
 		rw.xmlError = "propfind-finite-depth"
 		return false
+	}
+	if listing && fi.IsDir() {
+		list, err := fsys.list(q, q.path)
+		if err != nil {
+			q.fail(statusFor(err, http.StatusInternalServerError), fmt.Errorf("webdav: PROPFIND %s: the collection cannot be listed: %w", q.path, err))
+			return false
+		}
+		q.listed, q.listedPath = list, q.path
+		return true
 	}
 	if !copyMove || q.dst == "" {
 		return true
