@@ -98,10 +98,15 @@ func (f *fileSystem) Mkdir(ctx context.Context, name string, perm os.FileMode) e
 //     rename or the upload that follows replaces it in one step, and if
 //     they fail it stays; so is a link a MOVE replaces, but not one a
 //     COPY replaces, whose upload would write through it;
-//   - a MOVE's other destination (a collection, or a file a collection
-//     replaces) is moved aside in its directory and removed once the
-//     rename succeeded; a rename that fails (to another mount: EXDEV)
-//     puts it back (Rename, restoreAside).
+//   - a MOVE's or COPY's other destination (a collection, a file a
+//     collection replaces, a COPY's link) is moved aside in its
+//     directory and removed once the rename or the copy succeeded; a
+//     rename that fails (to another mount: EXDEV) puts it back (Rename,
+//     restoreAside), and so does a copy that fails, once what it made
+//     there is removed (settle): a collection's COPY that meets a member
+//     it cannot read, a full disk or a client gone mid-copy leaves the
+//     destination as it was, where x/net/webdav (and Apache) would have
+//     deleted it first.
 func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 	p := cleanPath(name)
 	if p == "/" {
@@ -132,9 +137,6 @@ func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 		return err
 	}
 	q.changed()
-	if q.method == "COPY" {
-		return f.fs.RemoveAll(p)
-	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	aside := path.Join(path.Dir(p), asidePrefix+hex.EncodeToString(b[:]))
@@ -145,8 +147,8 @@ func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 	return nil
 }
 
-// asidePrefix names a MOVE's replaced destination while the move runs
-// (RemoveAll).
+// asidePrefix names a MOVE's or COPY's replaced destination while the
+// move or copy runs (RemoveAll).
 const asidePrefix = ".upgate-replaced-"
 
 // nested refuses a MOVE or COPY whose destination is the source itself
@@ -249,6 +251,35 @@ func (f *fileSystem) moved(q *request, p string) {
 		return
 	}
 	q.mtimed = true
+}
+
+// settle ends a replaced destination that RemoveAll moved aside and
+// nothing settled yet. A COPY that succeeded (ok, just before its reply)
+// removes it. One that failed removes what it made at the destination
+// and puts it back; a MOVE's is put back (its rename did not happen:
+// Rename settles one that did). A failure is logged; an aside that
+// cannot be put back stays under its name.
+func (f *fileSystem) settle(q *request, ok bool) {
+	if q == nil || q.aside == "" {
+		return
+	}
+	if q.method == "COPY" {
+		q.changed()
+		if ok {
+			aside := q.aside
+			q.aside = ""
+			if err := f.fs.RemoveAll(aside); err != nil {
+				f.log.Error("webdav: COPY: the destination it replaced could not be removed", "path", q.dst, "aside", aside, "err", err)
+			}
+			return
+		}
+		if err := f.fs.RemoveAll(q.dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			f.log.Error("webdav: COPY failed, and what it made could not be removed to put its destination back", "path", q.dst, "aside", q.aside, "err", err)
+			q.aside = ""
+			return
+		}
+	}
+	_ = f.restoreAside(q)
 }
 
 // restoreAside puts a MOVE's destination that RemoveAll moved aside back

@@ -133,7 +133,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.checkFS(r, q, fsys, rw) || !s.checkConditions(r, q, fsys) {
 		return
 	}
-	defer func() { _ = fsys.restoreAside(q) }() // a MOVE that ended (panicked) between its removal and its rename
+	// A COPY's replaced destination goes just before its reply says it
+	// succeeded; one that failed, or a MOVE that ended (panicked)
+	// between its removal and its rename, gets its destination back.
+	rw.succeeding = func() { fsys.settle(q, true) }
+	defer fsys.settle(q, false)
 	locks := s.locks.forRequest(login.User, q, r.Header.Get("If"), func(p string) bool {
 		_, err := fsys.stat(q, p)
 		return err == nil
@@ -555,6 +559,9 @@ type response struct {
 	n         int64        // body bytes sent
 	closeConn bool         // end the connection after this request
 	xmlError  string       // an RFC 4918 precondition element for the error body
+	// succeeding, if set, runs once before a success status is sent
+	// (a COPY's replaced destination is removed then).
+	succeeding func()
 }
 
 func (rw *response) Header() http.Header { return rw.w.Header() }
@@ -569,6 +576,10 @@ func (rw *response) WriteHeader(code int) {
 	if code >= 400 {
 		rw.held = code
 		return
+	}
+	if rw.succeeding != nil && code < 300 {
+		rw.succeeding()
+		rw.succeeding = nil
 	}
 	if rw.req.mtimed && code < 300 {
 		rw.w.Header().Set("X-OC-Mtime", "accepted")

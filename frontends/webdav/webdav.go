@@ -20,7 +20,9 @@
 // (Content-Length not reached, a chunked body without its last chunk),
 // fails or moves no byte for Config.ProgressTimeout aborts the upload: the
 // old file stays. A COPY or MOVE onto an existing file replaces it the
-// same way, without the delete-then-write window RFC 4918 describes.
+// same way, without the delete-then-write window RFC 4918 describes; one
+// onto a collection (or a collection's onto a file) sets the destination
+// aside until it is done, and puts it back if it fails.
 //
 // Times. A PUT's X-OC-Mtime header (seconds since 1970, as ownCloud,
 // Nextcloud and rclone's webdav backend send it) sets the file's mtime
