@@ -21,8 +21,9 @@ import (
 // not read had deleted what it was to replace (found by server's
 // TestProtocolsSeeOneAnother: COPY x -> a, x mode 0444, answered 403 and
 // left a empty). The destination now waits aside until the copy is done,
-// and comes back when it fails; a COPY that succeeds replaces it whole,
-// and nothing is left aside.
+// and comes back when it fails; a collection the failed copy made is
+// removed, so that no part of a tree stays; a COPY that succeeds
+// replaces the destination whole, and nothing is left aside.
 func TestCopyThatFailsKeepsItsDestination(t *testing.T) {
 	m := memfs.New(memfs.Options{})
 	e := gwtest.StartFS(t, func(cfg *config.Config) {
@@ -54,6 +55,12 @@ func TestCopyThatFailsKeepsItsDestination(t *testing.T) {
 		{"a collection onto a collection, the disk full", memfs.Fault{Op: memfs.OpWrite, Path: "/dst/a", Err: syscall.ENOSPC}, "/src", "/dst", 507},
 		{"a file onto a collection, its upload fails", memfs.Fault{Op: memfs.OpClose, Path: "/dst", Err: syscall.EIO}, "/file", "/dst", http.StatusInternalServerError},
 		{"a collection onto a file, a member's listing refused", memfs.Fault{Op: memfs.OpReaddir, Path: "/src/sub", Err: syscall.EACCES}, "/src", "/file", http.StatusForbidden},
+		{"a collection to a new name, a member's listing refused", memfs.Fault{Op: memfs.OpReaddir, Path: "/src/sub", Err: syscall.EACCES}, "/src", "/new", http.StatusForbidden},
+		{"a collection to a new name, its own listing refused", memfs.Fault{Op: memfs.OpReaddir, Path: "/src", Err: syscall.EACCES}, "/src", "/new", http.StatusForbidden},
+		// The copy is done, but what it replaces cannot be removed (a
+		// directory in it its user may not search): undone, and said.
+		{"a collection onto a collection that cannot be removed", memfs.Fault{Op: memfs.OpRemove, Path: "/.upgate-replaced-*", Err: syscall.EACCES}, "/src", "/dst", http.StatusForbidden},
+		{"a file onto a collection that cannot be removed", memfs.Fault{Op: memfs.OpRemove, Path: "/.upgate-replaced-*", Err: syscall.EACCES}, "/file", "/dst", http.StatusForbidden},
 	} {
 		before := fstest.Tree(t, m)
 		inj := m.Inject(tc.fault)

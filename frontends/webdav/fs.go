@@ -77,6 +77,9 @@ func (f *fileSystem) Mkdir(ctx context.Context, name string, perm os.FileMode) e
 	if err == nil {
 		q.changed()
 		err = f.fs.Mkdir(p, perm)
+		if err == nil && q != nil && q.method == "COPY" && p == q.dst {
+			q.made = true
+		}
 	}
 	if q != nil && q.method == "COPY" && errors.Is(err, fs.ErrNotExist) {
 		// A collection's COPY into a missing collection: 409, as a
@@ -216,7 +219,7 @@ func (f *fileSystem) Rename(ctx context.Context, oldName, newName string) error 
 				return nil
 			}
 			_ = f.restoreAside(q)
-			err = rerr
+			err = fmt.Errorf("webdav: MOVE %s: the destination %s it was to replace cannot be removed whole, and stays: %w", oldName, newName, rerr)
 		} else {
 			q.aside = ""
 		}
@@ -253,33 +256,44 @@ func (f *fileSystem) moved(q *request, p string) {
 	q.mtimed = true
 }
 
-// settle ends a replaced destination that RemoveAll moved aside and
-// nothing settled yet. A COPY that succeeded (ok, just before its reply)
-// removes it. One that failed removes what it made at the destination
-// and puts it back; a MOVE's is put back (its rename did not happen:
-// Rename settles one that did). A failure is logged; an aside that
-// cannot be put back stays under its name.
-func (f *fileSystem) settle(q *request, ok bool) {
-	if q == nil || q.aside == "" {
-		return
+// settle ends a COPY, or a replaced destination that RemoveAll moved
+// aside and nothing settled yet. A COPY that succeeded (ok, just before
+// its reply) removes the replaced destination; where that cannot be
+// removed whole (a directory in it its user may not search), the copy is
+// undone as one that failed, and settle returns why, for the reply. A
+// COPY that failed removes the collection it made at the destination
+// (so that a copy cut short leaves no part of a tree), and puts the
+// replaced destination back, as what is left of it; a MOVE's is put back
+// (its rename did not happen: Rename settles one that did). What cannot
+// be undone is logged; an aside that cannot be put back stays under its
+// name.
+func (f *fileSystem) settle(q *request, ok bool) error {
+	if q == nil || q.aside == "" && !q.made {
+		return nil
 	}
+	var err error
 	if q.method == "COPY" {
 		q.changed()
 		if ok {
-			aside := q.aside
-			q.aside = ""
-			if err := f.fs.RemoveAll(aside); err != nil {
-				f.log.Error("webdav: COPY: the destination it replaced could not be removed", "path", q.dst, "aside", aside, "err", err)
+			if q.aside == "" {
+				q.made = false
+				return nil
 			}
-			return
+			if err = f.fs.RemoveAll(q.aside); err == nil {
+				q.aside, q.made = "", false
+				return nil
+			}
+			err = fmt.Errorf("webdav: COPY %s: the destination %s it was to replace cannot be removed whole, and stays: %w", q.path, q.dst, err)
 		}
-		if err := f.fs.RemoveAll(q.dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			f.log.Error("webdav: COPY failed, and what it made could not be removed to put its destination back", "path", q.dst, "aside", q.aside, "err", err)
+		q.made = false
+		if rerr := f.fs.RemoveAll(q.dst); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			f.log.Error("webdav: COPY failed, and what it made could not be removed", "path", q.dst, "aside", q.aside, "err", rerr)
 			q.aside = ""
-			return
+			return err
 		}
 	}
 	_ = f.restoreAside(q)
+	return err
 }
 
 // restoreAside puts a MOVE's destination that RemoveAll moved aside back
