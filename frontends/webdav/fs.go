@@ -109,7 +109,10 @@ func (f *fileSystem) Mkdir(ctx context.Context, name string, perm os.FileMode) e
 //     there is removed (settle): a collection's COPY that meets a member
 //     it cannot read, a full disk or a client gone mid-copy leaves the
 //     destination as it was, where x/net/webdav (and Apache) would have
-//     deleted it first.
+//     deleted it first;
+//   - a collection to replace is first walked: one holding a directory
+//     its user may not list (so not empty, so not remove) is refused
+//     before anything changes, not removed in part (listable).
 func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 	p := cleanPath(name)
 	if p == "/" {
@@ -139,6 +142,11 @@ func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 	if err := f.nested(q); err != nil {
 		return err
 	}
+	if dst.IsDir() {
+		if err := f.listable(p); err != nil {
+			return err
+		}
+	}
 	q.changed()
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -147,6 +155,42 @@ func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 		return err
 	}
 	q.aside = aside
+	return nil
+}
+
+// listableMax bounds the entries listable walks; past it, the walk stops
+// and lets the removal find out.
+const listableMax = 100_000
+
+// listable walks the collection p, which a MOVE or COPY is to replace,
+// and refuses it where a directory in it cannot be listed: its user may
+// not read or search it (mode 0600, 0444, 0000), so could not empty it,
+// and the removal after the move or copy would fail part way, having
+// removed the rest (the agent removes what it can, as rm -r). Links are
+// not followed. A directory whose entries its user may not unlink (0555)
+// is not found here; the removal's failure is then the reply's (MOVE)
+// or logged (COPY).
+func (f *fileSystem) listable(p string) error {
+	todo, seen := []string{p}, 0
+	for len(todo) > 0 && seen < listableMax {
+		dir := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		d, err := f.fs.Open(dir)
+		var fis []os.FileInfo
+		if err == nil {
+			fis, err = d.Readdir(-1)
+			d.Close()
+		}
+		if err != nil {
+			return &fs.PathError{Op: "remove", Path: p, Err: fmt.Errorf("%s cannot be listed, so %s cannot be replaced whole: %w", dir, p, err)}
+		}
+		seen += len(fis)
+		for _, fi := range fis {
+			if fi.IsDir() {
+				todo = append(todo, path.Join(dir, fi.Name()))
+			}
+		}
+	}
 	return nil
 }
 
@@ -258,42 +302,48 @@ func (f *fileSystem) moved(q *request, p string) {
 
 // settle ends a COPY, or a replaced destination that RemoveAll moved
 // aside and nothing settled yet. A COPY that succeeded (ok, just before
-// its reply) removes the replaced destination; where that cannot be
-// removed whole (a directory in it its user may not search), the copy is
-// undone as one that failed, and settle returns why, for the reply. A
-// COPY that failed removes the collection it made at the destination
-// (so that a copy cut short leaves no part of a tree), and puts the
-// replaced destination back, as what is left of it; a MOVE's is put back
-// (its rename did not happen: Rename settles one that did). What cannot
-// be undone is logged; an aside that cannot be put back stays under its
-// name.
-func (f *fileSystem) settle(q *request, ok bool) error {
+// its reply) removes the replaced destination. A COPY that failed
+// removes the collection it made at the destination, if it made it (so
+// that a copy cut short leaves no part of a tree), and puts the replaced
+// destination back; a MOVE's is put back (its rename did not happen:
+// Rename settles one that did). What cannot be undone is logged; an
+// aside that cannot be put back stays under its name.
+func (f *fileSystem) settle(q *request, ok bool) {
 	if q == nil || q.aside == "" && !q.made {
-		return nil
+		return
 	}
-	var err error
 	if q.method == "COPY" {
 		q.changed()
-		if ok {
-			if q.aside == "" {
-				q.made = false
-				return nil
-			}
-			if err = f.fs.RemoveAll(q.aside); err == nil {
-				q.aside, q.made = "", false
-				return nil
-			}
-			err = fmt.Errorf("webdav: COPY %s: the destination %s it was to replace cannot be removed whole, and stays: %w", q.path, q.dst, err)
-		}
+		made := q.made
 		q.made = false
-		if rerr := f.fs.RemoveAll(q.dst); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			f.log.Error("webdav: COPY failed, and what it made could not be removed", "path", q.dst, "aside", q.aside, "err", rerr)
+		if ok {
+			aside := q.aside
 			q.aside = ""
-			return err
+			if aside == "" {
+				return
+			}
+			if err := f.fs.RemoveAll(aside); err != nil {
+				// What listable could not foresee (a directory whose
+				// entries its user may not unlink): the copy is done
+				// and stays; what is left of the old destination stays
+				// aside, which its user could not have removed either.
+				f.log.Error("webdav: COPY: the destination it replaced could not be removed whole; what is left of it stays aside", "path", q.dst, "aside", aside, "err", err)
+			}
+			return
+		}
+		// Only what this COPY made: a name another session took
+		// meanwhile keeps what it put there (restoreAside then leaves
+		// the old destination aside, and says so). A file's failed
+		// upload never committed.
+		if made {
+			if err := f.fs.RemoveAll(q.dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				f.log.Error("webdav: COPY failed, and what it made could not be removed", "path", q.dst, "aside", q.aside, "err", err)
+				q.aside = ""
+				return
+			}
 		}
 	}
 	_ = f.restoreAside(q)
-	return err
 }
 
 // restoreAside puts a MOVE's destination that RemoveAll moved aside back

@@ -139,8 +139,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A COPY's replaced destination goes just before its reply says it
 	// succeeded; one that failed, or a MOVE that ended (panicked)
 	// between its removal and its rename, gets its destination back.
-	rw.succeeding = func() error { return fsys.settle(q, true) }
-	defer func() { _ = fsys.settle(q, false) }()
+	rw.succeeding = func() { fsys.settle(q, true) }
+	defer fsys.settle(q, false)
 	locks := s.locks.forRequest(login.User, q, r.Header.Get("If"), func(p string) bool {
 		_, err := fsys.stat(q, p)
 		return err == nil
@@ -563,9 +563,8 @@ type response struct {
 	closeConn bool         // end the connection after this request
 	xmlError  string       // an RFC 4918 precondition element for the error body
 	// succeeding, if set, runs once before a success status is sent
-	// (a COPY's replaced destination is removed then); an error it
-	// returns is the request's failure instead.
-	succeeding func() error
+	// (a COPY's replaced destination is removed then).
+	succeeding func()
 }
 
 func (rw *response) Header() http.Header { return rw.w.Header() }
@@ -584,11 +583,7 @@ func (rw *response) WriteHeader(code int) {
 	if rw.succeeding != nil && code < 300 {
 		settle := rw.succeeding
 		rw.succeeding = nil
-		if err := settle(); err != nil {
-			rw.req.err = err
-			rw.held = statusFor(err, http.StatusInternalServerError)
-			return
-		}
+		settle()
 	}
 	if rw.req.mtimed && code < 300 {
 		rw.w.Header().Set("X-OC-Mtime", "accepted")
