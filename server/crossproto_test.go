@@ -18,6 +18,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -602,6 +603,9 @@ func (x *crossSessions) apply(base string, s crossStep) error {
 	return fmt.Errorf("no %s %s", s.via, s.kind)
 }
 
+// davStatus finds the statuses of a multistatus answer.
+var davStatus = regexp.MustCompile(`<D:status>([^<]*)</D:status>`)
+
 // davDo sends a WebDAV request and returns an error unless it succeeded
 // (a PROPPATCH's 207 only when every property was set).
 func (x *crossSessions) davDo(method, p string, body io.Reader, hdr map[string]string) error {
@@ -620,8 +624,15 @@ func (x *crossSessions) davDo(method, p string, body io.Reader, hdr map[string]s
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	switch {
-	case resp.StatusCode == http.StatusMultiStatus && method == "PROPPATCH" && bytes.Contains(b, []byte("200 OK")) && !bytes.Contains(b, []byte("403")):
-		return nil
+	case resp.StatusCode == http.StatusMultiStatus && method == "PROPPATCH":
+		statuses := davStatus.FindAllSubmatch(b, -1)
+		ok := len(statuses) > 0
+		for _, st := range statuses {
+			ok = ok && string(st[1]) == "HTTP/1.1 200 OK"
+		}
+		if ok {
+			return nil
+		}
 	case resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.StatusCode != http.StatusMultiStatus:
 		return nil
 	}
