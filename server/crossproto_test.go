@@ -37,7 +37,8 @@ import (
 // TestProtocolsSeeOneAnother opens one user's sessions of every protocol
 // side by side (an SFTP session, two FTP sessions, WebDAV over HTTP), has
 // them take turns at seeded random changes of one small tree (uploads,
-// appends, renames, removals, directories, copies, times, modes), and
+// appends, renames, removals, directories, copies, times, modes, and an
+// SFTP upload left open across the others' changes, as a slow save), and
 // after each change has a session of a protocol drawn at random look at a
 // path. The agent's disk is the oracle, with no model of what should
 // happen:
@@ -53,7 +54,12 @@ import (
 //     collection a WebDAV DELETE removed what it could from, as rm -r
 //     does and RFC 4918 9.6.1 has it, or a COPY or MOVE was to replace
 //     and could not remove whole);
-//   - no upload's temp file, and no file set aside, is left on the disk.
+//   - no upload's temp file, and no file set aside, is left on the disk
+//     (but the temp file of the upload left open);
+//   - an upload left open shows nothing to the others until it ends;
+//     one that ended well is on the disk (where its directory is now),
+//     and one whose close failed (its directory removed meanwhile) is
+//     nowhere.
 //
 // Quick seeds run with every go test; CROSS_RANDOM=A-B (or N, for 1..N)
 // runs those instead, CROSS_RANDOM_STEPS the changes per seed (default
@@ -154,6 +160,19 @@ type crossSessions struct {
 	tally   map[string]int
 	verbose bool // CROSS_RANDOM_VERBOSE=1: log every change
 	owner   int  // the agent's user, who owns the seeds' trees; 0 for root
+
+	// An SFTP upload left open across changes ("begin" to "end"), as an
+	// editor's slow save: others act meanwhile.
+	up     *sftp.File
+	upPath string // where it was opened, relative to the seed
+	upRest string // what "end" writes before it closes
+	upAll  string // the whole content, unique in the seed
+	// upMoved: a change by another session took the upload's directory
+	// (or one above it) away or moved it.
+	upMoved bool
+	ended   string // the content of the last upload "end" closed
+
+	temps []string // the upgate names the last snapshot found
 }
 
 func dialCross(t *testing.T, ftpAddr, sftpAddr, davAddr, disk string) *crossSessions {
@@ -215,8 +234,10 @@ type crossStep struct {
 
 func (s crossStep) String() string {
 	switch s.kind {
-	case "put", "append":
+	case "put", "append", "begin":
 		return fmt.Sprintf("%s %s %s %q", s.via, s.kind, s.path, s.data)
+	case "end":
+		return fmt.Sprintf("%s end of the upload", s.via)
 	case "rename", "copy":
 		return fmt.Sprintf("%s %s %s -> %s", s.via, s.kind, s.path, s.to)
 	case "chmod":
@@ -234,10 +255,10 @@ var (
 	crossKinds = []struct {
 		kind   string
 		weight int
-	}{{"put", 8}, {"append", 2}, {"rename", 4}, {"remove", 3}, {"mkdir", 3}, {"rmdir", 2}, {"copy", 2}, {"chtimes", 2}, {"chmod", 2}}
+	}{{"put", 8}, {"append", 2}, {"rename", 4}, {"remove", 3}, {"mkdir", 3}, {"rmdir", 2}, {"copy", 2}, {"chtimes", 2}, {"chmod", 2}, {"upload", 3}}
 )
 
-func drawCross(rng *rand.Rand) crossStep {
+func drawCross(rng *rand.Rand, uploading bool) crossStep {
 	total := 0
 	for _, k := range crossKinds {
 		total += k.weight
@@ -265,6 +286,15 @@ func drawCross(rng *rand.Rand) crossStep {
 	case s.kind == "chmod" && s.via == viaDAV: // nor does it set modes
 		s.via = viaFTP
 	}
+	switch {
+	case s.kind == "upload" && uploading:
+		s.kind, s.via = "end", viaSFTP // the open upload's end
+	case s.kind == "upload":
+		s.kind, s.via = "begin", viaSFTP
+	case uploading && s.via == viaSFTP:
+		// The SFTP session holds its upload: the others act.
+		s.via = viaFTP
+	}
 	return s
 }
 
@@ -289,6 +319,12 @@ func (x *crossSessions) runSeed(t *testing.T, seed uint64, steps int) {
 			}
 		}
 	}
+	defer func() { // an upload left open ends with its seed
+		if x.up != nil {
+			x.up.Close()
+			x.up = nil
+		}
+	}()
 	var done []string
 	failf := func(format string, args ...any) {
 		t.Helper()
@@ -296,7 +332,10 @@ func (x *crossSessions) runSeed(t *testing.T, seed uint64, steps int) {
 		t.Errorf("seed %d, after:\n\t%s\n%s", seed, strings.Join(done[from:], "\n\t"), fmt.Sprintf(format, args...))
 	}
 	for range steps {
-		s := drawCross(rng)
+		s := drawCross(rng, x.up != nil)
+		if s.kind == "begin" {
+			s.data = fmt.Sprintf("upload %d/%d ", seed, len(done))
+		}
 		before := x.snapshot(t, base)
 		err := x.apply(base, s)
 		after := x.snapshot(t, base)
@@ -306,10 +345,18 @@ func (x *crossSessions) runSeed(t *testing.T, seed uint64, steps int) {
 		}
 		done = append(done, line)
 		x.tally[s.via+" "+s.kind+map[bool]string{true: " failed", false: " ok"}[err != nil]]++
+		if x.up != nil && s.kind != "begin" {
+			dir := path.Dir(x.upPath)
+			for _, q := range []string{s.path, s.to} {
+				if (s.kind == "rename" || s.kind == "remove" || s.kind == "rmdir" || s.kind == "copy") && (dir == q || strings.HasPrefix(dir, q+"/")) {
+					x.upMoved = true // also when it failed: a DELETE removes what it can
+				}
+			}
+		}
 		if x.verbose {
 			t.Logf("seed %d: %s", seed, line)
 		}
-		if left := after.leftovers(); len(left) > 0 {
+		if left := x.leftovers(); len(left) > 0 {
 			failf("left on the disk: %q", left)
 		}
 		if err != nil {
@@ -331,6 +378,9 @@ func (x *crossSessions) runSeed(t *testing.T, seed uint64, steps int) {
 			}
 		} else if why := x.landed(base, s, before, after); why != "" {
 			failf("%s succeeded but %s", s, why)
+		}
+		if s.kind == "end" && err != nil && after.holds(x.ended) {
+			failf("the upload failed to close (%v) but its content is on the disk", err)
 		}
 		// Look through a protocol drawn at random: another session, or
 		// the one that made the change.
@@ -365,12 +415,22 @@ type crossTree map[string]crossEntry
 func (x *crossSessions) snapshot(t *testing.T, base string) crossTree {
 	t.Helper()
 	tree := crossTree{}
+	x.temps = nil
 	top := filepath.Join(x.disk, base)
 	err := filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(top, p)
+		if strings.HasPrefix(d.Name(), ".upgate-") {
+			// An upload's temp file, or a replaced destination set
+			// aside: no protocol shows them, and none may stay.
+			x.temps = append(x.temps, filepath.ToSlash(rel))
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		fi, err := os.Lstat(p)
 		if err != nil {
 			return err
@@ -382,7 +442,9 @@ func (x *crossSessions) snapshot(t *testing.T, base string) crossTree {
 				return err
 			}
 			for _, de := range ents {
-				e.names = append(e.names, de.Name())
+				if !strings.HasPrefix(de.Name(), ".upgate-") {
+					e.names = append(e.names, de.Name())
+				}
 			}
 			e.size = 0
 		} else {
@@ -440,15 +502,32 @@ func (tr crossTree) notBelow(p string) crossTree {
 	return out
 }
 
-func (tr crossTree) leftovers() []string {
+// leftovers are the upgate names the last snapshot found that should not
+// be there: any, but the temp file of an upload left open.
+func (x *crossSessions) leftovers() []string {
 	var l []string
-	for p := range tr {
-		if strings.HasPrefix(path.Base(p), ".upgate-") {
-			l = append(l, p)
+	for _, p := range x.temps {
+		if x.up != nil && strings.HasPrefix(path.Base(p), ".upgate-upload-") && strings.HasSuffix(p, "-"+path.Base(x.upPath)) {
+			continue
+		}
+		l = append(l, p)
+	}
+	return l
+}
+
+// holds reports whether a file in the tree has exactly data.
+func (tr crossTree) holds(data string) bool {
+	if data == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(data))
+	want := hex.EncodeToString(sum[:8])
+	for _, e := range tr {
+		if !e.dir && e.sum == want {
+			return true
 		}
 	}
-	slices.Sort(l)
-	return l
+	return false
 }
 
 // diff says how two snapshots differ, ignoring directories' mtimes (a
@@ -521,6 +600,15 @@ func (x *crossSessions) landed(base string, s crossStep, before, after crossTree
 		if !ok || e.mode != s.mode {
 			return fmt.Sprintf("the disk holds %+v (present %v)", e, ok)
 		}
+	case "begin":
+		// Atomic for others: nothing shows until the end.
+		if d := before.diff(after); d != "" {
+			return "the disk shows it already: " + d
+		}
+	case "end":
+		if !after.holds(x.ended) {
+			return "no file on the disk holds what it wrote"
+		}
 	}
 	return ""
 }
@@ -558,6 +646,25 @@ func (x *crossSessions) apply(base string, s crossStep) error {
 			return c.Chtimes(p, s.mtime, s.mtime)
 		case "chmod":
 			return c.Chmod(p, s.mode)
+		case "begin":
+			f, err := c.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+			if err != nil {
+				return err
+			}
+			if _, err := f.Write([]byte(s.data)); err != nil {
+				f.Close()
+				return err
+			}
+			x.up, x.upPath, x.upRest, x.upAll, x.upMoved = f, s.path, "and its end", s.data+"and its end", false
+			return nil
+		case "end":
+			f := x.up
+			x.up, x.ended = nil, x.upAll
+			if _, err := f.WriteAt([]byte(x.upRest), int64(len(x.upAll)-len(x.upRest))); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
 		}
 	case viaFTP:
 		c := x.ftp
@@ -651,13 +758,48 @@ func (x *crossSessions) observe(base, via, p string, tree crossTree) string {
 		full += "/" + p
 	}
 	got, err := x.look(via, full)
+	why := compareLook(got, err, want, exists, x.owner != 0 && tree.blocked(p))
+	if why == "" || via != viaSFTP || x.up == nil {
+		return why
+	}
+	// The SFTP session sees its own upload in progress where it opened
+	// it (README, "Atomic for others, POSIX for oneself"): a file holding
+	// what it wrote so far, in its directory's listing; others see the
+	// disk. Where another session moved or removed the upload's
+	// directory meanwhile, the session's view of that path is not
+	// checked: it may still show the upload, or miss what is there now,
+	// until the upload ends (its close follows the directory, as the
+	// file of sftp-server's descriptor would, or fails, checked above).
+	written := strings.TrimSuffix(x.upAll, x.upRest)
+	switch dir := path.Dir(x.upPath); {
+	case x.upMoved && (p == x.upPath || p == dir):
+		return ""
+	case p == x.upPath:
+		sum := sha256.Sum256([]byte(written))
+		want, exists = crossEntry{size: int64(len(written)), sum: hex.EncodeToString(sum[:8]), mtime: -1}, true
+	case p == dir && exists && want.dir && !slices.Contains(want.names, path.Base(x.upPath)):
+		want.names = append(slices.Clone(want.names), path.Base(x.upPath))
+		slices.Sort(want.names)
+	default:
+		return why
+	}
+	if compareLook(got, err, want, exists, false) == "" {
+		return ""
+	}
+	return why + fmt.Sprintf(" (nor its own upload's %+v)", want)
+}
+
+// compareLook says how what a session reported (got, err) differs from
+// want (exists: there is something at the path), "" when it does not;
+// blocked: a permission error is the kernel's answer there.
+func compareLook(got crossEntry, err error, want crossEntry, exists, blocked bool) string {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if exists {
 			return fmt.Sprintf("missing; the disk holds %+v", want)
 		}
 		return ""
-	case errors.Is(err, fs.ErrPermission) && x.owner != 0 && tree.blocked(p):
+	case errors.Is(err, fs.ErrPermission) && blocked:
 		return "" // the agent's user may not look there, as the kernel says
 	case err != nil:
 		return "error: " + err.Error()
@@ -669,7 +811,7 @@ func (x *crossSessions) observe(base, via, p string, tree crossTree) string {
 		return fmt.Sprintf("names %q; the disk's %q", got.names, want.names)
 	case !got.dir && (got.size != want.size || got.sum != want.sum):
 		return fmt.Sprintf("size %d sum %s; the disk's %d %s", got.size, got.sum, want.size, want.sum)
-	case !got.dir && got.mtime != want.mtime:
+	case !got.dir && want.mtime != -1 && got.mtime != want.mtime:
 		return fmt.Sprintf("mtime %d; the disk's %d", got.mtime, want.mtime)
 	}
 	return ""
