@@ -625,12 +625,8 @@ func (x *crossSessions) apply(base string, s crossStep) error {
 			if s.kind == "append" {
 				flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
 			}
-			f, err := c.OpenFile(p, flags)
+			f, err := sftpWrite(c, p, flags, s.data)
 			if err != nil {
-				return err
-			}
-			if _, err := f.Write([]byte(s.data)); err != nil {
-				f.Close()
 				return err
 			}
 			return f.Close()
@@ -647,12 +643,8 @@ func (x *crossSessions) apply(base string, s crossStep) error {
 		case "chmod":
 			return c.Chmod(p, s.mode)
 		case "begin":
-			f, err := c.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+			f, err := sftpWrite(c, p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, s.data)
 			if err != nil {
-				return err
-			}
-			if _, err := f.Write([]byte(s.data)); err != nil {
-				f.Close()
 				return err
 			}
 			x.up, x.upPath, x.upRest, x.upAll, x.upMoved = f, s.path, "and its end", s.data+"and its end", false
@@ -708,6 +700,19 @@ func (x *crossSessions) apply(base string, s crossStep) error {
 		}
 	}
 	return fmt.Errorf("no %s %s", s.via, s.kind)
+}
+
+// sftpWrite opens p with flags and writes data; the file stays open.
+func sftpWrite(c *sftp.Client, p string, flags int, data string) (*sftp.File, error) {
+	f, err := c.OpenFile(p, flags)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write([]byte(data)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // davStatus finds the statuses of a multistatus answer.

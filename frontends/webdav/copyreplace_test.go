@@ -6,14 +6,11 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/spf13/afero"
 
 	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/backend/memfs"
-	"github.com/upgate/upgate/config"
-	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // A COPY with Overwrite: T that fails part way leaves its destination as
@@ -26,14 +23,7 @@ import (
 // removed, so that no part of a tree stays; a COPY that succeeds
 // replaces the destination whole, and nothing is left aside.
 func TestCopyThatFailsKeepsItsDestination(t *testing.T) {
-	m := memfs.New(memfs.Options{})
-	e := gwtest.StartFS(t, func(cfg *config.Config) {
-		cfg.Listen = config.Listen{WebDAV: "127.0.0.1:0"}
-	}, func(string) afero.Fs { return m })
-	addr := e.Srv.Addr("webdav").String()
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	env := &env{Env: e, Addr: addr, URL: "http://" + addr, Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	env, m := startMem(t)
 	for _, d := range []string{"/src", "/src/sub", "/dst", "/dst/old"} {
 		if err := m.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)

@@ -13,8 +13,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/spf13/afero"
 	"go.uber.org/goleak"
 
+	"github.com/upgate/upgate/backend/memfs"
 	"github.com/upgate/upgate/config"
 	"github.com/upgate/upgate/internal/gwtest"
 	"github.com/upgate/upgate/internal/testpki"
@@ -47,6 +49,21 @@ func start(t testing.TB, edit func(*config.Config)) *env {
 	tr := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &env{Env: e, Addr: addr, URL: "http://" + addr, Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// startMem runs a gateway with WebDAV over plain HTTP whose users' trees
+// are one in-memory filesystem, returned (gwtest.StartFS): faults injected
+// into it are what the disk behind an agent would answer.
+func startMem(t testing.TB) (*env, *memfs.FS) {
+	t.Helper()
+	m := memfs.New(memfs.Options{})
+	e := gwtest.StartFS(t, func(cfg *config.Config) {
+		cfg.Listen = config.Listen{WebDAV: "127.0.0.1:0"}
+	}, func(string) afero.Fs { return m })
+	addr := e.Srv.Addr("webdav").String()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &env{Env: e, Addr: addr, URL: "http://" + addr, Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, m
 }
 
 // startTLS is start with HTTPS (webdav.tls from a test CA).

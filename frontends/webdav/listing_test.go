@@ -5,14 +5,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/spf13/afero"
 
 	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/backend/memfs"
-	"github.com/upgate/upgate/config"
-	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // A Depth 1 PROPFIND of a collection whose listing fails (its user may
@@ -25,14 +20,7 @@ import (
 // by server's TestProtocolsSeeOneAnother. The collection's Depth 0
 // PROPFIND still answers, and a listing that works is still whole.
 func TestPropfindOfAnUnlistableCollection(t *testing.T) {
-	m := memfs.New(memfs.Options{})
-	e := gwtest.StartFS(t, func(cfg *config.Config) {
-		cfg.Listen = config.Listen{WebDAV: "127.0.0.1:0"}
-	}, func(string) afero.Fs { return m })
-	addr := e.Srv.Addr("webdav").String()
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	env := &env{Env: e, Addr: addr, URL: "http://" + addr, Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	env, m := startMem(t)
 	for _, d := range []string{"/d", "/d/sub", "/ok"} {
 		if err := m.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
