@@ -161,6 +161,11 @@ const (
 	whyDAVLockNull = "a LOCK of an unmapped URL makes an empty file and answers 201 Created, as RFC 4918 7.3 and " +
 		"9.10.4 have it (they replaced RFC 2518's lock-null resources); Apache's mod_dav_fs keeps a lock-null " +
 		"resource, answered 200 and gone at the UNLOCK. Finder and Explorer lock a new name before its PUT either way"
+	whyDAVUnlistable = "a Depth 1 PROPFIND of a collection whose entries cannot be examined (mode 0444 for its user) " +
+		"answers 403 and says why, as FTP's LIST and SFTP's READDIR of it fail (whyUnreadableList); Apache's " +
+		"mod_dav_fs (AllowOverride None, as internal/refserver configures it) closes the connection without an " +
+		"answer, and x/net/webdav alone would answer 207 with the collection and no members, an empty collection " +
+		"to a sync client"
 	whyDAVGetCollection = "GET of a collection answers 405 Method Not Allowed and says why (a collection has no " +
 		"content to download: list it with PROPFIND), where Apache without a directory index answers 404, which a " +
 		"client may take for a missing collection"
@@ -269,6 +274,7 @@ var deliberateDiffs = []deliberate{
 	{proto: "webdav", step: "LOCK /lk (missing: made empty)", upgate: "201 token", why: whyDAVLockNull},
 	{proto: "webdav", step: "GET /lk", upgate: "200 0 bytes sha256=e3b0c44298fc1c149afbf4c8996fb924", why: whyDAVLockNull},
 	{proto: "webdav", step: "tree \"/lk\"", upgate: "file 0644 size=0 mtime=now sha256=e3b0c44298fc1c14", why: whyDAVLockNull},
+	{proto: "webdav", step: "MKCOL /pl, PUT /pl/f, /pl made 0444 on disk, PROPFIND Depth 1 of it, its mode back", upgate: "201 201 403 200 5 bytes sha256=c3a9363169a305996642df8d05bc251e", why: whyDAVUnlistable},
 
 	// Permissions (the agent process is not root, as no reference login is).
 	{proto: "sftp", step: "perm: readdir /perm/closed (0600)", upgate: "PERMISSION_DENIED", why: whyUnreadableList},

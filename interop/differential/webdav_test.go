@@ -353,6 +353,22 @@ func davSteps() []davStep {
 			_, h, _ := s.do("HEAD", s.aged("/cn"), "")
 			return davStatus("MKCOL", "/cc", "", "If-Match", "*")(s) + " " + davStatus("GET", "/cn", "", "If-None-Match", h.Get("ETag"))(s)
 		}},
+		// A collection its user may read but not search (0444, set on
+		// disk as root): its entries cannot be examined, so a Depth 1
+		// PROPFIND fails, as Apache's does, not x/net/webdav's 207 with
+		// the collection alone (server's TestProtocolsSeeOneAnother).
+		{"MKCOL /pl, PUT /pl/f, /pl made 0444 on disk, PROPFIND Depth 1 of it, its mode back", func(s *davSide) string {
+			out := davStatus("MKCOL", "/pl", "")(s) + " " + davStatus("PUT", "/pl/f", "in pl")(s)
+			dir := filepath.Join(s.dir, "pl")
+			if err := os.Chmod(dir, 0o444); err != nil {
+				return out + " chmod: " + err.Error()
+			}
+			out += " " + davStatus("PROPFIND", "/pl", "", "Depth", "1")(s)
+			if err := os.Chmod(dir, 0o755); err != nil {
+				return out + " chmod: " + err.Error()
+			}
+			return out + " " + davGet("/pl/f")(s)
+		}},
 	}
 }
 
