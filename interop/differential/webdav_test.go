@@ -363,7 +363,11 @@ func davSteps() []davStep {
 			if err := os.Chmod(dir, 0o444); err != nil {
 				return out + " chmod: " + err.Error()
 			}
-			out += " " + davStatus("PROPFIND", "/pl", "", "Depth", "1")(s)
+			st := davStatus("PROPFIND", "/pl", "", "Depth", "1")(s)
+			if strings.HasPrefix(st, "error: ") {
+				st = "no answer" // the error names the server's port
+			}
+			out += " " + st
 			if err := os.Chmod(dir, 0o755); err != nil {
 				return out + " chmod: " + err.Error()
 			}
