@@ -435,23 +435,19 @@ func (m *MountFs) Hash(ctx context.Context, name string, algo HashAlgorithm, off
 // for df or a file manager's free space) gets an answer, not an error.
 func (m *MountFs) StatFS(ctx context.Context, name string) (FSStats, error) {
 	p := userPath(name)
-	if m.synthetic(p) {
+	mnt, rel, ok := m.resolve(p)
+	switch {
+	case !ok && m.synthetic(p):
 		return FSStats{BlockSize: syntheticBlockSize, FragmentSize: syntheticBlockSize, NameMax: syntheticNameMax, ReadOnly: true}, nil
-	}
-	if _, _, ok := m.resolve(p); !ok {
+	case !ok:
 		return FSStats{}, &fs.PathError{Op: "statfs", Path: p, Err: syscall.ENOENT} // as statvfs(2) of a missing name
 	}
-	var st FSStats
-	err := m.pathOp("statfs", name, func(f afero.Fs, rel string) error {
-		s, ok := f.(StatFSer)
-		if !ok {
-			return errors.ErrUnsupported
-		}
-		var err error
-		st, err = s.StatFS(ctx, rel)
-		return err
-	})
-	return st, err
+	s, ok := mnt.Fs.(StatFSer)
+	if !ok {
+		return FSStats{}, &fs.PathError{Op: "statfs", Path: p, Err: errors.ErrUnsupported}
+	}
+	st, err := s.StatFS(ctx, rel)
+	return st, renamePathErr(err, p)
 }
 
 // mountFile is a file of one mount shown under its user path; it passes
