@@ -59,7 +59,7 @@ func (s *Server) checkConditions(r *http.Request, q *request, fsys *fileSystem) 
 		return false
 	}
 	etag := ""
-	if exists && !fi.IsDir() {
+	if exists {
 		if etag, err = etagOf(r.Context(), fi); err != nil {
 			q.fail(http.StatusInternalServerError, fmt.Errorf("webdav: %s %s: its ETag: %w", r.Method, q.path, err))
 			return false
@@ -165,8 +165,11 @@ func noParent(q *request, fsys *fileSystem, p string) (int, error) {
 
 // etagOf is the ETag x/net/webdav serves for fi (its findETag): fi's own
 // (dav.ETager), or else Apache's heuristic from the modification time
-// and the size.
+// and the size; "" for a collection, which has none.
 func etagOf(ctx context.Context, fi fs.FileInfo) (string, error) {
+	if fi.IsDir() {
+		return "", nil
+	}
 	if e, ok := fi.(dav.ETager); ok {
 		etag, err := e.ETag(ctx)
 		if !errors.Is(err, dav.ErrNotImplemented) {

@@ -147,7 +147,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	locks.etag = func(p string) string {
 		fi, err := fsys.stat(q, p)
-		if err != nil || fi.IsDir() {
+		if err != nil {
 			return ""
 		}
 		etag, _ := etagOf(r.Context(), fi)
