@@ -376,7 +376,7 @@ func (x *crossSessions) runSeed(t *testing.T, seed uint64, steps int) {
 			if d := was.diff(is); d != "" {
 				failf("%s failed (%v) but changed the disk: %s", s, err, d)
 			}
-		} else if why := x.landed(base, s, before, after); why != "" {
+		} else if why := x.landed(s, before, after); why != "" {
 			failf("%s succeeded but %s", s, why)
 		}
 		if s.kind == "end" && err != nil && after.holds(x.ended) {
@@ -409,6 +409,13 @@ type crossEntry struct {
 	names []string // a directory's, sorted
 }
 
+// shortSum is what crossEntry keeps of content: the first 8 bytes of its
+// sha256, in hex.
+func shortSum(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
 // crossTree is a seed's tree on the disk, by path relative to it.
 type crossTree map[string]crossEntry
 
@@ -431,7 +438,7 @@ func (x *crossSessions) snapshot(t *testing.T, base string) crossTree {
 			}
 			return nil
 		}
-		fi, err := os.Lstat(p)
+		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
@@ -452,8 +459,7 @@ func (x *crossSessions) snapshot(t *testing.T, base string) crossTree {
 			if err != nil {
 				return err
 			}
-			sum := sha256.Sum256(b)
-			e.sum = hex.EncodeToString(sum[:8])
+			e.sum = shortSum(b)
 		}
 		tree[filepath.ToSlash(rel)] = e
 		return nil
@@ -520,8 +526,7 @@ func (tr crossTree) holds(data string) bool {
 	if data == "" {
 		return false
 	}
-	sum := sha256.Sum256([]byte(data))
-	want := hex.EncodeToString(sum[:8])
+	want := shortSum([]byte(data))
 	for _, e := range tr {
 		if !e.dir && e.sum == want {
 			return true
@@ -557,11 +562,11 @@ func (tr crossTree) diff(other crossTree) string {
 
 // landed says what of a change that succeeded is not on the disk, "" when
 // all is.
-func (x *crossSessions) landed(base string, s crossStep, before, after crossTree) string {
+func (x *crossSessions) landed(s crossStep, before, after crossTree) string {
 	e, ok := after[s.path]
 	switch s.kind {
 	case "put":
-		if sum := sha256.Sum256([]byte(s.data)); !ok || e.dir || e.sum != hex.EncodeToString(sum[:8]) {
+		if !ok || e.dir || e.sum != shortSum([]byte(s.data)) {
 			return fmt.Sprintf("the disk holds %+v (present %v)", e, ok)
 		}
 	case "append":
@@ -780,8 +785,7 @@ func (x *crossSessions) observe(base, via, p string, tree crossTree) string {
 	case x.upMoved && (p == x.upPath || p == dir):
 		return ""
 	case p == x.upPath:
-		sum := sha256.Sum256([]byte(written))
-		want, exists = crossEntry{size: int64(len(written)), sum: hex.EncodeToString(sum[:8]), mtime: -1}, true
+		want, exists = crossEntry{size: int64(len(written)), sum: shortSum([]byte(written)), mtime: -1}, true
 	case p == dir && exists && want.dir && !slices.Contains(want.names, path.Base(x.upPath)):
 		want.names = append(slices.Clone(want.names), path.Base(x.upPath))
 		slices.Sort(want.names)
@@ -853,8 +857,7 @@ func (x *crossSessions) look(via, p string) (crossEntry, error) {
 		if err != nil {
 			return e, err
 		}
-		sum := sha256.Sum256(b)
-		e.sum = hex.EncodeToString(sum[:8])
+		e.sum = shortSum(b)
 		return e, nil
 	case viaFTP:
 		// An FTP 550 says why in its text alone.
@@ -897,8 +900,7 @@ func (x *crossSessions) look(via, p string) (crossEntry, error) {
 		if err != nil {
 			return e, err
 		}
-		sum := sha256.Sum256(b)
-		e.sum = hex.EncodeToString(sum[:8])
+		e.sum = shortSum(b)
 		return e, nil
 	}
 	return x.davLook(p)
@@ -988,7 +990,6 @@ func (x *crossSessions) davLook(p string) (crossEntry, error) {
 	case err != nil || resp.StatusCode != http.StatusOK:
 		return e, fmt.Errorf("GET %s: %s %v", p, resp.Status, err)
 	}
-	sum := sha256.Sum256(b)
-	e.sum = hex.EncodeToString(sum[:8])
+	e.sum = shortSum(b)
 	return e, nil
 }
