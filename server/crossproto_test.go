@@ -177,7 +177,9 @@ type crossSessions struct {
 
 func dialCross(t *testing.T, ftpAddr, sftpAddr, davAddr, disk string) *crossSessions {
 	t.Helper()
-	x := &crossSessions{disk: disk, url: "http://" + davAddr, dav: &http.Client{Timeout: 30 * time.Second}, tally: map[string]int{}}
+	tr := &http.Transport{} // its own, so that its kept connections end with the test
+	t.Cleanup(tr.CloseIdleConnections)
+	x := &crossSessions{disk: disk, url: "http://" + davAddr, dav: &http.Client{Transport: tr, Timeout: 30 * time.Second}, tally: map[string]int{}}
 	fc, err := ftp.Dial(ftpAddr, ftp.DialWithTimeout(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
