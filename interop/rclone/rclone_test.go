@@ -45,7 +45,7 @@ const (
 
 // webdavVendors are the WebDAV backend's vendor settings the suite runs
 // with; the remote of each is "upgatedav" + vendor + ":".
-var webdavVendors = []string{"other", "rclone", "owncloud"}
+func webdavVendors() []string { return []string{"other", "rclone", "owncloud"} }
 
 func webdavRemote(vendor string) string { return "upgatedav" + vendor + ":" }
 
@@ -118,12 +118,10 @@ func TestRcloneSuites(t *testing.T) {
 		copyFile(t, rcloneConf, filepath.Join(artifacts, "rclone.conf"))
 	}
 
-	suites := []struct{ name, pkg, remote string }{
-		{"sftp", sftpPackage, sftpRemote},
-		{"ftp", ftpPackage, ftpRemote},
-	}
-	for _, v := range webdavVendors {
-		suites = append(suites, struct{ name, pkg, remote string }{"webdav-" + v, webdavPackage, webdavRemote(v)})
+	type suite struct{ name, pkg, remote string }
+	suites := []suite{{"sftp", sftpPackage, sftpRemote}, {"ftp", ftpPackage, ftpRemote}}
+	for _, v := range webdavVendors() {
+		suites = append(suites, suite{"webdav-" + v, webdavPackage, webdavRemote(v)})
 	}
 	only := os.Getenv(envSuites)
 	for _, s := range suites {
@@ -456,7 +454,7 @@ user = %s
 pass = %s
 `, strings.TrimSuffix(sftpRemote, ":"), g.sftpPort, user, pass, sftpEncoding,
 		strings.TrimSuffix(ftpRemote, ":"), g.ftpPort, user, pass)
-	for _, v := range webdavVendors {
+	for _, v := range webdavVendors() {
 		conf += fmt.Sprintf(`
 [%s]
 type = webdav
