@@ -117,19 +117,21 @@ func (a activity) Read(p []byte) (int, error) {
 // exit status.
 func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 	log := c.sess.Logger()
-	args, err := splitCommand(command)
-	if err != nil || len(args) == 0 {
+	words, err := splitWords(command)
+	if err != nil || len(words) == 0 {
 		fmt.Fprintf(ch.Stderr(), "upgate: cannot parse command %q\n", command)
 		return 2
 	}
-	c.sess.SetOp("exec " + args[0])
+	c.sess.SetOp("exec " + words[0].text)
 	defer c.sess.SetOp("idle")
 	log.Info("exec", "command", truncate(command, 200))
 	var algo backend.HashAlgorithm
-	switch args[0] {
+	switch words[0].text {
 	case "pwd":
 		fmt.Fprintln(ch, "/")
 		return 0
+	case "scp":
+		return c.scp(activity{ch, c.sess}, ch.Stderr(), login, words[1:])
 	case "md5sum":
 		algo = backend.MD5
 	case "sha1sum":
@@ -137,15 +139,16 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 	case "sha256sum":
 		algo = backend.SHA256
 	default:
-		fmt.Fprintf(ch.Stderr(), "upgate: command not allowed: %s (only SFTP, pwd, md5sum, sha1sum and sha256sum are served)\n", args[0])
+		fmt.Fprintf(ch.Stderr(), "upgate: command not allowed: %s (only SFTP, scp, pwd, md5sum, sha1sum and sha256sum are served)\n", words[0].text)
 		return 127
 	}
-	// Operands; none or "-" is standard input, as md5sum reads it (rclone
-	// probes a hash command with empty input).
+	// Operands, a shell's patterns expanded; none or "-" is standard
+	// input, as md5sum reads it (rclone probes a hash command with empty
+	// input).
 	var names []string
-	for _, a := range args[1:] {
-		if a == "-" || !strings.HasPrefix(a, "-") {
-			names = append(names, a) // others are options such as -b or --
+	for _, w := range words[1:] {
+		if w.text == "-" || !strings.HasPrefix(w.text, "-") {
+			names = append(names, expand(login.Fs, w)...) // others are options such as -b or --
 		}
 	}
 	if len(names) == 0 {
@@ -153,8 +156,8 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 	}
 	if limit := c.s.cfg.ExecMaxFiles; len(names) > limit {
 		// Each name is an agent call: refuse the whole command at once.
-		log.Warn("exec refused: too many files", "command", args[0], "files", len(names), "max", limit)
-		fmt.Fprintf(ch.Stderr(), "upgate: %s: at most %d files per command (sftp.exec_max_files), got %d\n", args[0], limit, len(names))
+		log.Warn("exec refused: too many files", "command", words[0].text, "files", len(names), "max", limit)
+		fmt.Fprintf(ch.Stderr(), "upgate: %s: at most %d files per command (sftp.exec_max_files), got %d\n", words[0].text, limit, len(names))
 		return 2
 	}
 	status := 0
@@ -172,7 +175,7 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 			if errors.Is(err, os.ErrNotExist) {
 				reason = "No such file or directory"
 			}
-			fmt.Fprintf(ch.Stderr(), "%s: %s: %s\n", args[0], name, reason)
+			fmt.Fprintf(ch.Stderr(), "%s: %s: %s\n", words[0].text, name, reason)
 			status = 1
 			continue
 		}
@@ -197,57 +200,6 @@ func hashReader(r io.Reader, algo backend.HashAlgorithm) ([]byte, error) {
 // close.
 func exit(ch ssh.Channel, code int) {
 	_, _ = ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(code)))
-}
-
-// splitCommand splits a command line as a POSIX shell would for plain
-// words, single and double quotes and backslashes; nothing is expanded.
-func splitCommand(s string) ([]string, error) {
-	var args []string
-	var cur strings.Builder
-	inWord, quote := false, byte(0)
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case quote == '\'':
-			if ch == '\'' {
-				quote = 0
-			} else {
-				cur.WriteByte(ch)
-			}
-		case quote == '"':
-			switch {
-			case ch == '"':
-				quote = 0
-			case ch == '\\' && i+1 < len(s) && strings.IndexByte(`"\$`+"`", s[i+1]) >= 0:
-				i++
-				cur.WriteByte(s[i])
-			default:
-				cur.WriteByte(ch)
-			}
-		case ch == '\'' || ch == '"':
-			quote, inWord = ch, true
-		case ch == '\\' && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
-			inWord = true
-		case ch == ' ' || ch == '\t' || ch == '\n':
-			if inWord {
-				args = append(args, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(ch)
-			inWord = true
-		}
-	}
-	if quote != 0 {
-		return nil, errors.New("unterminated quote")
-	}
-	if inWord {
-		args = append(args, cur.String())
-	}
-	return args, nil
 }
 
 // truncate shortens s to at most n bytes for a log line.

@@ -10,9 +10,10 @@ import (
 	"testing"
 )
 
-// plainSep reports the bytes a plain word may not hold: the separators
-// and the quoting characters.
-func plainSep(r rune) bool { return strings.ContainsRune(" \t\n'\"\\", r) }
+// plainSep reports the bytes a plain word may not hold: the separators,
+// the quoting characters, and "~", which a shell expands at a word's
+// start.
+func plainSep(r rune) bool { return strings.ContainsRune(" \t\n'\"\\~", r) }
 
 // singleQuote quotes w as a POSIX shell word in single quotes; a single
 // quote inside closes the quotes, is escaped with a backslash, and reopens
@@ -47,7 +48,7 @@ func FuzzSplitCommand(f *testing.F) {
 	for _, s := range []string{
 		"", "ls", "ls -la /", "md5sum 'a b'", `sha1sum "a\"b"`, `echo a\ b`, "'unterminated",
 		`"unterminated`, `trailing\`, "a\tb\nc", `'it'\''s'`, `"$HOME" '$HOME' \$HOME`, "''", `""`,
-		"scp -t /upload", "rsync --server -vlogDtpre.iLsfxC . /data", "git-upload-pack '/repo'",
+		"scp -t /upload", "scp -f ~/a*.txt 'b*'", `md5sum [ab]\?`, "rsync --server -vlogDtpre.iLsfxC . /data", "git-upload-pack '/repo'",
 	} {
 		f.Add(s)
 	}
@@ -55,6 +56,16 @@ func FuzzSplitCommand(f *testing.F) {
 		args, err := splitCommand(s)
 		if err != nil && args != nil {
 			t.Fatalf("splitCommand(%q) = %q with error %v", s, args, err)
+		}
+		// A word that is no pattern is its text, escaped.
+		ws, _ := splitWords(s)
+		for _, w := range ws {
+			if hasMeta(w.pattern) != w.glob {
+				t.Fatalf("splitWords(%q): word %q: glob %v, pattern %q", s, w.text, w.glob, w.pattern)
+			}
+			if !w.glob && unescape(w.pattern) != w.text {
+				t.Fatalf("splitWords(%q): pattern %q unescapes to %q, not %q", s, w.pattern, unescape(w.pattern), w.text)
+			}
 		}
 		if err == nil && len(args) > len(s) {
 			t.Fatalf("splitCommand(%q) = %d words from %d bytes", s, len(args), len(s))

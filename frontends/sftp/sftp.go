@@ -1,8 +1,10 @@
 // Package sftp is upgate's SFTP frontend: an SSH server (x/crypto/ssh) on
 // the gateway's accept layer that serves the "sftp" subsystem with
-// pkg/sftp's request server over the user's backend filesystem, answers the
-// few exec commands IDEs and checksum tools send (pwd, md5sum, sha1sum,
-// sha256sum) from the agent, and refuses shells, ptys and port forwarding.
+// pkg/sftp's request server over the user's backend filesystem, serves
+// the legacy SCP protocol ("scp -t" and "scp -f": scp -O, and scp before
+// OpenSSH 9) over the same filesystem, answers the few exec commands IDEs
+// and checksum tools send (pwd, md5sum, sha1sum, sha256sum) from the
+// agent, and refuses shells, ptys and port forwarding.
 //
 // Liveness: the server sends keepalive@openssh.com every
 // Config.KeepaliveInterval and closes a connection after
