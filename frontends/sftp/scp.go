@@ -57,11 +57,11 @@ var errSCPFatal = errors.New("scp: transfer ended")
 
 // scpSession is one "scp -t" or "scp -f" run on a channel.
 type scpSession struct {
-	fs   afero.Fs
-	sess *gateway.Session
-	log  *slog.Logger
-	in   *bufio.Reader
-	out  io.Writer
+	fs    afero.Fs
+	log   *slog.Logger
+	setOp func(op string) // what the sessions view shows the session doing
+	in    *bufio.Reader
+	out   io.Writer
 
 	recursive bool // -r
 	preserve  bool // -p: times and modes
@@ -73,11 +73,23 @@ type scpSession struct {
 const scpUsage = "usage: scp [-prdv] -t target | -f source ...\n"
 
 // scp runs the SCP server side of "scp [-rpdv] -t [--] TARGET" or "scp
-// [-rpv] -f [--] SOURCE..." and returns its exit status: 0, or 1 after
-// any error, as scp.c's.
+// [-rpv] -f [--] SOURCE..." on the channel rw and returns its exit
+// status.
 func (c *conn) scp(rw io.ReadWriter, stderr io.Writer, login *gateway.Login, words []word) int {
-	s := &scpSession{fs: login.Fs, sess: c.sess, log: c.sess.Logger().With("command", "scp"),
+	s := newSCPSession(login.Fs, rw, c.sess.Logger(), c.sess.SetOp)
+	return s.run(words, stderr)
+}
+
+// newSCPSession serves SCP on rw over fsys.
+func newSCPSession(fsys afero.Fs, rw io.ReadWriter, log *slog.Logger, setOp func(string)) *scpSession {
+	return &scpSession{fs: fsys, log: log.With("command", "scp"), setOp: setOp,
 		in: bufio.NewReaderSize(rw, 64<<10), out: rw}
+}
+
+// run parses scp's arguments (options as getopt(3) reads them, then the
+// operands, a shell's patterns expanded) and runs the sink or the
+// source: 0, or 1 after any error, as scp.c exits.
+func (s *scpSession) run(words []word, stderr io.Writer) int {
 	from, to := false, false
 	i := 0
 	for ; i < len(words); i++ {

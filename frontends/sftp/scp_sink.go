@@ -194,8 +194,8 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 	if err != nil {
 		return s.fail("%s: %s", shown, errText(err))
 	}
-	s.sess.SetOp("scp upload " + np)
-	defer s.sess.SetOp("scp")
+	s.setOp("scp upload " + np)
+	defer s.setOp("scp")
 	if err := s.ok(); err != nil {
 		abort(f, err)
 		return errSCPFatal
@@ -314,7 +314,7 @@ func (s *scpSession) enterDir(cur *sinkDir, np, shown string, mode os.FileMode, 
 			d.setMode = false
 		}
 	}
-	s.sess.SetOp("scp into " + np)
+	s.setOp("scp into " + np)
 	if err := s.ok(); err != nil {
 		return nil, errSCPFatal
 	}

@@ -69,8 +69,8 @@ func (s *scpSession) send(shown string) error {
 	if err := s.response(); err != nil {
 		return err // refused: the next one
 	}
-	s.sess.SetOp("scp download " + np)
-	defer s.sess.SetOp("scp")
+	s.setOp("scp download " + np)
+	defer s.setOp("scp")
 	in := &countingReader{r: f}
 	n, err := io.CopyN(s.out, in, size)
 	if err != nil && in.err == nil {

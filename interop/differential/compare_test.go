@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // that upgate makes on purpose. It is the only list of them: any other
 // difference fails the tests.
 type deliberate struct {
-	proto string // "sftp", "ftp" or "webdav"
+	proto string // "sftp", "ftp", "webdav" or "scp"
 	// step names the step whose answer differs; for a rule about a field
 	// that no step compares, it is empty and what says which field.
 	step string

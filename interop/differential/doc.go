@@ -3,7 +3,9 @@
 // sftp-server and upgate's SFTP frontend, and against vsftpd and upgate's
 // FTP frontend, and every answer (status or reply code, data, stat
 // fields, listings, link targets) and the resulting trees on disk are
-// compared. The deliberate differences are one table in the tests
+// compared. OpenSSH's scp client (scp -O, the legacy SCP protocol) copies
+// to and from sshd's scp and upgate alike, its messages, exit statuses
+// and trees compared. The deliberate differences are one table in the tests
 // (deliberateDiffs), each with its reason; any other difference fails.
 //
 // The reference servers run as real processes (internal/refserver), so

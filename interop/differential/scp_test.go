@@ -83,7 +83,7 @@ func scpSources(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chmod(filepath.Join(dir, "suid"), 0o4755); err != nil {
+	if err := os.Chmod(filepath.Join(dir, "suid"), os.ModeSetuid|0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []struct {

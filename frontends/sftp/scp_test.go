@@ -1,0 +1,263 @@
+package sftp_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spf13/afero"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/upgate/upgate/backend/memfs"
+	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/agenttest"
+	"github.com/upgate/upgate/internal/gwtest"
+)
+
+// scpExec runs command on a new session channel with input as its stdin
+// and returns what it wrote to stdout and its exit status: the SCP
+// protocol as a client's bytes, with nothing of a client's own checks.
+func scpExec(t *testing.T, c *ssh.Client, command string, input []byte) (string, int) {
+	t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var out bytes.Buffer
+	s.Stdin, s.Stdout, s.Stderr = bytes.NewReader(input), &out, io.Discard
+	within(t, 15*time.Second, "exec "+command, func() { err = s.Run(command) })
+	var ee *ssh.ExitError
+	code := 0
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitStatus()
+	default:
+		t.Fatalf("exec %q: %v", command, err)
+	}
+	return out.String(), code
+}
+
+// TestSCPClient copies with OpenSSH's scp client in its legacy SCP mode
+// (scp -O, the default before OpenSSH 9.0): a file and a tree up with
+// their modes and times (-p), and back down, byte for byte.
+func TestSCPClient(t *testing.T) {
+	scp := gwtest.RequireTool(t, "scp")
+	sshpass := gwtest.RequireTool(t, "sshpass")
+	e := start(t, nil)
+	local := t.TempDir()
+	data := randomBytes(1<<20 + 17)
+	mtime := time.Date(2003, 4, 5, 6, 7, 8, 0, time.UTC)
+	mustWrite(t, filepath.Join(local, "src", "big.bin"), data)
+	mustWrite(t, filepath.Join(local, "src", "sub", "small.txt"), []byte("small\n"))
+	for p, mode := range map[string]os.FileMode{"src/big.bin": 0o640, "src/sub/small.txt": 0o600, "src/sub": 0o750} {
+		if err := os.Chmod(filepath.Join(local, p), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(local, p), mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) {
+		t.Helper()
+		base := []string{"-p", gwtest.Users["alice"], scp, "-O", "-q", "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=no",
+			"-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no", "-P", port(t, e)}
+		command(t, time.Minute, nil, sshpass, append(base, args...)...)
+	}
+	run("-rp", filepath.Join(local, "src"), "alice@127.0.0.1:up")
+	home := e.UserDir("alice")
+	check := func(dir string) {
+		t.Helper()
+		for p, want := range map[string]struct {
+			mode os.FileMode
+			data []byte
+		}{"big.bin": {0o640, data}, "sub/small.txt": {0o600, []byte("small\n")}, "sub": {0o750 | os.ModeDir, nil}} {
+			fi, err := os.Stat(filepath.Join(dir, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode() != want.mode || !fi.ModTime().Equal(mtime) {
+				t.Errorf("%s/%s: mode %v mtime %v, want %v and %v", dir, p, fi.Mode(), fi.ModTime(), want.mode, mtime)
+			}
+			if want.data != nil && sum256(mustRead(t, filepath.Join(dir, p))) != sum256(want.data) {
+				t.Errorf("%s/%s: content differs", dir, p)
+			}
+		}
+	}
+	check(filepath.Join(home, "up"))
+	back := filepath.Join(local, "back")
+	run("-rp", "alice@127.0.0.1:up", back)
+	check(back)
+	if left := agenttest.TempFilesUnder(t, home); len(left) > 0 {
+		t.Errorf("temp files left: %q", left)
+	}
+}
+
+// TestSCPRecords sends the sink records a client could send, well formed
+// or not, and checks each answer byte for byte, the exit status, and
+// what landed on disk: a record it cannot follow ends the copy with a
+// protocol error (scp.c's words), and nothing half-written is ever seen.
+func TestSCPRecords(t *testing.T) {
+	e := start(t, nil)
+	c := sshClient(t, e, "alice")
+	home := e.UserDir("alice")
+	mustWrite(t, filepath.Join(home, "old.txt"), []byte("old content\n"))
+	for _, tc := range []struct {
+		name, command, input string
+		out                  string
+		code                 int
+		files                map[string]string // path -> content after; "" = missing
+	}{
+		{name: "a file", command: "scp -t /", input: "C0644 5 a.txt\nhello\x00",
+			out: "\x00\x00\x00", files: map[string]string{"a.txt": "hello"}},
+		{name: "bad mode", command: "scp -t /", input: "C06x4 5 b.txt\nhello\x00",
+			out: "\x00\x01scp: protocol error: bad mode\n", code: 1, files: map[string]string{"b.txt": ""}},
+		{name: "no size", command: "scp -t /", input: "C0644 x b.txt\n",
+			out: "\x00\x01scp: protocol error: size not present\n", code: 1},
+		{name: "size out of range", command: "scp -t /", input: "C0644 99999999999999999999 b.txt\n",
+			out: "\x00\x01scp: protocol error: size out of range\n", code: 1},
+		{name: "a name with a slash", command: "scp -t /", input: "C0644 5 ../b.txt\nhello\x00",
+			out: "\x00\x01scp: error: unexpected filename: ../b.txt\n", code: 1},
+		{name: "a name of dots", command: "scp -t /", input: "C0644 5 ..\nhello\x00",
+			out: "\x00\x01scp: error: unexpected filename: ..\n", code: 1},
+		{name: "a directory without -r", command: "scp -t /", input: "D0755 0 d\n",
+			out: "\x00\x01scp: protocol error: received directory without -r\n", code: 1, files: map[string]string{"d": ""}},
+		{name: "a line too long", command: "scp -t /", input: "C0644 5 " + strings.Repeat("x", 3000) + "\n",
+			out: "\x00\x01scp: protocol error: line too long\n", code: 1},
+		{name: "not scp", command: "scp -t /", input: "Welcome to my shell\n",
+			out: "\x00\x01scp: Welcome to my shell\n", code: 1},
+		{name: "garbage after a record", command: "scp -t /", input: "C0644 1 c.txt\nc\x00Xyz\n",
+			out: "\x00\x00\x00\x01scp: protocol error: expected control record\n", code: 1, files: map[string]string{"c.txt": "c"}},
+		{name: "the data cut short", command: "scp -t /", input: "C0644 100 cut.txt\nonly this",
+			out: "\x00\x00", code: 1, files: map[string]string{"cut.txt": ""}},
+		{name: "the sender failed to read its file", command: "scp -t /", input: "C0644 5 old.txt\n\x00\x00\x00\x00\x00\x01scp: old.txt: Input/output error\n",
+			out: "\x00\x00\x01scp: /old.txt: not written: the sender reported an error\n", code: 1, files: map[string]string{"old.txt": "old content\n"}},
+		{name: "a fatal error from the client", command: "scp -t /", input: "\x02scp: gone\nC0644 1 f.txt\nf\x00",
+			out: "\x00", code: 1, files: map[string]string{"f.txt": ""}},
+		{name: "times", command: "scp -p -t /", input: "T1000000000 0 1000000001 0\nC0640 2 t.txt\nhi\x00",
+			out: "\x00\x00\x00\x00", files: map[string]string{"t.txt": "hi"}},
+		{name: "times a time_t cannot hold are ignored", command: "scp -p -t /", input: "T99999999999999999999 0 1 0\nC0640 2 t2.txt\nhi\x00",
+			out: "\x00\x00\x00\x00", files: map[string]string{"t2.txt": "hi"}},
+		{name: "bad times", command: "scp -p -t /", input: "T12 x 1 0\n",
+			out: "\x00\x01scp: protocol error: bad time \"x\"\n", code: 1},
+		{name: "a tree", command: "scp -r -t /", input: "D0750 0 tree\nC0644 1 f\nf\x00D0755 0 sub\nC0600 0 empty\n\x00E\nE\n",
+			out: "\x00\x00\x00\x00\x00\x00\x00\x00\x00", files: map[string]string{"tree/f": "f", "tree/sub/empty": ""}},
+		{name: "E at the top ends the copy", command: "scp -t /", input: "E\nC0644 1 late.txt\nl\x00",
+			out: "\x00\x00", files: map[string]string{"late.txt": ""}},
+		{name: "two targets", command: "scp -t a b", out: "\x01scp: ambiguous target\n", code: 1},
+		{name: "-d and a file", command: "scp -d -t old.txt", out: "\x01scp: old.txt: Not a directory\n", code: 1},
+		{name: "an unknown option", command: "scp -x -t /", code: 1},
+		{name: "neither -t nor -f", command: "scp a b", code: 1},
+		{name: "a target outside the tree is inside it", command: "scp -t ../../../..", input: "C0644 3 esc.txt\nesc\x00",
+			out: "\x00\x00\x00", files: map[string]string{"esc.txt": "esc"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := scpExec(t, c, tc.command, []byte(tc.input))
+			if out != tc.out || code != tc.code {
+				t.Errorf("%s with %q:\nanswer %q, exit %d\nwant   %q, exit %d", tc.command, tc.input, out, code, tc.out, tc.code)
+			}
+			for p, want := range tc.files {
+				got, err := os.ReadFile(filepath.Join(home, p))
+				switch {
+				case want == "" && !errors.Is(err, os.ErrNotExist) && !(err == nil && len(got) == 0 && strings.HasSuffix(p, "empty")):
+					t.Errorf("%s: %q, %v; want it missing", p, got, err)
+				case want != "" && string(got) != want:
+					t.Errorf("%s: %q, %v; want %q", p, got, err, want)
+				}
+			}
+		})
+	}
+	fi, err := os.Stat(filepath.Join(home, "t.txt"))
+	if err != nil || fi.Mode() != 0o640 || fi.ModTime().Unix() != 1000000000 {
+		t.Errorf("t.txt after scp -p: %v, %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Join(home, "tree")); err != nil || fi.Mode() != os.ModeDir|0o750 {
+		t.Errorf("tree after its E: %v, %v; want 0750", fi, err)
+	}
+	if left := agenttest.TempFilesUnder(t, e.Root); len(left) > 0 {
+		t.Errorf("temp files left: %q", left)
+	}
+}
+
+// TestSCPSource sends files to a client that answers as it likes: one
+// that refuses a file (a 1 byte) gets the next; the T and C records and
+// the data are exactly scp.c's.
+func TestSCPSource(t *testing.T) {
+	e := start(t, nil)
+	c := sshClient(t, e, "alice")
+	home := e.UserDir("alice")
+	mustWrite(t, filepath.Join(home, "d", "one"), []byte("1"))
+	mustWrite(t, filepath.Join(home, "d", "two"), []byte("22"))
+	mtime := time.Unix(1234567890, 0)
+	for _, p := range []string{"d/one", "d/two", "d"} {
+		if err := os.Chtimes(filepath.Join(home, p), time.Unix(1234567000, 0), mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(home, "d", "one"), os.ModeSetuid|0o640); err != nil { // setuid: sent as it is
+		t.Fatal(err)
+	}
+	out, code := scpExec(t, c, "scp -p -f d/one d/two", []byte("\x00\x00\x00\x00\x00\x00\x00"))
+	want := "T1234567890 0 1234567000 0\nC4640 1 one\n1\x00T1234567890 0 1234567000 0\nC0644 2 two\n22\x00"
+	if out != want || code != 0 {
+		t.Errorf("scp -p -f: %q, exit %d; want %q", out, code, want)
+	}
+	// Refusing the first file's C record: its data is not sent.
+	out, code = scpExec(t, c, "scp -f d/one d/two", []byte("\x00\x01scp: no thanks\n\x00\x00"))
+	if want := "C4640 1 one\nC0644 2 two\n22\x00"; out != want || code != 1 {
+		t.Errorf("refused: %q, exit %d; want %q and exit 1", out, code, want)
+	}
+	out, code = scpExec(t, c, "scp -r -f 'd'", bytes.Repeat([]byte{0}, 7))
+	if want := "D0755 0 d\nC4640 1 one\n1\x00C0644 2 two\n22\x00E\n"; out != want || code != 0 {
+		t.Errorf("scp -r -f: %q, exit %d; want %q", out, code, want)
+	}
+	out, code = scpExec(t, c, "scp -f d/*", bytes.Repeat([]byte{0}, 5))
+	if want := "C4640 1 one\n1\x00C0644 2 two\n22\x00"; out != want || code != 0 {
+		t.Errorf("scp -f d/*: %q, exit %d; want %q", out, code, want)
+	}
+	// A client gone before its go-ahead: nothing is sent.
+	if out, code = scpExec(t, c, "scp -f d/one", nil); out != "" || code != 1 {
+		t.Errorf("no go-ahead: %q, exit %d", out, code)
+	}
+}
+
+// TestSCPFailuresKeepTheOldFile injects the faults a disk and an agent
+// have into the filesystem under an scp upload: a write that fails (a
+// full disk) and a commit that fails. Each is reported for its file, the
+// old file stays whole, and the copy goes on with the next file.
+func TestSCPFailuresKeepTheOldFile(t *testing.T) {
+	fsys := memfs.New(memfs.Options{})
+	if err := afero.WriteFile(fsys, "/full.txt", []byte("old full"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := afero.WriteFile(fsys, "/commit.txt", []byte("old commit"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := gwtest.StartFS(t, func(cfg *config.Config) {
+		cfg.Listen = config.Listen{SFTP: "127.0.0.1:0"}
+		cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "hostkey-ed25519")}
+	}, func(string) afero.Fs { return fsys })
+	fsys.Inject(memfs.Fault{Op: memfs.OpWrite, Path: "/full.txt", Err: syscall.ENOSPC})
+	fsys.Inject(memfs.Fault{Op: memfs.OpClose, Path: "/commit.txt", Err: syscall.EIO})
+	c := sshClient(t, &env{Env: e, Addr: e.Srv.SFTPAddr.String()}, "alice")
+	big := strings.Repeat("x", 200_000)
+	input := "C0644 200000 full.txt\n" + big + "\x00" + "C0644 3 commit.txt\nnew\x00" + "C0644 4 next.txt\nnext\x00"
+	out, code := scpExec(t, c, "scp -t /", []byte(input))
+	want := "\x00" + "\x00\x01scp: /full.txt: No space left on device\n" + "\x00\x01scp: /commit.txt: Input/output error\n" + "\x00\x00"
+	if out != want || code != 1 {
+		t.Errorf("answer %q, exit %d; want %q and exit 1", out, code, want)
+	}
+	for p, content := range map[string]string{"/full.txt": "old full", "/commit.txt": "old commit", "/next.txt": "next"} {
+		if got, err := afero.ReadFile(fsys, p); string(got) != content {
+			t.Errorf("%s: %q, %v; want %q", p, got, err, content)
+		}
+	}
+}
