@@ -25,8 +25,9 @@ import (
 // "scp -t TARGET" (sink: the client uploads) or "scp -f SOURCE..."
 // (source: the client downloads) on the server through an exec request:
 // scp -O of OpenSSH 9, and the default of OpenSSH before 9.0 (Ubuntu
-// 22.04, Windows 10's OpenSSH), WinSCP's SCP mode and many scripts. Newer
-// scp clients speak SFTP and never come here.
+// 22.04, Windows 10's OpenSSH) and of the scripts written for it. Newer
+// scp clients speak SFTP and never come here. (WinSCP's SCP mode needs a
+// shell, which is refused: it is served by SFTP.)
 //
 // Both sides exchange records, each a line: "C0644 SIZE NAME" (a file,
 // its SIZE bytes and a 0 byte follow), "D0755 0 NAME" (a directory; its
