@@ -48,17 +48,17 @@ func TestRunQuick(t *testing.T) {
 	}
 	var env []string
 	if strict {
-		env = append(env, "BENCH_ONLY=login,put,mirror,saves,creates,sshfs")
+		env = append(env, "BENCH_ONLY=login,put,scp,mirror,saves,creates,sshfs")
 		withSSHFS = true
 	}
 
 	out, stderr := benchtest.RunQuick(t, env...)
 	want := []string{
 		"| measurement | upgate, embedded agent | upgate, agent process | OpenSSH | embedded/OpenSSH | agent/OpenSSH | goal |",
-		"login and one `pwd`", "OpenSSH `sftp -b` put", "CPU s per GiB", "of which the agent process", "`lftp mirror -R`",
+		"login and one `pwd`", "OpenSSH `sftp -b` put", "OpenSSH `scp -O`", "CPU s per GiB", "of which the agent process", "`lftp mirror -R`",
 		"p50", "p99", "creating 200 small files", "One save's five steps",
 	}
-	rows := 9 // header and eight measurements
+	rows := 11 // header and ten measurements
 	if withSSHFS {
 		want = append(want, "`git status`", "`cp -a`")
 		rows += 2

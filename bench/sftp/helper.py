@@ -311,6 +311,8 @@ ROWS = [
     ("put_s", "{big} upload, OpenSSH `sftp -b` put", "s", "<= 0.9"),
     ("put_cpu", "CPU s per GiB on the server side during that upload", "s/GiB", ""),
     ("put_cpu_agent", "... of which the agent process", "s/GiB", ""),
+    ("scp_s", "{big} upload, OpenSSH `scp -O` (legacy SCP protocol)", "s", ""),
+    ("scp_cpu", "CPU s per GiB on the server side during that upload", "s/GiB", ""),
     ("mirror_s", "{files} small files, `lftp mirror -R` (sftp://, serial)", "s", "<= 1.1"),
     ("save_p50_ms", "4 KiB save on an open session (paramiko), p50", "ms", "<= 1.1"),
     ("save_p99_ms", "4 KiB save on an open session (paramiko), p99", "ms", ""),

@@ -32,6 +32,9 @@
 #      process), sshd's processes for that connection (its monitor, the
 #      session process, sftp-server), from /proc/PID/stat user + system time
 #      before and after (see helper.py treecpu and reaper);
+#   1b. the same file with OpenSSH's `scp -O` (the legacy SCP protocol: the
+#      server runs `scp -t`, sshd's /usr/bin/scp or upgate's own), wall clock
+#      and CPU seconds per GiB as for 1;
 #   2. `lftp mirror -R` (sftp://, serial) of many small files in nested
 #      directories into an empty directory (seconds);
 #   3. a 4 KiB save on an open session with paramiko: OPEN (create,
@@ -67,7 +70,7 @@
 #   BENCH_CREATES          files created with paramiko [5000 / 200]
 #   BENCH_TREE             files in the sshfs repository [500 / 50]
 #   BENCH_CP               files of it copied with cp -a [100 / 10]
-#   BENCH_ONLY             comma list of login,put,mirror,saves,creates,sshfs
+#   BENCH_ONLY             comma list of login,put,scp,mirror,saves,creates,sshfs
 #                          [all; sshfs only where it can run]
 #   BENCH_WARMUP=0         skip the untimed warm-up (one big upload and one
 #                          mirror per server before round 1)
@@ -116,7 +119,7 @@ nsaves=${BENCH_SAVES:-$d_saves}
 ncreates=${BENCH_CREATES:-$d_creates}
 ntree=${BENCH_TREE:-$d_tree}
 ncp=${BENCH_CP:-$d_cp}
-only=${BENCH_ONLY:-login,put,mirror,saves,creates,sshfs}
+only=${BENCH_ONLY:-login,put,scp,mirror,saves,creates,sshfs}
 only_explicit=${BENCH_ONLY:+1}
 loglevel=${BENCH_LOG_LEVEL:-warn}
 cmd_timeout=${BENCH_TIMEOUT:-600}
@@ -137,7 +140,7 @@ done
 ((rounds <= 50)) || { echo "run.sh: at most 50 rounds" >&2; exit 2; }
 ((ncp <= ntree)) || { echo "run.sh: BENCH_CP ($ncp) must not exceed BENCH_TREE ($ntree)" >&2; exit 2; }
 for w in ${only//,/ }; do
-  [[ $w =~ ^(login|put|mirror|saves|creates|sshfs)$ ]] || { echo "run.sh: BENCH_ONLY: unknown '$w'" >&2; exit 2; }
+  [[ $w =~ ^(login|put|scp|mirror|saves|creates|sshfs)$ ]] || { echo "run.sh: BENCH_ONLY: unknown '$w'" >&2; exit 2; }
 done
 case $sshd_sftp in
   sftp-server) subsystem="$SFTP_SERVER -u 022" ;;
@@ -520,6 +523,27 @@ bench_put() { # side round
     record put_cpu_agent "$s" "$2" "$(awk -v a="$ca0" -v b="$ca1" -v n="$big_bytes" 'BEGIN { printf "%.3f", (b - a) / (n / 1073741824) }')"
   fi
 }
+bench_scp() { # side round: bench_put's upload with scp -O
+  local s=$1 t0 t1 c0 c1 f size
+  empty_targets
+  settle "$s"
+  # shellcheck disable=SC2046
+  c0=$("$PY" "$helper" treecpu $(cpu_pids "$s"))
+  t0=$EPOCHREALTIME
+  bounded scp -O -q "${ssh_opts[@]}" -P "${port[$s]}" "$big" "${user[$s]}@127.0.0.1:up/big.bin" || die "scp -O to $s"
+  t1=$EPOCHREALTIME
+  settle "$s"
+  # shellcheck disable=SC2046
+  c1=$("$PY" "$helper" treecpu $(cpu_pids "$s"))
+  f=${updir[$s]}/big.bin
+  size=$(stat -c %s "$f" 2>/dev/null || echo missing)
+  [[ $size == "$big_bytes" ]] || die "scp -O to $s: big.bin is $size bytes on disk, want $big_bytes"
+  if [[ $2 -le 1 || $quick == 1 ]]; then
+    [[ $(sha256sum "$f" | cut -d' ' -f1) == "$big_sha" ]] || die "scp -O to $s: big.bin content differs"
+  fi
+  record scp_s "$s" "$2" "$(elapsed "$t0" "$t1")"
+  record scp_cpu "$s" "$2" "$(awk -v a="$c0" -v b="$c1" -v n="$big_bytes" 'BEGIN { printf "%.3f", (b - a) / (n / 1073741824) }')"
+}
 bench_mirror() { # side round
   local s=$1 t0 t1 got
   empty_targets
@@ -620,6 +644,7 @@ if [[ ${BENCH_WARMUP:-1} == 1 ]]; then
   log "warm-up (untimed)"
   for s in "${sides[@]}"; do
     if want put; then bench_put "$s" 0; fi
+    if want scp; then bench_scp "$s" 0; fi
     if want mirror; then bench_mirror "$s" 0; fi
   done
   : >"$results"
@@ -638,6 +663,11 @@ for ((r = 1; r <= rounds; r++)); do
     bench_put "$s" "$r"
     log "round $r/$rounds sftp put $big_label  $s: $(grep "^put_s $s $r " "$results" | cut -d' ' -f4) s," \
       "$(grep "^put_cpu $s $r " "$results" | cut -d' ' -f4) CPU s/GiB"
+  done; fi
+  if want scp; then for s in "${sides[@]}"; do
+    bench_scp "$s" "$r"
+    log "round $r/$rounds scp -O $big_label  $s: $(grep "^scp_s $s $r " "$results" | cut -d' ' -f4) s," \
+      "$(grep "^scp_cpu $s $r " "$results" | cut -d' ' -f4) CPU s/GiB"
   done; fi
   if want mirror; then for s in "${sides[@]}"; do
     bench_mirror "$s" "$r"; log "round $r/$rounds mirror -R $nfiles files  $s: $(last) s"
