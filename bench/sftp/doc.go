@@ -2,7 +2,8 @@
 // run.sh measures upgate's SFTP frontend, once with its embedded agent and
 // once with the agent as a separate `upgate agent` process, and Debian's
 // sshd with sftp-server, on one machine: a 256 MiB upload with OpenSSH's
-// sftp and the servers' CPU seconds per GiB, an lftp mirror of 500 small
+// sftp and the same with scp -O (the legacy SCP protocol), the servers'
+// CPU seconds per GiB over each, an lftp mirror of 500 small
 // files, 4 KiB saves on an open session and 5,000 file creates with
 // paramiko, and git and cp -a through sshfs. It prints a markdown table for
 // docs/benchmarks.md and is run by hand:
