@@ -494,8 +494,14 @@ bench_login() { # side round
   done
   record login_ms "$s" "$2" "$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)"
 }
-bench_put() { # side round
-  local s=$1 t0 t1 c0 c1 f size
+bench_put() { # side round: the big file with sftp -b put
+  bench_upload "$1" "$2" put
+}
+bench_scp() { # side round: the same with scp -O
+  bench_upload "$1" "$2" scp
+}
+bench_upload() { # side round put|scp: uploads the big file to up/big.bin, checks it, records time and CPU
+  local s=$1 how=$3 t0 t1 c0 c1 f size
   empty_targets
   settle "$s"
   printf 'put %s up/big.bin\n' "$big" >"$tmp/put.batch"
@@ -503,46 +509,28 @@ bench_put() { # side round
   c0=$("$PY" "$helper" treecpu $(cpu_pids "$s"))
   [[ $s == upgate-agent ]] && ca0=$("$PY" "$helper" treecpu "$ag_pid")
   t0=$EPOCHREALTIME
-  sftp_batch "$s" "$tmp/put.batch" >/dev/null || die "sftp put to $s"
+  case $how in
+    put) sftp_batch "$s" "$tmp/put.batch" >/dev/null || die "sftp put to $s" ;;
+    scp) bounded scp -O -q "${ssh_opts[@]}" -P "${port[$s]}" "$big" "${user[$s]}@127.0.0.1:up/big.bin" || die "scp -O to $s" ;;
+  esac
   t1=$EPOCHREALTIME
   settle "$s"
   # shellcheck disable=SC2046
   c1=$("$PY" "$helper" treecpu $(cpu_pids "$s"))
   f=${updir[$s]}/big.bin
   size=$(stat -c %s "$f" 2>/dev/null || echo missing)
-  [[ $size == "$big_bytes" ]] || die "sftp put to $s: big.bin is $size bytes on disk, want $big_bytes"
+  [[ $size == "$big_bytes" ]] || die "$how to $s: big.bin is $size bytes on disk, want $big_bytes"
   # The full hash in round 1 (and the warm-up, and always in quick mode),
   # the size after.
   if [[ $2 -le 1 || $quick == 1 ]]; then
-    [[ $(sha256sum "$f" | cut -d' ' -f1) == "$big_sha" ]] || die "sftp put to $s: big.bin content differs"
+    [[ $(sha256sum "$f" | cut -d' ' -f1) == "$big_sha" ]] || die "$how to $s: big.bin content differs"
   fi
-  record put_s "$s" "$2" "$(elapsed "$t0" "$t1")"
-  record put_cpu "$s" "$2" "$(awk -v a="$c0" -v b="$c1" -v n="$big_bytes" 'BEGIN { printf "%.3f", (b - a) / (n / 1073741824) }')"
-  if [[ $s == upgate-agent ]]; then
+  record "${how}_s" "$s" "$2" "$(elapsed "$t0" "$t1")"
+  record "${how}_cpu" "$s" "$2" "$(awk -v a="$c0" -v b="$c1" -v n="$big_bytes" 'BEGIN { printf "%.3f", (b - a) / (n / 1073741824) }')"
+  if [[ $s == upgate-agent && $how == put ]]; then
     ca1=$("$PY" "$helper" treecpu "$ag_pid")
     record put_cpu_agent "$s" "$2" "$(awk -v a="$ca0" -v b="$ca1" -v n="$big_bytes" 'BEGIN { printf "%.3f", (b - a) / (n / 1073741824) }')"
   fi
-}
-bench_scp() { # side round: bench_put's upload with scp -O
-  local s=$1 t0 t1 c0 c1 f size
-  empty_targets
-  settle "$s"
-  # shellcheck disable=SC2046
-  c0=$("$PY" "$helper" treecpu $(cpu_pids "$s"))
-  t0=$EPOCHREALTIME
-  bounded scp -O -q "${ssh_opts[@]}" -P "${port[$s]}" "$big" "${user[$s]}@127.0.0.1:up/big.bin" || die "scp -O to $s"
-  t1=$EPOCHREALTIME
-  settle "$s"
-  # shellcheck disable=SC2046
-  c1=$("$PY" "$helper" treecpu $(cpu_pids "$s"))
-  f=${updir[$s]}/big.bin
-  size=$(stat -c %s "$f" 2>/dev/null || echo missing)
-  [[ $size == "$big_bytes" ]] || die "scp -O to $s: big.bin is $size bytes on disk, want $big_bytes"
-  if [[ $2 -le 1 || $quick == 1 ]]; then
-    [[ $(sha256sum "$f" | cut -d' ' -f1) == "$big_sha" ]] || die "scp -O to $s: big.bin content differs"
-  fi
-  record scp_s "$s" "$2" "$(elapsed "$t0" "$t1")"
-  record scp_cpu "$s" "$2" "$(awk -v a="$c0" -v b="$c1" -v n="$big_bytes" 'BEGIN { printf "%.3f", (b - a) / (n / 1073741824) }')"
 }
 bench_mirror() { # side round
   local s=$1 t0 t1 got

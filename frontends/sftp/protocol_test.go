@@ -427,13 +427,19 @@ func TestMaxAuthTries(t *testing.T) {
 // exit status.
 func run(t testing.TB, c *ssh.Client, command string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runWith(t, c, command, nil)
+}
+
+// runWith is run with stdin as the command's standard input.
+func runWith(t testing.TB, c *ssh.Client, command string, stdin []byte) (stdout, stderr string, code int) {
+	t.Helper()
 	s, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	var out, errOut bytes.Buffer
-	s.Stdout, s.Stderr = &out, &errOut
+	s.Stdin, s.Stdout, s.Stderr = bytes.NewReader(stdin), &out, &errOut
 	within(t, 15*time.Second, "exec "+command, func() { err = s.Run(command) })
 	var ee *ssh.ExitError
 	switch {

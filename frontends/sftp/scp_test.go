@@ -3,7 +3,6 @@ package sftp_test
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,24 +24,8 @@ import (
 // protocol as a client's bytes, with nothing of a client's own checks.
 func scpExec(t *testing.T, c *ssh.Client, command string, input []byte) (string, int) {
 	t.Helper()
-	s, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var out bytes.Buffer
-	s.Stdin, s.Stdout, s.Stderr = bytes.NewReader(input), &out, io.Discard
-	within(t, 15*time.Second, "exec "+command, func() { err = s.Run(command) })
-	var ee *ssh.ExitError
-	code := 0
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitStatus()
-	default:
-		t.Fatalf("exec %q: %v", command, err)
-	}
-	return out.String(), code
+	out, _, code := runWith(t, c, command, input)
+	return out, code
 }
 
 // TestSCPClient copies with OpenSSH's scp client in its legacy SCP mode
