@@ -145,16 +145,24 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 	// Operands, a shell's patterns expanded; none or "-" is standard
 	// input, as md5sum reads it (rclone probes a hash command with empty
 	// input).
+	limit := c.s.cfg.ExecMaxFiles
+	g := &globber{ctx: c.ctx, fs: login.Fs, maxNames: limit + 1}
 	var names []string
 	for _, w := range words[1:] {
-		if w.text == "-" || !strings.HasPrefix(w.text, "-") {
-			names = append(names, expand(login.Fs, w)...) // others are options such as -b or --
+		if w.text == "-" || !strings.HasPrefix(w.text, "-") { // others are options such as -b or --
+			matched, err := g.expand(w)
+			if err != nil {
+				log.Warn("exec refused: its patterns match too much", "command", words[0].text, "max", limit, "err", err)
+				fmt.Fprintf(ch.Stderr(), "upgate: %s: at most %d files per command (sftp.exec_max_files): %v\n", words[0].text, limit, err)
+				return 2
+			}
+			names = append(names, matched...)
 		}
 	}
 	if len(names) == 0 {
 		names = []string{"-"}
 	}
-	if limit := c.s.cfg.ExecMaxFiles; len(names) > limit {
+	if len(names) > limit {
 		// Each name is an agent call: refuse the whole command at once.
 		log.Warn("exec refused: too many files", "command", words[0].text, "files", len(names), "max", limit)
 		fmt.Fprintf(ch.Stderr(), "upgate: %s: at most %d files per command (sftp.exec_max_files), got %d\n", words[0].text, limit, len(names))

@@ -10,6 +10,19 @@ import (
 	"testing"
 )
 
+// splitCommand splits a command line into its words' texts (splitWords).
+func splitCommand(s string) ([]string, error) {
+	words, err := splitWords(s)
+	if err != nil {
+		return nil, err
+	}
+	texts := make([]string, len(words))
+	for i, w := range words {
+		texts[i] = w.text
+	}
+	return texts, nil
+}
+
 // plainSep reports the bytes a plain word may not hold: the separators,
 // the quoting characters, and "~", which a shell expands at a word's
 // start.

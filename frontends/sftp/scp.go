@@ -2,6 +2,7 @@ package sftp
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,7 @@ var errSCPFatal = errors.New("scp: transfer ended")
 
 // scpSession is one "scp -t" or "scp -f" run on a channel.
 type scpSession struct {
+	ctx   context.Context
 	fs    afero.Fs
 	log   *slog.Logger
 	setOp func(op string) // what the sessions view shows the session doing
@@ -77,13 +79,13 @@ const scpUsage = "usage: scp [-prdv] -t target | -f source ...\n"
 // [-rpv] -f [--] SOURCE..." on the channel rw and returns its exit
 // status.
 func (c *conn) scp(rw io.ReadWriter, stderr io.Writer, login *gateway.Login, words []word) int {
-	s := newSCPSession(login.Fs, rw, c.sess.Logger(), c.sess.SetOp)
+	s := newSCPSession(c.ctx, login.Fs, rw, c.sess.Logger(), c.sess.SetOp)
 	return s.run(words, stderr)
 }
 
-// newSCPSession serves SCP on rw over fsys.
-func newSCPSession(fsys afero.Fs, rw io.ReadWriter, log *slog.Logger, setOp func(string)) *scpSession {
-	return &scpSession{fs: fsys, log: log.With("command", "scp"), setOp: setOp,
+// newSCPSession serves SCP on rw over fsys, until ctx ends.
+func newSCPSession(ctx context.Context, fsys afero.Fs, rw io.ReadWriter, log *slog.Logger, setOp func(string)) *scpSession {
+	return &scpSession{ctx: ctx, fs: fsys, log: log.With("command", "scp"), setOp: setOp,
 		in: bufio.NewReaderSize(rw, 64<<10), out: rw}
 }
 
@@ -122,9 +124,13 @@ func (s *scpSession) run(words []word, stderr io.Writer) int {
 			}
 		}
 	}
-	var operands []string
-	for _, w := range words[i:] {
-		operands = append(operands, expand(s.fs, w)...)
+	g := &globber{ctx: s.ctx, fs: s.fs}
+	operands, err := g.expandAll(words[i:])
+	if err != nil {
+		// What a shell says of an argument list too long to run.
+		fmt.Fprintf(stderr, "upgate: scp: %v\n", err)
+		s.log.Warn("scp refused: its patterns match too much", "err", err)
+		return 1
 	}
 	switch {
 	case from:
@@ -152,20 +158,25 @@ func (s *scpSession) status() int {
 	return 0
 }
 
-// ok answers a record: done, go on.
+// ok answers a record: done, go on. Its error wraps errSCPFatal.
 func (s *scpSession) ok() error {
-	_, err := s.out.Write([]byte{0})
-	return err
+	if _, err := s.out.Write([]byte{0}); err != nil {
+		return fmt.Errorf("%w: %w", errSCPFatal, err)
+	}
+	return nil
 }
 
-// fail answers a record with an error the client prints; the transfer
-// goes on (scp.c's run_err).
+// fail answers a record with an error the client prints, and the
+// transfer goes on (scp.c's run_err); the error it returns wraps
+// errSCPFatal when the answer could not be sent.
 func (s *scpSession) fail(format string, args ...any) error {
 	s.errs++
 	msg := fmt.Sprintf(format, args...)
-	s.log.Info("scp error", "message", msg)
-	_, err := fmt.Fprintf(s.out, "\x01scp: %s\n", wireLine(msg))
-	return err
+	s.log.Info("scp: error sent to the client", "message", msg)
+	if _, err := fmt.Fprintf(s.out, "\x01scp: %s\n", wireLine(msg)); err != nil {
+		return fmt.Errorf("%w: %w", errSCPFatal, err)
+	}
+	return nil
 }
 
 // protocolError reports a record the session cannot follow, which ends
@@ -199,6 +210,9 @@ func (s *scpSession) response() error {
 	return fmt.Errorf("the client reported: %s", msg)
 }
 
+// errLostConnection is a line the connection ended in the middle of.
+var errLostConnection = errors.New("lost connection")
+
 // line reads the rest of a line, without its "\n": at most scpLineMax
 // bytes, as scp.c reads them.
 func (s *scpSession) line() ([]byte, error) {
@@ -206,10 +220,7 @@ func (s *scpSession) line() ([]byte, error) {
 	for len(b) < scpLineMax {
 		c, err := s.in.ReadByte()
 		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
+			return nil, errLostConnection
 		}
 		if c == '\n' {
 			return b, nil
@@ -260,32 +271,86 @@ func errText(err error) string {
 // scpTimes are a T record's times.
 type scpTimes struct{ atime, mtime time.Time }
 
-// parseTimes parses a T record's fields: "MTIME USEC ATIME USEC". ok is
-// false for seconds a time_t cannot hold, which scp.c ignores; err is
-// for a malformed record.
+// parseTimes parses a T record after its letter, "MTIME USEC ATIME
+// USEC", as scp.c's sink does, with its messages: seconds strtoull(3)
+// reads after a digit, microseconds strtol(3) reads (a sign and leading
+// blanks allowed), in 0-999999. ok is false for seconds a time_t cannot
+// hold, which scp.c ignores; err is for a malformed record.
 func parseTimes(rec string) (t scpTimes, ok bool, err error) {
-	f := strings.Split(rec, " ")
-	if len(f) != 4 {
-		return t, false, errors.New("times not delimited")
-	}
-	var v [4]uint64
-	for i, s := range f {
-		if s == "" || strings.TrimLeft(s, "0123456789") != "" {
-			return t, false, fmt.Errorf("bad time %q", s)
+	ok = true
+	sec := func(what string) (int64, error) {
+		if rec == "" || rec[0] < '0' || rec[0] > '9' {
+			return 0, fmt.Errorf("%s.sec not present", what)
 		}
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			n = math.MaxUint64 // as strtoull(3) saturates
+		n := len(rec) - len(strings.TrimLeft(rec, "0123456789"))
+		v, perr := strconv.ParseInt(rec[:n], 10, 64)
+		if perr != nil {
+			ok = false // out of range (strtoull saturates)
 		}
-		v[i] = n
-		if i%2 == 1 && v[i] > 999999 {
-			return t, false, fmt.Errorf("usec %q out of range", s)
+		if rec = rec[n:]; rec == "" || rec[0] != ' ' {
+			return 0, fmt.Errorf("%s.sec not delimited", what)
+		}
+		rec = rec[1:]
+		return v, nil
+	}
+	usec := func(what string, end string) (int64, error) {
+		v, rest := strtol(rec)
+		if !strings.HasPrefix(rest, end) || (end == "" && rest != "") || v < 0 || v > 999999 {
+			return 0, fmt.Errorf("%s.usec not delimited", what)
+		}
+		rec = strings.TrimPrefix(rest, end)
+		return v, nil
+	}
+	ms, err := sec("mtime")
+	if err != nil {
+		return t, false, err
+	}
+	mu, err := usec("mtime", " ")
+	if err != nil {
+		return t, false, err
+	}
+	as, err := sec("atime")
+	if err != nil {
+		return t, false, err
+	}
+	au, err := usec("atime", "")
+	if err != nil {
+		return t, false, err
+	}
+	return scpTimes{mtime: time.Unix(ms, mu*1000), atime: time.Unix(as, au*1000)}, ok, nil
+}
+
+// strtol reads a decimal long as strtol(3) does: leading blanks, a sign,
+// digits; no digits read nothing (0 and s whole); out of range is the
+// nearest of math.MinInt64, math.MaxInt64.
+func strtol(s string) (int64, string) {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || '\t' <= s[i] && s[i] <= '\r') {
+		i++
+	}
+	neg := false
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	j := i
+	for j < len(s) && '0' <= s[j] && s[j] <= '9' {
+		j++
+	}
+	if j == i {
+		return 0, s
+	}
+	v, err := strconv.ParseInt(s[i:j], 10, 64)
+	if err != nil {
+		v = math.MaxInt64
+		if neg {
+			return math.MinInt64, s[j:]
 		}
 	}
-	if v[0] > math.MaxInt64 || v[2] > math.MaxInt64 {
-		return t, false, nil
+	if neg {
+		v = -v
 	}
-	return scpTimes{mtime: time.Unix(int64(v[0]), int64(v[1])*1000), atime: time.Unix(int64(v[2]), int64(v[3])*1000)}, true, nil
+	return v, s[j:]
 }
 
 // resolve is the path a client's operand names in the user's tree: a

@@ -1,6 +1,7 @@
 package sftp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +38,11 @@ func (s *scpSession) sink(target string) int {
 	top := &sinkDir{name: resolve(target), shown: target, slash: strings.HasSuffix(target, "/")}
 	fi, err := s.fs.Stat(top.name)
 	if s.targetDir && (err != nil || !fi.IsDir()) {
-		_ = s.fail("%s: Not a directory", target)
+		// scp.c's verifydir: the stat's error, or not a directory.
+		if err == nil {
+			err = syscall.ENOTDIR
+		}
+		_ = s.fail("%s: %s", target, errText(err))
 		return 1
 	}
 	top.isDir = err == nil && fi.IsDir()
@@ -46,10 +51,18 @@ func (s *scpSession) sink(target string) int {
 	}
 	stack := []*sinkDir{top}
 	var times *scpTimes // a T record's, for the next C or D
-	for first := true; ; first = false {
+	// first is the first record of a directory's level, which scp.c's
+	// sink (called again for each D) takes for a shell's message if it is
+	// no record.
+	for first, next := true, false; ; first, next = next, false {
 		kind, err := s.in.ReadByte()
 		if err != nil {
-			return s.status() // the client is done
+			// The client is done. Each level scp.c's sink was in returns
+			// as it ends, giving its directory its times and mode.
+			for i := len(stack) - 1; i > 0; i-- {
+				s.finishDir(stack[i])
+			}
+			return s.status()
 		}
 		if kind == '\n' {
 			_ = s.protocolError("unexpected <newline>")
@@ -60,6 +73,9 @@ func (s *scpSession) sink(target string) int {
 			_ = s.protocolError(err.Error())
 			return 1
 		}
+		if i := bytes.IndexByte(rest, 0); i >= 0 {
+			rest = rest[:i] // a C string ends there, in scp.c
+		}
 		switch kind {
 		case 1, 2: // the client's own error, which it printed
 			s.errs++
@@ -69,6 +85,7 @@ func (s *scpSession) sink(target string) int {
 			}
 			continue
 		case 'E':
+			times = nil // a T's level ends with it
 			if s.ok() != nil {
 				return 1
 			}
@@ -97,7 +114,11 @@ func (s *scpSession) sink(target string) int {
 			if first {
 				// Not scp at all (a shell's message, scp.c says): shown
 				// as it came.
-				_ = s.fail("%s", string(kind)+string(rest))
+				msg := append([]byte{kind}, rest...)
+				if kind == 0 {
+					msg = nil
+				}
+				_ = s.fail("%s", msg)
 				return 1
 			}
 			_ = s.protocolError("expected control record")
@@ -140,6 +161,7 @@ func (s *scpSession) sink(target string) int {
 			}
 			if d != nil {
 				stack = append(stack, d)
+				next = true
 			}
 			continue
 		}
@@ -194,38 +216,50 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 	if err != nil {
 		return s.fail("%s: %s", shown, errText(err))
 	}
+	// Every way out but the commit below discards the upload, a panic's
+	// included, so that its file is released.
+	ended := false
+	discard := func(why error) {
+		ended = true
+		abort(f, why)
+	}
+	defer func() {
+		if !ended {
+			discard(errors.New("scp: upload interrupted"))
+		}
+	}()
 	s.setOp("scp upload " + np)
-	defer s.setOp("scp")
+	defer s.setOp("exec scp")
 	if err := s.ok(); err != nil {
-		abort(f, err)
-		return errSCPFatal
+		discard(err)
+		return err
 	}
 	in := &countingReader{r: s.in}
 	_, werr := io.CopyN(f, in, size)
-	if in.err != nil || (werr != nil && errors.Is(werr, io.EOF)) {
+	if in.err != nil {
 		// The connection is gone: nothing arrived whole.
-		abort(f, fmt.Errorf("scp: reading %s from the client: %w", np, cmpErr(in.err, werr)))
-		s.log.Info("scp upload aborted: the client's data ended", "path", np, "received", in.n, "size", size)
-		return errSCPFatal
+		discard(fmt.Errorf("scp: reading %s from the client: %w", np, in.err))
+		s.log.Info("scp: upload aborted, the client's data ended", "path", np, "received", in.n, "size", size)
+		return fmt.Errorf("%w: %w", errSCPFatal, in.err)
 	}
 	if werr != nil {
 		// Read the rest, to stay in step with the client.
 		if _, err := io.CopyN(io.Discard, s.in, size-in.n); err != nil {
-			abort(f, werr)
-			return errSCPFatal
+			discard(werr)
+			return fmt.Errorf("%w: %w", errSCPFatal, err)
 		}
 	}
 	if err := s.response(); err != nil {
-		abort(f, err)
+		discard(err)
 		if errors.Is(err, errSCPFatal) {
-			return errSCPFatal
+			return err
 		}
 		// The sender could not read its file whole: what it sent in its
 		// place must not replace ours.
 		return s.fail("%s: not written: the sender reported an error", shown)
 	}
 	if werr != nil {
-		abort(f, werr)
+		discard(werr)
 		return s.fail("%s: %s", shown, errText(werr))
 	}
 	var noted []string
@@ -247,8 +281,9 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 			noted = append(noted, fmt.Sprintf("%s: set times: %s", shown, errText(err)))
 		}
 	}
+	ended = true
 	if err := f.Close(); err != nil {
-		s.log.Info("scp upload failed", "path", np, "err", err)
+		s.log.Info("scp: upload failed", "path", np, "err", err)
 		return s.fail("%s: %s", shown, errText(err))
 	}
 	if chmodAfter {
@@ -267,16 +302,6 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 		return s.fail("%s", strings.Join(noted, "; "))
 	}
 	return s.ok()
-}
-
-// cmpErr is the first non-nil error.
-func cmpErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // enterDir answers a D record: the directory np is made, or an existing

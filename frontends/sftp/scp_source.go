@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,7 +15,9 @@ import (
 // -r each directory's tree, as scp.c's source and rsource do. It returns
 // the exit status.
 func (s *scpSession) source(operands []string) int {
-	if err := s.response(); err != nil { // the client's go-ahead
+	// The client's go-ahead: an error there is counted, and the files
+	// go all the same, as scp.c sends them.
+	if err := s.response(); errors.Is(err, errSCPFatal) {
 		return 1
 	}
 	for _, name := range operands {
@@ -70,7 +71,7 @@ func (s *scpSession) send(shown string) error {
 		return err // refused: the next one
 	}
 	s.setOp("scp download " + np)
-	defer s.setOp("scp")
+	defer s.setOp("exec scp")
 	in := &countingReader{r: f}
 	n, err := io.CopyN(s.out, in, size)
 	if err != nil && in.err == nil {
@@ -110,7 +111,6 @@ func (s *scpSession) sendDir(shown string, fi os.FileInfo, names []string) error
 	if err := s.response(); err != nil {
 		return err // refused: nothing of it is sent
 	}
-	slices.Sort(names)
 	for _, name := range names {
 		if name == "." || name == ".." {
 			continue

@@ -3,6 +3,7 @@ package sftp_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,7 +131,7 @@ func TestSCPRecords(t *testing.T) {
 		{name: "times a time_t cannot hold are ignored", command: "scp -p -t /", input: "T99999999999999999999 0 1 0\nC0640 2 t2.txt\nhi\x00",
 			out: "\x00\x00\x00\x00", files: map[string]string{"t2.txt": "hi"}},
 		{name: "bad times", command: "scp -p -t /", input: "T12 x 1 0\n",
-			out: "\x00\x01scp: protocol error: bad time \"x\"\n", code: 1},
+			out: "\x00\x01scp: protocol error: mtime.usec not delimited\n", code: 1},
 		{name: "a tree", command: "scp -r -t /", input: "D0750 0 tree\nC0644 1 f\nf\x00D0755 0 sub\nC0600 0 empty\n\x00E\nE\n",
 			out: "\x00\x00\x00\x00\x00\x00\x00\x00\x00", files: map[string]string{"tree/f": "f", "tree/sub/empty": ""}},
 		{name: "E at the top ends the copy", command: "scp -t /", input: "E\nC0644 1 late.txt\nl\x00",
@@ -198,8 +199,11 @@ func TestSCPSource(t *testing.T) {
 	if want := "C4640 1 one\nC0644 2 two\n22\x00"; out != want || code != 1 {
 		t.Errorf("refused: %q, exit %d; want %q and exit 1", out, code, want)
 	}
-	out, code = scpExec(t, c, "scp -r -f 'd'", bytes.Repeat([]byte{0}, 7))
-	if want := "D0755 0 d\nC4640 1 one\n1\x00C0644 2 two\n22\x00E\n"; out != want || code != 0 {
+	// (A tree's entries go in the order the directory lists them, as
+	// scp.c's readdir(3) gives them: TestSCPAgainstOpenSSH compares that.)
+	mustWrite(t, filepath.Join(home, "d2", "only"), []byte("only"))
+	out, code = scpExec(t, c, "scp -r -f 'd2'", bytes.Repeat([]byte{0}, 5))
+	if want := "D0755 0 d2\nC0644 4 only\nonly\x00E\n"; out != want || code != 0 {
 		t.Errorf("scp -r -f: %q, exit %d; want %q", out, code, want)
 	}
 	out, code = scpExec(t, c, "scp -f d/*", bytes.Repeat([]byte{0}, 5))
@@ -242,5 +246,66 @@ func TestSCPFailuresKeepTheOldFile(t *testing.T) {
 		if got, err := afero.ReadFile(fsys, p); string(got) != content {
 			t.Errorf("%s: %q, %v; want %q", p, got, err, content)
 		}
+	}
+}
+
+// TestSCPPanicReleasesTheUpload: a panic under an scp upload (here in the
+// filesystem's Write) discards the upload and releases its file. With
+// one open file allowed per user, a later upload on a new connection
+// still works.
+func TestSCPPanicReleasesTheUpload(t *testing.T) {
+	fsys := memfs.New(memfs.Options{})
+	e := gwtest.StartFS(t, func(cfg *config.Config) {
+		cfg.Listen = config.Listen{SFTP: "127.0.0.1:0"}
+		cfg.SFTP.HostKeys = []string{filepath.Join(t.TempDir(), "hostkey-ed25519")}
+		cfg.Connections.MaxFilesPerUser = 1
+	}, func(string) afero.Fs { return fsys })
+	fsys.Inject(memfs.Fault{Op: memfs.OpWrite, Path: "/boom.txt", Func: func(memfs.Op, string) error { panic("boom") }})
+	e2 := &env{Env: e, Addr: e.Srv.SFTPAddr.String()}
+	c := sshClient(t, e2, "alice")
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Stdin = strings.NewReader("C0644 5 boom.txt\nhello\x00")
+	within(t, 15*time.Second, "scp -t / with a panic", func() { err = s.Run("scp -t /") })
+	var missing *ssh.ExitMissingError
+	if !errors.As(err, &missing) {
+		t.Errorf("the panicking upload: %v, want no exit status (the channel closed)", err)
+	}
+	c.Close()
+	out, code := scpExec(t, sshClient(t, e2, "alice"), "scp -t /", []byte("C0644 2 ok.txt\nok\x00"))
+	if out != "\x00\x00\x00" || code != 0 {
+		t.Errorf("a later upload: %q, exit %d; want %q, exit 0", out, code, "\x00\x00\x00")
+	}
+	if _, err := fsys.Stat("/boom.txt"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("boom.txt after the panic: %v, want it missing", err)
+	}
+}
+
+// TestExecPatternsWithinBounds: the words of an exec command are
+// expanded as a shell would, within one budget for the whole command, so
+// that a short command of many patterns is refused at once, before it
+// lists a directory thousands of times or holds millions of names.
+func TestExecPatternsWithinBounds(t *testing.T) {
+	e := start(t, nil)
+	home := e.UserDir("alice")
+	for i := range 300 {
+		mustWrite(t, filepath.Join(home, "many", fmt.Sprintf("f%03d", i)), nil)
+	}
+	mustWrite(t, filepath.Join(home, "sum", "a.txt"), []byte("a"))
+	mustWrite(t, filepath.Join(home, "sum", "b.txt"), []byte("b"))
+	c := sshClient(t, e, "alice")
+	out, _, code := run(t, c, "md5sum sum/*.txt")
+	if want := "0cc175b9c0f1b6a831c399e269772661  sum/a.txt\n92eb5ffee6ae2fec3ad71c777531578f  sum/b.txt\n"; out != want || code != 0 {
+		t.Errorf("md5sum sum/*.txt: %q, exit %d; want %q", out, code, want)
+	}
+	_, errOut, code := run(t, c, "md5sum "+strings.Repeat("many/* ", 3000))
+	if code != 2 || !strings.Contains(errOut, "at most 100 files per command") {
+		t.Errorf("md5sum of 3,000 patterns of 300 names: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = run(t, c, "scp -f "+strings.Repeat("many/* ", 3000))
+	if code != 1 || !strings.Contains(errOut, "patterns match too many names") {
+		t.Errorf("scp -f of 3,000 patterns of 300 names: exit %d, %q", code, errOut)
 	}
 }

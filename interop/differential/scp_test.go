@@ -154,6 +154,16 @@ func scpSteps() []scpStep {
 		{name: "download a tree holding an unreadable directory", fixtures: []scpFixture{f("/part/ok.txt", 0o644, "ok\n"), d("/part/shut", 0o700), f("/part/shut/x", 0o644, "x\n"), d("/part/shut", 0o000)}, args: []string{"-r", "HOST:part", "DL"}},
 		{name: "download with ~/", args: []string{"HOST:~/tilde.bin", "DL"}},
 		{name: "download the home directory's name, -r", args: []string{"-r", "HOST:.", "DL"}},
+		{name: "upload two files into a missing directory", args: []string{"a.txt", "b.bin", "HOST:nodir2"}},
+		{name: "upload two files into a directory below an unsearchable one", fixtures: []scpFixture{d("/shutd", 0o755), d("/shutd/in", 0o755), d("/shutd", 0o000)}, args: []string{"a.txt", "b.bin", "HOST:shutd/in"}},
+		{name: "upload a 0444 file without -p", args: []string{"ro.txt", "HOST:ro2.txt"}},
+		{name: "download a bracket pattern with a dash", fixtures: []scpFixture{f("/dash/a-1", 0o644, "d\n"), f("/dash/a_1", 0o644, "u\n")}, args: []string{"HOST:dash/a[-_]1", "DL"}},
+		{name: "download a pattern with a literal last part", fixtures: []scpFixture{f("/gm1/x", 0o644, "x1\n"), d("/gm2", 0o755)}, args: []string{"HOST:gm*/x", "DL"}},
+		{name: "download a negated bracket pattern", fixtures: []scpFixture{f("/neg/a1", 0o644, "a\n"), f("/neg/b1", 0o644, "b\n"), f("/neg/!1", 0o644, "bang\n")}, args: []string{"HOST:neg/[!a]1", "DL"}},
+		{name: "download a pattern with an unclosed bracket", fixtures: []scpFixture{f("/ub/a[b1", 0o644, "ab\n")}, args: []string{"HOST:ub/a[b*", "DL"}},
+		{name: "download a bracket pattern with ] first", fixtures: []scpFixture{f("/rb/]", 0o644, "rb\n"), f("/rb/q", 0o644, "q\n")}, args: []string{"HOST:rb/[]q]", "DL"}},
+		{name: "download a character class", fixtures: []scpFixture{f("/cls/7x", 0o644, "7\n"), f("/cls/ax", 0o644, "a\n")}, args: []string{"HOST:cls/[[:digit:]]x", "DL"}},
+		{name: "download directories by a pattern with a trailing slash, -r", args: []string{"-r", "HOST:gm*/", "DL"}},
 	}
 }
 
@@ -263,7 +273,7 @@ func runSCP(t *testing.T, s *scpSide) ([]stepResult, map[string]treeEntry) {
 		s.idle()
 	}
 	// Directories the steps shut are opened again, for the snapshot.
-	for _, p := range []string{"/part/shut"} {
+	for _, p := range []string{"/part/shut", "/shutd"} {
 		_ = s.pc.Chmod(s.p(p), 0o700)
 	}
 	return out, snapshot(t, s.dir)
