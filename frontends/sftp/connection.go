@@ -146,7 +146,7 @@ func (c *conn) exec(ch ssh.Channel, login *gateway.Login, command string) int {
 	// input, as md5sum reads it (rclone probes a hash command with empty
 	// input).
 	limit := c.s.cfg.ExecMaxFiles
-	g := &globber{ctx: c.ctx, fs: login.Fs, maxNames: limit + 1}
+	g := &globber{ctx: c.ctx, fs: login.Fs}
 	var names []string
 	for _, w := range words[1:] {
 		if w.text == "-" || !strings.HasPrefix(w.text, "-") { // others are options such as -b or --

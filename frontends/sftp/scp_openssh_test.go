@@ -138,16 +138,24 @@ func TestSCPAgainstOpenSSH(t *testing.T) {
 			{"-t", "\x00junk\n", ""},
 			{"-t", "\n", ""},
 			{"-d -t", "", ""},
+			{"-t isfile/.", "C0644 1 q\nq\x00", ""},
+			{"-r -t isfile/..", "D0755 0 q\nE\n", ""},
+			{"-t nodir/.", "C0644 1 q\nq\x00", ""},
+			{"-t isadir/.", "C0644 1 q\nq\x00", ""},
+			{"-t isadir/../d/./e", "C0644 1 q\nq\x00", ""},
 		} {
 			ref := t.TempDir()
 			reset(ref, home)
 			args := strings.Fields(tc.args)
 			target := "."
-			if tc.args == "-d -t" {
+			switch {
+			case tc.args == "-d -t":
 				target = "isfile"
+			case !strings.HasSuffix(tc.args, "-t"): // the target is the last argument
+				target, args = args[len(args)-1], args[:len(args)-1]
 			}
 			want, wantCode := runLocalSCP(t, scp, ref, append(args, target), tc.input)
-			got, code := scpExec(t, c, "scp "+tc.args+" "+target, []byte(tc.input))
+			got, code := scpExec(t, c, "scp "+strings.Join(args, " ")+" "+target, []byte(tc.input))
 			if tc.upgate != "" {
 				if got != tc.upgate || code != wantCode {
 					t.Errorf("%d: scp %s %s with %q:\n  upgate  %q exit %d\n  want    %q exit %d (OpenSSH: %q)", i, tc.args, target, tc.input, got, code, tc.upgate, wantCode, want)
@@ -179,6 +187,10 @@ func TestSCPAgainstOpenSSH(t *testing.T) {
 			{"-f one", ""},
 			{"-f isadir", "\x00"},
 			{"-r -f isadir", "\x00\x00\x00"},
+			{"-f isfile/.", "\x00"},
+			{"-f isfile/../one", "\x00\x00\x00"},
+			{"-f nodir/../one", "\x00\x00\x00"},
+			{"-f d/./a d/e/../a", "\x00\x00\x00\x00\x00"},
 		} {
 			want, wantCode := runLocalSCP(t, scp, ref, strings.Fields(tc.args), tc.input)
 			got, code := scpExec(t, c, "scp "+tc.args, []byte(tc.input))

@@ -24,6 +24,9 @@ type sinkDir struct {
 	// file (or directory) a record makes itself.
 	isDir bool
 	slash bool // the target was written with a trailing "/"
+	// lookup is why the target as written cannot be looked up ("file/.":
+	// ENOTDIR), which its clean path would hide; nil if it can.
+	lookup error
 	// What a D record asks of the directory once its entries are in (its
 	// E): times (-p), and a mode (-p, or a directory made here).
 	times   *scpTimes
@@ -36,7 +39,11 @@ type sinkDir struct {
 // the exit status (scp.c's sink).
 func (s *scpSession) sink(target string) int {
 	top := &sinkDir{name: resolve(target), shown: target, slash: strings.HasSuffix(target, "/")}
+	top.lookup = checkAsWritten(s.fs, target, nil)
 	fi, err := s.fs.Stat(top.name)
+	if top.lookup != nil {
+		fi, err = nil, top.lookup
+	}
 	if s.targetDir && (err != nil || !fi.IsDir()) {
 		// scp.c's verifydir: the stat's error, or not a directory.
 		if err == nil {
@@ -205,6 +212,9 @@ func parseEntry(rec string) (mode os.FileMode, size int64, name string, err erro
 // arrived. An error the client should see is sent (and the transfer goes
 // on); errSCPFatal ends it.
 func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, size int64, t *scpTimes) error {
+	if !cur.isDir && cur.lookup != nil {
+		return s.fail("%s: %s", shown, errText(cur.lookup))
+	}
 	if !cur.isDir && cur.slash {
 		// open(2) of "name/" with O_CREAT: EISDIR, whatever is there.
 		return s.fail("%s: %s", shown, errText(syscall.EISDIR))
@@ -309,6 +319,9 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 // it was refused (the client then sends none of them).
 func (s *scpSession) enterDir(cur *sinkDir, np, shown string, mode os.FileMode, t *scpTimes) (*sinkDir, error) {
 	d := &sinkDir{name: np, shown: shown, isDir: true, times: t}
+	if !cur.isDir && cur.lookup != nil {
+		return nil, s.fail("%s: %s", shown, errText(cur.lookup))
+	}
 	fi, err := s.fs.Stat(np)
 	switch {
 	case err == nil && !fi.IsDir():

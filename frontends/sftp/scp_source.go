@@ -34,6 +34,9 @@ func (s *scpSession) source(operands []string) int {
 // send sends one operand (or a directory's entry), named as the client
 // wrote it.
 func (s *scpSession) send(shown string) error {
+	if err := checkAsWritten(s.fs, shown, nil); err != nil {
+		return s.fail("%s: %s", shown, errText(err))
+	}
 	np := resolve(shown)
 	f, err := s.fs.OpenFile(np, os.O_RDONLY, 0)
 	if err != nil {

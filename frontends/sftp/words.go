@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"io/fs"
 	"path"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/afero"
 )
@@ -95,25 +97,29 @@ func splitWords(s string) ([]word, error) {
 }
 
 // What one command's patterns may cost, all its words together: the
-// names they match, and the listings and lookups made to find them (each
-// an agent call).
+// names they match (at every part of a path), the listings and lookups
+// made to find them (each an agent call), and the work of matching names
+// against patterns (a name's length times its pattern part's, summed).
+// A pattern part may be at most maxGlobPart bytes long.
 const (
 	maxGlobNames = 10_000
 	maxGlobCalls = 1_000
+	maxGlobSteps = 100_000_000
+	maxGlobPart  = 1024
 )
 
 // errGlobTooMuch is a command whose patterns match more names, or need
-// more listings and lookups, than a command may have.
+// more listings, lookups or matching, than a command may have.
 var errGlobTooMuch = errors.New("the command's patterns match too many names, or need too many directory reads")
 
 // globber expands the words of one command line over a user's tree, as a
 // shell does before it runs the command, within one budget for them all.
 type globber struct {
-	ctx      context.Context
-	fs       afero.Fs
-	maxNames int // 0: maxGlobNames
-	calls    int
-	names    int
+	ctx   context.Context
+	fs    afero.Fs
+	calls int
+	names int
+	steps int
 }
 
 // expandAll expands every word in turn.
@@ -130,56 +136,64 @@ func (g *globber) expandAll(words []word) ([]string, error) {
 }
 
 // expand is what a shell makes of a word: the paths of the tree that its
-// pattern matches, sorted, written relative to the root ("/") as the word
-// is; the word's text alone when it is no pattern or matches nothing (as
-// sh leaves it without nullglob). Each "/"-separated part is matched on
-// its own (matchName); a literal part after a pattern must exist (an
-// Lstat), and a trailing "/" after one keeps directories only. A
-// directory that cannot be listed matches nothing. It fails when the
-// command's budget is spent, or its context ends.
+// pattern matches, sorted, written as the word writes them (relative to
+// the root, "/", or from it); the word's text alone when it is no pattern
+// or matches nothing (as sh leaves it without nullglob). Each
+// "/"-separated part is matched on its own (globPattern); a literal part
+// after a pattern must exist (an Lstat), a trailing "/" after one keeps
+// directories only, and a "." or ".." part needs a directory before it,
+// as the kernel's lookup does. A directory that cannot be listed matches
+// nothing. It fails when the command's budget is spent, or its context
+// ends.
 func (g *globber) expand(w word) ([]string, error) {
 	if !w.glob {
 		return []string{w.text}, nil
 	}
 	parts := strings.Split(w.pattern, "/")
 	found := []string{""} // paths as the word writes them
-	if strings.HasPrefix(w.pattern, "/") {
-		found, parts = []string{"/"}, parts[1:]
-	}
 	globbed, check := false, ""
 	for i, part := range parts {
-		switch {
-		case part == "": // "a//b", or a trailing "/"
+		sep := "/"
+		if i == 0 {
+			sep = ""
+		}
+		if !hasMeta(part) {
+			lit := unescape(part)
 			for j := range found {
-				found[j] = joinWord(found[j], "")
+				found[j] += sep + lit
 			}
-			if globbed && i == len(parts)-1 {
+			switch {
+			case !globbed:
+			case part != "":
+				check = "exists"
+			case i == len(parts)-1:
 				check = "dir"
 			}
 			continue
-		case !hasMeta(part):
-			lit := unescape(part)
-			for j := range found {
-				found[j] = joinWord(found[j], lit)
-			}
-			if globbed {
-				check = "exists"
-			}
-			continue
 		}
+		if len(part) > maxGlobPart {
+			return nil, errGlobTooMuch
+		}
+		pat := compilePart(part)
 		globbed, check = true, ""
 		var next []string
 		for _, dir := range found {
-			names, err := g.list(path.Join("/", dir))
+			names, err := g.list(dir)
 			if errors.Is(err, errGlobTooMuch) || g.ctx.Err() != nil {
 				return nil, cmp.Or(g.ctx.Err(), err)
 			}
-			for _, name := range names {
-				if matchName(part, name) {
-					if err := g.count(); err != nil {
-						return nil, err
+			for k, name := range names {
+				if k%256 == 255 && g.ctx.Err() != nil {
+					return nil, g.ctx.Err()
+				}
+				if g.steps += (len(name) + 1) * (len(pat) + 1); g.steps > maxGlobSteps {
+					return nil, errGlobTooMuch
+				}
+				if pat.match(name) {
+					if g.names++; g.names > maxGlobNames {
+						return nil, errGlobTooMuch
 					}
-					next = append(next, joinWord(dir, name))
+					next = append(next, dir+sep+name)
 				}
 			}
 		}
@@ -207,15 +221,6 @@ func (g *globber) expand(w word) ([]string, error) {
 	return found, nil
 }
 
-// count counts a name matched against the budget.
-func (g *globber) count() error {
-	g.names++
-	if g.names > cmp.Or(g.maxNames, maxGlobNames) {
-		return errGlobTooMuch
-	}
-	return nil
-}
-
 // call counts a listing or lookup against the budget.
 func (g *globber) call() error {
 	if err := g.ctx.Err(); err != nil {
@@ -228,12 +233,15 @@ func (g *globber) call() error {
 	return nil
 }
 
-// list lists a directory's entry names.
+// list lists the entry names of dir, a path as a word writes it.
 func (g *globber) list(dir string) ([]string, error) {
+	if err := checkAsWritten(g.fs, dir, g.call); err != nil {
+		return nil, err
+	}
 	if err := g.call(); err != nil {
 		return nil, err
 	}
-	f, err := g.fs.Open(dir)
+	f, err := g.fs.Open(path.Join("/", dir))
 	if err != nil {
 		return nil, err
 	}
@@ -245,6 +253,9 @@ func (g *globber) list(dir string) ([]string, error) {
 // as a shell's glob tests a literal part), or a directory (a Stat) when
 // dir is set.
 func (g *globber) keep(p string, dir bool) (bool, error) {
+	if err := checkAsWritten(g.fs, p, g.call); err != nil {
+		return false, budgetError(err)
+	}
 	if err := g.call(); err != nil {
 		return false, err
 	}
@@ -262,12 +273,44 @@ func (g *globber) keep(p string, dir bool) (bool, error) {
 	return err == nil, nil
 }
 
-// joinWord appends name to a path as written in a word.
-func joinWord(dir, name string) string {
-	if dir == "" || strings.HasSuffix(dir, "/") {
-		return dir + name
+// budgetError is err if it ends an expansion (the budget, the context),
+// else nil.
+func budgetError(err error) error {
+	if errors.Is(err, errGlobTooMuch) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
-	return dir + "/" + name
+	return nil
+}
+
+// checkAsWritten checks what the kernel's lookup of p, a path as a
+// client wrote it, asks and path.Clean hides: each part that a "." or
+// ".." part follows must be a directory ("file/." is ENOTDIR, "missing/.."
+// ENOENT). before, if set, runs before each lookup (a budget's count).
+// Most paths hold no such part and cost nothing.
+func checkAsWritten(fsys afero.Fs, p string, before func() error) error {
+	parts := strings.Split(p, "/")
+	for i := 1; i < len(parts); i++ {
+		if parts[i] != "." && parts[i] != ".." {
+			continue
+		}
+		prefix := strings.Join(parts[:i], "/")
+		if prefix == "" || parts[i-1] == "." || parts[i-1] == ".." {
+			continue // the root, or a part already checked
+		}
+		if before != nil {
+			if err := before(); err != nil {
+				return err
+			}
+		}
+		fi, err := fsys.Stat(path.Join("/", prefix))
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "lookup", Path: p, Err: syscall.ENOTDIR}
+		}
+	}
+	return nil
 }
 
 // hasMeta reports whether a pattern holds an unescaped "*", "?" or "[".
@@ -295,32 +338,75 @@ func unescape(p string) string {
 	return b.String()
 }
 
-// matchName reports whether name, one entry of a directory, matches the
-// pattern p, one part of a path, as sh's pathname expansion matches it
-// (fnmatch(3) with FNM_PERIOD): "*" any run of bytes, "?" any byte, a
-// bracket expression "[...]" one byte of its set ("!" or "^" first
-// negates it, "]" first is a member, "a-z" a range, "[:alpha:]" and the
+// globPattern is one part of a path pattern, compiled: each element
+// matches one byte (a literal, "?", a bracket expression's set) or, for
+// "*", any run of bytes. Matching a name costs at most its length times
+// the pattern's.
+type globPattern []globElem
+
+// globElem is one element of a globPattern.
+type globElem struct {
+	kind byte // '*', '?', '[' (set) or 0 (the byte c)
+	c    byte
+	set  *[256]bool
+}
+
+// compilePart compiles a pattern part as sh's pathname expansion reads it
+// (fnmatch(3)): "*" any run of bytes, "?" any byte, a bracket expression
+// "[...]" one byte of its set ("!" or "^" first negates it, as bash and
+// glibc have it; "]" first is a member; "a-z" a range; "[:alpha:]" and the
 // other classes of the C locale), "\" makes the next byte literal, and a
-// "[" that opens no expression is itself. A name that starts with "."
-// matches only a pattern that starts with a literal ".".
-func matchName(p, name string) bool {
-	if strings.HasPrefix(name, ".") && !strings.HasPrefix(p, ".") {
+// "[" that opens no expression (unclosed, or with an unknown class) is
+// itself.
+func compilePart(p string) globPattern {
+	var out globPattern
+	for i := 0; i < len(p); {
+		switch p[i] {
+		case '*':
+			out = append(out, globElem{kind: '*'})
+			i++
+		case '?':
+			out = append(out, globElem{kind: '?'})
+			i++
+		case '[':
+			if set, width, ok := compileBracket(p[i:]); ok {
+				out = append(out, globElem{kind: '[', set: set})
+				i += width
+				continue
+			}
+			out = append(out, globElem{c: '['})
+			i++
+		case '\\':
+			c, n := bracketByte(p, i)
+			out = append(out, globElem{c: c})
+			i += n
+		default:
+			out = append(out, globElem{c: p[i]})
+			i++
+		}
+	}
+	return out
+}
+
+// match reports whether name, one entry of a directory, matches. A name
+// that starts with "." matches only a pattern that starts with a literal
+// "." (FNM_PERIOD).
+func (m globPattern) match(name string) bool {
+	if strings.HasPrefix(name, ".") && (len(m) == 0 || m[0].kind != 0 || m[0].c != '.') {
 		return false
 	}
 	px, nx := 0, 0
 	starPx, starNx := -1, 0
 	for nx < len(name) {
-		if px < len(p) && p[px] == '*' {
+		if px < len(m) && m[px].kind == '*' {
 			starPx, starNx = px, nx
 			px++
 			continue
 		}
-		if px < len(p) {
-			if width, ok := matchOne(p, px, name[nx]); ok {
-				px += width
-				nx++
-				continue
-			}
+		if px < len(m) && m[px].matches(name[nx]) {
+			px++
+			nx++
+			continue
 		}
 		if starPx < 0 {
 			return false
@@ -328,60 +414,62 @@ func matchName(p, name string) bool {
 		starNx++ // the last "*" takes one more byte
 		px, nx = starPx+1, starNx
 	}
-	for px < len(p) && p[px] == '*' {
+	for px < len(m) && m[px].kind == '*' {
 		px++
 	}
-	return px == len(p)
+	return px == len(m)
 }
 
-// matchOne matches the pattern element at p[px] (not "*") against the
-// byte c: its width in p, and whether c matches.
-func matchOne(p string, px int, c byte) (width int, ok bool) {
-	switch p[px] {
+// matches reports whether the element, not a "*", matches the byte c.
+func (e globElem) matches(c byte) bool {
+	switch e.kind {
 	case '?':
-		return 1, true
+		return true
 	case '[':
-		if width, ok, valid := matchBracket(p[px:], c); valid {
-			return width, ok
-		}
-		return 1, c == '['
-	case '\\':
-		if px+1 < len(p) {
-			return 2, c == p[px+1]
-		}
-		return 1, c == '\\'
+		return e.set[c]
 	default:
-		return 1, c == p[px]
+		return e.c == c
 	}
 }
 
-// matchBracket matches the bracket expression that p starts with against
-// c: its width, whether c is in its set, and whether p starts one at all
-// (an unclosed "[" or an unknown class does not).
-func matchBracket(p string, c byte) (width int, ok, valid bool) {
+// matchName reports whether name matches the pattern part p.
+func matchName(p, name string) bool { return compilePart(p).match(name) }
+
+// compileBracket compiles the bracket expression that p starts with: its
+// set, its width in p, and whether p starts one at all.
+func compileBracket(p string) (set *[256]bool, width int, ok bool) {
+	set = new([256]bool)
 	i := 1
 	negate := i < len(p) && (p[i] == '!' || p[i] == '^')
 	if negate {
 		i++
 	}
-	in := false
 	for first := true; ; first = false {
 		if i >= len(p) {
-			return 0, false, false
+			return nil, 0, false
 		}
 		if p[i] == ']' && !first {
-			return i + 1, in != negate, true
+			if negate {
+				for c := range set {
+					set[c] = !set[c]
+				}
+			}
+			return set, i + 1, true
 		}
 		if p[i] == '[' && i+1 < len(p) && p[i+1] == ':' {
 			end := strings.Index(p[i+2:], ":]")
 			if end < 0 {
-				return 0, false, false
+				return nil, 0, false
 			}
-			member, known := inClass(p[i+2:i+2+end], c)
-			if !known {
-				return 0, false, false
+			name := p[i+2 : i+2+end]
+			if _, known := inClass(name, 0); !known {
+				return nil, 0, false
 			}
-			in = in || member
+			for c := range set {
+				if in, _ := inClass(name, byte(c)); in {
+					set[c] = true
+				}
+			}
 			i += end + 4
 			continue
 		}
@@ -390,15 +478,17 @@ func matchBracket(p string, c byte) (width int, ok, valid bool) {
 		if i+1 < len(p) && p[i] == '-' && p[i+1] != ']' {
 			hi, n := bracketByte(p, i+1)
 			i += 1 + n
-			in = in || (lo <= c && c <= hi)
+			for c := int(lo); c <= int(hi); c++ {
+				set[c] = true
+			}
 			continue
 		}
-		in = in || c == lo
+		set[lo] = true
 	}
 }
 
-// bracketByte is the byte at p[i] in a bracket expression, a backslash
-// escape taken, and its width.
+// bracketByte is the byte at p[i], a backslash escape taken, and its
+// width.
 func bracketByte(p string, i int) (byte, int) {
 	if p[i] == '\\' && i+1 < len(p) {
 		return p[i+1], 2

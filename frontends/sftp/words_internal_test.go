@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -52,8 +53,17 @@ func TestExpandLikeSh(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for i := range 150 {
+		if err := fsys.MkdirAll(fmt.Sprintf("/many/d%03d", i), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := afero.WriteFile(fsys, "/many/d007/x", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	g := &globber{ctx: context.Background(), fs: fsys}
 	for line, want := range map[string][]string{
+		"many/*/x":    {"many/d007/x"},
 		"neg/[!a]1":   {"neg/!1", "neg/b1"},
 		"rb/[]q]":     {"rb/]", "rb/q"},
 		"dash/a[-_]1": {"dash/a-1", "dash/a_1"},
@@ -70,6 +80,11 @@ func TestExpandLikeSh(t *testing.T) {
 		"*.nomatch":   {"*.nomatch"},
 		"gm*/nomatch": {"gm*/nomatch"},
 		"'[x'*":       {"[x*"},
+		"gm*/.":       {"gm1/.", "gm2/."},
+		"d?/..":       {"d1/..", "d2/.."},
+		"gm?//":       {"gm1//", "gm2//"},
+		"gm1/../d?":   {"gm1/../d1", "gm1/../d2"},
+		"gm3/../d?":   {"gm3/../d?"},
 	} {
 		ws, err := splitWords(line)
 		if err != nil || len(ws) != 1 {
@@ -118,12 +133,21 @@ func TestExpandBudget(t *testing.T) {
 	if n := reads.Load() - before; n == 0 || n > maxGlobCalls {
 		t.Errorf("%d directory reads, want 1 to %d", n, maxGlobCalls)
 	}
-	g = &globber{ctx: context.Background(), fs: fsys, maxNames: 10}
-	if _, err := g.expandAll(words(1, "f00*")); err != nil {
-		t.Errorf("10 names within a budget of 10: %v", err)
+	// A long pattern part is refused at once; a costly one within its
+	// length spends the matching budget, not minutes (each name is
+	// matched in at most its length times the pattern's).
+	for i := range 2000 {
+		if err := afero.WriteFile(fsys, fmt.Sprintf("/%s%04d", strings.Repeat("[", 240), i), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := g.expandAll(words(1, "f01*")); !errors.Is(err, errGlobTooMuch) {
-		t.Errorf("20 names within a budget of 10: %v", err)
+	g = &globber{ctx: context.Background(), fs: fsys}
+	if _, err := g.expandAll(words(1, "*"+strings.Repeat("[", maxGlobPart)+"x")); !errors.Is(err, errGlobTooMuch) {
+		t.Errorf("a pattern part of %d bytes: %v, want errGlobTooMuch", maxGlobPart+2, err)
+	}
+	g = &globber{ctx: context.Background(), fs: fsys}
+	if _, err := g.expandAll(words(1, "*"+strings.Repeat("[", 1000)+"x")); !errors.Is(err, errGlobTooMuch) {
+		t.Errorf("2,000 names against a costly pattern: %v, want errGlobTooMuch", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
