@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -126,7 +128,11 @@ func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 	}
 	if q == nil || (q.method != "MOVE" && q.method != "COPY") || p != q.dst {
 		q.changed()
-		return f.fs.RemoveAll(p)
+		err := f.fs.RemoveAll(p)
+		if err != nil && q != nil && q.method == "DELETE" && p == q.path {
+			q.undeleted = f.left(p)
+		}
+		return err
 	}
 	src, err := backend.Lstat(f.fs, q.path)
 	if err != nil {
@@ -229,6 +235,52 @@ func (f *fileSystem) nested(q *request) error {
 		return &fs.PathError{Op: "mkdir", Path: q.dst, Err: fmt.Errorf("%w: the destination is %s, inside the source collection %s (%s) through a symbolic link", os.ErrPermission, dst, q.path, src)}
 	}
 	return nil
+}
+
+// maxUndeleted bounds the paths a DELETE that failed part way names in
+// its 207; one that left more answers its error alone.
+const maxUndeleted = 1000
+
+// left is what a DELETE of the collection p that failed part way left of
+// it, the collection first and then its members in preorder, each
+// directory's sorted, for the 207 that names them; nil when p is gone,
+// is no collection, is empty (its own removal failed: the error says
+// why), or holds more than maxUndeleted entries. A directory that
+// cannot be listed is named alone.
+func (f *fileSystem) left(p string) []string {
+	fi, err := backend.Lstat(f.fs, p)
+	if err != nil || !fi.IsDir() {
+		return nil
+	}
+	out := []string{p}
+	var walk func(dir string) bool
+	walk = func(dir string) bool {
+		d, err := f.fs.Open(dir)
+		if err != nil {
+			return true
+		}
+		ents, err := d.Readdir(-1)
+		d.Close()
+		if err != nil {
+			return true
+		}
+		slices.SortFunc(ents, func(a, b os.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
+		for _, e := range ents {
+			if len(out) >= maxUndeleted {
+				return false
+			}
+			child := path.Join(dir, e.Name())
+			out = append(out, child)
+			if e.IsDir() && !walk(child) {
+				return false
+			}
+		}
+		return true
+	}
+	if !walk(p) || len(out) == 1 {
+		return nil
+	}
+	return out
 }
 
 // errDeleteDepth refuses a DELETE of a collection with a Depth header

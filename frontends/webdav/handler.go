@@ -56,6 +56,12 @@ type request struct {
 	bodyErr error // the request body failed (ended early, stalled, too large)
 	body    *body
 
+	// undeleted: what a DELETE of a collection that failed part way left
+	// (the collection first, then what it still holds, in preorder),
+	// answered as a 207 Multi-Status naming each (RFC 4918 9.6.1), as
+	// Apache's mod_dav answers it; nil for any other failure.
+	undeleted []string
+
 	// stats holds what the request's listings told about paths, so that
 	// a PROPFIND does not stat each entry again on the agent. Every
 	// change through the filesystem clears it.
@@ -166,6 +172,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	h.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), requestKey{}, q)))
+	if q.undeleted != nil {
+		// A DELETE that removed part of its collection: the locks of
+		// what it removed go, those of what it left stay.
+		locks.dropBelow(time.Now(), q.path, q.undeleted...)
+	}
 	if (r.Method == "DELETE" || r.Method == "MOVE") && rw.status >= 200 && rw.status < 300 {
 		// RFC 4918 9.6.1 and 9.9: a DELETE destroys the locks rooted on
 		// what it deleted, and a MOVE does not move the source's. memLS
@@ -629,6 +640,8 @@ func (rw *response) finish() int {
 	switch {
 	case q.status != 0 && rw.status == 0:
 		rw.writeError(q.status, q.err)
+	case rw.held != 0 && q.undeleted != nil:
+		rw.writeMultiStatus(q.undeleted, statusFor(q.failure(), http.StatusForbidden))
 	case rw.held != 0:
 		if err := q.failure(); err != nil {
 			rw.writeError(statusFor(err, rw.held), err)
@@ -670,6 +683,29 @@ func (rw *response) writeError(status int, err error) {
 	rw.status = status
 	rw.w.WriteHeader(status)
 	n, _ := io.WriteString(rw.w, body)
+	rw.n += int64(n)
+}
+
+// writeMultiStatus answers a DELETE that removed part of a collection:
+// 207 Multi-Status with a response of status for each path it left, the
+// collection's own first, as mod_dav answers one (RFC 4918 9.6.1, 13).
+func (rw *response) writeMultiStatus(paths []string, status int) {
+	var b bytes.Buffer
+	b.WriteString(`<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<D:multistatus xmlns:D="DAV:">` + "\n")
+	line := fmt.Sprintf("HTTP/1.1 %d %s", status, http.StatusText(status))
+	for _, p := range paths {
+		b.WriteString("<D:response>\n<D:href>")
+		_ = xml.EscapeText(&b, []byte((&url.URL{Path: p}).EscapedPath()))
+		b.WriteString("</D:href>\n<D:status>" + line + "</D:status>\n</D:response>\n")
+	}
+	b.WriteString("</D:multistatus>\n")
+	h := rw.w.Header()
+	h.Set("Content-Type", "text/xml; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(b.Len()))
+	rw.held = 0
+	rw.status = http.StatusMultiStatus
+	rw.w.WriteHeader(http.StatusMultiStatus)
+	n, _ := rw.w.Write(b.Bytes())
 	rw.n += int64(n)
 }
 

@@ -515,12 +515,12 @@ func (r *requestLocks) covered(now time.Time, p string) bool {
 }
 
 // dropBelow ends the locks rooted at p or below it: what they locked is
-// gone.
-func (u *userLocks) dropBelow(now time.Time, p string) {
+// gone. Those rooted at a path of keep stay: a DELETE left it.
+func (u *userLocks) dropBelow(now time.Time, p string, keep ...string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for tok, l := range u.held {
-		if l.root != p && !inside(l.root, p) {
+		if l.root != p && !inside(l.root, p) || slices.Contains(keep, l.root) {
 			continue
 		}
 		// (Nothing holds a client's lock in memLS: confirm.)
