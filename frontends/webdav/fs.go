@@ -130,7 +130,13 @@ func (f *fileSystem) RemoveAll(ctx context.Context, name string) error {
 		q.changed()
 		err := f.fs.RemoveAll(p)
 		if err != nil && q != nil && q.method == "DELETE" && p == q.path {
-			q.undeleted = f.left(p)
+			q.deleteFailed = true
+			// A member its user may not remove: name what is left. Any
+			// other error (the agent unreachable, a read-only mount, a
+			// mount point) answers alone, as it did.
+			if errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
+				q.undeleted = f.left(ctx, p)
+			}
 		}
 		return err
 	}
@@ -245,9 +251,10 @@ const maxUndeleted = 1000
 // it, the collection first and then its members in preorder, each
 // directory's sorted, for the 207 that names them; nil when p is gone,
 // is no collection, is empty (its own removal failed: the error says
-// why), or holds more than maxUndeleted entries. A directory that
-// cannot be listed is named alone.
-func (f *fileSystem) left(p string) []string {
+// why), holds more than maxUndeleted entries (each directory is read no
+// further than that), or ctx ends. A directory that cannot be listed is
+// named alone.
+func (f *fileSystem) left(ctx context.Context, p string) []string {
 	fi, err := backend.Lstat(f.fs, p)
 	if err != nil || !fi.IsDir() {
 		return nil
@@ -255,20 +262,24 @@ func (f *fileSystem) left(p string) []string {
 	out := []string{p}
 	var walk func(dir string) bool
 	walk = func(dir string) bool {
+		if ctx.Err() != nil {
+			return false
+		}
 		d, err := f.fs.Open(dir)
 		if err != nil {
 			return true
 		}
-		ents, err := d.Readdir(-1)
+		room := maxUndeleted - len(out)
+		ents, err := d.Readdir(room + 1)
 		d.Close()
-		if err != nil {
+		if len(ents) > room {
+			return false
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
 			return true
 		}
 		slices.SortFunc(ents, func(a, b os.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
 		for _, e := range ents {
-			if len(out) >= maxUndeleted {
-				return false
-			}
 			child := path.Join(dir, e.Name())
 			out = append(out, child)
 			if e.IsDir() && !walk(child) {

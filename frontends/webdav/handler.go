@@ -56,6 +56,8 @@ type request struct {
 	bodyErr error // the request body failed (ended early, stalled, too large)
 	body    *body
 
+	// deleteFailed: a DELETE's removal failed, perhaps part way.
+	deleteFailed bool
 	// undeleted: what a DELETE of a collection that failed part way left
 	// (the collection first, then what it still holds, in preorder),
 	// answered as a 207 Multi-Status naming each (RFC 4918 9.6.1), as
@@ -172,10 +174,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	h.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), requestKey{}, q)))
-	if q.undeleted != nil {
-		// A DELETE that removed part of its collection: the locks of
-		// what it removed go, those of what it left stay.
-		locks.dropBelow(time.Now(), q.path, q.undeleted...)
+	if q.deleteFailed {
+		// A DELETE that may have removed part of its collection: the
+		// locks of what it removed go, those of what is left stay.
+		locks.dropBelow(time.Now(), q.path, func(root string) bool {
+			_, err := backend.Lstat(login.Fs, root)
+			return err == nil || !errors.Is(err, fs.ErrNotExist)
+		})
 	}
 	if (r.Method == "DELETE" || r.Method == "MOVE") && rw.status >= 200 && rw.status < 300 {
 		// RFC 4918 9.6.1 and 9.9: a DELETE destroys the locks rooted on
@@ -504,7 +509,8 @@ func (s *Server) logRequest(log *slog.Logger, r *http.Request, q *request, rw *r
 	switch {
 	case status >= 500:
 		level = slog.LevelWarn
-	case status >= 400 && status != http.StatusNotFound && !errors.Is(q.err, errNoCredentials):
+	case status >= 400 && status != http.StatusNotFound && !errors.Is(q.err, errNoCredentials),
+		q.undeleted != nil: // a DELETE that failed part way (207)
 		level = slog.LevelInfo
 	}
 	log.Log(context.Background(), level, "webdav request", args...)
@@ -641,7 +647,7 @@ func (rw *response) finish() int {
 	case q.status != 0 && rw.status == 0:
 		rw.writeError(q.status, q.err)
 	case rw.held != 0 && q.undeleted != nil:
-		rw.writeMultiStatus(q.undeleted, statusFor(q.failure(), http.StatusForbidden))
+		rw.writeMultiStatus(q.undeleted, statusFor(q.failure(), http.StatusForbidden), q.failure())
 	case rw.held != 0:
 		if err := q.failure(); err != nil {
 			rw.writeError(statusFor(err, rw.held), err)
@@ -688,8 +694,9 @@ func (rw *response) writeError(status int, err error) {
 
 // writeMultiStatus answers a DELETE that removed part of a collection:
 // 207 Multi-Status with a response of status for each path it left, the
-// collection's own first, as mod_dav answers one (RFC 4918 9.6.1, 13).
-func (rw *response) writeMultiStatus(paths []string, status int) {
+// collection's own first, as mod_dav answers one (RFC 4918 9.6.1, 13),
+// and err's text as its responsedescription.
+func (rw *response) writeMultiStatus(paths []string, status int, err error) {
 	var b bytes.Buffer
 	b.WriteString(`<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<D:multistatus xmlns:D="DAV:">` + "\n")
 	line := fmt.Sprintf("HTTP/1.1 %d %s", status, http.StatusText(status))
@@ -697,6 +704,9 @@ func (rw *response) writeMultiStatus(paths []string, status int) {
 		b.WriteString("<D:response>\n<D:href>")
 		_ = xml.EscapeText(&b, []byte((&url.URL{Path: p}).EscapedPath()))
 		b.WriteString("</D:href>\n<D:status>" + line + "</D:status>\n</D:response>\n")
+	}
+	if err != nil {
+		b.WriteString("<D:responsedescription>" + xmlText("upgate: "+strings.TrimPrefix(err.Error(), "upgate: ")) + "</D:responsedescription>\n")
 	}
 	b.WriteString("</D:multistatus>\n")
 	h := rw.w.Header()

@@ -515,12 +515,29 @@ func (r *requestLocks) covered(now time.Time, p string) bool {
 }
 
 // dropBelow ends the locks rooted at p or below it: what they locked is
-// gone. Those rooted at a path of keep stay: a DELETE left it.
-func (u *userLocks) dropBelow(now time.Time, p string, keep ...string) {
+// gone. With keep, those whose root it keeps stay (what a DELETE that
+// failed part way left); it is called without the locks' mutex held.
+func (u *userLocks) dropBelow(now time.Time, p string, keep ...func(root string) bool) {
+	u.mu.Lock()
+	var below []string
+	for _, l := range u.held {
+		if l.root == p || inside(l.root, p) {
+			below = append(below, l.root)
+		}
+	}
+	u.mu.Unlock()
+	kept := map[string]bool{}
+	for _, root := range below {
+		for _, k := range keep {
+			if k(root) {
+				kept[root] = true
+			}
+		}
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for tok, l := range u.held {
-		if l.root != p && !inside(l.root, p) || slices.Contains(keep, l.root) {
+		if l.root != p && !inside(l.root, p) || kept[l.root] {
 			continue
 		}
 		// (Nothing holds a client's lock in memLS: confirm.)

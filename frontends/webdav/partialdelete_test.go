@@ -2,13 +2,20 @@ package webdav_test
 
 import (
 	"encoding/xml"
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/spf13/afero"
+
+	"github.com/upgate/upgate/backend"
 	"github.com/upgate/upgate/backend/fstest"
 	"github.com/upgate/upgate/backend/memfs"
+	"github.com/upgate/upgate/config"
+	"github.com/upgate/upgate/internal/gwtest"
 )
 
 // TestDeleteThatFailsPartWay: a DELETE of a collection whose removal
@@ -76,4 +83,93 @@ func TestDeleteThatFailsPartWay(t *testing.T) {
 	// answers its error alone.
 	m.Inject(memfs.Fault{Op: memfs.OpRemove, Path: "/lone", Err: syscall.EACCES})
 	env.do(t, "alice", "DELETE", "/lone", nil).want(t, "DELETE /lone", http.StatusForbidden, "permission denied")
+}
+
+// partTree makes /pd holding /pd/a and /pd/sub/f, under base.
+func partTree(t *testing.T, m *memfs.FS, base string) {
+	t.Helper()
+	for _, d := range []string{base + "pd", base + "pd/sub"} {
+		if err := m.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{base + "pd/a", base + "pd/sub/f"} {
+		fstest.WriteFile(t, m, f, []byte("x"))
+	}
+}
+
+// removesPart is a fault on the RemoveAll of base+"pd" that removes
+// base+"pd/a" and then fails with err, as the agent's rm -r does.
+func removesPart(m *memfs.FS, base string, err error) memfs.Fault {
+	return memfs.Fault{Op: memfs.OpRemove, Path: base + "pd", Nth: 1, Func: func(memfs.Op, string) error {
+		if rerr := m.Remove(base + "pd/a"); rerr != nil {
+			return rerr
+		}
+		return err
+	}}
+}
+
+// TestDeleteThatFailsPartWayEdges are the cases a review found around
+// the 207 of a DELETE that failed part way: an error that is not a
+// member's refusal still answers alone (a 503 the client retries, a
+// read-only tree's 403 that says why); a lock on what stays below a
+// directory that cannot be listed still holds; locks on the collection
+// and above it still guard what is left; a collection left with more
+// than the 207 may name answers its error alone.
+func TestDeleteThatFailsPartWayEdges(t *testing.T) {
+	t.Run("the agent gone part way: 503", func(t *testing.T) {
+		env, m := startMem(t)
+		partTree(t, m, "/")
+		m.Inject(removesPart(m, "/", fmt.Errorf("agent web for user alice unreachable: %w", backend.ErrUnavailable)))
+		r := env.do(t, "alice", "DELETE", "/pd", nil)
+		if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("DELETE /pd: %d Retry-After=%q, want 503 with Retry-After:\n%s", r.Status, r.Header.Get("Retry-After"), r.Body)
+		}
+	})
+	t.Run("a lock below a directory that cannot be listed", func(t *testing.T) {
+		env, m := startMem(t)
+		partTree(t, m, "/")
+		tok := env.lock(t, "alice", "/pd/sub/f", "0")
+		m.Inject(removesPart(m, "/", syscall.EACCES))
+		in := m.Inject(memfs.Fault{Op: memfs.OpReaddir, Path: "/pd/sub", Err: syscall.EACCES})
+		env.do(t, "alice", "DELETE", "/pd", nil, "If", "<"+env.URL+"/pd/sub/f> (<"+tok+">)").want(t, "DELETE /pd", http.StatusMultiStatus, "permission denied")
+		in.Remove()
+		env.do(t, "alice", "PUT", "/pd/sub/f", strings.NewReader("overwritten")).want(t, "PUT /pd/sub/f without its lock's token", http.StatusLocked)
+	})
+	t.Run("read-only: 403 says why", func(t *testing.T) {
+		m := memfs.New(memfs.Options{})
+		partTree(t, m, "/")
+		e := gwtest.StartFS(t, func(cfg *config.Config) {
+			cfg.Listen = config.Listen{WebDAV: "127.0.0.1:0"}
+		}, func(string) afero.Fs { return backend.ReadOnly(m) })
+		env := &env{Env: e, URL: "http://" + e.Srv.Addr("webdav").String(), Client: http.DefaultClient}
+		env.do(t, "alice", "DELETE", "/pd", nil).want(t, "read-only DELETE /pd", http.StatusForbidden, "read-only")
+	})
+	for _, root := range []string{"/pd", "/top"} {
+		t.Run("a depth-infinity lock on "+root, func(t *testing.T) {
+			env, m := startMem(t)
+			base := "/"
+			if root == "/top" {
+				if err := m.Mkdir("/top", 0o755); err != nil {
+					t.Fatal(err)
+				}
+				base = "/top/"
+			}
+			partTree(t, m, base)
+			tok := env.lock(t, "alice", root, "infinity")
+			m.Inject(removesPart(m, base, syscall.EACCES))
+			env.do(t, "alice", "DELETE", base+"pd", nil, "If", "(<"+tok+">)").want(t, "DELETE", http.StatusMultiStatus)
+			env.do(t, "alice", "PUT", base+"pd/sub/new", strings.NewReader("x")).want(t, "PUT without its token", http.StatusLocked)
+			env.do(t, "alice", "PUT", base+"pd/sub/new", strings.NewReader("x"), "If", "(<"+tok+">)").want(t, "PUT with its token", http.StatusCreated)
+		})
+	}
+	t.Run("more left than a 207 names", func(t *testing.T) {
+		env, m := startMem(t)
+		partTree(t, m, "/")
+		for i := range 1500 {
+			fstest.WriteFile(t, m, fmt.Sprintf("/pd/sub/g%04d", i), nil)
+		}
+		m.Inject(removesPart(m, "/", syscall.EACCES))
+		env.do(t, "alice", "DELETE", "/pd", nil).want(t, "DELETE /pd", http.StatusForbidden, "permission denied")
+	})
 }
