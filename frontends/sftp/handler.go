@@ -223,15 +223,37 @@ func openPerm(r *sftp.Request) os.FileMode {
 }
 
 // mode is what a MKDIR's or FSETSTAT's permissions may set, and a
-// SETSTAT's but a directory's setgid bit (chmod): permissions and the
-// sticky bit. Setuid and setgid are dropped (logged): the agent refuses
-// them there, and a client that preserves modes (rsync -a, cp -a of a
-// setgid file) must not fail over them.
+// SETSTAT's but a directory's setgid bit (chmod): keptMode's for a file.
 func (h *handler) mode(name string, m os.FileMode) os.FileMode {
-	if m&(os.ModeSetuid|os.ModeSetgid) != 0 {
-		h.log.Info("setuid/setgid bits dropped", "path", name, "mode", m.String())
+	return keptMode(h.log, name, m, false)
+}
+
+// keptMode is what a client's mode may set, over SFTP or scp -p:
+// permissions and the sticky bit, and on a directory (dir) its setgid
+// bit. Setuid, and setgid elsewhere, are dropped (logged): the agent
+// refuses them there, and a client that preserves modes (rsync -a, cp -a
+// of a setgid file, scp -p) must not fail over them.
+func keptMode(log *slog.Logger, name string, m os.FileMode, dir bool) os.FileMode {
+	keep := os.ModePerm | os.ModeSticky
+	if dir {
+		keep |= os.ModeSetgid
 	}
-	return m & (os.ModePerm | os.ModeSticky)
+	if m&^keep&(os.ModeSetuid|os.ModeSetgid) != 0 {
+		log.Info("setuid/setgid bits dropped", "path", name, "mode", m.String())
+	}
+	return m & keep
+}
+
+// chmodDir sets the mode m, which may hold the setgid bit, on the
+// directory name: an agent that refuses the bit (older than setgid
+// directories, which refuse it everywhere) gets the mode without it.
+func chmodDir(fsys afero.Fs, log *slog.Logger, name string, m os.FileMode) error {
+	err := fsys.Chmod(name, m)
+	if err != nil && m&os.ModeSetgid != 0 && errors.Is(err, fs.ErrPermission) {
+		log.Info("setgid bit refused by the agent, set without it", "path", name, "mode", m.String(), "err", err)
+		err = fsys.Chmod(name, m&^os.ModeSetgid)
+	}
+	return err
 }
 
 // chmod is a SETSTAT's mode: what mode keeps and, on a directory, the
@@ -255,12 +277,7 @@ func (h *handler) chmod(name string, m os.FileMode) error {
 		h.log.Info("setgid bit dropped: not a directory", "path", name, "mode", m.String())
 		return h.fs.Chmod(name, perm)
 	}
-	err = h.fs.Chmod(name, perm|os.ModeSetgid)
-	if errors.Is(err, fs.ErrPermission) {
-		h.log.Info("setgid bit refused by the agent, set without it", "path", name, "mode", m.String(), "err", err)
-		err = h.fs.Chmod(name, perm)
-	}
-	return err
+	return chmodDir(h.fs, h.log, name, perm|os.ModeSetgid)
 }
 
 // Filecmd handles Setstat, Rename, Rmdir, Mkdir, Link, Symlink, Remove.

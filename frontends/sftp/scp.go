@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pkg/sftp"
 	"github.com/spf13/afero"
 
 	"github.com/upgate/upgate/backend"
@@ -357,19 +358,6 @@ func strtol(s string) (int64, string) {
 // relative one starts at the root, the user's home.
 func resolve(operand string) string { return path.Join("/", operand) }
 
-// keptMode is what a -p copy may set: permissions, the sticky bit, and a
-// directory's setgid bit; the rest is dropped, logged.
-func (s *scpSession) keptMode(name string, m os.FileMode, dir bool) os.FileMode {
-	keep := os.ModePerm | os.ModeSticky
-	if dir {
-		keep |= os.ModeSetgid
-	}
-	if m&^keep != 0 {
-		s.log.Info("scp: setuid/setgid bits dropped", "path", name, "mode", m.String())
-	}
-	return m & keep
-}
-
 // recordMode parses a C or D record's four octal digits, as scp.c does.
 func recordMode(digits string) (os.FileMode, bool) {
 	if len(digits) != 4 {
@@ -383,17 +371,7 @@ func recordMode(digits string) (os.FileMode, bool) {
 		}
 		m = m<<3 | uint32(c-'0')
 	}
-	mode := os.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= os.ModeSticky
-	}
-	return mode, true
+	return (&sftp.FileStat{Mode: m}).FileMode(), true
 }
 
 // unixMode is m's permission and special bits as a C or D record writes

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"strconv"
@@ -40,9 +39,10 @@ type sinkDir struct {
 func (s *scpSession) sink(target string) int {
 	top := &sinkDir{name: resolve(target), shown: target, slash: strings.HasSuffix(target, "/")}
 	top.lookup = checkAsWritten(s.fs, target, nil)
-	fi, err := s.fs.Stat(top.name)
-	if top.lookup != nil {
-		fi, err = nil, top.lookup
+	var fi os.FileInfo
+	err := top.lookup
+	if err == nil {
+		fi, err = s.fs.Stat(top.name)
 	}
 	if s.targetDir && (err != nil || !fi.IsDir()) {
 		// scp.c's verifydir: the stat's error, or not a directory.
@@ -277,7 +277,7 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 	file := backend.FileWrapper{File: f}
 	var want os.FileMode
 	if s.preserve {
-		want = s.keptMode(np, mode, false)
+		want = keptMode(s.log, np, mode, false)
 		if err := file.Chmod(want); errors.Is(err, errors.ErrUnsupported) {
 			chmodAfter = true
 		} else if err != nil {
@@ -332,7 +332,7 @@ func (s *scpSession) enterDir(cur *sinkDir, np, shown string, mode os.FileMode, 
 		return nil, s.fail("%s: %s", shown, errText(why))
 	case err == nil:
 		if s.preserve {
-			d.mode, d.setMode = s.keptMode(np, mode, true), true
+			d.mode, d.setMode = keptMode(s.log, np, mode, true), true
 			s.chmodDir(np, d.mode)
 		}
 	default:
@@ -343,7 +343,7 @@ func (s *scpSession) enterDir(cur *sinkDir, np, shown string, mode os.FileMode, 
 		}
 		d.setMode = true
 		if s.preserve {
-			d.mode = s.keptMode(np, mode, true)
+			d.mode = keptMode(s.log, np, mode, true)
 		} else if fi, err := s.fs.Stat(np); err == nil {
 			// The record's permissions less the umask, as scp.c's chmod
 			// sets them (which also clears a setgid bit inherited).
@@ -372,14 +372,10 @@ func (s *scpSession) finishDir(d *sinkDir) {
 	}
 }
 
-// chmodDir sets a directory's mode; an agent that refuses its setgid bit
-// gets it without.
+// chmodDir sets a directory's mode (package chmodDir); a failure is
+// logged and ignored, as scp.c ignores it.
 func (s *scpSession) chmodDir(name string, m os.FileMode) {
-	err := s.fs.Chmod(name, m)
-	if err != nil && m&os.ModeSetgid != 0 && errors.Is(err, fs.ErrPermission) {
-		err = s.fs.Chmod(name, m&^os.ModeSetgid)
-	}
-	if err != nil {
+	if err := chmodDir(s.fs, s.log, name, m); err != nil {
 		s.log.Info("scp: directory mode not set", "path", name, "mode", m.String(), "err", err)
 	}
 }

@@ -432,9 +432,6 @@ func (e globElem) matches(c byte) bool {
 	}
 }
 
-// matchName reports whether name matches the pattern part p.
-func matchName(p, name string) bool { return compilePart(p).match(name) }
-
 // compileBracket compiles the bracket expression that p starts with: its
 // set, its width in p, and whether p starts one at all.
 func compileBracket(p string) (set *[256]bool, width int, ok bool) {

@@ -15,6 +15,9 @@ import (
 	"github.com/upgate/upgate/backend/memfs"
 )
 
+// matchName reports whether name matches the pattern part p.
+func matchName(p, name string) bool { return compilePart(p).match(name) }
+
 // TestMatchName checks the pattern matching of a shell's pathname
 // expansion, fnmatch(3) with FNM_PERIOD, case by case.
 func TestMatchName(t *testing.T) {

@@ -188,7 +188,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// keeps them, and a lock on a name gone would stop a later
 		// DELETE of its collection (a review). A replaced destination's
 		// name stays, and so do its locks.
-		locks.dropBelow(time.Now(), q.path)
+		locks.dropBelow(time.Now(), q.path, nil)
 	}
 }
 

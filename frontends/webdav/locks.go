@@ -515,23 +515,22 @@ func (r *requestLocks) covered(now time.Time, p string) bool {
 }
 
 // dropBelow ends the locks rooted at p or below it: what they locked is
-// gone. With keep, those whose root it keeps stay (what a DELETE that
-// failed part way left); it is called without the locks' mutex held.
-func (u *userLocks) dropBelow(now time.Time, p string, keep ...func(root string) bool) {
-	u.mu.Lock()
-	var below []string
-	for _, l := range u.held {
-		if l.root == p || inside(l.root, p) {
-			below = append(below, l.root)
-		}
-	}
-	u.mu.Unlock()
+// gone. With keep (nil: none), those whose root it keeps stay: what a
+// DELETE that failed part way left. keep runs without the mutex held
+// (it may ask the agent).
+func (u *userLocks) dropBelow(now time.Time, p string, keep func(root string) bool) {
 	kept := map[string]bool{}
-	for _, root := range below {
-		for _, k := range keep {
-			if k(root) {
-				kept[root] = true
+	if keep != nil {
+		u.mu.Lock()
+		var below []string
+		for _, l := range u.held {
+			if l.root == p || inside(l.root, p) {
+				below = append(below, l.root)
 			}
+		}
+		u.mu.Unlock()
+		for _, root := range below {
+			kept[root] = keep(root)
 		}
 	}
 	u.mu.Lock()
