@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // that upgate makes on purpose. It is the only list of them: any other
 // difference fails the tests.
 type deliberate struct {
-	proto string // "sftp", "ftp", "webdav" or "scp"
+	proto string // "sftp", "ftp", "webdav", "scp" or "putty"
 	// step names the step whose answer differs; for a rule about a field
 	// that no step compares, it is empty and what says which field.
 	step string
@@ -286,6 +286,15 @@ var deliberateDiffs = []deliberate{
 	{proto: "ftp", step: "perm2: STOR into root's 0755 directory, right after an upload into it", upgate: "1xx/550", why: whyPostedOpen},
 	{proto: "ftp", step: "perm2: LIST /perm2/d300 (0300)", upgate: "4xx", why: whyUnreadableList},
 	{proto: "ftp", step: "perm2: NLST /perm2/d300 (0300)", upgate: "4xx", why: whyUnreadableList},
+
+	// PuTTY's pscp and psftp.
+	{proto: "putty", what: "owner/group columns of psftp's ls and pscp -ls lines", why: whyOwner},
+	{proto: "putty", step: "psftp: ren onto an existing file", upgate: "exit 0 \"Remote working directory is /\\n/rn/x -> /rn/y\\n\"", why: whyRename},
+	{proto: "putty", step: "tree \"/rn/x\"", upgate: "(absent)", why: whyRename},
+	{proto: "putty", step: "tree \"/rn/y\"", upgate: "file 0644 size=2 mtime=now sha256=73cb3858a687a849", why: whyRename},
+	{proto: "putty", step: "psftp: chmod u+s,g+s", upgate: `exit 0 "Remote working directory is /\n/su/f: 0755 -> 6755\nListing directory /su\n` +
+		`drwxr-xr-x    2 OWNER GROUP 4096 RECENT .\ndrwxr-xr-x   10 OWNER GROUP 4096 RECENT ..\n-rwxr-xr-x    1 OWNER GROUP 3 RECENT f\n"`, why: whySetuid},
+	{proto: "putty", step: "tree \"/su/f\"", upgate: "file 0755 size=3 mtime=now sha256=d928f50882dafa9d", why: whySetuid},
 }
 
 // lookupDeliberate finds the table row for proto's step.

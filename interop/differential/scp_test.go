@@ -171,32 +171,7 @@ func scpSteps() []scpStep {
 // for a download, the tree it made.
 func (s *scpSide) run(t *testing.T, st scpStep) string {
 	t.Helper()
-	for _, fx := range st.fixtures {
-		p := s.p(fx.path)
-		var err error
-		switch fx.kind {
-		case "dir":
-			if err = s.pc.Mkdir(p); err != nil {
-				if _, serr := s.pc.Lstat(p); serr == nil {
-					err = nil // a second fixture of it: only its mode changes
-				}
-			}
-		case "file":
-			if err = s.pc.MkdirAll(s.p(filepath.Dir(fx.path))); err == nil {
-				if r := s.writeFile(fx.path, []byte(fx.content)); r != "OK" {
-					err = fmt.Errorf("%s", r)
-				}
-			}
-		case "link":
-			err = s.pc.Symlink(fx.content, p)
-		}
-		if err == nil && fx.kind != "link" {
-			err = s.pc.Chmod(p, fx.mode)
-		}
-		if err != nil {
-			t.Fatalf("%s: fixture %s %s: %v", s.name, fx.kind, fx.path, err)
-		}
-	}
+	s.fixtures(t, st.fixtures)
 	host := s.user + "@127.0.0.1:"
 	var dl string
 	args := []string{"-p", s.password, s.scp, "-O", "-q", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
@@ -240,6 +215,37 @@ func (s *scpSide) run(t *testing.T, st scpStep) string {
 		}
 	}
 	return answer
+}
+
+// fixtures makes fxs on the server, over SFTP.
+func (s *scpSide) fixtures(t *testing.T, fxs []scpFixture) {
+	t.Helper()
+	for _, fx := range fxs {
+		p := s.p(fx.path)
+		var err error
+		switch fx.kind {
+		case "dir":
+			if err = s.pc.Mkdir(p); err != nil {
+				if _, serr := s.pc.Lstat(p); serr == nil {
+					err = nil // a second fixture of it: only its mode changes
+				}
+			}
+		case "file":
+			if err = s.pc.MkdirAll(s.p(filepath.Dir(fx.path))); err == nil {
+				if r := s.writeFile(fx.path, []byte(fx.content)); r != "OK" {
+					err = fmt.Errorf("%s", r)
+				}
+			}
+		case "link":
+			err = s.pc.Symlink(fx.content, p)
+		}
+		if err == nil && fx.kind != "link" {
+			err = s.pc.Chmod(p, fx.mode)
+		}
+		if err != nil {
+			t.Fatalf("%s: fixture %s %s: %v", s.name, fx.kind, fx.path, err)
+		}
+	}
 }
 
 // portOf is addr's port.
