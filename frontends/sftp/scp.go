@@ -194,7 +194,7 @@ func (s *scpSession) protocolError(why string) error {
 func (s *scpSession) response() error {
 	b, err := s.in.ReadByte()
 	if err != nil {
-		return fmt.Errorf("%w: reading an answer: %w", errSCPFatal, err)
+		return fmt.Errorf("%w: reading an answer: %w: %w", errSCPFatal, errNoAnswer, err)
 	}
 	if b == 0 {
 		return nil
@@ -210,6 +210,9 @@ func (s *scpSession) response() error {
 	}
 	return fmt.Errorf("the client reported: %s", msg)
 }
+
+// errNoAnswer is a peer's stream that ended where its answer was due.
+var errNoAnswer = errors.New("the client's stream ended")
 
 // errLostConnection is a line the connection ended in the middle of.
 var errLostConnection = errors.New("lost connection")

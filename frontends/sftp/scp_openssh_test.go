@@ -18,7 +18,8 @@ import (
 )
 
 // scpTree describes the tree under dir, for comparing what two servers
-// made: each entry's path, kind, permission bits and content hash.
+// made: each entry's path, kind, permission bits and content hash, and
+// its mtime where that is not the time it was made.
 func scpTree(t *testing.T, dir string) string {
 	t.Helper()
 	var lines []string
@@ -32,6 +33,9 @@ func scpTree(t *testing.T, dir string) string {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		line := fmt.Sprintf("%s %v", rel, fi.Mode())
+		if d := time.Since(fi.ModTime()); d > 10*time.Minute || d < -10*time.Minute {
+			line += " mtime=" + fi.ModTime().UTC().Format(time.RFC3339) // a time a record set
+		}
 		if fi.Mode().IsRegular() {
 			b, err := os.ReadFile(p)
 			if err != nil {
@@ -143,6 +147,13 @@ func TestSCPAgainstOpenSSH(t *testing.T) {
 			{"-t nodir/.", "C0644 1 q\nq\x00", ""},
 			{"-t isadir/.", "C0644 1 q\nq\x00", ""},
 			{"-t isadir/../d/./e", "C0644 1 q\nq\x00", ""},
+			// libssh2's scp_send (curl's scp://, PHP's ssh2_scp_send)
+			// ends its stream after the data, with no 0 byte.
+			{"-t", "C0644 5 lib\nhello", ""},
+			{"-t", "C0600 1 one\nZ", ""},
+			{"-t", "C0644 0 empty\n", ""},
+			{"-p -t", "T1000000000 0 1000000001 0\nC0600 5 libp\nhello", ""},
+			{"-r -p -t", "D0750 0 ld\nC0640 2 f\nhi", ""},
 		} {
 			ref := t.TempDir()
 			reset(ref, home)

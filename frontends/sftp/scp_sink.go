@@ -211,6 +211,13 @@ func parseEntry(rec string) (mode os.FileMode, size int64, name string, err erro
 // bytes from the client, committed once the client's closing 0 byte
 // arrived. An error the client should see is sent (and the transfer goes
 // on); errSCPFatal ends it.
+//
+// A client whose stream ends right after the file's data, where its 0
+// byte was due, sent the file whole: libssh2's scp_send (curl's scp://,
+// PHP's ssh2_scp_send) never sends that byte, and sshd's scp has closed
+// the file by then (and set a -p mode), so that the file stays and the
+// transfer ends with status 1, nothing said, its times not set. So does
+// this one: the file is committed, with its -p mode but not its times.
 func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, size int64, t *scpTimes) error {
 	if !cur.isDir && cur.lookup != nil {
 		return s.fail("%s: %s", shown, errText(cur.lookup))
@@ -259,7 +266,9 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 			return fmt.Errorf("%w: %w", errSCPFatal, err)
 		}
 	}
-	if err := s.response(); err != nil {
+	answer := s.response()
+	whole := werr == nil && errors.Is(answer, errNoAnswer)
+	if err := answer; err != nil && !whole {
 		discard(err)
 		if errors.Is(err, errSCPFatal) {
 			return err
@@ -284,7 +293,7 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 			noted = append(noted, fmt.Sprintf("%s: set mode: %s", shown, errText(err)))
 		}
 	}
-	if t != nil {
+	if t != nil && !whole {
 		if err := file.SetTimes(t.atime, t.mtime); errors.Is(err, errors.ErrUnsupported) {
 			timesAfter = true
 		} else if err != nil {
@@ -294,6 +303,9 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 	ended = true
 	if err := f.Close(); err != nil {
 		s.log.Info("scp: upload failed", "path", np, "err", err)
+		if whole {
+			return answer
+		}
 		return s.fail("%s: %s", shown, errText(err))
 	}
 	if chmodAfter {
@@ -305,6 +317,11 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 		if err := s.fs.Chtimes(np, t.atime, t.mtime); err != nil {
 			noted = append(noted, fmt.Sprintf("%s: set times: %s", shown, errText(err)))
 		}
+	}
+	if whole {
+		s.log.Info("scp: the client's stream ended after the file's data: written, as sshd's scp writes it",
+			"path", np, "size", size, "not_set", noted)
+		return answer
 	}
 	if len(noted) > 0 {
 		// The file is written; what could not be set is reported, as

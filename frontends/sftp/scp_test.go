@@ -2,9 +2,12 @@ package sftp_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -80,6 +83,71 @@ func TestSCPClient(t *testing.T) {
 	back := filepath.Join(local, "back")
 	run("-rp", "alice@127.0.0.1:up", back)
 	check(back)
+	if left := agenttest.TempFilesUnder(t, home); len(left) > 0 {
+		t.Errorf("temp files left: %q", left)
+	}
+}
+
+// TestSCPWithCurl copies with curl's scp:// (libssh2's SCP client, as
+// PHP's ssh2_scp_send and other libssh2 programs): its upload ends its
+// stream after the data, with no closing 0 byte, and must land whole.
+func TestSCPWithCurl(t *testing.T) {
+	curl := gwtest.RequireTool(t, "curl")
+	e := start(t, nil)
+	local := t.TempDir()
+	home := e.UserDir("alice")
+	data := randomBytes(1<<20 + 5)
+	mustWrite(t, filepath.Join(local, "big.bin"), data)
+	mustWrite(t, filepath.Join(home, "kept.txt"), []byte("old content, longer than the new\n"))
+	if err := os.Chmod(filepath.Join(home, "kept.txt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(local, "new.txt"), []byte("new\n"))
+	url := "scp://127.0.0.1:" + port(t, e)
+	run := func(args ...string) int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, curl, append([]string{"-sS", "-k", "-u", "alice:" + gwtest.Users["alice"]}, args...)...)
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("curl %q: %v\n%s", args, err, out)
+		}
+		return cmd.ProcessState.ExitCode()
+	}
+	if code := run("-T", filepath.Join(local, "big.bin"), url+"/big.bin"); code != 0 {
+		t.Fatalf("curl upload: exit %d", code)
+	}
+	if code := run("-T", filepath.Join(local, "new.txt"), url+"/kept.txt"); code != 0 {
+		t.Fatalf("curl upload over kept.txt: exit %d", code)
+	}
+	for p, want := range map[string]struct {
+		mode os.FileMode
+		data []byte
+	}{"big.bin": {0o644, data}, "kept.txt": {0o600, []byte("new\n")}} {
+		fi, err := os.Stat(filepath.Join(home, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want.mode || sum256(mustRead(t, filepath.Join(home, p))) != sum256(want.data) {
+			t.Errorf("%s: mode %v, %d bytes; want %v and %d bytes", p, fi.Mode(), fi.Size(), want.mode, len(want.data))
+		}
+	}
+	back := filepath.Join(local, "back.bin")
+	if code := run("-o", back, url+"/big.bin"); code != 0 {
+		t.Fatalf("curl download: exit %d", code)
+	}
+	if sum256(mustRead(t, back)) != sum256(data) {
+		t.Error("the download differs from the upload")
+	}
+	if code := run("-T", filepath.Join(local, "new.txt"), url+"/nodir/x.txt"); code == 0 {
+		t.Error("an upload into a missing directory succeeded")
+	}
+	if _, err := os.Lstat(filepath.Join(home, "nodir")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("nodir: %v, want it missing", err)
+	}
 	if left := agenttest.TempFilesUnder(t, home); len(left) > 0 {
 		t.Errorf("temp files left: %q", left)
 	}
