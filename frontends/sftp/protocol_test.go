@@ -388,7 +388,7 @@ func TestHandshakeDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatalf("silent client not disconnected within 20 s (read %d bytes): %v", len(got), err)
 	}
-	if !bytes.HasPrefix(got, []byte("SSH-2.0-upgate")) {
+	if !bytes.HasPrefix(got, []byte("SSH-2.0-OpenSSH_9.2_upgate")) {
 		t.Errorf("server greeting %q", got[:min(len(got), 40)])
 	}
 	if took < 400*time.Millisecond {

@@ -90,7 +90,21 @@ func refuse(c net.Conn, reason string) {
 	_, _ = c.Write(append([]byte(serverVersion+"\r\n"), pkt...))
 }
 
-const serverVersion = "SSH-2.0-upgate"
+// serverVersion is the SSH identification string. Its software version
+// names OpenSSH because upgate's SFTP is OpenSSH's: several clients
+// choose how to ask by the server's name, and a name of its own made
+// them ask as the SFTP drafts say, which OpenSSH does not follow. Node's
+// ssh2 (the VS Code SFTP extension's library), phpseclib, libssh (KDE's
+// sftp) and WinSCP send SSH_FXP_SYMLINK's two paths in the draft's order
+// (link, then target) to any server not named "OpenSSH_N.M", and
+// OpenSSH's order (target, then link) to one that is: upgate, which reads
+// them in OpenSSH's order as sftp-server and pkg/sftp do, made those
+// clients' links with the two paths swapped. So the software version is
+// "OpenSSH_9.2" (the sftp-server upgate is compared with, Debian 12's)
+// followed by "_upgate", which RFC 4253 allows in a software version and
+// which tells a reader this is not OpenSSH itself; nothing in it is
+// parsed past the minor version by any client known.
+const serverVersion = "SSH-2.0-OpenSSH_9.2_upgate"
 
 // Defaults for the zero Config.
 const (

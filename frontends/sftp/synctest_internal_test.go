@@ -148,7 +148,7 @@ func TestHandshakeTimeoutSynctest(t *testing.T) {
 		defer client.Close()
 		r := bufio.NewReader(client)
 		version, err := r.ReadString('\n')
-		if err != nil || !strings.HasPrefix(version, "SSH-2.0-upgate") {
+		if err != nil || !strings.HasPrefix(version, "SSH-2.0-OpenSSH_9.2_upgate") {
 			t.Fatalf("server version %q, %v", version, err)
 		}
 		time.Sleep(30*time.Second - time.Nanosecond)
