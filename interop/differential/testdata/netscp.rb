@@ -6,7 +6,7 @@
 # RETURNED OR RAISED}. BASE is the server path of the steps' "/" ("" on
 # upgate, the home directory on OpenSSH), left out of every answer; LOCAL
 # is a scratch directory of the client's. An SFTP error is its status code
-# only: the message is the server's own. Read by netscp_test.go.
+# only: the message is the server's own. Read by libraries_test.go.
 require 'json'
 require 'stringio'
 require 'fileutils'

@@ -6,7 +6,7 @@
 // deployment scripts: one JSON line per step on stdout, {"step": NAME,
 // "result": WHAT IT RETURNED, "status": THE LAST SFTP STATUS NAME}. BASE is
 // the server path of the steps' "/" ("" on upgate, the home directory on
-// OpenSSH), left out of every answer. Read by phpseclib_test.go.
+// OpenSSH), left out of every answer. Read by libraries_test.go.
 require '/usr/share/php/phpseclib3/autoload.php';
 
 use phpseclib3\Net\SFTP;
