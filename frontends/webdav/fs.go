@@ -508,6 +508,9 @@ func (f *fileSystem) OpenFile(ctx context.Context, name string, flag int, perm o
 		if err != nil {
 			return nil, err
 		}
+		if q != nil && q.method == "PROPFIND" {
+			return &propFile{readFile: readFile{fsys: f, q: q, name: p, info: fi}}, nil
+		}
 		return &readFile{fsys: f, q: q, name: p, info: fi}, nil
 	case os.O_RDWR:
 		fi, err := f.stat(q, p)
@@ -793,8 +796,9 @@ func (w *writeFile) Close() error {
 	return w.File.Close()
 }
 
-// propFile is what PROPPATCH opens: nothing on the agent, just the path,
-// whose mtime it sets from the few properties clients use for that.
+// propFile is what PROPFIND and PROPPATCH open: nothing on the agent,
+// just the path, whose locks it reports (lockdiscovery) and whose mtime
+// it sets from the few properties clients use for that.
 type propFile struct {
 	readFile
 }
@@ -817,8 +821,70 @@ func propKind(n xml.Name) (mtime, ignored bool) {
 	return false, false
 }
 
-// DeadProps implements dav.DeadPropsHolder: no property is stored.
-func (p *propFile) DeadProps() (map[xml.Name]dav.Property, error) { return nil, nil }
+// lockDiscovery is the property that lists a resource's locks (RFC
+// 4918 15.8), which x/net/webdav leaves out of PROPFIND (404).
+var lockDiscovery = xml.Name{Space: "DAV:", Local: "lockdiscovery"}
+
+// DeadProps implements dav.DeadPropsHolder. No property is stored: what
+// it reports is lockdiscovery, the user's locks that cover the resource
+// (locks are each user's own: no one else's shows), so that a PROPFIND
+// (allprop and propname too, as on Apache) names them, each with what
+// x/net/webdav's LOCK answer gives: type, scope, depth, owner, the
+// seconds left, token and root.
+func (p *propFile) DeadProps() (map[xml.Name]dav.Property, error) {
+	if p.q == nil || p.q.locks == nil {
+		return nil, nil
+	}
+	var b strings.Builder
+	now := time.Now()
+	for _, l := range p.q.locks.active(now, p.name) {
+		depth := "infinity"
+		if l.zeroDepth {
+			depth = "0"
+		}
+		left := (l.end.Sub(now) + time.Second - 1) / time.Second
+		fmt.Fprintf(&b, "<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope><D:exclusive/></D:lockscope>"+
+			"<D:depth>%s</D:depth>%s<D:timeout>Second-%d</D:timeout><D:locktoken><D:href>%s</D:href></D:locktoken>"+
+			"<D:lockroot><D:href>%s</D:href></D:lockroot></D:activelock>",
+			depth, ownerXML(l.owner), left, xmlText(l.token), xmlText(l.root))
+	}
+	return map[xml.Name]dav.Property{lockDiscovery: {XMLName: lockDiscovery, InnerXML: []byte(b.String())}}, nil
+}
+
+// ownerXML is a lock's owner element for lockdiscovery, from what the
+// LOCK body held: its text, or the text of the one href it held (Windows,
+// Office and cadaver send <D:href>); "" for none. The body's markup is
+// not copied: its prefixes were declared in the LOCK's body, not in this
+// answer, and an undeclared one would make the whole multistatus
+// unreadable, a Depth 1 listing included.
+func ownerXML(inner string) string {
+	if strings.TrimSpace(inner) == "" {
+		return ""
+	}
+	d := xml.NewDecoder(strings.NewReader("<owner>" + inner + "</owner>"))
+	d.Strict = false
+	var text strings.Builder
+	href, elems := false, 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if elems++; elems == 2 && t.Name.Local == "href" {
+				href = true
+			}
+		case xml.CharData:
+			text.Write(t)
+		}
+	}
+	s := xmlText(text.String())
+	if href && elems == 2 {
+		return "<D:owner><D:href>" + s + "</D:href></D:owner>"
+	}
+	return "<D:owner>" + s + "</D:owner>"
+}
 
 // Patch implements dav.DeadPropsHolder, all or nothing as RFC 4918 asks:
 // the mtime properties set the mtime, Windows' other file properties are

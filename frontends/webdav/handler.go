@@ -76,6 +76,9 @@ type request struct {
 	// listedPath the collection's path.
 	listed     []os.FileInfo
 	listedPath string
+	// locks are the user's locks, which a PROPFIND's lockdiscovery
+	// reports; nil before the request reaches them.
+	locks *userLocks
 	// aside is where a MOVE's destination that a collection replaces (or
 	// that replaces one) waits until the rename is done: then it is
 	// removed, or put back if the rename failed.
@@ -153,6 +156,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, err := fsys.stat(q, p)
 		return err == nil
 	})
+	q.locks = locks.userLocks
 	locks.etag = func(p string) string {
 		fi, err := fsys.stat(q, p)
 		if err != nil {

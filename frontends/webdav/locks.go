@@ -1,6 +1,7 @@
 package webdav
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path"
@@ -72,6 +73,7 @@ type heldLock struct {
 	root      string // the locked path, cleaned
 	zeroDepth bool
 	end       time.Time
+	owner     string // the LOCK body's owner element's content, as sent
 }
 
 // covers reports whether l, live at now, locks p: p is its root, or lies
@@ -119,7 +121,7 @@ func (u *userLocks) Create(now time.Time, details dav.LockDetails) (string, erro
 	}
 	tok, err := u.LockSystem.Create(now, details)
 	if err == nil {
-		u.held[tok] = heldLock{root: cleanPath(details.Root), zeroDepth: details.ZeroDepth, end: now.Add(details.Duration)}
+		u.held[tok] = heldLock{root: cleanPath(details.Root), zeroDepth: details.ZeroDepth, end: now.Add(details.Duration), owner: details.OwnerXML}
 	}
 	return tok, err
 }
@@ -141,6 +143,29 @@ func (u *userLocks) Refresh(now time.Time, token string, duration time.Duration)
 		}
 	}
 	return ld, err
+}
+
+// activeLock is a held lock as lockdiscovery reports it.
+type activeLock struct {
+	token string
+	heldLock
+}
+
+// active returns the locks live at now that cover p (rooted at p, or
+// infinite ones above it), by root and then token.
+func (u *userLocks) active(now time.Time, p string) []activeLock {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []activeLock
+	for tok, l := range u.held {
+		if l.covers(now, p) {
+			out = append(out, activeLock{token: tok, heldLock: l})
+		}
+	}
+	slices.SortFunc(out, func(a, b activeLock) int {
+		return cmp.Or(strings.Compare(a.root, b.root), strings.Compare(a.token, b.token))
+	})
+	return out
 }
 
 // Unlock implements dav.LockSystem.
