@@ -825,6 +825,10 @@ func propKind(n xml.Name) (mtime, ignored bool) {
 // 4918 15.8), which x/net/webdav leaves out of PROPFIND (404).
 var lockDiscovery = xml.Name{Space: "DAV:", Local: "lockdiscovery"}
 
+// noLocks is the lockdiscovery of a resource no lock covers. Never
+// written to.
+var noLocks = map[xml.Name]dav.Property{lockDiscovery: {XMLName: lockDiscovery}}
+
 // DeadProps implements dav.DeadPropsHolder. No property is stored: what
 // it reports is lockdiscovery, the user's locks that cover the resource
 // (locks are each user's own: no one else's shows), so that a PROPFIND
@@ -835,9 +839,15 @@ func (p *propFile) DeadProps() (map[xml.Name]dav.Property, error) {
 	if p.q == nil || p.q.locks == nil {
 		return nil, nil
 	}
-	var b strings.Builder
 	now := time.Now()
-	for _, l := range p.q.locks.active(now, p.name) {
+	locks := p.q.locks.active(now, p.name)
+	if len(locks) == 0 {
+		// Most resources of a listing: one map for all of them, which
+		// x/net/webdav only reads.
+		return noLocks, nil
+	}
+	var b strings.Builder
+	for _, l := range locks {
 		depth := "infinity"
 		if l.zeroDepth {
 			depth = "0"
