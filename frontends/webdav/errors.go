@@ -29,7 +29,7 @@ func statusFor(err error, status int) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return http.StatusRequestTimeout
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errChecksum):
 		return http.StatusBadRequest
 	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, gateway.ErrTooManyConnections),
 		errors.Is(err, gateway.ErrServerClosed), errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE),

@@ -216,6 +216,14 @@ func (s *Server) check(r *http.Request, q *request, rw *response) bool {
 			return false
 		}
 		q.body = &body{ReadCloser: r.Body, q: q, rc: rw.rc, progress: s.cfg.ProgressTimeout}
+		if v := r.Header.Get("OC-Checksum"); v != "" {
+			sum, err := newBodySum(v)
+			if err != nil {
+				q.fail(http.StatusBadRequest, fmt.Errorf("webdav: PUT %s: %w", q.path, err))
+				return false
+			}
+			q.body.sum = sum
+		}
 	} else {
 		// PROPFIND, PROPPATCH and LOCK parse XML bodies; nothing else
 		// reads one.
@@ -548,6 +556,7 @@ type body struct {
 	rc       *http.ResponseController
 	progress time.Duration
 	n        int64
+	sum      *bodySum // a PUT's OC-Checksum, checked at the body's end; nil if none
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -556,11 +565,23 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
+	if b.sum != nil {
+		b.sum.h.Write(p[:n])
+		if err == io.EOF {
+			if serr := b.sum.check(); serr != nil {
+				// Not the body's end but its failure: the upload is
+				// aborted (writeFile.Close), not committed.
+				err = serr
+			}
+		}
+	}
 	switch {
 	case err == io.EOF:
 		// Done: the server's wait for the client's next bytes while the
 		// handler finishes must not time out.
 		_ = b.rc.SetReadDeadline(time.Time{})
+	case errors.Is(err, errChecksum) && b.q.bodyErr == nil:
+		b.q.bodyErr = fmt.Errorf("webdav: %s %s: %d bytes: %w", b.q.method, b.q.path, b.n, err)
 	case err != nil && b.q.bodyErr == nil:
 		b.q.bodyErr = fmt.Errorf("webdav: %s %s: request body after %d bytes: %w", b.q.method, b.q.path, b.n, err)
 	}
