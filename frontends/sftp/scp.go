@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,9 +42,12 @@ import (
 // the reference this follows, with two differences on purpose:
 //   - A file arrives as an atomic upload, as every upload does here: it is
 //     invisible until all of it has arrived, and one that does not arrive
-//     whole (the connection lost, a write that failed, a sender that
-//     reports a read error after its data) leaves the old file as it was.
-//     sftp's scp writes into the old file in place and keeps what arrived.
+//     whole (the connection lost in its data, a write that failed, a
+//     sender that reports a read error after its data) leaves the old
+//     file as it was. sshd's scp writes into the old file in place and
+//     keeps what arrived. A file whose data all arrived is written even
+//     if the stream or the connection ends where its closing 0 byte was
+//     due, as sshd's scp has written it by then (receive).
 //   - With -p, setuid and setgid bits of a file are dropped (logged), as
 //     the agent refuses them (an SFTP SETSTAT's are dropped alike).
 
@@ -64,8 +68,11 @@ type scpSession struct {
 	fs    afero.Fs
 	log   *slog.Logger
 	setOp func(op string) // what the sessions view shows the session doing
-	in    *bufio.Reader
-	out   io.Writer
+	// receiving counts the files whose data is arriving or committing,
+	// which the connection's end waits for (conn.receiving); nil for none.
+	receiving *sync.WaitGroup
+	in        *bufio.Reader
+	out       io.Writer
 
 	recursive bool // -r
 	preserve  bool // -p: times and modes
@@ -81,6 +88,7 @@ const scpUsage = "usage: scp [-prdv] -t target | -f source ...\n"
 // status.
 func (c *conn) scp(rw io.ReadWriter, stderr io.Writer, login *gateway.Login, words []word) int {
 	s := newSCPSession(c.ctx, login.Fs, rw, c.sess.Logger(), c.sess.SetOp)
+	s.receiving = &c.receiving
 	return s.run(words, stderr)
 }
 

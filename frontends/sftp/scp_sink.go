@@ -209,8 +209,9 @@ func parseEntry(rec string) (mode os.FileMode, size int64, name string, err erro
 
 // receive writes one C record's file: an atomic upload of exactly size
 // bytes from the client, committed once the client's closing 0 byte
-// arrived. An error the client should see is sent (and the transfer goes
-// on); errSCPFatal ends it.
+// arrived, or the stream ended where it was due (below). An error the
+// client should see is sent (and the transfer goes on); errSCPFatal ends
+// it.
 //
 // A client whose stream ends right after the file's data, where its 0
 // byte was due, sent the file whole: libssh2's scp_send (curl's scp://,
@@ -218,6 +219,10 @@ func parseEntry(rec string) (mode os.FileMode, size int64, name string, err erro
 // the file by then (and set a -p mode), so that the file stays and the
 // transfer ends with status 1, nothing said, its times not set. So does
 // this one: the file is committed, with its -p mode but not its times.
+// Such a client closes its channel and the connection at once (PHP's
+// script ends): the file counts in s.receiving from its open to its
+// commit, and the connection's end waits for it before the login's
+// filesystem ends (serveConn), so that the commit is not cut off.
 func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, size int64, t *scpTimes) error {
 	if !cur.isDir && cur.lookup != nil {
 		return s.fail("%s: %s", shown, errText(cur.lookup))
@@ -229,6 +234,10 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 	// Without -p a new file gets the record's permissions less the
 	// agent's umask, and a replaced one keeps its mode, as open(2) gives
 	// them; with -p the record's mode is set.
+	if s.receiving != nil {
+		s.receiving.Add(1)
+		defer s.receiving.Done()
+	}
 	f, err := s.fs.OpenFile(np, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode.Perm())
 	if err != nil {
 		return s.fail("%s: %s", shown, errText(err))
@@ -319,7 +328,7 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 		}
 	}
 	if whole {
-		s.log.Info("scp: the client's stream ended after the file's data: written, as sshd's scp writes it",
+		s.log.Info("scp: the client's stream ended after the file's data: written, as sshd's scp writes it (its times, if any, are not set)",
 			"path", np, "size", size, "not_set", noted)
 		return answer
 	}

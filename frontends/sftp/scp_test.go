@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -148,6 +149,88 @@ func TestSCPWithCurl(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(home, "nodir")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("nodir: %v, want it missing", err)
 	}
+	if left := agenttest.TempFilesUnder(t, home); len(left) > 0 {
+		t.Errorf("temp files left: %q", left)
+	}
+}
+
+// TestSCPClientGoneAfterData: PHP's ssh2_scp_send (libssh2) sends a
+// file's data, then EOF and CLOSE, and the script ends, closing the
+// connection at once, without scp's closing 0 byte and without waiting
+// for anything. The file arrived whole and must be written, as sshd's
+// scp has written it by then; before, the connection's end cancelled its
+// commit most of the time. Each ending is tried several times, once the
+// gateway has read the data.
+func TestSCPClientGoneAfterData(t *testing.T) {
+	e := start(t, nil)
+	home := e.UserDir("alice")
+	data := randomBytes(300_000)
+	endings := map[string]func(c *ssh.Client, s *ssh.Session, in io.WriteCloser){
+		"EOF, then the connection closed": func(c *ssh.Client, s *ssh.Session, in io.WriteCloser) { _ = in.Close(); _ = c.Close() },
+		"the connection closed":           func(c *ssh.Client, s *ssh.Session, in io.WriteCloser) { _ = c.Close() },
+		"the channel closed, then the connection": func(c *ssh.Client, s *ssh.Session, in io.WriteCloser) {
+			_ = s.Close()
+			_ = c.Close()
+		},
+	}
+	for what, end := range endings {
+		for i := range 8 {
+			name := fmt.Sprintf("gone-%d-%d.bin", len(what), i)
+			c, err := ssh.Dial("tcp", e.Addr, clientConfig("alice", ssh.Password(gwtest.Users["alice"])))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, _ := s.StdinPipe()
+			out, _ := s.StdoutPipe()
+			if err := s.Start("scp -t ."); err != nil {
+				t.Fatal(err)
+			}
+			ack := func() {
+				t.Helper()
+				b := make([]byte, 1)
+				if _, err := io.ReadFull(out, b); err != nil || b[0] != 0 {
+					t.Fatalf("%s: answer %q, %v", what, b, err)
+				}
+			}
+			ack()
+			fmt.Fprintf(in, "C0644 %d %s\n", len(data), name)
+			ack()
+			bytesIn := func() int64 {
+				var n int64
+				for _, sess := range e.Srv.Gateway.Registry().Sessions() {
+					n += sess.Info().BytesIn
+				}
+				return n
+			}
+			before := bytesIn()
+			if _, err := in.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			// The gateway has read it all once that many bytes came in,
+			// each SSH packet (at most 32 KiB of data) with at least 34
+			// of its own: a client that closes earlier may lose what is
+			// still in flight (a reset), on sshd as well.
+			least := int64(len(data) + 34*((len(data)+32767)/32768))
+			if !eventually(10*time.Second, func() bool { return bytesIn()-before >= least }) {
+				t.Fatalf("%s, run %d: the gateway read %d bytes of the data, want at least %d", what, i, bytesIn()-before, least)
+			}
+			end(c, s, in)
+			// The commit comes after the client is gone (the session
+			// has left the registry by then): wait for the file, bounded.
+			var b []byte
+			if !eventually(10*time.Second, func() bool {
+				b, err = os.ReadFile(filepath.Join(home, name))
+				return err == nil
+			}) || !bytes.Equal(b, data) {
+				t.Errorf("%s, run %d: %d bytes written (%v), want all %d", what, i, len(b), err, len(data))
+			}
+		}
+	}
+	e.AgentIdle(t)
 	if left := agenttest.TempFilesUnder(t, home); len(left) > 0 {
 		t.Errorf("temp files left: %q", left)
 	}

@@ -26,6 +26,10 @@ type conn struct {
 	// discarders, global requests, keepalive. serveConn waits for it once
 	// the connection is closed, which ends them all.
 	wg sync.WaitGroup
+	// receiving counts the scp files whose data is arriving or committing
+	// (scpSession.receive): when the connection ends, serveConn lets them
+	// finish, for at most receiveGrace, before the login's filesystem ends.
+	receiving sync.WaitGroup
 
 	// mu guards login and preauth, set by the auth callbacks, and
 	// channels and ending.
@@ -190,7 +194,33 @@ func (s *Server) serveConn(gc *gateway.Conn) {
 			c.session(ch, creqs, login)
 		})
 	}
+	// The connection is gone. An scp file whose data all arrived (a
+	// libssh2 client closes right after it, without scp's closing 0 byte)
+	// is committed before the filesystem ends; one cut short is aborted
+	// as its reader meets the end. An SFTP upload left open is not
+	// waited for: pkg/sftp aborts it (openFile.TransferError).
+	c.waitReceiving(receiveGrace)
 	cancel()
+}
+
+// receiveGrace bounds how long a connection's end waits for its scp
+// files to commit or abort.
+const receiveGrace = 30 * time.Second
+
+// waitReceiving waits for c.receiving, at most d.
+func (c *conn) waitReceiving(d time.Duration) {
+	done := make(chan struct{})
+	c.wg.Go(func() {
+		c.receiving.Wait()
+		close(done)
+	})
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		c.sess.Logger().Warn("scp uploads still running when the connection ended: aborted", "waited", d)
+	}
 }
 
 // goodbyeTimeout bounds the goodbye to a client that reads nothing.
