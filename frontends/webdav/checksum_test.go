@@ -38,6 +38,7 @@ func TestOCChecksum(t *testing.T) {
 		{"/adler", fmt.Sprintf("Adler32:%x", adler32.Checksum(body))},
 		{"/adler0", fmt.Sprintf("ADLER32:%x", adler32.Checksum([]byte("a")))}, // 620062: fewer than 8 digits
 		{"/unknown", "CRC64:0123"},
+		{"/several", fmt.Sprintf("SHA1:%x MD5:%x CRC64:0123", sha1.Sum(body), md5.Sum(body))},
 	} {
 		data := body
 		if tc.name == "/adler0" {
@@ -58,6 +59,7 @@ func TestOCChecksum(t *testing.T) {
 		{"a SHA1 that is not hex", "SHA1:not-hex"},
 		{"a SHA1 too short", "SHA1:abcd"},
 		{"no type", "deadbeef"},
+		{"a good MD5 beside a bad SHA1", fmt.Sprintf("MD5:%x SHA1:%x", md5.Sum(changed), sha1.Sum(body))},
 	} {
 		put("/sha1", tc.sum, changed, "X-OC-Mtime", "1500000000").want(t, "PUT /sha1: "+tc.what, http.StatusBadRequest)
 		wantFile(t, e, "alice", "sha1", body)

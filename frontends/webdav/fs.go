@@ -848,52 +848,10 @@ func (p *propFile) DeadProps() (map[xml.Name]dav.Property, error) {
 	}
 	var b strings.Builder
 	for _, l := range locks {
-		depth := "infinity"
-		if l.zeroDepth {
-			depth = "0"
-		}
 		left := (l.end.Sub(now) + time.Second - 1) / time.Second
-		fmt.Fprintf(&b, "<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope><D:exclusive/></D:lockscope>"+
-			"<D:depth>%s</D:depth>%s<D:timeout>Second-%d</D:timeout><D:locktoken><D:href>%s</D:href></D:locktoken>"+
-			"<D:lockroot><D:href>%s</D:href></D:lockroot></D:activelock>",
-			depth, ownerXML(l.owner), left, xmlText(l.token), xmlText(l.root))
+		fmt.Fprintf(&b, l.activeXML, left)
 	}
 	return map[xml.Name]dav.Property{lockDiscovery: {XMLName: lockDiscovery, InnerXML: []byte(b.String())}}, nil
-}
-
-// ownerXML is a lock's owner element for lockdiscovery, from what the
-// LOCK body held: its text, or the text of the one href it held (Windows,
-// Office and cadaver send <D:href>); "" for none. The body's markup is
-// not copied: its prefixes were declared in the LOCK's body, not in this
-// answer, and an undeclared one would make the whole multistatus
-// unreadable, a Depth 1 listing included.
-func ownerXML(inner string) string {
-	if strings.TrimSpace(inner) == "" {
-		return ""
-	}
-	d := xml.NewDecoder(strings.NewReader("<owner>" + inner + "</owner>"))
-	d.Strict = false
-	var text strings.Builder
-	href, elems := false, 0
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			break
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if elems++; elems == 2 && t.Name.Local == "href" {
-				href = true
-			}
-		case xml.CharData:
-			text.Write(t)
-		}
-	}
-	s := xmlText(text.String())
-	if href && elems == 2 {
-		return "<D:owner><D:href>" + s + "</D:href></D:owner>"
-	}
-	return "<D:owner>" + s + "</D:owner>"
 }
 
 // Patch implements dav.DeadPropsHolder, all or nothing as RFC 4918 asks:

@@ -566,7 +566,7 @@ func (b *body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
 	if b.sum != nil {
-		b.sum.h.Write(p[:n])
+		b.sum.Write(p[:n])
 		if err == io.EOF {
 			if serr := b.sum.check(); serr != nil {
 				// Not the body's end but its failure: the upload is

@@ -3,6 +3,7 @@ package webdav_test
 import (
 	"encoding/xml"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,6 +131,28 @@ func TestLockDiscovery(t *testing.T) {
 	check("/z/", discovered{Depth: "0", Owner: owner{Text: "me"}, Token: zTok, Root: "/z"})
 	if len(got["/z/m"]) != 0 {
 		t.Errorf("/z/m below a depth-0 lock on /z: %+v", got["/z/m"])
+	}
+
+	// A root whose name needs escaping comes back as the hrefs do; an
+	// owner with text beside its href is text; a huge one is cut.
+	odd := "/dir &<é>%#x "
+	e.do(t, "alice", "MKCOL", (&url.URL{Path: odd}).EscapedPath(), nil).want(t, "MKCOL "+odd, http.StatusCreated)
+	oddTok := lock((&url.URL{Path: odd}).EscapedPath(), "0", "pre<D:href>a</D:href>post")
+	got = lockDiscovery(t, e, "alice", (&url.URL{Path: odd}).EscapedPath(), "0", "")
+	for href, locks := range got {
+		if len(locks) != 1 || locks[0].Token != oddTok || locks[0].Owner != (owner{Text: "preapost"}) {
+			t.Fatalf("%s: %+v", href, locks)
+		}
+		root, err := url.PathUnescape(locks[0].Root)
+		if err != nil || root != odd || locks[0].Root != strings.TrimSuffix(href, "/") {
+			t.Errorf("lockroot %q (%q, %v), want %q as the href %q has it", locks[0].Root, root, err, odd, href)
+		}
+	}
+	e.do(t, "alice", "PUT", "/big", strings.NewReader("x")).want(t, "PUT /big", http.StatusCreated)
+	lock("/big", "0", strings.Repeat("&lt;", 100_000))
+	got = lockDiscovery(t, e, "alice", "/big", "0", "")
+	if o := got["/big"][0].Owner.Text; len(o) != 1024 || strings.Trim(o, "<") != "" {
+		t.Errorf("a 100,000-byte owner came back as %d bytes, want the first 1,024", len(o))
 	}
 
 	// allprop and propname name it too, as Apache's do.

@@ -2,8 +2,10 @@ package webdav
 
 import (
 	"cmp"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"net/url"
 	"path"
 	"slices"
 	"strings"
@@ -73,7 +75,9 @@ type heldLock struct {
 	root      string // the locked path, cleaned
 	zeroDepth bool
 	end       time.Time
-	owner     string // the LOCK body's owner element's content, as sent
+	// activeXML is the lock's activelock element for lockdiscovery, made
+	// once when it is taken, with a %d for the seconds left.
+	activeXML string
 }
 
 // covers reports whether l, live at now, locks p: p is its root, or lies
@@ -121,7 +125,9 @@ func (u *userLocks) Create(now time.Time, details dav.LockDetails) (string, erro
 	}
 	tok, err := u.LockSystem.Create(now, details)
 	if err == nil {
-		u.held[tok] = heldLock{root: cleanPath(details.Root), zeroDepth: details.ZeroDepth, end: now.Add(details.Duration), owner: details.OwnerXML}
+		root := cleanPath(details.Root)
+		u.held[tok] = heldLock{root: root, zeroDepth: details.ZeroDepth, end: now.Add(details.Duration),
+			activeXML: activeXML(tok, root, details.ZeroDepth, details.OwnerXML)}
 	}
 	return tok, err
 }
@@ -143,6 +149,79 @@ func (u *userLocks) Refresh(now time.Time, token string, duration time.Duration)
 		}
 	}
 	return ld, err
+}
+
+// activeXML is the activelock element of the lock tok on root (RFC 4918
+// 14.1), as x/net/webdav's LOCK answer gives it (type, scope, depth,
+// owner, timeout, token, root), with a %d verb where the timeout's
+// seconds go. Its root is the URL path, as the answers' hrefs are.
+func activeXML(tok, root string, zeroDepth bool, owner string) string {
+	depth := "infinity"
+	if zeroDepth {
+		depth = "0"
+	}
+	esc := func(s string) string {
+		var b strings.Builder
+		_ = xml.EscapeText(&b, []byte(s))
+		return strings.ReplaceAll(b.String(), "%", "%%")
+	}
+	return "<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope><D:exclusive/></D:lockscope>" +
+		"<D:depth>" + depth + "</D:depth>" + strings.ReplaceAll(ownerXML(owner), "%", "%%") +
+		"<D:timeout>Second-%d</D:timeout><D:locktoken><D:href>" + esc(tok) + "</D:href></D:locktoken>" +
+		"<D:lockroot><D:href>" + esc((&url.URL{Path: root}).EscapedPath()) + "</D:href></D:lockroot></D:activelock>"
+}
+
+// maxOwner bounds the owner text lockdiscovery repeats for every
+// resource a lock covers; the rest is cut (a LOCK's body may hold much
+// more, which a Depth 1 listing of a locked collection would send once
+// per member).
+const maxOwner = 1024
+
+// ownerXML is a lock's owner element for lockdiscovery, from what the
+// LOCK body held: its text, or the text of the one href it held and
+// nothing else (Windows, Office and cadaver send <D:href>), at most
+// maxOwner bytes; "" for none. The body's markup is not copied: its
+// prefixes were declared in the LOCK's body, not in this answer, and an
+// undeclared one would make the whole multistatus unreadable, a Depth 1
+// listing included.
+func ownerXML(inner string) string {
+	if strings.TrimSpace(inner) == "" {
+		return ""
+	}
+	d := xml.NewDecoder(strings.NewReader("<owner>" + inner + "</owner>"))
+	d.Strict = false
+	var text, outside strings.Builder
+	depth, elems, hrefs := 0, 0, 0
+	for text.Len() <= maxOwner {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			depth++
+			if elems++; depth == 2 && t.Name.Local == "href" {
+				hrefs++
+			}
+		case xml.EndElement:
+			depth--
+		case xml.CharData:
+			text.Write(t)
+			if depth == 1 {
+				outside.Write(t)
+			}
+		}
+	}
+	s := strings.TrimSpace(text.String())
+	if len(s) > maxOwner {
+		s = strings.ToValidUTF8(s[:maxOwner], "")
+	}
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	if hrefs == 1 && elems == 2 && strings.TrimSpace(outside.String()) == "" {
+		return "<D:owner><D:href>" + b.String() + "</D:href></D:owner>"
+	}
+	return "<D:owner>" + b.String() + "</D:owner>"
 }
 
 // activeLock is a held lock as lockdiscovery reports it.
