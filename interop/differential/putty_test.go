@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,15 +180,7 @@ func (s *puttySide) run(t *testing.T, st puttyStep) string {
 	text = puttyToday.ReplaceAllString(text, "${1}RECENT ")
 	answer := fmt.Sprintf("exit %d %q", code, text)
 	if dl != "" {
-		tree := snapshot(t, dl)
-		keys := make([]string, 0, len(tree))
-		for k := range tree {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			answer += fmt.Sprintf(" %s: %s;", k, tree[k])
-		}
+		answer += downloaded(t, dl)
 	}
 	return answer
 }

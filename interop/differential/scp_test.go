@@ -3,6 +3,7 @@ package differential_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -204,17 +205,21 @@ func (s *scpSide) run(t *testing.T, st scpStep) string {
 	}
 	answer := fmt.Sprintf("exit %d %q", code, strings.ReplaceAll(string(out), host, "HOST:"))
 	if dl != "" {
-		tree := snapshot(t, dl)
-		keys := make([]string, 0, len(tree))
-		for k := range tree {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			answer += fmt.Sprintf(" %s: %s;", k, tree[k])
-		}
+		answer += downloaded(t, dl)
 	}
 	return answer
+}
+
+// downloaded shows the tree a download step made in dir, sorted, for
+// the end of its answer.
+func downloaded(t *testing.T, dir string) string {
+	t.Helper()
+	tree := snapshot(t, dir)
+	var out strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(tree)) {
+		fmt.Fprintf(&out, " %s: %s;", k, tree[k])
+	}
+	return out.String()
 }
 
 // fixtures makes fxs on the server, over SFTP.
