@@ -160,10 +160,7 @@ func davPropfind(p, depth string) func(s *davSide) string {
 		}
 		var out []string
 		for _, r := range ms.Responses {
-			href := r.Href
-			if u, err := url.Parse(href); err == nil {
-				href = u.Path // an absolute URL's path
-			}
+			href := hrefPath(r.Href)
 			what := "file"
 			var size string
 			for _, ps := range r.Propstat {
@@ -182,6 +179,15 @@ func davPropfind(p, depth string) func(s *davSide) string {
 		slices.Sort(out)
 		return "207 [" + strings.Join(out, "; ") + "]"
 	}
+}
+
+// hrefPath is the unescaped path of a response's href, which may be an
+// absolute URL.
+func hrefPath(href string) string {
+	if u, err := url.Parse(href); err == nil {
+		return u.Path
+	}
+	return href
 }
 
 // davLock takes an exclusive write lock on p and keeps its token.
@@ -236,11 +242,7 @@ func davLockDiscovery(p, depth string) func(s *davSide) string {
 		}
 		var out []string
 		for _, r := range ms.Responses {
-			href := r.Href
-			if u, err := url.Parse(href); err == nil {
-				href = u.Path
-			}
-			line := strings.TrimSuffix(href, "/")
+			line := strings.TrimSuffix(hrefPath(r.Href), "/")
 			for _, ps := range r.Propstat {
 				line += " " + strings.TrimPrefix(ps.Status, "HTTP/1.1 ")
 				for _, l := range ps.Locks {
