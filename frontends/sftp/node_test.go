@@ -2,6 +2,7 @@ package sftp_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -36,6 +37,8 @@ type vscodeSFTPReport struct {
 	} `json:"negotiated"`
 	Extensions        map[string]string `json:"extensions"`
 	Realpath          string            `json:"realpath"`
+	IsOpenSSH         bool              `json:"isOpenSSH"`
+	Readlink          string            `json:"readlink"`
 	EnsureDir         []nodeStep        `json:"ensureDir"`
 	EnsureDirExisting []nodeStep        `json:"ensureDirExisting"`
 	Uploads           []struct {
@@ -105,6 +108,28 @@ func TestNodeVSCodeSFTPKex(t *testing.T) {
 				t.Errorf("REALPATH . = %q, want /", rep.Realpath)
 			}
 		})
+	}
+}
+
+// TestNodeSymlink: node's ssh2 sends SSH_FXP_SYMLINK's paths in OpenSSH's
+// order (target, link) only to a server whose name says OpenSSH, and in
+// the drafts' order to any other; upgate reads OpenSSH's order, so it
+// names itself so (serverVersion). Under its own old name the link was
+// made at "target.txt", pointing at "link".
+func TestNodeSymlink(t *testing.T) {
+	node, script := nodetest.Script(t, "vscode-sftp.js")
+	e := start(t, nil)
+	var rep vscodeSFTPReport
+	nodetest.Run(t, node, script, []string{"VSCODE_SFTP_MODE=symlink"}, &rep, e.Addr, "alice", gwtest.Users["alice"], t.TempDir())
+	if !rep.OK || !rep.IsOpenSSH || rep.Readlink != "target.txt" {
+		t.Fatalf("ok %v, ssh2 takes the server for OpenSSH: %v, readlink /link = %q (steps %v, errors %q)", rep.OK, rep.IsOpenSSH, rep.Readlink, rep.EnsureDir, rep.Errors)
+	}
+	home := e.UserDir("alice")
+	if target, err := os.Readlink(filepath.Join(home, "link")); err != nil || target != "target.txt" {
+		t.Errorf("on disk: link -> %q, %v; want target.txt", target, err)
+	}
+	if _, err := os.Lstat(filepath.Join(home, "target.txt")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("target.txt exists (%v): the link was made the wrong way round", err)
 	}
 }
 

@@ -31,7 +31,10 @@
 //   VSCODE_SFTP_KEEPALIVE_MS  keepaliveInterval (default 30000)
 //   VSCODE_SFTP_IDLE_MS       stay idle this long before the last steps, so
 //                             keepalives flow (default 0)
-//   VSCODE_SFTP_MODE          "handshake": connect, open SFTP, REALPATH, quit
+//   VSCODE_SFTP_MODE          "handshake": connect, open SFTP, REALPATH, quit;
+//                             "symlink": then SYMLINK /link -> target.txt and
+//                             READLINK it (ssh2's symlink, as the extension's
+//                             upload of a local link calls it)
 //   VSCODE_SFTP_NODELAY       "1": TCP_NODELAY on the socket. The extension
 //                             does not set it, and ssh2's JavaScript ciphers
 //                             (its native binding is not built with
@@ -283,6 +286,14 @@ async function run(conn) {
   report.extensions = sftp._extensions || {};
   report.realpath = await call([], sftp, 'realpath', ['.']);
   if (env.VSCODE_SFTP_MODE === 'handshake') return;
+  if (env.VSCODE_SFTP_MODE === 'symlink') {
+    // ssh2's sftp.symlink(target, link): which of the two goes first on
+    // the wire depends on whether the server is named OpenSSH.
+    report.isOpenSSH = !!sftp._isOpenSSH;
+    await call(report.ensureDir, sftp, 'symlink', ['target.txt', '/link']);
+    report.readlink = await call(report.ensureDir, sftp, 'readlink', ['/link']);
+    return;
+  }
 
   await ensureDir(report.ensureDir, sftp, REMOTE_DIR);
 
