@@ -107,26 +107,60 @@ func (l libraryScript) differential(t *testing.T, proto string) {
 	compareWithUpgate(t, proto, "openssh", refRes, refTree, ugRes, ugTree)
 }
 
+// selfCheck runs the script against two sshd servers: the harness must
+// see no difference at all.
+func (l libraryScript) selfCheck(t *testing.T, proto string) {
+	if testing.Short() {
+		t.Skip("harness self-check; skipped with -short")
+	}
+	side := func() ([]stepResult, map[string]treeEntry) {
+		srv := refserver.StartOpenSSH(t)
+		s := dialSFTP(t, "openssh", srv.Addr, srv.ClientConfig())
+		s.user, s.prefix, s.dir = srv.User, srv.Dir, srv.Dir
+		return l.run(t, s, srv.Addr, srv.Password)
+	}
+	r1, t1 := side()
+	r2, t2 := side()
+	compareSelf(t, proto, "openssh", r1, t1, r2, t2)
+}
+
+// TestLibrariesSelfCheck runs each library's script against two sshd
+// servers.
+func TestLibrariesSelfCheck(t *testing.T) {
+	for proto, l := range libraries() {
+		t.Run(proto, func(t *testing.T) { l.selfCheck(t, proto) })
+	}
+}
+
+// libraries are the scripts, by the name deliberateDiffs knows each by.
+func libraries() map[string]libraryScript {
+	return map[string]libraryScript{
+		"phpseclib": {interpreter: "php", script: "phpseclib.php",
+			needs: "/usr/share/php/phpseclib3/autoload.php", pkg: "php-cli, php-phpseclib3"},
+		"netscp": {interpreter: "ruby", script: "netscp.rb",
+			needs: "/usr/share/rubygems-integration/all/specifications/net-scp-4.0.0.gemspec", pkg: "ruby-net-scp, ruby-net-sftp"},
+		"asyncssh": {interpreter: "/usr/bin/python3", script: "asyncssh_steps.py",
+			needs: "/usr/lib/python3/dist-packages/asyncssh/__init__.py", pkg: "python3-asyncssh"},
+	}
+}
+
 // TestPhpseclibDifferential runs phpseclib 3 (testdata/phpseclib.php).
 // phpseclib picks the argument order of SSH_FXP_SYMLINK by the server's
 // name (frontends/sftp's serverVersion): under a name of its own,
 // upgate made its links with the two paths swapped.
 func TestPhpseclibDifferential(t *testing.T) {
-	libraryScript{interpreter: "php", script: "phpseclib.php",
-		needs: "/usr/share/php/phpseclib3/autoload.php", pkg: "php-cli, php-phpseclib3"}.differential(t, "phpseclib")
+	libraries()["phpseclib"].differential(t, "phpseclib")
 }
 
 // TestNetSCPDifferential runs Ruby's net-scp and net-sftp
 // (testdata/netscp.rb).
 func TestNetSCPDifferential(t *testing.T) {
-	libraryScript{interpreter: "ruby", script: "netscp.rb",
-		needs: "/usr/share/rubygems-integration/all/specifications/net-scp-4.0.0.gemspec", pkg: "ruby-net-scp, ruby-net-sftp"}.differential(t, "netscp")
+	libraries()["netscp"].differential(t, "netscp")
 }
 
 // TestAsyncSSHDifferential runs Python's asyncssh
 // (testdata/asyncssh_steps.py) with Debian's /usr/bin/python3, where
 // python3-asyncssh installs it.
 func TestAsyncSSHDifferential(t *testing.T) {
-	libraryScript{interpreter: "/usr/bin/python3", script: "asyncssh_steps.py",
-		needs: "/usr/lib/python3/dist-packages/asyncssh/__init__.py", pkg: "python3-asyncssh"}.differential(t, "asyncssh")
+	libraries()["asyncssh"].differential(t, "asyncssh")
 }
