@@ -13,7 +13,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -70,7 +69,7 @@ type scpSession struct {
 	setOp func(op string) // what the sessions view shows the session doing
 	// receiving counts the files whose data is arriving or committing,
 	// which the connection's end waits for (conn.receiving); nil for none.
-	receiving *sync.WaitGroup
+	receiving *pending
 	in        *bufio.Reader
 	out       io.Writer
 

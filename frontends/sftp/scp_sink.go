@@ -231,13 +231,12 @@ func (s *scpSession) receive(cur *sinkDir, np, shown string, mode os.FileMode, s
 		// open(2) of "name/" with O_CREAT: EISDIR, whatever is there.
 		return s.fail("%s: %s", shown, errText(syscall.EISDIR))
 	}
+	if s.receiving != nil {
+		defer s.receiving.add()()
+	}
 	// Without -p a new file gets the record's permissions less the
 	// agent's umask, and a replaced one keeps its mode, as open(2) gives
 	// them; with -p the record's mode is set.
-	if s.receiving != nil {
-		s.receiving.Add(1)
-		defer s.receiving.Done()
-	}
 	f, err := s.fs.OpenFile(np, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode.Perm())
 	if err != nil {
 		return s.fail("%s: %s", shown, errText(err))

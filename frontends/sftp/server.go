@@ -29,7 +29,7 @@ type conn struct {
 	// receiving counts the scp files whose data is arriving or committing
 	// (scpSession.receive): when the connection ends, serveConn lets them
 	// finish, for at most receiveGrace, before the login's filesystem ends.
-	receiving sync.WaitGroup
+	receiving pending
 
 	// mu guards login and preauth, set by the auth callbacks, and
 	// channels and ending.
@@ -209,17 +209,54 @@ const receiveGrace = 30 * time.Second
 
 // waitReceiving waits for c.receiving, at most d.
 func (c *conn) waitReceiving(d time.Duration) {
-	done := make(chan struct{})
-	c.wg.Go(func() {
-		c.receiving.Wait()
-		close(done)
-	})
+	if !c.receiving.wait(d) {
+		c.sess.Logger().Warn("scp uploads still running when the connection ended: aborted", "waited", d)
+	}
+}
+
+// pending counts work in progress that something may wait for, bounded.
+// Unlike a sync.WaitGroup, work may start while a wait is under way (an
+// scp record read from the buffer after the connection ended).
+type pending struct {
+	mu    sync.Mutex
+	n     int
+	empty chan struct{} // made by a wait while n > 0, closed when n drops to 0
+}
+
+// add counts one piece of work; done ends it.
+func (p *pending) add() (done func()) {
+	p.mu.Lock()
+	p.n++
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.n--; p.n == 0 && p.empty != nil {
+			close(p.empty)
+			p.empty = nil
+		}
+	}
+}
+
+// wait waits until no work is counted, at most d: false if some still is.
+func (p *pending) wait(d time.Duration) bool {
+	p.mu.Lock()
+	if p.n == 0 {
+		p.mu.Unlock()
+		return true
+	}
+	if p.empty == nil {
+		p.empty = make(chan struct{})
+	}
+	empty := p.empty
+	p.mu.Unlock()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-done:
+	case <-empty:
+		return true
 	case <-t.C:
-		c.sess.Logger().Warn("scp uploads still running when the connection ended: aborted", "waited", d)
+		return false
 	}
 }
 
