@@ -92,8 +92,8 @@ func newDigest(v string) (*digest, error) {
 	return &digest{algo: algo, h: h, want: want}, nil
 }
 
-// Write hashes p with every digest's type.
-func (s *bodySum) Write(p []byte) {
+// hash hashes p with every digest's type.
+func (s *bodySum) hash(p []byte) {
 	for _, d := range s.sums {
 		d.h.Write(p)
 	}

@@ -73,6 +73,7 @@ func TestOCChecksum(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.UserDir("alice"), "new")); !os.IsNotExist(err) {
 		t.Errorf("/new after a refused upload: %v, want it missing", err)
 	}
+	e.AgentIdle(t) // an abort reaches the agent after the answer
 	if left := agenttest.TempFilesUnder(t, e.UserDir("alice")); len(left) > 0 {
 		t.Errorf("temp files left: %q", left)
 	}

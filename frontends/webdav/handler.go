@@ -565,8 +565,13 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
+	if err == io.EOF {
+		// Done: the server's wait for the client's next bytes while the
+		// handler finishes must not time out.
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
 	if b.sum != nil {
-		b.sum.Write(p[:n])
+		b.sum.hash(p[:n])
 		if err == io.EOF {
 			if serr := b.sum.check(); serr != nil {
 				// Not the body's end but its failure: the upload is
@@ -577,9 +582,6 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	switch {
 	case err == io.EOF:
-		// Done: the server's wait for the client's next bytes while the
-		// handler finishes must not time out.
-		_ = b.rc.SetReadDeadline(time.Time{})
 	case errors.Is(err, errChecksum) && b.q.bodyErr == nil:
 		b.q.bodyErr = fmt.Errorf("webdav: %s %s: %d bytes: %w", b.q.method, b.q.path, b.n, err)
 	case err != nil && b.q.bodyErr == nil:
