@@ -517,9 +517,9 @@ func TestHardeningPassivePortsUnusedReleased(t *testing.T) {
 		t.Fatalf("LIST on a released passive port: %d %s, want 425 saying the port was released", code, msg)
 	}
 	idle[0].expect("NOOP", 200)
-	if held := hHeld(first, n); held > 1 {
-		t.Errorf("%d ports still held; only the late session's should be", held)
-	}
+	// The late session got the first port freed; the other idle one's
+	// timer may fire a little later on a loaded machine.
+	waitFor(t, "every port but the late session's to be freed", func() bool { return hHeld(first, n) <= 1 })
 }
 
 // TestHardeningFTPLoginTimeout: a connection that never logs in used to
