@@ -3,9 +3,6 @@ package ftp_test
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"io/fs"
 	"maps"
 	"net"
 	"os"
@@ -25,37 +22,18 @@ type ftpDeployReport struct {
 	Error string `json:"error"`
 }
 
-// treeSums maps each file under dir (slash paths relative to it) to its
-// sha256, and each directory to "dir", skipping the names skip says.
-func treeSums(t *testing.T, dir string, skip func(rel string) bool) map[string]string {
+// contents is scanTree's map of dir less the paths drop names (with all
+// below them) and the mtimes: what the action keeps of a tree.
+func contents(t *testing.T, dir string, drop ...string) map[string]treeEntry {
 	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
+	out := scanTree(t, dir)
+	for p, e := range out {
+		if slices.ContainsFunc(drop, func(d string) bool { return p == d || strings.HasPrefix(p, d+"/") }) {
+			delete(out, p)
+			continue
 		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		if skip(rel) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() {
-			out[rel] = "dir"
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		s := sha256.Sum256(b)
-		out[rel] = hex.EncodeToString(s[:8])
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		e.mtime = 0
+		out[p] = e
 	}
 	return out
 }
@@ -77,16 +55,7 @@ func TestFTPDeployAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := t.TempDir()
-	write := func(rel string, data []byte) {
-		t.Helper()
-		p := filepath.Join(local, filepath.FromSlash(rel))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(rel string, data []byte) { writeTreeFile(t, local, rel, data) }
 	big := make([]byte, 1<<20+3)
 	_, _ = rand.Read(big)
 	write("index.html", []byte("<h1>one</h1>\n"))
@@ -105,10 +74,10 @@ func TestFTPDeployAction(t *testing.T) {
 		if !rep.OK {
 			t.Fatalf("%s: the deploy failed: %s", round, rep.Error)
 		}
-		want := treeSums(t, local, func(rel string) bool { return rel == ".git" || rel == ".ftp-deploy-sync-state.json" })
-		got := treeSums(t, server, func(rel string) bool { return rel == ".ftp-deploy-sync-state.json" })
+		want := contents(t, local, ".git", ".ftp-deploy-sync-state.json")
+		got := contents(t, server, ".ftp-deploy-sync-state.json")
 		if !maps.Equal(got, want) {
-			t.Errorf("%s: the server's tree differs from the local one:\nserver %v\nlocal  %v", round, entries(got), entries(want))
+			t.Errorf("%s: the server's tree differs from the local one:\nserver %v\nlocal  %v", round, slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
 		}
 		if st, err := os.ReadFile(filepath.Join(server, ".ftp-deploy-sync-state.json")); err != nil || !bytes.Contains(st, []byte(`"index.html"`)) {
 			t.Errorf("%s: state file: %q, %v", round, st, err)
@@ -129,13 +98,4 @@ func TestFTPDeployAction(t *testing.T) {
 
 	write("css/site.css", []byte("body { margin: 1em }\n"))
 	deploy("clean slate", "clean")
-}
-
-// entries lists m's entries as "key=value", sorted.
-func entries(m map[string]string) string {
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, k+"="+m[k])
-	}
-	return strings.Join(out, " ")
 }

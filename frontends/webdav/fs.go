@@ -848,8 +848,7 @@ func (p *propFile) DeadProps() (map[xml.Name]dav.Property, error) {
 	}
 	var b strings.Builder
 	for _, l := range locks {
-		left := (l.end.Sub(now) + time.Second - 1) / time.Second
-		fmt.Fprintf(&b, l.activeXML, left)
+		l.active.write(&b, int64((l.end.Sub(now)+time.Second-1)/time.Second))
 	}
 	return map[xml.Name]dav.Property{lockDiscovery: {XMLName: lockDiscovery, InnerXML: []byte(b.String())}}, nil
 }

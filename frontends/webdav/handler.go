@@ -728,9 +728,7 @@ func (rw *response) writeMultiStatus(paths []string, status int, err error) {
 	b.WriteString(`<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<D:multistatus xmlns:D="DAV:">` + "\n")
 	line := fmt.Sprintf("HTTP/1.1 %d %s", status, http.StatusText(status))
 	for _, p := range paths {
-		b.WriteString("<D:response>\n<D:href>")
-		_ = xml.EscapeText(&b, []byte((&url.URL{Path: p}).EscapedPath()))
-		b.WriteString("</D:href>\n<D:status>" + line + "</D:status>\n</D:response>\n")
+		b.WriteString("<D:response>\n<D:href>" + hrefText(p) + "</D:href>\n<D:status>" + line + "</D:status>\n</D:response>\n")
 	}
 	if err != nil {
 		b.WriteString("<D:responsedescription>" + xmlText("upgate: "+strings.TrimPrefix(err.Error(), "upgate: ")) + "</D:responsedescription>\n")
@@ -746,9 +744,17 @@ func (rw *response) writeMultiStatus(paths []string, status int, err error) {
 	rw.n += int64(n)
 }
 
-// xmlText escapes s for XML character data.
-func xmlText(s string) string {
-	var b bytes.Buffer
-	_ = xml.EscapeText(&b, []byte(strings.TrimSpace(s)))
+// xmlText escapes s, less its leading and trailing space, for XML
+// character data.
+func xmlText(s string) string { return escapeXML(strings.TrimSpace(s)) }
+
+// escapeXML escapes s for XML character data, whole.
+func escapeXML(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
 }
+
+// hrefText is the path p as an href's text: URL-escaped, as x/net/webdav
+// writes its hrefs, then XML-escaped.
+func hrefText(p string) string { return escapeXML((&url.URL{Path: p}).EscapedPath()) }

@@ -5,9 +5,9 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,9 +75,9 @@ type heldLock struct {
 	root      string // the locked path, cleaned
 	zeroDepth bool
 	end       time.Time
-	// activeXML is the lock's activelock element for lockdiscovery, made
-	// once when it is taken, with a %d for the seconds left.
-	activeXML string
+	// active is the lock's activelock element for lockdiscovery, made
+	// once when it is taken.
+	active activeXML
 }
 
 // covers reports whether l, live at now, locks p: p is its root, or lies
@@ -127,7 +127,7 @@ func (u *userLocks) Create(now time.Time, details dav.LockDetails) (string, erro
 	if err == nil {
 		root := cleanPath(details.Root)
 		u.held[tok] = heldLock{root: root, zeroDepth: details.ZeroDepth, end: now.Add(details.Duration),
-			activeXML: activeXML(tok, root, details.ZeroDepth, details.OwnerXML)}
+			active: newActiveXML(tok, root, details.ZeroDepth, details.OwnerXML)}
 	}
 	return tok, err
 }
@@ -151,24 +151,31 @@ func (u *userLocks) Refresh(now time.Time, token string, duration time.Duration)
 	return ld, err
 }
 
-// activeXML is the activelock element of the lock tok on root (RFC 4918
-// 14.1), as x/net/webdav's LOCK answer gives it (type, scope, depth,
-// owner, timeout, token, root), with a %d verb where the timeout's
-// seconds go. Its root is the URL path, as the answers' hrefs are.
-func activeXML(tok, root string, zeroDepth bool, owner string) string {
+// activeXML is a lock's activelock element (RFC 4918 14.1), as
+// x/net/webdav's LOCK answer gives it (type, scope, depth, owner,
+// timeout, token, root), around its timeout's seconds.
+type activeXML struct{ head, tail string }
+
+// newActiveXML is the activelock of the lock tok on root. Its root is the
+// URL path, as the answers' hrefs are.
+func newActiveXML(tok, root string, zeroDepth bool, owner string) activeXML {
 	depth := "infinity"
 	if zeroDepth {
 		depth = "0"
 	}
-	esc := func(s string) string {
-		var b strings.Builder
-		_ = xml.EscapeText(&b, []byte(s))
-		return strings.ReplaceAll(b.String(), "%", "%%")
+	return activeXML{
+		head: "<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope><D:exclusive/></D:lockscope>" +
+			"<D:depth>" + depth + "</D:depth>" + ownerXML(owner) + "<D:timeout>Second-",
+		tail: "</D:timeout><D:locktoken><D:href>" + escapeXML(tok) + "</D:href></D:locktoken>" +
+			"<D:lockroot><D:href>" + hrefText(root) + "</D:href></D:lockroot></D:activelock>",
 	}
-	return "<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope><D:exclusive/></D:lockscope>" +
-		"<D:depth>" + depth + "</D:depth>" + strings.ReplaceAll(ownerXML(owner), "%", "%%") +
-		"<D:timeout>Second-%d</D:timeout><D:locktoken><D:href>" + esc(tok) + "</D:href></D:locktoken>" +
-		"<D:lockroot><D:href>" + esc((&url.URL{Path: root}).EscapedPath()) + "</D:href></D:lockroot></D:activelock>"
+}
+
+// write writes the element with secs seconds left.
+func (a activeXML) write(b *strings.Builder, secs int64) {
+	b.WriteString(a.head)
+	b.WriteString(strconv.FormatInt(secs, 10))
+	b.WriteString(a.tail)
 }
 
 // maxOwner bounds the owner text lockdiscovery repeats for every
@@ -216,12 +223,10 @@ func ownerXML(inner string) string {
 	if len(s) > maxOwner {
 		s = strings.ToValidUTF8(s[:maxOwner], "")
 	}
-	var b strings.Builder
-	_ = xml.EscapeText(&b, []byte(s))
 	if hrefs == 1 && elems == 2 && strings.TrimSpace(outside.String()) == "" {
-		return "<D:owner><D:href>" + b.String() + "</D:href></D:owner>"
+		return "<D:owner><D:href>" + escapeXML(s) + "</D:href></D:owner>"
 	}
-	return "<D:owner>" + b.String() + "</D:owner>"
+	return "<D:owner>" + escapeXML(s) + "</D:owner>"
 }
 
 // activeLock is a held lock as lockdiscovery reports it.
